@@ -1,0 +1,1 @@
+"""Pytest fixtures for users' own tests (placeholder until the emulator lands)."""
