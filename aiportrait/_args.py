@@ -1,0 +1,88 @@
+"""Argument checks shared by the endpoint methods: fail before any request, saying what is wrong."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import ConflictingArguments, InvalidArgument
+
+__all__ = ["merge_explicit", "model_id_list", "text", "url_list", "url_problem"]
+
+_SCHEMES = frozenset({"http", "https", "data", "file", "oss"})
+
+
+def url_problem(value: object) -> str:
+    """Return why ``value`` is not a usable image URL, or ``""`` when it is one."""
+    if not isinstance(value, str):
+        return f"not a string but {type(value).__name__}"
+    if not value.strip():
+        return "empty"
+    if value != value.strip():
+        return "leading or trailing white space"
+    if value.startswith("data:"):
+        return "" if "," in value else "a data: URL without ','"
+    parts = urlsplit(value)
+    if parts.scheme.lower() not in _SCHEMES:
+        return "no http(s), oss, file or data scheme"
+    if parts.scheme.lower() != "file" and not parts.netloc:
+        return "no host"
+    return ""
+
+
+def url(name: str, value: object) -> str:
+    """Check one URL argument and return it."""
+    problem = url_problem(value)
+    if problem:
+        raise InvalidArgument(f"{name}={_short(value)} is not a URL: {problem}")
+    assert isinstance(value, str)
+    return value
+
+
+def url_list(name: str, values: object) -> list[str]:
+    """Check a non-empty list of URLs (a lone string is refused, not split into characters)."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise InvalidArgument(f"{name} must be a list of URLs, not {type(values).__name__}")
+    out = list(values)
+    if not out:
+        raise InvalidArgument(f"{name} is empty: give at least one URL")
+    for i, value in enumerate(out):
+        url(f"{name}[{i}]", value)
+    return out
+
+
+def text(name: str, value: object) -> str:
+    """Check a non-empty string argument."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidArgument(f"{name} must be a non-empty string, not {_short(value)}")
+    return value
+
+
+def model_id_list(name: str, values: object) -> list[str]:
+    """Check a non-empty list of model ids."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise InvalidArgument(f"{name} must be a list of model ids, not {type(values).__name__}")
+    out = list(values)
+    if not out:
+        raise InvalidArgument(f"{name} is empty: give one model id per template face")
+    for i, value in enumerate(out):
+        text(f"{name}[{i}]", value)
+    return out
+
+
+def merge_explicit(configure: Mapping[str, Any], explicit: Mapping[str, Any]) -> dict[str, Any]:
+    """Add explicit arguments to a configure mapping; a key set both ways must agree."""
+    out = dict(configure)
+    for key, value in explicit.items():
+        if key in out and out[key] != value:
+            raise ConflictingArguments(
+                f"config sets {key}={_short(out[key])} but the call implies {key}={_short(value)}"
+            )
+        out[key] = value
+    return out
+
+
+def _short(value: object, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

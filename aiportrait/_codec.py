@@ -1,0 +1,226 @@
+"""The one cattrs converter: wire JSON <-> models, and the body encoder.
+
+Tolerant where the service may vary (``Result`` or ``result``, ``1`` or ``1.0``, unknown keys,
+unlisted enum values), strict where a wrong type would hide a bug: every failure to read a
+response becomes :class:`~aiportrait.errors.MalformedResponse`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import cattrs
+
+from .errors import MalformedResponse
+from .models import (
+    CheckReport,
+    CheckVerdict,
+    ImageCheck,
+    Job,
+    JobState,
+    Portrait,
+    TrainJob,
+    TrainResult,
+)
+
+__all__ = [
+    "converter",
+    "decode_check",
+    "decode_job",
+    "decode_portrait",
+    "decode_train",
+    "encode_body",
+]
+
+T = TypeVar("T")
+
+converter = cattrs.Converter(forbid_extra_keys=False)
+"""The cattrs converter for every model; use it to store and reload job handles."""
+
+
+def _int(value: Any, _type: Any) -> int:
+    if isinstance(value, bool):
+        raise TypeError(f"expected an integer, got {value!r}")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    if not isinstance(value, int):
+        raise TypeError(f"expected an integer, got {type(value).__name__}")
+    return value
+
+
+def _float(value: Any, _type: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"expected a number, got {type(value).__name__}")
+    return float(value)
+
+
+def _str(value: Any, _type: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _bool(value: Any, _type: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected a boolean, got {type(value).__name__}")
+    return value
+
+
+converter.register_structure_hook(int, _int)
+converter.register_structure_hook(float, _float)
+converter.register_structure_hook(str, _str)
+converter.register_structure_hook(bool, _bool)
+converter.register_structure_hook(CheckVerdict, lambda v, _t: CheckVerdict(_int(v, int)))
+converter.register_structure_hook(JobState, lambda v, _t: JobState(_int(v, int)))
+converter.register_unstructure_hook(Portrait, lambda p: {"format": p.format, "size": len(p.image)})
+
+_CHECK_CODE_BY_MESSAGE = {
+    "success": CheckVerdict.SUCCESS,
+    "image decode error.": CheckVerdict.DECODE_ERROR,
+    "number of face is not 1.": CheckVerdict.FACE_COUNT,
+    "image detect error.": CheckVerdict.DETECT_ERROR,
+    "image encoding error.": CheckVerdict.ENCODING_ERROR,
+    "this photo is not the same person in photos.": CheckVerdict.NOT_SAME_PERSON,
+}
+
+
+def encode_body(payload: Mapping[str, Any]) -> bytes:
+    """Encode a request body once: compact JSON, UTF-8, no NaN or infinity."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def _mapping(value: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise MalformedResponse(f"{what} is not a JSON object but {type(value).__name__}")
+    return value
+
+
+def _structure(value: Any, cls: type[T], what: str) -> T:
+    try:
+        return converter.structure(value, cls)
+    except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:
+        detail = "; ".join(cattrs.transform_error(exc)) if isinstance(exc, Exception) else ""
+        raise MalformedResponse(f"cannot read {what}: {detail or exc}") from None
+
+
+def _image_check(raw: Any, what: str) -> ImageCheck:
+    item = dict(_mapping(raw, what))
+    if "code" not in item:
+        # Training states may omit the code; the documented message tells it.
+        message = item.get("message")
+        code = _CHECK_CODE_BY_MESSAGE.get(message.casefold()) if isinstance(message, str) else None
+        item["code"] = code if code is not None else 0
+    item.setdefault("url", "")
+    return _structure(item, ImageCheck, what)
+
+
+def decode_check(data: Any, request_id: str) -> CheckReport:
+    """Read the ``data`` of a check answer."""
+    data = _mapping(data, "check data")
+    results = data.get("check_results") or []
+    if not isinstance(results, list):
+        raise MalformedResponse("check data.check_results is not a list")
+    images = data.get("images") or []
+    if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
+        raise MalformedResponse("check data.images is not a list of strings")
+    cost = data.get("cost_time", 0.0)
+    return CheckReport(
+        results=tuple(_image_check(r, f"check_results[{i}]") for i, r in enumerate(results)),
+        images=tuple(images),
+        cost_time=_structure(cost if cost is not None else 0.0, float, "check cost_time"),
+        request_id=str(data.get("request_id") or request_id),
+    )
+
+
+def decode_train(data: Any) -> TrainJob:
+    """Read the ``data`` of a train answer."""
+    data = _mapping(data, "train data")
+    for key in ("job_id", "model_id"):
+        if key not in data:
+            raise MalformedResponse(f"train data has no {key}")
+    return _structure(
+        {"job_id": data["job_id"], "model_id": data["model_id"]}, TrainJob, "train data"
+    )
+
+
+def parse_train_result(raw: str | None) -> TrainResult | None:
+    """Parse a job's ``Result`` string as a training result; ``None`` when it is not one."""
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(value, Mapping) or not isinstance(value.get("model_id"), str):
+        return None
+    states = value.get("states") or []
+    try:
+        checks = tuple(_image_check(s, "Result.states") for s in states)
+        cost = _structure(value.get("cost_time") or 0.0, float, "Result.cost_time")
+    except MalformedResponse:
+        checks, cost = (), 0.0
+    return TrainResult(model_id=value["model_id"], cost_time=cost, states=checks)
+
+
+def decode_job(data: Any, job_id: int, request_id: str) -> Job:
+    """Read the ``data`` of a job answer (``{"job": {...}}``)."""
+    job = _mapping(_mapping(data, "job data").get("job"), "job data.job")
+    if "state" not in job:
+        raise MalformedResponse("job data.job has no state")
+    raw = job.get("Result", job.get("result"))
+    if raw is not None and not isinstance(raw, str):
+        raw = json.dumps(raw)  # a server that sends an object instead of a string
+    state = _structure(job["state"], JobState, "job state")
+    return Job(
+        job_id=_structure(job.get("id", job_id), int, "job id"),
+        state=state,
+        message=_optional_str(job.get("message"), "job message"),
+        app_id=_optional_str(job.get("app_id"), "job app_id"),
+        raw_result=raw,
+        result=parse_train_result(raw) if state is JobState.SUCCESS else None,
+        request_id=_optional_str(job.get("request_id"), "job request_id") or request_id,
+    )
+
+
+def decode_batch(data: Any, request_id: str) -> tuple[Job, ...]:
+    """Read the ``data`` of a batch answer (``{"jobs": [...]}``)."""
+    jobs = _mapping(data, "batch data").get("jobs") or []
+    if not isinstance(jobs, list):
+        raise MalformedResponse("batch data.jobs is not a list")
+    out = []
+    for i, job in enumerate(jobs):
+        item = _mapping(job, f"batch jobs[{i}]")
+        out.append(decode_job({"job": item}, _structure(item.get("id", 0), int, "id"), request_id))
+    return tuple(out)
+
+
+def decode_portrait(data: Any, request_id: str) -> Portrait:
+    """Read the ``data`` of a create answer: base64 image (a ``data:`` prefix is tolerated)."""
+    data = _mapping(data, "create data")
+    image = data.get("image")
+    if not isinstance(image, str) or not image:
+        raise MalformedResponse("create data has no image")
+    if image.startswith("data:"):
+        image = image.partition(",")[2]
+    try:
+        raw = base64.b64decode(image)
+    except (binascii.Error, ValueError) as exc:
+        raise MalformedResponse(f"create data.image is not base64: {exc}") from None
+    if not raw:
+        raise MalformedResponse("create data.image is empty")
+    cost = data.get("cost_time", 0.0)
+    return Portrait.from_bytes(
+        raw,
+        cost_time=_structure(cost if cost is not None else 0.0, float, "create cost_time"),
+        request_id=request_id,
+    )
+
+
+def _optional_str(value: Any, what: str) -> str:
+    return "" if value is None else _structure(value, str, what)

@@ -1,0 +1,367 @@
+"""``Session``: one coroutine per AI Portrait call, on top of the transport."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Final
+
+import aiohttp
+
+from . import _args
+from ._codec import decode_batch, decode_check, decode_job, decode_portrait, decode_train
+from ._transport import Transport
+from .config import CreateConfig
+from .errors import CredentialsError, InvalidArgument
+from .models import CheckReport, Job, Portrait, TrainJob
+
+__all__ = ["Session"]
+
+log = logging.getLogger("aiportrait")
+
+CHECK_PATH: Final = "/api/v1/aigc_images/check"
+TRAIN_PATH: Final = "/api/v1/aigc_images/train"
+CREATE_PATH: Final = "/api/v1/aigc_images/create"
+JOB_PATH: Final = "/api/v1/async_jobs/{}"
+BATCH_PATH: Final = "/api/v1/batch_jobs/{}"
+T2I_TEMPLATE: Final = "t2i_generate"
+
+_ENV: Final = {
+    "host": ("AIPORTRAIT_HOST", "HOST", "Host"),
+    "app_id": ("AIPORTRAIT_APP_ID", "AppId", "APP_ID"),
+    "token": ("AIPORTRAIT_TOKEN", "Token", "TOKEN"),
+}
+
+
+def _job_id(job: int | TrainJob) -> int:
+    value = job.job_id if isinstance(job, TrainJob) else job
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidArgument(f"job must be a TrainJob or a non-negative job id, not {job!r}")
+    return value
+
+
+def _configure(config: CreateConfig | Mapping[str, Any] | None, *, sdxl: bool) -> dict[str, Any]:
+    if config is None:
+        return {}
+    if isinstance(config, CreateConfig):
+        mismatch = config.model_mismatch(sdxl=sdxl)
+        if mismatch:
+            log.warning(
+                "config keys %s are documented for %s only; the service may ignore them",
+                sorted(mismatch),
+                "SD1.5" if sdxl else "SDXL",
+            )
+        return config.to_configure()
+    if isinstance(config, Mapping) and all(isinstance(k, str) for k in config):
+        return dict(config)
+    raise InvalidArgument(
+        f"config must be a CreateConfig or a mapping, not {type(config).__name__}"
+    )
+
+
+class Session:
+    """An AI Portrait session: one coroutine per call, sharing one HTTP connection pool.
+
+    Args:
+        host: the service address, with or without scheme and trailing slash.
+        app_id: your AppId.
+        token: your Token (never logged or shown).
+        session: an ``aiohttp.ClientSession`` to borrow; it is used and never closed.
+            Without one, the Session creates its own on first use and closes it in
+            :meth:`aclose`.
+        timeout: an ``aiohttp.ClientTimeout`` for every call (default
+            :data:`aiportrait.DEFAULT_TIMEOUT`).
+        user_agent: a product token put before aiportrait's own User-Agent.
+
+    Use it as ``async with Session(...) as session:`` or call :meth:`aclose` when done.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        app_id: str,
+        token: str,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        timeout: aiohttp.ClientTimeout | None = None,
+        user_agent: str | None = None,
+    ) -> None:
+        self._transport = Transport(
+            host, app_id, token, session=session, timeout=timeout, user_agent=user_agent
+        )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> Session:
+        """Build a Session from environment variables.
+
+        Reads ``AIPORTRAIT_HOST``, ``AIPORTRAIT_APP_ID`` and ``AIPORTRAIT_TOKEN``, falling back
+        to the documentation's ``HOST`` (or ``Host``), ``AppId`` and ``Token``. Keyword
+        arguments go to the constructor.
+        """
+        env = os.environ if environ is None else environ
+        found: dict[str, str] = {}
+        missing = []
+        for key, names in _ENV.items():
+            value = next((env[n] for n in names if env.get(n, "").strip()), None)
+            if value is None:
+                missing.append(f"{key} (tried {', '.join(names)})")
+            else:
+                found[key] = value.strip()
+        if missing:
+            raise CredentialsError("missing credentials: " + "; ".join(missing))
+        return cls(found["host"], found["app_id"], found["token"], **kwargs)
+
+    def __repr__(self) -> str:
+        state = " closed" if self._transport.closed else ""
+        return f"<aiportrait.Session {self.host} app_id={self.app_id!r}{state}>"
+
+    @property
+    def host(self) -> str:
+        """The normalised service address."""
+        return self._transport.base_url
+
+    @property
+    def app_id(self) -> str:
+        """The AppId requests are signed for."""
+        return self._transport.app_id
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`aclose`."""
+        return self._transport.closed
+
+    async def __aenter__(self) -> Session:
+        self._transport._client()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Release the Session's resources. A borrowed aiohttp session is left open."""
+        await self._transport.aclose()
+
+    # -- the endpoints ---------------------------------------------------------------------
+
+    async def check_images(self, images: Sequence[str]) -> CheckReport:
+        """Check photos before training: one verdict per photo.
+
+        Args:
+            images: photo URLs (jpg, jpeg or png, larger than 512x512; 5 to 20 for training).
+        """
+        urls = _args.url_list("images", images)
+        answer = await self._transport.call(
+            "POST", CHECK_PATH, {"action": "AIGCImageCheck", "images": urls}
+        )
+        return decode_check(answer.data, answer.request_id)
+
+    async def train(
+        self,
+        images: Sequence[str],
+        *,
+        sdxl: bool = False,
+        scene_lora: bool = False,
+        scene_prompts: Sequence[str] | None = None,
+    ) -> TrainJob:
+        """Start training a LoRA on photos of one person (or a scene); returns at once.
+
+        Args:
+            images: photo URLs (the documentation asks for 5 to 20 photos of one person).
+            sdxl: train an SDXL model (``model_name`` ``train_xl``; SDXL must be enabled).
+            scene_lora: train a scene LoRA (SDXL only); its ``model_id`` is a ``scene_id``.
+            scene_prompts: one caption per photo, required with ``scene_lora``.
+
+        Returns:
+            A :class:`TrainJob` handle: watch ``job_id``, create with ``model_id``.
+        """
+        urls = _args.url_list("images", images)
+        configure: dict[str, Any] = {}
+        if scene_lora:
+            if not sdxl:
+                raise InvalidArgument("scene_lora=True needs sdxl=True: scene LoRAs are SDXL only")
+            if scene_prompts is None:
+                raise InvalidArgument("scene_lora=True needs scene_prompts, one per image")
+            configure["train_scene_lora_bool"] = True
+        if scene_prompts is not None:
+            if not scene_lora:
+                raise InvalidArgument("scene_prompts are only used with scene_lora=True")
+            prompts = [
+                _args.text(f"scene_prompts[{i}]", p) for i, p in enumerate(_list(scene_prompts))
+            ]
+            if len(prompts) != len(urls):
+                raise InvalidArgument(
+                    f"scene_prompts has {len(prompts)} prompts for {len(urls)} images: "
+                    "give exactly one prompt per image"
+                )
+            configure["scene_lora_prompts"] = prompts
+        payload: dict[str, Any] = {"action": "AIGCImageTrain", "images": urls}
+        if sdxl:
+            payload["model_name"] = "train_xl"
+        if configure:
+            payload["configure"] = configure
+        answer = await self._transport.call("POST", TRAIN_PATH, payload)
+        job = decode_train(answer.data)
+        log.info(
+            "training accepted: job_id=%s model_id=%s request_id=%s",
+            job.job_id,
+            job.model_id,
+            answer.request_id,
+        )
+        return job
+
+    async def get_job(self, job: int | TrainJob) -> Job:
+        """Query an asynchronous job once (``POST /api/v1/async_jobs/{id}``)."""
+        job_id = _job_id(job)
+        answer = await self._transport.call("POST", JOB_PATH.format(job_id), accept="text/plain")
+        return decode_job(answer.data, job_id, answer.request_id)
+
+    async def get_batch_jobs(self, batch_id: int) -> tuple[Job, ...]:
+        """Query the jobs of a batch (``GET /api/v1/batch_jobs/{id}``)."""
+        answer = await self._transport.call(
+            "GET", BATCH_PATH.format(_job_id(batch_id)), accept="text/plain"
+        )
+        return decode_batch(answer.data, answer.request_id)
+
+    async def create(
+        self,
+        model_id: str,
+        template: str,
+        *,
+        sdxl: bool = False,
+        config: CreateConfig | Mapping[str, Any] | None = None,
+    ) -> Portrait:
+        """Create a solo portrait: the trained person's face on the template.
+
+        Args:
+            model_id: the ``model_id`` of a finished training.
+            template: template image URL with one face (or ``"t2i_generate"`` with a prompt).
+            sdxl: use the SDXL model (``create_xl``); the model must be SDXL-trained.
+            config: a :class:`CreateConfig` (or a plain mapping sent as is).
+        """
+        model_id = _args.text("model_id", model_id)
+        return await self._create(model_id, None, _template(template), sdxl, config, {})
+
+    async def create_group(
+        self,
+        model_ids: Sequence[str],
+        template: str,
+        *,
+        sdxl: bool = False,
+        config: CreateConfig | Mapping[str, Any] | None = None,
+    ) -> Portrait:
+        """Create a group portrait: model ids are paired with template faces left to right."""
+        ids = _args.model_id_list("model_ids", model_ids)
+        return await self._create("", ids, _template(template), sdxl, config, {})
+
+    async def create_from_reference(
+        self,
+        reference: str,
+        template: str,
+        *,
+        ipa_weight: float | None = None,
+        sdxl: bool = False,
+        config: CreateConfig | Mapping[str, Any] | None = None,
+    ) -> Portrait:
+        """Create a portrait from one reference photo, with no training (IP-Adapter only).
+
+        Args:
+            reference: URL of a photo of the person.
+            template: template image URL.
+            ipa_weight: IP-Adapter strength, 0.0 to 1.0 (service default 0.5).
+        """
+        explicit = _reference_keys(reference, ipa_weight)
+        return await self._create("", None, _template(template), sdxl, config, explicit)
+
+    async def create_from_prompt(
+        self,
+        prompt: str,
+        *,
+        model_id: str | None = None,
+        template: str | None = None,
+        reference: str | None = None,
+        scene_id: str | None = None,
+        sdxl: bool = False,
+        config: CreateConfig | Mapping[str, Any] | None = None,
+    ) -> Portrait:
+        """Create a portrait from a text prompt (``t2i_prompt``).
+
+        Give the person either as a trained ``model_id`` or as a ``reference`` photo.
+
+        Args:
+            prompt: the text prompt.
+            model_id: a trained model id.
+            template: a template URL; default ``"t2i_generate"`` (generate the scene).
+            reference: a reference photo URL instead of a trained model (no training).
+            scene_id: a scene LoRA id from an SDXL scene training.
+        """
+        explicit: dict[str, Any] = {"t2i_prompt": _args.text("prompt", prompt)}
+        if (model_id is None) == (reference is None):
+            raise InvalidArgument("give exactly one of model_id (trained) or reference (photo)")
+        if reference is not None:
+            explicit.update(_reference_keys(reference, None))
+        if scene_id is not None:
+            explicit["scene_id"] = _args.text("scene_id", scene_id)
+        mid = "" if model_id is None else _args.text("model_id", model_id)
+        tpl = T2I_TEMPLATE if template is None else _template(template)
+        return await self._create(mid, None, tpl, sdxl, config, explicit)
+
+    async def _create(
+        self,
+        model_id: str,
+        model_ids: list[str] | None,
+        template: str,
+        sdxl: bool,
+        config: CreateConfig | Mapping[str, Any] | None,
+        explicit: Mapping[str, Any],
+    ) -> Portrait:
+        configure = _args.merge_explicit(_configure(config, sdxl=sdxl), explicit)
+        if configure.get("ipa_control_only") and not configure.get("ipa_image_path"):
+            raise InvalidArgument("ipa_control_only=True needs ipa_image_path (a reference URL)")
+        payload: dict[str, Any] = {"action": "AIGCImageCreate", "model_id": model_id}
+        if model_ids is not None:
+            payload["model_ids"] = model_ids
+        if sdxl:
+            payload["model_name"] = "create_xl"
+        payload["template_image"] = template
+        if configure:
+            payload["configure"] = configure
+        answer = await self._transport.call("POST", CREATE_PATH, payload)
+        portrait = decode_portrait(answer.data, answer.request_id)
+        log.info(
+            "portrait created: %s %sx%s in %.2fs request_id=%s",
+            portrait.format,
+            portrait.width,
+            portrait.height,
+            portrait.cost_time,
+            answer.request_id,
+        )
+        return portrait
+
+
+def _list(values: Iterable[str]) -> list[str]:
+    if isinstance(values, (str, bytes)):
+        raise InvalidArgument("expected a list of strings, not a single string")
+    return list(values)
+
+
+def _template(template: str) -> str:
+    if template == T2I_TEMPLATE:
+        return template
+    return _args.url("template", template)
+
+
+def _reference_keys(reference: str, ipa_weight: float | None) -> dict[str, Any]:
+    keys: dict[str, Any] = {
+        "ipa_control_only": True,
+        "ipa_image_path": _args.url("reference", reference),
+    }
+    if ipa_weight is not None:
+        keys["ipa_weight"] = CreateConfig(ipa_weight=ipa_weight).ipa_weight
+    return keys

@@ -1,0 +1,292 @@
+"""The one place that touches aiohttp: encode once, sign those bytes, send, map the answer.
+
+Nothing here knows what a portrait is. Every aiohttp, JSON or timeout exception is translated
+into the :mod:`aiportrait.errors` tree at this boundary. The token lives in a private attribute
+and is never logged, shown in a repr or put in an exception message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import ipaddress
+import json
+import logging
+import math
+import platform
+import time
+from collections.abc import Mapping
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import aiohttp
+import attrs
+
+from ._codec import encode_body
+from ._signing import authorization
+from ._version import __version__
+from .errors import (
+    ConnectError,
+    InvalidArgument,
+    MalformedResponse,
+    RequestTimeout,
+    ResponseTooLarge,
+    SessionClosed,
+    error_from_response,
+)
+
+__all__ = ["DEFAULT_TIMEOUT", "Answer", "Transport", "normalise_host"]
+
+log = logging.getLogger("aiportrait")
+
+DEFAULT_TIMEOUT: Final = aiohttp.ClientTimeout(
+    total=300, connect=10, sock_connect=10, sock_read=180
+)
+"""Connect within 10 s; a create may take tens of seconds, so wait up to 180 s for bytes and
+300 s in all (the Java SDK caps at 100 s, which a busy SDXL create can exceed)."""
+
+DEFAULT_MAX_RESPONSE_BYTES: Final = 64 * 1024 * 1024
+
+
+def _is_local(host: str) -> bool:
+    name = host.rsplit("@", 1)[-1]
+    name = name[1 : name.find("]")] if name.startswith("[") else name.split(":", 1)[0]
+    if name in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def normalise_host(host: str) -> str:
+    """Return ``scheme://host[:port][/prefix]`` without a trailing slash.
+
+    A host without a scheme gets ``https://``, except loopback hosts (``localhost``,
+    ``127.0.0.1``, ``[::1]``), which get ``http://`` as local emulators speak plain HTTP.
+    """
+    if not isinstance(host, str) or not host.strip():
+        raise InvalidArgument(
+            "host must be a non-empty string such as 'https://ai-service.example'"
+        )
+    value = host.strip()
+    if "://" not in value:
+        scheme = "http" if _is_local(value.split("/", 1)[0]) else "https"
+        value = f"{scheme}://{value}"
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InvalidArgument(f"host {host!r} is not an http(s) address")
+    if parts.query or parts.fragment:
+        raise InvalidArgument(f"host {host!r} must not carry a query or fragment")
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+def default_user_agent(extra: str | None = None) -> str:
+    """``[extra ]aiportrait/<v> Python/<v> aiohttp/<v>``."""
+    base = (
+        f"aiportrait/{__version__} Python/{platform.python_version()} aiohttp/{aiohttp.__version__}"
+    )
+    return f"{extra.strip()} {base}" if extra and extra.strip() else base
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Read a ``Retry-After`` header: delta seconds or an HTTP date; ``None`` when unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+@attrs.frozen
+class Answer:
+    """A successful envelope: its ``data`` and request id, and the HTTP status."""
+
+    data: Any
+    request_id: str
+    status: int
+
+
+class Transport:
+    """Signs and sends requests for one AppId over one aiohttp session."""
+
+    def __init__(
+        self,
+        host: str,
+        app_id: str,
+        token: str,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        timeout: aiohttp.ClientTimeout | None = None,
+        user_agent: str | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> None:
+        if not isinstance(app_id, str) or not app_id or ":" in app_id:
+            raise InvalidArgument("app_id must be a non-empty string without ':'")
+        if not isinstance(token, str) or not token:
+            raise InvalidArgument("token must be a non-empty string")
+        if max_response_bytes < 1024:
+            raise InvalidArgument("max_response_bytes must be at least 1024")
+        self.base_url = normalise_host(host)
+        self.app_id = app_id
+        self.__token = token
+        self.timeout = timeout or DEFAULT_TIMEOUT
+        self.user_agent = default_user_agent(user_agent)
+        self.max_response_bytes = max_response_bytes
+        self._session = session
+        self._owns_session = session is None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<Transport {self.base_url} app_id={self.app_id!r}>"
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`aclose`."""
+        return self._closed
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise SessionClosed("this Session is closed; create a new one")
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=self.timeout, raise_for_status=False, auto_decompress=True
+            )
+        return self._session
+
+    async def aclose(self) -> None:
+        """Close the aiohttp session if this transport created it; a borrowed one stays open."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+
+    def headers(self, method: str, path: str, body: bytes, accept: str) -> dict[str, str]:
+        """The headers of one request, with the signature over exactly ``body``."""
+        headers = {
+            "Authorization": authorization(self.app_id, self.__token, method, path, body),
+            "Accept": accept,
+            "User-Agent": self.user_agent,
+            "X-Request-Time": str(int(time.time())),
+        }
+        if body:
+            headers["Content-Type"] = "application/json"
+        return headers
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        accept: str = "application/json",
+        timeout: aiohttp.ClientTimeout | None = None,
+    ) -> Answer:
+        """Send one signed request and return the ``data`` of an ``OK`` envelope.
+
+        Raises an :class:`~aiportrait.errors.APIError` subclass for an error answer,
+        :class:`~aiportrait.errors.TransportError` when no answer came, and
+        :class:`~aiportrait.errors.ResponseError` when the answer cannot be read.
+        """
+        body = b"" if payload is None else encode_body(payload)
+        headers = self.headers(method, path, body, accept)
+        client = self._client()
+        started = time.monotonic()
+        try:
+            async with client.request(
+                method,
+                self.base_url + path,
+                data=body,
+                headers=headers,
+                timeout=timeout or self.timeout,
+                allow_redirects=False,
+            ) as resp:
+                raw = await self._read(resp, method, path)
+                status = resp.status
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+        except asyncio.TimeoutError:
+            elapsed = time.monotonic() - started
+            raise RequestTimeout(
+                f"{method} {path}: no answer within {elapsed:.1f}s", method=method, path=path
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise ConnectError(
+                f"{method} {path}: {type(exc).__name__}: {_safe(exc)}", method=method, path=path
+            ) from None
+        elapsed = time.monotonic() - started
+        answer = self._answer(status, raw, method, path, retry_after)
+        log.debug(
+            "%s %s -> %s in %.3fs request_id=%s",
+            method,
+            path,
+            status,
+            elapsed,
+            answer.request_id,
+            extra={"request_id": answer.request_id, "http_status": status},
+        )
+        return answer
+
+    async def _read(self, resp: aiohttp.ClientResponse, method: str, path: str) -> bytes:
+        declared = resp.content_length
+        if declared is not None and declared > self.max_response_bytes:
+            raise ResponseTooLarge(
+                f"{method} {path}: answer of {declared} bytes exceeds the bound of "
+                f"{self.max_response_bytes}",
+                status=resp.status,
+            )
+        chunks = bytearray()
+        async for chunk in resp.content.iter_chunked(256 * 1024):
+            chunks += chunk
+            if len(chunks) > self.max_response_bytes:
+                raise ResponseTooLarge(
+                    f"{method} {path}: answer exceeds the bound of {self.max_response_bytes} bytes",
+                    status=resp.status,
+                )
+        return bytes(chunks)
+
+    def _answer(
+        self, status: int, raw: bytes, method: str, path: str, retry_after: float | None
+    ) -> Answer:
+        try:
+            envelope = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            envelope = None
+        if not isinstance(envelope, dict):
+            snippet = raw[:120].decode("utf-8", "replace")
+            if 200 <= status < 300:
+                raise MalformedResponse(
+                    f"{method} {path}: HTTP {status} answer is not a JSON object: {snippet!r}",
+                    status=status,
+                )
+            raise error_from_response(status, "", snippet, retry_after=retry_after)
+        request_id = envelope.get("request_id")
+        request_id = request_id if isinstance(request_id, str) else ""
+        code = envelope.get("code")
+        message = envelope.get("message")
+        code = code if isinstance(code, str) else ""
+        message = message if isinstance(message, str) else ""
+        if 200 <= status < 300 and code.upper() == "OK":
+            return Answer(envelope.get("data"), request_id, status)
+        if 200 <= status < 300 and not code and "data" in envelope:
+            raise MalformedResponse(
+                f"{method} {path}: HTTP {status} envelope has no code", status=status
+            )
+        raise error_from_response(
+            status, code, message or f"HTTP {status}", request_id, retry_after=retry_after
+        )
+
+
+def _safe(exc: BaseException) -> str:
+    # aiohttp connection errors name the host and port only; request headers (where the
+    # signature lives) are never part of their text. Keep it short.
+    return str(exc)[:300]

@@ -1,0 +1,374 @@
+"""The exception tree: everything aiportrait raises derives from :class:`AIPortraitError`.
+
+No aiohttp, cattrs or JSON exception reaches a caller: the transport translates them at one
+boundary. API errors carry the HTTP ``status``, the service ``code`` and ``message``, and the
+``request_id`` to quote to support. No exception text ever holds the token or a signature.
+
+::
+
+    AIPortraitError
+    ├── InvalidArgument (ValueError)          bad argument or config, raised before any request
+    │   └── ConflictingArguments              an explicit argument and the same config key disagree
+    ├── CredentialsError (ValueError)         from_env(): a variable is missing
+    ├── SessionClosed                         a call on a Session after aclose()
+    ├── TransportError                        the request did not get an HTTP answer
+    │   ├── ConnectError                      could not connect, or the connection dropped
+    │   └── RequestTimeout                    no answer within the timeout
+    ├── ResponseError                         an answer we cannot read
+    │   ├── MalformedResponse                 not JSON, not the envelope, wrong field types
+    │   └── ResponseTooLarge                  the body exceeds the configured bound
+    └── APIError                              the service answered with an error
+        ├── GatewayError                      documented gateway errors
+        │   ├── UnknownApp                    400 PARAMETER_ERROR "not found appid"
+        │   ├── QuotaExceeded                 400 EXCEEDED_QUOTA_ERROR "exceeded quota"
+        │   ├── SignatureMismatch             401 PARAMETER_ERROR "sign error"
+        │   └── ModelNotDeployed              404 PARAMETER_ERROR "model not found"
+        ├── CreateError                       documented portrait-creation errors (code "error")
+        │   ├── InvalidInput                  462 Invalid input data
+        │   ├── TemplateNotProvided           462 Image not provided
+        │   ├── ModelIdError                  462 Prompts get error (bad model_id)
+        │   ├── ModelNotTrained               462 Roop image decode error (LoRA not trained)
+        │   ├── TemplateDecodeError           462 Template image decode error
+        │   ├── NoFaceInTemplate              462 There is not face in template
+        │   ├── TemplateProcessError          462 Template image process error
+        │   ├── FaceFusionError               469 face fusion could not find the template face
+        │   │   ├── FirstFaceFusionError      469 First Face Fusion Error
+        │   │   └── SecondFaceFusionError     469 Second Face Fusion Error
+        │   ├── DiffusionError                469 a Stable Diffusion stage failed
+        │   │   ├── FirstDiffusionError       469 First Stable Diffusion Process error
+        │   │   ├── SecondDiffusionError      469 Second Stable Diffusion Process error
+        │   │   └── ThirdDiffusionError       469 Third Stable Diffusion Process error
+        │   ├── FaceCountMismatch             469 template faces != model ids
+        │   └── FaceIdDecodeError             500 Face id image decode error
+        ├── ClientError                       any other 4xx
+        │   └── RateLimited                   429 (``retry_after`` in seconds when sent)
+        ├── ServerError                       any other 5xx
+        └── ServiceError                      HTTP 2xx with a code other than "OK"
+
+Unknown errors fall back by status: 429 to :class:`RateLimited`, other 4xx to
+:class:`ClientError`, 5xx to :class:`ServerError`, anything else to :class:`APIError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+__all__ = [
+    "AIPortraitError",
+    "APIError",
+    "ClientError",
+    "ConflictingArguments",
+    "ConnectError",
+    "CreateError",
+    "CredentialsError",
+    "DiffusionError",
+    "FaceCountMismatch",
+    "FaceFusionError",
+    "FaceIdDecodeError",
+    "FirstDiffusionError",
+    "FirstFaceFusionError",
+    "GatewayError",
+    "InvalidArgument",
+    "InvalidInput",
+    "MalformedResponse",
+    "ModelIdError",
+    "ModelNotDeployed",
+    "ModelNotTrained",
+    "NoFaceInTemplate",
+    "QuotaExceeded",
+    "RateLimited",
+    "RequestTimeout",
+    "ResponseError",
+    "ResponseTooLarge",
+    "SecondDiffusionError",
+    "SecondFaceFusionError",
+    "ServerError",
+    "ServiceError",
+    "SessionClosed",
+    "SignatureMismatch",
+    "TemplateDecodeError",
+    "TemplateNotProvided",
+    "TemplateProcessError",
+    "ThirdDiffusionError",
+    "TransportError",
+    "UnknownApp",
+    "error_from_response",
+]
+
+
+class AIPortraitError(Exception):
+    """Base class of every exception aiportrait raises."""
+
+
+class InvalidArgument(AIPortraitError, ValueError):
+    """An argument or config value is wrong; raised before any request is sent."""
+
+
+class ConflictingArguments(InvalidArgument):
+    """An explicit argument and the same key in ``config`` (or ``extra``) disagree."""
+
+
+class CredentialsError(AIPortraitError, ValueError):
+    """Credentials could not be found (``Session.from_env``)."""
+
+
+class SessionClosed(AIPortraitError):
+    """The Session was closed; create a new one."""
+
+
+class TransportError(AIPortraitError):
+    """The request got no HTTP answer.
+
+    Attributes:
+        method: HTTP method.
+        path: resource path (never the host's credentials).
+    """
+
+    def __init__(self, message: str, *, method: str = "", path: str = "") -> None:
+        super().__init__(message)
+        self.method = method
+        self.path = path
+
+
+class ConnectError(TransportError):
+    """Could not connect, or the connection dropped before a full answer arrived."""
+
+
+class RequestTimeout(TransportError):
+    """No answer within the configured timeout."""
+
+
+class ResponseError(AIPortraitError):
+    """The service answered, but the answer cannot be read.
+
+    Attributes:
+        status: HTTP status of the answer.
+        request_id: the request id, when one could be read.
+    """
+
+    def __init__(self, message: str, *, status: int = 0, request_id: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.request_id = request_id
+
+
+class MalformedResponse(ResponseError):
+    """The body is not JSON, not the documented envelope, or holds fields of the wrong type."""
+
+
+class ResponseTooLarge(ResponseError):
+    """The body is larger than the Session's ``max_response_bytes``."""
+
+
+class APIError(AIPortraitError):
+    """The service answered with an error.
+
+    Attributes:
+        status: HTTP status code.
+        code: the service's ``code`` field (``PARAMETER_ERROR``, ``error``, ...).
+        message: the service's ``message`` field, verbatim.
+        request_id: the service's request id (quote it to support).
+    """
+
+    def __init__(self, status: int, code: str, message: str, request_id: str = "") -> None:
+        self.status = status
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+        super().__init__(status, code, message, request_id)
+
+    def __str__(self) -> str:
+        rid = f" (request_id={self.request_id})" if self.request_id else ""
+        return f"HTTP {self.status} {self.code}: {self.message}{rid}"
+
+    def __reduce__(self) -> tuple[type[APIError], tuple[int, str, str, str]]:
+        return (type(self), (self.status, self.code, self.message, self.request_id))
+
+
+class GatewayError(APIError):
+    """A documented gateway error (app, quota, signature, deployment)."""
+
+
+class UnknownApp(GatewayError):
+    """400 ``not found appid``: the AppId is not known to the service."""
+
+
+class QuotaExceeded(GatewayError):
+    """400 ``exceeded quota``: the account's call quota is used up."""
+
+
+class SignatureMismatch(GatewayError):
+    """401 ``sign error``: the token is wrong (or the body changed after signing)."""
+
+
+class ModelNotDeployed(GatewayError):
+    """404 ``model not found``: the model service (e.g. SDXL) is not enabled for this app."""
+
+
+class CreateError(APIError):
+    """A documented portrait-creation error (HTTP 462, 469 or 500, code ``error``)."""
+
+
+class InvalidInput(CreateError):
+    """462: the request could not be parsed (``Invalid input data``)."""
+
+
+class TemplateNotProvided(CreateError):
+    """462: no template image (``Image not provided``)."""
+
+
+class ModelIdError(CreateError):
+    """462: the model id is malformed or unknown (``Prompts get error``)."""
+
+
+class ModelNotTrained(CreateError):
+    """462: the LoRA is not trained (``Roop image decode error``)."""
+
+
+class TemplateDecodeError(CreateError):
+    """462: the template image cannot be decoded; provide a new template."""
+
+
+class NoFaceInTemplate(CreateError):
+    """462: no face found in the template; provide a new template."""
+
+
+class TemplateProcessError(CreateError):
+    """462: the template could not be preprocessed; provide a new template."""
+
+
+class FaceFusionError(CreateError):
+    """469: a face-fusion stage could not find the face in the template."""
+
+
+class FirstFaceFusionError(FaceFusionError):
+    """469: the first face fusion failed."""
+
+
+class SecondFaceFusionError(FaceFusionError):
+    """469: the second face fusion failed."""
+
+
+class DiffusionError(CreateError):
+    """469: a Stable Diffusion stage failed on the service side."""
+
+
+class FirstDiffusionError(DiffusionError):
+    """469: the first Stable Diffusion pass failed."""
+
+
+class SecondDiffusionError(DiffusionError):
+    """469: the second Stable Diffusion pass failed."""
+
+
+class ThirdDiffusionError(DiffusionError):
+    """469: the background (third) pass failed; replace the template."""
+
+
+class FaceCountMismatch(CreateError):
+    """469: the number of template faces does not match the number of model ids."""
+
+
+class FaceIdDecodeError(CreateError):
+    """500: the face-id image could not be decoded; check that the LoRA is trained."""
+
+
+class ClientError(APIError):
+    """An undocumented 4xx answer."""
+
+
+class RateLimited(ClientError):
+    """429: too many requests.
+
+    Attributes:
+        retry_after: seconds the service asked us to wait, or ``None``.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        request_id: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(status, code, message, request_id)
+        self.retry_after = retry_after
+
+
+class ServerError(APIError):
+    """An undocumented 5xx answer."""
+
+
+class ServiceError(APIError):
+    """HTTP 2xx, but the envelope's ``code`` is not ``OK``."""
+
+
+_BY_MESSAGE: Mapping[str, type[APIError]] = {
+    "not found appid": UnknownApp,
+    "exceeded quota": QuotaExceeded,
+    "sign error": SignatureMismatch,
+    "model not found": ModelNotDeployed,
+    "Invalid input data. Please check the input dict.": InvalidInput,
+    "Image not provided. Please check the template_image.": TemplateNotProvided,
+    "Prompts get error. Please check the model_id.": ModelIdError,
+    "Roop image decode error. Please check the user's lora is trained or not.": ModelNotTrained,
+    "Template image decode error. Provide a new template": TemplateDecodeError,
+    "There is not face in template. Please Give a new template.": NoFaceInTemplate,
+    "Template image process error. Please Give a new template.": TemplateProcessError,
+    "First Face Fusion Error, Can't get face in template image.": FirstFaceFusionError,
+    "First Stable Diffusion Process error. Check the webui status.": FirstDiffusionError,
+    "Second Face Fusion Error, Can't get face in template image.": SecondFaceFusionError,
+    "Second Stable Diffusion Process error. Check the webui status.": SecondDiffusionError,
+    "Please confirm if the number of faces in the template corresponds to the user ID.": (
+        FaceCountMismatch
+    ),
+    "Third Stable Diffusion Process error. Check the webui status.": ThirdDiffusionError,
+    "Face id image decode error. Pleace check the user's lora is trained or not.": (
+        FaceIdDecodeError
+    ),
+}
+
+_BY_CODE: Mapping[str, type[APIError]] = {
+    "EXCEEDED_QUOTA_ERROR": QuotaExceeded,
+}
+
+
+def _normalise(message: str) -> str:
+    return " ".join(message.split())
+
+
+_BY_NORMALISED = {_normalise(k).casefold(): v for k, v in _BY_MESSAGE.items()}
+
+
+def _by_status(status: int) -> type[APIError]:
+    if status == 429:
+        return RateLimited
+    if 400 <= status < 500:
+        return ClientError
+    if status >= 500:
+        return ServerError
+    if 200 <= status < 300:
+        return ServiceError
+    return APIError
+
+
+def error_from_response(
+    status: int,
+    code: str,
+    message: str,
+    request_id: str = "",
+    *,
+    retry_after: float | None = None,
+) -> APIError:
+    """Build the most specific :class:`APIError` for an error answer.
+
+    The documented message decides first (compared with white space folded and case ignored),
+    then the documented ``code``, then the HTTP status.
+    """
+    cls = _BY_NORMALISED.get(_normalise(message).casefold()) or _BY_CODE.get(code)
+    if cls is None:
+        cls = _by_status(status)
+    if issubclass(cls, RateLimited):
+        return cls(status, code, message, request_id, retry_after)
+    return cls(status, code, message, request_id)

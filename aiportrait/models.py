@@ -1,0 +1,260 @@
+"""The values a caller holds: check reports, job handles, jobs, training results and portraits.
+
+All are frozen attrs classes. Enum-valued fields tolerate values the documentation does not list
+(a future service version may add them): they become pseudo-members named ``UNKNOWN_<n>``
+instead of raising.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ._imageinfo import sniff
+
+__all__ = [
+    "CheckReport",
+    "CheckVerdict",
+    "ImageCheck",
+    "Job",
+    "JobState",
+    "Portrait",
+    "TrainJob",
+    "TrainResult",
+]
+
+
+class _TolerantIntEnum(enum.IntEnum):
+    """An IntEnum that turns an unlisted integer into a pseudo-member instead of raising."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            member = int.__new__(cls, value)
+            member._name_ = f"UNKNOWN_{value}"
+            member._value_ = value
+            return member
+        return None
+
+    @property
+    def known(self) -> bool:
+        """Whether the documentation lists this value."""
+        return self._name_ in type(self).__members__
+
+
+class CheckVerdict(_TolerantIntEnum):
+    """The per-photo verdict of an image check (documented codes 1 to 6)."""
+
+    SUCCESS = 1
+    """The photo meets the requirements."""
+    DECODE_ERROR = 2
+    """The photo cannot be downloaded or decoded (or is too small)."""
+    FACE_COUNT = 3
+    """The photo does not show exactly one face."""
+    DETECT_ERROR = 4
+    """Face detection failed."""
+    ENCODING_ERROR = 5
+    """The face could not be encoded into a feature vector (usually: no face)."""
+    NOT_SAME_PERSON = 6
+    """The face does not match the faces in the other photos."""
+
+
+class JobState(_TolerantIntEnum):
+    """State of an asynchronous job. ``INIT`` and ``RUNNING`` are pending."""
+
+    INIT = 0
+    RUNNING = 1
+    SUCCESS = 2
+    FAILED = 3
+
+    @property
+    def terminal(self) -> bool:
+        """True for ``SUCCESS`` and ``FAILED``: the job will not change any more."""
+        return self in (JobState.SUCCESS, JobState.FAILED)
+
+
+@attrs.frozen
+class ImageCheck:
+    """The verdict on one photo.
+
+    Attributes:
+        url: the photo's URL as sent.
+        code: the verdict; ``code.known`` is False for codes the documentation does not list.
+        message: the service's message for the verdict.
+        frontal: whether the face looks at the camera.
+    """
+
+    url: str
+    code: CheckVerdict
+    message: str = ""
+    frontal: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when the photo is usable for training."""
+        return self.code is CheckVerdict.SUCCESS
+
+
+@attrs.frozen
+class CheckReport:
+    """The result of :meth:`Session.check_images`.
+
+    Attributes:
+        results: one :class:`ImageCheck` per photo, in the service's order.
+        images: the URLs the service lists as verified.
+        cost_time: server compute seconds.
+        request_id: the service's request id.
+    """
+
+    results: tuple[ImageCheck, ...]
+    images: tuple[str, ...] = ()
+    cost_time: float = 0.0
+    request_id: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True when there is at least one result and every photo passed."""
+        return bool(self.results) and all(r.ok for r in self.results)
+
+    @property
+    def failed(self) -> tuple[ImageCheck, ...]:
+        """The photos that did not pass."""
+        return tuple(r for r in self.results if not r.ok)
+
+    @property
+    def passed(self) -> tuple[str, ...]:
+        """URLs of the photos that passed, in order."""
+        return tuple(r.url for r in self.results if r.ok)
+
+
+@attrs.frozen
+class TrainJob:
+    """A handle on a training: plain data that can be stored and resumed in another process.
+
+    Attributes:
+        job_id: the asynchronous job to watch.
+        model_id: the LoRA id to create portraits with once the job succeeds (for a scene
+            LoRA training, the ``scene_id``).
+    """
+
+    job_id: int
+    model_id: str
+
+
+@attrs.frozen
+class TrainResult:
+    """What a successful training reports.
+
+    Attributes:
+        model_id: the trained LoRA id (equal to ``TrainJob.model_id``).
+        cost_time: total training seconds.
+        states: the per-photo verdicts of the check run before training.
+    """
+
+    model_id: str
+    cost_time: float = 0.0
+    states: tuple[ImageCheck, ...] = ()
+
+
+@attrs.frozen
+class Job:
+    """One answer of the job query.
+
+    Attributes:
+        job_id: the job's id.
+        state: the job's state; ``state.terminal`` tells whether it can change.
+        message: the service's message (``success``, or why the job failed).
+        app_id: the AppId that owns the job.
+        raw_result: the ``Result`` string as sent (``None`` when absent).
+        result: ``raw_result`` parsed as a training result, when it is one.
+        request_id: the request id of this query.
+    """
+
+    job_id: int
+    state: JobState
+    message: str = ""
+    app_id: str = ""
+    raw_result: str | None = attrs.field(default=None, repr=False)
+    result: TrainResult | None = None
+    request_id: str = ""
+
+    @property
+    def done(self) -> bool:
+        """True when the job has finished, successfully or not."""
+        return self.state.terminal
+
+
+def _image_repr(value: bytes) -> str:
+    return f"<{len(value)} bytes>"
+
+
+@attrs.frozen
+class Portrait:
+    """A created portrait.
+
+    Attributes:
+        image: the decoded image bytes, exactly as the service encoded them.
+        format: ``"jpeg"``, ``"png"``, ``"webp"`` or ``"unknown"``, sniffed from magic bytes.
+        width: pixels, read from the image header (``None`` if it cannot be read).
+        height: pixels, read from the image header (``None`` if it cannot be read).
+        cost_time: server seconds spent on the portrait.
+        request_id: the service's request id.
+    """
+
+    image: bytes = attrs.field(repr=_image_repr)
+    format: str = "unknown"
+    width: int | None = None
+    height: int | None = None
+    cost_time: float = 0.0
+    request_id: str = ""
+
+    @classmethod
+    def from_bytes(cls, image: bytes, *, cost_time: float = 0.0, request_id: str = "") -> Portrait:
+        """Build a Portrait from image bytes, sniffing the format and size."""
+        info = sniff(image)
+        return cls(
+            image=image,
+            format=info.format,
+            width=info.width,
+            height=info.height,
+            cost_time=cost_time,
+            request_id=request_id,
+        )
+
+    @property
+    def extension(self) -> str:
+        """The usual file extension for the format, with the dot (``.bin`` when unknown)."""
+        return {"jpeg": ".jpg", "png": ".png", "webp": ".webp"}.get(self.format, ".bin")
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the image to ``path`` atomically and return the path written.
+
+        A path without a suffix gets the format's extension. The file is written to a temporary
+        name in the same folder and renamed, so a reader never sees a half-written portrait.
+        """
+        target = Path(path)
+        if not target.suffix:
+            target = target.with_suffix(self.extension)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(self.image)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return target
+
+    def _repr_png_(self) -> bytes | None:
+        return self.image if self.format == "png" else None
+
+    def _repr_jpeg_(self) -> bytes | None:
+        return self.image if self.format == "jpeg" else None
