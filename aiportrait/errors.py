@@ -52,6 +52,7 @@ Unknown errors fall back by status: 429 to :class:`RateLimited`, other 4xx to
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 __all__ = [
     "AIPortraitError",
@@ -294,6 +295,12 @@ class RateLimited(ClientError):
     ) -> None:
         super().__init__(status, code, message, request_id)
         self.retry_after = retry_after
+
+    def __reduce__(self) -> tuple[type[APIError], tuple[Any, ...]]:
+        return (
+            type(self),
+            (self.status, self.code, self.message, self.request_id, self.retry_after),
+        )
 
 
 class ServerError(APIError):
