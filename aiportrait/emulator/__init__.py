@@ -1,0 +1,80 @@
+"""A local emulator of Alibaba Cloud PAI AI Portrait: a stand-in that does no diffusion.
+
+It speaks the service's protocol exactly (``PROTOCOL.md``, the service documentation): the same
+paths, the HMAC signature verified over the raw received bytes (so traffic from the official Go,
+Java, PHP and Python SDKs all passes), the response envelope, asynchronous training jobs with
+states 0 -> 1 -> 2/3 and a ``"Result"`` JSON string, and the documented gateway and create errors
+word for word. Instead of training LoRAs and running Stable Diffusion, it does real, cheap image
+work: decoding and size checks, face detection, landmarks and identity descriptors (dlib), and
+portraits composed by aligning the trained face onto each template face and blending it (OpenCV).
+
+Run it::
+
+    python -m aiportrait.emulator --port 8089 --train-seconds 3      # or: aiportrait emulator
+
+or in process::
+
+    async with Emulator(train_seconds=0.05) as emu:
+        async with emu.session() as session:      # an aiportrait.Session bound to it
+            ...
+
+Calls
+    ``POST /api/v1/aigc_images/check``, ``/train``, ``/create``; ``POST`` or ``GET
+    /api/v1/async_jobs/{id}``; ``GET /api/v1/batch_jobs/{id}`` (the jobs added with that
+    ``batch_id`` through :meth:`Emulator.add_synthetic_job`, possibly none); unsigned ``GET
+    /media/{name}`` (files of ``serve_dir``) and ``GET /healthz``.
+
+Images
+    ``data:`` URLs; ``file://`` under ``file_root``; http(s) from loopback hosts only unless
+    ``allow_remote``. A URL the emulator may not fetch counts as undecodable (check verdict 2;
+    for a template, 462 "Template image decode error"). Limits: ``max_image_bytes``,
+    ``fetch_timeout``, ``max_pixels`` (decompression bombs are refused from the header), and
+    ``max_body_bytes`` for request bodies (413).
+
+``configure`` keys of create
+    Honoured (mapped to a real image operation, see ``_compose.ComposeOptions``):
+    ``lora_weights``, ``more_like_me``, ``ipa_control``, ``ipa_weight`` (blend strength);
+    ``first_denoising_strength`` (mask size), ``second_denoising_strength`` (mask feather);
+    ``apply_face_fusion_before``, ``apply_face_fusion_after`` (the two blends);
+    ``color_shift_middle``, ``color_shift_last`` (colour transfer); ``face_shape_match``;
+    ``makeup_transfer``, ``makeup_transfer_ratio``; ``skin_retouching_bool`` (edge-preserving
+    smoothing); ``photo_enhancement_bool``, ``photo_enhancement_method`` (denoise or detail
+    enhancement); ``sharp_ratio`` (unsharp mask); ``crop_face_preprocess`` (work region);
+    ``background_restore``; ``style_name`` (``Anime`` stylises); ``t2i_prompt`` (a scene painted
+    from the prompt's words); ``scene_id`` (a trained scene's palette); ``ipa_control_only`` with
+    ``ipa_image_path`` (the reference photo's face, no training).
+    Accepted and ignored: ``first_diffusion_steps``, ``second_diffusion_steps``,
+    ``lcm_accelerate``. Unknown keys are ignored; a documented key with a value of the wrong
+    type is 462 "Invalid input data".
+
+Train ``configure`` keys
+    ``train_scene_lora_bool`` (with ``model_name="train_xl"``) and ``scene_lora_prompts`` (one
+    per image, else 400); the scene's ``model_id`` works as create's ``scene_id``.
+
+Choices where the documentation is silent
+    * Unknown job id, or another app's: 404 ``PARAMETER_ERROR`` "job not found".
+    * A check or train body that is not the documented JSON object: 400 ``PARAMETER_ERROR``
+      "Invalid input data. Please check the input dict."; create answers the documented 462.
+    * Unknown ``model_id`` (or another app's): 462 "Prompts get error. Please check the
+      model_id."; a model whose training has not succeeded: 462 "Roop image decode error ...";
+      a stored model that cannot be read: 500 "Face id image decode error ...".
+    * A missing ``Authorization``: 400 "not found appid". A present ``X-Request-Time`` more than
+      ``time_skew`` seconds away from now: 401 ``PARAMETER_ERROR`` "request time expired".
+    * The quota counts check, train and create calls that pass the signature check; job and
+      batch queries are free.
+    * A training with no usable photo fails (state 3) with EasyPhoto's "Failed to obtain
+      preprocessed images, please check the preprocessing process."; with no photo at all,
+      "Please upload training photos."; a forced failure (``Faults.job_failure``), "Failed to
+      obtain Lora after training, please check the training process.". The ``Result`` of a
+      failed training still carries ``cost_time``, ``states`` and ``model_id``.
+    * The created image is JPEG when the template was JPEG, PNG otherwise (and for text-to-image).
+"""
+
+from __future__ import annotations
+
+from ._auth import AppConfig
+from ._cli import main
+from ._emulator import Emulator
+from ._faults import Counters, Faults
+
+__all__ = ["AppConfig", "Counters", "Emulator", "Faults", "main"]

@@ -1,0 +1,96 @@
+"""The gateway: apps, signature check over the raw body, request-time skew and call quotas.
+
+The signature is verified over the exact bytes received, before any parsing, because the four
+official SDKs send the same request as four different byte strings (see ``PROTOCOL.md`` 1.2).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ._errors import ApiError
+from ._wire import NOT_FOUND_APPID, SIGN_ERROR
+
+__all__ = [
+    "REQUEST_TIME_ERROR",
+    "AppConfig",
+    "signature",
+    "verify",
+]
+
+# Emulator choice (undocumented upstream): a present X-Request-Time that is not a number or is
+# outside the skew window is refused like a bad signature, with its own message.
+REQUEST_TIME_ERROR = (401, "PARAMETER_ERROR", "request time expired")
+
+
+@dataclass
+class AppConfig:
+    """One application the emulator accepts.
+
+    Attributes:
+        app_id: the AppId clients put before the colon in ``Authorization``.
+        token: the secret key of the HMAC.
+        sdxl: whether ``train_xl`` and ``create_xl`` are enabled (otherwise 404 model not found).
+        quota: how many ``aigc_images`` calls (check, train, create) the app may make; None is
+            unlimited. Job and batch queries are free.
+        used: calls counted against the quota so far.
+    """
+
+    app_id: str
+    token: str
+    sdxl: bool = True
+    quota: int | None = None
+    used: int = 0
+
+    def __repr__(self) -> str:
+        return f"AppConfig(app_id={self.app_id!r}, sdxl={self.sdxl}, quota={self.quota})"
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether the call quota is used up."""
+        return self.quota is not None and self.used >= self.quota
+
+
+def signature(token: str, method: str, path: str, body: bytes) -> str:
+    """Return the hex HMAC-SHA256 the official SDKs send for this request."""
+    sign_str = f"{method.upper()}\n{hashlib.md5(body).hexdigest()}\n{path}"
+    return hmac.new(token.encode("utf-8"), sign_str.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def verify(
+    apps: Mapping[str, AppConfig],
+    *,
+    method: str,
+    path: str,
+    body: bytes,
+    authorization: str | None,
+    request_time: str | None,
+    now: float,
+    skew: float | None,
+) -> AppConfig:
+    """Return the app that signed this request, or raise :class:`ApiError`.
+
+    A missing or colon-less ``Authorization`` names no app, so it is "not found appid". The
+    signature is compared in constant time. ``X-Request-Time`` is checked only when present and
+    ``skew`` is not None.
+    """
+    if not authorization or ":" not in authorization:
+        raise ApiError.of(NOT_FOUND_APPID)
+    app_id, _, sent = authorization.strip().rpartition(":")
+    app = apps.get(app_id)
+    if app is None:
+        raise ApiError.of(NOT_FOUND_APPID)
+    expected = signature(app.token, method, path, body)
+    if not hmac.compare_digest(expected.encode("ascii"), sent.strip().encode("utf-8")):
+        raise ApiError.of(SIGN_ERROR)
+    if request_time is not None and skew is not None:
+        try:
+            sent_time = float(request_time.strip())
+        except ValueError:
+            raise ApiError.of(REQUEST_TIME_ERROR) from None
+        if not abs(now - sent_time) <= skew:  # also refuses nan
+            raise ApiError.of(REQUEST_TIME_ERROR)
+    return app

@@ -1,0 +1,159 @@
+"""``python -m aiportrait.emulator`` / ``aiportrait emulator``: run the emulator until stopped."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ._emulator import DEFAULT_APP_ID, Emulator
+from ._faults import Faults
+
+__all__ = ["DEFAULT_PORT", "build_parser", "main"]
+
+DEFAULT_PORT = 8089
+BANNER = "local stand-in, no diffusion: real face detection and compositing"
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"a rate must be within [0, 1], got {text}")
+    return value
+
+
+def _nonnegative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+    return value
+
+
+def build_parser(prog: str = "python -m aiportrait.emulator") -> argparse.ArgumentParser:
+    """The command line parser (shared with ``aiportrait emulator``)."""
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description=(
+            "Run a local emulator of Alibaba Cloud PAI AI Portrait on loopback. It verifies "
+            f"signatures and keeps jobs like the service ({BANNER})."
+        ),
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
+    p.add_argument("--app-id", default=DEFAULT_APP_ID, help=f"AppId (default {DEFAULT_APP_ID})")
+    p.add_argument("--token", default=None, help="token (default: random, printed)")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="where models and jobs are kept across restarts (default: a temporary directory)",
+    )
+    p.add_argument("--train-seconds", type=_nonnegative, default=3.0, help="training duration")
+    p.add_argument("--serve-dir", type=Path, default=None, help="serve these files at /media/")
+    p.add_argument("--file-root", type=Path, default=None, help="allow file:// URLs under it")
+    p.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="fetch image URLs from any host (default: loopback only)",
+    )
+    p.add_argument("--no-sdxl", action="store_true", help="train_xl/create_xl answer 404")
+    p.add_argument("--quota", type=int, default=None, help="aigc calls allowed for the app")
+    p.add_argument("--workers", type=int, default=None, help="threads for image work")
+    p.add_argument(
+        "--time-skew",
+        type=_nonnegative,
+        default=900.0,
+        help="seconds an X-Request-Time may differ from now (default 900)",
+    )
+    p.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
+    f = p.add_argument_group("fault injection (rates are per request, within [0, 1])")
+    f.add_argument("--fault-seed", type=int, default=0)
+    f.add_argument("--fault-5xx", type=_rate, default=0.0, metavar="RATE")
+    f.add_argument("--fault-5xx-status", type=int, default=503, metavar="STATUS")
+    f.add_argument("--fault-429", type=_rate, default=0.0, metavar="RATE")
+    f.add_argument("--fault-retry-after", type=_nonnegative, default=1.0, metavar="SECONDS")
+    f.add_argument("--fault-drop-before", type=_rate, default=0.0, metavar="RATE")
+    f.add_argument("--fault-drop-after", type=_rate, default=0.0, metavar="RATE")
+    f.add_argument("--fault-latency", type=_nonnegative, default=0.0, metavar="SECONDS")
+    f.add_argument("--fault-latency-rate", type=_rate, default=1.0, metavar="RATE")
+    f.add_argument("--fault-malformed", type=_rate, default=0.0, metavar="RATE")
+    f.add_argument("--fault-job-failure", type=_rate, default=0.0, metavar="RATE")
+    f.add_argument(
+        "--fault-path",
+        action="append",
+        default=None,
+        metavar="PREFIX",
+        help="only inject on paths starting with PREFIX (repeatable)",
+    )
+    return p
+
+
+def _faults(args: argparse.Namespace) -> Faults:
+    return Faults(
+        seed=args.fault_seed,
+        rate_5xx=args.fault_5xx,
+        status_5xx=args.fault_5xx_status,
+        rate_429=args.fault_429,
+        retry_after=args.fault_retry_after,
+        drop_before=args.fault_drop_before,
+        drop_after=args.fault_drop_after,
+        latency=args.fault_latency,
+        latency_rate=args.fault_latency_rate,
+        malformed=args.fault_malformed,
+        job_failure=args.fault_job_failure,
+        paths=frozenset(args.fault_path) if args.fault_path else None,
+    )
+
+
+async def _serve(emulator: Emulator, stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    async with emulator as emu:
+        print(
+            f"aiportrait emulator on {emu.url} app id {emu.app_id} token {emu.token} ({BANNER})",
+            flush=True,
+        )
+        print(f"data: {emu.data_dir}; stop with Ctrl-C", flush=True)
+        await stop.wait()
+    print("aiportrait emulator stopped", flush=True)
+
+
+def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+    """Run the emulator until SIGINT or SIGTERM; returns the exit status."""
+    parser = build_parser(prog or "python -m aiportrait.emulator")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    try:
+        emulator = Emulator(
+            app_id=args.app_id,
+            token=args.token,
+            data_dir=args.data_dir,
+            train_seconds=args.train_seconds,
+            sdxl=not args.no_sdxl,
+            quota=args.quota,
+            faults=_faults(args),
+            serve_dir=args.serve_dir,
+            file_root=args.file_root,
+            host=args.host,
+            port=args.port,
+            allow_remote=args.allow_remote,
+            workers=args.workers,
+            time_skew=args.time_skew,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        asyncio.run(_serve(emulator, asyncio.Event()))
+    except OSError as exc:
+        print(f"aiportrait emulator: cannot start: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0

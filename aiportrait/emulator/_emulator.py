@@ -1,0 +1,303 @@
+"""The in-process emulator: start it, point a client at ``emu.url``, read its counters."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import tempfile
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, unquote, urlsplit
+
+from aiohttp import web
+
+from ._app import build_app
+from ._auth import AppConfig, signature
+from ._faults import Counters, FaultInjector, Faults
+from ._fetch import Fetcher, FetchPolicy, is_loopback_host
+from ._jobs import JobStore
+from ._service import TRAIN_PREPROCESS_FAILED, Service
+from ._work import Worker
+
+if TYPE_CHECKING:
+    from aiportrait._session import Session
+
+__all__ = ["DEFAULT_APP_ID", "Emulator"]
+
+DEFAULT_APP_ID = "local-app"
+
+
+class Emulator:
+    """The AI Portrait service on loopback, for tests, demos and offline development.
+
+    A local stand-in: it checks signatures, keeps jobs and answers with the documented shapes
+    and errors, but does real face detection and compositing instead of diffusion.
+
+    Use it as ``async with Emulator(train_seconds=0.05) as emu:``; ``emu.url``, ``emu.app_id``
+    and ``emu.token`` configure a client. ``data_dir=None`` keeps everything in a temporary
+    directory removed on close; with a directory, trained models and jobs survive a restart.
+    ``port=0`` picks a free port. ``token=None`` generates a random token.
+    """
+
+    def __init__(
+        self,
+        *,
+        app_id: str = DEFAULT_APP_ID,
+        token: str | None = None,
+        data_dir: str | Path | None = None,
+        train_seconds: float = 3.0,
+        sdxl: bool = True,
+        quota: int | None = None,
+        faults: Faults | None = None,
+        serve_dir: str | Path | None = None,
+        file_root: str | Path | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        allow_remote: bool = False,
+        workers: int | None = None,
+        max_body_bytes: int = 64 * 1024 * 1024,
+        max_image_bytes: int = 20 * 1024 * 1024,
+        max_pixels: int = 40_000_000,
+        fetch_timeout: float = 10.0,
+        time_skew: float | None = 900.0,
+    ) -> None:
+        self._app_id = app_id
+        self._token = token if token is not None else secrets.token_hex(16)
+        self._host = host
+        self._port = port
+        self._own_data_dir = data_dir is None
+        self._data_dir = Path(data_dir) if data_dir is not None else None
+        self._serve_dir = Path(serve_dir).resolve() if serve_dir is not None else None
+        self.train_seconds = train_seconds
+        self._policy = FetchPolicy(
+            allow_remote=allow_remote,
+            file_root=Path(file_root) if file_root is not None else None,
+            max_bytes=max_image_bytes,
+            timeout=fetch_timeout,
+        )
+        self._max_body = max_body_bytes
+        self._time_skew = time_skew
+        self._workers = workers
+        self._max_pixels = max_pixels
+        self._injector = FaultInjector(faults)
+        self._apps: dict[str, AppConfig] = {app_id: AppConfig(app_id, self._token, sdxl, quota)}
+        self._service: Service | None = None
+        self._runner: web.AppRunner | None = None
+        self._url = ""
+
+    def __repr__(self) -> str:
+        return f"<Emulator {self._url or 'not started'} app_id={self._app_id!r}>"
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> Emulator:
+        """Bind the port and start serving; returns self."""
+        if self._runner is not None:
+            return self
+        if self._data_dir is None:
+            self._data_dir = Path(tempfile.mkdtemp(prefix="aiportrait-emulator-"))
+        self._data_dir.mkdir(parents=True, exist_ok=True)
+        service = Service(
+            data_dir=self._data_dir,
+            train_seconds=self.train_seconds,
+            fetcher=Fetcher(self._policy, local=self._local_media),
+            worker=Worker(workers=self._workers, max_pixels=self._max_pixels),
+            injector=self._injector,
+            jobs=JobStore(self._data_dir),
+        )
+        service.apps = self._apps
+        self._service = service
+        app = build_app(
+            service, max_body=self._max_body, time_skew=self._time_skew, serve_dir=self._serve_dir
+        )
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self._host, self._port, shutdown_timeout=1.0)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            await self._close_service()
+            raise
+        self._runner = runner
+        bound = runner.addresses[0]
+        self._port = int(bound[1])
+        shown = self._host
+        if shown in ("0.0.0.0", ""):
+            shown = "127.0.0.1"
+        elif shown == "::":
+            shown = "::1"
+        if ":" in shown:
+            shown = f"[{shown}]"
+        self._url = f"http://{shown}:{self._port}"
+        return self
+
+    async def close(self) -> None:
+        """Stop serving, cancel running trainings, and remove a temporary data directory."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        await self._close_service()
+        if self._own_data_dir and self._data_dir is not None:
+            shutil.rmtree(self._data_dir, ignore_errors=True)
+            self._data_dir = None
+
+    async def _close_service(self) -> None:
+        service, self._service = self._service, None
+        if service is not None:
+            await service.close()
+            await service.fetcher.close()
+            service.worker.close()
+            service.jobs.close()
+
+    async def __aenter__(self) -> Emulator:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- what clients need ----------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:54321`` (empty before start)."""
+        return self._url
+
+    @property
+    def port(self) -> int:
+        """The bound port (the requested one before start)."""
+        return self._port
+
+    @property
+    def app_id(self) -> str:
+        """The AppId of the default app."""
+        return self._app_id
+
+    @property
+    def token(self) -> str:
+        """The token of the default app."""
+        return self._token
+
+    @property
+    def data_dir(self) -> Path | None:
+        """Where models and the job log live (None before start when temporary)."""
+        return self._data_dir
+
+    @property
+    def counters(self) -> Counters:
+        """What the emulator did so far (see :class:`Counters`)."""
+        return self._running.counters
+
+    @property
+    def faults(self) -> Faults:
+        """The fault settings in force; assign a new :class:`Faults` to change them at once."""
+        return self._injector.faults
+
+    @faults.setter
+    def faults(self, value: Faults | None) -> None:
+        self._injector.configure(value)
+
+    @property
+    def apps(self) -> Mapping[str, AppConfig]:
+        """Apps by AppId."""
+        return self._apps
+
+    def add_app(
+        self, app_id: str, token: str, *, sdxl: bool = True, quota: int | None = None
+    ) -> AppConfig:
+        """Accept another app (or replace one); returns its config, whose ``used`` is live."""
+        app = AppConfig(app_id, token, sdxl, quota)
+        self._apps[app_id] = app
+        return app
+
+    def media_url(self, name: str) -> str:
+        """URL of a file of ``serve_dir`` as the emulator serves it."""
+        return f"{self._url}/media/{quote(name)}"
+
+    def authorization(
+        self, method: str, path: str, body: bytes, *, app_id: str | None = None
+    ) -> str:
+        """The ``Authorization`` value an official SDK would send for this request."""
+        app = self._apps[app_id or self._app_id]
+        return f"{app.app_id}:{signature(app.token, method, path, body)}"
+
+    def add_synthetic_job(
+        self,
+        duration: float,
+        *,
+        succeed: bool = True,
+        message: str | None = None,
+        result: str | Mapping[str, Any] | None = None,
+        app_id: str | None = None,
+        batch_id: int = 0,
+    ) -> int:
+        """Add a job that needs no work: init for a tenth of ``duration``, then running, then
+        state 2 (``succeed``) or 3, with ``message`` and ``Result`` ``result``.
+
+        The state is computed from the clock when queried, so thousands cost almost nothing.
+        By default the Result is a training result with a fresh ``model_id`` and no states, and
+        a failure's message is EasyPhoto's preprocessing failure. Returns the job id.
+        """
+        if duration < 0:
+            raise ValueError("duration must not be negative")
+        if message is None:
+            message = "success" if succeed else TRAIN_PREPROCESS_FAILED
+        if result is None:
+            result = {"cost_time": duration, "states": [], "model_id": str(uuid.uuid4())}
+        text = result if isinstance(result, str) else json.dumps(dict(result))
+        job = self._running.jobs.add(
+            app_id=app_id or self._app_id,
+            kind="synthetic",
+            request_id=str(uuid.uuid4()),
+            batch_id=batch_id,
+            duration=duration,
+            succeed=succeed,
+            message=message,
+            result=text,
+        )
+        return job.id
+
+    async def drain(self) -> None:
+        """Wait until every training in progress has finished."""
+        await self._running.drain()
+
+    def session(self, **kwargs: Any) -> Session:
+        """A client ``aiportrait.Session`` bound to this emulator (imported only here)."""
+        from aiportrait._session import Session
+
+        return Session(self._url, self._app_id, self._token, **kwargs)
+
+    # -- internals ------------------------------------------------------------------------------
+
+    @property
+    def _running(self) -> Service:
+        if self._service is None:
+            raise RuntimeError("the emulator is not running; use 'async with Emulator() as emu'")
+        return self._service
+
+    def _local_media(self, url: str) -> Path | None:
+        """The file behind one of our own ``/media/`` URLs, read from disk instead of HTTP."""
+        if self._serve_dir is None:
+            return None
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            return None
+        if port != self._port or not is_loopback_host(parts.hostname):
+            return None
+        if not parts.path.startswith("/media/"):
+            return None
+        name = unquote(parts.path[len("/media/") :])
+        if not name or name.startswith(".") or "/" in name or "\\" in name:
+            return None
+        return self._serve_dir / name

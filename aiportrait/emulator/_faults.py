@@ -1,0 +1,180 @@
+"""Seeded fault injection and the emulator's counters.
+
+One uniform draw per API request picks at most one *outcome fault*, from disjoint slices of
+``[0, 1)`` in this order: ``drop_before``, ``rate_5xx``, ``rate_429``, ``drop_after``,
+``malformed``. A second draw decides the added ``latency``; a third one, taken when a training is
+accepted, decides whether it fails (``job_failure``). The same seed and the same request order
+give the same faults.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ._wire import CREATE_PATH, TRAIN_PATH
+
+__all__ = ["Counters", "Fault", "FaultInjector", "Faults"]
+
+
+class Fault(enum.Enum):
+    """The kind of outcome fault applied to one request."""
+
+    NONE = "none"
+    DROP_BEFORE = "drop_before"
+    ERROR_5XX = "5xx"
+    TOO_MANY = "429"
+    DROP_AFTER = "drop_after"
+    MALFORMED = "malformed"
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Fault injection settings; every rate is a probability in ``[0, 1]`` per request.
+
+    Attributes:
+        seed: seed of the private ``random.Random`` (re-seeded when the settings are assigned).
+        rate_5xx: answer ``status_5xx`` with an error envelope before doing anything.
+        status_5xx: the status used by ``rate_5xx`` (500, 502, 503, 504 ...).
+        rate_429: answer 429 with ``Retry-After: retry_after`` before doing anything.
+        retry_after: seconds sent in ``Retry-After`` (written as an integer when whole).
+        drop_before: close the connection before processing; nothing is counted.
+        drop_after: process the request fully (counted), then close without answering.
+        latency: seconds slept before processing, on a ``latency_rate`` share of requests.
+        latency_rate: share of requests delayed by ``latency``.
+        malformed: process fully (counted), then answer 200 with a truncated JSON body.
+        job_failure: share of accepted trainings that end in state 3 whatever their photos.
+        paths: when set, only requests whose path starts with one of these are affected.
+    """
+
+    seed: int = 0
+    rate_5xx: float = 0.0
+    status_5xx: int = 503
+    rate_429: float = 0.0
+    retry_after: float = 1.0
+    drop_before: float = 0.0
+    drop_after: float = 0.0
+    latency: float = 0.0
+    latency_rate: float = 1.0
+    malformed: float = 0.0
+    job_failure: float = 0.0
+    paths: frozenset[str] | None = None
+
+    def __post_init__(self) -> None:
+        rates = {
+            "rate_5xx": self.rate_5xx,
+            "rate_429": self.rate_429,
+            "drop_before": self.drop_before,
+            "drop_after": self.drop_after,
+            "latency_rate": self.latency_rate,
+            "malformed": self.malformed,
+            "job_failure": self.job_failure,
+        }
+        for name, value in rates.items():
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be within [0, 1], got {value!r}")
+        if self.outcome_total() > 1.0 + 1e-9:
+            raise ValueError("the outcome fault rates add up to more than 1")
+        if self.latency < 0 or self.retry_after < 0:
+            raise ValueError("latency and retry_after must not be negative")
+        if not 500 <= self.status_5xx <= 599:
+            raise ValueError(f"status_5xx must be a 5xx status, got {self.status_5xx}")
+        if self.paths is not None:  # accept any collection of prefixes
+            object.__setattr__(self, "paths", frozenset(self.paths))
+
+    def outcome_total(self) -> float:
+        """Return the share of requests that get an outcome fault."""
+        return self.drop_before + self.rate_5xx + self.rate_429 + self.drop_after + self.malformed
+
+    @property
+    def active(self) -> bool:
+        """Whether any fault can fire."""
+        return bool(self.outcome_total() or (self.latency and self.latency_rate))
+
+    def applies_to(self, path: str) -> bool:
+        """Whether requests to ``path`` are subject to these faults."""
+        return self.paths is None or any(path.startswith(p) for p in self.paths)
+
+
+class FaultInjector:
+    """Draws faults from one seeded generator; owned by the emulator, used on its event loop."""
+
+    def __init__(self, faults: Faults | None = None) -> None:
+        self.faults = Faults()
+        self._rng = random.Random()
+        self.configure(faults)
+
+    def configure(self, faults: Faults | None) -> None:
+        """Use new settings and re-seed the generator with their seed."""
+        self.faults = faults or Faults()
+        self._rng = random.Random(self.faults.seed)
+
+    def outcome(self, path: str) -> Fault:
+        """Pick the outcome fault for one request to ``path``."""
+        f = self.faults
+        if not f.applies_to(path) or not f.outcome_total():
+            return Fault.NONE
+        u = self._rng.random()
+        for kind, rate in (
+            (Fault.DROP_BEFORE, f.drop_before),
+            (Fault.ERROR_5XX, f.rate_5xx),
+            (Fault.TOO_MANY, f.rate_429),
+            (Fault.DROP_AFTER, f.drop_after),
+            (Fault.MALFORMED, f.malformed),
+        ):
+            if u < rate:
+                return kind
+            u -= rate
+        return Fault.NONE
+
+    def delay(self, path: str) -> float:
+        """Return the seconds to sleep before processing one request to ``path``."""
+        f = self.faults
+        if not f.latency or not f.applies_to(path):
+            return 0.0
+        return f.latency if self._rng.random() < f.latency_rate else 0.0
+
+    def job_fails(self) -> bool:
+        """Whether a training being accepted now is forced to fail."""
+        f = self.faults
+        return bool(f.job_failure) and self._rng.random() < f.job_failure
+
+
+@dataclass
+class Counters:
+    """What the emulator really did; read them in tests to prove nothing ran twice.
+
+    ``checks``, ``trainings`` and ``creations`` count work done and accepted: a check that
+    answered, a training that got a job id, a creation that produced an image. ``fingerprints``
+    counts processed requests by ``(path, md5 of the body)``; a request dropped before processing
+    or rejected by the gateway is not in it.
+    """
+
+    requests: int = 0
+    checks: int = 0
+    trainings: int = 0
+    trainings_succeeded: int = 0
+    trainings_failed: int = 0
+    creations: int = 0
+    create_errors: int = 0
+    job_polls: int = 0
+    batch_polls: int = 0
+    gateway_errors: int = 0
+    faults: Counter[str] = field(default_factory=Counter)
+    fingerprints: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def duplicates(self, paths: Iterable[str] | None = None) -> dict[tuple[str, str], int]:
+        """Return the fingerprints processed more than once, optionally only for ``paths``."""
+        wanted = None if paths is None else set(paths)
+        return {
+            key: n
+            for key, n in self.fingerprints.items()
+            if n > 1 and (wanted is None or key[0] in wanted)
+        }
+
+    def charged_duplicates(self) -> dict[tuple[str, str], int]:
+        """Return the train and create bodies processed more than once (should be empty)."""
+        return self.duplicates((TRAIN_PATH, CREATE_PATH))

@@ -1,0 +1,371 @@
+"""Image decoding, face detection and the photo check, for the local emulator.
+
+This is a stand-in for the cloud's closed face pipeline (RetinaFace plus a recognition network in
+EasyPhoto, see ``PROTOCOL.md`` section 3.2). It does real work with different, offline models:
+
+* decoding with Pillow, refusing decompression bombs from the header before any pixel is read;
+* face detection with dlib's HOG frontal detector (``get_frontal_face_detector``);
+* five landmarks with dlib's ``shape_predictor_5_face_landmarks.dat``;
+* a 128-d identity descriptor with dlib's ResNet (``dlib_face_recognition_resnet_model_v1.dat``),
+  compared by L2 distance (the same person is usually below 0.6).
+
+The model files come from the ``face_recognition_models`` distribution, located *without* importing
+it (its ``__init__`` imports ``pkg_resources``). They load lazily, on first use, once per thread and
+per :class:`FaceEngine`: dlib's objects are not documented as thread-safe, so no two threads ever
+share one. Everything here is synchronous and meant to run in a thread pool.
+
+Check verdicts follow the documented table (``_wire.CHECK_MESSAGES``)::
+
+    2  the photo did not decode, or a side is under ``min_side`` pixels
+    3  the number of faces is not 1
+    4  the detector raised
+    5  the descriptor could not be computed
+    6  the face is farther than ``same_person_threshold`` from the mean of the other photos
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import math
+import threading
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import dlib
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from aiportrait.emulator import _wire
+
+__all__ = [
+    "DEFAULT_MIN_SCORE",
+    "FRONTAL_MAX_ROLL_DEG",
+    "FRONTAL_MAX_YAW_RATIO",
+    "Face",
+    "FaceEngine",
+    "ImageDecodeError",
+    "PixelLimitError",
+    "Verdict",
+    "check_photos",
+    "decode_image",
+    "encode_image",
+    "face_distance",
+    "model_path",
+]
+
+RGBImage = NDArray[np.uint8]
+FloatArray = NDArray[np.float64]
+
+#: Default detector score threshold. Measured with ``run(img, 1, -0.5)``: the astronaut's face
+#: scores 1.16 and its mission patch 0.12; a 12 degree rotation of the astronaut still scores 0.50.
+#: 0.35 sits between the false positive and the weakest real face.
+DEFAULT_MIN_SCORE = 0.35
+#: A face is frontal when its eye line is within this many degrees of horizontal ...
+FRONTAL_MAX_ROLL_DEG = 15.0
+#: ... and the nose tip is within this fraction of the inter-ocular distance of the eyes' midpoint.
+FRONTAL_MAX_YAW_RATIO = 0.25
+
+DECODE_FORMATS = frozenset({"JPEG", "PNG", "WEBP"})
+ENCODE_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "JPG": "JPEG", "WEBP": "WEBP"}
+
+
+class ImageDecodeError(Exception):
+    """The bytes are not an image we accept: undecodable, unsupported format or too large."""
+
+
+class PixelLimitError(ImageDecodeError):
+    """The header announces more pixels than allowed (a decompression bomb); nothing was decoded."""
+
+
+def decode_image(
+    data: bytes,
+    *,
+    max_pixels: int = 40_000_000,
+    formats: Collection[str] = DECODE_FORMATS,
+) -> RGBImage:
+    """Decode JPEG, PNG or WebP bytes to an ``HxWx3`` ``uint8`` RGB array.
+
+    The pixel count is checked from the header, before any pixel data is read, so a small file
+    claiming a huge canvas costs nothing; Pillow's own global ``MAX_IMAGE_PIXELS`` is neither
+    relied on nor changed (its ``DecompressionBombError`` is mapped too). EXIF orientation is
+    applied; transparency is composited over white; palette, grey and CMYK become RGB.
+    ``formats`` restricts the accepted Pillow format names (the check accepts only JPEG and PNG).
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            _guard_header(im, max_pixels=max_pixels, formats=formats)
+            im.load()
+            return _to_rgb(ImageOps.exif_transpose(im))
+    except ImageDecodeError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise PixelLimitError(str(exc)) from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageDecodeError(f"cannot decode image: {exc}") from exc
+
+
+def _guard_header(im: Image.Image, *, max_pixels: int, formats: Collection[str]) -> None:
+    if im.format not in formats:
+        raise ImageDecodeError(f"unsupported image format: {im.format}")
+    width, height = im.size
+    if width <= 0 or height <= 0:
+        raise ImageDecodeError("image has no pixels")
+    if width * height > max_pixels:
+        raise PixelLimitError(f"image is {width}x{height}, more than {max_pixels} pixels")
+
+
+def _to_rgb(im: Image.Image) -> RGBImage:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        im = im.point(lambda v: v / 256).convert("L")  # 16-bit grey down to 8 bits
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(background, rgba)
+    return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
+
+
+def encode_image(img: RGBImage, fmt: str = "PNG", *, quality: int = 92) -> bytes:
+    """Encode an RGB ``uint8`` array as ``"PNG"``, ``"JPEG"`` (or ``"JPG"``) or ``"WEBP"`` bytes."""
+    name = ENCODE_FORMATS.get(fmt.upper())
+    if name is None:
+        raise ValueError(f"unsupported output format: {fmt!r}")
+    options: dict[str, Any] = {} if name == "PNG" else {"quality": quality}
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(img, dtype=np.uint8), "RGB").save(buffer, name, **options)
+    return buffer.getvalue()
+
+
+def model_path(filename: str) -> Path:
+    """Path of a model file shipped in ``face_recognition_models``, found without importing it."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            "face_recognition_models is not installed (pip install aiportrait[emulator])"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / filename
+    if not path.is_file():
+        raise RuntimeError(f"model file missing: {path}")
+    return path
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face, in the coordinates of the image given to :meth:`FaceEngine.detect`.
+
+    ``landmarks`` are dlib's five points: 0-1 the outer and inner corner of the eye on the image's
+    right, 2-3 the outer and inner corner of the eye on the image's left, 4 the bottom of the nose.
+    ``frontal`` is a geometric proxy (the cloud uses an unpublished model): the eye line is within
+    ``FRONTAL_MAX_ROLL_DEG`` of horizontal, and the nose is within ``FRONTAL_MAX_YAW_RATIO`` times
+    the inter-ocular distance of the eyes' midpoint (a turned head moves the nose sideways).
+    """
+
+    box: tuple[int, int, int, int]
+    score: float
+    landmarks: FloatArray = field(repr=False)
+    descriptor: FloatArray | None = field(default=None, repr=False)
+    frontal: bool = True
+
+
+def is_frontal(landmarks: FloatArray) -> bool:
+    """The ``Face.frontal`` rule: small roll of the eye line and small sideways nose offset."""
+    right_eye = landmarks[0:2].mean(axis=0)
+    left_eye = landmarks[2:4].mean(axis=0)
+    dx, dy = right_eye - left_eye
+    distance = math.hypot(dx, dy)
+    if distance < 1e-6:
+        return False
+    roll = abs(math.degrees(math.atan2(dy, dx)))
+    # Project the nose's offset from the eyes' midpoint onto the eye line.
+    offset = float(np.dot(landmarks[4] - (left_eye + right_eye) / 2, (dx, dy))) / distance
+    return roll <= FRONTAL_MAX_ROLL_DEG and abs(offset) / distance <= FRONTAL_MAX_YAW_RATIO
+
+
+def face_distance(a: FloatArray, b: FloatArray) -> float:
+    """Euclidean (L2) distance between two descriptors; under 0.6 usually means the same person."""
+    return float(np.linalg.norm(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)))
+
+
+class _Models(threading.local):
+    """dlib's detector, landmark model and descriptor network, loaded once per thread."""
+
+    detector: Any = None
+    predictor: Any = None
+    encoder: Any = None
+
+    def landmarker(self) -> Any:
+        if self.predictor is None:
+            self.predictor = dlib.shape_predictor(
+                str(model_path("shape_predictor_5_face_landmarks.dat"))
+            )
+        return self.predictor
+
+    def face_detector(self) -> Any:
+        if self.detector is None:
+            self.detector = dlib.get_frontal_face_detector()
+        return self.detector
+
+    def face_encoder(self) -> Any:
+        if self.encoder is None:
+            path = model_path("dlib_face_recognition_resnet_model_v1.dat")
+            self.encoder = dlib.face_recognition_model_v1(str(path))
+        return self.encoder
+
+
+class FaceEngine:
+    """Face detection, landmarks and descriptors with dlib; safe to share between threads.
+
+    The models load on first use in each thread (about 0.5 s). Images whose long side exceeds
+    ``max_side`` are detected on a downscaled copy and the results mapped back. ``upsample``
+    (dlib's pyramid upsampling, which finds faces down to about 40 px instead of 80 px) applies only
+    when the detection image's long side is at most ``upsample_max_side``: on a bigger photo a
+    portrait's face is large anyway, and upsampling a 1024 px image costs 0.6 s instead of 0.12 s.
+    """
+
+    def __init__(
+        self,
+        *,
+        min_score: float = DEFAULT_MIN_SCORE,
+        upsample: int = 1,
+        max_side: int = 1024,
+        upsample_max_side: int = 640,
+    ) -> None:
+        self.min_score = min_score
+        self.upsample = upsample
+        self.max_side = max_side
+        self.upsample_max_side = upsample_max_side
+        self._models = _Models()
+
+    def warm_up(self) -> None:
+        """Load the models in the calling thread now rather than on first use."""
+        self._models.face_detector()
+        self._models.landmarker()
+        self._models.face_encoder()
+
+    def detect(self, img: RGBImage, *, with_descriptors: bool = True) -> list[Face]:
+        """Faces scoring at least ``min_score``, sorted left to right by box."""
+        img = np.ascontiguousarray(img, dtype=np.uint8)
+        small, scale = _downscale(img, self.max_side)
+        upsample = self.upsample if max(small.shape[:2]) <= self.upsample_max_side else 0
+        rects, scores, _ = self._models.face_detector().run(small, upsample, self.min_score)
+        faces = [
+            self._face(img, rect, scale, float(score))
+            for rect, score in zip(rects, scores, strict=True)
+            if score >= self.min_score
+        ]
+        faces.sort(key=lambda f: (f.box[0], f.box[1]))
+        if with_descriptors:
+            faces = [self.with_descriptor(img, face) for face in faces]
+        return faces
+
+    def _face(self, img: RGBImage, rect: Any, scale: float, score: float) -> Face:
+        x0, y0 = rect.left() / scale, rect.top() / scale
+        x1, y1 = rect.right() / scale, rect.bottom() / scale
+        full = dlib.rectangle(round(x0), round(y0), round(x1), round(y1))
+        shape = self._models.landmarker()(img, full)
+        points = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
+        box = (round(x0), round(y0), round(x1 - x0), round(y1 - y0))
+        return Face(box=box, score=score, landmarks=points, frontal=is_frontal(points))
+
+    def describe(self, img: RGBImage, face: Face) -> FloatArray:
+        """The 128-d ResNet descriptor of ``face`` (computed on the full-resolution image)."""
+        x, y, w, h = face.box
+        rect = dlib.rectangle(x, y, x + w, y + h)
+        parts = [dlib.point(round(px), round(py)) for px, py in face.landmarks]
+        shape = dlib.full_object_detection(rect, parts)
+        img = np.ascontiguousarray(img, dtype=np.uint8)
+        vector = self._models.face_encoder().compute_face_descriptor(img, shape)
+        return np.array(vector, dtype=np.float64)
+
+    def with_descriptor(self, img: RGBImage, face: Face) -> Face:
+        """A copy of ``face`` with its descriptor filled in."""
+        return Face(face.box, face.score, face.landmarks, self.describe(img, face), face.frontal)
+
+
+def _downscale(img: RGBImage, max_side: int) -> tuple[RGBImage, float]:
+    long_side = max(img.shape[:2])
+    if long_side <= max_side:
+        return img, 1.0
+    scale = max_side / long_side
+    size = (max(1, round(img.shape[1] * scale)), max(1, round(img.shape[0] * scale)))
+    small = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(small, dtype=np.uint8), scale
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One photo's check result, as the wire's ``check_results`` entry wants it."""
+
+    code: int
+    message: str
+    frontal: bool
+
+    @classmethod
+    def of(cls, code: int, frontal: bool = False) -> Verdict:
+        """The verdict for ``code`` with its documented message."""
+        return cls(code, _wire.CHECK_MESSAGES[code], frontal)
+
+    @property
+    def ok(self) -> bool:
+        """Whether the photo passed."""
+        return self.code == _wire.CHECK_SUCCESS
+
+
+def check_photos(
+    engine: FaceEngine,
+    images: Sequence[RGBImage | None],
+    *,
+    min_side: int = 512,
+    same_person_threshold: float = 0.6,
+) -> list[Verdict]:
+    """Check training photos like the cloud's check; one :class:`Verdict` per image, in order.
+
+    ``None`` stands for a photo that failed to download or decode (code 2). The documentation asks
+    for photos "larger than 512x512"; we accept each side ``>= min_side`` because that wording is
+    loose and the sample astronaut photo is exactly 512x512. Smaller photos get code 2 (the table
+    has no size code; "cannot be decoded" is the nearest). Same-person (code 6): each photo's
+    descriptor is compared with the mean descriptor of the *other* photos that got this far, so an
+    outlier cannot pull the reference towards itself; a lone usable photo has nothing to be
+    compared with and passes.
+    """
+    verdicts: list[Verdict | None] = []
+    faces: dict[int, Face] = {}
+    for index, img in enumerate(images):
+        verdict, face = _check_one(engine, img, min_side)
+        verdicts.append(verdict)
+        if face is not None:
+            faces[index] = face
+    for index, face in faces.items():
+        others = [f.descriptor for i, f in faces.items() if i != index and f.descriptor is not None]
+        assert face.descriptor is not None
+        if (
+            others
+            and face_distance(face.descriptor, np.mean(others, axis=0)) > same_person_threshold
+        ):
+            verdicts[index] = Verdict.of(_wire.CHECK_NOT_SAME_PERSON, face.frontal)
+        else:
+            verdicts[index] = Verdict.of(_wire.CHECK_SUCCESS, face.frontal)
+    return [v for v in verdicts if v is not None]
+
+
+def _check_one(
+    engine: FaceEngine, img: RGBImage | None, min_side: int
+) -> tuple[Verdict | None, Face | None]:
+    """A final verdict, or ``(None, face)`` when only the same-person test is left."""
+    if img is None or img.ndim != 3 or min(img.shape[:2]) < min_side:
+        return Verdict.of(_wire.CHECK_DECODE_ERROR), None
+    try:
+        faces = engine.detect(img, with_descriptors=False)
+    except Exception:
+        return Verdict.of(_wire.CHECK_DETECT_ERROR), None
+    if len(faces) != 1:
+        return Verdict.of(_wire.CHECK_FACE_COUNT), None
+    try:
+        face = engine.with_descriptor(img, faces[0])
+    except Exception:
+        return Verdict.of(_wire.CHECK_ENCODING_ERROR, faces[0].frontal), None
+    return None, face
