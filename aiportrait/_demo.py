@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import anyio
 import attrs
 
 from ._session import Session
@@ -127,7 +128,7 @@ async def run_demo(
 
     started = time.monotonic()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    await anyio.to_thread.run_sync(lambda: out.mkdir(parents=True, exist_ok=True))
     with tempfile.TemporaryDirectory(prefix="aiportrait-demo-") as tmp:
         media = Path(tmp)
         names = _photos(media)

@@ -9,13 +9,16 @@ from types import TracebackType
 from typing import Any, Final
 
 import aiohttp
+import attrs
 
 from . import _args
 from ._codec import decode_batch, decode_check, decode_job, decode_portrait, decode_train
-from ._transport import Transport
+from ._limits import CallKind, Limits
+from ._transport import Answer, Transport
+from ._watch import JobWatch, PollPolicy
 from .config import CreateConfig
-from .errors import CredentialsError, InvalidArgument
-from .models import CheckReport, Job, Portrait, TrainJob
+from .errors import CredentialsError, InvalidArgument, JobFailed, MalformedResponse, RateLimited
+from .models import CheckReport, Job, JobState, Portrait, TrainJob, TrainResult
 
 __all__ = ["Session"]
 
@@ -74,6 +77,16 @@ class Session:
         timeout: an ``aiohttp.ClientTimeout`` for every call (default
             :data:`aiportrait.DEFAULT_TIMEOUT`).
         user_agent: a product token put before aiportrait's own User-Agent.
+        max_in_flight: calls in flight at once, all kinds together (an anyio
+            ``CapacityLimiter``, separate from the HTTP connection pool).
+        max_trainings: train calls in flight at once (default: only ``max_in_flight``).
+        max_creations: create calls in flight at once (default: three quarters of
+            ``max_in_flight``, so that job polls find a slot while long creates run).
+        poll: the :class:`PollPolicy` for :meth:`watch` and :meth:`wait` (default
+            :attr:`PollPolicy.TRAINING`: 30-minute deadline).
+        max_rate_limit_retries: how often one call is sent again after a 429 (a 429 means the
+            service did not run it, so this is safe for charged calls too). Every call of the
+            Session waits out one shared cool-down after a 429.
 
     Use it as ``async with Session(...) as session:`` or call :meth:`aclose` when done.
     """
@@ -87,10 +100,22 @@ class Session:
         session: aiohttp.ClientSession | None = None,
         timeout: aiohttp.ClientTimeout | None = None,
         user_agent: str | None = None,
+        max_in_flight: int = 16,
+        max_trainings: int | None = None,
+        max_creations: int | None = None,
+        poll: PollPolicy | None = None,
+        max_rate_limit_retries: int = 5,
     ) -> None:
         self._transport = Transport(
             host, app_id, token, session=session, timeout=timeout, user_agent=user_agent
         )
+        self._limits = Limits(max_in_flight, max_trainings, max_creations)
+        if poll is not None and not isinstance(poll, PollPolicy):
+            raise InvalidArgument(f"poll must be a PollPolicy, not {type(poll).__name__}")
+        self.poll = poll or PollPolicy.TRAINING
+        if not isinstance(max_rate_limit_retries, int) or max_rate_limit_retries < 0:
+            raise InvalidArgument("max_rate_limit_retries must be a whole number >= 0")
+        self._max_429 = max_rate_limit_retries
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> Session:
@@ -148,6 +173,45 @@ class Session:
         """Release the Session's resources. A borrowed aiohttp session is left open."""
         await self._transport.aclose()
 
+    @property
+    def limits(self) -> Limits:
+        """The Session's limiters and shared cool-down (for inspection)."""
+        return self._limits
+
+    async def _call(
+        self,
+        kind: CallKind,
+        method: str,
+        path: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        accept: str = "application/json",
+    ) -> Answer:
+        cooldown = self._limits.cooldown
+        attempt = 0
+        while True:
+            await cooldown.wait()
+            async with self._limits.slot(kind):
+                await cooldown.wait()
+                try:
+                    answer = await self._transport.call(method, path, payload, accept=accept)
+                except RateLimited as exc:
+                    attempt += 1
+                    if attempt > self._max_429:
+                        raise
+                    pause = cooldown.trip(exc.retry_after)
+                    log.debug(
+                        "%s %s: 429, attempt %d, all calls pause %.2fs (request_id=%s)",
+                        method,
+                        path,
+                        attempt,
+                        pause,
+                        exc.request_id,
+                    )
+                    continue
+            cooldown.clear()
+            return answer
+
     # -- the endpoints ---------------------------------------------------------------------
 
     async def check_images(self, images: Sequence[str]) -> CheckReport:
@@ -157,8 +221,8 @@ class Session:
             images: photo URLs (jpg, jpeg or png, larger than 512x512; 5 to 20 for training).
         """
         urls = _args.url_list("images", images)
-        answer = await self._transport.call(
-            "POST", CHECK_PATH, {"action": "AIGCImageCheck", "images": urls}
+        answer = await self._call(
+            "read", "POST", CHECK_PATH, {"action": "AIGCImageCheck", "images": urls}
         )
         return decode_check(answer.data, answer.request_id)
 
@@ -206,7 +270,7 @@ class Session:
             payload["model_name"] = "train_xl"
         if configure:
             payload["configure"] = configure
-        answer = await self._transport.call("POST", TRAIN_PATH, payload)
+        answer = await self._call("train", "POST", TRAIN_PATH, payload)
         job = decode_train(answer.data)
         log.info(
             "training accepted: job_id=%s model_id=%s request_id=%s",
@@ -219,13 +283,58 @@ class Session:
     async def get_job(self, job: int | TrainJob) -> Job:
         """Query an asynchronous job once (``POST /api/v1/async_jobs/{id}``)."""
         job_id = _job_id(job)
-        answer = await self._transport.call("POST", JOB_PATH.format(job_id), accept="text/plain")
+        answer = await self._call("read", "POST", JOB_PATH.format(job_id), accept="text/plain")
         return decode_job(answer.data, job_id, answer.request_id)
+
+    def watch(
+        self,
+        job: int | TrainJob,
+        *,
+        poll: PollPolicy | None = None,
+        timeout: float | None = None,
+    ) -> JobWatch:
+        """Watch a job: ``async for update in session.watch(job)`` yields each state change.
+
+        The first update is the first state seen; the last is the terminal one (``SUCCESS``
+        with ``update.result``, or ``FAILED`` with ``update.message``). Raises
+        :class:`~aiportrait.errors.JobTimeout` when the deadline (``timeout`` seconds, else the
+        policy's) passes first. Failed polls are retried within the deadline.
+        """
+        policy = poll or self.poll
+        if timeout is not None:
+            policy = attrs.evolve(policy, timeout=timeout)
+        return JobWatch(self.get_job, _job_id(job), policy)
+
+    async def wait(
+        self,
+        job: int | TrainJob,
+        *,
+        poll: PollPolicy | None = None,
+        timeout: float | None = None,
+    ) -> TrainResult:
+        """Wait for a training to end and return its result.
+
+        Raises :class:`~aiportrait.errors.JobFailed` (with the service's message and raw
+        result) when it fails and :class:`~aiportrait.errors.JobTimeout` at the deadline.
+        """
+        last = None
+        async for update in self.watch(job, poll=poll, timeout=timeout):
+            last = update
+        assert last is not None
+        if last.state is JobState.FAILED:
+            raise JobFailed(last.job_id, last.message, last.job.raw_result)
+        if last.result is not None:
+            return last.result
+        if isinstance(job, TrainJob):
+            return TrainResult(model_id=job.model_id)
+        raise MalformedResponse(
+            f"job {last.job_id} succeeded but its Result is not a training result"
+        )
 
     async def get_batch_jobs(self, batch_id: int) -> tuple[Job, ...]:
         """Query the jobs of a batch (``GET /api/v1/batch_jobs/{id}``)."""
-        answer = await self._transport.call(
-            "GET", BATCH_PATH.format(_job_id(batch_id)), accept="text/plain"
+        answer = await self._call(
+            "read", "GET", BATCH_PATH.format(_job_id(batch_id)), accept="text/plain"
         )
         return decode_batch(answer.data, answer.request_id)
 
@@ -332,7 +441,7 @@ class Session:
         payload["template_image"] = template
         if configure:
             payload["configure"] = configure
-        answer = await self._transport.call("POST", CREATE_PATH, payload)
+        answer = await self._call("create", "POST", CREATE_PATH, payload)
         portrait = decode_portrait(answer.data, answer.request_id)
         log.info(
             "portrait created: %s %sx%s in %.2fs request_id=%s",

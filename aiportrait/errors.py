@@ -11,6 +11,10 @@ boundary. API errors carry the HTTP ``status``, the service ``code`` and ``messa
     │   └── ConflictingArguments              an explicit argument and the same config key disagree
     ├── CredentialsError (ValueError)         from_env(): a variable is missing
     ├── SessionClosed                         a call on a Session after aclose()
+    ├── JobError                              a watched job did not bring a result
+    │   ├── JobFailed                         the job ended in state 3 (failed)
+    │   └── JobTimeout                        the deadline passed before the job ended
+    ├── SubmitOutcomeUnknown                  a charged call may or may not have run
     ├── TransportError                        the request did not get an HTTP answer
     │   ├── ConnectError                      could not connect, or the connection dropped
     │   └── RequestTimeout                    no answer within the timeout
@@ -70,6 +74,9 @@ __all__ = [
     "FirstFaceFusionError",
     "GatewayError",
     "InvalidArgument",
+    "JobError",
+    "JobFailed",
+    "JobTimeout",
     "InvalidInput",
     "MalformedResponse",
     "ModelIdError",
@@ -87,6 +94,7 @@ __all__ = [
     "ServiceError",
     "SessionClosed",
     "SignatureMismatch",
+    "SubmitOutcomeUnknown",
     "TemplateDecodeError",
     "TemplateNotProvided",
     "TemplateProcessError",
@@ -115,6 +123,73 @@ class CredentialsError(AIPortraitError, ValueError):
 
 class SessionClosed(AIPortraitError):
     """The Session was closed; create a new one."""
+
+
+class JobError(AIPortraitError):
+    """A watched job did not bring a result.
+
+    Attributes:
+        job_id: the job's id.
+    """
+
+    def __init__(self, message: str, *, job_id: int) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
+
+class JobFailed(JobError):
+    """The job ended in the failed state.
+
+    Attributes:
+        job_id: the job's id.
+        message: the service's message for the failure.
+        raw_result: the job's ``Result`` string as sent, if any.
+    """
+
+    def __init__(self, job_id: int, message: str, raw_result: str | None = None) -> None:
+        super().__init__(f"job {job_id} failed: {message or '(no message)'}", job_id=job_id)
+        self.message = message
+        self.raw_result = raw_result
+
+    def __reduce__(self) -> tuple[type[JobFailed], tuple[Any, ...]]:
+        return (type(self), (self.job_id, self.message, self.raw_result))
+
+
+class JobTimeout(JobError, TimeoutError):
+    """The deadline passed before the job ended.
+
+    Attributes:
+        job_id: the job's id.
+        last_state: the last state seen (``None`` if no poll succeeded).
+        elapsed: seconds since the watch started.
+    """
+
+    def __init__(self, job_id: int, last_state: int | None, elapsed: float) -> None:
+        seen = "no state seen" if last_state is None else f"last state {last_state}"
+        super().__init__(f"job {job_id} did not end within {elapsed:.1f}s ({seen})", job_id=job_id)
+        self.last_state = last_state
+        self.elapsed = elapsed
+
+    def __reduce__(self) -> tuple[type[JobTimeout], tuple[Any, ...]]:
+        return (type(self), (self.job_id, self.last_state, self.elapsed))
+
+
+class SubmitOutcomeUnknown(AIPortraitError):
+    """A charged call (train or create) may or may not have run on the service.
+
+    Raised instead of a silent second submission: the request may have reached the service
+    (the connection dropped after sending, or the answer timed out), or a batch was killed
+    while the call was in flight. Decide yourself whether to submit again.
+
+    Attributes:
+        action: ``"train"`` or ``"create"``.
+        request: what was sent (the request object or the JSON payload; never credentials).
+    """
+
+    def __init__(self, message: str, *, action: str, request: object) -> None:
+        super().__init__(message)
+        self.action = action
+        self.request = request
 
 
 class TransportError(AIPortraitError):

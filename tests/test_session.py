@@ -336,7 +336,7 @@ CHECK = "https://h.example/api/v1/aigc_images/check"
 async def _check_with(**kw: Any) -> aiportrait.CheckReport:
     with mocked() as mock:
         mock.post(CHECK, **kw)
-        async with Session("h.example", "a", TOKEN) as session:
+        async with Session("h.example", "a", TOKEN, max_rate_limit_retries=0) as session:
             return await session.check_images(["https://x/a.jpg"])
 
 

@@ -1,0 +1,104 @@
+"""Concurrency bounds of a Session: capacity limiters and the shared 429 cool-down."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Literal
+
+import anyio
+
+from .errors import InvalidArgument
+
+__all__ = ["CallKind", "CoolDown", "Limits"]
+
+log = logging.getLogger("aiportrait")
+
+CallKind = Literal["read", "train", "create"]
+
+
+class CoolDown:
+    """One cool-down shared by every task of a Session.
+
+    After a 429, :meth:`trip` pushes the shared "not before" time; every call first waits in
+    :meth:`wait`, so all tasks back off together instead of each hammering on its own.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._until = -math.inf
+        self._strikes = 0
+
+    @property
+    def remaining(self) -> float:
+        """Seconds until calls may go again (0 when they may go now)."""
+        return max(0.0, self._until - self._clock())
+
+    def trip(self, retry_after: float | None, *, cap: float = 60.0) -> float:
+        """Start (or extend) the cool-down; returns its length in seconds.
+
+        Without a ``Retry-After`` the pause doubles with each consecutive 429, from 1 second.
+        """
+        self._strikes += 1
+        pause = retry_after if retry_after is not None else 2.0 ** (self._strikes - 1)
+        pause = min(cap, max(0.0, pause))
+        self._until = max(self._until, self._clock() + pause)
+        log.debug("429: every call of this session pauses for %.2fs", pause)
+        return pause
+
+    def clear(self) -> None:
+        """A call went through: the next 429 starts from a short pause again."""
+        self._strikes = 0
+
+    async def wait(self) -> None:
+        """Sleep until the cool-down is over (at once when there is none)."""
+        # The deadline can move while we sleep (another 429), so re-read it after each nap.
+        while (left := self.remaining) > 0:  # noqa: ASYNC110
+            await anyio.sleep(left)
+
+
+def _check_limit(name: str, value: int | None) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise InvalidArgument(f"{name} must be a positive whole number, not {value!r}")
+
+
+class Limits:
+    """The Session's capacity limiters.
+
+    ``max_in_flight`` bounds every call in flight (a limiter of its own, separate from the HTTP
+    connection pool). Trainings and creations may also be bounded on their own; creations
+    default to three quarters of ``max_in_flight`` so that job polls always find a slot while
+    long creates run.
+    """
+
+    def __init__(
+        self,
+        max_in_flight: int = 16,
+        max_trainings: int | None = None,
+        max_creations: int | None = None,
+    ) -> None:
+        _check_limit("max_in_flight", max_in_flight)
+        _check_limit("max_trainings", max_trainings)
+        _check_limit("max_creations", max_creations)
+        if max_creations is None:
+            max_creations = max(1, max_in_flight * 3 // 4)
+        self.all = anyio.CapacityLimiter(max_in_flight)
+        self.by_kind: dict[CallKind, anyio.CapacityLimiter] = {
+            "create": anyio.CapacityLimiter(max_creations)
+        }
+        if max_trainings is not None:
+            self.by_kind["train"] = anyio.CapacityLimiter(max_trainings)
+        self.cooldown = CoolDown()
+
+    @asynccontextmanager
+    async def slot(self, kind: CallKind) -> AsyncIterator[None]:
+        """Hold the slots a call of ``kind`` needs: its own limiter first, then the shared one."""
+        async with AsyncExitStack() as stack:
+            specific = self.by_kind.get(kind)
+            if specific is not None:
+                await stack.enter_async_context(specific)
+            await stack.enter_async_context(self.all)
+            yield

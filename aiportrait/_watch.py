@@ -1,0 +1,250 @@
+"""Watching asynchronous jobs: ``PollPolicy`` and the ``async for`` watcher.
+
+The watcher polls ``async_jobs/{id}`` on a schedule shaped for jobs of minutes and yields one
+:class:`JobUpdate` per state *change*. A failed poll (connection error, timeout, 5xx, 429,
+unreadable answer) is retried within the deadline and never ends the watch on its own; errors
+that retrying cannot fix (bad signature, unknown app) are raised at once. The watcher owns no
+task, timer or connection between polls: cancelling it (task cancel, anyio cancel scope,
+timeout) leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, ClassVar
+
+import anyio
+import attrs
+
+from .errors import (
+    JobTimeout,
+    MalformedResponse,
+    RateLimited,
+    ServerError,
+    TransportError,
+)
+from .models import Job, JobState, TrainResult
+
+__all__ = ["JobUpdate", "JobWatch", "PollPolicy"]
+
+log = logging.getLogger("aiportrait")
+
+#: Poll failures the watcher retries within its deadline.
+RETRYABLE_POLL_ERRORS = (TransportError, ServerError, RateLimited, MalformedResponse)
+
+
+def _positive(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and (not isinstance(value, (int, float)) or not value > 0):
+        raise ValueError(f"PollPolicy.{attr.name} must be a positive number, not {value!r}")
+
+
+def _fraction(_inst: Any, attr: attrs.Attribute[Any], value: float) -> None:
+    if not 0 <= value < 1:
+        raise ValueError(f"PollPolicy.{attr.name} must be in [0, 1), not {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class PollPolicy:
+    """When to poll a job, and for how long.
+
+    The first look is immediate. After it, the interval grows with the time already waited
+    (``growth`` times the elapsed time, at least ``first`` and at most ``cap`` seconds): a job
+    is never polled more than a few dozen times, and the lag after it ends stays a bounded
+    fraction of its duration. With ``expected`` (the likely duration), the watcher polls every
+    ``dense`` seconds from ``(1 - window) * expected`` to ``(1 + window) * expected``, so the end
+    is seen quickly without polling all along. A ``Retry-After`` from the service is honoured.
+    Each interval is spread by ``jitter`` (a fraction) so that many watchers do not poll in step.
+
+    Attributes:
+        first: the interval after the first look, seconds.
+        growth: interval as a fraction of the time waited so far.
+        cap: the longest interval, seconds.
+        expected: the job's likely duration in seconds, or ``None``.
+        dense: the interval near ``expected``, seconds.
+        window: how far around ``expected`` to poll densely, as a fraction of it.
+        jitter: random spread of each interval, as a fraction of it.
+        timeout: the deadline in seconds (``None``: wait for ever).
+    """
+
+    first: float = attrs.field(default=2.0, validator=_positive)
+    growth: float = attrs.field(default=0.5, validator=_positive)
+    cap: float = attrs.field(default=30.0, validator=_positive)
+    expected: float | None = attrs.field(default=None, validator=_positive)
+    dense: float = attrs.field(default=1.0, validator=_positive)
+    window: float = attrs.field(default=0.1, validator=_fraction)
+    jitter: float = attrs.field(default=0.1, validator=_fraction)
+    timeout: float | None = attrs.field(default=1800.0, validator=_positive)
+
+    TRAINING: ClassVar[PollPolicy]
+    """The default for trainings: first look now, then 2 s, growing to 30 s; 30-minute deadline."""
+    QUICK: ClassVar[PollPolicy]
+    """For short jobs: 0.5 s growing to 5 s; 5-minute deadline."""
+
+    def interval(self, elapsed: float, rng: random.Random | None = None) -> float:
+        """The wait before the next poll, given the seconds already waited."""
+        base = min(self.cap, max(self.first, self.growth * elapsed))
+        if self.expected is not None:
+            start = (1 - self.window) * self.expected
+            end = (1 + self.window) * self.expected
+            if start <= elapsed < end:
+                base = min(base, self.dense)
+            elif elapsed < start:
+                base = min(base, max(self.dense, start - elapsed))
+        if self.jitter and rng is not None:
+            base *= 1 + rng.uniform(-self.jitter, self.jitter)
+        return base
+
+    def schedule(self, duration: float) -> list[float]:
+        """The poll times (seconds after the start) up to ``duration``, without jitter."""
+        times = [0.0]
+        while times[-1] < duration:
+            times.append(times[-1] + self.interval(times[-1]))
+        return times
+
+
+PollPolicy.TRAINING = PollPolicy()
+PollPolicy.QUICK = PollPolicy(first=0.5, cap=5.0, timeout=300.0)
+
+
+@attrs.frozen
+class JobUpdate:
+    """One state change of a watched job.
+
+    Attributes:
+        job_id: the job's id.
+        state: the new state.
+        previous: the state before (``None`` for the first state seen).
+        elapsed: seconds since the watch started.
+        polls: polls made so far, failed ones included.
+        job: the full job answer that showed the change.
+    """
+
+    job_id: int
+    state: JobState
+    previous: JobState | None
+    elapsed: float
+    polls: int
+    job: Job
+
+    @property
+    def done(self) -> bool:
+        """True for the terminal update (success or failure)."""
+        return self.state.terminal
+
+    @property
+    def result(self) -> TrainResult | None:
+        """The parsed training result, on success."""
+        return self.job.result
+
+    @property
+    def message(self) -> str:
+        """The service's message (on failure: why)."""
+        return self.job.message
+
+
+Poll = Callable[[int], Awaitable[Job]]
+
+
+class JobWatch(AsyncIterator[JobUpdate]):
+    """Async iterator over a job's state changes; made by :meth:`Session.watch`."""
+
+    def __init__(
+        self,
+        poll: Poll,
+        job_id: int,
+        policy: PollPolicy,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.job_id = job_id
+        self.policy = policy
+        self._poll = poll
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._started: float | None = None
+        self._last: JobState | None = None
+        self._finished = False
+        self.polls = 0
+        self.failures = 0
+        self._retry_after = 0.0
+
+    def __aiter__(self) -> JobWatch:
+        return self
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the first poll started (0 before it)."""
+        return 0.0 if self._started is None else self._clock() - self._started
+
+    async def __anext__(self) -> JobUpdate:
+        if self._finished:
+            raise StopAsyncIteration
+        if self._started is None:
+            self._started = self._clock()
+        while True:
+            job = await self._next_answer()
+            if job.state == self._last:
+                continue
+            update = JobUpdate(
+                job_id=self.job_id,
+                state=job.state,
+                previous=self._last,
+                elapsed=self.elapsed,
+                polls=self.polls,
+                job=job,
+            )
+            self._last = job.state
+            self._finished = job.state.terminal
+            log.debug(
+                "job %s: %s after %.1fs and %d polls",
+                self.job_id,
+                job.state.name,
+                update.elapsed,
+                self.polls,
+                extra={"job_id": self.job_id},
+            )
+            return update
+
+    async def aclose(self) -> None:
+        """Stop watching (nothing to release: the watcher holds nothing between polls)."""
+        self._finished = True
+
+    def _remaining(self) -> float:
+        timeout = self.policy.timeout
+        return math.inf if timeout is None else timeout - self.elapsed
+
+    def _timeout(self) -> JobTimeout:
+        self._finished = True
+        last = None if self._last is None else int(self._last)
+        return JobTimeout(self.job_id, last, self.elapsed)
+
+    async def _next_answer(self) -> Job:
+        while True:
+            if self.polls:
+                delay = max(self.policy.interval(self.elapsed, self._rng), self._retry_after)
+                if delay >= self._remaining():
+                    await anyio.sleep(max(0.0, self._remaining()))
+                    raise self._timeout()
+                await anyio.sleep(delay)
+            self._retry_after = 0.0
+            self.polls += 1
+            with anyio.move_on_after(self._remaining()) as scope:
+                try:
+                    return await self._poll(self.job_id)
+                except RETRYABLE_POLL_ERRORS as exc:
+                    self.failures += 1
+                    self._retry_after = getattr(exc, "retry_after", None) or 0.0
+                    log.debug(
+                        "job %s: poll %d failed, will retry: %s",
+                        self.job_id,
+                        self.polls,
+                        exc,
+                        extra={"job_id": self.job_id},
+                    )
+            if scope.cancelled_caught:
+                raise self._timeout()
