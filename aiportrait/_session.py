@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final
 
@@ -12,6 +12,20 @@ import aiohttp
 import attrs
 
 from . import _args
+from ._batch import (
+    AnyCreateRequest,
+    BatchRunner,
+    CreateRequest,
+    GroupCreateRequest,
+    Items,
+    Outcome,
+    Outcomes,
+    PromptCreateRequest,
+    ReferenceCreateRequest,
+    TrainRequest,
+    keyed,
+    run_batch,
+)
 from ._codec import decode_batch, decode_check, decode_job, decode_portrait, decode_train
 from ._limits import CallKind, Limits
 from ._transport import Answer, Transport
@@ -331,6 +345,101 @@ class Session:
             f"job {last.job_id} succeeded but its Result is not a training result"
         )
 
+    def create_many(
+        self,
+        requests: Items[AnyCreateRequest],
+        *,
+        limit: int | None = None,
+        fail_fast: bool = False,
+        journal: str | os.PathLike[str] | None = None,
+        out_dir: str | os.PathLike[str] | None = None,
+        resubmit_unknown: bool = False,
+        retry_failed: bool = False,
+    ) -> Outcomes[AnyCreateRequest, Portrait]:
+        """Create many portraits concurrently; yields an :class:`Outcome` per item as it ends.
+
+        Args:
+            requests: create requests (:class:`CreateRequest`, :class:`GroupCreateRequest`,
+                :class:`ReferenceCreateRequest`, :class:`PromptCreateRequest`), as a mapping
+                ``key -> request``, ``(key, request)`` pairs, or bare requests (key: position).
+            limit: items in flight at once (default: the Session's creation capacity).
+            fail_fast: stop the batch at the first failed item and raise its error.
+            journal: an SQLite file that makes the batch resumable.
+            out_dir: write each portrait there as ``<key>.<ext>`` (default with a journal: a
+                folder beside it named ``<journal stem>_portraits``).
+            resubmit_unknown: on a re-run, submit again the items that were in flight when the
+                earlier run died (they may run twice); otherwise they come back as
+                :class:`~aiportrait.errors.SubmitOutcomeUnknown`.
+            retry_failed: on a re-run, submit again the items that failed before.
+        """
+        kinds = (CreateRequest, GroupCreateRequest, ReferenceCreateRequest, PromptCreateRequest)
+        capacity = int(self._limits.by_kind["create"].total_tokens)
+        runner = BatchRunner(
+            self,
+            journal=journal,
+            out_dir=out_dir,
+            resubmit_unknown=resubmit_unknown,
+            retry_failed=retry_failed,
+        )
+        return Outcomes(
+            _closing(
+                run_batch(
+                    keyed(requests, kinds), runner.create, _limit(limit, capacity), fail_fast
+                ),
+                runner,
+            )
+        )
+
+    def train_many(
+        self,
+        image_sets: Items[TrainRequest | Sequence[str]],
+        *,
+        limit: int | None = None,
+        wait: bool = True,
+        fail_fast: bool = False,
+        journal: str | os.PathLike[str] | None = None,
+        resubmit_unknown: bool = False,
+        retry_failed: bool = False,
+    ) -> Outcomes[TrainRequest, Any]:
+        """Train many models concurrently; yields an :class:`Outcome` per item as it ends.
+
+        Args:
+            image_sets: photo sets (lists of URLs) or :class:`TrainRequest` objects, as a
+                mapping ``key -> set``, ``(key, set)`` pairs, or bare sets (key: position).
+            limit: trainings in progress at once (default: ``max_trainings``, else
+                ``max_in_flight``).
+            wait: watch each training to its end (value: :class:`TrainResult`); with False,
+                the value is the :class:`TrainJob` as soon as the service accepts it.
+            fail_fast: stop at the first failed item and raise its error.
+            journal: an SQLite file that makes the batch resumable; a training is recorded
+                with its job id before any polling, so a re-run resumes watching it.
+            resubmit_unknown: see :meth:`create_many`.
+            retry_failed: see :meth:`create_many`.
+        """
+        limiter = self._limits.by_kind.get("train", self._limits.all)
+        runner = BatchRunner(
+            self,
+            journal=journal,
+            out_dir=None,
+            resubmit_unknown=resubmit_unknown,
+            retry_failed=retry_failed,
+        )
+
+        async def work(key: Any, request: TrainRequest) -> Outcome[TrainRequest, Any]:
+            return await runner.train(key, request, wait=wait)
+
+        sets: Iterable[tuple[Any, TrainRequest | Sequence[str]]] = keyed(
+            image_sets, (TrainRequest, list, tuple)
+        )
+        pairs = (
+            (key, item if isinstance(item, TrainRequest) else TrainRequest(item))
+            for key, item in sets
+        )
+        capacity = int(limiter.total_tokens)
+        return Outcomes(
+            _closing(run_batch(pairs, work, _limit(limit, capacity), fail_fast), runner)
+        )
+
     async def get_batch_jobs(self, batch_id: int) -> tuple[Job, ...]:
         """Query the jobs of a batch (``GET /api/v1/batch_jobs/{id}``)."""
         answer = await self._call(
@@ -452,6 +561,32 @@ class Session:
             answer.request_id,
         )
         return portrait
+
+
+def _limit(limit: int | None, capacity: int) -> int:
+    if limit is None:
+        return capacity
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InvalidArgument(f"limit must be a positive whole number, not {limit!r}")
+    if limit > capacity:
+        log.warning(
+            "limit %d exceeds the session's capacity of %d: at most %d run at once",
+            limit,
+            capacity,
+            capacity,
+        )
+    return limit
+
+
+async def _closing(
+    outcomes: AsyncGenerator[Outcome[Any, Any], None], runner: BatchRunner
+) -> AsyncGenerator[Outcome[Any, Any], None]:
+    try:
+        async for outcome in outcomes:
+            yield outcome
+    finally:
+        await outcomes.aclose()
+        runner.close()
 
 
 def _list(values: Iterable[str]) -> list[str]:

@@ -15,6 +15,7 @@ boundary. API errors carry the HTTP ``status``, the service ``code`` and ``messa
     │   ├── JobFailed                         the job ended in state 3 (failed)
     │   └── JobTimeout                        the deadline passed before the job ended
     ├── SubmitOutcomeUnknown                  a charged call may or may not have run
+    ├── PreviousFailure                       a journalled batch item failed in an earlier run
     ├── TransportError                        the request did not get an HTTP answer
     │   ├── ConnectError                      could not connect, or the connection dropped
     │   └── RequestTimeout                    no answer within the timeout
@@ -83,6 +84,7 @@ __all__ = [
     "ModelNotDeployed",
     "ModelNotTrained",
     "NoFaceInTemplate",
+    "PreviousFailure",
     "QuotaExceeded",
     "RateLimited",
     "RequestTimeout",
@@ -190,6 +192,18 @@ class SubmitOutcomeUnknown(AIPortraitError):
         super().__init__(message)
         self.action = action
         self.request = request
+
+
+class PreviousFailure(AIPortraitError):
+    """A journalled batch item that failed in an earlier run (re-run with ``retry_failed``).
+
+    Attributes:
+        recorded: the error as the journal recorded it.
+    """
+
+    def __init__(self, recorded: str) -> None:
+        super().__init__(f"failed in an earlier run: {recorded}")
+        self.recorded = recorded
 
 
 class TransportError(AIPortraitError):

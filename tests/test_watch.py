@@ -1,0 +1,275 @@
+"""The job watcher, waits with deadlines, the session limiters and the shared 429 cool-down."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import anyio
+import pytest
+from aiohttp import web
+
+import aiportrait
+from aiportrait import JobState, PollPolicy, Session, TrainJob
+from aiportrait.emulator import Emulator, Faults
+
+FAST = PollPolicy(first=0.01, growth=0.5, cap=0.04, jitter=0.0, timeout=10.0)
+
+
+@pytest.fixture
+async def emu() -> AsyncIterator[Emulator]:
+    async with Emulator(train_seconds=0.05) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+async def session(emu: Emulator) -> AsyncIterator[Session]:
+    async with emu.session(poll=FAST) as s:
+        yield s
+
+
+async def test_one_update_per_state_change(emu: Emulator, session: Session) -> None:
+    job_id = emu.add_synthetic_job(0.4)
+    updates = [u async for u in session.watch(job_id)]
+    assert [u.state for u in updates] == [JobState.INIT, JobState.RUNNING, JobState.SUCCESS]
+    assert [u.previous for u in updates] == [None, JobState.INIT, JobState.RUNNING]
+    assert updates[-1].polls > len(updates)  # many polls, one update per change
+    assert updates[0].polls == 1
+    assert updates[-1].done
+    assert updates[-1].result is not None
+    assert 0.3 < updates[-1].elapsed < 1.5
+    assert all(u.job_id == job_id for u in updates)
+
+
+async def test_terminal_first_state_yields_once(emu: Emulator, session: Session) -> None:
+    job_id = emu.add_synthetic_job(0.0)
+    await asyncio.sleep(0.01)
+    updates = [u async for u in session.watch(job_id)]
+    assert [(u.previous, u.state) for u in updates] == [(None, JobState.SUCCESS)]
+
+
+async def test_wait_returns_result_or_raises_job_failed(emu: Emulator, session: Session) -> None:
+    good = emu.add_synthetic_job(0.1, result={"model_id": "m-1", "cost_time": 9, "states": []})
+    result = await session.wait(good)
+    assert result == aiportrait.TrainResult("m-1", 9.0, ())
+    bad = emu.add_synthetic_job(0.1, succeed=False, message="Train error, error info:boom")
+    with pytest.raises(aiportrait.JobFailed) as info:
+        await session.wait(bad)
+    assert info.value.job_id == bad
+    assert info.value.message == "Train error, error info:boom"
+    assert info.value.raw_result is not None
+    updates = [u async for u in session.watch(bad)]
+    assert updates[-1].state is JobState.FAILED
+    assert updates[-1].message == "Train error, error info:boom"
+
+
+async def test_wait_with_train_job_and_unparsable_result(emu: Emulator, session: Session) -> None:
+    job_id = emu.add_synthetic_job(0.0, result="not json")
+    result = await session.wait(TrainJob(job_id, "m-42"))
+    assert result.model_id == "m-42"
+    with pytest.raises(aiportrait.MalformedResponse, match="not a training result"):
+        await session.wait(job_id)
+
+
+async def test_deadline_raises_job_timeout(emu: Emulator, session: Session) -> None:
+    job_id = emu.add_synthetic_job(30.0)
+    started = time.monotonic()
+    with pytest.raises(aiportrait.JobTimeout) as info:
+        await session.wait(job_id, timeout=0.3)
+    elapsed = time.monotonic() - started
+    assert 0.25 < elapsed < 1.0
+    err = info.value
+    assert err.job_id == job_id
+    assert err.last_state == JobState.INIT  # synthetic jobs stay in init for a tenth
+    assert 0.25 < err.elapsed < 1.0
+    assert isinstance(err, TimeoutError)
+
+
+async def test_failed_polls_are_retried_within_the_deadline(emu: Emulator) -> None:
+    emu.faults = Faults(seed=3, rate_5xx=0.3, rate_429=0.1, retry_after=0.0, drop_before=0.1,
+                        malformed=0.1, paths=frozenset({"/api/v1/async_jobs/"}))  # fmt: skip
+    job_id = emu.add_synthetic_job(0.3)
+    async with emu.session(poll=FAST, max_rate_limit_retries=0) as session:
+        watch = session.watch(job_id)
+        states = [u.state async for u in watch]
+    assert states[-1] is JobState.SUCCESS
+    assert watch.failures > 0
+    assert sum(emu.counters.faults.values()) >= watch.failures
+
+
+async def test_errors_retrying_cannot_fix_end_the_watch(emu: Emulator) -> None:
+    job_id = emu.add_synthetic_job(1.0)
+    async with Session(emu.url, emu.app_id, "wrong-token", poll=FAST) as session:
+        with pytest.raises(aiportrait.SignatureMismatch):
+            await session.wait(job_id)
+
+
+def _leftovers() -> set[asyncio.Task[Any]]:
+    """Client-side tasks other than this one (the emulator's own connection handlers aside)."""
+    return {
+        t
+        for t in asyncio.all_tasks()
+        if t is not asyncio.current_task()
+        and "RequestHandler" not in getattr(t.get_coro(), "__qualname__", "")
+    }
+
+
+async def test_cancelling_leaves_nothing_behind(emu: Emulator, session: Session) -> None:
+    job_id = emu.add_synthetic_job(30.0)
+    before = _leftovers()
+    task = asyncio.create_task(session.wait(job_id))
+    await asyncio.sleep(0.15)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    with anyio.move_on_after(0.15):
+        await session.wait(job_id)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(session.wait(job_id), 0.15)
+    await asyncio.sleep(0)
+    assert _leftovers() <= before
+    connector = session._transport._client().connector
+    assert connector is not None
+    assert not connector._acquired  # no connection is held by a cancelled poll
+
+
+async def test_handles_serialise_and_resume_elsewhere(emu: Emulator) -> None:
+    job_id = emu.add_synthetic_job(0.2, result={"model_id": "m-9", "states": []})
+    stored = json.dumps(aiportrait.converter.unstructure(TrainJob(job_id, "m-9")))
+    async with emu.session(poll=FAST) as other:
+        handle = aiportrait.converter.structure(json.loads(stored), TrainJob)
+        assert (await other.wait(handle)).model_id == "m-9"
+
+
+# -- the polling schedule ----------------------------------------------------------------------
+
+
+def test_policy_schedule_backs_off_to_the_cap() -> None:
+    policy = PollPolicy(jitter=0.0)
+    times = policy.schedule(600)
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert times[:2] == [0.0, 2.0]
+    assert max(gaps) == 30.0
+    assert gaps == sorted(gaps)
+    assert len(times) < 30  # a 10-minute job: a fixed 1 s poller would poll 600 times
+
+
+def test_policy_polls_densely_near_the_expected_end() -> None:
+    policy = PollPolicy(expected=300, dense=1.0, window=0.1, jitter=0.0)
+    times = policy.schedule(330)
+    near = [t for t in times if 270 <= t <= 330]
+    assert max(b - a for a, b in zip(near, near[1:])) <= 1.0
+    assert any(269 <= t <= 271 for t in times)  # lands on the window's start
+    assert len(times) < 100
+
+
+def test_policy_jitter_and_validation() -> None:
+    policy = PollPolicy(jitter=0.2)
+    rng = random.Random(1)
+    values = {round(policy.interval(100.0, rng), 6) for _ in range(20)}
+    assert len(values) > 10
+    assert all(24 <= v <= 36 for v in values)
+    for bad in ({"first": 0}, {"cap": -1}, {"jitter": 1.0}, {"window": -0.1}, {"timeout": 0}):
+        with pytest.raises(ValueError, match="PollPolicy"):
+            PollPolicy(**bad)
+    assert PollPolicy(timeout=None).timeout is None
+    assert PollPolicy.TRAINING.timeout == 1800.0
+
+
+async def test_retry_after_is_honoured_between_polls() -> None:
+    calls: list[float] = []
+
+    async def poll(job_id: int) -> aiportrait.Job:
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            raise aiportrait.RateLimited(429, "", "slow", retry_after=0.25)
+        return aiportrait.Job(job_id, JobState.SUCCESS)
+
+    watch = aiportrait.JobWatch(poll, 5, FAST)
+    updates = [u async for u in watch]
+    assert updates[-1].state is JobState.SUCCESS
+    assert calls[1] - calls[0] >= 0.24
+    assert watch.polls == 2
+
+
+# -- limiters and the shared cool-down ---------------------------------------------------------
+
+
+class Probe:
+    """A loopback server that records concurrency and arrival times."""
+
+    def __init__(self, delay: float = 0.05, first_429: float | None = None) -> None:
+        self.delay = delay
+        self.first_429 = first_429
+        self.active = 0
+        self.peak = 0
+        self.arrivals: list[float] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.arrivals.append(time.monotonic())
+        if self.first_429 is not None and len(self.arrivals) == 1:
+            return web.json_response(
+                {"code": "Throttling", "message": "slow down"},
+                status=429,
+                headers={"Retry-After": str(self.first_429)},
+            )
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        await asyncio.sleep(self.delay)
+        self.active -= 1
+        job = {"state": 1, "message": "", "app_id": "a"}
+        return web.json_response({"code": "OK", "data": {"job": job}})
+
+
+async def _serve(probe: Probe) -> tuple[web.AppRunner, str]:
+    app = web.Application()
+    app.router.add_post("/api/v1/async_jobs/{id}", probe.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+
+async def test_max_in_flight_bounds_concurrent_calls() -> None:
+    probe = Probe(delay=0.05)
+    runner, url = await _serve(probe)
+    try:
+        connector = aiohttp.TCPConnector(limit=100)
+        async with aiohttp.ClientSession(connector=connector) as client:
+            async with Session(url, "a", "t", session=client, max_in_flight=3) as session:
+                await asyncio.gather(*(session.get_job(i) for i in range(12)))
+        assert probe.peak == 3
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_429_pauses_every_task_of_the_session() -> None:
+    probe = Probe(delay=0.0, first_429=0.4)
+    runner, url = await _serve(probe)
+    try:
+        async with Session(url, "a", "t") as session:
+            first = asyncio.create_task(session.get_job(1))
+            await asyncio.sleep(0.05)  # the 429 has come back: the cool-down is on
+            assert session.limits.cooldown.remaining > 0.2
+            rest = [asyncio.create_task(session.get_job(i)) for i in range(2, 6)]
+            await asyncio.gather(first, *rest)
+        t429 = probe.arrivals[0]
+        later = probe.arrivals[1:]
+        assert len(later) == 5
+        assert all(t - t429 >= 0.38 for t in later)  # nobody went during the pause
+    finally:
+        await runner.cleanup()
+
+
+def test_limit_arguments_are_checked() -> None:
+    with pytest.raises(aiportrait.InvalidArgument, match="max_in_flight"):
+        Session("h", "a", "t", max_in_flight=0)
+    with pytest.raises(aiportrait.InvalidArgument, match="max_creations"):
+        Session("h", "a", "t", max_creations=True)
+    with pytest.raises(aiportrait.InvalidArgument, match="PollPolicy"):
+        Session("h", "a", "t", poll=5)  # type: ignore[arg-type]
