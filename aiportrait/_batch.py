@@ -282,28 +282,59 @@ def file_stem(key: object) -> str:
     return f"{safe}-{hashlib.sha1(text.encode()).hexdigest()[:10]}"
 
 
+@attrs.frozen
+class _Abort:
+    """Sent by a worker when the input or the batch machinery itself failed."""
+
+    error: Exception
+
+
 async def run_batch(
     items: Iterable[tuple[Any, R]],
     work: Callable[[Any, R], Awaitable[Outcome[R, V]]],
     limit: int,
     fail_fast: bool,
 ) -> AsyncGenerator[Outcome[R, V], None]:
-    """Run ``work`` on every item with ``limit`` workers; yield outcomes as they complete."""
+    """Run ``work`` on every item with ``limit`` workers; yield outcomes as they complete.
+
+    Workers never raise: an item's error is part of its outcome, and a failure of the input
+    iterator (or of the journal) is sent as an abort. Only this generator's own frame cancels
+    the workers, so cancellation never lands in the consumer's code between two outcomes.
+    """
     iterator = iter(items)
-    send, receive = anyio.create_memory_object_stream[Outcome[R, V]](limit)
+    send, receive = anyio.create_memory_object_stream[Outcome[R, V] | _Abort](limit)
     failed: BaseException | None = None
 
-    async def worker(out: anyio.abc.ObjectSendStream[Outcome[R, V]]) -> None:
+    async def worker(out: anyio.abc.ObjectSendStream[Outcome[R, V] | _Abort]) -> None:
         async with out:
-            for key, request in iterator:
-                await out.send(await work(key, request))
+            while True:
+                try:
+                    pair = next(iterator, None)
+                    if pair is None:
+                        return
+                    outcome: Outcome[R, V] | _Abort = await work(*pair)
+                except Exception as exc:
+                    outcome = _Abort(exc)
+                await out.send(outcome)
+                if isinstance(outcome, _Abort):
+                    return
 
     async with anyio.create_task_group() as tg, receive:
         for _ in range(limit):
             tg.start_soon(worker, send.clone())
         send.close()
         async for outcome in receive:
-            yield outcome
+            if isinstance(outcome, _Abort):
+                failed = outcome.error
+                tg.cancel_scope.cancel()
+                break
+            try:
+                yield outcome
+            except GeneratorExit:
+                # The consumer left early (aclose): cancel the workers and wait for them here,
+                # in the consumer's task, so that none is left behind.
+                tg.cancel_scope.cancel()
+                break
             if fail_fast and outcome.error is not None:
                 failed = outcome.error
                 tg.cancel_scope.cancel()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
 import time
@@ -152,7 +153,7 @@ async def test_handles_serialise_and_resume_elsewhere(emu: Emulator) -> None:
 def test_policy_schedule_backs_off_to_the_cap() -> None:
     policy = PollPolicy(jitter=0.0)
     times = policy.schedule(600)
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert times[:2] == [0.0, 2.0]
     assert max(gaps) == 30.0
     assert gaps == sorted(gaps)
@@ -163,7 +164,7 @@ def test_policy_polls_densely_near_the_expected_end() -> None:
     policy = PollPolicy(expected=300, dense=1.0, window=0.1, jitter=0.0)
     times = policy.schedule(330)
     near = [t for t in times if 270 <= t <= 330]
-    assert max(b - a for a, b in zip(near, near[1:])) <= 1.0
+    assert max(b - a for a, b in itertools.pairwise(near)) <= 1.0
     assert any(269 <= t <= 271 for t in times)  # lands on the window's start
     assert len(times) < 100
 
@@ -240,9 +241,11 @@ async def test_max_in_flight_bounds_concurrent_calls() -> None:
     runner, url = await _serve(probe)
     try:
         connector = aiohttp.TCPConnector(limit=100)
-        async with aiohttp.ClientSession(connector=connector) as client:
-            async with Session(url, "a", "t", session=client, max_in_flight=3) as session:
-                await asyncio.gather(*(session.get_job(i) for i in range(12)))
+        async with (
+            aiohttp.ClientSession(connector=connector) as client,
+            Session(url, "a", "t", session=client, max_in_flight=3) as session,
+        ):
+            await asyncio.gather(*(session.get_job(i) for i in range(12)))
         assert probe.peak == 3
     finally:
         await runner.cleanup()
