@@ -114,10 +114,10 @@ class Emulator:
         app = build_app(
             service, max_body=self._max_body, time_skew=self._time_skew, serve_dir=self._serve_dir
         )
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self._host, self._port, shutdown_timeout=1.0)
+            site = web.TCPSite(runner, self._host, self._port)
             await site.start()
         except BaseException:
             await runner.cleanup()

@@ -62,15 +62,60 @@ class PhotoVerdict:
 DECODE_FAILED = PhotoVerdict(CHECK_DECODE_ERROR, CHECK_MESSAGES[CHECK_DECODE_ERROR], False)
 
 
+_shared_lock = threading.Lock()
+_shared_pool: ThreadPoolExecutor | None = None
+_shared_engine: FaceEngine | None = None
+
+
+def default_workers() -> int:
+    """Threads of the default pool: one core is left to the event loop (at most 4 threads).
+
+    Composing holds the GIL part of the time; with as many busy threads as cores, requests
+    that need no image work (job queries) slow down tenfold on a two-core machine.
+    """
+    return max(1, min(4, (os.cpu_count() or 2) - 1))
+
+
+def _default_pool() -> ThreadPoolExecutor:
+    global _shared_pool
+    with _shared_lock:
+        if _shared_pool is None:
+            _shared_pool = ThreadPoolExecutor(
+                max_workers=default_workers(), thread_name_prefix="aiportrait-emu"
+            )
+        return _shared_pool
+
+
+def shared_engine() -> FaceEngine:
+    """The process-wide face engine (thread-safe; its models load once per thread)."""
+    global _shared_engine
+    with _shared_lock:
+        if _shared_engine is None:
+            from ._vision import FaceEngine
+
+            _shared_engine = FaceEngine()
+        return _shared_engine
+
+
 class Worker:
-    """A bounded thread pool plus the shared face engine (created on first use)."""
+    """Runs the image work in a bounded thread pool with the shared face engine.
+
+    ``workers=None`` uses one process-wide pool of :func:`default_workers` threads, shared by
+    every emulator in the process, so the face models (loaded once per thread, about half a
+    second) stay warm across emulators; a number gives this worker its own pool.
+    """
 
     def __init__(self, *, workers: int | None = None, max_pixels: int = 40_000_000) -> None:
         self.max_pixels = max_pixels
-        count = workers or min(4, os.cpu_count() or 1)
-        self._pool = ThreadPoolExecutor(max_workers=count, thread_name_prefix="aiportrait-emu")
-        self._engine: FaceEngine | None = None
-        self._lock = threading.Lock()
+        self._owns_pool = workers is not None
+        if workers is not None:
+            if workers < 1:
+                raise ValueError("workers must be at least 1")
+            self._pool = ThreadPoolExecutor(
+                max_workers=workers, thread_name_prefix="aiportrait-emu"
+            )
+        else:
+            self._pool = _default_pool()
 
     async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``fn(*args, **kwargs)`` in the pool and await its result."""
@@ -78,18 +123,14 @@ class Worker:
         return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
 
     def close(self) -> None:
-        """Stop the pool; queued work is cancelled, running work finishes in the background."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Stop an own pool (queued work is cancelled); the shared pool stays up."""
+        if self._owns_pool:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
     @property
     def engine(self) -> FaceEngine:
         """The face engine, built on first use (call from a worker thread)."""
-        with self._lock:
-            if self._engine is None:
-                from ._vision import FaceEngine
-
-                self._engine = FaceEngine()
-            return self._engine
+        return shared_engine()
 
     def decode(self, data: bytes | None, *, formats: frozenset[str] | None = None) -> Any:
         """Decode bytes to an RGB array, or None when they are missing or not an image."""
