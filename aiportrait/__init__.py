@@ -24,6 +24,7 @@ from ._batch import (
     TrainRequest,
 )
 from ._codec import converter
+from ._retry import RetryPolicy
 from ._session import Session
 from ._transport import DEFAULT_TIMEOUT
 from ._version import __version__
@@ -136,6 +137,7 @@ __all__ = [
     "RequestTimeout",
     "ResponseError",
     "ResponseTooLarge",
+    "RetryPolicy",
     "SecondDiffusionError",
     "SecondFaceFusionError",
     "ServerError",

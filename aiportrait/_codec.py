@@ -7,7 +7,6 @@ response becomes :class:`~aiportrait.errors.MalformedResponse`.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 from collections.abc import Mapping
@@ -200,16 +199,25 @@ def decode_batch(data: Any, request_id: str) -> tuple[Job, ...]:
     return tuple(out)
 
 
-def decode_portrait(data: Any, request_id: str) -> Portrait:
-    """Read the ``data`` of a create answer: base64 image (a ``data:`` prefix is tolerated)."""
+def decode_portrait(data: Any, request_id: str, lifted: memoryview | None = None) -> Portrait:
+    """Read the ``data`` of a create answer: base64 image (a ``data:`` prefix is tolerated).
+
+    ``lifted`` is the image's base64 text cut out of the body by the transport, decoded here
+    straight from the receive buffer (no intermediate string or copy).
+    """
     data = _mapping(data, "create data")
     image = data.get("image")
-    if not isinstance(image, str) or not image:
+    if lifted is not None and image == "":
+        source: Any = lifted
+        head = bytes(lifted[:256])
+        if head.startswith(b"data:") and b"," in head:
+            source = lifted[head.index(b",") + 1 :]
+    elif isinstance(image, str) and image:
+        source = image.partition(",")[2] if image.startswith("data:") else image
+    else:
         raise MalformedResponse("create data has no image")
-    if image.startswith("data:"):
-        image = image.partition(",")[2]
     try:
-        raw = base64.b64decode(image)
+        raw = binascii.a2b_base64(source)
     except (binascii.Error, ValueError) as exc:
         raise MalformedResponse(f"create data.image is not base64: {exc}") from None
     if not raw:

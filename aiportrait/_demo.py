@@ -21,6 +21,7 @@ import anyio
 import attrs
 
 from ._session import Session
+from ._watch import PollPolicy
 from .models import Portrait, TrainJob, TrainResult
 
 __all__ = ["DemoResult", "run_demo"]
@@ -80,19 +81,9 @@ def _photos(folder: Path) -> dict[str, list[str]]:
 
 
 async def _wait(session: Session, job: TrainJob, label: str, echo: Echo) -> TrainResult:
-    started = time.monotonic()
-    last = None
-    while True:
-        status = await session.get_job(job)
-        if status.state != last:
-            last = status.state
-            echo(f"  {label}: job {job.job_id} {status.state.name.lower()} "
-                 f"({time.monotonic() - started:.1f}s)")  # fmt: skip
-        if status.done:
-            if status.result is None:
-                raise RuntimeError(f"{label} training failed: {status.message}")
-            return status.result
-        await asyncio.sleep(0.25)
+    async for update in session.watch(job):
+        echo(f"  {label}: job {job.job_id} {update.state.name.lower()} ({update.elapsed:.1f}s)")
+    return await session.wait(job)  # the job has ended: one poll returns its result
 
 
 def _contact_sheet(rows: list[tuple[str, list[bytes]]], path: Path, thumb: int = 220) -> Path:
@@ -136,7 +127,8 @@ async def run_demo(
         async with Emulator(**options) as emu:
             echo(f"emulator: {emu.url} (local stand-in: real face detection and compositing, "
                  "no diffusion)")  # fmt: skip
-            async with emu.session() as session:
+            poll = PollPolicy(first=0.25, cap=1.0, timeout=120)
+            async with emu.session(poll=poll) as session:
                 return await _flow(session, emu.media_url, names, media, out, echo, started)
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
+import time
 from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import aiohttp
+import anyio
 import attrs
 
 from . import _args
@@ -28,10 +31,22 @@ from ._batch import (
 )
 from ._codec import decode_batch, decode_check, decode_job, decode_portrait, decode_train
 from ._limits import CallKind, Limits
-from ._transport import Answer, Transport
+from ._retry import RetryPolicy, ambiguous, retry_reason
+from ._transport import DEFAULT_TIMEOUT, Answer, Transport
 from ._watch import JobWatch, PollPolicy
 from .config import CreateConfig
-from .errors import CredentialsError, InvalidArgument, JobFailed, MalformedResponse, RateLimited
+from .errors import (
+    AIPortraitError,
+    APIError,
+    CredentialsError,
+    InvalidArgument,
+    JobFailed,
+    MalformedResponse,
+    RateLimited,
+    ResponseError,
+    SubmitOutcomeUnknown,
+    TransportError,
+)
 from .models import CheckReport, Job, JobState, Portrait, TrainJob, TrainResult
 
 __all__ = ["Session"]
@@ -88,8 +103,9 @@ class Session:
         session: an ``aiohttp.ClientSession`` to borrow; it is used and never closed.
             Without one, the Session creates its own on first use and closes it in
             :meth:`aclose`.
-        timeout: an ``aiohttp.ClientTimeout`` for every call (default
-            :data:`aiportrait.DEFAULT_TIMEOUT`).
+        timeout: an ``aiohttp.ClientTimeout`` for each try of a call, or a number of seconds
+            for each try in all (default :data:`aiportrait.DEFAULT_TIMEOUT`: connect 10 s,
+            180 s between bytes, 300 s in all; a create takes tens of seconds).
         user_agent: a product token put before aiportrait's own User-Agent.
         max_in_flight: calls in flight at once, all kinds together (an anyio
             ``CapacityLimiter``, separate from the HTTP connection pool).
@@ -98,9 +114,11 @@ class Session:
             ``max_in_flight``, so that job polls find a slot while long creates run).
         poll: the :class:`PollPolicy` for :meth:`watch` and :meth:`wait` (default
             :attr:`PollPolicy.TRAINING`: 30-minute deadline).
-        max_rate_limit_retries: how often one call is sent again after a 429 (a 429 means the
-            service did not run it, so this is safe for charged calls too). Every call of the
-            Session waits out one shared cool-down after a 429.
+        retry: the :class:`RetryPolicy` (default ``RetryPolicy()``). Read-only calls are
+            retried on connection errors, timeouts, 5xx, 429 and unreadable answers; train and
+            create only when they provably did not run (no connection, 429, 503 with
+            ``Retry-After``), else they raise :class:`~aiportrait.errors.SubmitOutcomeUnknown`.
+            After a 429 every call of the Session waits out one shared cool-down.
 
     Use it as ``async with Session(...) as session:`` or call :meth:`aclose` when done.
     """
@@ -118,18 +136,16 @@ class Session:
         max_trainings: int | None = None,
         max_creations: int | None = None,
         poll: PollPolicy | None = None,
-        max_rate_limit_retries: int = 5,
+        retry: RetryPolicy | None = None,
     ) -> None:
+        self._timeout = _client_timeout(timeout) if timeout is not None else DEFAULT_TIMEOUT
         self._transport = Transport(
-            host, app_id, token, session=session, timeout=timeout, user_agent=user_agent
+            host, app_id, token, session=session, timeout=self._timeout, user_agent=user_agent
         )
         self._limits = Limits(max_in_flight, max_trainings, max_creations)
-        if poll is not None and not isinstance(poll, PollPolicy):
-            raise InvalidArgument(f"poll must be a PollPolicy, not {type(poll).__name__}")
-        self.poll = poll or PollPolicy.TRAINING
-        if not isinstance(max_rate_limit_retries, int) or max_rate_limit_retries < 0:
-            raise InvalidArgument("max_rate_limit_retries must be a whole number >= 0")
-        self._max_429 = max_rate_limit_retries
+        self.poll = _checked(poll or PollPolicy.TRAINING, PollPolicy, "poll")
+        self._retry = _checked(retry or RetryPolicy(), RetryPolicy, "retry")
+        self._owner = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> Session:
@@ -184,13 +200,42 @@ class Session:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Release the Session's resources. A borrowed aiohttp session is left open."""
-        await self._transport.aclose()
+        """Release the Session's resources. A borrowed aiohttp session is left open.
+
+        On a view from :meth:`with_options` this does nothing.
+        """
+        if self._owner:
+            await self._transport.aclose()
 
     @property
     def limits(self) -> Limits:
         """The Session's limiters and shared cool-down (for inspection)."""
         return self._limits
+
+    def with_options(
+        self,
+        *,
+        timeout: aiohttp.ClientTimeout | float | None = None,
+        retry: RetryPolicy | None = None,
+        poll: PollPolicy | None = None,
+    ) -> Session:
+        """A view of this Session with other per-call options, for one call or a few.
+
+        The view shares the connection pool, limiters and cool-down; closing it does nothing
+        (close the original). ``timeout`` is an ``aiohttp.ClientTimeout`` for each try, or a
+        number of seconds for each try in all. Example::
+
+            portrait = await session.with_options(timeout=600).create(model_id, template)
+        """
+        view = copy.copy(self)
+        view._owner = False
+        if timeout is not None:
+            view._timeout = _client_timeout(timeout)
+        if retry is not None:
+            view._retry = _checked(retry, RetryPolicy, "retry")
+        if poll is not None:
+            view.poll = _checked(poll, PollPolicy, "poll")
+        return view
 
     async def _call(
         self,
@@ -200,31 +245,65 @@ class Session:
         payload: Mapping[str, Any] | None = None,
         *,
         accept: str = "application/json",
+        lift: str | None = None,
     ) -> Answer:
+        charged = kind != "read"
         cooldown = self._limits.cooldown
+        started = time.monotonic()
         attempt = 0
         while True:
+            attempt += 1
             await cooldown.wait()
-            async with self._limits.slot(kind):
-                await cooldown.wait()
-                try:
-                    answer = await self._transport.call(method, path, payload, accept=accept)
-                except RateLimited as exc:
-                    attempt += 1
-                    if attempt > self._max_429:
-                        raise
-                    pause = cooldown.trip(exc.retry_after)
-                    log.debug(
-                        "%s %s: 429, attempt %d, all calls pause %.2fs (request_id=%s)",
-                        method,
-                        path,
-                        attempt,
-                        pause,
-                        exc.request_id,
+            try:
+                async with self._limits.slot(kind):
+                    await cooldown.wait()
+                    answer = await self._transport.call(
+                        method, path, payload, accept=accept, timeout=self._timeout, lift=lift
                     )
-                    continue
+            except (TransportError, ResponseError, APIError) as exc:
+                delay = self._retry_delay(exc, attempt, started, charged=charged)
+                if delay is None:
+                    if charged and ambiguous(exc):
+                        raise SubmitOutcomeUnknown(
+                            f"{method} {path}: {exc}; the service may have run it, so it was "
+                            "not sent again",
+                            action=kind,
+                            request=payload,
+                        ) from exc
+                    raise
+                log.debug(
+                    "%s %s: try %d failed (%s), next try in %.2fs",
+                    method,
+                    path,
+                    attempt,
+                    retry_reason(exc, charged=charged),
+                    delay + cooldown.remaining,
+                    extra={"attempt": attempt, "wait": delay},
+                )
+                await anyio.sleep(delay)
+                continue
             cooldown.clear()
             return answer
+
+    def _retry_delay(
+        self, exc: AIPortraitError, attempt: int, started: float, *, charged: bool
+    ) -> float | None:
+        """Seconds to wait before the next try, or ``None`` to raise ``exc``."""
+        policy = self._retry
+        if retry_reason(exc, charged=charged) is None or attempt >= policy.tries(charged):
+            return None
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None and retry_after > policy.max_retry_after:
+            return None
+        if isinstance(exc, RateLimited):
+            self._limits.cooldown.trip(retry_after)  # every task of the Session waits it out
+            delay = 0.0
+        else:
+            delay = max(policy.backoff(attempt), retry_after or 0.0)
+        wait = delay + self._limits.cooldown.remaining
+        if policy.deadline is not None and time.monotonic() - started + wait > policy.deadline:
+            return None
+        return delay
 
     # -- the endpoints ---------------------------------------------------------------------
 
@@ -324,7 +403,7 @@ class Session:
         job: int | TrainJob,
         *,
         poll: PollPolicy | None = None,
-        timeout: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the documented API; a deadline, not I/O
     ) -> TrainResult:
         """Wait for a training to end and return its result.
 
@@ -550,8 +629,8 @@ class Session:
         payload["template_image"] = template
         if configure:
             payload["configure"] = configure
-        answer = await self._call("create", "POST", CREATE_PATH, payload)
-        portrait = decode_portrait(answer.data, answer.request_id)
+        answer = await self._call("create", "POST", CREATE_PATH, payload, lift="image")
+        portrait = decode_portrait(answer.data, answer.request_id, answer.lifted)
         log.info(
             "portrait created: %s %sx%s in %.2fs request_id=%s",
             portrait.format,
@@ -561,6 +640,25 @@ class Session:
             answer.request_id,
         )
         return portrait
+
+
+T = TypeVar("T")
+
+
+def _checked(value: T, kind: type[T], name: str) -> T:
+    if not isinstance(value, kind):
+        raise InvalidArgument(f"{name} must be a {kind.__name__}, not {type(value).__name__}")
+    return value
+
+
+def _client_timeout(timeout: aiohttp.ClientTimeout | float) -> aiohttp.ClientTimeout:
+    if isinstance(timeout, aiohttp.ClientTimeout):
+        return timeout
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise InvalidArgument(f"timeout must be a ClientTimeout or seconds > 0, not {timeout!r}")
+    return aiohttp.ClientTimeout(
+        total=timeout, connect=min(10.0, timeout), sock_read=min(180.0, timeout)
+    )
 
 
 def _limit(limit: int | None, capacity: int) -> int:

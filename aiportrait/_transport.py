@@ -109,11 +109,45 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
 @attrs.frozen
 class Answer:
-    """A successful envelope: its ``data`` and request id, and the HTTP status."""
+    """A successful envelope: its ``data``, request id and HTTP status.
+
+    ``lifted`` holds the raw bytes of the string field named by ``call(lift=...)`` when it
+    could be cut out of the body before parsing (its value in ``data`` is then ``""``).
+    """
 
     data: Any
     request_id: str
     status: int
+    lifted: memoryview | None = attrs.field(default=None, repr=False)
+
+
+def lift_string(raw: bytearray, name: str) -> tuple[bytes | bytearray, memoryview | None]:
+    """Cut the first ``"name": "<value>"`` string out of a JSON body without copying it.
+
+    Returns the body with the value emptied, and a view of the value's bytes; or the body
+    unchanged and ``None`` when the value holds escapes or the key is not found as a key.
+    A large base64 image then costs its encoded size once, not three times over (body, parsed
+    string, ASCII copy for decoding).
+    """
+    key = b'"' + name.encode() + b'"'
+    at = raw.find(key)
+    if at < 0 or (at > 0 and raw[at - 1] == 0x5C):  # absent, or inside an escaped string
+        return raw, None
+    pos = at + len(key)
+    while pos < len(raw) and raw[pos] in b" \t\r\n":
+        pos += 1
+    if raw[pos : pos + 1] != b":":
+        return raw, None
+    pos += 1
+    while pos < len(raw) and raw[pos] in b" \t\r\n":
+        pos += 1
+    if raw[pos : pos + 1] != b'"':
+        return raw, None
+    start = pos + 1
+    end = raw.find(b'"', start)
+    if end < 0 or raw.find(b"\\", start, end) >= 0:
+        return raw, None
+    return raw[:start] + raw[end:], memoryview(raw)[start:end]
 
 
 class Transport:
@@ -191,8 +225,12 @@ class Transport:
         *,
         accept: str = "application/json",
         timeout: aiohttp.ClientTimeout | None = None,
+        lift: str | None = None,
     ) -> Answer:
         """Send one signed request and return the ``data`` of an ``OK`` envelope.
+
+        ``lift`` names a (large) string field to cut out of the body before JSON parsing; see
+        :func:`lift_string`.
 
         Raises an :class:`~aiportrait.errors.APIError` subclass for an error answer,
         :class:`~aiportrait.errors.TransportError` when no answer came, and
@@ -214,17 +252,32 @@ class Transport:
                 raw = await self._read(resp, method, path)
                 status = resp.status
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-        except asyncio.TimeoutError:
-            elapsed = time.monotonic() - started
+        except aiohttp.ConnectionTimeoutError:
             raise RequestTimeout(
-                f"{method} {path}: no answer within {elapsed:.1f}s", method=method, path=path
+                f"{method} {path}: could not connect within {time.monotonic() - started:.1f}s",
+                method=method,
+                path=path,
+                sent=False,
+            ) from None
+        except (asyncio.TimeoutError, TimeoutError):
+            raise RequestTimeout(
+                f"{method} {path}: no answer within {time.monotonic() - started:.1f}s",
+                method=method,
+                path=path,
+            ) from None
+        except aiohttp.ClientConnectorError as exc:
+            raise ConnectError(
+                f"{method} {path}: could not connect: {_safe(exc)}",
+                method=method,
+                path=path,
+                sent=False,
             ) from None
         except aiohttp.ClientError as exc:
             raise ConnectError(
                 f"{method} {path}: {type(exc).__name__}: {_safe(exc)}", method=method, path=path
             ) from None
         elapsed = time.monotonic() - started
-        answer = self._answer(status, raw, method, path, retry_after)
+        answer = self._answer(status, raw, method, path, retry_after, lift)
         log.debug(
             "%s %s -> %s in %.3fs request_id=%s",
             method,
@@ -236,7 +289,7 @@ class Transport:
         )
         return answer
 
-    async def _read(self, resp: aiohttp.ClientResponse, method: str, path: str) -> bytes:
+    async def _read(self, resp: aiohttp.ClientResponse, method: str, path: str) -> bytearray:
         declared = resp.content_length
         if declared is not None and declared > self.max_response_bytes:
             raise ResponseTooLarge(
@@ -244,21 +297,40 @@ class Transport:
                 f"{self.max_response_bytes}",
                 status=resp.status,
             )
-        chunks = bytearray()
+        if declared is not None and "Content-Encoding" not in resp.headers:
+            # One buffer of the final size: no growth, no second copy.
+            buf = bytearray(declared)
+            pos = 0
+            async for chunk in resp.content.iter_chunked(256 * 1024):
+                buf[pos : pos + len(chunk)] = chunk
+                pos += len(chunk)
+            del buf[pos:]
+            return buf
+        buf = bytearray()
         async for chunk in resp.content.iter_chunked(256 * 1024):
-            chunks += chunk
-            if len(chunks) > self.max_response_bytes:
+            buf += chunk
+            if len(buf) > self.max_response_bytes:
                 raise ResponseTooLarge(
                     f"{method} {path}: answer exceeds the bound of {self.max_response_bytes} bytes",
                     status=resp.status,
                 )
-        return bytes(chunks)
+        return buf
 
     def _answer(
-        self, status: int, raw: bytes, method: str, path: str, retry_after: float | None
+        self,
+        status: int,
+        raw: bytearray,
+        method: str,
+        path: str,
+        retry_after: float | None,
+        lift: str | None = None,
     ) -> Answer:
+        body: bytes | bytearray = raw
+        lifted = None
+        if lift is not None and 200 <= status < 300:
+            body, lifted = lift_string(raw, lift)
         try:
-            envelope = json.loads(raw)
+            envelope = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             envelope = None
         if not isinstance(envelope, dict):
@@ -276,7 +348,7 @@ class Transport:
         code = code if isinstance(code, str) else ""
         message = message if isinstance(message, str) else ""
         if 200 <= status < 300 and code.upper() == "OK":
-            return Answer(envelope.get("data"), request_id, status)
+            return Answer(envelope.get("data"), request_id, status, lifted)
         if 200 <= status < 300 and not code and "data" in envelope:
             raise MalformedResponse(
                 f"{method} {path}: HTTP {status} envelope has no code", status=status

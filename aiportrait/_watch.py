@@ -33,6 +33,9 @@ __all__ = ["JobUpdate", "JobWatch", "PollPolicy"]
 
 log = logging.getLogger("aiportrait")
 
+#: One generator for every watcher's jitter: a Random each would cost ~3 KB per watched job.
+_JITTER = random.Random()
+
 #: Poll failures the watcher retries within its deadline.
 RETRYABLE_POLL_ERRORS = (TransportError, ServerError, RateLimited, MalformedResponse)
 
@@ -165,7 +168,7 @@ class JobWatch(AsyncIterator[JobUpdate]):
         self.policy = policy
         self._poll = poll
         self._clock = clock
-        self._rng = rng or random.Random()
+        self._rng = rng or _JITTER
         self._started: float | None = None
         self._last: JobState | None = None
         self._finished = False

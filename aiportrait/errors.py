@@ -212,12 +212,17 @@ class TransportError(AIPortraitError):
     Attributes:
         method: HTTP method.
         path: resource path (never the host's credentials).
+        sent: False when the request provably never left (the connection could not be
+            made); ``None`` when it may have reached the service.
     """
 
-    def __init__(self, message: str, *, method: str = "", path: str = "") -> None:
+    def __init__(
+        self, message: str, *, method: str = "", path: str = "", sent: bool | None = None
+    ) -> None:
         super().__init__(message)
         self.method = method
         self.path = path
+        self.sent = sent
 
 
 class ConnectError(TransportError):
@@ -258,21 +263,31 @@ class APIError(AIPortraitError):
         code: the service's ``code`` field (``PARAMETER_ERROR``, ``error``, ...).
         message: the service's ``message`` field, verbatim.
         request_id: the service's request id (quote it to support).
+        retry_after: seconds from a ``Retry-After`` header, or ``None``.
     """
 
-    def __init__(self, status: int, code: str, message: str, request_id: str = "") -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        request_id: str = "",
+        retry_after: float | None = None,
+    ) -> None:
         self.status = status
         self.code = code
         self.message = message
         self.request_id = request_id
+        self.retry_after = retry_after
         super().__init__(status, code, message, request_id)
 
     def __str__(self) -> str:
         rid = f" (request_id={self.request_id})" if self.request_id else ""
         return f"HTTP {self.status} {self.code}: {self.message}{rid}"
 
-    def __reduce__(self) -> tuple[type[APIError], tuple[int, str, str, str]]:
-        return (type(self), (self.status, self.code, self.message, self.request_id))
+    def __reduce__(self) -> tuple[type[APIError], tuple[Any, ...]]:
+        args = (self.status, self.code, self.message, self.request_id, self.retry_after)
+        return (type(self), args)
 
 
 class GatewayError(APIError):
@@ -368,28 +383,7 @@ class ClientError(APIError):
 
 
 class RateLimited(ClientError):
-    """429: too many requests.
-
-    Attributes:
-        retry_after: seconds the service asked us to wait, or ``None``.
-    """
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        request_id: str = "",
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(status, code, message, request_id)
-        self.retry_after = retry_after
-
-    def __reduce__(self) -> tuple[type[APIError], tuple[Any, ...]]:
-        return (
-            type(self),
-            (self.status, self.code, self.message, self.request_id, self.retry_after),
-        )
+    """429: too many requests; ``retry_after`` holds the seconds asked for, when sent."""
 
 
 class ServerError(APIError):
@@ -465,6 +459,4 @@ def error_from_response(
     cls = _BY_NORMALISED.get(_normalise(message).casefold()) or _BY_CODE.get(code)
     if cls is None:
         cls = _by_status(status)
-    if issubclass(cls, RateLimited):
-        return cls(status, code, message, request_id, retry_after)
-    return cls(status, code, message, request_id)
+    return cls(status, code, message, request_id, retry_after)

@@ -336,7 +336,7 @@ CHECK = "https://h.example/api/v1/aigc_images/check"
 async def _check_with(**kw: Any) -> aiportrait.CheckReport:
     with mocked() as mock:
         mock.post(CHECK, **kw)
-        async with Session("h.example", "a", TOKEN, max_rate_limit_retries=0) as session:
+        async with Session("h.example", "a", TOKEN, retry=aiportrait.RetryPolicy.NEVER) as session:
             return await session.check_images(["https://x/a.jpg"])
 
 
@@ -416,7 +416,9 @@ async def test_timeout_is_request_timeout() -> None:
     port = server.sockets[0].getsockname()[1]
     try:
         timeout = aiohttp.ClientTimeout(total=0.2)
-        async with Session(f"127.0.0.1:{port}", "a", TOKEN, timeout=timeout) as session:
+        async with Session(
+            f"127.0.0.1:{port}", "a", TOKEN, timeout=timeout, retry=aiportrait.RetryPolicy.NEVER
+        ) as session:
             with pytest.raises(aiportrait.RequestTimeout):
                 await session.get_job(1)
     finally:

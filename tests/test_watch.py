@@ -95,7 +95,7 @@ async def test_failed_polls_are_retried_within_the_deadline(emu: Emulator) -> No
     emu.faults = Faults(seed=3, rate_5xx=0.3, rate_429=0.1, retry_after=0.0, drop_before=0.1,
                         malformed=0.1, paths=frozenset({"/api/v1/async_jobs/"}))  # fmt: skip
     job_id = emu.add_synthetic_job(0.3)
-    async with emu.session(poll=FAST, max_rate_limit_retries=0) as session:
+    async with emu.session(poll=FAST, retry=aiportrait.RetryPolicy.NEVER) as session:
         watch = session.watch(job_id)
         states = [u.state async for u in watch]
     assert states[-1] is JobState.SUCCESS

@@ -687,7 +687,8 @@ def _fuse(
     if opts.apply_face_fusion_after:
         work = _blend(work, face, np.float32(identity / 2) * fusion.inner)
     work = _face_ops(work, before, fusion, opts)
-    work = _region_ops(work, opts)
+    if opts.crop_face_preprocess:
+        work = _region_ops(work, opts)  # else once over the whole image, in _finish
     weight = _region_weight(region, fusion.mask)
     canvas[region.slices] = _blend(canvas[region.slices], work, weight)
     full = np.zeros(canvas.shape[:2], np.float32)
@@ -747,6 +748,8 @@ def _restore_background(canvas: F32, faces: F32) -> F32:
 
 
 def _finish(canvas: F32, faces: F32, opts: ComposeOptions) -> RGBImage:
+    if not opts.crop_face_preprocess:
+        canvas = _region_ops(canvas, opts)
     if opts.background_restore:
         canvas = _restore_background(canvas, faces)
     image = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
@@ -1049,7 +1052,14 @@ def t2i_compose(
     template = t2i_template(prompt, size=size, scene=scene, skin=_skin_rgb(model))
     mid, eyes = _head_layout(size)
     target = mid + _CANONICAL_UNITS * eyes
-    opts = dataclasses.replace(options, color_shift_middle=False, face_shape_match=True)
+    # The painted head is plain skin: no colour to match, and a wider mask lets the user's own
+    # hairline show.
+    opts = dataclasses.replace(
+        options,
+        color_shift_middle=False,
+        face_shape_match=True,
+        first_denoising_strength=max(options.first_denoising_strength, 0.9),
+    )
     original = template.astype(np.float32)
     canvas = original.copy()
     mask = _fuse(canvas, original, model, target, opts, 1.0)

@@ -331,6 +331,7 @@ class Service:
             reference=reference,
             prompt=prompt or None,
             scene=scene,
+            group=bool(model_ids) and not reference_url,
         )
         return base64.b64encode(image).decode("ascii")
 

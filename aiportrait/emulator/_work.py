@@ -245,8 +245,12 @@ class Worker:
         reference: bytes | None,
         prompt: str | None,
         scene: SceneModel | None,
+        group: bool = False,
     ) -> bytes:
         """Compose one portrait and return it encoded (JPEG for a JPEG template, else PNG).
+
+        ``group`` (the request had ``model_ids``) makes the face count check exact even for
+        a single id.
 
         ``template`` None means text-to-image around ``prompt``; ``reference`` replaces the
         trained models by the face of a reference photo. Raises :class:`ApiError` with the
@@ -268,7 +272,7 @@ class Worker:
                 img = self.decode(template)
                 if img is None:
                     raise ApiError.create(E462_TEMPLATE_DECODE)
-                image = compose(self.engine, img, models, options)
+                image = compose(self.engine, img, models, options, group=group)
                 fmt = "JPEG" if template.startswith(JPEG_MAGIC) else "PNG"
         except CreateFailure as exc:
             raise ApiError(exc.status, CREATE_ERROR_CODE, exc.message) from exc

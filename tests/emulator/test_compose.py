@@ -174,8 +174,13 @@ def test_option_numbers_int_or_float() -> None:
 
 def test_option_leniency() -> None:
     opts = ComposeOptions.from_configure(
-        {"more_like_me": 5, "sharp_ratio": -1, "unknown_key": object(), "ipa_weight": None,
-         "style_name": "anime"},
+        {
+            "more_like_me": 5,
+            "sharp_ratio": -1,
+            "unknown_key": object(),
+            "ipa_weight": None,
+            "style_name": "anime",
+        },
         sdxl=False,
     )
     assert (opts.more_like_me, opts.sharp_ratio, opts.ipa_weight) == (1.0, 0.0, 0.5)
@@ -277,7 +282,9 @@ def test_face_keys_change_the_face(
     fused: np.ndarray,
     configure: dict[str, Any],
 ) -> None:
-    out = compose(engine, hopper, [astro_model], ComposeOptions.from_configure(configure, sdxl=False))
+    out = compose(
+        engine, hopper, [astro_model], ComposeOptions.from_configure(configure, sdxl=False)
+    )
     assert out.shape == hopper.shape
     assert _face_diff(out, fused, (180, 139, 186, 186)) > 0.5
 
@@ -293,7 +300,9 @@ def test_global_keys_change_the_background(
     fused: np.ndarray,
     configure: dict[str, Any],
 ) -> None:
-    out = compose(engine, hopper, [astro_model], ComposeOptions.from_configure(configure, sdxl=False))
+    out = compose(
+        engine, hopper, [astro_model], ComposeOptions.from_configure(configure, sdxl=False)
+    )
     assert np.abs(out[-120:, :120].astype(int) - fused[-120:, :120]).mean() > 0.3
 
 
@@ -301,7 +310,9 @@ def test_accepted_only_keys_change_nothing(
     engine: FaceEngine, hopper: np.ndarray, astro_model: FaceModel, fused: np.ndarray
 ) -> None:
     configure = {"first_diffusion_steps": 20, "second_diffusion_steps": 50, "lcm_accelerate": True}
-    out = compose(engine, hopper, [astro_model], ComposeOptions.from_configure(configure, sdxl=False))
+    out = compose(
+        engine, hopper, [astro_model], ComposeOptions.from_configure(configure, sdxl=False)
+    )
     assert np.array_equal(out, fused)
 
 

@@ -52,7 +52,7 @@ def hopper() -> np.ndarray:
 def rotate(img: np.ndarray, degrees: float) -> np.ndarray:
     h, w = img.shape[:2]
     matrix = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
-    return cv2.warpAffine(img, matrix, (w, h), borderMode=cv2.BORDER_REFLECT)
+    return np.asarray(cv2.warpAffine(img, matrix, (w, h), borderMode=cv2.BORDER_REFLECT))
 
 
 def astronaut_variants(img: np.ndarray) -> list[np.ndarray]:
@@ -169,11 +169,15 @@ def test_encode_formats(astronaut: np.ndarray) -> None:
 # -- face engine ---------------------------------------------------------------------------------
 
 
-def test_engine_is_lazy() -> None:
-    fresh = FaceEngine()
-    assert fresh._models.detector is None
-    assert fresh._models.confirmer is None
-    assert fresh._models.encoder is None
+def test_models_load_lazily_per_thread(engine: FaceEngine, astronaut: np.ndarray) -> None:
+    engine.detect(astronaut)  # loaded in this thread
+
+    def loaded() -> list[bool]:
+        models = FaceEngine()._models
+        return [m is not None for m in (models.detector, models.confirmer, models.encoder)]
+
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(loaded).result() == [False, False, False]
 
 
 def test_astronaut_has_one_face(engine: FaceEngine, astronaut: np.ndarray) -> None:
@@ -214,7 +218,9 @@ def test_large_images_are_detected_downscaled(engine: FaceEngine, astronaut: np.
     assert np.all(np.abs(face.landmarks[4] - [3 * 224, 3 * 135]) < 20)
 
 
-def test_descriptor_distances(engine: FaceEngine, astronaut: np.ndarray, hopper: np.ndarray) -> None:
+def test_descriptor_distances(
+    engine: FaceEngine, astronaut: np.ndarray, hopper: np.ndarray
+) -> None:
     (a,) = engine.detect(astronaut)
     (flipped,) = engine.detect(np.ascontiguousarray(astronaut[:, ::-1]))
     (g,) = engine.detect(hopper)
