@@ -24,6 +24,7 @@ from ._batch import (
     TrainRequest,
 )
 from ._codec import converter
+from ._logging import configure_from_env as _configure_logging
 from ._retry import RetryPolicy
 from ._session import Session
 from ._transport import DEFAULT_TIMEOUT
@@ -85,6 +86,8 @@ from .models import (
     TrainJob,
     TrainResult,
 )
+
+_configure_logging()
 
 __all__ = [
     "DEFAULT_TIMEOUT",

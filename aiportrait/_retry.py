@@ -88,8 +88,8 @@ def retry_reason(exc: AIPortraitError, *, charged: bool) -> str | None:
     """
     if isinstance(exc, RateLimited):
         return "429"
-    if isinstance(exc, ConnectError) and not exc.sent:
-        return "could not connect"
+    if isinstance(exc, TransportError) and exc.sent is False:
+        return "could not connect: nothing was sent"
     if isinstance(exc, ServerError) and exc.status == 503 and exc.retry_after is not None:
         return "503 with Retry-After"
     if charged:

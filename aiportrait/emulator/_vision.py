@@ -26,10 +26,12 @@ Check verdicts follow the documented table (``_wire.CHECK_MESSAGES``)::
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import io
 import math
 import threading
+from collections import OrderedDict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -248,6 +250,10 @@ class FaceEngine:
 
     The dlib models load on first use in each thread (about 0.5 s) and are shared by all engines
     in that thread; no dlib object is ever used by two threads.
+
+    Results are remembered per image content (an LRU of ``cache_size`` images, keyed by a hash of
+    the pixels), so the same photo sent again (a retry, a re-run batch, a template used for many
+    portraits) is analysed once.
     """
 
     def __init__(
@@ -258,8 +264,12 @@ class FaceEngine:
         max_side: int = 1024,
         upsample_max_side: int = 640,
         confirm: bool = True,
+        cache_size: int = 512,
     ) -> None:
         self.min_score = min_score
+        self.cache_size = cache_size
+        self._cache: OrderedDict[tuple[Any, ...], list[Face]] = OrderedDict()
+        self._cache_lock = threading.Lock()
         self.upsample = upsample
         self.max_side = max_side
         self.upsample_max_side = upsample_max_side
@@ -276,6 +286,20 @@ class FaceEngine:
     def detect(self, img: RGBImage, *, with_descriptors: bool = True) -> list[Face]:
         """Faces found in ``img`` (see the class docs), sorted left to right by box."""
         img = np.ascontiguousarray(img, dtype=np.uint8)
+        key = (img.shape, hashlib.blake2b(img.data, digest_size=16).digest(), with_descriptors)
+        with self._cache_lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return list(self._cache[key])
+        faces = self._detect(img, with_descriptors=with_descriptors)
+        if self.cache_size > 0:
+            with self._cache_lock:
+                self._cache[key] = faces
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        return list(faces)
+
+    def _detect(self, img: RGBImage, *, with_descriptors: bool) -> list[Face]:
         small, scale = _downscale(img, self.max_side)
         found: list[tuple[Any, float]] = []
         for upsample in self._passes(small):

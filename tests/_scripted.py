@@ -1,0 +1,79 @@
+"""A raw HTTP server that answers each request with the next scripted action, for retry tests.
+
+Actions: ``(status, headers, body)`` answers; ``"drop"`` closes the connection after reading
+the request; ``("sleep", seconds)`` waits, then answers OK. Every connection is closed after its
+answer (``Connection: close``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+OK_JOB = {"code": "OK", "data": {"job": {"state": 1}}}
+PNG_1X1 = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
+OK_IMAGE = {"code": "OK", "data": {"image": PNG_1X1}}
+
+Action = Any
+
+
+class Scripted:
+    """Serve scripted answers on loopback; ``requests`` records (time, path, body)."""
+
+    def __init__(self, actions: list[Action], ok: dict[str, Any] | None = None) -> None:
+        self.actions = list(actions)
+        self.ok = ok or OK_JOB
+        self.requests: list[tuple[float, str, bytes]] = []
+        self._server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def __aenter__(self) -> Scripted:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+            return
+        lines = head.decode("latin-1").split("\r\n")
+        path = lines[0].split(" ")[1]
+        length = 0
+        for line in lines[1:]:
+            if line.lower().startswith("content-length:"):
+                length = int(line.split(":", 1)[1])
+        body = await reader.readexactly(length)
+        self.requests.append((time.monotonic(), path, body))
+        action = self.actions.pop(0) if self.actions else (200, {}, self.ok)
+        if action == "drop":
+            writer.close()
+            return
+        if isinstance(action, tuple) and action[0] == "sleep":
+            await asyncio.sleep(action[1])
+            action = (200, {}, self.ok)
+        status, headers, payload = action
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        writer.write(
+            f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\nConnection: close\r\n{extra}\r\n".encode()
+            + data
+        )
+        try:
+            await writer.drain()
+        finally:
+            writer.close()

@@ -1,0 +1,125 @@
+"""Secret hygiene and logging: a full flow at DEBUG leaks no token, signature or image data."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import pickle
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import aiportrait
+from aiportrait import PollPolicy, Session
+from aiportrait._transport import Transport
+from aiportrait.emulator import Emulator
+
+TOKEN = "tok-SECRET-0123456789"
+FAST = PollPolicy(first=0.02, cap=0.05, jitter=0.0, timeout=30)
+
+
+@pytest.fixture
+async def emu(tmp_path: Path) -> AsyncIterator[Emulator]:
+    from aiportrait._demo import _photos
+
+    names = _photos(tmp_path)
+    async with Emulator(token=TOKEN, train_seconds=0.05, serve_dir=tmp_path) as e:
+        e.names = names  # type: ignore[attr-defined]
+        yield e
+
+
+async def test_full_flow_at_debug_leaks_nothing(
+    emu: Emulator, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    signatures: list[str] = []
+    original = Transport.headers
+
+    def spy(self: Transport, *args: Any) -> dict[str, str]:
+        headers = original(self, *args)
+        signatures.append(headers["Authorization"].split(":", 1)[1])
+        return headers
+
+    monkeypatch.setattr(Transport, "headers", spy)
+    names: dict[str, list[str]] = emu.names  # type: ignore[attr-defined]
+    photos = [emu.media_url(n) for n in names["astronaut"][:3]]
+    texts: list[str] = []
+    with caplog.at_level(logging.DEBUG):
+        async with emu.session(poll=FAST) as session:
+            texts.append(repr(session))
+            report = await session.check_images(photos)
+            job = await session.train(report.passed)
+            async for update in session.watch(job):
+                texts.append(repr(update))
+            result = await session.wait(job)
+            portrait = await session.create(result.model_id, emu.media_url(names["templates"][0]))
+            texts += [repr(report), repr(job), repr(result), repr(portrait)]
+            for call in (
+                session.create("no-such-model", emu.media_url(names["templates"][0])),
+                session.get_job(999999),
+            ):
+                with pytest.raises(aiportrait.AIPortraitError) as info:
+                    await call
+                texts += [str(info.value), repr(info.value)]
+        async with Session(emu.url, emu.app_id, "wrong-token") as bad:
+            with pytest.raises(aiportrait.SignatureMismatch) as info:
+                await bad.get_job(1)
+            texts += [str(info.value), repr(bad), repr(pickle.loads(pickle.dumps(info.value)))]
+    records = caplog.records
+    assert records  # DEBUG logging really ran
+    texts += [r.getMessage() for r in records] + [str(r.__dict__) for r in records]
+    image_b64 = base64.b64encode(portrait.image).decode()
+    secrets = [TOKEN, *signatures, image_b64[:40], image_b64[-40:]]
+    assert len(signatures) >= 5
+    for text in texts:
+        for secret in secrets:
+            assert secret not in text
+    # Records carry the request id; the watcher's carry the job id.
+    assert any(getattr(r, "request_id", "") for r in records)
+    assert any(getattr(r, "job_id", None) == job.job_id for r in records)
+
+
+def test_aiportrait_log_turns_logging_on_without_code() -> None:
+    code = (
+        "import logging, aiportrait; "
+        "logger = logging.getLogger('aiportrait'); "
+        "print(logger.level); logger.debug('hello from %s', 'debug')"
+    )
+    env = {**os.environ, "AIPORTRAIT_LOG": "debug"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.stdout.strip() == str(logging.DEBUG)
+    assert "hello from debug" in done.stderr
+    env["AIPORTRAIT_LOG"] = "info"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.stdout.strip() == str(logging.INFO)
+    assert "hello" not in done.stderr
+    env.pop("AIPORTRAIT_LOG")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.stderr == ""
+
+
+def test_configure_from_env_is_idempotent() -> None:
+    from aiportrait._logging import _EnvHandler, configure_from_env
+
+    logger = logging.getLogger("aiportrait")
+    before = (logger.level, list(logger.handlers))
+    try:
+        assert configure_from_env({"AIPORTRAIT_LOG": "INFO"}) == logging.INFO
+        assert configure_from_env({"AIPORTRAIT_LOG": "info"}) == logging.INFO
+        assert sum(isinstance(h, _EnvHandler) for h in logger.handlers) == 1
+        assert configure_from_env({"AIPORTRAIT_LOG": "loud"}) is None
+        assert configure_from_env({}) is None
+    finally:
+        logger.setLevel(before[0])
+        logger.handlers[:] = before[1]
+
+
+async def test_tls_verification_is_on_by_default() -> None:
+    async with Session("https://ai.example.com", "a", "t") as session:
+        connector = session._transport._client().connector
+        assert connector is not None
+        assert connector._ssl is True  # aiohttp's default: verify certificates
