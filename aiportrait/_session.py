@@ -67,6 +67,22 @@ _ENV: Final = {
 }
 
 
+def credentials_from_env(environ: Mapping[str, str] | None = None) -> tuple[str, str, str]:
+    """``(host, app_id, token)`` from the environment (see :meth:`Session.from_env`)."""
+    env = os.environ if environ is None else environ
+    found: dict[str, str] = {}
+    missing = []
+    for key, names in _ENV.items():
+        value = next((env[n] for n in names if env.get(n, "").strip()), None)
+        if value is None:
+            missing.append(f"{key} (tried {', '.join(names)})")
+        else:
+            found[key] = value.strip()
+    if missing:
+        raise CredentialsError("missing credentials: " + "; ".join(missing))
+    return found["host"], found["app_id"], found["token"]
+
+
 def _job_id(job: int | TrainJob) -> int:
     value = job.job_id if isinstance(job, TrainJob) else job
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -155,18 +171,7 @@ class Session:
         to the documentation's ``HOST`` (or ``Host``), ``AppId`` and ``Token``. Keyword
         arguments go to the constructor.
         """
-        env = os.environ if environ is None else environ
-        found: dict[str, str] = {}
-        missing = []
-        for key, names in _ENV.items():
-            value = next((env[n] for n in names if env.get(n, "").strip()), None)
-            if value is None:
-                missing.append(f"{key} (tried {', '.join(names)})")
-            else:
-                found[key] = value.strip()
-        if missing:
-            raise CredentialsError("missing credentials: " + "; ".join(missing))
-        return cls(found["host"], found["app_id"], found["token"], **kwargs)
+        return cls(*credentials_from_env(environ), **kwargs)
 
     def __repr__(self) -> str:
         state = " closed" if self._transport.closed else ""

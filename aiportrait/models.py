@@ -8,6 +8,7 @@ instead of raising.
 from __future__ import annotations
 
 import enum
+import html
 import os
 import tempfile
 from pathlib import Path
@@ -131,6 +132,10 @@ class CheckReport:
         """URLs of the photos that passed, in order."""
         return tuple(r.url for r in self.results if r.ok)
 
+    def _repr_html_(self) -> str:
+        caption = f"{len(self.passed)} of {len(self.results)} photos usable"
+        return _table(caption, ("photo", "verdict", "message", "frontal"), _rows(self.results))
+
 
 @attrs.frozen
 class TrainJob:
@@ -160,6 +165,10 @@ class TrainResult:
     cost_time: float = 0.0
     states: tuple[ImageCheck, ...] = ()
 
+    def _repr_html_(self) -> str:
+        caption = f"model {self.model_id} trained in {self.cost_time:.1f}s"
+        return _table(caption, ("photo", "verdict", "message", "frontal"), _rows(self.states))
+
 
 @attrs.frozen
 class Job:
@@ -187,6 +196,22 @@ class Job:
     def done(self) -> bool:
         """True when the job has finished, successfully or not."""
         return self.state.terminal
+
+
+def _rows(checks: tuple[ImageCheck, ...]) -> list[tuple[str, ...]]:
+    return [(c.url, c.code.name, c.message, "yes" if c.frontal else "no") for c in checks]
+
+
+def _table(caption: str, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """A small HTML table for notebooks (every cell escaped)."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in rows
+    )
+    return (
+        f"<table><caption>{html.escape(caption)}</caption>"
+        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    )
 
 
 def _image_repr(value: bytes) -> str:

@@ -14,7 +14,8 @@ from typing import Any
 
 OK_JOB = {"code": "OK", "data": {"job": {"state": 1}}}
 PNG_1X1 = (
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kg"
+    "AAAABJRU5ErkJggg=="
 )
 OK_IMAGE = {"code": "OK", "data": {"image": PNG_1X1}}
 

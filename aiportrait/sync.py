@@ -1,0 +1,255 @@
+"""A small synchronous facade, for scripts and notebooks that do not want ``async``.
+
+It runs one event loop in a background thread and hands each call to it, so it works in a plain
+script and inside Jupyter (whose own loop is already running) alike, without ``nest_asyncio``::
+
+    from aiportrait import sync
+
+    with sync.Session.from_env() as session:
+        job = session.train(urls)
+        for update in session.watch(job):
+            print(update.state.name)
+        portrait = session.create(session.wait(job).model_id, template_url)
+
+``sync.emulator(...)`` starts the local emulator on the same background loop and returns a
+Session bound to it. Ctrl-C during a call cancels that call in the background loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import queue
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Mapping
+from contextlib import contextmanager
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ._session import Session as _AsyncSession
+from ._session import credentials_from_env
+
+if TYPE_CHECKING:
+    from ._batch import Outcome
+    from ._watch import JobUpdate
+    from .models import CheckReport, Job, Portrait, TrainJob, TrainResult
+
+__all__ = ["Session", "emulator"]
+
+T = TypeVar("T")
+
+
+class _LoopThread:
+    """An event loop running for ever in a daemon thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="aiportrait-sync", daemon=True
+        )
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result()
+        except (KeyboardInterrupt, concurrent.futures.CancelledError):
+            future.cancel()
+            raise
+
+    def stop(self) -> None:
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=5)
+        if not self.loop.is_running():
+            self.loop.close()
+
+
+def _iterate(runner: _LoopThread, aiterator: AsyncIterator[T]) -> Iterator[T]:
+    """Drive an async iterator from synchronous code, closing it if the loop stops early."""
+    try:
+        while True:
+            try:
+                yield runner.run(_anext(aiterator))
+            except StopAsyncIteration:
+                return
+    finally:
+        aclose = getattr(aiterator, "aclose", None)
+        if aclose is not None:
+            runner.run(aclose())
+
+
+async def _anext(aiterator: AsyncIterator[T]) -> T:
+    return await aiterator.__anext__()
+
+
+_DONE = object()
+
+
+def _iterate_in_one_task(runner: _LoopThread, aiterator: AsyncIterator[T]) -> Iterator[T]:
+    """Like :func:`_iterate`, for iterators that must live in one task (a batch holds a task
+    group): one task in the loop pumps them into a small thread-safe queue."""
+    items: queue.Queue[Any] = queue.Queue(maxsize=4)
+
+    async def pump() -> None:
+        try:
+            async for item in aiterator:
+                await asyncio.to_thread(items.put, item)
+        except asyncio.CancelledError:  # the consumer left early
+            raise
+        except Exception as exc:  # handed to the consumer, raised there
+            await asyncio.to_thread(items.put, _Failed(exc))
+        else:
+            await asyncio.to_thread(items.put, _DONE)
+
+    future = asyncio.run_coroutine_threadsafe(pump(), runner.loop)
+    try:
+        while True:
+            item = items.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+    finally:
+        if not future.done():
+            future.cancel()
+            while not future.done():  # let the pump unwind (it may be blocked on a full queue)
+                with contextlib.suppress(queue.Empty):
+                    items.get(timeout=0.05)
+
+
+class _Failed:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+async def _call(fn: Callable[[], Awaitable[T]]) -> T:
+    return await fn()
+
+
+class Session:
+    """The synchronous twin of :class:`aiportrait.Session`: same arguments, same methods.
+
+    Use it as a context manager or call :meth:`close`.
+    """
+
+    def __init__(self, host: str, app_id: str, token: str, **kwargs: Any) -> None:
+        self._runner = _LoopThread()
+        self._owns_runner = True
+
+        async def make() -> _AsyncSession:
+            return _AsyncSession(host, app_id, token, **kwargs)
+
+        self._session = self._runner.run(make())
+        self._on_close: list[Callable[[], Coroutine[Any, Any, None]]] = []
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> Session:
+        """Credentials from the environment, as :meth:`aiportrait.Session.from_env`."""
+        return cls(*credentials_from_env(environ), **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<aiportrait.sync.Session {self._session.host} app_id={self._session.app_id!r}>"
+
+    @property
+    def aio(self) -> _AsyncSession:
+        """The asynchronous Session underneath."""
+        return self._session
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the Session (and the emulator, for :func:`emulator`) and stop the loop."""
+        if self._runner.loop.is_closed():
+            return
+        self._runner.run(self._session.aclose())
+        for closer in reversed(self._on_close):
+            self._runner.run(closer())
+        self._runner.stop()
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self._runner.run(coro)
+
+    def check_images(self, images: list[str]) -> CheckReport:
+        """See :meth:`aiportrait.Session.check_images`."""
+        return self._run(self._session.check_images(images))
+
+    def train(self, images: list[str], **kwargs: Any) -> TrainJob:
+        """See :meth:`aiportrait.Session.train`."""
+        return self._run(self._session.train(images, **kwargs))
+
+    def get_job(self, job: int | TrainJob) -> Job:
+        """See :meth:`aiportrait.Session.get_job`."""
+        return self._run(self._session.get_job(job))
+
+    def watch(self, job: int | TrainJob, **kwargs: Any) -> Iterator[JobUpdate]:
+        """See :meth:`aiportrait.Session.watch`: a plain iterator of state changes."""
+        return _iterate(self._runner, self._session.watch(job, **kwargs))
+
+    def wait(self, job: int | TrainJob, **kwargs: Any) -> TrainResult:
+        """See :meth:`aiportrait.Session.wait`."""
+        return self._run(self._session.wait(job, **kwargs))
+
+    def create(self, model_id: str, template: str, **kwargs: Any) -> Portrait:
+        """See :meth:`aiportrait.Session.create`."""
+        return self._run(self._session.create(model_id, template, **kwargs))
+
+    def create_group(self, model_ids: list[str], template: str, **kwargs: Any) -> Portrait:
+        """See :meth:`aiportrait.Session.create_group`."""
+        return self._run(self._session.create_group(model_ids, template, **kwargs))
+
+    def create_from_reference(self, reference: str, template: str, **kwargs: Any) -> Portrait:
+        """See :meth:`aiportrait.Session.create_from_reference`."""
+        return self._run(self._session.create_from_reference(reference, template, **kwargs))
+
+    def create_from_prompt(self, prompt: str, **kwargs: Any) -> Portrait:
+        """See :meth:`aiportrait.Session.create_from_prompt`."""
+        return self._run(self._session.create_from_prompt(prompt, **kwargs))
+
+    def create_many(self, requests: Any, **kwargs: Any) -> Iterator[Outcome[Any, Portrait]]:
+        """See :meth:`aiportrait.Session.create_many`: outcomes as they complete."""
+        return _iterate_in_one_task(self._runner, self._session.create_many(requests, **kwargs))
+
+    def train_many(self, image_sets: Any, **kwargs: Any) -> Iterator[Outcome[Any, Any]]:
+        """See :meth:`aiportrait.Session.train_many`: outcomes as they complete."""
+        batch = self._session.train_many(image_sets, **kwargs)
+        return _iterate_in_one_task(self._runner, batch)
+
+
+@contextmanager
+def emulator(**options: Any) -> Iterator[Session]:
+    """Start the local emulator in the background loop; yield a sync Session bound to it.
+
+    Keyword arguments go to :class:`aiportrait.emulator.Emulator`; ``session_options`` (a
+    dict) to the Session. The Session has ``.emulator`` for URLs (``media_url``) and counters.
+    """
+    from .emulator import Emulator
+
+    session_options = options.pop("session_options", {})
+    session = Session.__new__(Session)
+    session._runner = _LoopThread()
+    session._owns_runner = True
+    emu = Emulator(**options)
+    session._runner.run(emu.start())
+
+    async def make() -> _AsyncSession:
+        return emu.session(**session_options)
+
+    session._session = session._runner.run(make())
+    session._on_close = [emu.close]
+    session.emulator = emu  # type: ignore[attr-defined]
+    try:
+        yield session
+    finally:
+        session.close()

@@ -1,0 +1,74 @@
+"""The synchronous facade, and the notebook displays."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+import aiportrait
+from aiportrait import CheckReport, CheckVerdict, ImageCheck, PollPolicy, TrainResult, sync
+
+FAST = PollPolicy(first=0.02, cap=0.05, jitter=0.0, timeout=30)
+
+
+def test_sync_flow_against_the_emulator(tmp_path: Path) -> None:
+    from aiportrait._demo import _photos
+
+    names = _photos(tmp_path)
+    options = {"train_seconds": 0.05, "serve_dir": tmp_path}
+    with sync.emulator(**options, session_options={"poll": FAST}) as session:
+        url = session.emulator.media_url  # type: ignore[attr-defined]
+        photos = [url(n) for n in names["astronaut"][:2]]
+        assert session.check_images(photos).ok
+        job = session.train(photos)
+        states = [u.state for u in session.watch(job)]
+        assert states[-1] is aiportrait.JobState.SUCCESS
+        result = session.wait(job)
+        assert session.get_job(job).done
+        portrait = session.create(result.model_id, url(names["templates"][0]))
+        assert portrait.format == "jpeg"
+        request = aiportrait.CreateRequest(result.model_id, url(names["templates"][1]))
+        outcomes = list(session.create_many([request, request]))
+        assert len(outcomes) == 2
+        for outcome in session.create_many([request] * 6, limit=2):  # leave early
+            assert outcome.ok
+            break
+        assert outcomes[0].ok
+        with pytest.raises(aiportrait.ModelIdError):
+            session.create("missing", url(names["templates"][0]))
+        assert "aiportrait.sync.Session" in repr(session)
+        assert isinstance(session.aio, aiportrait.Session)
+    assert session.aio.closed
+
+
+def test_sync_works_inside_a_running_loop() -> None:
+    # As in Jupyter: the caller's thread already runs an event loop.
+    async def inside() -> str:
+        with sync.emulator(train_seconds=0.05) as session:
+            job_id = session.emulator.add_synthetic_job(0.0)  # type: ignore[attr-defined]
+            return session.get_job(job_id).state.name
+
+    assert asyncio.run(inside()) == "SUCCESS"
+
+
+def test_sync_from_env_and_close_twice() -> None:
+    env = {"AIPORTRAIT_HOST": "127.0.0.1:9", "AIPORTRAIT_APP_ID": "a", "AIPORTRAIT_TOKEN": "t"}
+    session = sync.Session.from_env(env, retry=aiportrait.RetryPolicy.NEVER)
+    with pytest.raises(aiportrait.ConnectError):
+        session.get_job(1)
+    session.close()
+    session.close()
+
+
+def test_notebook_tables_escape_and_summarise() -> None:
+    checks = (
+        ImageCheck("https://x/<a>.jpg", CheckVerdict.SUCCESS, "success", True),
+        ImageCheck("https://x/b.jpg", CheckVerdict.FACE_COUNT, "Number of face is not 1."),
+    )
+    table = CheckReport(results=checks)._repr_html_()
+    assert "1 of 2 photos usable" in table
+    assert "&lt;a&gt;" in table
+    assert "FACE_COUNT" in table
+    assert "<table>" in TrainResult("m-1", 3.0, checks)._repr_html_()
