@@ -25,6 +25,7 @@ from ._batch import (
 )
 from ._codec import converter
 from ._logging import configure_from_env as _configure_logging
+from ._progress import watch_with_progress
 from ._retry import RetryPolicy
 from ._session import Session
 from ._transport import DEFAULT_TIMEOUT
@@ -160,4 +161,5 @@ __all__ = [
     "UnknownApp",
     "__version__",
     "converter",
+    "watch_with_progress",
 ]

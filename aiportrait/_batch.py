@@ -305,9 +305,12 @@ async def run_batch(
     send, receive = anyio.create_memory_object_stream[Outcome[R, V] | _Abort](limit)
     failed: BaseException | None = None
 
+    stopping = False  # with fail_fast: set by the first failure, so no new item starts
+
     async def worker(out: anyio.abc.ObjectSendStream[Outcome[R, V] | _Abort]) -> None:
+        nonlocal stopping
         async with out:
-            while True:
+            while not stopping:
                 try:
                     pair = next(iterator, None)
                     if pair is None:
@@ -315,9 +318,9 @@ async def run_batch(
                     outcome: Outcome[R, V] | _Abort = await work(*pair)
                 except Exception as exc:
                     outcome = _Abort(exc)
+                if isinstance(outcome, _Abort) or (fail_fast and outcome.error is not None):
+                    stopping = True
                 await out.send(outcome)
-                if isinstance(outcome, _Abort):
-                    return
 
     async with anyio.create_task_group() as tg, receive:
         for _ in range(limit):

@@ -6,7 +6,7 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from typing import Literal
 
 import anyio
@@ -93,12 +93,27 @@ class Limits:
             self.by_kind["train"] = anyio.CapacityLimiter(max_trainings)
         self.cooldown = CoolDown()
 
+    def limiters(self, kind: CallKind) -> tuple[anyio.CapacityLimiter, ...]:
+        """The limiters a call of ``kind`` holds, in the order to take them."""
+        specific = self.by_kind.get(kind)
+        return (self.all,) if specific is None else (specific, self.all)
+
     @asynccontextmanager
     async def slot(self, kind: CallKind) -> AsyncIterator[None]:
         """Hold the slots a call of ``kind`` needs: its own limiter first, then the shared one."""
-        async with AsyncExitStack() as stack:
-            specific = self.by_kind.get(kind)
-            if specific is not None:
-                await stack.enter_async_context(specific)
-            await stack.enter_async_context(self.all)
+        taken = [await acquire(limiter) for limiter in self.limiters(kind)]
+        try:
             yield
+        finally:
+            for limiter in reversed(taken):
+                limiter.release()
+
+
+async def acquire(limiter: anyio.CapacityLimiter) -> anyio.CapacityLimiter:
+    """Take a token: at once when one is free (no extra trip through the event loop, which
+    anyio's ``acquire`` makes as a checkpoint), else wait for one."""
+    try:
+        limiter.acquire_nowait()
+    except anyio.WouldBlock:
+        await limiter.acquire()
+    return limiter

@@ -121,7 +121,7 @@ class Answer:
     lifted: memoryview | None = attrs.field(default=None, repr=False)
 
 
-def lift_string(raw: bytearray, name: str) -> tuple[bytes | bytearray, memoryview | None]:
+def lift_string(raw: bytes | bytearray, name: str) -> tuple[bytes | bytearray, memoryview | None]:
     """Cut the first ``"name": "<value>"`` string out of a JSON body without copying it.
 
     Returns the body with the value emptied, and a view of the value's bytes; or the body
@@ -289,7 +289,9 @@ class Transport:
         )
         return answer
 
-    async def _read(self, resp: aiohttp.ClientResponse, method: str, path: str) -> bytearray:
+    async def _read(
+        self, resp: aiohttp.ClientResponse, method: str, path: str
+    ) -> bytes | bytearray:
         declared = resp.content_length
         if declared is not None and declared > self.max_response_bytes:
             raise ResponseTooLarge(
@@ -297,6 +299,8 @@ class Transport:
                 f"{self.max_response_bytes}",
                 status=resp.status,
             )
+        if declared is not None and declared <= 64 * 1024:
+            return await resp.read()  # the common small answer: one read, no buffer juggling
         if declared is not None and "Content-Encoding" not in resp.headers:
             # One buffer of the final size: no growth, no second copy.
             buf = bytearray(declared)
@@ -319,7 +323,7 @@ class Transport:
     def _answer(
         self,
         status: int,
-        raw: bytearray,
+        raw: bytes | bytearray,
         method: str,
         path: str,
         retry_after: float | None,

@@ -4,7 +4,9 @@ With aiportrait and pytest-asyncio installed, any test can ask for:
 
 - ``aiportrait_emulator``: a running :class:`aiportrait.emulator.Emulator` on loopback with fast
   jobs (training takes ``0.05`` s), in a temporary data directory;
-- ``aiportrait_session``: an :class:`aiportrait.Session` bound to that emulator.
+- ``aiportrait_session``: an :class:`aiportrait.Session` bound to that emulator, polling jobs
+  every few hundredths of a second (:data:`FAST_POLL`) so that ``watch`` and ``wait`` end as
+  quickly as the fast jobs do.
 
 ::
 
@@ -25,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from ._watch import PollPolicy
+
 if TYPE_CHECKING:
     from ._session import Session
     from .emulator import Emulator
@@ -32,6 +36,9 @@ if TYPE_CHECKING:
 __all__ = ["aiportrait_emulator", "aiportrait_emulator_options", "aiportrait_session"]
 
 FAST_TRAIN_SECONDS = 0.05
+
+FAST_POLL = PollPolicy(first=0.02, growth=0.5, cap=0.1, timeout=60.0)
+"""The fixture Session's poll policy: the default one waits 2 s before its second look."""
 
 
 @pytest.fixture
@@ -59,5 +66,5 @@ else:
     @pytest_asyncio.fixture
     async def aiportrait_session(aiportrait_emulator: Emulator) -> AsyncIterator[Session]:
         """A Session bound to the ``aiportrait_emulator`` fixture."""
-        async with aiportrait_emulator.session() as session:
+        async with aiportrait_emulator.session(poll=FAST_POLL) as session:
             yield session

@@ -153,9 +153,10 @@ async def test_leaving_early_cancels_the_rest(creator: tuple[Creator, str]) -> N
             async for outcome in outcomes:
                 assert outcome.ok
                 break
+        await asyncio.sleep(0.1)  # requests already on the wire may still land
         sent_then = len(state.templates)
         await asyncio.sleep(0.4)
-    assert len(state.templates) == sent_then <= 6
+    assert len(state.templates) == sent_then <= 6  # 2 done + at most 4 in flight, none after
     assert _client_tasks() <= before
 
 

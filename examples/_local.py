@@ -1,0 +1,107 @@
+"""Shared by the examples: the service named in the environment, or else the local emulator.
+
+With ``AIPORTRAIT_HOST``, ``AIPORTRAIT_APP_ID`` and ``AIPORTRAIT_TOKEN`` set (or the
+documentation's ``HOST``, ``AppId`` and ``Token``), the examples talk to that service, with the
+photo and template URLs given on their command line. Without them, they start the local emulator
+in process (a stand-in that does real face detection and compositing, not diffusion) and use the
+bundled public-domain photos, which the emulator serves over HTTP.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiportrait
+
+__all__ = ["LOCAL_POLL", "Target", "connect"]
+
+#: How the examples poll the local emulator, whose trainings take seconds, not minutes.
+LOCAL_POLL = aiportrait.PollPolicy(first=0.25, cap=1.0, timeout=120)
+
+
+@dataclass
+class Target:
+    """Where the examples send their calls, and the photos to use there.
+
+    Attributes:
+        session: makes a new :class:`aiportrait.Session` (keyword arguments go to it).
+        photos: photo URLs of one person, for training.
+        templates: template URLs with one face each.
+        emulator: the local emulator when one was started, else ``None``.
+    """
+
+    session: Callable[..., aiportrait.Session]
+    photos: list[str]
+    templates: list[str]
+    emulator: Any = None
+    extra: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def local(self) -> bool:
+        """True when the examples run against the local emulator they started."""
+        return self.emulator is not None
+
+
+def credentials_in_env() -> bool:
+    """True when ``Session.from_env()`` finds credentials."""
+    try:
+        aiportrait.Session.from_env()
+    except aiportrait.CredentialsError:
+        return False
+    return True
+
+
+@asynccontextmanager
+async def connect(
+    *,
+    photos: Sequence[str] | None = None,
+    templates: Sequence[str] | None = None,
+    train_seconds: float = 2.0,
+    port: int = 0,
+    data_dir: Path | None = None,
+    need_photos: bool = True,
+) -> AsyncIterator[Target]:
+    """Yield a :class:`Target`: the service from the environment, or the local emulator.
+
+    ``train_seconds``, ``port`` and ``data_dir`` configure the local emulator only (a
+    ``data_dir`` keeps its trained models and jobs across runs). ``need_photos=False``: only
+    templates are needed from the command line (a model is already trained).
+    """
+    if credentials_in_env():
+        if (need_photos and not photos) or not templates:
+            raise SystemExit(
+                "credentials found in the environment: give your own photo and template URLs "
+                "on the command line (see --help), or unset AIPORTRAIT_HOST to use the local "
+                "emulator"
+            )
+        yield Target(aiportrait.Session.from_env, list(photos or ()), list(templates))
+        return
+
+    from aiportrait._demo import _photos  # the bundled public-domain photos
+    from aiportrait.emulator import Emulator
+
+    with tempfile.TemporaryDirectory(prefix="aiportrait-example-") as tmp:
+        folder = Path(tmp)
+        names = _photos(folder)
+        emulator = Emulator(
+            train_seconds=train_seconds, serve_dir=folder, port=port, data_dir=data_dir
+        )
+        async with emulator as emu:
+            url = emu.media_url
+
+            def session(**options: Any) -> aiportrait.Session:
+                options.setdefault("poll", LOCAL_POLL)
+                return emu.session(**options)
+
+            yield Target(
+                session=session,
+                photos=list(photos or [url(n) for n in names["astronaut"]]),
+                templates=list(templates or [url(n) for n in names["templates"][:2]]),
+                emulator=emu,
+                extra={role: [url(n) for n in files] for role, files in names.items()},
+            )

@@ -1,0 +1,297 @@
+"""An aiohttp.web backend that holds ONE ``aiportrait.Session`` for its whole lifetime.
+
+Endpoints:
+
+- ``POST /trainings`` with a JSON list of photo URLs (or ``{"photos": [...]}``): starts a
+  training and answers ``202`` with the job handle. The handle is stored in a small JSON file,
+  so a restarted backend still knows the job.
+- ``GET /trainings``: the stored trainings, each with its current state (asked of the service).
+- ``GET /trainings/{job_id}/events``: server-sent events, one ``state`` event per state change,
+  ending with a ``result`` (the model id) or a ``failed`` event (or ``error``: e.g. a deadline).
+- ``POST /portraits`` with ``{"model_id": ..., "template": URL, "config": {...}}`` (or
+  ``"job_id"`` instead of ``"model_id"``): answers the portrait itself, ``image/jpeg`` or
+  ``image/png``.
+
+Errors are JSON ``{"error": class name, "message": ..., "request_id": ...}`` with a fitting
+status: 400 bad request, 404 unknown job, 422 the service refused the input (no face in the
+template, model not trained...), 429 rate limited, 502/504 the service failed or did not answer.
+
+Run it (the local emulator and the bundled photos unless credentials are in the environment)::
+
+    python examples/web_backend.py --port 8080 --store trainings.json
+
+In a browser: ``new EventSource("/trainings/1/events")``; with curl: ``curl -N URL``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+import aiportrait
+from aiportrait import converter
+
+__all__ = ["JobStore", "make_app"]
+
+SessionFactory = Callable[[], aiportrait.Session]
+
+
+class JobStore:
+    """Training handles in a JSON file (``{job_id: {job_id, model_id, state, ...}}``).
+
+    Each change rewrites the file atomically (a temporary file renamed over it), so a crash
+    never leaves half a file behind. One process at a time; a real deployment would use its
+    database, storing the same ``converter.unstructure(job)`` dictionaries.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._lock = asyncio.Lock()
+
+    def entries(self) -> dict[str, dict[str, Any]]:
+        """Every stored training, by job id (as a string)."""
+        try:
+            data = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def job(self, job_id: int) -> aiportrait.TrainJob | None:
+        """The stored handle of a job, or ``None``."""
+        entry = self.entries().get(str(job_id))
+        if entry is None:
+            return None
+        return converter.structure(
+            {"job_id": entry["job_id"], "model_id": entry["model_id"]}, aiportrait.TrainJob
+        )
+
+    async def put(self, job: aiportrait.TrainJob, **fields: Any) -> None:
+        """Store a handle (``converter.unstructure(job)``) with extra fields, or update them."""
+        async with self._lock:
+            data = self.entries()
+            entry = data.setdefault(str(job.job_id), converter.unstructure(job))
+            entry.update(fields)
+            await asyncio.to_thread(self._write, data)
+
+    def _write(self, data: dict[str, dict[str, Any]]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2)
+        os.replace(tmp, self.path)
+
+
+SESSION = web.AppKey("session", aiportrait.Session)
+STORE = web.AppKey("store", JobStore)
+
+
+def _error(status: int, exc: BaseException | str, **fields: Any) -> web.Response:
+    body: dict[str, Any] = {"error": "BadRequest", "message": str(exc)}
+    if isinstance(exc, BaseException):
+        body["error"] = type(exc).__name__
+        request_id = getattr(exc, "request_id", "")
+        if request_id:
+            body["request_id"] = request_id
+    return web.json_response({**body, **fields}, status=status)
+
+
+def _status(exc: aiportrait.AIPortraitError) -> int:
+    """The HTTP status this backend answers for an aiportrait error."""
+    if isinstance(exc, aiportrait.InvalidArgument):
+        return 400  # our caller sent something wrong; nothing reached the service
+    if isinstance(exc, aiportrait.CreateError) and exc.status == 462:
+        return 422  # the service refused the input: a new template or a trained model helps
+    if isinstance(exc, (aiportrait.RateLimited, aiportrait.QuotaExceeded)):
+        return 429
+    if isinstance(exc, aiportrait.TransportError):
+        return 504  # the service did not answer (it was retried where safe)
+    return 502  # the service failed, or answered something unreadable
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn aiportrait errors into JSON error answers."""
+    try:
+        return await handler(request)
+    except aiportrait.AIPortraitError as exc:
+        return _error(_status(exc), exc)
+
+
+async def _body(request: web.Request) -> Any:
+    try:
+        return await request.json()
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=f"the body is not JSON: {exc}") from None
+
+
+async def start_training(request: web.Request) -> web.Response:
+    """``POST /trainings``: start a training on a JSON list of photo URLs."""
+    body = await _body(request)
+    photos = body.get("photos") if isinstance(body, dict) else body
+    if not isinstance(photos, list) or not all(isinstance(p, str) for p in photos):
+        return _error(400, 'expected a JSON list of photo URLs, or {"photos": [...]}')
+    job = await request.app[SESSION].train(photos)
+    await request.app[STORE].put(job, state="INIT", photos=len(photos))
+    events = str(request.app.router["events"].url_for(job_id=str(job.job_id)))
+    return web.json_response({**converter.unstructure(job), "events": events}, status=202)
+
+
+async def list_trainings(request: web.Request) -> web.Response:
+    """``GET /trainings``: the stored handles, each with the state the service reports now."""
+    session, store = request.app[SESSION], request.app[STORE]
+    entries = list(store.entries().values())
+    jobs = await asyncio.gather(
+        *(session.get_job(entry["job_id"]) for entry in entries), return_exceptions=True
+    )
+    listed = []
+    for entry, job in zip(entries, jobs, strict=True):
+        if isinstance(job, aiportrait.Job):
+            entry = {**entry, "state": job.state.name, "message": job.message}
+        else:  # the service could not be asked: show what we stored, and why
+            entry = {**entry, "error": f"{type(job).__name__}: {job}"}
+        listed.append(entry)
+    return web.json_response({"trainings": listed})
+
+
+async def _send(response: web.StreamResponse, event: str, data: dict[str, Any]) -> None:
+    await response.write(f"event: {event}\ndata: {json.dumps(data)}\n\n".encode())
+
+
+async def training_events(request: web.Request) -> web.StreamResponse:
+    """``GET /trainings/{job_id}/events``: each state change as a server-sent event."""
+    try:
+        job_id = int(request.match_info["job_id"])
+    except ValueError:
+        return _error(400, "job_id must be a number")
+    store = request.app[STORE]
+    job = store.job(job_id)
+    if job is None:
+        return _error(404, f"no training {job_id} was started here")
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    await response.prepare(request)
+    try:
+        async for update in request.app[SESSION].watch(job):
+            await store.put(job, state=update.state.name)
+            state = {
+                "job_id": job.job_id,
+                "state": update.state.name,
+                "previous": update.previous.name if update.previous is not None else None,
+                "elapsed": round(update.elapsed, 3),
+            }
+            await _send(response, "state", state)
+            if update.state is aiportrait.JobState.FAILED:
+                await _send(response, "failed", {"job_id": job.job_id, "message": update.message})
+            elif update.state is aiportrait.JobState.SUCCESS:
+                result = update.result or aiportrait.TrainResult(model_id=job.model_id)
+                await _send(
+                    response,
+                    "result",
+                    {"model_id": result.model_id, "cost_time": result.cost_time},
+                )
+    except aiportrait.AIPortraitError as exc:  # a deadline, or an error retrying cannot fix
+        await _send(response, "error", {"error": type(exc).__name__, "message": str(exc)})
+    except ConnectionResetError:  # the browser went away; the watch holds nothing to release
+        return response
+    await response.write_eof()
+    return response
+
+
+async def create_portrait(request: web.Request) -> web.StreamResponse:
+    """``POST /portraits``: create a portrait and answer the image itself."""
+    body = await _body(request)
+    if not isinstance(body, dict):
+        return _error(400, 'expected {"model_id" or "job_id": ..., "template": URL}')
+    model_id = body.get("model_id")
+    if model_id is None and "job_id" in body:
+        job_id = body["job_id"]
+        job = request.app[STORE].job(job_id) if isinstance(job_id, int) else None
+        if job is None:
+            return _error(404, f"no training {body['job_id']} was started here")
+        model_id = job.model_id
+    template = body.get("template")
+    if not isinstance(model_id, str) or not isinstance(template, str):
+        return _error(400, 'expected {"model_id" or "job_id": ..., "template": URL}')
+    try:
+        config = aiportrait.CreateConfig(**body.get("config", {}))
+    except TypeError as exc:  # an unknown key (known keys are validated: InvalidArgument)
+        return _error(400, exc)
+    portrait = await request.app[SESSION].create(model_id, template, config=config)
+    return web.Response(
+        body=portrait.image,
+        content_type=f"image/{portrait.format}",
+        headers={"X-Request-Id": portrait.request_id, "X-Cost-Time": str(portrait.cost_time)},
+    )
+
+
+def make_app(
+    session_factory: SessionFactory, store_path: str | os.PathLike[str]
+) -> web.Application:
+    """Build the application: one Session (from ``session_factory``) for its lifetime.
+
+    The Session is opened when the app starts and closed when it stops (``cleanup_ctx``), so
+    every request shares its connection pool, limits and 429 cool-down.
+    """
+    app = web.Application(middlewares=[errors])
+
+    async def session_context(app: web.Application) -> AsyncIterator[None]:
+        async with session_factory() as session:
+            app[SESSION] = session
+            yield
+
+    app.cleanup_ctx.append(session_context)
+    app[STORE] = JobStore(store_path)
+    app.router.add_post("/trainings", start_training)
+    app.router.add_get("/trainings", list_trainings)
+    app.router.add_get("/trainings/{job_id}/events", training_events, name="events")
+    app.router.add_post("/portraits", create_portrait)
+    return app
+
+
+async def main(argv: Sequence[str] | None = None) -> int:
+    """Serve the backend until interrupted (Ctrl-C)."""
+    from _local import connect
+
+    parser = argparse.ArgumentParser(description="aiportrait web backend example")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--store", type=Path, default=Path("trainings.json"))
+    args = parser.parse_args(argv)
+    # The local emulator keeps its jobs beside the store, so a restart finds them again.
+    emulator_dir = args.store.with_name(args.store.stem + "_emulator")
+    async with connect(data_dir=emulator_dir) as target:
+        runner = web.AppRunner(make_app(target.session, args.store))
+        await runner.setup()
+        await web.TCPSite(runner, args.host, args.port).start()
+        base = f"http://{args.host}:{args.port}"
+        print(f"serving on {base} (Ctrl-C to stop)")
+        if target.local:
+            print(f"local emulator at {target.emulator.url}; try:")
+            print(f"  curl -X POST {base}/trainings -d '{json.dumps(target.photos)}'")
+            print(f"  curl -N {base}/trainings/JOB_ID/events")
+            body = f'{{"job_id": JOB_ID, "template": "{target.templates[0]}"}}'
+            print(f"  curl -X POST {base}/portraits -d '{body}' -o portrait.jpg")
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(asyncio.run(main()))

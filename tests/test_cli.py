@@ -1,0 +1,563 @@
+"""The ``aiportrait`` command, run in-process (``main([...])``) against the local emulator.
+
+Two models are trained once per module into a shared emulator data directory; each test starts
+its own emulator on that directory (trained models survive a restart) and runs the command in a
+thread, since ``main`` calls ``asyncio.run`` and the emulator runs in the test's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+import aiportrait
+from aiportrait import _progress, cli
+from aiportrait._demo import _photos
+from aiportrait.cli import main
+from aiportrait.emulator import Emulator, Faults
+
+PIL = pytest.importorskip("PIL.Image")
+
+TOKEN = "cli-test-token-0123456789"
+FAST = aiportrait.PollPolicy(first=0.05, cap=0.5, timeout=60)
+CREATE_PATH = "/api/v1/aigc_images/create"
+
+
+@attrs.frozen
+class World:
+    """Photos, templates and two trained models, shared by the module's tests."""
+
+    media: Path
+    data: Path
+    names: dict[str, list[str]]
+    astronaut: str
+    hopper: str
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    media, data = tmp_path_factory.mktemp("media"), tmp_path_factory.mktemp("data")
+    names = _photos(media)
+
+    async def train() -> list[str]:
+        async with (
+            Emulator(train_seconds=0.05, serve_dir=media, data_dir=data, token=TOKEN) as emu,
+            emu.session(poll=FAST) as session,
+        ):
+            # one photo each: the emulator accepts it, and it trains in a fraction of a second
+            sets = [[emu.media_url(names[who][0])] for who in ("astronaut", "hopper")]
+            jobs = await asyncio.gather(*(session.train(s) for s in sets))
+            return [(await session.wait(job)).model_id for job in jobs]
+
+    astronaut, hopper = asyncio.run(train())
+    return World(media, data, names, astronaut, hopper)
+
+
+@pytest.fixture
+async def emu(world: World) -> AsyncIterator[Emulator]:
+    async with Emulator(
+        train_seconds=0.05, serve_dir=world.media, data_dir=world.data, token=TOKEN
+    ) as emulator:
+        yield emulator
+
+
+def creds(emu: Emulator, token: str = TOKEN) -> list[str]:
+    return ["--host", emu.url, "--app-id", emu.app_id, "--token", token]
+
+
+async def run(emu: Emulator, *args: str, token: str = TOKEN) -> int:
+    """Run the command in a thread (it calls asyncio.run), with the emulator's credentials."""
+    return await asyncio.to_thread(main, [*args, *creds(emu, token)])
+
+
+def urls(emu: Emulator, world: World, role: str) -> list[str]:
+    return [emu.media_url(n) for n in world.names[role]]
+
+
+def template(emu: Emulator, world: World, index: int) -> str:
+    return emu.media_url(world.names["templates"][index])
+
+
+def one_json(text: str) -> Any:
+    """The single JSON document a ``--json`` command printed."""
+    (line,) = text.strip().splitlines()
+    return json.loads(line)
+
+
+# -- check, train, watch ---------------------------------------------------------------------
+
+
+async def test_check_plain_then_json_with_a_stranger(
+    emu: Emulator, world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await run(emu, "check", *urls(emu, world, "astronaut")[:2]) == cli.EXIT_OK
+    assert "2/2 photos usable" in capsys.readouterr().out
+
+    mixed = [*urls(emu, world, "astronaut")[:2], urls(emu, world, "hopper")[0]]
+    assert await run(emu, "check", "--json", *mixed) == cli.EXIT_FAILED  # a photo failed
+    doc = one_json(capsys.readouterr().out)
+    assert doc["ok"] is False
+    assert len(doc["passed"]) == 2
+    assert doc["results"][2]["verdict"] == "NOT_SAME_PERSON"
+    assert doc["request_id"]
+
+
+async def test_train_wait_prints_a_line_per_state_and_one_json_document(
+    emu: Emulator, world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photos = urls(emu, world, "hopper")[:2]
+    code = await run(emu, "train", *photos, "--wait", "--poll", "0.05", "--json")
+    assert code == cli.EXIT_OK
+    captured = capsys.readouterr()
+    doc = one_json(captured.out)
+    assert doc["state"] == "SUCCESS"
+    assert doc["model_id"]
+    assert len(doc["states"]) == 2
+    lines = [line for line in captured.err.splitlines() if line.startswith("job ")]
+    assert lines[-1].startswith(f"job {doc['job_id']}: SUCCESS after ")
+    assert "polls)" in lines[-1]
+    assert len(lines) >= 2  # at least one pending state, then SUCCESS
+
+    assert await run(emu, "train", *photos) == cli.EXIT_OK  # no --wait: returns at once
+    out = capsys.readouterr().out
+    assert "training started: job" in out
+    assert "aiportrait watch" in out
+
+
+async def test_watch_success_failure_and_deadline(
+    emu: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ok = emu.add_synthetic_job(0.2)
+    assert await run(emu, "watch", str(ok), "--poll", "0.05") == cli.EXIT_OK
+    captured = capsys.readouterr()
+    assert f"job {ok}: SUCCESS after" in captured.err
+    assert f"job {ok} succeeded: model_id" in captured.out
+
+    failed = emu.add_synthetic_job(0.0, succeed=False, message="bad photos")
+    assert await run(emu, "watch", str(failed), "--poll", "0.05") == cli.EXIT_FAILED
+    err = capsys.readouterr().err
+    assert f"job {failed}: FAILED after" in err
+    assert "aiportrait: error: JobFailed: " in err
+    assert "bad photos" in err
+
+    slow = emu.add_synthetic_job(60.0)
+    code = await run(emu, "watch", str(slow), "--poll", "0.05", "--deadline", "0.3", "--json")
+    assert code == cli.EXIT_TRANSPORT
+    captured = capsys.readouterr()
+    assert "JobTimeout" in captured.err
+    assert one_json(captured.out)["error"]["type"] == "JobTimeout"
+
+
+# -- create ----------------------------------------------------------------------------------
+
+
+async def test_create_every_kind_writes_the_image(
+    emu: Emulator,
+    world: World,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = ["--set", "lora_weights=0.8", "--set", "crop_face_preprocess=false"]
+    solo = ["--model", world.astronaut, "--template", template(emu, world, 0), *settings]
+    assert await run(emu, "create", *solo) == cli.EXIT_OK  # default --out: portrait.<ext>
+    assert "wrote portrait.jpg (jpeg 768x900" in capsys.readouterr().out
+    assert (tmp_path / "portrait.jpg").exists()
+
+    group = ["--group", world.hopper, world.astronaut, "--template", template(emu, world, 2)]
+    assert await run(emu, "create", *group, "--out", "team", "--json") == cli.EXIT_OK
+    doc = one_json(capsys.readouterr().out)
+    assert (doc["path"], doc["format"], doc["width"], doc["height"]) == (
+        "team.jpg",
+        "jpeg",
+        1200,
+        700,
+    )
+    assert doc["request_id"]
+
+    reference = urls(emu, world, "hopper")[0]
+    ref = ["--reference", reference, "--template", template(emu, world, 1), "--ipa-weight", "0.6"]
+    assert await run(emu, "create", *ref, "--out", "ref.jpg") == cli.EXIT_OK
+    prompt = ["--prompt", "in a garden", "--model", world.astronaut, "--out", "garden"]
+    assert await run(emu, "create", *prompt) == cli.EXIT_OK
+    prompt_ref = ["--prompt", "on a beach", "--reference", reference, "--out", "beach"]
+    assert await run(emu, "create", *prompt_ref, "--set", "some_future_key=1") == cli.EXIT_OK
+    capsys.readouterr()
+    for name in ("team.jpg", "ref.jpg", "garden.*", "beach.*"):
+        (path,) = _written(tmp_path, name)
+        with PIL.open(path) as img:
+            assert img.size[0] > 0
+    assert emu.counters.creations == 5
+
+
+def test_set_values_are_json_and_unknown_keys_go_to_extra() -> None:
+    values = cli.parse_settings(["lora_weights=0.8", "crop_face_preprocess=false", 'x={"a":1}'])
+    values.update(cli.parse_settings(["style_name=Anime", "first_diffusion_steps=30"]))
+    config = cli.config_from(values)
+    assert config == aiportrait.CreateConfig(
+        lora_weights=0.8,
+        crop_face_preprocess=False,
+        style_name="Anime",
+        first_diffusion_steps=30,
+        extra={"x": {"a": 1}},
+    )
+    assert cli.config_from({}) is None
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["create", "--model", "m"], "--template is required"),
+        (["create", "--template", "http://x/t.jpg"], "one of the arguments"),
+        (["create", "--model", "m", "--reference", "http://x/r.jpg"], "not allowed with"),
+        (["create", "--group", "a", "b", "--prompt", "p"], "--prompt takes --model or"),
+        (["create", "--model", "m", "--template", "http://x/t", "--scene-id", "s"], "--scene-id"),
+        (["create", "--model", "m", "--template", "http://x/t", "--ipa-weight", "1"], "--ipa"),
+        (["create", "--model", "m", "--template", "http://x/t", "--set", "oops"], "KEY=VALUE"),
+        (["create", "--model", "m", "--template", "http://x/t", "--set", "lora_weights=5"], "0.5"),
+        (["watch", "nine"], "invalid int value"),
+        (["train", "http://x/a.jpg", "--poll", "0"], "positive number"),
+        (["batch", "missing.csv"], "--out"),
+        (["frobnicate"], "invalid choice"),
+        ([], "required"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(
+    args: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*args, "--host", "http://127.0.0.1:9", "--app-id", "a", "--token", "t"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (line,) = captured.err.strip().splitlines()
+    assert line.startswith("aiportrait: error: ")
+    assert expected in line
+
+
+# -- credentials and errors ------------------------------------------------------------------
+
+
+def _clear_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AIPORTRAIT_HOST", "HOST", "Host", "AIPORTRAIT_APP_ID", "AppId", "APP_ID"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("AIPORTRAIT_TOKEN", "Token", "TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_missing_credentials_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _clear_env(monkeypatch)
+    assert main(["check", "http://x/a.jpg", "--json"]) == cli.EXIT_USAGE
+    captured = capsys.readouterr()
+    assert "CredentialsError: missing credentials" in captured.err
+    assert one_json(captured.out)["error"]["exit_code"] == 2
+
+
+async def test_credentials_from_env_and_flags_win(
+    emu: Emulator,
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _clear_env(monkeypatch)
+    monkeypatch.setenv("HOST", emu.url)  # the documentation's names work
+    monkeypatch.setenv("AppId", emu.app_id)
+    monkeypatch.setenv("Token", TOKEN)
+    photo = urls(emu, world, "astronaut")[:1]
+    assert await asyncio.to_thread(main, ["check", *photo]) == cli.EXIT_OK
+    monkeypatch.setenv("AIPORTRAIT_TOKEN", "wrong")
+    assert await asyncio.to_thread(main, ["check", *photo]) == cli.EXIT_FAILED
+    assert await asyncio.to_thread(main, ["check", *photo, "--token", TOKEN]) == cli.EXIT_OK
+    capsys.readouterr()
+
+
+async def test_wrong_token_is_one_line_with_the_request_id(
+    emu: Emulator, world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = "not-the-token-5f3a"
+    photo = urls(emu, world, "astronaut")[0]
+    assert await run(emu, "check", photo, token=secret) == cli.EXIT_FAILED
+    captured = capsys.readouterr()
+    (line,) = captured.err.strip().splitlines()
+    assert line.startswith("aiportrait: error: SignatureMismatch: HTTP 401")
+    assert "request_id=" in line
+    assert "Traceback" not in captured.err
+    assert secret not in captured.err + captured.out
+
+    assert await run(emu, "check", photo, "--json", token=secret) == cli.EXIT_FAILED
+    captured = capsys.readouterr()
+    error = one_json(captured.out)["error"]
+    assert (error["type"], error["status"], error["exit_code"]) == ("SignatureMismatch", 401, 1)
+    assert error["request_id"] in captured.err
+    assert secret not in captured.err + captured.out
+
+
+async def test_debug_adds_the_traceback_and_debug_logging(
+    emu: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    failed = emu.add_synthetic_job(0.0, succeed=False, message="bad photos")
+    assert await run(emu, "--debug", "watch", str(failed)) == cli.EXIT_FAILED
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err
+    assert f"DEBUG aiportrait: job {failed}: FAILED" in err
+    assert err.strip().splitlines()[-1].startswith("aiportrait: error: JobFailed: ")
+    assert TOKEN not in err
+
+    assert await run(emu, "watch", str(failed)) == cli.EXIT_FAILED  # the handler is gone
+    err = capsys.readouterr().err
+    assert "DEBUG" not in err
+    assert "Traceback" not in err
+
+
+def _written(folder: Path, pattern: str) -> list[Path]:
+    return list(folder.glob(pattern))
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_unreachable_host_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
+    host = f"http://127.0.0.1:{_closed_port()}"
+    args = ["check", "http://x/a.jpg", "--host", host, "--app-id", "a", "--token", "t"]
+    assert main([*args, "--tries", "1"]) == cli.EXIT_TRANSPORT
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("aiportrait: error: ConnectError: ")
+
+
+async def test_ambiguous_create_exits_4(
+    emu: Emulator, world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    emu.faults = Faults(drop_after=1.0, paths=frozenset({CREATE_PATH}))
+    args = ["create", "--model", world.astronaut, "--template", template(emu, world, 0)]
+    assert await run(emu, *args, "--out", str(tmp_path / "p")) == cli.EXIT_OUTCOME_UNKNOWN
+    assert "SubmitOutcomeUnknown" in capsys.readouterr().err
+    assert not _written(tmp_path, "p.*")
+
+
+def test_ctrl_c_exits_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(*_args: Any) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_run", interrupted)
+    assert main(["watch", "1"]) == cli.EXIT_INTERRUPTED
+    assert capsys.readouterr().err.strip() == "aiportrait: interrupted"
+
+
+# -- batch -----------------------------------------------------------------------------------
+
+
+def _csv(emu: Emulator, world: World) -> str:
+    ref = urls(emu, world, "hopper")[0]
+    t_hopper, t_astro, t_group = (template(emu, world, i) for i in range(3))
+    return "\n".join(
+        [
+            "kind,key,model_id,model_ids,template,reference,prompt,sdxl,config",
+            f"solo,astro-on-hopper,{world.astronaut},,{t_hopper},,,,",
+            f'solo,soft,{world.astronaut},,{t_hopper},,,false,"{{""lora_weights"": 0.7}}"',
+            f"group,team,,{world.hopper}|{world.astronaut},{t_group},,,,",
+            f"reference,quick,,,{t_astro},{ref},,,",
+            f"prompt,,{world.hopper},,,,at the seaside,,",
+        ]
+    )
+
+
+async def test_batch_csv_writes_the_folder_and_a_rerun_creates_nothing(
+    emu: Emulator, world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    batch = tmp_path / "portraits.csv"
+    batch.write_text(_csv(emu, world) + "\n")
+    out = tmp_path / "out"
+    assert await run(emu, "batch", str(batch), "--out", str(out), "--limit", "3") == cli.EXIT_OK
+    captured = capsys.readouterr()
+    stems = sorted(p.stem for p in out.iterdir() if not p.name.startswith("."))
+    assert stems == ["astro-on-hopper", "quick", "row5", "soft", "team"]
+    assert (out / cli.DEFAULT_JOURNAL).exists()
+    assert emu.counters.creations == 5
+    assert "5 ok, 0 failed (0 resumed) of 5" in captured.out
+    assert captured.out.count("ok      ") == 5
+    # stderr is not a terminal: plain progress lines, ending with the final count
+    progress = [line for line in captured.err.splitlines() if line.startswith("progress: ")]
+    assert progress[-1].startswith("progress: 5/5 done, 0 failed, ")
+    assert "/s, " in progress[-1]
+
+    assert await run(emu, "batch", str(batch), "--out", str(out)) == cli.EXIT_OK
+    assert emu.counters.creations == 5  # nothing created again
+    assert "5 ok, 0 failed (5 resumed) of 5" in capsys.readouterr().out
+
+
+async def test_batch_jsonl_trains_creates_and_reports_failures(
+    emu: Emulator, world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [
+        {"kind": "train", "key": "astro", "images": urls(emu, world, "astronaut")[:2]},
+        {"kind": "solo", "key": "good", "model_id": world.hopper,
+         "template": template(emu, world, 1), "config": {"lora_weights": 0.9}},
+        {"kind": "solo", "key": "bad", "model_id": "no-such-model",
+         "template": template(emu, world, 1)},
+        {"kind": "group", "key": "pair", "model_ids": [world.hopper, world.astronaut],
+         "template": template(emu, world, 2)},
+    ]  # fmt: skip
+    batch = tmp_path / "items.jsonl"
+    batch.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
+    out, journal = tmp_path / "out", tmp_path / "state.sqlite"
+    args = ["batch", str(batch), "--out", str(out), "--journal", str(journal), "--poll", "0.05"]
+    assert await run(emu, *args, "--json") == cli.EXIT_BATCH_FAILED
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    outcomes = {d["key"]: d for d in lines if d["type"] == "outcome"}
+    assert set(outcomes) == {"astro", "good", "bad", "pair"}
+    assert outcomes["astro"]["kind"] == "train"
+    assert outcomes["astro"]["ok"] is True
+    assert outcomes["good"]["path"] == str(out / "good.jpg")
+    assert outcomes["bad"]["error"]["type"] == "ModelIdError"
+    assert outcomes["bad"]["error"]["request_id"]
+    assert lines[-1]["type"] == "summary"
+    assert (lines[-1]["ok"], lines[-1]["failed"], lines[-1]["total"]) == (3, 1, 4)
+    trained = json.loads((out / "trainings" / "astro.json").read_text())
+    assert trained["model_id"] == outcomes["astro"]["model_id"]
+    assert journal.exists()
+    assert (emu.counters.trainings, emu.counters.creations) == (1, 2)
+
+    assert await run(emu, *args) == cli.EXIT_BATCH_FAILED  # the failure is remembered
+    text = capsys.readouterr().out
+    assert "PreviousFailure" in text
+    assert "3 ok, 1 failed (4 resumed) of 4" in text
+    assert (emu.counters.trainings, emu.counters.creations) == (1, 2)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        ("a.csv", "kind,key,colour\nsolo,x,red\n", "unknown field colour"),
+        ("a.csv", "kind,key,model_id\nsolo,x,m\n", "line 2: kind solo needs template"),
+        ("a.csv", "kind,model_id,template\nsolo,m,http://x/t\nsolo,m,http://x/t,9\n", "more cells"),
+        ("a.csv", "kind,images,template\ntrain,http://x/a,http://x/t\n", "does not use template"),
+        ("a.csv", "kind,images,sdxl\ntrain,http://x/a,maybe\n", "expected true or false"),
+        ("a.csv", "kind,key,images\ntrain,k,http://x/a\ntrain,k,http://x/b\n", "used twice"),
+        ("a.jsonl", '{"kind": "sculpture"}\n', "kind must be one of"),
+        ("a.jsonl", '{"kind": "prompt", "prompt": "p"}\n', "exactly one of model_id"),
+        ("a.jsonl", "\n[1, 2]\n", "line 2: expected a JSON object"),
+        ("a.jsonl", "{oops\n", "line 1: not JSON"),
+        ("a.jsonl", '{"kind":"solo","model_id":"m","template":"t","config":{"sharp_ratio":3}}',
+         "sharp_ratio"),
+        ("a.jsonl", "", "no items"),
+        ("none.csv", None, "cannot read"),
+    ],
+)  # fmt: skip
+def test_batch_file_errors_exit_2_before_anything_is_sent(
+    name: str, text: str | None, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / name
+    if text is not None:
+        path.write_text(text)
+    args = ["batch", str(path), "--out", str(tmp_path / "out"), "--host", "http://127.0.0.1:9"]
+    assert main([*args, "--app-id", "a", "--token", "t"]) == cli.EXIT_USAGE
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"aiportrait: error: {path}: ")
+    assert expected in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_batch_lists_and_flags_parse() -> None:
+    request = cli.row_request({"kind": "group", "model_ids": "a b", "template": "http://x/t"})
+    assert request == aiportrait.GroupCreateRequest(["a", "b"], "http://x/t")
+    request = cli.row_request({"kind": "train", "images": "http://x/1 | http://x/2", "sdxl": "yes"})
+    assert request == aiportrait.TrainRequest(["http://x/1", "http://x/2"], sdxl=True)
+
+
+# -- progress --------------------------------------------------------------------------------
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_batch_progress_uses_tqdm_on_a_terminal_and_lines_elsewhere() -> None:
+    pytest.importorskip("tqdm")
+    terminal = _Terminal()
+    bar = _progress.batch_progress(3, terminal)
+    assert type(bar).__name__ == "_TqdmProgress"
+    bar.advance(True)
+    bar.advance(False)
+    shown = io.StringIO()
+    bar.write("a result line", shown)
+    bar.close()
+    assert "failed=1" in terminal.getvalue()
+    assert "2/3" in terminal.getvalue()
+    assert shown.getvalue() == "a result line\n"
+
+    plain = io.StringIO()
+    lines = _progress.batch_progress(2, plain, interval=0.0)
+    lines.advance(True)
+    lines.advance(False)
+    lines.close()  # the last line already showed 2/2: not repeated
+    text = plain.getvalue().splitlines()
+    assert [t.split(",")[0] for t in text] == ["progress: 1/2 done", "progress: 2/2 done"]
+    assert "1 failed" in text[1]
+
+    silent = _progress.batch_progress(2, terminal, enabled=False)
+    assert type(silent) is _progress.BatchProgress
+
+
+async def test_watch_with_progress_with_and_without_tqdm(
+    emu: Emulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("tqdm")
+    assert aiportrait.watch_with_progress is _progress.watch_with_progress
+    async with emu.session(poll=FAST) as session:
+        job = aiportrait.TrainJob(emu.add_synthetic_job(0.1), "m-1")
+        result = await aiportrait.watch_with_progress(session, job)
+        assert isinstance(result, aiportrait.TrainResult)
+        assert f"job {job.job_id} SUCCESS" in capsys.readouterr().err  # tqdm's text display
+
+        monkeypatch.setattr(_progress, "_tqdm_module", lambda name="tqdm": None)
+        failing = emu.add_synthetic_job(0.0, succeed=False, message="no face")
+        with pytest.raises(aiportrait.JobFailed, match="no face"):
+            await aiportrait.watch_with_progress(session, failing)
+        assert f"job {failing}: FAILED after" in capsys.readouterr().out
+
+
+# -- the other subcommands and the entry point -----------------------------------------------
+
+
+def test_emulator_subcommand_delegates(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["emulator", "--help"])
+    assert exc.value.code == 0
+    assert "usage: aiportrait emulator" in capsys.readouterr().out
+
+
+def test_demo_subcommand_delegates(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # the demo itself runs in tests/test_demo.py; here only the wiring is checked
+    seen: dict[str, Any] = {}
+
+    async def fake_demo(out_dir: str, *, train_seconds: float) -> None:
+        seen.update(out_dir=out_dir, train_seconds=train_seconds)
+
+    monkeypatch.setattr("aiportrait._demo.run_demo", fake_demo)
+    assert main(["demo", "--out", str(tmp_path), "--train-seconds", "0.5"]) == cli.EXIT_OK
+    assert seen == {"out_dir": str(tmp_path), "train_seconds": 0.5}
+
+
+def test_python_m_aiportrait_is_the_command() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "aiportrait", "watch"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == cli.EXIT_USAGE
+    assert done.stderr.startswith("aiportrait: error: the following arguments are required")

@@ -1,0 +1,347 @@
+"""The examples in ``examples/``, each run against the local emulator with fast jobs.
+
+``quickstart.py`` and ``batch_generate.py`` run through their ``main()`` with ``AIPORTRAIT_*``
+pointing at an emulator started here (so its counters prove what ran), and ``quickstart.py`` once
+more as a script starting its own emulator; ``web_backend.py`` through aiohttp's test server;
+``notebook.ipynb`` with nbclient, on a kernel of this interpreter.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from PIL import Image
+
+import aiportrait
+from aiportrait._demo import _photos
+from aiportrait.emulator import Emulator
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+FAST = aiportrait.PollPolicy(first=0.02, cap=0.1, jitter=0.0, timeout=60)
+ENV_NAMES = ("AIPORTRAIT_HOST", "AIPORTRAIT_APP_ID", "AIPORTRAIT_TOKEN")
+ENV_NAMES += ("HOST", "Host", "AppId", "APP_ID", "Token", "TOKEN")
+
+
+def _example(name: str) -> ModuleType:
+    if str(EXAMPLES) not in sys.path:
+        sys.path.insert(0, str(EXAMPLES))
+    return importlib.import_module(name)
+
+
+@pytest.fixture
+def media(tmp_path: Path) -> tuple[Path, dict[str, list[str]]]:
+    folder = tmp_path / "media"
+    folder.mkdir()
+    return folder, _photos(folder)
+
+
+@pytest.fixture
+async def emu(media: tuple[Path, dict[str, list[str]]]) -> AsyncIterator[Emulator]:
+    async with Emulator(train_seconds=0.05, serve_dir=media[0]) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def urls(emu: Emulator, media: tuple[Path, dict[str, list[str]]]) -> dict[str, list[str]]:
+    """Photo and template URLs served by the emulator (two photos: training stays quick)."""
+    names = media[1]
+    return {
+        "photos": [emu.media_url(n) for n in names["astronaut"][:2]],
+        "templates": [emu.media_url(n) for n in names["templates"][:2]],
+    }
+
+
+@pytest.fixture
+def env(emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Credentials of the emulator in the environment, as for ``Session.from_env``."""
+    for name in ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AIPORTRAIT_HOST", emu.url)
+    monkeypatch.setenv("AIPORTRAIT_APP_ID", emu.app_id)
+    monkeypatch.setenv("AIPORTRAIT_TOKEN", emu.token)
+
+
+def _image(data: bytes) -> tuple[int, int]:
+    with Image.open(io.BytesIO(data)) as img:
+        img.load()
+        return img.size
+
+
+# -- quickstart.py -------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("env")
+async def test_quickstart_against_the_service_named_in_the_environment(
+    emu: Emulator,
+    urls: dict[str, list[str]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    quickstart = _example("quickstart")
+    out = tmp_path / "me"
+    argv = ["--photos", *urls["photos"], "--template", urls["templates"][0], "--out", str(out)]
+    assert await quickstart.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "check: 2 of 2 photos usable" in printed
+    assert "SUCCESS after" in printed
+    assert "local emulator" not in printed  # it used the service from the environment
+    assert _image((tmp_path / "me.jpg").read_bytes()) == (768, 900)
+    assert (emu.counters.checks, emu.counters.trainings, emu.counters.creations) == (1, 1, 1)
+
+
+@pytest.mark.usefixtures("env")
+async def test_quickstart_reports_a_refused_template_as_one_line(
+    emu: Emulator, urls: dict[str, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    quickstart = _example("quickstart")
+    missing = emu.media_url("no-such-template.jpg")
+    argv = ["--photos", *urls["photos"], "--template", missing, "--out", str(tmp_path / "x")]
+    assert await quickstart.main(argv) == 1
+    assert "error: TemplateDecodeError" in capsys.readouterr().err
+    assert not [p.name for p in os.scandir(tmp_path) if p.name.startswith("x.")]
+
+
+async def test_quickstart_needs_urls_when_credentials_are_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    quickstart = _example("quickstart")
+    monkeypatch.setenv("AIPORTRAIT_HOST", "127.0.0.1:9")
+    monkeypatch.setenv("AIPORTRAIT_APP_ID", "app")
+    monkeypatch.setenv("AIPORTRAIT_TOKEN", "token")
+    with pytest.raises(SystemExit, match="give your own photo and template URLs"):
+        await quickstart.main([])
+
+
+def test_quickstart_runs_as_a_script_with_its_own_emulator(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
+    run = subprocess.run(
+        [sys.executable, str(EXAMPLES / "quickstart.py"), "--train-seconds", "0.05"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "local emulator at http://127.0.0.1:" in run.stdout
+    assert "check: 5 of 5 photos usable" in run.stdout
+    assert "SUCCESS after" in run.stdout
+    assert (tmp_path / "quickstart.jpg").stat().st_size > 10_000
+
+
+# -- batch_generate.py ---------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("env")
+async def test_batch_generate_resumes_without_creating_anything_twice(
+    emu: Emulator,
+    urls: dict[str, list[str]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    batch_generate = _example("batch_generate")
+    journal = tmp_path / "run.sqlite"
+    argv = ["--count", "20", "--limit", "4", "--journal", str(journal)]
+    argv += ["--photos", *urls["photos"], "--templates", *urls["templates"]]
+
+    assert await batch_generate.main(argv) == 0
+    first = capsys.readouterr().out
+    assert "(trained now)" in first
+    assert "[##############################] 20/20" in first  # the progress line
+    assert "20 created now, 0 from an earlier run, 0 failed" in first
+    portraits = sorted((tmp_path / "run_portraits").iterdir())
+    assert [p.name for p in portraits][:2] == ["portrait-0000.jpg", "portrait-0001.jpg"]
+    assert len(portraits) == 20
+    assert (emu.counters.trainings, emu.counters.creations) == (1, 20)
+    requests = emu.counters.requests
+
+    assert await batch_generate.main(argv) == 0  # the same command again
+    second = capsys.readouterr().out
+    assert "(from the journal)" in second
+    assert "0 created now, 20 from an earlier run, 0 failed" in second
+    assert (emu.counters.trainings, emu.counters.creations) == (1, 20)  # nothing ran twice
+    assert emu.counters.requests == requests  # not a single call: all from the journal
+
+
+def test_batch_progress_redraws_one_line_on_a_terminal() -> None:
+    batch_generate = _example("batch_generate")
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Terminal()
+    progress = batch_generate.Progress(3, stream=stream, width=3)
+    request = aiportrait.CreateRequest("m", "http://127.0.0.1/t.jpg")
+    portrait = aiportrait.Portrait(b"")
+    progress.update(aiportrait.Outcome("a", request, value=portrait))
+    progress.update(aiportrait.Outcome("b", request, value=portrait, resumed=True))
+    progress.update(aiportrait.Outcome("c", request, error=aiportrait.ModelIdError(462, "e", "x")))
+    summary = progress.close()
+    assert (summary.created, summary.resumed, summary.failed) == (1, 1, 1)
+    text = stream.getvalue()
+    assert "\r[#..] 1/3" in text
+    assert "c: ModelIdError: HTTP 462 e: x\n" in text
+    assert text.count("\n") == 2  # the error, and the end: the bar is redrawn in place
+
+
+# -- web_backend.py ------------------------------------------------------------------------------
+
+
+def _events(text: str) -> list[tuple[str, dict[str, Any]]]:
+    events = []
+    for block in text.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines())
+        events.append((fields["event"], json.loads(fields["data"])))
+    return events
+
+
+@pytest.fixture
+def web_backend() -> ModuleType:
+    return _example("web_backend")
+
+
+async def test_web_backend_trains_streams_creates_and_resumes_after_a_restart(
+    web_backend: ModuleType, emu: Emulator, urls: dict[str, list[str]], tmp_path: Path
+) -> None:
+    store = tmp_path / "store" / "trainings.json"
+    sessions: list[aiportrait.Session] = []
+
+    def session_factory() -> aiportrait.Session:
+        sessions.append(emu.session(poll=FAST))
+        return sessions[-1]
+
+    async with TestClient(TestServer(web_backend.make_app(session_factory, store))) as client:
+        answer = await client.post("/trainings", json=urls["photos"])
+        assert answer.status == 202
+        job = await answer.json()
+        assert job["events"] == f"/trainings/{job['job_id']}/events"
+        assert json.loads(store.read_text())[str(job["job_id"])]["model_id"] == job["model_id"]
+
+        stream = await client.get(job["events"])
+        assert stream.headers["Content-Type"] == "text/event-stream"
+        events = _events(await stream.text())  # the stream ends with the result
+        states = [data["state"] for name, data in events if name == "state"]
+        assert states[-1] == "SUCCESS"
+        name, result = events[-1]
+        assert (name, result["model_id"]) == ("result", job["model_id"])
+
+        portrait = await client.post(
+            "/portraits", json={"job_id": job["job_id"], "template": urls["templates"][0]}
+        )
+        assert portrait.status == 200
+        assert portrait.content_type == "image/jpeg"
+        assert _image(await portrait.read()) == (768, 900)
+
+        config = {"lora_weights": 0.7, "style_name": "Anime"}
+        by_model = {"model_id": job["model_id"], "template": urls["templates"][1]}
+        portrait = await client.post("/portraits", json={**by_model, "config": config})
+        assert portrait.content_type == "image/jpeg"
+
+        # Errors: one JSON line each, with a fitting status.
+        refused = await client.post(
+            "/portraits", json={"model_id": "nope", "template": urls["templates"][0]}
+        )
+        assert refused.status == 422
+        assert (await refused.json())["error"] == "ModelIdError"
+        invalid = await client.post("/portraits", json={**by_model, "config": {"lora_weights": 7}})
+        assert (invalid.status, (await invalid.json())["error"]) == (400, "InvalidArgument")
+        unknown_key = await client.post("/portraits", json={**by_model, "config": {"nope": 1}})
+        assert unknown_key.status == 400
+        assert (await client.post("/portraits", json=[])).status == 400
+        assert (
+            await client.post("/portraits", json={"job_id": 999, "template": "x"})
+        ).status == 404
+        assert (await client.post("/trainings", json={"photos": "one"})).status == 400
+        assert (await client.post("/trainings", data=b"{")).status == 400
+        assert (await client.get("/trainings/999/events")).status == 404
+        assert (await client.get("/trainings/x/events")).status == 400
+    assert sessions[0].closed  # one Session for the app's lifetime, closed with it
+    assert emu.counters.trainings == 1
+
+    # A restarted backend knows the job from its store and asks the service for its state.
+    async with TestClient(TestServer(web_backend.make_app(session_factory, store))) as client:
+        listed = await (await client.get("/trainings")).json()
+        (entry,) = listed["trainings"]
+        assert (entry["job_id"], entry["model_id"]) == (job["job_id"], job["model_id"])
+        assert entry["state"] == "SUCCESS"
+        again = _events(await (await client.get(job["events"])).text())
+        assert [name for name, _ in again] == ["state", "result"]
+    assert len(sessions) == 2 and emu.counters.trainings == 1
+
+
+async def test_web_backend_streams_a_failed_training_and_a_deadline(
+    web_backend: ModuleType, emu: Emulator, tmp_path: Path
+) -> None:
+    store = web_backend.JobStore(tmp_path / "trainings.json")
+    failed = emu.add_synthetic_job(0.05, succeed=False)
+    slow = emu.add_synthetic_job(60.0)
+    for job_id in (failed, slow):
+        await store.put(aiportrait.TrainJob(job_id, f"model-{job_id}"))
+    fast_deadline = aiportrait.PollPolicy(first=0.02, cap=0.05, timeout=0.3)
+    app = web_backend.make_app(lambda: emu.session(poll=fast_deadline), store.path)
+    async with TestClient(TestServer(app)) as client:
+        events = _events(await (await client.get(f"/trainings/{failed}/events")).text())
+        assert events[-2][1]["state"] == "FAILED"
+        assert events[-1][0] == "failed"
+        assert "Failed to obtain preprocessed images" in events[-1][1]["message"]
+        events = _events(await (await client.get(f"/trainings/{slow}/events")).text())
+        assert events[-1][0] == "error"
+        assert events[-1][1]["error"] == "JobTimeout"
+        listed = (await (await client.get("/trainings")).json())["trainings"]
+        states = {e["job_id"]: e["state"] for e in listed}
+        assert states == {failed: "FAILED", slow: "INIT"}  # a tenth of its time in INIT
+    store.path.write_text("[]")  # not a mapping: read as empty
+    assert store.entries() == {}
+
+
+# -- notebook.ipynb ------------------------------------------------------------------------------
+
+
+def test_notebook_runs_and_shows_images_and_tables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    # A kernel spec of this very interpreter, in a private folder: no global kernel is used.
+    spec = tmp_path / "jupyter" / "kernels" / "aiportrait-test"
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    kernel = {"argv": argv, "display_name": "aiportrait test", "language": "python"}
+    (spec / "kernel.json").write_text(json.dumps(kernel))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    for name in ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+
+    notebook = nbformat.read(EXAMPLES / "notebook.ipynb", as_version=4)
+    assert all(not cell.get("outputs") for cell in notebook.cells)  # committed without outputs
+    client = NotebookClient(
+        notebook,
+        kernel_name="aiportrait-test",
+        timeout=120,
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+    client.execute()
+
+    outputs = [out for cell in notebook.cells for out in cell.get("outputs", [])]
+    assert not [out for out in outputs if out["output_type"] == "error"]
+    shown = [set(out.get("data", {})) for out in outputs]
+    assert any("image/jpeg" in kinds for kinds in shown)  # the Portrait
+    assert any("image/png" in kinds for kinds in shown)  # the text-prompt portrait
+    tables = [out["data"]["text/html"] for out in outputs if "text/html" in out.get("data", {})]
+    assert len(tables) >= 3 and all("<table>" in html for html in tables)
+    streams = "".join(out.get("text", "") for out in outputs if out["output_type"] == "stream")
+    assert "SUCCESS" in streams
