@@ -333,7 +333,7 @@ def _closed_port() -> int:
 def test_unreachable_host_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
     host = f"http://127.0.0.1:{_closed_port()}"
     args = ["check", "http://x/a.jpg", "--host", host, "--app-id", "a", "--token", "t"]
-    assert main([*args, "--tries", "1"]) == cli.EXIT_TRANSPORT
+    assert main([*args, "--tries", "1", "--timeout", "5"]) == cli.EXIT_TRANSPORT
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("aiportrait: error: ConnectError: ")
 
@@ -471,6 +471,19 @@ def test_batch_file_errors_exit_2_before_anything_is_sent(
     assert line.startswith(f"aiportrait: error: {path}: ")
     assert expected in line
     assert not (tmp_path / "out").exists()
+
+
+def test_scene_prompts_file_is_read_and_checked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["train", "http://x/a.jpg", "--host", "http://127.0.0.1:9", "--app-id", "a"]
+    base += ["--token", "t", "--scene-prompts"]
+    assert main([*base, str(tmp_path / "none.txt")]) == cli.EXIT_USAGE
+    assert "--scene-prompts: cannot read" in capsys.readouterr().err
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a quiet beach\n\n")
+    assert main([*base, str(prompts)]) == cli.EXIT_USAGE  # scene LoRAs are SDXL only
+    assert "InvalidArgument: scene_lora=True needs sdxl=True" in capsys.readouterr().err
 
 
 def test_batch_lists_and_flags_parse() -> None:
