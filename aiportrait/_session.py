@@ -32,7 +32,7 @@ from ._batch import (
 from ._codec import decode_batch, decode_check, decode_job, decode_portrait, decode_train
 from ._limits import CallKind, Limits
 from ._retry import RetryPolicy, ambiguous, retry_reason
-from ._transport import DEFAULT_TIMEOUT, Answer, Transport
+from ._transport import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT, Answer, Transport
 from ._watch import JobWatch, PollPolicy
 from .config import CreateConfig
 from .errors import (
@@ -135,6 +135,9 @@ class Session:
             create only when they provably did not run (no connection, 429, 503 with
             ``Retry-After``), else they raise :class:`~aiportrait.errors.SubmitOutcomeUnknown`.
             After a 429 every call of the Session waits out one shared cool-down.
+        max_response_bytes: answers larger than this are refused with
+            :class:`~aiportrait.errors.ResponseTooLarge` (default 64 MiB: a large portrait
+            is a few MB of base64).
 
     Use it as ``async with Session(...) as session:`` or call :meth:`aclose` when done.
     """
@@ -153,10 +156,17 @@ class Session:
         max_creations: int | None = None,
         poll: PollPolicy | None = None,
         retry: RetryPolicy | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self._timeout = _client_timeout(timeout) if timeout is not None else DEFAULT_TIMEOUT
         self._transport = Transport(
-            host, app_id, token, session=session, timeout=self._timeout, user_agent=user_agent
+            host,
+            app_id,
+            token,
+            session=session,
+            timeout=self._timeout,
+            user_agent=user_agent,
+            max_response_bytes=max_response_bytes,
         )
         self._limits = Limits(max_in_flight, max_trainings, max_creations)
         self.poll = _checked(poll or PollPolicy.TRAINING, PollPolicy, "poll")

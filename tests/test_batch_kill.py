@@ -120,3 +120,49 @@ async def test_sigkill_mid_batch_then_rerun(emu: Emulator, tmp_path: Path) -> No
     assert len(files) == 4
     assert all(not name.startswith(".") for name in files)
     print(f"unknown after kill: {summary['unknown']}, run twice on resubmit: {len(dupes)}")
+
+
+CTRL_C_CHILD = """
+import asyncio, base64, sys
+from aiohttp import web
+import aiportrait
+
+async def create(request):
+    await request.read()
+    await asyncio.sleep(30)
+    return web.json_response({"code": "OK", "data": {"image": "aGk="}})
+
+async def main():
+    app = web.Application()
+    app.router.add_post("/api/v1/aigc_images/create", create)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    requests = [aiportrait.CreateRequest("m", f"https://t/{i}.jpg") for i in range(20)]
+    async with aiportrait.Session(url, "a", "t") as session:
+        print("started", flush=True)
+        async for outcome in session.create_many(requests, limit=4):
+            print(outcome, flush=True)
+
+asyncio.run(main())
+"""
+
+
+async def test_ctrl_c_stops_a_batch_promptly() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CTRL_C_CHILD,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    assert (await asyncio.wait_for(proc.stdout.readline(), 20)).strip() == b"started"
+    await asyncio.sleep(0.3)  # four creates are in flight, each for 30 s
+    started = asyncio.get_running_loop().time()
+    proc.send_signal(signal.SIGINT)
+    _, err = await asyncio.wait_for(proc.communicate(), 10)
+    assert asyncio.get_running_loop().time() - started < 3
+    assert proc.returncode != 0
+    assert b"KeyboardInterrupt" in err
+    assert b"Task was destroyed but it is pending" not in err
+    assert b"exit cancel scope in a different task" not in err

@@ -428,8 +428,7 @@ async def test_timeout_is_request_timeout() -> None:
 async def test_response_too_large() -> None:
     with mocked() as mock:
         mock.post(CHECK, body="x" * 5000)
-        async with Session("h.example", "a", "t") as session:
-            session._transport.max_response_bytes = 2048
+        async with Session("h.example", "a", "t", max_response_bytes=2048) as session:
             with pytest.raises(aiportrait.ResponseTooLarge):
                 await session.check_images(["https://x/a.jpg"])
 
