@@ -323,6 +323,8 @@ def test_notebook_runs_and_shows_images_and_tables(
     kernel = {"argv": argv, "display_name": "aiportrait test", "language": "python"}
     (spec / "kernel.json").write_text(json.dumps(kernel))
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))  # connection files
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))  # nothing written to ~
     for name in ENV_NAMES:
         monkeypatch.delenv(name, raising=False)
 

@@ -7,7 +7,8 @@ The blocks are written against a few names that this module provides, as the gui
 - ``template_url`` (one face), ``group_template_url`` (two faces), ``reference_url`` (a photo);
 - ``model_id``, ``other_model_id``: models trained on those photos; ``job``: the finished
   ``TrainJob`` of ``model_id``;
-- ``batch_id``: a batch id with two jobs.
+- ``batch_id``: a batch id with two jobs;
+- ``aiportrait`` itself, imported (the quick start imports it; later blocks go on from there).
 
 ``AIPORTRAIT_HOST``, ``AIPORTRAIT_APP_ID`` and ``AIPORTRAIT_TOKEN`` point at the emulator, so
 ``Session.from_env()`` (and ``sync.Session.from_env()``) reach it, and each block runs in a
@@ -162,7 +163,8 @@ async def test_readme_block_runs(block: Block, service: Service, tmp_path: Path)
     flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
     code = compile(block.code, f"README.md:{block.line}", "exec", flags=flags)
     async with aiportrait.Session(service.url, service.app_id, service.token, poll=FAST) as session:
-        namespace: dict[str, Any] = {"__name__": "__readme__", "session": session}
+        namespace: dict[str, Any] = {"__name__": "__readme__", "aiportrait": aiportrait}
+        namespace["session"] = session
         namespace.update(service.names)
         if code.co_flags & inspect.CO_COROUTINE:
             await eval(code, namespace)
