@@ -8,7 +8,16 @@ from urllib.parse import urlsplit
 
 from .errors import ConflictingArguments, InvalidArgument
 
-__all__ = ["merge_explicit", "model_id_list", "text", "url_list", "url_problem"]
+__all__ = [
+    "merge_explicit",
+    "model_id_list",
+    "positive_int",
+    "positive_number",
+    "string_tuple",
+    "text",
+    "url_list",
+    "url_problem",
+]
 
 _SCHEMES = frozenset({"http", "https", "data", "file", "oss"})
 
@@ -69,6 +78,30 @@ def model_id_list(name: str, values: object) -> list[str]:
     for i, value in enumerate(out):
         text(f"{name}[{i}]", value)
     return out
+
+
+def positive_int(name: str, value: object) -> int:
+    """Check a whole number >= 1 (a bool is not a number here)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidArgument(f"{name} must be a whole number >= 1, not {value!r}")
+    return value
+
+
+def positive_number(_inst: Any, attr: Any, value: object) -> None:
+    """attrs validator: ``None`` or a finite number > 0 (a bool is not a number here)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1e300:
+        raise InvalidArgument(
+            f"{type(_inst).__name__}.{attr.name} must be a positive number, not {value!r}"
+        )
+
+
+def string_tuple(values: Iterable[str]) -> tuple[str, ...]:
+    """A tuple of the strings given (a lone string is refused, not split into characters)."""
+    if isinstance(values, (str, bytes)):
+        raise InvalidArgument("expected a list of strings, not a single string")
+    return tuple(values)
 
 
 def merge_explicit(configure: Mapping[str, Any], explicit: Mapping[str, Any]) -> dict[str, Any]:

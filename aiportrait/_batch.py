@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar, cast
 import anyio
 import attrs
 
+from ._args import string_tuple
 from ._codec import converter
 from ._journal import Journal, Record
 from .config import CreateConfig
@@ -62,14 +63,8 @@ R = TypeVar("R")
 V = TypeVar("V")
 
 
-def _strings(value: Iterable[str]) -> tuple[str, ...]:
-    if isinstance(value, (str, bytes)):
-        raise InvalidArgument("expected a list of strings, not a single string")
-    return tuple(value)
-
-
 def _optional_strings(value: Iterable[str] | None) -> tuple[str, ...] | None:
-    return None if value is None else _strings(value)
+    return None if value is None else string_tuple(value)
 
 
 @attrs.frozen
@@ -92,7 +87,7 @@ class CreateRequest:
 class GroupCreateRequest:
     """A group portrait: :meth:`Session.create_group`."""
 
-    model_ids: tuple[str, ...] = attrs.field(converter=_strings)
+    model_ids: tuple[str, ...] = attrs.field(converter=string_tuple)
     template: str
     sdxl: bool = False
     config: CreateConfig | None = None
@@ -157,7 +152,7 @@ AnyCreateRequest = CreateRequest | GroupCreateRequest | ReferenceCreateRequest |
 class TrainRequest:
     """A training: :meth:`Session.train`."""
 
-    images: tuple[str, ...] = attrs.field(converter=_strings)
+    images: tuple[str, ...] = attrs.field(converter=string_tuple)
     sdxl: bool = False
     scene_lora: bool = False
     scene_prompts: tuple[str, ...] | None = attrs.field(default=None, converter=_optional_strings)
@@ -381,7 +376,7 @@ class BatchRunner:
             journal = self.journal
             await anyio.to_thread.run_sync(lambda: journal.put(*args, **kwargs))
 
-    def _ended(self, record: Record | None) -> Exception | None:
+    def _ended(self, record: Record | None, request: object) -> Exception | None:
         """The reason not to submit again, for a record that cannot simply be resumed."""
         if record is None:
             return None
@@ -392,19 +387,44 @@ class BatchRunner:
                 f"item {record.key!r} was in flight when an earlier run stopped; it may have "
                 "run on the service (re-run with resubmit_unknown=True to submit it again)",
                 action=record.kind,
-                request=record.key,
+                request=request,
             )
         if record.status == "submitting":
             log.warning("item %r: submitting again after an interrupted run", record.key)
         return None
 
+    async def _submit(self, kind: str, skey: str, fp: str, submit: Callable[[], Awaitable[V]]) -> V:
+        """Run a charged call between journal writes; on failure record what is known.
+
+        An error answer means it did not run: ``failed``. A call that provably never left
+        (no connection) is forgotten, so a re-run simply sends it. After an ambiguous failure
+        (``SubmitOutcomeUnknown``) the row stays ``submitting``: a re-run reports it instead of
+        paying twice.
+        """
+        await self._put(kind, skey, fp, "submitting")
+        try:
+            return await submit()
+        except SubmitOutcomeUnknown:
+            raise
+        except TransportError as exc:
+            if exc.sent is False and self.journal is not None:
+                await anyio.to_thread.run_sync(self.journal.forget, kind, skey)
+            raise
+        except Exception as exc:
+            await self._put(kind, skey, fp, "failed", error=_describe(exc))
+            raise
+
     # -- creations -----------------------------------------------------------------------
 
     def _find_file(self, stem: str) -> Path | None:
+        """The finished portrait of an item, by its exact name (``<stem>.<ext>``)."""
         if self.out_dir is None:
             return None
-        found = [p for p in self.out_dir.glob(stem + ".*") if not p.name.startswith(".")]
-        return found[0] if found else None
+        for ext in _EXTENSIONS:
+            path = self.out_dir / (stem + ext)
+            if path.is_file():
+                return path
+        return None
 
     async def create(self, key: Any, request: AnyCreateRequest) -> Outcome[Any, Portrait]:
         """Create one portrait, journalled."""
@@ -422,19 +442,20 @@ class BatchRunner:
             path = await anyio.to_thread.run_sync(self._find_file, stem)
             if path is not None:  # written atomically, so it is complete
                 return await self._resumed_portrait(key, request, record, path)
-        stop = self._ended(record)
+            if record.status == "done":
+                log.warning("item %r: its portrait file is gone; creating it again", skey)
+                record = None
+        stop = self._ended(record, request)
         if stop is not None:
             return Outcome(key, request, error=stop, resumed=True)
-        await self._put("create", skey, fp, "submitting")
         try:
-            portrait = await request.submit(self.session)
+            portrait = await self._submit("create", skey, fp, lambda: request.submit(self.session))
         except Exception as exc:
-            if not isinstance(exc, TransportError):  # an answer came: it did not run
-                await self._put("create", skey, fp, "failed", error=_describe(exc))
             return Outcome(key, request, error=exc)
         path = None
         if self.out_dir is not None:
-            path = await anyio.to_thread.run_sync(portrait.save, self.out_dir / stem)
+            target = self.out_dir / (stem + portrait.extension)
+            path = await anyio.to_thread.run_sync(portrait.save, target)
         data = {"cost_time": portrait.cost_time, "request_id": portrait.request_id}
         await self._put("create", skey, fp, "done", data=data)
         return Outcome(key, request, value=portrait, path=path)
@@ -470,15 +491,12 @@ class BatchRunner:
                 value: Any = result if wait else job
                 return Outcome(key, request, value=value, job=job, resumed=True)
         if job is None or (record is not None and record.status == "failed"):
-            stop = self._ended(record)
+            stop = self._ended(record, request)
             if stop is not None:
                 return Outcome(key, request, error=stop, job=job, resumed=True)
-            await self._put("train", skey, fp, "submitting")
             try:
-                job = await request.submit(self.session)
+                job = await self._submit("train", skey, fp, lambda: request.submit(self.session))
             except Exception as exc:
-                if not isinstance(exc, TransportError):
-                    await self._put("train", skey, fp, "failed", error=_describe(exc))
                 return Outcome(key, request, error=exc)
             # Recorded before any polling: a re-run resumes watching instead of training again.
             await self._put(
@@ -495,6 +513,9 @@ class BatchRunner:
             return Outcome(key, request, error=exc, job=job)
         await self._put("train", skey, fp, "done", data=converter.unstructure(result))
         return Outcome(key, request, value=result, job=job)
+
+
+_EXTENSIONS = (".jpg", ".png", ".webp", ".bin")  # every Portrait.extension
 
 
 def _describe(exc: BaseException) -> str:

@@ -154,11 +154,13 @@ def parse_train_result(raw: str | None) -> TrainResult | None:
         return None
     try:
         value = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(value, Mapping) or not isinstance(value.get("model_id"), str):
         return None
     states = value.get("states") or []
+    if not isinstance(states, list):
+        states = []
     try:
         checks = tuple(_image_check(s, "Result.states") for s in states)
         cost = _structure(value.get("cost_time") or 0.0, float, "Result.cost_time")

@@ -139,6 +139,11 @@ class Journal:
                 ),
             )
 
+    def forget(self, kind: str, key: str) -> None:
+        """Drop the item's row (a call that provably never left: it is simply new again)."""
+        with self._lock:
+            self._db.execute("DELETE FROM items WHERE kind = ? AND key = ?", (kind, key))
+
     def counts(self, kind: str | None = None) -> dict[str, int]:
         """How many items are in each status."""
         query = "SELECT status, COUNT(*) FROM items"

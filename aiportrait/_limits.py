@@ -11,7 +11,7 @@ from typing import Literal
 
 import anyio
 
-from .errors import InvalidArgument
+from ._args import positive_int
 
 __all__ = ["CallKind", "CoolDown", "Limits"]
 
@@ -40,10 +40,13 @@ class CoolDown:
     def trip(self, retry_after: float | None, *, cap: float = 60.0) -> float:
         """Start (or extend) the cool-down; returns its length in seconds.
 
-        Without a ``Retry-After`` the pause doubles with each consecutive 429, from 1 second.
+        Without a ``Retry-After`` the pause doubles with each 429 that comes after the last
+        pause has ended, from 1 second: the other answers of one burst (requests that were
+        already in flight) do not escalate it.
         """
-        self._strikes += 1
-        pause = retry_after if retry_after is not None else 2.0 ** (self._strikes - 1)
+        if self._clock() >= self._until:
+            self._strikes += 1
+        pause = retry_after if retry_after is not None else 2.0 ** max(0, self._strikes - 1)
         pause = min(cap, max(0.0, pause))
         self._until = max(self._until, self._clock() + pause)
         log.debug("429: every call of this session pauses for %.2fs", pause)
@@ -61,8 +64,8 @@ class CoolDown:
 
 
 def _check_limit(name: str, value: int | None) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise InvalidArgument(f"{name} must be a positive whole number, not {value!r}")
+    if value is not None:
+        positive_int(name, value)
 
 
 class Limits:
@@ -101,8 +104,11 @@ class Limits:
     @asynccontextmanager
     async def slot(self, kind: CallKind) -> AsyncIterator[None]:
         """Hold the slots a call of ``kind`` needs: its own limiter first, then the shared one."""
-        taken = [await acquire(limiter) for limiter in self.limiters(kind)]
+        taken: list[anyio.CapacityLimiter] = []
         try:
+            # Inside the try: a cancel while waiting for the second token gives back the first.
+            for limiter in self.limiters(kind):
+                taken.append(await acquire(limiter))
             yield
         finally:
             for limiter in reversed(taken):

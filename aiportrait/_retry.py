@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from ._args import positive_int, positive_number
 from .errors import (
     AIPortraitError,
     ConnectError,
@@ -26,20 +27,15 @@ from .errors import (
     RequestTimeout,
     ResponseError,
     ServerError,
+    ServiceError,
     TransportError,
 )
 
 __all__ = ["RetryPolicy"]
 
 
-def _positive(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and (isinstance(value, bool) or not value > 0):
-        raise ValueError(f"RetryPolicy.{attr.name} must be positive, not {value!r}")
-
-
 def _count(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"RetryPolicy.{attr.name} must be a whole number >= 1, not {value!r}")
+    positive_int(f"RetryPolicy.{attr.name}", value)
 
 
 @attrs.frozen(kw_only=True)
@@ -60,10 +56,10 @@ class RetryPolicy:
 
     attempts: int = attrs.field(default=4, validator=_count)
     charged_attempts: int = attrs.field(default=3, validator=_count)
-    base: float = attrs.field(default=0.5, validator=_positive)
-    cap: float = attrs.field(default=20.0, validator=_positive)
-    max_retry_after: float = attrs.field(default=120.0, validator=_positive)
-    deadline: float | None = attrs.field(default=600.0, validator=_positive)
+    base: float = attrs.field(default=0.5, validator=positive_number)
+    cap: float = attrs.field(default=20.0, validator=positive_number)
+    max_retry_after: float = attrs.field(default=120.0, validator=positive_number)
+    deadline: float | None = attrs.field(default=600.0, validator=positive_number)
 
     NEVER: ClassVar[RetryPolicy]
     """One try, no retry (a 429 still waits out the Session's shared cool-down once)."""
@@ -98,8 +94,8 @@ def retry_reason(exc: AIPortraitError, *, charged: bool) -> str | None:
         return "connection dropped"
     if isinstance(exc, RequestTimeout):
         return "timeout"
-    if isinstance(exc, ServerError):
-        return f"HTTP {exc.status}"
+    if isinstance(exc, (ServerError, ServiceError)):
+        return f"HTTP {exc.status} {exc.code}".rstrip()
     if isinstance(exc, MalformedResponse):
         return "unreadable answer"
     return None
@@ -109,9 +105,13 @@ def ambiguous(exc: AIPortraitError) -> bool:
     """True when a charged call failed in a way that leaves open whether it ran.
 
     The request may have reached the service (the connection dropped or timed out after it
-    was sent), or the service answered 2xx in a way we cannot read (a job id or a portrait
-    lost on the way back).
+    was sent, or a gateway answered 500, 502 or 504), or the service answered 2xx in a way we
+    cannot read (a job id or a portrait lost on the way back).
     """
     if isinstance(exc, TransportError):
         return exc.sent is not False
+    if isinstance(exc, ServerError):
+        # An undocumented 500, 502 or 504: a gateway or the backend failed, possibly after the
+        # work started. (503 means "not taken"; the documented 500 is a CreateError.)
+        return exc.status != 503
     return isinstance(exc, ResponseError) and 200 <= exc.status < 300

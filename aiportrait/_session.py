@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
 import time
-from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
@@ -183,6 +184,14 @@ class Session:
         """
         return cls(*credentials_from_env(environ), **kwargs)
 
+    def __reduce__(self) -> Any:
+        raise TypeError("a Session holds credentials and a connection pool; it cannot be pickled")
+
+    def __copy__(self) -> Session:
+        view = object.__new__(type(self))
+        view.__dict__.update(self.__dict__)
+        return view
+
     def __repr__(self) -> str:
         state = " closed" if self._transport.closed else ""
         return f"<aiportrait.Session {self.host} app_id={self.app_id!r}{state}>"
@@ -273,7 +282,12 @@ class Session:
                 async with self._limits.slot(kind):
                     await cooldown.wait()
                     answer = await self._transport.call(
-                        method, path, payload, accept=accept, timeout=self._timeout, lift=lift
+                        method,
+                        path,
+                        payload,
+                        accept=accept,
+                        timeout=self._try_timeout(started),
+                        lift=lift,
                     )
             except (TransportError, ResponseError, APIError) as exc:
                 delay = self._retry_delay(exc, attempt, started, charged=charged)
@@ -299,6 +313,17 @@ class Session:
                 continue
             cooldown.clear()
             return answer
+
+    def _try_timeout(self, started: float) -> aiohttp.ClientTimeout:
+        """The timeout of one try: the Session's, shortened to what the deadline leaves."""
+        deadline = self._retry.deadline
+        if deadline is None:
+            return self._timeout
+        left = max(0.001, deadline - (time.monotonic() - started))
+        total = self._timeout.total
+        if total is not None and total <= left:
+            return self._timeout
+        return attrs.evolve(self._timeout, total=left)
 
     def _retry_delay(
         self, exc: AIPortraitError, attempt: int, started: float, *, charged: bool
@@ -365,7 +390,8 @@ class Session:
             if not scene_lora:
                 raise InvalidArgument("scene_prompts are only used with scene_lora=True")
             prompts = [
-                _args.text(f"scene_prompts[{i}]", p) for i, p in enumerate(_list(scene_prompts))
+                _args.text(f"scene_prompts[{i}]", p)
+                for i, p in enumerate(_args.string_tuple(scene_prompts))
             ]
             if len(prompts) != len(urls):
                 raise InvalidArgument(
@@ -379,7 +405,8 @@ class Session:
         if configure:
             payload["configure"] = configure
         answer = await self._call("train", "POST", TRAIN_PATH, payload)
-        job = decode_train(answer.data)
+        with _charged_answer("train", payload):
+            job = decode_train(answer.data)
         log.info(
             "training accepted: job_id=%s model_id=%s request_id=%s",
             job.job_id,
@@ -645,7 +672,8 @@ class Session:
         if configure:
             payload["configure"] = configure
         answer = await self._call("create", "POST", CREATE_PATH, payload, lift="image")
-        portrait = decode_portrait(answer.data, answer.request_id, answer.lifted)
+        with _charged_answer("create", payload):
+            portrait = decode_portrait(answer.data, answer.request_id, answer.lifted)
         log.info(
             "portrait created: %s %sx%s in %.2fs request_id=%s",
             portrait.format,
@@ -660,6 +688,20 @@ class Session:
 T = TypeVar("T")
 
 
+@contextlib.contextmanager
+def _charged_answer(action: str, payload: Mapping[str, Any]) -> Iterator[None]:
+    """A 2xx answer to a charged call that cannot be read: the work ran, its result is lost."""
+    try:
+        yield
+    except MalformedResponse as exc:
+        raise SubmitOutcomeUnknown(
+            f"{action}: the service answered OK but the answer cannot be read ({exc}); it ran, "
+            "so it was not sent again",
+            action=action,
+            request=payload,
+        ) from exc
+
+
 def _checked(value: T, kind: type[T], name: str) -> T:
     if not isinstance(value, kind):
         raise InvalidArgument(f"{name} must be a {kind.__name__}, not {type(value).__name__}")
@@ -671,16 +713,14 @@ def _client_timeout(timeout: aiohttp.ClientTimeout | float) -> aiohttp.ClientTim
         return timeout
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
         raise InvalidArgument(f"timeout must be a ClientTimeout or seconds > 0, not {timeout!r}")
-    return aiohttp.ClientTimeout(
-        total=timeout, connect=min(10.0, timeout), sock_read=min(180.0, timeout)
-    )
+    # Seconds bound the whole try; a create may send nothing until its portrait is done.
+    return aiohttp.ClientTimeout(total=timeout, connect=min(10.0, timeout))
 
 
 def _limit(limit: int | None, capacity: int) -> int:
     if limit is None:
         return capacity
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise InvalidArgument(f"limit must be a positive whole number, not {limit!r}")
+    _args.positive_int("limit", limit)
     if limit > capacity:
         log.warning(
             "limit %d exceeds the session's capacity of %d: at most %d run at once",
@@ -700,12 +740,6 @@ async def _closing(
     finally:
         await outcomes.aclose()
         runner.close()
-
-
-def _list(values: Iterable[str]) -> list[str]:
-    if isinstance(values, (str, bytes)):
-        raise InvalidArgument("expected a list of strings, not a single string")
-    return list(values)
 
 
 def _template(template: str) -> str:

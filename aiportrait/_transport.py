@@ -76,6 +76,8 @@ def normalise_host(host: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise InvalidArgument(f"host {host!r} is not an http(s) address")
+    if "@" in parts.netloc:
+        raise InvalidArgument("host must not carry credentials (user:password@); use the token")
     if parts.query or parts.fragment:
         raise InvalidArgument(f"host {host!r} must not carry a query or fragment")
     return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
@@ -182,6 +184,9 @@ class Transport:
 
     def __repr__(self) -> str:
         return f"<Transport {self.base_url} app_id={self.app_id!r}>"
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a Transport holds credentials; it cannot be pickled")
 
     @property
     def closed(self) -> bool:
@@ -299,9 +304,10 @@ class Transport:
                 f"{self.max_response_bytes}",
                 status=resp.status,
             )
-        if declared is not None and declared <= 64 * 1024:
+        compressed = "Content-Encoding" in resp.headers
+        if declared is not None and declared <= 64 * 1024 and not compressed:
             return await resp.read()  # the common small answer: one read, no buffer juggling
-        if declared is not None and "Content-Encoding" not in resp.headers:
+        if declared is not None and not compressed:
             # One buffer of the final size: no growth, no second copy.
             buf = bytearray(declared)
             pos = 0
@@ -335,7 +341,7 @@ class Transport:
             body, lifted = lift_string(raw, lift)
         try:
             envelope = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             envelope = None
         if not isinstance(envelope, dict):
             snippet = raw[:120].decode("utf-8", "replace")

@@ -20,11 +20,14 @@ from typing import Any, ClassVar
 import anyio
 import attrs
 
+from ._args import positive_number
 from .errors import (
+    InvalidArgument,
     JobTimeout,
     MalformedResponse,
     RateLimited,
     ServerError,
+    ServiceError,
     TransportError,
 )
 from .models import Job, JobState, TrainResult
@@ -37,17 +40,12 @@ log = logging.getLogger("aiportrait")
 _JITTER = random.Random()
 
 #: Poll failures the watcher retries within its deadline.
-RETRYABLE_POLL_ERRORS = (TransportError, ServerError, RateLimited, MalformedResponse)
-
-
-def _positive(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and (not isinstance(value, (int, float)) or not value > 0):
-        raise ValueError(f"PollPolicy.{attr.name} must be a positive number, not {value!r}")
+RETRYABLE_POLL_ERRORS = (TransportError, ServerError, ServiceError, RateLimited, MalformedResponse)
 
 
 def _fraction(_inst: Any, attr: attrs.Attribute[Any], value: float) -> None:
-    if not 0 <= value < 1:
-        raise ValueError(f"PollPolicy.{attr.name} must be in [0, 1), not {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise InvalidArgument(f"PollPolicy.{attr.name} must be in [0, 1), not {value!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -73,14 +71,14 @@ class PollPolicy:
         timeout: the deadline in seconds (``None``: wait for ever).
     """
 
-    first: float = attrs.field(default=2.0, validator=_positive)
-    growth: float = attrs.field(default=0.5, validator=_positive)
-    cap: float = attrs.field(default=30.0, validator=_positive)
-    expected: float | None = attrs.field(default=None, validator=_positive)
-    dense: float = attrs.field(default=1.0, validator=_positive)
+    first: float = attrs.field(default=2.0, validator=positive_number)
+    growth: float = attrs.field(default=0.5, validator=positive_number)
+    cap: float = attrs.field(default=30.0, validator=positive_number)
+    expected: float | None = attrs.field(default=None, validator=positive_number)
+    dense: float = attrs.field(default=1.0, validator=positive_number)
     window: float = attrs.field(default=0.1, validator=_fraction)
     jitter: float = attrs.field(default=0.1, validator=_fraction)
-    timeout: float | None = attrs.field(default=1800.0, validator=_positive)
+    timeout: float | None = attrs.field(default=1800.0, validator=positive_number)
 
     TRAINING: ClassVar[PollPolicy]
     """The default for trainings: first look now, then 2 s, growing to 30 s; 30-minute deadline."""

@@ -110,6 +110,10 @@ __all__ = [
 class AIPortraitError(Exception):
     """Base class of every exception aiportrait raises."""
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickle attributes too (process pools), whatever the constructor's signature.
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
 
 class InvalidArgument(AIPortraitError, ValueError):
     """An argument or config value is wrong; raised before any request is sent."""
@@ -153,9 +157,6 @@ class JobFailed(JobError):
         self.message = message
         self.raw_result = raw_result
 
-    def __reduce__(self) -> tuple[type[JobFailed], tuple[Any, ...]]:
-        return (type(self), (self.job_id, self.message, self.raw_result))
-
 
 class JobTimeout(JobError, TimeoutError):
     """The deadline passed before the job ended.
@@ -171,9 +172,6 @@ class JobTimeout(JobError, TimeoutError):
         super().__init__(f"job {job_id} did not end within {elapsed:.1f}s ({seen})", job_id=job_id)
         self.last_state = last_state
         self.elapsed = elapsed
-
-    def __reduce__(self) -> tuple[type[JobTimeout], tuple[Any, ...]]:
-        return (type(self), (self.job_id, self.last_state, self.elapsed))
 
 
 class SubmitOutcomeUnknown(AIPortraitError):
@@ -204,6 +202,14 @@ class PreviousFailure(AIPortraitError):
     def __init__(self, recorded: str) -> None:
         super().__init__(f"failed in an earlier run: {recorded}")
         self.recorded = recorded
+
+
+def _rebuild(cls: type[Exception], args: tuple[Any, ...], state: dict[str, Any]) -> Exception:
+    """Unpickle an exception whose constructor takes keyword-only arguments."""
+    exc = cls.__new__(cls)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
 
 
 class TransportError(AIPortraitError):
@@ -284,10 +290,6 @@ class APIError(AIPortraitError):
     def __str__(self) -> str:
         rid = f" (request_id={self.request_id})" if self.request_id else ""
         return f"HTTP {self.status} {self.code}: {self.message}{rid}"
-
-    def __reduce__(self) -> tuple[type[APIError], tuple[Any, ...]]:
-        args = (self.status, self.code, self.message, self.request_id, self.retry_after)
-        return (type(self), args)
 
 
 class GatewayError(APIError):

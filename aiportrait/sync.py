@@ -102,6 +102,10 @@ def _iterate_in_one_task(runner: _LoopThread, aiterator: AsyncIterator[T]) -> It
             await asyncio.to_thread(items.put, _Failed(exc))
         else:
             await asyncio.to_thread(items.put, _DONE)
+        finally:
+            aclose = getattr(aiterator, "aclose", None)
+            if aclose is not None:  # cancel and await the batch's workers, in this task
+                await aclose()
 
     future = asyncio.run_coroutine_threadsafe(pump(), runner.loop)
     try:
@@ -113,7 +117,7 @@ def _iterate_in_one_task(runner: _LoopThread, aiterator: AsyncIterator[T]) -> It
                 raise item.error
             yield item
     finally:
-        if not future.done():
+        if not future.done() and not runner.loop.is_closed():
             future.cancel()
             while not future.done():  # let the pump unwind (it may be blocked on a full queue)
                 with contextlib.suppress(queue.Empty):
@@ -142,7 +146,11 @@ class Session:
         async def make() -> _AsyncSession:
             return _AsyncSession(host, app_id, token, **kwargs)
 
-        self._session = self._runner.run(make())
+        try:
+            self._session = self._runner.run(make())
+        except BaseException:
+            self._runner.stop()
+            raise
         self._on_close: list[Callable[[], Coroutine[Any, Any, None]]] = []
 
     @classmethod

@@ -90,9 +90,14 @@ async def test_charged_503_with_retry_after_and_429_are_retried() -> None:
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
 async def test_charged_5xx_without_retry_after_is_not_retried(status: int) -> None:
     async with Scripted([_err(status)], ok=OK_IMAGE) as server:
-        with pytest.raises(aiportrait.ServerError):
+        with pytest.raises(aiportrait.AIPortraitError) as info:
             await _create(server)
     assert len(server.requests) == 1
+    if status == 503:  # "not taken": a plain error
+        assert isinstance(info.value, aiportrait.ServerError)
+    else:  # a gateway or backend failure, maybe after the work started
+        assert isinstance(info.value, aiportrait.SubmitOutcomeUnknown)
+        assert isinstance(info.value.__cause__, aiportrait.ServerError)
 
 
 @pytest.mark.parametrize(

@@ -471,8 +471,10 @@ async def test_bad_create_images(data: Any) -> None:
         mock.post("https://h.example/api/v1/aigc_images/create",
                   payload={"code": "OK", "data": data})  # fmt: skip
         async with Session("h.example", "a", "t") as session:
-            with pytest.raises(aiportrait.MalformedResponse):
+            # The service said OK (the create ran), but the image cannot be read.
+            with pytest.raises(aiportrait.SubmitOutcomeUnknown) as info:
                 await session.create("m", "https://t/x.jpg")
+    assert isinstance(info.value.__cause__, aiportrait.MalformedResponse)
 
 
 async def test_create_tolerates_data_prefix() -> None:
