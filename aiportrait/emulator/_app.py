@@ -212,13 +212,20 @@ async def _healthz(request: web.Request) -> web.Response:
 async def _envelope_errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Answer unknown routes and methods with an envelope instead of aiohttp's text page."""
+    """Answer unknown routes and methods with an envelope instead of aiohttp's text page.
+
+    A client that hangs up while its request is being read (a timeout on its side) is normal
+    traffic for a service: it ends the request quietly instead of logging a traceback.
+    """
     try:
         return await handler(request)
     except web.HTTPMethodNotAllowed:
         return _error(METHOD_NOT_ALLOWED)
     except web.HTTPNotFound:
         return _error(NOT_FOUND)
+    except ConnectionResetError:
+        log.debug("client went away during %s %s", request.method, request.path)
+        raise web.HTTPBadRequest() from None
 
 
 def build_app(
