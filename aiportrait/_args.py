@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -51,14 +51,7 @@ def url(name: str, value: object) -> str:
 
 def url_list(name: str, values: object) -> list[str]:
     """Check a non-empty list of URLs (a lone string is refused, not split into characters)."""
-    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
-        raise InvalidArgument(f"{name} must be a list of URLs, not {type(values).__name__}")
-    out = list(values)
-    if not out:
-        raise InvalidArgument(f"{name} is empty: give at least one URL")
-    for i, value in enumerate(out):
-        url(f"{name}[{i}]", value)
-    return out
+    return _non_empty(name, values, "URLs", "give at least one URL", url)
 
 
 def text(name: str, value: object) -> str:
@@ -70,14 +63,18 @@ def text(name: str, value: object) -> str:
 
 def model_id_list(name: str, values: object) -> list[str]:
     """Check a non-empty list of model ids."""
+    return _non_empty(name, values, "model ids", "give one model id per template face", text)
+
+
+def _non_empty(
+    name: str, values: object, what: str, hint: str, check: Callable[[str, object], str]
+) -> list[str]:
     if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
-        raise InvalidArgument(f"{name} must be a list of model ids, not {type(values).__name__}")
+        raise InvalidArgument(f"{name} must be a list of {what}, not {type(values).__name__}")
     out = list(values)
     if not out:
-        raise InvalidArgument(f"{name} is empty: give one model id per template face")
-    for i, value in enumerate(out):
-        text(f"{name}[{i}]", value)
-    return out
+        raise InvalidArgument(f"{name} is empty: {hint}")
+    return [check(f"{name}[{i}]", value) for i, value in enumerate(out)]
 
 
 def positive_int(name: str, value: object) -> int:

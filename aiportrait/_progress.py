@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
 
-from ._watch import JobUpdate, PollPolicy
-from .errors import JobFailed, MalformedResponse
+from ._watch import JobUpdate, PollPolicy, result_of
+from .errors import MalformedResponse
 from .models import JobState, TrainJob, TrainResult
 
 if TYPE_CHECKING:
@@ -49,17 +49,6 @@ def job_line(update: JobUpdate) -> str:
     return line
 
 
-def _result(last: JobUpdate, job: int | TrainJob) -> TrainResult:
-    """The training result of a finished watch, as :meth:`Session.wait` returns it."""
-    if last.state is JobState.FAILED:
-        raise JobFailed(last.job_id, last.message, last.job.raw_result)
-    if last.result is not None:
-        return last.result
-    if isinstance(job, TrainJob):
-        return TrainResult(model_id=job.model_id)
-    raise MalformedResponse(f"job {last.job_id} succeeded but its Result is not a training result")
-
-
 async def watch_lines(
     session: Session,
     job: int | TrainJob,
@@ -79,7 +68,7 @@ async def watch_lines(
         last = update
     if last is None:  # pragma: no cover - a watch yields at least once or raises
         raise MalformedResponse(f"watching job {job} gave no state")
-    return _result(last, job)
+    return result_of(last, job.model_id if isinstance(job, TrainJob) else None)
 
 
 async def watch_with_progress(
@@ -113,7 +102,7 @@ async def watch_with_progress(
             last = update
         if last is None:  # pragma: no cover - a watch yields at least once or raises
             raise MalformedResponse(f"watching job {job_id} gave no state")
-        return _result(last, job)
+        return result_of(last, job.model_id if isinstance(job, TrainJob) else None)
     finally:
         bar.close()
 

@@ -34,21 +34,20 @@ from ._codec import decode_batch, decode_check, decode_job, decode_portrait, dec
 from ._limits import CallKind, Limits
 from ._retry import RetryPolicy, ambiguous, retry_reason
 from ._transport import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT, Answer, Transport
-from ._watch import JobWatch, PollPolicy
+from ._watch import JobWatch, PollPolicy, result_of
 from .config import CreateConfig
 from .errors import (
     AIPortraitError,
     APIError,
     CredentialsError,
     InvalidArgument,
-    JobFailed,
     MalformedResponse,
     RateLimited,
     ResponseError,
     SubmitOutcomeUnknown,
     TransportError,
 )
-from .models import CheckReport, Job, JobState, Portrait, TrainJob, TrainResult
+from .models import CheckReport, Job, Portrait, TrainJob, TrainResult
 
 __all__ = ["Session"]
 
@@ -456,15 +455,7 @@ class Session:
         async for update in self.watch(job, poll=poll, timeout=timeout):
             last = update
         assert last is not None
-        if last.state is JobState.FAILED:
-            raise JobFailed(last.job_id, last.message, last.job.raw_result)
-        if last.result is not None:
-            return last.result
-        if isinstance(job, TrainJob):
-            return TrainResult(model_id=job.model_id)
-        raise MalformedResponse(
-            f"job {last.job_id} succeeded but its Result is not a training result"
-        )
+        return result_of(last, job.model_id if isinstance(job, TrainJob) else None)
 
     def create_many(
         self,

@@ -23,6 +23,7 @@ import attrs
 from ._args import positive_number
 from .errors import (
     InvalidArgument,
+    JobFailed,
     JobTimeout,
     MalformedResponse,
     RateLimited,
@@ -148,6 +149,21 @@ class JobUpdate:
 
 
 Poll = Callable[[int], Awaitable[Job]]
+
+
+def result_of(last: JobUpdate, model_id: str | None = None) -> TrainResult:
+    """The training result a finished watch ends with, as :meth:`Session.wait` returns it.
+
+    Raises :class:`~aiportrait.errors.JobFailed` for a failed job. A success whose ``Result``
+    cannot be read falls back to ``model_id`` (known from the ``TrainJob``) when given.
+    """
+    if last.state is JobState.FAILED:
+        raise JobFailed(last.job_id, last.message, last.job.raw_result)
+    if last.result is not None:
+        return last.result
+    if model_id is not None:
+        return TrainResult(model_id=model_id)
+    raise MalformedResponse(f"job {last.job_id} succeeded but its Result is not a training result")
 
 
 class JobWatch(AsyncIterator[JobUpdate]):
