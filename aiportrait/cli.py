@@ -464,6 +464,10 @@ def _create_request(args: argparse.Namespace) -> AnyCreateRequest:
     if args.prompt is not None:
         if args.group is not None:
             raise UsageError("--prompt takes --model or --reference, not --group")
+        if args.ipa_weight is not None:
+            if args.reference is None:
+                raise UsageError("--ipa-weight needs --reference")
+            config = _with_ipa_weight(config, args.ipa_weight)
         return PromptCreateRequest(
             prompt=args.prompt,
             model_id=args.model,
@@ -486,6 +490,15 @@ def _create_request(args: argparse.Namespace) -> AnyCreateRequest:
             args.reference, args.template, args.ipa_weight, sdxl=args.sdxl, config=config
         )
     return CreateRequest(args.model, args.template, sdxl=args.sdxl, config=config)
+
+
+def _with_ipa_weight(config: CreateConfig | None, weight: float) -> CreateConfig:
+    """``config`` with ``ipa_weight`` set (the prompt call has no argument of its own for it)."""
+    if config is None:
+        return CreateConfig(ipa_weight=weight)
+    if config.ipa_weight is not None and config.ipa_weight != weight:
+        raise UsageError("--ipa-weight and --set ipa_weight=... disagree")
+    return attrs.evolve(config, ipa_weight=weight)
 
 
 def _portrait_doc(portrait: Portrait, path: Path | None) -> dict[str, Any]:

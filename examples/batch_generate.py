@@ -124,9 +124,18 @@ def requests(
     }
 
 
-async def train_once(session: aiportrait.Session, photos: Sequence[str], journal: Path) -> str:
-    """Train the model once: the journal remembers the job, so a re-run does not train again."""
-    async with session.train_many({"model": list(photos)}, journal=journal) as outcomes:
+async def train_once(
+    session: aiportrait.Session, photos: Sequence[str], journal: Path, *, retry: bool = False
+) -> str:
+    """Train the model once: the journal remembers the job, so a re-run does not train again.
+
+    With ``retry`` a training that failed (or was in flight when an earlier run was stopped)
+    is submitted again.
+    """
+    batch = session.train_many(
+        {"model": list(photos)}, journal=journal, retry_failed=retry, resubmit_unknown=retry
+    )
+    async with batch as outcomes:
         async for outcome in outcomes:
             how = "from the journal" if outcome.resumed else "trained now"
             result: aiportrait.TrainResult = outcome.unwrap()  # raises JobFailed etc.
@@ -196,9 +205,12 @@ async def main(argv: Sequence[str] | None = None) -> int:
         limits = {"max_in_flight": max(16, args.limit + 4), "max_creations": args.limit}
         async with target.session(**limits) as session:
             try:
-                model_id = args.model_id or await train_once(session, target.photos, journal)
+                model_id = args.model_id or await train_once(
+                    session, target.photos, journal, retry=args.retry_failed
+                )
             except aiportrait.AIPortraitError as exc:
                 print(f"training failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+                print("re-run with --retry-failed to train again", file=sys.stderr)
                 return 1
             batch = requests(model_id, target.templates, args.count)
             summary = await generate(
@@ -218,4 +230,8 @@ async def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    try:
+        sys.exit(asyncio.run(main()))
+    except KeyboardInterrupt:
+        print("\nstopped; run the same command again to resume", file=sys.stderr)
+        sys.exit(130)

@@ -574,3 +574,17 @@ def test_python_m_aiportrait_is_the_command() -> None:
     )
     assert done.returncode == cli.EXIT_USAGE
     assert done.stderr.startswith("aiportrait: error: the following arguments are required")
+
+
+def test_ipa_weight_with_a_reference_prompt_is_kept() -> None:
+    import argparse
+
+    from aiportrait.cli import _create_request
+
+    args = argparse.Namespace(
+        settings=[], prompt="p", group=None, model=None, template=None,
+        reference="https://r/x.jpg", scene_id=None, sdxl=False, ipa_weight=0.7,
+    )  # fmt: skip
+    request = _create_request(args)
+    assert request.config is not None
+    assert request.config.ipa_weight == 0.7

@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from ._auth import AppConfig, verify
-from ._errors import BODY_TOO_LARGE, INTERNAL_ERROR, JOB_NOT_FOUND, ApiError
+from ._errors import BAD_BODY, BODY_TOO_LARGE, INTERNAL_ERROR, JOB_NOT_FOUND, ApiError
 from ._faults import Fault
 from ._service import Service
 from ._wire import (
@@ -111,10 +111,16 @@ async def _gateway(request: web.Request, handler: Handler, *, aigc: bool) -> web
         return response
 
     request_id = str(uuid.uuid4())
+    if request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+        # No official SDK compresses request bodies; inflating one before the size check
+        # would let a small request take a lot of memory.
+        return _error(BAD_BODY, request_id)
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         return _error(BODY_TOO_LARGE, request_id)
+    except web.RequestPayloadError:
+        return _error(BAD_BODY, request_id)
     try:
         try:
             app = verify(

@@ -27,6 +27,26 @@ def _rate(text: str) -> float:
     return value
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, not {value}")
+    return value
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def _nonnegative(text: str) -> float:
     value = float(text)
     if value < 0:
@@ -44,7 +64,7 @@ def build_parser(prog: str = "python -m aiportrait.emulator") -> argparse.Argume
         ),
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
+    p.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
     p.add_argument("--app-id", default=DEFAULT_APP_ID, help=f"AppId (default {DEFAULT_APP_ID})")
     p.add_argument("--token", default=None, help="token (default: random, printed)")
     p.add_argument(
@@ -63,14 +83,20 @@ def build_parser(prog: str = "python -m aiportrait.emulator") -> argparse.Argume
     )
     p.add_argument("--no-sdxl", action="store_true", help="train_xl/create_xl answer 404")
     p.add_argument("--quota", type=int, default=None, help="aigc calls allowed for the app")
-    p.add_argument("--workers", type=int, default=None, help="threads for image work")
+    p.add_argument("--workers", type=_at_least_one, default=None, help="threads for image work")
     p.add_argument(
         "--time-skew",
         type=_nonnegative,
         default=900.0,
         help="seconds an X-Request-Time may differ from now (default 900)",
     )
-    p.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
+    p.add_argument(
+        "--log-level",
+        default="WARNING",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="logging level (default WARNING)",
+    )
     f = p.add_argument_group("fault injection (rates are per request, within [0, 1])")
     f.add_argument("--fault-seed", type=int, default=0)
     f.add_argument("--fault-5xx", type=_rate, default=0.0, metavar="RATE")

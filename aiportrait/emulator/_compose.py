@@ -371,9 +371,15 @@ def _invalid() -> CreateFailure:
 
 
 def _ratio(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _invalid()
-    return min(1.0, max(0.0, float(value)))
+    try:
+        number = float(value)  # a 400-digit integer overflows here
+    except OverflowError:
+        raise _invalid() from None
+    if not math.isfinite(number):
+        raise _invalid()
+    return min(1.0, max(0.0, number))
 
 
 def _steps(value: Any) -> int:

@@ -61,7 +61,7 @@ class Emulator:
         workers: int | None = None,
         max_body_bytes: int = 64 * 1024 * 1024,
         max_image_bytes: int = 20 * 1024 * 1024,
-        max_pixels: int = 40_000_000,
+        max_pixels: int = 16_000_000,
         fetch_timeout: float = 10.0,
         time_skew: float | None = 900.0,
     ) -> None:
@@ -300,4 +300,5 @@ class Emulator:
         name = unquote(parts.path[len("/media/") :])
         if not name or name.startswith(".") or "/" in name or "\\" in name:
             return None
-        return self._serve_dir / name
+        path = (self._serve_dir / name).resolve()  # a symlink out of serve_dir is not served
+        return path if path.is_relative_to(self._serve_dir.resolve()) else None

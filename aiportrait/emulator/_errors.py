@@ -17,6 +17,7 @@ __all__ = [
 # with the gateway's 400 and PARAMETER_ERROR (create itself answers the documented 462).
 BAD_BODY = (400, "PARAMETER_ERROR", E462_INVALID_INPUT)
 BODY_TOO_LARGE = (413, "PARAMETER_ERROR", "request body too large")
+BAD_BODY = (400, "PARAMETER_ERROR", "request body cannot be read (no Content-Encoding is accepted)")
 JOB_NOT_FOUND = (404, "PARAMETER_ERROR", "job not found")
 INTERNAL_ERROR = (500, "INTERNAL_ERROR", "internal emulator error")
 

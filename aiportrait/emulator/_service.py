@@ -73,7 +73,7 @@ def parse_body(raw: bytes, error: ApiError) -> dict[str, Any]:
     """Parse a JSON object body, or raise ``error``."""
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise error from None
     if not isinstance(body, dict):
         raise error
@@ -346,6 +346,8 @@ class Service:
         job = self.jobs.model_job(model_id)
         if job is not None and (job.app_id != app.app_id or job.scene):
             raise ApiError.create(E462_PROMPTS)
+        if job is not None and job.state != JOB_SUCCESS:  # still training, or it failed
+            raise ApiError.create(E462_ROOP_DECODE)
         if cached is not None:
             self._faces.move_to_end(model_id)
             return cached

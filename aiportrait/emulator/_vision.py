@@ -88,8 +88,9 @@ class PixelLimitError(ImageDecodeError):
 def decode_image(
     data: bytes,
     *,
-    max_pixels: int = 40_000_000,
+    max_pixels: int = 16_000_000,
     formats: Collection[str] = DECODE_FORMATS,
+    max_side: int | None = None,
 ) -> RGBImage:
     """Decode JPEG, PNG or WebP bytes to an ``HxWx3`` ``uint8`` RGB array.
 
@@ -98,11 +99,19 @@ def decode_image(
     relied on nor changed (its ``DecompressionBombError`` is mapped too). EXIF orientation is
     applied; transparency is composited over white; palette, grey and CMYK become RGB.
     ``formats`` restricts the accepted Pillow format names (the check accepts only JPEG and PNG).
+    ``max_side`` shrinks a larger image so its long side is at most that (never its short side
+    below 512, the check's minimum); a JPEG is then decoded at reduced scale directly, so a
+    huge photo never exists at full size in memory.
     """
     try:
         with Image.open(io.BytesIO(data)) as im:
             _guard_header(im, max_pixels=max_pixels, formats=formats)
+            target = _target_size(im.size, max_side)
+            if target is not None:
+                im.draft("RGB", target)  # JPEG only: decode at 1/2, 1/4 or 1/8 scale
             im.load()
+            if target is not None and (im.width > target[0] or im.height > target[1]):
+                im.thumbnail(target, Image.Resampling.LANCZOS)
             return _to_rgb(ImageOps.exif_transpose(im))
     except ImageDecodeError:
         raise
@@ -110,6 +119,16 @@ def decode_image(
         raise PixelLimitError(str(exc)) from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageDecodeError(f"cannot decode image: {exc}") from exc
+
+
+def _target_size(size: tuple[int, int], max_side: int | None) -> tuple[int, int] | None:
+    width, height = size
+    if max_side is None or max(width, height) <= max_side:
+        return None
+    scale = max(max_side / max(width, height), min(1.0, 512 / min(width, height)))
+    if scale >= 1.0:
+        return None
+    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 def _guard_header(im: Image.Image, *, max_pixels: int, formats: Collection[str]) -> None:

@@ -97,6 +97,11 @@ def shared_engine() -> FaceEngine:
         return _shared_engine
 
 
+#: Photos for check and training are analysed at most this large (long side, pixels): a face
+#: descriptor needs no more, and many huge photos in one request must not take gigabytes.
+PHOTO_SIDE = 2048
+
+
 class Worker:
     """Runs the image work in a bounded thread pool with the shared face engine.
 
@@ -105,7 +110,7 @@ class Worker:
     second) stay warm across emulators; a number gives this worker its own pool.
     """
 
-    def __init__(self, *, workers: int | None = None, max_pixels: int = 40_000_000) -> None:
+    def __init__(self, *, workers: int | None = None, max_pixels: int = 16_000_000) -> None:
         self.max_pixels = max_pixels
         self._owns_pool = workers is not None
         if workers is not None:
@@ -132,14 +137,25 @@ class Worker:
         """The face engine, built on first use (call from a worker thread)."""
         return shared_engine()
 
-    def decode(self, data: bytes | None, *, formats: frozenset[str] | None = None) -> Any:
+    def decode(
+        self,
+        data: bytes | None,
+        *,
+        formats: frozenset[str] | None = None,
+        max_side: int | None = None,
+    ) -> Any:
         """Decode bytes to an RGB array, or None when they are missing or not an image."""
         from ._vision import DECODE_FORMATS, ImageDecodeError, decode_image
 
         if data is None:
             return None
         try:
-            return decode_image(data, max_pixels=self.max_pixels, formats=formats or DECODE_FORMATS)
+            return decode_image(
+                data,
+                max_pixels=self.max_pixels,
+                formats=formats or DECODE_FORMATS,
+                max_side=max_side,
+            )
         except ImageDecodeError:
             return None
 
@@ -147,7 +163,7 @@ class Worker:
 
     def check(self, blobs: Sequence[bytes | None]) -> list[PhotoVerdict]:
         """The photo check: decode each image and give the documented verdicts."""
-        images = [self.decode(b, formats=CHECK_FORMATS) for b in blobs]
+        images = [self.decode(b, formats=CHECK_FORMATS, max_side=PHOTO_SIDE) for b in blobs]
         return self._verdicts(images)
 
     def _verdicts(self, images: Sequence[Any]) -> list[PhotoVerdict]:
@@ -169,7 +185,7 @@ class Worker:
         """
         from ._compose import build_model
 
-        images = [self.decode(b, formats=CHECK_FORMATS) for b in blobs]
+        images = [self.decode(b, formats=CHECK_FORMATS, max_side=PHOTO_SIDE) for b in blobs]
         verdicts = self._verdicts(images)
         usable = [img for img, v in zip(images, verdicts, strict=True) if v.code == CHECK_SUCCESS]
         if not usable:
