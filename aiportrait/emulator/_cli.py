@@ -8,7 +8,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ._emulator import DEFAULT_APP_ID, Emulator
@@ -27,24 +27,20 @@ def _rate(text: str) -> float:
     return value
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, not {value}")
-    return value
+def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` (to ``high``)."""
 
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < low or (high is not None and value > high):
+            span = f"{low} to {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"must be {span}, not {value}")
+        return value
 
-def _at_least_one(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
+    return parse
 
 
 def _nonnegative(text: str) -> float:
@@ -64,7 +60,9 @@ def build_parser(prog: str = "python -m aiportrait.emulator") -> argparse.Argume
         ),
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
+    p.add_argument(
+        "--port", type=_int_in(0, 65535), default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}"
+    )
     p.add_argument("--app-id", default=DEFAULT_APP_ID, help=f"AppId (default {DEFAULT_APP_ID})")
     p.add_argument("--token", default=None, help="token (default: random, printed)")
     p.add_argument(
@@ -83,7 +81,7 @@ def build_parser(prog: str = "python -m aiportrait.emulator") -> argparse.Argume
     )
     p.add_argument("--no-sdxl", action="store_true", help="train_xl/create_xl answer 404")
     p.add_argument("--quota", type=int, default=None, help="aigc calls allowed for the app")
-    p.add_argument("--workers", type=_at_least_one, default=None, help="threads for image work")
+    p.add_argument("--workers", type=_int_in(1), default=None, help="threads for image work")
     p.add_argument(
         "--time-skew",
         type=_nonnegative,
