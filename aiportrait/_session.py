@@ -329,14 +329,16 @@ class Session:
     ) -> float | None:
         """Seconds to wait before the next try, or ``None`` to raise ``exc``."""
         policy = self._retry
+        retry_after = getattr(exc, "retry_after", None)
+        if isinstance(exc, RateLimited):
+            # Every task of the Session waits this out, even when this call gives up now.
+            self._limits.cooldown.trip(retry_after)
         if retry_reason(exc, charged=charged) is None or attempt >= policy.tries(charged):
             return None
-        retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None and retry_after > policy.max_retry_after:
             return None
         if isinstance(exc, RateLimited):
-            self._limits.cooldown.trip(retry_after)  # every task of the Session waits it out
-            delay = 0.0
+            delay = 0.0  # the shared cool-down is the wait
         else:
             delay = max(policy.backoff(attempt), retry_after or 0.0)
         wait = delay + self._limits.cooldown.remaining
