@@ -15,9 +15,9 @@ import re
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._auth import AppConfig
 from ._errors import BAD_BODY, ApiError
@@ -342,50 +342,32 @@ class Service:
         (successfully) trained: 462 "Roop image decode error ... trained or not". Stored but
         unreadable: 500 "Face id image decode error".
         """
-        cached = self._faces.get(model_id)
         job = self.jobs.model_job(model_id)
         if job is not None and (job.app_id != app.app_id or job.scene):
             raise ApiError.create(E462_PROMPTS)
         if job is not None and job.state != JOB_SUCCESS:  # still training, or it failed
             raise ApiError.create(E462_ROOP_DECODE)
-        if cached is not None:
-            self._faces.move_to_end(model_id)
-            return cached
-        if not _ID_RE.fullmatch(model_id):
+        if model_id not in self._faces and not _ID_RE.fullmatch(model_id):
             raise ApiError.create(E462_PROMPTS)
-        directory = self.data_dir / "models" / model_id
-        if not directory.is_dir():
-            raise ApiError.create(E462_ROOP_DECODE if job is not None else E462_PROMPTS)
-        try:
-            model = await self.worker.run(Worker.load_face, directory)
-        except Exception:
-            log.exception("stored model %s could not be loaded", model_id)
-            raise ApiError.create(E500_FACE_ID_DECODE) from None
-        self._faces[model_id] = model
-        if len(self._faces) > 64:
-            self._faces.popitem(last=False)
-        return model
+        missing = E462_ROOP_DECODE if job is not None else E462_PROMPTS
+        return await _load_cached(
+            self._faces, 64, model_id, self.data_dir / "models" / model_id,
+            lambda d: self.worker.run(Worker.load_face, d),
+            missing=missing, unreadable=E500_FACE_ID_DECODE,
+        )  # fmt: skip
 
     async def _scene(self, app: AppConfig, scene_id: str) -> SceneModel:
         """Resolve a trained scene (an unknown one is 462 "Prompts get error")."""
-        cached = self._scenes.get(scene_id)
         job = self.jobs.model_job(scene_id)
         if job is not None and (job.app_id != app.app_id or not job.scene):
             raise ApiError.create(E462_PROMPTS)
-        if cached is not None:
-            return cached
-        directory = self.data_dir / "scenes" / scene_id
-        if not _ID_RE.fullmatch(scene_id) or not directory.is_dir():
+        if scene_id not in self._scenes and not _ID_RE.fullmatch(scene_id):
             raise ApiError.create(E462_PROMPTS)
-        try:
-            scene = await self.worker.run(Worker.load_scene, directory)
-        except Exception:
-            log.exception("stored scene %s could not be loaded", scene_id)
-            raise ApiError.create(E462_PROMPTS) from None
-        self._scenes[scene_id] = scene
-        if len(self._scenes) > 16:
-            self._scenes.popitem(last=False)
-        return scene
+        return await _load_cached(
+            self._scenes, 16, scene_id, self.data_dir / "scenes" / scene_id,
+            lambda d: self.worker.run(Worker.load_scene, d),
+            missing=E462_PROMPTS, unreadable=E462_PROMPTS,
+        )  # fmt: skip
 
     # -- jobs -----------------------------------------------------------------------------------
 
@@ -402,3 +384,35 @@ class Service:
         self.counters.batch_polls += 1
         now = self.jobs.clock()
         return {"jobs": [j.to_wire(now, batch=True) for j in self.jobs.batch(batch_id, app.app_id)]}
+
+
+M = TypeVar("M")
+
+
+async def _load_cached(
+    cache: OrderedDict[str, M],
+    size: int,
+    key: str,
+    directory: Path,
+    load: Callable[[Path], Awaitable[M]],
+    *,
+    missing: str,
+    unreadable: str,
+) -> M:
+    """A stored model or scene through a small LRU cache, with the documented error when its
+    directory is ``missing`` or its files are ``unreadable``."""
+    cached = cache.get(key)
+    if cached is not None:
+        cache.move_to_end(key)
+        return cached
+    if not await asyncio.to_thread(directory.is_dir):
+        raise ApiError.create(missing)
+    try:
+        value = await load(directory)
+    except Exception:
+        log.exception("stored %s could not be loaded", directory)
+        raise ApiError.create(unreadable) from None
+    cache[key] = value
+    if len(cache) > size:
+        cache.popitem(last=False)
+    return value

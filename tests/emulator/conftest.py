@@ -12,12 +12,17 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
 
 from aiportrait.emulator import Emulator
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from aiportrait.emulator._vision import FaceEngine
 
 APP_ID = "app-emu"
 TOKEN = "token-emu"
@@ -190,3 +195,30 @@ def install_model(emu: Emulator, source: Path) -> str:
     model_id = str(uuid.uuid4())
     shutil.copytree(source, emu.data_dir / "models" / model_id)
     return model_id
+
+
+# -- the image-work fixtures (the heavy modules load only when a test asks for them) -----------
+
+
+@pytest.fixture(scope="module")
+def engine() -> FaceEngine:
+    """A face engine shared by the tests of one module."""
+    from aiportrait.emulator._vision import FaceEngine
+
+    return FaceEngine()
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    """The bundled astronaut photo, decoded."""
+    from aiportrait.emulator._vision import decode_image
+
+    return decode_image(bundled("astronaut.png"))
+
+
+@pytest.fixture(scope="module")
+def hopper() -> np.ndarray:
+    """The bundled Grace Hopper photo, decoded."""
+    from aiportrait.emulator._vision import decode_image
+
+    return decode_image(bundled("grace_hopper.jpg"))

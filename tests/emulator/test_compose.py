@@ -28,24 +28,9 @@ from aiportrait.emulator._compose import (  # noqa: E402
     t2i_compose,
     t2i_template,
 )
-from aiportrait.emulator._vision import FaceEngine, decode_image, face_distance  # noqa: E402
+from aiportrait.emulator._vision import FaceEngine, face_distance  # noqa: E402
 
 PROMPT = "(portrait:1.5), 1girl, bokeh, bouquet, brown_hair, flower, outdoors, green sweater"
-
-
-@pytest.fixture(scope="module")
-def engine() -> FaceEngine:
-    return FaceEngine()
-
-
-@pytest.fixture(scope="module")
-def astronaut() -> np.ndarray:
-    return decode_image(bundled_photo("astronaut.png"))
-
-
-@pytest.fixture(scope="module")
-def hopper() -> np.ndarray:
-    return decode_image(bundled_photo("grace_hopper.jpg"))
 
 
 @pytest.fixture(scope="module")

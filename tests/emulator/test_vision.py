@@ -18,7 +18,6 @@ pytest.importorskip("dlib")
 Image = pytest.importorskip("PIL.Image")
 
 from aiportrait.emulator import _wire  # noqa: E402
-from aiportrait.emulator._compose import bundled_photo  # noqa: E402
 from aiportrait.emulator._vision import (  # noqa: E402
     DEFAULT_MIN_SCORE,
     Face,
@@ -32,21 +31,6 @@ from aiportrait.emulator._vision import (  # noqa: E402
     face_distance,
     is_frontal,
 )
-
-
-@pytest.fixture(scope="module")
-def engine() -> FaceEngine:
-    return FaceEngine()
-
-
-@pytest.fixture(scope="module")
-def astronaut() -> np.ndarray:
-    return decode_image(bundled_photo("astronaut.png"))
-
-
-@pytest.fixture(scope="module")
-def hopper() -> np.ndarray:
-    return decode_image(bundled_photo("grace_hopper.jpg"))
 
 
 def rotate(img: np.ndarray, degrees: float) -> np.ndarray:
