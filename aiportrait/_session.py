@@ -33,6 +33,7 @@ from ._batch import (
 from ._codec import decode_batch, decode_check, decode_job, decode_portrait, decode_train
 from ._limits import CallKind, Limits
 from ._retry import RetryPolicy, ambiguous, retry_reason
+from ._sendhook import before_send
 from ._transport import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT, Answer, Transport
 from ._watch import JobWatch, PollPolicy, result_of
 from .config import CreateConfig
@@ -280,6 +281,9 @@ class Session:
             try:
                 async with self._limits.slot(kind):
                     await cooldown.wait()
+                    hook = before_send.get() if charged else None
+                    if hook is not None:
+                        await hook()
                     answer = await self._transport.call(
                         method,
                         path,
