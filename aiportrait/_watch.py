@@ -188,6 +188,8 @@ class JobWatch(AsyncIterator[JobUpdate]):
         self._finished = False
         self.polls = 0
         self.failures = 0
+        self.consecutive_failures = 0
+        self.last_error: Exception | None = None
         self._retry_after = 0.0
 
     def __aiter__(self) -> JobWatch:
@@ -252,9 +254,11 @@ class JobWatch(AsyncIterator[JobUpdate]):
             self.polls += 1
             with anyio.move_on_after(self._remaining()) as scope:
                 try:
-                    return await self._poll(self.job_id)
+                    job = await self._poll(self.job_id)
                 except RETRYABLE_POLL_ERRORS as exc:
                     self.failures += 1
+                    self.consecutive_failures += 1
+                    self.last_error = exc
                     self._retry_after = getattr(exc, "retry_after", None) or 0.0
                     log.debug(
                         "job %s: poll %d failed, will retry: %s",
@@ -263,5 +267,9 @@ class JobWatch(AsyncIterator[JobUpdate]):
                         exc,
                         extra={"job_id": self.job_id},
                     )
+                else:
+                    self.consecutive_failures = 0
+                    self.last_error = None
+                    return job
             if scope.cancelled_caught:
                 raise self._timeout()
