@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Literal
 
 import anyio
 
+from . import _clock
 from ._args import positive_int
 
 __all__ = ["CallKind", "CoolDown", "Limits"]
@@ -27,8 +27,8 @@ class CoolDown:
     :meth:`wait`, so all tasks back off together instead of each hammering on its own.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
+    def __init__(self, clock: Callable[[], float] | None = None) -> None:
+        self._clock = clock or _clock.now
         self._until = -math.inf
         self._strikes = 0
 
@@ -59,8 +59,8 @@ class CoolDown:
     async def wait(self) -> None:
         """Sleep until the cool-down is over (at once when there is none)."""
         # The deadline can move while we sleep (another 429), so re-read it after each nap.
-        while (left := self.remaining) > 0:  # noqa: ASYNC110
-            await anyio.sleep(left)
+        while (left := self.remaining) > 0:
+            await _clock.sleep(left)
 
 
 def _check_limit(name: str, value: int | None) -> None:

@@ -9,18 +9,29 @@ what was sent, never a silent second submission.
 
 The waits use exponential backoff with full jitter, honour ``Retry-After`` (seconds or an HTTP
 date, capped), and stop at the policy's overall deadline.
+
+:func:`call_with_retries` is the one retry loop: every call of a Session goes through it, and
+the job watcher uses the same classifier (:func:`retry_reason`) for its polls, sending each
+poll as a single try so that only one layer decides.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import random
-from typing import Any, ClassVar
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+import anyio
 import attrs
 
+from . import _clock
 from ._args import positive_int, positive_number
+from ._sendhook import before_send
 from .errors import (
     AIPortraitError,
+    APIError,
     ConnectError,
     MalformedResponse,
     RateLimited,
@@ -28,10 +39,21 @@ from .errors import (
     ResponseError,
     ServerError,
     ServiceError,
+    SubmitOutcomeUnknown,
     TransportError,
 )
 
-__all__ = ["RetryPolicy"]
+if TYPE_CHECKING:
+    from ._limits import CallKind, CoolDown, Limits
+
+__all__ = ["RetryPolicy", "call_with_retries", "retry_reason"]
+
+log = logging.getLogger("aiportrait")
+
+T = TypeVar("T")
+
+#: The failures a try can end with that the loop classifies (anything else propagates).
+CALL_ERRORS = (TransportError, ResponseError, APIError)
 
 
 def _count(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
@@ -50,8 +72,11 @@ class RetryPolicy:
         cap: the longest backoff, seconds.
         max_retry_after: the longest ``Retry-After`` honoured, seconds; a longer one ends
             the retries and the error is raised.
-        deadline: the longest time one call may take with all its tries, seconds (``None``:
-            no bound beyond the per-try timeout).
+        deadline: the longest time one call may take with all its tries and waits, seconds
+            (``None``: no bound beyond the per-try timeout). It is enforced with a cancel
+            scope; when it ends a run of failures, the last real failure is raised.
+        min_try: the least time worth a new try, seconds: a retry is not started when less
+            than this would be left of the deadline after its wait.
     """
 
     attempts: int = attrs.field(default=4, validator=_count)
@@ -60,6 +85,7 @@ class RetryPolicy:
     cap: float = attrs.field(default=20.0, validator=positive_number)
     max_retry_after: float = attrs.field(default=120.0, validator=positive_number)
     deadline: float | None = attrs.field(default=600.0, validator=positive_number)
+    min_try: float = attrs.field(default=1.0, validator=positive_number)
 
     NEVER: ClassVar[RetryPolicy]
     """One try, no retry (a 429 still waits out the Session's shared cool-down once)."""
@@ -115,3 +141,127 @@ def ambiguous(exc: AIPortraitError) -> bool:
         # work started. (503 means "not taken"; the documented 500 is a CreateError.)
         return exc.status != 503
     return isinstance(exc, ResponseError) and 200 <= exc.status < 300
+
+
+async def call_with_retries(
+    try_once: Callable[[], Awaitable[T]],
+    *,
+    kind: CallKind,
+    what: str,
+    policy: RetryPolicy,
+    limits: Limits,
+    request: Mapping[str, Any] | None = None,
+    tries: int | None = None,
+) -> T:
+    """Run ``try_once`` under the Session's limits until it succeeds or must not be retried.
+
+    Each try waits out the shared 429 cool-down, takes its limiter slots, and (for a charged
+    call) awaits :data:`~aiportrait._sendhook.before_send` right before it is written. The
+    whole call, waits included, runs under one cancel scope bounded by ``policy.deadline``; a
+    retry that would have less than ``policy.min_try`` left is not started. When the deadline
+    ends a run of failures, the last real failure is raised. A charged call whose failure
+    leaves open whether it ran raises :class:`~aiportrait.errors.SubmitOutcomeUnknown`
+    carrying ``request``; it is never sent again. ``tries`` overrides the policy's count (the
+    watcher polls with one try and decides itself).
+    """
+    charged = kind != "read"
+    cooldown = limits.cooldown
+    most = policy.tries(charged) if tries is None else tries
+    started = _clock.now()
+    last: AIPortraitError | None = None
+    attempt = 0
+    in_try = False
+    with anyio.move_on_after(math.inf if policy.deadline is None else policy.deadline):
+        while True:
+            attempt += 1
+            await cooldown.wait()
+            async with limits.slot(kind):
+                await cooldown.wait()
+                hook = before_send.get() if charged else None
+                if hook is not None:
+                    await hook()
+                in_try = True  # stays True if the deadline cancels the try
+                try:
+                    return await _succeeded(try_once, cooldown)
+                except CALL_ERRORS as exc:
+                    failure = last = exc
+                in_try = False
+            delay = _retry_delay(failure, attempt, most, started, policy, limits, charged)
+            if delay is None:
+                if charged and ambiguous(failure):
+                    raise _unknown(failure, what, kind, request) from failure
+                raise failure
+            log.debug(
+                "%s: try %d failed (%s), next try in %.2fs",
+                what,
+                attempt,
+                retry_reason(failure, charged=charged),
+                delay + cooldown.remaining,
+                extra={"attempt": attempt, "wait": delay},
+            )
+            await _clock.sleep(delay)
+    # The deadline passed: during a try (which may have reached the service) or a wait.
+    method, _, path = what.partition(" ")
+    cut = RequestTimeout(
+        f"{what}: no answer within the deadline of {policy.deadline}s",
+        method=method,
+        path=path,
+        sent=None if in_try else False,
+    )
+    if in_try and charged:
+        raise _unknown(cut, what, kind, request) from cut
+    if last is not None:
+        raise last  # the run of failures the deadline ended
+    raise cut
+
+
+async def _succeeded(try_once: Callable[[], Awaitable[T]], cooldown: CoolDown) -> T:
+    result = await try_once()
+    cooldown.clear()
+    return result
+
+
+def _unknown(
+    exc: AIPortraitError, what: str, kind: str, request: Mapping[str, Any] | None
+) -> SubmitOutcomeUnknown:
+    text = str(exc)
+    return SubmitOutcomeUnknown(
+        f"{text if text.startswith(what) else f'{what}: {text}'}; the service may have run it, "
+        "so it was not sent again",
+        action=kind,
+        request=request,
+    )
+
+
+def _retry_delay(
+    exc: AIPortraitError,
+    attempt: int,
+    most: int,
+    started: float,
+    policy: RetryPolicy,
+    limits: Limits,
+    charged: bool,
+) -> float | None:
+    """Seconds to wait before the next try, or ``None`` to raise ``exc``."""
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(exc, RateLimited):
+        # Every task of the Session waits this out, even when this call gives up now.
+        limits.cooldown.trip(min(retry_after, policy.max_retry_after) if retry_after else None)
+    if retry_reason(exc, charged=charged) is None or attempt >= most:
+        return None
+    if retry_after is not None and retry_after > policy.max_retry_after:
+        return None
+    if isinstance(exc, RateLimited):
+        delay = 0.0  # the shared cool-down is the wait
+    else:
+        delay = max(policy.backoff(attempt), retry_after or 0.0)
+    if not fits(policy, started, delay + limits.cooldown.remaining):
+        return None
+    return delay
+
+
+def fits(policy: RetryPolicy, started: float, wait: float) -> bool:
+    """True when, after ``wait`` seconds, at least ``min_try`` is left of the deadline."""
+    if policy.deadline is None:
+        return True
+    return _clock.now() - started + wait + policy.min_try <= policy.deadline

@@ -6,13 +6,11 @@ import contextlib
 import copy
 import logging
 import os
-import time
-from collections.abc import AsyncGenerator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
 import aiohttp
-import anyio
 import attrs
 
 from . import _args
@@ -32,21 +30,16 @@ from ._batch import (
 )
 from ._codec import decode_batch, decode_check, decode_job, decode_portrait, decode_train
 from ._limits import CallKind, Limits
-from ._retry import RetryPolicy, ambiguous, retry_reason
-from ._sendhook import before_send
+from ._retry import RetryPolicy, call_with_retries
+from ._signing import redacted
 from ._transport import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT, Answer, Transport
 from ._watch import JobWatch, PollPolicy, result_of
 from .config import CreateConfig
 from .errors import (
-    AIPortraitError,
-    APIError,
     CredentialsError,
     InvalidArgument,
     MalformedResponse,
-    RateLimited,
-    ResponseError,
     SubmitOutcomeUnknown,
-    TransportError,
 )
 from .models import CheckReport, Job, Portrait, TrainJob, TrainResult
 
@@ -78,7 +71,7 @@ def credentials_from_env(environ: Mapping[str, str] | None = None) -> tuple[str,
         if value is None:
             missing.append(f"{key} (tried {', '.join(names)})")
         else:
-            found[key] = value.strip()
+            found[key] = redacted(value.strip()) if key == "token" else value.strip()
     if missing:
         raise CredentialsError("missing credentials: " + "; ".join(missing))
     return found["host"], found["app_id"], found["token"]
@@ -150,7 +143,7 @@ class Session:
         token: str,
         *,
         session: aiohttp.ClientSession | None = None,
-        timeout: aiohttp.ClientTimeout | None = None,
+        timeout: aiohttp.ClientTimeout | float | None = None,
         user_agent: str | None = None,
         max_in_flight: int = 16,
         max_trainings: int | None = None,
@@ -159,6 +152,7 @@ class Session:
         retry: RetryPolicy | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
+        token = redacted(token)  # a traceback's locals show '<redacted>' from here on
         self._timeout = _client_timeout(timeout) if timeout is not None else DEFAULT_TIMEOUT
         self._transport = Transport(
             host,
@@ -193,8 +187,11 @@ class Session:
         return view
 
     def __repr__(self) -> str:
-        state = " closed" if self._transport.closed else ""
-        return f"<aiportrait.Session {self.host} app_id={self.app_id!r}{state}>"
+        transport = self.__dict__.get("_transport")
+        if transport is None:  # half-built: its constructor raised
+            return "<aiportrait.Session (not constructed)>"
+        state = " closed" if transport.closed else ""
+        return f"<aiportrait.Session {transport.base_url} app_id={transport.app_id!r}{state}>"
 
     @property
     def host(self) -> str:
@@ -270,85 +267,22 @@ class Session:
         *,
         accept: str = "application/json",
         lift: str | None = None,
+        tries: int | None = None,
     ) -> Answer:
-        charged = kind != "read"
-        cooldown = self._limits.cooldown
-        started = time.monotonic()
-        attempt = 0
-        while True:
-            attempt += 1
-            await cooldown.wait()
-            try:
-                async with self._limits.slot(kind):
-                    await cooldown.wait()
-                    hook = before_send.get() if charged else None
-                    if hook is not None:
-                        await hook()
-                    answer = await self._transport.call(
-                        method,
-                        path,
-                        payload,
-                        accept=accept,
-                        timeout=self._try_timeout(started),
-                        lift=lift,
-                    )
-            except (TransportError, ResponseError, APIError) as exc:
-                delay = self._retry_delay(exc, attempt, started, charged=charged)
-                if delay is None:
-                    if charged and ambiguous(exc):
-                        raise SubmitOutcomeUnknown(
-                            f"{method} {path}: {exc}; the service may have run it, so it was "
-                            "not sent again",
-                            action=kind,
-                            request=payload,
-                        ) from exc
-                    raise
-                log.debug(
-                    "%s %s: try %d failed (%s), next try in %.2fs",
-                    method,
-                    path,
-                    attempt,
-                    retry_reason(exc, charged=charged),
-                    delay + cooldown.remaining,
-                    extra={"attempt": attempt, "wait": delay},
-                )
-                await anyio.sleep(delay)
-                continue
-            cooldown.clear()
-            return answer
+        transport, timeout = self._transport, self._timeout
 
-    def _try_timeout(self, started: float) -> aiohttp.ClientTimeout:
-        """The timeout of one try: the Session's, shortened to what the deadline leaves."""
-        deadline = self._retry.deadline
-        if deadline is None:
-            return self._timeout
-        left = max(0.001, deadline - (time.monotonic() - started))
-        total = self._timeout.total
-        if total is not None and total <= left:
-            return self._timeout
-        return attrs.evolve(self._timeout, total=left)
+        def try_once() -> Awaitable[Answer]:
+            return transport.call(method, path, payload, accept=accept, timeout=timeout, lift=lift)
 
-    def _retry_delay(
-        self, exc: AIPortraitError, attempt: int, started: float, *, charged: bool
-    ) -> float | None:
-        """Seconds to wait before the next try, or ``None`` to raise ``exc``."""
-        policy = self._retry
-        retry_after = getattr(exc, "retry_after", None)
-        if isinstance(exc, RateLimited):
-            # Every task of the Session waits this out, even when this call gives up now.
-            self._limits.cooldown.trip(retry_after)
-        if retry_reason(exc, charged=charged) is None or attempt >= policy.tries(charged):
-            return None
-        if retry_after is not None and retry_after > policy.max_retry_after:
-            return None
-        if isinstance(exc, RateLimited):
-            delay = 0.0  # the shared cool-down is the wait
-        else:
-            delay = max(policy.backoff(attempt), retry_after or 0.0)
-        wait = delay + self._limits.cooldown.remaining
-        if policy.deadline is not None and time.monotonic() - started + wait > policy.deadline:
-            return None
-        return delay
+        return await call_with_retries(
+            try_once,
+            kind=kind,
+            what=f"{method} {path}",
+            policy=self._retry,
+            limits=self._limits,
+            request=payload,
+            tries=tries,
+        )
 
     # -- the endpoints ---------------------------------------------------------------------
 
@@ -375,7 +309,8 @@ class Session:
         """Start training a LoRA on photos of one person (or a scene); returns at once.
 
         Args:
-            images: photo URLs (the documentation asks for 5 to 20 photos of one person).
+            images: photo URLs (the documentation asks for 5 to 20 photos of one person;
+                another count warns :class:`~aiportrait.errors.PhotoCountWarning`, and is sent).
             sdxl: train an SDXL model (``model_name`` ``train_xl``; SDXL must be enabled).
             scene_lora: train a scene LoRA (SDXL only); its ``model_id`` is a ``scene_id``.
             scene_prompts: one caption per photo, required with ``scene_lora``.
@@ -404,6 +339,9 @@ class Session:
                     "give exactly one prompt per image"
                 )
             configure["scene_lora_prompts"] = prompts
+        from .errors import PhotoCountWarning
+
+        PhotoCountWarning.check(len(urls))  # before the charged call; the photos are sent as given
         payload: dict[str, Any] = {"action": "AIGCImageTrain", "images": urls}
         if sdxl:
             payload["model_name"] = "train_xl"
@@ -422,9 +360,17 @@ class Session:
 
     async def get_job(self, job: int | TrainJob) -> Job:
         """Query an asynchronous job once (``POST /api/v1/async_jobs/{id}``)."""
-        job_id = _job_id(job)
-        answer = await self._call("read", "POST", JOB_PATH.format(job_id), accept="text/plain")
+        return await self._get_job(_job_id(job))
+
+    async def _get_job(self, job_id: int, tries: int | None = None) -> Job:
+        answer = await self._call(
+            "read", "POST", JOB_PATH.format(job_id), accept="text/plain", tries=tries
+        )
         return decode_job(answer.data, job_id, answer.request_id)
+
+    async def _poll_once(self, job_id: int) -> Job:
+        """One poll of a watch: a single try; the watcher decides about retrying."""
+        return await self._get_job(job_id, tries=1)
 
     def watch(
         self,
@@ -443,14 +389,14 @@ class Session:
         policy = poll or self.poll
         if timeout is not None:
             policy = attrs.evolve(policy, timeout=timeout)
-        return JobWatch(self.get_job, _job_id(job), policy)
+        return JobWatch(self._poll_once, _job_id(job), policy, retry=self._retry)
 
     async def wait(
         self,
         job: int | TrainJob,
         *,
         poll: PollPolicy | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 - the documented API; a deadline, not I/O
+        timeout: float | None = None,
     ) -> TrainResult:
         """Wait for a training to end and return its result.
 

@@ -11,7 +11,26 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-__all__ = ["authorization", "sign", "sign_string"]
+__all__ = ["Redacted", "authorization", "redacted", "sign", "sign_string"]
+
+
+class Redacted(str):
+    """A secret string (a token, an ``Authorization`` value) whose ``repr`` hides it.
+
+    It is sent as itself; only ``repr`` changes, which is what tracebacks rendered with their
+    locals (``capture_locals=True``, pytest ``--showlocals``, error trackers), debuggers and
+    ``repr`` of containers show.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'<redacted>'"
+
+
+def redacted(value: str) -> str:
+    """``value`` as a :class:`Redacted` string (anything else is returned unchanged)."""
+    return Redacted(value) if isinstance(value, str) else value
 
 
 def sign_string(method: str, path: str, body: bytes) -> str:
@@ -26,5 +45,5 @@ def sign(token: str, method: str, path: str, body: bytes) -> str:
 
 
 def authorization(app_id: str, token: str, method: str, path: str, body: bytes) -> str:
-    """Return the ``Authorization`` header value ``"<app_id>:<signature>"``."""
-    return f"{app_id}:{sign(token, method, path, body)}"
+    """Return the ``Authorization`` header value ``"<app_id>:<signature>"`` (redacted repr)."""
+    return Redacted(f"{app_id}:{sign(token, method, path, body)}")

@@ -23,7 +23,7 @@ import aiohttp
 import attrs
 
 from ._codec import encode_body
-from ._signing import authorization
+from ._signing import authorization, redacted
 from ._version import __version__
 from .errors import (
     ConnectError,
@@ -46,6 +46,9 @@ DEFAULT_TIMEOUT: Final = aiohttp.ClientTimeout(
 300 s in all (the Java SDK caps at 100 s, which a busy SDXL create can exceed)."""
 
 DEFAULT_MAX_RESPONSE_BYTES: Final = 64 * 1024 * 1024
+
+_NO_BODY_HEADERS: Final = ("Content-Type",)
+"""A request without a body carries no Content-Type (the Go SDK's job and batch queries)."""
 
 
 def _is_local(host: str) -> bool:
@@ -166,6 +169,7 @@ class Transport:
         user_agent: str | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
+        token = redacted(token)  # from here on, a traceback's locals show it as '<redacted>'
         if not isinstance(app_id, str) or not app_id or ":" in app_id:
             raise InvalidArgument("app_id must be a non-empty string without ':'")
         if not isinstance(token, str) or not token:
@@ -183,7 +187,8 @@ class Transport:
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"<Transport {self.base_url} app_id={self.app_id!r}>"
+        base, app = self.__dict__.get("base_url", "?"), self.__dict__.get("app_id")
+        return f"<Transport {base} app_id={app!r}>"
 
     def __reduce__(self) -> Any:
         raise TypeError("a Transport holds credentials; it cannot be pickled")
@@ -249,7 +254,10 @@ class Transport:
             async with client.request(
                 method,
                 self.base_url + path,
-                data=body,
+                # No body at all when empty: aiohttp would add an octet-stream Content-Type
+                # (and Content-Length: 0 on a GET) that the official SDKs do not send.
+                data=body or None,
+                skip_auto_headers=None if body else _NO_BODY_HEADERS,
                 headers=headers,
                 timeout=timeout or self.timeout,
                 allow_redirects=False,

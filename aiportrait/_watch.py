@@ -1,9 +1,12 @@
 """Watching asynchronous jobs: ``PollPolicy`` and the ``async for`` watcher.
 
 The watcher polls ``async_jobs/{id}`` on a schedule shaped for jobs of minutes and yields one
-:class:`JobUpdate` per state *change*. A failed poll (connection error, timeout, 5xx, 429,
-unreadable answer) is retried within the deadline and never ends the watch on its own; errors
-that retrying cannot fix (bad signature, unknown app) are raised at once. The watcher owns no
+:class:`JobUpdate` per state *change*. Each poll is one HTTP request (a single try: the
+watcher is the only layer that retries polls). A failed poll that the shared classifier calls
+retryable (connection error, timeout, 5xx, 429, unreadable answer) is retried on the poll
+schedule within the deadline and never ends the watch on its own; ``Retry-After`` is honoured
+up to the Session's ``RetryPolicy.max_retry_after`` (a longer one raises, as for calls);
+errors that retrying cannot fix (bad signature, unknown app) are raised at once. The watcher owns no
 task, timer or connection between polls: cancelling it (task cancel, anyio cancel scope,
 timeout) leaves nothing behind.
 """
@@ -13,23 +16,21 @@ from __future__ import annotations
 import logging
 import math
 import random
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, ClassVar
 
 import anyio
 import attrs
 
+from . import _clock
 from ._args import positive_number
+from ._retry import CALL_ERRORS, RetryPolicy, retry_reason
 from .errors import (
+    AIPortraitError,
     InvalidArgument,
     JobFailed,
     JobTimeout,
     MalformedResponse,
-    RateLimited,
-    ServerError,
-    ServiceError,
-    TransportError,
 )
 from .models import Job, JobState, TrainResult
 
@@ -39,9 +40,6 @@ log = logging.getLogger("aiportrait")
 
 #: One generator for every watcher's jitter: a Random each would cost ~3 KB per watched job.
 _JITTER = random.Random()
-
-#: Poll failures the watcher retries within its deadline.
-RETRYABLE_POLL_ERRORS = (TransportError, ServerError, ServiceError, RateLimited, MalformedResponse)
 
 
 def _fraction(_inst: Any, attr: attrs.Attribute[Any], value: float) -> None:
@@ -121,7 +119,7 @@ class JobUpdate:
         state: the new state.
         previous: the state before (``None`` for the first state seen).
         elapsed: seconds since the watch started.
-        polls: polls made so far, failed ones included.
+        polls: polls made so far, failed ones included: each one HTTP request.
         job: the full job answer that showed the change.
     """
 
@@ -175,21 +173,27 @@ class JobWatch(AsyncIterator[JobUpdate]):
         job_id: int,
         policy: PollPolicy,
         *,
-        clock: Callable[[], float] = time.monotonic,
+        retry: RetryPolicy | None = None,
+        clock: Callable[[], float] | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.job_id = job_id
         self.policy = policy
         self._poll = poll
-        self._clock = clock
+        self._max_retry_after = (retry or RetryPolicy()).max_retry_after
+        self._clock = clock or _clock.now
         self._rng = rng or _JITTER
         self._started: float | None = None
         self._last: JobState | None = None
         self._finished = False
         self.polls = 0
+        """Polls made so far: each one HTTP request."""
         self.failures = 0
+        """Failed polls so far."""
         self.consecutive_failures = 0
+        """Failed polls since the last answer (0 while polls succeed)."""
         self.last_error: Exception | None = None
+        """The last poll's error while polls keep failing, else ``None``."""
         self._retry_after = 0.0
 
     def __aiter__(self) -> JobWatch:
@@ -240,33 +244,45 @@ class JobWatch(AsyncIterator[JobUpdate]):
     def _timeout(self) -> JobTimeout:
         self._finished = True
         last = None if self._last is None else int(self._last)
-        return JobTimeout(self.job_id, last, self.elapsed)
+        error = JobTimeout(self.job_id, last, self.elapsed)
+        if self.last_error is not None:
+            # The deadline ended a run of failed polls: keep the real failure in the chain.
+            error.__cause__ = self.last_error
+        return error
+
+    def _failed(self, exc: AIPortraitError) -> None:
+        """Record a failed poll, or raise ``exc`` when polling again cannot help."""
+        retry_after = getattr(exc, "retry_after", None) or 0.0
+        if retry_reason(exc, charged=False) is None or retry_after > self._max_retry_after:
+            self._finished = True
+            raise exc
+        self.failures += 1
+        self.consecutive_failures += 1
+        self.last_error = exc
+        self._retry_after = retry_after
+        log.debug(
+            "job %s: poll %d failed, will poll again: %s",
+            self.job_id,
+            self.polls,
+            exc,
+            extra={"job_id": self.job_id},
+        )
 
     async def _next_answer(self) -> Job:
         while True:
             if self.polls:
                 delay = max(self.policy.interval(self.elapsed, self._rng), self._retry_after)
                 if delay >= self._remaining():
-                    await anyio.sleep(max(0.0, self._remaining()))
+                    await _clock.sleep(max(0.0, self._remaining()))
                     raise self._timeout()
-                await anyio.sleep(delay)
+                await _clock.sleep(delay)
             self._retry_after = 0.0
             self.polls += 1
             with anyio.move_on_after(self._remaining()) as scope:
                 try:
                     job = await self._poll(self.job_id)
-                except RETRYABLE_POLL_ERRORS as exc:
-                    self.failures += 1
-                    self.consecutive_failures += 1
-                    self.last_error = exc
-                    self._retry_after = getattr(exc, "retry_after", None) or 0.0
-                    log.debug(
-                        "job %s: poll %d failed, will retry: %s",
-                        self.job_id,
-                        self.polls,
-                        exc,
-                        extra={"job_id": self.job_id},
-                    )
+                except CALL_ERRORS as exc:
+                    self._failed(exc)
                 else:
                     self.consecutive_failures = 0
                     self.last_error = None

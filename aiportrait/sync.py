@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._session import Session as _AsyncSession
 from ._session import credentials_from_env
+from ._signing import redacted
 
 if TYPE_CHECKING:
     from ._batch import Outcome
@@ -140,6 +141,7 @@ class Session:
     """
 
     def __init__(self, host: str, app_id: str, token: str, **kwargs: Any) -> None:
+        token = redacted(token)  # a traceback's locals show '<redacted>'
         self._runner = _LoopThread()
         self._owns_runner = True
 
@@ -159,7 +161,10 @@ class Session:
         return cls(*credentials_from_env(environ), **kwargs)
 
     def __repr__(self) -> str:
-        return f"<aiportrait.sync.Session {self._session.host} app_id={self._session.app_id!r}>"
+        session = self.__dict__.get("_session")
+        if session is None:  # half-built: its constructor raised
+            return "<aiportrait.sync.Session (not constructed)>"
+        return f"<aiportrait.sync.Session {session.host} app_id={session.app_id!r}>"
 
     @property
     def aio(self) -> _AsyncSession:

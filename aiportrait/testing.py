@@ -14,6 +14,12 @@ With aiportrait and pytest-asyncio installed, any test can ask for:
         job = await aiportrait_session.train(photo_urls)
         ...
 
+- ``aiportrait_instant_waits``: every wait of the library (retry backoff, 429 cool-down, poll
+  intervals) returns at once and moves a virtual clock instead, so tests of retries, deadlines
+  and poll schedules run in no time and never depend on the machine's speed. The fixture
+  yields the :class:`VirtualClock` (``.time``: virtual seconds passed; ``.slept``: the waits
+  asked for). Outside pytest, :func:`set_testing` does the same.
+
 Override ``aiportrait_emulator_options`` (a plain fixture returning a dict of
 :class:`~aiportrait.emulator.Emulator` keyword arguments) to change the emulator, e.g. to add
 fault injection or a ``serve_dir``. The emulator needs the ``emulator`` extra
@@ -22,23 +28,42 @@ fault injection or a ``serve_dir``. The emulator needs the ``emulator`` extra
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from ._clock import VirtualClock, set_testing
 from ._watch import PollPolicy
 
 if TYPE_CHECKING:
     from ._session import Session
     from .emulator import Emulator
 
-__all__ = ["aiportrait_emulator", "aiportrait_emulator_options", "aiportrait_session"]
+__all__ = [
+    "VirtualClock",
+    "aiportrait_emulator",
+    "aiportrait_emulator_options",
+    "aiportrait_instant_waits",
+    "aiportrait_session",
+    "set_testing",
+]
 
 FAST_TRAIN_SECONDS = 0.05
 
 FAST_POLL = PollPolicy(first=0.02, growth=0.5, cap=0.1, timeout=60.0)
 """The fixture Session's poll policy: the default one waits 2 s before its second look."""
+
+
+@pytest.fixture
+def aiportrait_instant_waits() -> Iterator[VirtualClock]:
+    """Make the library's waits instant on a virtual clock for one test; yields the clock."""
+    clock = set_testing(True)
+    assert clock is not None
+    try:
+        yield clock
+    finally:
+        set_testing(False)
 
 
 @pytest.fixture

@@ -29,7 +29,10 @@ class Scripted:
         self.actions = list(actions)
         self.ok = ok or OK_JOB
         self.requests: list[tuple[float, str, bytes]] = []
+        self.headers: list[dict[str, str]] = []
+        """Each request's headers (names lower-cased), in order."""
         self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def url(self) -> str:
@@ -43,9 +46,16 @@ class Scripted:
     async def __aexit__(self, *exc: object) -> None:
         assert self._server is not None
         self._server.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         try:
             head = await reader.readuntil(b"\r\n\r\n")
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -53,10 +63,12 @@ class Scripted:
             return
         lines = head.decode("latin-1").split("\r\n")
         path = lines[0].split(" ")[1]
-        length = 0
-        for line in lines[1:]:
-            if line.lower().startswith("content-length:"):
-                length = int(line.split(":", 1)[1])
+        fields = dict(
+            (name.strip().lower(), value.strip())
+            for name, _, value in (line.partition(":") for line in lines[1:] if line)
+        )
+        self.headers.append(fields)
+        length = int(fields.get("content-length", "0"))
         body = await reader.readexactly(length)
         self.requests.append((time.monotonic(), path, body))
         action = self.actions.pop(0) if self.actions else (200, {}, self.ok)
@@ -64,7 +76,11 @@ class Scripted:
             writer.close()
             return
         if isinstance(action, tuple) and action[0] == "sleep":
-            await asyncio.sleep(action[1])
+            try:
+                await asyncio.sleep(action[1])
+            except asyncio.CancelledError:  # the test ended while this answer was held back
+                writer.close()
+                return
             action = (200, {}, self.ok)
         status, headers, payload = action
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
