@@ -116,6 +116,10 @@ def _image_check(raw: Any, what: str) -> ImageCheck:
         code = _CHECK_CODE_BY_MESSAGE.get(message.casefold()) if isinstance(message, str) else None
         item["code"] = code if code is not None else 0
     item.setdefault("url", "")
+    # The emulator explains a verdict in "emulator_detail"; informative only, so a value that
+    # is not a string is dropped rather than failing the whole answer.
+    detail = item.pop("emulator_detail", None)
+    item["detail"] = " ".join(detail.split()) if isinstance(detail, str) else ""
     return _structure(item, ImageCheck, what)
 
 

@@ -3,7 +3,9 @@
 Each attribute is named exactly as the documentation names the key. ``None`` (the default) means
 "leave it out and let the service apply its default". Values are validated when the config is
 built; the error names the key, the value and what is allowed. Booleans, integers and floats go
-out as JSON booleans and numbers. ``extra`` passes keys the service adds later through unchanged.
+out as JSON booleans and numbers. ``extra`` passes keys the service adds later through unchanged,
+with a :class:`~aiportrait.errors.ConfigWarning` per key (naming the closest documented key, in
+case it is a typo); :meth:`CreateConfig.model_mismatch` warns about keys of the other model.
 
 Which model applies which key (from the two ``configure`` tables of the documentation):
 
@@ -20,15 +22,16 @@ Which model applies which key (from the two ``configure`` tables of the document
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Callable, Mapping
 from typing import Any, Final, Literal
 
 import attrs
 
-from .errors import InvalidArgument
+from .errors import ConfigWarning, InvalidArgument
 
-__all__ = ["SD15_ONLY_KEYS", "SDXL_ONLY_KEYS", "CreateConfig"]
+__all__ = ["SD15_ONLY_KEYS", "SDXL_ONLY_KEYS", "CreateConfig", "closest_key"]
 
 SD15_ONLY_KEYS: Final = frozenset({"face_shape_match", "style_name"})
 """Keys the documentation lists for SD1.5 creation only."""
@@ -113,6 +116,21 @@ def _extra(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
         raise InvalidArgument(
             f"CreateConfig.extra repeats documented keys {clash}: set them as attributes instead"
         )
+    for key in value:
+        ConfigWarning.warn(_undocumented(key))
+
+
+def closest_key(key: str) -> str | None:
+    """The documented ``configure`` key closest to ``key`` (a likely typo), or ``None``."""
+    wanted = key.strip().lower().replace("-", "_")
+    matches = difflib.get_close_matches(wanted, sorted(_DOCUMENTED), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def _undocumented(key: str) -> str:
+    closest = closest_key(key)
+    hint = f" (did you mean {closest!r}?)" if closest is not None and closest != key else ""
+    return f"configure key {key!r} is not documented{hint}; it is sent unchanged"
 
 
 def _fraction() -> Any:
@@ -158,7 +176,8 @@ class CreateConfig:
         sharp_ratio: sharpening, 0.0 to 1.0 (default 0.15).
         scene_id: SDXL only; a scene LoRA id (the ``model_id`` of a scene training).
         t2i_prompt: text-to-image prompt; the template may then be ``"t2i_generate"``.
-        extra: undocumented keys, sent unchanged (may not repeat a documented key).
+        extra: undocumented keys, sent unchanged (may not repeat a documented key); each one
+            warns :class:`~aiportrait.errors.ConfigWarning`, naming the closest documented key.
     """
 
     lora_weights: float | None = attrs.field(
@@ -207,10 +226,27 @@ class CreateConfig:
             out.update(self.extra)
         return out
 
-    def model_mismatch(self, *, sdxl: bool) -> frozenset[str]:
-        """Return the set keys that the documentation lists for the other model only."""
-        keys = set(self.to_configure())
-        return frozenset(keys & (SD15_ONLY_KEYS if sdxl else SDXL_ONLY_KEYS))
+    def model_mismatch(self, *, sdxl: bool, warn: bool = True) -> frozenset[str]:
+        """Return the set keys that the documentation lists for the other model only.
+
+        With ``warn`` (the default) a :class:`~aiportrait.errors.ConfigWarning` names them: the
+        service may ignore them. ``warn=False`` only returns them.
+        """
+        keys = frozenset(set(self.to_configure()) & (SD15_ONLY_KEYS if sdxl else SDXL_ONLY_KEYS))
+        if keys and warn:
+            ConfigWarning.warn(_mismatch(keys, sdxl=sdxl))
+        return keys
+
+
+def _mismatch(keys: frozenset[str], *, sdxl: bool) -> str:
+    other, used = ("SD1.5", "SDXL") if sdxl else ("SDXL", "SD1.5")
+    names = ", ".join(repr(k) for k in sorted(keys))
+    plural = len(keys) > 1
+    return (
+        f"configure key{'s' if plural else ''} {names} {'are' if plural else 'is'} documented "
+        f"for {other} only, but this creation uses {used}; the service may ignore "
+        f"{'them' if plural else 'it'} (sent unchanged)"
+    )
 
 
 _FIELDS = attrs.fields(CreateConfig)

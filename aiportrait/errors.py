@@ -52,17 +52,30 @@ boundary. API errors carry the HTTP ``status``, the service ``code`` and ``messa
 
 Unknown errors fall back by status: 429 to :class:`RateLimited`, other 4xx to
 :class:`ClientError`, 5xx to :class:`ServerError`, anything else to :class:`APIError`.
+
+Warnings (``warnings.warn``; the request is still sent unchanged)::
+
+    AIPortraitWarning (UserWarning)
+    ├── PhotoCountWarning                     a training with fewer than 5 or more than 20 photos
+    └── ConfigWarning                         an undocumented configure key, or one for the
+                                              other model family (SD1.5 vs SDXL)
 """
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
 from collections.abc import Mapping
-from typing import Any
+from types import FrameType
+from typing import Any, ClassVar
 
 __all__ = [
     "AIPortraitError",
+    "AIPortraitWarning",
     "APIError",
     "ClientError",
+    "ConfigWarning",
     "ConflictingArguments",
     "ConnectError",
     "CreateError",
@@ -84,6 +97,7 @@ __all__ = [
     "ModelNotDeployed",
     "ModelNotTrained",
     "NoFaceInTemplate",
+    "PhotoCountWarning",
     "PreviousFailure",
     "QuotaExceeded",
     "RateLimited",
@@ -168,10 +182,17 @@ class JobTimeout(JobError, TimeoutError):
     """
 
     def __init__(self, job_id: int, last_state: int | None, elapsed: float) -> None:
-        seen = "no state seen" if last_state is None else f"last state {last_state}"
+        seen = "no state seen" if last_state is None else f"last state {_state_name(last_state)}"
         super().__init__(f"job {job_id} did not end within {elapsed:.1f}s ({seen})", job_id=job_id)
         self.last_state = last_state
         self.elapsed = elapsed
+
+
+def _state_name(state: int) -> str:
+    """``RUNNING`` for 1 (``UNKNOWN_<n>`` for a state the documentation does not list)."""
+    from .models import JobState  # models does not import errors; imported late all the same
+
+    return JobState(state).name
 
 
 class SubmitOutcomeUnknown(AIPortraitError):
@@ -202,6 +223,69 @@ class PreviousFailure(AIPortraitError):
     def __init__(self, recorded: str) -> None:
         super().__init__(f"failed in an earlier run: {recorded}")
         self.recorded = recorded
+
+
+# -- warnings --------------------------------------------------------------------------------
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _ours(filename: str) -> bool:
+    """A frame of aiportrait itself, or of the ``__init__`` attrs generates for its classes."""
+    return filename.startswith((_PACKAGE_DIR, "<attrs generated"))
+
+
+class AIPortraitWarning(UserWarning):
+    """Base class of the warnings aiportrait issues: the call goes ahead, but look at it.
+
+    Silence them all with ``warnings.filterwarnings("ignore", category=AIPortraitWarning)``.
+    """
+
+    @classmethod
+    def warn(cls, message: str) -> None:
+        """``warnings.warn(message, cls)``, shown at the first caller outside aiportrait."""
+        level = 2
+        frame: FrameType | None = sys._getframe(1)
+        while frame is not None and _ours(frame.f_code.co_filename):
+            frame, level = frame.f_back, level + 1
+        warnings.warn(message, cls, stacklevel=level if frame is not None else 2)
+
+
+class PhotoCountWarning(AIPortraitWarning):
+    """A training got fewer than 5 or more than 20 photos: the documentation asks for 5 to 20.
+
+    The service may accept the training anyway (nothing is sent differently); few photos make
+    a weak likeness.
+    """
+
+    minimum: ClassVar[int] = 5
+    maximum: ClassVar[int] = 20
+
+    @classmethod
+    def problem(cls, count: int) -> str | None:
+        """What is wrong with training on ``count`` photos, or ``None`` when nothing is."""
+        if cls.minimum <= count <= cls.maximum:
+            return None
+        photos = f"{count} photo{'' if count == 1 else 's'}"
+        return (
+            f"training on {photos}, but the documentation asks for {cls.minimum} to "
+            f"{cls.maximum} photos of one person (sent anyway)"
+        )
+
+    @classmethod
+    def check(cls, count: int) -> None:
+        """Warn when ``count`` photos is outside the documented 5 to 20."""
+        problem = cls.problem(count)
+        if problem is not None:
+            cls.warn(problem)
+
+
+class ConfigWarning(AIPortraitWarning):
+    """A ``configure`` key that is undocumented (a typo?) or documented for the other model only.
+
+    The other model: a key the documentation lists for SD1.5 only in an SDXL creation, or the
+    other way round. The key is sent unchanged either way.
+    """
 
 
 def _rebuild(cls: type[Exception], args: tuple[Any, ...], state: dict[str, Any]) -> Exception:

@@ -88,12 +88,15 @@ class ImageCheck:
         code: the verdict; ``code.known`` is False for codes the documentation does not list.
         message: the service's message for the verdict.
         frontal: whether the face looks at the camera.
+        detail: a sentence saying more than ``message`` (what exactly went wrong), when the
+            server sends one (the local emulator does, as ``emulator_detail``); else ``""``.
     """
 
     url: str
     code: CheckVerdict
     message: str = ""
     frontal: bool = False
+    detail: str = ""
 
     @property
     def ok(self) -> bool:

@@ -8,6 +8,8 @@ import attrs
 import pytest
 
 from aiportrait import SD15_ONLY_KEYS, SDXL_ONLY_KEYS, CreateConfig, InvalidArgument
+from aiportrait.config import closest_key
+from aiportrait.errors import AIPortraitWarning, ConfigWarning
 
 SD15_KEYS = {
     "lora_weights", "first_denoising_strength", "second_denoising_strength", "more_like_me",
@@ -80,7 +82,8 @@ def test_bounds_are_inclusive() -> None:
 
 
 def test_extra_passes_through_and_may_not_shadow() -> None:
-    cfg = CreateConfig(lora_weights=0.8, extra={"new_key": [1, None], "nested": {"a": 1}})
+    with pytest.warns(ConfigWarning):
+        cfg = CreateConfig(lora_weights=0.8, extra={"new_key": [1, None], "nested": {"a": 1}})
     assert cfg.to_configure() == {"lora_weights": 0.8, "new_key": [1, None], "nested": {"a": 1}}
     with pytest.raises(InvalidArgument, match="repeats documented keys"):
         CreateConfig(extra={"lora_weights": 0.8})
@@ -90,8 +93,38 @@ def test_extra_passes_through_and_may_not_shadow() -> None:
 
 def test_model_mismatch() -> None:
     cfg = CreateConfig(style_name="Anime", scene_id="s")
-    assert cfg.model_mismatch(sdxl=True) == {"style_name"}
-    assert cfg.model_mismatch(sdxl=False) == {"scene_id"}
+    assert cfg.model_mismatch(sdxl=True, warn=False) == {"style_name"}
+    assert cfg.model_mismatch(sdxl=False, warn=False) == {"scene_id"}
+
+
+def test_unknown_config_key_warns_with_the_closest_documented_key() -> None:
+    with pytest.warns(ConfigWarning) as caught:
+        cfg = CreateConfig(extra={"loraweights": 0.8, "Sharp-Ratio": 0.1, "zzz_future": 1})
+    messages = [str(w.message) for w in caught]
+    assert messages == [
+        "configure key 'loraweights' is not documented (did you mean 'lora_weights'?); "
+        "it is sent unchanged",
+        "configure key 'Sharp-Ratio' is not documented (did you mean 'sharp_ratio'?); "
+        "it is sent unchanged",
+        "configure key 'zzz_future' is not documented; it is sent unchanged",
+    ]
+    assert all(w.filename == __file__ for w in caught)  # shown at the caller's line
+    assert cfg.to_configure() == {"loraweights": 0.8, "Sharp-Ratio": 0.1, "zzz_future": 1}
+    assert closest_key("more_like_mee") == "more_like_me"
+    assert closest_key("completely_else") is None
+
+
+def test_key_of_the_other_model_warns_and_is_still_sent() -> None:
+    cfg = CreateConfig(style_name="Anime", face_shape_match=True, scene_id="s")
+    with pytest.warns(ConfigWarning, match="SD1.5 only, but this creation uses SDXL") as caught:
+        assert cfg.model_mismatch(sdxl=True) == {"style_name", "face_shape_match"}
+    assert "keys 'face_shape_match', 'style_name' are documented" in str(caught[0].message)
+    assert caught[0].filename == __file__
+    with pytest.warns(ConfigWarning, match="'scene_id' is documented for SDXL only"):
+        cfg.model_mismatch(sdxl=False)
+    assert issubclass(ConfigWarning, AIPortraitWarning)
+    assert issubclass(ConfigWarning, UserWarning)
+    assert "style_name" in cfg.to_configure()
 
 
 def test_frozen() -> None:

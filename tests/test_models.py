@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import io
 import struct
 import zlib
@@ -124,3 +125,48 @@ def test_train_job_round_trips_through_the_converter() -> None:
     data = aiportrait.converter.unstructure(job)
     assert data == {"job_id": 42, "model_id": "m-1"}
     assert aiportrait.converter.structure(data, TrainJob) == job
+
+
+# -- the emulator's per-photo detail ---------------------------------------------------------
+
+CHECK_URL = "https://h.example/api/v1/aigc_images/check"
+DETAIL_404 = "The photo URL answered HTTP 404 Not Found."
+
+
+async def test_check_results_carry_the_emulators_detail_and_tolerate_its_absence() -> None:
+    from tests._mock import mocked
+
+    results = [
+        {"code": 2, "url": "https://a/404.jpg", "message": "Image decode error.",
+         "frontal": False, "emulator_detail": DETAIL_404},
+        {"code": 2, "url": "https://a/small.jpg", "message": "Image decode error.",
+         "frontal": False, "emulator_detail": "The photo is 300x300 pixels;\n at least 512x512."},
+        {"code": 1, "url": "https://a/ok.jpg", "message": "success", "frontal": True},
+        {"code": 2, "url": "https://a/odd.jpg", "message": "Image decode error.",
+         "emulator_detail": {"not": "a sentence"}},
+    ]  # fmt: skip
+    with mocked() as mock:
+        mock.post(CHECK_URL, payload={"code": "OK", "data": {"check_results": results}})
+        async with aiportrait.Session("h.example", "a", "t") as session:
+            report = await session.check_images([r["url"] for r in results])
+    missing, small, fine, odd = report.results
+    assert (missing.code, missing.message) == (CheckVerdict.DECODE_ERROR, "Image decode error.")
+    assert missing.detail == DETAIL_404
+    assert small.detail == "The photo is 300x300 pixels; at least 512x512."  # one line
+    assert fine.detail == ""  # absent: empty
+    assert odd.detail == ""  # not a string: dropped, the answer is still read
+
+
+def test_training_states_carry_the_emulators_detail() -> None:
+    from aiportrait._codec import parse_train_result
+
+    raw = json.dumps({"model_id": "m-1", "cost_time": 2.0, "states": [
+        {"url": "https://a/1.jpg", "code": 1, "message": "success", "frontal": True},
+        {"url": "https://a/2.jpg", "message": "Image decode error.", "emulator_detail": DETAIL_404},
+    ]})  # fmt: skip
+    result = parse_train_result(raw)
+    assert result is not None
+    assert [s.detail for s in result.states] == ["", DETAIL_404]
+    assert result.states[1].code is CheckVerdict.DECODE_ERROR
+    again = aiportrait.converter.structure(aiportrait.converter.unstructure(result), type(result))
+    assert again == result  # the detail survives a journal round trip
