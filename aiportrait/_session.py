@@ -31,7 +31,7 @@ from ._batch import (
 from ._codec import decode_batch, decode_check, decode_job, decode_portrait, decode_train
 from ._limits import CallKind, Limits
 from ._retry import RetryPolicy, call_with_retries
-from ._signing import redacted
+from ._signing import PrivateMapping, redacted
 from ._transport import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT, Answer, Transport
 from ._watch import JobWatch, PollPolicy, result_of
 from .config import CreateConfig
@@ -63,7 +63,8 @@ _ENV: Final = {
 
 def credentials_from_env(environ: Mapping[str, str] | None = None) -> tuple[str, str, str]:
     """``(host, app_id, token)`` from the environment (see :meth:`Session.from_env`)."""
-    env = os.environ if environ is None else environ
+    env = PrivateMapping(os.environ if environ is None else environ)
+    environ = None  # a traceback's locals show the view, never the values
     found: dict[str, str] = {}
     missing = []
     for key, names in _ENV.items():
@@ -72,6 +73,7 @@ def credentials_from_env(environ: Mapping[str, str] | None = None) -> tuple[str,
             missing.append(f"{key} (tried {', '.join(names)})")
         else:
             found[key] = redacted(value.strip()) if key == "token" else value.strip()
+    value = None  # the loop's last value may be the token: keep it out of a traceback
     if missing:
         raise CredentialsError("missing credentials: " + "; ".join(missing))
     return found["host"], found["app_id"], found["token"]
@@ -176,6 +178,7 @@ class Session:
         to the documentation's ``HOST`` (or ``Host``), ``AppId`` and ``Token``. Keyword
         arguments go to the constructor.
         """
+        environ = None if environ is None else PrivateMapping(environ)  # hidden in tracebacks
         return cls(*credentials_from_env(environ), **kwargs)
 
     def __reduce__(self) -> Any:
@@ -419,6 +422,7 @@ class Session:
         out_dir: str | os.PathLike[str] | None = None,
         resubmit_unknown: bool = False,
         retry_failed: bool = False,
+        recreate_missing: bool = False,
     ) -> Outcomes[AnyCreateRequest, Portrait]:
         """Create many portraits concurrently; yields an :class:`Outcome` per item as it ends.
 
@@ -430,11 +434,21 @@ class Session:
             fail_fast: stop the batch at the first failed item and raise its error.
             journal: an SQLite file that makes the batch resumable.
             out_dir: write each portrait there as ``<key>.<ext>`` (default with a journal: a
-                folder beside it named ``<journal stem>_portraits``).
-            resubmit_unknown: on a re-run, submit again the items that were in flight when the
-                earlier run died (they may run twice); otherwise they come back as
-                :class:`~aiportrait.errors.SubmitOutcomeUnknown`.
+                folder beside it named ``<journal stem>_portraits``). A key that is not a plain
+                lower-case name or a non-negative int gets a digest after ``~`` in its name,
+                so that distinct keys never share a file.
+            resubmit_unknown: on a re-run, submit again the items that were on their way to the
+                service when the earlier run stopped (they may run twice); otherwise they come
+                back as :class:`~aiportrait.errors.SubmitOutcomeUnknown`. Items that were
+                still waiting for a slot never left: they are simply sent.
             retry_failed: on a re-run, submit again the items that failed before.
+            recreate_missing: on a re-run, create (and pay for) again a finished portrait whose
+                file is not in ``out_dir`` any more; otherwise it comes back as
+                :class:`~aiportrait.errors.PortraitMissing`.
+
+        A journal is owned by one run at a time: a second run on the same file, in this
+        process or another, raises :class:`~aiportrait.errors.JournalLocked` here; a file that
+        is not a readable journal raises :class:`~aiportrait.errors.JournalError`.
         """
         kinds = (CreateRequest, GroupCreateRequest, ReferenceCreateRequest, PromptCreateRequest)
         capacity = int(self._limits.by_kind["create"].total_tokens)
@@ -444,6 +458,7 @@ class Session:
             out_dir=out_dir,
             resubmit_unknown=resubmit_unknown,
             retry_failed=retry_failed,
+            recreate_missing=recreate_missing,
         )
         return Outcomes(
             _closing(

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Iterator, Mapping
 
-__all__ = ["Redacted", "authorization", "redacted", "sign", "sign_string"]
+__all__ = ["PrivateMapping", "Redacted", "authorization", "redacted", "sign", "sign_string"]
 
 
 class Redacted(str):
@@ -26,6 +27,27 @@ class Redacted(str):
 
     def __repr__(self) -> str:
         return "'<redacted>'"
+
+
+class PrivateMapping(Mapping[str, str]):
+    """A read-only view of a mapping (the environment) whose ``repr`` shows no value."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, str]) -> None:
+        self._data = data
+
+    def __getitem__(self, key: str) -> str:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"<{len(self._data)} variables, values hidden>"
 
 
 def redacted(value: str) -> str:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._session import Session as _AsyncSession
 from ._session import credentials_from_env
-from ._signing import redacted
+from ._signing import PrivateMapping, redacted
 
 if TYPE_CHECKING:
     from ._batch import Outcome
@@ -158,6 +158,7 @@ class Session:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> Session:
         """Credentials from the environment, as :meth:`aiportrait.Session.from_env`."""
+        environ = None if environ is None else PrivateMapping(environ)  # hidden in tracebacks
         return cls(*credentials_from_env(environ), **kwargs)
 
     def __repr__(self) -> str:

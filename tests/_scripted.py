@@ -63,10 +63,10 @@ class Scripted:
             return
         lines = head.decode("latin-1").split("\r\n")
         path = lines[0].split(" ")[1]
-        fields = dict(
-            (name.strip().lower(), value.strip())
+        fields = {
+            name.strip().lower(): value.strip()
             for name, _, value in (line.partition(":") for line in lines[1:] if line)
-        )
+        }
         self.headers.append(fields)
         length = int(fields.get("content-length", "0"))
         body = await reader.readexactly(length)

@@ -123,3 +123,40 @@ async def test_tls_verification_is_on_by_default() -> None:
         connector = session._transport._client().connector
         assert connector is not None
         assert connector._ssl is True  # aiohttp's default: verify certificates
+
+
+def _rendered_with_locals(exc: BaseException) -> str:
+    import traceback
+
+    return "".join(traceback.TracebackException.from_exception(exc, capture_locals=True).format())
+
+
+async def test_a_failed_calls_traceback_with_locals_holds_no_signature_or_token() -> None:
+    from aiportrait._signing import sign
+    from tests._scripted import Scripted
+
+    error = (500, {}, {"code": "InternalError", "message": "boom"})
+    async with Scripted([error], ok={"code": "OK", "data": {}}) as server:
+        async with Session(server.url, "app", TOKEN, retry=aiportrait.RetryPolicy.NEVER) as s:
+            with pytest.raises(aiportrait.SubmitOutcomeUnknown) as info:
+                await s.train(["https://x/a.jpg"])
+            body = server.requests[0][2]
+    text = _rendered_with_locals(info.value)
+    signature = sign(TOKEN, "POST", "/api/v1/aigc_images/train", body)
+    assert "headers" in text  # the frame that built the request is rendered, with its locals
+    assert signature not in text
+    assert TOKEN not in text
+    assert "<redacted>" in text
+
+
+def test_a_constructor_error_with_locals_holds_no_token_and_repr_never_raises() -> None:
+    for make in (
+        lambda: Session("ftp://nowhere", "app", TOKEN),
+        lambda: Session.from_env({"AIPORTRAIT_APP_ID": "app", "AIPORTRAIT_TOKEN": TOKEN}),
+    ):
+        with pytest.raises(aiportrait.AIPortraitError) as info:
+            make()
+        text = _rendered_with_locals(info.value)
+        assert TOKEN not in text
+    half = Session.__new__(Session)
+    assert "not constructed" in repr(half)

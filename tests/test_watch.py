@@ -12,12 +12,15 @@ from typing import Any
 
 import aiohttp
 import anyio
+import attrs
 import pytest
 from aiohttp import web
 
 import aiportrait
-from aiportrait import JobState, PollPolicy, Session, TrainJob
+from aiportrait import JobState, PollPolicy, RetryPolicy, Session, TrainJob
 from aiportrait.emulator import Emulator, Faults
+from aiportrait.testing import VirtualClock
+from tests._scripted import Scripted
 
 FAST = PollPolicy(first=0.01, growth=0.5, cap=0.04, jitter=0.0, timeout=10.0)
 
@@ -43,7 +46,7 @@ async def test_one_update_per_state_change(emu: Emulator, session: Session) -> N
     assert updates[0].polls == 1
     assert updates[-1].done
     assert updates[-1].result is not None
-    assert 0.3 < updates[-1].elapsed < 1.5
+    assert [u.elapsed for u in updates] == sorted(u.elapsed for u in updates)
     assert all(u.job_id == job_id for u in updates)
 
 
@@ -77,18 +80,19 @@ async def test_wait_with_train_job_and_unparsable_result(emu: Emulator, session:
         await session.wait(job_id)
 
 
-async def test_deadline_raises_job_timeout(emu: Emulator, session: Session) -> None:
-    job_id = emu.add_synthetic_job(30.0)
-    started = time.monotonic()
+async def test_deadline_raises_job_timeout(
+    emu: Emulator, session: Session, aiportrait_instant_waits: VirtualClock
+) -> None:
+    job_id = emu.add_synthetic_job(3600.0)
     with pytest.raises(aiportrait.JobTimeout) as info:
-        await session.wait(job_id, timeout=0.3)
-    elapsed = time.monotonic() - started
-    assert 0.25 < elapsed < 1.0
+        await session.wait(job_id, timeout=30)
     err = info.value
     assert err.job_id == job_id
     assert err.last_state == JobState.INIT  # synthetic jobs stay in init for a tenth
-    assert 0.25 < err.elapsed < 1.0
+    assert err.elapsed == 30.0  # virtual seconds: it waited exactly up to the deadline
+    assert aiportrait_instant_waits.time == 30.0
     assert isinstance(err, TimeoutError)
+    assert err.__cause__ is None  # every poll was answered
 
 
 async def test_failed_polls_are_retried_within_the_deadline(emu: Emulator) -> None:
@@ -182,20 +186,79 @@ def test_policy_jitter_and_validation() -> None:
     assert PollPolicy.TRAINING.timeout == 1800.0
 
 
-async def test_retry_after_is_honoured_between_polls() -> None:
+async def test_retry_after_is_honoured_between_polls(
+    aiportrait_instant_waits: VirtualClock,
+) -> None:
     calls: list[float] = []
 
     async def poll(job_id: int) -> aiportrait.Job:
-        calls.append(time.monotonic())
+        calls.append(aiportrait_instant_waits.time)
         if len(calls) == 1:
-            raise aiportrait.RateLimited(429, "", "slow", retry_after=0.25)
+            raise aiportrait.RateLimited(429, "", "slow", retry_after=5)
         return aiportrait.Job(job_id, JobState.SUCCESS)
 
     watch = aiportrait.JobWatch(poll, 5, FAST)
     updates = [u async for u in watch]
     assert updates[-1].state is JobState.SUCCESS
-    assert calls[1] - calls[0] >= 0.24
+    assert calls == [0.0, 5.0]
     assert watch.polls == 2
+
+
+_SUCCESS = {"code": "OK", "data": {"job": {"state": 2, "result": '{"model_id": "m-1"}'}}}
+_500 = (500, {}, {"code": "InternalError", "message": "boom"})
+
+
+async def test_each_poll_is_one_request_and_polls_count_requests(
+    aiportrait_instant_waits: VirtualClock,
+) -> None:
+    async with Scripted([_500] * 5, ok=_SUCCESS) as server:
+        async with Session(server.url, "a", "t", poll=FAST) as session:
+            watch = session.watch(1)
+            updates = [u async for u in watch]
+    assert len(server.requests) == 6  # no second retry layer under the watcher
+    assert updates[-1].polls == 6 == watch.polls
+    assert watch.failures == 5
+    assert watch.consecutive_failures == 0 and watch.last_error is None
+
+
+@pytest.mark.parametrize("timeout", [600.0, None])
+async def test_a_retry_after_beyond_the_cap_ends_a_watch_at_once(
+    aiportrait_instant_waits: VirtualClock, timeout: float | None
+) -> None:
+    throttled = (429, {"Retry-After": "999999"}, {"code": "Throttling", "message": "slow"})
+    async with Scripted([throttled], ok=_SUCCESS) as server:
+        async with Session(server.url, "a", "t", poll=FAST) as session:
+            with pytest.raises(aiportrait.RateLimited) as info:
+                await session.wait(1, poll=attrs.evolve(FAST, timeout=timeout))
+    assert info.value.retry_after == 999999
+    assert len(server.requests) == 1
+    assert max(aiportrait_instant_waits.slept, default=0.0) <= RetryPolicy().max_retry_after
+
+
+async def test_a_retry_after_within_the_cap_delays_the_next_poll(
+    aiportrait_instant_waits: VirtualClock,
+) -> None:
+    throttled = (429, {"Retry-After": "50"}, {"code": "Throttling", "message": "slow"})
+    async with Scripted([throttled], ok=_SUCCESS) as server:
+        async with Session(server.url, "a", "t", poll=FAST) as session:
+            result = await session.wait(1, timeout=600)
+    assert result.model_id == "m-1"
+    assert len(server.requests) == 2
+    assert aiportrait_instant_waits.time >= 50
+
+
+async def test_a_deadline_that_ends_failing_polls_keeps_the_last_failure(
+    aiportrait_instant_waits: VirtualClock,
+) -> None:
+    async with Scripted([_500] * 1000, ok=_SUCCESS) as server:
+        async with Session(server.url, "a", "t", poll=FAST) as session:
+            watch = session.watch(1, timeout=5)
+            with pytest.raises(aiportrait.JobTimeout) as info:
+                async for _ in watch:
+                    pass
+    assert isinstance(info.value.__cause__, aiportrait.ServerError)
+    assert watch.consecutive_failures == watch.polls == len(server.requests)
+    assert isinstance(watch.last_error, aiportrait.ServerError)
 
 
 # -- limiters and the shared cool-down ---------------------------------------------------------
