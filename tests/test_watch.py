@@ -221,15 +221,15 @@ async def test_each_poll_is_one_request_and_polls_count_requests(
     assert watch.consecutive_failures == 0 and watch.last_error is None
 
 
-@pytest.mark.parametrize("timeout", [600.0, None])
+@pytest.mark.parametrize("deadline", [600.0, None])
 async def test_a_retry_after_beyond_the_cap_ends_a_watch_at_once(
-    aiportrait_instant_waits: VirtualClock, timeout: float | None
+    aiportrait_instant_waits: VirtualClock, deadline: float | None
 ) -> None:
     throttled = (429, {"Retry-After": "999999"}, {"code": "Throttling", "message": "slow"})
     async with Scripted([throttled], ok=_SUCCESS) as server:
         async with Session(server.url, "a", "t", poll=FAST) as session:
             with pytest.raises(aiportrait.RateLimited) as info:
-                await session.wait(1, poll=attrs.evolve(FAST, timeout=timeout))
+                await session.wait(1, poll=attrs.evolve(FAST, timeout=deadline))
     assert info.value.retry_after == 999999
     assert len(server.requests) == 1
     assert max(aiportrait_instant_waits.slept, default=0.0) <= RetryPolicy().max_retry_after
