@@ -1,16 +1,23 @@
 """Progress display: live job lines, a batch progress bar, and a notebook-friendly watcher.
 
-tqdm is optional (the ``progress`` extra). With it, a batch on a terminal shows a tqdm bar and
-:func:`watch_with_progress` shows ``tqdm.auto`` (the notebook widget in Jupyter); without it, or
-when the stream is not a terminal, plain lines are printed instead.
+tqdm is optional (the ``progress`` extra; ``notebook`` adds ipywidgets for Jupyter's widget).
+With it, a batch on a terminal shows a tqdm bar and :func:`watch_with_progress` shows
+``tqdm.auto`` (the notebook widget in Jupyter); without it, or when the stream is not a terminal,
+plain lines are printed instead.
+
+Watching a job, a ticker task runs beside the ``async for`` over :meth:`Session.watch`: once a
+second it reads the watcher's ``elapsed``, ``polls``, ``consecutive_failures`` and ``last_error``,
+so that the display moves while nothing changes (a status line rewritten in place on a
+terminal, the bar's elapsed time in a notebook) and says so when polls keep failing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import time
-from collections.abc import Callable
-from typing import IO, TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from ._watch import JobUpdate, PollPolicy, result_of
 from .errors import MalformedResponse
@@ -21,13 +28,24 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BatchProgress",
+    "JobDisplay",
+    "WatchStatus",
     "batch_progress",
+    "duration",
+    "follow",
+    "job_display",
     "job_line",
     "watch_lines",
     "watch_with_progress",
 ]
 
 Echo = Callable[[str], None]
+Sleep = Callable[[float], Awaitable[Any]]
+
+FAILURES_TO_REPORT = 3
+"""Failed polls in a row before the display says that polls are failing."""
+HEARTBEAT = 300.0
+"""Without a live display: seconds between "still RUNNING" lines while nothing changes."""
 
 
 def _tqdm_module(name: str = "tqdm") -> Any:
@@ -36,6 +54,26 @@ def _tqdm_module(name: str = "tqdm") -> Any:
         return importlib.import_module(name)
     except ImportError:
         return None
+
+
+def _isatty(stream: IO[str]) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty()) if isatty is not None else False
+    except ValueError:  # a closed stream
+        return False
+
+
+def duration(seconds: float) -> str:
+    """``42s``, ``1m02s``, ``1h02m03s``: whole seconds, for people."""
+    total = max(0, int(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m{secs:02d}s"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
 
 
 def job_line(update: JobUpdate) -> str:
@@ -49,6 +87,292 @@ def job_line(update: JobUpdate) -> str:
     return line
 
 
+class WatchStatus(Protocol):
+    """What the ticker reads from a watcher (:class:`~aiportrait.JobWatch` has all four)."""
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the watch started."""
+
+    @property
+    def polls(self) -> int:
+        """Polls made so far, failed ones included."""
+
+    @property
+    def consecutive_failures(self) -> int:
+        """Polls failed in a row since the last answer (0 after an answer)."""
+
+    @property
+    def last_error(self) -> Exception | None:
+        """Why the last poll failed, while polls are failing."""
+
+
+class _Watching(WatchStatus, Protocol):
+    """A watcher: the updates, and the status the ticker reads."""
+
+    def __aiter__(self) -> AsyncIterator[JobUpdate]: ...
+
+    async def __anext__(self) -> JobUpdate: ...
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class JobDisplay:
+    """Shows a watched job as plain lines: one per state change, and a word on trouble.
+
+    :meth:`changed` gets each state change; :meth:`tick` is called about once a second with the
+    watcher's status. After ``failures`` failed polls in a row it says so (with the last error
+    and the time left before the deadline), again each time the count doubles, and once more
+    when polls answer again. Every ``heartbeat`` seconds without a change it prints a "still
+    RUNNING" line (``None``: never), so a log shows the job is being watched.
+
+    Args:
+        job_id: the watched job.
+        echo: prints one line.
+        deadline: the watch's deadline in seconds (``None``: none).
+        failures: failed polls in a row before saying so.
+        heartbeat: seconds between "still ..." lines while nothing changes, or ``None``.
+    """
+
+    def __init__(
+        self,
+        job_id: int,
+        echo: Echo,
+        *,
+        deadline: float | None = None,
+        failures: int = FAILURES_TO_REPORT,
+        heartbeat: float | None = HEARTBEAT,
+    ) -> None:
+        self.job_id = job_id
+        self.state: JobState | None = None
+        self._echo = echo
+        self._deadline = deadline
+        self._failures = failures
+        self._next_report = failures
+        self._worst = 0
+        self._heartbeat = heartbeat
+        self._quiet_since = 0.0
+        self._elapsed = 0.0
+
+    # -- the words -----------------------------------------------------------------------
+
+    def label(self) -> str:
+        """``job 12 RUNNING`` (``job 12 waiting`` before the first answer)."""
+        return f"job {self.job_id} {self.state.name if self.state is not None else 'waiting'}"
+
+    def failure_line(self, status: WatchStatus) -> str:
+        """``job 12: 3 polls failed in a row, last: ConnectError: ...; still trying ...``."""
+        error = status.last_error
+        last = f", last: {type(error).__name__}: {_one_line(str(error))}" if error else ""
+        if self._deadline is None:
+            until = "still trying (no deadline)"
+        else:
+            left = self._deadline - status.elapsed
+            until = (
+                f"still trying until the {duration(self._deadline)} deadline "
+                f"({duration(left)} left)"
+            )
+        n = status.consecutive_failures
+        return f"job {self.job_id}: {n} poll{'s' if n != 1 else ''} failed in a row{last}; {until}"
+
+    # -- the events ----------------------------------------------------------------------
+
+    def _say(self, line: str) -> None:
+        self._quiet_since = self._elapsed
+        self._echo(line)
+
+    def changed(self, update: JobUpdate) -> None:
+        """A state change: print its :func:`job_line`."""
+        self.state = update.state
+        self._elapsed = update.elapsed
+        self._say(job_line(update))
+
+    def tick(self, status: WatchStatus) -> None:
+        """The ticker's call: report failing polls, their end, and the heartbeat."""
+        self._elapsed = status.elapsed
+        failing = status.consecutive_failures
+        if failing >= self._next_report:
+            self._say(self.failure_line(status))
+            self._next_report = 2 * failing
+            self._worst = failing
+        elif failing == 0 and self._worst:
+            self._say(f"job {self.job_id}: polls answer again (after {self._worst} failed)")
+            self._next_report, self._worst = self._failures, 0
+        elif self._worst:
+            self._worst = max(self._worst, failing)
+        quiet = status.elapsed - self._quiet_since
+        if self._heartbeat is not None and quiet >= self._heartbeat:
+            self._say(f"{self.label()} after {duration(status.elapsed)} ({status.polls} polls)")
+
+    def close(self) -> None:
+        """The watch ended (or stopped)."""
+
+
+class _LiveJobDisplay(JobDisplay):
+    """On a terminal: a status line rewritten in place (``job 12 RUNNING 1m32s``).
+
+    State changes and warnings are printed as lines above it, as in :class:`JobDisplay`.
+    """
+
+    def __init__(self, job_id: int, stream: IO[str], *, deadline: float | None = None) -> None:
+        super().__init__(job_id, self._line, deadline=deadline, heartbeat=None)
+        self._stream = stream
+        self._status = ""
+        self._failing = 0
+
+    def status(self) -> str:
+        """The status line: state, elapsed time, and failing polls if any."""
+        text = f"{self.label()} {duration(self._elapsed)}"
+        if self._failing:
+            text += f", {self._failing} poll{'s' if self._failing != 1 else ''} failed in a row"
+        return text
+
+    def _write(self, text: str) -> None:
+        self._stream.write(text)
+        self._stream.flush()
+
+    def _line(self, line: str) -> None:
+        self._write(f"\r\033[K{line}\n" + (f"{self._status}" if self._status else ""))
+
+    def changed(self, update: JobUpdate) -> None:
+        """Print the state line and show the new state in the status line."""
+        self._status = ""
+        super().changed(update)
+        self._redraw()
+
+    def tick(self, status: WatchStatus) -> None:
+        """Redraw the status line with the elapsed time."""
+        self._failing = status.consecutive_failures
+        super().tick(status)
+        self._redraw()
+
+    def _redraw(self) -> None:
+        self._status = self.status()
+        self._write(f"\r\033[K{self._status}")
+
+    def close(self) -> None:
+        """Clear the status line."""
+        if self._status:
+            self._write("\r\033[K")
+            self._status = ""
+
+
+class _TqdmJobDisplay(JobDisplay):
+    """A tqdm display: description ``job 12 RUNNING``, postfix the elapsed time ``1m02s``."""
+
+    BAR_FORMAT = "{desc}{postfix}"
+    """No count, unit or rate: a job's polls mean nothing to its owner."""
+
+    def __init__(self, job_id: int, tqdm: Any, *, deadline: float | None = None) -> None:
+        super().__init__(job_id, self._above, deadline=deadline, heartbeat=None)
+        self._tqdm = tqdm
+        self._bar = tqdm.tqdm(total=None, desc=self.label(), bar_format=self.BAR_FORMAT, leave=True)
+        self._failing = 0
+
+    def _above(self, line: str) -> None:
+        self._tqdm.tqdm.write(line)
+
+    def _show(self) -> None:
+        postfix = duration(self._elapsed)
+        if self._failing:
+            postfix += f", {self._failing} poll{'s' if self._failing != 1 else ''} failed"
+        self._bar.set_description_str(self.label(), refresh=False)
+        self._bar.set_postfix_str(postfix, refresh=True)
+
+    def changed(self, update: JobUpdate) -> None:
+        """Show the new state (no line: the bar shows it)."""
+        self.state = update.state
+        self._elapsed = update.elapsed
+        self._failing = 0
+        self._show()
+
+    def tick(self, status: WatchStatus) -> None:
+        """Show the elapsed time (and failing polls)."""
+        self._failing = status.consecutive_failures
+        super().tick(status)
+        self._show()
+
+    def close(self) -> None:
+        """Close the bar."""
+        self._bar.close()
+
+
+def job_display(
+    job_id: int,
+    *,
+    echo: Echo = print,
+    stream: IO[str] | None = None,
+    deadline: float | None = None,
+) -> JobDisplay:
+    """The display for watching ``job_id``: live on a terminal ``stream``, else ``echo`` lines."""
+    if stream is not None and _isatty(stream):
+        return _LiveJobDisplay(job_id, stream, deadline=deadline)
+    return JobDisplay(job_id, echo, deadline=deadline)
+
+
+async def _stop(task: asyncio.Task[None]) -> BaseException | None:
+    """Cancel the ticker and wait for it; its exception, if it died of one."""
+    task.cancel()
+    await asyncio.wait({task})
+    return None if task.cancelled() else task.exception()
+
+
+async def follow(
+    watch: _Watching,
+    display: JobDisplay,
+    *,
+    tick: float = 1.0,
+    sleep: Sleep = asyncio.sleep,
+) -> JobUpdate:
+    """Run ``watch`` to its end, showing it on ``display``; returns the last update.
+
+    Each update goes to ``display.changed``; a ticker task beside the ``async for`` calls
+    ``display.tick(watch)`` every ``tick`` seconds (``sleep`` waits; tests pass their own). When
+    the watch raises (a deadline, Ctrl-C), the display gets a last tick, so failing polls are
+    reported even if the deadline came first, and is closed.
+    """
+
+    async def ticker() -> None:
+        while True:
+            await sleep(tick)
+            display.tick(watch)
+
+    task = asyncio.ensure_future(ticker())
+    last: JobUpdate | None = None
+    try:
+        async for update in watch:
+            display.changed(update)
+            last = update
+    except BaseException:
+        await _stop(task)
+        if not isinstance(last, JobUpdate) or not last.done:
+            display.tick(watch)
+        display.close()
+        raise
+    error = await _stop(task)
+    display.close()
+    if error is not None:
+        raise error
+    if last is None:  # pragma: no cover - a watch yields at least once or raises
+        raise MalformedResponse(f"watching job {display.job_id} gave no state")
+    return last
+
+
+def _job_id(job: int | TrainJob) -> int:
+    return job.job_id if isinstance(job, TrainJob) else job
+
+
+def _deadline(watch: Any, poll: PollPolicy | None, timeout: float | None) -> float | None:
+    """The watch's deadline in seconds, as :meth:`Session.watch` applies it."""
+    if timeout is not None:
+        return timeout
+    policy = poll if poll is not None else getattr(watch, "policy", None)
+    return getattr(policy, "timeout", None)
+
+
 async def watch_lines(
     session: Session,
     job: int | TrainJob,
@@ -56,18 +380,22 @@ async def watch_lines(
     echo: Echo = print,
     poll: PollPolicy | None = None,
     timeout: float | None = None,
+    stream: IO[str] | None = None,
+    tick: float = 1.0,
+    sleep: Sleep = asyncio.sleep,
 ) -> TrainResult:
-    """Watch ``job`` on ``session``, echo a :func:`job_line` per state change, return the result.
+    """Watch ``job`` on ``session`` and return its result, showing its progress.
 
-    Raises :class:`~aiportrait.errors.JobFailed` or :class:`~aiportrait.errors.JobTimeout` like
+    Prints a :func:`job_line` per state change with ``echo`` and says so when polls keep
+    failing; when ``stream`` is a terminal, a status line on it shows the state and the elapsed
+    time, rewritten in place every ``tick`` seconds. Raises
+    :class:`~aiportrait.errors.JobFailed` or :class:`~aiportrait.errors.JobTimeout` like
     :meth:`Session.wait`.
     """
-    last: JobUpdate | None = None
-    async for update in session.watch(job, poll=poll, timeout=timeout):
-        echo(job_line(update))
-        last = update
-    if last is None:  # pragma: no cover - a watch yields at least once or raises
-        raise MalformedResponse(f"watching job {job} gave no state")
+    watch = session.watch(job, poll=poll, timeout=timeout)
+    deadline = _deadline(watch, poll, timeout)
+    display = job_display(_job_id(job), echo=echo, stream=stream, deadline=deadline)
+    last = await follow(watch, display, tick=tick, sleep=sleep)
     return result_of(last, job.model_id if isinstance(job, TrainJob) else None)
 
 
@@ -77,12 +405,16 @@ async def watch_with_progress(
     *,
     poll: PollPolicy | None = None,
     timeout: float | None = None,
+    tick: float = 1.0,
+    sleep: Sleep = asyncio.sleep,
 ) -> TrainResult:
     """Wait for a training like :meth:`Session.wait`, showing its progress live.
 
-    Meant for notebooks: with tqdm installed it shows ``tqdm.auto``'s display (the notebook
-    widget under Jupyter, a text bar elsewhere) with the job's state and polls; without tqdm it
-    prints one line per state change. Example::
+    Meant for notebooks: with tqdm installed (``pip install 'aiportrait[notebook]'`` brings
+    ipywidgets too, for Jupyter's widget) it shows ``tqdm.auto``'s display: the job and its
+    state (``job 12 RUNNING``) and the time waited (``1m02s``), updated every ``tick``
+    seconds, and a line when polls keep failing. Without tqdm it prints one line per state
+    change. Example::
 
         job = await session.train(photos)
         result = await aiportrait.watch_with_progress(session, job)
@@ -91,20 +423,11 @@ async def watch_with_progress(
     """
     auto = _tqdm_module("tqdm.auto")
     if auto is None:
-        return await watch_lines(session, job, poll=poll, timeout=timeout)
-    job_id = job.job_id if isinstance(job, TrainJob) else job
-    bar = auto.tqdm(total=None, desc=f"job {job_id}", unit="poll", leave=True)
-    try:
-        last: JobUpdate | None = None
-        async for update in session.watch(job, poll=poll, timeout=timeout):
-            bar.set_description(f"job {job_id} {update.state.name}", refresh=False)
-            bar.update(update.polls - bar.n)
-            last = update
-        if last is None:  # pragma: no cover - a watch yields at least once or raises
-            raise MalformedResponse(f"watching job {job_id} gave no state")
-        return result_of(last, job.model_id if isinstance(job, TrainJob) else None)
-    finally:
-        bar.close()
+        return await watch_lines(session, job, poll=poll, timeout=timeout, tick=tick, sleep=sleep)
+    watch = session.watch(job, poll=poll, timeout=timeout)
+    display = _TqdmJobDisplay(_job_id(job), auto, deadline=_deadline(watch, poll, timeout))
+    last = await follow(watch, display, tick=tick, sleep=sleep)
+    return result_of(last, job.model_id if isinstance(job, TrainJob) else None)
 
 
 class BatchProgress:

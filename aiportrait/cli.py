@@ -4,8 +4,9 @@ Subcommands: ``check``, ``train``, ``watch``, ``create``, ``batch`` talk to the 
 ``emulator`` runs the local emulator and ``demo`` the whole flow offline against it.
 
 Results go to stdout (one JSON document per command with ``--json``; for ``batch`` one JSON
-line per item and a summary line), progress and errors to stderr. An error is one line (its
-class, message and request id); ``--debug`` adds the traceback and DEBUG logging.
+line per item and a summary line), progress, warnings and errors to stderr. An error is one line
+(its class, message and request id); ``--debug`` adds the traceback and DEBUG logging. Messages
+name the command's flags (``--resubmit-unknown``), not the library's keywords.
 
 Exit codes: 0 ok; 1 the service refused or failed (API error, failed job, photos that did not
 pass ``check``); 2 bad usage, arguments or credentials; 3 no answer (transport error, timeout,
@@ -19,12 +20,15 @@ import argparse
 import asyncio
 import contextlib
 import csv
+import functools
 import json
 import logging
 import os
+import re
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Final, NoReturn
@@ -48,13 +52,17 @@ from ._session import Session, credentials_from_env
 from ._watch import PollPolicy
 from .config import CreateConfig
 from .errors import (
+    AIPortraitWarning,
+    ConfigWarning,
     CredentialsError,
     InvalidArgument,
     JobTimeout,
+    PhotoCountWarning,
+    PreviousFailure,
     SubmitOutcomeUnknown,
     TransportError,
 )
-from .models import CheckReport, Portrait, TrainJob, TrainResult
+from .models import CheckReport, ImageCheck, Portrait, TrainJob, TrainResult
 
 __all__ = [
     "EXIT_BATCH_FAILED",
@@ -105,11 +113,17 @@ class _Parser(argparse.ArgumentParser):
 
 @attrs.define
 class Output:
-    """Where results (stdout) and notes, progress and errors (stderr) go."""
+    """Where results (stdout) and notes, progress and errors (stderr) go.
+
+    ``resume`` is what to tell the user if the command stops before its end (Ctrl-C, a job
+    deadline): how to pick up where it stopped.
+    """
 
     json: bool
     out: IO[str]
     err: IO[str]
+    command: str | None = None
+    resume: str | None = None
 
     def result(self, doc: Mapping[str, Any], lines: Sequence[str]) -> None:
         """Print a command's result: the JSON document with ``--json``, else the lines."""
@@ -124,8 +138,59 @@ class Output:
         print(line, file=self.err, flush=True)
 
 
-def _error_doc(exc: BaseException) -> dict[str, Any]:
-    doc: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc)}
+# The library's messages name its keywords; on the command line, say the flags the user types.
+_KEYWORD: Final = re.compile(r"\b([a-z][a-z0-9_]*)=True\b")
+_ALIASES: Final = {"scene_lora": "--scene-prompts"}
+_PHOTO: Final = re.compile(r"\bimages\[(\d+)\]=")
+_CONFIG_KEY: Final = re.compile(r"\bCreateConfig\.(\w+)=|\bconfig sets (\w+)=")
+
+
+@functools.cache
+def _flags() -> frozenset[str]:
+    """Every long option of every subcommand."""
+    found: set[str] = set()
+    parsers = [build_parser()]
+    while parsers:
+        parser = parsers.pop()
+        for action in parser._actions:
+            found.update(o for o in action.option_strings if o.startswith("--"))
+            if isinstance(action, argparse._SubParsersAction):
+                parsers.extend(action.choices.values())
+    return frozenset(found)
+
+
+def cli_words(text: str, command: str | None = None) -> str:
+    """``text`` with the library's keywords replaced by the flags a command-line user types.
+
+    ``resubmit_unknown=True`` becomes ``--resubmit-unknown`` (any ``name=True`` with a flag
+    ``--name``), ``scene_lora=True`` ``--scene-prompts``, ``images[0]=`` ``photo 1:``, and for
+    ``create`` a ``CreateConfig.key=`` ``--set key=``. The meaning is kept.
+    """
+    flags = _flags()
+
+    def keyword(match: re.Match[str]) -> str:
+        name = match.group(1)
+        flag = _ALIASES.get(name) or f"--{name.replace('_', '-')}"
+        return flag if flag in flags else match.group(0)
+
+    text = _KEYWORD.sub(keyword, text)
+    text = text.replace("scene_prompts ", "--scene-prompts ")
+    text = _PHOTO.sub(lambda m: f"photo {int(m.group(1)) + 1}: ", text)
+    if command == "create":
+        text = _CONFIG_KEY.sub(lambda m: f"--set {m.group(1) or m.group(2)}=", text)
+    return text
+
+
+def _message(exc: BaseException, command: str | None) -> str:
+    """The error's message on one line, in the command line's words."""
+    text = cli_words(" ".join(str(exc).split()), command)
+    if isinstance(exc, PreviousFailure):
+        text += " (run again with --retry-failed to retry it)"
+    return text
+
+
+def _error_doc(exc: BaseException, command: str | None = None) -> dict[str, Any]:
+    doc: dict[str, Any] = {"type": type(exc).__name__, "message": _message(exc, command)}
     for attr in ("request_id", "job_id", "status", "code"):
         value = getattr(exc, attr, None)
         if value not in (None, ""):
@@ -133,9 +198,9 @@ def _error_doc(exc: BaseException) -> dict[str, Any]:
     return doc
 
 
-def _error_text(exc: BaseException) -> str:
+def _error_text(exc: BaseException, command: str | None = None) -> str:
     """``ClassName: message (request_id=...)`` on one line."""
-    text = " ".join(str(exc).split()) or "(no message)"
+    text = _message(exc, command) or "(no message)"
     rid = getattr(exc, "request_id", "")
     if rid and str(rid) not in text:
         text += f" (request_id={rid})"
@@ -183,6 +248,16 @@ def _positive(text: str) -> float:
         value = -1.0
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number from 0.0 to 1.0, got {text!r}")
     return value
 
 
@@ -238,7 +313,7 @@ def _add_create(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--template", metavar="URL", help="template image URL")
     p.add_argument("--prompt", metavar="TEXT", help="a text prompt (with --model or --reference)")
     p.add_argument("--scene-id", metavar="ID", help="a scene LoRA id (with --prompt)")
-    p.add_argument("--ipa-weight", type=float, metavar="W", help="with --reference: 0.0-1.0")
+    p.add_argument("--ipa-weight", type=_fraction, metavar="W", help="with --reference: 0.0-1.0")
     p.add_argument("--sdxl", action="store_true", help="use the SDXL model")
     p.add_argument(
         "--set",
@@ -358,6 +433,7 @@ def _check_doc(report: CheckReport) -> dict[str, Any]:
                 "code": int(r.code),
                 "verdict": r.code.name,
                 "message": r.message,
+                "detail": r.detail,
                 "frontal": r.frontal,
             }
             for r in report.results
@@ -367,13 +443,18 @@ def _check_doc(report: CheckReport) -> dict[str, Any]:
     }
 
 
+def check_line(result: ImageCheck) -> str:
+    """``FAIL  URL  VERDICT: message (detail)``; ``ok    URL  SUCCESS`` for a usable photo."""
+    line = f"{'ok  ' if result.ok else 'FAIL'}  {result.url}  {result.code.name}"
+    if not result.ok:
+        line += f": {result.message}" if result.message else ""
+        line += f" ({result.detail})" if result.detail else ""
+    return line
+
+
 async def _cmd_check(session: Session, args: argparse.Namespace, out: Output) -> int:
     report = await session.check_images(args.urls)
-    lines = [
-        f"{'ok  ' if r.ok else 'FAIL'}  {r.url}  {r.code.name}"
-        + (f": {r.message}" if r.message and not r.ok else "")
-        for r in report.results
-    ]
+    lines = [check_line(r) for r in report.results]
     lines.append(f"{len(report.passed)}/{len(report.results)} photos usable")
     out.result(_check_doc(report), lines)
     return EXIT_OK if report.ok else EXIT_FAILED
@@ -394,9 +475,38 @@ def _result_doc(result: TrainResult) -> dict[str, Any]:
         "model_id": result.model_id,
         "cost_time": result.cost_time,
         "states": [
-            {"url": s.url, "verdict": s.code.name, "message": s.message} for s in result.states
+            {
+                "url": s.url,
+                "ok": s.ok,
+                "verdict": s.code.name,
+                "message": s.message,
+                "detail": s.detail,
+            }
+            for s in result.states
         ],
+        "rejected": [s.url for s in result.states if not s.ok],
     }
+
+
+def rejected_lines(result: TrainResult) -> list[str]:
+    """The photos the service's check rejected (its ``states``), one line each; else nothing."""
+    rejected = [s for s in result.states if not s.ok]
+    if not rejected:
+        return []
+    head = f"{len(rejected)} of {len(result.states)} photos were rejected by the service's check:"
+    return [head, *(f"  {check_line(s)}" for s in rejected)]
+
+
+async def _watch(
+    session: Session, job: int | TrainJob, args: argparse.Namespace, out: Output
+) -> TrainResult:
+    """Watch a job to its end, live on a terminal; tell how to resume if it stops first."""
+    job_id = job.job_id if isinstance(job, TrainJob) else job
+    again = f"{PROG} watch {job_id}"
+    out.resume = f"watching stopped, job {job_id} did not; follow it again with: {again}"
+    result = await watch_lines(session, job, echo=out.note, poll=_poll_policy(args), stream=out.err)
+    out.resume = None
+    return result
 
 
 async def _cmd_train(session: Session, args: argparse.Namespace, out: Output) -> int:
@@ -415,18 +525,20 @@ async def _cmd_train(session: Session, args: argparse.Namespace, out: Output) ->
         )
         return EXIT_OK
     out.note(f"training started: job {job.job_id}, model_id {job.model_id}")
-    result = await watch_lines(session, job, echo=out.note, poll=_poll_policy(args))
+    result = await _watch(session, job, args, out)
     doc.update(_result_doc(result), state="SUCCESS")
-    out.result(doc, [f"trained: model_id {result.model_id} in {result.cost_time:.1f}s"])
+    trained = f"trained: model_id {result.model_id} in {result.cost_time:.1f}s"
+    out.result(doc, [trained, *rejected_lines(result)])
     return EXIT_OK
 
 
 async def _cmd_watch(session: Session, args: argparse.Namespace, out: Output) -> int:
     if args.job_id < 0:
         raise UsageError("JOB_ID must not be negative")
-    result = await watch_lines(session, args.job_id, echo=out.note, poll=_poll_policy(args))
+    result = await _watch(session, args.job_id, args, out)
     doc = {"job_id": args.job_id, "state": "SUCCESS", **_result_doc(result)}
-    out.result(doc, [f"job {args.job_id} succeeded: model_id {result.model_id}"])
+    succeeded = f"job {args.job_id} succeeded: model_id {result.model_id}"
+    out.result(doc, [succeeded, *rejected_lines(result)])
     return EXIT_OK
 
 
@@ -461,6 +573,9 @@ def parse_settings(settings: Sequence[str]) -> dict[str, Any]:
 
 def _create_request(args: argparse.Namespace) -> AnyCreateRequest:
     config = config_from(parse_settings(args.settings))
+    weight = args.ipa_weight
+    if weight is not None and config is not None and config.ipa_weight not in (None, weight):
+        raise UsageError("--ipa-weight and --set ipa_weight=... disagree")
     if args.prompt is not None:
         if args.group is not None:
             raise UsageError("--prompt takes --model or --reference, not --group")
@@ -496,8 +611,6 @@ def _with_ipa_weight(config: CreateConfig | None, weight: float) -> CreateConfig
     """``config`` with ``ipa_weight`` set (the prompt call has no argument of its own for it)."""
     if config is None:
         return CreateConfig(ipa_weight=weight)
-    if config.ipa_weight is not None and config.ipa_weight != weight:
-        raise UsageError("--ipa-weight and --set ipa_weight=... disagree")
     return attrs.evolve(config, ipa_weight=weight)
 
 
@@ -686,8 +799,30 @@ def _is_jsonl(path: Path, text: str) -> bool:
     return suffix != ".csv" and text.lstrip().startswith("{")
 
 
+def check_request(request: AnyCreateRequest | TrainRequest) -> None:
+    """Warn now what the library would warn when the request is sent (nothing is sent here).
+
+    A training outside the documented 5 to 20 photos (:class:`PhotoCountWarning`); config keys
+    documented for the other model only (:class:`ConfigWarning`).
+    """
+    if isinstance(request, TrainRequest):
+        PhotoCountWarning.check(len(request.images))
+    elif request.config is not None:
+        request.config.model_mismatch(sdxl=request.sdxl)
+
+
+def _line_numbers(numbers: list[int], shown: int = 5) -> str:
+    more = f" and {len(numbers) - shown} more" if len(numbers) > shown else ""
+    listed = ", ".join(str(n) for n in numbers[:shown])
+    return f"line{'s' if len(numbers) > 1 else ''} {listed}{more}"
+
+
 def read_plan(path: Path) -> Plan:
-    """Parse a batch file (CSV with a header row, or JSON Lines) into a :class:`Plan`."""
+    """Parse a batch file (CSV with a header row, or JSON Lines) into a :class:`Plan`.
+
+    Warnings about the rows (see :func:`check_request`) are issued once per message, with the
+    file and the lines they concern.
+    """
     try:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
@@ -695,13 +830,20 @@ def read_plan(path: Path) -> Plan:
     rows = _jsonl_rows(text) if _is_jsonl(path, text) else _csv_rows(text)
     plan = Plan()
     index = 0
+    notes: dict[tuple[str, type[Warning]], list[int]] = {}
     try:
         for index, (number, row) in enumerate(rows, 1):
-            _add_row(plan, number, index, row)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", AIPortraitWarning)
+                _add_row(plan, number, index, row)
+            for w in caught:
+                notes.setdefault((str(w.message), w.category), []).append(number)
     except UsageError as exc:
         raise UsageError(f"{path}: {exc}") from exc
     if not plan:
         raise UsageError(f"{path}: no items")
+    for (message, category), numbers in notes.items():
+        warnings.warn(f"{path}: {_line_numbers(numbers)}: {message}", category, stacklevel=2)
     return plan
 
 
@@ -711,6 +853,7 @@ def _add_row(plan: Plan, number: int, index: int, row: dict[str, Any]) -> None:
         key = _text(_present(row), "key") or f"row{index}"
     except (UsageError, InvalidArgument) as exc:
         raise UsageError(f"line {number}: {exc}") from exc
+    check_request(request)
     if key in plan.trainings or key in plan.creations:
         raise UsageError(f"line {number}: key {key!r} is used twice")
     if isinstance(request, TrainRequest):
@@ -749,7 +892,7 @@ def outcome_doc(kind: str, outcome: Outcome[Any, Any]) -> dict[str, Any]:
     if outcome.job is not None:
         doc.update(job_id=outcome.job.job_id, model_id=outcome.job.model_id)
     if outcome.error is not None:
-        doc["error"] = _error_doc(outcome.error)
+        doc["error"] = _error_doc(outcome.error, "batch")
     else:
         doc.update(_value_doc(outcome.value, outcome.path))
     return doc
@@ -758,13 +901,17 @@ def outcome_doc(kind: str, outcome: Outcome[Any, Any]) -> dict[str, Any]:
 def _outcome_text(kind: str, outcome: Outcome[Any, Any], written: Path | None) -> str:
     resumed = " (resumed)" if outcome.resumed else ""
     if outcome.error is not None:
-        return f"failed  {outcome.key}  {_error_text(outcome.error)}{resumed}"
+        return f"failed  {outcome.key}  {_error_text(outcome.error, 'batch')}{resumed}"
     value = outcome.value
     if isinstance(value, Portrait):
         return f"ok      {outcome.key}  {outcome.path or ''}  {_portrait_text(value)}{resumed}"
     model = value.model_id if isinstance(value, (TrainResult, TrainJob)) else ""
     where = f"  {written}" if written is not None else ""
-    return f"ok      {outcome.key}  {kind} model_id {model}{where}{resumed}"
+    rejected = ""
+    if isinstance(value, TrainResult) and any(not s.ok for s in value.states):
+        count = sum(not s.ok for s in value.states)
+        rejected = f"  ({count} of {len(value.states)} photos rejected by the service's check)"
+    return f"ok      {outcome.key}  {kind} model_id {model}{where}{rejected}{resumed}"
 
 
 def _save_training(out_dir: Path, outcome: Outcome[Any, Any]) -> Path | None:
@@ -835,6 +982,9 @@ async def _cmd_batch(session: Session, args: argparse.Namespace, out: Output) ->
     started = time.monotonic()
     progress = batch_progress(len(plan), out.err, enabled=not args.no_progress)
     run = _BatchRun(session, args, out, progress)
+    out.resume = (
+        f"run the same command again to resume: the journal {run.journal} remembers what is done"
+    )
     try:
         if plan.trainings:
             await run.trainings(plan.trainings)
@@ -842,6 +992,7 @@ async def _cmd_batch(session: Session, args: argparse.Namespace, out: Output) ->
             await run.creations(plan.creations)
     finally:
         progress.close()
+    out.resume = None
     tally, seconds = run.tally, time.monotonic() - started
     summary = {"type": "summary", "total": len(plan), **attrs.asdict(tally), "seconds": seconds}
     summary.update(out=str(args.out), journal=str(run.journal))
@@ -864,18 +1015,55 @@ _COMMANDS: Final = {
 }
 
 
+_WARNED_BEFORE: Final[dict[str, tuple[type[Warning], ...]]] = {
+    "create": (ConfigWarning,),
+    "batch": (ConfigWarning, PhotoCountWarning),
+}
+"""Per command, the warnings :func:`_prepare` already gave: not repeated when sending."""
+
+
 def _prepare(args: argparse.Namespace) -> None:
     """Checks and parsing that need no Session (so usage errors come before credentials)."""
     if args.command == "create":
         args.request = _create_request(args)
+        check_request(args.request)
     elif args.command == "batch":
         args.plan = read_plan(args.file)
 
 
 async def _dispatch(args: argparse.Namespace, out: Output) -> int:
     _prepare(args)
-    async with _session(args) as session:
-        return await _COMMANDS[args.command](session, args, out)
+    with warnings.catch_warnings():
+        for category in _WARNED_BEFORE.get(args.command, ()):
+            warnings.filterwarnings("ignore", category=category)
+        async with _session(args) as session:
+            return await _COMMANDS[args.command](session, args, out)
+
+
+@contextlib.contextmanager
+def _warnings_shown(out: Output) -> Iterator[None]:
+    """Warnings as one line each on stderr, each text once, in the command line's words."""
+    shown: set[str] = set()
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: IO[str] | None = None,
+        line: str | None = None,
+    ) -> None:
+        text = cli_words(" ".join(str(message).split()), out.command)
+        if not issubclass(category, AIPortraitWarning):
+            text = f"{category.__name__}: {text}"
+        if text not in shown:
+            shown.add(text)
+            out.note(f"{PROG}: warning: {text}")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", AIPortraitWarning)
+        warnings.showwarning = show
+        yield
 
 
 @contextlib.contextmanager
@@ -900,15 +1088,23 @@ def _fail(exc: BaseException, args: argparse.Namespace | None, out: Output) -> i
     code = exit_code(exc)
     if args is not None and args.debug:
         traceback.print_exception(type(exc), exc, exc.__traceback__, file=out.err)
+    resume = out.resume if isinstance(exc, (KeyboardInterrupt, JobTimeout)) else None
     if isinstance(exc, KeyboardInterrupt):
         out.note(f"{PROG}: interrupted")
+        if resume:
+            out.note(f"{PROG}: {resume}")
         return code
     if isinstance(exc, UsageError):
         out.note(f"{PROG}: error: {' '.join(str(exc).split())}")
     else:
-        out.note(f"{PROG}: error: {_error_text(exc)}")
+        out.note(f"{PROG}: error: {_error_text(exc, out.command)}")
+    if resume:
+        out.note(f"{PROG}: {resume} (--deadline SECONDS to wait longer)")
     if out.json:
-        print(json.dumps({"error": {**_error_doc(exc), "exit_code": code}}), file=out.out)
+        doc = {**_error_doc(exc, out.command), "exit_code": code}
+        if resume and isinstance(exc, JobTimeout):
+            doc["resume"] = f"{PROG} watch {exc.job_id}"
+        print(json.dumps({"error": doc}), file=out.out)
     return code
 
 
@@ -936,8 +1132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = None
     try:
         args = build_parser().parse_args(args_list)
-        out.json = bool(args.json)
-        with _logging(bool(args.debug), out.err):
+        out.json, out.command = bool(args.json), args.command
+        with _logging(bool(args.debug), out.err), _warnings_shown(out):
             return _run(args, out)
     except (Exception, KeyboardInterrupt) as exc:
         return _fail(exc, args, out)

@@ -25,6 +25,7 @@ from aiportrait import _progress, cli
 from aiportrait._demo import _photos
 from aiportrait.cli import main
 from aiportrait.emulator import Emulator, Faults
+from aiportrait.errors import PhotoCountWarning
 
 PIL = pytest.importorskip("PIL.Image")
 
@@ -59,7 +60,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
             jobs = await asyncio.gather(*(session.train(s) for s in sets))
             return [(await session.wait(job)).model_id for job in jobs]
 
-    astronaut, hopper = asyncio.run(train())
+    with pytest.warns(PhotoCountWarning):  # one photo each
+        astronaut, hopper = asyncio.run(train())
     return World(media, data, names, astronaut, hopper)
 
 
@@ -204,13 +206,15 @@ async def test_create_every_kind_writes_the_image(
 def test_set_values_are_json_and_unknown_keys_go_to_extra() -> None:
     values = cli.parse_settings(["lora_weights=0.8", "crop_face_preprocess=false", 'x={"a":1}'])
     values.update(cli.parse_settings(["style_name=Anime", "first_diffusion_steps=30"]))
-    config = cli.config_from(values)
-    assert config == aiportrait.CreateConfig(
+    with pytest.warns(aiportrait.errors.ConfigWarning, match="'x' is not documented"):
+        config = cli.config_from(values)
+    assert config is not None
+    assert config.extra == {"x": {"a": 1}}
+    assert attrs.evolve(config, extra=None) == aiportrait.CreateConfig(
         lora_weights=0.8,
         crop_face_preprocess=False,
         style_name="Anime",
         first_diffusion_steps=30,
-        extra={"x": {"a": 1}},
     )
     assert cli.config_from({}) is None
 
@@ -436,6 +440,7 @@ async def test_batch_jsonl_trains_creates_and_reports_failures(
     assert await run(emu, *args) == cli.EXIT_BATCH_FAILED  # the failure is remembered
     text = capsys.readouterr().out
     assert "PreviousFailure" in text
+    assert "(run again with --retry-failed to retry it)" in text  # the flag, not a keyword
     assert "3 ok, 1 failed (4 resumed) of 4" in text
     assert (emu.counters.trainings, emu.counters.creations) == (1, 2)
 
@@ -483,7 +488,7 @@ def test_scene_prompts_file_is_read_and_checked(
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a quiet beach\n\n")
     assert main([*base, str(prompts)]) == cli.EXIT_USAGE  # scene LoRAs are SDXL only
-    assert "InvalidArgument: scene_lora=True needs sdxl=True" in capsys.readouterr().err
+    assert "InvalidArgument: --scene-prompts needs --sdxl" in capsys.readouterr().err
 
 
 def test_batch_lists_and_flags_parse() -> None:
@@ -588,3 +593,278 @@ def test_ipa_weight_with_a_reference_prompt_is_kept() -> None:
     request = _create_request(args)
     assert request.config is not None
     assert request.config.ipa_weight == 0.7
+
+
+# -- what a new user hits: warnings, rejected photos, progress, resuming ---------------------
+
+MOCK = ["--host", "h.example", "--app-id", "a", "--token", "t"]
+MOCK_API = "https://h.example/api/v1"
+PHOTOS = [f"https://p.example/{i}.jpg" for i in range(5)]
+DETAIL_404 = "The photo URL answered HTTP 404 Not Found."
+REJECTED = [
+    {"url": PHOTOS[0], "code": 1, "message": "success", "frontal": True},
+    {"url": PHOTOS[1], "code": 2, "message": "Image decode error.", "frontal": False,
+     "emulator_detail": DETAIL_404},
+    {"url": PHOTOS[2], "code": 1, "message": "success", "frontal": True},
+    {"url": PHOTOS[3], "code": 3, "message": "Number of face is not 1.", "frontal": False,
+     "emulator_detail": "2 faces found."},
+    {"url": PHOTOS[4], "code": 1, "message": "success", "frontal": True},
+]  # fmt: skip
+
+
+def _closed(*args: str) -> list[str]:
+    """``args`` against a port nobody listens on, one try each."""
+    host = f"http://127.0.0.1:{_closed_port()}"
+    return [*args, "--host", host, "--app-id", "a", "--token", "t", "--tries", "1"]
+
+
+def test_check_shows_the_servers_detail_after_the_message(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tests._mock import mocked
+
+    results = [
+        {"url": PHOTOS[0], "code": 1, "message": "success", "frontal": True},
+        {"url": PHOTOS[1], "code": 2, "message": "Image decode error.", "frontal": False,
+         "emulator_detail": DETAIL_404},
+        {"url": PHOTOS[2], "code": 2, "message": "Image decode error.", "frontal": False},
+    ]  # fmt: skip
+    data = {"check_results": results, "images": PHOTOS[:3], "cost_time": 0.1}
+    with mocked() as mock:
+        mock.post(
+            f"{MOCK_API}/aigc_images/check", payload={"code": "OK", "data": data}, repeat=True
+        )
+        assert main(["check", *PHOTOS[:3], *MOCK]) == cli.EXIT_FAILED
+        out = capsys.readouterr().out.splitlines()
+        assert out == [
+            f"ok    {PHOTOS[0]}  SUCCESS",
+            f"FAIL  {PHOTOS[1]}  DECODE_ERROR: Image decode error. ({DETAIL_404})",
+            f"FAIL  {PHOTOS[2]}  DECODE_ERROR: Image decode error.",  # no detail sent
+            "1/3 photos usable",
+        ]
+        assert main(["check", *PHOTOS[:3], *MOCK, "--json"]) == cli.EXIT_FAILED
+    doc = one_json(capsys.readouterr().out)
+    assert [r["detail"] for r in doc["results"]] == ["", DETAIL_404, ""]
+    assert doc["results"][1]["message"] == "Image decode error."  # word for word
+
+
+def test_train_wait_lists_the_photos_the_service_rejected(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tests._mock import mocked
+
+    result = json.dumps({"cost_time": 300.0, "states": REJECTED, "model_id": "m-7"})
+    job = {"id": 7, "state": 2, "message": "success", "Result": result}
+    with mocked() as mock:
+        mock.post(f"{MOCK_API}/aigc_images/train",
+                  payload={"code": "OK", "data": {"job_id": 7, "model_id": "m-7"}})  # fmt: skip
+        mock.post(f"{MOCK_API}/async_jobs/7", payload={"code": "OK", "data": {"job": job}},
+                  repeat=True)  # fmt: skip
+        assert main(["train", *PHOTOS, "--wait", *MOCK]) == cli.EXIT_OK
+        out = capsys.readouterr().out.splitlines()
+        assert out == [
+            "trained: model_id m-7 in 300.0s",
+            "2 of 5 photos were rejected by the service's check:",
+            f"  FAIL  {PHOTOS[1]}  DECODE_ERROR: Image decode error. ({DETAIL_404})",
+            f"  FAIL  {PHOTOS[3]}  FACE_COUNT: Number of face is not 1. (2 faces found.)",
+        ]
+        assert main(["watch", "7", *MOCK, "--json"]) == cli.EXIT_OK
+    doc = one_json(capsys.readouterr().out)
+    assert doc["rejected"] == [PHOTOS[1], PHOTOS[3]]
+    assert doc["states"][1]["detail"] == DETAIL_404
+
+
+async def test_watch_lists_the_photos_the_service_rejected(
+    emu: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = {"cost_time": 2.0, "states": REJECTED, "model_id": "m-emu"}
+    job = emu.add_synthetic_job(0.0, result=result)
+    assert await run(emu, "watch", str(job)) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert f"job {job} succeeded: model_id m-emu\n" in out
+    assert "2 of 5 photos were rejected by the service's check:" in out
+    assert "FACE_COUNT: Number of face is not 1. (2 faces found.)" in out
+
+    clean = emu.add_synthetic_job(0.0)
+    assert await run(emu, "watch", str(clean)) == cli.EXIT_OK
+    assert "rejected" not in capsys.readouterr().out  # nothing to say: nothing said
+
+
+@pytest.mark.parametrize(("count", "said"), [(1, "1 photo,"), (21, "21 photos,")])
+def test_train_warns_on_the_terminal_before_submitting_an_undocumented_photo_count(
+    count: int, said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photos = [f"http://x/{i}.jpg" for i in range(count)]
+    assert main(_closed("train", *photos)) == cli.EXIT_TRANSPORT  # nothing listens
+    warning, *_, error = capsys.readouterr().err.strip().splitlines()
+    assert warning == (
+        f"aiportrait: warning: training on {said} but the documentation asks for 5 to 20 "
+        "photos of one person (sent anyway)"
+    )
+    assert error.startswith("aiportrait: error: ConnectError")  # the warning came first
+
+
+def test_unknown_set_key_warns_with_the_closest_documented_key(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = ["create", "--model", "m", "--template", "http://x/t.jpg", "--sdxl"]
+    args += ["--set", "loraweights=0.8", "--set", "style_name=Anime", "--set", "brand_new=1"]
+    main(_closed(*args))
+    lines = capsys.readouterr().err.strip().splitlines()
+    warnings = [line for line in lines if line.startswith("aiportrait: warning: ")]
+    assert warnings == [
+        "aiportrait: warning: configure key 'loraweights' is not documented "
+        "(did you mean 'lora_weights'?); it is sent unchanged",
+        "aiportrait: warning: configure key 'brand_new' is not documented; it is sent unchanged",
+        "aiportrait: warning: configure key 'style_name' is documented for SD1.5 only, but this "
+        "creation uses SDXL; the service may ignore it (sent unchanged)",
+    ]  # each once: not repeated when the request is sent
+    assert lines[-1].startswith("aiportrait: error: ")
+
+
+def test_batch_file_warnings_name_the_file_and_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [
+        {"kind": "train", "key": "a", "images": ["http://x/a.jpg"]},
+        {"kind": "train", "key": "b", "images": ["http://x/b.jpg"]},
+        {"kind": "solo", "key": "c", "model_id": "m", "template": "http://x/t.jpg",
+         "config": {"loraweights": 0.8}},
+        {"kind": "solo", "key": "d", "model_id": "m", "template": "http://x/t.jpg",
+         "sdxl": True, "config": {"style_name": "Anime"}},
+    ]  # fmt: skip
+    batch = tmp_path / "items.jsonl"
+    batch.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    args = _closed("batch", str(batch), "--out", str(tmp_path / "out"), "--no-progress")
+    assert main(args) == cli.EXIT_BATCH_FAILED  # nothing listens: every item fails
+    warnings = [
+        line.removeprefix("aiportrait: warning: ")
+        for line in capsys.readouterr().err.splitlines()
+        if line.startswith("aiportrait: warning: ")
+    ]
+    assert warnings == [
+        f"{batch}: lines 1, 2: training on 1 photo, but the documentation asks for 5 to 20 "
+        "photos of one person (sent anyway)",
+        f"{batch}: line 3: configure key 'loraweights' is not documented "
+        "(did you mean 'lora_weights'?); it is sent unchanged",
+        f"{batch}: line 4: configure key 'style_name' is documented for SD1.5 only, but this "
+        "creation uses SDXL; the service may ignore it (sent unchanged)",
+    ]
+
+
+async def test_job_timeout_names_the_state_and_the_command_that_resumes(
+    emu: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    slow = emu.add_synthetic_job(600.0)  # in INIT for a minute
+    args = ["watch", str(slow), "--poll", "0.05", "--deadline", "0.3"]
+    assert await run(emu, *args) == cli.EXIT_TRANSPORT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-2].startswith(f"aiportrait: error: JobTimeout: job {slow} did not end within ")
+    assert err[-2].endswith("(last state INIT)")
+    assert err[-1] == (
+        f"aiportrait: watching stopped, job {slow} did not; follow it again with: "
+        f"aiportrait watch {slow} (--deadline SECONDS to wait longer)"
+    )
+    assert await run(emu, *args, "--json") == cli.EXIT_TRANSPORT
+    error = one_json(capsys.readouterr().out)["error"]
+    assert error["resume"] == f"aiportrait watch {slow}"
+    assert "last state INIT" in error["message"]
+
+
+def test_watch_says_so_when_polls_keep_failing(capsys: pytest.CaptureFixture[str]) -> None:
+    args = _closed("watch", "5", "--poll", "0.05", "--deadline", "3", "--timeout", "5")
+    assert main(args) == cli.EXIT_TRANSPORT
+    err = capsys.readouterr().err.strip().splitlines()
+    failing = [line for line in err if "polls failed in a row" in line]
+    assert failing  # said before giving up, at the latest when the deadline ends the watch
+    assert failing[0].startswith("job 5: ")
+    assert ", last: ConnectError: " in failing[0]
+    assert "; still trying until the 3s deadline (" in failing[0]
+    assert err[-2].startswith("aiportrait: error: ")
+    assert err[-2].endswith("(no state seen)") or "ConnectError" in err[-2]
+    assert err[-1].startswith("aiportrait: watching stopped, job 5 did not; follow it again")
+
+
+def test_ctrl_c_while_watching_prints_the_command_that_resumes(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def interrupted(*_args: Any, **_kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "watch_lines", interrupted)
+    assert main(_closed("watch", "7")) == cli.EXIT_INTERRUPTED
+    assert capsys.readouterr().err.splitlines() == [
+        "aiportrait: interrupted",
+        "aiportrait: watching stopped, job 7 did not; follow it again with: aiportrait watch 7",
+    ]
+
+
+def test_ctrl_c_in_a_batch_says_the_same_command_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def interrupted(*_args: Any, **_kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli._BatchRun, "creations", interrupted)
+    batch = tmp_path / "b.csv"
+    batch.write_text("kind,model_id,template\nsolo,m,http://x/t.jpg\n")
+    out = tmp_path / "out"
+    assert main(_closed("batch", str(batch), "--out", str(out))) == cli.EXIT_INTERRUPTED
+    assert capsys.readouterr().err.splitlines()[-2:] == [
+        "aiportrait: interrupted",
+        "aiportrait: run the same command again to resume: the journal "
+        f"{out / cli.DEFAULT_JOURNAL} remembers what is done",
+    ]
+
+
+def test_messages_name_the_flags_the_user_types() -> None:
+    in_flight = (
+        "item 'k' was in flight when an earlier run stopped; it may have run on the service "
+        "(re-run with resubmit_unknown=True to submit it again)"
+    )
+    assert cli.cli_words(in_flight, "batch").endswith(
+        "(re-run with --resubmit-unknown to submit it again)"
+    )
+    assert cli.cli_words("scene_lora=True needs sdxl=True: scene LoRAs are SDXL only") == (
+        "--scene-prompts needs --sdxl: scene LoRAs are SDXL only"
+    )
+    assert cli.cli_words("images[1]='nope' is not a URL: no scheme", "check") == (
+        "photo 2: 'nope' is not a URL: no scheme"
+    )
+    assert cli.cli_words("CreateConfig.sharp_ratio=3 is invalid", "create") == (
+        "--set sharp_ratio=3 is invalid"
+    )
+    # a keyword the command has no flag for is left as it is
+    text = "ipa_control_only=True needs ipa_image_path (a reference URL)"
+    assert cli.cli_words(text, "create") == text
+    failure = cli._error_text(aiportrait.PreviousFailure("HTTP 462 error: bad"), "batch")
+    assert failure == (
+        "PreviousFailure: failed in an earlier run: HTTP 462 error: bad "
+        "(run again with --retry-failed to retry it)"
+    )
+
+
+def test_a_bad_photo_url_is_named_as_the_user_typed_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(_closed("check", "http://x/a.jpg", "nope")) == cli.EXIT_USAGE
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("aiportrait: error: InvalidArgument: photo 2: 'nope' is not a URL")
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--model", "m", "--set", "sharp_ratio=3"], "--set sharp_ratio=3.0 is invalid: expected"),
+        (["--reference", "http://x/r", "--ipa-weight", "2"],
+         "argument --ipa-weight: expected a number from 0.0 to 1.0, got '2'"),
+        (["--reference", "http://x/r", "--ipa-weight", "0.6", "--set", "ipa_weight=0.3"],
+         "--ipa-weight and --set ipa_weight=... disagree"),
+    ],
+)  # fmt: skip
+def test_create_value_errors_name_the_flags(
+    args: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(_closed("create", "--template", "http://x/t.jpg", *args)) == cli.EXIT_USAGE
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert expected in line
