@@ -10,9 +10,11 @@ than K items remain (no head-of-line blocking behind a slow item).
 With ``journal=`` (an SQLite file) a batch is resumable: see :mod:`aiportrait._journal`.
 Re-running the same batch after a crash or kill skips finished items (portraits are read back
 from disk), resumes watching trainings whose job id was recorded, and never silently submits a
-charged call twice: an item that was in flight when the process died may or may not have run
-on the service, so it comes back as :class:`~aiportrait.errors.SubmitOutcomeUnknown` unless
-``resubmit_unknown=True``.
+charged call twice: an item whose request was on the wire when the process died may or may not
+have run on the service, so it comes back as :class:`~aiportrait.errors.SubmitOutcomeUnknown`
+unless ``resubmit_unknown=True``. An item still waiting for a limiter slot or the 429 cool-down
+never left, so it is simply new on a re-run. A finished portrait whose file is gone comes back as
+:class:`~aiportrait.errors.PortraitMissing` unless ``recreate_missing=True``.
 """
 
 from __future__ import annotations
@@ -32,11 +34,14 @@ import attrs
 
 from ._args import string_tuple
 from ._codec import converter
-from ._journal import Journal, Record
+from ._journal import Journal, Record, key_text
+from ._sendhook import before_send
 from .config import CreateConfig
 from .errors import (
     InvalidArgument,
     JobFailed,
+    JournalError,
+    PortraitMissing,
     PreviousFailure,
     SubmitOutcomeUnknown,
     TransportError,
@@ -265,16 +270,27 @@ def fingerprint(request: object) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+_READABLE = re.compile(r"[a-z0-9_][a-z0-9._-]{0,79}")
+_DECIMAL = re.compile(r"0|[1-9][0-9]*")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def file_stem(key: object) -> str:
-    """A file-name stem for a key: readable where possible, unique always."""
-    text = str(key)
-    safe = _SAFE.sub("_", text)[:80]
-    if safe == text and safe not in ("", ".", ".."):
-        return safe
-    return f"{safe}-{hashlib.sha1(text.encode()).hexdigest()[:10]}"
+    """A file-name stem for a key: readable where possible, and distinct keys never share one.
+
+    A non-negative ``int`` is its own stem (``7``); so is a ``str`` of lower-case letters,
+    digits, ``.``, ``_`` and ``-`` (at most 80, not starting with ``.`` or ``-``) that is not
+    a decimal number (those belong to ints). Any other key gets a readable prefix, ``~`` and a
+    digest of the key with its type (``Alice~3f2a...``, ``1~9c1e...`` for the string ``"1"``).
+    A readable stem never holds ``~`` and is lower-case, so stems stay distinct even on a
+    case-insensitive file system.
+    """
+    if type(key) is int and key >= 0:
+        return str(key)
+    if type(key) is str and _READABLE.fullmatch(key) and not _DECIMAL.fullmatch(key):
+        return key
+    prefix = _UNSAFE.sub("_", key if isinstance(key, str) else str(key))[:40].lstrip(".-")
+    return f"{prefix}~{hashlib.sha256(key_text(key).encode()).hexdigest()[:16]}"
 
 
 @attrs.frozen
@@ -342,7 +358,11 @@ async def run_batch(
 
 
 class BatchRunner:
-    """Runs the items of one batch on a Session, with an optional journal and output folder."""
+    """Runs the items of one batch on a Session, with an optional journal and output folder.
+
+    With a journal, the runner owns it for the whole batch (its lock is taken here, so a
+    second run on the same file is refused with :class:`~aiportrait.errors.JournalLocked`).
+    """
 
     def __init__(
         self,
@@ -352,6 +372,7 @@ class BatchRunner:
         out_dir: str | os.PathLike[str] | None,
         resubmit_unknown: bool,
         retry_failed: bool,
+        recreate_missing: bool = False,
     ) -> None:
         self.session = session
         self.journal = None if journal is None else Journal(Path(journal))
@@ -360,23 +381,47 @@ class BatchRunner:
         self.out_dir = None if out_dir is None else Path(out_dir)
         self.resubmit_unknown = resubmit_unknown
         self.retry_failed = retry_failed
+        self.recreate_missing = recreate_missing
+        self._keys: set[tuple[str, str]] = set()  # the items this run has started
 
     def close(self) -> None:
-        """Close the journal."""
+        """Close the journal (and give up its lock)."""
         if self.journal is not None:
             self.journal.close()
 
-    async def _get(self, kind: str, key: str, fp: str) -> Record | None:
+    async def _get(self, kind: str, key: Any, skey: str, fp: str) -> Record | None:
+        """The item's row; refuses a key another item of this batch has (one row, one file)."""
+        if self.journal is None and self.out_dir is None:
+            return None  # the key only labels the outcome
+        if (kind, skey) in self._keys:
+            raise InvalidArgument(
+                f"batch key {key!r} is used by more than one item; give each item its own key"
+            )
+        self._keys.add((kind, skey))
         if self.journal is None:
             return None
-        return await anyio.to_thread.run_sync(self.journal.get, kind, key, fp)
+        return await anyio.to_thread.run_sync(self.journal.get, kind, skey, fp)
 
     async def _put(self, *args: Any, **kwargs: Any) -> None:
         if self.journal is not None:
             journal = self.journal
             await anyio.to_thread.run_sync(lambda: journal.put(*args, **kwargs))
 
-    def _ended(self, record: Record | None, request: object) -> Exception | None:
+    def _row_error(self, key: Any, exc: Exception) -> JournalError:
+        """A journal row that exists but cannot be used (written by hand, or damaged)."""
+        path = self.journal.path if self.journal is not None else Path()
+        if isinstance(exc, JournalError) and exc.__cause__ is not None:
+            detail: BaseException = exc.__cause__  # the reason, without the stored key
+        else:
+            detail = exc
+        return JournalError(
+            f"journal {path}: the row of item {key!r} cannot be read ({detail}); move it aside "
+            "to start over (the items it recorded would then be submitted again)",
+            path=path,
+            key=key,
+        )
+
+    def _ended(self, key: Any, record: Record | None, request: object) -> Exception | None:
         """The reason not to submit again, for a record that cannot simply be resumed."""
         if record is None:
             return None
@@ -384,35 +429,82 @@ class BatchRunner:
             return PreviousFailure(record.error or "unknown error")
         if record.status == "submitting" and not self.resubmit_unknown:
             return SubmitOutcomeUnknown(
-                f"item {record.key!r} was in flight when an earlier run stopped; it may have "
-                "run on the service (re-run with resubmit_unknown=True to submit it again)",
+                f"item {key!r} was on its way to the service when an earlier run stopped; it "
+                "may have run there (re-run with resubmit_unknown=True to submit it again)",
                 action=record.kind,
                 request=request,
             )
         if record.status == "submitting":
-            log.warning("item %r: submitting again after an interrupted run", record.key)
+            log.warning("item %r: submitting again after an interrupted run", key)
         return None
 
-    async def _submit(self, kind: str, skey: str, fp: str, submit: Callable[[], Awaitable[V]]) -> V:
-        """Run a charged call between journal writes; on failure record what is known.
+    async def _submit(
+        self,
+        kind: str,
+        key: Any,
+        seen: Record | None,
+        fp: str,
+        submit: Callable[[], Awaitable[V]],
+    ) -> V:
+        """Run a charged call; the journal says ``submitting`` only once it is about to leave.
 
-        An error answer means it did not run: ``failed``. A call that provably never left
-        (no connection) is forgotten, so a re-run simply sends it. After an ambiguous failure
-        (``SubmitOutcomeUnknown``) the row stays ``submitting``: a re-run reports it instead of
+        The item is claimed (atomically, from the row ``seen`` before) by the Session's
+        :data:`~aiportrait._sendhook.before_send` hook, after the limiter slot and the 429
+        cool-down: until then the request provably never left, and a failure or a cancel
+        leaves the row as it was (a new item stays new). An error answer means it did not
+        run: ``failed``. A call that provably never left (no connection) gets its row back as
+        it was. After an ambiguous failure (``SubmitOutcomeUnknown``), or a cancel while the
+        request was on the wire, the row stays ``submitting``: a re-run reports it instead of
         paying twice.
         """
-        await self._put(kind, skey, fp, "submitting")
+        journal = self.journal
+        if journal is None:
+            return await submit()
+        skey = key_text(key)
+        claimed = False
+
+        async def release() -> None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(journal.release, kind, skey, fp, seen)
+
+        async def claim() -> None:
+            nonlocal claimed
+            if claimed:  # a later try of the same call
+                return
+            with anyio.CancelScope(shield=True):
+                won = await anyio.to_thread.run_sync(journal.claim, kind, skey, fp, seen)
+            if not won:
+                raise JournalError(
+                    f"journal {journal.path}: item {key!r} was claimed by another run or by "
+                    "another item with the same key; it was not submitted",
+                    path=journal.path,
+                    key=key,
+                )
+            claimed = True
+            try:  # a cancel that came during the write lands here: nothing was sent
+                await anyio.lowlevel.checkpoint_if_cancelled()
+            except BaseException:
+                claimed = False
+                await release()
+                raise
+
+        token = before_send.set(claim)
         try:
             return await submit()
         except SubmitOutcomeUnknown:
             raise
         except TransportError as exc:
-            if exc.sent is False and self.journal is not None:
-                await anyio.to_thread.run_sync(self.journal.forget, kind, skey)
+            if claimed and exc.sent is False:
+                await release()
+            raise
+        except JournalError:
             raise
         except Exception as exc:
-            await self._put(kind, skey, fp, "failed", error=_describe(exc))
+            if claimed:
+                await self._put(kind, skey, fp, "failed", error=_describe(exc))
             raise
+        finally:
+            before_send.reset(token)
 
     # -- creations -----------------------------------------------------------------------
 
@@ -426,6 +518,12 @@ class BatchRunner:
                 return path
         return None
 
+    def _missing(self, key: Any, stem: str, record: Record) -> PortraitMissing:
+        recorded = (record.data or {}).get("file")
+        where = Path(recorded) if isinstance(recorded, str) and recorded else None
+        folder = self.out_dir if self.out_dir is not None else Path()
+        return PortraitMissing(key, folder / (stem + (where.suffix if where else "")), where)
+
     async def create(self, key: Any, request: AnyCreateRequest) -> Outcome[Any, Portrait]:
         """Create one portrait, journalled."""
         if self.journal is None and self.out_dir is None:  # nothing to record: just run it
@@ -433,44 +531,59 @@ class BatchRunner:
                 return Outcome(key, request, value=await request.submit(self.session))
             except Exception as exc:
                 return Outcome(key, request, error=exc)
-        skey, fp, stem = str(key), fingerprint(request), file_stem(key)
+        skey, fp, stem = key_text(key), fingerprint(request), file_stem(key)
         try:
-            record = await self._get("create", skey, fp)
+            record = await self._get("create", key, skey, fp)
         except InvalidArgument as exc:
             return Outcome(key, request, error=exc)
+        except JournalError as exc:
+            if exc.key is None:  # the file itself: the batch stops
+                raise
+            return Outcome(key, request, error=self._row_error(key, exc), resumed=True)
         if record is not None and record.status in ("done", "submitting"):
             path = await anyio.to_thread.run_sync(self._find_file, stem)
             if path is not None:  # written atomically, so it is complete
-                return await self._resumed_portrait(key, request, record, path)
+                try:
+                    return await self._resumed_portrait(key, request, record, path)
+                except (ValueError, TypeError) as exc:
+                    return Outcome(key, request, error=self._row_error(key, exc), resumed=True)
             if record.status == "done":
-                log.warning("item %r: its portrait file is gone; creating it again", skey)
-                record = None
-        stop = self._ended(record, request)
+                if not self.recreate_missing:
+                    error = self._missing(key, stem, record)
+                    return Outcome(key, request, error=error, resumed=True)
+                log.warning("item %r: its portrait file is gone; creating it again", key)
+        stop = self._ended(key, record, request)
         if stop is not None:
             return Outcome(key, request, error=stop, resumed=True)
         try:
-            portrait = await self._submit("create", skey, fp, lambda: request.submit(self.session))
+            portrait = await self._submit(
+                "create", key, record, fp, lambda: request.submit(self.session)
+            )
+        except JournalError as exc:
+            if exc.key is None:
+                raise
+            return Outcome(key, request, error=exc)
         except Exception as exc:
             return Outcome(key, request, error=exc)
         path = None
+        data: dict[str, Any] = {"cost_time": portrait.cost_time, "request_id": portrait.request_id}
         if self.out_dir is not None:
             target = self.out_dir / (stem + portrait.extension)
             path = await anyio.to_thread.run_sync(portrait.save, target)
-        data = {"cost_time": portrait.cost_time, "request_id": portrait.request_id}
+            data["file"] = await anyio.to_thread.run_sync(os.path.abspath, path)
         await self._put("create", skey, fp, "done", data=data)
         return Outcome(key, request, value=portrait, path=path)
 
     async def _resumed_portrait(
         self, key: Any, request: AnyCreateRequest, record: Record, path: Path
     ) -> Outcome[Any, Portrait]:
+        info = dict(record.data or {})
+        cost_time = float(info.get("cost_time", 0.0))
+        request_id = str(info.get("request_id", ""))
         data = await anyio.to_thread.run_sync(path.read_bytes)
-        info = record.data or {}
-        portrait = Portrait.from_bytes(
-            data,
-            cost_time=float(info.get("cost_time", 0.0)),
-            request_id=str(info.get("request_id", "")),
-        )
+        portrait = Portrait.from_bytes(data, cost_time=cost_time, request_id=request_id)
         if record.status != "done":
+            info["file"] = await anyio.to_thread.run_sync(os.path.abspath, path)
             await self._put("create", record.key, record.fingerprint, "done", data=info)
         return Outcome(key, request, value=portrait, path=path, resumed=True)
 
@@ -478,24 +591,38 @@ class BatchRunner:
 
     async def train(self, key: Any, request: TrainRequest, *, wait: bool) -> Outcome[Any, Any]:
         """Start (or resume) one training and, with ``wait``, watch it to its end."""
-        skey, fp = str(key), fingerprint(request)
+        skey, fp = key_text(key), fingerprint(request)
         try:
-            record = await self._get("train", skey, fp)
+            record = await self._get("train", key, skey, fp)
         except InvalidArgument as exc:
             return Outcome(key, request, error=exc)
+        except JournalError as exc:
+            if exc.key is None:
+                raise
+            return Outcome(key, request, error=self._row_error(key, exc), resumed=True)
         job = None
         if record is not None and record.job_id is not None and record.model_id is not None:
             job = TrainJob(record.job_id, record.model_id)
             if record.status == "done" and record.data is not None:
-                result = converter.structure(record.data, TrainResult)
+                try:
+                    result = converter.structure(record.data, TrainResult)
+                except Exception as exc:
+                    error = self._row_error(key, exc)
+                    return Outcome(key, request, error=error, job=job, resumed=True)
                 value: Any = result if wait else job
                 return Outcome(key, request, value=value, job=job, resumed=True)
         if job is None or (record is not None and record.status == "failed"):
-            stop = self._ended(record, request)
+            stop = self._ended(key, record, request)
             if stop is not None:
                 return Outcome(key, request, error=stop, job=job, resumed=True)
             try:
-                job = await self._submit("train", skey, fp, lambda: request.submit(self.session))
+                job = await self._submit(
+                    "train", key, record, fp, lambda: request.submit(self.session)
+                )
+            except JournalError as exc:
+                if exc.key is None:
+                    raise
+                return Outcome(key, request, error=exc)
             except Exception as exc:
                 return Outcome(key, request, error=exc)
             # Recorded before any polling: a re-run resumes watching instead of training again.

@@ -147,8 +147,9 @@ def decode_train(data: Any) -> TrainJob:
     for key in ("job_id", "model_id"):
         if key not in data:
             raise MalformedResponse(f"train data has no {key}")
-    return _structure(
-        {"job_id": data["job_id"], "model_id": data["model_id"]}, TrainJob, "train data"
+    return TrainJob(
+        job_id=_job_id(data["job_id"], "train data.job_id"),
+        model_id=_structure(data["model_id"], str, "train data.model_id"),
     )
 
 
@@ -183,7 +184,7 @@ def decode_job(data: Any, job_id: int, request_id: str) -> Job:
         raw = json.dumps(raw)  # a server that sends an object instead of a string
     state = _structure(job["state"], JobState, "job state")
     return Job(
-        job_id=_structure(job.get("id", job_id), int, "job id"),
+        job_id=_job_id(job.get("id", job_id), "job id"),
         state=state,
         message=_optional_str(job.get("message"), "job message"),
         app_id=_optional_str(job.get("app_id"), "job app_id"),
@@ -201,7 +202,7 @@ def decode_batch(data: Any, request_id: str) -> tuple[Job, ...]:
     out = []
     for i, job in enumerate(jobs):
         item = _mapping(job, f"batch jobs[{i}]")
-        out.append(decode_job({"job": item}, _structure(item.get("id", 0), int, "id"), request_id))
+        out.append(decode_job({"job": item}, _job_id(item.get("id", 0), "id"), request_id))
     return tuple(out)
 
 
@@ -234,6 +235,20 @@ def decode_portrait(data: Any, request_id: str, lifted: memoryview | None = None
         cost_time=_structure(cost if cost is not None else 0.0, float, "create cost_time"),
         request_id=request_id,
     )
+
+
+JOB_ID_MAX = 2**31 - 1
+"""The largest job id: ids are documented as int32 (Go ``JobId int32``, Java ``Integer``)."""
+
+
+def _job_id(value: Any, what: str) -> int:
+    """A job id from an answer: an integer from 0 to :data:`JOB_ID_MAX`, else malformed."""
+    job_id = _structure(value, int, what)
+    if not 0 <= job_id <= JOB_ID_MAX:
+        raise MalformedResponse(
+            f"{what} is outside the documented range of job ids (0 to {JOB_ID_MAX})"
+        )
+    return job_id
 
 
 def _optional_str(value: Any, what: str) -> str:

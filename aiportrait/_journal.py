@@ -1,28 +1,44 @@
 """The batch journal: an SQLite file that makes a batch resumable after a crash or a kill.
 
-One row per item (kind and key). Before a charged call the row says ``submitting``; a training
-acknowledged by the service becomes ``submitted`` with its job id *before* any polling; an item
-ends ``done`` (with the training result, or the portrait's file, which is written atomically
-before the row) or ``failed``. Every write is a committed transaction with ``synchronous=FULL``.
-The calls are blocking and short; the batch runs them in a worker thread.
+One row per item (kind and key, the key stored with its type so that ``1`` and ``"1"`` are two
+items). A key stays bound to one request: its fingerprint is checked on every write. An item is
+*claimed* (``submitting``) by one atomic statement, only when its request is about to be
+written on the wire; a training acknowledged by the service becomes ``submitted`` with its job
+id *before* any polling; an item ends ``done`` (with the training result, or the portrait's
+file name, the file being written atomically before the row) or ``failed``. Every write is a
+committed transaction with ``synchronous=FULL``.
+
+A journal is owned by one run at a time: :class:`Journal` holds an OS-level lock on a file
+beside it (``<journal>.lock``, which names the holder) for as long as it is open, and a second
+run is refused with :class:`~aiportrait.errors.JournalLocked`. The calls are blocking and
+short; the batch runs them in a worker thread.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
+import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import attrs
 
-from .errors import InvalidArgument
+from .errors import InvalidArgument, JournalError, JournalLocked
 
-__all__ = ["Journal", "Record"]
+__all__ = ["Journal", "Record", "key_text"]
 
 Status = Literal["submitting", "submitted", "done", "failed"]
+_STATUSES = frozenset(get_args(Status))
+
+FORMAT = 2
+"""The journal's format (SQLite ``user_version``); 2: keys stored with their type."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -40,10 +56,25 @@ CREATE TABLE IF NOT EXISTS items (
 )
 """
 
+_ASIDE = "move it aside to start over (the items it recorded would then be submitted again)"
+
+
+def key_text(key: object) -> str:
+    """How a batch key is stored: with its type, so that distinct keys never share a row.
+
+    ``"1"`` is ``str:1`` and ``1`` is ``int:1``; other types use their qualified name and
+    ``repr`` (keep keys to values whose ``repr`` is stable, such as strings and numbers).
+    """
+    kind = type(key)
+    name = kind.__qualname__
+    if kind.__module__ != "builtins":
+        name = f"{kind.__module__}.{name}"
+    return f"{name}:{key if isinstance(key, str) else repr(key)}"
+
 
 @attrs.frozen
 class Record:
-    """One item's row."""
+    """One item's row (``key`` as stored, see :func:`key_text`)."""
 
     kind: str
     key: str
@@ -57,26 +88,106 @@ class Record:
 
 
 class Journal:
-    """A batch journal in one SQLite file (created when missing)."""
+    """A batch journal in one SQLite file (created when missing).
 
-    def __init__(self, path: str | Path) -> None:
+    Opening it takes the journal's lock (refused with
+    :class:`~aiportrait.errors.JournalLocked` while another run holds it) until :meth:`close`;
+    ``lock=False`` opens it without the lock, only to look at it (:meth:`counts`,
+    :meth:`get`) while a run may own it. A file that SQLite cannot read raises
+    :class:`~aiportrait.errors.JournalError`.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, lock: bool = True) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(_SCHEMA)
+        self._owner: _FileLock | None = None
+        if lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._owner = _FileLock.acquire(self.path)
+        try:
+            self._db = self._open()
+        except BaseException:
+            if self._owner is not None:
+                self._owner.release()
+            raise
+
+    def _open(self) -> sqlite3.Connection:
+        db = None
+        try:
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            problems = [row[0] for row in db.execute("PRAGMA quick_check(3)")]
+            if problems != ["ok"]:
+                raise sqlite3.DatabaseError("; ".join(str(p) for p in problems))
+            has_items = db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'items'"
+            ).fetchone()
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if has_items and version != FORMAT:
+                raise JournalError(
+                    f"journal {self.path} was written by another version of aiportrait (format "
+                    f"{version}, this version reads {FORMAT}); finish its batch with that "
+                    f"version, or {_ASIDE}",
+                    path=self.path,
+                )
+            if not has_items and self._owner is not None:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute(_SCHEMA)
+                db.execute(f"PRAGMA user_version = {FORMAT}")
+                db.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            if db is not None:
+                db.close()
+            raise self._unreadable(exc) from exc
+        except BaseException:
+            if db is not None:
+                db.close()
+            raise
+        return db
+
+    def _unreadable(self, exc: sqlite3.Error) -> JournalError:
+        return JournalError(f"journal {self.path} cannot be read ({exc}); {_ASIDE}", path=self.path)
+
+    @contextmanager
+    def _using(self, *, write: bool = False) -> Iterator[sqlite3.Connection]:
+        """The connection, under the thread lock; writes in one ``BEGIN IMMEDIATE`` transaction.
+
+        SQLite errors become :class:`JournalError`.
+        """
+        if write and self._owner is None:
+            raise InvalidArgument(f"journal {self.path} was opened to look at only (lock=False)")
+        with self._lock:
+            try:
+                if not write:
+                    yield self._db
+                    return
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.DatabaseError as exc:
+                raise self._unreadable(exc) from exc
 
     def close(self) -> None:
-        """Close the file."""
+        """Close the file and give up the lock."""
         with self._lock:
             self._db.close()
+        if self._owner is not None:
+            self._owner.release()
+            self._owner = None
 
     def get(self, kind: str, key: str, fingerprint: str) -> Record | None:
-        """The item's row, or ``None``; refuses a key whose request changed since."""
-        with self._lock:
-            row = self._db.execute(
+        """The item's row, or ``None``; refuses a key whose request changed since.
+
+        ``key`` is the stored form (:func:`key_text`). A row that cannot be read raises
+        :class:`JournalError` naming the item.
+        """
+        with self._using() as db:
+            row = db.execute(
                 "SELECT kind, key, fingerprint, status, job_id, model_id, data, error, attempts"
                 " FROM items WHERE kind = ? AND key = ?",
                 (kind, key),
@@ -88,17 +199,61 @@ class Journal:
                 f"journal {self.path}: item {key!r} was recorded for a different request; "
                 "use another journal or other keys"
             )
-        return Record(
-            kind=row[0],
-            key=row[1],
-            fingerprint=row[2],
-            status=row[3],
-            job_id=row[4],
-            model_id=row[5],
-            data=None if row[6] is None else json.loads(row[6]),
-            error=row[7],
-            attempts=row[8],
-        )
+        try:
+            return _record(row)
+        except (ValueError, TypeError) as exc:
+            raise JournalError(
+                f"journal {self.path}: the row of item {key!r} cannot be read ({exc}); {_ASIDE}",
+                path=self.path,
+                key=key,
+            ) from exc
+
+    def claim(self, kind: str, key: str, fingerprint: str, seen: Record | None) -> bool:
+        """Mark the item ``submitting``, in one atomic statement, if its row is still ``seen``.
+
+        ``seen`` is the row as read before (``None``: no row). The claim succeeds only when
+        the row has not changed since (same status and attempt count, same fingerprint), so
+        of several workers or processes claiming one item, exactly one wins. Returns whether
+        this call won.
+        """
+        now = time.time()
+        with self._using(write=True) as db:
+            if seen is None:
+                cursor = db.execute(
+                    "INSERT INTO items (kind, key, fingerprint, status, attempts, updated)"
+                    " VALUES (?, ?, ?, 'submitting', 1, ?)"
+                    " ON CONFLICT (kind, key) DO NOTHING",
+                    (kind, key, fingerprint, now),
+                )
+            else:
+                cursor = db.execute(
+                    "UPDATE items SET status = 'submitting', error = NULL,"
+                    " attempts = attempts + 1, updated = ?"
+                    " WHERE kind = ? AND key = ? AND fingerprint = ? AND status = ?"
+                    " AND attempts = ?",
+                    (now, kind, key, fingerprint, seen.status, seen.attempts),
+                )
+            return cursor.rowcount == 1
+
+    def release(self, kind: str, key: str, fingerprint: str, seen: Record | None) -> None:
+        """Undo a :meth:`claim` whose request provably never left: the row is ``seen`` again.
+
+        An item that had no row is simply new again; an item that had one gets back its
+        status, error and attempt count (an earlier run's ``submitting`` stays unknown).
+        """
+        with self._using(write=True) as db:
+            if seen is None:
+                db.execute(
+                    "DELETE FROM items WHERE kind = ? AND key = ? AND fingerprint = ?"
+                    " AND status = 'submitting'",
+                    (kind, key, fingerprint),
+                )
+            else:
+                db.execute(
+                    "UPDATE items SET status = ?, error = ?, attempts = ?, updated = ?"
+                    " WHERE kind = ? AND key = ? AND fingerprint = ? AND status = 'submitting'",
+                    (seen.status, seen.error, seen.attempts, time.time(), kind, key, fingerprint),
+                )
 
     def put(
         self,
@@ -112,18 +267,23 @@ class Journal:
         data: dict[str, Any] | None = None,
         error: str | None = None,
     ) -> None:
-        """Write the item's row (one committed transaction)."""
+        """Write the item's row (one committed transaction).
+
+        Never overwrites a row recorded for another request (another fingerprint): that
+        raises :class:`~aiportrait.errors.InvalidArgument`.
+        """
         payload = None if data is None else json.dumps(data)
         bump = 1 if status == "submitting" else 0
-        with self._lock:
-            self._db.execute(
+        with self._using(write=True) as db:
+            written = db.execute(
                 "INSERT INTO items (kind, key, fingerprint, status, job_id, model_id, data,"
                 " error, attempts, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (kind, key) DO UPDATE SET status = excluded.status,"
                 " job_id = COALESCE(excluded.job_id, job_id),"
                 " model_id = COALESCE(excluded.model_id, model_id),"
                 " data = excluded.data, error = excluded.error,"
-                " attempts = attempts + ?, updated = excluded.updated",
+                " attempts = attempts + ?, updated = excluded.updated"
+                " WHERE items.fingerprint = excluded.fingerprint",
                 (
                     kind,
                     key,
@@ -137,12 +297,12 @@ class Journal:
                     time.time(),
                     bump,
                 ),
+            ).rowcount
+        if written != 1:
+            raise InvalidArgument(
+                f"journal {self.path}: item {key!r} was recorded for a different request; "
+                "use another journal or other keys"
             )
-
-    def forget(self, kind: str, key: str) -> None:
-        """Drop the item's row (a call that provably never left: it is simply new again)."""
-        with self._lock:
-            self._db.execute("DELETE FROM items WHERE kind = ? AND key = ?", (kind, key))
 
     def counts(self, kind: str | None = None) -> dict[str, int]:
         """How many items are in each status."""
@@ -151,6 +311,116 @@ class Journal:
         if kind is not None:
             query += " WHERE kind = ?"
             args = (kind,)
-        with self._lock:
-            rows = self._db.execute(query + " GROUP BY status", args).fetchall()
+        with self._using() as db:
+            if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'items'").fetchone():
+                return {}
+            rows = db.execute(query + " GROUP BY status", args).fetchall()
         return {str(status): int(count) for status, count in rows}
+
+
+def _record(row: tuple[Any, ...]) -> Record:
+    """A row as a :class:`Record`; ``ValueError`` or ``TypeError`` when it is not one."""
+    kind, key, fingerprint, status, job_id, model_id, raw, error, attempts = row
+    if status not in _STATUSES:
+        raise ValueError(f"unknown status {status!r}")
+    if job_id is not None and not isinstance(job_id, int):
+        raise TypeError(f"job_id is {type(job_id).__name__}")
+    if not isinstance(attempts, int):
+        raise TypeError(f"attempts is {type(attempts).__name__}")
+    for name, value in (("model_id", model_id), ("error", error), ("data", raw)):
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"{name} is {type(value).__name__}")
+    data = None
+    if raw is not None:
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            raise ValueError(f"data is not JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise TypeError(f"data is {type(data).__name__}, not an object")
+    return Record(
+        kind=kind,
+        key=key,
+        fingerprint=fingerprint,
+        status=status,
+        job_id=job_id,
+        model_id=model_id,
+        data=data,
+        error=error,
+        attempts=attempts,
+    )
+
+
+class _FileLock:
+    """An exclusive OS lock on ``<journal>.lock``, which records who holds it."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._fd: int | None = fd
+
+    @classmethod
+    def acquire(cls, journal: Path) -> _FileLock:
+        """Take the lock without waiting; :class:`JournalLocked` names the holder."""
+        path = journal.with_name(journal.name + ".lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            if not _try_lock(fd):
+                raise JournalLocked(journal, _holder(fd))
+            holder = {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, json.dumps(holder).encode())
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(path, fd)
+
+    def release(self) -> None:
+        """Give the lock up (the file stays: removing it would race with a new holder)."""
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)  # closing the descriptor releases the lock
+
+    def __del__(self) -> None:
+        # A journal dropped without close() (the lock would otherwise stay until exit).
+        self.release()
+
+
+def _holder(fd: int) -> str:
+    """The holder's record, as text for a message."""
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        info = json.loads(os.read(fd, 4096) or b"{}")
+    except (OSError, ValueError):
+        info = {}
+    if not isinstance(info, dict) or "pid" not in info:
+        return "holder not recorded"
+    return f"pid {info.get('pid')} on {info.get('host', '?')}, since {info.get('started', '?')}"
+
+
+if sys.platform == "win32":  # pragma: no cover - not run by the test suite
+    import msvcrt
+
+    _LOCK_OFFSET = 1 << 20  # beyond the holder's record, which stays readable
+
+    def _try_lock(fd: int) -> bool:
+        os.lseek(fd, _LOCK_OFFSET, os.SEEK_SET)
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+
+else:
+    import fcntl
+
+    def _try_lock(fd: int) -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True

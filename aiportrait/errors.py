@@ -16,6 +16,9 @@ boundary. API errors carry the HTTP ``status``, the service ``code`` and ``messa
     │   └── JobTimeout                        the deadline passed before the job ended
     ├── SubmitOutcomeUnknown                  a charged call may or may not have run
     ├── PreviousFailure                       a journalled batch item failed in an earlier run
+    ├── PortraitMissing                       a finished batch item's portrait file is gone
+    ├── JournalError                          a batch journal cannot be read or used
+    │   └── JournalLocked                     another run holds the batch journal
     ├── TransportError                        the request did not get an HTTP answer
     │   ├── ConnectError                      could not connect, or the connection dropped
     │   └── RequestTimeout                    no answer within the timeout
@@ -67,6 +70,7 @@ import os
 import sys
 import warnings
 from collections.abc import Mapping
+from pathlib import Path
 from types import FrameType
 from typing import Any, ClassVar
 
@@ -91,6 +95,8 @@ __all__ = [
     "JobError",
     "JobFailed",
     "JobTimeout",
+    "JournalError",
+    "JournalLocked",
     "InvalidInput",
     "MalformedResponse",
     "ModelIdError",
@@ -98,6 +104,7 @@ __all__ = [
     "ModelNotTrained",
     "NoFaceInTemplate",
     "PhotoCountWarning",
+    "PortraitMissing",
     "PreviousFailure",
     "QuotaExceeded",
     "RateLimited",
@@ -223,6 +230,62 @@ class PreviousFailure(AIPortraitError):
     def __init__(self, recorded: str) -> None:
         super().__init__(f"failed in an earlier run: {recorded}")
         self.recorded = recorded
+
+
+class PortraitMissing(AIPortraitError):
+    """A journalled portrait was created in an earlier run, but its file is not where expected.
+
+    It is not created again on its own (that would be paid for a second time): put the file
+    back, or re-run with ``recreate_missing=True``.
+
+    Attributes:
+        path: where the batch looked for the file (in this run's output folder).
+        recorded: where the earlier run wrote it, as the journal recorded it (``None`` when
+            the journal holds no file name).
+    """
+
+    def __init__(self, key: object, path: Path, recorded: Path | None) -> None:
+        where = f"; the journal recorded it at {recorded}" if recorded not in (None, path) else ""
+        super().__init__(
+            f"item {key!r} was created in an earlier run, but its portrait is not at {path}"
+            f"{where}. It was not created again: put the file back, or re-run with "
+            "recreate_missing=True to create it (and pay for it) again"
+        )
+        self.path = path
+        self.recorded = recorded
+
+
+class JournalError(AIPortraitError):
+    """A batch journal (an SQLite file) cannot be read or used as it is.
+
+    Attributes:
+        path: the journal file.
+        key: the item whose row cannot be read, or ``None`` when the whole file is concerned.
+    """
+
+    def __init__(self, message: str, *, path: Path, key: object = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.key = key
+
+
+class JournalLocked(JournalError):
+    """Another run (in this process or another) holds the batch journal.
+
+    A journal is owned by one run at a time, so that no item is submitted twice.
+
+    Attributes:
+        path: the journal file.
+        holder: who holds it (process id, host, start time), as it recorded itself.
+    """
+
+    def __init__(self, path: Path, holder: str) -> None:
+        super().__init__(
+            f"journal {path} is in use by another run ({holder}); wait for that run to end, "
+            "or use another journal",
+            path=path,
+        )
+        self.holder = holder
 
 
 # -- warnings --------------------------------------------------------------------------------

@@ -8,9 +8,10 @@ instead of raising.
 from __future__ import annotations
 
 import enum
+import errno
 import html
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -221,6 +222,32 @@ def _image_repr(value: bytes) -> str:
     return f"<{len(value)} bytes>"
 
 
+def _new_temp(target: Path) -> tuple[int, Path]:
+    """A new hidden file beside ``target``, open for writing, created with the umask's mode."""
+    flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {target}")
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Flush a folder's entries (a rename in it) to disk, where the system allows it."""
+    if os.name == "nt":  # pragma: no cover - folders cannot be opened there
+        return
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise  # some file systems cannot sync a folder; any other failure is real
+    finally:
+        os.close(fd)
+
+
 @attrs.frozen
 class Portrait:
     """A created portrait.
@@ -260,16 +287,19 @@ class Portrait:
         return {"jpeg": ".jpg", "png": ".png", "webp": ".webp"}.get(self.format, ".bin")
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the image to ``path`` atomically and return the path written.
+        """Write the image to ``path`` atomically and durably; return the path written.
 
         A path without a suffix gets the format's extension. The file is written to a temporary
-        name in the same folder and renamed, so a reader never sees a half-written portrait.
+        name in the same folder, flushed to disk, and renamed, so a reader never sees a
+        half-written portrait; the folder is then flushed too, so that once this returns the
+        file survives a power cut. The file's mode follows the umask like any new file
+        (``0644`` under the usual ``022``), so a web server running as another user can serve it.
         """
         target = Path(path)
         if not target.suffix:
             target = target.with_suffix(self.extension)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        fd, tmp = _new_temp(target)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(self.image)
@@ -277,8 +307,9 @@ class Portrait:
                 os.fsync(fh.fileno())
             os.replace(tmp, target)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
+        _fsync_dir(target.parent)
         return target
 
     def _repr_png_(self) -> bytes | None:

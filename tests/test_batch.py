@@ -27,7 +27,7 @@ from aiportrait import (
     Session,
     TrainRequest,
 )
-from aiportrait._journal import Journal
+from aiportrait._journal import Journal, key_text
 from aiportrait.emulator import Emulator
 
 PNG = base64.b64decode(
@@ -43,6 +43,7 @@ class Creator:
         self.active = 0
         self.peak = 0
         self.templates: list[str] = []
+        self.gate: asyncio.Event | None = None  # when set, every answer waits for it
 
     async def create(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -52,6 +53,8 @@ class Creator:
         self.active += 1
         self.peak = max(self.peak, self.active)
         try:
+            if self.gate is not None:
+                await self.gate.wait()
             await asyncio.sleep(float(query.get("delay", ["0.02"])[0]))
         finally:
             self.active -= 1
@@ -228,7 +231,7 @@ async def test_journal_rerun_neither_loses_nor_repeats(
         assert o.path == by_key[o.key].path
         assert o.unwrap().image == by_key[o.key].unwrap().image
     assert not emu.counters.charged_duplicates()
-    assert Journal(journal).counts("create") == {"done": 2}
+    assert Journal(journal, lock=False).counts("create") == {"done": 2}
 
 
 async def test_training_resumes_watching_instead_of_training_again(
@@ -240,7 +243,7 @@ async def test_training_resumes_watching_instead_of_training_again(
             "hopper": [emu.media_url(n) for n in names["hopper"][:2]]}  # fmt: skip
     async with emu.session(poll=FAST) as session:
         task = asyncio.create_task(session.train_many(sets, journal=journal).collect())
-        while Journal(journal).counts("train").get("submitted", 0) < 2:  # noqa: ASYNC110
+        while Journal(journal, lock=False).counts("train").get("submitted", 0) < 2:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
         task.cancel()  # "killed" while watching
         with pytest.raises(asyncio.CancelledError):
@@ -251,7 +254,7 @@ async def test_training_resumes_watching_instead_of_training_again(
     assert all(isinstance(o.value, aiportrait.TrainResult) for o in outcomes)
     assert {o.key for o in outcomes} == set(sets)
     assert all(o.job is not None for o in outcomes)
-    assert Journal(journal).counts("train") == {"done": 2}
+    assert Journal(journal, lock=False).counts("train") == {"done": 2}
 
 
 async def test_in_flight_items_are_not_silently_resubmitted(
@@ -262,7 +265,9 @@ async def test_in_flight_items_are_not_silently_resubmitted(
     request = CreateRequest("m", _tpl(1))
     from aiportrait._batch import fingerprint
 
-    Journal(journal).put("create", "0", fingerprint(request), "submitting")  # died mid-call
+    died = Journal(journal)
+    died.put("create", key_text(0), fingerprint(request), "submitting")  # died mid-call
+    died.close()
     async with Session(url, "a", "t") as session:
         (unknown,) = await session.create_many([request], journal=journal).collect()
         assert isinstance(unknown.error, aiportrait.SubmitOutcomeUnknown)
@@ -308,3 +313,196 @@ def test_outcome_helpers() -> None:
     with pytest.raises(aiportrait.InvalidArgument):
         TrainRequest("https://a/1.jpg")
     assert io.BytesIO  # keep imports honest
+
+
+# -- the journal: ownership, keys, what "unknown" means, missing files, bad rows -------------------
+
+
+async def _until(condition: Any, what: str) -> None:
+    """Wait (polling, no fixed sleep) until ``condition()`` holds."""
+    for _ in range(3000):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never happened: {what}")
+
+
+async def test_second_batch_on_a_journal_in_use_is_refused(
+    creator: tuple[Creator, str], tmp_path: Path
+) -> None:
+    _, url = creator
+    journal = tmp_path / "j.sqlite"
+    requests = {"a": CreateRequest("m", _tpl(1))}
+    async with Session(url, "a", "t") as session:
+        first = session.create_many(requests, journal=journal)
+        with pytest.raises(aiportrait.JournalLocked, match="in use by another run") as refused:
+            session.create_many(requests, journal=journal)
+        assert refused.value.path == journal
+        assert "pid" in refused.value.holder
+        assert all(o.ok for o in await first.collect())
+        (again,) = await session.create_many(requests, journal=journal).collect()
+    assert again.resumed
+
+
+async def test_keys_that_print_alike_are_different_items(
+    creator: tuple[Creator, str], tmp_path: Path
+) -> None:
+    from aiportrait._batch import file_stem
+
+    state, url = creator
+    journal = tmp_path / "j.sqlite"
+    keys: list[Any] = [1, "1", "a b", file_stem("a b")]
+    requests = [(key, CreateRequest("m", _tpl(i))) for i, key in enumerate(keys)]
+    async with Session(url, "a", "t") as session:
+        first = {o.key: o for o in await session.create_many(requests, journal=journal).collect()}
+        again = {o.key: o for o in await session.create_many(requests, journal=journal).collect()}
+    assert all(o.ok and not o.resumed for o in first.values()), first
+    assert len({o.path for o in first.values()}) == 4  # one file each
+    assert all(o.ok and o.resumed and o.path == first[k].path for k, o in again.items())
+    assert len(state.templates) == 4  # each ran once, none twice
+    assert Journal(journal, lock=False).counts("create") == {"done": 4}
+
+
+async def test_items_waiting_for_a_slot_are_new_on_a_rerun(
+    creator: tuple[Creator, str], tmp_path: Path
+) -> None:
+    state, url = creator
+    journal = tmp_path / "j.sqlite"
+    requests = {k: CreateRequest("m", _tpl(i)) for i, k in enumerate("abc")}
+    state.gate = gate = asyncio.Event()  # the request sent hangs; the others wait for the slot
+    async with Session(url, "a", "t", max_creations=1) as session:
+        limiter = session.limits.by_kind["create"]
+        running = asyncio.create_task(
+            session.create_many(requests, journal=journal, limit=3).collect()
+        )
+        await _until(
+            lambda: len(state.templates) == 1 and limiter.statistics().tasks_waiting == 2,
+            "one request on the wire, two items waiting for the slot",
+        )
+        running.cancel()  # stopped: the request on the wire may have run, the others never left
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        sent = next(k for k, r in requests.items() if r.template == state.templates[0])
+        assert Journal(journal, lock=False).counts("create") == {"submitting": 1}
+        state.gate = None
+        gate.set()  # let the abandoned handler end
+        rerun = {o.key: o for o in await session.create_many(requests, journal=journal).collect()}
+    assert isinstance(rerun[sent].error, aiportrait.SubmitOutcomeUnknown)
+    assert all(o.ok and not o.resumed for k, o in rerun.items() if k != sent)
+    assert len(state.templates) == 3  # the unknown one was not sent again
+
+
+async def test_one_key_twice_in_a_batch_is_sent_once(
+    creator: tuple[Creator, str], tmp_path: Path
+) -> None:
+    state, url = creator
+    request = CreateRequest("m", _tpl(1, delay=0.2))
+    async with Session(url, "a", "t") as session:
+        outcomes = await session.create_many(
+            [("k", request), ("k", request)], journal=tmp_path / "j.sqlite", limit=2
+        ).collect()
+    assert len(state.templates) == 1
+    assert sorted(o.ok for o in outcomes) == [False, True]
+    (twice,) = [o for o in outcomes if not o.ok]
+    assert isinstance(twice.error, aiportrait.InvalidArgument)
+    assert "more than one item" in str(twice.error)
+
+
+async def test_a_finished_portrait_whose_file_is_gone_is_not_created_again(
+    creator: tuple[Creator, str], tmp_path: Path
+) -> None:
+    state, url = creator
+    journal = tmp_path / "j.sqlite"
+    requests = {"p": CreateRequest("m", _tpl(1))}
+    async with Session(url, "a", "t") as session:
+        (first,) = await session.create_many(requests, journal=journal).collect()
+        assert first.path is not None
+        written = first.path.absolute()
+        # Another output folder: the portrait is not there.
+        other = tmp_path / "other"
+        (elsewhere,) = await session.create_many(requests, journal=journal, out_dir=other).collect()
+        assert isinstance(elsewhere.error, aiportrait.PortraitMissing)
+        assert elsewhere.resumed
+        assert elsewhere.error.path == other / "p.png"
+        assert elsewhere.error.recorded == written
+        assert "recreate_missing=True" in str(elsewhere.error)
+        assert str(written) in str(elsewhere.error)
+        # The file was moved away.
+        first.path.rename(tmp_path / "moved.png")
+        (moved,) = await session.create_many(requests, journal=journal).collect()
+        assert isinstance(moved.error, aiportrait.PortraitMissing)
+        assert moved.error.path == first.path
+        assert len(state.templates) == 1  # neither case paid again
+        # The caller asks for it explicitly.
+        (again,) = await session.create_many(
+            requests, journal=journal, recreate_missing=True
+        ).collect()
+    assert again.ok and not again.resumed
+    assert again.path == first.path and first.path.is_file()
+    assert len(state.templates) == 2
+    assert Journal(journal, lock=False).counts("create") == {"done": 1}
+
+
+async def test_a_garbage_journal_row_is_that_items_error_and_the_batch_goes_on(
+    creator: tuple[Creator, str], tmp_path: Path
+) -> None:
+    state, url = creator
+    journal = tmp_path / "j.sqlite"
+    requests = {"a": CreateRequest("m", _tpl(1)), "b": CreateRequest("m", _tpl(2))}
+    async with Session(url, "a", "t") as session:
+        await session.create_many(requests, journal=journal).collect()
+        with sqlite3.connect(journal) as db:
+            db.execute("UPDATE items SET data = '{not json' WHERE key = ?", (key_text("a"),))
+        rerun = {o.key: o for o in await session.create_many(requests, journal=journal).collect()}
+    assert isinstance(rerun["a"].error, aiportrait.JournalError)
+    assert rerun["a"].error.path == journal
+    assert "'a'" in str(rerun["a"].error) and "move it aside" in str(rerun["a"].error)
+    assert rerun["b"].ok and rerun["b"].resumed
+    assert len(state.templates) == 2  # nothing ran again
+
+
+async def test_an_unreadable_journal_file_stops_the_batch_with_a_library_error(
+    creator: tuple[Creator, str], tmp_path: Path
+) -> None:
+    state, url = creator
+    journal = tmp_path / "j.sqlite"
+    journal.write_bytes(b"garbage, not an SQLite file " * 100)
+    async with Session(url, "a", "t") as session:
+        with pytest.raises(aiportrait.JournalError, match="move it aside"):
+            session.create_many({"a": CreateRequest("m", _tpl(1))}, journal=journal)
+        with pytest.raises(aiportrait.JournalError, match="move it aside"):
+            session.train_many({"a": ["https://x/a.jpg"]}, journal=journal)
+    assert state.templates == []
+
+
+def test_job_ids_beyond_int32_are_malformed() -> None:
+    from aiportrait._codec import decode_batch, decode_job, decode_train
+
+    assert decode_train({"job_id": 2**31 - 1, "model_id": "m"}).job_id == 2**31 - 1
+    for bad in (10**30, 2**31, -1):
+        with pytest.raises(aiportrait.MalformedResponse, match="range of job ids"):
+            decode_train({"job_id": bad, "model_id": "m"})
+        with pytest.raises(aiportrait.MalformedResponse):
+            decode_job({"job": {"state": 1, "id": bad}}, 1, "r")
+        with pytest.raises(aiportrait.MalformedResponse):
+            decode_batch({"jobs": [{"state": 1, "id": bad}]}, "r")
+
+
+async def test_a_job_id_beyond_int32_leaves_that_item_unknown_and_the_batch_goes_on(
+    tmp_path: Path,
+) -> None:
+    from tests._scripted import Scripted
+
+    huge = {"code": "OK", "data": {"job_id": 10**30, "model_id": "m-1"}}
+    fine = {"code": "OK", "data": {"job_id": 7, "model_id": "m-2"}}
+    journal = tmp_path / "j.sqlite"
+    sets = [("x", ["https://x/1.jpg"]), ("y", ["https://x/2.jpg"])]
+    async with Scripted([(200, {}, huge)], ok=fine) as server:
+        async with Session(server.url, "a", "t") as session:
+            outcomes = {o.key: o for o in await session.train_many(
+                sets, journal=journal, limit=1, wait=False
+            ).collect()}  # fmt: skip
+    assert isinstance(outcomes["x"].error, aiportrait.SubmitOutcomeUnknown)
+    assert outcomes["y"].value == aiportrait.TrainJob(7, "m-2")
+    assert Journal(journal, lock=False).counts("train") == {"submitting": 1, "submitted": 1}
+    assert len(server.requests) == 2
