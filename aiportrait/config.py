@@ -31,7 +31,7 @@ import attrs
 
 from .errors import ConfigWarning, InvalidArgument
 
-__all__ = ["SD15_ONLY_KEYS", "SDXL_ONLY_KEYS", "CreateConfig", "closest_key"]
+__all__ = ["DOCUMENTED_KEYS", "SD15_ONLY_KEYS", "SDXL_ONLY_KEYS", "CreateConfig", "closest_key"]
 
 SD15_ONLY_KEYS: Final = frozenset({"face_shape_match", "style_name"})
 """Keys the documentation lists for SD1.5 creation only."""
@@ -251,3 +251,6 @@ def _mismatch(keys: frozenset[str], *, sdxl: bool) -> str:
 
 _FIELDS = attrs.fields(CreateConfig)
 _DOCUMENTED = frozenset(a.name for a in _FIELDS if a.name != "extra")
+
+DOCUMENTED_KEYS: Final = _DOCUMENTED
+"""Every documented ``configure`` key: the attributes of :class:`CreateConfig`."""

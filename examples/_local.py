@@ -9,19 +9,50 @@ bundled public-domain photos, which the emulator serves over HTTP.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiportrait
 
-__all__ = ["LOCAL_POLL", "Target", "connect"]
+__all__ = ["LOCAL_POLL", "PORT_FILE", "PortTaken", "Target", "connect"]
 
 #: How the examples poll the local emulator, whose trainings take seconds, not minutes.
 LOCAL_POLL = aiportrait.PollPolicy(first=0.25, cap=1.0, timeout=120)
+
+#: In a kept ``data_dir``: the port the emulator listened on, used again by the next run.
+PORT_FILE = "emulator-port"
+
+
+class PortTaken(Exception):
+    """The local emulator's port is in use by another program.
+
+    Attributes:
+        port: the port.
+        remembered: True when it was not given but is the port an earlier run used (kept in
+            ``data_dir``, so that its URLs stay the same).
+    """
+
+    def __init__(self, port: int, *, remembered: bool) -> None:
+        super().__init__(f"port {port} is taken")
+        self.port = port
+        self.remembered = remembered
+
+
+def _remembered_port(data_dir: Path | None) -> int | None:
+    """The port an earlier run's emulator listened on, kept in ``data_dir``; else ``None``."""
+    if data_dir is None:
+        return None
+    with contextlib.suppress(OSError, ValueError):
+        port = int((data_dir / PORT_FILE).read_text().strip())
+        if 0 < port < 65536:
+            return port
+    return None
 
 
 @dataclass
@@ -62,15 +93,18 @@ async def connect(
     photos: Sequence[str] | None = None,
     templates: Sequence[str] | None = None,
     train_seconds: float = 2.0,
-    port: int = 0,
+    port: int | None = None,
     data_dir: Path | None = None,
     need_photos: bool = True,
 ) -> AsyncIterator[Target]:
     """Yield a :class:`Target`: the service from the environment, or the local emulator.
 
     ``train_seconds``, ``port`` and ``data_dir`` configure the local emulator only (a
-    ``data_dir`` keeps its trained models and jobs across runs). ``need_photos=False``: only
-    templates are needed from the command line (a model is already trained).
+    ``data_dir`` keeps its trained models and jobs across runs). Without ``port``, the
+    emulator listens on the port an earlier run with the same ``data_dir`` used (so that its
+    photo URLs are the same again), else on a free one. Raises :class:`PortTaken` when that
+    port is in use. ``need_photos=False``: only templates are needed from the command line (a
+    model is already trained).
     """
     if credentials_in_env():
         if (need_photos and not photos) or not templates:
@@ -85,23 +119,33 @@ async def connect(
     from aiportrait._demo import _photos  # the bundled public-domain photos
     from aiportrait.emulator import Emulator
 
-    with tempfile.TemporaryDirectory(prefix="aiportrait-example-") as tmp:
-        folder = Path(tmp)
+    remembered = port is None and _remembered_port(data_dir) is not None
+    if port is None:
+        port = _remembered_port(data_dir) or 0
+    async with AsyncExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="aiportrait-ex-")))
         names = _photos(folder)
         emulator = Emulator(
             train_seconds=train_seconds, serve_dir=folder, port=port, data_dir=data_dir
         )
-        async with emulator as emu:
-            url = emu.media_url
+        try:
+            emu = await stack.enter_async_context(emulator)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise PortTaken(port, remembered=remembered) from None
+        if data_dir is not None:
+            (data_dir / PORT_FILE).write_text(f"{emu.port}\n")
+        url = emu.media_url
 
-            def session(**options: Any) -> aiportrait.Session:
-                options.setdefault("poll", LOCAL_POLL)
-                return emu.session(**options)
+        def session(**options: Any) -> aiportrait.Session:
+            options.setdefault("poll", LOCAL_POLL)
+            return emu.session(**options)
 
-            yield Target(
-                session=session,
-                photos=list(photos or [url(n) for n in names["astronaut"]]),
-                templates=list(templates or [url(n) for n in names["templates"][:2]]),
-                emulator=emu,
-                extra={role: [url(n) for n in files] for role, files in names.items()},
-            )
+        yield Target(
+            session=session,
+            photos=list(photos or [url(n) for n in names["astronaut"]]),
+            templates=list(templates or [url(n) for n in names["templates"][:2]]),
+            emulator=emu,
+            extra={role: [url(n) for n in files] for role, files in names.items()},
+        )

@@ -15,8 +15,10 @@ service accepts it, so running the same command again after a crash, a Ctrl-C or
     python examples/batch_generate.py --model-id ID --templates URL1 URL2 --count 500
 
 Portraits go to ``<journal stem>_portraits/`` (``batch_generate_portraits/`` by default). The
-local emulator listens on a fixed port (``--emulator-port``) and keeps its models beside the
-journal, so that a re-run sends the same requests (same URLs) for the journal to recognise.
+local emulator keeps its models beside the journal and listens on a free port the first time,
+then on the same port in each re-run (it is kept beside the journal too), so that a re-run
+sends the same requests (same photo URLs) for the journal to recognise. ``--emulator-port N``
+chooses the port; a port in use is reported in one line.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from _local import connect
+from _local import PortTaken, connect
 
 import aiportrait
 
@@ -56,11 +58,12 @@ class Summary:
 class Progress:
     """A one-line progress bar on a terminal; a line every tenth of the work elsewhere."""
 
-    def __init__(self, total: int, stream: TextIO = sys.stdout, width: int = 30) -> None:
-        self.total, self.stream, self.width = total, stream, width
+    def __init__(self, total: int, stream: TextIO | None = None, width: int = 30) -> None:
+        self.total, self.width = total, width
+        self.stream = stream if stream is not None else sys.stdout  # the one of now, not of import
         self.summary = Summary()
         self.started = time.monotonic()
-        self.live = stream.isatty()
+        self.live = self.stream.isatty()
         self._step = max(1, total // 10)
 
     @property
@@ -185,13 +188,41 @@ def _parser() -> argparse.ArgumentParser:
         "--retry-failed", action="store_true", help="submit again the items that failed"
     )
     parser.add_argument("--train-seconds", type=float, default=2.0, help="local emulator only")
-    parser.add_argument("--emulator-port", type=int, default=8089, help="local emulator only")
+    parser.add_argument(
+        "--emulator-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="local emulator only (default: the earlier run's port, else a free one)",
+    )
     return parser
 
 
+def _port_taken(exc: PortTaken, journal: Path) -> str:
+    """One line saying which port is in use, and what to do."""
+    if exc.remembered:
+        return (
+            f"port {exc.port}, where the earlier run's emulator listened (the journal's photo "
+            f"URLs name it), is in use: free it, or start afresh with another --journal than "
+            f"{journal}"
+        )
+    return (
+        f"port {exc.port} is in use (another emulator?): give another --emulator-port, or "
+        "leave it out to use a free one"
+    )
+
+
 async def main(argv: Sequence[str] | None = None) -> int:
-    """Run the example; returns 0 when every portrait exists, 1 otherwise."""
+    """Run the example; returns 0 when every portrait exists, 1 otherwise, 2 on a taken port."""
     args = _parser().parse_args(argv)
+    try:
+        return await _run(args)
+    except PortTaken as exc:
+        print(f"batch_generate: {_port_taken(exc, args.journal)}", file=sys.stderr)
+        return 2
+
+
+async def _run(args: argparse.Namespace) -> int:
     journal: Path = args.journal
     local = {
         "train_seconds": args.train_seconds,
@@ -202,6 +233,8 @@ async def main(argv: Sequence[str] | None = None) -> int:
     async with connect(
         photos=args.photos, templates=args.templates, need_photos=need_photos, **local
     ) as target:
+        if target.local:
+            print(f"local emulator at {target.emulator.url} (a stand-in: no diffusion)")
         limits = {"max_in_flight": max(16, args.limit + 4), "max_creations": args.limit}
         async with target.session(**limits) as session:
             try:

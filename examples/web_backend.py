@@ -12,9 +12,12 @@ Endpoints:
   ``"job_id"`` instead of ``"model_id"``): answers the portrait itself, ``image/jpeg`` or
   ``image/png``.
 
-Errors are JSON ``{"error": class name, "message": ..., "request_id": ...}`` with a fitting
-status: 400 bad request, 404 unknown job, 422 the service refused the input (no face in the
-template, model not trained...), 429 rate limited, 502/504 the service failed or did not answer.
+Every error is JSON ``{"error": name, "message": ..., "request_id": ...}`` with a fitting
+status: 400 bad request (also a body that is not JSON), 404 unknown job or path, 405 wrong
+method, 422 the service refused the input (no face in the template, model not trained...), 429
+rate limited, 502/504 the service failed or did not answer, 500 a bug here. ``name`` is the
+aiportrait error class (``ModelIdError``, ``InvalidArgument``...) when the service or the
+library refused, else the HTTP status name (``BadRequest``, ``NotFound``...).
 
 Run it (the local emulator and the bundled photos unless credentials are in the environment)::
 
@@ -28,11 +31,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import json
+import logging
 import os
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +46,11 @@ from aiohttp import web
 
 import aiportrait
 from aiportrait import converter
+from aiportrait.config import DOCUMENTED_KEYS, closest_key
 
 __all__ = ["JobStore", "make_app"]
+
+log = logging.getLogger("web_backend")
 
 SessionFactory = Callable[[], aiportrait.Session]
 
@@ -95,14 +104,28 @@ SESSION = web.AppKey("session", aiportrait.Session)
 STORE = web.AppKey("store", JobStore)
 
 
+def _status_name(status: int) -> str:
+    """``NotFound`` for 404: the HTTP status phrase, as one word."""
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+    return "".join(word.capitalize() for word in phrase.replace("-", " ").split())
+
+
 def _error(status: int, exc: BaseException | str, **fields: Any) -> web.Response:
-    body: dict[str, Any] = {"error": "BadRequest", "message": str(exc)}
-    if isinstance(exc, BaseException):
+    """A JSON error: an aiportrait error by its class, anything else by the status's name."""
+    body: dict[str, Any] = {"error": _status_name(status), "message": str(exc)}
+    if isinstance(exc, aiportrait.AIPortraitError):
         body["error"] = type(exc).__name__
         request_id = getattr(exc, "request_id", "")
         if request_id:
             body["request_id"] = request_id
     return web.json_response({**body, **fields}, status=status)
+
+
+class BadRequest(Exception):
+    """The request cannot be used as sent (answered 400, as JSON)."""
 
 
 def _status(exc: aiportrait.AIPortraitError) -> int:
@@ -123,18 +146,43 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn aiportrait errors into JSON error answers."""
+    """Answer every error as JSON: aiportrait's, aiohttp's own (404, 405, 413...), and bugs."""
     try:
         return await handler(request)
     except aiportrait.AIPortraitError as exc:
         return _error(_status(exc), exc)
+    except BadRequest as exc:
+        return _error(400, str(exc))
+    except web.HTTPException as exc:  # aiohttp's own: unknown path, wrong method, body too big
+        if exc.status < 400:
+            raise  # a redirect is not an error
+        return _error(exc.status, exc.reason)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return _error(500, "internal error; the server log has the details")
 
 
 async def _body(request: web.Request) -> Any:
     try:
         return await request.json()
     except ValueError as exc:
-        raise web.HTTPBadRequest(text=f"the body is not JSON: {exc}") from None
+        raise BadRequest(f"the body is not JSON: {exc}") from None
+
+
+def _config(value: Any) -> aiportrait.CreateConfig:
+    """A ``CreateConfig`` from the request's ``config`` object (400 for an unknown key)."""
+    if value is None:
+        return aiportrait.CreateConfig()
+    if not isinstance(value, dict):
+        raise BadRequest("config must be a JSON object of CreateConfig keys")
+    for key in value:
+        if key not in DOCUMENTED_KEYS:
+            closest = closest_key(key)
+            hint = f" (did you mean {closest!r}?)" if closest else ""
+            raise BadRequest(f"config key {key!r} is not a documented key{hint}")
+    return aiportrait.CreateConfig(**value)  # values are validated: InvalidArgument
 
 
 async def start_training(request: web.Request) -> web.Response:
@@ -219,17 +267,16 @@ async def create_portrait(request: web.Request) -> web.StreamResponse:
     model_id = body.get("model_id")
     if model_id is None and "job_id" in body:
         job_id = body["job_id"]
-        job = request.app[STORE].job(job_id) if isinstance(job_id, int) else None
+        if isinstance(job_id, bool) or not isinstance(job_id, int):
+            return _error(400, "job_id must be a number")
+        job = request.app[STORE].job(job_id)
         if job is None:
-            return _error(404, f"no training {body['job_id']} was started here")
+            return _error(404, f"no training {job_id} was started here")
         model_id = job.model_id
     template = body.get("template")
     if not isinstance(model_id, str) or not isinstance(template, str):
         return _error(400, 'expected {"model_id" or "job_id": ..., "template": URL}')
-    try:
-        config = aiportrait.CreateConfig(**body.get("config", {}))
-    except TypeError as exc:  # an unknown key (known keys are validated: InvalidArgument)
-        return _error(400, exc)
+    config = _config(body.get("config"))
     portrait = await request.app[SESSION].create(model_id, template, config=config)
     return web.Response(
         body=portrait.image,
@@ -263,7 +310,7 @@ def make_app(
 
 
 async def main(argv: Sequence[str] | None = None) -> int:
-    """Serve the backend until interrupted (Ctrl-C)."""
+    """Serve the backend until interrupted (Ctrl-C); 2 when the port is in use."""
     from _local import connect
 
     parser = argparse.ArgumentParser(description="aiportrait web backend example")
@@ -276,7 +323,14 @@ async def main(argv: Sequence[str] | None = None) -> int:
     async with connect(data_dir=emulator_dir) as target:
         runner = web.AppRunner(make_app(target.session, args.store))
         await runner.setup()
-        await web.TCPSite(runner, args.host, args.port).start()
+        try:
+            await web.TCPSite(runner, args.host, args.port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            print(f"web_backend: port {args.port} is in use: give another --port", file=sys.stderr)
+            return 2
         base = f"http://{args.host}:{args.port}"
         print(f"serving on {base} (Ctrl-C to stop)")
         if target.local:

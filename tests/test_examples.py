@@ -8,10 +8,13 @@ more as a script starting its own emulator; ``web_backend.py`` through aiohttp's
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import io
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -145,6 +148,7 @@ def test_quickstart_runs_as_a_script_with_its_own_emulator(tmp_path: Path) -> No
 
 
 @pytest.mark.usefixtures("env")
+@pytest.mark.filterwarnings("ignore::aiportrait.errors.PhotoCountWarning")  # 2 photos: quick
 async def test_batch_generate_resumes_without_creating_anything_twice(
     emu: Emulator,
     urls: dict[str, list[str]],
@@ -197,6 +201,62 @@ def test_batch_progress_redraws_one_line_on_a_terminal() -> None:
     assert text.count("\n") == 2  # the error, and the end: the bar is redrawn in place
 
 
+def _no_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+
+
+async def test_batch_generate_runs_its_emulator_on_a_free_port_and_reuses_it_to_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _no_credentials(monkeypatch)
+    batch_generate = _example("batch_generate")
+    journal = tmp_path / "run.sqlite"
+    argv = ["--count", "2", "--limit", "2", "--journal", str(journal), "--train-seconds", "0.05"]
+    with socket.socket() as busy:  # the emulator's usual port, taken (or already in use)
+        with contextlib.suppress(OSError):
+            busy.bind(("127.0.0.1", 8089))
+            busy.listen()
+        assert await batch_generate.main(argv) == 0
+    first = capsys.readouterr().out
+    assert "2 created now, 0 from an earlier run, 0 failed" in first
+    (url,) = re.findall(r"local emulator at (http://127\.0\.0\.1:\d+)", first)
+    port = int(url.rsplit(":", 1)[1])
+    assert port != 8089
+
+    assert await batch_generate.main(argv) == 0  # the same command again
+    second = capsys.readouterr().out
+    assert f"local emulator at {url} " in second  # the same port: the same photo URLs
+    assert "0 created now, 2 from an earlier run, 0 failed" in second
+
+    with socket.socket() as busy:  # the earlier run's port is taken now
+        busy.bind(("127.0.0.1", port))
+        busy.listen()
+        assert await batch_generate.main(argv) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"batch_generate: port {port}, where the earlier run's emulator")
+    assert "--journal" in line
+
+
+async def test_batch_generate_says_in_one_line_that_a_given_port_is_in_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _no_credentials(monkeypatch)
+    batch_generate = _example("batch_generate")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        argv = ["--emulator-port", str(port), "--journal", str(tmp_path / "j.sqlite")]
+        assert await batch_generate.main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (
+        f"batch_generate: port {port} is in use (another emulator?): give another "
+        "--emulator-port, or leave it out to use a free one\n"
+    )
+    assert "Traceback" not in captured.out + captured.err
+
+
 # -- web_backend.py ------------------------------------------------------------------------------
 
 
@@ -213,6 +273,7 @@ def web_backend() -> ModuleType:
     return _example("web_backend")
 
 
+@pytest.mark.filterwarnings("ignore::aiportrait.errors.PhotoCountWarning")  # 2 photos: quick
 async def test_web_backend_trains_streams_creates_and_resumes_after_a_restart(
     web_backend: ModuleType, emu: Emulator, urls: dict[str, list[str]], tmp_path: Path
 ) -> None:
@@ -305,6 +366,56 @@ async def test_web_backend_streams_a_failed_training_and_a_deadline(
         assert states == {failed: "FAILED", slow: "INIT"}  # a tenth of its time in INIT
     store.path.write_text("[]")  # not a mapping: read as empty
     assert store.entries() == {}
+
+
+async def test_web_backend_answers_every_error_as_json_with_the_status_name(
+    web_backend: ModuleType,
+    emu: Emulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = web_backend.make_app(lambda: emu.session(poll=FAST), tmp_path / "trainings.json")
+    template = {"model_id": "m", "template": "http://127.0.0.1/t.jpg"}
+    async with TestClient(TestServer(app)) as client:
+
+        async def error(answer: Any) -> tuple[int, str, str]:
+            assert answer.content_type == "application/json"
+            body = await answer.json()
+            return answer.status, body["error"], body["message"]
+
+        status, name, message = await error(await client.post("/trainings", data=b"{"))
+        assert (status, name) == (400, "BadRequest")
+        assert message.startswith("the body is not JSON")
+        missing = await client.post("/portraits", json={"job_id": 999, "template": "x"})
+        assert await error(missing) == (404, "NotFound", "no training 999 was started here")
+        assert (await error(await client.get("/trainings/999/events")))[:2] == (404, "NotFound")
+        assert (await error(await client.get("/trainings/x/events")))[:2] == (400, "BadRequest")
+        assert (await error(await client.get("/nowhere")))[:2] == (404, "NotFound")
+        wrong_method = await client.delete("/trainings")
+        assert (await error(wrong_method))[:2] == (405, "MethodNotAllowed")
+        text_id = await client.post("/portraits", json={"job_id": "7", "template": "x"})
+        assert await error(text_id) == (400, "BadRequest", "job_id must be a number")
+        typo = await client.post("/portraits", json={**template, "config": {"loraweights": 0.8}})
+        status, name, message = await error(typo)
+        assert (status, name) == (400, "BadRequest")
+        assert message == "config key 'loraweights' is not a documented key (did you mean " \
+            "'lora_weights'?)"  # fmt: skip
+        not_object = await client.post("/portraits", json={**template, "config": [1]})
+        assert (await error(not_object))[:2] == (400, "BadRequest")
+        invalid = await client.post("/portraits", json={**template, "config": {"sharp_ratio": 3}})
+        assert (await error(invalid))[:2] == (400, "InvalidArgument")  # the library's class
+
+        def broken(_self: Any) -> dict[str, Any]:
+            raise RuntimeError("a bug in the store")
+
+        monkeypatch.setattr(web_backend.JobStore, "entries", broken)
+        with caplog.at_level("ERROR", "web_backend"):
+            status, name, message = await error(await client.get("/trainings"))
+        assert (status, name) == (500, "InternalServerError")
+        assert "a bug in the store" not in message  # details go to the log, not the client
+        assert "a bug in the store" in caplog.text
+    assert emu.counters.creations == 0  # every refusal came before the service
 
 
 # -- notebook.ipynb ------------------------------------------------------------------------------
