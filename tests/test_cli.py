@@ -868,3 +868,24 @@ def test_create_value_errors_name_the_flags(
     assert main(_closed("create", "--template", "http://x/t.jpg", *args)) == cli.EXIT_USAGE
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert expected in line
+
+
+def test_batch_training_line_counts_the_photos_the_service_rejected() -> None:
+    states = (
+        aiportrait.ImageCheck("http://x/1.jpg", aiportrait.CheckVerdict.SUCCESS, "success"),
+        aiportrait.ImageCheck("http://x/2.jpg", aiportrait.CheckVerdict.FACE_COUNT, "no"),
+    )
+    request = aiportrait.TrainRequest(["http://x/1.jpg", "http://x/2.jpg"])
+    outcome = aiportrait.Outcome(
+        "bob",
+        request,
+        value=aiportrait.TrainResult("m-1", 9.0, states),
+        job=aiportrait.TrainJob(1, "m-1"),
+    )
+    line = cli._outcome_text("train", outcome, Path("out/trainings/bob.json"))
+    assert line == (
+        "ok      bob  train model_id m-1  out/trainings/bob.json"
+        "  (1 of 2 photos rejected by the service's check)"
+    )
+    clean = attrs.evolve(outcome, value=aiportrait.TrainResult("m-1", 9.0, states[:1]))
+    assert "rejected" not in cli._outcome_text("train", clean, None)
