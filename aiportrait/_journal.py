@@ -114,7 +114,10 @@ class Journal:
     def _open(self) -> sqlite3.Connection:
         db = None
         try:
-            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            # A writer elsewhere (another worker sharing the file) is waited for, not an error.
+            db = sqlite3.connect(
+                self.path, timeout=30.0, check_same_thread=False, isolation_level=None
+            )
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             problems = [row[0] for row in db.execute("PRAGMA quick_check(3)")]
