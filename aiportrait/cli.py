@@ -341,6 +341,11 @@ def _add_batch(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--retry-failed", action="store_true", help="retry items that failed before")
     p.add_argument(
+        "--recreate-missing",
+        action="store_true",
+        help="create again (and pay for) finished portraits whose file is gone from DIR",
+    )
+    p.add_argument(
         "--no-wait", action="store_true", help="trainings: stop when the service accepts them"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress display")
@@ -971,7 +976,12 @@ class _BatchRun:
                 await self.report("train", outcome)
 
     async def creations(self, requests: Mapping[str, AnyCreateRequest]) -> None:
-        outcomes = self.session.create_many(requests, out_dir=self.args.out, **self._options())
+        outcomes = self.session.create_many(
+            requests,
+            out_dir=self.args.out,
+            recreate_missing=self.args.recreate_missing,
+            **self._options(),
+        )
         async with outcomes:
             async for outcome in outcomes:
                 await self.report("create", outcome)

@@ -889,3 +889,25 @@ def test_batch_training_line_counts_the_photos_the_service_rejected() -> None:
     )
     clean = attrs.evolve(outcome, value=aiportrait.TrainResult("m-1", 9.0, states[:1]))
     assert "rejected" not in cli._outcome_text("train", clean, None)
+
+
+async def test_a_portrait_file_gone_since_the_last_run_is_reported_with_the_flag_that_recreates(
+    emu: Emulator, world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    batch = tmp_path / "one.csv"
+    batch.write_text(
+        f"kind,key,model_id,template\nsolo,me,{world.astronaut},{template(emu, world, 0)}\n"
+    )
+    out = tmp_path / "out"
+    args = ["batch", str(batch), "--out", str(out), "--no-progress"]
+    assert await run(emu, *args) == cli.EXIT_OK
+    (out / "me.jpg").unlink()
+    capsys.readouterr()
+    assert await run(emu, *args) == cli.EXIT_BATCH_FAILED
+    text = capsys.readouterr().out
+    assert "PortraitMissing" in text
+    assert "re-run with --recreate-missing" in text  # the flag, not recreate_missing=True
+    assert emu.counters.creations == 1
+    assert await run(emu, *args, "--recreate-missing") == cli.EXIT_OK
+    assert (out / "me.jpg").exists()
+    assert emu.counters.creations == 2
