@@ -205,7 +205,11 @@ class JobDisplay:
             self._worst = max(self._worst, failing)
         quiet = status.elapsed - self._quiet_since
         if self._heartbeat is not None and quiet >= self._heartbeat:
-            self._say(f"{self.label()} after {duration(status.elapsed)} ({status.polls} polls)")
+            state = self.state.name if self.state is not None else "waiting for an answer"
+            self._say(
+                f"job {self.job_id}: still {state} after {duration(status.elapsed)} "
+                f"({status.polls} polls)"
+            )
 
     def close(self) -> None:
         """The watch ended (or stopped)."""

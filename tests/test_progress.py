@@ -194,7 +194,7 @@ async def test_plain_lines_say_still_running_every_five_minutes_not_every_second
     assert lines == ["job 12: RUNNING after 1.0s (1 poll)"]  # not a line a second
     watch.elapsed, watch.polls = 301.0, 14
     await ticks.tick()
-    assert lines[-1] == "job 12 RUNNING after 5m01s (14 polls)"
+    assert lines[-1] == "job 12: still RUNNING after 5m01s (14 polls)"
     watch.elapsed = 302.0
     await ticks.tick()
     assert len(lines) == 2
