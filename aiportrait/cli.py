@@ -9,9 +9,9 @@ line per item and a summary line), progress, warnings and errors to stderr. An e
 name the command's flags (``--resubmit-unknown``), not the library's keywords.
 
 Exit codes: 0 ok; 1 the service refused or failed (API error, failed job, photos that did not
-pass ``check``); 2 bad usage, arguments or credentials; 3 no answer (transport error, timeout,
-job deadline); 4 a charged call may or may not have run (``SubmitOutcomeUnknown``); 5 some
-``batch`` items failed; 130 interrupted (Ctrl-C).
+pass ``check``); 2 bad usage, arguments or credentials, or a batch journal held by another
+run; 3 no answer (transport error, timeout, job deadline); 4 a charged call may or may not
+have run (``SubmitOutcomeUnknown``); 5 some ``batch`` items failed; 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ from .errors import (
     CredentialsError,
     InvalidArgument,
     JobTimeout,
+    JournalLocked,
     PhotoCountWarning,
     PreviousFailure,
     SubmitOutcomeUnknown,
@@ -80,7 +81,8 @@ EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 """The service refused or failed: an API error, a failed job, photos that did not pass."""
 EXIT_USAGE: Final = 2
-"""Bad usage, arguments, batch file or credentials; nothing was sent."""
+"""Bad usage, arguments, batch file or credentials, or a journal another run holds; nothing
+was sent."""
 EXIT_TRANSPORT: Final = 3
 """No answer: connection error, request timeout, or a job's deadline passed."""
 EXIT_OUTCOME_UNKNOWN: Final = 4
@@ -211,8 +213,8 @@ def exit_code(exc: BaseException) -> int:
     """The exit code for an error (see the module docstring)."""
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED
-    if isinstance(exc, (UsageError, InvalidArgument, CredentialsError)):
-        return EXIT_USAGE
+    if isinstance(exc, (UsageError, InvalidArgument, CredentialsError, JournalLocked)):
+        return EXIT_USAGE  # nothing was sent (another run holds the journal: wait or stop it)
     if isinstance(exc, (TransportError, JobTimeout)):
         return EXIT_TRANSPORT
     if isinstance(exc, SubmitOutcomeUnknown):
