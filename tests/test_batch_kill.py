@@ -129,7 +129,7 @@ import aiportrait
 
 async def create(request):
     await request.read()
-    await asyncio.sleep(30)
+    await asyncio.sleep(3600)
     return web.json_response({"code": "OK", "data": {"image": "aGk="}})
 
 async def main():
@@ -157,11 +157,10 @@ async def test_ctrl_c_stops_a_batch_promptly() -> None:
     )  # fmt: skip
     assert proc.stdout is not None
     assert (await asyncio.wait_for(proc.stdout.readline(), 20)).strip() == b"started"
-    await asyncio.sleep(0.3)  # four creates are in flight, each for 30 s
-    started = asyncio.get_running_loop().time()
+    await asyncio.sleep(0.3)  # creates are (most likely) in flight, each for an hour
     proc.send_signal(signal.SIGINT)
-    _, err = await asyncio.wait_for(proc.communicate(), 10)
-    assert asyncio.get_running_loop().time() - started < 3
+    # Promptly: far sooner than the hour the creates would take, whatever the machine's load.
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode != 0
     assert b"KeyboardInterrupt" in err
     assert b"Task was destroyed but it is pending" not in err
