@@ -351,7 +351,9 @@ async def test_web_backend_streams_a_failed_training_and_a_deadline(
     slow = emu.add_synthetic_job(60.0)
     for job_id in (failed, slow):
         await store.put(aiportrait.TrainJob(job_id, f"model-{job_id}"))
-    fast_deadline = aiportrait.PollPolicy(first=0.02, cap=0.05, timeout=0.3)
+    # A deadline the 60-s job passes; generous enough that a loaded machine still sees the
+    # failed job (already over) before it.
+    fast_deadline = aiportrait.PollPolicy(first=0.02, cap=0.05, timeout=3.0)
     app = web_backend.make_app(lambda: emu.session(poll=fast_deadline), store.path)
     async with TestClient(TestServer(app)) as client:
         events = _events(await (await client.get(f"/trainings/{failed}/events")).text())
