@@ -13,19 +13,21 @@ A local emulator of the service ships in :mod:`aiportrait.emulator` (a stand-in 
 detection and compositing, not diffusion), so everything runs offline without an account.
 """
 
-from ._batch import (
+from typing import TYPE_CHECKING, Any
+
+from ._requests import (
     AnyCreateRequest,
+    AnyRequest,
+    BatchQuery,
+    CheckRequest,
     CreateRequest,
     GroupCreateRequest,
-    Outcome,
-    Outcomes,
+    JobQuery,
     PromptCreateRequest,
     ReferenceCreateRequest,
     TrainRequest,
+    request_from_dict,
 )
-from ._codec import converter
-from ._logging import configure_from_env as _configure_logging
-from ._progress import watch_with_progress
 from ._retry import RetryPolicy
 from ._session import Session
 from ._transport import DEFAULT_TIMEOUT
@@ -94,7 +96,32 @@ from .models import (
     TrainResult,
 )
 
-_configure_logging()
+if TYPE_CHECKING:
+    from ._batch import Outcome, Outcomes
+    from ._progress import watch_with_progress
+
+# Loaded on first use: no single call needs batches (sqlite3) or progress display.
+_LAZY = {
+    "Outcome": "._batch",
+    "Outcomes": "._batch",
+    "watch_with_progress": "._progress",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aiportrait' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -104,6 +131,9 @@ __all__ = [
     "AIPortraitWarning",
     "APIError",
     "AnyCreateRequest",
+    "AnyRequest",
+    "BatchQuery",
+    "CheckRequest",
     "CheckReport",
     "CheckVerdict",
     "ClientError",
@@ -128,6 +158,7 @@ __all__ = [
     "Job",
     "JobError",
     "JobFailed",
+    "JobQuery",
     "JobState",
     "JobTimeout",
     "JobUpdate",
@@ -172,6 +203,6 @@ __all__ = [
     "TransportError",
     "UnknownApp",
     "__version__",
-    "converter",
+    "request_from_dict",
     "watch_with_progress",
 ]

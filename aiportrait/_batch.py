@@ -1,7 +1,7 @@
 """Batches: many trainings or creations under one limit, outcomes in completion order.
 
-Requests are small attrs classes (:class:`CreateRequest`, :class:`GroupCreateRequest`,
-:class:`ReferenceCreateRequest`, :class:`PromptCreateRequest`, :class:`TrainRequest`). A batch
+Items are request values (:mod:`aiportrait._requests`); the runner is handed ``send`` (run
+one request) and ``wait`` (follow a training to its end) and never sees a Session. A batch
 yields one :class:`Outcome` per item as it completes, with the caller's key, the request, and
 either the value or the error; one failed item does not stop the others unless ``fail_fast``.
 With ``limit=K``, K workers pull items as they free up, so K calls stay in flight until fewer
@@ -24,19 +24,36 @@ import json
 import logging
 import os
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar, cast
+from typing import Any, Generic, TypeAlias, TypeVar, cast
 
 import anyio
 import attrs
 
-from ._args import string_tuple
+from ._args import positive_int
 from ._codec import converter
 from ._journal import Journal, Record, key_text
+from ._requests import (
+    AnyCreateRequest,
+    AnyRequest,
+    CreateRequest,
+    GroupCreateRequest,
+    PromptCreateRequest,
+    ReferenceCreateRequest,
+    TrainRequest,
+    _Request,
+)
 from ._sendhook import before_send
-from .config import CreateConfig
 from .errors import (
     InvalidArgument,
     JobFailed,
@@ -48,128 +65,12 @@ from .errors import (
 )
 from .models import Portrait, TrainJob, TrainResult
 
-if TYPE_CHECKING:
-    from ._session import Session
-
-__all__ = [
-    "AnyCreateRequest",
-    "CreateRequest",
-    "GroupCreateRequest",
-    "Outcome",
-    "Outcomes",
-    "PromptCreateRequest",
-    "ReferenceCreateRequest",
-    "TrainRequest",
-]
+__all__ = ["BatchRunner", "Outcome", "Outcomes", "create_many", "run_batch", "train_many"]
 
 log = logging.getLogger("aiportrait")
 
 R = TypeVar("R")
 V = TypeVar("V")
-
-
-def _optional_strings(value: Iterable[str] | None) -> tuple[str, ...] | None:
-    return None if value is None else string_tuple(value)
-
-
-@attrs.frozen
-class CreateRequest:
-    """A solo portrait: :meth:`Session.create`."""
-
-    model_id: str
-    template: str
-    sdxl: bool = False
-    config: CreateConfig | None = None
-
-    async def submit(self, session: Session) -> Portrait:
-        """Run this request on ``session``."""
-        return await session.create(
-            self.model_id, self.template, sdxl=self.sdxl, config=self.config
-        )
-
-
-@attrs.frozen
-class GroupCreateRequest:
-    """A group portrait: :meth:`Session.create_group`."""
-
-    model_ids: tuple[str, ...] = attrs.field(converter=string_tuple)
-    template: str
-    sdxl: bool = False
-    config: CreateConfig | None = None
-
-    async def submit(self, session: Session) -> Portrait:
-        """Run this request on ``session``."""
-        return await session.create_group(
-            self.model_ids, self.template, sdxl=self.sdxl, config=self.config
-        )
-
-
-@attrs.frozen
-class ReferenceCreateRequest:
-    """A portrait from one reference photo: :meth:`Session.create_from_reference`."""
-
-    reference: str
-    template: str
-    ipa_weight: float | None = None
-    sdxl: bool = False
-    config: CreateConfig | None = None
-
-    async def submit(self, session: Session) -> Portrait:
-        """Run this request on ``session``."""
-        return await session.create_from_reference(
-            self.reference,
-            self.template,
-            ipa_weight=self.ipa_weight,
-            sdxl=self.sdxl,
-            config=self.config,
-        )
-
-
-@attrs.frozen(kw_only=True)
-class PromptCreateRequest:
-    """A text-prompt portrait: :meth:`Session.create_from_prompt`."""
-
-    prompt: str
-    model_id: str | None = None
-    template: str | None = None
-    reference: str | None = None
-    scene_id: str | None = None
-    sdxl: bool = False
-    config: CreateConfig | None = None
-
-    async def submit(self, session: Session) -> Portrait:
-        """Run this request on ``session``."""
-        return await session.create_from_prompt(
-            self.prompt,
-            model_id=self.model_id,
-            template=self.template,
-            reference=self.reference,
-            scene_id=self.scene_id,
-            sdxl=self.sdxl,
-            config=self.config,
-        )
-
-
-AnyCreateRequest = CreateRequest | GroupCreateRequest | ReferenceCreateRequest | PromptCreateRequest
-
-
-@attrs.frozen
-class TrainRequest:
-    """A training: :meth:`Session.train`."""
-
-    images: tuple[str, ...] = attrs.field(converter=string_tuple)
-    sdxl: bool = False
-    scene_lora: bool = False
-    scene_prompts: tuple[str, ...] | None = attrs.field(default=None, converter=_optional_strings)
-
-    async def submit(self, session: Session) -> TrainJob:
-        """Start this training on ``session``."""
-        return await session.train(
-            self.images,
-            sdxl=self.sdxl,
-            scene_lora=self.scene_lora,
-            scene_prompts=self.scene_prompts,
-        )
 
 
 @attrs.frozen
@@ -265,7 +166,7 @@ def keyed(items: Items[R], kinds: tuple[type, ...]) -> Iterable[tuple[Any, R]]:
 
 def fingerprint(request: object) -> str:
     """A stable digest of a request's content, to detect a key reused for another request."""
-    data = {"type": type(request).__name__, **converter.unstructure(request)}
+    data = request.to_dict() if isinstance(request, _Request) else {"repr": repr(request)}
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -358,7 +259,10 @@ async def run_batch(
 
 
 class BatchRunner:
-    """Runs the items of one batch on a Session, with an optional journal and output folder.
+    """Runs the items of one batch with an optional journal and output folder.
+
+    It is handed the two things it needs, ``send`` (run one request) and ``wait`` (watch a
+    training to its end), and knows nothing else of a Session.
 
     With a journal, the runner owns it for the whole batch (its lock is taken here, so a
     second run on the same file is refused with :class:`~aiportrait.errors.JournalLocked`).
@@ -366,7 +270,8 @@ class BatchRunner:
 
     def __init__(
         self,
-        session: Session,
+        send: Callable[[AnyRequest], Awaitable[Any]],
+        wait: Callable[[TrainJob], Awaitable[TrainResult]],
         *,
         journal: str | os.PathLike[str] | None,
         out_dir: str | os.PathLike[str] | None,
@@ -374,7 +279,8 @@ class BatchRunner:
         retry_failed: bool,
         recreate_missing: bool = False,
     ) -> None:
-        self.session = session
+        self.send = send
+        self.wait = wait
         self.journal = None if journal is None else Journal(Path(journal))
         if out_dir is None and journal is not None:
             out_dir = Path(journal).with_name(Path(journal).stem + "_portraits")
@@ -528,7 +434,7 @@ class BatchRunner:
         """Create one portrait, journalled."""
         if self.journal is None and self.out_dir is None:  # nothing to record: just run it
             try:
-                return Outcome(key, request, value=await request.submit(self.session))
+                return Outcome(key, request, value=await self.send(request))
             except Exception as exc:
                 return Outcome(key, request, error=exc)
         skey, fp, stem = key_text(key), fingerprint(request), file_stem(key)
@@ -556,9 +462,7 @@ class BatchRunner:
         if stop is not None:
             return Outcome(key, request, error=stop, resumed=True)
         try:
-            portrait = await self._submit(
-                "create", key, record, fp, lambda: request.submit(self.session)
-            )
+            portrait = await self._submit("create", key, record, fp, lambda: self.send(request))
         except JournalError as exc:
             if exc.key is None:
                 raise
@@ -589,6 +493,11 @@ class BatchRunner:
 
     # -- trainings -----------------------------------------------------------------------
 
+    async def _train(self, request: TrainRequest) -> TrainJob:
+        job = await self.send(request)
+        assert isinstance(job, TrainJob)
+        return job
+
     async def train(self, key: Any, request: TrainRequest, *, wait: bool) -> Outcome[Any, Any]:
         """Start (or resume) one training and, with ``wait``, watch it to its end."""
         skey, fp = key_text(key), fingerprint(request)
@@ -616,9 +525,7 @@ class BatchRunner:
             if stop is not None:
                 return Outcome(key, request, error=stop, job=job, resumed=True)
             try:
-                job = await self._submit(
-                    "train", key, record, fp, lambda: request.submit(self.session)
-                )
+                job = await self._submit("train", key, record, fp, lambda: self._train(request))
             except JournalError as exc:
                 if exc.key is None:
                     raise
@@ -632,7 +539,7 @@ class BatchRunner:
         if not wait:
             return Outcome(key, request, value=job, job=job)
         try:
-            result = await self.session.wait(job)
+            result = await self.wait(job)
         except JobFailed as exc:
             await self._put("train", skey, fp, "failed", error=_describe(exc))
             return Outcome(key, request, error=exc, job=job)
@@ -647,3 +554,101 @@ _EXTENSIONS = (".jpg", ".png", ".webp", ".bin")  # every Portrait.extension
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
+
+
+# -- the entry points behind Session.create_many / train_many --------------------------------
+
+Send = Callable[[AnyRequest], Awaitable[Any]]
+Wait = Callable[[TrainJob], Awaitable[TrainResult]]
+
+_CREATE_KINDS = (CreateRequest, GroupCreateRequest, ReferenceCreateRequest, PromptCreateRequest)
+
+
+def create_many(
+    send: Send,
+    wait: Wait,
+    capacity: int,
+    requests: Items[AnyCreateRequest],
+    *,
+    limit: int | None,
+    fail_fast: bool,
+    journal: str | os.PathLike[str] | None,
+    out_dir: str | os.PathLike[str] | None,
+    resubmit_unknown: bool,
+    retry_failed: bool,
+    recreate_missing: bool,
+) -> Outcomes[AnyCreateRequest, Portrait]:
+    """Run create requests as a batch (see :meth:`Session.create_many`)."""
+    runner = BatchRunner(
+        send,
+        wait,
+        journal=journal,
+        out_dir=out_dir,
+        resubmit_unknown=resubmit_unknown,
+        retry_failed=retry_failed,
+        recreate_missing=recreate_missing,
+    )
+    items = keyed(requests, _CREATE_KINDS)
+    return Outcomes(
+        _closing(run_batch(items, runner.create, _limit(limit, capacity), fail_fast), runner)
+    )
+
+
+def train_many(
+    send: Send,
+    wait: Wait,
+    capacity: int,
+    image_sets: Items[TrainRequest | Sequence[str]],
+    *,
+    limit: int | None,
+    wait_for_end: bool,
+    fail_fast: bool,
+    journal: str | os.PathLike[str] | None,
+    resubmit_unknown: bool,
+    retry_failed: bool,
+) -> Outcomes[TrainRequest, Any]:
+    """Run trainings as a batch (see :meth:`Session.train_many`)."""
+    runner = BatchRunner(
+        send,
+        wait,
+        journal=journal,
+        out_dir=None,
+        resubmit_unknown=resubmit_unknown,
+        retry_failed=retry_failed,
+    )
+
+    async def work(key: Any, request: TrainRequest) -> Outcome[TrainRequest, Any]:
+        return await runner.train(key, request, wait=wait_for_end)
+
+    sets: Iterable[tuple[Any, TrainRequest | Sequence[str]]] = keyed(
+        image_sets, (TrainRequest, list, tuple)
+    )
+    pairs = (
+        (key, item if isinstance(item, TrainRequest) else TrainRequest(item)) for key, item in sets
+    )
+    return Outcomes(_closing(run_batch(pairs, work, _limit(limit, capacity), fail_fast), runner))
+
+
+def _limit(limit: int | None, capacity: int) -> int:
+    if limit is None:
+        return capacity
+    positive_int("limit", limit)
+    if limit > capacity:
+        log.warning(
+            "limit %d exceeds the session's capacity of %d: at most %d run at once",
+            limit,
+            capacity,
+            capacity,
+        )
+    return limit
+
+
+async def _closing(
+    outcomes: AsyncGenerator[Outcome[Any, Any], None], runner: BatchRunner
+) -> AsyncGenerator[Outcome[Any, Any], None]:
+    try:
+        async for outcome in outcomes:
+            yield outcome
+    finally:
+        await outcomes.aclose()
+        runner.close()

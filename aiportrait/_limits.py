@@ -96,6 +96,10 @@ class Limits:
             self.by_kind["train"] = anyio.CapacityLimiter(max_trainings)
         self.cooldown = CoolDown()
 
+    def capacity(self, kind: CallKind) -> int:
+        """How many calls of ``kind`` may be in flight at once."""
+        return int(min(limiter.total_tokens for limiter in self.limiters(kind)))
+
     def limiters(self, kind: CallKind) -> tuple[anyio.CapacityLimiter, ...]:
         """The limiters a call of ``kind`` holds, in the order to take them."""
         specific = self.by_kind.get(kind)

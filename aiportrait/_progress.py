@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from ._watch import JobUpdate, PollPolicy, result_of
+from ._watch import JobUpdate, PollPolicy
 from .errors import MalformedResponse
 from .models import JobState, TrainJob, TrainResult
 
@@ -399,8 +399,8 @@ async def watch_lines(
     watch = session.watch(job, poll=poll, timeout=timeout)
     deadline = _deadline(watch, poll, timeout)
     display = job_display(_job_id(job), echo=echo, stream=stream, deadline=deadline)
-    last = await follow(watch, display, tick=tick, sleep=sleep)
-    return result_of(last, job.model_id if isinstance(job, TrainJob) else None)
+    await follow(watch, display, tick=tick, sleep=sleep)
+    return await watch.result()
 
 
 async def watch_with_progress(
@@ -430,8 +430,8 @@ async def watch_with_progress(
         return await watch_lines(session, job, poll=poll, timeout=timeout, tick=tick, sleep=sleep)
     watch = session.watch(job, poll=poll, timeout=timeout)
     display = _TqdmJobDisplay(_job_id(job), auto, deadline=_deadline(watch, poll, timeout))
-    last = await follow(watch, display, tick=tick, sleep=sleep)
-    return result_of(last, job.model_id if isinstance(job, TrainJob) else None)
+    await follow(watch, display, tick=tick, sleep=sleep)
+    return await watch.result()
 
 
 class BatchProgress:

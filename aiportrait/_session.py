@@ -1,4 +1,10 @@
-"""``Session``: one coroutine per AI Portrait call, on top of the transport."""
+"""``Session``: construction, lifecycle, per-call options, and the one send path.
+
+Every call is a request value (:mod:`aiportrait._requests`) sent by :meth:`Session.send`
+through the one retry loop (:func:`aiportrait._retry.call_with_retries`) and the transport.
+The endpoint methods only build a request and send it; batches get the ``send`` and ``wait``
+callables and never see the Session.
+"""
 
 from __future__ import annotations
 
@@ -6,103 +12,44 @@ import contextlib
 import copy
 import logging
 import os
-from collections.abc import AsyncGenerator, Awaitable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import aiohttp
 import attrs
 
-from . import _args
-from ._batch import (
+from ._credentials import credentials_from_env
+from ._limits import Limits
+from ._logging import configure_from_env
+from ._requests import (
     AnyCreateRequest,
-    BatchRunner,
+    AnyRequest,
+    BatchQuery,
+    CheckRequest,
     CreateRequest,
     GroupCreateRequest,
-    Items,
-    Outcome,
-    Outcomes,
+    JobQuery,
     PromptCreateRequest,
     ReferenceCreateRequest,
     TrainRequest,
-    keyed,
-    run_batch,
 )
-from ._codec import decode_batch, decode_check, decode_job, decode_portrait, decode_train
-from ._limits import CallKind, Limits
 from ._retry import RetryPolicy, call_with_retries
 from ._signing import PrivateMapping, redacted
 from ._transport import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT, Answer, Transport
-from ._watch import JobWatch, PollPolicy, result_of
+from ._watch import JobWatch, PollPolicy
 from .config import CreateConfig
-from .errors import (
-    CredentialsError,
-    InvalidArgument,
-    MalformedResponse,
-    SubmitOutcomeUnknown,
-)
+from .errors import InvalidArgument, MalformedResponse, PhotoCountWarning, SubmitOutcomeUnknown
 from .models import CheckReport, Job, Portrait, TrainJob, TrainResult
 
-__all__ = ["Session"]
+if TYPE_CHECKING:
+    from ._batch import Items, Outcomes
+
+__all__ = ["Session", "credentials_from_env"]
 
 log = logging.getLogger("aiportrait")
 
-CHECK_PATH: Final = "/api/v1/aigc_images/check"
-TRAIN_PATH: Final = "/api/v1/aigc_images/train"
-CREATE_PATH: Final = "/api/v1/aigc_images/create"
-JOB_PATH: Final = "/api/v1/async_jobs/{}"
-BATCH_PATH: Final = "/api/v1/batch_jobs/{}"
-T2I_TEMPLATE: Final = "t2i_generate"
-
-_ENV: Final = {
-    "host": ("AIPORTRAIT_HOST", "HOST", "Host"),
-    "app_id": ("AIPORTRAIT_APP_ID", "AppId", "APP_ID"),
-    "token": ("AIPORTRAIT_TOKEN", "Token", "TOKEN"),
-}
-
-
-def credentials_from_env(environ: Mapping[str, str] | None = None) -> tuple[str, str, str]:
-    """``(host, app_id, token)`` from the environment (see :meth:`Session.from_env`)."""
-    env = PrivateMapping(os.environ if environ is None else environ)
-    environ = None  # a traceback's locals show the view, never the values
-    found: dict[str, str] = {}
-    missing = []
-    for key, names in _ENV.items():
-        value = next((env[n] for n in names if env.get(n, "").strip()), None)
-        if value is None:
-            missing.append(f"{key} (tried {', '.join(names)})")
-        else:
-            found[key] = redacted(value.strip()) if key == "token" else value.strip()
-    value = None  # the loop's last value may be the token: keep it out of a traceback
-    if missing:
-        raise CredentialsError("missing credentials: " + "; ".join(missing))
-    return found["host"], found["app_id"], found["token"]
-
-
-def _job_id(job: int | TrainJob) -> int:
-    value = job.job_id if isinstance(job, TrainJob) else job
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidArgument(f"job must be a TrainJob or a non-negative job id, not {job!r}")
-    return value
-
-
-def _configure(config: CreateConfig | Mapping[str, Any] | None, *, sdxl: bool) -> dict[str, Any]:
-    if config is None:
-        return {}
-    if isinstance(config, CreateConfig):
-        mismatch = config.model_mismatch(sdxl=sdxl)
-        if mismatch:
-            log.warning(
-                "config keys %s are documented for %s only; the service may ignore them",
-                sorted(mismatch),
-                "SD1.5" if sdxl else "SDXL",
-            )
-        return config.to_configure()
-    if isinstance(config, Mapping) and all(isinstance(k, str) for k in config):
-        return dict(config)
-    raise InvalidArgument(
-        f"config must be a CreateConfig or a mapping, not {type(config).__name__}"
-    )
+T = TypeVar("T")
 
 
 class Session:
@@ -154,6 +101,7 @@ class Session:
         retry: RetryPolicy | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
+        configure_from_env()  # AIPORTRAIT_LOG: read once, at the first Session (not at import)
         token = redacted(token)  # a traceback's locals show '<redacted>' from here on
         self._timeout = _client_timeout(timeout) if timeout is not None else DEFAULT_TIMEOUT
         self._transport = Transport(
@@ -261,25 +209,47 @@ class Session:
             view.poll = _checked(poll, PollPolicy, "poll")
         return view
 
-    async def _call(
-        self,
-        kind: CallKind,
-        method: str,
-        path: str,
-        payload: Mapping[str, Any] | None = None,
-        *,
-        accept: str = "application/json",
-        lift: str | None = None,
-        tries: int | None = None,
-    ) -> Answer:
+    # -- the one send path -----------------------------------------------------------------
+
+    @overload
+    async def send(self, request: CheckRequest) -> CheckReport: ...
+    @overload
+    async def send(self, request: TrainRequest) -> TrainJob: ...
+    @overload
+    async def send(self, request: AnyCreateRequest) -> Portrait: ...
+    @overload
+    async def send(self, request: JobQuery) -> Job: ...
+    @overload
+    async def send(self, request: BatchQuery) -> tuple[Job, ...]: ...
+
+    async def send(self, request: AnyRequest) -> Any:
+        """Send one request (a :class:`CheckRequest`, :class:`TrainRequest`, a create request,
+        :class:`JobQuery` or :class:`BatchQuery`) and return what its answer holds.
+
+        Retries follow the Session's :class:`RetryPolicy`; a charged request whose outcome is
+        unknown raises :class:`~aiportrait.errors.SubmitOutcomeUnknown` and is never sent twice.
+        """
+        if isinstance(request, TrainRequest):
+            PhotoCountWarning.check(len(request.images))
+        answer = await self._send(request)
+        if request.kind == "read":
+            return request.decode(answer)
+        with _charged_answer(request.kind, request.payload()):
+            result = request.decode(answer)
+        _log_result(result, answer)
+        return result
+
+    async def _send(self, request: AnyRequest, tries: int | None = None) -> Answer:
         transport, timeout = self._transport, self._timeout
+        method, path, payload = request.method, request.path, request.payload()
+        accept, lift = request.accept, request.lift
 
         def try_once() -> Awaitable[Answer]:
             return transport.call(method, path, payload, accept=accept, timeout=timeout, lift=lift)
 
         return await call_with_retries(
             try_once,
-            kind=kind,
+            kind=request.kind,
             what=f"{method} {path}",
             policy=self._retry,
             limits=self._limits,
@@ -287,7 +257,12 @@ class Session:
             tries=tries,
         )
 
-    # -- the endpoints ---------------------------------------------------------------------
+    async def _poll_once(self, job_id: int) -> Job:
+        """One poll of a watch: a single try; the watcher decides about retrying."""
+        query = JobQuery(job_id)
+        return query.decode(await self._send(query, tries=1))
+
+    # -- the endpoints: build a request, send it ---------------------------------------------
 
     async def check_images(self, images: Sequence[str]) -> CheckReport:
         """Check photos before training: one verdict per photo.
@@ -295,11 +270,7 @@ class Session:
         Args:
             images: photo URLs (jpg, jpeg or png, larger than 512x512; 5 to 20 for training).
         """
-        urls = _args.url_list("images", images)
-        answer = await self._call(
-            "read", "POST", CHECK_PATH, {"action": "AIGCImageCheck", "images": urls}
-        )
-        return decode_check(answer.data, answer.request_id)
+        return await self.send(CheckRequest(images))
 
     async def train(
         self,
@@ -313,7 +284,8 @@ class Session:
 
         Args:
             images: photo URLs (the documentation asks for 5 to 20 photos of one person;
-                another count warns :class:`~aiportrait.errors.PhotoCountWarning`, and is sent).
+                another count warns :class:`~aiportrait.errors.PhotoCountWarning` and is sent
+                as given).
             sdxl: train an SDXL model (``model_name`` ``train_xl``; SDXL must be enabled).
             scene_lora: train a scene LoRA (SDXL only); its ``model_id`` is a ``scene_id``.
             scene_prompts: one caption per photo, required with ``scene_lora``.
@@ -321,59 +293,15 @@ class Session:
         Returns:
             A :class:`TrainJob` handle: watch ``job_id``, create with ``model_id``.
         """
-        urls = _args.url_list("images", images)
-        configure: dict[str, Any] = {}
-        if scene_lora:
-            if not sdxl:
-                raise InvalidArgument("scene_lora=True needs sdxl=True: scene LoRAs are SDXL only")
-            if scene_prompts is None:
-                raise InvalidArgument("scene_lora=True needs scene_prompts, one per image")
-            configure["train_scene_lora_bool"] = True
-        if scene_prompts is not None:
-            if not scene_lora:
-                raise InvalidArgument("scene_prompts are only used with scene_lora=True")
-            prompts = [
-                _args.text(f"scene_prompts[{i}]", p)
-                for i, p in enumerate(_args.string_tuple(scene_prompts))
-            ]
-            if len(prompts) != len(urls):
-                raise InvalidArgument(
-                    f"scene_prompts has {len(prompts)} prompts for {len(urls)} images: "
-                    "give exactly one prompt per image"
-                )
-            configure["scene_lora_prompts"] = prompts
-        from .errors import PhotoCountWarning
-
-        PhotoCountWarning.check(len(urls))  # before the charged call; the photos are sent as given
-        payload: dict[str, Any] = {"action": "AIGCImageTrain", "images": urls}
-        if sdxl:
-            payload["model_name"] = "train_xl"
-        if configure:
-            payload["configure"] = configure
-        answer = await self._call("train", "POST", TRAIN_PATH, payload)
-        with _charged_answer("train", payload):
-            job = decode_train(answer.data)
-        log.info(
-            "training accepted: job_id=%s model_id=%s request_id=%s",
-            job.job_id,
-            job.model_id,
-            answer.request_id,
-        )
-        return job
+        return await self.send(TrainRequest(images, sdxl, scene_lora, scene_prompts))
 
     async def get_job(self, job: int | TrainJob) -> Job:
         """Query an asynchronous job once (``POST /api/v1/async_jobs/{id}``)."""
-        return await self._get_job(_job_id(job))
+        return await self.send(JobQuery(job))
 
-    async def _get_job(self, job_id: int, tries: int | None = None) -> Job:
-        answer = await self._call(
-            "read", "POST", JOB_PATH.format(job_id), accept="text/plain", tries=tries
-        )
-        return decode_job(answer.data, job_id, answer.request_id)
-
-    async def _poll_once(self, job_id: int) -> Job:
-        """One poll of a watch: a single try; the watcher decides about retrying."""
-        return await self._get_job(job_id, tries=1)
+    async def get_batch_jobs(self, batch_id: int) -> tuple[Job, ...]:
+        """Query the jobs of a batch (``GET /api/v1/batch_jobs/{id}``)."""
+        return await self.send(BatchQuery(batch_id))
 
     def watch(
         self,
@@ -387,12 +315,16 @@ class Session:
         The first update is the first state seen; the last is the terminal one (``SUCCESS``
         with ``update.result``, or ``FAILED`` with ``update.message``). Raises
         :class:`~aiportrait.errors.JobTimeout` when the deadline (``timeout`` seconds, else the
-        policy's) passes first. Failed polls are retried within the deadline.
+        policy's) passes first. Failed polls are polled again within the deadline.
+        ``await watch.result()`` follows it to the end and returns the :class:`TrainResult`.
         """
         policy = poll or self.poll
         if timeout is not None:
             policy = attrs.evolve(policy, timeout=timeout)
-        return JobWatch(self._poll_once, _job_id(job), policy, retry=self._retry)
+        model_id = job.model_id if isinstance(job, TrainJob) else None
+        return JobWatch(
+            self._poll_once, JobQuery(job).job_id, policy, retry=self._retry, model_id=model_id
+        )
 
     async def wait(
         self,
@@ -406,11 +338,90 @@ class Session:
         Raises :class:`~aiportrait.errors.JobFailed` (with the service's message and raw
         result) when it fails and :class:`~aiportrait.errors.JobTimeout` at the deadline.
         """
-        last = None
-        async for update in self.watch(job, poll=poll, timeout=timeout):
-            last = update
-        assert last is not None
-        return result_of(last, job.model_id if isinstance(job, TrainJob) else None)
+        return await self.watch(job, poll=poll, timeout=timeout).result()
+
+    async def create(
+        self,
+        model_id: str,
+        template: str,
+        *,
+        sdxl: bool = False,
+        config: CreateConfig | Mapping[str, Any] | None = None,
+    ) -> Portrait:
+        """Create a solo portrait: the trained person's face on the template.
+
+        Args:
+            model_id: the ``model_id`` of a finished training.
+            template: template image URL with one face (or ``"t2i_generate"`` with a prompt).
+            sdxl: use the SDXL model (``create_xl``); the model must be SDXL-trained.
+            config: a :class:`CreateConfig` (or a plain mapping sent as is).
+        """
+        return await self.send(CreateRequest(model_id, template, sdxl, config))
+
+    async def create_group(
+        self,
+        model_ids: Sequence[str],
+        template: str,
+        *,
+        sdxl: bool = False,
+        config: CreateConfig | Mapping[str, Any] | None = None,
+    ) -> Portrait:
+        """Create a group portrait: model ids are paired with template faces left to right."""
+        return await self.send(GroupCreateRequest(model_ids, template, sdxl, config))
+
+    async def create_from_reference(
+        self,
+        reference: str,
+        template: str,
+        *,
+        ipa_weight: float | None = None,
+        sdxl: bool = False,
+        config: CreateConfig | Mapping[str, Any] | None = None,
+    ) -> Portrait:
+        """Create a portrait from one reference photo, with no training (IP-Adapter only).
+
+        Args:
+            reference: URL of a photo of the person.
+            template: template image URL.
+            ipa_weight: IP-Adapter strength, 0.0 to 1.0 (service default 0.5).
+        """
+        request = ReferenceCreateRequest(reference, template, ipa_weight, sdxl, config)
+        return await self.send(request)
+
+    async def create_from_prompt(
+        self,
+        prompt: str,
+        *,
+        model_id: str | None = None,
+        template: str | None = None,
+        reference: str | None = None,
+        scene_id: str | None = None,
+        sdxl: bool = False,
+        config: CreateConfig | Mapping[str, Any] | None = None,
+    ) -> Portrait:
+        """Create a portrait from a text prompt (``t2i_prompt``).
+
+        Give the person either as a trained ``model_id`` or as a ``reference`` photo.
+
+        Args:
+            prompt: the text prompt.
+            model_id: a trained model id.
+            template: a template URL; default ``"t2i_generate"`` (generate the scene).
+            reference: a reference photo URL instead of a trained model (no training).
+            scene_id: a scene LoRA id from an SDXL scene training.
+        """
+        request = PromptCreateRequest(
+            prompt=prompt,
+            model_id=model_id,
+            template=template,
+            reference=reference,
+            scene_id=scene_id,
+            sdxl=sdxl,
+            config=config,
+        )
+        return await self.send(request)
+
+    # -- batches: the runner gets send and wait, never the Session ----------------------------
 
     def create_many(
         self,
@@ -450,23 +461,20 @@ class Session:
         process or another, raises :class:`~aiportrait.errors.JournalLocked` here; a file that
         is not a readable journal raises :class:`~aiportrait.errors.JournalError`.
         """
-        kinds = (CreateRequest, GroupCreateRequest, ReferenceCreateRequest, PromptCreateRequest)
-        capacity = int(self._limits.by_kind["create"].total_tokens)
-        runner = BatchRunner(
-            self,
+        from ._batch import create_many  # batches (and sqlite3) load only when used
+
+        return create_many(
+            self.send,
+            self.wait,
+            self._limits.capacity("create"),
+            requests,
+            limit=limit,
+            fail_fast=fail_fast,
             journal=journal,
             out_dir=out_dir,
             resubmit_unknown=resubmit_unknown,
             retry_failed=retry_failed,
             recreate_missing=recreate_missing,
-        )
-        return Outcomes(
-            _closing(
-                run_batch(
-                    keyed(requests, kinds), runner.create, _limit(limit, capacity), fail_fast
-                ),
-                runner,
-            )
         )
 
     def train_many(
@@ -495,159 +503,24 @@ class Session:
             resubmit_unknown: see :meth:`create_many`.
             retry_failed: see :meth:`create_many`.
         """
-        limiter = self._limits.by_kind.get("train", self._limits.all)
-        runner = BatchRunner(
-            self,
+        from ._batch import train_many  # batches (and sqlite3) load only when used
+
+        return train_many(
+            self.send,
+            self.wait,
+            self._limits.capacity("train"),
+            image_sets,
+            limit=limit,
+            wait_for_end=wait,
+            fail_fast=fail_fast,
             journal=journal,
-            out_dir=None,
             resubmit_unknown=resubmit_unknown,
             retry_failed=retry_failed,
         )
 
-        async def work(key: Any, request: TrainRequest) -> Outcome[TrainRequest, Any]:
-            return await runner.train(key, request, wait=wait)
-
-        sets: Iterable[tuple[Any, TrainRequest | Sequence[str]]] = keyed(
-            image_sets, (TrainRequest, list, tuple)
-        )
-        pairs = (
-            (key, item if isinstance(item, TrainRequest) else TrainRequest(item))
-            for key, item in sets
-        )
-        capacity = int(limiter.total_tokens)
-        return Outcomes(
-            _closing(run_batch(pairs, work, _limit(limit, capacity), fail_fast), runner)
-        )
-
-    async def get_batch_jobs(self, batch_id: int) -> tuple[Job, ...]:
-        """Query the jobs of a batch (``GET /api/v1/batch_jobs/{id}``)."""
-        answer = await self._call(
-            "read", "GET", BATCH_PATH.format(_job_id(batch_id)), accept="text/plain"
-        )
-        return decode_batch(answer.data, answer.request_id)
-
-    async def create(
-        self,
-        model_id: str,
-        template: str,
-        *,
-        sdxl: bool = False,
-        config: CreateConfig | Mapping[str, Any] | None = None,
-    ) -> Portrait:
-        """Create a solo portrait: the trained person's face on the template.
-
-        Args:
-            model_id: the ``model_id`` of a finished training.
-            template: template image URL with one face (or ``"t2i_generate"`` with a prompt).
-            sdxl: use the SDXL model (``create_xl``); the model must be SDXL-trained.
-            config: a :class:`CreateConfig` (or a plain mapping sent as is).
-        """
-        model_id = _args.text("model_id", model_id)
-        return await self._create(model_id, None, _template(template), sdxl, config, {})
-
-    async def create_group(
-        self,
-        model_ids: Sequence[str],
-        template: str,
-        *,
-        sdxl: bool = False,
-        config: CreateConfig | Mapping[str, Any] | None = None,
-    ) -> Portrait:
-        """Create a group portrait: model ids are paired with template faces left to right."""
-        ids = _args.model_id_list("model_ids", model_ids)
-        return await self._create("", ids, _template(template), sdxl, config, {})
-
-    async def create_from_reference(
-        self,
-        reference: str,
-        template: str,
-        *,
-        ipa_weight: float | None = None,
-        sdxl: bool = False,
-        config: CreateConfig | Mapping[str, Any] | None = None,
-    ) -> Portrait:
-        """Create a portrait from one reference photo, with no training (IP-Adapter only).
-
-        Args:
-            reference: URL of a photo of the person.
-            template: template image URL.
-            ipa_weight: IP-Adapter strength, 0.0 to 1.0 (service default 0.5).
-        """
-        explicit = _reference_keys(reference, ipa_weight)
-        return await self._create("", None, _template(template), sdxl, config, explicit)
-
-    async def create_from_prompt(
-        self,
-        prompt: str,
-        *,
-        model_id: str | None = None,
-        template: str | None = None,
-        reference: str | None = None,
-        scene_id: str | None = None,
-        sdxl: bool = False,
-        config: CreateConfig | Mapping[str, Any] | None = None,
-    ) -> Portrait:
-        """Create a portrait from a text prompt (``t2i_prompt``).
-
-        Give the person either as a trained ``model_id`` or as a ``reference`` photo.
-
-        Args:
-            prompt: the text prompt.
-            model_id: a trained model id.
-            template: a template URL; default ``"t2i_generate"`` (generate the scene).
-            reference: a reference photo URL instead of a trained model (no training).
-            scene_id: a scene LoRA id from an SDXL scene training.
-        """
-        explicit: dict[str, Any] = {"t2i_prompt": _args.text("prompt", prompt)}
-        if (model_id is None) == (reference is None):
-            raise InvalidArgument("give exactly one of model_id (trained) or reference (photo)")
-        if reference is not None:
-            explicit.update(_reference_keys(reference, None))
-        if scene_id is not None:
-            explicit["scene_id"] = _args.text("scene_id", scene_id)
-        mid = "" if model_id is None else _args.text("model_id", model_id)
-        tpl = T2I_TEMPLATE if template is None else _template(template)
-        return await self._create(mid, None, tpl, sdxl, config, explicit)
-
-    async def _create(
-        self,
-        model_id: str,
-        model_ids: list[str] | None,
-        template: str,
-        sdxl: bool,
-        config: CreateConfig | Mapping[str, Any] | None,
-        explicit: Mapping[str, Any],
-    ) -> Portrait:
-        configure = _args.merge_explicit(_configure(config, sdxl=sdxl), explicit)
-        if configure.get("ipa_control_only") and not configure.get("ipa_image_path"):
-            raise InvalidArgument("ipa_control_only=True needs ipa_image_path (a reference URL)")
-        payload: dict[str, Any] = {"action": "AIGCImageCreate", "model_id": model_id}
-        if model_ids is not None:
-            payload["model_ids"] = model_ids
-        if sdxl:
-            payload["model_name"] = "create_xl"
-        payload["template_image"] = template
-        if configure:
-            payload["configure"] = configure
-        answer = await self._call("create", "POST", CREATE_PATH, payload, lift="image")
-        with _charged_answer("create", payload):
-            portrait = decode_portrait(answer.data, answer.request_id, answer.lifted)
-        log.info(
-            "portrait created: %s %sx%s in %.2fs request_id=%s",
-            portrait.format,
-            portrait.width,
-            portrait.height,
-            portrait.cost_time,
-            answer.request_id,
-        )
-        return portrait
-
-
-T = TypeVar("T")
-
 
 @contextlib.contextmanager
-def _charged_answer(action: str, payload: Mapping[str, Any]) -> Iterator[None]:
+def _charged_answer(action: str, payload: Mapping[str, Any] | None) -> Iterator[None]:
     """A 2xx answer to a charged call that cannot be read: the work ran, its result is lost."""
     try:
         yield
@@ -658,6 +531,25 @@ def _charged_answer(action: str, payload: Mapping[str, Any]) -> Iterator[None]:
             action=action,
             request=payload,
         ) from exc
+
+
+def _log_result(result: object, answer: Answer) -> None:
+    if isinstance(result, TrainJob):
+        log.info(
+            "training accepted: job_id=%s model_id=%s request_id=%s",
+            result.job_id,
+            result.model_id,
+            answer.request_id,
+        )
+    elif isinstance(result, Portrait):
+        log.info(
+            "portrait created: %s %sx%s in %.2fs request_id=%s",
+            result.format,
+            result.width,
+            result.height,
+            result.cost_time,
+            answer.request_id,
+        )
 
 
 def _checked(value: T, kind: type[T], name: str) -> T:
@@ -673,44 +565,3 @@ def _client_timeout(timeout: aiohttp.ClientTimeout | float) -> aiohttp.ClientTim
         raise InvalidArgument(f"timeout must be a ClientTimeout or seconds > 0, not {timeout!r}")
     # Seconds bound the whole try; a create may send nothing until its portrait is done.
     return aiohttp.ClientTimeout(total=timeout, connect=min(10.0, timeout))
-
-
-def _limit(limit: int | None, capacity: int) -> int:
-    if limit is None:
-        return capacity
-    _args.positive_int("limit", limit)
-    if limit > capacity:
-        log.warning(
-            "limit %d exceeds the session's capacity of %d: at most %d run at once",
-            limit,
-            capacity,
-            capacity,
-        )
-    return limit
-
-
-async def _closing(
-    outcomes: AsyncGenerator[Outcome[Any, Any], None], runner: BatchRunner
-) -> AsyncGenerator[Outcome[Any, Any], None]:
-    try:
-        async for outcome in outcomes:
-            yield outcome
-    finally:
-        await outcomes.aclose()
-        runner.close()
-
-
-def _template(template: str) -> str:
-    if template == T2I_TEMPLATE:
-        return template
-    return _args.url("template", template)
-
-
-def _reference_keys(reference: str, ipa_weight: float | None) -> dict[str, Any]:
-    keys: dict[str, Any] = {
-        "ipa_control_only": True,
-        "ipa_image_path": _args.url("reference", reference),
-    }
-    if ipa_weight is not None:
-        keys["ipa_weight"] = CreateConfig(ipa_weight=ipa_weight).ipa_weight
-    return keys

@@ -174,10 +174,15 @@ class JobWatch(AsyncIterator[JobUpdate]):
         policy: PollPolicy,
         *,
         retry: RetryPolicy | None = None,
+        model_id: str | None = None,
         clock: Callable[[], float] | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.job_id = job_id
+        self.model_id = model_id
+        """The training's model id when the watch started from a :class:`TrainJob`."""
+        self.last: JobUpdate | None = None
+        """The last update yielded (``None`` before the first)."""
         self.policy = policy
         self._poll = poll
         self._max_retry_after = (retry or RetryPolicy()).max_retry_after
@@ -223,6 +228,7 @@ class JobWatch(AsyncIterator[JobUpdate]):
             )
             self._last = job.state
             self._finished = job.state.terminal
+            self.last = update
             log.debug(
                 "job %s: %s after %.1fs and %d polls",
                 self.job_id,
@@ -232,6 +238,18 @@ class JobWatch(AsyncIterator[JobUpdate]):
                 extra={"job_id": self.job_id},
             )
             return update
+
+    async def result(self) -> TrainResult:
+        """Follow the job to its end and return the training result.
+
+        Consumes the rest of the watch. Raises :class:`~aiportrait.errors.JobFailed` for a
+        failed job and :class:`~aiportrait.errors.JobTimeout` at the deadline.
+        """
+        async for _ in self:
+            pass
+        if self.last is None or not self.last.done:
+            raise InvalidArgument(f"job {self.job_id}: the watch was closed before the job ended")
+        return result_of(self.last, self.model_id)
 
     async def aclose(self) -> None:
         """Stop watching (nothing to release: the watcher holds nothing between polls)."""

@@ -13,11 +13,31 @@ import html
 import os
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
 from ._imageinfo import sniff
+
+_T = TypeVar("_T")
+
+
+def _to_dict(value: object) -> dict[str, Any]:
+    from ._codec import converter  # the codec imports the models
+
+    data: dict[str, Any] = converter.unstructure(value)
+    return data
+
+
+def _from_dict(cls: type[_T], data: Any) -> _T:
+    from ._codec import converter
+    from .errors import InvalidArgument
+
+    try:
+        return converter.structure(data, cls)
+    except Exception as exc:  # cattrs' validation errors, TypeError, ValueError...
+        raise InvalidArgument(f"not a {cls.__name__} dict: {data!r:.200} ({exc})") from None
+
 
 __all__ = [
     "CheckReport",
@@ -154,6 +174,15 @@ class TrainJob:
     job_id: int
     model_id: str
 
+    def to_dict(self) -> dict[str, Any]:
+        """``{"job_id": ..., "model_id": ...}``: store it, and :meth:`from_dict` brings it back."""
+        return _to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TrainJob:
+        """The handle :meth:`to_dict` gave ``data`` for (``InvalidArgument`` if it is not one)."""
+        return _from_dict(cls, data)
+
 
 @attrs.frozen
 class TrainResult:
@@ -168,6 +197,15 @@ class TrainResult:
     model_id: str
     cost_time: float = 0.0
     states: tuple[ImageCheck, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data; :meth:`from_dict` brings it back."""
+        return _to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TrainResult:
+        """The result :meth:`to_dict` gave ``data`` for (``InvalidArgument`` if it is not one)."""
+        return _from_dict(cls, data)
 
     def _repr_html_(self) -> str:
         caption = f"model {self.model_id} trained in {self.cost_time:.1f}s"

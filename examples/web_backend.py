@@ -45,7 +45,6 @@ from typing import Any
 from aiohttp import web
 
 import aiportrait
-from aiportrait import converter
 from aiportrait.config import DOCUMENTED_KEYS, closest_key
 
 __all__ = ["JobStore", "make_app"]
@@ -60,7 +59,7 @@ class JobStore:
 
     Each change rewrites the file atomically (a temporary file renamed over it), so a crash
     never leaves half a file behind. One process at a time; a real deployment would use its
-    database, storing the same ``converter.unstructure(job)`` dictionaries.
+    database, storing the same ``job.to_dict()`` dictionaries.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -80,15 +79,15 @@ class JobStore:
         entry = self.entries().get(str(job_id))
         if entry is None:
             return None
-        return converter.structure(
-            {"job_id": entry["job_id"], "model_id": entry["model_id"]}, aiportrait.TrainJob
+        return aiportrait.TrainJob.from_dict(
+            {"job_id": entry["job_id"], "model_id": entry["model_id"]}
         )
 
     async def put(self, job: aiportrait.TrainJob, **fields: Any) -> None:
-        """Store a handle (``converter.unstructure(job)``) with extra fields, or update them."""
+        """Store a handle (``job.to_dict()``) with extra fields, or update them."""
         async with self._lock:
             data = self.entries()
-            entry = data.setdefault(str(job.job_id), converter.unstructure(job))
+            entry = data.setdefault(str(job.job_id), job.to_dict())
             entry.update(fields)
             await asyncio.to_thread(self._write, data)
 
@@ -194,7 +193,7 @@ async def start_training(request: web.Request) -> web.Response:
     job = await request.app[SESSION].train(photos)
     await request.app[STORE].put(job, state="INIT", photos=len(photos))
     events = str(request.app.router["events"].url_for(job_id=str(job.job_id)))
-    return web.json_response({**converter.unstructure(job), "events": events}, status=202)
+    return web.json_response({**job.to_dict(), "events": events}, status=202)
 
 
 async def list_trainings(request: web.Request) -> web.Response:

@@ -122,9 +122,9 @@ def test_portrait_repr_hides_image_and_save_is_atomic(tmp_path: Path) -> None:
 
 def test_train_job_round_trips_through_the_converter() -> None:
     job = TrainJob(job_id=42, model_id="m-1")
-    data = aiportrait.converter.unstructure(job)
+    data = job.to_dict()
     assert data == {"job_id": 42, "model_id": "m-1"}
-    assert aiportrait.converter.structure(data, TrainJob) == job
+    assert TrainJob.from_dict(data) == job
 
 
 # -- the emulator's per-photo detail ---------------------------------------------------------
@@ -168,5 +168,5 @@ def test_training_states_carry_the_emulators_detail() -> None:
     assert result is not None
     assert [s.detail for s in result.states] == ["", DETAIL_404]
     assert result.states[1].code is CheckVerdict.DECODE_ERROR
-    again = aiportrait.converter.structure(aiportrait.converter.unstructure(result), type(result))
+    again = type(result).from_dict(result.to_dict())
     assert again == result  # the detail survives a journal round trip

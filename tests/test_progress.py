@@ -67,9 +67,15 @@ class FakeWatch(Gate[Item]):
         self.polls = 0
         self.consecutive_failures = 0
         self.last_error: Exception | None = None
+        self.last: aiportrait.JobUpdate | None = None
 
     def __aiter__(self) -> FakeWatch:
         return self
+
+    async def result(self) -> TrainResult:
+        """As ``JobWatch.result`` on a finished watch."""
+        assert self.last is not None and self.last.result is not None
+        return self.last.result
 
     async def __anext__(self) -> aiportrait.JobUpdate:
         item = await self.wait()
@@ -78,6 +84,7 @@ class FakeWatch(Gate[Item]):
         if isinstance(item, BaseException):
             raise item
         assert isinstance(item, aiportrait.JobUpdate)
+        self.last = item
         return item
 
     def update(self, state: JobState, previous: JobState | None = None) -> aiportrait.JobUpdate:

@@ -83,16 +83,21 @@ async def test_full_flow_at_debug_leaks_nothing(
     assert any(getattr(r, "job_id", None) == job.job_id for r in records)
 
 
-def test_aiportrait_log_turns_logging_on_without_code() -> None:
+def test_importing_configures_no_logging_and_aiportrait_log_applies_at_the_first_session() -> None:
     code = (
         "import logging, aiportrait; "
         "logger = logging.getLogger('aiportrait'); "
+        "print(logger.level, [type(h).__name__ for h in logger.handlers]); "
+        "aiportrait.Session('h.example', 'a', 't'); "
         "print(logger.level); logger.debug('hello from %s', 'debug')"
     )
     env = {**os.environ, "AIPORTRAIT_LOG": "debug"}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert done.stdout.strip() == str(logging.DEBUG)
+    at_import, at_session = done.stdout.splitlines()
+    assert at_import == f"{logging.NOTSET} ['NullHandler']"  # importing changed nothing
+    assert at_session == str(logging.DEBUG)
     assert "hello from debug" in done.stderr
+    code = code.replace("print(logger.level, [type(h).__name__ for h in logger.handlers]); ", "")
     env["AIPORTRAIT_LOG"] = "info"
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.stdout.strip() == str(logging.INFO)

@@ -145,9 +145,9 @@ async def test_cancelling_leaves_nothing_behind(emu: Emulator, session: Session)
 
 async def test_handles_serialise_and_resume_elsewhere(emu: Emulator) -> None:
     job_id = emu.add_synthetic_job(0.2, result={"model_id": "m-9", "states": []})
-    stored = json.dumps(aiportrait.converter.unstructure(TrainJob(job_id, "m-9")))
+    stored = json.dumps(TrainJob(job_id, "m-9").to_dict())
     async with emu.session(poll=FAST) as other:
-        handle = aiportrait.converter.structure(json.loads(stored), TrainJob)
+        handle = TrainJob.from_dict(json.loads(stored))
         assert (await other.wait(handle)).model_id == "m-9"
 
 
