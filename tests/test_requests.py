@@ -1,0 +1,134 @@
+"""Requests are immutable values: validated when built, JSON and back without loss, sent as is."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import aiportrait
+from aiportrait import (
+    BatchQuery,
+    CheckRequest,
+    CreateConfig,
+    CreateRequest,
+    GroupCreateRequest,
+    JobQuery,
+    PromptCreateRequest,
+    ReferenceCreateRequest,
+    Session,
+    TrainRequest,
+    request_from_dict,
+)
+from tests._mock import mocked, sent
+
+EVERY_KIND: list[Any] = [
+    CheckRequest(["https://x/a.jpg", "https://x/b.jpg"]),
+    TrainRequest(["https://x/a.jpg"], sdxl=True, scene_lora=True, scene_prompts=["a beach"]),
+    CreateRequest("m-1", "https://t/x.jpg", config=CreateConfig(lora_weights=0.8, extra=None)),
+    CreateRequest("m-1", "t2i_generate", sdxl=True, config={"t2i_prompt": "p", "new_key": 1}),
+    GroupCreateRequest(["m-1", "m-2"], "https://t/g.jpg"),
+    ReferenceCreateRequest("https://r/me.jpg", "https://t/x.jpg", ipa_weight=0.7),
+    PromptCreateRequest(prompt="a portrait", model_id="m-1", scene_id="s-1", sdxl=True),
+    JobQuery(12),
+    BatchQuery(3),
+]
+
+
+@pytest.mark.parametrize("request_", EVERY_KIND, ids=lambda r: type(r).__name__)
+def test_every_request_goes_to_json_and_back_without_loss(request_: Any) -> None:
+    data = json.loads(json.dumps(request_.to_dict()))
+    again = request_from_dict(data)
+    assert again == request_
+    assert type(again) is type(request_)
+    assert again.payload() == request_.payload()
+    assert again.path == request_.path
+
+
+def test_requests_are_validated_when_built() -> None:
+    with pytest.raises(aiportrait.InvalidArgument, match="images"):
+        CheckRequest([])
+    with pytest.raises(aiportrait.InvalidArgument, match="scene_lora"):
+        TrainRequest(["https://x/a.jpg"], scene_lora=True, scene_prompts=["x"])
+    with pytest.raises(aiportrait.InvalidArgument, match="template"):
+        CreateRequest("m", "not a url")
+    with pytest.raises(aiportrait.InvalidArgument, match="exactly one"):
+        PromptCreateRequest(prompt="p")
+    with pytest.raises(aiportrait.InvalidArgument, match="job"):
+        JobQuery(-1)
+    with pytest.raises(aiportrait.InvalidArgument, match="type"):
+        request_from_dict({"type": "delete_everything"})
+    with pytest.raises(aiportrait.InvalidArgument, match="unknown fields"):
+        request_from_dict({"type": "job", "job_id": 1, "extra": 2})
+
+
+def test_requests_are_immutable_and_know_their_kind() -> None:
+    import attrs
+
+    kinds = [r.kind for r in EVERY_KIND]
+    assert kinds == ["read", "train", "create", "create", "create", "create", "create", "read",
+                     "read"]  # fmt: skip
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        EVERY_KIND[2].model_id = "other"
+
+
+async def test_send_runs_a_request_as_the_endpoint_method_does() -> None:
+    url = "https://h.example/api/v1/aigc_images/create"
+    with mocked() as mock:
+        mock.post(url, payload={"code": "OK", "data": {"image": "aGk="}}, repeat=True)
+        async with Session("h.example", "a", "t") as session:
+            request = ReferenceCreateRequest("https://r/me.jpg", "https://t/x.jpg", ipa_weight=0.7)
+            await session.send(request)
+            await session.create_from_reference("https://r/me.jpg", "https://t/x.jpg",
+                                                ipa_weight=0.7)  # fmt: skip
+        by_send, by_method = sent(mock)
+    assert by_send["data"] == by_method["data"]
+    assert json.loads(by_send["data"]) == request.payload()
+
+
+PACKAGE = Path(aiportrait.__file__).parent
+
+
+def _imports(path: Path) -> set[str]:
+    """The aiportrait modules a module imports at its top level, TYPE_CHECKING blocks included
+    (a cycle of types is a layering inversion too); imports inside functions are lazy."""
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+    for node in tree.body:
+        items = node.body if isinstance(node, ast.If) else [node]
+        for item in items:
+            if isinstance(item, ast.ImportFrom) and item.level == 1:
+                found.add((item.module or "").split(".")[0])
+    return found
+
+
+def test_no_import_cycle_among_the_client_modules() -> None:
+    modules = {p.stem: p for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
+    graph = {name: _imports(path) & set(modules) for name, path in modules.items()}
+
+    def visit(name: str, path: list[str]) -> None:
+        for dep in graph[name]:
+            assert dep not in path, f"import cycle: {' -> '.join([*path, dep])}"
+            visit(dep, [*path, dep])
+
+    for name in graph:
+        visit(name, [name])
+    assert "_session" not in graph["_batch"]
+    assert "_session" not in graph["_requests"]
+
+
+def test_importing_aiportrait_loads_no_batch_journal_or_progress_code() -> None:
+    code = (
+        "import sys, aiportrait; "
+        "print(sorted(m for m in ('sqlite3', 'aiportrait._batch', 'aiportrait._journal', "
+        "'aiportrait._progress') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+    assert callable(aiportrait.watch_with_progress)  # still there, loaded on first use
+    assert aiportrait.Outcome.__name__ == "Outcome"
