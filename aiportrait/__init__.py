@@ -15,6 +15,7 @@ detection and compositing, not diffusion), so everything runs offline without an
 
 from typing import TYPE_CHECKING, Any
 
+from . import hooks
 from ._requests import (
     AnyCreateRequest,
     AnyRequest,
@@ -203,6 +204,7 @@ __all__ = [
     "TransportError",
     "UnknownApp",
     "__version__",
+    "hooks",
     "request_from_dict",
     "watch_with_progress",
 ]

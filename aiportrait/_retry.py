@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import anyio
@@ -42,6 +42,7 @@ from .errors import (
     SubmitOutcomeUnknown,
     TransportError,
 )
+from .hooks import AnswerReceived, Hook, RequestSent, RetryScheduled, emit
 
 if TYPE_CHECKING:
     from ._limits import CallKind, CoolDown, Limits
@@ -152,6 +153,7 @@ async def call_with_retries(
     limits: Limits,
     request: Mapping[str, Any] | None = None,
     tries: int | None = None,
+    hooks: Sequence[Hook] = (),
 ) -> T:
     """Run ``try_once`` under the Session's limits until it succeeds or must not be retried.
 
@@ -162,10 +164,13 @@ async def call_with_retries(
     ends a run of failures, the last real failure is raised. A charged call whose failure
     leaves open whether it ran raises :class:`~aiportrait.errors.SubmitOutcomeUnknown`
     carrying ``request``; it is never sent again. ``tries`` overrides the policy's count (the
-    watcher polls with one try and decides itself).
+    watcher polls with one try and decides itself). ``hooks`` get a
+    :class:`~aiportrait.hooks.RequestSent`, an :class:`~aiportrait.hooks.AnswerReceived` and,
+    before a retry, a :class:`~aiportrait.hooks.RetryScheduled`.
     """
     charged = kind != "read"
     cooldown = limits.cooldown
+    method, _, path = what.partition(" ")
     most = policy.tries(charged) if tries is None else tries
     started = _clock.now()
     last: AIPortraitError | None = None
@@ -180,28 +185,39 @@ async def call_with_retries(
                 hook = before_send.get() if charged else None
                 if hook is not None:
                     await hook()
+                if hooks:
+                    await emit(hooks, RequestSent(method, path, kind, attempt))
+                    began = _clock.now()
                 in_try = True  # stays True if the deadline cancels the try
                 try:
-                    return await _succeeded(try_once, cooldown)
+                    result = await _succeeded(try_once, cooldown)
                 except CALL_ERRORS as exc:
                     failure = last = exc
+                else:
+                    if hooks:
+                        await _answered(hooks, method, path, kind, attempt, began, result)
+                    return result
                 in_try = False
+                if hooks:
+                    await _answered(hooks, method, path, kind, attempt, began, failure)
             delay = _retry_delay(failure, attempt, most, started, policy, limits, charged)
             if delay is None:
                 if charged and ambiguous(failure):
                     raise _unknown(failure, what, kind, request) from failure
                 raise failure
+            reason = retry_reason(failure, charged=charged) or ""
             log.debug(
                 "%s: try %d failed (%s), next try in %.2fs",
                 what,
                 attempt,
-                retry_reason(failure, charged=charged),
+                reason,
                 delay + cooldown.remaining,
                 extra={"attempt": attempt, "wait": delay},
             )
+            if hooks:
+                await emit(hooks, RetryScheduled(method, path, kind, attempt, reason, delay))
             await _clock.sleep(delay)
     # The deadline passed: during a try (which may have reached the service) or a wait.
-    method, _, path = what.partition(" ")
     cut = RequestTimeout(
         f"{what}: no answer within the deadline of {policy.deadline}s",
         method=method,
@@ -213,6 +229,23 @@ async def call_with_retries(
     if last is not None:
         raise last  # the run of failures the deadline ended
     raise cut
+
+
+async def _answered(
+    hooks: Sequence[Hook],
+    method: str,
+    path: str,
+    kind: CallKind,
+    attempt: int,
+    began: float,
+    outcome: object,
+) -> None:
+    error = outcome if isinstance(outcome, BaseException) else None
+    status = getattr(outcome, "status", 0) or 0
+    request_id = getattr(outcome, "request_id", "") or ""
+    seconds = _clock.now() - began
+    event = AnswerReceived(method, path, kind, attempt, status, request_id, seconds, error)
+    await emit(hooks, event)
 
 
 async def _succeeded(try_once: Callable[[], Awaitable[T]], cooldown: CoolDown) -> T:

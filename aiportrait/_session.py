@@ -40,6 +40,7 @@ from ._transport import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT, Answer, Tra
 from ._watch import JobWatch, PollPolicy
 from .config import CreateConfig
 from .errors import InvalidArgument, MalformedResponse, PhotoCountWarning, SubmitOutcomeUnknown
+from .hooks import Hook, active
 from .models import CheckReport, Job, Portrait, TrainJob, TrainResult
 
 if TYPE_CHECKING:
@@ -81,6 +82,8 @@ class Session:
         max_response_bytes: answers larger than this are refused with
             :class:`~aiportrait.errors.ResponseTooLarge` (default 64 MiB: a large portrait
             is a few MB of base64).
+        hooks: callables given every :mod:`aiportrait.hooks` event of this Session (a request
+            sent, an answer, a retry), after any added with :func:`aiportrait.hooks.add_hook`.
 
     Use it as ``async with Session(...) as session:`` or call :meth:`aclose` when done.
     """
@@ -100,6 +103,7 @@ class Session:
         poll: PollPolicy | None = None,
         retry: RetryPolicy | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        hooks: Sequence[Hook] = (),
     ) -> None:
         configure_from_env()  # AIPORTRAIT_LOG: read once, at the first Session (not at import)
         token = redacted(token)  # a traceback's locals show '<redacted>' from here on
@@ -116,6 +120,9 @@ class Session:
         self._limits = Limits(max_in_flight, max_trainings, max_creations)
         self.poll = _checked(poll or PollPolicy.TRAINING, PollPolicy, "poll")
         self._retry = _checked(retry or RetryPolicy(), RetryPolicy, "retry")
+        self._hooks = tuple(hooks)
+        if not all(callable(h) for h in self._hooks):
+            raise InvalidArgument("hooks must be callables taking one event")
         self._owner = True
 
     @classmethod
@@ -255,6 +262,7 @@ class Session:
             limits=self._limits,
             request=payload,
             tries=tries,
+            hooks=active(self._hooks),
         )
 
     async def _poll_once(self, job_id: int) -> Job:
