@@ -358,7 +358,7 @@ def test_ctrl_c_exits_130(
     def interrupted(*_args: Any) -> int:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_run", interrupted)
+    monkeypatch.setattr(cli._main, "_run", interrupted)
     assert main(["watch", "1"]) == cli.EXIT_INTERRUPTED
     assert capsys.readouterr().err.strip() == "aiportrait: interrupted"
 
@@ -582,15 +582,11 @@ def test_python_m_aiportrait_is_the_command() -> None:
 
 
 def test_ipa_weight_with_a_reference_prompt_is_kept() -> None:
-    import argparse
-
-    from aiportrait.cli import _create_request
-
-    args = argparse.Namespace(
+    args = cli._parser.Args(
         settings=[], prompt="p", group=None, model=None, template=None,
         reference="https://r/x.jpg", scene_id=None, sdxl=False, ipa_weight=0.7,
     )  # fmt: skip
-    request = _create_request(args)
+    request = cli._commands.create_request(args)
     assert request.config is not None
     assert request.config.ipa_weight == 0.7
 
@@ -791,7 +787,7 @@ def test_ctrl_c_while_watching_prints_the_command_that_resumes(
     async def interrupted(*_args: Any, **_kwargs: Any) -> Any:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "watch_lines", interrupted)
+    monkeypatch.setattr(cli._commands, "watch_lines", interrupted)
     assert main(_closed("watch", "7")) == cli.EXIT_INTERRUPTED
     assert capsys.readouterr().err.splitlines() == [
         "aiportrait: interrupted",
@@ -805,7 +801,7 @@ def test_ctrl_c_in_a_batch_says_the_same_command_resumes(
     async def interrupted(*_args: Any, **_kwargs: Any) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli._BatchRun, "creations", interrupted)
+    monkeypatch.setattr(cli._batch.BatchRun, "creations", interrupted)
     batch = tmp_path / "b.csv"
     batch.write_text("kind,model_id,template\nsolo,m,http://x/t.jpg\n")
     out = tmp_path / "out"
@@ -837,7 +833,7 @@ def test_messages_name_the_flags_the_user_types() -> None:
     # a keyword the command has no flag for is left as it is
     text = "ipa_control_only=True needs ipa_image_path (a reference URL)"
     assert cli.cli_words(text, "create") == text
-    failure = cli._error_text(aiportrait.PreviousFailure("HTTP 462 error: bad"), "batch")
+    failure = cli._exit.error_text(aiportrait.PreviousFailure("HTTP 462 error: bad"), "batch")
     assert failure == (
         "PreviousFailure: failed in an earlier run: HTTP 462 error: bad "
         "(run again with --retry-failed to retry it)"
@@ -882,13 +878,13 @@ def test_batch_training_line_counts_the_photos_the_service_rejected() -> None:
         value=aiportrait.TrainResult("m-1", 9.0, states),
         job=aiportrait.TrainJob(1, "m-1"),
     )
-    line = cli._outcome_text("train", outcome, Path("out/trainings/bob.json"))
+    line = cli._batch.outcome_text("train", outcome, Path("out/trainings/bob.json"))
     assert line == (
         "ok      bob  train model_id m-1  out/trainings/bob.json"
         "  (1 of 2 photos rejected by the service's check)"
     )
     clean = attrs.evolve(outcome, value=aiportrait.TrainResult("m-1", 9.0, states[:1]))
-    assert "rejected" not in cli._outcome_text("train", clean, None)
+    assert "rejected" not in cli._batch.outcome_text("train", clean, None)
 
 
 async def test_a_portrait_file_gone_since_the_last_run_is_reported_with_the_flag_that_recreates(
