@@ -42,6 +42,7 @@ import attrs
 
 from ._args import positive_int
 from ._codec import converter
+from ._durations import Durations, train_kind
 from ._journal import Journal, Record, key_text
 from ._requests import (
     AnyCreateRequest,
@@ -278,10 +279,18 @@ class BatchRunner:
         resubmit_unknown: bool,
         retry_failed: bool,
         recreate_missing: bool = False,
+        durations: Durations | None = None,
     ) -> None:
         self.send = send
         self.wait = wait
+        self.durations = durations
         self.journal = None if journal is None else Journal(Path(journal))
+        if self.journal is not None and durations is not None:
+            try:
+                durations.load(self.journal.durations())  # what earlier runs learned
+            except BaseException:
+                self.journal.close()
+                raise
         if out_dir is None and journal is not None:
             out_dir = Path(journal).with_name(Path(journal).stem + "_portraits")
         self.out_dir = None if out_dir is None else Path(out_dir)
@@ -538,6 +547,8 @@ class BatchRunner:
             )
         if not wait:
             return Outcome(key, request, value=job, job=job)
+        if self.durations is not None:
+            self.durations.started(job.job_id, train_kind(request))  # a resumed job too
         try:
             result = await self.wait(job)
         except JobFailed as exc:
@@ -546,7 +557,15 @@ class BatchRunner:
         except Exception as exc:  # timeout, auth...: the job may still end; keep it resumable
             return Outcome(key, request, error=exc, job=job)
         await self._put("train", skey, fp, "done", data=converter.unstructure(result))
+        await self._keep_durations()
         return Outcome(key, request, value=result, job=job)
+
+    async def _keep_durations(self) -> None:
+        """Store the job durations learned since the last time, for later runs."""
+        if self.journal is not None and self.durations is not None:
+            new = self.durations.drain()
+            if new:
+                await anyio.to_thread.run_sync(self.journal.add_durations, new)
 
 
 _EXTENSIONS = (".jpg", ".png", ".webp", ".bin")  # every Portrait.extension
@@ -606,8 +625,13 @@ def train_many(
     journal: str | os.PathLike[str] | None,
     resubmit_unknown: bool,
     retry_failed: bool,
+    durations: Durations | None = None,
 ) -> Outcomes[TrainRequest, Any]:
-    """Run trainings as a batch (see :meth:`Session.train_many`)."""
+    """Run trainings as a batch (see :meth:`Session.train_many`).
+
+    With ``durations`` (the Session's learned job durations) and a journal, the batch starts
+    from the durations earlier runs stored and stores the ones it learns.
+    """
     runner = BatchRunner(
         send,
         wait,
@@ -615,6 +639,7 @@ def train_many(
         out_dir=None,
         resubmit_unknown=resubmit_unknown,
         retry_failed=retry_failed,
+        durations=durations,
     )
 
     async def work(key: Any, request: TrainRequest) -> Outcome[TrainRequest, Any]:

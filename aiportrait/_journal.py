@@ -139,6 +139,8 @@ class Journal:
                 db.execute(_SCHEMA)
                 db.execute(f"PRAGMA user_version = {FORMAT}")
                 db.execute("COMMIT")
+            if self._owner is not None:
+                db.execute(_DURATIONS)
         except sqlite3.DatabaseError as exc:
             if db is not None:
                 db.close()
@@ -307,6 +309,30 @@ class Journal:
                 "use another journal or other keys"
             )
 
+    def durations(self, per_kind: int = 50) -> list[tuple[str, float]]:
+        """The most recent job durations learned by earlier runs, oldest first, by kind."""
+        with self._using() as db:
+            if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'durations'").fetchone():
+                return []
+            rows = db.execute(
+                "SELECT kind, seconds FROM (SELECT kind, seconds, at, ROW_NUMBER() OVER"
+                " (PARTITION BY kind ORDER BY at DESC) AS n FROM durations) WHERE n <= ?"
+                " ORDER BY at",
+                (per_kind,),
+            ).fetchall()
+        return [(str(kind), float(seconds)) for kind, seconds in rows if seconds > 0]
+
+    def add_durations(self, durations: list[tuple[str, float]]) -> None:
+        """Record job durations seen in this run (for later runs to start from)."""
+        if not durations:
+            return
+        now = time.time()
+        with self._using(write=True) as db:
+            db.executemany(
+                "INSERT INTO durations (kind, seconds, at) VALUES (?, ?, ?)",
+                [(kind, seconds, now) for kind, seconds in durations],
+            )
+
     def counts(self, kind: str | None = None) -> dict[str, int]:
         """How many items are in each status."""
         query = "SELECT status, COUNT(*) FROM items"
@@ -319,6 +345,15 @@ class Journal:
                 return {}
             rows = db.execute(query + " GROUP BY status", args).fetchall()
         return {str(status): int(count) for status, count in rows}
+
+
+_DURATIONS = """
+CREATE TABLE IF NOT EXISTS durations (
+    kind TEXT NOT NULL,
+    seconds REAL NOT NULL,
+    at REAL NOT NULL
+)
+"""
 
 
 def _record(row: tuple[Any, ...]) -> Record:

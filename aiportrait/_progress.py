@@ -82,6 +82,8 @@ def job_line(update: JobUpdate) -> str:
         f"job {update.job_id}: {update.state.name} after {update.elapsed:.1f}s "
         f"({update.polls} poll{'s' if update.polls != 1 else ''})"
     )
+    if update.remaining is not None:
+        line += f", about {duration(update.remaining)} left"
     if update.state is JobState.FAILED and update.message:
         line += f": {update.message}"
     return line
@@ -156,12 +158,18 @@ class JobDisplay:
         self._heartbeat = heartbeat
         self._quiet_since = 0.0
         self._elapsed = 0.0
+        self._left: float | None = None  # expected time left, when the watch expects an end
 
     # -- the words -----------------------------------------------------------------------
 
     def label(self) -> str:
         """``job 12 RUNNING`` (``job 12 waiting`` before the first answer)."""
         return f"job {self.job_id} {self.state.name if self.state is not None else 'waiting'}"
+
+    def times(self) -> str:
+        """``1m32s`` waited, and ``, ~28s left`` when an end is expected."""
+        left = "" if self._left is None else f", ~{duration(self._left)} left"
+        return f"{duration(self._elapsed)}{left}"
 
     def failure_line(self, status: WatchStatus) -> str:
         """``job 12: 3 polls failed in a row, last: ConnectError: ...; still trying ...``."""
@@ -188,11 +196,14 @@ class JobDisplay:
         """A state change: print its :func:`job_line`."""
         self.state = update.state
         self._elapsed = update.elapsed
+        self._left = update.remaining
         self._say(job_line(update))
 
     def tick(self, status: WatchStatus) -> None:
         """The ticker's call: report failing polls, their end, and the heartbeat."""
         self._elapsed = status.elapsed
+        if self.state is None or not self.state.terminal:
+            self._left = getattr(status, "expected_remaining", None)
         failing = status.consecutive_failures
         if failing >= self._next_report:
             self._say(self.failure_line(status))
@@ -229,7 +240,7 @@ class _LiveJobDisplay(JobDisplay):
 
     def status(self) -> str:
         """The status line: state, elapsed time, and failing polls if any."""
-        text = f"{self.label()} {duration(self._elapsed)}"
+        text = f"{self.label()} {self.times()}"
         if self._failing:
             text += f", {self._failing} poll{'s' if self._failing != 1 else ''} failed in a row"
         return text
@@ -280,7 +291,7 @@ class _TqdmJobDisplay(JobDisplay):
         self._tqdm.tqdm.write(line)
 
     def _show(self) -> None:
-        postfix = duration(self._elapsed)
+        postfix = self.times()
         if self._failing:
             postfix += f", {self._failing} poll{'s' if self._failing != 1 else ''} failed"
         self._bar.set_description_str(self.label(), refresh=False)
@@ -290,6 +301,7 @@ class _TqdmJobDisplay(JobDisplay):
         """Show the new state (no line: the bar shows it)."""
         self.state = update.state
         self._elapsed = update.elapsed
+        self._left = update.remaining
         self._failing = 0
         self._show()
 

@@ -20,6 +20,7 @@ import aiohttp
 import attrs
 
 from ._credentials import credentials_from_env
+from ._durations import Durations, train_kind
 from ._limits import Limits
 from ._logging import configure_from_env
 from ._requests import (
@@ -120,6 +121,7 @@ class Session:
         self._limits = Limits(max_in_flight, max_trainings, max_creations)
         self.poll = _checked(poll or PollPolicy.TRAINING, PollPolicy, "poll")
         self._retry = _checked(retry or RetryPolicy(), RetryPolicy, "retry")
+        self._durations = Durations()
         self._hooks = tuple(hooks)
         if not all(callable(h) for h in self._hooks):
             raise InvalidArgument("hooks must be callables taking one event")
@@ -243,6 +245,8 @@ class Session:
             return request.decode(answer)
         with _charged_answer(request.kind, request.payload()):
             result = request.decode(answer)
+        if isinstance(result, TrainJob) and isinstance(request, TrainRequest):
+            self._durations.started(result.job_id, train_kind(request))
         _log_result(result, answer)
         return result
 
@@ -323,15 +327,24 @@ class Session:
         The first update is the first state seen; the last is the terminal one (``SUCCESS``
         with ``update.result``, or ``FAILED`` with ``update.message``). Raises
         :class:`~aiportrait.errors.JobTimeout` when the deadline (``timeout`` seconds, else the
-        policy's) passes first. Failed polls are polled again within the deadline.
+        policy's) passes first. Failed polls are polled again within the deadline. Without an
+        ``expected`` duration in the policy, the watch uses the one learned from the jobs of
+        the same kind (SD1.5, SDXL or scene trainings started by this Session) it saw end.
         ``await watch.result()`` follows it to the end and returns the :class:`TrainResult`.
         """
         policy = poll or self.poll
         if timeout is not None:
             policy = attrs.evolve(policy, timeout=timeout)
-        model_id = job.model_id if isinstance(job, TrainJob) else None
+        job_id = JobQuery(job).job_id
+        durations = self._durations
+        kind = durations.kind_of(job_id)
         return JobWatch(
-            self._poll_once, JobQuery(job).job_id, policy, retry=self._retry, model_id=model_id
+            self._poll_once,
+            job_id,
+            durations.policy(policy, kind),
+            retry=self._retry,
+            model_id=job.model_id if isinstance(job, TrainJob) else None,
+            on_end=lambda seconds: durations.record(kind, seconds),
         )
 
     async def wait(
@@ -518,6 +531,7 @@ class Session:
             self.wait,
             self._limits.capacity("train"),
             image_sets,
+            durations=self._durations,
             limit=limit,
             wait_for_end=wait,
             fail_fast=fail_fast,

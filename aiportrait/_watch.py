@@ -47,6 +47,11 @@ def _fraction(_inst: Any, attr: attrs.Attribute[Any], value: float) -> None:
         raise InvalidArgument(f"PollPolicy.{attr.name} must be in [0, 1), not {value!r}")
 
 
+def _flag(_inst: Any, attr: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, bool):
+        raise InvalidArgument(f"PollPolicy.{attr.name} must be True or False, not {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class PollPolicy:
     """When to poll a job, and for how long.
@@ -68,6 +73,8 @@ class PollPolicy:
         window: how far around ``expected`` to poll densely, as a fraction of it.
         jitter: random spread of each interval, as a fraction of it.
         timeout: the deadline in seconds (``None``: wait for ever).
+        learn: without ``expected``, use the duration the Session learned from jobs of the
+            same kind it saw end (and the spread it saw, as ``window``).
     """
 
     first: float = attrs.field(default=2.0, validator=positive_number)
@@ -78,6 +85,7 @@ class PollPolicy:
     window: float = attrs.field(default=0.1, validator=_fraction)
     jitter: float = attrs.field(default=0.1, validator=_fraction)
     timeout: float | None = attrs.field(default=1800.0, validator=positive_number)
+    learn: bool = attrs.field(default=True, validator=_flag)
 
     TRAINING: ClassVar[PollPolicy]
     """The default for trainings: first look now, then 2 s, growing to 30 s; 30-minute deadline."""
@@ -121,6 +129,9 @@ class JobUpdate:
         elapsed: seconds since the watch started.
         polls: polls made so far, failed ones included: each one HTTP request.
         job: the full job answer that showed the change.
+        remaining: the expected time left in seconds, when the watch has an expected
+            duration (given, or learned from jobs of the same kind); ``None`` otherwise and
+            once the job has ended.
     """
 
     job_id: int
@@ -129,6 +140,7 @@ class JobUpdate:
     elapsed: float
     polls: int
     job: Job
+    remaining: float | None = None
 
     @property
     def done(self) -> bool:
@@ -175,6 +187,7 @@ class JobWatch(AsyncIterator[JobUpdate]):
         *,
         retry: RetryPolicy | None = None,
         model_id: str | None = None,
+        on_end: Callable[[float], None] | None = None,
         clock: Callable[[], float] | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -183,6 +196,8 @@ class JobWatch(AsyncIterator[JobUpdate]):
         """The training's model id when the watch started from a :class:`TrainJob`."""
         self.last: JobUpdate | None = None
         """The last update yielded (``None`` before the first)."""
+        self._on_end = on_end
+        self._pending_at = 0.0
         self.policy = policy
         self._poll = poll
         self._max_retry_after = (retry or RetryPolicy()).max_retry_after
@@ -216,6 +231,8 @@ class JobWatch(AsyncIterator[JobUpdate]):
             self._started = self._clock()
         while True:
             job = await self._next_answer()
+            if not job.state.terminal:
+                self._pending_at = self.elapsed
             if job.state == self._last:
                 continue
             update = JobUpdate(
@@ -225,7 +242,12 @@ class JobWatch(AsyncIterator[JobUpdate]):
                 elapsed=self.elapsed,
                 polls=self.polls,
                 job=job,
+                remaining=None if job.state.terminal else self.expected_remaining,
             )
+            if job.state.terminal and self._last is not None and self._on_end is not None:
+                # Seen from pending to its end: it ended between the last pending answer and
+                # this one; the middle is the best guess of its duration.
+                self._on_end((self._pending_at + update.elapsed) / 2)
             self._last = job.state
             self._finished = job.state.terminal
             self.last = update
@@ -238,6 +260,12 @@ class JobWatch(AsyncIterator[JobUpdate]):
                 extra={"job_id": self.job_id},
             )
             return update
+
+    @property
+    def expected_remaining(self) -> float | None:
+        """Seconds the job is expected to run still (``None`` without an expected duration)."""
+        expected = self.policy.expected
+        return None if expected is None else max(0.0, expected - self.elapsed)
 
     async def result(self) -> TrainResult:
         """Follow the job to its end and return the training result.

@@ -13,6 +13,7 @@ import types
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
+import attrs
 import pytest
 
 import aiportrait
@@ -329,3 +330,13 @@ async def test_real_tqdm_bar_reads_job_state_and_time() -> None:
     assert "job 1 RUNNING, 1m02s" in text
     assert "poll" not in text
     assert "it/s" not in text
+
+
+def test_the_expected_time_left_is_shown_when_the_watch_expects_an_end() -> None:
+    from aiportrait._progress import job_line
+
+    watch = FakeWatch()
+    update = watch.update(JobState.RUNNING, JobState.INIT)
+    line = job_line(attrs.evolve(update, remaining=28.0))
+    assert line.endswith("about 28s left")
+    assert "left" not in job_line(update)  # no expected end: nothing is made up
