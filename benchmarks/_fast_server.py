@@ -1,8 +1,9 @@
 """A minimal, fast AI Portrait stand-in for client benchmarks (canned answers, no signature check).
 
-Usage: python benchmarks/_fast_server.py PORT [--create-delay S] [--image-mb MB]
+Usage: python benchmarks/_fast_server.py PORT [--create-delay S] [--image-mb MB] [--checks N]
 Prints "up" when listening. It answers check, job and create with fixed envelopes; create
-sleeps ``--create-delay`` seconds (a fixed service time) and returns an image of ``--image-mb``.
+sleeps ``--create-delay`` seconds (a fixed service time) and returns an image of ``--image-mb``;
+a check answers ``--checks`` verdicts (default 5, a training's smallest photo set).
 """
 
 from __future__ import annotations
@@ -21,14 +22,16 @@ def main() -> None:
     parser.add_argument("port", type=int)
     parser.add_argument("--create-delay", type=float, default=0.0)
     parser.add_argument("--image-mb", type=float, default=0.001)
+    parser.add_argument("--checks", type=int, default=5)
     args = parser.parse_args()
     size = max(16, int(args.image_mb * 1024 * 1024))
     image = b"\x89PNG\r\n\x1a\n" + os.urandom(size - 8)
+    urls = [f"https://x/{i}.jpg" for i in range(args.checks)]
     check = json.dumps({
         "request_id": "r", "code": "OK", "message": "success",
-        "data": {"request_id": "r", "images": ["https://x/0.jpg"], "cost_time": 0.1,
+        "data": {"request_id": "r", "images": urls, "cost_time": 0.1,
                  "check_results": [{"code": 1, "frontal": True, "message": "success",
-                                    "url": "https://x/0.jpg"}]},
+                                    "url": url} for url in urls]},
     }).encode()  # fmt: skip
     result = json.dumps({"cost_time": 300.0, "states": [], "model_id": "m-1"})
     job = json.dumps({
