@@ -19,8 +19,7 @@ watch, create), ``_batch`` (the batch command), ``_batchfile`` (reading a batch 
 ``_output`` (text and JSON), ``_exit`` (exit codes and error messages).
 """
 
-from ._batch import outcome_doc
-from ._batchfile import Plan, check_request, config_from, read_plan, row_request
+from ._batchfile import config_from, read_plan, row_request
 from ._commands import parse_settings
 from ._exit import (
     EXIT_BATCH_FAILED,
@@ -35,8 +34,7 @@ from ._exit import (
     exit_code,
 )
 from ._main import main
-from ._output import Output, check_line, rejected_lines
-from ._parser import DEFAULT_JOURNAL, PROG, build_parser
+from ._parser import DEFAULT_JOURNAL
 
 __all__ = [
     "DEFAULT_JOURNAL",
@@ -47,20 +45,12 @@ __all__ = [
     "EXIT_OUTCOME_UNKNOWN",
     "EXIT_TRANSPORT",
     "EXIT_USAGE",
-    "PROG",
-    "Output",
-    "Plan",
     "UsageError",
-    "build_parser",
-    "check_line",
-    "check_request",
     "cli_words",
     "config_from",
     "exit_code",
     "main",
-    "outcome_doc",
     "parse_settings",
     "read_plan",
-    "rejected_lines",
     "row_request",
 ]
