@@ -28,8 +28,24 @@ Images
     ``data:`` URLs; ``file://`` under ``file_root``; http(s) from loopback hosts only unless
     ``allow_remote``. A URL the emulator may not fetch counts as undecodable (check verdict 2;
     for a template, 462 "Template image decode error"). Limits: ``max_image_bytes``,
-    ``fetch_timeout``, ``max_pixels`` (decompression bombs are refused from the header), and
+    ``fetch_timeout``, ``max_pixels`` (decompression bombs are refused from the header),
+    ``max_request_pixels`` for all the photos of one check or training (each distinct URL is
+    fetched and decoded once, photos are analysed one at a time at most 2048 px a side), and
     ``max_body_bytes`` for request bodies (413).
+
+Check results
+    Each ``check_results`` entry (and each ``states`` entry of a training's ``Result``) keeps the
+    documented ``code`` and ``message`` word for word and adds ``emulator_detail``, a short
+    sentence with the cause ("HTTP 404 from http://...", "image is 300x300, smaller than
+    512x512", "not an image (text/plain)", "remote URLs are refused; start the emulator with
+    --allow-remote to fetch them"). The causes are logged too (``--log-level INFO``).
+
+Requests
+    The ``Authorization`` header is checked (a known AppId, a signature of 64 hex digits) before
+    the body is read, so a request no app sent costs nothing. A body must arrive within
+    ``read_timeout`` seconds (408, then the connection closes); a connection that sends no
+    complete request, or stays idle, that long is closed. Nothing of a request is kept after it
+    is answered.
 
 ``configure`` keys of create
     Honoured (mapped to a real image operation, see ``_compose.ComposeOptions``):
@@ -42,7 +58,8 @@ Images
     enhancement); ``sharp_ratio`` (unsharp mask); ``crop_face_preprocess`` (work region);
     ``background_restore``; ``style_name`` (``Anime`` stylises); ``t2i_prompt`` (a scene painted
     from the prompt's words); ``scene_id`` (a trained scene's palette); ``ipa_control_only`` with
-    ``ipa_image_path`` (the reference photo's face, no training).
+    ``ipa_image_path`` (the reference photo's face blended at ``ipa_weight``, with the reference's
+    colours and, on SD1.5, a slide-film look: visibly not a trained portrait; no training).
     Accepted and ignored: ``first_diffusion_steps``, ``second_diffusion_steps``,
     ``lcm_accelerate``. Unknown keys are ignored; a documented key with a value of the wrong
     type is 462 "Invalid input data".
@@ -55,13 +72,20 @@ Choices where the documentation is silent
     * Unknown job id, or another app's: 404 ``PARAMETER_ERROR`` "job not found".
     * A check or train body that is not the documented JSON object: 400 ``PARAMETER_ERROR``
       "Invalid input data. Please check the input dict."; create answers the documented 462.
+      More than 100 images, or ``scene_lora_prompts`` not one per image: 400 with a message
+      saying so. A body with a ``Content-Encoding``: 400 "request body cannot be read (no
+      Content-Encoding is accepted)"; too large: 413; not received in time: 408.
     * Unknown ``model_id`` (or another app's): 462 "Prompts get error. Please check the
       model_id."; a model whose training has not succeeded: 462 "Roop image decode error ...";
       a stored model that cannot be read: 500 "Face id image decode error ...".
-    * A missing ``Authorization``: 400 "not found appid". A present ``X-Request-Time`` more than
+    * A missing ``Authorization``: 400 "not found appid"; one whose signature is not 64 hex
+      digits: 401 "sign error". A present ``X-Request-Time`` more than
       ``time_skew`` seconds away from now: 401 ``PARAMETER_ERROR`` "request time expired".
     * The quota counts check, train and create calls that pass the signature check; job and
-      batch queries are free.
+      batch queries are free, and so is a call the emulator itself fails (500).
+    * Started with a ``data_dir``, the emulator keeps its AppId and token in
+      ``credentials.json`` there (mode 0600) and reuses them on the next start, unless a token
+      is given.
     * A training with no usable photo fails (state 3) with EasyPhoto's "Failed to obtain
       preprocessed images, please check the preprocessing process."; with no photo at all,
       "Please upload training photos."; a forced failure (``Faults.job_failure``), "Failed to

@@ -1,9 +1,17 @@
 """The aiohttp application: routes, the gateway in front of every API call, faults, media files.
 
 Every API request goes through :func:`_gateway` in this order: added latency, an outcome fault
-drawn *before* processing (drop, 5xx, 429), reading the body (size-limited), the signature over
-those raw bytes, the ``X-Request-Time`` skew, the call quota, the handler, and finally an outcome
-fault drawn *after* processing (drop, malformed body). Error answers use the normal envelope.
+drawn *before* processing (drop, 5xx, 429), the ``Authorization`` header (a known AppId and a
+signature-shaped value, see :func:`._auth.identify`), ``Content-Encoding`` and the declared
+length, and only then reading the body (size- and time-limited), the signature over those raw
+bytes, the ``X-Request-Time`` skew, the call quota, the handler, and finally an outcome fault
+drawn *after* processing (drop, malformed body). Error answers use the normal envelope.
+
+A request refused before its body is read is answered at once; aiohttp then discards whatever
+body still arrives (for at most the read timeout) and closes the connection if it does not end.
+A body that does not arrive within the read timeout is answered 408 and its connection closed.
+Nothing of a request outlives it: the body is read into a local of the gateway (not cached on the
+request), and the tracebacks of the exceptions it answers are cleared.
 """
 
 from __future__ import annotations
@@ -20,8 +28,17 @@ from typing import Any
 
 from aiohttp import web
 
-from ._auth import AppConfig, verify
-from ._errors import BAD_BODY, BODY_TOO_LARGE, INTERNAL_ERROR, JOB_NOT_FOUND, ApiError
+from ._auth import AppConfig, check_signature, identify
+from ._errors import (
+    BODY_TIMEOUT,
+    BODY_TOO_LARGE,
+    BROKEN_BODY,
+    ENCODED_BODY,
+    INTERNAL_ERROR,
+    JOB_NOT_FOUND,
+    ApiError,
+    forget_traceback,
+)
 from ._faults import Fault
 from ._service import Service
 from ._wire import (
@@ -33,7 +50,7 @@ from ._wire import (
     TRAIN_PATH,
 )
 
-__all__ = ["THROTTLED", "build_app", "envelope_bytes"]
+__all__ = ["THROTTLED", "build_app", "envelope_bytes", "media_file"]
 
 log = logging.getLogger("aiportrait.emulator")
 
@@ -43,19 +60,35 @@ INJECTED_5XX = ("SERVICE_ERROR", "injected server error")
 NOT_FOUND = (404, "NOT_FOUND", "not found")
 METHOD_NOT_ALLOWED = (405, "METHOD_NOT_ALLOWED", "method not allowed")
 
+#: Longest file name served from ``serve_dir`` (the usual file system limit).
+MAX_MEDIA_NAME = 255
+
 Handler = Callable[[AppConfig, bytes, str, web.Request], Awaitable[dict[str, Any]]]
 
 
 class Settings:
     """HTTP-level settings of one emulator."""
 
-    def __init__(self, *, time_skew: float | None, serve_dir: Path | None) -> None:
+    def __init__(
+        self,
+        *,
+        time_skew: float | None,
+        serve_dir: Path | None,
+        max_body: int,
+        read_timeout: float,
+    ) -> None:
         self.time_skew = time_skew
         self.serve_dir = serve_dir
+        self.max_body = max_body
+        self.read_timeout = read_timeout
 
 
 SERVICE_KEY: web.AppKey[Service] = web.AppKey("service", Service)
 SETTINGS_KEY: web.AppKey[Settings] = web.AppKey("settings", Settings)
+
+
+class _BodyTimeout(Exception):
+    """The body did not arrive within the read timeout."""
 
 
 def envelope_bytes(request_id: str, code: str, message: str, data: Any) -> bytes:
@@ -83,13 +116,106 @@ def _drop(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def _answer_and_close(request: web.Request, response: web.Response) -> web.Response:
+    """Send ``response`` now, then close the connection without waiting for the rest of the
+    request (aiohttp would otherwise keep reading it for a while)."""
+    response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    request.protocol.force_close()
+    return response
+
+
 def _retry_after(seconds: float) -> str:
     return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:g}"
 
 
-async def _gateway(request: web.Request, handler: Handler, *, aigc: bool) -> web.Response:
+async def _read_body(request: web.Request, settings: Settings) -> bytes:
+    """The raw body, read within the size limit and the read timeout.
+
+    The bytes stay in a local of the caller: ``request.read()`` would also keep them on the
+    request, which aiohttp holds until the connection's next request.
+    """
+    if request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+        # No official SDK compresses request bodies; inflating one before the size check
+        # would let a small request take a lot of memory.
+        raise ApiError.of(ENCODED_BODY)
+    limit = settings.max_body
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise ApiError.of(BODY_TOO_LARGE)
+    # One growing buffer rather than a list of chunks: freed, it goes back to the system at once
+    # (many chunk-sized blocks would stay in the allocator's arenas, the process never shrinking).
+    received = bytearray()
+
+    async def receive() -> None:
+        while chunk := await request.content.readany():
+            if len(received) + len(chunk) > limit:
+                raise ApiError.of(BODY_TOO_LARGE)
+            received.extend(chunk)
+
+    try:
+        await asyncio.wait_for(receive(), settings.read_timeout)
+    except asyncio.TimeoutError:
+        raise _BodyTimeout from None
+    except web.RequestPayloadError:
+        raise ApiError.of(BROKEN_BODY) from None
+    return bytes(received)
+
+
+async def _answer(
+    request: web.Request, handler: Handler, request_id: str, *, aigc: bool
+) -> tuple[int, bytes]:
+    """Status and envelope for one API request that got past the injected faults."""
     service = request.app[SERVICE_KEY]
     settings = request.app[SETTINGS_KEY]
+    counters = service.counters
+    charged: AppConfig | None = None
+    try:
+        try:
+            app, sent = identify(service.apps, request.headers.get("Authorization"))
+        except ApiError:
+            counters.gateway_errors += 1
+            raise
+        raw = await _read_body(request, settings)
+        try:
+            check_signature(
+                app,
+                sent,
+                method=request.method,
+                path=request.path,
+                body=raw,
+                request_time=request.headers.get("X-Request-Time"),
+                now=time.time(),
+                skew=settings.time_skew,
+            )
+            if aigc:
+                if app.exhausted:
+                    raise ApiError.of(EXCEEDED_QUOTA)
+                app.used += 1
+                charged = app
+        except ApiError:
+            counters.gateway_errors += 1
+            raise
+        counters.fingerprints[(request.path, hashlib.md5(raw).hexdigest())] += 1
+        data = await handler(app, raw, request_id, request)
+        return 200, envelope_bytes(request_id, "OK", "success", data)
+    except ApiError as exc:
+        forget_traceback(exc)
+        return exc.status, envelope_bytes(request_id, exc.code, exc.message, {})
+    except (_BodyTimeout, ConnectionError):
+        raise
+    except Exception as exc:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        forget_traceback(exc)
+        if charged is not None:  # the emulator failed: the call is not counted against the quota
+            charged.used -= 1
+        status, code, message = INTERNAL_ERROR
+        return status, envelope_bytes(request_id, code, message, {})
+
+
+async def _gateway(request: web.Request, handler: Handler, *, aigc: bool) -> web.Response:
+    service = request.app[SERVICE_KEY]
     counters = service.counters
     injector = service.injector
     path = request.path
@@ -111,46 +237,12 @@ async def _gateway(request: web.Request, handler: Handler, *, aigc: bool) -> web
         return response
 
     request_id = str(uuid.uuid4())
-    if request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
-        # No official SDK compresses request bodies; inflating one before the size check
-        # would let a small request take a lot of memory.
-        return _error(BAD_BODY, request_id)
     try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return _error(BODY_TOO_LARGE, request_id)
-    except web.RequestPayloadError:
-        return _error(BAD_BODY, request_id)
-    try:
-        try:
-            app = verify(
-                service.apps,
-                method=request.method,
-                path=path,
-                body=raw,
-                authorization=request.headers.get("Authorization"),
-                request_time=request.headers.get("X-Request-Time"),
-                now=time.time(),
-                skew=settings.time_skew,
-            )
-            if aigc:
-                if app.exhausted:
-                    raise ApiError.of(EXCEEDED_QUOTA)
-                app.used += 1
-        except ApiError:
-            counters.gateway_errors += 1
-            raise
-        counters.fingerprints[(path, hashlib.md5(raw).hexdigest())] += 1
-        data = await handler(app, raw, request_id, request)
-        body = envelope_bytes(request_id, "OK", "success", data)
-        status = 200
-    except ApiError as exc:
-        status, body = exc.status, envelope_bytes(request_id, exc.code, exc.message, {})
-    except Exception:
-        log.exception("unexpected error on %s %s", request.method, path)
-        status, code, message = INTERNAL_ERROR
-        body = envelope_bytes(request_id, code, message, {})
-
+        status, body = await _answer(request, handler, request_id, aigc=aigc)
+    except _BodyTimeout:
+        counters.read_timeouts += 1
+        log.info("%s %s: body not received in time; connection closed", request.method, path)
+        return await _answer_and_close(request, _error(BODY_TIMEOUT, request_id))
     if fault is Fault.DROP_AFTER:
         return _drop(request)
     if fault is Fault.MALFORMED:
@@ -198,14 +290,36 @@ async def _batch(app: AppConfig, raw: bytes, request_id: str, request: web.Reque
     return request.app[SERVICE_KEY].batch(app, _int_param(request, "batch_id"))
 
 
+def media_file(root: Path, name: str) -> Path | None:
+    """The path under ``root`` that the media name ``name`` stands for, or None when the name is
+    not one the emulator serves: empty, too long, a dot file, more than one path segment, a
+    control character, or a path (a symlink) leading out of ``root``. The file may not exist."""
+    if (
+        not name
+        or len(name) > MAX_MEDIA_NAME
+        or name.startswith(".")
+        or "/" in name
+        or "\\" in name
+        or any(ord(c) < 32 or ord(c) == 127 for c in name)
+    ):
+        return None
+    try:
+        path = (root / name).resolve()
+        inside = path.is_relative_to(root.resolve())
+    except (OSError, RuntimeError, ValueError):
+        return None
+    return path if inside else None
+
+
 async def _media(request: web.Request) -> web.StreamResponse:
     """Serve a file of ``--serve-dir``: unsigned, read-only, one path segment, no dot files."""
     root = request.app[SETTINGS_KEY].serve_dir
-    name = request.match_info["name"]
-    if root is None or not name or name.startswith(".") or "/" in name or "\\" in name:
-        return _error(NOT_FOUND)
-    path = (root / name).resolve()
-    if not path.is_relative_to(root.resolve()) or not path.is_file():
+    path = None if root is None else media_file(root, request.match_info["name"])
+    try:
+        found = path is not None and path.is_file()
+    except (OSError, ValueError):
+        found = False
+    if path is None or not found:
         return _error(NOT_FOUND)
     return web.FileResponse(path)
 
@@ -240,11 +354,14 @@ def build_app(
     max_body: int,
     time_skew: float | None,
     serve_dir: Path | None,
+    read_timeout: float,
 ) -> web.Application:
     """Build the web application for ``service``."""
     app = web.Application(client_max_size=max_body, middlewares=[_envelope_errors])
     app[SERVICE_KEY] = service
-    app[SETTINGS_KEY] = Settings(time_skew=time_skew, serve_dir=serve_dir)
+    app[SETTINGS_KEY] = Settings(
+        time_skew=time_skew, serve_dir=serve_dir, max_body=max_body, read_timeout=read_timeout
+    )
     app.router.add_post(CHECK_PATH, _api(_check, aigc=True))
     app.router.add_post(TRAIN_PATH, _api(_train, aigc=True))
     app.router.add_post(CREATE_PATH, _api(_create, aigc=True))

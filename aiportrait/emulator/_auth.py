@@ -1,13 +1,18 @@
 """The gateway: apps, signature check over the raw body, request-time skew and call quotas.
 
-The signature is verified over the exact bytes received, before any parsing, because the four
-official SDKs send the same request as four different byte strings (see ``PROTOCOL.md`` 1.2).
+The check has two halves. :func:`identify` needs only the ``Authorization`` header: it names the
+app and checks that the signature has the shape of one (64 hex digits), so a request that no app
+sent, or that carries no possible signature, is refused before its body is read. The signature
+itself (:func:`check_signature`) is then verified over the exact bytes received, before any
+parsing, because the four official SDKs send the same request as four different byte strings
+(see ``PROTOCOL.md`` 1.2).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -17,6 +22,8 @@ from ._wire import NOT_FOUND_APPID, SIGN_ERROR
 __all__ = [
     "REQUEST_TIME_ERROR",
     "AppConfig",
+    "check_signature",
+    "identify",
     "signature",
     "verify",
 ]
@@ -24,6 +31,10 @@ __all__ = [
 # Emulator choice (undocumented upstream): a present X-Request-Time that is not a number or is
 # outside the skew window is refused like a bad signature, with its own message.
 REQUEST_TIME_ERROR = (401, "PARAMETER_ERROR", "request time expired")
+
+# What every official SDK sends after the colon: a lowercase hex HMAC-SHA256 (PROTOCOL.md 1.1).
+# Upper case is let through to the comparison (which refuses it) rather than named here.
+_SIGNATURE_SHAPE = re.compile(r"[0-9a-fA-F]{64}")
 
 
 @dataclass
@@ -60,6 +71,53 @@ def signature(token: str, method: str, path: str, body: bytes) -> str:
     return hmac.new(token.encode("utf-8"), sign_str.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
+def identify(apps: Mapping[str, AppConfig], authorization: str | None) -> tuple[AppConfig, str]:
+    """The app named by ``Authorization`` and the signature it sent, or :class:`ApiError`.
+
+    Needs no body. A missing or colon-less header, or an unknown AppId, names no app: "not found
+    appid". A signature that is not 64 hex digits (including one with bytes that are not UTF-8,
+    which aiohttp hands over as surrogates) can match no body: "sign error".
+    """
+    if not authorization or ":" not in authorization:
+        raise ApiError.of(NOT_FOUND_APPID)
+    app_id, _, sent = authorization.strip().rpartition(":")
+    app = apps.get(app_id)
+    if app is None:
+        raise ApiError.of(NOT_FOUND_APPID)
+    sent = sent.strip()
+    if not _SIGNATURE_SHAPE.fullmatch(sent):
+        raise ApiError.of(SIGN_ERROR)
+    return app, sent
+
+
+def check_signature(
+    app: AppConfig,
+    sent: str,
+    *,
+    method: str,
+    path: str,
+    body: bytes,
+    request_time: str | None,
+    now: float,
+    skew: float | None,
+) -> None:
+    """Verify ``sent`` (from :func:`identify`) over ``body``, then ``X-Request-Time``.
+
+    The signature is compared in constant time. ``X-Request-Time`` is checked only when present
+    and ``skew`` is not None.
+    """
+    expected = signature(app.token, method, path, body)
+    if not hmac.compare_digest(expected.encode("ascii"), sent.encode("ascii")):
+        raise ApiError.of(SIGN_ERROR)
+    if request_time is not None and skew is not None:
+        try:
+            sent_time = float(request_time.strip())
+        except ValueError:
+            raise ApiError.of(REQUEST_TIME_ERROR) from None
+        if not abs(now - sent_time) <= skew:  # also refuses nan
+            raise ApiError.of(REQUEST_TIME_ERROR)
+
+
 def verify(
     apps: Mapping[str, AppConfig],
     *,
@@ -71,26 +129,19 @@ def verify(
     now: float,
     skew: float | None,
 ) -> AppConfig:
-    """Return the app that signed this request, or raise :class:`ApiError`.
+    """Return the app that signed this request, or raise :class:`ApiError`: both halves at once.
 
-    A missing or colon-less ``Authorization`` names no app, so it is "not found appid". The
-    signature is compared in constant time. ``X-Request-Time`` is checked only when present and
-    ``skew`` is not None.
+    A missing or colon-less ``Authorization`` names no app, so it is "not found appid".
     """
-    if not authorization or ":" not in authorization:
-        raise ApiError.of(NOT_FOUND_APPID)
-    app_id, _, sent = authorization.strip().rpartition(":")
-    app = apps.get(app_id)
-    if app is None:
-        raise ApiError.of(NOT_FOUND_APPID)
-    expected = signature(app.token, method, path, body)
-    if not hmac.compare_digest(expected.encode("ascii"), sent.strip().encode("utf-8")):
-        raise ApiError.of(SIGN_ERROR)
-    if request_time is not None and skew is not None:
-        try:
-            sent_time = float(request_time.strip())
-        except ValueError:
-            raise ApiError.of(REQUEST_TIME_ERROR) from None
-        if not abs(now - sent_time) <= skew:  # also refuses nan
-            raise ApiError.of(REQUEST_TIME_ERROR)
+    app, sent = identify(apps, authorization)
+    check_signature(
+        app,
+        sent,
+        method=method,
+        path=path,
+        body=body,
+        request_time=request_time,
+        now=now,
+        skew=skew,
+    )
     return app

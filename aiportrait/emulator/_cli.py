@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import logging
+import shlex
 import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ._emulator import DEFAULT_APP_ID, Emulator
+from ._emulator import CREDENTIALS_FILE, DEFAULT_APP_ID, Emulator
 from ._faults import Faults
 
 __all__ = ["DEFAULT_PORT", "build_parser", "main"]
@@ -50,6 +52,13 @@ def _nonnegative(text: str) -> float:
     return value
 
 
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
 def build_parser(prog: str = "python -m aiportrait.emulator") -> argparse.ArgumentParser:
     """The command line parser (shared with ``aiportrait emulator``)."""
     p = argparse.ArgumentParser(
@@ -64,12 +73,21 @@ def build_parser(prog: str = "python -m aiportrait.emulator") -> argparse.Argume
         "--port", type=_int_in(0, 65535), default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}"
     )
     p.add_argument("--app-id", default=DEFAULT_APP_ID, help=f"AppId (default {DEFAULT_APP_ID})")
-    p.add_argument("--token", default=None, help="token (default: random, printed)")
+    p.add_argument(
+        "--token",
+        default=None,
+        help=(
+            "token (default: the one kept in --data-dir, else a new random one; printed at start)"
+        ),
+    )
     p.add_argument(
         "--data-dir",
         type=Path,
         default=None,
-        help="where models and jobs are kept across restarts (default: a temporary directory)",
+        help=(
+            "where models, jobs and the credentials are kept across restarts "
+            "(default: a temporary directory)"
+        ),
     )
     p.add_argument("--train-seconds", type=_nonnegative, default=3.0, help="training duration")
     p.add_argument("--serve-dir", type=Path, default=None, help="serve these files at /media/")
@@ -82,6 +100,18 @@ def build_parser(prog: str = "python -m aiportrait.emulator") -> argparse.Argume
     p.add_argument("--no-sdxl", action="store_true", help="train_xl/create_xl answer 404")
     p.add_argument("--quota", type=int, default=None, help="aigc calls allowed for the app")
     p.add_argument("--workers", type=_int_in(1), default=None, help="threads for image work")
+    p.add_argument(
+        "--read-timeout",
+        type=_positive,
+        default=30.0,
+        help="seconds a client has to send a request before its connection is closed (default 30)",
+    )
+    p.add_argument(
+        "--max-request-pixels",
+        type=_int_in(1),
+        default=400_000_000,
+        help="pixels all the photos of one check or training may decode (default 400000000)",
+    )
     p.add_argument(
         "--time-skew",
         type=_nonnegative,
@@ -134,17 +164,41 @@ def _faults(args: argparse.Namespace) -> Faults:
     )
 
 
-async def _serve(emulator: Emulator, stop: asyncio.Event) -> None:
+def _banner(emu: Emulator, *, token_given: bool) -> str:
+    """The start lines: the address, a copy-pasteable ``export`` of the credentials, the data.
+
+    This is the one place the token is printed: on the emulator's own terminal, on purpose.
+    """
+    exports = " ".join(
+        f"{name}={shlex.quote(value)}"
+        for name, value in (
+            ("AIPORTRAIT_HOST", emu.url),
+            ("AIPORTRAIT_APP_ID", emu.app_id),
+            ("AIPORTRAIT_TOKEN", emu.token),
+        )
+    )
+    if emu.kept_data_dir and token_given:
+        data = f"data: {emu.data_dir} (models and jobs kept across restarts; token from --token)"
+    elif emu.kept_data_dir:
+        data = f"data: {emu.data_dir} (models, jobs and {CREDENTIALS_FILE} kept across restarts)"
+    else:
+        data = f"data: {emu.data_dir} (temporary, removed on stop)"
+    return "\n".join(
+        [
+            f"aiportrait emulator on {emu.url} ({BANNER})",
+            f"export {exports}",
+            f"{data}; stop with Ctrl-C",
+        ]
+    )
+
+
+async def _serve(emulator: Emulator, stop: asyncio.Event, *, token_given: bool) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     async with emulator as emu:
-        print(
-            f"aiportrait emulator on {emu.url} app id {emu.app_id} token {emu.token} ({BANNER})",
-            flush=True,
-        )
-        print(f"data: {emu.data_dir}; stop with Ctrl-C", flush=True)
+        print(_banner(emu, token_given=token_given), flush=True)
         await stop.wait()
     print("aiportrait emulator stopped", flush=True)
 
@@ -170,13 +224,22 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
             allow_remote=args.allow_remote,
             workers=args.workers,
             time_skew=args.time_skew,
+            read_timeout=args.read_timeout,
+            max_request_pixels=args.max_request_pixels,
         )
     except ValueError as exc:
         parser.error(str(exc))
     try:
-        asyncio.run(_serve(emulator, asyncio.Event()))
+        asyncio.run(_serve(emulator, asyncio.Event(), token_given=args.token is not None))
     except OSError as exc:
-        print(f"aiportrait emulator: cannot start: {exc}", file=sys.stderr)
+        if exc.errno == errno.EADDRINUSE:
+            print(
+                f"aiportrait emulator: port {args.port} on {args.host} is taken; "
+                "pass --port 0 for a free one or another port",
+                file=sys.stderr,
+            )
+        else:
+            print(f"aiportrait emulator: cannot start: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -44,13 +44,18 @@ __all__ = [
     "ComposeOptions",
     "CreateFailure",
     "FaceModel",
+    "FaceSample",
     "SceneModel",
     "build_model",
     "build_scene",
+    "face_sample",
+    "model_from_samples",
     "bundled_photo",
     "compose",
     "contact_sheet",
+    "ReferenceModel",
     "reference_model",
+    "scene_sample",
     "t2i_compose",
     "t2i_template",
 ]
@@ -262,33 +267,71 @@ def _best_face(faces: Sequence[Face]) -> Face | None:
     return max(faces, key=lambda f: f.score, default=None)
 
 
+@dataclass(frozen=True)
+class FaceSample:
+    """What "training" keeps of one photo once its pixels are gone: the face (with its
+    descriptor) and the face aligned into a chip."""
+
+    face: Face
+    chip: RGBImage = field(repr=False)
+    chip_landmarks: FloatArray = field(repr=False)
+
+
+def face_sample(img: RGBImage, face: Face) -> FaceSample:
+    """The :class:`FaceSample` of ``face`` (which has its descriptor) in ``img``."""
+    chip, landmarks = _chip_of(img, face)
+    return FaceSample(face, chip, landmarks)
+
+
+def model_from_samples(
+    model_id: str, samples: Sequence[FaceSample], *, sdxl: bool = False
+) -> FaceModel:
+    """A face model from the photos' samples: mean identity, best chip, skin colour.
+
+    The chip comes from the sample with the highest ``score`` (halved when not frontal).
+    Raises :class:`ValueError` when there is no sample.
+    """
+    if not samples:
+        raise ValueError("no usable face in the training photos")
+    ranks = [s.face.score * (1.0 if s.face.frontal else 0.5) for s in samples]
+    best = samples[int(np.argmax(ranks))]
+    inside = _chip_mask(0.8) > 0
+    skin = np.concatenate([_to_lab(s.chip)[inside] for s in samples])
+    mean, std = _lab_stats(skin)
+    descriptors = [s.face.descriptor for s in samples if s.face.descriptor is not None]
+    return FaceModel(
+        model_id, np.mean(descriptors, axis=0), best.chip, best.chip_landmarks, mean, std, sdxl
+    )
+
+
 def build_model(
     engine: FaceEngine, model_id: str, images: Sequence[RGBImage], *, sdxl: bool = False
 ) -> FaceModel:
     """Build a face model ("training"): identity, best aligned face and skin colour.
 
     ``images`` are the photos that passed the check.
-    Each photo's highest-scoring face is used. The chip comes from the photo with the highest
-    ``score`` (halved when not frontal). Raises :class:`ValueError` when no photo has a face.
+    Each photo's highest-scoring face is used (see :func:`model_from_samples`). Raises
+    :class:`ValueError` when no photo has a face.
     """
-    found: list[tuple[RGBImage, Face]] = []
+    samples: list[FaceSample] = []
     for img in images:
         face = _best_face(engine.detect(img, with_descriptors=False))
         if face is not None:
-            found.append((img, engine.with_descriptor(img, face)))
-    if not found:
-        raise ValueError("no usable face in the training photos")
-    chips = [_chip_of(img, face) for img, face in found]
-    ranks = [face.score * (1.0 if face.frontal else 0.5) for _, face in found]
-    chip, landmarks = chips[int(np.argmax(ranks))]
-    inside = _chip_mask(0.8) > 0
-    skin = np.concatenate([_to_lab(c)[inside] for c, _ in chips])
-    mean, std = _lab_stats(skin)
-    descriptors = [face.descriptor for _, face in found if face.descriptor is not None]
-    return FaceModel(model_id, np.mean(descriptors, axis=0), chip, landmarks, mean, std, sdxl)
+            samples.append(face_sample(img, engine.with_descriptor(img, face)))
+    return model_from_samples(model_id, samples, sdxl=sdxl)
 
 
-def reference_model(engine: FaceEngine, reference: RGBImage) -> FaceModel:
+@dataclass
+class ReferenceModel(FaceModel):
+    """The no-training "model" of ``ipa_control_only``: one reference photo's face, plus the look
+    of the photo around it (``look_mean``, ``look_std``: LAB statistics of three times the face
+    box), which an IP-Adapter carries into the picture along with the face. Never saved."""
+
+    look_mean: FloatArray = field(default_factory=lambda: np.zeros(3))
+    look_std: FloatArray = field(default_factory=lambda: np.ones(3))
+
+
+def reference_model(engine: FaceEngine, reference: RGBImage) -> ReferenceModel:
     """The no-training mode (``ipa_control_only``): a model from the leftmost face of one photo.
 
     EasyPhoto uses the reference as its "roop" (face swap) image, so a reference without a face is
@@ -300,18 +343,33 @@ def reference_model(engine: FaceEngine, reference: RGBImage) -> FaceModel:
     face = engine.with_descriptor(reference, faces[0])
     chip, landmarks = _chip_of(reference, face)
     mean, std = _lab_stats(_to_lab(chip)[_chip_mask(0.8) > 0])
+    around = reference[_region(face.landmarks, reference.shape, crop=True).slices]
+    look_mean, look_std = _lab_stats(_to_lab(around).reshape(-1, 3))
     assert face.descriptor is not None
-    return FaceModel("reference", face.descriptor, chip, landmarks, mean, std)
+    return ReferenceModel(
+        "reference", face.descriptor, chip, landmarks, mean, std, False, look_mean, look_std
+    )
+
+
+#: Long side of the scene sample kept of each scene photo.
+SCENE_SAMPLE_SIDE = 256
+
+
+def scene_sample(img: RGBImage) -> RGBImage:
+    """What a scene "training" keeps of one photo: the photo at most 256 px long."""
+    return _resize_long(img, SCENE_SAMPLE_SIDE) if max(img.shape[:2]) > SCENE_SAMPLE_SIDE else img
 
 
 def build_scene(scene_id: str, images: Sequence[RGBImage], prompts: Sequence[str]) -> SceneModel:
     """Build a scene model ("training" a scene LoRA).
 
-    The model is a six-colour palette (k-means over all photos) and a 256 px thumbnail.
+    The model is a six-colour palette (k-means over all photos) and a 256 px thumbnail of the
+    first. ``images`` may be the photos or their :func:`scene_sample`; the result is the same.
     """
     if not images:
         raise ValueError("no scene photos")
-    samples = [_resize_long(img, 96).reshape(-1, 3) for img in images]
+    thumbs = [scene_sample(img) for img in images]
+    samples = [_resize_long(img, 96).reshape(-1, 3) for img in thumbs]
     pixels = np.concatenate(samples).astype(np.float32)
     criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 1.0)
     k = min(6, len(pixels))
@@ -320,7 +378,7 @@ def build_scene(scene_id: str, images: Sequence[RGBImage], prompts: Sequence[str
     _, _, centres = kmeans(pixels, k, None, criteria, 3, cv2.KMEANS_PP_CENTERS)
     order = np.argsort(centres @ np.array([0.299, 0.587, 0.114], np.float32))
     palette = np.clip(centres[order], 0, 255).astype(np.uint8)
-    return SceneModel(scene_id, palette, list(prompts), _resize_long(images[0], 256))
+    return SceneModel(scene_id, palette, list(prompts), _resize_long(thumbs[0], 256))
 
 
 def _resize_long(img: RGBImage, side: int) -> RGBImage:
@@ -434,7 +492,16 @@ class ComposeOptions:
     Identity (how much of the user replaces the template face), ``identity`` below:
     ``0.5 + 0.5 * more_like_me``, times ``0.6 + 0.4 * lora_weights / 0.9`` on SD1.5 (SDXL's prompt
     carries the LoRA without a weight, so ``lora_weights`` is ignored there, as in the cloud), then
-    ``ipa_control`` (or ``ipa_control_only``) closes ``ipa_weight / 2`` of the remaining gap to 1.
+    ``ipa_control`` closes ``ipa_weight / 2`` of the remaining gap to 1.
+
+    Reference only (``ipa_control_only``, no trained model): the face comes from the one
+    reference photo and ``identity`` is ``ipa_weight`` itself (no LoRA, so ``more_like_me`` and
+    ``lora_weights`` do not apply); the face keeps the reference's own colouring (no
+    ``color_shift_middle``), the reference's look (the LAB colour statistics around its face)
+    is carried into the work region at ``ipa_weight``, as an IP-Adapter carries the reference
+    image's lighting and palette along with the face, and on SD1.5 the region gets the slide-film
+    look of the ``FilmVelvia3`` LoRA that EasyPhoto's reference-only prompt adds at 0.65 (its
+    SDXL prompt does not). So a reference-only portrait is visibly not a trained one.
 
     * ``apply_face_fusion_before``: blend the warped user face at ``identity`` over the face mask;
       when off the face is blended at half ``identity`` (what the LoRA alone would carry).
@@ -542,10 +609,12 @@ class ComposeOptions:
     @property
     def identity(self) -> float:
         """How much of the user's face replaces the template's, 0..1 (see the class docs)."""
+        if self.ipa_control_only:
+            return self.ipa_weight
         strength = 0.5 + 0.5 * self.more_like_me
-        if not self.sdxl and not self.ipa_control_only:
+        if not self.sdxl:
             strength *= 0.6 + 0.4 * self.lora_weights / 0.9
-        if self.ipa_control or self.ipa_control_only:
+        if self.ipa_control:
             strength += (1.0 - strength) * self.ipa_weight / 2
         return min(1.0, max(0.0, strength))
 
@@ -686,20 +755,57 @@ def _fuse(
     fusion = _prepare(model, target, region, opts)
     work, before = canvas[region.slices].copy(), original[region.slices]
     face = fusion.warped
-    if opts.color_shift_middle:
+    reference = model if isinstance(model, ReferenceModel) else None
+    if opts.color_shift_middle and reference is None:
         face = _transfer_colour(face, model, before, fusion.hard)
     first = identity if opts.apply_face_fusion_before else identity / 2
     work = _blend(work, face, np.float32(first) * fusion.mask)
     if opts.apply_face_fusion_after:
         work = _blend(work, face, np.float32(identity / 2) * fusion.inner)
     work = _face_ops(work, before, fusion, opts)
+    if reference is not None:
+        spot = _spot(region, target.mean(axis=0) - (region.x0, region.y0))
+        work = _carry_look(work, reference, spot * np.float32(opts.ipa_weight))
+        if not opts.sdxl:
+            work = _blend(work, _film_look(work, FILM_LOOK_WEIGHT), spot)
+    weight = _region_weight(region, fusion.mask)
     if opts.crop_face_preprocess:
         work = _region_ops(work, opts)  # else once over the whole image, in _finish
-    weight = _region_weight(region, fusion.mask)
     canvas[region.slices] = _blend(canvas[region.slices], work, weight)
     full = np.zeros(canvas.shape[:2], np.float32)
     full[region.slices] = fusion.mask
     return full
+
+
+def _spot(region: _Region, centre: FloatArray) -> F32:
+    """A round, soft weight over the work region: 1 around ``centre`` (region coordinates),
+    fading to nothing before the region's edges, so no box shows where the region ends."""
+    width, height = region.size
+    xs = (np.arange(width, dtype=np.float32) - np.float32(centre[0])) / np.float32(0.5 * width)
+    ys = (np.arange(height, dtype=np.float32) - np.float32(centre[1])) / np.float32(0.5 * height)
+    distance = np.sqrt(ys[:, None] ** 2 + xs[None, :] ** 2)
+    return np.asarray(np.clip(1.6 - 1.6 * distance, 0.0, 1.0), np.float32)
+
+
+def _carry_look(work: F32, reference: ReferenceModel, weight: F32) -> F32:
+    """Move the region's LAB statistics onto the reference photo's, blended by ``weight``."""
+    lab = _to_lab(work)
+    mean, std = _lab_stats(lab.reshape(-1, 3))
+    ratio = np.clip(reference.look_std / std, 0.5, 2.0)
+    moved = (lab - mean) * ratio + reference.look_mean
+    return _blend(work, np.clip(_from_lab(moved.astype(np.float32)), 0, 255), weight)
+
+
+#: EasyPhoto's reference-only prompt carries ``<lora:FilmVelvia3:0.65>`` on SD1.5 (not on SDXL).
+FILM_LOOK_WEIGHT = 0.65
+
+
+def _film_look(work: F32, strength: float) -> F32:
+    """A slide-film look (the FilmVelvia LoRA's): richer colour and more contrast."""
+    lab = _to_lab(work)
+    lab[..., 0] = 50.0 + (lab[..., 0] - 50.0) * (1.0 + 0.35 * strength)
+    lab[..., 1:] *= 1.0 + 0.8 * strength
+    return np.asarray(np.clip(_from_lab(lab), 0, 255), np.float32)
 
 
 def _face_ops(work: F32, before: F32, fusion: _Fusion, opts: ComposeOptions) -> F32:

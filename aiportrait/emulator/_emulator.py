@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import secrets
 import shutil
 import tempfile
@@ -14,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
-from ._app import build_app
+from ._app import build_app, media_file
 from ._auth import AppConfig, signature
 from ._faults import Counters, FaultInjector, Faults
 from ._fetch import Fetcher, FetchPolicy, is_loopback_host
@@ -26,9 +29,34 @@ from ._work import Worker
 if TYPE_CHECKING:
     from aiportrait._session import Session
 
-__all__ = ["DEFAULT_APP_ID", "Emulator"]
+__all__ = ["CREDENTIALS_FILE", "DEFAULT_APP_ID", "Emulator"]
 
 DEFAULT_APP_ID = "local-app"
+#: Where a kept data directory holds the default app's AppId and token (mode 0600).
+CREDENTIALS_FILE = "credentials.json"
+
+log = logging.getLogger("aiportrait.emulator")
+
+
+class _ClientErrors(logging.Filter):
+    """aiohttp logs a request it cannot parse (bad headers, a broken chunked body) at ERROR with a
+    traceback; that is the client's doing, answered 400: one INFO line, no traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError) or not 400 <= (exc.code or 500) < 500:
+            return True
+        if not log.isEnabledFor(logging.INFO):
+            return False
+        record.msg, record.args = "%s: %s", (record.getMessage(), exc.message.strip())
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        record.exc_info = record.exc_text = None
+        return True
+
+
+#: The logger of the emulator's HTTP server (aiohttp's own messages about connections).
+_http_log = logging.getLogger("aiportrait.emulator.http")
+_http_log.addFilter(_ClientErrors())
 
 
 class Emulator:
@@ -39,8 +67,16 @@ class Emulator:
 
     Use it as ``async with Emulator(train_seconds=0.05) as emu:``; ``emu.url``, ``emu.app_id``
     and ``emu.token`` configure a client. ``data_dir=None`` keeps everything in a temporary
-    directory removed on close; with a directory, trained models and jobs survive a restart.
-    ``port=0`` picks a free port. ``token=None`` generates a random token.
+    directory removed on close; with a directory, trained models and jobs survive a restart, and
+    so do the credentials: ``token=None`` reuses the token kept in ``credentials.json`` there
+    (mode 0600) for the same ``app_id``, or makes a random one and keeps it; a given ``token``
+    is used as it is and nothing is kept. ``port=0`` picks a free port.
+
+    Limits: ``max_body_bytes`` per request body (413), received within ``read_timeout`` seconds
+    (else 408 and the connection is closed; a connection that sends no complete request within
+    that time, or stays idle that long, is closed too); ``max_image_bytes`` and
+    ``fetch_timeout`` per image download; ``max_pixels`` per image (from its header);
+    ``max_request_pixels`` for all the photos one check or training decodes.
     """
 
     def __init__(
@@ -62,10 +98,17 @@ class Emulator:
         max_body_bytes: int = 64 * 1024 * 1024,
         max_image_bytes: int = 20 * 1024 * 1024,
         max_pixels: int = 16_000_000,
+        max_request_pixels: int = 400_000_000,
         fetch_timeout: float = 10.0,
         time_skew: float | None = 900.0,
+        read_timeout: float = 30.0,
     ) -> None:
+        if not read_timeout > 0:
+            raise ValueError("read_timeout must be positive")
         self._app_id = app_id
+        self._keep_token = token is None and data_dir is not None
+        if token is None and data_dir is not None:
+            token = _kept_token(Path(data_dir), app_id)
         self._token = token if token is not None else secrets.token_hex(16)
         self._host = host
         self._port = port
@@ -83,6 +126,8 @@ class Emulator:
         self._time_skew = time_skew
         self._workers = workers
         self._max_pixels = max_pixels
+        self._max_request_pixels = max_request_pixels
+        self._read_timeout = read_timeout
         self._injector = FaultInjector(faults)
         self._apps: dict[str, AppConfig] = {app_id: AppConfig(app_id, self._token, sdxl, quota)}
         self._service: Service | None = None
@@ -101,20 +146,43 @@ class Emulator:
         if self._data_dir is None:
             self._data_dir = Path(tempfile.mkdtemp(prefix="aiportrait-emulator-"))
         self._data_dir.mkdir(parents=True, exist_ok=True)
+        if self._keep_token:
+            _keep_credentials(self._data_dir, self._app_id, self._token)
+        worker = Worker(
+            workers=self._workers,
+            max_pixels=self._max_pixels,
+            max_request_pixels=self._max_request_pixels,
+        )
         service = Service(
             data_dir=self._data_dir,
             train_seconds=self.train_seconds,
             fetcher=Fetcher(self._policy, local=self._local_media),
-            worker=Worker(workers=self._workers, max_pixels=self._max_pixels),
+            worker=worker,
             injector=self._injector,
             jobs=JobStore(self._data_dir),
         )
         service.apps = self._apps
         self._service = service
         app = build_app(
-            service, max_body=self._max_body, time_skew=self._time_skew, serve_dir=self._serve_dir
+            service,
+            max_body=self._max_body,
+            time_skew=self._time_skew,
+            serve_dir=self._serve_dir,
+            read_timeout=self._read_timeout,
         )
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            logger=_http_log,
+            handle_signals=False,
+            shutdown_timeout=1.0,
+            # Bodies are never inflated (a compressed body is refused): no zip bomb to open.
+            auto_decompress=False,
+            # A connection that sends no complete request (or nothing) for this long is closed,
+            keepalive_timeout=self._read_timeout,
+            # and the unread rest of a refused request is discarded for at most this long.
+            lingering_time=min(10.0, self._read_timeout),
+        )
         await runner.setup()
         try:
             site = web.TCPSite(runner, self._host, self._port)
@@ -186,6 +254,16 @@ class Emulator:
     def token(self) -> str:
         """The token of the default app."""
         return self._token
+
+    @property
+    def kept_data_dir(self) -> bool:
+        """Whether the data directory is the caller's (kept), not a temporary one."""
+        return not self._own_data_dir
+
+    @property
+    def read_timeout(self) -> float:
+        """Seconds a client has to send a request (see the class docs)."""
+        return self._read_timeout
 
     @property
     def data_dir(self) -> Path | None:
@@ -297,8 +375,35 @@ class Emulator:
             return None
         if not parts.path.startswith("/media/"):
             return None
-        name = unquote(parts.path[len("/media/") :])
-        if not name or name.startswith(".") or "/" in name or "\\" in name:
-            return None
-        path = (self._serve_dir / name).resolve()  # a symlink out of serve_dir is not served
-        return path if path.is_relative_to(self._serve_dir.resolve()) else None
+        return media_file(self._serve_dir, unquote(parts.path[len("/media/") :]))
+
+
+def _kept_token(data_dir: Path, app_id: str) -> str | None:
+    """The token kept in ``data_dir`` for ``app_id``, if there is a readable one."""
+    path = data_dir / CREDENTIALS_FILE
+    try:
+        kept = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring unreadable %s (%s); a new token is made", path, type(exc).__name__)
+        return None
+    if not isinstance(kept, dict) or kept.get("app_id") != app_id:
+        return None
+    token = kept.get("token")
+    return token if isinstance(token, str) and token else None
+
+
+def _keep_credentials(data_dir: Path, app_id: str, token: str) -> None:
+    """Write ``credentials.json`` (mode 0600, replaced atomically) unless it already says this."""
+    path = data_dir / CREDENTIALS_FILE
+    if _kept_token(data_dir, app_id) == token:
+        os.chmod(path, 0o600)
+        return
+    temporary = path.with_name(f".{CREDENTIALS_FILE}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # in case a stale temporary file had other permissions
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        json.dump({"app_id": app_id, "token": token}, out)
+        out.write("\n")
+    os.replace(temporary, path)

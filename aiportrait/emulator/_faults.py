@@ -150,7 +150,8 @@ class Counters:
     ``checks``, ``trainings`` and ``creations`` count work done and accepted: a check that
     answered, a training that got a job id, a creation that produced an image. ``fingerprints``
     counts processed requests by ``(path, md5 of the body)``; a request dropped before processing
-    or rejected by the gateway is not in it.
+    or rejected by the gateway is not in it. ``read_timeouts`` counts requests whose body did not
+    arrive within the read timeout (their connection was closed).
     """
 
     requests: int = 0
@@ -163,6 +164,7 @@ class Counters:
     job_polls: int = 0
     batch_polls: int = 0
     gateway_errors: int = 0
+    read_timeouts: int = 0
     faults: Counter[str] = field(default_factory=Counter)
     fingerprints: Counter[tuple[str, str]] = field(default_factory=Counter)
 

@@ -3,30 +3,37 @@
 Handlers take the already verified raw body, parse it, and return the envelope's ``data`` or
 raise :class:`ApiError`. Fetching runs on the event loop (aiohttp); decoding, face work and
 composing run in the :class:`~._work.Worker` pool.
+
+The photos of one check or training are bounded in work and memory: each distinct URL is fetched
+and analysed once (a URL listed again shares the first one's result), at most
+``FETCH_CONCURRENCY`` downloads are held at a time, photos are decoded and analysed one after
+another (only what the check or the model needs is kept of each, never its pixels), and together
+they may decode at most ``max_request_pixels`` (a photo past that gets code 2 with its own
+``emulator_detail``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import logging
 import re
 import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._auth import AppConfig
-from ._errors import BAD_BODY, ApiError
+from ._errors import BAD_BODY, INVALID_CREATE, ApiError
 from ._faults import Counters, FaultInjector
-from ._fetch import Fetcher, FetchError
+from ._fetch import Fetched, Fetcher, FetchError, Unfetched, describe_url
 from ._jobs import JobStore
 from ._wire import (
     CREATE_XL,
-    E462_INVALID_INPUT,
     E462_NO_TEMPLATE,
     E462_PROMPTS,
     E462_ROOP_DECODE,
@@ -39,11 +46,10 @@ from ._wire import (
     T2I_TEMPLATE,
     TRAIN_XL,
 )
-from ._work import Worker
+from ._work import PhotoVerdict, PixelBudget, Worker
 
 if TYPE_CHECKING:
     from ._compose import FaceModel, SceneModel
-    from ._work import PhotoVerdict
 
 __all__ = [
     "MAX_IMAGES",
@@ -64,37 +70,61 @@ TRAIN_LORA_FAILED = "Failed to obtain Lora after training, please check the trai
 
 #: Most image URLs accepted in one check or train call (the documentation asks for 5 to 20).
 MAX_IMAGES = 100
-#: Parallel downloads per call.
-FETCH_CONCURRENCY = 8
+#: Downloads under way (or done and waiting for analysis) per call.
+FETCH_CONCURRENCY = 4
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
+# Emulator choices for check and train bodies that are JSON but ask for too much or too little.
+TOO_MANY_IMAGES = (400, "PARAMETER_ERROR", f"too many images (at most {MAX_IMAGES} per call)")
+SCENE_PROMPTS_MISMATCH = (
+    400,
+    "PARAMETER_ERROR",
+    "scene_lora_prompts must hold one prompt per image",
+)
 
-def parse_body(raw: bytes, error: ApiError) -> dict[str, Any]:
-    """Parse a JSON object body, or raise ``error``."""
+R = TypeVar("R")
+Error = tuple[int, str, str]
+
+
+def parse_body(raw: bytes, error: Error) -> dict[str, Any]:
+    """Parse a JSON object body, or raise :class:`ApiError` ``error``.
+
+    The error is raised outside the ``except`` block, so it does not chain the decoder's
+    exception (whose frames hold the body).
+    """
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):
-        raise error from None
+        body = None
     if not isinstance(body, dict):
-        raise error
+        raise ApiError.of(error)
     return body
 
 
-def _field(body: Mapping[str, Any], key: str, kind: type, default: Any, error: ApiError) -> Any:
+def _field(body: Mapping[str, Any], key: str, kind: type, default: Any, error: Error) -> Any:
     value = body.get(key)
     if value is None:
         return default
     if not isinstance(value, kind):
-        raise error
+        raise ApiError.of(error)
     return value
 
 
-def _str_list(value: Any, error: ApiError) -> list[str]:
+def _str_list(value: Any, error: Error) -> list[str]:
     if value is None:
         return []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise error
+        raise ApiError.of(error)
     return value
+
+
+def _log_verdicts(what: str, urls: Sequence[str], verdicts: Sequence[PhotoVerdict]) -> None:
+    for url, verdict in zip(urls, verdicts, strict=False):
+        level = logging.DEBUG if verdict.code == 1 else logging.INFO
+        log.log(
+            level, "%s %s: %d %s (%s)", what, describe_url(url), verdict.code, verdict.message,
+            verdict.detail,
+        )  # fmt: skip
 
 
 class Service:
@@ -134,37 +164,65 @@ class Service:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    # -- fetching -------------------------------------------------------------------------------
+    # -- fetching and analysing photos -------------------------------------------------------
 
-    async def _fetch_all(self, urls: Sequence[str]) -> list[bytes | None]:
-        limit = asyncio.Semaphore(FETCH_CONCURRENCY)
+    async def _fetch(self, url: str) -> Fetched | Unfetched:
+        try:
+            return await self.fetcher.fetch_source(url)
+        except FetchError as exc:
+            return Unfetched(str(exc))
 
-        async def one(url: str) -> bytes | None:
-            async with limit:
-                try:
-                    return await self.fetcher.fetch(url)
-                except FetchError as exc:
-                    log.debug("fetch refused or failed: %s", exc)
-                    return None
+    async def _each_photo(
+        self, urls: Sequence[str], analyse: Callable[[Fetched | Unfetched, PixelBudget], R]
+    ) -> list[R]:
+        """``analyse`` (run in the pool) for each photo of a call, one per distinct URL, in order.
 
-        return list(await asyncio.gather(*(one(u) for u in urls)))
+        Downloads run ahead of the analysis, at most ``FETCH_CONCURRENCY`` at a time (held bytes
+        included); one photo is analysed at a time, under one pixel budget for the call.
+        """
+        distinct = list(dict.fromkeys(urls))
+        budget = self.worker.budget()
+        results: dict[str, R] = {}
+        waiting = iter(distinct)
+        pending: deque[tuple[str, asyncio.Task[Fetched | Unfetched]]] = deque()
+
+        def start_next() -> None:
+            url = next(waiting, None)
+            if url is not None:
+                pending.append((url, asyncio.create_task(self._fetch(url))))
+
+        try:
+            for _ in range(FETCH_CONCURRENCY):
+                start_next()
+            while pending:
+                url, task = pending.popleft()
+                source = await task
+                results[url] = await self.worker.run(analyse, source, budget)
+                del source, task
+                start_next()
+        finally:
+            for _, task in pending:
+                task.cancel()
+            await asyncio.gather(*(task for _, task in pending), return_exceptions=True)
+        return [results[url] for url in urls]
+
+    async def _verdicts(self, urls: Sequence[str]) -> list[PhotoVerdict]:
+        examined = await self._each_photo(urls, self.worker.examine)
+        return await self.worker.run(self.worker.judge, examined)
 
     # -- check ------------------------------------------------------------------------------------
 
     async def check(self, app: AppConfig, raw: bytes, request_id: str) -> dict[str, Any]:
         """``aigc_images/check``: per-photo verdicts; ``images`` lists the passing URLs."""
         start = time.perf_counter()
-        bad = ApiError.of(BAD_BODY)
-        body = parse_body(raw, bad)
-        urls = _str_list(body.get("images"), bad)
-        _field(body, "model_name", str, "", bad)
-        _field(body, "configure", dict, {}, bad)
+        body = parse_body(raw, BAD_BODY)
+        urls = _str_list(body.get("images"), BAD_BODY)
+        _field(body, "model_name", str, "", BAD_BODY)
+        _field(body, "configure", dict, {}, BAD_BODY)
         if len(urls) > MAX_IMAGES:
-            raise bad
-        verdicts: list[PhotoVerdict] = []
-        if urls:
-            blobs = await self._fetch_all(urls)
-            verdicts = await self.worker.run(self.worker.check, blobs)
+            raise ApiError.of(TOO_MANY_IMAGES)
+        verdicts = await self._verdicts(urls) if urls else []
+        _log_verdicts("check", urls, verdicts)
         self.counters.checks += 1
         return {
             "request_id": request_id,
@@ -177,22 +235,21 @@ class Service:
 
     async def train(self, app: AppConfig, raw: bytes, request_id: str) -> dict[str, Any]:
         """``aigc_images/train``: accept a job at once; the training runs in a task."""
-        bad = ApiError.of(BAD_BODY)
-        body = parse_body(raw, bad)
-        urls = _str_list(body.get("images"), bad)
-        model_name = _field(body, "model_name", str, "", bad)
-        configure = _field(body, "configure", dict, {}, bad)
+        body = parse_body(raw, BAD_BODY)
+        urls = _str_list(body.get("images"), BAD_BODY)
+        model_name = _field(body, "model_name", str, "", BAD_BODY)
+        configure = _field(body, "configure", dict, {}, BAD_BODY)
         if len(urls) > MAX_IMAGES:
-            raise bad
+            raise ApiError.of(TOO_MANY_IMAGES)
         if model_name not in ("", TRAIN_XL) or (model_name == TRAIN_XL and not app.sdxl):
             raise ApiError.of(MODEL_NOT_FOUND)
         sdxl = model_name == TRAIN_XL
         scene = sdxl and configure.get("train_scene_lora_bool") is True
         prompts: list[str] = []
         if scene:
-            prompts = _str_list(configure.get("scene_lora_prompts"), bad)
+            prompts = _str_list(configure.get("scene_lora_prompts"), BAD_BODY)
             if len(prompts) != len(urls):
-                raise bad
+                raise ApiError.of(SCENE_PROMPTS_MISMATCH)
         model_id = str(uuid.uuid4())
         forced_failure = self.injector.job_fails()
         job = self.jobs.add(
@@ -225,24 +282,29 @@ class Service:
         message = TRAIN_PREPROCESS_FAILED
         ok = False
         try:
-            blobs = await self._fetch_all(urls)
             if fail or not urls:
-                verdicts = await self.worker.run(self.worker.check, blobs)
+                verdicts = await self._verdicts(urls) if urls else []
             elif scene:
                 directory = self.data_dir / "scenes" / job.model_id
+                photos = await self._each_photo(urls, self.worker.scene_photo)
                 verdicts, ok = await self.worker.run(
-                    self.worker.train_scene, job.model_id, blobs, prompts, directory
+                    self.worker.train_scene, job.model_id, photos, prompts, directory
                 )
+                del photos
             else:
                 directory = self.data_dir / "models" / job.model_id
+                examine = functools.partial(self.worker.examine, sample=True)
+                examined = await self._each_photo(urls, examine)
                 verdicts, ok = await self.worker.run(
-                    self.worker.train_face, job.model_id, blobs, directory, sdxl=sdxl
+                    self.worker.train_face, job.model_id, examined, directory, sdxl=sdxl
                 )
+                del examined
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug or a broken model file: the job fails, the server lives
             log.exception("training %s crashed", job_id)
             message = f"Train error, error info:{exc}"
+        _log_verdicts(f"training {job_id}", urls, verdicts)
         if fail:
             message = TRAIN_LORA_FAILED
         elif not urls:
@@ -278,7 +340,7 @@ class Service:
         return {"image": data, "cost_time": round(time.perf_counter() - start, 3)}
 
     async def _create(self, app: AppConfig, raw: bytes) -> str:
-        invalid = ApiError.create(E462_INVALID_INPUT)
+        invalid = INVALID_CREATE
         body = parse_body(raw, invalid)
         model_name = _field(body, "model_name", str, "", invalid)
         if model_name not in ("", CREATE_XL) or (model_name == CREATE_XL and not app.sdxl):
@@ -296,7 +358,7 @@ class Service:
         if configure.get("ipa_control_only") is True:
             reference_url = _field(configure, "ipa_image_path", str, "", invalid)
             if not reference_url:
-                raise invalid
+                raise ApiError.of(invalid)
         t2i = bool(prompt) or template_url == T2I_TEMPLATE
         if not t2i and not template_url:
             raise ApiError.create(E462_NO_TEMPLATE)
@@ -307,22 +369,14 @@ class Service:
             if not ids:
                 raise ApiError.create(E462_PROMPTS)
             if t2i and len(ids) > 1:
-                raise invalid
+                raise ApiError.of(invalid)
             models = [await self._face_model(app, i) for i in ids]
         scene = await self._scene(app, scene_id) if scene_id else None
 
-        reference = None
-        if reference_url:
-            try:
-                reference = await self.fetcher.fetch(reference_url)
-            except FetchError:
-                raise ApiError.create(E462_ROOP_DECODE) from None
-        template = None
-        if not t2i:
-            try:
-                template = await self.fetcher.fetch(template_url)
-            except FetchError:
-                raise ApiError.create(E462_TEMPLATE_DECODE) from None
+        reference = await self._fetch_image(reference_url, "reference photo", E462_ROOP_DECODE)
+        template = None if t2i else await self._fetch_image(
+            template_url, "template", E462_TEMPLATE_DECODE
+        )  # fmt: skip
         image = await self.worker.run(
             self.worker.create,
             options=options,
@@ -334,6 +388,16 @@ class Service:
             group=bool(model_ids) and not reference_url,
         )
         return base64.b64encode(image).decode("ascii")
+
+    async def _fetch_image(self, url: str, what: str, failure: str) -> bytes | None:
+        """The bytes of a create image (None for no URL), or the documented ``failure``."""
+        if not url:
+            return None
+        fetched = await self._fetch(url)
+        if isinstance(fetched, Unfetched):
+            log.info("create: %s not fetched: %s", what, fetched.detail)
+            raise ApiError.create(failure)
+        return fetched.data
 
     async def _face_model(self, app: AppConfig, model_id: str) -> FaceModel:
         """Resolve a trained face model, with the documented error for each way it can fail.

@@ -22,6 +22,9 @@ Check verdicts follow the documented table (``_wire.CHECK_MESSAGES``)::
     4  the detector raised
     5  the descriptor could not be computed
     6  the face is farther than ``same_person_threshold`` from the mean of the other photos
+
+Each :class:`Verdict` also carries a ``detail``: the emulator's own sentence for the cause (the
+documented code 2 alone covers a missing file, a text file and a photo that is too small).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import io
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,11 +54,18 @@ __all__ = [
     "FRONTAL_MAX_YAW_RATIO",
     "Face",
     "FaceEngine",
+    "BudgetError",
+    "Examined",
     "ImageDecodeError",
+    "NotAnImageError",
+    "PixelAllowance",
     "PixelLimitError",
+    "TooSmallError",
     "Verdict",
     "check_photos",
     "decode_image",
+    "examine",
+    "judge",
     "encode_image",
     "face_distance",
     "model_path",
@@ -78,11 +88,31 @@ ENCODE_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "JPG": "JPEG", "WEBP": "WEBP"}
 
 
 class ImageDecodeError(Exception):
-    """The bytes are not an image we accept: undecodable, unsupported format or too large."""
+    """The bytes are not an image we accept: undecodable, unsupported format or too large.
+
+    ``str(error)`` is a short human sentence saying why (it becomes the check's
+    ``emulator_detail``).
+    """
+
+
+class NotAnImageError(ImageDecodeError):
+    """Pillow recognises no image format in the bytes."""
 
 
 class PixelLimitError(ImageDecodeError):
     """The header announces more pixels than allowed (a decompression bomb); nothing was decoded."""
+
+
+class TooSmallError(ImageDecodeError):
+    """The header announces a side under the photo minimum; nothing was decoded."""
+
+
+class BudgetError(ImageDecodeError):
+    """Decoding would pass the pixel budget of the request; nothing was decoded."""
+
+
+#: Asked before any pixel is decoded: may this request decode that many more pixels?
+PixelAllowance = Callable[[int], bool]
 
 
 def decode_image(
@@ -91,6 +121,8 @@ def decode_image(
     max_pixels: int = 16_000_000,
     formats: Collection[str] = DECODE_FORMATS,
     max_side: int | None = None,
+    min_side: int = 0,
+    allow: PixelAllowance | None = None,
 ) -> RGBImage:
     """Decode JPEG, PNG or WebP bytes to an ``HxWx3`` ``uint8`` RGB array.
 
@@ -99,16 +131,22 @@ def decode_image(
     relied on nor changed (its ``DecompressionBombError`` is mapped too). EXIF orientation is
     applied; transparency is composited over white; palette, grey and CMYK become RGB.
     ``formats`` restricts the accepted Pillow format names (the check accepts only JPEG and PNG).
-    ``max_side`` shrinks a larger image so its long side is at most that (never its short side
-    below 512, the check's minimum); a JPEG is then decoded at reduced scale directly, so a
-    huge photo never exists at full size in memory.
+    ``min_side`` refuses, from the header, an image with a shorter side (:class:`TooSmallError`).
+    ``max_side`` shrinks an image with either side longer than that so both fit (whatever its
+    aspect ratio); a JPEG is then decoded at reduced scale directly, so a huge photo never exists
+    at full size in memory. ``allow`` is asked, with the number of pixels about to be decoded
+    (after that reduction), whether the request may spend them (:class:`BudgetError` if not).
     """
     try:
         with Image.open(io.BytesIO(data)) as im:
-            _guard_header(im, max_pixels=max_pixels, formats=formats)
+            _guard_header(im, max_pixels=max_pixels, formats=formats, min_side=min_side)
             target = _target_size(im.size, max_side)
             if target is not None:
                 im.draft("RGB", target)  # JPEG only: decode at 1/2, 1/4 or 1/8 scale
+            if allow is not None and not allow(im.width * im.height):
+                raise BudgetError(
+                    "not decoded: the photos before it used up this request's pixel budget"
+                )
             im.load()
             if target is not None and (im.width > target[0] or im.height > target[1]):
                 im.thumbnail(target, Image.Resampling.LANCZOS)
@@ -116,31 +154,38 @@ def decode_image(
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as exc:
-        raise PixelLimitError(str(exc)) from exc
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise ImageDecodeError(f"cannot decode image: {exc}") from exc
+        raise PixelLimitError(f"image too large to decode ({exc})") from exc
+    except UnidentifiedImageError as exc:
+        raise NotAnImageError("not an image") from exc
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageDecodeError(f"image data is damaged or cut off ({exc})") from exc
 
 
 def _target_size(size: tuple[int, int], max_side: int | None) -> tuple[int, int] | None:
     width, height = size
     if max_side is None or max(width, height) <= max_side:
         return None
-    scale = max(max_side / max(width, height), min(1.0, 512 / min(width, height)))
-    if scale >= 1.0:
-        return None
+    scale = max_side / max(width, height)
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def _guard_header(im: Image.Image, *, max_pixels: int, formats: Collection[str]) -> None:
+def _guard_header(
+    im: Image.Image, *, max_pixels: int, formats: Collection[str], min_side: int = 0
+) -> None:
     # Phone cameras write multi-picture JPEGs, which Pillow reports as "MPO".
     fmt = "JPEG" if im.format == "MPO" else im.format
     if fmt not in formats:
-        raise ImageDecodeError(f"unsupported image format: {im.format}")
+        accepted = ", ".join(sorted(formats))
+        raise ImageDecodeError(f"a {im.format} image; accepted formats: {accepted}")
     width, height = im.size
     if width <= 0 or height <= 0:
         raise ImageDecodeError("image has no pixels")
     if width * height > max_pixels:
-        raise PixelLimitError(f"image is {width}x{height}, more than {max_pixels} pixels")
+        raise PixelLimitError(
+            f"image is {width}x{height}, more than the limit of {max_pixels} pixels"
+        )
+    if min(width, height) < min_side:
+        raise TooSmallError(f"image is {width}x{height}, smaller than {min_side}x{min_side}")
 
 
 def _to_rgb(im: Image.Image) -> RGBImage:
@@ -407,21 +452,104 @@ def _downscale(img: RGBImage, max_side: int) -> tuple[RGBImage, float]:
 
 @dataclass(frozen=True)
 class Verdict:
-    """One photo's check result, as the wire's ``check_results`` entry wants it."""
+    """One photo's check result, as the wire's ``check_results`` entry wants it.
+
+    ``detail`` is the emulator's own short explanation (the cause behind the documented code and
+    message); it does not take part in comparisons.
+    """
 
     code: int
     message: str
     frontal: bool
+    detail: str = field(default="", compare=False)
 
     @classmethod
-    def of(cls, code: int, frontal: bool = False) -> Verdict:
+    def of(cls, code: int, frontal: bool = False, detail: str = "") -> Verdict:
         """The verdict for ``code`` with its documented message."""
-        return cls(code, _wire.CHECK_MESSAGES[code], frontal)
+        return cls(code, _wire.CHECK_MESSAGES[code], frontal, detail)
 
     @property
     def ok(self) -> bool:
         """Whether the photo passed."""
         return self.code == _wire.CHECK_SUCCESS
+
+
+@dataclass(frozen=True)
+class Examined:
+    """What the check keeps of one photo once its pixels are gone.
+
+    Either a final ``verdict`` (the photo failed before the same-person test), or the one
+    ``face`` found, with its descriptor, waiting for :func:`judge`.
+    """
+
+    verdict: Verdict | None = None
+    face: Face | None = None
+
+    @classmethod
+    def failed(cls, code: int, detail: str, frontal: bool = False) -> Examined:
+        """A photo that failed with ``code`` for the reason ``detail``."""
+        return cls(verdict=Verdict.of(code, frontal, detail))
+
+
+def examine(engine: FaceEngine, img: RGBImage, *, min_side: int = 512) -> Examined:
+    """Everything the check asks of one photo except the same-person test.
+
+    A side under ``min_side`` is code 2 (pass 0 when the decoder already checked the original
+    size); not exactly one face, code 3; the detector failing, code 4; the descriptor failing,
+    code 5.
+    """
+    height, width = img.shape[:2]
+    if img.ndim != 3 or min(height, width) < min_side:
+        return Examined.failed(
+            _wire.CHECK_DECODE_ERROR,
+            f"image is {width}x{height}, smaller than {min_side}x{min_side}",
+        )
+    try:
+        faces = engine.detect(img, with_descriptors=False)
+    except Exception as exc:
+        return Examined.failed(_wire.CHECK_DETECT_ERROR, f"the face detector failed ({exc})")
+    if len(faces) != 1:
+        found = "no face" if not faces else f"{len(faces)} faces"
+        return Examined.failed(_wire.CHECK_FACE_COUNT, f"found {found}; a photo needs exactly one")
+    try:
+        face = engine.with_descriptor(img, faces[0])
+    except Exception as exc:
+        return Examined.failed(
+            _wire.CHECK_ENCODING_ERROR, f"the face descriptor failed ({exc})", faces[0].frontal
+        )
+    return Examined(face=face)
+
+
+def judge(examined: Sequence[Examined], *, same_person_threshold: float = 0.6) -> list[Verdict]:
+    """The final verdicts: the same-person test over the photos that got that far.
+
+    Each photo's descriptor is compared with the mean descriptor of the *other* photos that got
+    this far, so an outlier cannot pull the reference towards itself; a lone usable photo has
+    nothing to be compared with and passes.
+    """
+    faces = {i: e.face for i, e in enumerate(examined) if e.verdict is None and e.face is not None}
+    verdicts: list[Verdict] = []
+    for index, exam in enumerate(examined):
+        face = faces.get(index)
+        if face is None or face.descriptor is None:
+            verdicts.append(exam.verdict or Verdict.of(_wire.CHECK_ENCODING_ERROR))
+            continue
+        others = [f.descriptor for i, f in faces.items() if i != index and f.descriptor is not None]
+        pose = "frontal" if face.frontal else "turned or tilted (not frontal)"
+        if not others:
+            verdicts.append(Verdict.of(_wire.CHECK_SUCCESS, face.frontal, f"one face, {pose}"))
+            continue
+        distance = face_distance(face.descriptor, np.mean(others, axis=0))
+        if distance > same_person_threshold:
+            detail = (
+                f"the face is {distance:.2f} from the other photos' faces "
+                f"(the same person is within {same_person_threshold:.2f})"
+            )
+            verdicts.append(Verdict.of(_wire.CHECK_NOT_SAME_PERSON, face.frontal, detail))
+        else:
+            detail = f"one face, {pose}, {distance:.2f} from the other photos' faces"
+            verdicts.append(Verdict.of(_wire.CHECK_SUCCESS, face.frontal, detail))
+    return verdicts
 
 
 def check_photos(
@@ -436,45 +564,16 @@ def check_photos(
     ``None`` stands for a photo that failed to download or decode (code 2). The documentation asks
     for photos "larger than 512x512"; we accept each side ``>= min_side`` because that wording is
     loose and the sample astronaut photo is exactly 512x512. Smaller photos get code 2 (the table
-    has no size code; "cannot be decoded" is the nearest). Same-person (code 6): each photo's
-    descriptor is compared with the mean descriptor of the *other* photos that got this far, so an
-    outlier cannot pull the reference towards itself; a lone usable photo has nothing to be
-    compared with and passes.
+    has no size code; "cannot be decoded" is the nearest). The same image object given twice is
+    examined once. See :func:`examine` and :func:`judge`.
     """
-    verdicts: list[Verdict | None] = []
-    faces: dict[int, Face] = {}
-    for index, img in enumerate(images):
-        verdict, face = _check_one(engine, img, min_side)
-        verdicts.append(verdict)
-        if face is not None:
-            faces[index] = face
-    for index, face in faces.items():
-        others = [f.descriptor for i, f in faces.items() if i != index and f.descriptor is not None]
-        assert face.descriptor is not None
-        if (
-            others
-            and face_distance(face.descriptor, np.mean(others, axis=0)) > same_person_threshold
-        ):
-            verdicts[index] = Verdict.of(_wire.CHECK_NOT_SAME_PERSON, face.frontal)
-        else:
-            verdicts[index] = Verdict.of(_wire.CHECK_SUCCESS, face.frontal)
-    return [v for v in verdicts if v is not None]
-
-
-def _check_one(
-    engine: FaceEngine, img: RGBImage | None, min_side: int
-) -> tuple[Verdict | None, Face | None]:
-    """A final verdict, or ``(None, face)`` when only the same-person test is left."""
-    if img is None or img.ndim != 3 or min(img.shape[:2]) < min_side:
-        return Verdict.of(_wire.CHECK_DECODE_ERROR), None
-    try:
-        faces = engine.detect(img, with_descriptors=False)
-    except Exception:
-        return Verdict.of(_wire.CHECK_DETECT_ERROR), None
-    if len(faces) != 1:
-        return Verdict.of(_wire.CHECK_FACE_COUNT), None
-    try:
-        face = engine.with_descriptor(img, faces[0])
-    except Exception:
-        return Verdict.of(_wire.CHECK_ENCODING_ERROR, faces[0].frontal), None
-    return None, face
+    seen: dict[int, Examined] = {}
+    examined: list[Examined] = []
+    for img in images:
+        if img is None:
+            examined.append(Examined.failed(_wire.CHECK_DECODE_ERROR, "not decoded"))
+            continue
+        if id(img) not in seen:
+            seen[id(img)] = examine(engine, img, min_side=min_side)
+        examined.append(seen[id(img)])
+    return judge(examined, same_person_threshold=same_person_threshold)

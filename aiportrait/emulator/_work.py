@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
 import shutil
 import tempfile
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 from ._errors import ApiError
+from ._fetch import Fetched, Unfetched
 from ._wire import (
     CHECK_DECODE_ERROR,
     CHECK_MESSAGES,
@@ -29,37 +31,83 @@ from ._wire import (
 )
 
 if TYPE_CHECKING:
-    from ._compose import ComposeOptions, FaceModel, SceneModel
-    from ._vision import FaceEngine
+    from ._compose import ComposeOptions, FaceModel, FaceSample, SceneModel
+    from ._vision import Examined, FaceEngine, RGBImage, Verdict
 
 __all__ = [
     "CHECK_FORMATS",
+    "PHOTO_MIN_SIDE",
+    "PHOTO_SIDE",
     "PhotoVerdict",
+    "PixelBudget",
     "Worker",
 ]
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
+log = logging.getLogger("aiportrait.emulator")
+
 #: Formats the check and the training accept (the documentation: .jpg, .jpeg and .png).
 CHECK_FORMATS = frozenset({"JPEG", "PNG"})
 JPEG_MAGIC = b"\xff\xd8\xff"
+#: Photos for check and training are analysed at most this large (each side, pixels): a face
+#: descriptor needs no more, and a huge photo must not take hundreds of megabytes.
+PHOTO_SIDE = 2048
+#: The check's smallest accepted side, taken from the photo's header (its original size).
+PHOTO_MIN_SIDE = 512
 
 
 @dataclass(frozen=True)
 class PhotoVerdict:
-    """One photo's check verdict, without numpy types, ready for the wire."""
+    """One photo's check verdict, without numpy types, ready for the wire.
+
+    ``detail`` is the emulator's explanation of the cause, sent as ``emulator_detail`` next to
+    the documented ``code`` and ``message`` (which stay word for word).
+    """
 
     code: int
     message: str
     frontal: bool
+    detail: str = ""
+
+    @classmethod
+    def of(cls, verdict: Verdict) -> PhotoVerdict:
+        """The wire form of a :class:`~._vision.Verdict`."""
+        return cls(verdict.code, verdict.message, bool(verdict.frontal), verdict.detail)
+
+    @classmethod
+    def decode_error(cls, detail: str) -> PhotoVerdict:
+        """Code 2, "Image decode error.", for the reason ``detail``."""
+        return cls(CHECK_DECODE_ERROR, CHECK_MESSAGES[CHECK_DECODE_ERROR], False, detail)
 
     def to_wire(self, url: str) -> dict[str, Any]:
         """Return the ``check_results`` / ``states`` entry for ``url``."""
-        return {"code": self.code, "frontal": self.frontal, "message": self.message, "url": url}
+        return {
+            "code": self.code,
+            "frontal": self.frontal,
+            "message": self.message,
+            "url": url,
+            "emulator_detail": self.detail,
+        }
 
 
-DECODE_FAILED = PhotoVerdict(CHECK_DECODE_ERROR, CHECK_MESSAGES[CHECK_DECODE_ERROR], False)
+class PixelBudget:
+    """How many more pixels the photos of one request may decode.
+
+    The photos of a request are decoded one after another, so no lock is needed; a photo that
+    would pass the budget is not decoded at all and gets code 2 with its own detail.
+    """
+
+    def __init__(self, pixels: int) -> None:
+        self.left = pixels
+
+    def take(self, pixels: int) -> bool:
+        """Spend ``pixels`` if that many are left; returns whether they were."""
+        if pixels > self.left:
+            return False
+        self.left -= pixels
+        return True
 
 
 _shared_lock = threading.Lock()
@@ -97,21 +145,26 @@ def shared_engine() -> FaceEngine:
         return _shared_engine
 
 
-#: Photos for check and training are analysed at most this large (long side, pixels): a face
-#: descriptor needs no more, and many huge photos in one request must not take gigabytes.
-PHOTO_SIDE = 2048
-
-
 class Worker:
     """Runs the image work in a bounded thread pool with the shared face engine.
 
     ``workers=None`` uses one process-wide pool of :func:`default_workers` threads, shared by
     every emulator in the process, so the face models (loaded once per thread, about half a
     second) stay warm across emulators; a number gives this worker its own pool.
+
+    ``max_pixels`` bounds one image (from its header); ``max_request_pixels`` bounds the pixels
+    the photos of one check or training may decode together (see :meth:`budget`).
     """
 
-    def __init__(self, *, workers: int | None = None, max_pixels: int = 16_000_000) -> None:
+    def __init__(
+        self,
+        *,
+        workers: int | None = None,
+        max_pixels: int = 16_000_000,
+        max_request_pixels: int = 400_000_000,
+    ) -> None:
         self.max_pixels = max_pixels
+        self.max_request_pixels = max_request_pixels
         self._owns_pool = workers is not None
         if workers is not None:
             if workers < 1:
@@ -137,6 +190,10 @@ class Worker:
         """The face engine, built on first use (call from a worker thread)."""
         return shared_engine()
 
+    def budget(self) -> PixelBudget:
+        """A fresh pixel budget for the photos of one request."""
+        return PixelBudget(self.max_request_pixels)
+
     def decode(
         self,
         data: bytes | None,
@@ -156,65 +213,121 @@ class Worker:
                 formats=formats or DECODE_FORMATS,
                 max_side=max_side,
             )
-        except ImageDecodeError:
+        except ImageDecodeError as exc:
+            log.info("image not decoded: %s", exc)
             return None
 
-    # -- check and training -------------------------------------------------------------------
+    def _decode_photo(
+        self, source: Fetched | Unfetched, budget: PixelBudget
+    ) -> tuple[RGBImage | None, str]:
+        """A check or training photo at analysis size, or None and the reason it has none."""
+        from ._vision import BudgetError, ImageDecodeError, NotAnImageError, decode_image
 
-    def check(self, blobs: Sequence[bytes | None]) -> list[PhotoVerdict]:
-        """The photo check: decode each image and give the documented verdicts."""
-        images = [self.decode(b, formats=CHECK_FORMATS, max_side=PHOTO_SIDE) for b in blobs]
-        return self._verdicts(images)
+        if isinstance(source, Unfetched):
+            return None, source.detail
+        try:
+            image = decode_image(
+                source.data,
+                max_pixels=self.max_pixels,
+                formats=CHECK_FORMATS,
+                max_side=PHOTO_SIDE,
+                min_side=PHOTO_MIN_SIDE,
+                allow=budget.take,
+            )
+        except NotAnImageError:
+            kind = source.content_type or "unrecognised bytes"
+            return None, f"not an image ({kind})"
+        except BudgetError:
+            return None, (
+                "not decoded: the photos before it used up the pixels one request may decode "
+                f"({self.max_request_pixels}, see --max-request-pixels)"
+            )
+        except ImageDecodeError as exc:
+            return None, str(exc)
+        return image, ""
 
-    def _verdicts(self, images: Sequence[Any]) -> list[PhotoVerdict]:
-        from ._vision import check_photos
+    # -- check and training (one photo at a time: its pixels are dropped before the next) ----
 
-        if not images:
-            return []
-        return [
-            PhotoVerdict(v.code, v.message, bool(v.frontal))
-            for v in check_photos(self.engine, images)
-        ]
+    def examine(
+        self, source: Fetched | Unfetched, budget: PixelBudget, *, sample: bool = False
+    ) -> tuple[Examined, FaceSample | None]:
+        """Check one photo as far as it can go alone (see :func:`~._vision.examine`); with
+        ``sample``, also keep what training needs of a usable face."""
+        from ._compose import face_sample
+        from ._vision import Examined, examine
+
+        image, why = self._decode_photo(source, budget)
+        if image is None:
+            return Examined.failed(CHECK_DECODE_ERROR, why), None
+        exam = examine(self.engine, image, min_side=0)  # the size was checked on the header
+        if sample and exam.face is not None:
+            return exam, face_sample(image, exam.face)
+        return exam, None
+
+    def judge(self, examined: Sequence[tuple[Examined, Any]]) -> list[PhotoVerdict]:
+        """The check's verdicts for examined photos (the same-person test, see
+        :func:`~._vision.judge`)."""
+        from ._vision import judge
+
+        return [PhotoVerdict.of(v) for v in judge([e for e, _ in examined])]
 
     def train_face(
-        self, model_id: str, blobs: Sequence[bytes | None], directory: Path, *, sdxl: bool
+        self,
+        model_id: str,
+        examined: Sequence[tuple[Examined, FaceSample | None]],
+        directory: Path,
+        *,
+        sdxl: bool,
     ) -> tuple[list[PhotoVerdict], bool]:
-        """Check the photos, build a face model from the usable ones and save it.
+        """Judge the examined photos, build a face model from the usable ones and save it.
 
         Returns the verdicts and whether a model was saved.
         """
-        from ._compose import build_model
+        from ._compose import model_from_samples
 
-        images = [self.decode(b, formats=CHECK_FORMATS, max_side=PHOTO_SIDE) for b in blobs]
-        verdicts = self._verdicts(images)
-        usable = [img for img, v in zip(images, verdicts, strict=True) if v.code == CHECK_SUCCESS]
+        verdicts = self.judge(examined)
+        usable = [
+            sample
+            for (_, sample), verdict in zip(examined, verdicts, strict=True)
+            if verdict.code == CHECK_SUCCESS and sample is not None
+        ]
         if not usable:
             return verdicts, False
         try:
-            model = build_model(self.engine, model_id, usable, sdxl=sdxl)
+            model = model_from_samples(model_id, usable, sdxl=sdxl)
         except ValueError:
             return verdicts, False
         _save_atomic(model, directory)
         return verdicts, True
 
+    def scene_photo(
+        self, source: Fetched | Unfetched, budget: PixelBudget
+    ) -> tuple[PhotoVerdict, RGBImage | None]:
+        """A scene photo's verdict (it only has to decode) and the sample a scene keeps of it."""
+        from ._compose import scene_sample
+
+        image, why = self._decode_photo(source, budget)
+        if image is None:
+            return PhotoVerdict.decode_error(why), None
+        verdict = PhotoVerdict(CHECK_SUCCESS, CHECK_MESSAGES[CHECK_SUCCESS], False, "decoded")
+        return verdict, scene_sample(image)
+
     def train_scene(
         self,
         scene_id: str,
-        blobs: Sequence[bytes | None],
+        photos: Sequence[tuple[PhotoVerdict, RGBImage | None]],
         prompts: Sequence[str],
         directory: Path,
     ) -> tuple[list[PhotoVerdict], bool]:
-        """Build a scene from every photo that decodes (faces are not required) and save it."""
+        """Build a scene from every photo that decoded (faces are not required) and save it."""
         from ._compose import build_scene
 
-        images = [self.decode(b, formats=CHECK_FORMATS) for b in blobs]
-        verdicts = [
-            DECODE_FAILED
-            if img is None
-            else PhotoVerdict(CHECK_SUCCESS, CHECK_MESSAGES[CHECK_SUCCESS], False)
-            for img in images
+        verdicts = [verdict for verdict, _ in photos]
+        kept = [
+            (sample, prompt)
+            for (_, sample), prompt in zip(photos, prompts, strict=True)
+            if sample is not None
         ]
-        kept = [(img, p) for img, p in zip(images, prompts, strict=True) if img is not None]
         if not kept:
             return verdicts, False
         try:

@@ -3,11 +3,13 @@ raw HTTP helper that signs exact bytes the way the official SDKs do."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import io
 import json
+import threading
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -137,6 +139,26 @@ async def send(
     finally:
         if own:
             await s.close()
+
+
+class ThreadedEmulator:
+    """An emulator on its own event loop in a thread, for synchronous (hypothesis) tests."""
+
+    def __init__(self, **options: Any) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.emu = Emulator(**options)
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> Emulator:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.emu.start(), self.loop).result(10)
+        return self.emu
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.emu.close(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
 
 
 @pytest.fixture

@@ -7,7 +7,9 @@ import hashlib
 import hmac
 import json
 import re
+import shlex
 import signal
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -77,11 +79,16 @@ def test_module_runs_and_stops_on_sigterm(tmp_path: Path) -> None:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         assert "local stand-in, no diffusion" in line
-        assert "cli-app" in line
-        assert "cli-token" in line
         match = re.search(r"(http://127\.0\.0\.1:\d+)", line)
         assert match, line
         url = match.group(1)
+        exports = proc.stdout.readline().split()
+        assert exports == [
+            "export",
+            f"AIPORTRAIT_HOST={url}",
+            "AIPORTRAIT_APP_ID=cli-app",
+            "AIPORTRAIT_TOKEN=cli-token",
+        ]
         status, body = _signed_get(url, "cli-app", "cli-token", "/api/v1/batch_jobs/1")
         assert (status, body["code"], body["data"]) == (200, "OK", {"jobs": []})
         status, body = _signed_get(url, "cli-app", "wrong", "/api/v1/batch_jobs/1")
@@ -169,3 +176,94 @@ async def test_emulator_lifecycle_and_temporary_data_dir() -> None:
     await emu.close()
     assert not data_dir.exists()
     await emu.close()  # idempotent
+
+
+# -- credentials kept across restarts; a taken port ----------------------------------------------
+
+
+def _start(*args: str) -> tuple[subprocess.Popen[str], list[str]]:
+    """Start the CLI and read its three start lines."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aiportrait.emulator", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    return proc, [proc.stdout.readline() for _ in range(3)]
+
+
+def _stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+    return out, err
+
+
+def _exports(line: str) -> dict[str, str]:
+    words = shlex.split(line)
+    assert words[0] == "export"
+    return dict(word.split("=", 1) for word in words[1:])
+
+
+def test_restarts_on_one_data_dir_keep_the_credentials(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    seen = []
+    for extra in ([], [], ["--token", "mine"]):
+        proc, lines = _start("--data-dir", str(data), *extra)
+        try:
+            exports = _exports(lines[1])
+            assert exports["AIPORTRAIT_HOST"] in lines[0]
+            assert not exports["AIPORTRAIT_HOST"].endswith(":0")  # the real port
+            status, _ = _signed_get(
+                exports["AIPORTRAIT_HOST"],
+                exports["AIPORTRAIT_APP_ID"],
+                exports["AIPORTRAIT_TOKEN"],
+                "/api/v1/batch_jobs/1",
+            )
+            assert status == 200
+            seen.append((exports["AIPORTRAIT_APP_ID"], exports["AIPORTRAIT_TOKEN"]))
+        finally:
+            out, err = _stop(proc)
+        assert exports["AIPORTRAIT_TOKEN"] not in out + err  # printed once, in the banner only
+    assert seen[0] == seen[1]
+    assert seen[2] == ("local-app", "mine")
+    assert (data / "credentials.json").stat().st_mode & 0o777 == 0o600
+    kept = json.loads((data / "credentials.json").read_text())
+    assert kept == {"app_id": "local-app", "token": seen[0][1]}  # --token did not replace it
+
+
+async def test_emulator_keeps_its_token_in_a_given_data_dir(tmp_path: Path) -> None:
+    async with Emulator(data_dir=tmp_path) as first:
+        token = first.token
+    async with Emulator(data_dir=tmp_path) as second:
+        assert second.token == token
+    async with Emulator(data_dir=tmp_path, token="given") as third:
+        assert third.token == "given"
+    async with Emulator(data_dir=tmp_path, app_id="other") as fourth:
+        assert fourth.token != token  # the kept token belongs to the other AppId
+    async with Emulator() as temporary:  # a temporary data dir keeps nothing
+        assert not (temporary.data_dir / "credentials.json").exists()  # type: ignore[operator]
+    (tmp_path / "credentials.json").write_text("{not json")
+    async with Emulator(data_dir=tmp_path) as fifth:
+        assert fifth.token not in (token, "given")
+    assert json.loads((tmp_path / "credentials.json").read_text())["token"] == fifth.token
+
+
+def test_a_taken_port_is_one_line_and_a_failure(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "aiportrait.emulator", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"aiportrait emulator: port {port} on 127.0.0.1 is taken; "
+        "pass --port 0 for a free one or another port"
+    ]
+    assert done.stdout == ""

@@ -387,6 +387,55 @@ def test_t2i_with_scene(
     assert np.abs(with_scene.astype(int) - plain).mean() > 5
 
 
+# -- reference only ------------------------------------------------------------------------------
+
+REFERENCE_ONLY = {"ipa_control_only": True, "ipa_image_path": "https://x/ref.jpg"}
+
+
+def _padded_face_box(engine: FaceEngine, img: np.ndarray) -> tuple[int, int, int, int]:
+    (face,) = engine.detect(img, with_descriptors=False)
+    x, y, w, h = face.box
+    pad = w // 4
+    return max(0, x - pad), max(0, y - pad), w + 2 * pad, h + 2 * pad
+
+
+def test_reference_only_is_visibly_not_the_trained_portrait(
+    engine: FaceEngine, astronaut: np.ndarray, hopper: np.ndarray, defaults: ComposeOptions
+) -> None:
+    """The same person onto the same template, trained or from one reference photo: the demo's
+    two portraits of Grace Hopper, which used to differ by 0.1 on average."""
+    trained_model = build_model(
+        engine, "hopper-sd15", [hopper, np.ascontiguousarray(hopper[:, ::-1])]
+    )
+    template = cv2.resize(astronaut, (768, 768), interpolation=cv2.INTER_CUBIC)
+    trained = compose(engine, template, [trained_model], defaults)
+    options = ComposeOptions.from_configure(REFERENCE_ONLY, sdxl=False)
+    reference = compose(engine, template, [reference_model(engine, hopper)], options)
+    box = _padded_face_box(engine, template)
+    assert _face_diff(trained, reference, box) > 12  # measured 22.8 (it was 1.0)
+    assert np.abs(trained.astype(int) - reference).mean() > 1.5  # 2.5 (0.09); the rest is
+    # the template's own background, which neither mode paints
+
+
+def test_reference_only_blends_at_ipa_weight(
+    engine: FaceEngine, astronaut: np.ndarray, hopper: np.ndarray
+) -> None:
+    reference = reference_model(engine, hopper)
+
+    def distance(weight: float) -> float:
+        options = ComposeOptions.from_configure(
+            {**REFERENCE_ONLY, "ipa_weight": weight}, sdxl=False
+        )
+        assert options.identity == weight
+        (face,) = engine.detect(compose(engine, astronaut, [reference], options))
+        assert face.descriptor is not None
+        return face_distance(face.descriptor, reference.descriptor)
+
+    assert distance(1.0) < distance(0.5) < distance(0.1)
+    unchanged = ComposeOptions.from_configure({**REFERENCE_ONLY, "more_like_me": 1.0}, sdxl=False)
+    assert unchanged.identity == ComposeOptions.from_configure(REFERENCE_ONLY, sdxl=False).identity
+
+
 # -- contact sheet -------------------------------------------------------------------------------
 
 

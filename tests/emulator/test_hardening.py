@@ -3,11 +3,9 @@ them and keeps serving."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -20,34 +18,18 @@ from hypothesis import strategies as st
 from aiportrait.emulator import Emulator
 from aiportrait.emulator._wire import CHECK_PATH, CREATE_PATH, TRAIN_PATH
 
+from .conftest import ThreadedEmulator
+
 APP, TOKEN = "fuzz-app", "fuzz-token"
 PATHS = [CHECK_PATH, TRAIN_PATH, CREATE_PATH, "/api/v1/async_jobs/1", "/api/v1/batch_jobs/1"]
 ALLOWED = {200, 400, 401, 404, 405, 413, 462, 469}
 
 
-class ThreadedEmulator:
-    """An emulator on its own event loop in a thread, for synchronous (hypothesis) tests."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.emu = Emulator(app_id=APP, token=TOKEN, train_seconds=0.01, max_body_bytes=20_000)
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-
-    def __enter__(self) -> Emulator:
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.emu.start(), self.loop).result(10)
-        return self.emu
-
-    def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self.emu.close(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-
 @pytest.fixture(scope="module")
 def served() -> Iterator[Emulator]:
-    with ThreadedEmulator() as emu:
+    with ThreadedEmulator(
+        app_id=APP, token=TOKEN, train_seconds=0.01, max_body_bytes=20_000
+    ) as emu:
         yield emu
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from aiportrait.emulator import Emulator
 from aiportrait.emulator._errors import BAD_BODY, JOB_NOT_FOUND
-from aiportrait.emulator._service import TRAIN_PREPROCESS_FAILED
+from aiportrait.emulator._service import SCENE_PROMPTS_MISMATCH, TRAIN_PREPROCESS_FAILED
 from aiportrait.emulator._wire import (
     CHECK_DECODE_ERROR,
     CHECK_PATH,
@@ -348,7 +348,7 @@ async def test_scene_prompts_must_match_images(emu: Emulator) -> None:
         "model_name": "train_xl",
         "configure": {"train_scene_lora_bool": True, "scene_lora_prompts": ["only one"]},
     }
-    assert _triple(await send(emu, TRAIN_PATH, body)) == BAD_BODY
+    assert _triple(await send(emu, TRAIN_PATH, body)) == SCENE_PROMPTS_MISMATCH
     body["configure"]["train_scene_lora_bool"] = False  # prompts are then ignored
     assert (await send(emu, TRAIN_PATH, body)).status == 200
 
