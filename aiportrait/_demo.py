@@ -12,8 +12,7 @@ import asyncio
 import io
 import tempfile
 import time
-from collections.abc import Callable
-from importlib import resources
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import attrs
 from ._session import Session
 from ._watch import PollPolicy
 from .models import Portrait, TrainJob, TrainResult
+from .samples import SamplePhotos, sample_photos
 
 __all__ = ["DemoResult", "run_demo"]
 
@@ -38,45 +38,16 @@ class DemoResult:
     seconds: float
 
 
-def _bundled(name: str) -> bytes:
-    return (resources.files("aiportrait.emulator") / "data" / name).read_bytes()
-
-
 def _photos(folder: Path) -> dict[str, list[str]]:
-    """Write training sets, templates and a reference; return their file names by role."""
-    from PIL import Image, ImageEnhance
+    """:func:`aiportrait.samples.sample_photos` as a plain dict of file names by role.
 
-    def load(name: str) -> Image.Image:
-        return Image.open(io.BytesIO(_bundled(name))).convert("RGB")
-
-    def save(img: Image.Image, name: str) -> str:
-        img.save(folder / name, quality=92)
-        return name
-
-    def variants(img: Image.Image, stem: str) -> list[str]:
-        big = img.resize((img.width * 3 // 2, img.height * 3 // 2), Image.Resampling.LANCZOS)
-        w, h = big.size
-        shots = [
-            big,
-            big.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
-            big.crop((w // 16, h // 16, w - w // 16, h - h // 16)).resize((w, h)),
-            ImageEnhance.Brightness(big).enhance(1.2),
-            big.rotate(8, resample=Image.Resampling.BICUBIC, fillcolor=(128, 128, 128)),
-        ]
-        return [save(s, f"{stem}_{i}.jpg") for i, s in enumerate(shots)]
-
-    astronaut, hopper = load("astronaut.png"), load("grace_hopper.jpg")
-    group = Image.new("RGB", (1200, 700), (235, 235, 235))
-    group.paste(astronaut.resize((600, 600)), (0, 50))
-    group.paste(hopper.resize((600, 700)), (600, 0))
+    Kept for the tests and examples written before the public function existed.
+    """
+    photos = sample_photos(folder)
     return {
-        "astronaut": variants(astronaut, "astronaut"),
-        "hopper": variants(hopper, "hopper"),
-        "templates": [
-            save(hopper.resize((768, 900), Image.Resampling.LANCZOS), "template_hopper.jpg"),
-            save(astronaut.resize((768, 768), Image.Resampling.LANCZOS), "template_astronaut.jpg"),
-            save(group, "template_group.jpg"),
-        ],
+        "astronaut": list(photos.astronaut),
+        "hopper": list(photos.hopper),
+        "templates": list(photos.templates),
     }
 
 
@@ -86,23 +57,52 @@ async def _wait(session: Session, job: TrainJob, label: str, echo: Echo) -> Trai
     return await session.wait(job)  # the job has ended: one poll returns its result
 
 
-def _contact_sheet(rows: list[tuple[str, list[bytes]]], path: Path, thumb: int = 220) -> Path:
-    from PIL import Image, ImageDraw, ImageFont
+#: Contact sheet layout: tile side, gap, row label column, caption band under each tile.
+THUMB, GAP, LABEL_WIDTH, CAPTION_HEIGHT = 220, 10, 130, 44
+Tile = tuple[str, bytes]  # caption (one or two lines), encoded image
+
+
+def _tile_box(row: int, column: int) -> tuple[int, int, int, int]:
+    """Where the tile at ``row``, ``column`` goes on the sheet: left, top, right, bottom of the
+    picture; its caption band is the ``CAPTION_HEIGHT`` pixels below it."""
+    left = LABEL_WIDTH + column * (THUMB + GAP)
+    top = GAP + row * (THUMB + CAPTION_HEIGHT + GAP)
+    return left, top, left + THUMB, top + THUMB
+
+
+def _font(size: int) -> Any:
+    from PIL import ImageFont
 
     try:
-        font: Any = ImageFont.load_default(size=18)
+        return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1 has no sized default font
-        font = ImageFont.load_default()
-    width = max(len(images) for _, images in rows) * (thumb + 10) + 230
-    sheet = Image.new("RGB", (width, len(rows) * (thumb + 10) + 10), "white")
+        return ImageFont.load_default()
+
+
+def _contact_sheet(rows: Sequence[tuple[str, Sequence[Tile]]], path: Path) -> Path:
+    """A sheet of captioned tiles: one row per ``(label, tiles)``, each tile's caption (its mode,
+    for the portraits) in a band under the picture."""
+    from PIL import Image, ImageDraw
+
+    label_font, caption_font = _font(18), _font(14)
+    columns = max([len(tiles) for _, tiles in rows] + [1])
+    width = _tile_box(0, columns)[0]
+    height = _tile_box(len(rows), 0)[1]
+    sheet = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(sheet)
-    for r, (caption, images) in enumerate(rows):
-        y = 10 + r * (thumb + 10)
-        draw.text((10, y + thumb // 2 - 10), caption, fill="black", font=font)
-        for c, data in enumerate(images):
-            img = Image.open(io.BytesIO(data)).convert("RGB")
-            img.thumbnail((thumb, thumb))
-            sheet.paste(img, (230 + c * (thumb + 10), y))
+    for r, (label, tiles) in enumerate(rows):
+        top = _tile_box(r, 0)[1]
+        draw.text((GAP, top + THUMB // 2 - 10), label, fill="black", font=label_font)
+        for c, (caption, data) in enumerate(tiles):
+            left, top, right, bottom = _tile_box(r, c)
+            with Image.open(io.BytesIO(data)) as opened:
+                img = opened.convert("RGB")
+            img.thumbnail((THUMB, THUMB))
+            sheet.paste(img, (left + (THUMB - img.width) // 2, top + (THUMB - img.height) // 2))
+            draw.rectangle((left, bottom, right - 1, bottom + CAPTION_HEIGHT - 1), fill=(238,) * 3)
+            draw.multiline_text(
+                (left + 6, bottom + 4), caption, fill=(20, 20, 20), font=caption_font, spacing=3
+            )
     sheet.save(path)
     return path
 
@@ -122,28 +122,27 @@ async def run_demo(
     await anyio.to_thread.run_sync(lambda: out.mkdir(parents=True, exist_ok=True))
     with tempfile.TemporaryDirectory(prefix="aiportrait-demo-") as tmp:
         media = Path(tmp)
-        names = _photos(media)
+        photos = await anyio.to_thread.run_sync(sample_photos, media)
         options = {"train_seconds": train_seconds, "serve_dir": media, **(emulator_options or {})}
         async with Emulator(**options) as emu:
             echo(f"emulator: {emu.url} (local stand-in: real face detection and compositing, "
                  "no diffusion)")  # fmt: skip
             poll = PollPolicy(first=0.25, cap=1.0, timeout=120)
             async with emu.session(poll=poll) as session:
-                return await _flow(session, emu.media_url, names, media, out, echo, started)
+                return await _flow(session, emu.media_url, photos, out, echo, started)
 
 
 async def _flow(
     session: Session,
     url: Callable[[str], str],
-    names: dict[str, list[str]],
-    media: Path,
+    photos: SamplePhotos,
     out: Path,
     echo: Echo,
     started: float,
 ) -> DemoResult:
-    astronaut = [url(n) for n in names["astronaut"]]
-    hopper = [url(n) for n in names["hopper"]]
-    tpl_hopper, tpl_astronaut, tpl_group = (url(n) for n in names["templates"])
+    astronaut = [url(n) for n in photos.astronaut]
+    hopper = [url(n) for n in photos.hopper]
+    tpl_hopper, tpl_astronaut, tpl_group = (url(n) for n in photos.templates)
 
     echo("1. check the photos")
     for label, urls in (("astronaut", astronaut), ("hopper", hopper)):
@@ -161,27 +160,52 @@ async def _flow(
     a_id, h_id = (r.model_id for r in results)
 
     echo("3. create portraits")
-    made: dict[str, Portrait] = {}
-    made["astronaut_on_hopper"] = await session.create(a_id, tpl_hopper)
-    made["hopper_on_astronaut"] = await session.create(h_id, tpl_astronaut)
-    made["group_swapped"] = await session.create_group([h_id, a_id], tpl_group)
-    made["reference_only"] = await session.create_from_reference(url(names["hopper"][0]),
-                                                                 tpl_astronaut)  # fmt: skip
-    made["prompt_garden"] = await session.create_from_prompt(
-        "a portrait in a flower garden at sunset", model_id=a_id
+    # name: (caption on the contact sheet: the mode, then what went where), portrait
+    made: dict[str, tuple[str, Portrait]] = {}
+    made["astronaut_on_hopper"] = (
+        "trained model\nastronaut on Hopper",
+        await session.create(a_id, tpl_hopper),
+    )
+    made["hopper_on_astronaut"] = (
+        "trained model\nHopper on astronaut",
+        await session.create(h_id, tpl_astronaut),
+    )
+    made["group_swapped"] = (
+        "group, 2 trained models\nfaces swapped",
+        await session.create_group([h_id, a_id], tpl_group),
+    )
+    made["reference_only"] = (
+        "reference photo only\nHopper on astronaut",
+        await session.create_from_reference(hopper[0], tpl_astronaut),
+    )
+    made["prompt_garden"] = (
+        "text prompt + model\nastronaut in a garden",
+        await session.create_from_prompt("a portrait in a flower garden at sunset", model_id=a_id),
     )
     written = {}
-    for name, portrait in made.items():
+    for name, (_, portrait) in made.items():
         written[name] = portrait.save(out / name)
         echo(f"  {written[name]}: {portrait.width}x{portrait.height} {portrait.format}")
 
     def read(name: str) -> bytes:
-        return (media / name).read_bytes()
+        return photos.path(name).read_bytes()
 
-    rows = [
-        ("inputs", [read(names["astronaut"][0]), read(names["hopper"][0])]),
-        ("templates", [read(n) for n in names["templates"]]),
-        ("portraits", [p.image for p in made.values()]),
+    rows: list[tuple[str, list[Tile]]] = [
+        (
+            "inputs",
+            [
+                ("training photo\nastronaut", read(photos.astronaut[0])),
+                ("training photo and\nreference: Hopper", read(photos.hopper[0])),
+            ],
+        ),
+        (
+            "templates",
+            [
+                (f"template\n{who}", read(n))
+                for who, n in zip(("Hopper", "astronaut", "group"), photos.templates, strict=True)
+            ],
+        ),
+        ("portraits", [(caption, p.image) for caption, p in made.values()]),
     ]
     sheet = _contact_sheet(rows, out / "contact_sheet.png")
     seconds = time.monotonic() - started

@@ -29,11 +29,49 @@ def test_cli_demo_writes_portraits_and_contact_sheet(
     assert sizes["hopper_on_astronaut"] == (768, 768)
     assert sizes["group_swapped"] == (1200, 700)
     assert (tmp_path / "contact_sheet.png").exists()
+    _assert_every_tile_has_a_caption(tmp_path / "contact_sheet.png", [2, 3, 5])
+    # The portrait from one reference photo is visibly not the trained one (same person, same
+    # template): they differed by 0.14 on average before reference-only got its own look.
+    assert _mean_difference(tmp_path, "hopper_on_astronaut", "reference_only") > 1.5
     assert "stand-in" in text
     assert "no diffusion" in text
     assert "5/5 usable" in text
     assert "not the same person" in text
     assert "success" in text
+
+
+def _mean_difference(folder: Path, first: str, second: str) -> float:
+    import numpy as np
+
+    (a,), (b,) = folder.glob(first + ".*"), folder.glob(second + ".*")
+    with PIL.open(a) as one, PIL.open(b) as other:
+        return float(np.abs(np.asarray(one, int) - np.asarray(other, int)).mean())
+
+
+def _assert_every_tile_has_a_caption(sheet_path: Path, row_lengths: list[int]) -> None:
+    import numpy as np
+
+    from aiportrait._demo import CAPTION_HEIGHT, _tile_box
+
+    with PIL.open(sheet_path) as img:
+        sheet = np.asarray(img.convert("L"))
+    for row, length in enumerate(row_lengths):
+        for column in range(length + 1):
+            left, _, right, bottom = _tile_box(row, column)
+            band = sheet[bottom : bottom + CAPTION_HEIGHT, left:right]
+            if column == length:  # past the row's last tile: nothing drawn
+                assert band.size == 0 or (band > 230).all(), (row, column)
+            else:
+                assert (band < 100).sum() > 50, (row, column)  # dark caption text
+
+
+def test_contact_sheet_captions_each_tile(tmp_path: Path) -> None:
+    from aiportrait._demo import _contact_sheet
+
+    blank = io.BytesIO()
+    PIL.new("RGB", (300, 200), "white").save(blank, "PNG")
+    rows = [("row", [("first\ntile", blank.getvalue()), ("second", blank.getvalue())])]
+    _assert_every_tile_has_a_caption(_contact_sheet(rows, tmp_path / "sheet.png"), [2])
 
 
 def test_cli_help(capsys: pytest.CaptureFixture[str]) -> None:
