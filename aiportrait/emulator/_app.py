@@ -203,7 +203,8 @@ async def _answer(
     except ApiError as exc:
         forget_traceback(exc)
         return exc.status, envelope_bytes(request_id, exc.code, exc.message, {})
-    except (_BodyTimeout, ConnectionError):
+    except (_BodyTimeout, ConnectionError) as exc:
+        forget_traceback(exc)  # its frames hold the part of the body that did arrive
         raise
     except Exception as exc:
         log.exception("unexpected error on %s %s", request.method, request.path)

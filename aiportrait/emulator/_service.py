@@ -340,25 +340,24 @@ class Service:
         return {"image": data, "cost_time": round(time.perf_counter() - start, 3)}
 
     async def _create(self, app: AppConfig, raw: bytes) -> str:
-        invalid = INVALID_CREATE
-        body = parse_body(raw, invalid)
-        model_name = _field(body, "model_name", str, "", invalid)
+        body = parse_body(raw, INVALID_CREATE)
+        model_name = _field(body, "model_name", str, "", INVALID_CREATE)
         if model_name not in ("", CREATE_XL) or (model_name == CREATE_XL and not app.sdxl):
             raise ApiError.of(MODEL_NOT_FOUND)
-        model_id = _field(body, "model_id", str, "", invalid)
-        model_ids = _str_list(body.get("model_ids"), invalid)
-        template_url = _field(body, "template_image", str, "", invalid)
-        configure = _field(body, "configure", dict, {}, invalid)
+        model_id = _field(body, "model_id", str, "", INVALID_CREATE)
+        model_ids = _str_list(body.get("model_ids"), INVALID_CREATE)
+        template_url = _field(body, "template_image", str, "", INVALID_CREATE)
+        configure = _field(body, "configure", dict, {}, INVALID_CREATE)
         options = await self.worker.run(
             self.worker.options, configure, sdxl=model_name == CREATE_XL
         )
-        prompt = _field(configure, "t2i_prompt", str, "", invalid)
-        scene_id = _field(configure, "scene_id", str, "", invalid)
+        prompt = _field(configure, "t2i_prompt", str, "", INVALID_CREATE)
+        scene_id = _field(configure, "scene_id", str, "", INVALID_CREATE)
         reference_url = ""
         if configure.get("ipa_control_only") is True:
-            reference_url = _field(configure, "ipa_image_path", str, "", invalid)
+            reference_url = _field(configure, "ipa_image_path", str, "", INVALID_CREATE)
             if not reference_url:
-                raise ApiError.of(invalid)
+                raise ApiError.of(INVALID_CREATE)
         t2i = bool(prompt) or template_url == T2I_TEMPLATE
         if not t2i and not template_url:
             raise ApiError.create(E462_NO_TEMPLATE)
@@ -369,14 +368,14 @@ class Service:
             if not ids:
                 raise ApiError.create(E462_PROMPTS)
             if t2i and len(ids) > 1:
-                raise ApiError.of(invalid)
+                raise ApiError.of(INVALID_CREATE)
             models = [await self._face_model(app, i) for i in ids]
         scene = await self._scene(app, scene_id) if scene_id else None
 
         reference = await self._fetch_image(reference_url, "reference photo", E462_ROOP_DECODE)
-        template = None if t2i else await self._fetch_image(
-            template_url, "template", E462_TEMPLATE_DECODE
-        )  # fmt: skip
+        template = None
+        if not t2i:
+            template = await self._fetch_image(template_url, "template", E462_TEMPLATE_DECODE)
         image = await self.worker.run(
             self.worker.create,
             options=options,
