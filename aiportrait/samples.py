@@ -77,7 +77,8 @@ def _bundled(name: str) -> Image.Image:
 
     data = (resources.files("aiportrait.emulator") / "data" / name).read_bytes()
     with Image.open(io.BytesIO(data)) as img:
-        return img.convert("RGB")
+        rgb: Image.Image = img.convert("RGB")
+    return rgb
 
 
 def sample_photos(folder: str | Path) -> SamplePhotos:
