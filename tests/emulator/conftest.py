@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from aiportrait.emulator import Emulator
 
@@ -159,6 +160,28 @@ class ThreadedEmulator:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
+
+
+@pytest.fixture
+async def origin() -> AsyncIterator[str]:
+    """A loopback image host: ``/img?n=N`` is N bytes, ``/redirect`` redirects there, anything
+    else is 404."""
+
+    async def image(request: web.Request) -> web.Response:
+        return web.Response(body=b"x" * int(request.query.get("n", "10")))
+
+    async def redirect(request: web.Request) -> web.Response:
+        raise web.HTTPFound("/img")
+
+    app = web.Application()
+    app.router.add_get("/img", image)
+    app.router.add_get("/redirect", redirect)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    await runner.cleanup()
 
 
 @pytest.fixture

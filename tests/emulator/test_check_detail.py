@@ -5,27 +5,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from aiportrait.emulator import Emulator
 from aiportrait.emulator._wire import CHECK_MESSAGES, CHECK_PATH, TRAIN_PATH
 
 from .conftest import Photos, data_url, send, wait_job
-
-
-@pytest.fixture
-async def origin() -> AsyncIterator[str]:
-    app = web.Application()
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    await runner.cleanup()
 
 
 async def test_each_cause_has_its_own_detail(

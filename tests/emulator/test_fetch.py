@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from aiportrait.emulator import Emulator
 from aiportrait.emulator._fetch import Fetcher, FetchError, FetchPolicy, is_loopback_host
@@ -71,25 +69,6 @@ async def test_file_urls_stay_under_the_root(tmp_path: Path) -> None:
             await fetcher.fetch(bad)
     with pytest.raises(FetchError):
         await Fetcher(FetchPolicy()).fetch((root / "a.png").as_uri())
-
-
-@pytest.fixture
-async def origin() -> AsyncIterator[str]:
-    async def image(request: web.Request) -> web.Response:
-        return web.Response(body=b"x" * int(request.query.get("n", "10")))
-
-    async def redirect(request: web.Request) -> web.Response:
-        raise web.HTTPFound("/img")
-
-    app = web.Application()
-    app.router.add_get("/img", image)
-    app.router.add_get("/redirect", redirect)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    await runner.cleanup()
 
 
 async def test_http_fetch_limits(origin: str) -> None:

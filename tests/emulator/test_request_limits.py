@@ -158,7 +158,7 @@ def _png(width: int, height: int, colour: tuple[int, int, int] = (90, 140, 200))
 
 
 @pytest.fixture
-async def origin() -> AsyncIterator[tuple[str, dict[str, int]]]:
+async def counting_origin() -> AsyncIterator[tuple[str, dict[str, int]]]:
     """A loopback image host that counts the requests for each file."""
     hits: dict[str, int] = {}
     files = {"a.png": _png(600, 600), "b.png": _png(640, 600), "c.png": _png(600, 640)}
@@ -181,7 +181,7 @@ async def origin() -> AsyncIterator[tuple[str, dict[str, int]]]:
 
 
 async def test_a_url_named_many_times_is_fetched_and_analysed_once(
-    emu: Emulator, origin: tuple[str, dict[str, int]], monkeypatch: pytest.MonkeyPatch
+    emu: Emulator, counting_origin: tuple[str, dict[str, int]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from aiportrait.emulator import _vision
 
@@ -193,7 +193,7 @@ async def test_a_url_named_many_times_is_fetched_and_analysed_once(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(_vision, "examine", counting)
-    base, hits = origin
+    base, hits = counting_origin
     urls = [f"{base}/a.png"] * 60 + [f"{base}/b.png"]
     reply = await send(emu, CHECK_PATH, {"images": urls})
     assert reply.status == 200
@@ -205,9 +205,9 @@ async def test_a_url_named_many_times_is_fetched_and_analysed_once(
 
 
 async def test_photos_past_the_pixel_budget_are_not_decoded(
-    tmp_path: Path, origin: tuple[str, dict[str, int]]
+    tmp_path: Path, counting_origin: tuple[str, dict[str, int]]
 ) -> None:
-    base, _ = origin
+    base, _ = counting_origin
     budget = 600 * 600 + 640 * 600  # a.png and b.png, not c.png
     async with Emulator(app_id=APP_ID, token=TOKEN, max_request_pixels=budget) as emu:
         urls = [f"{base}/a.png", f"{base}/b.png", f"{base}/c.png", f"{base}/a.png"]
