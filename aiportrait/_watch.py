@@ -59,8 +59,10 @@ class PollPolicy:
     The first look is immediate. After it, the interval grows with the time already waited
     (``growth`` times the elapsed time, at least ``first`` and at most ``cap`` seconds): a job
     is never polled more than a few dozen times, and the lag after it ends stays a bounded
-    fraction of its duration. With ``expected`` (the likely duration), the watcher polls every
-    ``dense`` seconds from ``(1 - window) * expected`` to ``(1 + window) * expected``, so the end
+    fraction of its duration. With ``expected`` (the likely duration), the watcher waits from its
+    first look straight to ``(1 - window) * expected`` (in steps of at most ``cap``: a job that
+    fails early is noticed within ``cap`` seconds), then polls every ``dense`` seconds up to
+    ``(1 + window) * expected``, and grows its intervals again after that, so the end
     is seen quickly without polling all along. A ``Retry-After`` from the service is honoured.
     Each interval is spread by ``jitter`` (a fraction) so that many watchers do not poll in step.
 
@@ -100,8 +102,8 @@ class PollPolicy:
             end = (1 + self.window) * self.expected
             if start <= elapsed < end:
                 base = min(base, self.dense)
-            elif elapsed < start:
-                base = min(base, max(self.dense, start - elapsed))
+            elif elapsed < start:  # nothing to see yet: straight to the window (at most cap)
+                base = max(self.dense, min(self.cap, start - elapsed))
         if self.jitter and rng is not None:
             base *= 1 + rng.uniform(-self.jitter, self.jitter)
         return base
