@@ -544,7 +544,7 @@ async def test_watch_with_progress_with_and_without_tqdm(
         assert isinstance(result, aiportrait.TrainResult)
         assert f"job {job.job_id} SUCCESS" in capsys.readouterr().err  # tqdm's text display
 
-        monkeypatch.setattr(_progress, "_tqdm_module", lambda name="tqdm": None)
+        monkeypatch.setattr(_progress, "tqdm_module", lambda name="tqdm": None)
         failing = emu.add_synthetic_job(0.0, succeed=False, message="no face")
         with pytest.raises(aiportrait.JobFailed, match="no face"):
             await aiportrait.watch_with_progress(session, failing)

@@ -283,7 +283,7 @@ async def test_notebook_bar_shows_the_state_and_the_time_waited_not_polls(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     tqdm, bars, written = _fake_tqdm()
-    monkeypatch.setattr(_progress, "_tqdm_module", lambda name="tqdm": tqdm)
+    monkeypatch.setattr(_progress, "tqdm_module", lambda name="tqdm": tqdm)
     watch, ticks = FakeWatch(job_id=1), Ticks()
     session: Any = FakeSession(watch)
     task = await _started(_progress.watch_with_progress(session, 1, timeout=600, sleep=ticks.sleep))
