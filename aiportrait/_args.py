@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from .errors import ConflictingArguments, InvalidArgument
@@ -21,21 +22,44 @@ __all__ = [
 
 _SCHEMES = frozenset({"http", "https", "data", "file", "oss"})
 
+_SCHEME_AND_HOST: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):(?://([^/?#]*))?")
+"""What ``urlsplit`` reads as the scheme and the netloc of a printable ASCII URL without
+brackets: letters, digits, ``+-.`` up to the first colon; after ``//``, up to ``/?#``."""
+
+
+_PLAIN_URL: Final = re.compile(
+    r"(?:[hH][tT][tT][pP][sS]?|[oO][sS][sS])://[!-\"$-.0->@-Z\\^-~]+(?:[/?#][!-Z\\^-~]*)?"
+)
+"""The usual image URL, known good at a glance: http(s) or oss, a host, then printable ASCII
+without spaces or brackets. Whatever it matches, :func:`url_problem` finds nothing wrong with."""
+
+
+def _scheme_and_host(value: str) -> tuple[str, str]:
+    if value.isascii() and value.isprintable() and "[" not in value and "]" not in value:
+        # The usual URL: read it as urlsplit would, without its cache and its copies.
+        match = _SCHEME_AND_HOST.match(value)
+        if match is None:
+            return "", ""
+        return match[1].lower(), match[2] or ""
+    parts = urlsplit(value)  # tabs, newlines, control characters, IPv6 brackets, non-ASCII
+    return parts.scheme.lower(), parts.netloc
+
 
 def url_problem(value: object) -> str:
     """Return why ``value`` is not a usable image URL, or ``""`` when it is one."""
     if not isinstance(value, str):
         return f"not a string but {type(value).__name__}"
-    if not value.strip():
+    stripped = value.strip()
+    if not stripped:
         return "empty"
-    if value != value.strip():
+    if value != stripped:
         return "leading or trailing white space"
     if value.startswith("data:"):
         return "" if "," in value else "a data: URL without ','"
-    parts = urlsplit(value)
-    if parts.scheme.lower() not in _SCHEMES:
+    scheme, netloc = _scheme_and_host(value)
+    if scheme not in _SCHEMES:
         return "no http(s), oss, file or data scheme"
-    if parts.scheme.lower() != "file" and not parts.netloc:
+    if scheme != "file" and not netloc:
         return "no host"
     return ""
 
@@ -51,7 +75,12 @@ def url(name: str, value: object) -> str:
 
 def url_list(name: str, values: object) -> list[str]:
     """Check a non-empty list of URLs (a lone string is refused, not split into characters)."""
-    return _non_empty(name, values, "URLs", "give at least one URL", url)
+    out = _listed(name, values, "URLs", "give at least one URL")
+    plain = _PLAIN_URL.fullmatch
+    for i, value in enumerate(out):
+        if (type(value) is not str or plain(value) is None) and url_problem(value):
+            url(f"{name}[{i}]", value)  # raises, naming the element
+    return out
 
 
 def text(name: str, value: object) -> str:
@@ -66,14 +95,19 @@ def model_id_list(name: str, values: object) -> list[str]:
     return _non_empty(name, values, "model ids", "give one model id per template face", text)
 
 
-def _non_empty(
-    name: str, values: object, what: str, hint: str, check: Callable[[str, object], str]
-) -> list[str]:
+def _listed(name: str, values: object, what: str, hint: str) -> list[Any]:
     if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
         raise InvalidArgument(f"{name} must be a list of {what}, not {type(values).__name__}")
     out = list(values)
     if not out:
         raise InvalidArgument(f"{name} is empty: {hint}")
+    return out
+
+
+def _non_empty(
+    name: str, values: object, what: str, hint: str, check: Callable[[str, object], str]
+) -> list[str]:
+    out = _listed(name, values, what, hint)
     return [check(f"{name}[{i}]", value) for i, value in enumerate(out)]
 
 

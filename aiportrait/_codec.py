@@ -10,9 +10,7 @@ from __future__ import annotations
 import binascii
 import json
 from collections.abc import Mapping
-from typing import Any, TypeVar
-
-import cattrs
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from .errors import MalformedResponse
 from .models import (
@@ -35,10 +33,30 @@ __all__ = [
     "encode_body",
 ]
 
+if TYPE_CHECKING:
+    import cattrs
+
+    converter: cattrs.Converter
+    """The cattrs converter for every model; use it to store and reload job handles."""
+
 T = TypeVar("T")
 
-converter = cattrs.Converter(forbid_extra_keys=False)
-"""The cattrs converter for every model; use it to store and reload job handles."""
+_converter: cattrs.Converter | None = None
+
+
+def _get_converter() -> cattrs.Converter:
+    """The converter, built on first use: the answers' usual shapes are read without it, so
+    ``import aiportrait`` does not load cattrs."""
+    global _converter
+    if _converter is None:
+        _converter = _build_converter()
+    return _converter
+
+
+def __getattr__(name: str) -> Any:
+    if name == "converter":
+        return _get_converter()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _int(value: Any, _type: Any) -> int:
@@ -71,13 +89,24 @@ def _bool(value: Any, _type: Any) -> bool:
     return value
 
 
-converter.register_structure_hook(int, _int)
-converter.register_structure_hook(float, _float)
-converter.register_structure_hook(str, _str)
-converter.register_structure_hook(bool, _bool)
-converter.register_structure_hook(CheckVerdict, lambda v, _t: CheckVerdict(_int(v, int)))
-converter.register_structure_hook(JobState, lambda v, _t: JobState(_int(v, int)))
-converter.register_unstructure_hook(Portrait, lambda p: {"format": p.format, "size": len(p.image)})
+def _build_converter() -> cattrs.Converter:
+    import cattrs
+
+    conv = cattrs.Converter(forbid_extra_keys=False)
+    conv.register_structure_hook(int, _int)
+    conv.register_structure_hook(float, _float)
+    conv.register_structure_hook(str, _str)
+    conv.register_structure_hook(bool, _bool)
+    conv.register_structure_hook(CheckVerdict, lambda v, _t: CheckVerdict(_int(v, int)))
+    conv.register_structure_hook(JobState, lambda v, _t: JobState(_int(v, int)))
+    conv.register_unstructure_hook(Portrait, lambda p: {"format": p.format, "size": len(p.image)})
+    return conv
+
+
+# The fast paths below read the usual shapes (exact JSON types) directly; anything else goes
+# through the converter, whose answer (a value or a MalformedResponse) is the reference.
+_VERDICTS: Final = {int(member): member for member in CheckVerdict}
+_STATES: Final = {int(member): member for member in JobState}
 
 _CHECK_CODE_BY_MESSAGE = {
     "success": CheckVerdict.SUCCESS,
@@ -89,9 +118,12 @@ _CHECK_CODE_BY_MESSAGE = {
 }
 
 
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def encode_body(payload: Mapping[str, Any]) -> bytes:
     """Encode a request body once: compact JSON, UTF-8, no NaN or infinity."""
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    return _ENCODER.encode(payload).encode()
 
 
 def _mapping(value: Any, what: str) -> Mapping[str, Any]:
@@ -101,14 +133,63 @@ def _mapping(value: Any, what: str) -> Mapping[str, Any]:
 
 
 def _structure(value: Any, cls: type[T], what: str) -> T:
+    import cattrs
+
     try:
-        return converter.structure(value, cls)
+        return _get_converter().structure(value, cls)
     except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:
         detail = "; ".join(cattrs.transform_error(exc)) if isinstance(exc, Exception) else ""
         raise MalformedResponse(f"cannot read {what}: {detail or exc}") from None
 
 
-def _image_check(raw: Any, what: str) -> ImageCheck:
+def _float_of(value: Any, what: str) -> float:
+    """A number from an answer (``None`` reads as 0.0)."""
+    kind = type(value)
+    if kind is float:
+        return value  # type: ignore[no-any-return]
+    if kind is int:
+        return float(value)
+    return _structure(value if value is not None else 0.0, float, what)
+
+
+def _str_of(value: Any, what: str) -> str:
+    if type(value) is str:
+        return value
+    return _structure(value, str, what)
+
+
+_NO_CODE: Final = object()
+
+
+def _image_check(raw: Any, what: str, index: int | None = None) -> ImageCheck:
+    """One verdict: ``what`` (``[index]``) names it in an error."""
+    if type(raw) is dict:
+        url = raw.get("url", "")
+        code = raw.get("code", _NO_CODE)
+        message = raw.get("message", "")
+        frontal = raw.get("frontal", False)
+        if type(url) is str and type(message) is str and type(frontal) is bool:
+            if type(code) is int:
+                verdict = _VERDICTS.get(code)
+                if verdict is None:
+                    verdict = CheckVerdict(code)
+            elif code is _NO_CODE:
+                verdict = _CHECK_CODE_BY_MESSAGE.get(message.casefold()) or CheckVerdict(0)
+            else:
+                verdict = None
+            if verdict is not None:
+                detail = raw.get("emulator_detail")
+                return ImageCheck(
+                    url,
+                    verdict,
+                    message,
+                    frontal,
+                    " ".join(detail.split()) if isinstance(detail, str) else "",
+                )
+    return _image_check_slow(raw, what if index is None else f"{what}[{index}]")
+
+
+def _image_check_slow(raw: Any, what: str) -> ImageCheck:
     item = dict(_mapping(raw, what))
     if "code" not in item:
         # Training states may omit the code; the documented message tells it.
@@ -132,12 +213,11 @@ def decode_check(data: Any, request_id: str) -> CheckReport:
     images = data.get("images") or []
     if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
         raise MalformedResponse("check data.images is not a list of strings")
-    cost = data.get("cost_time", 0.0)
     return CheckReport(
-        results=tuple(_image_check(r, f"check_results[{i}]") for i, r in enumerate(results)),
-        images=tuple(images),
-        cost_time=_structure(cost if cost is not None else 0.0, float, "check cost_time"),
-        request_id=str(data.get("request_id") or request_id),
+        tuple([_image_check(r, "check_results", i) for i, r in enumerate(results)]),
+        tuple(images),
+        _float_of(data.get("cost_time", 0.0), "check cost_time"),
+        str(data.get("request_id") or request_id),
     )
 
 
@@ -149,7 +229,7 @@ def decode_train(data: Any) -> TrainJob:
             raise MalformedResponse(f"train data has no {key}")
     return TrainJob(
         job_id=_job_id(data["job_id"], "train data.job_id"),
-        model_id=_structure(data["model_id"], str, "train data.model_id"),
+        model_id=_str_of(data["model_id"], "train data.model_id"),
     )
 
 
@@ -167,8 +247,8 @@ def parse_train_result(raw: str | None) -> TrainResult | None:
     if not isinstance(states, list):
         states = []
     try:
-        checks = tuple(_image_check(s, "Result.states") for s in states)
-        cost = _structure(value.get("cost_time") or 0.0, float, "Result.cost_time")
+        checks = tuple([_image_check(s, "Result.states") for s in states])
+        cost = _float_of(value.get("cost_time") or 0.0, "Result.cost_time")
     except MalformedResponse:
         checks, cost = (), 0.0
     return TrainResult(model_id=value["model_id"], cost_time=cost, states=checks)
@@ -182,15 +262,18 @@ def decode_job(data: Any, job_id: int, request_id: str) -> Job:
     raw = job.get("Result", job.get("result"))
     if raw is not None and not isinstance(raw, str):
         raw = json.dumps(raw)  # a server that sends an object instead of a string
-    state = _structure(job["state"], JobState, "job state")
+    value = job["state"]
+    state = _STATES.get(value) if type(value) is int else None
+    if state is None:
+        state = _structure(value, JobState, "job state")
     return Job(
-        job_id=_job_id(job.get("id", job_id), "job id"),
-        state=state,
-        message=_optional_str(job.get("message"), "job message"),
-        app_id=_optional_str(job.get("app_id"), "job app_id"),
-        raw_result=raw,
-        result=parse_train_result(raw) if state is JobState.SUCCESS else None,
-        request_id=_optional_str(job.get("request_id"), "job request_id") or request_id,
+        _job_id(job.get("id", job_id), "job id"),
+        state,
+        _optional_str(job.get("message"), "job message"),
+        _optional_str(job.get("app_id"), "job app_id"),
+        raw,
+        parse_train_result(raw) if state is JobState.SUCCESS else None,
+        _optional_str(job.get("request_id"), "job request_id") or request_id,
     )
 
 
@@ -229,10 +312,9 @@ def decode_portrait(data: Any, request_id: str, lifted: memoryview | None = None
         raise MalformedResponse(f"create data.image is not base64: {exc}") from None
     if not raw:
         raise MalformedResponse("create data.image is empty")
-    cost = data.get("cost_time", 0.0)
     return Portrait.from_bytes(
         raw,
-        cost_time=_structure(cost if cost is not None else 0.0, float, "create cost_time"),
+        cost_time=_float_of(data.get("cost_time", 0.0), "create cost_time"),
         request_id=request_id,
     )
 
@@ -243,6 +325,8 @@ JOB_ID_MAX = 2**31 - 1
 
 def _job_id(value: Any, what: str) -> int:
     """A job id from an answer: an integer from 0 to :data:`JOB_ID_MAX`, else malformed."""
+    if type(value) is int and 0 <= value <= JOB_ID_MAX:
+        return value
     job_id = _structure(value, int, what)
     if not 0 <= job_id <= JOB_ID_MAX:
         raise MalformedResponse(
@@ -252,4 +336,6 @@ def _job_id(value: Any, what: str) -> int:
 
 
 def _optional_str(value: Any, what: str) -> str:
-    return "" if value is None else _structure(value, str, what)
+    if value is None:
+        return ""
+    return value if type(value) is str else _structure(value, str, what)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Literal
 
 import anyio
@@ -13,7 +13,7 @@ import anyio
 from . import _clock
 from ._args import positive_int
 
-__all__ = ["CallKind", "CoolDown", "Limits"]
+__all__ = ["CallKind", "CoolDown", "Limits", "Slot"]
 
 log = logging.getLogger("aiportrait")
 
@@ -36,6 +36,11 @@ class CoolDown:
     def remaining(self) -> float:
         """Seconds until calls may go again (0 when they may go now)."""
         return max(0.0, self._until - self._clock())
+
+    @property
+    def active(self) -> bool:
+        """True while calls must wait (``remaining > 0``; no clock read before a first 429)."""
+        return self._until != -math.inf and self._until > self._clock()
 
     def trip(self, retry_after: float | None, *, cap: float = 60.0) -> float:
         """Start (or extend) the cool-down; returns its length in seconds.
@@ -105,18 +110,50 @@ class Limits:
         specific = self.by_kind.get(kind)
         return (self.all,) if specific is None else (specific, self.all)
 
-    @asynccontextmanager
-    async def slot(self, kind: CallKind) -> AsyncIterator[None]:
-        """Hold the slots a call of ``kind`` needs: its own limiter first, then the shared one."""
-        taken: list[anyio.CapacityLimiter] = []
+    def slot(self, kind: CallKind) -> Slot:
+        """Hold the slots a call of ``kind`` needs: its own limiter first, then the shared one.
+
+        Use it as ``async with limits.slot(kind):``.
+        """
+        return Slot(self.limiters(kind))
+
+
+class Slot:
+    """The tokens of one call, taken on entry and given back on exit (an async context manager).
+
+    A free token is taken at once, without a trip through the event loop; a cancel while
+    waiting for the second token gives back the first.
+    """
+
+    __slots__ = ("_limiters", "_taken", "_task")
+
+    def __init__(self, limiters: tuple[anyio.CapacityLimiter, ...]) -> None:
+        self._limiters = limiters
+        self._taken = 0
+        self._task: object = None
+
+    async def __aenter__(self) -> None:
+        # The borrower is the current task, as in CapacityLimiter.acquire(): found once.
+        task = self._task = asyncio.current_task()
         try:
-            # Inside the try: a cancel while waiting for the second token gives back the first.
-            for limiter in self.limiters(kind):
-                taken.append(await acquire(limiter))
-            yield
-        finally:
-            for limiter in reversed(taken):
-                limiter.release()
+            for limiter in self._limiters:
+                try:
+                    limiter.acquire_on_behalf_of_nowait(task)
+                except anyio.WouldBlock:
+                    await limiter.acquire_on_behalf_of(task)
+                self._taken += 1
+        except BaseException:
+            self._give_back()
+            raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._give_back()
+
+    def _give_back(self) -> None:
+        limiters, task = self._limiters, self._task
+        while self._taken:
+            self._taken -= 1
+            limiters[self._taken].release_on_behalf_of(task)
 
 
 async def acquire(limiter: anyio.CapacityLimiter) -> anyio.CapacityLimiter:

@@ -17,8 +17,8 @@ poll as a single try so that only one layer decides.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import math
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -45,7 +45,7 @@ from .errors import (
 from .hooks import AnswerReceived, Hook, RequestSent, RetryScheduled, emit
 
 if TYPE_CHECKING:
-    from ._limits import CallKind, CoolDown, Limits
+    from ._limits import CallKind, Limits
 
 __all__ = ["RetryPolicy", "call_with_retries", "retry_reason"]
 
@@ -176,12 +176,14 @@ async def call_with_retries(
     last: AIPortraitError | None = None
     attempt = 0
     in_try = False
-    with anyio.move_on_after(math.inf if policy.deadline is None else policy.deadline):
+    with _deadline_scope(policy.deadline):
         while True:
             attempt += 1
-            await cooldown.wait()
-            async with limits.slot(kind):
+            if cooldown.active:  # wait() returns at once, without a checkpoint, when it is not
                 await cooldown.wait()
+            async with limits.slot(kind):
+                if cooldown.active:
+                    await cooldown.wait()
                 hook = before_send.get() if charged else None
                 if hook is not None:
                     await hook()
@@ -190,7 +192,8 @@ async def call_with_retries(
                     began = _clock.now()
                 in_try = True  # stays True if the deadline cancels the try
                 try:
-                    result = await _succeeded(try_once, cooldown)
+                    result = await try_once()
+                    cooldown.clear()
                 except CALL_ERRORS as exc:
                     failure = last = exc
                 else:
@@ -231,6 +234,21 @@ async def call_with_retries(
     raise cut
 
 
+_scope_type: Callable[..., anyio.CancelScope] | None = None
+
+
+def _deadline_scope(seconds: float | None) -> anyio.CancelScope:
+    """``anyio.move_on_after(seconds)`` (no deadline for ``None``) without its two trips
+    through anyio's backend lookup: the backend's scope class is found once. The deadline is
+    on the event loop's clock, as anyio's is."""
+    global _scope_type
+    if _scope_type is None:
+        _scope_type = type(anyio.CancelScope())
+    if seconds is None:
+        return _scope_type()
+    return _scope_type(deadline=asyncio.get_running_loop().time() + seconds)
+
+
 async def _answered(
     hooks: Sequence[Hook],
     method: str,
@@ -246,12 +264,6 @@ async def _answered(
     seconds = _clock.now() - began
     event = AnswerReceived(method, path, kind, attempt, status, request_id, seconds, error)
     await emit(hooks, event)
-
-
-async def _succeeded(try_once: Callable[[], Awaitable[T]], cooldown: CoolDown) -> T:
-    result = await try_once()
-    cooldown.clear()
-    return result
 
 
 def _unknown(

@@ -264,7 +264,8 @@ class Transport:
             ) as resp:
                 raw = await self._read(resp, method, path)
                 status = resp.status
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                header = resp.headers.get("Retry-After")
+                retry_after = parse_retry_after(header) if header else None
         except aiohttp.ConnectionTimeoutError:
             raise RequestTimeout(
                 f"{method} {path}: could not connect within {time.monotonic() - started:.1f}s",
@@ -291,15 +292,16 @@ class Transport:
             ) from None
         elapsed = time.monotonic() - started
         answer = self._answer(status, raw, method, path, retry_after, lift)
-        log.debug(
-            "%s %s -> %s in %.3fs request_id=%s",
-            method,
-            path,
-            status,
-            elapsed,
-            answer.request_id,
-            extra={"request_id": answer.request_id, "http_status": status},
-        )
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "%s %s -> %s in %.3fs request_id=%s",
+                method,
+                path,
+                status,
+                elapsed,
+                answer.request_id,
+                extra={"request_id": answer.request_id, "http_status": status},
+            )
         return answer
 
     async def _read(

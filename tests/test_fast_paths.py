@@ -1,0 +1,144 @@
+"""The hot path's shortcuts answer exactly as the general code they skip (hypothesis)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import aiportrait
+from aiportrait import _args, _codec
+from aiportrait.models import CheckVerdict
+
+
+def _reference_url_problem(value: object) -> str:
+    """url_problem as it was written first: everything through urlsplit."""
+    if not isinstance(value, str):
+        return f"not a string but {type(value).__name__}"
+    if not value.strip():
+        return "empty"
+    if value != value.strip():
+        return "leading or trailing white space"
+    if value.startswith("data:"):
+        return "" if "," in value else "a data: URL without ','"
+    parts = urlsplit(value)
+    if parts.scheme.lower() not in {"http", "https", "data", "file", "oss"}:
+        return "no http(s), oss, file or data scheme"
+    if parts.scheme.lower() != "file" and not parts.netloc:
+        return "no host"
+    return ""
+
+
+def _outcome(call: Any, *args: Any) -> tuple[str, Any]:
+    try:
+        return "ok", call(*args)
+    except Exception as exc:  # the same exception type and text either way
+        return type(exc).__name__, str(exc)
+
+
+URL_PARTS = st.sampled_from(
+    ["http", "HTTPS", "oss", "file", "data", "ftp", "h1", "1h", ":", "//", "/", "?", "#", "@",
+     "[", "]", "::1", "x", "a.b", ":80", " ", "\t", "\n", "\x00", "\x1f", "\x7f", "é", "\\",
+     ",", "%20", "+", "-", "."]
+)  # fmt: skip
+URLS = st.lists(URL_PARTS, max_size=8).map("".join) | st.text(max_size=30)
+
+
+@settings(max_examples=3000)
+@given(URLS)
+def test_url_problem_answers_as_urlsplit(value: str) -> None:
+    assert _outcome(_args.url_problem, value) == _outcome(_reference_url_problem, value)
+
+
+@settings(max_examples=3000)
+@given(URLS)
+def test_a_plain_url_has_no_problem(value: str) -> None:
+    if _args._PLAIN_URL.fullmatch(value):
+        assert _reference_url_problem(value) == ""
+
+
+@pytest.mark.parametrize(
+    "value", ["https://x/0.jpg", "HTTP://a.b:80/p?q#f", "oss://bucket/key", "https://h\\x/y"]
+)
+def test_usual_urls_take_the_shortcut(value: str) -> None:
+    assert _args._PLAIN_URL.fullmatch(value)
+    assert _args.url_list("images", [value]) == [value]
+
+
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-3, max_value=9)
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.sampled_from(["", "success", "Image decode error.", "1", "x", " a  b "])
+)
+ITEMS = (
+    st.dictionaries(
+        st.sampled_from(
+            ["url", "code", "message", "frontal", "emulator_detail", "detail", "other"]
+        ),
+        SCALARS,
+    )
+    | SCALARS
+)
+
+
+def _same(fast: tuple[str, Any], slow: tuple[str, Any]) -> None:
+    assert fast[0] == slow[0]
+    if fast[0] == "ok" and isinstance(fast[1], aiportrait.ImageCheck):
+        assert fast[1] == slow[1]
+        assert fast[1].code.name == slow[1].code.name
+    else:
+        assert fast == slow
+
+
+@settings(max_examples=2000)
+@given(ITEMS)
+def test_image_check_shortcut_answers_as_the_converter(raw: Any) -> None:
+    _same(
+        _outcome(_codec._image_check, raw, "check_results", 3),
+        _outcome(_codec._image_check_slow, raw, "check_results[3]"),
+    )
+
+
+@settings(max_examples=1000)
+@given(SCALARS)
+def test_numbers_strings_and_ids_answer_as_the_converter(value: Any) -> None:
+    fast = _outcome(_codec._float_of, value, "x")
+    slow = _outcome(_codec._structure, value if value is not None else 0.0, float, "x")
+    assert fast == slow
+    assert _outcome(_codec._str_of, value, "x") == _outcome(_codec._structure, value, str, "x")
+    optional = _outcome(_codec._optional_str, value, "x")
+    if value is None:
+        assert optional == ("ok", "")
+    else:
+        assert optional == _outcome(_codec._structure, value, str, "x")
+
+
+@settings(max_examples=1000)
+@given(SCALARS)
+def test_job_ids_and_states_answer_as_the_converter(value: Any) -> None:
+    def slow_id(v: Any) -> int:
+        job_id = _codec._structure(v, int, "id")
+        if not 0 <= job_id <= _codec.JOB_ID_MAX:
+            raise aiportrait.MalformedResponse(
+                f"id is outside the documented range of job ids (0 to {_codec.JOB_ID_MAX})"
+            )
+        return job_id
+
+    assert _outcome(_codec._job_id, value, "id") == _outcome(slow_id, value)
+    job = {"job": {"id": 1, "state": value}}
+    fast = _outcome(_codec.decode_job, job, 1, "r")
+    slow = _outcome(_codec._structure, value, aiportrait.JobState, "job state")
+    assert fast[0] == slow[0]
+    if fast[0] == "ok":
+        assert fast[1].state == slow[1]
+
+
+def test_the_converter_is_built_on_first_use() -> None:
+    assert _codec._get_converter() is _codec.converter
+    assert _codec.converter.structure(1, CheckVerdict) is CheckVerdict.SUCCESS
