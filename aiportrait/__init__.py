@@ -98,13 +98,13 @@ from .models import (
 )
 
 if TYPE_CHECKING:
-    from ._batch import Outcome, Outcomes
+    from ._outcomes import Outcome, Outcomes
     from ._progress import watch_with_progress
 
 # Loaded on first use: no single call needs batches (sqlite3) or progress display.
 _LAZY = {
-    "Outcome": "._batch",
-    "Outcomes": "._batch",
+    "Outcome": "._outcomes",
+    "Outcomes": "._outcomes",
     "watch_with_progress": "._progress",
 }
 

@@ -45,7 +45,8 @@ from .hooks import Hook, active
 from .models import CheckReport, Job, Portrait, TrainJob, TrainResult
 
 if TYPE_CHECKING:
-    from ._batch import Items, Outcomes
+    from ._batch import Items
+    from ._outcomes import Outcomes
 
 __all__ = ["Session", "credentials_from_env"]
 

@@ -32,7 +32,7 @@ from ._session import credentials_from_env
 from ._signing import PrivateMapping, redacted
 
 if TYPE_CHECKING:
-    from ._batch import Outcome
+    from ._outcomes import Outcome
     from ._watch import JobUpdate
     from .models import CheckReport, Job, Portrait, TrainJob, TrainResult
 

@@ -265,7 +265,7 @@ async def test_in_flight_items_are_not_silently_resubmitted(
     state, url = creator
     journal = tmp_path / "j.sqlite"
     request = CreateRequest("m", _tpl(1))
-    from aiportrait._batch import fingerprint
+    from aiportrait._runner import fingerprint
 
     died = Journal(journal)
     died.put("create", key_text(0), fingerprint(request), "submitting")  # died mid-call
@@ -349,7 +349,7 @@ async def test_second_batch_on_a_journal_in_use_is_refused(
 async def test_keys_that_print_alike_are_different_items(
     creator: tuple[Creator, str], tmp_path: Path
 ) -> None:
-    from aiportrait._batch import file_stem
+    from aiportrait._runner import file_stem
 
     state, url = creator
     journal = tmp_path / "j.sqlite"

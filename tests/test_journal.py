@@ -14,8 +14,8 @@ import pytest
 
 import aiportrait
 from aiportrait import _journal
-from aiportrait._batch import file_stem
 from aiportrait._journal import Journal, key_text
+from aiportrait._runner import file_stem
 
 HOLD = """
 import sys

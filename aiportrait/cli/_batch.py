@@ -13,9 +13,9 @@ from typing import Any, Final
 import attrs
 
 from .. import AnyCreateRequest, Outcome, Portrait, Session, TrainJob, TrainRequest, TrainResult
-from .._batch import file_stem
 from .._batchprogress import BatchProgress, batch_progress
 from .._codec import converter
+from .._runner import file_stem
 from ._batchfile import Plan
 from ._commands import poll_policy
 from ._exit import EXIT_BATCH_FAILED, EXIT_OK, error_doc, error_text

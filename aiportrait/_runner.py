@@ -1,0 +1,401 @@
+"""Running one batch item: the journal around a charged call, portraits on disk, resuming.
+
+A :class:`BatchRunner` is handed ``send`` (run one request) and ``wait`` (follow a training to
+its end) and knows nothing else of a Session. With a journal it owns the file for the whole
+batch (see :mod:`aiportrait._journal`): an item is claimed only right before its request is
+written, a training is recorded with its job id before any polling, and a finished portrait is
+written atomically before its row says ``done``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from collections.abc import (
+    Awaitable,
+    Callable,
+)
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+
+from ._codec import converter
+from ._durations import Durations, train_kind
+from ._journal import Journal, Record, key_text
+from ._outcomes import Outcome
+from ._requests import (
+    AnyCreateRequest,
+    AnyRequest,
+    TrainRequest,
+    _Request,
+)
+from ._sendhook import before_send
+from .errors import (
+    InvalidArgument,
+    JobFailed,
+    JournalError,
+    PortraitMissing,
+    PreviousFailure,
+    SubmitOutcomeUnknown,
+    TransportError,
+)
+from .models import Portrait, TrainJob, TrainResult
+
+__all__ = ["BatchRunner", "Send", "Wait", "file_stem", "fingerprint"]
+
+log = logging.getLogger("aiportrait")
+
+V = TypeVar("V")
+
+Send = Callable[[AnyRequest], Awaitable[Any]]
+Wait = Callable[[TrainJob], Awaitable[TrainResult]]
+
+
+def fingerprint(request: object) -> str:
+    """A stable digest of a request's content, to detect a key reused for another request."""
+    data = request.to_dict() if isinstance(request, _Request) else {"repr": repr(request)}
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+_READABLE = re.compile(r"[a-z0-9_][a-z0-9._-]{0,79}")
+_DECIMAL = re.compile(r"0|[1-9][0-9]*")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def file_stem(key: object) -> str:
+    """A file-name stem for a key: readable where possible, and distinct keys never share one.
+
+    A non-negative ``int`` is its own stem (``7``); so is a ``str`` of lower-case letters,
+    digits, ``.``, ``_`` and ``-`` (at most 80, not starting with ``.`` or ``-``) that is not
+    a decimal number (those belong to ints). Any other key gets a readable prefix, ``~`` and a
+    digest of the key with its type (``Alice~3f2a...``, ``1~9c1e...`` for the string ``"1"``).
+    A readable stem never holds ``~`` and is lower-case, so stems stay distinct even on a
+    case-insensitive file system.
+    """
+    if type(key) is int and key >= 0:
+        return str(key)
+    if type(key) is str and _READABLE.fullmatch(key) and not _DECIMAL.fullmatch(key):
+        return key
+    prefix = _UNSAFE.sub("_", key if isinstance(key, str) else str(key))[:40].lstrip(".-")
+    return f"{prefix}~{hashlib.sha256(key_text(key).encode()).hexdigest()[:16]}"
+
+
+class BatchRunner:
+    """Runs the items of one batch with an optional journal and output folder.
+
+    It is handed the two things it needs, ``send`` (run one request) and ``wait`` (watch a
+    training to its end), and knows nothing else of a Session.
+
+    With a journal, the runner owns it for the whole batch (its lock is taken here, so a
+    second run on the same file is refused with :class:`~aiportrait.errors.JournalLocked`).
+    """
+
+    def __init__(
+        self,
+        send: Callable[[AnyRequest], Awaitable[Any]],
+        wait: Callable[[TrainJob], Awaitable[TrainResult]],
+        *,
+        journal: str | os.PathLike[str] | None,
+        out_dir: str | os.PathLike[str] | None,
+        resubmit_unknown: bool,
+        retry_failed: bool,
+        recreate_missing: bool = False,
+        durations: Durations | None = None,
+    ) -> None:
+        self.send = send
+        self.wait = wait
+        self.durations = durations
+        self.journal = None if journal is None else Journal(Path(journal))
+        if self.journal is not None and durations is not None:
+            try:
+                durations.load(self.journal.durations())  # what earlier runs learned
+            except BaseException:
+                self.journal.close()
+                raise
+        if out_dir is None and journal is not None:
+            out_dir = Path(journal).with_name(Path(journal).stem + "_portraits")
+        self.out_dir = None if out_dir is None else Path(out_dir)
+        self.resubmit_unknown = resubmit_unknown
+        self.retry_failed = retry_failed
+        self.recreate_missing = recreate_missing
+        self._keys: set[tuple[str, str]] = set()  # the items this run has started
+
+    def close(self) -> None:
+        """Close the journal (and give up its lock)."""
+        if self.journal is not None:
+            self.journal.close()
+
+    async def _get(self, kind: str, key: Any, skey: str, fp: str) -> Record | None:
+        """The item's row; refuses a key another item of this batch has (one row, one file)."""
+        if self.journal is None and self.out_dir is None:
+            return None  # the key only labels the outcome
+        if (kind, skey) in self._keys:
+            raise InvalidArgument(
+                f"batch key {key!r} is used by more than one item; give each item its own key"
+            )
+        self._keys.add((kind, skey))
+        if self.journal is None:
+            return None
+        return await anyio.to_thread.run_sync(self.journal.get, kind, skey, fp)
+
+    async def _put(self, *args: Any, **kwargs: Any) -> None:
+        if self.journal is not None:
+            journal = self.journal
+            await anyio.to_thread.run_sync(lambda: journal.put(*args, **kwargs))
+
+    def _row_error(self, key: Any, exc: Exception) -> JournalError:
+        """A journal row that exists but cannot be used (written by hand, or damaged)."""
+        path = self.journal.path if self.journal is not None else Path()
+        if isinstance(exc, JournalError) and exc.__cause__ is not None:
+            detail: BaseException = exc.__cause__  # the reason, without the stored key
+        else:
+            detail = exc
+        return JournalError(
+            f"journal {path}: the row of item {key!r} cannot be read ({detail}); move it aside "
+            "to start over (the items it recorded would then be submitted again)",
+            path=path,
+            key=key,
+        )
+
+    def _ended(self, key: Any, record: Record | None, request: object) -> Exception | None:
+        """The reason not to submit again, for a record that cannot simply be resumed."""
+        if record is None:
+            return None
+        if record.status == "failed" and not self.retry_failed:
+            return PreviousFailure(record.error or "unknown error")
+        if record.status == "submitting" and not self.resubmit_unknown:
+            return SubmitOutcomeUnknown(
+                f"item {key!r} was on its way to the service when an earlier run stopped; it "
+                "may have run there (re-run with resubmit_unknown=True to submit it again)",
+                action=record.kind,
+                request=request,
+            )
+        if record.status == "submitting":
+            log.warning("item %r: submitting again after an interrupted run", key)
+        return None
+
+    async def _submit(
+        self,
+        kind: str,
+        key: Any,
+        seen: Record | None,
+        fp: str,
+        submit: Callable[[], Awaitable[V]],
+    ) -> V:
+        """Run a charged call; the journal says ``submitting`` only once it is about to leave.
+
+        The item is claimed (atomically, from the row ``seen`` before) by the Session's
+        :data:`~aiportrait._sendhook.before_send` hook, after the limiter slot and the 429
+        cool-down: until then the request provably never left, and a failure or a cancel
+        leaves the row as it was (a new item stays new). An error answer means it did not
+        run: ``failed``. A call that provably never left (no connection) gets its row back as
+        it was. After an ambiguous failure (``SubmitOutcomeUnknown``), or a cancel while the
+        request was on the wire, the row stays ``submitting``: a re-run reports it instead of
+        paying twice.
+        """
+        journal = self.journal
+        if journal is None:
+            return await submit()
+        skey = key_text(key)
+        claimed = False
+
+        async def release() -> None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(journal.release, kind, skey, fp, seen)
+
+        async def claim() -> None:
+            nonlocal claimed
+            if claimed:  # a later try of the same call
+                return
+            with anyio.CancelScope(shield=True):
+                won = await anyio.to_thread.run_sync(journal.claim, kind, skey, fp, seen)
+            if not won:
+                raise JournalError(
+                    f"journal {journal.path}: item {key!r} was claimed by another run or by "
+                    "another item with the same key; it was not submitted",
+                    path=journal.path,
+                    key=key,
+                )
+            claimed = True
+            try:  # a cancel that came during the write lands here: nothing was sent
+                await anyio.lowlevel.checkpoint_if_cancelled()
+            except BaseException:
+                claimed = False
+                await release()
+                raise
+
+        token = before_send.set(claim)
+        try:
+            return await submit()
+        except SubmitOutcomeUnknown:
+            raise
+        except TransportError as exc:
+            if claimed and exc.sent is False:
+                await release()
+            raise
+        except JournalError:
+            raise
+        except Exception as exc:
+            if claimed:
+                await self._put(kind, skey, fp, "failed", error=_describe(exc))
+            raise
+        finally:
+            before_send.reset(token)
+
+    # -- creations -----------------------------------------------------------------------
+
+    def _find_file(self, stem: str) -> Path | None:
+        """The finished portrait of an item, by its exact name (``<stem>.<ext>``)."""
+        if self.out_dir is None:
+            return None
+        for ext in _EXTENSIONS:
+            path = self.out_dir / (stem + ext)
+            if path.is_file():
+                return path
+        return None
+
+    def _missing(self, key: Any, stem: str, record: Record) -> PortraitMissing:
+        recorded = (record.data or {}).get("file")
+        where = Path(recorded) if isinstance(recorded, str) and recorded else None
+        folder = self.out_dir if self.out_dir is not None else Path()
+        return PortraitMissing(key, folder / (stem + (where.suffix if where else "")), where)
+
+    async def create(self, key: Any, request: AnyCreateRequest) -> Outcome[Any, Portrait]:
+        """Create one portrait, journalled."""
+        if self.journal is None and self.out_dir is None:  # nothing to record: just run it
+            try:
+                return Outcome(key, request, value=await self.send(request))
+            except Exception as exc:
+                return Outcome(key, request, error=exc)
+        skey, fp, stem = key_text(key), fingerprint(request), file_stem(key)
+        try:
+            record = await self._get("create", key, skey, fp)
+        except InvalidArgument as exc:
+            return Outcome(key, request, error=exc)
+        except JournalError as exc:
+            if exc.key is None:  # the file itself: the batch stops
+                raise
+            return Outcome(key, request, error=self._row_error(key, exc), resumed=True)
+        if record is not None and record.status in ("done", "submitting"):
+            path = await anyio.to_thread.run_sync(self._find_file, stem)
+            if path is not None:  # written atomically, so it is complete
+                try:
+                    return await self._resumed_portrait(key, request, record, path)
+                except (ValueError, TypeError) as exc:
+                    return Outcome(key, request, error=self._row_error(key, exc), resumed=True)
+            if record.status == "done":
+                if not self.recreate_missing:
+                    error = self._missing(key, stem, record)
+                    return Outcome(key, request, error=error, resumed=True)
+                log.warning("item %r: its portrait file is gone; creating it again", key)
+        stop = self._ended(key, record, request)
+        if stop is not None:
+            return Outcome(key, request, error=stop, resumed=True)
+        try:
+            portrait = await self._submit("create", key, record, fp, lambda: self.send(request))
+        except JournalError as exc:
+            if exc.key is None:
+                raise
+            return Outcome(key, request, error=exc)
+        except Exception as exc:
+            return Outcome(key, request, error=exc)
+        path = None
+        data: dict[str, Any] = {"cost_time": portrait.cost_time, "request_id": portrait.request_id}
+        if self.out_dir is not None:
+            target = self.out_dir / (stem + portrait.extension)
+            path = await anyio.to_thread.run_sync(portrait.save, target)
+            data["file"] = await anyio.to_thread.run_sync(os.path.abspath, path)
+        await self._put("create", skey, fp, "done", data=data)
+        return Outcome(key, request, value=portrait, path=path)
+
+    async def _resumed_portrait(
+        self, key: Any, request: AnyCreateRequest, record: Record, path: Path
+    ) -> Outcome[Any, Portrait]:
+        info = dict(record.data or {})
+        cost_time = float(info.get("cost_time", 0.0))
+        request_id = str(info.get("request_id", ""))
+        data = await anyio.to_thread.run_sync(path.read_bytes)
+        portrait = Portrait.from_bytes(data, cost_time=cost_time, request_id=request_id)
+        if record.status != "done":
+            info["file"] = await anyio.to_thread.run_sync(os.path.abspath, path)
+            await self._put("create", record.key, record.fingerprint, "done", data=info)
+        return Outcome(key, request, value=portrait, path=path, resumed=True)
+
+    # -- trainings -----------------------------------------------------------------------
+
+    async def _train(self, request: TrainRequest) -> TrainJob:
+        job = await self.send(request)
+        assert isinstance(job, TrainJob)
+        return job
+
+    async def train(self, key: Any, request: TrainRequest, *, wait: bool) -> Outcome[Any, Any]:
+        """Start (or resume) one training and, with ``wait``, watch it to its end."""
+        skey, fp = key_text(key), fingerprint(request)
+        try:
+            record = await self._get("train", key, skey, fp)
+        except InvalidArgument as exc:
+            return Outcome(key, request, error=exc)
+        except JournalError as exc:
+            if exc.key is None:
+                raise
+            return Outcome(key, request, error=self._row_error(key, exc), resumed=True)
+        job = None
+        if record is not None and record.job_id is not None and record.model_id is not None:
+            job = TrainJob(record.job_id, record.model_id)
+            if record.status == "done" and record.data is not None:
+                try:
+                    result = converter.structure(record.data, TrainResult)
+                except Exception as exc:
+                    error = self._row_error(key, exc)
+                    return Outcome(key, request, error=error, job=job, resumed=True)
+                value: Any = result if wait else job
+                return Outcome(key, request, value=value, job=job, resumed=True)
+        if job is None or (record is not None and record.status == "failed"):
+            stop = self._ended(key, record, request)
+            if stop is not None:
+                return Outcome(key, request, error=stop, job=job, resumed=True)
+            try:
+                job = await self._submit("train", key, record, fp, lambda: self._train(request))
+            except JournalError as exc:
+                if exc.key is None:
+                    raise
+                return Outcome(key, request, error=exc)
+            except Exception as exc:
+                return Outcome(key, request, error=exc)
+            # Recorded before any polling: a re-run resumes watching instead of training again.
+            await self._put(
+                "train", skey, fp, "submitted", job_id=job.job_id, model_id=job.model_id
+            )
+        if not wait:
+            return Outcome(key, request, value=job, job=job)
+        if self.durations is not None:
+            self.durations.started(job.job_id, train_kind(request))  # a resumed job too
+        try:
+            result = await self.wait(job)
+        except JobFailed as exc:
+            await self._put("train", skey, fp, "failed", error=_describe(exc))
+            return Outcome(key, request, error=exc, job=job)
+        except Exception as exc:  # timeout, auth...: the job may still end; keep it resumable
+            return Outcome(key, request, error=exc, job=job)
+        await self._put("train", skey, fp, "done", data=converter.unstructure(result))
+        await self._keep_durations()
+        return Outcome(key, request, value=result, job=job)
+
+    async def _keep_durations(self) -> None:
+        """Store the job durations learned since the last time, for later runs."""
+        if self.journal is not None and self.durations is not None:
+            new = self.durations.drain()
+            if new:
+                await anyio.to_thread.run_sync(self.journal.add_durations, new)
+
+
+_EXTENSIONS = (".jpg", ".png", ".webp", ".bin")  # every Portrait.extension
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
