@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import aiportrait
-from aiportrait import _journal
+from aiportrait import _journal, _lockfile
 from aiportrait._journal import Journal, key_text
 from aiportrait._runner import file_stem
 
@@ -75,7 +75,7 @@ def test_looking_at_a_journal_does_not_take_it(tmp_path: Path) -> None:
 
 def _twin_journals(path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Journal, Journal]:
     """Two writable connections to one file, as two workers sharing it would have."""
-    monkeypatch.setattr(_journal, "_try_lock", lambda fd: True)
+    monkeypatch.setattr(_lockfile, "_try_lock", lambda fd: True)
     return Journal(path), Journal(path)
 
 
