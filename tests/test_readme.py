@@ -3,7 +3,7 @@
 The blocks are written against a few names that this module provides, as the guide says:
 
 - ``session``: an open :class:`aiportrait.Session` bound to the emulator (fast polling);
-- ``photo_urls``, ``other_photo_urls``: three photo URLs each of two people;
+- ``photo_urls``, ``other_photo_urls``: five photo URLs each of two people;
 - ``template_url`` (one face), ``group_template_url`` (two faces), ``reference_url`` (a photo);
 - ``model_id``, ``other_model_id``: models trained on those photos; ``job``: the finished
   ``TrainJob`` of ``model_id``;
@@ -86,7 +86,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     with sync.emulator(**options) as session:
         emu = session.emulator  # type: ignore[attr-defined]
         url = emu.media_url
-        people = {who: [url(n) for n in files[who][:3]] for who in ("astronaut", "hopper")}
+        people = {who: [url(n) for n in files[who]] for who in ("astronaut", "hopper")}
         job = session.train(people["astronaut"])
         other = session.train(people["hopper"])
         model_id = session.wait(job).model_id
