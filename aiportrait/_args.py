@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
@@ -10,14 +11,21 @@ from urllib.parse import urlsplit
 from .errors import ConflictingArguments, InvalidArgument
 
 __all__ = [
+    "choice",
+    "flag",
+    "invalid",
     "merge_explicit",
     "model_id_list",
+    "nonempty_text",
+    "number",
     "positive_int",
     "positive_number",
     "string_tuple",
     "text",
     "url_list",
     "url_problem",
+    "url_value",
+    "whole",
 ]
 
 _SCHEMES = frozenset({"http", "https", "data", "file", "oss"})
@@ -118,14 +126,97 @@ def positive_int(name: str, value: object) -> int:
     return value
 
 
-def positive_number(_inst: Any, attr: Any, value: object) -> None:
-    """attrs validator: ``None`` or a finite number > 0 (a bool is not a number here)."""
+# -- attrs validators: one family for every settings class (CreateConfig, RetryPolicy,
+# PollPolicy). ``None`` passes unless said otherwise (it means "not set"); a bool is never a
+# number. The message names the class, the field, the value and what is allowed.
+
+Check = Callable[[Any, Any, Any], None]
+"""An attrs validator: ``(instance, attribute, value)``, raising :class:`InvalidArgument`."""
+
+
+def invalid(inst: object, name: str, value: object, allowed: str) -> InvalidArgument:
+    """``CreateConfig.sharp_ratio=3 is invalid: expected a number from 0.0 to 1.0``."""
+    return InvalidArgument(f"{type(inst).__name__}.{name}={value!r} is invalid: expected {allowed}")
+
+
+def number(
+    low: float = 0.0, high: float = math.inf, *, above: bool = False, below: bool = False
+) -> Check:
+    """A finite number from ``low`` to ``high`` (``above``/``below``: the bound excluded)."""
+    if high == math.inf:
+        allowed = f"a number {'above' if above else 'from'} {low}"
+    else:
+        ends = ("above " if above else "from ", " below " if below else " to ")
+        allowed = f"a number {ends[0]}{low}{ends[1]}{high}"
+
+    def check(inst: Any, attr: Any, value: Any) -> None:
+        if value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise invalid(inst, attr.name, value, allowed)
+        ok_low = value > low if above else value >= low
+        ok_high = value < high if below else value <= high
+        if not (math.isfinite(value) and ok_low and ok_high):
+            raise invalid(inst, attr.name, value, allowed)
+
+    return check
+
+
+def whole(low: int, high: int | None = None) -> Check:
+    """A whole number from ``low`` (to ``high``)."""
+    allowed = f"a whole number from {low}" + ("" if high is None else f" to {high}")
+
+    def check(inst: Any, attr: Any, value: Any) -> None:
+        if value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise invalid(inst, attr.name, value, allowed)
+        if value < low or (high is not None and value > high):
+            raise invalid(inst, attr.name, value, allowed)
+
+    return check
+
+
+def flag(*, optional: bool = True) -> Check:
+    """``True`` or ``False`` (or ``None`` when ``optional``)."""
+
+    def check(inst: Any, attr: Any, value: Any) -> None:
+        if value is None and optional:
+            return
+        if not isinstance(value, bool):
+            raise invalid(inst, attr.name, value, "True or False")
+
+    return check
+
+
+def choice(*choices: str) -> Check:
+    """One of ``choices``."""
+    allowed = "one of " + ", ".join(repr(c) for c in choices)
+
+    def check(inst: Any, attr: Any, value: Any) -> None:
+        if value is not None and value not in choices:
+            raise invalid(inst, attr.name, value, allowed)
+
+    return check
+
+
+def nonempty_text(inst: Any, attr: Any, value: Any) -> None:
+    """A string with something besides blanks."""
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise invalid(inst, attr.name, value, "a non-empty string")
+
+
+def url_value(inst: Any, attr: Any, value: Any) -> None:
+    """A URL the service can download."""
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1e300:
-        raise InvalidArgument(
-            f"{type(_inst).__name__}.{attr.name} must be a positive number, not {value!r}"
-        )
+    problem = url_problem(value)
+    if problem:
+        raise invalid(inst, attr.name, value, f"a downloadable URL ({problem})")
+
+
+positive_number: Final[Check] = number(0.0, above=True)
+"""A finite number above 0 (or ``None``)."""
 
 
 def string_tuple(values: Iterable[str]) -> tuple[str, ...]:

@@ -27,7 +27,7 @@ import anyio
 import attrs
 
 from . import _clock
-from ._args import positive_int, positive_number
+from ._args import positive_number, whole
 from ._sendhook import before_send
 from .errors import (
     AIPortraitError,
@@ -57,10 +57,6 @@ T = TypeVar("T")
 CALL_ERRORS = (TransportError, ResponseError, APIError)
 
 
-def _count(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
-    positive_int(f"RetryPolicy.{attr.name}", value)
-
-
 @attrs.frozen(kw_only=True)
 class RetryPolicy:
     """How a Session retries a failed call.
@@ -80,8 +76,8 @@ class RetryPolicy:
             than this would be left of the deadline after its wait.
     """
 
-    attempts: int = attrs.field(default=4, validator=_count)
-    charged_attempts: int = attrs.field(default=3, validator=_count)
+    attempts: int = attrs.field(default=4, validator=whole(1))
+    charged_attempts: int = attrs.field(default=3, validator=whole(1))
     base: float = attrs.field(default=0.5, validator=positive_number)
     cap: float = attrs.field(default=20.0, validator=positive_number)
     max_retry_after: float = attrs.field(default=120.0, validator=positive_number)

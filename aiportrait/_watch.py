@@ -17,13 +17,13 @@ import logging
 import math
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import anyio
 import attrs
 
 from . import _clock
-from ._args import positive_number
+from ._args import flag, number, positive_number
 from ._retry import CALL_ERRORS, RetryPolicy, retry_reason
 from .errors import (
     AIPortraitError,
@@ -40,16 +40,6 @@ log = logging.getLogger("aiportrait")
 
 #: One generator for every watcher's jitter: a Random each would cost ~3 KB per watched job.
 _JITTER = random.Random()
-
-
-def _fraction(_inst: Any, attr: attrs.Attribute[Any], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise InvalidArgument(f"PollPolicy.{attr.name} must be in [0, 1), not {value!r}")
-
-
-def _flag(_inst: Any, attr: attrs.Attribute[Any], value: object) -> None:
-    if not isinstance(value, bool):
-        raise InvalidArgument(f"PollPolicy.{attr.name} must be True or False, not {value!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -84,10 +74,10 @@ class PollPolicy:
     cap: float = attrs.field(default=30.0, validator=positive_number)
     expected: float | None = attrs.field(default=None, validator=positive_number)
     dense: float = attrs.field(default=1.0, validator=positive_number)
-    window: float = attrs.field(default=0.1, validator=_fraction)
-    jitter: float = attrs.field(default=0.1, validator=_fraction)
+    window: float = attrs.field(default=0.1, validator=number(0.0, 1.0, below=True))
+    jitter: float = attrs.field(default=0.1, validator=number(0.0, 1.0, below=True))
     timeout: float | None = attrs.field(default=1800.0, validator=positive_number)
-    learn: bool = attrs.field(default=True, validator=_flag)
+    learn: bool = attrs.field(default=True, validator=flag(optional=False))
 
     TRAINING: ClassVar[PollPolicy]
     """The default for trainings: first look now, then 2 s, growing to 30 s; 30-minute deadline."""

@@ -23,12 +23,12 @@ Which model applies which key (from the two ``configure`` tables of the document
 from __future__ import annotations
 
 import difflib
-import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final, Literal
 
 import attrs
 
+from ._args import choice, flag, invalid, nonempty_text, number, url_value, whole
 from .errors import ConfigWarning, InvalidArgument
 
 __all__ = ["DOCUMENTED_KEYS", "SD15_ONLY_KEYS", "SDXL_ONLY_KEYS", "CreateConfig", "closest_key"]
@@ -37,66 +37,6 @@ SD15_ONLY_KEYS: Final = frozenset({"face_shape_match", "style_name"})
 """Keys the documentation lists for SD1.5 creation only."""
 SDXL_ONLY_KEYS: Final = frozenset({"first_diffusion_steps", "second_diffusion_steps", "scene_id"})
 """Keys the documentation lists for SDXL creation (``model_name`` ``create_xl``) only."""
-
-
-def _fail(name: str, value: object, allowed: str) -> InvalidArgument:
-    return InvalidArgument(f"CreateConfig.{name}={value!r} is invalid: expected {allowed}")
-
-
-def _number(low: float, high: float) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
-    allowed = f"a number from {low} to {high}"
-
-    def check(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
-        if value is None:
-            return
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _fail(attr.name, value, allowed)
-        if not math.isfinite(value) or not low <= value <= high:
-            raise _fail(attr.name, value, allowed)
-
-    return check
-
-
-def _integer(low: int, high: int) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
-    allowed = f"a whole number from {low} to {high}"
-
-    def check(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
-        if value is None:
-            return
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise _fail(attr.name, value, allowed)
-
-    return check
-
-
-def _boolean(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and not isinstance(value, bool):
-        raise _fail(attr.name, value, "True or False")
-
-
-def _choice(*choices: str) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
-    allowed = "one of " + ", ".join(repr(c) for c in choices)
-
-    def check(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
-        if value is not None and value not in choices:
-            raise _fail(attr.name, value, allowed)
-
-    return check
-
-
-def _text(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and (not isinstance(value, str) or not value.strip()):
-        raise _fail(attr.name, value, "a non-empty string")
-
-
-def _url(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
-    from ._args import url_problem
-
-    if value is None:
-        return
-    problem = url_problem(value)
-    if problem:
-        raise _fail(attr.name, value, f"a downloadable URL ({problem})")
 
 
 def _float(value: Any) -> Any:
@@ -110,7 +50,7 @@ def _extra(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
     if value is None:
         return
     if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-        raise _fail(attr.name, value, "a mapping with string keys")
+        raise invalid(_inst, attr.name, value, "a mapping with string keys")
     clash = sorted(set(value) & _DOCUMENTED)
     if clash:
         raise InvalidArgument(
@@ -134,11 +74,11 @@ def _undocumented(key: str) -> str:
 
 
 def _fraction() -> Any:
-    return attrs.field(default=None, converter=_float, validator=_number(0.0, 1.0))
+    return attrs.field(default=None, converter=_float, validator=number(0.0, 1.0))
 
 
 def _flag() -> Any:
-    return attrs.field(default=None, validator=_boolean)
+    return attrs.field(default=None, validator=flag())
 
 
 @attrs.frozen(kw_only=True)
@@ -181,11 +121,11 @@ class CreateConfig:
     """
 
     lora_weights: float | None = attrs.field(
-        default=None, converter=_float, validator=_number(0.5, 1.0)
+        default=None, converter=_float, validator=number(0.5, 1.0)
     )
-    first_diffusion_steps: int | None = attrs.field(default=None, validator=_integer(20, 50))
+    first_diffusion_steps: int | None = attrs.field(default=None, validator=whole(20, 50))
     first_denoising_strength: float | None = _fraction()
-    second_diffusion_steps: int | None = attrs.field(default=None, validator=_integer(20, 50))
+    second_diffusion_steps: int | None = attrs.field(default=None, validator=whole(20, 50))
     second_denoising_strength: float | None = _fraction()
     more_like_me: float | None = _fraction()
     crop_face_preprocess: bool | None = _flag()
@@ -197,22 +137,22 @@ class CreateConfig:
     skin_retouching_bool: bool | None = _flag()
     photo_enhancement_bool: bool | None = _flag()
     photo_enhancement_method: Literal["photo_fix", "super_resolution"] | None = attrs.field(
-        default=None, validator=_choice("photo_fix", "super_resolution")
+        default=None, validator=choice("photo_fix", "super_resolution")
     )
     makeup_transfer: bool | None = _flag()
     makeup_transfer_ratio: float | None = _fraction()
     face_shape_match: bool | None = _flag()
     ipa_control: bool | None = _flag()
     ipa_control_only: bool | None = _flag()
-    ipa_image_path: str | None = attrs.field(default=None, validator=_url)
+    ipa_image_path: str | None = attrs.field(default=None, validator=url_value)
     ipa_weight: float | None = _fraction()
     style_name: Literal["Realistic", "Anime"] | None = attrs.field(
-        default=None, validator=_choice("Realistic", "Anime")
+        default=None, validator=choice("Realistic", "Anime")
     )
     lcm_accelerate: bool | None = _flag()
     sharp_ratio: float | None = _fraction()
-    scene_id: str | None = attrs.field(default=None, validator=_text)
-    t2i_prompt: str | None = attrs.field(default=None, validator=_text)
+    scene_id: str | None = attrs.field(default=None, validator=nonempty_text)
+    t2i_prompt: str | None = attrs.field(default=None, validator=nonempty_text)
     extra: Mapping[str, Any] | None = attrs.field(default=None, validator=_extra)
 
     def to_configure(self) -> dict[str, Any]:
