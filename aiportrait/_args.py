@@ -143,11 +143,11 @@ def number(
     low: float = 0.0, high: float = math.inf, *, above: bool = False, below: bool = False
 ) -> Check:
     """A finite number from ``low`` to ``high`` (``above``/``below``: the bound excluded)."""
+    start = f"above {low}" if above else f"from {low}"
     if high == math.inf:
-        allowed = f"a number {'above' if above else 'from'} {low}"
+        allowed = f"a number {start}"
     else:
-        ends = ("above " if above else "from ", " below " if below else " to ")
-        allowed = f"a number {ends[0]}{low}{ends[1]}{high}"
+        allowed = f"a number {start} {'up to but not including' if below else 'to'} {high}"
 
     def check(inst: Any, attr: Any, value: Any) -> None:
         if value is None:
