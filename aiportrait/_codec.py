@@ -289,14 +289,26 @@ def decode_batch(data: Any, request_id: str) -> tuple[Job, ...]:
     return tuple(out)
 
 
-def decode_portrait(data: Any, request_id: str, lifted: memoryview | None = None) -> Portrait:
+def decode_portrait(
+    data: Any, request_id: str, lifted: memoryview | None = None, decoded: bytes | None = None
+) -> Portrait:
     """Read the ``data`` of a create answer: base64 image (a ``data:`` prefix is tolerated).
 
     ``lifted`` is the image's base64 text cut out of the body by the transport, decoded here
-    straight from the receive buffer (no intermediate string or copy).
+    straight from the receive buffer (no intermediate string or copy); ``decoded`` is the image
+    the transport already decoded as the answer arrived.
     """
     data = _mapping(data, "create data")
     image = data.get("image")
+    if decoded is not None and image == "":
+        raw = decoded
+        if not raw:
+            raise MalformedResponse("create data.image is empty")
+        return Portrait.from_bytes(
+            raw,
+            cost_time=_float_of(data.get("cost_time", 0.0), "create cost_time"),
+            request_id=request_id,
+        )
     if lifted is not None and image == "":
         source: Any = lifted
         head = bytes(lifted[:256])

@@ -250,7 +250,7 @@ class _Create(_Request):
 
     def decode(self, answer: Answer) -> Portrait:
         """Read the service's answer: the portrait."""
-        return decode_portrait(answer.data, answer.request_id, answer.lifted)
+        return decode_portrait(answer.data, answer.request_id, answer.lifted, answer.image)
 
     def _build(
         self,

@@ -1,4 +1,5 @@
-"""A large portrait is decoded with a peak of under 2.5 times its size (not 5 times)."""
+"""A large portrait is decoded as it arrives: a peak of under 1.3 times its size (1.1 measured;
+it was 2.35 when the base64 text was held whole, and the official SDK's is 5)."""
 
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ async def test_peak_memory_of_an_8_mb_portrait() -> None:
             assert portrait.format == "png"
             ratio = peak / size
             print(f"peak {peak / 2**20:.1f} MiB for a {size / 2**20:.0f} MiB image: {ratio:.2f}x")
-            assert ratio < 2.5
+            assert ratio < 1.3
             small = session.with_options(retry=RetryPolicy.NEVER)
             small._transport.max_response_bytes = 1024 * 1024
             with pytest.raises(aiportrait.SubmitOutcomeUnknown) as info:
