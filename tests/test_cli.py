@@ -925,3 +925,15 @@ def test_a_batch_on_a_journal_another_run_holds_exits_2_naming_it(
     err = capsys.readouterr().err
     assert "JournalLocked" in err
     assert str(out / cli.DEFAULT_JOURNAL) in err
+
+
+def test_timeout_seconds_mean_what_they_mean_for_session() -> None:
+    from aiportrait.cli._commands import session_from
+    from aiportrait.cli._parser import Args, build_parser
+
+    args = build_parser().parse_args(
+        ["check", "http://x/a.jpg", "--host", "h.example", "--app-id", "a", "--token", "t",
+         "--timeout", "600"], namespace=Args()
+    )  # fmt: skip
+    from_cli = session_from(args)
+    assert from_cli._timeout == aiportrait.Session("h.example", "a", "t", timeout=600)._timeout

@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
-import aiohttp
 import attrs
 
 from .. import (
@@ -67,10 +66,7 @@ def session_from(args: Args) -> Session:
             environ[name] = value
     kwargs: dict[str, Any] = {}
     if args.timeout is not None:
-        t = args.timeout
-        kwargs["timeout"] = aiohttp.ClientTimeout(
-            total=t, connect=min(10.0, t), sock_read=min(180.0, t)
-        )
+        kwargs["timeout"] = args.timeout  # seconds: the Session's one meaning of it
     if args.tries is not None:
         kwargs["retry"] = RetryPolicy(attempts=args.tries, charged_attempts=args.tries)
     return Session.from_env(environ, **kwargs)
