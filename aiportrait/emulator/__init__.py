@@ -48,7 +48,7 @@ Requests
     is answered.
 
 ``configure`` keys of create
-    Honoured (mapped to a real image operation, see ``_compose.ComposeOptions``):
+    Honoured (mapped to a real image operation, see ``_options.ComposeOptions``):
     ``lora_weights``, ``more_like_me``, ``ipa_control``, ``ipa_weight`` (blend strength);
     ``first_denoising_strength`` (mask size), ``second_denoising_strength`` (mask feather);
     ``apply_face_fusion_before``, ``apply_face_fusion_after`` (the two blends);

@@ -49,7 +49,8 @@ from ._wire import (
 from ._work import PhotoVerdict, PixelBudget, Worker
 
 if TYPE_CHECKING:
-    from ._compose import FaceModel, SceneModel
+    from ._faces import FaceModel
+    from ._scenes import SceneModel
 
 __all__ = [
     "MAX_IMAGES",

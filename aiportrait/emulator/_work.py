@@ -1,7 +1,9 @@
 """The heavy work, run in a bounded thread pool, never on the event loop.
 
-The image modules (``_vision``, ``_compose``: numpy, OpenCV, dlib) are imported inside the
-functions, on first use, so ``import aiportrait.emulator`` and synthetic jobs need none of them.
+The image modules (numpy, Pillow, OpenCV, dlib: ``_images``, ``_engine``, ``_check``, ``_faces``,
+``_scenes``, ``_composite``, ``_t2i``) are imported inside the functions, on first use, so
+``import aiportrait.emulator`` and synthetic jobs need none of them. ``_options`` (the create
+``configure`` keys) needs no image library.
 """
 
 from __future__ import annotations
@@ -21,18 +23,21 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 from ._errors import ApiError
 from ._fetch import Fetched, Unfetched
+from ._options import ComposeOptions
 from ._wire import (
     CHECK_DECODE_ERROR,
     CHECK_MESSAGES,
     CHECK_SUCCESS,
-    CREATE_ERROR_CODE,
     E462_ROOP_DECODE,
     E462_TEMPLATE_DECODE,
 )
 
 if TYPE_CHECKING:
-    from ._compose import ComposeOptions, FaceModel, FaceSample, SceneModel
-    from ._vision import Examined, FaceEngine, RGBImage, Verdict
+    from ._check import Examined, Verdict
+    from ._engine import FaceEngine
+    from ._faces import FaceModel, FaceSample
+    from ._images import RGBImage
+    from ._scenes import SceneModel
 
 __all__ = [
     "CHECK_FORMATS",
@@ -73,7 +78,7 @@ class PhotoVerdict:
 
     @classmethod
     def of(cls, verdict: Verdict) -> PhotoVerdict:
-        """The wire form of a :class:`~._vision.Verdict`."""
+        """The wire form of a :class:`~._check.Verdict`."""
         return cls(verdict.code, verdict.message, bool(verdict.frontal), verdict.detail)
 
     @classmethod
@@ -139,7 +144,7 @@ def shared_engine() -> FaceEngine:
     global _shared_engine
     with _shared_lock:
         if _shared_engine is None:
-            from ._vision import FaceEngine
+            from ._engine import FaceEngine
 
             _shared_engine = FaceEngine()
         return _shared_engine
@@ -202,7 +207,7 @@ class Worker:
         max_side: int | None = None,
     ) -> Any:
         """Decode bytes to an RGB array, or None when they are missing or not an image."""
-        from ._vision import DECODE_FORMATS, ImageDecodeError, decode_image
+        from ._images import DECODE_FORMATS, ImageDecodeError, decode_image
 
         if data is None:
             return None
@@ -221,7 +226,7 @@ class Worker:
         self, source: Fetched | Unfetched, budget: PixelBudget
     ) -> tuple[RGBImage | None, str]:
         """A check or training photo at analysis size, or None and the reason it has none."""
-        from ._vision import BudgetError, ImageDecodeError, NotAnImageError, decode_image
+        from ._images import BudgetError, ImageDecodeError, NotAnImageError, decode_image
 
         if isinstance(source, Unfetched):
             return None, source.detail
@@ -251,10 +256,10 @@ class Worker:
     def examine(
         self, source: Fetched | Unfetched, budget: PixelBudget, *, sample: bool = False
     ) -> tuple[Examined, FaceSample | None]:
-        """Check one photo as far as it can go alone (see :func:`~._vision.examine`); with
+        """Check one photo as far as it can go alone (see :func:`~._check.examine`); with
         ``sample``, also keep what training needs of a usable face."""
-        from ._compose import face_sample
-        from ._vision import Examined, examine
+        from ._check import Examined, examine
+        from ._faces import face_sample
 
         image, why = self._decode_photo(source, budget)
         if image is None:
@@ -266,8 +271,8 @@ class Worker:
 
     def judge(self, examined: Sequence[tuple[Examined, Any]]) -> list[PhotoVerdict]:
         """The check's verdicts for examined photos (the same-person test, see
-        :func:`~._vision.judge`)."""
-        from ._vision import judge
+        :func:`~._check.judge`)."""
+        from ._check import judge
 
         return [PhotoVerdict.of(v) for v in judge([e for e, _ in examined])]
 
@@ -283,7 +288,7 @@ class Worker:
 
         Returns the verdicts and whether a model was saved.
         """
-        from ._compose import model_from_samples
+        from ._faces import model_from_samples
 
         verdicts = self.judge(examined)
         usable = [
@@ -304,7 +309,7 @@ class Worker:
         self, source: Fetched | Unfetched, budget: PixelBudget
     ) -> tuple[PhotoVerdict, RGBImage | None]:
         """A scene photo's verdict (it only has to decode) and the sample a scene keeps of it."""
-        from ._compose import scene_sample
+        from ._scenes import scene_sample
 
         image, why = self._decode_photo(source, budget)
         if image is None:
@@ -320,7 +325,7 @@ class Worker:
         directory: Path,
     ) -> tuple[list[PhotoVerdict], bool]:
         """Build a scene from every photo that decoded (faces are not required) and save it."""
-        from ._compose import build_scene
+        from ._scenes import build_scene
 
         verdicts = [verdict for verdict, _ in photos]
         kept = [
@@ -342,26 +347,21 @@ class Worker:
     @staticmethod
     def load_face(directory: Path) -> FaceModel:
         """Load a stored face model."""
-        from ._compose import FaceModel
+        from ._faces import FaceModel
 
         return FaceModel.load(directory)
 
     @staticmethod
     def load_scene(directory: Path) -> SceneModel:
         """Load a stored scene."""
-        from ._compose import SceneModel
+        from ._scenes import SceneModel
 
         return SceneModel.load(directory)
 
     @staticmethod
     def options(configure: Mapping[str, Any], *, sdxl: bool) -> ComposeOptions:
         """Validate ``configure``; raises :class:`ApiError` with the documented 462."""
-        from ._compose import ComposeOptions, CreateFailure
-
-        try:
-            return ComposeOptions.from_configure(configure, sdxl=sdxl)
-        except CreateFailure as exc:
-            raise ApiError.create(exc.message) from exc
+        return ComposeOptions.from_configure(configure, sdxl=sdxl)
 
     # -- creation -------------------------------------------------------------------------------
 
@@ -385,26 +385,25 @@ class Worker:
         trained models by the face of a reference photo. Raises :class:`ApiError` with the
         documented create errors.
         """
-        from ._compose import CreateFailure, compose, reference_model, t2i_compose
-        from ._vision import encode_image
+        from ._composite import compose
+        from ._faces import reference_model
+        from ._images import encode_image
+        from ._t2i import t2i_compose
 
-        try:
-            if reference is not None:
-                ref = self.decode(reference)
-                if ref is None:
-                    raise ApiError.create(E462_ROOP_DECODE)
-                models = [reference_model(self.engine, ref)]
-            if template is None:
-                image = t2i_compose(self.engine, prompt or "", models[0], options, scene=scene)
-                fmt = "PNG"
-            else:
-                img = self.decode(template)
-                if img is None:
-                    raise ApiError.create(E462_TEMPLATE_DECODE)
-                image = compose(self.engine, img, models, options, group=group)
-                fmt = "JPEG" if template.startswith(JPEG_MAGIC) else "PNG"
-        except CreateFailure as exc:
-            raise ApiError(exc.status, CREATE_ERROR_CODE, exc.message) from exc
+        if reference is not None:
+            ref = self.decode(reference)
+            if ref is None:
+                raise ApiError.create(E462_ROOP_DECODE)
+            models = [reference_model(self.engine, ref)]
+        if template is None:
+            image = t2i_compose(prompt or "", models[0], options, scene=scene)
+            fmt = "PNG"
+        else:
+            img = self.decode(template)
+            if img is None:
+                raise ApiError.create(E462_TEMPLATE_DECODE)
+            image = compose(self.engine, img, models, options, group=group)
+            fmt = "JPEG" if template.startswith(JPEG_MAGIC) else "PNG"
         return encode_image(image, fmt)
 
 

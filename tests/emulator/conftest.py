@@ -23,9 +23,13 @@ from aiohttp import web
 from aiportrait.emulator import Emulator
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import numpy as np
 
-    from aiportrait.emulator._vision import FaceEngine
+    from aiportrait.emulator._engine import FaceEngine
+    from aiportrait.emulator._faces import FaceModel
+    from aiportrait.emulator._options import ComposeOptions
 
 APP_ID = "app-emu"
 TOKEN = "token-emu"
@@ -218,8 +222,8 @@ async def wait_job(emu: Emulator, job_id: int, *, timeout: float = 30.0) -> dict
 @pytest.fixture(scope="session")
 def model_dirs(photos: Photos, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Face models of the astronaut and of Grace Hopper, built once (as training would)."""
-    from aiportrait.emulator._compose import build_model
-    from aiportrait.emulator._vision import FaceEngine, decode_image
+    from aiportrait.emulator._engine import FaceEngine
+    from aiportrait.emulator._images import decode_image
 
     engine = FaceEngine()
     root = tmp_path_factory.mktemp("models")
@@ -248,7 +252,7 @@ def install_model(emu: Emulator, source: Path) -> str:
 @pytest.fixture(scope="module")
 def engine() -> FaceEngine:
     """A face engine shared by the tests of one module."""
-    from aiportrait.emulator._vision import FaceEngine
+    from aiportrait.emulator._engine import FaceEngine
 
     return FaceEngine()
 
@@ -256,7 +260,7 @@ def engine() -> FaceEngine:
 @pytest.fixture(scope="module")
 def astronaut() -> np.ndarray:
     """The bundled astronaut photo, decoded."""
-    from aiportrait.emulator._vision import decode_image
+    from aiportrait.emulator._images import decode_image
 
     return decode_image(bundled("astronaut.png"))
 
@@ -264,6 +268,56 @@ def astronaut() -> np.ndarray:
 @pytest.fixture(scope="module")
 def hopper() -> np.ndarray:
     """The bundled Grace Hopper photo, decoded."""
-    from aiportrait.emulator._vision import decode_image
+    from aiportrait.emulator._images import decode_image
 
     return decode_image(bundled("grace_hopper.jpg"))
+
+
+def build_model(
+    engine: FaceEngine, model_id: str, images: Sequence[np.ndarray], *, sdxl: bool = False
+) -> FaceModel:
+    """A face model from photos, as training builds one: each photo's highest-scoring face.
+
+    Raises :class:`ValueError` when no photo has a face.
+    """
+    from aiportrait.emulator._faces import face_sample, model_from_samples
+
+    samples = []
+    for img in images:
+        faces = engine.detect(img, with_descriptors=False)
+        if faces:
+            best = max(faces, key=lambda f: f.score)
+            samples.append(face_sample(img, engine.with_descriptor(img, best)))
+    return model_from_samples(model_id, samples, sdxl=sdxl)
+
+
+@pytest.fixture(scope="module")
+def astro_model(engine: FaceEngine, astronaut: np.ndarray) -> FaceModel:
+    """The astronaut's face model (SD1.5), from two variants of the bundled photo."""
+    import cv2
+    import numpy as np
+
+    photos = [cv2.resize(astronaut, (600, 600)), np.ascontiguousarray(astronaut[:, ::-1])]
+    return build_model(engine, "astro", photos)
+
+
+@pytest.fixture(scope="module")
+def hopper_model(engine: FaceEngine, hopper: np.ndarray) -> FaceModel:
+    """Grace Hopper's face model (SDXL), from the bundled photo."""
+    return build_model(engine, "hopper", [hopper], sdxl=True)
+
+
+@pytest.fixture(scope="module")
+def pair(astronaut: np.ndarray, hopper: np.ndarray) -> np.ndarray:
+    """A two-face group template: the astronaut on the left, Grace Hopper on the right."""
+    import numpy as np
+
+    return np.ascontiguousarray(np.hstack([astronaut, hopper[44:556]]))
+
+
+@pytest.fixture(scope="module")
+def defaults() -> ComposeOptions:
+    """The create options of an empty ``configure`` on SD1.5."""
+    from aiportrait.emulator._options import ComposeOptions
+
+    return ComposeOptions.from_configure({}, sdxl=False)

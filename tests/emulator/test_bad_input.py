@@ -28,7 +28,7 @@ from aiportrait.emulator._wire import (
     SIGN_ERROR,
 )
 
-from .conftest import APP_ID, TOKEN, ThreadedEmulator, sign
+from .conftest import APP_ID, TOKEN, ThreadedEmulator, send, sign
 
 QUOTA = 10_000
 
@@ -211,6 +211,14 @@ def test_each_body_problem_has_its_own_message(served: Emulator) -> None:
     status, raw = request(served, "POST", CHECK_PATH, too_many, signed=True)
     assert triple(status, raw) == TOO_MANY_IMAGES
     assert len({BAD_BODY[2], ENCODED_BODY[2], BROKEN_BODY[2], TOO_MANY_IMAGES[2]}) == 4
+
+
+async def test_a_body_that_is_not_what_its_content_encoding_says_is_refused(
+    emu: Emulator,
+) -> None:
+    reply = await send(emu, CHECK_PATH, b"not gzip at all", headers={"Content-Encoding": "gzip"})
+    assert reply.status == 400
+    assert reply.json["code"] == "PARAMETER_ERROR"
 
 
 async def test_a_body_broken_in_transfer_is_refused() -> None:

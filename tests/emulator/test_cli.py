@@ -104,6 +104,15 @@ def test_module_runs_and_stops_on_sigterm(tmp_path: Path) -> None:
             proc.wait()
 
 
+@pytest.mark.parametrize("args", [["--workers", "0"], ["--port", "99999"], ["--log-level", "x"]])
+def test_bad_emulator_arguments_exit_2(args: list[str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "aiportrait.emulator", *args], capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+
+
 def test_import_loads_no_image_stack() -> None:
     code = (
         "import sys, aiportrait.emulator as e; "

@@ -12,7 +12,7 @@ from aiportrait.emulator import Emulator
 from aiportrait.emulator._fetch import Fetcher, FetchError, FetchPolicy, is_loopback_host
 from aiportrait.emulator._wire import CHECK_PATH
 
-from .conftest import Photos, send
+from .conftest import APP_ID, TOKEN, Photos, send
 
 
 @pytest.mark.parametrize(
@@ -134,3 +134,13 @@ async def test_pixel_limit(photos: Photos) -> None:
             token="t",
         )
         assert [r["code"] for r in reply.data["check_results"]] == [2]
+
+
+async def test_a_symlink_out_of_serve_dir_is_not_read(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("secret")
+    media = tmp_path / "media"
+    media.mkdir()
+    (media / "link.jpg").symlink_to(secret)
+    async with Emulator(app_id=APP_ID, token=TOKEN, serve_dir=media) as emu:
+        assert emu._local_media(emu.media_url("link.jpg")) is None

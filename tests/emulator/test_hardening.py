@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from aiportrait.emulator import Emulator
 from aiportrait.emulator._wire import CHECK_PATH, CREATE_PATH, TRAIN_PATH
 
-from .conftest import ThreadedEmulator
+from .conftest import Photos, ThreadedEmulator, data_url, send
 
 APP, TOKEN = "fuzz-app", "fuzz-token"
 PATHS = [CHECK_PATH, TRAIN_PATH, CREATE_PATH, "/api/v1/async_jobs/1", "/api/v1/batch_jobs/1"]
@@ -122,6 +122,21 @@ def test_malformed_requests_get_clear_errors(served: Emulator, path: str, body: 
     assert set(envelope) == {"request_id", "code", "message", "data"}
     if status != 200:
         assert envelope["message"]
+
+
+async def test_deeply_nested_or_huge_bodies_get_4xx_envelopes_not_500(
+    emu: Emulator, photos: Photos
+) -> None:
+    deep = b"[" * 200_000
+    reply = await send(emu, CHECK_PATH, deep)
+    assert reply.status == 400
+    reply = await send(emu, CREATE_PATH, deep)
+    assert reply.status == 462
+    body = {"model_id": "m", "template_image": data_url(photos.grace[0]),
+            "configure": {"lora_weights": 10**400}}  # fmt: skip
+    reply = await send(emu, CREATE_PATH, json.dumps(body))
+    assert reply.status == 462
+    assert reply.json["message"].startswith("Invalid input data")
 
 
 def test_still_serving_after_the_fuzzing(served: Emulator) -> None:

@@ -1,9 +1,8 @@
-"""Image decoding, face detection and the photo check, for the local emulator.
+"""Face detection, landmarks and identity descriptors with dlib, for the local emulator.
 
 This is a stand-in for the cloud's closed face pipeline (RetinaFace plus a recognition network in
 EasyPhoto, see ``PROTOCOL.md`` section 3.2). It does real work with different, offline models:
 
-* decoding with Pillow, refusing decompression bombs from the header before any pixel is read;
 * face detection with dlib's HOG frontal detector (``get_frontal_face_detector``), each candidate
   confirmed by dlib's CNN detector (``mmod_human_face_detector.dat``) on a crop around it;
 * five landmarks with dlib's ``shape_predictor_5_face_landmarks.dat``;
@@ -14,28 +13,15 @@ The model files come from the ``face_recognition_models`` distribution, located 
 it (its ``__init__`` imports ``pkg_resources``). They load lazily, on first use, once per thread and
 per :class:`FaceEngine`: dlib's objects are not documented as thread-safe, so no two threads ever
 share one. Everything here is synchronous and meant to run in a thread pool.
-
-Check verdicts follow the documented table (``_wire.CHECK_MESSAGES``)::
-
-    2  the photo did not decode, or a side is under ``min_side`` pixels
-    3  the number of faces is not 1
-    4  the detector raised
-    5  the descriptor could not be computed
-    6  the face is farther than ``same_person_threshold`` from the mean of the other photos
-
-Each :class:`Verdict` also carries a ``detail``: the emulator's own sentence for the cause (the
-documented code 2 alone covers a missing file, a text file and a photo that is too small).
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
-import io
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,9 +30,8 @@ import cv2
 import dlib
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image, ImageOps, UnidentifiedImageError
 
-from aiportrait.emulator import _wire
+from ._images import RGBImage
 
 __all__ = [
     "DEFAULT_MIN_SCORE",
@@ -54,24 +39,11 @@ __all__ = [
     "FRONTAL_MAX_YAW_RATIO",
     "Face",
     "FaceEngine",
-    "BudgetError",
-    "Examined",
-    "ImageDecodeError",
-    "NotAnImageError",
-    "PixelAllowance",
-    "PixelLimitError",
-    "TooSmallError",
-    "Verdict",
-    "check_photos",
-    "decode_image",
-    "examine",
-    "judge",
-    "encode_image",
     "face_distance",
+    "is_frontal",
     "model_path",
 ]
 
-RGBImage = NDArray[np.uint8]
 FloatArray = NDArray[np.float64]
 
 #: Default HOG score threshold (without upsampling). Real faces in the bundled photos, rotated by up
@@ -82,131 +54,6 @@ DEFAULT_MIN_SCORE = 0.2
 FRONTAL_MAX_ROLL_DEG = 15.0
 #: ... and the nose tip is within this fraction of the inter-ocular distance of the eyes' midpoint.
 FRONTAL_MAX_YAW_RATIO = 0.25
-
-DECODE_FORMATS = frozenset({"JPEG", "PNG", "WEBP"})
-ENCODE_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "JPG": "JPEG", "WEBP": "WEBP"}
-
-
-class ImageDecodeError(Exception):
-    """The bytes are not an image we accept: undecodable, unsupported format or too large.
-
-    ``str(error)`` is a short human sentence saying why (it becomes the check's
-    ``emulator_detail``).
-    """
-
-
-class NotAnImageError(ImageDecodeError):
-    """Pillow recognises no image format in the bytes."""
-
-
-class PixelLimitError(ImageDecodeError):
-    """The header announces more pixels than allowed (a decompression bomb); nothing was decoded."""
-
-
-class TooSmallError(ImageDecodeError):
-    """The header announces a side under the photo minimum; nothing was decoded."""
-
-
-class BudgetError(ImageDecodeError):
-    """Decoding would pass the pixel budget of the request; nothing was decoded."""
-
-
-#: Asked before any pixel is decoded: may this request decode that many more pixels?
-PixelAllowance = Callable[[int], bool]
-
-
-def decode_image(
-    data: bytes,
-    *,
-    max_pixels: int = 16_000_000,
-    formats: Collection[str] = DECODE_FORMATS,
-    max_side: int | None = None,
-    min_side: int = 0,
-    allow: PixelAllowance | None = None,
-) -> RGBImage:
-    """Decode JPEG, PNG or WebP bytes to an ``HxWx3`` ``uint8`` RGB array.
-
-    The pixel count is checked from the header, before any pixel data is read, so a small file
-    claiming a huge canvas costs nothing; Pillow's own global ``MAX_IMAGE_PIXELS`` is neither
-    relied on nor changed (its ``DecompressionBombError`` is mapped too). EXIF orientation is
-    applied; transparency is composited over white; palette, grey and CMYK become RGB.
-    ``formats`` restricts the accepted Pillow format names (the check accepts only JPEG and PNG).
-    ``min_side`` refuses, from the header, an image with a shorter side (:class:`TooSmallError`).
-    ``max_side`` shrinks an image with either side longer than that so both fit (whatever its
-    aspect ratio); a JPEG is then decoded at reduced scale directly, so a huge photo never exists
-    at full size in memory. ``allow`` is asked, with the number of pixels about to be decoded
-    (after that reduction), whether the request may spend them (:class:`BudgetError` if not).
-    """
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            _guard_header(im, max_pixels=max_pixels, formats=formats, min_side=min_side)
-            target = _target_size(im.size, max_side)
-            if target is not None:
-                im.draft("RGB", target)  # JPEG only: decode at 1/2, 1/4 or 1/8 scale
-            if allow is not None and not allow(im.width * im.height):
-                raise BudgetError(
-                    "not decoded: the photos before it used up this request's pixel budget"
-                )
-            im.load()
-            if target is not None and (im.width > target[0] or im.height > target[1]):
-                im.thumbnail(target, Image.Resampling.LANCZOS)
-            return _to_rgb(ImageOps.exif_transpose(im))
-    except ImageDecodeError:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise PixelLimitError(f"image too large to decode ({exc})") from exc
-    except UnidentifiedImageError as exc:
-        raise NotAnImageError("not an image") from exc
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise ImageDecodeError(f"image data is damaged or cut off ({exc})") from exc
-
-
-def _target_size(size: tuple[int, int], max_side: int | None) -> tuple[int, int] | None:
-    width, height = size
-    if max_side is None or max(width, height) <= max_side:
-        return None
-    scale = max_side / max(width, height)
-    return max(1, round(width * scale)), max(1, round(height * scale))
-
-
-def _guard_header(
-    im: Image.Image, *, max_pixels: int, formats: Collection[str], min_side: int = 0
-) -> None:
-    # Phone cameras write multi-picture JPEGs, which Pillow reports as "MPO".
-    fmt = "JPEG" if im.format == "MPO" else im.format
-    if fmt not in formats:
-        accepted = ", ".join(sorted(formats))
-        raise ImageDecodeError(f"a {im.format} image; accepted formats: {accepted}")
-    width, height = im.size
-    if width <= 0 or height <= 0:
-        raise ImageDecodeError("image has no pixels")
-    if width * height > max_pixels:
-        raise PixelLimitError(
-            f"image is {width}x{height}, more than the limit of {max_pixels} pixels"
-        )
-    if min(width, height) < min_side:
-        raise TooSmallError(f"image is {width}x{height}, smaller than {min_side}x{min_side}")
-
-
-def _to_rgb(im: Image.Image) -> RGBImage:
-    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-        im = im.point(lambda v: v / 256).convert("L")  # 16-bit grey down to 8 bits
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        rgba = im.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        im = Image.alpha_composite(background, rgba)
-    return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
-
-
-def encode_image(img: RGBImage, fmt: str = "PNG", *, quality: int = 92) -> bytes:
-    """Encode an RGB ``uint8`` array as ``"PNG"``, ``"JPEG"`` (or ``"JPG"``) or ``"WEBP"`` bytes."""
-    name = ENCODE_FORMATS.get(fmt.upper())
-    if name is None:
-        raise ValueError(f"unsupported output format: {fmt!r}")
-    options: dict[str, Any] = {} if name == "PNG" else {"quality": quality}
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(img, dtype=np.uint8), "RGB").save(buffer, name, **options)
-    return buffer.getvalue()
 
 
 def model_path(filename: str) -> Path:
@@ -340,13 +187,6 @@ class FaceEngine:
         self.confirm = confirm
         self._models = _MODELS
 
-    def warm_up(self) -> None:
-        """Load the models in the calling thread now rather than on first use."""
-        self._models.face_detector()
-        self._models.face_confirmer()
-        self._models.landmarker()
-        self._models.face_encoder()
-
     def detect(self, img: RGBImage, *, with_descriptors: bool = True) -> list[Face]:
         """Faces found in ``img`` (see the class docs), sorted left to right by box."""
         img = np.ascontiguousarray(img, dtype=np.uint8)
@@ -448,132 +288,3 @@ def _downscale(img: RGBImage, max_side: int) -> tuple[RGBImage, float]:
     size = (max(1, round(img.shape[1] * scale)), max(1, round(img.shape[0] * scale)))
     small = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
     return np.ascontiguousarray(small, dtype=np.uint8), scale
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """One photo's check result, as the wire's ``check_results`` entry wants it.
-
-    ``detail`` is the emulator's own short explanation (the cause behind the documented code and
-    message); it does not take part in comparisons.
-    """
-
-    code: int
-    message: str
-    frontal: bool
-    detail: str = field(default="", compare=False)
-
-    @classmethod
-    def of(cls, code: int, frontal: bool = False, detail: str = "") -> Verdict:
-        """The verdict for ``code`` with its documented message."""
-        return cls(code, _wire.CHECK_MESSAGES[code], frontal, detail)
-
-    @property
-    def ok(self) -> bool:
-        """Whether the photo passed."""
-        return self.code == _wire.CHECK_SUCCESS
-
-
-@dataclass(frozen=True)
-class Examined:
-    """What the check keeps of one photo once its pixels are gone.
-
-    Either a final ``verdict`` (the photo failed before the same-person test), or the one
-    ``face`` found, with its descriptor, waiting for :func:`judge`.
-    """
-
-    verdict: Verdict | None = None
-    face: Face | None = None
-
-    @classmethod
-    def failed(cls, code: int, detail: str, frontal: bool = False) -> Examined:
-        """A photo that failed with ``code`` for the reason ``detail``."""
-        return cls(verdict=Verdict.of(code, frontal, detail))
-
-
-def examine(engine: FaceEngine, img: RGBImage, *, min_side: int = 512) -> Examined:
-    """Everything the check asks of one photo except the same-person test.
-
-    A side under ``min_side`` is code 2 (pass 0 when the decoder already checked the original
-    size); not exactly one face, code 3; the detector failing, code 4; the descriptor failing,
-    code 5.
-    """
-    height, width = img.shape[:2]
-    if img.ndim != 3 or min(height, width) < min_side:
-        return Examined.failed(
-            _wire.CHECK_DECODE_ERROR,
-            f"image is {width}x{height}, smaller than {min_side}x{min_side}",
-        )
-    try:
-        faces = engine.detect(img, with_descriptors=False)
-    except Exception as exc:
-        return Examined.failed(_wire.CHECK_DETECT_ERROR, f"the face detector failed ({exc})")
-    if len(faces) != 1:
-        found = "no face" if not faces else f"{len(faces)} faces"
-        return Examined.failed(_wire.CHECK_FACE_COUNT, f"found {found}; a photo needs exactly one")
-    try:
-        face = engine.with_descriptor(img, faces[0])
-    except Exception as exc:
-        return Examined.failed(
-            _wire.CHECK_ENCODING_ERROR, f"the face descriptor failed ({exc})", faces[0].frontal
-        )
-    return Examined(face=face)
-
-
-def judge(examined: Sequence[Examined], *, same_person_threshold: float = 0.6) -> list[Verdict]:
-    """The final verdicts: the same-person test over the photos that got that far.
-
-    Each photo's descriptor is compared with the mean descriptor of the *other* photos that got
-    this far, so an outlier cannot pull the reference towards itself; a lone usable photo has
-    nothing to be compared with and passes.
-    """
-    faces = {i: e.face for i, e in enumerate(examined) if e.verdict is None and e.face is not None}
-    verdicts: list[Verdict] = []
-    for index, exam in enumerate(examined):
-        face = faces.get(index)
-        if face is None or face.descriptor is None:
-            verdicts.append(exam.verdict or Verdict.of(_wire.CHECK_ENCODING_ERROR))
-            continue
-        others = [f.descriptor for i, f in faces.items() if i != index and f.descriptor is not None]
-        pose = "frontal" if face.frontal else "turned or tilted (not frontal)"
-        if not others:
-            verdicts.append(Verdict.of(_wire.CHECK_SUCCESS, face.frontal, f"one face, {pose}"))
-            continue
-        distance = face_distance(face.descriptor, np.mean(others, axis=0))
-        if distance > same_person_threshold:
-            detail = (
-                f"the face is {distance:.2f} from the other photos' faces "
-                f"(the same person is within {same_person_threshold:.2f})"
-            )
-            verdicts.append(Verdict.of(_wire.CHECK_NOT_SAME_PERSON, face.frontal, detail))
-        else:
-            detail = f"one face, {pose}, {distance:.2f} from the other photos' faces"
-            verdicts.append(Verdict.of(_wire.CHECK_SUCCESS, face.frontal, detail))
-    return verdicts
-
-
-def check_photos(
-    engine: FaceEngine,
-    images: Sequence[RGBImage | None],
-    *,
-    min_side: int = 512,
-    same_person_threshold: float = 0.6,
-) -> list[Verdict]:
-    """Check training photos like the cloud's check; one :class:`Verdict` per image, in order.
-
-    ``None`` stands for a photo that failed to download or decode (code 2). The documentation asks
-    for photos "larger than 512x512"; we accept each side ``>= min_side`` because that wording is
-    loose and the sample astronaut photo is exactly 512x512. Smaller photos get code 2 (the table
-    has no size code; "cannot be decoded" is the nearest). The same image object given twice is
-    examined once. See :func:`examine` and :func:`judge`.
-    """
-    seen: dict[int, Examined] = {}
-    examined: list[Examined] = []
-    for img in images:
-        if img is None:
-            examined.append(Examined.failed(_wire.CHECK_DECODE_ERROR, "not decoded"))
-            continue
-        if id(img) not in seen:
-            seen[id(img)] = examine(engine, img, min_side=min_side)
-        examined.append(seen[id(img)])
-    return judge(examined, same_person_threshold=same_person_threshold)

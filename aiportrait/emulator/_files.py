@@ -1,0 +1,36 @@
+"""The files of a stored model or scene: written so that a reader never sees half of one.
+
+Each file is written under a temporary name and renamed into place; arrays go into an ``.npz``
+archive that is read back with ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["atomic_write", "load_npz", "npz_bytes"]
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary sibling and a rename."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{id(data):x}.tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
+
+
+def npz_bytes(**arrays: Any) -> bytes:
+    """The ``.npz`` archive of ``arrays``, as bytes."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def load_npz(path: Path) -> dict[str, Any]:
+    """The arrays of an ``.npz`` archive (no pickled objects are loaded)."""
+    with np.load(path, allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}
