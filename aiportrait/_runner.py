@@ -296,14 +296,11 @@ class BatchRunner:
         stop = self._ended(key, record, request)
         if stop is not None:
             return Outcome(key, request, error=stop, resumed=True)
-        try:
-            portrait = await self._submit("create", key, record, fp, lambda: self.send(request))
-        except JournalError as exc:
-            if exc.key is None:
-                raise
-            return Outcome(key, request, error=exc)
-        except Exception as exc:
-            return Outcome(key, request, error=exc)
+        portrait, failed = await self._charged(
+            "create", key, record, fp, request, lambda: self.send(request)
+        )
+        if failed is not None:
+            return failed
         path = None
         data: dict[str, Any] = {"cost_time": portrait.cost_time, "request_id": portrait.request_id}
         if self.out_dir is not None:
@@ -327,6 +324,28 @@ class BatchRunner:
         return Outcome(key, request, value=portrait, path=path, resumed=True)
 
     # -- trainings -----------------------------------------------------------------------
+
+    async def _charged(
+        self,
+        kind: str,
+        key: Any,
+        record: Record | None,
+        fp: str,
+        request: Any,
+        call: Callable[[], Awaitable[V]],
+    ) -> tuple[Any, Outcome[Any, Any] | None]:
+        """Run a charged call between journal writes: its value, or the item's failed outcome.
+
+        A journal error about this item ends the item; one about the whole file ends the batch.
+        """
+        try:
+            return await self._submit(kind, key, record, fp, call), None
+        except JournalError as exc:
+            if exc.key is None:
+                raise
+            return None, Outcome(key, request, error=exc)
+        except Exception as exc:
+            return None, Outcome(key, request, error=exc)
 
     async def _train(self, request: TrainRequest) -> TrainJob:
         job = await self.send(request)
@@ -359,14 +378,11 @@ class BatchRunner:
             stop = self._ended(key, record, request)
             if stop is not None:
                 return Outcome(key, request, error=stop, job=job, resumed=True)
-            try:
-                job = await self._submit("train", key, record, fp, lambda: self._train(request))
-            except JournalError as exc:
-                if exc.key is None:
-                    raise
-                return Outcome(key, request, error=exc)
-            except Exception as exc:
-                return Outcome(key, request, error=exc)
+            job, failed = await self._charged(
+                "train", key, record, fp, request, lambda: self._train(request)
+            )
+            if failed is not None:
+                return failed
             # Recorded before any polling: a re-run resumes watching instead of training again.
             await self._put(
                 "train", skey, fp, "submitted", job_id=job.job_id, model_id=job.model_id
