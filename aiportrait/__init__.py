@@ -35,6 +35,7 @@ from ._transport import DEFAULT_TIMEOUT
 from ._version import __version__
 from ._watch import JobUpdate, JobWatch, PollPolicy
 from .config import SD15_ONLY_KEYS, SDXL_ONLY_KEYS, CreateConfig
+from .emulator._clients import register_session_factory as _register_session_factory
 from .errors import (
     AIPortraitError,
     AIPortraitWarning,
@@ -96,6 +97,8 @@ from .models import (
     TrainJob,
     TrainResult,
 )
+
+_register_session_factory(Session)  # what Emulator.session() builds; the emulator never imports us
 
 if TYPE_CHECKING:
     from ._outcomes import Outcome, Outcomes

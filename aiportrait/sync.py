@@ -258,7 +258,7 @@ def emulator(**options: Any) -> Iterator[Session]:
     session._runner.run(emu.start())
 
     async def make() -> _AsyncSession:
-        return emu.session(**session_options)
+        return _AsyncSession(emu.url, emu.app_id, emu.token, **session_options)
 
     session._session = session._runner.run(make())
     session._on_close = [emu.close]

@@ -96,9 +96,36 @@ Choices where the documentation is silent
 
 from __future__ import annotations
 
-from ._auth import AppConfig
-from ._cli import main
-from ._emulator import Emulator
-from ._faults import Counters, Faults
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._auth import AppConfig
+    from ._cli import main
+    from ._emulator import Emulator
+    from ._faults import Counters, Faults
 
 __all__ = ["AppConfig", "Counters", "Emulator", "Faults", "main"]
+
+# Loaded on first use: ``import aiportrait`` imports this package (to register its session
+# factory in ``_clients``), and must not load the server with it.
+_LAZY = {
+    "AppConfig": "._auth",
+    "Counters": "._faults",
+    "Emulator": "._emulator",
+    "Faults": "._faults",
+    "main": "._cli",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aiportrait.emulator' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from aiohttp import web
@@ -20,14 +20,12 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from ._app import build_app, media_file
 from ._auth import AppConfig, signature
+from ._clients import make_session
 from ._faults import Counters, FaultInjector, Faults
 from ._fetch import Fetcher, FetchPolicy, is_loopback_host
 from ._jobs import JobStore
 from ._service import TRAIN_PREPROCESS_FAILED, Service
 from ._work import Worker
-
-if TYPE_CHECKING:
-    from aiportrait._session import Session
 
 __all__ = ["CREDENTIALS_FILE", "DEFAULT_APP_ID", "Emulator"]
 
@@ -348,11 +346,15 @@ class Emulator:
         """Wait until every training in progress has finished."""
         await self._running.drain()
 
-    def session(self, **kwargs: Any) -> Session:
-        """A client ``aiportrait.Session`` bound to this emulator (imported only here)."""
-        from aiportrait._session import Session
+    def session(self, **kwargs: Any) -> Any:
+        """An ``aiportrait.Session`` bound to this emulator's URL, AppId and token; ``kwargs`` go
+        to the Session (``poll=``, ``retry=``, ...).
 
-        return Session(self._url, self._app_id, self._token, **kwargs)
+        The emulator does not import the client: the Session comes from the factory that
+        ``import aiportrait`` registers (see ``_clients``), hence the ``Any`` return type
+        (annotate ``session: aiportrait.Session = emu.session()`` for a type checker).
+        """
+        return make_session(self._url, self._app_id, self._token, **kwargs)
 
     # -- internals ------------------------------------------------------------------------------
 

@@ -122,25 +122,69 @@ def test_import_loads_no_image_stack() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_emulator_modules_never_import_the_client_at_module_level() -> None:
+def _client_imports(source: Path) -> list[str]:
+    """Every import of a module outside ``aiportrait.emulator`` but inside ``aiportrait`` that
+    ``source`` makes anywhere: at module level, in a function (lazy), under ``TYPE_CHECKING``,
+    or by name through ``importlib.import_module`` / ``__import__``."""
+    found: list[str] = []
+
+    def client(name: str) -> bool:
+        return (name == "aiportrait" or name.startswith("aiportrait.")) and not (
+            name == "aiportrait.emulator" or name.startswith("aiportrait.emulator.")
+        )
+
+    for node in ast.walk(ast.parse(source.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level > 1:  # from .. import x: the client package
+                found.append("." * node.level + (node.module or ""))
+            elif node.level == 0 and client(node.module or ""):
+                found.append(node.module or "")
+        elif isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names if client(alias.name)]
+        elif isinstance(node, ast.Call) and node.args:
+            func, first = node.func, node.args[0]
+            name = getattr(func, "attr", None) or getattr(func, "id", None)
+            if (
+                name in ("import_module", "__import__")
+                and isinstance(first, ast.Constant)
+                and isinstance(first.value, str)
+                and (client(first.value) or first.value.startswith(".."))
+            ):
+                found.append(first.value)
+    return found
+
+
+def test_emulator_modules_never_import_the_client() -> None:
     package = Path(aiportrait.emulator.__file__).parent
-    for source in package.glob("*.py"):
-        tree = ast.parse(source.read_text())
-        for node in tree.body:  # module level only; TYPE_CHECKING blocks are not executed
-            if isinstance(node, ast.ImportFrom):
-                module = "." * node.level + (node.module or "")
-                assert not module.startswith(".."), (source.name, module)
-                assert (
-                    node.level == 1
-                    or module.startswith("aiportrait.emulator")
-                    or not module.startswith("aiportrait")
-                ), (source.name, module)
-            elif isinstance(node, ast.Import):
-                for alias in node.names:
-                    name = alias.name
-                    assert not name.startswith("aiportrait") or name.startswith(
-                        "aiportrait.emulator"
-                    ), (source.name, name)
+    sources = sorted(package.glob("*.py"))
+    assert len(sources) > 10
+    assert {source.name: _client_imports(source) for source in sources} == {
+        source.name: [] for source in sources
+    }
+
+
+def test_the_client_check_sees_every_kind_of_import(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "import importlib\n"
+        "from typing import TYPE_CHECKING\n"
+        "from . import _wire\n"
+        "from aiportrait.emulator import _jobs\n"
+        "if TYPE_CHECKING:\n"
+        "    from aiportrait._session import Session\n"
+        "def f():\n"
+        "    import aiportrait._transport\n"
+        "    from .. import errors\n"
+        "    importlib.import_module('aiportrait.models')\n"
+        "    return __import__('aiportrait')\n"
+    )
+    assert _client_imports(sample) == [
+        "aiportrait._session",
+        "aiportrait._transport",
+        "..",
+        "aiportrait.models",
+        "aiportrait",
+    ]
 
 
 def test_synthetic_jobs_need_no_image_stack() -> None:
@@ -158,15 +202,24 @@ print([m for m in ('numpy', 'cv2', 'dlib') if m in sys.modules])
 
 
 async def test_session_binds_the_client(tmp_path: Path) -> None:
-    pytest.importorskip("aiportrait._session")
+    import aiportrait
+
     async with Emulator(app_id="a", token="t") as emu:
-        session = emu.session()
-        try:
-            assert session is not None
-        finally:
-            close = getattr(session, "aclose", None) or getattr(session, "close", None)
-            if close is not None:
-                await close()
+        async with emu.session(poll=aiportrait.PollPolicy(first=0.01)) as session:
+            assert isinstance(session, aiportrait.Session)  # registered by import aiportrait
+            job_id = emu.add_synthetic_job(0.0)
+            job = await session.get_job(job_id)
+            assert job.job_id == job_id
+
+
+def test_importing_the_client_loads_no_emulator_server() -> None:
+    code = (
+        "import sys, aiportrait; "
+        "print(sorted(m for m in sys.modules if m.startswith('aiportrait.emulator') "
+        "or m == 'aiohttp.web'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['aiportrait.emulator', 'aiportrait.emulator._clients']"
 
 
 async def test_emulator_lifecycle_and_temporary_data_dir() -> None:
