@@ -22,7 +22,6 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 import aiohttp
-import attrs
 
 from ._codec import encode_body
 from ._signing import authorization, redacted
@@ -114,21 +113,33 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, seconds)
 
 
-@attrs.frozen
 class Answer:
     """A successful envelope: its ``data``, request id and HTTP status.
 
     ``lifted`` holds the raw bytes of the string field named by ``call(lift=...)`` when it
-    could be cut out of the body before parsing (its value in ``data`` is then ``""``).
+    could be cut out of the body before parsing (its value in ``data`` is then ``""``);
+    ``image`` holds that field base64-decoded as it arrived (see :class:`StreamedString`).
+    A plain slotted class: one is built per call, and it is internal.
     """
 
-    data: Any
-    request_id: str
-    status: int
-    lifted: memoryview | None = attrs.field(default=None, repr=False)
-    image: bytes | None = attrs.field(default=None, repr=False)
-    """The string field named by ``call(lift=...)``, base64-decoded as it arrived (its value in
-    ``data`` is then ``""``); ``None`` when it was not (see :class:`StreamedString`)."""
+    __slots__ = ("data", "image", "lifted", "request_id", "status")
+
+    def __init__(
+        self,
+        data: Any,
+        request_id: str,
+        status: int,
+        lifted: memoryview | None = None,
+        image: bytes | None = None,
+    ) -> None:
+        self.data = data
+        self.request_id = request_id
+        self.status = status
+        self.lifted = lifted
+        self.image = image
+
+    def __repr__(self) -> str:
+        return f"Answer(data={self.data!r}, request_id={self.request_id!r}, status={self.status})"
 
 
 def lift_string(raw: bytes | bytearray, name: str) -> tuple[bytes | bytearray, memoryview | None]:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import enum
 import errno
-import html
 import os
-import secrets
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -246,6 +244,8 @@ def _rows(checks: tuple[ImageCheck, ...]) -> list[tuple[str, ...]]:
 
 def _table(caption: str, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
     """A small HTML table for notebooks (every cell escaped)."""
+    import html  # notebooks only: not loaded by ``import aiportrait``
+
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in rows
@@ -262,6 +262,8 @@ def _image_repr(value: bytes) -> str:
 
 def _new_temp(target: Path) -> tuple[int, Path]:
     """A new hidden file beside ``target``, open for writing, created with the umask's mode."""
+    import secrets  # saving only: not loaded by ``import aiportrait``
+
     flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_BINARY", 0)
     for _ in range(100):
         tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
