@@ -13,7 +13,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ._emulator import CREDENTIALS_FILE, DEFAULT_APP_ID, Emulator
+from ._credentials import CREDENTIALS_FILE
+from ._emulator import DEFAULT_APP_ID, Emulator
 from ._faults import Faults
 
 __all__ = ["DEFAULT_PORT", "build_parser", "main"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import secrets
 import shutil
 import tempfile
@@ -21,17 +20,16 @@ from aiohttp.http_exceptions import HttpProcessingError
 from ._app import build_app, media_file
 from ._auth import AppConfig, signature
 from ._clients import make_session
+from ._credentials import keep_credentials, kept_token
 from ._faults import Counters, FaultInjector, Faults
 from ._fetch import Fetcher, FetchPolicy, is_loopback_host
 from ._jobs import JobStore
 from ._service import TRAIN_PREPROCESS_FAILED, Service
 from ._work import Worker
 
-__all__ = ["CREDENTIALS_FILE", "DEFAULT_APP_ID", "Emulator"]
+__all__ = ["DEFAULT_APP_ID", "Emulator"]
 
 DEFAULT_APP_ID = "local-app"
-#: Where a kept data directory holds the default app's AppId and token (mode 0600).
-CREDENTIALS_FILE = "credentials.json"
 
 log = logging.getLogger("aiportrait.emulator")
 
@@ -106,7 +104,7 @@ class Emulator:
         self._app_id = app_id
         self._keep_token = token is None and data_dir is not None
         if token is None and data_dir is not None:
-            token = _kept_token(Path(data_dir), app_id)
+            token = kept_token(Path(data_dir), app_id)
         self._token = token if token is not None else secrets.token_hex(16)
         self._host = host
         self._port = port
@@ -145,7 +143,7 @@ class Emulator:
             self._data_dir = Path(tempfile.mkdtemp(prefix="aiportrait-emulator-"))
         self._data_dir.mkdir(parents=True, exist_ok=True)
         if self._keep_token:
-            _keep_credentials(self._data_dir, self._app_id, self._token)
+            keep_credentials(self._data_dir, self._app_id, self._token)
         worker = Worker(
             workers=self._workers,
             max_pixels=self._max_pixels,
@@ -378,34 +376,3 @@ class Emulator:
         if not parts.path.startswith("/media/"):
             return None
         return media_file(self._serve_dir, unquote(parts.path[len("/media/") :]))
-
-
-def _kept_token(data_dir: Path, app_id: str) -> str | None:
-    """The token kept in ``data_dir`` for ``app_id``, if there is a readable one."""
-    path = data_dir / CREDENTIALS_FILE
-    try:
-        kept = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        log.warning("ignoring unreadable %s (%s); a new token is made", path, type(exc).__name__)
-        return None
-    if not isinstance(kept, dict) or kept.get("app_id") != app_id:
-        return None
-    token = kept.get("token")
-    return token if isinstance(token, str) and token else None
-
-
-def _keep_credentials(data_dir: Path, app_id: str, token: str) -> None:
-    """Write ``credentials.json`` (mode 0600, replaced atomically) unless it already says this."""
-    path = data_dir / CREDENTIALS_FILE
-    if _kept_token(data_dir, app_id) == token:
-        os.chmod(path, 0o600)
-        return
-    temporary = path.with_name(f".{CREDENTIALS_FILE}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # in case a stale temporary file had other permissions
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        json.dump({"app_id": app_id, "token": token}, out)
-        out.write("\n")
-    os.replace(temporary, path)

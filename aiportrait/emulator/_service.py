@@ -19,11 +19,10 @@ import base64
 import functools
 import json
 import logging
-import re
 import time
 import uuid
-from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -32,13 +31,13 @@ from ._errors import BAD_BODY, INVALID_CREATE, ApiError
 from ._faults import Counters, FaultInjector
 from ._fetch import Fetched, Fetcher, FetchError, Unfetched, describe_url
 from ._jobs import JobStore
+from ._store import ModelStore
 from ._wire import (
     CREATE_XL,
     E462_NO_TEMPLATE,
     E462_PROMPTS,
     E462_ROOP_DECODE,
     E462_TEMPLATE_DECODE,
-    E500_FACE_ID_DECODE,
     JOB_FAILED,
     JOB_RUNNING,
     JOB_SUCCESS,
@@ -50,7 +49,6 @@ from ._work import PhotoVerdict, PixelBudget, Worker
 
 if TYPE_CHECKING:
     from ._faces import FaceModel
-    from ._scenes import SceneModel
 
 __all__ = [
     "MAX_IMAGES",
@@ -73,7 +71,6 @@ TRAIN_LORA_FAILED = "Failed to obtain Lora after training, please check the trai
 MAX_IMAGES = 100
 #: Downloads under way (or done and waiting for analysis) per call.
 FETCH_CONCURRENCY = 4
-_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 # Emulator choices for check and train bodies that are JSON but ask for too much or too little.
 TOO_MANY_IMAGES = (400, "PARAMETER_ERROR", f"too many images (at most {MAX_IMAGES} per call)")
@@ -150,8 +147,7 @@ class Service:
         self.counters = Counters()
         self.apps: dict[str, AppConfig] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._faces: OrderedDict[str, FaceModel] = OrderedDict()
-        self._scenes: OrderedDict[str, SceneModel] = OrderedDict()
+        self.models = ModelStore(data_dir, jobs, worker)
 
     async def close(self) -> None:
         """Cancel running trainings (they are marked failed on the next start)."""
@@ -286,14 +282,14 @@ class Service:
             if fail or not urls:
                 verdicts = await self._verdicts(urls) if urls else []
             elif scene:
-                directory = self.data_dir / "scenes" / job.model_id
+                directory = self.models.scene_dir(job.model_id)
                 photos = await self._each_photo(urls, self.worker.scene_photo)
                 verdicts, ok = await self.worker.run(
                     self.worker.train_scene, job.model_id, photos, prompts, directory
                 )
                 del photos
             else:
-                directory = self.data_dir / "models" / job.model_id
+                directory = self.models.face_dir(job.model_id)
                 examine = functools.partial(self.worker.examine, sample=True)
                 examined = await self._each_photo(urls, examine)
                 verdicts, ok = await self.worker.run(
@@ -370,8 +366,8 @@ class Service:
                 raise ApiError.create(E462_PROMPTS)
             if t2i and len(ids) > 1:
                 raise ApiError.of(INVALID_CREATE)
-            models = [await self._face_model(app, i) for i in ids]
-        scene = await self._scene(app, scene_id) if scene_id else None
+            models = [await self.models.face(app, i) for i in ids]
+        scene = await self.models.scene(app, scene_id) if scene_id else None
 
         reference = await self._fetch_image(reference_url, "reference photo", E462_ROOP_DECODE)
         template = None
@@ -399,40 +395,6 @@ class Service:
             raise ApiError.create(failure)
         return fetched.data
 
-    async def _face_model(self, app: AppConfig, model_id: str) -> FaceModel:
-        """Resolve a trained face model, with the documented error for each way it can fail.
-
-        Unknown id (or another app's, or a scene's): 462 "Prompts get error". Known but not
-        (successfully) trained: 462 "Roop image decode error ... trained or not". Stored but
-        unreadable: 500 "Face id image decode error".
-        """
-        job = self.jobs.model_job(model_id)
-        if job is not None and (job.app_id != app.app_id or job.scene):
-            raise ApiError.create(E462_PROMPTS)
-        if job is not None and job.state != JOB_SUCCESS:  # still training, or it failed
-            raise ApiError.create(E462_ROOP_DECODE)
-        if model_id not in self._faces and not _ID_RE.fullmatch(model_id):
-            raise ApiError.create(E462_PROMPTS)
-        missing = E462_ROOP_DECODE if job is not None else E462_PROMPTS
-        return await _load_cached(
-            self._faces, 64, model_id, self.data_dir / "models" / model_id,
-            lambda d: self.worker.run(Worker.load_face, d),
-            missing=missing, unreadable=E500_FACE_ID_DECODE,
-        )  # fmt: skip
-
-    async def _scene(self, app: AppConfig, scene_id: str) -> SceneModel:
-        """Resolve a trained scene (an unknown one is 462 "Prompts get error")."""
-        job = self.jobs.model_job(scene_id)
-        if job is not None and (job.app_id != app.app_id or not job.scene):
-            raise ApiError.create(E462_PROMPTS)
-        if scene_id not in self._scenes and not _ID_RE.fullmatch(scene_id):
-            raise ApiError.create(E462_PROMPTS)
-        return await _load_cached(
-            self._scenes, 16, scene_id, self.data_dir / "scenes" / scene_id,
-            lambda d: self.worker.run(Worker.load_scene, d),
-            missing=E462_PROMPTS, unreadable=E462_PROMPTS,
-        )  # fmt: skip
-
     # -- jobs -----------------------------------------------------------------------------------
 
     def job(self, app: AppConfig, job_id: int) -> dict[str, Any] | None:
@@ -448,35 +410,3 @@ class Service:
         self.counters.batch_polls += 1
         now = self.jobs.clock()
         return {"jobs": [j.to_wire(now, batch=True) for j in self.jobs.batch(batch_id, app.app_id)]}
-
-
-M = TypeVar("M")
-
-
-async def _load_cached(
-    cache: OrderedDict[str, M],
-    size: int,
-    key: str,
-    directory: Path,
-    load: Callable[[Path], Awaitable[M]],
-    *,
-    missing: str,
-    unreadable: str,
-) -> M:
-    """A stored model or scene through a small LRU cache, with the documented error when its
-    directory is ``missing`` or its files are ``unreadable``."""
-    cached = cache.get(key)
-    if cached is not None:
-        cache.move_to_end(key)
-        return cached
-    if not await asyncio.to_thread(directory.is_dir):
-        raise ApiError.create(missing)
-    try:
-        value = await load(directory)
-    except Exception:
-        log.exception("stored %s could not be loaded", directory)
-        raise ApiError.create(unreadable) from None
-    cache[key] = value
-    if len(cache) > size:
-        cache.popitem(last=False)
-    return value
