@@ -25,7 +25,6 @@ __all__ = [
     "check_signature",
     "identify",
     "signature",
-    "verify",
 ]
 
 # Emulator choice (undocumented upstream): a present X-Request-Time that is not a number or is
@@ -116,32 +115,3 @@ def check_signature(
             raise ApiError.of(REQUEST_TIME_ERROR) from None
         if not abs(now - sent_time) <= skew:  # also refuses nan
             raise ApiError.of(REQUEST_TIME_ERROR)
-
-
-def verify(
-    apps: Mapping[str, AppConfig],
-    *,
-    method: str,
-    path: str,
-    body: bytes,
-    authorization: str | None,
-    request_time: str | None,
-    now: float,
-    skew: float | None,
-) -> AppConfig:
-    """Return the app that signed this request, or raise :class:`ApiError`: both halves at once.
-
-    A missing or colon-less ``Authorization`` names no app, so it is "not found appid".
-    """
-    app, sent = identify(apps, authorization)
-    check_signature(
-        app,
-        sent,
-        method=method,
-        path=path,
-        body=body,
-        request_time=request_time,
-        now=now,
-        skew=skew,
-    )
-    return app

@@ -131,10 +131,6 @@ class Fetcher:
             await self._session.close()
             self._session = None
 
-    async def fetch(self, url: str) -> bytes:
-        """Return the bytes behind ``url`` or raise :class:`FetchError`."""
-        return (await self.fetch_source(url)).data
-
     async def fetch_source(self, url: str) -> Fetched:
         """Return the bytes behind ``url`` and their declared type, or raise :class:`FetchError`."""
         if not isinstance(url, str) or not url:

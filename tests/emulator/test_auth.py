@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from aiportrait.emulator._auth import REQUEST_TIME_ERROR, AppConfig, signature, verify
+from aiportrait.emulator._auth import (
+    REQUEST_TIME_ERROR,
+    AppConfig,
+    check_signature,
+    identify,
+    signature,
+)
 from aiportrait.emulator._errors import ApiError
 from aiportrait.emulator._wire import NOT_FOUND_APPID, SIGN_ERROR
 
@@ -45,6 +51,27 @@ VECTORS = [
         "5f82498ebf24c46f4981e4d6db7a22baae7199fb0bd1d555b8bcbc2568d76168",
     ),
 ]
+
+
+def verify(
+    apps: dict[str, AppConfig],
+    *,
+    method: str,
+    path: str,
+    body: bytes,
+    authorization: str | None,
+    request_time: str | None,
+    now: float,
+    skew: float | None,
+) -> AppConfig:
+    """Both halves of the gateway's check, as it runs them: the app named by the header, then
+    the signature over the body and the request time."""
+    app, sent = identify(apps, authorization)
+    check_signature(
+        app, sent, method=method, path=path, body=body, request_time=request_time, now=now,
+        skew=skew,
+    )  # fmt: skip
+    return app
 
 
 @pytest.mark.parametrize(("method", "path", "body", "expected"), VECTORS)
