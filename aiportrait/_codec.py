@@ -127,6 +127,8 @@ def encode_body(payload: Mapping[str, Any]) -> bytes:
 
 
 def _mapping(value: Any, what: str) -> Mapping[str, Any]:
+    if type(value) is dict:  # what JSON gives: no trip through the Mapping ABC
+        return value
     if not isinstance(value, Mapping):
         raise MalformedResponse(f"{what} is not a JSON object but {type(value).__name__}")
     return value

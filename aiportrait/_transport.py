@@ -48,6 +48,9 @@ DEFAULT_TIMEOUT: Final = aiohttp.ClientTimeout(
 
 DEFAULT_MAX_RESPONSE_BYTES: Final = 64 * 1024 * 1024
 
+_SMALL: Final = 64 * 1024
+"""An answer of at most this many bytes (and not compressed) is read in one go."""
+
 _NO_BODY_HEADERS: Final = ("Content-Type",)
 """A request without a body carries no Content-Type (the Go SDK's job and batch queries)."""
 
@@ -502,7 +505,16 @@ class Transport:
                     raw = streamed[0]
                 else:
                     streamed = None
-                    raw = await self._read(resp, method, path)
+                    declared = resp.content_length
+                    if (
+                        declared is not None
+                        and declared <= _SMALL
+                        and declared <= self.max_response_bytes
+                        and "Content-Encoding" not in resp.headers
+                    ):
+                        raw = await resp.read()  # the usual small answer: one read
+                    else:
+                        raw = await self._read(resp, method, path)
                 header = resp.headers.get("Retry-After")
                 retry_after = parse_retry_after(header) if header else None
         except aiohttp.ConnectionTimeoutError:
@@ -529,7 +541,6 @@ class Transport:
             raise ConnectError(
                 f"{method} {path}: {type(exc).__name__}: {_safe(exc)}", method=method, path=path
             ) from None
-        elapsed = time.monotonic() - started
         answer = self._answer(status, raw, method, path, retry_after, lift, streamed=streamed)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
@@ -537,7 +548,7 @@ class Transport:
                 method,
                 path,
                 status,
-                elapsed,
+                time.monotonic() - started,
                 answer.request_id,
                 extra={"request_id": answer.request_id, "http_status": status},
             )
@@ -554,7 +565,7 @@ class Transport:
                 status=resp.status,
             )
         compressed = "Content-Encoding" in resp.headers
-        if declared is not None and declared <= 64 * 1024 and not compressed:
+        if declared is not None and declared <= _SMALL and not compressed:
             return await resp.read()  # the common small answer: one read, no buffer juggling
         if declared is not None and not compressed:
             # One buffer of the final size: no growth, no second copy.
