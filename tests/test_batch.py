@@ -7,14 +7,13 @@ import base64
 import io
 import json
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import anyio
 import pytest
-from aiohttp import web
 
 import aiportrait
 from aiportrait import (
@@ -29,6 +28,7 @@ from aiportrait import (
 )
 from aiportrait._journal import Journal, key_text
 from aiportrait.emulator import Emulator
+from tests._mock import Arrival, Fake, until
 
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
@@ -37,51 +37,67 @@ FAST = PollPolicy(first=0.01, growth=0.5, cap=0.04, jitter=0.0, timeout=20.0)
 
 
 class Creator:
-    """A loopback create endpoint: the template URL's query sets the delay and failure."""
+    """Answers creates through the fake; the template URL's query says how (orderings, no times).
 
-    def __init__(self) -> None:
-        self.active = 0
-        self.peak = 0
+    ``fail``: a 462 (no face in the template); ``hold``: answered once :meth:`release` is
+    called; ``hang``: never answered (until the call is cancelled); ``after=N``: answered once
+    N requests have arrived. Without ``full``, the others are answered at once; with
+    ``full = (n, total)`` only once n requests are in flight together (the limiter is full)
+    or all ``total`` have arrived.
+    """
+
+    def __init__(self, fake: Fake) -> None:
+        self.fake = fake
         self.templates: list[str] = []
-        self.finished = 0
         self.gate: asyncio.Event | None = None  # when set, every answer waits for it
+        self.full: tuple[int, int] | None = None
+        self._held = asyncio.Event()
+        self._changed = asyncio.Event()
 
-    async def create(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        template = body["template_image"]
+    @property
+    def peak(self) -> int:
+        """The most creates in flight at once."""
+        return self.fake.peak
+
+    def release(self) -> None:
+        """Answer the ``hold`` items."""
+        self._held.set()
+
+    async def _until(self, condition: Any) -> None:
+        while not condition():
+            await self._changed.wait()  # until the next arrival
+
+    async def create(self, arrival: Arrival) -> Any:
+        template = arrival.json["template_image"]
         self.templates.append(template)
+        self._changed.set()  # an arrival: the conditions below may hold now
+        self._changed = asyncio.Event()
         query = parse_qs(urlsplit(template).query)
-        self.active += 1
-        self.peak = max(self.peak, self.active)
-        try:
-            if self.gate is not None:
-                await self.gate.wait()
-            # until=N: answer only once N other answers have gone (an ordering, not a time).
-            while self.finished < int(query.get("until", ["0"])[0]):  # noqa: ASYNC110
-                await asyncio.sleep(0.005)
-            await asyncio.sleep(float(query.get("delay", ["0.02"])[0]))
-        finally:
-            self.active -= 1
-        self.finished += 1
+        if self.gate is not None:
+            await self.gate.wait()
+        if "hold" in query:
+            await self._held.wait()
+        if "hang" in query:
+            await asyncio.Event().wait()
+        if "after" in query:
+            count = int(query["after"][0])
+            await self._until(lambda: len(self.templates) >= count)
+        elif self.full is not None:
+            n, total = self.full
+            await self._until(lambda: self.fake.active >= n or len(self.templates) >= total)
         if "fail" in query:
             message = "There is not face in template. Please Give a new template."
-            return web.json_response({"code": "error", "message": message}, status=462)
+            return (462, {}, {"code": "error", "message": message})
         data = {"image": base64.b64encode(PNG).decode(), "cost_time": 0.1}
-        return web.json_response({"request_id": "r", "code": "OK", "data": data})
+        return (200, {}, {"request_id": "r", "code": "OK", "data": data})
 
 
 @pytest.fixture
-async def creator() -> AsyncIterator[tuple[Creator, str]]:
-    state = Creator()
-    app = web.Application()
-    app.router.add_post("/api/v1/aigc_images/create", state.create)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)  # answers held back are dropped
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield state, f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+def creator() -> Iterator[tuple[Creator, str]]:
+    with Fake() as fake:
+        state = Creator(fake)
+        fake.routes["/api/v1/aigc_images/create"] = state.create
+        yield state, fake.url
 
 
 def _tpl(i: int, **query: Any) -> str:
@@ -101,15 +117,21 @@ def _client_tasks() -> set[asyncio.Task[Any]]:
 async def test_outcomes_in_completion_order_and_errors_do_not_stop(
     creator: tuple[Creator, str],
 ) -> None:
-    _, url = creator
+    state, url = creator
+    # k0 comes first but is answered only after every other item came back.
     requests = {
-        f"k{i}": CreateRequest("m", _tpl(i, delay=0.3 if i == 0 else 0.02)) for i in range(6)
+        f"k{i}": CreateRequest("m", _tpl(i, hold=1) if i == 0 else _tpl(i)) for i in range(6)
     }
     requests["bad"] = CreateRequest("m", _tpl(99, fail=1))
+    outcomes: list[Outcome[Any, aiportrait.Portrait]] = []
     async with Session(url, "a", "t") as session:
-        outcomes = await session.create_many(requests, limit=3).collect()
+        with anyio.fail_after(120):  # outcomes in input order would wait for k0 for ever
+            async for outcome in session.create_many(requests, limit=3):
+                outcomes.append(outcome)
+                if len(outcomes) == len(requests) - 1:
+                    state.release()
     assert {o.key for o in outcomes} == set(requests)
-    assert outcomes[-1].key == "k0"  # the slow one ends last
+    assert outcomes[-1].key == "k0"  # the held one ends last
     bad = next(o for o in outcomes if o.key == "bad")
     assert isinstance(bad.error, aiportrait.NoFaceInTemplate)
     assert bad.request is requests["bad"]
@@ -123,12 +145,18 @@ async def test_outcomes_in_completion_order_and_errors_do_not_stop(
 
 async def test_the_limiter_stays_full(creator: tuple[Creator, str]) -> None:
     state, url = creator
-    # The first item is answered only after the 24 others: with head-of-line blocking (a
-    # worker or a chunk waiting for it) the batch could never end.
-    requests = [CreateRequest("m", _tpl(i, until=24) if i == 0 else _tpl(i)) for i in range(25)]
+    # The first item is answered only after the 24 others came back, and each other one only
+    # while 4 are in flight: with head-of-line blocking (a worker or a chunk waiting for the
+    # first) the batch could never end.
+    state.full = (4, 25)
+    requests = [CreateRequest("m", _tpl(i, hold=1) if i == 0 else _tpl(i)) for i in range(25)]
+    outcomes = []
     async with Session(url, "a", "t", max_in_flight=8, max_creations=8) as session:
         with anyio.fail_after(120):
-            outcomes = await session.create_many(requests, limit=4).collect()
+            async for outcome in session.create_many(requests, limit=4):
+                outcomes.append(outcome)
+                if len(outcomes) == 24:
+                    state.release()
     assert all(o.ok for o in outcomes)
     assert state.peak == 4
     assert [o.key for o in outcomes][-1] == 0
@@ -136,32 +164,39 @@ async def test_the_limiter_stays_full(creator: tuple[Creator, str]) -> None:
 
 async def test_fail_fast_raises_and_cancels_the_rest(creator: tuple[Creator, str]) -> None:
     state, url = creator
-    requests = [CreateRequest("m", _tpl(0, fail=1, delay=0.01))]
-    requests += [CreateRequest("m", _tpl(i, delay=3600)) for i in range(1, 10)]
+    # The failure comes once 4 creates are in flight; the others would never be answered.
+    requests = [CreateRequest("m", _tpl(0, fail=1, after=4))]
+    requests += [CreateRequest("m", _tpl(i, hang=1)) for i in range(1, 10)]
     before = _client_tasks()
     async with Session(url, "a", "t") as session:
-        # The others would take an hour: only cancelling them ends the batch in time.
+        # Only cancelling the others ends the batch.
         with anyio.fail_after(120), pytest.raises(aiportrait.NoFaceInTemplate):
             async for _ in session.create_many(requests, limit=4, fail_fast=True):
                 pass
     await asyncio.sleep(0)
     assert _client_tasks() <= before
     assert len(state.templates) == 4
+    assert state.fake.cancelled == 3  # the creates in flight were cut
 
 
 async def test_leaving_early_cancels_the_rest(creator: tuple[Creator, str]) -> None:
     state, url = creator
-    requests = [CreateRequest("m", _tpl(i, delay=0.02 if i < 2 else 0.3)) for i in range(20)]
+    # Two answers come at once; the other creates, once sent, are never answered.
+    requests = [CreateRequest("m", _tpl(i) if i < 2 else _tpl(i, hang=1)) for i in range(20)]
     before = _client_tasks()
     async with Session(url, "a", "t") as session:
-        async with session.create_many(requests, limit=4) as outcomes:
-            async for outcome in outcomes:
-                assert outcome.ok
-                break
-        # Requests already on the wire may still land; a batch that went on would send 20.
-        # A slow machine only lowers the count, so the bound holds whatever the speed.
-        await asyncio.sleep(0.5)
-    assert len(state.templates) <= 6  # 2 done + at most 4 in flight, none after
+        with anyio.fail_after(120):
+            async with session.create_many(requests, limit=4) as outcomes:
+                async for outcome in outcomes:
+                    assert outcome.ok
+                    break
+        sent = len(state.templates)
+        for _ in range(100):  # a batch that went on would have the loop to go on with
+            await asyncio.sleep(0)
+        assert len(state.templates) == sent
+    assert sent <= 6  # 2 done + at most 4 in flight, none after
+    assert state.fake.active == 0  # the creates in flight were cut
+    assert state.fake.cancelled == sent - state.fake.answered
     assert _client_tasks() <= before
 
 
@@ -320,15 +355,6 @@ def test_outcome_helpers() -> None:
 # -- the journal: ownership, keys, what "unknown" means, missing files, bad rows -------------------
 
 
-async def _until(condition: Any, what: str) -> None:
-    """Wait (polling, no fixed sleep) until ``condition()`` holds."""
-    for _ in range(3000):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"never happened: {what}")
-
-
 async def test_second_batch_on_a_journal_in_use_is_refused(
     creator: tuple[Creator, str], tmp_path: Path
 ) -> None:
@@ -377,7 +403,7 @@ async def test_items_waiting_for_a_slot_are_new_on_a_rerun(
         running = asyncio.create_task(
             session.create_many(requests, journal=journal, limit=3).collect()
         )
-        await _until(
+        await until(
             lambda: len(state.templates) == 1 and limiter.statistics().tasks_waiting == 2,
             "one request on the wire, two items waiting for the slot",
         )
@@ -398,11 +424,16 @@ async def test_one_key_twice_in_a_batch_is_sent_once(
     creator: tuple[Creator, str], tmp_path: Path
 ) -> None:
     state, url = creator
-    request = CreateRequest("m", _tpl(1, delay=0.2))
+    request = CreateRequest("m", _tpl(1, hold=1))  # in flight until the other item is refused
+    outcomes = []
     async with Session(url, "a", "t") as session:
-        outcomes = await session.create_many(
+        batch = session.create_many(
             [("k", request), ("k", request)], journal=tmp_path / "j.sqlite", limit=2
-        ).collect()
+        )
+        with anyio.fail_after(120):
+            async for outcome in batch:
+                outcomes.append(outcome)
+                state.release()
     assert len(state.templates) == 1
     assert sorted(o.ok for o in outcomes) == [False, True]
     (twice,) = [o for o in outcomes if not o.ok]
@@ -493,18 +524,16 @@ def test_job_ids_beyond_int32_are_malformed() -> None:
 async def test_a_job_id_beyond_int32_leaves_that_item_unknown_and_the_batch_goes_on(
     tmp_path: Path,
 ) -> None:
-    from tests._scripted import Scripted
-
     huge = {"code": "OK", "data": {"job_id": 10**30, "model_id": "m-1"}}
     fine = {"code": "OK", "data": {"job_id": 7, "model_id": "m-2"}}
     journal = tmp_path / "j.sqlite"
     sets = [("x", ["https://x/1.jpg"]), ("y", ["https://x/2.jpg"])]
-    async with Scripted([(200, {}, huge)], ok=fine) as server:
-        async with Session(server.url, "a", "t") as session:
+    with Fake([(200, {}, huge)], ok=fine) as fake:
+        async with Session(fake.url, "a", "t") as session:
             outcomes = {o.key: o for o in await session.train_many(
                 sets, journal=journal, limit=1, wait=False
             ).collect()}  # fmt: skip
     assert isinstance(outcomes["x"].error, aiportrait.SubmitOutcomeUnknown)
     assert outcomes["y"].value == aiportrait.TrainJob(7, "m-2")
     assert Journal(journal, lock=False).counts("train") == {"submitting": 1, "submitted": 1}
-    assert len(server.requests) == 2
+    assert len(fake.requests) == 2

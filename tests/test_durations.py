@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from aiohttp import web
 
 import aiportrait
 from aiportrait import JobState, PollPolicy, Session
 from aiportrait._durations import MIN_SEEN, Durations
 from aiportrait.testing import VirtualClock
+from tests._mock import Arrival, Fake
 
 PHOTOS = [f"https://x/{i}.jpg" for i in range(5)]
 
@@ -28,35 +29,26 @@ class Trainer:
         self.ids = itertools.count(1)
         self.polls = 0
 
-    async def train(self, request: web.Request) -> web.Response:
+    def train(self, arrival: Arrival) -> Any:
         job_id = next(self.ids)
         self.jobs[job_id] = self.clock.time
-        return web.json_response(
-            {"code": "OK", "data": {"job_id": job_id, "model_id": f"m{job_id}"}}
-        )
+        return (200, {}, {"code": "OK", "data": {"job_id": job_id, "model_id": f"m{job_id}"}})
 
-    async def job(self, request: web.Request) -> web.Response:
+    def job(self, arrival: Arrival) -> Any:
         self.polls += 1
-        started = self.jobs[int(request.match_info["id"])]
+        started = self.jobs[int(arrival.path.rsplit("/", 1)[1])]
         done = self.clock.time - started >= self.seconds
         result = json.dumps({"model_id": "m", "cost_time": self.seconds, "states": []})
         job = {"state": 2, "result": result} if done else {"state": 1}
-        return web.json_response({"code": "OK", "data": {"job": job}})
+        return (200, {}, {"code": "OK", "data": {"job": job}})
 
 
 @pytest.fixture
-async def trainer(aiportrait_instant_waits: VirtualClock) -> AsyncIterator[tuple[Trainer, str]]:
+def trainer(aiportrait_instant_waits: VirtualClock) -> Iterator[tuple[Trainer, str]]:
     state = Trainer(aiportrait_instant_waits, 60.0)
-    app = web.Application()
-    app.router.add_post("/api/v1/aigc_images/train", state.train)
-    app.router.add_post("/api/v1/async_jobs/{id}", state.job)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield state, f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+    routes = {"/api/v1/aigc_images/train": state.train, "/api/v1/async_jobs/": state.job}
+    with Fake(routes=routes) as fake:
+        yield state, fake.url
 
 
 async def _train_and_watch(session: Session, clock: VirtualClock) -> tuple[list[object], float]:

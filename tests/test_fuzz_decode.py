@@ -6,12 +6,22 @@ import contextlib
 import json
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import aiportrait
-from aiportrait._codec import decode_batch, decode_check, decode_job, decode_portrait, decode_train
+from aiportrait import RetryPolicy, Session
+from aiportrait._codec import (
+    decode_batch,
+    decode_check,
+    decode_job,
+    decode_portrait,
+    decode_train,
+    parse_train_result,
+)
 from aiportrait._transport import Transport
+from tests._mock import Fake
 
 TRANSPORT = Transport("h.example", "a", "t")
 JSON = st.recursive(
@@ -97,3 +107,12 @@ def test_lifted_image_equals_parsed_image() -> None:
         decode_portrait(answer.data, "r").image
         == decode_portrait({"image": "aGVs/bG8="}, "r").image
     )
+
+
+async def test_deep_json_and_odd_states_stay_in_the_tree() -> None:
+    deep = b"[" * 100_000
+    with Fake([(200, {}, deep)] * 4) as fake:
+        async with Session(fake.url, "a", "t", retry=RetryPolicy.NEVER) as session:
+            with pytest.raises(aiportrait.MalformedResponse):
+                await session.get_job(1)
+    assert parse_train_result('{"model_id": "m", "states": 5}') == aiportrait.TrainResult("m")

@@ -11,7 +11,7 @@ import aiportrait
 from aiportrait import RetryPolicy, Session
 from aiportrait.hooks import AnswerReceived, RequestSent, RetryScheduled
 from aiportrait.testing import VirtualClock
-from tests._scripted import OK_JOB, Scripted
+from tests._mock import Fake
 
 PATH = "/api/v1/async_jobs/1"
 
@@ -25,8 +25,8 @@ async def test_hooks_see_each_try_its_answer_and_the_retry(
         events.append(("async", type(event).__name__))
 
     error = (500, {}, {"code": "InternalError", "message": "boom"})
-    async with Scripted([error], ok=OK_JOB) as server:
-        async with Session(server.url, "a", "t", hooks=[events.append, async_hook]) as session:
+    with Fake([error]) as fake:
+        async with Session(fake.url, "a", "t", hooks=[events.append, async_hook]) as session:
             await session.get_job(1)
     mine = [e for e in events if not isinstance(e, tuple)]
     assert [type(e) for e in mine] == [
@@ -49,8 +49,8 @@ async def test_a_hook_that_raises_never_breaks_a_call(caplog: pytest.LogCaptureF
         calls.append(type(event).__name__)
         raise RuntimeError("my metrics backend is down")
 
-    async with Scripted([], ok=OK_JOB) as server:
-        async with Session(server.url, "a", "t", hooks=[broken]) as session:
+    with Fake() as fake:
+        async with Session(fake.url, "a", "t", hooks=[broken]) as session:
             with caplog.at_level(logging.WARNING, "aiportrait"):
                 assert (await session.get_job(1)).state is aiportrait.JobState.RUNNING
                 await session.get_job(1)
@@ -66,8 +66,8 @@ async def test_global_hooks_see_every_session_and_can_be_removed() -> None:
 
     aiportrait.hooks.add_hook(hook)
     try:
-        async with Scripted([], ok=OK_JOB) as server:
-            async with Session(server.url, "a", "t", retry=RetryPolicy.NEVER) as session:
+        with Fake() as fake:
+            async with Session(fake.url, "a", "t", retry=RetryPolicy.NEVER) as session:
                 await session.get_job(1)
     finally:
         aiportrait.hooks.remove_hook(hook)

@@ -1,4 +1,5 @@
-"""The batch journal on its own: ownership, atomic claims, typed keys, file stems, bad files."""
+"""The batch journal: ownership, atomic claims, typed keys, file stems, bad files; and what a
+batch keeps in it (one file per key, ambiguous items kept, items never sent forgotten)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from pathlib import Path
 import pytest
 
 import aiportrait
-from aiportrait import _journal, _lockfile
+from aiportrait import CreateRequest, RetryPolicy, Session, TrainRequest, _journal, _lockfile
 from aiportrait._journal import Journal, key_text
 from aiportrait._runner import file_stem
+from tests._mock import OK_IMAGE, TIMEOUT, Fake
+from tests._server import closed_url
 
 HOLD = """
 import sys
@@ -217,3 +220,46 @@ def test_a_journal_of_another_format_is_refused(tmp_path: Path) -> None:
                    " VALUES ('create', '1', 'fp', 'submitting', 0)")  # fmt: skip
     with pytest.raises(aiportrait.JournalError, match="another version"):
         Journal(path)
+
+
+# -- what a batch keeps in its journal ----------------------------------------------------------
+
+
+async def test_dotted_and_prefixed_keys_keep_their_own_files(tmp_path: Path) -> None:
+    journal = tmp_path / "j.sqlite"
+    requests = {
+        "alice.smith": CreateRequest("m", "https://t/1.jpg"),
+        "a": CreateRequest("m", "https://t/2.jpg"),
+        "a.v2": CreateRequest("m", "https://t/3.jpg"),
+    }
+    with Fake(ok=OK_IMAGE) as fake:
+        async with Session(fake.url, "a", "t") as session:
+            first = await session.create_many(requests, journal=journal).collect()
+            again = await session.create_many(requests, journal=journal).collect()
+    assert len(fake.requests) == 3  # the re-run created nothing
+    paths = {o.key: o.path for o in first}
+    assert {p.name for p in paths.values() if p} == {"alice.smith.png", "a.png", "a.v2.png"}
+    assert all(o.resumed and o.path == paths[o.key] for o in again)
+
+
+async def test_journal_keeps_ambiguous_items_and_forgets_unsent_ones(tmp_path: Path) -> None:
+    journal = tmp_path / "j.sqlite"
+    request = TrainRequest(["https://x/a.jpg"])
+    with Fake([TIMEOUT]) as fake:  # sent, then no answer in time: it may have run
+        async with Session(fake.url, "a", "t") as session:
+            (first,) = await session.train_many([request], journal=journal).collect()
+            assert isinstance(first.error, aiportrait.SubmitOutcomeUnknown)
+            assert Journal(journal).counts("train") == {"submitting": 1}
+            # retry_failed does not touch it: it is not a failure, it is unknown.
+            again = session.train_many([request], journal=journal, retry_failed=True)
+            (second,) = await again.collect()
+            assert isinstance(second.error, aiportrait.SubmitOutcomeUnknown)
+            assert second.error.request == request
+            assert len(fake.requests) == 1
+    refused = Session(await closed_url(), "a", "t", retry=RetryPolicy.NEVER)
+    (third,) = await refused.create_many(
+        [CreateRequest("m", "https://t/x.jpg")], journal=tmp_path / "k.sqlite"
+    ).collect()
+    await refused.aclose()
+    assert isinstance(third.error, aiportrait.ConnectError)
+    assert Journal(tmp_path / "k.sqlite").counts() == {}  # never left: nothing to remember

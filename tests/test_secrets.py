@@ -138,20 +138,28 @@ def _rendered_with_locals(exc: BaseException) -> str:
 
 async def test_a_failed_calls_traceback_with_locals_holds_no_signature_or_token() -> None:
     from aiportrait._signing import sign
-    from tests._scripted import Scripted
+    from tests._mock import Fake
 
     error = (500, {}, {"code": "InternalError", "message": "boom"})
-    async with Scripted([error], ok={"code": "OK", "data": {}}) as server:
-        async with Session(server.url, "app", TOKEN, retry=aiportrait.RetryPolicy.NEVER) as s:
+    with Fake([error]) as fake:
+        async with Session(fake.url, "app", TOKEN, retry=aiportrait.RetryPolicy.NEVER) as s:
             with pytest.raises(aiportrait.SubmitOutcomeUnknown) as info:
                 await s.train(["https://x/a.jpg"])
-            body = server.requests[0][2]
+            body = fake.requests[0].body
     text = _rendered_with_locals(info.value)
     signature = sign(TOKEN, "POST", "/api/v1/aigc_images/train", body)
     assert "headers" in text  # the frame that built the request is rendered, with its locals
     assert signature not in text
     assert TOKEN not in text
     assert "<redacted>" in text
+
+
+def test_sessions_do_not_pickle_and_hosts_carry_no_credentials() -> None:
+    session = Session("h.example", "a", "secret-token")
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(session)
+    with pytest.raises(aiportrait.InvalidArgument, match="credentials"):
+        Session("https://user:pass@h.example", "a", "t")
 
 
 def test_a_constructor_error_with_locals_holds_no_token_and_repr_never_raises() -> None:

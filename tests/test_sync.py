@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import aiportrait
 from aiportrait import CheckReport, CheckVerdict, ImageCheck, PollPolicy, TrainResult, sync
+from tests._mock import OK_IMAGE, Arrival, Fake, hang
 
 FAST = PollPolicy(first=0.02, cap=0.05, jitter=0.0, timeout=30)
 
@@ -60,6 +64,43 @@ def test_sync_from_env_and_close_twice() -> None:
         session.get_job(1)
     session.close()
     session.close()
+
+
+def test_leaving_a_sync_batch_stops_it() -> None:
+    def create(arrival: Arrival) -> Any:
+        # The first create is answered at once; the others, once sent, are never answered.
+        return (200, {}, OK_IMAGE) if len(fake.requests) == 1 else hang
+
+    with Fake(routes={"/api/v1/aigc_images/create": create}) as fake:
+        with sync.Session(fake.url, "a", "t") as session:
+            requests = [aiportrait.CreateRequest("m", f"https://t/{i}.jpg") for i in range(20)]
+            for _ in session.create_many(requests, limit=2):
+                break
+            # Leaving the loop stops the batch in the background loop: its creates in flight
+            # are cut (they are never answered: a batch that went on would hold them for ever).
+            _wait_until(lambda: fake.active == 0)
+            sent = len(fake.requests)
+            assert fake.cancelled == sent - 1
+            assert session.get_job(1).state is aiportrait.JobState.RUNNING  # still usable
+    assert sent <= 3  # 1 done + 2 in flight at most
+    assert fake.paths().count("/api/v1/aigc_images/create") == sent  # none went after
+
+
+def _wait_until(condition: Any, seconds: float = 30.0) -> None:
+    """Poll ``condition()`` (no fixed sleep); fail if it does not hold within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.005)
+
+
+def test_a_failed_sync_constructor_leaves_no_thread() -> None:
+    before = set(threading.enumerate())
+    for _ in range(3):
+        with pytest.raises(aiportrait.InvalidArgument):
+            sync.Session("ftp://x", "a", "t")
+    # A thread left running would stay for ever; one that is ending goes within moments.
+    _wait_until(lambda: set(threading.enumerate()) <= before)
 
 
 def test_notebook_tables_escape_and_summarise() -> None:

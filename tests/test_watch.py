@@ -1,4 +1,4 @@
-"""The job watcher, waits with deadlines, the session limiters and the shared 429 cool-down."""
+"""The job watcher: one update per state change, waits with deadlines, the polling schedule."""
 
 from __future__ import annotations
 
@@ -6,21 +6,18 @@ import asyncio
 import itertools
 import json
 import random
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import anyio
 import attrs
 import pytest
-from aiohttp import web
 
 import aiportrait
 from aiportrait import JobState, PollPolicy, RetryPolicy, Session, TrainJob
 from aiportrait.emulator import Emulator, Faults
 from aiportrait.testing import VirtualClock
-from tests._scripted import Scripted
+from tests._mock import Fake
 
 FAST = PollPolicy(first=0.01, growth=0.5, cap=0.04, jitter=0.0, timeout=10.0)
 
@@ -211,11 +208,11 @@ _500 = (500, {}, {"code": "InternalError", "message": "boom"})
 async def test_each_poll_is_one_request_and_polls_count_requests(
     aiportrait_instant_waits: VirtualClock,
 ) -> None:
-    async with Scripted([_500] * 5, ok=_SUCCESS) as server:
-        async with Session(server.url, "a", "t", poll=FAST) as session:
+    with Fake([_500] * 5, ok=_SUCCESS) as fake:
+        async with Session(fake.url, "a", "t", poll=FAST) as session:
             watch = session.watch(1)
             updates = [u async for u in watch]
-    assert len(server.requests) == 6  # no second retry layer under the watcher
+    assert len(fake.requests) == 6  # no second retry layer under the watcher
     assert updates[-1].polls == 6 == watch.polls
     assert watch.failures == 5
     assert watch.consecutive_failures == 0 and watch.last_error is None
@@ -226,12 +223,12 @@ async def test_a_retry_after_beyond_the_cap_ends_a_watch_at_once(
     aiportrait_instant_waits: VirtualClock, deadline: float | None
 ) -> None:
     throttled = (429, {"Retry-After": "999999"}, {"code": "Throttling", "message": "slow"})
-    async with Scripted([throttled], ok=_SUCCESS) as server:
-        async with Session(server.url, "a", "t", poll=FAST) as session:
+    with Fake([throttled], ok=_SUCCESS) as fake:
+        async with Session(fake.url, "a", "t", poll=FAST) as session:
             with pytest.raises(aiportrait.RateLimited) as info:
                 await session.wait(1, poll=attrs.evolve(FAST, timeout=deadline))
     assert info.value.retry_after == 999999
-    assert len(server.requests) == 1
+    assert len(fake.requests) == 1
     assert max(aiportrait_instant_waits.slept, default=0.0) <= RetryPolicy().max_retry_after
 
 
@@ -239,105 +236,23 @@ async def test_a_retry_after_within_the_cap_delays_the_next_poll(
     aiportrait_instant_waits: VirtualClock,
 ) -> None:
     throttled = (429, {"Retry-After": "50"}, {"code": "Throttling", "message": "slow"})
-    async with Scripted([throttled], ok=_SUCCESS) as server:
-        async with Session(server.url, "a", "t", poll=FAST) as session:
+    with Fake([throttled], ok=_SUCCESS) as fake:
+        async with Session(fake.url, "a", "t", poll=FAST) as session:
             result = await session.wait(1, timeout=600)
     assert result.model_id == "m-1"
-    assert len(server.requests) == 2
+    assert len(fake.requests) == 2
     assert aiportrait_instant_waits.time >= 50
 
 
 async def test_a_deadline_that_ends_failing_polls_keeps_the_last_failure(
     aiportrait_instant_waits: VirtualClock,
 ) -> None:
-    async with Scripted([_500] * 1000, ok=_SUCCESS) as server:
-        async with Session(server.url, "a", "t", poll=FAST) as session:
+    with Fake([_500] * 1000, ok=_SUCCESS) as fake:
+        async with Session(fake.url, "a", "t", poll=FAST) as session:
             watch = session.watch(1, timeout=5)
             with pytest.raises(aiportrait.JobTimeout) as info:
                 async for _ in watch:
                     pass
     assert isinstance(info.value.__cause__, aiportrait.ServerError)
-    assert watch.consecutive_failures == watch.polls == len(server.requests)
+    assert watch.consecutive_failures == watch.polls == len(fake.requests)
     assert isinstance(watch.last_error, aiportrait.ServerError)
-
-
-# -- limiters and the shared cool-down ---------------------------------------------------------
-
-
-class Probe:
-    """A loopback server that records concurrency and arrival times."""
-
-    def __init__(self, delay: float = 0.05, first_429: float | None = None) -> None:
-        self.delay = delay
-        self.first_429 = first_429
-        self.active = 0
-        self.peak = 0
-        self.arrivals: list[float] = []
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.arrivals.append(time.monotonic())
-        if self.first_429 is not None and len(self.arrivals) == 1:
-            return web.json_response(
-                {"code": "Throttling", "message": "slow down"},
-                status=429,
-                headers={"Retry-After": str(self.first_429)},
-            )
-        self.active += 1
-        self.peak = max(self.peak, self.active)
-        await asyncio.sleep(self.delay)
-        self.active -= 1
-        job = {"state": 1, "message": "", "app_id": "a"}
-        return web.json_response({"code": "OK", "data": {"job": job}})
-
-
-async def _serve(probe: Probe) -> tuple[web.AppRunner, str]:
-    app = web.Application()
-    app.router.add_post("/api/v1/async_jobs/{id}", probe.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
-
-
-async def test_max_in_flight_bounds_concurrent_calls() -> None:
-    probe = Probe(delay=0.05)
-    runner, url = await _serve(probe)
-    try:
-        connector = aiohttp.TCPConnector(limit=100)
-        async with (
-            aiohttp.ClientSession(connector=connector) as client,
-            Session(url, "a", "t", session=client, max_in_flight=3) as session,
-        ):
-            await asyncio.gather(*(session.get_job(i) for i in range(12)))
-        assert probe.peak == 3
-    finally:
-        await runner.cleanup()
-
-
-async def test_a_429_pauses_every_task_of_the_session() -> None:
-    probe = Probe(delay=0.0, first_429=0.4)
-    runner, url = await _serve(probe)
-    try:
-        async with Session(url, "a", "t") as session:
-            first = asyncio.create_task(session.get_job(1))
-            # Until the 429 has come back and the cool-down is on (polling, no fixed sleep).
-            while session.limits.cooldown.remaining == 0 and not first.done():  # noqa: ASYNC110
-                await asyncio.sleep(0.01)
-            rest = [asyncio.create_task(session.get_job(i)) for i in range(2, 6)]
-            await asyncio.gather(first, *rest)
-        t429 = probe.arrivals[0]
-        later = probe.arrivals[1:]
-        assert len(later) == 5
-        # Nobody went during the pause (a lower bound: a slow machine only makes it later).
-        assert all(t - t429 >= 0.38 for t in later)
-    finally:
-        await runner.cleanup()
-
-
-def test_limit_arguments_are_checked() -> None:
-    with pytest.raises(aiportrait.InvalidArgument, match="max_in_flight"):
-        Session("h", "a", "t", max_in_flight=0)
-    with pytest.raises(aiportrait.InvalidArgument, match="max_creations"):
-        Session("h", "a", "t", max_creations=True)
-    with pytest.raises(aiportrait.InvalidArgument, match="PollPolicy"):
-        Session("h", "a", "t", poll=5)  # type: ignore[arg-type]
