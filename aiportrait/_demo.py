@@ -52,9 +52,10 @@ def _photos(folder: Path) -> dict[str, list[str]]:
 
 
 async def _wait(session: Session, job: TrainJob, label: str, echo: Echo) -> TrainResult:
-    async for update in session.watch(job):
+    watch = session.watch(job)
+    async for update in watch:
         echo(f"  {label}: job {job.job_id} {update.state.name.lower()} ({update.elapsed:.1f}s)")
-    return await session.wait(job)  # the job has ended: one poll returns its result
+    return await watch.result()  # the watch has seen the end: no further poll
 
 
 #: Contact sheet layout: tile side, gap, row label column, caption band under each tile.
