@@ -17,7 +17,8 @@ Two ways to use it:
     (per-request logic; :func:`hang` never answers, until the call is cancelled).
 
   Requests whose path starts with a key of ``routes`` get that route's action; the others get
-  the next scripted action, and ``ok`` once the script is used up.
+  the next scripted action, and ``ok`` once the script is used up (an action, or a payload
+  answered with 200).
 
 Tests about the wire itself (what aiohttp puts on a socket, a try hung on a real connection)
 use the loopback server of :mod:`tests._server` instead.
@@ -175,8 +176,8 @@ class Script:
                 return action
         if self.actions:
             return self.actions.pop(0)
-        ok = self.ok
-        return ok if callable(ok) else (200, {}, ok)
+        ok = self.ok  # an action, or the payload of a 200
+        return ok if callable(ok) or isinstance(ok, tuple) else (200, {}, ok)
 
     async def answer(self, arrival: Arrival) -> tuple[int, Mapping[str, str], bytes]:
         """Record ``arrival`` and run its action."""

@@ -7,7 +7,9 @@ deadline or a cancel must cut, and how many requests the server sees at once.
 
 :class:`Server` answers with the same actions, routes and records as :class:`tests._mock.Fake`
 (see there); ``Arrival.headers`` are the headers as received, ``Arrival.body`` the raw bytes.
-Exceptions are not actions here: a real server answers, or (:func:`tests._mock.hang`) never does.
+An answer whose headers say ``Transfer-Encoding: chunked`` goes out in chunks, without a
+Content-Length. Exceptions are not actions here: a real server answers, or
+(:func:`tests._mock.hang`) never does.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from aiohttp import web
 from tests._mock import OK_IMAGE, OK_JOB, PNG_1X1, Arrival, Script, hang
 
 __all__ = ["OK_IMAGE", "OK_JOB", "PNG_1X1", "Server", "closed_url", "hang"]
+
+CHUNK = 1000
+"""An answer with ``Transfer-Encoding: chunked`` is written in pieces of this many bytes."""
 
 
 class Server(Script):
@@ -55,9 +60,16 @@ class Server(Script):
             at=time.monotonic(),
         )
         status, headers, body = await self.answer(arrival)
-        return web.Response(
-            status=status, body=body, headers={"Content-Type": "application/json", **headers}
-        )
+        fields = {"Content-Type": "application/json", **headers}
+        if fields.pop("Transfer-Encoding", None) != "chunked":
+            return web.Response(status=status, body=body, headers=fields)
+        response = web.StreamResponse(status=status, headers=fields)  # no Content-Length
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for at in range(0, len(body), CHUNK):
+            await response.write(body[at : at + CHUNK])
+        await response.write_eof()
+        return response
 
 
 async def closed_url() -> str:

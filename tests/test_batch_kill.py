@@ -123,28 +123,23 @@ async def test_sigkill_mid_batch_then_rerun(emu: Emulator, tmp_path: Path) -> No
 
 
 CTRL_C_CHILD = """
-import asyncio, base64, sys
-from aiohttp import web
+import asyncio
 import aiportrait
-
-async def create(request):
-    await request.read()
-    await asyncio.sleep(3600)
-    return web.json_response({"code": "OK", "data": {"image": "aGk="}})
+from tests._server import Server, hang
 
 async def main():
-    app = web.Application()
-    app.router.add_post("/api/v1/aigc_images/create", create)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    requests = [aiportrait.CreateRequest("m", f"https://t/{i}.jpg") for i in range(20)]
-    async with aiportrait.Session(url, "a", "t") as session:
-        print("started", flush=True)
-        async for outcome in session.create_many(requests, limit=4):
-            print(outcome, flush=True)
+    async with Server(ok=hang) as server:  # every create hangs: it would never be answered
+        requests = [aiportrait.CreateRequest("m", f"https://t/{i}.jpg") for i in range(20)]
+        async with aiportrait.Session(server.url, "a", "t") as session:
+            async def report():
+                while len(server.requests) < 4:
+                    await asyncio.sleep(0.01)
+                print("in flight", flush=True)
+
+            reporter = asyncio.create_task(report())
+            async for outcome in session.create_many(requests, limit=4):
+                print(outcome, flush=True)
+            await reporter
 
 asyncio.run(main())
 """
@@ -153,13 +148,13 @@ asyncio.run(main())
 async def test_ctrl_c_stops_a_batch_promptly() -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", CTRL_C_CHILD,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert proc.stdout is not None
-    assert (await asyncio.wait_for(proc.stdout.readline(), 20)).strip() == b"started"
-    await asyncio.sleep(0.3)  # creates are (most likely) in flight, each for an hour
+    # Four creates are in flight, none of which would ever be answered.
+    assert (await asyncio.wait_for(proc.stdout.readline(), 60)).strip() == b"in flight"
     proc.send_signal(signal.SIGINT)
-    # Promptly: far sooner than the hour the creates would take, whatever the machine's load.
+    # Promptly: only stopping the batch ends the child, whatever the machine's load.
     _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode != 0
     assert b"KeyboardInterrupt" in err

@@ -20,7 +20,7 @@ import aiportrait
 from aiportrait import CreateConfig, InvalidArgument, RetryPolicy, Session
 from aiportrait._transport import normalise_host, parse_retry_after
 from tests._mock import Arrival, Fake, mocked, sent
-from tests._server import Server
+from tests._server import Server, closed_url
 
 APP, TOKEN = "app-1", "secret-token-123"
 PNG_1x1 = base64.b64decode(
@@ -391,11 +391,8 @@ async def test_unknown_verdict_and_missing_code_are_tolerated() -> None:
 
 
 async def test_connection_refused_is_connect_error() -> None:
-    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    server.close()
-    await server.wait_closed()
-    async with Session(f"127.0.0.1:{port}", "a", TOKEN) as session:
+    # A real refused connection: what aiohttp raises when nothing listens.
+    async with Session(await closed_url(), "a", TOKEN) as session:
         with pytest.raises(aiportrait.ConnectError) as info:
             await session.get_job(1)
     assert TOKEN not in str(info.value)

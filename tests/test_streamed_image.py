@@ -15,13 +15,13 @@ import json
 from typing import Any
 
 import pytest
-from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import aiportrait
 from aiportrait._codec import decode_portrait
 from aiportrait._transport import StreamedString, Transport
+from tests._server import Server
 
 TRANSPORT = Transport("h.example", "a", "t")
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -139,29 +139,6 @@ def test_first_bytes_of_an_unreadable_answer_are_quoted_as_sent() -> None:
     assert got[0] == "MalformedResponse" and "iVBOR" in got[1]
 
 
-async def _serve(body: bytes, *, compress: bool) -> tuple[web.AppRunner, str]:
-    async def create(request: web.Request) -> web.StreamResponse:
-        await request.read()
-        if compress:
-            return web.Response(
-                body=gzip.compress(body),
-                headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
-            )
-        response = web.StreamResponse()  # chunked: no Content-Length
-        await response.prepare(request)
-        for at in range(0, len(body), 1000):
-            await response.write(body[at : at + 1000])
-        await response.write_eof()
-        return response
-
-    app = web.Application()
-    app.router.add_post("/api/v1/aigc_images/create", create)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
-
-
 @pytest.mark.parametrize("compress", [True, False])
 @pytest.mark.parametrize("escaped", [True, False])
 async def test_gzip_and_chunked_answers_and_escapes_over_http(
@@ -172,9 +149,12 @@ async def test_gzip_and_chunked_answers_and_escapes_over_http(
     if escaped:
         text = text.replace(b"/", b"\\/")  # as some JSON encoders write it
     body = _envelope(text, after=b',"request_id":"inner"')
-    runner, url = await _serve(body, compress=compress)
-    try:
-        async with aiportrait.Session(url, "a", "t") as session:
+    if compress:
+        answer = (200, {"Content-Encoding": "gzip"}, gzip.compress(body))
+    else:
+        answer = (200, {"Transfer-Encoding": "chunked"}, body)  # no Content-Length
+    async with Server(ok=answer) as server:
+        async with aiportrait.Session(server.url, "a", "t") as session:
             portrait = await session.create("m", "https://t/x.jpg")
             assert portrait.image == image
             assert portrait.cost_time == 1.5
@@ -184,8 +164,6 @@ async def test_gzip_and_chunked_answers_and_escapes_over_http(
             with pytest.raises(aiportrait.SubmitOutcomeUnknown) as info:
                 await small.create("m", "https://t/x.jpg")
             assert isinstance(info.value.__cause__, aiportrait.ResponseTooLarge)
-    finally:
-        await runner.cleanup()
 
 
 def test_the_decoded_image_is_the_buffer_itself() -> None:
