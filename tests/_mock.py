@@ -131,6 +131,8 @@ async def resolve(action: Action, arrival: Arrival) -> tuple[int, Mapping[str, s
             action = await action
     if _is_exception(action):
         raise action
+    if not (isinstance(action, tuple) and len(action) == 3):
+        raise TypeError(f"not an answer (status, headers, body): {action!r}")
     status, headers, payload = action
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     return status, headers, body
@@ -203,7 +205,9 @@ class Fake(Script):
     """Scripted answers for every request to :data:`HOST`, through aioresponses.
 
     Use it as ``with Fake(actions, ok=..., routes=...) as fake:`` and point a Session at
-    ``fake.url``. ``fake.requests`` holds the :class:`Arrival` of every request.
+    ``fake.url``. ``fake.requests`` holds the :class:`Arrival` of every request, with the
+    headers the library gave aiohttp (not those aiohttp adds). One at a time: aioresponses
+    patches aiohttp for the whole process (change ``fake.routes`` instead of nesting).
     """
 
     url = HOST

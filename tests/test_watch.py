@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import json
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
@@ -15,27 +15,68 @@ import pytest
 
 import aiportrait
 from aiportrait import JobState, PollPolicy, RetryPolicy, Session, TrainJob
-from aiportrait.emulator import Emulator, Faults
 from aiportrait.testing import VirtualClock
-from tests._mock import Fake
+from tests._mock import DROP, HOST, OK_JOB, Arrival, Fake, hang, until
+from tests._server import Server
 
 FAST = PollPolicy(first=0.01, growth=0.5, cap=0.04, jitter=0.0, timeout=10.0)
+TRAIN_PREPROCESS_FAILED = "Failed to obtain preprocessed images"
+
+
+class Jobs:
+    """Jobs on the library's virtual clock, answered as the service does: init for a tenth of
+    their duration, then running, then success (or failure) with their message and Result."""
+
+    def __init__(self, clock: VirtualClock, fake: Fake) -> None:
+        self.clock = clock
+        self.fake = fake
+        self.jobs: dict[int, tuple[float, float, bool, str, str]] = {}
+        self.ids = itertools.count(1)
+        fake.routes["/api/v1/async_jobs/"] = self.answer
+
+    def add(
+        self,
+        duration: float,
+        *,
+        succeed: bool = True,
+        message: str | None = None,
+        result: str | dict[str, Any] | None = None,
+    ) -> int:
+        if message is None:
+            message = "success" if succeed else TRAIN_PREPROCESS_FAILED
+        if result is None:
+            result = {"cost_time": duration, "states": [], "model_id": "m-synthetic"}
+        text = result if isinstance(result, str) else json.dumps(result)
+        job_id = next(self.ids)
+        self.jobs[job_id] = (self.clock.time, duration, succeed, message, text)
+        return job_id
+
+    def answer(self, arrival: Arrival) -> Any:
+        job_id = int(arrival.path.rsplit("/", 1)[1])
+        created, duration, succeed, message, result = self.jobs[job_id]
+        elapsed = self.clock.time - created
+        if elapsed >= duration:
+            state = 2 if succeed else 3
+        else:
+            state, message, result = (0, "init", "") if elapsed < duration / 10 else (1, "", "")
+        job = {"id": job_id, "app_id": "a", "state": state, "message": message, "Result": result}
+        return (200, {}, {"request_id": "r", "code": "OK", "data": {"job": job}})
 
 
 @pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator(train_seconds=0.05) as emulator:
-        yield emulator
+def jobs(aiportrait_instant_waits: VirtualClock) -> Iterator[Jobs]:
+    with Fake() as fake:
+        yield Jobs(aiportrait_instant_waits, fake)
 
 
 @pytest.fixture
-async def session(emu: Emulator) -> AsyncIterator[Session]:
-    async with emu.session(poll=FAST) as s:
+async def session(jobs: Jobs) -> AsyncIterator[Session]:
+    async with Session(HOST, "a", "t", poll=FAST) as s:
         yield s
 
 
-async def test_one_update_per_state_change(emu: Emulator, session: Session) -> None:
-    job_id = emu.add_synthetic_job(0.4)
+async def test_one_update_per_state_change(jobs: Jobs, session: Session) -> None:
+    job_id = jobs.add(0.4)
     updates = [u async for u in session.watch(job_id)]
     assert [u.state for u in updates] == [JobState.INIT, JobState.RUNNING, JobState.SUCCESS]
     assert [u.previous for u in updates] == [None, JobState.INIT, JobState.RUNNING]
@@ -47,18 +88,17 @@ async def test_one_update_per_state_change(emu: Emulator, session: Session) -> N
     assert all(u.job_id == job_id for u in updates)
 
 
-async def test_terminal_first_state_yields_once(emu: Emulator, session: Session) -> None:
-    job_id = emu.add_synthetic_job(0.0)
-    await asyncio.sleep(0.01)
+async def test_terminal_first_state_yields_once(jobs: Jobs, session: Session) -> None:
+    job_id = jobs.add(0.0)
     updates = [u async for u in session.watch(job_id)]
     assert [(u.previous, u.state) for u in updates] == [(None, JobState.SUCCESS)]
 
 
-async def test_wait_returns_result_or_raises_job_failed(emu: Emulator, session: Session) -> None:
-    good = emu.add_synthetic_job(0.1, result={"model_id": "m-1", "cost_time": 9, "states": []})
+async def test_wait_returns_result_or_raises_job_failed(jobs: Jobs, session: Session) -> None:
+    good = jobs.add(0.1, result={"model_id": "m-1", "cost_time": 9, "states": []})
     result = await session.wait(good)
     assert result == aiportrait.TrainResult("m-1", 9.0, ())
-    bad = emu.add_synthetic_job(0.1, succeed=False, message="Train error, error info:boom")
+    bad = jobs.add(0.1, succeed=False, message="Train error, error info:boom")
     with pytest.raises(aiportrait.JobFailed) as info:
         await session.wait(bad)
     assert info.value.job_id == bad
@@ -69,8 +109,8 @@ async def test_wait_returns_result_or_raises_job_failed(emu: Emulator, session: 
     assert updates[-1].message == "Train error, error info:boom"
 
 
-async def test_wait_with_train_job_and_unparsable_result(emu: Emulator, session: Session) -> None:
-    job_id = emu.add_synthetic_job(0.0, result="not json")
+async def test_wait_with_train_job_and_unparsable_result(jobs: Jobs, session: Session) -> None:
+    job_id = jobs.add(0.0, result="not json")
     result = await session.wait(TrainJob(job_id, "m-42"))
     assert result.model_id == "m-42"
     with pytest.raises(aiportrait.MalformedResponse, match="not a training result"):
@@ -78,41 +118,57 @@ async def test_wait_with_train_job_and_unparsable_result(emu: Emulator, session:
 
 
 async def test_deadline_raises_job_timeout(
-    emu: Emulator, session: Session, aiportrait_instant_waits: VirtualClock
+    jobs: Jobs, session: Session, aiportrait_instant_waits: VirtualClock
 ) -> None:
-    job_id = emu.add_synthetic_job(3600.0)
+    job_id = jobs.add(3600.0)
     with pytest.raises(aiportrait.JobTimeout) as info:
         await session.wait(job_id, timeout=30)
     err = info.value
     assert err.job_id == job_id
-    assert err.last_state == JobState.INIT  # synthetic jobs stay in init for a tenth
+    assert err.last_state == JobState.INIT  # the job stays in init for a tenth
     assert err.elapsed == 30.0  # virtual seconds: it waited exactly up to the deadline
     assert aiportrait_instant_waits.time == 30.0
     assert isinstance(err, TimeoutError)
     assert err.__cause__ is None  # every poll was answered
 
 
-async def test_failed_polls_are_retried_within_the_deadline(emu: Emulator) -> None:
-    emu.faults = Faults(seed=3, rate_5xx=0.3, rate_429=0.1, retry_after=0.0, drop_before=0.1,
-                        malformed=0.1, paths=frozenset({"/api/v1/async_jobs/"}))  # fmt: skip
-    job_id = emu.add_synthetic_job(0.3)
-    async with emu.session(poll=FAST, retry=aiportrait.RetryPolicy.NEVER) as session:
+async def test_failed_polls_are_retried_within_the_deadline(jobs: Jobs) -> None:
+    # Every other poll meets a fault: a 5xx, a 429, a dropped connection, an unreadable answer.
+    faults: list[Any] = [
+        (500, {}, {"code": "InternalError", "message": "boom"}),
+        (429, {"Retry-After": "0"}, {"code": "Throttling", "message": "slow"}),
+        DROP,
+        (200, {}, b'{"code": "OK", "data": {"jo'),
+        (503, {}, b"Service Unavailable"),
+    ]
+    injected = len(faults)
+    polls = itertools.count()
+
+    def flaky(arrival: Arrival) -> Any:
+        return faults.pop(0) if faults and next(polls) % 2 == 0 else jobs.answer(arrival)
+
+    job_id = jobs.add(3.0)
+    jobs.fake.routes["/api/v1/async_jobs/"] = flaky
+    async with Session(HOST, "a", "t", poll=FAST, retry=RetryPolicy.NEVER) as session:
         watch = session.watch(job_id)
         states = [u.state async for u in watch]
     assert states[-1] is JobState.SUCCESS
-    assert watch.failures > 0
-    assert sum(emu.counters.faults.values()) >= watch.failures
+    assert not faults  # all met before the job ended
+    assert watch.failures == injected  # each fault cost one poll, none ended the watch
 
 
-async def test_errors_retrying_cannot_fix_end_the_watch(emu: Emulator) -> None:
-    job_id = emu.add_synthetic_job(1.0)
-    async with Session(emu.url, emu.app_id, "wrong-token", poll=FAST) as session:
+async def test_errors_retrying_cannot_fix_end_the_watch(jobs: Jobs) -> None:
+    job_id = jobs.add(1.0)
+    refused = (401, {}, {"code": "PARAMETER_ERROR", "message": "sign error"})  # a wrong token
+    jobs.fake.routes["/api/v1/async_jobs/"] = refused
+    async with Session(HOST, "a", "wrong-token", poll=FAST) as session:
         with pytest.raises(aiportrait.SignatureMismatch):
             await session.wait(job_id)
+    assert len(jobs.fake.requests) == 1
 
 
 def _leftovers() -> set[asyncio.Task[Any]]:
-    """Client-side tasks other than this one (the emulator's own connection handlers aside)."""
+    """Client-side tasks other than this one (the server's own connection handlers aside)."""
     return {
         t
         for t in asyncio.all_tasks()
@@ -121,29 +177,37 @@ def _leftovers() -> set[asyncio.Task[Any]]:
     }
 
 
-async def test_cancelling_leaves_nothing_behind(emu: Emulator, session: Session) -> None:
-    job_id = emu.add_synthetic_job(30.0)
-    before = _leftovers()
-    task = asyncio.create_task(session.wait(job_id))
-    await asyncio.sleep(0.15)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    with anyio.move_on_after(0.15):
-        await session.wait(job_id)
-    with pytest.raises(TimeoutError):
-        await asyncio.wait_for(session.wait(job_id), 0.15)
-    await asyncio.sleep(0)
-    assert _leftovers() <= before
-    connector = session._transport._client().connector
-    assert connector is not None
-    assert not connector._acquired  # no connection is held by a cancelled poll
+async def test_cancelling_leaves_nothing_behind() -> None:
+    # On a real connection, to see the connection pool: the first poll is answered (the job
+    # runs), every later one hangs on the wire and is cut by the cancel.
+    def poll(arrival: Arrival) -> Any:
+        return (200, {}, OK_JOB) if server.answered == 0 else hang
+
+    async with Server(routes={"/api/v1/async_jobs/": poll}) as server:
+        slow = PollPolicy(first=3600.0, timeout=None)  # an hour between polls
+        async with Session(server.url, "a", "t", poll=slow) as session:
+            before = _leftovers()
+            task = asyncio.create_task(session.wait(1))
+            await until(lambda: server.answered == 1, "the first poll answered")
+            assert server.paths() == ["/api/v1/async_jobs/1"]
+            task.cancel()  # while it waits for its next poll
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            with anyio.move_on_after(0.15):  # a poll in flight
+                await session.wait(1)
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(session.wait(1), 0.15)
+            await asyncio.sleep(0)
+            assert _leftovers() <= before
+            connector = session._transport._client().connector
+            assert connector is not None
+            assert not connector._acquired  # no connection is held by a cancelled poll
 
 
-async def test_handles_serialise_and_resume_elsewhere(emu: Emulator) -> None:
-    job_id = emu.add_synthetic_job(0.2, result={"model_id": "m-9", "states": []})
+async def test_handles_serialise_and_resume_elsewhere(jobs: Jobs) -> None:
+    job_id = jobs.add(0.2, result={"model_id": "m-9", "states": []})
     stored = json.dumps(TrainJob(job_id, "m-9").to_dict())
-    async with emu.session(poll=FAST) as other:
+    async with Session(HOST, "a", "t", poll=FAST) as other:
         handle = TrainJob.from_dict(json.loads(stored))
         assert (await other.wait(handle)).model_id == "m-9"
 
