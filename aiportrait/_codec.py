@@ -243,7 +243,9 @@ def parse_train_result(raw: str | None) -> TrainResult | None:
         value = json.loads(raw)
     except (ValueError, RecursionError):
         return None
-    if not isinstance(value, Mapping) or not isinstance(value.get("model_id"), str):
+    if not (type(value) is dict or isinstance(value, Mapping)) or not isinstance(
+        value.get("model_id"), str
+    ):
         return None
     states = value.get("states") or []
     if not isinstance(states, list):

@@ -18,8 +18,11 @@ poll as a single try so that only one layer decides.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
+import math
 import random
+import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -172,65 +175,75 @@ async def call_with_retries(
     last: AIPortraitError | None = None
     attempt = 0
     in_try = False
-    with _deadline_scope(policy.deadline):
-        while True:
-            attempt += 1
-            if cooldown.active:  # wait() returns at once, without a checkpoint, when it is not
-                await cooldown.wait()
-            # limits.slot(kind), inlined: the tokens are taken without a trip through the
-            # event loop when free, and a cancel while waiting gives back those taken.
-            limiters = limits.limiters(kind)
-            task = asyncio.current_task()
-            held = 0
-            try:
-                for limiter in limiters:
-                    try:
-                        limiter.acquire_on_behalf_of_nowait(task)
-                    except anyio.WouldBlock:
-                        await limiter.acquire_on_behalf_of(task)
-                    held += 1
-                if cooldown.active:
+    scope = _new_scope()
+    with scope:
+        # Cancelled when the deadline passes, by one timer shared by the calls of this event
+        # loop (see _Deadlines) rather than a timer armed and disarmed for each call.
+        seconds = policy.deadline
+        deadlines = None if seconds is None else _deadlines()
+        entry = None if deadlines is None or seconds is None else deadlines.add(seconds, scope)
+        try:
+            while True:
+                attempt += 1
+                if cooldown.active:  # wait() returns at once, without a checkpoint, when it is not
                     await cooldown.wait()
-                hook = before_send.get() if charged else None
-                if hook is not None:
-                    await hook()
-                if hooks:
-                    await emit(hooks, RequestSent(method, path, kind, attempt))
-                    began = _clock.now()
-                in_try = True  # stays True if the deadline cancels the try
+                # limits.slot(kind), inlined: the tokens are taken without a trip through the
+                # event loop when free, and a cancel while waiting gives back those taken.
+                limiters = limits.limiters(kind)
+                task = asyncio.current_task()
+                held = 0
                 try:
-                    result = await try_once()
-                    cooldown.clear()
-                except CALL_ERRORS as exc:
-                    failure = last = exc
-                else:
+                    for limiter in limiters:
+                        try:
+                            limiter.acquire_on_behalf_of_nowait(task)
+                        except anyio.WouldBlock:
+                            await limiter.acquire_on_behalf_of(task)
+                        held += 1
+                    if cooldown.active:
+                        await cooldown.wait()
+                    hook = before_send.get() if charged else None
+                    if hook is not None:
+                        await hook()
                     if hooks:
-                        await _answered(hooks, method, path, kind, attempt, began, result)
-                    return result
-                in_try = False
+                        await emit(hooks, RequestSent(method, path, kind, attempt))
+                        began = _clock.now()
+                    in_try = True  # stays True if the deadline cancels the try
+                    try:
+                        result = await try_once()
+                        cooldown.clear()
+                    except CALL_ERRORS as exc:
+                        failure = last = exc
+                    else:
+                        if hooks:
+                            await _answered(hooks, method, path, kind, attempt, began, result)
+                        return result
+                    in_try = False
+                    if hooks:
+                        await _answered(hooks, method, path, kind, attempt, began, failure)
+                finally:
+                    while held:
+                        held -= 1
+                        limiters[held].release_on_behalf_of(task)
+                delay = _retry_delay(failure, attempt, most, started, policy, limits, charged)
+                if delay is None:
+                    if charged and ambiguous(failure):
+                        raise _unknown(failure, what, kind, request) from failure
+                    raise failure
+                reason = retry_reason(failure, charged=charged) or ""
+                log.debug(
+                    "%s: try %d failed (%s), next try in %.2fs",
+                    what,
+                    attempt,
+                    reason,
+                    delay + cooldown.remaining,
+                    extra={"attempt": attempt, "wait": delay},
+                )
                 if hooks:
-                    await _answered(hooks, method, path, kind, attempt, began, failure)
-            finally:
-                while held:
-                    held -= 1
-                    limiters[held].release_on_behalf_of(task)
-            delay = _retry_delay(failure, attempt, most, started, policy, limits, charged)
-            if delay is None:
-                if charged and ambiguous(failure):
-                    raise _unknown(failure, what, kind, request) from failure
-                raise failure
-            reason = retry_reason(failure, charged=charged) or ""
-            log.debug(
-                "%s: try %d failed (%s), next try in %.2fs",
-                what,
-                attempt,
-                reason,
-                delay + cooldown.remaining,
-                extra={"attempt": attempt, "wait": delay},
-            )
-            if hooks:
-                await emit(hooks, RetryScheduled(method, path, kind, attempt, reason, delay))
-            await _clock.sleep(delay)
+                    await emit(hooks, RetryScheduled(method, path, kind, attempt, reason, delay))
+                await _clock.sleep(delay)
+        finally:
+            if deadlines is not None:
+                deadlines.discard(entry)
     # The deadline passed: during a try (which may have reached the service) or a wait.
     cut = RequestTimeout(
         f"{what}: no answer within the deadline of {policy.deadline}s",
@@ -245,19 +258,102 @@ async def call_with_retries(
     raise cut
 
 
-_scope_type: Callable[..., anyio.CancelScope] | None = None
+_scope_type: Callable[[], anyio.CancelScope] | None = None
 
 
-def _deadline_scope(seconds: float | None) -> anyio.CancelScope:
-    """``anyio.move_on_after(seconds)`` (no deadline for ``None``) without its two trips
-    through anyio's backend lookup: the backend's scope class is found once. The deadline is
-    on the event loop's clock, as anyio's is."""
+def _new_scope() -> anyio.CancelScope:
+    """``anyio.CancelScope()`` without anyio's backend lookup: the backend's class is found
+    once (the calls run on asyncio, as aiohttp does)."""
     global _scope_type
     if _scope_type is None:
         _scope_type = type(anyio.CancelScope())
-    if seconds is None:
-        return _scope_type()
-    return _scope_type(deadline=asyncio.get_running_loop().time() + seconds)
+    return _scope_type()
+
+
+class _Deadlines:
+    """The deadlines of the calls in flight on one event loop, and one timer for them all.
+
+    A call registers its cancel scope with its deadline (event loop time, as anyio's deadlines
+    are); when the deadline passes, the scope is cancelled, exactly as a scope created with that
+    deadline cancels itself. One loop timer is armed for the earliest deadline instead of one
+    per call; entries of calls that ended are dropped as they come up, or in a sweep once they
+    outnumber the live ones.
+    """
+
+    __slots__ = ("_dead", "_heap", "_seq", "_when", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Weak: the registry maps each loop to its deadlines, and the loop's pending timer
+        # holds these; a strong reference back would keep every loop alive.
+        self.loop = weakref.ref(loop)
+        self._heap: list[list[Any]] = []  # [deadline, seq, scope or None once ended]
+        self._seq = 0
+        self._dead = 0
+        self._when = math.inf  # when the armed timer fires
+
+    def add(self, seconds: float, scope: anyio.CancelScope) -> list[Any]:
+        """Cancel ``scope`` ``seconds`` from now unless :meth:`discard` is called first."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        self._seq += 1
+        entry = [deadline, self._seq, scope]
+        heapq.heappush(self._heap, entry)
+        if deadline < self._when:
+            self._arm(loop, deadline)
+        return entry
+
+    def discard(self, entry: list[Any] | None) -> None:
+        """The call of ``entry`` ended: its scope is not cancelled any more."""
+        if entry is None or entry[2] is None:
+            return
+        entry[2] = None
+        self._dead += 1
+        if self._dead > 64 and self._dead > 2 * (len(self._heap) - self._dead):
+            self._heap = [e for e in self._heap if e[2] is not None]
+            heapq.heapify(self._heap)
+            self._dead = 0
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        # A later timer left armed fires, finds nothing due and re-arms: harmless.
+        self._when = when
+        loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if now < self._when:  # a timer armed for a deadline since superseded
+            return
+        self._when = math.inf
+        heap = self._heap
+        while heap and (heap[0][2] is None or heap[0][0] <= now):
+            entry = heapq.heappop(heap)
+            if entry[2] is None:
+                self._dead -= 1
+            else:
+                scope, entry[2] = entry[2], None
+                scope.cancel()
+        if heap:
+            self._arm(loop, heap[0][0])
+
+
+_deadlines_of: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Deadlines] = (
+    weakref.WeakKeyDictionary()
+)
+_last_deadlines: _Deadlines | None = None
+
+
+def _deadlines() -> _Deadlines:
+    """The deadlines of the running event loop."""
+    global _last_deadlines
+    loop = asyncio.get_running_loop()
+    last = _last_deadlines
+    if last is not None and last.loop() is loop:
+        return last
+    found = _deadlines_of.get(loop)
+    if found is None:
+        found = _deadlines_of[loop] = _Deadlines(loop)
+    _last_deadlines = found
+    return found
 
 
 async def _answered(
