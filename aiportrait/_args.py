@@ -104,6 +104,8 @@ def model_id_list(name: str, values: object) -> list[str]:
 
 
 def _listed(name: str, values: object, what: str, hint: str) -> list[Any]:
+    if (type(values) is list or type(values) is tuple) and values:
+        return list(values)  # the usual case: no trip through the Iterable ABC
     if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
         raise InvalidArgument(f"{name} must be a list of {what}, not {type(values).__name__}")
     out = list(values)

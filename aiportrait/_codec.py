@@ -163,6 +163,10 @@ def _str_of(value: Any, what: str) -> str:
 _NO_CODE: Final = object()
 
 
+def _is_str(value: object) -> bool:
+    return isinstance(value, str)
+
+
 def _image_check(raw: Any, what: str, index: int | None = None) -> ImageCheck:
     """One verdict: ``what`` (``[index]``) names it in an error."""
     if type(raw) is dict:
@@ -213,10 +217,13 @@ def decode_check(data: Any, request_id: str) -> CheckReport:
     if not isinstance(results, list):
         raise MalformedResponse("check data.check_results is not a list")
     images = data.get("images") or []
-    if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
+    if not isinstance(images, list) or not all(map(_is_str, images)):
         raise MalformedResponse("check data.images is not a list of strings")
+    checks = []
+    for i, raw in enumerate(results):
+        checks.append(_image_check(raw, "check_results", i))
     return CheckReport(
-        tuple([_image_check(r, "check_results", i) for i, r in enumerate(results)]),
+        tuple(checks),
         tuple(images),
         _float_of(data.get("cost_time", 0.0), "check cost_time"),
         str(data.get("request_id") or request_id),

@@ -485,7 +485,9 @@ class Transport:
         """
         body = b"" if payload is None else encode_body(payload)
         headers = self.headers(method, path, body, accept)
-        client = self._client()
+        client = self._session
+        if client is None or self._closed:
+            client = self._client()
         started = time.monotonic()
         try:
             async with client.request(
@@ -646,7 +648,7 @@ class Transport:
         message = envelope.get("message")
         code = code if isinstance(code, str) else ""
         message = message if isinstance(message, str) else ""
-        if 200 <= status < 300 and code.upper() == "OK":
+        if 200 <= status < 300 and (code == "OK" or code.upper() == "OK"):
             return Answer(envelope.get("data"), request_id, status, lifted, image)
         if 200 <= status < 300 and not code and "data" in envelope:
             raise MalformedResponse(
