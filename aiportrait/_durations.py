@@ -1,8 +1,10 @@
 """Learned job durations: how long each kind of job takes, from the jobs seen end.
 
-A Session keeps one :class:`Durations`. Each watch that saw a job from a pending state to its
-end records how long it waited, under the job's kind (``sd15``, ``sdxl`` or ``scene`` for the
-trainings this Session started; ``job`` for a bare job id). Once a kind has a few durations,
+A Session keeps one :class:`Durations`. Each watch of a training this Session started (so that
+the watch began when the job did) that saw it from a pending state to its end records how long
+it took, under the job's kind (``sd15``, ``sdxl`` or ``scene``). A job the Session did not start
+(a bare job id, a training resumed from a journal) has no known start: it neither uses nor
+feeds the learned durations. Once a kind has a few durations,
 :meth:`Durations.policy` gives the poll policy an ``expected`` duration (the median) and a
 ``window`` wide enough for the spread seen, so the watcher polls densely around the likely end
 and sparsely before it. With a journal the durations are stored with it, so a re-run (or
@@ -11,6 +13,7 @@ another process on the same journal) starts with what was learned.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -27,6 +30,17 @@ MIN_SEEN: Final = 3
 """Durations a kind needs before its estimate is used."""
 KEEP: Final = 50
 """Durations kept per kind (the most recent)."""
+LONGEST: Final = 7 * 24 * 3600.0
+"""A duration longer than a week is not a training's: it is ignored."""
+
+
+def _usable(seconds: object) -> bool:
+    return (
+        isinstance(seconds, (int, float))
+        and not isinstance(seconds, bool)
+        and math.isfinite(seconds)
+        and 0 < seconds <= LONGEST
+    )
 
 
 class Durations:
@@ -35,11 +49,11 @@ class Durations:
     def __init__(self) -> None:
         self._seen: dict[str, deque[float]] = {}
         self._kinds: dict[int, str] = {}
-        self._new: list[tuple[str, float]] = []
+        self._new: deque[tuple[str, float]] = deque(maxlen=KEEP)
 
-    def kind_of(self, job_id: int) -> str:
-        """The kind a job was started as (``job`` when this Session did not start it)."""
-        return self._kinds.get(job_id, "job")
+    def kind_of(self, job_id: int) -> str | None:
+        """The kind a job was started as (``None`` when its start is not known here)."""
+        return self._kinds.get(job_id)
 
     def started(self, job_id: int, kind: str) -> None:
         """Remember that ``job_id`` is a job of ``kind``."""
@@ -50,13 +64,14 @@ class Durations:
 
     def record(self, kind: str, seconds: float) -> None:
         """A job of ``kind`` was seen to take ``seconds`` (from the watch's start to its end)."""
-        if seconds > 0:
+        if _usable(seconds):
             self._seen.setdefault(kind, deque(maxlen=KEEP)).append(float(seconds))
-            self._new.append((kind, float(seconds)))
+            self._new.append((kind, float(seconds)))  # the most recent KEEP, for a journal
 
     def drain(self) -> list[tuple[str, float]]:
         """The durations recorded since the last drain (to store them in a journal)."""
-        new, self._new = self._new, []
+        new = list(self._new)
+        self._new.clear()
         return new
 
     def seen(self) -> Mapping[str, tuple[float, ...]]:
@@ -66,7 +81,7 @@ class Durations:
     def load(self, seen: Iterable[tuple[str, float]]) -> None:
         """Add durations recorded elsewhere (a journal); they are not drained again."""
         for kind, seconds in seen:
-            if seconds > 0:
+            if isinstance(kind, str) and _usable(seconds):
                 self._seen.setdefault(kind, deque(maxlen=KEEP)).append(float(seconds))
 
     def expected(self, kind: str) -> tuple[float, float] | None:
@@ -78,9 +93,9 @@ class Durations:
         spread = (max(values) - min(values)) / (2 * middle)
         return middle, min(0.5, max(0.1, spread + 0.05))
 
-    def policy(self, policy: PollPolicy, kind: str) -> PollPolicy:
+    def policy(self, policy: PollPolicy, kind: str | None) -> PollPolicy:
         """``policy`` with the learned ``expected`` and ``window`` (when it sets none itself)."""
-        if policy.expected is not None or not policy.learn:
+        if kind is None or policy.expected is not None or not policy.learn:
             return policy
         estimate = self.expected(kind)
         if estimate is None:

@@ -319,7 +319,11 @@ class Journal:
                 " ORDER BY at",
                 (per_kind,),
             ).fetchall()
-        return [(str(kind), float(seconds)) for kind, seconds in rows if seconds > 0]
+        out = []
+        for kind, seconds in rows:  # a garbage row is skipped, never an error
+            if isinstance(kind, str) and isinstance(seconds, (int, float)):
+                out.append((kind, float(seconds)))
+        return out
 
     def add_durations(self, durations: list[tuple[str, float]]) -> None:
         """Record job durations seen in this run (for later runs to start from)."""

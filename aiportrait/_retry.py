@@ -31,7 +31,7 @@ import attrs
 
 from . import _clock
 from ._args import positive_number, whole
-from ._sendhook import before_send
+from ._sendhook import before_send, not_sent
 from .errors import (
     AIPortraitError,
     APIError,
@@ -175,6 +175,7 @@ async def call_with_retries(
     last: AIPortraitError | None = None
     attempt = 0
     in_try = False
+    got = False
     scope = _new_scope()
     with scope:
         # Cancelled when the deadline passes, by one timer shared by the calls of this event
@@ -201,6 +202,11 @@ async def call_with_retries(
                         held += 1
                     if cooldown.active:
                         await cooldown.wait()
+                    if attempt > 1 and not fits(policy, started, 0.0):
+                        # The slot or the cool-down took what was left: this try could not
+                        # finish, so it is not sent, and the real failure stands.
+                        assert last is not None
+                        raise last
                     hook = before_send.get() if charged else None
                     if hook is not None:
                         await hook()
@@ -214,9 +220,9 @@ async def call_with_retries(
                     except CALL_ERRORS as exc:
                         failure = last = exc
                     else:
-                        if hooks:
-                            await _answered(hooks, method, path, kind, attempt, began, result)
-                        return result
+                        in_try = False  # the answer is here: nothing after this may lose it
+                        got = True
+                        break
                     in_try = False
                     if hooks:
                         await _answered(hooks, method, path, kind, attempt, began, failure)
@@ -229,6 +235,12 @@ async def call_with_retries(
                     if charged and ambiguous(failure):
                         raise _unknown(failure, what, kind, request) from failure
                     raise failure
+                if charged:
+                    # Retried only when it provably did not run: say so (the batch journal
+                    # gives its claim back, so a stop now leaves the item new, not unknown).
+                    unsent = not_sent.get()
+                    if unsent is not None:
+                        await unsent()
                 reason = retry_reason(failure, charged=charged) or ""
                 log.debug(
                     "%s: try %d failed (%s), next try in %.2fs",
@@ -244,6 +256,10 @@ async def call_with_retries(
         finally:
             if deadlines is not None:
                 deadlines.discard(entry)
+    if got:
+        if hooks:  # outside the deadline: a slow hook cannot turn an answer into a timeout
+            await _answered(hooks, method, path, kind, attempt, began, result)
+        return result
     # The deadline passed: during a try (which may have reached the service) or a wait.
     cut = RequestTimeout(
         f"{what}: no answer within the deadline of {policy.deadline}s",
@@ -398,7 +414,10 @@ def _retry_delay(
     retry_after = getattr(exc, "retry_after", None)
     if isinstance(exc, RateLimited):
         # Every task of the Session waits this out, even when this call gives up now.
-        limits.cooldown.trip(min(retry_after, policy.max_retry_after) if retry_after else None)
+        limits.cooldown.trip(
+            min(retry_after, policy.max_retry_after) if retry_after else None,
+            cap=policy.max_retry_after,
+        )
     if retry_reason(exc, charged=charged) is None or attempt >= most:
         return None
     if retry_after is not None and retry_after > policy.max_retry_after:

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import anyio
 
 from ._codec import converter
-from ._durations import Durations, train_kind
+from ._durations import Durations
 from ._journal import Journal, Record, key_text
 from ._outcomes import Outcome
 from ._requests import (
@@ -33,7 +33,7 @@ from ._requests import (
     TrainRequest,
     _Request,
 )
-from ._sendhook import before_send
+from ._sendhook import before_send, not_sent
 from .errors import (
     InvalidArgument,
     JobFailed,
@@ -229,7 +229,14 @@ class BatchRunner:
                 await release()
                 raise
 
+        async def unclaim() -> None:
+            nonlocal claimed
+            if claimed:  # that try did not run: the row goes back to what it was
+                claimed = False
+                await release()
+
         token = before_send.set(claim)
+        unsent_token = not_sent.set(unclaim)
         try:
             return await submit()
         except SubmitOutcomeUnknown:
@@ -246,6 +253,7 @@ class BatchRunner:
             raise
         finally:
             before_send.reset(token)
+            not_sent.reset(unsent_token)
 
     # -- creations -----------------------------------------------------------------------
 
@@ -389,8 +397,6 @@ class BatchRunner:
             )
         if not wait:
             return Outcome(key, request, value=job, job=job)
-        if self.durations is not None:
-            self.durations.started(job.job_id, train_kind(request))  # a resumed job too
         try:
             result = await self.wait(job)
         except JobFailed as exc:

@@ -10,9 +10,15 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Awaitable, Callable
 
-__all__ = ["before_send"]
+__all__ = ["before_send", "not_sent"]
 
 before_send: contextvars.ContextVar[Callable[[], Awaitable[None]] | None] = contextvars.ContextVar(
     "aiportrait_before_send", default=None
 )
 """Awaited (when set) after the slot and cool-down, once per try of a train or create call."""
+
+not_sent: contextvars.ContextVar[Callable[[], Awaitable[None]] | None] = contextvars.ContextVar(
+    "aiportrait_not_sent", default=None
+)
+"""Awaited (when set) after a try of a train or create call that provably did not run (a 429,
+no connection, a 503 with ``Retry-After``) and will be tried again: the claim is given back."""

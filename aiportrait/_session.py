@@ -338,14 +338,14 @@ class Session:
             policy = attrs.evolve(policy, timeout=timeout)
         job_id = JobQuery(job).job_id
         durations = self._durations
-        kind = durations.kind_of(job_id)
+        kind = durations.kind_of(job_id)  # None: its start is not known here, nothing to learn
         return JobWatch(
             self._poll_once,
             job_id,
             durations.policy(policy, kind),
             retry=self._retry,
             model_id=job.model_id if isinstance(job, TrainJob) else None,
-            on_end=lambda seconds: durations.record(kind, seconds),
+            on_end=None if kind is None else (lambda seconds: durations.record(kind, seconds)),
         )
 
     async def wait(
