@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections import ChainMap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -26,6 +27,7 @@ from .. import (
 )
 from .._codec import converter
 from .._progress import watch_lines
+from .._signing import PrivateMapping
 from ._batchfile import config_from
 from ._exit import EXIT_FAILED, EXIT_OK, UsageError
 from ._output import (
@@ -59,11 +61,12 @@ _FLAG_ENV: Final = {
 
 def session_from(args: Args) -> Session:
     """A Session from the flags, else the environment (as ``Session.from_env``)."""
-    environ = dict(os.environ)
-    for attr, name in _FLAG_ENV.items():
-        value = getattr(args, attr)
-        if value is not None:
-            environ[name] = value
+    flags = {name: getattr(args, attr) for attr, name in _FLAG_ENV.items()}
+    # Flags before the environment; a view whose repr shows no value (tracebacks' locals).
+    environ = PrivateMapping(
+        ChainMap({k: v for k, v in flags.items() if v is not None}, dict(os.environ))
+    )
+    flags.clear()
     kwargs: dict[str, Any] = {}
     if args.timeout is not None:
         kwargs["timeout"] = args.timeout  # seconds: the Session's one meaning of it

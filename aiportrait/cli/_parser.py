@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any, Final, NoReturn
 
+from .._signing import redacted
 from ._exit import UsageError
 
 __all__ = ["DEFAULT_JOURNAL", "PROG", "Args", "build_parser", "long_flags"]
@@ -75,7 +76,7 @@ def _common() -> argparse.ArgumentParser:
     g = parser.add_argument_group("connection and output")
     g.add_argument("--host", help="service address (else AIPORTRAIT_HOST)")
     g.add_argument("--app-id", help="AppId (else AIPORTRAIT_APP_ID)")
-    g.add_argument("--token", help="Token (else AIPORTRAIT_TOKEN)")
+    g.add_argument("--token", type=redacted, help="Token (else AIPORTRAIT_TOKEN)")
     g.add_argument("--timeout", type=_positive, metavar="SECONDS", help="per try of a call")
     g.add_argument("--tries", type=_count, metavar="N", help="tries per call in all")
     g.add_argument("--json", action="store_true", help="JSON output")
