@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import anyio
 
 import aiportrait
 
@@ -91,9 +92,9 @@ def server(*args: str) -> Iterator[str]:
 class Bare:
     """A bare aiohttp client: the protocol's signing and headers, ``json`` both ways."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, timeout: aiohttp.ClientTimeout | None = None) -> None:
         self.url = url
-        self.client = aiohttp.ClientSession()
+        self.client = aiohttp.ClientSession(**({"timeout": timeout} if timeout else {}))
         self.agent = f"bare/1 aiohttp/{aiohttp.__version__}"
 
     async def aclose(self) -> None:
@@ -203,8 +204,31 @@ def row(
 # -- 1. client CPU per check and job call -----------------------------------------------------
 
 
+class Guarded(Bare):
+    """The bare client plus what aiportrait guarantees on every call, done the cheapest way:
+    aiportrait's ``DEFAULT_TIMEOUT`` (connect 10 s, 180 s between bytes, 300 s in all), an anyio
+    cancel scope for the call's deadline (600 s) and a token of an anyio ``CapacityLimiter``
+    taken without a trip through the event loop. A reference: the floor for those guarantees.
+    """
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url, aiportrait.DEFAULT_TIMEOUT)
+        self.limiter = anyio.CapacityLimiter(16)
+
+    async def call(self, path: str, payload: dict[str, Any] | None, accept: str) -> Any:
+        """One signed POST under a deadline and a limiter token."""
+        with anyio.move_on_after(600):
+            task = asyncio.current_task()
+            self.limiter.acquire_on_behalf_of_nowait(task)
+            try:
+                return await super().call(path, payload, accept)
+            finally:
+                self.limiter.release_on_behalf_of(task)
+        raise TimeoutError("deadline")
+
+
 async def _cpu(url: str, n: int, rounds: int) -> list[dict[str, Any]]:
-    bare = Bare(url)
+    bare, guarded = Bare(url), Guarded(url)
     session = aiportrait.Session(url, APP, TOKEN, max_in_flight=IN_FLIGHT)
     rows = []
     try:
@@ -215,27 +239,33 @@ async def _cpu(url: str, n: int, rounds: int) -> list[dict[str, Any]]:
                 else (lambda: session.get_job(1))
             )
             theirs: Call = bare.check if kind == "check" else bare.job
-            for call in (ours, theirs):  # warm up: connections, caches, first-use imports
+            floor: Call = guarded.check if kind == "check" else guarded.job
+            for call in (ours, theirs, floor):  # warm up: connections, caches, first imports
                 await drive(call, max(200, n // 5), IN_FLIGHT)
-            pairs = []
+            times: list[tuple[float, float, float]] = []
             for _ in range(rounds):
                 a = await cpu_of(drive(ours, n, IN_FLIGHT))
                 b = await cpu_of(drive(theirs, n, IN_FLIGHT))
-                pairs.append((a, b))
+                c = await cpu_of(drive(floor, n, IN_FLIGHT))
+                times.append((a, b, c))
             what = "check (5 photos, 5 verdicts)" if kind == "check" else "job query"
-            rows.append(
-                row(
-                    f"client CPU per {what}, {IN_FLIGHT} in flight",
-                    "aiportrait",
-                    "bare aiohttp + signing + json",
-                    pairs,
-                    1.15,
-                    note=f"{n} calls per candidate per round",
-                )
-            )
+            measure = f"client CPU per {what}, {IN_FLIGHT} in flight"
+            note = f"{n} calls per candidate per round"
+            rows += [
+                row(measure, "aiportrait", "bare aiohttp + signing + json",
+                    [(a, b) for a, b, _ in times], 1.15, note=note),
+                row(measure, "bare + aiportrait's guarantees (DEFAULT_TIMEOUT, deadline "
+                    "scope, limiter)", "bare aiohttp + signing + json",
+                    [(c, b) for _, b, c in times], None,
+                    note="reference: what the guarantees cost on their own"),
+                row(measure, "aiportrait", "bare + aiportrait's guarantees",
+                    [(a, c) for a, _, c in times], None,
+                    note="reference: aiportrait's own code on top of that floor"),
+            ]  # fmt: skip
     finally:
         await session.aclose()
         await bare.aclose()
+        await guarded.aclose()
     return rows
 
 
