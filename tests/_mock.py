@@ -90,7 +90,7 @@ def mocked() -> Iterator[aioresponses]:
 
 def sent(mock: aioresponses, method: str = "POST") -> list[dict[str, Any]]:
     """The keyword arguments of every request of ``method`` aiohttp was asked to send."""
-    out = []
+    out: list[dict[str, Any]] = []
     for (m, _url), calls in mock.requests.items():
         if m == method:
             out.extend(call.kwargs for call in calls)

@@ -127,11 +127,11 @@ async def test_calls_succeed_against_raw_byte_verifier(root_server: tuple[str, S
     methods = [(r.method, r.path) for r in server.requests]
     assert ("POST", "/api/v1/async_jobs/7") in methods
     assert ("GET", "/api/v1/batch_jobs/3") in methods
-    job = next(r for r in server.requests if r.path.startswith("/api/v1/async_jobs"))
-    assert job.body == b""
-    assert job.headers["accept"] == "text/plain"
-    assert re.fullmatch(r"\d{10}", job.headers["x-request-time"])
-    ua = job.headers["user-agent"]
+    poll = next(r for r in server.requests if r.path.startswith("/api/v1/async_jobs"))
+    assert poll.body == b""
+    assert poll.headers["accept"] == "text/plain"
+    assert re.fullmatch(r"\d{10}", poll.headers["x-request-time"])
+    ua = poll.headers["user-agent"]
     assert "aiportrait/" in ua
     assert "Python/" in ua
     assert "aiohttp/" in ua
