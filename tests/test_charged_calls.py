@@ -1,0 +1,130 @@
+"""Charged calls at the edges: what a journal, a deadline and a hook may and may not do to them.
+
+Each test protects "unknown means may have run": a call that provably never ran is never
+reported as unknown, and an answer that arrived is never thrown away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import traceback
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+import aiportrait
+from aiportrait import CreateRequest, RetryPolicy, Session
+from aiportrait._durations import Durations
+from aiportrait._journal import Journal
+from aiportrait.testing import VirtualClock
+from tests._mock import OK_IMAGE, Fake, until
+
+CREATE = "/api/v1/aigc_images/create"
+THROTTLED = (429, {"Retry-After": "30"}, {"code": "Throttling", "message": "slow down"})
+
+
+async def test_a_create_only_ever_throttled_is_new_on_a_rerun(tmp_path: Path) -> None:
+    journal = tmp_path / "j.sqlite"
+    request = CreateRequest("m-1", "https://t/x.jpg")
+    with Fake([THROTTLED] * 10, ok=OK_IMAGE) as fake:
+        async with Session(fake.url, "a", "t") as session:
+            # Stopped during the 30-s wait after the 429: the create never ran.
+            with anyio.move_on_after(0.5):
+                await session.create_many({"a": request}, journal=journal).collect()
+        assert fake.paths() == [CREATE]
+        assert Journal(journal, lock=False).counts() == {}  # not "submitting"
+        fake.actions.clear()
+        async with Session(fake.url, "a", "t") as session:  # a new run: no cool-down
+            (again,) = await session.create_many({"a": request}, journal=journal).collect()
+    assert again.ok and not again.resumed  # sent as new, not "may have run"
+
+
+async def test_an_answer_that_arrived_is_never_lost_to_a_slow_hook() -> None:
+    async def slow_hook(event: Any) -> None:
+        if isinstance(event, aiportrait.hooks.AnswerReceived):
+            await asyncio.sleep(0.6)  # past the deadline below
+
+    policy = RetryPolicy(deadline=0.3, min_try=0.1)
+    with Fake([], ok=OK_IMAGE) as fake:
+        async with Session(fake.url, "a", "t", retry=policy, hooks=[slow_hook]) as session:
+            portrait = await session.create("m-1", "https://t/x.jpg")
+    assert portrait.format == "png"
+
+
+async def test_a_retry_is_not_sent_when_waiting_for_a_slot_used_up_the_deadline(
+    aiportrait_instant_waits: VirtualClock,
+) -> None:
+    busy = (503, {"Retry-After": "1"}, {"code": "ServiceUnavailable", "message": "busy"})
+    policy = RetryPolicy(deadline=10.0, min_try=5.0, base=0.01, cap=0.02)
+    release = asyncio.Event()
+    tasks: list[asyncio.Task[Any]] = []
+
+    async def held(_arrival: Any) -> Any:
+        await release.wait()
+        return (200, {}, {"code": "OK", "data": {"job": {"state": 1}}})
+
+    with Fake([busy], ok=OK_IMAGE, routes={"/api/v1/async_jobs/": held}) as fake:
+
+        async def take_the_slot(event: Any) -> None:
+            # Before the create's retry: a poll takes the only slot and keeps it.
+            if isinstance(event, aiportrait.hooks.RetryScheduled):
+                tasks.append(asyncio.create_task(session.get_job(1)))
+                await until(lambda: len(fake.requests) == 2, "the poll holds the slot")
+
+        async with Session(
+            fake.url, "a", "t", retry=policy, max_in_flight=1, hooks=[take_the_slot]
+        ) as session:
+            create = asyncio.create_task(session.create("m-1", "https://t/x.jpg"))
+            shared = session.limits.all
+            await until(lambda: shared.statistics().tasks_waiting == 1, "the retry waits")
+            await aiportrait_instant_waits.sleep(8.0)  # the wait for the slot eats the deadline
+            release.set()
+            with pytest.raises(aiportrait.ServerError):  # the real failure, nothing sent again
+                await create
+            await tasks[0]
+    assert fake.paths().count(CREATE) == 1
+
+
+async def test_retry_after_beyond_a_minute_is_honoured_up_to_the_cap(
+    aiportrait_instant_waits: VirtualClock,
+) -> None:
+    slow = (429, {"Retry-After": "90"}, {"code": "Throttling", "message": "slow down"})
+    with Fake([slow], ok=OK_IMAGE) as fake:
+        async with Session(fake.url, "a", "t") as session:
+            await session.create("m-1", "https://t/x.jpg")
+    assert aiportrait_instant_waits.time >= 90  # not cut to 60 s
+    assert len(fake.requests) == 2
+
+
+def test_learned_durations_take_only_plausible_values_and_stay_bounded() -> None:
+    durations = Durations()
+    for bad in (float("inf"), float("nan"), -1.0, 0.0, 10 * 24 * 3600.0):
+        durations.record("sdxl", bad)
+    durations.load([("sdxl", float("inf")), ("sdxl", "x"), (3, 5.0)])  # type: ignore[list-item]
+    assert durations.seen() == {}
+    for _ in range(1000):
+        durations.record("sd15", 60.0)
+    assert len(durations.drain()) <= 50  # a Session without a journal never drains
+    assert durations.kind_of(12345) is None  # a job it did not start: nothing to learn
+
+
+def test_the_cli_keeps_the_token_out_of_a_tracebacks_locals(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from aiportrait.cli._commands import session_from
+    from aiportrait.cli._parser import Args, build_parser
+
+    monkeypatch.delenv("AIPORTRAIT_HOST", raising=False)
+    monkeypatch.delenv("HOST", raising=False)
+    monkeypatch.delenv("Host", raising=False)
+    args = build_parser().parse_args(
+        ["check", "http://x/a.jpg", "--app-id", "a", "--token", "SUPERSECRET"], namespace=Args()
+    )
+    with pytest.raises(aiportrait.CredentialsError) as info:
+        session_from(args)
+    text = "".join(
+        traceback.TracebackException.from_exception(info.value, capture_locals=True).format()
+    )
+    assert "SUPERSECRET" not in text
