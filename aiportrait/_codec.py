@@ -163,10 +163,6 @@ def _str_of(value: Any, what: str) -> str:
 _NO_CODE: Final = object()
 
 
-def _is_str(value: object) -> bool:
-    return isinstance(value, str)
-
-
 def _image_check(raw: Any, what: str, index: int | None = None) -> ImageCheck:
     """One verdict: ``what`` (``[index]``) names it in an error."""
     if type(raw) is dict:
@@ -217,8 +213,11 @@ def decode_check(data: Any, request_id: str) -> CheckReport:
     if not isinstance(results, list):
         raise MalformedResponse("check data.check_results is not a list")
     images = data.get("images") or []
-    if not isinstance(images, list) or not all(map(_is_str, images)):
+    if not isinstance(images, list):
         raise MalformedResponse("check data.images is not a list of strings")
+    for image in images:
+        if not isinstance(image, str):
+            raise MalformedResponse("check data.images is not a list of strings")
     checks = []
     for i, raw in enumerate(results):
         checks.append(_image_check(raw, "check_results", i))

@@ -476,8 +476,10 @@ class Transport:
     ) -> Answer:
         """Send one signed request and return the ``data`` of an ``OK`` envelope.
 
-        ``lift`` names a (large) string field to cut out of the body before JSON parsing; see
-        :func:`lift_string`.
+        ``lift`` names a (large) base64 string field of a 2xx answer: it is decoded as the answer
+        arrives (:class:`StreamedString`, into ``Answer.image``); in a small answer (64 KiB
+        at most), or when it is not plain base64, it is cut out of the whole body before JSON
+        parsing (:func:`lift_string`).
 
         Raises an :class:`~aiportrait.errors.APIError` subclass for an error answer,
         :class:`~aiportrait.errors.TransportError` when no answer came, and
@@ -502,21 +504,21 @@ class Transport:
                 allow_redirects=False,
             ) as resp:
                 status = resp.status
-                if lift is not None and 200 <= status < 300:
+                declared = resp.content_length
+                streamed = None
+                raw: bytes | bytearray
+                if (
+                    declared is not None
+                    and declared <= _SMALL
+                    and declared <= self.max_response_bytes
+                    and "Content-Encoding" not in resp.headers
+                ):
+                    raw = await resp.read()  # the usual small answer: one read
+                elif lift is not None and 200 <= status < 300:
                     streamed = await self._stream(resp, method, path, lift)
                     raw = streamed[0]
                 else:
-                    streamed = None
-                    declared = resp.content_length
-                    if (
-                        declared is not None
-                        and declared <= _SMALL
-                        and declared <= self.max_response_bytes
-                        and "Content-Encoding" not in resp.headers
-                    ):
-                        raw = await resp.read()  # the usual small answer: one read
-                    else:
-                        raw = await self._read(resp, method, path)
+                    raw = await self._read(resp, method, path)
                 header = resp.headers.get("Retry-After")
                 retry_after = parse_retry_after(header) if header else None
         except aiohttp.ConnectionTimeoutError:
