@@ -330,15 +330,16 @@ class _Deadlines:
             self._dead = 0
 
     def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
-        # A later timer left armed fires, finds nothing due and re-arms: harmless.
+        # A timer armed before for a later time is left to fire: it sees it is not the
+        # current one and does nothing.
         self._when = when
-        loop.call_at(when, self._fire)
+        loop.call_at(when, self._fire, when)
 
-    def _fire(self) -> None:
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        if now < self._when:  # a timer armed for a deadline since superseded
+    def _fire(self, when: float) -> None:
+        if when != self._when:  # superseded by a timer for an earlier deadline
             return
+        loop = asyncio.get_running_loop()
+        now = loop.time()  # the loop may run a timer a hair early: then it is armed again
         self._when = math.inf
         heap = self._heap
         while heap and (heap[0][2] is None or heap[0][0] <= now):

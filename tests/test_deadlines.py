@@ -66,3 +66,15 @@ def test_a_finished_event_loop_is_not_kept_alive() -> None:
     asyncio.run(call())
     gc.collect()
     assert seen[0]() is None
+
+
+async def test_a_timer_run_early_is_armed_again() -> None:
+    deadlines = _retry._deadlines()
+    with anyio.CancelScope() as scope:
+        entry = deadlines.add(0.05, scope)
+        deadlines._fire(deadlines._when)  # as if the loop ran it a hair before its time
+        assert not scope.cancel_called
+        deadlines._fire(deadlines._when - 1)  # a superseded timer: ignored
+        await asyncio.sleep(30)
+    assert scope.cancelled_caught
+    deadlines.discard(entry)
