@@ -108,7 +108,14 @@ def _iterate_in_one_task(runner: _LoopThread, aiterator: AsyncIterator[T]) -> It
             if aclose is not None:  # cancel and await the batch's workers, in this task
                 await aclose()
 
-    future = asyncio.run_coroutine_threadsafe(pump(), runner.loop)
+    unwound = threading.Event()  # set when the pump has ended, its batch stopped and awaited
+
+    async def start() -> asyncio.Task[None]:
+        task = asyncio.ensure_future(pump())
+        task.add_done_callback(lambda _task: unwound.set())  # also when cancelled unstarted
+        return task
+
+    task = asyncio.run_coroutine_threadsafe(start(), runner.loop).result()
     try:
         while True:
             item = items.get()
@@ -118,11 +125,13 @@ def _iterate_in_one_task(runner: _LoopThread, aiterator: AsyncIterator[T]) -> It
                 raise item.error
             yield item
     finally:
-        if not future.done() and not runner.loop.is_closed():
-            future.cancel()
-            while not future.done():  # let the pump unwind (it may be blocked on a full queue)
+        if not unwound.is_set() and not runner.loop.is_closed():
+            runner.loop.call_soon_threadsafe(task.cancel)
+            # Wait until the batch has stopped (its calls cut, its workers awaited); keep the
+            # queue drained meanwhile, so a pump blocked on a full queue can unwind.
+            while not unwound.wait(0.05):
                 with contextlib.suppress(queue.Empty):
-                    items.get(timeout=0.05)
+                    items.get_nowait()
 
 
 class _Failed:

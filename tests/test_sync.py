@@ -76,9 +76,10 @@ def test_leaving_a_sync_batch_stops_it() -> None:
             requests = [aiportrait.CreateRequest("m", f"https://t/{i}.jpg") for i in range(20)]
             for _ in session.create_many(requests, limit=2):
                 break
-            # Leaving the loop stops the batch in the background loop: its creates in flight
-            # are cut (they are never answered: a batch that went on would hold them for ever).
-            _wait_until(lambda: fake.active == 0)
+            # Leaving the loop stops the batch and waits for it: by the time the loop is left,
+            # its creates in flight are cut (never answered: a batch that went on would hold
+            # them for ever).
+            assert fake.active == 0
             sent = len(fake.requests)
             assert fake.cancelled == sent - 1
             assert session.get_job(1).state is aiportrait.JobState.RUNNING  # still usable
