@@ -91,7 +91,13 @@ def normalise_host(host: str) -> str:
 
 
 def default_user_agent(extra: str | None = None) -> str:
-    """``[extra ]aiportrait/<v> Python/<v> aiohttp/<v>``."""
+    """``[extra ]aiportrait/<v> Python/<v> aiohttp/<v>``; ``extra`` must be printable text."""
+    if extra is not None and (
+        not isinstance(extra, str) or not extra.isascii() or not extra.isprintable()
+    ):
+        raise InvalidArgument(
+            f"user_agent must be printable ASCII text (no line breaks), not {extra!r:.80}"
+        )
     base = (
         f"aiportrait/{__version__} Python/{platform.python_version()} aiohttp/{aiohttp.__version__}"
     )

@@ -128,3 +128,9 @@ def test_the_cli_keeps_the_token_out_of_a_tracebacks_locals(
         traceback.TracebackException.from_exception(info.value, capture_locals=True).format()
     )
     assert "SUPERSECRET" not in text
+
+
+def test_a_user_agent_with_line_breaks_is_refused_when_the_session_is_built() -> None:
+    with pytest.raises(aiportrait.InvalidArgument, match="user_agent"):
+        Session("h.example", "a", "t", user_agent="MyApp/1.0\r\nX-Injected: 1")
+    assert Session("h.example", "a", "t", user_agent="MyApp/1.0") is not None
