@@ -119,6 +119,31 @@ _CHECK_CODE_BY_MESSAGE = {
 
 
 _ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_DECODER: Final = json.JSONDecoder()
+
+
+def loads(data: str | bytes | bytearray) -> Any:
+    """``json.loads(data)``, with a shortcut for what answers are: a UTF-8 JSON object with no
+    white space around it (read with one call of the C scanner, without the encoding sniffing
+    and the white-space matching that ``json.loads`` does in Python). Anything else, and any
+    error, goes to ``json.loads`` itself, so the value or the exception is the same."""
+    if isinstance(data, str):
+        text = data
+    elif data[:1] == b"{" and data[1:2] != b"\0":  # not UTF-16 or UTF-32, no BOM
+        try:
+            text = data.decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError:
+            return json.loads(data)
+    else:
+        return json.loads(data)
+    if text[:1] == "{" and text[-1:] == "}":
+        try:
+            value, end = _DECODER.raw_decode(text)
+        except ValueError:
+            return json.loads(data)
+        if end == len(text):
+            return value
+    return json.loads(data)
 
 
 def encode_body(payload: Mapping[str, Any]) -> bytes:
@@ -246,7 +271,7 @@ def parse_train_result(raw: str | None) -> TrainResult | None:
     if not raw:
         return None
     try:
-        value = json.loads(raw)
+        value = loads(raw)
     except (ValueError, RecursionError):
         return None
     if not (type(value) is dict or isinstance(value, Mapping)) or not isinstance(

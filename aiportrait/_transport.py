@@ -12,7 +12,6 @@ import binascii
 import email.utils
 import io
 import ipaddress
-import json
 import logging
 import math
 import platform
@@ -23,7 +22,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from ._codec import encode_body
+from ._codec import encode_body, loads
 from ._signing import authorization, redacted
 from ._version import __version__
 from .errors import (
@@ -639,7 +638,7 @@ class Transport:
         elif lift is not None and 200 <= status < 300:
             body, lifted = lift_string(raw, lift)
         try:
-            envelope = json.loads(body)
+            envelope = loads(body)
         except (ValueError, UnicodeDecodeError, RecursionError):
             envelope = None
         if not isinstance(envelope, dict):

@@ -66,6 +66,21 @@ Call = Callable[[], Awaitable[Any]]
 # -- the loopback server ---------------------------------------------------------------------
 
 
+PINNED = False
+"""Client and server each on a CPU of their own (see ``--no-pin``)."""
+
+
+def _pin(which: int) -> Callable[[], None] | None:
+    """Pin a process to one CPU (the last for the server, the first for the client), so that
+    the two do not trade places between rounds; nothing where affinity cannot be set."""
+    if not hasattr(os, "sched_setaffinity") or (os.cpu_count() or 1) < 2:
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    return lambda: os.sched_setaffinity(0, {cpus[which]})
+
+
 @contextmanager
 def server(*args: str) -> Iterator[str]:
     """Run ``_fast_server.py`` in its own process; yield its URL."""
@@ -76,6 +91,7 @@ def server(*args: str) -> Iterator[str]:
         [sys.executable, str(HERE / "_fast_server.py"), str(port), *args],
         stdout=subprocess.PIPE,
         text=True,
+        preexec_fn=_pin(-1) if PINNED else None,
     )
     try:
         assert proc.stdout is not None
@@ -454,8 +470,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=None, help="rounds per measure (7)")
     parser.add_argument("--only", choices=list(MEASURES), action="append")
     parser.add_argument("--json", type=Path, default=HERE / "results" / "latest.json")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin client and server")
     args = parser.parse_args()
     args.rounds = args.rounds or (3 if args.quick else 7)
+    global PINNED
+    pin = None if args.no_pin else _pin(0)
+    if pin is not None:
+        pin()
+        PINNED = True
     args.calls = 1000 if args.quick else 3000
     args.image_mb = 8.0
     args.batch_n = 200 if args.quick else 1000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -142,3 +143,29 @@ def test_job_ids_and_states_answer_as_the_converter(value: Any) -> None:
 def test_the_converter_is_built_on_first_use() -> None:
     assert _codec._get_converter() is _codec.converter
     assert _codec.converter.structure(1, CheckVerdict) is CheckVerdict.SUCCESS
+
+
+JSON_TEXT = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=10,
+).map(json.dumps)
+BODIES = (
+    JSON_TEXT.map(str.encode)
+    | JSON_TEXT.map(lambda t: (" " + t + "\n").encode())
+    | JSON_TEXT.map(lambda t: t.encode("utf-16"))
+    | JSON_TEXT.map(lambda t: t.encode("utf-8-sig"))
+    | st.binary(max_size=40)
+    | st.lists(st.sampled_from(["{", "}", '"a"', ":", "1", ",", " ", "\\ud800", "é"]), max_size=9)
+    .map("".join)
+    .map(lambda t: t.encode("utf-8", "surrogatepass"))
+)
+
+
+@settings(max_examples=3000)
+@given(BODIES)
+def test_loads_answers_as_json_loads(body: bytes) -> None:
+    assert _outcome(_codec.loads, body) == _outcome(json.loads, body)
+    text = body.decode("utf-8", "replace")
+    assert _outcome(_codec.loads, text) == _outcome(json.loads, text)
+    assert _outcome(_codec.loads, bytearray(body)) == _outcome(json.loads, bytearray(body))
