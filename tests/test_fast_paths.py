@@ -61,6 +61,27 @@ def test_a_plain_url_has_no_problem(value: str) -> None:
         assert _reference_url_problem(value) == ""
 
 
+def _reference_url_list(values: list[Any]) -> list[Any]:
+    for i, value in enumerate(values):
+        problem = _reference_url_problem(value)
+        if problem:
+            short = _args._short(value)
+            raise aiportrait.InvalidArgument(f"images[{i}]={short} is not a URL: {problem}")
+    return values
+
+
+PLAIN = st.sampled_from(["https://x/0.jpg", "oss://b/k", "HTTP://h:1/p?q"])
+
+
+@settings(max_examples=2000)
+@given(st.lists(PLAIN | URLS | st.integers(), min_size=1, max_size=4))
+def test_url_list_answers_as_each_url_checked_alone(values: list[Any]) -> None:
+    joined = [v + "\n" + w if isinstance(v, str) and isinstance(w, str) else v
+              for v, w in zip(values, values[1:] + values[:1], strict=True)]  # fmt: skip
+    for case in (values, joined):
+        assert _outcome(_args.url_list, "images", case) == _outcome(_reference_url_list, case)
+
+
 @pytest.mark.parametrize(
     "value", ["https://x/0.jpg", "HTTP://a.b:80/p?q#f", "oss://bucket/key", "https://h\\x/y"]
 )
