@@ -14,7 +14,6 @@ another process on the same journal) starts with what was learned.
 from __future__ import annotations
 
 import math
-import statistics
 from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Final
@@ -89,7 +88,9 @@ class Durations:
         values = self._seen.get(kind)
         if values is None or len(values) < MIN_SEEN:
             return None
-        middle = statistics.median(values)
+        ordered = sorted(values)  # the median, without importing statistics (fractions, decimal)
+        half = len(ordered) // 2
+        middle = ordered[half] if len(ordered) % 2 else (ordered[half - 1] + ordered[half]) / 2
         spread = (max(values) - min(values)) / (2 * middle)
         return middle, min(0.5, max(0.1, spread + 0.05))
 
