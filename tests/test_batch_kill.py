@@ -124,6 +124,8 @@ async def test_sigkill_mid_batch_then_rerun(emu: Emulator, tmp_path: Path) -> No
 
 CTRL_C_CHILD = """
 import asyncio
+import faulthandler
+import signal
 import aiportrait
 from tests._server import Server, hang
 
@@ -141,6 +143,7 @@ async def main():
                 print(outcome, flush=True)
             await reporter
 
+faulthandler.register(signal.SIGUSR1, all_threads=True)  # the parent asks on a hang
 asyncio.run(main())
 """
 
@@ -155,7 +158,14 @@ async def test_ctrl_c_stops_a_batch_promptly() -> None:
     assert (await asyncio.wait_for(proc.stdout.readline(), 60)).strip() == b"in flight"
     proc.send_signal(signal.SIGINT)
     # Promptly: only stopping the batch ends the child, whatever the machine's load.
-    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    try:
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+    except asyncio.TimeoutError:  # say where the child hangs: every thread's stack, then end it
+        proc.send_signal(signal.SIGUSR1)
+        await asyncio.sleep(2)
+        proc.kill()
+        _, err = await proc.communicate()
+        raise AssertionError("the child did not stop:\n" + err.decode()[-8000:]) from None
     assert proc.returncode != 0
     assert b"KeyboardInterrupt" in err
     assert b"Task was destroyed but it is pending" not in err
