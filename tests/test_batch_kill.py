@@ -144,6 +144,9 @@ async def main():
             await reporter
 
 faulthandler.register(signal.SIGUSR1, all_threads=True)  # the parent asks on a hang
+# Ctrl-C as a terminal delivers it, whatever the test runner's parent did: a job started in the
+# background of a non-interactive shell ignores SIGINT, and so would this child, inheriting it.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 asyncio.run(main())
 """
 
