@@ -29,6 +29,7 @@ from typing import Any
 from aiohttp import web
 
 from ._auth import AppConfig, check_signature, identify
+from ._bucket import Bucket, add_bucket_routes
 from ._errors import (
     BODY_TIMEOUT,
     BODY_TOO_LARGE,
@@ -356,8 +357,9 @@ def build_app(
     time_skew: float | None,
     serve_dir: Path | None,
     read_timeout: float,
+    bucket: Bucket | None = None,
 ) -> web.Application:
-    """Build the web application for ``service``."""
+    """Build the web application for ``service`` (with ``bucket``: its OSS-compatible routes)."""
     app = web.Application(client_max_size=max_body, middlewares=[_envelope_errors])
     app[SERVICE_KEY] = service
     app[SETTINGS_KEY] = Settings(
@@ -372,4 +374,6 @@ def build_app(
     app.router.add_get(BATCH_PATH_PREFIX + "{batch_id}", _api(_batch, aigc=False), allow_head=False)
     app.router.add_get("/media/{name}", _media)
     app.router.add_get("/healthz", _healthz)
+    if bucket is not None:
+        add_bucket_routes(app, bucket)
     return app

@@ -19,6 +19,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from ._app import build_app, media_file
 from ._auth import AppConfig, signature
+from ._bucket import DEFAULT_BUCKET, Bucket
 from ._clients import make_session
 from ._credentials import keep_credentials, kept_token
 from ._faults import Counters, FaultInjector, Faults
@@ -98,6 +99,7 @@ class Emulator:
         fetch_timeout: float = 10.0,
         time_skew: float | None = 900.0,
         read_timeout: float = 30.0,
+        oss_bucket: str = DEFAULT_BUCKET,
     ) -> None:
         if not read_timeout > 0:
             raise ValueError("read_timeout must be positive")
@@ -126,6 +128,7 @@ class Emulator:
         self._read_timeout = read_timeout
         self._injector = FaultInjector(faults)
         self._apps: dict[str, AppConfig] = {app_id: AppConfig(app_id, self._token, sdxl, quota)}
+        self._bucket = Bucket(oss_bucket, self._oss_secret)
         self._service: Service | None = None
         self._runner: web.AppRunner | None = None
         self._url = ""
@@ -165,6 +168,7 @@ class Emulator:
             time_skew=self._time_skew,
             serve_dir=self._serve_dir,
             read_timeout=self._read_timeout,
+            bucket=self._bucket,
         )
         runner = web.AppRunner(
             app,
@@ -293,6 +297,20 @@ class Emulator:
         self._apps[app_id] = app
         return app
 
+    @property
+    def bucket(self) -> Bucket:
+        """The OSS-compatible bucket served at ``<url>/<bucket.name>/<key>`` (path-style).
+
+        Its access key ids are the AppIds and their secrets the tokens; set
+        ``bucket.refuse_puts = True`` to make uploads fail with ``AccessDenied``.
+        """
+        return self._bucket
+
+    @property
+    def oss_bucket(self) -> str:
+        """The name of :attr:`bucket`."""
+        return self._bucket.name
+
     def media_url(self, name: str) -> str:
         """URL of a file of ``serve_dir`` as the emulator serves it."""
         return f"{self._url}/media/{quote(name)}"
@@ -361,6 +379,10 @@ class Emulator:
         if self._service is None:
             raise RuntimeError("the emulator is not running; use 'async with Emulator() as emu'")
         return self._service
+
+    def _oss_secret(self, access_key_id: str) -> str | None:
+        app = self._apps.get(access_key_id)
+        return None if app is None else app.token
 
     def _local_media(self, url: str) -> Path | None:
         """The file behind one of our own ``/media/`` URLs, read from disk instead of HTTP."""
