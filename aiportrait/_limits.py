@@ -31,6 +31,10 @@ class CoolDown:
         self._clock = clock or _clock.now
         self._until = -math.inf
         self._strikes = 0
+        self.episodes = 0
+        """Cool-downs started so far (a 429 during one extends it: not a new one)."""
+        self._began = 0.0
+        self._reported = 0
 
     @property
     def remaining(self) -> float:
@@ -51,11 +55,20 @@ class CoolDown:
         """
         if self._clock() >= self._until:
             self._strikes += 1
+            self.episodes += 1
+            self._began = self._clock()
         pause = retry_after if retry_after is not None else 2.0 ** max(0, self._strikes - 1)
         pause = min(cap, max(0.0, pause))
         self._until = max(self._until, self._clock() + pause)
         log.debug("429: every call of this session pauses for %.2fs", pause)
         return pause
+
+    def take_ended(self) -> float | None:
+        """Once per cool-down, when it is over: its whole length in seconds (for the hooks)."""
+        if self._reported == self.episodes or self.active:
+            return None
+        self._reported = self.episodes
+        return self._until - self._began
 
     def clear(self) -> None:
         """A call went through: the next 429 starts from a short pause again."""

@@ -45,7 +45,19 @@ from .errors import (
     SubmitOutcomeUnknown,
     TransportError,
 )
-from .hooks import AnswerReceived, Hook, RequestSent, RetryScheduled, emit
+from .hooks import (
+    AnswerReceived,
+    CallEnded,
+    CallOutcome,
+    CallStarted,
+    CoolDownEnded,
+    CoolDownStarted,
+    Hook,
+    RequestSent,
+    RetryScheduled,
+    emit,
+    within,
+)
 
 if TYPE_CHECKING:
     from ._limits import CallKind, Limits
@@ -153,6 +165,7 @@ async def call_with_retries(
     request: Mapping[str, Any] | None = None,
     tries: int | None = None,
     hooks: Sequence[Hook] = (),
+    origin: tuple[str, int | None, str] = ("", None, ""),
 ) -> T:
     """Run ``try_once`` under the Session's limits until it succeeds or must not be retried.
 
@@ -164,8 +177,11 @@ async def call_with_retries(
     leaves open whether it ran raises :class:`~aiportrait.errors.SubmitOutcomeUnknown`
     carrying ``request``; it is never sent again. ``tries`` overrides the policy's count (the
     watcher polls with one try and decides itself). ``hooks`` get a
-    :class:`~aiportrait.hooks.RequestSent`, an :class:`~aiportrait.hooks.AnswerReceived` and,
-    before a retry, a :class:`~aiportrait.hooks.RetryScheduled`.
+    :class:`~aiportrait.hooks.CallStarted`, for each try a
+    :class:`~aiportrait.hooks.RequestSent` and an :class:`~aiportrait.hooks.AnswerReceived`,
+    before a retry a :class:`~aiportrait.hooks.RetryScheduled`, the cool-down's start and end,
+    and a :class:`~aiportrait.hooks.CallEnded`; ``origin`` (server address, port, AppId) is
+    what :class:`~aiportrait.hooks.CallStarted` says of the service.
     """
     charged = kind != "read"
     cooldown = limits.cooldown
@@ -176,102 +192,137 @@ async def call_with_retries(
     attempt = 0
     in_try = False
     got = False
-    scope = _new_scope()
-    with scope:
-        # Cancelled when the deadline passes, by one timer shared by the calls of this event
-        # loop (see _Deadlines) rather than a timer armed and disarmed for each call.
-        seconds = policy.deadline
-        deadlines = None if seconds is None else _deadlines()
-        entry = None if deadlines is None or seconds is None else deadlines.add(seconds, scope)
-        try:
-            while True:
-                attempt += 1
-                if cooldown.active:  # wait() returns at once, without a checkpoint, when it is not
-                    await cooldown.wait()
-                # limits.slot(kind), inlined: the tokens are taken without a trip through the
-                # event loop when free, and a cancel while waiting gives back those taken.
-                limiters = limits.limiters(kind)
-                task = asyncio.current_task()
-                held = 0
-                try:
-                    for limiter in limiters:
-                        try:
-                            limiter.acquire_on_behalf_of_nowait(task)
-                        except anyio.WouldBlock:
-                            await limiter.acquire_on_behalf_of(task)
-                        held += 1
+    sent = 0  # tries written (or being written), for the hooks
+    if hooks:
+        address, port, app_id = origin
+        start = CallStarted(method, path, kind, address, port, app_id, within.get())
+        await emit(hooks, start)
+    # A try without an exception costs nothing: the no-hook path is as fast as before.
+    try:
+        scope = _new_scope()
+        with scope:
+            # Cancelled when the deadline passes, by one timer shared by the calls of this event
+            # loop (see _Deadlines) rather than a timer armed and disarmed for each call.
+            seconds = policy.deadline
+            deadlines = None if seconds is None else _deadlines()
+            entry = None if deadlines is None or seconds is None else deadlines.add(seconds, scope)
+            try:
+                while True:
+                    attempt += 1
+                    # wait() returns at once, without a checkpoint, when there is no cool-down
                     if cooldown.active:
                         await cooldown.wait()
-                    if attempt > 1 and not fits(policy, started, 0.0):
-                        # The slot or the cool-down took what was left: this try could not
-                        # finish, so it is not sent, and the real failure stands.
-                        assert last is not None
-                        raise last
-                    hook = before_send.get() if charged else None
-                    if hook is not None:
-                        await hook()
-                    if hooks:
-                        await emit(hooks, RequestSent(method, path, kind, attempt))
-                        began = _clock.now()
-                    in_try = True  # stays True if the deadline cancels the try
+                    # limits.slot(kind), inlined: the tokens are taken without a trip through the
+                    # event loop when free, and a cancel while waiting gives back those taken.
+                    limiters = limits.limiters(kind)
+                    task = asyncio.current_task()
+                    held = 0
                     try:
-                        result = await try_once()
-                        cooldown.clear()
-                    except CALL_ERRORS as exc:
-                        failure = last = exc
-                    else:
-                        in_try = False  # the answer is here: nothing after this may lose it
-                        got = True
-                        break
-                    in_try = False
+                        for limiter in limiters:
+                            try:
+                                limiter.acquire_on_behalf_of_nowait(task)
+                            except anyio.WouldBlock:
+                                await limiter.acquire_on_behalf_of(task)
+                            held += 1
+                        if cooldown.active:
+                            await cooldown.wait()
+                        if attempt > 1 and not fits(policy, started, 0.0):
+                            # The slot or the cool-down took what was left: this try could not
+                            # finish, so it is not sent, and the real failure stands.
+                            assert last is not None
+                            raise last
+                        hook = before_send.get() if charged else None
+                        if hook is not None:
+                            await hook()
+                        if hooks:
+                            ended = cooldown.take_ended()
+                            if ended is not None:
+                                await emit(hooks, CoolDownEnded(method, path, kind, ended))
+                            await emit(hooks, RequestSent(method, path, kind, attempt))
+                            began = _clock.now()
+                        in_try = True  # stays True if the deadline cancels the try
+                        sent = attempt
+                        try:
+                            result = await try_once()
+                            cooldown.clear()
+                        except CALL_ERRORS as exc:
+                            failure = last = exc
+                        else:
+                            in_try = False  # the answer is here: nothing after this may lose it
+                            got = True
+                            break
+                        in_try = False
+                        if hooks:
+                            await _answered(hooks, method, path, kind, attempt, began, failure)
+                    finally:
+                        while held:
+                            held -= 1
+                            limiters[held].release_on_behalf_of(task)
                     if hooks:
-                        await _answered(hooks, method, path, kind, attempt, began, failure)
-                finally:
-                    while held:
-                        held -= 1
-                        limiters[held].release_on_behalf_of(task)
-                delay = _retry_delay(failure, attempt, most, started, policy, limits, charged)
-                if delay is None:
-                    if charged and ambiguous(failure):
-                        raise _unknown(failure, what, kind, request) from failure
-                    raise failure
-                if charged:
-                    # Retried only when it provably did not run: say so (the batch journal
-                    # gives its claim back, so a stop now leaves the item new, not unknown).
-                    unsent = not_sent.get()
-                    if unsent is not None:
-                        await unsent()
-                reason = retry_reason(failure, charged=charged) or ""
-                log.debug(
-                    "%s: try %d failed (%s), next try in %.2fs",
-                    what,
-                    attempt,
-                    reason,
-                    delay + cooldown.remaining,
-                    extra={"attempt": attempt, "wait": delay},
-                )
-                if hooks:
-                    await emit(hooks, RetryScheduled(method, path, kind, attempt, reason, delay))
-                await _clock.sleep(delay)
-        finally:
-            if deadlines is not None:
-                deadlines.discard(entry)
-    if got:
-        if hooks:  # outside the deadline: a slow hook cannot turn an answer into a timeout
-            await _answered(hooks, method, path, kind, attempt, began, result)
-        return result
-    # The deadline passed: during a try (which may have reached the service) or a wait.
-    cut = RequestTimeout(
-        f"{what}: no answer within the deadline of {policy.deadline}s",
-        method=method,
-        path=path,
-        sent=None if in_try else False,
-    )
-    if in_try and charged:
-        raise _unknown(cut, what, kind, request) from cut
-    if last is not None:
-        raise last  # the run of failures the deadline ended
-    raise cut
+                        episodes = cooldown.episodes
+                    delay = _retry_delay(failure, attempt, most, started, policy, limits, charged)
+                    if hooks and cooldown.episodes != episodes:
+                        retry_after = getattr(failure, "retry_after", None)
+                        pause = CoolDownStarted(method, path, kind, cooldown.remaining, retry_after)
+                        await emit(hooks, pause)
+                    if delay is None:
+                        if charged and ambiguous(failure):
+                            raise _unknown(failure, what, kind, request) from failure
+                        raise failure
+                    if charged:
+                        # Retried only when it provably did not run: say so (the batch journal
+                        # gives its claim back, so a stop now leaves the item new, not unknown).
+                        unsent = not_sent.get()
+                        if unsent is not None:
+                            await unsent()
+                    reason = retry_reason(failure, charged=charged) or ""
+                    log.debug(
+                        "%s: try %d failed (%s), next try in %.2fs",
+                        what,
+                        attempt,
+                        reason,
+                        delay + cooldown.remaining,
+                        extra={
+                            "attempt": attempt,
+                            "wait": delay,
+                            "aiportrait.method": method,
+                            "aiportrait.path": path,
+                            "aiportrait.kind": kind,
+                            "aiportrait.attempt": attempt,
+                            "aiportrait.reason": reason,
+                            "aiportrait.wait": delay,
+                            "aiportrait.request_id": getattr(failure, "request_id", "") or "",
+                        },
+                    )
+                    if hooks:
+                        await emit(
+                            hooks, RetryScheduled(method, path, kind, attempt, reason, delay)
+                        )
+                    await _clock.sleep(delay)
+            finally:
+                if deadlines is not None:
+                    deadlines.discard(entry)
+        if not got:
+            # The deadline passed: during a try (which may have reached the service) or a wait.
+            cut = RequestTimeout(
+                f"{what}: no answer within the deadline of {policy.deadline}s",
+                method=method,
+                path=path,
+                sent=None if in_try else False,
+            )
+            if in_try and charged:
+                raise _unknown(cut, what, kind, request) from cut
+            if last is not None:
+                raise last  # the run of failures the deadline ended
+            raise cut
+    except BaseException as exc:
+        if hooks:
+            await _call_ended(hooks, method, path, kind, sent, started, exc, in_try, last)
+        raise
+    if hooks:  # outside the deadline: a slow hook cannot turn an answer into a timeout
+        await _answered(hooks, method, path, kind, attempt, began, result)
+        await _call_ended(hooks, method, path, kind, sent, started, result, False, None)
+    return result
 
 
 _scope_type: Callable[[], anyio.CancelScope] | None = None
@@ -387,6 +438,48 @@ async def _answered(
     request_id = getattr(outcome, "request_id", "") or ""
     seconds = _clock.now() - began
     event = AnswerReceived(method, path, kind, attempt, status, request_id, seconds, error)
+    await emit(hooks, event)
+
+
+async def _call_ended(
+    hooks: Sequence[Hook],
+    method: str,
+    path: str,
+    kind: CallKind,
+    attempts: int,
+    started: float,
+    outcome: object,
+    in_try: bool,
+    last: AIPortraitError | None,
+) -> None:
+    seconds = _clock.now() - started
+    job_id = cost_time = None
+    if isinstance(outcome, BaseException):
+        if isinstance(outcome, SubmitOutcomeUnknown):
+            verdict: CallOutcome = "unknown"
+        elif not isinstance(outcome, Exception):  # cancelled (by the caller or the deadline)
+            verdict = "unknown" if in_try and kind != "read" else "cancelled"
+        else:
+            verdict = "failed"
+        seen = last if last is not None else outcome
+        status = getattr(seen, "status", 0) or 0
+        request_id = getattr(seen, "request_id", "") or ""
+        error: BaseException | None = outcome
+    else:
+        verdict, error = "ok", None
+        status = getattr(outcome, "status", 0) or 0
+        request_id = getattr(outcome, "request_id", "") or ""
+        data = getattr(outcome, "data", None)
+        if isinstance(data, dict):
+            found = data.get("job_id")
+            job_id = found if type(found) is int else None
+            cost = data.get("cost_time")
+            if kind == "create" and isinstance(cost, (int, float)) and not isinstance(cost, bool):
+                cost_time = float(cost)
+    event = CallEnded(
+        method, path, kind, verdict, attempts, seconds, status, request_id, error, job_id,
+        cost_time,
+    )  # fmt: skip
     await emit(hooks, event)
 
 

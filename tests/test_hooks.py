@@ -9,7 +9,7 @@ import pytest
 
 import aiportrait
 from aiportrait import RetryPolicy, Session
-from aiportrait.hooks import AnswerReceived, RequestSent, RetryScheduled
+from aiportrait.hooks import AnswerReceived, CallEnded, CallStarted, RequestSent, RetryScheduled
 from aiportrait.testing import VirtualClock
 from tests._mock import Fake
 
@@ -30,15 +30,19 @@ async def test_hooks_see_each_try_its_answer_and_the_retry(
             await session.get_job(1)
     mine = [e for e in events if not isinstance(e, tuple)]
     assert [type(e) for e in mine] == [
-        RequestSent, AnswerReceived, RetryScheduled, RequestSent, AnswerReceived,
+        CallStarted, RequestSent, AnswerReceived, RetryScheduled, RequestSent, AnswerReceived,
+        CallEnded,
     ]  # fmt: skip
-    sent, failed, retry, _, answered = mine
+    began, sent, failed, retry, _, answered, ended = mine
+    assert (began.method, began.path, began.kind, began.within) == ("POST", PATH, "read", None)
+    assert (ended.outcome, ended.attempts, ended.status, ended.error) == ("ok", 2, 200, None)
     assert (sent.method, sent.path, sent.kind, sent.attempt) == ("POST", PATH, "read", 1)
     assert failed.status == 500 and isinstance(failed.error, aiportrait.ServerError)
     assert retry.attempt == 1 and retry.reason.startswith("HTTP 500") and retry.wait >= 0
     assert answered.status == 200 and answered.error is None and answered.attempt == 2
     assert [name for kind, name in (e for e in events if isinstance(e, tuple))] == [
-        "RequestSent", "AnswerReceived", "RetryScheduled", "RequestSent", "AnswerReceived",
+        "CallStarted", "RequestSent", "AnswerReceived", "RetryScheduled", "RequestSent",
+        "AnswerReceived", "CallEnded",
     ]  # fmt: skip
 
 
@@ -54,7 +58,8 @@ async def test_a_hook_that_raises_never_breaks_a_call(caplog: pytest.LogCaptureF
             with caplog.at_level(logging.WARNING, "aiportrait"):
                 assert (await session.get_job(1)).state is aiportrait.JobState.RUNNING
                 await session.get_job(1)
-    assert calls == ["RequestSent", "AnswerReceived"] * 2  # still called after raising
+    # still called after raising
+    assert calls == ["CallStarted", "RequestSent", "AnswerReceived", "CallEnded"] * 2
     assert sum("hook" in r.getMessage() for r in caplog.records) == 1  # logged once
 
 
@@ -71,7 +76,7 @@ async def test_global_hooks_see_every_session_and_can_be_removed() -> None:
                 await session.get_job(1)
     finally:
         aiportrait.hooks.remove_hook(hook)
-    assert seen == [PATH, PATH]
+    assert seen == [PATH] * 4  # CallStarted, RequestSent, AnswerReceived, CallEnded
     with pytest.raises(TypeError):
         aiportrait.hooks.add_hook("not callable")  # type: ignore[arg-type]
     with pytest.raises(aiportrait.InvalidArgument):
