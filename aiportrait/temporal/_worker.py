@@ -1,0 +1,59 @@
+"""A worker that runs the library's workflows and activities."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from .._session import Session
+from ._activities import PortraitActivities
+from ._client import DEFAULT_TASK_QUEUE
+from ._store import PortraitStore
+from ._workflows import CreateWorkflow, PortraitBatchWorkflow, TrainWorkflow
+
+__all__ = ["WORKFLOWS", "new_worker"]
+
+WORKFLOWS = (TrainWorkflow, CreateWorkflow, PortraitBatchWorkflow)
+"""The workflow classes, for a ``Worker`` of your own."""
+
+
+def new_worker(
+    client: Client,
+    session: Session,
+    store: PortraitStore,
+    *,
+    task_queue: str = DEFAULT_TASK_QUEUE,
+    concurrency: int = 16,
+    rate: float | None = None,
+    **kwargs: Any,
+) -> Worker:
+    """A ``temporalio.worker.Worker`` for the library's workflows and activities.
+
+    Args:
+        client: connected with :func:`aiportrait.temporal.connect` (the library's converter).
+        session: the Session the activities send with (its own retries are switched off;
+            its limits still apply to this worker).
+        store: where portraits and batch files go (every worker and starter of a batch must
+            reach the same store).
+        task_queue: the task queue to poll.
+        concurrency: activities this worker runs at once (``max_concurrent_activities``).
+        rate: activities per second across ALL workers of the task queue
+            (``max_task_queue_activities_per_second``; the server enforces it): set it to
+            the app's quota. ``None``: no cap.
+        kwargs: passed to ``Worker`` (``interceptors``, ``identity``...).
+    """
+    activities = PortraitActivities(session, store)
+    restrictions = SandboxRestrictions.default.with_passthrough_modules("aiportrait")
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=list(WORKFLOWS),
+        activities=activities.all(),
+        max_concurrent_activities=concurrency,
+        max_task_queue_activities_per_second=rate,
+        workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions),
+        **kwargs,
+    )

@@ -1,0 +1,367 @@
+"""The workflows: a training, a portrait, and a batch of many of both.
+
+Workflow code is replayed, so it only decides: every request is an activity, every wait a
+durable timer. Charged activities are scheduled with one attempt; :func:`_charged` sends again
+only after a failure that proves the call did not run (a 429, no connection, a 503 with
+``Retry-After``), and reports a lost answer or a worker that stopped answering as
+``unknown``: the call may have run, and only you decide to send it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import attrs
+from temporalio import workflow
+from temporalio.common import RetryPolicy as TemporalRetryPolicy
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+    FailureError,
+    TimeoutError,
+)
+
+with workflow.unsafe.imports_passed_through():
+    from .._requests import CheckRequest, JobQuery, TrainRequest
+    from ..errors import InvalidArgument, JobFailed, JobTimeout, SubmitOutcomeUnknown
+    from ..models import Job, JobState, TrainJob, TrainResult
+    from ._activities import PortraitActivities
+    from ._store import safe_name
+    from ._wire import (
+        BatchInput,
+        BatchItem,
+        BatchProgress,
+        BatchSummary,
+        CreateInput,
+        ErrorInfo,
+        ItemOutcome,
+        ItemPage,
+        OutcomePage,
+        PortraitRef,
+        Status,
+        Timeouts,
+        TrainInput,
+        TrainProgress,
+    )
+
+__all__ = ["CreateWorkflow", "PortraitBatchWorkflow", "TrainWorkflow"]
+
+_ONE_ATTEMPT = TemporalRetryPolicy(maximum_attempts=1)
+_MAX_QUERY_OUTCOMES = 1000
+
+
+def _read_retry(t: Timeouts) -> TemporalRetryPolicy:
+    return TemporalRetryPolicy(
+        initial_interval=timedelta(seconds=t.retry_first),
+        maximum_interval=timedelta(seconds=t.retry_cap),
+        maximum_attempts=t.read_attempts,
+    )
+
+
+async def _read(activity: Any, arg: Any, t: Timeouts) -> Any:
+    """A free activity: retried by Temporal while the library's classifier allows."""
+    try:
+        return await workflow.execute_activity_method(
+            activity,
+            arg,
+            start_to_close_timeout=timedelta(seconds=t.read),
+            retry_policy=_read_retry(t),
+        )
+    except ActivityError as err:
+        raise _reraised(err) from None
+
+
+def _details(err: ApplicationError) -> ErrorInfo | None:
+    details = err.details
+    return details[0] if details and isinstance(details[0], ErrorInfo) else None
+
+
+def _reraised(err: FailureError) -> ApplicationError:
+    """The library's error behind ``err``, as the workflow's own non-retryable failure."""
+    cause = err.cause
+    info = _details(cause) if isinstance(cause, ApplicationError) else None
+    if info is None:
+        info = ErrorInfo.of(cause if isinstance(cause, Exception) else err)
+    return _failure(info)
+
+
+def _failure(info: ErrorInfo) -> ApplicationError:
+    return ApplicationError(info.message, info, type=info.type, non_retryable=True)
+
+
+def _unknown(action: str, request: Any, why: str) -> ErrorInfo:
+    exc = SubmitOutcomeUnknown(
+        f"{action} may have run: {why}; it was not sent again", action=action, request=request
+    )
+    return ErrorInfo.of(exc)
+
+
+async def _charged(
+    activity: Any, arg: Any, action: str, request: Any, t: Timeouts
+) -> tuple[Status, Any]:
+    """Run a charged activity at most once per proof that the last try did not run.
+
+    Returns ``("succeeded", value)``, ``("failed", ErrorInfo)`` or ``("unknown", ErrorInfo)``.
+    """
+    tries = 0
+    while True:
+        tries += 1
+        try:
+            value = await workflow.execute_activity_method(
+                activity,
+                arg,
+                start_to_close_timeout=timedelta(seconds=t.charged),
+                heartbeat_timeout=timedelta(seconds=t.heartbeat),
+                retry_policy=_ONE_ATTEMPT,
+            )
+            return "succeeded", value
+        except ActivityError as err:
+            cause = err.cause
+            if isinstance(cause, TimeoutError):
+                why = f"the worker running it stopped answering ({cause.type.name if cause.type else 'timeout'})"
+                return "unknown", _unknown(action, request, why)
+            if not isinstance(cause, ApplicationError):
+                return "unknown", _unknown(action, request, f"the activity ended with {cause!r}")
+            info = _details(cause)
+            if info is None:  # not the library's error: it may have failed after sending
+                return "unknown", _unknown(action, request, f"{cause.type}: {cause.message}")
+            if info.type == "SubmitOutcomeUnknown":
+                return "unknown", info
+            if not cause.non_retryable and tries < t.charged_tries:  # provably not sent
+                delay = cause.next_retry_delay or timedelta(
+                    seconds=min(t.retry_cap, t.retry_first * 2 ** (tries - 1))
+                )
+                await workflow.sleep(delay)
+                continue
+            return "failed", info
+
+
+def _check_failure(report: Any) -> ErrorInfo:
+    bad = [f"{c.url}: {c.verdict.name} {c.message}".rstrip() for c in report.failed]
+    exc = InvalidArgument(
+        f"{len(bad)} of {len(report.checks)} photos failed the check (train with force to"
+        " train anyway): " + "; ".join(bad)
+    )
+    return ErrorInfo.of(exc)
+
+
+@workflow.defn(name="aiportrait.Train")
+class TrainWorkflow:
+    """Check (optionally), train, then wait for the job with durable timers.
+
+    Returns the :class:`~aiportrait.TrainResult`; fails with the library's error (``JobFailed``,
+    ``JobTimeout``, ``InvalidArgument`` for photos that failed the check,
+    ``SubmitOutcomeUnknown`` when the submit may have run). Query ``progress`` for the stage,
+    the job, its state, the time elapsed and the time expected.
+    """
+
+    def __init__(self) -> None:
+        self._progress = TrainProgress("starting")
+        self._submitted: Any = None
+        self._expected: float | None = None
+
+    @workflow.run
+    async def run(self, task: TrainInput) -> TrainResult:
+        """Run the training to its end."""
+        t = task.timeouts
+        if task.check:
+            self._progress = TrainProgress("checking")
+            report = await _read(PortraitActivities.check, CheckRequest(task.request.images), t)
+            if not report.ok and not task.force:
+                self._progress = TrainProgress("failed")
+                raise _failure(_check_failure(report))
+        self._progress = TrainProgress("submitting")
+        status, value = await _charged(
+            PortraitActivities.submit_training, task.request, "train", task.request.to_dict(), t
+        )
+        if status != "succeeded":
+            self._progress = TrainProgress(status)
+            raise _failure(value)
+        job: TrainJob = value
+        return await self._wait(job, task)
+
+    async def _wait(self, handle: TrainJob, task: TrainInput) -> TrainResult:
+        poll, t = task.poll, task.timeouts
+        self._submitted = workflow.now()
+        self._expected = poll.expected
+        polls, elapsed = 0, 0.0
+        while True:
+            job: Job = await _read(PortraitActivities.query_job, JobQuery(handle.job_id), t)
+            polls += 1
+            elapsed = (workflow.now() - self._submitted).total_seconds()
+            stage = "training"
+            if job.state is JobState.SUCCESS:
+                stage = "succeeded"
+            elif job.state is JobState.FAILED:
+                stage = "failed"
+            self._progress = TrainProgress(
+                stage, handle, job.state.name, elapsed, None, polls, job.message
+            )
+            if job.done:
+                break
+            left = None if poll.timeout is None else poll.timeout - elapsed
+            if left is not None and left <= 0:
+                exc = JobTimeout(handle.job_id, int(job.state), elapsed)
+                self._progress = attrs.evolve(self._progress, stage="failed")
+                raise _failure(ErrorInfo.of(exc))
+            wait = poll.interval(elapsed, workflow.random())
+            await workflow.sleep(wait if left is None else min(wait, left))
+        if job.state is JobState.FAILED:
+            raise _failure(ErrorInfo.of(JobFailed(handle.job_id, job.message, job.raw_result)))
+        return job.result or TrainResult(model_id=handle.model_id)
+
+    @workflow.query
+    def progress(self) -> TrainProgress:
+        """Where the training is (elapsed and expected remaining as of now)."""
+        p = self._progress
+        if self._submitted is None or p.stage != "training":
+            return p
+        elapsed = (workflow.now() - self._submitted).total_seconds()
+        remaining = None if self._expected is None else max(0.0, self._expected - elapsed)
+        return attrs.evolve(p, elapsed=elapsed, expected_remaining=remaining)
+
+
+@workflow.defn(name="aiportrait.Create")
+class CreateWorkflow:
+    """Create one portrait, store it, and return where it is (a :class:`PortraitRef`).
+
+    Fails with the library's error; ``SubmitOutcomeUnknown`` when the create may have run.
+    """
+
+    @workflow.run
+    async def run(self, task: CreateInput) -> PortraitRef:
+        """Run the create."""
+        status, value = await _charged(
+            PortraitActivities.create, task, "create", task.request.to_dict(), task.timeouts
+        )
+        if status != "succeeded":
+            raise _failure(value)
+        ref: PortraitRef = value
+        return ref
+
+
+@workflow.defn(name="aiportrait.PortraitBatch")
+class PortraitBatchWorkflow:
+    """Many trainings (child :class:`TrainWorkflow` runs) and creations, ``limit`` at a time.
+
+    Items are read a page at a time (inline, or from an item file in the store); each page's
+    outcomes are written to the store before the workflow continues as new, so a batch of any
+    size stays within Temporal's history limits. Query ``progress`` for counts by outcome and
+    the latest outcomes; the result is a :class:`BatchSummary`.
+    """
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+        self._outcomes: list[ItemOutcome] = []
+        self._pages: list[str] = []
+        self._in_flight = 0
+        self._read = 0
+        self._end = False
+        self._seq = 0
+
+    @workflow.run
+    async def run(self, batch: BatchInput) -> BatchSummary:
+        """Run this page of items; continue as new while items remain."""
+        self._counts = dict(batch.counts)
+        self._pages = list(batch.outcome_pages)
+        self._seq = batch.seq
+        items = await self._page(batch)
+        self._read = batch.offset + len(items)
+        limit = asyncio.Semaphore(batch.limit)
+
+        async def one(item: BatchItem) -> None:
+            async with limit:
+                self._in_flight += 1
+                try:
+                    outcome = await self._item(item, batch)
+                finally:
+                    self._in_flight -= 1
+                self._counts[outcome.status] = self._counts.get(outcome.status, 0) + 1
+                self._outcomes.append(outcome)
+
+        await asyncio.gather(*(one(item) for item in items))
+        if self._outcomes:
+            name = f"batches/{self._name()}/outcomes-{batch.offset:010d}.jsonl"
+            page = OutcomePage(name, tuple(self._outcomes))
+            self._pages.append(await _read(PortraitActivities.save_outcomes, page, batch.timeouts))
+        if not self._end:
+            workflow.continue_as_new(
+                attrs.evolve(
+                    batch,
+                    offset=self._read,
+                    counts=self._counts,
+                    outcome_pages=tuple(self._pages),
+                    seq=self._seq,
+                )
+            )
+        return BatchSummary(dict(self._counts), self._read, tuple(self._pages))
+
+    def _name(self) -> str:
+        return safe_name(workflow.info().workflow_id)
+
+    async def _page(self, batch: BatchInput) -> tuple[BatchItem, ...]:
+        if batch.items_uri:
+            page: ItemPage = await workflow.execute_activity_method(
+                PortraitActivities.read_items,
+                args=[batch.items_uri, batch.offset, batch.page],
+                start_to_close_timeout=timedelta(seconds=batch.timeouts.read),
+                retry_policy=_read_retry(batch.timeouts),
+            )
+            self._end = page.end
+            return page.items
+        items = batch.items[batch.offset : batch.offset + batch.page]
+        self._end = batch.offset + batch.page >= len(batch.items)
+        return items
+
+    async def _item(self, item: BatchItem, batch: BatchInput) -> ItemOutcome:
+        request = item.request
+        if isinstance(request, TrainRequest):
+            return await self._train(item.key, request, batch)
+        name = f"portraits/{self._name()}/{safe_name(item.key)}"
+        status, value = await _charged(
+            PortraitActivities.create,
+            CreateInput(request, name, batch.timeouts),
+            "create",
+            request.to_dict(),
+            batch.timeouts,
+        )
+        return self._outcome(item.key, "create", status, value)
+
+    async def _train(self, key: str, request: TrainRequest, batch: BatchInput) -> ItemOutcome:
+        child_id = f"{workflow.info().workflow_id}/train/{safe_name(key)}"
+        task = TrainInput(request, batch.check, False, batch.poll, batch.timeouts)
+        try:
+            result = await workflow.execute_child_workflow(TrainWorkflow.run, task, id=child_id)
+        except ChildWorkflowError as err:
+            cause = err.cause
+            info = _details(cause) if isinstance(cause, ApplicationError) else None
+            if info is None:
+                why = f"its workflow ended with {cause!r}"
+                return self._outcome(key, "train", "unknown", _unknown("train", request, why))
+            status: Status = "unknown" if info.type == "SubmitOutcomeUnknown" else "failed"
+            return self._outcome(key, "train", status, info)
+        return self._outcome(key, "train", "succeeded", result)
+
+    def _outcome(self, key: str, kind: str, status: Status, value: Any) -> ItemOutcome:
+        self._seq += 1
+        if status != "succeeded":
+            return ItemOutcome(self._seq, key, kind, status, error=value)
+        if kind == "create":
+            return ItemOutcome(self._seq, key, kind, status, portrait=value)
+        return ItemOutcome(self._seq, key, kind, status, result=value)
+
+    @workflow.query
+    def progress(self, after: int = 0) -> BatchProgress:
+        """Counts by outcome, and this run's outcomes with ``seq`` above ``after``."""
+        newer = tuple(o for o in self._outcomes if o.seq > after)[:_MAX_QUERY_OUTCOMES]
+        return BatchProgress(
+            dict(self._counts),
+            self._in_flight,
+            self._read,
+            self._end,
+            newer,
+            tuple(self._pages),
+        )
