@@ -42,6 +42,7 @@ __all__ = [
 ]
 
 DEFAULT_TASK_QUEUE = "aiportrait"
+DEFAULT_TIMEOUTS = Timeouts()
 
 
 async def connect(
@@ -88,7 +89,7 @@ async def start_training(
     check: bool = False,
     force: bool = False,
     poll: PollPolicy = PollPolicy.TRAINING,
-    timeouts: Timeouts = Timeouts(),
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
 ) -> WorkflowHandle[TrainWorkflow, TrainResult]:
     """Start a :class:`TrainWorkflow` (photos' URLs, or a ``TrainRequest``); returns its handle
     (``handle.id`` re-attaches later: ``client.get_workflow_handle(id)``)."""
@@ -107,7 +108,7 @@ async def start_create(
     workflow_id: str | None = None,
     task_queue: str = DEFAULT_TASK_QUEUE,
     name: str | None = None,
-    timeouts: Timeouts = Timeouts(),
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
 ) -> WorkflowHandle[CreateWorkflow, PortraitRef]:
     """Start a :class:`CreateWorkflow`; the portrait is stored as ``portraits/<name>``
     (``name`` defaults to the workflow id)."""
@@ -127,7 +128,7 @@ async def start_batch(
     page: int = 500,
     check: bool = False,
     poll: PollPolicy = PollPolicy.TRAINING,
-    timeouts: Timeouts = Timeouts(),
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
 ) -> WorkflowHandle[PortraitBatchWorkflow, BatchSummary]:
     """Start a :class:`PortraitBatchWorkflow` over ``(key, request)`` pairs.
 

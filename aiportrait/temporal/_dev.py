@@ -105,18 +105,7 @@ class DevServer:
         """Start the server and wait until it answers (``TimeoutError`` after ``timeout``)."""
         from ._client import connect
 
-        out = open(self._log_file, "ab") if self._log_file else subprocess.DEVNULL  # noqa: SIM115
-        try:
-            self._process = subprocess.Popen(
-                self.command(),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        finally:
-            if self._log_file:
-                out.close()  # type: ignore[union-attr]
+        self._process = self._spawn()
         deadline = time.monotonic() + timeout
         last: Exception | None = None
         while time.monotonic() < deadline:
@@ -133,6 +122,24 @@ class DevServer:
                 await asyncio.sleep(0.2)
         await self.stop()
         raise TimeoutError(f"the Temporal dev server did not answer within {timeout}s: {last}")
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        if self._log_file is None:
+            return subprocess.Popen(
+                self.command(),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        with open(self._log_file, "ab") as out:
+            return subprocess.Popen(
+                self.command(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
 
     async def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after 10 s)."""

@@ -72,10 +72,13 @@ class LocalPortraitStore:
         parsed = urlparse(uri)
         if parsed.scheme != "file":
             raise ValueError(f"not a file:// address: {uri!r}")
-        target = Path(unquote(parsed.path)).resolve()
+        return await anyio.to_thread.run_sync(self._read, unquote(parsed.path), uri)
+
+    def _read(self, path: str, uri: str) -> bytes:
+        target = Path(path).resolve()
         if self.root not in target.parents:
             raise ValueError(f"address outside the store: {uri!r}")
-        return await anyio.to_thread.run_sync(target.read_bytes)
+        return target.read_bytes()
 
 
 def _write(target: Path, data: bytes) -> None:

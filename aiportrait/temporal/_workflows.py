@@ -121,7 +121,8 @@ async def _charged(
         except ActivityError as err:
             cause = err.cause
             if isinstance(cause, TimeoutError):
-                why = f"the worker running it stopped answering ({cause.type.name if cause.type else 'timeout'})"
+                kind = cause.type.name if cause.type else "timeout"
+                why = f"the worker running it stopped answering ({kind})"
                 return "unknown", _unknown(action, request, why)
             if not isinstance(cause, ApplicationError):
                 return "unknown", _unknown(action, request, f"the activity ended with {cause!r}")
