@@ -34,6 +34,7 @@ from typing import Any, TypeAlias, TypeVar, cast
 import anyio
 import attrs
 
+from . import _clock
 from ._args import positive_int
 from ._durations import Durations
 from ._outcomes import Outcome, Outcomes
@@ -48,6 +49,18 @@ from ._requests import (
 from ._runner import BatchRunner, Send, Wait
 from .errors import (
     InvalidArgument,
+    SubmitOutcomeUnknown,
+)
+from .hooks import (
+    BatchEnded,
+    BatchItemEnded,
+    BatchKind,
+    BatchStarted,
+    Hook,
+    ItemOutcome,
+    emit,
+    next_id,
+    within,
 )
 from .models import Portrait
 
@@ -89,8 +102,11 @@ async def run_batch(
     work: Callable[[Any, R], Awaitable[Outcome[R, V]]],
     limit: int,
     fail_fast: bool,
+    batch_id: int = 0,
 ) -> AsyncGenerator[Outcome[R, V], None]:
     """Run ``work`` on every item with ``limit`` workers; yield outcomes as they complete.
+
+    With a ``batch_id`` (the batch has hooks), the workers' calls name it as their ``within``.
 
     Workers never raise: an item's error is part of its outcome, and a failure of the input
     iterator (or of the journal) is sent as an abort. Only this generator's own frame cancels
@@ -104,6 +120,8 @@ async def run_batch(
 
     async def worker(out: anyio.abc.ObjectSendStream[Outcome[R, V] | _Abort]) -> None:
         nonlocal stopping
+        if batch_id:
+            within.set(batch_id)  # in this worker's own context: the consumer never sees it
         async with out:
             while not stopping:
                 try:
@@ -160,6 +178,7 @@ def create_many(
     resubmit_unknown: bool,
     retry_failed: bool,
     recreate_missing: bool,
+    hooks: Sequence[Hook] = (),
 ) -> Outcomes[AnyCreateRequest, Portrait]:
     """Run create requests as a batch (see :meth:`Session.create_many`)."""
     runner = BatchRunner(
@@ -172,9 +191,10 @@ def create_many(
         recreate_missing=recreate_missing,
     )
     items = keyed(requests, _CREATE_KINDS)
-    return Outcomes(
-        _closing(run_batch(items, runner.create, _limit(limit, capacity), fail_fast), runner)
-    )
+    size = _limit(limit, capacity)
+    if hooks:
+        return Outcomes(_observed(items, runner.create, size, fail_fast, runner, "create", hooks))
+    return Outcomes(_closing(run_batch(items, runner.create, size, fail_fast), runner))
 
 
 def train_many(
@@ -190,6 +210,7 @@ def train_many(
     resubmit_unknown: bool,
     retry_failed: bool,
     durations: Durations | None = None,
+    hooks: Sequence[Hook] = (),
 ) -> Outcomes[TrainRequest, Any]:
     """Run trainings as a batch (see :meth:`Session.train_many`).
 
@@ -215,7 +236,10 @@ def train_many(
     pairs = (
         (key, item if isinstance(item, TrainRequest) else TrainRequest(item)) for key, item in sets
     )
-    return Outcomes(_closing(run_batch(pairs, work, _limit(limit, capacity), fail_fast), runner))
+    size = _limit(limit, capacity)
+    if hooks:
+        return Outcomes(_observed(pairs, work, size, fail_fast, runner, "train", hooks))
+    return Outcomes(_closing(run_batch(pairs, work, size, fail_fast), runner))
 
 
 def _limit(limit: int | None, capacity: int) -> int:
@@ -241,3 +265,48 @@ async def _closing(
     finally:
         await outcomes.aclose()
         runner.close()
+
+
+async def _observed(
+    items: Iterable[tuple[Any, Any]],
+    work: Callable[[Any, Any], Awaitable[Outcome[Any, Any]]],
+    limit: int,
+    fail_fast: bool,
+    runner: BatchRunner,
+    kind: BatchKind,
+    hooks: Sequence[Hook],
+) -> AsyncGenerator[Outcome[Any, Any], None]:
+    """:func:`_closing` with the batch's hook events: started, each item, ended."""
+    batch_id = next_id()
+    counts = {"ok": 0, "failed": 0, "unknown": 0, "resumed": 0}
+    started = _clock.now()
+    stopped: BaseException | None = None
+    await emit(hooks, BatchStarted(batch_id, kind, limit, within.get()))
+    outcomes = _closing(run_batch(items, work, limit, fail_fast, batch_id), runner)
+    try:
+        async for outcome in outcomes:
+            error = outcome.error
+            verdict: ItemOutcome
+            if error is None:
+                verdict = "resumed" if outcome.resumed else "ok"
+            elif isinstance(error, SubmitOutcomeUnknown):
+                verdict = "unknown"
+            else:
+                verdict = "failed"
+            counts[verdict] += 1
+            error_type = "" if error is None else type(error).__name__
+            item = BatchItemEnded(batch_id, kind, outcome.key, verdict, error_type, error)
+            await emit(hooks, item)
+            yield outcome
+    except BaseException as exc:
+        stopped = exc
+        raise
+    finally:
+        await outcomes.aclose()  # now, not when collected: the journal's lock is given back
+        ended = BatchEnded(
+            batch_id, kind, sum(counts.values()), counts["ok"], counts["failed"],
+            counts["unknown"], counts["resumed"], _clock.now() - started,
+            None if isinstance(stopped, GeneratorExit) else stopped,
+        )  # fmt: skip
+        with anyio.CancelScope(shield=True):
+            await emit(hooks, ended)

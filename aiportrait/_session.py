@@ -21,6 +21,7 @@ import attrs
 
 from ._credentials import credentials_from_env
 from ._durations import Durations, train_kind
+from ._inputs import ImageInput, UploadFunc, Uploader, as_upload, resolve_image, resolve_images
 from ._limits import Limits
 from ._logging import configure_from_env
 from ._requests import (
@@ -41,7 +42,7 @@ from ._transport import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT, Answer, Tra
 from ._watch import JobWatch, PollPolicy
 from .config import CreateConfig
 from .errors import InvalidArgument, MalformedResponse, PhotoCountWarning, SubmitOutcomeUnknown
-from .hooks import Hook, active
+from .hooks import Hook, active, origin
 from .models import CheckReport, Job, Portrait, TrainJob, TrainResult
 
 if TYPE_CHECKING:
@@ -86,6 +87,11 @@ class Session:
             is a few MB of base64).
         hooks: callables given every :mod:`aiportrait.hooks` event of this Session (a request
             sent, an answer, a retry), after any added with :func:`aiportrait.hooks.add_hook`.
+        uploader: where local photos (paths, bytes) are uploaded so that the service can
+            download them: an :class:`aiportrait.uploads.Uploader` (such as
+            :class:`~aiportrait.uploads.OSSUploader`) or an async callable ``(data,
+            content_type, key) -> url``. Without one, a local photo raises
+            :class:`~aiportrait.errors.InvalidArgument` before anything is sent.
 
     Use it as ``async with Session(...) as session:`` or call :meth:`aclose` when done.
     """
@@ -106,6 +112,7 @@ class Session:
         retry: RetryPolicy | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         hooks: Sequence[Hook] = (),
+        uploader: Uploader | UploadFunc | None = None,
     ) -> None:
         configure_from_env()  # AIPORTRAIT_LOG: read once, at the first Session (not at import)
         token = redacted(token)  # a traceback's locals show '<redacted>' from here on
@@ -126,6 +133,8 @@ class Session:
         self._hooks = tuple(hooks)
         if not all(callable(h) for h in self._hooks):
             raise InvalidArgument("hooks must be callables taking one event")
+        self._origin = origin(self._transport.base_url, app_id)  # for the hooks' CallStarted
+        self._upload = as_upload(uploader)
         self._owner = True
 
     @classmethod
@@ -200,12 +209,14 @@ class Session:
         timeout: aiohttp.ClientTimeout | float | None = None,
         retry: RetryPolicy | None = None,
         poll: PollPolicy | None = None,
+        uploader: Uploader | UploadFunc | None = None,
     ) -> Session:
         """A view of this Session with other per-call options, for one call or a few.
 
         The view shares the connection pool, limiters and cool-down; closing it does nothing
         (close the original). ``timeout`` is an ``aiohttp.ClientTimeout`` for each try, or a
-        number of seconds for each try in all. Example::
+        number of seconds for each try in all; ``uploader`` replaces the one for local photos.
+        Example::
 
             portrait = await session.with_options(timeout=600).create(model_id, template)
         """
@@ -217,6 +228,8 @@ class Session:
             view._retry = _checked(retry, RetryPolicy, "retry")
         if poll is not None:
             view.poll = _checked(poll, PollPolicy, "poll")
+        if uploader is not None:
+            view._upload = as_upload(uploader)
         return view
 
     # -- the one send path -----------------------------------------------------------------
@@ -268,6 +281,7 @@ class Session:
             request=payload,
             tries=tries,
             hooks=active(self._hooks),
+            origin=self._origin,
         )
 
     async def _poll_once(self, job_id: int) -> Job:
@@ -277,21 +291,31 @@ class Session:
 
     # -- the endpoints: build a request, send it ---------------------------------------------
 
-    async def check_images(self, images: Sequence[str]) -> CheckReport:
+    async def check_images(
+        self, images: Sequence[ImageInput], *, local: bool = False
+    ) -> CheckReport:
         """Check photos before training: one verdict per photo.
 
         Args:
-            images: photo URLs (jpg, jpeg or png, larger than 512x512; 5 to 20 for training).
+            images: photo URLs (jpg, jpeg or png, larger than 512x512; 5 to 20 for training),
+                or local photos (``pathlib.Path``, bytes), uploaded first (see ``uploader``).
+            local: check local photos on this machine instead (no upload, no call, free; see
+                :func:`aiportrait.preflight`, which needs the ``emulator`` extra).
         """
-        return await self.send(CheckRequest(images))
+        if local:
+            from ._preflight import preflight
+
+            return await preflight(images)  # type: ignore[arg-type]  # it refuses str itself
+        return await self.send(CheckRequest(await resolve_images(self._upload, images)))
 
     async def train(
         self,
-        images: Sequence[str],
+        images: Sequence[ImageInput],
         *,
         sdxl: bool = False,
         scene_lora: bool = False,
         scene_prompts: Sequence[str] | None = None,
+        force: bool = False,
     ) -> TrainJob:
         """Start training a LoRA on photos of one person (or a scene); returns at once.
 
@@ -302,11 +326,18 @@ class Session:
             sdxl: train an SDXL model (``model_name`` ``train_xl``; SDXL must be enabled).
             scene_lora: train a scene LoRA (SDXL only); its ``model_id`` is a ``scene_id``.
             scene_prompts: one caption per photo, required with ``scene_lora``.
+            force: train on local photos that fail the check made on this machine (without
+                it, such a training raises :class:`~aiportrait.errors.PreflightFailed` listing
+                each bad photo, before anything is uploaded or charged).
+
+        Local photos (``pathlib.Path``, bytes) are checked, cleaned of metadata and uploaded
+        with the Session's ``uploader`` before the training is sent.
 
         Returns:
             A :class:`TrainJob` handle: watch ``job_id``, create with ``model_id``.
         """
-        return await self.send(TrainRequest(images, sdxl, scene_lora, scene_prompts))
+        urls = await resolve_images(self._upload, images, training=True, force=force)
+        return await self.send(TrainRequest(urls, sdxl, scene_lora, scene_prompts))
 
     async def get_job(self, job: int | TrainJob) -> Job:
         """Query an asynchronous job once (``POST /api/v1/async_jobs/{id}``)."""
@@ -346,6 +377,7 @@ class Session:
             retry=self._retry,
             model_id=job.model_id if isinstance(job, TrainJob) else None,
             on_end=None if kind is None else (lambda seconds: durations.record(kind, seconds)),
+            hooks=active(self._hooks),
         )
 
     async def wait(
@@ -365,7 +397,7 @@ class Session:
     async def create(
         self,
         model_id: str,
-        template: str,
+        template: ImageInput,
         *,
         sdxl: bool = False,
         config: CreateConfig | Mapping[str, Any] | None = None,
@@ -374,27 +406,33 @@ class Session:
 
         Args:
             model_id: the ``model_id`` of a finished training.
-            template: template image URL with one face (or ``"t2i_generate"`` with a prompt).
+            template: template image URL with one face (or ``"t2i_generate"`` with a prompt),
+                or a local image (``pathlib.Path``, bytes) uploaded first (see ``uploader``).
             sdxl: use the SDXL model (``create_xl``); the model must be SDXL-trained.
             config: a :class:`CreateConfig` (or a plain mapping sent as is).
         """
-        return await self.send(CreateRequest(model_id, template, sdxl, config))
+        url = await resolve_image(self._upload, template, "template")
+        return await self.send(CreateRequest(model_id, url, sdxl, config))
 
     async def create_group(
         self,
         model_ids: Sequence[str],
-        template: str,
+        template: ImageInput,
         *,
         sdxl: bool = False,
         config: CreateConfig | Mapping[str, Any] | None = None,
     ) -> Portrait:
-        """Create a group portrait: model ids are paired with template faces left to right."""
-        return await self.send(GroupCreateRequest(model_ids, template, sdxl, config))
+        """Create a group portrait: model ids are paired with template faces left to right.
+
+        ``template`` is a URL or a local image (uploaded first, see ``uploader``).
+        """
+        url = await resolve_image(self._upload, template, "template")
+        return await self.send(GroupCreateRequest(model_ids, url, sdxl, config))
 
     async def create_from_reference(
         self,
-        reference: str,
-        template: str,
+        reference: ImageInput,
+        template: ImageInput,
         *,
         ipa_weight: float | None = None,
         sdxl: bool = False,
@@ -406,8 +444,12 @@ class Session:
             reference: URL of a photo of the person.
             template: template image URL.
             ipa_weight: IP-Adapter strength, 0.0 to 1.0 (service default 0.5).
+
+        Either may be a local image (``pathlib.Path``, bytes), uploaded first.
         """
-        request = ReferenceCreateRequest(reference, template, ipa_weight, sdxl, config)
+        reference_url = await resolve_image(self._upload, reference, "reference")
+        template_url = await resolve_image(self._upload, template, "template")
+        request = ReferenceCreateRequest(reference_url, template_url, ipa_weight, sdxl, config)
         return await self.send(request)
 
     async def create_from_prompt(
@@ -415,8 +457,8 @@ class Session:
         prompt: str,
         *,
         model_id: str | None = None,
-        template: str | None = None,
-        reference: str | None = None,
+        template: ImageInput | None = None,
+        reference: ImageInput | None = None,
         scene_id: str | None = None,
         sdxl: bool = False,
         config: CreateConfig | Mapping[str, Any] | None = None,
@@ -431,12 +473,16 @@ class Session:
             template: a template URL; default ``"t2i_generate"`` (generate the scene).
             reference: a reference photo URL instead of a trained model (no training).
             scene_id: a scene LoRA id from an SDXL scene training.
+
+        ``template`` and ``reference`` may be local images, uploaded first.
         """
+        template_url = await resolve_image(self._upload, template, "template")
+        reference_url = await resolve_image(self._upload, reference, "reference")
         request = PromptCreateRequest(
             prompt=prompt,
             model_id=model_id,
-            template=template,
-            reference=reference,
+            template=template_url,
+            reference=reference_url,
             scene_id=scene_id,
             sdxl=sdxl,
             config=config,
@@ -497,6 +543,7 @@ class Session:
             resubmit_unknown=resubmit_unknown,
             retry_failed=retry_failed,
             recreate_missing=recreate_missing,
+            hooks=active(self._hooks),
         )
 
     def train_many(
@@ -539,6 +586,7 @@ class Session:
             journal=journal,
             resubmit_unknown=resubmit_unknown,
             retry_failed=retry_failed,
+            hooks=active(self._hooks),
         )
 
 
@@ -557,12 +605,21 @@ def _charged_answer(action: str, payload: Mapping[str, Any] | None) -> Iterator[
 
 
 def _log_result(result: object, answer: Answer) -> None:
+    if not log.isEnabledFor(logging.INFO):
+        return
     if isinstance(result, TrainJob):
         log.info(
             "training accepted: job_id=%s model_id=%s request_id=%s",
             result.job_id,
             result.model_id,
             answer.request_id,
+            extra={
+                "request_id": answer.request_id,
+                "job_id": result.job_id,
+                "aiportrait.request_id": answer.request_id,
+                "aiportrait.job_id": result.job_id,
+                "aiportrait.model_id": result.model_id,
+            },
         )
     elif isinstance(result, Portrait):
         log.info(
@@ -572,6 +629,11 @@ def _log_result(result: object, answer: Answer) -> None:
             result.height,
             result.cost_time,
             answer.request_id,
+            extra={
+                "request_id": answer.request_id,
+                "aiportrait.request_id": answer.request_id,
+                "aiportrait.cost_time": result.cost_time,
+            },
         )
 
 

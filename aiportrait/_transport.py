@@ -16,7 +16,7 @@ import logging
 import math
 import platform
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -52,6 +52,12 @@ _SMALL: Final = 64 * 1024
 
 _NO_BODY_HEADERS: Final = ("Content-Type",)
 """A request without a body carries no Content-Type (the Go SDK's job and batch queries)."""
+
+
+extra_headers: Callable[[], Mapping[str, str]] | None = None
+"""Headers to add to every request, outside the signature (set by :mod:`aiportrait.otel`, for
+``traceparent``); they never replace a header of the request. ``None``: nothing is added, at no
+cost."""
 
 
 def _is_local(host: str) -> bool:
@@ -492,6 +498,8 @@ class Transport:
         """
         body = b"" if payload is None else encode_body(payload)
         headers = self.headers(method, path, body, accept)
+        if extra_headers is not None:
+            _add_headers(headers, extra_headers())
         client = self._session
         if client is None or self._closed:
             client = self._client()
@@ -559,7 +567,14 @@ class Transport:
                 status,
                 time.monotonic() - started,
                 answer.request_id,
-                extra={"request_id": answer.request_id, "http_status": status},
+                extra={
+                    "request_id": answer.request_id,
+                    "http_status": status,
+                    "aiportrait.method": method,
+                    "aiportrait.path": path,
+                    "aiportrait.status": status,
+                    "aiportrait.request_id": answer.request_id,
+                },
             )
         return answer
 
@@ -664,6 +679,15 @@ class Transport:
         raise error_from_response(
             status, code, message or f"HTTP {status}", request_id, retry_after=retry_after
         )
+
+
+def _add_headers(headers: dict[str, str], extra: Mapping[str, str]) -> None:
+    """Add ``extra`` to ``headers``, leaving every header already there (the signed ones)."""
+    if extra:
+        taken = {name.lower() for name in headers}
+        for name, value in extra.items():
+            if name.lower() not in taken:
+                headers[name] = value
 
 
 def _safe(exc: BaseException) -> str:

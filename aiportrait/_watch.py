@@ -16,7 +16,8 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import ClassVar
 
 import anyio
@@ -31,6 +32,17 @@ from .errors import (
     JobFailed,
     JobTimeout,
     MalformedResponse,
+)
+from .hooks import (
+    Hook,
+    JobEnded,
+    JobOutcome,
+    JobStateChanged,
+    JobWatchStarted,
+    emit,
+    emit_now,
+    next_id,
+    within,
 )
 from .models import Job, JobState, TrainResult
 
@@ -182,6 +194,7 @@ class JobWatch(AsyncIterator[JobUpdate]):
         on_end: Callable[[float], None] | None = None,
         clock: Callable[[], float] | None = None,
         rng: random.Random | None = None,
+        hooks: Sequence[Hook] = (),
     ) -> None:
         self.job_id = job_id
         self.model_id = model_id
@@ -207,6 +220,11 @@ class JobWatch(AsyncIterator[JobUpdate]):
         self.last_error: Exception | None = None
         """The last poll's error while polls keep failing, else ``None``."""
         self._retry_after = 0.0
+        self._hooks = tuple(hooks)
+        self.id = 0
+        """The watch's id in :mod:`aiportrait.hooks` events (0 without hooks)."""
+        self._dropped: weakref.finalize[..., JobWatch] | None = None
+        self._box: list[object] | None = None  # with hooks: last state and polls, for _dropped
 
     def __aiter__(self) -> JobWatch:
         return self
@@ -221,8 +239,16 @@ class JobWatch(AsyncIterator[JobUpdate]):
             raise StopAsyncIteration
         if self._started is None:
             self._started = self._clock()
+            if self._hooks:
+                await self._watch_started()
         while True:
-            job = await self._next_answer()
+            try:
+                job = await self._next_answer()
+            except Exception as exc:
+                if self._hooks:  # a timeout, or a failure polling again cannot fix
+                    outcome: JobOutcome = "timeout" if isinstance(exc, JobTimeout) else "error"
+                    await self._ended(outcome, exc)
+                raise
             if not job.state.terminal:
                 self._pending_at = self.elapsed
             if job.state == self._last:
@@ -249,9 +275,50 @@ class JobWatch(AsyncIterator[JobUpdate]):
                 job.state.name,
                 update.elapsed,
                 self.polls,
-                extra={"job_id": self.job_id},
+                extra={
+                    "job_id": self.job_id,
+                    "aiportrait.job_id": self.job_id,
+                    "aiportrait.state": job.state.name,
+                    "aiportrait.previous_state": None
+                    if update.previous is None
+                    else update.previous.name,
+                    "aiportrait.elapsed": update.elapsed,
+                    "aiportrait.polls": self.polls,
+                    "aiportrait.request_id": job.request_id,
+                },
             )
+            if self._hooks:
+                await emit(
+                    self._hooks,
+                    JobStateChanged(
+                        self.job_id, self.id, update.previous, job.state, update.elapsed,
+                        self.polls,
+                    ),
+                )  # fmt: skip
+                if self._finished:
+                    failed = job.state is JobState.FAILED
+                    await self._ended("failed" if failed else "succeeded", None)
             return update
+
+    async def _watch_started(self) -> None:
+        self.id = next_id()
+        await emit(self._hooks, JobWatchStarted(self.job_id, self.id, within.get()))
+        # A watch dropped before its end (a ``break`` out of ``async for``) still ends its
+        # span: the event is given to the hooks when it is garbage-collected.
+        box = self._box = [None, 0]
+        self._dropped = weakref.finalize(
+            self, _dropped, self._hooks, self.job_id, self.id, self._clock, self._started, box
+        )
+
+    async def _ended(self, outcome: JobOutcome, error: BaseException | None) -> None:
+        if self._dropped is None or not self._dropped.detach():
+            return  # told already
+        state = None if self.last is None else self.last.state
+        message = "" if self.last is None else self.last.message
+        event = JobEnded(
+            self.job_id, self.id, outcome, state, self.elapsed, self.polls, error, message
+        )
+        await emit(self._hooks, event)
 
     @property
     def expected_remaining(self) -> float | None:
@@ -274,6 +341,8 @@ class JobWatch(AsyncIterator[JobUpdate]):
     async def aclose(self) -> None:
         """Stop watching (nothing to release: the watcher holds nothing between polls)."""
         self._finished = True
+        if self._hooks:
+            await self._ended("closed", None)
 
     def _remaining(self) -> float:
         timeout = self.policy.timeout
@@ -316,6 +385,10 @@ class JobWatch(AsyncIterator[JobUpdate]):
                 await _clock.sleep(delay)
             self._retry_after = 0.0
             self.polls += 1
+            if self._box is not None:
+                self._box[1] = self.polls
+            if self._hooks:
+                token = within.set(self.id)  # the poll is a call made for this watch
             with anyio.move_on_after(self._remaining()) as scope:
                 try:
                     job = await self._poll(self.job_id)
@@ -324,6 +397,26 @@ class JobWatch(AsyncIterator[JobUpdate]):
                 else:
                     self.consecutive_failures = 0
                     self.last_error = None
+                    if self._box is not None:
+                        self._box[0] = job.state
                     return job
+                finally:
+                    if self._hooks:
+                        within.reset(token)
             if scope.cancelled_caught:
                 raise self._timeout()
+
+
+def _dropped(
+    hooks: tuple[Hook, ...],
+    job_id: int,
+    watch_id: int,
+    clock: Callable[[], float],
+    started: float | None,
+    box: list[object],
+) -> None:
+    """A watch was garbage-collected before its end: tell the hooks (without awaiting)."""
+    state = box[0] if isinstance(box[0], JobState) else None
+    polls = box[1] if isinstance(box[1], int) else 0
+    seconds = 0.0 if started is None else clock() - started
+    emit_now(hooks, JobEnded(job_id, watch_id, "closed", state, seconds, polls))

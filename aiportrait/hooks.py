@@ -32,6 +32,7 @@ import itertools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -434,3 +435,15 @@ def _failed(hook: Hook) -> None:
     if id(hook) not in _LOGGED:
         _LOGGED.add(id(hook))
         log.warning("hook %r raised; its errors are ignored", hook, exc_info=True)
+
+
+def origin(base_url: str, app_id: str) -> tuple[str, int | None, str]:
+    """What :class:`CallStarted` says of the service: host name, port and AppId."""
+    parts = urlsplit(base_url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is None:
+        port = {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.hostname or "", port, app_id
