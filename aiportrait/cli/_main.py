@@ -95,6 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ..emulator._cli import main as emulator_main
 
         return emulator_main(argv[1:], prog=f"{PROG} emulator")
+    if argv[:1] == ["temporal"]:
+        from ._temporal import main as temporal_main
+
+        return temporal_main(argv[1:])
     out = Output(json=False, out=sys.stdout, err=sys.stderr)
     try:
         args = build_parser().parse_args(argv, namespace=Args())

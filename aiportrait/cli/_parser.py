@@ -179,6 +179,11 @@ def _add_offline(sub: Any) -> None:
     )
     # listed for --help; main() hands "emulator ..." to the emulator's own parser
     sub.add_parser("emulator", help="run the local emulator", add_help=False)
+    sub.add_parser(
+        "temporal",
+        help="a local Temporal cluster, workers, trainings and batches on it",
+        add_help=False,
+    )
 
 
 _EPILOG: Final = """\
