@@ -60,6 +60,7 @@ from .errors import (
     JobTimeout,
     JournalError,
     JournalLocked,
+    LocalPhotoError,
     MalformedResponse,
     ModelIdError,
     ModelNotDeployed,
@@ -67,6 +68,7 @@ from .errors import (
     NoFaceInTemplate,
     PhotoCountWarning,
     PortraitMissing,
+    PreflightFailed,
     PreviousFailure,
     QuotaExceeded,
     RateLimited,
@@ -86,6 +88,7 @@ from .errors import (
     ThirdDiffusionError,
     TransportError,
     UnknownApp,
+    UploadError,
 )
 from .models import (
     CheckReport,
@@ -102,12 +105,14 @@ _register_session_factory(Session)  # what Emulator.session() builds; the emulat
 
 if TYPE_CHECKING:
     from ._outcomes import Outcome, Outcomes
+    from ._preflight import preflight
     from ._progress import watch_with_progress
 
 # Loaded on first use: no single call needs batches (sqlite3) or progress display.
 _LAZY = {
     "Outcome": "._outcomes",
     "Outcomes": "._outcomes",
+    "preflight": "._preflight",
     "watch_with_progress": "._progress",
 }
 
@@ -169,6 +174,7 @@ __all__ = [
     "JobWatch",
     "JournalError",
     "JournalLocked",
+    "LocalPhotoError",
     "MalformedResponse",
     "ModelIdError",
     "ModelNotDeployed",
@@ -180,6 +186,7 @@ __all__ = [
     "Portrait",
     "PortraitMissing",
     "PhotoCountWarning",
+    "PreflightFailed",
     "PreviousFailure",
     "PromptCreateRequest",
     "QuotaExceeded",
@@ -206,8 +213,10 @@ __all__ = [
     "TrainResult",
     "TransportError",
     "UnknownApp",
+    "UploadError",
     "__version__",
     "hooks",
+    "preflight",
     "request_from_dict",
     "watch_with_progress",
 ]

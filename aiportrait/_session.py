@@ -21,7 +21,7 @@ import attrs
 
 from ._credentials import credentials_from_env
 from ._durations import Durations, train_kind
-from ._inputs import ImageInput, UploadFunc, Uploader, as_upload, resolve_image, resolve_images
+from ._inputs import ImageInput, Uploader, UploadFunc, as_upload, resolve_image, resolve_images
 from ._limits import Limits
 from ._logging import configure_from_env
 from ._requests import (

@@ -8,9 +8,12 @@ boundary. API errors carry the HTTP ``status``, the service ``code`` and ``messa
 
     AIPortraitError
     ├── InvalidArgument (ValueError)          bad argument or config, raised before any request
-    │   └── ConflictingArguments              an explicit argument and the same config key disagree
+    │   ├── ConflictingArguments              an explicit argument and the same config key disagree
+    │   ├── LocalPhotoError                   a local photo is missing, unreadable or not an image
+    │   └── PreflightFailed                   local photos failed the check on this machine
     ├── CredentialsError (ValueError)         from_env(): a variable is missing
     ├── SessionClosed                         a call on a Session after aclose()
+    ├── UploadError                           a local photo could not be uploaded
     ├── JobError                              a watched job did not bring a result
     │   ├── JobFailed                         the job ended in state 3 (failed)
     │   └── JobTimeout                        the deadline passed before the job ended
@@ -75,6 +78,9 @@ from types import FrameType
 from typing import Any, ClassVar
 
 __all__ = [
+    "LocalPhotoError",
+    "PreflightFailed",
+    "UploadError",
     "AIPortraitError",
     "AIPortraitWarning",
     "APIError",
@@ -578,6 +584,37 @@ def _normalise(message: str) -> str:
 
 
 _BY_NORMALISED = {_normalise(k).casefold(): v for k, v in _BY_MESSAGE.items()}
+
+
+class LocalPhotoError(InvalidArgument):
+    """A local photo cannot be used: missing, a directory, unreadable, not a JPEG or PNG image,
+    or too large. Raised before anything is uploaded or sent.
+
+    Attributes:
+        photo: the path (or ``bytes #N``) as given.
+    """
+
+    def __init__(self, photo: str, reason: str) -> None:
+        super().__init__(f"{photo}: {reason}")
+        self.photo = photo
+
+
+class PreflightFailed(InvalidArgument):
+    """Local photos failed the check made on this machine, so the training was not started
+    (nothing was uploaded or charged); pass ``force=True`` to train on them anyway.
+
+    Attributes:
+        report: the :class:`~aiportrait.models.CheckReport` of the local photos.
+    """
+
+    def __init__(self, message: str, report: Any) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class UploadError(AIPortraitError):
+    """A local photo could not be uploaded (the bucket refused it, or it was unreachable);
+    nothing was charged. The message never holds credentials or signed URLs."""
 
 
 def _by_status(status: int) -> type[APIError]:

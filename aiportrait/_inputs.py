@@ -1,0 +1,133 @@
+"""Local inputs to URLs: what the Session's endpoint methods call before building a request.
+
+A ``str`` is a URL and passes through untouched; an ``os.PathLike`` is a file and ``bytes`` are
+image data. Every local input is read and checked first (all of them, before anything leaves
+the machine), then, for a training, checked for faces on this machine (refused with
+:class:`~aiportrait.errors.PreflightFailed` unless forced), then cleaned of its metadata and
+uploaded under its content hash. Only then is the request built, holding plain URLs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, TypeAlias, runtime_checkable
+
+from ._photos import CleanPhoto, clean_photo, photo_name, read_photo
+from .errors import AIPortraitError, InvalidArgument, PreflightFailed, UploadError
+
+__all__ = [
+    "ImageInput",
+    "UploadFunc",
+    "Uploader",
+    "as_upload",
+    "is_local",
+    "resolve_image",
+    "resolve_images",
+]
+
+ImageInput: TypeAlias = "str | os.PathLike[str] | bytes"
+"""A photo or template: a URL (``str``), a local file (``os.PathLike``) or image bytes."""
+
+UploadFunc: TypeAlias = Callable[[bytes, str, str], Awaitable[str]]
+"""``async def upload(data, content_type, key) -> url``."""
+
+
+@runtime_checkable
+class Uploader(Protocol):
+    """Puts a photo where AI Portrait's servers can download it, and returns that URL.
+
+    ``key`` is a content-derived object name (``<sha256>.jpg``); the same photo always gets the
+    same key, so an uploader can skip what it already stored. The URL must stay valid until the
+    service has downloaded the photo (for a training: until the job ended).
+    """
+
+    async def upload(self, data: bytes, content_type: str, key: str) -> str:
+        """Store ``data`` under ``key`` and return a URL the service can GET it from."""
+        ...
+
+
+def is_local(value: object) -> bool:
+    """Whether ``value`` is a local input (a path or bytes) rather than a URL string."""
+    return isinstance(value, (bytes, bytearray, memoryview, os.PathLike))
+
+
+def as_upload(uploader: Uploader | UploadFunc | None) -> UploadFunc | None:
+    """The upload coroutine function of an :class:`Uploader` or an async callable."""
+    if uploader is None:
+        return None
+    method = getattr(uploader, "upload", None)
+    if callable(method):
+        return method  # type: ignore[no-any-return]
+    if callable(uploader):
+        return uploader
+    raise InvalidArgument(
+        f"uploader must have an async upload(data, content_type, key) method or be such an "
+        f"async callable, not {type(uploader).__name__}"
+    )
+
+
+def _needs_uploader(what: str, name: str) -> InvalidArgument:
+    return InvalidArgument(
+        f"{what}: {name} is a local photo, and this Session has no uploader to put it where the "
+        "service can download it; pass uploader= to the Session (aiportrait.uploads.OSSUploader, "
+        "or any async callable) or give a URL"
+    )
+
+
+async def _upload(upload: UploadFunc, photo: CleanPhoto) -> str:
+    key = f"{photo.sha256}.{photo.extension}"
+    try:
+        url = await upload(photo.data, photo.content_type, key)
+    except AIPortraitError:
+        raise
+    except Exception as exc:
+        raise UploadError(f"upload of {photo.name} failed ({type(exc).__name__})") from None
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise UploadError(f"the uploader returned no http(s) URL for {photo.name}")
+    return url
+
+
+async def resolve_images(
+    uploader: UploadFunc | None,
+    images: Sequence[Any],
+    *,
+    what: str = "images",
+    training: bool = False,
+    force: bool = False,
+) -> Sequence[Any]:
+    """``images`` with every local input replaced by the URL of its upload (see the module).
+
+    Without a local input, ``images`` is returned as it is (validated later by the request).
+    """
+    if isinstance(images, (str, bytes, os.PathLike)) or not any(is_local(v) for v in images):
+        return images
+    local = {i: (v, photo_name(v, i)) for i, v in enumerate(images) if is_local(v)}
+    if uploader is None:
+        raise _needs_uploader(what, next(iter(local.values()))[1])
+    read = {i: read_photo(v, name) for i, (v, name) in local.items()}  # every refusal first
+    if training and not force:
+        from ._preflight import preflight, refusal
+
+        report = await preflight([v for v, _ in local.values()])
+        if not report.ok:
+            raise PreflightFailed(refusal(report), report)
+    cleaned = {
+        i: await asyncio.to_thread(clean_photo, data, kind, local[i][1])
+        for i, (data, kind) in read.items()
+    }
+    urls = {i: await _upload(uploader, photo) for i, photo in cleaned.items()}
+    return [urls.get(i, v) for i, v in enumerate(images)]
+
+
+async def resolve_image(uploader: UploadFunc | None, value: Any, what: str) -> Any:
+    """One template or reference photo: its upload's URL when local, else ``value`` as it is."""
+    if not is_local(value):
+        return value
+    name = photo_name(value, 0) if not isinstance(value, (bytes, bytearray)) else what
+    if uploader is None:
+        raise _needs_uploader(what, name)
+    data, kind = read_photo(value, name)
+    photo = await asyncio.to_thread(clean_photo, data, kind, name)
+    return await _upload(uploader, photo)

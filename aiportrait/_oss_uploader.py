@@ -1,0 +1,256 @@
+"""``OSSUploader``: local photos to an Alibaba Cloud OSS bucket, on the asyncio OSS client.
+
+The object key is the photo's SHA-256 under a prefix, so a photo is stored once: a HEAD asks
+whether it is there before any PUT. The URL handed to AI Portrait is a presigned GET (OSS V4)
+valid for ``expires`` (default 24 hours, at most 7 days): longer than the training deadline.
+URLs are remembered (key -> URL -> expiry); one close to its expiry is presigned again, never
+uploaded again. ``alibabacloud_oss_v2`` (``pip install 'aiportrait[oss]'``) is imported when the
+first photo is uploaded, so ``import aiportrait`` stays light.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from ._signing import PrivateMapping, redacted
+from .errors import CredentialsError, InvalidArgument, UploadError
+
+__all__ = ["DEFAULT_EXPIRES", "OSSUploader"]
+
+#: How long a presigned URL stays valid by default (seconds): a day.
+DEFAULT_EXPIRES = 24 * 3600.0
+#: The longest a V4 presigned URL may be valid (seconds): seven days.
+MAX_EXPIRES = 7 * 24 * 3600.0
+#: A remembered URL with less than this left (seconds) is presigned again.
+_RENEW_BEFORE = 3600.0
+#: The bucket name of the local emulator.
+EMULATOR_BUCKET = "aiportrait-local"
+
+
+class OSSUploader:
+    """Uploads local photos to an OSS bucket and hands AI Portrait presigned GET URLs.
+
+    Photos of people are personal data: they are stripped of their metadata (EXIF with GPS
+    position, XMP, IPTC) before upload, stored under a content hash (no file name), reachable
+    only through presigned URLs, and can be deleted once the job has ended (``delete_after=True``
+    deletes what this uploader stored when it is closed; :meth:`delete` deletes given URLs).
+    Mind your bucket's region and retention rules.
+
+    Args:
+        bucket: the bucket (else ``OSS_BUCKET``).
+        region: its region, e.g. ``cn-hangzhou`` (else ``OSS_REGION``).
+        endpoint: an endpoint to use instead of the region's (else ``OSS_ENDPOINT``); the local
+            emulator's URL for offline use.
+        access_key_id: else ``OSS_ACCESS_KEY_ID``.
+        access_key_secret: else ``OSS_ACCESS_KEY_SECRET`` (never logged or shown).
+        security_token: an STS token (else ``OSS_SESSION_TOKEN``, optional).
+        prefix: the folder of the objects (default ``aiportrait/``).
+        expires: seconds a presigned URL is valid (default 24 h, at most 7 days); make it
+            longer than your training deadline.
+        delete_after: delete the objects this uploader stored when it is closed.
+        path_style: path-style addressing (``endpoint/bucket/key``); default: only for an IP
+            endpoint (as the SDK does).
+        environ: the environment to read (default ``os.environ``).
+
+    Missing credentials, bucket or region/endpoint raise
+    :class:`~aiportrait.errors.CredentialsError` here, before any upload. Use it as ``async with
+    OSSUploader() as uploader:`` or call :meth:`aclose`.
+    """
+
+    def __init__(
+        self,
+        bucket: str | None = None,
+        *,
+        region: str | None = None,
+        endpoint: str | None = None,
+        access_key_id: str | None = None,
+        access_key_secret: str | None = None,
+        security_token: str | None = None,
+        prefix: str = "aiportrait/",
+        expires: float = DEFAULT_EXPIRES,
+        delete_after: bool = False,
+        path_style: bool | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        env = PrivateMapping(os.environ if environ is None else environ)
+        self.bucket = bucket or env.get("OSS_BUCKET", "")
+        self.region = region or env.get("OSS_REGION", "")
+        self.endpoint = endpoint or env.get("OSS_ENDPOINT", "") or None
+        key_id = access_key_id or env.get("OSS_ACCESS_KEY_ID", "")
+        secret = access_key_secret or env.get("OSS_ACCESS_KEY_SECRET", "")
+        token = security_token or env.get("OSS_SESSION_TOKEN", "") or None
+        missing = [
+            name
+            for name, value in (
+                ("OSS_ACCESS_KEY_ID", key_id),
+                ("OSS_ACCESS_KEY_SECRET", secret),
+                ("OSS_BUCKET", self.bucket),
+                ("OSS_REGION", self.region or self.endpoint),
+            )
+            if not value
+        ]
+        if missing:
+            raise CredentialsError(
+                f"OSS upload settings missing: {', '.join(missing)} (arguments or environment)"
+            )
+        if not 60 <= expires <= MAX_EXPIRES:
+            raise InvalidArgument(f"expires must be 60 s to 7 days, not {expires!r}")
+        self._key_id = key_id
+        self._secret = redacted(secret)
+        self._token = redacted(token) if token else None
+        self.prefix = prefix
+        self.expires = float(expires)
+        self.delete_after = delete_after
+        self._path_style = path_style
+        self._client: Any = None
+        self._urls: dict[str, tuple[str, float]] = {}
+        self.stored: list[str] = []
+        """Object keys this uploader PUT (not the ones it found already there)."""
+        self.puts = 0
+        self.presigns = 0
+
+    @classmethod
+    def for_emulator(cls, emulator: Any, **kwargs: Any) -> OSSUploader:
+        """An uploader to the bucket of a local emulator (``aiportrait.emulator.Emulator``):
+        its URL as endpoint, its AppId and token as access key."""
+        return cls.emulated(emulator.url, emulator.app_id, emulator.token, **kwargs)
+
+    @classmethod
+    def emulated(cls, url: str, app_id: str, token: str, **kwargs: Any) -> OSSUploader:
+        """An uploader to the bucket of the emulator at ``url``, with that app's credentials."""
+        kwargs.setdefault("bucket", EMULATOR_BUCKET)
+        kwargs.setdefault("region", "local")
+        return cls(endpoint=url, access_key_id=app_id, access_key_secret=token, **kwargs)
+
+    def __repr__(self) -> str:
+        where = self.endpoint or self.region
+        return f"<aiportrait.uploads.OSSUploader bucket={self.bucket!r} at {where!r}>"
+
+    def __reduce__(self) -> Any:
+        raise TypeError("an OSSUploader holds credentials; it cannot be pickled")
+
+    async def __aenter__(self) -> OSSUploader:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- the Uploader protocol ---------------------------------------------------------------
+
+    async def upload(self, data: bytes, content_type: str, key: str) -> str:
+        """Store ``data`` at ``prefix + key`` unless it is there, and return a presigned GET URL.
+
+        Raises :class:`~aiportrait.errors.UploadError` when the bucket refuses or cannot be
+        reached.
+        """
+        name = self.prefix + key
+        remembered = self._urls.get(name)
+        if remembered is not None and remembered[1] - time.time() > _RENEW_BEFORE:
+            return remembered[0]
+        sdk, client = self._sdk()
+        try:
+            if remembered is None and not await client.is_object_exist(self.bucket, name):
+                await client.put_object(
+                    sdk.PutObjectRequest(
+                        bucket=self.bucket, key=name, body=data, content_type=content_type
+                    )
+                )
+                self.puts += 1
+                self.stored.append(name)
+            return await self._presign(name)
+        except sdk.exceptions.BaseError as exc:
+            raise UploadError(f"OSS refused {name}: {_reason(exc)}") from None
+
+    async def presign(self, key: str) -> str:
+        """A fresh presigned GET URL for the object ``prefix + key``."""
+        return await self._presign(self.prefix + key)
+
+    async def delete(self, urls: Iterable[str]) -> int:
+        """Delete the objects behind these URLs (ones of this bucket and prefix); returns how
+        many were deleted."""
+        sdk, client = self._sdk()
+        count = 0
+        for url in urls:
+            name = self._object_of(url)
+            if name is None:
+                continue
+            try:
+                await client.delete_object(sdk.DeleteObjectRequest(bucket=self.bucket, key=name))
+            except sdk.exceptions.BaseError as exc:
+                raise UploadError(f"OSS refused to delete {name}: {_reason(exc)}") from None
+            self._urls.pop(name, None)
+            count += 1
+        return count
+
+    async def aclose(self) -> None:
+        """Close the OSS client; with ``delete_after``, delete what this uploader stored."""
+        try:
+            if self.delete_after and self.stored:
+                stored, self.stored = self.stored, []
+                sdk, client = self._sdk()
+                for name in stored:
+                    await client.delete_object(
+                        sdk.DeleteObjectRequest(bucket=self.bucket, key=name)
+                    )
+                    self._urls.pop(name, None)
+        finally:
+            client, self._client = self._client, None
+            if client is not None:
+                await client.close()
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _object_of(self, url: str) -> str | None:
+        path = unquote(urlsplit(url).path).lstrip("/")
+        if path.startswith(self.bucket + "/"):  # path-style
+            path = path[len(self.bucket) + 1 :]
+        return path if path.startswith(self.prefix) else None
+
+    async def _presign(self, name: str) -> str:
+        sdk, client = self._sdk()
+        result = await client.presign(
+            sdk.GetObjectRequest(bucket=self.bucket, key=name),
+            expires=datetime.timedelta(seconds=self.expires),
+        )
+        self.presigns += 1
+        url = str(result.url)
+        self._urls[name] = (url, time.time() + self.expires)
+        return url
+
+    def _sdk(self) -> tuple[Any, Any]:
+        try:
+            import alibabacloud_oss_v2 as sdk  # type: ignore[import-untyped]
+            import alibabacloud_oss_v2.aio as sdk_aio  # type: ignore[import-untyped]
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise InvalidArgument(
+                "OSSUploader needs the OSS client: pip install 'aiportrait[oss]'"
+            ) from exc
+        if self._client is None:
+            cfg = sdk.config.load_default()
+            cfg.credentials_provider = sdk.credentials.StaticCredentialsProvider(
+                self._key_id, str(self._secret), self._token and str(self._token)
+            )
+            cfg.region = self.region or "local"
+            if self.endpoint:
+                cfg.endpoint = self.endpoint
+            if self._path_style is not None:
+                cfg.use_path_style = self._path_style
+            self._client = sdk_aio.AsyncClient(cfg)
+        return sdk, self._client
+
+
+def _reason(exc: Exception) -> str:
+    """Code and message of an OSS error, without request details (no signed URL, no key)."""
+    unwrap = getattr(exc, "unwrap", None)
+    inner = unwrap() if callable(unwrap) else exc
+    code = getattr(inner, "code", None)
+    status = getattr(inner, "status_code", None)
+    if code:
+        message = getattr(inner, "message", "") or ""
+        return f"{status} {code} {message}".strip()
+    return type(inner).__name__

@@ -1,0 +1,84 @@
+"""The photo check, run on this machine: the service's verdicts before anything is uploaded.
+
+The same checks as the service's ``check`` call, with its codes and messages
+(:class:`~aiportrait.models.CheckVerdict`): a JPEG or PNG image larger than 512x512 (EXIF
+orientation applied), exactly one face, a face descriptor, and the same person across the set.
+The face work is the local emulator's (dlib and OpenCV, the ``emulator`` extra), imported on first
+use; nothing is sent anywhere.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from ._photos import photo_name, read_photo
+from .errors import InvalidArgument, LocalPhotoError
+from .models import CheckReport, CheckVerdict, ImageCheck
+
+__all__ = ["LocalInput", "preflight", "refusal"]
+
+LocalInput = os.PathLike[str] | bytes
+
+
+def _worker() -> Any:
+    try:
+        from .emulator._work import Worker
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise InvalidArgument(
+            "checking photos on this machine needs the image stack: "
+            "pip install 'aiportrait[emulator]' (or pass force=True to skip the check)"
+        ) from exc
+    return Worker()
+
+
+async def preflight(photos: Sequence[LocalInput]) -> CheckReport:
+    """Check local photos on this machine, as the service's check would; nothing is sent.
+
+    Args:
+        photos: paths (``pathlib.Path`` or any ``os.PathLike``) or image bytes.
+
+    Returns:
+        A :class:`CheckReport` with one :class:`ImageCheck` per photo, in order; its ``url`` is
+        the path as given (``bytes #N`` for bytes). A missing, unreadable or non-image file is
+        a ``DECODE_ERROR`` verdict here, not an exception.
+
+    Needs the ``emulator`` extra (Pillow, OpenCV, dlib).
+    """
+    if isinstance(photos, (str, bytes, os.PathLike)):
+        raise InvalidArgument("photos must be a list of paths or bytes, not a single one")
+    from .emulator._fetch import Fetched, Unfetched
+
+    worker = _worker()
+    names = [photo_name(p, i) for i, p in enumerate(photos)]
+    budget = worker.budget()
+    examined = []
+    for value, name in zip(photos, names, strict=True):
+        if isinstance(value, str):
+            raise InvalidArgument(f"{name!r} is a string: a local photo is a Path or bytes")
+        try:
+            data, content_type = read_photo(value, name)
+            source: Any = Fetched(data, content_type)
+        except LocalPhotoError as exc:
+            source = Unfetched(str(exc).removeprefix(f"{name}: "))
+        examined.append(await worker.run(worker.examine, source, budget))
+    verdicts = await worker.run(worker.judge, examined)
+    results = tuple(
+        ImageCheck(name, CheckVerdict(v.code), v.message, v.frontal, v.detail)
+        for name, v in zip(names, verdicts, strict=True)
+    )
+    return CheckReport(results, tuple(r.url for r in results if r.ok))
+
+
+def refusal(report: CheckReport) -> str:
+    """The message of a training refused by the local check: every bad photo and its verdict."""
+    bad = report.failed
+    lines = [
+        f"{len(bad)} of {len(report.results)} local photos failed the check on this machine; "
+        "nothing was uploaded or charged (force=True / --force trains on them anyway):"
+    ]
+    for check in bad:
+        detail = f" ({check.detail})" if check.detail else ""
+        lines.append(f"  {check.url}: {check.code.name} {check.message}{detail}")
+    return "\n".join(lines)

@@ -1,0 +1,45 @@
+"""Local photos as inputs: where they are uploaded so that AI Portrait can download them.
+
+AI Portrait takes image URLs that its servers download. A Session given an ``uploader=`` takes
+local photos too, wherever it takes a URL: a ``pathlib.Path`` (any ``os.PathLike``) is a file,
+``bytes`` are image data, a plain ``str`` stays a URL. Before anything is sent, each local photo
+is read and checked (a missing file, a directory, an unreadable file, not a JPEG or PNG, more than
+20 MB: :class:`~aiportrait.errors.LocalPhotoError`); for a training, the photos are checked for
+faces on this machine (:func:`aiportrait.preflight`; a failure is
+:class:`~aiportrait.errors.PreflightFailed` unless ``force=True``); each is turned upright and
+stripped of its metadata (EXIF with its GPS position, XMP, IPTC), then uploaded under its
+SHA-256 (the same photo is stored once). Only then is the request sent.
+
+Photos of people are personal data: choose a bucket in a region and with retention rules that
+fit your obligations, and delete the photos once the training has ended (``delete_after=True``
+or :meth:`OSSUploader.delete`).
+
+An uploader is an :class:`Uploader` (an object with ``async def upload(data, content_type,
+key) -> url``) or any async callable of that shape, for your own storage::
+
+    async def upload(data: bytes, content_type: str, key: str) -> str:
+        await my_store.put(key, data, content_type)
+        return my_store.signed_url(key, hours=24)
+
+    session = aiportrait.Session.from_env(uploader=upload)
+    job = await session.train(sorted(Path("me").glob("*.jpg")))
+
+:class:`OSSUploader` uploads to Alibaba Cloud OSS (``pip install 'aiportrait[oss]'``) and hands
+the service presigned GET URLs; ``OSSUploader.for_emulator(emu)`` uploads to the local
+emulator's OSS-compatible bucket, offline.
+"""
+
+from ._inputs import ImageInput, Uploader, UploadFunc
+from ._oss_uploader import DEFAULT_EXPIRES, OSSUploader
+from .errors import LocalPhotoError, PreflightFailed, UploadError
+
+__all__ = [
+    "DEFAULT_EXPIRES",
+    "ImageInput",
+    "LocalPhotoError",
+    "OSSUploader",
+    "PreflightFailed",
+    "UploadError",
+    "UploadFunc",
+    "Uploader",
+]
