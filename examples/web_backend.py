@@ -24,6 +24,11 @@ Run it (the local emulator and the bundled photos unless credentials are in the 
     python examples/web_backend.py --port 8080 --store trainings.json
 
 In a browser: ``new EventSource("/trainings/1/events")``; with curl: ``curl -N URL``.
+
+Tracing: with the OpenTelemetry SDK installed (``pip install 'aiportrait[otel]'
+opentelemetry-sdk``), ``OTEL_TRACES_EXPORTER=console`` prints a span per web request with the
+aiportrait spans (each call, each watched training) below it, and
+``OTEL_METRICS_EXPORTER=console`` the metrics when the backend stops (see :func:`setup_tracing`).
 """
 
 from __future__ import annotations
@@ -37,17 +42,17 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from aiohttp import web
 
 import aiportrait
 from aiportrait.config import DOCUMENTED_KEYS, closest_key
 
-__all__ = ["JobStore", "make_app"]
+__all__ = ["JobStore", "Tracing", "make_app", "setup_tracing"]
 
 log = logging.getLogger("web_backend")
 
@@ -284,15 +289,103 @@ async def create_portrait(request: web.Request) -> web.StreamResponse:
     )
 
 
+class Tracing:
+    """The OpenTelemetry providers :func:`setup_tracing` made (the SDK's)."""
+
+    def __init__(self, tracer_provider: Any, meter_provider: Any) -> None:
+        self.tracer_provider = tracer_provider
+        self.meter_provider = meter_provider
+
+    def shutdown(self) -> None:
+        """Flush and stop: the console metric exporter prints here; stop tracing aiportrait."""
+        import aiportrait.otel
+
+        aiportrait.otel.uninstrument()
+        self.tracer_provider.shutdown()
+        self.meter_provider.shutdown()
+
+
+def setup_tracing(
+    environ: Mapping[str, str] | None = None, *, out: IO[str] | None = None
+) -> Tracing | None:
+    """Trace to the console when the standard variables ask for it, else do nothing.
+
+    ``OTEL_TRACES_EXPORTER=console`` prints each span as it ends; ``OTEL_METRICS_EXPORTER=console``
+    prints the metrics at :meth:`Tracing.shutdown`. ``OTEL_SERVICE_NAME`` (and
+    ``OTEL_RESOURCE_ATTRIBUTES``) name the service. Nothing happens without the OpenTelemetry
+    SDK, or with other exporters (a real deployment configures its own providers and then calls
+    ``aiportrait.otel.instrument()``). No global provider is set: the providers are handed to
+    ``aiportrait.otel.instrument`` and to :func:`make_app`.
+    """
+    env = os.environ if environ is None else environ
+    traces = "console" in env.get("OTEL_TRACES_EXPORTER", "").lower().split(",")
+    metrics = "console" in env.get("OTEL_METRICS_EXPORTER", "").lower().split(",")
+    if not (traces or metrics):
+        return None
+    try:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import (
+            ConsoleMetricExporter,
+            PeriodicExportingMetricReader,
+        )
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+
+        import aiportrait.otel
+    except ImportError:
+        log.warning("OTEL_*_EXPORTER=console needs opentelemetry-sdk; not tracing")
+        return None
+    stream = out or sys.stdout
+    name = env.get("OTEL_SERVICE_NAME", "aiportrait-web-backend")
+    resource = Resource.create({"service.name": name})
+    tracer_provider = TracerProvider(resource=resource)
+    if traces:
+        tracer_provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=stream)))
+    readers = []
+    if metrics:
+        exporter = ConsoleMetricExporter(out=stream)
+        readers.append(PeriodicExportingMetricReader(exporter, export_interval_millis=60_000))
+    meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+    aiportrait.otel.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    return Tracing(tracer_provider, meter_provider)
+
+
+def _traced(tracing: Tracing) -> Any:
+    """A middleware making a SERVER span per request: the aiportrait spans become its children."""
+    from opentelemetry.trace import SpanKind
+
+    tracer = tracing.tracer_provider.get_tracer("web_backend")
+
+    @web.middleware
+    async def traced(request: web.Request, handler: Handler) -> web.StreamResponse:
+        info = request.match_info.route.resource
+        template = info.canonical if info is not None else request.path
+        name = f"{request.method} {template}"
+        with tracer.start_as_current_span(name, kind=SpanKind.SERVER) as span:
+            span.set_attribute("http.request.method", request.method)
+            span.set_attribute("http.route", template)
+            response = await handler(request)
+            span.set_attribute("http.response.status_code", response.status)
+            return response
+
+    return traced
+
+
 def make_app(
-    session_factory: SessionFactory, store_path: str | os.PathLike[str]
+    session_factory: SessionFactory,
+    store_path: str | os.PathLike[str],
+    *,
+    tracing: Tracing | None = None,
 ) -> web.Application:
     """Build the application: one Session (from ``session_factory``) for its lifetime.
 
     The Session is opened when the app starts and closed when it stops (``cleanup_ctx``), so
-    every request shares its connection pool, limits and 429 cool-down.
+    every request shares its connection pool, limits and 429 cool-down. With ``tracing`` (see
+    :func:`setup_tracing`), each request gets a server span.
     """
-    app = web.Application(middlewares=[errors])
+    middlewares = [errors] if tracing is None else [_traced(tracing), errors]
+    app = web.Application(middlewares=middlewares)
 
     async def session_context(app: web.Application) -> AsyncIterator[None]:
         async with session_factory() as session:
@@ -319,8 +412,12 @@ async def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # The local emulator keeps its jobs beside the store, so a restart finds them again.
     emulator_dir = args.store.with_name(args.store.stem + "_emulator")
-    async with connect(data_dir=emulator_dir) as target:
-        runner = web.AppRunner(make_app(target.session, args.store))
+    tracing = setup_tracing()
+    async with contextlib.AsyncExitStack() as stack:
+        if tracing is not None:
+            stack.callback(tracing.shutdown)
+        target = await stack.enter_async_context(connect(data_dir=emulator_dir))
+        runner = web.AppRunner(make_app(target.session, args.store, tracing=tracing))
         await runner.setup()
         try:
             await web.TCPSite(runner, args.host, args.port).start()

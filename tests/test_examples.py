@@ -420,6 +420,42 @@ async def test_web_backend_answers_every_error_as_json_with_the_status_name(
     assert emu.counters.creations == 0  # every refusal came before the service
 
 
+@pytest.mark.filterwarnings("ignore::aiportrait.errors.PhotoCountWarning")  # 2 photos: quick
+async def test_web_backend_prints_its_spans_when_otel_traces_exporter_is_console(
+    web_backend: ModuleType, emu: Emulator, urls: dict[str, list[str]], tmp_path: Path
+) -> None:
+    pytest.importorskip("opentelemetry.sdk")
+    assert web_backend.setup_tracing({}) is None  # nothing asked: nothing done
+    out = io.StringIO()
+    env = {"OTEL_TRACES_EXPORTER": "console", "OTEL_SERVICE_NAME": "test-backend"}
+    tracing = web_backend.setup_tracing(env, out=out)
+    assert tracing is not None
+    try:
+        app = web_backend.make_app(
+            lambda: emu.session(poll=FAST), tmp_path / "trainings.json", tracing=tracing
+        )
+        async with TestClient(TestServer(app)) as client:
+            answer = await client.post("/trainings", json=urls["photos"])
+            assert answer.status == 202
+    finally:
+        tracing.shutdown()
+    decoder = json.JSONDecoder()
+    text, spans = out.getvalue(), []
+    at = text.find("{")
+    while at != -1:  # the console exporter prints one JSON object per span
+        span, end = decoder.raw_decode(text, at)
+        spans.append(span)
+        at = text.find("{", end)
+    by_name = {span["name"]: span for span in spans}
+    server, train = by_name["POST /trainings"], by_name["POST /api/v1/aigc_images/train"]
+    assert train["parent_id"] == server["context"]["span_id"]
+    assert train["context"]["trace_id"] == server["context"]["trace_id"]
+    assert train["kind"] == "SpanKind.CLIENT" and server["kind"] == "SpanKind.SERVER"
+    assert server["resource"]["attributes"]["service.name"] == "test-backend"
+    assert emu.token not in text
+    assert not aiportrait.otel.instrumented()
+
+
 # -- notebook.ipynb ------------------------------------------------------------------------------
 
 
