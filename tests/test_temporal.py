@@ -122,6 +122,16 @@ async def cluster(temporal_server: Any, emu: Emulator, tmp_path: Path) -> AsyncI
             yield type("Cluster", (), {"client": client, "store": store, "queue": queue})
 
 
+async def _stage(handle: Any, stage: str, timeout: float = 120.0) -> at.TrainProgress:
+    """Query until the training reaches ``stage``."""
+    for _ in range(int(timeout / 0.05)):
+        progress: at.TrainProgress = await handle.query(at.TrainWorkflow.progress)
+        if progress.stage == stage:
+            return progress
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the training never reached {stage}")
+
+
 def _urls(emu: Emulator, names: Any) -> list[str]:
     return [emu.media_url(n) for n in names]
 
@@ -158,7 +168,7 @@ async def test_a_training_runs_to_its_result_with_progress(
 async def test_photos_that_fail_the_check_stop_the_training_before_it_is_charged(
     cluster: Any, emu: Emulator, sample_media: Any
 ) -> None:
-    mixed = _urls(emu, sample_media.astronaut[:4]) + [emu.media_url(sample_media.group_template)]
+    mixed = [*_urls(emu, sample_media.astronaut[:4]), emu.media_url(sample_media.group_template)]
     handle = await at.start_training(
         cluster.client, mixed, task_queue=cluster.queue, check=True, timeouts=QUICK
     )
@@ -317,15 +327,7 @@ async def test_a_restarted_worker_resumes_polling_the_same_job(
                     poll=FAST,
                     timeouts=QUICK,
                 )
-                progress = None
-
-                async def training() -> bool:
-                    nonlocal progress
-                    progress = await handle.query(at.TrainWorkflow.progress)
-                    return progress.stage == "training"
-
-                while not await training():
-                    await asyncio.sleep(0.05)
+                progress = await _stage(handle, "training")
             # the worker is gone while the job runs
             assert progress is not None and progress.job is not None
             job_id = progress.job.job_id
