@@ -845,7 +845,8 @@ def test_a_bad_photo_url_is_named_as_the_user_typed_it(
 ) -> None:
     assert main(_closed("check", "http://x/a.jpg", "nope")) == cli.EXIT_USAGE
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith("aiportrait: error: InvalidArgument: photo 2: 'nope' is not a URL")
+    # not a URL: a local path (local files are accepted), and there is no such file
+    assert line == "aiportrait: error: LocalPhotoError: nope: no such file"
 
 
 @pytest.mark.parametrize(

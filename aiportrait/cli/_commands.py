@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 from collections import ChainMap
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -30,6 +31,7 @@ from .._progress import watch_lines
 from .._signing import PrivateMapping
 from ._batchfile import config_from
 from ._exit import EXIT_FAILED, EXIT_OK, UsageError
+from ._local import has_local, local_inputs, local_value, uploader_for
 from ._output import (
     Output,
     check_doc,
@@ -88,9 +90,28 @@ def poll_policy(args: Args) -> PollPolicy:
 # -- check, train, watch -----------------------------------------------------------------------
 
 
+@contextlib.asynccontextmanager
+async def _with_local(session: Session, args: Args, values: list[Any]) -> AsyncIterator[Session]:
+    """The session with an uploader when ``values`` hold local files (see ``_local``); the
+    uploader is closed on the way out."""
+    uploader = uploader_for(args) if has_local(values) else None
+    if uploader is None:  # no local file, or the Session refuses it, naming what it lacks
+        yield session
+        return
+    try:
+        yield session.with_options(uploader=uploader)
+    finally:
+        await uploader.aclose()
+
+
 async def cmd_check(session: Session, args: Args, out: Output) -> int:
-    """``check URL...``: exit 0 when every photo passed."""
-    report = await session.check_images(args.urls)
+    """``check URL|FILE|GLOB... [--local]``: exit 0 when every photo passed."""
+    photos = local_inputs(args.urls, "check")
+    if args.local:
+        report = await session.check_images(photos, local=True)
+    else:
+        async with _with_local(session, args, photos) as local:
+            report = await local.check_images(photos)
     lines = [check_line(r) for r in report.results]
     lines.append(f"{len(report.passed)}/{len(report.results)} photos usable")
     out.result(check_doc(report), lines)
@@ -118,11 +139,17 @@ async def _watch(session: Session, job: int | TrainJob, args: Args, out: Output)
 
 
 async def cmd_train(session: Session, args: Args, out: Output) -> int:
-    """``train URL... [--wait]``."""
+    """``train URL|FILE|GLOB... [--wait] [--force]``."""
     prompts = _scene_prompts(args.scene_prompts)
-    job = await session.train(
-        args.urls, sdxl=args.sdxl, scene_lora=prompts is not None, scene_prompts=prompts
-    )
+    photos = local_inputs(args.urls, "train")
+    async with _with_local(session, args, photos) as local:
+        job = await local.train(
+            photos,
+            sdxl=args.sdxl,
+            scene_lora=prompts is not None,
+            scene_prompts=prompts,
+            force=args.force,
+        )
     doc: dict[str, Any] = converter.unstructure(job)
     started = f"training started: job {job.job_id}, model_id {job.model_id}"
     if not args.wait:
@@ -165,8 +192,26 @@ def parse_settings(settings: Sequence[str]) -> dict[str, Any]:
     return values
 
 
+_PLACEHOLDER: Final = "https://local.invalid/{}"
+"""Stands for a local --template or --reference until it is uploaded (see :func:`cmd_create`)."""
+
+
+def _local_flags(args: Args) -> None:
+    """Local --template / --reference: kept in ``args.local`` and replaced by placeholders."""
+    args.local = {}
+    for flag in ("template", "reference"):
+        text = getattr(args, flag)
+        if text is None or text == "t2i_generate":
+            continue
+        value = local_value(text, f"--{flag}")
+        if isinstance(value, Path):
+            args.local[flag] = value
+            setattr(args, flag, _PLACEHOLDER.format(flag))
+
+
 def create_request(args: Args) -> AnyCreateRequest:
     """The request ``create``'s flags describe (checked before any Session is made)."""
+    _local_flags(args)
     config = config_from(parse_settings(args.settings))
     weight = args.ipa_weight
     if weight is not None and config is not None and config.ipa_weight not in (None, weight):
@@ -203,9 +248,25 @@ def create_request(args: Args) -> AnyCreateRequest:
     return CreateRequest(args.model, args.template, sdxl=args.sdxl, config=config)
 
 
+async def _upload_one(session: Session, path: Path, flag: str) -> str:
+    from .._inputs import resolve_image
+
+    url: str = await resolve_image(session._upload, path, f"--{flag}")
+    return url
+
+
 async def cmd_create(session: Session, args: Args, out: Output) -> int:
-    """``create``: the request :func:`create_request` made, its portrait written to ``--out``."""
-    portrait = await session.send(args.request)
+    """``create``: the request :func:`create_request` made, its portrait written to ``--out``.
+
+    A local ``--template`` or ``--reference`` is uploaded first and its URL put in the request.
+    """
+    request = args.request
+    local: dict[str, Path] = getattr(args, "local", {})
+    if local:
+        async with _with_local(session, args, list(local.values())) as uploading:
+            urls = {flag: await _upload_one(uploading, path, flag) for flag, path in local.items()}
+        request = attrs.evolve(request, **urls)
+    portrait = await session.send(request)
     path = await asyncio.to_thread(portrait.save, args.out)
     out.result(portrait_doc(portrait, path), [f"wrote {path} ({portrait_text(portrait)})"])
     return EXIT_OK

@@ -98,12 +98,25 @@ def _polling(parser: argparse.ArgumentParser) -> None:
 
 def _add_check(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("check", parents=[common], help="check photos before training")
-    p.add_argument("urls", nargs="+", metavar="URL", help="photo URLs")
+    p.add_argument(
+        "urls", nargs="+", metavar="PHOTO", help="photo URLs, or local files and globs (uploaded)"
+    )
+    p.add_argument(
+        "--local", action="store_true", help="check local files on this machine (nothing sent)"
+    )
 
 
 def _add_train(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("train", parents=[common], help="start a training (and wait for it)")
-    p.add_argument("urls", nargs="+", metavar="URL", help="photo URLs of one person")
+    p.add_argument(
+        "urls",
+        nargs="+",
+        metavar="PHOTO",
+        help="photo URLs of one person, or local files and globs (checked here, then uploaded)",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="train on local photos that fail the local check"
+    )
     p.add_argument("--sdxl", action="store_true", help="train an SDXL model")
     p.add_argument(
         "--scene-prompts",
@@ -126,8 +139,8 @@ def _add_create(sub: Any, common: argparse.ArgumentParser) -> None:
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--model", metavar="ID", help="a trained model id (solo portrait)")
     who.add_argument("--group", nargs="+", metavar="ID", help="model ids, left to right")
-    who.add_argument("--reference", metavar="URL", help="a reference photo (no training)")
-    p.add_argument("--template", metavar="URL", help="template image URL")
+    who.add_argument("--reference", metavar="PHOTO", help="a reference photo (no training)")
+    p.add_argument("--template", metavar="IMAGE", help="template image URL or local file")
     p.add_argument("--prompt", metavar="TEXT", help="a text prompt (with --model or --reference)")
     p.add_argument("--scene-id", metavar="ID", help="a scene LoRA id (with --prompt)")
     p.add_argument("--ipa-weight", type=_fraction, metavar="W", help="with --reference: 0.0-1.0")
