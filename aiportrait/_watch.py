@@ -372,7 +372,13 @@ class JobWatch(AsyncIterator[JobUpdate]):
             self.job_id,
             self.polls,
             exc,
-            extra={"job_id": self.job_id},
+            extra={
+                "job_id": self.job_id,
+                "aiportrait.job_id": self.job_id,
+                "aiportrait.polls": self.polls,
+                "aiportrait.error_type": type(exc).__name__,
+                "aiportrait.request_id": getattr(exc, "request_id", "") or "",
+            },
         )
 
     async def _next_answer(self) -> Job:
