@@ -144,6 +144,23 @@ def test_quickstart_runs_as_a_script_with_its_own_emulator(tmp_path: Path) -> No
     assert (tmp_path / "quickstart.jpg").stat().st_size > 10_000
 
 
+def test_local_photos_runs_offline_uploading_to_the_emulators_bucket(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
+    run = subprocess.run(
+        [sys.executable, str(EXAMPLES / "local_photos.py"), "--train-seconds", "0.05"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "checked here: 5 of 5 photos usable" in run.stdout
+    assert "bucket: 6 photos uploaded, each once" in run.stdout
+    assert (tmp_path / "local_photos.jpg").stat().st_size > 10_000
+
+
 # -- batch_generate.py ---------------------------------------------------------------------------
 
 
