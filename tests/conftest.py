@@ -40,3 +40,33 @@ def sample_media(tmp_path_factory: pytest.TempPathFactory) -> Any:
     from aiportrait.samples import sample_photos
 
     return sample_photos(tmp_path_factory.mktemp("samples"))
+
+
+@pytest.fixture
+async def temporal_emu(sample_media: Any, tmp_path: Path) -> Any:
+    """An emulator serving the sample photos, trainings of one second."""
+    from aiportrait.emulator import Emulator
+
+    async with Emulator(
+        train_seconds=1.0, serve_dir=sample_media.folder, data_dir=tmp_path / "emu"
+    ) as emu:
+        yield emu
+
+
+@pytest.fixture
+async def cluster(temporal_server: Any, temporal_emu: Any, tmp_path: Path) -> Any:
+    """A Temporal client, a worker in this process on a task queue of the test's own, and the
+    store (attributes ``client``, ``store``, ``queue``, ``server``)."""
+    import types
+    import uuid
+
+    from aiportrait import temporal as at
+
+    client = await at.connect(temporal_server.address)
+    store = at.LocalPortraitStore(tmp_path / "store")
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    async with temporal_emu.session() as session:
+        async with at.new_worker(client, session, store, task_queue=queue):
+            yield types.SimpleNamespace(
+                client=client, store=store, queue=queue, server=temporal_server
+            )

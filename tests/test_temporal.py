@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -102,26 +101,6 @@ async def test_the_local_store_is_atomic_and_stays_in_its_root(tmp_path: Path) -
 # -- against a server -----------------------------------------------------------------------
 
 
-@pytest.fixture
-async def emu(sample_media: Any, tmp_path: Path) -> AsyncIterator[Emulator]:
-    async with Emulator(
-        train_seconds=1.0, serve_dir=sample_media.folder, data_dir=tmp_path / "emu"
-    ) as e:
-        yield e
-
-
-@pytest.fixture
-async def cluster(temporal_server: Any, emu: Emulator, tmp_path: Path) -> AsyncIterator[Any]:
-    """A client, a worker on a task queue of this test's own, and the store."""
-    client = await at.connect(temporal_server.address)
-    store = at.LocalPortraitStore(tmp_path / "store")
-    queue = f"test-{uuid.uuid4().hex[:8]}"
-    async with emu.session() as session:
-        worker = at.new_worker(client, session, store, task_queue=queue)
-        async with worker:
-            yield type("Cluster", (), {"client": client, "store": store, "queue": queue})
-
-
 async def _stage(handle: Any, stage: str, timeout: float = 120.0) -> at.TrainProgress:
     """Query until the training reaches ``stage``."""
     for _ in range(int(timeout / 0.05)):
@@ -132,16 +111,16 @@ async def _stage(handle: Any, stage: str, timeout: float = 120.0) -> at.TrainPro
     raise AssertionError(f"the training never reached {stage}")
 
 
-def _urls(emu: Emulator, names: Any) -> list[str]:
-    return [emu.media_url(n) for n in names]
+def _urls(temporal_emu: Emulator, names: Any) -> list[str]:
+    return [temporal_emu.media_url(n) for n in names]
 
 
 async def test_a_training_runs_to_its_result_with_progress(
-    cluster: Any, emu: Emulator, sample_media: Any
+    cluster: Any, temporal_emu: Emulator, sample_media: Any
 ) -> None:
     handle = await at.start_training(
         cluster.client,
-        _urls(emu, sample_media.astronaut),
+        _urls(temporal_emu, sample_media.astronaut),
         task_queue=cluster.queue,
         check=True,
         poll=PollPolicy(first=0.1, cap=0.3, jitter=0.0, expected=1.0),
@@ -162,29 +141,32 @@ async def test_a_training_runs_to_its_result_with_progress(
     training = [s for s in seen if s.stage == "training"]
     if training:  # seen when the query landed during the wait (not guaranteed on a busy box)
         assert all(s.expected_remaining is not None for s in training)
-    assert emu.counters.trainings == 1
+    assert temporal_emu.counters.trainings == 1
 
 
 async def test_photos_that_fail_the_check_stop_the_training_before_it_is_charged(
-    cluster: Any, emu: Emulator, sample_media: Any
+    cluster: Any, temporal_emu: Emulator, sample_media: Any
 ) -> None:
-    mixed = [*_urls(emu, sample_media.astronaut[:4]), emu.media_url(sample_media.group_template)]
+    mixed = [
+        *_urls(temporal_emu, sample_media.astronaut[:4]),
+        temporal_emu.media_url(sample_media.group_template),
+    ]
     handle = await at.start_training(
         cluster.client, mixed, task_queue=cluster.queue, check=True, timeouts=QUICK
     )
     with pytest.raises(InvalidArgument, match="1 of 5 photos failed the check"):
         await at.result(handle)
-    assert emu.counters.trainings == 0
+    assert temporal_emu.counters.trainings == 0
     assert (await handle.query(at.TrainWorkflow.progress)).stage == "failed"
 
 
 async def test_a_failed_training_arrives_as_job_failed(
-    cluster: Any, emu: Emulator, sample_media: Any
+    cluster: Any, temporal_emu: Emulator, sample_media: Any
 ) -> None:
-    emu.faults = Faults(job_failure=1.0)
+    temporal_emu.faults = Faults(job_failure=1.0)
     handle = await at.start_training(
         cluster.client,
-        _urls(emu, sample_media.astronaut),
+        _urls(temporal_emu, sample_media.astronaut),
         task_queue=cluster.queue,
         poll=FAST,
         timeouts=QUICK,
@@ -193,13 +175,13 @@ async def test_a_failed_training_arrives_as_job_failed(
         await at.result(handle)
     progress = await handle.query(at.TrainWorkflow.progress)
     assert progress.job is not None and caught.value.job_id == progress.job.job_id
-    assert emu.counters.trainings == 1
+    assert temporal_emu.counters.trainings == 1
 
 
 async def test_create_failures_arrive_as_the_library_errors(
-    cluster: Any, emu: Emulator, sample_media: Any
+    cluster: Any, temporal_emu: Emulator, sample_media: Any
 ) -> None:
-    template = emu.media_url(sample_media.astronaut_template)
+    template = temporal_emu.media_url(sample_media.astronaut_template)
     missing = await at.start_create(
         cluster.client, CreateRequest("no-such-model", template), task_queue=cluster.queue
     )
@@ -210,66 +192,72 @@ async def test_create_failures_arrive_as_the_library_errors(
     trained = await at.result(
         await at.start_training(
             cluster.client,
-            _urls(emu, sample_media.astronaut),
+            _urls(temporal_emu, sample_media.astronaut),
             task_queue=cluster.queue,
             poll=FAST,
             timeouts=QUICK,
         )
     )
-    group = GroupCreateRequest([trained.model_id], emu.media_url(sample_media.group_template))
+    group = GroupCreateRequest(
+        [trained.model_id], temporal_emu.media_url(sample_media.group_template)
+    )
     handle = await at.start_create(cluster.client, group, task_queue=cluster.queue)
     with pytest.raises(FaceCountMismatch):
         await at.result(handle)
 
-    emu.apps[emu.app_id].quota = emu.apps[emu.app_id].used  # no calls left
+    temporal_emu.apps[temporal_emu.app_id].quota = temporal_emu.apps[
+        temporal_emu.app_id
+    ].used  # no calls left
     handle = await at.start_create(
         cluster.client, CreateRequest(trained.model_id, template), task_queue=cluster.queue
     )
     with pytest.raises(QuotaExceeded):
         await at.result(handle)
-    assert emu.counters.charged_duplicates() == {}
+    assert temporal_emu.counters.charged_duplicates() == {}
 
 
 async def test_a_429_is_waited_out_and_the_create_is_charged_once(
-    cluster: Any, emu: Emulator, sample_media: Any
+    cluster: Any, temporal_emu: Emulator, sample_media: Any
 ) -> None:
-    emu.faults = Faults(rate_429=1.0, retry_after=1.0, paths=frozenset({CREATE_PATH}))
+    temporal_emu.faults = Faults(rate_429=1.0, retry_after=1.0, paths=frozenset({CREATE_PATH}))
     request = ReferenceCreateRequest(
-        emu.media_url(sample_media.astronaut[0]), emu.media_url(sample_media.astronaut_template)
+        temporal_emu.media_url(sample_media.astronaut[0]),
+        temporal_emu.media_url(sample_media.astronaut_template),
     )
     handle = await at.start_create(
         cluster.client, request, task_queue=cluster.queue, name="once", timeouts=QUICK
     )
-    await until(lambda: emu.counters.faults["429"] >= 2, "two 429s")
-    emu.faults = Faults()
+    await until(lambda: temporal_emu.counters.faults["429"] >= 2, "two 429s")
+    temporal_emu.faults = Faults()
     ref = await at.result(handle)
     assert ref.uri.endswith("/portraits/once.jpg")
     assert len(await cluster.store.get(ref.uri)) == ref.size
-    assert emu.counters.creations == 1
-    assert emu.counters.charged_duplicates() == {}
+    assert temporal_emu.counters.creations == 1
+    assert temporal_emu.counters.charged_duplicates() == {}
 
 
 async def test_a_lost_answer_ends_unknown_and_is_never_sent_again(
-    cluster: Any, emu: Emulator, sample_media: Any
+    cluster: Any, temporal_emu: Emulator, sample_media: Any
 ) -> None:
-    emu.faults = Faults(drop_after=1.0, paths=frozenset({CREATE_PATH}))
+    temporal_emu.faults = Faults(drop_after=1.0, paths=frozenset({CREATE_PATH}))
     request = ReferenceCreateRequest(
-        emu.media_url(sample_media.astronaut[0]), emu.media_url(sample_media.astronaut_template)
+        temporal_emu.media_url(sample_media.astronaut[0]),
+        temporal_emu.media_url(sample_media.astronaut_template),
     )
     handle = await at.start_create(cluster.client, request, task_queue=cluster.queue)
     with pytest.raises(SubmitOutcomeUnknown) as caught:
         await at.result(handle)
     assert caught.value.action == "create"
-    assert emu.counters.creations == 1  # it ran, once
+    assert temporal_emu.counters.creations == 1  # it ran, once
 
 
 async def test_a_batch_continues_as_new_and_reports_every_outcome(
-    cluster: Any, emu: Emulator, sample_media: Any
+    cluster: Any, temporal_emu: Emulator, sample_media: Any
 ) -> None:
-    reference = emu.media_url(sample_media.astronaut[0])
-    template = emu.media_url(sample_media.astronaut_template)
+    reference = temporal_emu.media_url(sample_media.astronaut[0])
+    template = temporal_emu.media_url(sample_media.astronaut_template)
     items: list[tuple[str, Any]] = [
-        ("model", TrainRequest(_urls(emu, sample_media.astronaut))),
+        ("model", TrainRequest(_urls(temporal_emu, sample_media.astronaut))),
         ("bad", CreateRequest("no-such-model", template)),
     ]
     items += [(f"p{i}", ReferenceCreateRequest(reference, f"{template}?v={i}")) for i in range(7)]
@@ -299,7 +287,7 @@ async def test_a_batch_continues_as_new_and_reports_every_outcome(
         assert ref is not None and len(await cluster.store.get(ref.uri)) == ref.size
     progress = await handle.query(at.PortraitBatchWorkflow.progress, 0)
     assert progress.counts == summary.counts and progress.finished_reading
-    assert emu.counters.charged_duplicates() == {}
+    assert temporal_emu.counters.charged_duplicates() == {}
 
 
 async def test_outcome_pages_are_written_as_json_lines(tmp_path: Path) -> None:
@@ -317,12 +305,12 @@ async def test_a_restarted_worker_resumes_polling_the_same_job(
     client = await at.connect(temporal_server.address)
     store = at.LocalPortraitStore(tmp_path / "store")
     queue = f"restart-{uuid.uuid4().hex[:8]}"
-    async with Emulator(train_seconds=4.0, serve_dir=sample_media.folder) as emu:
-        async with emu.session() as session:
+    async with Emulator(train_seconds=4.0, serve_dir=sample_media.folder) as temporal_emu:
+        async with temporal_emu.session() as session:
             async with at.new_worker(client, session, store, task_queue=queue):
                 handle = await at.start_training(
                     client,
-                    _urls(emu, sample_media.hopper),
+                    _urls(temporal_emu, sample_media.hopper),
                     task_queue=queue,
                     poll=FAST,
                     timeouts=QUICK,
@@ -331,13 +319,13 @@ async def test_a_restarted_worker_resumes_polling_the_same_job(
             # the worker is gone while the job runs
             assert progress is not None and progress.job is not None
             job_id = progress.job.job_id
-            polls_before = emu.counters.job_polls
-        async with emu.session() as session:
+            polls_before = temporal_emu.counters.job_polls
+        async with temporal_emu.session() as session:
             async with at.new_worker(client, session, store, task_queue=queue):
                 trained = await at.result(handle)
                 after = await handle.query(at.TrainWorkflow.progress)
         assert after.job is not None and after.job.job_id == job_id
         assert trained.model_id == progress.job.model_id
-        assert emu.counters.trainings == 1
-        assert emu.counters.job_polls > polls_before
-        assert len([k for k in emu.counters.fingerprints if k[0] == TRAIN_PATH]) == 1
+        assert temporal_emu.counters.trainings == 1
+        assert temporal_emu.counters.job_polls > polls_before
+        assert len([k for k in temporal_emu.counters.fingerprints if k[0] == TRAIN_PATH]) == 1
