@@ -143,4 +143,4 @@ async def test_dev_starts_the_cluster_in_one_command(tmp_path: Path) -> None:
     assert code == 0
     with socket.socket() as s, pytest.raises(ConnectionRefusedError):  # the server is gone
         s.connect(("127.0.0.1", ports[0]))
-    assert (tmp_path / "c" / "temporal.db").is_file()  # noqa: ASYNC240
+    assert (tmp_path / "c" / "temporal.db").is_file()
