@@ -154,12 +154,13 @@ class Journal:
         return JournalError(f"journal {self.path} cannot be read ({exc}); {_ASIDE}", path=self.path)
 
     @contextmanager
-    def _using(self, *, write: bool = False) -> Iterator[sqlite3.Connection]:
+    def _using(self, *, write: bool = False, shared: bool = False) -> Iterator[sqlite3.Connection]:
         """The connection, under the thread lock; writes in one ``BEGIN IMMEDIATE`` transaction.
 
+        ``shared``: a write any holder may make (the uploads memo), not only the owner.
         SQLite errors become :class:`JournalError`.
         """
-        if write and self._owner is None:
+        if write and self._owner is None and not shared:
             raise InvalidArgument(f"journal {self.path} was opened to look at only (lock=False)")
         with self._lock:
             try:
@@ -336,6 +337,28 @@ class Journal:
                 [(kind, seconds, now) for kind, seconds in durations],
             )
 
+    def upload(self, key: str) -> tuple[str, float] | None:
+        """The URL remembered for an uploaded object and when it expires (epoch seconds)."""
+        with self._using() as db:
+            if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'uploads'").fetchone():
+                return None
+            row = db.execute("SELECT url, expires FROM uploads WHERE key = ?", (key,)).fetchone()
+        if row is None or not isinstance(row[0], str) or not isinstance(row[1], (int, float)):
+            return None  # a garbage row is forgotten, never an error
+        return row[0], float(row[1])
+
+    def remember_upload(self, key: str, url: str, expires: float) -> None:
+        """Remember an uploaded object's URL (content hash -> URL -> expiry) for later runs.
+
+        Allowed without owning the journal (``lock=False``): a memo, not a batch item.
+        """
+        with self._using(write=True, shared=True) as db:
+            db.execute(_UPLOADS)
+            db.execute(
+                "INSERT OR REPLACE INTO uploads (key, url, expires) VALUES (?, ?, ?)",
+                (key, url, expires),
+            )
+
     def counts(self, kind: str | None = None) -> dict[str, int]:
         """How many items are in each status."""
         query = "SELECT status, COUNT(*) FROM items"
@@ -357,6 +380,16 @@ CREATE TABLE IF NOT EXISTS durations (
     at REAL NOT NULL
 )
 """
+
+_UPLOADS = """
+CREATE TABLE IF NOT EXISTS uploads (
+    key TEXT PRIMARY KEY,
+    url TEXT NOT NULL,
+    expires REAL NOT NULL
+)
+"""
+"""Local photos uploaded for the batch's items (a table added in format 2: older versions of
+aiportrait ignore it)."""
 
 
 def _record(row: tuple[Any, ...]) -> Record:

@@ -10,6 +10,7 @@ first photo is uploaded, so ``import aiportrait`` stays light.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import os
 import time
@@ -55,6 +56,9 @@ class OSSUploader:
         delete_after: delete the objects this uploader stored when it is closed.
         path_style: path-style addressing (``endpoint/bucket/key``); default: only for an IP
             endpoint (as the SDK does).
+        journal: a batch journal (SQLite file) that remembers the uploads across runs (content
+            hash -> URL -> expiry): a re-run neither uploads nor presigns again while the URL
+            lasts, so its requests stay the same.
         environ: the environment to read (default ``os.environ``).
 
     Missing credentials, bucket or region/endpoint raise
@@ -75,6 +79,7 @@ class OSSUploader:
         expires: float = DEFAULT_EXPIRES,
         delete_after: bool = False,
         path_style: bool | None = None,
+        journal: str | os.PathLike[str] | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
         env = PrivateMapping(os.environ if environ is None else environ)
@@ -108,6 +113,8 @@ class OSSUploader:
         self.delete_after = delete_after
         self._path_style = path_style
         self._client: Any = None
+        self._journal_path = journal
+        self._journal: Any = None
         self._urls: dict[str, tuple[str, float]] = {}
         self.stored: list[str] = []
         """Object keys this uploader PUT (not the ones it found already there)."""
@@ -150,11 +157,15 @@ class OSSUploader:
         """
         name = self.prefix + key
         remembered = self._urls.get(name)
+        if remembered is None and self._journal_path is not None:
+            remembered = await asyncio.to_thread(self._journalled().upload, name)
+            if remembered is not None:
+                self._urls[name] = remembered
         if remembered is not None and remembered[1] - time.time() > _RENEW_BEFORE:
             return remembered[0]
         sdk, client = self._sdk()
         try:
-            if remembered is None and not await client.is_object_exist(self.bucket, name):
+            if not await client.is_object_exist(self.bucket, name):  # deleted since: again
                 await client.put_object(
                     sdk.PutObjectRequest(
                         bucket=self.bucket, key=name, body=data, content_type=content_type
@@ -200,6 +211,9 @@ class OSSUploader:
                     self._urls.pop(name, None)
         finally:
             client, self._client = self._client, None
+            journal, self._journal = self._journal, None
+            if journal is not None:
+                journal.close()
             if client is not None:
                 await client.close()
 
@@ -219,8 +233,19 @@ class OSSUploader:
         )
         self.presigns += 1
         url = str(result.url)
-        self._urls[name] = (url, time.time() + self.expires)
+        expires = time.time() + self.expires
+        self._urls[name] = (url, expires)
+        if self._journal_path is not None:
+            await asyncio.to_thread(self._journalled().remember_upload, name, url, expires)
         return url
+
+    def _journalled(self) -> Any:
+        if self._journal is None:
+            from ._journal import Journal
+
+            assert self._journal_path is not None
+            self._journal = Journal(self._journal_path, lock=False)  # a batch may own it
+        return self._journal
 
     def _sdk(self) -> tuple[Any, Any]:
         try:

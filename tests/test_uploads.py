@@ -239,3 +239,30 @@ def test_a_small_heic_is_refused_by_its_format(tmp_path: Path) -> None:
 
     with pytest.raises(aiportrait.LocalPhotoError, match="HEIC"):
         read_photo(b"\0\0\0\x18ftypheic" + b"\0" * 100, "bytes #1")
+
+
+async def test_a_journal_remembers_uploads_across_runs(emu: Emulator, tmp_path: Path) -> None:
+    journal = tmp_path / "batch.sqlite"
+    async with OSSUploader.for_emulator(emu, journal=journal) as first:
+        url = await first.upload(b"\xff\xd8photo", "image/jpeg", "a.jpg")
+    async with OSSUploader.for_emulator(emu, journal=journal) as rerun:
+        assert await rerun.upload(b"\xff\xd8photo", "image/jpeg", "a.jpg") == url  # same URL
+        assert (rerun.puts, rerun.presigns) == (0, 0)  # no upload, no presign, no request
+    from aiportrait._journal import Journal
+
+    j = Journal(journal, lock=False)
+    try:
+        j.remember_upload("aiportrait/a.jpg", url, time.time() - 1)  # expired
+    finally:
+        j.close()
+    async with OSSUploader.for_emulator(emu, journal=journal) as later:
+        fresh = await later.upload(b"\xff\xd8photo", "image/jpeg", "a.jpg")
+        assert (later.puts, later.presigns) == (0, 1)  # presigned again, not uploaded again
+    assert fresh.startswith(f"{emu.url}/{emu.oss_bucket}/aiportrait/a.jpg?")
+    assert emu.bucket.puts == 1
+    owner = Journal(journal)  # a batch can still own the journal
+    try:
+        assert owner.counts() == {}
+        assert owner.upload("aiportrait/a.jpg") is not None
+    finally:
+        owner.close()
