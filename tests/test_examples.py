@@ -513,3 +513,24 @@ def test_notebook_runs_and_shows_images_and_tables(
     assert len(tables) >= 3 and all("<table>" in html for html in tables)
     streams = "".join(out.get("text", "") for out in outputs if out["output_type"] == "stream")
     assert "SUCCESS" in streams
+
+
+def test_temporal_batch_runs_offline_with_its_own_server_emulator_and_worker(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("temporalio")
+    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES and k != "TEMPORAL_ADDRESS"}
+    run = subprocess.run(
+        [sys.executable, str(EXAMPLES / "temporal_batch.py")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "done: 8 succeeded" in run.stdout
+    portraits = list((tmp_path / "aiportrait-store" / "portraits").glob("*/portrait-*.jpg"))
+    assert len(portraits) == 6
+    assert all(p.stat().st_size > 10_000 for p in portraits)
