@@ -22,7 +22,11 @@ Calls
     ``POST /api/v1/aigc_images/check``, ``/train``, ``/create``; ``POST`` or ``GET
     /api/v1/async_jobs/{id}``; ``GET /api/v1/batch_jobs/{id}`` (the jobs added with that
     ``batch_id`` through :meth:`Emulator.add_synthetic_job`, possibly none); unsigned ``GET
-    /media/{name}`` (files of ``serve_dir``) and ``GET /healthz``.
+    /media/{name}`` (files of ``serve_dir``) and ``GET /healthz``. An OSS-compatible bucket
+    (``emu.bucket``, default ``aiportrait-local``): ``PUT``, ``HEAD``, ``GET``, ``DELETE
+    /<bucket>/<key>``, path-style, every request verified as an OSS V4 signature (header or
+    presigned query) with an AppId as access key id and its token as secret; errors are OSS's XML
+    (``SignatureDoesNotMatch`` 403, ``AccessDenied`` "Request has expired.", ``NoSuchKey``).
 
 Images
     ``data:`` URLs; ``file://`` under ``file_root``; http(s) from loopback hosts only unless
