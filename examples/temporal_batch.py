@@ -72,23 +72,6 @@ def _line(outcome: at.ItemOutcome) -> str:
     return f"{outcome.seq:3} {outcome.status:8} {outcome.key}: {outcome.error.type}"
 
 
-async def follow(handle: Any, store: Any) -> at.BatchSummary:
-    """Print outcomes as they complete (from the workflow's query); return the summary."""
-    shown = 0
-    done = asyncio.ensure_future(at.result(handle))
-    while not done.done():
-        progress = await handle.query(at.PortraitBatchWorkflow.progress, shown)
-        for outcome in progress.outcomes:
-            print(_line(outcome))
-            shown = max(shown, outcome.seq)
-        await asyncio.wait({done}, timeout=0.5)
-    summary: at.BatchSummary = done.result()
-    for outcome in await at.read_outcomes(store, summary.outcome_pages):
-        if outcome.seq > shown:
-            print(_line(outcome))
-    return summary
-
-
 async def main(argv: Sequence[str] | None = None) -> int:
     """Run the example; returns the exit code."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -117,7 +100,9 @@ async def main(argv: Sequence[str] | None = None) -> int:
                 client, items = await stack.enter_async_context(_offline(Path(tmp), store))
             handle = await at.start_batch(client, items, store=store, limit=args.limit)
             print(f"batch {handle.id}: {len(items)} items")
-            summary = await follow(handle, store)
+            async for outcome in at.follow_batch(handle, store, every=0.5):
+                print(_line(outcome))  # each once, as it completes
+            summary = await at.result(handle)
             counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.counts.items()))
             print(f"done: {counts}")
     return 0 if set(summary.counts) <= {"succeeded"} else 1

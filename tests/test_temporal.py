@@ -329,3 +329,48 @@ async def test_a_restarted_worker_resumes_polling_the_same_job(
         assert temporal_emu.counters.trainings == 1
         assert temporal_emu.counters.job_polls > polls_before
         assert len([k for k in temporal_emu.counters.fingerprints if k[0] == TRAIN_PATH]) == 1
+
+
+class _FakeBatch:
+    """A batch handle whose queries show only the newest run's outcomes (seq 5, 6): the first
+    four were written out when the workflow continued as new."""
+
+    id = "fake"
+
+    def __init__(self, pages: tuple[str, ...], summary: at.BatchSummary) -> None:
+        self.pages, self.summary = pages, summary
+        self.finished = asyncio.Event()
+        self.queries = 0
+
+    async def result(self) -> at.BatchSummary:
+        await self.finished.wait()
+        return self.summary
+
+    async def query(self, _query: Any, after: int) -> at.BatchProgress:
+        self.queries += 1
+        if self.queries == 1:
+            raise RuntimeError("no poller seen for task queue recently")  # a worker restarts
+        newest = tuple(_outcome(n) for n in (5, 6) if n > after)
+        if self.queries >= 3:
+            self.finished.set()
+        return at.BatchProgress({"succeeded": 6}, 0, 7, False, newest, self.pages)
+
+
+def _outcome(seq: int) -> at.ItemOutcome:
+    return at.ItemOutcome(
+        seq, f"k{seq}", "create", "succeeded", portrait=at.PortraitRef("u", "png", 1)
+    )
+
+
+async def test_follow_batch_yields_each_outcome_once_across_runs(tmp_path: Path) -> None:
+    store = at.LocalPortraitStore(tmp_path)
+    activities = at.PortraitActivities.__new__(at.PortraitActivities)
+    activities.store = store
+    first = await activities.save_outcomes(
+        OutcomePage("a.jsonl", tuple(map(_outcome, (1, 2, 3, 4))))
+    )
+    last = await activities.save_outcomes(OutcomePage("b.jsonl", tuple(map(_outcome, (5, 6, 7)))))
+    handle = _FakeBatch((first,), at.BatchSummary({"succeeded": 7}, 7, (first, last)))
+    seen = [o.seq async for o in at.follow_batch(handle, store, every=0.01)]  # type: ignore[arg-type]
+    assert sorted(seen) == [1, 2, 3, 4, 5, 6, 7]
+    assert seen[4:6] == [5, 6] or set(seen[:6]) == {1, 2, 3, 4, 5, 6}

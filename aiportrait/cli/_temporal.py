@@ -249,29 +249,12 @@ def _status_line(outcome: Any) -> str:
     return f"{word} {outcome.kind:6} {outcome.key}: {error.type}: {error.message}"
 
 
-async def _follow_batch(client: Any, handle: Any, args: argparse.Namespace, out: IO[str]) -> int:
-    from ..temporal import PortraitBatchWorkflow, error_of, read_outcomes
+async def _follow_batch(handle: Any, args: argparse.Namespace, out: IO[str]) -> int:
+    from ..temporal import follow_batch
 
-    after = 0
-    summary = None
-    result = asyncio.ensure_future(handle.result())
-    try:
-        while not result.done():
-            with contextlib.suppress(Exception):  # a query can fail while workers restart
-                progress = await handle.query(PortraitBatchWorkflow.progress, after)
-                for outcome in progress.outcomes:
-                    print(_status_line(outcome), file=out, flush=True)
-                    after = max(after, outcome.seq)
-            await asyncio.wait({result}, timeout=1.0)
-        try:
-            summary = result.result()
-        except Exception as exc:
-            raise error_of(exc) from exc
-    finally:
-        result.cancel()
-    for outcome in await read_outcomes(_store(args), summary.outcome_pages):
-        if outcome.seq > after:
-            print(_status_line(outcome), file=out, flush=True)
+    async for outcome in follow_batch(handle, _store(args)):
+        print(_status_line(outcome), file=out, flush=True)
+    summary = await handle.result()
     counts = ", ".join(f"{n} {k}" for k, n in sorted(summary.counts.items()))
     print(f"batch {handle.id}: {summary.total} items: {counts}", file=out, flush=True)
     if summary.counts.get("unknown"):
@@ -354,7 +337,7 @@ async def cmd_batch(args: argparse.Namespace, out: IO[str]) -> int:
         file=out,
         flush=True,
     )
-    return EXIT_OK if args.no_follow else await _follow_batch(client, handle, args, out)
+    return EXIT_OK if args.no_follow else await _follow_batch(handle, args, out)
 
 
 async def cmd_attach(args: argparse.Namespace, out: IO[str]) -> int:
@@ -363,7 +346,7 @@ async def cmd_attach(args: argparse.Namespace, out: IO[str]) -> int:
     handle = client.get_workflow_handle(args.id)
     kind = (await handle.describe()).workflow_type
     if kind == "aiportrait.PortraitBatch":
-        return await _follow_batch(client, handle, args, out)
+        return await _follow_batch(handle, args, out)
     if kind == "aiportrait.Train":
         return await _follow_train(handle, out)
     print(f"{args.id} is a {kind} workflow, not a training or a batch", file=sys.stderr)

@@ -166,21 +166,23 @@ class PortraitActivities:
         )
 
     @activity.defn(name="aiportrait.read_items")
-    async def read_items(self, uri: str, offset: int, count: int) -> ItemPage:
-        """Items ``offset`` to ``offset + count`` of a JSON Lines item file in the store."""
+    async def read_items(self, uri: str) -> ItemPage:
+        """The items of one JSON Lines page file in the store."""
         data = await self.store.get(uri)
-        lines = [line for line in data.decode("utf-8").splitlines() if line.strip()]
         items: list[BatchItem] = []
-        for number, line in enumerate(lines[offset : offset + count], start=offset + 1):
+        lines = data.decode("utf-8").splitlines()
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
             try:
                 items.append(from_data(json.loads(line), BatchItem))
             except Exception as exc:
                 raise ApplicationError(
-                    f"{uri}: item {number} is not a batch item: {exc}",
+                    f"{uri}: line {number} is not a batch item: {exc}",
                     type="InvalidArgument",
                     non_retryable=True,
                 ) from None
-        return ItemPage(tuple(items), end=offset + count >= len(lines))
+        return ItemPage(tuple(items))
 
     @activity.defn(name="aiportrait.save_outcomes")
     async def save_outcomes(self, page: OutcomePage) -> str:

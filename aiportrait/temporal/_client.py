@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
@@ -34,6 +35,7 @@ __all__ = [
     "DEFAULT_TASK_QUEUE",
     "connect",
     "error_of",
+    "follow_batch",
     "read_outcomes",
     "result",
     "start_batch",
@@ -132,10 +134,10 @@ async def start_batch(
 ) -> WorkflowHandle[PortraitBatchWorkflow, BatchSummary]:
     """Start a :class:`PortraitBatchWorkflow` over ``(key, request)`` pairs.
 
-    With a ``store`` (one the workers read), the items are written there as one JSON Lines
-    file and the workflow reads them a page at a time: a batch of any size. Without one, they
-    travel inline in the workflow's input (a few hundred items at most: Temporal refuses
-    inputs over about 2 MB).
+    With a ``store`` (one the workers read), the items are written there as JSON Lines files
+    of ``page`` items each, and the workflow reads one per run: a batch of any size. Without
+    one, they travel inline in the workflow's input (a few hundred items at most: Temporal
+    refuses inputs over about 2 MB).
     """
     wid = _id("batch", workflow_id)
     batch_items = tuple(BatchItem(str(key), request) for key, request in items)
@@ -150,18 +152,62 @@ async def start_batch(
         "timeouts": timeouts,
     }
     if store is not None:
-        lines = "".join(
-            json.dumps(to_data(item), separators=(",", ":")) + "\n" for item in batch_items
-        )
-        uri = await store.put(
-            f"batches/{safe_name(wid)}/items.jsonl", lines.encode(), "application/x-ndjson"
-        )
-        batch = BatchInput(items_uri=uri, **common)
+        pages = []
+        for number, start in enumerate(range(0, len(batch_items), page)):
+            chunk = batch_items[start : start + page]
+            text = "".join(json.dumps(to_data(i), separators=(",", ":")) + "\n" for i in chunk)
+            name = f"batches/{safe_name(wid)}/items-{number:06d}.jsonl"
+            pages.append(await store.put(name, text.encode(), "application/x-ndjson"))
+        batch = BatchInput(item_pages=tuple(pages), **common)
     else:
         batch = BatchInput(items=batch_items, **common)
     return await client.start_workflow(
         PortraitBatchWorkflow.run, batch, id=wid, task_queue=task_queue
     )
+
+
+async def follow_batch(
+    handle: WorkflowHandle[Any, Any], store: PortraitStore, *, every: float = 1.0
+) -> AsyncIterator[ItemOutcome]:
+    """Yield each outcome of a batch once, as it completes, until the batch ends.
+
+    Live outcomes come from the workflow's ``progress`` query (every ``every`` seconds); those
+    a query missed (written out when the workflow continued as new) are read from the store's
+    outcome pages. A batch that fails raises the library's error (:func:`error_of`); a query
+    that fails (no worker answering for a while) is tried again at the next tick.
+    """
+    from ._workflows import PortraitBatchWorkflow
+
+    shown: set[int] = set()
+    done = asyncio.ensure_future(handle.result())
+    try:
+        while not done.done():
+            try:
+                progress = await handle.query(PortraitBatchWorkflow.progress, max(shown, default=0))
+            except Exception:  # no worker answers now; the next tick tries again
+                progress = None
+            if progress is not None:
+                fresh = sorted(progress.outcomes, key=lambda o: o.seq)
+                if fresh and fresh[0].seq > max(shown, default=0) + 1:  # a run went by
+                    for outcome in await read_outcomes(store, progress.outcome_pages):
+                        if outcome.seq not in shown:
+                            shown.add(outcome.seq)
+                            yield outcome
+                for outcome in fresh:
+                    if outcome.seq not in shown:
+                        shown.add(outcome.seq)
+                        yield outcome
+            await asyncio.wait({done}, timeout=every)
+        try:
+            summary: BatchSummary = done.result()
+        except WorkflowFailureError as exc:
+            raise error_of(exc) from exc
+        for outcome in await read_outcomes(store, summary.outcome_pages):
+            if outcome.seq not in shown:
+                shown.add(outcome.seq)
+                yield outcome
+    finally:
+        done.cancel()
 
 
 async def read_outcomes(store: PortraitStore, pages: Iterable[str]) -> list[ItemOutcome]:

@@ -261,10 +261,9 @@ class ItemOutcome:
 
 @attrs.frozen
 class ItemPage:
-    """Items read from a batch's item file; ``end`` when the file has no more."""
+    """The items of one page file of a batch."""
 
     items: tuple[BatchItem, ...]
-    end: bool
 
 
 @attrs.frozen
@@ -277,30 +276,31 @@ class OutcomePage:
 
 @attrs.frozen
 class BatchInput:
-    """A batch to run: the items (inline, or a JSON Lines file in the store) and the limit.
+    """A batch to run: the items (inline, or pages of items in the store) and the limit.
 
-    The fields after ``poll`` carry a run's state into the next after ``continue_as_new``;
+    The fields after ``timeouts`` carry a run's state into the next after ``continue_as_new``;
     leave them at their defaults.
 
     Attributes:
-        items: the items, inline (a small batch).
-        items_uri: a store address of a JSON Lines file of items (``BatchItem`` dicts): a batch
-            of any size.
+        items: the items, inline (a small batch: Temporal refuses inputs over about 2 MB).
+        item_pages: store addresses of JSON Lines files of items (``BatchItem`` dicts), one
+            page each, run in order: a batch of any size (:func:`start_batch` writes them).
         limit: items in flight at most (trainings and creations together).
-        page: items read, run and recorded per workflow run before ``continue_as_new``.
+        page: inline items run per workflow run before ``continue_as_new``.
         check: check training photos first (see :class:`TrainInput`).
         poll: the poll policy of the trainings.
         timeouts: the activities' timeouts and tries.
     """
 
     items: tuple[BatchItem, ...] = ()
-    items_uri: str = ""
+    item_pages: tuple[str, ...] = ()
     limit: int = 8
     page: int = 500
     check: bool = False
     poll: PollPolicy = PollPolicy.TRAINING
     timeouts: Timeouts = Timeouts()
     offset: int = 0
+    next_page: int = 0
     counts: dict[str, int] = attrs.Factory(dict)
     outcome_pages: tuple[str, ...] = ()
     seq: int = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
@@ -28,6 +29,7 @@ def new_worker(
     task_queue: str = DEFAULT_TASK_QUEUE,
     concurrency: int = 16,
     rate: float | None = None,
+    graceful: float = 60.0,
     **kwargs: Any,
 ) -> Worker:
     """A ``temporalio.worker.Worker`` for the library's workflows and activities.
@@ -43,6 +45,8 @@ def new_worker(
         rate: activities per second across ALL workers of the task queue
             (``max_task_queue_activities_per_second``; the server enforces it): set it to
             the app's quota. ``None``: no cap.
+        graceful: seconds a stopping worker gives its activities in flight to finish (a
+            create cut short ends ``unknown``, so let it finish).
         kwargs: passed to ``Worker`` (``interceptors``, ``identity``...).
     """
     activities = PortraitActivities(session, store)
@@ -55,5 +59,6 @@ def new_worker(
         max_concurrent_activities=concurrency,
         max_task_queue_activities_per_second=rate,
         workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions),
+        graceful_shutdown_timeout=timedelta(seconds=graceful),
         **kwargs,
     )

@@ -188,10 +188,12 @@ class TrainWorkflow:
         poll, t = task.poll, task.timeouts
         self._submitted = workflow.now()
         self._expected = poll.expected
-        polls, elapsed = 0, 0.0
+        polls, elapsed, last_state = 0, 0.0, None
         while True:
-            job: Job = await _read(PortraitActivities.query_job, JobQuery(handle.job_id), t)
+            left = None if poll.timeout is None else poll.timeout - elapsed
+            job = await self._poll(handle, t, left, last_state)
             polls += 1
+            last_state = int(job.state)
             elapsed = (workflow.now() - self._submitted).total_seconds()
             stage = "training"
             if job.state is JobState.SUCCESS:
@@ -205,14 +207,40 @@ class TrainWorkflow:
                 break
             left = None if poll.timeout is None else poll.timeout - elapsed
             if left is not None and left <= 0:
-                exc = JobTimeout(handle.job_id, int(job.state), elapsed)
                 self._progress = attrs.evolve(self._progress, stage="failed")
-                raise _failure(ErrorInfo.of(exc))
+                raise _failure(ErrorInfo.of(JobTimeout(handle.job_id, last_state, elapsed)))
             wait = poll.interval(elapsed, workflow.random())
             await workflow.sleep(wait if left is None else min(wait, left))
         if job.state is JobState.FAILED:
             raise _failure(ErrorInfo.of(JobFailed(handle.job_id, job.message, job.raw_result)))
         return job.result or TrainResult(model_id=handle.model_id)
+
+    async def _poll(
+        self, handle: TrainJob, t: Timeouts, left: float | None, last_state: int | None
+    ) -> Job:
+        """One job query; failed queries are tried again until the poll deadline (a charged
+        training is never given up on because a read failed for a while)."""
+        try:
+            job: Job = await workflow.execute_activity_method(
+                PortraitActivities.query_job,
+                JobQuery(handle.job_id),
+                start_to_close_timeout=timedelta(seconds=t.read),
+                schedule_to_close_timeout=timedelta(seconds=max(left, 1.0)) if left else None,
+                retry_policy=TemporalRetryPolicy(
+                    initial_interval=timedelta(seconds=t.retry_first),
+                    maximum_interval=timedelta(seconds=t.retry_cap),
+                    maximum_attempts=0,
+                ),
+            )
+        except ActivityError as err:
+            if isinstance(err.cause, TimeoutError):  # the deadline ended while polls failed
+                elapsed = (workflow.now() - self._submitted).total_seconds()
+                self._progress = attrs.evolve(self._progress, stage="failed")
+                raise _failure(
+                    ErrorInfo.of(JobTimeout(handle.job_id, last_state, elapsed))
+                ) from None
+            raise _reraised(err) from None
+        return job
 
     @workflow.query
     def progress(self) -> TrainProgress:
@@ -293,6 +321,7 @@ class PortraitBatchWorkflow:
                 attrs.evolve(
                     batch,
                     offset=self._read,
+                    next_page=batch.next_page + 1,
                     counts=self._counts,
                     outcome_pages=tuple(self._pages),
                     seq=self._seq,
@@ -304,14 +333,11 @@ class PortraitBatchWorkflow:
         return safe_name(workflow.info().workflow_id)
 
     async def _page(self, batch: BatchInput) -> tuple[BatchItem, ...]:
-        if batch.items_uri:
-            page: ItemPage = await workflow.execute_activity_method(
-                PortraitActivities.read_items,
-                args=[batch.items_uri, batch.offset, batch.page],
-                start_to_close_timeout=timedelta(seconds=batch.timeouts.read),
-                retry_policy=_read_retry(batch.timeouts),
+        if batch.item_pages:
+            page: ItemPage = await _read(
+                PortraitActivities.read_items, batch.item_pages[batch.next_page], batch.timeouts
             )
-            self._end = page.end
+            self._end = batch.next_page + 1 >= len(batch.item_pages)
             return page.items
         items = batch.items[batch.offset : batch.offset + batch.page]
         self._end = batch.offset + batch.page >= len(batch.items)
