@@ -48,10 +48,28 @@ DEFAULT_TIMEOUTS = Timeouts()
 
 
 async def connect(
-    address: str = "127.0.0.1:7233", *, namespace: str = "default", **kwargs: Any
+    address: str = "127.0.0.1:7233",
+    *,
+    namespace: str = "default",
+    tracing: bool = False,
+    tracer_provider: Any = None,
+    **kwargs: Any,
 ) -> Client:
     """``temporalio.client.Client.connect`` with the library's data converter (``kwargs``
-    pass through: ``tls``, ``api_key``, ``interceptors``...)."""
+    pass through: ``tls``, ``api_key``, ``interceptors``...).
+
+    With ``tracing=True`` (needs ``aiportrait[otel]``), Temporal's OpenTelemetry interceptor is
+    added (``tracer_provider``, or the global one): starting a workflow, the workflow and each
+    activity get spans of one trace, and the library's call spans (``aiportrait.otel``, made
+    in the activities of a worker built on this client) join it as children.
+    """
+    if tracing:
+        from opentelemetry import trace
+        from temporalio.contrib.opentelemetry import TracingInterceptor
+
+        tracer = trace.get_tracer("aiportrait.temporal", tracer_provider=tracer_provider)
+        interceptors = [*kwargs.pop("interceptors", ()), TracingInterceptor(tracer)]
+        kwargs["interceptors"] = interceptors
     return await Client.connect(
         address, namespace=namespace, data_converter=data_converter, **kwargs
     )
