@@ -104,12 +104,14 @@ from .models import (
 _register_session_factory(Session)  # what Emulator.session() builds; the emulator never imports us
 
 if TYPE_CHECKING:
+    from ._localrequest import LocalRequest
     from ._outcomes import Outcome, Outcomes
     from ._preflight import preflight
     from ._progress import watch_with_progress
 
 # Loaded on first use: no single call needs batches (sqlite3) or progress display.
 _LAZY = {
+    "LocalRequest": "._localrequest",
     "Outcome": "._outcomes",
     "Outcomes": "._outcomes",
     "preflight": "._preflight",
@@ -173,6 +175,7 @@ __all__ = [
     "JobUpdate",
     "JobWatch",
     "JournalError",
+    "LocalRequest",
     "JournalLocked",
     "LocalPhotoError",
     "MalformedResponse",

@@ -37,6 +37,8 @@ import attrs
 from . import _clock
 from ._args import positive_int
 from ._durations import Durations
+from ._inputs import UploadFunc, is_local
+from ._localrequest import LocalRequest
 from ._outcomes import Outcome, Outcomes
 from ._requests import (
     AnyCreateRequest,
@@ -75,19 +77,38 @@ V = TypeVar("V")
 Items: TypeAlias = "Mapping[Any, R] | Iterable[R | tuple[Any, R]]"
 
 
-def keyed(items: Items[R], kinds: tuple[type, ...]) -> Iterable[tuple[Any, R]]:
-    """Yield ``(key, request)`` pairs from a mapping, pairs, or bare requests (key = position)."""
+def keyed(
+    items: Items[R], kinds: tuple[type, ...], *, training: bool | None = None
+) -> Iterable[tuple[Any, R]]:
+    """Yield ``(key, request)`` pairs from a mapping, pairs, or bare requests (key = position).
+
+    With ``training`` set, a :class:`LocalRequest` is one of the kinds when it becomes a
+    training (``True``) or a creation (``False``); another one is refused.
+    """
     if isinstance(items, Mapping):
-        yield from items.items()
+        pairs: Iterable[tuple[Any, Any]] = items.items()
+        for key, item in pairs:
+            _check_local(key, item, training)
+            yield key, item
         return
     for index, item in enumerate(items):
         if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], kinds):
+            _check_local(item[0], item[1], training)
             yield item[0], cast(R, item[1])
         elif isinstance(item, kinds):
+            _check_local(index, item, training)
             yield index, cast(R, item)
         else:
             names = ", ".join(k.__name__ for k in kinds)
             raise InvalidArgument(f"batch item {index} is {type(item).__name__}, not {names}")
+
+
+def _check_local(key: Any, item: object, training: bool | None) -> None:
+    if training is None or not isinstance(item, LocalRequest) or item.is_training == training:
+        return
+    made = item.request_type.__name__
+    where = "train_many" if training else "create_many"
+    raise InvalidArgument(f"batch item {key!r} is a LocalRequest of {made}, not for {where}")
 
 
 @attrs.frozen
@@ -162,14 +183,20 @@ async def run_batch(
 # -- the entry points behind Session.create_many / train_many --------------------------------
 
 
-_CREATE_KINDS = (CreateRequest, GroupCreateRequest, ReferenceCreateRequest, PromptCreateRequest)
+_CREATE_KINDS = (
+    CreateRequest,
+    GroupCreateRequest,
+    ReferenceCreateRequest,
+    PromptCreateRequest,
+    LocalRequest,
+)
 
 
 def create_many(
     send: Send,
     wait: Wait,
     capacity: int,
-    requests: Items[AnyCreateRequest],
+    requests: Items[AnyCreateRequest | LocalRequest],
     *,
     limit: int | None,
     fail_fast: bool,
@@ -179,7 +206,8 @@ def create_many(
     retry_failed: bool,
     recreate_missing: bool,
     hooks: Sequence[Hook] = (),
-) -> Outcomes[AnyCreateRequest, Portrait]:
+    upload: UploadFunc | None = None,
+) -> Outcomes[AnyCreateRequest | LocalRequest, Portrait]:
     """Run create requests as a batch (see :meth:`Session.create_many`)."""
     runner = BatchRunner(
         send,
@@ -189,8 +217,9 @@ def create_many(
         resubmit_unknown=resubmit_unknown,
         retry_failed=retry_failed,
         recreate_missing=recreate_missing,
+        upload=upload,
     )
-    items = keyed(requests, _CREATE_KINDS)
+    items = keyed(requests, _CREATE_KINDS, training=False)
     size = _limit(limit, capacity)
     if hooks:
         return Outcomes(_observed(items, runner.create, size, fail_fast, runner, "create", hooks))
@@ -201,7 +230,7 @@ def train_many(
     send: Send,
     wait: Wait,
     capacity: int,
-    image_sets: Items[TrainRequest | Sequence[str]],
+    image_sets: Items[TrainRequest | LocalRequest | Sequence[Any]],
     *,
     limit: int | None,
     wait_for_end: bool,
@@ -211,7 +240,8 @@ def train_many(
     retry_failed: bool,
     durations: Durations | None = None,
     hooks: Sequence[Hook] = (),
-) -> Outcomes[TrainRequest, Any]:
+    upload: UploadFunc | None = None,
+) -> Outcomes[TrainRequest | LocalRequest, Any]:
     """Run trainings as a batch (see :meth:`Session.train_many`).
 
     With ``durations`` (the Session's learned job durations) and a journal, the batch starts
@@ -225,21 +255,29 @@ def train_many(
         resubmit_unknown=resubmit_unknown,
         retry_failed=retry_failed,
         durations=durations,
+        upload=upload,
     )
 
-    async def work(key: Any, request: TrainRequest) -> Outcome[TrainRequest, Any]:
+    async def work(key: Any, request: Any) -> Outcome[Any, Any]:
         return await runner.train(key, request, wait=wait_for_end)
 
-    sets: Iterable[tuple[Any, TrainRequest | Sequence[str]]] = keyed(
-        image_sets, (TrainRequest, list, tuple)
+    sets: Iterable[tuple[Any, TrainRequest | LocalRequest | Sequence[Any]]] = keyed(
+        image_sets, (TrainRequest, LocalRequest, list, tuple), training=True
     )
-    pairs = (
-        (key, item if isinstance(item, TrainRequest) else TrainRequest(item)) for key, item in sets
-    )
+    pairs = ((key, _training(item)) for key, item in sets)
     size = _limit(limit, capacity)
     if hooks:
         return Outcomes(_observed(pairs, work, size, fail_fast, runner, "train", hooks))
     return Outcomes(_closing(run_batch(pairs, work, size, fail_fast), runner))
+
+
+def _training(item: TrainRequest | LocalRequest | Sequence[Any]) -> TrainRequest | LocalRequest:
+    """A photo set as a request: local photos in it make it a :class:`LocalRequest`."""
+    if isinstance(item, (TrainRequest, LocalRequest)):
+        return item
+    if not isinstance(item, (str, bytes)) and any(is_local(v) for v in item):
+        return LocalRequest.train(item)
+    return TrainRequest(item)
 
 
 def _limit(limit: int | None, capacity: int) -> int:

@@ -14,8 +14,8 @@ import asyncio
 import datetime
 import os
 import time
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 from ._signing import PrivateMapping, redacted
@@ -27,10 +27,24 @@ __all__ = ["DEFAULT_EXPIRES", "OSSUploader"]
 DEFAULT_EXPIRES = 24 * 3600.0
 #: The longest a V4 presigned URL may be valid (seconds): seven days.
 MAX_EXPIRES = 7 * 24 * 3600.0
-#: A remembered URL with less than this left (seconds) is presigned again.
+#: A remembered URL with less than this left (seconds) is presigned again (at most half of
+#: ``expires``, so a short-lived URL is not presigned on every use).
 _RENEW_BEFORE = 3600.0
 #: The bucket name of the local emulator.
 EMULATOR_BUCKET = "aiportrait-local"
+
+
+class UploadMemo(Protocol):
+    """Where uploads are remembered across runs (a batch :class:`~aiportrait._journal.Journal`):
+    object key -> URL -> expiry. Blocking calls, run in a worker thread."""
+
+    def upload(self, key: str) -> tuple[str, float] | None:
+        """The URL remembered for ``key`` and when it expires (epoch seconds), or None."""
+        ...
+
+    def remember_upload(self, key: str, url: str, expires: float) -> None:
+        """Remember ``key``'s URL and its expiry."""
+        ...
 
 
 class OSSUploader:
@@ -58,8 +72,12 @@ class OSSUploader:
             endpoint (as the SDK does).
         journal: a batch journal (SQLite file) that remembers the uploads across runs (content
             hash -> URL -> expiry): a re-run neither uploads nor presigns again while the URL
-            lasts, so its requests stay the same.
+            lasts, so its requests stay the same. (A batch run with ``journal=`` on a Session
+            with this uploader remembers its uploads in that journal without it: see
+            :meth:`remembering`.)
         environ: the environment to read (default ``os.environ``).
+        clock: the wall clock (epoch seconds) that says whether a remembered URL expired
+            (default ``time.time``; a test may move it forward).
 
     Missing credentials, bucket or region/endpoint raise
     :class:`~aiportrait.errors.CredentialsError` here, before any upload. Use it as ``async with
@@ -81,6 +99,7 @@ class OSSUploader:
         path_style: bool | None = None,
         journal: str | os.PathLike[str] | None = None,
         environ: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         env = PrivateMapping(os.environ if environ is None else environ)
         self.bucket = bucket or env.get("OSS_BUCKET", "")
@@ -115,6 +134,8 @@ class OSSUploader:
         self._client: Any = None
         self._journal_path = journal
         self._journal: Any = None
+        self._clock = clock
+        self._busy: dict[str, asyncio.Lock] = {}  # one upload of a key at a time
         self._urls: dict[str, tuple[str, float]] = {}
         self.stored: list[str] = []
         """Object keys this uploader PUT (not the ones it found already there)."""
@@ -155,13 +176,45 @@ class OSSUploader:
         Raises :class:`~aiportrait.errors.UploadError` when the bucket refuses or cannot be
         reached.
         """
+        memo = self._journalled() if self._journal_path is not None else None
+        return await self._upload(data, content_type, key, memo)
+
+    def remembering(self, memo: UploadMemo) -> Callable[[bytes, str, str], Awaitable[str]]:
+        """:meth:`upload`, remembering the uploads in ``memo`` (a batch's journal) as well.
+
+        A batch run with ``journal=`` calls this on its Session's uploader (any uploader with a
+        ``remembering`` method): a re-run finds each photo's URL there, so it neither uploads
+        again nor, while the URL lasts, presigns again; an expired URL is presigned again
+        (after a HEAD), never uploaded again.
+        """
+
+        async def upload(data: bytes, content_type: str, key: str) -> str:
+            return await self._upload(data, content_type, key, memo)
+
+        return upload
+
+    async def _upload(
+        self, data: bytes, content_type: str, key: str, memo: UploadMemo | None
+    ) -> str:
         name = self.prefix + key
+        # The same photo in two items at once: stored and presigned once (one small lock per
+        # photo this uploader has seen, like its URLs).
+        async with self._busy.setdefault(name, asyncio.Lock()):
+            return await self._upload_one(data, content_type, name, memo)
+
+    async def _upload_one(
+        self, data: bytes, content_type: str, name: str, memo: UploadMemo | None
+    ) -> str:
         remembered = self._urls.get(name)
-        if remembered is None and self._journal_path is not None:
-            remembered = await asyncio.to_thread(self._journalled().upload, name)
-            if remembered is not None:
-                self._urls[name] = remembered
-        if remembered is not None and remembered[1] - time.time() > _RENEW_BEFORE:
+        stored = None
+        if memo is not None:
+            stored = await asyncio.to_thread(memo.upload, name)
+            if stored is not None and (remembered is None or stored[1] > remembered[1]):
+                remembered = self._urls[name] = stored
+        renew = min(_RENEW_BEFORE, self.expires / 2)
+        if remembered is not None and remembered[1] - self._clock() > renew:
+            if memo is not None and stored != remembered:  # known here, not yet in the memo
+                await asyncio.to_thread(memo.remember_upload, name, *remembered)
             return remembered[0]
         sdk, client = self._sdk()
         try:
@@ -173,7 +226,7 @@ class OSSUploader:
                 )
                 self.puts += 1
                 self.stored.append(name)
-            return await self._presign(name)
+            return await self._presign(name, memo)
         except sdk.exceptions.BaseError as exc:
             raise UploadError(f"OSS refused {name}: {_reason(exc)}") from None
 
@@ -225,7 +278,7 @@ class OSSUploader:
             path = path[len(self.bucket) + 1 :]
         return path if path.startswith(self.prefix) else None
 
-    async def _presign(self, name: str) -> str:
+    async def _presign(self, name: str, memo: UploadMemo | None = None) -> str:
         sdk, client = self._sdk()
         result = await client.presign(
             sdk.GetObjectRequest(bucket=self.bucket, key=name),
@@ -233,10 +286,12 @@ class OSSUploader:
         )
         self.presigns += 1
         url = str(result.url)
-        expires = time.time() + self.expires
+        expires = self._clock() + self.expires
         self._urls[name] = (url, expires)
-        if self._journal_path is not None:
-            await asyncio.to_thread(self._journalled().remember_upload, name, url, expires)
+        if memo is None and self._journal_path is not None:
+            memo = self._journalled()
+        if memo is not None:
+            await asyncio.to_thread(memo.remember_upload, name, url, expires)
         return url
 
     def _journalled(self) -> Any:

@@ -5,6 +5,10 @@ its end) and knows nothing else of a Session. With a journal it owns the file fo
 batch (see :mod:`aiportrait._journal`): an item is claimed only right before its request is
 written, a training is recorded with its job id before any polling, and a finished portrait is
 written atomically before its row says ``done``.
+
+An item may be a :class:`~aiportrait._localrequest.LocalRequest` (local photos): its files are
+read first (a bad one fails the item), its row is bound to their content, and its photos are
+checked, cleaned and uploaded only right before its charged call (see that module).
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ import anyio
 
 from ._codec import converter
 from ._durations import Durations
+from ._inputs import UploadFunc
 from ._journal import Journal, Record, key_text
+from ._localrequest import LocalRequest, ReadInputs, remembering
 from ._outcomes import Outcome
 from ._requests import (
     AnyCreateRequest,
@@ -106,11 +112,13 @@ class BatchRunner:
         retry_failed: bool,
         recreate_missing: bool = False,
         durations: Durations | None = None,
+        upload: UploadFunc | None = None,
     ) -> None:
         self.send = send
         self.wait = wait
         self.durations = durations
         self.journal = None if journal is None else Journal(Path(journal))
+        self.upload = upload if self.journal is None else remembering(upload, self.journal)
         if self.journal is not None and durations is not None:
             try:
                 durations.load(self.journal.durations())  # what earlier runs learned
@@ -273,14 +281,39 @@ class BatchRunner:
         folder = self.out_dir if self.out_dir is not None else Path()
         return PortraitMissing(key, folder / (stem + (where.suffix if where else "")), where)
 
+    async def _read(self, request: Any) -> tuple[str, ReadInputs | None]:
+        """The item's fingerprint, and its local inputs read (``LocalPhotoError`` for a bad one).
+
+        A request with local photos is fingerprinted over their content, not their URLs (which
+        change when presigned again); a request of URLs as it always was.
+        """
+        if isinstance(request, LocalRequest):
+            read = await anyio.to_thread.run_sync(request.read)
+            return fingerprint(read.placeholder), read
+        return fingerprint(request), None
+
+    async def _resolved(self, request: Any, read: ReadInputs | None) -> AnyRequest:
+        """The request to send: a local item's photos checked, cleaned and uploaded now."""
+        if isinstance(request, LocalRequest):
+            if read is None:
+                read = await anyio.to_thread.run_sync(request.read)
+            return await request.resolve(self.upload, read)
+        return request  # type: ignore[no-any-return]
+
     async def create(self, key: Any, request: AnyCreateRequest) -> Outcome[Any, Portrait]:
         """Create one portrait, journalled."""
         if self.journal is None and self.out_dir is None:  # nothing to record: just run it
             try:
-                return Outcome(key, request, value=await self.send(request))
+                return Outcome(
+                    key, request, value=await self.send(await self._resolved(request, None))
+                )
             except Exception as exc:
                 return Outcome(key, request, error=exc)
-        skey, fp, stem = key_text(key), fingerprint(request), file_stem(key)
+        stem = file_stem(key)
+        try:
+            skey, (fp, read) = key_text(key), await self._read(request)
+        except InvalidArgument as exc:
+            return Outcome(key, request, error=exc)
         try:
             record = await self._get("create", key, skey, fp)
         except InvalidArgument as exc:
@@ -304,9 +337,11 @@ class BatchRunner:
         stop = self._ended(key, record, request)
         if stop is not None:
             return Outcome(key, request, error=stop, resumed=True)
-        portrait, failed = await self._charged(
-            "create", key, record, fp, request, lambda: self.send(request)
-        )
+
+        async def call() -> Any:
+            return await self.send(await self._resolved(request, read))
+
+        portrait, failed = await self._charged("create", key, record, fp, request, call)
         if failed is not None:
             return failed
         path = None
@@ -355,14 +390,17 @@ class BatchRunner:
         except Exception as exc:
             return None, Outcome(key, request, error=exc)
 
-    async def _train(self, request: TrainRequest) -> TrainJob:
-        job = await self.send(request)
+    async def _train(self, request: TrainRequest, read: ReadInputs | None) -> TrainJob:
+        job = await self.send(await self._resolved(request, read))
         assert isinstance(job, TrainJob)
         return job
 
     async def train(self, key: Any, request: TrainRequest, *, wait: bool) -> Outcome[Any, Any]:
         """Start (or resume) one training and, with ``wait``, watch it to its end."""
-        skey, fp = key_text(key), fingerprint(request)
+        try:
+            skey, (fp, read) = key_text(key), await self._read(request)
+        except InvalidArgument as exc:
+            return Outcome(key, request, error=exc)
         try:
             record = await self._get("train", key, skey, fp)
         except InvalidArgument as exc:
@@ -387,7 +425,7 @@ class BatchRunner:
             if stop is not None:
                 return Outcome(key, request, error=stop, job=job, resumed=True)
             job, failed = await self._charged(
-                "train", key, record, fp, request, lambda: self._train(request)
+                "train", key, record, fp, request, lambda: self._train(request, read)
             )
             if failed is not None:
                 return failed

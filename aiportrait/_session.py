@@ -47,6 +47,7 @@ from .models import CheckReport, Job, Portrait, TrainJob, TrainResult
 
 if TYPE_CHECKING:
     from ._batch import Items
+    from ._localrequest import LocalRequest
     from ._outcomes import Outcomes
 
 __all__ = ["Session", "credentials_from_env"]
@@ -493,7 +494,7 @@ class Session:
 
     def create_many(
         self,
-        requests: Items[AnyCreateRequest],
+        requests: Items[AnyCreateRequest | LocalRequest],
         *,
         limit: int | None = None,
         fail_fast: bool = False,
@@ -502,13 +503,16 @@ class Session:
         resubmit_unknown: bool = False,
         retry_failed: bool = False,
         recreate_missing: bool = False,
-    ) -> Outcomes[AnyCreateRequest, Portrait]:
+    ) -> Outcomes[AnyCreateRequest | LocalRequest, Portrait]:
         """Create many portraits concurrently; yields an :class:`Outcome` per item as it ends.
 
         Args:
             requests: create requests (:class:`CreateRequest`, :class:`GroupCreateRequest`,
                 :class:`ReferenceCreateRequest`, :class:`PromptCreateRequest`), as a mapping
                 ``key -> request``, ``(key, request)`` pairs, or bare requests (key: position).
+                With local templates or reference photos: a :class:`LocalRequest`
+                (``LocalRequest.create(model_id, Path("t.jpg"))``, the same arguments as
+                :meth:`create` and the other ``create_*`` methods).
             limit: items in flight at once (default: the Session's creation capacity).
             fail_fast: stop the batch at the first failed item and raise its error.
             journal: an SQLite file that makes the batch resumable.
@@ -528,6 +532,15 @@ class Session:
         A journal is owned by one run at a time: a second run on the same file, in this
         process or another, raises :class:`~aiportrait.errors.JournalLocked` here; a file that
         is not a readable journal raises :class:`~aiportrait.errors.JournalError`.
+
+        Local photos (a :class:`LocalRequest` item) are read when the item starts (a bad file
+        fails that item only, with :class:`~aiportrait.errors.LocalPhotoError`), then
+        checked, cleaned and uploaded with the Session's ``uploader`` right before the item's
+        charged call. The journal binds such an item to its files' content, not their URLs,
+        and (with an uploader that can, such as :class:`~aiportrait.uploads.OSSUploader`)
+        remembers the uploads: a re-run neither uploads again nor runs a finished item again,
+        and a URL that expired is presigned again, not uploaded again. An outcome's
+        ``request`` is the item as given.
         """
         from ._batch import create_many  # batches (and sqlite3) load only when used
 
@@ -544,11 +557,12 @@ class Session:
             retry_failed=retry_failed,
             recreate_missing=recreate_missing,
             hooks=active(self._hooks),
+            upload=self._upload,
         )
 
     def train_many(
         self,
-        image_sets: Items[TrainRequest | Sequence[str]],
+        image_sets: Items[TrainRequest | LocalRequest | Sequence[ImageInput]],
         *,
         limit: int | None = None,
         wait: bool = True,
@@ -556,12 +570,16 @@ class Session:
         journal: str | os.PathLike[str] | None = None,
         resubmit_unknown: bool = False,
         retry_failed: bool = False,
-    ) -> Outcomes[TrainRequest, Any]:
+    ) -> Outcomes[TrainRequest | LocalRequest, Any]:
         """Train many models concurrently; yields an :class:`Outcome` per item as it ends.
 
         Args:
-            image_sets: photo sets (lists of URLs) or :class:`TrainRequest` objects, as a
-                mapping ``key -> set``, ``(key, set)`` pairs, or bare sets (key: position).
+            image_sets: photo sets (lists of URLs, or of local photos: ``pathlib.Path``,
+                bytes), :class:`TrainRequest` objects, or :class:`LocalRequest` items
+                (``LocalRequest.train(paths, sdxl=True, force=False)``, the arguments of
+                :meth:`train`), as a mapping ``key -> set``, ``(key, set)`` pairs, or bare
+                sets (key: position). A set with a local photo becomes a
+                ``LocalRequest.train(set)``.
             limit: trainings in progress at once (default: ``max_trainings``, else
                 ``max_in_flight``).
             wait: watch each training to its end (value: :class:`TrainResult`); with False,
@@ -571,6 +589,11 @@ class Session:
                 with its job id before any polling, so a re-run resumes watching it.
             resubmit_unknown: see :meth:`create_many`.
             retry_failed: see :meth:`create_many`.
+
+        Local photos are handled per item as in :meth:`create_many`: read when the item starts,
+        checked on this machine (a failure is :class:`~aiportrait.errors.PreflightFailed` for
+        that item, unless the item's ``force``), cleaned and uploaded right before it is
+        trained; nothing is charged for an item whose photos were refused.
         """
         from ._batch import train_many  # batches (and sqlite3) load only when used
 
@@ -587,6 +610,7 @@ class Session:
             resubmit_unknown=resubmit_unknown,
             retry_failed=retry_failed,
             hooks=active(self._hooks),
+            upload=self._upload,
         )
 
 

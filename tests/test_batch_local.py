@@ -1,0 +1,168 @@
+"""Batches of local photos against the emulator: each item's photos are read when it starts,
+checked, cleaned and uploaded right before its charged call; the journal binds the item to the
+files' content and remembers the uploads, so a re-run neither uploads nor trains again, and an
+expired URL is presigned again, never uploaded again."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import aiportrait
+from aiportrait import LocalRequest
+from aiportrait._batch import keyed
+from aiportrait._journal import Journal
+from aiportrait.emulator import Emulator
+from aiportrait.samples import SamplePhotos, sample_photos
+from aiportrait.uploads import OSSUploader
+
+pytest.importorskip("alibabacloud_oss_v2")
+Image = pytest.importorskip("PIL.Image")
+
+FAST = aiportrait.PollPolicy(first=0.05, cap=0.2)
+TOKEN = "batch-local-token-0123456789"
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> SamplePhotos:
+    return sample_photos(tmp_path_factory.mktemp("photos"))
+
+
+@pytest.fixture
+async def emu() -> AsyncIterator[Emulator]:
+    async with Emulator(app_id="app", token=TOKEN, train_seconds=0.05) as emulator:
+        yield emulator
+
+
+def _astronaut(photos: SamplePhotos) -> list[Path]:
+    return [photos.path(n) for n in photos.astronaut]
+
+
+async def _all(outcomes: aiportrait.Outcomes[Any, Any]) -> dict[Any, aiportrait.Outcome[Any, Any]]:
+    async with outcomes:
+        return {o.key: o async for o in outcomes}
+
+
+async def _train_then_create(
+    emu: Emulator, photos: SamplePhotos, journal: Path, uploader: OSSUploader
+) -> tuple[dict[Any, Any], dict[Any, Any]]:
+    async with emu.session(uploader=uploader, poll=FAST) as session:
+        trained = await _all(session.train_many({"alice": _astronaut(photos)}, journal=journal))
+        model_id = trained["alice"].unwrap().model_id
+        template = photos.path(photos.hopper_template)
+        items = {
+            "solo": LocalRequest.create(model_id, template),
+            "bytes": LocalRequest.create(model_id, template.read_bytes()),
+        }
+        created = await _all(session.create_many(items, journal=journal))
+    return trained, created
+
+
+async def test_train_many_and_create_many_with_local_files_then_a_rerun_does_nothing_again(
+    emu: Emulator, photos: SamplePhotos, tmp_path: Path
+) -> None:
+    journal = tmp_path / "batch.sqlite"
+    async with OSSUploader.for_emulator(emu) as uploader:
+        trained, created = await _train_then_create(emu, photos, journal, uploader)
+    assert trained["alice"].ok and not trained["alice"].resumed
+    assert all(o.ok for o in created.values()), created
+    assert isinstance(trained["alice"].request, LocalRequest)  # the item as given
+    assert (emu.counters.trainings, emu.counters.creations) == (1, 2)
+    assert emu.bucket.puts == 6  # five photos and the template, each once
+    for outcome in created.values():
+        assert outcome.path is not None and outcome.path.is_file()
+
+    async with OSSUploader.for_emulator(emu) as rerun:  # a new process: nothing in memory
+        trained2, created2 = await _train_then_create(emu, photos, journal, rerun)
+        assert (rerun.puts, rerun.presigns) == (0, 0)
+    assert trained2["alice"].resumed and trained2["alice"].ok
+    assert all(o.resumed and o.ok for o in created2.values())
+    assert (emu.counters.trainings, emu.counters.creations) == (1, 2)
+    assert emu.bucket.puts == 6
+    assert trained2["alice"].unwrap().model_id == trained["alice"].unwrap().model_id
+
+
+async def test_an_expired_url_is_presigned_again_never_uploaded_again_and_the_item_resumes(
+    emu: Emulator, photos: SamplePhotos, tmp_path: Path
+) -> None:
+    journal = tmp_path / "batch.sqlite"
+    paths = _astronaut(photos)
+    async with OSSUploader.for_emulator(emu, expires=600) as first:
+        async with emu.session(uploader=first, poll=FAST) as session:
+            outcomes = await _all(session.train_many({"a": paths}, journal=journal, wait=False))
+        assert (first.puts, first.presigns) == (5, 5)
+    assert outcomes["a"].ok
+    later = time.time() + 1200  # every URL of the first run has expired
+    async with OSSUploader.for_emulator(emu, expires=600, clock=lambda: later) as rerun:
+        async with emu.session(uploader=rerun, poll=FAST) as session:
+            items = {"a": paths, "b": LocalRequest.train(list(reversed(paths)))}
+            again = await _all(session.train_many(items, journal=journal))
+        assert rerun.puts == 0  # the photos are in the bucket: presigned again only
+        assert rerun.presigns == 5
+    assert again["a"].ok  # same files: the same item, its job watched, not trained twice
+    assert again["a"].job == outcomes["a"].job
+    assert again["b"].ok and not again["b"].resumed
+    assert emu.counters.trainings == 2
+    assert emu.bucket.puts == 5
+
+
+async def test_one_bad_photo_fails_its_item_only_and_nothing_is_charged_for_it(
+    emu: Emulator, photos: SamplePhotos, tmp_path: Path
+) -> None:
+    notes = tmp_path / "notes.jpg"
+    notes.write_text("hello")
+    blank = tmp_path / "blank.jpg"
+    Image.new("RGB", (800, 800), (128, 128, 128)).save(blank)
+    paths = _astronaut(photos)
+    journal = tmp_path / "batch.sqlite"
+    items = {
+        "good": paths,
+        "unreadable": [*paths[:4], notes],
+        "no-face": LocalRequest.train([*paths[:4], blank]),
+        "missing": LocalRequest.create("model", tmp_path / "nowhere.jpg"),
+    }
+    async with OSSUploader.for_emulator(emu) as uploader:
+        async with emu.session(uploader=uploader, poll=FAST) as session:
+            trained = await _all(
+                session.train_many(
+                    {k: v for k, v in items.items() if k != "missing"}, journal=journal
+                )
+            )
+            created = await _all(session.create_many({"missing": items["missing"]}))
+    assert trained["good"].ok
+    error = trained["unreadable"].error
+    assert isinstance(error, aiportrait.LocalPhotoError) and error.photo == str(notes)
+    assert isinstance(trained["no-face"].error, aiportrait.PreflightFailed)
+    assert str(blank) in str(trained["no-face"].error)
+    assert isinstance(created["missing"].error, aiportrait.LocalPhotoError)
+    assert emu.counters.trainings == 1
+    assert emu.counters.creations == 0
+    assert emu.bucket.puts == 5  # the bad items uploaded nothing
+    journal_rows = Journal(journal, lock=False)
+    try:
+        assert journal_rows.counts("train") == {"done": 1}  # refused items left no row
+    finally:
+        journal_rows.close()
+
+
+async def test_local_items_without_an_uploader_fail_each_item_naming_the_uploader(
+    emu: Emulator, photos: SamplePhotos
+) -> None:
+    async with emu.session(poll=FAST) as session:
+        trained = await _all(session.train_many([_astronaut(photos)]))
+    assert isinstance(trained[0].error, aiportrait.InvalidArgument)
+    assert "uploader" in str(trained[0].error)
+    assert emu.counters.requests == 0
+
+
+def test_a_local_request_is_validated_when_built_and_hides_its_bytes() -> None:
+    with pytest.raises(aiportrait.InvalidArgument, match="scene_lora"):
+        LocalRequest.train([b"\xff\xd8"], scene_lora=True)
+    request = LocalRequest.create("model", b"\xff\xd8secret-bytes")
+    assert "secret" not in repr(request)
+    with pytest.raises(aiportrait.InvalidArgument, match="not for train_many"):
+        list(keyed([request], (LocalRequest,), training=True))
