@@ -166,7 +166,14 @@ async def test_readme_block_runs(block: Block, service: Service, tmp_path: Path)
         namespace: dict[str, Any] = {"__name__": "__readme__", "aiportrait": aiportrait}
         namespace["session"] = session
         namespace.update(service.names)
-        if code.co_flags & inspect.CO_COROUTINE:
-            await eval(code, namespace)
-        else:  # e.g. asyncio.run(main()), or the sync facade: not in this loop
-            await asyncio.to_thread(exec, code, namespace)
+        saved = list(aiportrait.hooks._GLOBAL)
+        try:
+            if code.co_flags & inspect.CO_COROUTINE:
+                await eval(code, namespace)
+            else:  # e.g. asyncio.run(main()), or the sync facade: not in this loop
+                await asyncio.to_thread(exec, code, namespace)
+        finally:  # a block may instrument the process (aiportrait.otel): not the later tests
+            otel = sys.modules.get("aiportrait.otel")
+            if otel is not None:
+                otel.uninstrument()
+            aiportrait.hooks._GLOBAL[:] = saved
