@@ -5,6 +5,8 @@ expired URL is presigned again, never uploaded again."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -166,3 +168,75 @@ def test_a_local_request_is_validated_when_built_and_hides_its_bytes() -> None:
     assert "secret" not in repr(request)
     with pytest.raises(aiportrait.InvalidArgument, match="not for train_many"):
         list(keyed([request], (LocalRequest,), training=True))
+
+
+# -- the command line: aiportrait batch FILE with local paths ---------------------------------
+
+
+async def _cli(emu: Emulator, *args: str) -> int:
+    from aiportrait.cli import main
+
+    creds = ["--host", emu.url, "--app-id", emu.app_id, "--token", TOKEN]
+    return await asyncio.to_thread(main, [*args, *creds])
+
+
+def _batch_folder(photos: SamplePhotos, tmp_path: Path) -> Path:
+    """``job/`` with ``me/*.jpg``, ``template.jpg`` and a batch file of relative paths."""
+    folder = tmp_path / "job"
+    (folder / "me").mkdir(parents=True)
+    for name in photos.astronaut:
+        (folder / "me" / name).write_bytes(photos.path(name).read_bytes())
+    (folder / "template.jpg").write_bytes(photos.path(photos.hopper_template).read_bytes())
+    rows = [
+        {"kind": "train", "key": "me", "images": "me/*.jpg"},
+        {"kind": "reference", "key": "ref", "reference": "me/astronaut_0.jpg",
+         "template": "template.jpg"},
+    ]  # fmt: skip
+    (folder / "batch.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+async def test_cli_batch_with_local_paths_end_to_end_and_a_rerun_uploads_and_charges_nothing(
+    emu: Emulator, photos: SamplePhotos, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aiportrait import cli
+
+    monkeypatch.delenv("OSS_BUCKET", raising=False)
+    monkeypatch.chdir(tmp_path)  # paths are relative to the batch file, not to here
+    folder = _batch_folder(photos, tmp_path)
+    out = tmp_path / "out"
+    args = ["batch", str(folder / "batch.jsonl"), "--out", str(out), "--poll", "0.05"]
+    assert await _cli(emu, *args) == cli.EXIT_OK
+    assert (emu.counters.trainings, emu.counters.creations) == (1, 1)
+    assert emu.bucket.puts == 6  # five photos (one also the reference) and the template
+    assert (out / "trainings" / "me.json").is_file()
+    assert await _cli(emu, *args) == cli.EXIT_OK  # a re-run: all resumed
+    assert (emu.counters.trainings, emu.counters.creations) == (1, 1)
+    assert emu.bucket.puts == 6
+
+
+@pytest.mark.parametrize("case", ["missing", "no-match", "text"])
+async def test_cli_batch_with_a_bad_local_path_exits_2_before_any_call(
+    emu: Emulator,
+    photos: SamplePhotos,
+    tmp_path: Path,
+    case: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from aiportrait import cli
+
+    folder = _batch_folder(photos, tmp_path)
+    (folder / "notes.jpg").write_text("hello")
+    bad = {"missing": "gone.jpg", "no-match": "nobody/*.jpg", "text": "notes.jpg"}[case]
+    rows = (folder / "batch.jsonl").read_text()
+    row = {"kind": "solo", "key": "bad", "model_id": "m", "template": bad}
+    if case == "no-match":
+        row = {"kind": "train", "key": "bad", "images": bad}
+    (folder / "batch.jsonl").write_text(rows + json.dumps(row) + "\n")
+    args = ["batch", str(folder / "batch.jsonl"), "--out", str(tmp_path / "out")]
+    assert await _cli(emu, *args) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert bad.split("/")[0] in err
+    assert emu.counters.requests == 0
+    assert emu.bucket.puts == 0

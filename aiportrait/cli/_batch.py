@@ -12,13 +12,23 @@ from typing import Any, Final
 
 import attrs
 
-from .. import AnyCreateRequest, Outcome, Portrait, Session, TrainJob, TrainRequest, TrainResult
+from .. import (
+    AnyCreateRequest,
+    LocalRequest,
+    Outcome,
+    Portrait,
+    Session,
+    TrainJob,
+    TrainRequest,
+    TrainResult,
+)
 from .._batchprogress import BatchProgress, batch_progress
 from .._codec import converter
 from .._runner import file_stem
 from ._batchfile import Plan
 from ._commands import poll_policy
-from ._exit import EXIT_BATCH_FAILED, EXIT_OK, error_doc, error_text
+from ._exit import EXIT_BATCH_FAILED, EXIT_OK, UsageError, error_doc, error_text
+from ._local import uploader_for
 from ._output import Output, portrait_doc, portrait_text, result_doc
 from ._parser import DEFAULT_JOURNAL, Args
 
@@ -130,7 +140,7 @@ class BatchRun:
             line = outcome_text(kind, outcome, written)
         self.progress.write(line, self.out.out)
 
-    async def trainings(self, requests: Mapping[str, TrainRequest]) -> None:
+    async def trainings(self, requests: Mapping[str, TrainRequest | LocalRequest]) -> None:
         """Train (and with no ``--no-wait``, watch) every training of the plan."""
         session = self.session.with_options(poll=poll_policy(self.args))
         outcomes = session.train_many(requests, wait=not self.args.no_wait, **self._options())
@@ -138,7 +148,7 @@ class BatchRun:
             async for outcome in outcomes:
                 await self.report("train", outcome)
 
-    async def creations(self, requests: Mapping[str, AnyCreateRequest]) -> None:
+    async def creations(self, requests: Mapping[str, AnyCreateRequest | LocalRequest]) -> None:
         """Create every portrait of the plan into ``DIR``."""
         outcomes = self.session.create_many(
             requests,
@@ -154,6 +164,14 @@ class BatchRun:
 async def cmd_batch(session: Session, args: Args, out: Output) -> int:
     """``batch``: the plan read before the Session was made; exit 5 when an item failed."""
     plan: Plan = args.plan
+    uploader = uploader_for(args) if plan.local else None
+    if plan.local and uploader is None:
+        raise UsageError(
+            f"{args.file}: local files need an uploader: set OSS_BUCKET (and the OSS_* keys) to "
+            "upload them to OSS, or run against the local emulator; or give URLs"
+        )
+    if uploader is not None:
+        session = session.with_options(uploader=uploader)
     started = time.monotonic()
     progress = batch_progress(len(plan), out.err, enabled=not args.no_progress)
     run = BatchRun(session, args, out, progress)
@@ -161,12 +179,15 @@ async def cmd_batch(session: Session, args: Args, out: Output) -> int:
         f"run the same command again to resume: the journal {run.journal} remembers what is done"
     )
     try:
-        if plan.trainings:
-            await run.trainings(plan.trainings)
-        if plan.creations:
-            await run.creations(plan.creations)
+        trainings, creations = plan.all_trainings(), plan.all_creations()
+        if trainings:
+            await run.trainings(trainings)
+        if creations:
+            await run.creations(creations)
     finally:
         progress.close()
+        if uploader is not None:
+            await uploader.aclose()
     out.resume = None
     tally, seconds = run.tally, time.monotonic() - started
     summary = {"type": "summary", "total": len(plan), **attrs.asdict(tally), "seconds": seconds}

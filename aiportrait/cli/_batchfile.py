@@ -1,9 +1,18 @@
-"""The batch file: CSV with a header row, or JSON Lines; one request per row (see docs/cli.md)."""
+"""The batch file: CSV with a header row, or JSON Lines; one request per row (see docs/cli.md).
+
+A photo, template or reference field that is not a URL is a local file, relative to the batch
+file's folder (``~`` expanded); in ``images``, a glob is expanded (sorted) and must match. Every
+local file is read and checked while the file is parsed (missing, a directory, not a JPEG or
+PNG, too large: one line, exit 2), so nothing is sent for a batch with a bad file; such an item
+becomes a :class:`~aiportrait.LocalRequest`, uploaded right before its charged call.
+"""
 
 from __future__ import annotations
 
 import csv
+import glob
 import json
+import os
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -20,8 +29,12 @@ from .. import (
     ReferenceCreateRequest,
     TrainRequest,
 )
-from ..errors import AIPortraitWarning, InvalidArgument, PhotoCountWarning
+from .._localrequest import LocalRequest
+from .._photos import read_photo
+from .._requests import T2I_TEMPLATE
+from ..errors import AIPortraitWarning, InvalidArgument, LocalPhotoError, PhotoCountWarning
 from ._exit import UsageError
+from ._local import _GLOB_CHARS, _is_url
 
 __all__ = ["Plan", "check_request", "config_from", "read_plan", "row_request"]
 
@@ -37,13 +50,20 @@ def config_from(values: Mapping[str, Any]) -> CreateConfig | None:
     return CreateConfig(**known, extra=extra or None)
 
 
-def check_request(request: AnyCreateRequest | TrainRequest) -> None:
+def check_request(request: AnyCreateRequest | TrainRequest | LocalRequest) -> None:
     """Warn now what the library would warn when the request is sent (nothing is sent here).
 
     A training outside the documented 5 to 20 photos (:class:`PhotoCountWarning`); config keys
     documented for the other model only (:class:`ConfigWarning`).
     """
-    if isinstance(request, TrainRequest):
+    if isinstance(request, LocalRequest):
+        if request.is_training:
+            PhotoCountWarning.check(request.photo_count)
+        else:
+            config = request.fields.get("config")
+            if isinstance(config, CreateConfig):
+                config.model_mismatch(sdxl=bool(request.fields.get("sdxl")))
+    elif isinstance(request, TrainRequest):
         PhotoCountWarning.check(len(request.images))
     elif isinstance(request.config, CreateConfig):
         request.config.model_mismatch(sdxl=request.sdxl)
@@ -71,9 +91,64 @@ class Plan:
 
     trainings: dict[str, TrainRequest] = attrs.Factory(dict)
     creations: dict[str, AnyCreateRequest] = attrs.Factory(dict)
+    local: dict[str, LocalRequest] = attrs.Factory(dict)
+    """Items with local files (trainings and creations; only with ``local_files=True``)."""
 
     def __len__(self) -> int:
-        return len(self.trainings) + len(self.creations)
+        return len(self.trainings) + len(self.creations) + len(self.local)
+
+    def all_trainings(self) -> dict[str, TrainRequest | LocalRequest]:
+        """The trainings, those with local files included."""
+        local = {k: v for k, v in self.local.items() if v.is_training}
+        return {**self.trainings, **local}
+
+    def all_creations(self) -> dict[str, AnyCreateRequest | LocalRequest]:
+        """The creations, those with local files included."""
+        local = {k: v for k, v in self.local.items() if not v.is_training}
+        return {**self.creations, **local}
+
+
+@attrs.define
+class _Files:
+    """Local files of a batch file: resolved against its folder, each checked once."""
+
+    base: Path
+    checked: set[Path] = attrs.Factory(set)
+
+    def _check(self, path: Path) -> Path:
+        if path not in self.checked:
+            try:
+                read_photo(path, str(path))
+            except LocalPhotoError as exc:
+                raise UsageError(str(exc)) from None
+            self.checked.add(path)
+        return path
+
+    def one(self, name: str, text: str | None) -> str | Path | None:
+        """A template or reference: the URL as it is, else the checked local file."""
+        if text is None or text == T2I_TEMPLATE or _is_url(text):
+            return text
+        return self._check(self._path(text))
+
+    def many(self, name: str, texts: list[str]) -> list[str | Path]:
+        """Photos: URLs as they are, local files (globs expanded, sorted) checked."""
+        out: list[str | Path] = []
+        for text in texts:
+            if _is_url(text):
+                out.append(text)
+                continue
+            path = self._path(text)
+            if _GLOB_CHARS & set(text) and not os.path.lexists(path):
+                matches = sorted(glob.glob(str(path)))
+                if not matches:
+                    raise UsageError(f"{name}: no file matches {text!r}")
+                out.extend(self._check(Path(m)) for m in matches)
+            else:
+                out.append(self._check(path))
+        return out
+
+    def _path(self, text: str) -> Path:
+        return self.base / os.path.expanduser(text)  # an absolute path stays as it is
 
 
 def _present(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -137,8 +212,20 @@ def _check_fields(kind: str, row: Mapping[str, Any]) -> None:
         raise UsageError(f"kind {kind} does not use {', '.join(unused)}")
 
 
-def row_request(row: Mapping[str, Any]) -> AnyCreateRequest | TrainRequest:
-    """The request one batch row describes (raises :class:`UsageError` saying what is wrong)."""
+def row_request(
+    row: Mapping[str, Any], base: Path | None = None
+) -> AnyCreateRequest | TrainRequest | LocalRequest:
+    """The request one batch row describes (raises :class:`UsageError` saying what is wrong).
+
+    With ``base`` (the batch file's folder), fields that are not URLs are local files there
+    (see the module), checked now; the item is then a :class:`LocalRequest`.
+    """
+    return _row_request(row, None if base is None else _Files(base))
+
+
+def _row_request(
+    row: Mapping[str, Any], files: _Files | None
+) -> AnyCreateRequest | TrainRequest | LocalRequest:
     unknown = sorted(set(row) - _ALL_COLUMNS)
     if unknown:
         raise UsageError(f"unknown field {', '.join(unknown)}")
@@ -148,33 +235,57 @@ def row_request(row: Mapping[str, Any]) -> AnyCreateRequest | TrainRequest:
         raise UsageError(f"kind must be one of {', '.join(_COLUMNS)}, got {kind or 'nothing'!r}")
     _check_fields(kind, fields)
     sdxl = _flag(fields, "sdxl")
+
+    def one(name: str) -> str | Path | None:
+        text = _text(fields, name)
+        return text if files is None else files.one(name, text)
+
     if kind == "train":
-        return TrainRequest(_strings(fields, "images"), sdxl=sdxl)
+        images: list[Any] = _strings(fields, "images")
+        if files is not None:
+            images = files.many("images", images)
+        if any(isinstance(v, Path) for v in images):
+            return LocalRequest.train(images, sdxl=sdxl)
+        return TrainRequest(images, sdxl=sdxl)
     if kind == "prompt":
-        return _prompt_row(fields, sdxl)
+        return _prompt_row(fields, sdxl, one)
     config = _config(fields)
-    template = str(_text(fields, "template"))
+    template = one("template")
     if kind == "solo":
-        return CreateRequest(str(_text(fields, "model_id")), template, sdxl=sdxl, config=config)
+        model_id = str(_text(fields, "model_id"))
+        if isinstance(template, Path):
+            return LocalRequest.create(model_id, template, sdxl=sdxl, config=config)
+        return CreateRequest(model_id, str(template), sdxl=sdxl, config=config)
     if kind == "group":
-        return GroupCreateRequest(_strings(fields, "model_ids"), template, sdxl=sdxl, config=config)
-    reference = str(_text(fields, "reference"))
-    return ReferenceCreateRequest(reference, template, sdxl=sdxl, config=config)
+        model_ids = _strings(fields, "model_ids")
+        if isinstance(template, Path):
+            return LocalRequest.create_group(model_ids, template, sdxl=sdxl, config=config)
+        return GroupCreateRequest(model_ids, str(template), sdxl=sdxl, config=config)
+    reference = one("reference")
+    if isinstance(template, Path) or isinstance(reference, Path):
+        return LocalRequest.create_from_reference(reference, template, sdxl=sdxl, config=config)
+    return ReferenceCreateRequest(str(reference), str(template), sdxl=sdxl, config=config)
 
 
-def _prompt_row(fields: Mapping[str, Any], sdxl: bool) -> PromptCreateRequest:
-    model_id, reference = _text(fields, "model_id"), _text(fields, "reference")
+def _prompt_row(
+    fields: Mapping[str, Any], sdxl: bool, one: Any
+) -> PromptCreateRequest | LocalRequest:
+    model_id, reference = _text(fields, "model_id"), one("reference")
     if (model_id is None) == (reference is None):
         raise UsageError("kind prompt needs exactly one of model_id or reference")
-    return PromptCreateRequest(
-        prompt=str(_text(fields, "prompt")),
-        model_id=model_id,
-        template=_text(fields, "template"),
-        reference=reference,
-        scene_id=_text(fields, "scene_id"),
-        sdxl=sdxl,
-        config=_config(fields),
-    )
+    template = one("template")
+    arguments: dict[str, Any] = {
+        "model_id": model_id,
+        "template": template,
+        "reference": reference,
+        "scene_id": _text(fields, "scene_id"),
+        "sdxl": sdxl,
+        "config": _config(fields),
+    }
+    prompt = str(_text(fields, "prompt"))
+    if isinstance(template, Path) or isinstance(reference, Path):
+        return LocalRequest.create_from_prompt(prompt, **arguments)
+    return PromptCreateRequest(prompt=prompt, **arguments)
 
 
 def _csv_rows(text: str) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -213,8 +324,11 @@ def _line_numbers(numbers: list[int], shown: int = 5) -> str:
     return f"line{'s' if len(numbers) > 1 else ''} {listed}{more}"
 
 
-def read_plan(path: Path) -> Plan:
+def read_plan(path: Path, *, local_files: bool = False) -> Plan:
     """Parse a batch file (CSV with a header row, or JSON Lines) into a :class:`Plan`.
+
+    With ``local_files``, fields that are not URLs are local files (see the module), checked
+    now, and their items go to ``plan.local``; without, such a field is refused as not a URL.
 
     Warnings about the rows (see :func:`check_request`) are issued once per message, with the
     file and the lines they concern.
@@ -225,13 +339,14 @@ def read_plan(path: Path) -> Plan:
         raise UsageError(f"{path}: cannot read: {exc.strerror}") from exc
     rows = _jsonl_rows(text) if _is_jsonl(path, text) else _csv_rows(text)
     plan = Plan()
+    files = _Files(path.parent) if local_files else None
     index = 0
     notes: dict[tuple[str, type[Warning]], dict[int, None]] = {}
     try:
         for index, (number, row) in enumerate(rows, 1):
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", AIPortraitWarning)
-                _add_row(plan, number, index, row)
+                _add_row(plan, number, index, row, files)
             for w in caught:  # a warning given twice for one row lists its line once
                 notes.setdefault((str(w.message), w.category), {})[number] = None
     except UsageError as exc:
@@ -243,16 +358,20 @@ def read_plan(path: Path) -> Plan:
     return plan
 
 
-def _add_row(plan: Plan, number: int, index: int, row: dict[str, Any]) -> None:
+def _add_row(
+    plan: Plan, number: int, index: int, row: dict[str, Any], files: _Files | None
+) -> None:
     try:
-        request = row_request(row)
+        request = _row_request(row, files)
         key = _text(_present(row), "key") or f"row{index}"
     except (UsageError, InvalidArgument) as exc:
         raise UsageError(f"line {number}: {exc}") from exc
     check_request(request)
-    if key in plan.trainings or key in plan.creations:
+    if key in plan.trainings or key in plan.creations or key in plan.local:
         raise UsageError(f"line {number}: key {key!r} is used twice")
-    if isinstance(request, TrainRequest):
+    if isinstance(request, LocalRequest):
+        plan.local[key] = request
+    elif isinstance(request, TrainRequest):
         plan.trainings[key] = request
     else:
         plan.creations[key] = request

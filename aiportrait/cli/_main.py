@@ -43,7 +43,7 @@ def _prepare(args: Args) -> None:
         args.request = create_request(args)
         check_request(args.request)
     elif args.command == "batch":
-        args.plan = read_plan(args.file)
+        args.plan = read_plan(args.file, local_files=True)
 
 
 async def _dispatch(args: Args, out: Output) -> int:
