@@ -144,3 +144,40 @@ async def test_dev_starts_the_cluster_in_one_command(tmp_path: Path) -> None:
     with socket.socket() as s, pytest.raises(ConnectionRefusedError):  # the server is gone
         s.connect(("127.0.0.1", ports[0]))
     assert (tmp_path / "c" / "temporal.db").is_file()
+
+
+async def test_batch_uploads_local_files_first_and_ships_urls(
+    cluster: Any, temporal_emu: Any, sample_media: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    for name, value in (
+        ("AIPORTRAIT_HOST", temporal_emu.url),
+        ("AIPORTRAIT_APP_ID", temporal_emu.app_id),
+        ("AIPORTRAIT_TOKEN", temporal_emu.token),
+    ):
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("OSS_BUCKET", raising=False)
+    folder = sample_media.folder
+    rows = [
+        {
+            "kind": "reference",
+            "key": "local",
+            "reference": str(folder / sample_media.astronaut[0]),
+            "template": str(folder / sample_media.astronaut_template),
+        },
+        {"kind": "train", "key": "t", "images": str(folder / "astronaut_*.jpg")},
+    ]
+    batch = tmp_path / "local.jsonl"
+    batch.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code, text = await run("batch", str(batch), *_where(cluster))
+    assert code == 0, text
+    assert text.splitlines()[-1].endswith("2 items: 2 succeeded")
+    # uploaded by the starter, each distinct image once: the 5 photos (the sample template is
+    # the same image as the first photo, and the reference is the first photo)
+    assert temporal_emu.bucket.puts == 5
+    assert temporal_emu.counters.creations == 1 and temporal_emu.counters.trainings == 1
+
+    missing = tmp_path / "bad.jsonl"
+    missing.write_text(json.dumps({"kind": "train", "key": "x", "images": "nope/*.jpg"}) + "\n")
+    code, _ = await run("batch", str(missing), *_where(cluster))
+    assert code == 2
+    assert temporal_emu.counters.trainings == 1  # nothing more was sent

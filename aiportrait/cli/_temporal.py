@@ -315,13 +315,45 @@ async def cmd_train(args: argparse.Namespace, out: IO[str]) -> int:
     return EXIT_OK if args.no_follow else await _follow_train(handle, out)
 
 
+async def _uploaded(plan: Any, args: argparse.Namespace) -> list[tuple[str, Any]]:
+    """The plan's items with local files uploaded first: the workers get URLs only (they may
+    run on other machines). A bad photo stops here, before the workflow starts (exit 2)."""
+    from .._inputs import as_upload
+    from ._exit import UsageError
+    from ._local import uploader_for
+
+    items: list[tuple[str, Any]] = [*plan.trainings.items(), *plan.creations.items()]
+    if not plan.local:
+        return items
+    from ._parser import Args
+
+    where = Args()
+    where.host = where.app_id = where.token = None  # the AIPORTRAIT_* variables decide
+    uploader = uploader_for(where)
+    if uploader is None:
+        raise UsageError(
+            f"{args.file}: local files need an uploader: set OSS_BUCKET (and the OSS_* keys),"
+            " or run against the local emulator; or give URLs"
+        )
+    async with uploader:
+        upload = as_upload(uploader)
+        for key, local in plan.local.items():
+            read = await asyncio.to_thread(local.read)
+            items.append((key, await local.resolve(upload, read)))
+    return items
+
+
 async def cmd_batch(args: argparse.Namespace, out: IO[str]) -> int:
-    """Start a PortraitBatchWorkflow over a batch file, print its id, follow it."""
+    """Start a PortraitBatchWorkflow over a batch file, print its id, follow it.
+
+    Local files in the batch file are checked and uploaded here first (as ``aiportrait
+    batch`` does), so that every worker can fetch them by URL.
+    """
     from ..temporal import start_batch
     from ._batchfile import read_plan
 
-    plan = read_plan(args.file)
-    items = [*plan.trainings.items(), *plan.creations.items()]
+    plan = read_plan(args.file, local_files=True)
+    items = await _uploaded(plan, args)
     client = await _client(args)
     handle = await start_batch(
         client,
