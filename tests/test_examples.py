@@ -126,18 +126,28 @@ async def test_quickstart_needs_urls_when_credentials_are_set(
         await quickstart.main([])
 
 
-def test_quickstart_runs_as_a_script_with_its_own_emulator(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
+def _run_offline(
+    tmp_path: Path, script: str, *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run an example as a script in ``tmp_path`` with no credentials in its environment (so
+    it starts what it needs locally); the run must succeed."""
+    names = (*ENV_NAMES, "TEMPORAL_ADDRESS")
+    env = {k: v for k, v in os.environ.items() if k not in names}
     run = subprocess.run(
-        [sys.executable, str(EXAMPLES / "quickstart.py"), "--train-seconds", "0.05"],
+        [sys.executable, str(EXAMPLES / script), *args],
         cwd=tmp_path,
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
     assert run.returncode == 0, run.stderr
+    return run
+
+
+def test_quickstart_runs_as_a_script_with_its_own_emulator(tmp_path: Path) -> None:
+    run = _run_offline(tmp_path, "quickstart.py", "--train-seconds", "0.05")
     assert "local emulator at http://127.0.0.1:" in run.stdout
     assert "check: 5 of 5 photos usable" in run.stdout
     assert "SUCCESS after" in run.stdout
@@ -145,17 +155,7 @@ def test_quickstart_runs_as_a_script_with_its_own_emulator(tmp_path: Path) -> No
 
 
 def test_local_photos_runs_offline_uploading_to_the_emulators_bucket(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
-    run = subprocess.run(
-        [sys.executable, str(EXAMPLES / "local_photos.py"), "--train-seconds", "0.05"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr
+    run = _run_offline(tmp_path, "local_photos.py", "--train-seconds", "0.05")
     assert "checked here: 5 of 5 photos usable" in run.stdout
     assert "bucket: 6 photos uploaded, each once" in run.stdout
     assert (tmp_path / "local_photos.jpg").stat().st_size > 10_000
@@ -519,17 +519,7 @@ def test_temporal_batch_runs_offline_with_its_own_server_emulator_and_worker(
     tmp_path: Path,
 ) -> None:
     pytest.importorskip("temporalio")
-    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES and k != "TEMPORAL_ADDRESS"}
-    run = subprocess.run(
-        [sys.executable, str(EXAMPLES / "temporal_batch.py")],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr
+    run = _run_offline(tmp_path, "temporal_batch.py", timeout=300)
     assert "done: 8 succeeded" in run.stdout
     portraits = list((tmp_path / "aiportrait-store" / "portraits").glob("*/portrait-*.jpg"))
     assert len(portraits) == 6
