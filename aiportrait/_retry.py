@@ -166,6 +166,7 @@ async def call_with_retries(
     tries: int | None = None,
     hooks: Sequence[Hook] = (),
     origin: tuple[str, int | None, str] = ("", None, ""),
+    after: Callable[[T], None] | None = None,
 ) -> T:
     """Run ``try_once`` under the Session's limits until it succeeds or must not be retried.
 
@@ -181,7 +182,10 @@ async def call_with_retries(
     :class:`~aiportrait.hooks.RequestSent` and an :class:`~aiportrait.hooks.AnswerReceived`,
     before a retry a :class:`~aiportrait.hooks.RetryScheduled`, the cool-down's start and end,
     and a :class:`~aiportrait.hooks.CallEnded`; ``origin`` (server address, port, AppId) is
-    what :class:`~aiportrait.hooks.CallStarted` says of the service.
+    what :class:`~aiportrait.hooks.CallStarted` says of the service. ``after`` runs on the
+    answer before :class:`~aiportrait.hooks.CallEnded` (the Session decodes there when hooks
+    listen): an answer that cannot be read ends the call ``failed``, or ``unknown`` for a
+    charged call, as the caller will see it.
     """
     charged = kind != "read"
     cooldown = limits.cooldown
@@ -319,6 +323,14 @@ async def call_with_retries(
         if hooks:
             await _call_ended(hooks, method, path, kind, sent, started, exc, in_try, last)
         raise
+    if after is not None:
+        try:
+            after(result)
+        except BaseException as exc:
+            if hooks:
+                await _answered(hooks, method, path, kind, attempt, began, result)
+                await _call_ended(hooks, method, path, kind, sent, started, exc, False, None)
+            raise
     if hooks:  # outside the deadline: a slow hook cannot turn an answer into a timeout
         await _answered(hooks, method, path, kind, attempt, began, result)
         await _call_ended(hooks, method, path, kind, sent, started, result, False, None)

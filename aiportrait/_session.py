@@ -12,7 +12,7 @@ import contextlib
 import copy
 import logging
 import os
-from collections.abc import Awaitable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -255,17 +255,31 @@ class Session:
         """
         if isinstance(request, TrainRequest):
             PhotoCountWarning.check(len(request.images))
-        answer = await self._send(request)
+        hooks = active(self._hooks)
+        if not hooks:
+            answer = await self._send(request)
+            result = _decoded(request, answer)
+        else:  # decoded inside the call, so that CallEnded says what the caller gets
+            box: list[Any] = []
+            answer = await self._send(
+                request, hooks=hooks, after=lambda a: box.append(_decoded(request, a))
+            )
+            result = box[0]
         if request.kind == "read":
-            return request.decode(answer)
-        with _charged_answer(request.kind, request.payload()):
-            result = request.decode(answer)
+            return result
         if isinstance(result, TrainJob) and isinstance(request, TrainRequest):
             self._durations.started(result.job_id, train_kind(request))
         _log_result(result, answer)
         return result
 
-    async def _send(self, request: AnyRequest, tries: int | None = None) -> Answer:
+    async def _send(
+        self,
+        request: AnyRequest,
+        tries: int | None = None,
+        *,
+        hooks: Sequence[Hook] | None = None,
+        after: Callable[[Answer], None] | None = None,
+    ) -> Answer:
         transport, timeout = self._transport, self._timeout
         method, path, payload = request.method, request.path, request.payload()
         accept, lift = request.accept, request.lift
@@ -281,14 +295,20 @@ class Session:
             limits=self._limits,
             request=payload,
             tries=tries,
-            hooks=active(self._hooks),
+            hooks=active(self._hooks) if hooks is None else hooks,
             origin=self._origin,
+            after=after,
         )
 
     async def _poll_once(self, job_id: int) -> Job:
         """One poll of a watch: a single try; the watcher decides about retrying."""
         query = JobQuery(job_id)
-        return query.decode(await self._send(query, tries=1))
+        hooks = active(self._hooks)
+        if not hooks:
+            return query.decode(await self._send(query, tries=1))
+        box: list[Job] = []
+        await self._send(query, tries=1, hooks=hooks, after=lambda a: box.append(query.decode(a)))
+        return box[0]
 
     # -- the endpoints: build a request, send it ---------------------------------------------
 
@@ -612,6 +632,15 @@ class Session:
             hooks=active(self._hooks),
             upload=self._upload,
         )
+
+
+def _decoded(request: AnyRequest, answer: Answer) -> Any:
+    """What the answer holds; for a charged call, an OK answer that cannot be read is
+    :class:`SubmitOutcomeUnknown` (it ran; its result is lost)."""
+    if request.kind == "read":
+        return request.decode(answer)
+    with _charged_answer(request.kind, request.payload()):
+        return request.decode(answer)
 
 
 @contextlib.contextmanager

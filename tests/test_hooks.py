@@ -135,6 +135,23 @@ async def test_call_ended_says_unknown_for_a_charged_call_that_may_have_run() ->
     assert isinstance(ended.error, aiportrait.SubmitOutcomeUnknown)
 
 
+async def test_call_ended_says_what_the_caller_gets_when_the_answer_cannot_be_read() -> None:
+    # 200 OK, but no image in it: the create ran and its portrait is lost (unknown, not ok);
+    # a job answer without its job is a failed read (failed, not ok).
+    events: list[Any] = []
+    unreadable = (200, {}, {"code": "OK", "data": {"cost_time": 1.0}})
+    with Fake([unreadable, (200, {}, {"code": "OK", "data": {}})]) as fake:
+        async with Session(fake.url, "a", "t", hooks=[events.append]) as session:
+            with pytest.raises(aiportrait.SubmitOutcomeUnknown):
+                await session.create("m", "https://x/t.jpg")
+            with pytest.raises(aiportrait.MalformedResponse):
+                await session.with_options(retry=RetryPolicy.NEVER).get_job(1)
+    ended = [e for e in events if isinstance(e, CallEnded)]
+    assert [(e.kind, e.outcome) for e in ended] == [("create", "unknown"), ("read", "failed")]
+    assert isinstance(ended[0].error, aiportrait.SubmitOutcomeUnknown)
+    assert isinstance(ended[1].error, aiportrait.MalformedResponse)
+
+
 async def test_a_watch_tells_its_start_each_change_and_its_end_and_names_its_polls(
     aiportrait_instant_waits: VirtualClock,
 ) -> None:
