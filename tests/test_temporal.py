@@ -374,3 +374,148 @@ async def test_follow_batch_yields_each_outcome_once_across_runs(tmp_path: Path)
     seen = [o.seq async for o in at.follow_batch(handle, store, every=0.01)]  # type: ignore[arg-type]
     assert sorted(seen) == [1, 2, 3, 4, 5, 6, 7]
     assert seen[4:6] == [5, 6] or set(seen[:6]) == {1, 2, 3, 4, 5, 6}
+
+
+def test_store_names_are_short_distinct_and_cannot_be_forged() -> None:
+    from aiportrait.temporal._store import MAX_NAME, safe_name
+
+    keys = [
+        "a",
+        "a~b",
+        "a%7Eb",
+        "写" * 120,
+        "写" * 121,
+        "张三的写真照片" * 4,
+        "x" * 500,
+        "../up",
+        ".",
+    ]
+    names = [safe_name(k) for k in keys]
+    assert len(set(names)) == len(keys)
+    assert all(len(n) <= MAX_NAME and "/" not in n and not n.startswith(".") for n in names)
+    assert safe_name("a~b") == "a%7Eb" and safe_name("a%7Eb") == "a%257Eb"
+    assert names[3].count("~") == 1  # the long form: readable start, ~ and the key's hash
+
+
+def test_batch_pages_are_cut_by_size_as_well_as_by_count() -> None:
+    from aiportrait.temporal._client import PAGE_BYTES, _pages
+
+    urls = [f"https://bucket.example/{'p' * 300}/{i}.jpg" for i in range(20)]
+    items = [at.BatchItem(f"t{i}", TrainRequest(urls)) for i in range(300)]
+    pages = list(_pages(items, 500))
+    assert len(pages) > 1 and all(len(p) <= PAGE_BYTES for p in pages)
+    assert sum(p.count("\n") for p in pages) == 300
+    assert len(list(_pages(items[:3], 2))) == 2
+
+
+async def test_long_and_unusual_keys_run_and_store(
+    cluster: Any, temporal_emu: Any, sample_media: Any
+) -> None:
+    url = temporal_emu.media_url
+    train_key, create_key = "写" * 120, "张三的写真照片" * 4
+    items = [
+        (train_key, TrainRequest([url(n) for n in sample_media.astronaut])),
+        (
+            create_key,
+            ReferenceCreateRequest(url(sample_media.hopper[0]), url(sample_media.hopper_template)),
+        ),
+    ]
+    handle = await at.start_batch(
+        cluster.client,
+        items,
+        store=cluster.store,
+        task_queue=cluster.queue,
+        poll=FAST,
+        timeouts=QUICK,
+    )
+    summary = await asyncio.wait_for(at.result(handle), timeout=120)
+    assert summary.counts == {"succeeded": 2}
+    outcomes = {o.key: o for o in await at.read_outcomes(cluster.store, summary.outcome_pages)}
+    ref = outcomes[create_key].portrait
+    assert ref is not None and len(await cluster.store.get(ref.uri)) == ref.size
+
+
+async def test_a_batch_id_runs_once_and_a_refused_start_changes_nothing(
+    cluster: Any, temporal_emu: Any, sample_media: Any
+) -> None:
+    from temporalio.exceptions import WorkflowAlreadyStartedError
+
+    url = temporal_emu.media_url
+
+    def items(prefix: str) -> list[tuple[str, Any]]:
+        return [
+            (
+                f"{prefix}{i}",
+                ReferenceCreateRequest(
+                    url(sample_media.astronaut[0]),
+                    f"{url(sample_media.astronaut_template)}?{prefix}{i}",
+                ),
+            )
+            for i in range(3)
+        ]
+
+    wid = f"once-{uuid.uuid4().hex[:6]}"
+    first = await at.start_batch(
+        cluster.client,
+        items("A"),
+        store=cluster.store,
+        task_queue=cluster.queue,
+        workflow_id=wid,
+        page=1,
+    )
+    with pytest.raises(WorkflowAlreadyStartedError):  # while it runs
+        await at.start_batch(
+            cluster.client,
+            items("B"),
+            store=cluster.store,
+            task_queue=cluster.queue,
+            workflow_id=wid,
+            page=1,
+        )
+    summary = await at.result(first)
+    ran = sorted(o.key for o in await at.read_outcomes(cluster.store, summary.outcome_pages))
+    assert ran == ["A0", "A1", "A2"]
+    with pytest.raises(WorkflowAlreadyStartedError):  # and once it has ended
+        await at.start_batch(
+            cluster.client,
+            items("A"),
+            store=cluster.store,
+            task_queue=cluster.queue,
+            workflow_id=wid,
+        )
+    assert temporal_emu.counters.creations == 3
+
+
+async def test_a_worker_runs_no_more_activities_than_its_session_can_send(
+    temporal_server: Any, tmp_path: Path, caplog: Any
+) -> None:
+    client = await at.connect(temporal_server.address)
+    store = at.LocalPortraitStore(tmp_path)
+    async with aiportrait.Session("http://127.0.0.1:1", "a", "t", max_in_flight=4) as session:
+        quiet = at.new_worker(client, session, store, task_queue="unused")
+        assert quiet.config()["max_concurrent_activities"] == 3  # creations: 3/4 of 4
+        loud = at.new_worker(client, session, store, task_queue="unused-2", concurrency=10)
+        assert loud.config()["max_concurrent_activities"] == 3
+    assert "lowered to 3" in caplog.text
+
+
+async def test_a_dev_server_refuses_a_taken_port_and_a_cancelled_start_leaves_nothing() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError, match=f"port {port} on 127.0.0.1 is in use"):
+            await at.DevServer(port=port, ui=False).start()
+    server = at.DevServer(ui=False)
+    starting = asyncio.ensure_future(server.start())
+    for _ in range(200):  # until its process exists, then cancel the start
+        if server._process is not None:
+            break
+        await asyncio.sleep(0.01)
+    process = server._process
+    starting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await starting
+    assert process is not None and process.poll() is not None  # stopped, not orphaned

@@ -50,6 +50,9 @@ async def test_train_prints_the_id_follows_and_reattaches(
     code, again = await run("attach", "cli-train-1", *_where(cluster))
     assert code == 0
     assert again.splitlines()[-1] == text.splitlines()[-1]
+    code, _ = await run("train", *photos, "--id", "cli-train-1", *_where(cluster))
+    assert code == 2  # an id runs once: the training is not charged again
+    assert temporal_emu.counters.trainings == 1
 
 
 async def test_batch_shows_outcomes_and_exits_5_when_one_failed(

@@ -85,7 +85,10 @@ def _parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", parents=[common], help="run a worker until stopped")
     worker.add_argument(
-        "--concurrency", type=int, default=16, help="activities at once in this worker (16)"
+        "--concurrency",
+        type=int,
+        default=None,
+        help="activities at once in this worker (default and most: the Session's limits, 12)",
     )
     worker.add_argument(
         "--rate",
@@ -115,9 +118,32 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _client(args: argparse.Namespace) -> Any:
+    from ..errors import ConnectError
     from ..temporal import connect
 
-    return await connect(args.address, namespace=args.namespace)
+    try:
+        return await connect(args.address, namespace=args.namespace)
+    except RuntimeError as exc:  # the SDK's connection error
+        raise ConnectError(
+            f"cannot reach Temporal at {args.address} (namespace {args.namespace}): "
+            f"{str(exc).splitlines()[0][:200]}; start a local one with: {PROG} dev",
+            sent=False,
+        ) from None
+
+
+def _already(args: argparse.Namespace, exc: Exception) -> Exception:
+    """A refused start: the id names a workflow that exists (running or finished)."""
+    from temporalio.exceptions import WorkflowAlreadyStartedError
+
+    from ._exit import UsageError
+
+    if isinstance(exc, WorkflowAlreadyStartedError):
+        return UsageError(
+            f"workflow {args.id} exists already (running or finished), so nothing was started"
+            f" (an id runs once: nothing is charged twice); follow it with: {PROG} attach"
+            f" {args.id}"
+        )
+    return exc
 
 
 def _store(args: argparse.Namespace) -> Any:
@@ -252,7 +278,10 @@ def _status_line(outcome: Any) -> str:
 async def _follow_batch(handle: Any, args: argparse.Namespace, out: IO[str]) -> int:
     from ..temporal import follow_batch
 
-    async for outcome in follow_batch(handle, _store(args)):
+    def waiting(why: str) -> None:
+        print(f"waiting for a worker to answer: {why.splitlines()[0][:200]}", file=sys.stderr)
+
+    async for outcome in follow_batch(handle, _store(args), on_wait=waiting):
         print(_status_line(outcome), file=out, flush=True)
     summary = await handle.result()
     counts = ", ".join(f"{n} {k}" for k, n in sorted(summary.counts.items()))
@@ -303,14 +332,17 @@ async def cmd_train(args: argparse.Namespace, out: IO[str]) -> int:
 
     client = await _client(args)
     request = TrainRequest(tuple(args.photos), args.sdxl)
-    handle = await start_training(
-        client,
-        request,
-        workflow_id=args.id,
-        task_queue=args.task_queue,
-        check=args.check,
-        force=args.force,
-    )
+    try:
+        handle = await start_training(
+            client,
+            request,
+            workflow_id=args.id,
+            task_queue=args.task_queue,
+            check=args.check,
+            force=args.force,
+        )
+    except Exception as exc:
+        raise _already(args, exc) from None
     print(f"workflow {handle.id} (re-attach: {PROG} attach {handle.id})", file=out, flush=True)
     return EXIT_OK if args.no_follow else await _follow_train(handle, out)
 
@@ -355,15 +387,18 @@ async def cmd_batch(args: argparse.Namespace, out: IO[str]) -> int:
     plan = read_plan(args.file, local_files=True)
     items = await _uploaded(plan, args)
     client = await _client(args)
-    handle = await start_batch(
-        client,
-        items,
-        store=_store(args),
-        workflow_id=args.id,
-        task_queue=args.task_queue,
-        limit=args.limit,
-        check=args.check,
-    )
+    try:
+        handle = await start_batch(
+            client,
+            items,
+            store=_store(args),
+            workflow_id=args.id,
+            task_queue=args.task_queue,
+            limit=args.limit,
+            check=args.check,
+        )
+    except Exception as exc:
+        raise _already(args, exc) from None
     print(
         f"workflow {handle.id}: {len(items)} items (re-attach: {PROG} attach {handle.id})",
         file=out,

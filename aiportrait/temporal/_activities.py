@@ -92,6 +92,18 @@ async def _heartbeating() -> AsyncIterator[None]:
             await task
 
 
+async def _put(store: PortraitStore, name: str, data: bytes, content_type: str) -> str:
+    """``store.put``, tried three times (it is idempotent): a portrait that was paid for is
+    not given up on one failed write."""
+    for wait in (0.5, 2.0):
+        try:
+            return await store.put(name, data, content_type)
+        except Exception:
+            activity.heartbeat()
+            await asyncio.sleep(wait)
+    return await store.put(name, data, content_type)
+
+
 class PortraitActivities:
     """The activities a worker runs, bound to one Session and one store.
 
@@ -152,7 +164,7 @@ class PortraitActivities:
             name = f"{task.name}{_EXTENSIONS.get(portrait.format, '.bin')}"
             content_type = _CONTENT_TYPES.get(portrait.format, "application/octet-stream")
             try:
-                uri = await self.store.put(name, portrait.image, content_type)
+                uri = await _put(self.store, name, portrait.image, content_type)
             except Exception as exc:  # it ran and was charged: the image must not pass as lost
                 lost = SubmitOutcomeUnknown(
                     f"the portrait was created (request_id={portrait.request_id}) but could"

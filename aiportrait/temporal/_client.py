@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
 
 from .._requests import AnyCreateRequest, TrainRequest
@@ -45,6 +46,12 @@ __all__ = [
 
 DEFAULT_TASK_QUEUE = "aiportrait"
 DEFAULT_TIMEOUTS = Timeouts()
+#: A page file of a batch holds at most this many bytes of items (Temporal refuses payloads
+#: over about 2 MB; a training item with 20 signed URLs is some 6 KB).
+PAGE_BYTES = 512 * 1024
+#: A workflow id names one run for good: starting it again (running or finished) is refused,
+#: so an id given twice never charges its items twice (follow it with ``attach`` instead).
+_ONCE = WorkflowIDReusePolicy.REJECT_DUPLICATE
 
 
 async def connect(
@@ -117,7 +124,11 @@ async def start_training(
         request = TrainRequest(tuple(request))
     task = TrainInput(request, check, force, poll, timeouts)
     return await client.start_workflow(
-        TrainWorkflow.run, task, id=_id("train", workflow_id), task_queue=task_queue
+        TrainWorkflow.run,
+        task,
+        id=_id("train", workflow_id),
+        task_queue=task_queue,
+        id_reuse_policy=_ONCE,
     )
 
 
@@ -134,7 +145,9 @@ async def start_create(
     (``name`` defaults to the workflow id)."""
     wid = _id("create", workflow_id)
     task = CreateInput(request, f"portraits/{safe_name(name or wid)}", timeouts)
-    return await client.start_workflow(CreateWorkflow.run, task, id=wid, task_queue=task_queue)
+    return await client.start_workflow(
+        CreateWorkflow.run, task, id=wid, task_queue=task_queue, id_reuse_policy=_ONCE
+    )
 
 
 async def start_batch(
@@ -170,40 +183,65 @@ async def start_batch(
         "timeouts": timeouts,
     }
     if store is not None:
+        # Under a folder of this start's own: a start refused for its id overwrites nothing.
+        folder = f"batches/{safe_name(wid)}/{uuid.uuid4().hex[:12]}"
         pages = []
-        for number, start in enumerate(range(0, len(batch_items), page)):
-            chunk = batch_items[start : start + page]
-            text = "".join(json.dumps(to_data(i), separators=(",", ":")) + "\n" for i in chunk)
-            name = f"batches/{safe_name(wid)}/items-{number:06d}.jsonl"
+        for number, text in enumerate(_pages(batch_items, page)):
+            name = f"{folder}/items-{number:06d}.jsonl"
             pages.append(await store.put(name, text.encode(), "application/x-ndjson"))
         batch = BatchInput(item_pages=tuple(pages), **common)
     else:
         batch = BatchInput(items=batch_items, **common)
     return await client.start_workflow(
-        PortraitBatchWorkflow.run, batch, id=wid, task_queue=task_queue
+        PortraitBatchWorkflow.run, batch, id=wid, task_queue=task_queue, id_reuse_policy=_ONCE
     )
 
 
+def _pages(items: Sequence[BatchItem], most: int) -> Iterable[str]:
+    """JSON Lines texts of at most ``most`` items and about :data:`PAGE_BYTES` each."""
+    lines: list[str] = []
+    size = 0
+    for item in items:
+        line = json.dumps(to_data(item), separators=(",", ":")) + "\n"
+        if lines and (len(lines) >= most or size + len(line) > PAGE_BYTES):
+            yield "".join(lines)
+            lines, size = [], 0
+        lines.append(line)
+        size += len(line)
+    if lines:
+        yield "".join(lines)
+
+
 async def follow_batch(
-    handle: WorkflowHandle[Any, Any], store: PortraitStore, *, every: float = 1.0
+    handle: WorkflowHandle[Any, Any],
+    store: PortraitStore,
+    *,
+    every: float = 1.0,
+    on_wait: Callable[[str], object] | None = None,
 ) -> AsyncIterator[ItemOutcome]:
     """Yield each outcome of a batch once, as it completes, until the batch ends.
 
     Live outcomes come from the workflow's ``progress`` query (every ``every`` seconds); those
     a query missed (written out when the workflow continued as new) are read from the store's
     outcome pages. A batch that fails raises the library's error (:func:`error_of`); a query
-    that fails (no worker answering for a while) is tried again at the next tick.
+    that fails (no worker answering for a while) is tried again at the next tick, and
+    ``on_wait`` is told why (once for each new reason).
     """
     from ._workflows import PortraitBatchWorkflow
 
     shown: set[int] = set()
+    told = ""
     done = asyncio.ensure_future(handle.result())
     try:
         while not done.done():
             try:
                 progress = await handle.query(PortraitBatchWorkflow.progress, max(shown, default=0))
-            except Exception:  # no worker answers now; the next tick tries again
+            except Exception as exc:  # no worker answers now; the next tick tries again
                 progress = None
+                why = f"{type(exc).__name__}: {exc}"
+                if on_wait is not None and why != told:
+                    told = why
+                    on_wait(why)
             if progress is not None:
                 fresh = sorted(progress.outcomes, key=lambda o: o.seq)
                 if fresh and fresh[0].seq > max(shown, default=0) + 1:  # a run went by

@@ -37,6 +37,14 @@ def _free_port(host: str) -> int:
         return port
 
 
+def _check_free(host: str, port: int) -> None:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise OSError(exc.errno, f"port {port} on {host} is in use: {exc.strerror}") from None
+
+
 class DevServer:
     """``temporal server start-dev`` on loopback: a complete Temporal server (SQLite) with
     its Web UI, for development and tests.
@@ -102,26 +110,48 @@ class DevServer:
         return cmd
 
     async def start(self, timeout: float = 120.0) -> DevServer:
-        """Start the server and wait until it answers (``TimeoutError`` after ``timeout``)."""
+        """Start the server and wait until it answers (``TimeoutError`` after ``timeout``).
+
+        A port already in use is an ``OSError`` naming it, before anything starts; a server
+        that exits is a ``RuntimeError`` with the end of its log.
+        """
         from ._client import connect
 
+        for port in (self.port, self.ui_port):
+            if port:
+                _check_free(self.host, port)
         self._process = self._spawn()
-        deadline = time.monotonic() + timeout
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(
-                    f"temporal server start-dev exited with {self._process.returncode}"
-                )
-            try:
-                client = await connect(self.address, namespace=self.namespace)
-                await client.count_workflows()
-                return self
-            except Exception as exc:
-                last = exc
-                await asyncio.sleep(0.2)
-        await self.stop()
-        raise TimeoutError(f"the Temporal dev server did not answer within {timeout}s: {last}")
+        try:
+            deadline = time.monotonic() + timeout
+            last: Exception | None = None
+            while time.monotonic() < deadline:
+                if self._process.poll() is not None:
+                    raise RuntimeError(
+                        f"temporal server start-dev exited with {self._process.returncode}"
+                        f"{self._log_tail()}"
+                    )
+                try:
+                    client = await connect(self.address, namespace=self.namespace)
+                    await client.count_workflows()
+                except Exception as exc:
+                    last = exc
+                    await asyncio.sleep(0.2)
+                    continue
+                if self._process.poll() is None:  # ours answered, not another server
+                    return self
+            raise TimeoutError(f"the Temporal dev server did not answer within {timeout}s: {last}")
+        except BaseException:
+            await self.stop()
+            raise
+
+    def _log_tail(self) -> str:
+        if self._log_file is None:
+            return ""
+        try:
+            lines = Path(self._log_file).read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return ": " + " | ".join(line.strip() for line in lines[-3:]) if lines else ""
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         if self._log_file is None:

@@ -8,6 +8,7 @@ file system); object storage implements the same two methods.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -16,7 +17,7 @@ from urllib.parse import quote, unquote, urlparse
 
 import anyio
 
-__all__ = ["LocalPortraitStore", "PortraitStore", "safe_name"]
+__all__ = ["MAX_NAME", "LocalPortraitStore", "PortraitStore", "safe_name"]
 
 
 @runtime_checkable
@@ -36,10 +37,27 @@ class PortraitStore(Protocol):
         ...
 
 
+#: The longest name :func:`safe_name` gives: well within a file name's 255 bytes and
+#: Temporal's 1,000-character ids, with room for a prefix and an extension.
+MAX_NAME = 96
+
+
 def safe_name(key: str) -> str:
-    """``key`` as one path segment: distinct keys give distinct names (percent-encoding)."""
-    name = quote(key, safe="-_.~@+=,")
-    return "%2E" + name[1:] if name.startswith(".") else name
+    """``key`` as one short path segment; distinct keys give distinct names.
+
+    Percent-encoding (``~`` included) keeps short keys readable; a longer one is cut at
+    ``MAX_NAME - 17`` characters (never inside a ``%XX``) and ends with ``~`` and 16 hex digits
+    of its SHA-256, a form no encoded key can take (a key's own ``~`` is encoded).
+    """
+    name = quote(key, safe="-_.@+=,").replace("~", "%7E")  # quote() keeps "~" as it is
+    if name.startswith("."):
+        name = "%2E" + name[1:]
+    if len(name) <= MAX_NAME:
+        return name
+    cut = MAX_NAME - 17
+    while "%" in name[cut - 2 : cut]:  # do not split an escape
+        cut -= 1
+    return f"{name[:cut]}~{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 
 class LocalPortraitStore:

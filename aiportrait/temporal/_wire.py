@@ -145,11 +145,12 @@ class Timeouts:
     """How long activities may take, and how often they are tried.
 
     Attributes:
-        charged: start-to-close timeout of a train or create activity, seconds (the Session's
-            per-try timeout should be shorter).
+        charged: start-to-close timeout of a train or create activity, seconds: longer than
+            the Session's per-try timeout (300 s by default) and a 429 cool-down together.
         heartbeat: heartbeat timeout of a train or create activity, seconds: a worker that
             dies during the call is noticed after this long, and the item ends ``unknown``.
-        read: start-to-close timeout of a free activity (check, job query, store), seconds.
+        read: start-to-close timeout of a free activity (check, job query, store), seconds
+            (longer than the Session's per-try timeout, 300 s by default).
         read_attempts: tries in all of a free activity (Temporal retries it).
         charged_tries: sends in all of a charged call, counting only failures that prove it
             did not run (429, no connection, 503 with ``Retry-After``).
@@ -159,7 +160,7 @@ class Timeouts:
 
     charged: float = 600.0
     heartbeat: float = 30.0
-    read: float = 120.0
+    read: float = 360.0
     read_attempts: int = 8
     charged_tries: int = 5
     retry_first: float = 1.0

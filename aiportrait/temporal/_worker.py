@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -17,6 +18,8 @@ from ._workflows import CreateWorkflow, PortraitBatchWorkflow, TrainWorkflow
 
 __all__ = ["WORKFLOWS", "new_worker"]
 
+log = logging.getLogger("aiportrait.temporal")
+
 WORKFLOWS = (TrainWorkflow, CreateWorkflow, PortraitBatchWorkflow)
 """The workflow classes, for a ``Worker`` of your own."""
 
@@ -27,7 +30,7 @@ def new_worker(
     store: PortraitStore,
     *,
     task_queue: str = DEFAULT_TASK_QUEUE,
-    concurrency: int = 16,
+    concurrency: int | None = None,
     rate: float | None = None,
     graceful: float = 60.0,
     **kwargs: Any,
@@ -41,7 +44,10 @@ def new_worker(
         store: where portraits and batch files go (every worker and starter of a batch must
             reach the same store).
         task_queue: the task queue to poll.
-        concurrency: activities this worker runs at once (``max_concurrent_activities``).
+        concurrency: activities this worker runs at once (``max_concurrent_activities``);
+            by default, and at most, what the Session's limits let run at once (a larger
+            value is lowered, with a warning): an activity must never queue for a slot inside
+            the worker, or a create that was never sent could time out as "may have run".
         rate: activities per second across ALL workers of the task queue
             (``max_task_queue_activities_per_second``; the server enforces it): set it to
             the app's quota. ``None``: no cap.
@@ -49,6 +55,16 @@ def new_worker(
             create cut short ends ``unknown``, so let it finish).
         kwargs: passed to ``Worker`` (``interceptors``, ``identity``...).
     """
+    most = min(session.limits.capacity(kind) for kind in ("read", "train", "create"))
+    if concurrency is None:
+        concurrency = most
+    elif concurrency > most:
+        log.warning(
+            "worker concurrency %d lowered to %d, what the Session's limits let run at once",
+            concurrency,
+            most,
+        )
+        concurrency = most
     activities = PortraitActivities(session, store)
     restrictions = SandboxRestrictions.default.with_passthrough_modules("aiportrait")
     return Worker(

@@ -50,7 +50,7 @@ with workflow.unsafe.imports_passed_through():
 __all__ = ["CreateWorkflow", "PortraitBatchWorkflow", "TrainWorkflow"]
 
 _ONE_ATTEMPT = TemporalRetryPolicy(maximum_attempts=1)
-_MAX_QUERY_OUTCOMES = 1000
+_MAX_QUERY_OUTCOMES = 500
 
 
 def _read_retry(t: Timeouts) -> TemporalRetryPolicy:
@@ -358,7 +358,7 @@ class PortraitBatchWorkflow:
         return self._outcome(item.key, "create", status, value)
 
     async def _train(self, key: str, request: TrainRequest, batch: BatchInput) -> ItemOutcome:
-        child_id = f"{workflow.info().workflow_id}/train/{safe_name(key)}"
+        child_id = f"{self._name()}/train/{safe_name(key)}"
         task = TrainInput(request, batch.check, False, batch.poll, batch.timeouts)
         try:
             result = await workflow.execute_child_workflow(TrainWorkflow.run, task, id=child_id)
@@ -374,8 +374,10 @@ class PortraitBatchWorkflow:
 
     def _outcome(self, key: str, kind: str, status: Status, value: Any) -> ItemOutcome:
         self._seq += 1
-        if status != "succeeded":
-            return ItemOutcome(self._seq, key, kind, status, error=value)
+        if status != "succeeded":  # the request is the item's own: not repeated in each outcome
+            attributes = {k: v for k, v in value.attributes.items() if k != "request"}
+            error = attrs.evolve(value, attributes=attributes)
+            return ItemOutcome(self._seq, key, kind, status, error=error)
         if kind == "create":
             return ItemOutcome(self._seq, key, kind, status, portrait=value)
         return ItemOutcome(self._seq, key, kind, status, result=value)
