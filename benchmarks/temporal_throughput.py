@@ -2,8 +2,8 @@
 
 One batch of ``--items`` reference creates (as in ``temporal_overhead.py``), ``--limit`` in
 flight, on a local dev server (``DevServer``) against the emulator (loopback, in this process).
-Workers are processes, ``python -m aiportrait temporal worker --concurrency 16`` with the
-emulator's credentials in ``AIPORTRAIT_*``: 1, 2 and 4 of them, each set on a task queue of its
+Workers are processes, ``python -m aiportrait temporal worker`` (its default concurrency) with
+the emulator's credentials in ``AIPORTRAIT_*``: 1, 2 and 4 of them, each set on a task queue of its
 own, all started before the first batch and stopped (SIGTERM) at the end. After a warm-up batch
 per set, each round runs one batch per set, the order rotated from round to round; a round gives
 the ratio items/s of k workers / items/s of 1 worker. Printed: the medians of those ratios
@@ -26,6 +26,7 @@ import signal
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -34,14 +35,30 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from temporal_overhead import items_for, proc_cpu, run_temporal  # noqa: E402
+from temporal_overhead import TICK, items_for, proc_cpu, run_temporal  # noqa: E402
 
 from aiportrait import temporal as at  # noqa: E402
 from aiportrait.emulator import Emulator  # noqa: E402
+from aiportrait.emulator._work import default_workers  # noqa: E402
 from aiportrait.samples import sample_photos  # noqa: E402
 
 SETS = (1, 2, 4)
 CORES = os.cpu_count() or 1
+
+
+def image_threads_cpu() -> dict[int, float]:
+    """CPU seconds of each of the emulator's image threads (``aiportrait-emu*``) by thread id."""
+    out: dict[int, float] = {}
+    for thread in threading.enumerate():
+        if not thread.name.startswith("aiportrait-emu") or thread.native_id is None:
+            continue
+        try:
+            with open(f"/proc/self/task/{thread.native_id}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[thread.native_id] = (int(fields[11]) + int(fields[12])) / TICK
+    return out
 
 
 async def start_worker(address: str, emu: Emulator, queue: str, store: Path) -> Any:
@@ -64,8 +81,6 @@ async def start_worker(address: str, emu: Emulator, queue: str, store: Path) -> 
         queue,
         "--store",
         str(store),
-        "--concurrency",
-        "16",
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
@@ -122,14 +137,17 @@ async def _measure(n: int, rounds: int, limit: int, threads: int | None, workdir
                 items = items_for(emu, samples, count)
                 pids = [p.pid for p in workers[k]]
                 gc.collect()
-                own0, srv0 = time.process_time(), proc_cpu(server_pid)
+                own0, srv0, img0 = time.process_time(), proc_cpu(server_pid), image_threads_cpu()
                 wrk0 = sum(proc_cpu(p) for p in pids)
                 t0 = time.perf_counter()
                 await run_temporal(client, store, queues[k], items, limit)
                 wall = time.perf_counter() - t0
+                own = time.process_time() - own0
+                img = sum(v - img0.get(tid, 0.0) for tid, v in image_threads_cpu().items())
                 return {
                     "wall": wall,
-                    "emulator": time.process_time() - own0,
+                    "image": img,
+                    "loop": own - img,
                     "workers": sum(proc_cpu(p) for p in pids) - wrk0,
                     "server": proc_cpu(server_pid) - srv0,
                 }
@@ -159,20 +177,22 @@ async def _measure(n: int, rounds: int, limit: int, threads: int | None, workdir
             f"{k} worker process(es)  {statistics.median(ratios):7.3f} {min(ratios):6.3f}"
             f" {max(ratios):6.3f} {wall:12.2f} s"
         )
+    nthreads = threads or default_workers()
     print(
-        "\nCPU per batch (medians): this process (emulator + starter), workers, server;"
-        " share of the CPU used, and of the machine"
+        "\nCPU per batch (medians): the emulator's image threads; the rest of this process"
+        " (loop: the emulator's HTTP, the starter); the workers; the server; then per item,"
+        " the share of the machine's cores used during the batch, and how busy the image"
+        f" threads ({nthreads}) were"
     )
+    parts_of = ("image", "loop", "workers", "server")
     for k in SETS:
         med = {key: statistics.median(x[key] for x in res[k]) for key in res[k][0]}
-        used = med["emulator"] + med["workers"] + med["server"]
-        parts = "  ".join(
-            f"{key} {med[key]:5.1f} s ({med[key] / used:4.0%})"
-            for key in ("emulator", "workers", "server")
-        )
+        used = sum(med[key] for key in parts_of)
+        parts = "  ".join(f"{key} {med[key]:5.1f} s ({med[key] / used:4.0%})" for key in parts_of)
         print(
             f"{k} worker(s): {parts}; {used / n * 1000:.0f} ms/item;"
-            f" {used / (med['wall'] * CORES):4.0%} of {CORES} cores"
+            f" {used / (med['wall'] * CORES):4.0%} of {CORES} cores;"
+            f" image threads busy {med['image'] / (med['wall'] * nthreads):4.0%}"
         )
 
 
