@@ -267,14 +267,15 @@ async def test_a_batch_continues_as_new_and_reports_every_outcome(
         store=cluster.store,
         task_queue=cluster.queue,
         limit=3,
-        page=3,
+        page=2,
+        per_run=3,
         poll=FAST,
         timeouts=QUICK,
     )
     summary = await at.result(handle)
     assert summary.total == 9
     assert summary.counts == {"succeeded": 8, "failed": 1}
-    assert len(summary.outcome_pages) == 3  # one per page: it continued as new twice
+    assert len(summary.outcome_pages) == 3  # one per run: it continued as new twice
     outcomes = await at.read_outcomes(cluster.store, summary.outcome_pages)
     assert sorted(o.key for o in outcomes) == sorted(k for k, _ in items)
     assert sorted(o.seq for o in outcomes) == list(range(1, 10))

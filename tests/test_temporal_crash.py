@@ -105,7 +105,8 @@ async def test_a_worker_killed_mid_batch_charges_nothing_twice_and_loses_nothing
                 store=store,
                 task_queue=queue,
                 limit=12,
-                page=60,
+                page=25,
+                per_run=40,
                 poll=PollPolicy(first=0.2, cap=1.0, jitter=0.0, timeout=300.0),
                 timeouts=at.Timeouts(heartbeat=5.0, charged=120.0, read=30.0, retry_cap=2.0),
             )

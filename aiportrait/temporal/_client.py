@@ -159,6 +159,7 @@ async def start_batch(
     task_queue: str = DEFAULT_TASK_QUEUE,
     limit: int = 8,
     page: int = 500,
+    per_run: int = 2000,
     check: bool = False,
     poll: PollPolicy = PollPolicy.TRAINING,
     timeouts: Timeouts = DEFAULT_TIMEOUTS,
@@ -166,7 +167,9 @@ async def start_batch(
     """Start a :class:`PortraitBatchWorkflow` over ``(key, request)`` pairs.
 
     With a ``store`` (one the workers read), the items are written there as JSON Lines files
-    of ``page`` items each, and the workflow reads one per run: a batch of any size. Without
+    of ``page`` items (and at most :data:`PAGE_BYTES`) each, which the workflow reads in turn: a
+    batch of any size. ``per_run`` items run per workflow run (see
+    :class:`PortraitBatchWorkflow`). Without
     one, they travel inline in the workflow's input (a few hundred items at most: Temporal
     refuses inputs over about 2 MB).
     """
@@ -178,6 +181,7 @@ async def start_batch(
     common: dict[str, Any] = {
         "limit": limit,
         "page": page,
+        "per_run": per_run,
         "check": check,
         "poll": poll,
         "timeouts": timeouts,

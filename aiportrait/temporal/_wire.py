@@ -287,7 +287,9 @@ class BatchInput:
         item_pages: store addresses of JSON Lines files of items (``BatchItem`` dicts), one
             page each, run in order: a batch of any size (:func:`start_batch` writes them).
         limit: items in flight at most (trainings and creations together).
-        page: inline items run per workflow run before ``continue_as_new``.
+        page: inline items read at a time.
+        per_run: items started in one workflow run; then it lets them end and continues as
+            new (earlier when Temporal suggests it). A run waits for its slowest item there.
         check: check training photos first (see :class:`TrainInput`).
         poll: the poll policy of the trainings.
         timeouts: the activities' timeouts and tries.
@@ -297,6 +299,7 @@ class BatchInput:
     item_pages: tuple[str, ...] = ()
     limit: int = 8
     page: int = 500
+    per_run: int = 2000
     check: bool = False
     poll: PollPolicy = PollPolicy.TRAINING
     timeouts: Timeouts = Timeouts()

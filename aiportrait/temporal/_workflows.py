@@ -51,6 +51,7 @@ __all__ = ["CreateWorkflow", "PortraitBatchWorkflow", "TrainWorkflow"]
 
 _ONE_ATTEMPT = TemporalRetryPolicy(maximum_attempts=1)
 _MAX_QUERY_OUTCOMES = 500
+_OUTCOMES_PER_FILE = 500
 
 
 def _read_retry(t: Timeouts) -> TemporalRetryPolicy:
@@ -276,10 +277,11 @@ class CreateWorkflow:
 class PortraitBatchWorkflow:
     """Many trainings (child :class:`TrainWorkflow` runs) and creations, ``limit`` at a time.
 
-    Items are read a page at a time (inline, or from an item file in the store); each page's
-    outcomes are written to the store before the workflow continues as new, so a batch of any
-    size stays within Temporal's history limits. Query ``progress`` for counts by outcome and
-    the latest outcomes; the result is a :class:`BatchSummary`.
+    Items are read a page at a time (inline, or from page files in the store), the next page
+    while the last items of one still run. After ``per_run`` items (or when Temporal suggests
+    it) the run lets its items in flight end, writes their outcomes to the store, and continues
+    as new, so a batch of any size stays within Temporal's history limits. Query ``progress``
+    for counts by outcome and the latest outcomes; the result is a :class:`BatchSummary`.
     """
 
     def __init__(self) -> None:
@@ -293,35 +295,43 @@ class PortraitBatchWorkflow:
 
     @workflow.run
     async def run(self, batch: BatchInput) -> BatchSummary:
-        """Run this page of items; continue as new while items remain."""
+        """Run items, page after page, keeping ``limit`` in flight; after ``per_run`` items (or
+        when Temporal suggests it), let those in flight end, write the outcomes, and continue
+        as new with the rest."""
         self._counts = dict(batch.counts)
         self._pages = list(batch.outcome_pages)
         self._seq = batch.seq
-        items = await self._page(batch)
-        self._read = batch.offset + len(items)
-        limit = asyncio.Semaphore(batch.limit)
-
-        async def one(item: BatchItem) -> None:
-            async with limit:
-                self._in_flight += 1
-                try:
-                    outcome = await self._item(item, batch)
-                finally:
-                    self._in_flight -= 1
-                self._counts[outcome.status] = self._counts.get(outcome.status, 0) + 1
-                self._outcomes.append(outcome)
-
-        await asyncio.gather(*(one(item) for item in items))
-        if self._outcomes:
-            name = f"batches/{self._name()}/outcomes-{batch.offset:010d}.jsonl"
-            page = OutcomePage(name, tuple(self._outcomes))
-            self._pages.append(await _read(PortraitActivities.save_outcomes, page, batch.timeouts))
+        self._read = batch.offset
+        page_number = batch.next_page
+        slots = asyncio.Semaphore(batch.limit)
+        running: list[asyncio.Task[None]] = []
+        started = 0
+        while True:
+            items = await self._page(batch, page_number, self._read)
+            page_number += 1
+            self._read += len(items)
+            for item in items:
+                await slots.acquire()  # the next page is read while this one's last items run
+                running.append(asyncio.create_task(self._one(item, batch, slots)))
+            started += len(items)
+            if self._end or started >= batch.per_run:
+                break
+            if workflow.info().is_continue_as_new_suggested():
+                break
+        await asyncio.gather(*running)
+        for first in range(0, len(self._outcomes), _OUTCOMES_PER_FILE):
+            chunk = tuple(self._outcomes[first : first + _OUTCOMES_PER_FILE])
+            name = f"batches/{self._name()}/outcomes-{chunk[0].seq:010d}.jsonl"
+            uri = await _read(
+                PortraitActivities.save_outcomes, OutcomePage(name, chunk), batch.timeouts
+            )
+            self._pages.append(uri)
         if not self._end:
             workflow.continue_as_new(
                 attrs.evolve(
                     batch,
                     offset=self._read,
-                    next_page=batch.next_page + 1,
+                    next_page=page_number,
                     counts=self._counts,
                     outcome_pages=tuple(self._pages),
                     seq=self._seq,
@@ -329,18 +339,32 @@ class PortraitBatchWorkflow:
             )
         return BatchSummary(dict(self._counts), self._read, tuple(self._pages))
 
+    async def _one(self, item: BatchItem, batch: BatchInput, slots: asyncio.Semaphore) -> None:
+        self._in_flight += 1
+        try:
+            outcome = await self._item(item, batch)
+        finally:
+            self._in_flight -= 1
+            slots.release()
+        self._counts[outcome.status] = self._counts.get(outcome.status, 0) + 1
+        self._outcomes.append(outcome)
+
     def _name(self) -> str:
         return safe_name(workflow.info().workflow_id)
 
-    async def _page(self, batch: BatchInput) -> tuple[BatchItem, ...]:
+    async def _page(self, batch: BatchInput, number: int, offset: int) -> tuple[BatchItem, ...]:
+        """Page ``number`` of the item files, or the inline items from ``offset``."""
         if batch.item_pages:
+            if number >= len(batch.item_pages):
+                self._end = True
+                return ()
             page: ItemPage = await _read(
-                PortraitActivities.read_items, batch.item_pages[batch.next_page], batch.timeouts
+                PortraitActivities.read_items, batch.item_pages[number], batch.timeouts
             )
-            self._end = batch.next_page + 1 >= len(batch.item_pages)
+            self._end = number + 1 >= len(batch.item_pages)
             return page.items
-        items = batch.items[batch.offset : batch.offset + batch.page]
-        self._end = batch.offset + batch.page >= len(batch.items)
+        items = batch.items[offset : offset + batch.page]
+        self._end = offset + batch.page >= len(batch.items)
         return items
 
     async def _item(self, item: BatchItem, batch: BatchInput) -> ItemOutcome:
