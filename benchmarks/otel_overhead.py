@@ -26,10 +26,11 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from run import APP, IN_FLIGHT, TOKEN, cpu_of, drive, server  # noqa: E402
+
 import aiportrait  # noqa: E402
 import aiportrait.otel  # noqa: E402
 from aiportrait import _transport, hooks  # noqa: E402
-from run import APP, IN_FLIGHT, TOKEN, cpu_of, drive, server  # noqa: E402
 
 
 def _noop(event: Any) -> None:
@@ -101,9 +102,7 @@ async def _measure(url: str, n: int, rounds: int) -> None:
     print(f"{'candidate / no hook':<28} {'median':>7} {'min':>6} {'max':>6}")
     for name, values in times.items():
         ratios = [v / b for v, b in zip(values, base, strict=True)]
-        print(
-            f"{name:<28} {statistics.median(ratios):7.2f} {min(ratios):6.2f} {max(ratios):6.2f}"
-        )
+        print(f"{name:<28} {statistics.median(ratios):7.2f} {min(ratios):6.2f} {max(ratios):6.2f}")
 
 
 def main() -> None:

@@ -46,7 +46,7 @@ async def test_train_prints_the_id_follows_and_reattaches(
     code, text = await run("train", *photos, "--check", "--id", "cli-train-1", *_where(cluster))
     assert code == 0, text
     assert text.startswith("workflow cli-train-1 (re-attach: aiportrait temporal attach")
-    assert "model " in text.splitlines()[-1] and "trained in" in text
+    assert "model " in text.splitlines()[-1] and "training time" in text
     code, again = await run("attach", "cli-train-1", *_where(cluster))
     assert code == 0
     assert again.splitlines()[-1] == text.splitlines()[-1]

@@ -40,35 +40,36 @@ _ENV_FILE: Final = "env.sh"
 
 
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
     env = os.environ.get
-    common.add_argument(
-        "--address",
-        default=env("TEMPORAL_ADDRESS", "127.0.0.1:7233"),
-        help="Temporal frontend host:port (TEMPORAL_ADDRESS; default 127.0.0.1:7233)",
-    )
-    common.add_argument(
+    store = argparse.ArgumentParser(add_help=False)  # dev: the store and the namespace only
+    store.add_argument(
         "--namespace",
         default=env("TEMPORAL_NAMESPACE", "default"),
         help="Temporal namespace (TEMPORAL_NAMESPACE; default 'default')",
     )
-    common.add_argument(
-        "--task-queue",
-        default=env("AIPORTRAIT_TASK_QUEUE", "aiportrait"),
-        help="task queue (AIPORTRAIT_TASK_QUEUE; default 'aiportrait')",
-    )
-    common.add_argument(
+    store.add_argument(
         "--store",
         type=Path,
         default=Path(env("AIPORTRAIT_STORE", "aiportrait-store")),
         help="portrait store folder shared by workers and starters (AIPORTRAIT_STORE;"
         " default ./aiportrait-store)",
     )
+    common = argparse.ArgumentParser(add_help=False, parents=[store])
+    common.add_argument(
+        "--address",
+        default=env("TEMPORAL_ADDRESS", "127.0.0.1:7233"),
+        help="Temporal frontend host:port (TEMPORAL_ADDRESS; default 127.0.0.1:7233)",
+    )
+    common.add_argument(
+        "--task-queue",
+        default=env("AIPORTRAIT_TASK_QUEUE", "aiportrait"),
+        help="task queue (AIPORTRAIT_TASK_QUEUE; default 'aiportrait')",
+    )
     parser = argparse.ArgumentParser(prog=PROG, description="aiportrait on Temporal.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     dev = sub.add_parser(
-        "dev", parents=[common], help="start a local Temporal server and the emulator"
+        "dev", parents=[store], help="start a local Temporal server and the emulator"
     )
     dev.add_argument("--port", type=int, default=7233, help="Temporal frontend port (7233)")
     dev.add_argument("--ui-port", type=int, default=8233, help="Temporal Web UI port (8233)")
@@ -190,9 +191,16 @@ async def cmd_worker(args: argparse.Namespace, out: IO[str]) -> int:
 
 async def cmd_dev(args: argparse.Namespace, out: IO[str]) -> int:
     """Start the dev server and the emulator; write env.sh and sample files; wait for Ctrl-C."""
-    from ..emulator import Emulator
-    from ..samples import sample_photos
     from ..temporal import DevServer
+    from ._exit import UsageError
+
+    try:
+        from ..emulator import Emulator
+        from ..samples import sample_photos
+    except ImportError as exc:
+        raise UsageError(
+            f"temporal dev runs the emulator too: pip install 'aiportrait[emulator]' ({exc})"
+        ) from None
 
     folder = args.dir.resolve()
     folder.mkdir(parents=True, exist_ok=True)
@@ -321,7 +329,8 @@ async def _follow_train(handle: Any, out: IO[str]) -> int:
             raise error_of(exc) from exc
     finally:
         result.cancel()
-    print(f"model {trained.model_id} trained in {trained.cost_time:.1f}s", file=out, flush=True)
+    line = f"model {trained.model_id} (the service's training time {trained.cost_time:.1f}s)"
+    print(line, file=out, flush=True)
     return EXIT_OK
 
 
@@ -329,9 +338,11 @@ async def cmd_train(args: argparse.Namespace, out: IO[str]) -> int:
     """Start a TrainWorkflow, print its id, follow it."""
     from .._requests import TrainRequest
     from ..temporal import start_training
+    from ._batchfile import check_request
 
     client = await _client(args)
     request = TrainRequest(tuple(args.photos), args.sdxl)
+    check_request(request)  # the photo-count warning here, not only in a worker's log
     try:
         handle = await start_training(
             client,
