@@ -76,7 +76,7 @@ def refusal(report: CheckReport) -> str:
     bad = report.failed
     lines = [
         f"{len(bad)} of {len(report.results)} local photos failed the check on this machine; "
-        "nothing was uploaded or charged (force=True / --force trains on them anyway):"
+        "nothing was uploaded or charged (train with force=True to use them anyway):"
     ]
     for check in bad:
         detail = f" ({check.detail})" if check.detail else ""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from pathlib import Path, PurePath
 from typing import Any, Literal
 
 import attrs
@@ -72,10 +73,21 @@ _REQUESTS: tuple[type[Any], ...] = (
 )
 
 
+_PATH = "$path"  # a pathlib path among an error's attributes: it comes back as a Path
+
+
+def _restored(value: Any) -> Any:
+    if isinstance(value, dict) and len(value) == 1 and _PATH in value:
+        return Path(value[_PATH])
+    return value
+
+
 def _json_safe(value: Any) -> Any:
     """``value`` as plain JSON data (requests by their dict; anything else unusual by str)."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
+    if isinstance(value, PurePath):
+        return {_PATH: str(value)}
     if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
     if isinstance(value, Mapping):
@@ -117,7 +129,7 @@ class ErrorInfo:
             return AIPortraitError(f"{self.type}: {self.message}")
         exc = cls.__new__(cls)
         exc.args = self.args
-        exc.__dict__.update(self.attributes)
+        exc.__dict__.update({k: _restored(v) for k, v in self.attributes.items()})
         return exc
 
 
