@@ -19,7 +19,7 @@ from aiportrait import LocalRequest
 from aiportrait._batch import keyed
 from aiportrait._journal import Journal
 from aiportrait.emulator import Emulator
-from aiportrait.samples import SamplePhotos, sample_photos
+from aiportrait.samples import SamplePhotos
 from aiportrait.uploads import OSSUploader
 
 pytest.importorskip("alibabacloud_oss_v2")
@@ -29,9 +29,10 @@ FAST = aiportrait.PollPolicy(first=0.05, cap=0.2)
 TOKEN = "batch-local-token-0123456789"
 
 
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory: pytest.TempPathFactory) -> SamplePhotos:
-    return sample_photos(tmp_path_factory.mktemp("photos"))
+@pytest.fixture
+def photos(sample_media: SamplePhotos) -> SamplePhotos:
+    """The sample photos, written once per test session (conftest)."""
+    return sample_media
 
 
 @pytest.fixture

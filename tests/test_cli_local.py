@@ -14,7 +14,7 @@ import pytest
 from aiportrait import cli
 from aiportrait.cli import main
 from aiportrait.emulator import Emulator
-from aiportrait.samples import SamplePhotos, sample_photos
+from aiportrait.samples import SamplePhotos
 
 Image = pytest.importorskip("PIL.Image")
 pytest.importorskip("alibabacloud_oss_v2")
@@ -22,9 +22,10 @@ pytest.importorskip("alibabacloud_oss_v2")
 TOKEN = "cli-local-token-0123456789"
 
 
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory: pytest.TempPathFactory) -> SamplePhotos:
-    return sample_photos(tmp_path_factory.mktemp("photos"))
+@pytest.fixture
+def photos(sample_media: SamplePhotos) -> SamplePhotos:
+    """The sample photos, written once per test session (conftest)."""
+    return sample_media
 
 
 @pytest.fixture

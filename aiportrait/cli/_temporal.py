@@ -169,18 +169,19 @@ async def cmd_worker(args: argparse.Namespace, out: IO[str]) -> int:
 
     client = await _client(args)
     stop = await _stop_event()
+    store = _store(args)
     async with Session.from_env() as session:
         worker = new_worker(
             client,
             session,
-            _store(args),
+            store,
             task_queue=args.task_queue,
             concurrency=args.concurrency,
             rate=args.rate,
         )
         print(
             f"worker on {args.address} namespace {args.namespace} task queue"
-            f" {args.task_queue}, store {_store(args).root}; stop with Ctrl-C",
+            f" {args.task_queue}, store {store.root}; stop with Ctrl-C",
             file=out,
             flush=True,
         )

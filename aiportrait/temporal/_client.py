@@ -234,12 +234,21 @@ async def follow_batch(
     from ._workflows import PortraitBatchWorkflow
 
     shown: set[int] = set()
+    latest = 0  # the highest seq shown
+
+    def unseen(outcomes: Iterable[ItemOutcome]) -> list[ItemOutcome]:
+        nonlocal latest
+        new = [o for o in outcomes if o.seq not in shown]
+        shown.update(o.seq for o in new)
+        latest = max((latest, *(o.seq for o in new)))
+        return new
+
     told = ""
     done = asyncio.ensure_future(handle.result())
     try:
         while not done.done():
             try:
-                progress = await handle.query(PortraitBatchWorkflow.progress, max(shown, default=0))
+                progress = await handle.query(PortraitBatchWorkflow.progress, latest)
             except Exception as exc:  # no worker answers now; the next tick tries again
                 progress = None
                 why = f"{type(exc).__name__}: {exc}"
@@ -248,24 +257,18 @@ async def follow_batch(
                     on_wait(why)
             if progress is not None:
                 fresh = sorted(progress.outcomes, key=lambda o: o.seq)
-                if fresh and fresh[0].seq > max(shown, default=0) + 1:  # a run went by
-                    for outcome in await read_outcomes(store, progress.outcome_pages):
-                        if outcome.seq not in shown:
-                            shown.add(outcome.seq)
-                            yield outcome
-                for outcome in fresh:
-                    if outcome.seq not in shown:
-                        shown.add(outcome.seq)
+                if fresh and fresh[0].seq > latest + 1:  # a run went by: its outcomes are stored
+                    for outcome in unseen(await read_outcomes(store, progress.outcome_pages)):
                         yield outcome
+                for outcome in unseen(fresh):
+                    yield outcome
             await asyncio.wait({done}, timeout=every)
         try:
             summary: BatchSummary = done.result()
         except WorkflowFailureError as exc:
             raise error_of(exc) from exc
-        for outcome in await read_outcomes(store, summary.outcome_pages):
-            if outcome.seq not in shown:
-                shown.add(outcome.seq)
-                yield outcome
+        for outcome in unseen(await read_outcomes(store, summary.outcome_pages)):
+            yield outcome
     finally:
         done.cancel()
 

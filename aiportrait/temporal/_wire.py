@@ -27,11 +27,9 @@ from temporalio.converter import (
 
 from .. import errors as _errors
 from .._requests import (
-    BatchQuery,
-    CheckRequest,
+    _TYPES,
     CreateRequest,
     GroupCreateRequest,
-    JobQuery,
     PromptCreateRequest,
     ReferenceCreateRequest,
     TrainRequest,
@@ -61,16 +59,7 @@ __all__ = [
 
 Status = Literal["succeeded", "failed", "unknown"]
 
-_REQUESTS: tuple[type[Any], ...] = (
-    CheckRequest,
-    TrainRequest,
-    CreateRequest,
-    GroupCreateRequest,
-    ReferenceCreateRequest,
-    PromptCreateRequest,
-    JobQuery,
-    BatchQuery,
-)
+_REQUESTS: tuple[type[Any], ...] = tuple(_TYPES.values())  # every request class, by type name
 
 
 _PATH = "$path"  # a pathlib path among an error's attributes: it comes back as a Path
