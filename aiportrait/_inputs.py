@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol, TypeAlias, runtime_checkable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeAlias, TypeVar, runtime_checkable
 
 from ._photos import CleanPhoto, clean_photo, photo_name, read_photo
 from .errors import AIPortraitError, InvalidArgument, PreflightFailed, UploadError
@@ -25,7 +25,10 @@ __all__ = [
     "is_local",
     "resolve_image",
     "resolve_images",
+    "upload_photos",
 ]
+
+K = TypeVar("K")
 
 ImageInput: TypeAlias = "str | os.PathLike[str] | bytes"
 """A photo or template: a URL (``str``), a local file (``os.PathLike``) or image bytes."""
@@ -89,6 +92,35 @@ async def _upload(upload: UploadFunc, photo: CleanPhoto) -> str:
     return url
 
 
+async def upload_photos(
+    upload: UploadFunc, photos: Mapping[K, tuple[bytes, str, str]], *, check: bool
+) -> dict[K, str]:
+    """Photos already read (``data, content_type, name`` by key): checked on this machine when
+    ``check`` (a training not forced; :class:`PreflightFailed` names each bad photo, before
+    anything is uploaded), cleaned of their metadata, uploaded; their URLs by key."""
+    if check:
+        from ._preflight import preflight, refusal, renamed
+
+        report = await preflight([data for data, _, _ in photos.values()])
+        if not report.ok:
+            report = renamed(report, [name for _, _, name in photos.values()])
+            raise PreflightFailed(refusal(report), report)
+    urls = {}
+    for key, (data, content_type, name) in photos.items():
+        photo = await asyncio.to_thread(clean_photo, data, content_type, name)
+        urls[key] = await _upload(upload, photo)
+    return urls
+
+
+def _read_all(local: Mapping[int, tuple[Any, str]]) -> dict[int, tuple[bytes, str, str]]:
+    """Every local photo read (blocking: run in a thread); the first bad one raises."""
+    out = {}
+    for i, (value, name) in local.items():
+        data, content_type = read_photo(value, name)
+        out[i] = (data, content_type, name)
+    return out
+
+
 async def resolve_images(
     uploader: UploadFunc | None,
     images: Sequence[Any],
@@ -106,18 +138,8 @@ async def resolve_images(
     local = {i: (v, photo_name(v, i)) for i, v in enumerate(images) if is_local(v)}
     if uploader is None:
         raise _needs_uploader(what, next(iter(local.values()))[1])
-    read = {i: read_photo(v, name) for i, (v, name) in local.items()}  # every refusal first
-    if training and not force:
-        from ._preflight import preflight, refusal
-
-        report = await preflight([v for v, _ in local.values()])
-        if not report.ok:
-            raise PreflightFailed(refusal(report), report)
-    cleaned = {
-        i: await asyncio.to_thread(clean_photo, data, kind, local[i][1])
-        for i, (data, kind) in read.items()
-    }
-    urls = {i: await _upload(uploader, photo) for i, photo in cleaned.items()}
+    read = await asyncio.to_thread(_read_all, local)  # every refusal before any upload
+    urls = await upload_photos(uploader, read, check=training and not force)
     return [urls.get(i, v) for i, v in enumerate(images)]
 
 
@@ -128,6 +150,5 @@ async def resolve_image(uploader: UploadFunc | None, value: Any, what: str) -> A
     name = photo_name(value, 0) if not isinstance(value, (bytes, bytearray)) else what
     if uploader is None:
         raise _needs_uploader(what, name)
-    data, kind = read_photo(value, name)
-    photo = await asyncio.to_thread(clean_photo, data, kind, name)
-    return await _upload(uploader, photo)
+    read = await asyncio.to_thread(_read_all, {0: (value, name)})
+    return (await upload_photos(uploader, read, check=False))[0]

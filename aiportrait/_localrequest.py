@@ -18,7 +18,6 @@ everything but the photos is validated at once. Per item, the batch runner:
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 from collections.abc import Mapping, Sequence
@@ -26,8 +25,8 @@ from typing import Any, ClassVar
 
 import attrs
 
-from ._inputs import UploadFunc, _needs_uploader, _upload, is_local
-from ._photos import clean_photo, photo_name, read_photo
+from ._inputs import UploadFunc, _needs_uploader, is_local, upload_photos
+from ._photos import photo_name, read_photo
 from ._requests import (
     AnyCreateRequest,
     CreateRequest,
@@ -37,7 +36,7 @@ from ._requests import (
     TrainRequest,
 )
 from .config import CreateConfig
-from .errors import InvalidArgument, PreflightFailed
+from .errors import InvalidArgument
 
 __all__ = ["LocalRequest", "ReadInputs", "remembering"]
 
@@ -257,18 +256,8 @@ class LocalRequest:
         if upload is None:
             first = next(iter(read.photos.values()))[2]
             raise _needs_uploader(self.request_type.__name__, first)
-        if self.is_training and not self.force:
-            from ._preflight import preflight, refusal
-
-            report = await preflight([data for data, *_ in read.photos.values()])
-            if not report.ok:
-                names = [name for _, _, name, _ in read.photos.values()]
-                report = _renamed(report, names)
-                raise PreflightFailed(refusal(report), report)
-        urls = {}
-        for place, (data, content_type, name, _) in read.photos.items():
-            photo = await asyncio.to_thread(clean_photo, data, content_type, name)
-            urls[place] = await _upload(upload, photo)
+        photos = {place: (data, kind, name) for place, (data, kind, name, _) in read.photos.items()}
+        urls = await upload_photos(upload, photos, check=self.is_training and not self.force)
         return self._build(urls)  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
@@ -299,11 +288,3 @@ def remembering(upload: UploadFunc | None, memo: Any) -> UploadFunc | None:
 def _named(place: tuple[str, int]) -> str:
     name, index = place
     return f"{name} bytes #{index + 1}" if name == "images" else f"{name} (bytes)"
-
-
-def _renamed(report: Any, names: list[str]) -> Any:
-    """The local check's report with each photo named as in the item (paths, not bytes #N)."""
-    results = tuple(
-        attrs.evolve(check, url=name) for check, name in zip(report.results, names, strict=True)
-    )
-    return attrs.evolve(report, results=results, images=tuple(r.url for r in results if r.ok))

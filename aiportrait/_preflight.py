@@ -13,11 +13,13 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
+
 from ._photos import photo_name, read_photo
 from .errors import InvalidArgument, LocalPhotoError
 from .models import CheckReport, CheckVerdict, ImageCheck
 
-__all__ = ["LocalInput", "preflight", "refusal"]
+__all__ = ["LocalInput", "preflight", "refusal", "renamed"]
 
 LocalInput = os.PathLike[str] | bytes
 
@@ -82,3 +84,11 @@ def refusal(report: CheckReport) -> str:
         detail = f" ({check.detail})" if check.detail else ""
         lines.append(f"  {check.url}: {check.code.name} {check.message}{detail}")
     return "\n".join(lines)
+
+
+def renamed(report: CheckReport, names: Sequence[str]) -> CheckReport:
+    """``report`` with each photo named as the caller gave it (a path, not ``bytes #N``)."""
+    results = tuple(
+        attrs.evolve(check, url=name) for check, name in zip(report.results, names, strict=True)
+    )
+    return attrs.evolve(report, results=results, images=tuple(r.url for r in results if r.ok))
