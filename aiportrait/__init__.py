@@ -35,7 +35,6 @@ from ._transport import DEFAULT_TIMEOUT
 from ._version import __version__
 from ._watch import JobUpdate, JobWatch, PollPolicy
 from .config import SD15_ONLY_KEYS, SDXL_ONLY_KEYS, CreateConfig
-from .emulator._clients import register_session_factory as _register_session_factory
 from .errors import (
     AIPortraitError,
     AIPortraitWarning,
@@ -100,8 +99,6 @@ from .models import (
     TrainJob,
     TrainResult,
 )
-
-_register_session_factory(Session)  # what Emulator.session() builds; the emulator never imports us
 
 if TYPE_CHECKING:
     from ._localrequest import LocalRequest

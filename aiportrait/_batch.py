@@ -62,7 +62,6 @@ from .hooks import (
     ItemOutcome,
     emit,
     next_id,
-    within,
 )
 from .models import Portrait
 
@@ -123,11 +122,8 @@ async def run_batch(
     work: Callable[[Any, R], Awaitable[Outcome[R, V]]],
     limit: int,
     fail_fast: bool,
-    batch_id: int = 0,
 ) -> AsyncGenerator[Outcome[R, V], None]:
     """Run ``work`` on every item with ``limit`` workers; yield outcomes as they complete.
-
-    With a ``batch_id`` (the batch has hooks), the workers' calls name it as their ``within``.
 
     Workers never raise: an item's error is part of its outcome, and a failure of the input
     iterator (or of the journal) is sent as an abort. Only this generator's own frame cancels
@@ -141,8 +137,6 @@ async def run_batch(
 
     async def worker(out: anyio.abc.ObjectSendStream[Outcome[R, V] | _Abort]) -> None:
         nonlocal stopping
-        if batch_id:
-            within.set(batch_id)  # in this worker's own context: the consumer never sees it
         async with out:
             while not stopping:
                 try:
@@ -209,9 +203,11 @@ def create_many(
     upload: UploadFunc | None = None,
 ) -> Outcomes[AnyCreateRequest | LocalRequest, Portrait]:
     """Run create requests as a batch (see :meth:`Session.create_many`)."""
+    batch_id = next_id() if hooks else None  # what the hook events of its calls name
     runner = BatchRunner(
         send,
         wait,
+        within=batch_id,
         journal=journal,
         out_dir=out_dir,
         resubmit_unknown=resubmit_unknown,
@@ -221,8 +217,9 @@ def create_many(
     )
     items = keyed(requests, _CREATE_KINDS, training=False)
     size = _limit(limit, capacity)
-    if hooks:
-        return Outcomes(_observed(items, runner.create, size, fail_fast, runner, "create", hooks))
+    if batch_id is not None:
+        observed = _observed(items, runner.create, size, fail_fast, runner, "create", hooks)
+        return Outcomes(observed)
     return Outcomes(_closing(run_batch(items, runner.create, size, fail_fast), runner))
 
 
@@ -247,9 +244,11 @@ def train_many(
     With ``durations`` (the Session's learned job durations) and a journal, the batch starts
     from the durations earlier runs stored and stores the ones it learns.
     """
+    batch_id = next_id() if hooks else None  # what the hook events of its calls name
     runner = BatchRunner(
         send,
         wait,
+        within=batch_id,
         journal=journal,
         out_dir=None,
         resubmit_unknown=resubmit_unknown,
@@ -266,7 +265,7 @@ def train_many(
     )
     pairs = ((key, _training(item)) for key, item in sets)
     size = _limit(limit, capacity)
-    if hooks:
+    if batch_id is not None:
         return Outcomes(_observed(pairs, work, size, fail_fast, runner, "train", hooks))
     return Outcomes(_closing(run_batch(pairs, work, size, fail_fast), runner))
 
@@ -315,12 +314,13 @@ async def _observed(
     hooks: Sequence[Hook],
 ) -> AsyncGenerator[Outcome[Any, Any], None]:
     """:func:`_closing` with the batch's hook events: started, each item, ended."""
-    batch_id = next_id()
+    batch_id = runner.within
+    assert batch_id is not None
     counts = {"ok": 0, "failed": 0, "unknown": 0, "resumed": 0}
     started = _clock.now()
     stopped: BaseException | None = None
-    await emit(hooks, BatchStarted(batch_id, kind, limit, within.get()))
-    outcomes = _closing(run_batch(items, work, limit, fail_fast, batch_id), runner)
+    await emit(hooks, BatchStarted(batch_id, kind, limit))
+    outcomes = _closing(run_batch(items, work, limit, fail_fast), runner)
     try:
         async for outcome in outcomes:
             error = outcome.error

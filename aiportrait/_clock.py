@@ -1,28 +1,43 @@
 """The library's clock: every wait and every deadline of a call or a watch goes through here.
 
-By default it is the real monotonic clock and ``anyio.sleep``. :func:`set_testing` swaps in a
-virtual clock whose sleeps return at once and move virtual time forward by what was asked, so
-tests of retries, cool-downs, deadlines and poll schedules run in no time and never depend on
-how fast the machine is (in the spirit of stamina's ``set_testing``).
+By default it is the real monotonic clock, ``anyio.sleep`` and anyio's own cancel-scope
+deadlines. :func:`set_testing` swaps in a :class:`VirtualClock` whose sleeps return at once and
+move virtual time forward by what was asked, and whose deadlines pass when virtual time passes
+them, so tests of retries, cool-downs, deadlines and poll schedules run in no time and never
+depend on how fast the machine is (in the spirit of stamina's ``set_testing``). The switch is
+process configuration, like a logging level; no call's data goes through it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import heapq
+import itertools
+import math
 import time
+from collections.abc import Iterator
+from types import TracebackType
 
 import anyio
 import anyio.lowlevel
 
-__all__ = ["VirtualClock", "now", "set_testing", "sleep"]
+__all__ = ["VirtualClock", "deadline", "now", "set_testing", "sleep"]
 
 
 class VirtualClock:
-    """Time that moves only when someone sleeps: each sleep returns at once."""
+    """Time that moves only when the library sleeps or a test calls :meth:`advance`.
+
+    Each sleep returns at once. A deadline (a cancel scope from :func:`deadline`) is cancelled
+    when virtual time reaches it, so a test can cut a call that is waiting for an answer by
+    advancing the clock past the call's deadline.
+    """
 
     def __init__(self, start: float = 0.0) -> None:
         self.time = start
         self.slept: list[float] = []
         """Every wait asked for, in order (seconds)."""
+        self._alarms: list[tuple[float, int, anyio.CancelScope]] = []
+        self._seq = itertools.count()
 
     def now(self) -> float:
         """The virtual time, seconds."""
@@ -32,8 +47,29 @@ class VirtualClock:
         """Move virtual time forward by ``seconds`` and yield to the event loop once."""
         seconds = max(0.0, seconds)
         self.slept.append(seconds)
-        self.time += seconds
+        self.advance(seconds)
         await anyio.lowlevel.checkpoint()
+
+    def advance(self, seconds: float) -> None:
+        """Move virtual time forward by ``seconds``; deadlines reached are cancelled."""
+        self.time += max(0.0, seconds)
+        while self._alarms and self._alarms[0][0] <= self.time:
+            heapq.heappop(self._alarms)[2].cancel()
+
+    @contextlib.contextmanager
+    def deadline(self, seconds: float) -> Iterator[anyio.CancelScope]:
+        """A cancel scope cancelled when virtual time has moved ``seconds`` forward."""
+        with anyio.CancelScope() as scope:
+            alarm = (self.time + seconds, next(self._seq), scope)
+            heapq.heappush(self._alarms, alarm)
+            if seconds <= 0:
+                self.advance(0.0)
+            try:
+                yield scope
+            finally:
+                if alarm in self._alarms:
+                    self._alarms.remove(alarm)
+                    heapq.heapify(self._alarms)
 
 
 _virtual: VirtualClock | None = None
@@ -52,12 +88,48 @@ async def sleep(seconds: float) -> None:
         await _virtual.sleep(seconds)
 
 
-def set_testing(on: bool) -> VirtualClock | None:
-    """Make every wait of the library instant (``True``) or real again (``False``).
+@contextlib.contextmanager
+def deadline(seconds: float | None) -> Iterator[anyio.CancelScope]:
+    """A cancel scope that cancels itself ``seconds`` from now on the library's clock
+    (``None``: never). Check ``scope.cancelled_caught`` after it to tell a deadline."""
+    if _virtual is not None and seconds is not None:
+        with _virtual.deadline(seconds) as scope:
+            yield scope
+        return
+    limit = math.inf if seconds is None else anyio.current_time() + seconds
+    with anyio.CancelScope(deadline=limit) as scope:
+        yield scope
 
-    Returns the virtual clock when turned on, to read how much virtual time passed and which
-    waits were asked for.
+
+class set_testing:
+    """Make every wait of the library instant on a :class:`VirtualClock` (``on=True``), or
+    real again (``on=False``).
+
+    It takes effect at once, for the whole process, and works without pytest. Used as a
+    context manager it gives the clock (``None`` when turned off) and restores what was in
+    force before on exit::
+
+        with aiportrait.testing.set_testing() as clock:
+            await session.wait(job)      # the polls' waits take no time
+            print(clock.time)            # virtual seconds that passed
+
+    The ``aiportrait_instant_waits`` pytest fixture is this, for one test.
     """
-    global _virtual
-    _virtual = VirtualClock() if on else None
-    return _virtual
+
+    def __init__(self, on: bool = True) -> None:
+        global _virtual
+        self._before = _virtual
+        self.clock = VirtualClock() if on else None
+        _virtual = self.clock
+
+    def __enter__(self) -> VirtualClock | None:
+        return self.clock
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        global _virtual
+        _virtual = self._before

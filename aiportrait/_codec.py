@@ -12,6 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
+from ._convert import strict_converter
 from .errors import MalformedResponse
 from .models import (
     CheckReport,
@@ -59,46 +60,8 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _int(value: Any, _type: Any) -> int:
-    if isinstance(value, bool):
-        raise TypeError(f"expected an integer, got {value!r}")
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    if not isinstance(value, int):
-        raise TypeError(f"expected an integer, got {type(value).__name__}")
-    return value
-
-
-def _float(value: Any, _type: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"expected a number, got {type(value).__name__}")
-    return float(value)
-
-
-def _str(value: Any, _type: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"expected a string, got {type(value).__name__}")
-    return value
-
-
-def _bool(value: Any, _type: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"expected a boolean, got {type(value).__name__}")
-    return value
-
-
 def _build_converter() -> cattrs.Converter:
-    import cattrs
-
-    conv = cattrs.Converter(forbid_extra_keys=False)
-    conv.register_structure_hook(int, _int)
-    conv.register_structure_hook(float, _float)
-    conv.register_structure_hook(str, _str)
-    conv.register_structure_hook(bool, _bool)
-    conv.register_structure_hook(CheckVerdict, lambda v, _t: CheckVerdict(_int(v, int)))
-    conv.register_structure_hook(JobState, lambda v, _t: JobState(_int(v, int)))
+    conv = strict_converter()
     conv.register_unstructure_hook(Portrait, lambda p: {"format": p.format, "size": len(p.image)})
     return conv
 

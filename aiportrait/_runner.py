@@ -18,15 +18,13 @@ import json
 import logging
 import os
 import re
-from collections.abc import (
-    Awaitable,
-    Callable,
-)
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import anyio
 
+from ._call import Claim
 from ._codec import converter
 from ._durations import Durations
 from ._inputs import UploadFunc
@@ -39,7 +37,6 @@ from ._requests import (
     TrainRequest,
     _Request,
 )
-from ._sendhook import before_send, not_sent
 from .errors import (
     InvalidArgument,
     JobFailed,
@@ -57,8 +54,20 @@ log = logging.getLogger("aiportrait")
 
 V = TypeVar("V")
 
-Send = Callable[[AnyRequest], Awaitable[Any]]
-Wait = Callable[[TrainJob], Awaitable[TrainResult]]
+
+class Send(Protocol):
+    """Send one request (the Session's send path), with the journal's claim on the item and
+    the batch's id for the hooks."""
+
+    def __call__(
+        self, request: AnyRequest, *, claim: Claim | None = ..., within: int | None = ...
+    ) -> Awaitable[Any]: ...
+
+
+class Wait(Protocol):
+    """Follow a training to its end (the Session's wait), for the batch ``within``."""
+
+    def __call__(self, job: TrainJob, *, within: int | None = ...) -> Awaitable[TrainResult]: ...
 
 
 def fingerprint(request: object) -> str:
@@ -103,9 +112,10 @@ class BatchRunner:
 
     def __init__(
         self,
-        send: Callable[[AnyRequest], Awaitable[Any]],
-        wait: Callable[[TrainJob], Awaitable[TrainResult]],
+        send: Send,
+        wait: Wait,
         *,
+        within: int | None = None,
         journal: str | os.PathLike[str] | None,
         out_dir: str | os.PathLike[str] | None,
         resubmit_unknown: bool,
@@ -116,6 +126,8 @@ class BatchRunner:
     ) -> None:
         self.send = send
         self.wait = wait
+        self.within = within
+        """The batch's id in hook events (``None`` without hooks)."""
         self.durations = durations
         self.journal = None if journal is None else Journal(Path(journal))
         self.upload = upload if self.journal is None else remembering(upload, self.journal)
@@ -193,12 +205,12 @@ class BatchRunner:
         key: Any,
         seen: Record | None,
         fp: str,
-        submit: Callable[[], Awaitable[V]],
+        submit: Callable[[Claim | None], Awaitable[V]],
     ) -> V:
         """Run a charged call; the journal says ``submitting`` only once it is about to leave.
 
-        The item is claimed (atomically, from the row ``seen`` before) by the Session's
-        :data:`~aiportrait._sendhook.before_send` hook, after the limiter slot and the 429
+        The item is claimed (atomically, from the row ``seen`` before) by the
+        :class:`_JournalClaim` given to the send path, after the limiter slot and the 429
         cool-down: until then the request provably never left, and a failure or a cancel
         leaves the row as it was (a new item stays new). An error answer means it did not
         run: ``failed``. A call that provably never left (no connection) gets its row back as
@@ -208,60 +220,22 @@ class BatchRunner:
         """
         journal = self.journal
         if journal is None:
-            return await submit()
-        skey = key_text(key)
-        claimed = False
-
-        async def release() -> None:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(journal.release, kind, skey, fp, seen)
-
-        async def claim() -> None:
-            nonlocal claimed
-            if claimed:  # a later try of the same call
-                return
-            with anyio.CancelScope(shield=True):
-                won = await anyio.to_thread.run_sync(journal.claim, kind, skey, fp, seen)
-            if not won:
-                raise JournalError(
-                    f"journal {journal.path}: item {key!r} was claimed by another run or by "
-                    "another item with the same key; it was not submitted",
-                    path=journal.path,
-                    key=key,
-                )
-            claimed = True
-            try:  # a cancel that came during the write lands here: nothing was sent
-                await anyio.lowlevel.checkpoint_if_cancelled()
-            except BaseException:
-                claimed = False
-                await release()
-                raise
-
-        async def unclaim() -> None:
-            nonlocal claimed
-            if claimed:  # that try did not run: the row goes back to what it was
-                claimed = False
-                await release()
-
-        token = before_send.set(claim)
-        unsent_token = not_sent.set(unclaim)
+            return await submit(None)
+        claim = _JournalClaim(journal, kind, key, fp, seen)
         try:
-            return await submit()
+            return await submit(claim)
         except SubmitOutcomeUnknown:
             raise
         except TransportError as exc:
-            if claimed and exc.sent is False:
-                await release()
+            if claim.claimed and exc.sent is False:
+                await claim.release()
             raise
         except JournalError:
             raise
         except Exception as exc:
-            if claimed:
-                await self._put(kind, skey, fp, "failed", error=_describe(exc))
+            if claim.claimed:
+                await self._put(kind, claim.skey, fp, "failed", error=_describe(exc))
             raise
-        finally:
-            before_send.reset(token)
-            not_sent.reset(unsent_token)
 
     # -- creations -----------------------------------------------------------------------
 
@@ -304,9 +278,8 @@ class BatchRunner:
         """Create one portrait, journalled."""
         if self.journal is None and self.out_dir is None:  # nothing to record: just run it
             try:
-                return Outcome(
-                    key, request, value=await self.send(await self._resolved(request, None))
-                )
+                resolved = await self._resolved(request, None)
+                return Outcome(key, request, value=await self.send(resolved, within=self.within))
             except Exception as exc:
                 return Outcome(key, request, error=exc)
         stem = file_stem(key)
@@ -338,8 +311,9 @@ class BatchRunner:
         if stop is not None:
             return Outcome(key, request, error=stop, resumed=True)
 
-        async def call() -> Any:
-            return await self.send(await self._resolved(request, read))
+        async def call(claim: Claim | None) -> Any:
+            resolved = await self._resolved(request, read)
+            return await self.send(resolved, claim=claim, within=self.within)
 
         portrait, failed = await self._charged("create", key, record, fp, request, call)
         if failed is not None:
@@ -375,7 +349,7 @@ class BatchRunner:
         record: Record | None,
         fp: str,
         request: Any,
-        call: Callable[[], Awaitable[V]],
+        call: Callable[[Claim | None], Awaitable[V]],
     ) -> tuple[Any, Outcome[Any, Any] | None]:
         """Run a charged call between journal writes: its value, or the item's failed outcome.
 
@@ -390,8 +364,11 @@ class BatchRunner:
         except Exception as exc:
             return None, Outcome(key, request, error=exc)
 
-    async def _train(self, request: TrainRequest, read: ReadInputs | None) -> TrainJob:
-        job = await self.send(await self._resolved(request, read))
+    async def _train(
+        self, request: TrainRequest, read: ReadInputs | None, claim: Claim | None
+    ) -> TrainJob:
+        resolved = await self._resolved(request, read)
+        job = await self.send(resolved, claim=claim, within=self.within)
         assert isinstance(job, TrainJob)
         return job
 
@@ -425,7 +402,7 @@ class BatchRunner:
             if stop is not None:
                 return Outcome(key, request, error=stop, job=job, resumed=True)
             job, failed = await self._charged(
-                "train", key, record, fp, request, lambda: self._train(request, read)
+                "train", key, record, fp, request, lambda claim: self._train(request, read, claim)
             )
             if failed is not None:
                 return failed
@@ -436,7 +413,7 @@ class BatchRunner:
         if not wait:
             return Outcome(key, request, value=job, job=job)
         try:
-            result = await self.wait(job)
+            result = await self.wait(job, within=self.within)
         except JobFailed as exc:
             await self._put("train", skey, fp, "failed", error=_describe(exc))
             return Outcome(key, request, error=exc, job=job)
@@ -455,6 +432,56 @@ class BatchRunner:
 
 
 _EXTENSIONS = (".jpg", ".png", ".webp", ".bin")  # every Portrait.extension
+
+
+class _JournalClaim:
+    """The journal's claim on one charged item, told by the send path about each try
+    (:class:`~aiportrait._call.Claim`)."""
+
+    def __init__(self, journal: Journal, kind: str, key: Any, fp: str, seen: Record | None):
+        self.journal = journal
+        self.kind = kind
+        self.key = key
+        self.skey = key_text(key)
+        self.fp = fp
+        self.seen = seen
+        self.claimed = False
+
+    async def before_send(self) -> None:
+        """Mark the item ``submitting`` (once per call): the request is about to leave."""
+        if self.claimed:  # a later try of the same call
+            return
+        journal = self.journal
+        with anyio.CancelScope(shield=True):
+            won = await anyio.to_thread.run_sync(
+                journal.claim, self.kind, self.skey, self.fp, self.seen
+            )
+        if not won:
+            raise JournalError(
+                f"journal {journal.path}: item {self.key!r} was claimed by another run or by "
+                "another item with the same key; it was not submitted",
+                path=journal.path,
+                key=self.key,
+            )
+        self.claimed = True
+        try:  # a cancel that came during the write lands here: nothing was sent
+            await anyio.lowlevel.checkpoint_if_cancelled()
+        except BaseException:
+            await self.release()
+            raise
+
+    async def not_sent(self) -> None:
+        """That try did not run: the row goes back to what it was."""
+        if self.claimed:
+            await self.release()
+
+    async def release(self) -> None:
+        """Give the row back as it was before the claim."""
+        self.claimed = False
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(
+                self.journal.release, self.kind, self.skey, self.fp, self.seen
+            )
 
 
 def _describe(exc: BaseException) -> str:

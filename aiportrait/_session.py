@@ -1,7 +1,7 @@
 """``Session``: construction, lifecycle, per-call options, and the one send path.
 
 Every call is a request value (:mod:`aiportrait._requests`) sent by :meth:`Session.send`
-through the one retry loop (:func:`aiportrait._retry.call_with_retries`) and the transport.
+through the one call loop (:class:`aiportrait._call.Caller`) and the transport.
 The endpoint methods only build a request and send it; batches get the ``send`` and ``wait``
 callables and never see the Session.
 """
@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import logging
 import os
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import aiohttp
 import attrs
 
+from ._call import Call, Caller, Claim
 from ._credentials import credentials_from_env
 from ._durations import Durations, train_kind
 from ._inputs import ImageInput, Uploader, UploadFunc, as_upload, resolve_image, resolve_images
@@ -36,13 +38,13 @@ from ._requests import (
     ReferenceCreateRequest,
     TrainRequest,
 )
-from ._retry import RetryPolicy, call_with_retries
+from ._retry import RetryPolicy
 from ._signing import PrivateMapping, redacted
 from ._transport import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT, Answer, Transport
 from ._watch import JobWatch, PollPolicy
 from .config import CreateConfig
 from .errors import InvalidArgument, MalformedResponse, PhotoCountWarning, SubmitOutcomeUnknown
-from .hooks import Hook, active, origin
+from .hooks import Hook, header_sources, installed, next_id, origin
 from .models import CheckReport, Job, Portrait, TrainJob, TrainResult
 
 if TYPE_CHECKING:
@@ -117,6 +119,11 @@ class Session:
     ) -> None:
         configure_from_env()  # AIPORTRAIT_LOG: read once, at the first Session (not at import)
         token = redacted(token)  # a traceback's locals show '<redacted>' from here on
+        own = tuple(hooks)
+        if not all(callable(h) for h in own):
+            raise InvalidArgument("hooks must be callables taking one event")
+        # This Session's hooks, then those added with hooks.add_hook() before it was built.
+        self._hooks = (*own, *installed())
         self._timeout = _client_timeout(timeout) if timeout is not None else DEFAULT_TIMEOUT
         self._transport = Transport(
             host,
@@ -126,15 +133,16 @@ class Session:
             timeout=self._timeout,
             user_agent=user_agent,
             max_response_bytes=max_response_bytes,
+            extra_headers=header_sources(self._hooks),
         )
-        self._limits = Limits(max_in_flight, max_trainings, max_creations)
         self.poll = _checked(poll or PollPolicy.TRAINING, PollPolicy, "poll")
-        self._retry = _checked(retry or RetryPolicy(), RetryPolicy, "retry")
         self._durations = Durations()
-        self._hooks = tuple(hooks)
-        if not all(callable(h) for h in self._hooks):
-            raise InvalidArgument("hooks must be callables taking one event")
-        self._origin = origin(self._transport.base_url, app_id)  # for the hooks' CallStarted
+        self._caller = Caller(
+            _checked(retry or RetryPolicy(), RetryPolicy, "retry"),
+            Limits(max_in_flight, max_trainings, max_creations),
+            self._hooks,
+            origin(self._transport.base_url, app_id),  # for the hooks' CallStarted
+        )
         self._upload = as_upload(uploader)
         self._owner = True
 
@@ -202,7 +210,7 @@ class Session:
     @property
     def limits(self) -> Limits:
         """The Session's limiters and shared cool-down (for inspection)."""
-        return self._limits
+        return self._caller.limits
 
     def with_options(
         self,
@@ -226,7 +234,7 @@ class Session:
         if timeout is not None:
             view._timeout = _client_timeout(timeout)
         if retry is not None:
-            view._retry = _checked(retry, RetryPolicy, "retry")
+            view._caller = attrs.evolve(self._caller, policy=_checked(retry, RetryPolicy, "retry"))
         if poll is not None:
             view.poll = _checked(poll, PollPolicy, "poll")
         if uploader is not None:
@@ -253,16 +261,35 @@ class Session:
         Retries follow the Session's :class:`RetryPolicy`; a charged request whose outcome is
         unknown raises :class:`~aiportrait.errors.SubmitOutcomeUnknown` and is never sent twice.
         """
+        return await self._send(request)
+
+    async def _send(
+        self,
+        request: AnyRequest,
+        *,
+        claim: Claim | None = None,
+        within: int | None = None,
+        tries: int | None = None,
+    ) -> Any:
+        """:meth:`send`, with what a batch or a watch adds: the journal's ``claim`` on a
+        charged item, the batch's or watch's id (``within``) and the tries in all."""
         if isinstance(request, TrainRequest):
             PhotoCountWarning.check(len(request.images))
-        hooks = active(self._hooks)
-        if not hooks:
-            answer = await self._send(request)
+        transport, timeout = self._transport, self._timeout
+        method, path, payload = request.method, request.path, request.payload()
+        accept, lift = request.accept, request.lift
+        call = Call(method, path, request.kind, payload, claim, within, tries)
+
+        def try_once() -> Awaitable[Answer]:
+            return transport.call(method, path, payload, accept=accept, timeout=timeout, lift=lift)
+
+        if not self._hooks:
+            answer = await self._caller.call(call, try_once)
             result = _decoded(request, answer)
         else:  # decoded inside the call, so that CallEnded says what the caller gets
             box: list[Any] = []
-            answer = await self._send(
-                request, hooks=hooks, after=lambda a: box.append(_decoded(request, a))
+            answer = await self._caller.call(
+                call, try_once, lambda a: box.append(_decoded(request, a))
             )
             result = box[0]
         if request.kind == "read":
@@ -272,43 +299,10 @@ class Session:
         _log_result(result, answer)
         return result
 
-    async def _send(
-        self,
-        request: AnyRequest,
-        tries: int | None = None,
-        *,
-        hooks: Sequence[Hook] | None = None,
-        after: Callable[[Answer], None] | None = None,
-    ) -> Answer:
-        transport, timeout = self._transport, self._timeout
-        method, path, payload = request.method, request.path, request.payload()
-        accept, lift = request.accept, request.lift
-
-        def try_once() -> Awaitable[Answer]:
-            return transport.call(method, path, payload, accept=accept, timeout=timeout, lift=lift)
-
-        return await call_with_retries(
-            try_once,
-            kind=request.kind,
-            what=f"{method} {path}",
-            policy=self._retry,
-            limits=self._limits,
-            request=payload,
-            tries=tries,
-            hooks=active(self._hooks) if hooks is None else hooks,
-            origin=self._origin,
-            after=after,
-        )
-
-    async def _poll_once(self, job_id: int) -> Job:
+    async def _poll_once(self, job_id: int, *, within: int | None) -> Job:
         """One poll of a watch: a single try; the watcher decides about retrying."""
-        query = JobQuery(job_id)
-        hooks = active(self._hooks)
-        if not hooks:
-            return query.decode(await self._send(query, tries=1))
-        box: list[Job] = []
-        await self._send(query, tries=1, hooks=hooks, after=lambda a: box.append(query.decode(a)))
-        return box[0]
+        job: Job = await self._send(JobQuery(job_id), within=within, tries=1)
+        return job
 
     # -- the endpoints: build a request, send it ---------------------------------------------
 
@@ -385,21 +379,39 @@ class Session:
         the same kind (SD1.5, SDXL or scene trainings started by this Session) it saw end.
         ``await watch.result()`` follows it to the end and returns the :class:`TrainResult`.
         """
+        return self._watch(job, poll=poll, timeout=timeout)
+
+    def _watch(
+        self,
+        job: int | TrainJob,
+        *,
+        poll: PollPolicy | None = None,
+        timeout: float | None = None,
+        within: int | None = None,
+    ) -> JobWatch:
+        """:meth:`watch`, for a batch whose id is ``within``."""
         policy = poll or self.poll
         if timeout is not None:
             policy = attrs.evolve(policy, timeout=timeout)
         job_id = JobQuery(job).job_id
         durations = self._durations
         kind = durations.kind_of(job_id)  # None: its start is not known here, nothing to learn
+        watch_id = next_id() if self._hooks else 0  # what the events of its polls name
         return JobWatch(
-            self._poll_once,
+            functools.partial(self._poll_once, within=watch_id or None),
             job_id,
             durations.policy(policy, kind),
-            retry=self._retry,
+            retry=self._caller.policy,
             model_id=job.model_id if isinstance(job, TrainJob) else None,
             on_end=None if kind is None else (lambda seconds: durations.record(kind, seconds)),
-            hooks=active(self._hooks),
+            hooks=self._hooks,
+            within=within,
+            watch_id=watch_id,
         )
+
+    async def _wait(self, job: TrainJob, *, within: int | None = None) -> TrainResult:
+        """:meth:`wait`, for a batch whose id is ``within``."""
+        return await self._watch(job, within=within).result()
 
     async def wait(
         self,
@@ -565,9 +577,9 @@ class Session:
         from ._batch import create_many  # batches (and sqlite3) load only when used
 
         return create_many(
-            self.send,
-            self.wait,
-            self._limits.capacity("create"),
+            self._send,
+            self._wait,
+            self._caller.limits.capacity("create"),
             requests,
             limit=limit,
             fail_fast=fail_fast,
@@ -576,7 +588,7 @@ class Session:
             resubmit_unknown=resubmit_unknown,
             retry_failed=retry_failed,
             recreate_missing=recreate_missing,
-            hooks=active(self._hooks),
+            hooks=self._hooks,
             upload=self._upload,
         )
 
@@ -618,9 +630,9 @@ class Session:
         from ._batch import train_many  # batches (and sqlite3) load only when used
 
         return train_many(
-            self.send,
-            self.wait,
-            self._limits.capacity("train"),
+            self._send,
+            self._wait,
+            self._caller.limits.capacity("train"),
             image_sets,
             durations=self._durations,
             limit=limit,
@@ -629,7 +641,7 @@ class Session:
             journal=journal,
             resubmit_unknown=resubmit_unknown,
             retry_failed=retry_failed,
-            hooks=active(self._hooks),
+            hooks=self._hooks,
             upload=self._upload,
         )
 

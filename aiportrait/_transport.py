@@ -16,7 +16,7 @@ import logging
 import math
 import platform
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -52,12 +52,6 @@ _SMALL: Final = 64 * 1024
 
 _NO_BODY_HEADERS: Final = ("Content-Type",)
 """A request without a body carries no Content-Type (the Go SDK's job and batch queries)."""
-
-
-extra_headers: Callable[[], Mapping[str, str]] | None = None
-"""Headers to add to every request, outside the signature (set by :mod:`aiportrait.otel`, for
-``traceparent``); they never replace a header of the request. ``None``: nothing is added, at no
-cost."""
 
 
 def _is_local(host: str) -> bool:
@@ -416,6 +410,7 @@ class Transport:
         timeout: aiohttp.ClientTimeout | None = None,
         user_agent: str | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        extra_headers: Sequence[Callable[[], Mapping[str, str]]] = (),
     ) -> None:
         token = redacted(token)  # from here on, a traceback's locals show it as '<redacted>'
         if not isinstance(app_id, str) or not app_id or ":" in app_id:
@@ -433,6 +428,9 @@ class Transport:
         self._session = session
         self._owns_session = session is None
         self._closed = False
+        self.extra_headers = tuple(extra_headers)
+        """Called for each request: headers to add outside the signature (a tracing hook's
+        ``traceparent``); they never replace a header of the request."""
 
     def __repr__(self) -> str:
         base, app = self.__dict__.get("base_url", "?"), self.__dict__.get("app_id")
@@ -498,8 +496,8 @@ class Transport:
         """
         body = b"" if payload is None else encode_body(payload)
         headers = self.headers(method, path, body, accept)
-        if extra_headers is not None:
-            _add_headers(headers, extra_headers())
+        for extra in self.extra_headers:
+            _add_headers(headers, extra())
         client = self._session
         if client is None or self._closed:
             client = self._client()

@@ -20,12 +20,12 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import ClassVar
 
-import anyio
 import attrs
 
 from . import _clock
 from ._args import flag, number, positive_number
-from ._retry import CALL_ERRORS, RetryPolicy, retry_reason
+from ._call import CALL_ERRORS
+from ._retry import RetryPolicy, decide
 from .errors import (
     AIPortraitError,
     InvalidArgument,
@@ -42,7 +42,6 @@ from .hooks import (
     emit,
     emit_now,
     next_id,
-    within,
 )
 from .models import Job, JobState, TrainResult
 
@@ -109,6 +108,17 @@ class PollPolicy:
         if self.jitter and rng is not None:
             base *= 1 + rng.uniform(-self.jitter, self.jitter)
         return base
+
+    def next_wait(
+        self, elapsed: float, rng: random.Random | None = None, retry_after: float = 0.0
+    ) -> float | None:
+        """The wait before the next poll, ``elapsed`` seconds into the watch (at least the
+        service's ``retry_after``), or ``None`` when the deadline comes first: the one poll
+        schedule of the watcher and of the Temporal training workflow."""
+        wait = max(self.interval(elapsed, rng), retry_after)
+        if self.timeout is not None and elapsed + wait >= self.timeout:
+            return None
+        return wait
 
     def schedule(self, duration: float) -> list[float]:
         """The poll times (seconds after the start) up to ``duration``, without jitter."""
@@ -195,6 +205,8 @@ class JobWatch(AsyncIterator[JobUpdate]):
         clock: Callable[[], float] | None = None,
         rng: random.Random | None = None,
         hooks: Sequence[Hook] = (),
+        within: int | None = None,
+        watch_id: int = 0,
     ) -> None:
         self.job_id = job_id
         self.model_id = model_id
@@ -205,7 +217,6 @@ class JobWatch(AsyncIterator[JobUpdate]):
         self._pending_at = 0.0
         self.policy = policy
         self._poll = poll
-        self._max_retry_after = (retry or RetryPolicy()).max_retry_after
         self._clock = clock or _clock.now
         self._rng = rng or _JITTER
         self._started: float | None = None
@@ -220,9 +231,12 @@ class JobWatch(AsyncIterator[JobUpdate]):
         self.last_error: Exception | None = None
         """The last poll's error while polls keep failing, else ``None``."""
         self._retry_after = 0.0
+        self._retry = retry or RetryPolicy()
         self._hooks = tuple(hooks)
-        self.id = 0
-        """The watch's id in :mod:`aiportrait.hooks` events (0 without hooks)."""
+        self._within = within
+        self.id = watch_id
+        """The watch's id in :mod:`aiportrait.hooks` events (0 without hooks): ``watch_id``
+        when given (the id its ``poll`` names its calls with), else one drawn when it starts."""
         self._dropped: weakref.finalize[..., JobWatch] | None = None
         self._box: list[object] | None = None  # with hooks: last state and polls, for _dropped
 
@@ -301,8 +315,8 @@ class JobWatch(AsyncIterator[JobUpdate]):
             return update
 
     async def _watch_started(self) -> None:
-        self.id = next_id()
-        await emit(self._hooks, JobWatchStarted(self.job_id, self.id, within.get()))
+        self.id = self.id or next_id()
+        await emit(self._hooks, JobWatchStarted(self.job_id, self.id, self._within))
         # A watch dropped before its end (a ``break`` out of ``async for``) still ends its
         # span: the event is given to the hooks when it is garbage-collected.
         box = self._box = [None, 0]
@@ -359,14 +373,14 @@ class JobWatch(AsyncIterator[JobUpdate]):
 
     def _failed(self, exc: AIPortraitError) -> None:
         """Record a failed poll, or raise ``exc`` when polling again cannot help."""
-        retry_after = getattr(exc, "retry_after", None) or 0.0
-        if retry_reason(exc, charged=False) is None or retry_after > self._max_retry_after:
+        decision = decide(exc, charged=False, attempt=None, policy=self._retry)
+        if not decision.retry:
             self._finished = True
             raise exc
         self.failures += 1
         self.consecutive_failures += 1
         self.last_error = exc
-        self._retry_after = retry_after
+        self._retry_after = decision.wait
         log.debug(
             "job %s: poll %d failed, will poll again: %s",
             self.job_id,
@@ -384,18 +398,16 @@ class JobWatch(AsyncIterator[JobUpdate]):
     async def _next_answer(self) -> Job:
         while True:
             if self.polls:
-                delay = max(self.policy.interval(self.elapsed, self._rng), self._retry_after)
-                if delay >= self._remaining():
+                wait = self.policy.next_wait(self.elapsed, self._rng, self._retry_after)
+                if wait is None:
                     await _clock.sleep(max(0.0, self._remaining()))
                     raise self._timeout()
-                await _clock.sleep(delay)
+                await _clock.sleep(wait)
             self._retry_after = 0.0
             self.polls += 1
             if self._box is not None:
                 self._box[1] = self.polls
-            if self._hooks:
-                token = within.set(self.id)  # the poll is a call made for this watch
-            with anyio.move_on_after(self._remaining()) as scope:
+            with _clock.deadline(self._deadline_left()) as scope:
                 try:
                     job = await self._poll(self.job_id)
                 except CALL_ERRORS as exc:
@@ -406,11 +418,12 @@ class JobWatch(AsyncIterator[JobUpdate]):
                     if self._box is not None:
                         self._box[0] = job.state
                     return job
-                finally:
-                    if self._hooks:
-                        within.reset(token)
             if scope.cancelled_caught:
                 raise self._timeout()
+
+    def _deadline_left(self) -> float | None:
+        timeout = self.policy.timeout
+        return None if timeout is None else timeout - self.elapsed
 
 
 def _dropped(

@@ -77,6 +77,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, ClassVar
 
+from ._states import JobState
+
 __all__ = [
     "LocalPhotoError",
     "PreflightFailed",
@@ -203,8 +205,6 @@ class JobTimeout(JobError, TimeoutError):
 
 def _state_name(state: int) -> str:
     """``RUNNING`` for 1 (``UNKNOWN_<n>`` for a state the documentation does not list)."""
-    from .models import JobState  # models does not import errors; imported late all the same
-
     return JobState(state).name
 
 

@@ -1,8 +1,10 @@
 """Instrumentation hooks: see every call, try, retry, cool-down, watched job and batch.
 
 A hook is any callable taking one event; an ``async def`` hook is awaited. Register it for one
-Session (``Session(..., hooks=[my_hook])``) or for every Session of the process
-(:func:`add_hook`). A hook can never break a call: one that raises is logged once (a warning on
+Session (``Session(..., hooks=[my_hook])``) or for every Session built after it
+(:func:`add_hook`). A hook that also has a ``headers()`` method (as
+:class:`aiportrait.otel.Instrumentation`) gives headers to add to each request, outside the
+signature. A hook can never break a call: one that raises is logged once (a warning on
 the ``aiportrait`` logger, the first time only) and its error ignored; it is still called with
 later events. No event holds the token, a signature or
 image data: only the method, the resource path, the call's kind and what happened::
@@ -26,11 +28,10 @@ batch's ``id``), so a hook can nest them (:mod:`aiportrait.otel` makes child spa
 
 from __future__ import annotations
 
-import contextvars
 import inspect
 import itertools
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 from urllib.parse import urlsplit
 
@@ -379,11 +380,6 @@ _LOGGED: set[int] = set()  # hooks whose failure was logged already
 
 _ids = itertools.count(1)
 
-within: contextvars.ContextVar[int | None] = contextvars.ContextVar(
-    "aiportrait_within", default=None
-)
-"""The id of the watch or batch the current task works for (set by the library only)."""
-
 
 def next_id() -> int:
     """A new watch or batch id (unique in the process)."""
@@ -391,7 +387,8 @@ def next_id() -> int:
 
 
 def add_hook(hook: Hook) -> None:
-    """Call ``hook`` with the events of every Session of this process."""
+    """Call ``hook`` with the events of every Session built after this (a Session takes the
+    hooks added so far when it is built, as it takes its other settings)."""
     if not callable(hook):
         raise TypeError(f"a hook must be callable, not {type(hook).__name__}")
     _GLOBAL.append(hook)
@@ -403,9 +400,34 @@ def remove_hook(hook: Hook) -> None:
         _GLOBAL.remove(hook)
 
 
-def active(own: Sequence[Hook]) -> tuple[Hook, ...]:
-    """The hooks to call for a Session: its own, then the global ones."""
-    return (*own, *_GLOBAL) if _GLOBAL else tuple(own)
+def installed() -> tuple[Hook, ...]:
+    """The hooks added with :func:`add_hook`, in order (what a new Session takes)."""
+    return tuple(_GLOBAL)
+
+
+def header_sources(hooks: Sequence[Hook]) -> tuple[Callable[[], Mapping[str, str]], ...]:
+    """The ``headers`` methods of the hooks that have one (a tracing hook's ``traceparent``):
+    the transport calls them for each request and adds what they give outside the signature.
+    One that raises is logged (once) and adds nothing, as for events."""
+    sources: list[Callable[[], Mapping[str, str]]] = []
+    for hook in hooks:
+        headers = getattr(hook, "headers", None)
+        if callable(headers):
+            sources.append(_guarded(hook, headers))
+    return tuple(sources)
+
+
+def _guarded(
+    hook: Hook, headers: Callable[[], Mapping[str, str]]
+) -> Callable[[], Mapping[str, str]]:
+    def guarded() -> Mapping[str, str]:
+        try:
+            return headers()
+        except Exception:
+            _failed(hook)
+            return {}
+
+    return guarded
 
 
 async def emit(hooks: Sequence[Hook], event: Event) -> None:

@@ -7,7 +7,6 @@ instead of raising.
 
 from __future__ import annotations
 
-import enum
 import errno
 import os
 from pathlib import Path
@@ -15,24 +14,22 @@ from typing import Any, TypeVar
 
 import attrs
 
+from ._convert import converter
 from ._imageinfo import sniff
+from ._states import CheckVerdict, JobState
+from .errors import InvalidArgument
 
 _T = TypeVar("_T")
 
 
 def _to_dict(value: object) -> dict[str, Any]:
-    from ._codec import converter  # the codec imports the models
-
-    data: dict[str, Any] = converter.unstructure(value)
+    data: dict[str, Any] = converter().unstructure(value)
     return data
 
 
 def _from_dict(cls: type[_T], data: Any) -> _T:
-    from ._codec import converter
-    from .errors import InvalidArgument
-
     try:
-        return converter.structure(data, cls)
+        return converter().structure(data, cls)
     except Exception as exc:  # cattrs' validation errors, TypeError, ValueError...
         raise InvalidArgument(f"not a {cls.__name__} dict: {data!r:.200} ({exc})") from None
 
@@ -47,55 +44,6 @@ __all__ = [
     "TrainJob",
     "TrainResult",
 ]
-
-
-class _TolerantIntEnum(enum.IntEnum):
-    """An IntEnum that turns an unlisted integer into a pseudo-member instead of raising."""
-
-    @classmethod
-    def _missing_(cls, value: object) -> Any:
-        if isinstance(value, int) and not isinstance(value, bool):
-            member = int.__new__(cls, value)
-            member._name_ = f"UNKNOWN_{value}"
-            member._value_ = value
-            return member
-        return None
-
-    @property
-    def known(self) -> bool:
-        """Whether the documentation lists this value."""
-        return self._name_ in type(self).__members__
-
-
-class CheckVerdict(_TolerantIntEnum):
-    """The per-photo verdict of an image check (documented codes 1 to 6)."""
-
-    SUCCESS = 1
-    """The photo meets the requirements."""
-    DECODE_ERROR = 2
-    """The photo cannot be downloaded or decoded (or is too small)."""
-    FACE_COUNT = 3
-    """The photo does not show exactly one face."""
-    DETECT_ERROR = 4
-    """Face detection failed."""
-    ENCODING_ERROR = 5
-    """The face could not be encoded into a feature vector (usually: no face)."""
-    NOT_SAME_PERSON = 6
-    """The face does not match the faces in the other photos."""
-
-
-class JobState(_TolerantIntEnum):
-    """State of an asynchronous job. ``INIT`` and ``RUNNING`` are pending."""
-
-    INIT = 0
-    RUNNING = 1
-    SUCCESS = 2
-    FAILED = 3
-
-    @property
-    def terminal(self) -> bool:
-        """True for ``SUCCESS`` and ``FAILED``: the job will not change any more."""
-        return self in (JobState.SUCCESS, JobState.FAILED)
 
 
 @attrs.frozen

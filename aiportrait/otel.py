@@ -1,6 +1,6 @@
 """OpenTelemetry traces and metrics for every call, watched job and batch (``aiportrait[otel]``).
 
-One line turns it on for every Session of the process::
+One line, before the Sessions are built, turns it on for all of them::
 
     import aiportrait.otel
 
@@ -52,7 +52,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "aiportrait.otel needs the OpenTelemetry API: pip install 'aiportrait[otel]'"
     ) from exc
 
-from . import _transport, hooks
+from . import hooks
 from ._version import __version__
 from .hooks import (
     AnswerReceived,
@@ -179,18 +179,22 @@ class Instrumentation:
             "aiportrait.batch.items", unit="{item}", description="Batch items, by outcome"
         )
         self._propagate = propagate
-        if propagate:
-            _injectors.add(id(self))
-            _transport.extra_headers = _inject
 
     def __repr__(self) -> str:
         return f"<aiportrait.otel.Instrumentation propagate={self._propagate}>"
 
     def close(self) -> None:
         """Stop sending ``traceparent`` for this instrumentation (spans in progress stay open)."""
-        _injectors.discard(id(self))
-        if not _injectors:
-            _transport.extra_headers = None
+        self._propagate = False
+
+    def headers(self) -> Mapping[str, str]:
+        """The current trace context's headers (``traceparent``, ``tracestate``) for a request
+        (the Session's transport asks before each try); none when not propagating."""
+        if not self._propagate:
+            return {}
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        return carrier
 
     def __call__(self, event: Event) -> None:
         """Turn one event into spans and metrics (never raises into the call: see hooks)."""
@@ -426,15 +430,7 @@ _HANDLERS: dict[type, Any] = {
     BatchEnded: Instrumentation._batch_ended,
 }
 
-_injectors: set[int] = set()
 _installed: Instrumentation | None = None
-
-
-def _inject() -> Mapping[str, str]:
-    """The trace context headers of the current context (``traceparent``, ``tracestate``)."""
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier)
-    return carrier
 
 
 def instrument(
@@ -443,7 +439,7 @@ def instrument(
     meter_provider: metrics.MeterProvider | None = None,
     propagate: bool = True,
 ) -> Instrumentation:
-    """Trace and measure every Session of this process; returns the hook it added.
+    """Trace and measure every Session built from now on; returns the hook it added.
 
     Calling it again replaces the earlier instrumentation (with the new providers).
     See :class:`Instrumentation` for the arguments.

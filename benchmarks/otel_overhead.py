@@ -30,7 +30,6 @@ from run import APP, IN_FLIGHT, TOKEN, cpu_of, drive, server  # noqa: E402
 
 import aiportrait  # noqa: E402
 import aiportrait.otel  # noqa: E402
-from aiportrait import _transport, hooks  # noqa: E402
 
 
 def _noop(event: Any) -> None:
@@ -59,6 +58,11 @@ def _sdk() -> aiportrait.otel.Instrumentation:
     )
 
 
+def plain_with(url: str, hook: Any) -> aiportrait.Session:
+    """A Session with ``hook`` (an Instrumentation also gives its ``traceparent`` headers)."""
+    return aiportrait.Session(url, APP, TOKEN, max_in_flight=IN_FLIGHT, hooks=[hook])
+
+
 async def _measure(url: str, n: int, rounds: int) -> None:
     from opentelemetry.metrics import NoOpMeterProvider
     from opentelemetry.trace import NoOpTracerProvider
@@ -67,36 +71,31 @@ async def _measure(url: str, n: int, rounds: int) -> None:
         tracer_provider=NoOpTracerProvider(), meter_provider=NoOpMeterProvider()
     )
     with_sdk = _sdk()
-    _transport.extra_headers = None
     candidates: dict[str, Any] = {
         "no hook": None,
         "no-op hook": _noop,
         "otel, API only": api_only,
         "otel + SDK": with_sdk,
     }
-    session = aiportrait.Session(url, APP, TOKEN, max_in_flight=IN_FLIGHT)
+    plain = aiportrait.Session(url, APP, TOKEN, max_in_flight=IN_FLIGHT)
+    sessions = {
+        name: plain if hook is None else plain_with(url, hook) for name, hook in candidates.items()
+    }
 
-    async def run(hook: Any, count: int) -> float:
-        if hook is not None:
-            hooks.add_hook(hook)
-            if isinstance(hook, aiportrait.otel.Instrumentation):
-                _transport.extra_headers = aiportrait.otel._inject
-        try:
-            return await cpu_of(drive(lambda: session.get_job(1), count, IN_FLIGHT))
-        finally:
-            if hook is not None:
-                hooks.remove_hook(hook)
-            _transport.extra_headers = None
+    async def run(name: str, count: int) -> float:
+        session = sessions[name]
+        return await cpu_of(drive(lambda: session.get_job(1), count, IN_FLIGHT))
 
     try:
-        for hook in candidates.values():
-            await run(hook, max(200, n // 5))  # warm up
+        for name in candidates:
+            await run(name, max(200, n // 5))  # warm up
         times: dict[str, list[float]] = {name: [] for name in candidates}
         for _ in range(rounds):
-            for name, hook in candidates.items():
-                times[name].append(await run(hook, n))
+            for name in candidates:
+                times[name].append(await run(name, n))
     finally:
-        await session.aclose()
+        for session in sessions.values():
+            await session.aclose()
     base = times["no hook"]
     print(f"client CPU per job query, {IN_FLIGHT} in flight, {n} calls per candidate per round")
     print(f"{'candidate / no hook':<28} {'median':>7} {'min':>6} {'max':>6}")

@@ -25,14 +25,22 @@ CREATE = "/api/v1/aigc_images/create"
 THROTTLED = (429, {"Retry-After": "30"}, {"code": "Throttling", "message": "slow down"})
 
 
-async def test_a_create_only_ever_throttled_is_new_on_a_rerun(tmp_path: Path) -> None:
+async def test_a_create_only_ever_throttled_is_new_on_a_rerun(
+    tmp_path: Path, aiportrait_instant_waits: VirtualClock
+) -> None:
     journal = tmp_path / "j.sqlite"
     request = CreateRequest("m-1", "https://t/x.jpg")
     with Fake([THROTTLED] * 10, ok=OK_IMAGE) as fake:
-        async with Session(fake.url, "a", "t") as session:
-            # Stopped during the 30-s wait after the 429: the create never ran.
-            with anyio.move_on_after(0.5):
+        with anyio.CancelScope() as stop:
+
+            def stop_in_the_wait(event: Any) -> None:
+                # Stopped during the 30-s wait after the 429: the create never ran.
+                if isinstance(event, aiportrait.hooks.RetryScheduled):
+                    stop.cancel()
+
+            async with Session(fake.url, "a", "t", hooks=[stop_in_the_wait]) as session:
                 await session.create_many({"a": request}, journal=journal).collect()
+        assert stop.cancelled_caught
         assert fake.paths() == [CREATE]
         assert Journal(journal, lock=False).counts() == {}  # not "submitting"
         fake.actions.clear()
@@ -41,12 +49,15 @@ async def test_a_create_only_ever_throttled_is_new_on_a_rerun(tmp_path: Path) ->
     assert again.ok and not again.resumed  # sent as new, not "may have run"
 
 
-async def test_an_answer_that_arrived_is_never_lost_to_a_slow_hook() -> None:
+async def test_an_answer_that_arrived_is_never_lost_to_a_slow_hook(
+    aiportrait_instant_waits: VirtualClock,
+) -> None:
     async def slow_hook(event: Any) -> None:
         if isinstance(event, aiportrait.hooks.AnswerReceived):
-            await asyncio.sleep(0.6)  # past the deadline below
+            aiportrait_instant_waits.advance(1000.0)  # far past the deadline below
+            await asyncio.sleep(0)
 
-    policy = RetryPolicy(deadline=0.3, min_try=0.1)
+    policy = RetryPolicy(deadline=300.0)
     with Fake([], ok=OK_IMAGE) as fake:
         async with Session(fake.url, "a", "t", retry=policy, hooks=[slow_hook]) as session:
             portrait = await session.create("m-1", "https://t/x.jpg")

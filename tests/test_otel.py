@@ -101,7 +101,7 @@ def otel() -> Iterator[Telemetry]:
         yield telemetry
     finally:
         aiportrait.otel.uninstrument()
-    assert aiportrait._transport.extra_headers is None  # nothing added once uninstrumented
+    assert aiportrait.hooks.installed() == ()  # a Session built now has no hook
 
 
 @pytest.fixture(scope="module")
@@ -312,7 +312,8 @@ async def test_traceparent_reaches_the_emulator_and_carries_the_calls_span(
     async with aiohttp.ClientSession(trace_configs=[config]) as client:
         async with emu.session(session=client) as session:
             assert (await session.get_job(job_id)).done  # the emulator checked the signature
-            aiportrait.otel.uninstrument()
+        aiportrait.otel.uninstrument()
+        async with emu.session(session=client) as session:  # built after: not instrumented
             assert (await session.get_job(job_id)).done
     (span,) = otel.finished()
     first, second = sent
@@ -330,7 +331,8 @@ async def test_traceparent_as_a_server_receives_it_and_the_signed_headers_unchan
     async with Server() as server:
         async with aiportrait.Session(server.url, "app", "secret-token") as session:
             await session.get_job(7)
-            aiportrait.otel.uninstrument()
+        aiportrait.otel.uninstrument()
+        async with aiportrait.Session(server.url, "app", "secret-token") as session:
             await session.get_job(7)
     (span,) = otel.finished()
     traced, plain = server.requests
@@ -357,7 +359,6 @@ async def test_an_instrumentation_for_one_session_only(emu: Emulator) -> None:
         await traced.get_job(job_id)
         await plain.get_job(job_id)
     assert len(telemetry.finished()) == 1
-    assert aiportrait._transport.extra_headers is None
     assert not aiportrait.otel.instrumented()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 import aiportrait
 from aiportrait import RetryPolicy, Session
 from aiportrait.testing import VirtualClock
-from tests._mock import DROP, OK_IMAGE, OK_JOB, TIMEOUT, Fake
+from tests._mock import DROP, OK_IMAGE, OK_JOB, TIMEOUT, Fake, until
 from tests._server import Server, closed_url, hang
 
 FAST = RetryPolicy(base=0.01, cap=0.02)
@@ -101,12 +102,15 @@ async def test_the_deadline_bounds_a_try_in_flight() -> None:
 async def test_a_deadline_that_ends_a_run_of_failures_raises_the_last_real_failure(
     aiportrait_instant_waits: VirtualClock,
 ) -> None:
-    # The second try hangs; the deadline cuts it short.
+    # The second try hangs; the deadline cuts it short (on the virtual clock, moved here).
     policy = RetryPolicy(base=0.01, cap=0.02, deadline=2.0, min_try=0.1)
     async with Server([_err(500), hang]) as server:
         async with Session(server.url, "a", "t", retry=policy, timeout=3600) as session:
+            call = asyncio.create_task(session.get_job(1))
+            await until(lambda: len(server.requests) == 2, "the second try is in flight")
+            aiportrait_instant_waits.advance(2.0)
             with anyio.fail_after(120), pytest.raises(aiportrait.ServerError) as info:
-                await session.get_job(1)
+                await call
     assert info.value.status == 500
     assert len(server.requests) == 2
 

@@ -111,8 +111,8 @@ if TYPE_CHECKING:
 
 __all__ = ["AppConfig", "Counters", "Emulator", "Faults", "main"]
 
-# Loaded on first use: ``import aiportrait`` imports this package (to register its session
-# factory in ``_clients``), and must not load the server with it.
+# Loaded on first use, so that importing this package (as the CLI and the pytest plugin do)
+# does not load the server with it.
 _LAZY = {
     "AppConfig": "._auth",
     "Counters": "._faults",

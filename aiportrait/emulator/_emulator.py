@@ -17,10 +17,10 @@ from urllib.parse import quote, unquote, urlsplit
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from .._session import Session
 from ._app import build_app, media_file
 from ._auth import AppConfig, signature
 from ._bucket import DEFAULT_BUCKET, Bucket
-from ._clients import make_session
 from ._credentials import keep_credentials, kept_token
 from ._faults import Counters, FaultInjector, Faults
 from ._fetch import Fetcher, FetchPolicy, is_loopback_host
@@ -362,15 +362,10 @@ class Emulator:
         """Wait until every training in progress has finished."""
         await self._running.drain()
 
-    def session(self, **kwargs: Any) -> Any:
+    def session(self, **kwargs: Any) -> Session:
         """An ``aiportrait.Session`` bound to this emulator's URL, AppId and token; ``kwargs`` go
-        to the Session (``poll=``, ``retry=``, ...).
-
-        The emulator does not import the client: the Session comes from the factory that
-        ``import aiportrait`` registers (see ``_clients``), hence the ``Any`` return type
-        (annotate ``session: aiportrait.Session = emu.session()`` for a type checker).
-        """
-        return make_session(self._url, self._app_id, self._token, **kwargs)
+        to the Session (``poll=``, ``retry=``, ...)."""
+        return Session(self._url, self._app_id, self._token, **kwargs)
 
     # -- internals ------------------------------------------------------------------------------
 

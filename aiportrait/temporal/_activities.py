@@ -22,9 +22,9 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from .._requests import CheckRequest, JobQuery, TrainRequest
-from .._retry import RetryPolicy, retry_reason
+from .._retry import RetryPolicy, decide
 from .._session import Session
-from ..errors import AIPortraitError, APIError, SubmitOutcomeUnknown
+from ..errors import AIPortraitError, SubmitOutcomeUnknown
 from ..models import CheckReport, Job, TrainJob
 from ._store import PortraitStore
 from ._wire import (
@@ -41,6 +41,9 @@ from ._wire import (
 __all__ = ["PortraitActivities", "as_application_error"]
 
 _ONE_TRY = RetryPolicy(attempts=1, charged_attempts=1, deadline=None)
+_STORE_TRIES = RetryPolicy(attempts=3, base=1.0, cap=2.0, deadline=None)
+"""How a portrait's write to the store is tried (it is idempotent, and the portrait was paid
+for): three times, with the library's backoff."""
 _CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 _EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
 
@@ -52,14 +55,14 @@ def as_application_error(exc: AIPortraitError, *, charged: bool) -> ApplicationE
     The service's answers are the item's result, not the worker's trouble: they are marked
     benign (Temporal logs them at DEBUG); a :class:`SubmitOutcomeUnknown` is not (it is logged).
     """
-    reason = retry_reason(exc, charged=charged)
-    delay = exc.retry_after if isinstance(exc, APIError) else None
+    decision = decide(exc, charged=charged, attempt=None, policy=_ONE_TRY)
+    delay = decision.wait if decision.retry else 0.0
     return ApplicationError(
         str(exc),
         ErrorInfo.of(exc),
         type=type(exc).__name__,
-        non_retryable=reason is None,
-        next_retry_delay=timedelta(seconds=delay) if reason and delay else None,
+        non_retryable=not decision.retry,
+        next_retry_delay=timedelta(seconds=delay) if delay else None,
         category=(
             ApplicationErrorCategory.UNSPECIFIED
             if isinstance(exc, SubmitOutcomeUnknown)
@@ -93,15 +96,18 @@ async def _heartbeating() -> AsyncIterator[None]:
 
 
 async def _put(store: PortraitStore, name: str, data: bytes, content_type: str) -> str:
-    """``store.put``, tried three times (it is idempotent): a portrait that was paid for is
-    not given up on one failed write."""
-    for wait in (0.5, 2.0):
+    """``store.put``, tried as :data:`_STORE_TRIES` says: a portrait that was paid for is not
+    given up on one failed write."""
+    attempt = 0
+    while True:
+        attempt += 1
         try:
             return await store.put(name, data, content_type)
         except Exception:
+            if attempt >= _STORE_TRIES.attempts:
+                raise
             activity.heartbeat()
-            await asyncio.sleep(wait)
-    return await store.put(name, data, content_type)
+            await asyncio.sleep(_STORE_TRIES.backoff(attempt))
 
 
 class PortraitActivities:

@@ -110,7 +110,7 @@ class ErrorInfo:
         args = tuple(_json_safe(a) for a in exc.args)
         return cls(type(exc).__name__, str(exc), args, attributes)
 
-    def exception(self) -> Exception:
+    def exception(self) -> AIPortraitError:
         """The error rebuilt: the same class from :mod:`aiportrait.errors` with its attributes
         (an :class:`~aiportrait.errors.AIPortraitError` when the class is not one of ours)."""
         cls = getattr(_errors, self.type, None)

@@ -26,6 +26,7 @@ from temporalio.exceptions import (
 
 with workflow.unsafe.imports_passed_through():
     from .._requests import CheckRequest, JobQuery, TrainRequest
+    from .._retry import RetryPolicy, decide
     from ..errors import InvalidArgument, JobFailed, JobTimeout, SubmitOutcomeUnknown
     from ..models import Job, JobState, TrainJob, TrainResult
     from ._activities import PortraitActivities
@@ -132,13 +133,27 @@ async def _charged(
                 return "unknown", _unknown(action, request, f"{cause.type}: {cause.message}")
             if info.type == "SubmitOutcomeUnknown":
                 return "unknown", info
-            if not cause.non_retryable and tries < t.charged_tries:  # provably not sent
-                delay = cause.next_retry_delay or timedelta(
-                    seconds=min(t.retry_cap, t.retry_first * 2 ** (tries - 1))
-                )
-                await workflow.sleep(delay)
+            # The library's one retry decision (only what provably did not run is sent again),
+            # with the workflow's random source for the jitter, so that a replay decides alike.
+            decision = decide(
+                info.exception(), charged=True, attempt=tries, policy=_policy(t),
+                rng=workflow.random(),
+            )  # fmt: skip
+            if decision.retry:
+                await workflow.sleep(decision.wait)
                 continue
             return "failed", info
+
+
+def _policy(t: Timeouts) -> RetryPolicy:
+    """The retry policy of charged activities, from the timeouts' counts and backoff."""
+    return RetryPolicy(
+        attempts=t.read_attempts,
+        charged_attempts=t.charged_tries,
+        base=t.retry_first,
+        cap=t.retry_cap,
+        deadline=None,
+    )
 
 
 def _check_failure(report: Any) -> ErrorInfo:
@@ -206,12 +221,14 @@ class TrainWorkflow:
             )
             if job.done:
                 break
-            left = None if poll.timeout is None else poll.timeout - elapsed
-            if left is not None and left <= 0:
+            wait = poll.next_wait(elapsed, workflow.random())  # the watcher's schedule
+            if wait is None:  # the deadline comes first
+                if poll.timeout is not None:
+                    await workflow.sleep(max(0.0, poll.timeout - elapsed))
+                elapsed = (workflow.now() - self._submitted).total_seconds()
                 self._progress = attrs.evolve(self._progress, stage="failed")
                 raise _failure(ErrorInfo.of(JobTimeout(handle.job_id, last_state, elapsed)))
-            wait = poll.interval(elapsed, workflow.random())
-            await workflow.sleep(wait if left is None else min(wait, left))
+            await workflow.sleep(wait)
         if job.state is JobState.FAILED:
             raise _failure(ErrorInfo.of(JobFailed(handle.job_id, job.message, job.raw_result)))
         return job.result or TrainResult(model_id=handle.model_id)

@@ -1,0 +1,345 @@
+"""The call loop: one call of a Session, from its first try to its answer or its error.
+
+Read as a chain, one concern a function (as httpx's ``_send_handling_*``):
+
+- :meth:`Caller.call`: the call's events (``CallStarted`` / ``CallEnded``) and its deadline;
+- :meth:`Caller._tries`: try, ask :func:`~aiportrait._retry.decide`, wait, try again;
+- :meth:`Caller._try`: the shared 429 cool-down, a limiter slot, the claim of a charged call
+  (:class:`Claim`), then one request on the wire.
+
+Everything a call needs comes in as a parameter: the Session's policy, limits, hooks and
+origin when the :class:`Caller` is built; the request, the claim and the watch or batch the
+call is made for (``within``) with each call.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol, TypeVar
+
+import attrs
+
+from . import _clock
+from ._limits import CallKind, Limits
+from ._retry import RetryPolicy, decide
+from .errors import (
+    AIPortraitError,
+    APIError,
+    RateLimited,
+    RequestTimeout,
+    ResponseError,
+    SubmitOutcomeUnknown,
+    TransportError,
+)
+from .hooks import (
+    AnswerReceived,
+    CallEnded,
+    CallOutcome,
+    CallStarted,
+    CoolDownEnded,
+    CoolDownStarted,
+    Hook,
+    RequestSent,
+    RetryScheduled,
+    emit,
+)
+
+__all__ = ["CALL_ERRORS", "Call", "Caller", "Claim"]
+
+log = logging.getLogger("aiportrait")
+
+T = TypeVar("T")
+
+#: The failures a try can end with that the loop classifies (anything else propagates).
+CALL_ERRORS = (TransportError, ResponseError, APIError)
+
+
+class Claim(Protocol):
+    """Told about a charged call's tries (the batch journal's claim on its item)."""
+
+    async def before_send(self) -> None:
+        """Right before a try is written, after its slot and the cool-down: until now the
+        request provably never left. Raising here stops the call unsent."""
+
+    async def not_sent(self) -> None:
+        """A try provably did not run (429, no connection, 503 with ``Retry-After``) and will
+        be sent again: what :meth:`before_send` claimed may be given back."""
+
+
+@attrs.frozen
+class Call:
+    """One call: what is sent, for what, and what is told about it.
+
+    Attributes:
+        method: the HTTP method.
+        path: the resource path.
+        kind: ``read``, ``train`` or ``create``.
+        payload: the JSON body (what :class:`SubmitOutcomeUnknown` says was sent).
+        claim: told before each try of a charged call is written, and after one that did
+            not run.
+        within: the id of the watch or batch the call is made for (for the hooks).
+        tries: tries in all, overriding the policy's (the watcher polls with one).
+    """
+
+    method: str
+    path: str
+    kind: CallKind
+    payload: Mapping[str, Any] | None = None
+    claim: Claim | None = None
+    within: int | None = None
+    tries: int | None = None
+
+    @property
+    def what(self) -> str:
+        """``"POST /api/v1/..."``: how messages name the call."""
+        return f"{self.method} {self.path}"
+
+
+class _State:
+    """What one call has seen so far."""
+
+    __slots__ = ("attempt", "began", "in_try", "last", "sent", "started")
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.began = started  # when the last try was written
+        self.attempt = 0
+        self.sent = 0  # tries written (or being written)
+        self.in_try = False  # stays True if the deadline cancels a try
+        self.last: AIPortraitError | None = None
+
+
+@attrs.frozen
+class Caller:
+    """Runs calls under one Session's retry policy, limits and hooks.
+
+    Attributes:
+        policy: the :class:`~aiportrait.RetryPolicy`.
+        limits: the limiters and the shared 429 cool-down.
+        hooks: called with every event of every call.
+        origin: what :class:`~aiportrait.hooks.CallStarted` says of the service (host name,
+            port, AppId).
+    """
+
+    policy: RetryPolicy
+    limits: Limits
+    hooks: tuple[Hook, ...] = ()
+    origin: tuple[str, int | None, str] = ("", None, "")
+
+    async def call(
+        self,
+        call: Call,
+        try_once: Callable[[], Awaitable[T]],
+        after: Callable[[T], None] | None = None,
+    ) -> T:
+        """Run ``try_once`` until it succeeds or must not be retried; return its answer.
+
+        The whole call, waits included, runs under one cancel scope bounded by
+        ``policy.deadline``. When the deadline ends a run of failures, the last real failure
+        is raised. A charged call whose failure leaves open whether it ran raises
+        :class:`~aiportrait.errors.SubmitOutcomeUnknown` carrying the payload; it is never
+        sent again. ``after`` runs on the answer before ``CallEnded`` (the Session decodes
+        there when hooks listen): an answer that cannot be read ends the call ``failed``, or
+        ``unknown`` for a charged call, as the caller will see it.
+        """
+        hooks = self.hooks
+        state = _State(_clock.now())
+        if hooks:
+            host, port, app_id = self.origin
+            started = CallStarted(
+                call.method, call.path, call.kind, host, port, app_id, call.within
+            )
+            await emit(hooks, started)
+        try:
+            with _clock.deadline(self.policy.deadline) as scope:
+                result = await self._tries(call, try_once, state)
+            if scope.cancelled_caught:
+                raise self._cut(call, state)
+        except BaseException as exc:
+            if hooks:
+                await self._ended(call, state, exc)
+            raise
+        if after is not None:
+            try:
+                after(result)
+            except BaseException as exc:
+                if hooks:  # the answer came; reading it failed
+                    state.last = None
+                    await self._answered(call, state, result)
+                    await self._ended(call, state, exc)
+                raise
+        if hooks:  # outside the deadline: a slow hook cannot turn an answer into a timeout
+            await self._answered(call, state, result)
+            await self._ended(call, state, result)
+        return result
+
+    async def _tries(self, call: Call, try_once: Callable[[], Awaitable[T]], state: _State) -> T:
+        """Try, and while :func:`decide` says so, wait and try again."""
+        cooldown, hooks = self.limits.cooldown, self.hooks
+        charged = call.kind != "read"
+        policy = self.policy
+        if call.tries is not None:
+            policy = attrs.evolve(policy, attempts=call.tries, charged_attempts=call.tries)
+        while True:
+            try:
+                return await self._try(call, try_once, state)
+            except _NoTimeLeft:
+                assert state.last is not None
+                raise state.last from None
+            except CALL_ERRORS as exc:
+                failure = state.last = exc
+                state.in_try = False
+            if hooks:
+                await self._answered(call, state, failure)
+                episodes = cooldown.episodes
+            if isinstance(failure, RateLimited):
+                # Every task of the Session waits this out, even when this call gives up now.
+                pause, cap = failure.retry_after, policy.max_retry_after
+                cooldown.trip(min(pause, cap) if pause else None, cap=cap)
+            if hooks and cooldown.episodes != episodes:
+                retry_after = failure.retry_after if isinstance(failure, RateLimited) else None
+                pause_started = CoolDownStarted(
+                    call.method, call.path, call.kind, cooldown.remaining, retry_after
+                )
+                await emit(hooks, pause_started)
+            decision = decide(
+                failure,
+                charged=charged,
+                attempt=state.attempt,
+                policy=policy,
+                elapsed=_clock.now() - state.started,
+                cooling=cooldown.remaining,
+            )
+            if not decision.retry:
+                if decision.unknown:
+                    raise _unknown(failure, call) from failure
+                raise failure
+            if charged and call.claim is not None:
+                # Retried only because it provably did not run: say so (the batch journal
+                # gives its claim back, so a stop now leaves the item new, not unknown).
+                await call.claim.not_sent()
+            log.debug(
+                "%s: try %d failed (%s), next try in %.2fs",
+                call.what,
+                state.attempt,
+                decision.reason,
+                decision.wait + cooldown.remaining,
+                extra={
+                    "attempt": state.attempt,
+                    "wait": decision.wait,
+                    "aiportrait.method": call.method,
+                    "aiportrait.path": call.path,
+                    "aiportrait.kind": call.kind,
+                    "aiportrait.attempt": state.attempt,
+                    "aiportrait.reason": decision.reason,
+                    "aiportrait.wait": decision.wait,
+                    "aiportrait.request_id": getattr(failure, "request_id", "") or "",
+                },
+            )
+            if hooks:
+                scheduled = RetryScheduled(
+                    call.method, call.path, call.kind, state.attempt, decision.reason, decision.wait
+                )
+                await emit(hooks, scheduled)
+            await _clock.sleep(decision.wait)
+
+    async def _try(self, call: Call, try_once: Callable[[], Awaitable[T]], state: _State) -> T:
+        """One try: wait out the cool-down, hold a slot, claim, send."""
+        cooldown, hooks = self.limits.cooldown, self.hooks
+        state.attempt += 1
+        if cooldown.active:
+            await cooldown.wait()
+        async with self.limits.slot(call.kind):
+            if cooldown.active:
+                await cooldown.wait()
+            if state.attempt > 1 and not self.policy.fits(_clock.now() - state.started, 0.0):
+                # The slot or the cool-down took what was left: this try could not finish,
+                # so it is not sent, and the real failure stands.
+                raise _NoTimeLeft
+            if call.claim is not None and call.kind != "read":
+                await call.claim.before_send()
+            if hooks:
+                ended = cooldown.take_ended()
+                if ended is not None:
+                    await emit(hooks, CoolDownEnded(call.method, call.path, call.kind, ended))
+                await emit(hooks, RequestSent(call.method, call.path, call.kind, state.attempt))
+            state.began = _clock.now()
+            state.sent = state.attempt
+            state.in_try = True
+            result = await try_once()  # a CALL_ERRORS failure leaves in_try for _tries
+            state.in_try = False  # the answer is here: nothing after this may lose it
+            cooldown.clear()
+            return result
+
+    def _cut(self, call: Call, state: _State) -> BaseException:
+        """The deadline passed: during a try (which may have reached the service) or a wait."""
+        cut = RequestTimeout(
+            f"{call.what}: no answer within the deadline of {self.policy.deadline}s",
+            method=call.method,
+            path=call.path,
+            sent=None if state.in_try else False,
+        )
+        if state.in_try and call.kind != "read":
+            unknown = _unknown(cut, call)
+            unknown.__cause__ = cut
+            return unknown
+        if state.last is not None:
+            return state.last  # the run of failures the deadline ended
+        return cut
+
+    async def _answered(self, call: Call, state: _State, outcome: object) -> None:
+        error = outcome if isinstance(outcome, BaseException) else None
+        status = getattr(outcome, "status", 0) or 0
+        request_id = getattr(outcome, "request_id", "") or ""
+        seconds = _clock.now() - state.began
+        event = AnswerReceived(
+            call.method, call.path, call.kind, state.attempt, status, request_id, seconds, error
+        )
+        await emit(self.hooks, event)
+
+    async def _ended(self, call: Call, state: _State, outcome: object) -> None:
+        seconds = _clock.now() - state.started
+        job_id = cost_time = None
+        if isinstance(outcome, BaseException):
+            if isinstance(outcome, SubmitOutcomeUnknown):
+                verdict: CallOutcome = "unknown"
+            elif not isinstance(outcome, Exception):  # cancelled (by the caller or the deadline)
+                verdict = "unknown" if state.in_try and call.kind != "read" else "cancelled"
+            else:
+                verdict = "failed"
+            seen = state.last if state.last is not None else outcome
+            status = getattr(seen, "status", 0) or 0
+            request_id = getattr(seen, "request_id", "") or ""
+            error: BaseException | None = outcome
+        else:
+            verdict, error = "ok", None
+            status = getattr(outcome, "status", 0) or 0
+            request_id = getattr(outcome, "request_id", "") or ""
+            data = getattr(outcome, "data", None)
+            if isinstance(data, dict):
+                found = data.get("job_id")
+                job_id = found if type(found) is int else None
+                cost = data.get("cost_time")
+                if call.kind == "create" and isinstance(cost, (int, float)):
+                    cost_time = None if isinstance(cost, bool) else float(cost)
+        event = CallEnded(
+            call.method, call.path, call.kind, verdict, state.sent, seconds, status,
+            request_id, error, job_id, cost_time,
+        )  # fmt: skip
+        await emit(self.hooks, event)
+
+
+class _NoTimeLeft(Exception):
+    """A retry found too little of the deadline left once it had its slot: not sent."""
+
+
+def _unknown(exc: AIPortraitError, call: Call) -> SubmitOutcomeUnknown:
+    text = str(exc)
+    what = call.what
+    return SubmitOutcomeUnknown(
+        f"{text if text.startswith(what) else f'{what}: {text}'}; the service may have run it, "
+        "so it was not sent again",
+        action=call.kind,
+        request=call.payload,
+    )
