@@ -33,10 +33,10 @@ from ._wire import (
 )
 
 if TYPE_CHECKING:
-    from ._check import Examined, Verdict
-    from ._engine import FaceEngine
+    from .._vision.check import Examined, Verdict
+    from .._vision.face_engine import FaceEngine
+    from .._vision.images import RGBImage
     from ._faces import FaceModel, FaceSample
-    from ._images import RGBImage
     from ._scenes import SceneModel
 
 __all__ = [
@@ -144,7 +144,7 @@ def shared_engine() -> FaceEngine:
     global _shared_engine
     with _shared_lock:
         if _shared_engine is None:
-            from ._engine import FaceEngine
+            from .._vision.face_engine import FaceEngine
 
             _shared_engine = FaceEngine()
         return _shared_engine
@@ -207,7 +207,7 @@ class Worker:
         max_side: int | None = None,
     ) -> Any:
         """Decode bytes to an RGB array, or None when they are missing or not an image."""
-        from ._images import DECODE_FORMATS, ImageDecodeError, decode_image
+        from .._vision.images import DECODE_FORMATS, ImageDecodeError, decode_image
 
         if data is None:
             return None
@@ -226,7 +226,7 @@ class Worker:
         self, source: Fetched | Unfetched, budget: PixelBudget
     ) -> tuple[RGBImage | None, str]:
         """A check or training photo at analysis size, or None and the reason it has none."""
-        from ._images import BudgetError, ImageDecodeError, NotAnImageError, decode_image
+        from .._vision.images import BudgetError, ImageDecodeError, NotAnImageError, decode_image
 
         if isinstance(source, Unfetched):
             return None, source.detail
@@ -258,7 +258,7 @@ class Worker:
     ) -> tuple[Examined, FaceSample | None]:
         """Check one photo as far as it can go alone (see :func:`~._check.examine`); with
         ``sample``, also keep what training needs of a usable face."""
-        from ._check import Examined, examine
+        from .._vision.check import Examined, examine
         from ._faces import face_sample
 
         image, why = self._decode_photo(source, budget)
@@ -272,7 +272,7 @@ class Worker:
     def judge(self, examined: Sequence[tuple[Examined, Any]]) -> list[PhotoVerdict]:
         """The check's verdicts for examined photos (the same-person test, see
         :func:`~._check.judge`)."""
-        from ._check import judge
+        from .._vision.check import judge
 
         return [PhotoVerdict.of(v) for v in judge([e for e, _ in examined])]
 
@@ -385,9 +385,9 @@ class Worker:
         trained models by the face of a reference photo. Raises :class:`ApiError` with the
         documented create errors.
         """
+        from .._vision.images import encode_image
         from ._composite import compose
         from ._faces import reference_model
-        from ._images import encode_image
         from ._t2i import t2i_compose
 
         if reference is not None:

@@ -11,9 +11,9 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 pytest.importorskip("dlib")
 
+from aiportrait._vision.check import Examined, Verdict, examine, judge  # noqa: E402
+from aiportrait._vision.face_engine import Face, FaceEngine  # noqa: E402
 from aiportrait.emulator import _wire  # noqa: E402
-from aiportrait.emulator._check import Examined, Verdict, examine, judge  # noqa: E402
-from aiportrait.emulator._engine import Face, FaceEngine  # noqa: E402
 
 
 def check_photos(engine: FaceEngine, images: Sequence[np.ndarray | None]) -> list[Verdict]:

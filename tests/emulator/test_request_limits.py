@@ -183,7 +183,7 @@ async def counting_origin() -> AsyncIterator[tuple[str, dict[str, int]]]:
 async def test_a_url_named_many_times_is_fetched_and_analysed_once(
     emu: Emulator, counting_origin: tuple[str, dict[str, int]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from aiportrait.emulator import _check
+    from aiportrait._vision import check as _check
 
     analysed = []
     real = _check.examine
@@ -219,7 +219,7 @@ async def test_photos_past_the_pixel_budget_are_not_decoded(
 
 
 async def test_an_extreme_aspect_ratio_is_analysed_shrunk(monkeypatch: pytest.MonkeyPatch) -> None:
-    from aiportrait.emulator import _check
+    from aiportrait._vision import check as _check
     from aiportrait.emulator._fetch import Fetched
     from aiportrait.emulator._work import PHOTO_SIDE, Worker
 

@@ -31,7 +31,7 @@ import dlib
 import numpy as np
 from numpy.typing import NDArray
 
-from ._images import RGBImage
+from .images import RGBImage
 
 __all__ = [
     "DEFAULT_MIN_SCORE",

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _wire
-from ._engine import Face, FaceEngine, face_distance
-from ._images import RGBImage
+from ..emulator import _wire
+from .face_engine import Face, FaceEngine, face_distance
+from .images import RGBImage
 
 __all__ = ["Examined", "Verdict", "examine", "judge"]
 
