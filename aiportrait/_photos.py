@@ -2,7 +2,7 @@
 
 :func:`read_photo` reads a path or takes bytes, refusing (with
 :class:`~aiportrait.errors.LocalPhotoError`) a missing path, a directory, an unreadable file, a
-file over the check's :data:`~aiportrait._vision.sources.MAX_PHOTO_BYTES` (from its size,
+file over the check's :data:`~aiportrait._vision.limits.MAX_PHOTO_BYTES` (from its size,
 before reading it) and anything that is not a JPEG or PNG image (from its first bytes).
 :func:`clean_photo` applies the EXIF orientation and re-encodes the pixels without any metadata
 (EXIF with its GPS position, XMP, IPTC, comments): photos of people are personal data, and only
@@ -20,7 +20,7 @@ from pathlib import Path
 import attrs
 
 from ._imageinfo import sniff
-from ._vision.sources import MAX_PHOTO_BYTES
+from ._vision.limits import MAX_PHOTO_BYTES
 from .errors import InvalidArgument, LocalPhotoError
 
 __all__ = ["CleanPhoto", "clean_photo", "photo_name", "read_photo"]

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 import attrs
 
 from ._photos import photo_name, read_photo
-from ._vision.sources import MAX_PIXELS, Fetched, PixelBudget, Unfetched
+from ._vision.limits import MAX_PIXELS, PixelBudget
+from ._vision.sources import Fetched, Unfetched
 from ._vision.threads import run_in, shared_engine, shared_pool
 from .errors import InvalidArgument, LocalPhotoError
 from .models import CheckReport, CheckVerdict, ImageCheck

@@ -23,7 +23,8 @@ import numpy as np
 
 from .face_engine import Face, FaceEngine, face_distance
 from .images import BudgetError, ImageDecodeError, NotAnImageError, RGBImage, decode_image
-from .sources import CHECK_FORMATS, PHOTO_MIN_SIDE, PHOTO_SIDE, Fetched, PixelBudget, Unfetched
+from .limits import CHECK_FORMATS, PHOTO_MIN_SIDE, PHOTO_SIDE, PixelBudget
+from .sources import Fetched, Unfetched
 from .verdicts import (
     CHECK_DECODE_ERROR,
     CHECK_DETECT_ERROR,
@@ -89,7 +90,7 @@ def decode_photo(
     """A check or training photo at analysis size, or None and the reason it has none.
 
     Only JPEG and PNG are accepted; the sides are checked on the header (the original size),
-    then the photo is decoded at most :data:`~.sources.PHOTO_SIDE` on a side, if ``budget``
+    then the photo is decoded at most :data:`~.limits.PHOTO_SIDE` on a side, if ``budget``
     still allows its pixels.
     """
     if isinstance(source, Unfetched):

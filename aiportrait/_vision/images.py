@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .sources import MAX_PIXELS
+from .limits import MAX_PIXELS
 
 __all__ = [
     "DECODE_FORMATS",

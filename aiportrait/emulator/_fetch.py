@@ -23,7 +23,8 @@ from urllib.parse import unquote, unquote_to_bytes, urlsplit
 
 import aiohttp
 
-from .._vision.sources import MAX_PHOTO_BYTES, Fetched
+from .._vision.limits import MAX_PHOTO_BYTES
+from .._vision.sources import Fetched
 
 __all__ = ["FetchError", "FetchPolicy", "Fetcher", "describe_url", "is_loopback_host"]
 

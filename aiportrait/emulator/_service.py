@@ -26,7 +26,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._vision.sources import Fetched, PixelBudget, Unfetched
+from .._vision.limits import PixelBudget
+from .._vision.sources import Fetched, Unfetched
 from .._vision.verdicts import Verdict
 from ._auth import AppConfig
 from ._errors import BAD_BODY, INVALID_CREATE, ApiError

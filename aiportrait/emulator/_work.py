@@ -19,7 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
-from .._vision.sources import MAX_PIXELS, MAX_REQUEST_PIXELS, Fetched, PixelBudget, Unfetched
+from .._vision.limits import MAX_PIXELS, MAX_REQUEST_PIXELS, PixelBudget
+from .._vision.sources import Fetched, Unfetched
 from .._vision.threads import THREAD_PREFIX, run_in, shared_engine, shared_pool
 from .._vision.verdicts import CHECK_DECODE_ERROR, CHECK_SUCCESS, Verdict
 from ._errors import ApiError

@@ -220,7 +220,8 @@ async def test_photos_past_the_pixel_budget_are_not_decoded(
 
 async def test_an_extreme_aspect_ratio_is_analysed_shrunk(monkeypatch: pytest.MonkeyPatch) -> None:
     from aiportrait._vision import check
-    from aiportrait._vision.sources import PHOTO_SIDE, Fetched
+    from aiportrait._vision.limits import PHOTO_SIDE
+    from aiportrait._vision.sources import Fetched
     from aiportrait.emulator._work import Worker
 
     shapes: list[tuple[int, ...]] = []
