@@ -57,11 +57,6 @@ class Verdict:
         """The verdict for ``code`` with its documented message."""
         return cls(code, CHECK_MESSAGES[code], bool(frontal), detail)
 
-    @property
-    def ok(self) -> bool:
-        """Whether the photo passed."""
-        return self.code == CHECK_SUCCESS
-
     def to_wire(self, url: str) -> dict[str, Any]:
         """The ``check_results`` / ``states`` entry for ``url``."""
         return {
