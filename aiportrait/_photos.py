@@ -2,11 +2,12 @@
 
 :func:`read_photo` reads a path or takes bytes, refusing (with
 :class:`~aiportrait.errors.LocalPhotoError`) a missing path, a directory, an unreadable file, a
-file over :data:`MAX_PHOTO_BYTES` (from its size, before reading it) and anything that is not a
-JPEG or PNG image (from its first bytes). :func:`clean_photo` applies the EXIF orientation and
-re-encodes the pixels without any metadata (EXIF with its GPS position, XMP, IPTC, comments):
-photos of people are personal data, and only the pixels are needed. Cleaning needs Pillow
-(the ``emulator`` extra); it is imported on first use.
+file over the check's :data:`~aiportrait._vision.limits.MAX_PHOTO_BYTES` (from its size,
+before reading it) and anything that is not a JPEG or PNG image (from its first bytes).
+:func:`clean_photo` applies the EXIF orientation and re-encodes the pixels without any metadata
+(EXIF with its GPS position, XMP, IPTC, comments): photos of people are personal data, and only
+the pixels are needed. Cleaning needs Pillow (the ``emulator`` extra, which brings the image
+stack); it is imported on first use.
 """
 
 from __future__ import annotations
@@ -19,12 +20,11 @@ from pathlib import Path
 import attrs
 
 from ._imageinfo import sniff
+from ._vision.limits import MAX_PHOTO_BYTES
 from .errors import InvalidArgument, LocalPhotoError
 
-__all__ = ["MAX_PHOTO_BYTES", "CleanPhoto", "clean_photo", "photo_name", "read_photo"]
+__all__ = ["CleanPhoto", "clean_photo", "photo_name", "read_photo"]
 
-#: Largest local photo accepted, in bytes (the size the emulator downloads at most).
-MAX_PHOTO_BYTES = 20 * 1024 * 1024
 #: Largest pixel count decoded when cleaning (a decompression bomb is refused from the header).
 MAX_PIXELS = 60_000_000
 

@@ -3,36 +3,27 @@
 The same checks as the service's ``check`` call, with its codes and messages
 (:class:`~aiportrait.models.CheckVerdict`): a JPEG or PNG image larger than 512x512 (EXIF
 orientation applied), exactly one face, a face descriptor, and the same person across the set.
-The face work is the local emulator's (dlib and OpenCV, the ``emulator`` extra), imported on first
-use; nothing is sent anywhere.
+The check is :mod:`aiportrait._vision`'s, the one the emulator runs too; its face work (dlib and
+OpenCV, the ``emulator`` extra) is imported on first use. Nothing is sent anywhere.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
 
 import attrs
 
 from ._photos import photo_name, read_photo
+from ._vision.limits import MAX_PIXELS, PixelBudget
+from ._vision.sources import Fetched, Unfetched
+from ._vision.threads import run_in, shared_engine, shared_pool
 from .errors import InvalidArgument, LocalPhotoError
 from .models import CheckReport, CheckVerdict, ImageCheck
 
 __all__ = ["LocalInput", "preflight", "refusal", "renamed"]
 
 LocalInput = os.PathLike[str] | bytes
-
-
-def _worker() -> Any:
-    try:
-        from .emulator._work import Worker
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise InvalidArgument(
-            "checking photos on this machine needs the image stack: "
-            "pip install 'aiportrait[emulator]' (or pass force=True to skip the check)"
-        ) from exc
-    return Worker()
 
 
 async def preflight(photos: Sequence[LocalInput]) -> CheckReport:
@@ -50,22 +41,28 @@ async def preflight(photos: Sequence[LocalInput]) -> CheckReport:
     """
     if isinstance(photos, (str, bytes, os.PathLike)):
         raise InvalidArgument("photos must be a list of paths or bytes, not a single one")
-    from .emulator._fetch import Fetched, Unfetched
-
-    worker = _worker()
+    try:
+        from ._vision.check import examine_photo, judge
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise InvalidArgument(
+            "checking photos on this machine needs the image stack: "
+            "pip install 'aiportrait[emulator]' (or pass force=True to skip the check)"
+        ) from exc
+    pool, engine = shared_pool(), shared_engine()
     names = [photo_name(p, i) for i, p in enumerate(photos)]
-    budget = worker.budget()
+    budget = PixelBudget()
     examined = []
     for value, name in zip(photos, names, strict=True):
         if isinstance(value, str):
             raise InvalidArgument(f"{name!r} is a string: a local photo is a Path or bytes")
         try:
             data, content_type = read_photo(value, name)
-            source: Any = Fetched(data, content_type)
+            source: Fetched | Unfetched = Fetched(data, content_type)
         except LocalPhotoError as exc:
             source = Unfetched(str(exc).removeprefix(f"{name}: "))
-        examined.append(await worker.run(worker.examine, source, budget))
-    verdicts = await worker.run(worker.judge, examined)
+        examination = run_in(pool, examine_photo, engine, source, budget, max_pixels=MAX_PIXELS)
+        examined.append((await examination)[0])  # its pixels are dropped before the next photo
+    verdicts = await run_in(pool, judge, examined)
     results = tuple(
         ImageCheck(name, CheckVerdict(v.code), v.message, v.frontal, v.detail)
         for name, v in zip(names, verdicts, strict=True)

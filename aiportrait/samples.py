@@ -75,7 +75,8 @@ class SamplePhotos:
 def _bundled(name: str) -> Image.Image:
     from PIL import Image
 
-    data = (resources.files("aiportrait.emulator") / "data" / name).read_bytes()
+    # The photos ship in the emulator's data folder; read as files, without importing it.
+    data = (resources.files("aiportrait") / "emulator" / "data" / name).read_bytes()
     with Image.open(io.BytesIO(data)) as img:
         rgb: Image.Image = img.convert("RGB")
     return rgb

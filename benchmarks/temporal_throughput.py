@@ -38,8 +38,8 @@ sys.path.insert(0, str(HERE))
 from temporal_overhead import TICK, items_for, proc_cpu, run_temporal  # noqa: E402
 
 from aiportrait import temporal as at  # noqa: E402
+from aiportrait._vision.threads import default_workers  # noqa: E402
 from aiportrait.emulator import Emulator  # noqa: E402
-from aiportrait.emulator._work import default_workers  # noqa: E402
 from aiportrait.samples import sample_photos  # noqa: E402
 
 SETS = (1, 2, 4)

@@ -18,8 +18,9 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from .._vision.face_engine import Face, FaceEngine
+from .._vision.images import RGBImage
 from ._colour import F32, FloatArray, from_lab, lab_stats, to_lab
-from ._engine import Face, FaceEngine
 from ._errors import ApiError
 from ._faces import (
     EYE_DISTANCE,
@@ -30,7 +31,6 @@ from ._faces import (
     fit_transform,
     work_region,
 )
-from ._images import RGBImage
 from ._options import ComposeOptions
 from ._wire import E462_INVALID_INPUT, E462_NO_FACE, E469_FACE_COUNT
 

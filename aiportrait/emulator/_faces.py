@@ -19,11 +19,11 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from .._vision.face_engine import Face, FaceEngine
+from .._vision.images import RGBImage, decode_image, encode_image
 from ._colour import FloatArray, lab_stats, to_lab
-from ._engine import Face, FaceEngine
 from ._errors import ApiError
 from ._files import atomic_write, load_npz, npz_bytes
-from ._images import RGBImage, decode_image, encode_image
 from ._wire import E462_ROOP_DECODE, E469_FIRST_FUSION
 
 __all__ = [

@@ -23,15 +23,10 @@ from urllib.parse import unquote, unquote_to_bytes, urlsplit
 
 import aiohttp
 
-__all__ = [
-    "FetchError",
-    "FetchPolicy",
-    "Fetched",
-    "Fetcher",
-    "Unfetched",
-    "describe_url",
-    "is_loopback_host",
-]
+from .._vision.limits import MAX_PHOTO_BYTES
+from .._vision.sources import Fetched
+
+__all__ = ["FetchError", "FetchPolicy", "Fetcher", "describe_url", "is_loopback_host"]
 
 #: Longest URL shown in a message.
 _SHOWN_URL = 80
@@ -42,21 +37,6 @@ class FetchError(Exception):
 
     ``str(error)`` is a short human sentence saying why.
     """
-
-
-@dataclass(frozen=True)
-class Fetched:
-    """The bytes behind a URL, with the media type its source declared (if any)."""
-
-    data: bytes
-    content_type: str | None = None
-
-
-@dataclass(frozen=True)
-class Unfetched:
-    """A URL that gave no bytes, and why (the :class:`FetchError` text)."""
-
-    detail: str
 
 
 @dataclass(frozen=True)
@@ -72,7 +52,7 @@ class FetchPolicy:
 
     allow_remote: bool = False
     file_root: Path | None = None
-    max_bytes: int = 20 * 1024 * 1024
+    max_bytes: int = MAX_PHOTO_BYTES
     timeout: float = 10.0
 
 

@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from .._vision.images import RGBImage, decode_image, encode_image
 from ._files import atomic_write, load_npz, npz_bytes
-from ._images import RGBImage, decode_image, encode_image
 
 __all__ = ["SCENE_SAMPLE_SIDE", "SceneModel", "build_scene", "scene_sample"]
 

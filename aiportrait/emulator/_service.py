@@ -26,10 +26,13 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .._vision.limits import PixelBudget
+from .._vision.sources import Fetched, Unfetched
+from .._vision.verdicts import Verdict
 from ._auth import AppConfig
 from ._errors import BAD_BODY, INVALID_CREATE, ApiError
 from ._faults import Counters, FaultInjector
-from ._fetch import Fetched, Fetcher, FetchError, Unfetched, describe_url
+from ._fetch import Fetcher, FetchError, describe_url
 from ._jobs import JobStore
 from ._store import ModelStore
 from ._wire import (
@@ -45,7 +48,7 @@ from ._wire import (
     T2I_TEMPLATE,
     TRAIN_XL,
 )
-from ._work import PhotoVerdict, PixelBudget, Worker
+from ._work import Worker
 
 if TYPE_CHECKING:
     from ._faces import FaceModel
@@ -116,7 +119,7 @@ def _str_list(value: Any, error: Error) -> list[str]:
     return value
 
 
-def _log_verdicts(what: str, urls: Sequence[str], verdicts: Sequence[PhotoVerdict]) -> None:
+def _log_verdicts(what: str, urls: Sequence[str], verdicts: Sequence[Verdict]) -> None:
     for url, verdict in zip(urls, verdicts, strict=False):
         level = logging.DEBUG if verdict.code == 1 else logging.INFO
         log.log(
@@ -203,7 +206,7 @@ class Service:
             await asyncio.gather(*(task for _, task in pending), return_exceptions=True)
         return [results[url] for url in urls]
 
-    async def _verdicts(self, urls: Sequence[str]) -> list[PhotoVerdict]:
+    async def _verdicts(self, urls: Sequence[str]) -> list[Verdict]:
         examined = await self._each_photo(urls, self.worker.examine)
         return await self.worker.run(self.worker.judge, examined)
 
@@ -275,7 +278,7 @@ class Service:
         start = loop.time()
         await asyncio.sleep(min(self.train_seconds / 10, 0.5))
         self.jobs.update(job, JOB_RUNNING)
-        verdicts: list[PhotoVerdict] = []
+        verdicts: list[Verdict] = []
         message = TRAIN_PREPROCESS_FAILED
         ok = False
         try:

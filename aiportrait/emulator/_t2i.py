@@ -19,10 +19,10 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from .._vision.images import RGBImage
 from ._colour import FloatArray, from_lab
 from ._composite import finish, fuse
 from ._faces import CANONICAL_UNITS, FaceModel
-from ._images import RGBImage
 from ._options import ComposeOptions
 from ._scenes import SceneModel
 

@@ -1,8 +1,9 @@
-"""Wire facts the emulator speaks: paths, check verdicts and documented error texts.
+"""Wire facts the emulator speaks: paths, documented error texts and job states.
 
 These are copied from the service documentation (``ai-portrait-go-sdk.txt``) word for word,
-typos included. The client keeps its own copy on purpose: the emulator never imports the
-client, so each side catches the other's mistakes.
+typos included. The client keeps its own copy on purpose, so each side catches the other's
+mistakes. The check's verdict codes and messages are in :mod:`aiportrait._vision.verdicts`,
+shared with the client's check of local photos.
 """
 
 from __future__ import annotations
@@ -14,22 +15,6 @@ TRAIN_PATH: Final = "/api/v1/aigc_images/train"
 CREATE_PATH: Final = "/api/v1/aigc_images/create"
 JOB_PATH_PREFIX: Final = "/api/v1/async_jobs/"
 BATCH_PATH_PREFIX: Final = "/api/v1/batch_jobs/"
-
-# Check verdicts (code -> message), documentation table "Summary of check_results messages".
-CHECK_SUCCESS: Final = 1
-CHECK_DECODE_ERROR: Final = 2
-CHECK_FACE_COUNT: Final = 3
-CHECK_DETECT_ERROR: Final = 4
-CHECK_ENCODING_ERROR: Final = 5
-CHECK_NOT_SAME_PERSON: Final = 6
-CHECK_MESSAGES: Final[dict[int, str]] = {
-    CHECK_SUCCESS: "success",
-    CHECK_DECODE_ERROR: "Image decode error.",
-    CHECK_FACE_COUNT: "Number of face is not 1.",
-    CHECK_DETECT_ERROR: "Image detect error.",
-    CHECK_ENCODING_ERROR: "Image encoding error.",
-    CHECK_NOT_SAME_PERSON: "This photo is not the same person in photos.",
-}
 
 # Gateway errors: (HTTP status, code, message).
 NOT_FOUND_APPID: Final = (400, "PARAMETER_ERROR", "not found appid")

@@ -1,161 +1,56 @@
 """The heavy work, run in a bounded thread pool, never on the event loop.
 
-The image modules (numpy, Pillow, OpenCV, dlib: ``_images``, ``_engine``, ``_check``, ``_faces``,
-``_scenes``, ``_composite``, ``_t2i``) are imported inside the functions, on first use, so
+The photo check itself (decoding, the face engine, the verdicts) is :mod:`aiportrait._vision`'s,
+shared with the client's check of local photos. The image modules (numpy, Pillow, OpenCV, dlib:
+``_vision.images``, ``_vision.face_engine``, ``_vision.check``, ``_faces``, ``_scenes``,
+``_composite``, ``_t2i``) are imported inside the functions, on first use, so
 ``import aiportrait.emulator`` and synthetic jobs need none of them. ``_options`` (the create
 ``configure`` keys) needs no image library.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
 import os
 import shutil
 import tempfile
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
+from .._vision.limits import MAX_PIXELS, MAX_REQUEST_PIXELS, PixelBudget
+from .._vision.sources import Fetched, Unfetched
+from .._vision.threads import THREAD_PREFIX, run_in, shared_engine, shared_pool
+from .._vision.verdicts import CHECK_DECODE_ERROR, CHECK_SUCCESS, Verdict
 from ._errors import ApiError
-from ._fetch import Fetched, Unfetched
 from ._options import ComposeOptions
-from ._wire import (
-    CHECK_DECODE_ERROR,
-    CHECK_MESSAGES,
-    CHECK_SUCCESS,
-    E462_ROOP_DECODE,
-    E462_TEMPLATE_DECODE,
-)
+from ._wire import E462_ROOP_DECODE, E462_TEMPLATE_DECODE
 
 if TYPE_CHECKING:
-    from ._check import Examined, Verdict
-    from ._engine import FaceEngine
+    from .._vision.check import Examined
+    from .._vision.face_engine import FaceEngine
+    from .._vision.images import RGBImage
     from ._faces import FaceModel, FaceSample
-    from ._images import RGBImage
     from ._scenes import SceneModel
 
-__all__ = [
-    "CHECK_FORMATS",
-    "PHOTO_MIN_SIDE",
-    "PHOTO_SIDE",
-    "PhotoVerdict",
-    "PixelBudget",
-    "Worker",
-]
+__all__ = ["Worker"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 log = logging.getLogger("aiportrait.emulator")
 
-#: Formats the check and the training accept (the documentation: .jpg, .jpeg and .png).
-CHECK_FORMATS = frozenset({"JPEG", "PNG"})
 JPEG_MAGIC = b"\xff\xd8\xff"
-#: Photos for check and training are analysed at most this large (each side, pixels): a face
-#: descriptor needs no more, and a huge photo must not take hundreds of megabytes.
-PHOTO_SIDE = 2048
-#: The check's smallest accepted side, taken from the photo's header (its original size).
-PHOTO_MIN_SIDE = 512
-
-
-@dataclass(frozen=True)
-class PhotoVerdict:
-    """One photo's check verdict, without numpy types, ready for the wire.
-
-    ``detail`` is the emulator's explanation of the cause, sent as ``emulator_detail`` next to
-    the documented ``code`` and ``message`` (which stay word for word).
-    """
-
-    code: int
-    message: str
-    frontal: bool
-    detail: str = ""
-
-    @classmethod
-    def of(cls, verdict: Verdict) -> PhotoVerdict:
-        """The wire form of a :class:`~._check.Verdict`."""
-        return cls(verdict.code, verdict.message, bool(verdict.frontal), verdict.detail)
-
-    @classmethod
-    def decode_error(cls, detail: str) -> PhotoVerdict:
-        """Code 2, "Image decode error.", for the reason ``detail``."""
-        return cls(CHECK_DECODE_ERROR, CHECK_MESSAGES[CHECK_DECODE_ERROR], False, detail)
-
-    def to_wire(self, url: str) -> dict[str, Any]:
-        """Return the ``check_results`` / ``states`` entry for ``url``."""
-        return {
-            "code": self.code,
-            "frontal": self.frontal,
-            "message": self.message,
-            "url": url,
-            "emulator_detail": self.detail,
-        }
-
-
-class PixelBudget:
-    """How many more pixels the photos of one request may decode.
-
-    The photos of a request are decoded one after another, so no lock is needed; a photo that
-    would pass the budget is not decoded at all and gets code 2 with its own detail.
-    """
-
-    def __init__(self, pixels: int) -> None:
-        self.left = pixels
-
-    def take(self, pixels: int) -> bool:
-        """Spend ``pixels`` if that many are left; returns whether they were."""
-        if pixels > self.left:
-            return False
-        self.left -= pixels
-        return True
-
-
-_shared_lock = threading.Lock()
-_shared_pool: ThreadPoolExecutor | None = None
-_shared_engine: FaceEngine | None = None
-
-
-def default_workers() -> int:
-    """Threads of the default pool: one core is left to the event loop (at most 4 threads).
-
-    Composing holds the GIL part of the time; with as many busy threads as cores, requests
-    that need no image work (job queries) slow down tenfold on a two-core machine.
-    """
-    return max(1, min(4, (os.cpu_count() or 2) - 1))
-
-
-def _default_pool() -> ThreadPoolExecutor:
-    global _shared_pool
-    with _shared_lock:
-        if _shared_pool is None:
-            _shared_pool = ThreadPoolExecutor(
-                max_workers=default_workers(), thread_name_prefix="aiportrait-emu"
-            )
-        return _shared_pool
-
-
-def shared_engine() -> FaceEngine:
-    """The process-wide face engine (thread-safe; its models load once per thread)."""
-    global _shared_engine
-    with _shared_lock:
-        if _shared_engine is None:
-            from ._engine import FaceEngine
-
-            _shared_engine = FaceEngine()
-        return _shared_engine
 
 
 class Worker:
     """Runs the image work in a bounded thread pool with the shared face engine.
 
-    ``workers=None`` uses one process-wide pool of :func:`default_workers` threads, shared by
-    every emulator in the process, so the face models (loaded once per thread, about half a
-    second) stay warm across emulators; a number gives this worker its own pool.
+    ``workers=None`` uses the process-wide pool (:func:`aiportrait._vision.threads.shared_pool`),
+    shared by every emulator in the process and the client's check of local photos, so the face
+    models (loaded once per thread, about half a second) stay warm across them; a number gives
+    this worker its own pool.
 
     ``max_pixels`` bounds one image (from its header); ``max_request_pixels`` bounds the pixels
     the photos of one check or training may decode together (see :meth:`budget`).
@@ -165,8 +60,8 @@ class Worker:
         self,
         *,
         workers: int | None = None,
-        max_pixels: int = 16_000_000,
-        max_request_pixels: int = 400_000_000,
+        max_pixels: int = MAX_PIXELS,
+        max_request_pixels: int = MAX_REQUEST_PIXELS,
     ) -> None:
         self.max_pixels = max_pixels
         self.max_request_pixels = max_request_pixels
@@ -174,16 +69,13 @@ class Worker:
         if workers is not None:
             if workers < 1:
                 raise ValueError("workers must be at least 1")
-            self._pool = ThreadPoolExecutor(
-                max_workers=workers, thread_name_prefix="aiportrait-emu"
-            )
+            self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=THREAD_PREFIX)
         else:
-            self._pool = _default_pool()
+            self._pool = shared_pool()
 
     async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``fn(*args, **kwargs)`` in the pool and await its result."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        return await run_in(self._pool, fn, *args, **kwargs)
 
     def close(self) -> None:
         """Stop an own pool (queued work is cancelled); the shared pool stays up."""
@@ -207,7 +99,7 @@ class Worker:
         max_side: int | None = None,
     ) -> Any:
         """Decode bytes to an RGB array, or None when they are missing or not an image."""
-        from ._images import DECODE_FORMATS, ImageDecodeError, decode_image
+        from .._vision.images import DECODE_FORMATS, ImageDecodeError, decode_image
 
         if data is None:
             return None
@@ -222,59 +114,28 @@ class Worker:
             log.info("image not decoded: %s", exc)
             return None
 
-    def _decode_photo(
-        self, source: Fetched | Unfetched, budget: PixelBudget
-    ) -> tuple[RGBImage | None, str]:
-        """A check or training photo at analysis size, or None and the reason it has none."""
-        from ._images import BudgetError, ImageDecodeError, NotAnImageError, decode_image
-
-        if isinstance(source, Unfetched):
-            return None, source.detail
-        try:
-            image = decode_image(
-                source.data,
-                max_pixels=self.max_pixels,
-                formats=CHECK_FORMATS,
-                max_side=PHOTO_SIDE,
-                min_side=PHOTO_MIN_SIDE,
-                allow=budget.take,
-            )
-        except NotAnImageError:
-            kind = source.content_type or "unrecognised bytes"
-            return None, f"not an image ({kind})"
-        except BudgetError:
-            return None, (
-                "not decoded: the photos before it used up the pixels one request may decode "
-                f"({self.max_request_pixels}, see --max-request-pixels)"
-            )
-        except ImageDecodeError as exc:
-            return None, str(exc)
-        return image, ""
-
     # -- check and training (one photo at a time: its pixels are dropped before the next) ----
 
     def examine(
         self, source: Fetched | Unfetched, budget: PixelBudget, *, sample: bool = False
     ) -> tuple[Examined, FaceSample | None]:
-        """Check one photo as far as it can go alone (see :func:`~._check.examine`); with
-        ``sample``, also keep what training needs of a usable face."""
-        from ._check import Examined, examine
+        """Check one photo as far as it can go alone (see
+        :func:`aiportrait._vision.check.examine_photo`); with ``sample``, also keep what training
+        needs of a usable face."""
+        from .._vision.check import examine_photo
         from ._faces import face_sample
 
-        image, why = self._decode_photo(source, budget)
-        if image is None:
-            return Examined.failed(CHECK_DECODE_ERROR, why), None
-        exam = examine(self.engine, image, min_side=0)  # the size was checked on the header
-        if sample and exam.face is not None:
+        exam, image = examine_photo(self.engine, source, budget, max_pixels=self.max_pixels)
+        if sample and exam.face is not None and image is not None:
             return exam, face_sample(image, exam.face)
         return exam, None
 
-    def judge(self, examined: Sequence[tuple[Examined, Any]]) -> list[PhotoVerdict]:
+    def judge(self, examined: Sequence[tuple[Examined, Any]]) -> list[Verdict]:
         """The check's verdicts for examined photos (the same-person test, see
-        :func:`~._check.judge`)."""
-        from ._check import judge
+        :func:`aiportrait._vision.check.judge`)."""
+        from .._vision.check import judge
 
-        return [PhotoVerdict.of(v) for v in judge([e for e, _ in examined])]
+        return judge([e for e, _ in examined])
 
     def train_face(
         self,
@@ -283,7 +144,7 @@ class Worker:
         directory: Path,
         *,
         sdxl: bool,
-    ) -> tuple[list[PhotoVerdict], bool]:
+    ) -> tuple[list[Verdict], bool]:
         """Judge the examined photos, build a face model from the usable ones and save it.
 
         Returns the verdicts and whether a model was saved.
@@ -307,23 +168,23 @@ class Worker:
 
     def scene_photo(
         self, source: Fetched | Unfetched, budget: PixelBudget
-    ) -> tuple[PhotoVerdict, RGBImage | None]:
+    ) -> tuple[Verdict, RGBImage | None]:
         """A scene photo's verdict (it only has to decode) and the sample a scene keeps of it."""
+        from .._vision.check import decode_photo
         from ._scenes import scene_sample
 
-        image, why = self._decode_photo(source, budget)
+        image, why = decode_photo(source, budget, max_pixels=self.max_pixels)
         if image is None:
-            return PhotoVerdict.decode_error(why), None
-        verdict = PhotoVerdict(CHECK_SUCCESS, CHECK_MESSAGES[CHECK_SUCCESS], False, "decoded")
-        return verdict, scene_sample(image)
+            return Verdict.of(CHECK_DECODE_ERROR, detail=why), None
+        return Verdict.of(CHECK_SUCCESS, detail="decoded"), scene_sample(image)
 
     def train_scene(
         self,
         scene_id: str,
-        photos: Sequence[tuple[PhotoVerdict, RGBImage | None]],
+        photos: Sequence[tuple[Verdict, RGBImage | None]],
         prompts: Sequence[str],
         directory: Path,
-    ) -> tuple[list[PhotoVerdict], bool]:
+    ) -> tuple[list[Verdict], bool]:
         """Build a scene from every photo that decoded (faces are not required) and save it."""
         from ._scenes import build_scene
 
@@ -385,9 +246,9 @@ class Worker:
         trained models by the face of a reference photo. Raises :class:`ApiError` with the
         documented create errors.
         """
+        from .._vision.images import encode_image
         from ._composite import compose
         from ._faces import reference_model
-        from ._images import encode_image
         from ._t2i import t2i_compose
 
         if reference is not None:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     import numpy as np
 
-    from aiportrait.emulator._engine import FaceEngine
+    from aiportrait._vision.face_engine import FaceEngine
     from aiportrait.emulator._faces import FaceModel
     from aiportrait.emulator._options import ComposeOptions
 
@@ -222,8 +222,8 @@ async def wait_job(emu: Emulator, job_id: int, *, timeout: float = 30.0) -> dict
 @pytest.fixture(scope="session")
 def model_dirs(photos: Photos, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Face models of the astronaut and of Grace Hopper, built once (as training would)."""
-    from aiportrait.emulator._engine import FaceEngine
-    from aiportrait.emulator._images import decode_image
+    from aiportrait._vision.face_engine import FaceEngine
+    from aiportrait._vision.images import decode_image
 
     engine = FaceEngine()
     root = tmp_path_factory.mktemp("models")
@@ -252,7 +252,7 @@ def install_model(emu: Emulator, source: Path) -> str:
 @pytest.fixture(scope="module")
 def engine() -> FaceEngine:
     """A face engine shared by the tests of one module."""
-    from aiportrait.emulator._engine import FaceEngine
+    from aiportrait._vision.face_engine import FaceEngine
 
     return FaceEngine()
 
@@ -260,7 +260,7 @@ def engine() -> FaceEngine:
 @pytest.fixture(scope="module")
 def astronaut() -> np.ndarray:
     """The bundled astronaut photo, decoded."""
-    from aiportrait.emulator._images import decode_image
+    from aiportrait._vision.images import decode_image
 
     return decode_image(bundled("astronaut.png"))
 
@@ -268,7 +268,7 @@ def astronaut() -> np.ndarray:
 @pytest.fixture(scope="module")
 def hopper() -> np.ndarray:
     """The bundled Grace Hopper photo, decoded."""
-    from aiportrait.emulator._images import decode_image
+    from aiportrait._vision.images import decode_image
 
     return decode_image(bundled("grace_hopper.jpg"))
 

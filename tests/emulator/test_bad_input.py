@@ -15,11 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from aiportrait._vision.verdicts import CHECK_MESSAGES
 from aiportrait.emulator import Emulator
 from aiportrait.emulator._errors import BAD_BODY, BROKEN_BODY, ENCODED_BODY, ApiError
 from aiportrait.emulator._service import MAX_IMAGES, TOO_MANY_IMAGES
 from aiportrait.emulator._wire import (
-    CHECK_MESSAGES,
     CHECK_PATH,
     CREATE_PATH,
     E462_ROOP_DECODE,

@@ -11,9 +11,14 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 pytest.importorskip("dlib")
 
-from aiportrait.emulator import _wire  # noqa: E402
-from aiportrait.emulator._check import Examined, Verdict, examine, judge  # noqa: E402
-from aiportrait.emulator._engine import Face, FaceEngine  # noqa: E402
+from aiportrait._vision.check import Examined, examine, judge  # noqa: E402
+from aiportrait._vision.face_engine import Face, FaceEngine  # noqa: E402
+from aiportrait._vision.verdicts import (  # noqa: E402
+    CHECK_DECODE_ERROR,
+    CHECK_MESSAGES,
+    CHECK_NOT_SAME_PERSON,
+    Verdict,
+)
 
 
 def check_photos(engine: FaceEngine, images: Sequence[np.ndarray | None]) -> list[Verdict]:
@@ -21,7 +26,7 @@ def check_photos(engine: FaceEngine, images: Sequence[np.ndarray | None]) -> lis
     then all judged together."""
     return judge(
         [
-            Examined.failed(_wire.CHECK_DECODE_ERROR, "not decoded")
+            Examined.failed(CHECK_DECODE_ERROR, "not decoded")
             if img is None
             else examine(engine, img, min_side=512)
             for img in images
@@ -56,8 +61,8 @@ def test_check_flags_the_other_person(
     engine: FaceEngine, astronaut: np.ndarray, hopper: np.ndarray
 ) -> None:
     verdicts = check_photos(engine, [*astronaut_variants(astronaut), hopper])
-    assert [v.code for v in verdicts] == [1, 1, 1, 1, 1, _wire.CHECK_NOT_SAME_PERSON]
-    assert verdicts[-1].message == _wire.CHECK_MESSAGES[6]
+    assert [v.code for v in verdicts] == [1, 1, 1, 1, 1, CHECK_NOT_SAME_PERSON]
+    assert verdicts[-1].message == CHECK_MESSAGES[6]
     assert verdicts[-1].frontal
 
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from aiportrait._vision.verdicts import CHECK_MESSAGES
 from aiportrait.emulator import Emulator
-from aiportrait.emulator._wire import CHECK_MESSAGES, CHECK_PATH, TRAIN_PATH
+from aiportrait.emulator._wire import CHECK_PATH, TRAIN_PATH
 
 from .conftest import Photos, data_url, send, wait_job
 

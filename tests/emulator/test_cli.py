@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import hmac
 import json
@@ -18,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-import aiportrait.emulator
 from aiportrait.emulator import Emulator
 from aiportrait.emulator._cli import DEFAULT_PORT, build_parser
 
@@ -120,71 +118,6 @@ def test_import_loads_no_image_stack() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
-
-
-def _client_imports(source: Path) -> list[str]:
-    """Every import of a module outside ``aiportrait.emulator`` but inside ``aiportrait`` that
-    ``source`` makes anywhere: at module level, in a function (lazy), under ``TYPE_CHECKING``,
-    or by name through ``importlib.import_module`` / ``__import__``."""
-    found: list[str] = []
-
-    def client(name: str) -> bool:
-        return (name == "aiportrait" or name.startswith("aiportrait.")) and not (
-            name == "aiportrait.emulator" or name.startswith("aiportrait.emulator.")
-        )
-
-    for node in ast.walk(ast.parse(source.read_text())):
-        if isinstance(node, ast.ImportFrom):
-            if node.level > 1:  # from .. import x: the client package
-                found.append("." * node.level + (node.module or ""))
-            elif node.level == 0 and client(node.module or ""):
-                found.append(node.module or "")
-        elif isinstance(node, ast.Import):
-            found += [alias.name for alias in node.names if client(alias.name)]
-        elif isinstance(node, ast.Call) and node.args:
-            func, first = node.func, node.args[0]
-            name = getattr(func, "attr", None) or getattr(func, "id", None)
-            if (
-                name in ("import_module", "__import__")
-                and isinstance(first, ast.Constant)
-                and isinstance(first.value, str)
-                and (client(first.value) or first.value.startswith(".."))
-            ):
-                found.append(first.value)
-    return found
-
-
-def test_emulator_modules_never_import_the_client() -> None:
-    package = Path(aiportrait.emulator.__file__).parent
-    sources = sorted(package.glob("*.py"))
-    assert len(sources) > 10
-    expected: dict[str, list[str]] = {source.name: [] for source in sources}
-    expected["_emulator.py"] = [".._session"]  # emu.session() builds the client's Session
-    assert {source.name: _client_imports(source) for source in sources} == expected
-
-
-def test_the_client_check_sees_every_kind_of_import(tmp_path: Path) -> None:
-    sample = tmp_path / "sample.py"
-    sample.write_text(
-        "import importlib\n"
-        "from typing import TYPE_CHECKING\n"
-        "from . import _wire\n"
-        "from aiportrait.emulator import _jobs\n"
-        "if TYPE_CHECKING:\n"
-        "    from aiportrait._session import Session\n"
-        "def f():\n"
-        "    import aiportrait._transport\n"
-        "    from .. import errors\n"
-        "    importlib.import_module('aiportrait.models')\n"
-        "    return __import__('aiportrait')\n"
-    )
-    assert _client_imports(sample) == [
-        "aiportrait._session",
-        "aiportrait._transport",
-        "..",
-        "aiportrait.models",
-        "aiportrait",
-    ]
 
 
 def test_synthetic_jobs_need_no_image_stack() -> None:

@@ -11,9 +11,9 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 pytest.importorskip("dlib")
 
+from aiportrait._vision.face_engine import FaceEngine, face_distance  # noqa: E402
 from aiportrait.emulator import _wire  # noqa: E402
 from aiportrait.emulator._composite import compose  # noqa: E402
-from aiportrait.emulator._engine import FaceEngine, face_distance  # noqa: E402
 from aiportrait.emulator._errors import ApiError  # noqa: E402
 from aiportrait.emulator._faces import FaceModel, reference_model  # noqa: E402
 from aiportrait.emulator._options import ComposeOptions  # noqa: E402

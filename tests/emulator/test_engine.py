@@ -13,7 +13,7 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 pytest.importorskip("dlib")
 
-from aiportrait.emulator._engine import (  # noqa: E402
+from aiportrait._vision.face_engine import (  # noqa: E402
     DEFAULT_MIN_SCORE,
     FaceEngine,
     face_distance,

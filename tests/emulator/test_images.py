@@ -14,7 +14,7 @@ Image = pytest.importorskip("PIL.Image")
 ImageFile = pytest.importorskip("PIL.ImageFile")
 pytest.importorskip("cv2")
 
-from aiportrait.emulator._images import (  # noqa: E402
+from aiportrait._vision.images import (  # noqa: E402
     ImageDecodeError,
     PixelLimitError,
     decode_image,

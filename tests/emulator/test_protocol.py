@@ -15,13 +15,12 @@ from typing import Any
 import aiohttp
 import pytest
 
+from aiportrait._vision.verdicts import CHECK_DECODE_ERROR, CHECK_SUCCESS
 from aiportrait.emulator import Emulator
 from aiportrait.emulator._errors import BAD_BODY, JOB_NOT_FOUND
 from aiportrait.emulator._service import SCENE_PROMPTS_MISMATCH, TRAIN_PREPROCESS_FAILED
 from aiportrait.emulator._wire import (
-    CHECK_DECODE_ERROR,
     CHECK_PATH,
-    CHECK_SUCCESS,
     CREATE_ERROR_STATUS,
     CREATE_PATH,
     E462_INVALID_INPUT,

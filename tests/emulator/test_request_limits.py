@@ -183,16 +183,16 @@ async def counting_origin() -> AsyncIterator[tuple[str, dict[str, int]]]:
 async def test_a_url_named_many_times_is_fetched_and_analysed_once(
     emu: Emulator, counting_origin: tuple[str, dict[str, int]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from aiportrait.emulator import _check
+    from aiportrait._vision import check
 
     analysed = []
-    real = _check.examine
+    real = check.examine
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         analysed.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(_check, "examine", counting)
+    monkeypatch.setattr(check, "examine", counting)
     base, hits = counting_origin
     urls = [f"{base}/a.png"] * 60 + [f"{base}/b.png"]
     reply = await send(emu, CHECK_PATH, {"images": urls})
@@ -219,13 +219,14 @@ async def test_photos_past_the_pixel_budget_are_not_decoded(
 
 
 async def test_an_extreme_aspect_ratio_is_analysed_shrunk(monkeypatch: pytest.MonkeyPatch) -> None:
-    from aiportrait.emulator import _check
-    from aiportrait.emulator._fetch import Fetched
-    from aiportrait.emulator._work import PHOTO_SIDE, Worker
+    from aiportrait._vision import check
+    from aiportrait._vision.limits import PHOTO_SIDE
+    from aiportrait._vision.sources import Fetched
+    from aiportrait.emulator._work import Worker
 
     shapes: list[tuple[int, ...]] = []
     monkeypatch.setattr(
-        _check, "examine", lambda engine, img, **kw: shapes.append(img.shape) or _check.Examined()
+        check, "examine", lambda engine, img, **kw: shapes.append(img.shape) or check.Examined()
     )
     worker = Worker(workers=1)
     try:

@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("cv2")
 pytest.importorskip("dlib")
 
-from aiportrait.emulator._engine import FaceEngine, face_distance
+from aiportrait._vision.face_engine import FaceEngine, face_distance
 from aiportrait.emulator._faces import FaceModel
 from aiportrait.emulator._options import ComposeOptions
 from aiportrait.emulator._scenes import build_scene

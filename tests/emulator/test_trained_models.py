@@ -11,8 +11,8 @@ import pytest
 pytest.importorskip("cv2")
 pytest.importorskip("dlib")
 
+from aiportrait._vision.face_engine import FaceEngine, face_distance
 from aiportrait.emulator import _wire
-from aiportrait.emulator._engine import FaceEngine, face_distance
 from aiportrait.emulator._errors import ApiError
 from aiportrait.emulator._faces import CHIP_SIZE, FaceModel, reference_model
 from aiportrait.emulator._scenes import SceneModel, build_scene

@@ -1,4 +1,4 @@
-"""Face detection, landmarks and identity descriptors with dlib, for the local emulator.
+"""Face detection, landmarks and identity descriptors with dlib, for the photo check.
 
 This is a stand-in for the cloud's closed face pipeline (RetinaFace plus a recognition network in
 EasyPhoto, see ``PROTOCOL.md`` section 3.2). It does real work with different, offline models:
@@ -31,7 +31,7 @@ import dlib
 import numpy as np
 from numpy.typing import NDArray
 
-from ._images import RGBImage
+from .images import RGBImage
 
 __all__ = [
     "DEFAULT_MIN_SCORE",

@@ -1,8 +1,9 @@
-"""Image decoding and encoding for the local emulator (Pillow), with limits checked first.
+"""Image decoding and encoding (Pillow), with limits checked first.
 
 Decoding refuses decompression bombs from the header, before any pixel is read, and can shrink a
-huge photo while decoding it (a JPEG at reduced scale), so no request can make the emulator hold
-an image larger than its limits allow. Everything here is synchronous and thread-safe.
+huge photo while decoding it (a JPEG at reduced scale), so no photo can make the check (on this
+machine or in the emulator) hold an image larger than its limits allow. Everything here is
+synchronous and thread-safe.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .limits import MAX_PIXELS
 
 __all__ = [
     "DECODE_FORMATS",
@@ -66,7 +69,7 @@ PixelAllowance = Callable[[int], bool]
 def decode_image(
     data: bytes,
     *,
-    max_pixels: int = 16_000_000,
+    max_pixels: int = MAX_PIXELS,
     formats: Collection[str] = DECODE_FORMATS,
     max_side: int | None = None,
     min_side: int = 0,
