@@ -20,25 +20,23 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
+import inspect
 import queue
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from ._session import Session as _AsyncSession
 from ._session import credentials_from_env
 from ._signing import PrivateMapping, redacted
 
-if TYPE_CHECKING:
-    from ._outcomes import Outcome
-    from ._watch import JobUpdate
-    from .models import CheckReport, Job, Portrait, TrainJob, TrainResult
-
 __all__ = ["Session", "emulator"]
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 class _LoopThread:
@@ -143,6 +141,41 @@ async def _call(fn: Callable[[], Awaitable[T]]) -> T:
     return await fn()
 
 
+def _blocking(
+    method: Callable[Concatenate[_AsyncSession, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[Session, P], T]:
+    """``method`` of the asynchronous Session, run to its end on the background loop."""
+
+    def blocking(self: Session, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self._runner.run(method(self._session, *args, **kwargs))
+
+    functools.update_wrapper(blocking, method)  # name, docstring, and the signature through
+    return blocking  # ``__wrapped__``
+
+
+def _iterating(
+    method: Callable[Concatenate[_AsyncSession, P], AsyncIterator[T]],
+    item: str,
+    *,
+    one_task: bool = True,
+) -> Callable[Concatenate[Session, P], Iterator[T]]:
+    """``method`` of the asynchronous Session (a watch or a batch), as a plain iterator of
+    its items; a batch is driven in one task of the background loop (it holds a task group)."""
+
+    def iterating(self: Session, /, *args: P.args, **kwargs: P.kwargs) -> Iterator[T]:
+        aiterator = method(self._session, *args, **kwargs)
+        if one_task:
+            return _iterate_in_one_task(self._runner, aiterator)
+        return _iterate(self._runner, aiterator)
+
+    functools.update_wrapper(iterating, method)
+    signature = inspect.signature(method)
+    iterating.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        return_annotation=f"Iterator[{item}]"
+    )
+    return iterating
+
+
 class Session:
     """The synchronous twin of :class:`aiportrait.Session`: same arguments, same methods.
 
@@ -204,50 +237,21 @@ class Session:
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self._runner.run(coro)
 
-    def check_images(self, images: list[str]) -> CheckReport:
-        """See :meth:`aiportrait.Session.check_images`."""
-        return self._run(self._session.check_images(images))
-
-    def train(self, images: list[str], **kwargs: Any) -> TrainJob:
-        """See :meth:`aiportrait.Session.train`."""
-        return self._run(self._session.train(images, **kwargs))
-
-    def get_job(self, job: int | TrainJob) -> Job:
-        """See :meth:`aiportrait.Session.get_job`."""
-        return self._run(self._session.get_job(job))
-
-    def watch(self, job: int | TrainJob, **kwargs: Any) -> Iterator[JobUpdate]:
-        """See :meth:`aiportrait.Session.watch`: a plain iterator of state changes."""
-        return _iterate(self._runner, self._session.watch(job, **kwargs))
-
-    def wait(self, job: int | TrainJob, **kwargs: Any) -> TrainResult:
-        """See :meth:`aiportrait.Session.wait`."""
-        return self._run(self._session.wait(job, **kwargs))
-
-    def create(self, model_id: str, template: str, **kwargs: Any) -> Portrait:
-        """See :meth:`aiportrait.Session.create`."""
-        return self._run(self._session.create(model_id, template, **kwargs))
-
-    def create_group(self, model_ids: list[str], template: str, **kwargs: Any) -> Portrait:
-        """See :meth:`aiportrait.Session.create_group`."""
-        return self._run(self._session.create_group(model_ids, template, **kwargs))
-
-    def create_from_reference(self, reference: str, template: str, **kwargs: Any) -> Portrait:
-        """See :meth:`aiportrait.Session.create_from_reference`."""
-        return self._run(self._session.create_from_reference(reference, template, **kwargs))
-
-    def create_from_prompt(self, prompt: str, **kwargs: Any) -> Portrait:
-        """See :meth:`aiportrait.Session.create_from_prompt`."""
-        return self._run(self._session.create_from_prompt(prompt, **kwargs))
-
-    def create_many(self, requests: Any, **kwargs: Any) -> Iterator[Outcome[Any, Portrait]]:
-        """See :meth:`aiportrait.Session.create_many`: outcomes as they complete."""
-        return _iterate_in_one_task(self._runner, self._session.create_many(requests, **kwargs))
-
-    def train_many(self, image_sets: Any, **kwargs: Any) -> Iterator[Outcome[Any, Any]]:
-        """See :meth:`aiportrait.Session.train_many`: outcomes as they complete."""
-        batch = self._session.train_many(image_sets, **kwargs)
-        return _iterate_in_one_task(self._runner, batch)
+    # Each method is the asynchronous Session's, run on the background loop: the same
+    # signature (``inspect.signature``, type checkers) and docstring, one definition.
+    check_images = _blocking(_AsyncSession.check_images)
+    train = _blocking(_AsyncSession.train)
+    get_job = _blocking(_AsyncSession.get_job)
+    get_batch_jobs = _blocking(_AsyncSession.get_batch_jobs)
+    wait = _blocking(_AsyncSession.wait)
+    create = _blocking(_AsyncSession.create)
+    create_group = _blocking(_AsyncSession.create_group)
+    create_from_reference = _blocking(_AsyncSession.create_from_reference)
+    create_from_prompt = _blocking(_AsyncSession.create_from_prompt)
+    send = _blocking(_AsyncSession.send)
+    watch = _iterating(_AsyncSession.watch, "JobUpdate", one_task=False)
+    create_many = _iterating(_AsyncSession.create_many, "Outcome[Any, Portrait]")
+    train_many = _iterating(_AsyncSession.train_many, "Outcome[Any, Any]")
 
 
 @contextmanager

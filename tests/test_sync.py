@@ -114,3 +114,24 @@ def test_notebook_tables_escape_and_summarise() -> None:
     assert "&lt;a&gt;" in table
     assert "FACE_COUNT" in table
     assert "<table>" in TrainResult("m-1", 3.0, checks)._repr_html_()
+
+
+def test_each_method_keeps_the_async_ones_signature_and_docstring() -> None:
+    import inspect
+
+    blocking = {
+        "check_images", "train", "get_job", "get_batch_jobs", "wait", "create", "create_group",
+        "create_from_reference", "create_from_prompt", "send",
+    }  # fmt: skip
+    iterating = {"watch": "JobUpdate", "create_many": "Outcome", "train_many": "Outcome"}
+    for name in blocking | set(iterating):
+        mine, theirs = getattr(sync.Session, name), getattr(aiportrait.Session, name)
+        assert mine.__doc__ == theirs.__doc__, name
+        expected = inspect.signature(theirs)
+        if name in iterating:
+            assert iterating[name] in str(inspect.signature(mine).return_annotation)
+            expected = expected.replace(return_annotation=inspect.signature(mine).return_annotation)
+        assert inspect.signature(mine) == expected, name
+    with sync.emulator() as session:  # bound: the same, minus self
+        bound = inspect.signature(session.create)
+        assert bound == inspect.signature(session.aio.create)
