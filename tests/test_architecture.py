@@ -139,6 +139,13 @@ def test_the_client_never_imports_its_entry_points_or_the_temporal_layer() -> No
     assert {name: deps for name, deps in wrong.items() if deps} == {}
 
 
+def test_batches_and_requests_never_see_the_session() -> None:
+    edges = graph()
+    assert "aiportrait._session" not in edges["aiportrait._batch"]
+    assert "aiportrait._session" not in edges["aiportrait._runner"]
+    assert "aiportrait._session" not in edges["aiportrait._requests"]
+
+
 def test_the_guard_sees_every_kind_of_import(tmp_path: Path) -> None:
     root = tmp_path / "pkg"
     (root / "sub").mkdir(parents=True)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import ast
 import json
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -89,37 +87,6 @@ async def test_send_runs_a_request_as_the_endpoint_method_does() -> None:
         by_send, by_method = sent(mock)
     assert by_send["data"] == by_method["data"]
     assert json.loads(by_send["data"]) == request.payload()
-
-
-PACKAGE = Path(aiportrait.__file__).parent
-
-
-def _imports(path: Path) -> set[str]:
-    """The aiportrait modules a module imports at its top level, TYPE_CHECKING blocks included
-    (a cycle of types is a layering inversion too); imports inside functions are lazy."""
-    tree = ast.parse(path.read_text())
-    found: set[str] = set()
-    for node in tree.body:
-        items = node.body if isinstance(node, ast.If) else [node]
-        for item in items:
-            if isinstance(item, ast.ImportFrom) and item.level == 1:
-                found.add((item.module or "").split(".")[0])
-    return found
-
-
-def test_no_import_cycle_among_the_client_modules() -> None:
-    modules = {p.stem: p for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
-    graph = {name: _imports(path) & set(modules) for name, path in modules.items()}
-
-    def visit(name: str, path: list[str]) -> None:
-        for dep in graph[name]:
-            assert dep not in path, f"import cycle: {' -> '.join([*path, dep])}"
-            visit(dep, [*path, dep])
-
-    for name in graph:
-        visit(name, [name])
-    assert "_session" not in graph["_batch"]
-    assert "_session" not in graph["_requests"]
 
 
 def test_importing_aiportrait_loads_no_batch_journal_or_progress_code() -> None:
