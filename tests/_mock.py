@@ -52,6 +52,9 @@ PNG_1X1 = (
 )
 OK_IMAGE = {"code": "OK", "data": {"image": PNG_1X1}}
 """A create's answer: a 1x1 PNG."""
+PHOTOS = tuple(f"https://x/{i}.jpg" for i in range(5))
+"""Photo URLs for a training that reaches no real host: five, the fewest the documentation asks
+for, so that training on them warns nothing (:class:`~aiportrait.errors.PhotoCountWarning`)."""
 
 DROP = aiohttp.ServerDisconnectedError
 """The action of a connection closed after the request was written (the answer never came)."""

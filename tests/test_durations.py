@@ -14,9 +14,7 @@ import aiportrait
 from aiportrait import JobState, PollPolicy, Session
 from aiportrait._durations import MIN_SEEN, Durations
 from aiportrait.testing import VirtualClock
-from tests._mock import Arrival, Fake
-
-PHOTOS = [f"https://x/{i}.jpg" for i in range(5)]
+from tests._mock import PHOTOS, Arrival, Fake
 
 
 class Trainer:

@@ -29,6 +29,7 @@ from PIL import Image
 import aiportrait
 from aiportrait._demo import _photos
 from aiportrait.emulator import Emulator
+from aiportrait.errors import PhotoCountWarning
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 FAST = aiportrait.PollPolicy(first=0.02, cap=0.1, jitter=0.0, timeout=60)
@@ -57,7 +58,8 @@ async def emu(media: tuple[Path, dict[str, list[str]]]) -> AsyncIterator[Emulato
 
 @pytest.fixture
 def urls(emu: Emulator, media: tuple[Path, dict[str, list[str]]]) -> dict[str, list[str]]:
-    """Photo and template URLs served by the emulator (two photos: training stays quick)."""
+    """Photo and template URLs served by the emulator (two photos: training stays quick, and
+    warns :class:`~aiportrait.errors.PhotoCountWarning`)."""
     names = media[1]
     return {
         "photos": [emu.media_url(n) for n in names["astronaut"][:2]],
@@ -94,7 +96,9 @@ async def test_quickstart_against_the_service_named_in_the_environment(
     quickstart = _example("quickstart")
     out = tmp_path / "me"
     argv = ["--photos", *urls["photos"], "--template", urls["templates"][0], "--out", str(out)]
-    assert await quickstart.main(argv) == 0
+    with pytest.warns(PhotoCountWarning):
+        code = await quickstart.main(argv)
+    assert code == 0
     printed = capsys.readouterr().out
     assert "check: 2 of 2 photos usable" in printed
     assert "SUCCESS after" in printed
@@ -110,7 +114,9 @@ async def test_quickstart_reports_a_refused_template_as_one_line(
     quickstart = _example("quickstart")
     missing = emu.media_url("no-such-template.jpg")
     argv = ["--photos", *urls["photos"], "--template", missing, "--out", str(tmp_path / "x")]
-    assert await quickstart.main(argv) == 1
+    with pytest.warns(PhotoCountWarning):
+        code = await quickstart.main(argv)
+    assert code == 1
     assert "error: TemplateDecodeError" in capsys.readouterr().err
     assert not [p.name for p in os.scandir(tmp_path) if p.name.startswith("x.")]
 
@@ -165,7 +171,6 @@ def test_local_photos_runs_offline_uploading_to_the_emulators_bucket(tmp_path: P
 
 
 @pytest.mark.usefixtures("env")
-@pytest.mark.filterwarnings("ignore::aiportrait.errors.PhotoCountWarning")  # 2 photos: quick
 async def test_batch_generate_resumes_without_creating_anything_twice(
     emu: Emulator,
     urls: dict[str, list[str]],
@@ -177,7 +182,9 @@ async def test_batch_generate_resumes_without_creating_anything_twice(
     argv = ["--count", "20", "--limit", "4", "--journal", str(journal)]
     argv += ["--photos", *urls["photos"], "--templates", *urls["templates"]]
 
-    assert await batch_generate.main(argv) == 0
+    with pytest.warns(PhotoCountWarning):
+        code = await batch_generate.main(argv)
+    assert code == 0
     first = capsys.readouterr().out
     assert "(trained now)" in first
     assert "[##############################] 20/20" in first  # the progress line
@@ -290,7 +297,6 @@ def web_backend() -> ModuleType:
     return _example("web_backend")
 
 
-@pytest.mark.filterwarnings("ignore::aiportrait.errors.PhotoCountWarning")  # 2 photos: quick
 async def test_web_backend_trains_streams_creates_and_resumes_after_a_restart(
     web_backend: ModuleType, emu: Emulator, urls: dict[str, list[str]], tmp_path: Path
 ) -> None:
@@ -302,7 +308,8 @@ async def test_web_backend_trains_streams_creates_and_resumes_after_a_restart(
         return sessions[-1]
 
     async with TestClient(TestServer(web_backend.make_app(session_factory, store))) as client:
-        answer = await client.post("/trainings", json=urls["photos"])
+        with pytest.warns(PhotoCountWarning):
+            answer = await client.post("/trainings", json=urls["photos"])
         assert answer.status == 202
         job = await answer.json()
         assert job["events"] == f"/trainings/{job['job_id']}/events"
@@ -437,7 +444,6 @@ async def test_web_backend_answers_every_error_as_json_with_the_status_name(
     assert emu.counters.creations == 0  # every refusal came before the service
 
 
-@pytest.mark.filterwarnings("ignore::aiportrait.errors.PhotoCountWarning")  # 2 photos: quick
 async def test_web_backend_prints_its_spans_when_otel_traces_exporter_is_console(
     web_backend: ModuleType, emu: Emulator, urls: dict[str, list[str]], tmp_path: Path
 ) -> None:
@@ -452,7 +458,8 @@ async def test_web_backend_prints_its_spans_when_otel_traces_exporter_is_console
             lambda: emu.session(poll=FAST), tmp_path / "trainings.json", tracing=tracing
         )
         async with TestClient(TestServer(app)) as client:
-            answer = await client.post("/trainings", json=urls["photos"])
+            with pytest.warns(PhotoCountWarning):
+                answer = await client.post("/trainings", json=urls["photos"])
             assert answer.status == 202
     finally:
         tracing.shutdown()

@@ -17,6 +17,7 @@ import pytest
 import aiportrait
 from aiportrait import CreateConfig, PollPolicy, Session
 from aiportrait.emulator import Emulator
+from aiportrait.errors import PhotoCountWarning
 
 FAST = PollPolicy(first=0.02, cap=0.05, jitter=0.0, timeout=30)
 
@@ -45,7 +46,9 @@ async def trained(emu: Emulator, media: tuple[Path, dict[str, Any]]) -> AsyncIte
     names = media[1]
     async with emu.session(poll=FAST) as session:
         photos = [emu.media_url(n) for n in names["astronaut"][:2]]
-        result = await session.wait(await session.train(photos))
+        with pytest.warns(PhotoCountWarning):  # two photos, here and below: trainings stay quick
+            job = await session.train(photos)
+        result = await session.wait(job)
         yield session, result.model_id, names
 
 
@@ -55,7 +58,8 @@ async def test_every_call(emu: Emulator, trained: Any) -> None:
     report = await session.check_images([url(n) for n in names["astronaut"][:2]])
     assert report.ok
     assert len(report.results) == 2
-    job = await session.train([url(n) for n in names["hopper"][:2]], sdxl=True)
+    with pytest.warns(PhotoCountWarning):
+        job = await session.train([url(n) for n in names["hopper"][:2]], sdxl=True)
     updates = [u.state async for u in session.watch(job)]
     assert updates[-1] is aiportrait.JobState.SUCCESS
     other = (await session.wait(job)).model_id
@@ -71,8 +75,9 @@ async def test_every_call(emu: Emulator, trained: Any) -> None:
         with Image.open(io.BytesIO(portrait.image)) as img:
             assert img.size == size == (portrait.width, portrait.height)
     assert prompt.format == "png"
-    scene = await session.train([url(n) for n in names["hopper"][:2]], sdxl=True,
-                                scene_lora=True, scene_prompts=["a", "b"])  # fmt: skip
+    with pytest.warns(PhotoCountWarning):
+        scene = await session.train([url(n) for n in names["hopper"][:2]], sdxl=True,
+                                    scene_lora=True, scene_prompts=["a", "b"])  # fmt: skip
     await session.wait(scene)
     scened = await session.create_from_prompt("a beach", model_id=model_id, sdxl=True,
                                               scene_id=scene.model_id)  # fmt: skip
@@ -95,7 +100,10 @@ async def test_gateway_errors(emu: Emulator, media: tuple[Path, dict[str, Any]])
             await s.check_images([url])
     emu.add_app("no-xl", "tok", sdxl=False)
     async with Session(emu.url, "no-xl", "tok") as s:
-        with pytest.raises(aiportrait.ModelNotDeployed) as deployed:
+        with (
+            pytest.raises(aiportrait.ModelNotDeployed) as deployed,
+            pytest.warns(PhotoCountWarning),
+        ):
             await s.train([url], sdxl=True)
     assert deployed.value.status == 404
     emu.add_app("small", "tok", quota=1)
@@ -136,7 +144,8 @@ async def test_model_not_trained_and_face_id_decode(
     template = emu.media_url(names["templates"][0])
     async with Emulator(train_seconds=30, serve_dir=media[0]) as slow:
         async with slow.session() as session:
-            job = await session.train([slow.media_url(names["astronaut"][0])])
+            with pytest.warns(PhotoCountWarning):
+                job = await session.train([slow.media_url(names["astronaut"][0])])
             with pytest.raises(aiportrait.ModelNotTrained):
                 await session.create(job.model_id, slow.media_url(names["templates"][0]))
     assert emu.data_dir is not None
@@ -153,7 +162,8 @@ async def test_a_failed_training_raises_job_failed(
     emu: Emulator, media: tuple[Path, dict[str, Any]]
 ) -> None:
     async with emu.session(poll=FAST) as session:
-        job = await session.train([emu.media_url("flat.png")])
+        with pytest.warns(PhotoCountWarning):
+            job = await session.train([emu.media_url("flat.png")])
         with pytest.raises(aiportrait.JobFailed) as info:
             await session.wait(job)
     assert "preprocess" in info.value.message

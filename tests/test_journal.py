@@ -17,7 +17,7 @@ import aiportrait
 from aiportrait import CreateRequest, RetryPolicy, Session, TrainRequest, _journal, _lockfile
 from aiportrait._journal import Journal, key_text
 from aiportrait._runner import file_stem
-from tests._mock import OK_IMAGE, TIMEOUT, Fake
+from tests._mock import OK_IMAGE, PHOTOS, TIMEOUT, Fake
 from tests._server import closed_url
 
 HOLD = """
@@ -244,7 +244,7 @@ async def test_dotted_and_prefixed_keys_keep_their_own_files(tmp_path: Path) -> 
 
 async def test_journal_keeps_ambiguous_items_and_forgets_unsent_ones(tmp_path: Path) -> None:
     journal = tmp_path / "j.sqlite"
-    request = TrainRequest(["https://x/a.jpg"])
+    request = TrainRequest(PHOTOS)
     with Fake([TIMEOUT]) as fake:  # sent, then no answer in time: it may have run
         async with Session(fake.url, "a", "t") as session:
             (first,) = await session.train_many([request], journal=journal).collect()

@@ -17,12 +17,15 @@ test's event loop; any other block (``asyncio.run(main())``, the sync facade) ru
 thread. A block that defines ``test_`` functions is a test module for the pytest fixtures: it runs
 under pytest in a subprocess, beside a ``photos/`` folder. The emulator itself runs on a
 background loop (``aiportrait.sync.emulator``) for the whole module, so every block finds it.
+A block that gives one of aiportrait's warnings says so in a comment (``# ... warns
+ConfigWarning``): the test asserts that warning, and any other fails it.
 """
 
 from __future__ import annotations
 
 import ast
 import asyncio
+import contextlib
 import inspect
 import os
 import re
@@ -43,6 +46,7 @@ from aiportrait._demo import _photos
 README = Path(__file__).resolve().parents[1] / "README.md"
 FAST = aiportrait.PollPolicy(first=0.02, cap=0.1, jitter=0.0, timeout=60)
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+WARNS = re.compile(r"#.*\bwarns (\w+Warning)\b")
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,11 @@ class Block:
     language: str
     code: str
     line: int
+
+    @property
+    def warns(self) -> tuple[type[Warning], ...]:
+        """The aiportrait warnings the block says it gives (``# ... warns ConfigWarning``)."""
+        return tuple(getattr(aiportrait, name) for name in WARNS.findall(self.code))
 
 
 def blocks(language: str | None = None) -> list[Block]:
@@ -167,11 +176,13 @@ async def test_readme_block_runs(block: Block, service: Service, tmp_path: Path)
         namespace["session"] = session
         namespace.update(service.names)
         saved = list(aiportrait.hooks._GLOBAL)
+        warns = pytest.warns(block.warns) if block.warns else contextlib.nullcontext()
         try:
-            if code.co_flags & inspect.CO_COROUTINE:
-                await eval(code, namespace)
-            else:  # e.g. asyncio.run(main()), or the sync facade: not in this loop
-                await asyncio.to_thread(exec, code, namespace)
+            with warns:
+                if code.co_flags & inspect.CO_COROUTINE:
+                    await eval(code, namespace)
+                else:  # e.g. asyncio.run(main()), or the sync facade: not in this loop
+                    await asyncio.to_thread(exec, code, namespace)
         finally:  # a block may instrument the process (aiportrait.otel): not the later tests
             otel = sys.modules.get("aiportrait.otel")
             if otel is not None:

@@ -52,7 +52,8 @@ async def test_full_flow_at_debug_leaks_nothing(
         async with emu.session(poll=FAST) as session:
             texts.append(repr(session))
             report = await session.check_images(photos)
-            job = await session.train(report.passed)
+            with pytest.warns(aiportrait.PhotoCountWarning):  # three photos: quick
+                job = await session.train(report.passed)
             async for update in session.watch(job):
                 texts.append(repr(update))
             result = await session.wait(job)
@@ -138,13 +139,13 @@ def _rendered_with_locals(exc: BaseException) -> str:
 
 async def test_a_failed_calls_traceback_with_locals_holds_no_signature_or_token() -> None:
     from aiportrait._signing import sign
-    from tests._mock import Fake
+    from tests._mock import PHOTOS, Fake
 
     error = (500, {}, {"code": "InternalError", "message": "boom"})
     with Fake([error]) as fake:
         async with Session(fake.url, "app", TOKEN, retry=aiportrait.RetryPolicy.NEVER) as s:
             with pytest.raises(aiportrait.SubmitOutcomeUnknown) as info:
-                await s.train(["https://x/a.jpg"])
+                await s.train(PHOTOS)
             body = fake.requests[0].body
     text = _rendered_with_locals(info.value)
     signature = sign(TOKEN, "POST", "/api/v1/aigc_images/train", body)

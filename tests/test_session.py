@@ -19,7 +19,7 @@ import pytest
 import aiportrait
 from aiportrait import CreateConfig, InvalidArgument, RetryPolicy, Session
 from aiportrait._transport import normalise_host, parse_retry_after
-from tests._mock import Arrival, Fake, mocked, sent
+from tests._mock import PHOTOS, Arrival, Fake, mocked, sent
 from tests._server import Server, closed_url
 
 APP, TOKEN = "app-1", "secret-token-123"
@@ -107,7 +107,7 @@ async def test_calls_succeed_against_raw_byte_verifier(root_server: tuple[str, S
         report = await session.check_images(["https://t/1.jpg", "https://t/2.jpg"])
         assert report.ok
         assert report.passed == ("https://t/1.jpg", "https://t/2.jpg")
-        job = await session.train(["https://t/1.jpg"], sdxl=True)
+        job = await session.train(PHOTOS, sdxl=True)
         assert job == aiportrait.TrainJob(7, "m-7")
         status = await session.get_job(job)
         assert status.state is aiportrait.JobState.SUCCESS
