@@ -12,7 +12,7 @@ import pytest
 import aiportrait
 from aiportrait import RetryPolicy, Session
 from aiportrait.testing import VirtualClock
-from tests._mock import DROP, OK_IMAGE, OK_JOB, TIMEOUT, Fake, until
+from tests._mock import DROP, OK_IMAGE, OK_JOB, PHOTOS, TIMEOUT, Fake, until
 from tests._server import Server, closed_url, hang
 
 FAST = RetryPolicy(base=0.01, cap=0.02)
@@ -220,7 +220,7 @@ async def test_charged_calls_that_may_have_run_are_unknown(status: int, body: by
     with Fake([(status, {}, body)]) as fake:
         async with Session(fake.url, "a", "t") as session:
             with pytest.raises(aiportrait.SubmitOutcomeUnknown):
-                await session.train(["https://x/a.jpg"])
+                await session.train(PHOTOS)
     assert len(fake.requests) == 1
 
 
@@ -232,7 +232,7 @@ async def test_train_is_retried_only_when_it_never_left(
     with caplog.at_level(logging.DEBUG, "aiportrait"):
         async with Session(url, "a", "t", retry=FAST) as session:
             with pytest.raises(aiportrait.ConnectError) as info:
-                await session.train(["https://x/a.jpg"])
+                await session.train(PHOTOS)
     assert info.value.sent is False
     tries = [r for r in caplog.records if "could not connect" in r.getMessage()]
     assert len(tries) == FAST.charged_attempts - 1
