@@ -16,6 +16,7 @@ detection and compositing, not diffusion), so everything runs offline without an
 from typing import TYPE_CHECKING, Any
 
 from . import hooks
+from ._jobs.watch import JobUpdate, JobWatch, PollPolicy
 from ._requests import (
     AnyCreateRequest,
     AnyRequest,
@@ -29,11 +30,10 @@ from ._requests import (
     TrainRequest,
     request_from_dict,
 )
-from ._retry import RetryPolicy
+from ._retrying.policy import RetryPolicy
 from ._session import Session
-from ._transport import DEFAULT_TIMEOUT
 from ._version import __version__
-from ._watch import JobUpdate, JobWatch, PollPolicy
+from ._wire.transport import DEFAULT_TIMEOUT
 from .config import SD15_ONLY_KEYS, SDXL_ONLY_KEYS, CreateConfig
 from .errors import (
     AIPortraitError,
@@ -101,18 +101,18 @@ from .models import (
 )
 
 if TYPE_CHECKING:
-    from ._localrequest import LocalRequest
-    from ._outcomes import Outcome, Outcomes
-    from ._preflight import preflight
-    from ._progress import watch_with_progress
+    from ._batches.outcomes import Outcome, Outcomes
+    from ._display.progress import watch_with_progress
+    from ._local.localrequest import LocalRequest
+    from ._local.preflight import preflight
 
 # Loaded on first use: no single call needs batches (sqlite3) or progress display.
 _LAZY = {
-    "LocalRequest": "._localrequest",
-    "Outcome": "._outcomes",
-    "Outcomes": "._outcomes",
-    "preflight": "._preflight",
-    "watch_with_progress": "._progress",
+    "LocalRequest": "._local.localrequest",
+    "Outcome": "._batches.outcomes",
+    "Outcomes": "._batches.outcomes",
+    "preflight": "._local.preflight",
+    "watch_with_progress": "._display.progress",
 }
 
 

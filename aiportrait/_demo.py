@@ -19,8 +19,8 @@ from typing import Any
 import anyio
 import attrs
 
+from ._jobs.watch import PollPolicy
 from ._session import Session
-from ._watch import PollPolicy
 from .models import Portrait, TrainJob, TrainResult
 from .samples import SamplePhotos, sample_photos
 

@@ -18,8 +18,8 @@ from typing import Any, ClassVar, Final, Literal, TypeAlias
 import attrs
 
 from . import _args
-from ._codec import decode_batch, decode_check, decode_job, decode_portrait, decode_train
-from ._transport import Answer
+from ._wire.codec import decode_batch, decode_check, decode_job, decode_portrait, decode_train
+from ._wire.transport import Answer
 from .config import CreateConfig
 from .errors import InvalidArgument
 from .models import CheckReport, Job, Portrait, TrainJob

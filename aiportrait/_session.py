@@ -1,7 +1,7 @@
 """``Session``: construction, lifecycle, per-call options, and the one send path.
 
 Every call is a request value (:mod:`aiportrait._requests`) sent by :meth:`Session.send`
-through the one call loop (:class:`aiportrait._call.Caller`) and the transport.
+through the one call loop (:class:`aiportrait._retrying.loop.Caller`) and the transport.
 The endpoint methods only build a request and send it; batches get the ``send`` and ``wait``
 callables and never see the Session.
 """
@@ -20,11 +20,16 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 import aiohttp
 import attrs
 
-from ._call import Call, Caller, Claim
-from ._credentials import credentials_from_env
-from ._durations import Durations, train_kind
-from ._inputs import ImageInput, Uploader, UploadFunc, as_upload, resolve_image, resolve_images
-from ._limits import Limits
+from ._jobs.durations import Durations, train_kind
+from ._jobs.watch import JobWatch, PollPolicy
+from ._local.inputs import (
+    ImageInput,
+    Uploader,
+    UploadFunc,
+    as_upload,
+    resolve_image,
+    resolve_images,
+)
 from ._logging import configure_from_env
 from ._requests import (
     AnyCreateRequest,
@@ -38,19 +43,21 @@ from ._requests import (
     ReferenceCreateRequest,
     TrainRequest,
 )
-from ._retry import RetryPolicy
-from ._signing import PrivateMapping, redacted
-from ._transport import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT, Answer, Transport
-from ._watch import JobWatch, PollPolicy
+from ._retrying.limits import Limits
+from ._retrying.loop import Call, Caller, Claim
+from ._retrying.policy import RetryPolicy
+from ._wire.credentials import credentials_from_env
+from ._wire.signing import PrivateMapping, redacted
+from ._wire.transport import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT, Answer, Transport
 from .config import CreateConfig
 from .errors import InvalidArgument, MalformedResponse, PhotoCountWarning, SubmitOutcomeUnknown
 from .hooks import Hook, header_sources, installed, next_id, origin
 from .models import CheckReport, Job, Portrait, TrainJob, TrainResult
 
 if TYPE_CHECKING:
-    from ._batch import Items
-    from ._localrequest import LocalRequest
-    from ._outcomes import Outcomes
+    from ._batches.batch import Items
+    from ._batches.outcomes import Outcomes
+    from ._local.localrequest import LocalRequest
 
 __all__ = ["Session", "credentials_from_env"]
 
@@ -318,7 +325,7 @@ class Session:
                 :func:`aiportrait.preflight`, which needs the ``emulator`` extra).
         """
         if local:
-            from ._preflight import preflight
+            from ._local.preflight import preflight
 
             return await preflight(images)  # type: ignore[arg-type]  # it refuses str itself
         return await self.send(CheckRequest(await resolve_images(self._upload, images)))
@@ -574,7 +581,7 @@ class Session:
         and a URL that expired is presigned again, not uploaded again. An outcome's
         ``request`` is the item as given.
         """
-        from ._batch import create_many  # batches (and sqlite3) load only when used
+        from ._batches.batch import create_many  # batches (and sqlite3) load only when used
 
         return create_many(
             self._send,
@@ -627,7 +634,7 @@ class Session:
         that item, unless the item's ``force``), cleaned and uploaded right before it is
         trained; nothing is charged for an item whose photos were refused.
         """
-        from ._batch import train_many  # batches (and sqlite3) load only when used
+        from ._batches.batch import train_many  # batches (and sqlite3) load only when used
 
         return train_many(
             self._send,

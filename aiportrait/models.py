@@ -14,9 +14,9 @@ from typing import Any, TypeVar
 
 import attrs
 
-from ._convert import converter
-from ._imageinfo import sniff
 from ._states import CheckVerdict, JobState
+from ._wire.convert import converter
+from ._wire.imageinfo import sniff
 from .errors import InvalidArgument
 
 _T = TypeVar("_T")

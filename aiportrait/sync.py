@@ -31,7 +31,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from ._session import Session as _AsyncSession
 from ._session import credentials_from_env
-from ._signing import PrivateMapping, redacted
+from ._wire.signing import PrivateMapping, redacted
 
 __all__ = ["Session", "emulator"]
 

@@ -37,9 +37,9 @@ as :class:`OSSUploader`): a re-run neither uploads nor trains again, and an expi
 presigned again, not uploaded again.
 """
 
-from ._inputs import ImageInput, Uploader, UploadFunc
-from ._localrequest import LocalRequest
-from ._oss_uploader import DEFAULT_EXPIRES, OSSUploader
+from ._local.inputs import ImageInput, Uploader, UploadFunc
+from ._local.localrequest import LocalRequest
+from ._local.oss_uploader import DEFAULT_EXPIRES, OSSUploader
 from .errors import LocalPhotoError, PreflightFailed, UploadError
 
 __all__ = [

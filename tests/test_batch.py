@@ -26,7 +26,7 @@ from aiportrait import (
     Session,
     TrainRequest,
 )
-from aiportrait._journal import Journal, key_text
+from aiportrait._batches.journal import Journal, key_text
 from aiportrait.emulator import Emulator
 from aiportrait.errors import PhotoCountWarning
 from tests._mock import PHOTOS, Arrival, Fake, until
@@ -306,7 +306,7 @@ async def test_in_flight_items_are_not_silently_resubmitted(
     state, url = creator
     journal = tmp_path / "j.sqlite"
     request = CreateRequest("m", _tpl(1))
-    from aiportrait._runner import fingerprint
+    from aiportrait._batches.runner import fingerprint
 
     died = Journal(journal)
     died.put("create", key_text(0), fingerprint(request), "submitting")  # died mid-call
@@ -381,7 +381,7 @@ async def test_second_batch_on_a_journal_in_use_is_refused(
 async def test_keys_that_print_alike_are_different_items(
     creator: tuple[Creator, str], tmp_path: Path
 ) -> None:
-    from aiportrait._runner import file_stem
+    from aiportrait._batches.runner import file_stem
 
     state, url = creator
     journal = tmp_path / "j.sqlite"
@@ -515,7 +515,7 @@ async def test_an_unreadable_journal_file_stops_the_batch_with_a_library_error(
 
 
 def test_job_ids_beyond_int32_are_malformed() -> None:
-    from aiportrait._codec import decode_batch, decode_job, decode_train
+    from aiportrait._wire.codec import decode_batch, decode_job, decode_train
 
     assert decode_train({"job_id": 2**31 - 1, "model_id": "m"}).job_id == 2**31 - 1
     for bad in (10**30, 2**31, -1):

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from aiportrait._journal import Journal
+from aiportrait._batches.journal import Journal
 from aiportrait.emulator import Emulator
 
 ROOT = Path(__file__).resolve().parent.parent

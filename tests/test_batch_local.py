@@ -16,8 +16,8 @@ import pytest
 
 import aiportrait
 from aiportrait import LocalRequest
-from aiportrait._batch import keyed
-from aiportrait._journal import Journal
+from aiportrait._batches.batch import keyed
+from aiportrait._batches.journal import Journal
 from aiportrait.emulator import Emulator
 from aiportrait.samples import SamplePhotos
 from aiportrait.uploads import OSSUploader

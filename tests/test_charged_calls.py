@@ -16,8 +16,8 @@ import pytest
 
 import aiportrait
 from aiportrait import CreateRequest, RetryPolicy, Session
-from aiportrait._durations import Durations
-from aiportrait._journal import Journal
+from aiportrait._batches.journal import Journal
+from aiportrait._jobs.durations import Durations
 from aiportrait.testing import VirtualClock
 from tests._mock import OK_IMAGE, Fake, until
 

@@ -21,8 +21,9 @@ import attrs
 import pytest
 
 import aiportrait
-from aiportrait import _progress, cli
+from aiportrait import cli
 from aiportrait._demo import _photos
+from aiportrait._display import progress as _progress
 from aiportrait.cli import main
 from aiportrait.emulator import Emulator, Faults
 from aiportrait.errors import PhotoCountWarning
@@ -913,7 +914,7 @@ async def test_a_portrait_file_gone_since_the_last_run_is_reported_with_the_flag
 def test_a_batch_on_a_journal_another_run_holds_exits_2_naming_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from aiportrait._journal import Journal
+    from aiportrait._batches.journal import Journal
 
     batch = tmp_path / "b.csv"
     batch.write_text("kind,model_id,template\nsolo,m,http://x/t.jpg\n")

@@ -12,7 +12,7 @@ import pytest
 
 import aiportrait
 from aiportrait import JobState, PollPolicy, Session
-from aiportrait._durations import MIN_SEEN, Durations
+from aiportrait._jobs.durations import MIN_SEEN, Durations
 from aiportrait.testing import VirtualClock
 from tests._mock import PHOTOS, Arrival, Fake
 

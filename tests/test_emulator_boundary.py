@@ -111,7 +111,7 @@ def _client_modules() -> list[Path]:
 def test_the_client_never_imports_the_emulator() -> None:
     clients = _client_modules()
     assert len(clients) > 30
-    assert PACKAGE / "_preflight.py" in clients
+    assert PACKAGE / "_local" / "preflight.py" in clients
     assert PACKAGE / "_vision" / "check.py" in clients
     found: dict[str, list[str]] = {}
     for path in clients:

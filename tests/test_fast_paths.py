@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import aiportrait
-from aiportrait import _args, _codec
+from aiportrait import _args
+from aiportrait._wire import codec as _codec
 from aiportrait.models import CheckVerdict
 
 

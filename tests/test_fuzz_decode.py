@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import aiportrait
 from aiportrait import RetryPolicy, Session
-from aiportrait._codec import (
+from aiportrait._wire.codec import (
     decode_batch,
     decode_check,
     decode_job,
@@ -20,7 +20,7 @@ from aiportrait._codec import (
     decode_train,
     parse_train_result,
 )
-from aiportrait._transport import Transport
+from aiportrait._wire.transport import Transport
 from tests._mock import Fake
 
 TRANSPORT = Transport("h.example", "a", "t")

@@ -14,15 +14,17 @@ from pathlib import Path
 import pytest
 
 import aiportrait
-from aiportrait import CreateRequest, RetryPolicy, Session, TrainRequest, _journal, _lockfile
-from aiportrait._journal import Journal, key_text
-from aiportrait._runner import file_stem
+from aiportrait import CreateRequest, RetryPolicy, Session, TrainRequest
+from aiportrait._batches import journal as _journal
+from aiportrait._batches import lockfile as _lockfile
+from aiportrait._batches.journal import Journal, key_text
+from aiportrait._batches.runner import file_stem
 from tests._mock import OK_IMAGE, PHOTOS, TIMEOUT, Fake
 from tests._server import closed_url
 
 HOLD = """
 import sys
-from aiportrait._journal import Journal
+from aiportrait._batches.journal import Journal
 journal = Journal(sys.argv[1])
 print("holding", flush=True)
 sys.stdin.read()  # until the parent closes our stdin

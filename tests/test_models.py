@@ -13,7 +13,7 @@ import pytest
 
 import aiportrait
 from aiportrait import CheckReport, CheckVerdict, ImageCheck, JobState, Portrait, TrainJob
-from aiportrait._imageinfo import sniff
+from aiportrait._wire.imageinfo import sniff
 
 
 def _png(width: int, height: int) -> bytes:
@@ -158,7 +158,7 @@ async def test_check_results_carry_the_emulators_detail_and_tolerate_its_absence
 
 
 def test_training_states_carry_the_emulators_detail() -> None:
-    from aiportrait._codec import parse_train_result
+    from aiportrait._wire.codec import parse_train_result
 
     raw = json.dumps({"model_id": "m-1", "cost_time": 2.0, "states": [
         {"url": "https://a/1.jpg", "code": 1, "message": "success", "frontal": True},

@@ -17,7 +17,7 @@ import attrs
 import pytest
 
 import aiportrait
-from aiportrait import _progress
+from aiportrait._display import progress as _progress
 from aiportrait.errors import ConnectError, JobTimeout
 from aiportrait.models import Job, JobState, TrainResult
 
@@ -333,7 +333,7 @@ async def test_real_tqdm_bar_reads_job_state_and_time() -> None:
 
 
 def test_the_expected_time_left_is_shown_when_the_watch_expects_an_end() -> None:
-    from aiportrait._progress import job_line
+    from aiportrait._display.progress import job_line
 
     watch = FakeWatch()
     update = watch.update(JobState.RUNNING, JobState.INIT)

@@ -92,8 +92,8 @@ async def test_send_runs_a_request_as_the_endpoint_method_does() -> None:
 def test_importing_aiportrait_loads_no_batch_journal_or_progress_code() -> None:
     code = (
         "import sys, aiportrait; "
-        "print(sorted(m for m in ('sqlite3', 'aiportrait._batch', 'aiportrait._journal', "
-        "'aiportrait._progress') if m in sys.modules))"
+        "print(sorted(m for m in ('sqlite3', 'aiportrait._batches.batch', "
+        "'aiportrait._batches.journal', 'aiportrait._display.progress') if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

@@ -16,7 +16,7 @@ import pytest
 
 import aiportrait
 from aiportrait import PollPolicy, Session
-from aiportrait._transport import Transport
+from aiportrait._wire.transport import Transport
 from aiportrait.emulator import Emulator
 
 TOKEN = "tok-SECRET-0123456789"
@@ -138,7 +138,7 @@ def _rendered_with_locals(exc: BaseException) -> str:
 
 
 async def test_a_failed_calls_traceback_with_locals_holds_no_signature_or_token() -> None:
-    from aiportrait._signing import sign
+    from aiportrait._wire.signing import sign
     from tests._mock import PHOTOS, Fake
 
     error = (500, {}, {"code": "InternalError", "message": "boom"})

@@ -18,7 +18,7 @@ import pytest
 
 import aiportrait
 from aiportrait import CreateConfig, InvalidArgument, RetryPolicy, Session
-from aiportrait._transport import normalise_host, parse_retry_after
+from aiportrait._wire.transport import normalise_host, parse_retry_after
 from tests._mock import PHOTOS, Arrival, Fake, mocked, sent
 from tests._server import Server, closed_url
 

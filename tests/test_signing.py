@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from aiportrait._signing import authorization, sign, sign_string
+from aiportrait._wire.signing import authorization, sign, sign_string
 
 
 def test_every_go_vector_authorization(vectors: list[dict[str, Any]]) -> None:

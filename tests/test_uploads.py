@@ -235,7 +235,7 @@ async def test_each_bad_input_is_one_clear_error_before_anything_is_sent(
 
 
 def test_a_small_heic_is_refused_by_its_format(tmp_path: Path) -> None:
-    from aiportrait._photos import read_photo
+    from aiportrait._local.photos import read_photo
 
     with pytest.raises(aiportrait.LocalPhotoError, match="HEIC"):
         read_photo(b"\0\0\0\x18ftypheic" + b"\0" * 100, "bytes #1")
@@ -248,7 +248,7 @@ async def test_a_journal_remembers_uploads_across_runs(emu: Emulator, tmp_path: 
     async with OSSUploader.for_emulator(emu, journal=journal) as rerun:
         assert await rerun.upload(b"\xff\xd8photo", "image/jpeg", "a.jpg") == url  # same URL
         assert (rerun.puts, rerun.presigns) == (0, 0)  # no upload, no presign, no request
-    from aiportrait._journal import Journal
+    from aiportrait._batches.journal import Journal
 
     j = Journal(journal, lock=False)
     try:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import aiportrait
-from aiportrait._signing import authorization
+from aiportrait._wire.signing import authorization
 from tests._mock import mocked, sent
 
 HOST = "http://127.0.0.1:18080"

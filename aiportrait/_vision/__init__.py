@@ -1,7 +1,7 @@
 """The image and face work that the client's photo check and the emulator share.
 
 One implementation of the photo check, imported by both sides: the client's check of local
-photos before upload (:mod:`aiportrait._preflight`) and the emulator's ``check`` and ``train``
+photos before upload (:mod:`aiportrait._local.preflight`) and the emulator's ``check`` and ``train``
 (:mod:`aiportrait.emulator._work`). Nothing here imports the emulator or the client's layers
 above it.
 

@@ -2,7 +2,7 @@
 
 The codes and messages are the documentation's table "Summary of check_results messages", word
 for word. The emulator answers with them and the client's check of local photos reports them;
-the client reads answers with its own copy (``aiportrait._codec``), so a mistake on either side
+the client reads answers with its own copy (``aiportrait._wire.codec``), so a mistake on either side
 shows.
 """
 

@@ -22,9 +22,9 @@ from .. import (
     TrainRequest,
     TrainResult,
 )
-from .._batchprogress import BatchProgress, batch_progress
-from .._codec import converter
-from .._runner import file_stem
+from .._batches.runner import file_stem
+from .._display.batch_progress import BatchProgress, batch_progress
+from .._wire.codec import converter
 from ._batchfile import Plan
 from ._commands import poll_policy
 from ._exit import EXIT_BATCH_FAILED, EXIT_OK, UsageError, error_doc, error_text

@@ -29,8 +29,8 @@ from .. import (
     ReferenceCreateRequest,
     TrainRequest,
 )
-from .._localrequest import LocalRequest
-from .._photos import read_photo
+from .._local.localrequest import LocalRequest
+from .._local.photos import read_photo
 from .._requests import T2I_TEMPLATE
 from ..errors import AIPortraitWarning, InvalidArgument, LocalPhotoError, PhotoCountWarning
 from ._exit import UsageError

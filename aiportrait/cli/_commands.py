@@ -26,9 +26,9 @@ from .. import (
     TrainJob,
     TrainResult,
 )
-from .._codec import converter
-from .._progress import watch_lines
-from .._signing import PrivateMapping
+from .._display.progress import watch_lines
+from .._wire.codec import converter
+from .._wire.signing import PrivateMapping
 from ._batchfile import config_from
 from ._exit import EXIT_FAILED, EXIT_OK, UsageError
 from ._local import has_local, local_inputs, local_value, uploader_for
@@ -249,7 +249,7 @@ def create_request(args: Args) -> AnyCreateRequest:
 
 
 async def _upload_one(session: Session, path: Path, flag: str) -> str:
-    from .._inputs import resolve_image
+    from .._local.inputs import resolve_image
 
     url: str = await resolve_image(session._upload, path, f"--{flag}")
     return url

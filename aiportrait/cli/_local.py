@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .._credentials import credentials_from_env
-from .._inputs import is_local
-from .._signing import PrivateMapping
-from .._transport import normalise_host
+from .._local.inputs import is_local
+from .._wire.credentials import credentials_from_env
+from .._wire.signing import PrivateMapping
+from .._wire.transport import normalise_host
 from ..uploads import OSSUploader
 from ._exit import UsageError
 from ._parser import Args

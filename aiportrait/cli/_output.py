@@ -18,7 +18,7 @@ from typing import IO, Any
 
 import attrs
 
-from .._codec import converter
+from .._wire.codec import converter
 from ..errors import AIPortraitWarning, JobTimeout
 from ..models import CheckReport, ImageCheck, Portrait, TrainResult
 from ._exit import UsageError, cli_words, error_doc, error_text, exit_code, one_line

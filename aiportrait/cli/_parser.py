@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any, Final, NoReturn
 
-from .._signing import redacted
+from .._wire.signing import redacted
 from ._exit import UsageError
 
 __all__ = ["DEFAULT_JOURNAL", "PROG", "Args", "build_parser", "long_flags"]

@@ -362,7 +362,7 @@ async def cmd_train(args: argparse.Namespace, out: IO[str]) -> int:
 async def _uploaded(plan: Any, args: argparse.Namespace) -> list[tuple[str, Any]]:
     """The plan's items with local files uploaded first: the workers get URLs only (they may
     run on other machines). A bad photo stops here, before the workflow starts (exit 2)."""
-    from .._inputs import as_upload
+    from .._local.inputs import as_upload
     from ._exit import UsageError
     from ._local import uploader_for
 

@@ -22,7 +22,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from .._requests import CheckRequest, JobQuery, TrainRequest
-from .._retry import RetryPolicy, decide
+from .._retrying.policy import RetryPolicy, decide
 from .._session import Session
 from ..errors import AIPortraitError, SubmitOutcomeUnknown
 from ..models import CheckReport, Job, TrainJob

@@ -12,8 +12,8 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
 
+from .._jobs.watch import PollPolicy
 from .._requests import AnyCreateRequest, TrainRequest
-from .._watch import PollPolicy
 from ..models import TrainResult
 from ._store import PortraitStore, safe_name
 from ._wire import (

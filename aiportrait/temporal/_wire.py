@@ -26,6 +26,7 @@ from temporalio.converter import (
 )
 
 from .. import errors as _errors
+from .._jobs.watch import PollPolicy
 from .._requests import (
     _TYPES,
     CreateRequest,
@@ -35,7 +36,6 @@ from .._requests import (
     TrainRequest,
     request_from_dict,
 )
-from .._watch import PollPolicy
 from ..errors import AIPortraitError
 from ..models import CheckReport, ImageCheck, Job, TrainJob, TrainResult
 

@@ -26,7 +26,7 @@ from temporalio.exceptions import (
 
 with workflow.unsafe.imports_passed_through():
     from .._requests import CheckRequest, JobQuery, TrainRequest
-    from .._retry import RetryPolicy, decide
+    from .._retrying.policy import RetryPolicy, decide
     from ..errors import InvalidArgument, JobFailed, JobTimeout, SubmitOutcomeUnknown
     from ..models import Job, JobState, TrainJob, TrainResult
     from ._activities import PortraitActivities

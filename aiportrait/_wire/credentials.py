@@ -6,8 +6,8 @@ import os
 from collections.abc import Mapping
 from typing import Final
 
-from ._signing import PrivateMapping, redacted
-from .errors import CredentialsError
+from ..errors import CredentialsError
+from .signing import PrivateMapping, redacted
 
 __all__ = ["credentials_from_env"]
 

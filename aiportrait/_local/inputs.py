@@ -14,8 +14,8 @@ import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeAlias, TypeVar, runtime_checkable
 
-from ._photos import CleanPhoto, clean_photo, photo_name, read_photo
-from .errors import AIPortraitError, InvalidArgument, PreflightFailed, UploadError
+from ..errors import AIPortraitError, InvalidArgument, PreflightFailed, UploadError
+from .photos import CleanPhoto, clean_photo, photo_name, read_photo
 
 __all__ = [
     "ImageInput",
@@ -99,7 +99,7 @@ async def upload_photos(
     ``check`` (a training not forced; :class:`PreflightFailed` names each bad photo, before
     anything is uploaded), cleaned of their metadata, uploaded; their URLs by key."""
     if check:
-        from ._preflight import preflight, refusal, renamed
+        from .preflight import preflight, refusal, renamed
 
         report = await preflight([data for data, _, _ in photos.values()])
         if not report.ok:

@@ -1,7 +1,7 @@
 """The strict cattrs converter: scalars of exactly their JSON type, the service's states.
 
 The models' ``to_dict`` / ``from_dict`` use :func:`converter`; the wire codec
-(:mod:`aiportrait._codec`) builds its own from :func:`strict_converter` and adds what only it
+(:mod:`aiportrait._wire.codec`) builds its own from :func:`strict_converter` and adds what only it
 needs. cattrs is imported on first use.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any
 
-from ._states import CheckVerdict, JobState
+from .._states import CheckVerdict, JobState
 
 if TYPE_CHECKING:
     import cattrs

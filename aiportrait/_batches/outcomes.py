@@ -9,7 +9,7 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
-from .models import TrainJob
+from ..models import TrainJob
 
 __all__ = ["Outcome", "Outcomes"]
 

@@ -28,8 +28,8 @@ from typing import Any, Literal, get_args
 
 import attrs
 
-from ._lockfile import FileLock
-from .errors import InvalidArgument, JournalError
+from ..errors import InvalidArgument, JournalError
+from .lockfile import FileLock
 
 __all__ = ["Journal", "Record", "key_text"]
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import attrs
 
-from ._imageinfo import sniff
-from ._vision.limits import MAX_PHOTO_BYTES
-from .errors import InvalidArgument, LocalPhotoError
+from .._vision.limits import MAX_PHOTO_BYTES
+from .._wire.imageinfo import sniff
+from ..errors import InvalidArgument, LocalPhotoError
 
 __all__ = ["CleanPhoto", "clean_photo", "photo_name", "read_photo"]
 

@@ -3,8 +3,9 @@
 
 tqdm is optional (the ``progress`` extra; ``notebook`` adds ipywidgets for Jupyter's widget).
 With it, :func:`watch_with_progress` shows ``tqdm.auto`` (the notebook widget in Jupyter);
-without it plain lines are printed instead. The displays live in :mod:`aiportrait._display`,
-the batch bar in :mod:`aiportrait._batchprogress`.
+without it plain lines are printed instead. The displays live in
+:mod:`aiportrait._display.watch_display`, the batch bar in
+:mod:`aiportrait._display.batch_progress`.
 
 Watching a job, a ticker task runs beside the ``async for`` over :meth:`Session.watch`: once a
 second it reads the watcher's ``elapsed``, ``polls``, ``consecutive_failures`` and ``last_error``,
@@ -18,8 +19,11 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from ._batchprogress import BatchProgress, batch_progress
-from ._display import (
+from .._jobs.watch import JobUpdate, PollPolicy
+from ..errors import MalformedResponse
+from ..models import TrainJob, TrainResult
+from .batch_progress import BatchProgress, batch_progress
+from .watch_display import (
     Echo,
     JobDisplay,
     WatchStatus,
@@ -29,12 +33,9 @@ from ._display import (
     job_line,
     tqdm_module,
 )
-from ._watch import JobUpdate, PollPolicy
-from .errors import MalformedResponse
-from .models import TrainJob, TrainResult
 
 if TYPE_CHECKING:
-    from ._session import Session
+    from .._session import Session
 
 __all__ = [
     "BatchProgress",

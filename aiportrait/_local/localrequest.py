@@ -25,9 +25,7 @@ from typing import Any, ClassVar
 
 import attrs
 
-from ._inputs import UploadFunc, _needs_uploader, is_local, upload_photos
-from ._photos import photo_name, read_photo
-from ._requests import (
+from .._requests import (
     AnyCreateRequest,
     CreateRequest,
     GroupCreateRequest,
@@ -35,8 +33,10 @@ from ._requests import (
     ReferenceCreateRequest,
     TrainRequest,
 )
-from .config import CreateConfig
-from .errors import InvalidArgument
+from ..config import CreateConfig
+from ..errors import InvalidArgument
+from .inputs import UploadFunc, _needs_uploader, is_local, upload_photos
+from .photos import photo_name, read_photo
 
 __all__ = ["LocalRequest", "ReadInputs", "remembering"]
 

@@ -22,18 +22,12 @@ from typing import ClassVar
 
 import attrs
 
-from . import _clock
-from ._args import flag, number, positive_number
-from ._call import CALL_ERRORS
-from ._retry import RetryPolicy, decide
-from .errors import (
-    AIPortraitError,
-    InvalidArgument,
-    JobFailed,
-    JobTimeout,
-    MalformedResponse,
-)
-from .hooks import (
+from .._args import flag, number, positive_number
+from .._retrying import clock as _clock
+from .._retrying.loop import CALL_ERRORS
+from .._retrying.policy import RetryPolicy, decide
+from ..errors import AIPortraitError, InvalidArgument, JobFailed, JobTimeout, MalformedResponse
+from ..hooks import (
     Hook,
     JobEnded,
     JobOutcome,
@@ -43,7 +37,7 @@ from .hooks import (
     emit_now,
     next_id,
 )
-from .models import Job, JobState, TrainResult
+from ..models import Job, JobState, TrainResult
 
 __all__ = ["JobUpdate", "JobWatch", "PollPolicy"]
 

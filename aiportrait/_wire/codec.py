@@ -12,9 +12,8 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from ._convert import strict_converter
-from .errors import MalformedResponse
-from .models import (
+from ..errors import MalformedResponse
+from ..models import (
     CheckReport,
     CheckVerdict,
     ImageCheck,
@@ -24,6 +23,7 @@ from .models import (
     TrainJob,
     TrainResult,
 )
+from .convert import strict_converter
 
 __all__ = [
     "converter",

@@ -10,8 +10,8 @@ from typing import Literal
 
 import anyio
 
-from . import _clock
-from ._args import positive_int
+from .._args import positive_int
+from . import clock as _clock
 
 __all__ = ["CallKind", "CoolDown", "Limits", "Slot"]
 

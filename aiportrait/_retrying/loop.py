@@ -3,7 +3,7 @@
 Read as a chain, one concern a function (as httpx's ``_send_handling_*``):
 
 - :meth:`Caller.call`: the call's events (``CallStarted`` / ``CallEnded``) and its deadline;
-- :meth:`Caller._tries`: try, ask :func:`~aiportrait._retry.decide`, wait, try again;
+- :meth:`Caller._tries`: try, ask :func:`~aiportrait._retrying.policy.decide`, wait, try again;
 - :meth:`Caller._try`: the shared 429 cool-down, a limiter slot, the claim of a charged call
   (:class:`Claim`), then one request on the wire.
 
@@ -20,10 +20,7 @@ from typing import Any, Protocol, TypeVar
 
 import attrs
 
-from . import _clock
-from ._limits import CallKind, Limits
-from ._retry import RetryPolicy, decide
-from .errors import (
+from ..errors import (
     AIPortraitError,
     APIError,
     RateLimited,
@@ -32,7 +29,7 @@ from .errors import (
     SubmitOutcomeUnknown,
     TransportError,
 )
-from .hooks import (
+from ..hooks import (
     AnswerReceived,
     CallEnded,
     CallOutcome,
@@ -44,6 +41,9 @@ from .hooks import (
     RetryScheduled,
     emit,
 )
+from . import clock as _clock
+from .limits import CallKind, Limits
+from .policy import RetryPolicy, decide
 
 __all__ = ["CALL_ERRORS", "Call", "Caller", "Claim"]
 

@@ -9,7 +9,7 @@ what was sent, never a silent second submission.
 
 :func:`decide` is pure: given the failure, the try's number, the policy, the time already spent
 and a random source, it says whether to try again and after how long. The Session's call loop
-(:mod:`aiportrait._call`), the job watcher and the Temporal workflows (which pass
+(:mod:`aiportrait._retrying.loop`), the job watcher and the Temporal workflows (which pass
 ``workflow.random()``, so that a replay decides the same) all ask it; none has rules of its own.
 """
 
@@ -20,8 +20,8 @@ from typing import ClassVar
 
 import attrs
 
-from ._args import positive_number, whole
-from .errors import (
+from .._args import positive_number, whole
+from ..errors import (
     AIPortraitError,
     ConnectError,
     MalformedResponse,

@@ -14,12 +14,12 @@ from collections.abc import Sequence
 
 import attrs
 
-from ._photos import photo_name, read_photo
-from ._vision.limits import MAX_PIXELS, PixelBudget
-from ._vision.sources import Fetched, Unfetched
-from ._vision.threads import run_in, shared_engine, shared_pool
-from .errors import InvalidArgument, LocalPhotoError
-from .models import CheckReport, CheckVerdict, ImageCheck
+from .._vision.limits import MAX_PIXELS, PixelBudget
+from .._vision.sources import Fetched, Unfetched
+from .._vision.threads import run_in, shared_engine, shared_pool
+from ..errors import InvalidArgument, LocalPhotoError
+from ..models import CheckReport, CheckVerdict, ImageCheck
+from .photos import photo_name, read_photo
 
 __all__ = ["LocalInput", "preflight", "refusal", "renamed"]
 
@@ -42,7 +42,7 @@ async def preflight(photos: Sequence[LocalInput]) -> CheckReport:
     if isinstance(photos, (str, bytes, os.PathLike)):
         raise InvalidArgument("photos must be a list of paths or bytes, not a single one")
     try:
-        from ._vision.check import examine_photo, judge
+        from .._vision.check import examine_photo, judge
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise InvalidArgument(
             "checking photos on this machine needs the image stack: "

@@ -12,8 +12,8 @@ import importlib
 from collections.abc import Callable
 from typing import IO, Any, Protocol
 
-from ._watch import JobUpdate
-from .models import JobState
+from .._jobs.watch import JobUpdate
+from ..models import JobState
 
 __all__ = [
     "FAILURES_TO_REPORT",

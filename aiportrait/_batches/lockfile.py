@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import JournalLocked
+from ..errors import JournalLocked
 
 __all__ = ["FileLock"]
 

@@ -18,8 +18,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
-from ._signing import PrivateMapping, redacted
-from .errors import CredentialsError, InvalidArgument, UploadError
+from .._wire.signing import PrivateMapping, redacted
+from ..errors import CredentialsError, InvalidArgument, UploadError
 
 __all__ = ["DEFAULT_EXPIRES", "OSSUploader"]
 
@@ -35,8 +35,9 @@ EMULATOR_BUCKET = "aiportrait-local"
 
 
 class UploadMemo(Protocol):
-    """Where uploads are remembered across runs (a batch :class:`~aiportrait._journal.Journal`):
-    object key -> URL -> expiry. Blocking calls, run in a worker thread."""
+    """Where uploads are remembered across runs (a batch's
+    :class:`~aiportrait._batches.journal.Journal`): object key -> URL -> expiry. Blocking
+    calls, run in a worker thread."""
 
     def upload(self, key: str) -> tuple[str, float] | None:
         """The URL remembered for ``key`` and when it expires (epoch seconds), or None."""
@@ -296,7 +297,7 @@ class OSSUploader:
 
     def _journalled(self) -> Any:
         if self._journal is None:
-            from ._journal import Journal
+            from .._batches.journal import Journal
 
             assert self._journal_path is not None
             self._journal = Journal(self._journal_path, lock=False)  # a batch may own it

@@ -22,10 +22,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from ._codec import encode_body, loads
-from ._signing import authorization, redacted
-from ._version import __version__
-from .errors import (
+from .._version import __version__
+from ..errors import (
     ConnectError,
     InvalidArgument,
     MalformedResponse,
@@ -34,6 +32,8 @@ from .errors import (
     SessionClosed,
     error_from_response,
 )
+from .codec import encode_body, loads
+from .signing import authorization, redacted
 
 __all__ = ["DEFAULT_TIMEOUT", "Answer", "Transport", "normalise_host"]
 

@@ -7,7 +7,7 @@ either the value or the error; one failed item does not stop the others unless `
 With ``limit=K``, K workers pull items as they free up, so K calls stay in flight until fewer
 than K items remain (no head-of-line blocking behind a slow item).
 
-With ``journal=`` (an SQLite file) a batch is resumable: see :mod:`aiportrait._journal`.
+With ``journal=`` (an SQLite file) a batch is resumable: see :mod:`aiportrait._batches.journal`.
 Re-running the same batch after a crash or kill skips finished items (portraits are read back
 from disk), resumes watching trainings whose job id was recorded, and never silently submits a
 charged call twice: an item whose request was on the wire when the process died may or may not
@@ -34,13 +34,11 @@ from typing import Any, TypeAlias, TypeVar, cast
 import anyio
 import attrs
 
-from . import _clock
-from ._args import positive_int
-from ._durations import Durations
-from ._inputs import UploadFunc, is_local
-from ._localrequest import LocalRequest
-from ._outcomes import Outcome, Outcomes
-from ._requests import (
+from .._args import positive_int
+from .._jobs.durations import Durations
+from .._local.inputs import UploadFunc, is_local
+from .._local.localrequest import LocalRequest
+from .._requests import (
     AnyCreateRequest,
     CreateRequest,
     GroupCreateRequest,
@@ -48,12 +46,9 @@ from ._requests import (
     ReferenceCreateRequest,
     TrainRequest,
 )
-from ._runner import BatchRunner, Send, Wait
-from .errors import (
-    InvalidArgument,
-    SubmitOutcomeUnknown,
-)
-from .hooks import (
+from .._retrying import clock as _clock
+from ..errors import InvalidArgument, SubmitOutcomeUnknown
+from ..hooks import (
     BatchEnded,
     BatchItemEnded,
     BatchKind,
@@ -63,7 +58,9 @@ from .hooks import (
     emit,
     next_id,
 )
-from .models import Portrait
+from ..models import Portrait
+from .outcomes import Outcome, Outcomes
+from .runner import BatchRunner, Send, Wait
 
 __all__ = ["Items", "create_many", "keyed", "run_batch", "train_many"]
 

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import IO, Any
 
-from ._display import tqdm_module
+from .watch_display import tqdm_module
 
 __all__ = ["BatchProgress", "batch_progress"]
 

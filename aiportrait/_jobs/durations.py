@@ -20,8 +20,8 @@ from typing import Final
 
 import attrs
 
-from ._requests import TrainRequest
-from ._watch import PollPolicy
+from .._requests import TrainRequest
+from .watch import PollPolicy
 
 __all__ = ["Durations", "train_kind"]
 

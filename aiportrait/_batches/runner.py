@@ -2,11 +2,11 @@
 
 A :class:`BatchRunner` is handed ``send`` (run one request) and ``wait`` (follow a training to
 its end) and knows nothing else of a Session. With a journal it owns the file for the whole
-batch (see :mod:`aiportrait._journal`): an item is claimed only right before its request is
+batch (see :mod:`aiportrait._batches.journal`): an item is claimed only right before its request is
 written, a training is recorded with its job id before any polling, and a finished portrait is
 written atomically before its row says ``done``.
 
-An item may be a :class:`~aiportrait._localrequest.LocalRequest` (local photos): its files are
+An item may be a :class:`~aiportrait._local.localrequest.LocalRequest` (local photos): its files are
 read first (a bad one fails the item), its row is bound to their content, and its photos are
 checked, cleaned and uploaded only right before its charged call (see that module).
 """
@@ -24,20 +24,13 @@ from typing import Any, Protocol, TypeVar
 
 import anyio
 
-from ._call import Claim
-from ._codec import converter
-from ._durations import Durations
-from ._inputs import UploadFunc
-from ._journal import Journal, Record, key_text
-from ._localrequest import LocalRequest, ReadInputs, remembering
-from ._outcomes import Outcome
-from ._requests import (
-    AnyCreateRequest,
-    AnyRequest,
-    TrainRequest,
-    _Request,
-)
-from .errors import (
+from .._jobs.durations import Durations
+from .._local.inputs import UploadFunc
+from .._local.localrequest import LocalRequest, ReadInputs, remembering
+from .._requests import AnyCreateRequest, AnyRequest, TrainRequest, _Request
+from .._retrying.loop import Claim
+from .._wire.codec import converter
+from ..errors import (
     InvalidArgument,
     JobFailed,
     JournalError,
@@ -46,7 +39,9 @@ from .errors import (
     SubmitOutcomeUnknown,
     TransportError,
 )
-from .models import Portrait, TrainJob, TrainResult
+from ..models import Portrait, TrainJob, TrainResult
+from .journal import Journal, Record, key_text
+from .outcomes import Outcome
 
 __all__ = ["BatchRunner", "Send", "Wait", "file_stem", "fingerprint"]
 
@@ -436,7 +431,7 @@ _EXTENSIONS = (".jpg", ".png", ".webp", ".bin")  # every Portrait.extension
 
 class _JournalClaim:
     """The journal's claim on one charged item, told by the send path about each try
-    (:class:`~aiportrait._call.Claim`)."""
+    (:class:`~aiportrait._retrying.loop.Claim`)."""
 
     def __init__(self, journal: Journal, kind: str, key: Any, fp: str, seen: Record | None):
         self.journal = journal

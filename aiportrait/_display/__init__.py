@@ -1,0 +1,1 @@
+"""What people see while waiting: job displays, progress, the batch bar."""

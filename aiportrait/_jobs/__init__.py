@@ -1,0 +1,1 @@
+"""Jobs: the ``async for`` watcher, its poll schedule, and learned job durations."""
