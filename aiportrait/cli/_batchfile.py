@@ -268,7 +268,8 @@ def _row_request(row: Mapping[str, Any], files: _Files | None) -> Item:
     if kind not in _KINDS:
         raise UsageError(f"kind must be one of {', '.join(_KINDS)}, got {kind or 'nothing'!r}")
     _check_fields(kind, fields)
-    arguments = {k: _argument(k, v, files) for k, v in fields.items() if k not in ("kind", "key")}
+    names = sorted(fields.keys() - {"kind", "key"}, key=lambda k: k in PHOTO_FIELDS)
+    arguments = {k: _argument(k, fields[k], files) for k in names}  # local files last
     return request_of(_KINDS[kind], arguments)
 
 

@@ -170,7 +170,7 @@ def polling(f: F) -> F:
 
     def policy(ctx: click.Context, param: click.Parameter, value: float | None) -> None:
         current: PollPolicy = ctx.params.get("poll") or PollPolicy.TRAINING
-        if value is not None and param.name == "first":
+        if value is not None and param.name == "poll_first":
             current = attrs.evolve(current, first=value, cap=max(value, current.cap))
         elif value is not None:
             current = attrs.evolve(current, timeout=value)
@@ -178,7 +178,7 @@ def polling(f: F) -> F:
 
     deadline = click.option(
         "--deadline",
-        "timeout",
+        "poll_deadline",
         type=POSITIVE,
         metavar="SECONDS",
         callback=policy,
@@ -187,7 +187,7 @@ def polling(f: F) -> F:
     )
     first = click.option(
         "--poll",
-        "first",
+        "poll_first",
         type=POSITIVE,
         metavar="SECONDS",
         callback=policy,
