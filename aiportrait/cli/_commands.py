@@ -35,7 +35,16 @@ from .._progress import watch_lines
 from ..errors import ConfigWarning, PhotoCountWarning
 from ._batchfile import check_request, config_from
 from ._exit import EXIT_FAILED, EXIT_OK, UsageError
-from ._local import PHOTO_FIELDS, Item, has_local, local_inputs, local_value, request_of, resolved
+from ._local import (
+    PHOTO_FIELDS,
+    Item,
+    has_local,
+    local_inputs,
+    local_value,
+    read_files,
+    request_of,
+    resolved,
+)
 from ._options import SERVICE, Common, polling, shared
 from ._output import (
     PROG,
@@ -141,9 +150,10 @@ def train(
         images = local_inputs(photos, "train")
         arguments = {"images": images, "sdxl": sdxl, "scene_lora": prompts is not None}
         request = request_of(TrainRequest, {**arguments, "scene_prompts": prompts}, force=force)
+        read = await read_files(request)  # a bad file is said before any warning
         check_request(request)
         async with _session(common, isinstance(request, LocalRequest)) as (session, uploader):
-            sent = await resolved(request, uploader)
+            sent = await resolved(request, uploader, read)
             assert isinstance(sent, TrainRequest)
             job = await session.send(sent)
             out = common.out
@@ -276,9 +286,10 @@ def create(ctx: click.Context, /, settings: tuple[str, ...], out: Path, **given:
 
     async def run() -> int:
         item = create_request(given, settings, flags)
+        read = await read_files(item)
         check_request(item)
         async with _session(common, isinstance(item, LocalRequest)) as (session, uploader):
-            sent = await resolved(item, uploader)
+            sent = await resolved(item, uploader, read)
             assert not isinstance(sent, TrainRequest)
             portrait = await session.send(sent)
         path = await asyncio.to_thread(portrait.save, out)

@@ -8,13 +8,15 @@ import logging
 import shlex
 import warnings
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import click
 
-from ..emulator import Emulator, Faults
 from ._exit import EXIT_OK, UsageError
 from ._options import POSITIVE, Common, shared, stop_event
+
+if TYPE_CHECKING:
+    from ..emulator import Emulator
 
 __all__ = ["DEFAULT_PORT", "emulator"]
 
@@ -178,6 +180,8 @@ def emulator(
     """Run a local emulator of Alibaba Cloud PAI AI Portrait on loopback until Ctrl-C. It
     verifies signatures and keeps jobs like the service (a local stand-in, no diffusion: real
     face detection and compositing)."""  # fmt: skip
+    from ..emulator import Emulator, Faults  # the server loads when it runs, not at every command
+
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
         server = Emulator(

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from .. import AnyCreateRequest, TrainRequest
 from .._inputs import Uploader, as_upload, is_local
-from .._localrequest import LocalRequest
+from .._localrequest import LocalRequest, ReadInputs
 from ._exit import UsageError
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "is_url",
     "local_inputs",
     "local_value",
+    "read_files",
     "request_of",
     "resolved",
 ]
@@ -89,10 +90,21 @@ def request_of(cls: type[Any], arguments: Mapping[str, Any], *, force: bool = Fa
     return request
 
 
-async def resolved(item: Item, uploader: Uploader | None) -> TrainRequest | AnyCreateRequest:
-    """The request to send: a :class:`LocalRequest`'s files read (off the event loop),
+async def read_files(item: Item) -> ReadInputs | None:
+    """Read and check a :class:`LocalRequest`'s files, off the event loop (a bad file:
+    :class:`~aiportrait.errors.LocalPhotoError`); None for a request of URLs."""
+    if not isinstance(item, LocalRequest):
+        return None
+    return await asyncio.to_thread(item.read)
+
+
+async def resolved(
+    item: Item, uploader: Uploader | None, read: ReadInputs | None = None
+) -> TrainRequest | AnyCreateRequest:
+    """The request to send: a :class:`LocalRequest`'s files (``read``, else read now)
     checked, cleaned and uploaded with ``uploader``, their URLs in the request."""
     if not isinstance(item, LocalRequest):
         return item
-    read = await asyncio.to_thread(item.read)
+    if read is None:
+        read = await asyncio.to_thread(item.read)
     return await item.resolve(as_upload(uploader), read)
