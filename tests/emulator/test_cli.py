@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 import aiportrait.emulator
-from aiportrait.emulator import Emulator
 from aiportrait.cli import main
+from aiportrait.emulator import Emulator
 
 
 def test_help_shows_the_defaults_and_a_bad_rate_is_a_usage_error(
