@@ -3,22 +3,27 @@ until stopped."""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import shlex
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import click
 
+from ..emulator import Faults
 from ._exit import EXIT_OK, UsageError
-from ._options import POSITIVE, Common, shared, stop_event
+from ._options import POSITIVE, Common, port_option, shared, stop_event, train_seconds_option
 
 if TYPE_CHECKING:
     from ..emulator import Emulator
 
 __all__ = ["DEFAULT_PORT", "emulator"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_PORT: Final = 8089
 BANNER: Final = "local stand-in, no diffusion: real face detection and compositing"
@@ -56,6 +61,32 @@ def _banner(emu: Emulator, *, token_given: bool) -> list[str]:
     ]
 
 
+_FAULTS: Final = {
+    "--fault-seed": ("seed", int, "N"),
+    "--fault-5xx": ("rate_5xx", _RATE, "RATE"),
+    "--fault-5xx-status": ("status_5xx", int, "STATUS"),
+    "--fault-429": ("rate_429", _RATE, "RATE"),
+    "--fault-retry-after": ("retry_after", _SECONDS, "SECONDS"),
+    "--fault-drop-before": ("drop_before", _RATE, "RATE"),
+    "--fault-drop-after": ("drop_after", _RATE, "RATE"),
+    "--fault-latency": ("latency", _SECONDS, "SECONDS"),
+    "--fault-latency-rate": ("latency_rate", _RATE, "RATE"),
+    "--fault-malformed": ("malformed", _RATE, "RATE"),
+    "--fault-job-failure": ("job_failure", _RATE, "RATE"),
+}
+"""Fault injection: each option sets the :class:`~aiportrait.emulator.Faults` field it names
+(the command gets them as keywords, given to ``Faults``); a RATE is a share of requests."""
+
+
+def _faults(f: F) -> F:
+    defaults = {field.name: field.default for field in dataclasses.fields(Faults)}
+    for flag, (name, kind, metavar) in reversed(_FAULTS.items()):
+        f = click.option(
+            flag, name, type=kind, default=defaults[name], show_default=True, metavar=metavar
+        )(f)
+    return f
+
+
 def _old_host(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
     if value is not None:
         warnings.warn(
@@ -71,13 +102,7 @@ def _old_host(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     "--bind", default="127.0.0.1", show_default=True, metavar="ADDRESS", help="address to listen on"
 )
 @click.option("--host", callback=_old_host, expose_value=False, hidden=True)
-@click.option(
-    "--port",
-    type=click.IntRange(0, 65535),
-    default=DEFAULT_PORT,
-    show_default=True,
-    help="port to listen on (0: a free one)",
-)
+@port_option("--port", DEFAULT_PORT, "port to listen on (0: a free one)")
 @click.option("--app-id", default="local-app", show_default=True, help="AppId")
 @click.option(
     "--token",
@@ -89,9 +114,7 @@ def _old_host(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     help="where models, jobs and the "
     "credentials are kept across restarts (default: a temporary directory)",
 )
-@click.option(
-    "--train-seconds", type=_SECONDS, default=3.0, show_default=True, help="emulated training time"
-)
+@train_seconds_option(3.0)
 @click.option("--serve-dir", type=click.Path(path_type=Path), help="serve these files at /media/")
 @click.option("--file-root", type=click.Path(path_type=Path), help="allow file:// URLs under it")
 @click.option(
@@ -128,24 +151,7 @@ def _old_host(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     show_default=True,
     help="logging level",
 )
-@click.option("--fault-seed", "seed", type=int, default=0, help="fault injection: the seed")
-@click.option(
-    "--fault-5xx",
-    "rate_5xx",
-    type=_RATE,
-    default=0.0,
-    metavar="RATE",
-    help="share of requests answered --fault-5xx-status",
-)
-@click.option("--fault-5xx-status", "status_5xx", type=int, default=503, metavar="STATUS")
-@click.option("--fault-429", "rate_429", type=_RATE, default=0.0, metavar="RATE")
-@click.option("--fault-retry-after", "retry_after", type=_SECONDS, default=1.0, metavar="SECONDS")
-@click.option("--fault-drop-before", "drop_before", type=_RATE, default=0.0, metavar="RATE")
-@click.option("--fault-drop-after", "drop_after", type=_RATE, default=0.0, metavar="RATE")
-@click.option("--fault-latency", "latency", type=_SECONDS, default=0.0, metavar="SECONDS")
-@click.option("--fault-latency-rate", "latency_rate", type=_RATE, default=1.0, metavar="RATE")
-@click.option("--fault-malformed", "malformed", type=_RATE, default=0.0, metavar="RATE")
-@click.option("--fault-job-failure", "job_failure", type=_RATE, default=0.0, metavar="RATE")
+@_faults
 @click.option(
     "--fault-path",
     "paths",
@@ -180,7 +186,7 @@ def emulator(
     """Run a local emulator of Alibaba Cloud PAI AI Portrait on loopback until Ctrl-C. It
     verifies signatures and keeps jobs like the service (a local stand-in, no diffusion: real
     face detection and compositing)."""  # fmt: skip
-    from ..emulator import Emulator, Faults  # the server loads when it runs, not at every command
+    from ..emulator import Emulator  # the server loads when it runs, not with every command
 
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -16,7 +16,7 @@ from ._batch import batch
 from ._commands import check, create, train, watch
 from ._emulator import emulator
 from ._exit import EXIT_CODES, EXIT_OK, UsageError
-from ._options import SERVICE, Common, shared
+from ._options import SERVICE, Common, shared, train_seconds_option
 from ._output import PROG, Output
 from ._temporal import temporal
 from ._temporaldev import dev
@@ -45,13 +45,7 @@ def tree() -> None:
     show_default=True,
     help="output folder",
 )
-@click.option(
-    "--train-seconds",
-    type=click.FloatRange(min=0),
-    default=2.0,
-    show_default=True,
-    help="emulated training time",
-)
+@train_seconds_option(2.0)
 @shared("debug")
 @click.pass_obj
 def demo(common: Common, out: Path, train_seconds: float) -> int:

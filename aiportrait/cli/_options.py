@@ -33,8 +33,10 @@ __all__ = [
     "SERVICE",
     "Common",
     "polling",
+    "port_option",
     "shared",
     "stop_event",
+    "train_seconds_option",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -163,6 +165,25 @@ def shared(*names: str) -> Callable[[F], F]:
         return f
 
     return add
+
+
+def train_seconds_option(default: float) -> Callable[[F], F]:
+    """``--train-seconds``: the emulator's training time (``emulator``, ``demo``,
+    ``temporal dev``)."""
+    return click.option(
+        "--train-seconds",
+        type=click.FloatRange(min=0),
+        default=default,
+        show_default=True,
+        help="emulated training time, seconds",
+    )
+
+
+def port_option(name: str, default: int, what: str) -> Callable[[F], F]:
+    """A port option: a number from 0 (any free port) to 65535."""
+    return click.option(
+        name, type=click.IntRange(0, 65535), default=default, show_default=True, help=what
+    )
 
 
 def polling(f: F) -> F:

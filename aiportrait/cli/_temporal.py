@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+import attrs
 import click
 
 from .. import TrainRequest
@@ -23,7 +25,7 @@ from ._local import resolved
 from ._options import Common, shared, stop_event
 from ._output import Output, outcome_line, said_before
 
-__all__ = ["temporal", "where"]
+__all__ = ["Cluster", "temporal", "where"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 PROG: Final = "aiportrait temporal"
@@ -50,13 +52,48 @@ _WHERE: Final = {
 """Where the cluster is: the options of the temporal commands, defined once."""
 
 
+@attrs.frozen
+class Cluster:
+    """Where the cluster is: the cluster options' values."""
+
+    namespace: str = "default"
+    store: Path = Path("aiportrait-store")
+    address: str = "127.0.0.1:7233"
+    task_queue: str = "aiportrait"
+
+    async def client(self) -> Any:
+        """A Temporal client (Temporal unreachable: :class:`ConnectError`, exit 3)."""
+        from ..temporal import connect
+
+        try:
+            return await connect(self.address, namespace=self.namespace)
+        except RuntimeError as exc:  # the SDK's connection error
+            raise ConnectError(
+                f"cannot reach Temporal at {self.address} (namespace {self.namespace}): "
+                f"{str(exc).splitlines()[0][:200]}; start a local one with: {PROG} dev",
+                sent=False,
+            ) from None
+
+    def portraits(self) -> Any:
+        """The portrait store."""
+        from ..temporal import LocalPortraitStore
+
+        return LocalPortraitStore(self.store)
+
+
 def where(*names: str) -> Callable[[F], F]:
-    """Add the cluster options ``names`` (default: all) to a command."""
+    """Add the cluster options ``names`` (default: all); the command gets them as ``cluster``,
+    a :class:`Cluster`."""
 
     def add(f: F) -> F:
+        @functools.wraps(f)
+        def folded(*args: Any, **kwargs: Any) -> Any:
+            values = {name: kwargs.pop(name) for name in _WHERE if name in kwargs}
+            return f(*args, cluster=Cluster(**values), **kwargs)
+
         for name in reversed(names or tuple(_WHERE)):
-            f = _WHERE[name](f)
-        return f
+            folded = _WHERE[name](folded)
+        return folded  # type: ignore[return-value]
 
     return add
 
@@ -87,19 +124,6 @@ def _run(common: Common, command: str, work: Callable[[], Coroutine[Any, Any, in
     return common.run(f"temporal {command}", run)
 
 
-async def _client(address: str, namespace: str) -> Any:
-    from ..temporal import connect
-
-    try:
-        return await connect(address, namespace=namespace)
-    except RuntimeError as exc:  # the SDK's connection error
-        raise ConnectError(
-            f"cannot reach Temporal at {address} (namespace {namespace}): "
-            f"{str(exc).splitlines()[0][:200]}; start a local one with: {PROG} dev",
-            sent=False,
-        ) from None
-
-
 def _already(workflow_id: str | None, exc: Exception) -> Exception:
     """A refused start: the id names a workflow that exists (running or finished)."""
     from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -127,34 +151,22 @@ def _already(workflow_id: str | None, exc: Exception) -> Exception:
 @where()
 @shared("host", "app_id", "token", "timeout", "tries", "debug")
 @click.pass_obj
-def worker(
-    common: Common,
-    concurrency: int | None,
-    rate: float | None,
-    namespace: str,
-    store: Path,
-    address: str,
-    task_queue: str,
-) -> int:
+def worker(common: Common, cluster: Cluster, concurrency: int | None, rate: float | None) -> int:
     """Run a worker until SIGINT or SIGTERM (credentials as for every command)."""
-    from ..temporal import LocalPortraitStore, new_worker
+    from ..temporal import new_worker
 
     async def run() -> int:
-        client = await _client(address, namespace)
+        client = await cluster.client()
         stop = await stop_event()
-        portraits = LocalPortraitStore(store)
+        portraits = cluster.portraits()
         async with common.session() as session:
+            queue = cluster.task_queue
             worker = new_worker(
-                client,
-                session,
-                portraits,
-                task_queue=task_queue,
-                concurrency=concurrency,
-                rate=rate,
+                client, session, portraits, task_queue=queue, concurrency=concurrency, rate=rate
             )
             common.out.line(
-                f"worker on {address} namespace {namespace} task queue {task_queue}, store "
-                f"{portraits.root}; stop with Ctrl-C"
+                f"worker on {cluster.address} namespace {cluster.namespace} task queue {queue}, "
+                f"store {portraits.root}; stop with Ctrl-C"
             )
             async with worker:
                 await stop.wait()
@@ -212,13 +224,13 @@ def _outcome(out: Output, outcome: Any) -> tuple[dict[str, Any], str]:
     return doc, outcome_line("ok", outcome.key, f"{outcome.kind} model_id {model}")
 
 
-async def _follow_batch(handle: Any, store: Path, out: Output) -> int:
-    from ..temporal import LocalPortraitStore, follow_batch
+async def _follow_batch(handle: Any, cluster: Cluster, out: Output) -> int:
+    from ..temporal import follow_batch
 
     def waiting(why: str) -> None:
         out.note(f"waiting for a worker to answer: {out.words(why)[:200]}")
 
-    async for outcome in follow_batch(handle, LocalPortraitStore(store), on_wait=waiting):
+    async for outcome in follow_batch(handle, cluster.portraits(), on_wait=waiting):
         doc, line = _outcome(out, outcome)
         out.result(doc, [line])
     summary = await handle.result()
@@ -251,10 +263,7 @@ def train_(
     force: bool,
     workflow_id: str | None,
     no_follow: bool,
-    namespace: str,
-    store: Path,
-    address: str,
-    task_queue: str,
+    cluster: Cluster,
 ) -> int:
     """Start a training workflow and follow it to its model."""
     from ..temporal import start_training
@@ -262,14 +271,14 @@ def train_(
     async def run() -> int:
         request = TrainRequest(photos, sdxl=sdxl)
         check_request(request)  # the photo-count warning here, not only in a worker's log
-        client = await _client(address, namespace)
+        client = await cluster.client()
         try:
             with said_before(PhotoCountWarning):
                 handle = await start_training(
                     client,
                     request,
                     workflow_id=workflow_id,
-                    task_queue=task_queue,
+                    task_queue=cluster.task_queue,
                     check=check,
                     force=force,
                 )
@@ -301,30 +310,27 @@ def batch_(
     check: bool,
     workflow_id: str | None,
     no_follow: bool,
-    namespace: str,
-    store: Path,
-    address: str,
-    task_queue: str,
+    cluster: Cluster,
 ) -> int:
     """Start a batch workflow over a batch file (the ``batch`` format) and follow it.
 
     Local files in it are checked and uploaded here first (as ``batch`` does), so that every
     worker can fetch them by URL: the credentials are needed only then."""
-    from ..temporal import LocalPortraitStore, start_batch
+    from ..temporal import start_batch
 
     async def run() -> int:
         plan = read_plan(file)  # its warnings are given now, with the file and lines
         with said_before(ConfigWarning, PhotoCountWarning):
             async with common.uploading(plan.local) as uploader:
                 items = [(k, await resolved(v, uploader)) for k, v in plan.items.items()]
-            client = await _client(address, namespace)
+            client = await cluster.client()
             try:
                 handle = await start_batch(
                     client,
                     items,
-                    store=LocalPortraitStore(store),
+                    store=cluster.portraits(),
                     workflow_id=workflow_id,
-                    task_queue=task_queue,
+                    task_queue=cluster.task_queue,
                     limit=limit,
                     check=check,
                 )
@@ -333,7 +339,7 @@ def batch_(
             again = f"re-attach: {PROG} attach {handle.id}"
             started = f"workflow {handle.id}: {len(items)} items ({again})"
             common.out.result({"type": "started", "id": handle.id, "total": len(items)}, [started])
-            return EXIT_OK if no_follow else await _follow_batch(handle, store, common.out)
+            return EXIT_OK if no_follow else await _follow_batch(handle, cluster, common.out)
 
     return _run(common, "batch", run)
 
@@ -343,17 +349,15 @@ def batch_(
 @where()
 @shared("json", "debug")
 @click.pass_obj
-def attach(
-    common: Common, workflow_id: str, namespace: str, store: Path, address: str, task_queue: str
-) -> int:
+def attach(common: Common, workflow_id: str, cluster: Cluster) -> int:
     """Follow a training or a batch workflow again, by id."""
 
     async def run() -> int:
-        client = await _client(address, namespace)
+        client = await cluster.client()
         handle = client.get_workflow_handle(workflow_id)
         kind = (await handle.describe()).workflow_type
         if kind == "aiportrait.PortraitBatch":
-            return await _follow_batch(handle, store, common.out)
+            return await _follow_batch(handle, cluster, common.out)
         if kind == "aiportrait.Train":
             return await _follow_train(handle, common.out)
         raise UsageError(f"{workflow_id} is a {kind} workflow, not a training or a batch")

@@ -12,8 +12,8 @@ from typing import Any, Final
 import click
 
 from ._exit import EXIT_OK, UsageError
-from ._options import Common, shared, stop_event
-from ._temporal import where
+from ._options import Common, port_option, shared, stop_event, train_seconds_option
+from ._temporal import Cluster, where
 
 __all__ = ["dev"]
 
@@ -21,27 +21,9 @@ _ENV_FILE: Final = "env.sh"
 
 
 @click.command()
-@click.option(
-    "--port",
-    type=click.IntRange(0, 65535),
-    default=7233,
-    show_default=True,
-    help="Temporal frontend port",
-)
-@click.option(
-    "--ui-port",
-    type=click.IntRange(0, 65535),
-    default=8233,
-    show_default=True,
-    help="Temporal Web UI port",
-)
-@click.option(
-    "--emulator-port",
-    type=click.IntRange(0, 65535),
-    default=8089,
-    show_default=True,
-    help="emulator port",
-)
+@port_option("--port", 7233, "Temporal frontend port")
+@port_option("--ui-port", 8233, "Temporal Web UI port")
+@port_option("--emulator-port", 8089, "emulator port")
 @click.option(
     "--dir",
     "folder",
@@ -50,13 +32,7 @@ _ENV_FILE: Final = "env.sh"
     show_default=True,
     help="where the server's database, sample photos, a sample batch file and env.sh go",
 )
-@click.option(
-    "--train-seconds",
-    type=click.FloatRange(min=0),
-    default=5.0,
-    show_default=True,
-    help="emulated training time",
-)
+@train_seconds_option(5.0)
 @where("namespace", "store")
 @shared("debug")
 @click.pass_obj
@@ -67,8 +43,7 @@ def dev(
     emulator_port: int,
     folder: Path,
     train_seconds: float,
-    namespace: str,
-    store: Path,
+    cluster: Cluster,
 ) -> int:
     """Start a local Temporal server and the emulator; write env.sh and sample files; run
     until Ctrl-C."""  # fmt: skip
@@ -98,13 +73,14 @@ def dev(
             train_seconds=train_seconds,
         )
         async with server, emulator as emu:
+            store = cluster.store
             where = store if store.is_absolute() else root / store
             env = {
                 "AIPORTRAIT_HOST": emu.url,
                 "AIPORTRAIT_APP_ID": emu.app_id,
                 "AIPORTRAIT_TOKEN": emu.token,
                 "TEMPORAL_ADDRESS": server.address,
-                "TEMPORAL_NAMESPACE": namespace,
+                "TEMPORAL_NAMESPACE": cluster.namespace,
                 "AIPORTRAIT_STORE": str(where),
             }
             env_file = root / _ENV_FILE
@@ -113,7 +89,7 @@ def dev(
                 f.writelines(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
             sample = _sample_batch(root, emu, photos)
             for line in (
-                f"Temporal server  {server.address} (namespace {namespace})",
+                f"Temporal server  {server.address} (namespace {cluster.namespace})",
                 f"Temporal Web UI  {server.ui_url}",
                 f"emulator         {emu.url} (a local stand-in, no diffusion)",
                 f"store            {where}",

@@ -29,7 +29,7 @@ def test_help_shows_the_defaults_and_a_bad_rate_is_a_usage_error(
     assert main(["emulator", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     for default in ("--bind ADDRESS address to listen on [default: 127.0.0.1]",
-                    "default: 8089", "emulated training time [default: 3.0"):  # fmt: skip
+                    "default: 8089", "emulated training time, seconds [default: 3.0"):  # fmt: skip
         assert default in text
     assert main(["emulator", "--fault-429", "2"]) == 2
     (line,) = capsys.readouterr().err.splitlines()
