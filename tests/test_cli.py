@@ -263,6 +263,24 @@ def _clear_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["create", "--model", "m"],
+        ["batch", "nowhere.csv", "--out", "o"],
+        ["watch", "-1"],
+        ["temporal", "batch", "nowhere.csv"],
+    ],
+)
+def test_usage_errors_come_before_credentials(
+    args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _clear_env(monkeypatch)  # no credentials anywhere: the usage error is said first
+    assert main(args) == cli.EXIT_USAGE
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("aiportrait: error: UsageError: ")
+
+
 def test_missing_credentials_exit_2(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

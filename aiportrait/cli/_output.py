@@ -111,11 +111,15 @@ class Output:
         """A message on one line, in the command line's words."""
         return cli_words(one_line(text), self.command, self.flags)
 
-    def error_text(self, exc: BaseException) -> str:
-        """``ClassName: message (request_id=...)`` on one line."""
+    def _message(self, exc: BaseException) -> str:
         text = self.words(exc) or "(no message)"
         if isinstance(exc, PreviousFailure):
             text += " (run again with --retry-failed to retry it)"
+        return text
+
+    def error_text(self, exc: BaseException) -> str:
+        """``ClassName: message (request_id=...)`` on one line."""
+        text = self._message(exc)
         rid = shown(getattr(exc, "request_id", "") or "")
         if rid and rid not in text:
             text += f" (request_id={rid})"
@@ -123,8 +127,7 @@ class Output:
 
     def error_doc(self, exc: BaseException) -> dict[str, Any]:
         """An error as JSON: ``type``, ``message`` and, when known, the request and job ids."""
-        message = self.error_text(exc).removeprefix(f"{type(exc).__name__}: ")
-        doc: dict[str, Any] = {"type": type(exc).__name__, "message": message}
+        doc: dict[str, Any] = {"type": type(exc).__name__, "message": self._message(exc)}
         for attr in ("request_id", "job_id", "status", "code"):
             value = getattr(exc, attr, None)
             if value not in (None, ""):
