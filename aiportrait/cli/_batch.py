@@ -205,7 +205,9 @@ def batch(
     poll: PollPolicy,
     **options: Any,
 ) -> int:
-    """Run a CSV or JSON Lines file of requests (see docs/cli.md); exit 5 when an item failed,
+    """Run every request of a batch file.
+
+    FILE: CSV or JSON Lines, one request per row (see docs/cli.md). Exit 5 when an item failed,
     4 when one may or may not have run."""
 
     async def run() -> int:

@@ -85,7 +85,9 @@ async def _session(common: Common, local: bool) -> AsyncIterator[tuple[Session, 
 @shared(*SERVICE)
 @click.pass_obj
 def check(common: Common, photos: tuple[str, ...], local: bool) -> int:
-    """Check photos before training: URLs, or local files and globs (uploaded)."""
+    """Check photos before training.
+
+    PHOTO: URLs, or local files and globs (uploaded; with --local, checked here)."""
 
     async def run() -> int:
         inputs = local_inputs(photos, "check")
@@ -141,9 +143,10 @@ def train(
     wait: bool,
     poll: PollPolicy,
 ) -> int:
-    """Start a training on photos of one person (and with --wait, watch it).
+    """Start a training (and with --wait, watch it).
 
-    PHOTO: URLs, or local files and globs (checked here, then uploaded)."""
+    PHOTO: photos of one person: URLs, or local files and globs (checked here, then
+    uploaded)."""
 
     async def run() -> int:
         prompts = _scene_prompts(scene_prompts)
@@ -279,8 +282,10 @@ def create_request(given: dict[str, Any], settings: Sequence[str], flags: dict[s
 @shared(*SERVICE)
 @click.pass_context
 def create(ctx: click.Context, /, settings: tuple[str, ...], out: Path, **given: Any) -> int:
-    """Create a portrait: --model (solo), --group (group) or --reference (no training); with
-    --prompt, from a text prompt."""
+    """Create a portrait.
+
+    With --model (solo), --group (group) or --reference (no training); with --prompt, from a
+    text prompt (and --model or --reference)."""
     common: Common = ctx.obj
     flags = {p.name: p.opts[0] for p in ctx.command.params if p.name}
 

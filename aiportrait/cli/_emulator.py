@@ -183,9 +183,10 @@ def emulator(
     paths: tuple[str, ...],
     **faults: Any,
 ) -> int:
-    """Run a local emulator of Alibaba Cloud PAI AI Portrait on loopback until Ctrl-C. It
-    verifies signatures and keeps jobs like the service (a local stand-in, no diffusion: real
-    face detection and compositing)."""  # fmt: skip
+    """Run the local emulator until Ctrl-C.
+
+    A local stand-in for Alibaba Cloud PAI AI Portrait: it verifies signatures and keeps jobs
+    like the service, with real face detection and compositing (no diffusion)."""  # fmt: skip
     from ..emulator import Emulator  # the server loads when it runs, not with every command
 
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")

