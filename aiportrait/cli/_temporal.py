@@ -74,6 +74,24 @@ class Cluster:
                 sent=False,
             ) from None
 
+    async def start(self, starter: Any, work: Any, workflow_id: str | None, **options: Any) -> Any:
+        """``starter(client, work, ...)`` (``start_training``, ``start_batch``): the workflow's
+        handle. An id that names a workflow already (running or finished) is a usage error:
+        nothing is started, so nothing is charged twice."""
+        from temporalio.exceptions import WorkflowAlreadyStartedError
+
+        client = await self.client()
+        try:
+            return await starter(
+                client, work, workflow_id=workflow_id, task_queue=self.task_queue, **options
+            )
+        except WorkflowAlreadyStartedError:
+            raise UsageError(
+                f"workflow {workflow_id} exists already (running or finished), so nothing was "
+                f"started (an id runs once: nothing is charged twice); follow it with: {PROG} "
+                f"attach {workflow_id}"
+            ) from None
+
     def portraits(self) -> Any:
         """The portrait store."""
         from ..temporal import LocalPortraitStore
@@ -123,19 +141,6 @@ def run_temporal(common: Common, command: str, work: Callable[[], Coroutine[Any,
             raise
 
     return common.run(f"temporal {command}", run)
-
-
-def _already(workflow_id: str | None, exc: Exception) -> Exception:
-    """A refused start: the id names a workflow that exists (running or finished)."""
-    from temporalio.exceptions import WorkflowAlreadyStartedError
-
-    if isinstance(exc, WorkflowAlreadyStartedError):
-        return UsageError(
-            f"workflow {workflow_id} exists already (running or finished), so nothing was "
-            f"started (an id runs once: nothing is charged twice); follow it with: {PROG} "
-            f"attach {workflow_id}"
-        )
-    return exc
 
 
 @temporal.command()
@@ -274,19 +279,10 @@ def train_(
     async def run() -> int:
         request = TrainRequest(photos, sdxl=sdxl)
         check_request(request)  # the photo-count warning here, not only in a worker's log
-        client = await cluster.client()
-        try:
-            with said_before(PhotoCountWarning):
-                handle = await start_training(
-                    client,
-                    request,
-                    workflow_id=workflow_id,
-                    task_queue=cluster.task_queue,
-                    check=check,
-                    force=force,
-                )
-        except Exception as exc:
-            raise _already(workflow_id, exc) from None
+        with said_before(PhotoCountWarning):
+            handle = await cluster.start(
+                start_training, request, workflow_id, check=check, force=force
+            )
         started = f"workflow {handle.id} (re-attach: {PROG} attach {handle.id})"
         common.out.result({"type": "started", "id": handle.id}, [started])
         return EXIT_OK if no_follow else await _follow_train(handle, common.out)
@@ -328,19 +324,9 @@ def batch_(
         with said_before(ConfigWarning, PhotoCountWarning):
             async with common.uploading(plan.local) as uploader:
                 items = [(k, await resolved(v, uploader)) for k, v in plan.items.items()]
-            client = await cluster.client()
-            try:
-                handle = await start_batch(
-                    client,
-                    items,
-                    store=cluster.portraits(),
-                    workflow_id=workflow_id,
-                    task_queue=cluster.task_queue,
-                    limit=limit,
-                    check=check,
-                )
-            except Exception as exc:
-                raise _already(workflow_id, exc) from None
+            handle = await cluster.start(
+                start_batch, items, workflow_id, store=cluster.portraits(), limit=limit, check=check
+            )
             again = f"re-attach: {PROG} attach {handle.id}"
             started = f"workflow {handle.id}: {len(items)} items ({again})"
             common.out.result({"type": "started", "id": handle.id, "total": len(items)}, [started])
