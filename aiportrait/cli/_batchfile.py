@@ -13,7 +13,6 @@ one line, exit 2), so nothing is sent for a batch with a bad file; such an item 
 from __future__ import annotations
 
 import csv
-import glob
 import json
 import os
 import warnings
@@ -37,7 +36,7 @@ from .._photos import read_photo
 from .._requests import T2I_TEMPLATE
 from ..errors import AIPortraitWarning, InvalidArgument, LocalPhotoError, PhotoCountWarning
 from ._exit import UsageError
-from ._local import GLOB_CHARS, PHOTO_FIELDS, Item, is_url, request_of
+from ._local import PHOTO_FIELDS, Item, is_url, local_inputs, request_of
 
 __all__ = ["Plan", "check_request", "config_from", "read_plan", "row_request"]
 
@@ -147,27 +146,12 @@ class _Files:
         """A template or reference: the URL as it is, else the checked local file."""
         if text == T2I_TEMPLATE or is_url(text):
             return text
-        return self._check(self._path(text))
+        return self._check(self.base / os.path.expanduser(text))
 
     def many(self, name: str, texts: list[str]) -> list[str | Path]:
         """Photos: URLs as they are, local files (globs expanded, sorted) checked."""
-        out: list[str | Path] = []
-        for text in texts:
-            if is_url(text):
-                out.append(text)
-                continue
-            path = self._path(text)
-            if GLOB_CHARS & set(text) and not os.path.lexists(path):
-                matches = sorted(glob.glob(str(path)))
-                if not matches:
-                    raise UsageError(f"{name}: no file matches {text!r}")
-                out.extend(self._check(Path(m)) for m in matches)
-            else:
-                out.append(self._check(path))
-        return out
-
-    def _path(self, text: str) -> Path:
-        return self.base / os.path.expanduser(text)  # an absolute path stays as it is
+        found = local_inputs(texts, name, self.base)
+        return [self._check(p) if isinstance(p, Path) else p for p in found]
 
 
 def _present(row: Mapping[str, Any]) -> dict[str, Any]:

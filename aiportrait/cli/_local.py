@@ -21,7 +21,6 @@ from .._localrequest import LocalRequest, ReadInputs
 from ._exit import UsageError
 
 __all__ = [
-    "GLOB_CHARS",
     "PHOTO_FIELDS",
     "Item",
     "has_local",
@@ -36,7 +35,7 @@ __all__ = [
 PHOTO_FIELDS: Final = frozenset({"images", "template", "reference"})
 """The request arguments that take photos."""
 
-GLOB_CHARS = frozenset("*?[")
+_GLOB_CHARS = frozenset("*?[")
 
 
 def is_url(text: str) -> bool:
@@ -54,20 +53,23 @@ def local_value(text: str, flag: str) -> str | Path:
     return values[0]
 
 
-def local_inputs(texts: Sequence[str], what: str) -> list[str | Path]:
-    """URLs kept, paths as ``Path``, unexpanded globs expanded (sorted); nothing matched is an
-    error."""
+def local_inputs(texts: Sequence[str], what: str, base: Path | None = None) -> list[str | Path]:
+    """URLs kept, paths as ``Path`` (relative to ``base``, ``~`` expanded), unexpanded globs
+    expanded (sorted); nothing matched is an error."""
     out: list[str | Path] = []
     for text in texts:
         if is_url(text):
             out.append(text)
-        elif GLOB_CHARS & set(text) and not os.path.lexists(text):
-            matches = sorted(glob.glob(os.path.expanduser(text)))
+            continue
+        path = Path(os.path.expanduser(text))
+        path = path if base is None else base / path  # an absolute path stays as it is
+        if _GLOB_CHARS & set(text) and not os.path.lexists(path):
+            matches = sorted(glob.glob(str(path)))
             if not matches:
                 raise UsageError(f"{what}: no file matches {text!r}")
             out.extend(Path(m) for m in matches)
         else:
-            out.append(Path(os.path.expanduser(text)))
+            out.append(path)
     return out
 
 
