@@ -51,6 +51,10 @@ async def test_train_prints_the_id_follows_and_reattaches(
     code, again = await run(capsys, "attach", "cli-train-1", *_where(cluster))
     assert code == 0
     assert again.splitlines()[-1] == text.splitlines()[-1]
+    code, doc = await run(capsys, "attach", "cli-train-1", *_where(cluster), "--json")
+    assert code == 0
+    assert json.loads(doc)["id"] == "cli-train-1"  # one document: --json's rule
+    assert json.loads(doc)["model_id"] in text
     capsys.readouterr()
     code = await asyncio.to_thread(main, ["temporal", *args])
     assert code == 2  # an id runs once: the training is not charged again

@@ -209,7 +209,8 @@ async def _follow_train(handle: Any, out: Output) -> int:
     finally:
         result.cancel()
     line = f"model {trained.model_id} (the service's training time {trained.cost_time:.1f}s)"
-    out.result({"model_id": trained.model_id, "cost_time": trained.cost_time}, [line])
+    doc = {"id": handle.id, "model_id": trained.model_id, "cost_time": trained.cost_time}
+    out.result(doc, [line])
     return EXIT_OK
 
 
@@ -284,7 +285,8 @@ def train_(
                 start_training, request, workflow_id, check=check, force=force
             )
         started = f"workflow {handle.id} (re-attach: {PROG} attach {handle.id})"
-        common.out.result({"type": "started", "id": handle.id}, [started])
+        if no_follow or not common.out.json:  # --json: one document, the id in the result's
+            common.out.result({"id": handle.id}, [started])
         return EXIT_OK if no_follow else await _follow_train(handle, common.out)
 
     return run_temporal(common, "train", run)
