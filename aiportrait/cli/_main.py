@@ -31,7 +31,10 @@ _EPILOG: Final = (
 )
 
 
-@click.group(epilog=_EPILOG, context_settings={"max_content_width": 100})
+@click.group(
+    epilog=_EPILOG,
+    context_settings={"max_content_width": 100, "help_option_names": ["-h", "--help"]},
+)
 @shared(*SERVICE)
 def tree() -> None:
     """Client and local emulator for PAI AI Portrait."""
