@@ -23,6 +23,7 @@ Which model applies which key (from the two ``configure`` tables of the document
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Mapping
 from typing import Any, Final, Literal
 
@@ -67,6 +68,7 @@ def closest_key(key: str) -> str | None:
     return matches[0] if matches else None
 
 
+@functools.lru_cache(maxsize=1024)  # a batch file repeats its keys row after row
 def _undocumented(key: str) -> str:
     closest = closest_key(key)
     hint = f" (did you mean {closest!r}?)" if closest is not None and closest != key else ""

@@ -122,23 +122,24 @@ def test_learned_durations_take_only_plausible_values_and_stay_bounded() -> None
 
 
 def test_the_cli_keeps_the_token_out_of_a_tracebacks_locals(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from aiportrait.cli._commands import session_from
-    from aiportrait.cli._parser import Args, build_parser
+    from aiportrait.cli import main
 
-    monkeypatch.delenv("AIPORTRAIT_HOST", raising=False)
-    monkeypatch.delenv("HOST", raising=False)
-    monkeypatch.delenv("Host", raising=False)
-    args = build_parser().parse_args(
-        ["check", "http://x/a.jpg", "--app-id", "a", "--token", "SUPERSECRET"], namespace=Args()
-    )
-    with pytest.raises(aiportrait.CredentialsError) as info:
-        session_from(args)
-    text = "".join(
-        traceback.TracebackException.from_exception(info.value, capture_locals=True).format()
-    )
-    assert "SUPERSECRET" not in text
+    for name in ("AIPORTRAIT_HOST", "HOST", "Host"):
+        monkeypatch.delenv(name, raising=False)
+    failed: list[BaseException] = []
+    monkeypatch.setattr(traceback, "print_exception", lambda *a, **k: failed.append(a[1]))
+    args = ["check", "http://x/a.jpg", "--app-id", "a", "--token", "SUPERSECRET", "--debug"]
+    assert main(args) == 2  # no host: CredentialsError, its traceback shown (--debug)
+    (error,) = failed
+    assert isinstance(error, aiportrait.CredentialsError)
+    frames = traceback.TracebackException.from_exception(error, capture_locals=True).stack
+    # every frame below the command line's parsing (cli/_main.py holds argv as typed)
+    inner = [f for f in frames if "/aiportrait/" in f.filename and "cli/_main" not in f.filename]
+    assert any(f.name == "session" for f in inner)
+    assert [f.name for f in inner if "SUPERSECRET" in repr(f.locals)] == []
+    assert "SUPERSECRET" not in capsys.readouterr().err
 
 
 def test_a_user_agent_with_line_breaks_is_refused_when_the_session_is_built() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -178,7 +179,8 @@ async def test_create_every_kind_writes_the_image(
     assert "wrote portrait.jpg (jpeg 768x900" in capsys.readouterr().out
     assert (tmp_path / "portrait.jpg").exists()
 
-    group = ["--group", world.hopper, world.astronaut, "--template", template(emu, world, 2)]
+    group = ["--group", world.hopper, "--group", world.astronaut]
+    group += ["--template", template(emu, world, 2)]
     assert await run(emu, "create", *group, "--out", "team", "--json") == cli.EXIT_OK
     doc = one_json(capsys.readouterr().out)
     assert (doc["path"], doc["format"], doc["width"], doc["height"]) == (
@@ -223,19 +225,21 @@ def test_set_values_are_json_and_unknown_keys_go_to_extra() -> None:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["create", "--model", "m"], "--template is required"),
-        (["create", "--template", "http://x/t.jpg"], "one of the arguments"),
-        (["create", "--model", "m", "--reference", "http://x/r.jpg"], "not allowed with"),
-        (["create", "--group", "a", "b", "--prompt", "p"], "--prompt takes --model or"),
+        (["create", "--model", "m"], "--template is required with --model"),
+        (["create", "--template", "http://x/t.jpg"], "give one of --model, --group, --reference"),
+        (["create", "--model", "m", "--reference", "http://x/r.jpg"], "give one of --model"),
+        (["create", "--group", "a", "--group", "b", "--prompt", "p"], "--group does not go with"),
         (["create", "--model", "m", "--template", "http://x/t", "--scene-id", "s"], "--scene-id"),
         (["create", "--model", "m", "--template", "http://x/t", "--ipa-weight", "1"], "--ipa"),
         (["create", "--model", "m", "--template", "http://x/t", "--set", "oops"], "KEY=VALUE"),
         (["create", "--model", "m", "--template", "http://x/t", "--set", "lora_weights=5"], "0.5"),
-        (["watch", "nine"], "invalid int value"),
-        (["train", "http://x/a.jpg", "--poll", "0"], "positive number"),
-        (["batch", "missing.csv"], "--out"),
-        (["frobnicate"], "invalid choice"),
-        ([], "required"),
+        (["watch", "nine"], "'nine' is not a valid integer"),
+        (["train", "http://x/a.jpg", "--poll", "0"], "Invalid value for '--poll'"),
+        (["batch", "missing.csv"], "Missing option '--out'"),
+        (["frobnicate"], "No such command 'frobnicate'"),
+        ([], "Missing command"),
+        (["temporal", "batch"], "Missing argument 'FILE'"),
+        (["emulator", "--port", "99999"], "Invalid value for '--port'"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(
@@ -245,7 +249,8 @@ def test_usage_errors_exit_2_with_one_line(
     captured = capsys.readouterr()
     assert captured.out == ""
     (line,) = captured.err.strip().splitlines()
-    assert line.startswith("aiportrait: error: ")
+    assert line.split(": ")[:2] == ["aiportrait", "error"]
+    assert line.split(": ")[2] in ("UsageError", "InvalidArgument")
     assert expected in line
 
 
@@ -257,6 +262,24 @@ def _clear_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
     for name in ("AIPORTRAIT_TOKEN", "Token", "TOKEN"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["create", "--model", "m"],
+        ["batch", "nowhere.csv", "--out", "o"],
+        ["watch", "-1"],
+        ["temporal", "batch", "nowhere.csv"],
+    ],
+)
+def test_usage_errors_come_before_credentials(
+    args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _clear_env(monkeypatch)  # no credentials anywhere: the usage error is said first
+    assert main(args) == cli.EXIT_USAGE
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("aiportrait: error: UsageError: ")
 
 
 def test_missing_credentials_exit_2(
@@ -353,15 +376,26 @@ async def test_ambiguous_create_exits_4(
     assert not _written(tmp_path, "p.*")
 
 
-def test_ctrl_c_exits_130(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+async def test_ctrl_c_while_watching_exits_130_with_the_command_that_resumes(
+    emu: Emulator,
 ) -> None:
-    def interrupted(*_args: Any) -> int:
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(cli._main, "_run", interrupted)
-    assert main(["watch", "1"]) == cli.EXIT_INTERRUPTED
-    assert capsys.readouterr().err.strip() == "aiportrait: interrupted"
+    job = emu.add_synthetic_job(600.0)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "aiportrait", "watch", str(job), *creds(emu),
+        stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stderr is not None
+    first = await asyncio.wait_for(process.stderr.readline(), timeout=60)
+    assert first.startswith(f"job {job}: INIT".encode()), first  # it is watching: stop it
+    process.send_signal(signal.SIGINT)
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == cli.EXIT_INTERRUPTED
+    assert err.decode().splitlines()[-2:] == [
+        "aiportrait: interrupted",
+        f"aiportrait: watching stopped, job {job} did not; follow it again with: "
+        f"aiportrait watch {job}",
+    ]
+    assert out == b""
 
 
 # -- batch -----------------------------------------------------------------------------------
@@ -474,7 +508,7 @@ def test_batch_file_errors_exit_2_before_anything_is_sent(
     args = ["batch", str(path), "--out", str(tmp_path / "out"), "--host", "http://127.0.0.1:9"]
     assert main([*args, "--app-id", "a", "--token", "t"]) == cli.EXIT_USAGE
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith(f"aiportrait: error: {path}: ")
+    assert line.startswith(f"aiportrait: error: UsageError: {path}: ")
     assert expected in line
     assert not (tmp_path / "out").exists()
 
@@ -555,11 +589,29 @@ async def test_watch_with_progress_with_and_without_tqdm(
 # -- the other subcommands and the entry point -----------------------------------------------
 
 
-def test_emulator_subcommand_delegates(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exc:
-        main(["emulator", "--help"])
-    assert exc.value.code == 0
-    assert "usage: aiportrait emulator" in capsys.readouterr().out
+@pytest.mark.parametrize(
+    "command",
+    [[], ["check"], ["train"], ["watch"], ["create"], ["batch"], ["demo"], ["emulator"],
+     ["temporal"], ["temporal", "dev"], ["temporal", "worker"], ["temporal", "train"],
+     ["temporal", "batch"], ["temporal", "attach"]],
+)  # fmt: skip
+def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*command, "--help"]) == cli.EXIT_OK
+    text = capsys.readouterr().out
+    assert text.startswith(f"Usage: {' '.join(['aiportrait', *command])} ")
+
+
+def test_shared_options_mean_the_same_everywhere(capsys: pytest.CaptureFixture[str]) -> None:
+    """Each shared option has one help text wherever it appears."""
+    seen: dict[str, set[str]] = {}
+    for command in ([], ["check"], ["batch"], ["temporal", "worker"], ["temporal", "batch"]):
+        main([*command, "--help"])
+        for line in capsys.readouterr().out.splitlines():
+            words = line.split()
+            if words and words[0] in ("--host", "--app-id", "--token", "--debug", "--json"):
+                seen.setdefault(words[0], set()).add(" ".join(words[1:]))
+    assert set(seen) == {"--host", "--app-id", "--token", "--debug", "--json"}
+    assert all(len(texts) == 1 for texts in seen.values()), seen
 
 
 def test_demo_subcommand_delegates(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -571,7 +623,7 @@ def test_demo_subcommand_delegates(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
 
     monkeypatch.setattr("aiportrait._demo.run_demo", fake_demo)
     assert main(["demo", "--out", str(tmp_path), "--train-seconds", "0.5"]) == cli.EXIT_OK
-    assert seen == {"out_dir": str(tmp_path), "train_seconds": 0.5}
+    assert seen == {"out_dir": tmp_path, "train_seconds": 0.5}
 
 
 def test_python_m_aiportrait_is_the_command() -> None:
@@ -579,17 +631,20 @@ def test_python_m_aiportrait_is_the_command() -> None:
         [sys.executable, "-m", "aiportrait", "watch"], capture_output=True, text=True, check=False
     )
     assert done.returncode == cli.EXIT_USAGE
-    assert done.stderr.startswith("aiportrait: error: the following arguments are required")
+    assert done.stderr == (
+        "aiportrait: error: UsageError: Missing argument 'JOB_ID'. (see aiportrait watch --help)\n"
+    )
 
 
-def test_ipa_weight_with_a_reference_prompt_is_kept() -> None:
-    args = cli._parser.Args(
-        settings=[], prompt="p", group=None, model=None, template=None,
-        reference="https://r/x.jpg", scene_id=None, sdxl=False, ipa_weight=0.7,
-    )  # fmt: skip
-    request = cli._commands.create_request(args)
-    assert request.config is not None
-    assert request.config.ipa_weight == 0.7
+def test_ipa_weight_with_a_reference_prompt_is_kept(tmp_path: Path) -> None:
+    from tests._mock import OK_IMAGE, mocked, sent
+
+    args = ["create", "--prompt", "p", "--reference", "https://r/x.jpg", "--ipa-weight", "0.7"]
+    with mocked() as mock:
+        mock.post(f"{MOCK_API}/aigc_images/create", payload=OK_IMAGE)
+        assert main([*args, "--out", str(tmp_path / "p"), *MOCK]) == cli.EXIT_OK
+        (call,) = sent(mock)
+    assert json.loads(call["data"])["configure"]["ipa_weight"] == 0.7
 
 
 # -- what a new user hits: warnings, rejected photos, progress, resuming ---------------------
@@ -695,7 +750,8 @@ def test_train_warns_on_the_terminal_before_submitting_an_undocumented_photo_cou
     assert main(_closed("train", *photos)) == cli.EXIT_TRANSPORT  # nothing listens
     warning, *_, error = capsys.readouterr().err.strip().splitlines()
     assert warning == (
-        f"aiportrait: warning: training on {said} but the documentation asks for 5 to 20 "
+        f"aiportrait: warning: PhotoCountWarning: training on {said} but the documentation asks "
+        "for 5 to 20 "
         "photos of one person (sent anyway)"
     )
     assert error.startswith("aiportrait: error: ConnectError")  # the warning came first
@@ -710,11 +766,12 @@ def test_unknown_set_key_warns_with_the_closest_documented_key(
     lines = capsys.readouterr().err.strip().splitlines()
     warnings = [line for line in lines if line.startswith("aiportrait: warning: ")]
     assert warnings == [
-        "aiportrait: warning: configure key 'loraweights' is not documented "
+        "aiportrait: warning: ConfigWarning: configure key 'loraweights' is not documented "
         "(did you mean 'lora_weights'?); it is sent unchanged",
-        "aiportrait: warning: configure key 'brand_new' is not documented; it is sent unchanged",
-        "aiportrait: warning: configure key 'style_name' is documented for SD1.5 only, but this "
-        "creation uses SDXL; the service may ignore it (sent unchanged)",
+        "aiportrait: warning: ConfigWarning: configure key 'brand_new' is not documented; it is "
+        "sent unchanged",
+        "aiportrait: warning: ConfigWarning: configure key 'style_name' is documented for SD1.5 "
+        "only, but this creation uses SDXL; the service may ignore it (sent unchanged)",
     ]  # each once: not repeated when the request is sent
     assert lines[-1].startswith("aiportrait: error: ")
 
@@ -740,12 +797,12 @@ def test_batch_file_warnings_name_the_file_and_lines(
         if line.startswith("aiportrait: warning: ")
     ]
     assert warnings == [
-        f"{batch}: lines 1, 2: training on 1 photo, but the documentation asks for 5 to 20 "
-        "photos of one person (sent anyway)",
-        f"{batch}: line 3: configure key 'loraweights' is not documented "
+        f"PhotoCountWarning: {batch}: lines 1, 2: training on 1 photo, but the documentation "
+        "asks for 5 to 20 photos of one person (sent anyway)",
+        f"ConfigWarning: {batch}: line 3: configure key 'loraweights' is not documented "
         "(did you mean 'lora_weights'?); it is sent unchanged",
-        f"{batch}: line 4: configure key 'style_name' is documented for SD1.5 only, but this "
-        "creation uses SDXL; the service may ignore it (sent unchanged)",
+        f"ConfigWarning: {batch}: line 4: configure key 'style_name' is documented for SD1.5 "
+        "only, but this creation uses SDXL; the service may ignore it (sent unchanged)",
     ]
 
 
@@ -782,27 +839,13 @@ def test_watch_says_so_when_polls_keep_failing(capsys: pytest.CaptureFixture[str
     assert err[-1].startswith("aiportrait: watching stopped, job 5 did not; follow it again")
 
 
-def test_ctrl_c_while_watching_prints_the_command_that_resumes(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    async def interrupted(*_args: Any, **_kwargs: Any) -> Any:
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(cli._commands, "watch_lines", interrupted)
-    assert main(_closed("watch", "7")) == cli.EXIT_INTERRUPTED
-    assert capsys.readouterr().err.splitlines() == [
-        "aiportrait: interrupted",
-        "aiportrait: watching stopped, job 7 did not; follow it again with: aiportrait watch 7",
-    ]
-
-
 def test_ctrl_c_in_a_batch_says_the_same_command_resumes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    async def interrupted(*_args: Any, **_kwargs: Any) -> None:
+    def interrupted(*_args: Any, **_kwargs: Any) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli._batch.BatchRun, "creations", interrupted)
+    monkeypatch.setattr(aiportrait.Session, "create_many", interrupted)
     batch = tmp_path / "b.csv"
     batch.write_text("kind,model_id,template\nsolo,m,http://x/t.jpg\n")
     out = tmp_path / "out"
@@ -819,12 +862,13 @@ def test_messages_name_the_flags_the_user_types() -> None:
         "item 'k' was in flight when an earlier run stopped; it may have run on the service "
         "(re-run with resubmit_unknown=True to submit it again)"
     )
-    assert cli.cli_words(in_flight, "batch").endswith(
+    flags = {"--resubmit-unknown", "--scene-prompts", "--sdxl"}
+    assert cli.cli_words(in_flight, "batch", flags).endswith(
         "(re-run with --resubmit-unknown to submit it again)"
     )
-    assert cli.cli_words("scene_lora=True needs sdxl=True: scene LoRAs are SDXL only") == (
-        "--scene-prompts needs --sdxl: scene LoRAs are SDXL only"
-    )
+    assert cli.cli_words(
+        "scene_lora=True needs sdxl=True: scene LoRAs are SDXL only", None, flags
+    ) == ("--scene-prompts needs --sdxl: scene LoRAs are SDXL only")
     assert cli.cli_words("images[1]='nope' is not a URL: no scheme", "check") == (
         "photo 2: 'nope' is not a URL: no scheme"
     )
@@ -833,12 +877,7 @@ def test_messages_name_the_flags_the_user_types() -> None:
     )
     # a keyword the command has no flag for is left as it is
     text = "ipa_control_only=True needs ipa_image_path (a reference URL)"
-    assert cli.cli_words(text, "create") == text
-    failure = cli._exit.error_text(aiportrait.PreviousFailure("HTTP 462 error: bad"), "batch")
-    assert failure == (
-        "PreviousFailure: failed in an earlier run: HTTP 462 error: bad "
-        "(run again with --retry-failed to retry it)"
-    )
+    assert cli.cli_words(text, "create", flags) == text
 
 
 def test_a_bad_photo_url_is_named_as_the_user_typed_it(
@@ -855,7 +894,7 @@ def test_a_bad_photo_url_is_named_as_the_user_typed_it(
     [
         (["--model", "m", "--set", "sharp_ratio=3"], "--set sharp_ratio=3.0 is invalid: expected"),
         (["--reference", "http://x/r", "--ipa-weight", "2"],
-         "argument --ipa-weight: expected a number from 0.0 to 1.0, got '2'"),
+         "Invalid value for '--ipa-weight': 2.0 is not in the range 0.0<=x<=1.0"),
         (["--reference", "http://x/r", "--ipa-weight", "0.6", "--set", "ipa_weight=0.3"],
          "--ipa-weight and --set ipa_weight=... disagree"),
     ],
@@ -868,25 +907,28 @@ def test_create_value_errors_name_the_flags(
     assert expected in line
 
 
-def test_batch_training_line_counts_the_photos_the_service_rejected() -> None:
-    states = (
-        aiportrait.ImageCheck("http://x/1.jpg", aiportrait.CheckVerdict.SUCCESS, "success"),
-        aiportrait.ImageCheck("http://x/2.jpg", aiportrait.CheckVerdict.FACE_COUNT, "no"),
-    )
-    request = aiportrait.TrainRequest(["http://x/1.jpg", "http://x/2.jpg"])
-    outcome = aiportrait.Outcome(
-        "bob",
-        request,
-        value=aiportrait.TrainResult("m-1", 9.0, states),
-        job=aiportrait.TrainJob(1, "m-1"),
-    )
-    line = cli._batch.outcome_text("train", outcome, Path("out/trainings/bob.json"))
+def test_batch_training_line_counts_the_photos_the_service_rejected(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests._mock import mocked
+
+    result = json.dumps({"cost_time": 300.0, "states": REJECTED, "model_id": "m-7"})
+    job = {"id": 7, "state": 2, "message": "success", "Result": result}
+    batch = tmp_path / "b.jsonl"
+    batch.write_text(json.dumps({"kind": "train", "key": "bob", "images": PHOTOS}) + "\n")
+    out = tmp_path / "out"
+    with mocked() as mock:
+        mock.post(f"{MOCK_API}/aigc_images/train",
+                  payload={"code": "OK", "data": {"job_id": 7, "model_id": "m-7"}})  # fmt: skip
+        mock.post(f"{MOCK_API}/async_jobs/7", payload={"code": "OK", "data": {"job": job}},
+                  repeat=True)  # fmt: skip
+        args = ["batch", str(batch), "--out", str(out), "--no-progress", "--poll", "0.05"]
+        assert main([*args, *MOCK]) == cli.EXIT_OK
+    line = capsys.readouterr().out.splitlines()[0]
     assert line == (
-        "ok      bob  train model_id m-1  out/trainings/bob.json"
-        "  (1 of 2 photos rejected by the service's check)"
+        f"ok      bob  train model_id m-7  {out / 'trainings' / 'bob.json'}"
+        "  (2 of 5 photos rejected by the service's check)"
     )
-    clean = attrs.evolve(outcome, value=aiportrait.TrainResult("m-1", 9.0, states[:1]))
-    assert "rejected" not in cli._batch.outcome_text("train", clean, None)
 
 
 async def test_a_portrait_file_gone_since_the_last_run_is_reported_with_the_flag_that_recreates(
@@ -929,13 +971,10 @@ def test_a_batch_on_a_journal_another_run_holds_exits_2_naming_it(
     assert str(out / cli.DEFAULT_JOURNAL) in err
 
 
-def test_timeout_seconds_mean_what_they_mean_for_session() -> None:
-    from aiportrait.cli._commands import session_from
-    from aiportrait.cli._parser import Args, build_parser
-
-    args = build_parser().parse_args(
-        ["check", "http://x/a.jpg", "--host", "h.example", "--app-id", "a", "--token", "t",
-         "--timeout", "600"], namespace=Args()
-    )  # fmt: skip
-    from_cli = session_from(args)
-    assert from_cli._timeout == aiportrait.Session("h.example", "a", "t", timeout=600)._timeout
+async def test_timeout_is_in_seconds_per_try(
+    emu: Emulator, world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    emu.faults = Faults(latency=30.0)  # no answer for 30 s: a timeout of 0.2 s ends the call
+    photo = urls(emu, world, "astronaut")[0]
+    assert await run(emu, "check", photo, "--timeout", "0.2", "--tries", "1") == cli.EXIT_TRANSPORT
+    assert "aiportrait: error: RequestTimeout: " in capsys.readouterr().err

@@ -93,9 +93,19 @@ async def test_check_local_files_offline_and_uploaded(
     assert await run(emu, "check", "--local", f"{me}/*.jpg") == cli.EXIT_OK
     assert "5/5 photos usable" in capsys.readouterr().out
     assert emu.counters.requests == 0
-    assert await run(emu, "check", *[str(p) for p in _files(me)[:2]]) == cli.EXIT_OK
-    assert "2/2 photos usable" in capsys.readouterr().out
+    two = [str(p) for p in _files(me)[:2]]
+    assert await run(emu, "check", *two) == cli.EXIT_OK
+    # each photo by its path, not by the signed URL it was uploaded to
+    assert capsys.readouterr().out.splitlines() == [
+        f"ok    {two[0]}  SUCCESS",
+        f"ok    {two[1]}  SUCCESS",
+        "2/2 photos usable",
+    ]
     assert emu.bucket.puts == 2
+    assert await run(emu, "check", *two, "--json") == cli.EXIT_OK
+    doc = one_json(capsys.readouterr().out)
+    assert doc["passed"] == two
+    assert [r["url"] for r in doc["results"]] == two
 
 
 async def test_two_good_three_bad_exit_2_listing_each_unless_forced(

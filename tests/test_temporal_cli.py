@@ -1,10 +1,10 @@
 """``aiportrait temporal ...`` against a real local Temporal server, the emulator, and a worker
-in this process: train, batch, attach by id, and ``dev`` (the one-command local cluster)."""
+in this process: train, batch, attach by id, and ``dev`` (the one-command local cluster); and
+its warnings, errors and exit codes, which are every command's."""
 
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import signal
 import socket
@@ -18,14 +18,14 @@ import pytest
 
 pytest.importorskip("temporalio")
 
-from aiportrait.cli._temporal import main as temporal_main
+from aiportrait.cli import main
 
 
-async def run(*argv: str) -> tuple[int, str]:
-    """``aiportrait temporal ARGV`` in a thread (it runs its own event loop)."""
-    out = io.StringIO()
-    code = await asyncio.to_thread(temporal_main, list(argv), out)
-    return code, out.getvalue()
+async def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    """``aiportrait temporal ARGV`` in a thread (it runs its own event loop); its stdout."""
+    capsys.readouterr()
+    code = await asyncio.to_thread(main, ["temporal", *argv])
+    return code, capsys.readouterr().out
 
 
 def _where(cluster: Any) -> list[str]:
@@ -40,23 +40,35 @@ def _where(cluster: Any) -> list[str]:
 
 
 async def test_train_prints_the_id_follows_and_reattaches(
-    cluster: Any, temporal_emu: Any, sample_media: Any
+    cluster: Any, temporal_emu: Any, sample_media: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     photos = [temporal_emu.media_url(n) for n in sample_media.astronaut]
-    code, text = await run("train", *photos, "--check", "--id", "cli-train-1", *_where(cluster))
+    args = ["train", *photos, "--check", "--id", "cli-train-1", *_where(cluster)]
+    code, text = await run(capsys, *args)
     assert code == 0, text
     assert text.startswith("workflow cli-train-1 (re-attach: aiportrait temporal attach")
     assert "model " in text.splitlines()[-1] and "training time" in text
-    code, again = await run("attach", "cli-train-1", *_where(cluster))
+    code, again = await run(capsys, "attach", "cli-train-1", *_where(cluster))
     assert code == 0
     assert again.splitlines()[-1] == text.splitlines()[-1]
-    code, _ = await run("train", *photos, "--id", "cli-train-1", *_where(cluster))
+    code, doc = await run(capsys, "attach", "cli-train-1", *_where(cluster), "--json")
+    assert code == 0
+    assert json.loads(doc)["id"] == "cli-train-1"  # one document: --json's rule
+    assert json.loads(doc)["model_id"] in text
+    capsys.readouterr()
+    code = await asyncio.to_thread(main, ["temporal", *args])
     assert code == 2  # an id runs once: the training is not charged again
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("aiportrait: error: UsageError: workflow cli-train-1 exists already")
     assert temporal_emu.counters.trainings == 1
 
 
 async def test_batch_shows_outcomes_and_exits_5_when_one_failed(
-    cluster: Any, temporal_emu: Any, sample_media: Any, tmp_path: Path
+    cluster: Any,
+    temporal_emu: Any,
+    sample_media: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     url = temporal_emu.media_url
     rows = [
@@ -78,20 +90,33 @@ async def test_batch_shows_outcomes_and_exits_5_when_one_failed(
     )
     batch = tmp_path / "batch.jsonl"
     batch.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    code, text = await run("batch", str(batch), "--id", "cli-batch-1", *_where(cluster))
+    code, text = await run(capsys, "batch", str(batch), "--id", "cli-batch-1", *_where(cluster))
     assert code == 5, text
     lines = text.splitlines()
     assert lines[0].startswith("workflow cli-batch-1: 4 items")
-    assert sorted(line.split()[2].rstrip(":") for line in lines[1:-1]) == ["bad", "r0", "r1", "r2"]
-    assert any(line.startswith("failed") and "ModelIdError" in line for line in lines)
+    assert sorted(line.split()[1] for line in lines[1:-1]) == ["bad", "r0", "r1", "r2"]
+    (failed,) = [line for line in lines if line.startswith("failed")]
+    # as ``aiportrait batch`` prints it: the word, the key, the error's class and message
+    assert failed.startswith("failed  bad  ModelIdError: HTTP ")
+    assert "(request_id=" in failed
+    assert all(line.startswith("ok      r") for line in lines[1:-1] if line != failed)
     assert lines[-1] == "batch cli-batch-1: 4 items: 1 failed, 3 succeeded"
-    code, again = await run("attach", "cli-batch-1", *_where(cluster))
-    assert code == 5 and again.splitlines()[-1] == lines[-1]
+    code, again = await run(capsys, "attach", "cli-batch-1", *_where(cluster), "--json")
+    docs = [json.loads(line) for line in again.splitlines()]
+    assert code == 5
+    assert docs[-1] == {"type": "summary", "id": "cli-batch-1", "total": 4, "failed": 1,
+                        "succeeded": 3}  # fmt: skip
+    assert {d["key"]: d["ok"] for d in docs[:-1]} == {"bad": False, "r0": True, "r1": True,
+                                                      "r2": True}  # fmt: skip
 
 
-async def test_attach_to_an_unknown_id_is_an_error(cluster: Any) -> None:
-    code, _ = await run("attach", "no-such-workflow", *_where(cluster))
+async def test_attach_to_an_unknown_id_is_an_error(
+    cluster: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = await asyncio.to_thread(main, ["temporal", "attach", "nope", *_where(cluster)])
     assert code == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("aiportrait: error: RPCError: ")
 
 
 def _free_port() -> int:
@@ -150,7 +175,12 @@ async def test_dev_starts_the_cluster_in_one_command(tmp_path: Path) -> None:
 
 
 async def test_batch_uploads_local_files_first_and_ships_urls(
-    cluster: Any, temporal_emu: Any, sample_media: Any, tmp_path: Path, monkeypatch: Any
+    cluster: Any,
+    temporal_emu: Any,
+    sample_media: Any,
+    tmp_path: Path,
+    monkeypatch: Any,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     for name, value in (
         ("AIPORTRAIT_HOST", temporal_emu.url),
@@ -171,7 +201,7 @@ async def test_batch_uploads_local_files_first_and_ships_urls(
     ]
     batch = tmp_path / "local.jsonl"
     batch.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    code, text = await run("batch", str(batch), *_where(cluster))
+    code, text = await run(capsys, "batch", str(batch), *_where(cluster))
     assert code == 0, text
     assert text.splitlines()[-1].endswith("2 items: 2 succeeded")
     # uploaded by the starter, each distinct image once: the 5 photos (the sample template is
@@ -181,6 +211,53 @@ async def test_batch_uploads_local_files_first_and_ships_urls(
 
     missing = tmp_path / "bad.jsonl"
     missing.write_text(json.dumps({"kind": "train", "key": "x", "images": "nope/*.jpg"}) + "\n")
-    code, _ = await run("batch", str(missing), *_where(cluster))
+    code, _ = await run(capsys, "batch", str(missing), *_where(cluster))
     assert code == 2
     assert temporal_emu.counters.trainings == 1  # nothing more was sent
+
+
+# -- warnings, errors and exit codes: every command's ----------------------------------------
+
+
+def _closed_address() -> str:
+    return f"127.0.0.1:{_free_port()}"
+
+
+def test_a_batch_file_warning_is_one_line_once_then_no_temporal_is_exit_3(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    row = {"kind": "solo", "model_id": "m", "template": "http://x/t.jpg"}
+    rows = [{**row, "key": f"k{i}", "config": {"brand_new": 1}} for i in range(30_000)]
+    batch = tmp_path / "big.jsonl"
+    batch.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    address = _closed_address()
+    assert main(["temporal", "batch", str(batch), "--address", address]) == 3
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    warning, error = captured.err.splitlines()
+    assert warning == (
+        f"aiportrait: warning: ConfigWarning: {batch}: lines 1, 2, 3, 4, 5 and 29995 more: "
+        "configure key 'brand_new' is not documented; it is sent unchanged"
+    )
+    assert error.startswith(f"aiportrait: error: ConnectError: cannot reach Temporal at {address}")
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "start"),
+    [
+        (["train", "http://x/a.jpg"], 3, "ConnectError: cannot reach Temporal at "),
+        (["attach", "some-id"], 3, "ConnectError: cannot reach Temporal at "),
+        (["train", "not a url"], 2, "InvalidArgument: "),
+        (["batch", "missing.jsonl"], 2, "UsageError: missing.jsonl: cannot read"),
+        (["train"], 2, "UsageError: Missing argument 'PHOTO_URL...'"),
+        (["worker", "--concurrency", "0"], 2, "UsageError: Invalid value for '--concurrency'"),
+    ],
+)
+def test_temporal_errors_are_one_line_with_the_class_and_the_exit_code(
+    args: list[str], code: int, start: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["temporal", *args, "--address", _closed_address()]) == code
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if "warning: " not in line]
+    assert lines == [lines[0]]
+    assert lines[0].startswith(f"aiportrait: error: {start}")

@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any, Final
 
 import attrs
+import click
 
 from .. import (
     AnyCreateRequest,
     LocalRequest,
     Outcome,
+    PollPolicy,
     Portrait,
     Session,
     TrainJob,
@@ -25,15 +27,24 @@ from .. import (
 from .._batches.runner import file_stem
 from .._display.batch_progress import BatchProgress, batch_progress
 from .._wire.codec import converter
-from ._batchfile import Plan
-from ._commands import poll_policy
-from ._exit import EXIT_BATCH_FAILED, EXIT_OK, UsageError, error_doc, error_text
-from ._local import uploader_for
-from ._output import Output, portrait_doc, portrait_text, result_doc
-from ._parser import DEFAULT_JOURNAL, Args
+from ..errors import ConfigWarning, PhotoCountWarning, SubmitOutcomeUnknown
+from ._batchfile import read_plan
+from ._exit import batch_exit
+from ._options import SERVICE, Common, polling, shared
+from ._output import (
+    Output,
+    outcome_line,
+    photo_names,
+    portrait_doc,
+    portrait_text,
+    result_doc,
+    said_before,
+    shown,
+)
 
-__all__ = ["TRAININGS_DIR", "BatchRun", "cmd_batch", "outcome_doc", "outcome_text"]
+__all__ = ["DEFAULT_JOURNAL", "TRAININGS_DIR", "batch"]
 
+DEFAULT_JOURNAL: Final = ".aiportrait-journal.sqlite"
 TRAININGS_DIR: Final = "trainings"
 
 
@@ -41,18 +52,22 @@ TRAININGS_DIR: Final = "trainings"
 class _Tally:
     ok: int = 0
     failed: int = 0
+    unknown: int = 0
     resumed: int = 0
 
 
-def _value_doc(value: Any, path: Path | None) -> dict[str, Any]:
+def _value_doc(outcome: Outcome[Any, Any], path: Path | None) -> dict[str, Any]:
+    value = outcome.value
     if isinstance(value, Portrait):
         return portrait_doc(value, path)
     if isinstance(value, TrainResult):
-        return result_doc(value)
+        request = outcome.request
+        inputs = request.fields["images"] if isinstance(request, LocalRequest) else ()
+        return result_doc(value, photo_names(inputs, [s.url for s in value.states]))
     return {}
 
 
-def outcome_doc(kind: str, outcome: Outcome[Any, Any]) -> dict[str, Any]:
+def _outcome_doc(out: Output, kind: str, outcome: Outcome[Any, Any]) -> dict[str, Any]:
     """The JSON line for one batch outcome."""
     doc: dict[str, Any] = {
         "type": "outcome",
@@ -64,27 +79,29 @@ def outcome_doc(kind: str, outcome: Outcome[Any, Any]) -> dict[str, Any]:
     if outcome.job is not None:
         doc.update(converter.unstructure(outcome.job))
     if outcome.error is not None:
-        doc["error"] = error_doc(outcome.error, "batch")
+        doc["error"] = out.error_doc(outcome.error)
     else:
-        doc.update(_value_doc(outcome.value, outcome.path))
+        doc.update(_value_doc(outcome, outcome.path))
     return doc
 
 
-def outcome_text(kind: str, outcome: Outcome[Any, Any], written: Path | None) -> str:
+def _outcome_text(out: Output, kind: str, outcome: Outcome[Any, Any], written: Path | None) -> str:
     """The text line for one batch outcome (``written``: the training's result file)."""
     resumed = " (resumed)" if outcome.resumed else ""
     if outcome.error is not None:
-        return f"failed  {outcome.key}  {error_text(outcome.error, 'batch')}{resumed}"
+        word = "unknown" if isinstance(outcome.error, SubmitOutcomeUnknown) else "failed"
+        return outcome_line(word, outcome.key, f"{out.error_text(outcome.error)}{resumed}")
     value = outcome.value
     if isinstance(value, Portrait):
-        return f"ok      {outcome.key}  {outcome.path or ''}  {portrait_text(value)}{resumed}"
+        detail = f"{outcome.path or ''}  {portrait_text(value)}{resumed}"
+        return outcome_line("ok", outcome.key, detail)
     model = value.model_id if isinstance(value, (TrainResult, TrainJob)) else ""
     where = f"  {written}" if written is not None else ""
     rejected = ""
     if isinstance(value, TrainResult) and any(not s.ok for s in value.states):
         count = sum(not s.ok for s in value.states)
         rejected = f"  ({count} of {len(value.states)} photos rejected by the service's check)"
-    return f"ok      {outcome.key}  {kind} model_id {model}{where}{rejected}{resumed}"
+    return outcome_line("ok", outcome.key, f"{kind} model_id {model}{where}{rejected}{resumed}")
 
 
 def _save_training(out_dir: Path, outcome: Outcome[Any, Any]) -> Path | None:
@@ -92,7 +109,7 @@ def _save_training(out_dir: Path, outcome: Outcome[Any, Any]) -> Path | None:
     if outcome.error is not None or outcome.job is None:
         return None
     doc = {"key": outcome.key, **converter.unstructure(outcome.job)}
-    doc.update(_value_doc(outcome.value, None))
+    doc.update(_value_doc(outcome, None))
     path = out_dir / TRAININGS_DIR / f"{file_stem(outcome.key)}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -102,48 +119,40 @@ def _save_training(out_dir: Path, outcome: Outcome[Any, Any]) -> Path | None:
 
 
 @attrs.define
-class BatchRun:
+class _BatchRun:
     """One ``batch`` run: sends the plan's items and reports each outcome as it ends."""
 
     session: Session
-    args: Args
     out: Output
+    out_dir: Path
+    journal: Path
     progress: BatchProgress
+    options: dict[str, Any]
     tally: _Tally = attrs.Factory(_Tally)
-
-    @property
-    def journal(self) -> Path:
-        """``--journal``, else ``DIR/.aiportrait-journal.sqlite``."""
-        path: Path | None = self.args.journal
-        return path if path is not None else self.args.out / DEFAULT_JOURNAL
-
-    def _options(self) -> dict[str, Any]:
-        return {
-            "limit": self.args.limit,
-            "journal": self.journal,
-            "resubmit_unknown": self.args.resubmit_unknown,
-            "retry_failed": self.args.retry_failed,
-        }
 
     async def report(self, kind: str, outcome: Outcome[Any, Any]) -> None:
         """Count an outcome, save a training's result, and print the outcome's line."""
         written = None
         if kind == "train":
-            written = await asyncio.to_thread(_save_training, self.args.out, outcome)
+            written = await asyncio.to_thread(_save_training, self.out_dir, outcome)
         self.tally.ok += outcome.ok
         self.tally.failed += not outcome.ok
+        self.tally.unknown += isinstance(outcome.error, SubmitOutcomeUnknown)
         self.tally.resumed += outcome.resumed
         self.progress.advance(outcome.ok)
         if self.out.json:
-            line = json.dumps(outcome_doc(kind, outcome), default=str)
+            line = json.dumps(_outcome_doc(self.out, kind, outcome), default=str)
         else:
-            line = outcome_text(kind, outcome, written)
-        self.progress.write(line, self.out.out)
+            line = _outcome_text(self.out, kind, outcome, written)
+        self.progress.write(shown(line), self.out.out)
 
-    async def trainings(self, requests: Mapping[str, TrainRequest | LocalRequest]) -> None:
-        """Train (and with no ``--no-wait``, watch) every training of the plan."""
-        session = self.session.with_options(poll=poll_policy(self.args))
-        outcomes = session.train_many(requests, wait=not self.args.no_wait, **self._options())
+    async def trainings(
+        self, requests: Mapping[str, TrainRequest | LocalRequest], wait: bool, poll: PollPolicy
+    ) -> None:
+        """Train (and with ``wait``, watch) every training of the plan."""
+        session = self.session.with_options(poll=poll)
+        options = {k: v for k, v in self.options.items() if k != "recreate_missing"}
+        outcomes = session.train_many(requests, wait=wait, journal=self.journal, **options)
         async with outcomes:
             async for outcome in outcomes:
                 await self.report("train", outcome)
@@ -151,50 +160,86 @@ class BatchRun:
     async def creations(self, requests: Mapping[str, AnyCreateRequest | LocalRequest]) -> None:
         """Create every portrait of the plan into ``DIR``."""
         outcomes = self.session.create_many(
-            requests,
-            out_dir=self.args.out,
-            recreate_missing=self.args.recreate_missing,
-            **self._options(),
+            requests, out_dir=self.out_dir, journal=self.journal, **self.options
         )
         async with outcomes:
             async for outcome in outcomes:
                 await self.report("create", outcome)
 
 
-async def cmd_batch(session: Session, args: Args, out: Output) -> int:
-    """``batch``: the plan read before the Session was made; exit 5 when an item failed."""
-    plan: Plan = args.plan
-    uploader = uploader_for(args) if plan.local else None
-    if plan.local and uploader is None:
-        raise UsageError(
-            f"{args.file}: local files need an uploader: set OSS_BUCKET (and the OSS_* keys) to "
-            "upload them to OSS, or run against the local emulator; or give URLs"
+@click.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option(
+    "--out", "out_dir", type=click.Path(path_type=Path), required=True, metavar="DIR",
+    help="output folder",
+)  # fmt: skip
+@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="items in flight at once")
+@click.option(
+    "--journal", type=click.Path(path_type=Path), metavar="PATH",
+    help=f"default DIR/{DEFAULT_JOURNAL}",
+)  # fmt: skip
+@click.option(
+    "--resubmit-unknown",
+    is_flag=True,
+    help="submit again items that were in flight when an earlier run stopped",
+)
+@click.option("--retry-failed", is_flag=True, help="retry items that failed before")
+@click.option(
+    "--recreate-missing",
+    is_flag=True,
+    help="create again (and pay for) finished portraits whose file is gone from DIR",
+)
+@click.option("--no-wait", is_flag=True, help="trainings: stop when the service accepts them")
+@click.option("--no-progress", is_flag=True, help="no progress display")
+@polling
+@shared(*SERVICE)
+@click.pass_obj
+def batch(
+    common: Common,
+    /,
+    file: Path,
+    out_dir: Path,
+    journal: Path | None,
+    no_wait: bool,
+    no_progress: bool,
+    poll: PollPolicy,
+    **options: Any,
+) -> int:
+    """Run every request of a batch file.
+
+    FILE: CSV or JSON Lines, one request per row (see docs/cli.md). Exit 5 when an item failed,
+    4 when one may or may not have run."""
+
+    async def run() -> int:
+        plan = read_plan(file)  # its warnings are given now, with the file and lines
+        started = time.monotonic()
+        out = common.out
+        async with common.session() as session, common.uploading(plan.local) as uploader:
+            if uploader is not None:
+                session = session.with_options(uploader=uploader)
+            progress = batch_progress(len(plan), out.err, enabled=not no_progress)
+            where = journal if journal is not None else out_dir / DEFAULT_JOURNAL
+            run = _BatchRun(session, out, out_dir, where, progress, options)
+            out.resume = (
+                f"run the same command again to resume: the journal {where} remembers what is done"
+            )
+            try:
+                with said_before(ConfigWarning, PhotoCountWarning):
+                    if plan.trainings():
+                        await run.trainings(plan.trainings(), not no_wait, poll)
+                    if plan.creations():
+                        await run.creations(plan.creations())
+            finally:
+                progress.close()
+        out.resume = None
+        tally, seconds = run.tally, time.monotonic() - started
+        summary = {"type": "summary", "total": len(plan), **attrs.asdict(tally), "seconds": seconds}
+        summary.update(out=str(out_dir), journal=str(where))
+        text = (
+            f"{tally.ok} ok, {tally.failed} failed ({tally.resumed} resumed) of {len(plan)} "
+            f"in {seconds:.1f}s -> {out_dir}"
         )
-    if uploader is not None:
-        session = session.with_options(uploader=uploader)
-    started = time.monotonic()
-    progress = batch_progress(len(plan), out.err, enabled=not args.no_progress)
-    run = BatchRun(session, args, out, progress)
-    out.resume = (
-        f"run the same command again to resume: the journal {run.journal} remembers what is done"
-    )
-    try:
-        trainings, creations = plan.all_trainings(), plan.all_creations()
-        if trainings:
-            await run.trainings(trainings)
-        if creations:
-            await run.creations(creations)
-    finally:
-        progress.close()
-        if uploader is not None:
-            await uploader.aclose()
-    out.resume = None
-    tally, seconds = run.tally, time.monotonic() - started
-    summary = {"type": "summary", "total": len(plan), **attrs.asdict(tally), "seconds": seconds}
-    summary.update(out=str(args.out), journal=str(run.journal))
-    text = (
-        f"{tally.ok} ok, {tally.failed} failed ({tally.resumed} resumed) of {len(plan)} "
-        f"in {seconds:.1f}s -> {args.out}"
-    )
-    out.result(summary, [text])
-    return EXIT_BATCH_FAILED if tally.failed else EXIT_OK
+        out.result(summary, [text])
+        return batch_exit(tally.unknown, tally.failed)
+
+    return common.run("batch", run)

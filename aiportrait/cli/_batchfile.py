@@ -1,16 +1,18 @@
 """The batch file: CSV with a header row, or JSON Lines; one request per row (see docs/cli.md).
 
-A photo, template or reference field that is not a URL is a local file, relative to the batch
-file's folder (``~`` expanded); in ``images``, a glob is expanded (sorted) and must match. Every
-local file is read and checked while the file is parsed (missing, a directory, not a JPEG or
-PNG, too large: one line, exit 2), so nothing is sent for a batch with a bad file; such an item
-becomes a :class:`~aiportrait.LocalRequest`, uploaded right before its charged call.
+A row's ``kind`` names a request class (``solo`` :class:`~aiportrait.CreateRequest`, ``group``,
+``reference``, ``prompt``, ``train``) and its other fields are that class's arguments, by their
+names: the columns each kind takes are read from the class, not listed here. A photo, template
+or reference field that is not a URL is a local file, relative to the batch file's folder
+(``~`` expanded); in ``images``, a glob is expanded (sorted) and must match. Every local file is
+read and checked while the file is parsed (missing, a directory, not a JPEG or PNG, too large:
+one line, exit 2), so nothing is sent for a batch with a bad file; such an item becomes a
+:class:`~aiportrait.LocalRequest`, uploaded right before its charged call.
 """
 
 from __future__ import annotations
 
 import csv
-import glob
 import json
 import os
 import warnings
@@ -34,7 +36,7 @@ from .._local.photos import read_photo
 from .._requests import T2I_TEMPLATE
 from ..errors import AIPortraitWarning, InvalidArgument, LocalPhotoError, PhotoCountWarning
 from ._exit import UsageError
-from ._local import _GLOB_CHARS, _is_url
+from ._local import PHOTO_FIELDS, Item, is_url, local_inputs, request_of
 
 __all__ = ["Plan", "check_request", "config_from", "read_plan", "row_request"]
 
@@ -50,7 +52,7 @@ def config_from(values: Mapping[str, Any]) -> CreateConfig | None:
     return CreateConfig(**known, extra=extra or None)
 
 
-def check_request(request: AnyCreateRequest | TrainRequest | LocalRequest) -> None:
+def check_request(request: Item) -> None:
     """Warn now what the library would warn when the request is sent (nothing is sent here).
 
     A training outside the documented 5 to 20 photos (:class:`PhotoCountWarning`); config keys
@@ -69,43 +71,59 @@ def check_request(request: AnyCreateRequest | TrainRequest | LocalRequest) -> No
         request.config.model_mismatch(sdxl=request.sdxl)
 
 
-_COLUMNS: Final = {
-    "solo": ({"model_id", "template"}, {"sdxl", "config"}),
-    "group": ({"model_ids", "template"}, {"sdxl", "config"}),
-    "reference": ({"reference", "template"}, {"sdxl", "config"}),
-    "prompt": ({"prompt"}, {"model_id", "reference", "template", "scene_id", "sdxl", "config"}),
-    "train": ({"images"}, {"sdxl"}),
+_KINDS: Final[dict[str, type[Any]]] = {
+    "solo": CreateRequest,
+    "group": GroupCreateRequest,
+    "reference": ReferenceCreateRequest,
+    "prompt": PromptCreateRequest,
+    "train": TrainRequest,
 }
-"""Per kind: the required fields and the optional ones (besides ``kind`` and ``key``)."""
 
+
+def _arguments(cls: type[Any]) -> tuple[frozenset[str], frozenset[str]]:
+    """A request class's required and optional arguments (its attrs fields)."""
+    fields = [a for a in attrs.fields(cls) if a.init]
+    required = frozenset(a.name for a in fields if a.default is attrs.NOTHING)
+    return required, frozenset(a.name for a in fields) - required
+
+
+_COLUMNS: Final = {kind: _arguments(cls) for kind, cls in _KINDS.items()}
 _ALL_COLUMNS: Final = frozenset({"kind", "key"}).union(
     *(required | optional for required, optional in _COLUMNS.values())
 )
+# How a cell is read, by the argument's type; any other argument is a string.
+_LISTS: Final = frozenset({"images", "model_ids", "scene_prompts"})
+_FLAGS: Final = frozenset({"sdxl", "scene_lora"})
+_NUMBERS: Final = frozenset({"ipa_weight"})
 _TRUE: Final = frozenset({"1", "true", "yes", "y", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "n", "off", ""})
 
 
 @attrs.define
 class Plan:
-    """A batch file, parsed: trainings and creations by key."""
+    """A batch file, parsed: its items by key, in the file's order."""
 
-    trainings: dict[str, TrainRequest] = attrs.Factory(dict)
-    creations: dict[str, AnyCreateRequest] = attrs.Factory(dict)
-    local: dict[str, LocalRequest] = attrs.Factory(dict)
-    """Items with local files (trainings and creations; only with ``local_files=True``)."""
+    items: dict[str, Item] = attrs.Factory(dict)
 
     def __len__(self) -> int:
-        return len(self.trainings) + len(self.creations) + len(self.local)
+        return len(self.items)
 
-    def all_trainings(self) -> dict[str, TrainRequest | LocalRequest]:
+    @property
+    def local(self) -> bool:
+        """Whether any item has local files."""
+        return any(isinstance(v, LocalRequest) for v in self.items.values())
+
+    def trainings(self) -> dict[str, TrainRequest | LocalRequest]:
         """The trainings, those with local files included."""
-        local = {k: v for k, v in self.local.items() if v.is_training}
-        return {**self.trainings, **local}
+        return {k: v for k, v in self.items.items() if _is_training(v)}  # type: ignore[misc]
 
-    def all_creations(self) -> dict[str, AnyCreateRequest | LocalRequest]:
+    def creations(self) -> dict[str, AnyCreateRequest | LocalRequest]:
         """The creations, those with local files included."""
-        local = {k: v for k, v in self.local.items() if not v.is_training}
-        return {**self.creations, **local}
+        return {k: v for k, v in self.items.items() if not _is_training(v)}  # type: ignore[misc]
+
+
+def _is_training(item: Item) -> bool:
+    return isinstance(item, TrainRequest) or (isinstance(item, LocalRequest) and item.is_training)
 
 
 @attrs.define
@@ -124,31 +142,16 @@ class _Files:
             self.checked.add(path)
         return path
 
-    def one(self, name: str, text: str | None) -> str | Path | None:
+    def one(self, text: str) -> str | Path:
         """A template or reference: the URL as it is, else the checked local file."""
-        if text is None or text == T2I_TEMPLATE or _is_url(text):
+        if text == T2I_TEMPLATE or is_url(text):
             return text
-        return self._check(self._path(text))
+        return self._check(self.base / os.path.expanduser(text))
 
     def many(self, name: str, texts: list[str]) -> list[str | Path]:
         """Photos: URLs as they are, local files (globs expanded, sorted) checked."""
-        out: list[str | Path] = []
-        for text in texts:
-            if _is_url(text):
-                out.append(text)
-                continue
-            path = self._path(text)
-            if _GLOB_CHARS & set(text) and not os.path.lexists(path):
-                matches = sorted(glob.glob(str(path)))
-                if not matches:
-                    raise UsageError(f"{name}: no file matches {text!r}")
-                out.extend(self._check(Path(m)) for m in matches)
-            else:
-                out.append(self._check(path))
-        return out
-
-    def _path(self, text: str) -> Path:
-        return self.base / os.path.expanduser(text)  # an absolute path stays as it is
+        found = local_inputs(texts, name, self.base)
+        return [self._check(p) if isinstance(p, Path) else p for p in found]
 
 
 def _present(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -167,8 +170,7 @@ def _text(row: Mapping[str, Any], name: str) -> str | None:
     return str(value).strip()
 
 
-def _strings(row: Mapping[str, Any], name: str) -> list[str]:
-    value = row[name]
+def _strings(value: Any, name: str) -> list[str]:
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return [v.strip() for v in value if v.strip()]
     if not isinstance(value, str):
@@ -177,27 +179,32 @@ def _strings(row: Mapping[str, Any], name: str) -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
-def _flag(row: Mapping[str, Any], name: str) -> bool:
-    value = row.get(name)
-    if value is None or isinstance(value, bool):
-        return bool(value)
+def _flag(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
     text = str(value).strip().lower()
     if text in _TRUE or text in _FALSE:
         return text in _TRUE
     raise UsageError(f"{name}: expected true or false, got {value!r}")
 
 
-def _config(row: Mapping[str, Any]) -> CreateConfig | None:
-    value = row.get("config")
+def _number(value: Any, name: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{name}: expected a number, got {value!r}") from None
+
+
+def _config(value: Any) -> CreateConfig | None:
     if isinstance(value, str):
         try:
             value = json.loads(value)
         except json.JSONDecodeError as exc:
             raise UsageError(f"config: not JSON ({exc.msg})") from exc
-    if value is not None and not isinstance(value, dict):
+    if not isinstance(value, dict):
         raise UsageError("config: expected a JSON object")
     try:
-        return config_from(value or {})
+        return config_from(value)
     except InvalidArgument as exc:
         raise UsageError(f"config: {exc}") from exc
 
@@ -212,9 +219,22 @@ def _check_fields(kind: str, row: Mapping[str, Any]) -> None:
         raise UsageError(f"kind {kind} does not use {', '.join(unused)}")
 
 
-def row_request(
-    row: Mapping[str, Any], base: Path | None = None
-) -> AnyCreateRequest | TrainRequest | LocalRequest:
+def _argument(name: str, value: Any, files: _Files | None) -> Any:
+    """One cell as the request class takes it (see the module)."""
+    if name in _LISTS:
+        values: list[Any] = _strings(value, name)
+        return files.many(name, values) if files is not None and name in PHOTO_FIELDS else values
+    if name in _FLAGS:
+        return _flag(value, name)
+    if name in _NUMBERS:
+        return _number(value, name)
+    if name == "config":
+        return _config(value)
+    text = _text({name: value}, name)
+    return files.one(str(text)) if files is not None and name in PHOTO_FIELDS else text
+
+
+def row_request(row: Mapping[str, Any], base: Path | None = None) -> Item:
     """The request one batch row describes (raises :class:`UsageError` saying what is wrong).
 
     With ``base`` (the batch file's folder), fields that are not URLs are local files there
@@ -223,69 +243,18 @@ def row_request(
     return _row_request(row, None if base is None else _Files(base))
 
 
-def _row_request(
-    row: Mapping[str, Any], files: _Files | None
-) -> AnyCreateRequest | TrainRequest | LocalRequest:
+def _row_request(row: Mapping[str, Any], files: _Files | None) -> Item:
     unknown = sorted(set(row) - _ALL_COLUMNS)
     if unknown:
         raise UsageError(f"unknown field {', '.join(unknown)}")
     fields = _present(row)
     kind = (_text(fields, "kind") or "").lower()
-    if kind not in _COLUMNS:
-        raise UsageError(f"kind must be one of {', '.join(_COLUMNS)}, got {kind or 'nothing'!r}")
+    if kind not in _KINDS:
+        raise UsageError(f"kind must be one of {', '.join(_KINDS)}, got {kind or 'nothing'!r}")
     _check_fields(kind, fields)
-    sdxl = _flag(fields, "sdxl")
-
-    def one(name: str) -> str | Path | None:
-        text = _text(fields, name)
-        return text if files is None else files.one(name, text)
-
-    if kind == "train":
-        images: list[Any] = _strings(fields, "images")
-        if files is not None:
-            images = files.many("images", images)
-        if any(isinstance(v, Path) for v in images):
-            return LocalRequest.train(images, sdxl=sdxl)
-        return TrainRequest(images, sdxl=sdxl)
-    if kind == "prompt":
-        return _prompt_row(fields, sdxl, one)
-    config = _config(fields)
-    template = one("template")
-    if kind == "solo":
-        model_id = str(_text(fields, "model_id"))
-        if isinstance(template, Path):
-            return LocalRequest.create(model_id, template, sdxl=sdxl, config=config)
-        return CreateRequest(model_id, str(template), sdxl=sdxl, config=config)
-    if kind == "group":
-        model_ids = _strings(fields, "model_ids")
-        if isinstance(template, Path):
-            return LocalRequest.create_group(model_ids, template, sdxl=sdxl, config=config)
-        return GroupCreateRequest(model_ids, str(template), sdxl=sdxl, config=config)
-    reference = one("reference")
-    if isinstance(template, Path) or isinstance(reference, Path):
-        return LocalRequest.create_from_reference(reference, template, sdxl=sdxl, config=config)
-    return ReferenceCreateRequest(str(reference), str(template), sdxl=sdxl, config=config)
-
-
-def _prompt_row(
-    fields: Mapping[str, Any], sdxl: bool, one: Any
-) -> PromptCreateRequest | LocalRequest:
-    model_id, reference = _text(fields, "model_id"), one("reference")
-    if (model_id is None) == (reference is None):
-        raise UsageError("kind prompt needs exactly one of model_id or reference")
-    template = one("template")
-    arguments: dict[str, Any] = {
-        "model_id": model_id,
-        "template": template,
-        "reference": reference,
-        "scene_id": _text(fields, "scene_id"),
-        "sdxl": sdxl,
-        "config": _config(fields),
-    }
-    prompt = str(_text(fields, "prompt"))
-    if isinstance(template, Path) or isinstance(reference, Path):
-        return LocalRequest.create_from_prompt(prompt, **arguments)
-    return PromptCreateRequest(prompt=prompt, **arguments)
+    names = sorted(fields.keys() - {"kind", "key"}, key=lambda k: k in PHOTO_FIELDS)
+    arguments = {k: _argument(k, fields[k], files) for k in names}  # local files last
+    return request_of(_KINDS[kind], arguments)
 
 
 def _csv_rows(text: str) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -324,11 +293,10 @@ def _line_numbers(numbers: list[int], shown: int = 5) -> str:
     return f"line{'s' if len(numbers) > 1 else ''} {listed}{more}"
 
 
-def read_plan(path: Path, *, local_files: bool = False) -> Plan:
+def read_plan(path: Path) -> Plan:
     """Parse a batch file (CSV with a header row, or JSON Lines) into a :class:`Plan`.
 
-    With ``local_files``, fields that are not URLs are local files (see the module), checked
-    now, and their items go to ``plan.local``; without, such a field is refused as not a URL.
+    Fields that are not URLs are local files (see the module), checked now.
 
     Warnings about the rows (see :func:`check_request`) are issued once per message, with the
     file and the lines they concern.
@@ -339,7 +307,7 @@ def read_plan(path: Path, *, local_files: bool = False) -> Plan:
         raise UsageError(f"{path}: cannot read: {exc.strerror}") from exc
     rows = _jsonl_rows(text) if _is_jsonl(path, text) else _csv_rows(text)
     plan = Plan()
-    files = _Files(path.parent) if local_files else None
+    files = _Files(path.parent)
     index = 0
     notes: dict[tuple[str, type[Warning]], dict[int, None]] = {}
     try:
@@ -358,20 +326,13 @@ def read_plan(path: Path, *, local_files: bool = False) -> Plan:
     return plan
 
 
-def _add_row(
-    plan: Plan, number: int, index: int, row: dict[str, Any], files: _Files | None
-) -> None:
+def _add_row(plan: Plan, number: int, index: int, row: dict[str, Any], files: _Files) -> None:
     try:
         request = _row_request(row, files)
         key = _text(_present(row), "key") or f"row{index}"
     except (UsageError, InvalidArgument) as exc:
         raise UsageError(f"line {number}: {exc}") from exc
     check_request(request)
-    if key in plan.trainings or key in plan.creations or key in plan.local:
+    if key in plan.items:
         raise UsageError(f"line {number}: key {key!r} is used twice")
-    if isinstance(request, LocalRequest):
-        plan.local[key] = request
-    elif isinstance(request, TrainRequest):
-        plan.trainings[key] = request
-    else:
-        plan.creations[key] = request
+    plan.items[key] = request

@@ -1,121 +1,105 @@
-"""The commands that make one call: ``check``, ``train``, ``watch`` and ``create``."""
+"""The commands that make one call: ``check``, ``train``, ``watch`` and ``create``.
+
+``train`` and ``create`` build the library's request (:func:`request_of`: the request class,
+or a :class:`~aiportrait.LocalRequest` of it with local files) from options named after the
+request's arguments, before any Session or credential is needed.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-import os
-from collections import ChainMap
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 import attrs
+import click
 
 from .. import (
-    AnyCreateRequest,
     CreateConfig,
     CreateRequest,
     GroupCreateRequest,
     PollPolicy,
     PromptCreateRequest,
     ReferenceCreateRequest,
-    RetryPolicy,
     Session,
-    TrainJob,
+    TrainRequest,
     TrainResult,
 )
 from .._display.progress import watch_lines
+from .._local.inputs import Uploader
+from .._local.localrequest import LocalRequest
 from .._wire.codec import converter
-from .._wire.signing import PrivateMapping
-from ._batchfile import config_from
+from ..errors import ConfigWarning, PhotoCountWarning
+from ._batchfile import check_request, config_from
 from ._exit import EXIT_FAILED, EXIT_OK, UsageError
-from ._local import has_local, local_inputs, local_value, uploader_for
+from ._local import (
+    PHOTO_FIELDS,
+    Item,
+    has_local,
+    local_inputs,
+    local_value,
+    read_files,
+    request_of,
+    resolved,
+)
+from ._options import SERVICE, Common, polling, shared
 from ._output import (
+    PROG,
     Output,
     check_doc,
     check_line,
+    photo_names,
     portrait_doc,
     portrait_text,
     rejected_lines,
     result_doc,
+    said_before,
 )
-from ._parser import PROG, Args
 
-__all__ = [
-    "cmd_check",
-    "cmd_create",
-    "cmd_train",
-    "cmd_watch",
-    "create_request",
-    "parse_settings",
-    "poll_policy",
-    "session_from",
-]
+__all__ = ["check", "create", "parse_settings", "train", "watch"]
 
-_FLAG_ENV: Final = {
-    "host": "AIPORTRAIT_HOST",
-    "app_id": "AIPORTRAIT_APP_ID",
-    "token": "AIPORTRAIT_TOKEN",
-}
+_PHOTO: Final = click.argument("photos", nargs=-1, required=True, metavar="PHOTO...")
 
 
-def session_from(args: Args) -> Session:
-    """A Session from the flags, else the environment (as ``Session.from_env``)."""
-    flags = {name: getattr(args, attr) for attr, name in _FLAG_ENV.items()}
-    # Flags before the environment; a view whose repr shows no value (tracebacks' locals).
-    environ = PrivateMapping(
-        ChainMap({k: v for k, v in flags.items() if v is not None}, dict(os.environ))
-    )
-    flags.clear()
-    kwargs: dict[str, Any] = {}
-    if args.timeout is not None:
-        kwargs["timeout"] = args.timeout  # seconds: the Session's one meaning of it
-    if args.tries is not None:
-        kwargs["retry"] = RetryPolicy(attempts=args.tries, charged_attempts=args.tries)
-    return Session.from_env(environ, **kwargs)
-
-
-def poll_policy(args: Args) -> PollPolicy:
-    """The training poll policy with ``--poll`` and ``--deadline``."""
-    policy = PollPolicy.TRAINING
-    if args.poll is not None:
-        policy = attrs.evolve(policy, first=args.poll, cap=max(args.poll, policy.cap))
-    if args.deadline is not None:
-        policy = attrs.evolve(policy, timeout=args.deadline)
-    return policy
+@contextlib.asynccontextmanager
+async def _session(common: Common, local: bool) -> AsyncIterator[tuple[Session, Uploader | None]]:
+    """The Session and, with ``local`` files to send, the uploader (the Session's too); the
+    warnings the command gave before sending are not given again."""
+    async with common.session() as session, common.uploading(local) as uploader:
+        with said_before(ConfigWarning, PhotoCountWarning):
+            yield (
+                (session if uploader is None else session.with_options(uploader=uploader)),
+                uploader,
+            )
 
 
 # -- check, train, watch -----------------------------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def _with_local(session: Session, args: Args, values: list[Any]) -> AsyncIterator[Session]:
-    """The session with an uploader when ``values`` hold local files (see ``_local``); the
-    uploader is closed on the way out."""
-    uploader = uploader_for(args) if has_local(values) else None
-    if uploader is None:  # no local file, or the Session refuses it, naming what it lacks
-        yield session
-        return
-    try:
-        yield session.with_options(uploader=uploader)
-    finally:
-        await uploader.aclose()
+@click.command()
+@_PHOTO
+@click.option("--local", is_flag=True, help="check local files on this machine (nothing sent)")
+@shared(*SERVICE)
+@click.pass_obj
+def check(common: Common, photos: tuple[str, ...], local: bool) -> int:
+    """Check photos before training.
 
+    PHOTO: URLs, or local files and globs (uploaded; with --local, checked here)."""
 
-async def cmd_check(session: Session, args: Args, out: Output) -> int:
-    """``check URL|FILE|GLOB... [--local]``: exit 0 when every photo passed."""
-    photos = local_inputs(args.urls, "check")
-    if args.local:
-        report = await session.check_images(photos, local=True)
-    else:
-        async with _with_local(session, args, photos) as local:
-            report = await local.check_images(photos)
-    lines = [check_line(r) for r in report.results]
-    lines.append(f"{len(report.passed)}/{len(report.results)} photos usable")
-    out.result(check_doc(report), lines)
-    return EXIT_OK if report.ok else EXIT_FAILED
+    async def run() -> int:
+        inputs = local_inputs(photos, "check")
+        async with _session(common, has_local(inputs) and not local) as (session, _):
+            report = await session.check_images(inputs, local=local)
+        names = photo_names(inputs, [r.url for r in report.results])
+        lines = [check_line(r, name) for r, name in zip(report.results, names, strict=True)]
+        lines.append(f"{len(report.passed)}/{len(report.results)} photos usable")
+        common.out.result(check_doc(report, names), lines)
+        return EXIT_OK if report.ok else EXIT_FAILED
+
+    return common.run("check", run)
 
 
 def _scene_prompts(path: Path | None) -> list[str] | None:
@@ -128,50 +112,88 @@ def _scene_prompts(path: Path | None) -> list[str] | None:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-async def _watch(session: Session, job: int | TrainJob, args: Args, out: Output) -> TrainResult:
+async def _watch(session: Session, job: int, poll: PollPolicy, out: Output) -> TrainResult:
     """Watch a job to its end, live on a terminal; tell how to resume if it stops first."""
-    job_id = job.job_id if isinstance(job, TrainJob) else job
-    again = f"{PROG} watch {job_id}"
-    out.resume = f"watching stopped, job {job_id} did not; follow it again with: {again}"
-    result = await watch_lines(session, job, echo=out.note, poll=poll_policy(args), stream=out.err)
+    out.resume = f"watching stopped, job {job} did not; follow it again with: {PROG} watch {job}"
+    result = await watch_lines(session, job, echo=out.note, poll=poll, stream=out.err)
     out.resume = None
     return result
 
 
-async def cmd_train(session: Session, args: Args, out: Output) -> int:
-    """``train URL|FILE|GLOB... [--wait] [--force]``."""
-    prompts = _scene_prompts(args.scene_prompts)
-    photos = local_inputs(args.urls, "train")
-    async with _with_local(session, args, photos) as local:
-        job = await local.train(
-            photos,
-            sdxl=args.sdxl,
-            scene_lora=prompts is not None,
-            scene_prompts=prompts,
-            force=args.force,
-        )
-    doc: dict[str, Any] = converter.unstructure(job)
-    started = f"training started: job {job.job_id}, model_id {job.model_id}"
-    if not args.wait:
-        out.result(doc, [started, f"watch it with: {PROG} watch {job.job_id}"])
+@click.command()
+@_PHOTO
+@click.option("--force", is_flag=True, help="train on local photos that fail the local check")
+@click.option("--sdxl", is_flag=True, help="train an SDXL model")
+@click.option(
+    "--scene-prompts",
+    type=click.Path(path_type=Path),
+    metavar="FILE",
+    help="train an SDXL scene LoRA; FILE has one prompt per line, one per photo",
+)
+@click.option("--wait", is_flag=True, help="watch the job to its end")
+@polling
+@shared(*SERVICE)
+@click.pass_obj
+def train(
+    common: Common,
+    photos: tuple[str, ...],
+    force: bool,
+    sdxl: bool,
+    scene_prompts: Path | None,
+    wait: bool,
+    poll: PollPolicy,
+) -> int:
+    """Start a training (and with --wait, watch it).
+
+    PHOTO: photos of one person: URLs, or local files and globs (checked here, then
+    uploaded)."""
+
+    async def run() -> int:
+        prompts = _scene_prompts(scene_prompts)
+        images = local_inputs(photos, "train")
+        arguments = {"images": images, "sdxl": sdxl, "scene_lora": prompts is not None}
+        request = request_of(TrainRequest, {**arguments, "scene_prompts": prompts}, force=force)
+        read = await read_files(request)  # a bad file is said before any warning
+        check_request(request)
+        async with _session(common, isinstance(request, LocalRequest)) as (session, uploader):
+            sent = await resolved(request, uploader, read)
+            assert isinstance(sent, TrainRequest)
+            job = await session.send(sent)
+            out = common.out
+            doc: dict[str, Any] = converter.unstructure(job)
+            started = f"training started: job {job.job_id}, model_id {job.model_id}"
+            if not wait:
+                out.result(doc, [started, f"watch it with: {PROG} watch {job.job_id}"])
+                return EXIT_OK
+            out.note(started)
+            result = await _watch(session, job.job_id, poll, out)
+        names = photo_names(images, [s.url for s in result.states])
+        doc.update(result_doc(result, names), state="SUCCESS")
+        trained = f"trained: model_id {result.model_id} in {result.cost_time:.1f}s"
+        out.result(doc, [trained, *rejected_lines(result, names)])
         return EXIT_OK
-    out.note(started)
-    result = await _watch(session, job, args, out)
-    doc.update(result_doc(result), state="SUCCESS")
-    trained = f"trained: model_id {result.model_id} in {result.cost_time:.1f}s"
-    out.result(doc, [trained, *rejected_lines(result)])
-    return EXIT_OK
+
+    return common.run("train", run)
 
 
-async def cmd_watch(session: Session, args: Args, out: Output) -> int:
-    """``watch JOB_ID``."""
-    if args.job_id < 0:
-        raise UsageError("JOB_ID must not be negative")
-    result = await _watch(session, args.job_id, args, out)
-    doc = {"job_id": args.job_id, "state": "SUCCESS", **result_doc(result)}
-    succeeded = f"job {args.job_id} succeeded: model_id {result.model_id}"
-    out.result(doc, [succeeded, *rejected_lines(result)])
-    return EXIT_OK
+@click.command()
+@click.argument("job_id", type=click.IntRange(min=0))
+@polling
+@shared(*SERVICE)
+@click.pass_obj
+def watch(common: Common, job_id: int, poll: PollPolicy) -> int:
+    """Watch a training job to its end."""
+
+    async def run() -> int:
+        async with _session(common, False) as (session, _):
+            result = await _watch(session, job_id, poll, common.out)
+        names = [s.url for s in result.states]
+        doc = {"job_id": job_id, "state": "SUCCESS", **result_doc(result, names)}
+        succeeded = f"job {job_id} succeeded: model_id {result.model_id}"
+        common.out.result(doc, [succeeded, *rejected_lines(result, names)])
+        return EXIT_OK
+
+    return common.run("watch", run)
 
 
 # -- create ------------------------------------------------------------------------------------
@@ -192,81 +214,92 @@ def parse_settings(settings: Sequence[str]) -> dict[str, Any]:
     return values
 
 
-_PLACEHOLDER: Final = "https://local.invalid/{}"
-"""Stands for a local --template or --reference until it is uploaded (see :func:`cmd_create`)."""
+_WHO: Final = {
+    "model_id": CreateRequest,
+    "model_ids": GroupCreateRequest,
+    "reference": ReferenceCreateRequest,
+}
+"""Without --prompt, the option that names the person picks the request."""
 
 
-def _local_flags(args: Args) -> None:
-    """Local --template / --reference: kept in ``args.local`` and replaced by placeholders."""
-    args.local = {}
-    for flag in ("template", "reference"):
-        text = getattr(args, flag)
-        if text is None or text == "t2i_generate":
-            continue
-        value = local_value(text, f"--{flag}")
-        if isinstance(value, Path):
-            args.local[flag] = value
-            setattr(args, flag, _PLACEHOLDER.format(flag))
-
-
-def create_request(args: Args) -> AnyCreateRequest:
-    """The request ``create``'s flags describe (checked before any Session is made)."""
-    _local_flags(args)
-    config = config_from(parse_settings(args.settings))
-    weight = args.ipa_weight
+def create_request(given: dict[str, Any], settings: Sequence[str], flags: dict[str, str]) -> Item:
+    """The request ``create``'s options describe: each option is the request argument of its
+    name (``flags``: argument -> option, for the messages)."""
+    given = {k: v for k, v in given.items() if v not in (None, False, ())}
+    config = config_from(parse_settings(settings))
+    weight = given.get("ipa_weight")
     if weight is not None and config is not None and config.ipa_weight not in (None, weight):
         raise UsageError("--ipa-weight and --set ipa_weight=... disagree")
-    if args.prompt is not None:
-        if args.group is not None:
-            raise UsageError("--prompt takes --model or --reference, not --group")
-        if weight is not None:
-            if args.reference is None:
-                raise UsageError("--ipa-weight needs --reference")
-            # the prompt call has no argument of its own for it
-            config = attrs.evolve(config or CreateConfig(), ipa_weight=weight)
-        return PromptCreateRequest(
-            prompt=args.prompt,
-            model_id=args.model,
-            template=args.template,
-            reference=args.reference,
-            scene_id=args.scene_id,
-            sdxl=args.sdxl,
-            config=config,
-        )
-    if args.scene_id is not None:
-        raise UsageError("--scene-id needs --prompt")
-    if args.template is None:
-        raise UsageError("--template is required (except with --prompt)")
-    if weight is not None and args.reference is None:
-        raise UsageError("--ipa-weight needs --reference")
-    if args.group is not None:
-        return GroupCreateRequest(args.group, args.template, sdxl=args.sdxl, config=config)
-    if args.reference is not None:
-        return ReferenceCreateRequest(
-            args.reference, args.template, weight, sdxl=args.sdxl, config=config
-        )
-    return CreateRequest(args.model, args.template, sdxl=args.sdxl, config=config)
+    who = [name for name in _WHO if name in given]
+    if "prompt" in given:
+        cls: type[Any] = PromptCreateRequest
+        if weight is not None and "reference" in given:  # the prompt call has no argument for it
+            config = attrs.evolve(config or CreateConfig(), ipa_weight=given.pop("ipa_weight"))
+    elif len(who) == 1:
+        cls = _WHO[who[0]]
+    else:
+        raise UsageError(f"give one of {', '.join(flags[n] for n in _WHO)}")
+    if config is not None:
+        given["config"] = config
+    for name in PHOTO_FIELDS & given.keys():
+        given[name] = local_value(given[name], flags[name])
+    chosen = flags["prompt" if cls is PromptCreateRequest else who[0]]
+    fields = {a.name: a for a in attrs.fields(cls) if a.init}
+    unused = [flags[name] for name in given if name not in fields]
+    if unused:
+        raise UsageError(f"{', '.join(unused)} does not go with {chosen}")
+    for name, field in fields.items():
+        if field.default is attrs.NOTHING and name not in given:
+            raise UsageError(f"{flags[name]} is required with {chosen}")
+    return request_of(cls, given)
 
 
-async def _upload_one(session: Session, path: Path, flag: str) -> str:
-    from .._local.inputs import resolve_image
+@click.command()
+@click.option("--model", "model_id", metavar="ID", help="a trained model id (solo portrait)")
+@click.option(
+    "--group", "model_ids", multiple=True, metavar="ID", help="model ids, left to right; repeat"
+)
+@click.option("--reference", metavar="PHOTO", help="a reference photo (no training)")
+@click.option("--template", metavar="IMAGE", help="template image URL or local file")
+@click.option("--prompt", metavar="TEXT", help="a text prompt (with --model or --reference)")
+@click.option("--scene-id", metavar="ID", help="a scene LoRA id (with --prompt)")
+@click.option("--ipa-weight", type=click.FloatRange(0.0, 1.0), metavar="W", help="0.0-1.0")
+@click.option("--sdxl", is_flag=True, help="use the SDXL model")
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="a configure key (VALUE is JSON, else a string); repeatable",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("portrait"),
+    metavar="FILE",
+    help="default portrait.<ext>",
+)
+@shared(*SERVICE)
+@click.pass_context
+def create(ctx: click.Context, /, settings: tuple[str, ...], out: Path, **given: Any) -> int:
+    """Create a portrait.
 
-    url: str = await resolve_image(session._upload, path, f"--{flag}")
-    return url
+    With --model (solo), --group (group) or --reference (no training); with --prompt, from a
+    text prompt (and --model or --reference)."""
+    common: Common = ctx.obj
+    flags = {p.name: p.opts[0] for p in ctx.command.params if p.name}
 
+    async def run() -> int:
+        item = create_request(given, settings, flags)
+        read = await read_files(item)
+        check_request(item)
+        async with _session(common, isinstance(item, LocalRequest)) as (session, uploader):
+            sent = await resolved(item, uploader, read)
+            assert not isinstance(sent, TrainRequest)
+            portrait = await session.send(sent)
+        path = await asyncio.to_thread(portrait.save, out)
+        done = f"wrote {path} ({portrait_text(portrait)})"
+        common.out.result(portrait_doc(portrait, path), [done])
+        return EXIT_OK
 
-async def cmd_create(session: Session, args: Args, out: Output) -> int:
-    """``create``: the request :func:`create_request` made, its portrait written to ``--out``.
-
-    A local ``--template`` or ``--reference`` is uploaded first and its URL put in the request.
-    """
-    request = args.request
-    local: dict[str, Path] = getattr(args, "local", {})
-    if local:
-        async with _with_local(session, args, list(local.values())) as uploading:
-            urls = {flag: await _upload_one(uploading, path, flag) for flag, path in local.items()}
-        request = attrs.evolve(request, **urls)
-    portrait = await session.send(request)
-    path = await asyncio.to_thread(portrait.save, args.out)
-    out.result(portrait_doc(portrait, path), [f"wrote {path} ({portrait_text(portrait)})"])
-    return EXIT_OK
+    return common.run("create", run)

@@ -1,23 +1,23 @@
-"""Exit codes, and an error or warning said in the command line's words."""
+"""The exit codes of every command (one table), and an error said in the command line's words."""
 
 from __future__ import annotations
 
-import functools
 import re
-from typing import Any, Final
+from collections.abc import Collection
+from typing import Final
 
 from ..errors import (
     CredentialsError,
     InvalidArgument,
     JobTimeout,
     JournalLocked,
-    PreviousFailure,
     SubmitOutcomeUnknown,
     TransportError,
 )
 
 __all__ = [
     "EXIT_BATCH_FAILED",
+    "EXIT_CODES",
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
@@ -25,28 +25,29 @@ __all__ = [
     "EXIT_TRANSPORT",
     "EXIT_USAGE",
     "UsageError",
+    "batch_exit",
     "cli_words",
-    "error_doc",
-    "error_text",
     "exit_code",
-    "one_line",
 ]
 
 EXIT_OK: Final = 0
-"""Success."""
 EXIT_FAILED: Final = 1
-"""The service refused or failed: an API error, a failed job, photos that did not pass."""
 EXIT_USAGE: Final = 2
-"""Bad usage, arguments, batch file or credentials, or a journal another run holds; nothing
-was sent."""
 EXIT_TRANSPORT: Final = 3
-"""No answer: connection error, request timeout, or a job's deadline passed."""
 EXIT_OUTCOME_UNKNOWN: Final = 4
-"""A charged call (train or create) may or may not have run on the service."""
 EXIT_BATCH_FAILED: Final = 5
-"""``batch`` ran, but at least one item failed."""
 EXIT_INTERRUPTED: Final = 130
-"""Interrupted (Ctrl-C)."""
+
+EXIT_CODES: Final = {
+    EXIT_OK: "success",
+    EXIT_FAILED: "the service (or Temporal) refused or failed; check: a photo did not pass",
+    EXIT_USAGE: "bad usage, arguments, batch file or credentials; nothing was sent",
+    EXIT_TRANSPORT: "no answer: connection, timeout, a job's deadline",
+    EXIT_OUTCOME_UNKNOWN: "a charged call (or a batch item) may or may not have run",
+    EXIT_BATCH_FAILED: "some batch items failed",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+}
+"""Every command's exit codes (docs/cli.md explains each)."""
 
 
 class UsageError(Exception):
@@ -54,7 +55,7 @@ class UsageError(Exception):
 
 
 def exit_code(exc: BaseException) -> int:
-    """The exit code for an error (see :mod:`aiportrait.cli`)."""
+    """The exit code for an error that ended a command (see :data:`EXIT_CODES`)."""
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED
     if isinstance(exc, (UsageError, InvalidArgument, CredentialsError, JournalLocked)):
@@ -66,6 +67,14 @@ def exit_code(exc: BaseException) -> int:
     return EXIT_FAILED
 
 
+def batch_exit(unknown: int, failed: int) -> int:
+    """A batch's exit code (``batch`` and ``temporal batch``): 4 when an item may or may not
+    have run, else 5 when an item failed, else 0."""
+    if unknown:
+        return EXIT_OUTCOME_UNKNOWN
+    return EXIT_BATCH_FAILED if failed else EXIT_OK
+
+
 # The library's messages name its keywords; on the command line, say the flags the user types.
 _KEYWORD: Final = re.compile(r"\b([a-z][a-z0-9_]*)=True\b")
 _ALIASES: Final = {"scene_lora": "--scene-prompts"}
@@ -73,21 +82,13 @@ _PHOTO: Final = re.compile(r"\bimages\[(\d+)\]=")
 _CONFIG_KEY: Final = re.compile(r"\bCreateConfig\.(\w+)=|\bconfig sets (\w+)=")
 
 
-@functools.cache
-def _flags() -> frozenset[str]:
-    from ._parser import long_flags  # the parser raises UsageError: imported when first needed
-
-    return long_flags()
-
-
-def cli_words(text: str, command: str | None = None) -> str:
+def cli_words(text: str, command: str | None = None, flags: Collection[str] = ()) -> str:
     """``text`` with the library's keywords replaced by the flags a command-line user types.
 
     ``resubmit_unknown=True`` becomes ``--resubmit-unknown`` (any ``name=True`` with a flag
-    ``--name``), ``scene_lora=True`` ``--scene-prompts``, ``images[0]=`` ``photo 1:``, and for
-    ``create`` a ``CreateConfig.key=`` ``--set key=``. The meaning is kept.
+    ``--name`` in ``flags``), ``scene_lora=True`` ``--scene-prompts``, ``images[0]=``
+    ``photo 1:``, and for ``create`` a ``CreateConfig.key=`` ``--set key=``. The meaning is kept.
     """
-    flags = _flags()
 
     def keyword(match: re.Match[str]) -> str:
         name = match.group(1)
@@ -100,35 +101,3 @@ def cli_words(text: str, command: str | None = None) -> str:
     if command == "create":
         text = _CONFIG_KEY.sub(lambda m: f"--set {m.group(1) or m.group(2)}=", text)
     return text
-
-
-def one_line(text: object) -> str:
-    """``text`` with its white space (line breaks included) folded to single spaces."""
-    return " ".join(str(text).split())
-
-
-def _message(exc: BaseException, command: str | None) -> str:
-    """The error's message on one line, in the command line's words."""
-    text = cli_words(one_line(exc), command)
-    if isinstance(exc, PreviousFailure):
-        text += " (run again with --retry-failed to retry it)"
-    return text
-
-
-def error_doc(exc: BaseException, command: str | None = None) -> dict[str, Any]:
-    """An error as JSON: ``type``, ``message`` and, when known, the request and job ids."""
-    doc: dict[str, Any] = {"type": type(exc).__name__, "message": _message(exc, command)}
-    for attr in ("request_id", "job_id", "status", "code"):
-        value = getattr(exc, attr, None)
-        if value not in (None, ""):
-            doc[attr] = value
-    return doc
-
-
-def error_text(exc: BaseException, command: str | None = None) -> str:
-    """``ClassName: message (request_id=...)`` on one line."""
-    text = _message(exc, command) or "(no message)"
-    rid = getattr(exc, "request_id", "")
-    if rid and str(rid) not in text:
-        text += f" (request_id={rid})"
-    return f"{type(exc).__name__}: {text}"

@@ -1,114 +1,117 @@
-"""``main``: parse, set up logging and warnings, run the command, map an error to an exit code."""
+"""The one command tree (``aiportrait`` and its commands) and :func:`main`: parse, run the
+command, turn an error into its one line and exit code."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
+import os
 import sys
-import warnings
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import IO, Final
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
 
-from .. import Session
+import click
+
 from .._logging import configure_from_env
-from ..errors import ConfigWarning, PhotoCountWarning
-from ._batch import cmd_batch
-from ._batchfile import check_request, read_plan
-from ._commands import cmd_check, cmd_create, cmd_train, cmd_watch, create_request, session_from
-from ._exit import EXIT_OK, UsageError
-from ._output import Output
-from ._parser import PROG, Args, build_parser
+from ._batch import batch
+from ._commands import check, create, train, watch
+from ._emulator import emulator
+from ._exit import EXIT_CODES, EXIT_OK, UsageError
+from ._options import SERVICE, Common, shared, train_seconds_option
+from ._output import PROG, Output
+from ._temporal import temporal
+from ._temporaldev import dev
 
-__all__ = ["main"]
+__all__ = ["main", "tree"]
 
-_COMMANDS: Final[dict[str, Callable[[Session, Args, Output], Awaitable[int]]]] = {
-    "check": cmd_check,
-    "train": cmd_train,
-    "watch": cmd_watch,
-    "create": cmd_create,
-    "batch": cmd_batch,
-}
-
-_WARNED_BEFORE: Final[dict[str, tuple[type[Warning], ...]]] = {
-    "create": (ConfigWarning,),
-    "batch": (ConfigWarning, PhotoCountWarning),
-}
-"""Per command, the warnings :func:`_prepare` already gave: not repeated when sending."""
+_EPILOG: Final = (
+    "Credentials: --host/--app-id/--token, else AIPORTRAIT_HOST, AIPORTRAIT_APP_ID,"
+    " AIPORTRAIT_TOKEN (or the documentation's HOST, AppId, Token); flags win.\n\n"
+    "\b\nExit codes of every command (docs/cli.md):\n"  # \b: click keeps these lines
+    + "\n".join(f"{code:>5}  {meaning}" for code, meaning in EXIT_CODES.items())
+)
 
 
-def _prepare(args: Args) -> None:
-    """Checks and parsing that need no Session (so usage errors come before credentials)."""
-    if args.command == "create":
-        args.request = create_request(args)
-        check_request(args.request)
-    elif args.command == "batch":
-        args.plan = read_plan(args.file, local_files=True)
+@click.group(
+    epilog=_EPILOG,
+    context_settings={"max_content_width": 100, "help_option_names": ["-h", "--help"]},
+)
+@shared(*SERVICE)
+def tree() -> None:
+    """Client and local emulator for PAI AI Portrait."""
 
 
-async def _dispatch(args: Args, out: Output) -> int:
-    _prepare(args)
-    with warnings.catch_warnings():
-        for category in _WARNED_BEFORE.get(args.command, ()):
-            warnings.filterwarnings("ignore", category=category)
-        async with session_from(args) as session:
-            return await _COMMANDS[args.command](session, args, out)
+@tree.command()
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("portraits"),
+    show_default=True,
+    help="output folder",
+)
+@train_seconds_option(2.0)
+@shared("debug")
+@click.pass_obj
+def demo(common: Common, out: Path, train_seconds: float) -> int:
+    """Run the whole flow offline (no account).
 
-
-@contextlib.contextmanager
-def _debug_logging(debug: bool, stream: IO[str]) -> Iterator[None]:
-    """With ``--debug``: DEBUG records of the ``aiportrait`` logger to stderr."""
-    if not debug:
-        yield
-        return
-    log = logging.getLogger("aiportrait")
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    level = log.level
-    log.addHandler(handler)
-    log.setLevel(logging.DEBUG)
+    Trains and creates against the local emulator, with the bundled photos."""
     try:
-        yield
-    finally:
-        log.removeHandler(handler)
-        log.setLevel(level)
+        from .._demo import run_demo
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise UsageError(f"the demo needs: pip install 'aiportrait[emulator]' ({exc})") from exc
 
-
-def _run(args: Args, out: Output) -> int:
-    if args.command == "demo":
-        try:
-            from .._demo import run_demo
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise UsageError(f"the demo needs: pip install 'aiportrait[emulator]' ({exc})") from exc
-        asyncio.run(run_demo(args.out, train_seconds=args.train_seconds))
+    async def run() -> int:
+        await run_demo(out, train_seconds=train_seconds)
         return EXIT_OK
-    if args.command == "emulator":
-        raise UsageError(f"put emulator first: {PROG} emulator [OPTIONS]")
-    return asyncio.run(_dispatch(args, out))
+
+    return common.run("demo", run)
+
+
+for _command in (check, train, watch, create, batch, emulator, temporal):
+    tree.add_command(_command)
+temporal.add_command(dev)
+
+
+def _long_flags(command: click.Command) -> frozenset[str]:
+    """Every long option of ``command`` and its subcommands."""
+    found = {o for p in command.params for o in getattr(p, "opts", ()) if o.startswith("--")}
+    for sub in getattr(command, "commands", {}).values():
+        found |= _long_flags(sub)
+    return frozenset(found)
+
+
+_FLAGS: Final = _long_flags(tree)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``aiportrait`` command line; returns the exit code."""
+    """Run the ``aiportrait`` command line (``argv``: its arguments, else ``sys.argv``'s);
+    returns the exit code."""
     configure_from_env()  # AIPORTRAIT_LOG=debug|info|warning
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["emulator"]:
-        from ..emulator._cli import main as emulator_main
+    args = list(sys.argv[1:] if argv is None else argv)
+    code = _run(args)
+    if argv is None and args[:1] == ["temporal"]:
+        # The command is the process, and it is done: end it now. Temporal's core threads can
+        # abort the interpreter's own ending ("Fatal Python error: PyGILState_Release", exit
+        # 134 instead of the code; temporalio/sdk-python issue 300).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
-        return emulator_main(argv[1:], prog=f"{PROG} emulator")
-    if argv[:1] == ["temporal"]:
-        from ._temporal import main as temporal_main
 
-        return temporal_main(argv[1:])
-    out = Output(json=False, out=sys.stdout, err=sys.stderr)
-    try:
-        args = build_parser().parse_args(argv, namespace=Args())
-    except UsageError as exc:
-        # argparse gives no namespace when it fails: the error is in JSON if --json was typed
-        out.json = "--json" in argv
-        return out.fail(exc)
-    out.json, out.command = args.json, args.command
-    try:
-        with _debug_logging(args.debug, out.err), out.warnings_shown():
-            return _run(args, out)
-    except (Exception, KeyboardInterrupt) as exc:
-        return out.fail(exc, debug=args.debug)
+def _run(args: list[str]) -> int:
+    out = Output(sys.stdout, sys.stderr, json="--json" in args, flags=_FLAGS)
+    common = Common(out)
+    with out.warnings_shown():
+        try:
+            with tree.make_context(PROG, args, obj=common) as ctx:
+                code: int = tree.invoke(ctx)
+                return code
+        except click.exceptions.Exit as exc:  # --help
+            return exc.exit_code
+        except click.ClickException as exc:
+            failed: click.Context | None = getattr(exc, "ctx", None)
+            where = f" (see {failed.command_path} --help)" if failed is not None else ""
+            return out.fail(UsageError(f"{exc.format_message()}{where}"))
+        except (Exception, KeyboardInterrupt) as exc:
+            return out.fail(exc, debug=common.debug)

@@ -1,70 +1,144 @@
-"""What the command prints: results on stdout (text or JSON), notes, warnings and errors on stderr.
+"""Everything every command prints: results on stdout (text or JSON); notes, warnings and errors
+on stderr. Each printed line is one line: control characters in it (from a key, a file name or
+the server's text) are shown escaped (``\\n``, ``\\t``, ``\\x00``), never written raw.
 
-Models go to JSON through the library's converter where the command prints them as they are
-(a :class:`~aiportrait.TrainJob`, the fields of an :class:`~aiportrait.ImageCheck`); the
-functions here add what the command says beyond the model (``ok``, the verdict's name, the
-``rejected`` photos, a portrait's ``path``).
+Models go to JSON through the library's converter where the command prints them as they are;
+the functions here add what the command says beyond the model (``ok``, the verdict's name, the
+``rejected`` photos, a portrait's ``path``) and show a local photo by its path, never by the
+signed URL it was uploaded to.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import re
 import traceback
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Final
 
 import attrs
 
 from .._wire.codec import converter
-from ..errors import AIPortraitWarning, JobTimeout
+from ..errors import AIPortraitWarning, JobTimeout, PreviousFailure
 from ..models import CheckReport, ImageCheck, Portrait, TrainResult
-from ._exit import UsageError, cli_words, error_doc, error_text, exit_code, one_line
-from ._parser import PROG
+from ._exit import cli_words, exit_code
 
 __all__ = [
+    "PROG",
     "Output",
     "check_doc",
     "check_line",
+    "one_line",
+    "outcome_line",
+    "photo_names",
     "portrait_doc",
     "portrait_text",
     "rejected_lines",
     "result_doc",
+    "said_before",
+    "shown",
 ]
+
+PROG: Final = "aiportrait"
+
+_CONTROL: Final = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
+_NAMED: Final = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def shown(value: object) -> str:
+    """``value`` as text with every control character escaped: it prints as one line."""
+    return _CONTROL.sub(
+        lambda m: _NAMED.get(m.group()) or m.group().encode("unicode_escape").decode("ascii"),
+        str(value),
+    )
+
+
+def one_line(value: object) -> str:
+    """A message on one line: its runs of white space (line breaks too) folded to one space,
+    any other control character escaped."""
+    return shown(" ".join(str(value).split()))
+
+
+@contextlib.contextmanager
+def said_before(*categories: type[Warning]) -> Iterator[None]:
+    """Warnings of ``categories`` are not given again: the command said them already (with
+    the file and lines a batch file's warnings concern)."""
+    with warnings.catch_warnings():
+        for category in categories:
+            warnings.filterwarnings("ignore", category=category)
+        yield
 
 
 @attrs.define
 class Output:
-    """Where results (stdout) and notes, progress and errors (stderr) go.
+    """Where a command's results (stdout) and notes, progress and errors (stderr) go.
 
-    ``resume`` is what to tell the user if the command stops before its end (Ctrl-C, a job
-    deadline): how to pick up where it stopped.
+    ``command`` names the running command, and ``flags`` are every long option of the tree
+    (messages name the flags, see :func:`~aiportrait.cli.cli_words`). ``resume`` is what to
+    tell the user if the command stops before its end (Ctrl-C, a job deadline).
     """
 
-    json: bool
     out: IO[str]
     err: IO[str]
+    json: bool = False
     command: str | None = None
+    flags: Collection[str] = ()
     resume: str | None = None
 
     def result(self, doc: Mapping[str, Any], lines: Sequence[str]) -> None:
         """Print a command's result: the JSON document with ``--json``, else the lines."""
         if self.json:
-            print(json.dumps(doc, default=str), file=self.out, flush=True)
+            self.line(json.dumps(doc, default=str))
         else:
             for line in lines:
-                print(line, file=self.out, flush=True)
+                self.line(line)
 
-    def note(self, line: str) -> None:
+    def line(self, text: str) -> None:
+        """One line on stdout."""
+        print(shown(text), file=self.out, flush=True)
+
+    def note(self, text: str) -> None:
         """A progress or information line, on stderr."""
-        print(line, file=self.err, flush=True)
+        print(shown(text), file=self.err, flush=True)
+
+    def words(self, text: object) -> str:
+        """A message on one line, in the command line's words."""
+        return cli_words(one_line(text), self.command, self.flags)
+
+    def _message(self, exc: BaseException) -> str:
+        text = self.words(exc) or "(no message)"
+        if isinstance(exc, PreviousFailure):
+            text += " (run again with --retry-failed to retry it)"
+        return text
+
+    def error_text(self, exc: BaseException) -> str:
+        """``ClassName: message (request_id=...)`` on one line."""
+        text = self._message(exc)
+        rid = shown(getattr(exc, "request_id", "") or "")
+        if rid and rid not in text:
+            text += f" (request_id={rid})"
+        return f"{type(exc).__name__}: {text}"
+
+    def error_doc(self, exc: BaseException) -> dict[str, Any]:
+        """An error as JSON: ``type``, ``message`` and, when known, the request and job ids."""
+        doc: dict[str, Any] = {"type": type(exc).__name__, "message": self._message(exc)}
+        for attr in ("request_id", "job_id", "status", "code"):
+            value = getattr(exc, attr, None)
+            if value not in (None, ""):
+                doc[attr] = value
+        return doc
 
     @contextlib.contextmanager
     def warnings_shown(self) -> Iterator[None]:
-        """Warnings as one line each on stderr, each text once, in the command line's words."""
-        shown: set[str] = set()
+        """Every warning as one line ``aiportrait: warning: <Class>: <message>`` on stderr,
+        each distinct line once."""
+        seen: set[str] = set()
 
         def show(
             message: Warning | str,
@@ -74,15 +148,13 @@ class Output:
             file: IO[str] | None = None,
             line: str | None = None,
         ) -> None:
-            text = cli_words(one_line(message), self.command)
-            if not issubclass(category, AIPortraitWarning):
-                text = f"{category.__name__}: {text}"
-            if text not in shown:
-                shown.add(text)
-                self.note(f"{PROG}: warning: {text}")
+            text = f"{PROG}: warning: {category.__name__}: {self.words(message)}"
+            if text not in seen:
+                seen.add(text)
+                self.note(text)
 
         with warnings.catch_warnings():
-            warnings.simplefilter("always", AIPortraitWarning)
+            warnings.simplefilter("always", AIPortraitWarning)  # show() says each text once
             warnings.showwarning = show
             yield
 
@@ -97,71 +169,99 @@ class Output:
             if resume:
                 self.note(f"{PROG}: {resume}")
             return code
-        if isinstance(exc, UsageError):
-            self.note(f"{PROG}: error: {one_line(exc)}")
-        else:
-            self.note(f"{PROG}: error: {error_text(exc, self.command)}")
+        self.note(f"{PROG}: error: {self.error_text(exc)}")
         if resume:
             self.note(f"{PROG}: {resume} (--deadline SECONDS to wait longer)")
         if self.json:
-            doc = {**error_doc(exc, self.command), "exit_code": code}
+            doc = {**self.error_doc(exc), "exit_code": code}
             if resume and isinstance(exc, JobTimeout):
                 doc["resume"] = f"{PROG} watch {exc.job_id}"
-            print(json.dumps({"error": doc}), file=self.out)
+            self.line(json.dumps({"error": doc}, default=str))
         return code
+
+    @contextlib.contextmanager
+    def debug_logging(self, debug: bool) -> Iterator[None]:
+        """With ``--debug``: DEBUG records of the ``aiportrait`` logger to stderr."""
+        if not debug:
+            yield
+            return
+        log = logging.getLogger("aiportrait")
+        handler = logging.StreamHandler(self.err)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        level = log.level
+        log.addHandler(handler)
+        log.setLevel(logging.DEBUG)
+        try:
+            yield
+        finally:
+            log.removeHandler(handler)
+            log.setLevel(level)
+
+
+def outcome_line(word: str, key: str, detail: str) -> str:
+    """One batch item's line, for ``batch`` and ``temporal batch`` alike:
+    ``ok      KEY  DETAIL`` (``failed``, ``unknown``)."""
+    return f"{word:<8}{key}  {detail}"
 
 
 # -- models ------------------------------------------------------------------------------------
 
 
-def check_doc(report: CheckReport) -> dict[str, Any]:
-    """``check``'s JSON: each result as the model, with ``ok`` and the verdict's name."""
+def photo_names(inputs: Sequence[object], urls: Sequence[str]) -> list[str]:
+    """Each photo as the user knows it: a local file (in ``inputs``) by its path, not by the
+    signed URL it was uploaded to; else its URL."""
+    return [
+        str(inputs[i]) if i < len(inputs) and isinstance(inputs[i], Path) else url
+        for i, url in enumerate(urls)
+    ]
+
+
+def check_doc(report: CheckReport, names: Sequence[str]) -> dict[str, Any]:
+    """``check``'s JSON: each result as the model, with ``ok`` and the verdict's name; a local
+    photo's ``url`` is its path (``names``: each photo as given)."""
+    results = [
+        {**converter.unstructure(r), "url": name, "ok": r.ok, "verdict": r.code.name}
+        for r, name in zip(report.results, names, strict=True)
+    ]
     return {
         "ok": report.ok,
-        "passed": list(report.passed),
-        "results": [
-            {**converter.unstructure(r), "ok": r.ok, "verdict": r.code.name} for r in report.results
-        ],
+        "passed": [d["url"] for d in results if d["ok"]],
+        "results": results,
         "cost_time": report.cost_time,
         "request_id": report.request_id,
     }
 
 
-def check_line(result: ImageCheck) -> str:
-    """``FAIL  URL  VERDICT: message (detail)``; ``ok    URL  SUCCESS`` for a usable photo."""
-    line = f"{'ok  ' if result.ok else 'FAIL'}  {result.url}  {result.code.name}"
+def check_line(result: ImageCheck, name: str) -> str:
+    """``FAIL  NAME  VERDICT: message (detail)``; ``ok    NAME  SUCCESS`` for a usable photo."""
+    line = f"{'ok  ' if result.ok else 'FAIL'}  {name}  {result.code.name}"
     if not result.ok:
         line += f": {result.message}" if result.message else ""
         line += f" ({result.detail})" if result.detail else ""
     return line
 
 
-def result_doc(result: TrainResult) -> dict[str, Any]:
+def result_doc(result: TrainResult, names: Sequence[str]) -> dict[str, Any]:
     """A training's result as JSON, with the photos the service's check ``rejected``."""
+    states = [
+        {"url": name, "ok": s.ok, "verdict": s.code.name, "message": s.message, "detail": s.detail}
+        for s, name in zip(result.states, names, strict=True)
+    ]
     return {
         "model_id": result.model_id,
         "cost_time": result.cost_time,
-        "states": [
-            {
-                "url": s.url,
-                "ok": s.ok,
-                "verdict": s.code.name,
-                "message": s.message,
-                "detail": s.detail,
-            }
-            for s in result.states
-        ],
-        "rejected": [s.url for s in result.states if not s.ok],
+        "states": states,
+        "rejected": [d["url"] for d in states if not d["ok"]],
     }
 
 
-def rejected_lines(result: TrainResult) -> list[str]:
+def rejected_lines(result: TrainResult, names: Sequence[str]) -> list[str]:
     """The photos the service's check rejected (its ``states``), one line each; else nothing."""
-    rejected = [s for s in result.states if not s.ok]
+    rejected = [(s, name) for s, name in zip(result.states, names, strict=True) if not s.ok]
     if not rejected:
         return []
     head = f"{len(rejected)} of {len(result.states)} photos were rejected by the service's check:"
-    return [head, *(f"  {check_line(s)}" for s in rejected)]
+    return [head, *(f"  {check_line(s, name)}" for s, name in rejected)]
 
 
 def portrait_doc(portrait: Portrait, path: Path | None) -> dict[str, Any]:

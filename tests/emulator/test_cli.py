@@ -17,25 +17,21 @@ from pathlib import Path
 
 import pytest
 
+from aiportrait.cli import main
 from aiportrait.emulator import Emulator
-from aiportrait.emulator._cli import DEFAULT_PORT, build_parser
 
 
-def test_parser_defaults_and_faults() -> None:
-    args = build_parser().parse_args([])
-    assert (args.host, args.port, args.train_seconds, args.allow_remote) == (
-        "127.0.0.1",
-        DEFAULT_PORT,
-        3.0,
-        False,
-    )
-    args = build_parser().parse_args(
-        ["--fault-5xx", "0.1", "--fault-path", "/api/v1/aigc_images/create"]
-    )
-    assert args.fault_5xx == 0.1
-    assert args.fault_path == ["/api/v1/aigc_images/create"]
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["--fault-429", "2"])
+def test_help_shows_the_defaults_and_a_bad_rate_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["emulator", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for default in ("--bind ADDRESS address to listen on [default: 127.0.0.1]",
+                    "default: 8089", "emulated training time, seconds [default: 3.0"):  # fmt: skip
+        assert default in text
+    assert main(["emulator", "--fault-429", "2"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("aiportrait: error: UsageError: Invalid value for '--fault-429'")
 
 
 def _signed_get(url: str, app_id: str, token: str, path: str) -> tuple[int, dict[str, object]]:
@@ -68,6 +64,12 @@ def test_module_runs_and_stops_on_sigterm(tmp_path: Path) -> None:
             str(tmp_path / "d"),
             "--train-seconds",
             "0.05",
+            "--host",  # the old name of --bind: still works, with a warning
+            "127.0.0.1",
+            "--fault-path",
+            "/api/v1/batch_jobs/2",
+            "--fault-5xx",
+            "1",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -91,9 +93,15 @@ def test_module_runs_and_stops_on_sigterm(tmp_path: Path) -> None:
         assert (status, body["code"], body["data"]) == (200, "OK", {"jobs": []})
         status, body = _signed_get(url, "cli-app", "wrong", "/api/v1/batch_jobs/1")
         assert (status, body["message"]) == (401, "sign error")
+        status, body = _signed_get(url, "cli-app", "cli-token", "/api/v1/batch_jobs/2")
+        assert status == 503  # the fault, on the path given only
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=15)
         assert proc.returncode == 0, err
+        assert err.splitlines() == [
+            "aiportrait: warning: FutureWarning: emulator --host is now --bind "
+            "(--host means the service's address)"
+        ]
         assert "stopped" in out
         assert (tmp_path / "d" / "jobs.jsonl").exists()
     finally:
@@ -258,7 +266,7 @@ def test_a_taken_port_is_one_line_and_a_failure(tmp_path: Path) -> None:
         )
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
-        f"aiportrait emulator: port {port} on 127.0.0.1 is taken; "
+        f"aiportrait: error: StartError: port {port} on 127.0.0.1 is taken; "
         "pass --port 0 for a free one or another port"
     ]
     assert done.stdout == ""
