@@ -13,9 +13,10 @@ A local emulator of the service ships in :mod:`aiportrait.emulator` (a stand-in 
 detection and compositing, not diffusion), so everything runs offline without an account.
 """
 
+import warnings
 from typing import TYPE_CHECKING, Any
 
-from . import hooks
+from . import errors, hooks
 from ._jobs.watch import JobUpdate, JobWatch, PollPolicy
 from ._requests import (
     AnyCreateRequest,
@@ -39,55 +40,12 @@ from .errors import (
     AIPortraitError,
     AIPortraitWarning,
     APIError,
-    ClientError,
-    ConfigWarning,
-    ConflictingArguments,
-    ConnectError,
-    CreateError,
-    CredentialsError,
-    DiffusionError,
-    FaceCountMismatch,
-    FaceFusionError,
-    FaceIdDecodeError,
-    FirstDiffusionError,
-    FirstFaceFusionError,
-    GatewayError,
     InvalidArgument,
-    InvalidInput,
-    JobError,
     JobFailed,
     JobTimeout,
-    JournalError,
-    JournalLocked,
-    LocalPhotoError,
-    MalformedResponse,
-    ModelIdError,
-    ModelNotDeployed,
-    ModelNotTrained,
-    NoFaceInTemplate,
-    PhotoCountWarning,
-    PortraitMissing,
-    PreflightFailed,
-    PreviousFailure,
-    QuotaExceeded,
-    RateLimited,
-    RequestTimeout,
     ResponseError,
-    ResponseTooLarge,
-    SecondDiffusionError,
-    SecondFaceFusionError,
-    ServerError,
-    ServiceError,
-    SessionClosed,
-    SignatureMismatch,
     SubmitOutcomeUnknown,
-    TemplateDecodeError,
-    TemplateNotProvided,
-    TemplateProcessError,
-    ThirdDiffusionError,
     TransportError,
-    UnknownApp,
-    UploadError,
 )
 from .models import (
     CheckReport,
@@ -106,6 +64,24 @@ if TYPE_CHECKING:
     from ._local.localrequest import LocalRequest
     from ._local.preflight import preflight
 
+#: Error classes that were top-level names before: each one row of the documentation's error
+#: table, or a detail most callers handle through its base class. They live in
+#: :mod:`aiportrait.errors`; the top-level name still works, with a DeprecationWarning.
+_ERROR_ROWS = frozenset(
+    {
+        "ClientError", "ConfigWarning", "ConflictingArguments", "ConnectError", "CreateError",
+        "CredentialsError", "DiffusionError", "FaceCountMismatch", "FaceFusionError",
+        "FaceIdDecodeError", "FirstDiffusionError", "FirstFaceFusionError", "GatewayError",
+        "InvalidInput", "JobError", "JournalError", "JournalLocked", "LocalPhotoError",
+        "MalformedResponse", "ModelIdError", "ModelNotDeployed", "ModelNotTrained",
+        "NoFaceInTemplate", "PhotoCountWarning", "PortraitMissing", "PreflightFailed",
+        "PreviousFailure", "QuotaExceeded", "RateLimited", "RequestTimeout", "ResponseTooLarge",
+        "SecondDiffusionError", "SecondFaceFusionError", "ServerError", "ServiceError",
+        "SessionClosed", "SignatureMismatch", "TemplateDecodeError", "TemplateNotProvided",
+        "TemplateProcessError", "ThirdDiffusionError", "UnknownApp", "UploadError",
+    }
+)  # fmt: skip
+
 # Loaded on first use: no single call needs batches (sqlite3) or progress display.
 _LAZY = {
     "LocalRequest": "._local.localrequest",
@@ -117,6 +93,13 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
+    if name in _ERROR_ROWS:
+        warnings.warn(
+            f"aiportrait.{name} is aiportrait.errors.{name}; the top-level name will go away",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(errors, name)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'aiportrait' has no attribute {name!r}")
@@ -144,77 +127,35 @@ __all__ = [
     "CheckRequest",
     "CheckReport",
     "CheckVerdict",
-    "ClientError",
-    "ConfigWarning",
-    "ConflictingArguments",
-    "ConnectError",
     "CreateConfig",
-    "CreateError",
     "CreateRequest",
-    "CredentialsError",
-    "DiffusionError",
-    "FaceCountMismatch",
-    "FaceFusionError",
-    "FaceIdDecodeError",
-    "FirstDiffusionError",
-    "FirstFaceFusionError",
-    "GatewayError",
     "GroupCreateRequest",
     "ImageCheck",
     "InvalidArgument",
-    "InvalidInput",
     "Job",
-    "JobError",
     "JobFailed",
     "JobQuery",
     "JobState",
     "JobTimeout",
     "JobUpdate",
     "JobWatch",
-    "JournalError",
     "LocalRequest",
-    "JournalLocked",
-    "LocalPhotoError",
-    "MalformedResponse",
-    "ModelIdError",
-    "ModelNotDeployed",
-    "ModelNotTrained",
-    "NoFaceInTemplate",
     "Outcome",
     "Outcomes",
     "PollPolicy",
     "Portrait",
-    "PortraitMissing",
-    "PhotoCountWarning",
-    "PreflightFailed",
-    "PreviousFailure",
     "PromptCreateRequest",
-    "QuotaExceeded",
-    "RateLimited",
     "ReferenceCreateRequest",
-    "RequestTimeout",
     "ResponseError",
-    "ResponseTooLarge",
     "RetryPolicy",
-    "SecondDiffusionError",
-    "SecondFaceFusionError",
-    "ServerError",
-    "ServiceError",
     "Session",
-    "SessionClosed",
-    "SignatureMismatch",
     "SubmitOutcomeUnknown",
-    "TemplateDecodeError",
-    "TemplateNotProvided",
-    "TemplateProcessError",
-    "ThirdDiffusionError",
     "TrainJob",
     "TrainRequest",
     "TrainResult",
     "TransportError",
-    "UnknownApp",
-    "UploadError",
     "__version__",
+    "errors",
     "hooks",
     "preflight",
     "request_from_dict",

@@ -82,7 +82,7 @@ def credentials_in_env() -> bool:
     """True when ``Session.from_env()`` finds credentials."""
     try:
         aiportrait.Session.from_env()
-    except aiportrait.CredentialsError:
+    except aiportrait.errors.CredentialsError:
         return False
     return True
 

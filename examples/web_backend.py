@@ -136,9 +136,9 @@ def _status(exc: aiportrait.AIPortraitError) -> int:
     """The HTTP status this backend answers for an aiportrait error."""
     if isinstance(exc, aiportrait.InvalidArgument):
         return 400  # our caller sent something wrong; nothing reached the service
-    if isinstance(exc, aiportrait.CreateError) and exc.status == 462:
+    if isinstance(exc, aiportrait.errors.CreateError) and exc.status == 462:
         return 422  # the service refused the input: a new template or a trained model helps
-    if isinstance(exc, (aiportrait.RateLimited, aiportrait.QuotaExceeded)):
+    if isinstance(exc, (aiportrait.errors.RateLimited, aiportrait.errors.QuotaExceeded)):
         return 429
     if isinstance(exc, aiportrait.TransportError):
         return 504  # the service did not answer (it was retried where safe)

@@ -139,7 +139,7 @@ async def create_portrait(request: web.Request) -> web.Response:
     try:
         ref = await at.result(handle)
     except aiportrait.AIPortraitError as exc:
-        status = 422 if isinstance(exc, aiportrait.CreateError) else 502
+        status = 422 if isinstance(exc, aiportrait.errors.CreateError) else 502
         return _error(status, type(exc).__name__, str(exc))
     image = await request.app[STORE].get(ref.uri)
     return web.Response(body=image, content_type=f"image/{ref.format}")

@@ -134,10 +134,10 @@ async def test_outcomes_in_completion_order_and_errors_do_not_stop(
     assert {o.key for o in outcomes} == set(requests)
     assert outcomes[-1].key == "k0"  # the held one ends last
     bad = next(o for o in outcomes if o.key == "bad")
-    assert isinstance(bad.error, aiportrait.NoFaceInTemplate)
+    assert isinstance(bad.error, aiportrait.errors.NoFaceInTemplate)
     assert bad.request is requests["bad"]
     assert not bad.ok
-    with pytest.raises(aiportrait.NoFaceInTemplate):
+    with pytest.raises(aiportrait.errors.NoFaceInTemplate):
         bad.unwrap()
     good = [o for o in outcomes if o.ok]
     assert len(good) == 6
@@ -171,7 +171,7 @@ async def test_fail_fast_raises_and_cancels_the_rest(creator: tuple[Creator, str
     before = _client_tasks()
     async with Session(url, "a", "t") as session:
         # Only cancelling the others ends the batch.
-        with anyio.fail_after(120), pytest.raises(aiportrait.NoFaceInTemplate):
+        with anyio.fail_after(120), pytest.raises(aiportrait.errors.NoFaceInTemplate):
             async for _ in session.create_many(requests, limit=4, fail_fast=True):
                 pass
     await asyncio.sleep(0)
@@ -330,15 +330,15 @@ async def test_recorded_failures_and_changed_requests(
     failing = CreateRequest("m", _tpl(1, fail=1))
     async with Session(url, "a", "t") as session:
         (first,) = await session.create_many([failing], journal=journal).collect()
-        assert isinstance(first.error, aiportrait.NoFaceInTemplate)
+        assert isinstance(first.error, aiportrait.errors.NoFaceInTemplate)
         (second,) = await session.create_many([failing], journal=journal).collect()
-        assert isinstance(second.error, aiportrait.PreviousFailure)
+        assert isinstance(second.error, aiportrait.errors.PreviousFailure)
         assert "NoFaceInTemplate" in second.error.recorded
         assert len(state.templates) == 1
         (third,) = await session.create_many(
             [failing], journal=journal, retry_failed=True
         ).collect()
-        assert isinstance(third.error, aiportrait.NoFaceInTemplate)
+        assert isinstance(third.error, aiportrait.errors.NoFaceInTemplate)
         assert len(state.templates) == 2
         changed = CreateRequest("other", _tpl(1))
         (fourth,) = await session.create_many([changed], journal=journal).collect()
@@ -369,7 +369,9 @@ async def test_second_batch_on_a_journal_in_use_is_refused(
     requests = {"a": CreateRequest("m", _tpl(1))}
     async with Session(url, "a", "t") as session:
         first = session.create_many(requests, journal=journal)
-        with pytest.raises(aiportrait.JournalLocked, match="in use by another run") as refused:
+        with pytest.raises(
+            aiportrait.errors.JournalLocked, match="in use by another run"
+        ) as refused:
             session.create_many(requests, journal=journal)
         assert refused.value.path == journal
         assert "pid" in refused.value.holder
@@ -460,7 +462,7 @@ async def test_a_finished_portrait_whose_file_is_gone_is_not_created_again(
         # Another output folder: the portrait is not there.
         other = tmp_path / "other"
         (elsewhere,) = await session.create_many(requests, journal=journal, out_dir=other).collect()
-        assert isinstance(elsewhere.error, aiportrait.PortraitMissing)
+        assert isinstance(elsewhere.error, aiportrait.errors.PortraitMissing)
         assert elsewhere.resumed
         assert elsewhere.error.path == other / "p.png"
         assert elsewhere.error.recorded == written
@@ -469,7 +471,7 @@ async def test_a_finished_portrait_whose_file_is_gone_is_not_created_again(
         # The file was moved away.
         first.path.rename(tmp_path / "moved.png")
         (moved,) = await session.create_many(requests, journal=journal).collect()
-        assert isinstance(moved.error, aiportrait.PortraitMissing)
+        assert isinstance(moved.error, aiportrait.errors.PortraitMissing)
         assert moved.error.path == first.path
         assert len(state.templates) == 1  # neither case paid again
         # The caller asks for it explicitly.
@@ -493,7 +495,7 @@ async def test_a_garbage_journal_row_is_that_items_error_and_the_batch_goes_on(
         with sqlite3.connect(journal) as db:
             db.execute("UPDATE items SET data = '{not json' WHERE key = ?", (key_text("a"),))
         rerun = {o.key: o for o in await session.create_many(requests, journal=journal).collect()}
-    assert isinstance(rerun["a"].error, aiportrait.JournalError)
+    assert isinstance(rerun["a"].error, aiportrait.errors.JournalError)
     assert rerun["a"].error.path == journal
     assert "'a'" in str(rerun["a"].error) and "move it aside" in str(rerun["a"].error)
     assert rerun["b"].ok and rerun["b"].resumed
@@ -507,9 +509,9 @@ async def test_an_unreadable_journal_file_stops_the_batch_with_a_library_error(
     journal = tmp_path / "j.sqlite"
     journal.write_bytes(b"garbage, not an SQLite file " * 100)
     async with Session(url, "a", "t") as session:
-        with pytest.raises(aiportrait.JournalError, match="move it aside"):
+        with pytest.raises(aiportrait.errors.JournalError, match="move it aside"):
             session.create_many({"a": CreateRequest("m", _tpl(1))}, journal=journal)
-        with pytest.raises(aiportrait.JournalError, match="move it aside"):
+        with pytest.raises(aiportrait.errors.JournalError, match="move it aside"):
             session.train_many({"a": PHOTOS}, journal=journal)
     assert state.templates == []
 
@@ -519,11 +521,11 @@ def test_job_ids_beyond_int32_are_malformed() -> None:
 
     assert decode_train({"job_id": 2**31 - 1, "model_id": "m"}).job_id == 2**31 - 1
     for bad in (10**30, 2**31, -1):
-        with pytest.raises(aiportrait.MalformedResponse, match="range of job ids"):
+        with pytest.raises(aiportrait.errors.MalformedResponse, match="range of job ids"):
             decode_train({"job_id": bad, "model_id": "m"})
-        with pytest.raises(aiportrait.MalformedResponse):
+        with pytest.raises(aiportrait.errors.MalformedResponse):
             decode_job({"job": {"state": 1, "id": bad}}, 1, "r")
-        with pytest.raises(aiportrait.MalformedResponse):
+        with pytest.raises(aiportrait.errors.MalformedResponse):
             decode_batch({"jobs": [{"state": 1, "id": bad}]}, "r")
 
 

@@ -138,10 +138,10 @@ async def test_one_bad_photo_fails_its_item_only_and_nothing_is_charged_for_it(
             created = await _all(session.create_many({"missing": items["missing"]}))
     assert trained["good"].ok
     error = trained["unreadable"].error
-    assert isinstance(error, aiportrait.LocalPhotoError) and error.photo == str(notes)
-    assert isinstance(trained["no-face"].error, aiportrait.PreflightFailed)
+    assert isinstance(error, aiportrait.errors.LocalPhotoError) and error.photo == str(notes)
+    assert isinstance(trained["no-face"].error, aiportrait.errors.PreflightFailed)
     assert str(blank) in str(trained["no-face"].error)
-    assert isinstance(created["missing"].error, aiportrait.LocalPhotoError)
+    assert isinstance(created["missing"].error, aiportrait.errors.LocalPhotoError)
     assert emu.counters.trainings == 1
     assert emu.counters.creations == 0
     assert emu.bucket.puts == 5  # the bad items uploaded nothing

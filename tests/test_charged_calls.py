@@ -92,7 +92,9 @@ async def test_a_retry_is_not_sent_when_waiting_for_a_slot_used_up_the_deadline(
             await until(lambda: shared.statistics().tasks_waiting == 1, "the retry waits")
             await aiportrait_instant_waits.sleep(8.0)  # the wait for the slot eats the deadline
             release.set()
-            with pytest.raises(aiportrait.ServerError):  # the real failure, nothing sent again
+            with pytest.raises(
+                aiportrait.errors.ServerError
+            ):  # the real failure, nothing sent again
                 await create
             await tasks[0]
     assert fake.paths().count(CREATE) == 1
@@ -133,7 +135,7 @@ def test_the_cli_keeps_the_token_out_of_a_tracebacks_locals(
     args = ["check", "http://x/a.jpg", "--app-id", "a", "--token", "SUPERSECRET", "--debug"]
     assert main(args) == 2  # no host: CredentialsError, its traceback shown (--debug)
     (error,) = failed
-    assert isinstance(error, aiportrait.CredentialsError)
+    assert isinstance(error, aiportrait.errors.CredentialsError)
     frames = traceback.TracebackException.from_exception(error, capture_locals=True).stack
     # every frame below the command line's parsing (cli/_main.py holds argv as typed)
     inner = [f for f in frames if "/aiportrait/" in f.filename and "cli/_main" not in f.filename]

@@ -27,7 +27,9 @@ async def test_a_read_with_no_answer_ends_at_its_deadline_as_a_timeout(
             await asyncio.sleep(0)
             assert not call.done()  # not yet
             aiportrait_instant_waits.advance(2.0)
-            with pytest.raises(aiportrait.RequestTimeout, match=r"deadline of 600\.0s") as info:
+            with pytest.raises(
+                aiportrait.errors.RequestTimeout, match=r"deadline of 600\.0s"
+            ) as info:
                 await call
     assert info.value.sent is None  # it was on the wire: whether it arrived is not known
 
@@ -54,7 +56,7 @@ async def test_a_deadline_ending_a_run_of_failures_raises_the_real_failure(
     policy = RetryPolicy(attempts=100, deadline=30.0, base=4.0, cap=8.0)
     with Fake([busy] * 100, ok=OK_JOB) as fake:
         async with Session(fake.url, "a", "t", retry=policy) as session:
-            with pytest.raises(aiportrait.ServerError):
+            with pytest.raises(aiportrait.errors.ServerError):
                 await session.get_job(7)
     assert 1 < len(fake.requests) < 100
     assert aiportrait_instant_waits.time <= 30.0
@@ -76,7 +78,7 @@ async def test_the_real_clock_cuts_a_call_at_its_deadline() -> None:
     policy = RetryPolicy(deadline=0.2, min_try=0.1)
     with Fake([hang], ok=OK_JOB) as fake:
         async with Session(fake.url, "a", "t", retry=policy) as session:
-            with pytest.raises(aiportrait.RequestTimeout, match="deadline"):
+            with pytest.raises(aiportrait.errors.RequestTimeout, match="deadline"):
                 await session.get_job(7)  # the server never answers: only the deadline ends it
 
 

@@ -6,6 +6,7 @@ import pickle
 
 import pytest
 
+import aiportrait
 import aiportrait.errors as E
 
 ROWS = [
@@ -99,3 +100,12 @@ def test_rate_limited_pickles_with_retry_after() -> None:
     copy = pickle.loads(pickle.dumps(err))
     assert isinstance(copy, E.RateLimited)
     assert copy.retry_after == 3.0
+
+
+def test_error_rows_live_in_aiportrait_errors_and_the_old_top_level_names_warn() -> None:
+    assert "RateLimited" not in aiportrait.__all__
+    assert "SubmitOutcomeUnknown" in aiportrait.__all__  # what most callers catch stays
+    with pytest.warns(DeprecationWarning, match=r"aiportrait\.errors\.RateLimited"):
+        old = aiportrait.RateLimited  # type: ignore[attr-defined]
+    assert old is aiportrait.errors.RateLimited
+    assert len(aiportrait.__all__) < 50

@@ -216,7 +216,9 @@ def test_batch_progress_redraws_one_line_on_a_terminal() -> None:
     portrait = aiportrait.Portrait(b"")
     progress.update(aiportrait.Outcome("a", request, value=portrait))
     progress.update(aiportrait.Outcome("b", request, value=portrait, resumed=True))
-    progress.update(aiportrait.Outcome("c", request, error=aiportrait.ModelIdError(462, "e", "x")))
+    progress.update(
+        aiportrait.Outcome("c", request, error=aiportrait.errors.ModelIdError(462, "e", "x"))
+    )
     summary = progress.close()
     assert (summary.created, summary.resumed, summary.failed) == (1, 1, 1)
     text = stream.getvalue()

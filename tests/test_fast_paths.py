@@ -148,7 +148,7 @@ def test_job_ids_and_states_answer_as_the_converter(value: Any) -> None:
     def slow_id(v: Any) -> int:
         job_id = _codec._structure(v, int, "id")
         if not 0 <= job_id <= _codec.JOB_ID_MAX:
-            raise aiportrait.MalformedResponse(
+            raise aiportrait.errors.MalformedResponse(
                 f"id is outside the documented range of job ids (0 to {_codec.JOB_ID_MAX})"
             )
         return job_id

@@ -113,6 +113,6 @@ async def test_deep_json_and_odd_states_stay_in_the_tree() -> None:
     deep = b"[" * 100_000
     with Fake([(200, {}, deep)] * 4) as fake:
         async with Session(fake.url, "a", "t", retry=RetryPolicy.NEVER) as session:
-            with pytest.raises(aiportrait.MalformedResponse):
+            with pytest.raises(aiportrait.errors.MalformedResponse):
                 await session.get_job(1)
     assert parse_train_result('{"model_id": "m", "states": 5}') == aiportrait.TrainResult("m")

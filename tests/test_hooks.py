@@ -51,7 +51,7 @@ async def test_hooks_see_each_try_its_answer_and_the_retry(
     assert (began.method, began.path, began.kind, began.within) == ("POST", PATH, "read", None)
     assert (ended.outcome, ended.attempts, ended.status, ended.error) == ("ok", 2, 200, None)
     assert (sent.method, sent.path, sent.kind, sent.attempt) == ("POST", PATH, "read", 1)
-    assert failed.status == 500 and isinstance(failed.error, aiportrait.ServerError)
+    assert failed.status == 500 and isinstance(failed.error, aiportrait.errors.ServerError)
     assert retry.attempt == 1 and retry.reason.startswith("HTTP 500") and retry.wait >= 0
     assert answered.status == 200 and answered.error is None and answered.attempt == 2
     assert [name for kind, name in (e for e in events if isinstance(e, tuple))] == [
@@ -144,12 +144,12 @@ async def test_call_ended_says_what_the_caller_gets_when_the_answer_cannot_be_re
         async with Session(fake.url, "a", "t", hooks=[events.append]) as session:
             with pytest.raises(aiportrait.SubmitOutcomeUnknown):
                 await session.create("m", "https://x/t.jpg")
-            with pytest.raises(aiportrait.MalformedResponse):
+            with pytest.raises(aiportrait.errors.MalformedResponse):
                 await session.with_options(retry=RetryPolicy.NEVER).get_job(1)
     ended = [e for e in events if isinstance(e, CallEnded)]
     assert [(e.kind, e.outcome) for e in ended] == [("create", "unknown"), ("read", "failed")]
     assert isinstance(ended[0].error, aiportrait.SubmitOutcomeUnknown)
-    assert isinstance(ended[1].error, aiportrait.MalformedResponse)
+    assert isinstance(ended[1].error, aiportrait.errors.MalformedResponse)
 
 
 async def test_a_watch_tells_its_start_each_change_and_its_end_and_names_its_polls(

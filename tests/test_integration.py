@@ -92,16 +92,16 @@ async def test_every_call(emu: Emulator, trained: Any) -> None:
 async def test_gateway_errors(emu: Emulator, media: tuple[Path, dict[str, Any]]) -> None:
     url = emu.media_url(media[1]["astronaut"][0])
     async with Session(emu.url, "no-such-app", "t") as s:
-        with pytest.raises(aiportrait.UnknownApp) as info:
+        with pytest.raises(aiportrait.errors.UnknownApp) as info:
             await s.check_images([url])
     assert (info.value.status, info.value.code) == (400, "PARAMETER_ERROR")
     async with Session(emu.url, emu.app_id, "wrong") as s:
-        with pytest.raises(aiportrait.SignatureMismatch):
+        with pytest.raises(aiportrait.errors.SignatureMismatch):
             await s.check_images([url])
     emu.add_app("no-xl", "tok", sdxl=False)
     async with Session(emu.url, "no-xl", "tok") as s:
         with (
-            pytest.raises(aiportrait.ModelNotDeployed) as deployed,
+            pytest.raises(aiportrait.errors.ModelNotDeployed) as deployed,
             pytest.warns(PhotoCountWarning),
         ):
             await s.train([url], sdxl=True)
@@ -109,7 +109,7 @@ async def test_gateway_errors(emu: Emulator, media: tuple[Path, dict[str, Any]])
     emu.add_app("small", "tok", quota=1)
     async with Session(emu.url, "small", "tok") as s:
         await s.check_images([url])
-        with pytest.raises(aiportrait.QuotaExceeded) as quota:
+        with pytest.raises(aiportrait.errors.QuotaExceeded) as quota:
             await s.check_images([url])
     assert quota.value.code == "EXCEEDED_QUOTA_ERROR"
 
@@ -117,17 +117,18 @@ async def test_gateway_errors(emu: Emulator, media: tuple[Path, dict[str, Any]])
 async def test_create_errors(emu: Emulator, trained: Any) -> None:
     session, model_id, names = trained
     url = emu.media_url
-    cases: list[tuple[Any, type[aiportrait.CreateError], int]] = [
-        (session.create(model_id, url("not_an_image.jpg")), aiportrait.TemplateDecodeError, 462),
-        (session.create(model_id, url("flat.png")), aiportrait.NoFaceInTemplate, 462),
-        (session.create("no-such-model", url(names["templates"][0])), aiportrait.ModelIdError,
+    errors = aiportrait.errors
+    cases: list[tuple[Any, type[errors.CreateError], int]] = [
+        (session.create(model_id, url("not_an_image.jpg")), errors.TemplateDecodeError, 462),
+        (session.create(model_id, url("flat.png")), errors.NoFaceInTemplate, 462),
+        (session.create("no-such-model", url(names["templates"][0])), errors.ModelIdError,
          462),
         (session.create_group([model_id], url(names["templates"][2])),
-         aiportrait.FaceCountMismatch, 469),
+         errors.FaceCountMismatch, 469),
         (session.create(model_id, url(names["templates"][0]), config={"more_like_me": "lots"}),
-         aiportrait.InvalidInput, 462),
+         errors.InvalidInput, 462),
         (session.create_from_reference(url("flat.png"), url(names["templates"][0])),
-         aiportrait.ModelNotTrained, 462),
+         errors.ModelNotTrained, 462),
     ]  # fmt: skip
     for call, cls, status in cases:
         with pytest.raises(cls) as info:
@@ -146,14 +147,14 @@ async def test_model_not_trained_and_face_id_decode(
         async with slow.session() as session:
             with pytest.warns(PhotoCountWarning):
                 job = await session.train([slow.media_url(names["astronaut"][0])])
-            with pytest.raises(aiportrait.ModelNotTrained):
+            with pytest.raises(aiportrait.errors.ModelNotTrained):
                 await session.create(job.model_id, slow.media_url(names["templates"][0]))
     assert emu.data_dir is not None
     broken = emu.data_dir / "models" / "broken-model"
     broken.mkdir(parents=True)
     (broken / "model.npz").write_bytes(b"garbage")
     async with emu.session() as session:
-        with pytest.raises(aiportrait.FaceIdDecodeError) as info:
+        with pytest.raises(aiportrait.errors.FaceIdDecodeError) as info:
             await session.create("broken-model", template)
     assert info.value.status == 500
 

@@ -35,7 +35,7 @@ journal.close()
 def test_second_run_on_a_locked_journal_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "j.sqlite"
     first = Journal(path)
-    with pytest.raises(aiportrait.JournalLocked) as refused:
+    with pytest.raises(aiportrait.errors.JournalLocked) as refused:
         Journal(path)
     assert refused.value.path == path
     assert f"pid {os.getpid()}" in refused.value.holder
@@ -55,7 +55,7 @@ def test_a_journal_held_by_another_process_is_refused_naming_it(tmp_path: Path) 
     try:
         assert child.stdout is not None
         assert child.stdout.readline().strip() == "holding"
-        with pytest.raises(aiportrait.JournalLocked) as refused:
+        with pytest.raises(aiportrait.errors.JournalLocked) as refused:
             Journal(path)
         assert f"pid {child.pid}" in refused.value.holder
         assert f"pid {child.pid}" in str(refused.value)
@@ -182,11 +182,11 @@ def test_file_stems_never_collide() -> None:
 def test_an_unreadable_journal_file_is_a_library_error(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.sqlite"
     garbage.write_bytes(b"this is not a database, not at all" * 200)
-    with pytest.raises(aiportrait.JournalError, match="move it aside") as raised:
+    with pytest.raises(aiportrait.errors.JournalError, match="move it aside") as raised:
         Journal(garbage)
     assert raised.value.path == garbage
     assert str(garbage) in str(raised.value)
-    with pytest.raises(aiportrait.JournalError):
+    with pytest.raises(aiportrait.errors.JournalError):
         Journal(garbage)  # not JournalLocked: the failed open released the lock
 
     truncated = tmp_path / "truncated.sqlite"
@@ -197,7 +197,7 @@ def test_an_unreadable_journal_file_is_a_library_error(tmp_path: Path) -> None:
     size = truncated.stat().st_size
     with truncated.open("r+b") as fh:
         fh.truncate(size // 2)
-    with pytest.raises(aiportrait.JournalError, match="move it aside"):
+    with pytest.raises(aiportrait.errors.JournalError, match="move it aside"):
         Journal(truncated)
 
 
@@ -207,7 +207,7 @@ def test_a_garbage_row_is_a_library_error_naming_the_item(tmp_path: Path) -> Non
     journal.put("create", key_text("a"), "fp", "done", data={"file": "a.png"})
     with sqlite3.connect(path) as db:
         db.execute("UPDATE items SET data = '{not json'")
-    with pytest.raises(aiportrait.JournalError, match="move it aside") as raised:
+    with pytest.raises(aiportrait.errors.JournalError, match="move it aside") as raised:
         journal.get("create", key_text("a"), "fp")
     assert raised.value.key is not None
     assert raised.value.path == path
@@ -220,7 +220,7 @@ def test_a_journal_of_another_format_is_refused(tmp_path: Path) -> None:
         db.execute(_journal._SCHEMA)
         db.execute("INSERT INTO items (kind, key, fingerprint, status, updated)"
                    " VALUES ('create', '1', 'fp', 'submitting', 0)")  # fmt: skip
-    with pytest.raises(aiportrait.JournalError, match="another version"):
+    with pytest.raises(aiportrait.errors.JournalError, match="another version"):
         Journal(path)
 
 
@@ -263,5 +263,5 @@ async def test_journal_keeps_ambiguous_items_and_forgets_unsent_ones(tmp_path: P
         [CreateRequest("m", "https://t/x.jpg")], journal=tmp_path / "k.sqlite"
     ).collect()
     await refused.aclose()
-    assert isinstance(third.error, aiportrait.ConnectError)
+    assert isinstance(third.error, aiportrait.errors.ConnectError)
     assert Journal(tmp_path / "k.sqlite").counts() == {}  # never left: nothing to remember

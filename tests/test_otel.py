@@ -215,7 +215,7 @@ async def test_a_failed_training_is_one_job_span_with_its_state_changes_and_its_
     photos = [emu.media_url(n) for n in media[1]["astronaut"][:2]]
     emu.faults = Faults(job_failure=1.0)
     async with emu.session(poll=FAST) as session:
-        with pytest.warns(aiportrait.PhotoCountWarning):  # two photos: quick
+        with pytest.warns(aiportrait.errors.PhotoCountWarning):  # two photos: quick
             job = await session.train(photos)
         with pytest.raises(aiportrait.JobFailed):
             await session.wait(job)
@@ -245,7 +245,7 @@ async def test_a_batch_is_one_span_with_its_counts_and_its_calls_below(
 ) -> None:
     names = media[1]
     async with emu.session(poll=FAST) as session:
-        with pytest.warns(aiportrait.PhotoCountWarning):  # two photos: quick
+        with pytest.warns(aiportrait.errors.PhotoCountWarning):  # two photos: quick
             job = await session.train([emu.media_url(n) for n in names["astronaut"][:2]])
         model_id = (await session.wait(job)).model_id
         otel.spans.clear()

@@ -35,7 +35,7 @@ async def test_reads_retry_5xx_drops_and_timeouts_then_succeed(
 async def test_reads_give_up_after_the_attempts(aiportrait_instant_waits: VirtualClock) -> None:
     with Fake([_err(503)] * 5) as fake:
         async with Session(fake.url, "a", "t", retry=FAST) as session:
-            with pytest.raises(aiportrait.ServerError) as info:
+            with pytest.raises(aiportrait.errors.ServerError) as info:
                 await session.check_images(["https://x/a.jpg"])
     assert info.value.status == 503
     assert len(fake.requests) == FAST.attempts
@@ -54,7 +54,7 @@ async def test_a_too_long_retry_after_is_not_waited_for(
 ) -> None:
     with Fake([_err(503, {"Retry-After": "3600"})]) as fake:
         async with Session(fake.url, "a", "t", retry=FAST) as session:
-            with pytest.raises(aiportrait.ServerError) as info:
+            with pytest.raises(aiportrait.errors.ServerError) as info:
                 await session.get_job(1)
     assert aiportrait_instant_waits.slept == []
     assert info.value.retry_after == 3600
@@ -65,7 +65,7 @@ async def test_the_deadline_bounds_all_tries(aiportrait_instant_waits: VirtualCl
     policy = RetryPolicy(attempts=50, base=2.0, cap=2.0, deadline=20.0, min_try=1.0)
     with Fake([_err(500)] * 50) as fake:
         async with Session(fake.url, "a", "t", retry=policy) as session:
-            with pytest.raises(aiportrait.ServerError):
+            with pytest.raises(aiportrait.errors.ServerError):
                 await session.get_job(1)
     # Every retry started with at least min_try left of the deadline.
     assert aiportrait_instant_waits.time + policy.min_try <= policy.deadline
@@ -79,7 +79,7 @@ async def test_a_retry_that_could_not_finish_is_not_started(
     policy = RetryPolicy(base=0.01, cap=0.02, deadline=10.0, min_try=1.0)
     with Fake([_err(503, {"Retry-After": "9.5"})]) as fake:
         async with Session(fake.url, "a", "t", retry=policy) as session:
-            with pytest.raises(aiportrait.ServerError) as info:
+            with pytest.raises(aiportrait.errors.ServerError) as info:
                 await session.get_job(1)
     assert info.value.status == 503  # the real failure, not a timeout of a hopeless try
     assert len(fake.requests) == 1
@@ -95,7 +95,10 @@ async def test_the_deadline_bounds_a_try_in_flight() -> None:
     async with Server([hang]) as server:
         policy = RetryPolicy(deadline=0.5, min_try=0.1)
         async with Session(server.url, "a", "t", retry=policy) as session:
-            with anyio.fail_after(120), pytest.raises(aiportrait.RequestTimeout, match="deadline"):
+            with (
+                anyio.fail_after(120),
+                pytest.raises(aiportrait.errors.RequestTimeout, match="deadline"),
+            ):
                 await session.get_job(1)  # without the deadline: no answer, ever
 
 
@@ -109,7 +112,7 @@ async def test_a_deadline_that_ends_a_run_of_failures_raises_the_last_real_failu
             call = asyncio.create_task(session.get_job(1))
             await until(lambda: len(server.requests) == 2, "the second try is in flight")
             aiportrait_instant_waits.advance(2.0)
-            with anyio.fail_after(120), pytest.raises(aiportrait.ServerError) as info:
+            with anyio.fail_after(120), pytest.raises(aiportrait.errors.ServerError) as info:
                 await call
     assert info.value.status == 500
     assert len(server.requests) == 2
@@ -121,7 +124,10 @@ async def test_the_deadline_is_enforced_without_changing_the_aiohttp_timeout() -
     timeout = aiportrait.DEFAULT_TIMEOUT
     async with Server([hang]) as server:
         async with Session(server.url, "a", "t", retry=policy, timeout=timeout) as session:
-            with anyio.fail_after(120), pytest.raises(aiportrait.RequestTimeout, match="deadline"):
+            with (
+                anyio.fail_after(120),
+                pytest.raises(aiportrait.errors.RequestTimeout, match="deadline"),
+            ):
                 await session.get_job(1)
     assert timeout.total == 300  # the caller's object is untouched
 
@@ -132,7 +138,7 @@ async def test_a_charged_try_cut_by_the_deadline_may_have_run() -> None:
         async with Session(server.url, "a", "t", retry=policy, timeout=3600) as session:
             with anyio.fail_after(120), pytest.raises(aiportrait.SubmitOutcomeUnknown) as info:
                 await session.create("m-1", "https://t/x.jpg")
-    assert isinstance(info.value.__cause__, aiportrait.RequestTimeout)
+    assert isinstance(info.value.__cause__, aiportrait.errors.RequestTimeout)
     assert len(server.requests) == 1
 
 
@@ -180,18 +186,18 @@ async def test_charged_5xx_without_retry_after_is_not_retried(status: int) -> No
             await _create(fake)
     assert len(fake.requests) == 1
     if status == 503:  # "not taken": a plain error
-        assert isinstance(info.value, aiportrait.ServerError)
+        assert isinstance(info.value, aiportrait.errors.ServerError)
     else:  # a gateway or backend failure, maybe after the work started
         assert isinstance(info.value, aiportrait.SubmitOutcomeUnknown)
-        assert isinstance(info.value.__cause__, aiportrait.ServerError)
+        assert isinstance(info.value.__cause__, aiportrait.errors.ServerError)
 
 
 @pytest.mark.parametrize(
     ("action", "cause"),
     [
-        (DROP, aiportrait.ConnectError),
-        (TIMEOUT, aiportrait.RequestTimeout),
-        ((200, {}, b'{"code": "OK", "data": {"ima'), aiportrait.MalformedResponse),
+        (DROP, aiportrait.errors.ConnectError),
+        (TIMEOUT, aiportrait.errors.RequestTimeout),
+        ((200, {}, b'{"code": "OK", "data": {"ima'), aiportrait.errors.MalformedResponse),
     ],
 )
 async def test_ambiguous_charged_failures_raise_submit_outcome_unknown(
@@ -231,7 +237,7 @@ async def test_train_is_retried_only_when_it_never_left(
     url = await closed_url()
     with caplog.at_level(logging.DEBUG, "aiportrait"):
         async with Session(url, "a", "t", retry=FAST) as session:
-            with pytest.raises(aiportrait.ConnectError) as info:
+            with pytest.raises(aiportrait.errors.ConnectError) as info:
                 await session.train(PHOTOS)
     assert info.value.sent is False
     tries = [r for r in caplog.records if "could not connect" in r.getMessage()]
@@ -244,7 +250,7 @@ async def test_with_options_per_call(aiportrait_instant_waits: VirtualClock) -> 
     with Fake([TIMEOUT, TIMEOUT]) as fake:
         async with Session(fake.url, "a", "t", retry=RetryPolicy.NEVER) as session:
             quick = session.with_options(timeout=0.2)
-            with pytest.raises(aiportrait.RequestTimeout):
+            with pytest.raises(aiportrait.errors.RequestTimeout):
                 await quick.get_job(1)
             assert fake.requests[-1].timeout == quick._timeout  # the view's timeout was used
             assert quick._timeout.total == 0.2

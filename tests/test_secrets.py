@@ -52,7 +52,7 @@ async def test_full_flow_at_debug_leaks_nothing(
         async with emu.session(poll=FAST) as session:
             texts.append(repr(session))
             report = await session.check_images(photos)
-            with pytest.warns(aiportrait.PhotoCountWarning):  # three photos: quick
+            with pytest.warns(aiportrait.errors.PhotoCountWarning):  # three photos: quick
                 job = await session.train(report.passed)
             async for update in session.watch(job):
                 texts.append(repr(update))
@@ -67,7 +67,7 @@ async def test_full_flow_at_debug_leaks_nothing(
                     await call
                 texts += [str(info.value), repr(info.value)]
         async with Session(emu.url, emu.app_id, "wrong-token") as bad:
-            with pytest.raises(aiportrait.SignatureMismatch) as info:
+            with pytest.raises(aiportrait.errors.SignatureMismatch) as info:
                 await bad.get_job(1)
             texts += [str(info.value), repr(bad), repr(pickle.loads(pickle.dumps(info.value)))]
     records = caplog.records

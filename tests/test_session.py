@@ -120,7 +120,7 @@ async def test_calls_succeed_against_raw_byte_verifier(root_server: tuple[str, S
         assert portrait.request_id == "req-7"
         group = await session.create_group(["a", "b"], "https://t/tpl.jpg")
         assert group.image == PNG_1x1
-        with pytest.raises(aiportrait.NoFaceInTemplate) as info:
+        with pytest.raises(aiportrait.errors.NoFaceInTemplate) as info:
             await session.create("m-7", "https://t/noface.jpg")
         assert info.value.status == 462
         assert info.value.request_id == "req-7"
@@ -150,7 +150,7 @@ def test_from_env_prefers_aiportrait_names_and_falls_back() -> None:
 
 
 def test_from_env_names_what_it_tried() -> None:
-    with pytest.raises(aiportrait.CredentialsError) as info:
+    with pytest.raises(aiportrait.errors.CredentialsError) as info:
         Session.from_env({"HOST": "h"})
     text = str(info.value)
     assert "AIPORTRAIT_APP_ID" in text
@@ -212,7 +212,7 @@ async def test_own_session_is_closed_and_calls_after_close_fail() -> None:
         client = session._transport._client()
     assert client.closed
     await session.aclose()  # idempotent
-    with pytest.raises(aiportrait.SessionClosed):
+    with pytest.raises(aiportrait.errors.SessionClosed):
         await session.get_job(1)
 
 
@@ -268,18 +268,18 @@ def test_policies_refuse_bools_and_bad_values_with_invalid_argument() -> None:
 
 async def test_explicit_arguments_and_config_must_agree() -> None:
     async with Session("h.example", "a", "t") as session:
-        with pytest.raises(aiportrait.ConflictingArguments, match="ipa_weight"):
+        with pytest.raises(aiportrait.errors.ConflictingArguments, match="ipa_weight"):
             await session.create_from_reference(
                 "https://r/x.jpg", "https://t/x.jpg", ipa_weight=0.6,
                 config=CreateConfig(ipa_weight=0.7),
             )  # fmt: skip
-        with pytest.raises(aiportrait.ConflictingArguments, match="ipa_control_only"):
+        with pytest.raises(aiportrait.errors.ConflictingArguments, match="ipa_control_only"):
             await session.create_from_reference(
                 "https://r/x.jpg", "https://t/x.jpg", config=CreateConfig(ipa_control_only=False)
             )
-        with pytest.raises(aiportrait.ConflictingArguments, match="t2i_prompt"):
+        with pytest.raises(aiportrait.errors.ConflictingArguments, match="t2i_prompt"):
             await session.create_from_prompt("a", model_id="m", config=CreateConfig(t2i_prompt="b"))
-        with pytest.raises(aiportrait.ConflictingArguments, match="scene_id"):
+        with pytest.raises(aiportrait.errors.ConflictingArguments, match="scene_id"):
             await session.create_from_prompt(
                 "a", model_id="m", scene_id="s1", config={"scene_id": "s2"}
             )
@@ -319,7 +319,7 @@ async def test_model_specific_keys_warn() -> None:
         mock.post("https://h.example/api/v1/aigc_images/create",
                   payload={"code": "OK", "data": {"image": "aGk="}})  # fmt: skip
         async with Session("h.example", "a", "t") as session:
-            with pytest.warns(aiportrait.ConfigWarning, match="style_name.*SD1.5 only"):
+            with pytest.warns(aiportrait.errors.ConfigWarning, match="style_name.*SD1.5 only"):
                 await session.create("m", "https://t/x.jpg", sdxl=True,
                                      config=CreateConfig(style_name="Anime"))  # fmt: skip
 
@@ -337,7 +337,7 @@ async def _check_with(**kw: Any) -> aiportrait.CheckReport:
 
 
 async def test_non_ok_code_on_200_is_service_error() -> None:
-    with pytest.raises(aiportrait.ServiceError) as info:
+    with pytest.raises(aiportrait.errors.ServiceError) as info:
         await _check_with(payload={"request_id": "r2", "code": "BUSY", "message": "try later"})
     assert info.value.status == 200
     assert info.value.code == "BUSY"
@@ -345,19 +345,19 @@ async def test_non_ok_code_on_200_is_service_error() -> None:
 
 
 async def test_non_json_body_is_malformed_response() -> None:
-    with pytest.raises(aiportrait.MalformedResponse, match="not a JSON object"):
+    with pytest.raises(aiportrait.errors.MalformedResponse, match="not a JSON object"):
         await _check_with(body="<html>oops</html>", status=200)
 
 
 async def test_non_json_error_falls_back_by_status() -> None:
-    with pytest.raises(aiportrait.ServerError) as info:
+    with pytest.raises(aiportrait.errors.ServerError) as info:
         await _check_with(body="Bad Gateway", status=502)
     assert info.value.status == 502
     assert "Bad Gateway" in info.value.message
 
 
 async def test_429_carries_retry_after() -> None:
-    with pytest.raises(aiportrait.RateLimited) as info:
+    with pytest.raises(aiportrait.errors.RateLimited) as info:
         await _check_with(status=429, payload={"code": "Throttling", "message": "slow"},
                           headers={"Retry-After": "7"})  # fmt: skip
     assert info.value.retry_after == 7.0
@@ -376,7 +376,7 @@ async def test_429_carries_retry_after() -> None:
     ],
 )
 async def test_wrong_types_are_malformed_response(data: Any) -> None:
-    with pytest.raises(aiportrait.MalformedResponse):
+    with pytest.raises(aiportrait.errors.MalformedResponse):
         await _check_with(payload={"code": "OK", "data": data})
 
 
@@ -394,7 +394,7 @@ async def test_unknown_verdict_and_missing_code_are_tolerated() -> None:
 async def test_connection_refused_is_connect_error() -> None:
     # A real refused connection: what aiohttp raises when nothing listens.
     async with Session(await closed_url(), "a", TOKEN) as session:
-        with pytest.raises(aiportrait.ConnectError) as info:
+        with pytest.raises(aiportrait.errors.ConnectError) as info:
             await session.get_job(1)
     assert TOKEN not in str(info.value)
     assert info.value.path == "/api/v1/async_jobs/1"
@@ -409,7 +409,7 @@ async def test_timeout_is_request_timeout(raised: type[Exception]) -> None:
         async with Session(
             fake.url, "a", TOKEN, timeout=timeout, retry=aiportrait.RetryPolicy.NEVER
         ) as session:
-            with pytest.raises(aiportrait.RequestTimeout):
+            with pytest.raises(aiportrait.errors.RequestTimeout):
                 await session.get_job(1)
     assert fake.requests[0].timeout == timeout  # the caller's timeout went to aiohttp
 
@@ -418,7 +418,7 @@ async def test_response_too_large() -> None:
     with mocked() as mock:
         mock.post(CHECK, body="x" * 5000)
         async with Session("h.example", "a", "t", max_response_bytes=2048) as session:
-            with pytest.raises(aiportrait.ResponseTooLarge):
+            with pytest.raises(aiportrait.errors.ResponseTooLarge):
                 await session.check_images(["https://x/a.jpg"])
 
 
@@ -428,7 +428,7 @@ async def test_compressed_answers_cannot_bypass_the_size_bound() -> None:
     async with Server([(200, {"Content-Encoding": "gzip"}, bomb)]) as server:
         async with Session(server.url, "a", "t", max_response_bytes=1 << 20,
                            retry=RetryPolicy.NEVER) as session:  # fmt: skip
-            with pytest.raises(aiportrait.ResponseTooLarge):
+            with pytest.raises(aiportrait.errors.ResponseTooLarge):
                 await session.get_job(1)
 
 
@@ -457,7 +457,7 @@ async def test_job_without_state_is_malformed() -> None:
         mock.post("https://h.example/api/v1/async_jobs/5",
                   payload={"code": "OK", "data": {"job": {"message": "?"}}})  # fmt: skip
         async with Session("h.example", "a", "t") as session:
-            with pytest.raises(aiportrait.MalformedResponse, match="no state"):
+            with pytest.raises(aiportrait.errors.MalformedResponse, match="no state"):
                 await session.get_job(5)
 
 
@@ -473,7 +473,7 @@ async def test_bad_create_images(data: Any) -> None:
             # The service said OK (the create ran), but the image cannot be read.
             with pytest.raises(aiportrait.SubmitOutcomeUnknown) as info:
                 await session.create("m", "https://t/x.jpg")
-    assert isinstance(info.value.__cause__, aiportrait.MalformedResponse)
+    assert isinstance(info.value.__cause__, aiportrait.errors.MalformedResponse)
 
 
 async def test_create_tolerates_data_prefix() -> None:

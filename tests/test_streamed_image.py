@@ -163,7 +163,7 @@ async def test_gzip_and_chunked_answers_and_escapes_over_http(
             small._transport.max_response_bytes = 4096
             with pytest.raises(aiportrait.SubmitOutcomeUnknown) as info:
                 await small.create("m", "https://t/x.jpg")
-            assert isinstance(info.value.__cause__, aiportrait.ResponseTooLarge)
+            assert isinstance(info.value.__cause__, aiportrait.errors.ResponseTooLarge)
 
 
 def test_the_decoded_image_is_the_buffer_itself() -> None:

@@ -26,7 +26,9 @@ def test_sync_flow_against_the_emulator(tmp_path: Path) -> None:
         url = session.emulator.media_url  # type: ignore[attr-defined]
         photos = [url(n) for n in names["astronaut"][:2]]
         assert session.check_images(photos).ok
-        with pytest.warns(aiportrait.PhotoCountWarning):  # two photos: the training stays quick
+        with pytest.warns(
+            aiportrait.errors.PhotoCountWarning
+        ):  # two photos: the training stays quick
             job = session.train(photos)
         states = [u.state for u in session.watch(job)]
         assert states[-1] is aiportrait.JobState.SUCCESS
@@ -41,7 +43,7 @@ def test_sync_flow_against_the_emulator(tmp_path: Path) -> None:
             assert outcome.ok
             break
         assert outcomes[0].ok
-        with pytest.raises(aiportrait.ModelIdError):
+        with pytest.raises(aiportrait.errors.ModelIdError):
             session.create("missing", url(names["templates"][0]))
         assert "aiportrait.sync.Session" in repr(session)
         assert isinstance(session.aio, aiportrait.Session)
@@ -61,7 +63,7 @@ def test_sync_works_inside_a_running_loop() -> None:
 def test_sync_from_env_and_close_twice() -> None:
     env = {"AIPORTRAIT_HOST": "127.0.0.1:9", "AIPORTRAIT_APP_ID": "a", "AIPORTRAIT_TOKEN": "t"}
     session = sync.Session.from_env(env, retry=aiportrait.RetryPolicy.NEVER)
-    with pytest.raises(aiportrait.ConnectError):
+    with pytest.raises(aiportrait.errors.ConnectError):
         session.get_job(1)
     session.close()
     session.close()

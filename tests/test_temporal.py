@@ -81,9 +81,11 @@ def test_errors_keep_their_class_and_attributes() -> None:
     assert isinstance(rebuilt, QuotaExceeded)
     assert (rebuilt.status, rebuilt.request_id, rebuilt.retry_after) == (429, "rid-1", 3.0)
     assert at.ErrorInfo.of(unknown).attributes["request"]["type"] == "create"
-    locked = aiportrait.JournalLocked(Path("/j/batch.sqlite"), "pid 7 on host")
+    locked = aiportrait.errors.JournalLocked(Path("/j/batch.sqlite"), "pid 7 on host")
     back = from_data(to_data(at.ErrorInfo.of(locked)), at.ErrorInfo).exception()
-    assert isinstance(back, aiportrait.JournalLocked) and back.path == Path("/j/batch.sqlite")
+    assert isinstance(back, aiportrait.errors.JournalLocked) and back.path == Path(
+        "/j/batch.sqlite"
+    )
     foreign = at.ErrorInfo("OSError", "disk full").exception()
     assert type(foreign) is aiportrait.AIPortraitError
     assert "OSError: disk full" in str(foreign)

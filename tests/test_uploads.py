@@ -72,7 +72,7 @@ async def test_two_good_three_bad_is_refused_before_any_upload_or_charge(
     paths = _bad_set(photos, tmp_path)
     async with OSSUploader.for_emulator(emu) as uploader:
         async with emu.session(uploader=uploader, poll=FAST) as session:
-            with pytest.raises(aiportrait.PreflightFailed) as info:
+            with pytest.raises(aiportrait.errors.PreflightFailed) as info:
                 await session.train(paths)
             assert emu.counters.trainings == 0
             assert emu.counters.requests == 0
@@ -175,7 +175,7 @@ async def test_a_refusing_bucket_is_one_upload_error_and_nothing_charged(
     emu.bucket.refuse_puts = True
     async with OSSUploader.for_emulator(emu) as uploader:
         async with emu.session(uploader=uploader) as session:
-            with pytest.raises(aiportrait.UploadError, match="AccessDenied") as info:
+            with pytest.raises(aiportrait.errors.UploadError, match="AccessDenied") as info:
                 await session.train(_paths(photos, photos.astronaut))
     assert "token" not in str(info.value)
     assert "x-oss-signature" not in str(info.value)
@@ -184,7 +184,7 @@ async def test_a_refusing_bucket_is_one_upload_error_and_nothing_charged(
 
 
 def test_missing_oss_credentials_are_a_credentials_error_before_any_upload() -> None:
-    with pytest.raises(aiportrait.CredentialsError, match="OSS_ACCESS_KEY_ID"):
+    with pytest.raises(aiportrait.errors.CredentialsError, match="OSS_ACCESS_KEY_ID"):
         OSSUploader(environ={"OSS_BUCKET": "b", "OSS_REGION": "cn-hangzhou"})
     uploader = OSSUploader(
         environ={
@@ -226,7 +226,7 @@ async def test_each_bad_input_is_one_clear_error_before_anything_is_sent(
     photos_in: list[Any] = [*_paths(photos, photos.astronaut[:4]), bad]
     async with OSSUploader.for_emulator(emu) as uploader:
         async with emu.session(uploader=uploader) as session:
-            with pytest.raises(aiportrait.LocalPhotoError, match=expected) as info:
+            with pytest.raises(aiportrait.errors.LocalPhotoError, match=expected) as info:
                 await session.train(photos_in)
     assert info.value.photo == str(bad)
     assert isinstance(info.value, aiportrait.InvalidArgument)
@@ -237,7 +237,7 @@ async def test_each_bad_input_is_one_clear_error_before_anything_is_sent(
 def test_a_small_heic_is_refused_by_its_format(tmp_path: Path) -> None:
     from aiportrait._local.photos import read_photo
 
-    with pytest.raises(aiportrait.LocalPhotoError, match="HEIC"):
+    with pytest.raises(aiportrait.errors.LocalPhotoError, match="HEIC"):
         read_photo(b"\0\0\0\x18ftypheic" + b"\0" * 100, "bytes #1")
 
 

@@ -113,7 +113,7 @@ async def test_wait_with_train_job_and_unparsable_result(jobs: Jobs, session: Se
     job_id = jobs.add(0.0, result="not json")
     result = await session.wait(TrainJob(job_id, "m-42"))
     assert result.model_id == "m-42"
-    with pytest.raises(aiportrait.MalformedResponse, match="not a training result"):
+    with pytest.raises(aiportrait.errors.MalformedResponse, match="not a training result"):
         await session.wait(job_id)
 
 
@@ -162,7 +162,7 @@ async def test_errors_retrying_cannot_fix_end_the_watch(jobs: Jobs) -> None:
     refused = (401, {}, {"code": "PARAMETER_ERROR", "message": "sign error"})  # a wrong token
     jobs.fake.routes["/api/v1/async_jobs/"] = refused
     async with Session(HOST, "a", "wrong-token", poll=FAST) as session:
-        with pytest.raises(aiportrait.SignatureMismatch):
+        with pytest.raises(aiportrait.errors.SignatureMismatch):
             await session.wait(job_id)
     assert len(jobs.fake.requests) == 1
 
@@ -255,7 +255,7 @@ async def test_retry_after_is_honoured_between_polls(
     async def poll(job_id: int) -> aiportrait.Job:
         calls.append(aiportrait_instant_waits.time)
         if len(calls) == 1:
-            raise aiportrait.RateLimited(429, "", "slow", retry_after=5)
+            raise aiportrait.errors.RateLimited(429, "", "slow", retry_after=5)
         return aiportrait.Job(job_id, JobState.SUCCESS)
 
     watch = aiportrait.JobWatch(poll, 5, FAST)
@@ -289,7 +289,7 @@ async def test_a_retry_after_beyond_the_cap_ends_a_watch_at_once(
     throttled = (429, {"Retry-After": "999999"}, {"code": "Throttling", "message": "slow"})
     with Fake([throttled], ok=_SUCCESS) as fake:
         async with Session(fake.url, "a", "t", poll=FAST) as session:
-            with pytest.raises(aiportrait.RateLimited) as info:
+            with pytest.raises(aiportrait.errors.RateLimited) as info:
                 await session.wait(1, poll=attrs.evolve(FAST, timeout=deadline))
     assert info.value.retry_after == 999999
     assert len(fake.requests) == 1
@@ -317,6 +317,6 @@ async def test_a_deadline_that_ends_failing_polls_keeps_the_last_failure(
             with pytest.raises(aiportrait.JobTimeout) as info:
                 async for _ in watch:
                     pass
-    assert isinstance(info.value.__cause__, aiportrait.ServerError)
+    assert isinstance(info.value.__cause__, aiportrait.errors.ServerError)
     assert watch.consecutive_failures == watch.polls == len(fake.requests)
-    assert isinstance(watch.last_error, aiportrait.ServerError)
+    assert isinstance(watch.last_error, aiportrait.errors.ServerError)

@@ -114,8 +114,8 @@ CALLS: dict[str, Call] = {
 }
 # The vectors whose inputs the library warns about, sending them all the same.
 WARNS: dict[str, type[Warning]] = {
-    "create_float_formatting": aiportrait.ConfigWarning,  # undocumented configure keys
-    "train_sd15_default": aiportrait.PhotoCountWarning,  # 4 photos
+    "create_float_formatting": aiportrait.errors.ConfigWarning,  # undocumented configure keys
+    "train_sd15_default": aiportrait.errors.PhotoCountWarning,  # 4 photos
 }
 # Inputs our API refuses before sending, on purpose (see each test below).
 REFUSED = {"check_nil_images", "check_empty_images_empty_config", "train_xl_doc_example"}
