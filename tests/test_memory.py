@@ -11,7 +11,8 @@ import tracemalloc
 import pytest
 
 import aiportrait
-from aiportrait import ResponseTooLarge, RetryPolicy, Session
+from aiportrait import RetryPolicy, Session
+from aiportrait.errors import ResponseTooLarge
 
 SERVER = textwrap.dedent(
     """

@@ -60,7 +60,7 @@ class Block:
     @property
     def warns(self) -> tuple[type[Warning], ...]:
         """The aiportrait warnings the block says it gives (``# ... warns ConfigWarning``)."""
-        return tuple(getattr(aiportrait, name) for name in WARNS.findall(self.code))
+        return tuple(getattr(aiportrait.errors, name) for name in WARNS.findall(self.code))
 
 
 def blocks(language: str | None = None) -> list[Block]:

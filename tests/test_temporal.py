@@ -16,13 +16,10 @@ pytest.importorskip("temporalio")
 import aiportrait
 from aiportrait import (
     CreateRequest,
-    FaceCountMismatch,
     GroupCreateRequest,
     InvalidArgument,
     JobFailed,
-    ModelIdError,
     PollPolicy,
-    QuotaExceeded,
     ReferenceCreateRequest,
     SubmitOutcomeUnknown,
     TrainRequest,
@@ -30,6 +27,7 @@ from aiportrait import (
 from aiportrait import temporal as at
 from aiportrait.emulator import Emulator, Faults
 from aiportrait.emulator._wire import CREATE_PATH, TRAIN_PATH
+from aiportrait.errors import FaceCountMismatch, ModelIdError, QuotaExceeded
 from aiportrait.temporal._wire import OutcomePage, from_data, to_data
 
 FAST = PollPolicy(first=0.1, cap=0.3, jitter=0.0, timeout=120.0)
