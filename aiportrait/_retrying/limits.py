@@ -167,13 +167,3 @@ class Slot:
         while self._taken:
             self._taken -= 1
             limiters[self._taken].release_on_behalf_of(task)
-
-
-async def acquire(limiter: anyio.CapacityLimiter) -> anyio.CapacityLimiter:
-    """Take a token: at once when one is free (no extra trip through the event loop, which
-    anyio's ``acquire`` makes as a checkpoint), else wait for one."""
-    try:
-        limiter.acquire_nowait()
-    except anyio.WouldBlock:
-        await limiter.acquire()
-    return limiter
