@@ -122,11 +122,12 @@ def test_no_import_cycle_among_the_client_modules() -> None:
     assert "_session" not in graph["_requests"]
 
 
-def test_importing_aiportrait_loads_no_batch_journal_or_progress_code() -> None:
+def test_importing_aiportrait_loads_no_batch_journal_progress_or_rare_path_code() -> None:
+    # cattrs: the first unusual answer or to_dict; difflib: the first unknown configure key.
     code = (
         "import sys, aiportrait; "
         "print(sorted(m for m in ('sqlite3', 'aiportrait._batch', 'aiportrait._journal', "
-        "'aiportrait._progress') if m in sys.modules))"
+        "'aiportrait._progress', 'cattrs', 'difflib') if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
