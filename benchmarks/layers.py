@@ -2,6 +2,7 @@
 
     python benchmarks/layers.py                   # CPU per call, interleaved rounds (a few minutes)
     python benchmarks/layers.py --instructions    # instructions per call under valgrind (~10 min)
+    python benchmarks/layers.py --import          # import aiportrait / import aiohttp, counted
 
 Each layer is ``run.py``'s bare client, or aiportrait, with one more thing than the row above,
 all against ``run.py``'s loopback server (``_fast_server.py``, another process), 8 in flight:
@@ -37,10 +38,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -201,16 +204,21 @@ def _child(name: str, kind: str, calls: int, url: str) -> None:
     asyncio.run(main())
 
 
-def _instructions(name: str, kind: str, calls: int, url: str) -> int:
+def instructions(argv: list[str], env: dict[str, str] | None = None) -> int:
+    """User-space instructions of running ``argv`` to its end, counted by valgrind."""
     done = subprocess.run(
         ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
-         sys.executable, __file__, "--child", name, kind, str(calls), url],
-        capture_output=True, text=True, check=True,
+         *argv],
+        capture_output=True, text=True, check=True, env=env,
     )  # fmt: skip
     found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
     if found is None:
         raise RuntimeError(f"no instruction count from valgrind: {done.stderr[-500:]}")
     return int(found[1].replace(",", ""))
+
+
+def _calls(name: str, kind: str, calls: int, url: str) -> int:
+    return instructions([sys.executable, __file__, "--child", name, kind, str(calls), url])
 
 
 def measure_instructions(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -220,7 +228,7 @@ def measure_instructions(url: str, args: argparse.Namespace) -> list[dict[str, A
     for kind in args.kinds:
         counts = {}
         for name in LAYERS:
-            more = _instructions(name, kind, high, url) - _instructions(name, kind, low, url)
+            more = _calls(name, kind, high, url) - _calls(name, kind, low, url)
             counts[name] = more / (high - low) / 1000
             print(f"  {kind} {name}: {counts[name]:.1f} k", flush=True)
         for name in LAYERS:
@@ -232,10 +240,30 @@ def measure_instructions(url: str, args: argparse.Namespace) -> list[dict[str, A
     return rows
 
 
+def measure_import() -> list[dict[str, Any]]:
+    """Instructions of ``import aiportrait`` against ``import aiohttp``, each in a fresh
+    interpreter from bytecode (as ``run.py`` measures its time), less an empty interpreter's."""
+    with tempfile.TemporaryDirectory(prefix="aiportrait-pyc-") as cache:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env["PYTHONPYCACHEPREFIX"] = cache
+        count: dict[str, float] = {}
+        for code in ("pass", "import aiohttp", "import aiportrait"):
+            subprocess.run([sys.executable, "-c", code], env=env, check=True)  # the bytecode
+            count[code] = instructions([sys.executable, "-c", code], env) / 1e6
+    aiohttp_, ours = (count[c] - count["pass"] for c in ("import aiohttp", "import aiportrait"))
+    return [
+        {"kind": "import", "layer": "import aiohttp", "unit": "M instructions",
+         "per_call": round(aiohttp_, 1), "ratio_median": 1.0},
+        {"kind": "import", "layer": "import aiportrait", "unit": "M instructions",
+         "per_call": round(ours, 1), "ratio_median": round(ours / aiohttp_, 3)},
+    ]  # fmt: skip
+
+
 def main() -> None:
     """Measure every layer; print the table; write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--instructions", action="store_true", help="count under valgrind")
+    parser.add_argument("--import", dest="imports", action="store_true", help="import, counted")
     parser.add_argument("--calls", type=int, default=None, help="per candidate per round")
     parser.add_argument("--rounds", type=int, default=15, help="CPU rounds (15)")
     parser.add_argument("--kinds", default="check,job", help="check, job or both")
@@ -252,16 +280,19 @@ def main() -> None:
     if pin is not None:
         pin()
         run.PINNED = True
-    with run.server() as url:
-        rows = (measure_instructions if args.instructions else measure_cpu)(url, args)
-    print(f"\n{'kind':<6}{'layer':<26}{'per call':>10}  {'/ bare':>7}  {'step':>7}  over")
+    if args.imports:
+        rows = measure_import()
+    else:
+        with run.server() as url:
+            rows = (measure_instructions if args.instructions else measure_cpu)(url, args)
+    print(f"\n{'kind':<8}{'layer':<26}{'per call':>10}  {'/ bare':>7}  {'step':>7}  over")
     per_call = {(r["kind"], r["layer"]): r["per_call"] for r in rows}
     for r in rows:
-        over = LAYERS[r["layer"]]
+        over = LAYERS.get(r["layer"], "")
         r["step"] = round(r["per_call"] - per_call[r["kind"], over], 1) if over else None
         step = "" if r["step"] is None else f"{r['step']:+.1f}"
         print(
-            f"{r['kind']:<6}{r['layer']:<26}{r['per_call']:>10.1f}  {r['ratio_median']:>7.3f}"
+            f"{r['kind']:<8}{r['layer']:<26}{r['per_call']:>10.1f}  {r['ratio_median']:>7.3f}"
             f"  {step:>7}  {over}"
         )
     print(f"({rows[0]['unit']}; step: this layer minus the one it adds to)")
