@@ -25,12 +25,13 @@ all against ``run.py``'s loopback server (``_fast_server.py``, another process),
 9. ``+ building the request``: ``session.send(CheckRequest(PHOTOS))`` or ``send(JobQuery(1))``.
 10. ``session method``: ``check_images(PHOTOS)`` or ``get_job(1)``: adds resolving local inputs.
 
-The difference between two rows is what that layer costs. ``--instructions`` counts user-space
-instructions per call under valgrind (``cachegrind``, no cache simulation): each candidate runs
-in a child process for N1 and then N2 calls after a warm-up, and the difference is divided by
-N2 - N1. Those counts do not move with the machine's load (two runs agree within 0.3 %), which
-CPU times on a shared machine do; they leave out the kernel's share (socket writes and reads,
-``epoll``), so their ratios run somewhat above the CPU ratios of ``run.py``.
+The step of a row (its ratio minus that of the row it adds to) is what that layer costs, in
+units of the bare call. ``--instructions`` counts user-space instructions per call under
+valgrind (``cachegrind``, no cache simulation): each candidate runs in a child process for N1
+and then N2 calls after a warm-up, and the difference is divided by N2 - N1. Those counts do not
+move with the machine's load (two runs agree within 0.3 %), which CPU times on a shared machine
+do; they leave out the kernel's share (socket writes and reads, ``epoll``), so their ratios run
+somewhat above the CPU ratios of ``run.py``.
 """
 
 from __future__ import annotations
@@ -286,16 +287,17 @@ def main() -> None:
         with run.server() as url:
             rows = (measure_instructions if args.instructions else measure_cpu)(url, args)
     print(f"\n{'kind':<8}{'layer':<26}{'per call':>10}  {'/ bare':>7}  {'step':>7}  over")
-    per_call = {(r["kind"], r["layer"]): r["per_call"] for r in rows}
+    ratio = {(r["kind"], r["layer"]): r["ratio_median"] for r in rows}
     for r in rows:
         over = LAYERS.get(r["layer"], "")
-        r["step"] = round(r["per_call"] - per_call[r["kind"], over], 1) if over else None
-        step = "" if r["step"] is None else f"{r['step']:+.1f}"
+        r["step"] = round(r["ratio_median"] - ratio[r["kind"], over], 3) if over else None
+        step = "" if r["step"] is None else f"{r['step']:+.3f}"
         print(
             f"{r['kind']:<8}{r['layer']:<26}{r['per_call']:>10.1f}  {r['ratio_median']:>7.3f}"
             f"  {step:>7}  {over}"
         )
-    print(f"({rows[0]['unit']}; step: this layer minus the one it adds to)")
+    print(f"({rows[0]['unit']}; / bare: median of the per-round ratios; step: this layer's")
+    print(" ratio minus that of the layer it adds to, in units of the bare call)")
     meta = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         "command": " ".join(["python", "benchmarks/layers.py", *sys.argv[1:]]),
