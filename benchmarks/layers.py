@@ -29,7 +29,7 @@ The step of a row (its ratio minus that of the row it adds to) is what that laye
 units of the bare call. ``--instructions`` counts user-space instructions per call under
 valgrind (``cachegrind``, no cache simulation): each candidate runs in a child process for N1
 and then N2 calls after a warm-up, and the difference is divided by N2 - N1. Those counts do not
-move with the machine's load (two runs agree within 0.3 %), which CPU times on a shared machine
+move with the machine's load (two runs agree within 0.5 %), which CPU times on a shared machine
 do; they leave out the kernel's share (socket writes and reads, ``epoll``), so their ratios run
 somewhat above the CPU ratios of ``run.py``.
 """
