@@ -38,46 +38,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import re
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import anyio
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import run  # noqa: E402
-from run import APP, CHECK_PATH, IN_FLIGHT, JOB_PATH, PHOTOS, TOKEN, Bare, Call  # noqa: E402
+from run import APP, CHECK_PATH, IN_FLIGHT, JOB_PATH, PHOTOS, TOKEN, Bare, Call, Limited  # noqa: E402
 
 import aiportrait  # noqa: E402
 from aiportrait._codec import decode_check, decode_job  # noqa: E402
 from aiportrait._transport import Transport  # noqa: E402
-
-
-class Limited(Bare):
-    """The bare client with aiportrait's DEFAULT_TIMEOUT and a limiter token."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__(url, aiportrait.DEFAULT_TIMEOUT)
-        self.limiter = anyio.CapacityLimiter(16)
-
-    async def call(self, path: str, payload: dict[str, Any] | None, accept: str) -> Any:
-        """One signed POST holding a limiter token."""
-        task = asyncio.current_task()
-        self.limiter.acquire_on_behalf_of_nowait(task)
-        try:
-            return await super().call(path, payload, accept)
-        finally:
-            self.limiter.release_on_behalf_of(task)
 
 
 class AsyncioDeadline(Limited):
@@ -298,14 +277,7 @@ def main() -> None:
         )
     print(f"({rows[0]['unit']}; / bare: median of the per-round ratios; step: this layer's")
     print(" ratio minus that of the layer it adds to, in units of the bare call)")
-    meta = {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-        "command": " ".join(["python", "benchmarks/layers.py", *sys.argv[1:]]),
-        "aiportrait": aiportrait.__version__,
-    }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    print(f"written: {args.json}")
+    run.write_json(args.json, rows)
 
 
 if __name__ == "__main__":
