@@ -22,7 +22,6 @@ Which model applies which key (from the two ``configure`` tables of the document
 
 from __future__ import annotations
 
-import difflib
 import functools
 from collections.abc import Mapping
 from typing import Any, Final, Literal
@@ -63,6 +62,8 @@ def _extra(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
 
 def closest_key(key: str) -> str | None:
     """The documented ``configure`` key closest to ``key`` (a likely typo), or ``None``."""
+    import difflib  # only when a key is unknown: not loaded by ``import aiportrait``
+
     wanted = key.strip().lower().replace("-", "_")
     matches = difflib.get_close_matches(wanted, sorted(_DOCUMENTED), n=1, cutoff=0.6)
     return matches[0] if matches else None

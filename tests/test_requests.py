@@ -89,11 +89,13 @@ async def test_send_runs_a_request_as_the_endpoint_method_does() -> None:
     assert json.loads(by_send["data"]) == request.payload()
 
 
-def test_importing_aiportrait_loads_no_batch_journal_or_progress_code() -> None:
+def test_importing_aiportrait_loads_no_batch_journal_progress_or_rare_path_code() -> None:
+    # cattrs: the first unusual answer or to_dict; difflib: the first unknown configure key.
     code = (
         "import sys, aiportrait; "
         "print(sorted(m for m in ('sqlite3', 'aiportrait._batches.batch', "
-        "'aiportrait._batches.journal', 'aiportrait._display.progress') if m in sys.modules))"
+        "'aiportrait._batches.journal', 'aiportrait._display.progress', 'cattrs', 'difflib') "
+        "if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
