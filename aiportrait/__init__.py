@@ -17,7 +17,8 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from . import errors, hooks
-from ._jobs.watch import JobUpdate, JobWatch, PollPolicy
+from ._jobs.schedule import PollPolicy
+from ._jobs.watch import JobUpdate, JobWatch
 from ._requests import (
     AnyCreateRequest,
     AnyRequest,

@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 import attrs
 
-from ._jobs.watch import PollPolicy
+from ._jobs.schedule import PollPolicy
 from ._session import Session
 from .models import Portrait, TrainJob, TrainResult
 from .samples import SamplePhotos, sample_photos

@@ -21,7 +21,8 @@ import aiohttp
 import attrs
 
 from ._jobs.durations import Durations, train_kind
-from ._jobs.watch import JobWatch, PollPolicy
+from ._jobs.schedule import PollPolicy
+from ._jobs.watch import JobWatch
 from ._local.inputs import (
     ImageInput,
     Uploader,

@@ -36,7 +36,7 @@ fault injection or a ``serve_dir``. The emulator needs the ``emulator`` extra
 
 from __future__ import annotations
 
-from ._jobs.watch import PollPolicy
+from ._jobs.schedule import PollPolicy
 from ._retrying.clock import VirtualClock, set_testing
 
 __all__ = ["FAST_POLL", "FAST_TRAIN_SECONDS", "VirtualClock", "set_testing"]

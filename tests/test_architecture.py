@@ -185,10 +185,8 @@ def test_no_context_variable_carries_a_calls_data_between_layers() -> None:
 STILL_TOO_LONG = {
     "aiportrait._batches.journal",
     "aiportrait._requests",
-    "aiportrait._batches.runner",
     "aiportrait._session",
     "aiportrait._wire.transport",
-    "aiportrait._jobs.watch",
     "aiportrait.hooks",
     "aiportrait.otel",
     "aiportrait.temporal._wire",

@@ -18,7 +18,7 @@ from aiportrait import CreateRequest, RetryPolicy, Session, TrainRequest
 from aiportrait._batches import journal as _journal
 from aiportrait._batches import lockfile as _lockfile
 from aiportrait._batches.journal import Journal, key_text
-from aiportrait._batches.runner import file_stem
+from aiportrait._batches.keys import file_stem
 from tests._mock import OK_IMAGE, PHOTOS, TIMEOUT, Fake
 from tests._server import closed_url
 

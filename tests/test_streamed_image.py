@@ -2,7 +2,7 @@
 
 Hypothesis cuts bodies (canonical ones, odd ones, broken ones) at arbitrary chunk boundaries and
 checks that the streamed path gives the same portrait, or the same error, as the whole-body path
-(:func:`aiportrait._wire.transport.lift_string` then the codec), and that a plain answer never falls
+(:func:`aiportrait._wire.streamed.lift_string` then the codec), and that a plain answer never falls
 back to holding its text.
 """
 
@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 
 import aiportrait
 from aiportrait._wire.codec import decode_portrait
-from aiportrait._wire.transport import StreamedString, Transport
+from aiportrait._wire.streamed import StreamedString
+from aiportrait._wire.transport import Transport
 from tests._server import Server
 
 TRANSPORT = Transport("h.example", "a", "t")

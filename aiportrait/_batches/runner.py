@@ -13,11 +13,8 @@ checked, cleaned and uploaded only right before its charged call (see that modul
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
-import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -27,7 +24,7 @@ import anyio
 from .._jobs.durations import Durations
 from .._local.inputs import UploadFunc
 from .._local.localrequest import LocalRequest, ReadInputs, remembering
-from .._requests import AnyCreateRequest, AnyRequest, TrainRequest, _Request
+from .._requests import AnyCreateRequest, AnyRequest, TrainRequest
 from .._retrying.loop import Claim
 from .._wire.codec import converter
 from ..errors import (
@@ -40,10 +37,12 @@ from ..errors import (
     TransportError,
 )
 from ..models import Portrait, TrainJob, TrainResult
+from .claim import JournalClaim
 from .journal import Journal, Record, key_text
+from .keys import file_stem, fingerprint
 from .outcomes import Outcome
 
-__all__ = ["BatchRunner", "Send", "Wait", "file_stem", "fingerprint"]
+__all__ = ["BatchRunner", "Send", "Wait"]
 
 log = logging.getLogger("aiportrait")
 
@@ -63,36 +62,6 @@ class Wait(Protocol):
     """Follow a training to its end (the Session's wait), for the batch ``within``."""
 
     def __call__(self, job: TrainJob, *, within: int | None = ...) -> Awaitable[TrainResult]: ...
-
-
-def fingerprint(request: object) -> str:
-    """A stable digest of a request's content, to detect a key reused for another request."""
-    data = request.to_dict() if isinstance(request, _Request) else {"repr": repr(request)}
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-_READABLE = re.compile(r"[a-z0-9_][a-z0-9._-]{0,79}")
-_DECIMAL = re.compile(r"0|[1-9][0-9]*")
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-
-
-def file_stem(key: object) -> str:
-    """A file-name stem for a key: readable where possible, and distinct keys never share one.
-
-    A non-negative ``int`` is its own stem (``7``); so is a ``str`` of lower-case letters,
-    digits, ``.``, ``_`` and ``-`` (at most 80, not starting with ``.`` or ``-``) that is not
-    a decimal number (those belong to ints). Any other key gets a readable prefix, ``~`` and a
-    digest of the key with its type (``Alice~3f2a...``, ``1~9c1e...`` for the string ``"1"``).
-    A readable stem never holds ``~`` and is lower-case, so stems stay distinct even on a
-    case-insensitive file system.
-    """
-    if type(key) is int and key >= 0:
-        return str(key)
-    if type(key) is str and _READABLE.fullmatch(key) and not _DECIMAL.fullmatch(key):
-        return key
-    prefix = _UNSAFE.sub("_", key if isinstance(key, str) else str(key))[:40].lstrip(".-")
-    return f"{prefix}~{hashlib.sha256(key_text(key).encode()).hexdigest()[:16]}"
 
 
 class BatchRunner:
@@ -205,7 +174,7 @@ class BatchRunner:
         """Run a charged call; the journal says ``submitting`` only once it is about to leave.
 
         The item is claimed (atomically, from the row ``seen`` before) by the
-        :class:`_JournalClaim` given to the send path, after the limiter slot and the 429
+        :class:`JournalClaim` given to the send path, after the limiter slot and the 429
         cool-down: until then the request provably never left, and a failure or a cancel
         leaves the row as it was (a new item stays new). An error answer means it did not
         run: ``failed``. A call that provably never left (no connection) gets its row back as
@@ -216,7 +185,7 @@ class BatchRunner:
         journal = self.journal
         if journal is None:
             return await submit(None)
-        claim = _JournalClaim(journal, kind, key, fp, seen)
+        claim = JournalClaim(journal, kind, key, fp, seen)
         try:
             return await submit(claim)
         except SubmitOutcomeUnknown:
@@ -427,56 +396,6 @@ class BatchRunner:
 
 
 _EXTENSIONS = (".jpg", ".png", ".webp", ".bin")  # every Portrait.extension
-
-
-class _JournalClaim:
-    """The journal's claim on one charged item, told by the send path about each try
-    (:class:`~aiportrait._retrying.loop.Claim`)."""
-
-    def __init__(self, journal: Journal, kind: str, key: Any, fp: str, seen: Record | None):
-        self.journal = journal
-        self.kind = kind
-        self.key = key
-        self.skey = key_text(key)
-        self.fp = fp
-        self.seen = seen
-        self.claimed = False
-
-    async def before_send(self) -> None:
-        """Mark the item ``submitting`` (once per call): the request is about to leave."""
-        if self.claimed:  # a later try of the same call
-            return
-        journal = self.journal
-        with anyio.CancelScope(shield=True):
-            won = await anyio.to_thread.run_sync(
-                journal.claim, self.kind, self.skey, self.fp, self.seen
-            )
-        if not won:
-            raise JournalError(
-                f"journal {journal.path}: item {self.key!r} was claimed by another run or by "
-                "another item with the same key; it was not submitted",
-                path=journal.path,
-                key=self.key,
-            )
-        self.claimed = True
-        try:  # a cancel that came during the write lands here: nothing was sent
-            await anyio.lowlevel.checkpoint_if_cancelled()
-        except BaseException:
-            await self.release()
-            raise
-
-    async def not_sent(self) -> None:
-        """That try did not run: the row goes back to what it was."""
-        if self.claimed:
-            await self.release()
-
-    async def release(self) -> None:
-        """Give the row back as it was before the claim."""
-        self.claimed = False
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(
-                self.journal.release, self.kind, self.skey, self.fp, self.seen
-            )
 
 
 def _describe(exc: BaseException) -> str:

@@ -19,7 +19,8 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from .._jobs.watch import JobUpdate, PollPolicy
+from .._jobs.schedule import PollPolicy
+from .._jobs.watch import JobUpdate
 from ..errors import MalformedResponse
 from ..models import TrainJob, TrainResult
 from .batch_progress import BatchProgress, batch_progress

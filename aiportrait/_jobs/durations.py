@@ -21,7 +21,7 @@ from typing import Final
 import attrs
 
 from .._requests import TrainRequest
-from .watch import PollPolicy
+from .schedule import PollPolicy
 
 __all__ = ["Durations", "train_kind"]
 

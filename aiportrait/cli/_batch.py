@@ -24,7 +24,7 @@ from .. import (
     TrainRequest,
     TrainResult,
 )
-from .._batches.runner import file_stem
+from .._batches.keys import file_stem
 from .._display.batch_progress import BatchProgress, batch_progress
 from .._wire.codec import converter
 from ..errors import ConfigWarning, PhotoCountWarning, SubmitOutcomeUnknown

@@ -12,7 +12,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
 
-from .._jobs.watch import PollPolicy
+from .._jobs.schedule import PollPolicy
 from .._requests import AnyCreateRequest, TrainRequest
 from ..models import TrainResult
 from ._store import PortraitStore, safe_name

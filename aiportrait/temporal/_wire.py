@@ -26,7 +26,7 @@ from temporalio.converter import (
 )
 
 from .. import errors as _errors
-from .._jobs.watch import PollPolicy
+from .._jobs.schedule import PollPolicy
 from .._requests import (
     _TYPES,
     CreateRequest,

@@ -1,0 +1,42 @@
+"""What a batch item is known by: its request's fingerprint and its portrait's file name."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+
+from .._requests import _Request
+from .journal import key_text
+
+__all__ = ["file_stem", "fingerprint"]
+
+
+def fingerprint(request: object) -> str:
+    """A stable digest of a request's content, to detect a key reused for another request."""
+    data = request.to_dict() if isinstance(request, _Request) else {"repr": repr(request)}
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+_READABLE = re.compile(r"[a-z0-9_][a-z0-9._-]{0,79}")
+_DECIMAL = re.compile(r"0|[1-9][0-9]*")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def file_stem(key: object) -> str:
+    """A file-name stem for a key: readable where possible, and distinct keys never share one.
+
+    A non-negative ``int`` is its own stem (``7``); so is a ``str`` of lower-case letters,
+    digits, ``.``, ``_`` and ``-`` (at most 80, not starting with ``.`` or ``-``) that is not
+    a decimal number (those belong to ints). Any other key gets a readable prefix, ``~`` and a
+    digest of the key with its type (``Alice~3f2a...``, ``1~9c1e...`` for the string ``"1"``).
+    A readable stem never holds ``~`` and is lower-case, so stems stay distinct even on a
+    case-insensitive file system.
+    """
+    if type(key) is int and key >= 0:
+        return str(key)
+    if type(key) is str and _READABLE.fullmatch(key) and not _DECIMAL.fullmatch(key):
+        return key
+    prefix = _UNSAFE.sub("_", key if isinstance(key, str) else str(key))[:40].lstrip(".-")
+    return f"{prefix}~{hashlib.sha256(key_text(key).encode()).hexdigest()[:16]}"

@@ -1,0 +1,95 @@
+"""``PollPolicy``: when a job is polled, and for how long (the one poll schedule).
+
+The watcher (:mod:`aiportrait._jobs.watch`) and the Temporal training workflow both follow
+:meth:`PollPolicy.next_wait`.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import ClassVar
+
+import attrs
+
+from .._args import flag, number, positive_number
+
+__all__ = ["PollPolicy"]
+
+
+@attrs.frozen(kw_only=True)
+class PollPolicy:
+    """When to poll a job, and for how long.
+
+    The first look is immediate. After it, the interval grows with the time already waited
+    (``growth`` times the elapsed time, at least ``first`` and at most ``cap`` seconds): a job
+    is never polled more than a few dozen times, and the lag after it ends stays a bounded
+    fraction of its duration. With ``expected`` (the likely duration), the watcher waits from its
+    first look straight to ``(1 - window) * expected`` (in steps of at most ``cap``: a job that
+    fails early is noticed within ``cap`` seconds), then polls every ``dense`` seconds up to
+    ``(1 + window) * expected``, and grows its intervals again after that, so the end
+    is seen quickly without polling all along. A ``Retry-After`` from the service is honoured.
+    Each interval is spread by ``jitter`` (a fraction) so that many watchers do not poll in step.
+
+    Attributes:
+        first: the interval after the first look, seconds.
+        growth: interval as a fraction of the time waited so far.
+        cap: the longest interval, seconds.
+        expected: the job's likely duration in seconds, or ``None``.
+        dense: the interval near ``expected``, seconds.
+        window: how far around ``expected`` to poll densely, as a fraction of it.
+        jitter: random spread of each interval, as a fraction of it.
+        timeout: the deadline in seconds (``None``: wait for ever).
+        learn: without ``expected``, use the duration the Session learned from jobs of the
+            same kind it saw end (and the spread it saw, as ``window``).
+    """
+
+    first: float = attrs.field(default=2.0, validator=positive_number)
+    growth: float = attrs.field(default=0.5, validator=positive_number)
+    cap: float = attrs.field(default=30.0, validator=positive_number)
+    expected: float | None = attrs.field(default=None, validator=positive_number)
+    dense: float = attrs.field(default=1.0, validator=positive_number)
+    window: float = attrs.field(default=0.1, validator=number(0.0, 1.0, below=True))
+    jitter: float = attrs.field(default=0.1, validator=number(0.0, 1.0, below=True))
+    timeout: float | None = attrs.field(default=1800.0, validator=positive_number)
+    learn: bool = attrs.field(default=True, validator=flag(optional=False))
+
+    TRAINING: ClassVar[PollPolicy]
+    """The default for trainings: first look now, then 2 s, growing to 30 s; 30-minute deadline."""
+    QUICK: ClassVar[PollPolicy]
+    """For short jobs: 0.5 s growing to 5 s; 5-minute deadline."""
+
+    def interval(self, elapsed: float, rng: random.Random | None = None) -> float:
+        """The wait before the next poll, given the seconds already waited."""
+        base = min(self.cap, max(self.first, self.growth * elapsed))
+        if self.expected is not None:
+            start = (1 - self.window) * self.expected
+            end = (1 + self.window) * self.expected
+            if start <= elapsed < end:
+                base = min(base, self.dense)
+            elif elapsed < start:  # nothing to see yet: straight to the window (at most cap)
+                base = max(self.dense, min(self.cap, start - elapsed))
+        if self.jitter and rng is not None:
+            base *= 1 + rng.uniform(-self.jitter, self.jitter)
+        return base
+
+    def next_wait(
+        self, elapsed: float, rng: random.Random | None = None, retry_after: float = 0.0
+    ) -> float | None:
+        """The wait before the next poll, ``elapsed`` seconds into the watch (at least the
+        service's ``retry_after``), or ``None`` when the deadline comes first: the one poll
+        schedule of the watcher and of the Temporal training workflow."""
+        wait = max(self.interval(elapsed, rng), retry_after)
+        if self.timeout is not None and elapsed + wait >= self.timeout:
+            return None
+        return wait
+
+    def schedule(self, duration: float) -> list[float]:
+        """The poll times (seconds after the start) up to ``duration``, without jitter."""
+        times = [0.0]
+        while times[-1] < duration:
+            times.append(times[-1] + self.interval(times[-1]))
+        return times
+
+
+PollPolicy.TRAINING = PollPolicy()
+PollPolicy.QUICK = PollPolicy(first=0.5, cap=5.0, timeout=300.0)
