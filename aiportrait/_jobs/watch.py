@@ -321,7 +321,7 @@ class JobWatch(AsyncIterator[JobUpdate]):
             self.polls += 1
             if self._box is not None:
                 self._box[1] = self.polls
-            with _clock.deadline(self._deadline_left()) as scope:
+            with _clock.deadline(self._remaining()) as scope:
                 try:
                     job = await self._poll(self.job_id)
                 except CALL_ERRORS as exc:
@@ -334,10 +334,6 @@ class JobWatch(AsyncIterator[JobUpdate]):
                     return job
             if scope.cancelled_caught:
                 raise self._timeout()
-
-    def _deadline_left(self) -> float | None:
-        timeout = self.policy.timeout
-        return None if timeout is None else timeout - self.elapsed
 
 
 def _dropped(

@@ -16,6 +16,7 @@ import itertools
 import math
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from types import TracebackType
 
 import anyio
@@ -88,17 +89,16 @@ async def sleep(seconds: float) -> None:
         await _virtual.sleep(seconds)
 
 
-@contextlib.contextmanager
-def deadline(seconds: float | None) -> Iterator[anyio.CancelScope]:
+def deadline(seconds: float | None) -> AbstractContextManager[anyio.CancelScope]:
     """A cancel scope that cancels itself ``seconds`` from now on the library's clock
-    (``None``: never). Check ``scope.cancelled_caught`` after it to tell a deadline."""
+    (``None``: never). Check ``scope.cancelled_caught`` after it to tell a deadline.
+
+    On the real clock it is anyio's own scope, returned as it is (every call enters one)."""
     if _virtual is not None and seconds is not None:
-        with _virtual.deadline(seconds) as scope:
-            yield scope
-        return
-    limit = math.inf if seconds is None else anyio.current_time() + seconds
-    with anyio.CancelScope(deadline=limit) as scope:
-        yield scope
+        return _virtual.deadline(seconds)
+    return anyio.CancelScope(
+        deadline=math.inf if seconds is None else anyio.current_time() + seconds
+    )
 
 
 class set_testing:
