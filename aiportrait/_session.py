@@ -286,7 +286,7 @@ class Session:
         transport, timeout = self._transport, self._timeout
         method, path, payload = request.method, request.path, request.payload()
         accept, lift = request.accept, request.lift
-        call = Call(method, path, request.kind, payload, claim, within, tries)
+        call = Call(method, path, request.kind, payload, claim, within, tries, timeout.total)
 
         def try_once() -> Awaitable[Answer]:
             return transport.call(method, path, payload, accept=accept, timeout=timeout, lift=lift)

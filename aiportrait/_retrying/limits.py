@@ -124,18 +124,19 @@ class Limits:
         return (self.all,) if specific is None else (specific, self.all)
 
     def slot(self, kind: CallKind) -> Slot:
-        """Hold the slots a call of ``kind`` needs: its own limiter first, then the shared one.
+        """The slots a call of ``kind`` needs: its own limiter first, then the shared one.
 
-        Use it as ``async with limits.slot(kind):``.
+        Take them with :meth:`Slot.take_nowait` (and :meth:`Slot.take` when that says they
+        are not all free), and give them back with :meth:`Slot.give_back` in a ``finally``.
         """
         return Slot(self.limiters(kind))
 
 
 class Slot:
-    """The tokens of one call, taken on entry and given back on exit (an async context manager).
+    """The tokens of one call, taken in order and given back in reverse.
 
-    A free token is taken at once, without a trip through the event loop; a cancel while
-    waiting for the second token gives back the first.
+    A free token is taken at once, without a trip through the event loop (the usual case);
+    :meth:`take` waits for the rest. Tokens are held on behalf of the task that took the first.
     """
 
     __slots__ = ("_limiters", "_taken", "_task")
@@ -145,24 +146,29 @@ class Slot:
         self._taken = 0
         self._task: object = None
 
-    async def __aenter__(self) -> None:
+    def take_nowait(self) -> bool:
+        """Take every token that is free now, in order; True when all are held."""
         # The borrower is the current task, as in CapacityLimiter.acquire(): found once.
         task = self._task = asyncio.current_task()
-        try:
-            for limiter in self._limiters:
-                try:
-                    limiter.acquire_on_behalf_of_nowait(task)
-                except anyio.WouldBlock:
-                    await limiter.acquire_on_behalf_of(task)
-                self._taken += 1
-        except BaseException:
-            self._give_back()
-            raise
+        limiters = self._limiters
+        while self._taken < len(limiters):
+            try:
+                limiters[self._taken].acquire_on_behalf_of_nowait(task)
+            except anyio.WouldBlock:
+                return False
+            self._taken += 1
+        return True
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        self._give_back()
+    async def take(self) -> None:
+        """Wait for the tokens :meth:`take_nowait` did not get (a cancel leaves those
+        already taken for :meth:`give_back`)."""
+        limiters = self._limiters
+        while self._taken < len(limiters):
+            await limiters[self._taken].acquire_on_behalf_of(self._task)
+            self._taken += 1
 
-    def _give_back(self) -> None:
+    def give_back(self) -> None:
+        """Give back every token held (again: nothing)."""
         limiters, task = self._limiters, self._task
         while self._taken:
             self._taken -= 1
