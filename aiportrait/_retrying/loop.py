@@ -162,11 +162,11 @@ class Caller:
 
         The whole call, waits included, ends by ``policy.deadline`` (each step that can take
         time is bounded by it: see the module's docstring). When the deadline ends a run of
-        failures, the last real failure is raised. A charged call whose failure leaves open whether it ran raises
-        :class:`~aiportrait.errors.SubmitOutcomeUnknown` carrying the payload; it is never
-        sent again. ``after`` runs on the answer before ``CallEnded`` (the Session decodes
-        there when hooks listen): an answer that cannot be read ends the call ``failed``, or
-        ``unknown`` for a charged call, as the caller will see it.
+        failures, the last real failure is raised. A charged call whose failure leaves open
+        whether it ran raises :class:`~aiportrait.errors.SubmitOutcomeUnknown` carrying the
+        payload; it is never sent again. ``after`` runs on the answer before ``CallEnded``
+        (the Session decodes there when hooks listen): an answer that cannot be read ends the
+        call ``failed``, or ``unknown`` for a charged call, as the caller will see it.
         """
         hooks = self.hooks
         state = _State(_clock.now(), self.policy.deadline)
@@ -281,8 +281,8 @@ class Caller:
         try:
             if not slot.take_nowait():
                 await self._within(call, state, slot.take())
-            if cooldown.active:
-                await self._within(call, state, cooldown.wait())
+                if cooldown.active:  # a 429 came while this call waited for its slot
+                    await self._within(call, state, cooldown.wait())
             if state.attempt > 1 and not self.policy.fits(_clock.now() - state.started, 0.0):
                 # The slot or the cool-down took what was left: this try could not finish,
                 # so it is not sent, and the real failure stands.
