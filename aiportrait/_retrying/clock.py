@@ -20,7 +20,6 @@ from contextlib import AbstractContextManager
 from types import TracebackType
 
 import anyio
-import anyio.lowlevel
 
 __all__ = ["VirtualClock", "deadline", "ends_by", "now", "set_testing", "sleep"]
 
@@ -46,6 +45,8 @@ class VirtualClock:
 
     async def sleep(self, seconds: float) -> None:
         """Move virtual time forward by ``seconds`` and yield to the event loop once."""
+        import anyio.lowlevel  # the test clock's only: not loaded by ``import aiportrait``
+
         seconds = max(0.0, seconds)
         self.slept.append(seconds)
         self.advance(seconds)
