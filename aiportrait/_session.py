@@ -49,7 +49,13 @@ from ._retrying.loop import Call, Caller, Claim
 from ._retrying.policy import RetryPolicy
 from ._wire.credentials import credentials_from_env
 from ._wire.signing import PrivateMapping, redacted
-from ._wire.transport import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT, Answer, Transport
+from ._wire.transport import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_READ_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    Answer,
+    Transport,
+)
 from .config import CreateConfig
 from .errors import InvalidArgument, MalformedResponse, PhotoCountWarning, SubmitOutcomeUnknown
 from .hooks import Hook, header_sources, installed, next_id, origin
@@ -79,7 +85,8 @@ class Session:
             :meth:`aclose`.
         timeout: an ``aiohttp.ClientTimeout`` for each try of a call, or a number of seconds
             for each try in all (default :data:`aiportrait.DEFAULT_TIMEOUT`: connect 10 s,
-            180 s between bytes, 300 s in all; a create takes tens of seconds).
+            180 s between bytes, 300 s in all, as a create takes tens of seconds; for checks
+            and job and batch queries, whose answers are small, 180 s in all).
         user_agent: a product token put before aiportrait's own User-Agent.
         max_in_flight: calls in flight at once, all kinds together (an anyio
             ``CapacityLimiter``, separate from the HTTP connection pool).
@@ -284,6 +291,8 @@ class Session:
         if isinstance(request, TrainRequest):
             PhotoCountWarning.check(len(request.images))
         transport, timeout = self._transport, self._timeout
+        if timeout is DEFAULT_TIMEOUT and request.kind == "read":
+            timeout = DEFAULT_READ_TIMEOUT  # a small answer: 180 s in all, no read timer
         method, path, payload = request.method, request.path, request.payload()
         accept, lift = request.accept, request.lift
         call = Call(method, path, request.kind, payload, claim, within, tries, timeout.total)
