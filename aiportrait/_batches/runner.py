@@ -219,6 +219,24 @@ class BatchRunner:
         folder = self.out_dir if self.out_dir is not None else Path()
         return PortraitMissing(key, folder / (stem + (where.suffix if where else "")), where)
 
+    async def _open(
+        self, kind: str, key: Any, request: AnyRequest
+    ) -> tuple[str, str, ReadInputs | None, Record | None] | Outcome[Any, Any]:
+        """An item opened: its key as stored, its fingerprint, its local inputs read and its
+        journal row; or the outcome that ends it now (a bad file or a key used twice: failed;
+        a row that cannot be read: resumed, saying why). A journal error about the whole file
+        ends the batch."""
+        try:
+            skey, (fp, read) = key_text(key), await self._read(request)
+            record = await self._get(kind, key, skey, fp)
+        except InvalidArgument as exc:
+            return Outcome(key, request, error=exc)
+        except JournalError as exc:
+            if exc.key is None:  # the file itself: the batch stops
+                raise
+            return Outcome(key, request, error=self._row_error(key, exc), resumed=True)
+        return skey, fp, read, record
+
     async def _read(self, request: AnyRequest) -> tuple[str, ReadInputs | None]:
         """The item's fingerprint, and its local inputs read (``LocalPhotoError`` for a bad one).
 
@@ -237,18 +255,10 @@ class BatchRunner:
             except Exception as exc:
                 return Outcome(key, request, error=exc)
         stem = file_stem(key)
-        try:
-            skey, (fp, read) = key_text(key), await self._read(request)
-        except InvalidArgument as exc:
-            return Outcome(key, request, error=exc)
-        try:
-            record = await self._get("create", key, skey, fp)
-        except InvalidArgument as exc:
-            return Outcome(key, request, error=exc)
-        except JournalError as exc:
-            if exc.key is None:  # the file itself: the batch stops
-                raise
-            return Outcome(key, request, error=self._row_error(key, exc), resumed=True)
+        opened = await self._open("create", key, request)
+        if isinstance(opened, Outcome):
+            return opened
+        skey, fp, read, record = opened
         if record is not None and record.status in ("done", "submitting"):
             path = await anyio.to_thread.run_sync(self._find_file, stem)
             if path is not None:  # written atomically, so it is complete
@@ -328,18 +338,10 @@ class BatchRunner:
 
     async def train(self, key: Any, request: TrainRequest, *, wait: bool) -> Outcome[Any, Any]:
         """Start (or resume) one training and, with ``wait``, watch it to its end."""
-        try:
-            skey, (fp, read) = key_text(key), await self._read(request)
-        except InvalidArgument as exc:
-            return Outcome(key, request, error=exc)
-        try:
-            record = await self._get("train", key, skey, fp)
-        except InvalidArgument as exc:
-            return Outcome(key, request, error=exc)
-        except JournalError as exc:
-            if exc.key is None:
-                raise
-            return Outcome(key, request, error=self._row_error(key, exc), resumed=True)
+        opened = await self._open("train", key, request)
+        if isinstance(opened, Outcome):
+            return opened
+        skey, fp, read, record = opened
         job = None
         if record is not None and record.job_id is not None and record.model_id is not None:
             job = TrainJob(record.job_id, record.model_id)
