@@ -32,14 +32,14 @@ Batches take local photos too: ``session.train_many({"alice": [Path(...), ...]})
 :class:`LocalRequest` for any other call (``LocalRequest.create(model_id, Path("t.jpg"))``,
 the arguments of the Session method of the same name). Each item's photos are read when it
 starts and uploaded right before its charged call; with ``journal=``, the item is bound to its
-files' content and the uploads are remembered (an uploader with a ``remembering(memo)`` method,
-as :class:`OSSUploader`): a re-run neither uploads nor trains again, and an expired URL is
-presigned again, not uploaded again.
+files' content and the uploads are remembered (an uploader with a ``remembering(memo)``
+method, as :class:`OSSUploader`, is given the journal as an :class:`UploadMemo`): a re-run
+neither uploads nor trains again, and an expired URL is presigned again, not uploaded again.
 """
 
 from ._local.inputs import ImageInput, Uploader, UploadFunc
 from ._local.localrequest import LocalRequest
-from ._local.oss_uploader import DEFAULT_EXPIRES, OSSUploader
+from ._local.oss_uploader import DEFAULT_EXPIRES, OSSUploader, UploadMemo
 from .errors import LocalPhotoError, PreflightFailed, UploadError
 
 __all__ = [
@@ -51,5 +51,6 @@ __all__ = [
     "PreflightFailed",
     "UploadError",
     "UploadFunc",
+    "UploadMemo",
     "Uploader",
 ]

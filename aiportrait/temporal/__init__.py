@@ -14,6 +14,9 @@ the wire (:func:`error_of`, :func:`result`)::
 See the README's "Beyond one machine" section for workers, limits and the CLI.
 """
 
+import warnings
+from typing import Any
+
 from ._activities import PortraitActivities, as_application_error
 from ._client import (
     DEFAULT_TASK_QUEUE,
@@ -28,20 +31,22 @@ from ._client import (
 )
 from ._dev import DevServer, find_temporal_cli
 from ._store import LocalPortraitStore, PortraitStore
-from ._wire import (
+from ._values import (
     BatchInput,
     BatchItem,
     BatchProgress,
     BatchSummary,
     CreateInput,
     ErrorInfo,
-    ItemOutcome,
+    ItemPage,
+    OutcomePage,
+    OutcomeRecord,
     PortraitRef,
     Timeouts,
     TrainInput,
     TrainProgress,
-    data_converter,
 )
+from ._wire import data_converter
 from ._worker import WORKFLOWS, new_worker
 from ._workflows import CreateWorkflow, PortraitBatchWorkflow, TrainWorkflow
 
@@ -56,8 +61,10 @@ __all__ = [
     "CreateWorkflow",
     "DevServer",
     "ErrorInfo",
-    "ItemOutcome",
+    "ItemPage",
     "LocalPortraitStore",
+    "OutcomePage",
+    "OutcomeRecord",
     "PortraitActivities",
     "PortraitBatchWorkflow",
     "PortraitRef",
@@ -79,3 +86,15 @@ __all__ = [
     "start_create",
     "start_training",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ItemOutcome":
+        warnings.warn(
+            "aiportrait.temporal.ItemOutcome is aiportrait.temporal.OutcomeRecord; the old name"
+            " will go away",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return OutcomeRecord
+    raise AttributeError(f"module 'aiportrait.temporal' has no attribute {name!r}")

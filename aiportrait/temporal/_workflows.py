@@ -28,21 +28,21 @@ with workflow.unsafe.imports_passed_through():
     from .._requests import CheckRequest, JobQuery, TrainRequest
     from .._retrying.policy import RetryPolicy, decide
     from ..errors import InvalidArgument, JobFailed, JobTimeout, SubmitOutcomeUnknown
+    from ..hooks import OutcomeStatus
     from ..models import Job, JobState, TrainJob, TrainResult
     from ._activities import PortraitActivities
     from ._store import safe_name
-    from ._wire import (
+    from ._values import (
         BatchInput,
         BatchItem,
         BatchProgress,
         BatchSummary,
         CreateInput,
         ErrorInfo,
-        ItemOutcome,
         ItemPage,
         OutcomePage,
+        OutcomeRecord,
         PortraitRef,
-        Status,
         Timeouts,
         TrainInput,
         TrainProgress,
@@ -103,7 +103,7 @@ def _unknown(action: str, request: Any, why: str) -> ErrorInfo:
 
 async def _charged(
     activity: Any, arg: Any, action: str, request: Any, t: Timeouts
-) -> tuple[Status, Any]:
+) -> tuple[OutcomeStatus, Any]:
     """Run a charged activity at most once per proof that the last try did not run.
 
     Returns ``("succeeded", value)``, ``("failed", ErrorInfo)`` or ``("unknown", ErrorInfo)``.
@@ -303,7 +303,7 @@ class PortraitBatchWorkflow:
 
     def __init__(self) -> None:
         self._counts: dict[str, int] = {}
-        self._outcomes: list[ItemOutcome] = []
+        self._outcomes: list[OutcomeRecord] = []
         self._pages: list[str] = []
         self._in_flight = 0
         self._read = 0
@@ -384,7 +384,7 @@ class PortraitBatchWorkflow:
         self._end = offset + batch.page >= len(batch.items)
         return items
 
-    async def _item(self, item: BatchItem, batch: BatchInput) -> ItemOutcome:
+    async def _item(self, item: BatchItem, batch: BatchInput) -> OutcomeRecord:
         request = item.request
         if isinstance(request, TrainRequest):
             return await self._train(item.key, request, batch)
@@ -398,7 +398,7 @@ class PortraitBatchWorkflow:
         )
         return self._outcome(item.key, "create", status, value)
 
-    async def _train(self, key: str, request: TrainRequest, batch: BatchInput) -> ItemOutcome:
+    async def _train(self, key: str, request: TrainRequest, batch: BatchInput) -> OutcomeRecord:
         child_id = f"{self._name()}/train/{safe_name(key)}"
         task = TrainInput(request, batch.check, False, batch.poll, batch.timeouts)
         try:
@@ -409,19 +409,19 @@ class PortraitBatchWorkflow:
             if info is None:
                 why = f"its workflow ended with {cause!r}"
                 return self._outcome(key, "train", "unknown", _unknown("train", request, why))
-            status: Status = "unknown" if info.type == "SubmitOutcomeUnknown" else "failed"
+            status: OutcomeStatus = "unknown" if info.type == "SubmitOutcomeUnknown" else "failed"
             return self._outcome(key, "train", status, info)
         return self._outcome(key, "train", "succeeded", result)
 
-    def _outcome(self, key: str, kind: str, status: Status, value: Any) -> ItemOutcome:
+    def _outcome(self, key: str, kind: str, status: OutcomeStatus, value: Any) -> OutcomeRecord:
         self._seq += 1
         if status != "succeeded":  # the request is the item's own: not repeated in each outcome
             attributes = {k: v for k, v in value.attributes.items() if k != "request"}
             error = attrs.evolve(value, attributes=attributes)
-            return ItemOutcome(self._seq, key, kind, status, error=error)
+            return OutcomeRecord(self._seq, key, kind, status, error=error)
         if kind == "create":
-            return ItemOutcome(self._seq, key, kind, status, portrait=value)
-        return ItemOutcome(self._seq, key, kind, status, result=value)
+            return OutcomeRecord(self._seq, key, kind, status, portrait=value)
+        return OutcomeRecord(self._seq, key, kind, status, result=value)
 
     @workflow.query
     def progress(self, after: int = 0) -> BatchProgress:
