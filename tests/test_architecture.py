@@ -187,8 +187,6 @@ STILL_TOO_LONG = {
     "aiportrait._requests",
     "aiportrait._session",
     "aiportrait._wire.transport",
-    "aiportrait.temporal._wire",
-    "aiportrait.temporal._workflows",
 }
 
 

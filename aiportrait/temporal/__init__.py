@@ -18,6 +18,7 @@ import warnings
 from typing import Any
 
 from ._activities import PortraitActivities, as_application_error
+from ._batch_workflow import PortraitBatchWorkflow
 from ._client import (
     DEFAULT_TASK_QUEUE,
     connect,
@@ -48,7 +49,7 @@ from ._values import (
 )
 from ._wire import data_converter
 from ._worker import WORKFLOWS, new_worker
-from ._workflows import CreateWorkflow, PortraitBatchWorkflow, TrainWorkflow
+from ._workflows import CreateWorkflow, TrainWorkflow
 
 __all__ = [
     "DEFAULT_TASK_QUEUE",

@@ -15,6 +15,7 @@ from temporalio.exceptions import ApplicationError
 from .._jobs.schedule import PollPolicy
 from .._requests import AnyCreateRequest, TrainRequest
 from ..models import TrainResult
+from ._batch_workflow import PortraitBatchWorkflow
 from ._store import PortraitStore, safe_name
 from ._values import (
     BatchInput,
@@ -28,7 +29,7 @@ from ._values import (
     TrainInput,
 )
 from ._wire import data_converter, from_data, to_data
-from ._workflows import CreateWorkflow, PortraitBatchWorkflow, TrainWorkflow
+from ._workflows import CreateWorkflow, TrainWorkflow
 
 __all__ = [
     "DEFAULT_TASK_QUEUE",
@@ -229,8 +230,6 @@ async def follow_batch(
     that fails (no worker answering for a while) is tried again at the next tick, and
     ``on_wait`` is told why (once for each new reason).
     """
-    from ._workflows import PortraitBatchWorkflow
-
     shown: set[int] = set()
     latest = 0  # the highest seq shown
 
