@@ -5,10 +5,11 @@ local photos too, wherever it takes a URL: a ``pathlib.Path`` (any ``os.PathLike
 ``bytes`` are image data, a plain ``str`` stays a URL. Before anything is sent, each local photo
 is read and checked (a missing file, a directory, an unreadable file, not a JPEG or PNG, more than
 20 MB: :class:`~aiportrait.errors.LocalPhotoError`); for a training, the photos are checked for
-faces on this machine (:func:`aiportrait.preflight`; a failure is
-:class:`~aiportrait.errors.PreflightFailed` unless ``force=True``); each is turned upright and
-stripped of its metadata (EXIF with its GPS position, XMP, IPTC), then uploaded under its
-SHA-256 (the same photo is stored once). Only then is the request sent.
+faces on this machine (:func:`aiportrait.preflight`, which takes :data:`LocalInput` photos: a
+path or bytes; a failure is :class:`~aiportrait.errors.PreflightFailed` unless
+``force=True``); each is turned upright and stripped of its metadata (EXIF with its GPS
+position, XMP, IPTC), then uploaded under its SHA-256 (the same photo is stored once). Only
+then is the request sent.
 
 Photos of people are personal data: choose a bucket in a region and with retention rules that
 fit your obligations, and delete the photos once the training has ended (``delete_after=True``
@@ -40,11 +41,13 @@ neither uploads nor trains again, and an expired URL is presigned again, not upl
 from ._local.inputs import ImageInput, Uploader, UploadFunc
 from ._local.localrequest import LocalRequest
 from ._local.oss_uploader import DEFAULT_EXPIRES, OSSUploader, UploadMemo
+from ._local.preflight import LocalInput
 from .errors import LocalPhotoError, PreflightFailed, UploadError
 
 __all__ = [
     "DEFAULT_EXPIRES",
     "ImageInput",
+    "LocalInput",
     "LocalPhotoError",
     "LocalRequest",
     "OSSUploader",
