@@ -17,6 +17,7 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from . import errors, hooks
+from ._batches.items import BatchItems
 from ._jobs.schedule import PollPolicy
 from ._jobs.watch import JobUpdate, JobWatch
 from ._requests import (
@@ -34,6 +35,7 @@ from ._requests import (
 )
 from ._retrying.policy import RetryPolicy
 from ._session import Session
+from ._sessionlimits import SessionLimits
 from ._version import __version__
 from ._wire.transport import DEFAULT_TIMEOUT
 from .config import SD15_ONLY_KEYS, SDXL_ONLY_KEYS, CreateConfig
@@ -48,6 +50,7 @@ from .errors import (
     SubmitOutcomeUnknown,
     TransportError,
 )
+from .hooks import OutcomeStatus
 from .models import (
     CheckReport,
     CheckVerdict,
@@ -123,6 +126,7 @@ __all__ = [
     "APIError",
     "AnyCreateRequest",
     "AnyRequest",
+    "BatchItems",
     "BatchQuery",
     "CheckRequest",
     "CheckReport",
@@ -140,6 +144,7 @@ __all__ = [
     "JobUpdate",
     "JobWatch",
     "Outcome",
+    "OutcomeStatus",
     "Outcomes",
     "PollPolicy",
     "Portrait",
@@ -148,6 +153,7 @@ __all__ = [
     "ResponseError",
     "RetryPolicy",
     "Session",
+    "SessionLimits",
     "SubmitOutcomeUnknown",
     "TrainJob",
     "TrainRequest",

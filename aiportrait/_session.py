@@ -42,6 +42,7 @@ from ._requests import (
 from ._retrying.limits import Limits
 from ._retrying.loop import Call, Caller, Claim
 from ._retrying.policy import RetryPolicy
+from ._sessionlimits import SessionLimits
 from ._wire.credentials import credentials_from_env
 from ._wire.signing import PrivateMapping, redacted
 from ._wire.transport import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT, Answer, Transport
@@ -51,7 +52,7 @@ from .hooks import Hook, header_sources, installed, next_id, origin
 from .models import CheckReport, Job, Portrait, TrainJob, TrainResult
 
 if TYPE_CHECKING:
-    from ._batches.batch import Items
+    from ._batches.items import BatchItems
     from ._batches.outcomes import Outcomes
 
 __all__ = ["Session", "credentials_from_env"]
@@ -210,9 +211,9 @@ class Session:
             await self._transport.aclose()
 
     @property
-    def limits(self) -> Limits:
-        """The Session's limiters and shared cool-down (for inspection)."""
-        return self._caller.limits
+    def limits(self) -> SessionLimits:
+        """The Session's bounds on calls in flight, and how many run or wait now (read-only)."""
+        return SessionLimits(self._caller.limits)
 
     def with_options(
         self,
@@ -512,7 +513,7 @@ class Session:
 
     def create_many(
         self,
-        requests: Items[AnyCreateRequest],
+        requests: BatchItems[AnyCreateRequest],
         *,
         limit: int | None = None,
         fail_fast: bool = False,
@@ -579,7 +580,7 @@ class Session:
 
     def train_many(
         self,
-        image_sets: Items[TrainRequest | Sequence[ImageInput]],
+        image_sets: BatchItems[TrainRequest | Sequence[ImageInput]],
         *,
         limit: int | None = None,
         wait: bool = True,

@@ -407,12 +407,12 @@ async def test_items_waiting_for_a_slot_are_new_on_a_rerun(
     requests = {k: CreateRequest("m", _tpl(i)) for i, k in enumerate("abc")}
     state.gate = gate = asyncio.Event()  # the request sent hangs; the others wait for the slot
     async with Session(url, "a", "t", max_creations=1) as session:
-        limiter = session.limits.by_kind["create"]
+        limits = session.limits
         running = asyncio.create_task(
             session.create_many(requests, journal=journal, limit=3).collect()
         )
         await until(
-            lambda: len(state.templates) == 1 and limiter.statistics().tasks_waiting == 2,
+            lambda: len(state.templates) == 1 and limits.waiting("create") == 2,
             "one request on the wire, two items waiting for the slot",
         )
         running.cancel()  # stopped: the request on the wire may have run, the others never left

@@ -88,8 +88,7 @@ async def test_a_retry_is_not_sent_when_waiting_for_a_slot_used_up_the_deadline(
             fake.url, "a", "t", retry=policy, max_in_flight=1, hooks=[take_the_slot]
         ) as session:
             create = asyncio.create_task(session.create("m-1", "https://t/x.jpg"))
-            shared = session.limits.all
-            await until(lambda: shared.statistics().tasks_waiting == 1, "the retry waits")
+            await until(lambda: session.limits.waiting() == 1, "the retry waits")
             await aiportrait_instant_waits.sleep(8.0)  # the wait for the slot eats the deadline
             release.set()
             with pytest.raises(

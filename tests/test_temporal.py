@@ -28,7 +28,7 @@ from aiportrait import temporal as at
 from aiportrait.emulator import Emulator, Faults
 from aiportrait.emulator._wire import CREATE_PATH, TRAIN_PATH
 from aiportrait.errors import FaceCountMismatch, ModelIdError, QuotaExceeded
-from aiportrait.temporal._wire import OutcomePage, from_data, to_data
+from aiportrait.temporal._wire import from_data, to_data
 
 FAST = PollPolicy(first=0.1, cap=0.3, jitter=0.0, timeout=120.0)
 QUICK = at.Timeouts(heartbeat=10.0, charged=120.0, read=30.0, retry_first=0.2, retry_cap=2.0)
@@ -298,8 +298,10 @@ async def test_outcome_pages_are_written_as_json_lines(tmp_path: Path) -> None:
     store = at.LocalPortraitStore(tmp_path)
     activities = at.PortraitActivities.__new__(at.PortraitActivities)
     activities.store = store
-    outcome = at.ItemOutcome(1, "k", "create", "succeeded", portrait=at.PortraitRef("u", "png", 1))
-    uri = await activities.save_outcomes(OutcomePage("o.jsonl", (outcome,)))
+    outcome = at.OutcomeRecord(
+        1, "k", "create", "succeeded", portrait=at.PortraitRef("u", "png", 1)
+    )
+    uri = await activities.save_outcomes(at.OutcomePage("o.jsonl", (outcome,)))
     assert await at.read_outcomes(store, [uri]) == [outcome]
 
 
@@ -360,10 +362,21 @@ class _FakeBatch:
         return at.BatchProgress({"succeeded": 6}, 0, 7, False, newest, self.pages)
 
 
-def _outcome(seq: int) -> at.ItemOutcome:
-    return at.ItemOutcome(
+def _outcome(seq: int) -> at.OutcomeRecord:
+    return at.OutcomeRecord(
         seq, f"k{seq}", "create", "succeeded", portrait=at.PortraitRef("u", "png", 1)
     )
+
+
+def test_the_outcome_record_keeps_its_old_name_on_the_wire_and_warns() -> None:
+    record = _outcome(1)
+    converter = at.data_converter.payload_converter
+    (payload,) = converter.to_payloads([record])
+    assert payload.metadata["type"] == b"OutcomeRecord"
+    payload.metadata["type"] = b"ItemOutcome"  # written before the rename (a workflow history)
+    assert converter.from_payloads([payload]) == [record]
+    with pytest.warns(DeprecationWarning, match=r"temporal\.OutcomeRecord"):
+        assert at.ItemOutcome is at.OutcomeRecord
 
 
 async def test_follow_batch_yields_each_outcome_once_across_runs(tmp_path: Path) -> None:
@@ -371,9 +384,11 @@ async def test_follow_batch_yields_each_outcome_once_across_runs(tmp_path: Path)
     activities = at.PortraitActivities.__new__(at.PortraitActivities)
     activities.store = store
     first = await activities.save_outcomes(
-        OutcomePage("a.jsonl", tuple(map(_outcome, (1, 2, 3, 4))))
+        at.OutcomePage("a.jsonl", tuple(map(_outcome, (1, 2, 3, 4))))
     )
-    last = await activities.save_outcomes(OutcomePage("b.jsonl", tuple(map(_outcome, (5, 6, 7)))))
+    last = await activities.save_outcomes(
+        at.OutcomePage("b.jsonl", tuple(map(_outcome, (5, 6, 7))))
+    )
     handle = _FakeBatch((first,), at.BatchSummary({"succeeded": 7}, 7, (first, last)))
     seen = [o.seq async for o in at.follow_batch(handle, store, every=0.01)]  # type: ignore[arg-type]
     assert sorted(seen) == [1, 2, 3, 4, 5, 6, 7]

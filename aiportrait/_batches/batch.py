@@ -29,7 +29,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from typing import Any, TypeAlias, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import anyio
 import attrs
@@ -46,22 +46,23 @@ from .._requests import (
     TrainRequest,
 )
 from .._retrying import clock as _clock
-from ..errors import InvalidArgument, SubmitOutcomeUnknown
+from ..errors import InvalidArgument
 from ..hooks import (
     BatchEnded,
     BatchItemEnded,
     BatchKind,
     BatchStarted,
     Hook,
-    ItemOutcome,
     emit,
     next_id,
 )
+from ..hooks.events import tally_word
 from ..models import Portrait
+from .items import BatchItems
 from .outcomes import Outcome, Outcomes
 from .runner import BatchRunner, Send, Wait
 
-__all__ = ["Items", "create_many", "keyed", "run_batch", "train_many"]
+__all__ = ["create_many", "keyed", "run_batch", "train_many"]
 
 log = logging.getLogger("aiportrait")
 
@@ -69,10 +70,7 @@ R = TypeVar("R")
 V = TypeVar("V")
 
 
-Items: TypeAlias = "Mapping[Any, R] | Iterable[R | tuple[Any, R]]"
-
-
-def keyed(items: Items[R], kinds: tuple[type, ...]) -> Iterable[tuple[Any, R]]:
+def keyed(items: BatchItems[R], kinds: tuple[type, ...]) -> Iterable[tuple[Any, R]]:
     """Yield ``(key, request)`` pairs from a mapping, pairs, or bare requests (key = position).
 
     An item of none of ``kinds`` is refused (a training is never sent as a creation).
@@ -175,7 +173,7 @@ def create_many(
     send: Send,
     wait: Wait,
     capacity: int,
-    requests: Items[AnyCreateRequest],
+    requests: BatchItems[AnyCreateRequest],
     *,
     limit: int | None,
     fail_fast: bool,
@@ -212,7 +210,7 @@ def train_many(
     send: Send,
     wait: Wait,
     capacity: int,
-    image_sets: Items[TrainRequest | Sequence[Any]],
+    image_sets: BatchItems[TrainRequest | Sequence[Any]],
     *,
     limit: int | None,
     wait_for_end: bool,
@@ -304,17 +302,12 @@ async def _observed(
     outcomes = _closing(run_batch(items, work, limit, fail_fast), runner)
     try:
         async for outcome in outcomes:
-            error = outcome.error
-            verdict: ItemOutcome
-            if error is None:
-                verdict = "resumed" if outcome.resumed else "ok"
-            elif isinstance(error, SubmitOutcomeUnknown):
-                verdict = "unknown"
-            else:
-                verdict = "failed"
-            counts[verdict] += 1
+            error, status = outcome.error, outcome.status
+            counts[tally_word(status, outcome.resumed)] += 1
             error_type = "" if error is None else type(error).__name__
-            item = BatchItemEnded(batch_id, kind, outcome.key, verdict, error_type, error)
+            item = BatchItemEnded(
+                batch_id, kind, outcome.key, status, outcome.resumed, error_type, error
+            )
             await emit(hooks, item)
             yield outcome
     except BaseException as exc:

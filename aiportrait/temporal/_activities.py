@@ -28,16 +28,15 @@ from .._session import Session
 from ..errors import AIPortraitError, SubmitOutcomeUnknown
 from ..models import CheckReport, Job, TrainJob
 from ._store import PortraitStore
-from ._wire import (
+from ._values import (
     BatchItem,
     CreateInput,
     ErrorInfo,
     ItemPage,
     OutcomePage,
     PortraitRef,
-    from_data,
-    to_data,
 )
+from ._wire import from_data, to_data
 
 __all__ = ["PortraitActivities", "as_application_error"]
 

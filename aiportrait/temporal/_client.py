@@ -16,22 +16,21 @@ from .._jobs.schedule import PollPolicy
 from .._requests import AnyCreateRequest, Request, TrainRequest
 from ..errors import InvalidArgument
 from ..models import TrainResult
+from ._batch_workflow import PortraitBatchWorkflow
 from ._store import PortraitStore, safe_name
-from ._wire import (
+from ._values import (
     BatchInput,
     BatchItem,
     BatchSummary,
     CreateInput,
     ErrorInfo,
-    ItemOutcome,
+    OutcomeRecord,
     PortraitRef,
     Timeouts,
     TrainInput,
-    data_converter,
-    from_data,
-    to_data,
 )
-from ._workflows import CreateWorkflow, PortraitBatchWorkflow, TrainWorkflow
+from ._wire import data_converter, from_data, to_data
+from ._workflows import CreateWorkflow, TrainWorkflow
 
 __all__ = [
     "DEFAULT_TASK_QUEUE",
@@ -239,7 +238,7 @@ async def follow_batch(
     *,
     every: float = 1.0,
     on_wait: Callable[[str], object] | None = None,
-) -> AsyncIterator[ItemOutcome]:
+) -> AsyncIterator[OutcomeRecord]:
     """Yield each outcome of a batch once, as it completes, until the batch ends.
 
     Live outcomes come from the workflow's ``progress`` query (every ``every`` seconds); those
@@ -248,12 +247,10 @@ async def follow_batch(
     that fails (no worker answering for a while) is tried again at the next tick, and
     ``on_wait`` is told why (once for each new reason).
     """
-    from ._workflows import PortraitBatchWorkflow
-
     shown: set[int] = set()
     latest = 0  # the highest seq shown
 
-    def unseen(outcomes: Iterable[ItemOutcome]) -> list[ItemOutcome]:
+    def unseen(outcomes: Iterable[OutcomeRecord]) -> list[OutcomeRecord]:
         nonlocal latest
         new = [o for o in outcomes if o.seq not in shown]
         shown.update(o.seq for o in new)
@@ -290,12 +287,12 @@ async def follow_batch(
         done.cancel()
 
 
-async def read_outcomes(store: PortraitStore, pages: Iterable[str]) -> list[ItemOutcome]:
+async def read_outcomes(store: PortraitStore, pages: Iterable[str]) -> list[OutcomeRecord]:
     """Every outcome in the outcome pages a batch wrote (``BatchSummary.outcome_pages``)."""
-    outcomes: list[ItemOutcome] = []
+    outcomes: list[OutcomeRecord] = []
     for uri in pages:
         data = await store.get(uri)
         for line in data.decode("utf-8").splitlines():
             if line.strip():
-                outcomes.append(from_data(json.loads(line), ItemOutcome))
+                outcomes.append(from_data(json.loads(line), OutcomeRecord))
     return outcomes
