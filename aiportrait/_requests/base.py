@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, ClassVar, Final, Literal, TypeVar
+from typing import Any, ClassVar, Final, TypeVar
 
 import attrs
 
+from .._states import CallKind
 from ..config import CreateConfig
 from ..errors import InvalidArgument
 from .images import Place, is_local, placeholder, shown
@@ -26,7 +27,6 @@ __all__ = [
     "image_repr",
 ]
 
-CallKind = Literal["read", "train", "create"]
 
 CHECK_PATH: Final = "/api/v1/aigc_images/check"
 TRAIN_PATH: Final = "/api/v1/aigc_images/train"

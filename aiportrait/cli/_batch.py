@@ -26,7 +26,7 @@ from .. import (
 from .._batches.keys import file_stem
 from .._display.batch_progress import BatchProgress, batch_progress
 from .._wire.codec import converter
-from ..errors import ConfigWarning, PhotoCountWarning, SubmitOutcomeUnknown
+from ..errors import ConfigWarning, PhotoCountWarning
 from ._batchfile import read_plan
 from ._exit import batch_exit
 from ._options import SERVICE, Common, polling, shared
@@ -88,8 +88,9 @@ def _outcome_text(out: Output, kind: str, outcome: Outcome[Any, Any], written: P
     """The text line for one batch outcome (``written``: the training's result file)."""
     resumed = " (resumed)" if outcome.resumed else ""
     if outcome.error is not None:
-        word = "unknown" if isinstance(outcome.error, SubmitOutcomeUnknown) else "failed"
-        return outcome_line(word, outcome.key, f"{out.error_text(outcome.error)}{resumed}")
+        return outcome_line(
+            outcome.status, outcome.key, f"{out.error_text(outcome.error)}{resumed}"
+        )
     value = outcome.value
     if isinstance(value, Portrait):
         detail = f"{outcome.path or ''}  {portrait_text(value)}{resumed}"
@@ -136,7 +137,7 @@ class _BatchRun:
             written = await asyncio.to_thread(_save_training, self.out_dir, outcome)
         self.tally.ok += outcome.ok
         self.tally.failed += not outcome.ok
-        self.tally.unknown += isinstance(outcome.error, SubmitOutcomeUnknown)
+        self.tally.unknown += outcome.status == "unknown"
         self.tally.resumed += outcome.resumed
         self.progress.advance(outcome.ok)
         if self.out.json:

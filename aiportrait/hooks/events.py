@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import attrs
 
+from .._states import CallKind
+
 if TYPE_CHECKING:
     from ..models import JobState
 
@@ -39,7 +41,6 @@ __all__ = [
     "RetryScheduled",
 ]
 
-CallKind = Literal["read", "train", "create"]
 """What a call does: ``read`` (free: checks, job queries), ``train`` or ``create`` (charged)."""
 CallOutcome = Literal["ok", "failed", "unknown", "cancelled"]
 """How a call ended (:attr:`CallEnded.outcome`)."""
