@@ -34,8 +34,7 @@ from ._requests import (
     request_from_dict,
 )
 from ._retrying.policy import RetryPolicy
-from ._session import Session
-from ._sessionlimits import SessionLimits
+from ._session import Session, SessionLimits
 from ._version import __version__
 from ._wire.transport import DEFAULT_TIMEOUT
 from .config import SD15_ONLY_KEYS, SDXL_ONLY_KEYS, CreateConfig

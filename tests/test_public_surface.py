@@ -40,11 +40,6 @@ PUBLIC = (
 #: Still to make public or to spell in public terms (issue 19), each owned by another change:
 #: none may join the list, and one that is fixed leaves it.
 STILL_PRIVATE = {
-    # Request.decode(answer): the transport's Answer (_requests.py / _wire/)
-    ("aiportrait.BatchQuery.decode", "Answer"),
-    ("aiportrait.CheckRequest.decode", "Answer"),
-    ("aiportrait.JobQuery.decode", "Answer"),
-    ("aiportrait.TrainRequest.decode", "Answer"),
     # built by Session.limits only; .cooldown is the deprecated way to the private cool-down
     ("aiportrait.SessionLimits.__init__", "Limits"),
     ("aiportrait.SessionLimits.cooldown", "CoolDown"),
@@ -90,6 +85,23 @@ def _resolve(name: str, module: types.ModuleType) -> tuple[Any, str]:
     return getattr(importlib.import_module("aiportrait"), name), "aiportrait"
 
 
+def _module_of(function: Callable[..., Any]) -> types.ModuleType:
+    """The module whose source holds ``function``'s code (not the one ``wraps`` copied)."""
+    filename = getattr(getattr(function, "__code__", None), "co_filename", None)
+    found = [m for m in list(sys.modules.values()) if getattr(m, "__file__", 0) == filename]
+    return found[0] if found else sys.modules[function.__module__]  # generated (attrs)
+
+
+def _resolve_in(name: str, homes: list[types.ModuleType]) -> tuple[Any, str]:
+    """:func:`_resolve` in the first of ``homes`` that knows ``name``."""
+    for home in homes[:-1]:
+        try:
+            return _resolve(name, home)
+        except AttributeError:
+            continue
+    return _resolve(name, homes[-1])
+
+
 def _names(annotation: str) -> Iterator[str]:
     """The names an annotation mentions (not a ``Literal``'s values, not ``module.attr``)."""
     tree = ast.parse(annotation, mode="eval")
@@ -115,7 +127,11 @@ def _signatures() -> Iterator[tuple[str, Callable[..., Any]]]:
             value = getattr(module, name)
             where = f"{public}.{name}"
             if inspect.isclass(value):
-                for attr, member in vars(value).items():
+                members: dict[str, Any] = {}
+                for cls in reversed(value.__mro__):  # inherited members too, as users see them
+                    if cls.__module__.startswith("aiportrait"):
+                        members.update(vars(cls))
+                for attr, member in members.items():
                     if attr.startswith("_") and attr != "__init__":
                         continue
                     if isinstance(member, property):
@@ -133,7 +149,10 @@ def _private_names() -> set[tuple[str, str]]:
     exported = _exported()
     private: set[tuple[str, str]] = set()
     for where, function in _signatures():
-        home = sys.modules[inspect.unwrap(function).__module__]
+        # Where its annotations were written: the function it wraps (the sync facade keeps the
+        # asynchronous method's annotations), and the module of its own code (a return type the
+        # wrapper wrote itself).
+        homes = [sys.modules[inspect.unwrap(function).__module__], _module_of(function)]
         signature = inspect.signature(function)
         annotations = [p.annotation for p in signature.parameters.values()]
         annotations.append(signature.return_annotation)
@@ -141,7 +160,7 @@ def _private_names() -> set[tuple[str, str]]:
             if not isinstance(annotation, str):
                 continue
             for name in _names(annotation):
-                value, origin = _resolve(name, home)
+                value, origin = _resolve_in(name, homes)
                 if id(value) in exported or inspect.ismodule(value):
                     continue
                 if isinstance(value, typing.TypeVar):

@@ -66,7 +66,7 @@ class _Create(Request):
         """The resource path."""
         return CREATE_PATH
 
-    def decode(self, answer: Answer) -> Portrait:
+    def _decode(self, answer: Answer) -> Portrait:
         """Read the service's answer: the portrait."""
         return decode_portrait(answer.data, answer.request_id, answer.lifted, answer.image)
 

@@ -50,7 +50,7 @@ class CheckRequest(Request):
         """The resource path."""
         return CHECK_PATH
 
-    def decode(self, answer: Answer) -> CheckReport:
+    def _decode(self, answer: Answer) -> CheckReport:
         """Read the service's answer."""
         return decode_check(answer.data, answer.request_id)
 
@@ -113,6 +113,6 @@ class TrainRequest(Request):
         """The resource path."""
         return TRAIN_PATH
 
-    def decode(self, answer: Answer) -> TrainJob:
+    def _decode(self, answer: Answer) -> TrainJob:
         """Read the service's answer: the job handle."""
         return decode_train(answer.data)

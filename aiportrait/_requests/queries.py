@@ -37,7 +37,7 @@ class JobQuery(Request):
         """The resource path."""
         return JOB_PATH.format(self.job_id)
 
-    def decode(self, answer: Answer) -> Job:
+    def _decode(self, answer: Answer) -> Job:
         """Read the service's answer."""
         return decode_job(answer.data, self.job_id, answer.request_id)
 
@@ -58,6 +58,6 @@ class BatchQuery(Request):
         """The resource path."""
         return BATCH_PATH.format(self.batch_id)
 
-    def decode(self, answer: Answer) -> tuple[Job, ...]:
+    def _decode(self, answer: Answer) -> tuple[Job, ...]:
         """Read the service's answer."""
         return decode_batch(answer.data, answer.request_id)

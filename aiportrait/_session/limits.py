@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, TypeVar
 if TYPE_CHECKING:
     import anyio
 
-    from ._retrying.limits import CoolDown, Limits
-    from .hooks import CallKind
+    from .._retrying.limits import CoolDown, Limits
+    from .._states import CallKind
 
 __all__ = ["SessionLimits"]
 
