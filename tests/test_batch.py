@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import json
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -29,6 +28,7 @@ from aiportrait import (
 from aiportrait._batches.journal import Journal, key_text
 from aiportrait.emulator import Emulator
 from aiportrait.errors import PhotoCountWarning
+from aiportrait.samples import SamplePhotos, sample_photos
 from tests._mock import PHOTOS, Arrival, Fake, until
 
 PNG = base64.b64decode(
@@ -226,39 +226,30 @@ async def test_input_shapes_and_out_dir(creator: tuple[Creator, str], tmp_path: 
 
 
 @pytest.fixture(scope="module")
-def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from aiportrait._demo import _photos
-
-    folder = tmp_path_factory.mktemp("media")
-    (folder / "names.json").write_text(json.dumps(_photos(folder)))
-    return folder
+def media(tmp_path_factory: pytest.TempPathFactory) -> SamplePhotos:
+    return sample_photos(tmp_path_factory.mktemp("media"))
 
 
 @pytest.fixture
-async def emu(media: Path, tmp_path: Path) -> AsyncIterator[Emulator]:
-    async with Emulator(train_seconds=0.3, serve_dir=media, data_dir=tmp_path / "emu") as e:
+async def emu(media: SamplePhotos, tmp_path: Path) -> AsyncIterator[Emulator]:
+    async with Emulator(train_seconds=0.3, serve_dir=media.folder, data_dir=tmp_path / "emu") as e:
         yield e
 
 
-def _names(media: Path) -> dict[str, list[str]]:
-    return json.loads((media / "names.json").read_text())  # type: ignore[no-any-return]
-
-
-async def _model(session: Session, emu: Emulator, media: Path) -> str:
+async def _model(session: Session, emu: Emulator, media: SamplePhotos) -> str:
     with pytest.warns(PhotoCountWarning):  # two photos: the training stays quick
-        job = await session.train([emu.media_url(n) for n in _names(media)["astronaut"][:2]])
+        job = await session.train([emu.media_url(n) for n in media.astronaut[:2]])
     return (await session.wait(job)).model_id
 
 
 async def test_journal_rerun_neither_loses_nor_repeats(
-    emu: Emulator, media: Path, tmp_path: Path
+    emu: Emulator, media: SamplePhotos, tmp_path: Path
 ) -> None:
-    names = _names(media)
     journal = tmp_path / "batch.sqlite"
     async with emu.session(poll=FAST) as session:
         model = await _model(session, emu, media)
         requests = {f"p{i}": CreateRequest(model, emu.media_url(t))
-                    for i, t in enumerate(names["templates"][:2])}  # fmt: skip
+                    for i, t in enumerate(media.templates[:2])}  # fmt: skip
         first = await session.create_many(requests, journal=journal).collect()
         assert all(o.ok and not o.resumed for o in first)
         made = emu.counters.creations
@@ -274,12 +265,11 @@ async def test_journal_rerun_neither_loses_nor_repeats(
 
 
 async def test_training_resumes_watching_instead_of_training_again(
-    emu: Emulator, media: Path, tmp_path: Path
+    emu: Emulator, media: SamplePhotos, tmp_path: Path
 ) -> None:
-    names = _names(media)
     journal = tmp_path / "train.sqlite"
-    sets = {"astronaut": [emu.media_url(n) for n in names["astronaut"][:2]],
-            "hopper": [emu.media_url(n) for n in names["hopper"][:2]]}  # fmt: skip
+    sets = {"astronaut": [emu.media_url(n) for n in media.astronaut[:2]],
+            "hopper": [emu.media_url(n) for n in media.hopper[:2]]}  # fmt: skip
 
     def both_submitted() -> bool:
         return Journal(journal, lock=False).counts("train").get("submitted", 0) >= 2

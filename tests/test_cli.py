@@ -23,11 +23,11 @@ import pytest
 
 import aiportrait
 from aiportrait import cli
-from aiportrait._demo import _photos
 from aiportrait._display import progress as _progress
 from aiportrait.cli import main
 from aiportrait.emulator import Emulator, Faults
 from aiportrait.errors import PhotoCountWarning
+from aiportrait.samples import SamplePhotos, sample_photos
 
 PIL = pytest.importorskip("PIL.Image")
 
@@ -42,7 +42,7 @@ class World:
 
     media: Path
     data: Path
-    names: dict[str, list[str]]
+    names: SamplePhotos
     astronaut: str
     hopper: str
 
@@ -50,7 +50,7 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     media, data = tmp_path_factory.mktemp("media"), tmp_path_factory.mktemp("data")
-    names = _photos(media)
+    names = sample_photos(media)
 
     async def train() -> list[str]:
         async with (
@@ -58,7 +58,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
             emu.session(poll=FAST) as session,
         ):
             # one photo each: the emulator accepts it, and it trains in a fraction of a second
-            sets = [[emu.media_url(names[who][0])] for who in ("astronaut", "hopper")]
+            sets = [[emu.media_url(getattr(names, who)[0])] for who in ("astronaut", "hopper")]
             jobs = await asyncio.gather(*(session.train(s) for s in sets))
             return [(await session.wait(job)).model_id for job in jobs]
 
@@ -85,11 +85,11 @@ async def run(emu: Emulator, *args: str, token: str = TOKEN) -> int:
 
 
 def urls(emu: Emulator, world: World, role: str) -> list[str]:
-    return [emu.media_url(n) for n in world.names[role]]
+    return [emu.media_url(n) for n in getattr(world.names, role)]
 
 
 def template(emu: Emulator, world: World, index: int) -> str:
-    return emu.media_url(world.names["templates"][index])
+    return emu.media_url(world.names.templates[index])
 
 
 def one_json(text: str) -> Any:

@@ -18,6 +18,7 @@ import aiportrait
 from aiportrait import PollPolicy, Session
 from aiportrait._wire.transport import Transport
 from aiportrait.emulator import Emulator
+from aiportrait.samples import SamplePhotos, sample_photos
 
 TOKEN = "tok-SECRET-0123456789"
 FAST = PollPolicy(first=0.02, cap=0.05, jitter=0.0, timeout=30)
@@ -25,9 +26,7 @@ FAST = PollPolicy(first=0.02, cap=0.05, jitter=0.0, timeout=30)
 
 @pytest.fixture
 async def emu(tmp_path: Path) -> AsyncIterator[Emulator]:
-    from aiportrait._demo import _photos
-
-    names = _photos(tmp_path)
+    names = sample_photos(tmp_path)
     async with Emulator(token=TOKEN, train_seconds=0.05, serve_dir=tmp_path) as e:
         e.names = names  # type: ignore[attr-defined]
         yield e
@@ -45,8 +44,8 @@ async def test_full_flow_at_debug_leaks_nothing(
         return headers
 
     monkeypatch.setattr(Transport, "headers", spy)
-    names: dict[str, list[str]] = emu.names  # type: ignore[attr-defined]
-    photos = [emu.media_url(n) for n in names["astronaut"][:3]]
+    names: SamplePhotos = emu.names  # type: ignore[attr-defined]
+    photos = [emu.media_url(n) for n in names.astronaut[:3]]
     texts: list[str] = []
     with caplog.at_level(logging.DEBUG):
         async with emu.session(poll=FAST) as session:
@@ -57,10 +56,10 @@ async def test_full_flow_at_debug_leaks_nothing(
             async for update in session.watch(job):
                 texts.append(repr(update))
             result = await session.wait(job)
-            portrait = await session.create(result.model_id, emu.media_url(names["templates"][0]))
+            portrait = await session.create(result.model_id, emu.media_url(names.templates[0]))
             texts += [repr(report), repr(job), repr(result), repr(portrait)]
             for call in (
-                session.create("no-such-model", emu.media_url(names["templates"][0])),
+                session.create("no-such-model", emu.media_url(names.templates[0])),
                 session.get_job(999999),
             ):
                 with pytest.raises(aiportrait.AIPortraitError) as info:
