@@ -953,19 +953,18 @@ async def test_a_portrait_file_gone_since_the_last_run_is_reported_with_the_flag
     assert emu.counters.creations == 2
 
 
-def test_a_batch_on_a_journal_another_run_holds_exits_2_naming_it(
+async def test_a_batch_on_a_journal_another_run_holds_exits_2_naming_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from aiportrait._batches.journal import Journal
-
     batch = tmp_path / "b.csv"
     batch.write_text("kind,model_id,template\nsolo,m,http://x/t.jpg\n")
     out = tmp_path / "out"
-    holder = Journal(out / cli.DEFAULT_JOURNAL)  # another run, holding the journal
-    try:
-        assert main(_closed("batch", str(batch), "--out", str(out))) == cli.EXIT_USAGE
-    finally:
-        holder.close()
+    args = _closed("batch", str(batch), "--out", str(out))
+    async with (
+        aiportrait.Session(args[args.index("--host") + 1], "a", "t") as session,
+        session.create_many({}, journal=out / cli.DEFAULT_JOURNAL),  # another run, holding it
+    ):
+        assert await asyncio.to_thread(main, args) == cli.EXIT_USAGE
     err = capsys.readouterr().err
     assert "JournalLocked" in err
     assert str(out / cli.DEFAULT_JOURNAL) in err
