@@ -175,7 +175,7 @@ async def test_readme_block_runs(block: Block, service: Service, tmp_path: Path)
         namespace: dict[str, Any] = {"__name__": "__readme__", "aiportrait": aiportrait}
         namespace["session"] = session
         namespace.update(service.names)
-        saved = list(aiportrait.hooks._GLOBAL)
+        saved = aiportrait.hooks.installed()
         warns = pytest.warns(block.warns) if block.warns else contextlib.nullcontext()
         try:
             with warns:
@@ -187,4 +187,7 @@ async def test_readme_block_runs(block: Block, service: Service, tmp_path: Path)
             otel = sys.modules.get("aiportrait.otel")
             if otel is not None:
                 otel.uninstrument()
-            aiportrait.hooks._GLOBAL[:] = saved
+            for hook in aiportrait.hooks.installed():  # the hooks as they were, in order
+                aiportrait.hooks.remove_hook(hook)
+            for hook in saved:
+                aiportrait.hooks.add_hook(hook)
