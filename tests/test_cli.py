@@ -8,7 +8,6 @@ thread, since ``main`` calls ``asyncio.run`` and the emulator runs in the test's
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import signal
 import socket
@@ -23,7 +22,6 @@ import pytest
 
 import aiportrait
 from aiportrait import cli
-from aiportrait._display import progress as _progress
 from aiportrait.cli import main
 from aiportrait.emulator import Emulator, Faults
 from aiportrait.errors import PhotoCountWarning
@@ -536,50 +534,18 @@ def test_batch_lists_and_flags_parse() -> None:
 # -- progress --------------------------------------------------------------------------------
 
 
-class _Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def test_batch_progress_uses_tqdm_on_a_terminal_and_lines_elsewhere() -> None:
-    pytest.importorskip("tqdm")
-    terminal = _Terminal()
-    bar = _progress.batch_progress(3, terminal)
-    assert type(bar).__name__ == "_TqdmProgress"
-    bar.advance(True)
-    bar.advance(False)
-    shown = io.StringIO()
-    bar.write("a result line", shown)
-    bar.close()
-    assert "failed=1" in terminal.getvalue()
-    assert "2/3" in terminal.getvalue()
-    assert shown.getvalue() == "a result line\n"
-
-    plain = io.StringIO()
-    lines = _progress.batch_progress(2, plain, interval=0.0)
-    lines.advance(True)
-    lines.advance(False)
-    lines.close()  # the last line already showed 2/2: not repeated
-    text = plain.getvalue().splitlines()
-    assert [t.split(",")[0] for t in text] == ["progress: 1/2 done", "progress: 2/2 done"]
-    assert "1 failed" in text[1]
-
-    silent = _progress.batch_progress(2, terminal, enabled=False)
-    assert type(silent) is _progress.BatchProgress
-
-
 async def test_watch_with_progress_with_and_without_tqdm(
     emu: Emulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pytest.importorskip("tqdm")
-    assert aiportrait.watch_with_progress is _progress.watch_with_progress
     async with emu.session(poll=FAST) as session:
         job = aiportrait.TrainJob(emu.add_synthetic_job(0.1), "m-1")
         result = await aiportrait.watch_with_progress(session, job)
         assert isinstance(result, aiportrait.TrainResult)
         assert f"job {job.job_id} SUCCESS" in capsys.readouterr().err  # tqdm's text display
 
-        monkeypatch.setattr(_progress, "tqdm_module", lambda name="tqdm": None)
+        for name in ("tqdm", "tqdm.auto"):  # as if tqdm were not installed
+            monkeypatch.setitem(sys.modules, name, None)
         failing = emu.add_synthetic_job(0.0, succeed=False, message="no face")
         with pytest.raises(aiportrait.JobFailed, match="no face"):
             await aiportrait.watch_with_progress(session, failing)
