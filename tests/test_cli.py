@@ -580,18 +580,6 @@ def test_shared_options_mean_the_same_everywhere(capsys: pytest.CaptureFixture[s
     assert all(len(texts) == 1 for texts in seen.values()), seen
 
 
-def test_demo_subcommand_delegates(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    # the demo itself runs in tests/test_demo.py; here only the wiring is checked
-    seen: dict[str, Any] = {}
-
-    async def fake_demo(out_dir: str, *, train_seconds: float) -> None:
-        seen.update(out_dir=out_dir, train_seconds=train_seconds)
-
-    monkeypatch.setattr("aiportrait._demo.run_demo", fake_demo)
-    assert main(["demo", "--out", str(tmp_path), "--train-seconds", "0.5"]) == cli.EXIT_OK
-    assert seen == {"out_dir": tmp_path, "train_seconds": 0.5}
-
-
 def test_python_m_aiportrait_is_the_command() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "aiportrait", "watch"], capture_output=True, text=True, check=False
