@@ -47,6 +47,21 @@ def _resolve(module: str, is_package: bool, level: int, name: str | None) -> str
     return ".".join([*base, name] if name else base)
 
 
+def string_argument(node: ast.AST, calls: frozenset[str]) -> str | None:
+    """The string that a call of one of ``calls`` (``import_module("x")``, ``f.setattr("x",
+    ...)``) takes first, or ``None``."""
+    if not isinstance(node, ast.Call) or not node.args:
+        return None
+    func, first = node.func, node.args[0]
+    called = getattr(func, "attr", None) or getattr(func, "id", None)
+    if called in calls and isinstance(first, ast.Constant) and isinstance(first.value, str):
+        return first.value
+    return None
+
+
+_IMPORTING_CALLS = frozenset({"import_module", "__import__"})
+
+
 def imports_of(path: Path, module: str, known: set[str]) -> Iterator[str]:
     """Every module of ``known`` that the source at ``path`` imports, by any means."""
     is_package = path.name == "__init__.py"
@@ -66,20 +81,12 @@ def imports_of(path: Path, module: str, known: set[str]) -> Iterator[str]:
             for alias in node.names:
                 if alias.name in known:
                     yield alias.name
-        elif isinstance(node, ast.Call) and node.args:
-            func, first = node.func, node.args[0]
-            called = getattr(func, "attr", None) or getattr(func, "id", None)
-            if (
-                called in ("import_module", "__import__")
-                and isinstance(first, ast.Constant)
-                and isinstance(first.value, str)
-            ):
-                name = first.value
-                if name.startswith("."):
-                    level = len(name) - len(name.lstrip("."))
-                    name = _resolve(module, is_package, level, name.lstrip(".") or None)
-                if name in known:
-                    yield name
+        elif (name := string_argument(node, _IMPORTING_CALLS)) is not None:
+            if name.startswith("."):
+                level = len(name) - len(name.lstrip("."))
+                name = _resolve(module, is_package, level, name.lstrip(".") or None)
+            if name in known:
+                yield name
 
 
 def graph(root: Path = PACKAGE) -> dict[str, set[str]]:
@@ -241,7 +248,7 @@ PRIVATE_READS = {
 }  # fmt: skip
 
 #: Calls whose first argument, a string, names what they import or patch.
-_NAMING_CALLS = frozenset({"import_module", "__import__", "setattr", "delattr", "patch"})
+_NAMING_CALLS = _IMPORTING_CALLS | {"setattr", "delattr", "patch"}
 
 
 def _is_private(dotted: str) -> bool:
@@ -276,15 +283,8 @@ def private_imports(source: str) -> set[str]:
                 value = value.value
             if isinstance(value, ast.Name):
                 note(".".join([value.id, *reversed(chain)]))
-        elif isinstance(node, ast.Call) and node.args:
-            func, first = node.func, node.args[0]
-            called = getattr(func, "attr", None) or getattr(func, "id", None)
-            if (
-                called in _NAMING_CALLS
-                and isinstance(first, ast.Constant)
-                and isinstance(first.value, str)
-            ):
-                note(first.value)
+        elif (named := string_argument(node, _NAMING_CALLS)) is not None:
+            note(named)
     return found
 
 
