@@ -62,7 +62,6 @@ from .models import (
 if TYPE_CHECKING:
     from ._batches.outcomes import Outcome, Outcomes
     from ._display.progress import watch_with_progress
-    from ._local.localrequest import LocalRequest
     from ._local.preflight import preflight
 
 #: Error classes that were top-level names before: each one row of the documentation's error
@@ -140,7 +139,6 @@ __all__ = [
     "JobTimeout",
     "JobUpdate",
     "JobWatch",
-    "LocalRequest",
     "Outcome",
     "Outcomes",
     "PollPolicy",

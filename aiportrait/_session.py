@@ -23,14 +23,8 @@ import attrs
 from ._jobs.durations import Durations, train_kind
 from ._jobs.schedule import PollPolicy
 from ._jobs.watch import JobWatch
-from ._local.inputs import (
-    ImageInput,
-    Uploader,
-    UploadFunc,
-    as_upload,
-    resolve_image,
-    resolve_images,
-)
+from ._local.resolve import resolve
+from ._local.upload import Uploader, UploadFunc, as_upload
 from ._logging import configure_from_env
 from ._requests import (
     AnyCreateRequest,
@@ -39,6 +33,7 @@ from ._requests import (
     CheckRequest,
     CreateRequest,
     GroupCreateRequest,
+    ImageInput,
     JobQuery,
     PromptCreateRequest,
     ReferenceCreateRequest,
@@ -58,7 +53,6 @@ from .models import CheckReport, Job, Portrait, TrainJob, TrainResult
 if TYPE_CHECKING:
     from ._batches.batch import Items
     from ._batches.outcomes import Outcomes
-    from ._local.localrequest import LocalRequest
 
 __all__ = ["Session", "credentials_from_env"]
 
@@ -268,7 +262,11 @@ class Session:
 
         Retries follow the Session's :class:`RetryPolicy`; a charged request whose outcome is
         unknown raises :class:`~aiportrait.errors.SubmitOutcomeUnknown` and is never sent twice.
+        A request with local inputs (files, bytes) has them read, checked (a training not
+        forced), cleaned and uploaded with the Session's ``uploader`` first.
         """
+        if request.local:
+            request = await resolve(request, self._upload)
         return await self._send(request)
 
     async def _send(
@@ -317,19 +315,22 @@ class Session:
     async def check_images(
         self, images: Sequence[ImageInput], *, local: bool = False
     ) -> CheckReport:
-        """Check photos before training: one verdict per photo.
+        """Check photos before training: one verdict per photo (free).
 
         Args:
-            images: photo URLs (jpg, jpeg or png, larger than 512x512; 5 to 20 for training),
-                or local photos (``pathlib.Path``, bytes), uploaded first (see ``uploader``).
+            images: the photos, as :class:`CheckRequest` takes them: URLs (jpg, jpeg or png,
+                larger than 512x512; 5 to 20 for training), local files (``pathlib.Path``) or
+                image bytes, uploaded first with the Session's ``uploader``.
             local: check local photos on this machine instead (no upload, no call, free; see
-                :func:`aiportrait.preflight`, which needs the ``emulator`` extra).
+                :func:`aiportrait.preflight`, which needs the ``emulator`` extra). A Session
+                with no ``uploader`` checks local photos this way without being asked.
         """
-        if local:
+        request = CheckRequest(images)
+        if local or (request.local and self._upload is None and _all_local(request)):
             from ._local.preflight import preflight
 
             return await preflight(images)  # type: ignore[arg-type]  # it refuses str itself
-        return await self.send(CheckRequest(await resolve_images(self._upload, images)))
+        return await self.send(request)
 
     async def train(
         self,
@@ -342,25 +343,18 @@ class Session:
     ) -> TrainJob:
         """Start training a LoRA on photos of one person (or a scene); returns at once.
 
-        Args:
-            images: photo URLs (the documentation asks for 5 to 20 photos of one person;
-                another count warns :class:`~aiportrait.errors.PhotoCountWarning` and is sent
-                as given).
-            sdxl: train an SDXL model (``model_name`` ``train_xl``; SDXL must be enabled).
-            scene_lora: train a scene LoRA (SDXL only); its ``model_id`` is a ``scene_id``.
-            scene_prompts: one caption per photo, required with ``scene_lora``.
-            force: train on local photos that fail the check made on this machine (without
-                it, such a training raises :class:`~aiportrait.errors.PreflightFailed` listing
-                each bad photo, before anything is uploaded or charged).
-
-        Local photos (``pathlib.Path``, bytes) are checked, cleaned of metadata and uploaded
-        with the Session's ``uploader`` before the training is sent.
+        The arguments are :class:`TrainRequest`'s: photos as URLs, local files or bytes (the
+        documentation asks for 5 to 20 photos of one person; another count warns
+        :class:`~aiportrait.errors.PhotoCountWarning` and is sent as given), ``sdxl``,
+        ``scene_lora`` with ``scene_prompts``, and ``force``. Local photos are checked on this
+        machine (a failure raises :class:`~aiportrait.errors.PreflightFailed` listing each bad
+        photo, before anything is uploaded or charged, unless ``force``), cleaned of metadata
+        and uploaded with the Session's ``uploader`` before the training is sent.
 
         Returns:
             A :class:`TrainJob` handle: watch ``job_id``, create with ``model_id``.
         """
-        urls = await resolve_images(self._upload, images, training=True, force=force)
-        return await self.send(TrainRequest(urls, sdxl, scene_lora, scene_prompts))
+        return await self.send(TrainRequest(images, sdxl, scene_lora, scene_prompts, force))
 
     async def get_job(self, job: int | TrainJob) -> Job:
         """Query an asynchronous job once (``POST /api/v1/async_jobs/{id}``)."""
@@ -445,15 +439,12 @@ class Session:
     ) -> Portrait:
         """Create a solo portrait: the trained person's face on the template.
 
-        Args:
-            model_id: the ``model_id`` of a finished training.
-            template: template image URL with one face (or ``"t2i_generate"`` with a prompt),
-                or a local image (``pathlib.Path``, bytes) uploaded first (see ``uploader``).
-            sdxl: use the SDXL model (``create_xl``); the model must be SDXL-trained.
-            config: a :class:`CreateConfig` (or a plain mapping sent as is).
+        The arguments are :class:`CreateRequest`'s: the ``model_id`` of a finished training, a
+        template with one face (a URL, a local file or bytes, uploaded first; or
+        ``"t2i_generate"`` with a prompt), ``sdxl`` (the model must be SDXL-trained) and a
+        :class:`CreateConfig` (or a plain mapping sent as is).
         """
-        url = await resolve_image(self._upload, template, "template")
-        return await self.send(CreateRequest(model_id, url, sdxl, config))
+        return await self.send(CreateRequest(model_id, template, sdxl, config))
 
     async def create_group(
         self,
@@ -465,10 +456,10 @@ class Session:
     ) -> Portrait:
         """Create a group portrait: model ids are paired with template faces left to right.
 
-        ``template`` is a URL or a local image (uploaded first, see ``uploader``).
+        The arguments are :class:`GroupCreateRequest`'s; ``template`` is a URL, a local file
+        or bytes (uploaded first).
         """
-        url = await resolve_image(self._upload, template, "template")
-        return await self.send(GroupCreateRequest(model_ids, url, sdxl, config))
+        return await self.send(GroupCreateRequest(model_ids, template, sdxl, config))
 
     async def create_from_reference(
         self,
@@ -481,16 +472,11 @@ class Session:
     ) -> Portrait:
         """Create a portrait from one reference photo, with no training (IP-Adapter only).
 
-        Args:
-            reference: URL of a photo of the person.
-            template: template image URL.
-            ipa_weight: IP-Adapter strength, 0.0 to 1.0 (service default 0.5).
-
-        Either may be a local image (``pathlib.Path``, bytes), uploaded first.
+        The arguments are :class:`ReferenceCreateRequest`'s: a photo of the person and a
+        template (each a URL, a local file or bytes, uploaded first), ``ipa_weight`` (0.0 to
+        1.0, service default 0.5), ``sdxl`` and ``config``.
         """
-        reference_url = await resolve_image(self._upload, reference, "reference")
-        template_url = await resolve_image(self._upload, template, "template")
-        request = ReferenceCreateRequest(reference_url, template_url, ipa_weight, sdxl, config)
+        request = ReferenceCreateRequest(reference, template, ipa_weight, sdxl, config)
         return await self.send(request)
 
     async def create_from_prompt(
@@ -506,24 +492,16 @@ class Session:
     ) -> Portrait:
         """Create a portrait from a text prompt (``t2i_prompt``).
 
-        Give the person either as a trained ``model_id`` or as a ``reference`` photo.
-
-        Args:
-            prompt: the text prompt.
-            model_id: a trained model id.
-            template: a template URL; default ``"t2i_generate"`` (generate the scene).
-            reference: a reference photo URL instead of a trained model (no training).
-            scene_id: a scene LoRA id from an SDXL scene training.
-
-        ``template`` and ``reference`` may be local images, uploaded first.
+        The arguments are :class:`PromptCreateRequest`'s. Give the person either as a trained
+        ``model_id`` or as a ``reference`` photo; ``template`` defaults to ``"t2i_generate"``
+        (generate the scene); ``scene_id`` is a scene LoRA from an SDXL scene training.
+        ``template`` and ``reference`` may be local files or bytes, uploaded first.
         """
-        template_url = await resolve_image(self._upload, template, "template")
-        reference_url = await resolve_image(self._upload, reference, "reference")
         request = PromptCreateRequest(
             prompt=prompt,
             model_id=model_id,
-            template=template_url,
-            reference=reference_url,
+            template=template,
+            reference=reference,
             scene_id=scene_id,
             sdxl=sdxl,
             config=config,
@@ -534,7 +512,7 @@ class Session:
 
     def create_many(
         self,
-        requests: Items[AnyCreateRequest | LocalRequest],
+        requests: Items[AnyCreateRequest],
         *,
         limit: int | None = None,
         fail_fast: bool = False,
@@ -543,16 +521,15 @@ class Session:
         resubmit_unknown: bool = False,
         retry_failed: bool = False,
         recreate_missing: bool = False,
-    ) -> Outcomes[AnyCreateRequest | LocalRequest, Portrait]:
+    ) -> Outcomes[AnyCreateRequest, Portrait]:
         """Create many portraits concurrently; yields an :class:`Outcome` per item as it ends.
 
         Args:
             requests: create requests (:class:`CreateRequest`, :class:`GroupCreateRequest`,
                 :class:`ReferenceCreateRequest`, :class:`PromptCreateRequest`), as a mapping
                 ``key -> request``, ``(key, request)`` pairs, or bare requests (key: position).
-                With local templates or reference photos: a :class:`LocalRequest`
-                (``LocalRequest.create(model_id, Path("t.jpg"))``, the same arguments as
-                :meth:`create` and the other ``create_*`` methods).
+                Templates and reference photos may be local files or bytes
+                (``CreateRequest(model_id, Path("t.jpg"))``).
             limit: items in flight at once (default: the Session's creation capacity).
             fail_fast: stop the batch at the first failed item and raise its error.
             journal: an SQLite file that makes the batch resumable.
@@ -573,7 +550,7 @@ class Session:
         process or another, raises :class:`~aiportrait.errors.JournalLocked` here; a file that
         is not a readable journal raises :class:`~aiportrait.errors.JournalError`.
 
-        Local photos (a :class:`LocalRequest` item) are read when the item starts (a bad file
+        Local photos (files or bytes in an item) are read when the item starts (a bad file
         fails that item only, with :class:`~aiportrait.errors.LocalPhotoError`), then
         checked, cleaned and uploaded with the Session's ``uploader`` right before the item's
         charged call. The journal binds such an item to its files' content, not their URLs,
@@ -602,7 +579,7 @@ class Session:
 
     def train_many(
         self,
-        image_sets: Items[TrainRequest | LocalRequest | Sequence[ImageInput]],
+        image_sets: Items[TrainRequest | Sequence[ImageInput]],
         *,
         limit: int | None = None,
         wait: bool = True,
@@ -610,16 +587,14 @@ class Session:
         journal: str | os.PathLike[str] | None = None,
         resubmit_unknown: bool = False,
         retry_failed: bool = False,
-    ) -> Outcomes[TrainRequest | LocalRequest, Any]:
+    ) -> Outcomes[TrainRequest, Any]:
         """Train many models concurrently; yields an :class:`Outcome` per item as it ends.
 
         Args:
-            image_sets: photo sets (lists of URLs, or of local photos: ``pathlib.Path``,
-                bytes), :class:`TrainRequest` objects, or :class:`LocalRequest` items
-                (``LocalRequest.train(paths, sdxl=True, force=False)``, the arguments of
-                :meth:`train`), as a mapping ``key -> set``, ``(key, set)`` pairs, or bare
-                sets (key: position). A set with a local photo becomes a
-                ``LocalRequest.train(set)``.
+            image_sets: photo sets (lists of URLs, local files or bytes, each becoming a
+                ``TrainRequest(set)``) or :class:`TrainRequest` objects
+                (``TrainRequest(paths, sdxl=True, force=True)``), as a mapping ``key -> set``,
+                ``(key, set)`` pairs, or bare sets (key: position).
             limit: trainings in progress at once (default: ``max_trainings``, else
                 ``max_in_flight``).
             wait: watch each training to its end (value: :class:`TrainResult`); with False,
@@ -708,6 +683,10 @@ def _log_result(result: object, answer: Answer) -> None:
                 "aiportrait.cost_time": result.cost_time,
             },
         )
+
+
+def _all_local(request: CheckRequest) -> bool:
+    return len(request.local_inputs()) == len(request.images)
 
 
 def _checked(value: T, kind: type[T], name: str) -> T:

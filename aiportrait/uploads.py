@@ -28,25 +28,24 @@ key) -> url``) or any async callable of that shape, for your own storage::
 the service presigned GET URLs; ``OSSUploader.for_emulator(emu)`` uploads to the local
 emulator's OSS-compatible bucket, offline.
 
-Batches take local photos too: ``session.train_many({"alice": [Path(...), ...]})``, and
-:class:`LocalRequest` for any other call (``LocalRequest.create(model_id, Path("t.jpg"))``,
-the arguments of the Session method of the same name). Each item's photos are read when it
+Every request class takes them too (``TrainRequest([Path(...), ...], force=True)``,
+``CreateRequest(model_id, Path("t.jpg"))``), for :meth:`Session.send` and for batches:
+``session.train_many({"alice": [Path(...), ...]})``. Each batch item's photos are read when it
 starts and uploaded right before its charged call; with ``journal=``, the item is bound to its
 files' content and the uploads are remembered (an uploader with a ``remembering(memo)`` method,
 as :class:`OSSUploader`): a re-run neither uploads nor trains again, and an expired URL is
 presigned again, not uploaded again.
 """
 
-from ._local.inputs import ImageInput, Uploader, UploadFunc
-from ._local.localrequest import LocalRequest
+from ._local.localrequest import LocalRequest  # noqa: F401  (deprecated; not in __all__)
 from ._local.oss_uploader import DEFAULT_EXPIRES, OSSUploader
+from ._local.upload import ImageInput, Uploader, UploadFunc
 from .errors import LocalPhotoError, PreflightFailed, UploadError
 
 __all__ = [
     "DEFAULT_EXPIRES",
     "ImageInput",
     "LocalPhotoError",
-    "LocalRequest",
     "OSSUploader",
     "PreflightFailed",
     "UploadError",

@@ -195,7 +195,6 @@ def test_no_context_variable_carries_a_calls_data_between_layers() -> None:
 #: module that shrank below the bound leaves it.
 STILL_TOO_LONG = {
     "aiportrait._batches.journal",
-    "aiportrait._requests",
     "aiportrait._session",
     "aiportrait._wire.transport",
     "aiportrait.hooks",

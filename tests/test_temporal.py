@@ -499,3 +499,17 @@ async def test_a_dev_server_refuses_a_taken_port_and_a_cancelled_start_leaves_no
     with pytest.raises(asyncio.CancelledError):
         await starting
     assert process is not None and process.poll() is not None  # stopped, not orphaned
+
+
+async def test_a_request_with_local_files_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    photo = tmp_path / "me.jpg"
+    nowhere: Any = object()  # no client is reached: the refusal comes first
+    with pytest.raises(aiportrait.InvalidArgument, match="item 'b' holds local files"):
+        await at.start_batch(
+            nowhere,
+            [("a", CreateRequest("m", "https://x/t.jpg")), ("b", CreateRequest("m", photo))],
+        )
+    with pytest.raises(aiportrait.InvalidArgument, match="upload them first"):
+        await at.start_training(nowhere, [photo, b"\xff\xd8"])
+    with pytest.raises(aiportrait.InvalidArgument, match="local files or bytes"):
+        await at.start_create(nowhere, CreateRequest("m", b"\xff\xd8"))

@@ -36,8 +36,7 @@ import attrs
 
 from .._args import positive_int
 from .._jobs.durations import Durations
-from .._local.inputs import UploadFunc, is_local
-from .._local.localrequest import LocalRequest
+from .._local.upload import UploadFunc
 from .._requests import (
     AnyCreateRequest,
     CreateRequest,
@@ -73,38 +72,28 @@ V = TypeVar("V")
 Items: TypeAlias = "Mapping[Any, R] | Iterable[R | tuple[Any, R]]"
 
 
-def keyed(
-    items: Items[R], kinds: tuple[type, ...], *, training: bool | None = None
-) -> Iterable[tuple[Any, R]]:
+def keyed(items: Items[R], kinds: tuple[type, ...]) -> Iterable[tuple[Any, R]]:
     """Yield ``(key, request)`` pairs from a mapping, pairs, or bare requests (key = position).
 
-    With ``training`` set, a :class:`LocalRequest` is one of the kinds when it becomes a
-    training (``True``) or a creation (``False``); another one is refused.
+    An item of none of ``kinds`` is refused (a training is never sent as a creation).
     """
     if isinstance(items, Mapping):
-        pairs: Iterable[tuple[Any, Any]] = items.items()
-        for key, item in pairs:
-            _check_local(key, item, training)
-            yield key, item
+        for key, item in items.items():
+            if not isinstance(item, kinds):
+                raise InvalidArgument(f"batch item {key!r} is {_kind_names(item, kinds)}")
+            yield key, cast(R, item)
         return
     for index, item in enumerate(items):
         if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], kinds):
-            _check_local(item[0], item[1], training)
             yield item[0], cast(R, item[1])
         elif isinstance(item, kinds):
-            _check_local(index, item, training)
             yield index, cast(R, item)
         else:
-            names = ", ".join(k.__name__ for k in kinds)
-            raise InvalidArgument(f"batch item {index} is {type(item).__name__}, not {names}")
+            raise InvalidArgument(f"batch item {index} is {_kind_names(item, kinds)}")
 
 
-def _check_local(key: Any, item: object, training: bool | None) -> None:
-    if training is None or not isinstance(item, LocalRequest) or item.is_training == training:
-        return
-    made = item.request_type.__name__
-    where = "train_many" if training else "create_many"
-    raise InvalidArgument(f"batch item {key!r} is a LocalRequest of {made}, not for {where}")
+def _kind_names(item: object, kinds: tuple[type, ...]) -> str:
+    return f"{type(item).__name__}, not " + ", ".join(k.__name__ for k in kinds)
 
 
 @attrs.frozen
@@ -179,7 +168,6 @@ _CREATE_KINDS = (
     GroupCreateRequest,
     ReferenceCreateRequest,
     PromptCreateRequest,
-    LocalRequest,
 )
 
 
@@ -187,7 +175,7 @@ def create_many(
     send: Send,
     wait: Wait,
     capacity: int,
-    requests: Items[AnyCreateRequest | LocalRequest],
+    requests: Items[AnyCreateRequest],
     *,
     limit: int | None,
     fail_fast: bool,
@@ -198,7 +186,7 @@ def create_many(
     recreate_missing: bool,
     hooks: Sequence[Hook] = (),
     upload: UploadFunc | None = None,
-) -> Outcomes[AnyCreateRequest | LocalRequest, Portrait]:
+) -> Outcomes[AnyCreateRequest, Portrait]:
     """Run create requests as a batch (see :meth:`Session.create_many`)."""
     batch_id = next_id() if hooks else None  # what the hook events of its calls name
     runner = BatchRunner(
@@ -212,7 +200,7 @@ def create_many(
         recreate_missing=recreate_missing,
         upload=upload,
     )
-    items = keyed(requests, _CREATE_KINDS, training=False)
+    items = keyed(requests, _CREATE_KINDS)
     size = _limit(limit, capacity)
     if batch_id is not None:
         observed = _observed(items, runner.create, size, fail_fast, runner, "create", hooks)
@@ -224,7 +212,7 @@ def train_many(
     send: Send,
     wait: Wait,
     capacity: int,
-    image_sets: Items[TrainRequest | LocalRequest | Sequence[Any]],
+    image_sets: Items[TrainRequest | Sequence[Any]],
     *,
     limit: int | None,
     wait_for_end: bool,
@@ -235,7 +223,7 @@ def train_many(
     durations: Durations | None = None,
     hooks: Sequence[Hook] = (),
     upload: UploadFunc | None = None,
-) -> Outcomes[TrainRequest | LocalRequest, Any]:
+) -> Outcomes[TrainRequest, Any]:
     """Run trainings as a batch (see :meth:`Session.train_many`).
 
     With ``durations`` (the Session's learned job durations) and a journal, the batch starts
@@ -257,8 +245,8 @@ def train_many(
     async def work(key: Any, request: Any) -> Outcome[Any, Any]:
         return await runner.train(key, request, wait=wait_for_end)
 
-    sets: Iterable[tuple[Any, TrainRequest | LocalRequest | Sequence[Any]]] = keyed(
-        image_sets, (TrainRequest, LocalRequest, list, tuple), training=True
+    sets: Iterable[tuple[Any, TrainRequest | Sequence[Any]]] = keyed(
+        image_sets, (TrainRequest, list, tuple)
     )
     pairs = ((key, _training(item)) for key, item in sets)
     size = _limit(limit, capacity)
@@ -267,13 +255,9 @@ def train_many(
     return Outcomes(_closing(run_batch(pairs, work, size, fail_fast), runner))
 
 
-def _training(item: TrainRequest | LocalRequest | Sequence[Any]) -> TrainRequest | LocalRequest:
-    """A photo set as a request: local photos in it make it a :class:`LocalRequest`."""
-    if isinstance(item, (TrainRequest, LocalRequest)):
-        return item
-    if not isinstance(item, (str, bytes)) and any(is_local(v) for v in item):
-        return LocalRequest.train(item)
-    return TrainRequest(item)
+def _training(item: TrainRequest | Sequence[Any]) -> TrainRequest:
+    """A photo set as a request."""
+    return item if isinstance(item, TrainRequest) else TrainRequest(item)
 
 
 def _limit(limit: int | None, capacity: int) -> int:

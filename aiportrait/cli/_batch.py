@@ -15,7 +15,6 @@ import click
 
 from .. import (
     AnyCreateRequest,
-    LocalRequest,
     Outcome,
     PollPolicy,
     Portrait,
@@ -62,7 +61,7 @@ def _value_doc(outcome: Outcome[Any, Any], path: Path | None) -> dict[str, Any]:
         return portrait_doc(value, path)
     if isinstance(value, TrainResult):
         request = outcome.request
-        inputs = request.fields["images"] if isinstance(request, LocalRequest) else ()
+        inputs = request.images if isinstance(request, TrainRequest) else ()
         return result_doc(value, photo_names(inputs, [s.url for s in value.states]))
     return {}
 
@@ -147,7 +146,7 @@ class _BatchRun:
         self.progress.write(shown(line), self.out.out)
 
     async def trainings(
-        self, requests: Mapping[str, TrainRequest | LocalRequest], wait: bool, poll: PollPolicy
+        self, requests: Mapping[str, TrainRequest], wait: bool, poll: PollPolicy
     ) -> None:
         """Train (and with ``wait``, watch) every training of the plan."""
         session = self.session.with_options(poll=poll)
@@ -157,7 +156,7 @@ class _BatchRun:
             async for outcome in outcomes:
                 await self.report("train", outcome)
 
-    async def creations(self, requests: Mapping[str, AnyCreateRequest | LocalRequest]) -> None:
+    async def creations(self, requests: Mapping[str, AnyCreateRequest]) -> None:
         """Create every portrait of the plan into ``DIR``."""
         outcomes = self.session.create_many(
             requests, out_dir=self.out_dir, journal=self.journal, **self.options

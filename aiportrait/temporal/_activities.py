@@ -22,6 +22,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from .._requests import CheckRequest, JobQuery, TrainRequest
+from .._retrying import clock
 from .._retrying.policy import RetryPolicy, decide
 from .._session import Session
 from ..errors import AIPortraitError, SubmitOutcomeUnknown
@@ -107,7 +108,7 @@ async def _put(store: PortraitStore, name: str, data: bytes, content_type: str) 
             if attempt >= _STORE_TRIES.attempts:
                 raise
             activity.heartbeat()
-            await asyncio.sleep(_STORE_TRIES.backoff(attempt))
+            await clock.sleep(_STORE_TRIES.backoff(attempt))  # instant under set_testing()
 
 
 class PortraitActivities:

@@ -6,14 +6,15 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
 
 from .._jobs.schedule import PollPolicy
-from .._requests import AnyCreateRequest, TrainRequest
+from .._requests import AnyCreateRequest, Request, TrainRequest
+from ..errors import InvalidArgument
 from ..models import TrainResult
 from ._store import PortraitStore, safe_name
 from ._wire import (
@@ -103,8 +104,22 @@ async def result(handle: WorkflowHandle[Any, Any]) -> Any:
         raise error_of(exc) from exc
 
 
+R = TypeVar("R", bound=Request)
+
+
 def _id(prefix: str, workflow_id: str | None) -> str:
     return workflow_id or f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def _by_url(request: R, what: str = "the request") -> R:
+    """``request``, refused when it holds local files or bytes: workers fetch photos by URL."""
+    if request.local:
+        raise InvalidArgument(
+            f"{what} holds local files or bytes; Temporal workers on other machines cannot read "
+            "them: upload them first (resolve the request with an uploader, as `aiportrait "
+            "temporal batch FILE` does) and start it with their URLs"
+        )
+    return request
 
 
 async def start_training(
@@ -122,7 +137,7 @@ async def start_training(
     (``handle.id`` re-attaches later: ``client.get_workflow_handle(id)``)."""
     if not isinstance(request, TrainRequest):
         request = TrainRequest(tuple(request))
-    task = TrainInput(request, check, force, poll, timeouts)
+    task = TrainInput(_by_url(request), check, force, poll, timeouts)
     return await client.start_workflow(
         TrainWorkflow.run,
         task,
@@ -144,7 +159,7 @@ async def start_create(
     """Start a :class:`CreateWorkflow`; the portrait is stored as ``portraits/<name>``
     (``name`` defaults to the workflow id)."""
     wid = _id("create", workflow_id)
-    task = CreateInput(request, f"portraits/{safe_name(name or wid)}", timeouts)
+    task = CreateInput(_by_url(request), f"portraits/{safe_name(name or wid)}", timeouts)
     return await client.start_workflow(
         CreateWorkflow.run, task, id=wid, task_queue=task_queue, id_reuse_policy=_ONCE
     )
@@ -174,7 +189,9 @@ async def start_batch(
     refuses inputs over about 2 MB).
     """
     wid = _id("batch", workflow_id)
-    batch_items = tuple(BatchItem(str(key), request) for key, request in items)
+    batch_items = tuple(
+        BatchItem(str(key), _by_url(request, f"item {key!r}")) for key, request in items
+    )
     keys = [item.key for item in batch_items]
     if len(set(keys)) != len(keys):
         raise ValueError("batch keys must be distinct")
