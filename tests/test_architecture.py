@@ -240,7 +240,6 @@ PRIVATE_READS = {
     ("test_temporal.py", "aiportrait.temporal._wire"):
         "OutcomePage, the argument of the public PortraitActivities.save_outcomes",
     # local photos (being rewritten with the library's local-photo handling)
-    ("test_batch_local.py", "aiportrait._batches.batch"): "keyed, the batch's item reader",
     ("test_batch_local.py", "aiportrait._batches.journal"): "the journal's upload rows",
     ("test_uploads.py", "aiportrait._batches.journal"): "the journal's upload rows",
     ("test_uploads.py", "aiportrait._local.photos"): "read_photo on bytes of a format it refuses",

@@ -60,4 +60,3 @@ async def test_session_without_an_uploader_checks_local_photos_on_this_machine(
     assert [r.url for r in report.results] == [str(p) for p in paths]
     assert report.results[-1].code is aiportrait.CheckVerdict.DECODE_ERROR
     assert report.passed == tuple(str(p) for p in paths[:-1])
-
