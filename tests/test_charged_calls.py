@@ -17,7 +17,6 @@ import pytest
 import aiportrait
 from aiportrait import CreateRequest, RetryPolicy, Session
 from aiportrait._batches.journal import Journal
-from aiportrait._jobs.durations import Durations
 from aiportrait.testing import VirtualClock
 from tests._mock import OK_IMAGE, Fake, until
 
@@ -108,18 +107,6 @@ async def test_retry_after_beyond_a_minute_is_honoured_up_to_the_cap(
             await session.create("m-1", "https://t/x.jpg")
     assert aiportrait_instant_waits.time >= 90  # not cut to 60 s
     assert len(fake.requests) == 2
-
-
-def test_learned_durations_take_only_plausible_values_and_stay_bounded() -> None:
-    durations = Durations()
-    for bad in (float("inf"), float("nan"), -1.0, 0.0, 10 * 24 * 3600.0):
-        durations.record("sdxl", bad)
-    durations.load([("sdxl", float("inf")), ("sdxl", "x"), (3, 5.0)])  # type: ignore[list-item]
-    assert durations.seen() == {}
-    for _ in range(1000):
-        durations.record("sd15", 60.0)
-    assert len(durations.drain()) <= 50  # a Session without a journal never drains
-    assert durations.kind_of(12345) is None  # a job it did not start: nothing to learn
 
 
 def test_the_cli_keeps_the_token_out_of_a_tracebacks_locals(
