@@ -12,11 +12,10 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol, TypeAlias, TypeVar, runtime_checkable
 
-from .._requests import ImageInput
 from ..errors import AIPortraitError, InvalidArgument, PreflightFailed, UploadError
 from .photos import CleanPhoto, clean_photo
 
-__all__ = ["ImageInput", "UploadFunc", "Uploader", "as_upload", "needs_uploader", "upload_photos"]
+__all__ = ["UploadFunc", "Uploader", "as_upload", "needs_uploader", "upload_photos"]
 
 K = TypeVar("K")
 
