@@ -36,7 +36,7 @@ from ._requests import (
 from ._retrying.policy import RetryPolicy
 from ._session import Session, SessionLimits
 from ._version import __version__
-from ._wire.transport import DEFAULT_TIMEOUT
+from ._wire.transport import DEFAULT_READ_TIMEOUT, DEFAULT_TIMEOUT
 from .config import SD15_ONLY_KEYS, SDXL_ONLY_KEYS, CreateConfig
 from .errors import (
     AIPortraitError,
@@ -117,6 +117,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "DEFAULT_READ_TIMEOUT",
     "DEFAULT_TIMEOUT",
     "SD15_ONLY_KEYS",
     "SDXL_ONLY_KEYS",

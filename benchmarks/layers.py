@@ -16,8 +16,10 @@ all against ``run.py``'s loopback server (``_fast_server.py``, another process),
 4. ``+ asyncio deadline``: and the call's deadline as ``asyncio.timeout(600)``.
 5. ``+ anyio deadline``: instead, ``anyio.move_on_after(600)`` (``run.py``'s "bare +
    guarantees").
-6. ``transport``: aiportrait's wire layer alone (``Transport.call``: DEFAULT_TIMEOUT, signing,
-   JSON, the envelope), answering the envelope's ``data``. Private API: update it with the layout.
+6. ``transport``: aiportrait's wire layer alone (``Transport.call``: signing, JSON, the
+   envelope), answering the envelope's ``data``, with the per-try timeout a Session gives these
+   read-only calls (``DEFAULT_READ_TIMEOUT``: 180 s in all, no timer between reads), so it adds
+   to ``bare``. Private API: update it with the layout.
 7. ``+ models``: and the answer read into the models (``CheckReport``, or a ``Job`` with its
    ``TrainResult``), by the codec.
 8. ``session.send(request)``: a Session sending a request built once: adds the retry loop (the
@@ -56,7 +58,7 @@ from run import APP, CHECK_PATH, IN_FLIGHT, JOB_PATH, PHOTOS, TOKEN, Bare, Call,
 
 import aiportrait  # noqa: E402
 from aiportrait._wire.codec import decode_check, decode_job  # noqa: E402
-from aiportrait._wire.transport import Transport  # noqa: E402
+from aiportrait._wire.transport import DEFAULT_READ_TIMEOUT, Transport  # noqa: E402
 
 
 class AsyncioDeadline(Limited):
@@ -72,7 +74,7 @@ class Wire:
     """aiportrait's transport alone, and optionally its codec (private API)."""
 
     def __init__(self, url: str, models: bool) -> None:
-        self.transport = Transport(url, APP, TOKEN)
+        self.transport = Transport(url, APP, TOKEN, timeout=DEFAULT_READ_TIMEOUT)
         self.models = models
 
     async def aclose(self) -> None:
@@ -97,7 +99,7 @@ LAYERS = {
     "+ limiter token": "+ DEFAULT_TIMEOUT",
     "+ asyncio deadline": "+ limiter token",
     "+ anyio deadline": "+ limiter token",
-    "transport": "+ DEFAULT_TIMEOUT",
+    "transport": "bare",
     "+ models": "transport",
     "session.send(request)": "+ models",
     "+ building the request": "session.send(request)",

@@ -20,9 +20,8 @@ from contextlib import AbstractContextManager
 from types import TracebackType
 
 import anyio
-import anyio.lowlevel
 
-__all__ = ["VirtualClock", "deadline", "now", "set_testing", "sleep"]
+__all__ = ["VirtualClock", "deadline", "ends_by", "now", "set_testing", "sleep"]
 
 
 class VirtualClock:
@@ -46,6 +45,8 @@ class VirtualClock:
 
     async def sleep(self, seconds: float) -> None:
         """Move virtual time forward by ``seconds`` and yield to the event loop once."""
+        import anyio.lowlevel  # the test clock's only: not loaded by ``import aiportrait``
+
         seconds = max(0.0, seconds)
         self.slept.append(seconds)
         self.advance(seconds)
@@ -99,6 +100,13 @@ def deadline(seconds: float | None) -> AbstractContextManager[anyio.CancelScope]
     return anyio.CancelScope(
         deadline=math.inf if seconds is None else anyio.current_time() + seconds
     )
+
+
+def ends_by(seconds: float | None, until: float) -> bool:
+    """True when something that ends within ``seconds`` of real time (by its own timeout)
+    ends by ``until`` on the library's clock. Never under :func:`set_testing`: real seconds
+    bound nothing in virtual time."""
+    return _virtual is None and seconds is not None and time.monotonic() + seconds <= until
 
 
 class set_testing:

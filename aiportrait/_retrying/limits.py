@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 from collections.abc import Callable
-from typing import Literal
 
 import anyio
 
 from .._args import positive_int
+from .._states import CallKind
 from . import clock as _clock
 
-__all__ = ["CallKind", "CoolDown", "Limits", "Slot"]
+__all__ = ["CoolDown", "Limits", "Slot"]
 
 log = logging.getLogger("aiportrait")
-
-CallKind = Literal["read", "train", "create"]
 
 
 class CoolDown:
@@ -112,6 +109,10 @@ class Limits:
         }
         if max_trainings is not None:
             self.by_kind["train"] = anyio.CapacityLimiter(max_trainings)
+        self._held: dict[CallKind, tuple[anyio.CapacityLimiter, ...]] = {}
+        for kind in ("read", "train", "create"):
+            specific = self.by_kind.get(kind)
+            self._held[kind] = (self.all,) if specific is None else (specific, self.all)
         self.cooldown = CoolDown()
 
     def capacity(self, kind: CallKind) -> int:
@@ -120,50 +121,53 @@ class Limits:
 
     def limiters(self, kind: CallKind) -> tuple[anyio.CapacityLimiter, ...]:
         """The limiters a call of ``kind`` holds, in the order to take them."""
-        specific = self.by_kind.get(kind)
-        return (self.all,) if specific is None else (specific, self.all)
+        return self._held[kind]
 
     def slot(self, kind: CallKind) -> Slot:
-        """Hold the slots a call of ``kind`` needs: its own limiter first, then the shared one.
+        """The slots a call of ``kind`` needs: its own limiter first, then the shared one.
 
-        Use it as ``async with limits.slot(kind):``.
+        Take them with :meth:`Slot.take_nowait` (and :meth:`Slot.take` when that says they
+        are not all free), and give them back with :meth:`Slot.give_back` in a ``finally``.
         """
-        return Slot(self.limiters(kind))
+        return Slot(self._held[kind])
 
 
 class Slot:
-    """The tokens of one call, taken on entry and given back on exit (an async context manager).
+    """The tokens of one call, taken in order and given back in reverse.
 
-    A free token is taken at once, without a trip through the event loop; a cancel while
-    waiting for the second token gives back the first.
+    A free token is taken at once, without a trip through the event loop (the usual case);
+    :meth:`take` waits for the rest. The borrower of the tokens is the slot itself (one per
+    call), not the task: nothing needs to look the task up.
     """
 
-    __slots__ = ("_limiters", "_taken", "_task")
+    __slots__ = ("_limiters", "_taken")
 
     def __init__(self, limiters: tuple[anyio.CapacityLimiter, ...]) -> None:
         self._limiters = limiters
         self._taken = 0
-        self._task: object = None
 
-    async def __aenter__(self) -> None:
-        # The borrower is the current task, as in CapacityLimiter.acquire(): found once.
-        task = self._task = asyncio.current_task()
-        try:
-            for limiter in self._limiters:
-                try:
-                    limiter.acquire_on_behalf_of_nowait(task)
-                except anyio.WouldBlock:
-                    await limiter.acquire_on_behalf_of(task)
-                self._taken += 1
-        except BaseException:
-            self._give_back()
-            raise
+    def take_nowait(self) -> bool:
+        """Take every token that is free now, in order; True when all are held."""
+        limiters = self._limiters
+        while self._taken < len(limiters):
+            try:
+                limiters[self._taken].acquire_on_behalf_of_nowait(self)
+            except anyio.WouldBlock:
+                return False
+            self._taken += 1
+        return True
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        self._give_back()
+    async def take(self) -> None:
+        """Wait for the tokens :meth:`take_nowait` did not get (a cancel leaves those
+        already taken for :meth:`give_back`)."""
+        limiters = self._limiters
+        while self._taken < len(limiters):
+            await limiters[self._taken].acquire_on_behalf_of(self)
+            self._taken += 1
 
-    def _give_back(self) -> None:
-        limiters, task = self._limiters, self._task
+    def give_back(self) -> None:
+        """Give back every token held (again: nothing)."""
+        limiters = self._limiters
         while self._taken:
             self._taken -= 1
-            limiters[self._taken].release_on_behalf_of(task)
+            limiters[self._taken].release_on_behalf_of(self)

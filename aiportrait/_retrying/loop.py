@@ -2,10 +2,17 @@
 
 Read as a chain, one concern a function (as httpx's ``_send_handling_*``):
 
-- :meth:`Caller.call`: the call's events (``CallStarted`` / ``CallEnded``) and its deadline;
+- :meth:`Caller.call`: the call's events (``CallStarted`` / ``CallEnded``);
 - :meth:`Caller._tries`: try, ask :func:`~aiportrait._retrying.policy.decide`, wait, try again;
 - :meth:`Caller._try`: the shared 429 cool-down, a limiter slot, the claim of a charged call
   (:class:`Claim`), then one request on the wire.
+
+The call's deadline (``RetryPolicy.deadline``, from the call's start, waits included) bounds
+every step that can take time, each under a cancel scope ending at that one instant
+(:meth:`Caller._within`): the cool-down, a slot that is not free, the events and the claim
+before a try, the wait between tries, and a try that its own timeout (``Call.bound``, the
+aiohttp ``total``) does not end in time. The usual first try (no cool-down, a free slot, its
+own timeout ending before the deadline) waits for nothing but its answer, and needs no scope.
 
 Everything a call needs comes in as a parameter: the Session's policy, limits, hooks and
 origin when the :class:`Caller` is built; the request, the claim and the watch or batch the
@@ -15,11 +22,13 @@ call is made for (``within``) with each call.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
 import attrs
 
+from .._states import CallKind
 from ..errors import (
     AIPortraitError,
     APIError,
@@ -42,7 +51,7 @@ from ..hooks import (
     emit,
 )
 from . import clock as _clock
-from .limits import CallKind, Limits
+from .limits import Limits
 from .policy import RetryPolicy, decide
 
 __all__ = ["CALL_ERRORS", "Call", "Caller", "Claim"]
@@ -67,9 +76,9 @@ class Claim(Protocol):
         be sent again: what :meth:`before_send` claimed may be given back."""
 
 
-@attrs.frozen
 class Call:
-    """One call: what is sent, for what, and what is told about it.
+    """One call: what is sent, for what, and what is told about it (a plain slotted class:
+    one is built per call, and it is internal).
 
     Attributes:
         method: the HTTP method.
@@ -80,15 +89,31 @@ class Call:
             not run.
         within: the id of the watch or batch the call is made for (for the hooks).
         tries: tries in all, overriding the policy's (the watcher polls with one).
+        bound: seconds one try takes at most on its own (its total timeout; ``None``: no
+            bound), on the real clock.
     """
 
-    method: str
-    path: str
-    kind: CallKind
-    payload: Mapping[str, Any] | None = None
-    claim: Claim | None = None
-    within: int | None = None
-    tries: int | None = None
+    __slots__ = ("bound", "claim", "kind", "method", "path", "payload", "tries", "within")
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        kind: CallKind,
+        payload: Mapping[str, Any] | None = None,
+        claim: Claim | None = None,
+        within: int | None = None,
+        tries: int | None = None,
+        bound: float | None = None,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.kind = kind
+        self.payload = payload
+        self.claim = claim
+        self.within = within
+        self.tries = tries
+        self.bound = bound
 
     @property
     def what(self) -> str:
@@ -99,10 +124,11 @@ class Call:
 class _State:
     """What one call has seen so far."""
 
-    __slots__ = ("attempt", "began", "in_try", "last", "sent", "started")
+    __slots__ = ("attempt", "began", "in_try", "last", "sent", "started", "until")
 
-    def __init__(self, started: float) -> None:
+    def __init__(self, started: float, deadline: float | None) -> None:
         self.started = started
+        self.until = math.inf if deadline is None else started + deadline  # the deadline
         self.began = started  # when the last try was written
         self.attempt = 0
         self.sent = 0  # tries written (or being written)
@@ -135,16 +161,16 @@ class Caller:
     ) -> T:
         """Run ``try_once`` until it succeeds or must not be retried; return its answer.
 
-        The whole call, waits included, runs under one cancel scope bounded by
-        ``policy.deadline``. When the deadline ends a run of failures, the last real failure
-        is raised. A charged call whose failure leaves open whether it ran raises
-        :class:`~aiportrait.errors.SubmitOutcomeUnknown` carrying the payload; it is never
-        sent again. ``after`` runs on the answer before ``CallEnded`` (the Session decodes
-        there when hooks listen): an answer that cannot be read ends the call ``failed``, or
-        ``unknown`` for a charged call, as the caller will see it.
+        The whole call, waits included, ends by ``policy.deadline`` (each step that can take
+        time is bounded by it: see the module's docstring). When the deadline ends a run of
+        failures, the last real failure is raised. A charged call whose failure leaves open
+        whether it ran raises :class:`~aiportrait.errors.SubmitOutcomeUnknown` carrying the
+        payload; it is never sent again. ``after`` runs on the answer before ``CallEnded``
+        (the Session decodes there when hooks listen): an answer that cannot be read ends the
+        call ``failed``, or ``unknown`` for a charged call, as the caller will see it.
         """
         hooks = self.hooks
-        state = _State(_clock.now())
+        state = _State(_clock.now(), self.policy.deadline)
         if hooks:
             host, port, app_id = self.origin
             started = CallStarted(
@@ -152,10 +178,7 @@ class Caller:
             )
             await emit(hooks, started)
         try:
-            with _clock.deadline(self.policy.deadline) as scope:
-                result = await self._tries(call, try_once, state)
-            if scope.cancelled_caught:
-                raise self._cut(call, state)
+            result = await self._tries(call, try_once, state)
         except BaseException as exc:
             if hooks:
                 await self._ended(call, state, exc)
@@ -176,11 +199,6 @@ class Caller:
 
     async def _tries(self, call: Call, try_once: Callable[[], Awaitable[T]], state: _State) -> T:
         """Try, and while :func:`decide` says so, wait and try again."""
-        cooldown, hooks = self.limits.cooldown, self.hooks
-        charged = call.kind != "read"
-        policy = self.policy
-        if call.tries is not None:
-            policy = attrs.evolve(policy, attempts=call.tries, charged_attempts=call.tries)
         while True:
             try:
                 return await self._try(call, try_once, state)
@@ -190,87 +208,119 @@ class Caller:
             except CALL_ERRORS as exc:
                 failure = state.last = exc
                 state.in_try = False
-            if hooks:
-                await self._answered(call, state, failure)
-                episodes = cooldown.episodes
-            if isinstance(failure, RateLimited):
-                # Every task of the Session waits this out, even when this call gives up now.
-                pause, cap = failure.retry_after, policy.max_retry_after
-                cooldown.trip(min(pause, cap) if pause else None, cap=cap)
-            if hooks and cooldown.episodes != episodes:
-                retry_after = failure.retry_after if isinstance(failure, RateLimited) else None
-                pause_started = CoolDownStarted(
-                    call.method, call.path, call.kind, cooldown.remaining, retry_after
-                )
-                await emit(hooks, pause_started)
-            decision = decide(
-                failure,
-                charged=charged,
-                attempt=state.attempt,
-                policy=policy,
-                elapsed=_clock.now() - state.started,
-                cooling=cooldown.remaining,
+            await self._within(call, state, self._again(call, state, failure))
+
+    async def _again(self, call: Call, state: _State, failure: AIPortraitError) -> None:
+        """After a failed try: tell, ask :func:`decide`, and wait before the next try; raise
+        what ends the call when it is not tried again."""
+        cooldown, hooks = self.limits.cooldown, self.hooks
+        charged = call.kind != "read"
+        policy = self.policy
+        if call.tries is not None:
+            policy = attrs.evolve(policy, attempts=call.tries, charged_attempts=call.tries)
+        if hooks:
+            await self._answered(call, state, failure)
+            episodes = cooldown.episodes
+        if isinstance(failure, RateLimited):
+            # Every task of the Session waits this out, even when this call gives up now.
+            pause, cap = failure.retry_after, policy.max_retry_after
+            cooldown.trip(min(pause, cap) if pause else None, cap=cap)
+        if hooks and cooldown.episodes != episodes:
+            retry_after = failure.retry_after if isinstance(failure, RateLimited) else None
+            pause_started = CoolDownStarted(
+                call.method, call.path, call.kind, cooldown.remaining, retry_after
             )
-            if not decision.retry:
-                if decision.unknown:
-                    raise _unknown(failure, call) from failure
-                raise failure
-            if charged and call.claim is not None:
-                # Retried only because it provably did not run: say so (the batch journal
-                # gives its claim back, so a stop now leaves the item new, not unknown).
-                await call.claim.not_sent()
-            log.debug(
-                "%s: try %d failed (%s), next try in %.2fs",
-                call.what,
-                state.attempt,
-                decision.reason,
-                decision.wait + cooldown.remaining,
-                extra={
-                    "attempt": state.attempt,
-                    "wait": decision.wait,
-                    "aiportrait.method": call.method,
-                    "aiportrait.path": call.path,
-                    "aiportrait.kind": call.kind,
-                    "aiportrait.attempt": state.attempt,
-                    "aiportrait.reason": decision.reason,
-                    "aiportrait.wait": decision.wait,
-                    "aiportrait.request_id": getattr(failure, "request_id", "") or "",
-                },
+            await emit(hooks, pause_started)
+        decision = decide(
+            failure,
+            charged=charged,
+            attempt=state.attempt,
+            policy=policy,
+            elapsed=_clock.now() - state.started,
+            cooling=cooldown.remaining,
+        )
+        if not decision.retry:
+            if decision.unknown:
+                raise _unknown(failure, call) from failure
+            raise failure
+        if charged and call.claim is not None:
+            # Retried only because it provably did not run: say so (the batch journal
+            # gives its claim back, so a stop now leaves the item new, not unknown).
+            await call.claim.not_sent()
+        log.debug(
+            "%s: try %d failed (%s), next try in %.2fs",
+            call.what,
+            state.attempt,
+            decision.reason,
+            decision.wait + cooldown.remaining,
+            extra={
+                "attempt": state.attempt,
+                "wait": decision.wait,
+                "aiportrait.method": call.method,
+                "aiportrait.path": call.path,
+                "aiportrait.kind": call.kind,
+                "aiportrait.attempt": state.attempt,
+                "aiportrait.reason": decision.reason,
+                "aiportrait.wait": decision.wait,
+                "aiportrait.request_id": getattr(failure, "request_id", "") or "",
+            },
+        )
+        if hooks:
+            scheduled = RetryScheduled(
+                call.method, call.path, call.kind, state.attempt, decision.reason, decision.wait
             )
-            if hooks:
-                scheduled = RetryScheduled(
-                    call.method, call.path, call.kind, state.attempt, decision.reason, decision.wait
-                )
-                await emit(hooks, scheduled)
-            await _clock.sleep(decision.wait)
+            await emit(hooks, scheduled)
+        await _clock.sleep(decision.wait)
 
     async def _try(self, call: Call, try_once: Callable[[], Awaitable[T]], state: _State) -> T:
         """One try: wait out the cool-down, hold a slot, claim, send."""
-        cooldown, hooks = self.limits.cooldown, self.hooks
+        cooldown = self.limits.cooldown
         state.attempt += 1
         if cooldown.active:
-            await cooldown.wait()
-        async with self.limits.slot(call.kind):
-            if cooldown.active:
-                await cooldown.wait()
+            await self._within(call, state, cooldown.wait())
+        slot = self.limits.slot(call.kind)
+        try:
+            if not slot.take_nowait():
+                await self._within(call, state, slot.take())
+                if cooldown.active:  # a 429 came while this call waited for its slot
+                    await self._within(call, state, cooldown.wait())
             if state.attempt > 1 and not self.policy.fits(_clock.now() - state.started, 0.0):
                 # The slot or the cool-down took what was left: this try could not finish,
                 # so it is not sent, and the real failure stands.
                 raise _NoTimeLeft
-            if call.claim is not None and call.kind != "read":
-                await call.claim.before_send()
-            if hooks:
-                ended = cooldown.take_ended()
-                if ended is not None:
-                    await emit(hooks, CoolDownEnded(call.method, call.path, call.kind, ended))
-                await emit(hooks, RequestSent(call.method, call.path, call.kind, state.attempt))
+            if self.hooks or (call.claim is not None and call.kind != "read"):
+                await self._within(call, state, self._before_send(call, state))
             state.began = _clock.now()
             state.sent = state.attempt
             state.in_try = True
-            result = await try_once()  # a CALL_ERRORS failure leaves in_try for _tries
+            if _clock.ends_by(call.bound, state.until):
+                result = await try_once()  # its own timeout ends it before the deadline
+            else:
+                result = await self._within(call, state, try_once())
+            # A CALL_ERRORS failure leaves in_try for _tries.
             state.in_try = False  # the answer is here: nothing after this may lose it
             cooldown.clear()
             return result
+        finally:
+            slot.give_back()
+
+    async def _before_send(self, call: Call, state: _State) -> None:
+        """Right before a try is written: the charged call's claim, then the events."""
+        if call.claim is not None and call.kind != "read":
+            await call.claim.before_send()
+        if self.hooks:
+            ended = self.limits.cooldown.take_ended()
+            if ended is not None:
+                await emit(self.hooks, CoolDownEnded(call.method, call.path, call.kind, ended))
+            await emit(self.hooks, RequestSent(call.method, call.path, call.kind, state.attempt))
+
+    async def _within(self, call: Call, state: _State, step: Awaitable[T]) -> T:
+        """Await ``step`` under a cancel scope that ends at the call's deadline; when the
+        deadline ends it, raise what that means (:meth:`_cut`)."""
+        until = state.until
+        with _clock.deadline(None if until == math.inf else until - _clock.now()):
+            return await step
+        raise self._cut(call, state)
 
     def _cut(self, call: Call, state: _State) -> BaseException:
         """The deadline passed: during a try (which may have reached the service) or a wait."""

@@ -38,7 +38,13 @@ from .._retrying.loop import Call, Caller, Claim
 from .._retrying.policy import RetryPolicy
 from .._wire.credentials import credentials_from_env
 from .._wire.signing import PrivateMapping, redacted
-from .._wire.transport import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT, Answer, Transport
+from .._wire.transport import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_READ_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    Answer,
+    Transport,
+)
 from ..errors import InvalidArgument, PhotoCountWarning
 from ..hooks import Hook, header_sources, installed, next_id, origin
 from ..models import CheckReport, Job, Portrait, TrainJob, TrainResult
@@ -237,9 +243,11 @@ class SessionCore:
         if isinstance(request, TrainRequest):
             PhotoCountWarning.check(len(request.images))
         transport, timeout = self._transport, self._timeout
+        if timeout is DEFAULT_TIMEOUT and request.kind == "read":
+            timeout = DEFAULT_READ_TIMEOUT  # a small answer: 180 s in all, no read timer
         method, path, payload = request.method, request.path, request.payload()
         accept, lift = request.accept, request.lift
-        call = Call(method, path, request.kind, payload, claim, within, tries)
+        call = Call(method, path, request.kind, payload, claim, within, tries, timeout.total)
 
         def try_once() -> Awaitable[Answer]:
             return transport.call(method, path, payload, accept=accept, timeout=timeout, lift=lift)

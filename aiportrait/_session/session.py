@@ -43,7 +43,8 @@ class Session(SessionCore):
             :meth:`aclose`.
         timeout: an ``aiohttp.ClientTimeout`` for each try of a call, or a number of seconds
             for each try in all (default :data:`aiportrait.DEFAULT_TIMEOUT`: connect 10 s,
-            180 s between bytes, 300 s in all; a create takes tens of seconds).
+            180 s between bytes, 300 s in all, as a create takes tens of seconds; for checks
+            and job and batch queries, whose answers are small, 180 s in all).
         user_agent: a product token put before aiportrait's own User-Agent.
         max_in_flight: calls in flight at once, all kinds together (an anyio
             ``CapacityLimiter``, separate from the HTTP connection pool).

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import pickle
 from typing import Any
 from urllib.parse import urlsplit
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -160,6 +162,36 @@ def test_job_ids_and_states_answer_as_the_converter(value: Any) -> None:
     assert fast[0] == slow[0]
     if fast[0] == "ok":
         assert fast[1].state == slow[1]
+
+
+def test_the_models_the_codec_fills_in_are_those_their_classes_build() -> None:
+    """The codec sets the models' slots itself (cheaper than attrs' frozen __init__): the
+    values are equal, hash, show, pickle and stay frozen as those built by the classes."""
+    verdict = {"url": "https://x/1.jpg", "code": 1, "message": "success", "frontal": True}
+    data = {"check_results": [verdict], "images": ["https://x/1.jpg"], "cost_time": 0.5}
+    result = json.dumps({"model_id": "m-1", "cost_time": 3, "states": [verdict]})
+    job = {"job": {"id": 7, "state": 2, "message": "success", "app_id": "a", "Result": result}}
+    check = aiportrait.ImageCheck("https://x/1.jpg", CheckVerdict.SUCCESS, "success", True)
+    built: list[tuple[Any, object]] = [
+        (
+            _codec.decode_check(data, "r"),
+            aiportrait.CheckReport((check,), ("https://x/1.jpg",), 0.5, "r"),
+        ),
+        (
+            _codec.decode_job(job, 7, "r"),
+            aiportrait.Job(
+                7, aiportrait.JobState.SUCCESS, "success", "a", result,
+                aiportrait.TrainResult("m-1", 3.0, (check,)), "r",
+            ),
+        ),
+    ]  # fmt: skip
+    for decoded, expected in built:
+        assert decoded == expected
+        assert hash(decoded) == hash(expected)
+        assert repr(decoded) == repr(expected)
+        assert pickle.loads(pickle.dumps(decoded)) == expected
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            decoded.request_id = "x"
 
 
 def test_the_converter_is_built_on_first_use() -> None:
