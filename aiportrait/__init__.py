@@ -17,6 +17,7 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from . import errors, hooks
+from ._batches.items import BatchItems
 from ._jobs.schedule import PollPolicy
 from ._jobs.watch import JobUpdate, JobWatch
 from ._requests import (
@@ -33,9 +34,9 @@ from ._requests import (
     request_from_dict,
 )
 from ._retrying.policy import RetryPolicy
-from ._session import Session
+from ._session import Session, SessionLimits
 from ._version import __version__
-from ._wire.transport import DEFAULT_TIMEOUT
+from ._wire.transport import DEFAULT_READ_TIMEOUT, DEFAULT_TIMEOUT
 from .config import SD15_ONLY_KEYS, SDXL_ONLY_KEYS, CreateConfig
 from .errors import (
     AIPortraitError,
@@ -48,6 +49,7 @@ from .errors import (
     SubmitOutcomeUnknown,
     TransportError,
 )
+from .hooks import OutcomeStatus
 from .models import (
     CheckReport,
     CheckVerdict,
@@ -62,7 +64,6 @@ from .models import (
 if TYPE_CHECKING:
     from ._batches.outcomes import Outcome, Outcomes
     from ._display.progress import watch_with_progress
-    from ._local.localrequest import LocalRequest
     from ._local.preflight import preflight
 
 #: Error classes that were top-level names before: each one row of the documentation's error
@@ -116,6 +117,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "DEFAULT_READ_TIMEOUT",
     "DEFAULT_TIMEOUT",
     "SD15_ONLY_KEYS",
     "SDXL_ONLY_KEYS",
@@ -124,6 +126,7 @@ __all__ = [
     "APIError",
     "AnyCreateRequest",
     "AnyRequest",
+    "BatchItems",
     "BatchQuery",
     "CheckRequest",
     "CheckReport",
@@ -140,8 +143,8 @@ __all__ = [
     "JobTimeout",
     "JobUpdate",
     "JobWatch",
-    "LocalRequest",
     "Outcome",
+    "OutcomeStatus",
     "Outcomes",
     "PollPolicy",
     "Portrait",
@@ -150,6 +153,7 @@ __all__ = [
     "ResponseError",
     "RetryPolicy",
     "Session",
+    "SessionLimits",
     "SubmitOutcomeUnknown",
     "TrainJob",
     "TrainRequest",

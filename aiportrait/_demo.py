@@ -38,19 +38,6 @@ class DemoResult:
     seconds: float
 
 
-def _photos(folder: Path) -> dict[str, list[str]]:
-    """:func:`aiportrait.samples.sample_photos` as a plain dict of file names by role.
-
-    Kept for the tests and examples written before the public function existed.
-    """
-    photos = sample_photos(folder)
-    return {
-        "astronaut": list(photos.astronaut),
-        "hopper": list(photos.hopper),
-        "templates": list(photos.templates),
-    }
-
-
 async def _wait(session: Session, job: TrainJob, label: str, echo: Echo) -> TrainResult:
     watch = session.watch(job)
     async for update in watch:

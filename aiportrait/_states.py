@@ -8,9 +8,14 @@ version may add them): they become pseudo-members named ``UNKNOWN_<n>`` instead 
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import Any, Literal
 
-__all__ = ["CheckVerdict", "JobState"]
+__all__ = ["CallKind", "CheckVerdict", "JobState"]
+
+
+CallKind = Literal["read", "train", "create"]
+"""What a call costs and how it may be retried: ``read`` (free, retried freely), ``train`` or
+``create`` (charged: retried only when it provably did not run)."""
 
 
 class _TolerantIntEnum(enum.IntEnum):

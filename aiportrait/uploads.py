@@ -5,10 +5,11 @@ local photos too, wherever it takes a URL: a ``pathlib.Path`` (any ``os.PathLike
 ``bytes`` are image data, a plain ``str`` stays a URL. Before anything is sent, each local photo
 is read and checked (a missing file, a directory, an unreadable file, not a JPEG or PNG, more than
 20 MB: :class:`~aiportrait.errors.LocalPhotoError`); for a training, the photos are checked for
-faces on this machine (:func:`aiportrait.preflight`; a failure is
-:class:`~aiportrait.errors.PreflightFailed` unless ``force=True``); each is turned upright and
-stripped of its metadata (EXIF with its GPS position, XMP, IPTC), then uploaded under its
-SHA-256 (the same photo is stored once). Only then is the request sent.
+faces on this machine (:func:`aiportrait.preflight`, which takes :data:`LocalInput` photos: a
+path or bytes; a failure is :class:`~aiportrait.errors.PreflightFailed` unless
+``force=True``); each is turned upright and stripped of its metadata (EXIF with its GPS
+position, XMP, IPTC), then uploaded under its SHA-256 (the same photo is stored once). Only
+then is the request sent.
 
 Photos of people are personal data: choose a bucket in a region and with retention rules that
 fit your obligations, and delete the photos once the training has ended (``delete_after=True``
@@ -28,28 +29,30 @@ key) -> url``) or any async callable of that shape, for your own storage::
 the service presigned GET URLs; ``OSSUploader.for_emulator(emu)`` uploads to the local
 emulator's OSS-compatible bucket, offline.
 
-Batches take local photos too: ``session.train_many({"alice": [Path(...), ...]})``, and
-:class:`LocalRequest` for any other call (``LocalRequest.create(model_id, Path("t.jpg"))``,
-the arguments of the Session method of the same name). Each item's photos are read when it
+Every request class takes them too (``TrainRequest([Path(...), ...], force=True)``,
+``CreateRequest(model_id, Path("t.jpg"))``), for :meth:`Session.send` and for batches:
+``session.train_many({"alice": [Path(...), ...]})``. Each batch item's photos are read when it
 starts and uploaded right before its charged call; with ``journal=``, the item is bound to its
-files' content and the uploads are remembered (an uploader with a ``remembering(memo)`` method,
-as :class:`OSSUploader`): a re-run neither uploads nor trains again, and an expired URL is
-presigned again, not uploaded again.
+files' content and the uploads are remembered (an uploader with a ``remembering(memo)``
+method, as :class:`OSSUploader`, is given the journal as an :class:`UploadMemo`): a re-run
+neither uploads nor trains again, and an expired URL is presigned again, not uploaded again.
 """
 
-from ._local.inputs import ImageInput, Uploader, UploadFunc
-from ._local.localrequest import LocalRequest
-from ._local.oss_uploader import DEFAULT_EXPIRES, OSSUploader
+from ._local.localrequest import LocalRequest  # noqa: F401  (deprecated; not in __all__)
+from ._local.oss_uploader import DEFAULT_EXPIRES, OSSUploader, UploadMemo
+from ._local.upload import Uploader, UploadFunc
+from ._requests import ImageInput, LocalInput
 from .errors import LocalPhotoError, PreflightFailed, UploadError
 
 __all__ = [
     "DEFAULT_EXPIRES",
     "ImageInput",
+    "LocalInput",
     "LocalPhotoError",
-    "LocalRequest",
     "OSSUploader",
     "PreflightFailed",
     "UploadError",
     "UploadFunc",
+    "UploadMemo",
     "Uploader",
 ]

@@ -116,15 +116,20 @@ async def connect(
         yield Target(aiportrait.Session.from_env, list(photos or ()), list(templates))
         return
 
-    from aiportrait._demo import _photos  # the bundled public-domain photos
     from aiportrait.emulator import Emulator
+    from aiportrait.samples import sample_photos  # the bundled public-domain photos
 
     remembered = port is None and _remembered_port(data_dir) is not None
     if port is None:
         port = _remembered_port(data_dir) or 0
     async with AsyncExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="aiportrait-ex-")))
-        names = _photos(folder)
+        samples = sample_photos(folder)
+        names = {
+            "astronaut": list(samples.astronaut),
+            "hopper": list(samples.hopper),
+            "templates": list(samples.templates),
+        }
         emulator = Emulator(
             train_seconds=train_seconds, serve_dir=folder, port=port, data_dir=data_dir
         )

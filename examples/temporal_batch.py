@@ -64,7 +64,7 @@ async def _offline(
             yield client, _items(emu.media_url, photos)
 
 
-def _line(outcome: at.ItemOutcome) -> str:
+def _line(outcome: at.OutcomeRecord) -> str:
     if outcome.status == "succeeded":
         shown = outcome.portrait.uri if outcome.portrait else f"model {outcome.result.model_id}"  # type: ignore[union-attr]
         return f"{outcome.seq:3} ok       {outcome.key}: {shown}"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import json
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -29,6 +28,7 @@ from aiportrait import (
 from aiportrait._batches.journal import Journal, key_text
 from aiportrait.emulator import Emulator
 from aiportrait.errors import PhotoCountWarning
+from aiportrait.samples import SamplePhotos, sample_photos
 from tests._mock import PHOTOS, Arrival, Fake, until
 
 PNG = base64.b64decode(
@@ -226,39 +226,30 @@ async def test_input_shapes_and_out_dir(creator: tuple[Creator, str], tmp_path: 
 
 
 @pytest.fixture(scope="module")
-def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from aiportrait._demo import _photos
-
-    folder = tmp_path_factory.mktemp("media")
-    (folder / "names.json").write_text(json.dumps(_photos(folder)))
-    return folder
+def media(tmp_path_factory: pytest.TempPathFactory) -> SamplePhotos:
+    return sample_photos(tmp_path_factory.mktemp("media"))
 
 
 @pytest.fixture
-async def emu(media: Path, tmp_path: Path) -> AsyncIterator[Emulator]:
-    async with Emulator(train_seconds=0.3, serve_dir=media, data_dir=tmp_path / "emu") as e:
+async def emu(media: SamplePhotos, tmp_path: Path) -> AsyncIterator[Emulator]:
+    async with Emulator(train_seconds=0.3, serve_dir=media.folder, data_dir=tmp_path / "emu") as e:
         yield e
 
 
-def _names(media: Path) -> dict[str, list[str]]:
-    return json.loads((media / "names.json").read_text())  # type: ignore[no-any-return]
-
-
-async def _model(session: Session, emu: Emulator, media: Path) -> str:
+async def _model(session: Session, emu: Emulator, media: SamplePhotos) -> str:
     with pytest.warns(PhotoCountWarning):  # two photos: the training stays quick
-        job = await session.train([emu.media_url(n) for n in _names(media)["astronaut"][:2]])
+        job = await session.train([emu.media_url(n) for n in media.astronaut[:2]])
     return (await session.wait(job)).model_id
 
 
 async def test_journal_rerun_neither_loses_nor_repeats(
-    emu: Emulator, media: Path, tmp_path: Path
+    emu: Emulator, media: SamplePhotos, tmp_path: Path
 ) -> None:
-    names = _names(media)
     journal = tmp_path / "batch.sqlite"
     async with emu.session(poll=FAST) as session:
         model = await _model(session, emu, media)
         requests = {f"p{i}": CreateRequest(model, emu.media_url(t))
-                    for i, t in enumerate(names["templates"][:2])}  # fmt: skip
+                    for i, t in enumerate(media.templates[:2])}  # fmt: skip
         first = await session.create_many(requests, journal=journal).collect()
         assert all(o.ok and not o.resumed for o in first)
         made = emu.counters.creations
@@ -274,12 +265,11 @@ async def test_journal_rerun_neither_loses_nor_repeats(
 
 
 async def test_training_resumes_watching_instead_of_training_again(
-    emu: Emulator, media: Path, tmp_path: Path
+    emu: Emulator, media: SamplePhotos, tmp_path: Path
 ) -> None:
-    names = _names(media)
     journal = tmp_path / "train.sqlite"
-    sets = {"astronaut": [emu.media_url(n) for n in names["astronaut"][:2]],
-            "hopper": [emu.media_url(n) for n in names["hopper"][:2]]}  # fmt: skip
+    sets = {"astronaut": [emu.media_url(n) for n in media.astronaut[:2]],
+            "hopper": [emu.media_url(n) for n in media.hopper[:2]]}  # fmt: skip
 
     def both_submitted() -> bool:
         return Journal(journal, lock=False).counts("train").get("submitted", 0) >= 2
@@ -306,20 +296,23 @@ async def test_in_flight_items_are_not_silently_resubmitted(
     state, url = creator
     journal = tmp_path / "j.sqlite"
     request = CreateRequest("m", _tpl(1))
-    from aiportrait._batches.runner import fingerprint
-
-    died = Journal(journal)
-    died.put("create", key_text(0), fingerprint(request), "submitting")  # died mid-call
-    died.close()
+    state.gate = gate = asyncio.Event()  # the request sent gets no answer
     async with Session(url, "a", "t") as session:
+        died = asyncio.create_task(session.create_many([request], journal=journal).collect())
+        await until(lambda: len(state.templates) == 1, "the create on the wire")
+        died.cancel()  # the run dies mid-call
+        with pytest.raises(asyncio.CancelledError):
+            await died
+        state.gate = None
+        gate.set()  # let the abandoned handler end
         (unknown,) = await session.create_many([request], journal=journal).collect()
         assert isinstance(unknown.error, aiportrait.SubmitOutcomeUnknown)
-        assert state.templates == []
+        assert len(state.templates) == 1  # not sent again
         (again,) = await session.create_many(
             [request], journal=journal, resubmit_unknown=True
         ).collect()
     assert again.ok
-    assert len(state.templates) == 1
+    assert len(state.templates) == 2
 
 
 async def test_recorded_failures_and_changed_requests(
@@ -383,13 +376,16 @@ async def test_second_batch_on_a_journal_in_use_is_refused(
 async def test_keys_that_print_alike_are_different_items(
     creator: tuple[Creator, str], tmp_path: Path
 ) -> None:
-    from aiportrait._batches.runner import file_stem
-
     state, url = creator
     journal = tmp_path / "j.sqlite"
-    keys: list[Any] = [1, "1", "a b", file_stem("a b")]
-    requests = [(key, CreateRequest("m", _tpl(i))) for i, key in enumerate(keys)]
     async with Session(url, "a", "t") as session:
+        # the file name the key "a b" gets, as a key of its own
+        probe = [("a b", CreateRequest("m", _tpl(99)))]
+        (named,) = await session.create_many(probe, out_dir=tmp_path / "probe").collect()
+        assert named.path is not None and named.path.stem != "a b"
+        keys: list[Any] = [1, "1", "a b", named.path.stem]
+        requests = [(key, CreateRequest("m", _tpl(i))) for i, key in enumerate(keys)]
+        del state.templates[:]
         first = {o.key: o for o in await session.create_many(requests, journal=journal).collect()}
         again = {o.key: o for o in await session.create_many(requests, journal=journal).collect()}
     assert all(o.ok and not o.resumed for o in first.values()), first
@@ -407,12 +403,12 @@ async def test_items_waiting_for_a_slot_are_new_on_a_rerun(
     requests = {k: CreateRequest("m", _tpl(i)) for i, k in enumerate("abc")}
     state.gate = gate = asyncio.Event()  # the request sent hangs; the others wait for the slot
     async with Session(url, "a", "t", max_creations=1) as session:
-        limiter = session.limits.by_kind["create"]
+        limits = session.limits
         running = asyncio.create_task(
             session.create_many(requests, journal=journal, limit=3).collect()
         )
         await until(
-            lambda: len(state.templates) == 1 and limiter.statistics().tasks_waiting == 2,
+            lambda: len(state.templates) == 1 and limits.waiting("create") == 2,
             "one request on the wire, two items waiting for the slot",
         )
         running.cancel()  # stopped: the request on the wire may have run, the others never left
@@ -516,17 +512,30 @@ async def test_an_unreadable_journal_file_stops_the_batch_with_a_library_error(
     assert state.templates == []
 
 
-def test_job_ids_beyond_int32_are_malformed() -> None:
-    from aiportrait._wire.codec import decode_batch, decode_job, decode_train
+async def test_job_ids_beyond_int32_are_malformed() -> None:
+    def trained(job_id: int) -> dict[str, Any]:
+        return {"code": "OK", "data": {"job_id": job_id, "model_id": "m"}}
 
-    assert decode_train({"job_id": 2**31 - 1, "model_id": "m"}).job_id == 2**31 - 1
+    with Fake([], ok=trained(2**31 - 1)) as fake:
+        async with Session(fake.url, "a", "t") as session:
+            assert (await session.train(PHOTOS)).job_id == 2**31 - 1
     for bad in (10**30, 2**31, -1):
-        with pytest.raises(aiportrait.errors.MalformedResponse, match="range of job ids"):
-            decode_train({"job_id": bad, "model_id": "m"})
-        with pytest.raises(aiportrait.errors.MalformedResponse):
-            decode_job({"job": {"state": 1, "id": bad}}, 1, "r")
-        with pytest.raises(aiportrait.errors.MalformedResponse):
-            decode_batch({"jobs": [{"state": 1, "id": bad}]}, "r")
+        with Fake([], ok=trained(bad)) as fake:
+            async with Session(fake.url, "a", "t") as session:
+                with pytest.raises(aiportrait.SubmitOutcomeUnknown) as info:
+                    await session.train(PHOTOS)  # the training may have started
+        assert isinstance(info.value.__cause__, aiportrait.errors.MalformedResponse)
+        assert "range of job ids" in str(info.value.__cause__)
+        job = {"code": "OK", "data": {"job": {"state": 1, "id": bad}}}
+        batch = {"code": "OK", "data": {"jobs": [{"state": 1, "id": bad}]}}
+        with Fake([], ok=job) as fake:
+            async with Session(fake.url, "a", "t") as session:
+                with pytest.raises(aiportrait.errors.MalformedResponse, match="range of job ids"):
+                    await session.get_job(1)
+        with Fake([], ok=batch) as fake:
+            async with Session(fake.url, "a", "t") as session:
+                with pytest.raises(aiportrait.errors.MalformedResponse):
+                    await session.get_batch_jobs(1)
 
 
 async def test_a_job_id_beyond_int32_leaves_that_item_unknown_and_the_batch_goes_on(

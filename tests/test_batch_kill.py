@@ -14,34 +14,35 @@ import pytest
 
 from aiportrait._batches.journal import Journal
 from aiportrait.emulator import Emulator
+from aiportrait.samples import SamplePhotos, sample_photos
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-async def emu(tmp_path: Path) -> AsyncIterator[Emulator]:
-    from aiportrait._demo import _photos
-
+def photos(tmp_path: Path) -> SamplePhotos:
     media = tmp_path / "media"
     media.mkdir()
-    names = _photos(media)
-    (tmp_path / "names.json").write_text(json.dumps(names))
-    async with Emulator(train_seconds=1.5, serve_dir=media, data_dir=tmp_path / "emu") as e:
+    return sample_photos(media)
+
+
+@pytest.fixture
+async def emu(photos: SamplePhotos, tmp_path: Path) -> AsyncIterator[Emulator]:
+    async with Emulator(train_seconds=1.5, serve_dir=photos.folder, data_dir=tmp_path / "emu") as e:
         yield e
 
 
-def _config(emu: Emulator, tmp_path: Path) -> dict[str, Any]:
-    names = json.loads((tmp_path / "names.json").read_text())
+def _config(emu: Emulator, names: SamplePhotos, tmp_path: Path) -> dict[str, Any]:
     return {
         "url": emu.url,
         "app_id": emu.app_id,
         "token": emu.token,
         "journal": str(tmp_path / "batch.sqlite"),
         "sets": {
-            "astronaut": [emu.media_url(n) for n in names["astronaut"][:2]],
-            "hopper": [emu.media_url(n) for n in names["hopper"][:2]],
+            "astronaut": [emu.media_url(n) for n in names.astronaut[:2]],
+            "hopper": [emu.media_url(n) for n in names.hopper[:2]],
         },
-        "templates": [emu.media_url(n) for n in names["templates"][:2]],
+        "templates": [emu.media_url(n) for n in names.templates[:2]],
     }
 
 
@@ -75,8 +76,10 @@ async def _finish(proc: asyncio.subprocess.Process) -> list[dict[str, Any]]:
 
 
 @pytest.mark.slow
-async def test_sigkill_mid_batch_then_rerun(emu: Emulator, tmp_path: Path) -> None:
-    config = _config(emu, tmp_path)
+async def test_sigkill_mid_batch_then_rerun(
+    emu: Emulator, photos: SamplePhotos, tmp_path: Path
+) -> None:
+    config = _config(emu, photos, tmp_path)
     journal = Path(config["journal"])
 
     # 1. Killed while watching the trainings: both job ids are in the journal.

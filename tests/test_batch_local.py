@@ -15,8 +15,6 @@ from typing import Any
 import pytest
 
 import aiportrait
-from aiportrait import LocalRequest
-from aiportrait._batches.batch import keyed
 from aiportrait._batches.journal import Journal
 from aiportrait.emulator import Emulator
 from aiportrait.samples import SamplePhotos
@@ -58,8 +56,8 @@ async def _train_then_create(
         model_id = trained["alice"].unwrap().model_id
         template = photos.path(photos.hopper_template)
         items = {
-            "solo": LocalRequest.create(model_id, template),
-            "bytes": LocalRequest.create(model_id, template.read_bytes()),
+            "solo": aiportrait.CreateRequest(model_id, template),
+            "bytes": aiportrait.CreateRequest(model_id, template.read_bytes()),
         }
         created = await _all(session.create_many(items, journal=journal))
     return trained, created
@@ -73,7 +71,7 @@ async def test_train_many_and_create_many_with_local_files_then_a_rerun_does_not
         trained, created = await _train_then_create(emu, photos, journal, uploader)
     assert trained["alice"].ok and not trained["alice"].resumed
     assert all(o.ok for o in created.values()), created
-    assert isinstance(trained["alice"].request, LocalRequest)  # the item as given
+    assert trained["alice"].request.images == tuple(_astronaut(photos))  # the item as given
     assert (emu.counters.trainings, emu.counters.creations) == (1, 2)
     assert emu.bucket.puts == 6  # five photos and the template, each once
     for outcome in created.values():
@@ -102,7 +100,7 @@ async def test_an_expired_url_is_presigned_again_never_uploaded_again_and_the_it
     later = time.time() + 1200  # every URL of the first run has expired
     async with OSSUploader.for_emulator(emu, expires=600, clock=lambda: later) as rerun:
         async with emu.session(uploader=rerun, poll=FAST) as session:
-            items = {"a": paths, "b": LocalRequest.train(list(reversed(paths)))}
+            items = {"a": paths, "b": aiportrait.TrainRequest(list(reversed(paths)))}
             again = await _all(session.train_many(items, journal=journal))
         assert rerun.puts == 0  # the photos are in the bucket: presigned again only
         assert rerun.presigns == 5
@@ -125,8 +123,8 @@ async def test_one_bad_photo_fails_its_item_only_and_nothing_is_charged_for_it(
     items = {
         "good": paths,
         "unreadable": [*paths[:4], notes],
-        "no-face": LocalRequest.train([*paths[:4], blank]),
-        "missing": LocalRequest.create("model", tmp_path / "nowhere.jpg"),
+        "no-face": aiportrait.TrainRequest([*paths[:4], blank]),
+        "missing": aiportrait.CreateRequest("model", tmp_path / "nowhere.jpg"),
     }
     async with OSSUploader.for_emulator(emu) as uploader:
         async with emu.session(uploader=uploader, poll=FAST) as session:
@@ -162,13 +160,41 @@ async def test_local_items_without_an_uploader_fail_each_item_naming_the_uploade
     assert emu.counters.requests == 0
 
 
-def test_a_local_request_is_validated_when_built_and_hides_its_bytes() -> None:
+def test_a_request_with_local_inputs_is_validated_when_built_and_hides_its_bytes() -> None:
     with pytest.raises(aiportrait.InvalidArgument, match="scene_lora"):
-        LocalRequest.train([b"\xff\xd8"], scene_lora=True)
-    request = LocalRequest.create("model", b"\xff\xd8secret-bytes")
-    assert "secret" not in repr(request)
-    with pytest.raises(aiportrait.InvalidArgument, match="not for train_many"):
-        list(keyed([request], (LocalRequest,), training=True))
+        aiportrait.TrainRequest([b"\xff\xd8"], scene_lora=True)
+    request = aiportrait.CreateRequest("model", b"\xff\xd8secret-bytes")
+    assert "secret" not in repr(request) and "<14 bytes>" in repr(request)
+    assert request.local
+    with pytest.raises(aiportrait.InvalidArgument, match="local inputs"):
+        request.payload()  # nothing with a placeholder can be sent
+    with pytest.raises(aiportrait.InvalidArgument, match="local inputs"):
+        request.to_dict()  # nor stored, nor shipped to a Temporal worker
+
+
+async def test_a_creation_in_train_many_is_refused_before_anything_is_sent(
+    emu: Emulator, photos: SamplePhotos
+) -> None:
+    request = aiportrait.CreateRequest("model", photos.path(photos.hopper_template))
+    async with emu.session(poll=FAST) as session:
+        with pytest.raises(aiportrait.InvalidArgument, match="not TrainRequest"):
+            await _all(session.train_many({"x": request}))  # type: ignore[dict-item]
+    assert emu.counters.requests == 0
+
+
+def test_local_request_is_deprecated_and_builds_the_request_itself(tmp_path: Path) -> None:
+    template = tmp_path / "t.jpg"
+    with pytest.warns(DeprecationWarning, match="CreateRequest"):
+        made = aiportrait.uploads.LocalRequest.create("model", template, sdxl=True)
+    assert made == aiportrait.CreateRequest("model", template, sdxl=True)
+    with pytest.warns(DeprecationWarning, match="PromptCreateRequest"):
+        prompt = aiportrait.uploads.LocalRequest.create_from_prompt("hi", reference=template)
+    assert prompt == aiportrait.PromptCreateRequest(prompt="hi", reference=template)
+    with pytest.warns(DeprecationWarning, match="TrainRequest"):
+        train = aiportrait.uploads.LocalRequest(
+            aiportrait.TrainRequest, {"images": [template]}, force=True
+        )
+    assert train == aiportrait.TrainRequest([template], force=True)
 
 
 # -- the command line: aiportrait batch FILE with local paths ---------------------------------

@@ -17,7 +17,6 @@ import pytest
 import aiportrait
 from aiportrait import CreateRequest, RetryPolicy, Session
 from aiportrait._batches.journal import Journal
-from aiportrait._jobs.durations import Durations
 from aiportrait.testing import VirtualClock
 from tests._mock import OK_IMAGE, Fake, until
 
@@ -88,8 +87,7 @@ async def test_a_retry_is_not_sent_when_waiting_for_a_slot_used_up_the_deadline(
             fake.url, "a", "t", retry=policy, max_in_flight=1, hooks=[take_the_slot]
         ) as session:
             create = asyncio.create_task(session.create("m-1", "https://t/x.jpg"))
-            shared = session.limits.all
-            await until(lambda: shared.statistics().tasks_waiting == 1, "the retry waits")
+            await until(lambda: session.limits.waiting() == 1, "the retry waits")
             await aiportrait_instant_waits.sleep(8.0)  # the wait for the slot eats the deadline
             release.set()
             with pytest.raises(
@@ -109,18 +107,6 @@ async def test_retry_after_beyond_a_minute_is_honoured_up_to_the_cap(
             await session.create("m-1", "https://t/x.jpg")
     assert aiportrait_instant_waits.time >= 90  # not cut to 60 s
     assert len(fake.requests) == 2
-
-
-def test_learned_durations_take_only_plausible_values_and_stay_bounded() -> None:
-    durations = Durations()
-    for bad in (float("inf"), float("nan"), -1.0, 0.0, 10 * 24 * 3600.0):
-        durations.record("sdxl", bad)
-    durations.load([("sdxl", float("inf")), ("sdxl", "x"), (3, 5.0)])  # type: ignore[list-item]
-    assert durations.seen() == {}
-    for _ in range(1000):
-        durations.record("sd15", 60.0)
-    assert len(durations.drain()) <= 50  # a Session without a journal never drains
-    assert durations.kind_of(12345) is None  # a job it did not start: nothing to learn
 
 
 def test_the_cli_keeps_the_token_out_of_a_tracebacks_locals(

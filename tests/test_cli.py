@@ -8,7 +8,6 @@ thread, since ``main`` calls ``asyncio.run`` and the emulator runs in the test's
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import signal
 import socket
@@ -23,11 +22,10 @@ import pytest
 
 import aiportrait
 from aiportrait import cli
-from aiportrait._demo import _photos
-from aiportrait._display import progress as _progress
 from aiportrait.cli import main
 from aiportrait.emulator import Emulator, Faults
 from aiportrait.errors import PhotoCountWarning
+from aiportrait.samples import SamplePhotos, sample_photos
 
 PIL = pytest.importorskip("PIL.Image")
 
@@ -42,7 +40,7 @@ class World:
 
     media: Path
     data: Path
-    names: dict[str, list[str]]
+    names: SamplePhotos
     astronaut: str
     hopper: str
 
@@ -50,7 +48,7 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     media, data = tmp_path_factory.mktemp("media"), tmp_path_factory.mktemp("data")
-    names = _photos(media)
+    names = sample_photos(media)
 
     async def train() -> list[str]:
         async with (
@@ -58,7 +56,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
             emu.session(poll=FAST) as session,
         ):
             # one photo each: the emulator accepts it, and it trains in a fraction of a second
-            sets = [[emu.media_url(names[who][0])] for who in ("astronaut", "hopper")]
+            sets = [[emu.media_url(getattr(names, who)[0])] for who in ("astronaut", "hopper")]
             jobs = await asyncio.gather(*(session.train(s) for s in sets))
             return [(await session.wait(job)).model_id for job in jobs]
 
@@ -85,11 +83,11 @@ async def run(emu: Emulator, *args: str, token: str = TOKEN) -> int:
 
 
 def urls(emu: Emulator, world: World, role: str) -> list[str]:
-    return [emu.media_url(n) for n in world.names[role]]
+    return [emu.media_url(n) for n in getattr(world.names, role)]
 
 
 def template(emu: Emulator, world: World, index: int) -> str:
-    return emu.media_url(world.names["templates"][index])
+    return emu.media_url(world.names.templates[index])
 
 
 def one_json(text: str) -> Any:
@@ -536,50 +534,18 @@ def test_batch_lists_and_flags_parse() -> None:
 # -- progress --------------------------------------------------------------------------------
 
 
-class _Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def test_batch_progress_uses_tqdm_on_a_terminal_and_lines_elsewhere() -> None:
-    pytest.importorskip("tqdm")
-    terminal = _Terminal()
-    bar = _progress.batch_progress(3, terminal)
-    assert type(bar).__name__ == "_TqdmProgress"
-    bar.advance(True)
-    bar.advance(False)
-    shown = io.StringIO()
-    bar.write("a result line", shown)
-    bar.close()
-    assert "failed=1" in terminal.getvalue()
-    assert "2/3" in terminal.getvalue()
-    assert shown.getvalue() == "a result line\n"
-
-    plain = io.StringIO()
-    lines = _progress.batch_progress(2, plain, interval=0.0)
-    lines.advance(True)
-    lines.advance(False)
-    lines.close()  # the last line already showed 2/2: not repeated
-    text = plain.getvalue().splitlines()
-    assert [t.split(",")[0] for t in text] == ["progress: 1/2 done", "progress: 2/2 done"]
-    assert "1 failed" in text[1]
-
-    silent = _progress.batch_progress(2, terminal, enabled=False)
-    assert type(silent) is _progress.BatchProgress
-
-
 async def test_watch_with_progress_with_and_without_tqdm(
     emu: Emulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pytest.importorskip("tqdm")
-    assert aiportrait.watch_with_progress is _progress.watch_with_progress
     async with emu.session(poll=FAST) as session:
         job = aiportrait.TrainJob(emu.add_synthetic_job(0.1), "m-1")
         result = await aiportrait.watch_with_progress(session, job)
         assert isinstance(result, aiportrait.TrainResult)
         assert f"job {job.job_id} SUCCESS" in capsys.readouterr().err  # tqdm's text display
 
-        monkeypatch.setattr(_progress, "tqdm_module", lambda name="tqdm": None)
+        for name in ("tqdm", "tqdm.auto"):  # as if tqdm were not installed
+            monkeypatch.setitem(sys.modules, name, None)
         failing = emu.add_synthetic_job(0.0, succeed=False, message="no face")
         with pytest.raises(aiportrait.JobFailed, match="no face"):
             await aiportrait.watch_with_progress(session, failing)
@@ -612,18 +578,6 @@ def test_shared_options_mean_the_same_everywhere(capsys: pytest.CaptureFixture[s
                 seen.setdefault(words[0], set()).add(" ".join(words[1:]))
     assert set(seen) == {"--host", "--app-id", "--token", "--debug", "--json"}
     assert all(len(texts) == 1 for texts in seen.values()), seen
-
-
-def test_demo_subcommand_delegates(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    # the demo itself runs in tests/test_demo.py; here only the wiring is checked
-    seen: dict[str, Any] = {}
-
-    async def fake_demo(out_dir: str, *, train_seconds: float) -> None:
-        seen.update(out_dir=out_dir, train_seconds=train_seconds)
-
-    monkeypatch.setattr("aiportrait._demo.run_demo", fake_demo)
-    assert main(["demo", "--out", str(tmp_path), "--train-seconds", "0.5"]) == cli.EXIT_OK
-    assert seen == {"out_dir": tmp_path, "train_seconds": 0.5}
 
 
 def test_python_m_aiportrait_is_the_command() -> None:
@@ -953,19 +907,18 @@ async def test_a_portrait_file_gone_since_the_last_run_is_reported_with_the_flag
     assert emu.counters.creations == 2
 
 
-def test_a_batch_on_a_journal_another_run_holds_exits_2_naming_it(
+async def test_a_batch_on_a_journal_another_run_holds_exits_2_naming_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from aiportrait._batches.journal import Journal
-
     batch = tmp_path / "b.csv"
     batch.write_text("kind,model_id,template\nsolo,m,http://x/t.jpg\n")
     out = tmp_path / "out"
-    holder = Journal(out / cli.DEFAULT_JOURNAL)  # another run, holding the journal
-    try:
-        assert main(_closed("batch", str(batch), "--out", str(out))) == cli.EXIT_USAGE
-    finally:
-        holder.close()
+    args = _closed("batch", str(batch), "--out", str(out))
+    async with (
+        aiportrait.Session(args[args.index("--host") + 1], "a", "t") as session,
+        session.create_many({}, journal=out / cli.DEFAULT_JOURNAL),  # another run, holding it
+    ):
+        assert await asyncio.to_thread(main, args) == cli.EXIT_USAGE
     err = capsys.readouterr().err
     assert "JournalLocked" in err
     assert str(out / cli.DEFAULT_JOURNAL) in err

@@ -4,12 +4,14 @@ can split a line or forge one (``aiportrait batch`` and ``aiportrait check``, in
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from pathlib import Path
 
 import pytest
 
+import aiportrait
 from aiportrait import cli
 from aiportrait.cli import main
 from tests._mock import mocked
@@ -96,19 +98,19 @@ def test_a_servers_check_message_with_a_line_break_stays_on_the_photos_line(
     ]
 
 
-def test_thirty_thousand_unknown_config_keys_warn_once(
+async def test_thirty_thousand_unknown_config_keys_warn_once(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from aiportrait._batches.journal import Journal
-
     batch = _batch(tmp_path, [_solo(f"k{i}", config={"brand_new": 1}) for i in range(30_000)])
     out = tmp_path / "out"
-    holder = Journal(out / cli.DEFAULT_JOURNAL)  # another run holds the journal: nothing sent
-    try:
-        args = ["batch", str(batch), "--out", str(out), "--no-progress", *_closed()]
-        assert main(args) == cli.EXIT_USAGE
-    finally:
-        holder.close()
+    closed = _closed()
+    args = ["batch", str(batch), "--out", str(out), "--no-progress", *closed]
+    # another run holds the journal: nothing sent
+    async with (
+        aiportrait.Session(closed[1], "a", "t") as session,
+        session.create_many({}, journal=out / cli.DEFAULT_JOURNAL),
+    ):
+        assert await asyncio.to_thread(main, args) == cli.EXIT_USAGE
     warning, error = capsys.readouterr().err.splitlines()
     assert warning == (
         f"aiportrait: warning: ConfigWarning: {batch}: lines 1, 2, 3, 4, 5 and 29995 more: "

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from aiportrait import JobState, Session
+from aiportrait import JobState, Session, cli
 from aiportrait.cli import main
 from aiportrait.emulator import Emulator
 
@@ -72,6 +73,18 @@ def test_contact_sheet_captions_each_tile(tmp_path: Path) -> None:
     PIL.new("RGB", (300, 200), "white").save(blank, "PNG")
     rows = [("row", [("first\ntile", blank.getvalue()), ("second", blank.getvalue())])]
     _assert_every_tile_has_a_caption(_contact_sheet(rows, tmp_path / "sheet.png"), [2])
+
+
+def test_demo_subcommand_delegates(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # the demo itself runs above; here only the wiring of the options is checked
+    seen: dict[str, Any] = {}
+
+    async def fake_demo(out_dir: str, *, train_seconds: float) -> None:
+        seen.update(out_dir=out_dir, train_seconds=train_seconds)
+
+    monkeypatch.setattr("aiportrait._demo.run_demo", fake_demo)
+    assert main(["demo", "--out", str(tmp_path), "--train-seconds", "0.5"]) == cli.EXIT_OK
+    assert seen == {"out_dir": tmp_path, "train_seconds": 0.5}
 
 
 def test_cli_help(capsys: pytest.CaptureFixture[str]) -> None:

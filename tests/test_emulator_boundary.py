@@ -15,11 +15,12 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import aiportrait
+from tests.test_architecture import string_argument
 
 PACKAGE = Path(aiportrait.__file__).parent
 EMULATOR = "aiportrait.emulator"
 #: Calls that import the module named by their first argument.
-_IMPORTING_CALLS = {"import_module", "__import__", "files", "find_spec"}
+_IMPORTING_CALLS = frozenset({"import_module", "__import__", "files", "find_spec"})
 
 
 def _pytest_plugin() -> str:
@@ -56,17 +57,10 @@ def _targets(node: ast.AST, package: list[str]) -> list[str]:
     if isinstance(node, ast.ImportFrom):
         module = _absolute(node.module or "", node.level, package)
         return [module, *(f"{module}.{alias.name}" for alias in node.names)]
-    if isinstance(node, ast.Call) and node.args:
-        func, first = node.func, node.args[0]
-        name = getattr(func, "attr", None) or getattr(func, "id", None)
-        if (
-            name in _IMPORTING_CALLS
-            and isinstance(first, ast.Constant)
-            and isinstance(first.value, str)
-        ):
-            text = first.value
-            level = len(text) - len(text.lstrip("."))
-            return [_absolute(text.lstrip("."), level, package)]
+    text = string_argument(node, _IMPORTING_CALLS)
+    if text is not None:
+        level = len(text) - len(text.lstrip("."))
+        return [_absolute(text.lstrip("."), level, package)]
     return []
 
 

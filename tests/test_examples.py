@@ -27,9 +27,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from PIL import Image
 
 import aiportrait
-from aiportrait._demo import _photos
 from aiportrait.emulator import Emulator
 from aiportrait.errors import PhotoCountWarning
+from aiportrait.samples import SamplePhotos, sample_photos
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 FAST = aiportrait.PollPolicy(first=0.02, cap=0.1, jitter=0.0, timeout=60)
@@ -44,26 +44,26 @@ def _example(name: str) -> ModuleType:
 
 
 @pytest.fixture
-def media(tmp_path: Path) -> tuple[Path, dict[str, list[str]]]:
+def media(tmp_path: Path) -> tuple[Path, SamplePhotos]:
     folder = tmp_path / "media"
     folder.mkdir()
-    return folder, _photos(folder)
+    return folder, sample_photos(folder)
 
 
 @pytest.fixture
-async def emu(media: tuple[Path, dict[str, list[str]]]) -> AsyncIterator[Emulator]:
+async def emu(media: tuple[Path, SamplePhotos]) -> AsyncIterator[Emulator]:
     async with Emulator(train_seconds=0.05, serve_dir=media[0]) as emulator:
         yield emulator
 
 
 @pytest.fixture
-def urls(emu: Emulator, media: tuple[Path, dict[str, list[str]]]) -> dict[str, list[str]]:
+def urls(emu: Emulator, media: tuple[Path, SamplePhotos]) -> dict[str, list[str]]:
     """Photo and template URLs served by the emulator (two photos: training stays quick, and
     warns :class:`~aiportrait.errors.PhotoCountWarning`)."""
     names = media[1]
     return {
-        "photos": [emu.media_url(n) for n in names["astronaut"][:2]],
-        "templates": [emu.media_url(n) for n in names["templates"][:2]],
+        "photos": [emu.media_url(n) for n in names.astronaut[:2]],
+        "templates": [emu.media_url(n) for n in names.templates[:2]],
     }
 
 

@@ -20,6 +20,7 @@ import aiportrait
 from aiportrait import CreateRequest, PollPolicy, RetryPolicy, TrainRequest
 from aiportrait.emulator import Emulator, Faults
 from aiportrait.errors import PhotoCountWarning
+from aiportrait.samples import sample_photos
 
 N = 200
 CHARGED = frozenset({"/api/v1/aigc_images/train", "/api/v1/aigc_images/create"})
@@ -52,12 +53,10 @@ def _tally(outcomes: list[aiportrait.Outcome[object, object]]) -> collections.Co
 
 @pytest.mark.slow
 async def test_fault_matrix(tmp_path: Path) -> None:
-    from aiportrait._demo import _photos
-
-    names = _photos(tmp_path)
+    names = sample_photos(tmp_path)
     from PIL import Image
 
-    with Image.open(tmp_path / names["templates"][0]) as img:  # a small template: fast creates
+    with Image.open(tmp_path / names.templates[0]) as img:  # a small template: fast creates
         img.resize((384, 450)).save(tmp_path / "small_template.jpg", quality=90)
     out = tmp_path / "portraits"
     poll = PollPolicy(first=0.02, cap=0.1, jitter=0.0, timeout=60)
@@ -70,7 +69,7 @@ async def test_fault_matrix(tmp_path: Path) -> None:
     # run): right, but not what this test checks. With 10 it is one in 10**10.
     retry = RetryPolicy(base=0.01, cap=0.05, charged_attempts=10)
     async with Emulator(train_seconds=0.05, serve_dir=tmp_path) as emu:
-        photos = [emu.media_url(n) for n in names["astronaut"][:2]]
+        photos = [emu.media_url(n) for n in names.astronaut[:2]]
         template = emu.media_url("small_template.jpg")
         async with emu.session(poll=poll, timeout=timeout, retry=retry) as session:
             # One clean model for the creations, before the faults start. Two photos a

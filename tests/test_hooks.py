@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import typing
 from typing import Any
 
 import pytest
@@ -187,12 +188,29 @@ async def test_a_batch_tells_its_start_each_item_and_its_counts() -> None:
     items = [e for e in events if isinstance(e, BatchItemEnded)]
     (ended,) = [e for e in events if isinstance(e, BatchEnded)]
     assert (started.kind, started.limit) == ("create", 1)
-    assert sorted(i.outcome for i in items) == ["failed", "ok", "ok"]
-    (failed,) = [i for i in items if i.outcome == "failed"]
+    assert sorted(i.status for i in items) == ["failed", "succeeded", "succeeded"]
+    assert sorted(o.status for o in outcomes) == ["failed", "succeeded", "succeeded"]
+    assert not any(i.resumed for i in items)
+    (failed,) = [i for i in items if i.status == "failed"]
     assert failed.error is not None and failed.error_type == type(failed.error).__name__
+    with pytest.warns(DeprecationWarning, match=r"BatchItemEnded\.status"):
+        assert failed.outcome == "failed"  # the old name, and its old words
     assert (ended.items, ended.ok, ended.failed, ended.unknown, ended.error) == (3, 2, 1, 0, None)
     calls = [e for e in events if isinstance(e, CallStarted)]
     assert len(calls) == 3 and all(c.within == started.id for c in calls)
+
+
+def test_the_old_names_of_the_item_outcome_warn() -> None:
+    with pytest.warns(DeprecationWarning, match="OutcomeStatus"):
+        old = aiportrait.hooks.ItemOutcome
+    assert typing.get_args(old) == ("ok", "failed", "unknown", "resumed")
+    with pytest.warns(DeprecationWarning, match="CallKind"):
+        assert aiportrait.hooks.Kind is aiportrait.hooks.CallKind
+    assert aiportrait.OutcomeStatus is aiportrait.hooks.OutcomeStatus
+    assert typing.get_args(aiportrait.OutcomeStatus) == ("succeeded", "failed", "unknown")
+    ended = BatchItemEnded(1, "create", "k", "succeeded", resumed=True)
+    with pytest.warns(DeprecationWarning, match="outcome"):
+        assert ended.outcome == "resumed"
 
 
 async def test_log_records_carry_structured_fields(

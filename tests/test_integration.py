@@ -18,34 +18,33 @@ import aiportrait
 from aiportrait import CreateConfig, PollPolicy, Session
 from aiportrait.emulator import Emulator
 from aiportrait.errors import PhotoCountWarning
+from aiportrait.samples import SamplePhotos, sample_photos
 
 FAST = PollPolicy(first=0.02, cap=0.05, jitter=0.0, timeout=30)
 
 
 @pytest.fixture(scope="module")
-def media(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+def media(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SamplePhotos]:
     from PIL import Image
 
-    from aiportrait._demo import _photos
-
     folder = tmp_path_factory.mktemp("media")
-    names: dict[str, Any] = _photos(folder)
+    names = sample_photos(folder)
     Image.new("RGB", (640, 640), (90, 140, 200)).save(folder / "flat.png")
     (folder / "not_an_image.jpg").write_bytes(b"this is not an image")
     return folder, names
 
 
 @pytest.fixture
-async def emu(media: tuple[Path, dict[str, Any]], tmp_path: Path) -> AsyncIterator[Emulator]:
+async def emu(media: tuple[Path, SamplePhotos], tmp_path: Path) -> AsyncIterator[Emulator]:
     async with Emulator(train_seconds=0.05, serve_dir=media[0], data_dir=tmp_path / "d") as e:
         yield e
 
 
 @pytest.fixture
-async def trained(emu: Emulator, media: tuple[Path, dict[str, Any]]) -> AsyncIterator[Any]:
+async def trained(emu: Emulator, media: tuple[Path, SamplePhotos]) -> AsyncIterator[Any]:
     names = media[1]
     async with emu.session(poll=FAST) as session:
-        photos = [emu.media_url(n) for n in names["astronaut"][:2]]
+        photos = [emu.media_url(n) for n in names.astronaut[:2]]
         with pytest.warns(PhotoCountWarning):  # two photos, here and below: trainings stay quick
             job = await session.train(photos)
         result = await session.wait(job)
@@ -55,18 +54,18 @@ async def trained(emu: Emulator, media: tuple[Path, dict[str, Any]]) -> AsyncIte
 async def test_every_call(emu: Emulator, trained: Any) -> None:
     session, model_id, names = trained
     url = emu.media_url
-    report = await session.check_images([url(n) for n in names["astronaut"][:2]])
+    report = await session.check_images([url(n) for n in names.astronaut[:2]])
     assert report.ok
     assert len(report.results) == 2
     with pytest.warns(PhotoCountWarning):
-        job = await session.train([url(n) for n in names["hopper"][:2]], sdxl=True)
+        job = await session.train([url(n) for n in names.hopper[:2]], sdxl=True)
     updates = [u.state async for u in session.watch(job)]
     assert updates[-1] is aiportrait.JobState.SUCCESS
     other = (await session.wait(job)).model_id
-    solo = await session.create(model_id, url(names["templates"][0]),
+    solo = await session.create(model_id, url(names.templates[0]),
                                 config=CreateConfig(more_like_me=0.9))  # fmt: skip
-    group = await session.create_group([other, model_id], url(names["templates"][2]))
-    ref = await session.create_from_reference(url(names["hopper"][0]), url(names["templates"][1]),
+    group = await session.create_group([other, model_id], url(names.templates[2]))
+    ref = await session.create_from_reference(url(names.hopper[0]), url(names.templates[1]),
                                               ipa_weight=0.7)  # fmt: skip
     prompt = await session.create_from_prompt("a garden", model_id=model_id, sdxl=True)
     from PIL import Image
@@ -76,7 +75,7 @@ async def test_every_call(emu: Emulator, trained: Any) -> None:
             assert img.size == size == (portrait.width, portrait.height)
     assert prompt.format == "png"
     with pytest.warns(PhotoCountWarning):
-        scene = await session.train([url(n) for n in names["hopper"][:2]], sdxl=True,
+        scene = await session.train([url(n) for n in names.hopper[:2]], sdxl=True,
                                     scene_lora=True, scene_prompts=["a", "b"])  # fmt: skip
     await session.wait(scene)
     scened = await session.create_from_prompt("a beach", model_id=model_id, sdxl=True,
@@ -89,8 +88,8 @@ async def test_every_call(emu: Emulator, trained: Any) -> None:
     assert await session.get_batch_jobs(8) == ()
 
 
-async def test_gateway_errors(emu: Emulator, media: tuple[Path, dict[str, Any]]) -> None:
-    url = emu.media_url(media[1]["astronaut"][0])
+async def test_gateway_errors(emu: Emulator, media: tuple[Path, SamplePhotos]) -> None:
+    url = emu.media_url(media[1].astronaut[0])
     async with Session(emu.url, "no-such-app", "t") as s:
         with pytest.raises(aiportrait.errors.UnknownApp) as info:
             await s.check_images([url])
@@ -121,13 +120,13 @@ async def test_create_errors(emu: Emulator, trained: Any) -> None:
     cases: list[tuple[Any, type[errors.CreateError], int]] = [
         (session.create(model_id, url("not_an_image.jpg")), errors.TemplateDecodeError, 462),
         (session.create(model_id, url("flat.png")), errors.NoFaceInTemplate, 462),
-        (session.create("no-such-model", url(names["templates"][0])), errors.ModelIdError,
+        (session.create("no-such-model", url(names.templates[0])), errors.ModelIdError,
          462),
-        (session.create_group([model_id], url(names["templates"][2])),
+        (session.create_group([model_id], url(names.templates[2])),
          errors.FaceCountMismatch, 469),
-        (session.create(model_id, url(names["templates"][0]), config={"more_like_me": "lots"}),
+        (session.create(model_id, url(names.templates[0]), config={"more_like_me": "lots"}),
          errors.InvalidInput, 462),
-        (session.create_from_reference(url("flat.png"), url(names["templates"][0])),
+        (session.create_from_reference(url("flat.png"), url(names.templates[0])),
          errors.ModelNotTrained, 462),
     ]  # fmt: skip
     for call, cls, status in cases:
@@ -139,16 +138,16 @@ async def test_create_errors(emu: Emulator, trained: Any) -> None:
 
 
 async def test_model_not_trained_and_face_id_decode(
-    emu: Emulator, media: tuple[Path, dict[str, Any]]
+    emu: Emulator, media: tuple[Path, SamplePhotos]
 ) -> None:
     names = media[1]
-    template = emu.media_url(names["templates"][0])
+    template = emu.media_url(names.templates[0])
     async with Emulator(train_seconds=30, serve_dir=media[0]) as slow:
         async with slow.session() as session:
             with pytest.warns(PhotoCountWarning):
-                job = await session.train([slow.media_url(names["astronaut"][0])])
+                job = await session.train([slow.media_url(names.astronaut[0])])
             with pytest.raises(aiportrait.errors.ModelNotTrained):
-                await session.create(job.model_id, slow.media_url(names["templates"][0]))
+                await session.create(job.model_id, slow.media_url(names.templates[0]))
     assert emu.data_dir is not None
     broken = emu.data_dir / "models" / "broken-model"
     broken.mkdir(parents=True)
@@ -160,7 +159,7 @@ async def test_model_not_trained_and_face_id_decode(
 
 
 async def test_a_failed_training_raises_job_failed(
-    emu: Emulator, media: tuple[Path, dict[str, Any]]
+    emu: Emulator, media: tuple[Path, SamplePhotos]
 ) -> None:
     async with emu.session(poll=FAST) as session:
         with pytest.warns(PhotoCountWarning):

@@ -34,10 +34,10 @@ async def test_max_in_flight_bounds_concurrent_calls() -> None:
             Session(server.url, "a", "t", session=client, max_in_flight=3) as session,
         ):
             calls = asyncio.gather(*(session.get_job(i) for i in range(12)))
-            waiting = session.limits.all.statistics
+            limits = session.limits
             # Every call is on the wire or waiting for a slot: the most that could go, went.
             await until(
-                lambda: server.active + waiting().tasks_waiting == 12,
+                lambda: server.active + limits.waiting() == 12,
                 "12 calls on the wire or queued",
             )
             release.set()
@@ -105,7 +105,7 @@ async def test_a_cancelled_wait_for_a_slot_gives_its_tokens_back() -> None:
             # The create takes its own token, then waits for the shared one: cancelled there.
             create = asyncio.create_task(session.create("m", "https://t/x.jpg"))
             await until(
-                lambda: session.limits.all.statistics().tasks_waiting == 1,
+                lambda: session.limits.waiting() == 1,
                 "the create waiting for the shared token",
             )
             create.cancel()
@@ -113,8 +113,7 @@ async def test_a_cancelled_wait_for_a_slot_gives_its_tokens_back() -> None:
                 await create
             release.set()
             await read
-            limiter = session.limits.by_kind["create"]
-            assert limiter.borrowed_tokens == 0
+            assert session.limits.in_flight("create") == 0
             with anyio.fail_after(60):  # a leaked token would block it for ever
                 await session.create("m", "https://t/x.jpg")
     assert fake.paths() == ["/api/v1/async_jobs/1", "/api/v1/aigc_images/create"]
@@ -127,3 +126,20 @@ def test_limit_arguments_are_checked() -> None:
         Session("h", "a", "t", max_creations=True)
     with pytest.raises(aiportrait.InvalidArgument, match="PollPolicy"):
         Session("h", "a", "t", poll=5)  # type: ignore[arg-type]
+
+
+async def test_session_limits_is_a_read_only_view() -> None:
+    async with Session("http://127.0.0.1:9", "a", "t", max_in_flight=8, max_trainings=2) as s:
+        limits = s.limits
+        assert isinstance(limits, aiportrait.SessionLimits)
+        assert [limits.capacity(k) for k in ("read", "train", "create")] == [8, 2, 6]
+        assert (limits.in_flight(), limits.waiting("train"), limits.cool_down) == (0, 0, 0.0)
+        assert repr(limits) == ("<SessionLimits read=8, train=2, create=6; in flight 0, waiting 0>")
+        with pytest.raises(AttributeError):
+            limits.capacity = None  # type: ignore[method-assign]
+        with pytest.warns(DeprecationWarning, match=r"limits\.all is internal"):
+            assert limits.all.total_tokens == 8
+        with pytest.warns(DeprecationWarning, match=r"limits\.by_kind is internal"):
+            assert set(limits.by_kind) == {"train", "create"}
+        with pytest.warns(DeprecationWarning, match=r"limits\.cooldown is internal"):
+            assert limits.cooldown.remaining == 0.0

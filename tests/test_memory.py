@@ -65,8 +65,8 @@ async def test_peak_memory_of_an_8_mb_portrait() -> None:
             ratio = peak / size
             print(f"peak {peak / 2**20:.1f} MiB for a {size / 2**20:.0f} MiB image: {ratio:.2f}x")
             assert ratio < 1.3
-            small = session.with_options(retry=RetryPolicy.NEVER)
-            small._transport.max_response_bytes = 1024 * 1024
+        small = Session(url, "a", "t", retry=RetryPolicy.NEVER, max_response_bytes=1024 * 1024)
+        async with small:
             with pytest.raises(aiportrait.SubmitOutcomeUnknown) as info:
                 await small.create("m", "https://t/x.jpg")
             assert isinstance(info.value.__cause__, ResponseTooLarge)

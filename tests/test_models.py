@@ -13,7 +13,7 @@ import pytest
 
 import aiportrait
 from aiportrait import CheckReport, CheckVerdict, ImageCheck, JobState, Portrait, TrainJob
-from aiportrait._wire.imageinfo import sniff
+from tests._mock import Fake
 
 
 def _png(width: int, height: int) -> bytes:
@@ -92,7 +92,7 @@ def test_check_report_helpers() -> None:
     ],
 )
 def test_sniff(data: bytes, fmt: str, size: tuple[int | None, int | None]) -> None:
-    info = sniff(data)
+    info = Portrait.from_bytes(data)
     assert (info.format, (info.width, info.height)) == (fmt, size)
 
 
@@ -101,7 +101,8 @@ def test_sniff_real_files() -> None:
     for fmt, name in (("PNG", "png"), ("JPEG", "jpeg"), ("WEBP", "webp")):
         buf = io.BytesIO()
         pil.new("RGB", (321, 123)).save(buf, format=fmt)
-        assert sniff(buf.getvalue()) == (name, 321, 123)
+        info = Portrait.from_bytes(buf.getvalue())
+        assert (info.format, info.width, info.height) == (name, 321, 123)
 
 
 def test_portrait_repr_hides_image_and_save_is_atomic(tmp_path: Path) -> None:
@@ -157,14 +158,17 @@ async def test_check_results_carry_the_emulators_detail_and_tolerate_its_absence
     assert odd.detail == ""  # not a string: dropped, the answer is still read
 
 
-def test_training_states_carry_the_emulators_detail() -> None:
-    from aiportrait._wire.codec import parse_train_result
-
+async def test_training_states_carry_the_emulators_detail() -> None:
     raw = json.dumps({"model_id": "m-1", "cost_time": 2.0, "states": [
         {"url": "https://a/1.jpg", "code": 1, "message": "success", "frontal": True},
         {"url": "https://a/2.jpg", "message": "Image decode error.", "emulator_detail": DETAIL_404},
     ]})  # fmt: skip
-    result = parse_train_result(raw)
+    done = {"state": int(JobState.SUCCESS), "result": raw}
+    with Fake([], ok={"code": "OK", "data": {"job": done}}) as fake:
+        async with aiportrait.Session(fake.url, "a", "t") as session:
+            job = await session.get_job(5)
+    assert job.raw_result == raw
+    result = job.result
     assert result is not None
     assert [s.detail for s in result.states] == ["", DETAIL_404]
     assert result.states[1].code is CheckVerdict.DECODE_ERROR

@@ -29,6 +29,7 @@ import aiportrait.otel
 from aiportrait import CreateRequest, PollPolicy
 from aiportrait.emulator import Emulator, Faults
 from aiportrait.hooks import AnswerReceived, Event
+from aiportrait.samples import SamplePhotos, sample_photos
 from aiportrait.testing import VirtualClock
 from tests._server import Server
 
@@ -103,16 +104,14 @@ def otel() -> Iterator[Telemetry]:
 
 
 @pytest.fixture(scope="module")
-def media(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    from aiportrait._demo import _photos
-
+def media(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SamplePhotos]:
     folder = tmp_path_factory.mktemp("media")
-    names: dict[str, Any] = _photos(folder)
+    names = sample_photos(folder)
     return folder, names
 
 
 @pytest.fixture
-async def emu(media: tuple[Path, dict[str, Any]], tmp_path: Path) -> AsyncIterator[Emulator]:
+async def emu(media: tuple[Path, SamplePhotos], tmp_path: Path) -> AsyncIterator[Emulator]:
     async with Emulator(train_seconds=0.05, serve_dir=media[0], data_dir=tmp_path / "d") as e:
         yield e
 
@@ -210,9 +209,9 @@ async def test_a_429_shows_its_cool_down_on_the_span_and_in_the_metrics(
 
 
 async def test_a_failed_training_is_one_job_span_with_its_state_changes_and_its_polls_below(
-    emu: Emulator, otel: Telemetry, media: tuple[Path, dict[str, Any]]
+    emu: Emulator, otel: Telemetry, media: tuple[Path, SamplePhotos]
 ) -> None:
-    photos = [emu.media_url(n) for n in media[1]["astronaut"][:2]]
+    photos = [emu.media_url(n) for n in media[1].astronaut[:2]]
     emu.faults = Faults(job_failure=1.0)
     async with emu.session(poll=FAST) as session:
         with pytest.warns(aiportrait.errors.PhotoCountWarning):  # two photos: quick
@@ -241,15 +240,15 @@ async def test_a_failed_training_is_one_job_span_with_its_state_changes_and_its_
 
 
 async def test_a_batch_is_one_span_with_its_counts_and_its_calls_below(
-    emu: Emulator, otel: Telemetry, media: tuple[Path, dict[str, Any]]
+    emu: Emulator, otel: Telemetry, media: tuple[Path, SamplePhotos]
 ) -> None:
     names = media[1]
     async with emu.session(poll=FAST) as session:
         with pytest.warns(aiportrait.errors.PhotoCountWarning):  # two photos: quick
-            job = await session.train([emu.media_url(n) for n in names["astronaut"][:2]])
+            job = await session.train([emu.media_url(n) for n in names.astronaut[:2]])
         model_id = (await session.wait(job)).model_id
         otel.spans.clear()
-        template = emu.media_url(names["templates"][0])
+        template = emu.media_url(names.templates[0])
         requests = {
             "a": CreateRequest(model_id, template),
             "b": CreateRequest(model_id, template),

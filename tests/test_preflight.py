@@ -47,3 +47,16 @@ async def test_session_check_images_local_sends_nothing(photos: SamplePhotos) ->
         assert report.ok
         with pytest.raises(aiportrait.InvalidArgument, match="Path or bytes"):
             await session.check_images(["https://x/a.jpg"], local=True)
+
+
+async def test_session_without_an_uploader_checks_local_photos_on_this_machine(
+    photos: SamplePhotos, tmp_path: Path
+) -> None:
+    notes = tmp_path / "notes.jpg"
+    notes.write_text("not an image")
+    paths = [*(photos.path(n) for n in photos.hopper), notes]
+    async with aiportrait.Session("http://127.0.0.1:9", "app", "token") as session:  # no server
+        report = await session.check_images(paths)
+    assert [r.url for r in report.results] == [str(p) for p in paths]
+    assert report.results[-1].code is aiportrait.CheckVerdict.DECODE_ERROR
+    assert report.passed == tuple(str(p) for p in paths[:-1])

@@ -41,7 +41,7 @@ import pytest
 
 import aiportrait
 from aiportrait import sync
-from aiportrait._demo import _photos
+from aiportrait.samples import sample_photos
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 FAST = aiportrait.PollPolicy(first=0.02, cap=0.1, jitter=0.0, timeout=60)
@@ -90,12 +90,12 @@ class Service:
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     media = tmp_path_factory.mktemp("media")
-    files = _photos(media)
+    files = sample_photos(media)
     options = {"train_seconds": 0.05, "serve_dir": media, "session_options": {"poll": FAST}}
     with sync.emulator(**options) as session:
         emu = session.emulator  # type: ignore[attr-defined]
         url = emu.media_url
-        people = {who: [url(n) for n in files[who]] for who in ("astronaut", "hopper")}
+        people = {who: [url(n) for n in getattr(files, who)] for who in ("astronaut", "hopper")}
         job = session.train(people["astronaut"])
         other = session.train(people["hopper"])
         model_id = session.wait(job).model_id
@@ -106,9 +106,9 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         names = {
             "photo_urls": people["astronaut"],
             "other_photo_urls": people["hopper"],
-            "template_url": url(files["templates"][0]),
-            "group_template_url": url(files["templates"][2]),
-            "reference_url": url(files["hopper"][0]),
+            "template_url": url(files.templates[0]),
+            "group_template_url": url(files.templates[2]),
+            "reference_url": url(files.hopper[0]),
             "model_id": model_id,
             "other_model_id": other_model_id,
             "job": job,
@@ -175,7 +175,7 @@ async def test_readme_block_runs(block: Block, service: Service, tmp_path: Path)
         namespace: dict[str, Any] = {"__name__": "__readme__", "aiportrait": aiportrait}
         namespace["session"] = session
         namespace.update(service.names)
-        saved = list(aiportrait.hooks._GLOBAL)
+        saved = aiportrait.hooks.installed()
         warns = pytest.warns(block.warns) if block.warns else contextlib.nullcontext()
         try:
             with warns:
@@ -187,4 +187,7 @@ async def test_readme_block_runs(block: Block, service: Service, tmp_path: Path)
             otel = sys.modules.get("aiportrait.otel")
             if otel is not None:
                 otel.uninstrument()
-            aiportrait.hooks._GLOBAL[:] = saved
+            for hook in aiportrait.hooks.installed():  # the hooks as they were, in order
+                aiportrait.hooks.remove_hook(hook)
+            for hook in saved:
+                aiportrait.hooks.add_hook(hook)

@@ -101,3 +101,58 @@ def test_importing_aiportrait_loads_no_batch_journal_progress_or_rare_path_code(
     assert done.stdout.strip() == "[]"
     assert callable(aiportrait.watch_with_progress)  # still there, loaded on first use
     assert aiportrait.Outcome.__name__ == "Outcome"
+
+
+@pytest.mark.parametrize(
+    ("method", "cls"),
+    [
+        ("check_images", aiportrait.CheckRequest),
+        ("train", aiportrait.TrainRequest),
+        ("create", aiportrait.CreateRequest),
+        ("create_group", aiportrait.GroupCreateRequest),
+        ("create_from_reference", aiportrait.ReferenceCreateRequest),
+        ("create_from_prompt", aiportrait.PromptCreateRequest),
+        ("get_job", aiportrait.JobQuery),
+        ("get_batch_jobs", aiportrait.BatchQuery),
+    ],
+)
+def test_each_endpoint_method_takes_its_request_class_arguments(method: str, cls: type) -> None:
+    """The request class holds the arguments; the Session method, its sync twin and the
+    command line build it and cannot drift from it."""
+    import inspect
+
+    import attrs
+
+    import aiportrait.sync
+
+    fields = [a.name for a in attrs.fields(cls) if a.init]
+    aliases = {"job_id": "job", "batch_id": "batch_id"}  # a query takes a TrainJob too
+    for session in (aiportrait.Session, aiportrait.sync.Session):
+        params = list(inspect.signature(getattr(session, method)).parameters)[1:]
+        params = [p for p in params if p != "local"]  # check_images: the on-machine check
+        assert params == [aliases.get(f, f) for f in fields], (session, method)
+
+
+async def test_a_request_with_local_inputs_is_sent_with_the_urls_of_their_uploads(
+    tmp_path: Any,
+) -> None:
+    Image = pytest.importorskip("PIL.Image")
+    template = tmp_path / "t.png"
+    Image.new("RGB", (600, 600), (200, 10, 10)).save(template)
+    stored: dict[str, bytes] = {}
+
+    async def upload(data: bytes, content_type: str, key: str) -> str:
+        stored[key] = data
+        return f"https://bucket.example/{key}"
+
+    request = aiportrait.CreateRequest("model-1", template)
+    assert request.local and list(request.local_inputs()) == [("template", 0)]
+    url = "https://h.example/api/v1/aigc_images/create"
+    with mocked() as mock:
+        mock.post(url, payload={"code": "OK", "data": {"image": "aGk="}})
+        async with aiportrait.Session("h.example", "a", "t", uploader=upload) as session:
+            await session.send(request)
+        (call,) = sent(mock)
+    (key,) = stored
+    assert key.endswith(".png") and stored[key].startswith(b"\x89PNG")
+    assert json.loads(call["data"])["template_image"] == f"https://bucket.example/{key}"

@@ -145,10 +145,14 @@ async def test_a_charged_try_cut_by_the_deadline_may_have_run() -> None:
 # -- timeouts --------------------------------------------------------------------------------------
 
 
-def test_seconds_timeout_bounds_the_whole_try() -> None:
-    session = Session("h.example", "a", "t", timeout=900)
-    assert session._timeout.total == 900
-    assert session._timeout.sock_read is None
+async def test_seconds_timeout_bounds_the_whole_try() -> None:
+    with Fake([], ok=OK_JOB) as fake:
+        async with Session(fake.url, "a", "t", timeout=900) as session:
+            await session.get_job(1)
+    (sent,) = fake.requests
+    assert sent.timeout is not None  # the timeout the try was sent with
+    assert sent.timeout.total == 900
+    assert sent.timeout.sock_read is None
 
 
 def test_session_timeout_in_seconds_is_typed() -> None:
@@ -252,8 +256,8 @@ async def test_with_options_per_call(aiportrait_instant_waits: VirtualClock) -> 
             quick = session.with_options(timeout=0.2)
             with pytest.raises(aiportrait.errors.RequestTimeout):
                 await quick.get_job(1)
-            assert fake.requests[-1].timeout == quick._timeout  # the view's timeout was used
-            assert quick._timeout.total == 0.2
+            used = fake.requests[-1].timeout  # the view's timeout was used
+            assert used is not None and used.total == 0.2
             await quick.aclose()  # a view: closing it leaves the session open
             assert not session.closed
             patient = session.with_options(retry=RetryPolicy(attempts=2, base=0.01))

@@ -18,6 +18,7 @@ import aiportrait
 from aiportrait import PollPolicy, Session
 from aiportrait._wire.transport import Transport
 from aiportrait.emulator import Emulator
+from aiportrait.samples import SamplePhotos, sample_photos
 
 TOKEN = "tok-SECRET-0123456789"
 FAST = PollPolicy(first=0.02, cap=0.05, jitter=0.0, timeout=30)
@@ -25,9 +26,7 @@ FAST = PollPolicy(first=0.02, cap=0.05, jitter=0.0, timeout=30)
 
 @pytest.fixture
 async def emu(tmp_path: Path) -> AsyncIterator[Emulator]:
-    from aiportrait._demo import _photos
-
-    names = _photos(tmp_path)
+    names = sample_photos(tmp_path)
     async with Emulator(token=TOKEN, train_seconds=0.05, serve_dir=tmp_path) as e:
         e.names = names  # type: ignore[attr-defined]
         yield e
@@ -45,8 +44,8 @@ async def test_full_flow_at_debug_leaks_nothing(
         return headers
 
     monkeypatch.setattr(Transport, "headers", spy)
-    names: dict[str, list[str]] = emu.names  # type: ignore[attr-defined]
-    photos = [emu.media_url(n) for n in names["astronaut"][:3]]
+    names: SamplePhotos = emu.names  # type: ignore[attr-defined]
+    photos = [emu.media_url(n) for n in names.astronaut[:3]]
     texts: list[str] = []
     with caplog.at_level(logging.DEBUG):
         async with emu.session(poll=FAST) as session:
@@ -57,10 +56,10 @@ async def test_full_flow_at_debug_leaks_nothing(
             async for update in session.watch(job):
                 texts.append(repr(update))
             result = await session.wait(job)
-            portrait = await session.create(result.model_id, emu.media_url(names["templates"][0]))
+            portrait = await session.create(result.model_id, emu.media_url(names.templates[0]))
             texts += [repr(report), repr(job), repr(result), repr(portrait)]
             for call in (
-                session.create("no-such-model", emu.media_url(names["templates"][0])),
+                session.create("no-such-model", emu.media_url(names.templates[0])),
                 session.get_job(999999),
             ):
                 with pytest.raises(aiportrait.AIPortraitError) as info:
@@ -108,22 +107,6 @@ def test_importing_configures_no_logging_and_aiportrait_log_applies_at_the_first
     assert done.stderr == ""
 
 
-def test_configure_from_env_is_idempotent() -> None:
-    from aiportrait._logging import _EnvHandler, configure_from_env
-
-    logger = logging.getLogger("aiportrait")
-    before = (logger.level, list(logger.handlers))
-    try:
-        assert configure_from_env({"AIPORTRAIT_LOG": "INFO"}) == logging.INFO
-        assert configure_from_env({"AIPORTRAIT_LOG": "info"}) == logging.INFO
-        assert sum(isinstance(h, _EnvHandler) for h in logger.handlers) == 1
-        assert configure_from_env({"AIPORTRAIT_LOG": "loud"}) is None
-        assert configure_from_env({}) is None
-    finally:
-        logger.setLevel(before[0])
-        logger.handlers[:] = before[1]
-
-
 async def test_tls_verification_is_on_by_default() -> None:
     async with Session("https://ai.example.com", "a", "t") as session:
         connector = session._transport._client().connector
@@ -138,7 +121,6 @@ def _rendered_with_locals(exc: BaseException) -> str:
 
 
 async def test_a_failed_calls_traceback_with_locals_holds_no_signature_or_token() -> None:
-    from aiportrait._wire.signing import sign
     from tests._mock import PHOTOS, Fake
 
     error = (500, {}, {"code": "InternalError", "message": "boom"})
@@ -146,9 +128,10 @@ async def test_a_failed_calls_traceback_with_locals_holds_no_signature_or_token(
         async with Session(fake.url, "app", TOKEN, retry=aiportrait.RetryPolicy.NEVER) as s:
             with pytest.raises(aiportrait.SubmitOutcomeUnknown) as info:
                 await s.train(PHOTOS)
-            body = fake.requests[0].body
+            (sent,) = fake.requests
     text = _rendered_with_locals(info.value)
-    signature = sign(TOKEN, "POST", "/api/v1/aigc_images/train", body)
+    app_id, signature = sent.headers["authorization"].split(":", 1)  # as sent
+    assert app_id == "app" and len(signature) == 64
     assert "headers" in text  # the frame that built the request is rendered, with its locals
     assert signature not in text
     assert TOKEN not in text

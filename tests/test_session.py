@@ -18,7 +18,6 @@ import pytest
 
 import aiportrait
 from aiportrait import CreateConfig, InvalidArgument, RetryPolicy, Session
-from aiportrait._wire.transport import normalise_host, parse_retry_after
 from tests._mock import PHOTOS, Arrival, Fake, mocked, sent
 from tests._server import Server, closed_url
 
@@ -171,14 +170,15 @@ def test_from_env_names_what_it_tried() -> None:
         ("[::1]:80", "http://[::1]:80"),
     ],
 )
-def test_host_normalisation(given: str, expected: str) -> None:
-    assert normalise_host(given) == expected
+async def test_host_normalisation(given: str, expected: str) -> None:
+    async with Session(given, "a", "t") as session:
+        assert session.host == expected
 
 
 @pytest.mark.parametrize("bad", ["", "   ", "ftp://x", "http://", "http://x/?q=1"])
 def test_bad_hosts(bad: str) -> None:
     with pytest.raises(InvalidArgument):
-        normalise_host(bad)
+        Session(bad, "a", "t")
 
 
 def test_constructor_checks() -> None:
@@ -226,7 +226,9 @@ async def test_own_session_is_closed_and_calls_after_close_fail() -> None:
         (lambda s: s.check_images([]), "empty"),
         (lambda s: s.check_images(["x/a.jpg"]), r"images\[0\].*not a URL"),
         (lambda s: s.check_images([1]), "not a string"),
-        (lambda s: s.check_images([b"\xff\xd8"]), "no uploader"),
+        (lambda s: s.check_images([b"\xff\xd8", "https://x/a.jpg"]), "no uploader"),
+        (lambda s: s.train([b"\xff\xd8"]), "no uploader"),
+        (lambda s: s.create("m", b"\xff\xd8"), "no uploader"),
         (lambda s: s.train(["https://x/a"], scene_lora=True, scene_prompts=["p"]), "sdxl=True"),
         (lambda s: s.train(["https://x/a"], sdxl=True, scene_lora=True), "needs scene_prompts"),
         (lambda s: s.train(["https://x/a"], sdxl=True, scene_prompts=["p"]), "only used with"),
@@ -485,15 +487,6 @@ async def test_create_tolerates_data_prefix() -> None:
             portrait = await session.create("m", "https://t/x.jpg")
     assert portrait.image == PNG_1x1
     assert portrait.cost_time == 2.0
-
-
-def test_parse_retry_after_forms() -> None:
-    assert parse_retry_after("3") == 3.0
-    assert parse_retry_after("-3") == 0.0
-    assert parse_retry_after("nan") is None
-    assert parse_retry_after("soon") is None
-    assert parse_retry_after(None) is None
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
 
 
 async def test_debug_log_has_request_id_and_no_secret(caplog: pytest.LogCaptureFixture) -> None:

@@ -12,19 +12,18 @@ import pytest
 
 import aiportrait
 from aiportrait import CheckReport, CheckVerdict, ImageCheck, PollPolicy, TrainResult, sync
+from aiportrait.samples import sample_photos
 from tests._mock import OK_IMAGE, Arrival, Fake, hang
 
 FAST = PollPolicy(first=0.02, cap=0.05, jitter=0.0, timeout=30)
 
 
 def test_sync_flow_against_the_emulator(tmp_path: Path) -> None:
-    from aiportrait._demo import _photos
-
-    names = _photos(tmp_path)
+    names = sample_photos(tmp_path)
     options = {"train_seconds": 0.05, "serve_dir": tmp_path}
     with sync.emulator(**options, session_options={"poll": FAST}) as session:
         url = session.emulator.media_url  # type: ignore[attr-defined]
-        photos = [url(n) for n in names["astronaut"][:2]]
+        photos = [url(n) for n in names.astronaut[:2]]
         assert session.check_images(photos).ok
         with pytest.warns(
             aiportrait.errors.PhotoCountWarning
@@ -34,9 +33,9 @@ def test_sync_flow_against_the_emulator(tmp_path: Path) -> None:
         assert states[-1] is aiportrait.JobState.SUCCESS
         result = session.wait(job)
         assert session.get_job(job).done
-        portrait = session.create(result.model_id, url(names["templates"][0]))
+        portrait = session.create(result.model_id, url(names.templates[0]))
         assert portrait.format == "jpeg"
-        request = aiportrait.CreateRequest(result.model_id, url(names["templates"][1]))
+        request = aiportrait.CreateRequest(result.model_id, url(names.templates[1]))
         outcomes = list(session.create_many([request, request]))
         assert len(outcomes) == 2
         for outcome in session.create_many([request] * 6, limit=2):  # leave early
@@ -44,7 +43,7 @@ def test_sync_flow_against_the_emulator(tmp_path: Path) -> None:
             break
         assert outcomes[0].ok
         with pytest.raises(aiportrait.errors.ModelIdError):
-            session.create("missing", url(names["templates"][0]))
+            session.create("missing", url(names.templates[0]))
         assert "aiportrait.sync.Session" in repr(session)
         assert isinstance(session.aio, aiportrait.Session)
     assert session.aio.closed

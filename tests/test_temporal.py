@@ -26,10 +26,10 @@ from aiportrait import (
 )
 from aiportrait import temporal as at
 from aiportrait.emulator import Emulator, Faults
-from aiportrait.emulator._wire import CREATE_PATH, TRAIN_PATH
 from aiportrait.errors import FaceCountMismatch, ModelIdError, QuotaExceeded
-from aiportrait.temporal._wire import OutcomePage, from_data, to_data
 
+CREATE_PATH = "/api/v1/aigc_images/create"
+TRAIN_PATH = "/api/v1/aigc_images/train"
 FAST = PollPolicy(first=0.1, cap=0.3, jitter=0.0, timeout=120.0)
 QUICK = at.Timeouts(heartbeat=10.0, charged=120.0, read=30.0, retry_first=0.2, retry_cap=2.0)
 
@@ -67,12 +67,19 @@ def test_values_cross_the_wire_as_they_left() -> None:
     assert conv.to_payloads([request])[0].metadata["type"] == b"CreateRequest"
 
 
+def _across_the_wire(info: at.ErrorInfo) -> at.ErrorInfo:
+    conv = at.data_converter.payload_converter
+    (back,) = conv.from_payloads(conv.to_payloads([info]), [at.ErrorInfo])
+    assert type(back) is at.ErrorInfo
+    return back
+
+
 def test_errors_keep_their_class_and_attributes() -> None:
     quota = QuotaExceeded(429, "EXCEEDED_QUOTA_ERROR", "quota used up", "rid-1", 3.0)
     unknown = SubmitOutcomeUnknown("lost", action="create", request=CreateRequest("m", "http://t"))
     for exc in (quota, unknown, JobFailed(7, "bad photos", None)):
         info = at.ErrorInfo.of(exc)
-        back = from_data(to_data(info), at.ErrorInfo).exception()
+        back = _across_the_wire(info).exception()
         assert type(back) is type(exc)
         assert str(back) == str(exc)
     rebuilt = at.ErrorInfo.of(quota).exception()
@@ -80,7 +87,7 @@ def test_errors_keep_their_class_and_attributes() -> None:
     assert (rebuilt.status, rebuilt.request_id, rebuilt.retry_after) == (429, "rid-1", 3.0)
     assert at.ErrorInfo.of(unknown).attributes["request"]["type"] == "create"
     locked = aiportrait.errors.JournalLocked(Path("/j/batch.sqlite"), "pid 7 on host")
-    back = from_data(to_data(at.ErrorInfo.of(locked)), at.ErrorInfo).exception()
+    back = _across_the_wire(at.ErrorInfo.of(locked)).exception()
     assert isinstance(back, aiportrait.errors.JournalLocked) and back.path == Path(
         "/j/batch.sqlite"
     )
@@ -298,8 +305,10 @@ async def test_outcome_pages_are_written_as_json_lines(tmp_path: Path) -> None:
     store = at.LocalPortraitStore(tmp_path)
     activities = at.PortraitActivities.__new__(at.PortraitActivities)
     activities.store = store
-    outcome = at.ItemOutcome(1, "k", "create", "succeeded", portrait=at.PortraitRef("u", "png", 1))
-    uri = await activities.save_outcomes(OutcomePage("o.jsonl", (outcome,)))
+    outcome = at.OutcomeRecord(
+        1, "k", "create", "succeeded", portrait=at.PortraitRef("u", "png", 1)
+    )
+    uri = await activities.save_outcomes(at.OutcomePage("o.jsonl", (outcome,)))
     assert await at.read_outcomes(store, [uri]) == [outcome]
 
 
@@ -360,10 +369,21 @@ class _FakeBatch:
         return at.BatchProgress({"succeeded": 6}, 0, 7, False, newest, self.pages)
 
 
-def _outcome(seq: int) -> at.ItemOutcome:
-    return at.ItemOutcome(
+def _outcome(seq: int) -> at.OutcomeRecord:
+    return at.OutcomeRecord(
         seq, f"k{seq}", "create", "succeeded", portrait=at.PortraitRef("u", "png", 1)
     )
+
+
+def test_the_outcome_record_keeps_its_old_name_on_the_wire_and_warns() -> None:
+    record = _outcome(1)
+    converter = at.data_converter.payload_converter
+    (payload,) = converter.to_payloads([record])
+    assert payload.metadata["type"] == b"OutcomeRecord"
+    payload.metadata["type"] = b"ItemOutcome"  # written before the rename (a workflow history)
+    assert converter.from_payloads([payload]) == [record]
+    with pytest.warns(DeprecationWarning, match=r"temporal\.OutcomeRecord"):
+        assert at.ItemOutcome is at.OutcomeRecord
 
 
 async def test_follow_batch_yields_each_outcome_once_across_runs(tmp_path: Path) -> None:
@@ -371,45 +391,15 @@ async def test_follow_batch_yields_each_outcome_once_across_runs(tmp_path: Path)
     activities = at.PortraitActivities.__new__(at.PortraitActivities)
     activities.store = store
     first = await activities.save_outcomes(
-        OutcomePage("a.jsonl", tuple(map(_outcome, (1, 2, 3, 4))))
+        at.OutcomePage("a.jsonl", tuple(map(_outcome, (1, 2, 3, 4))))
     )
-    last = await activities.save_outcomes(OutcomePage("b.jsonl", tuple(map(_outcome, (5, 6, 7)))))
+    last = await activities.save_outcomes(
+        at.OutcomePage("b.jsonl", tuple(map(_outcome, (5, 6, 7))))
+    )
     handle = _FakeBatch((first,), at.BatchSummary({"succeeded": 7}, 7, (first, last)))
     seen = [o.seq async for o in at.follow_batch(handle, store, every=0.01)]  # type: ignore[arg-type]
     assert sorted(seen) == [1, 2, 3, 4, 5, 6, 7]
     assert seen[4:6] == [5, 6] or set(seen[:6]) == {1, 2, 3, 4, 5, 6}
-
-
-def test_store_names_are_short_distinct_and_cannot_be_forged() -> None:
-    from aiportrait.temporal._store import MAX_NAME, safe_name
-
-    keys = [
-        "a",
-        "a~b",
-        "a%7Eb",
-        "写" * 120,
-        "写" * 121,
-        "张三的写真照片" * 4,
-        "x" * 500,
-        "../up",
-        ".",
-    ]
-    names = [safe_name(k) for k in keys]
-    assert len(set(names)) == len(keys)
-    assert all(len(n) <= MAX_NAME and "/" not in n and not n.startswith(".") for n in names)
-    assert safe_name("a~b") == "a%7Eb" and safe_name("a%7Eb") == "a%257Eb"
-    assert names[3].count("~") == 1  # the long form: readable start, ~ and the key's hash
-
-
-def test_batch_pages_are_cut_by_size_as_well_as_by_count() -> None:
-    from aiportrait.temporal._client import PAGE_BYTES, _pages
-
-    urls = [f"https://bucket.example/{'p' * 300}/{i}.jpg" for i in range(20)]
-    items = [at.BatchItem(f"t{i}", TrainRequest(urls)) for i in range(300)]
-    pages = list(_pages(items, 500))
-    assert len(pages) > 1 and all(len(p) <= PAGE_BYTES for p in pages)
-    assert sum(p.count("\n") for p in pages) == 300
-    assert len(list(_pages(items[:3], 2))) == 2
 
 
 async def test_long_and_unusual_keys_run_and_store(
@@ -523,3 +513,17 @@ async def test_a_dev_server_refuses_a_taken_port_and_a_cancelled_start_leaves_no
     with pytest.raises(asyncio.CancelledError):
         await starting
     assert process is not None and process.poll() is not None  # stopped, not orphaned
+
+
+async def test_a_request_with_local_files_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    photo = tmp_path / "me.jpg"
+    nowhere: Any = object()  # no client is reached: the refusal comes first
+    with pytest.raises(aiportrait.InvalidArgument, match="item 'b' holds local files"):
+        await at.start_batch(
+            nowhere,
+            [("a", CreateRequest("m", "https://x/t.jpg")), ("b", CreateRequest("m", photo))],
+        )
+    with pytest.raises(aiportrait.InvalidArgument, match="upload them first"):
+        await at.start_training(nowhere, [photo, b"\xff\xd8"])
+    with pytest.raises(aiportrait.InvalidArgument, match="local files or bytes"):
+        await at.start_create(nowhere, CreateRequest("m", b"\xff\xd8"))

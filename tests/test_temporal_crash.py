@@ -25,9 +25,11 @@ pytest.importorskip("temporalio")
 from aiportrait import PollPolicy, ReferenceCreateRequest, TrainRequest
 from aiportrait import temporal as at
 from aiportrait.emulator import Emulator
-from aiportrait.emulator._wire import CREATE_PATH, TRAIN_PATH
 
 pytestmark = pytest.mark.slow
+
+CREATE_PATH = "/api/v1/aigc_images/create"
+TRAIN_PATH = "/api/v1/aigc_images/train"
 
 
 async def _start_worker(server: Any, emu: Emulator, queue: str, store: Path) -> Any:

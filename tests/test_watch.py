@@ -9,7 +9,6 @@ import random
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import anyio
 import attrs
 import pytest
 
@@ -193,8 +192,11 @@ async def test_cancelling_leaves_nothing_behind() -> None:
             task.cancel()  # while it waits for its next poll
             with pytest.raises(asyncio.CancelledError):
                 await task
-            with anyio.move_on_after(0.15):  # a poll in flight
-                await session.wait(1)
+            in_flight = asyncio.create_task(session.wait(1))
+            await until(lambda: len(server.paths()) == 2, "a poll in flight")
+            in_flight.cancel()  # while its poll is on the wire
+            with pytest.raises(asyncio.CancelledError):
+                await in_flight
             with pytest.raises(TimeoutError):
                 await asyncio.wait_for(session.wait(1), 0.15)
             await asyncio.sleep(0)

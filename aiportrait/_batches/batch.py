@@ -29,15 +29,14 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from typing import Any, TypeAlias, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import anyio
 import attrs
 
 from .._args import positive_int
 from .._jobs.durations import Durations
-from .._local.inputs import UploadFunc, is_local
-from .._local.localrequest import LocalRequest
+from .._local.upload import UploadFunc
 from .._requests import (
     AnyCreateRequest,
     CreateRequest,
@@ -47,22 +46,23 @@ from .._requests import (
     TrainRequest,
 )
 from .._retrying import clock as _clock
-from ..errors import InvalidArgument, SubmitOutcomeUnknown
+from ..errors import InvalidArgument
 from ..hooks import (
     BatchEnded,
     BatchItemEnded,
     BatchKind,
     BatchStarted,
     Hook,
-    ItemOutcome,
     emit,
     next_id,
 )
+from ..hooks.events import tally_word
 from ..models import Portrait
+from .items import BatchItems
 from .outcomes import Outcome, Outcomes
 from .runner import BatchRunner, Send, Wait
 
-__all__ = ["Items", "create_many", "keyed", "run_batch", "train_many"]
+__all__ = ["create_many", "keyed", "run_batch", "train_many"]
 
 log = logging.getLogger("aiportrait")
 
@@ -70,41 +70,28 @@ R = TypeVar("R")
 V = TypeVar("V")
 
 
-Items: TypeAlias = "Mapping[Any, R] | Iterable[R | tuple[Any, R]]"
-
-
-def keyed(
-    items: Items[R], kinds: tuple[type, ...], *, training: bool | None = None
-) -> Iterable[tuple[Any, R]]:
+def keyed(items: BatchItems[R], kinds: tuple[type, ...]) -> Iterable[tuple[Any, R]]:
     """Yield ``(key, request)`` pairs from a mapping, pairs, or bare requests (key = position).
 
-    With ``training`` set, a :class:`LocalRequest` is one of the kinds when it becomes a
-    training (``True``) or a creation (``False``); another one is refused.
+    An item of none of ``kinds`` is refused (a training is never sent as a creation).
     """
     if isinstance(items, Mapping):
-        pairs: Iterable[tuple[Any, Any]] = items.items()
-        for key, item in pairs:
-            _check_local(key, item, training)
-            yield key, item
+        for key, item in items.items():
+            if not isinstance(item, kinds):
+                raise InvalidArgument(f"batch item {key!r} is {_kind_names(item, kinds)}")
+            yield key, cast(R, item)
         return
     for index, item in enumerate(items):
         if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], kinds):
-            _check_local(item[0], item[1], training)
             yield item[0], cast(R, item[1])
         elif isinstance(item, kinds):
-            _check_local(index, item, training)
             yield index, cast(R, item)
         else:
-            names = ", ".join(k.__name__ for k in kinds)
-            raise InvalidArgument(f"batch item {index} is {type(item).__name__}, not {names}")
+            raise InvalidArgument(f"batch item {index} is {_kind_names(item, kinds)}")
 
 
-def _check_local(key: Any, item: object, training: bool | None) -> None:
-    if training is None or not isinstance(item, LocalRequest) or item.is_training == training:
-        return
-    made = item.request_type.__name__
-    where = "train_many" if training else "create_many"
-    raise InvalidArgument(f"batch item {key!r} is a LocalRequest of {made}, not for {where}")
+def _kind_names(item: object, kinds: tuple[type, ...]) -> str:
+    return f"{type(item).__name__}, not " + ", ".join(k.__name__ for k in kinds)
 
 
 @attrs.frozen
@@ -179,7 +166,6 @@ _CREATE_KINDS = (
     GroupCreateRequest,
     ReferenceCreateRequest,
     PromptCreateRequest,
-    LocalRequest,
 )
 
 
@@ -187,7 +173,7 @@ def create_many(
     send: Send,
     wait: Wait,
     capacity: int,
-    requests: Items[AnyCreateRequest | LocalRequest],
+    requests: BatchItems[AnyCreateRequest],
     *,
     limit: int | None,
     fail_fast: bool,
@@ -198,7 +184,7 @@ def create_many(
     recreate_missing: bool,
     hooks: Sequence[Hook] = (),
     upload: UploadFunc | None = None,
-) -> Outcomes[AnyCreateRequest | LocalRequest, Portrait]:
+) -> Outcomes[AnyCreateRequest, Portrait]:
     """Run create requests as a batch (see :meth:`Session.create_many`)."""
     batch_id = next_id() if hooks else None  # what the hook events of its calls name
     runner = BatchRunner(
@@ -212,7 +198,7 @@ def create_many(
         recreate_missing=recreate_missing,
         upload=upload,
     )
-    items = keyed(requests, _CREATE_KINDS, training=False)
+    items = keyed(requests, _CREATE_KINDS)
     size = _limit(limit, capacity)
     if batch_id is not None:
         observed = _observed(items, runner.create, size, fail_fast, runner, "create", hooks)
@@ -224,7 +210,7 @@ def train_many(
     send: Send,
     wait: Wait,
     capacity: int,
-    image_sets: Items[TrainRequest | LocalRequest | Sequence[Any]],
+    image_sets: BatchItems[TrainRequest | Sequence[Any]],
     *,
     limit: int | None,
     wait_for_end: bool,
@@ -235,7 +221,7 @@ def train_many(
     durations: Durations | None = None,
     hooks: Sequence[Hook] = (),
     upload: UploadFunc | None = None,
-) -> Outcomes[TrainRequest | LocalRequest, Any]:
+) -> Outcomes[TrainRequest, Any]:
     """Run trainings as a batch (see :meth:`Session.train_many`).
 
     With ``durations`` (the Session's learned job durations) and a journal, the batch starts
@@ -257,8 +243,8 @@ def train_many(
     async def work(key: Any, request: Any) -> Outcome[Any, Any]:
         return await runner.train(key, request, wait=wait_for_end)
 
-    sets: Iterable[tuple[Any, TrainRequest | LocalRequest | Sequence[Any]]] = keyed(
-        image_sets, (TrainRequest, LocalRequest, list, tuple), training=True
+    sets: Iterable[tuple[Any, TrainRequest | Sequence[Any]]] = keyed(
+        image_sets, (TrainRequest, list, tuple)
     )
     pairs = ((key, _training(item)) for key, item in sets)
     size = _limit(limit, capacity)
@@ -267,13 +253,9 @@ def train_many(
     return Outcomes(_closing(run_batch(pairs, work, size, fail_fast), runner))
 
 
-def _training(item: TrainRequest | LocalRequest | Sequence[Any]) -> TrainRequest | LocalRequest:
-    """A photo set as a request: local photos in it make it a :class:`LocalRequest`."""
-    if isinstance(item, (TrainRequest, LocalRequest)):
-        return item
-    if not isinstance(item, (str, bytes)) and any(is_local(v) for v in item):
-        return LocalRequest.train(item)
-    return TrainRequest(item)
+def _training(item: TrainRequest | Sequence[Any]) -> TrainRequest:
+    """A photo set as a request."""
+    return item if isinstance(item, TrainRequest) else TrainRequest(item)
 
 
 def _limit(limit: int | None, capacity: int) -> int:
@@ -320,17 +302,12 @@ async def _observed(
     outcomes = _closing(run_batch(items, work, limit, fail_fast), runner)
     try:
         async for outcome in outcomes:
-            error = outcome.error
-            verdict: ItemOutcome
-            if error is None:
-                verdict = "resumed" if outcome.resumed else "ok"
-            elif isinstance(error, SubmitOutcomeUnknown):
-                verdict = "unknown"
-            else:
-                verdict = "failed"
-            counts[verdict] += 1
+            error, status = outcome.error, outcome.status
+            counts[tally_word(status, outcome.resumed)] += 1
             error_type = "" if error is None else type(error).__name__
-            item = BatchItemEnded(batch_id, kind, outcome.key, verdict, error_type, error)
+            item = BatchItemEnded(
+                batch_id, kind, outcome.key, status, outcome.resumed, error_type, error
+            )
             await emit(hooks, item)
             yield outcome
     except BaseException as exc:

@@ -24,66 +24,24 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal, get_args
-
-import attrs
+from typing import Any
 
 from ..errors import InvalidArgument, JournalError
+from .journal_format import (
+    DURATIONS_TABLE,
+    FORMAT,
+    ITEMS_TABLE,
+    UPLOADS_TABLE,
+    Record,
+    Status,
+    key_text,
+    read_row,
+)
 from .lockfile import FileLock
 
 __all__ = ["Journal", "Record", "key_text"]
 
-Status = Literal["submitting", "submitted", "done", "failed"]
-_STATUSES = frozenset(get_args(Status))
-
-FORMAT = 2
-"""The journal's format (SQLite ``user_version``); 2: keys stored with their type."""
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS items (
-    kind TEXT NOT NULL,
-    key TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
-    status TEXT NOT NULL,
-    job_id INTEGER,
-    model_id TEXT,
-    data TEXT,
-    error TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    updated REAL NOT NULL,
-    PRIMARY KEY (kind, key)
-)
-"""
-
 _ASIDE = "move it aside to start over (the items it recorded would then be submitted again)"
-
-
-def key_text(key: object) -> str:
-    """How a batch key is stored: with its type, so that distinct keys never share a row.
-
-    ``"1"`` is ``str:1`` and ``1`` is ``int:1``; other types use their qualified name and
-    ``repr`` (keep keys to values whose ``repr`` is stable, such as strings and numbers).
-    """
-    kind = type(key)
-    name = kind.__qualname__
-    if kind.__module__ != "builtins":
-        name = f"{kind.__module__}.{name}"
-    return f"{name}:{key if isinstance(key, str) else repr(key)}"
-
-
-@attrs.frozen
-class Record:
-    """One item's row (``key`` as stored, see :func:`key_text`)."""
-
-    kind: str
-    key: str
-    fingerprint: str
-    status: Status
-    job_id: int | None = None
-    model_id: str | None = None
-    data: dict[str, Any] | None = None
-    error: str | None = None
-    attempts: int = 0
 
 
 class Journal:
@@ -135,11 +93,11 @@ class Journal:
                 )
             if not has_items and self._owner is not None:
                 db.execute("BEGIN IMMEDIATE")
-                db.execute(_SCHEMA)
+                db.execute(ITEMS_TABLE)
                 db.execute(f"PRAGMA user_version = {FORMAT}")
                 db.execute("COMMIT")
             if self._owner is not None:
-                db.execute(_DURATIONS)
+                db.execute(DURATIONS_TABLE)
         except sqlite3.DatabaseError as exc:
             if db is not None:
                 db.close()
@@ -205,7 +163,7 @@ class Journal:
                 "use another journal or other keys"
             )
         try:
-            return _record(row)
+            return read_row(row)
         except (ValueError, TypeError) as exc:
             raise JournalError(
                 f"journal {self.path}: the row of item {key!r} cannot be read ({exc}); {_ASIDE}",
@@ -353,7 +311,7 @@ class Journal:
         Allowed without owning the journal (``lock=False``): a memo, not a batch item.
         """
         with self._using(write=True, shared=True) as db:
-            db.execute(_UPLOADS)
+            db.execute(UPLOADS_TABLE)
             db.execute(
                 "INSERT OR REPLACE INTO uploads (key, url, expires) VALUES (?, ?, ?)",
                 (key, url, expires),
@@ -371,55 +329,3 @@ class Journal:
                 return {}
             rows = db.execute(query + " GROUP BY status", args).fetchall()
         return {str(status): int(count) for status, count in rows}
-
-
-_DURATIONS = """
-CREATE TABLE IF NOT EXISTS durations (
-    kind TEXT NOT NULL,
-    seconds REAL NOT NULL,
-    at REAL NOT NULL
-)
-"""
-
-_UPLOADS = """
-CREATE TABLE IF NOT EXISTS uploads (
-    key TEXT PRIMARY KEY,
-    url TEXT NOT NULL,
-    expires REAL NOT NULL
-)
-"""
-"""Local photos uploaded for the batch's items (a table added in format 2: older versions of
-aiportrait ignore it)."""
-
-
-def _record(row: tuple[Any, ...]) -> Record:
-    """A row as a :class:`Record`; ``ValueError`` or ``TypeError`` when it is not one."""
-    kind, key, fingerprint, status, job_id, model_id, raw, error, attempts = row
-    if status not in _STATUSES:
-        raise ValueError(f"unknown status {status!r}")
-    if job_id is not None and not isinstance(job_id, int):
-        raise TypeError(f"job_id is {type(job_id).__name__}")
-    if not isinstance(attempts, int):
-        raise TypeError(f"attempts is {type(attempts).__name__}")
-    for name, value in (("model_id", model_id), ("error", error), ("data", raw)):
-        if value is not None and not isinstance(value, str):
-            raise TypeError(f"{name} is {type(value).__name__}")
-    data = None
-    if raw is not None:
-        try:
-            data = json.loads(raw)
-        except (ValueError, RecursionError) as exc:
-            raise ValueError(f"data is not JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise TypeError(f"data is {type(data).__name__}, not an object")
-    return Record(
-        kind=kind,
-        key=key,
-        fingerprint=fingerprint,
-        status=status,
-        job_id=job_id,
-        model_id=model_id,
-        data=data,
-        error=error,
-        attempts=attempts,
-    )

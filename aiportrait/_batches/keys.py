@@ -6,15 +6,20 @@ import hashlib
 import json
 import re
 
-from .._requests import _Request
+from .._requests import Request
 from .journal import key_text
 
 __all__ = ["file_stem", "fingerprint"]
 
 
 def fingerprint(request: object) -> str:
-    """A stable digest of a request's content, to detect a key reused for another request."""
-    data = request.to_dict() if isinstance(request, _Request) else {"repr": repr(request)}
+    """A stable digest of a request's content, to detect a key reused for another request.
+
+    ``force`` (whether the check on this machine may be skipped) is not part of it: it is not
+    sent, and a re-run with it is the same item.
+    """
+    data = request.to_dict() if isinstance(request, Request) else {"repr": repr(request)}
+    data.pop("force", None)
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import attrs
 
+from ..errors import SubmitOutcomeUnknown
 from ..models import TrainJob
+
+if TYPE_CHECKING:
+    from ..hooks import OutcomeStatus
 
 __all__ = ["Outcome", "Outcomes"]
 
@@ -30,6 +34,9 @@ class Outcome(Generic[R, V]):
         job: for trainings, the job handle (when the service acknowledged one).
         path: for portraits written to disk, the file.
         resumed: True when the journal already held this item's end.
+
+    :attr:`status` says how it ended in the words every batch uses (hook events, Temporal's
+    :class:`~aiportrait.temporal.OutcomeRecord`, the command line's JSON).
     """
 
     key: Any
@@ -44,6 +51,14 @@ class Outcome(Generic[R, V]):
     def ok(self) -> bool:
         """True on success."""
         return self.error is None
+
+    @property
+    def status(self) -> OutcomeStatus:
+        """``succeeded``; ``failed``; or ``unknown``: a charged call that may have run
+        (:class:`~aiportrait.errors.SubmitOutcomeUnknown`), never sent again without you."""
+        if self.error is None:
+            return "succeeded"
+        return "unknown" if isinstance(self.error, SubmitOutcomeUnknown) else "failed"
 
     def unwrap(self) -> V:
         """The value, or raise the error."""

@@ -6,9 +6,9 @@ batch (see :mod:`aiportrait._batches.journal`): an item is claimed only right be
 written, a training is recorded with its job id before any polling, and a finished portrait is
 written atomically before its row says ``done``.
 
-An item may be a :class:`~aiportrait._local.localrequest.LocalRequest` (local photos): its files are
-read first (a bad one fails the item), its row is bound to their content, and its photos are
-checked, cleaned and uploaded only right before its charged call (see that module).
+An item with local inputs (files or bytes in its image fields) has them read first (a bad one
+fails the item), its row bound to their content, and its photos checked, cleaned and uploaded
+only right before its charged call (see :mod:`aiportrait._local.resolve`).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import Any, Protocol, TypeVar
 import anyio
 
 from .._jobs.durations import Durations
-from .._local.inputs import UploadFunc
-from .._local.localrequest import LocalRequest, ReadInputs, remembering
+from .._local.resolve import ReadInputs, read_local, remembering, resolve
+from .._local.upload import UploadFunc
 from .._requests import AnyCreateRequest, AnyRequest, TrainRequest
 from .._retrying.loop import Claim
 from .._wire.codec import converter
@@ -219,46 +219,46 @@ class BatchRunner:
         folder = self.out_dir if self.out_dir is not None else Path()
         return PortraitMissing(key, folder / (stem + (where.suffix if where else "")), where)
 
-    async def _read(self, request: Any) -> tuple[str, ReadInputs | None]:
-        """The item's fingerprint, and its local inputs read (``LocalPhotoError`` for a bad one).
-
-        A request with local photos is fingerprinted over their content, not their URLs (which
-        change when presigned again); a request of URLs as it always was.
-        """
-        if isinstance(request, LocalRequest):
-            read = await anyio.to_thread.run_sync(request.read)
-            return fingerprint(read.placeholder), read
-        return fingerprint(request), None
-
-    async def _resolved(self, request: Any, read: ReadInputs | None) -> AnyRequest:
-        """The request to send: a local item's photos checked, cleaned and uploaded now."""
-        if isinstance(request, LocalRequest):
-            if read is None:
-                read = await anyio.to_thread.run_sync(request.read)
-            return await request.resolve(self.upload, read)
-        return request  # type: ignore[no-any-return]
-
-    async def create(self, key: Any, request: AnyCreateRequest) -> Outcome[Any, Portrait]:
-        """Create one portrait, journalled."""
-        if self.journal is None and self.out_dir is None:  # nothing to record: just run it
-            try:
-                resolved = await self._resolved(request, None)
-                return Outcome(key, request, value=await self.send(resolved, within=self.within))
-            except Exception as exc:
-                return Outcome(key, request, error=exc)
-        stem = file_stem(key)
+    async def _open(
+        self, kind: str, key: Any, request: AnyRequest
+    ) -> tuple[str, str, ReadInputs | None, Record | None] | Outcome[Any, Any]:
+        """An item opened: its key as stored, its fingerprint, its local inputs read and its
+        journal row; or the outcome that ends it now (a bad file or a key used twice: failed;
+        a row that cannot be read: resumed, saying why). A journal error about the whole file
+        ends the batch."""
         try:
             skey, (fp, read) = key_text(key), await self._read(request)
-        except InvalidArgument as exc:
-            return Outcome(key, request, error=exc)
-        try:
-            record = await self._get("create", key, skey, fp)
+            record = await self._get(kind, key, skey, fp)
         except InvalidArgument as exc:
             return Outcome(key, request, error=exc)
         except JournalError as exc:
             if exc.key is None:  # the file itself: the batch stops
                 raise
             return Outcome(key, request, error=self._row_error(key, exc), resumed=True)
+        return skey, fp, read, record
+
+    async def _read(self, request: AnyRequest) -> tuple[str, ReadInputs | None]:
+        """The item's fingerprint, and its local inputs read (``LocalPhotoError`` for a bad one).
+
+        A request with local inputs is fingerprinted over their content, not their URLs (which
+        change when presigned again); a request of URLs as it always was.
+        """
+        read = await read_local(request)
+        return fingerprint(request if read is None else read.known), read
+
+    async def create(self, key: Any, request: AnyCreateRequest) -> Outcome[Any, Portrait]:
+        """Create one portrait, journalled."""
+        if self.journal is None and self.out_dir is None:  # nothing to record: just run it
+            try:
+                resolved = await resolve(request, self.upload)
+                return Outcome(key, request, value=await self.send(resolved, within=self.within))
+            except Exception as exc:
+                return Outcome(key, request, error=exc)
+        stem = file_stem(key)
+        opened = await self._open("create", key, request)
+        if isinstance(opened, Outcome):
+            return opened
+        skey, fp, read, record = opened
         if record is not None and record.status in ("done", "submitting"):
             path = await anyio.to_thread.run_sync(self._find_file, stem)
             if path is not None:  # written atomically, so it is complete
@@ -276,7 +276,7 @@ class BatchRunner:
             return Outcome(key, request, error=stop, resumed=True)
 
         async def call(claim: Claim | None) -> Any:
-            resolved = await self._resolved(request, read)
+            resolved = await resolve(request, self.upload, read)
             return await self.send(resolved, claim=claim, within=self.within)
 
         portrait, failed = await self._charged("create", key, record, fp, request, call)
@@ -331,25 +331,17 @@ class BatchRunner:
     async def _train(
         self, request: TrainRequest, read: ReadInputs | None, claim: Claim | None
     ) -> TrainJob:
-        resolved = await self._resolved(request, read)
+        resolved = await resolve(request, self.upload, read)
         job = await self.send(resolved, claim=claim, within=self.within)
         assert isinstance(job, TrainJob)
         return job
 
     async def train(self, key: Any, request: TrainRequest, *, wait: bool) -> Outcome[Any, Any]:
         """Start (or resume) one training and, with ``wait``, watch it to its end."""
-        try:
-            skey, (fp, read) = key_text(key), await self._read(request)
-        except InvalidArgument as exc:
-            return Outcome(key, request, error=exc)
-        try:
-            record = await self._get("train", key, skey, fp)
-        except InvalidArgument as exc:
-            return Outcome(key, request, error=exc)
-        except JournalError as exc:
-            if exc.key is None:
-                raise
-            return Outcome(key, request, error=self._row_error(key, exc), resumed=True)
+        opened = await self._open("train", key, request)
+        if isinstance(opened, Outcome):
+            return opened
+        skey, fp, read, record = opened
         job = None
         if record is not None and record.job_id is not None and record.model_id is not None:
             job = TrainJob(record.job_id, record.model_id)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import attrs
 
+from .._requests import LocalInput
 from .._vision.limits import MAX_PIXELS, PixelBudget
 from .._vision.sources import Fetched, Unfetched
 from .._vision.threads import run_in, shared_engine, shared_pool
@@ -22,8 +23,6 @@ from ..models import CheckReport, CheckVerdict, ImageCheck
 from .photos import photo_name, read_photo
 
 __all__ = ["LocalInput", "preflight", "refusal", "renamed"]
-
-LocalInput = os.PathLike[str] | bytes
 
 
 async def preflight(photos: Sequence[LocalInput]) -> CheckReport:

@@ -5,18 +5,16 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from typing import Literal
 
 import anyio
 
 from .._args import positive_int
+from .._states import CallKind
 from . import clock as _clock
 
-__all__ = ["CallKind", "CoolDown", "Limits", "Slot"]
+__all__ = ["CoolDown", "Limits", "Slot"]
 
 log = logging.getLogger("aiportrait")
-
-CallKind = Literal["read", "train", "create"]
 
 
 class CoolDown:

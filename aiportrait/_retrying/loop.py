@@ -28,6 +28,7 @@ from typing import Any, Protocol, TypeVar
 
 import attrs
 
+from .._states import CallKind
 from ..errors import (
     AIPortraitError,
     APIError,
@@ -50,7 +51,7 @@ from ..hooks import (
     emit,
 )
 from . import clock as _clock
-from .limits import CallKind, Limits
+from .limits import Limits
 from .policy import RetryPolicy, decide
 
 __all__ = ["CALL_ERRORS", "Call", "Caller", "Claim"]

@@ -15,7 +15,6 @@ import click
 
 from .. import (
     AnyCreateRequest,
-    LocalRequest,
     Outcome,
     PollPolicy,
     Portrait,
@@ -27,7 +26,7 @@ from .. import (
 from .._batches.keys import file_stem
 from .._display.batch_progress import BatchProgress, batch_progress
 from .._wire.codec import converter
-from ..errors import ConfigWarning, PhotoCountWarning, SubmitOutcomeUnknown
+from ..errors import ConfigWarning, PhotoCountWarning
 from ._batchfile import read_plan
 from ._exit import batch_exit
 from ._options import SERVICE, Common, polling, shared
@@ -62,7 +61,7 @@ def _value_doc(outcome: Outcome[Any, Any], path: Path | None) -> dict[str, Any]:
         return portrait_doc(value, path)
     if isinstance(value, TrainResult):
         request = outcome.request
-        inputs = request.fields["images"] if isinstance(request, LocalRequest) else ()
+        inputs = request.images if isinstance(request, TrainRequest) else ()
         return result_doc(value, photo_names(inputs, [s.url for s in value.states]))
     return {}
 
@@ -89,8 +88,9 @@ def _outcome_text(out: Output, kind: str, outcome: Outcome[Any, Any], written: P
     """The text line for one batch outcome (``written``: the training's result file)."""
     resumed = " (resumed)" if outcome.resumed else ""
     if outcome.error is not None:
-        word = "unknown" if isinstance(outcome.error, SubmitOutcomeUnknown) else "failed"
-        return outcome_line(word, outcome.key, f"{out.error_text(outcome.error)}{resumed}")
+        return outcome_line(
+            outcome.status, outcome.key, f"{out.error_text(outcome.error)}{resumed}"
+        )
     value = outcome.value
     if isinstance(value, Portrait):
         detail = f"{outcome.path or ''}  {portrait_text(value)}{resumed}"
@@ -137,7 +137,7 @@ class _BatchRun:
             written = await asyncio.to_thread(_save_training, self.out_dir, outcome)
         self.tally.ok += outcome.ok
         self.tally.failed += not outcome.ok
-        self.tally.unknown += isinstance(outcome.error, SubmitOutcomeUnknown)
+        self.tally.unknown += outcome.status == "unknown"
         self.tally.resumed += outcome.resumed
         self.progress.advance(outcome.ok)
         if self.out.json:
@@ -147,7 +147,7 @@ class _BatchRun:
         self.progress.write(shown(line), self.out.out)
 
     async def trainings(
-        self, requests: Mapping[str, TrainRequest | LocalRequest], wait: bool, poll: PollPolicy
+        self, requests: Mapping[str, TrainRequest], wait: bool, poll: PollPolicy
     ) -> None:
         """Train (and with ``wait``, watch) every training of the plan."""
         session = self.session.with_options(poll=poll)
@@ -157,7 +157,7 @@ class _BatchRun:
             async for outcome in outcomes:
                 await self.report("train", outcome)
 
-    async def creations(self, requests: Mapping[str, AnyCreateRequest | LocalRequest]) -> None:
+    async def creations(self, requests: Mapping[str, AnyCreateRequest]) -> None:
         """Create every portrait of the plan into ``DIR``."""
         outcomes = self.session.create_many(
             requests, out_dir=self.out_dir, journal=self.journal, **self.options

@@ -6,8 +6,9 @@ names: the columns each kind takes are read from the class, not listed here. A p
 or reference field that is not a URL is a local file, relative to the batch file's folder
 (``~`` expanded); in ``images``, a glob is expanded (sorted) and must match. Every local file is
 read and checked while the file is parsed (missing, a directory, not a JPEG or PNG, too large:
-one line, exit 2), so nothing is sent for a batch with a bad file; such an item becomes a
-:class:`~aiportrait.LocalRequest`, uploaded right before its charged call.
+one line, exit 2), so nothing is sent for a batch with a bad file; such an item's files are
+uploaded right before its charged call. A training's ``force`` column skips the face check
+made on this machine.
 """
 
 from __future__ import annotations
@@ -31,12 +32,11 @@ from .. import (
     ReferenceCreateRequest,
     TrainRequest,
 )
-from .._local.localrequest import LocalRequest
 from .._local.photos import read_photo
 from .._requests import T2I_TEMPLATE
 from ..errors import AIPortraitWarning, InvalidArgument, LocalPhotoError, PhotoCountWarning
 from ._exit import UsageError
-from ._local import PHOTO_FIELDS, Item, is_url, local_inputs, request_of
+from ._local import PHOTO_FIELDS, is_url, local_inputs
 
 __all__ = ["Plan", "check_request", "config_from", "read_plan", "row_request"]
 
@@ -52,20 +52,17 @@ def config_from(values: Mapping[str, Any]) -> CreateConfig | None:
     return CreateConfig(**known, extra=extra or None)
 
 
+Item = TrainRequest | AnyCreateRequest
+"""A request a batch row or a command line describes."""
+
+
 def check_request(request: Item) -> None:
     """Warn now what the library would warn when the request is sent (nothing is sent here).
 
     A training outside the documented 5 to 20 photos (:class:`PhotoCountWarning`); config keys
     documented for the other model only (:class:`ConfigWarning`).
     """
-    if isinstance(request, LocalRequest):
-        if request.is_training:
-            PhotoCountWarning.check(request.photo_count)
-        else:
-            config = request.fields.get("config")
-            if isinstance(config, CreateConfig):
-                config.model_mismatch(sdxl=bool(request.fields.get("sdxl")))
-    elif isinstance(request, TrainRequest):
+    if isinstance(request, TrainRequest):
         PhotoCountWarning.check(len(request.images))
     elif isinstance(request.config, CreateConfig):
         request.config.model_mismatch(sdxl=request.sdxl)
@@ -93,7 +90,7 @@ _ALL_COLUMNS: Final = frozenset({"kind", "key"}).union(
 )
 # How a cell is read, by the argument's type; any other argument is a string.
 _LISTS: Final = frozenset({"images", "model_ids", "scene_prompts"})
-_FLAGS: Final = frozenset({"sdxl", "scene_lora"})
+_FLAGS: Final = frozenset({"sdxl", "scene_lora", "force"})
 _NUMBERS: Final = frozenset({"ipa_weight"})
 _TRUE: Final = frozenset({"1", "true", "yes", "y", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "n", "off", ""})
@@ -111,19 +108,15 @@ class Plan:
     @property
     def local(self) -> bool:
         """Whether any item has local files."""
-        return any(isinstance(v, LocalRequest) for v in self.items.values())
+        return any(v.local for v in self.items.values())
 
-    def trainings(self) -> dict[str, TrainRequest | LocalRequest]:
-        """The trainings, those with local files included."""
-        return {k: v for k, v in self.items.items() if _is_training(v)}  # type: ignore[misc]
+    def trainings(self) -> dict[str, TrainRequest]:
+        """The trainings."""
+        return {k: v for k, v in self.items.items() if isinstance(v, TrainRequest)}
 
-    def creations(self) -> dict[str, AnyCreateRequest | LocalRequest]:
-        """The creations, those with local files included."""
-        return {k: v for k, v in self.items.items() if not _is_training(v)}  # type: ignore[misc]
-
-
-def _is_training(item: Item) -> bool:
-    return isinstance(item, TrainRequest) or (isinstance(item, LocalRequest) and item.is_training)
+    def creations(self) -> dict[str, AnyCreateRequest]:
+        """The creations."""
+        return {k: v for k, v in self.items.items() if not isinstance(v, TrainRequest)}
 
 
 @attrs.define
@@ -238,7 +231,7 @@ def row_request(row: Mapping[str, Any], base: Path | None = None) -> Item:
     """The request one batch row describes (raises :class:`UsageError` saying what is wrong).
 
     With ``base`` (the batch file's folder), fields that are not URLs are local files there
-    (see the module), checked now; the item is then a :class:`LocalRequest`.
+    (see the module), checked now; the request holds them as paths.
     """
     return _row_request(row, None if base is None else _Files(base))
 
@@ -254,7 +247,8 @@ def _row_request(row: Mapping[str, Any], files: _Files | None) -> Item:
     _check_fields(kind, fields)
     names = sorted(fields.keys() - {"kind", "key"}, key=lambda k: k in PHOTO_FIELDS)
     arguments = {k: _argument(k, fields[k], files) for k in names}  # local files last
-    return request_of(_KINDS[kind], arguments)
+    request: Item = _KINDS[kind](**arguments)
+    return request
 
 
 def _csv_rows(text: str) -> Iterator[tuple[int, dict[str, Any]]]:

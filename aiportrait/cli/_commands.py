@@ -1,8 +1,7 @@
 """The commands that make one call: ``check``, ``train``, ``watch`` and ``create``.
 
-``train`` and ``create`` build the library's request (:func:`request_of`: the request class,
-or a :class:`~aiportrait.LocalRequest` of it with local files) from options named after the
-request's arguments, before any Session or credential is needed.
+``train`` and ``create`` build the library's request (local files in it as paths) from
+options named after the request's arguments, before any Session or credential is needed.
 """
 
 from __future__ import annotations
@@ -29,22 +28,14 @@ from .. import (
     TrainResult,
 )
 from .._display.progress import watch_lines
-from .._local.inputs import Uploader
-from .._local.localrequest import LocalRequest
+from .._local.resolve import ReadInputs, read_local, resolve
+from .._local.upload import Uploader, as_upload
+from .._requests import AnyCreateRequest, AnyRequest
 from .._wire.codec import converter
 from ..errors import ConfigWarning, PhotoCountWarning
 from ._batchfile import check_request, config_from
 from ._exit import EXIT_FAILED, EXIT_OK, UsageError
-from ._local import (
-    PHOTO_FIELDS,
-    Item,
-    has_local,
-    local_inputs,
-    local_value,
-    read_files,
-    request_of,
-    resolved,
-)
+from ._local import PHOTO_FIELDS, has_local, local_inputs, local_value
 from ._options import SERVICE, Common, polling, shared
 from ._output import (
     PROG,
@@ -74,6 +65,13 @@ async def _session(common: Common, local: bool) -> AsyncIterator[tuple[Session, 
                 (session if uploader is None else session.with_options(uploader=uploader)),
                 uploader,
             )
+
+
+async def _send(
+    session: Session, uploader: Uploader | None, request: AnyRequest, read: ReadInputs | None
+) -> Any:
+    """Send ``request``, its local files (``read`` before) checked and uploaded first."""
+    return await session.send(await resolve(request, as_upload(uploader), read))
 
 
 # -- check, train, watch -----------------------------------------------------------------------
@@ -151,14 +149,11 @@ def train(
     async def run() -> int:
         prompts = _scene_prompts(scene_prompts)
         images = local_inputs(photos, "train")
-        arguments = {"images": images, "sdxl": sdxl, "scene_lora": prompts is not None}
-        request = request_of(TrainRequest, {**arguments, "scene_prompts": prompts}, force=force)
-        read = await read_files(request)  # a bad file is said before any warning
+        request = TrainRequest(images, sdxl, prompts is not None, prompts, force)
+        read = await read_local(request)  # a bad file is said before any warning
         check_request(request)
-        async with _session(common, isinstance(request, LocalRequest)) as (session, uploader):
-            sent = await resolved(request, uploader, read)
-            assert isinstance(sent, TrainRequest)
-            job = await session.send(sent)
+        async with _session(common, request.local) as (session, uploader):
+            job = await _send(session, uploader, request, read)
             out = common.out
             doc: dict[str, Any] = converter.unstructure(job)
             started = f"training started: job {job.job_id}, model_id {job.model_id}"
@@ -222,7 +217,9 @@ _WHO: Final = {
 """Without --prompt, the option that names the person picks the request."""
 
 
-def create_request(given: dict[str, Any], settings: Sequence[str], flags: dict[str, str]) -> Item:
+def create_request(
+    given: dict[str, Any], settings: Sequence[str], flags: dict[str, str]
+) -> AnyCreateRequest:
     """The request ``create``'s options describe: each option is the request argument of its
     name (``flags``: argument -> option, for the messages)."""
     given = {k: v for k, v in given.items() if v not in (None, False, ())}
@@ -251,7 +248,8 @@ def create_request(given: dict[str, Any], settings: Sequence[str], flags: dict[s
     for name, field in fields.items():
         if field.default is attrs.NOTHING and name not in given:
             raise UsageError(f"{flags[name]} is required with {chosen}")
-    return request_of(cls, given)
+    request: AnyCreateRequest = cls(**given)
+    return request
 
 
 @click.command()
@@ -291,12 +289,10 @@ def create(ctx: click.Context, /, settings: tuple[str, ...], out: Path, **given:
 
     async def run() -> int:
         item = create_request(given, settings, flags)
-        read = await read_files(item)
+        read = await read_local(item)  # a bad file is said before any warning
         check_request(item)
-        async with _session(common, isinstance(item, LocalRequest)) as (session, uploader):
-            sent = await resolved(item, uploader, read)
-            assert not isinstance(sent, TrainRequest)
-            portrait = await session.send(sent)
+        async with _session(common, item.local) as (session, uploader):
+            portrait = await _send(session, uploader, item, read)
         path = await asyncio.to_thread(portrait.save, out)
         done = f"wrote {path} ({portrait_text(portrait)})"
         common.out.result(portrait_doc(portrait, path), [done])

@@ -7,30 +7,17 @@ that matches nothing is a usage error. Where they are uploaded: ``Common.uploade
 
 from __future__ import annotations
 
-import asyncio
 import glob
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final, TypeAlias
+from typing import Final
 from urllib.parse import urlsplit
 
-from .. import AnyCreateRequest, TrainRequest
-from .._local.inputs import Uploader, as_upload, is_local
-from .._local.localrequest import LocalRequest, ReadInputs
+from .._requests import is_local
 from ._exit import UsageError
 
-__all__ = [
-    "PHOTO_FIELDS",
-    "Item",
-    "has_local",
-    "is_url",
-    "local_inputs",
-    "local_value",
-    "read_files",
-    "request_of",
-    "resolved",
-]
+__all__ = ["PHOTO_FIELDS", "has_local", "is_url", "local_inputs", "local_value"]
 
 PHOTO_FIELDS: Final = frozenset({"images", "template", "reference"})
 """The request arguments that take photos."""
@@ -76,37 +63,3 @@ def local_inputs(texts: Sequence[str], what: str, base: Path | None = None) -> l
 def has_local(values: Sequence[object]) -> bool:
     """Whether any of ``values`` is a local file."""
     return any(is_local(v) for v in values)
-
-
-Item: TypeAlias = "TrainRequest | AnyCreateRequest | LocalRequest"
-"""A request as the command line builds it: with local files, a :class:`LocalRequest`."""
-
-
-def request_of(cls: type[Any], arguments: Mapping[str, Any], *, force: bool = False) -> Item:
-    """``cls(**arguments)``; a :class:`LocalRequest` of it when a photo argument is a local
-    file (validated now; its files are read, checked and uploaded when it is sent)."""
-    values = [v for k, v in arguments.items() if k in PHOTO_FIELDS]
-    if has_local([p for v in values for p in (v if isinstance(v, (list, tuple)) else [v])]):
-        return LocalRequest(cls, arguments, force=force)
-    request: Item = cls(**arguments)
-    return request
-
-
-async def read_files(item: Item) -> ReadInputs | None:
-    """Read and check a :class:`LocalRequest`'s files, off the event loop (a bad file:
-    :class:`~aiportrait.errors.LocalPhotoError`); None for a request of URLs."""
-    if not isinstance(item, LocalRequest):
-        return None
-    return await asyncio.to_thread(item.read)
-
-
-async def resolved(
-    item: Item, uploader: Uploader | None, read: ReadInputs | None = None
-) -> TrainRequest | AnyCreateRequest:
-    """The request to send: a :class:`LocalRequest`'s files (``read``, else read now)
-    checked, cleaned and uploaded with ``uploader``, their URLs in the request."""
-    if not isinstance(item, LocalRequest):
-        return item
-    if read is None:
-        read = await asyncio.to_thread(item.read)
-    return await item.resolve(as_upload(uploader), read)

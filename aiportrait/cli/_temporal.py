@@ -18,10 +18,11 @@ import attrs
 import click
 
 from .. import TrainRequest
+from .._local.resolve import resolve
+from .._local.upload import as_upload
 from ..errors import ConfigWarning, ConnectError, PhotoCountWarning
 from ._batchfile import check_request, read_plan
 from ._exit import EXIT_OK, UsageError, batch_exit
-from ._local import resolved
 from ._options import Common, shared, stop_event
 from ._output import Output, outcome_line, said_before
 
@@ -325,7 +326,8 @@ def batch_(
         plan = read_plan(file)  # its warnings are given now, with the file and lines
         with said_before(ConfigWarning, PhotoCountWarning):
             async with common.uploading(plan.local) as uploader:
-                items = [(k, await resolved(v, uploader)) for k, v in plan.items.items()]
+                upload = as_upload(uploader)
+                items = [(k, await resolve(v, upload)) for k, v in plan.items.items()]
             handle = await cluster.start(
                 start_batch, items, workflow_id, store=cluster.portraits(), limit=limit, check=check
             )

@@ -14,7 +14,11 @@ the wire (:func:`error_of`, :func:`result`)::
 See the README's "Beyond one machine" section for workers, limits and the CLI.
 """
 
+import warnings
+from typing import Any
+
 from ._activities import PortraitActivities, as_application_error
+from ._batch_workflow import PortraitBatchWorkflow
 from ._client import (
     DEFAULT_TASK_QUEUE,
     connect,
@@ -28,22 +32,24 @@ from ._client import (
 )
 from ._dev import DevServer, find_temporal_cli
 from ._store import LocalPortraitStore, PortraitStore
-from ._wire import (
+from ._values import (
     BatchInput,
     BatchItem,
     BatchProgress,
     BatchSummary,
     CreateInput,
     ErrorInfo,
-    ItemOutcome,
+    ItemPage,
+    OutcomePage,
+    OutcomeRecord,
     PortraitRef,
     Timeouts,
     TrainInput,
     TrainProgress,
-    data_converter,
 )
+from ._wire import data_converter
 from ._worker import WORKFLOWS, new_worker
-from ._workflows import CreateWorkflow, PortraitBatchWorkflow, TrainWorkflow
+from ._workflows import CreateWorkflow, TrainWorkflow
 
 __all__ = [
     "DEFAULT_TASK_QUEUE",
@@ -56,8 +62,10 @@ __all__ = [
     "CreateWorkflow",
     "DevServer",
     "ErrorInfo",
-    "ItemOutcome",
+    "ItemPage",
     "LocalPortraitStore",
+    "OutcomePage",
+    "OutcomeRecord",
     "PortraitActivities",
     "PortraitBatchWorkflow",
     "PortraitRef",
@@ -79,3 +87,15 @@ __all__ = [
     "start_create",
     "start_training",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ItemOutcome":
+        warnings.warn(
+            "aiportrait.temporal.ItemOutcome is aiportrait.temporal.OutcomeRecord; the old name"
+            " will go away",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return OutcomeRecord
+    raise AttributeError(f"module 'aiportrait.temporal' has no attribute {name!r}")

@@ -22,21 +22,21 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from .._requests import CheckRequest, JobQuery, TrainRequest
+from .._retrying import clock
 from .._retrying.policy import RetryPolicy, decide
 from .._session import Session
 from ..errors import AIPortraitError, SubmitOutcomeUnknown
 from ..models import CheckReport, Job, TrainJob
 from ._store import PortraitStore
-from ._wire import (
+from ._values import (
     BatchItem,
     CreateInput,
     ErrorInfo,
     ItemPage,
     OutcomePage,
     PortraitRef,
-    from_data,
-    to_data,
 )
+from ._wire import from_data, to_data
 
 __all__ = ["PortraitActivities", "as_application_error"]
 
@@ -107,7 +107,7 @@ async def _put(store: PortraitStore, name: str, data: bytes, content_type: str) 
             if attempt >= _STORE_TRIES.attempts:
                 raise
             activity.heartbeat()
-            await asyncio.sleep(_STORE_TRIES.backoff(attempt))
+            await clock.sleep(_STORE_TRIES.backoff(attempt))  # instant under set_testing()
 
 
 class PortraitActivities:

@@ -6,31 +6,31 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
 
 from .._jobs.schedule import PollPolicy
-from .._requests import AnyCreateRequest, TrainRequest
+from .._requests import AnyCreateRequest, Request, TrainRequest
+from ..errors import InvalidArgument
 from ..models import TrainResult
+from ._batch_workflow import PortraitBatchWorkflow
 from ._store import PortraitStore, safe_name
-from ._wire import (
+from ._values import (
     BatchInput,
     BatchItem,
     BatchSummary,
     CreateInput,
     ErrorInfo,
-    ItemOutcome,
+    OutcomeRecord,
     PortraitRef,
     Timeouts,
     TrainInput,
-    data_converter,
-    from_data,
-    to_data,
 )
-from ._workflows import CreateWorkflow, PortraitBatchWorkflow, TrainWorkflow
+from ._wire import data_converter, from_data, to_data
+from ._workflows import CreateWorkflow, TrainWorkflow
 
 __all__ = [
     "DEFAULT_TASK_QUEUE",
@@ -103,8 +103,22 @@ async def result(handle: WorkflowHandle[Any, Any]) -> Any:
         raise error_of(exc) from exc
 
 
+R = TypeVar("R", bound=Request)
+
+
 def _id(prefix: str, workflow_id: str | None) -> str:
     return workflow_id or f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def _by_url(request: R, what: str = "the request") -> R:
+    """``request``, refused when it holds local files or bytes: workers fetch photos by URL."""
+    if request.local:
+        raise InvalidArgument(
+            f"{what} holds local files or bytes; Temporal workers on other machines cannot read "
+            "them: upload them first (resolve the request with an uploader, as `aiportrait "
+            "temporal batch FILE` does) and start it with their URLs"
+        )
+    return request
 
 
 async def start_training(
@@ -122,7 +136,7 @@ async def start_training(
     (``handle.id`` re-attaches later: ``client.get_workflow_handle(id)``)."""
     if not isinstance(request, TrainRequest):
         request = TrainRequest(tuple(request))
-    task = TrainInput(request, check, force, poll, timeouts)
+    task = TrainInput(_by_url(request), check, force, poll, timeouts)
     return await client.start_workflow(
         TrainWorkflow.run,
         task,
@@ -144,7 +158,7 @@ async def start_create(
     """Start a :class:`CreateWorkflow`; the portrait is stored as ``portraits/<name>``
     (``name`` defaults to the workflow id)."""
     wid = _id("create", workflow_id)
-    task = CreateInput(request, f"portraits/{safe_name(name or wid)}", timeouts)
+    task = CreateInput(_by_url(request), f"portraits/{safe_name(name or wid)}", timeouts)
     return await client.start_workflow(
         CreateWorkflow.run, task, id=wid, task_queue=task_queue, id_reuse_policy=_ONCE
     )
@@ -174,7 +188,9 @@ async def start_batch(
     refuses inputs over about 2 MB).
     """
     wid = _id("batch", workflow_id)
-    batch_items = tuple(BatchItem(str(key), request) for key, request in items)
+    batch_items = tuple(
+        BatchItem(str(key), _by_url(request, f"item {key!r}")) for key, request in items
+    )
     keys = [item.key for item in batch_items]
     if len(set(keys)) != len(keys):
         raise ValueError("batch keys must be distinct")
@@ -222,7 +238,7 @@ async def follow_batch(
     *,
     every: float = 1.0,
     on_wait: Callable[[str], object] | None = None,
-) -> AsyncIterator[ItemOutcome]:
+) -> AsyncIterator[OutcomeRecord]:
     """Yield each outcome of a batch once, as it completes, until the batch ends.
 
     Live outcomes come from the workflow's ``progress`` query (every ``every`` seconds); those
@@ -231,12 +247,10 @@ async def follow_batch(
     that fails (no worker answering for a while) is tried again at the next tick, and
     ``on_wait`` is told why (once for each new reason).
     """
-    from ._workflows import PortraitBatchWorkflow
-
     shown: set[int] = set()
     latest = 0  # the highest seq shown
 
-    def unseen(outcomes: Iterable[ItemOutcome]) -> list[ItemOutcome]:
+    def unseen(outcomes: Iterable[OutcomeRecord]) -> list[OutcomeRecord]:
         nonlocal latest
         new = [o for o in outcomes if o.seq not in shown]
         shown.update(o.seq for o in new)
@@ -273,12 +287,12 @@ async def follow_batch(
         done.cancel()
 
 
-async def read_outcomes(store: PortraitStore, pages: Iterable[str]) -> list[ItemOutcome]:
+async def read_outcomes(store: PortraitStore, pages: Iterable[str]) -> list[OutcomeRecord]:
     """Every outcome in the outcome pages a batch wrote (``BatchSummary.outcome_pages``)."""
-    outcomes: list[ItemOutcome] = []
+    outcomes: list[OutcomeRecord] = []
     for uri in pages:
         data = await store.get(uri)
         for line in data.decode("utf-8").splitlines():
             if line.strip():
-                outcomes.append(from_data(json.loads(line), ItemOutcome))
+                outcomes.append(from_data(json.loads(line), OutcomeRecord))
     return outcomes

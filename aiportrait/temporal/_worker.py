@@ -12,9 +12,10 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from .._session import Session
 from ._activities import PortraitActivities
+from ._batch_workflow import PortraitBatchWorkflow
 from ._client import DEFAULT_TASK_QUEUE
 from ._store import PortraitStore
-from ._workflows import CreateWorkflow, PortraitBatchWorkflow, TrainWorkflow
+from ._workflows import CreateWorkflow, TrainWorkflow
 
 __all__ = ["WORKFLOWS", "new_worker"]
 

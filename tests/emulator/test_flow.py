@@ -7,11 +7,14 @@ import asyncio
 import base64
 import io
 import json
+import threading
 from pathlib import Path
+from typing import Any
 
+import pytest
 from PIL import Image
 
-from aiportrait.emulator import Emulator
+from aiportrait.emulator import Emulator, _work
 from aiportrait.emulator._service import TRAIN_PREPROCESS_FAILED
 from aiportrait.emulator._wire import (
     CHECK_PATH,
@@ -60,7 +63,19 @@ async def test_check_gives_the_documented_verdicts(emu: Emulator, photos: Photos
     assert emu.counters.checks == 1
 
 
-async def test_train_poll_create_and_restart(tmp_path: Path, photos: Photos) -> None:
+async def test_train_poll_create_and_restart(
+    tmp_path: Path, photos: Photos, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The training's work waits until a poll has seen it running: every state is seen, however
+    # slow the machine or the polls (nothing here is timed).
+    seen_running = threading.Event()
+    train_face = _work.Worker.train_face
+
+    def held(self: _work.Worker, *args: Any, **kwargs: Any) -> Any:
+        assert seen_running.wait(120), "no poll saw the training running"
+        return train_face(self, *args, **kwargs)
+
+    monkeypatch.setattr(_work.Worker, "train_face", held)
     data_dir = tmp_path / "data"
     urls = [data_url(b) for b in photos.astronaut[:2]]
     async with Emulator(app_id=APP_ID, token=TOKEN, data_dir=data_dir, train_seconds=0.3) as emu:
@@ -71,6 +86,8 @@ async def test_train_poll_create_and_restart(tmp_path: Path, photos: Photos) -> 
         while not states or states[-1] not in (2, 3):
             job = (await send(emu, f"/api/v1/async_jobs/{job_id}")).data["job"]
             states.append(job["state"])
+            if job["state"] == 1:
+                seen_running.set()
             await asyncio.sleep(0.01)
         assert states[0] in (0, 1)
         assert 1 in states

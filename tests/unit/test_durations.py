@@ -126,3 +126,15 @@ def test_the_window_follows_the_spread_seen() -> None:
     assert durations.drain() == []
     with pytest.raises(aiportrait.InvalidArgument):
         PollPolicy(learn=1)  # type: ignore[arg-type]
+
+
+def test_learned_durations_take_only_plausible_values_and_stay_bounded() -> None:
+    durations = Durations()
+    for bad in (float("inf"), float("nan"), -1.0, 0.0, 10 * 24 * 3600.0):
+        durations.record("sdxl", bad)
+    durations.load([("sdxl", float("inf")), ("sdxl", "x"), (3, 5.0)])  # type: ignore[list-item]
+    assert durations.seen() == {}
+    for _ in range(1000):
+        durations.record("sd15", 60.0)
+    assert len(durations.drain()) <= 50  # a Session without a journal never drains
+    assert durations.kind_of(12345) is None  # a job it did not start: nothing to learn

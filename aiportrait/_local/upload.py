@@ -1,37 +1,23 @@
-"""Local inputs to URLs: what the Session's endpoint methods call before building a request.
+"""Uploading local photos: the :class:`Uploader` protocol and the upload step.
 
-A ``str`` is a URL and passes through untouched; an ``os.PathLike`` is a file and ``bytes`` are
-image data. Every local input is read and checked first (all of them, before anything leaves
-the machine), then, for a training, checked for faces on this machine (refused with
-:class:`~aiportrait.errors.PreflightFailed` unless forced), then cleaned of its metadata and
-uploaded under its content hash. Only then is the request built, holding plain URLs.
+Photos already read (:mod:`aiportrait._local.resolve`) are, for a training not forced, checked
+for faces on this machine (refused with :class:`~aiportrait.errors.PreflightFailed`, naming each
+bad photo, before anything is uploaded), then cleaned of their metadata and uploaded under their
+content hash.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Protocol, TypeAlias, TypeVar, runtime_checkable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol, TypeAlias, TypeVar, runtime_checkable
 
 from ..errors import AIPortraitError, InvalidArgument, PreflightFailed, UploadError
-from .photos import CleanPhoto, clean_photo, photo_name, read_photo
+from .photos import CleanPhoto, clean_photo
 
-__all__ = [
-    "ImageInput",
-    "UploadFunc",
-    "Uploader",
-    "as_upload",
-    "is_local",
-    "resolve_image",
-    "resolve_images",
-    "upload_photos",
-]
+__all__ = ["UploadFunc", "Uploader", "as_upload", "needs_uploader", "upload_photos"]
 
 K = TypeVar("K")
-
-ImageInput: TypeAlias = "str | os.PathLike[str] | bytes"
-"""A photo or template: a URL (``str``), a local file (``os.PathLike``) or image bytes."""
 
 UploadFunc: TypeAlias = Callable[[bytes, str, str], Awaitable[str]]
 """``async def upload(data, content_type, key) -> url``."""
@@ -51,11 +37,6 @@ class Uploader(Protocol):
         ...
 
 
-def is_local(value: object) -> bool:
-    """Whether ``value`` is a local input (a path or bytes) rather than a URL string."""
-    return isinstance(value, (bytes, bytearray, memoryview, os.PathLike))
-
-
 def as_upload(uploader: Uploader | UploadFunc | None) -> UploadFunc | None:
     """The upload coroutine function of an :class:`Uploader` or an async callable."""
     if uploader is None:
@@ -71,7 +52,7 @@ def as_upload(uploader: Uploader | UploadFunc | None) -> UploadFunc | None:
     )
 
 
-def _needs_uploader(what: str, name: str) -> InvalidArgument:
+def needs_uploader(what: str, name: str) -> InvalidArgument:
     return InvalidArgument(
         f"{what}: {name} is a local photo, and this Session has no uploader to put it where the "
         "service can download it; pass uploader= to the Session (aiportrait.uploads.OSSUploader, "
@@ -110,45 +91,3 @@ async def upload_photos(
         photo = await asyncio.to_thread(clean_photo, data, content_type, name)
         urls[key] = await _upload(upload, photo)
     return urls
-
-
-def _read_all(local: Mapping[int, tuple[Any, str]]) -> dict[int, tuple[bytes, str, str]]:
-    """Every local photo read (blocking: run in a thread); the first bad one raises."""
-    out = {}
-    for i, (value, name) in local.items():
-        data, content_type = read_photo(value, name)
-        out[i] = (data, content_type, name)
-    return out
-
-
-async def resolve_images(
-    uploader: UploadFunc | None,
-    images: Sequence[Any],
-    *,
-    what: str = "images",
-    training: bool = False,
-    force: bool = False,
-) -> Sequence[Any]:
-    """``images`` with every local input replaced by the URL of its upload (see the module).
-
-    Without a local input, ``images`` is returned as it is (validated later by the request).
-    """
-    if isinstance(images, (str, bytes, os.PathLike)) or not any(is_local(v) for v in images):
-        return images
-    local = {i: (v, photo_name(v, i)) for i, v in enumerate(images) if is_local(v)}
-    if uploader is None:
-        raise _needs_uploader(what, next(iter(local.values()))[1])
-    read = await asyncio.to_thread(_read_all, local)  # every refusal before any upload
-    urls = await upload_photos(uploader, read, check=training and not force)
-    return [urls.get(i, v) for i, v in enumerate(images)]
-
-
-async def resolve_image(uploader: UploadFunc | None, value: Any, what: str) -> Any:
-    """One template or reference photo: its upload's URL when local, else ``value`` as it is."""
-    if not is_local(value):
-        return value
-    name = photo_name(value, 0) if not isinstance(value, (bytes, bytearray)) else what
-    if uploader is None:
-        raise _needs_uploader(what, name)
-    read = await asyncio.to_thread(_read_all, {0: (value, name)})
-    return (await upload_photos(uploader, read, check=False))[0]

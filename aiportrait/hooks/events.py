@@ -1,72 +1,59 @@
-"""Instrumentation hooks: see every call, try, retry, cool-down, watched job and batch.
+"""The events a hook is given, and the vocabularies they share with the rest of the library.
 
-A hook is any callable taking one event; an ``async def`` hook is awaited. Register it for one
-Session (``Session(..., hooks=[my_hook])``) or for every Session built after it
-(:func:`add_hook`). A hook that also has a ``headers()`` method (as
-:class:`aiportrait.otel.Instrumentation`) gives headers to add to each request, outside the
-signature. A hook can never break a call: one that raises is logged once (a warning on
-the ``aiportrait`` logger, the first time only) and its error ignored; it is still called with
-later events. No event holds the token, a signature or
-image data: only the method, the resource path, the call's kind and what happened::
-
-    def log_retries(event):
-        if isinstance(event, aiportrait.hooks.RetryScheduled):
-            print(f"{event.method} {event.path}: retry in {event.wait:.1f}s ({event.reason})")
-
-    aiportrait.hooks.add_hook(log_retries)
-
-The events, in the order a call makes them: :class:`CallStarted`, then for each try
-:class:`RequestSent` and :class:`AnswerReceived` (and :class:`RetryScheduled` before another
-try, :class:`CoolDownStarted` after a 429 that starts the shared pause,
-:class:`CoolDownEnded` when a call goes on after it), and :class:`CallEnded` with the call's
-outcome. A watch (``session.watch`` / ``session.wait``) makes :class:`JobWatchStarted`, one
-:class:`JobStateChanged` per state change and :class:`JobEnded`; a batch (``create_many``,
-``train_many``) makes :class:`BatchStarted`, one :class:`BatchItemEnded` per item and
-:class:`BatchEnded`. A call made for a watch or a batch names it in ``within`` (the watch's or
-batch's ``id``), so a hook can nest them (:mod:`aiportrait.otel` makes child spans that way).
+Each event is a frozen value holding what happened: the method, the resource path, the call's
+kind, counts and times, never the token, a signature or image data. :mod:`aiportrait.hooks`
+says when each one comes.
 """
 
 from __future__ import annotations
 
-import inspect
-import itertools
-import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import warnings
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
-from urllib.parse import urlsplit
 
 import attrs
 
+from .._states import CallKind
+
 if TYPE_CHECKING:
-    from .models import JobState
+    from ..models import JobState
 
 __all__ = [
     "AnswerReceived",
     "BatchEnded",
     "BatchItemEnded",
+    "BatchKind",
     "BatchStarted",
     "CallEnded",
+    "CallKind",
+    "CallOutcome",
     "CallStarted",
     "CoolDownEnded",
     "CoolDownStarted",
     "Event",
     "Hook",
     "JobEnded",
+    "JobOutcome",
     "JobStateChanged",
     "JobWatchStarted",
+    "OutcomeStatus",
     "RequestSent",
     "RetryScheduled",
-    "add_hook",
-    "remove_hook",
 ]
 
-log = logging.getLogger("aiportrait")
-
-Kind = Literal["read", "train", "create"]
+"""What a call does: ``read`` (free: checks, job queries), ``train`` or ``create`` (charged)."""
 CallOutcome = Literal["ok", "failed", "unknown", "cancelled"]
+"""How a call ended (:attr:`CallEnded.outcome`)."""
 JobOutcome = Literal["succeeded", "failed", "timeout", "error", "closed"]
-ItemOutcome = Literal["ok", "failed", "unknown", "resumed"]
+"""How a watch of a job ended (:attr:`JobEnded.outcome`)."""
+OutcomeStatus = Literal["succeeded", "failed", "unknown"]
+"""How a batch item ended, in every place that tells it (:attr:`aiportrait.Outcome.status`,
+:attr:`BatchItemEnded.status`, :attr:`aiportrait.temporal.OutcomeRecord.status`):
+``succeeded``; ``failed`` (the service or the library said why); ``unknown`` (a charged call
+that may have run: :class:`~aiportrait.errors.SubmitOutcomeUnknown`; never sent again without
+you)."""
 BatchKind = Literal["create", "train"]
+"""What a batch runs: ``create_many`` or ``train_many``."""
 
 
 @attrs.frozen
@@ -85,7 +72,7 @@ class CallStarted:
 
     method: str
     path: str
-    kind: Kind
+    kind: CallKind
     server_address: str = ""
     server_port: int | None = None
     app_id: str = ""
@@ -115,7 +102,7 @@ class CallEnded:
 
     method: str
     path: str
-    kind: Kind
+    kind: CallKind
     outcome: CallOutcome
     attempts: int
     seconds: float
@@ -139,7 +126,7 @@ class RequestSent:
 
     method: str
     path: str
-    kind: Kind
+    kind: CallKind
     attempt: int
 
 
@@ -160,7 +147,7 @@ class AnswerReceived:
 
     method: str
     path: str
-    kind: Kind
+    kind: CallKind
     attempt: int
     status: int
     request_id: str
@@ -183,7 +170,7 @@ class RetryScheduled:
 
     method: str
     path: str
-    kind: Kind
+    kind: CallKind
     attempt: int
     reason: str
     wait: float
@@ -205,7 +192,7 @@ class CoolDownStarted:
 
     method: str
     path: str
-    kind: Kind
+    kind: CallKind
     seconds: float
     retry_after: float | None = None
 
@@ -223,7 +210,7 @@ class CoolDownEnded:
 
     method: str
     path: str
-    kind: Kind
+    kind: CallKind
     seconds: float
 
 
@@ -316,9 +303,10 @@ class BatchItemEnded:
         id: the batch's id.
         kind: ``create`` or ``train``.
         key: the item's key, as the caller gave it.
-        outcome: ``ok``; ``resumed`` (its end was in the journal already); ``unknown`` (a
-            charged call that may have run: :class:`~aiportrait.errors.SubmitOutcomeUnknown`);
-            ``failed``.
+        status: ``succeeded``, ``failed`` or ``unknown`` (a charged call that may have run:
+            :class:`~aiportrait.errors.SubmitOutcomeUnknown`): the item's
+            :attr:`aiportrait.Outcome.status`.
+        resumed: True when the journal already held this item's end (nothing was sent).
         error_type: the error's class name (``""`` on success).
         error: the item's error, or ``None``.
     """
@@ -326,9 +314,22 @@ class BatchItemEnded:
     id: int
     kind: BatchKind
     key: Any
-    outcome: ItemOutcome
+    status: OutcomeStatus
+    resumed: bool = False
     error_type: str = ""
     error: BaseException | None = None
+
+    @property
+    def outcome(self) -> Literal["ok", "failed", "unknown", "resumed"]:
+        """Deprecated: :attr:`status` and :attr:`resumed` (``ok`` is ``succeeded``; ``resumed``
+        was a success the journal held)."""
+        warnings.warn(
+            "BatchItemEnded.outcome is BatchItemEnded.status (succeeded, failed, unknown) and"
+            " .resumed; outcome will go away",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return tally_word(self.status, self.resumed)
 
 
 @attrs.frozen
@@ -373,99 +374,18 @@ Event: TypeAlias = (
     | BatchItemEnded
     | BatchEnded
 )
+"""Any of the events."""
 Hook: TypeAlias = Callable[[Event], "Awaitable[None] | None"]
-
-_GLOBAL: list[Hook] = []
-_LOGGED: set[int] = set()  # hooks whose failure was logged already
-
-_ids = itertools.count(1)
+"""A hook: any callable taking one event; what an ``async def`` hook returns is awaited."""
 
 
-def next_id() -> int:
-    """A new watch or batch id (unique in the process)."""
-    return next(_ids)
-
-
-def add_hook(hook: Hook) -> None:
-    """Call ``hook`` with the events of every Session built after this (a Session takes the
-    hooks added so far when it is built, as it takes its other settings)."""
-    if not callable(hook):
-        raise TypeError(f"a hook must be callable, not {type(hook).__name__}")
-    _GLOBAL.append(hook)
-
-
-def remove_hook(hook: Hook) -> None:
-    """Stop calling ``hook`` (added with :func:`add_hook`); nothing happens if it was not."""
-    if hook in _GLOBAL:
-        _GLOBAL.remove(hook)
-
-
-def installed() -> tuple[Hook, ...]:
-    """The hooks added with :func:`add_hook`, in order (what a new Session takes)."""
-    return tuple(_GLOBAL)
-
-
-def header_sources(hooks: Sequence[Hook]) -> tuple[Callable[[], Mapping[str, str]], ...]:
-    """The ``headers`` methods of the hooks that have one (a tracing hook's ``traceparent``):
-    the transport calls them for each request and adds what they give outside the signature.
-    One that raises is logged (once) and adds nothing, as for events."""
-    sources: list[Callable[[], Mapping[str, str]]] = []
-    for hook in hooks:
-        headers = getattr(hook, "headers", None)
-        if callable(headers):
-            sources.append(_guarded(hook, headers))
-    return tuple(sources)
-
-
-def _guarded(
-    hook: Hook, headers: Callable[[], Mapping[str, str]]
-) -> Callable[[], Mapping[str, str]]:
-    def guarded() -> Mapping[str, str]:
-        try:
-            return headers()
-        except Exception:
-            _failed(hook)
-            return {}
-
-    return guarded
-
-
-async def emit(hooks: Sequence[Hook], event: Event) -> None:
-    """Give ``event`` to each hook; a hook that raises is logged (once) and the call goes on."""
-    for hook in hooks:
-        try:
-            outcome = hook(event)
-            if inspect.isawaitable(outcome):
-                await outcome
-        except Exception:
-            _failed(hook)
-
-
-def emit_now(hooks: Sequence[Hook], event: Event) -> None:
-    """Give ``event`` to each hook without awaiting: for a watch dropped unfinished, where no
-    event loop may run. An ``async`` hook's coroutine is closed unrun."""
-    for hook in hooks:
-        try:
-            outcome = hook(event)
-            if inspect.iscoroutine(outcome):
-                outcome.close()
-        except Exception:
-            _failed(hook)
-
-
-def _failed(hook: Hook) -> None:
-    if id(hook) not in _LOGGED:
-        _LOGGED.add(id(hook))
-        log.warning("hook %r raised; its errors are ignored", hook, exc_info=True)
-
-
-def origin(base_url: str, app_id: str) -> tuple[str, int | None, str]:
-    """What :class:`CallStarted` says of the service: host name, port and AppId."""
-    parts = urlsplit(base_url)
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if port is None:
-        port = {"http": 80, "https": 443}.get(parts.scheme)
-    return parts.hostname or "", port, app_id
+def tally_word(
+    status: OutcomeStatus, resumed: bool
+) -> Literal["ok", "failed", "unknown", "resumed"]:
+    """Which of :class:`BatchEnded`'s counts an item adds to (a success the journal held is
+    ``resumed``, any other success ``ok``): the word the deprecated
+    :attr:`BatchItemEnded.outcome` gave, and the OpenTelemetry metric
+    ``aiportrait.batch.items`` keeps in its ``aiportrait.outcome`` attribute."""
+    if status != "succeeded":
+        return status
+    return "resumed" if resumed else "ok"

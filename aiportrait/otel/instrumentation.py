@@ -1,40 +1,4 @@
-"""OpenTelemetry traces and metrics for every call, watched job and batch (``aiportrait[otel]``).
-
-One line, before the Sessions are built, turns it on for all of them::
-
-    import aiportrait.otel
-
-    aiportrait.otel.instrument()  # the global tracer and meter providers, or pass your own
-
-It is built on :mod:`aiportrait.hooks`: :func:`instrument` adds one global hook (an
-:class:`Instrumentation`), :func:`uninstrument` removes it. For one Session only, pass an
-:class:`Instrumentation` in its hooks: ``Session(..., hooks=[aiportrait.otel.Instrumentation()])``.
-
-What it makes:
-
-* one ``CLIENT`` span per call (all its tries), named ``"{method} {route}"`` as the HTTP
-  conventions ask (``POST /api/v1/aigc_images/create``, ``POST /api/v1/async_jobs/{job_id}``),
-  with ``http.request.method``, ``server.address``, ``server.port``, ``url.template``,
-  ``http.response.status_code``, ``http.request.resend_count``, ``error.type`` and
-  ``aiportrait.*`` attributes (kind, AppId, the service's request id, job id, attempts,
-  outcome); a span event per retry (with its reason) and per 429 cool-down;
-* one span per watched job, from the watch's start to the job's end (``aiportrait job``),
-  with a span event per state change; the polls' spans are its children;
-* one span per batch (``aiportrait create_many`` / ``aiportrait train_many``) with the item
-  counts; its items' calls and watches are its children;
-* metrics: calls by route, kind and outcome, retries by reason, 429 answers, cool-down seconds,
-  calls in flight, ``http.client.request.duration`` per try, polls per job, job duration,
-  the service's create ``cost_time``, and batch items by outcome.
-
-A span with no watch or batch above it is a child of the current span (your web request's, a
-Temporal activity's), found through the current context when the call starts: nothing here
-sets a global provider or a global context. Each try carries the W3C ``traceparent`` (the
-global propagator's headers), outside the request signature, so a service that traces sees the
-call's span as its parent.
-
-Nothing secret goes in a span, event or metric: no token, no ``Authorization`` value, no image
-data or image URL, no error message (only the error's type and the service's code).
-"""
+"""The hook behind :mod:`aiportrait.otel`: events in, spans and metrics out."""
 
 from __future__ import annotations
 
@@ -43,18 +7,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-try:
-    from opentelemetry import context as otel_context
-    from opentelemetry import metrics, propagate, trace
-    from opentelemetry.trace import Span, SpanKind, Status, StatusCode
-except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError(
-        "aiportrait.otel needs the OpenTelemetry API: pip install 'aiportrait[otel]'"
-    ) from exc
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, propagate, trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from . import hooks
-from ._version import __version__
-from .hooks import (
+from .._version import __version__
+from ..hooks import (
     AnswerReceived,
     BatchEnded,
     BatchItemEnded,
@@ -69,14 +27,12 @@ from .hooks import (
     JobWatchStarted,
     RetryScheduled,
 )
+from ..hooks.events import tally_word
+from .instruments import Instruments
 
-__all__ = ["Instrumentation", "instrument", "instrumented", "uninstrument"]
+__all__ = ["Instrumentation", "route"]
 
 _SCOPE = "aiportrait"
-
-_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
-_JOB_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 900, 1200, 1800, 2700, 3600, 7200)
-_POLL_BUCKETS = (1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144)
 
 _ROUTES = (
     (re.compile(r"^(/api/v1/async_jobs/)[^/]+$"), r"\1{job_id}"),
@@ -132,52 +88,7 @@ class Instrumentation:
             f"aiportrait_otel_call_{id(self)}", default=None
         )
         self._spans: dict[int, Span] = {}  # watches and batches in progress, by id
-        self._calls = meter.create_counter(
-            "aiportrait.client.calls", unit="{call}", description="Calls, by route and outcome"
-        )
-        self._retries = meter.create_counter(
-            "aiportrait.client.retries", unit="{retry}", description="Retries, by reason"
-        )
-        self._throttled = meter.create_counter(
-            "aiportrait.client.rate_limited",
-            unit="{response}",
-            description="429 answers (each starts or extends the shared cool-down)",
-        )
-        self._cooldown = meter.create_histogram(
-            "aiportrait.client.cooldown.duration",
-            unit="s",
-            description="Length of each 429 cool-down, during which every call waited",
-        )
-        self._in_flight = meter.create_up_down_counter(
-            "aiportrait.client.active_calls", unit="{call}", description="Calls in progress"
-        )
-        self._duration = meter.create_histogram(
-            "http.client.request.duration",
-            unit="s",
-            description="Duration of each HTTP try",
-            explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
-        )
-        self._polls = meter.create_histogram(
-            "aiportrait.job.polls",
-            unit="{poll}",
-            description="Polls made per watched job",
-            explicit_bucket_boundaries_advisory=_POLL_BUCKETS,
-        )
-        self._job_duration = meter.create_histogram(
-            "aiportrait.job.duration",
-            unit="s",
-            description="Duration of watched jobs (trainings), watch start to end seen",
-            explicit_bucket_boundaries_advisory=_JOB_BUCKETS,
-        )
-        self._cost_time = meter.create_histogram(
-            "aiportrait.create.cost_time",
-            unit="s",
-            description="The service's cost_time of each portrait created",
-            explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
-        )
-        self._items = meter.create_counter(
-            "aiportrait.batch.items", unit="{item}", description="Batch items, by outcome"
-        )
+        self._metrics = Instruments(meter)
         self._propagate = propagate
 
     def __repr__(self) -> str:
@@ -232,7 +143,7 @@ class Instrumentation:
         # traceparent it sends and any span made below it (an aiohttp instrumentation) are its.
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         self._call.set(_Call(span, token, attributes))
-        self._in_flight.add(1, {"aiportrait.kind": event.kind})
+        self._metrics.in_flight.add(1, {"aiportrait.kind": event.kind})
 
     def _answer(self, event: AnswerReceived) -> None:
         call = self._call.get()
@@ -241,12 +152,12 @@ class Instrumentation:
             attributes["http.response.status_code"] = event.status
         if event.error is not None:
             attributes["error.type"] = type(event.error).__name__
-        self._duration.record(event.seconds, attributes)
+        self._metrics.duration.record(event.seconds, attributes)
         if event.status == 429:
-            self._throttled.add(1, {"url.template": route(event.path)})
+            self._metrics.throttled.add(1, {"url.template": route(event.path)})
 
     def _retry(self, event: RetryScheduled) -> None:
-        self._retries.add(
+        self._metrics.retries.add(
             1, {"url.template": route(event.path), "aiportrait.retry.reason": event.reason}
         )
         call = self._call.get()
@@ -269,11 +180,11 @@ class Instrumentation:
             call.span.add_event("aiportrait.cooldown", attributes)
 
     def _cooldown_ended(self, event: CoolDownEnded) -> None:
-        self._cooldown.record(event.seconds)
+        self._metrics.cooldown.record(event.seconds)
 
     def _call_ended(self, event: CallEnded) -> None:
         template = route(event.path)
-        self._calls.add(
+        self._metrics.calls.add(
             1,
             {
                 "http.request.method": event.method,
@@ -283,12 +194,12 @@ class Instrumentation:
             },
         )
         if event.cost_time is not None:
-            self._cost_time.record(event.cost_time)
+            self._metrics.cost_time.record(event.cost_time)
         call = self._call.get()
         if call is None:  # instrumented while the call was under way
             return
         self._call.set(None)
-        self._in_flight.add(-1, {"aiportrait.kind": event.kind})
+        self._metrics.in_flight.add(-1, {"aiportrait.kind": event.kind})
         span = call.span
         attributes: dict[str, Any] = {
             "aiportrait.outcome": event.outcome,
@@ -340,9 +251,9 @@ class Instrumentation:
 
     def _job_ended(self, event: JobEnded) -> None:
         outcome = {"aiportrait.job.outcome": event.outcome}
-        self._polls.record(event.polls, outcome)
+        self._metrics.polls.record(event.polls, outcome)
         if event.outcome in ("succeeded", "failed"):
-            self._job_duration.record(event.seconds, outcome)
+            self._metrics.job_duration.record(event.seconds, outcome)
         span = self._spans.pop(event.id, None)
         if span is None:
             return
@@ -374,11 +285,11 @@ class Instrumentation:
     def _batch_item(self, event: BatchItemEnded) -> None:
         attributes: dict[str, str] = {
             "aiportrait.batch.kind": event.kind,
-            "aiportrait.outcome": event.outcome,
+            "aiportrait.outcome": tally_word(event.status, event.resumed),
         }
         if event.error_type:
             attributes["error.type"] = event.error_type
-        self._items.add(1, attributes)
+        self._metrics.items.add(1, attributes)
 
     def _batch_ended(self, event: BatchEnded) -> None:
         span = self._spans.pop(event.id, None)
@@ -429,39 +340,3 @@ _HANDLERS: dict[type, Any] = {
     BatchItemEnded: Instrumentation._batch_item,
     BatchEnded: Instrumentation._batch_ended,
 }
-
-_installed: Instrumentation | None = None
-
-
-def instrument(
-    *,
-    tracer_provider: trace.TracerProvider | None = None,
-    meter_provider: metrics.MeterProvider | None = None,
-    propagate: bool = True,
-) -> Instrumentation:
-    """Trace and measure every Session built from now on; returns the hook it added.
-
-    Calling it again replaces the earlier instrumentation (with the new providers).
-    See :class:`Instrumentation` for the arguments.
-    """
-    global _installed
-    uninstrument()
-    _installed = Instrumentation(
-        tracer_provider=tracer_provider, meter_provider=meter_provider, propagate=propagate
-    )
-    hooks.add_hook(_installed)
-    return _installed
-
-
-def uninstrument() -> None:
-    """Undo :func:`instrument` (nothing happens if it was not called)."""
-    global _installed
-    if _installed is not None:
-        hooks.remove_hook(_installed)
-        _installed.close()
-        _installed = None
-
-
-def instrumented() -> bool:
-    """True between :func:`instrument` and :func:`uninstrument`."""
-    return _installed is not None

@@ -340,3 +340,39 @@ def test_the_expected_time_left_is_shown_when_the_watch_expects_an_end() -> None
     line = job_line(attrs.evolve(update, remaining=28.0))
     assert line.endswith("about 28s left")
     assert "left" not in job_line(update)  # no expected end: nothing is made up
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_batch_progress_uses_tqdm_on_a_terminal_and_lines_elsewhere() -> None:
+    pytest.importorskip("tqdm")
+    terminal = _Terminal()
+    bar = _progress.batch_progress(3, terminal)
+    assert type(bar).__name__ == "_TqdmProgress"
+    bar.advance(True)
+    bar.advance(False)
+    shown = io.StringIO()
+    bar.write("a result line", shown)
+    bar.close()
+    assert "failed=1" in terminal.getvalue()
+    assert "2/3" in terminal.getvalue()
+    assert shown.getvalue() == "a result line\n"
+
+    plain = io.StringIO()
+    lines = _progress.batch_progress(2, plain, interval=0.0)
+    lines.advance(True)
+    lines.advance(False)
+    lines.close()  # the last line already showed 2/2: not repeated
+    text = plain.getvalue().splitlines()
+    assert [t.split(",")[0] for t in text] == ["progress: 1/2 done", "progress: 2/2 done"]
+    assert "1 failed" in text[1]
+
+    silent = _progress.batch_progress(2, terminal, enabled=False)
+    assert type(silent) is _progress.BatchProgress
+
+
+def test_the_top_level_name_is_the_display_modules() -> None:
+    assert aiportrait.watch_with_progress is _progress.watch_with_progress

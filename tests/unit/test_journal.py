@@ -15,7 +15,7 @@ import pytest
 
 import aiportrait
 from aiportrait import CreateRequest, RetryPolicy, Session, TrainRequest
-from aiportrait._batches import journal as _journal
+from aiportrait._batches import journal_format
 from aiportrait._batches import lockfile as _lockfile
 from aiportrait._batches.journal import Journal, key_text
 from aiportrait._batches.keys import file_stem
@@ -217,7 +217,7 @@ def test_a_garbage_row_is_a_library_error_naming_the_item(tmp_path: Path) -> Non
 def test_a_journal_of_another_format_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite"
     with sqlite3.connect(path) as db:  # the format before keys carried their type
-        db.execute(_journal._SCHEMA)
+        db.execute(journal_format.ITEMS_TABLE)
         db.execute("INSERT INTO items (kind, key, fingerprint, status, updated)"
                    " VALUES ('create', '1', 'fp', 'submitting', 0)")  # fmt: skip
     with pytest.raises(aiportrait.errors.JournalError, match="another version"):

@@ -1,0 +1,321 @@
+"""``SessionCore``: what a Session is built of (construction, lifecycle, per-call options) and
+the one send path.
+
+Every call is a request value (:mod:`aiportrait._requests`) sent by :meth:`SessionCore.send`
+through the one call loop (:class:`aiportrait._retrying.loop.Caller`) and the transport. The
+endpoint methods (:mod:`.session`) only build a request and send it; batches get the ``send``
+and ``wait`` callables and never see the Session.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import logging
+from collections.abc import Awaitable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar, overload
+
+import aiohttp
+import attrs
+
+from .._jobs.durations import Durations, train_kind
+from .._jobs.schedule import PollPolicy
+from .._jobs.watch import JobWatch
+from .._local.resolve import resolve
+from .._local.upload import Uploader, UploadFunc, as_upload
+from .._logging import configure_from_env
+from .._requests import (
+    AnyCreateRequest,
+    AnyRequest,
+    BatchQuery,
+    CheckRequest,
+    JobQuery,
+    TrainRequest,
+)
+from .._retrying.limits import Limits
+from .._retrying.loop import Call, Caller, Claim
+from .._retrying.policy import RetryPolicy
+from .._wire.credentials import credentials_from_env
+from .._wire.signing import PrivateMapping, redacted
+from .._wire.transport import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_READ_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    Answer,
+    Transport,
+)
+from ..errors import InvalidArgument, PhotoCountWarning
+from ..hooks import Hook, header_sources, installed, next_id, origin
+from ..models import CheckReport, Job, Portrait, TrainJob, TrainResult
+from .answers import decoded, log_result
+from .limits import SessionLimits
+
+__all__ = ["SessionCore"]
+
+log = logging.getLogger("aiportrait")
+
+T = TypeVar("T")
+S = TypeVar("S", bound="SessionCore")
+
+
+class SessionCore:
+    """The Session's machinery: see :class:`aiportrait.Session` for its arguments."""
+
+    def __init__(
+        self,
+        host: str,
+        app_id: str,
+        token: str,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        timeout: aiohttp.ClientTimeout | float | None = None,
+        user_agent: str | None = None,
+        max_in_flight: int = 16,
+        max_trainings: int | None = None,
+        max_creations: int | None = None,
+        poll: PollPolicy | None = None,
+        retry: RetryPolicy | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        hooks: Sequence[Hook] = (),
+        uploader: Uploader | UploadFunc | None = None,
+    ) -> None:
+        configure_from_env()  # AIPORTRAIT_LOG: read once, at the first Session (not at import)
+        token = redacted(token)  # a traceback's locals show '<redacted>' from here on
+        own = tuple(hooks)
+        if not all(callable(h) for h in own):
+            raise InvalidArgument("hooks must be callables taking one event")
+        # This Session's hooks, then those added with hooks.add_hook() before it was built.
+        self._hooks = (*own, *installed())
+        self._timeout = _client_timeout(timeout) if timeout is not None else DEFAULT_TIMEOUT
+        self._transport = Transport(
+            host,
+            app_id,
+            token,
+            session=session,
+            timeout=self._timeout,
+            user_agent=user_agent,
+            max_response_bytes=max_response_bytes,
+            extra_headers=header_sources(self._hooks),
+        )
+        self.poll = _checked(poll or PollPolicy.TRAINING, PollPolicy, "poll")
+        self._durations = Durations()
+        self._caller = Caller(
+            _checked(retry or RetryPolicy(), RetryPolicy, "retry"),
+            Limits(max_in_flight, max_trainings, max_creations),
+            self._hooks,
+            origin(self._transport.base_url, app_id),  # for the hooks' CallStarted
+        )
+        self._upload = as_upload(uploader)
+        self._owner = True
+
+    @classmethod
+    def from_env(cls: type[S], environ: Mapping[str, str] | None = None, **kwargs: Any) -> S:
+        """Build a Session from environment variables.
+
+        Reads ``AIPORTRAIT_HOST``, ``AIPORTRAIT_APP_ID`` and ``AIPORTRAIT_TOKEN``, falling back
+        to the documentation's ``HOST`` (or ``Host``), ``AppId`` and ``Token``. Keyword
+        arguments go to the constructor.
+        """
+        environ = None if environ is None else PrivateMapping(environ)  # hidden in tracebacks
+        return cls(*credentials_from_env(environ), **kwargs)
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a Session holds credentials and a connection pool; it cannot be pickled")
+
+    def __copy__(self: S) -> S:
+        view = object.__new__(type(self))
+        view.__dict__.update(self.__dict__)
+        return view
+
+    def __repr__(self) -> str:
+        transport = self.__dict__.get("_transport")
+        if transport is None:  # half-built: its constructor raised
+            return "<aiportrait.Session (not constructed)>"
+        state = " closed" if transport.closed else ""
+        return f"<aiportrait.Session {transport.base_url} app_id={transport.app_id!r}{state}>"
+
+    @property
+    def host(self) -> str:
+        """The normalised service address."""
+        return self._transport.base_url
+
+    @property
+    def app_id(self) -> str:
+        """The AppId requests are signed for."""
+        return self._transport.app_id
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`aclose`."""
+        return self._transport.closed
+
+    async def __aenter__(self: S) -> S:
+        self._transport._client()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Release the Session's resources. A borrowed aiohttp session is left open.
+
+        On a view from :meth:`with_options` this does nothing.
+        """
+        if self._owner:
+            await self._transport.aclose()
+
+    @property
+    def limits(self) -> SessionLimits:
+        """The Session's bounds on calls in flight, and how many run or wait now (read-only)."""
+        return SessionLimits(self._caller.limits)
+
+    def with_options(
+        self: S,
+        *,
+        timeout: aiohttp.ClientTimeout | float | None = None,
+        retry: RetryPolicy | None = None,
+        poll: PollPolicy | None = None,
+        uploader: Uploader | UploadFunc | None = None,
+    ) -> S:
+        """A view of this Session with other per-call options, for one call or a few.
+
+        The view shares the connection pool, limiters and cool-down; closing it does nothing
+        (close the original). ``timeout`` is an ``aiohttp.ClientTimeout`` for each try, or a
+        number of seconds for each try in all; ``uploader`` replaces the one for local photos.
+        Example::
+
+            portrait = await session.with_options(timeout=600).create(model_id, template)
+        """
+        view = copy.copy(self)
+        view._owner = False
+        if timeout is not None:
+            view._timeout = _client_timeout(timeout)
+        if retry is not None:
+            view._caller = attrs.evolve(self._caller, policy=_checked(retry, RetryPolicy, "retry"))
+        if poll is not None:
+            view.poll = _checked(poll, PollPolicy, "poll")
+        if uploader is not None:
+            view._upload = as_upload(uploader)
+        return view
+
+    # -- the one send path -----------------------------------------------------------------
+
+    @overload
+    async def send(self, request: CheckRequest) -> CheckReport: ...
+    @overload
+    async def send(self, request: TrainRequest) -> TrainJob: ...
+    @overload
+    async def send(self, request: AnyCreateRequest) -> Portrait: ...
+    @overload
+    async def send(self, request: JobQuery) -> Job: ...
+    @overload
+    async def send(self, request: BatchQuery) -> tuple[Job, ...]: ...
+
+    async def send(self, request: AnyRequest) -> Any:
+        """Send one request (a :class:`CheckRequest`, :class:`TrainRequest`, a create request,
+        :class:`JobQuery` or :class:`BatchQuery`) and return what its answer holds.
+
+        Retries follow the Session's :class:`RetryPolicy`; a charged request whose outcome is
+        unknown raises :class:`~aiportrait.errors.SubmitOutcomeUnknown` and is never sent twice.
+        A request with local inputs (files, bytes) has them read, checked (a training not
+        forced), cleaned and uploaded with the Session's ``uploader`` first.
+        """
+        if request.local:
+            request = await resolve(request, self._upload)
+        return await self._send(request)
+
+    async def _send(
+        self,
+        request: AnyRequest,
+        *,
+        claim: Claim | None = None,
+        within: int | None = None,
+        tries: int | None = None,
+    ) -> Any:
+        """:meth:`send`, with what a batch or a watch adds: the journal's ``claim`` on a
+        charged item, the batch's or watch's id (``within``) and the tries in all."""
+        if isinstance(request, TrainRequest):
+            PhotoCountWarning.check(len(request.images))
+        transport, timeout = self._transport, self._timeout
+        if timeout is DEFAULT_TIMEOUT and request.kind == "read":
+            timeout = DEFAULT_READ_TIMEOUT  # a small answer: 180 s in all, no read timer
+        method, path, payload = request.method, request.path, request.payload()
+        accept, lift = request.accept, request.lift
+        call = Call(method, path, request.kind, payload, claim, within, tries, timeout.total)
+
+        def try_once() -> Awaitable[Answer]:
+            return transport.call(method, path, payload, accept=accept, timeout=timeout, lift=lift)
+
+        if not self._hooks:
+            answer = await self._caller.call(call, try_once)
+            result = decoded(request, answer)
+        else:  # decoded inside the call, so that CallEnded says what the caller gets
+            box: list[Any] = []
+            answer = await self._caller.call(
+                call, try_once, lambda a: box.append(decoded(request, a))
+            )
+            result = box[0]
+        if request.kind == "read":
+            return result
+        if isinstance(result, TrainJob) and isinstance(request, TrainRequest):
+            self._durations.started(result.job_id, train_kind(request))
+        log_result(result, answer)
+        return result
+
+    async def _poll_once(self, job_id: int, *, within: int | None) -> Job:
+        """One poll of a watch: a single try; the watcher decides about retrying."""
+        job: Job = await self._send(JobQuery(job_id), within=within, tries=1)
+        return job
+
+    def _watch(
+        self,
+        job: int | TrainJob,
+        *,
+        poll: PollPolicy | None = None,
+        timeout: float | None = None,
+        within: int | None = None,
+    ) -> JobWatch:
+        """:meth:`watch`, for a batch whose id is ``within``."""
+        policy = poll or self.poll
+        if timeout is not None:
+            policy = attrs.evolve(policy, timeout=timeout)
+        job_id = JobQuery(job).job_id
+        durations = self._durations
+        kind = durations.kind_of(job_id)  # None: its start is not known here, nothing to learn
+        watch_id = next_id() if self._hooks else 0  # what the events of its polls name
+        return JobWatch(
+            functools.partial(self._poll_once, within=watch_id or None),
+            job_id,
+            durations.policy(policy, kind),
+            retry=self._caller.policy,
+            model_id=job.model_id if isinstance(job, TrainJob) else None,
+            on_end=None if kind is None else (lambda seconds: durations.record(kind, seconds)),
+            hooks=self._hooks,
+            within=within,
+            watch_id=watch_id,
+        )
+
+    async def _wait(self, job: TrainJob, *, within: int | None = None) -> TrainResult:
+        """:meth:`wait`, for a batch whose id is ``within``."""
+        return await self._watch(job, within=within).result()
+
+
+def _checked(value: T, kind: type[T], name: str) -> T:
+    if not isinstance(value, kind):
+        raise InvalidArgument(f"{name} must be a {kind.__name__}, not {type(value).__name__}")
+    return value
+
+
+def _client_timeout(timeout: aiohttp.ClientTimeout | float) -> aiohttp.ClientTimeout:
+    if isinstance(timeout, aiohttp.ClientTimeout):
+        return timeout
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise InvalidArgument(f"timeout must be a ClientTimeout or seconds > 0, not {timeout!r}")
+    # Seconds bound the whole try; a create may send nothing until its portrait is done.
+    return aiohttp.ClientTimeout(total=timeout, connect=min(10.0, timeout))

@@ -1,0 +1,182 @@
+"""The batch workflow: many trainings and portraits, ``limit`` at a time, in runs that
+continue as new so that a batch of any size stays within Temporal's history limits."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import attrs
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError, ChildWorkflowError
+
+with workflow.unsafe.imports_passed_through():
+    from .._requests import TrainRequest
+    from ..hooks import OutcomeStatus
+    from ._activities import PortraitActivities
+    from ._calls import charged, details, read, unknown
+    from ._store import safe_name
+    from ._values import (
+        BatchInput,
+        BatchItem,
+        BatchProgress,
+        BatchSummary,
+        CreateInput,
+        ItemPage,
+        OutcomePage,
+        OutcomeRecord,
+        TrainInput,
+    )
+    from ._workflows import TrainWorkflow
+
+__all__ = ["PortraitBatchWorkflow"]
+
+_MAX_QUERY_OUTCOMES = 500
+_OUTCOMES_PER_FILE = 500
+
+
+@workflow.defn(name="aiportrait.PortraitBatch")
+class PortraitBatchWorkflow:
+    """Many trainings (child :class:`TrainWorkflow` runs) and creations, ``limit`` at a time.
+
+    Items are read a page at a time (inline, or from page files in the store), the next page
+    while the last items of one still run. After ``per_run`` items (or when Temporal suggests
+    it) the run lets its items in flight end, writes their outcomes to the store, and continues
+    as new, so a batch of any size stays within Temporal's history limits. Query ``progress``
+    for counts by outcome and the latest outcomes; the result is a :class:`BatchSummary`.
+    """
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+        self._outcomes: list[OutcomeRecord] = []
+        self._pages: list[str] = []
+        self._in_flight = 0
+        self._read = 0
+        self._end = False
+        self._seq = 0
+
+    @workflow.run
+    async def run(self, batch: BatchInput) -> BatchSummary:
+        """Run items, page after page, keeping ``limit`` in flight; after ``per_run`` items (or
+        when Temporal suggests it), let those in flight end, write the outcomes, and continue
+        as new with the rest."""
+        self._counts = dict(batch.counts)
+        self._pages = list(batch.outcome_pages)
+        self._seq = batch.seq
+        self._read = batch.offset
+        page_number = batch.next_page
+        slots = asyncio.Semaphore(batch.limit)
+        running: list[asyncio.Task[None]] = []
+        started = 0
+        while True:
+            items = await self._page(batch, page_number, self._read)
+            page_number += 1
+            self._read += len(items)
+            for item in items:
+                await slots.acquire()  # the next page is read while this one's last items run
+                running.append(asyncio.create_task(self._one(item, batch, slots)))
+            started += len(items)
+            if self._end or started >= batch.per_run:
+                break
+            if workflow.info().is_continue_as_new_suggested():
+                break
+        await asyncio.gather(*running)
+        for first in range(0, len(self._outcomes), _OUTCOMES_PER_FILE):
+            chunk = tuple(self._outcomes[first : first + _OUTCOMES_PER_FILE])
+            name = f"batches/{self._name()}/outcomes-{chunk[0].seq:010d}.jsonl"
+            uri = await read(
+                PortraitActivities.save_outcomes, OutcomePage(name, chunk), batch.timeouts
+            )
+            self._pages.append(uri)
+        if not self._end:
+            workflow.continue_as_new(
+                attrs.evolve(
+                    batch,
+                    offset=self._read,
+                    next_page=page_number,
+                    counts=self._counts,
+                    outcome_pages=tuple(self._pages),
+                    seq=self._seq,
+                )
+            )
+        return BatchSummary(dict(self._counts), self._read, tuple(self._pages))
+
+    async def _one(self, item: BatchItem, batch: BatchInput, slots: asyncio.Semaphore) -> None:
+        self._in_flight += 1
+        try:
+            outcome = await self._item(item, batch)
+        finally:
+            self._in_flight -= 1
+            slots.release()
+        self._counts[outcome.status] = self._counts.get(outcome.status, 0) + 1
+        self._outcomes.append(outcome)
+
+    def _name(self) -> str:
+        return safe_name(workflow.info().workflow_id)
+
+    async def _page(self, batch: BatchInput, number: int, offset: int) -> tuple[BatchItem, ...]:
+        """Page ``number`` of the item files, or the inline items from ``offset``."""
+        if batch.item_pages:
+            if number >= len(batch.item_pages):
+                self._end = True
+                return ()
+            page: ItemPage = await read(
+                PortraitActivities.read_items, batch.item_pages[number], batch.timeouts
+            )
+            self._end = number + 1 >= len(batch.item_pages)
+            return page.items
+        items = batch.items[offset : offset + batch.page]
+        self._end = offset + batch.page >= len(batch.items)
+        return items
+
+    async def _item(self, item: BatchItem, batch: BatchInput) -> OutcomeRecord:
+        request = item.request
+        if isinstance(request, TrainRequest):
+            return await self._train(item.key, request, batch)
+        name = f"portraits/{self._name()}/{safe_name(item.key)}"
+        status, value = await charged(
+            PortraitActivities.create,
+            CreateInput(request, name, batch.timeouts),
+            "create",
+            request.to_dict(),
+            batch.timeouts,
+        )
+        return self._outcome(item.key, "create", status, value)
+
+    async def _train(self, key: str, request: TrainRequest, batch: BatchInput) -> OutcomeRecord:
+        child_id = f"{self._name()}/train/{safe_name(key)}"
+        task = TrainInput(request, batch.check, False, batch.poll, batch.timeouts)
+        try:
+            result = await workflow.execute_child_workflow(TrainWorkflow.run, task, id=child_id)
+        except ChildWorkflowError as err:
+            cause = err.cause
+            info = details(cause) if isinstance(cause, ApplicationError) else None
+            if info is None:
+                why = f"its workflow ended with {cause!r}"
+                return self._outcome(key, "train", "unknown", unknown("train", request, why))
+            status: OutcomeStatus = "unknown" if info.type == "SubmitOutcomeUnknown" else "failed"
+            return self._outcome(key, "train", status, info)
+        return self._outcome(key, "train", "succeeded", result)
+
+    def _outcome(self, key: str, kind: str, status: OutcomeStatus, value: Any) -> OutcomeRecord:
+        self._seq += 1
+        if status != "succeeded":  # the request is the item's own: not repeated in each outcome
+            attributes = {k: v for k, v in value.attributes.items() if k != "request"}
+            error = attrs.evolve(value, attributes=attributes)
+            return OutcomeRecord(self._seq, key, kind, status, error=error)
+        if kind == "create":
+            return OutcomeRecord(self._seq, key, kind, status, portrait=value)
+        return OutcomeRecord(self._seq, key, kind, status, result=value)
+
+    @workflow.query
+    def progress(self, after: int = 0) -> BatchProgress:
+        """Counts by outcome, and this run's outcomes with ``seq`` above ``after``."""
+        newer = tuple(o for o in self._outcomes if o.seq > after)[:_MAX_QUERY_OUTCOMES]
+        return BatchProgress(
+            dict(self._counts),
+            self._in_flight,
+            self._read,
+            self._end,
+            newer,
+            tuple(self._pages),
+        )

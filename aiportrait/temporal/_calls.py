@@ -1,0 +1,136 @@
+"""How workflow code calls activities: free ones with Temporal's retries, charged ones at
+most once per proof that the last try did not run.
+
+:func:`charged` sends again only after a failure that proves the call did not run (a 429, no
+connection, a 503 with ``Retry-After``), and reports a lost answer or a worker that stopped
+answering as ``unknown``: the call may have run, and only you decide to send it again. Errors
+become the workflow's own non-retryable failures carrying the library's :class:`ErrorInfo`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy as TemporalRetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError, TimeoutError
+
+from .._retrying.policy import RetryPolicy, decide
+from ..errors import InvalidArgument, SubmitOutcomeUnknown
+from ..hooks import OutcomeStatus
+from ._values import ErrorInfo, Timeouts
+
+__all__ = ["charged", "check_failure", "details", "failure", "read", "reraised", "unknown"]
+
+_ONE_ATTEMPT = TemporalRetryPolicy(maximum_attempts=1)
+
+
+def _read_retry(t: Timeouts) -> TemporalRetryPolicy:
+    return TemporalRetryPolicy(
+        initial_interval=timedelta(seconds=t.retry_first),
+        maximum_interval=timedelta(seconds=t.retry_cap),
+        maximum_attempts=t.read_attempts,
+    )
+
+
+async def read(activity: Any, arg: Any, t: Timeouts) -> Any:
+    """A free activity: retried by Temporal while the library's classifier allows."""
+    try:
+        return await workflow.execute_activity_method(
+            activity,
+            arg,
+            start_to_close_timeout=timedelta(seconds=t.read),
+            retry_policy=_read_retry(t),
+        )
+    except ActivityError as err:
+        raise reraised(err) from None
+
+
+def details(err: ApplicationError) -> ErrorInfo | None:
+    details = err.details
+    return details[0] if details and isinstance(details[0], ErrorInfo) else None
+
+
+def reraised(err: FailureError) -> ApplicationError:
+    """The library's error behind ``err``, as the workflow's own non-retryable failure."""
+    cause = err.cause
+    info = details(cause) if isinstance(cause, ApplicationError) else None
+    if info is None:
+        info = ErrorInfo.of(cause if isinstance(cause, Exception) else err)
+    return failure(info)
+
+
+def failure(info: ErrorInfo) -> ApplicationError:
+    return ApplicationError(info.message, info, type=info.type, non_retryable=True)
+
+
+def unknown(action: str, request: Any, why: str) -> ErrorInfo:
+    exc = SubmitOutcomeUnknown(
+        f"{action} may have run: {why}; it was not sent again", action=action, request=request
+    )
+    return ErrorInfo.of(exc)
+
+
+async def charged(
+    activity: Any, arg: Any, action: str, request: Any, t: Timeouts
+) -> tuple[OutcomeStatus, Any]:
+    """Run a charged activity at most once per proof that the last try did not run.
+
+    Returns ``("succeeded", value)``, ``("failed", ErrorInfo)`` or ``("unknown", ErrorInfo)``.
+    """
+    tries = 0
+    while True:
+        tries += 1
+        try:
+            value = await workflow.execute_activity_method(
+                activity,
+                arg,
+                start_to_close_timeout=timedelta(seconds=t.charged),
+                heartbeat_timeout=timedelta(seconds=t.heartbeat),
+                retry_policy=_ONE_ATTEMPT,
+            )
+            return "succeeded", value
+        except ActivityError as err:
+            cause = err.cause
+            if isinstance(cause, TimeoutError):
+                kind = cause.type.name if cause.type else "timeout"
+                why = f"the worker running it stopped answering ({kind})"
+                return "unknown", unknown(action, request, why)
+            if not isinstance(cause, ApplicationError):
+                return "unknown", unknown(action, request, f"the activity ended with {cause!r}")
+            info = details(cause)
+            if info is None:  # not the library's error: it may have failed after sending
+                return "unknown", unknown(action, request, f"{cause.type}: {cause.message}")
+            if info.type == "SubmitOutcomeUnknown":
+                return "unknown", info
+            # The library's one retry decision (only what provably did not run is sent again),
+            # with the workflow's random source for the jitter, so that a replay decides alike.
+            decision = decide(
+                info.exception(), charged=True, attempt=tries, policy=_policy(t),
+                rng=workflow.random(),
+            )  # fmt: skip
+            if decision.retry:
+                await workflow.sleep(decision.wait)
+                continue
+            return "failed", info
+
+
+def _policy(t: Timeouts) -> RetryPolicy:
+    """The retry policy of charged activities, from the timeouts' counts and backoff."""
+    return RetryPolicy(
+        attempts=t.read_attempts,
+        charged_attempts=t.charged_tries,
+        base=t.retry_first,
+        cap=t.retry_cap,
+        deadline=None,
+    )
+
+
+def check_failure(report: Any) -> ErrorInfo:
+    bad = [f"{c.url}: {c.code.name} {c.message}".rstrip() for c in report.failed]
+    exc = InvalidArgument(
+        f"{len(bad)} of {len(report.results)} photos failed the check (train with force to"
+        " train anyway): " + "; ".join(bad)
+    )
+    return ErrorInfo.of(exc)
