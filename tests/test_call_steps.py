@@ -31,8 +31,7 @@ async def test_a_call_that_waited_for_its_slot_waits_out_a_cool_down_begun_meanw
             first = asyncio.create_task(session.get_job(1))
             await until(lambda: len(sent) == 1, "the first query holds the slot")
             second = asyncio.create_task(session.get_job(2))
-            limiter = session.limits.all
-            await until(lambda: limiter.statistics().tasks_waiting == 1, "the second waits")
+            await until(lambda: session.limits.waiting() == 1, "the second waits for a slot")
             release.set()  # the 429 starts a 5 s cool-down; the second query gets the slot
             jobs = await asyncio.gather(first, second)
     assert [job.state for job in jobs] == [aiportrait.JobState.RUNNING] * 2
