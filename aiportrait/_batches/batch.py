@@ -47,16 +47,8 @@ from .._requests import (
 )
 from .._retrying import clock as _clock
 from ..errors import InvalidArgument
-from ..hooks import (
-    BatchEnded,
-    BatchItemEnded,
-    BatchKind,
-    BatchStarted,
-    Hook,
-    emit,
-    next_id,
-)
-from ..hooks.events import tally_word
+from ..hooks import BatchKind, emit, next_id
+from ..hooks.events import BatchEnded, BatchItemEnded, BatchStarted, Hook, tally_word
 from ..models import Portrait
 from .items import BatchItems
 from .outcomes import Outcome, Outcomes

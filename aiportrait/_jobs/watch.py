@@ -18,6 +18,7 @@ import math
 import random
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -25,17 +26,11 @@ from .._retrying import clock as _clock
 from .._retrying.loop import CALL_ERRORS
 from .._retrying.policy import RetryPolicy, decide
 from ..errors import AIPortraitError, InvalidArgument, JobFailed, JobTimeout, MalformedResponse
-from ..hooks import (
-    Hook,
-    JobEnded,
-    JobOutcome,
-    JobStateChanged,
-    JobWatchStarted,
-    emit,
-    emit_now,
-    next_id,
-)
+from ..hooks import JobOutcome, emit, emit_now, next_id
 from ..models import Job, JobState, TrainResult
+
+if TYPE_CHECKING:
+    from ..hooks.events import Hook, JobEnded
 from .schedule import PollPolicy
 
 __all__ = ["JobUpdate", "JobWatch"]
@@ -216,6 +211,8 @@ class JobWatch(AsyncIterator[JobUpdate]):
                 },
             )
             if self._hooks:
+                from ..hooks.events import JobStateChanged  # built on first use (with hooks)
+
                 await emit(
                     self._hooks,
                     JobStateChanged(
@@ -229,16 +226,28 @@ class JobWatch(AsyncIterator[JobUpdate]):
             return update
 
     async def _watch_started(self) -> None:
+        from ..hooks.events import JobEnded, JobWatchStarted  # built on first use (with hooks)
+
         self.id = self.id or next_id()
         await emit(self._hooks, JobWatchStarted(self.job_id, self.id, self._within))
         # A watch dropped before its end (a ``break`` out of ``async for``) still ends its
-        # span: the event is given to the hooks when it is garbage-collected.
+        # span: the event is given to the hooks when it is garbage-collected (the class is
+        # handed over now: nothing is imported in a finalizer).
         box = self._box = [None, 0]
         self._dropped = weakref.finalize(
-            self, _dropped, self._hooks, self.job_id, self.id, self._clock, self._started, box
+            self,
+            _dropped,
+            self._hooks,
+            JobEnded,
+            (self.job_id, self.id),
+            self._clock,
+            self._started,
+            box,
         )
 
     async def _ended(self, outcome: JobOutcome, error: BaseException | None) -> None:
+        from ..hooks.events import JobEnded  # built on first use (with hooks)
+
         if self._dropped is None or not self._dropped.detach():
             return  # told already
         state = None if self.last is None else self.last.state
@@ -338,8 +347,8 @@ class JobWatch(AsyncIterator[JobUpdate]):
 
 def _dropped(
     hooks: tuple[Hook, ...],
-    job_id: int,
-    watch_id: int,
+    ended: type[JobEnded],
+    ids: tuple[int, int],
     clock: Callable[[], float],
     started: float | None,
     box: list[object],
@@ -348,4 +357,5 @@ def _dropped(
     state = box[0] if isinstance(box[0], JobState) else None
     polls = box[1] if isinstance(box[1], int) else 0
     seconds = 0.0 if started is None else clock() - started
-    emit_now(hooks, JobEnded(job_id, watch_id, "closed", state, seconds, polls))
+    job_id, watch_id = ids
+    emit_now(hooks, ended(job_id, watch_id, "closed", state, seconds, polls))

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import attrs
 
@@ -38,21 +38,13 @@ from ..errors import (
     SubmitOutcomeUnknown,
     TransportError,
 )
-from ..hooks import (
-    AnswerReceived,
-    CallEnded,
-    CallOutcome,
-    CallStarted,
-    CoolDownEnded,
-    CoolDownStarted,
-    Hook,
-    RequestSent,
-    RetryScheduled,
-    emit,
-)
+from ..hooks import CallOutcome, emit
 from . import clock as _clock
 from .limits import Limits
 from .policy import RetryPolicy, decide
+
+if TYPE_CHECKING:
+    from ..hooks.events import Hook
 
 __all__ = ["CALL_ERRORS", "Call", "Caller", "Claim"]
 
@@ -172,6 +164,8 @@ class Caller:
         hooks = self.hooks
         state = _State(_clock.now(), self.policy.deadline)
         if hooks:
+            from ..hooks.events import CallStarted  # built on first use (with hooks)
+
             host, port, app_id = self.origin
             started = CallStarted(
                 call.method, call.path, call.kind, host, port, app_id, call.within
@@ -226,6 +220,8 @@ class Caller:
             pause, cap = failure.retry_after, policy.max_retry_after
             cooldown.trip(min(pause, cap) if pause else None, cap=cap)
         if hooks and cooldown.episodes != episodes:
+            from ..hooks.events import CoolDownStarted  # built on first use (with hooks)
+
             retry_after = failure.retry_after if isinstance(failure, RateLimited) else None
             pause_started = CoolDownStarted(
                 call.method, call.path, call.kind, cooldown.remaining, retry_after
@@ -266,6 +262,8 @@ class Caller:
             },
         )
         if hooks:
+            from ..hooks.events import RetryScheduled  # built on first use (with hooks)
+
             scheduled = RetryScheduled(
                 call.method, call.path, call.kind, state.attempt, decision.reason, decision.wait
             )
@@ -309,6 +307,8 @@ class Caller:
         if call.claim is not None and call.kind != "read":
             await call.claim.before_send()
         if self.hooks:
+            from ..hooks.events import CoolDownEnded, RequestSent  # built on first use
+
             ended = self.limits.cooldown.take_ended()
             if ended is not None:
                 await emit(self.hooks, CoolDownEnded(call.method, call.path, call.kind, ended))
@@ -339,6 +339,8 @@ class Caller:
         return cut
 
     async def _answered(self, call: Call, state: _State, outcome: object) -> None:
+        from ..hooks.events import AnswerReceived  # built on first use (with hooks)
+
         error = outcome if isinstance(outcome, BaseException) else None
         status = getattr(outcome, "status", 0) or 0
         request_id = getattr(outcome, "request_id", "") or ""
@@ -349,6 +351,8 @@ class Caller:
         await emit(self.hooks, event)
 
     async def _ended(self, call: Call, state: _State, outcome: object) -> None:
+        from ..hooks.events import CallEnded  # built on first use (with hooks)
+
         seconds = _clock.now() - state.started
         job_id = cost_time = None
         if isinstance(outcome, BaseException):

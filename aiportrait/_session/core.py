@@ -14,7 +14,7 @@ import functools
 import logging
 from collections.abc import Awaitable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import aiohttp
 import attrs
@@ -46,10 +46,13 @@ from .._wire.transport import (
     Transport,
 )
 from ..errors import InvalidArgument, PhotoCountWarning
-from ..hooks import Hook, header_sources, installed, next_id, origin
+from ..hooks import header_sources, installed, next_id, origin
 from ..models import CheckReport, Job, Portrait, TrainJob, TrainResult
 from .answers import decoded, log_result
 from .limits import SessionLimits
+
+if TYPE_CHECKING:
+    from ..hooks.events import Hook
 
 __all__ = ["SessionCore"]
 

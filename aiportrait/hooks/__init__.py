@@ -26,31 +26,11 @@ outcome. A watch (``session.watch`` / ``session.wait``) makes :class:`JobWatchSt
 batch's ``id``), so a hook can nest them (:mod:`aiportrait.otel` makes child spans that way).
 """
 
+import importlib
 import warnings
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from .events import (
-    AnswerReceived,
-    BatchEnded,
-    BatchItemEnded,
-    BatchKind,
-    BatchStarted,
-    CallEnded,
-    CallKind,
-    CallOutcome,
-    CallStarted,
-    CoolDownEnded,
-    CoolDownStarted,
-    Event,
-    Hook,
-    JobEnded,
-    JobOutcome,
-    JobStateChanged,
-    JobWatchStarted,
-    OutcomeStatus,
-    RequestSent,
-    RetryScheduled,
-)
+from .kinds import BatchKind, CallKind, CallOutcome, JobOutcome, OutcomeStatus
 from .registry import add_hook, remove_hook
 
 # The library's own callers (the call loop, the watcher, batches, the Session) import these from
@@ -61,6 +41,35 @@ from .registry import header_sources as header_sources
 from .registry import installed as installed
 from .registry import next_id as next_id
 from .registry import origin as origin
+
+if TYPE_CHECKING:
+    from .events import (
+        AnswerReceived,
+        BatchEnded,
+        BatchItemEnded,
+        BatchStarted,
+        CallEnded,
+        CallStarted,
+        CoolDownEnded,
+        CoolDownStarted,
+        Event,
+        Hook,
+        JobEnded,
+        JobStateChanged,
+        JobWatchStarted,
+        RequestSent,
+        RetryScheduled,
+    )
+
+#: The event classes, built on first use (:mod:`.events`): ``import aiportrait`` does not pay
+#: for thirteen classes that only a registered hook needs.
+_EVENTS = frozenset(
+    {
+        "AnswerReceived", "BatchEnded", "BatchItemEnded", "BatchStarted", "CallEnded",
+        "CallStarted", "CoolDownEnded", "CoolDownStarted", "Event", "Hook", "JobEnded",
+        "JobStateChanged", "JobWatchStarted", "RequestSent", "RetryScheduled",
+    }
+)  # fmt: skip
 
 __all__ = [
     "AnswerReceived",
@@ -99,8 +108,16 @@ _DEPRECATED: dict[str, tuple[Any, str]] = {
 
 
 def __getattr__(name: str) -> Any:
+    if name in _EVENTS:
+        value = getattr(importlib.import_module(".events", __name__), name)
+        globals()[name] = value
+        return value
     if name in _DEPRECATED:
         value, message = _DEPRECATED[name]
         warnings.warn(f"{message}; the old name will go away", DeprecationWarning, stacklevel=2)
         return value
     raise AttributeError(f"module 'aiportrait.hooks' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 import attrs
 
 from .._states import CallKind
+from .kinds import BatchKind, CallOutcome, JobOutcome, OutcomeStatus
 
 if TYPE_CHECKING:
     from ..models import JobState
@@ -22,38 +23,19 @@ __all__ = [
     "AnswerReceived",
     "BatchEnded",
     "BatchItemEnded",
-    "BatchKind",
     "BatchStarted",
     "CallEnded",
-    "CallKind",
-    "CallOutcome",
     "CallStarted",
     "CoolDownEnded",
     "CoolDownStarted",
     "Event",
     "Hook",
     "JobEnded",
-    "JobOutcome",
     "JobStateChanged",
     "JobWatchStarted",
-    "OutcomeStatus",
     "RequestSent",
     "RetryScheduled",
 ]
-
-"""What a call does: ``read`` (free: checks, job queries), ``train`` or ``create`` (charged)."""
-CallOutcome = Literal["ok", "failed", "unknown", "cancelled"]
-"""How a call ended (:attr:`CallEnded.outcome`)."""
-JobOutcome = Literal["succeeded", "failed", "timeout", "error", "closed"]
-"""How a watch of a job ended (:attr:`JobEnded.outcome`)."""
-OutcomeStatus = Literal["succeeded", "failed", "unknown"]
-"""How a batch item ended, in every place that tells it (:attr:`aiportrait.Outcome.status`,
-:attr:`BatchItemEnded.status`, :attr:`aiportrait.temporal.OutcomeRecord.status`):
-``succeeded``; ``failed`` (the service or the library said why); ``unknown`` (a charged call
-that may have run: :class:`~aiportrait.errors.SubmitOutcomeUnknown`; never sent again without
-you)."""
-BatchKind = Literal["create", "train"]
-"""What a batch runs: ``create_many`` or ``train_many``."""
 
 
 @attrs.frozen
@@ -375,6 +357,7 @@ Event: TypeAlias = (
     | BatchEnded
 )
 """Any of the events."""
+
 Hook: TypeAlias = Callable[[Event], "Awaitable[None] | None"]
 """A hook: any callable taking one event; what an ``async def`` hook returns is awaited."""
 

@@ -10,9 +10,11 @@ import inspect
 import itertools
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from .events import Event, Hook
+if TYPE_CHECKING:
+    from .events import Event, Hook
 
 __all__ = [
     "add_hook",
