@@ -22,8 +22,8 @@ import click
 
 from .. import PollPolicy, RetryPolicy, Session
 from .._wire.credentials import credentials_from_env
+from .._wire.http import normalise_host
 from .._wire.signing import PrivateMapping, redacted
-from .._wire.transport import normalise_host
 from ..uploads import OSSUploader
 from ._exit import UsageError
 from ._output import Output

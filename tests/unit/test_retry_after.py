@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aiportrait._wire.transport import parse_retry_after
+from aiportrait._wire.http import parse_retry_after
 
 
 def test_parse_retry_after_forms() -> None:
