@@ -77,12 +77,14 @@ def template_input(value: ImageInput) -> ImageInput:
 
 def image_list(name: str, values: object) -> tuple[ImageInput, ...]:
     """A non-empty list of images (a lone one is refused, not split into characters)."""
+    if (type(values) is list or type(values) is tuple) and all(type(v) is str for v in values):
+        return tuple(_args.url_list(name, values))  # the usual case: URLs only
     if isinstance(values, (bytes, bytearray, memoryview, os.PathLike)):
         raise InvalidArgument(f"{name} must be a list of photos, not a single one")
     if isinstance(values, str) or not isinstance(values, Iterable):
         return tuple(_args.url_list(name, values))  # its message: a list of URLs, not ...
-    items = values if type(values) is list or type(values) is tuple else list(values)
-    if all(type(v) is str for v in items):  # the usual case: URLs only
+    items = list(values)
+    if all(type(v) is str for v in items):
         return tuple(_args.url_list(name, items))
     return tuple(image(f"{name}[{i}]", v) for i, v in enumerate(items))
 
