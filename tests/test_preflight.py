@@ -60,3 +60,11 @@ async def test_session_without_an_uploader_checks_local_photos_on_this_machine(
     assert [r.url for r in report.results] == [str(p) for p in paths]
     assert report.results[-1].code is aiportrait.CheckVerdict.DECODE_ERROR
     assert report.passed == tuple(str(p) for p in paths[:-1])
+
+
+async def test_check_images_checks_every_photo_of_a_generator(photos: SamplePhotos) -> None:
+    paths = [photos.path(n) for n in photos.hopper]
+    async with aiportrait.Session("http://127.0.0.1:9", "app", "token") as session:  # no server
+        for local in (True, False):
+            report = await session.check_images((p for p in paths), local=local)
+            assert [r.url for r in report.results] == [str(p) for p in paths]

@@ -158,3 +158,15 @@ async def test_a_request_with_local_inputs_is_sent_with_the_urls_of_their_upload
     (key,) = stored
     assert key.endswith(".png") and stored[key].startswith(b"\x89PNG")
     assert json.loads(call["data"])["template_image"] == f"https://bucket.example/{key}"
+
+
+def test_a_str_subclass_is_a_url_as_a_str_is() -> None:
+    class Url(str):
+        pass
+
+    template = Url("https://t.example/x.jpg")
+    request = aiportrait.CreateRequest("m-1", template)
+    assert not request.local
+    assert request.payload()["template_image"] == template
+    train = aiportrait.TrainRequest([Url("https://p.example/a.jpg"), "https://p.example/b.jpg"])
+    assert not train.local and train.payload()["images"][0] == "https://p.example/a.jpg"

@@ -78,7 +78,7 @@ class Request:
 
     def _sent(self, value: Any, place: Place) -> Any:
         """An image as the body holds it: the URL, or a placeholder for a local input."""
-        if type(value) is str or value is None:
+        if value is None or isinstance(value, str):
             return value
         object.__setattr__(self, "local", True)
         return placeholder(place)

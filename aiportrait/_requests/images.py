@@ -55,7 +55,7 @@ def placeholder(place: Place) -> str:
 
 def image(name: str, value: object) -> ImageInput:
     """One image argument: a URL checked, a path as it is, bytes as ``bytes``."""
-    if type(value) is str:
+    if isinstance(value, str):
         return _args.url(name, value)
     if isinstance(value, (bytes, bytearray, memoryview)):
         data = bytes(value)

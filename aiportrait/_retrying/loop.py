@@ -172,7 +172,10 @@ class Caller:
             )
             await emit(hooks, started)
         try:
-            result = await self._tries(call, try_once, state)
+            try:
+                result = await self._tries(call, try_once, state)
+            except _Cut as cut:  # the deadline ended a step: what that means, as it was
+                raise cut.error from cut.error.__cause__
         except BaseException as exc:
             if hooks:
                 await self._ended(call, state, exc)
@@ -316,11 +319,12 @@ class Caller:
 
     async def _within(self, call: Call, state: _State, step: Awaitable[T]) -> T:
         """Await ``step`` under a cancel scope that ends at the call's deadline; when the
-        deadline ends it, raise what that means (:meth:`_cut`)."""
+        deadline ends it, raise :class:`_Cut` carrying what that means (:meth:`_cut`), which
+        passes the loop by (it is no failed try: nothing is decided or told again)."""
         until = state.until
         with _clock.deadline(None if until == math.inf else until - _clock.now()):
             return await step
-        raise self._cut(call, state)
+        raise _Cut(self._cut(call, state))
 
     def _cut(self, call: Call, state: _State) -> BaseException:
         """The deadline passed: during a try (which may have reached the service) or a wait."""
@@ -386,6 +390,14 @@ class Caller:
 
 class _NoTimeLeft(Exception):
     """A retry found too little of the deadline left once it had its slot: not sent."""
+
+
+class _Cut(Exception):
+    """The call's deadline ended a step; ``error`` is what the caller gets (see ``_cut``)."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__()
+        self.error = error
 
 
 def _unknown(exc: AIPortraitError, call: Call) -> SubmitOutcomeUnknown:

@@ -92,7 +92,7 @@ class Session(SessionCore):
         if local or (request.local and self._upload is None and _all_local(request)):
             from .._local.preflight import preflight
 
-            return await preflight(images)  # type: ignore[arg-type]  # it refuses str itself
+            return await preflight(request.images)  # type: ignore[arg-type]  # refuses str itself
         return await self.send(request)
 
     async def train(
