@@ -330,15 +330,20 @@ def decode_portrait(
     """
     data = _mapping(data, "create data")
     image = data.get("image")
-    if decoded is not None and image == "":
-        raw = decoded
-        if not raw:
-            raise MalformedResponse("create data.image is empty")
-        return Portrait.from_bytes(
-            raw,
-            cost_time=_float_of(data.get("cost_time", 0.0), "create cost_time"),
-            request_id=request_id,
-        )
+    # The image the transport decoded as the answer arrived, else the base64 text.
+    raw = decoded if decoded is not None and image == "" else _base64_image(image, lifted)
+    if not raw:
+        raise MalformedResponse("create data.image is empty")
+    return Portrait.from_bytes(
+        raw,
+        cost_time=_float_of(data.get("cost_time", 0.0), "create cost_time"),
+        request_id=request_id,
+    )
+
+
+def _base64_image(image: object, lifted: bytes | bytearray | memoryview | None) -> bytes:
+    """The image of a create answer from its base64 text: the ``lifted`` bytes the transport
+    cut out of the body, else the ``image`` string (a ``data:`` prefix is tolerated)."""
     if lifted is not None and image == "":
         source: Any = lifted
         head = bytes(lifted[:256])
@@ -349,16 +354,9 @@ def decode_portrait(
     else:
         raise MalformedResponse("create data has no image")
     try:
-        raw = binascii.a2b_base64(source)
+        return binascii.a2b_base64(source)
     except (binascii.Error, ValueError) as exc:
         raise MalformedResponse(f"create data.image is not base64: {exc}") from None
-    if not raw:
-        raise MalformedResponse("create data.image is empty")
-    return Portrait.from_bytes(
-        raw,
-        cost_time=_float_of(data.get("cost_time", 0.0), "create cost_time"),
-        request_id=request_id,
-    )
 
 
 JOB_ID_MAX = 2**31 - 1

@@ -262,9 +262,8 @@ class Transport:
             )
         return answer
 
-    async def _read(
-        self, resp: aiohttp.ClientResponse, method: str, path: str
-    ) -> bytes | bytearray:
+    def _declared(self, resp: aiohttp.ClientResponse, method: str, path: str) -> int | None:
+        """The answer's declared length; refused at once when it is over the bound."""
         declared = resp.content_length
         if declared is not None and declared > self.max_response_bytes:
             raise ResponseTooLarge(
@@ -272,6 +271,19 @@ class Transport:
                 f"{self.max_response_bytes}",
                 status=resp.status,
             )
+        return declared
+
+    def _too_large(self, resp: aiohttp.ClientResponse, method: str, path: str) -> ResponseTooLarge:
+        """An answer that went over the bound while it was read."""
+        return ResponseTooLarge(
+            f"{method} {path}: answer exceeds the bound of {self.max_response_bytes} bytes",
+            status=resp.status,
+        )
+
+    async def _read(
+        self, resp: aiohttp.ClientResponse, method: str, path: str
+    ) -> bytes | bytearray:
+        declared = self._declared(resp, method, path)
         compressed = "Content-Encoding" in resp.headers
         if declared is not None and declared <= _SMALL and not compressed:
             return await resp.read()  # the common small answer: one read, no buffer juggling
@@ -288,33 +300,21 @@ class Transport:
         async for chunk in resp.content.iter_chunked(256 * 1024):
             buf += chunk
             if len(buf) > self.max_response_bytes:
-                raise ResponseTooLarge(
-                    f"{method} {path}: answer exceeds the bound of {self.max_response_bytes} bytes",
-                    status=resp.status,
-                )
+                raise self._too_large(resp, method, path)
         return buf
 
     async def _stream(
         self, resp: aiohttp.ClientResponse, method: str, path: str, lift: str
     ) -> tuple[bytes | bytearray, bytes | None, bytes]:
         """Read a 2xx answer through a :class:`StreamedString` for the ``lift`` field."""
-        declared = resp.content_length
-        if declared is not None and declared > self.max_response_bytes:
-            raise ResponseTooLarge(
-                f"{method} {path}: answer of {declared} bytes exceeds the bound of "
-                f"{self.max_response_bytes}",
-                status=resp.status,
-            )
+        declared = self._declared(resp, method, path)
         compressed = "Content-Encoding" in resp.headers
         reader = StreamedString(lift, None if compressed else declared)
         received = 0
         async for chunk in resp.content.iter_any():
             received += len(chunk)
             if received > self.max_response_bytes:
-                raise ResponseTooLarge(
-                    f"{method} {path}: answer exceeds the bound of {self.max_response_bytes} bytes",
-                    status=resp.status,
-                )
+                raise self._too_large(resp, method, path)
             reader.feed(chunk)
         return reader.finish()
 
