@@ -192,10 +192,7 @@ def create_many(
     )
     items = keyed(requests, _CREATE_KINDS)
     size = _limit(limit, capacity)
-    if batch_id is not None:
-        observed = _observed(items, runner.create, size, fail_fast, runner, "create", hooks)
-        return Outcomes(observed)
-    return Outcomes(_closing(run_batch(items, runner.create, size, fail_fast), runner))
+    return _outcomes(items, runner.create, size, fail_fast, runner, "create", hooks, batch_id)
 
 
 def train_many(
@@ -240,9 +237,7 @@ def train_many(
     )
     pairs = ((key, _training(item)) for key, item in sets)
     size = _limit(limit, capacity)
-    if batch_id is not None:
-        return Outcomes(_observed(pairs, work, size, fail_fast, runner, "train", hooks))
-    return Outcomes(_closing(run_batch(pairs, work, size, fail_fast), runner))
+    return _outcomes(pairs, work, size, fail_fast, runner, "train", hooks, batch_id)
 
 
 def _training(item: TrainRequest | Sequence[Any]) -> TrainRequest:
@@ -262,6 +257,22 @@ def _limit(limit: int | None, capacity: int) -> int:
             capacity,
         )
     return limit
+
+
+def _outcomes(
+    items: Iterable[tuple[Any, Any]],
+    work: Callable[[Any, Any], Awaitable[Outcome[Any, Any]]],
+    limit: int,
+    fail_fast: bool,
+    runner: BatchRunner,
+    kind: BatchKind,
+    hooks: Sequence[Hook],
+    batch_id: int | None,
+) -> Outcomes[Any, Any]:
+    """The batch's outcomes, told to the hooks when there are some (``batch_id``)."""
+    if batch_id is not None:
+        return Outcomes(_observed(items, work, limit, fail_fast, runner, kind, hooks))
+    return Outcomes(_closing(run_batch(items, work, limit, fail_fast), runner))
 
 
 async def _closing(

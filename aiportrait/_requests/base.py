@@ -70,7 +70,7 @@ class Request:
     def payload(self) -> Mapping[str, Any] | None:
         """The JSON body to send (``None``: no body)."""
         if self.local:
-            self._refuse_local("payload()")
+            raise self._unresolved("payload()")
         return self._body
 
     def _set_body(self, body: Mapping[str, Any]) -> None:
@@ -89,13 +89,13 @@ class Request:
             return list(values)
         return [self._sent(v, (name, i)) for i, v in enumerate(values)]
 
-    def _refuse_local(self, what: str) -> None:
-        if self.local:
-            raise InvalidArgument(
-                f"this {self.type_name} request holds local inputs (files or bytes): {what} "
-                "needs their URLs. Session.send uploads them with its uploader and sends the "
-                "request with their URLs; or give URLs"
-            )
+    def _unresolved(self, what: str) -> InvalidArgument:
+        """Why ``what`` cannot be done while the request holds local inputs."""
+        return InvalidArgument(
+            f"this {self.type_name} request holds local inputs (files or bytes): {what} "
+            "needs their URLs. Session.send uploads them with its uploader and sends the "
+            "request with their URLs; or give URLs"
+        )
 
     def local_inputs(self) -> dict[Place, Any]:
         """Every local input by its place: ``(field, index)``, index 0 for a single image."""
@@ -124,7 +124,8 @@ class Request:
 
         A request with local inputs has none: upload them first (:meth:`Session.send` does).
         """
-        self._refuse_local("to_dict()")
+        if self.local:
+            raise self._unresolved("to_dict()")
         out: dict[str, Any] = {"type": self.type_name}
         for a in attrs.fields(type(self)):
             if not a.init:

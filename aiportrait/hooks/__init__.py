@@ -61,16 +61,6 @@ if TYPE_CHECKING:
         RetryScheduled,
     )
 
-#: The event classes, built on first use (:mod:`.events`): ``import aiportrait`` does not pay
-#: for thirteen classes that only a registered hook needs.
-_EVENTS = frozenset(
-    {
-        "AnswerReceived", "BatchEnded", "BatchItemEnded", "BatchStarted", "CallEnded",
-        "CallStarted", "CoolDownEnded", "CoolDownStarted", "Event", "Hook", "JobEnded",
-        "JobStateChanged", "JobWatchStarted", "RequestSent", "RetryScheduled",
-    }
-)  # fmt: skip
-
 __all__ = [
     "AnswerReceived",
     "BatchEnded",
@@ -95,6 +85,10 @@ __all__ = [
     "add_hook",
     "remove_hook",
 ]
+
+#: The event classes (every public name not defined above), built on first use (:mod:`.events`):
+#: ``import aiportrait`` does not pay for thirteen classes that only a registered hook needs.
+_EVENTS = frozenset(__all__) - globals().keys()
 
 #: Old names: each still works, with a DeprecationWarning naming the new one.
 _DEPRECATED: dict[str, tuple[Any, str]] = {
