@@ -4,8 +4,9 @@ Read as a chain, one concern a function (as httpx's ``_send_handling_*``):
 
 - :meth:`Caller.call`: the call's events (``CallStarted`` / ``CallEnded``);
 - :meth:`Caller._tries`: try, ask :func:`~aiportrait._retrying.policy.decide`, wait, try again;
-- :meth:`Caller._try`: the shared 429 cool-down, a limiter slot, the claim of a charged call
-  (:class:`Claim`), then one request on the wire.
+- :meth:`Caller._try`: the shared 429 cool-down, a limiter slot (and, the slow way,
+  :meth:`Caller._ready`: a charged call's outage pause, the requests-per-second pace), the
+  claim of a charged call (:class:`Claim`), then one request on the wire.
 
 The call's deadline (``RetryPolicy.deadline``, from the call's start, waits included) bounds
 every step that can take time, each under a cancel scope ending at that one instant
@@ -40,7 +41,7 @@ from ..errors import (
 )
 from ..hooks import CallOutcome, emit
 from . import clock as _clock
-from .limits import Limits
+from .limits import Limits, Slot
 from .policy import RetryPolicy, decide
 
 if TYPE_CHECKING:
@@ -116,7 +117,7 @@ class Call:
 class _State:
     """What one call has seen so far."""
 
-    __slots__ = ("attempt", "began", "in_try", "last", "sent", "started", "until")
+    __slots__ = ("attempt", "began", "in_try", "last", "seen", "sent", "started", "until")
 
     def __init__(self, started: float, deadline: float | None) -> None:
         self.started = started
@@ -126,6 +127,7 @@ class _State:
         self.sent = 0  # tries written (or being written)
         self.in_try = False  # stays True if the deadline cancels a try
         self.last: AIPortraitError | None = None
+        self.seen = 0  # the breaker's failures seen when the last try was written
 
 
 @attrs.frozen
@@ -134,7 +136,9 @@ class Caller:
 
     Attributes:
         policy: the :class:`~aiportrait.RetryPolicy`.
-        limits: the limiters and the shared 429 cool-down.
+        limits: the limiters, the rates, the shared 429 cool-down and outage breaker.
+        probe: one try of a free read, sent while the service seems down to learn whether
+            it answers again.
         hooks: called with every event of every call.
         origin: what :class:`~aiportrait.hooks.CallStarted` says of the service (host name,
             port, AppId).
@@ -142,6 +146,7 @@ class Caller:
 
     policy: RetryPolicy
     limits: Limits
+    probe: Callable[[], Awaitable[object]]
     hooks: tuple[Hook, ...] = ()
     origin: tuple[str, int | None, str] = ("", None, "")
 
@@ -211,12 +216,15 @@ class Caller:
         """After a failed try: tell, ask :func:`decide`, and wait before the next try; raise
         what ends the call when it is not tried again."""
         cooldown, hooks = self.limits.cooldown, self.hooks
+        paused = self.limits.breaker.saw(failure, state.seen)  # before anything can wait
         charged = call.kind != "read"
         policy = self.policy
         if call.tries is not None:
             policy = attrs.evolve(policy, attempts=call.tries, charged_attempts=call.tries)
         if hooks:
             await self._answered(call, state, failure)
+            if paused:
+                await self._paused()
             episodes = cooldown.episodes
         if isinstance(failure, RateLimited):
             # Every task of the Session waits this out, even when this call gives up now.
@@ -275,16 +283,15 @@ class Caller:
 
     async def _try(self, call: Call, try_once: Callable[[], Awaitable[T]], state: _State) -> T:
         """One try: wait out the cool-down, hold a slot, claim, send."""
-        cooldown = self.limits.cooldown
+        limits = self.limits
+        cooldown, breaker = limits.cooldown, limits.breaker
         state.attempt += 1
         if cooldown.active:
             await self._within(call, state, cooldown.wait())
-        slot = self.limits.slot(call.kind)
+        slot = limits.slot(call.kind)
         try:
-            if not slot.take_nowait():
-                await self._within(call, state, slot.take())
-                if cooldown.active:  # a 429 came while this call waited for its slot
-                    await self._within(call, state, cooldown.wait())
+            if not slot.take_nowait() or (breaker.failures and call.kind != "read"):
+                await self._within(call, state, self._ready(call, slot))
             if state.attempt > 1 and not self.policy.fits(_clock.now() - state.started, 0.0):
                 # The slot or the cool-down took what was left: this try could not finish,
                 # so it is not sent, and the real failure stands.
@@ -293,6 +300,7 @@ class Caller:
                 await self._within(call, state, self._before_send(call, state))
             state.began = _clock.now()
             state.sent = state.attempt
+            state.seen = breaker.seen
             state.in_try = True
             if _clock.ends_by(call.bound, state.until):
                 result = await try_once()  # its own timeout ends it before the deadline
@@ -301,9 +309,48 @@ class Caller:
             # A CALL_ERRORS failure leaves in_try for _tries.
             state.in_try = False  # the answer is here: nothing after this may lose it
             cooldown.clear()
+            if breaker.failures:
+                breaker.answered(state.seen)
             return result
         finally:
             slot.give_back()
+
+    async def _ready(self, call: Call, slot: Slot) -> None:
+        """The slow way to a try: the slot's tokens that were not free, then until nothing
+        holds the call back: the 429 cool-down (a 429 may come while it waited), a charged
+        call's outage pause (:meth:`Breaker.hold`), and last its turn in the rates, right
+        before it is written (a turn taken before a wait would let calls bunch after it)."""
+        cooldown, breaker = self.limits.cooldown, self.limits.breaker
+        charged = call.kind != "read"
+        await slot.take()
+        while True:
+            if cooldown.active:
+                await cooldown.wait()
+            if charged and breaker.failures:
+                await breaker.hold(self._probe)
+            await slot.pace()
+            if not cooldown.active and not (charged and breaker.failures):
+                return
+
+    async def _probe(self) -> None:
+        """One probe of a service that seems down: a free read in one try (at the pace of
+        the reads' rates), whose answer or failure the breaker is told."""
+        breaker = self.limits.breaker
+        await self.limits.slot("read").pace()
+        seen = breaker.seen
+        try:
+            await self.probe()
+        except CALL_ERRORS as exc:
+            if breaker.saw(exc, seen) and self.hooks:
+                await self._paused()
+        else:
+            breaker.answered(seen)
+
+    async def _paused(self) -> None:
+        from ..hooks.events import OutagePause  # built on first use (with hooks)
+
+        breaker = self.limits.breaker
+        await emit(self.hooks, OutagePause(True, breaker.reason, breaker.failures))
 
     async def _before_send(self, call: Call, state: _State) -> None:
         """Right before a try is written: the charged call's claim, then the events."""
@@ -315,7 +362,17 @@ class Caller:
             ended = self.limits.cooldown.take_ended()
             if ended is not None:
                 await emit(self.hooks, CoolDownEnded(call.method, call.path, call.kind, ended))
+            await self._resumed()
             await emit(self.hooks, RequestSent(call.method, call.path, call.kind, state.attempt))
+
+    async def _resumed(self) -> None:
+        """Tell the end of an outage pause, once (the next call to go on tells it)."""
+        breaker = self.limits.breaker
+        seconds = breaker.take_resumed()
+        if seconds is not None:
+            from ..hooks.events import OutagePause  # built on first use (with hooks)
+
+            await emit(self.hooks, OutagePause(False, breaker.reason, 0, seconds))
 
     async def _within(self, call: Call, state: _State, step: Awaitable[T]) -> T:
         """Await ``step`` under a cancel scope that ends at the call's deadline; when the

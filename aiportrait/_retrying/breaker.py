@@ -1,0 +1,119 @@
+"""The outage breaker of a Session: charged calls held back while the service seems down.
+
+One :class:`Breaker` is shared by every task of a Session, as the 429 cool-down is. A failure
+that says the service is down (:func:`~aiportrait._retrying.policy.outage_reason`) puts it in
+doubt: a train or create is then not sent until the service has answered a request written
+after that failure (a probe, or any other call). ``OutagePolicy.threshold`` failures in a row
+make a *pause*: the probes then go on a backoff schedule. One waiting call at a time sends the
+probe (:meth:`Breaker.hold`); the others wait for its verdict.
+
+An answer only counts when its request was written after the last failure the breaker saw
+(``seen``): a call that was on the wire before the outage began and comes back fine says
+nothing about the service now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import anyio
+
+from ..errors import AIPortraitError
+from . import clock as _clock
+from .policy import OutagePolicy, outage_reason
+
+__all__ = ["Breaker"]
+
+
+class Breaker:
+    """Whether a Session's charged calls may go, after failures that say the service is down.
+
+    Attributes:
+        policy: the :class:`~aiportrait.OutagePolicy`.
+        failures: outage failures in a row (0: charged calls go).
+        seen: outage failures seen in all; a try remembers it when it is written.
+        reason: why the service seems down (the last failure's reason).
+        episodes: pauses so far (``threshold`` failures in a row make one).
+    """
+
+    def __init__(self, policy: OutagePolicy) -> None:
+        self.policy = policy
+        self.failures = 0
+        self.seen = 0
+        self.reason = ""
+        self.episodes = 0
+        self._began = 0.0
+        self._ended: float | None = None  # the last pause's length, until told
+        self._probing = False
+        self._changed: anyio.Event | None = None  # made on first use (it needs an event loop)
+
+    @property
+    def paused(self) -> bool:
+        """True while a pause runs (``threshold`` failures in a row, no answer since)."""
+        return self.failures >= self.policy.threshold
+
+    def failed(self, reason: str) -> bool:
+        """Count an outage failure; True when it starts a pause."""
+        if not self.policy.pause:
+            return False
+        self.failures += 1
+        self.seen += 1
+        self.reason = reason
+        if self.failures != self.policy.threshold:
+            return False
+        self.episodes += 1
+        self._began = _clock.now()
+        return True
+
+    def answered(self, seen: int) -> None:
+        """The service answered a try written when ``seen`` failures had been seen: if none
+        came since, it is up and charged calls go on."""
+        if seen != self.seen or not self.failures:
+            return
+        if self.paused:
+            self._ended = _clock.now() - self._began
+        self.failures = 0
+        self._wake()
+
+    def saw(self, failure: AIPortraitError, seen: int) -> bool:
+        """A try written when ``seen`` failures had been seen failed with ``failure``: count it
+        when it says the service is down (True when that starts a pause), else it is an
+        answer."""
+        reason = outage_reason(failure)
+        if reason is None:
+            self.answered(seen)
+            return False
+        return self.failed(reason)
+
+    def take_resumed(self) -> float | None:
+        """Once per pause, when it is over: its length in seconds (for the hooks)."""
+        ended, self._ended = self._ended, None
+        return ended
+
+    async def hold(self, probe: Callable[[], Awaitable[None]]) -> None:
+        """Return when charged calls may go: at once when the service is not in doubt; else
+        once a probe, or any other call, finds it answering.
+
+        One holder at a time is the prober: it waits ``policy.probe_wait(failures)`` (nothing
+        before a pause) and awaits ``probe``, which tells this breaker what it found
+        (:meth:`saw`, :meth:`answered`). A prober that is cancelled hands the turn on.
+        """
+        while self.failures:
+            if self._probing:
+                if self._changed is None:
+                    self._changed = anyio.Event()
+                await self._changed.wait()
+                continue
+            self._probing = True
+            try:
+                await _clock.sleep(self.policy.probe_wait(self.failures))
+                if self.failures:
+                    await probe()
+            finally:
+                self._probing = False
+                self._wake()
+
+    def _wake(self) -> None:
+        changed, self._changed = self._changed, None
+        if changed is not None:
+            changed.set()
