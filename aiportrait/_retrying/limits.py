@@ -101,8 +101,10 @@ class Limits:
     ``max_in_flight`` bounds every call in flight (a limiter of its own, separate from the HTTP
     connection pool). Trainings and creations may also be bounded on their own; creations
     default to three quarters of ``max_in_flight`` so that job polls always find a slot while
-    long creates run. Beside them, requests per second: every call (``per_second``), trainings
-    and creations on their own; a call takes its rates last, right before it is written.
+    long creates run. Beside them, requests per second: trainings and creations may each have
+    a rate of their own, and ``per_second`` bounds every other call (one bucket per call: two
+    taken one after the other would let calls bunch behind the second). A call waits its
+    turn last, right before it is written.
     """
 
     def __init__(
@@ -133,18 +135,18 @@ class Limits:
         if max_trainings is not None:
             self.by_kind["train"] = anyio.CapacityLimiter(max_trainings)
         self._held: dict[CallKind, tuple[anyio.CapacityLimiter, ...]] = {}
-        self._paced: dict[CallKind, tuple[AsyncLimiter, ...]] = {}
+        self._paced: dict[CallKind, AsyncLimiter | None] = {}
         for kind in ("read", "train", "create"):
             specific = self.by_kind.get(kind)
             self._held[kind] = (self.all,) if specific is None else (specific, self.all)
-            self._paced[kind] = tuple(r for r in (own.get(kind), every) if r is not None)
+            self._paced[kind] = own.get(kind) or every
         self.cooldown = CoolDown()
         self.breaker = Breaker(outage or OutagePolicy())
 
     def per_second(self, kind: CallKind) -> float | None:
         """The most calls of ``kind`` sent per second (``None``: no bound)."""
-        rates = [1 / r.time_period for r in self._paced[kind]]
-        return min(rates) if rates else None
+        rate = self._paced[kind]
+        return None if rate is None else 1 / rate.time_period
 
     def capacity(self, kind: CallKind) -> int:
         """How many calls of ``kind`` may be in flight at once."""
@@ -165,26 +167,26 @@ class Limits:
 
 
 class Slot:
-    """The tokens of one call, taken in order and given back in reverse, and its rates.
+    """The tokens of one call, taken in order and given back in reverse, and its rate.
 
     A free token is taken at once, without a trip through the event loop (the usual case);
     :meth:`take` waits for the rest. The borrower of the tokens is the slot itself (one per
-    call), not the task: nothing needs to look the task up. A call with requests-per-second
-    bounds (``rates``) always goes the slow way: :meth:`pace` waits its turn in each.
+    call), not the task: nothing needs to look the task up. A call with a requests-per-second
+    bound (``rate``) always goes the slow way: :meth:`pace` waits its turn.
     """
 
-    __slots__ = ("_limiters", "_rates", "_taken")
+    __slots__ = ("_limiters", "_rate", "_taken")
 
     def __init__(
-        self, limiters: tuple[anyio.CapacityLimiter, ...], rates: tuple[AsyncLimiter, ...] = ()
+        self, limiters: tuple[anyio.CapacityLimiter, ...], rate: AsyncLimiter | None = None
     ) -> None:
         self._limiters = limiters
-        self._rates = rates
+        self._rate = rate
         self._taken = 0
 
     def take_nowait(self) -> bool:
         """Take every token that is free now, in order; True when all are held and no rate
-        bounds the call (then :meth:`pace` is still to come)."""
+        bounds the call (else :meth:`pace` is still to come)."""
         limiters = self._limiters
         while self._taken < len(limiters):
             try:
@@ -192,13 +194,13 @@ class Slot:
             except anyio.WouldBlock:
                 return False
             self._taken += 1
-        return not self._rates
+        return self._rate is None
 
     async def pace(self) -> None:
-        """Wait for this call's turn in each of its rates (its own kind's, then every
-        call's); at once when none bounds it. A turn is not given back: it is spent."""
-        for rate in self._rates:
-            await rate.acquire()
+        """Wait for this call's turn in its rate (at once when none bounds it). A turn is
+        not given back: it is spent."""
+        if self._rate is not None:
+            await self._rate.acquire()
 
     async def take(self) -> None:
         """Wait for the tokens :meth:`take_nowait` did not get (a cancel leaves those

@@ -290,8 +290,10 @@ class Caller:
             await self._within(call, state, cooldown.wait())
         slot = limits.slot(call.kind)
         try:
-            if not slot.take_nowait() or (breaker.failures and call.kind != "read"):
-                await self._within(call, state, self._ready(call, slot))
+            if not slot.take_nowait() or (
+                breaker.failures and call.kind != "read" and state.attempt == 1
+            ):
+                await self._within(call, state, self._ready(call, state, slot))
             if state.attempt > 1 and not self.policy.fits(_clock.now() - state.started, 0.0):
                 # The slot or the cool-down took what was left: this try could not finish,
                 # so it is not sent, and the real failure stands.
@@ -315,13 +317,14 @@ class Caller:
         finally:
             slot.give_back()
 
-    async def _ready(self, call: Call, slot: Slot) -> None:
+    async def _ready(self, call: Call, state: _State, slot: Slot) -> None:
         """The slow way to a try: the slot's tokens that were not free, then until nothing
-        holds the call back: the 429 cool-down (a 429 may come while it waited), a charged
-        call's outage pause (:meth:`Breaker.hold`), and last its turn in the rates, right
-        before it is written (a turn taken before a wait would let calls bunch after it)."""
+        holds the call back: the 429 cool-down (a 429 may come while it waited), the outage
+        pause of a new charged call (:meth:`Breaker.hold`; a retry follows the
+        :class:`RetryPolicy` as it did), and last its turn in the rates, right before it is
+        written (a turn taken before a wait would let calls bunch after it)."""
         cooldown, breaker = self.limits.cooldown, self.limits.breaker
-        charged = call.kind != "read"
+        charged = call.kind != "read" and state.attempt == 1
         await slot.take()
         while True:
             if cooldown.active:

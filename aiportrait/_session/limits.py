@@ -21,8 +21,9 @@ class SessionLimits:
 
     ``session.limits`` is read-only and live: each read tells the moment's numbers. Every call
     holds a slot of the shared bound (``max_in_flight``); creations, and trainings when
-    ``max_trainings`` is set, hold a slot of their own bound first. Requests per second
-    (``per_second``, ``trainings_per_second``, ``creations_per_second``) bound them beside.
+    ``max_trainings`` is set, hold a slot of their own bound first. Requests per second bound
+    them beside: ``trainings_per_second``, ``creations_per_second``, and ``per_second`` for
+    every kind without a rate of its own.
     """
 
     __slots__ = ("_limits",)

@@ -51,12 +51,13 @@ class Session(SessionCore):
         max_trainings: train calls in flight at once (default: only ``max_in_flight``).
         max_creations: create calls in flight at once (default: three quarters of
             ``max_in_flight``, so that job polls find a slot while long creates run).
-        per_second: requests sent per second at most, all kinds together (default: no
-            bound); evenly spaced, so any second holds at most ``per_second + 1`` (on
-            ``aiolimiter``'s leaky bucket; a call waits its turn holding its slot, right
-            before it is written).
-        trainings_per_second: train requests per second at most (and ``per_second``).
-        creations_per_second: create requests per second at most (and ``per_second``).
+        per_second: requests sent per second at most (default: no bound), every kind that
+            has no rate of its own; evenly spaced, so any second holds at most
+            ``per_second + 1`` (``aiolimiter``'s leaky bucket; a call waits its turn holding
+            its slot, right before it is written).
+        trainings_per_second: train requests per second at most, instead of ``per_second``.
+        creations_per_second: create requests per second at most, instead of
+            ``per_second``.
         poll: the :class:`PollPolicy` for :meth:`watch` and :meth:`wait` (default
             :attr:`PollPolicy.TRAINING`: 30-minute deadline).
         retry: the :class:`RetryPolicy` (default ``RetryPolicy()``). Read-only calls are

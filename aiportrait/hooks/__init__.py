@@ -22,9 +22,10 @@ try, :class:`CoolDownStarted` after a 429 that starts the shared pause,
 outcome. :class:`OutagePause` tells when the Session holds its trains and creates back because
 the service seems down, and when they go on. A watch (``session.watch`` / ``session.wait``)
 makes :class:`JobWatchStarted`, one :class:`JobStateChanged` per state change and
-:class:`JobEnded`; a batch (``create_many``, ``train_many``) makes :class:`BatchStarted`, one :class:`BatchItemEnded` per item and
-:class:`BatchEnded`. A call made for a watch or a batch names it in ``within`` (the watch's or
-batch's ``id``), so a hook can nest them (:mod:`aiportrait.otel` makes child spans that way).
+:class:`JobEnded`; a batch (``create_many``, ``train_many``) makes :class:`BatchStarted`,
+one :class:`BatchItemEnded` per item and :class:`BatchEnded`. A call made for a watch or a
+batch names it in ``within`` (the watch's or batch's ``id``), so a hook can nest them
+(:mod:`aiportrait.otel` makes child spans that way).
 """
 
 import importlib

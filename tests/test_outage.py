@@ -1,0 +1,201 @@
+"""The outage pause and requests per second, measured at the emulator over loopback HTTP.
+
+An outage is the emulator answering 500 to every request that arrives (``Faults``); it lasts
+10 s of the library's virtual clock, which moves only while the Session waits between probes,
+so nothing here sleeps for real and no assertion depends on the machine's speed. Rates are
+real time; what is asserted is the emulator's own record of arrival times, an upper bound that
+a slow machine only makes easier to meet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+import aiportrait
+from aiportrait import CreateRequest, OutagePolicy, PollPolicy, Session
+from aiportrait.emulator import Emulator, Faults
+from aiportrait.errors import ModelIdError, PhotoCountWarning, ServerError
+from aiportrait.hooks import OutagePause
+from aiportrait.samples import SamplePhotos, sample_photos
+from aiportrait.testing import VirtualClock
+from tests._mock import until
+
+FAST = PollPolicy(first=0.01, growth=0.5, cap=0.04, jitter=0.0, timeout=20.0)
+CREATE_PATH = "/api/v1/aigc_images/create"
+OUTAGE = Faults(rate_5xx=1.0, status_5xx=500)
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> SamplePhotos:
+    return sample_photos(tmp_path_factory.mktemp("media"))
+
+
+@pytest.fixture
+async def emu(media: SamplePhotos, tmp_path: Path) -> AsyncIterator[Emulator]:
+    async with Emulator(train_seconds=0.3, serve_dir=media.folder, data_dir=tmp_path / "emu") as e:
+        yield e
+
+
+async def _model(session: Session, emu: Emulator, media: SamplePhotos) -> str:
+    with pytest.warns(PhotoCountWarning):  # two photos: the training stays quick
+        job = await session.train([emu.media_url(n) for n in media.astronaut[:2]])
+    return (await session.wait(job)).model_id
+
+
+async def _batch_through_outage(
+    emu: Emulator, media: SamplePhotos, clock: VirtualClock, outage: OutagePolicy, tmp: Path
+) -> tuple[list[Any], list[OutagePause]]:
+    """60 creates, 4 in flight; after the 20th portrait the emulator answers 500 to every
+    request for 10 s of the library's clock."""
+    events: list[OutagePause] = []
+
+    def hook(event: object) -> None:
+        if isinstance(event, OutagePause):
+            events.append(event)
+
+    async with emu.session(poll=FAST, outage=outage, hooks=[hook]) as session:
+        model = await _model(session, emu, media)
+        template = emu.media_url(media.templates[0])
+        requests = {f"p{i}": CreateRequest(model, template) for i in range(60)}
+
+        async def outage_of_10s() -> None:
+            await until(lambda: emu.counters.creations >= 20, "20 portraits", seconds=300)
+            emu.faults = OUTAGE
+            began = clock.time
+            await until(lambda: clock.time >= began + 10, "10 s of outage", seconds=300)
+            emu.faults = None
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(outage_of_10s)
+            outcomes = await session.create_many(
+                requests, limit=4, journal=tmp / "journal.sqlite"
+            ).collect()
+            emu.faults = None  # without a pause, the batch may end before the outage does
+            tg.cancel_scope.cancel()
+    return outcomes, events
+
+
+async def test_an_outage_leaves_at_most_the_first_calls_unknown(
+    emu: Emulator, media: SamplePhotos, tmp_path: Path, aiportrait_instant_waits: VirtualClock
+) -> None:
+    outcomes, events = await _batch_through_outage(
+        emu, media, aiportrait_instant_waits, OutagePolicy(), tmp_path
+    )
+    unknown = [o for o in outcomes if o.status == "unknown"]
+    # The emulator fails what arrives during the outage; what was in flight when it began
+    # is processed. The creates that may end unknown are the ones written before any answer
+    # said the service was down: at most the batch's 4 in flight. Every later one waited.
+    assert 1 <= len(unknown) <= 4
+    assert all(isinstance(o.error.__cause__, ServerError) for o in unknown)  # type: ignore[union-attr]
+    assert [o.status for o in outcomes].count("succeeded") == 60 - len(unknown)
+    assert emu.counters.creations == 60 - len(unknown)  # the 500s ran nothing
+    assert not emu.counters.charged_duplicates()
+    # One pause, told when it began and when it ended (10 s or more of probing).
+    paused, resumed = events
+    assert paused.paused and paused.reason.startswith("HTTP 500")
+    assert paused.failures == OutagePolicy().threshold
+    assert not resumed.paused and resumed.seconds >= 10 - OutagePolicy().probe_cap
+
+
+async def test_without_the_pause_every_create_of_the_outage_is_unknown(
+    emu: Emulator, media: SamplePhotos, tmp_path: Path, aiportrait_instant_waits: VirtualClock
+) -> None:
+    outcomes, events = await _batch_through_outage(
+        emu, media, aiportrait_instant_waits, OutagePolicy.OFF, tmp_path
+    )
+    unknown = [o for o in outcomes if o.status == "unknown"]
+    # Nothing waits, so the virtual clock never moves: the outage outlasts the batch, and
+    # every create sent after it began (40 at least) ran into it.
+    assert len(unknown) >= 40 - 4
+    assert events == []
+
+
+async def test_a_single_failure_holds_creates_until_a_probe_answers(
+    emu: Emulator, aiportrait_instant_waits: VirtualClock
+) -> None:
+    # One 500 (a create's, unknown) and the next create waits for one free probe, no pause.
+    template = "https://example.invalid/t.jpg"
+    events: list[object] = []
+    async with emu.session(hooks=[events.append]) as session:
+        emu.faults = Faults(rate_5xx=1.0, status_5xx=500, paths=frozenset({CREATE_PATH}))
+        with pytest.raises(aiportrait.SubmitOutcomeUnknown):
+            await session.create("nope", template)
+        assert session.limits.outage.startswith("HTTP 500")
+        emu.faults = None
+        with pytest.raises(ModelIdError):  # an answer: the service is up
+            await session.create("nope", template)
+        assert session.limits.outage == ""
+    paths = [p for _, p in emu.counters.arrivals]
+    assert paths == [CREATE_PATH, "/api/v1/batch_jobs/1", CREATE_PATH]
+    assert not [e for e in events if isinstance(e, OutagePause)]  # no pause: one failure
+    assert aiportrait_instant_waits.time == 0  # the probe went at once
+
+
+async def test_reads_go_on_and_their_answer_ends_the_pause(
+    emu: Emulator, aiportrait_instant_waits: VirtualClock
+) -> None:
+    async with emu.session(outage=OutagePolicy(threshold=1)) as session:
+        emu.faults = OUTAGE
+        with pytest.raises(ServerError):
+            await session.get_batch_jobs(7)  # a read: retried, then its 500 stands
+        assert session.limits.outage
+        create = asyncio.create_task(session.create("nope", "https://example.invalid/t.jpg"))
+        await until(lambda: emu.counters.requests >= 5, "a probe of the pause")
+        assert not create.done()  # held: no create reached the emulator
+        assert emu.counters.faults["5xx"] == emu.counters.requests
+        emu.faults = None
+        assert await session.get_batch_jobs(7) == ()  # a read sent now, answered
+        with pytest.raises(ModelIdError):
+            await create  # the held create went on, once
+    assert [p for _, p in emu.counters.arrivals].count(CREATE_PATH) == 1
+
+
+def test_outage_policy_validation_and_schedule() -> None:
+    policy = OutagePolicy(threshold=2, probe_interval=0.5, probe_cap=3)
+    assert [policy.probe_wait(n) for n in range(1, 7)] == [0, 0.5, 1, 2, 3, 3]
+    for bad in ({"threshold": 0}, {"probe_interval": 0}, {"pause": "yes"}):
+        with pytest.raises(aiportrait.InvalidArgument):
+            OutagePolicy(**bad)  # type: ignore[arg-type]
+    with pytest.raises(aiportrait.InvalidArgument, match="OutagePolicy"):
+        Session("http://127.0.0.1:1", "a", "t", outage=3)  # type: ignore[arg-type]
+
+
+# -- requests per second -------------------------------------------------------------------------
+
+
+async def test_requests_per_second_hold_at_the_emulator(emu: Emulator) -> None:
+    # 16 reads and 6 creates at once: 8 reads a second (every kind without its own rate)
+    # and 3 creates.
+    template = "https://example.invalid/t.jpg"
+    async with emu.session(per_second=8, creations_per_second=3) as session:
+        assert session.limits.per_second("create") == 3
+        assert session.limits.per_second("read") == 8
+        with anyio.fail_after(120):
+            answers = await asyncio.gather(
+                *(session.get_batch_jobs(7) for _ in range(16)),
+                *(session.create("nope", template) for _ in range(6)),
+                return_exceptions=True,
+            )
+    assert answers[:16] == [()] * 16
+    assert all(isinstance(a, ModelIdError) for a in answers[16:])
+    counters = emu.counters
+    assert len(counters.arrivals) == 22
+    # Evenly spaced (a bucket of one): any second of the emulator's clock holds at most
+    # rate + 1 arrivals of each kind.
+    assert counters.most_within(1.0, "/api/v1/batch_jobs/7") <= 8 + 1
+    assert counters.most_within(1.0, CREATE_PATH) <= 3 + 1
+
+
+def test_requests_per_second_validation() -> None:
+    for bad in (0, -1, float("inf"), True, "2"):
+        with pytest.raises(aiportrait.InvalidArgument, match="per_second"):
+            Session("http://127.0.0.1:1", "a", "t", per_second=bad)  # type: ignore[arg-type]
+    session = Session("http://127.0.0.1:1", "a", "t", trainings_per_second=0.5)
+    assert session.limits.per_second("train") == 0.5
+    assert session.limits.per_second("read") is None
