@@ -27,9 +27,10 @@ from .._batches.keys import file_stem
 from .._display.batch_progress import BatchProgress, batch_progress
 from .._wire.codec import converter
 from ..errors import ConfigWarning, PhotoCountWarning
+from ..hooks import OutagePause
 from ._batchfile import read_plan
 from ._exit import batch_exit
-from ._options import SERVICE, Common, polling, shared
+from ._options import POSITIVE, SERVICE, Common, polling, shared
 from ._output import (
     Output,
     outcome_line,
@@ -189,6 +190,9 @@ class _BatchRun:
     is_flag=True,
     help="create again (and pay for) finished portraits whose file is gone from DIR",
 )
+@click.option(
+    "--per-second", type=POSITIVE, metavar="N", help="requests per second at most (polls included)"
+)
 @click.option("--no-wait", is_flag=True, help="trainings: stop when the service accepts them")
 @click.option("--no-progress", is_flag=True, help="no progress display")
 @polling
@@ -200,6 +204,7 @@ def batch(
     file: Path,
     out_dir: Path,
     journal: Path | None,
+    per_second: float | None,
     no_wait: bool,
     no_progress: bool,
     poll: PollPolicy,
@@ -214,23 +219,32 @@ def batch(
         plan = read_plan(file)  # its warnings are given now, with the file and lines
         started = time.monotonic()
         out = common.out
-        async with common.session() as session, common.uploading(plan.local) as uploader:
-            if uploader is not None:
-                session = session.with_options(uploader=uploader)
-            progress = batch_progress(len(plan), out.err, enabled=not no_progress)
-            where = journal if journal is not None else out_dir / DEFAULT_JOURNAL
-            run = _BatchRun(session, out, out_dir, where, progress, options)
-            out.resume = (
-                f"run the same command again to resume: the journal {where} remembers what is done"
-            )
-            try:
+        progress = batch_progress(len(plan), out.err, enabled=not no_progress)
+
+        def status(event: object) -> None:  # an outage pause, on the status line
+            if isinstance(event, OutagePause):
+                progress.paused(shown(event.reason) if event.paused else "")
+
+        try:
+            async with (
+                common.session(per_second=per_second, hooks=[status]) as session,
+                common.uploading(plan.local) as uploader,
+            ):
+                if uploader is not None:
+                    session = session.with_options(uploader=uploader)
+                where = journal if journal is not None else out_dir / DEFAULT_JOURNAL
+                run = _BatchRun(session, out, out_dir, where, progress, options)
+                out.resume = (
+                    f"run the same command again to resume: the journal {where} remembers"
+                    " what is done"
+                )
                 with said_before(ConfigWarning, PhotoCountWarning):
                     if plan.trainings():
                         await run.trainings(plan.trainings(), not no_wait, poll)
                     if plan.creations():
                         await run.creations(plan.creations())
-            finally:
-                progress.close()
+        finally:
+            progress.close()
         out.resume = None
         tally, seconds = run.tally, time.monotonic() - started
         summary = {"type": "summary", "total": len(plan), **attrs.asdict(tally), "seconds": seconds}
