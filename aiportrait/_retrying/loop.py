@@ -24,23 +24,20 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
 
 import attrs
 
-from .._states import CallKind
 from ..errors import (
     AIPortraitError,
-    APIError,
     RateLimited,
     RequestTimeout,
-    ResponseError,
     SubmitOutcomeUnknown,
-    TransportError,
 )
 from ..hooks import CallOutcome, emit
 from . import clock as _clock
+from .call import CALL_ERRORS, Call, CallState, Claim
 from .limits import Limits, Slot
 from .policy import RetryPolicy, decide
 
@@ -52,82 +49,6 @@ __all__ = ["CALL_ERRORS", "Call", "Caller", "Claim"]
 log = logging.getLogger("aiportrait")
 
 T = TypeVar("T")
-
-#: The failures a try can end with that the loop classifies (anything else propagates).
-CALL_ERRORS = (TransportError, ResponseError, APIError)
-
-
-class Claim(Protocol):
-    """Told about a charged call's tries (the batch journal's claim on its item)."""
-
-    async def before_send(self) -> None:
-        """Right before a try is written, after its slot and the cool-down: until now the
-        request provably never left. Raising here stops the call unsent."""
-
-    async def not_sent(self) -> None:
-        """A try provably did not run (429, no connection, 503 with ``Retry-After``) and will
-        be sent again: what :meth:`before_send` claimed may be given back."""
-
-
-class Call:
-    """One call: what is sent, for what, and what is told about it (a plain slotted class:
-    one is built per call, and it is internal).
-
-    Attributes:
-        method: the HTTP method.
-        path: the resource path.
-        kind: ``read``, ``train`` or ``create``.
-        payload: the JSON body (what :class:`SubmitOutcomeUnknown` says was sent).
-        claim: told before each try of a charged call is written, and after one that did
-            not run.
-        within: the id of the watch or batch the call is made for (for the hooks).
-        tries: tries in all, overriding the policy's (the watcher polls with one).
-        bound: seconds one try takes at most on its own (its total timeout; ``None``: no
-            bound), on the real clock.
-    """
-
-    __slots__ = ("bound", "claim", "kind", "method", "path", "payload", "tries", "within")
-
-    def __init__(
-        self,
-        method: str,
-        path: str,
-        kind: CallKind,
-        payload: Mapping[str, Any] | None = None,
-        claim: Claim | None = None,
-        within: int | None = None,
-        tries: int | None = None,
-        bound: float | None = None,
-    ) -> None:
-        self.method = method
-        self.path = path
-        self.kind = kind
-        self.payload = payload
-        self.claim = claim
-        self.within = within
-        self.tries = tries
-        self.bound = bound
-
-    @property
-    def what(self) -> str:
-        """``"POST /api/v1/..."``: how messages name the call."""
-        return f"{self.method} {self.path}"
-
-
-class _State:
-    """What one call has seen so far."""
-
-    __slots__ = ("attempt", "began", "in_try", "last", "seen", "sent", "started", "until")
-
-    def __init__(self, started: float, deadline: float | None) -> None:
-        self.started = started
-        self.until = math.inf if deadline is None else started + deadline  # the deadline
-        self.began = started  # when the last try was written
-        self.attempt = 0
-        self.sent = 0  # tries written (or being written)
-        self.in_try = False  # stays True if the deadline cancels a try
-        self.last: AIPortraitError | None = None
-        self.seen = 0  # the breaker's failures seen when the last try was written
 
 
 @attrs.frozen
@@ -167,7 +88,7 @@ class Caller:
         call ``failed``, or ``unknown`` for a charged call, as the caller will see it.
         """
         hooks = self.hooks
-        state = _State(_clock.now(), self.policy.deadline)
+        state = CallState(_clock.now(), self.policy.deadline)
         if hooks:
             from ..hooks.events import CallStarted  # built on first use (with hooks)
 
@@ -199,7 +120,7 @@ class Caller:
             await self._ended(call, state, result)
         return result
 
-    async def _tries(self, call: Call, try_once: Callable[[], Awaitable[T]], state: _State) -> T:
+    async def _tries(self, call: Call, try_once: Callable[[], Awaitable[T]], state: CallState) -> T:
         """Try, and while :func:`decide` says so, wait and try again."""
         while True:
             try:
@@ -212,7 +133,7 @@ class Caller:
                 state.in_try = False
             await self._within(call, state, self._again(call, state, failure))
 
-    async def _again(self, call: Call, state: _State, failure: AIPortraitError) -> None:
+    async def _again(self, call: Call, state: CallState, failure: AIPortraitError) -> None:
         """After a failed try: tell, ask :func:`decide`, and wait before the next try; raise
         what ends the call when it is not tried again."""
         cooldown, hooks = self.limits.cooldown, self.hooks
@@ -281,7 +202,7 @@ class Caller:
             await emit(hooks, scheduled)
         await _clock.sleep(decision.wait)
 
-    async def _try(self, call: Call, try_once: Callable[[], Awaitable[T]], state: _State) -> T:
+    async def _try(self, call: Call, try_once: Callable[[], Awaitable[T]], state: CallState) -> T:
         """One try: wait out the cool-down, hold a slot, claim, send."""
         limits = self.limits
         cooldown, breaker = limits.cooldown, limits.breaker
@@ -317,7 +238,7 @@ class Caller:
         finally:
             slot.give_back()
 
-    async def _ready(self, call: Call, state: _State, slot: Slot) -> None:
+    async def _ready(self, call: Call, state: CallState, slot: Slot) -> None:
         """The slow way to a try: the slot's tokens that were not free, then until nothing
         holds the call back: the 429 cool-down (a 429 may come while it waited), the outage
         pause of a new charged call (:meth:`Breaker.hold`; a retry follows the
@@ -355,7 +276,7 @@ class Caller:
         breaker = self.limits.breaker
         await emit(self.hooks, OutagePause(True, breaker.reason, breaker.failures))
 
-    async def _before_send(self, call: Call, state: _State) -> None:
+    async def _before_send(self, call: Call, state: CallState) -> None:
         """Right before a try is written: the charged call's claim, then the events."""
         if call.claim is not None and call.kind != "read":
             await call.claim.before_send()
@@ -377,7 +298,7 @@ class Caller:
 
             await emit(self.hooks, OutagePause(False, breaker.reason, 0, seconds))
 
-    async def _within(self, call: Call, state: _State, step: Awaitable[T]) -> T:
+    async def _within(self, call: Call, state: CallState, step: Awaitable[T]) -> T:
         """Await ``step`` under a cancel scope that ends at the call's deadline; when the
         deadline ends it, raise :class:`_Cut` carrying what that means (:meth:`_cut`), which
         passes the loop by (it is no failed try: nothing is decided or told again)."""
@@ -386,7 +307,7 @@ class Caller:
             return await step
         raise _Cut(self._cut(call, state))
 
-    def _cut(self, call: Call, state: _State) -> BaseException:
+    def _cut(self, call: Call, state: CallState) -> BaseException:
         """The deadline passed: during a try (which may have reached the service) or a wait."""
         cut = RequestTimeout(
             f"{call.what}: no answer within the deadline of {self.policy.deadline}s",
@@ -402,7 +323,7 @@ class Caller:
             return state.last  # the run of failures the deadline ended
         return cut
 
-    async def _answered(self, call: Call, state: _State, outcome: object) -> None:
+    async def _answered(self, call: Call, state: CallState, outcome: object) -> None:
         from ..hooks.events import AnswerReceived  # built on first use (with hooks)
 
         error = outcome if isinstance(outcome, BaseException) else None
@@ -414,7 +335,7 @@ class Caller:
         )
         await emit(self.hooks, event)
 
-    async def _ended(self, call: Call, state: _State, outcome: object) -> None:
+    async def _ended(self, call: Call, state: CallState, outcome: object) -> None:
         from ..hooks.events import CallEnded  # built on first use (with hooks)
 
         seconds = _clock.now() - state.started
