@@ -23,7 +23,7 @@ from aiportrait import CreateRequest, OutagePolicy, PollPolicy, Session
 from aiportrait.emulator import Emulator, Faults
 from aiportrait.errors import ModelIdError, PhotoCountWarning, ServerError
 from aiportrait.hooks import OutagePause
-from aiportrait.samples import SamplePhotos, sample_photos
+from aiportrait.samples import SamplePhotos
 from aiportrait.testing import VirtualClock
 from tests._mock import until
 
@@ -32,9 +32,9 @@ CREATE_PATH = "/api/v1/aigc_images/create"
 OUTAGE = Faults(rate_5xx=1.0, status_5xx=500)
 
 
-@pytest.fixture(scope="module")
-def media(tmp_path_factory: pytest.TempPathFactory) -> SamplePhotos:
-    return sample_photos(tmp_path_factory.mktemp("media"))
+@pytest.fixture
+def media(sample_media: SamplePhotos) -> SamplePhotos:
+    return sample_media
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ async def emu(media: SamplePhotos, tmp_path: Path) -> AsyncIterator[Emulator]:
         yield e
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def template(media: SamplePhotos) -> str:
     """A small template (256 px): 60 portraits composed in a few seconds."""
     from PIL import Image
