@@ -7,9 +7,13 @@ after that failure (a probe, or any other call). ``OutagePolicy.threshold`` fail
 make a *pause*: the probes then go on a backoff schedule. One waiting call at a time sends the
 probe (:meth:`Breaker.hold`); the others wait for its verdict.
 
-An answer only counts when its request was written after the last failure the breaker saw
-(``seen``): a call that was on the wire before the outage began and comes back fine says
-nothing about the service now.
+What counts is when a request was written, not when its end comes back: each try remembers
+the breaker's :attr:`~Breaker.epoch` when it is written (it moves on with each failure counted
+and each end of a doubt, so reading it costs a call nothing). An answer ends the doubt only
+when its request was written after every failing request counted (a call that was on the wire
+before the outage began and comes back fine says nothing about the service now), and a failure
+counts only when its request was written after the doubt last ended (a call sent before the
+service came back says nothing either).
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ class Breaker:
     Attributes:
         policy: the :class:`~aiportrait.OutagePolicy`.
         failures: outage failures in a row (0: charged calls go).
-        seen: outage failures seen in all; a try remembers it when it is written.
+        epoch: moves on with each failure counted and each end of a doubt; a try remembers
+            it when it is written.
         reason: why the service seems down (the last failure's reason).
         episodes: pauses so far (``threshold`` failures in a row make one).
     """
@@ -39,8 +44,10 @@ class Breaker:
     def __init__(self, policy: OutagePolicy) -> None:
         self.policy = policy
         self.failures = 0
-        self.seen = 0
+        self.epoch = 0
         self.reason = ""
+        self._up = 0  # the epoch since the last end of a doubt
+        self._down = 0  # the newest epoch in which a request written failed (counted)
         self.episodes = 0
         self._began = 0.0
         self._ended: float | None = None  # the last pause's length, until told
@@ -52,12 +59,14 @@ class Breaker:
         """True while a pause runs (``threshold`` failures in a row, no answer since)."""
         return self.failures >= self.policy.threshold
 
-    def failed(self, reason: str) -> bool:
-        """Count an outage failure; True when it starts a pause."""
-        if not self.policy.pause:
+    def failed(self, reason: str, written: int) -> bool:
+        """Count an outage failure of a try written in epoch ``written``; True when it starts
+        a pause."""
+        if not self.policy.pause or written < self._up:
             return False
         self.failures += 1
-        self.seen += 1
+        self.epoch += 1
+        self._down = max(self._down, written)
         self.reason = reason
         if self.failures != self.policy.threshold:
             return False
@@ -65,25 +74,26 @@ class Breaker:
         self._began = _clock.now()
         return True
 
-    def answered(self, seen: int) -> None:
-        """The service answered a try written when ``seen`` failures had been seen: if none
-        came since, it is up and charged calls go on."""
-        if seen != self.seen or not self.failures:
+    def answered(self, written: int) -> None:
+        """The service answered a try written in epoch ``written``: if that was after every
+        failing request counted, the service is up and charged calls go on."""
+        if not self.failures or written <= self._down:
             return
         if self.paused:
             self._ended = _clock.now() - self._began
         self.failures = 0
+        self.epoch += 1
+        self._up = self.epoch
         self._wake()
 
-    def saw(self, failure: AIPortraitError, seen: int) -> bool:
-        """A try written when ``seen`` failures had been seen failed with ``failure``: count it
-        when it says the service is down (True when that starts a pause), else it is an
-        answer."""
+    def saw(self, failure: AIPortraitError, written: int) -> bool:
+        """A try written in epoch ``written`` failed with ``failure``: count it when it says
+        the service is down (True when that starts a pause), else it is an answer."""
         reason = outage_reason(failure)
         if reason is None:
-            self.answered(seen)
+            self.answered(written)
             return False
-        return self.failed(reason)
+        return self.failed(reason, written)
 
     def take_resumed(self) -> float | None:
         """Once per pause, when it is over: its length in seconds (for the hooks)."""

@@ -76,7 +76,7 @@ class Call:
 class CallState:
     """What one call has seen so far."""
 
-    __slots__ = ("attempt", "began", "in_try", "last", "seen", "sent", "started", "until")
+    __slots__ = ("attempt", "began", "in_try", "last", "sent", "started", "until", "written")
 
     def __init__(self, started: float, deadline: float | None) -> None:
         self.started = started
@@ -86,4 +86,4 @@ class CallState:
         self.sent = 0  # tries written (or being written)
         self.in_try = False  # stays True if the deadline cancels a try
         self.last: AIPortraitError | None = None
-        self.seen = 0  # the breaker's failures seen when the last try was written
+        self.written = 0  # the breaker's epoch when the last try was written

@@ -137,7 +137,7 @@ class Caller:
         """After a failed try: tell, ask :func:`decide`, and wait before the next try; raise
         what ends the call when it is not tried again."""
         cooldown, hooks = self.limits.cooldown, self.hooks
-        paused = self.limits.breaker.saw(failure, state.seen)  # before anything can wait
+        paused = self.limits.breaker.saw(failure, state.written)  # before anything can wait
         charged = call.kind != "read"
         policy = self.policy
         if call.tries is not None:
@@ -223,7 +223,7 @@ class Caller:
                 await self._within(call, state, self._before_send(call, state))
             state.began = _clock.now()
             state.sent = state.attempt
-            state.seen = breaker.seen
+            state.written = breaker.epoch
             state.in_try = True
             if _clock.ends_by(call.bound, state.until):
                 result = await try_once()  # its own timeout ends it before the deadline
@@ -233,7 +233,7 @@ class Caller:
             state.in_try = False  # the answer is here: nothing after this may lose it
             cooldown.clear()
             if breaker.failures:
-                breaker.answered(state.seen)
+                breaker.answered(state.written)
             return result
         finally:
             slot.give_back()
@@ -261,14 +261,14 @@ class Caller:
         the reads' rates), whose answer or failure the breaker is told."""
         breaker = self.limits.breaker
         await self.limits.slot("read").pace()
-        seen = breaker.seen
+        written = breaker.epoch
         try:
             await self.probe()
         except CALL_ERRORS as exc:
-            if breaker.saw(exc, seen) and self.hooks:
+            if breaker.saw(exc, written) and self.hooks:
                 await self._paused()
         else:
-            breaker.answered(seen)
+            breaker.answered(written)
 
     async def _paused(self) -> None:
         from ..hooks.events import OutagePause  # built on first use (with hooks)
