@@ -182,28 +182,51 @@ async def test_a_single_failure_holds_creates_until_a_probe_answers(
     assert aiportrait_instant_waits.time == 0  # the probe went at once
 
 
-async def test_reads_go_on_and_their_answer_ends_the_pause(
-    emu: Emulator, aiportrait_instant_waits: VirtualClock
-) -> None:
-    async with emu.session(outage=OutagePolicy(threshold=1)) as session:
-        emu.faults = OUTAGE
+async def test_reads_go_on_and_their_answer_ends_the_pause(emu: Emulator) -> None:
+    # Real time, probes every 50 ms: how many there are depends on the machine, not what
+    # is asserted. Batch queries (the probe's path too) answer 500; job queries do not.
+    emu.faults = Faults(rate_5xx=1.0, status_5xx=500, paths=frozenset({"/api/v1/batch_jobs/"}))
+    job = emu.add_synthetic_job(0.0)
+    outage = OutagePolicy(threshold=1, probe_interval=0.05, probe_cap=0.05)
+    async with emu.session(outage=outage, retry=aiportrait.RetryPolicy.NEVER) as session:
         with pytest.raises(ServerError):
-            await session.get_batch_jobs(7)  # a read: retried, then its 500 stands
+            await session.get_batch_jobs(7)  # a read's 500: the pause
         assert session.limits.outage
         create = asyncio.create_task(session.create("nope", "https://example.invalid/t.jpg"))
-        await until(lambda: emu.counters.requests >= 5, "a probe of the pause")
-        assert not create.done()  # held: no create reached the emulator
-        assert emu.counters.faults["5xx"] == emu.counters.requests
-        emu.faults = None
-        assert await session.get_batch_jobs(7) == ()  # a read sent now, answered
+        await until(lambda: emu.counters.requests >= 3, "probes of the pause")
+        assert not create.done()  # held: every probe failed, no create reached the emulator
+        with anyio.fail_after(60):
+            while not create.done():  # a read written after the last failing probe ends it
+                assert (await session.get_job(job)).done
+                await asyncio.sleep(0)
         with pytest.raises(ModelIdError):
             await create  # the held create went on, once
-    assert [p for _, p in emu.counters.arrivals].count(CREATE_PATH) == 1
+    paths = [p for _, p in emu.counters.arrivals]
+    assert paths.count(CREATE_PATH) == 1
+    assert paths.index(CREATE_PATH) > paths.index(f"/api/v1/async_jobs/{job}")
+    assert emu.counters.faults["5xx"] == paths.count("/api/v1/batch_jobs/7") + paths.count(
+        "/api/v1/batch_jobs/1"
+    )
+
+
+async def test_a_create_held_to_its_deadline_fails_unsent(
+    emu: Emulator, aiportrait_instant_waits: VirtualClock
+) -> None:
+    emu.faults = OUTAGE
+    async with emu.session(retry=aiportrait.RetryPolicy(deadline=60)) as session:
+        with pytest.raises(ServerError):
+            await session.get_batch_jobs(7)
+        with pytest.raises(aiportrait.errors.RequestTimeout) as info:
+            await session.create("nope", "https://example.invalid/t.jpg")
+    assert info.value.sent is False  # not charged: nothing was written
+    assert "not sent: the service seemed down (HTTP 500 SERVICE_ERROR)" in str(info.value)
+    assert CREATE_PATH not in [p for _, p in emu.counters.arrivals]
 
 
 def test_outage_policy_validation_and_schedule() -> None:
     policy = OutagePolicy(threshold=2, probe_interval=0.5, probe_cap=3)
     assert [policy.probe_wait(n) for n in range(1, 7)] == [0, 0.5, 1, 2, 3, 3]
+    assert policy.probe_wait(10**6) == 3  # a long outage: the cap, no overflow
     for bad in ({"threshold": 0}, {"probe_interval": 0}, {"pause": "yes"}):
         with pytest.raises(aiportrait.InvalidArgument):
             OutagePolicy(**bad)  # type: ignore[arg-type]

@@ -8,12 +8,12 @@ make a *pause*: the probes then go on a backoff schedule. One waiting call at a 
 probe (:meth:`Breaker.hold`); the others wait for its verdict.
 
 What counts is when a request was written, not when its end comes back: each try remembers
-the breaker's :attr:`~Breaker.epoch` when it is written (it moves on with each failure counted
-and each end of a doubt, so reading it costs a call nothing). An answer ends the doubt only
-when its request was written after every failing request counted (a call that was on the wire
-before the outage began and comes back fine says nothing about the service now), and a failure
-counts only when its request was written after the doubt last ended (a call sent before the
-service came back says nothing either).
+the breaker's :attr:`~Breaker.epoch` when it is written (it moves on with each probe, each
+failure counted and each end of a doubt, so reading it costs a call nothing). An answer ends
+the doubt only when its request was written after every failing request counted (a call that
+was on the wire before the outage began and comes back fine says nothing about the service
+now), and a failure counts only when its request was written after the doubt last ended (a
+call sent before the service came back says nothing either).
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ class Breaker:
     Attributes:
         policy: the :class:`~aiportrait.OutagePolicy`.
         failures: outage failures in a row (0: charged calls go).
-        epoch: moves on with each failure counted and each end of a doubt; a try remembers
-            it when it is written.
+        epoch: moves on with each probe, each failure counted and each end of a doubt; a try
+            remembers it when it is written (tries of one epoch cannot be told apart).
         reason: why the service seems down (the last failure's reason).
         episodes: pauses so far (``threshold`` failures in a row make one).
     """

@@ -261,7 +261,7 @@ class Caller:
         the reads' rates), whose answer or failure the breaker is told."""
         breaker = self.limits.breaker
         await self.limits.slot("read").pace()
-        written = breaker.epoch
+        breaker.epoch = written = breaker.epoch + 1  # later calls are told from it
         try:
             await self.probe()
         except CALL_ERRORS as exc:
@@ -309,8 +309,12 @@ class Caller:
 
     def _cut(self, call: Call, state: CallState) -> BaseException:
         """The deadline passed: during a try (which may have reached the service) or a wait."""
+        breaker = self.limits.breaker
+        why = "no answer"
+        if not state.in_try and breaker.failures and call.kind != "read":
+            why = f"not sent: the service seemed down ({breaker.reason})"
         cut = RequestTimeout(
-            f"{call.what}: no answer within the deadline of {self.policy.deadline}s",
+            f"{call.what}: {why} within the deadline of {self.policy.deadline}s",
             method=call.method,
             path=call.path,
             sent=None if state.in_try else False,

@@ -126,7 +126,8 @@ class OutagePolicy:
         """Seconds before the next probe after ``failures`` outage failures in a row."""
         if failures < self.threshold:
             return 0.0
-        return min(self.probe_cap, self.probe_interval * 2.0 ** (failures - self.threshold))
+        doublings = min(failures - self.threshold, 64)  # past the cap long before: no overflow
+        return min(self.probe_cap, self.probe_interval * 2.0**doublings)
 
 
 OutagePolicy.OFF = OutagePolicy(pause=False)
