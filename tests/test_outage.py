@@ -131,7 +131,7 @@ async def test_an_outage_leaves_at_most_the_first_calls_unknown(
     # said the service was down: at most the batch's 4 in flight. Every later one waited.
     assert 1 <= len(unknown) <= 4
     assert run.creates_during_outage(emu) == len(unknown)
-    assert all(isinstance(o.error.__cause__, ServerError) for o in unknown)  # type: ignore[union-attr]
+    assert all(isinstance(o.error.__cause__, ServerError) for o in unknown)
     assert [o.status for o in run.outcomes].count("succeeded") == 60 - len(unknown)
     assert emu.counters.creations == 60 - len(unknown)  # the 500s ran nothing
     assert not emu.counters.charged_duplicates()
@@ -229,7 +229,7 @@ def test_outage_policy_validation_and_schedule() -> None:
     assert policy.probe_wait(10**6) == 3  # a long outage: the cap, no overflow
     for bad in ({"threshold": 0}, {"probe_interval": 0}, {"pause": "yes"}):
         with pytest.raises(aiportrait.InvalidArgument):
-            OutagePolicy(**bad)  # type: ignore[arg-type]
+            OutagePolicy(**bad)
     with pytest.raises(aiportrait.InvalidArgument, match="OutagePolicy"):
         Session("http://127.0.0.1:1", "a", "t", outage=3)  # type: ignore[arg-type]
 
