@@ -26,6 +26,7 @@ from aiportrait.hooks import OutagePause
 from aiportrait.samples import SamplePhotos
 from aiportrait.testing import VirtualClock
 from tests._mock import until
+from tests._server import closed_url
 
 FAST = PollPolicy(first=0.01, growth=0.5, cap=0.04, jitter=0.0, timeout=20.0)
 CREATE_PATH = "/api/v1/aigc_images/create"
@@ -221,6 +222,31 @@ async def test_a_create_held_to_its_deadline_fails_unsent(
     assert info.value.sent is False  # not charged: nothing was written
     assert "not sent: the service seemed down (HTTP 500 SERVICE_ERROR)" in str(info.value)
     assert CREATE_PATH not in [p for _, p in emu.counters.arrivals]
+
+
+async def test_a_service_never_reached_fails_at_once_and_one_that_answered_pauses(
+    tmp_path: Path, aiportrait_instant_waits: VirtualClock
+) -> None:
+    # Nothing listens: a wrong address fails each create unsent, as it did, with no pause.
+    url = await closed_url()
+    async with Session(url, "a", "t", retry=aiportrait.RetryPolicy.NEVER) as session:
+        for _ in range(4):
+            with pytest.raises(aiportrait.errors.ConnectError):
+                await session.create("m", "https://example.invalid/t.jpg")
+        assert session.limits.outage == ""
+    assert aiportrait_instant_waits.slept == []
+    # Once the service has answered, a refused connection is an outage like a 500.
+    first = await Emulator(token="t", data_dir=tmp_path).start()
+    async with first.session(retry=aiportrait.RetryPolicy.NEVER) as session:
+        assert await session.get_batch_jobs(7) == ()
+        await first.close()  # its port refuses connections now
+        with pytest.raises(aiportrait.errors.ConnectError):
+            await session.get_batch_jobs(7)
+        assert session.limits.outage == "could not connect: nothing was sent"
+        async with Emulator(token="t", data_dir=tmp_path, port=first.port):  # back
+            with pytest.raises(ModelIdError):
+                await session.create("nope", "https://example.invalid/t.jpg")  # after a probe
+        assert session.limits.outage == ""
 
 
 def test_outage_policy_validation_and_schedule() -> None:

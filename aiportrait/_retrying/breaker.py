@@ -14,6 +14,10 @@ the doubt only when its request was written after every failing request counted 
 was on the wire before the outage began and comes back fine says nothing about the service
 now), and a failure counts only when its request was written after the doubt last ended (a
 call sent before the service came back says nothing either).
+
+A connection refused before this Session ever got an answer is not counted: nothing was sent
+and nothing can have run, and a wrong address or a stopped service should fail at once, not
+after a long wait. Once the service has answered, it is an outage like any other.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
-from ..errors import AIPortraitError
+from ..errors import AIPortraitError, TransportError
 from . import clock as _clock
 from .policy import OutagePolicy, outage_reason
 
@@ -39,6 +43,7 @@ class Breaker:
             remembers it when it is written (tries of one epoch cannot be told apart).
         reason: why the service seems down (the last failure's reason).
         episodes: pauses so far (``threshold`` failures in a row make one).
+        up: the service has answered this Session at least once.
     """
 
     def __init__(self, policy: OutagePolicy) -> None:
@@ -49,6 +54,7 @@ class Breaker:
         self._up = 0  # the epoch since the last end of a doubt
         self._down = 0  # the newest epoch in which a request written failed (counted)
         self.episodes = 0
+        self.up = False
         self._began = 0.0
         self._ended: float | None = None  # the last pause's length, until told
         self._probing = False
@@ -77,6 +83,7 @@ class Breaker:
     def answered(self, written: int) -> None:
         """The service answered a try written in epoch ``written``: if that was after every
         failing request counted, the service is up and charged calls go on."""
+        self.up = True
         if not self.failures or written <= self._down:
             return
         if self.paused:
@@ -93,6 +100,8 @@ class Breaker:
         if reason is None:
             self.answered(written)
             return False
+        if not self.up and isinstance(failure, TransportError) and failure.sent is False:
+            return False  # never answered, nothing sent: no outage to wait out
         return self.failed(reason, written)
 
     def take_resumed(self) -> float | None:

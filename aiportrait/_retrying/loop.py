@@ -232,7 +232,7 @@ class Caller:
             # A CALL_ERRORS failure leaves in_try for _tries.
             state.in_try = False  # the answer is here: nothing after this may lose it
             cooldown.clear()
-            if breaker.failures:
+            if breaker.failures or not breaker.up:
                 breaker.answered(state.written)
             return result
         finally:

@@ -97,7 +97,8 @@ class OutagePolicy:
     """When a Session holds back its charged calls because the service seems down.
 
     A failure that says the service is down (:func:`outage_reason`: no connection, no answer
-    in time, an undocumented 5xx) makes the Session doubt the service: from then on a train or
+    in time, an undocumented 5xx; a refused connection only once the service has answered
+    the Session) makes the Session doubt the service: from then on a train or
     create is not sent until a probe (a free batch query) or any other call sent after that
     failure gets an answer from the service. Each failure in a row counts; at ``threshold``
     the Session is *paused* (the hooks' :class:`~aiportrait.hooks.OutagePause`, a batch's
