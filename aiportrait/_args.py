@@ -65,7 +65,10 @@ def url_problem(value: object) -> str:
         return "leading or trailing white space"
     if value.startswith("data:"):
         return "" if "," in value else "a data: URL without ','"
-    scheme, netloc = _scheme_and_host(value)
+    try:
+        scheme, netloc = _scheme_and_host(value)
+    except ValueError as exc:  # urlsplit: "Invalid IPv6 URL"
+        return str(exc)
     if scheme not in _SCHEMES:
         return "no http(s), oss, file or data scheme"
     if scheme != "file" and not netloc:

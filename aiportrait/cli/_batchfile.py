@@ -45,7 +45,7 @@ from ._batchtext import MAX_DEPTH, json_value, read_rows
 from ._exit import UsageError
 from ._local import PHOTO_FIELDS, is_url, local_inputs
 
-__all__ = ["MAX_KEY", "Plan", "check_request", "config_from", "read_plan", "row_request"]
+__all__ = ["MAX_KEY", "Item", "Plan", "check_request", "config_from", "read_plan", "row_request"]
 
 MAX_KEY: Final = 256
 """The longest key, characters. A key names an item on each outcome line, in the journal and

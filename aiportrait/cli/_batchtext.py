@@ -11,7 +11,8 @@ reading more than :data:`MAX_FILE_BYTES`: the file is read a line at a time.
   a UTF-16 or UTF-32 file, a byte order mark further in, a NUL byte or bytes that are not
   UTF-8 are refused.
 - A JSON value (a JSON Lines row, a CSV ``config`` cell) has each field once, finite numbers
-  (no ``NaN``, ``Infinity`` or ``1e999``) and at most :data:`MAX_DEPTH` levels of nesting.
+  (no ``NaN``, ``Infinity`` or ``1e999``), integers of at most :data:`MAX_DIGITS` digits and
+  at most :data:`MAX_DEPTH` levels of nesting.
 - A CSV header names each column once.
 """
 
@@ -32,6 +33,7 @@ from ._exit import UsageError
 
 __all__ = [
     "MAX_DEPTH",
+    "MAX_DIGITS",
     "MAX_FILE_BYTES",
     "MAX_ITEMS",
     "MAX_LINE_BYTES",
@@ -46,6 +48,8 @@ MAX_LINE_BYTES: Final = 1024 * 1024
 MAX_ITEMS: Final = 100_000
 """The most rows of one file: a parsed row takes about 600 bytes of memory and more, and the
 file is checked whole before anything is sent; split a larger batch into several files."""
+MAX_DIGITS: Final = 20
+"""The most digits of a JSON integer (a 64-bit integer has up to 19 or 20)."""
 MAX_DEPTH: Final = 32
 """The deepest nesting of a JSON row (the row itself is level 1): a config is two levels."""
 
@@ -109,7 +113,7 @@ def _lines(file: IO[bytes]) -> Iterator[tuple[int, str]]:
             return
         total += len(raw)
         if len(raw) > MAX_LINE_BYTES:
-            raise UsageError(f"{_where(number)}: longer than {MAX_LINE_BYTES // 1024} KiB")
+            raise UsageError(f"{_where(number)}: longer than {MAX_LINE_BYTES // 2**20} MiB")
         if total > MAX_FILE_BYTES:  # it grew while it was read
             raise UsageError(
                 f"{_where(number)}: over the {MAX_FILE_BYTES // 2**20} MiB a batch file may be"
@@ -127,6 +131,12 @@ def _finite(text: str) -> float:
     if value in (float("inf"), float("-inf")):
         raise ValueError(f"{text} is out of range")
     return value
+
+
+def _integer(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_DIGITS:
+        raise ValueError(f"an integer of {len(text.lstrip('-'))} digits, over {MAX_DIGITS}")
+    return int(text)
 
 
 def _no_constant(text: str) -> Any:
@@ -162,7 +172,11 @@ def json_value(text: str, depth: int = MAX_DEPTH) -> Any:
     most ``depth`` levels. A column in the message counts from the text's start."""
     try:
         value = json.loads(
-            text, object_pairs_hook=_object, parse_constant=_no_constant, parse_float=_finite
+            text,
+            object_pairs_hook=_object,
+            parse_constant=_no_constant,
+            parse_float=_finite,
+            parse_int=_integer,
         )
     except json.JSONDecodeError as exc:
         raise UsageError(f"not JSON at column {exc.colno} ({exc.msg})") from None
