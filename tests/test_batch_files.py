@@ -103,6 +103,7 @@ CASES: list[tuple[str, str | bytes | Callable[[Path], None], str]] = [
         f"{SOLO}}}\n\ufeff{SOLO}}}\n",
         "line 2, column 1: a byte order mark inside",
     ),
+    ("old-mac.csv", "kind,model_id,template\rsolo,m,http://x/t\r", "line 1: not CSV (a carriage"),
     (
         "nul.jsonl",
         f'{SOLO}}}\n{SOLO}, "prompt": "a\0b"}}\n'.encode(),

@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, Final
 
+from .._args import short
 from ._exit import UsageError
 
 __all__ = [
@@ -209,7 +210,7 @@ def _csv_rows(lines: Iterator[tuple[int, str]], first: int) -> Iterator[tuple[in
         header = [cell.strip() for cell in next(reader)]
         twice = sorted(c for c, n in Counter(header).items() if n > 1 and c)
         if twice:
-            raise UsageError(f"{_where(first)}: column {twice[0]!r} is given twice")
+            raise UsageError(f"{_where(first)}: column {short(twice[0], 40)} is given twice")
         for cells in reader:
             number = first - 1 + reader.line_num
             if not cells:
@@ -217,8 +218,13 @@ def _csv_rows(lines: Iterator[tuple[int, str]], first: int) -> Iterator[tuple[in
             if len(cells) > len(header):
                 raise UsageError(f"{_where(number)}: more cells than columns")
             yield number, dict(zip(header, cells, strict=False))
-    except csv.Error as exc:
-        raise UsageError(f"{_where(first - 1 + reader.line_num)}: not CSV ({exc})") from None
+    except csv.Error as exc:  # a cell over the csv module's limit (128 KiB), a lone \r
+        why = (
+            "a carriage return alone as a line break: save the file with line feeds"
+            if "new-line" in str(exc)
+            else str(exc)
+        )
+        raise UsageError(f"{_where(first - 1 + reader.line_num)}: not CSV ({why})") from None
 
 
 def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
