@@ -23,6 +23,7 @@ from aiportrait import cli
 from aiportrait.cli import main, read_plan
 from aiportrait.emulator import Emulator
 from aiportrait.errors import ConfigWarning
+from aiportrait.samples import sample_photos
 
 TOKEN = "batch-files-token-0123456789"
 SOLO = '{"kind": "solo", "model_id": "m", "template": "http://127.0.0.1:9/t.jpg"'
@@ -236,6 +237,12 @@ def _args(command: list[str], path: Path, emu: Emulator, tmp_path: Path) -> list
     return [*command, str(path), *where, *service]
 
 
+def _sent(emu: Emulator) -> int:
+    """Requests the emulator saw: the service's and its bucket's (uploads)."""
+    bucket = emu.bucket
+    return emu.counters.requests + bucket.puts + bucket.heads + bucket.gets + bucket.refused
+
+
 def _make(path: Path, content: str | bytes | Callable[[Path], None]) -> None:
     if isinstance(content, str):
         path.write_bytes(content.encode())
@@ -268,7 +275,7 @@ async def test_a_bad_batch_file_exits_2_with_the_file_and_line_and_sends_nothing
     assert expected in line
     assert line.isprintable() and len(line) < 400  # escaped, and a value quoted only in part
     assert captured.out == ""
-    assert emu.counters.requests == 0
+    assert _sent(emu) == 0
     assert not (tmp_path / "out").exists() and not (tmp_path / "store").exists()
 
 
@@ -296,11 +303,25 @@ async def test_temporal_batch_refuses_an_item_too_large_for_temporal_before_anyt
     assert code == cli.EXIT_USAGE
     assert line.startswith(f"aiportrait: error: UsageError: {path}: line 2: the item takes 600")
     assert "over the 256 KiB an item may take" in line
-    assert emu.counters.requests == 0 and not (tmp_path / "store").exists()
+    assert _sent(emu) == 0 and not (tmp_path / "store").exists()
     path.write_text(f"{_item(200_000)}\n")
     code = await asyncio.to_thread(main, _args(["temporal", "batch"], path, emu, tmp_path))
     assert code == cli.EXIT_TRANSPORT  # read, then Temporal does not answer on port 9
     assert "ConnectError: cannot reach Temporal" in capsys.readouterr().err
+
+
+@needs_temporal
+async def test_temporal_batch_counts_a_local_photo_as_the_url_it_will_be_uploaded_to(
+    emu: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photo = sample_photos(tmp_path / "me").astronaut[0]  # some 20 characters as a path
+    path = tmp_path / "items.jsonl"
+    path.write_text(json.dumps({"kind": "train", "images": [f"me/{photo}"] * 300}) + "\n")
+    code = await asyncio.to_thread(main, _args(["temporal", "batch"], path, emu, tmp_path))
+    (line,) = capsys.readouterr().err.splitlines()
+    assert code == cli.EXIT_USAGE
+    assert f"{path}: line 1: the item takes 3" in line  # 300 uploads of 1 KiB each
+    assert _sent(emu) == 0 and not (tmp_path / "store").exists()
 
 
 def test_batch_takes_an_item_of_900_kb_and_a_key_of_256_characters(tmp_path: Path) -> None:
@@ -370,14 +391,14 @@ async def test_random_bytes_exit_2_or_run_never_crash(
         suffix, data = _random_file(rng)
         path = tmp_path / f"f{number}{suffix}"
         path.write_bytes(data)
-        before = emu.counters.requests
+        before = _sent(emu)
         code = await asyncio.to_thread(main, _args(command, path, emu, tmp_path))
         err = capsys.readouterr().err
         assert "Traceback" not in err and code != cli.EXIT_FAILED, (path.read_bytes(), err)
         if code == cli.EXIT_USAGE:
             refused += 1
             assert err.startswith(f"aiportrait: error: UsageError: {path}: "), err
-            assert emu.counters.requests == before  # nothing sent
+            assert _sent(emu) == before  # nothing sent
         else:  # a good file: it ran (items failed: no such model), or Temporal is not there
             assert code in (cli.EXIT_BATCH_FAILED, cli.EXIT_TRANSPORT), err
     assert 60 < refused < 120  # mostly bad files, as the mix intends, and some good ones
