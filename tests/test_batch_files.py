@@ -167,6 +167,31 @@ CASES: list[tuple[str, str | bytes | Callable[[Path], None], str]] = [
         "ipa_weight: expected a number, got 'nan'",
     ),
     ("weight-list.jsonl", f'{REF}, "ipa_weight": [1]}}\n', "ipa_weight: expected a number"),
+    (
+        "reference-list.jsonl",
+        '{"kind": "reference", "reference": ["http://x/r"], "template": "http://x/t"}\n',
+        "reference: expected a string",
+    ),
+    (
+        "prompt-object.jsonl",
+        '{"kind": "prompt", "model_id": "m", "prompt": {"text": "p"}}\n',
+        "prompt: expected a string",
+    ),
+    (
+        "scene-id-list.jsonl",
+        '{"kind": "prompt", "model_id": "m", "prompt": "p", "scene_id": [1]}\n',
+        "scene_id: expected a string",
+    ),
+    (
+        "scene-lora-word.jsonl",
+        '{"kind": "train", "images": ["http://x/a"], "scene_lora": "maybe"}\n',
+        "scene_lora: expected true or false, got 'maybe'",
+    ),
+    (
+        "scene-prompts-number.jsonl",
+        '{"kind": "train", "images": ["http://x/a"], "scene_prompts": 3}\n',
+        "scene_prompts: expected a list of strings",
+    ),
     ("config-list.jsonl", f'{SOLO}, "config": [1]}}\n', "config: expected a JSON object"),
     (
         "config-text.csv",
