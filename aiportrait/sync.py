@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from ._retrying.budget import Budget
 from ._session import Session as _AsyncSession
 from ._session import credentials_from_env
 from ._wire.signing import PrivateMapping, redacted
@@ -213,6 +214,12 @@ class Session:
     def aio(self) -> _AsyncSession:
         """The asynchronous Session underneath."""
         return self._session
+
+    @property
+    def budget(self) -> Budget | None:
+        """The Session's :class:`~aiportrait.Budget` (``budget=`` when built), as
+        :attr:`aiportrait.Session.budget`."""
+        return self._session.budget
 
     def __enter__(self) -> Session:
         return self

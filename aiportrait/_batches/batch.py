@@ -46,6 +46,7 @@ from .._requests import (
     TrainRequest,
 )
 from .._retrying import clock as _clock
+from .._retrying.budget import Budget
 from ..errors import InvalidArgument
 from ..hooks import BatchKind, emit, next_id
 from ..hooks.events import BatchEnded, BatchItemEnded, BatchStarted, Hook, tally_word
@@ -176,6 +177,7 @@ def create_many(
     recreate_missing: bool,
     hooks: Sequence[Hook] = (),
     upload: UploadFunc | None = None,
+    budgets: Sequence[Budget | None] = (),
 ) -> Outcomes[AnyCreateRequest, Portrait]:
     """Run create requests as a batch (see :meth:`Session.create_many`)."""
     batch_id = next_id() if hooks else None  # what the hook events of its calls name
@@ -189,6 +191,7 @@ def create_many(
         retry_failed=retry_failed,
         recreate_missing=recreate_missing,
         upload=upload,
+        budgets=budgets,
     )
     items = keyed(requests, _CREATE_KINDS)
     size = _limit(limit, capacity)
@@ -210,6 +213,7 @@ def train_many(
     durations: Durations | None = None,
     hooks: Sequence[Hook] = (),
     upload: UploadFunc | None = None,
+    budgets: Sequence[Budget | None] = (),
 ) -> Outcomes[TrainRequest, Any]:
     """Run trainings as a batch (see :meth:`Session.train_many`).
 
@@ -227,6 +231,7 @@ def train_many(
         retry_failed=retry_failed,
         durations=durations,
         upload=upload,
+        budgets=budgets,
     )
 
     async def work(key: Any, request: Any) -> Outcome[Any, Any]:

@@ -20,6 +20,7 @@ from .._requests import (
     ReferenceCreateRequest,
     TrainRequest,
 )
+from .._retrying.budget import Budget
 from ..config import CreateConfig
 from ..models import CheckReport, Job, Portrait, TrainJob, TrainResult
 from .core import SessionCore
@@ -69,6 +70,11 @@ class Session(SessionCore):
             content_type, key) -> url``. Without one, a local photo raises
             :class:`~aiportrait.errors.InvalidArgument` before anything is sent (and
             :meth:`check_images` checks local photos on this machine).
+        budget: a :class:`~aiportrait.Budget`: the most trainings and creations this Session
+            may submit (``Budget(creations=10)``); a charged call beyond it raises
+            :class:`~aiportrait.errors.BudgetExhausted` before anything of it is uploaded or
+            sent. Not to be confused with ``max_trainings`` / ``max_creations``, which bound
+            the calls *in flight at once*.
 
     Use it as ``async with Session(...) as session:`` or call :meth:`aclose` when done.
     """
@@ -252,6 +258,7 @@ class Session(SessionCore):
         resubmit_unknown: bool = False,
         retry_failed: bool = False,
         recreate_missing: bool = False,
+        budget: Budget | None = None,
     ) -> Outcomes[AnyCreateRequest, Portrait]:
         """Create many portraits concurrently; yields an :class:`Outcome` per item as it ends.
 
@@ -276,6 +283,10 @@ class Session(SessionCore):
             recreate_missing: on a re-run, create (and pay for) again a finished portrait whose
                 file is not in ``out_dir`` any more; otherwise it comes back as
                 :class:`~aiportrait.errors.PortraitMissing`.
+            budget: a :class:`~aiportrait.Budget` for this batch, on top of the Session's: an
+                item beyond either ends with :class:`~aiportrait.errors.BudgetExhausted` (not
+                sent, nothing uploaded, not charged) and is left new in the journal, so that a
+                re-run with a larger budget goes on where this one stopped.
 
         A journal is owned by one run at a time: a second run on the same file, in this
         process or another, raises :class:`~aiportrait.errors.JournalLocked` here; a file that
@@ -306,6 +317,7 @@ class Session(SessionCore):
             recreate_missing=recreate_missing,
             hooks=self._hooks,
             upload=self._upload,
+            budgets=(budget, self._budget),
         )
 
     def train_many(
@@ -318,6 +330,7 @@ class Session(SessionCore):
         journal: str | os.PathLike[str] | None = None,
         resubmit_unknown: bool = False,
         retry_failed: bool = False,
+        budget: Budget | None = None,
     ) -> Outcomes[TrainRequest, Any]:
         """Train many models concurrently; yields an :class:`Outcome` per item as it ends.
 
@@ -335,6 +348,7 @@ class Session(SessionCore):
                 with its job id before any polling, so a re-run resumes watching it.
             resubmit_unknown: see :meth:`create_many`.
             retry_failed: see :meth:`create_many`.
+            budget: see :meth:`create_many` (it counts trainings submitted, not watched).
 
         Local photos are handled per item as in :meth:`create_many`: read when the item starts,
         checked on this machine (a failure is :class:`~aiportrait.errors.PreflightFailed` for
@@ -357,6 +371,7 @@ class Session(SessionCore):
             retry_failed=retry_failed,
             hooks=self._hooks,
             upload=self._upload,
+            budgets=(budget, self._budget),
         )
 
 
