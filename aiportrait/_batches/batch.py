@@ -55,7 +55,15 @@ from .items import BatchItems
 from .outcomes import Outcome, Outcomes
 from .runner import BatchRunner, Send, Wait
 
-__all__ = ["create_many", "keyed", "run_batch", "train_many"]
+__all__ = [
+    "CREATE_KINDS",
+    "TRAIN_KINDS",
+    "create_many",
+    "keyed",
+    "run_batch",
+    "train_many",
+    "training",
+]
 
 log = logging.getLogger("aiportrait")
 
@@ -154,12 +162,13 @@ async def run_batch(
 # -- the entry points behind Session.create_many / train_many --------------------------------
 
 
-_CREATE_KINDS = (
+CREATE_KINDS = (
     CreateRequest,
     GroupCreateRequest,
     ReferenceCreateRequest,
     PromptCreateRequest,
 )
+TRAIN_KINDS = (TrainRequest, list, tuple)  # a training, or a set of photos
 
 
 def create_many(
@@ -193,7 +202,7 @@ def create_many(
         upload=upload,
         budgets=budgets,
     )
-    items = keyed(requests, _CREATE_KINDS)
+    items = keyed(requests, CREATE_KINDS)
     size = _limit(limit, capacity)
     return _outcomes(items, runner.create, size, fail_fast, runner, "create", hooks, batch_id)
 
@@ -237,15 +246,13 @@ def train_many(
     async def work(key: Any, request: Any) -> Outcome[Any, Any]:
         return await runner.train(key, request, wait=wait_for_end)
 
-    sets: Iterable[tuple[Any, TrainRequest | Sequence[Any]]] = keyed(
-        image_sets, (TrainRequest, list, tuple)
-    )
-    pairs = ((key, _training(item)) for key, item in sets)
+    sets: Iterable[tuple[Any, TrainRequest | Sequence[Any]]] = keyed(image_sets, TRAIN_KINDS)
+    pairs = ((key, training(item)) for key, item in sets)
     size = _limit(limit, capacity)
     return _outcomes(pairs, work, size, fail_fast, runner, "train", hooks, batch_id)
 
 
-def _training(item: TrainRequest | Sequence[Any]) -> TrainRequest:
+def training(item: TrainRequest | Sequence[Any]) -> TrainRequest:
     """A photo set as a request."""
     return item if isinstance(item, TrainRequest) else TrainRequest(item)
 
