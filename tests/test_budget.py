@@ -5,6 +5,7 @@ a batch's refused items stay new in its journal, and a dry run sends and uploads
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,9 @@ from typing import Any
 import pytest
 
 import aiportrait
-from aiportrait import Budget, sync
+from aiportrait import Budget, cli, sync
 from aiportrait._batches.journal import Journal
+from aiportrait._batches.keys import fingerprint
 from aiportrait.emulator import Emulator
 from aiportrait.errors import BudgetExhausted, InvalidArgument, LocalPhotoError, ModelIdError
 from aiportrait.samples import SamplePhotos
@@ -30,10 +32,10 @@ async def emu(sample_media: SamplePhotos) -> AsyncIterator[Emulator]:
         yield emulator
 
 
-def _portrait(emu: Emulator, photos: SamplePhotos) -> aiportrait.ReferenceCreateRequest:
-    """A creation that needs no training: a reference photo on a template."""
+def _portrait(emu: Emulator, photos: SamplePhotos, n: int = 0) -> aiportrait.PromptCreateRequest:
+    """A creation that needs no training: a prompt and a reference photo."""
     reference = emu.media_url(photos.astronaut[0])
-    return aiportrait.ReferenceCreateRequest(reference, emu.media_url(photos.hopper_template))
+    return aiportrait.PromptCreateRequest(prompt=f"portrait {n}", reference=reference)
 
 
 def _creates_received(emu: Emulator) -> int:
@@ -147,26 +149,26 @@ async def test_a_batch_budget_stops_submitting_and_a_rerun_with_a_larger_one_goe
     emu: Emulator, sample_media: SamplePhotos, tmp_path: Path
 ) -> None:
     journal = tmp_path / "j.sqlite"
-    items = {f"p{i}": _portrait(emu, sample_media) for i in range(20)}
+    items = {f"p{i}": _portrait(emu, sample_media, i) for i in range(12)}
     async with emu.session() as session:
-        first = await _all(session.create_many(items, journal=journal, budget=Budget(creations=5)))
+        first = await _all(session.create_many(items, journal=journal, budget=Budget(creations=4)))
     ok = [k for k, o in first.items() if o.ok]
     refused = [k for k, o in first.items() if isinstance(o.error, BudgetExhausted)]
-    assert (len(ok), len(refused)) == (5, 15)
+    assert (len(ok), len(refused)) == (4, 8)
     assert all(first[k].status == "failed" and not first[k].resumed for k in refused)
-    assert emu.counters.creations == 5
+    assert emu.counters.creations == 4
     look = Journal(journal, lock=False)
     try:
-        assert look.counts("create") == {"done": 5}  # the refused items left no row
+        assert look.counts("create") == {"done": 4}  # the refused items left no row
     finally:
         look.close()
 
     async with emu.session() as session:
         again = await _all(session.create_many(items, journal=journal, budget=Budget(creations=50)))
     assert all(o.ok for o in again.values())
-    assert sum(o.resumed for o in again.values()) == 5
-    assert emu.counters.creations == 20
-    assert _creates_received(emu) == 20  # nothing twice
+    assert sum(o.resumed for o in again.values()) == 4
+    assert emu.counters.creations == 12
+    assert _creates_received(emu) == 12  # nothing twice
 
 
 async def test_the_sessions_budget_bounds_its_batches_and_trainings_count_on_their_own(
@@ -186,3 +188,157 @@ async def test_the_sessions_budget_bounds_its_batches_and_trainings_count_on_the
     assert sum(o.ok for o in made.values()) == 2  # the batch's own, smaller budget
     assert (emu.counters.trainings, emu.counters.creations) == (1, 2)
     assert (budget.spent("train"), budget.spent("create"), budget.left("create")) == (1, 2, 1)
+
+
+# -- the dry run ------------------------------------------------------------------------------
+
+
+async def test_a_dry_run_counts_a_half_done_journal_and_sends_nothing(
+    emu: Emulator, sample_media: SamplePhotos, tmp_path: Path
+) -> None:
+    journal = tmp_path / "j.sqlite"
+    items = {f"p{i}": _portrait(emu, sample_media, i) for i in range(8)}
+    async with emu.session() as session:
+        first = await _all(
+            session.create_many(items, journal=journal, budget=Budget(creations=3), limit=1)
+        )
+    assert sorted(k for k, o in first.items() if o.ok) == ["p0", "p1", "p2"]
+    first["p2"].path.unlink()  # type: ignore[union-attr]  # its portrait is gone
+    owner = Journal(journal)
+    try:  # p3 was on its way when a run stopped; p4 failed
+        owner.put("create", "str:p3", fingerprint(items["p3"]), "submitting")
+        owner.put("create", "str:p4", fingerprint(items["p4"]), "failed", error="E: no")
+    finally:
+        owner.close()
+    photos = [sample_media.path(n) for n in sample_media.astronaut]
+    trainings = {
+        "good": photos,
+        "two-faces": [*photos[:4], sample_media.path(sample_media.group_template)],
+        "gone": [tmp_path / "missing.jpg"],
+    }
+    sent = emu.counters.requests
+
+    plan = await aiportrait.plan_batch(
+        trainings, items, journal=journal, budget=Budget(creations=2)
+    )
+
+    assert emu.counters.requests == sent  # nothing sent
+    assert (plan.trainings, plan.creations) == (3, 8)
+    steps = {item.key: item.step for item in plan.items}
+    assert steps == {
+        "good": "charge", "two-faces": "refused", "gone": "refused",
+        "p0": "done", "p1": "done", "p2": "missing", "p3": "unknown", "p4": "failed",
+        "p5": "charge", "p6": "charge", "p7": "over_budget",
+    }  # fmt: skip
+    reasons = {item.key: item.reason for item in plan.items if item.reason}
+    assert "failed the check on this machine" in reasons["two-faces"]
+    assert "missing.jpg" in reasons["gone"]
+    assert (plan.charged("train"), plan.charged("create"), plan.charged()) == (1, 2, 3)
+    assert plan.summary()["create"] == {
+        "items": 8, "charge": 2, "done": 2, "watch": 0, "unknown": 1, "failed": 1,
+        "missing": 1, "refused": 0, "over_budget": 1,
+    }  # fmt: skip
+    again = await aiportrait.plan_batch(
+        creations=items, journal=journal, resubmit_unknown=True, retry_failed=True,
+        recreate_missing=True,
+    )  # fmt: skip
+    assert again.charged() == 6  # p2 to p7
+    look = Journal(journal, lock=False)
+    try:
+        assert look.counts("create") == {"done": 3, "submitting": 1, "failed": 1}  # untouched
+    finally:
+        look.close()
+    assert not (tmp_path / "none.sqlite").exists()
+    await aiportrait.plan_batch(creations=items, journal=tmp_path / "none.sqlite")
+    assert not (tmp_path / "none.sqlite").exists()  # a dry run creates no journal
+
+
+# -- the command line -------------------------------------------------------------------------
+
+
+async def _cli(emu: Emulator | None, *args: str) -> int:
+    """``aiportrait ARGS`` in a thread (it calls asyncio.run), with the emulator's credentials."""
+    creds = [] if emu is None else ["--host", emu.url, "--app-id", emu.app_id, "--token", emu.token]
+    return await asyncio.to_thread(cli.main, [*args, *creds])
+
+
+def _sixty(emu: Emulator, photos: SamplePhotos, folder: Path) -> Path:
+    reference = emu.media_url(photos.astronaut[0])
+    rows = [
+        {"kind": "prompt", "key": f"p{i:02}", "prompt": f"portrait {i}", "reference": reference}
+        for i in range(60)
+    ]
+    path = folder / "sixty.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+async def test_max_creations_ten_on_sixty_items_charges_ten_says_so_and_a_rerun_goes_on(
+    emu: Emulator, sample_media: SamplePhotos, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    batch, out = _sixty(emu, sample_media, tmp_path), tmp_path / "out"
+    args = ["batch", str(batch), "--out", str(out), "--limit", "4", "--no-progress"]
+    assert await _cli(emu, *args, "--max-creations", "10") == cli.EXIT_BUDGET == 6
+    text = capsys.readouterr().out
+    assert emu.counters.creations == _creates_received(emu) == 10
+    assert (
+        "budget of 10 creations reached; 50 not submitted (not charged); "
+        "run again with a higher --max-creations to go on"
+    ) in text
+    assert "10 ok, 0 failed (0 resumed) of 60" in text
+    assert text.count("ok      ") == 10  # one line per item that ran; the others in one line
+    assert len([p for p in out.iterdir() if p.is_file() and p.stem.startswith("p")]) == 10
+
+    # what a re-run would charge, without credentials: nothing is sent
+    assert await _cli(None, *args, "--dry-run", "--max-creations", "20") == cli.EXIT_OK
+    text = capsys.readouterr().out
+    assert "nothing was uploaded, sent or charged" in text
+    assert (
+        "creations: 60 in the file; 10 done in the journal, 20 would be charged now "
+        "(30 more beyond --max-creations 20)"
+    ) in text
+    assert "would charge now: 0 trainings, 20 creations" in text
+    assert _creates_received(emu) == 10
+
+    assert await _cli(emu, *args, "--max-creations", "5", "--json") == cli.EXIT_BUDGET
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    summary = lines[-1]
+    assert (summary["ok"], summary["resumed"], summary["not_submitted"]) == (15, 10, 45)
+    assert summary["budget"] == [
+        "budget of 5 creations reached; 45 not submitted (not charged); "
+        "run again with a higher --max-creations to go on"
+    ]
+    refused = [d for d in lines if d.get("type") == "outcome" and not d["ok"]]
+    assert len(refused) == 45 and refused[0]["error"]["type"] == "BudgetExhausted"
+    assert emu.counters.creations == _creates_received(emu) == 15  # 5 more, none twice
+
+
+async def test_dry_run_checks_local_photos_uploads_nothing_and_says_what_would_be_charged(
+    emu: Emulator, sample_media: SamplePhotos, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = sample_media.folder
+    astronaut = [str(folder / n) for n in sample_media.astronaut]
+    rows = [
+        {"kind": "train", "key": "good", "images": astronaut},
+        {"kind": "train", "key": "bad", "images": [*astronaut[:4], str(folder / sample_media.group_template)]},
+        {"kind": "solo", "key": "s", "model_id": "m", "template": str(folder / sample_media.hopper_template)},
+    ]  # fmt: skip
+    batch = tmp_path / "local.jsonl"
+    batch.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    args = ["batch", str(batch), "--out", str(tmp_path / "out"), "--dry-run"]
+    assert await _cli(emu, *args, "--json") == cli.EXIT_BATCH_FAILED
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["type"] == "dry_run"
+    assert doc["charged"] == {"train": 1, "create": 1}
+    assert doc["train"]["refused"] == 1 and doc["refused"][0]["key"] == "bad"
+    assert "failed the check on this machine" in doc["refused"][0]["reason"]
+    assert (emu.bucket.puts, emu.counters.requests) == (0, 0)  # nothing uploaded or sent
+    assert not (tmp_path / "out").exists()
+
+    assert await _cli(emu, *args) == cli.EXIT_BATCH_FAILED
+    text = capsys.readouterr().out
+    assert text.startswith("refused bad  ")
+    assert (
+        "trainings: 2 in the file; 0 done in the journal, 1 refused before sending, 1 would" in text
+    )
+    assert "would charge now: 1 training, 1 creation" in text
