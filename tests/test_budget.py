@@ -1,5 +1,5 @@
 """Budgets and dry runs against the emulator over loopback: a charged call beyond the budget is
-refused before anything of it is read, uploaded or sent, calls started together never go over,
+refused before anything of it is uploaded or sent, calls started together never go over,
 a batch's refused items stay new in its journal, and a dry run sends and uploads nothing."""
 
 from __future__ import annotations

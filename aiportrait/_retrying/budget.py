@@ -1,7 +1,7 @@
 """Budgets: the most trainings and creations a Session or a batch may submit.
 
 A :class:`Budget` counts the charged calls sent against it. A call takes its place
-(:func:`reserve`) before anything of it is read, uploaded or sent, in one step that cannot be
+(:func:`reserve`) before anything of it is uploaded or sent, in one step that cannot be
 interrupted, so that calls running at once never go over: of 60 creates started together on a
 budget of 10, exactly 10 take a place and 50 are refused with
 :class:`~aiportrait.errors.BudgetExhausted` (not sent, not charged). A place is *spent* when the
