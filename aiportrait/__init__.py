@@ -64,7 +64,6 @@ from .models import (
 
 if TYPE_CHECKING:
     from ._batches.outcomes import Outcome, Outcomes
-    from ._batches.plan import BatchPlan, PlannedItem, plan_batch
     from ._display.progress import watch_with_progress
     from ._local.preflight import preflight
 
@@ -88,9 +87,6 @@ _ERROR_ROWS = frozenset(
 
 # Loaded on first use: no single call needs batches (sqlite3) or progress display.
 _LAZY = {
-    "BatchPlan": "._batches.plan",
-    "PlannedItem": "._batches.plan",
-    "plan_batch": "._batches.plan",
     "LocalRequest": "._local.localrequest",
     "Outcome": "._batches.outcomes",
     "Outcomes": "._batches.outcomes",
@@ -132,7 +128,6 @@ __all__ = [
     "AnyCreateRequest",
     "AnyRequest",
     "BatchItems",
-    "BatchPlan",
     "BatchQuery",
     "Budget",
     "CheckRequest",
@@ -153,7 +148,6 @@ __all__ = [
     "Outcome",
     "OutcomeStatus",
     "Outcomes",
-    "PlannedItem",
     "PollPolicy",
     "Portrait",
     "PromptCreateRequest",
@@ -170,7 +164,6 @@ __all__ = [
     "__version__",
     "errors",
     "hooks",
-    "plan_batch",
     "preflight",
     "request_from_dict",
     "watch_with_progress",

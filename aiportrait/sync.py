@@ -259,6 +259,7 @@ class Session:
     watch = _iterating(_AsyncSession.watch, "JobUpdate", one_task=False)
     create_many = _iterating(_AsyncSession.create_many, "Outcome[Any, Portrait]")
     train_many = _iterating(_AsyncSession.train_many, "Outcome[Any, Any]")
+    plan_many = _blocking(_AsyncSession.plan_many)
 
 
 @contextmanager

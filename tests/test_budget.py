@@ -14,9 +14,7 @@ import pytest
 
 import aiportrait
 from aiportrait import Budget, cli, sync
-from aiportrait._batches.journal import Journal
-from aiportrait._batches.keys import fingerprint
-from aiportrait.emulator import Emulator
+from aiportrait.emulator import Emulator, Faults
 from aiportrait.errors import BudgetExhausted, InvalidArgument, LocalPhotoError, ModelIdError
 from aiportrait.samples import SamplePhotos
 
@@ -157,11 +155,9 @@ async def test_a_batch_budget_stops_submitting_and_a_rerun_with_a_larger_one_goe
     assert (len(ok), len(refused)) == (4, 8)
     assert all(first[k].status == "failed" and not first[k].resumed for k in refused)
     assert emu.counters.creations == 4
-    look = Journal(journal, lock=False)
-    try:
-        assert look.counts("create") == {"done": 4}  # the refused items left no row
-    finally:
-        look.close()
+    async with emu.session() as session:  # the refused items left no row: they are new
+        plan = await session.plan_many(creations=items, journal=journal)
+    assert (plan.count("done"), plan.charged()) == (4, 8)
 
     async with emu.session() as session:
         again = await _all(session.create_many(items, journal=journal, budget=Budget(creations=50)))
@@ -197,32 +193,42 @@ async def test_a_dry_run_counts_a_half_done_journal_and_sends_nothing(
     emu: Emulator, sample_media: SamplePhotos, tmp_path: Path
 ) -> None:
     journal = tmp_path / "j.sqlite"
-    items = {f"p{i}": _portrait(emu, sample_media, i) for i in range(8)}
+    items: dict[str, Any] = {f"p{i}": _portrait(emu, sample_media, i) for i in range(8)}
+    items["p4"] = aiportrait.PromptCreateRequest(prompt="x", model_id="no-such-model")
     async with emu.session() as session:
         first = await _all(
             session.create_many(items, journal=journal, budget=Budget(creations=3), limit=1)
         )
-    assert sorted(k for k, o in first.items() if o.ok) == ["p0", "p1", "p2"]
-    first["p2"].path.unlink()  # type: ignore[union-attr]  # its portrait is gone
-    owner = Journal(journal)
-    try:  # p3 was on its way when a run stopped; p4 failed
-        owner.put("create", "str:p3", fingerprint(items["p3"]), "submitting")
-        owner.put("create", "str:p4", fingerprint(items["p4"]), "failed", error="E: no")
-    finally:
-        owner.close()
+        assert sorted(k for k, o in first.items() if o.ok) == ["p0", "p1", "p2"]
+        first["p2"].path.unlink()  # type: ignore[union-attr]  # its portrait is gone
+        failed = await _all(session.create_many({"p4": items["p4"]}, journal=journal))
+        assert isinstance(failed["p4"].error, ModelIdError)
+        emu.faults = Faults(drop_after=1.0, paths=frozenset({CREATE_PATH}))
+        lost = await _all(session.create_many({"p3": items["p3"]}, journal=journal))
+        assert lost["p3"].status == "unknown"  # on its way when the answer was lost
+        emu.faults = Faults()
+    before = journal.read_bytes()
     photos = [sample_media.path(n) for n in sample_media.astronaut]
     trainings = {
         "good": photos,
         "two-faces": [*photos[:4], sample_media.path(sample_media.group_template)],
         "gone": [tmp_path / "missing.jpg"],
     }
-    sent = emu.counters.requests
+    sent, recorder = emu.counters.requests, Recorder()
+    async with emu.session(budget=Budget(creations=5), uploader=recorder) as session:
+        plan = await session.plan_many(
+            trainings, items, journal=journal, budget=Budget(creations=2)
+        )
+        again = await session.plan_many(
+            creations=items, journal=journal, resubmit_unknown=True, retry_failed=True,
+            recreate_missing=True,
+        )  # fmt: skip
+        await session.plan_many(creations=items, journal=tmp_path / "none.sqlite")
 
-    plan = await aiportrait.plan_batch(
-        trainings, items, journal=journal, budget=Budget(creations=2)
-    )
-
-    assert emu.counters.requests == sent  # nothing sent
+    assert (emu.counters.requests, recorder.calls) == (sent, [])  # nothing sent or uploaded
+    assert journal.read_bytes() == before  # looked at only
+    assert not (tmp_path / "none.sqlite").exists()  # and none created
+    assert isinstance(plan, aiportrait.models.BatchPlan)
     assert (plan.trainings, plan.creations) == (3, 8)
     steps = {item.key: item.step for item in plan.items}
     assert steps == {
@@ -238,19 +244,8 @@ async def test_a_dry_run_counts_a_half_done_journal_and_sends_nothing(
         "items": 8, "charge": 2, "done": 2, "watch": 0, "unknown": 1, "failed": 1,
         "missing": 1, "refused": 0, "over_budget": 1,
     }  # fmt: skip
-    again = await aiportrait.plan_batch(
-        creations=items, journal=journal, resubmit_unknown=True, retry_failed=True,
-        recreate_missing=True,
-    )  # fmt: skip
-    assert again.charged() == 6  # p2 to p7
-    look = Journal(journal, lock=False)
-    try:
-        assert look.counts("create") == {"done": 3, "submitting": 1, "failed": 1}  # untouched
-    finally:
-        look.close()
-    assert not (tmp_path / "none.sqlite").exists()
-    await aiportrait.plan_batch(creations=items, journal=tmp_path / "none.sqlite")
-    assert not (tmp_path / "none.sqlite").exists()  # a dry run creates no journal
+    assert again.charged() == 5  # p2 to p7 but one: the Session's budget of 5 is the bound
+    assert again.count("over_budget") == 1
 
 
 # -- the command line -------------------------------------------------------------------------

@@ -9,8 +9,9 @@ from typing import Any, Literal
 
 import click
 
-from .._batches.plan import BatchPlan, plan_batch
+from .._batches.plan import plan_batch
 from .._retrying.budget import Budget
+from ..models import BatchPlan
 from ._batchfile import Plan
 from ._exit import EXIT_BATCH_FAILED, EXIT_OK
 from ._output import Output, outcome_line
@@ -92,7 +93,7 @@ async def print_dry_run(
         resubmit_unknown=bool(options.get("resubmit_unknown")),
         retry_failed=bool(options.get("retry_failed")),
         recreate_missing=bool(options.get("recreate_missing")),
-        budget=budget,
+        budgets=(budget,),
     )
     refused = [item for item in found.items if item.step == "refused"]
     if not out.json:
