@@ -140,7 +140,7 @@ class _BatchRun:
             limit, refused = self.budget_reached.get(kind, (outcome.error.limit, 0))
             self.budget_reached[kind] = (limit, refused + 1)
             self.tally.not_submitted += 1
-            self.progress.advance(False)
+            self.progress.advance(True)  # not failed (as in the summary): the budget line says it
             if self.out.json:
                 self.out.line(json.dumps(_outcome_doc(self.out, kind, outcome), default=str))
             return
