@@ -272,7 +272,7 @@ async def test_max_creations_ten_on_sixty_items_charges_ten_says_so_and_a_rerun_
     emu: Emulator, sample_media: SamplePhotos, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     batch, out = _sixty(emu, sample_media, tmp_path), tmp_path / "out"
-    args = ["batch", str(batch), "--out", str(out), "--limit", "4", "--no-progress"]
+    args = ["batch", str(batch), "--out", str(out), "--limit", "12", "--no-progress"]
     assert await _cli(emu, *args, "--max-creations", "10") == cli.EXIT_BUDGET == 6
     text = capsys.readouterr().out
     assert emu.counters.creations == _creates_received(emu) == 10
