@@ -137,6 +137,8 @@ def test_the_sync_facade_takes_a_budget_too(sample_media: SamplePhotos) -> None:
             session.send(request)
         outcomes = list(session.create_many([request, request]))
         assert all(isinstance(o.error, BudgetExhausted) for o in outcomes)
+        plan = session.plan_many(creations={"a": request})
+        assert [item.step for item in plan.items] == ["over_budget"]
         assert emu.counters.creations == 1
 
 
