@@ -41,16 +41,15 @@ async def plan_batch(
     retry_failed: bool = False,
     recreate_missing: bool = False,
     budgets: Sequence[Budget | None] = (),
-    check: bool = True,
 ) -> BatchPlan:
     """A dry run: what ``train_many`` and ``create_many`` with these arguments would do now,
     found without uploading, sending or charging anything.
 
     Each item's local files are read; each training a run would send has its local photos
-    checked on this machine (unless the item is ``force``\\ d or ``check=False``; the check needs
-    the ``emulator`` extra); the journal is looked at, never written or locked (a missing
-    journal is not created). With ``budgets`` (what each has ``left()`` now), the charged items
-    beyond one are ``over_budget``.
+    checked on this machine (unless the item is ``force``\\ d; the check needs the ``emulator``
+    extra); the journal is looked at, never written or locked (a missing journal is not
+    created). With ``budgets`` (what each has ``left()`` now), the charged items beyond one are
+    ``over_budget``.
 
     Returns:
         A :class:`BatchPlan`: each item's :class:`PlannedItem`, and counts by step and kind.
@@ -68,7 +67,7 @@ async def plan_batch(
     try:
         for kind, key, request in pairs:
             try:
-                step: PlanStep = await _plan(kind, key, request, book, folder, resume, check, seen)
+                step: PlanStep = await _plan(kind, key, request, book, folder, resume, seen)
             except AIPortraitError as exc:
                 planned.append(PlannedItem(kind, key, "refused", str(exc)))
                 continue
@@ -85,7 +84,7 @@ async def plan_batch(
 
 def _left(budgets: Sequence[Budget | None], kind: Literal["train", "create"]) -> int | None:
     """How many more calls of ``kind`` all ``budgets`` allow now (``None``: no bound)."""
-    bounds = [b.left(kind) for b in budgets if b is not None and b.limit(kind) is not None]
+    bounds = [b.left(kind) for b in budgets if b is not None]
     return min((n for n in bounds if n is not None), default=None)
 
 
@@ -103,7 +102,6 @@ async def _plan(
     book: Journal | None,
     folder: Path | None,
     resume: Resume,
-    check: bool,
     seen: set[tuple[str, str]],
 ) -> Step:
     """One item's step; an :class:`~aiportrait.errors.AIPortraitError` when it would fail
@@ -118,6 +116,6 @@ async def _plan(
     if kind == "create" and record is not None and record.status in ("done", "submitting"):
         has_file = await anyio.to_thread.run_sync(find_portrait, folder, file_stem(key)) is not None
     step = next_step(kind, record, has_file, resume)
-    if step == "charge" and check and read is not None:
+    if step == "charge" and read is not None:
         await check_inputs(request, read)
     return step
