@@ -46,6 +46,7 @@ from .._requests import (
     TrainRequest,
 )
 from .._retrying import clock as _clock
+from .._retrying.budget import Budget
 from ..errors import InvalidArgument
 from ..hooks import BatchKind, emit, next_id
 from ..hooks.events import BatchEnded, BatchItemEnded, BatchStarted, Hook, tally_word
@@ -54,7 +55,15 @@ from .items import BatchItems
 from .outcomes import Outcome, Outcomes
 from .runner import BatchRunner, Send, Wait
 
-__all__ = ["create_many", "keyed", "run_batch", "train_many"]
+__all__ = [
+    "CREATE_KINDS",
+    "TRAIN_KINDS",
+    "create_many",
+    "keyed",
+    "run_batch",
+    "train_many",
+    "training",
+]
 
 log = logging.getLogger("aiportrait")
 
@@ -153,12 +162,13 @@ async def run_batch(
 # -- the entry points behind Session.create_many / train_many --------------------------------
 
 
-_CREATE_KINDS = (
+CREATE_KINDS = (
     CreateRequest,
     GroupCreateRequest,
     ReferenceCreateRequest,
     PromptCreateRequest,
 )
+TRAIN_KINDS = (TrainRequest, list, tuple)  # a training, or a set of photos
 
 
 def create_many(
@@ -176,6 +186,7 @@ def create_many(
     recreate_missing: bool,
     hooks: Sequence[Hook] = (),
     upload: UploadFunc | None = None,
+    budgets: Sequence[Budget | None] = (),
 ) -> Outcomes[AnyCreateRequest, Portrait]:
     """Run create requests as a batch (see :meth:`Session.create_many`)."""
     batch_id = next_id() if hooks else None  # what the hook events of its calls name
@@ -189,8 +200,9 @@ def create_many(
         retry_failed=retry_failed,
         recreate_missing=recreate_missing,
         upload=upload,
+        budgets=budgets,
     )
-    items = keyed(requests, _CREATE_KINDS)
+    items = keyed(requests, CREATE_KINDS)
     size = _limit(limit, capacity)
     return _outcomes(items, runner.create, size, fail_fast, runner, "create", hooks, batch_id)
 
@@ -210,6 +222,7 @@ def train_many(
     durations: Durations | None = None,
     hooks: Sequence[Hook] = (),
     upload: UploadFunc | None = None,
+    budgets: Sequence[Budget | None] = (),
 ) -> Outcomes[TrainRequest, Any]:
     """Run trainings as a batch (see :meth:`Session.train_many`).
 
@@ -227,20 +240,19 @@ def train_many(
         retry_failed=retry_failed,
         durations=durations,
         upload=upload,
+        budgets=budgets,
     )
 
     async def work(key: Any, request: Any) -> Outcome[Any, Any]:
         return await runner.train(key, request, wait=wait_for_end)
 
-    sets: Iterable[tuple[Any, TrainRequest | Sequence[Any]]] = keyed(
-        image_sets, (TrainRequest, list, tuple)
-    )
-    pairs = ((key, _training(item)) for key, item in sets)
+    sets: Iterable[tuple[Any, TrainRequest | Sequence[Any]]] = keyed(image_sets, TRAIN_KINDS)
+    pairs = ((key, training(item)) for key, item in sets)
     size = _limit(limit, capacity)
     return _outcomes(pairs, work, size, fail_fast, runner, "train", hooks, batch_id)
 
 
-def _training(item: TrainRequest | Sequence[Any]) -> TrainRequest:
+def training(item: TrainRequest | Sequence[Any]) -> TrainRequest:
     """A photo set as a request."""
     return item if isinstance(item, TrainRequest) else TrainRequest(item)
 

@@ -26,8 +26,9 @@ from .. import (
 from .._batches.keys import file_stem
 from .._display.batch_progress import BatchProgress, batch_progress
 from .._wire.codec import converter
-from ..errors import ConfigWarning, PhotoCountWarning
+from ..errors import BudgetExhausted, ConfigWarning, PhotoCountWarning
 from ._batchfile import read_plan
+from ._dryrun import budget_from, budget_line, budget_options, print_dry_run
 from ._exit import batch_exit
 from ._options import SERVICE, Common, polling, shared
 from ._output import (
@@ -53,6 +54,7 @@ class _Tally:
     failed: int = 0
     unknown: int = 0
     resumed: int = 0
+    not_submitted: int = 0
 
 
 def _value_doc(outcome: Outcome[Any, Any], path: Path | None) -> dict[str, Any]:
@@ -129,9 +131,19 @@ class _BatchRun:
     progress: BatchProgress
     options: dict[str, Any]
     tally: _Tally = attrs.Factory(_Tally)
+    budget_reached: dict[str, tuple[int, int]] = attrs.Factory(dict)  # kind: (limit, refused)
 
     async def report(self, kind: str, outcome: Outcome[Any, Any]) -> None:
-        """Count an outcome, save a training's result, and print the outcome's line."""
+        """Count an outcome, save a training's result, and print the outcome's line (an item
+        the budget refused is counted, and said once for all in :meth:`budget_lines`)."""
+        if isinstance(outcome.error, BudgetExhausted):
+            limit, refused = self.budget_reached.get(kind, (outcome.error.limit, 0))
+            self.budget_reached[kind] = (limit, refused + 1)
+            self.tally.not_submitted += 1
+            self.progress.advance(True)  # not failed (as in the summary): the budget line says it
+            if self.out.json:
+                self.out.line(json.dumps(_outcome_doc(self.out, kind, outcome), default=str))
+            return
         written = None
         if kind == "train":
             written = await asyncio.to_thread(_save_training, self.out_dir, outcome)
@@ -191,6 +203,11 @@ class _BatchRun:
 )
 @click.option("--no-wait", is_flag=True, help="trainings: stop when the service accepts them")
 @click.option("--no-progress", is_flag=True, help="no progress display")
+@budget_options
+@click.option(
+    "--dry-run", is_flag=True,
+    help="say what would be charged now; upload, send and charge nothing",
+)  # fmt: skip
 @polling
 @shared(*SERVICE)
 @click.pass_obj
@@ -203,22 +220,30 @@ def batch(
     no_wait: bool,
     no_progress: bool,
     poll: PollPolicy,
+    max_trainings: int | None,
+    max_creations: int | None,
+    dry_run: bool,
     **options: Any,
 ) -> int:
     """Run every request of a batch file.
 
     FILE: CSV or JSON Lines, one request per row (see docs/cli.md). Exit 5 when an item failed,
-    4 when one may or may not have run."""
+    4 when one may or may not have run, 6 when the budget (--max-trainings, --max-creations)
+    left items not submitted."""
 
     async def run() -> int:
         plan = read_plan(file)  # its warnings are given now, with the file and lines
         started = time.monotonic()
         out = common.out
+        budget = budget_from(max_trainings, max_creations)
+        where = journal if journal is not None else out_dir / DEFAULT_JOURNAL
+        if dry_run:
+            return await print_dry_run(out, file, plan, where, out_dir, budget, options)
+        options["budget"] = budget
         async with common.session() as session, common.uploading(plan.local) as uploader:
             if uploader is not None:
                 session = session.with_options(uploader=uploader)
             progress = batch_progress(len(plan), out.err, enabled=not no_progress)
-            where = journal if journal is not None else out_dir / DEFAULT_JOURNAL
             run = _BatchRun(session, out, out_dir, where, progress, options)
             out.resume = (
                 f"run the same command again to resume: the journal {where} remembers what is done"
@@ -239,7 +264,9 @@ def batch(
             f"{tally.ok} ok, {tally.failed} failed ({tally.resumed} resumed) of {len(plan)} "
             f"in {seconds:.1f}s -> {out_dir}"
         )
-        out.result(summary, [text])
-        return batch_exit(tally.unknown, tally.failed)
+        reached = [budget_line(k, *v) for k, v in run.budget_reached.items()]
+        summary["budget"] = reached
+        out.result(summary, [*reached, text])
+        return batch_exit(tally.unknown, tally.failed, tally.not_submitted)
 
     return common.run("batch", run)
