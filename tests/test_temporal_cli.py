@@ -110,6 +110,56 @@ async def test_batch_shows_outcomes_and_exits_5_when_one_failed(
                                                       "r2": True}  # fmt: skip
 
 
+async def test_batch_run_twice_without_an_id_follows_the_first_and_charges_each_item_once(
+    cluster: Any,
+    temporal_emu: Any,
+    sample_media: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = temporal_emu.media_url
+    rows = [
+        {
+            "kind": "reference",
+            "key": f"r{i}",
+            "reference": url(sample_media.astronaut[0]),
+            "template": f"{url(sample_media.astronaut_template)}?twice={i}",
+        }
+        for i in range(3)
+    ]
+    batch = tmp_path / "twice.jsonl"
+    batch.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code, first = await run(capsys, "batch", str(batch), *_where(cluster))
+    assert code == 0, first
+    started = first.splitlines()[0]
+    assert started.startswith("workflow batch-") and ": 3 items (re-attach: " in started
+    workflow_id = started.split()[1].rstrip(":")
+    code, second = await run(capsys, "batch", str(batch), *_where(cluster))
+    assert code == 0, second
+    assert second.splitlines()[0].startswith(
+        f"workflow {workflow_id}: this batch was started before (the same items and options): "
+        "following it, nothing is charged again"
+    )
+    assert sorted(second.splitlines()[1:]) == sorted(first.splitlines()[1:])
+    assert temporal_emu.counters.creations == 3  # each item charged once in two runs
+    assert temporal_emu.counters.charged_duplicates() == {}
+    # the same file in another order is the same batch; --check would charge otherwise
+    batch.write_text("".join(json.dumps(r) + "\n" for r in reversed(rows)))
+    code, third = await run(capsys, "batch", str(batch), *_where(cluster), "--no-follow")
+    assert code == 0 and third.startswith(f"workflow {workflow_id}: this batch was started")
+    assert temporal_emu.counters.creations == 3
+
+
+def test_a_batch_id_comes_from_the_items_and_the_options_that_change_the_charge() -> None:
+    from aiportrait.temporal import batch_id
+
+    pairs = [("a", "f1"), ("b", "f2")]
+    assert batch_id(pairs) == batch_id(reversed(pairs))
+    assert batch_id(pairs) != batch_id(pairs, check=True)
+    assert batch_id(pairs) != batch_id([("a", "f1"), ("b", "f3")])
+    assert batch_id(pairs) != batch_id([("a", "f2"), ("b", "f1")])
+
+
 async def test_attach_to_an_unknown_id_is_an_error(
     cluster: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:

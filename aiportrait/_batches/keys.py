@@ -6,10 +6,11 @@ import hashlib
 import json
 import re
 
+from .._local.resolve import ReadInputs, read_local
 from .._requests import Request
 from .journal import key_text
 
-__all__ = ["file_stem", "fingerprint"]
+__all__ = ["file_stem", "fingerprint", "read_fingerprint"]
 
 
 def fingerprint(request: object) -> str:
@@ -22,6 +23,16 @@ def fingerprint(request: object) -> str:
     data.pop("force", None)
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+async def read_fingerprint(request: Request) -> tuple[str, ReadInputs | None]:
+    """A request's fingerprint, and its local inputs read (``LocalPhotoError`` for a bad one).
+
+    A request with local inputs is fingerprinted over their content, not their URLs (which
+    change when presigned again); a request of URLs as it always was.
+    """
+    read = await read_local(request)
+    return fingerprint(request if read is None else read.known), read
 
 
 _READABLE = re.compile(r"[a-z0-9_][a-z0-9._-]{0,79}")

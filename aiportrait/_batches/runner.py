@@ -22,7 +22,7 @@ from typing import Any, Protocol, TypeVar
 import anyio
 
 from .._jobs.durations import Durations
-from .._local.resolve import ReadInputs, read_local, remembering, resolve
+from .._local.resolve import ReadInputs, remembering, resolve
 from .._local.upload import UploadFunc
 from .._requests import AnyCreateRequest, AnyRequest, TrainRequest
 from .._retrying.loop import Claim
@@ -39,7 +39,7 @@ from ..errors import (
 from ..models import Portrait, TrainJob, TrainResult
 from .claim import JournalClaim
 from .journal import Journal, Record, key_text
-from .keys import file_stem, fingerprint
+from .keys import file_stem, read_fingerprint
 from .outcomes import Outcome
 
 __all__ = ["BatchRunner", "Send", "Wait"]
@@ -227,7 +227,7 @@ class BatchRunner:
         a row that cannot be read: resumed, saying why). A journal error about the whole file
         ends the batch."""
         try:
-            skey, (fp, read) = key_text(key), await self._read(request)
+            skey, (fp, read) = key_text(key), await read_fingerprint(request)
             record = await self._get(kind, key, skey, fp)
         except InvalidArgument as exc:
             return Outcome(key, request, error=exc)
@@ -236,15 +236,6 @@ class BatchRunner:
                 raise
             return Outcome(key, request, error=self._row_error(key, exc), resumed=True)
         return skey, fp, read, record
-
-    async def _read(self, request: AnyRequest) -> tuple[str, ReadInputs | None]:
-        """The item's fingerprint, and its local inputs read (``LocalPhotoError`` for a bad one).
-
-        A request with local inputs is fingerprinted over their content, not their URLs (which
-        change when presigned again); a request of URLs as it always was.
-        """
-        read = await read_local(request)
-        return fingerprint(request if read is None else read.known), read
 
     async def create(self, key: Any, request: AnyCreateRequest) -> Outcome[Any, Portrait]:
         """Create one portrait, journalled."""

@@ -18,6 +18,7 @@ import attrs
 import click
 
 from .. import TrainRequest
+from .._batches.keys import read_fingerprint
 from .._local.resolve import resolve
 from .._local.upload import as_upload
 from ..errors import ConfigWarning, ConnectError, PhotoCountWarning
@@ -75,13 +76,14 @@ class Cluster:
                 sent=False,
             ) from None
 
-    async def start(self, starter: Any, work: Any, workflow_id: str | None, **options: Any) -> Any:
+    async def start(
+        self, client: Any, starter: Any, work: Any, workflow_id: str | None, **options: Any
+    ) -> Any:
         """``starter(client, work, ...)`` (``start_training``, ``start_batch``): the workflow's
         handle. An id that names a workflow already (running or finished) is a usage error:
         nothing is started, so nothing is charged twice."""
         from temporalio.exceptions import WorkflowAlreadyStartedError
 
-        client = await self.client()
         try:
             return await starter(
                 client, work, workflow_id=workflow_id, task_queue=self.task_queue, **options
@@ -251,6 +253,10 @@ async def _follow_batch(handle: Any, cluster: Cluster, out: Output) -> int:
 
 
 _ID: Final = click.option("--id", "workflow_id", metavar="ID", help="workflow id (default: new)")
+_BATCH_ID: Final = click.option(
+    "--id", "workflow_id", metavar="ID",
+    help="workflow id (default: from the items and --check; a re-run follows, never recharges)",
+)  # fmt: skip
 _NO_FOLLOW: Final = click.option("--no-follow", is_flag=True, help="print the id and return")
 _CHECK: Final = click.option("--check", is_flag=True, help="check training photos first (free)")
 
@@ -283,8 +289,9 @@ def train_(
         check_request(request)  # the photo-count warning here, not only in a worker's log
         with said_before(PhotoCountWarning):
             handle = await cluster.start(
-                start_training, request, workflow_id, check=check, force=force
-            )
+                await cluster.client(), start_training, request, workflow_id, check=check,
+                force=force,
+            )  # fmt: skip
         started = f"workflow {handle.id} (re-attach: {PROG} attach {handle.id})"
         if no_follow or not common.out.json:  # --json: one document, the id in the result's
             common.out.result({"id": handle.id}, [started])
@@ -300,7 +307,7 @@ def train_(
     help="items in flight at once",
 )  # fmt: skip
 @_CHECK
-@_ID
+@_BATCH_ID
 @_NO_FOLLOW
 @where()
 @shared("host", "app_id", "token", "json", "debug")
@@ -318,25 +325,56 @@ def batch_(
 
     FILE: a batch file, as ``aiportrait batch`` takes it.
 
+    Without --id, the workflow's id comes from the file's items (their content, local files'
+    included) and --check: running the same command again follows the batch it started
+    (running or finished) and charges nothing again.
+
     Local files in it are checked and uploaded here first (as ``batch`` does), so that every
     worker can fetch them by URL: the credentials are needed only then."""
-    from ..temporal import start_batch
+    from ..temporal import batch_id, start_batch
 
     async def run() -> int:
         plan = read_plan(file)  # its warnings are given now, with the file and lines
         with said_before(ConfigWarning, PhotoCountWarning):
+            known = {k: await read_fingerprint(v) for k, v in plan.items.items()}
+            wid = workflow_id or batch_id(((k, fp) for k, (fp, _) in known.items()), check=check)
+            client = await cluster.client()
+            if workflow_id is None and (handle := await _existing(client, wid)) is not None:
+                again = f"re-attach: {PROG} attach {wid}"
+                line = (
+                    f"workflow {wid}: this batch was started before (the same items and "
+                    f"options): following it, nothing is charged again; to run it again, "
+                    f"give a new --id ({again})"
+                )
+                common.out.result({"type": "attached", "id": wid, "total": len(plan)}, [line])
+                return EXIT_OK if no_follow else await _follow_batch(handle, cluster, common.out)
             async with common.uploading(plan.local) as uploader:
                 upload = as_upload(uploader)
-                items = [(k, await resolve(v, upload)) for k, v in plan.items.items()]
+                items = [(k, await resolve(v, upload, known[k][1])) for k, v in plan.items.items()]
             handle = await cluster.start(
-                start_batch, items, workflow_id, store=cluster.portraits(), limit=limit, check=check
-            )
+                client, start_batch, items, wid, store=cluster.portraits(), limit=limit,
+                check=check,
+            )  # fmt: skip
             again = f"re-attach: {PROG} attach {handle.id}"
             started = f"workflow {handle.id}: {len(items)} items ({again})"
             common.out.result({"type": "started", "id": handle.id, "total": len(items)}, [started])
             return EXIT_OK if no_follow else await _follow_batch(handle, cluster, common.out)
 
     return run_temporal(common, "batch", run)
+
+
+async def _existing(client: Any, workflow_id: str) -> Any:
+    """The handle of the workflow ``workflow_id`` (running or closed), or ``None``."""
+    from temporalio.service import RPCError, RPCStatusCode
+
+    handle = client.get_workflow_handle(workflow_id)
+    try:
+        await handle.describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    return handle
 
 
 @temporal.command()

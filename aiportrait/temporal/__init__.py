@@ -21,6 +21,7 @@ from ._activities import PortraitActivities, as_application_error
 from ._batch_workflow import PortraitBatchWorkflow
 from ._client import (
     DEFAULT_TASK_QUEUE,
+    batch_id,
     connect,
     error_of,
     follow_batch,
@@ -75,6 +76,7 @@ __all__ = [
     "TrainProgress",
     "TrainWorkflow",
     "as_application_error",
+    "batch_id",
     "connect",
     "data_converter",
     "error_of",

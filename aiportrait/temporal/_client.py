@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -34,6 +35,7 @@ from ._workflows import CreateWorkflow, TrainWorkflow
 
 __all__ = [
     "DEFAULT_TASK_QUEUE",
+    "batch_id",
     "connect",
     "error_of",
     "follow_batch",
@@ -108,6 +110,20 @@ R = TypeVar("R", bound=Request)
 
 def _id(prefix: str, workflow_id: str | None) -> str:
     return workflow_id or f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def batch_id(fingerprints: Iterable[tuple[str, str]], *, check: bool = False) -> str:
+    """The workflow id of a batch by its content: ``batch-`` and a digest of its items' keys
+    and request fingerprints (``(key, fingerprint)`` pairs, in any order:
+    :func:`aiportrait._batches.keys.fingerprint`) and of the options that change what is
+    charged (``check`` may stop a training before it is charged).
+
+    Starting the same batch again gives the same id, which Temporal refuses to run twice: so a
+    batch started twice is charged once (``aiportrait temporal batch`` attaches to it instead).
+    """
+    doc = {"check": check, "items": sorted(fingerprints)}
+    text = json.dumps(doc, separators=(",", ":"))
+    return f"batch-{hashlib.sha256(text.encode()).hexdigest()[:32]}"
 
 
 def _by_url(request: R, what: str = "the request") -> R:
