@@ -301,6 +301,57 @@ async def test_a_batch_continues_as_new_and_reports_every_outcome(
     assert temporal_emu.counters.charged_duplicates() == {}
 
 
+class _BreaksPage:
+    """A store that writes a batch's second item page as a line that is no batch item."""
+
+    def __init__(self, store: at.LocalPortraitStore) -> None:
+        self.store = store
+
+    async def put(self, name: str, data: bytes, content_type: str) -> str:
+        if name.endswith("items-000001.jsonl"):
+            data = b'{"not": "an item"}\n'
+        return await self.store.put(name, data, content_type)
+
+    async def get(self, uri: str) -> bytes:
+        return await self.store.get(uri)
+
+
+async def test_a_batch_that_fails_records_every_item_that_ended_first(
+    cluster: Any, temporal_emu: Emulator, sample_media: Any
+) -> None:
+    reference = temporal_emu.media_url(sample_media.astronaut[0])
+    template = temporal_emu.media_url(sample_media.astronaut_template)
+    items = [(f"p{i}", ReferenceCreateRequest(reference, f"{template}?v={i}")) for i in range(6)]
+    handle = await at.start_batch(
+        cluster.client,
+        items,
+        store=_BreaksPage(cluster.store),
+        task_queue=cluster.queue,
+        limit=3,
+        page=3,
+        timeouts=QUICK,
+    )
+    seen: list[at.OutcomeRecord] = []
+
+    async def follow() -> None:
+        async for outcome in at.follow_batch(handle, cluster.store, every=0.1):
+            seen.append(outcome)
+
+    with pytest.raises(aiportrait.AIPortraitError, match="line 1 is not a batch item"):
+        await follow()
+    # the first page's items ran (the second page is read while they run): each one is
+    # reported and written to the store, though the batch failed
+    assert sorted(o.key for o in seen) == ["p0", "p1", "p2"]
+    assert {o.status for o in seen} == {"succeeded"}
+    assert temporal_emu.counters.creations == 3
+    page = cluster.store.root / "batches" / handle.id / "outcomes-0000000001.jsonl"
+    stored = await at.read_outcomes(cluster.store, [page.as_uri()])
+    assert sorted(stored, key=lambda o: o.seq) == sorted(seen, key=lambda o: o.seq)
+    for outcome in seen:
+        assert outcome.portrait is not None
+        assert len(await cluster.store.get(outcome.portrait.uri)) == outcome.portrait.size
+
+
 async def test_outcome_pages_are_written_as_json_lines(tmp_path: Path) -> None:
     store = at.LocalPortraitStore(tmp_path)
     activities = at.PortraitActivities.__new__(at.PortraitActivities)

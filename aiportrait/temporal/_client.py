@@ -87,14 +87,23 @@ async def connect(
 def error_of(exc: BaseException) -> BaseException:
     """The library's error behind a Temporal failure (the same class, its attributes intact),
     or ``exc`` itself when there is none."""
+    info = _detail(exc, ErrorInfo)
+    return exc if info is None else info.exception()
+
+
+T = TypeVar("T")
+
+
+def _detail(exc: BaseException, kind: type[T]) -> T | None:
+    """The first detail of type ``kind`` of the first application error behind ``exc`` that
+    has details (``None`` when there is none)."""
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, ApplicationError) and seen.details:
-            info = seen.details[0]
-            if isinstance(info, ErrorInfo):
-                return info.exception()
+            found = [d for d in seen.details if isinstance(d, kind)]
+            return found[0] if found else None
         seen = seen.__cause__ or getattr(seen, "cause", None)
-    return exc
+    return None
 
 
 async def result(handle: WorkflowHandle[Any, Any]) -> Any:
@@ -259,7 +268,8 @@ async def follow_batch(
 
     Live outcomes come from the workflow's ``progress`` query (every ``every`` seconds); those
     a query missed (written out when the workflow continued as new) are read from the store's
-    outcome pages. A batch that fails raises the library's error (:func:`error_of`); a query
+    outcome pages. A batch that fails raises the library's error (:func:`error_of`), after
+    the outcomes of the items that ran (its failure carries their pages); a query
     that fails (no worker answering for a while) is tried again at the next tick, and
     ``on_wait`` is told why (once for each new reason).
     """
@@ -295,7 +305,10 @@ async def follow_batch(
             await asyncio.wait({done}, timeout=every)
         try:
             summary: BatchSummary = done.result()
-        except WorkflowFailureError as exc:
+        except WorkflowFailureError as exc:  # what ran before it failed is in its summary
+            ran = _detail(exc, BatchSummary)
+            for outcome in unseen(await read_outcomes(store, ran.outcome_pages if ran else ())):
+                yield outcome
             raise error_of(exc) from exc
         for outcome in unseen(await read_outcomes(store, summary.outcome_pages)):
             yield outcome
