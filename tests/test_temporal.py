@@ -13,6 +13,8 @@ import pytest
 
 pytest.importorskip("temporalio")
 
+from temporalio import activity
+
 import aiportrait
 from aiportrait import (
     CreateRequest,
@@ -350,6 +352,50 @@ async def test_a_batch_that_fails_records_every_item_that_ended_first(
     for outcome in seen:
         assert outcome.portrait is not None
         assert len(await cluster.store.get(outcome.portrait.uri)) == outcome.portrait.size
+
+
+class _LosesTheReport(at.PortraitActivities):
+    """Activities whose create stores its portrait, then fails as a worker whose completion
+    report was lost would: the item may have run."""
+
+    @activity.defn(name="aiportrait.create")
+    async def create(self, task: at.CreateInput) -> at.PortraitRef:
+        await super().create(task)
+        raise RuntimeError("the completion report was lost")
+
+
+async def test_an_item_whose_portrait_is_stored_succeeded_though_its_report_was_lost(
+    temporal_server: Any, temporal_emu: Emulator, sample_media: Any, tmp_path: Path
+) -> None:
+    from temporalio.worker import Worker
+    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+    reference = temporal_emu.media_url(sample_media.astronaut[0])
+    template = temporal_emu.media_url(sample_media.astronaut_template)
+    items = [(f"p{i}", ReferenceCreateRequest(reference, f"{template}?v={i}")) for i in range(2)]
+    store = at.LocalPortraitStore(tmp_path / "store")
+    queue = f"lost-{uuid.uuid4().hex[:8]}"
+    client = await at.connect(temporal_server.address)
+    restrictions = SandboxRestrictions.default.with_passthrough_modules("aiportrait")
+    async with temporal_emu.session() as session:
+        worker = Worker(
+            client,
+            task_queue=queue,
+            workflows=list(at.WORKFLOWS),
+            activities=_LosesTheReport(session, store).all(),
+            workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions),
+        )
+        async with worker:
+            handle = await at.start_batch(
+                client, items, store=store, task_queue=queue, timeouts=QUICK
+            )
+            summary = await at.result(handle)
+    assert summary.counts == {"succeeded": 2}  # not "unknown": the store has both portraits
+    outcomes = await at.read_outcomes(store, summary.outcome_pages)
+    for outcome in outcomes:
+        assert outcome.portrait is not None
+        assert len(await store.get(outcome.portrait.uri)) == outcome.portrait.size > 0
+    assert temporal_emu.counters.creations == 2
 
 
 async def test_outcome_pages_are_written_as_json_lines(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ from ._client import (
     start_training,
 )
 from ._dev import DevServer, find_temporal_cli
-from ._store import LocalPortraitStore, PortraitStore
+from ._store import FindingStore, LocalPortraitStore, PortraitStore
 from ._values import (
     BatchInput,
     BatchItem,
@@ -63,6 +63,7 @@ __all__ = [
     "CreateWorkflow",
     "DevServer",
     "ErrorInfo",
+    "FindingStore",
     "ItemPage",
     "LocalPortraitStore",
     "OutcomePage",

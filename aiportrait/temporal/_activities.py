@@ -27,7 +27,7 @@ from .._retrying.policy import RetryPolicy, decide
 from .._session import Session
 from ..errors import AIPortraitError, SubmitOutcomeUnknown
 from ..models import CheckReport, Job, TrainJob
-from ._store import PortraitStore
+from ._store import FindingStore, PortraitStore
 from ._values import (
     BatchItem,
     CreateInput,
@@ -132,6 +132,7 @@ class PortraitActivities:
             self.create,
             self.read_items,
             self.save_outcomes,
+            self.find_portrait,
         ]
 
     @activity.defn(name="aiportrait.check")
@@ -182,6 +183,18 @@ class PortraitActivities:
         return PortraitRef(
             uri, portrait.format, len(portrait.image), portrait.cost_time, portrait.request_id
         )
+
+    @activity.defn(name="aiportrait.find_portrait")
+    async def find_portrait(self, name: str) -> PortraitRef | None:
+        """The portrait a create stored under ``name`` (any of its extensions), if the store
+        has it and can say so (a :class:`FindingStore`); else ``None``."""
+        if not isinstance(self.store, FindingStore):
+            return None
+        for format, extension in _EXTENSIONS.items():
+            uri = await self.store.find(f"{name}{extension}")
+            if uri is not None:
+                return PortraitRef(uri, format, len(await self.store.get(uri)))
+        return None
 
     @activity.defn(name="aiportrait.read_items")
     async def read_items(self, uri: str) -> ItemPage:

@@ -4,6 +4,7 @@ continue as new so that a batch of any size stays within Temporal's history limi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import attrs
@@ -15,7 +16,7 @@ with workflow.unsafe.imports_passed_through():
     from ..hooks import OutcomeStatus
     from ._activities import PortraitActivities
     from ._calls import charged, details, read, unknown
-    from ._store import safe_name
+    from ._store import batch_portrait, safe_name
     from ._values import (
         BatchInput,
         BatchItem,
@@ -151,7 +152,7 @@ class PortraitBatchWorkflow:
         request = item.request
         if isinstance(request, TrainRequest):
             return await self._train(item.key, request, batch)
-        name = f"portraits/{self._name()}/{safe_name(item.key)}"
+        name = batch_portrait(workflow.info().workflow_id, item.key)
         status, value = await charged(
             PortraitActivities.create,
             CreateInput(request, name, batch.timeouts),
@@ -159,6 +160,11 @@ class PortraitBatchWorkflow:
             request.to_dict(),
             batch.timeouts,
         )
+        if status == "unknown":  # it may have run: if its portrait is stored, it did
+            with contextlib.suppress(ApplicationError):  # the store cannot say: unknown
+                stored = await read(PortraitActivities.find_portrait, name, batch.timeouts)
+                if stored is not None:
+                    status, value = "succeeded", stored
         return self._outcome(item.key, "create", status, value)
 
     async def _train(self, key: str, request: TrainRequest, batch: BatchInput) -> OutcomeRecord:
