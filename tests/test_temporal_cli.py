@@ -207,6 +207,75 @@ async def test_a_temporal_command_ends_its_core_threads_before_it_returns(
         assert out.decode().splitlines()[-1] == f"exit {code}, core threads left 0"
 
 
+async def _line_with(process: Any, words: str, timeout: float = 180.0) -> str:
+    """The next line of ``process``'s stderr (its notes) that holds ``words`` (the bound is
+    generous: the machine may be loaded)."""
+    while True:
+        line = (await asyncio.wait_for(process.stderr.readline(), timeout)).decode()
+        assert line, f"the process ended before printing {words!r}"
+        if words in line:
+            return line
+
+
+@pytest.mark.slow
+async def test_the_follower_survives_a_temporal_restart_or_exits_3_with_the_attach_command(
+    temporal_emu: Any, sample_media: Any, tmp_path: Path
+) -> None:
+    from aiportrait import ReferenceCreateRequest
+    from aiportrait import temporal as at
+
+    port = _free_port()
+    server = at.DevServer(ui=False, port=port, db_file=tmp_path / "t.db")
+    await server.start()
+    store = at.LocalPortraitStore(tmp_path / "store")
+    queue = "restart"
+    url = temporal_emu.media_url
+    reference, template = url(sample_media.astronaut[0]), url(sample_media.astronaut_template)
+    items = [(f"r{i}", ReferenceCreateRequest(reference, f"{template}?again={i}")) for i in (0, 1)]
+    client = await at.connect(server.address)
+    handle = await at.start_batch(client, items, store=store, task_queue=queue)  # no worker yet
+    where = ["--address", server.address, "--store", str(store.root)]
+
+    async def follower(reconnect: str) -> Any:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "aiportrait", "temporal", "attach", handle.id, *where,
+            "--reconnect", reconnect,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+
+    stays, gives_up = await follower("600"), await follower("1")
+    try:
+        for process in (stays, gives_up):  # each is following: no worker answers its queries
+            await _line_with(process, "no answer to the progress query")
+        await server.stop()
+        for process in (stays, gives_up):
+            await _line_with(process, "Temporal does not answer (")
+        _, err = await asyncio.wait_for(gives_up.communicate(), 180)
+        assert gives_up.returncode == 3
+        line = [x for x in err.decode().splitlines() if x.startswith("aiportrait: error:")][-1]
+        assert line.startswith(f"aiportrait: error: ConnectError: Temporal at {server.address} ")
+        assert line.endswith(
+            "the batch goes on without this follower: follow it again with: aiportrait temporal "
+            f"attach {handle.id} --address {server.address} --store {store.root}"
+        )
+        await server.start()  # the same port and database: the batch is still there
+        client = await at.connect(server.address)
+        async with temporal_emu.session() as session:
+            async with at.new_worker(client, session, store, task_queue=queue):
+                out, err = await asyncio.wait_for(stays.communicate(), 180)
+        assert stays.returncode == 0, err
+        lines = out.decode().splitlines()
+        assert lines[-1] == f"batch {handle.id}: 2 items: 2 succeeded"
+        assert sorted(line.split()[1] for line in lines if line.startswith("ok ")) == ["r0", "r1"]
+        assert temporal_emu.counters.creations == 2
+    finally:
+        for process in (stays, gives_up):
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        await server.stop()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import functools
 import gc
+import shlex
 import traceback
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -98,11 +99,24 @@ class Cluster:
                 f"attach {workflow_id}"
             ) from None
 
+    def attach_command(self, workflow_id: str) -> str:
+        """The command that follows ``workflow_id`` again: ``attach`` with the options of
+        this cluster that are not the defaults."""
+        words = [workflow_id]
+        for name in ("address", "namespace", "store"):  # what attach reads
+            value = getattr(self, name)
+            if value != getattr(_DEFAULT, name):
+                words += [f"--{name}", str(value)]
+        return f"{PROG} attach {shlex.join(words)}"
+
     def portraits(self) -> Any:
         """The portrait store."""
         from ..temporal import LocalPortraitStore
 
         return LocalPortraitStore(self.store)
+
+
+_DEFAULT: Final = Cluster()
 
 
 def where(*names: str) -> Callable[[F], F]:
@@ -262,22 +276,38 @@ def _outcome(out: Output, outcome: Any) -> tuple[dict[str, Any], str]:
     return doc, outcome_line("ok", outcome.key, f"{outcome.kind} model_id {model}")
 
 
-async def _follow_batch(handle: Any, cluster: Cluster, out: Output) -> int:
-    from ..temporal import follow_batch
+async def _follow_batch(handle: Any, cluster: Cluster, out: Output, reconnect: float) -> int:
+    from ..temporal import follow_batch, unreachable
 
     def waiting(why: str) -> None:
-        out.note(f"waiting for a worker to answer: {out.words(why)[:200]}")
+        out.note(out.words(why)[:300])
 
-    async for outcome in follow_batch(handle, cluster.portraits(), on_wait=waiting):
-        doc, line = _outcome(out, outcome)
-        out.result(doc, [line])
-    summary = await handle.result()
+    try:
+        found = follow_batch(handle, cluster.portraits(), on_wait=waiting, reconnect=reconnect)
+        async for outcome in found:
+            doc, line = _outcome(out, outcome)
+            out.result(doc, [line])
+        summary = await handle.result()
+    except Exception as exc:
+        if not unreachable(exc):
+            raise
+        raise ConnectError(
+            f"Temporal at {cluster.address} did not answer for {reconnect:.0f}s ({exc}); the "
+            f"batch goes on without this follower: follow it again with: "
+            f"{cluster.attach_command(handle.id)}",
+            sent=False,
+        ) from None
     counts = ", ".join(f"{n} {k}" for k, n in sorted(summary.counts.items()))
     doc = {"type": "summary", "id": handle.id, "total": summary.total, **summary.counts}
     out.result(doc, [f"batch {handle.id}: {summary.total} items: {counts}"])
     return batch_exit(summary.counts.get("unknown", 0), summary.counts.get("failed", 0))
 
 
+_RECONNECT: Final = click.option(
+    "--reconnect", type=click.FloatRange(min=0), default=300.0, show_default=True,
+    metavar="SECONDS",
+    help="how long to try to reach Temporal again (a restart) before exit 3 and the attach command",
+)  # fmt: skip
 _ID: Final = click.option("--id", "workflow_id", metavar="ID", help="workflow id (default: new)")
 _BATCH_ID: Final = click.option(
     "--id", "workflow_id", metavar="ID",
@@ -335,6 +365,7 @@ def train_(
 @_CHECK
 @_BATCH_ID
 @_NO_FOLLOW
+@_RECONNECT
 @where()
 @shared("host", "app_id", "token", "json", "debug")
 @click.pass_obj
@@ -345,6 +376,7 @@ def batch_(
     check: bool,
     workflow_id: str | None,
     no_follow: bool,
+    reconnect: float,
     cluster: Cluster,
 ) -> int:
     """Start a batch workflow and follow it.
@@ -358,6 +390,9 @@ def batch_(
     Local files in it are checked and uploaded here first (as ``batch`` does), so that every
     worker can fetch them by URL: the credentials are needed only then."""
     from ..temporal import batch_id, start_batch
+
+    async def follow(handle: Any) -> int:
+        return EXIT_OK if no_follow else await _follow_batch(handle, cluster, common.out, reconnect)
 
     async def run(runtime: Any) -> int:
         plan = read_plan(file)  # its warnings are given now, with the file and lines
@@ -373,7 +408,7 @@ def batch_(
                     f"give a new --id ({again})"
                 )
                 common.out.result({"type": "attached", "id": wid, "total": len(plan)}, [line])
-                return EXIT_OK if no_follow else await _follow_batch(handle, cluster, common.out)
+                return await follow(handle)
             async with common.uploading(plan.local) as uploader:
                 upload = as_upload(uploader)
                 items = [(k, await resolve(v, upload, known[k][1])) for k, v in plan.items.items()]
@@ -384,7 +419,7 @@ def batch_(
             again = f"re-attach: {PROG} attach {handle.id}"
             started = f"workflow {handle.id}: {len(items)} items ({again})"
             common.out.result({"type": "started", "id": handle.id, "total": len(items)}, [started])
-            return EXIT_OK if no_follow else await _follow_batch(handle, cluster, common.out)
+            return await follow(handle)
 
     return run_temporal(common, "batch", run)
 
@@ -405,10 +440,11 @@ async def _existing(client: Any, workflow_id: str) -> Any:
 
 @temporal.command()
 @click.argument("workflow_id", metavar="WORKFLOW_ID")
+@_RECONNECT
 @where()
 @shared("json", "debug")
 @click.pass_obj
-def attach(common: Common, workflow_id: str, cluster: Cluster) -> int:
+def attach(common: Common, workflow_id: str, reconnect: float, cluster: Cluster) -> int:
     """Follow a training or a batch workflow again, by id."""
 
     async def run(runtime: Any) -> int:
@@ -416,7 +452,7 @@ def attach(common: Common, workflow_id: str, cluster: Cluster) -> int:
         handle = client.get_workflow_handle(workflow_id)
         kind = (await handle.describe()).workflow_type
         if kind == "aiportrait.PortraitBatch":
-            return await _follow_batch(handle, cluster, common.out)
+            return await _follow_batch(handle, cluster, common.out, reconnect)
         if kind == "aiportrait.Train":
             return await _follow_train(handle, common.out)
         raise UsageError(f"{workflow_id} is a {kind} workflow, not a training or a batch")

@@ -30,6 +30,7 @@ from ._client import (
     start_batch,
     start_create,
     start_training,
+    unreachable,
 )
 from ._dev import DevServer, find_temporal_cli
 from ._store import FindingStore, LocalPortraitStore, PortraitStore
@@ -89,6 +90,7 @@ __all__ = [
     "start_batch",
     "start_create",
     "start_training",
+    "unreachable",
 ]
 
 

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
 from .._jobs.schedule import PollPolicy
 from .._requests import AnyCreateRequest, Request, TrainRequest
@@ -44,6 +45,7 @@ __all__ = [
     "start_batch",
     "start_create",
     "start_training",
+    "unreachable",
 ]
 
 DEFAULT_TASK_QUEUE = "aiportrait"
@@ -263,6 +265,7 @@ async def follow_batch(
     *,
     every: float = 1.0,
     on_wait: Callable[[str], object] | None = None,
+    reconnect: float = 300.0,
 ) -> AsyncIterator[OutcomeRecord]:
     """Yield each outcome of a batch once, as it completes, until the batch ends.
 
@@ -271,7 +274,9 @@ async def follow_batch(
     outcome pages. A batch that fails raises the library's error (:func:`error_of`), after
     the outcomes of the items that ran (its failure carries their pages); a query
     that fails (no worker answering for a while) is tried again at the next tick, and
-    ``on_wait`` is told why (once for each new reason).
+    ``on_wait`` is told why (once for each new reason). When Temporal itself does not answer
+    (a server restart, an outage), the follower keeps trying for ``reconnect`` seconds, telling
+    ``on_wait``, then raises the last ``RPCError`` (the batch goes on without it).
     """
     shown: set[int] = set()
     latest = 0  # the highest seq shown
@@ -284,18 +289,38 @@ async def follow_batch(
         return new
 
     told = ""
+
+    def tell(why: str) -> None:
+        nonlocal told
+        if on_wait is not None and why != told:
+            told = why
+            on_wait(why)
+
+    clock = asyncio.get_running_loop().time
+    lost: float | None = None  # since when Temporal has not answered
     done = asyncio.ensure_future(handle.result())
     try:
-        while not done.done():
+        while True:
+            if done.done():
+                error = None if done.cancelled() else done.exception()
+                if error is None or not unreachable(error):
+                    break
+                lost = clock() if lost is None else lost
+                if clock() - lost > reconnect:
+                    raise error
+                tell(f"Temporal does not answer ({error}): trying again for {reconnect:.0f}s")
+                await asyncio.sleep(every)
+                done = asyncio.ensure_future(handle.result())
+                continue
             try:
                 progress = await handle.query(PortraitBatchWorkflow.progress, latest)
             except Exception as exc:  # no worker answers now; the next tick tries again
                 progress = None
-                why = f"{type(exc).__name__}: {exc}"
-                if on_wait is not None and why != told:
-                    told = why
-                    on_wait(why)
+                tell(f"no answer to the progress query (a worker answers it): {exc}")
             if progress is not None:
+                if lost is not None:
+                    lost = None
+                    tell("Temporal answers again: following the batch")
                 fresh = sorted(progress.outcomes, key=lambda o: o.seq)
                 if fresh and fresh[0].seq > latest + 1:  # a run went by: its outcomes are stored
                     for outcome in unseen(await read_outcomes(store, progress.outcome_pages)):
@@ -314,6 +339,15 @@ async def follow_batch(
             yield outcome
     finally:
         done.cancel()
+
+
+def unreachable(error: BaseException | None) -> bool:
+    """Whether ``error`` says that Temporal did not answer (it may answer again)."""
+    return isinstance(error, RPCError) and error.status in (
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.UNKNOWN,  # "transport error": the connection broke during a call
+    )
 
 
 async def read_outcomes(store: PortraitStore, pages: Iterable[str]) -> list[OutcomeRecord]:

@@ -40,6 +40,9 @@ def _free_port(host: str) -> int:
 
 def _check_free(host: str, port: int) -> None:
     with socket.socket() as s:
+        # as the server binds (Go sets SO_REUSEADDR): the connections of a server that just
+        # stopped (TIME_WAIT) do not hold its port, a server listening on it does
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError as exc:
