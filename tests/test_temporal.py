@@ -499,6 +499,24 @@ async def test_follow_batch_yields_each_outcome_once_across_runs(tmp_path: Path)
     assert seen[4:6] == [5, 6] or set(seen[:6]) == {1, 2, 3, 4, 5, 6}
 
 
+async def test_on_attach_a_stored_portrait_wins_over_unknown(tmp_path: Path) -> None:
+    store = at.LocalPortraitStore(tmp_path)
+    activities = at.PortraitActivities.__new__(at.PortraitActivities)
+    activities.store = store
+    lost = at.ErrorInfo("SubmitOutcomeUnknown", "create may have run")
+    records = [at.OutcomeRecord(seq, f"k{seq}", "create", "unknown", error=lost) for seq in (1, 2)]
+    page = await activities.save_outcomes(at.OutcomePage("o.jsonl", tuple(records)))
+    await store.put("portraits/fake/k2.png", b"png bytes", "image/png")  # its report was lost
+    handle = _FakeBatch((), at.BatchSummary({"unknown": 2}, 2, (page,)))
+    handle.finished.set()
+    seen = {o.key: o async for o in at.follow_batch(handle, store, every=0.01)}  # type: ignore[arg-type]
+    assert seen["k1"] == records[0]  # nothing stored: it stays unknown
+    assert seen["k2"].status == "succeeded" and seen["k2"].error is None
+    assert seen["k2"].portrait == at.PortraitRef(
+        (tmp_path / "portraits/fake/k2.png").as_uri(), "png", 9
+    )
+
+
 async def test_long_and_unusual_keys_run_and_store(
     cluster: Any, temporal_emu: Any, sample_media: Any
 ) -> None:

@@ -282,9 +282,11 @@ async def _follow_batch(handle: Any, cluster: Cluster, out: Output, reconnect: f
     def waiting(why: str) -> None:
         out.note(out.words(why)[:300])
 
+    counts: dict[str, int] = {}  # by status, as shown: a portrait in the store wins
     try:
         found = follow_batch(handle, cluster.portraits(), on_wait=waiting, reconnect=reconnect)
         async for outcome in found:
+            counts[outcome.status] = counts.get(outcome.status, 0) + 1
             doc, line = _outcome(out, outcome)
             out.result(doc, [line])
         summary = await handle.result()
@@ -297,10 +299,10 @@ async def _follow_batch(handle: Any, cluster: Cluster, out: Output, reconnect: f
             f"{cluster.attach_command(handle.id)}",
             sent=False,
         ) from None
-    counts = ", ".join(f"{n} {k}" for k, n in sorted(summary.counts.items()))
-    doc = {"type": "summary", "id": handle.id, "total": summary.total, **summary.counts}
-    out.result(doc, [f"batch {handle.id}: {summary.total} items: {counts}"])
-    return batch_exit(summary.counts.get("unknown", 0), summary.counts.get("failed", 0))
+    told = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+    doc = {"type": "summary", "id": handle.id, "total": summary.total, **counts}
+    out.result(doc, [f"batch {handle.id}: {summary.total} items: {told}"])
+    return batch_exit(counts.get("unknown", 0), counts.get("failed", 0))
 
 
 _RECONNECT: Final = click.option(

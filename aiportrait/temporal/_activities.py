@@ -27,7 +27,7 @@ from .._retrying.policy import RetryPolicy, decide
 from .._session import Session
 from ..errors import AIPortraitError, SubmitOutcomeUnknown
 from ..models import CheckReport, Job, TrainJob
-from ._store import FindingStore, PortraitStore
+from ._store import EXTENSIONS, PortraitStore, find_portrait
 from ._values import (
     BatchItem,
     CreateInput,
@@ -45,7 +45,6 @@ _STORE_TRIES = RetryPolicy(attempts=3, base=1.0, cap=2.0, deadline=None)
 """How a portrait's write to the store is tried (it is idempotent, and the portrait was paid
 for): three times, with the library's backoff."""
 _CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
-_EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
 
 
 def as_application_error(exc: AIPortraitError, *, charged: bool) -> ApplicationError:
@@ -168,7 +167,7 @@ class PortraitActivities:
                 portrait = await self.session.send(task.request)
             except AIPortraitError as exc:
                 raise as_application_error(exc, charged=True) from None
-            name = f"{task.name}{_EXTENSIONS.get(portrait.format, '.bin')}"
+            name = f"{task.name}{EXTENSIONS.get(portrait.format, '.bin')}"
             content_type = _CONTENT_TYPES.get(portrait.format, "application/octet-stream")
             try:
                 uri = await _put(self.store, name, portrait.image, content_type)
@@ -186,15 +185,8 @@ class PortraitActivities:
 
     @activity.defn(name="aiportrait.find_portrait")
     async def find_portrait(self, name: str) -> PortraitRef | None:
-        """The portrait a create stored under ``name`` (any of its extensions), if the store
-        has it and can say so (a :class:`FindingStore`); else ``None``."""
-        if not isinstance(self.store, FindingStore):
-            return None
-        for format, extension in _EXTENSIONS.items():
-            uri = await self.store.find(f"{name}{extension}")
-            if uri is not None:
-                return PortraitRef(uri, format, len(await self.store.get(uri)))
-        return None
+        """The portrait a create stored under ``name`` (see :func:`find_portrait`)."""
+        return await find_portrait(self.store, name)
 
     @activity.defn(name="aiportrait.read_items")
     async def read_items(self, uri: str) -> ItemPage:

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
+import attrs
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
@@ -19,7 +20,7 @@ from .._requests import AnyCreateRequest, Request, TrainRequest
 from ..errors import InvalidArgument
 from ..models import TrainResult
 from ._batch_workflow import PortraitBatchWorkflow
-from ._store import PortraitStore, safe_name
+from ._store import PortraitStore, batch_portrait, find_portrait, safe_name
 from ._values import (
     BatchInput,
     BatchItem,
@@ -271,7 +272,9 @@ async def follow_batch(
 
     Live outcomes come from the workflow's ``progress`` query (every ``every`` seconds); those
     a query missed (written out when the workflow continued as new) are read from the store's
-    outcome pages. A batch that fails raises the library's error (:func:`error_of`), after
+    outcome pages. A create that may have run (``unknown``) but whose portrait is in the store
+    (a :class:`FindingStore`) is yielded ``succeeded``: only its report was lost. A batch that
+    fails raises the library's error (:func:`error_of`), after
     the outcomes of the items that ran (its failure carries their pages); a query
     that fails (no worker answering for a while) is tried again at the next tick, and
     ``on_wait`` is told why (once for each new reason). When Temporal itself does not answer
@@ -281,12 +284,12 @@ async def follow_batch(
     shown: set[int] = set()
     latest = 0  # the highest seq shown
 
-    def unseen(outcomes: Iterable[OutcomeRecord]) -> list[OutcomeRecord]:
+    async def unseen(outcomes: Iterable[OutcomeRecord]) -> list[OutcomeRecord]:
         nonlocal latest
         new = [o for o in outcomes if o.seq not in shown]
         shown.update(o.seq for o in new)
         latest = max((latest, *(o.seq for o in new)))
-        return new
+        return [await _stored(o, store, handle.id) for o in new]
 
     told = ""
 
@@ -323,22 +326,35 @@ async def follow_batch(
                     tell("Temporal answers again: following the batch")
                 fresh = sorted(progress.outcomes, key=lambda o: o.seq)
                 if fresh and fresh[0].seq > latest + 1:  # a run went by: its outcomes are stored
-                    for outcome in unseen(await read_outcomes(store, progress.outcome_pages)):
+                    pages = await read_outcomes(store, progress.outcome_pages)
+                    for outcome in await unseen(pages):
                         yield outcome
-                for outcome in unseen(fresh):
+                for outcome in await unseen(fresh):
                     yield outcome
             await asyncio.wait({done}, timeout=every)
         try:
             summary: BatchSummary = done.result()
         except WorkflowFailureError as exc:  # what ran before it failed is in its summary
             ran = _detail(exc, BatchSummary)
-            for outcome in unseen(await read_outcomes(store, ran.outcome_pages if ran else ())):
+            pages = await read_outcomes(store, ran.outcome_pages if ran else ())
+            for outcome in await unseen(pages):
                 yield outcome
             raise error_of(exc) from exc
-        for outcome in unseen(await read_outcomes(store, summary.outcome_pages)):
+        for outcome in await unseen(await read_outcomes(store, summary.outcome_pages)):
             yield outcome
     finally:
         done.cancel()
+
+
+async def _stored(outcome: OutcomeRecord, store: PortraitStore, batch: str) -> OutcomeRecord:
+    """``outcome``, or for a create that may have run (``unknown``) whose portrait is in the
+    store, that it succeeded: the worker stored it, and only its report was lost."""
+    if outcome.status != "unknown" or outcome.kind != "create":
+        return outcome
+    found = await find_portrait(store, batch_portrait(batch, outcome.key))
+    if found is None:
+        return outcome
+    return attrs.evolve(outcome, status="succeeded", portrait=found, error=None)
 
 
 def unreachable(error: BaseException | None) -> bool:

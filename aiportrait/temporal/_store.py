@@ -17,12 +17,16 @@ from urllib.parse import quote, unquote, urlparse
 
 import anyio
 
+from ._values import PortraitRef
+
 __all__ = [
+    "EXTENSIONS",
     "MAX_NAME",
     "FindingStore",
     "LocalPortraitStore",
     "PortraitStore",
     "batch_portrait",
+    "find_portrait",
     "safe_name",
 ]
 
@@ -55,6 +59,22 @@ class FindingStore(PortraitStore, Protocol):
     async def find(self, name: str) -> str | None:
         """The address of the object stored under ``name``, or ``None`` when there is none."""
         ...
+
+
+EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
+"""A portrait's file extension by its format: a create stores it as its name and this."""
+
+
+async def find_portrait(store: PortraitStore, name: str) -> PortraitRef | None:
+    """The portrait a create stored under ``name`` (with any of :data:`EXTENSIONS`), if
+    ``store`` has it and can say so (a :class:`FindingStore`); else ``None``."""
+    if not isinstance(store, FindingStore):
+        return None
+    for format, extension in EXTENSIONS.items():
+        uri = await store.find(f"{name}{extension}")
+        if uri is not None:
+            return PortraitRef(uri, format, len(await store.get(uri)))
+    return None
 
 
 def batch_portrait(workflow_id: str, key: str) -> str:
