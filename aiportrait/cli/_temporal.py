@@ -7,8 +7,6 @@ Its warnings, errors, outcome lines and exit codes are those of every command (s
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
 import gc
 import shlex
@@ -26,9 +24,10 @@ from .._local.resolve import resolve
 from .._local.upload import as_upload
 from ..errors import ConfigWarning, ConnectError, PhotoCountWarning
 from ._batchfile import check_request, read_plan
-from ._exit import EXIT_OK, UsageError, batch_exit
+from ._exit import EXIT_OK, UsageError
 from ._options import Common, shared, stop_event
-from ._output import Output, outcome_line, said_before
+from ._output import Output, said_before
+from ._temporalfollow import existing, follow_batch_lines, follow_train
 
 __all__ = ["Cluster", "run_temporal", "temporal", "where"]
 
@@ -229,80 +228,10 @@ def worker(common: Common, cluster: Cluster, concurrency: int | None, rate: floa
 # -- train, batch, attach ----------------------------------------------------------------------
 
 
-async def _follow_train(handle: Any, out: Output) -> int:
-    from ..temporal import TrainWorkflow, error_of
-
-    seen = None
-    result = asyncio.ensure_future(handle.result())
-    try:
-        while not result.done():
-            with contextlib.suppress(Exception):
-                p = await handle.query(TrainWorkflow.progress)
-                if (p.stage, p.state, p.job) != seen:
-                    seen = (p.stage, p.state, p.job)
-                    job = f" job {p.job.job_id}" if p.job else ""
-                    left = p.expected_remaining
-                    about = f", about {left:.0f}s left" if left is not None else ""
-                    out.note(f"{p.stage}{job} {p.state} {p.elapsed:.1f}s{about}".rstrip())
-            await asyncio.wait({result}, timeout=1.0)
-        try:
-            trained = result.result()
-        except Exception as exc:
-            raise error_of(exc) from exc
-    finally:
-        result.cancel()
-    line = f"model {trained.model_id} (the service's training time {trained.cost_time:.1f}s)"
-    doc = {"id": handle.id, "model_id": trained.model_id, "cost_time": trained.cost_time}
-    out.result(doc, [line])
-    return EXIT_OK
-
-
-def _outcome(out: Output, outcome: Any) -> tuple[dict[str, Any], str]:
-    """A batch item's outcome: its JSON document and its line (as ``batch`` prints it)."""
-    doc: dict[str, Any] = {"type": "outcome", "kind": outcome.kind, "key": outcome.key}
-    doc.update(ok=outcome.status == "succeeded", status=outcome.status)
-    if outcome.error is not None:
-        error = outcome.error.exception()
-        doc["error"] = out.error_doc(error)
-        word = "unknown" if outcome.status == "unknown" else "failed"
-        return doc, outcome_line(word, outcome.key, out.error_text(error))
-    if outcome.portrait is not None:
-        p = outcome.portrait
-        doc.update(uri=p.uri, format=p.format, cost_time=p.cost_time, request_id=p.request_id)
-        detail = f"{p.uri}  {p.format}, {p.cost_time:.2f}s, request_id={p.request_id}"
-        return doc, outcome_line("ok", outcome.key, detail)
-    model = outcome.result.model_id if outcome.result is not None else ""
-    doc["model_id"] = model
-    return doc, outcome_line("ok", outcome.key, f"{outcome.kind} model_id {model}")
-
-
 async def _follow_batch(handle: Any, cluster: Cluster, out: Output, reconnect: float) -> int:
-    from ..temporal import follow_batch, unreachable
-
-    def waiting(why: str) -> None:
-        out.note(out.words(why)[:300])
-
-    counts: dict[str, int] = {}  # by status, as shown: a portrait in the store wins
-    try:
-        found = follow_batch(handle, cluster.portraits(), on_wait=waiting, reconnect=reconnect)
-        async for outcome in found:
-            counts[outcome.status] = counts.get(outcome.status, 0) + 1
-            doc, line = _outcome(out, outcome)
-            out.result(doc, [line])
-        summary = await handle.result()
-    except Exception as exc:
-        if not unreachable(exc):
-            raise
-        raise ConnectError(
-            f"Temporal at {cluster.address} did not answer for {reconnect:.0f}s ({exc}); the "
-            f"batch goes on without this follower: follow it again with: "
-            f"{cluster.attach_command(handle.id)}",
-            sent=False,
-        ) from None
-    told = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-    doc = {"type": "summary", "id": handle.id, "total": summary.total, **counts}
-    out.result(doc, [f"batch {handle.id}: {summary.total} items: {told}"])
-    return batch_exit(counts.get("unknown", 0), counts.get("failed", 0))
+    again = cluster.attach_command(handle.id)
+    store = cluster.portraits()
+    return await follow_batch_lines(handle, store, out, reconnect, cluster.address, again)
 
 
 _RECONNECT: Final = click.option(
@@ -353,7 +282,7 @@ def train_(
         started = f"workflow {handle.id} (re-attach: {PROG} attach {handle.id})"
         if no_follow or not common.out.json:  # --json: one document, the id in the result's
             common.out.result({"id": handle.id}, [started])
-        return EXIT_OK if no_follow else await _follow_train(handle, common.out)
+        return EXIT_OK if no_follow else await follow_train(handle, common.out)
 
     return run_temporal(common, "train", run)
 
@@ -402,7 +331,7 @@ def batch_(
             known = {k: await read_fingerprint(v) for k, v in plan.items.items()}
             wid = workflow_id or batch_id(((k, fp) for k, (fp, _) in known.items()), check=check)
             client = await cluster.client(runtime)
-            if workflow_id is None and (handle := await _existing(client, wid)) is not None:
+            if workflow_id is None and (handle := await existing(client, wid)) is not None:
                 again = f"re-attach: {PROG} attach {wid}"
                 line = (
                     f"workflow {wid}: this batch was started before (the same items and "
@@ -426,20 +355,6 @@ def batch_(
     return run_temporal(common, "batch", run)
 
 
-async def _existing(client: Any, workflow_id: str) -> Any:
-    """The handle of the workflow ``workflow_id`` (running or closed), or ``None``."""
-    from temporalio.service import RPCError, RPCStatusCode
-
-    handle = client.get_workflow_handle(workflow_id)
-    try:
-        await handle.describe()
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            return None
-        raise
-    return handle
-
-
 @temporal.command()
 @click.argument("workflow_id", metavar="WORKFLOW_ID")
 @_RECONNECT
@@ -456,7 +371,7 @@ def attach(common: Common, workflow_id: str, reconnect: float, cluster: Cluster)
         if kind == "aiportrait.PortraitBatch":
             return await _follow_batch(handle, cluster, common.out, reconnect)
         if kind == "aiportrait.Train":
-            return await _follow_train(handle, common.out)
+            return await follow_train(handle, common.out)
         raise UsageError(f"{workflow_id} is a {kind} workflow, not a training or a batch")
 
     return run_temporal(common, "attach", run)
