@@ -39,6 +39,25 @@ def _where(cluster: Any) -> list[str]:
     ]
 
 
+def _references(emu: Any, media: Any, count: int, tag: str) -> list[dict[str, Any]]:
+    """``count`` reference rows of a batch file (keys ``r0``...), distinct by ``tag``."""
+    url = emu.media_url
+    return [
+        {
+            "kind": "reference",
+            "key": f"r{i}",
+            "reference": url(media.astronaut[0]),
+            "template": f"{url(media.astronaut_template)}?{tag}={i}",
+        }
+        for i in range(count)
+    ]
+
+
+def _batch_file(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
 async def test_train_prints_the_id_follows_and_reattaches(
     cluster: Any, temporal_emu: Any, sample_media: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -70,26 +89,16 @@ async def test_batch_shows_outcomes_and_exits_5_when_one_failed(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    url = temporal_emu.media_url
-    rows = [
-        {
-            "kind": "reference",
-            "key": f"r{i}",
-            "reference": url(sample_media.astronaut[0]),
-            "template": f"{url(sample_media.astronaut_template)}?v={i}",
-        }
-        for i in range(3)
-    ]
+    rows = _references(temporal_emu, sample_media, 3, "v")
     rows.append(
         {
             "kind": "solo",
             "key": "bad",
             "model_id": "no-such-model",
-            "template": url(sample_media.astronaut_template),
+            "template": temporal_emu.media_url(sample_media.astronaut_template),
         }
     )
-    batch = tmp_path / "batch.jsonl"
-    batch.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    batch = _batch_file(tmp_path / "batch.jsonl", rows)
     code, text = await run(capsys, "batch", str(batch), "--id", "cli-batch-1", *_where(cluster))
     assert code == 5, text
     lines = text.splitlines()
@@ -117,18 +126,8 @@ async def test_batch_run_twice_without_an_id_follows_the_first_and_charges_each_
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    url = temporal_emu.media_url
-    rows = [
-        {
-            "kind": "reference",
-            "key": f"r{i}",
-            "reference": url(sample_media.astronaut[0]),
-            "template": f"{url(sample_media.astronaut_template)}?twice={i}",
-        }
-        for i in range(3)
-    ]
-    batch = tmp_path / "twice.jsonl"
-    batch.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rows = _references(temporal_emu, sample_media, 3, "twice")
+    batch = _batch_file(tmp_path / "twice.jsonl", rows)
     code, first = await run(capsys, "batch", str(batch), *_where(cluster))
     assert code == 0, first
     started = first.splitlines()[0]
@@ -144,7 +143,7 @@ async def test_batch_run_twice_without_an_id_follows_the_first_and_charges_each_
     assert temporal_emu.counters.creations == 3  # each item charged once in two runs
     assert temporal_emu.counters.charged_duplicates() == {}
     # the same file in another order is the same batch; --check would charge otherwise
-    batch.write_text("".join(json.dumps(r) + "\n" for r in reversed(rows)))
+    _batch_file(batch, rows[::-1])
     code, third = await run(capsys, "batch", str(batch), *_where(cluster), "--no-follow")
     assert code == 0 and third.startswith(f"workflow {workflow_id}: this batch was started")
     assert temporal_emu.counters.creations == 3
@@ -184,15 +183,7 @@ async def test_a_temporal_command_ends_its_core_threads_before_it_returns(
 ) -> None:
     # Temporal's core threads left running into the interpreter's exit crash it now and then
     # (SIGSEGV after the summary): a command joins them before it returns, ok or not.
-    url = temporal_emu.media_url
-    row = {
-        "kind": "reference",
-        "key": "k",
-        "reference": url(sample_media.astronaut[0]),
-        "template": url(sample_media.astronaut_template),
-    }
-    batch = tmp_path / "one.jsonl"
-    batch.write_text(json.dumps(row) + "\n")
+    batch = _batch_file(tmp_path / "one.jsonl", _references(temporal_emu, sample_media, 1, "t"))
     for argv, code in (
         (["batch", str(batch), "--id", "core-threads"], 0),
         (["attach", "core-threads"], 0),
