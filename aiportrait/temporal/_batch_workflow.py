@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
 __all__ = ["PortraitBatchWorkflow"]
 
 _MAX_QUERY_OUTCOMES = 500
+_STORED_WINS = "aiportrait.stored-portrait-wins"
 _OUTCOMES_PER_FILE = 500
 
 
@@ -160,7 +161,9 @@ class PortraitBatchWorkflow:
             request.to_dict(),
             batch.timeouts,
         )
-        if status == "unknown":  # it may have run: if its portrait is stored, it did
+        # It may have run: if its portrait is stored, it did (a batch begun by a worker of an
+        # earlier version replays as it ran: the patch marks the new step in its history).
+        if status == "unknown" and workflow.patched(_STORED_WINS):
             with contextlib.suppress(ApplicationError):  # the store cannot say: unknown
                 stored = await read(PortraitActivities.find_portrait, name, batch.timeouts)
                 if stored is not None:
