@@ -63,6 +63,7 @@ from .models import (
 
 if TYPE_CHECKING:
     from ._batches.outcomes import Outcome, Outcomes
+    from ._batches.stop import BatchStop
     from ._display.progress import watch_with_progress
     from ._local.preflight import preflight
 
@@ -86,6 +87,7 @@ _ERROR_ROWS = frozenset(
 
 # Loaded on first use: no single call needs batches (sqlite3) or progress display.
 _LAZY = {
+    "BatchStop": "._batches.stop",
     "LocalRequest": "._local.localrequest",
     "Outcome": "._batches.outcomes",
     "Outcomes": "._batches.outcomes",
@@ -128,6 +130,7 @@ __all__ = [
     "AnyRequest",
     "BatchItems",
     "BatchQuery",
+    "BatchStop",
     "CheckRequest",
     "CheckReport",
     "CheckVerdict",

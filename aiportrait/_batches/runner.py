@@ -41,6 +41,7 @@ from .claim import JournalClaim
 from .journal import Journal, Record, key_text
 from .keys import file_stem, fingerprint
 from .outcomes import Outcome
+from .stop import REPEATING, BatchStop, StopClaim
 
 __all__ = ["BatchRunner", "Send", "Wait"]
 
@@ -87,8 +88,10 @@ class BatchRunner:
         recreate_missing: bool = False,
         durations: Durations | None = None,
         upload: UploadFunc | None = None,
+        stop: BatchStop | None = None,
     ) -> None:
         self.send = send
+        self.stop = BatchStop() if stop is None else stop  # see :class:`BatchStop`
         self.wait = wait
         self.within = within
         """The batch's id in hook events (``None`` without hooks)."""
@@ -169,6 +172,7 @@ class BatchRunner:
         key: Any,
         seen: Record | None,
         fp: str,
+        request: Any,
         submit: Callable[[Claim | None], Awaitable[V]],
     ) -> V:
         """Run a charged call; the journal says ``submitting`` only once it is about to leave.
@@ -180,26 +184,29 @@ class BatchRunner:
         run: ``failed``. A call that provably never left (no connection) gets its row back as
         it was. After an ambiguous failure (``SubmitOutcomeUnknown``), or a cancel while the
         request was on the wire, the row stays ``submitting``: a re-run reports it instead of
-        paying twice.
+        paying twice. Once stopped, nothing is uploaded or sent (``BatchStopped``). An error
+        that repeats for every item (it did not run) gives the row back, as it was.
         """
         journal = self.journal
-        if journal is None:
-            return await submit(None)
-        claim = JournalClaim(journal, kind, key, fp, seen)
+        inner = None if journal is None else JournalClaim(journal, kind, key, fp, seen)
+        claim = StopClaim(self.stop, key, inner)
+        self.stop.check(key)
         try:
-            return await submit(claim)
-        except SubmitOutcomeUnknown:
-            raise
-        except TransportError as exc:
-            if claim.claimed and exc.sent is False:
-                await claim.release()
-            raise
-        except JournalError:
+            with self.stop.abandonable():
+                return await submit(claim)
+            raise claim.abandoned(kind, request)  # only when the stop cancelled the call
+        except (SubmitOutcomeUnknown, JournalError):
             raise
         except Exception as exc:
-            if claim.claimed:
-                await self._put(kind, claim.skey, fp, "failed", error=_describe(exc))
+            if inner is not None and inner.claimed:
+                never_ran = isinstance(exc, TransportError) and exc.sent is False
+                if never_ran or isinstance(exc, REPEATING):
+                    await inner.release()
+                elif not isinstance(exc, TransportError):  # an error answer: it did not run
+                    await self._put(kind, inner.skey, fp, "failed", error=_describe(exc))
             raise
+        finally:
+            claim.ended()
 
     # -- creations -----------------------------------------------------------------------
 
@@ -249,11 +256,13 @@ class BatchRunner:
     async def create(self, key: Any, request: AnyCreateRequest) -> Outcome[Any, Portrait]:
         """Create one portrait, journalled."""
         if self.journal is None and self.out_dir is None:  # nothing to record: just run it
-            try:
+
+            async def sent(claim: Claim | None) -> Any:
                 resolved = await resolve(request, self.upload)
-                return Outcome(key, request, value=await self.send(resolved, within=self.within))
-            except Exception as exc:
-                return Outcome(key, request, error=exc)
+                return await self.send(resolved, claim=claim, within=self.within)
+
+            value, failed = await self._charged("create", key, None, "", request, sent)
+            return Outcome(key, request, value=value) if failed is None else failed
         stem = file_stem(key)
         opened = await self._open("create", key, request)
         if isinstance(opened, Outcome):
@@ -320,7 +329,7 @@ class BatchRunner:
         A journal error about this item ends the item; one about the whole file ends the batch.
         """
         try:
-            return await self._submit(kind, key, record, fp, call), None
+            return await self._submit(kind, key, record, fp, request, call), None
         except JournalError as exc:
             if exc.key is None:
                 raise
@@ -369,7 +378,8 @@ class BatchRunner:
         if not wait:
             return Outcome(key, request, value=job, job=job)
         try:
-            result = await self.wait(job, within=self.within)
+            watched = self.wait(job, within=self.within)
+            result = await self.stop.unless_stopped(key, job.job_id, watched)
         except JobFailed as exc:
             await self._put("train", skey, fp, "failed", error=_describe(exc))
             return Outcome(key, request, error=exc, job=job)

@@ -27,6 +27,7 @@ from .core import SessionCore
 if TYPE_CHECKING:
     from .._batches.items import BatchItems
     from .._batches.outcomes import Outcomes
+    from .._batches.stop import BatchStop
 
 __all__ = ["Session"]
 
@@ -252,6 +253,7 @@ class Session(SessionCore):
         resubmit_unknown: bool = False,
         retry_failed: bool = False,
         recreate_missing: bool = False,
+        stop: BatchStop | None = None,
     ) -> Outcomes[AnyCreateRequest, Portrait]:
         """Create many portraits concurrently; yields an :class:`Outcome` per item as it ends.
 
@@ -276,6 +278,12 @@ class Session(SessionCore):
             recreate_missing: on a re-run, create (and pay for) again a finished portrait whose
                 file is not in ``out_dir`` any more; otherwise it comes back as
                 :class:`~aiportrait.errors.PortraitMissing`.
+            stop: a :class:`~aiportrait.BatchStop` to stop the batch gracefully: once stopped,
+                nothing more is submitted, the calls in flight finish and are saved within its
+                grace, and the items not submitted end with
+                :class:`~aiportrait.errors.BatchStopped` (a re-run does them). The batch stops
+                itself the same way on an error that would repeat for every item (quota
+                exceeded, unknown app, signature mismatch).
 
         A journal is owned by one run at a time: a second run on the same file, in this
         process or another, raises :class:`~aiportrait.errors.JournalLocked` here; a file that
@@ -306,6 +314,7 @@ class Session(SessionCore):
             recreate_missing=recreate_missing,
             hooks=self._hooks,
             upload=self._upload,
+            stop=stop,
         )
 
     def train_many(
@@ -318,6 +327,7 @@ class Session(SessionCore):
         journal: str | os.PathLike[str] | None = None,
         resubmit_unknown: bool = False,
         retry_failed: bool = False,
+        stop: BatchStop | None = None,
     ) -> Outcomes[TrainRequest, Any]:
         """Train many models concurrently; yields an :class:`Outcome` per item as it ends.
 
@@ -335,6 +345,9 @@ class Session(SessionCore):
                 with its job id before any polling, so a re-run resumes watching it.
             resubmit_unknown: see :meth:`create_many`.
             retry_failed: see :meth:`create_many`.
+            stop: see :meth:`create_many`; a stop ends the watching of trainings at once
+                (their job ids are in the journal: a re-run watches them again, and an
+                outcome says :class:`~aiportrait.errors.BatchStopped` with the job).
 
         Local photos are handled per item as in :meth:`create_many`: read when the item starts,
         checked on this machine (a failure is :class:`~aiportrait.errors.PreflightFailed` for
@@ -357,6 +370,7 @@ class Session(SessionCore):
             retry_failed=retry_failed,
             hooks=self._hooks,
             upload=self._upload,
+            stop=stop,
         )
 
 
