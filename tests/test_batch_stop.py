@@ -1,0 +1,399 @@
+"""Stopping a batch without losing paid work: :class:`aiportrait.BatchStop` in the library,
+Ctrl-C and SIGTERM in ``aiportrait batch`` (real signals to a real child process), and the
+errors that would repeat for every item, all against the emulator over loopback.
+
+The emulator's creates are held at a gate (:class:`Held`) once a given number have passed, so
+"during the creates" is a state the test waits for (the held calls have reached the service and
+are counted there), never a moment guessed with a sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import attrs
+import pytest
+
+import aiportrait
+from aiportrait import BatchStop, CreateRequest, PollPolicy, cli
+from aiportrait._batches.journal import Journal
+from aiportrait.cli import main
+from aiportrait.emulator import Emulator
+from aiportrait.emulator._service import Service
+from aiportrait.errors import BatchStopped, PhotoCountWarning, QuotaExceeded
+from aiportrait.samples import SamplePhotos, sample_photos
+from aiportrait.testing import VirtualClock
+from tests._mock import until
+
+pytest.importorskip("PIL.Image")
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "stop-test-token-0123456789"
+FAST = PollPolicy(first=0.05, cap=0.5, timeout=60)
+
+
+@attrs.frozen
+class World:
+    """Photos, templates and a model trained once for the module."""
+
+    media: Path
+    data: Path
+    names: SamplePhotos
+    model: str
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    media, data = tmp_path_factory.mktemp("media"), tmp_path_factory.mktemp("data")
+    names = sample_photos(media)
+
+    async def train() -> str:
+        async with (
+            Emulator(train_seconds=0.05, serve_dir=media, data_dir=data, token=TOKEN) as emu,
+            emu.session(poll=FAST) as session,
+        ):
+            job = await session.train([emu.media_url(names.astronaut[0])])
+            return (await session.wait(job)).model_id
+
+    with pytest.warns(PhotoCountWarning):  # one photo: it trains in a fraction of a second
+        model = asyncio.run(train())
+    return World(media, data, names, model)
+
+
+@pytest.fixture
+async def emu(world: World) -> AsyncIterator[Emulator]:
+    async with Emulator(
+        train_seconds=0.05, serve_dir=world.media, data_dir=world.data, token=TOKEN
+    ) as emulator:
+        yield emulator
+
+
+class Held:
+    """The emulator's creates after the first ``free`` wait at a gate until :meth:`release`;
+    each has been counted as a charged call by then (it reached the service)."""
+
+    def __init__(self) -> None:
+        self.free = 0
+        self.arrived = 0
+        self.gate = asyncio.Event()
+
+    def release(self) -> None:
+        self.gate.set()
+
+
+@pytest.fixture
+def held(monkeypatch: pytest.MonkeyPatch) -> Held:
+    gate = Held()
+    real = Service.create
+
+    async def create(service: Service, app: Any, raw: bytes, request_id: str) -> Any:
+        gate.arrived += 1
+        if gate.arrived > gate.free:
+            await gate.gate.wait()
+        return await real(service, app, raw, request_id)
+
+    monkeypatch.setattr(Service, "create", create)
+    return gate
+
+
+def _weight(i: int) -> float:
+    """Each item's own ``lora_weights``: no two items send the same body (so the emulator's
+    count of bodies run twice means charged twice)."""
+    return round(0.5 + i / 200, 3)
+
+
+def _requests(emu: Emulator, world: World, count: int) -> dict[str, CreateRequest]:
+    templates = [emu.media_url(n) for n in world.names.templates[:3]]
+    return {
+        f"p{i:02d}": CreateRequest(
+            world.model, templates[i % 3], config={"lora_weights": _weight(i)}
+        )
+        for i in range(count)
+    }
+
+
+def _files(folder: Path) -> list[str]:
+    if not folder.exists():
+        return []
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+
+
+# -- the library ----------------------------------------------------------------------------
+
+
+async def test_a_stop_lets_the_calls_in_flight_finish_and_a_rerun_does_the_rest(
+    emu: Emulator, world: World, held: Held, tmp_path: Path
+) -> None:
+    held.free = 2  # two are answered, then three are held on the service's side
+    requests = _requests(emu, world, 12)
+    journal = tmp_path / "j.sqlite"
+    stop = BatchStop()
+    async with emu.session() as session:
+        outcomes = session.create_many(requests, limit=3, journal=journal, stop=stop)
+
+        async def stopper() -> None:
+            await until(lambda: held.arrived == 5, "three creates held")
+            assert len(stop.in_flight) == 3
+            stop.stop(grace=None)
+            held.release()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(stopper)
+            got = await outcomes.collect()
+    done = [o for o in got if o.ok]
+    stopped = [o for o in got if isinstance(o.error, BatchStopped)]
+    assert (len(done), len(stopped), len(got)) == (5, 7, 12)
+    assert all(o.status == "failed" and o.error.job_id is None for o in stopped)  # type: ignore[union-attr]
+    assert "not submitted" in str(stopped[0].error)
+    assert stop.stopped and not stop.abandoned and stop.reason is None
+    # Every create the service ran is saved; nothing else was sent.
+    assert emu.counters.creations == held.arrived == 5
+    assert _files(tmp_path / "j_portraits") == sorted(f"{o.key}.jpg" for o in done)
+    assert Journal(journal, lock=False).counts("create") == {"done": 5}
+
+    async with emu.session() as session:  # the re-run does the seven, and only them
+        again = await session.create_many(requests, limit=3, journal=journal).collect()
+    assert sum(o.resumed for o in again) == 5
+    assert all(o.ok for o in again)
+    assert emu.counters.creations == 12
+    assert not emu.counters.charged_duplicates()
+    assert len(_files(tmp_path / "j_portraits")) == 12
+
+
+async def test_when_the_grace_runs_out_the_calls_in_flight_end_unknown(
+    emu: Emulator,
+    world: World,
+    held: Held,
+    tmp_path: Path,
+    aiportrait_instant_waits: VirtualClock,
+) -> None:
+    requests = _requests(emu, world, 8)
+    journal = tmp_path / "j.sqlite"
+    stop = BatchStop()
+    async with emu.session() as session:
+        outcomes = session.create_many(requests, limit=2, journal=journal, stop=stop)
+
+        async def stopper() -> None:
+            await until(lambda: held.arrived == 2, "two creates held")
+            stop.stop(grace=5.0)
+            aiportrait_instant_waits.advance(4.9)
+            await asyncio.sleep(0)
+            assert not stop.abandoned
+            aiportrait_instant_waits.advance(0.1)  # the grace is over
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(stopper)
+            got = await outcomes.collect()
+    assert stop.abandoned
+    unknown = sorted(o.key for o in got if o.status == "unknown")
+    assert len(unknown) == 2
+    assert all(
+        isinstance(o.error, aiportrait.SubmitOutcomeUnknown) for o in got if o.key in unknown
+    )
+    assert sum(isinstance(o.error, BatchStopped) for o in got) == 6
+    assert Journal(journal, lock=False).counts("create") == {"submitting": 2}
+    held.release()  # the service finishes them: charged, though the client gave up on them
+    await until(lambda: emu.counters.creations == 2, "the abandoned creates end")
+
+    async with emu.session() as session:
+        again = await session.create_many(requests, limit=2, journal=journal).collect()
+    assert sorted(o.key for o in again if o.status == "unknown") == unknown  # named, not sent
+    assert sum(o.ok for o in again) == 6
+    assert emu.counters.creations == 8
+    assert not emu.counters.charged_duplicates()
+
+
+async def test_an_error_that_repeats_for_every_item_stops_the_batch(
+    emu: Emulator, world: World, tmp_path: Path
+) -> None:
+    emu.apps[emu.app_id].quota = 3
+    requests = _requests(emu, world, 10)
+    journal = tmp_path / "j.sqlite"
+    async with emu.session() as session:
+        got = await session.create_many(requests, limit=1, journal=journal).collect()
+    assert [o.key for o in got if o.ok] == ["p00", "p01", "p02"]
+    assert isinstance(got[3].error, QuotaExceeded)
+    stopped = got[4:]
+    assert len(stopped) == 6
+    assert all(isinstance(o.error, BatchStopped) for o in stopped)
+    assert all(isinstance(o.error.reason, QuotaExceeded) for o in stopped)  # type: ignore[union-attr]
+    assert emu.counters.requests == 4  # not one request per item
+    # The refused item did not run: its row is as it was, so the re-run does it.
+    assert Journal(journal, lock=False).counts("create") == {"done": 3}
+
+    emu.apps[emu.app_id].quota = None
+    async with emu.session() as session:
+        again = await session.create_many(requests, limit=1, journal=journal).collect()
+    assert all(o.ok for o in again)
+    assert sum(o.resumed for o in again) == 3
+    assert emu.counters.creations == 10
+
+
+async def test_a_stop_drops_the_watching_of_trainings_at_once(world: World, tmp_path: Path) -> None:
+    async with Emulator(train_seconds=600, serve_dir=world.media, token=TOKEN) as emu:
+        photos = [emu.media_url(n) for n in world.names.astronaut[:2]]
+        sets = {"a": photos, "b": photos[::-1]}
+        journal = tmp_path / "j.sqlite"
+        stop = BatchStop()
+        async with emu.session(poll=FAST) as session:
+            outcomes = session.train_many(sets, journal=journal, stop=stop)
+
+            async def stopper() -> None:
+                await until(lambda: emu.counters.trainings == 2, "both trainings accepted")
+                stop.stop()
+
+            with pytest.warns(PhotoCountWarning):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(stopper)
+                    got = await outcomes.collect()
+            assert all(isinstance(o.error, BatchStopped) and o.job is not None for o in got)
+            assert {o.error.job_id for o in got} == {o.job.job_id for o in got}  # type: ignore[union-attr]
+            assert "watching job" in str(got[0].error)
+            assert Journal(journal, lock=False).counts("train") == {"submitted": 2}
+            again = await session.train_many(sets, journal=journal, wait=False).collect()
+        assert {o.job for o in again} == {o.job for o in got}
+        assert emu.counters.trainings == 2  # watched again, not trained again
+
+
+def test_a_stop_refuses_a_bad_grace() -> None:
+    with pytest.raises(aiportrait.InvalidArgument, match="grace"):
+        BatchStop().stop(grace=-1)
+
+
+# -- aiportrait batch: real signals to a real child ------------------------------------------
+
+
+def _jsonl(emu: Emulator, world: World, count: int, path: Path) -> Path:
+    """The batch file of :func:`_requests`."""
+    rows = [
+        {"kind": "solo", "key": key, "model_id": r.model_id, "template": r.template,
+         "config": {"lora_weights": _weight(i)}}
+        for i, (key, r) in enumerate(_requests(emu, world, count).items())
+    ]  # fmt: skip
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def _args(emu: Emulator, batch: Path, out: Path) -> list[str]:
+    creds = ["--host", emu.url, "--app-id", emu.app_id, "--token", TOKEN]
+    return ["batch", str(batch), "--out", str(out), "--limit", "4", "--no-progress", *creds]
+
+
+async def _child(args: list[str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "aiportrait", *args,
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+
+async def _line(proc: asyncio.subprocess.Process, start: str) -> str:
+    """The child's next stderr line that starts with ``start``."""
+    assert proc.stderr is not None
+    while True:
+        line = (await asyncio.wait_for(proc.stderr.readline(), 60)).decode()
+        if not line:
+            raise AssertionError(f"the child ended without a line starting {start!r}")
+        if line.startswith(start):
+            return line.rstrip("\n")
+
+
+async def _run(args: list[str]) -> int:
+    return await asyncio.to_thread(main, args)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+async def test_ctrl_c_in_a_60_item_batch_saves_every_paid_portrait(
+    emu: Emulator,
+    world: World,
+    held: Held,
+    tmp_path: Path,
+    sig: signal.Signals,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    batch, out = _jsonl(emu, world, 60, tmp_path / "b.jsonl"), tmp_path / "out"
+    held.free = 10  # ten are done; then four are on the service when the signal comes
+    proc = await _child(_args(emu, batch, out))
+    await until(lambda: held.arrived == 14, "four creates held", seconds=120)
+    proc.send_signal(sig)
+    line = await _line(proc, "aiportrait: stopping")
+    assert line == (
+        "aiportrait: stopping: nothing new is sent; 4 in flight finishing (up to 300s); "
+        "Ctrl-C again abandons them (abandoned ones may be charged and their results lost)"
+    )
+    held.release()
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == cli.EXIT_INTERRUPTED, stderr.decode()
+    assert "14 ok, 0 failed (0 resumed), 46 not submitted (stopped) of 60" in stdout.decode()
+    assert stderr.decode().splitlines()[-1] == (
+        "aiportrait: stopped: 46 not submitted; run the same command again to resume: the "
+        f"journal {out / cli.DEFAULT_JOURNAL} remembers what is done"
+    )
+    # Every create the service ran has its portrait, and nothing was charged twice.
+    assert emu.counters.creations == 14
+    assert len(_files(out)) == 14
+    assert Journal(out / cli.DEFAULT_JOURNAL, lock=False).counts("create") == {"done": 14}
+    assert not emu.counters.charged_duplicates()
+
+    assert await _run(_args(emu, batch, out)) == cli.EXIT_OK  # the re-run does the rest
+    assert "60 ok, 0 failed (14 resumed) of 60" in capsys.readouterr().out
+    assert emu.counters.creations == 60
+    assert len(_files(out)) == 60
+    assert not emu.counters.charged_duplicates()
+
+
+@pytest.mark.slow
+async def test_a_second_signal_abandons_and_names_what_may_be_charged(
+    emu: Emulator, world: World, held: Held, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    batch, out = _jsonl(emu, world, 20, tmp_path / "b.jsonl"), tmp_path / "out"
+    proc = await _child(_args(emu, batch, out))
+    await until(lambda: held.arrived == 4, "four creates held", seconds=120)
+    proc.send_signal(signal.SIGTERM)
+    await _line(proc, "aiportrait: stopping: nothing new is sent; 4 in flight")
+    proc.send_signal(signal.SIGINT)
+    line = await _line(proc, "aiportrait: abandoning")
+    assert line.startswith("aiportrait: abandoning 4 in flight (they may be charged): 'p0")
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == cli.EXIT_OUTCOME_UNKNOWN, stderr.decode()
+    last = stderr.decode().splitlines()[-1]
+    assert last.startswith("aiportrait: 4 may have been charged (in flight when abandoned): 'p0")
+    assert last.endswith("; --resubmit-unknown submits them again")
+    assert stdout.decode().count("unknown ") == 4
+    assert _files(out) == []
+    journal = Journal(out / cli.DEFAULT_JOURNAL, lock=False)
+    assert journal.counts("create") == {"submitting": 4}
+    held.release()
+    await until(lambda: emu.counters.creations == 4, "the abandoned creates end")
+
+    # The re-run names the four as unknown (not paid again) and does the other sixteen.
+    assert await _run(_args(emu, batch, out)) == cli.EXIT_OUTCOME_UNKNOWN
+    assert "16 ok, 4 failed (4 resumed) of 20" in capsys.readouterr().out
+    assert emu.counters.creations == 20
+    assert not emu.counters.charged_duplicates()
+
+
+async def test_batch_stops_on_an_exceeded_quota_with_one_message(
+    emu: Emulator, world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    emu.apps[emu.app_id].quota = 3
+    batch, out = _jsonl(emu, world, 10, tmp_path / "b.jsonl"), tmp_path / "out"
+    args = [*_args(emu, batch, out), "--limit", "1"]
+    assert await _run(args) == cli.EXIT_FAILED
+    captured = capsys.readouterr()
+    assert "3 ok, 1 failed (0 resumed), 6 not submitted (stopped) of 10" in captured.out
+    stops = [line for line in captured.err.splitlines() if "stopped" in line]
+    assert len(stops) == 1
+    assert stops[0].startswith("aiportrait: stopped on QuotaExceeded: ")
+    assert stops[0].endswith(
+        ": it would fail every item; 6 not submitted; fix it, then run the same command again "
+        f"to resume: the journal {out / cli.DEFAULT_JOURNAL} remembers what is done"
+    )
+    assert emu.counters.requests == 4
