@@ -10,7 +10,9 @@ are counted there), never a moment guessed with a sleep.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -119,6 +121,13 @@ def _requests(emu: Emulator, world: World, count: int) -> dict[str, CreateReques
     }
 
 
+async def _collect(outcomes: aiportrait.Outcomes[Any, Any], beside: Any) -> list[Any]:
+    """Every outcome of a batch, with ``beside()`` running meanwhile (it stops the batch)."""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(beside)
+        return await outcomes.collect()
+
+
 def _files(folder: Path) -> list[str]:
     if not folder.exists():
         return []
@@ -144,9 +153,7 @@ async def test_a_stop_lets_the_calls_in_flight_finish_and_a_rerun_does_the_rest(
             stop.stop(grace=None)
             held.release()
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(stopper)
-            got = await outcomes.collect()
+        got = await _collect(outcomes, stopper)
     done = [o for o in got if o.ok]
     stopped = [o for o in got if isinstance(o.error, BatchStopped)]
     assert (len(done), len(stopped), len(got)) == (5, 7, 12)
@@ -188,9 +195,7 @@ async def test_when_the_grace_runs_out_the_calls_in_flight_end_unknown(
             assert not stop.abandoned
             aiportrait_instant_waits.advance(0.1)  # the grace is over
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(stopper)
-            got = await outcomes.collect()
+        got = await _collect(outcomes, stopper)
     assert stop.abandoned
     unknown = sorted(o.key for o in got if o.status == "unknown")
     assert len(unknown) == 2
@@ -250,9 +255,7 @@ async def test_a_stop_drops_the_watching_of_trainings_at_once(world: World, tmp_
                 stop.stop()
 
             with pytest.warns(PhotoCountWarning):
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(stopper)
-                    got = await outcomes.collect()
+                got = await _collect(outcomes, stopper)
             assert all(isinstance(o.error, BatchStopped) and o.job is not None for o in got)
             assert {o.error.job_id for o in got} == {o.job.job_id for o in got}  # type: ignore[union-attr]
             assert "watching job" in str(got[0].error)
@@ -366,7 +369,9 @@ async def test_a_second_signal_abandons_and_names_what_may_be_charged(
     last = stderr.decode().splitlines()[-1]
     assert last.startswith("aiportrait: 4 may have been charged (in flight when abandoned): 'p0")
     assert last.endswith("; --resubmit-unknown submits them again")
-    assert stdout.decode().count("unknown ") == 4
+    lines = stdout.decode().splitlines()
+    assert sum(line.startswith("unknown p0") for line in lines) == 4
+    assert "0 ok, 4 failed (0 resumed), 16 not submitted (stopped) of 20" in lines[-1]
     assert _files(out) == []
     journal = Journal(out / cli.DEFAULT_JOURNAL, lock=False)
     assert journal.counts("create") == {"submitting": 4}
@@ -397,3 +402,54 @@ async def test_batch_stops_on_an_exceeded_quota_with_one_message(
         f"to resume: the journal {out / cli.DEFAULT_JOURNAL} remembers what is done"
     )
     assert emu.counters.requests == 4
+
+
+# -- examples/batch_generate.py ---------------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_batch_generate_stops_on_ctrl_c_and_resumes(
+    emu: Emulator,
+    world: World,
+    held: Held,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "examples"))
+    batch_generate = importlib.import_module("batch_generate")
+    monkeypatch.setenv("AIPORTRAIT_HOST", emu.url)
+    monkeypatch.setenv("AIPORTRAIT_APP_ID", emu.app_id)
+    monkeypatch.setenv("AIPORTRAIT_TOKEN", TOKEN)
+    templates = [emu.media_url(n) for n in world.names.templates[:3]]
+    argv = ["--count", "12", "--limit", "3", "--journal", str(tmp_path / "run.sqlite")]
+    argv += ["--model-id", world.model, "--templates", *templates]
+    stops: list[BatchStop] = []
+    real_stop = BatchStop.stop
+
+    def stop(self: BatchStop, grace: float | None = 300.0) -> None:
+        stops.append(self)
+        real_stop(self, grace)
+
+    monkeypatch.setattr(BatchStop, "stop", stop)
+    held.free = 2
+
+    async def ctrl_c() -> None:
+        await until(lambda: held.arrived == 5, "three creates held")
+        os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, to this process: the example's
+        await until(lambda: stops, "the example stopped")  # handler stops the batch
+        held.release()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ctrl_c)
+        assert await batch_generate.main(argv) == 130
+    captured = capsys.readouterr()
+    assert "stopping: 3 in flight finishing; Ctrl-C again abandons them" in captured.err
+    assert "5 created now, 0 from an earlier run, 0 failed" in captured.out
+    assert "stopped: 7 not submitted; run the same command again to resume" in captured.err
+    assert emu.counters.creations == 5
+    assert len(_files(tmp_path / "run_portraits")) == 5
+
+    assert await batch_generate.main(argv) == 0
+    assert "7 created now, 5 from an earlier run, 0 failed" in capsys.readouterr().out
+    assert emu.counters.creations == 12
