@@ -108,7 +108,7 @@ if TYPE_CHECKING:
     from ._emulator import Emulator
     from ._faults import Counters, Faults
 
-__all__ = ["AppConfig", "Counters", "Emulator", "Faults"]
+__all__ = ["AppConfig", "Counters", "Emulator", "Faults", "Hold"]
 
 # Loaded on first use, so that importing this package (as the CLI and the pytest plugin do)
 # does not load the server with it.
@@ -117,6 +117,7 @@ _LAZY = {
     "Counters": "._faults",
     "Emulator": "._emulator",
     "Faults": "._faults",
+    "Hold": "._faults",
 }
 
 
