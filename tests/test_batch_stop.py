@@ -26,7 +26,7 @@ import attrs
 import pytest
 
 import aiportrait
-from aiportrait import BatchStop, CreateRequest, PollPolicy, cli
+from aiportrait import BatchStop, PollPolicy, ReferenceCreateRequest, cli
 from aiportrait.cli import main
 from aiportrait.emulator import Emulator
 from aiportrait.errors import BatchStopped, PhotoCountWarning, QuotaExceeded
@@ -42,53 +42,37 @@ FAST = PollPolicy(first=0.05, cap=0.5, timeout=60)
 
 
 @attrs.frozen
-class World:
-    """Photos, templates and a model trained once for the module."""
+class Media:
+    """The sample photos and templates, served by each test's emulator."""
 
-    media: Path
-    data: Path
+    folder: Path
     names: SamplePhotos
-    model: str
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    media, data = tmp_path_factory.mktemp("media"), tmp_path_factory.mktemp("data")
-    names = sample_photos(media)
-
-    async def train() -> str:
-        async with (
-            Emulator(train_seconds=0.05, serve_dir=media, data_dir=data, token=TOKEN) as emu,
-            emu.session(poll=FAST) as session,
-        ):
-            job = await session.train([emu.media_url(names.astronaut[0])])
-            return (await session.wait(job)).model_id
-
-    with pytest.warns(PhotoCountWarning):  # one photo: it trains in a fraction of a second
-        model = asyncio.run(train())
-    return World(media, data, names, model)
+def media(tmp_path_factory: pytest.TempPathFactory) -> Media:
+    folder = tmp_path_factory.mktemp("media")
+    return Media(folder, sample_photos(folder))
 
 
 @pytest.fixture
-async def emu(world: World) -> AsyncIterator[Emulator]:
-    async with Emulator(
-        train_seconds=0.05, serve_dir=world.media, data_dir=world.data, token=TOKEN
-    ) as emulator:
+async def emu(media: Media) -> AsyncIterator[Emulator]:
+    async with Emulator(train_seconds=0.05, serve_dir=media.folder, token=TOKEN) as emulator:
         yield emulator
 
 
 def _weight(i: int) -> float:
-    """Each item's own ``lora_weights``: no two items send the same body (so the emulator's
+    """Each item's own ``ipa_weight``: no two items send the same body (so the emulator's
     count of bodies run twice means charged twice)."""
-    return round(0.5 + i / 200, 3)
+    return round(0.3 + i / 200, 3)
 
 
-def _requests(emu: Emulator, world: World, count: int) -> dict[str, CreateRequest]:
-    templates = [emu.media_url(n) for n in world.names.templates[:3]]
+def _requests(emu: Emulator, media: Media, count: int) -> dict[str, ReferenceCreateRequest]:
+    """Portraits from a reference photo (no training), each item its own request."""
+    reference = emu.media_url(media.names.hopper[0])
+    templates = [emu.media_url(n) for n in media.names.templates[:3]]
     return {
-        f"p{i:02d}": CreateRequest(
-            world.model, templates[i % 3], config={"lora_weights": _weight(i)}
-        )
+        f"p{i:02d}": ReferenceCreateRequest(reference, templates[i % 3], ipa_weight=_weight(i))
         for i in range(count)
     }
 
@@ -110,10 +94,10 @@ def _files(folder: Path) -> list[str]:
 
 
 async def test_a_stop_lets_the_calls_in_flight_finish_and_a_rerun_does_the_rest(
-    emu: Emulator, world: World, tmp_path: Path
+    emu: Emulator, media: Media, tmp_path: Path
 ) -> None:
     held = emu.hold(after=2)  # two are answered, then three are held on the service's side
-    requests = _requests(emu, world, 12)
+    requests = _requests(emu, media, 12)
     journal = tmp_path / "j.sqlite"
     stop = BatchStop()
     async with emu.session() as session:
@@ -147,11 +131,11 @@ async def test_a_stop_lets_the_calls_in_flight_finish_and_a_rerun_does_the_rest(
 
 async def test_when_the_grace_runs_out_the_calls_in_flight_end_unknown(
     emu: Emulator,
-    world: World,
+    media: Media,
     tmp_path: Path,
     aiportrait_instant_waits: VirtualClock,
 ) -> None:
-    requests = _requests(emu, world, 8)
+    requests = _requests(emu, media, 8)
     journal = tmp_path / "j.sqlite"
     stop = BatchStop()
     held = emu.hold()
@@ -186,10 +170,10 @@ async def test_when_the_grace_runs_out_the_calls_in_flight_end_unknown(
 
 
 async def test_an_error_that_repeats_for_every_item_stops_the_batch(
-    emu: Emulator, world: World, tmp_path: Path
+    emu: Emulator, media: Media, tmp_path: Path
 ) -> None:
     emu.apps[emu.app_id].quota = 3
-    requests = _requests(emu, world, 10)
+    requests = _requests(emu, media, 10)
     journal = tmp_path / "j.sqlite"
     async with emu.session() as session:
         got = await session.create_many(requests, limit=1, journal=journal).collect()
@@ -210,9 +194,9 @@ async def test_an_error_that_repeats_for_every_item_stops_the_batch(
     assert emu.counters.creations == 10
 
 
-async def test_a_stop_drops_the_watching_of_trainings_at_once(world: World, tmp_path: Path) -> None:
-    async with Emulator(train_seconds=600, serve_dir=world.media, token=TOKEN) as emu:
-        photos = [emu.media_url(n) for n in world.names.astronaut[:2]]
+async def test_a_stop_drops_the_watching_of_trainings_at_once(media: Media, tmp_path: Path) -> None:
+    async with Emulator(train_seconds=600, serve_dir=media.folder, token=TOKEN) as emu:
+        photos = [emu.media_url(n) for n in media.names.astronaut[:2]]
         sets = {"a": photos, "b": photos[::-1]}
         journal = tmp_path / "j.sqlite"
         stop = BatchStop()
@@ -241,12 +225,12 @@ def test_a_stop_refuses_a_bad_grace() -> None:
 # -- aiportrait batch: real signals to a real child ------------------------------------------
 
 
-def _jsonl(emu: Emulator, world: World, count: int, path: Path) -> Path:
+def _jsonl(emu: Emulator, media: Media, count: int, path: Path) -> Path:
     """The batch file of :func:`_requests`."""
     rows = [
-        {"kind": "solo", "key": key, "model_id": r.model_id, "template": r.template,
-         "config": {"lora_weights": _weight(i)}}
-        for i, (key, r) in enumerate(_requests(emu, world, count).items())
+        {"kind": "reference", "key": key, "reference": r.reference, "template": r.template,
+         "ipa_weight": r.ipa_weight}
+        for key, r in _requests(emu, media, count).items()
     ]  # fmt: skip
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return path
@@ -280,15 +264,15 @@ async def _run(args: list[str]) -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 async def test_ctrl_c_in_a_60_item_batch_saves_every_paid_portrait(
     emu: Emulator,
-    world: World,
+    media: Media,
     tmp_path: Path,
     sig: signal.Signals,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    batch, out = _jsonl(emu, world, 60, tmp_path / "b.jsonl"), tmp_path / "out"
+    batch, out = _jsonl(emu, media, 60, tmp_path / "b.jsonl"), tmp_path / "out"
     held = emu.hold(after=10)  # ten are done; then four are on the service at the signal
     proc = await _child(_args(emu, batch, out))
     await until(lambda: held.arrived == 14, "four creates held", seconds=120)
@@ -320,9 +304,9 @@ async def test_ctrl_c_in_a_60_item_batch_saves_every_paid_portrait(
 
 @pytest.mark.slow
 async def test_a_second_signal_abandons_and_names_what_may_be_charged(
-    emu: Emulator, world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    emu: Emulator, media: Media, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    batch, out = _jsonl(emu, world, 20, tmp_path / "b.jsonl"), tmp_path / "out"
+    batch, out = _jsonl(emu, media, 20, tmp_path / "b.jsonl"), tmp_path / "out"
     held = emu.hold()
     proc = await _child(_args(emu, batch, out))
     await until(lambda: held.arrived == 4, "four creates held", seconds=120)
@@ -351,10 +335,10 @@ async def test_a_second_signal_abandons_and_names_what_may_be_charged(
 
 
 async def test_batch_stops_on_an_exceeded_quota_with_one_message(
-    emu: Emulator, world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    emu: Emulator, media: Media, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     emu.apps[emu.app_id].quota = 3
-    batch, out = _jsonl(emu, world, 10, tmp_path / "b.jsonl"), tmp_path / "out"
+    batch, out = _jsonl(emu, media, 10, tmp_path / "b.jsonl"), tmp_path / "out"
     args = [*_args(emu, batch, out), "--limit", "1"]
     assert await _run(args) == cli.EXIT_FAILED
     captured = capsys.readouterr()
@@ -375,7 +359,7 @@ async def test_batch_stops_on_an_exceeded_quota_with_one_message(
 @pytest.mark.slow
 async def test_batch_generate_stops_on_ctrl_c_and_resumes(
     emu: Emulator,
-    world: World,
+    media: Media,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -385,9 +369,13 @@ async def test_batch_generate_stops_on_ctrl_c_and_resumes(
     monkeypatch.setenv("AIPORTRAIT_HOST", emu.url)
     monkeypatch.setenv("AIPORTRAIT_APP_ID", emu.app_id)
     monkeypatch.setenv("AIPORTRAIT_TOKEN", TOKEN)
-    templates = [emu.media_url(n) for n in world.names.templates[:3]]
+    async with emu.session(poll=FAST) as session:  # the example's --model-id
+        with pytest.warns(PhotoCountWarning):
+            job = await session.train([emu.media_url(media.names.astronaut[0])])
+        model = (await session.wait(job)).model_id
+    templates = [emu.media_url(n) for n in media.names.templates[:3]]
     argv = ["--count", "12", "--limit", "3", "--journal", str(tmp_path / "run.sqlite")]
-    argv += ["--model-id", world.model, "--templates", *templates]
+    argv += ["--model-id", model, "--templates", *templates]
     stops: list[BatchStop] = []
     real_stop = BatchStop.stop
 

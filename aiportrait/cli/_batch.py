@@ -136,13 +136,15 @@ class _BatchRun:
     stop: BatchStop = attrs.Factory(BatchStop)
     tally: _Tally = attrs.Factory(_Tally)
     unknown: list[Any] = attrs.Factory(list)  # the keys of the items that ended unknown
+    signals: int = 0  # SIGINT and SIGTERM so far
 
     def signalled(self) -> None:
         """SIGINT or SIGTERM: the first stops submitting, the second abandons what is in
         flight; each says so in one line."""
         keys = self.stop.in_flight
-        if not self.stop.stopped:
-            self.stop.stop(self.grace)
+        self.signals += 1
+        if self.signals == 1:
+            self.stop.stop(self.grace)  # already stopped (a repeating error): changes nothing
             text = (
                 f"{PROG}: stopping: nothing new is sent; {len(keys)} in flight finishing (up "
                 f"to {self.grace:g}s); Ctrl-C again abandons them (abandoned ones may be "
