@@ -33,6 +33,7 @@ from ._requests import (
     TrainRequest,
     request_from_dict,
 )
+from ._retrying.budget import Budget
 from ._retrying.policy import RetryPolicy
 from ._session import Session, SessionLimits
 from ._version import __version__
@@ -131,6 +132,7 @@ __all__ = [
     "BatchItems",
     "BatchQuery",
     "BatchStop",
+    "Budget",
     "CheckRequest",
     "CheckReport",
     "CheckVerdict",

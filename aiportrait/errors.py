@@ -18,6 +18,7 @@ boundary. API errors carry the HTTP ``status``, the service ``code`` and ``messa
     │   ├── JobFailed                         the job ended in state 3 (failed)
     │   └── JobTimeout                        the deadline passed before the job ended
     ├── SubmitOutcomeUnknown                  a charged call may or may not have run
+    ├── BudgetExhausted                       a charged call beyond the budget: not sent
     ├── PreviousFailure                       a journalled batch item failed in an earlier run
     ├── PortraitMissing                       a finished batch item's portrait file is gone
     ├── BatchStopped                          a batch stopped before this item was submitted
@@ -88,6 +89,7 @@ __all__ = [
     "AIPortraitWarning",
     "APIError",
     "BatchStopped",
+    "BudgetExhausted",
     "ClientError",
     "ConfigWarning",
     "ConflictingArguments",
@@ -226,6 +228,27 @@ class SubmitOutcomeUnknown(AIPortraitError):
         super().__init__(message)
         self.action = action
         self.request = request
+
+
+class BudgetExhausted(AIPortraitError):
+    """A charged call (train or create) beyond the :class:`~aiportrait.Budget`: it was not
+    sent and not charged (nothing of it was uploaded either).
+
+    A batch item refused so is left new in the journal: run the batch again with a larger
+    budget to go on.
+
+    Attributes:
+        kind: ``"train"`` or ``"create"``.
+        limit: the budget's bound for that kind.
+    """
+
+    sent = False
+    """Never sent (as :attr:`TransportError.sent`)."""
+
+    def __init__(self, message: str, *, kind: str, limit: int) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.limit = limit
 
 
 class PreviousFailure(AIPortraitError):

@@ -46,6 +46,7 @@ from .._requests import (
     TrainRequest,
 )
 from .._retrying import clock as _clock
+from .._retrying.budget import Budget
 from ..errors import BatchStopped, InvalidArgument
 from ..hooks import BatchKind, emit, next_id
 from ..hooks.events import BatchEnded, BatchItemEnded, BatchStarted, Hook, tally_word
@@ -55,7 +56,15 @@ from .outcomes import Outcome, Outcomes
 from .runner import BatchRunner, Send, Wait
 from .stop import BatchStop
 
-__all__ = ["create_many", "keyed", "run_batch", "train_many"]
+__all__ = [
+    "CREATE_KINDS",
+    "TRAIN_KINDS",
+    "create_many",
+    "keyed",
+    "run_batch",
+    "train_many",
+    "training",
+]
 
 log = logging.getLogger("aiportrait")
 
@@ -165,12 +174,13 @@ async def run_batch(
 # -- the entry points behind Session.create_many / train_many --------------------------------
 
 
-_CREATE_KINDS = (
+CREATE_KINDS = (
     CreateRequest,
     GroupCreateRequest,
     ReferenceCreateRequest,
     PromptCreateRequest,
 )
+TRAIN_KINDS = (TrainRequest, list, tuple)  # a training, or a set of photos
 
 
 def create_many(
@@ -189,6 +199,7 @@ def create_many(
     hooks: Sequence[Hook] = (),
     upload: UploadFunc | None = None,
     stop: BatchStop | None = None,
+    budgets: Sequence[Budget | None] = (),
 ) -> Outcomes[AnyCreateRequest, Portrait]:
     """Run create requests as a batch (see :meth:`Session.create_many`)."""
     batch_id = next_id() if hooks else None  # what the hook events of its calls name
@@ -203,8 +214,9 @@ def create_many(
         recreate_missing=recreate_missing,
         upload=upload,
         stop=stop,
+        budgets=budgets,
     )
-    items = keyed(requests, _CREATE_KINDS)
+    items = keyed(requests, CREATE_KINDS)
     size = _limit(limit, capacity)
     return _outcomes(items, runner.create, size, fail_fast, runner, "create", hooks, batch_id)
 
@@ -225,6 +237,7 @@ def train_many(
     hooks: Sequence[Hook] = (),
     upload: UploadFunc | None = None,
     stop: BatchStop | None = None,
+    budgets: Sequence[Budget | None] = (),
 ) -> Outcomes[TrainRequest, Any]:
     """Run trainings as a batch (see :meth:`Session.train_many`).
 
@@ -243,20 +256,19 @@ def train_many(
         durations=durations,
         upload=upload,
         stop=stop,
+        budgets=budgets,
     )
 
     async def work(key: Any, request: Any) -> Outcome[Any, Any]:
         return await runner.train(key, request, wait=wait_for_end)
 
-    sets: Iterable[tuple[Any, TrainRequest | Sequence[Any]]] = keyed(
-        image_sets, (TrainRequest, list, tuple)
-    )
-    pairs = ((key, _training(item)) for key, item in sets)
+    sets: Iterable[tuple[Any, TrainRequest | Sequence[Any]]] = keyed(image_sets, TRAIN_KINDS)
+    pairs = ((key, training(item)) for key, item in sets)
     size = _limit(limit, capacity)
     return _outcomes(pairs, work, size, fail_fast, runner, "train", hooks, batch_id)
 
 
-def _training(item: TrainRequest | Sequence[Any]) -> TrainRequest:
+def training(item: TrainRequest | Sequence[Any]) -> TrainRequest:
     """A photo set as a request."""
     return item if isinstance(item, TrainRequest) else TrainRequest(item)
 

@@ -28,8 +28,9 @@ from .._batches.keys import file_stem
 from .._batches.stop import DEFAULT_GRACE
 from .._display.batch_progress import BatchProgress, batch_progress
 from .._wire.codec import converter
-from ..errors import BatchStopped, ConfigWarning, PhotoCountWarning
+from ..errors import BatchStopped, BudgetExhausted, ConfigWarning, PhotoCountWarning
 from ._batchfile import read_plan
+from ._dryrun import budget_from, budget_line, budget_options, print_dry_run
 from ._exit import batch_exit
 from ._options import POSITIVE, SERVICE, Common, on_stop_signals, polling, shared
 from ._output import (
@@ -56,6 +57,7 @@ class _Tally:
     failed: int = 0
     unknown: int = 0
     resumed: int = 0
+    not_submitted: int = 0
     stopped: int = 0
 
 
@@ -137,6 +139,7 @@ class _BatchRun:
     tally: _Tally = attrs.Factory(_Tally)
     unknown: list[Any] = attrs.Factory(list)  # the keys of the items that ended unknown
     signals: int = 0  # SIGINT and SIGTERM so far
+    budget_reached: dict[str, tuple[int, int]] = attrs.Factory(dict)  # kind: (limit, refused)
 
     def signalled(self) -> None:
         """SIGINT or SIGTERM: the first stops submitting, the second abandons what is in
@@ -157,8 +160,17 @@ class _BatchRun:
         self.progress.write(shown(text), self.out.err)
 
     async def report(self, kind: str, outcome: Outcome[Any, Any]) -> None:
-        """Count an outcome, save a training's result, and print the outcome's line (an
-        item not submitted because the batch stopped only counts: the end says how many)."""
+        """Count an outcome, save a training's result, and print the outcome's line (an item
+        the budget refused, or not submitted because the batch stopped, is counted, and said
+        once for all at the end)."""
+        if isinstance(outcome.error, BudgetExhausted):
+            limit, refused = self.budget_reached.get(kind, (outcome.error.limit, 0))
+            self.budget_reached[kind] = (limit, refused + 1)
+            self.tally.not_submitted += 1
+            self.progress.advance(True)  # not failed (as in the summary): the budget line says it
+            if self.out.json:
+                self.out.line(json.dumps(_outcome_doc(self.out, kind, outcome), default=str))
+            return
         written = None
         if kind == "train":
             written = await asyncio.to_thread(_save_training, self.out_dir, outcome)
@@ -170,7 +182,7 @@ class _BatchRun:
         self.tally.stopped += stopped
         if outcome.status == "unknown":
             self.unknown.append(outcome.key)
-        self.progress.advance(outcome.ok)
+        self.progress.advance(outcome.ok or stopped)  # not failed: the end says how many
         if stopped and outcome.job is None and not self.out.json:
             return
         if self.out.json:
@@ -253,6 +265,11 @@ class _BatchRun:
     help="after Ctrl-C, how long the calls in flight get to finish",
 )  # fmt: skip
 @click.option("--no-progress", is_flag=True, help="no progress display")
+@budget_options
+@click.option(
+    "--dry-run", is_flag=True,
+    help="say what would be charged now; upload, send and charge nothing",
+)  # fmt: skip
 @polling
 @shared(*SERVICE)
 @click.pass_obj
@@ -266,23 +283,31 @@ def batch(
     no_progress: bool,
     grace: float,
     poll: PollPolicy,
+    max_trainings: int | None,
+    max_creations: int | None,
+    dry_run: bool,
     **options: Any,
 ) -> int:
     """Run every request of a batch file.
 
     FILE: CSV or JSON Lines, one request per row (see docs/cli.md). Exit 5 when an item failed,
-    4 when one may or may not have run. Ctrl-C (or SIGTERM) stops submitting and lets the
-    calls in flight finish (exit 130; a second Ctrl-C abandons them)."""
+    4 when one may or may not have run, 6 when the budget (--max-trainings, --max-creations)
+    left items not submitted. Ctrl-C (or SIGTERM) stops submitting and lets the calls in
+    flight finish (exit 130; a second Ctrl-C abandons them)."""
 
     async def run() -> int:
         plan = read_plan(file)  # its warnings are given now, with the file and lines
         started = time.monotonic()
         out = common.out
+        budget = budget_from(max_trainings, max_creations)
+        where = journal if journal is not None else out_dir / DEFAULT_JOURNAL
+        if dry_run:
+            return await print_dry_run(out, file, plan, where, out_dir, budget, options)
+        options["budget"] = budget
         async with common.session() as session, common.uploading(plan.local) as uploader:
             if uploader is not None:
                 session = session.with_options(uploader=uploader)
             progress = batch_progress(len(plan), out.err, enabled=not no_progress)
-            where = journal if journal is not None else out_dir / DEFAULT_JOURNAL
             run = _BatchRun(session, out, out_dir, where, progress, options, grace)
             on_stop_signals(run.signalled)
             out.resume = (
@@ -305,7 +330,9 @@ def batch(
             f"{tally.ok} ok, {tally.failed} failed ({tally.resumed} resumed){stopped} of "
             f"{len(plan)} in {seconds:.1f}s -> {out_dir}"
         )
-        out.result(summary, [text])
-        return batch_exit(tally.unknown, tally.failed, run.stopped(where))
+        reached = [budget_line(k, *v) for k, v in run.budget_reached.items()]
+        summary["budget"] = reached
+        out.result(summary, [*reached, text])
+        return batch_exit(tally.unknown, tally.failed, tally.not_submitted, run.stopped(where))
 
     return common.run("batch", run)

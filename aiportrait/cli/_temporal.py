@@ -21,7 +21,7 @@ from .. import TrainRequest
 from .._local.resolve import resolve
 from .._local.upload import as_upload
 from ..errors import ConfigWarning, ConnectError, PhotoCountWarning
-from ._batchfile import check_request, read_plan
+from ._batchfile import Item, check_request, read_plan
 from ._exit import EXIT_OK, UsageError, batch_exit
 from ._options import Common, shared, stop_event
 from ._output import Output, outcome_line, said_before
@@ -293,6 +293,32 @@ def train_(
     return run_temporal(common, "train", run)
 
 
+ITEM_BYTES: Final = 256 * 1024
+"""The most bytes a batch item may take as Temporal carries it (its payload). Temporal refuses
+a payload over 2 MiB and a request to its server over 4 MB: an item travels alone in an
+activity's input or an outcome, with some 1 KB of name, timeouts or error text around it, and
+the workflow schedules ``--limit`` items (8 by default) in one request. An eighth of the
+payload limit leaves the rest as headroom (8 items: 2 MiB); a real item (20 signed photo URLs
+and a config) is some 10 KB."""
+_UPLOADED: Final = "https://upload.invalid/" + "u" * 1001
+"""What a local file is measured as: the URL it will be uploaded to (signed: some 330
+characters), counted as 1 KiB."""
+
+
+def _fits(key: str, request: Item) -> None:
+    """Refuse an item larger than :data:`ITEM_BYTES` as the starter will encode it."""
+    from ..temporal import BatchItem, data_converter
+
+    uploaded = request.with_urls(dict.fromkeys(request.local_inputs(), _UPLOADED))
+    (payload,) = data_converter.payload_converter.to_payloads([BatchItem(key, uploaded)])
+    size = payload.ByteSize()
+    if size > ITEM_BYTES:
+        raise UsageError(
+            f"the item takes {size} bytes as Temporal carries it, over the"
+            f" {ITEM_BYTES // 1024} KiB an item may take (Temporal refuses a payload over 2 MiB)"
+        )
+
+
 @temporal.command("batch")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option(
@@ -323,7 +349,7 @@ def batch_(
     from ..temporal import start_batch
 
     async def run() -> int:
-        plan = read_plan(file)  # its warnings are given now, with the file and lines
+        plan = read_plan(file, _fits)  # its warnings are given now, with the file and lines
         with said_before(ConfigWarning, PhotoCountWarning):
             async with common.uploading(plan.local) as uploader:
                 upload = as_upload(uploader)
