@@ -12,6 +12,7 @@ never submitted is submitted.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import json
 import os
@@ -106,7 +107,8 @@ async def test_a_stop_lets_the_calls_in_flight_finish_and_a_rerun_does_the_rest(
         async def stopper() -> None:
             await until(lambda: held.arrived == 5, "three creates held")
             assert len(stop.in_flight) == 3
-            stop.stop(grace=None)
+            # from another thread, as a signal.signal handler or a sync caller would
+            await anyio.to_thread.run_sync(functools.partial(stop.stop, grace=None))
             held.release()
 
         got = await _collect(outcomes, stopper)

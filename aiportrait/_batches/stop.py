@@ -10,6 +10,7 @@ they may have run and been charged, so they end ``unknown``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 from collections.abc import Awaitable, Callable, Iterator
@@ -67,8 +68,8 @@ class BatchStop:
 
     A batch stops itself the same way on an error that would repeat for every item
     (:data:`REPEATING`: quota exceeded, unknown app, signature mismatch); :attr:`reason` is
-    then that error. Call the methods from the event loop's thread (a handler added with
-    ``loop.add_signal_handler`` runs there).
+    then that error. The methods may be called from any thread (a ``signal.signal`` handler,
+    the caller of :mod:`aiportrait.sync`): what they wake runs on the batches' event loop.
     """
 
     def __init__(self) -> None:
@@ -80,6 +81,7 @@ class BatchStop:
         self._scopes: set[anyio.CancelScope] = set()
         self._sent: dict[int, Any] = {}  # the charged calls on the wire: id -> item key
         self._ids = itertools.count()
+        self._loop: asyncio.AbstractEventLoop | None = None  # where the batches run
 
     def __repr__(self) -> str:
         state = "abandoned" if self._abandoned else "stopped" if self.stopped else "running"
@@ -123,14 +125,12 @@ class BatchStop:
         """Stop at once: the calls in flight are cancelled (they may have been charged)."""
         self._stop(0.0, None)
         self._abandoned = True
-        for scope in self._scopes:
-            scope.cancel()
-        self._wake()
+        self._on_loop(self._cancel)
 
     def _stop(self, grace: float | None, reason: BaseException | None) -> None:
         if self._stopped_at is None:
             self._stopped_at, self._grace, self._reason = _clock.now(), grace, reason
-            self._wake()
+            self._on_loop(self._wake)
 
     def stop_on(self, error: BaseException | None) -> bool:
         """Stop (with the default grace) when ``error`` would repeat for every item; whether
@@ -145,11 +145,29 @@ class BatchStop:
         if self.stopped:
             raise BatchStopped(key, self._reason)
 
+    def _on_loop(self, step: Callable[[], None]) -> None:
+        """Run ``step`` now when on the batches' loop (or none runs yet), else on it."""
+        loop = self._loop
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if loop is None or here is loop:
+            step()
+        else:
+            loop.call_soon_threadsafe(step)
+
     def _wake(self) -> None:
-        for event in self._wakeups:
+        for event in list(self._wakeups):
             event.set()
 
+    def _cancel(self) -> None:
+        for scope in list(self._scopes):
+            scope.cancel()
+        self._wake()
+
     async def _until(self, condition: Callable[[], bool]) -> None:
+        self._loop = asyncio.get_running_loop()
         while not condition():
             event = anyio.Event()
             self._wakeups.add(event)
@@ -171,6 +189,7 @@ class BatchStop:
     @contextlib.contextmanager
     def abandonable(self) -> Iterator[anyio.CancelScope]:
         """A cancel scope that :meth:`abandon` cancels (around one item's charged call)."""
+        self._loop = asyncio.get_running_loop()
         with anyio.CancelScope() as scope:
             if self._abandoned:
                 scope.cancel()
