@@ -64,7 +64,6 @@ from .models import (
 
 if TYPE_CHECKING:
     from ._batches.outcomes import Outcome, Outcomes
-    from ._batches.stop import BatchStop
     from ._display.progress import watch_with_progress
     from ._local.preflight import preflight
 
@@ -88,7 +87,6 @@ _ERROR_ROWS = frozenset(
 
 # Loaded on first use: no single call needs batches (sqlite3) or progress display.
 _LAZY = {
-    "BatchStop": "._batches.stop",
     "LocalRequest": "._local.localrequest",
     "Outcome": "._batches.outcomes",
     "Outcomes": "._batches.outcomes",
@@ -131,7 +129,6 @@ __all__ = [
     "AnyRequest",
     "BatchItems",
     "BatchQuery",
-    "BatchStop",
     "Budget",
     "CheckRequest",
     "CheckReport",

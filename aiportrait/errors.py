@@ -287,7 +287,7 @@ class PortraitMissing(AIPortraitError):
 
 
 class BatchStopped(AIPortraitError):
-    """The batch stopped (:meth:`aiportrait.BatchStop.stop`, Ctrl-C in ``aiportrait batch``,
+    """The batch stopped (:meth:`aiportrait.batches.BatchStop.stop`, Ctrl-C in ``aiportrait batch``,
     or an error that would repeat for every item) before this item was submitted, or while
     its training was being watched.
 

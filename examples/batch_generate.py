@@ -6,7 +6,7 @@ with ``Session.create_many(..., limit=..., journal=...)``, showing a progress ba
 service accepts it, so running the same command again after a crash, a Ctrl-C or a
 ``kill -9`` resumes: finished portraits are read back from disk, nothing is created twice.
 
-Ctrl-C (or SIGTERM) stops the batch gracefully through an :class:`aiportrait.BatchStop`:
+Ctrl-C (or SIGTERM) stops the batch gracefully through an :class:`aiportrait.batches.BatchStop`:
 nothing new is submitted, and the portraits in flight (already paid for) finish and are saved;
 a second Ctrl-C abandons them (they may be charged, their portraits lost).
 
@@ -41,6 +41,7 @@ from typing import Any, TextIO
 from _local import PortTaken, connect
 
 import aiportrait
+import aiportrait.batches
 
 #: Settings the portraits cycle through, so the batch is not 200 copies of one request.
 STYLES = [
@@ -125,7 +126,7 @@ class Progress:
 
 
 @contextlib.contextmanager
-def stopping_on_signals(stop: aiportrait.BatchStop) -> Iterator[None]:
+def stopping_on_signals(stop: aiportrait.batches.BatchStop) -> Iterator[None]:
     """While inside, the first Ctrl-C (or SIGTERM) stops the batches given ``stop``: nothing
     new is submitted, the calls in flight finish and are saved; a second one abandons them."""
     loop = asyncio.get_running_loop()
@@ -173,7 +174,7 @@ async def train_once(
     journal: Path,
     *,
     retry: bool = False,
-    stop: aiportrait.BatchStop | None = None,
+    stop: aiportrait.batches.BatchStop | None = None,
 ) -> str:
     """Train the model once: the journal remembers the job, so a re-run does not train again.
 
@@ -204,7 +205,7 @@ async def generate(
     journal: Path,
     resubmit_unknown: bool = False,
     retry_failed: bool = False,
-    stop: aiportrait.BatchStop | None = None,
+    stop: aiportrait.batches.BatchStop | None = None,
 ) -> Summary:
     """Create every portrait of ``batch``, ``limit`` at a time, with a progress bar."""
     progress = Progress(len(batch))
@@ -288,7 +289,7 @@ async def _run(args: argparse.Namespace) -> int:
         if target.local:
             print(f"local emulator at {target.emulator.url} (a stand-in: no diffusion)")
         limits = {"max_in_flight": max(16, args.limit + 4), "max_creations": args.limit}
-        stop = aiportrait.BatchStop()
+        stop = aiportrait.batches.BatchStop()
         with stopping_on_signals(stop):
             async with target.session(**limits) as session:
                 try:

@@ -1,4 +1,4 @@
-"""Stopping a batch without losing paid work: :class:`aiportrait.BatchStop` in the library,
+"""Stopping a batch without losing paid work: :class:`aiportrait.batches.BatchStop` in the library,
 Ctrl-C and SIGTERM in ``aiportrait batch`` (real signals to a real child process), and the
 errors that would repeat for every item, all against the emulator over loopback.
 
@@ -27,7 +27,8 @@ import attrs
 import pytest
 
 import aiportrait
-from aiportrait import BatchStop, PollPolicy, ReferenceCreateRequest, cli
+from aiportrait import PollPolicy, ReferenceCreateRequest, cli
+from aiportrait.batches import DEFAULT_GRACE, BatchStop
 from aiportrait.cli import main
 from aiportrait.emulator import Emulator
 from aiportrait.errors import BatchStopped, PhotoCountWarning, QuotaExceeded
@@ -384,7 +385,7 @@ async def test_batch_generate_stops_on_ctrl_c_and_resumes(
     stops: list[BatchStop] = []
     real_stop = BatchStop.stop
 
-    def stop(self: BatchStop, grace: float | None = 300.0) -> None:
+    def stop(self: BatchStop, grace: float | None = DEFAULT_GRACE) -> None:
         stops.append(self)
         real_stop(self, grace)
 

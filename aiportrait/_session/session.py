@@ -286,9 +286,9 @@ class Session(SessionCore):
             budget: a :class:`~aiportrait.Budget` for this batch, on top of the Session's: an
                 item beyond either ends with :class:`~aiportrait.errors.BudgetExhausted` (not
                 uploaded, sent or charged) and stays new in the journal.
-            stop: a :class:`~aiportrait.BatchStop` to stop the batch gracefully: once stopped,
-                nothing more is submitted, the calls in flight finish and are saved within its
-                grace, and the items not submitted end with
+            stop: a :class:`~aiportrait.batches.BatchStop` to stop the batch gracefully:
+                once stopped, nothing more is submitted, the calls in flight finish and are
+                saved within its grace, and the items not submitted end with
                 :class:`~aiportrait.errors.BatchStopped` (a re-run does them). The batch stops
                 itself the same way on an error that would repeat for every item (quota
                 exceeded, unknown app, signature mismatch).

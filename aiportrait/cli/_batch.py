@@ -15,7 +15,6 @@ import click
 
 from .. import (
     AnyCreateRequest,
-    BatchStop,
     Outcome,
     PollPolicy,
     Portrait,
@@ -25,9 +24,9 @@ from .. import (
     TrainResult,
 )
 from .._batches.keys import file_stem
-from .._batches.stop import DEFAULT_GRACE
 from .._display.batch_progress import BatchProgress, batch_progress
 from .._wire.codec import converter
+from ..batches import DEFAULT_GRACE, BatchStop
 from ..errors import BatchStopped, BudgetExhausted, ConfigWarning, PhotoCountWarning
 from ._batchfile import read_plan
 from ._dryrun import budget_from, budget_line, budget_options, print_dry_run
