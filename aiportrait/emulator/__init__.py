@@ -96,6 +96,9 @@ Choices where the documentation is silent
       obtain Lora after training, please check the training process.". The ``Result`` of a
       failed training still carries ``cost_time``, ``states`` and ``model_id``.
     * The created image is JPEG when the template was JPEG, PNG otherwise (and for text-to-image).
+    * ``emu.hold(path, after=N)`` holds the calls to ``path`` after the first N once they are
+      counted (and charged), unanswered until ``Hold.release()``: calls in flight on the
+      service, for a test to act on (stop a batch, send a signal) without timing.
 """
 
 from __future__ import annotations
@@ -106,7 +109,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._auth import AppConfig
     from ._emulator import Emulator
-    from ._faults import Counters, Faults
+    from ._faults import Counters, Faults, Hold
 
 __all__ = ["AppConfig", "Counters", "Emulator", "Faults", "Hold"]
 
