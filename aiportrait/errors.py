@@ -21,6 +21,7 @@ boundary. API errors carry the HTTP ``status``, the service ``code`` and ``messa
     ├── BudgetExhausted                       a charged call beyond the budget: not sent
     ├── PreviousFailure                       a journalled batch item failed in an earlier run
     ├── PortraitMissing                       a finished batch item's portrait file is gone
+    ├── BatchStopped                          a batch stopped before this item was submitted
     ├── JournalError                          a batch journal cannot be read or used
     │   └── JournalLocked                     another run holds the batch journal
     ├── TransportError                        the request did not get an HTTP answer
@@ -87,6 +88,7 @@ __all__ = [
     "AIPortraitError",
     "AIPortraitWarning",
     "APIError",
+    "BatchStopped",
     "BudgetExhausted",
     "ClientError",
     "ConfigWarning",
@@ -282,6 +284,38 @@ class PortraitMissing(AIPortraitError):
         )
         self.path = path
         self.recorded = recorded
+
+
+class BatchStopped(AIPortraitError):
+    """The batch stopped (:meth:`aiportrait.batches.BatchStop.stop`, Ctrl-C in ``aiportrait batch``,
+    or an error that would repeat for every item) before this item was submitted, or while
+    its training was being watched.
+
+    Nothing was charged for it in this run: its journal row is as it was, so running the batch
+    again does it (a training whose watch stopped is watched again, not trained again).
+
+    Attributes:
+        reason: what stopped the batch: the error that would repeat for every item
+            (:class:`QuotaExceeded`, :class:`UnknownApp`, :class:`SignatureMismatch`), or
+            ``None`` when it was stopped on request.
+        job_id: for a training submitted before the stop, its job (it goes on at the
+            service); ``None`` for an item not submitted.
+    """
+
+    def __init__(
+        self, key: object, reason: BaseException | None, job_id: int | None = None
+    ) -> None:
+        why = "stopped" if reason is None else f"stopped on {type(reason).__name__}: {reason}"
+        if job_id is None:
+            text = f"item {key!r} not submitted (batch {why}); a re-run submits it"
+        else:
+            text = (
+                f"item {key!r}: watching job {job_id} stopped (batch {why}); the training goes "
+                "on, and a re-run watches it again"
+            )
+        super().__init__(text)
+        self.reason = reason
+        self.job_id = job_id
 
 
 class JournalError(AIPortraitError):

@@ -43,6 +43,7 @@ from .journal import Journal, Record, key_text
 from .keys import file_stem, find_portrait, portraits_dir, read_item
 from .outcomes import Outcome
 from .steps import Resume, Step, next_step
+from .stop import REPEATING, BatchStop, StopClaim
 
 __all__ = ["BatchRunner", "Send", "Wait"]
 
@@ -90,8 +91,10 @@ class BatchRunner:
         durations: Durations | None = None,
         upload: UploadFunc | None = None,
         budgets: Sequence[Budget | None] = (),
+        stop: BatchStop | None = None,
     ) -> None:
         self.send = send
+        self.stop = BatchStop() if stop is None else stop  # see :class:`BatchStop`
         self.wait = wait
         self.within = within
         """The batch's id in hook events (``None`` without hooks)."""
@@ -172,6 +175,7 @@ class BatchRunner:
         key: Any,
         seen: Record | None,
         fp: str,
+        request: Any,
         submit: Callable[[Claim | None], Awaitable[V]],
     ) -> V:
         """Run a charged call; the journal says ``submitting`` only once it is about to leave.
@@ -183,26 +187,29 @@ class BatchRunner:
         run: ``failed``. A call that provably never left (no connection) gets its row back as
         it was. After an ambiguous failure (``SubmitOutcomeUnknown``), or a cancel while the
         request was on the wire, the row stays ``submitting``: a re-run reports it instead of
-        paying twice.
+        paying twice. Once stopped, nothing is uploaded or sent (``BatchStopped``). An error
+        that repeats for every item (it did not run) gives the row back, as it was.
         """
         journal = self.journal
-        if journal is None:
-            return await submit(None)
-        claim = JournalClaim(journal, kind, key, fp, seen)
+        inner = None if journal is None else JournalClaim(journal, kind, key, fp, seen)
+        claim = StopClaim(self.stop, key, inner)
+        self.stop.check(key)
         try:
-            return await submit(claim)
-        except SubmitOutcomeUnknown:
-            raise
-        except TransportError as exc:
-            if claim.claimed and exc.sent is False:
-                await claim.release()
-            raise
-        except JournalError:
+            with self.stop.abandonable():
+                return await submit(claim)
+            raise claim.abandoned(kind, request)  # only when the stop cancelled the call
+        except (SubmitOutcomeUnknown, JournalError):
             raise
         except Exception as exc:
-            if claim.claimed:
-                await self._put(kind, claim.skey, fp, "failed", error=_describe(exc))
+            if inner is not None and inner.claimed:
+                never_ran = isinstance(exc, TransportError) and exc.sent is False
+                if never_ran or isinstance(exc, REPEATING):
+                    await inner.release()
+                elif not isinstance(exc, TransportError):  # an error answer: it did not run
+                    await self._put(kind, inner.skey, fp, "failed", error=_describe(exc))
             raise
+        finally:
+            claim.ended()
 
     # -- creations -----------------------------------------------------------------------
 
@@ -307,7 +314,9 @@ class BatchRunner:
         """
         try:
             with reserve(self.budgets, "train" if kind == "train" else "create") as held:
-                value = await self._submit(kind, key, record, fp, lambda c: call(held.claim(c)))
+                value = await self._submit(
+                    kind, key, record, fp, request, lambda c: call(held.claim(c))
+                )
             return value, None
         except JournalError as exc:
             if exc.key is None:
@@ -358,7 +367,8 @@ class BatchRunner:
         if not wait:
             return Outcome(key, request, value=job, job=job)
         try:
-            result = await self.wait(job, within=self.within)
+            watched = self.wait(job, within=self.within)
+            result = await self.stop.unless_stopped(key, job.job_id, watched)
         except JobFailed as exc:
             await self._put("train", skey, fp, "failed", error=_describe(exc))
             return Outcome(key, request, error=exc, job=job)

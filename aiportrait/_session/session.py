@@ -28,6 +28,7 @@ from .core import SessionCore
 if TYPE_CHECKING:
     from .._batches.items import BatchItems
     from .._batches.outcomes import Outcomes
+    from .._batches.stop import BatchStop
 
 __all__ = ["Session"]
 
@@ -257,6 +258,7 @@ class Session(SessionCore):
         retry_failed: bool = False,
         recreate_missing: bool = False,
         budget: Budget | None = None,
+        stop: BatchStop | None = None,
     ) -> Outcomes[AnyCreateRequest, Portrait]:
         """Create many portraits concurrently; yields an :class:`Outcome` per item as it ends.
 
@@ -284,6 +286,12 @@ class Session(SessionCore):
             budget: a :class:`~aiportrait.Budget` for this batch, on top of the Session's: an
                 item beyond either ends with :class:`~aiportrait.errors.BudgetExhausted` (not
                 uploaded, sent or charged) and stays new in the journal.
+            stop: a :class:`~aiportrait.batches.BatchStop` to stop the batch gracefully:
+                once stopped, nothing more is submitted, the calls in flight finish and are
+                saved within its grace, and the items not submitted end with
+                :class:`~aiportrait.errors.BatchStopped` (a re-run does them). The batch stops
+                itself the same way on an error that would repeat for every item (quota
+                exceeded, unknown app, signature mismatch).
 
         A journal is owned by one run at a time: a second run on the same file, in this
         process or another, raises :class:`~aiportrait.errors.JournalLocked` here; a file that
@@ -315,6 +323,7 @@ class Session(SessionCore):
             hooks=self._hooks,
             upload=self._upload,
             budgets=(budget, self._budget),
+            stop=stop,
         )
 
     def train_many(
@@ -328,6 +337,7 @@ class Session(SessionCore):
         resubmit_unknown: bool = False,
         retry_failed: bool = False,
         budget: Budget | None = None,
+        stop: BatchStop | None = None,
     ) -> Outcomes[TrainRequest, Any]:
         """Train many models concurrently; yields an :class:`Outcome` per item as it ends.
 
@@ -346,6 +356,9 @@ class Session(SessionCore):
             resubmit_unknown: see :meth:`create_many`.
             retry_failed: see :meth:`create_many`.
             budget: see :meth:`create_many` (it counts trainings submitted, not watched).
+            stop: see :meth:`create_many`; a stop ends the watching of trainings at once
+                (their job ids are in the journal: a re-run watches them again, and an
+                outcome says :class:`~aiportrait.errors.BatchStopped` with the job).
 
         Local photos are handled per item as in :meth:`create_many`: read when the item starts,
         checked on this machine (a failure is :class:`~aiportrait.errors.PreflightFailed` for
@@ -369,6 +382,7 @@ class Session(SessionCore):
             hooks=self._hooks,
             upload=self._upload,
             budgets=(budget, self._budget),
+            stop=stop,
         )
 
     async def plan_many(

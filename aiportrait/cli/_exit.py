@@ -48,7 +48,7 @@ EXIT_CODES: Final = {
     EXIT_OUTCOME_UNKNOWN: "a charged call (or a batch item) may or may not have run",
     EXIT_BATCH_FAILED: "some batch items failed",
     EXIT_BUDGET: "the budget was reached: some batch items were not submitted (not charged)",
-    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C); a batch: stopped (Ctrl-C, SIGTERM), nothing lost",
 }
 """Every command's exit codes (docs/cli.md explains each)."""
 
@@ -70,12 +70,18 @@ def exit_code(exc: BaseException) -> int:
     return EXIT_FAILED
 
 
-def batch_exit(unknown: int, failed: int, not_submitted: int = 0) -> int:
+def batch_exit(
+    unknown: int, failed: int, not_submitted: int = 0, stopped: BaseException | None = None
+) -> int:
     """A batch's exit code (``batch`` and ``temporal batch``): 4 when an item may or may not
-    have run, else 5 when an item failed, else 6 when the budget left items not submitted,
-    else 0."""
+    have run; else, for a batch ``stopped`` before its end, the code of what stopped it (130
+    for Ctrl-C or SIGTERM, a ``KeyboardInterrupt``; 1 for an error that would have repeated
+    for every item); else 5 when an item failed, else 6 when the budget left items not
+    submitted, else 0."""
     if unknown:
         return EXIT_OUTCOME_UNKNOWN
+    if stopped is not None:
+        return exit_code(stopped)
     if failed:
         return EXIT_BATCH_FAILED
     return EXIT_BUDGET if not_submitted else EXIT_OK
