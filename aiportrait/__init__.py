@@ -33,6 +33,7 @@ from ._requests import (
     TrainRequest,
     request_from_dict,
 )
+from ._retrying.budget import Budget
 from ._retrying.policy import OutagePolicy, RetryPolicy
 from ._session import Session, SessionLimits
 from ._version import __version__
@@ -128,6 +129,7 @@ __all__ = [
     "AnyRequest",
     "BatchItems",
     "BatchQuery",
+    "Budget",
     "CheckRequest",
     "CheckReport",
     "CheckVerdict",

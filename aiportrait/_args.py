@@ -21,6 +21,7 @@ __all__ = [
     "positive_int",
     "positive_number",
     "positive_real",
+    "short",
     "string_tuple",
     "text",
     "url_list",
@@ -65,7 +66,10 @@ def url_problem(value: object) -> str:
         return "leading or trailing white space"
     if value.startswith("data:"):
         return "" if "," in value else "a data: URL without ','"
-    scheme, netloc = _scheme_and_host(value)
+    try:
+        scheme, netloc = _scheme_and_host(value)
+    except ValueError as exc:  # urlsplit: "Invalid IPv6 URL"
+        return str(exc)
     if scheme not in _SCHEMES:
         return "no http(s), oss, file or data scheme"
     if scheme != "file" and not netloc:
@@ -77,7 +81,7 @@ def url(name: str, value: object) -> str:
     """Check one URL argument and return it."""
     problem = url_problem(value)
     if problem:
-        raise InvalidArgument(f"{name}={_short(value)} is not a URL: {problem}")
+        raise InvalidArgument(f"{name}={short(value)} is not a URL: {problem}")
     assert isinstance(value, str)
     return value
 
@@ -95,7 +99,7 @@ def url_list(name: str, values: object) -> list[str]:
 def text(name: str, value: object) -> str:
     """Check a non-empty string argument."""
     if not isinstance(value, str) or not value.strip():
-        raise InvalidArgument(f"{name} must be a non-empty string, not {_short(value)}")
+        raise InvalidArgument(f"{name} must be a non-empty string, not {short(value)}")
     return value
 
 
@@ -125,7 +129,7 @@ def _non_empty(
 def positive_int(name: str, value: object) -> int:
     """Check a whole number >= 1 (a bool is not a number here)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidArgument(f"{name} must be a whole number >= 1, not {value!r}")
+        raise InvalidArgument(f"{name} must be a whole number >= 1, not {short(value)}")
     return value
 
 
@@ -146,7 +150,9 @@ Check = Callable[[Any, Any, Any], None]
 
 def invalid(inst: object, name: str, value: object, allowed: str) -> InvalidArgument:
     """``CreateConfig.sharp_ratio=3 is invalid: expected a number from 0.0 to 1.0``."""
-    return InvalidArgument(f"{type(inst).__name__}.{name}={value!r} is invalid: expected {allowed}")
+    return InvalidArgument(
+        f"{type(inst).__name__}.{name}={short(value)} is invalid: expected {allowed}"
+    )
 
 
 def number(
@@ -242,12 +248,13 @@ def merge_explicit(configure: Mapping[str, Any], explicit: Mapping[str, Any]) ->
     for key, value in explicit.items():
         if key in out and out[key] != value:
             raise ConflictingArguments(
-                f"config sets {key}={_short(out[key])} but the call implies {key}={_short(value)}"
+                f"config sets {key}={short(out[key])} but the call implies {key}={short(value)}"
             )
         out[key] = value
     return out
 
 
-def _short(value: object, limit: int = 80) -> str:
+def short(value: object, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters (a message quotes a value, not a file)."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -18,8 +18,10 @@ boundary. API errors carry the HTTP ``status``, the service ``code`` and ``messa
     │   ├── JobFailed                         the job ended in state 3 (failed)
     │   └── JobTimeout                        the deadline passed before the job ended
     ├── SubmitOutcomeUnknown                  a charged call may or may not have run
+    ├── BudgetExhausted                       a charged call beyond the budget: not sent
     ├── PreviousFailure                       a journalled batch item failed in an earlier run
     ├── PortraitMissing                       a finished batch item's portrait file is gone
+    ├── BatchStopped                          a batch stopped before this item was submitted
     ├── JournalError                          a batch journal cannot be read or used
     │   └── JournalLocked                     another run holds the batch journal
     ├── TransportError                        the request did not get an HTTP answer
@@ -86,6 +88,8 @@ __all__ = [
     "AIPortraitError",
     "AIPortraitWarning",
     "APIError",
+    "BatchStopped",
+    "BudgetExhausted",
     "ClientError",
     "ConfigWarning",
     "ConflictingArguments",
@@ -226,6 +230,27 @@ class SubmitOutcomeUnknown(AIPortraitError):
         self.request = request
 
 
+class BudgetExhausted(AIPortraitError):
+    """A charged call (train or create) beyond the :class:`~aiportrait.Budget`: it was not
+    sent and not charged (nothing of it was uploaded either).
+
+    A batch item refused so is left new in the journal: run the batch again with a larger
+    budget to go on.
+
+    Attributes:
+        kind: ``"train"`` or ``"create"``.
+        limit: the budget's bound for that kind.
+    """
+
+    sent = False
+    """Never sent (as :attr:`TransportError.sent`)."""
+
+    def __init__(self, message: str, *, kind: str, limit: int) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.limit = limit
+
+
 class PreviousFailure(AIPortraitError):
     """A journalled batch item that failed in an earlier run (re-run with ``retry_failed``).
 
@@ -259,6 +284,38 @@ class PortraitMissing(AIPortraitError):
         )
         self.path = path
         self.recorded = recorded
+
+
+class BatchStopped(AIPortraitError):
+    """The batch stopped (:meth:`aiportrait.batches.BatchStop.stop`, Ctrl-C in ``aiportrait batch``,
+    or an error that would repeat for every item) before this item was submitted, or while
+    its training was being watched.
+
+    Nothing was charged for it in this run: its journal row is as it was, so running the batch
+    again does it (a training whose watch stopped is watched again, not trained again).
+
+    Attributes:
+        reason: what stopped the batch: the error that would repeat for every item
+            (:class:`QuotaExceeded`, :class:`UnknownApp`, :class:`SignatureMismatch`), or
+            ``None`` when it was stopped on request.
+        job_id: for a training submitted before the stop, its job (it goes on at the
+            service); ``None`` for an item not submitted.
+    """
+
+    def __init__(
+        self, key: object, reason: BaseException | None, job_id: int | None = None
+    ) -> None:
+        why = "stopped" if reason is None else f"stopped on {type(reason).__name__}: {reason}"
+        if job_id is None:
+            text = f"item {key!r} not submitted (batch {why}); a re-run submits it"
+        else:
+            text = (
+                f"item {key!r}: watching job {job_id} stopped (batch {why}); the training goes "
+                "on, and a re-run watches it again"
+            )
+        super().__init__(text)
+        self.reason = reason
+        self.job_id = job_id
 
 
 class JournalError(AIPortraitError):

@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from ._retrying.budget import Budget
 from ._session import Session as _AsyncSession
 from ._session import credentials_from_env
 from ._wire.signing import PrivateMapping, redacted
@@ -214,6 +215,12 @@ class Session:
         """The asynchronous Session underneath."""
         return self._session
 
+    @property
+    def budget(self) -> Budget | None:
+        """The Session's :class:`~aiportrait.Budget` (``budget=`` when built), as
+        :attr:`aiportrait.Session.budget`."""
+        return self._session.budget
+
     def __enter__(self) -> Session:
         return self
 
@@ -252,6 +259,7 @@ class Session:
     watch = _iterating(_AsyncSession.watch, "JobUpdate", one_task=False)
     create_many = _iterating(_AsyncSession.create_many, "Outcome[Any, Portrait]")
     train_many = _iterating(_AsyncSession.train_many, "Outcome[Any, Any]")
+    plan_many = _blocking(_AsyncSession.plan_many)
 
 
 @contextmanager

@@ -6,6 +6,10 @@ with ``Session.create_many(..., limit=..., journal=...)``, showing a progress ba
 service accepts it, so running the same command again after a crash, a Ctrl-C or a
 ``kill -9`` resumes: finished portraits are read back from disk, nothing is created twice.
 
+Ctrl-C (or SIGTERM) stops the batch gracefully through an :class:`aiportrait.batches.BatchStop`:
+nothing new is submitted, and the portraits in flight (already paid for) finish and are saved;
+a second Ctrl-C abandons them (they may be charged, their portraits lost).
+
 ::
 
     python examples/batch_generate.py --count 200 --limit 8        # the local emulator
@@ -25,9 +29,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -35,6 +41,7 @@ from typing import Any, TextIO
 from _local import PortTaken, connect
 
 import aiportrait
+import aiportrait.batches
 
 #: Settings the portraits cycle through, so the batch is not 200 copies of one request.
 STYLES = [
@@ -52,6 +59,7 @@ class Summary:
     created: int = 0
     resumed: int = 0
     failed: int = 0
+    stopped: int = 0
     seconds: float = 0.0
 
 
@@ -70,11 +78,13 @@ class Progress:
     def done(self) -> int:
         """Items ended so far, successful or not."""
         s = self.summary
-        return s.created + s.resumed + s.failed
+        return s.created + s.resumed + s.failed + s.stopped
 
     def update(self, outcome: aiportrait.Outcome[Any, aiportrait.Portrait]) -> None:
         """Count an outcome and redraw."""
-        if not outcome.ok:
+        if isinstance(outcome.error, aiportrait.errors.BatchStopped):
+            self.summary.stopped += 1  # not submitted: a re-run does it
+        elif not outcome.ok:
             self.summary.failed += 1
             self.write(f"{outcome.key}: {type(outcome.error).__name__}: {outcome.error}")
         elif outcome.resumed:
@@ -115,6 +125,37 @@ class Progress:
         return self.summary
 
 
+@contextlib.contextmanager
+def stopping_on_signals(stop: aiportrait.batches.BatchStop) -> Iterator[None]:
+    """While inside, the first Ctrl-C (or SIGTERM) stops the batches given ``stop``: nothing
+    new is submitted, the calls in flight finish and are saved; a second one abandons them."""
+    loop = asyncio.get_running_loop()
+
+    def signalled() -> None:
+        keys = stop.in_flight
+        if not stop.stopped:
+            stop.stop()
+            print(
+                f"\nstopping: {len(keys)} in flight finishing; Ctrl-C again abandons them (they "
+                "may be charged and their portraits lost)",
+                file=sys.stderr,
+            )
+        else:
+            stop.abandon()
+            print(f"abandoning (may be charged): {', '.join(map(str, keys))}", file=sys.stderr)
+
+    added = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows; not the main thread
+            loop.add_signal_handler(sig, signalled)
+            added.append(sig)
+    try:
+        yield
+    finally:
+        for sig in added:
+            loop.remove_signal_handler(sig)
+
+
 def requests(
     model_id: str, templates: Sequence[str], count: int
 ) -> dict[str, aiportrait.CreateRequest]:
@@ -128,7 +169,12 @@ def requests(
 
 
 async def train_once(
-    session: aiportrait.Session, photos: Sequence[str], journal: Path, *, retry: bool = False
+    session: aiportrait.Session,
+    photos: Sequence[str],
+    journal: Path,
+    *,
+    retry: bool = False,
+    stop: aiportrait.batches.BatchStop | None = None,
 ) -> str:
     """Train the model once: the journal remembers the job, so a re-run does not train again.
 
@@ -136,7 +182,11 @@ async def train_once(
     is submitted again.
     """
     batch = session.train_many(
-        {"model": list(photos)}, journal=journal, retry_failed=retry, resubmit_unknown=retry
+        {"model": list(photos)},
+        journal=journal,
+        retry_failed=retry,
+        resubmit_unknown=retry,
+        stop=stop,
     )
     async with batch as outcomes:
         async for outcome in outcomes:
@@ -155,6 +205,7 @@ async def generate(
     journal: Path,
     resubmit_unknown: bool = False,
     retry_failed: bool = False,
+    stop: aiportrait.batches.BatchStop | None = None,
 ) -> Summary:
     """Create every portrait of ``batch``, ``limit`` at a time, with a progress bar."""
     progress = Progress(len(batch))
@@ -164,6 +215,7 @@ async def generate(
         journal=journal,
         resubmit_unknown=resubmit_unknown,
         retry_failed=retry_failed,
+        stop=stop,
     )
     async with outcomes:
         async for outcome in outcomes:
@@ -213,7 +265,8 @@ def _port_taken(exc: PortTaken, journal: Path) -> str:
 
 
 async def main(argv: Sequence[str] | None = None) -> int:
-    """Run the example; returns 0 when every portrait exists, 1 otherwise, 2 on a taken port."""
+    """Run the example; returns 0 when every portrait exists, 1 otherwise, 2 on a taken port,
+    130 when stopped by Ctrl-C (run it again to resume)."""
     args = _parser().parse_args(argv)
     try:
         return await _run(args)
@@ -236,29 +289,41 @@ async def _run(args: argparse.Namespace) -> int:
         if target.local:
             print(f"local emulator at {target.emulator.url} (a stand-in: no diffusion)")
         limits = {"max_in_flight": max(16, args.limit + 4), "max_creations": args.limit}
-        async with target.session(**limits) as session:
-            try:
-                model_id = args.model_id or await train_once(
-                    session, target.photos, journal, retry=args.retry_failed
+        stop = aiportrait.batches.BatchStop()
+        with stopping_on_signals(stop):
+            async with target.session(**limits) as session:
+                try:
+                    model_id = args.model_id or await train_once(
+                        session, target.photos, journal, retry=args.retry_failed, stop=stop
+                    )
+                except aiportrait.errors.BatchStopped:
+                    print("stopped; run the same command again to resume", file=sys.stderr)
+                    return 130
+                except aiportrait.AIPortraitError as exc:
+                    print(f"training failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+                    print("re-run with --retry-failed to train again", file=sys.stderr)
+                    return 1
+                batch = requests(model_id, target.templates, args.count)
+                summary = await generate(
+                    session,
+                    batch,
+                    limit=args.limit,
+                    journal=journal,
+                    resubmit_unknown=args.resubmit_unknown,
+                    retry_failed=args.retry_failed,
+                    stop=stop,
                 )
-            except aiportrait.AIPortraitError as exc:
-                print(f"training failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-                print("re-run with --retry-failed to train again", file=sys.stderr)
-                return 1
-            batch = requests(model_id, target.templates, args.count)
-            summary = await generate(
-                session,
-                batch,
-                limit=args.limit,
-                journal=journal,
-                resubmit_unknown=args.resubmit_unknown,
-                retry_failed=args.retry_failed,
-            )
     folder = journal.with_name(journal.stem + "_portraits")
     print(
         f"{summary.created} created now, {summary.resumed} from an earlier run, "
         f"{summary.failed} failed, in {summary.seconds:.1f}s; portraits in {folder}/"
     )
+    if summary.stopped:
+        print(
+            f"stopped: {summary.stopped} not submitted; run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 130
     return 1 if summary.failed else 0
 
 

@@ -94,7 +94,7 @@ async def main(argv: Sequence[str] | None = None) -> int:
                 from aiportrait.cli._batchfile import read_plan
 
                 plan = read_plan(args.file)
-                items = [*plan.trainings.items(), *plan.creations.items()]
+                items = [*plan.trainings().items(), *plan.creations().items()]
                 client = await at.connect(address)
             else:
                 client, items = await stack.enter_async_context(_offline(Path(tmp), store))

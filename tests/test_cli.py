@@ -508,7 +508,7 @@ async def test_batch_jsonl_trains_creates_and_reports_failures(
 @pytest.mark.parametrize(
     ("name", "text", "expected"),
     [
-        ("a.csv", "kind,key,colour\nsolo,x,red\n", "unknown field colour"),
+        ("a.csv", "kind,key,colour\nsolo,x,red\n", "unknown field 'colour'"),
         ("a.csv", "kind,key,model_id\nsolo,x,m\n", "line 2: kind solo needs template"),
         ("a.csv", "kind,model_id,template\nsolo,m,http://x/t\nsolo,m,http://x/t,9\n", "more cells"),
         ("a.csv", "kind,images,template\ntrain,http://x/a,http://x/t\n", "does not use template"),

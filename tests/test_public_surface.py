@@ -25,6 +25,7 @@ pytest.importorskip("opentelemetry")
 
 PUBLIC = (
     "aiportrait",
+    "aiportrait.batches",
     "aiportrait.config",
     "aiportrait.errors",
     "aiportrait.hooks",

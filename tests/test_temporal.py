@@ -13,6 +13,8 @@ import pytest
 
 pytest.importorskip("temporalio")
 
+from temporalio import activity
+
 import aiportrait
 from aiportrait import (
     CreateRequest,
@@ -301,6 +303,119 @@ async def test_a_batch_continues_as_new_and_reports_every_outcome(
     assert temporal_emu.counters.charged_duplicates() == {}
 
 
+class _BreaksPage:
+    """A store that writes a batch's second item page as a line that is no batch item."""
+
+    def __init__(self, store: at.LocalPortraitStore) -> None:
+        self.store = store
+
+    async def put(self, name: str, data: bytes, content_type: str) -> str:
+        if name.endswith("items-000001.jsonl"):
+            data = b'{"not": "an item"}\n'
+        return await self.store.put(name, data, content_type)
+
+    async def get(self, uri: str) -> bytes:
+        return await self.store.get(uri)
+
+
+async def test_a_batch_that_fails_records_every_item_that_ended_first(
+    cluster: Any, temporal_emu: Emulator, sample_media: Any
+) -> None:
+    reference = temporal_emu.media_url(sample_media.astronaut[0])
+    template = temporal_emu.media_url(sample_media.astronaut_template)
+    items = [(f"p{i}", ReferenceCreateRequest(reference, f"{template}?v={i}")) for i in range(6)]
+    handle = await at.start_batch(
+        cluster.client,
+        items,
+        store=_BreaksPage(cluster.store),
+        task_queue=cluster.queue,
+        limit=3,
+        page=3,
+        timeouts=QUICK,
+    )
+    seen: list[at.OutcomeRecord] = []
+
+    async def follow() -> None:
+        async for outcome in at.follow_batch(handle, cluster.store, every=0.1):
+            seen.append(outcome)
+
+    with pytest.raises(aiportrait.AIPortraitError, match="line 1 is not a batch item"):
+        await follow()
+    # the first page's items ran (the second page is read while they run): each one is
+    # reported and written to the store, though the batch failed
+    assert sorted(o.key for o in seen) == ["p0", "p1", "p2"]
+    assert {o.status for o in seen} == {"succeeded"}
+    assert temporal_emu.counters.creations == 3
+    page = cluster.store.root / "batches" / handle.id / "outcomes-0000000001.jsonl"
+    stored = await at.read_outcomes(cluster.store, [page.as_uri()])
+    assert sorted(stored, key=lambda o: o.seq) == sorted(seen, key=lambda o: o.seq)
+    for outcome in seen:
+        assert outcome.portrait is not None
+        assert len(await cluster.store.get(outcome.portrait.uri)) == outcome.portrait.size
+
+
+class _LosesTheReport(at.PortraitActivities):
+    """Activities whose create stores its portrait, then fails as a worker whose completion
+    report was lost would: the item may have run."""
+
+    @activity.defn(name="aiportrait.create")
+    async def create(self, task: at.CreateInput) -> at.PortraitRef:
+        await super().create(task)
+        raise RuntimeError("the completion report was lost")
+
+
+async def test_an_item_whose_portrait_is_stored_succeeded_though_its_report_was_lost(
+    temporal_server: Any, temporal_emu: Emulator, sample_media: Any, tmp_path: Path
+) -> None:
+    from temporalio.worker import Worker
+    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+    reference = temporal_emu.media_url(sample_media.astronaut[0])
+    template = temporal_emu.media_url(sample_media.astronaut_template)
+    items = [(f"p{i}", ReferenceCreateRequest(reference, f"{template}?v={i}")) for i in range(2)]
+    store = at.LocalPortraitStore(tmp_path / "store")
+    queue = f"lost-{uuid.uuid4().hex[:8]}"
+    client = await at.connect(temporal_server.address)
+    restrictions = SandboxRestrictions.default.with_passthrough_modules("aiportrait")
+    async with temporal_emu.session() as session:
+        worker = Worker(
+            client,
+            task_queue=queue,
+            workflows=list(at.WORKFLOWS),
+            activities=_LosesTheReport(session, store).all(),
+            workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions),
+        )
+        async with worker:
+            handle = await at.start_batch(
+                client, items, store=store, task_queue=queue, timeouts=QUICK
+            )
+            summary = await at.result(handle)
+    assert summary.counts == {"succeeded": 2}  # not "unknown": the store has both portraits
+    outcomes = await at.read_outcomes(store, summary.outcome_pages)
+    for outcome in outcomes:
+        assert outcome.portrait is not None
+        assert len(await store.get(outcome.portrait.uri)) == outcome.portrait.size > 0
+    assert temporal_emu.counters.creations == 2
+
+
+async def test_a_batch_begun_before_the_store_lookup_replays_as_it_ran() -> None:
+    # The history of a batch whose one create ended "unknown" (a lost answer), run by the
+    # workers of the version before the store lookup after an unknown create (commit b88f01c):
+    # new workers replay it without a nondeterminism error.
+    from temporalio.client import WorkflowHistory
+    from temporalio.worker import Replayer
+    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+    data = Path(__file__).parent / "data" / "temporal_batch_history_before_store_lookup.json"
+    restrictions = SandboxRestrictions.default.with_passthrough_modules("aiportrait")
+    replayer = Replayer(
+        workflows=list(at.WORKFLOWS),
+        data_converter=at.data_converter,
+        workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions),
+    )
+    await replayer.replay_workflow(WorkflowHistory.from_json("hist-1", data.read_text()))
+
+
 async def test_outcome_pages_are_written_as_json_lines(tmp_path: Path) -> None:
     store = at.LocalPortraitStore(tmp_path)
     activities = at.PortraitActivities.__new__(at.PortraitActivities)
@@ -400,6 +515,24 @@ async def test_follow_batch_yields_each_outcome_once_across_runs(tmp_path: Path)
     seen = [o.seq async for o in at.follow_batch(handle, store, every=0.01)]  # type: ignore[arg-type]
     assert sorted(seen) == [1, 2, 3, 4, 5, 6, 7]
     assert seen[4:6] == [5, 6] or set(seen[:6]) == {1, 2, 3, 4, 5, 6}
+
+
+async def test_on_attach_a_stored_portrait_wins_over_unknown(tmp_path: Path) -> None:
+    store = at.LocalPortraitStore(tmp_path)
+    activities = at.PortraitActivities.__new__(at.PortraitActivities)
+    activities.store = store
+    lost = at.ErrorInfo("SubmitOutcomeUnknown", "create may have run")
+    records = [at.OutcomeRecord(seq, f"k{seq}", "create", "unknown", error=lost) for seq in (1, 2)]
+    page = await activities.save_outcomes(at.OutcomePage("o.jsonl", tuple(records)))
+    await store.put("portraits/fake/k2.png", b"png bytes", "image/png")  # its report was lost
+    handle = _FakeBatch((), at.BatchSummary({"unknown": 2}, 2, (page,)))
+    handle.finished.set()
+    seen = {o.key: o async for o in at.follow_batch(handle, store, every=0.01)}  # type: ignore[arg-type]
+    assert seen["k1"] == records[0]  # nothing stored: it stays unknown
+    assert seen["k2"].status == "succeeded" and seen["k2"].error is None
+    assert seen["k2"].portrait == at.PortraitRef(
+        (tmp_path / "portraits/fake/k2.png").as_uri(), "png", 9
+    )
 
 
 async def test_long_and_unusual_keys_run_and_store(

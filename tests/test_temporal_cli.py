@@ -39,6 +39,25 @@ def _where(cluster: Any) -> list[str]:
     ]
 
 
+def _references(emu: Any, media: Any, count: int, tag: str) -> list[dict[str, Any]]:
+    """``count`` reference rows of a batch file (keys ``r0``...), distinct by ``tag``."""
+    url = emu.media_url
+    return [
+        {
+            "kind": "reference",
+            "key": f"r{i}",
+            "reference": url(media.astronaut[0]),
+            "template": f"{url(media.astronaut_template)}?{tag}={i}",
+        }
+        for i in range(count)
+    ]
+
+
+def _batch_file(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
 async def test_train_prints_the_id_follows_and_reattaches(
     cluster: Any, temporal_emu: Any, sample_media: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -70,26 +89,16 @@ async def test_batch_shows_outcomes_and_exits_5_when_one_failed(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    url = temporal_emu.media_url
-    rows = [
-        {
-            "kind": "reference",
-            "key": f"r{i}",
-            "reference": url(sample_media.astronaut[0]),
-            "template": f"{url(sample_media.astronaut_template)}?v={i}",
-        }
-        for i in range(3)
-    ]
+    rows = _references(temporal_emu, sample_media, 3, "v")
     rows.append(
         {
             "kind": "solo",
             "key": "bad",
             "model_id": "no-such-model",
-            "template": url(sample_media.astronaut_template),
+            "template": temporal_emu.media_url(sample_media.astronaut_template),
         }
     )
-    batch = tmp_path / "batch.jsonl"
-    batch.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    batch = _batch_file(tmp_path / "batch.jsonl", rows)
     code, text = await run(capsys, "batch", str(batch), "--id", "cli-batch-1", *_where(cluster))
     assert code == 5, text
     lines = text.splitlines()
@@ -110,6 +119,46 @@ async def test_batch_shows_outcomes_and_exits_5_when_one_failed(
                                                       "r2": True}  # fmt: skip
 
 
+async def test_batch_run_twice_without_an_id_follows_the_first_and_charges_each_item_once(
+    cluster: Any,
+    temporal_emu: Any,
+    sample_media: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rows = _references(temporal_emu, sample_media, 3, "twice")
+    batch = _batch_file(tmp_path / "twice.jsonl", rows)
+    code, first = await run(capsys, "batch", str(batch), *_where(cluster))
+    assert code == 0, first
+    started = first.splitlines()[0]
+    assert started.startswith("workflow batch-") and ": 3 items (re-attach: " in started
+    workflow_id = started.split()[1].rstrip(":")
+    code, second = await run(capsys, "batch", str(batch), *_where(cluster))
+    assert code == 0, second
+    assert second.splitlines()[0].startswith(
+        f"workflow {workflow_id}: this batch was started before (the same items and options): "
+        "following it, nothing is charged again"
+    )
+    assert sorted(second.splitlines()[1:]) == sorted(first.splitlines()[1:])
+    assert temporal_emu.counters.creations == 3  # each item charged once in two runs
+    assert temporal_emu.counters.charged_duplicates() == {}
+    # the same file in another order is the same batch; --check would charge otherwise
+    _batch_file(batch, rows[::-1])
+    code, third = await run(capsys, "batch", str(batch), *_where(cluster), "--no-follow")
+    assert code == 0 and third.startswith(f"workflow {workflow_id}: this batch was started")
+    assert temporal_emu.counters.creations == 3
+
+
+def test_a_batch_id_comes_from_the_items_and_the_options_that_change_the_charge() -> None:
+    from aiportrait.temporal import batch_id
+
+    pairs = [("a", "f1"), ("b", "f2")]
+    assert batch_id(pairs) == batch_id(reversed(pairs))
+    assert batch_id(pairs) != batch_id(pairs, check=True)
+    assert batch_id(pairs) != batch_id([("a", "f1"), ("b", "f3")])
+    assert batch_id(pairs) != batch_id([("a", "f2"), ("b", "f1")])
+
+
 async def test_attach_to_an_unknown_id_is_an_error(
     cluster: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -117,6 +166,105 @@ async def test_attach_to_an_unknown_id_is_an_error(
     assert code == 1
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("aiportrait: error: RPCError: ")
+
+
+_CORE_THREADS_LEFT = """
+import os, sys
+from aiportrait.cli import main
+code = main(sys.argv[1:])
+names = [open(f"/proc/self/task/{t}/comm").read() for t in os.listdir("/proc/self/task")]
+print(f"exit {code}, core threads left {sum(n.startswith('tokio') for n in names)}")
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc")
+async def test_a_temporal_command_ends_its_core_threads_before_it_returns(
+    cluster: Any, temporal_emu: Any, sample_media: Any, tmp_path: Path
+) -> None:
+    # Temporal's core threads left running into the interpreter's exit crash it now and then
+    # (SIGSEGV after the summary): a command joins them before it returns, ok or not.
+    batch = _batch_file(tmp_path / "one.jsonl", _references(temporal_emu, sample_media, 1, "t"))
+    for argv, code in (
+        (["batch", str(batch), "--id", "core-threads"], 0),
+        (["attach", "core-threads"], 0),
+        (["attach", "no-such-batch"], 1),
+    ):
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _CORE_THREADS_LEFT, "temporal", *argv, *_where(cluster),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        out, _ = await process.communicate()
+        assert process.returncode == 0, out
+        assert out.decode().splitlines()[-1] == f"exit {code}, core threads left 0"
+
+
+async def _line_with(process: Any, words: str, timeout: float = 180.0) -> str:
+    """The next line of ``process``'s stderr (its notes) that holds ``words`` (the bound is
+    generous: the machine may be loaded)."""
+    while True:
+        line = (await asyncio.wait_for(process.stderr.readline(), timeout)).decode()
+        assert line, f"the process ended before printing {words!r}"
+        if words in line:
+            return line
+
+
+@pytest.mark.slow
+async def test_the_follower_survives_a_temporal_restart_or_exits_3_with_the_attach_command(
+    temporal_emu: Any, sample_media: Any, tmp_path: Path
+) -> None:
+    from aiportrait import ReferenceCreateRequest
+    from aiportrait import temporal as at
+
+    port = _free_port()
+    server = at.DevServer(ui=False, port=port, db_file=tmp_path / "t.db")
+    await server.start()
+    store = at.LocalPortraitStore(tmp_path / "store")
+    queue = "restart"
+    url = temporal_emu.media_url
+    reference, template = url(sample_media.astronaut[0]), url(sample_media.astronaut_template)
+    items = [(f"r{i}", ReferenceCreateRequest(reference, f"{template}?again={i}")) for i in (0, 1)]
+    client = await at.connect(server.address)
+    handle = await at.start_batch(client, items, store=store, task_queue=queue)  # no worker yet
+    where = ["--address", server.address, "--store", str(store.root)]
+
+    async def follower(reconnect: str) -> Any:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "aiportrait", "temporal", "attach", handle.id, *where,
+            "--reconnect", reconnect,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+
+    stays, gives_up = await follower("600"), await follower("1")
+    try:
+        for process in (stays, gives_up):  # each is following: no worker answers its queries
+            await _line_with(process, "no answer to the progress query")
+        await server.stop()
+        for process in (stays, gives_up):
+            await _line_with(process, "Temporal does not answer (")
+        _, err = await asyncio.wait_for(gives_up.communicate(), 180)
+        assert gives_up.returncode == 3
+        line = [x for x in err.decode().splitlines() if x.startswith("aiportrait: error:")][-1]
+        assert line.startswith(f"aiportrait: error: ConnectError: Temporal at {server.address} ")
+        assert line.endswith(
+            "the batch goes on without this follower: follow it again with: aiportrait temporal "
+            f"attach {handle.id} --address {server.address} --store {store.root}"
+        )
+        await server.start()  # the same port and database: the batch is still there
+        client = await at.connect(server.address)
+        async with temporal_emu.session() as session:
+            async with at.new_worker(client, session, store, task_queue=queue):
+                out, err = await asyncio.wait_for(stays.communicate(), 180)
+        assert stays.returncode == 0, err
+        lines = out.decode().splitlines()
+        assert lines[-1] == f"batch {handle.id}: 2 items: 2 succeeded"
+        assert sorted(line.split()[1] for line in lines if line.startswith("ok ")) == ["r0", "r1"]
+        assert temporal_emu.counters.creations == 2
+    finally:
+        for process in (stays, gives_up):
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        await server.stop()
 
 
 def _free_port() -> int:

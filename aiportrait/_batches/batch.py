@@ -46,15 +46,25 @@ from .._requests import (
     TrainRequest,
 )
 from .._retrying import clock as _clock
-from ..errors import InvalidArgument
+from .._retrying.budget import Budget
+from ..errors import BatchStopped, InvalidArgument
 from ..hooks import BatchKind, emit, next_id
 from ..hooks.events import BatchEnded, BatchItemEnded, BatchStarted, Hook, tally_word
 from ..models import Portrait
 from .items import BatchItems
 from .outcomes import Outcome, Outcomes
 from .runner import BatchRunner, Send, Wait
+from .stop import BatchStop
 
-__all__ = ["create_many", "keyed", "run_batch", "train_many"]
+__all__ = [
+    "CREATE_KINDS",
+    "TRAIN_KINDS",
+    "create_many",
+    "keyed",
+    "run_batch",
+    "train_many",
+    "training",
+]
 
 log = logging.getLogger("aiportrait")
 
@@ -98,12 +108,17 @@ async def run_batch(
     work: Callable[[Any, R], Awaitable[Outcome[R, V]]],
     limit: int,
     fail_fast: bool,
+    stop: BatchStop,
 ) -> AsyncGenerator[Outcome[R, V], None]:
     """Run ``work`` on every item with ``limit`` workers; yield outcomes as they complete.
 
     Workers never raise: an item's error is part of its outcome, and a failure of the input
     iterator (or of the journal) is sent as an abort. Only this generator's own frame cancels
     the workers, so cancellation never lands in the consumer's code between two outcomes.
+
+    Once ``stop`` is stopped (or an item's error would repeat for every item, which stops it)
+    no worker takes another item; when the workers are done, every item not taken ends
+    :class:`~aiportrait.errors.BatchStopped`. The stop's grace runs out here.
     """
     iterator = iter(items)
     send, receive = anyio.create_memory_object_stream[Outcome[R, V] | _Abort](limit)
@@ -114,7 +129,7 @@ async def run_batch(
     async def worker(out: anyio.abc.ObjectSendStream[Outcome[R, V] | _Abort]) -> None:
         nonlocal stopping
         async with out:
-            while not stopping:
+            while not stopping and not stop.stopped:
                 try:
                     pair = next(iterator, None)
                     if pair is None:
@@ -124,11 +139,14 @@ async def run_batch(
                     outcome = _Abort(exc)
                 if isinstance(outcome, _Abort) or (fail_fast and outcome.error is not None):
                     stopping = True
+                else:
+                    stop.stop_on(outcome.error)
                 await out.send(outcome)
 
     async with anyio.create_task_group() as tg, receive:
         for _ in range(limit):
             tg.start_soon(worker, send.clone())
+        tg.start_soon(stop.abandon_after_grace)
         send.close()
         async for outcome in receive:
             if isinstance(outcome, _Abort):
@@ -141,24 +159,28 @@ async def run_batch(
                 # The consumer left early (aclose): cancel the workers and wait for them here,
                 # in the consumer's task, so that none is left behind.
                 tg.cancel_scope.cancel()
-                break
+                return
             if fail_fast and outcome.error is not None:
                 failed = outcome.error
                 tg.cancel_scope.cancel()
                 break
+        tg.cancel_scope.cancel()  # every worker is done: the grace's timer too
     if failed is not None:
         raise failed
+    for key, item in iterator if stop.stopped else ():
+        yield Outcome(key, item, error=BatchStopped(key, stop.reason))
 
 
 # -- the entry points behind Session.create_many / train_many --------------------------------
 
 
-_CREATE_KINDS = (
+CREATE_KINDS = (
     CreateRequest,
     GroupCreateRequest,
     ReferenceCreateRequest,
     PromptCreateRequest,
 )
+TRAIN_KINDS = (TrainRequest, list, tuple)  # a training, or a set of photos
 
 
 def create_many(
@@ -176,6 +198,8 @@ def create_many(
     recreate_missing: bool,
     hooks: Sequence[Hook] = (),
     upload: UploadFunc | None = None,
+    stop: BatchStop | None = None,
+    budgets: Sequence[Budget | None] = (),
 ) -> Outcomes[AnyCreateRequest, Portrait]:
     """Run create requests as a batch (see :meth:`Session.create_many`)."""
     batch_id = next_id() if hooks else None  # what the hook events of its calls name
@@ -189,8 +213,10 @@ def create_many(
         retry_failed=retry_failed,
         recreate_missing=recreate_missing,
         upload=upload,
+        stop=stop,
+        budgets=budgets,
     )
-    items = keyed(requests, _CREATE_KINDS)
+    items = keyed(requests, CREATE_KINDS)
     size = _limit(limit, capacity)
     return _outcomes(items, runner.create, size, fail_fast, runner, "create", hooks, batch_id)
 
@@ -210,6 +236,8 @@ def train_many(
     durations: Durations | None = None,
     hooks: Sequence[Hook] = (),
     upload: UploadFunc | None = None,
+    stop: BatchStop | None = None,
+    budgets: Sequence[Budget | None] = (),
 ) -> Outcomes[TrainRequest, Any]:
     """Run trainings as a batch (see :meth:`Session.train_many`).
 
@@ -227,20 +255,20 @@ def train_many(
         retry_failed=retry_failed,
         durations=durations,
         upload=upload,
+        stop=stop,
+        budgets=budgets,
     )
 
     async def work(key: Any, request: Any) -> Outcome[Any, Any]:
         return await runner.train(key, request, wait=wait_for_end)
 
-    sets: Iterable[tuple[Any, TrainRequest | Sequence[Any]]] = keyed(
-        image_sets, (TrainRequest, list, tuple)
-    )
-    pairs = ((key, _training(item)) for key, item in sets)
+    sets: Iterable[tuple[Any, TrainRequest | Sequence[Any]]] = keyed(image_sets, TRAIN_KINDS)
+    pairs = ((key, training(item)) for key, item in sets)
     size = _limit(limit, capacity)
     return _outcomes(pairs, work, size, fail_fast, runner, "train", hooks, batch_id)
 
 
-def _training(item: TrainRequest | Sequence[Any]) -> TrainRequest:
+def training(item: TrainRequest | Sequence[Any]) -> TrainRequest:
     """A photo set as a request."""
     return item if isinstance(item, TrainRequest) else TrainRequest(item)
 
@@ -272,7 +300,7 @@ def _outcomes(
     """The batch's outcomes, told to the hooks when there are some (``batch_id``)."""
     if batch_id is not None:
         return Outcomes(_observed(items, work, limit, fail_fast, runner, kind, hooks))
-    return Outcomes(_closing(run_batch(items, work, limit, fail_fast), runner))
+    return Outcomes(_closing(run_batch(items, work, limit, fail_fast, runner.stop), runner))
 
 
 async def _closing(
@@ -302,7 +330,7 @@ async def _observed(
     started = _clock.now()
     stopped: BaseException | None = None
     await emit(hooks, BatchStarted(batch_id, kind, limit))
-    outcomes = _closing(run_batch(items, work, limit, fail_fast), runner)
+    outcomes = _closing(run_batch(items, work, limit, fail_fast, runner.stop), runner)
     try:
         async for outcome in outcomes:
             error, status = outcome.error, outcome.status

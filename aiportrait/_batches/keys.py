@@ -1,15 +1,19 @@
-"""What a batch item is known by: its request's fingerprint and its portrait's file name."""
+"""What a batch item is known by: its request's fingerprint (over its local inputs' content),
+its portrait's file name, and the folder its portraits go to."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+from pathlib import Path
 
+from .._local.resolve import ReadInputs, read_local
 from .._requests import Request
 from .journal import key_text
 
-__all__ = ["file_stem", "fingerprint"]
+__all__ = ["find_portrait", "file_stem", "fingerprint", "portraits_dir", "read_item"]
 
 
 def fingerprint(request: object) -> str:
@@ -45,3 +49,38 @@ def file_stem(key: object) -> str:
         return key
     prefix = _UNSAFE.sub("_", key if isinstance(key, str) else str(key))[:40].lstrip(".-")
     return f"{prefix}~{hashlib.sha256(key_text(key).encode()).hexdigest()[:16]}"
+
+
+async def read_item(request: Request) -> tuple[str, ReadInputs | None]:
+    """An item's fingerprint, and its local inputs read (``LocalPhotoError`` for a bad one).
+
+    A request with local inputs is fingerprinted over their content, not their URLs (which
+    change when presigned again); a request of URLs as it always was.
+    """
+    read = await read_local(request)
+    return fingerprint(request if read is None else read.known), read
+
+
+def portraits_dir(
+    journal: str | os.PathLike[str] | None, out_dir: str | os.PathLike[str] | None
+) -> Path | None:
+    """Where a batch writes its portraits: ``out_dir``, else beside the journal
+    (``<journal stem>_portraits``), else nowhere."""
+    if out_dir is None and journal is not None:
+        return Path(journal).with_name(Path(journal).stem + "_portraits")
+    return None if out_dir is None else Path(out_dir)
+
+
+_EXTENSIONS = (".jpg", ".png", ".webp", ".bin")  # every Portrait.extension
+
+
+def find_portrait(out_dir: Path | None, stem: str) -> Path | None:
+    """The finished portrait of an item, by its exact name (``<stem>.<ext>``), if it is there
+    (blocking: run it in a thread)."""
+    if out_dir is None:
+        return None
+    for ext in _EXTENSIONS:
+        path = out_dir / (stem + ext)
+        if path.is_file():
+            return path
+    return None

@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import anyio
 
 from .._jobs.durations import Durations
-from .._local.resolve import ReadInputs, read_local, remembering, resolve
+from .._local.resolve import ReadInputs, remembering, resolve
 from .._local.upload import UploadFunc
 from .._requests import AnyCreateRequest, AnyRequest, TrainRequest
+from .._retrying.budget import Budget, reserve
 from .._retrying.loop import Claim
 from .._wire.codec import converter
 from ..errors import (
@@ -39,8 +40,10 @@ from ..errors import (
 from ..models import Portrait, TrainJob, TrainResult
 from .claim import JournalClaim
 from .journal import Journal, Record, key_text
-from .keys import file_stem, fingerprint
+from .keys import file_stem, find_portrait, portraits_dir, read_item
 from .outcomes import Outcome
+from .steps import Resume, Step, next_step
+from .stop import REPEATING, BatchStop, StopClaim
 
 __all__ = ["BatchRunner", "Send", "Wait"]
 
@@ -87,8 +90,11 @@ class BatchRunner:
         recreate_missing: bool = False,
         durations: Durations | None = None,
         upload: UploadFunc | None = None,
+        budgets: Sequence[Budget | None] = (),
+        stop: BatchStop | None = None,
     ) -> None:
         self.send = send
+        self.stop = BatchStop() if stop is None else stop  # see :class:`BatchStop`
         self.wait = wait
         self.within = within
         """The batch's id in hook events (``None`` without hooks)."""
@@ -101,13 +107,10 @@ class BatchRunner:
             except BaseException:
                 self.journal.close()
                 raise
-        if out_dir is None and journal is not None:
-            out_dir = Path(journal).with_name(Path(journal).stem + "_portraits")
-        self.out_dir = None if out_dir is None else Path(out_dir)
-        self.resubmit_unknown = resubmit_unknown
-        self.retry_failed = retry_failed
-        self.recreate_missing = recreate_missing
+        self.out_dir = portraits_dir(journal, out_dir)
+        self.resume = Resume(resubmit_unknown, retry_failed, recreate_missing)
         self._keys: set[tuple[str, str]] = set()  # the items this run has started
+        self.budgets = tuple(budgets)  # the batch's and the Session's: a call holds a place in each
 
     def close(self) -> None:
         """Close the journal (and give up its lock)."""
@@ -146,22 +149,25 @@ class BatchRunner:
             key=key,
         )
 
-    def _ended(self, key: Any, record: Record | None, request: object) -> Exception | None:
-        """The reason not to submit again, for a record that cannot simply be resumed."""
-        if record is None:
-            return None
-        if record.status == "failed" and not self.retry_failed:
-            return PreviousFailure(record.error or "unknown error")
-        if record.status == "submitting" and not self.resubmit_unknown:
-            return SubmitOutcomeUnknown(
-                f"item {key!r} was on its way to the service when an earlier run stopped; it "
-                "may have run there (re-run with resubmit_unknown=True to submit it again)",
-                action=record.kind,
-                request=request,
-            )
-        if record.status == "submitting":
+    def _step(self, kind: str, key: Any, record: Record | None, has_file: bool = False) -> Step:
+        """What to do with the item (:func:`next_step`), saying so when it is paid again."""
+        step = next_step(kind, record, has_file, self.resume)
+        if step == "charge" and record is not None and record.status == "done":
+            log.warning("item %r: its portrait file is gone; creating it again", key)
+        elif step == "charge" and record is not None and record.status == "submitting":
             log.warning("item %r: submitting again after an interrupted run", key)
-        return None
+        return step
+
+    def _stopped(self, step: Step, key: Any, record: Record, request: object) -> Exception:
+        """Why an item is not submitted again: it failed before, or it may have run."""
+        if step == "failed":
+            return PreviousFailure(record.error or "unknown error")
+        return SubmitOutcomeUnknown(
+            f"item {key!r} was on its way to the service when an earlier run stopped; it "
+            "may have run there (re-run with resubmit_unknown=True to submit it again)",
+            action=record.kind,
+            request=request,
+        )
 
     async def _submit(
         self,
@@ -169,6 +175,7 @@ class BatchRunner:
         key: Any,
         seen: Record | None,
         fp: str,
+        request: Any,
         submit: Callable[[Claim | None], Awaitable[V]],
     ) -> V:
         """Run a charged call; the journal says ``submitting`` only once it is about to leave.
@@ -180,38 +187,31 @@ class BatchRunner:
         run: ``failed``. A call that provably never left (no connection) gets its row back as
         it was. After an ambiguous failure (``SubmitOutcomeUnknown``), or a cancel while the
         request was on the wire, the row stays ``submitting``: a re-run reports it instead of
-        paying twice.
+        paying twice. Once stopped, nothing is uploaded or sent (``BatchStopped``). An error
+        that repeats for every item (it did not run) gives the row back, as it was.
         """
         journal = self.journal
-        if journal is None:
-            return await submit(None)
-        claim = JournalClaim(journal, kind, key, fp, seen)
+        inner = None if journal is None else JournalClaim(journal, kind, key, fp, seen)
+        claim = StopClaim(self.stop, key, inner)
+        self.stop.check(key)
         try:
-            return await submit(claim)
-        except SubmitOutcomeUnknown:
-            raise
-        except TransportError as exc:
-            if claim.claimed and exc.sent is False:
-                await claim.release()
-            raise
-        except JournalError:
+            with self.stop.abandonable():
+                return await submit(claim)
+            raise claim.abandoned(kind, request)  # only when the stop cancelled the call
+        except (SubmitOutcomeUnknown, JournalError):
             raise
         except Exception as exc:
-            if claim.claimed:
-                await self._put(kind, claim.skey, fp, "failed", error=_describe(exc))
+            if inner is not None and inner.claimed:
+                never_ran = isinstance(exc, TransportError) and exc.sent is False
+                if never_ran or isinstance(exc, REPEATING):
+                    await inner.release()
+                elif not isinstance(exc, TransportError):  # an error answer: it did not run
+                    await self._put(kind, inner.skey, fp, "failed", error=_describe(exc))
             raise
+        finally:
+            claim.ended()
 
     # -- creations -----------------------------------------------------------------------
-
-    def _find_file(self, stem: str) -> Path | None:
-        """The finished portrait of an item, by its exact name (``<stem>.<ext>``)."""
-        if self.out_dir is None:
-            return None
-        for ext in _EXTENSIONS:
-            path = self.out_dir / (stem + ext)
-            if path.is_file():
-                return path
-        return None
 
     def _missing(self, key: Any, stem: str, record: Record) -> PortraitMissing:
         recorded = (record.data or {}).get("file")
@@ -227,7 +227,7 @@ class BatchRunner:
         a row that cannot be read: resumed, saying why). A journal error about the whole file
         ends the batch."""
         try:
-            skey, (fp, read) = key_text(key), await self._read(request)
+            skey, (fp, read) = key_text(key), await read_item(request)
             record = await self._get(kind, key, skey, fp)
         except InvalidArgument as exc:
             return Outcome(key, request, error=exc)
@@ -237,43 +237,35 @@ class BatchRunner:
             return Outcome(key, request, error=self._row_error(key, exc), resumed=True)
         return skey, fp, read, record
 
-    async def _read(self, request: AnyRequest) -> tuple[str, ReadInputs | None]:
-        """The item's fingerprint, and its local inputs read (``LocalPhotoError`` for a bad one).
-
-        A request with local inputs is fingerprinted over their content, not their URLs (which
-        change when presigned again); a request of URLs as it always was.
-        """
-        read = await read_local(request)
-        return fingerprint(request if read is None else read.known), read
-
     async def create(self, key: Any, request: AnyCreateRequest) -> Outcome[Any, Portrait]:
         """Create one portrait, journalled."""
         if self.journal is None and self.out_dir is None:  # nothing to record: just run it
-            try:
+
+            async def run(claim: Claim | None) -> Any:
                 resolved = await resolve(request, self.upload)
-                return Outcome(key, request, value=await self.send(resolved, within=self.within))
-            except Exception as exc:
-                return Outcome(key, request, error=exc)
+                return await self.send(resolved, claim=claim, within=self.within)
+
+            value, failed = await self._charged("create", key, None, "", request, run)
+            return failed or Outcome(key, request, value=value)
         stem = file_stem(key)
         opened = await self._open("create", key, request)
         if isinstance(opened, Outcome):
             return opened
         skey, fp, read, record = opened
+        path = None
         if record is not None and record.status in ("done", "submitting"):
-            path = await anyio.to_thread.run_sync(self._find_file, stem)
-            if path is not None:  # written atomically, so it is complete
-                try:
-                    return await self._resumed_portrait(key, request, record, path)
-                except (ValueError, TypeError) as exc:
-                    return Outcome(key, request, error=self._row_error(key, exc), resumed=True)
-            if record.status == "done":
-                if not self.recreate_missing:
-                    error = self._missing(key, stem, record)
-                    return Outcome(key, request, error=error, resumed=True)
-                log.warning("item %r: its portrait file is gone; creating it again", key)
-        stop = self._ended(key, record, request)
-        if stop is not None:
-            return Outcome(key, request, error=stop, resumed=True)
+            path = await anyio.to_thread.run_sync(find_portrait, self.out_dir, stem)
+        step = self._step("create", key, record, path is not None)
+        if step == "done" and record is not None and path is not None:
+            try:
+                return await self._resumed_portrait(key, request, record, path)
+            except (ValueError, TypeError) as exc:
+                return Outcome(key, request, error=self._row_error(key, exc), resumed=True)
+        if step != "charge" and record is not None:
+            if step == "missing":
+                return Outcome(key, request, error=self._missing(key, stem, record), resumed=True)
+            error = self._stopped(step, key, record, request)
+            return Outcome(key, request, error=error, resumed=True)
 
         async def call(claim: Claim | None) -> Any:
             resolved = await resolve(request, self.upload, read)
@@ -318,9 +310,14 @@ class BatchRunner:
         """Run a charged call between journal writes: its value, or the item's failed outcome.
 
         A journal error about this item ends the item; one about the whole file ends the batch.
+        Beyond a budget, it is refused (``BudgetExhausted``) before any upload, its row kept.
         """
         try:
-            return await self._submit(kind, key, record, fp, call), None
+            with reserve(self.budgets, "train" if kind == "train" else "create") as held:
+                value = await self._submit(
+                    kind, key, record, fp, request, lambda c: call(held.claim(c))
+                )
+            return value, None
         except JournalError as exc:
             if exc.key is None:
                 raise
@@ -345,18 +342,19 @@ class BatchRunner:
         job = None
         if record is not None and record.job_id is not None and record.model_id is not None:
             job = TrainJob(record.job_id, record.model_id)
-            if record.status == "done" and record.data is not None:
-                try:
-                    result = converter.structure(record.data, TrainResult)
-                except Exception as exc:
-                    error = self._row_error(key, exc)
-                    return Outcome(key, request, error=error, job=job, resumed=True)
-                value: Any = result if wait else job
-                return Outcome(key, request, value=value, job=job, resumed=True)
-        if job is None or (record is not None and record.status == "failed"):
-            stop = self._ended(key, record, request)
-            if stop is not None:
-                return Outcome(key, request, error=stop, job=job, resumed=True)
+        step = self._step("train", key, record)
+        if step == "done" and record is not None and record.data is not None:
+            try:
+                result = converter.structure(record.data, TrainResult)
+            except Exception as exc:
+                unreadable = self._row_error(key, exc)
+                return Outcome(key, request, error=unreadable, job=job, resumed=True)
+            value: Any = result if wait else job
+            return Outcome(key, request, value=value, job=job, resumed=True)
+        if step in ("failed", "unknown") and record is not None:
+            error = self._stopped(step, key, record, request)
+            return Outcome(key, request, error=error, job=job, resumed=True)
+        if step == "charge" or job is None:
             job, failed = await self._charged(
                 "train", key, record, fp, request, lambda claim: self._train(request, read, claim)
             )
@@ -369,7 +367,8 @@ class BatchRunner:
         if not wait:
             return Outcome(key, request, value=job, job=job)
         try:
-            result = await self.wait(job, within=self.within)
+            watched = self.wait(job, within=self.within)
+            result = await self.stop.unless_stopped(key, job.job_id, watched)
         except JobFailed as exc:
             await self._put("train", skey, fp, "failed", error=_describe(exc))
             return Outcome(key, request, error=exc, job=job)
@@ -385,9 +384,6 @@ class BatchRunner:
             new = self.durations.drain()
             if new:
                 await anyio.to_thread.run_sync(self.journal.add_durations, new)
-
-
-_EXTENSIONS = (".jpg", ".png", ".webp", ".bin")  # every Portrait.extension
 
 
 def _describe(exc: BaseException) -> str:

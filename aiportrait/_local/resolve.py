@@ -28,9 +28,17 @@ import attrs
 
 from .._requests import Place, Request
 from .photos import photo_name, read_photo
-from .upload import UploadFunc, needs_uploader, upload_photos
+from .upload import UploadFunc, check_photos, needs_uploader, upload_photos
 
-__all__ = ["ReadInputs", "read_inputs", "read_local", "remembering", "resolve", "upload_inputs"]
+__all__ = [
+    "ReadInputs",
+    "check_inputs",
+    "read_inputs",
+    "read_local",
+    "remembering",
+    "resolve",
+    "upload_inputs",
+]
 
 R = TypeVar("R", bound=Request)
 
@@ -73,17 +81,24 @@ def _force(request: Request) -> bool:
     return bool(getattr(request, "force", False))
 
 
+async def check_inputs(request: Request, read: ReadInputs) -> None:
+    """The check on this machine of a training's photos ``read`` (unless it is forced):
+    :class:`~aiportrait.errors.PreflightFailed` names each bad photo; nothing is sent."""
+    if read.photos and request.kind == "train" and not _force(request):
+        await check_photos((data, kind, name) for data, kind, name, _ in read.photos.values())
+
+
 async def upload_inputs(request: R, read: ReadInputs, upload: UploadFunc | None) -> R:
-    """``request`` with the photos ``read`` checked (a training not forced), cleaned and
+    """``request`` with the photos ``read`` checked (:func:`check_inputs`), cleaned and
     uploaded with ``upload``: their URLs in their places."""
     if not read.photos:
         return request
     if upload is None:
         first = next(iter(read.photos.values()))[2]
         raise needs_uploader(type(request).__name__, first)
+    await check_inputs(request, read)
     photos = {place: (data, kind, name) for place, (data, kind, name, _) in read.photos.items()}
-    check = request.kind == "train" and not _force(request)
-    return request.with_urls(await upload_photos(upload, photos, check=check))
+    return request.with_urls(await upload_photos(upload, photos))
 
 
 async def read_local(request: Request) -> ReadInputs | None:

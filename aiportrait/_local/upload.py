@@ -9,13 +9,20 @@ content hash.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Protocol, TypeAlias, TypeVar, runtime_checkable
 
 from ..errors import AIPortraitError, InvalidArgument, PreflightFailed, UploadError
 from .photos import CleanPhoto, clean_photo
 
-__all__ = ["UploadFunc", "Uploader", "as_upload", "needs_uploader", "upload_photos"]
+__all__ = [
+    "UploadFunc",
+    "Uploader",
+    "as_upload",
+    "check_photos",
+    "needs_uploader",
+    "upload_photos",
+]
 
 K = TypeVar("K")
 
@@ -73,19 +80,23 @@ async def _upload(upload: UploadFunc, photo: CleanPhoto) -> str:
     return url
 
 
-async def upload_photos(
-    upload: UploadFunc, photos: Mapping[K, tuple[bytes, str, str]], *, check: bool
-) -> dict[K, str]:
-    """Photos already read (``data, content_type, name`` by key): checked on this machine when
-    ``check`` (a training not forced; :class:`PreflightFailed` names each bad photo, before
-    anything is uploaded), cleaned of their metadata, uploaded; their URLs by key."""
-    if check:
-        from .preflight import preflight, refusal, renamed
+async def check_photos(photos: Iterable[tuple[bytes, str, str]]) -> None:
+    """The check on this machine of photos already read (``data, content_type, name``):
+    :class:`PreflightFailed` names each bad photo."""
+    from .preflight import preflight, refusal, renamed
 
-        report = await preflight([data for data, _, _ in photos.values()])
-        if not report.ok:
-            report = renamed(report, [name for _, _, name in photos.values()])
-            raise PreflightFailed(refusal(report), report)
+    photos = list(photos)
+    report = await preflight([data for data, _, _ in photos])
+    if not report.ok:
+        report = renamed(report, [name for _, _, name in photos])
+        raise PreflightFailed(refusal(report), report)
+
+
+async def upload_photos(
+    upload: UploadFunc, photos: Mapping[K, tuple[bytes, str, str]]
+) -> dict[K, str]:
+    """Photos already read (``data, content_type, name`` by key), cleaned of their metadata
+    and uploaded; their URLs by key."""
     urls = {}
     for key, (data, content_type, name) in photos.items():
         photo = await asyncio.to_thread(clean_photo, data, content_type, name)

@@ -33,6 +33,7 @@ from .._requests import (
     JobQuery,
     TrainRequest,
 )
+from .._retrying.budget import Budget, reserve
 from .._retrying.limits import Limits
 from .._retrying.loop import Call, Caller, Claim
 from .._retrying.policy import OutagePolicy, RetryPolicy
@@ -86,6 +87,7 @@ class SessionCore:
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         hooks: Sequence[Hook] = (),
         uploader: Uploader | UploadFunc | None = None,
+        budget: Budget | None = None,
     ) -> None:
         configure_from_env()  # AIPORTRAIT_LOG: read once, at the first Session (not at import)
         token = redacted(token)  # a traceback's locals show '<redacted>' from here on
@@ -134,6 +136,7 @@ class SessionCore:
             origin(self._transport.base_url, app_id),  # for the hooks' CallStarted
         )
         self._upload = as_upload(uploader)
+        self._budget = None if budget is None else _checked(budget, Budget, "budget")
         self._owner = True
 
     @classmethod
@@ -202,6 +205,12 @@ class SessionCore:
         """The Session's bounds on calls in flight, and how many run or wait now (read-only)."""
         return SessionLimits(self._caller.limits)
 
+    @property
+    def budget(self) -> Budget | None:
+        """The :class:`~aiportrait.Budget` every charged call of this Session counts against
+        (``None``: no bound); read ``spent()`` and ``left()`` on it."""
+        return self._budget
+
     def with_options(
         self: S,
         *,
@@ -251,11 +260,14 @@ class SessionCore:
         Retries follow the Session's :class:`RetryPolicy`; a charged request whose outcome is
         unknown raises :class:`~aiportrait.errors.SubmitOutcomeUnknown` and is never sent twice.
         A request with local inputs (files, bytes) has them read, checked (a training not
-        forced), cleaned and uploaded with the Session's ``uploader`` first.
+        forced), cleaned and uploaded with the Session's ``uploader`` first. A charged request
+        beyond the Session's ``budget`` raises :class:`~aiportrait.errors.BudgetExhausted`
+        before any of that.
         """
-        if request.local:
-            request = await resolve(request, self._upload)
-        return await self._send(request)
+        with reserve((self._budget,), request.kind) as reservation:
+            if request.local:
+                request = await resolve(request, self._upload)
+            return await self._send(request, claim=reservation.claim())
 
     async def _send(
         self,

@@ -20,13 +20,15 @@ from .._requests import (
     ReferenceCreateRequest,
     TrainRequest,
 )
+from .._retrying.budget import Budget
 from ..config import CreateConfig
-from ..models import CheckReport, Job, Portrait, TrainJob, TrainResult
+from ..models import BatchPlan, CheckReport, Job, Portrait, TrainJob, TrainResult
 from .core import SessionCore
 
 if TYPE_CHECKING:
     from .._batches.items import BatchItems
     from .._batches.outcomes import Outcomes
+    from .._batches.stop import BatchStop
 
 __all__ = ["Session"]
 
@@ -81,6 +83,9 @@ class Session(SessionCore):
             content_type, key) -> url``. Without one, a local photo raises
             :class:`~aiportrait.errors.InvalidArgument` before anything is sent (and
             :meth:`check_images` checks local photos on this machine).
+        budget: a :class:`~aiportrait.Budget`, the most trainings and creations this Session
+            may submit (``max_trainings`` and ``max_creations`` bound those *in flight*); a call
+            beyond it raises :class:`~aiportrait.errors.BudgetExhausted`, not uploaded or sent.
 
     Use it as ``async with Session(...) as session:`` or call :meth:`aclose` when done.
     """
@@ -264,6 +269,8 @@ class Session(SessionCore):
         resubmit_unknown: bool = False,
         retry_failed: bool = False,
         recreate_missing: bool = False,
+        budget: Budget | None = None,
+        stop: BatchStop | None = None,
     ) -> Outcomes[AnyCreateRequest, Portrait]:
         """Create many portraits concurrently; yields an :class:`Outcome` per item as it ends.
 
@@ -288,6 +295,15 @@ class Session(SessionCore):
             recreate_missing: on a re-run, create (and pay for) again a finished portrait whose
                 file is not in ``out_dir`` any more; otherwise it comes back as
                 :class:`~aiportrait.errors.PortraitMissing`.
+            budget: a :class:`~aiportrait.Budget` for this batch, on top of the Session's: an
+                item beyond either ends with :class:`~aiportrait.errors.BudgetExhausted` (not
+                uploaded, sent or charged) and stays new in the journal.
+            stop: a :class:`~aiportrait.batches.BatchStop` to stop the batch gracefully:
+                once stopped, nothing more is submitted, the calls in flight finish and are
+                saved within its grace, and the items not submitted end with
+                :class:`~aiportrait.errors.BatchStopped` (a re-run does them). The batch stops
+                itself the same way on an error that would repeat for every item (quota
+                exceeded, unknown app, signature mismatch).
 
         A journal is owned by one run at a time: a second run on the same file, in this
         process or another, raises :class:`~aiportrait.errors.JournalLocked` here; a file that
@@ -318,6 +334,8 @@ class Session(SessionCore):
             recreate_missing=recreate_missing,
             hooks=self._hooks,
             upload=self._upload,
+            budgets=(budget, self._budget),
+            stop=stop,
         )
 
     def train_many(
@@ -330,6 +348,8 @@ class Session(SessionCore):
         journal: str | os.PathLike[str] | None = None,
         resubmit_unknown: bool = False,
         retry_failed: bool = False,
+        budget: Budget | None = None,
+        stop: BatchStop | None = None,
     ) -> Outcomes[TrainRequest, Any]:
         """Train many models concurrently; yields an :class:`Outcome` per item as it ends.
 
@@ -347,6 +367,10 @@ class Session(SessionCore):
                 with its job id before any polling, so a re-run resumes watching it.
             resubmit_unknown: see :meth:`create_many`.
             retry_failed: see :meth:`create_many`.
+            budget: see :meth:`create_many` (it counts trainings submitted, not watched).
+            stop: see :meth:`create_many`; a stop ends the watching of trainings at once
+                (their job ids are in the journal: a re-run watches them again, and an
+                outcome says :class:`~aiportrait.errors.BatchStopped` with the job).
 
         Local photos are handled per item as in :meth:`create_many`: read when the item starts,
         checked on this machine (a failure is :class:`~aiportrait.errors.PreflightFailed` for
@@ -369,6 +393,37 @@ class Session(SessionCore):
             retry_failed=retry_failed,
             hooks=self._hooks,
             upload=self._upload,
+            budgets=(budget, self._budget),
+            stop=stop,
+        )
+
+    async def plan_many(
+        self,
+        trainings: BatchItems[TrainRequest | Sequence[ImageInput]] = (),
+        creations: BatchItems[AnyCreateRequest] = (),
+        *,
+        journal: str | os.PathLike[str] | None = None,
+        out_dir: str | os.PathLike[str] | None = None,
+        resubmit_unknown: bool = False,
+        retry_failed: bool = False,
+        recreate_missing: bool = False,
+        budget: Budget | None = None,
+    ) -> BatchPlan:
+        """A dry run of :meth:`train_many` and :meth:`create_many` with these arguments: what
+        they would do now (a :class:`~aiportrait.models.BatchPlan`), with nothing uploaded, sent
+        or charged. Local files are read, the photos of each training that would be sent are
+        checked on this machine (unless ``force``), the journal is only looked at."""
+        from .._batches.plan import plan_batch  # batches (and sqlite3) load only when used
+
+        return await plan_batch(
+            trainings,
+            creations,
+            journal=journal,
+            out_dir=out_dir,
+            resubmit_unknown=resubmit_unknown,
+            retry_failed=retry_failed,
+            recreate_missing=recreate_missing,
+            budgets=(budget, self._budget),
         )
 
 

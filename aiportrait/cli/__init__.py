@@ -8,6 +8,7 @@ with one table of exit codes (``_exit``).
 
 The modules: ``_main`` (the tree and ``main``), ``_options`` (the shared options),
 ``_commands`` (check, train, watch, create), ``_batch`` and ``_batchfile`` (a batch file),
+``_dryrun`` (``batch --dry-run`` and the budget flags),
 ``_local`` (local files), ``_temporal`` and ``_temporaldev``, ``_emulator``, ``_output`` and
 ``_exit``.
 """
@@ -17,6 +18,7 @@ from ._batchfile import config_from, read_plan, row_request
 from ._commands import parse_settings
 from ._exit import (
     EXIT_BATCH_FAILED,
+    EXIT_BUDGET,
     EXIT_CODES,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -33,6 +35,7 @@ from ._main import main
 __all__ = [
     "DEFAULT_JOURNAL",
     "EXIT_BATCH_FAILED",
+    "EXIT_BUDGET",
     "EXIT_CODES",
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",

@@ -26,12 +26,15 @@ from .. import (
 from .._batches.keys import file_stem
 from .._display.batch_progress import BatchProgress, batch_progress
 from .._wire.codec import converter
-from ..errors import ConfigWarning, PhotoCountWarning
+from ..batches import DEFAULT_GRACE, BatchStop
+from ..errors import BatchStopped, BudgetExhausted, ConfigWarning, PhotoCountWarning
 from ..hooks import OutagePause
 from ._batchfile import read_plan
+from ._dryrun import budget_from, budget_line, budget_options, print_dry_run
 from ._exit import batch_exit
-from ._options import POSITIVE, SERVICE, Common, polling, shared
+from ._options import POSITIVE, SERVICE, Common, on_stop_signals, polling, shared
 from ._output import (
+    PROG,
     Output,
     outcome_line,
     photo_names,
@@ -54,6 +57,8 @@ class _Tally:
     failed: int = 0
     unknown: int = 0
     resumed: int = 0
+    not_submitted: int = 0
+    stopped: int = 0
 
 
 def _value_doc(outcome: Outcome[Any, Any], path: Path | None) -> dict[str, Any]:
@@ -129,18 +134,57 @@ class _BatchRun:
     journal: Path
     progress: BatchProgress
     options: dict[str, Any]
+    grace: float
+    stop: BatchStop = attrs.Factory(BatchStop)
     tally: _Tally = attrs.Factory(_Tally)
+    unknown: list[Any] = attrs.Factory(list)  # the keys of the items that ended unknown
+    signals: int = 0  # SIGINT and SIGTERM so far
+    budget_reached: dict[str, tuple[int, int]] = attrs.Factory(dict)  # kind: (limit, refused)
+
+    def signalled(self) -> None:
+        """SIGINT or SIGTERM: the first stops submitting, the second abandons what is in
+        flight; each says so in one line."""
+        keys = self.stop.in_flight
+        self.signals += 1
+        if self.signals == 1:
+            self.stop.stop(self.grace)  # already stopped (a repeating error): changes nothing
+            text = (
+                f"{PROG}: stopping: nothing new is sent; {len(keys)} in flight finishing (up "
+                f"to {self.grace:g}s); Ctrl-C again abandons them (abandoned ones may be "
+                "charged and their results lost)"
+            )
+        else:
+            self.stop.abandon()
+            names = ", ".join(repr(key) for key in keys)
+            text = f"{PROG}: abandoning {len(keys)} in flight (they may be charged): {names}"
+        self.progress.write(shown(text), self.out.err)
 
     async def report(self, kind: str, outcome: Outcome[Any, Any]) -> None:
-        """Count an outcome, save a training's result, and print the outcome's line."""
+        """Count an outcome, save a training's result, and print the outcome's line (an item
+        the budget refused, or not submitted because the batch stopped, is counted, and said
+        once for all at the end)."""
+        if isinstance(outcome.error, BudgetExhausted):
+            limit, refused = self.budget_reached.get(kind, (outcome.error.limit, 0))
+            self.budget_reached[kind] = (limit, refused + 1)
+            self.tally.not_submitted += 1
+            self.progress.advance(True)  # not failed (as in the summary): the budget line says it
+            if self.out.json:
+                self.out.line(json.dumps(_outcome_doc(self.out, kind, outcome), default=str))
+            return
         written = None
         if kind == "train":
             written = await asyncio.to_thread(_save_training, self.out_dir, outcome)
+        stopped = isinstance(outcome.error, BatchStopped)
         self.tally.ok += outcome.ok
-        self.tally.failed += not outcome.ok
+        self.tally.failed += not outcome.ok and not stopped
         self.tally.unknown += outcome.status == "unknown"
         self.tally.resumed += outcome.resumed
-        self.progress.advance(outcome.ok)
+        self.tally.stopped += stopped
+        if outcome.status == "unknown":
+            self.unknown.append(outcome.key)
+        self.progress.advance(outcome.ok or stopped)  # not failed: the end says how many
+        if stopped and outcome.job is None and not self.out.json:
+            return
         if self.out.json:
             line = json.dumps(_outcome_doc(self.out, kind, outcome), default=str)
         else:
@@ -153,7 +197,9 @@ class _BatchRun:
         """Train (and with ``wait``, watch) every training of the plan."""
         session = self.session.with_options(poll=poll)
         options = {k: v for k, v in self.options.items() if k != "recreate_missing"}
-        outcomes = session.train_many(requests, wait=wait, journal=self.journal, **options)
+        outcomes = session.train_many(
+            requests, wait=wait, journal=self.journal, stop=self.stop, **options
+        )
         async with outcomes:
             async for outcome in outcomes:
                 await self.report("train", outcome)
@@ -161,11 +207,34 @@ class _BatchRun:
     async def creations(self, requests: Mapping[str, AnyCreateRequest]) -> None:
         """Create every portrait of the plan into ``DIR``."""
         outcomes = self.session.create_many(
-            requests, out_dir=self.out_dir, journal=self.journal, **self.options
+            requests, out_dir=self.out_dir, journal=self.journal, stop=self.stop, **self.options
         )
         async with outcomes:
             async for outcome in outcomes:
                 await self.report("create", outcome)
+
+    def stopped(self, where: Path) -> BaseException | None:
+        """What stopped the batch before its end (``KeyboardInterrupt`` for a signal), said
+        in a line or two; ``None`` when it ran to its end."""
+        stop, out = self.stop, self.out
+        if not stop.stopped:
+            return None
+        resume = f"run the same command again to resume: the journal {where} remembers what is done"
+        left = f"{self.tally.stopped} not submitted"
+        if stop.reason is None:
+            out.note(f"{PROG}: stopped: {left}; {resume}")
+        else:
+            why = out.error_text(stop.reason)
+            out.note(
+                f"{PROG}: stopped on {why}: it would fail every item; {left}; fix it, then {resume}"
+            )
+        if self.unknown:
+            names = ", ".join(repr(key) for key in self.unknown)
+            out.note(
+                f"{PROG}: {len(self.unknown)} may have been charged (in flight when abandoned): "
+                f"{names}; --resubmit-unknown submits them again"
+            )
+        return KeyboardInterrupt() if stop.reason is None else stop.reason
 
 
 @click.command()
@@ -194,7 +263,16 @@ class _BatchRun:
     "--per-second", type=POSITIVE, metavar="N", help="requests per second at most (polls included)"
 )
 @click.option("--no-wait", is_flag=True, help="trainings: stop when the service accepts them")
+@click.option(
+    "--grace", type=POSITIVE, default=DEFAULT_GRACE, show_default=True, metavar="SECONDS",
+    help="after Ctrl-C, how long the calls in flight get to finish",
+)  # fmt: skip
 @click.option("--no-progress", is_flag=True, help="no progress display")
+@budget_options
+@click.option(
+    "--dry-run", is_flag=True,
+    help="say what would be charged now; upload, send and charge nothing",
+)  # fmt: skip
 @polling
 @shared(*SERVICE)
 @click.pass_obj
@@ -207,18 +285,29 @@ def batch(
     per_second: float | None,
     no_wait: bool,
     no_progress: bool,
+    grace: float,
     poll: PollPolicy,
+    max_trainings: int | None,
+    max_creations: int | None,
+    dry_run: bool,
     **options: Any,
 ) -> int:
     """Run every request of a batch file.
 
     FILE: CSV or JSON Lines, one request per row (see docs/cli.md). Exit 5 when an item failed,
-    4 when one may or may not have run."""
+    4 when one may or may not have run, 6 when the budget (--max-trainings, --max-creations)
+    left items not submitted. Ctrl-C (or SIGTERM) stops submitting and lets the calls in
+    flight finish (exit 130; a second Ctrl-C abandons them)."""
 
     async def run() -> int:
         plan = read_plan(file)  # its warnings are given now, with the file and lines
         started = time.monotonic()
         out = common.out
+        budget = budget_from(max_trainings, max_creations)
+        where = journal if journal is not None else out_dir / DEFAULT_JOURNAL
+        if dry_run:
+            return await print_dry_run(out, file, plan, where, out_dir, budget, options)
+        options["budget"] = budget
         progress = batch_progress(len(plan), out.err, enabled=not no_progress)
 
         def status(event: object) -> None:  # an outage pause, on the status line
@@ -232,8 +321,8 @@ def batch(
             ):
                 if uploader is not None:
                     session = session.with_options(uploader=uploader)
-                where = journal if journal is not None else out_dir / DEFAULT_JOURNAL
-                run = _BatchRun(session, out, out_dir, where, progress, options)
+                run = _BatchRun(session, out, out_dir, where, progress, options, grace)
+                on_stop_signals(run.signalled)
                 out.resume = (
                     f"run the same command again to resume: the journal {where} remembers"
                     " what is done"
@@ -249,11 +338,14 @@ def batch(
         tally, seconds = run.tally, time.monotonic() - started
         summary = {"type": "summary", "total": len(plan), **attrs.asdict(tally), "seconds": seconds}
         summary.update(out=str(out_dir), journal=str(where))
+        stopped = f", {tally.stopped} not submitted (stopped)" if tally.stopped else ""
         text = (
-            f"{tally.ok} ok, {tally.failed} failed ({tally.resumed} resumed) of {len(plan)} "
-            f"in {seconds:.1f}s -> {out_dir}"
+            f"{tally.ok} ok, {tally.failed} failed ({tally.resumed} resumed){stopped} of "
+            f"{len(plan)} in {seconds:.1f}s -> {out_dir}"
         )
-        out.result(summary, [text])
-        return batch_exit(tally.unknown, tally.failed)
+        reached = [budget_line(k, *v) for k, v in run.budget_reached.items()]
+        summary["budget"] = reached
+        out.result(summary, [*reached, text])
+        return batch_exit(tally.unknown, tally.failed, tally.not_submitted, run.stopped(where))
 
     return common.run("batch", run)

@@ -9,15 +9,20 @@ read and checked while the file is parsed (missing, a directory, not a JPEG or P
 one line, exit 2), so nothing is sent for a batch with a bad file; such an item's files are
 uploaded right before its charged call. A training's ``force`` column skips the face check
 made on this machine.
+
+The file's text is read within bounds (its size, its lines, its encoding, how deeply a value
+nests: :mod:`._batchtext`); a key is at most :data:`MAX_KEY` characters. Whatever the file
+holds, a bad one raises :class:`UsageError` with the file and the line, and quotes a value it
+shows only in part.
 """
 
 from __future__ import annotations
 
-import csv
-import json
+import contextlib
+import math
 import os
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -32,13 +37,21 @@ from .. import (
     ReferenceCreateRequest,
     TrainRequest,
 )
+from .._args import short
 from .._local.photos import read_photo
 from .._requests import T2I_TEMPLATE
 from ..errors import AIPortraitWarning, InvalidArgument, LocalPhotoError, PhotoCountWarning
+from ._batchtext import MAX_DEPTH, json_value, read_rows
 from ._exit import UsageError
 from ._local import PHOTO_FIELDS, is_url, local_inputs
 
-__all__ = ["Plan", "check_request", "config_from", "read_plan", "row_request"]
+__all__ = ["MAX_KEY", "Item", "Plan", "check_request", "config_from", "read_plan", "row_request"]
+
+MAX_KEY: Final = 256
+"""The longest key, characters. A key names an item on each outcome line, in the journal and
+in Temporal's outcomes, and it is the portrait's file name (shortened with a digest past 80
+characters, see :func:`aiportrait._batches.keys.file_stem`): 256 holds any file name (255
+bytes on common file systems) or a path-like id, and keeps an outcome line readable."""
 
 _CONFIG_KEYS: Final = frozenset(a.name for a in attrs.fields(CreateConfig) if a.name != "extra")
 
@@ -159,7 +172,7 @@ def _text(row: Mapping[str, Any], name: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-        raise UsageError(f"{name}: expected a string, got {json.dumps(value)}")
+        raise UsageError(f"{name}: expected a string, got {short(value)}")
     return str(value).strip()
 
 
@@ -178,22 +191,25 @@ def _flag(value: Any, name: str) -> bool:
     text = str(value).strip().lower()
     if text in _TRUE or text in _FALSE:
         return text in _TRUE
-    raise UsageError(f"{name}: expected true or false, got {value!r}")
+    raise UsageError(f"{name}: expected true or false, got {short(value)}")
 
 
 def _number(value: Any, name: str) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"{name}: expected a number, got {value!r}") from None
+    number = math.nan
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        with contextlib.suppress(ValueError):
+            number = float(value)
+    if not math.isfinite(number):
+        raise UsageError(f"{name}: expected a number, got {short(value)}")
+    return number
 
 
 def _config(value: Any) -> CreateConfig | None:
     if isinstance(value, str):
         try:
-            value = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"config: not JSON ({exc.msg})") from exc
+            value = json_value(value, MAX_DEPTH - 1)  # as deep as in a JSON Lines row
+        except UsageError as exc:
+            raise UsageError(f"config: {exc}") from None
     if not isinstance(value, dict):
         raise UsageError("config: expected a JSON object")
     try:
@@ -209,7 +225,7 @@ def _check_fields(kind: str, row: Mapping[str, Any]) -> None:
         raise UsageError(f"kind {kind} needs {', '.join(missing)}")
     unused = sorted(row.keys() - required - optional - {"kind", "key"})
     if unused:
-        raise UsageError(f"kind {kind} does not use {', '.join(unused)}")
+        raise UsageError(f"kind {kind} does not use {_listed(unused)}")
 
 
 def _argument(name: str, value: Any, files: _Files | None) -> Any:
@@ -239,11 +255,11 @@ def row_request(row: Mapping[str, Any], base: Path | None = None) -> Item:
 def _row_request(row: Mapping[str, Any], files: _Files | None) -> Item:
     unknown = sorted(set(row) - _ALL_COLUMNS)
     if unknown:
-        raise UsageError(f"unknown field {', '.join(unknown)}")
+        raise UsageError(f"unknown field {_listed([short(k, 40) for k in unknown])}")
     fields = _present(row)
     kind = (_text(fields, "kind") or "").lower()
     if kind not in _KINDS:
-        raise UsageError(f"kind must be one of {', '.join(_KINDS)}, got {kind or 'nothing'!r}")
+        raise UsageError(f"kind must be one of {', '.join(_KINDS)}, got {short(kind or 'nothing')}")
     _check_fields(kind, fields)
     names = sorted(fields.keys() - {"kind", "key"}, key=lambda k: k in PHOTO_FIELDS)
     arguments = {k: _argument(k, fields[k], files) for k in names}  # local files last
@@ -251,55 +267,31 @@ def _row_request(row: Mapping[str, Any], files: _Files | None) -> Item:
     return request
 
 
-def _csv_rows(text: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    reader = csv.DictReader(text.splitlines())
-    if reader.fieldnames is None:
-        return
-    for row in reader:
-        if None in row:
-            raise UsageError(f"line {reader.line_num}: more cells than columns")
-        yield reader.line_num, {k.strip(): v for k, v in row.items() if k is not None}
+def _listed(values: Sequence[object], shown: int = 5) -> str:
+    """``a, b, c, d, e and 7 more``."""
+    more = f" and {len(values) - shown} more" if len(values) > shown else ""
+    return ", ".join(str(v) for v in values[:shown]) + more
 
 
-def _jsonl_rows(text: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"line {number}: not JSON ({exc.msg})") from exc
-        if not isinstance(row, dict):
-            raise UsageError(f"line {number}: expected a JSON object")
-        yield number, row
+def _line_numbers(numbers: list[int]) -> str:
+    return f"line{'s' if len(numbers) > 1 else ''} {_listed(numbers)}"
 
 
-def _is_jsonl(path: Path, text: str) -> bool:
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson"):
-        return True
-    return suffix != ".csv" and text.lstrip().startswith("{")
+Check = Callable[[str, Item], None]
+"""A command's own check of an item (its key and request), raising :class:`UsageError`."""
 
 
-def _line_numbers(numbers: list[int], shown: int = 5) -> str:
-    more = f" and {len(numbers) - shown} more" if len(numbers) > shown else ""
-    listed = ", ".join(str(n) for n in numbers[:shown])
-    return f"line{'s' if len(numbers) > 1 else ''} {listed}{more}"
-
-
-def read_plan(path: Path) -> Plan:
+def read_plan(path: Path, check: Check | None = None) -> Plan:
     """Parse a batch file (CSV with a header row, or JSON Lines) into a :class:`Plan`.
 
-    Fields that are not URLs are local files (see the module), checked now.
+    Fields that are not URLs are local files (see the module), checked now. ``check`` is
+    called with each item's key and request (``temporal batch`` refuses an item too large for
+    Temporal); what it raises is reported with the file and the line.
 
     Warnings about the rows (see :func:`check_request`) are issued once per message, with the
     file and the lines they concern.
     """
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read: {exc.strerror}") from exc
-    rows = _jsonl_rows(text) if _is_jsonl(path, text) else _csv_rows(text)
+    rows = read_rows(path)
     plan = Plan()
     files = _Files(path.parent)
     index = 0
@@ -308,7 +300,7 @@ def read_plan(path: Path) -> Plan:
         for index, (number, row) in enumerate(rows, 1):
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", AIPortraitWarning)
-                _add_row(plan, number, index, row, files)
+                _add_row(plan, number, index, row, files, check)
             for w in caught:  # a warning given twice for one row lists its line once
                 notes.setdefault((str(w.message), w.category), {})[number] = None
     except UsageError as exc:
@@ -320,13 +312,19 @@ def read_plan(path: Path) -> Plan:
     return plan
 
 
-def _add_row(plan: Plan, number: int, index: int, row: dict[str, Any], files: _Files) -> None:
+def _add_row(
+    plan: Plan, number: int, index: int, row: dict[str, Any], files: _Files, check: Check | None
+) -> None:
     try:
-        request = _row_request(row, files)
         key = _text(_present(row), "key") or f"row{index}"
+        if len(key) > MAX_KEY:
+            raise UsageError(f"key: {len(key)} characters, over the {MAX_KEY} a key may have")
+        request = _row_request(row, files)
+        if check is not None:
+            check(key, request)
     except (UsageError, InvalidArgument) as exc:
         raise UsageError(f"line {number}: {exc}") from exc
     check_request(request)
     if key in plan.items:
-        raise UsageError(f"line {number}: key {key!r} is used twice")
+        raise UsageError(f"line {number}: key {short(key)} is used twice")
     plan.items[key] = request

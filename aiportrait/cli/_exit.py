@@ -17,6 +17,7 @@ from ..errors import (
 
 __all__ = [
     "EXIT_BATCH_FAILED",
+    "EXIT_BUDGET",
     "EXIT_CODES",
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
@@ -36,6 +37,7 @@ EXIT_USAGE: Final = 2
 EXIT_TRANSPORT: Final = 3
 EXIT_OUTCOME_UNKNOWN: Final = 4
 EXIT_BATCH_FAILED: Final = 5
+EXIT_BUDGET: Final = 6
 EXIT_INTERRUPTED: Final = 130
 
 EXIT_CODES: Final = {
@@ -45,7 +47,8 @@ EXIT_CODES: Final = {
     EXIT_TRANSPORT: "no answer: connection, timeout, a job's deadline",
     EXIT_OUTCOME_UNKNOWN: "a charged call (or a batch item) may or may not have run",
     EXIT_BATCH_FAILED: "some batch items failed",
-    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+    EXIT_BUDGET: "the budget was reached: some batch items were not submitted (not charged)",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C); a batch: stopped (Ctrl-C, SIGTERM), nothing lost",
 }
 """Every command's exit codes (docs/cli.md explains each)."""
 
@@ -67,12 +70,21 @@ def exit_code(exc: BaseException) -> int:
     return EXIT_FAILED
 
 
-def batch_exit(unknown: int, failed: int) -> int:
+def batch_exit(
+    unknown: int, failed: int, not_submitted: int = 0, stopped: BaseException | None = None
+) -> int:
     """A batch's exit code (``batch`` and ``temporal batch``): 4 when an item may or may not
-    have run, else 5 when an item failed, else 0."""
+    have run; else, for a batch ``stopped`` before its end, the code of what stopped it (130
+    for Ctrl-C or SIGTERM, a ``KeyboardInterrupt``; 1 for an error that would have repeated
+    for every item); else 5 when an item failed, else 6 when the budget left items not
+    submitted, else 0."""
     if unknown:
         return EXIT_OUTCOME_UNKNOWN
-    return EXIT_BATCH_FAILED if failed else EXIT_OK
+    if stopped is not None:
+        return exit_code(stopped)
+    if failed:
+        return EXIT_BATCH_FAILED
+    return EXIT_BUDGET if not_submitted else EXIT_OK
 
 
 # The library's messages name its keywords; on the command line, say the flags the user types.

@@ -29,7 +29,10 @@ def is_url(text: str) -> bool:
     """Whether ``text`` is a URL (it has a scheme), not a local path."""
     if text.lower().startswith("data:"):
         return True
-    return "://" in text and urlsplit(text).scheme.isalpha()
+    try:
+        return "://" in text and urlsplit(text).scheme.isalpha()
+    except ValueError:  # "http://[x": meant as a URL; the request's check says what is wrong
+        return True
 
 
 def local_value(text: str, flag: str) -> str | Path:

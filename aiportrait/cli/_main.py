@@ -3,7 +3,6 @@ command, turn an error into its one line and exit code."""
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -88,15 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     returns the exit code."""
     configure_from_env()  # AIPORTRAIT_LOG=debug|info|warning
     args = list(sys.argv[1:] if argv is None else argv)
-    code = _run(args)
-    if argv is None and args[:1] == ["temporal"]:
-        # The command is the process, and it is done: end it now. Temporal's core threads can
-        # abort the interpreter's own ending ("Fatal Python error: PyGILState_Release", exit
-        # 134 instead of the code; temporalio/sdk-python issue 300).
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    return code
+    return _run(args)  # a temporal command has ended its core's threads (run_temporal)
 
 
 def _run(args: list[str]) -> int:

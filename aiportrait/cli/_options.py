@@ -32,6 +32,7 @@ __all__ = [
     "POSITIVE",
     "SERVICE",
     "Common",
+    "on_stop_signals",
     "polling",
     "port_option",
     "shared",
@@ -113,13 +114,19 @@ class Common:
             return asyncio.run(work())
 
 
-async def stop_event() -> asyncio.Event:
-    """An event set by SIGINT or SIGTERM."""
-    stop = asyncio.Event()
+def on_stop_signals(handler: Callable[[], None]) -> None:
+    """Call ``handler`` on the running event loop at each SIGINT or SIGTERM (instead of
+    raising ``KeyboardInterrupt``), for as long as the loop runs."""
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, handler)
+
+
+async def stop_event() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    on_stop_signals(stop.set)
     return stop
 
 

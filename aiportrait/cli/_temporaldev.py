@@ -63,10 +63,14 @@ def dev(
     root.mkdir(parents=True, exist_ok=True)
     photos = sample_photos(root / "photos")
 
-    async def run() -> int:
+    async def run(runtime: Any) -> int:
         stop = await stop_event()
         server = DevServer(
-            port=port, ui_port=ui_port, db_file=root / "temporal.db", log_file=root / "temporal.log"
+            port=port,
+            ui_port=ui_port,
+            db_file=root / "temporal.db",
+            log_file=root / "temporal.log",
+            runtime=runtime,
         )
         emulator = Emulator(
             port=emulator_port,

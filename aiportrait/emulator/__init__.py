@@ -96,6 +96,9 @@ Choices where the documentation is silent
       obtain Lora after training, please check the training process.". The ``Result`` of a
       failed training still carries ``cost_time``, ``states`` and ``model_id``.
     * The created image is JPEG when the template was JPEG, PNG otherwise (and for text-to-image).
+    * ``emu.hold(path, after=N)`` holds the calls to ``path`` after the first N once they are
+      counted (and charged), unanswered until ``Hold.release()``: calls in flight on the
+      service, for a test to act on (stop a batch, send a signal) without timing.
 """
 
 from __future__ import annotations
@@ -106,9 +109,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._auth import AppConfig
     from ._emulator import Emulator
-    from ._faults import Counters, Faults
+    from ._faults import Counters, Faults, Hold
 
-__all__ = ["AppConfig", "Counters", "Emulator", "Faults"]
+__all__ = ["AppConfig", "Counters", "Emulator", "Faults", "Hold"]
 
 # Loaded on first use, so that importing this package (as the CLI and the pytest plugin do)
 # does not load the server with it.
@@ -117,6 +120,7 @@ _LAZY = {
     "Counters": "._faults",
     "Emulator": "._emulator",
     "Faults": "._faults",
+    "Hold": "._faults",
 }
 
 

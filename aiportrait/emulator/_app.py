@@ -199,6 +199,8 @@ async def _answer(
             counters.gateway_errors += 1
             raise
         counters.fingerprints[(request.path, hashlib.md5(raw).hexdigest())] += 1
+        if service.hold is not None:
+            await service.hold.passing(request.path)
         data = await handler(app, raw, request_id, request)
         return 200, envelope_bytes(request_id, "OK", "success", data)
     except ApiError as exc:

@@ -22,10 +22,11 @@ from ._app import build_app, media_file
 from ._auth import AppConfig, signature
 from ._bucket import DEFAULT_BUCKET, Bucket
 from ._credentials import keep_credentials, kept_token
-from ._faults import Counters, FaultInjector, Faults
+from ._faults import Counters, FaultInjector, Faults, Hold
 from ._fetch import Fetcher, FetchPolicy, is_loopback_host
 from ._jobs import JobStore
 from ._service import TRAIN_PREPROCESS_FAILED, Service
+from ._wire import CREATE_PATH
 from ._work import Worker
 
 __all__ = ["DEFAULT_APP_ID", "Emulator"]
@@ -357,6 +358,12 @@ class Emulator:
             result=text,
         )
         return job.id
+
+    def hold(self, path: str = CREATE_PATH, *, after: int = 0) -> Hold:
+        """Hold the calls to ``path`` after the first ``after`` at the service: counted and
+        charged, unanswered until :meth:`Hold.release` (replaces an earlier hold)."""
+        hold = self._running.hold = Hold(path, after)
+        return hold
 
     async def drain(self) -> None:
         """Wait until every training in progress has finished."""

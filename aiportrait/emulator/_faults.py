@@ -9,6 +9,7 @@ give the same faults.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import random
 from collections import Counter, deque
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 
 from ._wire import CREATE_PATH, TRAIN_PATH
 
-__all__ = ["ARRIVALS_KEPT", "Counters", "Fault", "FaultInjector", "Faults"]
+__all__ = ["ARRIVALS_KEPT", "Counters", "Fault", "FaultInjector", "Faults", "Hold"]
 
 #: How many of the latest API requests :attr:`Counters.arrivals` keeps.
 ARRIVALS_KEPT = 100_000
@@ -144,6 +145,36 @@ class FaultInjector:
         """Whether a training being accepted now is forced to fail."""
         f = self.faults
         return bool(f.job_failure) and self._rng.random() < f.job_failure
+
+
+class Hold:
+    """Calls to one path held at the service after the first ``after`` ones: each is counted
+    (and charged) and then waits, unanswered, until :meth:`release`. Tests use it to have calls
+    in flight on the service while they act (stop a batch, send a signal), without timing.
+    Made by :meth:`Emulator.hold`."""
+
+    def __init__(self, path: str, after: int) -> None:
+        self.path = path
+        self.after = after
+        self.arrived = 0
+        """The calls to ``path`` that reached this point (the held ones among them)."""
+        self._gate = asyncio.Event()
+
+    @property
+    def held(self) -> int:
+        """How many calls wait now."""
+        return 0 if self._gate.is_set() else max(0, self.arrived - self.after)
+
+    def release(self) -> None:
+        """Let every held call (and every later one) go on."""
+        self._gate.set()
+
+    async def passing(self, path: str) -> None:
+        """Count a call to ``path`` and hold it when it is one of those held."""
+        if path == self.path:
+            self.arrived += 1
+            if self.arrived > self.after:
+                await self._gate.wait()
 
 
 @dataclass

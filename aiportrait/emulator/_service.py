@@ -31,7 +31,7 @@ from .._vision.sources import Fetched, Unfetched
 from .._vision.verdicts import Verdict
 from ._auth import AppConfig
 from ._errors import BAD_BODY, INVALID_CREATE, ApiError
-from ._faults import Counters, FaultInjector
+from ._faults import Counters, FaultInjector, Hold
 from ._fetch import Fetcher, FetchError, describe_url
 from ._jobs import JobStore
 from ._store import ModelStore
@@ -148,6 +148,7 @@ class Service:
         self.injector = injector
         self.jobs = jobs
         self.counters = Counters()
+        self.hold: Hold | None = None  # see Emulator.hold
         self.apps: dict[str, AppConfig] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.models = ModelStore(data_dir, jobs, worker)

@@ -21,6 +21,7 @@ from ._activities import PortraitActivities, as_application_error
 from ._batch_workflow import PortraitBatchWorkflow
 from ._client import (
     DEFAULT_TASK_QUEUE,
+    batch_id,
     connect,
     error_of,
     follow_batch,
@@ -29,9 +30,10 @@ from ._client import (
     start_batch,
     start_create,
     start_training,
+    unreachable,
 )
 from ._dev import DevServer, find_temporal_cli
-from ._store import LocalPortraitStore, PortraitStore
+from ._store import FindingStore, LocalPortraitStore, PortraitStore
 from ._values import (
     BatchInput,
     BatchItem,
@@ -62,6 +64,7 @@ __all__ = [
     "CreateWorkflow",
     "DevServer",
     "ErrorInfo",
+    "FindingStore",
     "ItemPage",
     "LocalPortraitStore",
     "OutcomePage",
@@ -75,6 +78,7 @@ __all__ = [
     "TrainProgress",
     "TrainWorkflow",
     "as_application_error",
+    "batch_id",
     "connect",
     "data_converter",
     "error_of",
@@ -86,6 +90,7 @@ __all__ = [
     "start_batch",
     "start_create",
     "start_training",
+    "unreachable",
 ]
 
 

@@ -27,7 +27,7 @@ from .._retrying.policy import RetryPolicy, decide
 from .._session import Session
 from ..errors import AIPortraitError, SubmitOutcomeUnknown
 from ..models import CheckReport, Job, TrainJob
-from ._store import PortraitStore
+from ._store import EXTENSIONS, PortraitStore, find_portrait
 from ._values import (
     BatchItem,
     CreateInput,
@@ -45,7 +45,6 @@ _STORE_TRIES = RetryPolicy(attempts=3, base=1.0, cap=2.0, deadline=None)
 """How a portrait's write to the store is tried (it is idempotent, and the portrait was paid
 for): three times, with the library's backoff."""
 _CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
-_EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
 
 
 def as_application_error(exc: AIPortraitError, *, charged: bool) -> ApplicationError:
@@ -132,6 +131,7 @@ class PortraitActivities:
             self.create,
             self.read_items,
             self.save_outcomes,
+            self.find_portrait,
         ]
 
     @activity.defn(name="aiportrait.check")
@@ -167,7 +167,7 @@ class PortraitActivities:
                 portrait = await self.session.send(task.request)
             except AIPortraitError as exc:
                 raise as_application_error(exc, charged=True) from None
-            name = f"{task.name}{_EXTENSIONS.get(portrait.format, '.bin')}"
+            name = f"{task.name}{EXTENSIONS.get(portrait.format, '.bin')}"
             content_type = _CONTENT_TYPES.get(portrait.format, "application/octet-stream")
             try:
                 uri = await _put(self.store, name, portrait.image, content_type)
@@ -182,6 +182,11 @@ class PortraitActivities:
         return PortraitRef(
             uri, portrait.format, len(portrait.image), portrait.cost_time, portrait.request_id
         )
+
+    @activity.defn(name="aiportrait.find_portrait")
+    async def find_portrait(self, name: str) -> PortraitRef | None:
+        """The portrait a create stored under ``name`` (see :func:`find_portrait`)."""
+        return await find_portrait(self.store, name)
 
     @activity.defn(name="aiportrait.read_items")
     async def read_items(self, uri: str) -> ItemPage:

@@ -4,6 +4,7 @@ continue as new so that a batch of any size stays within Temporal's history limi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import attrs
@@ -15,7 +16,7 @@ with workflow.unsafe.imports_passed_through():
     from ..hooks import OutcomeStatus
     from ._activities import PortraitActivities
     from ._calls import charged, details, read, unknown
-    from ._store import safe_name
+    from ._store import batch_portrait, safe_name
     from ._values import (
         BatchInput,
         BatchItem,
@@ -32,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
 __all__ = ["PortraitBatchWorkflow"]
 
 _MAX_QUERY_OUTCOMES = 500
+_STORED_WINS = "aiportrait.stored-portrait-wins"
 _OUTCOMES_PER_FILE = 500
 
 
@@ -59,7 +61,12 @@ class PortraitBatchWorkflow:
     async def run(self, batch: BatchInput) -> BatchSummary:
         """Run items, page after page, keeping ``limit`` in flight; after ``per_run`` items (or
         when Temporal suggests it), let those in flight end, write the outcomes, and continue
-        as new with the rest."""
+        as new with the rest.
+
+        A page that cannot be read fails the batch, but only after the items in flight ended
+        and every outcome was written: the failure's details are the error's
+        :class:`ErrorInfo` and a :class:`BatchSummary` of what ran (:func:`follow_batch` yields
+        those outcomes before it raises)."""
         self._counts = dict(batch.counts)
         self._pages = list(batch.outcome_pages)
         self._seq = batch.seq
@@ -68,26 +75,29 @@ class PortraitBatchWorkflow:
         slots = asyncio.Semaphore(batch.limit)
         running: list[asyncio.Task[None]] = []
         started = 0
-        while True:
-            items = await self._page(batch, page_number, self._read)
-            page_number += 1
-            self._read += len(items)
-            for item in items:
-                await slots.acquire()  # the next page is read while this one's last items run
-                running.append(asyncio.create_task(self._one(item, batch, slots)))
-            started += len(items)
-            if self._end or started >= batch.per_run:
-                break
-            if workflow.info().is_continue_as_new_suggested():
-                break
+        stopped: ApplicationError | None = None
+        try:
+            while True:
+                items = await self._page(batch, page_number, self._read)
+                page_number += 1
+                self._read += len(items)
+                for item in items:
+                    await slots.acquire()  # the next page is read while this one's last run
+                    running.append(asyncio.create_task(self._one(item, batch, slots)))
+                started += len(items)
+                if self._end or started >= batch.per_run:
+                    break
+                if workflow.info().is_continue_as_new_suggested():
+                    break
+        except ApplicationError as exc:  # items could not be read: the batch fails, but only
+            stopped = exc  # once the items in flight ended and every outcome is written
         await asyncio.gather(*running)
-        for first in range(0, len(self._outcomes), _OUTCOMES_PER_FILE):
-            chunk = tuple(self._outcomes[first : first + _OUTCOMES_PER_FILE])
-            name = f"batches/{self._name()}/outcomes-{chunk[0].seq:010d}.jsonl"
-            uri = await read(
-                PortraitActivities.save_outcomes, OutcomePage(name, chunk), batch.timeouts
+        await self._save(batch)
+        summary = BatchSummary(dict(self._counts), self._read, tuple(self._pages))
+        if stopped is not None:  # the summary rides along: the follower reads its outcomes
+            raise ApplicationError(
+                stopped.message, *stopped.details, summary, type=stopped.type, non_retryable=True
             )
-            self._pages.append(uri)
         if not self._end:
             workflow.continue_as_new(
                 attrs.evolve(
@@ -99,7 +109,17 @@ class PortraitBatchWorkflow:
                     seq=self._seq,
                 )
             )
-        return BatchSummary(dict(self._counts), self._read, tuple(self._pages))
+        return summary
+
+    async def _save(self, batch: BatchInput) -> None:
+        """Write this run's outcomes to the store, a page file per 500."""
+        for first in range(0, len(self._outcomes), _OUTCOMES_PER_FILE):
+            chunk = tuple(self._outcomes[first : first + _OUTCOMES_PER_FILE])
+            name = f"batches/{self._name()}/outcomes-{chunk[0].seq:010d}.jsonl"
+            uri = await read(
+                PortraitActivities.save_outcomes, OutcomePage(name, chunk), batch.timeouts
+            )
+            self._pages.append(uri)
 
     async def _one(self, item: BatchItem, batch: BatchInput, slots: asyncio.Semaphore) -> None:
         self._in_flight += 1
@@ -133,7 +153,7 @@ class PortraitBatchWorkflow:
         request = item.request
         if isinstance(request, TrainRequest):
             return await self._train(item.key, request, batch)
-        name = f"portraits/{self._name()}/{safe_name(item.key)}"
+        name = batch_portrait(workflow.info().workflow_id, item.key)
         status, value = await charged(
             PortraitActivities.create,
             CreateInput(request, name, batch.timeouts),
@@ -141,6 +161,13 @@ class PortraitBatchWorkflow:
             request.to_dict(),
             batch.timeouts,
         )
+        # It may have run: if its portrait is stored, it did (a batch begun by a worker of an
+        # earlier version replays as it ran: the patch marks the new step in its history).
+        if status == "unknown" and workflow.patched(_STORED_WINS):
+            with contextlib.suppress(ApplicationError):  # the store cannot say: unknown
+                stored = await read(PortraitActivities.find_portrait, name, batch.timeouts)
+                if stored is not None:
+                    status, value = "succeeded", stored
         return self._outcome(item.key, "create", status, value)
 
     async def _train(self, key: str, request: TrainRequest, batch: BatchInput) -> OutcomeRecord:

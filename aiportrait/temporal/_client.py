@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
+import attrs
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
 from .._jobs.schedule import PollPolicy
 from .._requests import AnyCreateRequest, Request, TrainRequest
 from ..errors import InvalidArgument
 from ..models import TrainResult
 from ._batch_workflow import PortraitBatchWorkflow
-from ._store import PortraitStore, safe_name
+from ._store import PortraitStore, batch_portrait, find_portrait, safe_name
 from ._values import (
     BatchInput,
     BatchItem,
@@ -34,6 +37,7 @@ from ._workflows import CreateWorkflow, TrainWorkflow
 
 __all__ = [
     "DEFAULT_TASK_QUEUE",
+    "batch_id",
     "connect",
     "error_of",
     "follow_batch",
@@ -42,6 +46,7 @@ __all__ = [
     "start_batch",
     "start_create",
     "start_training",
+    "unreachable",
 ]
 
 DEFAULT_TASK_QUEUE = "aiportrait"
@@ -85,14 +90,23 @@ async def connect(
 def error_of(exc: BaseException) -> BaseException:
     """The library's error behind a Temporal failure (the same class, its attributes intact),
     or ``exc`` itself when there is none."""
+    info = _detail(exc, ErrorInfo)
+    return exc if info is None else info.exception()
+
+
+T = TypeVar("T")
+
+
+def _detail(exc: BaseException, kind: type[T]) -> T | None:
+    """The first detail of type ``kind`` of the first application error behind ``exc`` that
+    has details (``None`` when there is none)."""
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, ApplicationError) and seen.details:
-            info = seen.details[0]
-            if isinstance(info, ErrorInfo):
-                return info.exception()
+            found = [d for d in seen.details if isinstance(d, kind)]
+            return found[0] if found else None
         seen = seen.__cause__ or getattr(seen, "cause", None)
-    return exc
+    return None
 
 
 async def result(handle: WorkflowHandle[Any, Any]) -> Any:
@@ -108,6 +122,20 @@ R = TypeVar("R", bound=Request)
 
 def _id(prefix: str, workflow_id: str | None) -> str:
     return workflow_id or f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def batch_id(fingerprints: Iterable[tuple[str, str]], *, check: bool = False) -> str:
+    """The workflow id of a batch by its content: ``batch-`` and a digest of its items' keys
+    and request fingerprints (``(key, fingerprint)`` pairs, in any order:
+    :func:`aiportrait._batches.keys.fingerprint`) and of the options that change what is
+    charged (``check`` may stop a training before it is charged).
+
+    Starting the same batch again gives the same id, which Temporal refuses to run twice: so a
+    batch started twice is charged once (``aiportrait temporal batch`` attaches to it instead).
+    """
+    doc = {"check": check, "items": sorted(fingerprints)}
+    text = json.dumps(doc, separators=(",", ":"))
+    return f"batch-{hashlib.sha256(text.encode()).hexdigest()[:32]}"
 
 
 def _by_url(request: R, what: str = "the request") -> R:
@@ -238,53 +266,104 @@ async def follow_batch(
     *,
     every: float = 1.0,
     on_wait: Callable[[str], object] | None = None,
+    reconnect: float = 300.0,
 ) -> AsyncIterator[OutcomeRecord]:
     """Yield each outcome of a batch once, as it completes, until the batch ends.
 
     Live outcomes come from the workflow's ``progress`` query (every ``every`` seconds); those
     a query missed (written out when the workflow continued as new) are read from the store's
-    outcome pages. A batch that fails raises the library's error (:func:`error_of`); a query
+    outcome pages. A create that may have run (``unknown``) but whose portrait is in the store
+    (a :class:`FindingStore`) is yielded ``succeeded``: only its report was lost. A batch that
+    fails raises the library's error (:func:`error_of`), after
+    the outcomes of the items that ran (its failure carries their pages); a query
     that fails (no worker answering for a while) is tried again at the next tick, and
-    ``on_wait`` is told why (once for each new reason).
+    ``on_wait`` is told why (once for each new reason). When Temporal itself does not answer
+    (a server restart, an outage), the follower keeps trying for ``reconnect`` seconds, telling
+    ``on_wait``, then raises the last ``RPCError`` (the batch goes on without it).
     """
     shown: set[int] = set()
     latest = 0  # the highest seq shown
 
-    def unseen(outcomes: Iterable[OutcomeRecord]) -> list[OutcomeRecord]:
+    async def unseen(outcomes: Iterable[OutcomeRecord]) -> list[OutcomeRecord]:
         nonlocal latest
         new = [o for o in outcomes if o.seq not in shown]
         shown.update(o.seq for o in new)
         latest = max((latest, *(o.seq for o in new)))
-        return new
+        return [await _stored(o, store, handle.id) for o in new]
 
     told = ""
+
+    def tell(why: str) -> None:
+        nonlocal told
+        if on_wait is not None and why != told:
+            told = why
+            on_wait(why)
+
+    clock = asyncio.get_running_loop().time
+    lost: float | None = None  # since when Temporal has not answered
     done = asyncio.ensure_future(handle.result())
     try:
-        while not done.done():
+        while True:
+            if done.done():
+                error = None if done.cancelled() else done.exception()
+                if error is None or not unreachable(error):
+                    break
+                lost = clock() if lost is None else lost
+                if clock() - lost > reconnect:
+                    raise error
+                tell(f"Temporal does not answer ({error}): trying again for {reconnect:.0f}s")
+                await asyncio.sleep(every)
+                done = asyncio.ensure_future(handle.result())
+                continue
             try:
                 progress = await handle.query(PortraitBatchWorkflow.progress, latest)
             except Exception as exc:  # no worker answers now; the next tick tries again
                 progress = None
-                why = f"{type(exc).__name__}: {exc}"
-                if on_wait is not None and why != told:
-                    told = why
-                    on_wait(why)
+                tell(f"no answer to the progress query (a worker answers it): {exc}")
             if progress is not None:
+                if lost is not None:
+                    lost = None
+                    tell("Temporal answers again: following the batch")
                 fresh = sorted(progress.outcomes, key=lambda o: o.seq)
                 if fresh and fresh[0].seq > latest + 1:  # a run went by: its outcomes are stored
-                    for outcome in unseen(await read_outcomes(store, progress.outcome_pages)):
+                    pages = await read_outcomes(store, progress.outcome_pages)
+                    for outcome in await unseen(pages):
                         yield outcome
-                for outcome in unseen(fresh):
+                for outcome in await unseen(fresh):
                     yield outcome
             await asyncio.wait({done}, timeout=every)
         try:
             summary: BatchSummary = done.result()
-        except WorkflowFailureError as exc:
+        except WorkflowFailureError as exc:  # what ran before it failed is in its summary
+            ran = _detail(exc, BatchSummary)
+            pages = await read_outcomes(store, ran.outcome_pages if ran else ())
+            for outcome in await unseen(pages):
+                yield outcome
             raise error_of(exc) from exc
-        for outcome in unseen(await read_outcomes(store, summary.outcome_pages)):
+        for outcome in await unseen(await read_outcomes(store, summary.outcome_pages)):
             yield outcome
     finally:
         done.cancel()
+
+
+async def _stored(outcome: OutcomeRecord, store: PortraitStore, batch: str) -> OutcomeRecord:
+    """``outcome``, or for a create that may have run (``unknown``) whose portrait is in the
+    store, that it succeeded: the worker stored it, and only its report was lost."""
+    if outcome.status != "unknown" or outcome.kind != "create":
+        return outcome
+    found = await find_portrait(store, batch_portrait(batch, outcome.key))
+    if found is None:
+        return outcome
+    return attrs.evolve(outcome, status="succeeded", portrait=found, error=None)
+
+
+def unreachable(error: BaseException | None) -> bool:
+    """Whether ``error`` says that Temporal did not answer (it may answer again)."""
+    return isinstance(error, RPCError) and error.status in (
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.UNKNOWN,  # "transport error": the connection broke during a call
+    )
 
 
 async def read_outcomes(store: PortraitStore, pages: Iterable[str]) -> list[OutcomeRecord]:

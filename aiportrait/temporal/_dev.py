@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 __all__ = ["DevServer", "find_temporal_cli"]
 
@@ -39,6 +40,9 @@ def _free_port(host: str) -> int:
 
 def _check_free(host: str, port: int) -> None:
     with socket.socket() as s:
+        # as the server binds (Go sets SO_REUSEADDR): the connections of a server that just
+        # stopped (TIME_WAIT) do not hold its port, a server listening on it does
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError as exc:
@@ -64,6 +68,7 @@ class DevServer:
         db_file: str | os.PathLike[str] | None = None,
         namespace: str = "default",
         log_file: str | os.PathLike[str] | None = None,
+        runtime: Any = None,
     ) -> None:
         self.host = host
         self.port = port or _free_port(host)
@@ -71,6 +76,7 @@ class DevServer:
         self.namespace = namespace
         self._db_file = db_file
         self._log_file = log_file
+        self._runtime = runtime
         self._process: subprocess.Popen[bytes] | None = None
 
     def __repr__(self) -> str:
@@ -131,7 +137,9 @@ class DevServer:
                         f"{self._log_tail()}"
                     )
                 try:
-                    client = await connect(self.address, namespace=self.namespace)
+                    client = await connect(
+                        self.address, namespace=self.namespace, runtime=self._runtime
+                    )
                     await client.count_workflows()
                 except Exception as exc:
                     last = exc

@@ -17,7 +17,18 @@ from urllib.parse import quote, unquote, urlparse
 
 import anyio
 
-__all__ = ["MAX_NAME", "LocalPortraitStore", "PortraitStore", "safe_name"]
+from ._values import PortraitRef
+
+__all__ = [
+    "EXTENSIONS",
+    "MAX_NAME",
+    "FindingStore",
+    "LocalPortraitStore",
+    "PortraitStore",
+    "batch_portrait",
+    "find_portrait",
+    "safe_name",
+]
 
 
 @runtime_checkable
@@ -35,6 +46,40 @@ class PortraitStore(Protocol):
     async def get(self, uri: str) -> bytes:
         """The bytes stored at ``uri`` (an address ``put`` returned)."""
         ...
+
+
+@runtime_checkable
+class FindingStore(PortraitStore, Protocol):
+    """A :class:`PortraitStore` that can also say where a name is stored, if it is.
+
+    With one, a batch item whose create may have run (``unknown``) but whose portrait is in
+    the store ends ``succeeded``: the worker stored it, and only its report was lost.
+    """
+
+    async def find(self, name: str) -> str | None:
+        """The address of the object stored under ``name``, or ``None`` when there is none."""
+        ...
+
+
+EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
+"""A portrait's file extension by its format: a create stores it as its name and this."""
+
+
+async def find_portrait(store: PortraitStore, name: str) -> PortraitRef | None:
+    """The portrait a create stored under ``name`` (with any of :data:`EXTENSIONS`), if
+    ``store`` has it and can say so (a :class:`FindingStore`); else ``None``."""
+    if not isinstance(store, FindingStore):
+        return None
+    for format, extension in EXTENSIONS.items():
+        uri = await store.find(f"{name}{extension}")
+        if uri is not None:
+            return PortraitRef(uri, format, len(await store.get(uri)))
+    return None
+
+
+def batch_portrait(workflow_id: str, key: str) -> str:
+    """The store name (without its extension) of the portrait of a batch's item."""
+    return f"portraits/{safe_name(workflow_id)}/{safe_name(key)}"
 
 
 #: The longest name :func:`safe_name` gives: well within a file name's 255 bytes and
@@ -84,6 +129,11 @@ class LocalPortraitStore:
         target = self.path(name)
         await anyio.to_thread.run_sync(_write, target, data)
         return target.as_uri()
+
+    async def find(self, name: str) -> str | None:
+        """The ``file://`` address of ``root/name``, or ``None`` when it is not there."""
+        target = self.path(name)
+        return target.as_uri() if await anyio.to_thread.run_sync(target.is_file) else None
 
     async def get(self, uri: str) -> bytes:
         """The bytes of a ``file://`` address under the root."""

@@ -28,7 +28,10 @@ def _reference_url_problem(value: object) -> str:
         return "leading or trailing white space"
     if value.startswith("data:"):
         return "" if "," in value else "a data: URL without ','"
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError as exc:  # "Invalid IPv6 URL": a problem to say, not a crash
+        return str(exc)
     if parts.scheme.lower() not in {"http", "https", "data", "file", "oss"}:
         return "no http(s), oss, file or data scheme"
     if parts.scheme.lower() != "file" and not parts.netloc:
@@ -68,7 +71,7 @@ def _reference_url_list(values: list[Any]) -> list[Any]:
     for i, value in enumerate(values):
         problem = _reference_url_problem(value)
         if problem:
-            short = _args._short(value)
+            short = _args.short(value)
             raise aiportrait.InvalidArgument(f"images[{i}]={short} is not a URL: {problem}")
     return values
 
