@@ -45,7 +45,10 @@ class SessionLimits:
         return self._limiter(kind).statistics().tasks_waiting
 
     def per_second(self, kind: CallKind) -> float | None:
-        """How many calls of ``kind`` may be sent per second (``None``: no bound)."""
+        """How many calls of ``kind`` may be sent per second (``None``: no bound): the
+        Session's ``trainings_per_second`` or ``creations_per_second``, else ``per_second``.
+        Evenly spaced (an ``aiolimiter`` leaky bucket of one), so any second holds at most one
+        more; a call waits its turn holding its slot, right before it is written."""
         return self._limits.per_second(kind)
 
     @property

@@ -53,28 +53,17 @@ class Session(SessionCore):
         max_trainings: train calls in flight at once (default: only ``max_in_flight``).
         max_creations: create calls in flight at once (default: three quarters of
             ``max_in_flight``, so that job polls find a slot while long creates run).
-        per_second: requests sent per second at most (default: no bound), every kind that
-            has no rate of its own; evenly spaced, so any second holds at most
-            ``per_second + 1`` (``aiolimiter``'s leaky bucket; a call waits its turn holding
-            its slot, right before it is written).
-        trainings_per_second: train requests per second at most, instead of ``per_second``.
-        creations_per_second: create requests per second at most, instead of
-            ``per_second``.
-        poll: the :class:`PollPolicy` for :meth:`watch` and :meth:`wait` (default
-            :attr:`PollPolicy.TRAINING`: 30-minute deadline).
+        per_second, trainings_per_second, creations_per_second: requests per second at most,
+            evenly spaced (every kind without its own rate; :class:`SessionLimits`).
+        poll: the :class:`PollPolicy` of :meth:`watch` and :meth:`wait` (``TRAINING``: 30 min).
         retry: the :class:`RetryPolicy` (default ``RetryPolicy()``). Read-only calls are
             retried on connection errors, timeouts, 5xx, 429 and unreadable answers; train and
             create only when they provably did not run (no connection, 429, 503 with
             ``Retry-After``), else they raise :class:`~aiportrait.errors.SubmitOutcomeUnknown`.
             After a 429 every call of the Session waits out one shared cool-down.
-        outage: the :class:`OutagePolicy` (default ``OutagePolicy()``; ``OutagePolicy.OFF``
-            turns it off). After a failure that says the service is down (no connection, a
-            timeout, an undocumented 5xx) no train or create is sent until the service
-            answers again, so that a batch does not send paid calls into an outage; a free
-            probe (a batch query) finds out, and reads go on meanwhile.
-        max_response_bytes: answers larger than this are refused with
-            :class:`~aiportrait.errors.ResponseTooLarge` (default 64 MiB: a large portrait
-            is a few MB of base64).
+        outage: the :class:`OutagePolicy`: no train or create while the service seems down.
+        max_response_bytes: larger answers are :class:`~aiportrait.errors.ResponseTooLarge`
+            (default 64 MiB: a large portrait is a few MB of base64).
         hooks: callables given every :mod:`aiportrait.hooks` event of this Session (a request
             sent, an answer, a retry), after any added with :func:`aiportrait.hooks.add_hook`.
         uploader: where local photos (paths, bytes) are uploaded so that the service can
