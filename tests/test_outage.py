@@ -69,6 +69,7 @@ class _Run:
         self.outcomes: list[Any] = []
         self.events: list[tuple[OutagePause, float]] = []
         self.on = self.off = 0.0
+        self.made = 0  # portraits made when the outage began
 
     def creates_during_outage(self, emu: Emulator) -> int:
         return sum(self.on <= t <= self.off for t, p in emu.counters.arrivals if p == CREATE_PATH)
@@ -99,7 +100,7 @@ async def _batch_through_outage(
         async def outage_of_10s() -> None:
             await until(lambda: emu.counters.creations >= 20, "20 portraits", seconds=300)
             emu.faults = OUTAGE
-            run.on = time.monotonic()
+            run.on, run.made = time.monotonic(), emu.counters.creations
             with clock.deadline(10):  # cancelled when the probes' waits have moved 10 s on
                 await anyio.sleep_forever()
             emu.faults = None
@@ -156,9 +157,8 @@ async def test_without_the_pause_every_create_of_the_outage_is_unknown(
     )
     unknown = [o for o in run.outcomes if o.status == "unknown"]
     # Nothing waits, so the virtual clock never moves: the outage outlasts the batch, and
-    # every create after it began ran into it (all but the 4 at most then in flight).
-    assert len(unknown) >= 40 - 4
-    assert run.creates_during_outage(emu) >= len(unknown)
+    # every create written after it began ran into it: every item not yet made nor in flight.
+    assert len(unknown) == run.creates_during_outage(emu) >= 60 - run.made - 4
     assert run.events == []
 
 
