@@ -34,7 +34,7 @@ from ._requests import (
     request_from_dict,
 )
 from ._retrying.budget import Budget
-from ._retrying.policy import RetryPolicy
+from ._retrying.policy import OutagePolicy, RetryPolicy
 from ._session import Session, SessionLimits
 from ._version import __version__
 from ._wire.transport import DEFAULT_READ_TIMEOUT, DEFAULT_TIMEOUT
@@ -145,6 +145,7 @@ __all__ = [
     "JobTimeout",
     "JobUpdate",
     "JobWatch",
+    "OutagePolicy",
     "Outcome",
     "OutcomeStatus",
     "Outcomes",

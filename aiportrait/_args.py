@@ -20,6 +20,7 @@ __all__ = [
     "number",
     "positive_int",
     "positive_number",
+    "positive_real",
     "short",
     "string_tuple",
     "text",
@@ -130,6 +131,13 @@ def positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidArgument(f"{name} must be a whole number >= 1, not {short(value)}")
     return value
+
+
+def positive_real(name: str, value: object) -> float:
+    """Check a finite number > 0 (a bool is not a number here)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise InvalidArgument(f"{name} must be a number > 0, not {value!r}")
+    return float(value)
 
 
 # -- attrs validators: one family for every settings class (CreateConfig, RetryPolicy,

@@ -26,6 +26,7 @@ from aiportrait.cli import main
 from aiportrait.emulator import Emulator, Faults
 from aiportrait.errors import PhotoCountWarning
 from aiportrait.samples import SamplePhotos, sample_photos
+from tests._mock import until
 
 PIL = pytest.importorskip("PIL.Image")
 
@@ -436,6 +437,32 @@ async def test_batch_csv_writes_the_folder_and_a_rerun_creates_nothing(
     assert await run(emu, "batch", str(batch), "--out", str(out)) == cli.EXIT_OK
     assert emu.counters.creations == 5  # nothing created again
     assert "5 ok, 0 failed (5 resumed) of 5" in capsys.readouterr().out
+
+
+async def test_batch_says_when_it_pauses_for_an_outage_and_holds_per_second(
+    emu: Emulator, world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    batch = tmp_path / "portraits.csv"
+    batch.write_text(_csv(emu, world) + "\n")
+    out = tmp_path / "out"
+    emu.faults = Faults(rate_5xx=1.0, status_5xx=500)  # the whole service answers 500
+    args = ("batch", str(batch), "--out", str(out), "--limit", "1", "--per-second", "4")
+    running = asyncio.create_task(run(emu, *args))
+    # The first create's 500 (unknown), then two probes at once: a pause; then it is over.
+    await until(lambda: emu.counters.faults["5xx"] >= 3, "three 500s: a pause")
+    emu.faults = None
+    assert await running == cli.EXIT_OUTCOME_UNKNOWN
+    captured = capsys.readouterr()
+    assert "4 ok, 1 failed (0 resumed) of 5" in captured.out
+    progress = [line for line in captured.err.splitlines() if line.startswith("progress: ")]
+    paused = [line for line in progress if "paused" in line]
+    assert paused[0].endswith(
+        "; paused: the service seems down (HTTP 500 SERVICE_ERROR); trainings and creations"
+        " wait for it"
+    )
+    assert any(line.endswith("; resumed") for line in progress)
+    assert emu.counters.creations == 4
+    assert emu.counters.most_within(1.0) <= 4 + 1  # the service's own clock
 
 
 async def test_batch_jsonl_trains_creates_and_reports_failures(

@@ -4,12 +4,14 @@ on the wire; a hook that raises; and no secret in any span, event or metric."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import anyio
 import pytest
 
 pytest.importorskip("opentelemetry.sdk")
@@ -206,6 +208,29 @@ async def test_a_429_shows_its_cool_down_on_the_span_and_in_the_metrics(
     (pause,) = otel.points("aiportrait.client.cooldown.duration")
     assert (pause.count, pause.sum) == (1, 2.0)
     assert aiportrait_instant_waits.time >= 2.0  # the call waited it out (on the virtual clock)
+
+
+async def test_an_outage_pause_shows_on_the_span_and_its_length_in_the_metrics(
+    emu: Emulator, otel: Telemetry, aiportrait_instant_waits: VirtualClock
+) -> None:
+    emu.faults = Faults(rate_5xx=1.0, status_5xx=500)
+    outage = aiportrait.OutagePolicy(threshold=1)
+    async with emu.session(outage=outage, retry=aiportrait.RetryPolicy.NEVER) as session:
+        with pytest.raises(aiportrait.errors.ServerError):
+            await session.get_batch_jobs(3)  # its 500 starts the pause
+        create = asyncio.create_task(session.create("nope", "https://example.invalid/t.jpg"))
+        with aiportrait_instant_waits.deadline(5):  # the probes' waits move the clock on
+            await anyio.sleep_forever()
+        emu.faults = None
+        with pytest.raises(aiportrait.errors.ModelIdError):
+            await create  # held until a probe was answered, then sent
+    read = otel.finished("GET /api/v1/batch_jobs/{batch_id}")[0]
+    (event,) = [e for e in read.events if e.name == "aiportrait.outage"]
+    attributes = dict(event.attributes or {})
+    assert str(attributes["aiportrait.outage.reason"]).startswith("HTTP 500")
+    assert attributes["aiportrait.failures"] == 1
+    (pause,) = otel.points("aiportrait.client.outage.duration")
+    assert pause.count == 1 and pause.sum >= 5
 
 
 async def test_a_failed_training_is_one_job_span_with_its_state_changes_and_its_polls_below(

@@ -21,6 +21,8 @@ class BatchProgress:
         self.total = total
         self.done = 0
         self.failed = 0
+        self.pause = ""
+        """Why trains and creates wait for the service (``""``: they do not)."""
         self._clock = clock
         self._started = clock()
 
@@ -41,16 +43,22 @@ class BatchProgress:
         if not ok:
             self.failed += 1
 
+    def paused(self, reason: str) -> None:
+        """Say that trains and creates wait because the service seems down (``reason``, shown
+        as it is: escape it first), or with ``""`` that they go on again."""
+        self.pause = reason
+
     def write(self, text: str, file: IO[str]) -> None:
         """Print a line to ``file`` without breaking the display."""
         print(text, file=file, flush=True)
 
     def summary(self) -> str:
-        """``3/10 done, 1 failed, 2.5/s, 1.2s``."""
-        return (
+        """``3/10 done, 1 failed, 2.5/s, 1.2s`` (and, in a pause, why: ``; paused: ...``)."""
+        line = (
             f"{self.done}/{self.total} done, {self.failed} failed, "
             f"{self.rate:.1f}/s, {self.elapsed:.1f}s"
         )
+        return f"{line}; {_paused(self.pause)}" if self.pause else line
 
     def close(self) -> None:
         """End the display."""
@@ -83,6 +91,15 @@ class _PlainProgress(BatchProgress):
         if self._clock() - self._last_line >= self._interval:
             self._show()
 
+    def paused(self, reason: str) -> None:
+        """Print a line at once: the pause and why, or that it is over."""
+        was = self.pause
+        super().paused(reason)
+        if reason:
+            self._show()
+        elif was:
+            print(f"progress: {self.summary()}; resumed", file=self._stream, flush=True)
+
     def close(self) -> None:
         """Print the final line (unless the last line already showed the same count)."""
         if self._shown != self.done:
@@ -103,8 +120,18 @@ class _TqdmProgress(BatchProgress):
     def advance(self, ok: bool) -> None:
         """Count one item and move the bar."""
         super().advance(ok)
-        self._bar.set_postfix(failed=self.failed, refresh=False)
+        self._bar.set_postfix(self._postfix(), refresh=False)
         self._bar.update(1)
+
+    def paused(self, reason: str) -> None:
+        """Show the pause (or its end) on the bar at once."""
+        super().paused(reason)
+        self._bar.set_postfix(self._postfix())
+
+    def _postfix(self) -> dict[str, object]:
+        if self.pause:
+            return {"failed": self.failed, "paused": _paused(self.pause)}
+        return {"failed": self.failed}
 
     def write(self, text: str, file: IO[str]) -> None:
         """Print above the bar."""
@@ -113,6 +140,10 @@ class _TqdmProgress(BatchProgress):
     def close(self) -> None:
         """Close the bar."""
         self._bar.close()
+
+
+def _paused(reason: str) -> str:
+    return f"paused: the service seems down ({reason}); trainings and creations wait for it"
 
 
 def batch_progress(

@@ -1,4 +1,5 @@
-"""Concurrency bounds of a Session: capacity limiters and the shared 429 cool-down."""
+"""Bounds of a Session: capacity limiters, requests per second, the shared 429 cool-down and
+the outage breaker."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ import math
 from collections.abc import Callable
 
 import anyio
+from aiolimiter import AsyncLimiter
 
-from .._args import positive_int
+from .._args import positive_int, positive_real
 from .._states import CallKind
 from . import clock as _clock
+from .breaker import Breaker
+from .policy import OutagePolicy
 
 __all__ = ["CoolDown", "Limits", "Slot"]
 
@@ -83,13 +87,24 @@ def _check_limit(name: str, value: int | None) -> None:
         positive_int(name, value)
 
 
+def _rate(name: str, per_second: float | None) -> AsyncLimiter | None:
+    """A leaky bucket letting ``per_second`` requests through, one at a time (a bucket of
+    one: evenly spaced, so that any second holds at most ``per_second + 1``)."""
+    if per_second is None:
+        return None
+    return AsyncLimiter(1, 1 / positive_real(name, per_second))
+
+
 class Limits:
     """The Session's capacity limiters.
 
     ``max_in_flight`` bounds every call in flight (a limiter of its own, separate from the HTTP
     connection pool). Trainings and creations may also be bounded on their own; creations
     default to three quarters of ``max_in_flight`` so that job polls always find a slot while
-    long creates run.
+    long creates run. Beside them, requests per second: trainings and creations may each have
+    a rate of their own, and ``per_second`` bounds every other call (one bucket per call: two
+    taken one after the other would let calls bunch behind the second). A call waits its
+    turn last, right before it is written.
     """
 
     def __init__(
@@ -97,10 +112,20 @@ class Limits:
         max_in_flight: int = 16,
         max_trainings: int | None = None,
         max_creations: int | None = None,
+        *,
+        per_second: float | None = None,
+        trainings_per_second: float | None = None,
+        creations_per_second: float | None = None,
+        outage: OutagePolicy | None = None,
     ) -> None:
         _check_limit("max_in_flight", max_in_flight)
         _check_limit("max_trainings", max_trainings)
         _check_limit("max_creations", max_creations)
+        every = _rate("per_second", per_second)
+        own: dict[CallKind, AsyncLimiter | None] = {
+            "train": _rate("trainings_per_second", trainings_per_second),
+            "create": _rate("creations_per_second", creations_per_second),
+        }
         if max_creations is None:
             max_creations = max(1, max_in_flight * 3 // 4)
         self.all = anyio.CapacityLimiter(max_in_flight)
@@ -110,10 +135,18 @@ class Limits:
         if max_trainings is not None:
             self.by_kind["train"] = anyio.CapacityLimiter(max_trainings)
         self._held: dict[CallKind, tuple[anyio.CapacityLimiter, ...]] = {}
+        self._paced: dict[CallKind, AsyncLimiter | None] = {}
         for kind in ("read", "train", "create"):
             specific = self.by_kind.get(kind)
             self._held[kind] = (self.all,) if specific is None else (specific, self.all)
+            self._paced[kind] = own.get(kind) or every
         self.cooldown = CoolDown()
+        self.breaker = Breaker(outage or OutagePolicy())
+
+    def per_second(self, kind: CallKind) -> float | None:
+        """The most calls of ``kind`` sent per second (``None``: no bound)."""
+        rate = self._paced[kind]
+        return None if rate is None else 1 / rate.time_period
 
     def capacity(self, kind: CallKind) -> int:
         """How many calls of ``kind`` may be in flight at once."""
@@ -126,28 +159,34 @@ class Limits:
     def slot(self, kind: CallKind) -> Slot:
         """The slots a call of ``kind`` needs: its own limiter first, then the shared one.
 
-        Take them with :meth:`Slot.take_nowait` (and :meth:`Slot.take` when that says they
-        are not all free), and give them back with :meth:`Slot.give_back` in a ``finally``.
+        Take them with :meth:`Slot.take_nowait` (and :meth:`Slot.take` and :meth:`Slot.pace`
+        when that says they are not all free), and give them back with :meth:`Slot.give_back`
+        in a ``finally``.
         """
-        return Slot(self._held[kind])
+        return Slot(self._held[kind], self._paced[kind])
 
 
 class Slot:
-    """The tokens of one call, taken in order and given back in reverse.
+    """The tokens of one call, taken in order and given back in reverse, and its rate.
 
     A free token is taken at once, without a trip through the event loop (the usual case);
     :meth:`take` waits for the rest. The borrower of the tokens is the slot itself (one per
-    call), not the task: nothing needs to look the task up.
+    call), not the task: nothing needs to look the task up. A call with a requests-per-second
+    bound (``rate``) always goes the slow way: :meth:`pace` waits its turn.
     """
 
-    __slots__ = ("_limiters", "_taken")
+    __slots__ = ("_limiters", "_rate", "_taken")
 
-    def __init__(self, limiters: tuple[anyio.CapacityLimiter, ...]) -> None:
+    def __init__(
+        self, limiters: tuple[anyio.CapacityLimiter, ...], rate: AsyncLimiter | None = None
+    ) -> None:
         self._limiters = limiters
+        self._rate = rate
         self._taken = 0
 
     def take_nowait(self) -> bool:
-        """Take every token that is free now, in order; True when all are held."""
+        """Take every token that is free now, in order; True when all are held and no rate
+        bounds the call (else :meth:`pace` is still to come)."""
         limiters = self._limiters
         while self._taken < len(limiters):
             try:
@@ -155,7 +194,13 @@ class Slot:
             except anyio.WouldBlock:
                 return False
             self._taken += 1
-        return True
+        return self._rate is None
+
+    async def pace(self) -> None:
+        """Wait for this call's turn in its rate (at once when none bounds it). A turn is
+        not given back: it is spent."""
+        if self._rate is not None:
+            await self._rate.acquire()
 
     async def take(self) -> None:
         """Wait for the tokens :meth:`take_nowait` did not get (a cancel leaves those

@@ -4,8 +4,9 @@ Read as a chain, one concern a function (as httpx's ``_send_handling_*``):
 
 - :meth:`Caller.call`: the call's events (``CallStarted`` / ``CallEnded``);
 - :meth:`Caller._tries`: try, ask :func:`~aiportrait._retrying.policy.decide`, wait, try again;
-- :meth:`Caller._try`: the shared 429 cool-down, a limiter slot, the claim of a charged call
-  (:class:`Claim`), then one request on the wire.
+- :meth:`Caller._try`: the shared 429 cool-down, a limiter slot (and, the slow way,
+  :meth:`Caller._ready`: a charged call's outage pause, the requests-per-second pace), the
+  claim of a charged call (:class:`Claim`), then one request on the wire.
 
 The call's deadline (``RetryPolicy.deadline``, from the call's start, waits included) bounds
 every step that can take time, each under a cancel scope ending at that one instant
@@ -23,24 +24,21 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
 
 import attrs
 
-from .._states import CallKind
 from ..errors import (
     AIPortraitError,
-    APIError,
     RateLimited,
     RequestTimeout,
-    ResponseError,
     SubmitOutcomeUnknown,
-    TransportError,
 )
 from ..hooks import CallOutcome, emit
 from . import clock as _clock
-from .limits import Limits
+from .call import CALL_ERRORS, Call, CallState, Claim
+from .limits import Limits, Slot
 from .policy import RetryPolicy, decide
 
 if TYPE_CHECKING:
@@ -52,81 +50,6 @@ log = logging.getLogger("aiportrait")
 
 T = TypeVar("T")
 
-#: The failures a try can end with that the loop classifies (anything else propagates).
-CALL_ERRORS = (TransportError, ResponseError, APIError)
-
-
-class Claim(Protocol):
-    """Told about a charged call's tries (the batch journal's claim on its item)."""
-
-    async def before_send(self) -> None:
-        """Right before a try is written, after its slot and the cool-down: until now the
-        request provably never left. Raising here stops the call unsent."""
-
-    async def not_sent(self) -> None:
-        """A try provably did not run (429, no connection, 503 with ``Retry-After``) and will
-        be sent again: what :meth:`before_send` claimed may be given back."""
-
-
-class Call:
-    """One call: what is sent, for what, and what is told about it (a plain slotted class:
-    one is built per call, and it is internal).
-
-    Attributes:
-        method: the HTTP method.
-        path: the resource path.
-        kind: ``read``, ``train`` or ``create``.
-        payload: the JSON body (what :class:`SubmitOutcomeUnknown` says was sent).
-        claim: told before each try of a charged call is written, and after one that did
-            not run.
-        within: the id of the watch or batch the call is made for (for the hooks).
-        tries: tries in all, overriding the policy's (the watcher polls with one).
-        bound: seconds one try takes at most on its own (its total timeout; ``None``: no
-            bound), on the real clock.
-    """
-
-    __slots__ = ("bound", "claim", "kind", "method", "path", "payload", "tries", "within")
-
-    def __init__(
-        self,
-        method: str,
-        path: str,
-        kind: CallKind,
-        payload: Mapping[str, Any] | None = None,
-        claim: Claim | None = None,
-        within: int | None = None,
-        tries: int | None = None,
-        bound: float | None = None,
-    ) -> None:
-        self.method = method
-        self.path = path
-        self.kind = kind
-        self.payload = payload
-        self.claim = claim
-        self.within = within
-        self.tries = tries
-        self.bound = bound
-
-    @property
-    def what(self) -> str:
-        """``"POST /api/v1/..."``: how messages name the call."""
-        return f"{self.method} {self.path}"
-
-
-class _State:
-    """What one call has seen so far."""
-
-    __slots__ = ("attempt", "began", "in_try", "last", "sent", "started", "until")
-
-    def __init__(self, started: float, deadline: float | None) -> None:
-        self.started = started
-        self.until = math.inf if deadline is None else started + deadline  # the deadline
-        self.began = started  # when the last try was written
-        self.attempt = 0
-        self.sent = 0  # tries written (or being written)
-        self.in_try = False  # stays True if the deadline cancels a try
-        self.last: AIPortraitError | None = None
-
 
 @attrs.frozen
 class Caller:
@@ -134,7 +57,9 @@ class Caller:
 
     Attributes:
         policy: the :class:`~aiportrait.RetryPolicy`.
-        limits: the limiters and the shared 429 cool-down.
+        limits: the limiters, the rates, the shared 429 cool-down and outage breaker.
+        probe: one try of a free read, sent while the service seems down to learn whether
+            it answers again.
         hooks: called with every event of every call.
         origin: what :class:`~aiportrait.hooks.CallStarted` says of the service (host name,
             port, AppId).
@@ -142,6 +67,7 @@ class Caller:
 
     policy: RetryPolicy
     limits: Limits
+    probe: Callable[[], Awaitable[object]]
     hooks: tuple[Hook, ...] = ()
     origin: tuple[str, int | None, str] = ("", None, "")
 
@@ -162,7 +88,7 @@ class Caller:
         call ``failed``, or ``unknown`` for a charged call, as the caller will see it.
         """
         hooks = self.hooks
-        state = _State(_clock.now(), self.policy.deadline)
+        state = CallState(_clock.now(), self.policy.deadline)
         if hooks:
             from ..hooks.events import CallStarted  # built on first use (with hooks)
 
@@ -194,7 +120,7 @@ class Caller:
             await self._ended(call, state, result)
         return result
 
-    async def _tries(self, call: Call, try_once: Callable[[], Awaitable[T]], state: _State) -> T:
+    async def _tries(self, call: Call, try_once: Callable[[], Awaitable[T]], state: CallState) -> T:
         """Try, and while :func:`decide` says so, wait and try again."""
         while True:
             try:
@@ -207,16 +133,19 @@ class Caller:
                 state.in_try = False
             await self._within(call, state, self._again(call, state, failure))
 
-    async def _again(self, call: Call, state: _State, failure: AIPortraitError) -> None:
+    async def _again(self, call: Call, state: CallState, failure: AIPortraitError) -> None:
         """After a failed try: tell, ask :func:`decide`, and wait before the next try; raise
         what ends the call when it is not tried again."""
         cooldown, hooks = self.limits.cooldown, self.hooks
+        paused = self.limits.breaker.saw(failure, state.written)  # before anything can wait
         charged = call.kind != "read"
         policy = self.policy
         if call.tries is not None:
             policy = attrs.evolve(policy, attempts=call.tries, charged_attempts=call.tries)
         if hooks:
             await self._answered(call, state, failure)
+            if paused:
+                await self._paused()
             episodes = cooldown.episodes
         if isinstance(failure, RateLimited):
             # Every task of the Session waits this out, even when this call gives up now.
@@ -273,18 +202,19 @@ class Caller:
             await emit(hooks, scheduled)
         await _clock.sleep(decision.wait)
 
-    async def _try(self, call: Call, try_once: Callable[[], Awaitable[T]], state: _State) -> T:
+    async def _try(self, call: Call, try_once: Callable[[], Awaitable[T]], state: CallState) -> T:
         """One try: wait out the cool-down, hold a slot, claim, send."""
-        cooldown = self.limits.cooldown
+        limits = self.limits
+        cooldown, breaker = limits.cooldown, limits.breaker
         state.attempt += 1
         if cooldown.active:
             await self._within(call, state, cooldown.wait())
-        slot = self.limits.slot(call.kind)
+        slot = limits.slot(call.kind)
         try:
-            if not slot.take_nowait():
-                await self._within(call, state, slot.take())
-                if cooldown.active:  # a 429 came while this call waited for its slot
-                    await self._within(call, state, cooldown.wait())
+            if not slot.take_nowait() or (
+                breaker.failures and call.kind != "read" and state.attempt == 1
+            ):
+                await self._within(call, state, self._ready(call, state, slot))
             if state.attempt > 1 and not self.policy.fits(_clock.now() - state.started, 0.0):
                 # The slot or the cool-down took what was left: this try could not finish,
                 # so it is not sent, and the real failure stands.
@@ -293,6 +223,7 @@ class Caller:
                 await self._within(call, state, self._before_send(call, state))
             state.began = _clock.now()
             state.sent = state.attempt
+            state.written = breaker.epoch
             state.in_try = True
             if _clock.ends_by(call.bound, state.until):
                 result = await try_once()  # its own timeout ends it before the deadline
@@ -301,11 +232,51 @@ class Caller:
             # A CALL_ERRORS failure leaves in_try for _tries.
             state.in_try = False  # the answer is here: nothing after this may lose it
             cooldown.clear()
+            if breaker.failures or not breaker.up:
+                breaker.answered(state.written)
             return result
         finally:
             slot.give_back()
 
-    async def _before_send(self, call: Call, state: _State) -> None:
+    async def _ready(self, call: Call, state: CallState, slot: Slot) -> None:
+        """The slow way to a try: the slot's tokens that were not free, then until nothing
+        holds the call back: the 429 cool-down (a 429 may come while it waited), the outage
+        pause of a new charged call (:meth:`Breaker.hold`; a retry follows the
+        :class:`RetryPolicy` as it did), and last its turn in the rates, right before it is
+        written (a turn taken before a wait would let calls bunch after it)."""
+        cooldown, breaker = self.limits.cooldown, self.limits.breaker
+        charged = call.kind != "read" and state.attempt == 1
+        await slot.take()
+        while True:
+            if cooldown.active:
+                await cooldown.wait()
+            if charged and breaker.failures:
+                await breaker.hold(self._probe)
+            await slot.pace()
+            if not cooldown.active and not (charged and breaker.failures):
+                return
+
+    async def _probe(self) -> None:
+        """One probe of a service that seems down: a free read in one try (at the pace of
+        the reads' rates), whose answer or failure the breaker is told."""
+        breaker = self.limits.breaker
+        await self.limits.slot("read").pace()
+        breaker.epoch = written = breaker.epoch + 1  # later calls are told from it
+        try:
+            await self.probe()
+        except CALL_ERRORS as exc:
+            if breaker.saw(exc, written) and self.hooks:
+                await self._paused()
+        else:
+            breaker.answered(written)
+
+    async def _paused(self) -> None:
+        from ..hooks.events import OutagePause  # built on first use (with hooks)
+
+        breaker = self.limits.breaker
+        await emit(self.hooks, OutagePause(True, breaker.reason, breaker.failures))
+
+    async def _before_send(self, call: Call, state: CallState) -> None:
         """Right before a try is written: the charged call's claim, then the events."""
         if call.claim is not None and call.kind != "read":
             await call.claim.before_send()
@@ -315,9 +286,19 @@ class Caller:
             ended = self.limits.cooldown.take_ended()
             if ended is not None:
                 await emit(self.hooks, CoolDownEnded(call.method, call.path, call.kind, ended))
+            await self._resumed()
             await emit(self.hooks, RequestSent(call.method, call.path, call.kind, state.attempt))
 
-    async def _within(self, call: Call, state: _State, step: Awaitable[T]) -> T:
+    async def _resumed(self) -> None:
+        """Tell the end of an outage pause, once (the next call to go on tells it)."""
+        breaker = self.limits.breaker
+        seconds = breaker.take_resumed()
+        if seconds is not None:
+            from ..hooks.events import OutagePause  # built on first use (with hooks)
+
+            await emit(self.hooks, OutagePause(False, breaker.reason, 0, seconds))
+
+    async def _within(self, call: Call, state: CallState, step: Awaitable[T]) -> T:
         """Await ``step`` under a cancel scope that ends at the call's deadline; when the
         deadline ends it, raise :class:`_Cut` carrying what that means (:meth:`_cut`), which
         passes the loop by (it is no failed try: nothing is decided or told again)."""
@@ -326,10 +307,14 @@ class Caller:
             return await step
         raise _Cut(self._cut(call, state))
 
-    def _cut(self, call: Call, state: _State) -> BaseException:
+    def _cut(self, call: Call, state: CallState) -> BaseException:
         """The deadline passed: during a try (which may have reached the service) or a wait."""
+        breaker = self.limits.breaker
+        why = "no answer"
+        if not state.in_try and breaker.failures and call.kind != "read":
+            why = f"not sent: the service seemed down ({breaker.reason})"
         cut = RequestTimeout(
-            f"{call.what}: no answer within the deadline of {self.policy.deadline}s",
+            f"{call.what}: {why} within the deadline of {self.policy.deadline}s",
             method=call.method,
             path=call.path,
             sent=None if state.in_try else False,
@@ -342,7 +327,7 @@ class Caller:
             return state.last  # the run of failures the deadline ended
         return cut
 
-    async def _answered(self, call: Call, state: _State, outcome: object) -> None:
+    async def _answered(self, call: Call, state: CallState, outcome: object) -> None:
         from ..hooks.events import AnswerReceived  # built on first use (with hooks)
 
         error = outcome if isinstance(outcome, BaseException) else None
@@ -354,7 +339,7 @@ class Caller:
         )
         await emit(self.hooks, event)
 
-    async def _ended(self, call: Call, state: _State, outcome: object) -> None:
+    async def _ended(self, call: Call, state: CallState, outcome: object) -> None:
         from ..hooks.events import CallEnded  # built on first use (with hooks)
 
         seconds = _clock.now() - state.started

@@ -20,7 +20,7 @@ from typing import ClassVar
 
 import attrs
 
-from .._args import positive_number, whole
+from .._args import flag, positive_number, whole
 from ..errors import (
     AIPortraitError,
     ConnectError,
@@ -33,7 +33,15 @@ from ..errors import (
     TransportError,
 )
 
-__all__ = ["Decision", "RetryPolicy", "ambiguous", "decide", "retry_reason"]
+__all__ = [
+    "Decision",
+    "OutagePolicy",
+    "RetryPolicy",
+    "ambiguous",
+    "decide",
+    "outage_reason",
+    "retry_reason",
+]
 
 
 @attrs.frozen(kw_only=True)
@@ -82,6 +90,48 @@ class RetryPolicy:
 
 
 RetryPolicy.NEVER = RetryPolicy(attempts=1, charged_attempts=1)
+
+
+@attrs.frozen(kw_only=True)
+class OutagePolicy:
+    """When a Session holds back its charged calls because the service seems down.
+
+    A failure that says the service is down (:func:`outage_reason`: no connection, no answer
+    in time, an undocumented 5xx; a refused connection only once the service has answered
+    the Session) makes the Session doubt the service: from then on a train or
+    create is not sent until a probe (a free batch query) or any other call sent after that
+    failure gets an answer from the service. Each failure in a row counts; at ``threshold``
+    the Session is *paused* (the hooks' :class:`~aiportrait.hooks.OutagePause`, a batch's
+    status line) and probes on a backoff schedule. Read-only calls are never held back (they
+    are retried as :class:`RetryPolicy` says, and their answers count as probes).
+
+    Attributes:
+        pause: ``False`` turns it off: charged calls are sent whatever failed before.
+        threshold: failures in a row that make a pause (before it, each probe goes at once).
+        probe_interval: seconds between the probes of a pause at first; doubled after each
+            failed probe.
+        probe_cap: the longest wait between two probes, seconds.
+        probe_timeout: seconds one probe may take (no answer by then is a failed probe).
+    """
+
+    pause: bool = attrs.field(default=True, validator=flag(optional=False))
+    threshold: int = attrs.field(default=3, validator=whole(1))
+    probe_interval: float = attrs.field(default=1.0, validator=positive_number)
+    probe_cap: float = attrs.field(default=30.0, validator=positive_number)
+    probe_timeout: float = attrs.field(default=10.0, validator=positive_number)
+
+    OFF: ClassVar[OutagePolicy]
+    """Never hold charged calls back (what the library did before it had a breaker)."""
+
+    def probe_wait(self, failures: int) -> float:
+        """Seconds before the next probe after ``failures`` outage failures in a row."""
+        if failures < self.threshold:
+            return 0.0
+        doublings = min(failures - self.threshold, 64)  # past the cap long before: no overflow
+        return min(self.probe_cap, self.probe_interval * 2.0**doublings)
+
+
+OutagePolicy.OFF = OutagePolicy(pause=False)
 
 
 @attrs.frozen
@@ -163,6 +213,15 @@ def retry_reason(exc: AIPortraitError, *, charged: bool) -> str | None:
         return f"HTTP {exc.status} {exc.code}".rstrip()
     if isinstance(exc, MalformedResponse):
         return "unreadable answer"
+    return None
+
+
+def outage_reason(exc: AIPortraitError) -> str | None:
+    """Why ``exc`` says the service is down (no connection, no answer in time, an
+    undocumented 5xx), in :func:`retry_reason`'s words; ``None`` when the service answered
+    (an error it documents, a 429, an unreadable answer) and so is up."""
+    if isinstance(exc, (TransportError, ServerError)):
+        return retry_reason(exc, charged=False) or "no answer"
     return None
 
 

@@ -36,7 +36,7 @@ from .._requests import (
 from .._retrying.budget import Budget, reserve
 from .._retrying.limits import Limits
 from .._retrying.loop import Call, Caller, Claim
-from .._retrying.policy import RetryPolicy
+from .._retrying.policy import OutagePolicy, RetryPolicy
 from .._wire.credentials import credentials_from_env
 from .._wire.signing import PrivateMapping, redacted
 from .._wire.transport import (
@@ -78,8 +78,12 @@ class SessionCore:
         max_in_flight: int = 16,
         max_trainings: int | None = None,
         max_creations: int | None = None,
+        per_second: float | None = None,
+        trainings_per_second: float | None = None,
+        creations_per_second: float | None = None,
         poll: PollPolicy | None = None,
         retry: RetryPolicy | None = None,
+        outage: OutagePolicy | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         hooks: Sequence[Hook] = (),
         uploader: Uploader | UploadFunc | None = None,
@@ -105,9 +109,29 @@ class SessionCore:
         )
         self.poll = _checked(poll or PollPolicy.TRAINING, PollPolicy, "poll")
         self._durations = Durations()
+        outage = _checked(outage or OutagePolicy(), OutagePolicy, "outage")
+        limits = Limits(
+            max_in_flight,
+            max_trainings,
+            max_creations,
+            per_second=per_second,
+            trainings_per_second=trainings_per_second,
+            creations_per_second=creations_per_second,
+            outage=outage,
+        )
+        # While the service seems down, this free read (any answer will do: the jobs of a
+        # batch, possibly none) tells when charged calls may go again.
+        probe = BatchQuery(1)
         self._caller = Caller(
             _checked(retry or RetryPolicy(), RetryPolicy, "retry"),
-            Limits(max_in_flight, max_trainings, max_creations),
+            limits,
+            functools.partial(
+                self._transport.call,
+                probe.method,
+                probe.path,
+                accept=probe.accept,
+                timeout=aiohttp.ClientTimeout(total=outage.probe_timeout),
+            ),
             self._hooks,
             origin(self._transport.base_url, app_id),  # for the hooks' CallStarted
         )

@@ -21,7 +21,9 @@ class SessionLimits:
 
     ``session.limits`` is read-only and live: each read tells the moment's numbers. Every call
     holds a slot of the shared bound (``max_in_flight``); creations, and trainings when
-    ``max_trainings`` is set, hold a slot of their own bound first.
+    ``max_trainings`` is set, hold a slot of their own bound first. Requests per second bound
+    them beside: ``trainings_per_second``, ``creations_per_second``, and ``per_second`` for
+    every kind without a rate of its own.
     """
 
     __slots__ = ("_limits",)
@@ -42,10 +44,25 @@ class SessionLimits:
         """Calls waiting for a slot of that same bound."""
         return self._limiter(kind).statistics().tasks_waiting
 
+    def per_second(self, kind: CallKind) -> float | None:
+        """How many calls of ``kind`` may be sent per second (``None``: no bound): the
+        Session's ``trainings_per_second`` or ``creations_per_second``, else ``per_second``.
+        Evenly spaced (an ``aiolimiter`` leaky bucket of one), so any second holds at most one
+        more; a call waits its turn holding its slot, right before it is written."""
+        return self._limits.per_second(kind)
+
     @property
     def cool_down(self) -> float:
         """Seconds until calls may go again after a 429 (0 when they may go now)."""
         return self._limits.cooldown.remaining
+
+    @property
+    def outage(self) -> str:
+        """Why trains and creates wait for the service to answer again (``""`` when they
+        may go): the last failure that said the service is down (see
+        :class:`~aiportrait.OutagePolicy`)."""
+        breaker = self._limits.breaker
+        return breaker.reason if breaker.failures else ""
 
     def _limiter(self, kind: CallKind | None) -> anyio.CapacityLimiter:
         return self._limits.all if kind is None else self._limits.limiters(kind)[0]

@@ -53,16 +53,17 @@ class Session(SessionCore):
         max_trainings: train calls in flight at once (default: only ``max_in_flight``).
         max_creations: create calls in flight at once (default: three quarters of
             ``max_in_flight``, so that job polls find a slot while long creates run).
-        poll: the :class:`PollPolicy` for :meth:`watch` and :meth:`wait` (default
-            :attr:`PollPolicy.TRAINING`: 30-minute deadline).
+        per_second, trainings_per_second, creations_per_second: requests per second at most,
+            evenly spaced (every kind without its own rate; :class:`SessionLimits`).
+        poll: the :class:`PollPolicy` of :meth:`watch` and :meth:`wait` (``TRAINING``: 30 min).
         retry: the :class:`RetryPolicy` (default ``RetryPolicy()``). Read-only calls are
             retried on connection errors, timeouts, 5xx, 429 and unreadable answers; train and
             create only when they provably did not run (no connection, 429, 503 with
             ``Retry-After``), else they raise :class:`~aiportrait.errors.SubmitOutcomeUnknown`.
             After a 429 every call of the Session waits out one shared cool-down.
-        max_response_bytes: answers larger than this are refused with
-            :class:`~aiportrait.errors.ResponseTooLarge` (default 64 MiB: a large portrait
-            is a few MB of base64).
+        outage: the :class:`OutagePolicy`: no train or create while the service seems down.
+        max_response_bytes: larger answers are :class:`~aiportrait.errors.ResponseTooLarge`
+            (default 64 MiB: a large portrait is a few MB of base64).
         hooks: callables given every :mod:`aiportrait.hooks` event of this Session (a request
             sent, an answer, a retry), after any added with :func:`aiportrait.hooks.add_hook`.
         uploader: where local photos (paths, bytes) are uploaded so that the service can

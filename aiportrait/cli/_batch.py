@@ -28,6 +28,7 @@ from .._display.batch_progress import BatchProgress, batch_progress
 from .._wire.codec import converter
 from ..batches import DEFAULT_GRACE, BatchStop
 from ..errors import BatchStopped, BudgetExhausted, ConfigWarning, PhotoCountWarning
+from ..hooks import OutagePause
 from ._batchfile import read_plan
 from ._dryrun import budget_from, budget_line, budget_options, print_dry_run
 from ._exit import batch_exit
@@ -258,6 +259,9 @@ class _BatchRun:
     is_flag=True,
     help="create again (and pay for) finished portraits whose file is gone from DIR",
 )
+@click.option(
+    "--per-second", type=POSITIVE, metavar="N", help="requests per second at most (polls included)"
+)
 @click.option("--no-wait", is_flag=True, help="trainings: stop when the service accepts them")
 @click.option(
     "--grace", type=POSITIVE, default=DEFAULT_GRACE, show_default=True, metavar="SECONDS",
@@ -278,6 +282,7 @@ def batch(
     file: Path,
     out_dir: Path,
     journal: Path | None,
+    per_second: float | None,
     no_wait: bool,
     no_progress: bool,
     grace: float,
@@ -303,23 +308,32 @@ def batch(
         if dry_run:
             return await print_dry_run(out, file, plan, where, out_dir, budget, options)
         options["budget"] = budget
-        async with common.session() as session, common.uploading(plan.local) as uploader:
-            if uploader is not None:
-                session = session.with_options(uploader=uploader)
-            progress = batch_progress(len(plan), out.err, enabled=not no_progress)
-            run = _BatchRun(session, out, out_dir, where, progress, options, grace)
-            on_stop_signals(run.signalled)
-            out.resume = (
-                f"run the same command again to resume: the journal {where} remembers what is done"
-            )
-            try:
+        progress = batch_progress(len(plan), out.err, enabled=not no_progress)
+
+        def status(event: object) -> None:  # an outage pause, on the status line
+            if isinstance(event, OutagePause):
+                progress.paused(shown(event.reason) if event.paused else "")
+
+        try:
+            async with (
+                common.session(per_second=per_second, hooks=[status]) as session,
+                common.uploading(plan.local) as uploader,
+            ):
+                if uploader is not None:
+                    session = session.with_options(uploader=uploader)
+                run = _BatchRun(session, out, out_dir, where, progress, options, grace)
+                on_stop_signals(run.signalled)
+                out.resume = (
+                    f"run the same command again to resume: the journal {where} remembers"
+                    " what is done"
+                )
                 with said_before(ConfigWarning, PhotoCountWarning):
                     if plan.trainings():
                         await run.trainings(plan.trainings(), not no_wait, poll)
                     if plan.creations():
                         await run.creations(plan.creations())
-            finally:
-                progress.close()
+        finally:
+            progress.close()
         out.resume = None
         tally, seconds = run.tally, time.monotonic() - started
         summary = {"type": "summary", "total": len(plan), **attrs.asdict(tally), "seconds": seconds}

@@ -70,9 +70,10 @@ class Common:
             )
         )
 
-    def session(self) -> Session:
-        """A Session from the flags, else the environment (as ``Session.from_env``)."""
-        kwargs: dict[str, Any] = {}
+    def session(self, **options: Any) -> Session:
+        """A Session from the flags, else the environment (as ``Session.from_env``);
+        ``options``: more of its arguments, from a command's own flags."""
+        kwargs: dict[str, Any] = dict(options)
         if self.timeout is not None:
             kwargs["timeout"] = self.timeout  # seconds: the Session's one meaning of it
         if self.tries is not None:

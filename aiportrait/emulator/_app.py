@@ -224,6 +224,7 @@ async def _gateway(request: web.Request, handler: Handler, *, aigc: bool) -> web
     injector = service.injector
     path = request.path
     counters.requests += 1
+    counters.arrivals.append((time.monotonic(), path))
     delay = injector.delay(path)
     if delay:
         counters.faults["latency"] += 1

@@ -12,13 +12,16 @@ from __future__ import annotations
 import asyncio
 import enum
 import random
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ._wire import CREATE_PATH, TRAIN_PATH
 
-__all__ = ["Counters", "Fault", "FaultInjector", "Faults", "Hold"]
+__all__ = ["ARRIVALS_KEPT", "Counters", "Fault", "FaultInjector", "Faults", "Hold"]
+
+#: How many of the latest API requests :attr:`Counters.arrivals` keeps.
+ARRIVALS_KEPT = 100_000
 
 
 class Fault(enum.Enum):
@@ -182,7 +185,10 @@ class Counters:
     answered, a training that got a job id, a creation that produced an image. ``fingerprints``
     counts processed requests by ``(path, md5 of the body)``; a request dropped before processing
     or rejected by the gateway is not in it. ``read_timeouts`` counts requests whose body did not
-    arrive within the read timeout (their connection was closed).
+    arrive within the read timeout (their connection was closed). ``arrivals`` holds, for the
+    latest :data:`ARRIVALS_KEPT` API requests, when each arrived (the emulator's monotonic
+    clock, seconds, before any fault or check) and its path: the service's own record of the
+    rate it was called at.
     """
 
     requests: int = 0
@@ -198,6 +204,18 @@ class Counters:
     read_timeouts: int = 0
     faults: Counter[str] = field(default_factory=Counter)
     fingerprints: Counter[tuple[str, str]] = field(default_factory=Counter)
+    arrivals: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=ARRIVALS_KEPT))
+
+    def most_within(self, seconds: float, path: str | None = None) -> int:
+        """The most requests (to ``path``, or all) that arrived within any span of
+        ``seconds``, by :attr:`arrivals`."""
+        times = [t for t, p in self.arrivals if path is None or p == path]
+        most, first = 0, 0
+        for last, t in enumerate(times):
+            while t - times[first] > seconds:
+                first += 1
+            most = max(most, last - first + 1)
+        return most
 
     def duplicates(self, paths: Iterable[str] | None = None) -> dict[tuple[str, str], int]:
         """Return the fingerprints processed more than once, optionally only for ``paths``."""

@@ -19,11 +19,13 @@ The events, in the order a call makes them: :class:`CallStarted`, then for each 
 :class:`RequestSent` and :class:`AnswerReceived` (and :class:`RetryScheduled` before another
 try, :class:`CoolDownStarted` after a 429 that starts the shared pause,
 :class:`CoolDownEnded` when a call goes on after it), and :class:`CallEnded` with the call's
-outcome. A watch (``session.watch`` / ``session.wait``) makes :class:`JobWatchStarted`, one
-:class:`JobStateChanged` per state change and :class:`JobEnded`; a batch (``create_many``,
-``train_many``) makes :class:`BatchStarted`, one :class:`BatchItemEnded` per item and
-:class:`BatchEnded`. A call made for a watch or a batch names it in ``within`` (the watch's or
-batch's ``id``), so a hook can nest them (:mod:`aiportrait.otel` makes child spans that way).
+outcome. :class:`OutagePause` tells when the Session holds its trains and creates back because
+the service seems down, and when they go on. A watch (``session.watch`` / ``session.wait``)
+makes :class:`JobWatchStarted`, one :class:`JobStateChanged` per state change and
+:class:`JobEnded`; a batch (``create_many``, ``train_many``) makes :class:`BatchStarted`,
+one :class:`BatchItemEnded` per item and :class:`BatchEnded`. A call made for a watch or a
+batch names it in ``within`` (the watch's or batch's ``id``), so a hook can nest them
+(:mod:`aiportrait.otel` makes child spans that way).
 """
 
 import importlib
@@ -57,6 +59,7 @@ if TYPE_CHECKING:
         JobEnded,
         JobStateChanged,
         JobWatchStarted,
+        OutagePause,
         RequestSent,
         RetryScheduled,
     )
@@ -79,6 +82,7 @@ __all__ = [
     "JobOutcome",
     "JobStateChanged",
     "JobWatchStarted",
+    "OutagePause",
     "OutcomeStatus",
     "RequestSent",
     "RetryScheduled",
@@ -87,7 +91,7 @@ __all__ = [
 ]
 
 #: The event classes (every public name not defined above), built on first use (:mod:`.events`):
-#: ``import aiportrait`` does not pay for thirteen classes that only a registered hook needs.
+#: ``import aiportrait`` does not pay for fourteen classes that only a registered hook needs.
 _EVENTS = frozenset(__all__) - globals().keys()
 
 #: Old names: each still works, with a DeprecationWarning naming the new one.

@@ -33,6 +33,7 @@ __all__ = [
     "JobEnded",
     "JobStateChanged",
     "JobWatchStarted",
+    "OutagePause",
     "RequestSent",
     "RetryScheduled",
 ]
@@ -197,6 +198,29 @@ class CoolDownEnded:
 
 
 @attrs.frozen
+class OutagePause:
+    """The Session's trains and creates pause because the service seems down, or go on again.
+
+    A pause starts when ``OutagePolicy.threshold`` failures in a row said the service is down
+    (no connection, a timeout, an undocumented 5xx): no train or create is sent until the
+    service answers a probe (a free batch query) or another call again. The end is told by
+    the first call that goes on after it (once per pause).
+
+    Attributes:
+        paused: True when the pause starts, False when it is over.
+        reason: why the service seems down (the last failure's reason, as
+            :class:`RetryScheduled` words it: ``"HTTP 500 SERVICE_ERROR"``, ``"timeout"``).
+        failures: the failures in a row that made the pause (0 when it is over).
+        seconds: when it is over, how long it lasted (on the library's clock); else 0.
+    """
+
+    paused: bool
+    reason: str
+    failures: int
+    seconds: float = 0.0
+
+
+@attrs.frozen
 class JobWatchStarted:
     """A watch of a job starts (its first poll is next).
 
@@ -349,6 +373,7 @@ Event: TypeAlias = (
     | RetryScheduled
     | CoolDownStarted
     | CoolDownEnded
+    | OutagePause
     | JobWatchStarted
     | JobStateChanged
     | JobEnded

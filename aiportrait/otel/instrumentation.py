@@ -25,6 +25,7 @@ from ..hooks import (
     JobEnded,
     JobStateChanged,
     JobWatchStarted,
+    OutagePause,
     RetryScheduled,
 )
 from ..hooks.events import tally_word
@@ -182,6 +183,19 @@ class Instrumentation:
     def _cooldown_ended(self, event: CoolDownEnded) -> None:
         self._metrics.cooldown.record(event.seconds)
 
+    def _outage(self, event: OutagePause) -> None:
+        """A pause's start is an event on the span of the call that saw the last failure;
+        its end, a length in the ``aiportrait.client.outage.duration`` histogram."""
+        if not event.paused:
+            self._metrics.outage.record(event.seconds)
+            return
+        call = self._call.get()
+        if call is not None:
+            call.span.add_event(
+                "aiportrait.outage",
+                {"aiportrait.outage.reason": event.reason, "aiportrait.failures": event.failures},
+            )
+
     def _call_ended(self, event: CallEnded) -> None:
         template = route(event.path)
         self._metrics.calls.add(
@@ -332,6 +346,7 @@ _HANDLERS: dict[type, Any] = {
     RetryScheduled: Instrumentation._retry,
     CoolDownStarted: Instrumentation._cooldown_started,
     CoolDownEnded: Instrumentation._cooldown_ended,
+    OutagePause: Instrumentation._outage,
     CallEnded: Instrumentation._call_ended,
     JobWatchStarted: Instrumentation._job_started,
     JobStateChanged: Instrumentation._job_changed,

@@ -31,6 +31,11 @@ class Instruments:
             unit="s",
             description="Length of each 429 cool-down, during which every call waited",
         )
+        self.outage = meter.create_histogram(
+            "aiportrait.client.outage.duration",
+            unit="s",
+            description="Length of each outage pause, during which trains and creates waited",
+        )
         self.in_flight = meter.create_up_down_counter(
             "aiportrait.client.active_calls", unit="{call}", description="Calls in progress"
         )

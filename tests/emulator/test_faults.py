@@ -127,3 +127,25 @@ async def test_faults_given_at_construction_and_duplicates_detected() -> None:
             await send(emu, TRAIN_PATH, TRAIN, app_id="a", token="t")
         assert list(emu.counters.charged_duplicates().values()) == [2]
         assert emu.counters.duplicates([CHECK_PATH])  # the same check body, many times
+
+
+def test_arrivals_tell_the_most_requests_within_any_span() -> None:
+    from aiportrait.emulator import Counters
+
+    counters = Counters()
+    for at, path in ((0.0, "/a"), (0.4, "/b"), (0.9, "/a"), (1.0, "/a"), (1.05, "/a"), (3.0, "/a")):
+        counters.arrivals.append((at, path))
+    assert counters.most_within(1.0) == 4  # 0.0 to 1.0: the span's both ends count
+    assert counters.most_within(1.0, "/a") == 4 - 1  # 0.9, 1.0, 1.05 (or 0.0, 0.9, 1.0)
+    assert counters.most_within(0.01) == 1
+    assert Counters().most_within(1.0) == 0
+    assert counters.arrivals.maxlen == 100_000  # the latest only: memory stays bounded
+
+
+async def test_every_api_request_is_recorded_as_it_arrives(emu: Emulator) -> None:
+    before = time.monotonic()
+    await send(emu, CHECK_PATH, CHECK)
+    emu.faults = Faults(rate_5xx=1.0)  # refused before anything: still an arrival
+    await send(emu, CHECK_PATH, CHECK)
+    assert [p for _, p in emu.counters.arrivals] == [CHECK_PATH, CHECK_PATH]
+    assert all(before <= t <= time.monotonic() for t, _ in emu.counters.arrivals)

@@ -374,5 +374,33 @@ def test_batch_progress_uses_tqdm_on_a_terminal_and_lines_elsewhere() -> None:
     assert type(silent) is _progress.BatchProgress
 
 
+def test_batch_progress_says_when_it_pauses_for_an_outage_and_why() -> None:
+    plain = io.StringIO()
+    lines = _progress.batch_progress(3, plain, interval=3600.0)
+    lines.advance(True)
+    lines.paused("HTTP 500 SERVICE_ERROR")  # shown at once, whatever the interval
+    lines.paused("HTTP 500 SERVICE_ERROR")  # the same pause, told again: one more line
+    lines.paused("")
+    lines.paused("")  # no pause to end: nothing
+    text = plain.getvalue().splitlines()
+    assert len(text) == 3
+    assert text[0].startswith("progress: 1/3 done")
+    assert text[0].endswith(
+        "; paused: the service seems down (HTTP 500 SERVICE_ERROR); trainings and creations"
+        " wait for it"
+    )
+    assert text[2].endswith("; resumed") and "paused" not in text[2]
+
+    pytest.importorskip("tqdm")
+    terminal = _Terminal()
+    bar = _progress.batch_progress(3, terminal)
+    bar.paused("timeout")
+    assert "paused: the service seems down (timeout)" in terminal.getvalue()
+    bar.paused("")
+    bar.advance(True)
+    bar.close()
+    assert terminal.getvalue().rstrip().endswith("failed=0]")
+
+
 def test_the_top_level_name_is_the_display_modules() -> None:
     assert aiportrait.watch_with_progress is _progress.watch_with_progress

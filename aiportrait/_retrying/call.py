@@ -1,0 +1,89 @@
+"""One call as the call loop sees it: what is sent and for what (:class:`Call`), who is told
+about its tries (:class:`Claim`), and what it has seen so far (:class:`CallState`)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from .._states import CallKind
+from ..errors import AIPortraitError, APIError, ResponseError, TransportError
+
+__all__ = ["CALL_ERRORS", "Call", "CallState", "Claim"]
+
+#: The failures a try can end with that the loop classifies (anything else propagates).
+CALL_ERRORS = (TransportError, ResponseError, APIError)
+
+
+class Claim(Protocol):
+    """Told about a charged call's tries (the batch journal's claim on its item)."""
+
+    async def before_send(self) -> None:
+        """Right before a try is written, after its slot and the cool-down: until now the
+        request provably never left. Raising here stops the call unsent."""
+
+    async def not_sent(self) -> None:
+        """A try provably did not run (429, no connection, 503 with ``Retry-After``) and will
+        be sent again: what :meth:`before_send` claimed may be given back."""
+
+
+class Call:
+    """One call: what is sent, for what, and what is told about it (a plain slotted class:
+    one is built per call, and it is internal).
+
+    Attributes:
+        method: the HTTP method.
+        path: the resource path.
+        kind: ``read``, ``train`` or ``create``.
+        payload: the JSON body (what :class:`SubmitOutcomeUnknown` says was sent).
+        claim: told before each try of a charged call is written, and after one that did
+            not run.
+        within: the id of the watch or batch the call is made for (for the hooks).
+        tries: tries in all, overriding the policy's (the watcher polls with one).
+        bound: seconds one try takes at most on its own (its total timeout; ``None``: no
+            bound), on the real clock.
+    """
+
+    __slots__ = ("bound", "claim", "kind", "method", "path", "payload", "tries", "within")
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        kind: CallKind,
+        payload: Mapping[str, Any] | None = None,
+        claim: Claim | None = None,
+        within: int | None = None,
+        tries: int | None = None,
+        bound: float | None = None,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.kind = kind
+        self.payload = payload
+        self.claim = claim
+        self.within = within
+        self.tries = tries
+        self.bound = bound
+
+    @property
+    def what(self) -> str:
+        """``"POST /api/v1/..."``: how messages name the call."""
+        return f"{self.method} {self.path}"
+
+
+class CallState:
+    """What one call has seen so far."""
+
+    __slots__ = ("attempt", "began", "in_try", "last", "sent", "started", "until", "written")
+
+    def __init__(self, started: float, deadline: float | None) -> None:
+        self.started = started
+        self.until = math.inf if deadline is None else started + deadline  # the deadline
+        self.began = started  # when the last try was written
+        self.attempt = 0
+        self.sent = 0  # tries written (or being written)
+        self.in_try = False  # stays True if the deadline cancels a try
+        self.last: AIPortraitError | None = None
+        self.written = 0  # the breaker's epoch when the last try was written
