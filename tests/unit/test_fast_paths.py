@@ -62,7 +62,7 @@ def test_url_problem_answers_as_urlsplit(value: str) -> None:
 @settings(max_examples=3000)
 @given(URLS)
 def test_a_plain_url_has_no_problem(value: str) -> None:
-    if _args._PLAIN_URL.fullmatch(value):
+    if _args._PLAIN_URLS.fullmatch(value):
         assert _reference_url_problem(value) == ""
 
 
@@ -119,7 +119,7 @@ def test_all_strings_takes_strings_only(values: Any, expected: bool) -> None:
     "value", ["https://x/0.jpg", "HTTP://a.b:80/p?q#f", "oss://bucket/key", "https://h\\x/y"]
 )
 def test_usual_urls_take_the_shortcut(value: str) -> None:
-    assert _args._PLAIN_URL.fullmatch(value)
+    assert _args._PLAIN_URLS.fullmatch(value)
     assert _args.url_list("images", [value]) == [value]
 
 
