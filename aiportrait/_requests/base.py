@@ -11,7 +11,7 @@ import attrs
 from .._states import CallKind
 from ..config import CreateConfig
 from ..errors import InvalidArgument
-from .images import Place, is_local, placeholder, shown
+from .images import Place, all_strings, is_local, placeholder, shown
 
 __all__ = [
     "BATCH_PATH",
@@ -85,7 +85,7 @@ class Request:
 
     def _sent_list(self, name: str, values: tuple[Any, ...]) -> list[Any]:
         """A list of images as the body holds it (see :meth:`_sent`)."""
-        if all(type(v) is str for v in values):  # the usual case: URLs only
+        if all_strings(values):  # the usual case: URLs only
             return list(values)
         return [self._sent(v, (name, i)) for i, v in enumerate(values)]
 

@@ -17,6 +17,7 @@ from ..errors import InvalidArgument
 
 __all__ = [
     "T2I_TEMPLATE",
+    "all_strings",
     "ImageInput",
     "LocalInput",
     "Place",
@@ -77,16 +78,26 @@ def template_input(value: ImageInput) -> ImageInput:
 
 def image_list(name: str, values: object) -> tuple[ImageInput, ...]:
     """A non-empty list of images (a lone one is refused, not split into characters)."""
-    if (type(values) is list or type(values) is tuple) and all(type(v) is str for v in values):
-        return tuple(_args.url_list(name, values))  # the usual case: URLs only
+    if (type(values) is list or type(values) is tuple) and values and _args.plain_urls(values):
+        return tuple(values)  # the usual case: usual URLs only
     if isinstance(values, (bytes, bytearray, memoryview, os.PathLike)):
         raise InvalidArgument(f"{name} must be a list of photos, not a single one")
     if isinstance(values, str) or not isinstance(values, Iterable):
         return tuple(_args.url_list(name, values))  # its message: a list of URLs, not ...
     items = list(values)
-    if all(type(v) is str for v in items):
+    if all_strings(items):
         return tuple(_args.url_list(name, items))
     return tuple(image(f"{name}[{i}]", v) for i, v in enumerate(items))
+
+
+def all_strings(values: list[object] | tuple[object, ...]) -> bool:
+    """Whether every item is a string (a URL, no local input), checked without a Python loop:
+    ``str.join`` refuses anything else."""
+    try:
+        "".join(values)  # type: ignore[arg-type]
+    except TypeError:
+        return False
+    return True
 
 
 def shown(value: object) -> str:

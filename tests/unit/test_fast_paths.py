@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 
 import aiportrait
 from aiportrait import _args
+from aiportrait._requests.images import all_strings, image_list
 from aiportrait._wire import codec as _codec
 from aiportrait.models import CheckVerdict
 
@@ -63,7 +65,7 @@ def test_url_problem_answers_as_urlsplit(value: str) -> None:
 @settings(max_examples=3000)
 @given(URLS)
 def test_a_plain_url_has_no_problem(value: str) -> None:
-    if _args._PLAIN_URL.fullmatch(value):
+    if _args._PLAIN_URLS.fullmatch(value):
         assert _reference_url_problem(value) == ""
 
 
@@ -88,11 +90,39 @@ def test_url_list_answers_as_each_url_checked_alone(values: list[Any]) -> None:
         assert _outcome(_args.url_list, "images", case) == _outcome(_reference_url_list, case)
 
 
+@settings(max_examples=2000)
+@given(st.lists(PLAIN | URLS, min_size=1, max_size=5))
+def test_image_list_of_strings_answers_as_each_url_checked_alone(values: list[str]) -> None:
+    joined = [v + "\n" + w for v, w in zip(values, values[1:] + values[:1], strict=True)]
+    for case in (values, joined, tuple(values)):
+        fast = _outcome(image_list, "images", case)
+        assert fast == _outcome(lambda c: tuple(_reference_url_list(list(c))), case)
+
+
+class _Text(str):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (["https://x/0.jpg", "oss://b/k"], True),
+        ((_Text("https://x/0.jpg"),), True),
+        (["https://x/0.jpg", b"jpeg"], False),
+        ([Path("a.jpg")], False),
+        (["https://x/0.jpg", None], False),
+    ],
+)
+def test_all_strings_takes_strings_only(values: Any, expected: bool) -> None:
+    assert all_strings(values) is expected
+    assert all_strings(values) is all(isinstance(v, str) for v in values)
+
+
 @pytest.mark.parametrize(
     "value", ["https://x/0.jpg", "HTTP://a.b:80/p?q#f", "oss://bucket/key", "https://h\\x/y"]
 )
 def test_usual_urls_take_the_shortcut(value: str) -> None:
-    assert _args._PLAIN_URL.fullmatch(value)
+    assert _args._PLAIN_URLS.fullmatch(value)
     assert _args.url_list("images", [value]) == [value]
 
 
