@@ -84,8 +84,7 @@ _CHECK_CODE_BY_MESSAGE = {
 
 
 _ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-_SCAN: Final[Callable[[str, int], tuple[Any, int]]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
-"""The C scanner that ``json.loads`` runs, called without ``raw_decode``'s Python frame."""
+_DECODER: Final = json.JSONDecoder()
 
 
 def loads(data: str | bytes | bytearray) -> Any:
@@ -104,8 +103,8 @@ def loads(data: str | bytes | bytearray) -> Any:
         return json.loads(data)
     if text[:1] == "{" and text[-1:] == "}":
         try:
-            value, end = _SCAN(text, 0)
-        except (StopIteration, ValueError):
+            value, end = _DECODER.raw_decode(text)
+        except ValueError:
             return json.loads(data)
         if end == len(text):
             return value
