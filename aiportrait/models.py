@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 import attrs
 
@@ -239,6 +239,11 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+EXTENSIONS: Final = {"jpeg": ".jpg", "png": ".png", "webp": ".webp", "unknown": ".bin"}
+"""A portrait's file extension by its format (:attr:`Portrait.extension`): the one table every
+place that writes or looks for a portrait's file uses."""
+
+
 @attrs.frozen
 class Portrait:
     """A created portrait.
@@ -275,7 +280,7 @@ class Portrait:
     @property
     def extension(self) -> str:
         """The usual file extension for the format, with the dot (``.bin`` when unknown)."""
-        return {"jpeg": ".jpg", "png": ".png", "webp": ".webp"}.get(self.format, ".bin")
+        return EXTENSIONS.get(self.format, EXTENSIONS["unknown"])
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the image to ``path`` atomically and durably; return the path written.

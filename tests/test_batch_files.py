@@ -119,6 +119,7 @@ CASES: list[tuple[str, str | bytes | Callable[[Path], None], str]] = [
     ("kind-object.jsonl", '{"kind": {"a": 1}}\n', "kind: expected a string"),
     ("key-object.jsonl", f'{SOLO}, "key": {{"a": 1}}}}\n', "key: expected a string"),
     ("key-bool.jsonl", f'{SOLO}, "key": true}}\n', "key: expected a string, got True"),
+    ("key-surrogate.jsonl", f'{SOLO}, "key": "\\ud800"}}\n', "line 1: key '\\ud800' holds text"),
     (
         "model-list.jsonl",
         '{"kind": "solo", "model_id": ["m"], "template": "http://x/t"}\n',

@@ -132,6 +132,60 @@ async def test_a_stop_lets_the_calls_in_flight_finish_and_a_rerun_does_the_rest(
     assert len(_files(tmp_path / "j_portraits")) == 8
 
 
+async def test_a_failing_input_lets_the_calls_in_flight_finish_before_it_raises(
+    emu: Emulator, media: Media, tmp_path: Path
+) -> None:
+    """The batch's own machinery failing (here its input) stops it as a stop would: the paid
+    calls on the wire finish and are saved, then the error is raised; nothing is cancelled."""
+    held = emu.hold(after=1)  # the first is answered, the next two held at the service
+    requests = list(_requests(emu, media, 3).items())
+    journal = tmp_path / "j.sqlite"
+
+    def items() -> Any:
+        yield from requests
+        raise RuntimeError("the input broke")  # asked for when the first is done
+
+    got: list[Any] = []
+    stop = BatchStop()
+    async with emu.session() as session:
+        outcomes = session.create_many(items(), limit=3, journal=journal, stop=stop)
+
+        async def consume() -> None:
+            with pytest.raises(RuntimeError, match="the input broke"):
+                async for outcome in outcomes:
+                    got.append(outcome)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(consume)
+            await until(lambda: held.arrived == 3 and stop.stopped, "broken with two held")
+            assert sorted(stop.in_flight) == ["p01", "p02"]
+            held.release()
+    # Every create the service ran (and charged) is saved; none is left "may have run".
+    assert emu.counters.creations == 3
+    assert sorted(o.key for o in got if o.ok) == ["p00", "p01", "p02"]
+    assert _files(tmp_path / "j_portraits") == ["p00.jpg", "p01.jpg", "p02.jpg"]
+    async with emu.session() as session:
+        again = await session.create_many(requests, limit=3, journal=journal).collect()
+    assert all(o.ok and o.resumed for o in again)
+    assert emu.counters.creations == 3
+
+
+async def test_a_key_utf8_cannot_hold_fails_its_item_only(
+    emu: Emulator, media: Media, tmp_path: Path
+) -> None:
+    """A key with a lone surrogate (``"\\ud800"`` in a JSON file) can be neither a journal row
+    nor a file name: that item fails, unsent; the others run."""
+    requests = _requests(emu, media, 3)
+    items = {"p00": requests["p00"], "\ud800": requests["p01"], "p02": requests["p02"]}
+    async with emu.session() as session:
+        got = await session.create_many(items, limit=3, journal=tmp_path / "j.sqlite").collect()
+    bad = [o for o in got if not o.ok]
+    assert [o.key for o in bad] == ["\ud800"]
+    assert isinstance(bad[0].error, aiportrait.InvalidArgument)
+    assert "lone surrogate" in str(bad[0].error)
+    assert emu.counters.creations == 2
+
+
 async def test_when_the_grace_runs_out_the_calls_in_flight_end_unknown(
     emu: Emulator,
     media: Media,

@@ -113,7 +113,9 @@ async def run_batch(
     """Run ``work`` on every item with ``limit`` workers; yield outcomes as they complete.
 
     Workers never raise: an item's error is part of its outcome, and a failure of the input
-    iterator (or of the journal) is sent as an abort. Only this generator's own frame cancels
+    iterator (or of the journal, or any error of the machinery) is sent as an abort, which stops
+    the batch as :meth:`BatchStop.stop` does (the calls in flight finish and are saved within
+    the grace) and is raised once the workers are done. Only this generator's own frame cancels
     the workers, so cancellation never lands in the consumer's code between two outcomes.
 
     Once ``stop`` is stopped (or an item's error would repeat for every item, which stops it)
@@ -137,6 +139,7 @@ async def run_batch(
                     outcome: Outcome[R, V] | _Abort = await work(*pair)
                 except Exception as exc:
                     outcome = _Abort(exc)
+                    stop.halt()  # before anything else is sent
                 if isinstance(outcome, _Abort) or (fail_fast and outcome.error is not None):
                     stopping = True
                 else:
@@ -150,9 +153,10 @@ async def run_batch(
         send.close()
         async for outcome in receive:
             if isinstance(outcome, _Abort):
-                failed = outcome.error
-                tg.cancel_scope.cancel()
-                break
+                # The input or the journal failed: nothing new starts, and the calls in flight
+                # (perhaps paid) finish and are saved within the stop's grace before it raises.
+                failed = failed or outcome.error
+                continue
             try:
                 yield outcome
             except GeneratorExit:

@@ -8,6 +8,8 @@ from typing import Any, Literal, get_args
 
 import attrs
 
+from ..errors import InvalidArgument
+
 __all__ = [
     "DURATIONS_TABLE",
     "FORMAT",
@@ -47,12 +49,22 @@ def key_text(key: object) -> str:
 
     ``"1"`` is ``str:1`` and ``1`` is ``int:1``; other types use their qualified name and
     ``repr`` (keep keys to values whose ``repr`` is stable, such as strings and numbers).
+    A key whose text UTF-8 cannot hold (a lone surrogate, as ``"\\ud800"`` in JSON gives) is
+    refused with :class:`~aiportrait.errors.InvalidArgument`: it could be neither a row nor a
+    file name.
     """
     kind = type(key)
     name = kind.__qualname__
     if kind.__module__ != "builtins":
         name = f"{kind.__module__}.{name}"
-    return f"{name}:{key if isinstance(key, str) else repr(key)}"
+    text = f"{name}:{key if isinstance(key, str) else repr(key)}"
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise InvalidArgument(
+            f"key {ascii(key)[:80]} holds text that UTF-8 cannot hold (a lone surrogate)"
+        ) from None
+    return text
 
 
 @attrs.frozen

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .._local.resolve import ReadInputs, read_local
 from .._requests import Request
+from ..models import EXTENSIONS
 from .journal import key_text
 
 __all__ = ["find_portrait", "file_stem", "fingerprint", "portraits_dir", "read_item"]
@@ -71,15 +72,12 @@ def portraits_dir(
     return None if out_dir is None else Path(out_dir)
 
 
-_EXTENSIONS = (".jpg", ".png", ".webp", ".bin")  # every Portrait.extension
-
-
 def find_portrait(out_dir: Path | None, stem: str) -> Path | None:
     """The finished portrait of an item, by its exact name (``<stem>.<ext>``), if it is there
     (blocking: run it in a thread)."""
     if out_dir is None:
         return None
-    for ext in _EXTENSIONS:
+    for ext in EXTENSIONS.values():
         path = out_dir / (stem + ext)
         if path.is_file():
             return path

@@ -247,11 +247,11 @@ class BatchRunner:
 
             value, failed = await self._charged("create", key, None, "", request, run)
             return failed or Outcome(key, request, value=value)
-        stem = file_stem(key)
         opened = await self._open("create", key, request)
         if isinstance(opened, Outcome):
             return opened
         skey, fp, read, record = opened
+        stem = file_stem(key)
         path = None
         if record is not None and record.status in ("done", "submitting"):
             path = await anyio.to_thread.run_sync(find_portrait, self.out_dir, stem)

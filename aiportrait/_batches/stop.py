@@ -140,6 +140,11 @@ class BatchStop:
         self._stop(DEFAULT_GRACE, error)
         return True
 
+    def halt(self) -> None:
+        """Stop because the batch cannot go on (its input or journal failed): as :meth:`stop`
+        with the default grace, unless it was stopped already."""
+        self._stop(DEFAULT_GRACE, None)
+
     def check(self, key: Any) -> None:
         """Raise :class:`~aiportrait.errors.BatchStopped` for ``key`` once stopped."""
         if self.stopped:

@@ -38,6 +38,7 @@ from .. import (
     TrainRequest,
 )
 from .._args import short
+from .._batches.journal_format import key_text
 from .._local.photos import read_photo
 from .._requests import T2I_TEMPLATE
 from ..errors import AIPortraitWarning, InvalidArgument, LocalPhotoError, PhotoCountWarning
@@ -319,6 +320,7 @@ def _add_row(
         key = _text(_present(row), "key") or f"row{index}"
         if len(key) > MAX_KEY:
             raise UsageError(f"key: {len(key)} characters, over the {MAX_KEY} a key may have")
+        key_text(key)  # a key the journal and a file name can hold
         request = _row_request(row, files)
         if check is not None:
             check(key, request)

@@ -27,7 +27,7 @@ from .._retrying.policy import RetryPolicy, decide
 from .._session import Session
 from ..errors import AIPortraitError, SubmitOutcomeUnknown
 from ..models import CheckReport, Job, TrainJob
-from ._store import EXTENSIONS, PortraitStore, find_portrait
+from ._store import PortraitStore, find_portrait
 from ._values import (
     BatchItem,
     CreateInput,
@@ -167,7 +167,7 @@ class PortraitActivities:
                 portrait = await self.session.send(task.request)
             except AIPortraitError as exc:
                 raise as_application_error(exc, charged=True) from None
-            name = f"{task.name}{EXTENSIONS.get(portrait.format, '.bin')}"
+            name = f"{task.name}{portrait.extension}"
             content_type = _CONTENT_TYPES.get(portrait.format, "application/octet-stream")
             try:
                 uri = await _put(self.store, name, portrait.image, content_type)

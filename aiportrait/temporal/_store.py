@@ -17,10 +17,10 @@ from urllib.parse import quote, unquote, urlparse
 
 import anyio
 
+from ..models import EXTENSIONS
 from ._values import PortraitRef
 
 __all__ = [
-    "EXTENSIONS",
     "MAX_NAME",
     "FindingStore",
     "LocalPortraitStore",
@@ -61,13 +61,10 @@ class FindingStore(PortraitStore, Protocol):
         ...
 
 
-EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
-"""A portrait's file extension by its format: a create stores it as its name and this."""
-
-
 async def find_portrait(store: PortraitStore, name: str) -> PortraitRef | None:
-    """The portrait a create stored under ``name`` (with any of :data:`EXTENSIONS`), if
-    ``store`` has it and can say so (a :class:`FindingStore`); else ``None``."""
+    """The portrait a create stored under ``name`` (with any extension of
+    :data:`aiportrait.models.EXTENSIONS`), if ``store`` has it and can say so (a
+    :class:`FindingStore`); else ``None``."""
     if not isinstance(store, FindingStore):
         return None
     for format, extension in EXTENSIONS.items():
