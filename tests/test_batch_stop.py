@@ -30,7 +30,7 @@ import aiportrait
 from aiportrait import PollPolicy, ReferenceCreateRequest, cli
 from aiportrait.batches import DEFAULT_GRACE, BatchStop
 from aiportrait.cli import main
-from aiportrait.emulator import Emulator
+from aiportrait.emulator import Emulator, Faults
 from aiportrait.errors import BatchStopped, PhotoCountWarning, QuotaExceeded
 from aiportrait.samples import SamplePhotos, sample_photos
 from aiportrait.testing import VirtualClock
@@ -184,6 +184,36 @@ async def test_a_key_utf8_cannot_hold_fails_its_item_only(
     assert isinstance(bad[0].error, aiportrait.InvalidArgument)
     assert "lone surrogate" in str(bad[0].error)
     assert emu.counters.creations == 2
+
+
+async def test_a_stop_during_an_outage_pause_ends_the_held_calls_at_once(
+    emu: Emulator, media: Media, tmp_path: Path
+) -> None:
+    """Calls held by the outage pause were never sent: a stop ends them now (not submitted),
+    not when the grace runs out (here no grace bound at all: the batch would never end)."""
+    requests = _requests(emu, media, 8)
+    stop = BatchStop()
+    policy = aiportrait.OutagePolicy(probe_interval=1.0, probe_cap=2.0)
+    got: list[Any] = []
+    async with emu.session(outage=policy) as session:
+
+        async def run() -> None:
+            async for outcome in session.create_many(
+                requests, limit=2, journal=tmp_path / "j.sqlite", stop=stop
+            ):
+                got.append(outcome)
+
+        with anyio.fail_after(120):  # a guard against a hang, not a bound on speed
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run)
+                await until(lambda: emu.counters.creations >= 2, "two portraits made")
+                emu.faults = Faults(rate_5xx=1.0, status_5xx=500)
+                await until(lambda: bool(session.limits.outage), "paused for the outage")
+                stop.stop(grace=None)
+    assert len(got) == 8
+    stopped = [o for o in got if isinstance(o.error, BatchStopped)]
+    assert stopped and all(o.status == "failed" for o in stopped)
+    assert not emu.counters.charged_duplicates()
 
 
 async def test_when_the_grace_runs_out_the_calls_in_flight_end_unknown(

@@ -78,7 +78,7 @@ class BatchStop:
         self._abandoned = False
         self._reason: BaseException | None = None
         self._wakeups: set[anyio.Event] = set()
-        self._scopes: set[anyio.CancelScope] = set()
+        self._scopes: dict[anyio.CancelScope, StopClaim | None] = {}  # calls a stop may cut
         self._sent: dict[int, Any] = {}  # the charged calls on the wire: id -> item key
         self._ids = itertools.count()
         self._loop: asyncio.AbstractEventLoop | None = None  # where the batches run
@@ -151,20 +151,21 @@ class BatchStop:
             raise BatchStopped(key, self._reason)
 
     def _on_loop(self, step: Callable[[], None]) -> None:
-        """Run ``step`` now when on the batches' loop (or none runs yet), else on it."""
+        """Run ``step`` on the batches' loop, soon (now when none runs yet): never in the
+        middle of whatever a ``signal.signal`` handler or another thread interrupted."""
         loop = self._loop
-        try:
-            here = asyncio.get_running_loop()
-        except RuntimeError:
-            here = None
-        if loop is None or here is loop:
+        if loop is None:
             step()
-        else:
+            return
+        with contextlib.suppress(RuntimeError):  # that loop has closed: nothing to wake
             loop.call_soon_threadsafe(step)
 
     def _wake(self) -> None:
         for event in list(self._wakeups):
             event.set()
+        for scope, claim in list(self._scopes.items()):
+            if claim is not None and not claim.sent:  # still waiting (a slot, a pause): unsent
+                scope.cancel()
 
     def _cancel(self) -> None:
         for scope in list(self._scopes):
@@ -192,17 +193,19 @@ class BatchStop:
         self.abandon()
 
     @contextlib.contextmanager
-    def abandonable(self) -> Iterator[anyio.CancelScope]:
-        """A cancel scope that :meth:`abandon` cancels (around one item's charged call)."""
+    def abandonable(self, claim: StopClaim | None = None) -> Iterator[anyio.CancelScope]:
+        """A cancel scope around one item's charged call that :meth:`abandon` cancels, and a
+        stop too while ``claim``'s call has not been sent (it waits for a slot, the cool-down,
+        an outage pause or a rate: it ends not sent at once instead of at the grace's end)."""
         self._loop = asyncio.get_running_loop()
         with anyio.CancelScope() as scope:
-            if self._abandoned:
+            if self._abandoned or (self.stopped and claim is not None and not claim.sent):
                 scope.cancel()
-            self._scopes.add(scope)
+            self._scopes[scope] = claim
             try:
                 yield scope
             finally:
-                self._scopes.discard(scope)
+                self._scopes.pop(scope, None)
 
     async def unless_stopped(self, key: Any, job_id: int, step: Awaitable[T]) -> T:
         """Await ``step`` (watching a training), dropped at once when the batch stops:
