@@ -16,7 +16,7 @@ detection and compositing, not diffusion), so everything runs offline without an
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from . import errors, hooks
+from . import config, errors, hooks
 from ._batches.items import BatchItems
 from ._jobs.schedule import PollPolicy
 from ._jobs.watch import JobUpdate, JobWatch
@@ -38,7 +38,7 @@ from ._retrying.policy import OutagePolicy, RetryPolicy
 from ._session import Session, SessionLimits
 from ._version import __version__
 from ._wire.transport import DEFAULT_READ_TIMEOUT, DEFAULT_TIMEOUT
-from .config import SD15_ONLY_KEYS, SDXL_ONLY_KEYS, CreateConfig
+from .config import CreateConfig
 from .errors import (
     AIPortraitError,
     AIPortraitWarning,
@@ -70,6 +70,9 @@ if TYPE_CHECKING:
 #: Error classes that were top-level names before: each one row of the documentation's error
 #: table, or a detail most callers handle through its base class. They live in
 #: :mod:`aiportrait.errors`; the top-level name still works, with a DeprecationWarning.
+_CONFIG_KEYS = frozenset({"SD15_ONLY_KEYS", "SDXL_ONLY_KEYS"})
+"""Names that live in :mod:`aiportrait.config` (the top-level ones warn)."""
+
 _ERROR_ROWS = frozenset(
     {
         "ClientError", "ConfigWarning", "ConflictingArguments", "ConnectError", "CreateError",
@@ -96,13 +99,14 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    if name in _ERROR_ROWS:
+    if name in _ERROR_ROWS or name in _CONFIG_KEYS:
+        home = errors if name in _ERROR_ROWS else config
         warnings.warn(
-            f"aiportrait.{name} is aiportrait.errors.{name}; the top-level name will go away",
+            f"aiportrait.{name} is {home.__name__}.{name}; the top-level name will go away",
             DeprecationWarning,
             stacklevel=2,
         )
-        return getattr(errors, name)
+        return getattr(home, name)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'aiportrait' has no attribute {name!r}")
@@ -120,8 +124,6 @@ def __dir__() -> list[str]:
 __all__ = [
     "DEFAULT_READ_TIMEOUT",
     "DEFAULT_TIMEOUT",
-    "SD15_ONLY_KEYS",
-    "SDXL_ONLY_KEYS",
     "AIPortraitError",
     "AIPortraitWarning",
     "APIError",

@@ -7,8 +7,8 @@ from typing import Any
 import attrs
 import pytest
 
-from aiportrait import SD15_ONLY_KEYS, SDXL_ONLY_KEYS, CreateConfig, InvalidArgument
-from aiportrait.config import closest_key
+from aiportrait import CreateConfig, InvalidArgument
+from aiportrait.config import SD15_ONLY_KEYS, SDXL_ONLY_KEYS, closest_key
 from aiportrait.errors import AIPortraitWarning, ConfigWarning
 
 SD15_KEYS = {

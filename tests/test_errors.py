@@ -109,3 +109,6 @@ def test_error_rows_live_in_aiportrait_errors_and_the_old_top_level_names_warn()
         old = aiportrait.RateLimited  # type: ignore[attr-defined]
     assert old is aiportrait.errors.RateLimited
     assert len(aiportrait.__all__) < 50
+    with pytest.warns(DeprecationWarning, match=r"aiportrait\.config\.SD15_ONLY_KEYS"):
+        keys = aiportrait.SD15_ONLY_KEYS  # type: ignore[attr-defined]
+    assert keys is aiportrait.config.SD15_ONLY_KEYS

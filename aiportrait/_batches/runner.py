@@ -195,7 +195,7 @@ class BatchRunner:
         claim = StopClaim(self.stop, key, inner)
         self.stop.check(key)
         try:
-            with self.stop.abandonable(claim):
+            with self.stop._abandonable(claim):
                 return await submit(claim)
             raise claim.abandoned(kind, request)  # only when the stop cancelled the call
         except (SubmitOutcomeUnknown, JournalError):

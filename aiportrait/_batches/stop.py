@@ -193,7 +193,7 @@ class BatchStop:
         self.abandon()
 
     @contextlib.contextmanager
-    def abandonable(self, claim: StopClaim | None = None) -> Iterator[anyio.CancelScope]:
+    def _abandonable(self, claim: StopClaim | None = None) -> Iterator[anyio.CancelScope]:
         """A cancel scope around one item's charged call that :meth:`abandon` cancels, and a
         stop too while ``claim``'s call has not been sent (it waits for a slot, the cool-down,
         an outage pause or a rate: it ends not sent at once instead of at the grace's end)."""
