@@ -139,17 +139,17 @@ async def run_batch(
                     outcome: Outcome[R, V] | _Abort = await work(*pair)
                 except Exception as exc:
                     outcome = _Abort(exc)
-                    stop.halt()  # before anything else is sent
+                    stop._halt()  # before anything else is sent
                 if isinstance(outcome, _Abort) or (fail_fast and outcome.error is not None):
                     stopping = True
                 else:
-                    stop.stop_on(outcome.error)
+                    stop._stop_on(outcome.error)
                 await out.send(outcome)
 
     async with anyio.create_task_group() as tg, receive:
         for _ in range(limit):
             tg.start_soon(worker, send.clone())
-        tg.start_soon(stop.abandon_after_grace)
+        tg.start_soon(stop._abandon_after_grace)
         send.close()
         async for outcome in receive:
             if isinstance(outcome, _Abort):

@@ -193,7 +193,7 @@ class BatchRunner:
         journal = self.journal
         inner = None if journal is None else JournalClaim(journal, kind, key, fp, seen)
         claim = StopClaim(self.stop, key, inner)
-        self.stop.check(key)
+        self.stop._check(key)
         try:
             with self.stop._abandonable(claim):
                 return await submit(claim)
@@ -368,7 +368,7 @@ class BatchRunner:
             return Outcome(key, request, value=job, job=job)
         try:
             watched = self.wait(job, within=self.within)
-            result = await self.stop.unless_stopped(key, job.job_id, watched)
+            result = await self.stop._unless_stopped(key, job.job_id, watched)
         except JobFailed as exc:
             await self._put("train", skey, fp, "failed", error=_describe(exc))
             return Outcome(key, request, error=exc, job=job)

@@ -132,7 +132,7 @@ class BatchStop:
             self._stopped_at, self._grace, self._reason = _clock.now(), grace, reason
             self._on_loop(self._wake)
 
-    def stop_on(self, error: BaseException | None) -> bool:
+    def _stop_on(self, error: BaseException | None) -> bool:
         """Stop (with the default grace) when ``error`` would repeat for every item; whether
         it did."""
         if not isinstance(error, REPEATING):
@@ -140,12 +140,12 @@ class BatchStop:
         self._stop(DEFAULT_GRACE, error)
         return True
 
-    def halt(self) -> None:
+    def _halt(self) -> None:
         """Stop because the batch cannot go on (its input or journal failed): as :meth:`stop`
         with the default grace, unless it was stopped already."""
         self._stop(DEFAULT_GRACE, None)
 
-    def check(self, key: Any) -> None:
+    def _check(self, key: Any) -> None:
         """Raise :class:`~aiportrait.errors.BatchStopped` for ``key`` once stopped."""
         if self.stopped:
             raise BatchStopped(key, self._reason)
@@ -182,7 +182,7 @@ class BatchStop:
             finally:
                 self._wakeups.discard(event)
 
-    async def abandon_after_grace(self) -> None:
+    async def _abandon_after_grace(self) -> None:
         """Once stopped, wait out the grace on the library's clock, then :meth:`abandon`
         (run by a batch for as long as it runs)."""
         await self._until(lambda: self.stopped)
@@ -207,7 +207,7 @@ class BatchStop:
             finally:
                 self._scopes.pop(scope, None)
 
-    async def unless_stopped(self, key: Any, job_id: int, step: Awaitable[T]) -> T:
+    async def _unless_stopped(self, key: Any, job_id: int, step: Awaitable[T]) -> T:
         """Await ``step`` (watching a training), dropped at once when the batch stops:
         :class:`~aiportrait.errors.BatchStopped` naming the job then."""
         done: list[T] = []
@@ -239,7 +239,7 @@ class StopClaim:
 
     async def before_send(self) -> None:
         """Refuse once stopped; else claim the journal's row, and count the call sent."""
-        self.stop.check(self.key)
+        self.stop._check(self.key)
         if self.inner is not None:
             await self.inner.before_send()
         self.sent = True
