@@ -70,9 +70,6 @@ if TYPE_CHECKING:
 #: Error classes that were top-level names before: each one row of the documentation's error
 #: table, or a detail most callers handle through its base class. They live in
 #: :mod:`aiportrait.errors`; the top-level name still works, with a DeprecationWarning.
-_CONFIG_KEYS = frozenset({"SD15_ONLY_KEYS", "SDXL_ONLY_KEYS"})
-"""Names that live in :mod:`aiportrait.config` (the top-level ones warn)."""
-
 _ERROR_ROWS = frozenset(
     {
         "ClientError", "ConfigWarning", "ConflictingArguments", "ConnectError", "CreateError",
@@ -87,6 +84,9 @@ _ERROR_ROWS = frozenset(
         "TemplateProcessError", "ThirdDiffusionError", "UnknownApp", "UploadError",
     }
 )  # fmt: skip
+
+_CONFIG_KEYS = frozenset({"SD15_ONLY_KEYS", "SDXL_ONLY_KEYS"})
+"""Names that live in :mod:`aiportrait.config` (the top-level ones warn)."""
 
 # Loaded on first use: no single call needs batches (sqlite3) or progress display.
 _LAZY = {
