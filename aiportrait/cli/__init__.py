@@ -8,9 +8,9 @@ with one table of exit codes (``_exit``).
 
 The modules: ``_main`` (the tree and ``main``), ``_options`` (the shared options),
 ``_commands`` (check, train, watch, create), ``_batch`` and ``_batchfile`` (a batch file),
-``_dryrun`` (``batch --dry-run`` and the budget flags),
-``_local`` (local files), ``_temporal`` and ``_temporaldev``, ``_emulator``, ``_output`` and
-``_exit``.
+``_dryrun`` (``batch --dry-run`` and the budget flags), ``_local`` (local files),
+``_temporal`` (the group, workers, train), ``_temporalbatch`` (batch, attach),
+``_temporalfollow`` and ``_temporaldev``, ``_emulator``, ``_output`` and ``_exit``.
 """
 
 from ._batch import DEFAULT_JOURNAL

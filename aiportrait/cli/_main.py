@@ -18,6 +18,7 @@ from ._exit import EXIT_CODES, EXIT_OK, UsageError
 from ._options import SERVICE, Common, shared, train_seconds_option
 from ._output import PROG, Output
 from ._temporal import temporal
+from ._temporalbatch import attach, batch_
 from ._temporaldev import dev
 
 __all__ = ["main", "tree"]
@@ -68,7 +69,8 @@ def demo(common: Common, out: Path, train_seconds: float) -> int:
 
 for _command in (check, train, watch, create, batch, emulator, temporal):
     tree.add_command(_command)
-temporal.add_command(dev)
+for _command in (batch_, attach, dev):
+    temporal.add_command(_command)
 
 
 def _long_flags(command: click.Command) -> frozenset[str]:
