@@ -327,7 +327,7 @@ async def test_temporal_batch_refuses_an_item_too_large_for_temporal_before_anyt
     code = await asyncio.to_thread(main, _args(["temporal", "batch"], path, emu, tmp_path))
     (line,) = capsys.readouterr().err.splitlines()
     assert code == cli.EXIT_USAGE
-    assert line.startswith(f"aiportrait: error: UsageError: {path}: line 2: the item takes 600")
+    assert line.startswith(f"aiportrait: error: UsageError: {path}: line 2: item 'large' takes 600")
     assert "over the 256 KiB an item may take" in line
     assert _sent(emu) == 0 and not (tmp_path / "store").exists()
     path.write_text(f"{_item(200_000)}\n")
@@ -346,7 +346,7 @@ async def test_temporal_batch_counts_a_local_photo_as_the_url_it_will_be_uploade
     code = await asyncio.to_thread(main, _args(["temporal", "batch"], path, emu, tmp_path))
     (line,) = capsys.readouterr().err.splitlines()
     assert code == cli.EXIT_USAGE
-    assert f"{path}: line 1: the item takes 3" in line  # 300 uploads of 1 KiB each
+    assert f"{path}: line 1: item 'row1' takes 3" in line  # 300 uploads of 1 KiB each
     assert _sent(emu) == 0 and not (tmp_path / "store").exists()
 
 

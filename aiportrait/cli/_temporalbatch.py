@@ -19,7 +19,7 @@ from ._output import Output, said_before
 from ._temporal import CHECK, NO_FOLLOW, PROG, Cluster, run_temporal, where
 from ._temporalfollow import existing, follow_batch_lines, follow_train
 
-__all__ = ["ITEM_BYTES", "attach", "batch_"]
+__all__ = ["attach", "batch_"]
 
 
 async def _follow_batch(handle: Any, cluster: Cluster, out: Output, reconnect: float) -> int:
@@ -39,30 +39,17 @@ _BATCH_ID: Final = click.option(
 )  # fmt: skip
 
 
-ITEM_BYTES: Final = 256 * 1024
-"""The most bytes a batch item may take as Temporal carries it (its payload). Temporal refuses
-a payload over 2 MiB and a request to its server over 4 MB: an item travels alone in an
-activity's input or an outcome, with some 1 KB of name, timeouts or error text around it, and
-the workflow schedules ``--limit`` items (8 by default) in one request. An eighth of the
-payload limit leaves the rest as headroom (8 items: 2 MiB); a real item (20 signed photo URLs
-and a config) is some 10 KB."""
 _UPLOADED: Final = "https://upload.invalid/" + "u" * 1001
 """What a local file is measured as: the URL it will be uploaded to (signed: some 330
 characters), counted as 1 KiB."""
 
 
 def _fits(key: str, request: Item) -> None:
-    """Refuse an item larger than :data:`ITEM_BYTES` as the starter will encode it."""
-    from ..temporal import BatchItem, data_converter
+    """Refuse an item too large for Temporal as the starter will send it (its local files as
+    the URLs they will be uploaded to): :func:`aiportrait.temporal.check_item`."""
+    from ..temporal import check_item
 
-    uploaded = request.with_urls(dict.fromkeys(request.local_inputs(), _UPLOADED))
-    (payload,) = data_converter.payload_converter.to_payloads([BatchItem(key, uploaded)])
-    size = payload.ByteSize()
-    if size > ITEM_BYTES:
-        raise UsageError(
-            f"the item takes {size} bytes as Temporal carries it, over the"
-            f" {ITEM_BYTES // 1024} KiB an item may take (Temporal refuses a payload over 2 MiB)"
-        )
+    check_item(key, request.with_urls(dict.fromkeys(request.local_inputs(), _UPLOADED)))
 
 
 @click.command("batch")

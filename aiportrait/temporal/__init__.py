@@ -21,7 +21,9 @@ from ._activities import PortraitActivities, as_application_error
 from ._batch_workflow import PortraitBatchWorkflow
 from ._client import (
     DEFAULT_TASK_QUEUE,
+    ITEM_BYTES,
     batch_id,
+    check_item,
     connect,
     error_of,
     follow_batch,
@@ -55,6 +57,7 @@ from ._workflows import CreateWorkflow, TrainWorkflow
 
 __all__ = [
     "DEFAULT_TASK_QUEUE",
+    "ITEM_BYTES",
     "WORKFLOWS",
     "BatchInput",
     "BatchItem",
@@ -79,6 +82,7 @@ __all__ = [
     "TrainWorkflow",
     "as_application_error",
     "batch_id",
+    "check_item",
     "connect",
     "data_converter",
     "error_of",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -28,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         OutcomeRecord,
         TrainInput,
     )
+    from ._wire import encoded_size
     from ._workflows import TrainWorkflow
 
 __all__ = ["PortraitBatchWorkflow"]
@@ -35,6 +37,23 @@ __all__ = ["PortraitBatchWorkflow"]
 _MAX_QUERY_OUTCOMES = 500
 _STORED_WINS = "aiportrait.stored-portrait-wins"
 _OUTCOMES_PER_FILE = 500
+_PAGES_BY_BYTES = "aiportrait.outcome-pages-by-bytes"
+OUTCOME_BYTES = 1024 * 1024
+"""The most bytes of outcomes an outcome page or a ``progress`` reply holds (as Temporal
+carries them; but always one outcome at least): half of Temporal's 2 MiB payload limit. An
+outcome is at most an item's :data:`~aiportrait.temporal.ITEM_BYTES` and its error's text,
+so 500 of them may not fit in one payload."""
+
+
+def _within(sizes: Sequence[int], most: int) -> int:
+    """How many outcomes of encoded ``sizes`` fit in a page from the first: at most ``most``
+    and :data:`OUTCOME_BYTES` of them, and one at least (when there is one)."""
+    total = 0
+    for count, size in enumerate(sizes[:most]):
+        total += size
+        if total > OUTCOME_BYTES and count:
+            return count
+    return min(len(sizes), most)
 
 
 @workflow.defn(name="aiportrait.PortraitBatch")
@@ -51,6 +70,7 @@ class PortraitBatchWorkflow:
     def __init__(self) -> None:
         self._counts: dict[str, int] = {}
         self._outcomes: list[OutcomeRecord] = []
+        self._sizes: list[int] = []  # of each of ``_outcomes``, as Temporal carries it
         self._pages: list[str] = []
         self._in_flight = 0
         self._read = 0
@@ -112,9 +132,17 @@ class PortraitBatchWorkflow:
         return summary
 
     async def _save(self, batch: BatchInput) -> None:
-        """Write this run's outcomes to the store, a page file per 500."""
-        for first in range(0, len(self._outcomes), _OUTCOMES_PER_FILE):
-            chunk = tuple(self._outcomes[first : first + _OUTCOMES_PER_FILE])
+        """Write this run's outcomes to the store, a page file per 500 (and, in a batch begun
+        by a worker of this version, at most :data:`OUTCOME_BYTES`: a page over Temporal's
+        payload limit would fail the batch and lose them)."""
+        by_bytes = workflow.patched(_PAGES_BY_BYTES)
+        first = 0
+        while first < len(self._outcomes):
+            count = _OUTCOMES_PER_FILE
+            if by_bytes:
+                count = _within(self._sizes[first:], count)
+            chunk = tuple(self._outcomes[first : first + count])
+            first += count
             name = f"batches/{self._name()}/outcomes-{chunk[0].seq:010d}.jsonl"
             uri = await read(
                 PortraitActivities.save_outcomes, OutcomePage(name, chunk), batch.timeouts
@@ -130,6 +158,7 @@ class PortraitBatchWorkflow:
             slots.release()
         self._counts[outcome.status] = self._counts.get(outcome.status, 0) + 1
         self._outcomes.append(outcome)
+        self._sizes.append(encoded_size(outcome))
 
     def _name(self) -> str:
         return safe_name(workflow.info().workflow_id)
@@ -197,8 +226,13 @@ class PortraitBatchWorkflow:
 
     @workflow.query
     def progress(self, after: int = 0) -> BatchProgress:
-        """Counts by outcome, and this run's outcomes with ``seq`` above ``after``."""
-        newer = tuple(o for o in self._outcomes if o.seq > after)[:_MAX_QUERY_OUTCOMES]
+        """Counts by outcome, and this run's outcomes with ``seq`` above ``after`` (the first
+        500 of them, within :data:`OUTCOME_BYTES`: ask again after the last for more)."""
+        first = next((i for i, o in enumerate(self._outcomes) if o.seq > after), None)
+        newer: tuple[OutcomeRecord, ...] = ()
+        if first is not None:
+            count = _within(self._sizes[first:], _MAX_QUERY_OUTCOMES)
+            newer = tuple(self._outcomes[first : first + count])
         return BatchProgress(
             dict(self._counts),
             self._in_flight,

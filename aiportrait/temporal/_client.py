@@ -7,7 +7,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import attrs
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
@@ -15,6 +15,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from .._args import short
 from .._jobs.schedule import PollPolicy
 from .._requests import AnyCreateRequest, Request, TrainRequest
 from ..errors import InvalidArgument
@@ -32,12 +33,14 @@ from ._values import (
     Timeouts,
     TrainInput,
 )
-from ._wire import data_converter, from_data, to_data
+from ._wire import data_converter, encoded_size, from_data, to_data
 from ._workflows import CreateWorkflow, TrainWorkflow
 
 __all__ = [
     "DEFAULT_TASK_QUEUE",
+    "ITEM_BYTES",
     "batch_id",
+    "check_item",
     "connect",
     "error_of",
     "follow_batch",
@@ -54,6 +57,13 @@ DEFAULT_TIMEOUTS = Timeouts()
 #: A page file of a batch holds at most this many bytes of items (Temporal refuses payloads
 #: over about 2 MB; a training item with 20 signed URLs is some 6 KB).
 PAGE_BYTES = 512 * 1024
+ITEM_BYTES: Final = 256 * 1024
+"""The most bytes a batch item may take as Temporal carries it (its payload). Temporal refuses
+a payload over 2 MiB and a request to its server over 4 MB: an item travels alone in an
+activity's input or an outcome, with some 1 KB of name, timeouts or error text around it, and
+the workflow schedules ``limit`` items (8 by default) in one request. An eighth of the
+payload limit leaves the rest as headroom (8 items: 2 MiB); a real item (20 signed photo URLs
+and a config) is some 10 KB. The bound holds the key too: a 50 MB key is refused."""
 #: A workflow id names one run for good: starting it again (running or finished) is refused,
 #: so an id given twice never charges its items twice (follow it with ``attach`` instead).
 _ONCE = WorkflowIDReusePolicy.REJECT_DUPLICATE
@@ -213,15 +223,18 @@ async def start_batch(
     batch of any size. ``per_run`` items run per workflow run (see
     :class:`PortraitBatchWorkflow`). Without
     one, they travel inline in the workflow's input (a few hundred items at most: Temporal
-    refuses inputs over about 2 MB).
+    refuses inputs over about 2 MB). An item over :data:`ITEM_BYTES` (:func:`check_item`) is
+    an :class:`~aiportrait.errors.InvalidArgument` naming its key, before anything starts.
     """
     wid = _id("batch", workflow_id)
     batch_items = tuple(
-        BatchItem(str(key), _by_url(request, f"item {key!r}")) for key, request in items
+        BatchItem(str(key), _by_url(request, f"item {short(key)}")) for key, request in items
     )
     keys = [item.key for item in batch_items]
     if len(set(keys)) != len(keys):
         raise ValueError("batch keys must be distinct")
+    for item in batch_items:  # nothing is written or started for a batch with one too large
+        check_item(item.key, item.request)
     common: dict[str, Any] = {
         "limit": limit,
         "page": page,
@@ -243,6 +256,18 @@ async def start_batch(
     return await client.start_workflow(
         PortraitBatchWorkflow.run, batch, id=wid, task_queue=task_queue, id_reuse_policy=_ONCE
     )
+
+
+def check_item(key: str, request: TrainRequest | AnyCreateRequest) -> None:
+    """Refuse (:class:`~aiportrait.errors.InvalidArgument`, naming the key) an item that takes
+    more than :data:`ITEM_BYTES` as Temporal carries it: :func:`start_batch` checks every item
+    so before anything starts (``aiportrait temporal batch`` while it reads the file)."""
+    size = encoded_size(BatchItem(key, request))
+    if size > ITEM_BYTES:
+        raise InvalidArgument(
+            f"item {short(key)} takes {size} bytes as Temporal carries it, over the"
+            f" {ITEM_BYTES // 1024} KiB an item may take (Temporal refuses a payload over 2 MiB)"
+        )
 
 
 def _pages(items: Sequence[BatchItem], most: int) -> Iterable[str]:

@@ -41,7 +41,7 @@ from ._values import (
     TrainProgress,
 )
 
-__all__ = ["data_converter", "from_data", "to_data"]
+__all__ = ["data_converter", "encoded_size", "from_data", "to_data"]
 
 _REQUESTS: tuple[type[Any], ...] = tuple(_TYPES.values())  # every request class, by type name
 
@@ -139,3 +139,10 @@ class PayloadConverter(CompositePayloadConverter):
 
 data_converter = DataConverter(payload_converter_class=PayloadConverter)
 """The data converter to give ``Client.connect`` (workers and starters alike)."""
+
+
+def encoded_size(value: Any) -> int:
+    """The bytes ``value`` takes as Temporal carries it: its payload, as :data:`data_converter`
+    encodes it (deterministic: workflow code may measure with it)."""
+    (payload,) = data_converter.payload_converter.to_payloads([value])
+    return payload.ByteSize()
