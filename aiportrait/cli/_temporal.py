@@ -28,7 +28,9 @@ from ._options import Common, shared, stop_event
 from ._output import said_before
 from ._temporalfollow import follow_train
 
-__all__ = ["CHECK", "NO_FOLLOW", "PROG", "Cluster", "run_temporal", "temporal", "where"]
+__all__ = [
+    "CHECK", "NO_FOLLOW", "PROG", "RECONNECT", "Cluster", "run_temporal", "temporal", "where",
+]  # fmt: skip
 
 F = TypeVar("F", bound=Callable[..., Any])
 PROG: Final = "aiportrait temporal"
@@ -241,6 +243,11 @@ def worker(common: Common, cluster: Cluster, concurrency: int | None, rate: floa
 _ID: Final = click.option("--id", "workflow_id", metavar="ID", help="workflow id (default: new)")
 NO_FOLLOW: Final = click.option("--no-follow", is_flag=True, help="print the id and return")
 CHECK: Final = click.option("--check", is_flag=True, help="check training photos first (free)")
+RECONNECT: Final = click.option(
+    "--reconnect", type=click.FloatRange(min=0), default=300.0, show_default=True,
+    metavar="SECONDS",
+    help="how long to try to reach Temporal again (a restart) before exit 3 and the attach command",
+)  # fmt: skip
 
 
 @temporal.command("train")
@@ -250,6 +257,7 @@ CHECK: Final = click.option("--check", is_flag=True, help="check training photos
 @click.option("--force", is_flag=True, help="train even if the check fails")
 @_ID
 @NO_FOLLOW
+@RECONNECT
 @where()
 @shared("json", "debug")
 @click.pass_obj
@@ -261,6 +269,7 @@ def train_(
     force: bool,
     workflow_id: str | None,
     no_follow: bool,
+    reconnect: float,
     cluster: Cluster,
 ) -> int:
     """Start a training workflow and follow it to its model."""
@@ -277,6 +286,9 @@ def train_(
         started = f"workflow {handle.id} (re-attach: {PROG} attach {handle.id})"
         if no_follow or not common.out.json:  # --json: one document, the id in the result's
             common.out.result({"id": handle.id}, [started])
-        return EXIT_OK if no_follow else await follow_train(handle, common.out)
+        if no_follow:
+            return EXIT_OK
+        again = cluster.attach_command(handle.id)
+        return await follow_train(handle, common.out, reconnect, cluster.address, again)
 
     return run_temporal(common, "train", run)

@@ -16,7 +16,7 @@ from ._batchfile import Item, read_plan
 from ._exit import EXIT_OK, UsageError
 from ._options import Common, shared
 from ._output import Output, said_before
-from ._temporal import CHECK, NO_FOLLOW, PROG, Cluster, run_temporal, where
+from ._temporal import CHECK, NO_FOLLOW, PROG, RECONNECT, Cluster, run_temporal, where
 from ._temporalfollow import existing, follow_batch_lines, follow_train
 
 __all__ = ["attach", "batch_"]
@@ -28,11 +28,6 @@ async def _follow_batch(handle: Any, cluster: Cluster, out: Output, reconnect: f
     return await follow_batch_lines(handle, store, out, reconnect, cluster.address, again)
 
 
-_RECONNECT: Final = click.option(
-    "--reconnect", type=click.FloatRange(min=0), default=300.0, show_default=True,
-    metavar="SECONDS",
-    help="how long to try to reach Temporal again (a restart) before exit 3 and the attach command",
-)  # fmt: skip
 _BATCH_ID: Final = click.option(
     "--id", "workflow_id", metavar="ID",
     help="workflow id (default: from the items and --check; a re-run follows, never recharges)",
@@ -61,7 +56,7 @@ def _fits(key: str, request: Item) -> None:
 @CHECK
 @_BATCH_ID
 @NO_FOLLOW
-@_RECONNECT
+@RECONNECT
 @where()
 @shared("host", "app_id", "token", "json", "debug")
 @click.pass_obj
@@ -122,7 +117,7 @@ def batch_(
 
 @click.command()
 @click.argument("workflow_id", metavar="WORKFLOW_ID")
-@_RECONNECT
+@RECONNECT
 @where()
 @shared("json", "debug")
 @click.pass_obj
@@ -136,7 +131,8 @@ def attach(common: Common, workflow_id: str, reconnect: float, cluster: Cluster)
         if kind == "aiportrait.PortraitBatch":
             return await _follow_batch(handle, cluster, common.out, reconnect)
         if kind == "aiportrait.Train":
-            return await follow_train(handle, common.out)
+            again = cluster.attach_command(workflow_id)
+            return await follow_train(handle, common.out, reconnect, cluster.address, again)
         raise UsageError(f"{workflow_id} is a {kind} workflow, not a training or a batch")
 
     return run_temporal(common, "attach", run)

@@ -4,8 +4,8 @@ the exit code."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..errors import ConnectError
@@ -15,33 +15,65 @@ from ._output import Output, outcome_line
 __all__ = ["existing", "follow_batch_lines", "follow_train"]
 
 
-async def follow_train(handle: Any, out: Output) -> int:
-    """Follow a training: its stages as notes, then its model; its exit code."""
-    from ..temporal import TrainWorkflow, error_of
+async def follow_train(handle: Any, out: Output, reconnect: float, address: str, again: str) -> int:
+    """Follow a training: its stages as notes, then its model; its exit code. Temporal at
+    ``address`` not answering for ``reconnect`` seconds: as :func:`follow_batch_lines`."""
+    from ..temporal import Following, TrainWorkflow, error_of
 
     seen = None
-    result = asyncio.ensure_future(handle.result())
+    following = Following(handle, reconnect=reconnect, on_wait=_noter(out))
     try:
-        while not result.done():
-            with contextlib.suppress(Exception):
-                p = await handle.query(TrainWorkflow.progress)
+        with _reattach("training", address, reconnect, again):
+            async for _ in following.ticks():
+                try:
+                    p = await handle.query(TrainWorkflow.progress)
+                except Exception as exc:  # no worker answers now; the next tick asks again
+                    following.tell(f"no answer to the progress query (a worker answers it): {exc}")
+                    continue
+                following.answered()
                 if (p.stage, p.state, p.job) != seen:
                     seen = (p.stage, p.state, p.job)
                     job = f" job {p.job.job_id}" if p.job else ""
                     left = p.expected_remaining
                     about = f", about {left:.0f}s left" if left is not None else ""
                     out.note(f"{p.stage}{job} {p.state} {p.elapsed:.1f}s{about}".rstrip())
-            await asyncio.wait({result}, timeout=1.0)
         try:
-            trained = result.result()
+            trained = following.result()
         except Exception as exc:
             raise error_of(exc) from exc
     finally:
-        result.cancel()
+        following.close()
     line = f"model {trained.model_id} (the service's training time {trained.cost_time:.1f}s)"
     doc = {"id": handle.id, "model_id": trained.model_id, "cost_time": trained.cost_time}
     out.result(doc, [line])
     return EXIT_OK
+
+
+def _noter(out: Output) -> Callable[[str], None]:
+    """What a follower says while it waits: a note (escaped, one line)."""
+
+    def waiting(why: str) -> None:
+        out.note(out.words(why)[:300])
+
+    return waiting
+
+
+@contextlib.contextmanager
+def _reattach(what: str, address: str, reconnect: float, again: str) -> Iterator[None]:
+    """Temporal at ``address`` not answering for ``reconnect`` seconds, as a
+    :class:`ConnectError` (exit 3) that says the command which follows the ``what`` again."""
+    from ..temporal import unreachable
+
+    try:
+        yield
+    except Exception as exc:
+        if not unreachable(exc):
+            raise
+        raise ConnectError(
+            f"Temporal at {address} did not answer for {reconnect:.0f}s ({exc}); the {what} "
+            f"goes on without this follower: follow it again with: {again}",
+            sent=False,
+        ) from None
 
 
 def _outcome(out: Output, outcome: Any) -> tuple[dict[str, Any], str]:
@@ -70,27 +102,16 @@ async def follow_batch_lines(
 
     Temporal at ``address`` not answering for ``reconnect`` seconds is a :class:`ConnectError`
     (exit 3) that says the command which follows it ``again``."""
-    from ..temporal import follow_batch, unreachable
-
-    def waiting(why: str) -> None:
-        out.note(out.words(why)[:300])
+    from ..temporal import follow_batch
 
     counts: dict[str, int] = {}  # by status, as shown: a portrait in the store wins
-    try:
-        found = follow_batch(handle, store, on_wait=waiting, reconnect=reconnect)
+    with _reattach("batch", address, reconnect, again):
+        found = follow_batch(handle, store, on_wait=_noter(out), reconnect=reconnect)
         async for outcome in found:
             counts[outcome.status] = counts.get(outcome.status, 0) + 1
             doc, line = _outcome(out, outcome)
             out.result(doc, [line])
         summary = await handle.result()
-    except Exception as exc:
-        if not unreachable(exc):
-            raise
-        raise ConnectError(
-            f"Temporal at {address} did not answer for {reconnect:.0f}s ({exc}); the batch "
-            f"goes on without this follower: follow it again with: {again}",
-            sent=False,
-        ) from None
     told = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
     doc = {"type": "summary", "id": handle.id, "total": summary.total, **counts}
     out.result(doc, [f"batch {handle.id}: {summary.total} items: {told}"])

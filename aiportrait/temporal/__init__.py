@@ -35,6 +35,7 @@ from ._client import (
     unreachable,
 )
 from ._dev import DevServer, find_temporal_cli
+from ._following import Following
 from ._store import FindingStore, LocalPortraitStore, PortraitStore
 from ._values import (
     BatchInput,
@@ -68,6 +69,7 @@ __all__ = [
     "DevServer",
     "ErrorInfo",
     "FindingStore",
+    "Following",
     "ItemPage",
     "LocalPortraitStore",
     "OutcomePage",

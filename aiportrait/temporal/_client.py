@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import uuid
@@ -13,7 +12,6 @@ import attrs
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError, RPCStatusCode
 
 from .._args import short
 from .._jobs.schedule import PollPolicy
@@ -21,6 +19,7 @@ from .._requests import AnyCreateRequest, Request, TrainRequest
 from ..errors import InvalidArgument
 from ..models import TrainResult
 from ._batch_workflow import PortraitBatchWorkflow
+from ._following import Following, unreachable
 from ._store import PortraitStore, batch_portrait, find_portrait, safe_name
 from ._values import (
     BatchInput,
@@ -316,49 +315,24 @@ async def follow_batch(
         latest = max((latest, *(o.seq for o in new)))
         return [await _stored(o, store, handle.id) for o in new]
 
-    told = ""
-
-    def tell(why: str) -> None:
-        nonlocal told
-        if on_wait is not None and why != told:
-            told = why
-            on_wait(why)
-
-    clock = asyncio.get_running_loop().time
-    lost: float | None = None  # since when Temporal has not answered
-    done = asyncio.ensure_future(handle.result())
+    following = Following(handle, every=every, reconnect=reconnect, on_wait=on_wait)
     try:
-        while True:
-            if done.done():
-                error = None if done.cancelled() else done.exception()
-                if error is None or not unreachable(error):
-                    break
-                lost = clock() if lost is None else lost
-                if clock() - lost > reconnect:
-                    raise error
-                tell(f"Temporal does not answer ({error}): trying again for {reconnect:.0f}s")
-                await asyncio.sleep(every)
-                done = asyncio.ensure_future(handle.result())
-                continue
+        async for _ in following.ticks():
             try:
                 progress = await handle.query(PortraitBatchWorkflow.progress, latest)
             except Exception as exc:  # no worker answers now; the next tick tries again
-                progress = None
-                tell(f"no answer to the progress query (a worker answers it): {exc}")
-            if progress is not None:
-                if lost is not None:
-                    lost = None
-                    tell("Temporal answers again: following the batch")
-                fresh = sorted(progress.outcomes, key=lambda o: o.seq)
-                if fresh and fresh[0].seq > latest + 1:  # a run went by: its outcomes are stored
-                    pages = await read_outcomes(store, progress.outcome_pages)
-                    for outcome in await unseen(pages):
-                        yield outcome
-                for outcome in await unseen(fresh):
+                following.tell(f"no answer to the progress query (a worker answers it): {exc}")
+                continue
+            following.answered()
+            fresh = sorted(progress.outcomes, key=lambda o: o.seq)
+            if fresh and fresh[0].seq > latest + 1:  # a run went by: its outcomes are stored
+                pages = await read_outcomes(store, progress.outcome_pages)
+                for outcome in await unseen(pages):
                     yield outcome
-            await asyncio.wait({done}, timeout=every)
+            for outcome in await unseen(fresh):
+                yield outcome
         try:
-            summary: BatchSummary = done.result()
+            summary: BatchSummary = following.result()
         except WorkflowFailureError as exc:  # what ran before it failed is in its summary
             ran = _detail(exc, BatchSummary)
             pages = await read_outcomes(store, ran.outcome_pages if ran else ())
@@ -368,7 +342,7 @@ async def follow_batch(
         for outcome in await unseen(await read_outcomes(store, summary.outcome_pages)):
             yield outcome
     finally:
-        done.cancel()
+        following.close()
 
 
 async def _stored(outcome: OutcomeRecord, store: PortraitStore, batch: str) -> OutcomeRecord:
@@ -380,15 +354,6 @@ async def _stored(outcome: OutcomeRecord, store: PortraitStore, batch: str) -> O
     if found is None:
         return outcome
     return attrs.evolve(outcome, status="succeeded", portrait=found, error=None)
-
-
-def unreachable(error: BaseException | None) -> bool:
-    """Whether ``error`` says that Temporal did not answer (it may answer again)."""
-    return isinstance(error, RPCError) and error.status in (
-        RPCStatusCode.UNAVAILABLE,
-        RPCStatusCode.DEADLINE_EXCEEDED,
-        RPCStatusCode.UNKNOWN,  # "transport error": the connection broke during a call
-    )
 
 
 async def read_outcomes(store: PortraitStore, pages: Iterable[str]) -> list[OutcomeRecord]:
