@@ -3,7 +3,7 @@ run prints when its budget stopped it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,7 +16,9 @@ from ._batchfile import Plan
 from ._exit import EXIT_BATCH_FAILED, EXIT_OK
 from ._output import Output, outcome_line
 
-__all__ = ["budget_from", "budget_line", "budget_options", "print_dry_run"]
+__all__ = [
+    "budget_from", "budget_line", "budget_options", "print_dry_run", "print_temporal_dry_run",
+]  # fmt: skip
 
 _FLAGS = {"train": "--max-trainings", "create": "--max-creations"}
 _NOUNS = {"train": ("training", "trainings"), "create": ("creation", "creations")}
@@ -56,9 +58,12 @@ def budget_line(kind: str, limit: int, not_submitted: int) -> str:
 
 
 def _kind_line(
-    kind: Literal["train", "create"], counts: Mapping[str, int], budget: Budget | None
+    kind: Literal["train", "create"],
+    counts: Mapping[str, int],
+    budget: Budget | None,
+    journal: bool,
 ) -> str:
-    parts = [f"{counts['done']} done in the journal"]
+    parts = [f"{counts['done']} done in the journal"] if journal else []
     named = (
         ("watch", "being trained (watched, not charged again)"),
         ("unknown", "unknown (SubmitOutcomeUnknown: not sent again without --resubmit-unknown)"),
@@ -95,20 +100,81 @@ async def print_dry_run(
         recreate_missing=bool(options.get("recreate_missing")),
         budgets=(budget,),
     )
+    doc: dict[str, Any] = {"type": "dry_run", "file": str(file), "journal": str(journal)}
+    head = f"dry run of {file}: nothing was uploaded, sent or charged"
+    return _report(out, found, budget, doc, head, True)
+
+
+async def print_temporal_dry_run(
+    out: Output,
+    file: Path,
+    plan: Plan,
+    budget: Budget | None,
+    workflow_id: str,
+    given: bool,
+    state: Any,
+    unasked: str | None,
+) -> int:
+    """Print what ``temporal batch`` would charge now: nothing is uploaded, started, sent or
+    charged. ``state`` is what Temporal holds of the batch's workflow ``workflow_id`` (a
+    :class:`~aiportrait.temporal.BatchState`, ``None``: none), ``given`` says it came from
+    ``--id``, and ``unasked`` why Temporal could not be asked (then ``state`` is ``None``).
+    A workflow that exists charges nothing: a run attaches to it (or refuses its ``--id``).
+
+    Exit 0, or 5 when an item would be refused before anything is sent (each gets a line);
+    Temporal not answering is a line, not an error: the file's check is the dry run's answer."""
+    found: BatchPlan = await plan_batch(plan.trainings(), plan.creations(), budgets=(budget,))
+    name = f"workflow {workflow_id}"
+    workflow: dict[str, Any] = {"id": workflow_id, "exists": state is not None}
+    if unasked is not None:
+        workflow.update(exists=None, why=unasked)
+        note = (
+            f"could not ask Temporal ({unasked}); if {name} was started before, a run follows "
+            "it and charges nothing, else it charges what follows"
+        )
+    elif state is None:
+        note = f"{name} was not started before: a run starts it"
+    else:
+        workflow.update(status=state.status, total=state.total, ended=state.counts)
+        run = "a run with this --id is refused" if given else "a run follows it"
+        told = ", ".join(f"{n} {k}" for k, n in sorted((state.counts or {}).items()))
+        ended = "its outcomes could not be read now (no worker answered)"
+        if state.counts is not None:
+            ended = f"{state.ended} of {state.total} items ended ({told or 'none yet'})"
+        note = f"{name} was started before ({state.status}): {ended}; {run}: nothing is charged"
+    doc: dict[str, Any] = {"type": "dry_run", "file": str(file), "workflow": workflow}
+    head = f"dry run of {file}: nothing was uploaded, started or charged"
+    return _report(out, found, budget, doc, head, False, [note], state is not None)
+
+
+def _report(
+    out: Output,
+    found: BatchPlan,
+    budget: Budget | None,
+    doc: dict[str, Any],
+    head: str,
+    journal: bool,
+    notes: Sequence[str] = (),
+    attached: bool = False,
+) -> int:
+    """Print a dry run's plan (``attached``: a run would charge nothing); its exit code."""
     refused = [item for item in found.items if item.step == "refused"]
     if not out.json:
         for item in refused:
             out.line(outcome_line("refused", item.key, out.words(item.reason)))
     summary = found.summary()
-    doc: dict[str, Any] = {"type": "dry_run", "file": str(file), "journal": str(journal)}
     doc.update(summary, refused=[{"key": i.key, "reason": i.reason} for i in refused])
-    doc["charged"] = {"train": found.charged("train"), "create": found.charged("create")}
-    lines = [f"dry run of {file}: nothing was uploaded, sent or charged"]
     kinds: tuple[Literal["train", "create"], ...] = ("train", "create")
-    lines += [_kind_line(k, summary[k], budget) for k in kinds if summary[k]["items"]]
+    charged = {k: 0 if attached else found.charged(k) for k in kinds}
+    doc["charged"] = charged
+    lines = [
+        head,
+        *(_kind_line(k, summary[k], budget, journal) for k in kinds if summary[k]["items"]),
+    ]
+    lines += notes
     lines.append(
-        f"would charge now: {_count('train', found.charged('train'))}, "
-        f"{_count('create', found.charged('create'))}"
+        f"would charge now: {_count('train', charged['train'])}, "
+        f"{_count('create', charged['create'])}"
     )
     out.result(doc, lines)
     return EXIT_BATCH_FAILED if found.count("refused") else EXIT_OK

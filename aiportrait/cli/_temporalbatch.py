@@ -11,8 +11,9 @@ import click
 from .._batches.keys import read_item
 from .._local.resolve import resolve
 from .._local.upload import as_upload
-from ..errors import ConfigWarning, PhotoCountWarning
+from ..errors import ConfigWarning, ConnectError, PhotoCountWarning
 from ._batchfile import Item, read_plan
+from ._dryrun import print_temporal_dry_run
 from ._exit import EXIT_OK, UsageError
 from ._options import Common, shared
 from ._output import Output, said_before
@@ -47,6 +48,20 @@ def _fits(key: str, request: Item) -> None:
     check_item(key, request.with_urls(dict.fromkeys(request.local_inputs(), _UPLOADED)))
 
 
+async def _look(cluster: Cluster, runtime: Any, workflow_id: str) -> tuple[Any, str | None]:
+    """What Temporal holds of the batch ``workflow_id`` (``None``: nothing), or why Temporal
+    could not be asked."""
+    from ..temporal import batch_state, unreachable
+
+    try:
+        client = await cluster.client(runtime)
+        return await batch_state(client, workflow_id, cluster.portraits()), None
+    except Exception as exc:
+        if isinstance(exc, ConnectError) or unreachable(exc):
+            return None, str(exc).splitlines()[0]
+        raise
+
+
 @click.command("batch")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option(
@@ -57,6 +72,10 @@ def _fits(key: str, request: Item) -> None:
 @_BATCH_ID
 @NO_FOLLOW
 @RECONNECT
+@click.option(
+    "--dry-run", is_flag=True,
+    help="say what would be charged now; upload, start and charge nothing",
+)  # fmt: skip
 @where()
 @shared("host", "app_id", "token", "json", "debug")
 @click.pass_obj
@@ -68,6 +87,7 @@ def batch_(
     workflow_id: str | None,
     no_follow: bool,
     reconnect: float,
+    dry_run: bool,
     cluster: Cluster,
 ) -> int:
     """Start a batch workflow and follow it.
@@ -79,7 +99,11 @@ def batch_(
     (running or finished) and charges nothing again.
 
     Local files in it are checked and uploaded here first (as ``batch`` does), so that every
-    worker can fetch them by URL: the credentials are needed only then."""
+    worker can fetch them by URL: the credentials are needed only then.
+
+    --dry-run reads and checks the file (the photo check on this machine included) and says
+    what a run would charge now and what Temporal holds of the batch already; exit 0 (5 when
+    an item would be refused) even when Temporal does not answer."""
     from ..temporal import batch_id, start_batch
 
     async def follow(handle: Any) -> int:
@@ -90,6 +114,13 @@ def batch_(
         with said_before(ConfigWarning, PhotoCountWarning):
             known = {k: await read_item(v) for k, v in plan.items.items()}
             wid = workflow_id or batch_id(((k, fp) for k, (fp, _) in known.items()), check=check)
+            if dry_run:
+                state, unasked = await _look(cluster, runtime, wid)
+                given = workflow_id is not None
+                out = common.out
+                return await print_temporal_dry_run(
+                    out, file, plan, None, wid, given, state, unasked
+                )
             client = await cluster.client(runtime)
             if workflow_id is None and (handle := await existing(client, wid)) is not None:
                 again = f"re-attach: {PROG} attach {wid}"

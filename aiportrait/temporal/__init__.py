@@ -18,6 +18,7 @@ import warnings
 from typing import Any
 
 from ._activities import PortraitActivities, as_application_error
+from ._batch_state import BatchState, batch_state
 from ._batch_workflow import PortraitBatchWorkflow
 from ._client import (
     DEFAULT_TASK_QUEUE,
@@ -63,6 +64,7 @@ __all__ = [
     "BatchInput",
     "BatchItem",
     "BatchProgress",
+    "BatchState",
     "BatchSummary",
     "CreateInput",
     "CreateWorkflow",
@@ -84,6 +86,7 @@ __all__ = [
     "TrainWorkflow",
     "as_application_error",
     "batch_id",
+    "batch_state",
     "check_item",
     "connect",
     "data_converter",

@@ -1,0 +1,140 @@
+"""``aiportrait temporal batch FILE --dry-run`` and :func:`aiportrait.temporal.batch_state`:
+the file read and checked (the photo check on this machine included), what a run would charge,
+and what Temporal holds of the batch already; nothing uploaded, started, sent or charged
+(the emulator's counters say so)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("temporalio")
+
+from aiportrait import ReferenceCreateRequest, cli
+from aiportrait import temporal as at
+from tests.test_temporal_cli import _batch_file, _closed_address, _references, _where
+
+
+def _sent(emu: Any) -> int:
+    """Requests the emulator saw: the service's and its bucket's (uploads)."""
+    bucket = emu.bucket
+    return emu.counters.requests + bucket.puts + bucket.heads + bucket.gets + bucket.refused
+
+
+async def _cli(emu: Any, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """``aiportrait temporal ARGS`` with the emulator's credentials; its stdout."""
+    creds = ["--host", emu.url, "--app-id", emu.app_id, "--token", emu.token]
+    capsys.readouterr()
+    code = await asyncio.to_thread(cli.main, ["temporal", *args, *creds])
+    return code, capsys.readouterr().out
+
+
+async def test_a_dry_run_without_temporal_checks_local_photos_and_uploads_nothing(
+    temporal_emu: Any, sample_media: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = sample_media.folder
+    astronaut = [str(folder / n) for n in sample_media.astronaut]
+    group, hopper = (
+        str(folder / n) for n in (sample_media.group_template, sample_media.hopper_template)
+    )
+    rows = [
+        {"kind": "train", "key": "good", "images": astronaut},
+        {"kind": "train", "key": "bad", "images": [*astronaut[:4], group]},
+        {"kind": "solo", "key": "s", "model_id": "m", "template": hopper},
+    ]
+    batch = _batch_file(tmp_path / "local.jsonl", rows)
+    address = _closed_address()
+    store = tmp_path / "store"
+    args = ["batch", str(batch), "--dry-run", "--address", address, "--store", str(store)]
+    code, out = await _cli(temporal_emu, capsys, *args, "--json")
+    assert code == cli.EXIT_BATCH_FAILED  # an item would be refused; no Temporal is no error
+    doc = json.loads(out)
+    assert doc["type"] == "dry_run" and doc["charged"] == {"train": 1, "create": 1}
+    assert doc["refused"][0]["key"] == "bad"
+    assert "failed the check on this machine" in doc["refused"][0]["reason"]
+    assert doc["workflow"]["exists"] is None
+    assert doc["workflow"]["why"].startswith(f"cannot reach Temporal at {address}")
+    code, text = await _cli(temporal_emu, capsys, *args)
+    assert code == cli.EXIT_BATCH_FAILED
+    lines = text.splitlines()
+    assert lines[0].startswith("refused bad  ")
+    assert lines[1] == f"dry run of {batch}: nothing was uploaded, started or charged"
+    assert lines[2] == (
+        "trainings: 2 in the file; 1 refused before sending, 1 would be charged now"
+    )
+    assert lines[3] == "creations: 1 in the file; 1 would be charged now"
+    assert lines[4].startswith(f"could not ask Temporal (cannot reach Temporal at {address}")
+    assert lines[4].endswith(
+        f"if workflow {doc['workflow']['id']} was started before, a run follows it and charges"
+        " nothing, else it charges what follows"
+    )
+    assert lines[5:] == ["would charge now: 1 training, 1 creation"]
+    assert _sent(temporal_emu) == 0  # nothing uploaded, nothing sent
+    assert not store.exists()
+
+
+async def test_a_dry_run_says_what_temporal_has_and_a_run_after_it_charges_nothing_again(
+    cluster: Any,
+    temporal_emu: Any,
+    sample_media: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rows = _references(temporal_emu, sample_media, 3, "dry")
+    batch = _batch_file(tmp_path / "dry.jsonl", rows)
+    where = _where(cluster)
+    code, before = await _cli(temporal_emu, capsys, "batch", str(batch), "--dry-run", *where)
+    assert code == 0, before
+    lines = before.splitlines()
+    assert lines[1] == "creations: 3 in the file; 3 would be charged now"
+    assert lines[2].startswith("workflow batch-")
+    assert lines[2].endswith(" was not started before: a run starts it")
+    assert lines[3] == "would charge now: 0 trainings, 3 creations"
+    assert _sent(temporal_emu) == 0
+    workflow_id = lines[2].split()[1]
+    code, run = await _cli(temporal_emu, capsys, "batch", str(batch), *where)
+    assert code == 0, run
+    assert run.startswith(f"workflow {workflow_id}: 3 items")
+    code, after = await _cli(temporal_emu, capsys, "batch", str(batch), "--dry-run", *where)
+    assert code == 0, after
+    assert after.splitlines()[2:] == [
+        f"workflow {workflow_id} was started before (completed): 3 of 3 items ended (3 "
+        "succeeded); a run follows it: nothing is charged",
+        "would charge now: 0 trainings, 0 creations",
+    ]
+    code, again = await _cli(
+        temporal_emu, capsys, "batch", str(batch), "--dry-run", *where, "--id", workflow_id,
+        "--json",
+    )  # fmt: skip
+    doc = json.loads(again)
+    assert code == 0 and doc["charged"] == {"train": 0, "create": 0}
+    assert doc["workflow"] == {
+        "id": workflow_id, "exists": True, "status": "completed", "total": 3,
+        "ended": {"succeeded": 3},
+    }  # fmt: skip
+    assert temporal_emu.counters.creations == 3  # the dry runs charged nothing
+    assert temporal_emu.counters.charged_duplicates() == {}
+
+
+async def test_batch_state_of_none_and_of_a_running_batch_no_worker_answers(
+    temporal_server: Any, tmp_path: Path
+) -> None:
+    client = await at.connect(temporal_server.address)
+    store = at.LocalPortraitStore(tmp_path)
+    assert await at.batch_state(client, f"none-{uuid.uuid4().hex}", store) is None
+    items = [("a", ReferenceCreateRequest("http://127.0.0.1:9/r.jpg", "http://127.0.0.1:9/t"))]
+    queue = f"nobody-{uuid.uuid4().hex[:8]}"  # no worker: its progress query is not answered
+    handle = await at.start_batch(client, items, task_queue=queue)
+    try:
+        state = await at.batch_state(client, handle.id, store, timeout=1.0)
+        assert state == at.BatchState(handle.id, "running")
+        assert state is not None and state.ended is None
+    finally:
+        await handle.terminate("test over")
+    state = await at.batch_state(client, handle.id, store)
+    assert state == at.BatchState(handle.id, "terminated")  # it ended without a summary
