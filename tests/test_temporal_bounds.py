@@ -14,7 +14,6 @@ pytest.importorskip("temporalio")
 from aiportrait import CreateRequest, InvalidArgument, ReferenceCreateRequest
 from aiportrait import temporal as at
 from aiportrait.emulator import Emulator
-from aiportrait.temporal._batch_workflow import OUTCOME_BYTES
 
 QUICK = at.Timeouts(heartbeat=10.0, charged=120.0, read=30.0, retry_first=0.2, retry_cap=2.0)
 
@@ -61,7 +60,7 @@ async def test_outcomes_too_large_for_one_payload_are_paged_by_bytes(
     assert summary.counts == {"succeeded": 12}
     assert len(summary.outcome_pages) == 3  # 5, 5 and 2 outcomes of some 200 KB
     for page in summary.outcome_pages:
-        assert len(await cluster.store.get(page)) <= OUTCOME_BYTES
+        assert len(await cluster.store.get(page)) <= at.OUTCOME_BYTES
     stored = await at.read_outcomes(cluster.store, summary.outcome_pages)
     assert sorted(o.seq for o in stored) == list(range(1, 13))
     assert sorted(o.key for o in stored) == keys

@@ -19,7 +19,7 @@ from typing import Any
 
 from ._activities import PortraitActivities, as_application_error
 from ._batch_state import BatchState, batch_state
-from ._batch_workflow import PortraitBatchWorkflow
+from ._batch_workflow import OUTCOME_BYTES, PortraitBatchWorkflow
 from ._client import (
     DEFAULT_TASK_QUEUE,
     ITEM_BYTES,
@@ -60,6 +60,7 @@ from ._workflows import CreateWorkflow, TrainWorkflow
 __all__ = [
     "DEFAULT_TASK_QUEUE",
     "ITEM_BYTES",
+    "OUTCOME_BYTES",
     "WORKFLOWS",
     "BatchInput",
     "BatchItem",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 import attrs
 from temporalio import workflow
@@ -32,13 +32,13 @@ with workflow.unsafe.imports_passed_through():
     from ._wire import encoded_size
     from ._workflows import TrainWorkflow
 
-__all__ = ["PortraitBatchWorkflow"]
+__all__ = ["OUTCOME_BYTES", "PortraitBatchWorkflow"]
 
 _MAX_QUERY_OUTCOMES = 500
 _STORED_WINS = "aiportrait.stored-portrait-wins"
 _OUTCOMES_PER_FILE = 500
 _PAGES_BY_BYTES = "aiportrait.outcome-pages-by-bytes"
-OUTCOME_BYTES = 1024 * 1024
+OUTCOME_BYTES: Final = 1024 * 1024
 """The most bytes of outcomes an outcome page or a ``progress`` reply holds (as Temporal
 carries them; but always one outcome at least): half of Temporal's 2 MiB payload limit. An
 outcome is at most an item's :data:`~aiportrait.temporal.ITEM_BYTES` and its error's text,
