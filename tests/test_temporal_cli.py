@@ -208,28 +208,20 @@ async def _line_with(process: Any, words: str, timeout: float = 180.0) -> str:
             return line
 
 
-@pytest.mark.slow
-async def test_the_follower_survives_a_temporal_restart_or_exits_3_with_the_attach_command(
-    temporal_emu: Any, sample_media: Any, tmp_path: Path
-) -> None:
-    from aiportrait import ReferenceCreateRequest
+async def restart_and_follow(
+    temporal_emu: Any, server: Any, store: Any, queue: str, workflow_id: str, what: str
+) -> str:
+    """Two ``attach`` followers of ``workflow_id`` (a ``what``: batch or training; no worker
+    yet) through a restart of ``server``: the one with ``--reconnect 1`` exits 3 with the
+    exact attach command; the other (600 s) reconnects and, once a worker runs, follows it to
+    its end (exit 0): its output."""
     from aiportrait import temporal as at
 
-    port = _free_port()
-    server = at.DevServer(ui=False, port=port, db_file=tmp_path / "t.db")
-    await server.start()
-    store = at.LocalPortraitStore(tmp_path / "store")
-    queue = "restart"
-    url = temporal_emu.media_url
-    reference, template = url(sample_media.astronaut[0]), url(sample_media.astronaut_template)
-    items = [(f"r{i}", ReferenceCreateRequest(reference, f"{template}?again={i}")) for i in (0, 1)]
-    client = await at.connect(server.address)
-    handle = await at.start_batch(client, items, store=store, task_queue=queue)  # no worker yet
     where = ["--address", server.address, "--store", str(store.root)]
 
     async def follower(reconnect: str) -> Any:
         return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "aiportrait", "temporal", "attach", handle.id, *where,
+            sys.executable, "-m", "aiportrait", "temporal", "attach", workflow_id, *where,
             "--reconnect", reconnect,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
@@ -246,24 +238,45 @@ async def test_the_follower_survives_a_temporal_restart_or_exits_3_with_the_atta
         line = [x for x in err.decode().splitlines() if x.startswith("aiportrait: error:")][-1]
         assert line.startswith(f"aiportrait: error: ConnectError: Temporal at {server.address} ")
         assert line.endswith(
-            "the batch goes on without this follower: follow it again with: aiportrait temporal "
-            f"attach {handle.id} --address {server.address} --store {store.root}"
+            f"the {what} goes on without this follower: follow it again with: aiportrait "
+            f"temporal attach {workflow_id} --address {server.address} --store {store.root}"
         )
-        await server.start()  # the same port and database: the batch is still there
+        await server.start()  # the same port and database: the workflow is still there
         client = await at.connect(server.address)
         async with temporal_emu.session() as session:
             async with at.new_worker(client, session, store, task_queue=queue):
                 out, err = await asyncio.wait_for(stays.communicate(), 180)
         assert stays.returncode == 0, err
-        lines = out.decode().splitlines()
-        assert lines[-1] == f"batch {handle.id}: 2 items: 2 succeeded"
-        assert sorted(line.split()[1] for line in lines if line.startswith("ok ")) == ["r0", "r1"]
-        assert temporal_emu.counters.creations == 2
+        return out.decode()
     finally:
         for process in (stays, gives_up):
             if process.returncode is None:
                 process.kill()
                 await process.wait()
+
+
+@pytest.mark.slow
+async def test_the_follower_survives_a_temporal_restart_or_exits_3_with_the_attach_command(
+    temporal_emu: Any, sample_media: Any, tmp_path: Path
+) -> None:
+    from aiportrait import ReferenceCreateRequest
+    from aiportrait import temporal as at
+
+    server = at.DevServer(ui=False, port=_free_port(), db_file=tmp_path / "t.db")
+    await server.start()
+    store = at.LocalPortraitStore(tmp_path / "store")
+    url = temporal_emu.media_url
+    reference, template = url(sample_media.astronaut[0]), url(sample_media.astronaut_template)
+    items = [(f"r{i}", ReferenceCreateRequest(reference, f"{template}?again={i}")) for i in (0, 1)]
+    try:
+        client = await at.connect(server.address)
+        handle = await at.start_batch(client, items, store=store, task_queue="restart")
+        out = await restart_and_follow(temporal_emu, server, store, "restart", handle.id, "batch")
+        lines = out.splitlines()
+        assert lines[-1] == f"batch {handle.id}: 2 items: 2 succeeded"
+        assert sorted(line.split()[1] for line in lines if line.startswith("ok ")) == ["r0", "r1"]
+        assert temporal_emu.counters.creations == 2
+    finally:
         await server.stop()
 
 
