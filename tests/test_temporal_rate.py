@@ -94,6 +94,8 @@ async def test_a_session_rate_holds_in_a_worker_and_charged_calls_have_their_que
     temporal_server: Any, temporal_emu: Emulator, sample_media: Any, tmp_path: Path
 ) -> None:
     from temporalio.api.enums.v1 import EventType
+    from temporalio.worker import Replayer
+    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
     n = 9
     queue = f"rate-{uuid.uuid4().hex[:8]}"
@@ -104,7 +106,8 @@ async def test_a_session_rate_holds_in_a_worker_and_charged_calls_have_their_que
         # the server's limit is on the charged calls' queue only: reads are not limited
         assert worker.charged.config()["max_task_queue_activities_per_second"] == 50
         assert worker.main.config().get("max_task_queue_activities_per_second") is None
-        async with worker:
+        running = asyncio.ensure_future(worker.run())  # run() and shutdown(), as a Worker's
+        try:
             handle = await at.start_batch(
                 client,
                 _creates(temporal_emu, sample_media, n),
@@ -114,14 +117,28 @@ async def test_a_session_rate_holds_in_a_worker_and_charged_calls_have_their_que
                 timeouts=QUICK,
             )
             summary = await at.result(handle)
+        finally:
+            await worker.shutdown()
+            await running
     assert summary.counts == {"succeeded": n}
     counters = temporal_emu.counters
     assert counters.creations == n
     assert counters.most_within(1.0, CREATE_PATH) <= 3 + 1
     queues: dict[str, set[str]] = {}
+    markers = 0  # the patch's
     async for event in handle.fetch_history_events():
+        markers += event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             scheduled = event.activity_task_scheduled_event_attributes
             queues.setdefault(scheduled.activity_type.name, set()).add(scheduled.task_queue.name)
     assert queues.pop("aiportrait.create") == {at.charged_queue(queue)}
     assert all(used == {queue} for used in queues.values()), queues
+    assert markers == 1
+    # and a batch begun with the patch replays (the one before it: test_temporal.py)
+    restrictions = SandboxRestrictions.default.with_passthrough_modules("aiportrait")
+    replayer = Replayer(
+        workflows=list(at.WORKFLOWS),
+        data_converter=at.data_converter,
+        workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions),
+    )
+    await replayer.replay_workflow(await handle.fetch_history())
