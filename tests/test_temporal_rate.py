@@ -3,7 +3,8 @@
 
 Across processes: three ``aiportrait temporal worker --rate R`` processes share the limit the
 Temporal server enforces on the charged calls' task queue (``<queue>-charged``). The server's
-matching service (1.32, the dev server here) splits a task queue's rate over its read
+matching service (``service/matching``: ``rate_limit_manager.go``, ``matcher_data.go``; the dev
+server here runs 1.32, and what it did matches) splits a task queue's rate over its read
 partitions (``matching.numTaskqueueReadPartitions``, 4: measured here too, with R = 1 the last
 busy partition dispatched one create every 4.0 s), and limits each with a GCRA of rate
 ``R / P`` and a burst of one second (``defaultBurstDuration``; a dispatch is allowed while the
@@ -11,8 +12,10 @@ ready time is not after now, so one more than a second's worth goes at once: wit
 creates arrived within 0.21 s). A task takes its token in the partition where it is
 dispatched (forwarded ones are not counted twice). So any span of W seconds holds at most
 ``(W + 1) * R / P + 1`` dispatches of each partition: ``R * W + R + P`` in all (the older
-matcher's token buckets, burst ``max(ceil(R / P), 1)`` each, allow less). Without ``--rate``,
-24 creates (3 workers at ``--concurrency 8``) arrived within 0.3 s. Only upper bounds are
+matcher's token buckets, burst ``max(ceil(R / P), 1)`` each, allow less). A create arrives
+after its dispatch by the worker's own path (activity start, signing, loopback: milliseconds);
+with R = 4, at most 9 arrived within a second against the bound of 12. Without ``--rate``, 24
+creates (3 workers at ``--concurrency 8``) arrived within 0.3 s. Only upper bounds are
 asserted: a slow machine spreads the creates out further.
 
 In one process: the Session's own ``creations_per_second`` holds in a worker (a leaky bucket
