@@ -37,7 +37,6 @@ pytest.importorskip("temporalio")
 from aiportrait import ReferenceCreateRequest
 from aiportrait import temporal as at
 from aiportrait.emulator import Emulator
-from aiportrait.temporal import _calls
 from tests.test_temporal_crash import _start_worker, _stop
 
 CREATE_PATH = "/api/v1/aigc_images/create"
@@ -99,12 +98,8 @@ async def test_a_session_rate_holds_in_a_worker_and_charged_calls_have_their_que
     temporal_emu: Emulator,
     sample_media: Any,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from temporalio.api.enums.v1 import EventType
-    from temporalio.worker import Replayer
-    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
-    from temporalio.workflow import NondeterminismError
 
     n = 9
     queue = f"rate-{uuid.uuid4().hex[:8]}"
@@ -142,19 +137,4 @@ async def test_a_session_rate_holds_in_a_worker_and_charged_calls_have_their_que
             queues.setdefault(scheduled.activity_type.name, set()).add(scheduled.task_queue.name)
     assert queues.pop("aiportrait.create") == {at.charged_queue(queue)}
     assert all(used == {queue} for used in queues.values()), queues
-    assert markers == 1
-    # and a batch begun with the patch replays (the one before it: test_temporal.py)
-    restrictions = SandboxRestrictions.default.with_passthrough_modules("aiportrait")
-    replayer = Replayer(
-        workflows=list(at.WORKFLOWS),
-        data_converter=at.data_converter,
-        workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions),
-    )
-    history = await handle.fetch_history()
-    await replayer.replay_workflow(history)
-    # A worker of the version before (its code never asks for the patch) does not run it on:
-    # its workflow task fails at the marker (Temporal tries it again, on another worker), so
-    # during a rolling upgrade an old worker never schedules this batch's charged calls.
-    monkeypatch.setattr(_calls, "_CHARGED_QUEUE", "aiportrait.a-patch-never-recorded")
-    with pytest.raises(NondeterminismError, match="patch marker"):
-        await replayer.replay_workflow(history)
+    assert markers == 1  # replayed in tests/unit/test_charged_queue_replay.py
