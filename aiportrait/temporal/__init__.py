@@ -20,6 +20,7 @@ from typing import Any
 from ._activities import PortraitActivities, as_application_error
 from ._batch_state import BatchState, batch_state
 from ._batch_workflow import OUTCOME_BYTES, PortraitBatchWorkflow
+from ._calls import charged_queue
 from ._client import (
     DEFAULT_TASK_QUEUE,
     ITEM_BYTES,
@@ -54,7 +55,7 @@ from ._values import (
     TrainProgress,
 )
 from ._wire import data_converter
-from ._worker import WORKFLOWS, new_worker
+from ._worker import WORKFLOWS, PortraitWorker, new_worker
 from ._workflows import CreateWorkflow, TrainWorkflow
 
 __all__ = [
@@ -81,6 +82,7 @@ __all__ = [
     "PortraitBatchWorkflow",
     "PortraitRef",
     "PortraitStore",
+    "PortraitWorker",
     "Timeouts",
     "TrainInput",
     "TrainProgress",
@@ -88,6 +90,7 @@ __all__ = [
     "as_application_error",
     "batch_id",
     "batch_state",
+    "charged_queue",
     "check_item",
     "connect",
     "data_converter",
