@@ -209,12 +209,29 @@ async def _line_with(process: Any, words: str, timeout: float = 180.0) -> str:
 
 
 async def restart_and_follow(
+    temporal_emu: Any, folder: Path, what: str, start: Any
+) -> tuple[str, str]:
+    """Start a workflow with ``start(client, store, queue)`` (a ``what``: batch or training)
+    on a Temporal server of its own (its database in ``folder``), with no worker yet; two
+    ``attach`` followers of it through a restart of the server: the one with ``--reconnect 1``
+    exits 3 with the exact attach command; the other (600 s) reconnects and, once a worker
+    runs, follows it to its end (exit 0). Its id and the output."""
+    from aiportrait import temporal as at
+
+    server = at.DevServer(ui=False, port=_free_port(), db_file=folder / "t.db")
+    await server.start()
+    try:
+        store = at.LocalPortraitStore(folder / "store")
+        queue = f"restart-{what}"
+        handle = await start(await at.connect(server.address), store, queue)
+        return handle.id, await _restarted(temporal_emu, server, store, queue, handle.id, what)
+    finally:
+        await server.stop()
+
+
+async def _restarted(
     temporal_emu: Any, server: Any, store: Any, queue: str, workflow_id: str, what: str
 ) -> str:
-    """Two ``attach`` followers of ``workflow_id`` (a ``what``: batch or training; no worker
-    yet) through a restart of ``server``: the one with ``--reconnect 1`` exits 3 with the
-    exact attach command; the other (600 s) reconnects and, once a worker runs, follows it to
-    its end (exit 0): its output."""
     from aiportrait import temporal as at
 
     where = ["--address", server.address, "--store", str(store.root)]
@@ -262,22 +279,18 @@ async def test_the_follower_survives_a_temporal_restart_or_exits_3_with_the_atta
     from aiportrait import ReferenceCreateRequest
     from aiportrait import temporal as at
 
-    server = at.DevServer(ui=False, port=_free_port(), db_file=tmp_path / "t.db")
-    await server.start()
-    store = at.LocalPortraitStore(tmp_path / "store")
     url = temporal_emu.media_url
     reference, template = url(sample_media.astronaut[0]), url(sample_media.astronaut_template)
     items = [(f"r{i}", ReferenceCreateRequest(reference, f"{template}?again={i}")) for i in (0, 1)]
-    try:
-        client = await at.connect(server.address)
-        handle = await at.start_batch(client, items, store=store, task_queue="restart")
-        out = await restart_and_follow(temporal_emu, server, store, "restart", handle.id, "batch")
-        lines = out.splitlines()
-        assert lines[-1] == f"batch {handle.id}: 2 items: 2 succeeded"
-        assert sorted(line.split()[1] for line in lines if line.startswith("ok ")) == ["r0", "r1"]
-        assert temporal_emu.counters.creations == 2
-    finally:
-        await server.stop()
+
+    async def start(client: Any, store: Any, queue: str) -> Any:
+        return await at.start_batch(client, items, store=store, task_queue=queue)
+
+    workflow_id, out = await restart_and_follow(temporal_emu, tmp_path, "batch", start)
+    lines = out.splitlines()
+    assert lines[-1] == f"batch {workflow_id}: 2 items: 2 succeeded"
+    assert sorted(line.split()[1] for line in lines if line.startswith("ok ")) == ["r0", "r1"]
+    assert temporal_emu.counters.creations == 2
 
 
 def _free_port() -> int:

@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("temporalio")
 
-from tests.test_temporal_cli import _free_port, restart_and_follow
+from tests.test_temporal_cli import restart_and_follow
 
 
 @pytest.mark.slow
@@ -20,18 +20,12 @@ async def test_the_training_follower_survives_a_temporal_restart_or_exits_3_with
 ) -> None:
     from aiportrait import temporal as at
 
-    server = at.DevServer(ui=False, port=_free_port(), db_file=tmp_path / "t.db")
-    await server.start()
-    store = at.LocalPortraitStore(tmp_path / "store")
     photos = [temporal_emu.media_url(n) for n in sample_media.astronaut]
-    try:
-        client = await at.connect(server.address)
-        handle = await at.start_training(client, photos, task_queue="restart-train")
-        out = await restart_and_follow(
-            temporal_emu, server, store, "restart-train", handle.id, "training"
-        )
-        (result,) = out.splitlines()
-        assert result.startswith("model ") and "training time" in result
-        assert temporal_emu.counters.trainings == 1
-    finally:
-        await server.stop()
+
+    async def start(client: Any, store: Any, queue: str) -> Any:
+        return await at.start_training(client, photos, task_queue=queue)
+
+    _, out = await restart_and_follow(temporal_emu, tmp_path, "training", start)
+    (result,) = out.splitlines()
+    assert result.startswith("model ") and "training time" in result
+    assert temporal_emu.counters.trainings == 1
