@@ -310,21 +310,25 @@ async def test_max_creations_ten_on_sixty_items_charges_ten_says_so_and_a_rerun_
     assert emu.counters.creations == _creates_received(emu) == 15  # 5 more, none twice
 
 
-async def test_dry_run_checks_local_photos_uploads_nothing_and_says_what_would_be_charged(
-    emu: Emulator, sample_media: SamplePhotos, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    folder = sample_media.folder
-    astronaut = [str(folder / n) for n in sample_media.astronaut]
+def local_rows(photos: SamplePhotos) -> list[dict[str, Any]]:
+    """Batch rows of local files: a training whose photos pass the check on this machine
+    (``good``), one with a group photo that fails it (``bad``), and a portrait (``s``)."""
+    astronaut = [str(photos.folder / n) for n in photos.astronaut]
     group, hopper = (
-        str(folder / n) for n in (sample_media.group_template, sample_media.hopper_template)
+        str(photos.folder / n) for n in (photos.group_template, photos.hopper_template)
     )
-    rows = [
+    return [
         {"kind": "train", "key": "good", "images": astronaut},
         {"kind": "train", "key": "bad", "images": [*astronaut[:4], group]},
         {"kind": "solo", "key": "s", "model_id": "m", "template": hopper},
     ]
+
+
+async def test_dry_run_checks_local_photos_uploads_nothing_and_says_what_would_be_charged(
+    emu: Emulator, sample_media: SamplePhotos, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     batch = tmp_path / "local.jsonl"
-    batch.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    batch.write_text("".join(json.dumps(row) + "\n" for row in local_rows(sample_media)))
     args = ["batch", str(batch), "--out", str(tmp_path / "out"), "--dry-run"]
     assert await _cli(emu, *args, "--json") == cli.EXIT_BATCH_FAILED
     doc = json.loads(capsys.readouterr().out)

@@ -17,6 +17,7 @@ pytest.importorskip("temporalio")
 
 from aiportrait import ReferenceCreateRequest, cli
 from aiportrait import temporal as at
+from tests.test_budget import local_rows
 from tests.test_temporal_cli import _batch_file, _closed_address, _references, _where
 
 
@@ -37,17 +38,7 @@ async def _cli(emu: Any, capsys: pytest.CaptureFixture[str], *args: str) -> tupl
 async def test_a_dry_run_without_temporal_checks_local_photos_and_uploads_nothing(
     temporal_emu: Any, sample_media: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    folder = sample_media.folder
-    astronaut = [str(folder / n) for n in sample_media.astronaut]
-    group, hopper = (
-        str(folder / n) for n in (sample_media.group_template, sample_media.hopper_template)
-    )
-    rows = [
-        {"kind": "train", "key": "good", "images": astronaut},
-        {"kind": "train", "key": "bad", "images": [*astronaut[:4], group]},
-        {"kind": "solo", "key": "s", "model_id": "m", "template": hopper},
-    ]
-    batch = _batch_file(tmp_path / "local.jsonl", rows)
+    batch = _batch_file(tmp_path / "local.jsonl", local_rows(sample_media))
     address = _closed_address()
     store = tmp_path / "store"
     args = ["batch", str(batch), "--dry-run", "--address", address, "--store", str(store)]
