@@ -33,6 +33,7 @@ from ._client import (
     unreachable,
 )
 from ._dev import DevServer, find_temporal_cli
+from ._stop import batch_summary, resume_batch, stop_batch
 from ._store import FindingStore, LocalPortraitStore, PortraitStore
 from ._values import (
     BatchInput,
@@ -79,6 +80,7 @@ __all__ = [
     "TrainWorkflow",
     "as_application_error",
     "batch_id",
+    "batch_summary",
     "connect",
     "data_converter",
     "error_of",
@@ -87,9 +89,11 @@ __all__ = [
     "new_worker",
     "read_outcomes",
     "result",
+    "resume_batch",
     "start_batch",
     "start_create",
     "start_training",
+    "stop_batch",
     "unreachable",
 ]
 

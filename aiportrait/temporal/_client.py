@@ -205,6 +205,8 @@ async def start_batch(
     check: bool = False,
     poll: PollPolicy = PollPolicy.TRAINING,
     timeouts: Timeouts = DEFAULT_TIMEOUTS,
+    max_trainings: int | None = None,
+    max_creations: int | None = None,
 ) -> WorkflowHandle[PortraitBatchWorkflow, BatchSummary]:
     """Start a :class:`PortraitBatchWorkflow` over ``(key, request)`` pairs.
 
@@ -214,6 +216,10 @@ async def start_batch(
     :class:`PortraitBatchWorkflow`). Without
     one, they travel inline in the workflow's input (a few hundred items at most: Temporal
     refuses inputs over about 2 MB).
+
+    ``max_trainings`` and ``max_creations`` are its budget: the most items of each kind it
+    starts (``None``: no bound); at the budget it stops as :func:`stop_batch` stops it, and
+    :func:`resume_batch` goes on, on a new budget. The budget is not part of the workflow id.
     """
     wid = _id("batch", workflow_id)
     batch_items = tuple(
@@ -229,6 +235,9 @@ async def start_batch(
         "check": check,
         "poll": poll,
         "timeouts": timeouts,
+        "total": len(batch_items),
+        "max_trainings": max_trainings,
+        "max_creations": max_creations,
     }
     if store is not None:
         # Under a folder of this start's own: a start refused for its id overwrites nothing.
@@ -268,7 +277,9 @@ async def follow_batch(
     on_wait: Callable[[str], object] | None = None,
     reconnect: float = 300.0,
 ) -> AsyncIterator[OutcomeRecord]:
-    """Yield each outcome of a batch once, as it completes, until the batch ends.
+    """Yield each outcome of a batch once, as it completes, until the batch ends, or stops
+    and waits for :func:`resume_batch` (then :func:`batch_summary` says how many it did not
+    start).
 
     Live outcomes come from the workflow's ``progress`` query (every ``every`` seconds); those
     a query missed (written out when the workflow continued as new) are read from the store's
@@ -331,6 +342,10 @@ async def follow_batch(
                         yield outcome
                 for outcome in await unseen(fresh):
                     yield outcome
+                if progress.waiting:  # stopped: every outcome is written; it waits for resume
+                    for outcome in await unseen(await read_outcomes(store, progress.outcome_pages)):
+                        yield outcome
+                    return
             await asyncio.wait({done}, timeout=every)
         try:
             summary: BatchSummary = done.result()
