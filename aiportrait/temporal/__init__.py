@@ -33,7 +33,7 @@ from ._client import (
     unreachable,
 )
 from ._dev import DevServer, find_temporal_cli
-from ._stop import batch_summary, resume_batch, stop_batch
+from ._stop import batch_summary, resume_batch, stop_batch, stopped_progress
 from ._store import FindingStore, LocalPortraitStore, PortraitStore
 from ._values import (
     BatchInput,
@@ -94,6 +94,7 @@ __all__ = [
     "start_create",
     "start_training",
     "stop_batch",
+    "stopped_progress",
     "unreachable",
 ]
 

@@ -177,8 +177,8 @@ class PortraitBatchWorkflow:
     def resume(self, max_trainings: int | None = None, max_creations: int | None = None) -> None:
         """Go on with the items a stop (or the budget) held, on this budget (``None``: no
         bound), counted from now (a batch that is not stopped is not changed)."""
-        if self._stopped:
-            self._resume = (max_trainings, max_creations)
+        if self._stopped:  # a query after this signal sees it: no longer waiting
+            self._resume, self._waiting = (max_trainings, max_creations), False
 
     async def _save(self, batch: BatchInput) -> None:
         """Write this run's outcomes to the store, a page file per 500."""

@@ -16,16 +16,19 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 
 from ._batch_workflow import NO_OUTCOMES, PortraitBatchWorkflow
 from ._client import result
-from ._values import BatchSummary
+from ._values import BatchProgress, BatchSummary
 
-__all__ = ["batch_summary", "resume_batch", "stop_batch"]
+__all__ = ["batch_summary", "resume_batch", "stop_batch", "stopped_progress"]
 
 
-async def stop_batch(handle: WorkflowHandle[Any, Any]) -> None:
+async def stop_batch(handle: WorkflowHandle[Any, Any]) -> BatchProgress:
     """Tell the batch to start no new item: those in flight end and are recorded, and it
-    waits for :func:`resume_batch` (a batch that is stopped already, or ended, is not changed;
-    :func:`follow_batch` ends when it waits)."""
+    waits for :func:`resume_batch` (a batch that is stopped already is not changed;
+    :func:`follow_batch` ends when it waits). Returns its progress once it was told
+    (``in_flight``: the items finishing)."""
     await handle.signal(PortraitBatchWorkflow.stop)
+    progress: BatchProgress = await handle.query(PortraitBatchWorkflow.progress, NO_OUTCOMES)
+    return progress
 
 
 async def resume_batch(
@@ -39,13 +42,22 @@ async def resume_batch(
     await handle.signal(PortraitBatchWorkflow.resume, args=[max_trainings, max_creations])
 
 
+async def stopped_progress(handle: WorkflowHandle[Any, Any]) -> BatchProgress | None:
+    """The progress of a batch that was told to stop (or reached its budget) and has not ended:
+    it waits for :func:`resume_batch` (``waiting``), or will once what is in flight ended;
+    ``None`` for a batch that runs on, or ended."""
+    if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+        return None
+    progress: BatchProgress = await handle.query(PortraitBatchWorkflow.progress, NO_OUTCOMES)
+    return progress if progress.stopped else None
+
+
 async def batch_summary(handle: WorkflowHandle[Any, Any]) -> BatchSummary:
     """The summary of a batch that ended, or of one that stopped and waits for
     :func:`resume_batch` (its ``stopped`` and ``not_submitted`` say so); for one still
     running, its result when it ends (a failure raises the library's error, as :func:`result`)."""
-    if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
-        progress = await handle.query(PortraitBatchWorkflow.progress, NO_OUTCOMES)
-        if progress.waiting:
-            return progress.summary()
+    stopped = await stopped_progress(handle)
+    if stopped is not None and stopped.waiting:
+        return stopped.summary()
     summary: BatchSummary = await result(handle)
     return summary
