@@ -10,9 +10,11 @@ an event, with a generous bound.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,28 @@ async def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str
     return code, captured.out, captured.err
 
 
+@contextlib.asynccontextmanager
+async def _child(*argv: str) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``aiportrait temporal ARGV`` in a child process (killed if the test leaves it running)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "aiportrait", "temporal", *argv,
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def _each_charged_once(cluster: Any, emu: Any, workflow_id: str, count: int) -> None:
+    """``count`` creates charged, each once, each with its portrait in the store."""
+    assert emu.counters.creations == count
+    assert len(await _saved(cluster, workflow_id)) == count
+    assert emu.counters.charged_duplicates() == {}
+
+
 async def _line_with(process: Any, words: str) -> str:
     """The child's next stderr line that holds ``words``."""
     while True:
@@ -88,11 +112,7 @@ async def test_a_signal_stops_a_60_item_batch_saves_every_paid_portrait_and_a_re
     emu = temporal_emu
     batch = _batch_file(emu, sample_media, 60, tmp_path / f"stop{sig.value}.jsonl")
     held = emu.hold(after=10)  # ten are done; then four are on the service at the signal
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "aiportrait", "temporal", "batch", str(batch), *_where(cluster),
-        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
+    async with _child("batch", str(batch), *_where(cluster)) as process:
         await until(lambda: held.arrived == 14, "four creates held", seconds=180)
         process.send_signal(sig)
         line = await _line_with(process, "aiportrait: stopping")
@@ -103,10 +123,6 @@ async def test_a_signal_stops_a_60_item_batch_saves_every_paid_portrait_and_a_re
         )
         held.release()
         out, err = await asyncio.wait_for(process.communicate(), 180)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
     assert process.returncode == EXIT_INTERRUPTED, err.decode()
     lines = out.decode().splitlines()
     workflow_id = lines[0].split()[1].rstrip(":")
@@ -117,9 +133,7 @@ async def test_a_signal_stops_a_60_item_batch_saves_every_paid_portrait_and_a_re
         "resume: the workflow waits for it"
     )
     # Every create the service ran has its portrait in the store; none was charged twice.
-    assert emu.counters.creations == 14
-    assert len(await _saved(cluster, workflow_id)) == 14
-    assert emu.counters.charged_duplicates() == {}
+    await _each_charged_once(cluster, emu, workflow_id, 14)
 
     code, text, _ = await _run(capsys, "batch", str(batch), *_where(cluster))
     assert code == EXIT_OK, text
@@ -130,9 +144,7 @@ async def test_a_signal_stops_a_60_item_batch_saves_every_paid_portrait_and_a_re
     )
     assert last == f"batch {workflow_id}: 60 items: 60 succeeded"
     assert sorted(line.split()[1] for line in shown) == [f"r{i:02d}" for i in range(60)]
-    assert emu.counters.creations == 60
-    assert len(await _saved(cluster, workflow_id)) == 60
-    assert emu.counters.charged_duplicates() == {}
+    await _each_charged_once(cluster, emu, workflow_id, 60)
 
 
 async def test_max_creations_charges_exactly_that_many_and_a_rerun_charges_only_new_items(
@@ -169,6 +181,75 @@ async def test_max_creations_charges_exactly_that_many_and_a_rerun_charges_only_
     code, text, _ = await _run(capsys, "batch", str(batch), *_where(cluster))
     assert code == EXIT_OK, text
     assert text.splitlines()[-1] == f"batch {workflow_id}: 60 items: 60 succeeded"
-    assert emu.counters.creations == 60
-    assert len(await _saved(cluster, workflow_id)) == 60
+    await _each_charged_once(cluster, emu, workflow_id, 60)
+
+
+async def test_a_second_signal_leaves_the_follower_and_the_workers_still_save_what_ran(
+    cluster: Any,
+    temporal_emu: Any,
+    sample_media: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    emu = temporal_emu
+    batch = _batch_file(emu, sample_media, 8, tmp_path / "leave.jsonl")
+    held = emu.hold()  # the first four wait on the service
+    async with _child("batch", str(batch), *_where(cluster)) as process:
+        await until(lambda: held.arrived == 4, "four creates held", seconds=180)
+        process.send_signal(signal.SIGTERM)
+        await _line_with(process, "aiportrait: stopping: no new item is started; 4 in flight")
+        process.send_signal(signal.SIGINT)
+        line = await _line_with(process, "aiportrait: leaving the follower")
+        assert line.startswith(
+            "aiportrait: leaving the follower: the workers still finish what is in flight and "
+            "save it (nothing paid is lost); follow it again with: aiportrait temporal attach "
+        )
+        out, _ = await asyncio.wait_for(process.communicate(), 180)
+    assert process.returncode == EXIT_INTERRUPTED
+    workflow_id = out.decode().splitlines()[0].split()[1].rstrip(":")
+    held.release()  # the four finish after the follower left: they are saved all the same
+    handle = cluster.client.get_workflow_handle(workflow_id)
+
+    async def waits() -> bool:
+        stopped = await at.stopped_progress(handle)
+        return stopped is not None and stopped.waiting
+
+    for _ in range(3600):  # up to 180 s, as every wait here
+        if await waits():
+            break
+        await asyncio.sleep(0.05)
+    assert await waits(), "the batch never came to wait for its resume"
+    assert len(await _saved(cluster, workflow_id)) == 4
+    code, text, _ = await _run(capsys, "batch", str(batch), *_where(cluster))
+    assert code == EXIT_OK, text
+    assert text.splitlines()[-1] == f"batch {workflow_id}: 8 items: 8 succeeded"
+    assert emu.counters.creations == 8
     assert emu.counters.charged_duplicates() == {}
+
+
+async def test_a_signal_before_the_workflow_started_starts_nothing(tmp_path: Path) -> None:
+    # A "Temporal" that accepts the connection and never answers: the starter waits there.
+    accepted = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.set()
+        await reader.read()  # until the child goes
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    row = {"kind": "solo", "key": "k", "model_id": "m", "template": "http://x.invalid/t.jpg"}
+    batch = tmp_path / "one.jsonl"
+    batch.write_text(json.dumps(row) + "\n")
+    async with server:
+        where = ["--address", f"127.0.0.1:{port}", "--store", str(tmp_path / "store")]
+        async with _child("batch", str(batch), *where) as process:
+            await asyncio.wait_for(accepted.wait(), 180)
+            process.send_signal(signal.SIGTERM)
+            out, err = await asyncio.wait_for(process.communicate(), 180)
+    assert process.returncode == EXIT_INTERRUPTED, err.decode()
+    assert out == b""
+    assert err.decode().splitlines()[-2:] == [
+        "aiportrait: interrupted",
+        "aiportrait: nothing was started (nothing charged); run the same command again",
+    ]
