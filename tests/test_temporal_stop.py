@@ -253,3 +253,34 @@ async def test_a_signal_before_the_workflow_started_starts_nothing(tmp_path: Pat
         "aiportrait: interrupted",
         "aiportrait: nothing was started (nothing charged); run the same command again",
     ]
+
+
+async def test_a_stopped_batch_that_no_resume_reaches_ends_and_says_its_rest_never_starts(
+    cluster: Any, temporal_emu: Any, sample_media: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from aiportrait import ReferenceCreateRequest
+
+    url = temporal_emu.media_url
+    reference, template = url(sample_media.astronaut[0]), url(sample_media.astronaut_template)
+    items = [
+        (f"e{i}", ReferenceCreateRequest(reference, f"{template}?ends={i}")) for i in (0, 1, 2)
+    ]
+    handle = await at.start_batch(
+        cluster.client, items, store=cluster.store, task_queue=cluster.queue, max_creations=1,
+        resume_within=0.5,
+    )  # fmt: skip
+    summary = await asyncio.wait_for(at.result(handle), 180)  # it ended: no resume came
+    assert (summary.counts, summary.total, summary.not_submitted) == ({"succeeded": 1}, 3, 2)
+    assert (summary.stopped, summary.budget, summary.waiting) == ("create", 1, False)
+    assert await at.stopped_progress(handle) is None  # nothing to resume
+    code, text, err = await _run(capsys, "attach", handle.id, *_where(cluster)[:6])
+    assert code == EXIT_BUDGET
+    assert text.splitlines()[-1] == (
+        f"batch {handle.id}: 3 items: 1 succeeded, 2 not submitted (stopped)"
+    )
+    assert "budget of" not in text  # its "run again with a higher budget" would not go on
+    assert err.splitlines()[-1] == (
+        "aiportrait: stopped: 2 not submitted (not charged); the batch ended without a resume: "
+        "run them as a new batch of those items"
+    )
+    assert temporal_emu.counters.creations == 1

@@ -183,15 +183,18 @@ async def follow_batch_lines(
     told = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
     left = summary.not_submitted
     doc = {"type": "summary", "id": handle.id, "total": summary.total, **counts}
-    budget = summary.stopped in ("train", "create")
-    reached = [budget_line(summary.stopped, summary.budget, left)] if budget else []
+    reached = []  # the budget line says "run again": only for a batch that waits for it
+    if summary.waiting and summary.stopped in ("train", "create"):
+        reached.append(budget_line(summary.stopped, summary.budget, left))
     text = f"batch {handle.id}: {summary.total} items: {told}"
     if left:
         text += f", {left} not submitted (stopped)"
         doc.update(not_submitted=left, stopped=summary.stopped, budget=reached)
     out.result(doc, [*reached, text])
     stopped = KeyboardInterrupt() if stop.signals or summary.stopped == "request" else None
-    if left and not budget:
+    if left and not summary.waiting:  # it waited for a resume long enough, and ended
+        resume = "the batch ended without a resume: run them as a new batch of those items"
+    if left and not reached:
         out.note(f"{PROG}: stopped: {left} not submitted (not charged); {resume}")
     return batch_exit(counts.get("unknown", 0), counts.get("failed", 0), left, stopped)
 

@@ -125,7 +125,8 @@ class PortraitBatchWorkflow:
         if rest and self._stopped:  # (a stop while the last ones ran holds the rest too)
             self._waiting = True
             budget = await self._resumed(batch)
-            if budget is None:
+            if budget is None:  # no resume came: it ends, and the rest never start
+                self._waiting = False
                 return self.progress(NO_OUTCOMES).summary()
             batch = attrs.evolve(batch, max_trainings=budget[0], max_creations=budget[1])
             spent = {}

@@ -22,6 +22,7 @@ from ..models import TrainResult
 from ._batch_workflow import PortraitBatchWorkflow
 from ._store import PortraitStore, batch_portrait, find_portrait, safe_name
 from ._values import (
+    RESUME_WITHIN,
     BatchInput,
     BatchItem,
     BatchSummary,
@@ -207,6 +208,7 @@ async def start_batch(
     timeouts: Timeouts = DEFAULT_TIMEOUTS,
     max_trainings: int | None = None,
     max_creations: int | None = None,
+    resume_within: float = RESUME_WITHIN,
 ) -> WorkflowHandle[PortraitBatchWorkflow, BatchSummary]:
     """Start a :class:`PortraitBatchWorkflow` over ``(key, request)`` pairs.
 
@@ -220,6 +222,7 @@ async def start_batch(
     ``max_trainings`` and ``max_creations`` are its budget: the most items of each kind it
     starts (``None``: no bound); at the budget it stops as :func:`stop_batch` stops it, and
     :func:`resume_batch` goes on, on a new budget. The budget is not part of the workflow id.
+    A stopped batch waits ``resume_within`` seconds (a week) for its resume, then ends.
     """
     wid = _id("batch", workflow_id)
     batch_items = tuple(
@@ -238,6 +241,7 @@ async def start_batch(
         "total": len(batch_items),
         "max_trainings": max_trainings,
         "max_creations": max_creations,
+        "resume_within": resume_within,
     }
     if store is not None:
         # Under a folder of this start's own: a start refused for its id overwrites nothing.

@@ -23,6 +23,7 @@ from ..hooks import OutcomeStatus
 from ..models import TrainJob, TrainResult
 
 __all__ = [
+    "RESUME_WITHIN",
     "BatchInput",
     "BatchItem",
     "BatchProgress",
@@ -38,6 +39,9 @@ __all__ = [
     "TrainProgress",
 ]
 
+
+RESUME_WITHIN = 7 * 24 * 3600.0
+"""How long a stopped batch waits for its resume by default, seconds (a week)."""
 
 _PATH = "$path"  # a pathlib path among an error's attributes: it comes back as a Path
 
@@ -299,7 +303,7 @@ class BatchInput:
     total: int = 0
     max_trainings: int | None = None
     max_creations: int | None = None
-    resume_within: float = 7 * 24 * 3600.0
+    resume_within: float = RESUME_WITHIN
     skip: int = 0
     spent: dict[str, int] = attrs.Factory(dict)
 
@@ -346,6 +350,7 @@ class BatchProgress:
             stopped=self.stopped,
             budget=self.budget,
             not_submitted=total - self.read,
+            waiting=self.waiting,
         )
 
 
@@ -356,7 +361,8 @@ class BatchSummary:
     A batch that stopped before its end (:func:`batch_summary` of one that waits for
     :func:`resume_batch`, or one that waited longer than its ``resume_within``) says why in
     ``stopped`` (as :attr:`BatchProgress.stopped`, with its ``budget``) and how many items it
-    did not start in ``not_submitted`` (none of them was sent or charged)."""
+    did not start in ``not_submitted`` (none of them was sent or charged); ``waiting``: it
+    waits for :func:`resume_batch` (else it ended: they are never started)."""
 
     counts: dict[str, int]
     total: int
@@ -364,3 +370,4 @@ class BatchSummary:
     stopped: str = ""
     budget: int = 0
     not_submitted: int = 0
+    waiting: bool = False
