@@ -281,7 +281,8 @@ class BatchInput:
         timeouts: the activities' timeouts and tries.
         total: how many items the batch has (``0``: not said; :func:`start_batch` says it).
         max_trainings: the most trainings it starts (``None``: no bound) until it is resumed
-            (``resume`` resets the counts); at the budget it stops as on ``stop``.
+            (``resume`` resets the counts); at the budget it stops as on ``stop``. An item
+            counts when it starts (a training its photo check then stops counts too).
         max_creations: the same for creations.
         resume_within: how long, in seconds, a stopped batch waits for ``resume`` before it
             ends with its summary (the items it did not start are then never started).
