@@ -106,7 +106,7 @@ async def test_a_dry_run_says_what_temporal_has_and_a_run_after_it_charges_nothi
     assert code == 0 and doc["charged"] == {"train": 0, "create": 0}
     assert doc["workflow"] == {
         "id": workflow_id, "exists": True, "status": "completed", "total": 3,
-        "ended": {"succeeded": 3},
+        "ended": {"succeeded": 3}, "held": 0,
     }  # fmt: skip
     assert temporal_emu.counters.creations == 3  # the dry runs charged nothing
     assert temporal_emu.counters.charged_duplicates() == {}

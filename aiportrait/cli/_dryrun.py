@@ -119,7 +119,8 @@ async def print_temporal_dry_run(
     charged. ``state`` is what Temporal holds of the batch's workflow ``workflow_id`` (a
     :class:`~aiportrait.temporal.BatchState`, ``None``: none), ``given`` says it came from
     ``--id``, and ``unasked`` why Temporal could not be asked (then ``state`` is ``None``).
-    A workflow that exists charges nothing: a run attaches to it (or refuses its ``--id``).
+    A workflow that exists charges nothing: a run attaches to it (or refuses its ``--id``),
+    unless it stopped and waits for a resume: a run resumes it, and charges what it held.
 
     Exit 0, or 5 when an item would be refused before anything is sent (each gets a line);
     Temporal not answering is a line, not an error: the file's check is the dry run's answer."""
@@ -136,15 +137,20 @@ async def print_temporal_dry_run(
         note = f"{name} was not started before: a run starts it"
     else:
         workflow.update(status=state.status, total=state.total, ended=state.counts)
+        workflow.update(held=state.held)
         run = "a run with this --id is refused" if given else "a run follows it"
+        if state.held:
+            run = f"it stopped with {state.held} items not started: a run resumes it"
         told = ", ".join(f"{n} {k}" for k, n in sorted((state.counts or {}).items()))
         ended = "its outcomes could not be read now (no worker answered)"
         if state.counts is not None:
             ended = f"{state.ended} of {state.total} items ended ({told or 'none yet'})"
-        note = f"{name} was started before ({state.status}): {ended}; {run}: nothing is charged"
+        charges = "its held items are charged" if state.held else "nothing is charged"
+        note = f"{name} was started before ({state.status}): {ended}; {run}: {charges}"
     doc: dict[str, Any] = {"type": "dry_run", "file": str(file), "workflow": workflow}
     head = f"dry run of {file}: nothing was uploaded, started or charged"
-    return _report(out, found, budget, doc, head, False, [note], state is not None)
+    attached = state is not None and not state.held  # resumed: at most the plan's charges
+    return _report(out, found, budget, doc, head, False, [note], attached)
 
 
 def _report(

@@ -38,6 +38,7 @@ from ._client import (
 )
 from ._dev import DevServer, find_temporal_cli
 from ._following import Following
+from ._stop import batch_summary, resume_batch, stop_batch, stopped_progress
 from ._store import FindingStore, LocalPortraitStore, PortraitStore
 from ._values import (
     BatchInput,
@@ -90,6 +91,7 @@ __all__ = [
     "as_application_error",
     "batch_id",
     "batch_state",
+    "batch_summary",
     "charged_queue",
     "check_item",
     "connect",
@@ -100,9 +102,12 @@ __all__ = [
     "new_worker",
     "read_outcomes",
     "result",
+    "resume_batch",
     "start_batch",
     "start_create",
     "start_training",
+    "stop_batch",
+    "stopped_progress",
     "unreachable",
 ]
 

@@ -32,12 +32,15 @@ class BatchState:
             could not be read now (a running batch's ``progress`` query that no worker
             answered; a batch ended without a summary).
         total: the items read so far (all of them once it ended), or ``None``.
+        held: items a stop or its budget held: it waits for a resume, which starts them
+            (and charges them, within the resume's budget).
     """
 
     workflow_id: str
     status: str
     counts: dict[str, int] | None = None
     total: int | None = None
+    held: int = 0
 
     @property
     def ended(self) -> int | None:
@@ -71,19 +74,20 @@ async def batch_state(
         found = await _closed(handle, store)
     if found is None:
         return BatchState(workflow_id, word)
-    outcomes, total = found
+    outcomes, total, held = found
     counts: dict[str, int] = {}
     for outcome in outcomes:
         outcome = await _stored(outcome, store, workflow_id)  # a stored portrait wins
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
-    return BatchState(workflow_id, word, counts, total)
+    return BatchState(workflow_id, word, counts, total, held)
 
 
 async def _running(
     handle: Any, store: PortraitStore, timeout: float
-) -> tuple[list[OutcomeRecord], int] | None:
+) -> tuple[list[OutcomeRecord], int, int] | None:
     """A running batch's outcomes so far (its pages, then its replies: each holds only so
-    many, so it is asked again after the last) and the items it read; ``None``: no answer."""
+    many, so it is asked again after the last), the items it read, and those it holds when
+    stopped; ``None``: no answer."""
     wait = timedelta(seconds=timeout)
     progress_of = PortraitBatchWorkflow.progress
     try:
@@ -93,7 +97,8 @@ async def _running(
         while True:
             progress = await handle.query(progress_of, latest, rpc_timeout=wait)
             if not progress.outcomes:
-                return outcomes, progress.read
+                held = max(progress.total, progress.read) - progress.read
+                return outcomes, progress.read, held if progress.waiting else 0
             outcomes += progress.outcomes
             latest = max(o.seq for o in progress.outcomes)
     except RPCError as exc:
@@ -102,7 +107,7 @@ async def _running(
         return None  # no worker answered the query in time
 
 
-async def _closed(handle: Any, store: PortraitStore) -> tuple[list[OutcomeRecord], int] | None:
+async def _closed(handle: Any, store: PortraitStore) -> tuple[list[OutcomeRecord], int, int] | None:
     """A closed batch's outcomes and items from its summary (``None``: it has none)."""
     try:
         summary: BatchSummary | None = await handle.result()
@@ -110,4 +115,4 @@ async def _closed(handle: Any, store: PortraitStore) -> tuple[list[OutcomeRecord
         summary = _detail(exc, BatchSummary)
     if summary is None:
         return None
-    return await read_outcomes(store, summary.outcome_pages), summary.total
+    return await read_outcomes(store, summary.outcome_pages), summary.total, 0

@@ -22,6 +22,7 @@ from ._batch_workflow import PortraitBatchWorkflow
 from ._following import Following, unreachable
 from ._store import PortraitStore, batch_portrait, find_portrait, safe_name
 from ._values import (
+    RESUME_WITHIN,
     BatchInput,
     BatchItem,
     BatchSummary,
@@ -214,6 +215,9 @@ async def start_batch(
     check: bool = False,
     poll: PollPolicy = PollPolicy.TRAINING,
     timeouts: Timeouts = DEFAULT_TIMEOUTS,
+    max_trainings: int | None = None,
+    max_creations: int | None = None,
+    resume_within: float = RESUME_WITHIN,
 ) -> WorkflowHandle[PortraitBatchWorkflow, BatchSummary]:
     """Start a :class:`PortraitBatchWorkflow` over ``(key, request)`` pairs.
 
@@ -224,6 +228,11 @@ async def start_batch(
     one, they travel inline in the workflow's input (a few hundred items at most: Temporal
     refuses inputs over about 2 MB). An item over :data:`ITEM_BYTES` (:func:`check_item`) is
     an :class:`~aiportrait.errors.InvalidArgument` naming its key, before anything starts.
+
+    ``max_trainings`` and ``max_creations`` are its budget: the most items of each kind it
+    starts (``None``: no bound); at the budget it stops as :func:`stop_batch` stops it, and
+    :func:`resume_batch` goes on, on a new budget. The budget is not part of the workflow id.
+    A stopped batch waits ``resume_within`` seconds (a week) for its resume, then ends.
     """
     wid = _id("batch", workflow_id)
     batch_items = tuple(
@@ -241,6 +250,10 @@ async def start_batch(
         "check": check,
         "poll": poll,
         "timeouts": timeouts,
+        "total": len(batch_items),
+        "max_trainings": max_trainings,
+        "max_creations": max_creations,
+        "resume_within": resume_within,
     }
     if store is not None:
         # Under a folder of this start's own: a start refused for its id overwrites nothing.
@@ -292,7 +305,9 @@ async def follow_batch(
     on_wait: Callable[[str], object] | None = None,
     reconnect: float = 300.0,
 ) -> AsyncIterator[OutcomeRecord]:
-    """Yield each outcome of a batch once, as it completes, until the batch ends.
+    """Yield each outcome of a batch once, as it completes, until the batch ends, or stops
+    and waits for :func:`resume_batch` (then :func:`batch_summary` says how many it did not
+    start).
 
     Live outcomes come from the workflow's ``progress`` query (every ``every`` seconds); those
     a query missed (written out when the workflow continued as new) are read from the store's
@@ -331,6 +346,10 @@ async def follow_batch(
                     yield outcome
             for outcome in await unseen(fresh):
                 yield outcome
+            if progress.waiting:  # stopped: every outcome is written; it waits for resume
+                for outcome in await unseen(await read_outcomes(store, progress.outcome_pages)):
+                    yield outcome
+                return
         try:
             summary: BatchSummary = following.result()
         except WorkflowFailureError as exc:  # what ran before it failed is in its summary
