@@ -129,3 +129,31 @@ async def test_batch_state_of_none_and_of_a_running_batch_no_worker_answers(
         await handle.terminate("test over")
     state = await at.batch_state(client, handle.id, store)
     assert state == at.BatchState(handle.id, "terminated")  # it ended without a summary
+
+
+async def test_a_dry_run_of_a_batch_its_budget_stopped_says_a_run_resumes_it(
+    cluster: Any,
+    temporal_emu: Any,
+    sample_media: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rows = _references(temporal_emu, sample_media, 3, "held")
+    batch = _batch_file(tmp_path / "held.jsonl", rows)
+    where = _where(cluster)
+    code, text = await _cli(
+        temporal_emu, capsys, "batch", str(batch), *where, "--max-creations", "1"
+    )
+    assert code == cli.EXIT_BUDGET, text
+    workflow_id = text.split()[1].rstrip(":")
+    code, dry = await _cli(temporal_emu, capsys, "batch", str(batch), "--dry-run", *where)
+    assert code == 0, dry
+    assert dry.splitlines()[2:] == [
+        f"workflow {workflow_id} was started before (running): 1 of 1 items ended (1 "
+        "succeeded); it stopped with 2 items not started: a run resumes it: its held items are"
+        " charged",
+        "would charge now: 0 trainings, 3 creations",  # at most: the file's, the held among them
+    ]
+    assert temporal_emu.counters.creations == 1
+    handle = cluster.client.get_workflow_handle(workflow_id)
+    await handle.terminate("test over")
