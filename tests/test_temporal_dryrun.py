@@ -35,6 +35,12 @@ async def _cli(emu: Any, capsys: pytest.CaptureFixture[str], *args: str) -> tupl
     return code, capsys.readouterr().out
 
 
+def _three(cluster: Any, emu: Any, media: Any, path: Path) -> tuple[Path, list[str]]:
+    """A batch file of 3 references at ``path`` (distinct by its name), and the cluster's
+    options."""
+    return _batch_file(path, _references(emu, media, 3, path.stem)), _where(cluster)
+
+
 async def test_a_dry_run_without_temporal_checks_local_photos_and_uploads_nothing(
     temporal_emu: Any, sample_media: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -76,9 +82,7 @@ async def test_a_dry_run_says_what_temporal_has_and_a_run_after_it_charges_nothi
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    rows = _references(temporal_emu, sample_media, 3, "dry")
-    batch = _batch_file(tmp_path / "dry.jsonl", rows)
-    where = _where(cluster)
+    batch, where = _three(cluster, temporal_emu, sample_media, tmp_path / "dry.jsonl")
     code, before = await _cli(temporal_emu, capsys, "batch", str(batch), "--dry-run", *where)
     assert code == 0, before
     lines = before.splitlines()
@@ -138,9 +142,7 @@ async def test_a_dry_run_of_a_batch_its_budget_stopped_says_a_run_resumes_it(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    rows = _references(temporal_emu, sample_media, 3, "held")
-    batch = _batch_file(tmp_path / "held.jsonl", rows)
-    where = _where(cluster)
+    batch, where = _three(cluster, temporal_emu, sample_media, tmp_path / "held.jsonl")
     code, text = await _cli(
         temporal_emu, capsys, "batch", str(batch), *where, "--max-creations", "1"
     )
