@@ -55,12 +55,16 @@ from .limits import SessionLimits
 if TYPE_CHECKING:
     from ..hooks.events import Hook
 
-__all__ = ["SessionCore"]
+__all__ = ["PROBE", "SessionCore"]
 
 log = logging.getLogger("aiportrait")
 
 T = TypeVar("T")
 S = TypeVar("S", bound="SessionCore")
+
+PROBE = BatchQuery(1)
+"""While the service seems down, this free read (any answer will do: the jobs of a batch,
+possibly none) tells when charged calls may go again."""
 
 
 class SessionCore:
@@ -119,9 +123,7 @@ class SessionCore:
             creations_per_second=creations_per_second,
             outage=outage,
         )
-        # While the service seems down, this free read (any answer will do: the jobs of a
-        # batch, possibly none) tells when charged calls may go again.
-        probe = BatchQuery(1)
+        probe = PROBE
         self._caller = Caller(
             _checked(retry or RetryPolicy(), RetryPolicy, "retry"),
             limits,

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 from typing import Any
 
+from .._display.batch_progress import paused_words
 from ..errors import ConnectError
 from ._exit import EXIT_OK, batch_exit
 from ._output import Output, outcome_line
@@ -75,9 +76,12 @@ async def follow_batch_lines(
     def waiting(why: str) -> None:
         out.note(out.words(why)[:300])
 
+    def pausing(why: str) -> None:  # one line when the batch pauses, one when it goes on
+        out.note(paused_words(out.words(why)[:300]) if why else "resumed: the service answers")
+
     counts: dict[str, int] = {}  # by status, as shown: a portrait in the store wins
     try:
-        found = follow_batch(handle, store, on_wait=waiting, reconnect=reconnect)
+        found = follow_batch(handle, store, on_wait=waiting, reconnect=reconnect, on_pause=pausing)
         async for outcome in found:
             counts[outcome.status] = counts.get(outcome.status, 0) + 1
             doc, line = _outcome(out, outcome)

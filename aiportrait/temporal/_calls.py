@@ -5,6 +5,10 @@ most once per proof that the last try did not run.
 connection, a 503 with ``Retry-After``), and reports a lost answer or a worker that stopped
 answering as ``unknown``: the call may have run, and only you decide to send it again. Errors
 become the workflow's own non-retryable failures carrying the library's :class:`ErrorInfo`.
+
+While the service seems down (:class:`~aiportrait.temporal._pause.Pause`: failures of the
+activities that say so), :func:`charged` schedules nothing: :func:`held` probes, on Temporal
+timers, until the service answers.
 """
 
 from __future__ import annotations
@@ -16,12 +20,23 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy as TemporalRetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError, TimeoutError
 
-from .._retrying.policy import RetryPolicy, decide
-from ..errors import InvalidArgument, SubmitOutcomeUnknown
+from .._retrying.policy import OutagePolicy, RetryPolicy, decide
+from ..errors import AIPortraitError, InvalidArgument, SubmitOutcomeUnknown
 from ..hooks import OutcomeStatus
+from ._activities import PortraitActivities
+from ._pause import Pause
 from ._values import ErrorInfo, Timeouts
 
-__all__ = ["charged", "check_failure", "details", "failure", "read", "reraised", "unknown"]
+__all__ = [
+    "charged",
+    "check_failure",
+    "details",
+    "failure",
+    "held",
+    "read",
+    "reraised",
+    "unknown",
+]
 
 _ONE_ATTEMPT = TemporalRetryPolicy(maximum_attempts=1)
 
@@ -73,14 +88,18 @@ def unknown(action: str, request: Any, why: str) -> ErrorInfo:
 
 
 async def charged(
-    activity: Any, arg: Any, action: str, request: Any, t: Timeouts
+    activity: Any, arg: Any, action: str, request: Any, t: Timeouts, pause: Pause | None = None
 ) -> tuple[OutcomeStatus, Any]:
-    """Run a charged activity at most once per proof that the last try did not run.
+    """Run a charged activity at most once per proof that the last try did not run, each try
+    scheduled only when ``pause`` (the workflow's, or one of this call's own) lets it.
 
     Returns ``("succeeded", value)``, ``("failed", ErrorInfo)`` or ``("unknown", ErrorInfo)``.
     """
+    pause = Pause(OutagePolicy()) if pause is None else pause
     tries = 0
     while True:
+        await held(pause, t)
+        written = pause.epoch
         tries += 1
         try:
             value = await workflow.execute_activity_method(
@@ -90,7 +109,6 @@ async def charged(
                 heartbeat_timeout=timedelta(seconds=t.heartbeat),
                 retry_policy=_ONE_ATTEMPT,
             )
-            return "succeeded", value
         except ActivityError as err:
             cause = err.cause
             if isinstance(cause, TimeoutError):
@@ -102,6 +120,7 @@ async def charged(
             info = details(cause)
             if info is None:  # not the library's error: it may have failed after sending
                 return "unknown", unknown(action, request, f"{cause.type}: {cause.message}")
+            pause.saw(_behind(cause, info), written)
             if info.type == "SubmitOutcomeUnknown":
                 return "unknown", info
             # The library's one retry decision (only what provably did not run is sent again),
@@ -114,6 +133,41 @@ async def charged(
                 await workflow.sleep(decision.wait)
                 continue
             return "failed", info
+        pause.answered(written)
+        return "succeeded", value
+
+
+def _behind(cause: ApplicationError, info: ErrorInfo) -> AIPortraitError:
+    """The failure that says whether the service answered: for a call that may have run, the
+    one behind it (the activity's second detail), else the error itself."""
+    behind = cause.details[1:2]
+    return (behind[0] if behind and isinstance(behind[0], ErrorInfo) else info).exception()
+
+
+async def held(pause: Pause, t: Timeouts) -> None:
+    """Return when ``pause`` lets charged activities be scheduled: while the service seems
+    down, the Session's probe runs as an activity (one try) on the pause's schedule."""
+
+    async def probe(written: int) -> None:
+        policy = pause.breaker.policy
+        try:
+            await workflow.execute_activity_method(
+                PortraitActivities.probe,
+                policy.probe_timeout,
+                start_to_close_timeout=timedelta(seconds=t.read),
+                retry_policy=_ONE_ATTEMPT,
+            )
+        except ActivityError as err:
+            cause = err.cause
+            info = details(cause) if isinstance(cause, ApplicationError) else None
+            if info is None:  # no worker's answer: a failed probe, its backoff goes on
+                pause.failed(f"the probe ended with {type(cause).__name__}", written)
+            else:
+                pause.saw(info.exception(), written)
+        else:
+            pause.answered(written)
+
+    await pause.hold(probe)
 
 
 def _policy(t: Timeouts) -> RetryPolicy:

@@ -17,6 +17,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from .._jobs.schedule import PollPolicy
 from .._requests import AnyCreateRequest, Request, TrainRequest
+from .._retrying.policy import OutagePolicy
 from ..errors import InvalidArgument
 from ..models import TrainResult
 from ._batch_workflow import PortraitBatchWorkflow
@@ -205,6 +206,7 @@ async def start_batch(
     check: bool = False,
     poll: PollPolicy = PollPolicy.TRAINING,
     timeouts: Timeouts = DEFAULT_TIMEOUTS,
+    outage: OutagePolicy | None = None,
 ) -> WorkflowHandle[PortraitBatchWorkflow, BatchSummary]:
     """Start a :class:`PortraitBatchWorkflow` over ``(key, request)`` pairs.
 
@@ -213,7 +215,8 @@ async def start_batch(
     batch of any size. ``per_run`` items run per workflow run (see
     :class:`PortraitBatchWorkflow`). Without
     one, they travel inline in the workflow's input (a few hundred items at most: Temporal
-    refuses inputs over about 2 MB).
+    refuses inputs over about 2 MB). ``outage`` says when the batch pauses because the
+    service seems down, and how it probes (see :class:`PortraitBatchWorkflow`).
     """
     wid = _id("batch", workflow_id)
     batch_items = tuple(
@@ -229,6 +232,7 @@ async def start_batch(
         "check": check,
         "poll": poll,
         "timeouts": timeouts,
+        "outage": outage or OutagePolicy(),
     }
     if store is not None:
         # Under a folder of this start's own: a start refused for its id overwrites nothing.
@@ -267,6 +271,7 @@ async def follow_batch(
     every: float = 1.0,
     on_wait: Callable[[str], object] | None = None,
     reconnect: float = 300.0,
+    on_pause: Callable[[str], object] | None = None,
 ) -> AsyncIterator[OutcomeRecord]:
     """Yield each outcome of a batch once, as it completes, until the batch ends.
 
@@ -280,6 +285,8 @@ async def follow_batch(
     ``on_wait`` is told why (once for each new reason). When Temporal itself does not answer
     (a server restart, an outage), the follower keeps trying for ``reconnect`` seconds, telling
     ``on_wait``, then raises the last ``RPCError`` (the batch goes on without it).
+    ``on_pause`` is told when the batch pauses because the service seems down (why:
+    ``BatchProgress.paused``) and when it goes on (``""``).
     """
     shown: set[int] = set()
     latest = 0  # the highest seq shown
@@ -299,6 +306,7 @@ async def follow_batch(
             told = why
             on_wait(why)
 
+    paused = ""  # why the batch was paused when last queried
     clock = asyncio.get_running_loop().time
     lost: float | None = None  # since when Temporal has not answered
     done = asyncio.ensure_future(handle.result())
@@ -324,6 +332,9 @@ async def follow_batch(
                 if lost is not None:
                     lost = None
                     tell("Temporal answers again: following the batch")
+                if on_pause is not None and progress.paused != paused:
+                    paused = progress.paused
+                    on_pause(paused)
                 fresh = sorted(progress.outcomes, key=lambda o: o.seq)
                 if fresh and fresh[0].seq > latest + 1:  # a run went by: its outcomes are stored
                     pages = await read_outcomes(store, progress.outcome_pages)

@@ -18,6 +18,7 @@ from .._requests import (
     ReferenceCreateRequest,
     TrainRequest,
 )
+from .._retrying.policy import OutagePolicy
 from ..errors import AIPortraitError
 from ..hooks import OutcomeStatus
 from ..models import TrainJob, TrainResult
@@ -275,6 +276,9 @@ class BatchInput:
         check: check training photos first (see :class:`TrainInput`).
         poll: the poll policy of the trainings.
         timeouts: the activities' timeouts and tries.
+        outage: when the batch stops starting trainings and creates because the service seems
+            down, and how it probes (:class:`~aiportrait.OutagePolicy`; the waits are Temporal
+            timers). It is not carried over when a run continues as new in a pause.
     """
 
     items: tuple[BatchItem, ...] = ()
@@ -290,6 +294,7 @@ class BatchInput:
     counts: dict[str, int] = attrs.Factory(dict)
     outcome_pages: tuple[str, ...] = ()
     seq: int = 0
+    outage: OutagePolicy = attrs.Factory(OutagePolicy)
 
 
 @attrs.frozen
@@ -304,6 +309,10 @@ class BatchProgress:
         outcomes: the outcomes after the ``after`` of the query still held by this run
             (older ones are in ``outcome_pages``).
         outcome_pages: store addresses of the outcomes already written out.
+        paused: while no training or create is started because the service seems down, why
+            (the failure's reason, as :func:`~aiportrait._retrying.policy.outage_reason` says
+            it); ``""`` otherwise.
+        pauses: pauses so far in this run.
     """
 
     counts: dict[str, int]
@@ -312,6 +321,8 @@ class BatchProgress:
     finished_reading: bool
     outcomes: tuple[OutcomeRecord, ...] = ()
     outcome_pages: tuple[str, ...] = ()
+    paused: str = ""
+    pauses: int = 0
 
 
 @attrs.frozen
