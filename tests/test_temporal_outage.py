@@ -124,6 +124,28 @@ async def test_an_outage_pauses_the_batch_workflow_and_leaves_at_most_the_calls_
     assert pauses and notes.count("resumed: the service answers") == len(pauses)
     probes = [t for t, p in emu.counters.arrivals if p == PROBE_PATH]
     assert any(t > off for t in probes)  # a probe, answered, decided when to go on
+    # Its history (the pause's patch marker, timers and probe activities) replays alike.
+    history = await handle.fetch_history()
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert "aiportrait.probe" in scheduled
+    assert any(e.HasField("marker_recorded_event_attributes") for e in history.events)
+    await _replayer().replay_workflow(history)
+
+
+def _replayer() -> Any:
+    from temporalio.worker import Replayer
+    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+    restrictions = SandboxRestrictions.default.with_passthrough_modules("aiportrait")
+    return Replayer(
+        workflows=list(at.WORKFLOWS),
+        data_converter=at.data_converter,
+        workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions),
+    )
 
 
 async def test_a_charged_call_that_may_not_wait_probes_once_and_fails_unsent(
