@@ -27,20 +27,11 @@ from aiportrait.cli import main
 from aiportrait.emulator import Emulator, Faults
 from aiportrait.errors import ModelIdError, ServerError, TransportError
 from aiportrait.testing import VirtualClock
+from tests._mock import until
 
 CREATE_PATH = "/api/v1/aigc_images/create"
 PROBE_PATH = "/api/v1/batch_jobs/1"
 OUTAGE = Faults(rate_5xx=1.0, status_5xx=500)
-
-
-async def until(predicate: Any, what: str, timeout: float = 300.0) -> None:
-    """Wait (generously: the machine may be loaded) until ``predicate()`` is true."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not predicate():
-        if loop.time() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture
@@ -79,17 +70,17 @@ async def test_an_outage_pauses_the_batch_workflow_and_leaves_at_most_the_calls_
     command = asyncio.ensure_future(
         asyncio.to_thread(main, [*argv, "--store", str(cluster.store.root)])
     )
-    await until(lambda: emu.counters.creations >= 20, "20 portraits")
+    await until(lambda: emu.counters.creations >= 20, "20 portraits", seconds=300)
     emu.faults = OUTAGE
     on = time.monotonic()
     await asyncio.sleep(10)
-    await until(lambda: "paused:" in err.getvalue(), "the follower's pause line")
+    await until(lambda: "paused:" in err.getvalue(), "the follower's pause line", seconds=300)
     # Back: the first create after the pause is held at the service (charged, unanswered)
     # until the follower has said the batch goes on, so that it cannot end before.
     hold = emu.hold(CREATE_PATH)
     emu.faults = None
     off = time.monotonic()
-    await until(lambda: "resumed" in err.getvalue(), "the follower's resumed line")
+    await until(lambda: "resumed" in err.getvalue(), "the follower's resumed line", seconds=300)
     hold.release()
     code = await command
 
