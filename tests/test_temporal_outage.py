@@ -14,6 +14,7 @@ import io
 import json
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ def template(sample_media: Any) -> str:
 
 
 async def test_an_outage_pauses_the_batch_workflow_and_leaves_at_most_the_calls_in_flight_unknown(
-    cluster: Any,
+    temporal_server: Any,
     temporal_emu: Emulator,
     sample_media: Any,
     template: str,
@@ -65,28 +66,40 @@ async def test_an_outage_pauses_the_batch_workflow_and_leaves_at_most_the_calls_
     out, err = io.StringIO(), io.StringIO()  # read while the command runs in its thread
     monkeypatch.setattr(sys, "stdout", out)
     monkeypatch.setattr(sys, "stderr", err)
-    where = ["--address", cluster.server.address, "--task-queue", cluster.queue]
+    store = at.LocalPortraitStore(tmp_path / "store")
+    queue = f"outage-{uuid.uuid4().hex[:8]}"
+    where = ["--address", temporal_server.address, "--task-queue", queue]
     argv = ["temporal", "batch", str(batch), "--id", "outage-1", "--limit", "4", *where]
-    command = asyncio.ensure_future(
-        asyncio.to_thread(main, [*argv, "--store", str(cluster.store.root)])
-    )
-    await until(lambda: emu.counters.creations >= 20, "20 portraits", seconds=300)
-    emu.faults = OUTAGE
-    on = time.monotonic()
-    await asyncio.sleep(10)
-    await until(lambda: "paused:" in err.getvalue(), "the follower's pause line", seconds=300)
-    # Back: the first create after the pause is held at the service (charged, unanswered)
-    # until the follower has said the batch goes on, so that it cannot end before.
-    hold = emu.hold(CREATE_PATH)
-    emu.faults = None
-    off = time.monotonic()
-    await until(lambda: "resumed" in err.getvalue(), "the follower's resumed line", seconds=300)
-    hold.release()
-    code = await command
+    # Two workers, two activities each, with a Session (and a client) each, as two processes
+    # would: each worker's Session judges the service alone; the workflow pauses them both.
+    first, second = emu.session(), emu.session()
+    workers = [
+        at.new_worker(await at.connect(temporal_server.address), s, store, task_queue=queue,
+                      concurrency=2)
+        for s in (first, second)
+    ]  # fmt: skip
+    async with first, second, workers[0], workers[1]:
+        command = asyncio.ensure_future(
+            asyncio.to_thread(main, [*argv, "--store", str(store.root)])
+        )
+        await until(lambda: emu.counters.creations >= 20, "20 portraits", seconds=300)
+        emu.faults = OUTAGE
+        on = time.monotonic()
+        await asyncio.sleep(10)
+        await until(lambda: "paused:" in err.getvalue(), "the follower's pause line", seconds=300)
+        # Back: the first create after the pause is held at the service (charged, unanswered)
+        # until the follower has said the batch goes on, so that it cannot end before.
+        hold = emu.hold(CREATE_PATH)
+        emu.faults = None
+        off = time.monotonic()
+        await until(lambda: "resumed" in err.getvalue(), "the follower's resumed line", seconds=300)
+        hold.release()
+        code = await command
+        handle = (await at.connect(temporal_server.address)).get_workflow_handle("outage-1")
+        progress = await handle.query(at.PortraitBatchWorkflow.progress, 0)  # a worker answers
 
-    handle = cluster.client.get_workflow_handle("outage-1")
     summary = await at.result(handle)
-    outcomes = await at.read_outcomes(cluster.store, summary.outcome_pages)
+    outcomes = await at.read_outcomes(store, summary.outcome_pages)
     unknown = [o for o in outcomes if o.status == "unknown"]
     during = sum(on <= t <= off for t, p in emu.counters.arrivals if p == CREATE_PATH)
     # The creates that may end unknown are those written before any answer said the service
@@ -104,7 +117,6 @@ async def test_an_outage_pauses_the_batch_workflow_and_leaves_at_most_the_calls_
     )
     # The workflow paused (threshold failures in a row), probed until the service answered,
     # and said so: its progress, and the follower's one line for each change.
-    progress = await handle.query(at.PortraitBatchWorkflow.progress, 0)
     assert progress.pauses >= 1 and progress.paused == ""
     notes = err.getvalue().splitlines()
     pauses = [n for n in notes if n.startswith("paused:")]
