@@ -378,14 +378,17 @@ async def test_an_item_whose_portrait_is_stored_succeeded_though_its_report_was_
     client = await at.connect(temporal_server.address)
     restrictions = SandboxRestrictions.default.with_passthrough_modules("aiportrait")
     async with temporal_emu.session() as session:
+        activities = _LosesTheReport(session, store).all()
         worker = Worker(
             client,
             task_queue=queue,
             workflows=list(at.WORKFLOWS),
-            activities=_LosesTheReport(session, store).all(),
+            activities=activities,
             workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions),
         )
-        async with worker:
+        # a Worker of one's own also polls the charged calls' queue
+        charged = Worker(client, task_queue=at.charged_queue(queue), activities=activities)
+        async with worker, charged:
             handle = await at.start_batch(
                 client, items, store=store, task_queue=queue, timeouts=QUICK
             )
@@ -620,10 +623,21 @@ async def test_a_worker_runs_no_more_activities_than_its_session_can_send(
     store = at.LocalPortraitStore(tmp_path)
     async with aiportrait.Session("http://127.0.0.1:1", "a", "t", max_in_flight=4) as session:
         quiet = at.new_worker(client, session, store, task_queue="unused")
-        assert quiet.config()["max_concurrent_activities"] == 3  # creations: 3/4 of 4
+        assert quiet.charged.config()["max_concurrent_activities"] == 3  # creations: 3/4 of 4
+        assert quiet.main.config()["max_concurrent_activities"] == 1  # the rest of 4: reads
         loud = at.new_worker(client, session, store, task_queue="unused-2", concurrency=10)
-        assert loud.config()["max_concurrent_activities"] == 3
+        assert loud.charged.config()["max_concurrent_activities"] == 3
+        assert loud.main.config()["max_concurrent_activities"] == 1
     assert "lowered to 3" in caplog.text
+    async with aiportrait.Session(
+        "http://127.0.0.1:1", "a", "t", max_in_flight=4, max_creations=4
+    ) as session:  # one slot of max_in_flight stays for reads
+        assert (
+            at.new_worker(client, session, store).charged.config()["max_concurrent_activities"] == 3
+        )
+    async with aiportrait.Session("http://127.0.0.1:1", "a", "t", max_in_flight=1) as session:
+        with pytest.raises(aiportrait.InvalidArgument, match="max_in_flight of 2 at least"):
+            at.new_worker(client, session, store)
 
 
 async def test_a_dev_server_refuses_a_taken_port_and_a_cancelled_start_leaves_nothing() -> None:

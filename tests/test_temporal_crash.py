@@ -32,7 +32,7 @@ CREATE_PATH = "/api/v1/aigc_images/create"
 TRAIN_PATH = "/api/v1/aigc_images/train"
 
 
-async def _start_worker(server: Any, emu: Emulator, queue: str, store: Path) -> Any:
+async def _start_worker(server: Any, emu: Emulator, queue: str, store: Path, *options: str) -> Any:
     env = {
         **os.environ,
         "AIPORTRAIT_HOST": emu.url,
@@ -53,6 +53,7 @@ async def _start_worker(server: Any, emu: Emulator, queue: str, store: Path) -> 
         str(store),
         "--concurrency",
         "8",
+        *options,
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,

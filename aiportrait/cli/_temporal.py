@@ -200,12 +200,15 @@ def run_temporal(
 @click.option(
     "--concurrency",
     type=click.IntRange(min=1),
-    help="activities at once in this worker (default and most: the Session's limits, 12)",
+    help="charged activities (train submits, creates) at once in this worker (default and"
+    " most: the Session's limits, 12)",
 )
 @click.option(
     "--rate",
     type=click.FloatRange(min=0, min_open=True),
-    help="activities per second across ALL workers of the task queue (the app's quota)",
+    help="train submits and creates per second across ALL workers of the task queue (the"
+    " app's quota; enforced by the Temporal server on the queue TASK_QUEUE-charged; give every"
+    " worker the same; reads are not limited)",
 )
 @where()
 @shared("host", "app_id", "token", "timeout", "tries", "debug")
@@ -214,7 +217,9 @@ def worker(common: Common, cluster: Cluster, concurrency: int | None, rate: floa
     """Run a worker until SIGINT or SIGTERM.
 
     It calls the service with the credentials every command takes."""
-    from ..temporal import new_worker
+    from ..temporal import charged_queue, new_worker
+
+    per_second = "" if rate is None else f", {rate:g} per second"
 
     async def run(runtime: Any) -> int:
         client = await cluster.client(runtime)
@@ -226,8 +231,9 @@ def worker(common: Common, cluster: Cluster, concurrency: int | None, rate: floa
                 client, session, portraits, task_queue=queue, concurrency=concurrency, rate=rate
             )
             common.out.line(
-                f"worker on {cluster.address} namespace {cluster.namespace} task queue {queue}, "
-                f"store {portraits.root}; stop with Ctrl-C"
+                f"worker on {cluster.address} namespace {cluster.namespace} task queue {queue}"
+                f" (charged calls: {charged_queue(queue)}{per_second}), store {portraits.root};"
+                " stop with Ctrl-C"
             )
             async with worker:
                 await stop.wait()

@@ -19,6 +19,7 @@ from typing import Any
 
 from ._activities import PortraitActivities, as_application_error
 from ._batch_workflow import PortraitBatchWorkflow
+from ._calls import charged_queue
 from ._client import (
     DEFAULT_TASK_QUEUE,
     batch_id,
@@ -50,7 +51,7 @@ from ._values import (
     TrainProgress,
 )
 from ._wire import data_converter
-from ._worker import WORKFLOWS, new_worker
+from ._worker import WORKFLOWS, PortraitWorker, new_worker
 from ._workflows import CreateWorkflow, TrainWorkflow
 
 __all__ = [
@@ -73,12 +74,14 @@ __all__ = [
     "PortraitBatchWorkflow",
     "PortraitRef",
     "PortraitStore",
+    "PortraitWorker",
     "Timeouts",
     "TrainInput",
     "TrainProgress",
     "TrainWorkflow",
     "as_application_error",
     "batch_id",
+    "charged_queue",
     "connect",
     "data_converter",
     "error_of",

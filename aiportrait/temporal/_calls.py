@@ -6,6 +6,10 @@ connection, a 503 with ``Retry-After``), and reports a lost answer or a worker t
 answering as ``unknown``: the call may have run, and only you decide to send it again. Errors
 become the workflow's own non-retryable failures carrying the library's :class:`ErrorInfo`.
 
+Charged activities run on a task queue of their own beside the workflow's
+(:func:`charged_queue`), which every worker also polls: the server's per-second limit (a
+worker's ``rate``) applies to it alone, so free reads never use up the charged calls' quota.
+
 While the service seems down (:class:`~aiportrait.temporal._pause.Pause`: failures of the
 activities that say so), :func:`charged` schedules nothing: :func:`held` probes, on Temporal
 timers, until the service answers.
@@ -29,6 +33,7 @@ from ._values import ErrorInfo, Timeouts
 
 __all__ = [
     "charged",
+    "charged_queue",
     "check_failure",
     "details",
     "failure",
@@ -39,6 +44,15 @@ __all__ = [
 ]
 
 _ONE_ATTEMPT = TemporalRetryPolicy(maximum_attempts=1)
+#: The patch that moved charged activities to :func:`charged_queue`: a workflow begun before it
+#: schedules them on its own task queue, as its history says (the queue is part of the command).
+_CHARGED_QUEUE = "aiportrait.charged-task-queue"
+
+
+def charged_queue(task_queue: str) -> str:
+    """The task queue of the charged activities (train submit, create) of the workflows on
+    ``task_queue``: ``<task_queue>-charged``."""
+    return f"{task_queue}-charged"
 
 
 def _read_retry(t: Timeouts) -> TemporalRetryPolicy:
@@ -95,6 +109,7 @@ async def charged(
 
     Returns ``("succeeded", value)``, ``("failed", ErrorInfo)`` or ``("unknown", ErrorInfo)``.
     """
+    queue = charged_queue(workflow.info().task_queue) if workflow.patched(_CHARGED_QUEUE) else None
     pause = Pause(OutagePolicy()) if pause is None else pause
     tries = 0
     while True:
@@ -108,6 +123,7 @@ async def charged(
                 start_to_close_timeout=timedelta(seconds=t.charged),
                 heartbeat_timeout=timedelta(seconds=t.heartbeat),
                 retry_policy=_ONE_ATTEMPT,
+                task_queue=queue,
             )
         except ActivityError as err:
             cause = err.cause

@@ -1,7 +1,9 @@
-"""A worker that runs the library's workflows and activities."""
+"""A worker that runs the library's workflows and activities: two Temporal workers, one on the
+task queue and one on the charged calls' queue."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import timedelta
 from typing import Any
@@ -11,18 +13,70 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from .._session import Session
+from ..errors import InvalidArgument
 from ._activities import PortraitActivities
 from ._batch_workflow import PortraitBatchWorkflow
+from ._calls import charged_queue
 from ._client import DEFAULT_TASK_QUEUE
 from ._store import PortraitStore
 from ._workflows import CreateWorkflow, TrainWorkflow
 
-__all__ = ["WORKFLOWS", "new_worker"]
+__all__ = ["WORKFLOWS", "PortraitWorker", "new_worker"]
 
 log = logging.getLogger("aiportrait.temporal")
 
 WORKFLOWS = (TrainWorkflow, CreateWorkflow, PortraitBatchWorkflow)
-"""The workflow classes, for a ``Worker`` of your own."""
+"""The workflow classes, for a ``Worker`` of your own (which must also poll
+:func:`charged_queue` of its task queue with the charged activities, as :func:`new_worker`
+does)."""
+
+
+class PortraitWorker:
+    """The two ``temporalio.worker.Worker`` of one worker process, run and stopped together.
+
+    :attr:`main` polls the task queue: the workflows and the free activities (and the charged
+    ones of workflows begun before charged calls had a queue of their own). :attr:`charged`
+    polls :func:`charged_queue` of it: train submits and creates, at most ``rate`` per second
+    across all workers. Use it as a ``Worker``: ``async with``, or :meth:`run` and
+    :meth:`shutdown`.
+    """
+
+    def __init__(self, main: Worker, charged: Worker) -> None:
+        self.main = main
+        self.charged = charged
+
+    async def run(self) -> None:
+        """Run both until :meth:`shutdown`; when one ends (a fatal error), the other is shut
+        down too, and the error raised."""
+        runs = [asyncio.ensure_future(worker.run()) for worker in (self.main, self.charged)]
+        try:
+            await asyncio.wait(runs, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await self.shutdown()
+            ended = await asyncio.gather(*runs, return_exceptions=True)
+        for end in ended:
+            if isinstance(end, BaseException):
+                raise end
+
+    async def shutdown(self) -> None:
+        """Stop both at once (each gives its activities in flight ``graceful`` seconds)."""
+        await asyncio.gather(self.main.shutdown(), self.charged.shutdown())
+
+    async def __aenter__(self) -> PortraitWorker:
+        await self.main.__aenter__()
+        try:
+            await self.charged.__aenter__()
+        except BaseException:
+            await self.main.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.shutdown()
+        try:
+            await self.charged.__aexit__(*exc)
+        finally:
+            await self.main.__aexit__(*exc)
 
 
 def new_worker(
@@ -35,8 +89,8 @@ def new_worker(
     rate: float | None = None,
     graceful: float = 60.0,
     **kwargs: Any,
-) -> Worker:
-    """A ``temporalio.worker.Worker`` for the library's workflows and activities.
+) -> PortraitWorker:
+    """A worker for the library's workflows and activities: a :class:`PortraitWorker`.
 
     Args:
         client: connected with :func:`aiportrait.temporal.connect` (the library's converter).
@@ -44,19 +98,35 @@ def new_worker(
             its limits still apply to this worker).
         store: where portraits and batch files go (every worker and starter of a batch must
             reach the same store).
-        task_queue: the task queue to poll.
-        concurrency: activities this worker runs at once (``max_concurrent_activities``);
-            by default, and at most, what the Session's limits let run at once (a larger
-            value is lowered, with a warning): an activity must never queue for a slot inside
-            the worker, or a create that was never sent could time out as "may have run".
-        rate: activities per second across ALL workers of the task queue
-            (``max_task_queue_activities_per_second``; the server enforces it): set it to
-            the app's quota. ``None``: no cap.
+        task_queue: the task queue to poll (and :func:`charged_queue` of it, for the charged
+            activities).
+        concurrency: charged activities (train submits, creates) this worker runs at once; by
+            default, and at most, what the Session's limits let run at once while one slot of
+            ``max_in_flight`` stays free for reads (a larger value is lowered, with a
+            warning). Free activities get the rest of ``max_in_flight``: an activity must
+            never queue for a slot inside the worker, or a create that was never sent could
+            time out as "may have run".
+        rate: charged activities per second across ALL workers of the task queue
+            (``max_task_queue_activities_per_second`` of the charged queue; the server
+            enforces it, and takes the value of the latest poll: give every worker the same).
+            Set it to the app's quota for trainings and creations. Free activities are not
+            limited. ``None``: no cap.
         graceful: seconds a stopping worker gives its activities in flight to finish (a
             create cut short ends ``unknown``, so let it finish).
-        kwargs: passed to ``Worker`` (``interceptors``, ``identity``...).
+        kwargs: passed to both ``Worker`` (``interceptors``, ``identity``...).
+
+    Raises:
+        InvalidArgument: the Session's ``max_in_flight`` is 1 (a worker needs a slot for
+            charged calls and one for reads).
     """
-    most = min(session.limits.capacity(kind) for kind in ("read", "train", "create"))
+    limits = session.limits
+    every = limits.capacity("read")  # a read holds only the Session's max_in_flight
+    most = min(limits.capacity("train"), limits.capacity("create"), every - 1)
+    if most < 1:
+        raise InvalidArgument(
+            "a Temporal worker needs a Session with max_in_flight of 2 at least: a slot for"
+            " charged calls and one for reads"
+        )
     if concurrency is None:
         concurrency = most
     elif concurrency > most:
@@ -68,14 +138,24 @@ def new_worker(
         concurrency = most
     activities = PortraitActivities(session, store)
     restrictions = SandboxRestrictions.default.with_passthrough_modules("aiportrait")
-    return Worker(
+    stop = timedelta(seconds=graceful)
+    main = Worker(
         client,
         task_queue=task_queue,
         workflows=list(WORKFLOWS),
         activities=activities.all(),
-        max_concurrent_activities=concurrency,
-        max_task_queue_activities_per_second=rate,
+        max_concurrent_activities=every - concurrency,
         workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions),
-        graceful_shutdown_timeout=timedelta(seconds=graceful),
+        graceful_shutdown_timeout=stop,
         **kwargs,
     )
+    charged = Worker(
+        client,
+        task_queue=charged_queue(task_queue),
+        activities=[activities.submit_training, activities.create],
+        max_concurrent_activities=concurrency,
+        max_task_queue_activities_per_second=rate,
+        graceful_shutdown_timeout=stop,
+        **kwargs,
+    )
+    return PortraitWorker(main, charged)
