@@ -253,7 +253,8 @@ class Caller:
                 await cooldown.wait()
             held = charged and breaker.failures
             if held and not await breaker.hold(self._probe, patient=self.policy.hold):
-                raise _Cut(self._held(call))  # no try: it was not sent
+                why = f"{call.what}: {_seemed_down(breaker.reason)}"  # RetryPolicy.hold: no try
+                raise _Cut(TransportError(why, method=call.method, path=call.path, sent=False))
             await slot.pace()
             if not cooldown.active and not (charged and breaker.failures):
                 return
@@ -328,11 +329,6 @@ class Caller:
         if state.last is not None:
             return state.last  # the run of failures the deadline ended
         return cut
-
-    def _held(self, call: Call) -> TransportError:
-        """A charged call that ``RetryPolicy.hold`` does not let wait for the service."""
-        why = _seemed_down(self.limits.breaker.reason)
-        return TransportError(f"{call.what}: {why}", method=call.method, path=call.path, sent=False)
 
     async def _answered(self, call: Call, state: CallState, outcome: object) -> None:
         from ..hooks.events import AnswerReceived  # built on first use (with hooks)
