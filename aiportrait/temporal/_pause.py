@@ -61,7 +61,7 @@ class Pause:
         else it is an answer."""
         if self._on is None and outage_reason(failure) is not None:
             self._on = workflow.patched(_PATCH)
-        if self._on:
+        if self._on is not False:  # (an answer before any outage failure: no doubt to end)
             before = self.breaker.failures
             self.breaker.saw(failure, written)
             self._began(before)
