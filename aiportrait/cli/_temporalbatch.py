@@ -13,19 +13,24 @@ from .._local.resolve import resolve
 from .._local.upload import as_upload
 from ..errors import ConfigWarning, PhotoCountWarning
 from ._batchfile import Item, read_plan
+from ._dryrun import budget_options
 from ._exit import EXIT_OK, UsageError
 from ._options import Common, shared
 from ._output import Output, said_before
 from ._temporal import CHECK, NO_FOLLOW, PROG, Cluster, run_temporal, where
-from ._temporalfollow import existing, follow_batch_lines, follow_train
+from ._temporalfollow import FollowerStop, existing, follow_batch_lines, follow_train, stoppable
 
 __all__ = ["ITEM_BYTES", "attach", "batch_"]
 
 
-async def _follow_batch(handle: Any, cluster: Cluster, out: Output, reconnect: float) -> int:
+async def _follow_batch(
+    handle: Any, cluster: Cluster, out: Output, reconnect: float, stop: FollowerStop, resume: str
+) -> int:
     again = cluster.attach_command(handle.id)
     store = cluster.portraits()
-    return await follow_batch_lines(handle, store, out, reconnect, cluster.address, again)
+    return await follow_batch_lines(
+        handle, store, out, reconnect, cluster.address, again, stop, resume
+    )
 
 
 _RECONNECT: Final = click.option(
@@ -75,6 +80,7 @@ def _fits(key: str, request: Item) -> None:
 @_BATCH_ID
 @NO_FOLLOW
 @_RECONNECT
+@budget_options
 @where()
 @shared("host", "app_id", "token", "json", "debug")
 @click.pass_obj
@@ -86,6 +92,8 @@ def batch_(
     workflow_id: str | None,
     no_follow: bool,
     reconnect: float,
+    max_trainings: int | None,
+    max_creations: int | None,
     cluster: Cluster,
 ) -> int:
     """Start a batch workflow and follow it.
@@ -97,40 +105,85 @@ def batch_(
     (running or finished) and charges nothing again.
 
     Local files in it are checked and uploaded here first (as ``batch`` does), so that every
-    worker can fetch them by URL: the credentials are needed only then."""
-    from ..temporal import batch_id, start_batch
+    worker can fetch them by URL: the credentials are needed only then.
 
-    async def follow(handle: Any) -> int:
-        return EXIT_OK if no_follow else await _follow_batch(handle, cluster, common.out, reconnect)
+    Ctrl-C (or SIGTERM) stops the batch: no new item starts, those in flight finish on the
+    workers and are saved, and the workflow waits; running the same command again resumes it
+    (a second Ctrl-C leaves the follower only). --max-trainings and --max-creations stop it the
+    same way at that many (exit 6); they are not part of the id: run again with a higher one to
+    go on."""
+    from ..temporal import batch_id, resume_batch, start_batch
 
-    async def run(runtime: Any) -> int:
+    budget = {"max_trainings": max_trainings, "max_creations": max_creations}
+    resume = "run the same command again to resume: the workflow waits for it"
+
+    async def follow(handle: Any, stop: FollowerStop) -> int:
+        if no_follow:
+            return EXIT_OK
+        return await _follow_batch(handle, cluster, common.out, reconnect, stop, resume)
+
+    async def resumed(handle: Any, stopped: Any, stop: FollowerStop, total: int) -> int:
+        """Follow the batch ``handle`` started before; a ``stopped`` one (its progress) goes
+        on, on this run's budget."""
+        wid = handle.id
+        if stopped is not None:
+            stop.starting = True
+            await resume_batch(handle, **budget)
+            left = max(stopped.total, stopped.read) - stopped.read
+            line = (
+                f"workflow {wid}: this batch stopped before with {left} items not submitted: "
+                "resuming it; what was charged is not sent again"
+            )
+        else:
+            line = (
+                f"workflow {wid}: this batch was started before (the same items and "
+                f"options): following it, nothing is charged again; to run it again, "
+                f"give a new --id (re-attach: {PROG} attach {wid})"
+            )
+        kind = "attached" if stopped is None else "resumed"
+        common.out.result({"type": kind, "id": wid, "total": total}, [line])
+        return await follow(handle, stop)
+
+    async def run(runtime: Any, stop: FollowerStop) -> int:
         plan = read_plan(file, _fits)  # its warnings are given now, with the file and lines
+        common.out.resume = "nothing was started (nothing charged); run the same command again"
         with said_before(ConfigWarning, PhotoCountWarning):
             known = {k: await read_item(v) for k, v in plan.items.items()}
             wid = workflow_id or batch_id(((k, fp) for k, (fp, _) in known.items()), check=check)
             client = await cluster.client(runtime)
-            if workflow_id is None and (handle := await existing(client, wid)) is not None:
-                again = f"re-attach: {PROG} attach {wid}"
-                line = (
-                    f"workflow {wid}: this batch was started before (the same items and "
-                    f"options): following it, nothing is charged again; to run it again, "
-                    f"give a new --id ({again})"
-                )
-                common.out.result({"type": "attached", "id": wid, "total": len(plan)}, [line])
-                return await follow(handle)
+            if (handle := await existing(client, wid)) is not None:
+                stopped = await _stopped(handle)
+                if workflow_id is None or stopped is not None:
+                    common.out.resume = None
+                    return await resumed(handle, stopped, stop, len(plan))
             async with common.uploading(plan.local) as uploader:
                 upload = as_upload(uploader)
                 items = [(k, await resolve(v, upload, known[k][1])) for k, v in plan.items.items()]
+            stop.starting = True
+            common.out.resume = None
             handle = await cluster.start(
                 client, start_batch, items, wid, store=cluster.portraits(), limit=limit,
-                check=check,
+                check=check, **budget,
             )  # fmt: skip
             again = f"re-attach: {PROG} attach {handle.id}"
             started = f"workflow {handle.id}: {len(items)} items ({again})"
             common.out.result({"type": "started", "id": handle.id, "total": len(items)}, [started])
-            return await follow(handle)
+            return await follow(handle, stop)
 
-    return run_temporal(common, "batch", run)
+    return run_temporal(
+        common, "batch", lambda runtime: stoppable(lambda stop: run(runtime, stop), common.out)
+    )
+
+
+async def _stopped(handle: Any) -> Any:
+    """The progress of the batch ``handle`` when it stopped and waits to be resumed (``None``
+    when it runs on, ended, or no worker answers now: the follower waits for one)."""
+    from ..temporal import stopped_progress
+
+    try:
+        return await stopped_progress(handle)
+    except Exception:
+        return None
 
 
 @click.command()
@@ -140,16 +193,21 @@ def batch_(
 @shared("json", "debug")
 @click.pass_obj
 def attach(common: Common, workflow_id: str, reconnect: float, cluster: Cluster) -> int:
-    """Follow a training or a batch workflow again, by id."""
+    """Follow a training or a batch workflow again, by id.
 
-    async def run(runtime: Any) -> int:
+    Following a batch, Ctrl-C (or SIGTERM) stops it, as in ``temporal batch``."""
+
+    async def run(runtime: Any, stop: FollowerStop) -> int:
         client = await cluster.client(runtime)
         handle = client.get_workflow_handle(workflow_id)
         kind = (await handle.describe()).workflow_type
         if kind == "aiportrait.PortraitBatch":
-            return await _follow_batch(handle, cluster, common.out, reconnect)
+            resume = f"run the `{PROG} batch` command that started it again to resume it"
+            return await _follow_batch(handle, cluster, common.out, reconnect, stop, resume)
         if kind == "aiportrait.Train":
             return await follow_train(handle, common.out)
         raise UsageError(f"{workflow_id} is a {kind} workflow, not a training or a batch")
 
-    return run_temporal(common, "attach", run)
+    return run_temporal(
+        common, "attach", lambda runtime: stoppable(lambda stop: run(runtime, stop), common.out)
+    )

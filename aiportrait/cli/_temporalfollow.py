@@ -6,14 +6,91 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+import attrs
 
 from .._display.batch_progress import paused_words
 from ..errors import ConnectError
+from ._dryrun import budget_line
 from ._exit import EXIT_OK, batch_exit
-from ._output import Output, outcome_line
+from ._options import on_stop_signals
+from ._output import PROG, Output, outcome_line
 
-__all__ = ["existing", "follow_batch_lines", "follow_train"]
+__all__ = ["FollowerStop", "existing", "follow_batch_lines", "follow_train", "stoppable"]
+
+
+@attrs.define(eq=False)
+class FollowerStop:
+    """Ctrl-C and SIGTERM in ``temporal batch`` and ``attach``.
+
+    Before the batch's workflow is started, the first ends the command (nothing is started:
+    exit 130). Once it is, the first tells the workflow to stop (:func:`stop_batch`: no new
+    item starts; those in flight finish on the workers and are saved) and says so in one line;
+    the follower then shows the rest and the summary. The second leaves the follower: the
+    workers still finish and save what is in flight, so nothing paid is lost (``attach``
+    shows it)."""
+
+    out: Output
+    main: asyncio.Task[Any]
+    handle: Any = None
+    again: str = ""  # the command that follows the batch again
+    starting: bool = False  # a start (or resume) is on its way: a stop waits for its handle
+    signals: int = 0
+    _asking: set[asyncio.Task[None]] = attrs.field(factory=set)
+
+    def signalled(self) -> None:
+        self.signals += 1
+        if self.signals == 1 and self.handle is not None:
+            self._ask()
+        elif self.signals > 1 or not self.starting:
+            if self.handle is not None:
+                self.out.note(
+                    f"{PROG}: leaving the follower: the workers still finish what is in flight "
+                    f"and save it (nothing paid is lost); follow it again with: {self.again}"
+                )
+            self.main.cancel()
+
+    def following(self, handle: Any, again: str) -> None:
+        """The batch's workflow runs: a signal that came while it started stops it now."""
+        self.handle, self.again, self.starting = handle, again, False
+        if self.signals:
+            self._ask()
+
+    def _ask(self) -> None:
+        task = asyncio.ensure_future(self._stop())
+        self._asking.add(task)
+        task.add_done_callback(self._asking.discard)
+
+    async def _stop(self) -> None:
+        from ..temporal import stop_batch
+
+        try:
+            progress = await stop_batch(self.handle)
+        except Exception as exc:
+            self.out.note(f"{PROG}: could not tell the batch to stop: {self.out.words(exc)}")
+            return
+        self.out.note(
+            f"{PROG}: stopping: no new item is started; {progress.in_flight} in flight finishing "
+            "on the workers, and they will be saved; Ctrl-C again leaves this follower (the "
+            "workers still finish and save them: they are charged either way, and nothing is lost)"
+        )
+
+
+async def stoppable(work: Callable[[FollowerStop], Awaitable[int]], out: Output) -> int:
+    """``work(stop)`` with Ctrl-C and SIGTERM handled by ``stop``: a signal that ends the
+    command raises ``KeyboardInterrupt`` (exit 130)."""
+    main = asyncio.current_task()
+    assert main is not None
+    stop = FollowerStop(out, main)
+    on_stop_signals(stop.signalled)
+    try:
+        return await work(stop)
+    except asyncio.CancelledError:
+        if not stop.signals:
+            raise
+        raise KeyboardInterrupt from None
 
 
 async def follow_train(handle: Any, out: Output) -> int:
@@ -65,13 +142,25 @@ def _outcome(out: Output, outcome: Any) -> tuple[dict[str, Any], str]:
 
 
 async def follow_batch_lines(
-    handle: Any, store: Any, out: Output, reconnect: float, address: str, again: str
+    handle: Any,
+    store: Any,
+    out: Output,
+    reconnect: float,
+    address: str,
+    again: str,
+    stop: FollowerStop,
+    resume: str,
 ) -> int:
     """Follow a batch: a line (or document) per outcome, then the summary; its exit code.
 
     Temporal at ``address`` not answering for ``reconnect`` seconds is a :class:`ConnectError`
-    (exit 3) that says the command which follows it ``again``."""
-    from ..temporal import follow_batch, unreachable
+    (exit 3) that says the command which follows it ``again``. A batch that stopped (``stop``,
+    or its budget) ends the follow once what was in flight is recorded: its summary says how
+    many were not submitted, and ``resume`` how to go on (exit 130 for a stop, 6 for the
+    budget, as ``batch``)."""
+    from ..temporal import batch_summary, follow_batch, unreachable
+
+    stop.following(handle, again)
 
     def waiting(why: str) -> None:
         out.note(out.words(why)[:300])
@@ -86,7 +175,7 @@ async def follow_batch_lines(
             counts[outcome.status] = counts.get(outcome.status, 0) + 1
             doc, line = _outcome(out, outcome)
             out.result(doc, [line])
-        summary = await handle.result()
+        summary = await batch_summary(handle)
     except Exception as exc:
         if not unreachable(exc):
             raise
@@ -96,9 +185,22 @@ async def follow_batch_lines(
             sent=False,
         ) from None
     told = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+    left = summary.not_submitted
     doc = {"type": "summary", "id": handle.id, "total": summary.total, **counts}
-    out.result(doc, [f"batch {handle.id}: {summary.total} items: {told}"])
-    return batch_exit(counts.get("unknown", 0), counts.get("failed", 0))
+    reached = []  # the budget line says "run again": only for a batch that waits for it
+    if summary.waiting and summary.stopped in ("train", "create"):
+        reached.append(budget_line(summary.stopped, summary.budget, left))
+    text = f"batch {handle.id}: {summary.total} items: {told}"
+    if left:
+        text += f", {left} not submitted (stopped)"
+        doc.update(not_submitted=left, stopped=summary.stopped, budget=reached)
+    out.result(doc, [*reached, text])
+    stopped = KeyboardInterrupt() if stop.signals or summary.stopped == "request" else None
+    if left and not summary.waiting:  # it waited for a resume long enough, and ended
+        resume = "the batch ended without a resume: run them as a new batch of those items"
+    if left and not reached:
+        out.note(f"{PROG}: stopped: {left} not submitted (not charged); {resume}")
+    return batch_exit(counts.get("unknown", 0), counts.get("failed", 0), left, stopped)
 
 
 async def existing(client: Any, workflow_id: str) -> Any:

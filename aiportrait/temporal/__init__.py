@@ -34,6 +34,7 @@ from ._client import (
     unreachable,
 )
 from ._dev import DevServer, find_temporal_cli
+from ._stop import batch_summary, resume_batch, stop_batch, stopped_progress
 from ._store import FindingStore, LocalPortraitStore, PortraitStore
 from ._values import (
     BatchInput,
@@ -81,6 +82,7 @@ __all__ = [
     "TrainWorkflow",
     "as_application_error",
     "batch_id",
+    "batch_summary",
     "charged_queue",
     "connect",
     "data_converter",
@@ -90,9 +92,12 @@ __all__ = [
     "new_worker",
     "read_outcomes",
     "result",
+    "resume_batch",
     "start_batch",
     "start_create",
     "start_training",
+    "stop_batch",
+    "stopped_progress",
     "unreachable",
 ]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import timedelta
 from typing import Any
 
 import attrs
@@ -16,7 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from .._retrying.policy import OutagePolicy
     from ..hooks import OutcomeStatus
     from ._activities import PortraitActivities
-    from ._calls import charged, details, held, read, unknown
+    from ._calls import charged, details, read, unknown, unpaused
     from ._pause import Pause
     from ._store import batch_portrait, safe_name
     from ._values import (
@@ -32,11 +33,13 @@ with workflow.unsafe.imports_passed_through():
     )
     from ._workflows import TrainWorkflow
 
-__all__ = ["PortraitBatchWorkflow"]
+__all__ = ["NO_OUTCOMES", "PortraitBatchWorkflow"]
 
 _MAX_QUERY_OUTCOMES = 500
 _STORED_WINS = "aiportrait.stored-portrait-wins"
 _OUTCOMES_PER_FILE = 500
+NO_OUTCOMES = 2**62
+"""A ``progress`` query's ``after`` that asks for no outcome (for its counts)."""
 
 
 @workflow.defn(name="aiportrait.PortraitBatch")
@@ -61,6 +64,11 @@ class PortraitBatchWorkflow:
         self._read = 0
         self._end = False
         self._seq = 0
+        self._total = 0
+        self._stopped = ""  # why it starts no new item: "request", or the budget's kind
+        self._budget = 0
+        self._waiting = False
+        self._resume: tuple[int | None, int | None] | None = None
         self._pause = Pause(OutagePolicy())
 
     @workflow.run
@@ -68,6 +76,11 @@ class PortraitBatchWorkflow:
         """Run items, page after page, keeping ``limit`` in flight; after ``per_run`` items (or
         when Temporal suggests it), let those in flight end, write the outcomes, and continue
         as new with the rest.
+
+        Told to ``stop`` (or at its budget), it starts no new item: those in flight end, their
+        outcomes are written, and it waits (``resume_within``) for ``resume``, which goes on
+        with the first item not started, on a new budget; without one, it ends with a summary
+        that says how many items it did not start.
 
         A page that cannot be read fails the batch, but only after the items in flight ended
         and every outcome was written: the failure's details are the error's
@@ -78,19 +91,29 @@ class PortraitBatchWorkflow:
         self._pages = list(batch.outcome_pages)
         self._seq = batch.seq
         self._read = batch.offset
-        page_number = batch.next_page
+        self._total = batch.total
+        spent = dict(batch.spent)
+        page_number, skip = batch.next_page, batch.skip
         slots = asyncio.Semaphore(batch.limit)
         running: list[asyncio.Task[None]] = []
         started = 0
+        held = False  # an item was not started: a stop, or the budget
         stopped: ApplicationError | None = None
         try:
             while True:
-                items = await self._page(batch, page_number, self._read)
-                page_number += 1
-                self._read += len(items)
-                for item in items:
+                items = (await self._page(batch, page_number, self._read))[skip:]
+                for done, item in enumerate(items):
                     await slots.acquire()  # the next page is read while this one's last run
+                    if self._holds(item, batch, spent):  # this item and the rest wait
+                        slots.release()
+                        skip = skip + done if batch.item_pages else 0  # inline: the offset
+                        held = True
+                        break
                     running.append(asyncio.create_task(self._one(item, batch, slots)))
+                    self._read += 1
+                if held:
+                    break
+                page_number, skip = page_number + 1, 0
                 started += len(items)
                 if self._end or started >= batch.per_run:
                     break
@@ -105,18 +128,65 @@ class PortraitBatchWorkflow:
             raise ApplicationError(
                 stopped.message, *stopped.details, summary, type=stopped.type, non_retryable=True
             )
-        if not self._end:
+        rest = held or not self._end  # items not started yet
+        if rest and self._stopped:  # (a stop while the last ones ran holds the rest too)
+            self._waiting = True
+            budget = await self._resumed(batch)
+            if budget is None:  # no resume came: it ends, and the rest never start
+                self._waiting = False
+                return self.progress(NO_OUTCOMES).summary()
+            batch = attrs.evolve(batch, max_trainings=budget[0], max_creations=budget[1])
+            spent = {}
+        if rest:
             workflow.continue_as_new(
                 attrs.evolve(
                     batch,
                     offset=self._read,
                     next_page=page_number,
+                    skip=skip,
                     counts=self._counts,
                     outcome_pages=tuple(self._pages),
                     seq=self._seq,
+                    spent=spent,
                 )
             )
         return summary
+
+    def _holds(self, item: BatchItem, batch: BatchInput, spent: dict[str, int]) -> bool:
+        """Whether ``item`` is not started: the batch was told to stop, or it would go over the
+        budget of its kind (which it stops, as a stop does); else it is counted."""
+        if self._stopped:
+            return True
+        kind = "train" if isinstance(item.request, TrainRequest) else "create"
+        limit = batch.max_trainings if kind == "train" else batch.max_creations
+        if limit is not None and spent.get(kind, 0) >= limit:
+            self._stopped, self._budget = kind, limit
+            return True
+        spent[kind] = spent.get(kind, 0) + 1
+        return False
+
+    async def _resumed(self, batch: BatchInput) -> tuple[int | None, int | None] | None:
+        """The new budget ``resume`` gave, or ``None`` when none came within
+        ``resume_within``."""
+        wait = timedelta(seconds=batch.resume_within)
+        try:
+            await workflow.wait_condition(lambda: self._resume is not None, timeout=wait)
+        except asyncio.TimeoutError:
+            return None
+        return self._resume
+
+    @workflow.signal
+    def stop(self) -> None:
+        """Start no new item: those in flight end and their outcomes are written; then wait
+        for ``resume``."""
+        self._stopped = self._stopped or "request"
+
+    @workflow.signal
+    def resume(self, max_trainings: int | None = None, max_creations: int | None = None) -> None:
+        """Go on with the items a stop (or the budget) held, on this budget (``None``: no
+        bound), counted from now (a batch that is not stopped is not changed)."""
+        if self._stopped:  # a query after this signal sees it: no longer waiting
+            self._resume, self._waiting = (max_trainings, max_creations), False
 
     async def _save(self, batch: BatchInput) -> None:
         """Write this run's outcomes to the store, a page file per 500."""
@@ -181,7 +251,7 @@ class PortraitBatchWorkflow:
     async def _train(self, key: str, request: TrainRequest, batch: BatchInput) -> OutcomeRecord:
         child_id = f"{self._name()}/train/{safe_name(key)}"
         task = TrainInput(request, batch.check, False, batch.poll, batch.timeouts)
-        await held(self._pause, batch.timeouts)  # its submit is charged: not into an outage
+        await unpaused(self._pause, batch.timeouts)  # its submit is charged: not into an outage
         try:
             result = await workflow.execute_child_workflow(TrainWorkflow.run, task, id=child_id)
         except ChildWorkflowError as err:
@@ -215,6 +285,10 @@ class PortraitBatchWorkflow:
             self._end,
             newer,
             tuple(self._pages),
+            self._stopped,
+            self._budget,
+            self._waiting,
+            self._total,
             self._pause.paused,
             self._pause.breaker.episodes,
         )

@@ -11,7 +11,7 @@ Charged activities run on a task queue of their own beside the workflow's
 worker's ``rate``) applies to it alone, so free reads never use up the charged calls' quota.
 
 While the service seems down (:class:`~aiportrait.temporal._pause.Pause`: failures of the
-activities that say so), :func:`charged` schedules nothing: :func:`held` probes, on Temporal
+activities that say so), :func:`charged` schedules nothing: :func:`unpaused` probes, on Temporal
 timers, until the service answers.
 """
 
@@ -37,7 +37,7 @@ __all__ = [
     "check_failure",
     "details",
     "failure",
-    "held",
+    "unpaused",
     "read",
     "reraised",
     "unknown",
@@ -113,7 +113,7 @@ async def charged(
     pause = Pause(OutagePolicy()) if pause is None else pause
     tries = 0
     while True:
-        await held(pause, t)
+        await unpaused(pause, t)
         written = pause.epoch
         tries += 1
         try:
@@ -160,7 +160,7 @@ def _behind(cause: ApplicationError, info: ErrorInfo) -> AIPortraitError:
     return (behind[0] if behind and isinstance(behind[0], ErrorInfo) else info).exception()
 
 
-async def held(pause: Pause, t: Timeouts) -> None:
+async def unpaused(pause: Pause, t: Timeouts) -> None:
     """Return when ``pause`` lets charged activities be scheduled: while the service seems
     down, the Session's probe runs as an activity (one try) on the pause's schedule."""
 

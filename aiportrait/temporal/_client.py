@@ -23,6 +23,7 @@ from ..models import TrainResult
 from ._batch_workflow import PortraitBatchWorkflow
 from ._store import PortraitStore, batch_portrait, find_portrait, safe_name
 from ._values import (
+    RESUME_WITHIN,
     BatchInput,
     BatchItem,
     BatchSummary,
@@ -206,6 +207,9 @@ async def start_batch(
     check: bool = False,
     poll: PollPolicy = PollPolicy.TRAINING,
     timeouts: Timeouts = DEFAULT_TIMEOUTS,
+    max_trainings: int | None = None,
+    max_creations: int | None = None,
+    resume_within: float = RESUME_WITHIN,
     outage: OutagePolicy | None = None,
 ) -> WorkflowHandle[PortraitBatchWorkflow, BatchSummary]:
     """Start a :class:`PortraitBatchWorkflow` over ``(key, request)`` pairs.
@@ -215,8 +219,14 @@ async def start_batch(
     batch of any size. ``per_run`` items run per workflow run (see
     :class:`PortraitBatchWorkflow`). Without
     one, they travel inline in the workflow's input (a few hundred items at most: Temporal
-    refuses inputs over about 2 MB). ``outage`` says when the batch pauses because the
-    service seems down, and how it probes (see :class:`PortraitBatchWorkflow`).
+    refuses inputs over about 2 MB).
+
+    ``max_trainings`` and ``max_creations`` are its budget: the most items of each kind it
+    starts (``None``: no bound); at the budget it stops as :func:`stop_batch` stops it, and
+    :func:`resume_batch` goes on, on a new budget. The budget is not part of the workflow id.
+    A stopped batch waits ``resume_within`` seconds (a week) for its resume, then ends.
+    ``outage`` says when the batch pauses because the service seems down, and how it probes
+    (see :class:`PortraitBatchWorkflow`).
     """
     wid = _id("batch", workflow_id)
     batch_items = tuple(
@@ -232,6 +242,10 @@ async def start_batch(
         "check": check,
         "poll": poll,
         "timeouts": timeouts,
+        "total": len(batch_items),
+        "max_trainings": max_trainings,
+        "max_creations": max_creations,
+        "resume_within": resume_within,
         "outage": outage or OutagePolicy(),
     }
     if store is not None:
@@ -273,7 +287,9 @@ async def follow_batch(
     reconnect: float = 300.0,
     on_pause: Callable[[str], object] | None = None,
 ) -> AsyncIterator[OutcomeRecord]:
-    """Yield each outcome of a batch once, as it completes, until the batch ends.
+    """Yield each outcome of a batch once, as it completes, until the batch ends, or stops
+    and waits for :func:`resume_batch` (then :func:`batch_summary` says how many it did not
+    start).
 
     Live outcomes come from the workflow's ``progress`` query (every ``every`` seconds); those
     a query missed (written out when the workflow continued as new) are read from the store's
@@ -342,6 +358,10 @@ async def follow_batch(
                         yield outcome
                 for outcome in await unseen(fresh):
                     yield outcome
+                if progress.waiting:  # stopped: every outcome is written; it waits for resume
+                    for outcome in await unseen(await read_outcomes(store, progress.outcome_pages)):
+                        yield outcome
+                    return
             await asyncio.wait({done}, timeout=every)
         try:
             summary: BatchSummary = done.result()

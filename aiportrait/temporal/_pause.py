@@ -8,7 +8,7 @@ the doubt (by the breaker's ``epoch`` when an activity was scheduled), when fail
 make a pause. It changes only with the activities' results, which Temporal records, so a replay
 rebuilds it alike. What differs is the waiting: Temporal timers (``workflow.sleep``) between the
 probes, and the probe is an activity (the Session's probe, sent by a worker; see
-:func:`aiportrait.temporal._calls.held`).
+:func:`aiportrait.temporal._calls.unpaused`).
 
 A workflow begun by a worker without the pause replays as it ran: the first failure that says
 the service is down asks ``workflow.patched``, and only a new run, or one that recorded the

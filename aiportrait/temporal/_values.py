@@ -24,6 +24,7 @@ from ..hooks import OutcomeStatus
 from ..models import TrainJob, TrainResult
 
 __all__ = [
+    "RESUME_WITHIN",
     "BatchInput",
     "BatchItem",
     "BatchProgress",
@@ -39,6 +40,9 @@ __all__ = [
     "TrainProgress",
 ]
 
+
+RESUME_WITHIN = 7 * 24 * 3600.0
+"""How long a stopped batch waits for its resume by default, seconds (a week)."""
 
 _PATH = "$path"  # a pathlib path among an error's attributes: it comes back as a Path
 
@@ -262,8 +266,8 @@ class OutcomePage:
 class BatchInput:
     """A batch to run: the items (inline, or pages of items in the store) and the limit.
 
-    The fields after ``timeouts`` carry a run's state into the next after ``continue_as_new``;
-    leave them at their defaults.
+    The fields after ``timeouts`` not described below carry a run's state into the next after
+    ``continue_as_new``; leave them at their defaults.
 
     Attributes:
         items: the items, inline (a small batch: Temporal refuses inputs over about 2 MB).
@@ -276,9 +280,17 @@ class BatchInput:
         check: check training photos first (see :class:`TrainInput`).
         poll: the poll policy of the trainings.
         timeouts: the activities' timeouts and tries.
+        total: how many items the batch has (``0``: not said; :func:`start_batch` says it).
+        max_trainings: the most trainings it starts (``None``: no bound) until it is resumed
+            (``resume`` resets the counts); at the budget it stops as on ``stop``. An item
+            counts when it starts (a training its photo check then stops counts too).
+        max_creations: the same for creations.
+        resume_within: how long, in seconds, a stopped batch waits for ``resume`` before it
+            ends with its summary (the items it did not start are then never started).
         outage: when the batch stops starting trainings and creates because the service seems
             down, and how it probes (:class:`~aiportrait.OutagePolicy`; the waits are Temporal
-            timers). It is not carried over when a run continues as new in a pause.
+            timers). A run continues as new once its items ended: a doubt its last failures
+            left is not carried over.
     """
 
     items: tuple[BatchItem, ...] = ()
@@ -294,6 +306,12 @@ class BatchInput:
     counts: dict[str, int] = attrs.Factory(dict)
     outcome_pages: tuple[str, ...] = ()
     seq: int = 0
+    total: int = 0
+    max_trainings: int | None = None
+    max_creations: int | None = None
+    resume_within: float = RESUME_WITHIN
+    skip: int = 0
+    spent: dict[str, int] = attrs.Factory(dict)
     outage: OutagePolicy = attrs.Factory(OutagePolicy)
 
 
@@ -309,6 +327,12 @@ class BatchProgress:
         outcomes: the outcomes after the ``after`` of the query still held by this run
             (older ones are in ``outcome_pages``).
         outcome_pages: store addresses of the outcomes already written out.
+        stopped: why it stops starting items: ``""`` (it does not), ``"request"`` (told to
+            stop: :func:`stop_batch`), or ``"train"`` / ``"create"`` (that budget was reached).
+        budget: the budget that stopped it (when ``stopped`` names a kind).
+        waiting: stopped, with nothing in flight and every outcome written: it waits for
+            :func:`resume_batch` (``read`` items were started; the rest were not).
+        total: how many items the batch has (``0``: not said).
         paused: while no training or create is started because the service seems down, why
             (the failure's reason, as :func:`~aiportrait._retrying.policy.outage_reason` says
             it); ``""`` otherwise.
@@ -321,14 +345,42 @@ class BatchProgress:
     finished_reading: bool
     outcomes: tuple[OutcomeRecord, ...] = ()
     outcome_pages: tuple[str, ...] = ()
+    stopped: str = ""
+    budget: int = 0
+    waiting: bool = False
+    total: int = 0
     paused: str = ""
     pauses: int = 0
+
+    def summary(self) -> BatchSummary:
+        """The summary of the batch as it is now: of one that waits, how many items it did not
+        start (``not_submitted``) and why (``stopped``, ``budget``)."""
+        total = max(self.total, self.read)
+        return BatchSummary(
+            dict(self.counts),
+            total,
+            self.outcome_pages,
+            stopped=self.stopped,
+            budget=self.budget,
+            not_submitted=total - self.read,
+            waiting=self.waiting,
+        )
 
 
 @attrs.frozen
 class BatchSummary:
-    """What a finished batch workflow returns: the counts and where all outcomes are."""
+    """What a finished batch workflow returns: the counts and where all outcomes are.
+
+    A batch that stopped before its end (:func:`batch_summary` of one that waits for
+    :func:`resume_batch`, or one that waited longer than its ``resume_within``) says why in
+    ``stopped`` (as :attr:`BatchProgress.stopped`, with its ``budget``) and how many items it
+    did not start in ``not_submitted`` (none of them was sent or charged); ``waiting``: it
+    waits for :func:`resume_batch` (else it ended: they are never started)."""
 
     counts: dict[str, int]
     total: int
     outcome_pages: tuple[str, ...] = ()
+    stopped: str = ""
+    budget: int = 0
+    not_submitted: int = 0
+    waiting: bool = False
