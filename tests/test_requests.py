@@ -91,12 +91,12 @@ async def test_send_runs_a_request_as_the_endpoint_method_does() -> None:
 
 def test_importing_aiportrait_loads_no_batch_journal_progress_or_rare_path_code() -> None:
     # cattrs: the first unusual answer or to_dict; difflib: the first unknown configure key;
-    # the hook event classes: the first hook.
+    # the hook event classes: the first hook; aiolimiter: the first requests-per-second rate.
     code = (
         "import sys, aiportrait; "
         "print(sorted(m for m in ('sqlite3', 'aiportrait._batches.batch', "
         "'aiportrait._batches.journal', 'aiportrait._display.progress', 'cattrs', 'difflib', "
-        "'aiportrait.hooks.events') if m in sys.modules))"
+        "'aiportrait.hooks.events', 'aiolimiter') if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
