@@ -25,14 +25,7 @@ from .._jobs.watch import JobWatch
 from .._local.resolve import resolve
 from .._local.upload import Uploader, UploadFunc, as_upload
 from .._logging import configure_from_env
-from .._requests import (
-    AnyCreateRequest,
-    AnyRequest,
-    BatchQuery,
-    CheckRequest,
-    JobQuery,
-    TrainRequest,
-)
+from .._requests import BatchQuery, CheckRequest, JobQuery, TrainRequest
 from .._retrying.budget import Budget, reserve
 from .._retrying.limits import Limits
 from .._retrying.loop import Call, Caller, Claim
@@ -53,6 +46,7 @@ from .answers import decoded, log_result
 from .limits import SessionLimits
 
 if TYPE_CHECKING:
+    from .._requests import AnyCreateRequest, AnyRequest
     from ..hooks.events import Hook
 
 __all__ = ["SessionCore"]
@@ -264,6 +258,8 @@ class SessionCore:
         beyond the Session's ``budget`` raises :class:`~aiportrait.errors.BudgetExhausted`
         before any of that.
         """
+        if self._budget is None and not request.local:
+            return await self._send(request)  # nothing to reserve, nothing to resolve
         with reserve((self._budget,), request.kind) as reservation:
             if request.local:
                 request = await resolve(request, self._upload)
