@@ -19,9 +19,7 @@ from typing import TYPE_CHECKING, Any
 from . import errors, hooks
 from ._batches.items import BatchItems
 from ._jobs.schedule import PollPolicy
-from ._jobs.watch import JobUpdate, JobWatch
 from ._requests import BatchQuery, CheckRequest, JobQuery, TrainRequest, request_from_dict
-from ._retrying.budget import Budget
 from ._retrying.policy import OutagePolicy, RetryPolicy
 from ._session import Session, SessionLimits
 from ._version import __version__
@@ -52,6 +50,7 @@ from .models import (
 if TYPE_CHECKING:
     from ._batches.outcomes import Outcome, Outcomes
     from ._display.progress import watch_with_progress
+    from ._jobs.watch import JobUpdate, JobWatch
     from ._local.preflight import preflight
     from ._requests import (
         AnyCreateRequest,
@@ -61,6 +60,7 @@ if TYPE_CHECKING:
         PromptCreateRequest,
         ReferenceCreateRequest,
     )
+    from ._retrying.budget import Budget
     from .config import CreateConfig
 
 #: Error classes that were top-level names before: each one row of the documentation's error
@@ -89,9 +89,12 @@ _CONFIG_KEYS = frozenset({"SD15_ONLY_KEYS", "SDXL_ONLY_KEYS"})
 _LAZY = {
     "AnyCreateRequest": "._requests",
     "AnyRequest": "._requests",
+    "Budget": "._retrying.budget",
     "CreateConfig": ".config",
     "CreateRequest": "._requests",
     "GroupCreateRequest": "._requests",
+    "JobUpdate": "._jobs.watch",
+    "JobWatch": "._jobs.watch",
     "PromptCreateRequest": "._requests",
     "ReferenceCreateRequest": "._requests",
     "LocalRequest": "._local.localrequest",

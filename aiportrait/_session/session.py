@@ -8,18 +8,19 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _requests
 from .._jobs.schedule import PollPolicy
-from .._jobs.watch import JobWatch
 from .._requests import BatchQuery, CheckRequest, ImageInput, JobQuery, TrainRequest
-from .._retrying.budget import Budget
-from ..models import BatchPlan, CheckReport, Job, Portrait, TrainJob, TrainResult
+from ..models import CheckReport, Job, Portrait, TrainJob, TrainResult
 from .core import SessionCore
 
 if TYPE_CHECKING:
     from .._batches.items import BatchItems
     from .._batches.outcomes import Outcomes
     from .._batches.stop import BatchStop
+    from .._jobs.watch import JobWatch
     from .._requests import AnyCreateRequest
+    from .._retrying.budget import Budget
     from ..config import CreateConfig
+    from ..models import BatchPlan
 
 __all__ = ["Session"]
 
