@@ -16,29 +16,14 @@ detection and compositing, not diffusion), so everything runs offline without an
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from . import config, errors, hooks
+from . import errors, hooks
 from ._batches.items import BatchItems
 from ._jobs.schedule import PollPolicy
-from ._jobs.watch import JobUpdate, JobWatch
-from ._requests import (
-    AnyCreateRequest,
-    AnyRequest,
-    BatchQuery,
-    CheckRequest,
-    CreateRequest,
-    GroupCreateRequest,
-    JobQuery,
-    PromptCreateRequest,
-    ReferenceCreateRequest,
-    TrainRequest,
-    request_from_dict,
-)
-from ._retrying.budget import Budget
+from ._requests import BatchQuery, CheckRequest, JobQuery, TrainRequest, request_from_dict
 from ._retrying.policy import OutagePolicy, RetryPolicy
 from ._session import Session, SessionLimits
 from ._version import __version__
 from ._wire.transport import DEFAULT_READ_TIMEOUT, DEFAULT_TIMEOUT
-from .config import CreateConfig
 from .errors import (
     AIPortraitError,
     AIPortraitWarning,
@@ -65,7 +50,18 @@ from .models import (
 if TYPE_CHECKING:
     from ._batches.outcomes import Outcome, Outcomes
     from ._display.progress import watch_with_progress
+    from ._jobs.watch import JobUpdate, JobWatch
     from ._local.preflight import preflight
+    from ._requests import (
+        AnyCreateRequest,
+        AnyRequest,
+        CreateRequest,
+        GroupCreateRequest,
+        PromptCreateRequest,
+        ReferenceCreateRequest,
+    )
+    from ._retrying.budget import Budget
+    from .config import CreateConfig
 
 #: Error classes that were top-level names before: each one row of the documentation's error
 #: table, or a detail most callers handle through its base class. They live in
@@ -88,8 +84,19 @@ _ERROR_ROWS = frozenset(
 _CONFIG_KEYS = frozenset({"SD15_ONLY_KEYS", "SDXL_ONLY_KEYS"})
 """Names that live in :mod:`aiportrait.config` (the top-level ones warn)."""
 
-# Loaded on first use: no single call needs batches (sqlite3) or progress display.
+# Loaded on first use: no single call needs batches (sqlite3) or progress display, and a
+# check, a training or a job query needs no create request nor its config.
 _LAZY = {
+    "AnyCreateRequest": "._requests",
+    "AnyRequest": "._requests",
+    "Budget": "._retrying.budget",
+    "CreateConfig": ".config",
+    "CreateRequest": "._requests",
+    "GroupCreateRequest": "._requests",
+    "JobUpdate": "._jobs.watch",
+    "JobWatch": "._jobs.watch",
+    "PromptCreateRequest": "._requests",
+    "ReferenceCreateRequest": "._requests",
     "LocalRequest": "._local.localrequest",
     "Outcome": "._batches.outcomes",
     "Outcomes": "._batches.outcomes",
@@ -99,8 +106,12 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name == "config":  # a submodule: importing it makes it an attribute of this package
+        return importlib.import_module(".config", __name__)
     if name in _ERROR_ROWS or name in _CONFIG_KEYS:
-        home = errors if name in _ERROR_ROWS else config
+        home = errors if name in _ERROR_ROWS else importlib.import_module(".config", __name__)
         warnings.warn(
             f"aiportrait.{name} is {home.__name__}.{name}; the top-level name will go away",
             DeprecationWarning,
@@ -110,8 +121,6 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'aiportrait' has no attribute {name!r}")
-    import importlib
-
     value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value
     return value

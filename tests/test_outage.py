@@ -57,6 +57,9 @@ def template(media: SamplePhotos) -> str:
 async def _model(session: Session, emu: Emulator, media: SamplePhotos) -> str:
     with pytest.warns(PhotoCountWarning):  # two photos: the training stays quick
         job = await session.train([emu.media_url(n) for n in media.astronaut[:2]])
+    # The virtual clock moves a poll's wait at once: the watch's 20 s would pass in as many
+    # real polls as the training's real image work allows. It is asked once the job ended.
+    await until(lambda: emu.counters.trainings_succeeded >= 1, "the training", seconds=300)
     return (await session.wait(job)).model_id
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import typing
 from typing import Any
 
 import pytest
@@ -91,18 +92,29 @@ async def test_send_runs_a_request_as_the_endpoint_method_does() -> None:
 
 def test_importing_aiportrait_loads_no_batch_journal_progress_or_rare_path_code() -> None:
     # cattrs: the first unusual answer or to_dict; difflib: the first unknown configure key;
-    # the hook event classes: the first hook.
+    # the hook event classes: the first hook; aiolimiter: the first requests-per-second rate;
+    # the create requests and their config: the first create (or a name that needs them); the
+    # watcher, budgets, local inputs and the dry run's values: their first use.
     code = (
         "import sys, aiportrait; "
         "print(sorted(m for m in ('sqlite3', 'aiportrait._batches.batch', "
         "'aiportrait._batches.journal', 'aiportrait._display.progress', 'cattrs', 'difflib', "
-        "'aiportrait.hooks.events') if m in sys.modules))"
+        "'aiportrait.hooks.events', 'aiolimiter', 'aiportrait._requests.creates', "
+        "'aiportrait._requests.catalog', 'aiportrait.config', 'aiportrait._jobs.watch', "
+        "'aiportrait._retrying.budget', 'aiportrait._local.resolve', 'aiportrait._local.photos', "
+        "'aiportrait._batches.planned') if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
     assert callable(aiportrait.watch_with_progress)  # still there, loaded on first use
     assert aiportrait.Outcome.__name__ == "Outcome"
     assert aiportrait.hooks.CallStarted.__name__ == "CallStarted"
+    assert aiportrait.CreateConfig is aiportrait.config.CreateConfig
+    assert aiportrait.CreateRequest in typing.get_args(aiportrait.AnyCreateRequest)
+    assert aiportrait.JobQuery in typing.get_args(aiportrait.AnyRequest)
+    assert aiportrait.JobWatch.__name__ == "JobWatch"
+    assert aiportrait.Budget.__name__ == "Budget"
+    assert aiportrait.models.BatchPlan.__name__ == "BatchPlan"
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from typing import IO, Any
 
 from .watch_display import tqdm_module
 
-__all__ = ["BatchProgress", "batch_progress"]
+__all__ = ["BatchProgress", "batch_progress", "paused_words"]
 
 
 class BatchProgress:
@@ -58,7 +58,7 @@ class BatchProgress:
             f"{self.done}/{self.total} done, {self.failed} failed, "
             f"{self.rate:.1f}/s, {self.elapsed:.1f}s"
         )
-        return f"{line}; {_paused(self.pause)}" if self.pause else line
+        return f"{line}; {paused_words(self.pause)}" if self.pause else line
 
     def close(self) -> None:
         """End the display."""
@@ -130,7 +130,7 @@ class _TqdmProgress(BatchProgress):
 
     def _postfix(self) -> dict[str, object]:
         if self.pause:
-            return {"failed": self.failed, "paused": _paused(self.pause)}
+            return {"failed": self.failed, "paused": paused_words(self.pause)}
         return {"failed": self.failed}
 
     def write(self, text: str, file: IO[str]) -> None:
@@ -142,7 +142,8 @@ class _TqdmProgress(BatchProgress):
         self._bar.close()
 
 
-def _paused(reason: str) -> str:
+def paused_words(reason: str) -> str:
+    """What a status line says of an outage pause (``reason``: why; escape it first)."""
     return f"paused: the service seems down ({reason}); trainings and creations wait for it"
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Protocol, TypeAlias, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypeAlias, TypeVar, runtime_checkable
 
 from ..errors import AIPortraitError, InvalidArgument, PreflightFailed, UploadError
-from .photos import CleanPhoto, clean_photo
+
+if TYPE_CHECKING:
+    from .photos import CleanPhoto
 
 __all__ = [
     "UploadFunc",
@@ -97,6 +99,8 @@ async def upload_photos(
 ) -> dict[K, str]:
     """Photos already read (``data, content_type, name`` by key), cleaned of their metadata
     and uploaded; their URLs by key."""
+    from .photos import clean_photo  # loaded with the first local photo, not by a Session
+
     urls = {}
     for key, (data, content_type, name) in photos.items():
         photo = await asyncio.to_thread(clean_photo, data, content_type, name)

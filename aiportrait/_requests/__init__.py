@@ -11,22 +11,33 @@ stored in a journal or shipped to another machine.
 
 The modules: :mod:`.images` (an image field's values), :mod:`.base` (what every request
 shares), :mod:`.photos` (check, train), :mod:`.creates` (the four portrait calls),
-:mod:`.queries` (job and batch queries).
+:mod:`.queries` (job and batch queries), :mod:`.catalog` (every request class: the unions,
+each by its type). The create requests and the catalog are loaded on first use.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final, TypeAlias
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from ..errors import InvalidArgument
 from .base import CallKind, Request, config_from
-from .creates import CreateRequest, GroupCreateRequest, PromptCreateRequest, ReferenceCreateRequest
 from .images import T2I_TEMPLATE, ImageInput, LocalInput, Place, is_local
 from .photos import CheckRequest, TrainRequest
 from .queries import BatchQuery, JobQuery
+
+if TYPE_CHECKING:
+    from .catalog import AnyCreateRequest, AnyRequest
+    from .creates import (
+        CreateRequest,
+        GroupCreateRequest,
+        PromptCreateRequest,
+        ReferenceCreateRequest,
+    )
+
+    _TYPES: dict[str, type[Any]]  # catalog.BY_TYPE, by the name aiportrait.temporal reads
 
 __all__ = [
     "T2I_TEMPLATE",
@@ -49,24 +60,29 @@ __all__ = [
     "request_from_dict",
 ]
 
-AnyCreateRequest: TypeAlias = (
-    CreateRequest | GroupCreateRequest | ReferenceCreateRequest | PromptCreateRequest
-)
-AnyRequest: TypeAlias = CheckRequest | TrainRequest | AnyCreateRequest | JobQuery | BatchQuery
-
-_TYPES: Final[dict[str, type[Any]]] = {
-    cls.type_name: cls
-    for cls in (
-        CheckRequest,
-        TrainRequest,
-        CreateRequest,
-        GroupCreateRequest,
-        ReferenceCreateRequest,
-        PromptCreateRequest,
-        JobQuery,
-        BatchQuery,
-    )
+_LAZY = {
+    "AnyCreateRequest": ("catalog", "AnyCreateRequest"),
+    "AnyRequest": ("catalog", "AnyRequest"),
+    "CreateRequest": ("creates", "CreateRequest"),
+    "GroupCreateRequest": ("creates", "GroupCreateRequest"),
+    "PromptCreateRequest": ("creates", "PromptCreateRequest"),
+    "ReferenceCreateRequest": ("creates", "ReferenceCreateRequest"),
+    "_TYPES": ("catalog", "BY_TYPE"),  # the name aiportrait.temporal reads
 }
+"""Loaded on first use: a check, a training or a job query needs no create request, so
+``import aiportrait`` builds neither their classes nor :class:`~aiportrait.CreateConfig`."""
+
+
+def __getattr__(name: str) -> Any:
+    found = _LAZY.get(name)
+    if found is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    module, attribute = found
+    value = getattr(importlib.import_module(f".{module}", __name__), attribute)
+    globals()[name] = value
+    return value
 
 
 def request_from_dict(data: Mapping[str, Any]) -> AnyRequest:
@@ -74,10 +90,12 @@ def request_from_dict(data: Mapping[str, Any]) -> AnyRequest:
 
     Image fields in ``data`` are URLs (a ``str`` is a URL here, never a path).
     """
-    if not isinstance(data, Mapping) or data.get("type") not in _TYPES:
-        names = ", ".join(sorted(_TYPES))
+    from .catalog import BY_TYPE
+
+    if not isinstance(data, Mapping) or data.get("type") not in BY_TYPE:
+        names = ", ".join(sorted(BY_TYPE))
         raise InvalidArgument(f"a request dict needs a 'type' of {names}: {data!r:.120}")
-    cls = _TYPES[data["type"]]
+    cls = BY_TYPE[data["type"]]
     fields = {a.name: a for a in attrs.fields(cls) if a.init}
     unknown = set(data) - set(fields) - {"type"}
     if unknown:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, ClassVar, Final, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 
 import attrs
 
 from .._states import CallKind
-from ..config import CreateConfig
 from ..errors import InvalidArgument
 from .images import Place, all_strings, is_local, placeholder, shown
+
+if TYPE_CHECKING:
+    from ..config import CreateConfig
 
 __all__ = [
     "BATCH_PATH",
@@ -146,6 +148,8 @@ def config_value(
     value: CreateConfig | Mapping[str, Any] | None,
 ) -> CreateConfig | Mapping[str, Any] | None:
     """A CreateConfig as it is; a plain mapping as a read-only copy (sent unchanged)."""
+    from ..config import CreateConfig  # loaded with the create requests, not for every call
+
     if value is None or isinstance(value, CreateConfig):
         return value
     if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
@@ -155,6 +159,8 @@ def config_value(
 
 def config_dict(value: CreateConfig | Mapping[str, Any] | None) -> dict[str, Any] | None:
     """A config as :meth:`Request.to_dict` writes it."""
+    from ..config import CreateConfig
+
     if value is None:
         return None
     if isinstance(value, CreateConfig):
@@ -164,6 +170,8 @@ def config_dict(value: CreateConfig | Mapping[str, Any] | None) -> dict[str, Any
 
 def config_from(data: Any) -> CreateConfig | Mapping[str, Any] | None:
     """A config as :func:`config_dict` wrote it."""
+    from ..config import DOCUMENTED_KEYS, CreateConfig
+
     if data is None:
         return None
     if not isinstance(data, Mapping) or len(data) != 1:
@@ -171,8 +179,5 @@ def config_from(data: Any) -> CreateConfig | Mapping[str, Any] | None:
     if "configure" in data:
         return config_value(data["configure"])
     keys = dict(data["keys"])
-    extra = {k: keys.pop(k) for k in list(keys) if k not in _DOCUMENTED}
+    extra = {k: keys.pop(k) for k in list(keys) if k not in DOCUMENTED_KEYS}
     return CreateConfig(**keys, extra=extra or None)
-
-
-_DOCUMENTED: Final = frozenset(a.name for a in attrs.fields(CreateConfig) if a.name != "extra")

@@ -109,28 +109,34 @@ class Breaker:
         ended, self._ended = self._ended, None
         return ended
 
-    async def hold(self, probe: Callable[[], Awaitable[None]]) -> None:
+    async def hold(self, probe: Callable[[], Awaitable[None]], *, patient: bool = True) -> bool:
         """Return when charged calls may go: at once when the service is not in doubt; else
-        once a probe, or any other call, finds it answering.
+        once a probe, or any other call, finds it answering. True when they may go.
 
         One holder at a time is the prober: it waits ``policy.probe_wait(failures)`` (nothing
         before a pause) and awaits ``probe``, which tells this breaker what it found
-        (:meth:`saw`, :meth:`answered`). A prober that is cancelled hands the turn on.
+        (:meth:`saw`, :meth:`answered`). A prober that is cancelled hands the turn on. A holder
+        that is not ``patient`` probes without waiting and returns after one probe's verdict:
+        False when the service is still in doubt (``RetryPolicy.hold``).
         """
         while self.failures:
             if self._probing:
                 if self._changed is None:
                     self._changed = anyio.Event()
                 await self._changed.wait()
-                continue
-            self._probing = True
-            try:
-                await _clock.sleep(self.policy.probe_wait(self.failures))
-                if self.failures:
-                    await probe()
-            finally:
-                self._probing = False
-                self._wake()
+            else:
+                self._probing = True
+                try:
+                    if patient:
+                        await _clock.sleep(self.policy.probe_wait(self.failures))
+                    if self.failures:
+                        await probe()
+                finally:
+                    self._probing = False
+                    self._wake()
+            if not patient:
+                return not self.failures
+        return True
 
     def _wake(self) -> None:
         changed, self._changed = self._changed, None

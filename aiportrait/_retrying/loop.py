@@ -34,6 +34,7 @@ from ..errors import (
     RateLimited,
     RequestTimeout,
     SubmitOutcomeUnknown,
+    TransportError,
 )
 from ..hooks import CallOutcome, emit
 from . import clock as _clock
@@ -250,8 +251,10 @@ class Caller:
         while True:
             if cooldown.active:
                 await cooldown.wait()
-            if charged and breaker.failures:
-                await breaker.hold(self._probe)
+            held = charged and breaker.failures
+            if held and not await breaker.hold(self._probe, patient=self.policy.hold):
+                why = f"{call.what}: {_seemed_down(breaker.reason)}"  # RetryPolicy.hold: no try
+                raise _Cut(TransportError(why, method=call.method, path=call.path, sent=False))
             await slot.pace()
             if not cooldown.active and not (charged and breaker.failures):
                 return
@@ -312,7 +315,7 @@ class Caller:
         breaker = self.limits.breaker
         why = "no answer"
         if not state.in_try and breaker.failures and call.kind != "read":
-            why = f"not sent: the service seemed down ({breaker.reason})"
+            why = _seemed_down(breaker.reason)
         cut = RequestTimeout(
             f"{call.what}: {why} within the deadline of {self.policy.deadline}s",
             method=call.method,
@@ -383,6 +386,10 @@ class _Cut(Exception):
     def __init__(self, error: BaseException) -> None:
         super().__init__()
         self.error = error
+
+
+def _seemed_down(reason: str) -> str:
+    return f"not sent: the service seemed down ({reason})"
 
 
 def _unknown(exc: AIPortraitError, call: Call) -> SubmitOutcomeUnknown:

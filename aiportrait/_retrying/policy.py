@@ -61,6 +61,12 @@ class RetryPolicy:
             scope; when it ends a run of failures, the last real failure is raised.
         min_try: the least time worth a new try, seconds: a retry is not started when less
             than this would be left of the deadline after its wait.
+        hold: a train or create that the outage breaker holds back (:class:`OutagePolicy`)
+            waits, until a probe finds the service answering or its deadline ends it.
+            ``False``: it waits for one probe at most, sent at once, and while the service
+            still seems down it fails not sent (a ``TransportError`` with ``sent=False``),
+            for a caller that waits elsewhere (the Temporal batch workflow: an activity must
+            not be held past its timeout).
     """
 
     attempts: int = attrs.field(default=4, validator=whole(1))
@@ -70,6 +76,7 @@ class RetryPolicy:
     max_retry_after: float = attrs.field(default=120.0, validator=positive_number)
     deadline: float | None = attrs.field(default=600.0, validator=positive_number)
     min_try: float = attrs.field(default=1.0, validator=positive_number)
+    hold: bool = attrs.field(default=True, validator=flag(optional=False))
 
     NEVER: ClassVar[RetryPolicy]
     """One try, no retry (a 429 still waits out the Session's shared cool-down once)."""

@@ -6,12 +6,14 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .._requests import AnyRequest
 from .._wire.transport import Answer
 from ..errors import MalformedResponse, SubmitOutcomeUnknown
 from ..models import Portrait, TrainJob
+
+if TYPE_CHECKING:
+    from .._requests import AnyRequest
 
 __all__ = ["decoded", "log_result"]
 

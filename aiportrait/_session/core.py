@@ -21,19 +21,9 @@ import attrs
 
 from .._jobs.durations import Durations, train_kind
 from .._jobs.schedule import PollPolicy
-from .._jobs.watch import JobWatch
-from .._local.resolve import resolve
 from .._local.upload import Uploader, UploadFunc, as_upload
 from .._logging import configure_from_env
-from .._requests import (
-    AnyCreateRequest,
-    AnyRequest,
-    BatchQuery,
-    CheckRequest,
-    JobQuery,
-    TrainRequest,
-)
-from .._retrying.budget import Budget, reserve
+from .._requests import BatchQuery, CheckRequest, JobQuery, TrainRequest
 from .._retrying.limits import Limits
 from .._retrying.loop import Call, Caller, Claim
 from .._retrying.policy import OutagePolicy, RetryPolicy
@@ -53,14 +43,21 @@ from .answers import decoded, log_result
 from .limits import SessionLimits
 
 if TYPE_CHECKING:
+    from .._jobs.watch import JobWatch
+    from .._requests import AnyCreateRequest, AnyRequest
+    from .._retrying.budget import Budget
     from ..hooks.events import Hook
 
-__all__ = ["SessionCore"]
+__all__ = ["PROBE", "SessionCore"]
 
 log = logging.getLogger("aiportrait")
 
 T = TypeVar("T")
 S = TypeVar("S", bound="SessionCore")
+
+PROBE = BatchQuery(1)
+"""While the service seems down, this free read (any answer will do: the jobs of a batch,
+possibly none) tells when charged calls may go again."""
 
 
 class SessionCore:
@@ -119,9 +116,7 @@ class SessionCore:
             creations_per_second=creations_per_second,
             outage=outage,
         )
-        # While the service seems down, this free read (any answer will do: the jobs of a
-        # batch, possibly none) tells when charged calls may go again.
-        probe = BatchQuery(1)
+        probe = PROBE
         self._caller = Caller(
             _checked(retry or RetryPolicy(), RetryPolicy, "retry"),
             limits,
@@ -136,7 +131,11 @@ class SessionCore:
             origin(self._transport.base_url, app_id),  # for the hooks' CallStarted
         )
         self._upload = as_upload(uploader)
-        self._budget = None if budget is None else _checked(budget, Budget, "budget")
+        self._budget = None
+        if budget is not None:
+            from .._retrying.budget import Budget  # loaded with the first budget
+
+            self._budget = _checked(budget, Budget, "budget")
         self._owner = True
 
     @classmethod
@@ -264,8 +263,14 @@ class SessionCore:
         beyond the Session's ``budget`` raises :class:`~aiportrait.errors.BudgetExhausted`
         before any of that.
         """
+        if self._budget is None and not request.local:
+            return await self._send(request)  # nothing to reserve, nothing to resolve
+        from .._retrying.budget import reserve  # loaded with the first budget or local input
+
         with reserve((self._budget,), request.kind) as reservation:
             if request.local:
+                from .._local.resolve import resolve  # loaded with the first local input
+
                 request = await resolve(request, self._upload)
             return await self._send(request, claim=reservation.claim())
 
@@ -321,6 +326,8 @@ class SessionCore:
         within: int | None = None,
     ) -> JobWatch:
         """:meth:`watch`, for a batch whose id is ``within``."""
+        from .._jobs.watch import JobWatch  # loaded with the first watch
+
         policy = poll or self.poll
         if timeout is not None:
             policy = attrs.evolve(policy, timeout=timeout)

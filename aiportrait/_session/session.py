@@ -6,29 +6,21 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .. import _requests
 from .._jobs.schedule import PollPolicy
-from .._jobs.watch import JobWatch
-from .._requests import (
-    AnyCreateRequest,
-    BatchQuery,
-    CheckRequest,
-    CreateRequest,
-    GroupCreateRequest,
-    ImageInput,
-    JobQuery,
-    PromptCreateRequest,
-    ReferenceCreateRequest,
-    TrainRequest,
-)
-from .._retrying.budget import Budget
-from ..config import CreateConfig
-from ..models import BatchPlan, CheckReport, Job, Portrait, TrainJob, TrainResult
+from .._requests import BatchQuery, CheckRequest, ImageInput, JobQuery, TrainRequest
+from ..models import CheckReport, Job, Portrait, TrainJob, TrainResult
 from .core import SessionCore
 
 if TYPE_CHECKING:
     from .._batches.items import BatchItems
     from .._batches.outcomes import Outcomes
     from .._batches.stop import BatchStop
+    from .._jobs.watch import JobWatch
+    from .._requests import AnyCreateRequest
+    from .._retrying.budget import Budget
+    from ..config import CreateConfig
+    from ..models import BatchPlan
 
 __all__ = ["Session"]
 
@@ -181,7 +173,8 @@ class Session(SessionCore):
         ``"t2i_generate"`` with a prompt), ``sdxl`` (the model must be SDXL-trained) and a
         :class:`CreateConfig` (or a plain mapping sent as is).
         """
-        return await self.send(CreateRequest(model_id, template, sdxl, config))
+        # The create requests are built on first use (``_requests.__getattr__``).
+        return await self.send(_requests.CreateRequest(model_id, template, sdxl, config))
 
     async def create_group(
         self,
@@ -196,7 +189,7 @@ class Session(SessionCore):
         The arguments are :class:`GroupCreateRequest`'s; ``template`` is a URL, a local file
         or bytes (uploaded first).
         """
-        return await self.send(GroupCreateRequest(model_ids, template, sdxl, config))
+        return await self.send(_requests.GroupCreateRequest(model_ids, template, sdxl, config))
 
     async def create_from_reference(
         self,
@@ -213,7 +206,7 @@ class Session(SessionCore):
         template (each a URL, a local file or bytes, uploaded first), ``ipa_weight`` (0.0 to
         1.0, service default 0.5), ``sdxl`` and ``config``.
         """
-        request = ReferenceCreateRequest(reference, template, ipa_weight, sdxl, config)
+        request = _requests.ReferenceCreateRequest(reference, template, ipa_weight, sdxl, config)
         return await self.send(request)
 
     async def create_from_prompt(
@@ -234,7 +227,7 @@ class Session(SessionCore):
         (generate the scene); ``scene_id`` is a scene LoRA from an SDXL scene training.
         ``template`` and ``reference`` may be local files or bytes, uploaded first.
         """
-        request = PromptCreateRequest(
+        request = _requests.PromptCreateRequest(
             prompt=prompt,
             model_id=model_id,
             template=template,

@@ -11,6 +11,7 @@ from typing import Any
 
 import attrs
 
+from .._display.batch_progress import paused_words
 from ..errors import ConnectError
 from ._dryrun import budget_line
 from ._exit import EXIT_OK, batch_exit
@@ -193,9 +194,14 @@ async def follow_batch_lines(
 
     stop.following(handle, again)
 
+    def pausing(why: str) -> None:  # one line when the batch pauses, one when it goes on
+        out.note(paused_words(out.words(why)[:300]) if why else "resumed: the service answers")
+
     counts: dict[str, int] = {}  # by status, as shown: a portrait in the store wins
     with _reattach("batch", address, reconnect, again):
-        found = follow_batch(handle, store, on_wait=_noter(out), reconnect=reconnect)
+        found = follow_batch(
+            handle, store, on_wait=_noter(out), reconnect=reconnect, on_pause=pausing
+        )
         async for outcome in found:
             counts[outcome.status] = counts.get(outcome.status, 0) + 1
             doc, line = _outcome(out, outcome)

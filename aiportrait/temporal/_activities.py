@@ -25,6 +25,7 @@ from .._requests import CheckRequest, JobQuery, TrainRequest
 from .._retrying import clock
 from .._retrying.policy import RetryPolicy, decide
 from .._session import Session
+from .._session.core import PROBE
 from ..errors import AIPortraitError, SubmitOutcomeUnknown
 from ..models import CheckReport, Job, TrainJob
 from ._store import PortraitStore, find_portrait
@@ -40,7 +41,10 @@ from ._wire import from_data, to_data
 
 __all__ = ["PortraitActivities", "as_application_error"]
 
-_ONE_TRY = RetryPolicy(attempts=1, charged_attempts=1, deadline=None)
+_ONE_TRY = RetryPolicy(attempts=1, charged_attempts=1, deadline=None, hold=False)
+"""One try, and a train or create that the Session's outage breaker would hold fails not sent
+after one probe: the workflow waits out the outage (an activity held past its timeout would
+end ``unknown``, though never sent)."""
 _STORE_TRIES = RetryPolicy(attempts=3, base=1.0, cap=2.0, deadline=None)
 """How a portrait's write to the store is tried (it is idempotent, and the portrait was paid
 for): three times, with the library's backoff."""
@@ -53,12 +57,17 @@ def as_application_error(exc: AIPortraitError, *, charged: bool) -> ApplicationE
 
     The service's answers are the item's result, not the worker's trouble: they are marked
     benign (Temporal logs them at DEBUG); a :class:`SubmitOutcomeUnknown` is not (it is logged).
+    A second detail, when there is one, is the failure behind ``exc`` (what the service
+    answered, or did not, to a call that may have run): the workflow's outage pause reads it.
     """
     decision = decide(exc, charged=charged, attempt=None, policy=_ONE_TRY)
     delay = decision.wait if decision.retry else 0.0
+    cause = exc.__cause__
+    behind = (ErrorInfo.of(cause),) if isinstance(cause, AIPortraitError) else ()
     return ApplicationError(
         str(exc),
         ErrorInfo.of(exc),
+        *behind,
         type=type(exc).__name__,
         non_retryable=not decision.retry,
         next_retry_delay=timedelta(seconds=delay) if delay else None,
@@ -132,6 +141,7 @@ class PortraitActivities:
             self.read_items,
             self.save_outcomes,
             self.find_portrait,
+            self.probe,
         ]
 
     @activity.defn(name="aiportrait.check")
@@ -182,6 +192,15 @@ class PortraitActivities:
         return PortraitRef(
             uri, portrait.format, len(portrait.image), portrait.cost_time, portrait.request_id
         )
+
+    @activity.defn(name="aiportrait.probe")
+    async def probe(self, timeout: float) -> None:
+        """The Session's probe of a service that seems down (free; one try of ``timeout``
+        seconds): its answer, or its failure, is what a workflow's outage pause goes by."""
+        try:
+            await self.session.with_options(timeout=timeout).send(PROBE)
+        except AIPortraitError as exc:
+            raise as_application_error(exc, charged=False) from None
 
     @activity.defn(name="aiportrait.find_portrait")
     async def find_portrait(self, name: str) -> PortraitRef | None:

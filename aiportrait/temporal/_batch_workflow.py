@@ -15,9 +15,11 @@ from temporalio.exceptions import ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from .._requests import TrainRequest
+    from .._retrying.policy import OutagePolicy
     from ..hooks import OutcomeStatus
     from ._activities import PortraitActivities
-    from ._calls import charged, details, read, unknown
+    from ._calls import charged, details, read, unknown, unpaused
+    from ._pause import Pause
     from ._store import batch_portrait, safe_name
     from ._values import (
         BatchInput,
@@ -66,8 +68,11 @@ class PortraitBatchWorkflow:
     Items are read a page at a time (inline, or from page files in the store), the next page
     while the last items of one still run. After ``per_run`` items (or when Temporal suggests
     it) the run lets its items in flight end, writes their outcomes to the store, and continues
-    as new, so a batch of any size stays within Temporal's history limits. Query ``progress``
-    for counts by outcome and the latest outcomes; the result is a :class:`BatchSummary`.
+    as new, so a batch of any size stays within Temporal's history limits. While the service
+    seems down (``batch.outage``: activities failing as a Session's outage breaker counts),
+    no training or create is started: a probe activity decides when to go on. Query
+    ``progress`` for counts by outcome, the latest outcomes and a pause; the result is a
+    :class:`BatchSummary`.
     """
 
     def __init__(self) -> None:
@@ -84,6 +89,7 @@ class PortraitBatchWorkflow:
         self._budget = 0
         self._waiting = False
         self._resume: tuple[int | None, int | None] | None = None
+        self._pause = Pause(OutagePolicy())
 
     @workflow.run
     async def run(self, batch: BatchInput) -> BatchSummary:
@@ -100,6 +106,7 @@ class PortraitBatchWorkflow:
         and every outcome was written: the failure's details are the error's
         :class:`ErrorInfo` and a :class:`BatchSummary` of what ran (:func:`follow_batch` yields
         those outcomes before it raises)."""
+        self._pause = Pause(batch.outage)
         self._counts = dict(batch.counts)
         self._pages = list(batch.outcome_pages)
         self._seq = batch.seq
@@ -259,6 +266,7 @@ class PortraitBatchWorkflow:
             "create",
             request.to_dict(),
             batch.timeouts,
+            self._pause,
         )
         # It may have run: if its portrait is stored, it did (a batch begun by a worker of an
         # earlier version replays as it ran: the patch marks the new step in its history).
@@ -272,6 +280,7 @@ class PortraitBatchWorkflow:
     async def _train(self, key: str, request: TrainRequest, batch: BatchInput) -> OutcomeRecord:
         child_id = f"{self._name()}/train/{safe_name(key)}"
         task = TrainInput(request, batch.check, False, batch.poll, batch.timeouts)
+        await unpaused(self._pause, batch.timeouts)  # its submit is charged: not into an outage
         try:
             result = await workflow.execute_child_workflow(TrainWorkflow.run, task, id=child_id)
         except ChildWorkflowError as err:
@@ -314,4 +323,6 @@ class PortraitBatchWorkflow:
             self._budget,
             self._waiting,
             self._total,
+            self._pause.paused,
+            self._pause.breaker.episodes,
         )

@@ -9,6 +9,10 @@ become the workflow's own non-retryable failures carrying the library's :class:`
 Charged activities run on a task queue of their own beside the workflow's
 (:func:`charged_queue`), which every worker also polls: the server's per-second limit (a
 worker's ``rate``) applies to it alone, so free reads never use up the charged calls' quota.
+
+While the service seems down (:class:`~aiportrait.temporal._pause.Pause`: failures of the
+activities that say so), :func:`charged` schedules nothing: :func:`unpaused` probes, on Temporal
+timers, until the service answers.
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy as TemporalRetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError, TimeoutError
 
-from .._retrying.policy import RetryPolicy, decide
-from ..errors import InvalidArgument, SubmitOutcomeUnknown
+from .._retrying.policy import OutagePolicy, RetryPolicy, decide
+from ..errors import AIPortraitError, InvalidArgument, SubmitOutcomeUnknown
 from ..hooks import OutcomeStatus
+from ._activities import PortraitActivities
+from ._pause import Pause
 from ._values import ErrorInfo, Timeouts
 
 __all__ = [
@@ -31,6 +37,7 @@ __all__ = [
     "check_failure",
     "details",
     "failure",
+    "unpaused",
     "read",
     "reraised",
     "unknown",
@@ -95,15 +102,19 @@ def unknown(action: str, request: Any, why: str) -> ErrorInfo:
 
 
 async def charged(
-    activity: Any, arg: Any, action: str, request: Any, t: Timeouts
+    activity: Any, arg: Any, action: str, request: Any, t: Timeouts, pause: Pause | None = None
 ) -> tuple[OutcomeStatus, Any]:
-    """Run a charged activity at most once per proof that the last try did not run.
+    """Run a charged activity at most once per proof that the last try did not run, each try
+    scheduled only when ``pause`` (the workflow's, or one of this call's own) lets it.
 
     Returns ``("succeeded", value)``, ``("failed", ErrorInfo)`` or ``("unknown", ErrorInfo)``.
     """
     queue = charged_queue(workflow.info().task_queue) if workflow.patched(_CHARGED_QUEUE) else None
+    pause = Pause(OutagePolicy()) if pause is None else pause
     tries = 0
     while True:
+        await unpaused(pause, t)
+        written = pause.epoch
         tries += 1
         try:
             value = await workflow.execute_activity_method(
@@ -114,7 +125,6 @@ async def charged(
                 retry_policy=_ONE_ATTEMPT,
                 task_queue=queue,
             )
-            return "succeeded", value
         except ActivityError as err:
             cause = err.cause
             if isinstance(cause, TimeoutError):
@@ -126,6 +136,7 @@ async def charged(
             info = details(cause)
             if info is None:  # not the library's error: it may have failed after sending
                 return "unknown", unknown(action, request, f"{cause.type}: {cause.message}")
+            pause.saw(_behind(cause, info), written)
             if info.type == "SubmitOutcomeUnknown":
                 return "unknown", info
             # The library's one retry decision (only what provably did not run is sent again),
@@ -138,6 +149,41 @@ async def charged(
                 await workflow.sleep(decision.wait)
                 continue
             return "failed", info
+        pause.answered(written)
+        return "succeeded", value
+
+
+def _behind(cause: ApplicationError, info: ErrorInfo) -> AIPortraitError:
+    """The failure that says whether the service answered: for a call that may have run, the
+    one behind it (the activity's second detail), else the error itself."""
+    behind = cause.details[1:2]
+    return (behind[0] if behind and isinstance(behind[0], ErrorInfo) else info).exception()
+
+
+async def unpaused(pause: Pause, t: Timeouts) -> None:
+    """Return when ``pause`` lets charged activities be scheduled: while the service seems
+    down, the Session's probe runs as an activity (one try) on the pause's schedule."""
+
+    async def probe(written: int) -> None:
+        policy = pause.breaker.policy
+        try:
+            await workflow.execute_activity_method(
+                PortraitActivities.probe,
+                policy.probe_timeout,
+                start_to_close_timeout=timedelta(seconds=t.read),
+                retry_policy=_ONE_ATTEMPT,
+            )
+        except ActivityError as err:
+            cause = err.cause
+            info = details(cause) if isinstance(cause, ApplicationError) else None
+            if info is None:  # no worker's answer: a failed probe, its backoff goes on
+                pause.failed(f"the probe ended with {type(cause).__name__}", written)
+            else:
+                pause.saw(info.exception(), written)
+        else:
+            pause.answered(written)
+
+    await pause.hold(probe)
 
 
 def _policy(t: Timeouts) -> RetryPolicy:

@@ -16,6 +16,7 @@ from temporalio.exceptions import ApplicationError
 from .._args import short
 from .._jobs.schedule import PollPolicy
 from .._requests import AnyCreateRequest, Request, TrainRequest
+from .._retrying.policy import OutagePolicy
 from ..errors import InvalidArgument
 from ..models import TrainResult
 from ._batch_workflow import PortraitBatchWorkflow
@@ -218,6 +219,7 @@ async def start_batch(
     max_trainings: int | None = None,
     max_creations: int | None = None,
     resume_within: float = RESUME_WITHIN,
+    outage: OutagePolicy | None = None,
 ) -> WorkflowHandle[PortraitBatchWorkflow, BatchSummary]:
     """Start a :class:`PortraitBatchWorkflow` over ``(key, request)`` pairs.
 
@@ -233,6 +235,8 @@ async def start_batch(
     starts (``None``: no bound); at the budget it stops as :func:`stop_batch` stops it, and
     :func:`resume_batch` goes on, on a new budget. The budget is not part of the workflow id.
     A stopped batch waits ``resume_within`` seconds (a week) for its resume, then ends.
+    ``outage`` says when the batch pauses because the service seems down, and how it probes
+    (see :class:`PortraitBatchWorkflow`).
     """
     wid = _id("batch", workflow_id)
     batch_items = tuple(
@@ -254,6 +258,7 @@ async def start_batch(
         "max_trainings": max_trainings,
         "max_creations": max_creations,
         "resume_within": resume_within,
+        "outage": outage or OutagePolicy(),
     }
     if store is not None:
         # Under a folder of this start's own: a start refused for its id overwrites nothing.
@@ -304,6 +309,7 @@ async def follow_batch(
     every: float = 1.0,
     on_wait: Callable[[str], object] | None = None,
     reconnect: float = 300.0,
+    on_pause: Callable[[str], object] | None = None,
 ) -> AsyncIterator[OutcomeRecord]:
     """Yield each outcome of a batch once, as it completes, until the batch ends, or stops
     and waits for :func:`resume_batch` (then :func:`batch_summary` says how many it did not
@@ -319,6 +325,8 @@ async def follow_batch(
     ``on_wait`` is told why (once for each new reason). When Temporal itself does not answer
     (a server restart, an outage), the follower keeps trying for ``reconnect`` seconds, telling
     ``on_wait``, then raises the last ``RPCError`` (the batch goes on without it).
+    ``on_pause`` is told when the batch pauses because the service seems down (why:
+    ``BatchProgress.paused``) and when it goes on (``""``).
     """
     shown: set[int] = set()
     latest = 0  # the highest seq shown
@@ -330,6 +338,7 @@ async def follow_batch(
         latest = max((latest, *(o.seq for o in new)))
         return [await _stored(o, store, handle.id) for o in new]
 
+    paused = ""  # why the batch was paused when last queried
     following = Following(handle, every=every, reconnect=reconnect, on_wait=on_wait)
     try:
         async for _ in following.ticks():
@@ -339,6 +348,9 @@ async def follow_batch(
                 following.tell(f"no answer to the progress query (a worker answers it): {exc}")
                 continue
             following.answered()
+            if on_pause is not None and progress.paused != paused:
+                paused = progress.paused
+                on_pause(paused)
             fresh = sorted(progress.outcomes, key=lambda o: o.seq)
             if fresh and fresh[0].seq > latest + 1:  # a run went by: its outcomes are stored
                 pages = await read_outcomes(store, progress.outcome_pages)

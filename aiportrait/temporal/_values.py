@@ -18,6 +18,7 @@ from .._requests import (
     ReferenceCreateRequest,
     TrainRequest,
 )
+from .._retrying.policy import OutagePolicy
 from ..errors import AIPortraitError
 from ..hooks import OutcomeStatus
 from ..models import TrainJob, TrainResult
@@ -286,6 +287,10 @@ class BatchInput:
         max_creations: the same for creations.
         resume_within: how long, in seconds, a stopped batch waits for ``resume`` before it
             ends with its summary (the items it did not start are then never started).
+        outage: when the batch stops starting trainings and creates because the service seems
+            down, and how it probes (:class:`~aiportrait.OutagePolicy`; the waits are Temporal
+            timers). A run continues as new once its items ended: a doubt its last failures
+            left is not carried over.
     """
 
     items: tuple[BatchItem, ...] = ()
@@ -307,6 +312,7 @@ class BatchInput:
     resume_within: float = RESUME_WITHIN
     skip: int = 0
     spent: dict[str, int] = attrs.Factory(dict)
+    outage: OutagePolicy = attrs.Factory(OutagePolicy)
 
 
 @attrs.frozen
@@ -327,6 +333,10 @@ class BatchProgress:
         waiting: stopped, with nothing in flight and every outcome written: it waits for
             :func:`resume_batch` (``read`` items were started; the rest were not).
         total: how many items the batch has (``0``: not said).
+        paused: while no training or create is started because the service seems down, why
+            (the failure's reason, as :func:`~aiportrait._retrying.policy.outage_reason` says
+            it); ``""`` otherwise.
+        pauses: pauses so far in this run.
     """
 
     counts: dict[str, int]
@@ -339,6 +349,8 @@ class BatchProgress:
     budget: int = 0
     waiting: bool = False
     total: int = 0
+    paused: str = ""
+    pauses: int = 0
 
     def summary(self) -> BatchSummary:
         """The summary of the batch as it is now: of one that waits, how many items it did not

@@ -1,0 +1,176 @@
+"""The outage pause through the Temporal batch workflow, measured at the emulator over loopback.
+
+An outage is the emulator answering 500 to every request that arrives (``Faults``) for 10 s
+of real time, and for as long after that as the follower has not yet said that the batch is
+paused (so that what is asserted never depends on how fast the machine is). The batch runs
+through the command line (``aiportrait temporal batch``), its worker in this process; the
+workflow's probes wait on Temporal timers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("temporalio")
+
+from aiportrait import RetryPolicy
+from aiportrait import temporal as at
+from aiportrait.cli import main
+from aiportrait.emulator import Emulator, Faults
+from aiportrait.errors import ModelIdError, ServerError, TransportError
+from aiportrait.testing import VirtualClock
+from tests._mock import until
+
+CREATE_PATH = "/api/v1/aigc_images/create"
+PROBE_PATH = "/api/v1/batch_jobs/1"
+OUTAGE = Faults(rate_5xx=1.0, status_5xx=500)
+
+
+@pytest.fixture
+def template(sample_media: Any) -> str:
+    """A small template (256 px): 60 portraits composed in a few seconds."""
+    from PIL import Image
+
+    with Image.open(sample_media.folder / sample_media.astronaut_template) as image:
+        image.convert("RGB").resize((256, 256)).save(sample_media.folder / "small_astronaut.jpg")
+    return "small_astronaut.jpg"
+
+
+async def test_an_outage_pauses_the_batch_workflow_and_leaves_at_most_the_calls_in_flight_unknown(
+    temporal_server: Any,
+    temporal_emu: Emulator,
+    sample_media: Any,
+    template: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    emu = temporal_emu
+    reference = emu.media_url(sample_media.astronaut[0])
+    url = emu.media_url(template)
+    # Each body its own (the emulator counts a body seen twice as charged twice).
+    rows = [
+        {"kind": "reference", "key": f"p{i}", "reference": reference, "template": f"{url}?i={i}"}
+        for i in range(60)
+    ]
+    batch = tmp_path / "batch.jsonl"
+    batch.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out, err = io.StringIO(), io.StringIO()  # read while the command runs in its thread
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setattr(sys, "stderr", err)
+    store = at.LocalPortraitStore(tmp_path / "store")
+    queue = f"outage-{uuid.uuid4().hex[:8]}"
+    where = ["--address", temporal_server.address, "--task-queue", queue]
+    argv = ["temporal", "batch", str(batch), "--id", "outage-1", "--limit", "4", *where]
+    # Two workers, two activities each, with a Session (and a client) each, as two processes
+    # would: each worker's Session judges the service alone; the workflow pauses them both.
+    first, second = emu.session(), emu.session()
+    workers = [
+        at.new_worker(await at.connect(temporal_server.address), s, store, task_queue=queue,
+                      concurrency=2)
+        for s in (first, second)
+    ]  # fmt: skip
+    async with first, second, workers[0], workers[1]:
+        command = asyncio.ensure_future(
+            asyncio.to_thread(main, [*argv, "--store", str(store.root)])
+        )
+        await until(lambda: emu.counters.creations >= 20, "20 portraits", seconds=300)
+        emu.faults = OUTAGE
+        on = time.monotonic()
+        await asyncio.sleep(10)
+        await until(lambda: "paused:" in err.getvalue(), "the follower's pause line", seconds=300)
+        # Back: the first create after the pause is held at the service (charged, unanswered)
+        # until the follower has said the batch goes on, so that it cannot end before.
+        hold = emu.hold(CREATE_PATH)
+        emu.faults = None
+        off = time.monotonic()
+        await until(lambda: "resumed" in err.getvalue(), "the follower's resumed line", seconds=300)
+        hold.release()
+        code = await command
+        handle = (await at.connect(temporal_server.address)).get_workflow_handle("outage-1")
+        progress = await handle.query(at.PortraitBatchWorkflow.progress, 0)  # a worker answers
+
+    summary = await at.result(handle)
+    outcomes = await at.read_outcomes(store, summary.outcome_pages)
+    unknown = [o for o in outcomes if o.status == "unknown"]
+    during = sum(on <= t <= off for t, p in emu.counters.arrivals if p == CREATE_PATH)
+    # The creates that may end unknown are those written before any answer said the service
+    # was down: at most the batch's 4 in flight. Every later one waited, or was refused
+    # unsent by the worker and scheduled again after the pause.
+    assert 1 <= len(unknown) <= 4
+    assert during == len(unknown)
+    assert all(o.error is not None and o.error.type == "SubmitOutcomeUnknown" for o in unknown)
+    assert summary.counts == {"succeeded": 60 - len(unknown), "unknown": len(unknown)}
+    assert emu.counters.creations == 60 - len(unknown)  # the 500s ran nothing
+    assert not emu.counters.charged_duplicates()
+    assert code == 4  # an item may have run
+    assert out.getvalue().splitlines()[-1] == (
+        f"batch outage-1: 60 items: {60 - len(unknown)} succeeded, {len(unknown)} unknown"
+    )
+    # The workflow paused (threshold failures in a row), probed until the service answered,
+    # and said so: its progress, and the follower's one line for each change.
+    assert progress.pauses >= 1 and progress.paused == ""
+    notes = err.getvalue().splitlines()
+    pauses = [n for n in notes if n.startswith("paused:")]
+    assert pauses == [
+        "paused: the service seems down (HTTP 500 SERVICE_ERROR); trainings and creations wait"
+        " for it"
+    ] * len(pauses)
+    assert pauses and notes.count("resumed: the service answers") == len(pauses)
+    probes = [t for t, p in emu.counters.arrivals if p == PROBE_PATH]
+    assert any(t > off for t in probes)  # a probe, answered, decided when to go on
+    # Its history (the pause's patch marker, timers and probe activities) replays alike.
+    history = await handle.fetch_history()
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert "aiportrait.probe" in scheduled
+    assert any(e.HasField("marker_recorded_event_attributes") for e in history.events)
+    await _replayer().replay_workflow(history)
+
+
+def _replayer() -> Any:
+    from temporalio.worker import Replayer
+    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+    restrictions = SandboxRestrictions.default.with_passthrough_modules("aiportrait")
+    return Replayer(
+        workflows=list(at.WORKFLOWS),
+        data_converter=at.data_converter,
+        workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions),
+    )
+
+
+async def test_a_charged_call_that_may_not_wait_probes_once_and_fails_unsent(
+    temporal_emu: Emulator, aiportrait_instant_waits: VirtualClock
+) -> None:
+    # What the activities send with (RetryPolicy(hold=False)): a create that the Session's
+    # outage breaker would hold sends one probe at once; while the service still seems down
+    # it fails not sent (the workflow waits the outage out); once the probe answers, it goes.
+    emu = temporal_emu
+    template = "https://example.invalid/t.jpg"
+    once = RetryPolicy(attempts=1, charged_attempts=1, deadline=None, hold=False)
+    async with emu.session(retry=once) as session:
+        emu.faults = OUTAGE
+        with pytest.raises(ServerError):
+            await session.get_batch_jobs(7)  # the Session now doubts the service
+        with pytest.raises(TransportError) as info:
+            await session.create("nope", template)
+        assert info.value.sent is False
+        assert "not sent: the service seemed down (HTTP 500 SERVICE_ERROR)" in str(info.value)
+        emu.faults = None
+        with pytest.raises(ModelIdError):  # the probe answered: the create went
+            await session.create("nope", template)
+    paths = [p for _, p in emu.counters.arrivals]
+    assert paths == ["/api/v1/batch_jobs/7", PROBE_PATH, PROBE_PATH, CREATE_PATH]
+    assert aiportrait_instant_waits.slept == []  # no wait between probes: the workflow's
