@@ -186,8 +186,9 @@ async def _progress_until(handle: Any, holds: Any, what: str) -> Any:
     raise AssertionError(f"never happened: {what}")
 
 
+@pytest.mark.parametrize("paged", [True, False], ids=["item-pages", "inline"])
 async def test_a_stop_while_items_wait_in_a_pause_sends_none_and_the_resume_charges_each_once(
-    cluster: Any, temporal_emu: Emulator, sample_media: Any, template: str
+    paged: bool, cluster: Any, temporal_emu: Emulator, sample_media: Any, template: str
 ) -> None:
     from aiportrait import ReferenceCreateRequest
 
@@ -195,8 +196,9 @@ async def test_a_stop_while_items_wait_in_a_pause_sends_none_and_the_resume_char
     reference, url = emu.media_url(sample_media.astronaut[0]), emu.media_url(template)
     items = [(f"w{i:02d}", ReferenceCreateRequest(reference, f"{url}?w={i}")) for i in range(40)]
     handle = await at.start_batch(
-        cluster.client, items, store=cluster.store, task_queue=cluster.queue, limit=4
-    )
+        cluster.client, items, store=cluster.store if paged else None, task_queue=cluster.queue,
+        limit=4,
+    )  # fmt: skip
     await until(lambda: emu.counters.creations >= 4, "4 portraits", seconds=180)
     emu.faults = OUTAGE
     # Every slot waits in the pause: four items in flight, none of them sent.
