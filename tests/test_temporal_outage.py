@@ -230,3 +230,42 @@ async def test_a_stop_while_items_wait_in_a_pause_sends_none_and_the_resume_char
     # read the released items back) replay.
     await _replayer().replay_workflow(await handle.fetch_history())
     await _replayer().replay_workflow(await latest.fetch_history())
+
+
+async def test_a_stop_releases_a_training_that_waits_in_a_pause_before_its_submit(
+    cluster: Any, temporal_emu: Emulator, sample_media: Any, template: str
+) -> None:
+    from aiportrait import PollPolicy, ReferenceCreateRequest, TrainRequest
+
+    emu = temporal_emu
+    url = emu.media_url
+    items: list[tuple[str, Any]] = [
+        ("c0", ReferenceCreateRequest(url(sample_media.astronaut[0]), url(template))),
+        ("model", TrainRequest([url(name) for name in sample_media.astronaut])),
+    ]
+    emu.faults = OUTAGE  # down from the start: the create goes out (a 500: unknown), and
+    handle = await at.start_batch(  # then the training waits for the service, one at a time
+        cluster.client, items, store=cluster.store, task_queue=cluster.queue, limit=1,
+        poll=PollPolicy(first=0.1, cap=0.3, jitter=0.0, timeout=120.0),
+    )  # fmt: skip
+    await _progress_until(handle, lambda p: p.read == 2 and p.held == 1, "the training held")
+    await at.stop_batch(handle)
+    await _progress_until(handle, lambda p: p.waiting, "the stopped batch waits")
+    stopped = await at.batch_summary(handle)
+    assert (stopped.counts, stopped.not_submitted) == ({"unknown": 1}, 1)
+    assert emu.counters.trainings == 0  # its submit was never sent
+
+    emu.faults = None
+    await at.resume_batch(handle)
+    latest = cluster.client.get_workflow_handle(handle.id)
+    summary = await asyncio.wait_for(at.result(latest), 180)
+    assert summary.counts == {"unknown": 1, "succeeded": 1}
+    outcomes = await at.read_outcomes(cluster.store, summary.outcome_pages)
+    assert [(o.key, o.kind, o.status) for o in outcomes] == [
+        ("c0", "create", "unknown"),
+        ("model", "train", "succeeded"),
+    ]
+    assert (emu.counters.trainings, emu.counters.creations) == (1, 0)
+    assert not emu.counters.charged_duplicates()
+    await _replayer().replay_workflow(await handle.fetch_history())
+    await _replayer().replay_workflow(await latest.fetch_history())
