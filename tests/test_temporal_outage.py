@@ -174,3 +174,98 @@ async def test_a_charged_call_that_may_not_wait_probes_once_and_fails_unsent(
     paths = [p for _, p in emu.counters.arrivals]
     assert paths == ["/api/v1/batch_jobs/7", PROBE_PATH, PROBE_PATH, CREATE_PATH]
     assert aiportrait_instant_waits.slept == []  # no wait between probes: the workflow's
+
+
+async def _progress_until(handle: Any, holds: Any, what: str) -> Any:
+    """The batch's progress once ``holds(progress)`` (polled; up to 180 s, as every wait here)."""
+    for _ in range(3600):
+        progress = await handle.query(at.PortraitBatchWorkflow.progress, 0)
+        if holds(progress):
+            return progress
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never happened: {what}")
+
+
+@pytest.mark.parametrize("paged", [True, False], ids=["item-pages", "inline"])
+async def test_a_stop_while_items_wait_in_a_pause_sends_none_and_the_resume_charges_each_once(
+    paged: bool, cluster: Any, temporal_emu: Emulator, sample_media: Any, template: str
+) -> None:
+    from aiportrait import ReferenceCreateRequest
+
+    emu = temporal_emu
+    reference, url = emu.media_url(sample_media.astronaut[0]), emu.media_url(template)
+    items = [(f"w{i:02d}", ReferenceCreateRequest(reference, f"{url}?w={i}")) for i in range(40)]
+    handle = await at.start_batch(
+        cluster.client, items, store=cluster.store if paged else None, task_queue=cluster.queue,
+        limit=4,
+    )  # fmt: skip
+    await until(lambda: emu.counters.creations >= 4, "4 portraits", seconds=180)
+    emu.faults = OUTAGE
+    # Every slot waits in the pause: four items in flight, none of them sent.
+    await _progress_until(handle, lambda p: p.paused and p.held == 4, "four items held")
+    await at.stop_batch(handle)
+    # The stop releases them: the batch comes to wait for its resume while the service is
+    # still down (before, they waited in the pause, in flight, and went out once it answered).
+    await _progress_until(handle, lambda p: p.waiting, "the stopped batch waits")
+    stopped = await at.batch_summary(handle)
+    succeeded, unknown = stopped.counts.get("succeeded", 0), stopped.counts.get("unknown", 0)
+    assert (stopped.stopped, stopped.waiting, stopped.total) == ("request", True, 40)
+    assert stopped.not_submitted == 40 - succeeded - unknown >= 4  # the four released
+    assert emu.counters.creations == succeeded  # the 500s ran nothing; the held were not sent
+
+    emu.faults = None
+    await at.resume_batch(handle)
+    latest = cluster.client.get_workflow_handle(handle.id)
+    summary = await asyncio.wait_for(at.result(latest), 180)
+    assert summary.counts == {
+        "succeeded": 40 - unknown,
+        **({"unknown": unknown} if unknown else {}),
+    }
+    assert summary.not_submitted == 0
+    outcomes = await at.read_outcomes(cluster.store, summary.outcome_pages)
+    assert sorted(o.key for o in outcomes) == [key for key, _ in items]  # each item once
+    assert emu.counters.creations == 40 - unknown  # each charged at most once
+    assert not emu.counters.charged_duplicates()
+    # Both runs' histories (the stop that cut the pause's wait, and the resumed run that
+    # read the released items back) replay.
+    await _replayer().replay_workflow(await handle.fetch_history())
+    await _replayer().replay_workflow(await latest.fetch_history())
+
+
+async def test_a_stop_releases_a_training_that_waits_in_a_pause_before_its_submit(
+    cluster: Any, temporal_emu: Emulator, sample_media: Any, template: str
+) -> None:
+    from aiportrait import PollPolicy, ReferenceCreateRequest, TrainRequest
+
+    emu = temporal_emu
+    url = emu.media_url
+    items: list[tuple[str, Any]] = [
+        ("c0", ReferenceCreateRequest(url(sample_media.astronaut[0]), url(template))),
+        ("model", TrainRequest([url(name) for name in sample_media.astronaut])),
+    ]
+    emu.faults = OUTAGE  # down from the start: the create goes out (a 500: unknown), and
+    handle = await at.start_batch(  # then the training waits for the service, one at a time
+        cluster.client, items, store=cluster.store, task_queue=cluster.queue, limit=1,
+        poll=PollPolicy(first=0.1, cap=0.3, jitter=0.0, timeout=120.0),
+    )  # fmt: skip
+    await _progress_until(handle, lambda p: p.read == 2 and p.held == 1, "the training held")
+    await at.stop_batch(handle)
+    await _progress_until(handle, lambda p: p.waiting, "the stopped batch waits")
+    stopped = await at.batch_summary(handle)
+    assert (stopped.counts, stopped.not_submitted) == ({"unknown": 1}, 1)
+    assert emu.counters.trainings == 0  # its submit was never sent
+
+    emu.faults = None
+    await at.resume_batch(handle)
+    latest = cluster.client.get_workflow_handle(handle.id)
+    summary = await asyncio.wait_for(at.result(latest), 180)
+    assert summary.counts == {"unknown": 1, "succeeded": 1}
+    outcomes = await at.read_outcomes(cluster.store, summary.outcome_pages)
+    assert [(o.key, o.kind, o.status) for o in outcomes] == [
+        ("c0", "create", "unknown"),
+        ("model", "train", "succeeded"),
+    ]
+    assert (emu.counters.trainings, emu.counters.creations) == (1, 0)
+    assert not emu.counters.charged_duplicates()
+    await _replayer().replay_workflow(await handle.fetch_history())
+    await _replayer().replay_workflow(await latest.fetch_history())

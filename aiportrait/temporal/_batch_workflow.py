@@ -18,7 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from .._retrying.policy import OutagePolicy
     from ..hooks import OutcomeStatus
     from ._activities import PortraitActivities
-    from ._calls import charged, details, read, unknown, unpaused
+    from ._calls import Released, charged, details, read, unknown, unpaused
     from ._pause import Pause
     from ._store import batch_portrait, safe_name
     from ._values import (
@@ -36,6 +36,8 @@ with workflow.unsafe.imports_passed_through():
     from ._workflows import TrainWorkflow
 
 __all__ = ["NO_OUTCOMES", "OUTCOME_BYTES", "PortraitBatchWorkflow"]
+
+_Place = tuple[int, int]  # an item's page number and index in it (inline: 0, index)
 
 _MAX_QUERY_OUTCOMES = 500
 _STORED_WINS = "aiportrait.stored-portrait-wins"
@@ -88,6 +90,8 @@ class PortraitBatchWorkflow:
         self._stopped = ""  # why it starts no new item: "request", or the budget's kind
         self._budget = 0
         self._waiting = False
+        self._told = False  # the stop signal came (a budget's stop releases no waiting item)
+        self._redo: list[_Place] = []  # items not started yet, before the next page's
         self._resume: tuple[int | None, int | None] | None = None
         self._pause = Pause(OutagePolicy())
 
@@ -100,7 +104,8 @@ class PortraitBatchWorkflow:
         Told to ``stop`` (or at its budget), it starts no new item: those in flight end, their
         outcomes are written, and it waits (``resume_within``) for ``resume``, which goes on
         with the first item not started, on a new budget; without one, it ends with a summary
-        that says how many items it did not start.
+        that says how many items it did not start. Items that wait in an outage pause at a
+        stop are not sent: the resume starts them first.
 
         A page that cannot be read fails the batch, but only after the items in flight ended
         and every outcome was written: the failure's details are the error's
@@ -112,6 +117,7 @@ class PortraitBatchWorkflow:
         self._seq = batch.seq
         self._read = batch.offset
         self._total = batch.total
+        self._redo = list(batch.redo)
         spent = dict(batch.spent)
         page_number, skip = batch.next_page, batch.skip
         slots = asyncio.Semaphore(batch.limit)
@@ -120,16 +126,19 @@ class PortraitBatchWorkflow:
         held = False  # an item was not started: a stop, or the budget
         stopped: ApplicationError | None = None
         try:
-            while True:
+            for place, item in await self._items_at(batch, tuple(self._redo)):
+                if not await self._start(item, place, batch, spent, slots, running):
+                    held = True
+                    break
+                self._redo.remove(place)
+            while not held:
                 items = (await self._page(batch, page_number, self._read))[skip:]
                 for done, item in enumerate(items):
-                    await slots.acquire()  # the next page is read while this one's last run
-                    if self._holds(item, batch, spent):  # this item and the rest wait
-                        slots.release()
+                    place = (page_number, skip + done) if batch.item_pages else (0, self._read)
+                    if not await self._start(item, place, batch, spent, slots, running):
                         skip = skip + done if batch.item_pages else 0  # inline: the offset
                         held = True
                         break
-                    running.append(asyncio.create_task(self._one(item, batch, slots)))
                     self._read += 1
                 if held:
                     break
@@ -148,7 +157,7 @@ class PortraitBatchWorkflow:
             raise ApplicationError(
                 stopped.message, *stopped.details, summary, type=stopped.type, non_retryable=True
             )
-        rest = held or not self._end  # items not started yet
+        rest = held or not self._end or bool(self._redo)  # items not started yet
         if rest and self._stopped:  # (a stop while the last ones ran holds the rest too)
             self._waiting = True
             budget = await self._resumed(batch)
@@ -168,9 +177,42 @@ class PortraitBatchWorkflow:
                     outcome_pages=tuple(self._pages),
                     seq=self._seq,
                     spent=spent,
+                    redo=tuple(self._redo),
                 )
             )
         return summary
+
+    async def _start(
+        self,
+        item: BatchItem,
+        place: _Place,
+        batch: BatchInput,
+        spent: dict[str, int],
+        slots: asyncio.Semaphore,
+        running: list[asyncio.Task[None]],
+    ) -> bool:
+        """Start ``item`` once a slot is free (the next page is read while this one's last
+        run), unless it is held (:meth:`_holds`): then it and the rest wait."""
+        await slots.acquire()
+        if self._holds(item, batch, spent):
+            slots.release()
+            return False
+        running.append(asyncio.create_task(self._one(item, place, batch, slots)))
+        return True
+
+    async def _items_at(
+        self, batch: BatchInput, places: tuple[_Place, ...]
+    ) -> list[tuple[_Place, BatchItem]]:
+        """The items at ``places``, reading each page file they are in once."""
+        pages: dict[int, tuple[BatchItem, ...]] = {0: batch.items}
+        if batch.item_pages:
+            pages = {}
+            for number in sorted({number for number, _ in places}):
+                page: ItemPage = await read(
+                    PortraitActivities.read_items, batch.item_pages[number], batch.timeouts
+                )
+                pages[number] = page.items
+        return [(place, pages[place[0]][place[1]]) for place in places]
 
     def _holds(self, item: BatchItem, batch: BatchInput, spent: dict[str, int]) -> bool:
         """Whether ``item`` is not started: the batch was told to stop, or it would go over the
@@ -200,6 +242,7 @@ class PortraitBatchWorkflow:
         """Start no new item: those in flight end and their outcomes are written; then wait
         for ``resume``."""
         self._stopped = self._stopped or "request"
+        self._told = True  # what waits in an outage pause is released, not sent
 
     @workflow.signal
     def resume(self, max_trainings: int | None = None, max_creations: int | None = None) -> None:
@@ -226,16 +269,24 @@ class PortraitBatchWorkflow:
             )
             self._pages.append(uri)
 
-    async def _one(self, item: BatchItem, batch: BatchInput, slots: asyncio.Semaphore) -> None:
+    async def _one(
+        self, item: BatchItem, place: _Place, batch: BatchInput, slots: asyncio.Semaphore
+    ) -> None:
         self._in_flight += 1
         try:
             outcome = await self._item(item, batch)
+        except Released:  # a stop came while it waited in an outage pause: sent by the resume
+            self._redo.append(place)
+            return
         finally:
             self._in_flight -= 1
             slots.release()
         self._counts[outcome.status] = self._counts.get(outcome.status, 0) + 1
         self._outcomes.append(outcome)
         self._sizes.append(encoded_size(outcome))
+
+    def _stop_told(self) -> bool:
+        return self._told
 
     def _name(self) -> str:
         return safe_name(workflow.info().workflow_id)
@@ -267,6 +318,7 @@ class PortraitBatchWorkflow:
             request.to_dict(),
             batch.timeouts,
             self._pause,
+            self._stop_told,
         )
         # It may have run: if its portrait is stored, it did (a batch begun by a worker of an
         # earlier version replays as it ran: the patch marks the new step in its history).
@@ -280,7 +332,9 @@ class PortraitBatchWorkflow:
     async def _train(self, key: str, request: TrainRequest, batch: BatchInput) -> OutcomeRecord:
         child_id = f"{self._name()}/train/{safe_name(key)}"
         task = TrainInput(request, batch.check, False, batch.poll, batch.timeouts)
-        await unpaused(self._pause, batch.timeouts)  # its submit is charged: not into an outage
+        # Its submit is charged: not into an outage (a stop releases it unsent).
+        if not await unpaused(self._pause, batch.timeouts, self._stop_told):
+            raise Released("train")
         try:
             result = await workflow.execute_child_workflow(TrainWorkflow.run, task, id=child_id)
         except ChildWorkflowError as err:
@@ -315,7 +369,7 @@ class PortraitBatchWorkflow:
         return BatchProgress(
             dict(self._counts),
             self._in_flight,
-            self._read,
+            self._read - len(self._redo),
             self._end,
             newer,
             tuple(self._pages),
@@ -325,4 +379,5 @@ class PortraitBatchWorkflow:
             self._total,
             self._pause.paused,
             self._pause.breaker.episodes,
+            self._pause.waiting,
         )

@@ -17,6 +17,7 @@ timers, until the service answers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -32,6 +33,7 @@ from ._pause import Pause
 from ._values import ErrorInfo, Timeouts
 
 __all__ = [
+    "Released",
     "charged",
     "charged_queue",
     "check_failure",
@@ -101,19 +103,32 @@ def unknown(action: str, request: Any, why: str) -> ErrorInfo:
     return ErrorInfo.of(exc)
 
 
+class Released(Exception):
+    """A stop came while a charged call waited in an outage pause: it was not sent (this try
+    was never scheduled, and every earlier one proved it did not run)."""
+
+
 async def charged(
-    activity: Any, arg: Any, action: str, request: Any, t: Timeouts, pause: Pause | None = None
+    activity: Any,
+    arg: Any,
+    action: str,
+    request: Any,
+    t: Timeouts,
+    pause: Pause | None = None,
+    stopped: Callable[[], bool] | None = None,
 ) -> tuple[OutcomeStatus, Any]:
     """Run a charged activity at most once per proof that the last try did not run, each try
     scheduled only when ``pause`` (the workflow's, or one of this call's own) lets it.
 
-    Returns ``("succeeded", value)``, ``("failed", ErrorInfo)`` or ``("unknown", ErrorInfo)``.
+    Returns ``("succeeded", value)``, ``("failed", ErrorInfo)`` or ``("unknown", ErrorInfo)``;
+    raises :class:`Released` when ``stopped()`` became true while a try waited in the pause.
     """
     queue = charged_queue(workflow.info().task_queue) if workflow.patched(_CHARGED_QUEUE) else None
     pause = Pause(OutagePolicy()) if pause is None else pause
     tries = 0
     while True:
-        await unpaused(pause, t)
+        if not await unpaused(pause, t, stopped):
+            raise Released(action)
         written = pause.epoch
         tries += 1
         try:
@@ -160,9 +175,10 @@ def _behind(cause: ApplicationError, info: ErrorInfo) -> AIPortraitError:
     return (behind[0] if behind and isinstance(behind[0], ErrorInfo) else info).exception()
 
 
-async def unpaused(pause: Pause, t: Timeouts) -> None:
-    """Return when ``pause`` lets charged activities be scheduled: while the service seems
-    down, the Session's probe runs as an activity (one try) on the pause's schedule."""
+async def unpaused(pause: Pause, t: Timeouts, stopped: Callable[[], bool] | None = None) -> bool:
+    """Return ``True`` when ``pause`` lets charged activities be scheduled: while the service
+    seems down, the Session's probe runs as an activity (one try) on the pause's schedule;
+    ``False`` once ``stopped()`` is true while it waits (see :meth:`Pause.hold`)."""
 
     async def probe(written: int) -> None:
         policy = pause.breaker.policy
@@ -183,7 +199,7 @@ async def unpaused(pause: Pause, t: Timeouts) -> None:
         else:
             pause.answered(written)
 
-    await pause.hold(probe)
+    return await pause.hold(probe, stopped)
 
 
 def _policy(t: Timeouts) -> RetryPolicy:

@@ -12,11 +12,14 @@ probes, and the probe is an activity (the Session's probe, sent by a worker; see
 
 A workflow begun by a worker without the pause replays as it ran: the first failure that says
 the service is down asks ``workflow.patched``, and only a new run, or one that recorded the
-patch, pauses.
+patch, pauses. A stop that wakes what waits in a pause is behind its own patch
+(``aiportrait.stop-wakes-paused``), asked at the first wait that a stop may cut.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 
 from temporalio import workflow
@@ -28,6 +31,7 @@ from ..errors import AIPortraitError
 __all__ = ["Pause"]
 
 _PATCH = "aiportrait.outage-pause"
+_STOP_WAKES = "aiportrait.stop-wakes-paused"
 
 
 class Pause:
@@ -37,6 +41,7 @@ class Pause:
     Attributes:
         breaker: the state (see :class:`~aiportrait._retrying.breaker.Breaker`).
         why: why the service seems down (the reason of the failure that began the doubt).
+        waiting: holders waiting in :meth:`hold` for the service now.
     """
 
     def __init__(self, policy: OutagePolicy) -> None:
@@ -44,6 +49,8 @@ class Pause:
         self.why = ""
         self._on: bool | None = None  # workflow.patched, asked at the first outage failure
         self._probing = False
+        self._wakes: bool | None = None  # workflow.patched(_STOP_WAKES), asked at a first wait
+        self.waiting = 0
 
     @property
     def epoch(self) -> int:
@@ -82,26 +89,52 @@ class Pause:
         """The service answered an activity scheduled in epoch ``written``."""
         self.breaker.answered(written)
 
-    async def hold(self, probe: Callable[[int], Awaitable[None]]) -> None:
-        """Return when charged activities may be scheduled: at once when the service is not in
-        doubt; else once a probe, or any other activity, finds it answering.
+    async def hold(
+        self, probe: Callable[[int], Awaitable[None]], stopped: Callable[[], bool] | None = None
+    ) -> bool:
+        """Return ``True`` when charged activities may be scheduled: at once when the service is
+        not in doubt; else once a probe, or any other activity, finds it answering. Return
+        ``False`` (nothing scheduled) as soon as ``stopped()`` is true while it waits: a stop
+        releases what waits for the service.
 
         One holder at a time probes: it waits ``policy.probe_wait(failures)`` on a Temporal
         timer and awaits ``probe(written)`` (which tells this pause what it found, as from an
         activity scheduled in epoch ``written``); the others wait for its verdict.
+
+        A workflow begun by a worker that waited without ``stopped`` replays as it ran: the
+        first wait with ``stopped`` asks ``workflow.patched``.
         """
         breaker = self.breaker
-        while breaker.failures:
-            if self._probing:
-                await workflow.wait_condition(lambda: not self._probing)
-                continue
-            self._probing = True
-            try:
-                wait = breaker.policy.probe_wait(breaker.failures)
-                if wait:
-                    await workflow.sleep(wait)
-                if breaker.failures:
-                    breaker.epoch = written = breaker.epoch + 1  # later ones are told from it
-                    await probe(written)
-            finally:
-                self._probing = False
+        if not breaker.failures:
+            return True
+        if stopped is not None and self._wakes is None:
+            self._wakes = workflow.patched(_STOP_WAKES)
+        told = stopped if stopped is not None and self._wakes else _never
+        self.waiting += 1
+        try:
+            while breaker.failures:
+                if told():
+                    return False
+                if self._probing:
+                    await workflow.wait_condition(lambda: not self._probing or told())
+                    continue
+                self._probing = True
+                try:
+                    wait = breaker.policy.probe_wait(breaker.failures)
+                    if wait and told is _never:
+                        await workflow.sleep(wait)
+                    elif wait:  # a timer that a stop cuts short
+                        with contextlib.suppress(asyncio.TimeoutError):
+                            await workflow.wait_condition(told, timeout=wait)
+                    if breaker.failures and not told():
+                        breaker.epoch = written = breaker.epoch + 1  # later ones are told from it
+                        await probe(written)
+                finally:
+                    self._probing = False
+            return True
+        finally:
+            self.waiting -= 1
+
+
+def _never() -> bool:
+    return False

@@ -313,6 +313,7 @@ class BatchInput:
     skip: int = 0
     spent: dict[str, int] = attrs.Factory(dict)
     outage: OutagePolicy = attrs.Factory(OutagePolicy)
+    redo: tuple[tuple[int, int], ...] = ()
 
 
 @attrs.frozen
@@ -337,6 +338,8 @@ class BatchProgress:
             (the failure's reason, as :func:`~aiportrait._retrying.policy.outage_reason` says
             it); ``""`` otherwise.
         pauses: pauses so far in this run.
+        held: of ``in_flight``, the items waiting in the outage pause, not sent (a stop
+            releases them: they are not charged, and the resume starts them).
     """
 
     counts: dict[str, int]
@@ -351,6 +354,7 @@ class BatchProgress:
     total: int = 0
     paused: str = ""
     pauses: int = 0
+    held: int = 0
 
     def summary(self) -> BatchSummary:
         """The summary of the batch as it is now: of one that waits, how many items it did not
