@@ -295,3 +295,41 @@ async def test_a_stopped_batch_that_no_resume_reaches_ends_and_says_its_rest_nev
         workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions),
     )
     await replayer.replay_workflow(await handle.fetch_history())
+
+
+async def test_a_stop_right_after_a_resume_stops_the_batch_again(
+    cluster: Any, temporal_emu: Any, sample_media: Any
+) -> None:
+    # A re-run resumes a stopped batch and Ctrl-C comes at once: both signals may reach the
+    # workflow in one activation, where the resume must not win over the later stop.
+    from aiportrait import ReferenceCreateRequest
+
+    url = temporal_emu.media_url
+    reference, template = url(sample_media.astronaut[0]), url(sample_media.astronaut_template)
+    items = [(f"r{i}", ReferenceCreateRequest(reference, f"{template}?race={i}")) for i in range(6)]
+    handle = await at.start_batch(
+        cluster.client, items, store=cluster.store, task_queue=cluster.queue, max_creations=1,
+        limit=1,
+    )  # fmt: skip
+
+    async def waits() -> bool:
+        stopped = await at.stopped_progress(handle)
+        return stopped is not None and stopped.waiting
+
+    async def until_waiting(what: str) -> None:
+        for _ in range(3600):  # up to 180 s, as every wait here
+            if await waits():
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"never happened: {what}")
+
+    await until_waiting("the batch stops at its budget")
+    assert temporal_emu.counters.creations == 1
+    await at.resume_batch(handle)
+    await at.stop_batch(handle)
+    await until_waiting("the batch stops again")
+    summary = await at.batch_summary(handle)
+    # At most the one item a resumed run may have started before the stop reached it.
+    assert temporal_emu.counters.creations <= 2
+    assert summary.stopped == "request" and summary.not_submitted >= 4
+    assert temporal_emu.counters.charged_duplicates() == {}

@@ -93,6 +93,7 @@ class PortraitBatchWorkflow:
         self._told = False  # the stop signal came (a budget's stop releases no waiting item)
         self._redo: list[_Place] = []  # items not started yet, before the next page's
         self._resume: tuple[int | None, int | None] | None = None
+        self._parked = False  # the run waits for a resume (what a stop after one goes back to)
         self._pause = Pause(OutagePolicy())
 
     @workflow.run
@@ -159,8 +160,9 @@ class PortraitBatchWorkflow:
             )
         rest = held or not self._end or bool(self._redo)  # items not started yet
         if rest and self._stopped:  # (a stop while the last ones ran holds the rest too)
-            self._waiting = True
+            self._waiting = self._parked = True
             budget = await self._resumed(batch)
+            self._parked = False
             if budget is None:  # no resume came: it ends, and the rest never start
                 self._waiting = False
                 return self.progress(NO_OUTCOMES).summary()
@@ -243,6 +245,9 @@ class PortraitBatchWorkflow:
         for ``resume``."""
         self._stopped = self._stopped or "request"
         self._told = True  # what waits in an outage pause is released, not sent
+        if self._resume is not None:  # a resume not acted on yet (both came in one
+            self._resume, self._waiting = None, self._parked  # activation): this stop wins
+            self._stopped = "request"
 
     @workflow.signal
     def resume(self, max_trainings: int | None = None, max_creations: int | None = None) -> None:
