@@ -14,7 +14,7 @@ from .._local.upload import as_upload
 from ..errors import ConfigWarning, ConnectError, PhotoCountWarning
 from ._batchfile import Item, read_plan
 from ._dryrun import budget_from, budget_options, print_temporal_dry_run
-from ._exit import EXIT_OK, UsageError
+from ._exit import EXIT_INTERRUPTED, EXIT_OK, UsageError
 from ._options import Common, shared
 from ._output import Output, said_before
 from ._temporal import CHECK, NO_FOLLOW, PROG, RECONNECT, Cluster, run_temporal, where
@@ -123,8 +123,9 @@ def batch_(
     resume = "run the same command again to resume: the workflow waits for it"
 
     async def follow(handle: Any, stop: FollowerStop) -> int:
-        if no_follow:
-            return EXIT_OK
+        if no_follow:  # a Ctrl-C while it started still stops it
+            stopped = await stop.settled(handle, cluster.attach_command(handle.id))
+            return EXIT_INTERRUPTED if stopped else EXIT_OK
         return await _follow_batch(handle, cluster, common.out, reconnect, stop, resume)
 
     async def resumed(handle: Any, stopped: Any, stop: FollowerStop, total: int) -> int:

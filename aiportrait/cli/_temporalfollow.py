@@ -58,6 +58,14 @@ class FollowerStop:
         if self.signals:
             self._ask()
 
+    async def settled(self, handle: Any, again: str) -> bool:
+        """``--no-follow``: the batch's workflow runs and the command returns; a signal that
+        came while it started (or resumed) stops it now. Whether one came."""
+        self.handle, self.again, self.starting = handle, again, False
+        if self.signals:
+            await self._stop()
+        return bool(self.signals)
+
     def _ask(self) -> None:
         task = asyncio.ensure_future(self._stop())
         self._asking.add(task)
@@ -207,16 +215,16 @@ async def follow_batch_lines(
             doc, line = _outcome(out, outcome)
             out.result(doc, [line])
         summary = await batch_summary(handle)
-    told = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+    told = [f"{n} {k}" for k, n in sorted(counts.items())]
     left = summary.not_submitted
     doc = {"type": "summary", "id": handle.id, "total": summary.total, **counts}
     reached = []  # the budget line says "run again": only for a batch that waits for it
     if summary.waiting and summary.stopped in ("train", "create"):
         reached.append(budget_line(summary.stopped, summary.budget, left))
-    text = f"batch {handle.id}: {summary.total} items: {told}"
     if left:
-        text += f", {left} not submitted (stopped)"
+        told.append(f"{left} not submitted (stopped)")
         doc.update(not_submitted=left, stopped=summary.stopped, budget=reached)
+    text = f"batch {handle.id}: {summary.total} items: {', '.join(told) or 'none ended'}"
     out.result(doc, [*reached, text])
     stopped = KeyboardInterrupt() if stop.signals or summary.stopped == "request" else None
     if left and not summary.waiting:  # it waited for a resume long enough, and ended
