@@ -151,7 +151,7 @@ async def test_a_dry_run_of_a_batch_its_budget_stopped_says_a_run_resumes_it(
     code, dry = await _cli(temporal_emu, capsys, "batch", str(batch), "--dry-run", *where)
     assert code == 0, dry
     assert dry.splitlines()[2:] == [
-        f"workflow {workflow_id} was started before (running): 1 of 1 items ended (1 "
+        f"workflow {workflow_id} was started before (running): 1 of 3 items ended (1 "
         "succeeded); it stopped with 2 items not started: a run resumes it: its held items are"
         " charged",
         "would charge now: 0 trainings, 3 creations",  # at most: the file's, the held among them
@@ -159,3 +159,31 @@ async def test_a_dry_run_of_a_batch_its_budget_stopped_says_a_run_resumes_it(
     assert temporal_emu.counters.creations == 1
     handle = cluster.client.get_workflow_handle(workflow_id)
     await handle.terminate("test over")
+
+
+async def test_batch_state_of_a_batch_told_to_stop_while_its_last_items_run_holds_the_rest(
+    cluster: Any, temporal_emu: Any, sample_media: Any
+) -> None:
+    # Told to stop with 2 creates still on the service: a run resumes it now (it does not wait
+    # for them), so the dry run must count the rest as held, of the batch's 6 items.
+    from tests._mock import until
+
+    url = temporal_emu.media_url
+    reference, template = url(sample_media.astronaut[0]), url(sample_media.astronaut_template)
+    items = [
+        (f"s{i}", ReferenceCreateRequest(reference, f"{template}?stopping={i}")) for i in range(6)
+    ]
+    held = temporal_emu.hold()
+    handle = await at.start_batch(
+        cluster.client, items, store=cluster.store, task_queue=cluster.queue, limit=2
+    )
+    try:
+        await until(lambda: held.arrived == 2, "two creates held", seconds=180)
+        await at.stop_batch(handle)
+        state = await at.batch_state(cluster.client, handle.id, cluster.store)
+        assert state is not None and (state.status, state.total, state.held) == ("running", 6, 4)
+        assert (await at.stopped_progress(handle)) is not None  # what a run resumes on
+    finally:
+        held.release()
+        await handle.terminate("test over")
+    assert temporal_emu.counters.creations <= 2

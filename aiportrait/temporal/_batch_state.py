@@ -31,9 +31,11 @@ class BatchState:
             create whose portrait is in the store counts ``succeeded``), or ``None`` when they
             could not be read now (a running batch's ``progress`` query that no worker
             answered; a batch ended without a summary).
-        total: the items read so far (all of them once it ended), or ``None``.
-        held: items a stop or its budget held: it waits for a resume, which starts them
-            (and charges them, within the resume's budget).
+        total: its items (for a running batch begun by an earlier version, those read so
+            far), or ``None``.
+        held: items a stop or its budget held: it waits (or will, once its items in flight
+            ended) for a resume, which starts them (and charges them, within the resume's
+            budget).
     """
 
     workflow_id: str
@@ -86,8 +88,8 @@ async def _running(
     handle: Any, store: PortraitStore, timeout: float
 ) -> tuple[list[OutcomeRecord], int, int] | None:
     """A running batch's outcomes so far (its pages, then its replies: each holds only so
-    many, so it is asked again after the last), the items it read, and those it holds when
-    stopped; ``None``: no answer."""
+    many, so it is asked again after the last), its items, and those it holds when told to
+    stop; ``None``: no answer."""
     wait = timedelta(seconds=timeout)
     progress_of = PortraitBatchWorkflow.progress
     try:
@@ -96,9 +98,9 @@ async def _running(
         latest = max((o.seq for o in outcomes), default=0)
         while True:
             progress = await handle.query(progress_of, latest, rpc_timeout=wait)
-            if not progress.outcomes:
-                held = max(progress.total, progress.read) - progress.read
-                return outcomes, progress.read, held if progress.waiting else 0
+            if not progress.outcomes:  # told to stop (or at its budget): a run resumes it,
+                total = max(progress.total, progress.read)  # even while its last ones run
+                return outcomes, total, total - progress.read if progress.stopped else 0
             outcomes += progress.outcomes
             latest = max(o.seq for o in progress.outcomes)
     except RPCError as exc:
