@@ -205,7 +205,7 @@ async def _line_with(process: Any, words: str, timeout: float = 180.0) -> str:
         line = (await asyncio.wait_for(process.stderr.readline(), timeout)).decode()
         assert line, f"the process ended before printing {words!r}"
         if words in line:
-            return line
+            return line.rstrip("\n")
 
 
 async def restart_and_follow(
