@@ -406,17 +406,9 @@ async def test_a_batch_begun_before_the_store_lookup_replays_as_it_ran() -> None
     # workers of the version before the store lookup after an unknown create (commit b88f01c):
     # new workers replay it without a nondeterminism error.
     from temporalio.client import WorkflowHistory
-    from temporalio.worker import Replayer
-    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
     data = Path(__file__).parent / "data" / "temporal_batch_history_before_store_lookup.json"
-    restrictions = SandboxRestrictions.default.with_passthrough_modules("aiportrait")
-    replayer = Replayer(
-        workflows=list(at.WORKFLOWS),
-        data_converter=at.data_converter,
-        workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions),
-    )
-    await replayer.replay_workflow(WorkflowHistory.from_json("hist-1", data.read_text()))
+    await at.new_replayer().replay_workflow(WorkflowHistory.from_json("hist-1", data.read_text()))
 
 
 async def test_outcome_pages_are_written_as_json_lines(tmp_path: Path) -> None:

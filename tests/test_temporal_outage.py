@@ -140,15 +140,7 @@ async def test_an_outage_pauses_the_batch_workflow_and_leaves_at_most_the_calls_
 
 
 def _replayer() -> Any:
-    from temporalio.worker import Replayer
-    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
-
-    restrictions = SandboxRestrictions.default.with_passthrough_modules("aiportrait")
-    return Replayer(
-        workflows=list(at.WORKFLOWS),
-        data_converter=at.data_converter,
-        workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions),
-    )
+    return at.new_replayer()
 
 
 async def test_a_charged_call_that_may_not_wait_probes_once_and_fails_unsent(

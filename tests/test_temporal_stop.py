@@ -269,16 +269,7 @@ async def test_a_stopped_batch_that_no_resume_reaches_ends_and_says_its_rest_nev
     )
     assert temporal_emu.counters.creations == 1
     # Its history (the budget's stop, the wait, its end) replays on the workflow's code.
-    from temporalio.worker import Replayer
-    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
-
-    restrictions = SandboxRestrictions.default.with_passthrough_modules("aiportrait")
-    replayer = Replayer(
-        workflows=list(at.WORKFLOWS),
-        data_converter=at.data_converter,
-        workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions),
-    )
-    await replayer.replay_workflow(await handle.fetch_history())
+    await at.new_replayer().replay_workflow(await handle.fetch_history())
 
 
 async def test_a_stop_right_after_a_resume_stops_the_batch_again(

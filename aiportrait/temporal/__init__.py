@@ -56,7 +56,7 @@ from ._values import (
     TrainProgress,
 )
 from ._wire import data_converter
-from ._worker import WORKFLOWS, PortraitWorker, new_worker
+from ._worker import WORKFLOWS, PortraitWorker, new_replayer, new_worker
 from ._workflows import CreateWorkflow, TrainWorkflow
 
 __all__ = [
@@ -99,6 +99,7 @@ __all__ = [
     "error_of",
     "find_temporal_cli",
     "follow_batch",
+    "new_replayer",
     "new_worker",
     "read_outcomes",
     "result",

@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from .._session import Session
@@ -19,9 +19,10 @@ from ._batch_workflow import PortraitBatchWorkflow
 from ._calls import charged_queue
 from ._client import DEFAULT_TASK_QUEUE
 from ._store import PortraitStore
+from ._wire import data_converter
 from ._workflows import CreateWorkflow, TrainWorkflow
 
-__all__ = ["WORKFLOWS", "PortraitWorker", "new_worker"]
+__all__ = ["WORKFLOWS", "PortraitWorker", "new_replayer", "new_worker"]
 
 log = logging.getLogger("aiportrait.temporal")
 
@@ -137,7 +138,6 @@ def new_worker(
         )
         concurrency = most
     activities = PortraitActivities(session, store)
-    restrictions = SandboxRestrictions.default.with_passthrough_modules("aiportrait")
     stop = timedelta(seconds=graceful)
     main = Worker(
         client,
@@ -145,7 +145,7 @@ def new_worker(
         workflows=list(WORKFLOWS),
         activities=activities.all(),
         max_concurrent_activities=every - concurrency,
-        workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions),
+        workflow_runner=_sandbox(),
         graceful_shutdown_timeout=stop,
         **kwargs,
     )
@@ -159,3 +159,24 @@ def new_worker(
         **kwargs,
     )
     return PortraitWorker(main, charged)
+
+
+def new_replayer(**kwargs: Any) -> Replayer:
+    """A ``temporalio.worker.Replayer`` of the library's workflows, run as a worker runs them
+    (the library's data converter, the same sandbox): replay the histories of batches in
+    flight on a new version before you deploy it, ``await new_replayer().replay_workflow(
+    await handle.fetch_history())``; a change that would not replay raises there, not in your
+    workers. ``kwargs`` go to ``Replayer``."""
+    return Replayer(
+        workflows=list(WORKFLOWS),
+        data_converter=data_converter,
+        workflow_runner=_sandbox(),
+        **kwargs,
+    )
+
+
+def _sandbox() -> SandboxedWorkflowRunner:
+    """The workflows' sandbox: the library passes through (its modules are deterministic and
+    imported once, not per workflow run)."""
+    restrictions = SandboxRestrictions.default.with_passthrough_modules("aiportrait")
+    return SandboxedWorkflowRunner(restrictions=restrictions)

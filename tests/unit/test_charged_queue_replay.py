@@ -15,8 +15,6 @@ import pytest
 pytest.importorskip("temporalio")
 
 from temporalio.client import WorkflowHistory
-from temporalio.worker import Replayer
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 from temporalio.workflow import NondeterminismError
 
 from aiportrait import temporal as at
@@ -26,13 +24,8 @@ HISTORY = Path(__file__).parent.parent / "data" / "temporal_batch_history_charge
 
 
 async def _replay() -> None:
-    restrictions = SandboxRestrictions.default.with_passthrough_modules("aiportrait")
-    replayer = Replayer(
-        workflows=list(at.WORKFLOWS),
-        data_converter=at.data_converter,
-        workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions),
-    )
-    await replayer.replay_workflow(WorkflowHistory.from_json("charged", HISTORY.read_text()))
+    history = WorkflowHistory.from_json("charged", HISTORY.read_text())
+    await at.new_replayer().replay_workflow(history)
 
 
 async def test_a_batch_begun_with_the_charged_queue_replays() -> None:

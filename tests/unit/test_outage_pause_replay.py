@@ -21,8 +21,6 @@ import pytest
 pytest.importorskip("temporalio")
 
 from temporalio.client import WorkflowHistory
-from temporalio.worker import Replayer
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 from temporalio.workflow import NondeterminismError
 
 from aiportrait import temporal as at
@@ -34,13 +32,7 @@ BEFORE = DATA / "temporal_batch_history_before_outage_pause.json"
 
 
 async def _replay(history: str = HISTORY.read_text()) -> None:
-    restrictions = SandboxRestrictions.default.with_passthrough_modules("aiportrait")
-    replayer = Replayer(
-        workflows=list(at.WORKFLOWS),
-        data_converter=at.data_converter,
-        workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions),
-    )
-    await replayer.replay_workflow(WorkflowHistory.from_json("outage", history))
+    await at.new_replayer().replay_workflow(WorkflowHistory.from_json("outage", history))
 
 
 def test_the_history_has_a_pause() -> None:
