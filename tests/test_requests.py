@@ -182,3 +182,18 @@ def test_a_str_subclass_is_a_url_as_a_str_is() -> None:
     assert request.payload()["template_image"] == template
     train = aiportrait.TrainRequest([Url("https://p.example/a.jpg"), "https://p.example/b.jpg"])
     assert not train.local and train.payload()["images"][0] == "https://p.example/a.jpg"
+
+
+def test_a_create_request_with_a_plain_config_pickles_and_stays_read_only() -> None:
+    import pickle
+
+    from aiportrait.errors import SubmitOutcomeUnknown
+
+    request = aiportrait.CreateRequest("m", "https://x.example/t.jpg", config={"seed": 3})
+    assert pickle.loads(pickle.dumps(request)) == request
+    assert repr(request).endswith("config={'seed': 3})")
+    with pytest.raises(TypeError):
+        request.config["seed"] = 4  # type: ignore[index]
+    # an error that carries it pickles too (an error tracker or a process pool sends it on)
+    err = SubmitOutcomeUnknown("lost", action="create", request=request.to_dict())
+    assert pickle.loads(pickle.dumps(err)).request == err.request

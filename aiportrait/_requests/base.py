@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from types import MappingProxyType
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 
 import attrs
@@ -22,6 +21,7 @@ __all__ = [
     "JOB_PATH",
     "TRAIN_PATH",
     "CallKind",
+    "ReadOnlyMapping",
     "Request",
     "config_dict",
     "config_from",
@@ -144,6 +144,29 @@ class Request:
         return out
 
 
+class ReadOnlyMapping(Mapping[str, Any]):
+    """A read-only copy of a mapping (a plain ``config``) that pickles, as
+    ``types.MappingProxyType`` does not: a request that holds one can be pickled (a
+    :class:`~aiportrait.errors.SubmitOutcomeUnknown` carries its request)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self._data = dict(data)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return repr(self._data)
+
+
 def config_value(
     value: CreateConfig | Mapping[str, Any] | None,
 ) -> CreateConfig | Mapping[str, Any] | None:
@@ -153,7 +176,7 @@ def config_value(
     if value is None or isinstance(value, CreateConfig):
         return value
     if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
-        return MappingProxyType(dict(value))
+        return ReadOnlyMapping(value)
     raise InvalidArgument(f"config must be a CreateConfig or a mapping, not {type(value).__name__}")
 
 

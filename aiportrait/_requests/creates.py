@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from types import MappingProxyType
 from typing import Any, ClassVar, Final
 
 import attrs
@@ -14,7 +13,7 @@ from .._wire.transport import Answer
 from ..config import CreateConfig
 from ..errors import InvalidArgument
 from ..models import Portrait
-from .base import CREATE_PATH, CallKind, Request, config_value, image_repr
+from .base import CREATE_PATH, CallKind, ReadOnlyMapping, Request, config_value, image_repr
 from .images import T2I_TEMPLATE, ImageInput, image, template_input
 
 __all__ = [
@@ -24,7 +23,7 @@ __all__ = [
     "ReferenceCreateRequest",
 ]
 
-_EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
+_EMPTY: Final[Mapping[str, Any]] = ReadOnlyMapping({})
 
 
 def _configure(config: CreateConfig | Mapping[str, Any] | None, *, sdxl: bool) -> dict[str, Any]:
