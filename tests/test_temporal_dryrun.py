@@ -15,6 +15,8 @@ import pytest
 
 pytest.importorskip("temporalio")
 
+from temporalio.api.enums.v1 import EventType
+
 from aiportrait import ReferenceCreateRequest, cli
 from aiportrait import temporal as at
 from tests.test_budget import local_rows
@@ -129,6 +131,10 @@ async def test_batch_state_of_none_and_of_a_running_batch_no_worker_answers(
         state = await at.batch_state(client, handle.id, store, timeout=1.0)
         assert state == at.BatchState(handle.id, "running")
         assert state is not None and state.ended is None
+        # Told to stop, with no worker to say how many are in flight: told all the same.
+        assert await at.stop_batch(handle, timeout=1.0) is None
+        history = [e.event_type for e in (await handle.fetch_history()).events]
+        assert EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED in history
     finally:
         await handle.terminate("test over")
     state = await at.batch_state(client, handle.id, store)

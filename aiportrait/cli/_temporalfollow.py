@@ -63,7 +63,7 @@ class FollowerStop:
         came while it started (or resumed) stops it now. Whether one came."""
         self.handle, self.again, self.starting = handle, again, False
         if self.signals:
-            await self._stop()
+            await self._stop(following=False)
         return bool(self.signals)
 
     def _ask(self) -> None:
@@ -71,7 +71,7 @@ class FollowerStop:
         self._asking.add(task)
         task.add_done_callback(self._asking.discard)
 
-    async def _stop(self) -> None:
+    async def _stop(self, following: bool = True) -> None:
         from ..temporal import stop_batch
 
         try:
@@ -79,10 +79,20 @@ class FollowerStop:
         except Exception as exc:
             self.out.note(f"{PROG}: could not tell the batch to stop: {self.out.words(exc)}")
             return
+        finishing = (
+            "the items in flight finish"
+            if progress is None
+            else (f"{progress.in_flight} in flight finishing")
+        )  # (None: no worker answered how many; the workflow was told all the same)
+        then = (
+            "Ctrl-C again leaves this follower (the workers still finish and save them: they "
+            "are charged either way, and nothing is lost)"
+            if following
+            else f"run the same command again to resume; follow it with: {self.again}"
+        )
         self.out.note(
-            f"{PROG}: stopping: no new item is started; {progress.in_flight} in flight finishing "
-            "on the workers, and they will be saved; Ctrl-C again leaves this follower (the "
-            "workers still finish and save them: they are charged either way, and nothing is lost)"
+            f"{PROG}: stopping: no new item is started; {finishing} on the workers, and they "
+            f"will be saved; {then}"
         )
 
 

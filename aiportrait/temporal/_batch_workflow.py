@@ -41,6 +41,7 @@ _Place = tuple[int, int]  # an item's page number and index in it (inline: 0, in
 
 _MAX_QUERY_OUTCOMES = 500
 _STORED_WINS = "aiportrait.stored-portrait-wins"
+_STOP_AFTER_RESUME = "aiportrait.stop-after-resume-wins"
 _OUTCOMES_PER_FILE = 500
 NO_OUTCOMES = 2**62
 """A ``progress`` query's ``after`` that asks for no outcome (for its counts)."""
@@ -245,8 +246,11 @@ class PortraitBatchWorkflow:
         for ``resume``."""
         self._stopped = self._stopped or "request"
         self._told = True  # what waits in an outage pause is released, not sent
-        if self._resume is not None:  # a resume not acted on yet (both came in one
-            self._resume, self._waiting = None, self._parked  # activation): this stop wins
+        # A resume not acted on yet (it came in this activation, or while the last items
+        # ran): this later stop wins, and the batch waits again (a batch begun by a worker
+        # without this replays as it ran: the resume went on).
+        if self._resume is not None and workflow.patched(_STOP_AFTER_RESUME):
+            self._resume, self._waiting = None, self._parked
             self._stopped = "request"
 
     @workflow.signal

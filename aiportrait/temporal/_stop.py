@@ -10,9 +10,11 @@ budget (``start_batch(max_creations=...)``) stops it the same way.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 
 from ._batch_workflow import NO_OUTCOMES, PortraitBatchWorkflow
 from ._client import result
@@ -21,13 +23,24 @@ from ._values import BatchProgress, BatchSummary
 __all__ = ["batch_summary", "resume_batch", "stop_batch", "stopped_progress"]
 
 
-async def stop_batch(handle: WorkflowHandle[Any, Any]) -> BatchProgress:
+async def stop_batch(
+    handle: WorkflowHandle[Any, Any], *, timeout: float = 5.0
+) -> BatchProgress | None:
     """Tell the batch to start no new item: those in flight end and are recorded, and it
     waits for :func:`resume_batch` (a batch that is stopped already is not changed;
     :func:`follow_batch` ends when it waits). Returns its progress once it was told
-    (``in_flight``: the items finishing)."""
+    (``in_flight``: the items finishing), or ``None`` when no worker answered that question
+    within ``timeout`` seconds: it was told all the same (Temporal keeps the signal), and
+    stops when a worker takes it up. Temporal not taking the signal raises its error."""
     await handle.signal(PortraitBatchWorkflow.stop)
-    progress: BatchProgress = await handle.query(PortraitBatchWorkflow.progress, NO_OUTCOMES)
+    try:
+        progress: BatchProgress = await handle.query(
+            PortraitBatchWorkflow.progress, NO_OUTCOMES, rpc_timeout=timedelta(seconds=timeout)
+        )
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.UNAVAILABLE:  # Temporal itself
+            raise
+        return None  # no worker answered the query in time
     return progress
 
 

@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
+from temporalio.converter import DataConverter
 from temporalio.worker import Replayer, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -161,12 +162,14 @@ def new_worker(
     return PortraitWorker(main, charged)
 
 
-def new_replayer(**kwargs: Any) -> Replayer:
+def new_replayer(*, data_converter: DataConverter = data_converter, **kwargs: Any) -> Replayer:
     """A ``temporalio.worker.Replayer`` of the library's workflows, run as a worker runs them
     (the library's data converter, the same sandbox): replay the histories of batches in
     flight on a new version before you deploy it, ``await new_replayer().replay_workflow(
     await handle.fetch_history())``; a change that would not replay raises there, not in your
-    workers. ``kwargs`` go to ``Replayer``."""
+    workers. ``data_converter``: your client's, when it has a payload codec of its own (it
+    must carry the library's converter, as :func:`connect` makes it). ``kwargs`` go to
+    ``Replayer``."""
     return Replayer(
         workflows=list(WORKFLOWS),
         data_converter=data_converter,
