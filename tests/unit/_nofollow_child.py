@@ -8,7 +8,7 @@ import signal
 import sys
 from typing import Any
 
-from aiportrait.cli import _temporal, main
+from aiportrait.cli import _temporal, console
 
 _start = _temporal.Cluster.start
 
@@ -19,4 +19,4 @@ async def _interrupted_start(self: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 _temporal.Cluster.start = _interrupted_start  # type: ignore[method-assign]
-sys.exit(main(["temporal", *sys.argv[1:]]))
+console(["temporal", *sys.argv[1:]])
