@@ -11,8 +11,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterator, Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["PrivateMapping", "Redacted", "authorization", "redacted", "sign", "sign_string"]
+__all__ = [
+    "PresignedURL", "PrivateMapping", "Redacted", "authorization", "presigned", "redacted", "sign",
+    "sign_string",
+]  # fmt: skip
 
 
 class Redacted(str):
@@ -27,6 +32,73 @@ class Redacted(str):
 
     def __repr__(self) -> str:
         return "'<redacted>'"
+
+
+class PresignedURL(str):
+    """A presigned URL (of an uploaded photo): a key that lets whoever holds it read a person's
+    photo until it expires.
+
+    It is sent as itself (a ``str``: JSON and the wire see the whole URL); everywhere else it
+    shows without its query, where the signature is: ``repr``, ``str`` and formatting (messages,
+    output, tracebacks rendered with their locals, error trackers) show :attr:`public` (or, for
+    ``str`` and formatting, :attr:`source`, the user's own name of a local photo, when known),
+    and a pickle holds only :attr:`public` (a copy is the same object). :meth:`reveal` is the
+    usable URL, for the code that sends it.
+    """
+
+    source: str | None
+
+    def __new__(cls, url: str, source: str | None = None) -> PresignedURL:
+        self = super().__new__(cls, url)
+        self.source = source
+        return self
+
+    @property
+    def public(self) -> str:
+        """The URL without its query (no signature, no credential): where the object is."""
+        parts = urlsplit(str.__str__(self))
+        return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+    def reveal(self) -> str:
+        """The usable URL, as a plain ``str`` (for the code that sends it; never shown)."""
+        return str.__str__(self)
+
+    def __repr__(self) -> str:
+        source = "" if self.source is None else f", source={self.source!r}"
+        return f"PresignedURL({self.public + '?<signature hidden>'!r}{source})"
+
+    def __str__(self) -> str:
+        return self.source if self.source is not None else self.public
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (str, (self.public,))
+
+    def __copy__(self) -> PresignedURL:
+        return self
+
+    def __deepcopy__(self, memo: Any) -> PresignedURL:
+        return self
+
+
+def presigned(value: Any) -> Any:
+    """``value`` as a :class:`PresignedURL` when it is a string that carries a signature in its
+    query (OSS, S3 or OSS V1 style); anything else unchanged."""
+    if isinstance(value, str) and not isinstance(value, PresignedURL) and _signed(value):
+        return PresignedURL(value)
+    return value
+
+
+_SIGNATURES = ("x-oss-signature=", "signature=", "x-amz-signature=", "x-oss-credential=")
+
+
+def _signed(url: str) -> bool:
+    query = url.partition("?")[2].lower()
+    return bool(query) and any(
+        part.startswith(_SIGNATURES) for part in query.replace(";", "&").split("&")
+    )
 
 
 class PrivateMapping(Mapping[str, str]):
