@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import binascii
 import json
+import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -26,6 +27,7 @@ from ..models import (
     TrainResult,
 )
 from .convert import strict_converter
+from .signing import PrivateBytes, presigned, public_json, public_url
 
 __all__ = [
     "converter",
@@ -34,6 +36,7 @@ __all__ = [
     "decode_portrait",
     "decode_train",
     "encode_body",
+    "without_signatures",
 ]
 
 if TYPE_CHECKING:
@@ -111,9 +114,11 @@ def loads(data: str | bytes | bytearray) -> Any:
     return json.loads(data)
 
 
-def encode_body(payload: Mapping[str, Any]) -> bytes:
-    """Encode a request body once: compact JSON, UTF-8, no NaN or infinity."""
-    return _ENCODER.encode(payload).encode()
+def encode_body(payload: Mapping[str, Any]) -> PrivateBytes:
+    """Encode a request body once: compact JSON, UTF-8, no NaN or infinity. A presigned URL
+    in it is sent whole (JSON reads a ``str`` subclass's text, not its ``str()``); the bytes'
+    ``repr`` hides them (they are in the frames of a failed call)."""
+    return PrivateBytes(_ENCODER.encode(payload).encode())
 
 
 def _mapping(value: Any, what: str) -> Mapping[str, Any]:
@@ -198,7 +203,7 @@ def _image_check(raw: Any, what: str, index: int | None = None) -> ImageCheck:
             if verdict is not None:
                 detail = raw.get("emulator_detail")
                 check = _new(ImageCheck)
-                _IC_URL(check, url)
+                _IC_URL(check, presigned(url))
                 _IC_CODE(check, verdict)
                 _IC_MESSAGE(check, message)
                 _IC_FRONTAL(check, frontal)
@@ -219,7 +224,9 @@ def _image_check_slow(raw: Any, what: str) -> ImageCheck:
     # is not a string is dropped rather than failing the whole answer.
     detail = item.pop("emulator_detail", None)
     item["detail"] = " ".join(detail.split()) if isinstance(detail, str) else ""
-    return _structure(item, ImageCheck, what)
+    check = _structure(item, ImageCheck, what)
+    _IC_URL(check, presigned(check.url))
+    return check
 
 
 def decode_check(data: Any, request_id: str) -> CheckReport:
@@ -239,7 +246,7 @@ def decode_check(data: Any, request_id: str) -> CheckReport:
         checks.append(_image_check(raw, "check_results", i))
     report = _new(CheckReport)
     _CR_RESULTS(report, tuple(checks))
-    _CR_IMAGES(report, tuple(images))
+    _CR_IMAGES(report, tuple([presigned(image) for image in images]))
     _CR_COST_TIME(report, _float_of(data.get("cost_time", 0.0), "check cost_time"))
     _CR_REQUEST_ID(report, str(data.get("request_id") or request_id))
     return report
@@ -289,22 +296,40 @@ def decode_job(data: Any, job_id: int, request_id: str) -> Job:
     job = _mapping(_mapping(data, "job data").get("job"), "job data.job")
     if "state" not in job:
         raise MalformedResponse("job data.job has no state")
-    raw = job.get("Result", job.get("result"))
-    if raw is not None and not isinstance(raw, str):
-        raw = json.dumps(raw)  # a server that sends an object instead of a string
     value = job["state"]
     state = _STATES.get(value) if type(value) is int else None
     if state is None:
         state = _structure(value, JobState, "job state")
+    raw = job.get("Result", job.get("result"))
+    if raw is not None and not isinstance(raw, str):
+        raw = json.dumps(raw)  # a server that sends an object instead of a string
     decoded = _new(Job)
     _JOB_ID(decoded, _job_id(job.get("id", job_id), "job id"))
     _JOB_STATE(decoded, state)
     _JOB_MESSAGE(decoded, _optional_str(job.get("message"), "job message"))
     _JOB_APP_ID(decoded, _optional_str(job.get("app_id"), "job app_id"))
-    _JOB_RAW(decoded, raw)
+    _JOB_RAW(decoded, without_signatures(raw))
     _JOB_RESULT(decoded, parse_train_result(raw) if state is JobState.SUCCESS else None)
     _JOB_REQUEST_ID(decoded, _optional_str(job.get("request_id"), "job request_id") or request_id)
     return decoded
+
+
+_URL_IN_TEXT: Final = re.compile(r"https?://[^\s\"'<>\\]+")
+
+
+def without_signatures(raw: str | None) -> str | None:
+    """A job's ``Result`` text with each presigned URL in it query-less (its signature and
+    credential gone), so that what keeps the text (``Job.raw_result``, ``JobFailed``, logs,
+    pickles) holds no usable URL; text with none is returned as it is. JSON is rewritten
+    as the service writes it (``json.dumps`` defaults); other text has each URL replaced."""
+    if not raw or "?" not in raw:
+        return raw
+    try:
+        value = loads(raw)
+    except (ValueError, RecursionError):
+        return _URL_IN_TEXT.sub(lambda m: public_url(m.group()), raw)
+    public = public_json(value)
+    return raw if public == value else json.dumps(public)
 
 
 def decode_batch(data: Any, request_id: str) -> tuple[Job, ...]:

@@ -15,8 +15,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
-    "PresignedURL", "PrivateMapping", "Redacted", "authorization", "presigned", "redacted", "sign",
-    "sign_string",
+    "PresignedURL", "PrivateBytes", "PrivateMapping", "Redacted", "authorization", "presigned",
+    "public_json", "public_url", "redacted", "sign", "sign_string",
 ]  # fmt: skip
 
 
@@ -32,6 +32,16 @@ class Redacted(str):
 
     def __repr__(self) -> str:
         return "'<redacted>'"
+
+
+class PrivateBytes(bytes):
+    """Bytes that may hold a secret (a request body with presigned URLs) whose ``repr`` shows
+    only their size: sent as themselves, hidden from tracebacks rendered with their locals."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} bytes, not shown>"
 
 
 class PresignedURL(str):
@@ -88,6 +98,25 @@ def presigned(value: Any) -> Any:
     query (OSS, S3 or OSS V1 style); anything else unchanged."""
     if isinstance(value, str) and not isinstance(value, PresignedURL) and _signed(value):
         return PresignedURL(value)
+    return value
+
+
+def public_url(value: str) -> str:
+    """A URL as output shows it: a presigned one (a :class:`PresignedURL`, or a string that
+    carries a signature) without its query; any other as it is."""
+    url = value if isinstance(value, PresignedURL) else presigned(value)
+    return url.public if isinstance(url, PresignedURL) else value
+
+
+def public_json(value: Any) -> Any:
+    """JSON data (dicts, lists, tuples as lists, strings...) with each presigned URL in it
+    query-less (:func:`public_url`): what output and stored text hold."""
+    if isinstance(value, str):
+        return public_url(value)
+    if isinstance(value, (list, tuple)):
+        return [public_json(item) for item in value]
+    if isinstance(value, dict):
+        return {key: public_json(item) for key, item in value.items()}
     return value
 
 

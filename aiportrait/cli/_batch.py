@@ -37,7 +37,6 @@ from ._output import (
     PROG,
     Output,
     outcome_line,
-    photo_names,
     portrait_doc,
     portrait_text,
     result_doc,
@@ -68,7 +67,7 @@ def _value_doc(outcome: Outcome[Any, Any], path: Path | None) -> dict[str, Any]:
     if isinstance(value, TrainResult):
         request = outcome.request
         inputs = request.images if isinstance(request, TrainRequest) else ()
-        return result_doc(value, photo_names(inputs, [s.url for s in value.states]))
+        return result_doc(value, inputs)
     return {}
 
 
