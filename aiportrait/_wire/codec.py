@@ -10,7 +10,7 @@ from __future__ import annotations
 import binascii
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
@@ -27,7 +27,7 @@ from ..models import (
     TrainResult,
 )
 from .convert import strict_converter
-from .signing import PrivateBytes, presigned, public_json, public_url
+from .signing import PresignedURL, PrivateBytes, presigned, public_json, public_url
 
 __all__ = [
     "converter",
@@ -229,8 +229,10 @@ def _image_check_slow(raw: Any, what: str) -> ImageCheck:
     return check
 
 
-def decode_check(data: Any, request_id: str) -> CheckReport:
-    """Read the ``data`` of a check answer."""
+def decode_check(data: Any, request_id: str, sent: Iterable[object] = ()) -> CheckReport:
+    """Read the ``data`` of a check answer. A URL it echoes is a :class:`PresignedURL` (shown
+    query-less); one of the ``sent`` URLs uploaded from a local photo is that very value
+    (shown as the photo's path)."""
     data = _mapping(data, "check data")
     results = data.get("check_results") or []
     if not isinstance(results, list):
@@ -244,9 +246,15 @@ def decode_check(data: Any, request_id: str) -> CheckReport:
     checks = []
     for i, raw in enumerate(results):
         checks.append(_image_check(raw, "check_results", i))
+    named: dict[str, PresignedURL] = {
+        url: url for url in sent if isinstance(url, PresignedURL) and url.source is not None
+    }
+    if named:
+        for check in checks:
+            _IC_URL(check, named.get(check.url, check.url))
     report = _new(CheckReport)
     _CR_RESULTS(report, tuple(checks))
-    _CR_IMAGES(report, tuple([presigned(image) for image in images]))
+    _CR_IMAGES(report, tuple([named.get(image) or presigned(image) for image in images]))
     _CR_COST_TIME(report, _float_of(data.get("cost_time", 0.0), "check cost_time"))
     _CR_REQUEST_ID(report, str(data.get("request_id") or request_id))
     return report
