@@ -134,6 +134,17 @@ async def test_a_failed_upload_leaves_no_usable_url_in_the_frames(
     assert SIGNATURE not in with_locals(info.value)
 
 
+async def test_batch_outcomes_hold_no_usable_url(
+    emu: Emulator, me: list[Path], tmp_path: Path
+) -> None:
+    async with OSSUploader.for_emulator(emu) as oss:
+        async with emu.session(uploader=oss, poll=FAST) as session:
+            async with session.train_many({"me": me}, journal=tmp_path / "j.sqlite") as outcomes:
+                (outcome,) = [o async for o in outcomes]
+    assert outcome.ok and len(outcome.unwrap().states) == 5
+    assert_hidden(outcome, outcome.value)
+
+
 # -- the command line ----------------------------------------------------------------------
 
 

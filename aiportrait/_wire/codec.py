@@ -27,7 +27,7 @@ from ..models import (
     TrainResult,
 )
 from .convert import strict_converter
-from .signing import PresignedURL, PrivateBytes, presigned, public_json, public_url
+from .signing import PresignedURL, PrivateBytes, presigned, public_json, public_text
 
 __all__ = [
     "converter",
@@ -322,7 +322,8 @@ def decode_job(data: Any, job_id: int, request_id: str) -> Job:
     return decoded
 
 
-_URL_IN_TEXT: Final = re.compile(r"https?://[^\s\"'<>\\]+")
+_SIGNED_IN_TEXT: Final = re.compile(r"(?i)(?:signature|credential)=")
+"""What any presigned URL's query holds (see :func:`~aiportrait._wire.signing.presigned`)."""
 
 
 def without_signatures(raw: str | None) -> str | None:
@@ -330,12 +331,12 @@ def without_signatures(raw: str | None) -> str | None:
     credential gone), so that what keeps the text (``Job.raw_result``, ``JobFailed``, logs,
     pickles) holds no usable URL; text with none is returned as it is. JSON is rewritten
     as the service writes it (``json.dumps`` defaults); other text has each URL replaced."""
-    if not raw or "?" not in raw:
+    if not raw or _SIGNED_IN_TEXT.search(raw) is None:
         return raw
     try:
         value = loads(raw)
     except (ValueError, RecursionError):
-        return _URL_IN_TEXT.sub(lambda m: public_url(m.group()), raw)
+        return public_text(raw)
     public = public_json(value)
     return raw if public == value else json.dumps(public)
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
     "PresignedURL", "PrivateBytes", "PrivateMapping", "Redacted", "authorization", "presigned",
-    "public_json", "public_url", "redacted", "sign", "sign_string",
+    "public_json", "public_text", "public_url", "redacted", "sign", "sign_string",
 ]  # fmt: skip
 
 
@@ -108,11 +109,23 @@ def public_url(value: str) -> str:
     return url.public if isinstance(url, PresignedURL) else value
 
 
+_URL_IN_TEXT = re.compile(r"https?://[^\s\"'<>\\]+")
+
+
+def public_text(text: str) -> str:
+    """``text`` (a URL, or a message naming URLs) with each presigned URL in it query-less."""
+    if isinstance(text, PresignedURL):
+        return text.public
+    if "://" not in text:
+        return text
+    return _URL_IN_TEXT.sub(lambda m: public_url(m.group()), text)
+
+
 def public_json(value: Any) -> Any:
     """JSON data (dicts, lists, tuples as lists, strings...) with each presigned URL in it
-    query-less (:func:`public_url`): what output and stored text hold."""
+    query-less (:func:`public_text`): what output and stored text hold."""
     if isinstance(value, str):
-        return public_url(value)
+        return public_text(value)
     if isinstance(value, (list, tuple)):
         return [public_json(item) for item in value]
     if isinstance(value, dict):
