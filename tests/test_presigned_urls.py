@@ -5,6 +5,7 @@ the command line holds one (each test searches for ``x-oss-signature``)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import pickle
 import traceback
@@ -143,6 +144,40 @@ async def test_batch_outcomes_hold_no_usable_url(
                 (outcome,) = [o async for o in outcomes]
     assert outcome.ok and len(outcome.unwrap().states) == 5
     assert_hidden(outcome, outcome.value)
+
+
+SIGNED = "https://bucket.example/me/0.jpg?x-oss-credential=c&x-oss-signature=" + "9" * 64
+
+
+def _unreadable(query: str, arrival: object) -> tuple[int, dict[str, str], Any]:
+    """An OK answer echoing a presigned URL that cannot be read (the second verdict, or the
+    job's state): built here, so that no frame of the failure holds it but the library's."""
+    states = [{"url": SIGNED, "code": 1, "message": "success"}, {"url": SIGNED, "code": "?"}]
+    data = {
+        "check": {"check_results": states, "images": [SIGNED]},
+        "job": {"job": {"id": 1, "state": "?", "Result": json.dumps({"states": states})}},
+    }[query]
+    return 200, {}, {"code": "OK", "message": "", "request_id": "r", "data": data}
+
+
+async def _ask(session: aiportrait.Session, query: str) -> object:
+    if query == "check":
+        return await session.check_images(["https://bucket.example/me/0.jpg"] * 2)
+    return await session.get_job(1)
+
+
+@pytest.mark.parametrize("query", ["check", "job"])
+async def test_an_unreadable_answer_leaves_no_usable_url_in_the_frames(query: str) -> None:
+    from tests._mock import Fake
+
+    retry = aiportrait.RetryPolicy.NEVER
+    with Fake([functools.partial(_unreadable, query)]) as fake:
+        async with aiportrait.Session(fake.url, "a", TOKEN, retry=retry) as session:
+            with pytest.raises(aiportrait.errors.MalformedResponse) as info:
+                await _ask(session, query)
+    text = with_locals(info.value)
+    assert "x-oss-credential" not in text and SIGNATURE not in text
+    assert "decode_" in text  # the decoder's frames were rendered, with their locals
 
 
 # -- the command line ----------------------------------------------------------------------

@@ -27,7 +27,7 @@ from ..models import (
     TrainResult,
 )
 from .convert import strict_converter
-from .signing import PresignedURL, PrivateBytes, presigned, public_json, public_text
+from .signing import PresignedURL, PrivateBytes, presigned, public_json, public_text, redacted
 
 __all__ = [
     "converter",
@@ -191,7 +191,7 @@ def _image_check(raw: Any, what: str, index: int | None = None) -> ImageCheck:
         code = raw.get("code", _NO_CODE)
         message = raw.get("message", "")
         frontal = raw.get("frontal", False)
-        if type(url) is str and type(message) is str and type(frontal) is bool:
+        if isinstance(url, str) and type(message) is str and type(frontal) is bool:
             if type(code) is int:
                 verdict = _VERDICTS.get(code)
                 if verdict is None:
@@ -229,15 +229,27 @@ def _image_check_slow(raw: Any, what: str) -> ImageCheck:
     return check
 
 
+def _hide_urls(results: Any, images: Any) -> None:
+    """The URLs of a check answer as :class:`PresignedURL` values, in the answer itself: the
+    frames a failure to read it goes through (their locals) hold no usable URL either."""
+    if type(results) is list:
+        for raw in results:
+            if type(raw) is dict and isinstance(raw.get("url"), str):
+                raw["url"] = presigned(raw["url"])
+    if type(images) is list:
+        images[:] = [presigned(image) for image in images]
+
+
 def decode_check(data: Any, request_id: str, sent: Iterable[object] = ()) -> CheckReport:
     """Read the ``data`` of a check answer. A URL it echoes is a :class:`PresignedURL` (shown
     query-less); one of the ``sent`` URLs uploaded from a local photo is that very value
     (shown as the photo's path)."""
     data = _mapping(data, "check data")
     results = data.get("check_results") or []
+    images = data.get("images") or []
+    _hide_urls(results, images)
     if not isinstance(results, list):
         raise MalformedResponse("check data.check_results is not a list")
-    images = data.get("images") or []
     if not isinstance(images, list):
         raise MalformedResponse("check data.images is not a list of strings")
     for image in images:
@@ -302,6 +314,10 @@ def parse_train_result(raw: str | None) -> TrainResult | None:
 def decode_job(data: Any, job_id: int, request_id: str) -> Job:
     """Read the ``data`` of a job answer (``{"job": {...}}``)."""
     job = _mapping(_mapping(data, "job data").get("job"), "job data.job")
+    if type(job) is dict:  # the Result text hidden in the answer itself (see _hide_urls)
+        for key in ("Result", "result"):
+            if isinstance(job.get(key), str):
+                job[key] = redacted(job[key])
     if "state" not in job:
         raise MalformedResponse("job data.job has no state")
     value = job["state"]
@@ -310,13 +326,13 @@ def decode_job(data: Any, job_id: int, request_id: str) -> Job:
         state = _structure(value, JobState, "job state")
     raw = job.get("Result", job.get("result"))
     if raw is not None and not isinstance(raw, str):
-        raw = json.dumps(raw)  # a server that sends an object instead of a string
+        raw = redacted(json.dumps(raw))  # a server that sends an object instead of a string
     decoded = _new(Job)
     _JOB_ID(decoded, _job_id(job.get("id", job_id), "job id"))
     _JOB_STATE(decoded, state)
     _JOB_MESSAGE(decoded, _optional_str(job.get("message"), "job message"))
     _JOB_APP_ID(decoded, _optional_str(job.get("app_id"), "job app_id"))
-    _JOB_RAW(decoded, without_signatures(raw))
+    _JOB_RAW(decoded, None if raw is None else without_signatures(str(raw)))  # a plain str
     _JOB_RESULT(decoded, parse_train_result(raw) if state is JobState.SUCCESS else None)
     _JOB_REQUEST_ID(decoded, _optional_str(job.get("request_id"), "job request_id") or request_id)
     return decoded

@@ -80,7 +80,9 @@ class Answer:
         self.image = image
 
     def __repr__(self) -> str:
-        return f"Answer(data={self.data!r}, request_id={self.request_id!r}, status={self.status})"
+        # The data is not shown: it may hold the presigned URLs a check or a job echoes.
+        data = f"<{type(self.data).__name__}, not shown>"
+        return f"Answer(data={data}, request_id={self.request_id!r}, status={self.status})"
 
 
 class Transport:
