@@ -247,3 +247,20 @@ async def test_cli_batch_output_and_files_show_paths(
     assert [s["path"] for s in doc["states"]] == [str(p) for p in me]
     saved = (out / "trainings" / "me.json").read_text()
     assert SIGNATURE not in saved
+
+
+async def test_cli_shows_a_presigned_url_given_by_the_user_without_its_query(
+    emu: Emulator, me: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with OSSUploader.for_emulator(emu) as oss:
+        url = str.__str__(await oss.upload(me[0].read_bytes(), "image/jpeg", "mine.jpg"))
+    assert SIGNATURE in url
+    assert await run(emu, "check", url) == cli.EXIT_OK
+    assert await run(emu, "check", url, "--json") == cli.EXIT_OK
+    text = capsys.readouterr()
+    assert SIGNATURE not in text.out + text.err
+    public = url.partition("?")[0]
+    assert text.out.splitlines()[0] == f"ok    {public}  SUCCESS"
+    doc = json.loads(text.out.splitlines()[-1])
+    assert doc["passed"] == [public]
+    assert [(r["url"], r["path"]) for r in doc["results"]] == [(public, None)]

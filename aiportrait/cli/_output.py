@@ -24,7 +24,7 @@ from typing import IO, Any, Final
 import attrs
 
 from .._wire.codec import converter
-from .._wire.signing import public_json, public_url
+from .._wire.signing import public_json, public_text, public_url
 from ..errors import AIPortraitWarning, JobTimeout, PreviousFailure
 from ..models import CheckReport, ImageCheck, Portrait, TrainResult
 from ._exit import cli_words, exit_code
@@ -103,12 +103,13 @@ class Output:
                 self.line(line)
 
     def line(self, text: str) -> None:
-        """One line on stdout."""
-        print(shown(text), file=self.out, flush=True)
+        """One line on stdout (a presigned URL in it without its query)."""
+        print(shown(public_text(text)), file=self.out, flush=True)
 
     def note(self, text: str) -> None:
-        """A progress or information line, on stderr."""
-        print(shown(text), file=self.err, flush=True)
+        """A progress or information line, on stderr (a presigned URL in it without its
+        query)."""
+        print(shown(public_text(text)), file=self.err, flush=True)
 
     def words(self, text: object) -> str:
         """A message on one line, in the command line's words."""
