@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import binascii
 import json
-import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -229,15 +228,26 @@ def _image_check_slow(raw: Any, what: str) -> ImageCheck:
     return check
 
 
-def _hide_urls(results: Any, images: Any) -> None:
-    """The URLs of a check answer as :class:`PresignedURL` values, in the answer itself: the
-    frames a failure to read it goes through (their locals) hold no usable URL either."""
+def _hide_urls(results: Any, images: Any, sent: Iterable[object]) -> None:
+    """The URLs of a check answer as :class:`PresignedURL` values, in the answer itself (so
+    that the frames a failure to read it goes through hold no usable URL either): a URL that
+    was ``sent`` as one is that very value (a local photo's keeps its path), any other signed
+    URL is wrapped (:func:`~aiportrait._wire.signing.presigned`), once however often it
+    appears."""
+    known: dict[str, Any] = {url: url for url in sent if isinstance(url, PresignedURL)}
+
+    def hidden(url: str) -> Any:
+        value = known.get(url)
+        if value is None:
+            value = known[url] = presigned(url)
+        return value
+
     if type(results) is list:
         for raw in results:
             if type(raw) is dict and isinstance(raw.get("url"), str):
-                raw["url"] = presigned(raw["url"])
+                raw["url"] = hidden(raw["url"])
     if type(images) is list:
-        images[:] = [presigned(image) for image in images]
+        images[:] = [hidden(image) if isinstance(image, str) else image for image in images]
 
 
 def decode_check(data: Any, request_id: str, sent: Iterable[object] = ()) -> CheckReport:
@@ -247,7 +257,7 @@ def decode_check(data: Any, request_id: str, sent: Iterable[object] = ()) -> Che
     data = _mapping(data, "check data")
     results = data.get("check_results") or []
     images = data.get("images") or []
-    _hide_urls(results, images)
+    _hide_urls(results, images, sent)
     if not isinstance(results, list):
         raise MalformedResponse("check data.check_results is not a list")
     if not isinstance(images, list):
@@ -258,15 +268,9 @@ def decode_check(data: Any, request_id: str, sent: Iterable[object] = ()) -> Che
     checks = []
     for i, raw in enumerate(results):
         checks.append(_image_check(raw, "check_results", i))
-    named: dict[str, PresignedURL] = {
-        url: url for url in sent if isinstance(url, PresignedURL) and url.source is not None
-    }
-    if named:
-        for check in checks:
-            _IC_URL(check, named.get(check.url, check.url))
     report = _new(CheckReport)
     _CR_RESULTS(report, tuple(checks))
-    _CR_IMAGES(report, tuple([named.get(image) or presigned(image) for image in images]))
+    _CR_IMAGES(report, tuple(images))
     _CR_COST_TIME(report, _float_of(data.get("cost_time", 0.0), "check cost_time"))
     _CR_REQUEST_ID(report, str(data.get("request_id") or request_id))
     return report
@@ -338,23 +342,30 @@ def decode_job(data: Any, job_id: int, request_id: str) -> Job:
     return decoded
 
 
-_SIGNED_IN_TEXT: Final = re.compile(r"(?i)(?:signature|credential)=")
-"""What any presigned URL's query holds (see :func:`~aiportrait._wire.signing.presigned`)."""
+def _may_be_signed(text: str) -> bool:
+    """Whether ``text`` holds what any presigned URL's query holds (see
+    :func:`~aiportrait._wire.signing.presigned`): a quick test before any parsing."""
+    low = text.lower()
+    return "signature=" in low or "credential=" in low
 
 
 def without_signatures(raw: str | None) -> str | None:
     """A job's ``Result`` text with each presigned URL in it query-less (its signature and
     credential gone), so that what keeps the text (``Job.raw_result``, ``JobFailed``, logs,
-    pickles) holds no usable URL; text with none is returned as it is. JSON is rewritten
-    as the service writes it (``json.dumps`` defaults); other text has each URL replaced."""
-    if not raw or _SIGNED_IN_TEXT.search(raw) is None:
+    pickles) holds no usable URL; text with none is returned as it is. Each URL is replaced
+    in the text; JSON whose URLs the text does not show whole (escaped ``&``) is rewritten
+    from its values, as the service writes it (``json.dumps`` defaults)."""
+    if not raw or not _may_be_signed(raw):
         return raw
+    text = public_text(raw)
+    if not _may_be_signed(text):
+        return text
     try:
         value = loads(raw)
     except (ValueError, RecursionError):
-        return public_text(raw)
+        return text
     public = public_json(value)
-    return raw if public == value else json.dumps(public)
+    return text if public == value else json.dumps(public)
 
 
 def decode_batch(data: Any, request_id: str) -> tuple[Job, ...]:

@@ -67,8 +67,7 @@ class PresignedURL(str):
     @property
     def public(self) -> str:
         """The URL without its query (no signature, no credential): where the object is."""
-        parts = urlsplit(str.__str__(self))
-        return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+        return _without_query(str.__str__(self))
 
     def reveal(self) -> str:
         """The usable URL, as a plain ``str`` (for the code that sends it; never shown)."""
@@ -105,8 +104,9 @@ def presigned(value: Any) -> Any:
 def public_url(value: str) -> str:
     """A URL as output shows it: a presigned one (a :class:`PresignedURL`, or a string that
     carries a signature) without its query; any other as it is."""
-    url = value if isinstance(value, PresignedURL) else presigned(value)
-    return url.public if isinstance(url, PresignedURL) else value
+    if isinstance(value, PresignedURL):
+        return value.public
+    return _without_query(value) if _signed(value) else value
 
 
 _URL_IN_TEXT = re.compile(r"https?://[^\s\"'<>\\]+")
@@ -141,6 +141,11 @@ def _signed(url: str) -> bool:
     return bool(query) and any(
         part.startswith(_SIGNATURES) for part in query.replace(";", "&").split("&")
     )
+
+
+def _without_query(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
 class PrivateMapping(Mapping[str, str]):
