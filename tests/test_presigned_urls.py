@@ -180,6 +180,30 @@ async def test_an_unreadable_answer_leaves_no_usable_url_in_the_frames(query: st
     assert "decode_" in text  # the decoder's frames were rendered, with their locals
 
 
+_GO_STYLE = json.dumps({"states": [{"url": SIGNED}]}).replace("&", "\\u0026")
+
+
+@pytest.mark.parametrize(
+    ("result", "kept"),
+    [
+        (json.dumps({"states": [{"url": SIGNED}], "model_id": "m"}), '"model_id": "m"'),
+        (_GO_STYLE, "states"),  # & escaped in the JSON text, as Go writes it
+        (f"cannot download {SIGNED}: 403", "cannot download https://bucket.example/me/0.jpg: 403"),
+        ('{"message": "no URL here"}', '{"message": "no URL here"}'),
+    ],
+)
+async def test_raw_result_keeps_the_text_without_signatures(result: str, kept: str) -> None:
+    from tests._mock import Fake
+
+    job = {"id": 1, "state": 3, "message": "failed", "Result": result}
+    with Fake([(200, {}, {"code": "OK", "request_id": "r", "data": {"job": job}})]) as fake:
+        async with aiportrait.Session(fake.url, "a", TOKEN) as session:
+            answer = await session.get_job(1)
+    assert answer.raw_result is not None and kept in answer.raw_result
+    assert "x-oss-credential" not in answer.raw_result and SIGNATURE not in answer.raw_result
+    assert_hidden(answer)
+
+
 # -- the command line ----------------------------------------------------------------------
 
 

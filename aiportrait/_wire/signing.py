@@ -118,7 +118,16 @@ def public_text(text: str) -> str:
         return text.public
     if "://" not in text:
         return text
-    return _URL_IN_TEXT.sub(lambda m: public_url(m.group()), text)
+    return _URL_IN_TEXT.sub(_public_match, text)
+
+
+def _public_match(match: re.Match[str]) -> str:
+    """A URL found in text, query-less when presigned; the punctuation that ends a sentence
+    after it (``.,:;!?)]}``) stays."""
+    found = match.group()
+    url = found.rstrip(".,:;!?)]}")
+    public = public_url(url)
+    return found if public is url else public + found[len(url) :]
 
 
 def public_json(value: Any) -> Any:
