@@ -31,24 +31,18 @@ SIGNATURE = "x-oss-signature"
 
 
 @pytest.fixture
-def photos(sample_media: SamplePhotos) -> SamplePhotos:
-    """The sample photos, written once per test session (conftest)."""
-    return sample_media
-
-
-@pytest.fixture
 async def emu() -> AsyncIterator[Emulator]:
     async with Emulator(app_id="app", token=TOKEN, train_seconds=0.05) as emulator:
         yield emulator
 
 
 @pytest.fixture
-def me(photos: SamplePhotos, tmp_path: Path) -> list[Path]:
+def me(sample_media: SamplePhotos, tmp_path: Path) -> list[Path]:
     """The astronaut's five photos in a folder ``me``."""
     folder = tmp_path / "me"
     folder.mkdir()
-    for name in photos.astronaut:
-        (folder / name).write_bytes(photos.path(name).read_bytes())
+    for name in sample_media.astronaut:
+        (folder / name).write_bytes(sample_media.path(name).read_bytes())
     return sorted(folder.glob("*.jpg"))
 
 
@@ -95,7 +89,7 @@ async def test_uploads_are_sent_whole_and_results_hold_no_usable_url(
 
 
 async def test_failures_hold_no_usable_url_in_attributes_pickles_or_locals(
-    emu: Emulator, me: list[Path], photos: SamplePhotos
+    emu: Emulator, me: list[Path], sample_media: SamplePhotos
 ) -> None:
     async with OSSUploader.for_emulator(emu) as oss:
         async with emu.session(uploader=oss, poll=FAST) as session:
@@ -103,7 +97,7 @@ async def test_failures_hold_no_usable_url_in_attributes_pickles_or_locals(
             create = frozenset({"/api/v1/aigc_images/create"})
             emu.faults = Faults(rate_5xx=1.0, status_5xx=500, paths=create)
             with pytest.raises(SubmitOutcomeUnknown) as unknown:  # a 500: it may have run
-                await session.create(model_id, photos.path(photos.hopper_template))
+                await session.create(model_id, sample_media.path(sample_media.hopper_template))
             assert "template" in str(unknown.value.request)
             emu.faults = Faults(job_failure=1.0)
             job = await session.train(me)

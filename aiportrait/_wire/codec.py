@@ -26,7 +26,7 @@ from ..models import (
     TrainResult,
 )
 from .convert import strict_converter
-from .signing import PresignedURL, PrivateBytes, presigned, public_json, public_text, redacted
+from .signing import PresignedURL, PrivateBytes, presigned, redacted, without_signatures
 
 __all__ = [
     "converter",
@@ -35,7 +35,6 @@ __all__ = [
     "decode_portrait",
     "decode_train",
     "encode_body",
-    "without_signatures",
 ]
 
 if TYPE_CHECKING:
@@ -340,32 +339,6 @@ def decode_job(data: Any, job_id: int, request_id: str) -> Job:
     _JOB_RESULT(decoded, parse_train_result(raw) if state is JobState.SUCCESS else None)
     _JOB_REQUEST_ID(decoded, _optional_str(job.get("request_id"), "job request_id") or request_id)
     return decoded
-
-
-def _may_be_signed(text: str) -> bool:
-    """Whether ``text`` holds what any presigned URL's query holds (see
-    :func:`~aiportrait._wire.signing.presigned`): a quick test before any parsing."""
-    low = text.lower()
-    return "signature=" in low or "credential=" in low
-
-
-def without_signatures(raw: str | None) -> str | None:
-    """A job's ``Result`` text with each presigned URL in it query-less (its signature and
-    credential gone), so that what keeps the text (``Job.raw_result``, ``JobFailed``, logs,
-    pickles) holds no usable URL; text with none is returned as it is. Each URL is replaced
-    in the text; JSON whose URLs the text does not show whole (escaped ``&``) is rewritten
-    from its values, as the service writes it (``json.dumps`` defaults)."""
-    if not raw or not _may_be_signed(raw):
-        return raw
-    text = public_text(raw)
-    if not _may_be_signed(text):
-        return text
-    try:
-        value = loads(raw)
-    except (ValueError, RecursionError):
-        return text
-    public = public_json(value)
-    return text if public == value else json.dumps(public)
 
 
 def decode_batch(data: Any, request_id: str) -> tuple[Job, ...]:

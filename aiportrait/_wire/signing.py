@@ -4,12 +4,18 @@
 
 The signature covers the exact body bytes that go on the wire, so callers encode a body once and
 pass those same bytes here and to the HTTP layer. Pure functions; nothing here logs.
+
+Beside it, the secrets' types, sent as themselves and hidden from reprs (:class:`Redacted`,
+:class:`PrivateBytes`, :class:`PresignedURL`), and presigned URLs made query-less wherever text
+is shown or kept (:func:`public_url`, :func:`public_text`, :func:`public_json`,
+:func:`without_signatures`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -18,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 __all__ = [
     "PresignedURL", "PrivateBytes", "PrivateMapping", "Redacted", "authorization", "presigned",
     "public_json", "public_text", "public_url", "redacted", "sign", "sign_string",
+    "without_signatures",
 ]  # fmt: skip
 
 
@@ -140,6 +147,32 @@ def public_json(value: Any) -> Any:
     if isinstance(value, dict):
         return {key: public_json(item) for key, item in value.items()}
     return value
+
+
+def _may_be_signed(text: str) -> bool:
+    """Whether ``text`` holds what any presigned URL's query holds (see :func:`presigned`): a
+    quick test before any parsing."""
+    low = text.lower()
+    return "signature=" in low or "credential=" in low
+
+
+def without_signatures(raw: str | None) -> str | None:
+    """A job's ``Result`` text with each presigned URL in it query-less (its signature and
+    credential gone), so that what keeps the text (``Job.raw_result``, ``JobFailed``, logs,
+    pickles) holds no usable URL; text with none is returned as it is. Each URL is replaced
+    in the text; JSON whose URLs the text does not show whole (escaped ``&``) is rewritten
+    from its values, as the service writes it (``json.dumps`` defaults)."""
+    if not raw or not _may_be_signed(raw):
+        return raw
+    text = public_text(raw)
+    if not _may_be_signed(text):
+        return text
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        return text
+    public = public_json(value)
+    return text if public == value else json.dumps(public)
 
 
 _SIGNATURES = ("x-oss-signature=", "signature=", "x-amz-signature=", "x-oss-credential=")
