@@ -198,6 +198,24 @@ async def test_raw_result_keeps_the_text_without_signatures(result: str, kept: s
     assert_hidden(answer)
 
 
+async def test_server_messages_naming_a_presigned_url_show_it_query_less() -> None:
+    from tests._mock import Fake
+
+    said = f"cannot download {SIGNED}."
+    job = {"id": 1, "state": 3, "message": said}
+    answers = [
+        (200, {}, {"code": "OK", "request_id": "r", "data": {"job": job}}),
+        (400, {}, {"code": "InvalidInput", "message": said, "request_id": "r"}),
+    ]
+    with Fake(answers) as fake:
+        async with aiportrait.Session(fake.url, "a", TOKEN) as session:
+            failed = await session.get_job(1)
+            with pytest.raises(aiportrait.errors.APIError) as info:
+                await session.get_job(2)
+    assert failed.message == "cannot download https://bucket.example/me/0.jpg."
+    assert_hidden(failed, info.value, vars(info.value))
+
+
 # -- the command line ----------------------------------------------------------------------
 
 

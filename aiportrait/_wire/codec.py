@@ -26,7 +26,14 @@ from ..models import (
     TrainResult,
 )
 from .convert import strict_converter
-from .signing import PresignedURL, PrivateBytes, presigned, redacted, without_signatures
+from .signing import (
+    PresignedURL,
+    PrivateBytes,
+    presigned,
+    public_text,
+    redacted,
+    without_signatures,
+)
 
 __all__ = [
     "converter",
@@ -228,25 +235,16 @@ def _image_check_slow(raw: Any, what: str) -> ImageCheck:
 
 
 def _hide_urls(results: Any, images: Any, sent: Iterable[object]) -> None:
-    """The URLs of a check answer as :class:`PresignedURL` values, in the answer itself (so
-    that the frames a failure to read it goes through hold no usable URL either): a URL that
-    was ``sent`` as one is that very value (a local photo's keeps its path), any other signed
-    URL is wrapped (:func:`~aiportrait._wire.signing.presigned`), once however often it
-    appears."""
+    """A check answer's URLs as :class:`PresignedURL` values, in the answer itself (the frames
+    of a failure to read it hold none usable): one ``sent`` as one is that value (a local
+    photo's keeps its path); any other signed URL is wrapped (:func:`presigned`)."""
     known: dict[str, Any] = {url: url for url in sent if isinstance(url, PresignedURL)}
-
-    def hidden(url: str) -> Any:
-        value = known.get(url)
-        if value is None:
-            value = known[url] = presigned(url)
-        return value
-
     if type(results) is list:
         for raw in results:
-            if type(raw) is dict and isinstance(raw.get("url"), str):
-                raw["url"] = hidden(raw["url"])
+            if type(raw) is dict and isinstance(url := raw.get("url"), str):
+                raw["url"] = known.get(url) or presigned(url)
     if type(images) is list:
-        images[:] = [hidden(image) if isinstance(image, str) else image for image in images]
+        images[:] = [(known.get(i) or presigned(i)) if isinstance(i, str) else i for i in images]
 
 
 def decode_check(data: Any, request_id: str, sent: Iterable[object] = ()) -> CheckReport:
@@ -333,7 +331,7 @@ def decode_job(data: Any, job_id: int, request_id: str) -> Job:
     decoded = _new(Job)
     _JOB_ID(decoded, _job_id(job.get("id", job_id), "job id"))
     _JOB_STATE(decoded, state)
-    _JOB_MESSAGE(decoded, _optional_str(job.get("message"), "job message"))
+    _JOB_MESSAGE(decoded, public_text(_optional_str(job.get("message"), "job message")))
     _JOB_APP_ID(decoded, _optional_str(job.get("app_id"), "job app_id"))
     _JOB_RAW(decoded, None if raw is None else without_signatures(str(raw)))  # a plain str
     _JOB_RESULT(decoded, parse_train_result(raw) if state is JobState.SUCCESS else None)
