@@ -85,6 +85,10 @@ async def test_uploads_are_sent_whole_and_results_hold_no_usable_url(
     assert finished.raw_result is not None and finished.result == result
     assert_hidden(report, report.results, report.passed, result, finished)
     assert_hidden(finished.raw_result)
+    assert SIGNATURE not in json.dumps(result.to_dict())  # what is kept: query-less
+    assert aiportrait.TrainResult.from_dict(result.to_dict()).states[0].url == str(
+        result.states[0].url
+    )
     assert json.loads(finished.raw_result)["states"][0]["url"] == sent[2].partition("?")[0]
 
 
