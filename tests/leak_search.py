@@ -136,8 +136,12 @@ def _logging_to(evidence: Evidence) -> Iterator[None]:
 
 
 def _inputs(photos: SamplePhotos, folder: Path) -> tuple[list[Path], Path]:
-    """``folder/me/`` with the astronaut's five photos, and ``folder/t.jpg``, a template."""
+    """``folder/me/`` with the astronaut's five photos, ``folder/t.jpg`` (a template) and
+    ``folder/blank.jpg``, a photo without a face that the service's check rejects."""
+    from PIL import Image
+
     (folder / "me").mkdir(parents=True)
+    Image.new("RGB", (800, 800), (128, 128, 128)).save(folder / "blank.jpg")
     paths = []
     for name in photos.astronaut:
         path = folder / "me" / name
@@ -168,6 +172,7 @@ async def _library(
     emu: Emulator, evidence: Evidence, paths: list[Path], template: Path, lib: Path
 ) -> None:
     """The library's flows; what they write goes under ``lib`` (made by the caller)."""
+    blank = template.parent / "blank.jpg"
     events: list[object] = []
     async with OSSUploader.for_emulator(emu, journal=lib / "uploads.sqlite") as uploader:
         async with emu.session(uploader=uploader, poll=FAST, hooks=[events.append]) as session:
@@ -184,6 +189,9 @@ async def _library(
             evidence.text("library TrainResult.to_dict()", json.dumps(result.to_dict()))
             portrait = await session.create(result.model_id, template)
             evidence.value("library Portrait", portrait)
+            forced = await session.wait(await session.train([*paths, blank], force=True))
+            assert not forced.states[-1].ok  # the service rejected the blank photo
+            evidence.value("library TrainResult with a rejected photo", forced)
             evidence.files("library, uploader's journal open", lib, modes=False)
 
             journal = lib / "batch" / "journal.sqlite"  # the folder made by the journal
@@ -270,7 +278,13 @@ async def _cli(
         trained = await command("train", glob, "--wait", *poll, *extra)
         if extra == ("--json",):
             model_id = _last_json(trained)["model_id"]
-    job_id = _last_json(await command("train", glob, "--json"))["job_id"]
+    forced = ""
+    for extra in ((), ("--json",)):  # the service rejects one photo: its FAIL line
+        forced = await command(
+            "train", glob, str(folder / "blank.jpg"), "--force", "--wait", *poll, *extra
+        )
+    await command("train", glob, "--json")  # not waited for
+    job_id = _last_json(forced)["job_id"]  # watched: its states hold a rejected photo
     for extra in ((), ("--json",)):
         await command("watch", str(job_id), *poll, *extra)
     await command("create", "--model", model_id, "--template", str(template), "--out", f"{out}/p1")
