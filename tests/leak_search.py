@@ -33,7 +33,6 @@ import pytest
 import aiportrait
 from aiportrait.cli import main
 from aiportrait.emulator import Emulator, Faults
-from aiportrait.emulator._wire import CREATE_PATH, TRAIN_PATH
 from aiportrait.samples import SamplePhotos
 from aiportrait.uploads import OSSUploader
 
@@ -42,6 +41,9 @@ __all__ = ["SIGNATURE", "Evidence", "collect"]
 #: What a usable presigned OSS URL always carries (searched case-insensitively).
 SIGNATURE = b"x-oss-signature"
 TOKEN = "leak-search-token-0123456789"
+#: The service's charged calls (the documented paths), where the emulator's faults apply.
+TRAIN_PATH = "/api/v1/aigc_images/train"
+CREATE_PATH = "/api/v1/aigc_images/create"
 FAST = aiportrait.PollPolicy(first=0.05, cap=0.2)
 #: The attributes of errors that carry what was sent or answered.
 ERROR_ATTRIBUTES = ("raw_result", "request", "report", "message", "url", "detail")
