@@ -169,11 +169,6 @@ async def test_a_training_uploads_no_exif_gps_xmp_or_camera_data_and_upright_pix
         assert upside_down > 5 * same, (same, upside_down)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="clean_photo keeps a JPEG comment (COM segment): Pillow's JPEG save writes "
-    "im.info['comment'] back, though photos.py promises comments are removed (issue 21)",
-)
 async def test_a_jpeg_comment_is_not_uploaded(
     emu: Emulator, sample_media: SamplePhotos, tmp_path: Path
 ) -> None:
