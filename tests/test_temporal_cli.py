@@ -358,6 +358,10 @@ async def test_dev_starts_the_cluster_in_one_command(tmp_path: Path) -> None:
     with socket.socket() as s, pytest.raises(ConnectionRefusedError):  # the server is gone
         s.connect(("127.0.0.1", ports[0]))
     assert (tmp_path / "c" / "temporal.db").is_file()
+    # every history is in it: its user's alone (the -wal and -shm beside it too, while open)
+    assert stat.S_IMODE((tmp_path / "c").stat().st_mode) == 0o700
+    for name in ("temporal.db", "temporal.log"):
+        assert stat.S_IMODE((tmp_path / "c" / name).stat().st_mode) == 0o600
 
 
 async def test_batch_uploads_local_files_first_and_ships_urls(

@@ -11,28 +11,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import pickle
 import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 pytest.importorskip("temporalio")
 
 from temporalio.api.common.v1 import Payload
 
-from aiportrait import TrainRequest
 from aiportrait import temporal as at
-from aiportrait._wire.signing import PresignedURL
 from aiportrait.cli import main
-from aiportrait.errors import InvalidArgument, SubmitOutcomeUnknown
-from aiportrait.models import CheckReport, CheckVerdict, ImageCheck
-from aiportrait.temporal._presign import presigned_again
-from aiportrait.temporal._wire import from_data, to_data
 from aiportrait.uploads import OSSUploader
 
 SIGNED = "x-oss-signature"
@@ -50,11 +42,11 @@ def _environment(monkeypatch: pytest.MonkeyPatch, emu: Any) -> None:
     monkeypatch.delenv("AIPORTRAIT_TEMPORAL_KEY", raising=False)
 
 
-def _local_batch(tmp_path: Path, media: Any) -> Path:
-    """A batch file of local photos: a training (its check fails one photo: --check with
-    force off) and a reference create."""
+def _local_batch(tmp_path: Path, media: Any, emu: Any = None) -> Path:
+    """A batch file of local photos: a training and a reference create; with ``emu``, a
+    training whose check fails (four local photos and the emulator's two-face photo)."""
     folder = media.folder
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "kind": "reference",
             "key": "portrait",
@@ -63,6 +55,15 @@ def _local_batch(tmp_path: Path, media: Any) -> Path:
         },
         {"kind": "train", "key": "model", "images": str(folder / "astronaut_*.jpg")},
     ]
+    if emu is not None:
+        photos = [str(folder / n) for n in media.astronaut[:4]]
+        rows.append(
+            {
+                "kind": "train",
+                "key": "two",
+                "images": [*photos, emu.media_url(media.group_template)],
+            }
+        )
     path = tmp_path / "local.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
@@ -130,47 +131,22 @@ async def test_a_batch_of_local_photos_leaves_no_presigned_url_in_temporal(
     _environment(monkeypatch, temporal_emu)
     where = ["--address", cluster.server.address, "--task-queue", cluster.queue]
     where += ["--store", str(cluster.store.root), "--id", f"private-{uuid.uuid4().hex[:8]}"]
-    code, text = await _cli(capsys, "batch", str(_local_batch(tmp_path, sample_media)), *where)
-    assert code == 0, text
-    assert text.splitlines()[-1].endswith("2 items: 2 succeeded")
+    batch = _local_batch(tmp_path, sample_media, temporal_emu)
+    code, text = await _cli(capsys, "batch", str(batch), "--check", *where)
+    assert code == 5, text  # the two-face training failed its check
+    assert text.splitlines()[-1].endswith("3 items: 1 failed, 2 succeeded")
     # the emulator's bucket serves signed GETs only: the worker presigned what it sent
     assert temporal_emu.counters.trainings == 1 and temporal_emu.counters.creations == 1
+    (failed,) = [line for line in text.splitlines() if " two " in f" {line} "]
+    assert "FACE_COUNT" in failed and SIGNED not in failed
     wid = text.split()[1].rstrip(":")
     histories = await _histories(cluster.client, wid)
-    assert len(histories) == 2  # the batch and its training
+    assert len(histories) == 3  # the batch and its trainings
     found = _texts(histories)
     assert "aiportrait-local/aiportrait/" in found  # where the photos are: that stays
+    assert "FACE_COUNT" in found  # the check's failure, its photos without their query
     assert SIGNED not in found and "x-oss-credential" not in found
     assert SIGNED not in _store_text(cluster.store.root)  # the item and outcome pages
-
-
-async def test_a_failure_holds_no_request_and_no_presigned_url(
-    cluster: Any, temporal_emu: Any, sample_media: Any
-) -> None:
-    # A training whose check fails (a photo of two faces): the failure names the photos by
-    # their place, and an unknown keeps its action and why, but not the request.
-    async with OSSUploader.for_emulator(temporal_emu) as uploader:
-        folder = sample_media.folder
-        names = [*sample_media.astronaut[:4], sample_media.group_template]
-        urls = [
-            PresignedURL(await uploader.upload((folder / n).read_bytes(), "image/jpeg", f"{i}-{n}"))
-            for i, n in enumerate(names)
-        ]
-    handle = await at.start_training(
-        cluster.client, TrainRequest(urls), task_queue=cluster.queue, check=True
-    )
-    with pytest.raises(InvalidArgument) as failed:
-        await at.result(handle)
-    assert "aiportrait-local/aiportrait/4-" in str(failed.value)
-    assert SIGNED not in str(failed.value)
-    found = _texts(await _histories(cluster.client, handle.id))
-    assert "aiportrait/4-" in found and SIGNED not in found
-
-    info = at.ErrorInfo.of(
-        SubmitOutcomeUnknown("train may have run", action="train", request={"images": urls})
-    )
-    assert info.attributes == {"action": "train", "request": None}
-    assert info.exception().request is None
 
 
 async def test_encrypted_history_is_ciphertext_and_the_batch_runs(
@@ -245,58 +221,3 @@ def _strings(text: str) -> Iterator[str]:
         pos += len(text[pos:]) - len(text[pos:].lstrip())
         document, pos = decoder.raw_decode(text, pos)
         yield from walk(document)
-
-
-# -- the pieces ---------------------------------------------------------------------------
-
-
-def test_the_codec_round_trips_and_refuses_another_key_by_name() -> None:
-    codec = at.EncryptionCodec(KEY)
-    assert KEY not in repr(codec) and codec.key_id in repr(codec)
-    with pytest.raises(TypeError):
-        pickle.dumps(codec)
-    payload = Payload(metadata={"encoding": b"json/plain"}, data=b'{"url": "https://x/y"}')
-    (sealed,) = asyncio.run(codec.encode([payload]))
-    assert b"https" not in sealed.SerializeToString()
-    assert asyncio.run(codec.decode([sealed])) == [payload]
-    assert asyncio.run(codec.decode([payload])) == [payload]  # from before: as it is
-    other = at.EncryptionCodec(bytes(32))
-    with pytest.raises(ValueError, match=codec.key_id):
-        asyncio.run(other.decode([sealed]))
-    for bad in ("short", base64.b64encode(bytes(16)).decode(), b"x" * 31):
-        with pytest.raises(InvalidArgument, match="32 bytes"):
-            at.EncryptionCodec(bad)
-    url_safe = base64.urlsafe_b64encode(bytes(range(200, 232))).decode().rstrip("=")
-    assert at.EncryptionCodec(url_safe).key_id == at.EncryptionCodec(bytes(range(200, 232))).key_id
-
-
-_URL = "https://b.oss-cn-hangzhou.aliyuncs.com/aiportrait/ab.jpg"
-_SIGNED_URL = f"{_URL}?x-oss-signature-version=OSS4-HMAC-SHA256&x-oss-credential=k&{SIGNED}=abc"
-
-
-def test_uploaded_urls_cross_without_their_query_and_given_ones_as_they_are() -> None:
-    given = "https://mine.example/p.jpg?x-oss-signature=user-given"
-    request = TrainRequest([PresignedURL(_SIGNED_URL), given])
-    data = to_data(at.BatchItem("k", request))
-    assert data["request"]["images"] == [_URL, given]  # the user's own URL is sent as given
-    check = ImageCheck(_SIGNED_URL, CheckVerdict.FACE_COUNT, f"no face in {_SIGNED_URL}.")
-    report = CheckReport((check,), images=(_SIGNED_URL,), request_id="r1")
-    back = from_data(to_data(report), CheckReport)
-    assert back.results[0].url == _URL
-    assert back.results[0].message == f"no face in {_URL}."
-    assert back.images == (_URL,)
-
-
-async def test_the_worker_presigns_only_its_own_objects(temporal_emu: Any) -> None:
-    async with OSSUploader.for_emulator(temporal_emu) as uploader:
-        uploaded = PresignedURL(await uploader.upload(b"\xff\xd8photo", "image/jpeg", "a.jpg"))
-        other = temporal_emu.media_url("astronaut_0.jpg")
-        request = TrainRequest([uploaded.public, other, f"{uploaded.public}?x=1"])
-        sent = await presigned_again(request, uploader)
-        assert await presigned_again(request, None) is request
-    fresh, kept, query = sent.images
-    assert isinstance(fresh, PresignedURL) and SIGNED in fresh.reveal()
-    assert fresh.public == uploaded.public
-    assert (kept, query) == (other, f"{uploaded.public}?x=1")
-    async with aiohttp.ClientSession() as http, http.get(fresh.reveal()) as answer:
-        assert answer.status == 200 and await answer.read() == b"\xff\xd8photo"
