@@ -441,6 +441,7 @@ def test_a_batch_file_warning_is_one_line_once_then_no_temporal_is_exit_3(
         (["batch", "missing.jsonl"], 2, "UsageError: missing.jsonl: cannot read"),
         (["train"], 2, "UsageError: Missing argument 'PHOTO_URL...'"),
         (["worker", "--concurrency", "0"], 2, "UsageError: Invalid value for '--concurrency'"),
+        (["attach", "x", "--encryption-key", "c2VjcmV0"], 2, "InvalidArgument: an encryption key"),
     ],
 )
 def test_temporal_errors_are_one_line_with_the_class_and_the_exit_code(
@@ -451,3 +452,4 @@ def test_temporal_errors_are_one_line_with_the_class_and_the_exit_code(
     lines = [line for line in captured.err.splitlines() if "warning: " not in line]
     assert lines == [lines[0]]
     assert lines[0].startswith(f"aiportrait: error: {start}")
+    assert "c2VjcmV0" not in captured.err + captured.out  # a key is never shown

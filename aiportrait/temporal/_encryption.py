@@ -69,7 +69,12 @@ class EncryptionCodec(PayloadCodec):
     """
 
     def __init__(self, key: bytes | str) -> None:
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        try:
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise InvalidArgument(
+                "EncryptionCodec needs cryptography: pip install 'aiportrait[temporal]'"
+            ) from exc
 
         raw = _key_bytes(key)
         self._aes = AESGCM(raw)
