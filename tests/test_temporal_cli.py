@@ -366,19 +366,12 @@ async def test_dev_starts_the_cluster_in_one_command(tmp_path: Path) -> None:
 
 async def test_batch_uploads_local_files_first_and_ships_urls(
     cluster: Any,
-    temporal_emu: Any,
+    temporal_emu_env: Any,
     sample_media: Any,
     tmp_path: Path,
-    monkeypatch: Any,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    for name, value in (
-        ("AIPORTRAIT_HOST", temporal_emu.url),
-        ("AIPORTRAIT_APP_ID", temporal_emu.app_id),
-        ("AIPORTRAIT_TOKEN", temporal_emu.token),
-    ):
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("OSS_BUCKET", raising=False)
+    temporal_emu = temporal_emu_env
     folder = sample_media.folder
     rows = [
         {

@@ -31,17 +31,6 @@ SIGNED = "x-oss-signature"
 KEY = base64.b64encode(bytes(range(32))).decode()
 
 
-def _environment(monkeypatch: pytest.MonkeyPatch, emu: Any) -> None:
-    for name, value in (
-        ("AIPORTRAIT_HOST", emu.url),
-        ("AIPORTRAIT_APP_ID", emu.app_id),
-        ("AIPORTRAIT_TOKEN", emu.token),
-    ):
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("OSS_BUCKET", raising=False)
-    monkeypatch.delenv("AIPORTRAIT_TEMPORAL_KEY", raising=False)
-
-
 def _local_batch(tmp_path: Path, media: Any, emu: Any = None) -> Path:
     """A batch file of local photos: a training and a reference create; with ``emu``, a
     training whose check fails (four local photos and the emulator's two-face photo)."""
@@ -121,14 +110,9 @@ def _store_text(root: Path) -> str:
 
 
 async def test_a_batch_of_local_photos_leaves_no_presigned_url_in_temporal(
-    cluster: Any,
-    temporal_emu: Any,
-    sample_media: Any,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    cluster: Any, temporal_emu_env: Any, sample_media: Any, tmp_path: Path, capsys: Any
 ) -> None:
-    _environment(monkeypatch, temporal_emu)
+    temporal_emu = temporal_emu_env
     where = ["--address", cluster.server.address, "--task-queue", cluster.queue]
     where += ["--store", str(cluster.store.root), "--id", f"private-{uuid.uuid4().hex[:8]}"]
     batch = _local_batch(tmp_path, sample_media, temporal_emu)
@@ -151,13 +135,13 @@ async def test_a_batch_of_local_photos_leaves_no_presigned_url_in_temporal(
 
 async def test_encrypted_history_is_ciphertext_and_the_batch_runs(
     temporal_server: Any,
-    temporal_emu: Any,
+    temporal_emu_env: Any,
     sample_media: Any,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    _environment(monkeypatch, temporal_emu)
+    temporal_emu = temporal_emu_env
     client = await at.connect(temporal_server.address, data_converter=at.encrypted_converter(KEY))
     store = at.LocalPortraitStore(tmp_path / "store")
     queue = f"test-{uuid.uuid4().hex[:8]}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import pickle
 from typing import Any
 
@@ -19,7 +20,7 @@ from temporalio.api.common.v1 import Payload
 from aiportrait import TrainRequest
 from aiportrait import temporal as at
 from aiportrait._wire.signing import PresignedURL
-from aiportrait.errors import InvalidArgument, SubmitOutcomeUnknown
+from aiportrait.errors import InvalidArgument, JobFailed, SubmitOutcomeUnknown
 from aiportrait.models import CheckReport, CheckVerdict, ImageCheck
 from aiportrait.temporal._presign import presigned_again
 from aiportrait.temporal._wire import from_data, to_data
@@ -38,6 +39,14 @@ def test_failure_details_hold_no_request() -> None:
     assert SIGNED not in info.message and _URL in info.message
     back = info.exception()
     assert isinstance(back, SubmitOutcomeUnknown) and back.request is None
+    # a job's raw_result keeps what the service said, its URLs without their query (a Go
+    # service writes "&" as "\u0026" in JSON)
+    raw = json.dumps({"states": [{"url": _SIGNED_URL, "code": 3}]})
+    for text in (raw, raw.replace("&", "\\u0026")):
+        failed = at.ErrorInfo.of(JobFailed(7, "bad photos", text))
+        data = json.dumps(to_data(failed))
+        assert SIGNED not in data and "x-oss-credential" not in data
+        assert _URL in from_data(json.loads(data), at.ErrorInfo).attributes["raw_result"]
 
 
 def test_the_codec_round_trips_and_refuses_another_key_by_name() -> None:
