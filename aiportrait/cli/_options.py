@@ -57,6 +57,8 @@ class Common:
     timeout: float | None = None
     tries: int | None = None
     debug: bool = False
+    ends_process: bool = False
+    """The process ends when the command does (the ``aiportrait`` command: ``console``)."""
 
     def _environ(self) -> PrivateMapping:
         """The credentials: flags before the environment, in a view whose repr shows no
