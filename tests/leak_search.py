@@ -53,8 +53,8 @@ ERROR_ATTRIBUTES = ("raw_result", "request", "report", "message", "url", "detail
 class Evidence:
     """Every text and file gathered, by where it came from, and the modes of what was written."""
 
-    places: list[tuple[str, bytes]] = field(default_factory=list)
-    modes: list[tuple[str, int]] = field(default_factory=list)
+    places: list[tuple[str, bytes]] = field(default_factory=list, repr=False)  # not in locals
+    modes: list[tuple[str, int]] = field(default_factory=list, repr=False)
 
     def text(self, where: str, value: str | bytes) -> None:
         data = value if isinstance(value, bytes) else value.encode("utf-8", "backslashreplace")
