@@ -39,13 +39,14 @@ neither uploads nor trains again, and an expired URL is presigned again, not upl
 """
 
 from ._local.localrequest import LocalRequest  # noqa: F401  (deprecated; not in __all__)
-from ._local.oss_uploader import DEFAULT_EXPIRES, OSSUploader, UploadMemo
+from ._local.oss_uploader import DEFAULT_EXPIRES, MAX_EXPIRES, OSSUploader, UploadMemo
 from ._local.upload import Uploader, UploadFunc
 from ._requests import ImageInput, LocalInput
 from .errors import LocalPhotoError, PreflightFailed, UploadError
 
 __all__ = [
     "DEFAULT_EXPIRES",
+    "MAX_EXPIRES",
     "ImageInput",
     "LocalInput",
     "LocalPhotoError",

@@ -92,6 +92,7 @@ class BatchRunner:
         upload: UploadFunc | None = None,
         budgets: Sequence[Budget | None] = (),
         stop: BatchStop | None = None,
+        shared_files: bool = False,
     ) -> None:
         self.send = send
         self.stop = BatchStop() if stop is None else stop  # see :class:`BatchStop`
@@ -99,7 +100,8 @@ class BatchRunner:
         self.within = within
         """The batch's id in hook events (``None`` without hooks)."""
         self.durations = durations
-        self.journal = None if journal is None else Journal(Path(journal))
+        self.shared_files = shared_files  # the journal, folders and portraits: private unless
+        self.journal = None if journal is None else Journal(Path(journal), shared=shared_files)
         self.upload = upload if self.journal is None else remembering(upload, self.journal)
         if self.journal is not None and durations is not None:
             try:
@@ -278,7 +280,9 @@ class BatchRunner:
         data: dict[str, Any] = {"cost_time": portrait.cost_time, "request_id": portrait.request_id}
         if self.out_dir is not None:
             target = self.out_dir / (stem + portrait.extension)
-            path = await anyio.to_thread.run_sync(portrait.save, target)
+            path = await anyio.to_thread.run_sync(
+                lambda: portrait.save(target, shared=self.shared_files)
+            )
             data["file"] = await anyio.to_thread.run_sync(os.path.abspath, path)
         await self._put("create", skey, fp, "done", data=data)
         return Outcome(key, request, value=portrait, path=path)
