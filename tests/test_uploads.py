@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 import aiportrait
-from aiportrait._wire.signing import PresignedURL
 from aiportrait.emulator import Emulator
 from aiportrait.samples import SamplePhotos, sample_photos
 from aiportrait.uploads import OSSUploader
@@ -252,8 +251,7 @@ async def test_a_journal_remembers_uploads_across_runs_by_key_and_hash_never_the
     heads = emu.bucket.heads
     async with OSSUploader.for_emulator(emu, journal=journal) as rerun:
         again = await rerun.upload(b"\xff\xd8photo", "image/jpeg", "a.jpg")
-        assert isinstance(again, PresignedURL) and isinstance(url, PresignedURL)
-        assert again.public == url.public
+        assert again.partition("?")[0] == url.partition("?")[0]  # the same object
         assert (rerun.puts, rerun.presigns) == (0, 1)  # presigned on this machine only
     assert emu.bucket.heads == heads  # no request to the bucket: not even a HEAD
     assert b"x-oss-signature" not in journal.read_bytes().lower()
@@ -270,8 +268,7 @@ async def test_a_journal_remembers_uploads_across_runs_by_key_and_hash_never_the
         fresh = await later.upload(b"\xff\xd8photo", "image/jpeg", "a.jpg")
         assert (later.puts, later.presigns) == (0, 1)  # presigned again, not uploaded again
     assert emu.bucket.heads == heads + 1  # expired: asked whether it is still there
-    assert isinstance(fresh, PresignedURL)
-    assert fresh.reveal().startswith(f"{emu.url}/{emu.oss_bucket}/aiportrait/a.jpg?")
+    assert fresh.startswith(f"{emu.url}/{emu.oss_bucket}/aiportrait/a.jpg?")
     async with OSSUploader.for_emulator(emu, journal=journal) as changed:
         await changed.upload(b"\xff\xd8other", "image/jpeg", "a.jpg")  # not what was stored
     assert emu.bucket.heads == heads + 2  # another content: not taken on trust

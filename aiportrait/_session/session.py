@@ -287,9 +287,8 @@ class Session(SessionCore):
                 :class:`~aiportrait.errors.BatchStopped` (a re-run does them). The batch stops
                 itself the same way on an error that would repeat for every item (quota
                 exceeded, unknown app, signature mismatch).
-            shared_files: create the journal, its folder and the portraits by the umask
-                (``0644``, for a web server running as another user) instead of private
-                (``0600``, folders ``0700``).
+            shared_files: create the journal, folders and portraits by the umask (``0644``,
+                for a web server), not private (``0600``, folders ``0700``).
 
         A journal is owned by one run at a time: a second run on the same file, in this
         process or another, raises :class:`~aiportrait.errors.JournalLocked` here; a file that
@@ -301,8 +300,7 @@ class Session(SessionCore):
         charged call. The journal binds such an item to its files' content, not their URLs,
         and (with an uploader that can, such as :class:`~aiportrait.uploads.OSSUploader`)
         remembers the uploads (object key and content hash, never a URL): a re-run neither
-        uploads again nor runs a finished item again, and a URL is presigned again, not
-        uploaded again. Training states are journalled without their URLs' query. An outcome's
+        uploads again nor runs a finished item again (a URL is presigned again). An outcome's
         ``request`` is the item as given.
         """
         from .._batches.batch import create_many  # batches (and sqlite3) load only when used

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from .._files import open_new
 from ._wire import JOB_FAILED, JOB_INIT, JOB_RUNNING, JOB_SUCCESS
 
 __all__ = ["INTERRUPTED_MESSAGE", "Job", "JobStore"]
@@ -90,7 +91,8 @@ class JobStore:
         self._path = None if directory is None else directory / "jobs.jsonl"
         if self._path is not None:
             self._load(self._path)
-            self._log = self._path.open("a", encoding="utf-8")
+            fd = open_new(self._path, os.O_WRONLY | os.O_APPEND)  # results hold URLs: 0600
+            self._log = os.fdopen(fd, "a", encoding="utf-8")
 
     def __len__(self) -> int:
         return len(self._jobs)
@@ -114,7 +116,7 @@ class JobStore:
             if job.kind == "train" and job.state in (JOB_INIT, JOB_RUNNING):
                 job.state, job.message = JOB_FAILED, INTERRUPTED_MESSAGE
         tmp = path.with_suffix(".tmp")
-        with tmp.open("w", encoding="utf-8") as fh:
+        with os.fdopen(open_new(tmp, os.O_WRONLY | os.O_TRUNC), "w", encoding="utf-8") as fh:
             for job in self._jobs.values():
                 fh.write(json.dumps(asdict(job)) + "\n")
         os.replace(tmp, path)
