@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -279,3 +280,25 @@ async def test_a_journal_remembers_uploads_across_runs_by_key_and_hash_never_the
         assert owner.upload("aiportrait/a.jpg") is not None
     finally:
         owner.close()
+
+
+async def test_the_emulators_data_is_private_its_job_log_included(
+    photos: SamplePhotos, tmp_path: Path
+) -> None:
+    data = tmp_path / "emulator"
+    old = os.umask(0o022)
+    try:
+        async with Emulator(app_id="app", token="token", train_seconds=0.05, data_dir=data) as emu:
+            async with (
+                OSSUploader.for_emulator(emu) as uploader,
+                emu.session(uploader=uploader, poll=FAST) as session,
+            ):
+                job = await session.train(_paths(photos, photos.astronaut))
+                await session.wait(job)
+    finally:
+        os.umask(old)
+    log = data / "jobs.jsonl"
+    assert b"x-oss-signature" in log.read_bytes()  # the job's result echoes the photos' URLs
+    for path in [data, *data.rglob("*")]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))
