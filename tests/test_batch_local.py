@@ -322,14 +322,15 @@ async def test_cli_batch_files_are_private_unless_shared_and_hold_no_usable_url(
         owner.close()
 
 
-@pytest.mark.parametrize("lock", [True, False])
-def test_a_journal_of_format_2_is_migrated_and_its_urls_dropped(tmp_path: Path, lock: bool) -> None:
-    path = tmp_path / "old.sqlite"
-    signed = (
-        "http://127.0.0.1:9/aiportrait-local/aiportrait/a.jpg?x-oss-signature-version="
-        "OSS4-HMAC-SHA256&x-oss-credential=app%2F20260101&x-oss-signature=0123abcd"
-    )
-    state = {"url": signed, "verdict": "SUCCESS", "message": "ok"}
+SIGNED = (
+    "http://127.0.0.1:9/aiportrait-local/aiportrait/a.jpg?x-oss-signature-version="
+    "OSS4-HMAC-SHA256&x-oss-credential=app%2F20260101&x-oss-signature=0123abcd"
+)
+
+
+def _format_2_journal(path: Path) -> None:
+    """A journal as aiportrait wrote it before format 3: URLs in its uploads and states."""
+    state = {"url": SIGNED, "verdict": "SUCCESS", "message": "ok"}
     db = sqlite3.connect(path)
     db.executescript(
         "CREATE TABLE items (kind TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL,"
@@ -338,25 +339,48 @@ def test_a_journal_of_format_2_is_migrated_and_its_urls_dropped(tmp_path: Path, 
         "CREATE TABLE uploads (key TEXT PRIMARY KEY, url TEXT NOT NULL, expires REAL NOT NULL);"
         "PRAGMA user_version = 2;"
     )
-    db.execute("INSERT INTO uploads VALUES (?, ?, ?)", ("aiportrait/a.jpg", signed, 1e10))
+    db.execute("INSERT INTO uploads VALUES (?, ?, ?)", ("aiportrait/a.jpg", SIGNED, 1e10))
     db.execute(
         "INSERT INTO items VALUES ('train', 'str:me', 'fp', 'done', 1, 'm', ?, NULL, 1, 0.0)",
         (json.dumps({"model_id": "m", "states": [state]}),),
     )
     db.commit()
     db.close()
-    journal = Journal(path, lock=lock)
+
+
+@pytest.mark.parametrize("how", ["owner", "memo"])
+def test_a_journal_of_format_2_is_migrated_and_its_urls_dropped(tmp_path: Path, how: str) -> None:
+    path = tmp_path / "old.sqlite"
+    _format_2_journal(path)
+    journal = Journal(path) if how == "owner" else Journal(path, lock=False, memo=True)
     try:
         assert journal.upload("aiportrait/a.jpg") == (None, 1e10)  # kept, to be deleted later
         assert journal.uploads() == ["aiportrait/a.jpg"]
         record = journal.get("train", "str:me", "fp")
         assert record is not None and record.data is not None
-        assert record.data["states"][0]["url"] == signed.partition("?")[0]
+        assert record.data["states"][0]["url"] == SIGNED.partition("?")[0]
     finally:
         journal.close()
     assert _signed(tmp_path) == []  # nor in a free page, nor in the -wal
     db = sqlite3.connect(path)
     try:
         assert db.execute("PRAGMA user_version").fetchone() == (3,)
+    finally:
+        db.close()
+
+
+def test_a_journal_of_format_2_only_looked_at_is_left_as_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    _format_2_journal(path)
+    journal = Journal(path, lock=False)  # a dry run looks, never writes
+    try:
+        assert journal.counts() == {"done": 1}
+        assert journal.uploads() == ["aiportrait/a.jpg"]
+    finally:
+        journal.close()
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("PRAGMA user_version").fetchone() == (2,)
+        assert db.execute("SELECT url FROM uploads").fetchall() == [(SIGNED,)]
     finally:
         db.close()

@@ -193,3 +193,14 @@ async def test_url_lifetime_sets_how_long_the_uploaded_photos_urls_work(
     assert await run(emu, "check", f"{me}/*.jpg") == cli.EXIT_OK
     assert seen == [600.0, aiportrait.uploads.DEFAULT_EXPIRES]
     assert await run(emu, "check", f"{me}/*.jpg", "--url-lifetime", "59") == cli.EXIT_USAGE
+
+
+async def test_train_keeps_the_photos_of_a_training_it_stopped_watching(
+    photos: SamplePhotos, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    me = _me(photos, tmp_path)
+    async with Emulator(app_id="app", token=TOKEN, train_seconds=3600) as emu:
+        args = ["train", f"{me}/*.jpg", "--wait", "--poll", "0.05", "--deadline", "0.3"]
+        assert await run(emu, *args, "--delete-uploads") != cli.EXIT_OK  # still training
+        assert "uploads kept: a training may still be running" in capsys.readouterr().err
+        assert len(emu.bucket.objects) == 5

@@ -61,13 +61,21 @@ class Journal:
     :meth:`get`) while a run may own it. A file that SQLite cannot read raises
     :class:`~aiportrait.errors.JournalError`. The files it creates are private unless
     ``shared`` (see :mod:`aiportrait._files`). A journal of an older format is migrated
-    (:func:`~aiportrait._batches.journal_format.migrate`: the URLs it held are dropped).
+    (:func:`~aiportrait._batches.journal_format.migrate`: the URLs it held are dropped) when
+    opened with the lock, or with ``memo=True`` (to remember uploads in it: an uploader's
+    ``journal=``); opened only to look at, it is read as it is.
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, lock: bool = True, shared: bool = False
+        self,
+        path: str | os.PathLike[str],
+        *,
+        lock: bool = True,
+        shared: bool = False,
+        memo: bool = False,
     ) -> None:
         self.path = Path(path)
+        self._migrates = lock or memo
         self._lock = threading.Lock()
         self._closed = False
         self._owner: FileLock | None = None
@@ -108,7 +116,7 @@ class Journal:
                     path=self.path,
                 )
             columns = [row[1] for row in db.execute("PRAGMA table_info(uploads)")]
-            if (has_items and version != FORMAT) or "url" in columns:
+            if self._migrates and ((has_items and version != FORMAT) or "url" in columns):
                 db.execute("BEGIN IMMEDIATE")
                 migrate(db)
                 db.execute("COMMIT")

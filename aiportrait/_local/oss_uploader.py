@@ -270,7 +270,7 @@ class OSSUploader:
         meanwhile (it is opened only to look at and to forget uploads)."""
         from .._batches.journal import Journal
 
-        memo = await asyncio.to_thread(Journal, journal, lock=False)
+        memo = await asyncio.to_thread(lambda: Journal(journal, lock=False, memo=True))
         try:
             names = await asyncio.to_thread(memo.uploads)
             mine = [name for name in names if name.startswith(self.prefix)]
@@ -344,7 +344,7 @@ class OSSUploader:
 
             assert self._journal_path is not None
             self._journal = Journal(  # a batch may own it
-                self._journal_path, lock=False, shared=self._shared_files
+                self._journal_path, lock=False, shared=self._shared_files, memo=True
             )
         return self._journal
 

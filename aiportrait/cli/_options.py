@@ -126,11 +126,13 @@ class Common:
                 yield uploader
             except BaseException as exc:
                 if self.trains and uploader.delete_after and not isinstance(exc, JobFailed):
-                    uploader.delete_after = False
-                    self.out.note(
-                        f"{PROG}: uploads kept: a training may still be running and download "
-                        "them (--delete-uploads deletes them once a run ends cleanly)"
-                    )
+                    uploader.delete_after = False  # a training may still download them
+                    if uploader.handed_out:
+                        self.out.note(
+                            f"{PROG}: uploads kept: a training may still be running and "
+                            "download them (--delete-uploads deletes them once a run ends "
+                            "cleanly)"
+                        )
                 raise
 
     def run(self, command: str, work: Callable[[], Coroutine[Any, Any, int]]) -> int:
