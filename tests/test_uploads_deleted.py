@@ -204,3 +204,22 @@ async def test_train_keeps_the_photos_of_a_training_it_stopped_watching(
         assert await run(emu, *args, "--delete-uploads") != cli.EXIT_OK  # still training
         assert "uploads kept: a training may still be running" in capsys.readouterr().err
         assert len(emu.bucket.objects) == 5
+
+
+async def test_delete_after_on_a_batchs_uploader_forgets_them_in_its_journal(
+    emu: Emulator, photos: SamplePhotos, tmp_path: Path
+) -> None:
+    journal = tmp_path / "batch.sqlite"
+    paths = [photos.path(n) for n in photos.astronaut]
+    async with OSSUploader.for_emulator(emu, delete_after=True) as uploader:
+        async with emu.session(uploader=uploader, poll=FAST) as session:
+            async with session.train_many({"a": paths}, journal=journal) as outcomes:
+                assert all([o.ok async for o in outcomes])
+        assert len(emu.bucket.objects) == 5  # the batch (and its journal) ended first
+    assert emu.bucket.objects == {}
+    async with OSSUploader.for_emulator(emu) as later:  # not remembered as there any more
+        async with emu.session(uploader=later, poll=FAST) as session:
+            items = {"b": aiportrait.TrainRequest(list(reversed(paths)))}
+            async with session.train_many(items, journal=journal) as outcomes:
+                assert all([o.ok async for o in outcomes])
+        assert later.puts == 5

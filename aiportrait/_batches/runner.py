@@ -8,7 +8,8 @@ written atomically before its row says ``done``.
 
 An item with local inputs (files or bytes in its image fields) has them read first (a bad one
 fails the item), its row bound to their content, and its photos checked, cleaned and uploaded
-only right before its charged call (see :mod:`aiportrait._local.resolve`).
+only right before its charged call (see :mod:`aiportrait._local.resolve`). The journal, the
+folders and the portraits are created private unless ``shared_files`` (:mod:`aiportrait._files`).
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import hashlib
 import os
 import time
@@ -162,7 +163,6 @@ class OSSUploader:
         or remembered by a journal), in order: what ``delete_after`` deletes."""
         self.puts = 0
         self.presigns = 0
-        self.deletes = 0
 
     @classmethod
     def for_emulator(cls, emulator: Any, **kwargs: Any) -> OSSUploader:
@@ -262,7 +262,7 @@ class OSSUploader:
         """Delete the objects behind these URLs (ones of this bucket and prefix); returns how
         many were deleted."""
         names = [name for name in map(self._object_of, urls) if name is not None]
-        return await self._delete(names, self._memos)
+        return await self._delete(names, self._open_memos())
 
     async def delete_remembered(self, journal: str | os.PathLike[str]) -> int:
         """Delete every object a batch journal remembers (of this prefix), forgetting each
@@ -270,7 +270,7 @@ class OSSUploader:
         meanwhile (it is opened only to look at and to forget uploads)."""
         from .._batches.journal import Journal
 
-        memo = await asyncio.to_thread(lambda: Journal(journal, lock=False, memo=True))
+        memo = await asyncio.to_thread(functools.partial(Journal, journal, lock=False, memo=True))
         try:
             names = await asyncio.to_thread(memo.uploads)
             mine = [name for name in names if name.startswith(self.prefix)]
@@ -283,10 +283,7 @@ class OSSUploader:
         handed out (:attr:`handed_out`) and forget it in the journals that remembered it."""
         try:
             if self.delete_after and self.handed_out:
-                memos = [m for m in self._memos if not getattr(m, "closed", False)]
-                if self._journal_path is not None:
-                    memos.append(self._journalled())
-                await self._delete(list(self.handed_out), memos)
+                await self._delete_handed_out()
         finally:
             client, self._client = self._client, None
             journal, self._journal = self._journal, None
@@ -303,6 +300,27 @@ class OSSUploader:
             path = path[len(self.bucket) + 1 :]
         return path if path.startswith(self.prefix) else None
 
+    async def _delete_handed_out(self) -> None:
+        """Delete :attr:`handed_out`, forgetting each object in every memo it was remembered
+        in: a batch's journal closed at the batch's end is opened again for that."""
+        from .._batches.journal import Journal
+
+        closed = [getattr(m, "path", None) for m in self._memos if getattr(m, "closed", False)]
+        again = [functools.partial(Journal, p, lock=False, memo=True) for p in closed if p]
+        reopened = [await asyncio.to_thread(open_journal) for open_journal in again]
+        try:
+            await self._delete(list(self.handed_out), [*self._open_memos(), *reopened])
+        finally:
+            for journal in reopened:
+                await asyncio.to_thread(journal.close)
+
+    def _open_memos(self) -> list[UploadMemo]:
+        """The memos uploads were remembered in that are still open, this one's journal too."""
+        memos = [m for m in self._memos if not getattr(m, "closed", False)]
+        if self._journal_path is not None:
+            memos.append(self._journalled())
+        return memos
+
     async def _delete(self, names: list[str], memos: Iterable[UploadMemo]) -> int:
         """Delete these objects (one that is gone already counts: OSS says so too), forgetting
         each in ``memos`` and in this uploader."""
@@ -312,7 +330,6 @@ class OSSUploader:
                 await client.delete_object(sdk.DeleteObjectRequest(bucket=self.bucket, key=name))
             except sdk.exceptions.BaseError as exc:
                 raise UploadError(f"OSS refused to delete {name}: {_reason(exc)}") from None
-            self.deletes += 1
             self._urls.pop(name, None)
             self.handed_out.pop(name, None)
             for memo in memos:
