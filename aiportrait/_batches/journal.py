@@ -84,6 +84,7 @@ class Journal:
             self._owner = FileLock.acquire(self.path, shared=shared)
         try:
             if not self.path.exists():  # SQLite would create it by the umask (and its -wal too)
+                make_dir(self.path.parent, shared=shared)
                 os.close(open_new(self.path, os.O_RDWR, shared=shared))
             self._db = self._open()
         except BaseException:
