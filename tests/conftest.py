@@ -54,19 +54,37 @@ async def temporal_emu(sample_media: Any, tmp_path: Path) -> Any:
 
 
 @pytest.fixture
+def temporal_emu_env(temporal_emu: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The environment of a command against ``temporal_emu`` (its address and credentials;
+    no OSS bucket, so local photos go to the emulator's bucket; no Temporal key): the
+    emulator."""
+    for name, value in (
+        ("AIPORTRAIT_HOST", temporal_emu.url),
+        ("AIPORTRAIT_APP_ID", temporal_emu.app_id),
+        ("AIPORTRAIT_TOKEN", temporal_emu.token),
+    ):
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("OSS_BUCKET", raising=False)
+    monkeypatch.delenv("AIPORTRAIT_TEMPORAL_KEY", raising=False)
+    return temporal_emu
+
+
+@pytest.fixture
 async def cluster(temporal_server: Any, temporal_emu: Any, tmp_path: Path) -> Any:
-    """A Temporal client, a worker in this process on a task queue of the test's own, and the
-    store (attributes ``client``, ``store``, ``queue``, ``server``)."""
+    """A Temporal client, a worker in this process on a task queue of the test's own (it
+    presigns uploaded photos with the emulator's bucket), and the store (attributes
+    ``client``, ``store``, ``queue``, ``server``)."""
     import types
     import uuid
 
     from aiportrait import temporal as at
+    from aiportrait.uploads import OSSUploader
 
     client = await at.connect(temporal_server.address)
     store = at.LocalPortraitStore(tmp_path / "store")
     queue = f"test-{uuid.uuid4().hex[:8]}"
-    async with temporal_emu.session() as session:
-        async with at.new_worker(client, session, store, task_queue=queue):
+    async with temporal_emu.session() as session, OSSUploader.for_emulator(temporal_emu) as up:
+        async with at.new_worker(client, session, store, task_queue=queue, uploader=up):
             yield types.SimpleNamespace(
                 client=client, store=store, queue=queue, server=temporal_server
             )

@@ -290,6 +290,20 @@ async def test_training_resumes_watching_instead_of_training_again(
     assert Journal(journal, lock=False).counts("train") == {"done": 2}
 
 
+async def test_a_failed_training_is_its_items_job_failed_not_a_group(
+    emu: Emulator, media: SamplePhotos
+) -> None:
+    from aiportrait.emulator import Faults
+    from aiportrait.errors import JobFailed
+
+    emu.faults = Faults(job_failure=1.0)
+    photos = [emu.media_url(n) for n in media.astronaut]
+    async with emu.session(poll=FAST) as session:
+        (outcome,) = await session.train_many({"me": photos}).collect()
+    assert type(outcome.error) is JobFailed  # as itself: not in an ExceptionGroup
+    assert outcome.error.job_id == outcome.job.job_id
+
+
 async def test_in_flight_items_are_not_silently_resubmitted(
     creator: tuple[Creator, str], tmp_path: Path
 ) -> None:

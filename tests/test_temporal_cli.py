@@ -358,23 +358,20 @@ async def test_dev_starts_the_cluster_in_one_command(tmp_path: Path) -> None:
     with socket.socket() as s, pytest.raises(ConnectionRefusedError):  # the server is gone
         s.connect(("127.0.0.1", ports[0]))
     assert (tmp_path / "c" / "temporal.db").is_file()
+    # every history is in it: its user's alone (the -wal and -shm beside it too, while open)
+    assert stat.S_IMODE((tmp_path / "c").stat().st_mode) == 0o700
+    for name in ("temporal.db", "temporal.log"):
+        assert stat.S_IMODE((tmp_path / "c" / name).stat().st_mode) == 0o600
 
 
 async def test_batch_uploads_local_files_first_and_ships_urls(
     cluster: Any,
-    temporal_emu: Any,
+    temporal_emu_env: Any,
     sample_media: Any,
     tmp_path: Path,
-    monkeypatch: Any,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    for name, value in (
-        ("AIPORTRAIT_HOST", temporal_emu.url),
-        ("AIPORTRAIT_APP_ID", temporal_emu.app_id),
-        ("AIPORTRAIT_TOKEN", temporal_emu.token),
-    ):
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("OSS_BUCKET", raising=False)
+    temporal_emu = temporal_emu_env
     folder = sample_media.folder
     rows = [
         {
@@ -437,6 +434,7 @@ def test_a_batch_file_warning_is_one_line_once_then_no_temporal_is_exit_3(
         (["batch", "missing.jsonl"], 2, "UsageError: missing.jsonl: cannot read"),
         (["train"], 2, "UsageError: Missing argument 'PHOTO_URL...'"),
         (["worker", "--concurrency", "0"], 2, "UsageError: Invalid value for '--concurrency'"),
+        (["attach", "x", "--encryption-key", "c2VjcmV0"], 2, "InvalidArgument: an encryption key"),
     ],
 )
 def test_temporal_errors_are_one_line_with_the_class_and_the_exit_code(
@@ -447,3 +445,4 @@ def test_temporal_errors_are_one_line_with_the_class_and_the_exit_code(
     lines = [line for line in captured.err.splitlines() if "warning: " not in line]
     assert lines == [lines[0]]
     assert lines[0].startswith(f"aiportrait: error: {start}")
+    assert "c2VjcmV0" not in captured.err + captured.out  # a key is never shown

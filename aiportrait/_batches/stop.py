@@ -211,6 +211,7 @@ class BatchStop:
         """Await ``step`` (watching a training), dropped at once when the batch stops:
         :class:`~aiportrait.errors.BatchStopped` naming the job then."""
         done: list[T] = []
+        failed: list[Exception] = []  # what ``step`` raised: as itself, not in a group
         async with anyio.create_task_group() as tg:
 
             async def watch() -> None:
@@ -218,8 +219,13 @@ class BatchStop:
                 tg.cancel_scope.cancel()
 
             tg.start_soon(watch)
-            done.append(await step)
+            try:
+                done.append(await step)
+            except Exception as exc:
+                failed.append(exc)
             tg.cancel_scope.cancel()
+        if failed:
+            raise failed[0]
         if not done:
             raise BatchStopped(key, self._reason, job_id)
         return done[0]

@@ -126,6 +126,7 @@ def clean_photo(data: bytes, content_type: str, name: str) -> CleanPhoto:
                 raise LocalPhotoError(name, f"is {im.width}x{im.height}, too many pixels")
             icc = im.info.get("icc_profile")
             upright = ImageOps.exif_transpose(im)
+            upright.info = {}  # a JPEG's save writes the photo's own comment back from here
             if not png and upright.mode not in ("RGB", "L"):
                 upright = upright.convert("RGB")
             buffer = io.BytesIO()

@@ -8,6 +8,7 @@ Its warnings, errors, outcome lines and exit codes are those of every command (s
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import shlex
@@ -52,6 +53,12 @@ _WHERE: Final = {
         "--task-queue", envvar="AIPORTRAIT_TASK_QUEUE", default="aiportrait", show_default=True,
         help="task queue (AIPORTRAIT_TASK_QUEUE)",
     ),
+    "encryption_key": click.option(
+        "--encryption-key", envvar="AIPORTRAIT_TEMPORAL_KEY", metavar="BASE64",
+        help="encrypt all Temporal stores of the workflows (AES-256-GCM) with this key, 32"
+        " bytes in base64 (openssl rand -base64 32); every worker and starter needs the same;"
+        " better in the environment: AIPORTRAIT_TEMPORAL_KEY",
+    ),
 }  # fmt: skip
 """Where the cluster is: the options of the temporal commands, defined once."""
 
@@ -64,14 +71,20 @@ class Cluster:
     store: Path = Path("aiportrait-store")
     address: str = "127.0.0.1:7233"
     task_queue: str = "aiportrait"
+    encryption_key: str | None = attrs.field(default=None, repr=False)
 
     async def client(self, runtime: Any) -> Any:
-        """A Temporal client on ``runtime`` (the commands' core: :func:`core`);
-        Temporal unreachable: :class:`ConnectError`, exit 3."""
-        from ..temporal import connect
+        """A Temporal client on ``runtime`` (the commands' core: :func:`core`), encrypting
+        with ``encryption_key`` when there is one; Temporal unreachable:
+        :class:`ConnectError`, exit 3."""
+        from ..temporal import connect, data_converter, encrypted_converter
 
+        key = self.encryption_key
+        converter = encrypted_converter(key) if key else data_converter
         try:
-            return await connect(self.address, namespace=self.namespace, runtime=runtime)
+            return await connect(
+                self.address, namespace=self.namespace, runtime=runtime, data_converter=converter
+            )
         except RuntimeError as exc:  # the SDK's connection error
             raise ConnectError(
                 f"cannot reach Temporal at {self.address} (namespace {self.namespace}): "
@@ -219,7 +232,9 @@ def core_made() -> bool:
 def worker(common: Common, cluster: Cluster, concurrency: int | None, rate: float | None) -> int:
     """Run a worker until SIGINT or SIGTERM.
 
-    It calls the service with the credentials every command takes."""
+    It calls the service with the credentials every command takes. Photos a starter uploaded
+    are presigned here just before each call, with the uploader every command uses (the OSS_*
+    variables, or the local emulator's bucket): Temporal holds only where they are."""
     from ..temporal import charged_queue, new_worker
 
     per_second = "" if rate is None else f", {rate:g} per second"
@@ -228,11 +243,13 @@ def worker(common: Common, cluster: Cluster, concurrency: int | None, rate: floa
         client = await cluster.client(runtime)
         stop = await stop_event()
         portraits = cluster.portraits()
-        async with common.session() as session:
+        uploader = common.uploader()
+        async with common.session() as session, uploader or contextlib.nullcontext():
             queue = cluster.task_queue
             worker = new_worker(
-                client, session, portraits, task_queue=queue, concurrency=concurrency, rate=rate
-            )
+                client, session, portraits, task_queue=queue, concurrency=concurrency, rate=rate,
+                uploader=uploader,
+            )  # fmt: skip
             common.out.line(
                 f"worker on {cluster.address} namespace {cluster.namespace} task queue {queue}"
                 f" (charged calls: {charged_queue(queue)}{per_second}), store {portraits.root};"

@@ -10,7 +10,8 @@ import click
 
 from .._batches.keys import read_item
 from .._local.resolve import resolve
-from .._local.upload import as_upload
+from .._local.upload import UploadFunc, as_upload
+from .._wire.signing import PresignedURL
 from ..errors import ConfigWarning, ConnectError, PhotoCountWarning
 from ._batchfile import Item, read_plan
 from ._dryrun import budget_from, budget_options, print_temporal_dry_run
@@ -50,6 +51,18 @@ def _fits(key: str, request: Item) -> None:
     from ..temporal import check_item
 
     check_item(key, request.with_urls(dict.fromkeys(request.local_inputs(), _UPLOADED)))
+
+
+def _presigned(upload: UploadFunc | None) -> UploadFunc | None:
+    """``upload``, its URLs as :class:`PresignedURL`: Temporal carries them without their
+    query, and the workers presign them again before each call."""
+    if upload is None:
+        return None
+
+    async def presigned(data: bytes, content_type: str, key: str) -> str:
+        return PresignedURL(await upload(data, content_type, key))
+
+    return presigned
 
 
 async def _look(cluster: Cluster, runtime: Any, workflow_id: str) -> tuple[Any, str | None]:
@@ -170,7 +183,7 @@ def batch_(
                     common.out.resume = None
                     return await resumed(handle, stopped, stop, len(plan))
             async with common.uploading(plan.local) as uploader:
-                upload = as_upload(uploader)
+                upload = _presigned(as_upload(uploader))
                 items = [(k, await resolve(v, upload, known[k][1])) for k, v in plan.items.items()]
             stop.starting = True
             common.out.resume = None

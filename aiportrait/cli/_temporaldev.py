@@ -60,7 +60,7 @@ def dev(
         ) from None
 
     root = folder.resolve()
-    root.mkdir(parents=True, exist_ok=True)
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)  # its temporal.db: every history
     photos = sample_photos(root / "photos")
 
     async def run(runtime: Any) -> int:

@@ -11,6 +11,10 @@ the wire (:func:`error_of`, :func:`result`)::
     handle = await aiportrait.temporal.start_training(client, photo_urls)
     result = await aiportrait.temporal.result(handle)   # a TrainResult, or the library's error
 
+Temporal keeps no usable presigned URL: an uploaded photo travels as its object's address, and
+the worker's uploader presigns it just before the call (``new_worker(..., uploader=)``);
+:func:`encrypted_converter` encrypts everything Temporal stores (:class:`EncryptionCodec`).
+
 See the README's "Beyond one machine" section for workers, limits and the CLI.
 """
 
@@ -37,7 +41,9 @@ from ._client import (
     unreachable,
 )
 from ._dev import DevServer, find_temporal_cli
+from ._encryption import EncryptionCodec, encrypted_converter
 from ._following import Following
+from ._presign import Presigner
 from ._stop import batch_summary, resume_batch, stop_batch, stopped_progress
 from ._store import FindingStore, LocalPortraitStore, PortraitStore
 from ._values import (
@@ -72,6 +78,7 @@ __all__ = [
     "CreateInput",
     "CreateWorkflow",
     "DevServer",
+    "EncryptionCodec",
     "ErrorInfo",
     "FindingStore",
     "Following",
@@ -84,6 +91,7 @@ __all__ = [
     "PortraitRef",
     "PortraitStore",
     "PortraitWorker",
+    "Presigner",
     "Timeouts",
     "TrainInput",
     "TrainProgress",
@@ -96,6 +104,7 @@ __all__ = [
     "check_item",
     "connect",
     "data_converter",
+    "encrypted_converter",
     "error_of",
     "find_temporal_cli",
     "follow_batch",

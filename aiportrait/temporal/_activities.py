@@ -7,6 +7,10 @@ becomes ``next_retry_delay``, and the error itself travels as :class:`ErrorInfo`
 workflow sees the library's class. Charged activities (train, create) are scheduled with a
 single attempt; the workflow alone decides to send again, and only after a failure that proves
 the call did not run.
+
+The activities that send photos (check, train, create) presign the photos the starter uploaded
+just before the call, with the worker's uploader (:mod:`._presign`): Temporal holds only where
+they are.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from .._session import Session
 from .._session.core import PROBE
 from ..errors import AIPortraitError, SubmitOutcomeUnknown
 from ..models import CheckReport, Job, TrainJob
+from ._presign import Presigner, presigned_again
 from ._store import PortraitStore, find_portrait
 from ._values import (
     BatchItem,
@@ -64,9 +69,10 @@ def as_application_error(exc: AIPortraitError, *, charged: bool) -> ApplicationE
     delay = decision.wait if decision.retry else 0.0
     cause = exc.__cause__
     behind = (ErrorInfo.of(cause),) if isinstance(cause, AIPortraitError) else ()
+    info = ErrorInfo.of(exc)  # its message is the failure's, which Temporal keeps as it is
     return ApplicationError(
-        str(exc),
-        ErrorInfo.of(exc),
+        info.message,
+        info,
         *behind,
         type=type(exc).__name__,
         non_retryable=not decision.retry,
@@ -124,12 +130,18 @@ class PortraitActivities:
     Register them with ``Worker(activities=PortraitActivities(session, store).all())`` (or use
     :func:`aiportrait.temporal.new_worker`). The Session's own retries are switched off here:
     Temporal retries reads by the library's classifier, and the workflows decide about charged
-    calls. The Session's limits still bound this worker's calls in flight.
+    calls. The Session's limits still bound this worker's calls in flight. ``uploader`` (an
+    :class:`~aiportrait.uploads.OSSUploader` of the bucket the starters upload to) presigns
+    their uploaded photos just before each call; without one they are sent as Temporal holds
+    them (without a query: the service cannot read a private bucket's objects so).
     """
 
-    def __init__(self, session: Session, store: PortraitStore) -> None:
+    def __init__(
+        self, session: Session, store: PortraitStore, uploader: Presigner | None = None
+    ) -> None:
         self.session = session.with_options(retry=_ONE_TRY)
         self.store = store
+        self.uploader = uploader
 
     def all(self) -> list[Any]:
         """Every activity, for ``Worker(activities=...)``."""
@@ -148,7 +160,7 @@ class PortraitActivities:
     async def check(self, request: CheckRequest) -> CheckReport:
         """Check photos (free; retried by Temporal when the classifier allows)."""
         try:
-            return await self.session.send(request)
+            return await self.session.send(await presigned_again(request, self.uploader))
         except AIPortraitError as exc:
             raise as_application_error(exc, charged=False) from None
 
@@ -157,7 +169,7 @@ class PortraitActivities:
         """Submit a training (charged; scheduled with one attempt)."""
         async with _heartbeating():
             try:
-                return await self.session.send(request)
+                return await self.session.send(await presigned_again(request, self.uploader))
             except AIPortraitError as exc:
                 raise as_application_error(exc, charged=True) from None
 
@@ -174,7 +186,8 @@ class PortraitActivities:
         """Create a portrait (charged; one attempt) and store it; return where it is."""
         async with _heartbeating():
             try:
-                portrait = await self.session.send(task.request)
+                request = await presigned_again(task.request, self.uploader)
+                portrait = await self.session.send(request)
             except AIPortraitError as exc:
                 raise as_application_error(exc, charged=True) from None
             name = f"{task.name}{portrait.extension}"
@@ -186,7 +199,7 @@ class PortraitActivities:
                     f"the portrait was created (request_id={portrait.request_id}) but could"
                     f" not be stored: {type(exc).__name__}: {exc}",
                     action="create",
-                    request=task.request.to_dict(),
+                    request=None,  # Temporal keeps no request body (see ErrorInfo)
                 )
                 raise as_application_error(lost, charged=True) from None
         return PortraitRef(

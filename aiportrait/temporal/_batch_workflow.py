@@ -46,6 +46,9 @@ _OUTCOMES_PER_FILE = 500
 NO_OUTCOMES = 2**62
 """A ``progress`` query's ``after`` that asks for no outcome (for its counts)."""
 _PAGES_BY_BYTES = "aiportrait.outcome-pages-by-bytes"
+_UNSIGNED_SIZES = "aiportrait.outcomes-measured-unsigned"
+"""The patch from which an outcome is measured as Temporal carries it now: its presigned URLs
+cut before their query (a run begun before measures as it did, so its pages split alike)."""
 OUTCOME_BYTES: Final = 1024 * 1024
 """The most bytes of outcomes an outcome page or a ``progress`` reply holds (as Temporal
 carries them; but always one outcome at least): half of Temporal's 2 MiB payload limit. An
@@ -292,7 +295,8 @@ class PortraitBatchWorkflow:
             slots.release()
         self._counts[outcome.status] = self._counts.get(outcome.status, 0) + 1
         self._outcomes.append(outcome)
-        self._sizes.append(encoded_size(outcome))
+        signed = not workflow.patched(_UNSIGNED_SIZES)
+        self._sizes.append(encoded_size(outcome, signed=signed))
 
     def _stop_told(self) -> bool:
         return self._told

@@ -11,6 +11,7 @@ from typing import Any, Final, TypeVar
 import attrs
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
+from temporalio.converter import DataConverter
 from temporalio.exceptions import ApplicationError
 
 from .._args import short
@@ -76,10 +77,15 @@ async def connect(
     namespace: str = "default",
     tracing: bool = False,
     tracer_provider: Any = None,
+    data_converter: DataConverter = data_converter,
     **kwargs: Any,
 ) -> Client:
     """``temporalio.client.Client.connect`` with the library's data converter (``kwargs``
     pass through: ``tls``, ``api_key``, ``interceptors``...).
+
+    ``data_converter``: the library's (the default), or one built on it: with
+    :func:`~aiportrait.temporal.encrypted_converter`, what Temporal stores is ciphertext
+    (give every client and worker the same key; a worker uses its client's converter).
 
     With ``tracing=True`` (needs ``aiportrait[otel]``), Temporal's OpenTelemetry interceptor is
     added (``tracer_provider``, or the global one): starting a workflow, the workflow and each

@@ -162,21 +162,25 @@ class DevServer:
         return ": " + " | ".join(line.strip() for line in lines[-3:]) if lines else ""
 
     def _spawn(self) -> subprocess.Popen[bytes]:
+        # umask 077: what the server creates (db_file, its -wal and -shm) is its user's alone,
+        # 0600: it holds every workflow's history. The log file is opened here, 0600 as well.
+        options: dict[str, Any] = {"stdin": subprocess.DEVNULL, "umask": 0o077}
         if self._log_file is None:
             return subprocess.Popen(
                 self.command(),
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-                stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                **options,
             )
-        with open(self._log_file, "ab") as out:
+        fd = os.open(self._log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with open(fd, "ab") as out:
             return subprocess.Popen(
                 self.command(),
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                **options,
             )
 
     async def stop(self) -> None:

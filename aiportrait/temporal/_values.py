@@ -22,6 +22,7 @@ from .._retrying.policy import OutagePolicy
 from ..errors import AIPortraitError
 from ..hooks import OutcomeStatus
 from ..models import TrainJob, TrainResult
+from ._unsigned import unsigned
 
 __all__ = [
     "RESUME_WITHIN",
@@ -73,6 +74,11 @@ def _json_safe(value: Any) -> Any:
 class ErrorInfo:
     """A library error as data: its class, its message and its attributes.
 
+    It holds no request: a :class:`~aiportrait.errors.SubmitOutcomeUnknown`'s ``request`` is
+    ``None`` here (the request is the workflow's input, or the batch item its key names; its
+    ``action`` and message say what may have run), and its texts carry no presigned URL's
+    query (see :mod:`aiportrait.temporal._unsigned`).
+
     Attributes:
         type: the class name in :mod:`aiportrait.errors` (``"QuotaExceeded"``).
         message: ``str()`` of the error.
@@ -88,9 +94,13 @@ class ErrorInfo:
     @classmethod
     def of(cls, exc: BaseException) -> ErrorInfo:
         """The data of ``exc`` (any exception; a foreign one keeps only its name and message)."""
-        attributes = {k: _json_safe(v) for k, v in vars(exc).items() if not k.startswith("_")}
+        attributes = {
+            k: None if k == "request" else _json_safe(v)
+            for k, v in vars(exc).items()
+            if not k.startswith("_")
+        }
         args = tuple(_json_safe(a) for a in exc.args)
-        return cls(type(exc).__name__, str(exc), args, attributes)
+        return cls(type(exc).__name__, unsigned(str(exc)), args, attributes)
 
     def exception(self) -> AIPortraitError:
         """The error rebuilt: the same class from :mod:`aiportrait.errors` with its attributes

@@ -6,6 +6,9 @@ names its type (metadata ``type``), so a value comes back as the class it left a
 receiving side's annotations say. Errors travel as :class:`~._values.ErrorInfo` (the class
 name, the message and the attributes), so a :class:`~aiportrait.errors.QuotaExceeded` raised in
 an activity on one machine is a ``QuotaExceeded`` again where the workflow's result is read.
+
+No usable presigned URL crosses: :func:`to_data` cuts each before its query
+(:mod:`._unsigned`); a worker presigns an uploaded photo again before the call.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from temporalio.converter import (
 from .._jobs.schedule import PollPolicy
 from .._requests import _TYPES, request_from_dict
 from ..models import CheckReport, ImageCheck, Job, TrainJob, TrainResult
+from ._unsigned import RequestData, unsigned_data
 from ._values import (
     BatchInput,
     BatchItem,
@@ -82,7 +86,7 @@ def _is_request_type(cls: Any) -> bool:
 def _build() -> cattrs.Converter:
     conv = cattrs.Converter()
     for cls in _REQUESTS:
-        conv.register_unstructure_hook(cls, lambda r: r.to_dict())
+        conv.register_unstructure_hook(cls, lambda r: RequestData(r.to_dict()))
     conv.register_structure_hook_func(_is_request_type, lambda d, _t: request_from_dict(d))
     return conv
 
@@ -94,8 +98,9 @@ _BY_OLD_NAME: dict[str, type[Any]] = {"ItemOutcome": OutcomeRecord}
 
 
 def to_data(value: Any) -> Any:
-    """``value`` (one of the values above, a request or a model) as JSON data."""
-    return _CONVERTER.unstructure(value)
+    """``value`` (one of the values above, a request or a model) as JSON data, with no usable
+    presigned URL in it (:func:`~._unsigned.unsigned_data`)."""
+    return unsigned_data(_CONVERTER.unstructure(value))
 
 
 def from_data(data: Any, cls: type[Any]) -> Any:
@@ -114,11 +119,7 @@ class _AIPortraitJSON(EncodingPayloadConverter):
         cls = type(value)
         if _BY_NAME.get(cls.__name__) is not cls:
             return None
-        data = json.dumps(to_data(value), separators=(",", ":"), allow_nan=False)
-        return Payload(
-            metadata={"encoding": b"json/aiportrait", "type": cls.__name__.encode()},
-            data=data.encode(),
-        )
+        return _payload(value, to_data(value))
 
     def from_payload(self, payload: Payload, type_hint: type | None = None) -> Any:
         name = payload.metadata.get("type", b"").decode()
@@ -141,8 +142,18 @@ data_converter = DataConverter(payload_converter_class=PayloadConverter)
 """The data converter to give ``Client.connect`` (workers and starters alike)."""
 
 
-def encoded_size(value: Any) -> int:
+def _payload(value: Any, data: Any) -> Payload:
+    return Payload(
+        metadata={"encoding": b"json/aiportrait", "type": type(value).__name__.encode()},
+        data=json.dumps(data, separators=(",", ":"), allow_nan=False).encode(),
+    )
+
+
+def encoded_size(value: Any, *, signed: bool = False) -> int:
     """The bytes ``value`` takes as Temporal carries it: its payload, as :data:`data_converter`
-    encodes it (deterministic: workflow code may measure with it)."""
+    encodes it (deterministic: workflow code may measure with it). ``signed``: as it was
+    measured before presigned URLs lost their query here (a run begun then replays alike)."""
+    if signed:
+        return _payload(value, _CONVERTER.unstructure(value)).ByteSize()
     (payload,) = data_converter.payload_converter.to_payloads([value])
     return payload.ByteSize()

@@ -19,6 +19,7 @@ from ._activities import PortraitActivities
 from ._batch_workflow import PortraitBatchWorkflow
 from ._calls import charged_queue
 from ._client import DEFAULT_TASK_QUEUE
+from ._presign import Presigner
 from ._store import PortraitStore
 from ._wire import data_converter
 from ._workflows import CreateWorkflow, TrainWorkflow
@@ -90,6 +91,7 @@ def new_worker(
     concurrency: int | None = None,
     rate: float | None = None,
     graceful: float = 60.0,
+    uploader: Presigner | None = None,
     **kwargs: Any,
 ) -> PortraitWorker:
     """A worker for the library's workflows and activities: a :class:`PortraitWorker`.
@@ -115,6 +117,10 @@ def new_worker(
             limited. ``None``: no cap.
         graceful: seconds a stopping worker gives its activities in flight to finish (a
             create cut short ends ``unknown``, so let it finish).
+        uploader: presigns the photos the starters uploaded, just before each call (an
+            :class:`~aiportrait.uploads.OSSUploader` of their bucket, endpoint and prefix):
+            Temporal holds only where they are, never a usable URL. Needed for batches and
+            trainings of local photos.
         kwargs: passed to both ``Worker`` (``interceptors``, ``identity``...).
 
     Raises:
@@ -138,7 +144,7 @@ def new_worker(
             most,
         )
         concurrency = most
-    activities = PortraitActivities(session, store)
+    activities = PortraitActivities(session, store, uploader)
     stop = timedelta(seconds=graceful)
     main = Worker(
         client,
