@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .._files import make_dir, open_new
+from .._wire.signing import unsigned_data
 from ..errors import InvalidArgument, JournalError
 from .journal_format import (
     DURATIONS_TABLE,
@@ -43,7 +44,6 @@ from .journal_format import (
     key_text,
     migrate,
     read_row,
-    without_signatures,
 )
 from .lockfile import FileLock
 
@@ -272,7 +272,7 @@ class Journal:
         Never overwrites a row recorded for another request (another fingerprint): that
         raises :class:`~aiportrait.errors.InvalidArgument`.
         """
-        payload = None if data is None else json.dumps(without_signatures(data))
+        payload = None if data is None else json.dumps(unsigned_data(data))
         bump = 1 if status == "submitting" else 0
         with self._using(write=True) as db:
             written = db.execute(

@@ -9,7 +9,7 @@ from typing import Any, Final, Literal, get_args
 
 import attrs
 
-from .._wire.signing import PresignedURL, presigned
+from .._wire.signing import unsigned_data
 from ..errors import InvalidArgument
 
 __all__ = [
@@ -23,7 +23,6 @@ __all__ = [
     "key_text",
     "migrate",
     "read_row",
-    "without_signatures",
 ]
 
 Status = Literal["submitting", "submitted", "done", "failed"]
@@ -112,17 +111,6 @@ until when the last URL handed out for it lasts. Never the URL: that is a key to
 presigned again (on this machine, no request) whenever it is needed."""
 
 
-def without_signatures(value: Any) -> Any:
-    """A JSON value with every presigned URL in it cut to its query-less form
-    (:attr:`~aiportrait._wire.signing.PresignedURL.public`): what may be stored."""
-    if isinstance(value, dict):
-        return {k: without_signatures(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [without_signatures(v) for v in value]
-    url = presigned(value)
-    return url.public if isinstance(url, PresignedURL) else value
-
-
 def migrate(db: sqlite3.Connection) -> None:
     """Bring a journal of an older format (:data:`MIGRATES`) to :data:`FORMAT`, in the
     caller's transaction: the remembered uploads lose their URLs (key and expiry kept, so
@@ -144,7 +132,7 @@ def migrate(db: sqlite3.Connection) -> None:
                 data = json.loads(raw)
             except (TypeError, ValueError, RecursionError):
                 continue  # unreadable: said when the item is read, as before
-            clean = json.dumps(without_signatures(data))
+            clean = json.dumps(unsigned_data(data))
             if clean != raw:
                 db.execute("UPDATE items SET data = ? WHERE rowid = ?", (clean, rowid))
     db.execute(f"PRAGMA user_version = {FORMAT}")

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
     "PresignedURL", "PrivateMapping", "Redacted", "authorization", "presigned", "redacted", "sign",
-    "sign_string",
+    "sign_string", "unsigned", "unsigned_data",
 ]  # fmt: skip
 
 
@@ -92,6 +93,37 @@ def presigned(value: Any) -> Any:
 
 
 _SIGNATURES = ("x-oss-signature=", "signature=", "x-amz-signature=", "x-oss-credential=")
+_URL: Final = re.compile(r"""[A-Za-z][A-Za-z0-9+.-]*://[^\s"'<>]+""")
+
+
+def unsigned(text: str) -> str:
+    """``text`` with each signed URL in it (whole, or inside a message or a JSON text) cut
+    before its query: what may be stored or shown."""
+    if isinstance(text, PresignedURL):
+        return text.public
+    if "?" not in text:  # the usual case: no query, nothing to look for
+        return text
+    return _URL.sub(_public, text)
+
+
+def unsigned_data(data: Any) -> Any:
+    """JSON data (a training state, a job's result) with every signed URL in it cut before
+    its query (:func:`unsigned`), in a copy: what may be written to a file."""
+    if isinstance(data, str):
+        return unsigned(data)
+    if isinstance(data, dict):
+        return {k: unsigned_data(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [unsigned_data(v) for v in data]
+    return data
+
+
+def _public(match: re.Match[str]) -> str:
+    text = match.group()
+    url = text.rstrip(".,;:)]}")  # the punctuation of the sentence around it stays
+    # A JSON text (a raw_result written by a Go service) may escape "&" as "\u0026".
+    found = presigned(url.replace("\\u0026", "&"))
+    return found.public + text[len(url) :] if isinstance(found, PresignedURL) else text
 
 
 def _signed(url: str) -> bool:

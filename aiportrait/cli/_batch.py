@@ -22,11 +22,11 @@ from .. import (
     TrainRequest,
     TrainResult,
 )
-from .._batches.journal_format import without_signatures
 from .._batches.keys import file_stem
 from .._display.batch_progress import BatchProgress, batch_progress
 from .._files import write_atomic
 from .._wire.codec import converter
+from .._wire.signing import unsigned_data
 from ..batches import DEFAULT_GRACE, BatchStop
 from ..errors import BatchStopped, BudgetExhausted, ConfigWarning, JobFailed, PhotoCountWarning
 from ..hooks import OutagePause
@@ -128,7 +128,7 @@ def _save_training(out_dir: Path, outcome: Outcome[Any, Any], shared: bool) -> P
     doc = {"key": outcome.key, **converter.unstructure(outcome.job)}
     doc.update(_value_doc(outcome, None))
     path = out_dir / TRAININGS_DIR / f"{file_stem(outcome.key)}.json"
-    text = json.dumps(without_signatures(doc), indent=2, default=str) + "\n"
+    text = json.dumps(unsigned_data(doc), indent=2, default=str) + "\n"
     return write_atomic(path, text.encode(), shared=shared)
 
 
