@@ -59,7 +59,10 @@ class ImageCheck:
     """The verdict on one photo.
 
     Attributes:
-        url: the photo's URL as sent.
+        url: the photo's URL as sent: a presigned one is a
+            :class:`~aiportrait.uploads.PresignedURL`, equal to it, whose ``repr``, ``str`` and
+            pickle hold no signature (``str`` is the photo's path when it was uploaded from
+            one); ``url.reveal()`` is the usable URL.
         code: the verdict; ``code.known`` is False for codes the documentation does not list.
         message: the service's message for the verdict.
         frontal: whether the face looks at the camera.
@@ -85,7 +88,7 @@ class CheckReport:
 
     Attributes:
         results: one :class:`ImageCheck` per photo, in the service's order.
-        images: the URLs the service lists as verified.
+        images: the URLs the service lists as verified (presigned ones as in ``results``).
         cost_time: server compute seconds.
         request_id: the service's request id.
     """
@@ -175,7 +178,8 @@ class Job:
         state: the job's state; ``state.terminal`` tells whether it can change.
         message: the service's message (``success``, or why the job failed).
         app_id: the AppId that owns the job.
-        raw_result: the ``Result`` string as sent (``None`` when absent).
+        raw_result: the ``Result`` string as sent (``None`` when absent), with each presigned
+            URL in it without its query (no signature: the text is kept, logged, pickled).
         result: ``raw_result`` parsed as a training result, when it is one.
         request_id: the request id of this query.
     """

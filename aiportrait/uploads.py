@@ -38,12 +38,19 @@ starts and uploaded right before its charged call; with ``journal=``, the item i
 files' content and the uploads are remembered (an uploader with a ``remembering(memo)``
 method, as :class:`OSSUploader`, is given the journal as an :class:`UploadMemo`): a re-run
 neither uploads nor trains again, and an expired URL is presigned again, not uploaded again.
+
+A presigned URL is a key to a person's photo for its lifetime, so whatever an uploader returns
+becomes a :class:`PresignedURL`: a ``str`` sent whole (JSON and the wire see the usable URL),
+named by the photo's path, whose ``repr``, ``str`` and pickle drop the query (where the
+signature is); ``reveal()`` is the usable URL. The URLs the service echoes back (check results,
+training states) are ``PresignedURL`` values too, equal to the URLs sent.
 """
 
 from ._local.localrequest import LocalRequest  # noqa: F401  (deprecated; not in __all__)
 from ._local.oss_uploader import DEFAULT_EXPIRES, MAX_EXPIRES, OSSUploader, UploadMemo
 from ._local.upload import Uploader, UploadFunc
 from ._requests import ImageInput, LocalInput
+from ._wire.signing import PresignedURL
 from .errors import LocalPhotoError, PreflightFailed, UploadError
 
 __all__ = [
@@ -54,6 +61,7 @@ __all__ = [
     "LocalPhotoError",
     "OSSUploader",
     "PreflightFailed",
+    "PresignedURL",
     "UploadError",
     "UploadFunc",
     "UploadMemo",

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .._files import make_dir, open_new
-from .._wire.signing import unsigned_data
+from .._wire.signing import public_json
 from ..errors import InvalidArgument, JournalError
 from .journal_format import (
     DURATIONS_TABLE,
@@ -272,7 +272,7 @@ class Journal:
         Never overwrites a row recorded for another request (another fingerprint): that
         raises :class:`~aiportrait.errors.InvalidArgument`.
         """
-        payload = None if data is None else json.dumps(unsigned_data(data))
+        payload = None if data is None else json.dumps(public_json(data))
         bump = 1 if status == "submitting" else 0
         with self._using(write=True) as db:
             written = db.execute(

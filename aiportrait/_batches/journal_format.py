@@ -9,7 +9,7 @@ from typing import Any, Final, Literal, get_args
 
 import attrs
 
-from .._wire.signing import unsigned_data
+from .._wire.signing import public_json
 from ..errors import InvalidArgument
 
 __all__ = [
@@ -132,7 +132,7 @@ def migrate(db: sqlite3.Connection) -> None:
                 data = json.loads(raw)
             except (TypeError, ValueError, RecursionError):
                 continue  # unreadable: said when the item is read, as before
-            clean = json.dumps(unsigned_data(data))
+            clean = json.dumps(public_json(data))
             if clean != raw:
                 db.execute("UPDATE items SET data = ? WHERE rowid = ?", (clean, rowid))
     db.execute(f"PRAGMA user_version = {FORMAT}")

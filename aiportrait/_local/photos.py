@@ -126,7 +126,9 @@ def clean_photo(data: bytes, content_type: str, name: str) -> CleanPhoto:
                 raise LocalPhotoError(name, f"is {im.width}x{im.height}, too many pixels")
             icc = im.info.get("icc_profile")
             upright = ImageOps.exif_transpose(im)
-            upright.info = {}  # a JPEG's save writes the photo's own comment back from here
+            # What the encoders would write back from here (a JPEG's own comment...): only a
+            # PNG's transparency stays, a pixel value, nothing about the person.
+            upright.info = {k: v for k, v in upright.info.items() if k == "transparency"}
             if not png and upright.mode not in ("RGB", "L"):
                 upright = upright.convert("RGB")
             buffer = io.BytesIO()

@@ -98,7 +98,12 @@ async def upload_inputs(request: R, read: ReadInputs, upload: UploadFunc | None)
         raise needs_uploader(type(request).__name__, first)
     await check_inputs(request, read)
     photos = {place: (data, kind, name) for place, (data, kind, name, _) in read.photos.items()}
-    return request.with_urls(await upload_photos(upload, photos))
+    # A file's URL shows as the path the user gave (bytes have none: their URL shows query-less).
+    files = request.local_inputs()
+    sources = {
+        place: None if isinstance(files.get(place), bytes) else v[2] for place, v in photos.items()
+    }
+    return request.with_urls(await upload_photos(upload, photos, sources))
 
 
 async def read_local(request: Request) -> ReadInputs | None:

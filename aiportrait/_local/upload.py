@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Protocol, TypeAlias, TypeVar, runtime_checkable
 
+from .._wire.signing import PresignedURL
 from ..errors import AIPortraitError, InvalidArgument, PreflightFailed, UploadError
 
 if TYPE_CHECKING:
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = [
     "UploadFunc",
     "Uploader",
+    "as_presigned",
     "as_upload",
     "check_photos",
     "needs_uploader",
@@ -69,17 +71,27 @@ def needs_uploader(what: str, name: str) -> InvalidArgument:
     )
 
 
-async def _upload(upload: UploadFunc, photo: CleanPhoto) -> str:
+async def _upload(upload: UploadFunc, photo: CleanPhoto, source: str | None) -> PresignedURL:
+    """``photo`` uploaded: its URL as a :class:`PresignedURL` named ``source`` (the user's name
+    of the photo: its path as given), whatever the uploader returned."""
     key = f"{photo.sha256}.{photo.extension}"
     try:
-        url = await upload(photo.data, photo.content_type, key)
+        url = as_presigned(await upload(photo.data, photo.content_type, key), source)
     except AIPortraitError:
         raise
     except Exception as exc:
         raise UploadError(f"upload of {photo.name} failed ({type(exc).__name__})") from None
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+    if url is None or not url.startswith(("http://", "https://")):
         raise UploadError(f"the uploader returned no http(s) URL for {photo.name}")
     return url
+
+
+def as_presigned(url: object, source: str | None) -> PresignedURL | None:
+    """What an uploader returned as a :class:`PresignedURL` named ``source`` (``None`` when it
+    is not a string): shown and pickled without its query from here on."""
+    if isinstance(url, PresignedURL):
+        return PresignedURL(url.reveal(), source)
+    return PresignedURL(url, source) if isinstance(url, str) else None
 
 
 async def check_photos(photos: Iterable[tuple[bytes, str, str]]) -> None:
@@ -95,14 +107,17 @@ async def check_photos(photos: Iterable[tuple[bytes, str, str]]) -> None:
 
 
 async def upload_photos(
-    upload: UploadFunc, photos: Mapping[K, tuple[bytes, str, str]]
-) -> dict[K, str]:
+    upload: UploadFunc,
+    photos: Mapping[K, tuple[bytes, str, str]],
+    sources: Mapping[K, str | None] | None = None,
+) -> dict[K, PresignedURL]:
     """Photos already read (``data, content_type, name`` by key), cleaned of their metadata
-    and uploaded; their URLs by key."""
+    and uploaded; their URLs by key, each a :class:`PresignedURL` named by its ``sources``
+    entry (the path as given; ``None``, the default, for bytes)."""
     from .photos import clean_photo  # loaded with the first local photo, not by a Session
 
     urls = {}
     for key, (data, content_type, name) in photos.items():
         photo = await asyncio.to_thread(clean_photo, data, content_type, name)
-        urls[key] = await _upload(upload, photo)
+        urls[key] = await _upload(upload, photo, None if sources is None else sources.get(key))
     return urls

@@ -52,7 +52,7 @@ class CheckRequest(Request):
 
     def _decode(self, answer: Answer) -> CheckReport:
         """Read the service's answer."""
-        return decode_check(answer.data, answer.request_id)
+        return decode_check(answer.data, answer.request_id, self.images)
 
 
 @attrs.frozen

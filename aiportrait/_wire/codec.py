@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import binascii
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
@@ -26,6 +26,14 @@ from ..models import (
     TrainResult,
 )
 from .convert import strict_converter
+from .signing import (
+    PresignedURL,
+    PrivateBytes,
+    presigned,
+    public_text,
+    redacted,
+    without_signatures,
+)
 
 __all__ = [
     "converter",
@@ -111,9 +119,11 @@ def loads(data: str | bytes | bytearray) -> Any:
     return json.loads(data)
 
 
-def encode_body(payload: Mapping[str, Any]) -> bytes:
-    """Encode a request body once: compact JSON, UTF-8, no NaN or infinity."""
-    return _ENCODER.encode(payload).encode()
+def encode_body(payload: Mapping[str, Any]) -> PrivateBytes:
+    """Encode a request body once: compact JSON, UTF-8, no NaN or infinity. A presigned URL
+    in it is sent whole (JSON reads a ``str`` subclass's text, not its ``str()``); the bytes'
+    ``repr`` hides them (they are in the frames of a failed call)."""
+    return PrivateBytes(_ENCODER.encode(payload).encode())
 
 
 def _mapping(value: Any, what: str) -> Mapping[str, Any]:
@@ -186,7 +196,7 @@ def _image_check(raw: Any, what: str, index: int | None = None) -> ImageCheck:
         code = raw.get("code", _NO_CODE)
         message = raw.get("message", "")
         frontal = raw.get("frontal", False)
-        if type(url) is str and type(message) is str and type(frontal) is bool:
+        if isinstance(url, str) and type(message) is str and type(frontal) is bool:
             if type(code) is int:
                 verdict = _VERDICTS.get(code)
                 if verdict is None:
@@ -198,7 +208,7 @@ def _image_check(raw: Any, what: str, index: int | None = None) -> ImageCheck:
             if verdict is not None:
                 detail = raw.get("emulator_detail")
                 check = _new(ImageCheck)
-                _IC_URL(check, url)
+                _IC_URL(check, presigned(url))
                 _IC_CODE(check, verdict)
                 _IC_MESSAGE(check, message)
                 _IC_FRONTAL(check, frontal)
@@ -219,16 +229,34 @@ def _image_check_slow(raw: Any, what: str) -> ImageCheck:
     # is not a string is dropped rather than failing the whole answer.
     detail = item.pop("emulator_detail", None)
     item["detail"] = " ".join(detail.split()) if isinstance(detail, str) else ""
-    return _structure(item, ImageCheck, what)
+    check = _structure(item, ImageCheck, what)
+    _IC_URL(check, presigned(check.url))
+    return check
 
 
-def decode_check(data: Any, request_id: str) -> CheckReport:
-    """Read the ``data`` of a check answer."""
+def _hide_urls(results: Any, images: Any, sent: Iterable[object]) -> None:
+    """A check answer's URLs as :class:`PresignedURL` values, in the answer itself (the frames
+    of a failure to read it hold none usable): one ``sent`` as one is that value (a local
+    photo's keeps its path); any other signed URL is wrapped (:func:`presigned`)."""
+    known: dict[str, Any] = {url: url for url in sent if isinstance(url, PresignedURL)}
+    if type(results) is list:
+        for raw in results:
+            if type(raw) is dict and isinstance(url := raw.get("url"), str):
+                raw["url"] = known.get(url) or presigned(url)
+    if type(images) is list:
+        images[:] = [(known.get(i) or presigned(i)) if isinstance(i, str) else i for i in images]
+
+
+def decode_check(data: Any, request_id: str, sent: Iterable[object] = ()) -> CheckReport:
+    """Read the ``data`` of a check answer. A URL it echoes is a :class:`PresignedURL` (shown
+    query-less); one of the ``sent`` URLs uploaded from a local photo is that very value
+    (shown as the photo's path)."""
     data = _mapping(data, "check data")
     results = data.get("check_results") or []
+    images = data.get("images") or []
+    _hide_urls(results, images, sent)
     if not isinstance(results, list):
         raise MalformedResponse("check data.check_results is not a list")
-    images = data.get("images") or []
     if not isinstance(images, list):
         raise MalformedResponse("check data.images is not a list of strings")
     for image in images:
@@ -287,21 +315,25 @@ def parse_train_result(raw: str | None) -> TrainResult | None:
 def decode_job(data: Any, job_id: int, request_id: str) -> Job:
     """Read the ``data`` of a job answer (``{"job": {...}}``)."""
     job = _mapping(_mapping(data, "job data").get("job"), "job data.job")
+    if type(job) is dict:  # the Result text hidden in the answer itself (see _hide_urls)
+        for key in ("Result", "result"):
+            if isinstance(job.get(key), str):
+                job[key] = redacted(job[key])
     if "state" not in job:
         raise MalformedResponse("job data.job has no state")
-    raw = job.get("Result", job.get("result"))
-    if raw is not None and not isinstance(raw, str):
-        raw = json.dumps(raw)  # a server that sends an object instead of a string
     value = job["state"]
     state = _STATES.get(value) if type(value) is int else None
     if state is None:
         state = _structure(value, JobState, "job state")
+    raw = job.get("Result", job.get("result"))
+    if raw is not None and not isinstance(raw, str):
+        raw = redacted(json.dumps(raw))  # a server that sends an object instead of a string
     decoded = _new(Job)
     _JOB_ID(decoded, _job_id(job.get("id", job_id), "job id"))
     _JOB_STATE(decoded, state)
-    _JOB_MESSAGE(decoded, _optional_str(job.get("message"), "job message"))
+    _JOB_MESSAGE(decoded, public_text(_optional_str(job.get("message"), "job message")))
     _JOB_APP_ID(decoded, _optional_str(job.get("app_id"), "job app_id"))
-    _JOB_RAW(decoded, raw)
+    _JOB_RAW(decoded, None if raw is None else without_signatures(str(raw)))  # a plain str
     _JOB_RESULT(decoded, parse_train_result(raw) if state is JobState.SUCCESS else None)
     _JOB_REQUEST_ID(decoded, _optional_str(job.get("request_id"), "job request_id") or request_id)
     return decoded

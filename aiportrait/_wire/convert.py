@@ -11,6 +11,7 @@ import functools
 from typing import TYPE_CHECKING, Any
 
 from .._states import CheckVerdict, JobState
+from .signing import PresignedURL
 
 if TYPE_CHECKING:
     import cattrs
@@ -21,7 +22,8 @@ __all__ = ["converter", "strict_converter"]
 def strict_converter() -> cattrs.Converter:
     """A new converter: ints, floats, strings and booleans must arrive as exactly that JSON
     type (``"1"`` is not an int, ``True`` is not a number); verdicts and job states from ints;
-    unknown keys ignored."""
+    unknown keys ignored. A :class:`PresignedURL` unstructures query-less (what ``to_dict``
+    gives is kept: files, journals), as it pickles."""
     import cattrs
 
     conv = cattrs.Converter(forbid_extra_keys=False)
@@ -31,6 +33,7 @@ def strict_converter() -> cattrs.Converter:
     conv.register_structure_hook(bool, _bool)
     conv.register_structure_hook(CheckVerdict, lambda v, _t: CheckVerdict(_int(v, int)))
     conv.register_structure_hook(JobState, lambda v, _t: JobState(_int(v, int)))
+    conv.register_unstructure_hook(str, _public)
     return conv
 
 
@@ -62,6 +65,10 @@ def _str(value: Any, _type: Any) -> str:
     if not isinstance(value, str):
         raise TypeError(f"expected a string, got {type(value).__name__}")
     return value
+
+
+def _public(value: str) -> str:
+    return value.public if isinstance(value, PresignedURL) else value
 
 
 def _bool(value: Any, _type: Any) -> bool:

@@ -4,20 +4,27 @@
 
 The signature covers the exact body bytes that go on the wire, so callers encode a body once and
 pass those same bytes here and to the HTTP layer. Pure functions; nothing here logs.
+
+Beside it, the secrets' types, sent as themselves and hidden from reprs (:class:`Redacted`,
+:class:`PrivateBytes`, :class:`PresignedURL`), and presigned URLs made query-less wherever text
+is shown or kept (:func:`public_url`, :func:`public_text`, :func:`public_json`,
+:func:`without_signatures`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any, Final
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
-    "PresignedURL", "PrivateMapping", "Redacted", "authorization", "presigned", "redacted", "sign",
-    "sign_string", "unsigned", "unsigned_data",
+    "PresignedURL", "PrivateBytes", "PrivateMapping", "Redacted", "authorization", "presigned",
+    "public_json", "public_text", "public_url", "redacted", "sign", "sign_string",
+    "without_signatures",
 ]  # fmt: skip
 
 
@@ -33,6 +40,16 @@ class Redacted(str):
 
     def __repr__(self) -> str:
         return "'<redacted>'"
+
+
+class PrivateBytes(bytes):
+    """Bytes that may hold a secret (a request body with presigned URLs) whose ``repr`` shows
+    only their size: sent as themselves, hidden from tracebacks rendered with their locals."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} bytes, not shown>"
 
 
 class PresignedURL(str):
@@ -60,8 +77,7 @@ class PresignedURL(str):
     @property
     def public(self) -> str:
         """The URL without its query (no signature, no credential): where the object is."""
-        parts = urlsplit(str.__str__(self))
-        return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+        return _without_query(str.__str__(self))
 
     def reveal(self) -> str:
         """The usable URL, as a plain ``str`` (for the code that sends it; never shown)."""
@@ -95,38 +111,74 @@ def presigned(value: Any) -> Any:
     return value
 
 
-_SIGNATURES = ("x-oss-signature=", "signature=", "x-amz-signature=", "x-oss-credential=")
-_URL: Final = re.compile(r"""[A-Za-z][A-Za-z0-9+.-]*://[^\s"'<>]+""")
+def public_url(value: str) -> str:
+    """A URL as output shows it: a presigned one (a :class:`PresignedURL`, or a string that
+    carries a signature) without its query; any other as it is."""
+    if isinstance(value, PresignedURL):
+        return value.public
+    return _without_query(value) if _signed(value) else value
 
 
-def unsigned(text: str) -> str:
-    """``text`` with each signed URL in it (whole, or inside a message or a JSON text) cut
-    before its query: what may be stored or shown."""
+_URL_IN_TEXT = re.compile(r"https?://[^\s\"'<>\\]+")
+
+
+def public_text(text: str) -> str:
+    """``text`` (a URL, or a message naming URLs) with each presigned URL in it query-less."""
     if isinstance(text, PresignedURL):
         return text.public
-    if "?" not in text:  # the usual case: no query, nothing to look for
+    if "://" not in text:
         return text
-    return _URL.sub(_public, text)
+    return _URL_IN_TEXT.sub(_public_match, text)
 
 
-def unsigned_data(data: Any) -> Any:
-    """JSON data (a training state, a job's result) with every signed URL in it cut before
-    its query (:func:`unsigned`), in a copy: what may be written to a file."""
-    if isinstance(data, str):
-        return unsigned(data)
-    if isinstance(data, dict):
-        return {k: unsigned_data(v) for k, v in data.items()}
-    if isinstance(data, (list, tuple)):
-        return [unsigned_data(v) for v in data]
-    return data
+def _public_match(match: re.Match[str]) -> str:
+    """A URL found in text, query-less when presigned; the punctuation that ends a sentence
+    after it (``.,:;!?)]}``) stays."""
+    found = match.group()
+    url = found.rstrip(".,:;!?)]}")
+    public = public_url(url)
+    return found if public is url else public + found[len(url) :]
 
 
-def _public(match: re.Match[str]) -> str:
-    text = match.group()
-    url = text.rstrip(".,;:)]}")  # the punctuation of the sentence around it stays
-    # A JSON text (a raw_result written by a Go service) may escape "&" as "\u0026".
-    found = presigned(url.replace("\\u0026", "&"))
-    return found.public + text[len(url) :] if isinstance(found, PresignedURL) else text
+def public_json(value: Any) -> Any:
+    """JSON data (dicts, lists, tuples as lists, strings...) with each presigned URL in it
+    query-less (:func:`public_text`): what output and stored text hold."""
+    if isinstance(value, str):
+        return public_text(value)
+    if isinstance(value, (list, tuple)):
+        return [public_json(item) for item in value]
+    if isinstance(value, dict):
+        return {key: public_json(item) for key, item in value.items()}
+    return value
+
+
+def _may_be_signed(text: str) -> bool:
+    """Whether ``text`` holds what any presigned URL's query holds (see :func:`presigned`): a
+    quick test before any parsing."""
+    low = text.lower()
+    return "signature=" in low or "credential=" in low
+
+
+def without_signatures(raw: str | None) -> str | None:
+    """A job's ``Result`` text with each presigned URL in it query-less (its signature and
+    credential gone), so that what keeps the text (``Job.raw_result``, ``JobFailed``, logs,
+    pickles) holds no usable URL; text with none is returned as it is. Each URL is replaced
+    in the text; JSON whose URLs the text does not show whole (escaped ``&``) is rewritten
+    from its values, as the service writes it (``json.dumps`` defaults)."""
+    if not raw or not _may_be_signed(raw):
+        return raw
+    text = public_text(raw)
+    if not _may_be_signed(text):
+        return text
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        return text
+    public = public_json(value)
+    return text if public == value else json.dumps(public)
+
+
+_SIGNATURES = ("x-oss-signature=", "signature=", "x-amz-signature=", "x-oss-credential=")
 
 
 def _signed(url: str) -> bool:
@@ -134,6 +186,11 @@ def _signed(url: str) -> bool:
     return bool(query) and any(
         part.startswith(_SIGNATURES) for part in query.replace(";", "&").split("&")
     )
+
+
+def _without_query(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
 class PrivateMapping(Mapping[str, str]):

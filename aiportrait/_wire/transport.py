@@ -26,7 +26,7 @@ from ..errors import (
 )
 from .codec import encode_body, loads
 from .http import default_user_agent, normalise_host, parse_retry_after
-from .signing import authorization, redacted
+from .signing import authorization, public_text, redacted
 from .streamed import _SNIPPET, StreamedString, lift_string
 
 __all__ = ["DEFAULT_READ_TIMEOUT", "DEFAULT_TIMEOUT", "Answer", "Transport"]
@@ -80,7 +80,9 @@ class Answer:
         self.image = image
 
     def __repr__(self) -> str:
-        return f"Answer(data={self.data!r}, request_id={self.request_id!r}, status={self.status})"
+        # The data is not shown: it may hold the presigned URLs a check or a job echoes.
+        data = f"<{type(self.data).__name__}, not shown>"
+        return f"Answer(data={data}, request_id={self.request_id!r}, status={self.status})"
 
 
 class Transport:
@@ -341,7 +343,8 @@ class Transport:
         except (ValueError, UnicodeDecodeError, RecursionError):
             envelope = None
         if not isinstance(envelope, dict):
-            snippet = first[:_SNIPPET].decode("utf-8", "replace")
+            # the server's text, a presigned URL in it query-less (it goes into the error)
+            snippet = public_text(first[:_SNIPPET].decode("utf-8", "replace"))
             if 200 <= status < 300:
                 raise MalformedResponse(
                     f"{method} {path}: HTTP {status} answer is not a JSON object: {snippet!r}",
@@ -353,7 +356,7 @@ class Transport:
         code = envelope.get("code")
         message = envelope.get("message")
         code = code if isinstance(code, str) else ""
-        message = message if isinstance(message, str) else ""
+        message = public_text(message) if isinstance(message, str) else ""
         if 200 <= status < 300 and (code == "OK" or code.upper() == "OK"):
             return Answer(envelope.get("data"), request_id, status, lifted, image)
         if 200 <= status < 300 and not code and "data" in envelope:

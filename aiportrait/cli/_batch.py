@@ -26,7 +26,7 @@ from .._batches.keys import file_stem
 from .._display.batch_progress import BatchProgress, batch_progress
 from .._files import write_atomic
 from .._wire.codec import converter
-from .._wire.signing import unsigned_data
+from .._wire.signing import public_json
 from ..batches import DEFAULT_GRACE, BatchStop
 from ..errors import BatchStopped, BudgetExhausted, ConfigWarning, JobFailed, PhotoCountWarning
 from ..hooks import OutagePause
@@ -47,7 +47,6 @@ from ._output import (
     PROG,
     Output,
     outcome_line,
-    photo_names,
     portrait_doc,
     portrait_text,
     result_doc,
@@ -78,7 +77,7 @@ def _value_doc(outcome: Outcome[Any, Any], path: Path | None) -> dict[str, Any]:
     if isinstance(value, TrainResult):
         request = outcome.request
         inputs = request.images if isinstance(request, TrainRequest) else ()
-        return result_doc(value, photo_names(inputs, [s.url for s in value.states]))
+        return result_doc(value, inputs)
     return {}
 
 
@@ -128,7 +127,7 @@ def _save_training(out_dir: Path, outcome: Outcome[Any, Any], shared: bool) -> P
     doc = {"key": outcome.key, **converter.unstructure(outcome.job)}
     doc.update(_value_doc(outcome, None))
     path = out_dir / TRAININGS_DIR / f"{file_stem(outcome.key)}.json"
-    text = json.dumps(unsigned_data(doc), indent=2, default=str) + "\n"
+    text = json.dumps(public_json(doc), indent=2, default=str) + "\n"
     return write_atomic(path, text.encode(), shared=shared)
 
 

@@ -95,7 +95,7 @@ def check(common: Common, photos: tuple[str, ...], local: bool) -> int:
         names = photo_names(inputs, [r.url for r in report.results])
         lines = [check_line(r, name) for r, name in zip(report.results, names, strict=True)]
         lines.append(f"{len(report.passed)}/{len(report.results)} photos usable")
-        common.out.result(check_doc(report, names), lines)
+        common.out.result(check_doc(report, inputs), lines)
         return EXIT_OK if report.ok else EXIT_FAILED
 
     return common.run("check", run)
@@ -164,10 +164,9 @@ def train(
                 return EXIT_OK
             out.note(started)
             result = await _watch(session, job.job_id, poll, out)
-        names = photo_names(images, [s.url for s in result.states])
-        doc.update(result_doc(result, names), state="SUCCESS")
+        doc.update(result_doc(result, images), state="SUCCESS")
         trained = f"trained: model_id {result.model_id} in {result.cost_time:.1f}s"
-        out.result(doc, [trained, *rejected_lines(result, names)])
+        out.result(doc, [trained, *rejected_lines(result, images)])
         return EXIT_OK
 
     return common.run("train", run)
@@ -184,10 +183,9 @@ def watch(common: Common, job_id: int, poll: PollPolicy) -> int:
     async def run() -> int:
         async with _session(common, False) as (session, _):
             result = await _watch(session, job_id, poll, common.out)
-        names = [s.url for s in result.states]
-        doc = {"job_id": job_id, "state": "SUCCESS", **result_doc(result, names)}
+        doc = {"job_id": job_id, "state": "SUCCESS", **result_doc(result, ())}
         succeeded = f"job {job_id} succeeded: model_id {result.model_id}"
-        common.out.result(doc, [succeeded, *rejected_lines(result, names)])
+        common.out.result(doc, [succeeded, *rejected_lines(result, ())])
         return EXIT_OK
 
     return common.run("watch", run)

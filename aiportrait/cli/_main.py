@@ -7,6 +7,7 @@ import atexit
 import contextlib
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final, NoReturn
@@ -90,20 +91,26 @@ _FLAGS: Final = _long_flags(tree)
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``aiportrait`` command line (``argv``: its arguments, else ``sys.argv``'s);
-    returns the exit code."""
-    configure_from_env()  # AIPORTRAIT_LOG=debug|info|warning
-    args = list(sys.argv[1:] if argv is None else argv)
-    return _run(args)
+    returns the exit code, in a process that goes on (a temporal command drops its Temporal
+    core before it returns; the ``aiportrait`` command itself is :func:`console`)."""
+    return _run(argv, ends_process=False)
 
 
 def console(argv: Sequence[str] | None = None) -> NoReturn:
-    """The ``aiportrait`` command (its console script, and ``python -m aiportrait``):
-    :func:`main`, then the process ends with its exit code.
+    """The ``aiportrait`` command (its console script, and ``python -m aiportrait``): the
+    command line run as :func:`main` does, then the process ends with its exit code.
 
-    After a temporal command, Temporal's core threads still run (``_temporal.core``), and one
-    that wakes in the interpreter's teardown crashes the process: then the process ends
-    without that teardown, once the ``atexit`` handlers ran and the output was flushed."""
-    code = main(argv)
+    A temporal command's Temporal core is then the process's, never dropped (dropping it can
+    hang the process: ``_temporal.core``), and one of its threads that wakes in the
+    interpreter's teardown would crash the process: so, once a core was made, the process ends
+    without that teardown, after the ``atexit`` handlers ran and the output was flushed."""
+    code = 1  # what ends the process when an error escaped (its traceback printed)
+    try:
+        code = _run(argv, ends_process=True)
+    except BaseException:
+        if not core_made():
+            raise
+        traceback.print_exc()
     if not core_made():
         sys.exit(code)
     atexit._run_exitfuncs()  # what the teardown would run first (an exporter's flush...)
@@ -113,9 +120,11 @@ def console(argv: Sequence[str] | None = None) -> NoReturn:
     os._exit(code)
 
 
-def _run(args: list[str]) -> int:
+def _run(argv: Sequence[str] | None, ends_process: bool) -> int:
+    configure_from_env()  # AIPORTRAIT_LOG=debug|info|warning
+    args = list(sys.argv[1:] if argv is None else argv)
     out = Output(sys.stdout, sys.stderr, json="--json" in args, flags=_FLAGS)
-    common = Common(out)
+    common = Common(out, ends_process=ends_process)
     with out.warnings_shown():
         try:
             with tree.make_context(PROG, args, obj=common) as ctx:

@@ -67,6 +67,8 @@ class Common:
     shared_files: bool = False
     trains: bool = False
     """The command starts trainings: an error keeps its uploads (a training may still run)."""
+    ends_process: bool = False
+    """The process ends when the command does (the ``aiportrait`` command: ``console``)."""
 
     def _environ(self) -> PrivateMapping:
         """The credentials: flags before the environment, in a view whose repr shows no

@@ -5,7 +5,8 @@ the server's text) are shown escaped (``\\n``, ``\\t``, ``\\x00``), never writte
 Models go to JSON through the library's converter where the command prints them as they are;
 the functions here add what the command says beyond the model (``ok``, the verdict's name, the
 ``rejected`` photos, a portrait's ``path``) and show a local photo by its path, never by the
-signed URL it was uploaded to.
+signed URL it was uploaded to, and any presigned URL without its query (the signature): in
+JSON too, where ``url`` is query-less and ``path`` is the local file's path.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import IO, Any, Final
 import attrs
 
 from .._wire.codec import converter
+from .._wire.signing import public_json, public_text, public_url
 from ..errors import AIPortraitWarning, JobTimeout, PreviousFailure
 from ..models import CheckReport, ImageCheck, Portrait, TrainResult
 from ._exit import cli_words, exit_code
@@ -35,6 +37,7 @@ __all__ = [
     "one_line",
     "outcome_line",
     "photo_names",
+    "photo_paths",
     "portrait_doc",
     "portrait_text",
     "rejected_lines",
@@ -94,18 +97,19 @@ class Output:
     def result(self, doc: Mapping[str, Any], lines: Sequence[str]) -> None:
         """Print a command's result: the JSON document with ``--json``, else the lines."""
         if self.json:
-            self.line(json.dumps(doc, default=str))
+            self.line(json.dumps(public_json(doc), default=str))
         else:
             for line in lines:
                 self.line(line)
 
     def line(self, text: str) -> None:
-        """One line on stdout."""
-        print(shown(text), file=self.out, flush=True)
+        """One line on stdout (a presigned URL in it without its query)."""
+        print(shown(public_text(text)), file=self.out, flush=True)
 
     def note(self, text: str) -> None:
-        """A progress or information line, on stderr."""
-        print(shown(text), file=self.err, flush=True)
+        """A progress or information line, on stderr (a presigned URL in it without its
+        query)."""
+        print(shown(public_text(text)), file=self.err, flush=True)
 
     def words(self, text: object) -> str:
         """A message on one line, in the command line's words."""
@@ -176,7 +180,7 @@ class Output:
             doc = {**self.error_doc(exc), "exit_code": code}
             if resume and isinstance(exc, JobTimeout):
                 doc["resume"] = f"{PROG} watch {exc.job_id}"
-            self.line(json.dumps({"error": doc}, default=str))
+            self.line(json.dumps(public_json({"error": doc}), default=str))
         return code
 
     @contextlib.contextmanager
@@ -207,25 +211,40 @@ def outcome_line(word: str, key: str, detail: str) -> str:
 # -- models ------------------------------------------------------------------------------------
 
 
-def photo_names(inputs: Sequence[object], urls: Sequence[str]) -> list[str]:
-    """Each photo as the user knows it: a local file (in ``inputs``) by its path, not by the
-    signed URL it was uploaded to; else its URL."""
+def photo_paths(inputs: Sequence[object], count: int) -> list[str | None]:
+    """The path of each of ``count`` photos that was a local file in ``inputs``; else None."""
     return [
-        str(inputs[i]) if i < len(inputs) and isinstance(inputs[i], Path) else url
-        for i, url in enumerate(urls)
+        str(inputs[i]) if i < len(inputs) and isinstance(inputs[i], Path) else None
+        for i in range(count)
     ]
 
 
-def check_doc(report: CheckReport, names: Sequence[str]) -> dict[str, Any]:
-    """``check``'s JSON: each result as the model, with ``ok`` and the verdict's name; a local
-    photo's ``url`` is its path (``names``: each photo as given)."""
+def photo_names(inputs: Sequence[object], urls: Sequence[str]) -> list[str]:
+    """Each photo as the user knows it: a local file (in ``inputs``) by its path, not by the
+    signed URL it was uploaded to; else its URL, query-less when presigned."""
+    paths = photo_paths(inputs, len(urls))
+    return [path or public_url(url) for url, path in zip(urls, paths, strict=True)]
+
+
+def _photo_doc(url: str, path: str | None) -> dict[str, Any]:
+    """A photo in JSON: ``url`` query-less when presigned, ``path`` its local file or null."""
+    return {"url": public_url(url), "path": path}
+
+
+def check_doc(report: CheckReport, inputs: Sequence[object]) -> dict[str, Any]:
+    """``check``'s JSON: each result as the model, with ``ok``, the verdict's name and the
+    photo's ``path`` (``inputs``: the photos as given); ``passed`` names each photo as the
+    user knows it (its path, else its URL)."""
+    urls = [r.url for r in report.results]
+    names = photo_names(inputs, urls)
+    paths = photo_paths(inputs, len(urls))
     results = [
-        {**converter.unstructure(r), "url": name, "ok": r.ok, "verdict": r.code.name}
-        for r, name in zip(report.results, names, strict=True)
+        {**converter.unstructure(r), **_photo_doc(r.url, path), "ok": r.ok, "verdict": r.code.name}
+        for r, path in zip(report.results, paths, strict=True)
     ]
     return {
         "ok": report.ok,
-        "passed": [d["url"] for d in results if d["ok"]],
+        "passed": [name for r, name in zip(report.results, names, strict=True) if r.ok],
         "results": results,
         "cost_time": report.cost_time,
         "request_id": report.request_id,
@@ -241,22 +260,29 @@ def check_line(result: ImageCheck, name: str) -> str:
     return line
 
 
-def result_doc(result: TrainResult, names: Sequence[str]) -> dict[str, Any]:
-    """A training's result as JSON, with the photos the service's check ``rejected``."""
+def result_doc(result: TrainResult, inputs: Sequence[object]) -> dict[str, Any]:
+    """A training's result as JSON (``inputs``: the photos as given, if known), with the
+    photos the service's check ``rejected``, each as the user knows it."""
+    urls = [s.url for s in result.states]
+    names = photo_names(inputs, urls)
+    paths = photo_paths(inputs, len(urls))
     states = [
-        {"url": name, "ok": s.ok, "verdict": s.code.name, "message": s.message, "detail": s.detail}
-        for s, name in zip(result.states, names, strict=True)
-    ]
+        {**_photo_doc(s.url, path), "ok": s.ok, "verdict": s.code.name, "message": s.message,
+         "detail": s.detail}
+        for s, path in zip(result.states, paths, strict=True)
+    ]  # fmt: skip
     return {
         "model_id": result.model_id,
         "cost_time": result.cost_time,
         "states": states,
-        "rejected": [d["url"] for d in states if not d["ok"]],
+        "rejected": [name for s, name in zip(result.states, names, strict=True) if not s.ok],
     }
 
 
-def rejected_lines(result: TrainResult, names: Sequence[str]) -> list[str]:
-    """The photos the service's check rejected (its ``states``), one line each; else nothing."""
+def rejected_lines(result: TrainResult, inputs: Sequence[object]) -> list[str]:
+    """The photos the service's check rejected (its ``states``), one line each, each as the
+    user knows it (``inputs``: the photos as given, if known); else nothing."""
+    names = photo_names(inputs, [s.url for s in result.states])
     rejected = [(s, name) for s, name in zip(result.states, names, strict=True) if not s.ok]
     if not rejected:
         return []

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import logging
 import shlex
+import threading
+import traceback
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -28,8 +31,8 @@ from ._output import said_before
 from ._temporalfollow import follow_train
 
 __all__ = [
-    "CHECK", "NO_FOLLOW", "PROG", "RECONNECT", "Cluster", "core", "core_made", "run_temporal",
-    "temporal", "where",
+    "CHECK", "NO_FOLLOW", "PROG", "RECONNECT", "Cluster", "core", "core_made", "new_core",
+    "run_temporal", "temporal", "where",
 ]  # fmt: skip
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -160,8 +163,14 @@ def run_temporal(
     common: Common, command: str, work: Callable[[Any], Coroutine[Any, Any, int]]
 ) -> int:
     """Run a temporal command, ``work(runtime)``: Temporal's "unavailable" is no answer (exit
-    3), as for the service. Its clients run on ``runtime``, the commands' Temporal core
-    (:func:`core`)."""
+    3), as for the service.
+
+    Its clients run on ``runtime``, a Temporal core. When the process ends with the command
+    (``common.ends_process``: the ``aiportrait`` command, ``console``), it is the process's
+    (:func:`core`), never dropped. Otherwise (``main()`` called in a process that goes on) it
+    is the command's own, dropped when the command ends, so that its threads end while the
+    interpreter is whole (most of the time: see :func:`core`).
+    """
     try:
         from temporalio.service import RPCError, RPCStatusCode
     except ImportError:  # pragma: no cover - depends on the install
@@ -175,22 +184,29 @@ def run_temporal(
                 raise ConnectError(f"Temporal: {exc}", sent=False) from exc
             raise
 
-    return common.run(f"temporal {command}", functools.partial(run, core()))
+    name = f"temporal {command}"
+    if common.ends_process:
+        return common.run(name, functools.partial(run, core()))
+    runtime = new_core()
+    try:
+        return common.run(name, functools.partial(run, runtime))
+    except BaseException as exc:  # its traceback's frames would hold the clients: clear them
+        seen: BaseException | None = exc
+        while seen is not None:
+            traceback.clear_frames(seen.__traceback__)
+            seen = seen.__cause__ or seen.__context__
+        raise
+    finally:
+        # The command's clients went with its coroutine; the last reference to the core goes
+        # now, and its threads end before this returns (a cycle is collected first).
+        del runtime
+        gc.collect()
 
 
-@functools.cache
-def core() -> Any:
-    """The Temporal core (a ``temporalio.runtime.Runtime``) of the process's temporal
-    commands, made at the first; its log lines go to the ``aiportrait.temporal.core`` logger
-    (shown with ``--debug`` or ``AIPORTRAIT_LOG``), not raw and coloured on stderr between the
-    command's lines.
-
-    It is never dropped: a core ends its threads when it is dropped, and one of them may be
-    waiting for the GIL, which the dropping thread holds: the process hangs. Its threads run
-    until the process ends, and one that wakes in the interpreter's teardown crashes it
-    (SIGSEGV after the output was printed; temporalio/sdk-python#300), so the ``aiportrait``
-    command ends without that teardown once a core was made (:func:`core_made`, and
-    ``console``)."""
+def new_core() -> Any:
+    """A Temporal core (a ``temporalio.runtime.Runtime``) whose log lines go to the
+    ``aiportrait.temporal.core`` logger (shown with ``--debug`` or ``AIPORTRAIT_LOG``), not raw
+    and coloured on stderr between the command's lines."""
     from temporalio.runtime import (
         LogForwardingConfig,
         LoggingConfig,
@@ -206,10 +222,33 @@ def core() -> Any:
     return Runtime(telemetry=TelemetryConfig(logging=core_log))
 
 
+_made = threading.Lock()
+
+
+def core() -> Any:
+    """The process's Temporal core (:func:`new_core`), made at the first call (one, whichever
+    thread asks), for a process that ends with its command.
+
+    It is never dropped. A core ends its threads when it is dropped, and one of them may be
+    waiting for the GIL, which the dropping thread holds: the process hangs (seen on the error
+    paths: the core's log forwarder), or the core outlives the drop, held by a reference the
+    collector cannot free. Its threads then run until the process ends, and one that wakes in
+    the interpreter's teardown crashes it (SIGSEGV or SIGABRT after the output was printed;
+    temporalio/sdk-python#300). So the ``aiportrait`` command ends without that teardown once
+    this core was made (:func:`core_made`, and ``console``)."""
+    with _made:
+        return _core()
+
+
+@functools.cache
+def _core() -> Any:
+    return new_core()
+
+
 def core_made() -> bool:
     """Whether this process made the temporal commands' core (:func:`core`): its threads run
     until the process ends."""
-    return core.cache_info().currsize > 0
+    return _core.cache_info().currsize > 0
 
 
 @temporal.command()

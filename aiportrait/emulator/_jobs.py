@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .._files import open_new
-from .._wire.signing import unsigned_data
+from .._wire.signing import public_json
 from ._wire import JOB_FAILED, JOB_INIT, JOB_RUNNING, JOB_SUCCESS
 
 __all__ = ["INTERRUPTED_MESSAGE", "Job", "JobStore"]
@@ -121,7 +121,7 @@ class JobStore:
         tmp = path.with_suffix(".tmp")
         with os.fdopen(open_new(tmp, os.O_WRONLY | os.O_TRUNC), "w", encoding="utf-8") as fh:
             for job in self._jobs.values():
-                fh.write(json.dumps(unsigned_data(asdict(job))) + "\n")
+                fh.write(json.dumps(public_json(asdict(job))) + "\n")
         os.replace(tmp, path)
 
     def _index(self, job: Job) -> None:
@@ -134,7 +134,7 @@ class JobStore:
 
     def _persist(self, job: Job) -> None:
         if self._log is not None:
-            self._log.write(json.dumps(unsigned_data(asdict(job))) + "\n")
+            self._log.write(json.dumps(public_json(asdict(job))) + "\n")
             self._log.flush()
 
     def add(
