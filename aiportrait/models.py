@@ -7,13 +7,13 @@ instead of raising.
 
 from __future__ import annotations
 
-import errno
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
 
+from ._files import write_atomic
 from ._states import CheckVerdict, JobState
 from ._wire.convert import converter
 from ._wire.imageinfo import sniff
@@ -220,34 +220,6 @@ def _image_repr(value: bytes) -> str:
     return f"<{len(value)} bytes>"
 
 
-def _new_temp(target: Path) -> tuple[int, Path]:
-    """A new hidden file beside ``target``, open for writing, created with the umask's mode."""
-    import secrets  # saving only: not loaded by ``import aiportrait``
-
-    flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_BINARY", 0)
-    for _ in range(100):
-        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            return os.open(tmp, flags, 0o666), tmp
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"no free temporary name beside {target}")
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Flush a folder's entries (a rename in it) to disk, where the system allows it."""
-    if os.name == "nt":  # pragma: no cover - folders cannot be opened there
-        return
-    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
-            raise  # some file systems cannot sync a folder; any other failure is real
-    finally:
-        os.close(fd)
-
-
 EXTENSIONS: Final = {"jpeg": ".jpg", "png": ".png", "webp": ".webp", "unknown": ".bin"}
 """A portrait's file extension by its format (:attr:`Portrait.extension`): the one table every
 place that writes or looks for a portrait's file uses."""
@@ -291,31 +263,20 @@ class Portrait:
         """The usual file extension for the format, with the dot (``.bin`` when unknown)."""
         return EXTENSIONS.get(self.format, EXTENSIONS["unknown"])
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
+    def save(self, path: str | os.PathLike[str], *, shared: bool = False) -> Path:
         """Write the image to ``path`` atomically and durably; return the path written.
 
         A path without a suffix gets the format's extension. The file is written to a temporary
         name in the same folder, flushed to disk, and renamed, so a reader never sees a
         half-written portrait; the folder is then flushed too, so that once this returns the
-        file survives a power cut. The file's mode follows the umask like any new file
-        (``0644`` under the usual ``022``), so a web server running as another user can serve it.
+        file survives a power cut. A portrait is personal data: the file is created ``0600``
+        (a missing folder ``0700``); ``shared=True`` creates them by the umask instead
+        (``0644`` under the usual ``022``), for a web server running as another user.
         """
         target = Path(path)
         if not target.suffix:
             target = target.with_suffix(self.extension)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = _new_temp(target)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(self.image)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        _fsync_dir(target.parent)
-        return target
+        return write_atomic(target, self.image, shared=shared)
 
     def _repr_png_(self) -> bytes | None:
         return self.image if self.format == "png" else None

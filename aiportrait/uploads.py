@@ -12,8 +12,10 @@ position, XMP, IPTC), then uploaded under its SHA-256 (the same photo is stored 
 then is the request sent.
 
 Photos of people are personal data: choose a bucket in a region and with retention rules that
-fit your obligations, and delete the photos once the training has ended (``delete_after=True``
-or :meth:`OSSUploader.delete`).
+fit your obligations, and delete the photos once the training has ended (``delete_after=True``:
+every object the uploader handed out a URL for; :meth:`OSSUploader.delete`;
+:meth:`OSSUploader.delete_remembered` for what a batch journal remembers). No file keeps a
+usable URL: a journal remembers object key, content hash and expiry.
 
 An uploader is an :class:`Uploader` (an object with ``async def upload(data, content_type,
 key) -> url``) or any async callable of that shape, for your own storage::
@@ -45,7 +47,7 @@ training states) are ``PresignedURL`` values too, equal to the URLs sent.
 """
 
 from ._local.localrequest import LocalRequest  # noqa: F401  (deprecated; not in __all__)
-from ._local.oss_uploader import DEFAULT_EXPIRES, OSSUploader, UploadMemo
+from ._local.oss_uploader import DEFAULT_EXPIRES, MAX_EXPIRES, OSSUploader, UploadMemo
 from ._local.upload import Uploader, UploadFunc
 from ._requests import ImageInput, LocalInput
 from ._wire.signing import PresignedURL
@@ -53,6 +55,7 @@ from .errors import LocalPhotoError, PreflightFailed, UploadError
 
 __all__ = [
     "DEFAULT_EXPIRES",
+    "MAX_EXPIRES",
     "ImageInput",
     "LocalInput",
     "LocalPhotoError",

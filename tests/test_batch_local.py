@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sqlite3
+import stat
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -267,3 +270,117 @@ async def test_cli_batch_with_a_bad_local_path_exits_2_before_any_call(
     assert bad.split("/")[0] in err
     assert emu.counters.requests == 0
     assert emu.bucket.puts == 0
+
+
+SIGNATURE = b"x-oss-signature"
+
+
+def _signed(folder: Path) -> list[Path]:
+    """The files under ``folder`` that hold a presigned URL's signature."""
+    return [p for p in folder.rglob("*") if p.is_file() and SIGNATURE in p.read_bytes().lower()]
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+async def test_cli_batch_files_are_private_unless_shared_and_hold_no_usable_url(
+    emu: Emulator,
+    photos: SamplePhotos,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    shared: bool,
+) -> None:
+    from aiportrait import cli
+
+    monkeypatch.delenv("OSS_BUCKET", raising=False)
+    folder = _batch_folder(photos, tmp_path)
+    out = tmp_path / "out"
+    args = ["batch", str(folder / "batch.jsonl"), "--out", str(out), "--poll", "0.05"]
+    old = os.umask(0o022)
+    try:
+        assert await _cli(emu, *args, *(["--shared-files"] if shared else [])) == cli.EXIT_OK
+    finally:
+        os.umask(old)
+    file_mode, folder_mode = (0o644, 0o755) if shared else (0o600, 0o700)
+    journal = out / ".aiportrait-journal.sqlite"
+    (portrait,) = out.glob("ref.*")
+    training = out / "trainings" / "me.json"
+    assert json.loads(training.read_text())["model_id"]
+    for path in (journal, journal.with_name(journal.name + ".lock"), training, portrait):
+        assert _mode(path) == file_mode, path
+    for path in (out, out / "trainings"):
+        assert _mode(path) == folder_mode, path
+    assert _signed(out) == []  # the journal's rows and the training's file: no usable URL
+    owner = Journal(journal)  # while a run holds it, SQLite's -wal and -shm beside it
+    try:
+        owner.add_durations([("train", 1.0)])
+        for suffix in ("-wal", "-shm"):
+            assert _mode(journal.with_name(journal.name + suffix)) == file_mode
+    finally:
+        owner.close()
+
+
+SIGNED = (
+    "http://127.0.0.1:9/aiportrait-local/aiportrait/a.jpg?x-oss-signature-version="
+    "OSS4-HMAC-SHA256&x-oss-credential=app%2F20260101&x-oss-signature=0123abcd"
+)
+
+
+def _format_2_journal(path: Path) -> None:
+    """A journal as aiportrait wrote it before format 3: URLs in its uploads and states."""
+    state = {"url": SIGNED, "verdict": "SUCCESS", "message": "ok"}
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE items (kind TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL,"
+        " status TEXT NOT NULL, job_id INTEGER, model_id TEXT, data TEXT, error TEXT,"
+        " attempts INTEGER NOT NULL DEFAULT 0, updated REAL NOT NULL, PRIMARY KEY (kind, key));"
+        "CREATE TABLE uploads (key TEXT PRIMARY KEY, url TEXT NOT NULL, expires REAL NOT NULL);"
+        "PRAGMA user_version = 2;"
+    )
+    db.execute("INSERT INTO uploads VALUES (?, ?, ?)", ("aiportrait/a.jpg", SIGNED, 1e10))
+    db.execute(
+        "INSERT INTO items VALUES ('train', 'str:me', 'fp', 'done', 1, 'm', ?, NULL, 1, 0.0)",
+        (json.dumps({"model_id": "m", "states": [state]}),),
+    )
+    db.commit()
+    db.close()
+
+
+@pytest.mark.parametrize("how", ["owner", "memo"])
+def test_a_journal_of_format_2_is_migrated_and_its_urls_dropped(tmp_path: Path, how: str) -> None:
+    path = tmp_path / "old.sqlite"
+    _format_2_journal(path)
+    journal = Journal(path) if how == "owner" else Journal(path, lock=False, memo=True)
+    try:
+        assert journal.upload("aiportrait/a.jpg") == (None, 1e10)  # kept, to be deleted later
+        assert journal.uploads() == ["aiportrait/a.jpg"]
+        record = journal.get("train", "str:me", "fp")
+        assert record is not None and record.data is not None
+        assert record.data["states"][0]["url"] == SIGNED.partition("?")[0]
+    finally:
+        journal.close()
+    assert _signed(tmp_path) == []  # nor in a free page, nor in the -wal
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("PRAGMA user_version").fetchone() == (3,)
+    finally:
+        db.close()
+
+
+def test_a_journal_of_format_2_only_looked_at_is_left_as_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    _format_2_journal(path)
+    journal = Journal(path, lock=False)  # a dry run looks, never writes
+    try:
+        assert journal.counts() == {"done": 1}
+        assert journal.uploads() == ["aiportrait/a.jpg"]
+    finally:
+        journal.close()
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("PRAGMA user_version").fetchone() == (2,)
+        assert db.execute("SELECT url FROM uploads").fetchall() == [(SIGNED,)]
+    finally:
+        db.close()

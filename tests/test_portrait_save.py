@@ -1,4 +1,5 @@
-"""Portrait.save: the file's mode follows the umask, and the write is durable (file and folder)."""
+"""Portrait.save: the file is private (0600, a new folder 0700) unless shared=True (then the
+umask decides), and the write is durable (file and folder)."""
 
 from __future__ import annotations
 
@@ -29,13 +30,26 @@ def umask() -> Iterator[None]:
 
 @pytest.mark.usefixtures("umask")
 @pytest.mark.parametrize(("mask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
-def test_saved_portraits_follow_the_umask(tmp_path: Path, mask: int, mode: int) -> None:
+def test_shared_portraits_follow_the_umask(tmp_path: Path, mask: int, mode: int) -> None:
     os.umask(mask)
-    path = Portrait.from_bytes(PNG).save(tmp_path / "p")
+    path = Portrait.from_bytes(PNG).save(tmp_path / "p", shared=True)
     assert path == tmp_path / "p.png"
     assert stat.S_IMODE(path.stat().st_mode) == mode
     assert path.read_bytes() == PNG
     assert [p.name for p in tmp_path.iterdir()] == ["p.png"]  # no temporary file left
+
+
+@pytest.mark.usefixtures("umask")
+@pytest.mark.parametrize("mask", [0o022, 0o002, 0o000])
+def test_saved_portraits_and_new_folders_are_private_whatever_the_umask(
+    tmp_path: Path, mask: int
+) -> None:
+    os.umask(mask)
+    path = Portrait.from_bytes(PNG).save(tmp_path / "new" / "deeper" / "p")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "new").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "new" / "deeper").stat().st_mode) == 0o700
+    assert path.read_bytes() == PNG
 
 
 def test_saving_flushes_the_file_and_then_its_folder(

@@ -3,8 +3,10 @@ real alibabacloud_oss_v2 aio client) before anything is charged."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
+import stat
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -241,24 +243,36 @@ def test_a_small_heic_is_refused_by_its_format(tmp_path: Path) -> None:
         read_photo(b"\0\0\0\x18ftypheic" + b"\0" * 100, "bytes #1")
 
 
-async def test_a_journal_remembers_uploads_across_runs(emu: Emulator, tmp_path: Path) -> None:
+async def test_a_journal_remembers_uploads_across_runs_by_key_and_hash_never_the_url(
+    emu: Emulator, tmp_path: Path
+) -> None:
     journal = tmp_path / "batch.sqlite"
     async with OSSUploader.for_emulator(emu, journal=journal) as first:
         url = await first.upload(b"\xff\xd8photo", "image/jpeg", "a.jpg")
+    heads = emu.bucket.heads
     async with OSSUploader.for_emulator(emu, journal=journal) as rerun:
-        assert await rerun.upload(b"\xff\xd8photo", "image/jpeg", "a.jpg") == url  # same URL
-        assert (rerun.puts, rerun.presigns) == (0, 0)  # no upload, no presign, no request
+        again = await rerun.upload(b"\xff\xd8photo", "image/jpeg", "a.jpg")
+        assert again.partition("?")[0] == url.partition("?")[0]  # the same object
+        assert (rerun.puts, rerun.presigns) == (0, 1)  # presigned on this machine only
+    assert emu.bucket.heads == heads  # no request to the bucket: not even a HEAD
+    assert b"x-oss-signature" not in journal.read_bytes().lower()
     from aiportrait._batches.journal import Journal
 
     j = Journal(journal, lock=False)
     try:
-        j.remember_upload("aiportrait/a.jpg", url, time.time() - 1)  # expired
+        sha = hashlib.sha256(b"\xff\xd8photo").hexdigest()
+        assert j.upload("aiportrait/a.jpg") == (sha, pytest.approx(time.time() + 86400, abs=60))
+        j.remember_upload("aiportrait/a.jpg", sha, time.time() - 1)  # expired
     finally:
         j.close()
     async with OSSUploader.for_emulator(emu, journal=journal) as later:
         fresh = await later.upload(b"\xff\xd8photo", "image/jpeg", "a.jpg")
         assert (later.puts, later.presigns) == (0, 1)  # presigned again, not uploaded again
+    assert emu.bucket.heads == heads + 1  # expired: asked whether it is still there
     assert fresh.startswith(f"{emu.url}/{emu.oss_bucket}/aiportrait/a.jpg?")
+    async with OSSUploader.for_emulator(emu, journal=journal) as changed:
+        await changed.upload(b"\xff\xd8other", "image/jpeg", "a.jpg")  # not what was stored
+    assert emu.bucket.heads == heads + 2  # another content: not taken on trust
     assert emu.bucket.puts == 1
     owner = Journal(journal)  # a batch can still own the journal
     try:
@@ -266,3 +280,26 @@ async def test_a_journal_remembers_uploads_across_runs(emu: Emulator, tmp_path: 
         assert owner.upload("aiportrait/a.jpg") is not None
     finally:
         owner.close()
+
+
+async def test_the_emulators_data_is_private_its_job_log_included(
+    photos: SamplePhotos, tmp_path: Path
+) -> None:
+    data = tmp_path / "emulator"
+    old = os.umask(0o022)
+    try:
+        async with Emulator(app_id="app", token="token", train_seconds=0.05, data_dir=data) as emu:
+            async with (
+                OSSUploader.for_emulator(emu) as uploader,
+                emu.session(uploader=uploader, poll=FAST) as session,
+            ):
+                job = await session.train(_paths(photos, photos.astronaut))
+                await session.wait(job)
+    finally:
+        os.umask(old)
+    log = data / "jobs.jsonl"
+    assert f"/{emu.oss_bucket}/aiportrait/".encode() in log.read_bytes()  # the photos' URLs
+    assert b"x-oss-signature" not in log.read_bytes().lower()  # without their query
+    for path in [data, *data.rglob("*")]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))

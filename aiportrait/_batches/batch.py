@@ -204,6 +204,7 @@ def create_many(
     upload: UploadFunc | None = None,
     stop: BatchStop | None = None,
     budgets: Sequence[Budget | None] = (),
+    shared_files: bool = False,
 ) -> Outcomes[AnyCreateRequest, Portrait]:
     """Run create requests as a batch (see :meth:`Session.create_many`)."""
     batch_id = next_id() if hooks else None  # what the hook events of its calls name
@@ -219,6 +220,7 @@ def create_many(
         upload=upload,
         stop=stop,
         budgets=budgets,
+        shared_files=shared_files,
     )
     items = keyed(requests, CREATE_KINDS)
     size = _limit(limit, capacity)
@@ -242,6 +244,7 @@ def train_many(
     upload: UploadFunc | None = None,
     stop: BatchStop | None = None,
     budgets: Sequence[Budget | None] = (),
+    shared_files: bool = False,
 ) -> Outcomes[TrainRequest, Any]:
     """Run trainings as a batch (see :meth:`Session.train_many`).
 
@@ -261,6 +264,7 @@ def train_many(
         upload=upload,
         stop=stop,
         budgets=budgets,
+        shared_files=shared_files,
     )
 
     async def work(key: Any, request: Any) -> Outcome[Any, Any]:

@@ -8,6 +8,10 @@ id *before* any polling; an item ends ``done`` (with the training result, or the
 file name, the file being written atomically before the row) or ``failed``. Every write is a
 committed transaction with ``synchronous=FULL``.
 
+The file (and SQLite's ``-wal`` and ``-shm`` beside it, and the lock file) is created ``0600``
+(a missing folder ``0700``) unless ``shared=True`` (see :mod:`aiportrait._files`). No URL is
+stored: uploads by object key and content hash, training states without their URLs' query.
+
 A journal is owned by one run at a time: :class:`Journal` holds an OS-level lock on a file
 beside it (``<journal>.lock``, which names the holder) for as long as it is open, and a second
 run is refused with :class:`~aiportrait.errors.JournalLocked`. The calls are blocking and
@@ -26,15 +30,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .._files import make_dir, open_new
+from .._wire.signing import public_json
 from ..errors import InvalidArgument, JournalError
 from .journal_format import (
     DURATIONS_TABLE,
     FORMAT,
     ITEMS_TABLE,
+    MIGRATES,
     UPLOADS_TABLE,
     Record,
     Status,
     key_text,
+    migrate,
     read_row,
 )
 from .lockfile import FileLock
@@ -51,17 +59,33 @@ class Journal:
     :class:`~aiportrait.errors.JournalLocked` while another run holds it) until :meth:`close`;
     ``lock=False`` opens it without the lock, only to look at it (:meth:`counts`,
     :meth:`get`) while a run may own it. A file that SQLite cannot read raises
-    :class:`~aiportrait.errors.JournalError`.
+    :class:`~aiportrait.errors.JournalError`. The files it creates are private unless
+    ``shared`` (see :mod:`aiportrait._files`). A journal of an older format is migrated
+    (:func:`~aiportrait._batches.journal_format.migrate`: the URLs it held are dropped) when
+    opened with the lock, or with ``memo=True`` (to remember uploads in it: an uploader's
+    ``journal=``); opened only to look at, it is read as it is.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, lock: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        lock: bool = True,
+        shared: bool = False,
+        memo: bool = False,
+    ) -> None:
         self.path = Path(path)
+        self._migrates = lock or memo
         self._lock = threading.Lock()
+        self._closed = False
         self._owner: FileLock | None = None
         if lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._owner = FileLock.acquire(self.path)
+            make_dir(self.path.parent, shared=shared)
+            self._owner = FileLock.acquire(self.path, shared=shared)
         try:
+            if not self.path.exists():  # SQLite would create it by the umask (and its -wal too)
+                make_dir(self.path.parent, shared=shared)
+                os.close(open_new(self.path, os.O_RDWR, shared=shared))
             self._db = self._open()
         except BaseException:
             if self._owner is not None:
@@ -77,6 +101,7 @@ class Journal:
             )
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA secure_delete=ON")  # a dropped row leaves no trace in the file
             problems = [row[0] for row in db.execute("PRAGMA quick_check(3)")]
             if problems != ["ok"]:
                 raise sqlite3.DatabaseError("; ".join(str(p) for p in problems))
@@ -84,13 +109,19 @@ class Journal:
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'items'"
             ).fetchone()
             version = db.execute("PRAGMA user_version").fetchone()[0]
-            if has_items and version != FORMAT:
+            if has_items and version != FORMAT and version not in MIGRATES:
                 raise JournalError(
                     f"journal {self.path} was written by another version of aiportrait (format "
                     f"{version}, this version reads {FORMAT}); finish its batch with that "
                     f"version, or {_ASIDE}",
                     path=self.path,
                 )
+            columns = [row[1] for row in db.execute("PRAGMA table_info(uploads)")]
+            if self._migrates and ((has_items and version != FORMAT) or "url" in columns):
+                db.execute("BEGIN IMMEDIATE")
+                migrate(db)
+                db.execute("COMMIT")
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # no old page left in the -wal
             if not has_items and self._owner is not None:
                 db.execute("BEGIN IMMEDIATE")
                 db.execute(ITEMS_TABLE)
@@ -135,9 +166,15 @@ class Journal:
             except sqlite3.DatabaseError as exc:
                 raise self._unreadable(exc) from exc
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
     def close(self) -> None:
         """Close the file and give up the lock."""
         with self._lock:
+            self._closed = True
             self._db.close()
         if self._owner is not None:
             self._owner.release()
@@ -235,7 +272,7 @@ class Journal:
         Never overwrites a row recorded for another request (another fingerprint): that
         raises :class:`~aiportrait.errors.InvalidArgument`.
         """
-        payload = None if data is None else json.dumps(data)
+        payload = None if data is None else json.dumps(public_json(data))
         bump = 1 if status == "submitting" else 0
         with self._using(write=True) as db:
             written = db.execute(
@@ -295,27 +332,43 @@ class Journal:
                 [(kind, seconds, now) for kind, seconds in durations],
             )
 
-    def upload(self, key: str) -> tuple[str, float] | None:
-        """The URL remembered for an uploaded object and when it expires (epoch seconds)."""
+    def upload(self, key: str) -> tuple[str | None, float] | None:
+        """What is remembered of an uploaded object: the SHA-256 of what was stored (``None``
+        when unknown) and until when its last URL lasts (epoch seconds)."""
         with self._using() as db:
             if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'uploads'").fetchone():
                 return None
-            row = db.execute("SELECT url, expires FROM uploads WHERE key = ?", (key,)).fetchone()
-        if row is None or not isinstance(row[0], str) or not isinstance(row[1], (int, float)):
+            row = db.execute("SELECT sha256, expires FROM uploads WHERE key = ?", (key,)).fetchone()
+        if row is None or not isinstance(row[1], (int, float)):
             return None  # a garbage row is forgotten, never an error
-        return row[0], float(row[1])
+        return (row[0] if isinstance(row[0], str) else None), float(row[1])
 
-    def remember_upload(self, key: str, url: str, expires: float) -> None:
-        """Remember an uploaded object's URL (content hash -> URL -> expiry) for later runs.
+    def remember_upload(self, key: str, sha256: str | None, expires: float) -> None:
+        """Remember an uploaded object (key, content hash, until when its URL lasts) for
+        later runs and for deleting it; never its URL.
 
         Allowed without owning the journal (``lock=False``): a memo, not a batch item.
         """
         with self._using(write=True, shared=True) as db:
             db.execute(UPLOADS_TABLE)
             db.execute(
-                "INSERT OR REPLACE INTO uploads (key, url, expires) VALUES (?, ?, ?)",
-                (key, url, expires),
+                "INSERT OR REPLACE INTO uploads (key, sha256, expires) VALUES (?, ?, ?)",
+                (key, sha256, expires),
             )
+
+    def uploads(self) -> list[str]:
+        """The object keys of every upload remembered, in key order."""
+        with self._using() as db:
+            if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'uploads'").fetchone():
+                return []
+            rows = db.execute("SELECT key FROM uploads ORDER BY key").fetchall()
+        return [row[0] for row in rows if isinstance(row[0], str)]
+
+    def forget_upload(self, key: str) -> None:
+        """Forget an upload (its object was deleted). Allowed without owning the journal."""
+        with self._using(write=True, shared=True) as db:
+            db.execute(UPLOADS_TABLE)
+            db.execute("DELETE FROM uploads WHERE key = ?", (key,))
 
     def counts(self, kind: str | None = None) -> dict[str, int]:
         """How many items are in each status."""

@@ -4,28 +4,37 @@ a batch key is stored (:func:`key_text`), and a row read back as a :class:`Recor
 from __future__ import annotations
 
 import json
-from typing import Any, Literal, get_args
+import sqlite3
+from typing import Any, Final, Literal, get_args
 
 import attrs
 
+from .._wire.signing import public_json
 from ..errors import InvalidArgument
 
 __all__ = [
     "DURATIONS_TABLE",
     "FORMAT",
     "ITEMS_TABLE",
+    "MIGRATES",
     "UPLOADS_TABLE",
     "Record",
     "Status",
     "key_text",
+    "migrate",
     "read_row",
 ]
 
 Status = Literal["submitting", "submitted", "done", "failed"]
 _STATUSES = frozenset(get_args(Status))
 
-FORMAT = 2
-"""The journal's format (SQLite ``user_version``); 2: keys stored with their type."""
+FORMAT = 3
+"""The journal's format (SQLite ``user_version``); 2: keys stored with their type; 3: no URL
+stored (uploads by object key and content hash, training states without their URLs' query).
+A format-2 journal is migrated when opened (:func:`migrate`)."""
+
+MIGRATES: Final = frozenset({2})
+"""The older formats :func:`migrate` brings to :data:`FORMAT`."""
 
 ITEMS_TABLE = """
 CREATE TABLE IF NOT EXISTS items (
@@ -93,12 +102,40 @@ CREATE TABLE IF NOT EXISTS durations (
 UPLOADS_TABLE = """
 CREATE TABLE IF NOT EXISTS uploads (
     key TEXT PRIMARY KEY,
-    url TEXT NOT NULL,
+    sha256 TEXT,
     expires REAL NOT NULL
 )
 """
-"""Local photos uploaded for the batch's items (a table added in format 2: older versions of
-aiportrait ignore it)."""
+"""Local photos uploaded for the batch's items: object key, SHA-256 of what was stored, and
+until when the last URL handed out for it lasts. Never the URL: that is a key to the photo,
+presigned again (on this machine, no request) whenever it is needed."""
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Bring a journal of an older format (:data:`MIGRATES`) to :data:`FORMAT`, in the
+    caller's transaction: the remembered uploads lose their URLs (key and expiry kept, so
+    that they can still be deleted), and the items' data their URLs' query."""
+    columns = [row[1] for row in db.execute("PRAGMA table_info(uploads)")]
+    if "url" in columns:
+        db.execute("ALTER TABLE uploads RENAME TO uploads_old")
+        db.execute(UPLOADS_TABLE)
+        db.execute(
+            "INSERT OR REPLACE INTO uploads (key, sha256, expires)"
+            " SELECT key, NULL, expires FROM uploads_old"
+            " WHERE typeof(key) = 'text' AND typeof(expires) IN ('real', 'integer')"
+        )
+        db.execute("DROP TABLE uploads_old")
+    if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'items'").fetchone():
+        rows = db.execute("SELECT rowid, data FROM items WHERE data IS NOT NULL").fetchall()
+        for rowid, raw in rows:
+            try:
+                data = json.loads(raw)
+            except (TypeError, ValueError, RecursionError):
+                continue  # unreadable: said when the item is read, as before
+            clean = json.dumps(public_json(data))
+            if clean != raw:
+                db.execute("UPDATE items SET data = ? WHERE rowid = ?", (clean, rowid))
+    db.execute(f"PRAGMA user_version = {FORMAT}")
 
 
 def read_row(row: tuple[Any, ...]) -> Record:

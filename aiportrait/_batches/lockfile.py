@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from .._files import open_new
 from ..errors import JournalLocked
 
 __all__ = ["FileLock"]
@@ -27,10 +28,11 @@ class FileLock:
         self._fd: int | None = fd
 
     @classmethod
-    def acquire(cls, journal: Path) -> FileLock:
-        """Take the lock without waiting; :class:`JournalLocked` names the holder."""
+    def acquire(cls, journal: Path, *, shared: bool = False) -> FileLock:
+        """Take the lock without waiting; :class:`JournalLocked` names the holder. The lock
+        file is created private unless ``shared`` (it names the holder's host)."""
         path = journal.with_name(journal.name + ".lock")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        fd = open_new(path, os.O_RDWR, shared=shared)
         try:
             if not _try_lock(fd):
                 raise JournalLocked(journal, _holder(fd))

@@ -8,7 +8,8 @@ written atomically before its row says ``done``.
 
 An item with local inputs (files or bytes in its image fields) has them read first (a bad one
 fails the item), its row bound to their content, and its photos checked, cleaned and uploaded
-only right before its charged call (see :mod:`aiportrait._local.resolve`).
+only right before its charged call (see :mod:`aiportrait._local.resolve`). The journal, the
+folders and the portraits are created private unless ``shared_files`` (:mod:`aiportrait._files`).
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ class BatchRunner:
         upload: UploadFunc | None = None,
         budgets: Sequence[Budget | None] = (),
         stop: BatchStop | None = None,
+        shared_files: bool = False,
     ) -> None:
         self.send = send
         self.stop = BatchStop() if stop is None else stop  # see :class:`BatchStop`
@@ -99,7 +101,8 @@ class BatchRunner:
         self.within = within
         """The batch's id in hook events (``None`` without hooks)."""
         self.durations = durations
-        self.journal = None if journal is None else Journal(Path(journal))
+        self.shared_files = shared_files  # the journal, folders and portraits: private unless
+        self.journal = None if journal is None else Journal(Path(journal), shared=shared_files)
         self.upload = upload if self.journal is None else remembering(upload, self.journal)
         if self.journal is not None and durations is not None:
             try:
@@ -278,7 +281,9 @@ class BatchRunner:
         data: dict[str, Any] = {"cost_time": portrait.cost_time, "request_id": portrait.request_id}
         if self.out_dir is not None:
             target = self.out_dir / (stem + portrait.extension)
-            path = await anyio.to_thread.run_sync(portrait.save, target)
+            path = await anyio.to_thread.run_sync(
+                lambda: portrait.save(target, shared=self.shared_files)
+            )
             data["file"] = await anyio.to_thread.run_sync(os.path.abspath, path)
         await self._put("create", skey, fp, "done", data=data)
         return Outcome(key, request, value=portrait, path=path)

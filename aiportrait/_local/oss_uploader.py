@@ -3,25 +3,29 @@
 The object key is the photo's SHA-256 under a prefix, so a photo is stored once: a HEAD asks
 whether it is there before any PUT. The URL handed to AI Portrait is a presigned GET (OSS V4)
 valid for ``expires`` (default 24 hours, at most 7 days): longer than the training deadline.
-URLs are remembered (key -> URL -> expiry); one close to its expiry is presigned again, never
-uploaded again. ``alibabacloud_oss_v2`` (``pip install 'aiportrait[oss]'``) is imported when the
-first photo is uploaded, so ``import aiportrait`` stays light.
+URLs are remembered in memory only (key -> URL -> expiry); one close to its expiry is presigned
+again, never uploaded again. A journal remembers the object key, content hash and expiry, never
+the URL: a URL is presigned again (on this machine, no request) whenever it is needed.
+``alibabacloud_oss_v2`` (``pip install 'aiportrait[oss]'``) is imported when the first photo is
+uploaded, so ``import aiportrait`` stays light.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
+import hashlib
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
-from .._wire.signing import PrivateMapping, redacted
+from .._wire.signing import PresignedURL, PrivateMapping, redacted
 from ..errors import CredentialsError, InvalidArgument, UploadError
 
-__all__ = ["DEFAULT_EXPIRES", "OSSUploader"]
+__all__ = ["DEFAULT_EXPIRES", "MAX_EXPIRES", "OSSUploader", "UploadMemo"]
 
 #: How long a presigned URL stays valid by default (seconds): a day.
 DEFAULT_EXPIRES = 24 * 3600.0
@@ -36,15 +40,20 @@ EMULATOR_BUCKET = "aiportrait-local"
 
 class UploadMemo(Protocol):
     """Where uploads are remembered across runs (a batch's
-    :class:`~aiportrait._batches.journal.Journal`): object key -> URL -> expiry. Blocking
-    calls, run in a worker thread."""
+    :class:`~aiportrait._batches.journal.Journal`): object key -> content hash -> until when
+    its last URL lasts; never the URL itself. Blocking calls, run in a worker thread."""
 
-    def upload(self, key: str) -> tuple[str, float] | None:
-        """The URL remembered for ``key`` and when it expires (epoch seconds), or None."""
+    def upload(self, key: str) -> tuple[str | None, float] | None:
+        """The SHA-256 remembered for ``key`` (None: unknown) and until when its last URL
+        lasts (epoch seconds), or None."""
         ...
 
-    def remember_upload(self, key: str, url: str, expires: float) -> None:
-        """Remember ``key``'s URL and its expiry."""
+    def remember_upload(self, key: str, sha256: str | None, expires: float) -> None:
+        """Remember ``key``, the SHA-256 of what it holds and until when its URL lasts."""
+        ...
+
+    def forget_upload(self, key: str) -> None:
+        """Forget ``key`` (its object was deleted)."""
         ...
 
 
@@ -54,8 +63,11 @@ class OSSUploader:
     Photos of people are personal data: they are stripped of their metadata (EXIF with GPS
     position, XMP, IPTC) before upload, stored under a content hash (no file name), reachable
     only through presigned URLs, and can be deleted once the job has ended (``delete_after=True``
-    deletes what this uploader stored when it is closed; :meth:`delete` deletes given URLs).
-    Mind your bucket's region and retention rules.
+    deletes every object this uploader handed out a URL for when it is closed: uploaded now,
+    found already there, or remembered by a journal; :meth:`delete` deletes given URLs,
+    :meth:`delete_remembered` what a journal remembers). Mind your bucket's region and
+    retention rules. The URLs it returns are :class:`~aiportrait._wire.signing.PresignedURL`:
+    shown and pickled without their signature.
 
     Args:
         bucket: the bucket (else ``OSS_BUCKET``).
@@ -68,14 +80,17 @@ class OSSUploader:
         prefix: the folder of the objects (default ``aiportrait/``).
         expires: seconds a presigned URL is valid (default 24 h, at most 7 days); make it
             longer than your training deadline.
-        delete_after: delete the objects this uploader stored when it is closed.
+        delete_after: when closed, delete every object this uploader handed out a URL for
+            (:attr:`handed_out`) and forget it in the journals that remembered it.
         path_style: path-style addressing (``endpoint/bucket/key``); default: only for an IP
             endpoint (as the SDK does).
-        journal: a batch journal (SQLite file) that remembers the uploads across runs (content
-            hash -> URL -> expiry): a re-run neither uploads nor presigns again while the URL
-            lasts, so its requests stay the same. (A batch run with ``journal=`` on a Session
-            with this uploader remembers its uploads in that journal without it: see
-            :meth:`remembering`.)
+        journal: a batch journal (SQLite file) that remembers the uploads across runs (object
+            key, content hash, until when its last URL lasts; never the URL): a re-run sends
+            no request to the bucket while that lasts (no HEAD, no PUT: the URL is presigned
+            again on this machine), and a batch item stays bound to its photos' content, not
+            to a URL. (A batch run with ``journal=`` on a Session with this uploader remembers
+            its uploads in that journal without it: see :meth:`remembering`.)
+        shared_files: create the journal as any new file (by the umask) instead of ``0600``.
         environ: the environment to read (default ``os.environ``).
         clock: the wall clock (epoch seconds) that says whether a remembered URL expired
             (default ``time.time``; a test may move it forward).
@@ -99,6 +114,7 @@ class OSSUploader:
         delete_after: bool = False,
         path_style: bool | None = None,
         journal: str | os.PathLike[str] | None = None,
+        shared_files: bool = False,
         environ: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -134,12 +150,17 @@ class OSSUploader:
         self._path_style = path_style
         self._client: Any = None
         self._journal_path = journal
+        self._shared_files = shared_files
         self._journal: Any = None
+        self._memos: list[UploadMemo] = []  # every memo an upload was remembered in
         self._clock = clock
         self._busy: dict[str, asyncio.Lock] = {}  # one upload of a key at a time
-        self._urls: dict[str, tuple[str, float]] = {}
+        self._urls: dict[str, tuple[PresignedURL, float]] = {}  # in memory only
         self.stored: list[str] = []
         """Object keys this uploader PUT (not the ones it found already there)."""
+        self.handed_out: dict[str, None] = {}
+        """Object keys this uploader handed out a URL for (uploaded now, found already there,
+        or remembered by a journal), in order: what ``delete_after`` deletes."""
         self.puts = 0
         self.presigns = 0
 
@@ -172,7 +193,8 @@ class OSSUploader:
     # -- the Uploader protocol ---------------------------------------------------------------
 
     async def upload(self, data: bytes, content_type: str, key: str) -> str:
-        """Store ``data`` at ``prefix + key`` unless it is there, and return a presigned GET URL.
+        """Store ``data`` at ``prefix + key`` unless it is there, and return a presigned GET URL
+        (a :class:`~aiportrait._wire.signing.PresignedURL`).
 
         Raises :class:`~aiportrait.errors.UploadError` when the bucket refuses or cannot be
         reached.
@@ -184,10 +206,12 @@ class OSSUploader:
         """:meth:`upload`, remembering the uploads in ``memo`` (a batch's journal) as well.
 
         A batch run with ``journal=`` calls this on its Session's uploader (any uploader with a
-        ``remembering`` method): a re-run finds each photo's URL there, so it neither uploads
-        again nor, while the URL lasts, presigns again; an expired URL is presigned again
-        (after a HEAD), never uploaded again.
+        ``remembering`` method): a re-run finds each photo there (key, content hash), so it
+        sends no request to the bucket while its last URL would still last (the URL is
+        presigned again on this machine); after that a HEAD says whether it is still there
+        (uploaded again only when it is not).
         """
+        self._memos.append(memo)
 
         async def upload(data: bytes, content_type: str, key: str) -> str:
             return await self._upload(data, content_type, key, memo)
@@ -205,18 +229,17 @@ class OSSUploader:
 
     async def _upload_one(
         self, data: bytes, content_type: str, name: str, memo: UploadMemo | None
-    ) -> str:
-        remembered = self._urls.get(name)
-        stored = None
-        if memo is not None:
-            stored = await asyncio.to_thread(memo.upload, name)
-            if stored is not None and (remembered is None or stored[1] > remembered[1]):
-                remembered = self._urls[name] = stored
+    ) -> PresignedURL:
+        digest = hashlib.sha256(data).hexdigest()
         renew = min(_RENEW_BEFORE, self.expires / 2)
+        remembered = self._urls.get(name)
         if remembered is not None and remembered[1] - self._clock() > renew:
-            if memo is not None and stored != remembered:  # known here, not yet in the memo
-                await asyncio.to_thread(memo.remember_upload, name, *remembered)
+            if memo is not None:  # known here, perhaps not yet in the memo
+                await asyncio.to_thread(memo.remember_upload, name, digest, remembered[1])
             return remembered[0]
+        stored = None if memo is None else await asyncio.to_thread(memo.upload, name)
+        if stored is not None and stored[0] == digest and stored[1] - self._clock() > renew:
+            return await self._presign(name, memo, digest)  # there: no request to the bucket
         sdk, client = self._sdk()
         try:
             if not await client.is_object_exist(self.bucket, name):  # deleted since: again
@@ -227,7 +250,7 @@ class OSSUploader:
                 )
                 self.puts += 1
                 self.stored.append(name)
-            return await self._presign(name, memo)
+            return await self._presign(name, memo, digest)
         except sdk.exceptions.BaseError as exc:
             raise UploadError(f"OSS refused {name}: {_reason(exc)}") from None
 
@@ -238,31 +261,29 @@ class OSSUploader:
     async def delete(self, urls: Iterable[str]) -> int:
         """Delete the objects behind these URLs (ones of this bucket and prefix); returns how
         many were deleted."""
-        sdk, client = self._sdk()
-        count = 0
-        for url in urls:
-            name = self._object_of(url)
-            if name is None:
-                continue
-            try:
-                await client.delete_object(sdk.DeleteObjectRequest(bucket=self.bucket, key=name))
-            except sdk.exceptions.BaseError as exc:
-                raise UploadError(f"OSS refused to delete {name}: {_reason(exc)}") from None
-            self._urls.pop(name, None)
-            count += 1
-        return count
+        names = [name for name in map(self._object_of, urls) if name is not None]
+        return await self._delete(names, self._open_memos())
+
+    async def delete_remembered(self, journal: str | os.PathLike[str]) -> int:
+        """Delete every object a batch journal remembers (of this prefix), forgetting each
+        there once deleted; returns how many were deleted. The journal may be owned by a run
+        meanwhile (it is opened only to look at and to forget uploads)."""
+        from .._batches.journal import Journal
+
+        memo = await asyncio.to_thread(functools.partial(Journal, journal, lock=False, memo=True))
+        try:
+            names = await asyncio.to_thread(memo.uploads)
+            mine = [name for name in names if name.startswith(self.prefix)]
+            return await self._delete(mine, [memo])
+        finally:
+            await asyncio.to_thread(memo.close)
 
     async def aclose(self) -> None:
-        """Close the OSS client; with ``delete_after``, delete what this uploader stored."""
+        """Close the OSS client; with ``delete_after``, delete every object this uploader
+        handed out (:attr:`handed_out`) and forget it in the journals that remembered it."""
         try:
-            if self.delete_after and self.stored:
-                stored, self.stored = self.stored, []
-                sdk, client = self._sdk()
-                for name in stored:
-                    await client.delete_object(
-                        sdk.DeleteObjectRequest(bucket=self.bucket, key=name)
-                    )
-                    self._urls.pop(name, None)
+            if self.delete_after and self.handed_out:
+                await self._delete_handed_out()
         finally:
             client, self._client = self._client, None
             journal, self._journal = self._journal, None
@@ -279,20 +300,59 @@ class OSSUploader:
             path = path[len(self.bucket) + 1 :]
         return path if path.startswith(self.prefix) else None
 
-    async def _presign(self, name: str, memo: UploadMemo | None = None) -> str:
+    async def _delete_handed_out(self) -> None:
+        """Delete :attr:`handed_out`, forgetting each object in every memo it was remembered
+        in: a batch's journal closed at the batch's end is opened again for that."""
+        from .._batches.journal import Journal
+
+        closed = [getattr(m, "path", None) for m in self._memos if getattr(m, "closed", False)]
+        again = [functools.partial(Journal, p, lock=False, memo=True) for p in closed if p]
+        reopened = [await asyncio.to_thread(open_journal) for open_journal in again]
+        try:
+            await self._delete(list(self.handed_out), [*self._open_memos(), *reopened])
+        finally:
+            for journal in reopened:
+                await asyncio.to_thread(journal.close)
+
+    def _open_memos(self) -> list[UploadMemo]:
+        """The memos uploads were remembered in that are still open, this one's journal too."""
+        memos = [m for m in self._memos if not getattr(m, "closed", False)]
+        if self._journal_path is not None:
+            memos.append(self._journalled())
+        return memos
+
+    async def _delete(self, names: list[str], memos: Iterable[UploadMemo]) -> int:
+        """Delete these objects (one that is gone already counts: OSS says so too), forgetting
+        each in ``memos`` and in this uploader."""
+        sdk, client = self._sdk()
+        for name in names:
+            try:
+                await client.delete_object(sdk.DeleteObjectRequest(bucket=self.bucket, key=name))
+            except sdk.exceptions.BaseError as exc:
+                raise UploadError(f"OSS refused to delete {name}: {_reason(exc)}") from None
+            self._urls.pop(name, None)
+            self.handed_out.pop(name, None)
+            for memo in memos:
+                await asyncio.to_thread(memo.forget_upload, name)
+        return len(names)
+
+    async def _presign(
+        self, name: str, memo: UploadMemo | None = None, digest: str | None = None
+    ) -> PresignedURL:
         sdk, client = self._sdk()
         result = await client.presign(
             sdk.GetObjectRequest(bucket=self.bucket, key=name),
             expires=datetime.timedelta(seconds=self.expires),
         )
         self.presigns += 1
-        url = str(result.url)
+        self.handed_out[name] = None
+        url = PresignedURL(str(result.url))
         expires = self._clock() + self.expires
         self._urls[name] = (url, expires)
         if memo is None and self._journal_path is not None:
             memo = self._journalled()
         if memo is not None:
-            await asyncio.to_thread(memo.remember_upload, name, url, expires)
+            await asyncio.to_thread(memo.remember_upload, name, digest, expires)
         return url
 
     def _journalled(self) -> Any:
@@ -300,7 +360,9 @@ class OSSUploader:
             from .._batches.journal import Journal
 
             assert self._journal_path is not None
-            self._journal = Journal(self._journal_path, lock=False)  # a batch may own it
+            self._journal = Journal(  # a batch may own it
+                self._journal_path, lock=False, shared=self._shared_files, memo=True
+            )
         return self._journal
 
     def _sdk(self) -> tuple[Any, Any]:

@@ -253,6 +253,7 @@ class Session(SessionCore):
         recreate_missing: bool = False,
         budget: Budget | None = None,
         stop: BatchStop | None = None,
+        shared_files: bool = False,
     ) -> Outcomes[AnyCreateRequest, Portrait]:
         """Create many portraits concurrently; yields an :class:`Outcome` per item as it ends.
 
@@ -286,6 +287,8 @@ class Session(SessionCore):
                 :class:`~aiportrait.errors.BatchStopped` (a re-run does them). The batch stops
                 itself the same way on an error that would repeat for every item (quota
                 exceeded, unknown app, signature mismatch).
+            shared_files: create the journal, folders and portraits by the umask (``0644``,
+                for a web server), not private (``0600``, folders ``0700``).
 
         A journal is owned by one run at a time: a second run on the same file, in this
         process or another, raises :class:`~aiportrait.errors.JournalLocked` here; a file that
@@ -296,8 +299,8 @@ class Session(SessionCore):
         checked, cleaned and uploaded with the Session's ``uploader`` right before the item's
         charged call. The journal binds such an item to its files' content, not their URLs,
         and (with an uploader that can, such as :class:`~aiportrait.uploads.OSSUploader`)
-        remembers the uploads: a re-run neither uploads again nor runs a finished item again,
-        and a URL that expired is presigned again, not uploaded again. An outcome's
+        remembers the uploads (object key and content hash, never a URL): a re-run neither
+        uploads again nor runs a finished item again (a URL is presigned again). An outcome's
         ``request`` is the item as given.
         """
         from .._batches.batch import create_many  # batches (and sqlite3) load only when used
@@ -318,6 +321,7 @@ class Session(SessionCore):
             upload=self._upload,
             budgets=(budget, self._budget),
             stop=stop,
+            shared_files=shared_files,
         )
 
     def train_many(
@@ -332,6 +336,7 @@ class Session(SessionCore):
         retry_failed: bool = False,
         budget: Budget | None = None,
         stop: BatchStop | None = None,
+        shared_files: bool = False,
     ) -> Outcomes[TrainRequest, Any]:
         """Train many models concurrently; yields an :class:`Outcome` per item as it ends.
 
@@ -353,6 +358,7 @@ class Session(SessionCore):
             stop: see :meth:`create_many`; a stop ends the watching of trainings at once
                 (their job ids are in the journal: a re-run watches them again, and an
                 outcome says :class:`~aiportrait.errors.BatchStopped` with the job).
+            shared_files: see :meth:`create_many`.
 
         Local photos are handled per item as in :meth:`create_many`: read when the item starts,
         checked on this machine (a failure is :class:`~aiportrait.errors.PreflightFailed` for
@@ -377,6 +383,7 @@ class Session(SessionCore):
             upload=self._upload,
             budgets=(budget, self._budget),
             stop=stop,
+            shared_files=shared_files,
         )
 
     async def plan_many(

@@ -67,6 +67,9 @@ class PresignedURL(str):
     source: str | None
 
     def __new__(cls, url: str, source: str | None = None) -> PresignedURL:
+        if isinstance(url, PresignedURL):  # its str() is the public form: take the usable URL
+            source = url.source if source is None else source
+            url = url.reveal()
         self = super().__new__(cls, url)
         self.source = source
         return self

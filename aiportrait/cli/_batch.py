@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,14 +24,25 @@ from .. import (
 )
 from .._batches.keys import file_stem
 from .._display.batch_progress import BatchProgress, batch_progress
+from .._files import write_atomic
 from .._wire.codec import converter
+from .._wire.signing import public_json
 from ..batches import DEFAULT_GRACE, BatchStop
-from ..errors import BatchStopped, BudgetExhausted, ConfigWarning, PhotoCountWarning
+from ..errors import BatchStopped, BudgetExhausted, ConfigWarning, JobFailed, PhotoCountWarning
 from ..hooks import OutagePause
+from ..uploads import OSSUploader
 from ._batchfile import read_plan
 from ._dryrun import budget_from, budget_line, budget_options, print_dry_run
 from ._exit import batch_exit
-from ._options import POSITIVE, SERVICE, Common, on_stop_signals, polling, shared
+from ._options import (
+    POSITIVE,
+    SERVICE,
+    Common,
+    on_stop_signals,
+    polling,
+    shared,
+    uploading_options,
+)
 from ._output import (
     PROG,
     Output,
@@ -109,18 +119,24 @@ def _outcome_text(out: Output, kind: str, outcome: Outcome[Any, Any], written: P
     return outcome_line("ok", outcome.key, f"{kind} model_id {model}{where}{rejected}{resumed}")
 
 
-def _save_training(out_dir: Path, outcome: Outcome[Any, Any]) -> Path | None:
-    """Write a training's result to ``DIR/trainings/<key>.json``."""
+def _save_training(out_dir: Path, outcome: Outcome[Any, Any], shared: bool) -> Path | None:
+    """Write a training's result to ``DIR/trainings/<key>.json`` (no URL's query in it;
+    private unless ``shared``)."""
     if outcome.error is not None or outcome.job is None:
         return None
     doc = {"key": outcome.key, **converter.unstructure(outcome.job)}
     doc.update(_value_doc(outcome, None))
     path = out_dir / TRAININGS_DIR / f"{file_stem(outcome.key)}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    text = json.dumps(public_json(doc), indent=2, default=str) + "\n"
+    return write_atomic(path, text.encode(), shared=shared)
+
+
+def _running(kind: str, outcome: Outcome[Any, Any]) -> bool:
+    """Whether the outcome leaves a training that may still run (and read its photos)."""
+    if outcome.status == "unknown":
+        return True
+    ended = isinstance(outcome.value, TrainResult) or isinstance(outcome.error, JobFailed)
+    return kind == "train" and outcome.job is not None and not ended
 
 
 @attrs.define
@@ -138,6 +154,7 @@ class _BatchRun:
     tally: _Tally = attrs.Factory(_Tally)
     unknown: list[Any] = attrs.Factory(list)  # the keys of the items that ended unknown
     signals: int = 0  # SIGINT and SIGTERM so far
+    running: int = 0  # items that may still run on the service (and read their photos)
     budget_reached: dict[str, tuple[int, int]] = attrs.Factory(dict)  # kind: (limit, refused)
 
     def signalled(self) -> None:
@@ -171,8 +188,10 @@ class _BatchRun:
                 self.out.line(json.dumps(_outcome_doc(self.out, kind, outcome), default=str))
             return
         written = None
+        self.running += _running(kind, outcome)
         if kind == "train":
-            written = await asyncio.to_thread(_save_training, self.out_dir, outcome)
+            shared = self.options.get("shared_files", False)
+            written = await asyncio.to_thread(_save_training, self.out_dir, outcome, shared)
         stopped = isinstance(outcome.error, BatchStopped)
         self.tally.ok += outcome.ok
         self.tally.failed += not outcome.ok and not stopped
@@ -236,6 +255,22 @@ class _BatchRun:
         return KeyboardInterrupt() if stop.reason is None else stop.reason
 
 
+async def _delete_uploads(
+    out: Output, uploader: OSSUploader, run: _BatchRun, journal: Path
+) -> None:
+    """``--delete-uploads`` at the end of a batch: every photo the journal remembers (this run's
+    and earlier runs'), unless an item may still be running on the service."""
+    if run.stop.stopped or run.running:
+        uploader.delete_after = False
+        out.note(
+            f"{PROG}: uploads kept: {run.running or 'some'} item(s) may still be running; "
+            f"once they ended, delete them with: {PROG} uploads delete {journal}"
+        )
+        return
+    deleted = await uploader.delete_remembered(journal)
+    out.note(f"{PROG}: deleted {deleted} uploaded photo(s)")
+
+
 @click.command()
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option(
@@ -273,7 +308,8 @@ class _BatchRun:
     help="say what would be charged now; upload, send and charge nothing",
 )  # fmt: skip
 @polling
-@shared(*SERVICE)
+@uploading_options(wait="no_wait")
+@shared(*SERVICE, "shared_files")
 @click.pass_obj
 def batch(
     common: Common,
@@ -295,8 +331,10 @@ def batch(
 
     FILE: CSV or JSON Lines, one request per row (see docs/cli.md). Exit 5 when an item failed,
     4 when one may or may not have run, 6 when the budget (--max-trainings, --max-creations)
-    left items not submitted. Ctrl-C (or SIGTERM) stops submitting and lets the calls in
-    flight finish (exit 130; a second Ctrl-C abandons them)."""
+    left items not submitted. With --delete-uploads, the photos uploaded, found or remembered
+    by the journal are deleted at the end, unless a training may still be running. Ctrl-C (or
+    SIGTERM) stops submitting and lets the calls in flight finish (exit 130; a second Ctrl-C
+    abandons them)."""
 
     async def run() -> int:
         plan = read_plan(file)  # its warnings are given now, with the file and lines
@@ -307,6 +345,7 @@ def batch(
         if dry_run:
             return await print_dry_run(out, file, plan, where, out_dir, budget, options)
         options["budget"] = budget
+        options["shared_files"] = common.shared_files
         progress = batch_progress(len(plan), out.err, enabled=not no_progress)
 
         def status(event: object) -> None:  # an outage pause, on the status line
@@ -331,6 +370,8 @@ def batch(
                         await run.trainings(plan.trainings(), not no_wait, poll)
                     if plan.creations():
                         await run.creations(plan.creations())
+                if uploader is not None and uploader.delete_after:
+                    await _delete_uploads(out, uploader, run, where)
         finally:
             progress.close()
         out.resume = None

@@ -36,7 +36,7 @@ from ..errors import ConfigWarning, PhotoCountWarning
 from ._batchfile import check_request, config_from
 from ._exit import EXIT_FAILED, EXIT_OK, UsageError
 from ._local import PHOTO_FIELDS, has_local, local_inputs, local_value
-from ._options import SERVICE, Common, polling, shared
+from ._options import SERVICE, Common, polling, shared, uploading_options
 from ._output import (
     PROG,
     Output,
@@ -80,6 +80,7 @@ async def _send(
 @click.command()
 @_PHOTO
 @click.option("--local", is_flag=True, help="check local files on this machine (nothing sent)")
+@uploading_options()
 @shared(*SERVICE)
 @click.pass_obj
 def check(common: Common, photos: tuple[str, ...], local: bool) -> int:
@@ -130,6 +131,7 @@ async def _watch(session: Session, job: int, poll: PollPolicy, out: Output) -> T
 )
 @click.option("--wait", is_flag=True, help="watch the job to its end")
 @polling
+@uploading_options(wait="wait")
 @shared(*SERVICE)
 @click.pass_obj
 def train(
@@ -275,7 +277,8 @@ def create_request(
     metavar="FILE",
     help="default portrait.<ext>",
 )
-@shared(*SERVICE)
+@uploading_options()
+@shared(*SERVICE, "shared_files")
 @click.pass_context
 def create(ctx: click.Context, /, settings: tuple[str, ...], out: Path, **given: Any) -> int:
     """Create a portrait.
@@ -291,7 +294,7 @@ def create(ctx: click.Context, /, settings: tuple[str, ...], out: Path, **given:
         check_request(item)
         async with _session(common, item.local) as (session, uploader):
             portrait = await _send(session, uploader, item, read)
-        path = await asyncio.to_thread(portrait.save, out)
+        path = await asyncio.to_thread(portrait.save, out, shared=common.shared_files)
         done = f"wrote {path} ({portrait_text(portrait)})"
         common.out.result(portrait_doc(portrait, path), [done])
         return EXIT_OK

@@ -24,6 +24,7 @@ from ._output import PROG, Output
 from ._temporal import core_made, temporal
 from ._temporalbatch import attach, batch_
 from ._temporaldev import dev
+from ._uploads import uploads
 
 __all__ = ["console", "main", "tree"]
 
@@ -71,7 +72,7 @@ def demo(common: Common, out: Path, train_seconds: float) -> int:
     return common.run("demo", run)
 
 
-for _command in (check, train, watch, create, batch, emulator, temporal):
+for _command in (check, train, watch, create, batch, uploads, emulator, temporal):
     tree.add_command(_command)
 for _command in (batch_, attach, dev):
     temporal.add_command(_command)

@@ -1,5 +1,6 @@
 """The options commands share, defined once: credentials, ``--timeout``, ``--tries``,
-``--json``, ``--debug`` and the polling options; and :class:`Common`, where their values go.
+``--json``, ``--debug``, the polling options, the uploads' options (``--delete-uploads``,
+``--url-lifetime``) and ``--shared-files``; and :class:`Common`, where their values go.
 
 A shared option is given to the ``aiportrait`` group and to each command that uses it, so it
 may be typed before or after the command's name (``aiportrait --debug watch 12`` and
@@ -10,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 from collections import ChainMap
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 from urllib.parse import urlsplit
 
 import attrs
@@ -24,13 +26,15 @@ from .. import PollPolicy, RetryPolicy, Session
 from .._wire.credentials import credentials_from_env
 from .._wire.http import normalise_host
 from .._wire.signing import PrivateMapping, redacted
-from ..uploads import OSSUploader
+from ..errors import JobFailed
+from ..uploads import DEFAULT_EXPIRES, MAX_EXPIRES, OSSUploader
 from ._exit import UsageError
-from ._output import Output
+from ._output import PROG, Output
 
 __all__ = [
     "POSITIVE",
     "SERVICE",
+    "UPLOADS",
     "Common",
     "on_stop_signals",
     "polling",
@@ -38,6 +42,7 @@ __all__ = [
     "shared",
     "stop_event",
     "train_seconds_option",
+    "uploading_options",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -57,6 +62,11 @@ class Common:
     timeout: float | None = None
     tries: int | None = None
     debug: bool = False
+    delete_uploads: bool = False
+    url_lifetime: float | None = None
+    shared_files: bool = False
+    trains: bool = False
+    """The command starts trainings: an error keeps its uploads (a training may still run)."""
     ends_process: bool = False
     """The process ends when the command does (the ``aiportrait`` command: ``console``)."""
 
@@ -84,14 +94,21 @@ class Common:
 
     def uploader(self) -> OSSUploader | None:
         """The uploader for local files: ``OSS_BUCKET`` set -> OSS from the ``OSS_*``
-        variables; else, against a loopback host (the local emulator), its bucket; else none."""
+        variables; else, against a loopback host (the local emulator), its bucket; else none.
+        Its URLs last ``--url-lifetime``; with ``--delete-uploads`` it deletes every object it
+        handed out when it is closed."""
+        options: dict[str, Any] = {
+            "expires": DEFAULT_EXPIRES if self.url_lifetime is None else self.url_lifetime,
+            "delete_after": self.delete_uploads,
+            "shared_files": self.shared_files,
+        }
         if os.environ.get("OSS_BUCKET"):
-            return OSSUploader()
+            return OSSUploader(**options)
         host, app_id, token = credentials_from_env(self._environ())
         url = normalise_host(host)
         name = urlsplit(url).hostname or ""
         if name == "localhost" or name.startswith("127.") or name == "::1":
-            return OSSUploader.emulated(url, app_id, token)
+            return OSSUploader.emulated(url, app_id, token, **options)
         return None
 
     @contextlib.asynccontextmanager
@@ -107,7 +124,18 @@ class Common:
                 "them to OSS, or run against the local emulator; or give URLs"
             )
         async with uploader:
-            yield uploader
+            try:
+                yield uploader
+            except BaseException as exc:
+                if self.trains and uploader.delete_after and not isinstance(exc, JobFailed):
+                    uploader.delete_after = False  # a training may still download them
+                    if uploader.handed_out:
+                        self.out.note(
+                            f"{PROG}: uploads kept: a training may still be running and "
+                            "download them (--delete-uploads deletes them once a run ends "
+                            "cleanly)"
+                        )
+                raise
 
     def run(self, command: str, work: Callable[[], Coroutine[Any, Any, int]]) -> int:
         """Run a command's coroutine (with ``--debug``'s logging); its exit code."""
@@ -160,10 +188,60 @@ _SHARED: Final = {
     ),
     "json": _option("--json", is_flag=True, default=False, help="JSON output"),
     "debug": _option("--debug", is_flag=True, default=False, help="tracebacks and DEBUG logging"),
+    "delete_uploads": _option(
+        "--delete-uploads",
+        is_flag=True,
+        default=False,
+        help="delete the photos this run uploaded (or found, or resumed) once its jobs ended",
+    ),
+    "url_lifetime": _option(
+        "--url-lifetime",
+        type=click.FloatRange(60, MAX_EXPIRES),
+        metavar="SECONDS",
+        help=f"how long an uploaded photo's URL works (default {DEFAULT_EXPIRES:.0f})",
+    ),
+    "shared_files": _option(
+        "--shared-files",
+        is_flag=True,
+        default=False,
+        help="files written by the umask (0644), not private (0600)",
+    ),
 }
 
 SERVICE: Final = ("host", "app_id", "token", "timeout", "tries", "json", "debug")
 """The shared options of the commands that call the service."""
+
+
+UPLOADS: Final = ("delete_uploads", "url_lifetime")
+"""The shared options of the commands that upload local photos."""
+
+
+def uploading_options(*, wait: str | None = None) -> Callable[[F], F]:
+    """:data:`UPLOADS` for a command that uploads local photos; ``wait``: the name of its
+    flag that says whether it waits for its trainings to end (``wait``, or ``no_wait`` that
+    says it does not): ``--delete-uploads`` is refused when it does not wait, since a
+    training downloads its photos while it runs."""
+
+    def add(f: F) -> F:
+        @functools.wraps(f)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            common = click.get_current_context().find_object(Common)
+            if wait is not None and common is not None:
+                common.trains = True
+            if wait is not None and common is not None and common.delete_uploads:
+                negated = wait.startswith("no_")
+                if bool(kwargs.get(wait)) == negated:
+                    flag = "--" + wait.replace("_", "-")
+                    verb = "does not go with" if negated else "needs"
+                    raise UsageError(
+                        f"--delete-uploads {verb} {flag}: a training downloads its photos "
+                        f"while it runs (delete them once it ended: {PROG} uploads delete)"
+                    )
+            return f(*args, **kwargs)
+
+        return shared(*UPLOADS)(cast(F, checked))
+
+    return add
 
 
 def shared(*names: str) -> Callable[[F], F]:

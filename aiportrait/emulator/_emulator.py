@@ -17,6 +17,7 @@ from urllib.parse import quote, unquote, urlsplit
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from .._files import make_dir
 from .._session import Session
 from ._app import build_app, media_file
 from ._auth import AppConfig, signature
@@ -145,7 +146,7 @@ class Emulator:
             return self
         if self._data_dir is None:
             self._data_dir = Path(tempfile.mkdtemp(prefix="aiportrait-emulator-"))
-        self._data_dir.mkdir(parents=True, exist_ok=True)
+        make_dir(self._data_dir)  # private (0700) when made here
         if self._keep_token:
             keep_credentials(self._data_dir, self._app_id, self._token)
         worker = Worker(

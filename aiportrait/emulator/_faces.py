@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from .._files import make_dir
 from .._vision.face_engine import Face, FaceEngine
 from .._vision.images import RGBImage, decode_image, encode_image
 from ._colour import FloatArray, lab_stats, to_lab
@@ -77,7 +78,7 @@ class FaceModel:
     def save(self, directory: Path) -> None:
         """Write the model into ``directory`` (created if missing)."""
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        make_dir(directory)
         atomic_write(directory / "chip.png", encode_image(self.chip, "PNG"))
         arrays = npz_bytes(
             model_id=np.array(self.model_id),

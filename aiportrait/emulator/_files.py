@@ -1,7 +1,8 @@
 """The files of a stored model or scene: written so that a reader never sees half of one.
 
 Each file is written under a temporary name and renamed into place; arrays go into an ``.npz``
-archive that is read back with ``allow_pickle=False``.
+archive that is read back with ``allow_pickle=False``. Files are private (``0600``), like all of
+the emulator's data (its folder ``0700``).
 """
 
 from __future__ import annotations
@@ -13,13 +14,17 @@ from typing import Any
 
 import numpy as np
 
+from .._files import open_new
+
 __all__ = ["atomic_write", "load_npz", "npz_bytes"]
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary sibling and a rename."""
+    """Write ``data`` to ``path`` through a temporary sibling and a rename (created ``0600``:
+    a model holds a face)."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{id(data):x}.tmp")
-    temporary.write_bytes(data)
+    with os.fdopen(open_new(temporary, os.O_WRONLY | os.O_TRUNC), "wb") as fh:
+        fh.write(data)
     os.replace(temporary, path)
 
 

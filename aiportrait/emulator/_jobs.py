@@ -7,7 +7,9 @@ passed, then its chosen outcome), so ten thousand of them cost a few megabytes.
 
 Every job record is appended to ``jobs.jsonl`` when created and when it changes; on start the log
 is replayed (the last record of an id wins) and compacted. A training that was still running when
-the emulator stopped is marked failed, since its task is gone.
+the emulator stopped is marked failed, since its task is gone. The log is private (``0600``) and
+keeps every signed URL (a job's result echoes the photos') without its query: a presigned URL
+reads a person's photo.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from .._files import open_new
+from .._wire.signing import public_json
 from ._wire import JOB_FAILED, JOB_INIT, JOB_RUNNING, JOB_SUCCESS
 
 __all__ = ["INTERRUPTED_MESSAGE", "Job", "JobStore"]
@@ -90,7 +94,8 @@ class JobStore:
         self._path = None if directory is None else directory / "jobs.jsonl"
         if self._path is not None:
             self._load(self._path)
-            self._log = self._path.open("a", encoding="utf-8")
+            fd = open_new(self._path, os.O_WRONLY | os.O_APPEND)  # results hold URLs: 0600
+            self._log = os.fdopen(fd, "a", encoding="utf-8")
 
     def __len__(self) -> int:
         return len(self._jobs)
@@ -114,9 +119,9 @@ class JobStore:
             if job.kind == "train" and job.state in (JOB_INIT, JOB_RUNNING):
                 job.state, job.message = JOB_FAILED, INTERRUPTED_MESSAGE
         tmp = path.with_suffix(".tmp")
-        with tmp.open("w", encoding="utf-8") as fh:
+        with os.fdopen(open_new(tmp, os.O_WRONLY | os.O_TRUNC), "w", encoding="utf-8") as fh:
             for job in self._jobs.values():
-                fh.write(json.dumps(asdict(job)) + "\n")
+                fh.write(json.dumps(public_json(asdict(job))) + "\n")
         os.replace(tmp, path)
 
     def _index(self, job: Job) -> None:
@@ -129,7 +134,7 @@ class JobStore:
 
     def _persist(self, job: Job) -> None:
         if self._log is not None:
-            self._log.write(json.dumps(asdict(job)) + "\n")
+            self._log.write(json.dumps(public_json(asdict(job))) + "\n")
             self._log.flush()
 
     def add(

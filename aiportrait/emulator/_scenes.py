@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from .._files import make_dir
 from .._vision.images import RGBImage, decode_image, encode_image
 from ._files import atomic_write, load_npz, npz_bytes
 
@@ -33,7 +34,7 @@ class SceneModel:
     def save(self, directory: Path) -> None:
         """Write the scene into ``directory`` (``scene.npz`` + ``thumbnail.png``)."""
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        make_dir(directory)
         atomic_write(directory / "thumbnail.png", encode_image(self.thumbnail, "PNG"))
         arrays = npz_bytes(
             scene_id=np.array(self.scene_id),

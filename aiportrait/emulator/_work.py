@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
+from .._files import make_dir
 from .._vision.limits import MAX_PIXELS, MAX_REQUEST_PIXELS, PixelBudget
 from .._vision.sources import Fetched, Unfetched
 from .._vision.threads import THREAD_PREFIX, run_in, shared_engine, shared_pool
@@ -274,7 +275,7 @@ class _Saveable(Protocol):
 
 def _save_atomic(obj: _Saveable, directory: Path) -> None:
     """Save into a temporary sibling directory, then rename it into place."""
-    directory.parent.mkdir(parents=True, exist_ok=True)
+    make_dir(directory.parent)  # private: models hold faces
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
     try:
         obj.save(tmp)

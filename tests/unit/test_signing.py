@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from aiportrait._wire.signing import authorization, sign, sign_string
+from aiportrait._wire.signing import PresignedURL, authorization, presigned, sign, sign_string
 
 
 def test_every_go_vector_authorization(vectors: list[dict[str, Any]]) -> None:
@@ -76,3 +76,13 @@ def test_signature_is_lowercase_hex_and_method_case_insensitive() -> None:
     assert sig == sign("t", "POST", "/p", b"x")
     assert len(sig) == 64
     assert sig == sig.lower()
+
+
+def test_a_presigned_url_made_from_one_keeps_its_query_and_its_source() -> None:
+    url = "https://b.oss.example/aiportrait/a.jpg?x-oss-signature-version=V4&x-oss-signature=ab"
+    first = PresignedURL(url, source="me/a.jpg")
+    again = PresignedURL(first)
+    assert again.reveal() == url  # not the public form its str() gives
+    assert again.source == "me/a.jpg"
+    assert PresignedURL(first, source="other.jpg").source == "other.jpg"
+    assert presigned(first) is first
