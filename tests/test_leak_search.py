@@ -2,23 +2,17 @@
 anywhere (output, log records, hook events, reprs, pickles, tracebacks with locals, files, the
 emulator's data), and what it writes is private (files 0600, folders 0700).
 
-Skipped unless ``AIPORTRAIT_LEAK_TEST=1``: it fails until the fixes of issue 21 are merged.
 The run is made once for the module (:func:`tests.leak_search.collect`)."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 
 import pytest
 
 from aiportrait.samples import SamplePhotos
 from tests.leak_search import SIGNATURE, Evidence, collect
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("AIPORTRAIT_LEAK_TEST") != "1",
-    reason="the leak search runs with AIPORTRAIT_LEAK_TEST=1 (issue 21)",
-)
 pytest.importorskip("alibabacloud_oss_v2")
 pytest.importorskip("PIL.Image")
 

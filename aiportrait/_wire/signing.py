@@ -119,7 +119,7 @@ def public_url(value: str) -> str:
     return _without_query(value) if _signed(value) else value
 
 
-_URL_IN_TEXT = re.compile(r"https?://[^\s\"'<>\\]+")
+_URL_IN_TEXT = re.compile(r"https?://[^\s\"'<>]+")
 
 
 def public_text(text: str) -> str:
@@ -133,11 +133,13 @@ def public_text(text: str) -> str:
 
 def _public_match(match: re.Match[str]) -> str:
     """A URL found in text, query-less when presigned; the punctuation that ends a sentence
-    after it (``.,:;!?)]}``) stays."""
+    after it (``.,:;!?)]}``) stays. In a JSON text a Go service wrote, its ``&`` may be
+    ``\\u0026``."""
     found = match.group()
-    url = found.rstrip(".,:;!?)]}")
-    public = public_url(url)
-    return found if public is url else public + found[len(url) :]
+    url = found.rstrip(".,:;!?)]}\\")
+    plain = url.replace("\\u0026", "&")
+    public = public_url(plain)
+    return found if public is plain else public + found[len(url) :]
 
 
 def public_json(value: Any) -> Any:

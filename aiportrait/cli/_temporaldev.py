@@ -11,6 +11,7 @@ from typing import Any, Final
 
 import click
 
+from .._files import make_dir, open_new
 from ._exit import EXIT_OK, UsageError
 from ._options import Common, port_option, shared, stop_event, train_seconds_option
 from ._temporal import Cluster, run_temporal, where
@@ -60,7 +61,7 @@ def dev(
         ) from None
 
     root = folder.resolve()
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)  # its temporal.db: every history
+    make_dir(root)  # private: its temporal.db holds every history
     photos = sample_photos(root / "photos")
 
     async def run(runtime: Any) -> int:
@@ -90,7 +91,7 @@ def dev(
                 "AIPORTRAIT_STORE": str(where),
             }
             env_file = root / _ENV_FILE
-            fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            fd = open_new(env_file, os.O_WRONLY | os.O_TRUNC)
             with os.fdopen(fd, "w") as f:
                 f.writelines(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
             sample = _sample_batch(root, emu, photos)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 from urllib.parse import quote, unquote, urlparse
 
 import anyio
 
+from .._files import write_atomic
 from ..models import EXTENSIONS
 from ._values import PortraitRef
 
@@ -124,7 +124,7 @@ class LocalPortraitStore:
     async def put(self, name: str, data: bytes, content_type: str) -> str:
         """Write ``data`` to ``root/name`` atomically; return its ``file://`` address."""
         target = self.path(name)
-        await anyio.to_thread.run_sync(_write, target, data)
+        await anyio.to_thread.run_sync(write_atomic, target, data)
         return target.as_uri()
 
     async def find(self, name: str) -> str | None:
@@ -144,17 +144,3 @@ class LocalPortraitStore:
         if self.root not in target.parents:
             raise ValueError(f"address outside the store: {uri!r}")
         return target.read_bytes()
-
-
-def _write(target: Path, data: bytes) -> None:
-    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # (files: mkstemp, 0600)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

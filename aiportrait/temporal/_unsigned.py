@@ -12,14 +12,11 @@ call (:mod:`._presign`).
 
 from __future__ import annotations
 
-import re
-from typing import Any, Final
+from typing import Any
 
-from .._wire.signing import PresignedURL, presigned
+from .._wire.signing import PresignedURL, public_text
 
-__all__ = ["RequestData", "unsigned", "unsigned_data"]
-
-_URL: Final = re.compile(r"""[A-Za-z][A-Za-z0-9+.-]*://[^\s"'<>]+""")
+__all__ = ["RequestData", "unsigned_data"]
 
 
 class RequestData(dict[str, Any]):
@@ -27,31 +24,14 @@ class RequestData(dict[str, Any]):
     uploaders' :class:`~aiportrait._wire.signing.PresignedURL` lose their query)."""
 
 
-def _public(match: re.Match[str]) -> str:
-    text = match.group()
-    url = text.rstrip(".,;:)]}")  # the punctuation of the sentence around it stays
-    # A JSON text (a raw_result written by a Go service) may escape "&" as "\u0026".
-    found = presigned(url.replace("\\u0026", "&"))
-    return found.public + text[len(url) :] if isinstance(found, PresignedURL) else text
-
-
-def unsigned(text: str) -> str:
-    """``text`` with each signed URL in it (whole, or inside a message or a JSON text) cut
-    before its query."""
-    if isinstance(text, PresignedURL):
-        return text.public
-    if "?" not in text:  # the usual case: no query, nothing to look for
-        return text
-    return _URL.sub(_public, text)
-
-
 def unsigned_data(data: Any, *, given: bool = False) -> Any:
-    """JSON data with every presigned URL cut before its query (see the module); ``given``:
-    inside a request, where only the uploaders' URLs are."""
+    """JSON data with every presigned URL cut before its query (see the module; the cut of a
+    text is :func:`~aiportrait._wire.signing.public_text`); ``given``: inside a request,
+    where only the uploaders' URLs are."""
     if isinstance(data, PresignedURL):
         return data.public
     if isinstance(data, str):
-        return data if given else unsigned(data)
+        return data if given else public_text(data)
     if isinstance(data, RequestData):
         return {k: unsigned_data(v, given=True) for k, v in data.items()}
     if isinstance(data, dict):

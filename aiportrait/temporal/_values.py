@@ -19,10 +19,10 @@ from .._requests import (
     TrainRequest,
 )
 from .._retrying.policy import OutagePolicy
+from .._wire.signing import public_text
 from ..errors import AIPortraitError
 from ..hooks import OutcomeStatus
 from ..models import TrainJob, TrainResult
-from ._unsigned import unsigned
 
 __all__ = [
     "RESUME_WITHIN",
@@ -100,7 +100,7 @@ class ErrorInfo:
             if not k.startswith("_")
         }
         args = tuple(_json_safe(a) for a in exc.args)
-        return cls(type(exc).__name__, unsigned(str(exc)), args, attributes)
+        return cls(type(exc).__name__, public_text(str(exc)), args, attributes)
 
     def exception(self) -> AIPortraitError:
         """The error rebuilt: the same class from :mod:`aiportrait.errors` with its attributes
