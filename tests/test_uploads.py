@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 import aiportrait
@@ -253,8 +254,8 @@ async def test_a_journal_remembers_uploads_across_runs_by_key_and_hash_never_the
     async with OSSUploader.for_emulator(emu, journal=journal) as rerun:
         again = await rerun.upload(b"\xff\xd8photo", "image/jpeg", "a.jpg")
         assert again.partition("?")[0] == url.partition("?")[0]  # the same object
-        assert (rerun.puts, rerun.presigns) == (0, 1)  # presigned on this machine only
-    assert emu.bucket.heads == heads  # no request to the bucket: not even a HEAD
+        assert (rerun.puts, rerun.presigns) == (0, 1)  # presigned on this machine
+    assert emu.bucket.heads == heads + 1  # asked whether it is still there, not uploaded
     assert b"x-oss-signature" not in journal.read_bytes().lower()
     from aiportrait._batches.journal import Journal
 
@@ -268,11 +269,11 @@ async def test_a_journal_remembers_uploads_across_runs_by_key_and_hash_never_the
     async with OSSUploader.for_emulator(emu, journal=journal) as later:
         fresh = await later.upload(b"\xff\xd8photo", "image/jpeg", "a.jpg")
         assert (later.puts, later.presigns) == (0, 1)  # presigned again, not uploaded again
-    assert emu.bucket.heads == heads + 1  # expired: asked whether it is still there
+    assert emu.bucket.heads == heads + 2  # expired: asked as well
     assert fresh.startswith(f"{emu.url}/{emu.oss_bucket}/aiportrait/a.jpg?")
     async with OSSUploader.for_emulator(emu, journal=journal) as changed:
         await changed.upload(b"\xff\xd8other", "image/jpeg", "a.jpg")  # not what was stored
-    assert emu.bucket.heads == heads + 2  # another content: not taken on trust
+    assert emu.bucket.heads == heads + 3  # another content: asked as well
     assert emu.bucket.puts == 1
     owner = Journal(journal)  # a batch can still own the journal
     try:
@@ -280,6 +281,26 @@ async def test_a_journal_remembers_uploads_across_runs_by_key_and_hash_never_the
         assert owner.upload("aiportrait/a.jpg") is not None
     finally:
         owner.close()
+
+
+async def test_a_photo_another_run_deleted_is_uploaded_again_not_handed_out_as_a_dead_url(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    # Keys are content hashes: two runs with the same photo share its object, and one of them
+    # may delete it (--delete-uploads) while the other's journal still remembers it.
+    photo = b"\xff\xd8the same photo"
+    async with OSSUploader.for_emulator(emu, journal=tmp_path / "a.sqlite") as first:
+        await first.upload(photo, "image/jpeg", "same.jpg")
+    async with OSSUploader.for_emulator(
+        emu, journal=tmp_path / "b.sqlite", delete_after=True
+    ) as other:
+        await other.upload(photo, "image/jpeg", "same.jpg")  # found there; deleted at close
+    async with OSSUploader.for_emulator(emu, journal=tmp_path / "a.sqlite") as rerun:
+        url = await rerun.upload(photo, "image/jpeg", "same.jpg")
+        assert rerun.puts == 1  # uploaded again
+    async with aiohttp.ClientSession() as http, http.get(url.reveal()) as answer:
+        assert answer.status == 200  # the URL a training would be charged with reads it
+        assert await answer.read() == photo
 
 
 async def test_the_emulators_data_is_private_its_job_log_included(

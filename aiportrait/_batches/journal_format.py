@@ -108,7 +108,7 @@ CREATE TABLE IF NOT EXISTS uploads (
 """
 """Local photos uploaded for the batch's items: object key, SHA-256 of what was stored, and
 until when the last URL handed out for it lasts. Never the URL: that is a key to the photo,
-presigned again (on this machine, no request) whenever it is needed."""
+presigned again (on this machine, after a HEAD) whenever it is needed."""
 
 
 def migrate(db: sqlite3.Connection) -> None:

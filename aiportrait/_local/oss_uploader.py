@@ -5,7 +5,7 @@ whether it is there before any PUT. The URL handed to AI Portrait is a presigned
 valid for ``expires`` (default 24 hours, at most 7 days): longer than the training deadline.
 URLs are remembered in memory only (key -> URL -> expiry); one close to its expiry is presigned
 again, never uploaded again. A journal remembers the object key, content hash and expiry, never
-the URL: a URL is presigned again (on this machine, no request) whenever it is needed.
+the URL: a URL is presigned again (on this machine, after a HEAD) whenever it is needed.
 ``alibabacloud_oss_v2`` (``pip install 'aiportrait[oss]'``) is imported when the first photo is
 uploaded, so ``import aiportrait`` stays light.
 """
@@ -85,10 +85,10 @@ class OSSUploader:
         path_style: path-style addressing (``endpoint/bucket/key``); default: only for an IP
             endpoint (as the SDK does).
         journal: a batch journal (SQLite file) that remembers the uploads across runs (object
-            key, content hash, until when its last URL lasts; never the URL): a re-run sends
-            no request to the bucket while that lasts (no HEAD, no PUT: the URL is presigned
-            again on this machine), and a batch item stays bound to its photos' content, not
-            to a URL. (A batch run with ``journal=`` on a Session with this uploader remembers
+            key, content hash, until when its last URL lasts; never the URL): a re-run asks
+            the bucket whether each photo is still there (a HEAD: another run with the same
+            photo may have deleted it) and uploads only what is not, and a batch item stays
+            bound to its photos' content, not to a URL. (A batch run with ``journal=`` on a Session with this uploader remembers
             its uploads in that journal without it: see :meth:`remembering`.)
         shared_files: create the journal as any new file (by the umask) instead of ``0600``.
         environ: the environment to read (default ``os.environ``).
@@ -206,10 +206,9 @@ class OSSUploader:
         """:meth:`upload`, remembering the uploads in ``memo`` (a batch's journal) as well.
 
         A batch run with ``journal=`` calls this on its Session's uploader (any uploader with a
-        ``remembering`` method): a re-run finds each photo there (key, content hash), so it
-        sends no request to the bucket while its last URL would still last (the URL is
-        presigned again on this machine); after that a HEAD says whether it is still there
-        (uploaded again only when it is not).
+        ``remembering`` method): a re-run finds each photo there (key, content hash); a HEAD
+        says whether it is still there (another run with the same photo may have deleted it:
+        then it is uploaded again), and its URL is presigned again on this machine.
         """
         self._memos.append(memo)
 
@@ -231,16 +230,10 @@ class OSSUploader:
         self, data: bytes, content_type: str, name: str, memo: UploadMemo | None
     ) -> PresignedURL:
         digest = hashlib.sha256(data).hexdigest()
-        renew = min(_RENEW_BEFORE, self.expires / 2)
-        remembered = self._urls.get(name)
-        if remembered is not None and remembered[1] - self._clock() > renew:
-            if memo is not None:  # known here, perhaps not yet in the memo
-                await asyncio.to_thread(memo.remember_upload, name, digest, remembered[1])
-            return remembered[0]
-        stored = None if memo is None else await asyncio.to_thread(memo.upload, name)
-        if stored is not None and stored[0] == digest and stored[1] - self._clock() > renew:
-            return await self._presign(name, memo, digest)  # there: no request to the bucket
         sdk, client = self._sdk()
+        # Asked every time, even when a journal remembers it: keys are content hashes, so
+        # another run with the same photo may have deleted it since (--delete-uploads), and a
+        # URL to nothing would be a training charged for photos it cannot read.
         try:
             if not await client.is_object_exist(self.bucket, name):  # deleted since: again
                 await client.put_object(
@@ -250,6 +243,13 @@ class OSSUploader:
                 )
                 self.puts += 1
                 self.stored.append(name)
+            remembered = self._urls.get(name)
+            if remembered is not None and remembered[1] - self._clock() > min(
+                _RENEW_BEFORE, self.expires / 2
+            ):
+                if memo is not None:  # known here, perhaps not yet in the memo
+                    await asyncio.to_thread(memo.remember_upload, name, digest, remembered[1])
+                return remembered[0]
             return await self._presign(name, memo, digest)
         except sdk.exceptions.BaseError as exc:
             raise UploadError(f"OSS refused {name}: {_reason(exc)}") from None
