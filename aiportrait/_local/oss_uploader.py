@@ -88,8 +88,9 @@ class OSSUploader:
             key, content hash, until when its last URL lasts; never the URL): a re-run asks
             the bucket whether each photo is still there (a HEAD: another run with the same
             photo may have deleted it) and uploads only what is not, and a batch item stays
-            bound to its photos' content, not to a URL. (A batch run with ``journal=`` on a Session with this uploader remembers
-            its uploads in that journal without it: see :meth:`remembering`.)
+            bound to its photos' content, not to a URL. (A batch run with ``journal=`` on a
+            Session with this uploader remembers its uploads in that journal without it: see
+            :meth:`remembering`.)
         shared_files: create the journal as any new file (by the umask) instead of ``0600``.
         environ: the environment to read (default ``os.environ``).
         clock: the wall clock (epoch seconds) that says whether a remembered URL expired

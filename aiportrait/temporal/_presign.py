@@ -1,11 +1,12 @@
 """An uploaded photo presigned again by the worker, just before the call that sends it.
 
-Temporal carries an uploaded photo as its object's URL without a query (:mod:`._unsigned`),
-which reads nothing: the activity that sends a request (check, train, create) asks the
-worker's uploader for a fresh presigned URL of each such object first. An image URL is one of
-the uploader's objects when it has no query and the uploader, asked to presign the object its
-path names (after the uploader's ``prefix``), gives a URL of that very place; any other URL
-(one the user gave, or a signed one from a run begun before) is sent as it is.
+Temporal carries an uploaded photo as its object's URL without a query, marked
+:data:`~._unsigned.UPLOADED` (:mod:`._unsigned`), which reads nothing: the activity that sends
+a request (check, train, create) asks the worker's uploader for a fresh presigned URL of each
+such object first. A worker without an uploader, or whose uploader presigns another place (a
+bucket or endpoint other than the starters'), refuses the request before it is sent: a URL that
+reads nothing would be a training charged for photos it cannot download. Any other URL (one
+the user gave) is sent as it is.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from urllib.parse import unquote, urlsplit
 
 from .._requests import Place, Request
 from .._wire.signing import PresignedURL
+from ..errors import InvalidArgument
+from ._unsigned import UPLOADED
 
 __all__ = ["Presigner", "presigned_again"]
 
@@ -43,23 +46,34 @@ def _images(request: Request) -> dict[Place, Any]:
     return out
 
 
-async def _again(url: str, presigner: Presigner) -> PresignedURL | None:
-    parts = urlsplit(url)
+async def _again(url: str, presigner: Presigner | None) -> PresignedURL | None:
+    if not url.endswith(UPLOADED):
+        return None  # a URL the user gave: sent as given
+    address = url[: -len(UPLOADED)]
+    if presigner is None:
+        raise InvalidArgument(
+            f"{address} is a photo the starter uploaded, and this worker has no uploader to "
+            "presign it (give the worker the starters' OSS settings: OSS_BUCKET, OSS_REGION or "
+            "OSS_ENDPOINT, OSS_ACCESS_KEY_ID, OSS_ACCESS_KEY_SECRET); nothing was sent"
+        )
     marker = "/" + presigner.prefix
-    if parts.query or parts.fragment or parts.scheme not in ("http", "https"):
-        return None
-    path = unquote(parts.path)
-    if marker not in path:
-        return None
-    fresh = PresignedURL(await presigner.presign(path.rpartition(marker)[2]))
-    return fresh if fresh.public == url else None
+    path = unquote(urlsplit(address).path)
+    fresh = None
+    if marker in path:
+        fresh = PresignedURL(await presigner.presign(path.rpartition(marker)[2]))
+    if fresh is None or fresh.public != address:
+        where = "another prefix" if fresh is None else fresh.public
+        raise InvalidArgument(
+            f"{address} was uploaded to another bucket or endpoint than this worker's uploader "
+            f"presigns ({where}): give the worker the starters' OSS settings; nothing was sent"
+        )
+    return fresh
 
 
 async def presigned_again(request: R, presigner: Presigner | None) -> R:
-    """``request`` with each image that is one of ``presigner``'s objects (see the module) as
-    a fresh presigned URL; ``request`` itself when there is none (or no ``presigner``)."""
-    if presigner is None:
-        return request
+    """``request`` with each uploaded photo in it (see the module) as a fresh presigned URL;
+    ``request`` itself when there is none. :class:`~aiportrait.errors.InvalidArgument` when one
+    cannot be presigned here."""
     urls = {}
     for place, value in _images(request).items():
         if isinstance(value, str) and (fresh := await _again(value, presigner)) is not None:

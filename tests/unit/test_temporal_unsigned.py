@@ -77,7 +77,8 @@ def test_uploaded_urls_cross_without_their_query_and_given_ones_as_they_are() ->
     given = "https://mine.example/p.jpg?x-oss-signature=user-given"
     request = TrainRequest([PresignedURL(_SIGNED_URL), given])
     data = to_data(at.BatchItem("k", request))
-    assert data["request"]["images"] == [_URL, given]  # the user's own URL is sent as given
+    # the user's own URL is sent as given; an uploaded one is marked: presigned again
+    assert data["request"]["images"] == [f"{_URL}#aiportrait-uploaded", given]
     check = ImageCheck(_SIGNED_URL, CheckVerdict.FACE_COUNT, f"no face in {_SIGNED_URL}.")
     report = CheckReport((check,), images=(_SIGNED_URL,), request_id="r1")
     back = from_data(to_data(report), CheckReport)
@@ -90,12 +91,30 @@ async def test_the_worker_presigns_only_its_own_objects(temporal_emu: Any) -> No
     async with OSSUploader.for_emulator(temporal_emu) as uploader:
         uploaded = PresignedURL(await uploader.upload(b"\xff\xd8photo", "image/jpeg", "a.jpg"))
         other = temporal_emu.media_url("astronaut_0.jpg")
-        request = TrainRequest([uploaded.public, other, f"{uploaded.public}?x=1"])
+        marked = f"{uploaded.public}#aiportrait-uploaded"
+        request = TrainRequest([marked, other, f"{uploaded.public}?x=1"])
         sent = await presigned_again(request, uploader)
-        assert await presigned_again(request, None) is request
+        given = TrainRequest([uploaded.public, other])  # not marked: the user's, as given
+        assert await presigned_again(given, uploader) is given
+        assert await presigned_again(given, None) is given
     fresh, kept, query = sent.images
     assert isinstance(fresh, PresignedURL) and SIGNED in fresh.reveal()
     assert fresh.public == uploaded.public
     assert (kept, query) == (other, f"{uploaded.public}?x=1")
     async with aiohttp.ClientSession() as http, http.get(fresh.reveal()) as answer:
         assert answer.status == 200 and await answer.read() == b"\xff\xd8photo"
+
+
+async def test_a_worker_that_cannot_presign_an_uploaded_photo_refuses_before_sending(
+    temporal_emu: Any,
+) -> None:
+    # A query-less URL reads nothing: sent, it is a training charged for photos it cannot
+    # download. A worker without the starters' uploader (or with another bucket) says so.
+    async with OSSUploader.for_emulator(temporal_emu) as uploader:
+        uploaded = PresignedURL(await uploader.upload(b"\xff\xd8photo", "image/jpeg", "a.jpg"))
+        request = TrainRequest([f"{uploaded.public}#aiportrait-uploaded"])
+        with pytest.raises(InvalidArgument, match=r"no uploader to presign it.*nothing was sent"):
+            await presigned_again(request, None)
+    async with OSSUploader.for_emulator(temporal_emu, prefix="elsewhere/") as other:
+        with pytest.raises(InvalidArgument, match="another bucket or endpoint"):
+            await presigned_again(request, other)
