@@ -18,6 +18,7 @@ from ._batchfile import Item, read_plan
 from ._dryrun import budget_from, budget_options, print_temporal_dry_run
 from ._exit import EXIT_INTERRUPTED, EXIT_OK, UsageError
 from ._options import Common, shared, uploading_options
+from ._output import PROG as AIPORTRAIT
 from ._output import Output, said_before
 from ._temporal import CHECK, NO_FOLLOW, PROG, RECONNECT, Cluster, run_temporal, where
 from ._temporalfollow import FollowerStop, existing, follow_batch_lines, follow_train, stoppable
@@ -79,8 +80,8 @@ def _kept(out: Output, uploader: OSSUploader | None, workflow_id: str) -> None:
     uploader.delete_after = False  # a worker may still presign and send them
     if uploader.handed_out:
         out.note(
-            f"{PROG}: uploads kept: batch {workflow_id} has not ended (a worker may still send "
-            f"them); to delete them, run {_LATER}"
+            f"{AIPORTRAIT}: uploads kept: batch {workflow_id} has not ended (a worker may still "
+            f"send them); to delete them, run {_LATER}"
         )
 
 
@@ -237,7 +238,7 @@ def batch_(
                     _kept(common.out, uploader, wid)
                 deleting = len(uploader.handed_out) if uploader and uploader.delete_after else 0
         if deleting:
-            common.out.note(f"{PROG}: deleted {deleting} uploaded photo(s)")
+            common.out.note(f"{AIPORTRAIT}: deleted {deleting} uploaded photo(s)")
         return code
 
     async def start(client: Any, wid: str, items: list[Any], stop: FollowerStop) -> Any:
