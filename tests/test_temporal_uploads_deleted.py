@@ -118,3 +118,11 @@ async def test_no_follow_refuses_delete_uploads(
     assert "--delete-uploads does not go with --no-follow" in err
     assert LATER in err
     assert temporal_emu_env.bucket.puts == 0 and temporal_emu_env.counters.creations == 0
+
+
+def test_temporal_worker_takes_url_lifetime(capsys: pytest.CaptureFixture[str]) -> None:
+    # The option exists on the worker, with the range the starters' has (60 s to 7 days).
+    assert main(["temporal", "worker", "--url-lifetime", "59"]) == 2
+    assert "--url-lifetime" in capsys.readouterr().err
+    assert main(["temporal", "worker", "--help"]) == 0
+    assert "--url-lifetime SECONDS" in capsys.readouterr().out

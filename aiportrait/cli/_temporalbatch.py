@@ -86,14 +86,15 @@ def _kept(out: Output, uploader: OSSUploader | None, workflow_id: str) -> None:
 
 
 async def _ended(handle: Any) -> bool:
-    """Whether the batch's workflow has ended (``False`` when Temporal does not say)."""
-    from temporalio.client import WorkflowExecutionStatus
+    """Whether the batch's workflow has ended (``False`` when Temporal does not say); its
+    latest run is asked (``handle`` has no run id), as a run that continued as new goes on."""
+    from temporalio.client import WorkflowExecutionStatus as Status
 
     try:
         status = (await handle.describe()).status
     except Exception:
         return False
-    return status is not None and status != WorkflowExecutionStatus.RUNNING
+    return status not in (None, Status.RUNNING, Status.CONTINUED_AS_NEW)
 
 
 async def _look(cluster: Cluster, runtime: Any, workflow_id: str) -> tuple[Any, str | None]:
