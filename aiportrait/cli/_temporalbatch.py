@@ -225,14 +225,15 @@ def batch_(
             async with common.uploading(plan.local) as uploader:  # deletes at its end, or not
                 upload = _presigned(as_upload(uploader))
                 items = [(k, await resolve(v, upload, known[k][1])) for k, v in plan.items.items()]
+                if not before:
+                    handle = await start(client, wid, items, stop)
                 try:
                     if before:
                         common.out.resume = None
                         code = await resumed(handle, stopped, stop, len(plan))
                     else:
-                        handle = await start(client, wid, items, stop)
                         code = await follow(handle, stop)
-                except BaseException:
+                except BaseException:  # the follower left, or Temporal does not answer
                     _kept(common.out, uploader, wid)
                     raise
                 if uploader is not None and uploader.delete_after and not await _ended(handle):
