@@ -216,11 +216,13 @@ UPLOADS: Final = ("delete_uploads", "url_lifetime")
 """The shared options of the commands that upload local photos."""
 
 
-def uploading_options(*, wait: str | None = None) -> Callable[[F], F]:
+def uploading_options(
+    *, wait: str | None = None, later: str = f"{PROG} uploads delete"
+) -> Callable[[F], F]:
     """:data:`UPLOADS` for a command that uploads local photos; ``wait``: the name of its
     flag that says whether it waits for its trainings to end (``wait``, or ``no_wait`` that
     says it does not): ``--delete-uploads`` is refused when it does not wait, since a
-    training downloads its photos while it runs."""
+    training downloads its photos while it runs (the refusal says to run ``later``)."""
 
     def add(f: F) -> F:
         @functools.wraps(f)
@@ -235,7 +237,7 @@ def uploading_options(*, wait: str | None = None) -> Callable[[F], F]:
                     verb = "does not go with" if negated else "needs"
                     raise UsageError(
                         f"--delete-uploads {verb} {flag}: a training downloads its photos "
-                        f"while it runs (delete them once it ended: {PROG} uploads delete)"
+                        f"while it runs (delete them once it ended: {later})"
                     )
             return f(*args, **kwargs)
 

@@ -266,14 +266,15 @@ def core_made() -> bool:
     " worker the same; reads are not limited)",
 )
 @where()
-@shared("host", "app_id", "token", "timeout", "tries", "debug")
+@shared("host", "app_id", "token", "timeout", "tries", "debug", "url_lifetime")
 @click.pass_obj
 def worker(common: Common, cluster: Cluster, concurrency: int | None, rate: float | None) -> int:
     """Run a worker until SIGINT or SIGTERM.
 
     It calls the service with the credentials every command takes. Photos a starter uploaded
     are presigned here just before each call, with the uploader every command uses (the OSS_*
-    variables, or the local emulator's bucket): Temporal holds only where they are."""
+    variables, or the local emulator's bucket): Temporal holds only where they are. Those URLs
+    work for --url-lifetime."""
     from ..temporal import charged_queue, new_worker
 
     per_second = "" if rate is None else f", {rate:g} per second"

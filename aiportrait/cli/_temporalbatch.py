@@ -9,6 +9,7 @@ from typing import Any, Final
 import click
 
 from .._batches.keys import read_item
+from .._local.oss_uploader import OSSUploader
 from .._local.resolve import resolve
 from .._local.upload import UploadFunc, as_upload
 from .._wire.signing import PresignedURL
@@ -16,7 +17,8 @@ from ..errors import ConfigWarning, ConnectError, PhotoCountWarning
 from ._batchfile import Item, read_plan
 from ._dryrun import budget_from, budget_options, print_temporal_dry_run
 from ._exit import EXIT_INTERRUPTED, EXIT_OK, UsageError
-from ._options import Common, shared
+from ._options import Common, shared, uploading_options
+from ._output import PROG as AIPORTRAIT
 from ._output import Output, said_before
 from ._temporal import CHECK, NO_FOLLOW, PROG, RECONNECT, Cluster, run_temporal, where
 from ._temporalfollow import FollowerStop, existing, follow_batch_lines, follow_train, stoppable
@@ -65,6 +67,36 @@ def _presigned(upload: UploadFunc | None) -> UploadFunc | None:
     return presigned
 
 
+_LATER: Final = "the same command with --delete-uploads, once the batch ended"
+"""What deletes the uploads ``temporal batch --delete-uploads`` kept: run again, it follows the
+batch (to its end) and deletes what it hands out again (uploaded or found present)."""
+
+
+def _kept(out: Output, uploader: OSSUploader | None, workflow_id: str) -> None:
+    """``--delete-uploads`` while the batch ``workflow_id`` has not ended (it waits for a
+    resume, the follower left, Temporal did not answer): its uploads are kept, in one line."""
+    if uploader is None or not uploader.delete_after:
+        return
+    uploader.delete_after = False  # a worker may still presign and send them
+    if uploader.handed_out:
+        out.note(
+            f"{AIPORTRAIT}: uploads kept: batch {workflow_id} has not ended (a worker may still "
+            f"send them); to delete them, run {_LATER}"
+        )
+
+
+async def _ended(handle: Any) -> bool:
+    """Whether the batch's workflow has ended (``False`` when Temporal does not say); its
+    latest run is asked (``handle`` has no run id), as a run that continued as new goes on."""
+    from temporalio.client import WorkflowExecutionStatus as Status
+
+    try:
+        status = (await handle.describe()).status
+    except Exception:
+        return False
+    return status not in (None, Status.RUNNING, Status.CONTINUED_AS_NEW)
+
+
 async def _look(cluster: Cluster, runtime: Any, workflow_id: str) -> tuple[Any, str | None]:
     """What Temporal holds of the batch ``workflow_id`` (``None``: nothing), or why Temporal
     could not be asked."""
@@ -95,6 +127,7 @@ async def _look(cluster: Cluster, runtime: Any, workflow_id: str) -> tuple[Any, 
     help="say what would be charged now; upload, start and charge nothing",
 )  # fmt: skip
 @where()
+@uploading_options(wait="no_follow", later=_LATER)
 @shared("host", "app_id", "token", "json", "debug")
 @click.pass_obj
 def batch_(
@@ -126,6 +159,11 @@ def batch_(
     (a second Ctrl-C leaves the follower only). --max-trainings and --max-creations stop it the
     same way at that many (exit 6); they are not part of the id: run again with a higher one to
     go on.
+
+    With --delete-uploads, the photos uploaded here (or found there already) are deleted once
+    the batch's workflow has ended; a batch that has not (it waits for a resume, or the
+    follower left) keeps them, and running the same command again deletes them at its end.
+    --url-lifetime: how long their URLs made here work (the workers presign them again).
 
     --dry-run reads and checks the file (the photo check on this machine included) and says
     what a run would charge now and what Temporal holds of the batch already; exit 0 (5 when
@@ -177,24 +215,46 @@ def batch_(
                     common.out, file, plan, most, wid, given, *found
                 )
             client = await cluster.client(runtime)
+            stopped = None
             if (handle := await existing(client, wid)) is not None:
                 stopped = await _stopped(handle)
-                if workflow_id is None or stopped is not None:
-                    common.out.resume = None
-                    return await resumed(handle, stopped, stop, len(plan))
-            async with common.uploading(plan.local) as uploader:
+            before = handle is not None and (workflow_id is None or stopped is not None)
+            if before and not common.delete_uploads:
+                common.out.resume = None
+                return await resumed(handle, stopped, stop, len(plan))
+            async with common.uploading(plan.local) as uploader:  # deletes at its end, or not
                 upload = _presigned(as_upload(uploader))
                 items = [(k, await resolve(v, upload, known[k][1])) for k, v in plan.items.items()]
-            stop.starting = True
-            common.out.resume = None
-            handle = await cluster.start(
-                client, start_batch, items, wid, store=cluster.portraits(), limit=limit,
-                check=check, **budget,
-            )  # fmt: skip
-            again = f"re-attach: {PROG} attach {handle.id}"
-            started = f"workflow {handle.id}: {len(items)} items ({again})"
-            common.out.result({"type": "started", "id": handle.id, "total": len(items)}, [started])
-            return await follow(handle, stop)
+                if not before:
+                    handle = await start(client, wid, items, stop)
+                try:
+                    if before:
+                        common.out.resume = None
+                        code = await resumed(handle, stopped, stop, len(plan))
+                    else:
+                        code = await follow(handle, stop)
+                except BaseException:  # the follower left, or Temporal does not answer
+                    _kept(common.out, uploader, wid)
+                    raise
+                if uploader is not None and uploader.delete_after and not await _ended(handle):
+                    _kept(common.out, uploader, wid)
+                deleting = len(uploader.handed_out) if uploader and uploader.delete_after else 0
+        if deleting:
+            common.out.note(f"{AIPORTRAIT}: deleted {deleting} uploaded photo(s)")
+        return code
+
+    async def start(client: Any, wid: str, items: list[Any], stop: FollowerStop) -> Any:
+        """Start the batch ``wid`` of ``items`` (their local files uploaded): its handle."""
+        stop.starting = True
+        common.out.resume = None
+        handle = await cluster.start(
+            client, start_batch, items, wid, store=cluster.portraits(), limit=limit,
+            check=check, **budget,
+        )  # fmt: skip
+        again = f"re-attach: {PROG} attach {handle.id}"
+        started = f"workflow {handle.id}: {len(items)} items ({again})"
+        common.out.result({"type": "started", "id": handle.id, "total": len(items)}, [started])
+        return handle
 
     return run_temporal(
         common, "batch", lambda runtime: stoppable(lambda stop: run(runtime, stop), common.out)
