@@ -177,6 +177,23 @@ async def test_batch_without_waiting_keeps_them_and_uploads_delete_deletes_them_
     assert await run(emu, "uploads", "delete", str(tmp_path / "none.sqlite")) == cli.EXIT_USAGE
 
 
+async def test_batch_keeps_the_uploads_while_its_journal_holds_a_training_of_another_run(
+    emu: Emulator, photos: SamplePhotos, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    batch = _batch_file(photos, tmp_path)
+    out = tmp_path / "out"
+    journal = out / ".aiportrait-journal.sqlite"
+    assert await run(emu, "batch", str(batch), "--out", str(out), "--no-wait") == cli.EXIT_OK
+    other = tmp_path / "other.jsonl"  # another file on the same journal: only the create
+    other.write_text(batch.read_text().splitlines()[1] + "\n")
+    capsys.readouterr()
+    args = ["batch", str(other), "--out", str(out), "--journal", str(journal), "--poll", "0.05"]
+    assert await run(emu, *args, "--delete-uploads") == cli.EXIT_OK
+    err = capsys.readouterr().err
+    assert "uploads kept: 1 item(s) may still be running" in err  # the first run's training
+    assert len(emu.bucket.objects) == 6  # its photos are still there for it
+
+
 async def test_url_lifetime_sets_how_long_the_uploaded_photos_urls_work(
     emu: Emulator, photos: SamplePhotos, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

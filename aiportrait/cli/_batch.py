@@ -259,16 +259,31 @@ async def _delete_uploads(
     out: Output, uploader: OSSUploader, run: _BatchRun, journal: Path
 ) -> None:
     """``--delete-uploads`` at the end of a batch: every photo the journal remembers (this run's
-    and earlier runs'), unless an item may still be running on the service."""
-    if run.stop.stopped or run.running:
+    and earlier runs'), unless an item may still be running on the service: one of this run,
+    or one the journal holds in flight from an earlier run (of another file: a training
+    started with ``--no-wait`` that this run did not watch)."""
+    elsewhere = await asyncio.to_thread(_in_flight, journal)
+    if run.stop.stopped or run.running or elsewhere:
         uploader.delete_after = False
         out.note(
-            f"{PROG}: uploads kept: {run.running or 'some'} item(s) may still be running; "
-            f"once they ended, delete them with: {PROG} uploads delete {journal}"
+            f"{PROG}: uploads kept: {run.running + elsewhere or 'some'} item(s) may still be "
+            f"running; once they ended, delete them with: {PROG} uploads delete {journal}"
         )
         return
     deleted = await uploader.delete_remembered(journal)
     out.note(f"{PROG}: deleted {deleted} uploaded photo(s)")
+
+
+def _in_flight(journal: Path) -> int:
+    """How many items the journal holds as sent or being sent, not ended (looked at only)."""
+    from .._batches.journal import Journal  # (loaded when a batch deletes, not by the CLI)
+
+    memo = Journal(journal, lock=False)
+    try:
+        counts = memo.counts()
+    finally:
+        memo.close()
+    return counts.get("submitting", 0) + counts.get("submitted", 0)
 
 
 @click.command()
