@@ -43,11 +43,6 @@ class UploadMemo(Protocol):
     :class:`~aiportrait._batches.journal.Journal`): object key -> content hash -> until when
     its last URL lasts; never the URL itself. Blocking calls, run in a worker thread."""
 
-    def upload(self, key: str) -> tuple[str | None, float] | None:
-        """The SHA-256 remembered for ``key`` (None: unknown) and until when its last URL
-        lasts (epoch seconds), or None."""
-        ...
-
     def remember_upload(self, key: str, sha256: str | None, expires: float) -> None:
         """Remember ``key``, the SHA-256 of what it holds and until when its URL lasts."""
         ...

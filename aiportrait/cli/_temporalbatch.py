@@ -11,8 +11,7 @@ import click
 from .._batches.keys import read_item
 from .._local.oss_uploader import OSSUploader
 from .._local.resolve import resolve
-from .._local.upload import UploadFunc, as_upload
-from .._wire.signing import PresignedURL
+from .._local.upload import as_upload
 from ..errors import ConfigWarning, ConnectError, PhotoCountWarning
 from ._batchfile import Item, read_plan
 from ._dryrun import budget_from, budget_options, print_temporal_dry_run
@@ -53,18 +52,6 @@ def _fits(key: str, request: Item) -> None:
     from ..temporal import check_item
 
     check_item(key, request.with_urls(dict.fromkeys(request.local_inputs(), _UPLOADED)))
-
-
-def _presigned(upload: UploadFunc | None) -> UploadFunc | None:
-    """``upload``, its URLs as :class:`PresignedURL`: Temporal carries them without their
-    query, and the workers presign them again before each call."""
-    if upload is None:
-        return None
-
-    async def presigned(data: bytes, content_type: str, key: str) -> str:
-        return PresignedURL(await upload(data, content_type, key))
-
-    return presigned
 
 
 _LATER: Final = "the same command with --delete-uploads, once the batch ended"
@@ -223,7 +210,7 @@ def batch_(
                 common.out.resume = None
                 return await resumed(handle, stopped, stop, len(plan))
             async with common.uploading(plan.local) as uploader:  # deletes at its end, or not
-                upload = _presigned(as_upload(uploader))
+                upload = as_upload(uploader)  # URLs as PresignedURL: _local.upload
                 items = [(k, await resolve(v, upload, known[k][1])) for k, v in plan.items.items()]
                 if not before:
                     handle = await start(client, wid, items, stop)
