@@ -1,0 +1,56 @@
+"""``benchmarks/web_load.py`` at its smallest: every part runs and reports what the README shows.
+
+Only what holds whatever the machine's speed is asserted (the figures themselves are the
+benchmark's): the keys, every follower's stream ending with the result, the answers adding up.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "web_load.py"
+
+
+@pytest.fixture(scope="module")
+def web_load() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("web_load", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["web_load"] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+async def test_the_smallest_run_reports_every_part(web_load: ModuleType, tmp_path: Path) -> None:
+    sizes = web_load.Sizes(
+        followers=(1, 10), job_seconds=1.0, leavers=3, after_leave=1.0, clients=8,
+        client_timeout=0.2, concurrency=(2,), window=1.0, load_timeout=10.0,
+        create_seconds=0.5, settle=15.0,
+    )  # fmt: skip
+    results = await web_load.run(sizes, tmp_path)
+
+    followed = results["followers"]
+    assert set(followed) == {"1", "10", "left"}
+    for n in ("1", "10"):
+        assert followed[n]["ended_with_result"] == int(n)
+        assert followed[n]["polls"] >= 1
+    assert followed["left"]["followers"] == 3
+    assert followed["left"]["polls_while_followed"] >= 1
+
+    left = results["left"]
+    # Every client timed out (a create takes 0.5 s at the service, they wait 0.2 s).
+    assert (left["clients"], left["timed_out"], left["delivered"]) == (8, 8, 0)
+    assert left["charged_undelivered"] == left["charged"]
+    assert left["sent_before_leave"] >= 1
+
+    modes = {"bound on", "bound off"} if web_load.HAS_ADMISSION else {"bound off"}
+    assert set(results["load"]) == modes
+    for levels in results["load"].values():
+        row = levels["2"]
+        assert row["requests"] == row["ok"] + sum(row["errors"].values()) >= 2
+        assert row["p50_s"] is not None
