@@ -36,7 +36,6 @@ import datetime
 import inspect
 import json
 import logging
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -54,8 +53,9 @@ from aiportrait.emulator import Emulator, Faults
 from aiportrait.samples import sample_photos
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "examples"))
+sys.path[:0] = [str(HERE), str(HERE.parent / "examples")]
 import web_backend  # noqa: E402  (the example, as its users run it)
+from _web_client import Answer, LogCount, follow, percentile, post  # noqa: E402
 
 CREATE_PATH = "/api/v1/aigc_images/create"
 JOB_PATH = "/api/v1/async_jobs/"
@@ -84,27 +84,6 @@ QUICK = Sizes(
     job_seconds=3.0, leavers=20, after_leave=6.0, clients=40, client_timeout=1.5,
     concurrency=(8, 64), window=3.0, settle=30.0,
 )  # fmt: skip
-
-
-@dataclasses.dataclass(frozen=True)
-class Answer:
-    """One request of the load generator: its outcome (the status, or what failed)."""
-
-    outcome: str
-    seconds: float
-    end: float
-    retry_after: float = 0.0
-
-
-class LogCount(logging.Handler):
-    """Counts the WARNING and ERROR lines of the run (by logger), instead of printing them."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.counts: collections.Counter[str] = collections.Counter()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.counts[f"{record.name} {record.levelname}"] += 1
 
 
 @dataclasses.dataclass
@@ -154,50 +133,6 @@ class Rig:
             if now != seen:
                 seen, last = now, time.monotonic()
         return time.monotonic() - start
-
-
-async def follow(client: aiohttp.ClientSession, url: str, *, leave: bool = False) -> list[str]:
-    """The event names of one server-sent-event stream, read to its end (or its first event,
-    then the connection is closed: ``leave``)."""
-    names: list[str] = []
-    async with client.get(url) as response:
-        if response.status != 200:
-            return [f"HTTP {response.status}"]
-        async for line in response.content:
-            if line.startswith(b"event:"):
-                names.append(line[6:].strip().decode())
-                if leave:
-                    response.close()
-                    break
-    return names
-
-
-async def post(
-    client: aiohttp.ClientSession, url: str, body: dict[str, Any], timeout: float
-) -> Answer:
-    start = time.monotonic()
-    retry_after = 0.0
-    try:
-        limit = aiohttp.ClientTimeout(total=timeout)
-        async with client.post(url, json=body, timeout=limit) as response:
-            await response.read()
-            outcome = str(response.status)
-            with contextlib.suppress(ValueError):
-                retry_after = float(response.headers.get("Retry-After", "0"))
-    except asyncio.TimeoutError:
-        outcome = "timeout"
-    except aiohttp.ClientError as exc:
-        outcome = type(exc).__name__
-    end = time.monotonic()
-    return Answer(outcome, end - start, end, retry_after)
-
-
-def _percentile(values: list[float], p: int) -> float | None:
-    if not values:
-        return None
-    if len(values) == 1:
-        return round(values[0], 3)
-    return round(statistics.quantiles(values, n=100, method="inclusive")[p - 1], 3)
 
 
 async def followers(rig: Rig, sizes: Sizes) -> dict[str, Any]:
@@ -300,10 +235,10 @@ async def level(rig: Rig, sizes: Sizes, url: str, body: dict[str, Any], n: int) 
         "requests": len(answers),
         "ok": len(ok),
         "ok_per_s": round(len(ok) / took, 2),
-        "p50_s": _percentile(seconds, 50),
-        "p99_s": _percentile(seconds, 99),
-        "ok_p50_s": _percentile(ok, 50),
-        "ok_p99_s": _percentile(ok, 99),
+        "p50_s": percentile(seconds, 50),
+        "p99_s": percentile(seconds, 99),
+        "ok_p50_s": percentile(ok, 50),
+        "ok_p99_s": percentile(ok, 99),
         "errors": dict(collections.Counter(a.outcome for a in answers if a.outcome != "200")),
         "settled_after_s": round(waited, 1),
     }
@@ -405,9 +340,11 @@ def main(argv: list[str] | None = None) -> int:
         "admission_bound": HAS_ADMISSION,
         "sizes": dataclasses.asdict(sizes),
         "seconds": round(time.monotonic() - started, 1),
-        "log_lines": dict(logs.counts),
+        "log_lines": {key: [n, logs.first[key]] for key, n in logs.counts.items()},
     }
     report(results)
+    for key, (n, first) in results["meta"]["log_lines"].items():
+        print(f"log: {n} {key} lines, the first: {first}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\n{results['meta']['seconds']} s; written to {args.json}")
