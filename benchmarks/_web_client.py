@@ -60,14 +60,25 @@ async def follow(client: aiohttp.ClientSession, url: str, *, leave: bool = False
     return names
 
 
-async def post(
-    client: aiohttp.ClientSession, url: str, body: dict[str, Any], timeout: float
+async def call(
+    client: aiohttp.ClientSession,
+    url: str,
+    timeout: float,
+    *,
+    body: dict[str, Any] | None = None,
+    ticket: str | None = None,
 ) -> Answer:
+    """One request, read whole within ``timeout``: a POST of ``body`` (``X-Ticket: ticket``
+    when given), or a GET without one."""
     start = time.monotonic()
     retry_after = 0.0
+    method = "GET" if body is None else "POST"
+    headers = {} if ticket is None else {"X-Ticket": ticket}
     try:
         limit = aiohttp.ClientTimeout(total=timeout)
-        async with client.post(url, json=body, timeout=limit) as response:
+        async with client.request(
+            method, url, json=body, headers=headers, timeout=limit
+        ) as response:
             await response.read()
             outcome = str(response.status)
             with contextlib.suppress(ValueError):
@@ -78,6 +89,18 @@ async def post(
         outcome = type(exc).__name__
     end = time.monotonic()
     return Answer(outcome, end - start, end, retry_after)
+
+
+async def fetch(client: aiohttp.ClientSession, url: str, most: float) -> Answer:
+    """``GET url``, again after each ``202``'s ``Retry-After`` (a result still in progress), for
+    at most ``most`` seconds; the last answer."""
+    stop = time.monotonic() + most
+    while True:
+        answer = await call(client, url, most)
+        wait = max(answer.retry_after, 0.1)
+        if answer.outcome != "202" or time.monotonic() + wait > stop:
+            return answer
+        await asyncio.sleep(wait)
 
 
 def percentile(values: list[float], p: int) -> float | None:

@@ -30,7 +30,7 @@ async def test_the_smallest_run_reports_every_part(web_load: ModuleType, tmp_pat
     sizes = web_load.Sizes(
         followers=(1, 10), job_seconds=1.0, leavers=3, after_leave=1.0, clients=8,
         client_timeout=0.2, concurrency=(2,), window=1.0, load_timeout=10.0,
-        create_seconds=0.5, settle=15.0,
+        create_seconds=0.5, fetch_for=3.0, settle=15.0,
     )  # fmt: skip
     results = await web_load.run(sizes, tmp_path)
 
@@ -47,6 +47,7 @@ async def test_the_smallest_run_reports_every_part(web_load: ModuleType, tmp_pat
     assert (left["clients"], left["timed_out"], left["delivered"]) == (8, 8, 0)
     assert left["charged_undelivered"] == left["charged"]
     assert left["sent_before_leave"] >= 1
+    assert sum(left["fetch_answers"].values()) == 8  # each asked for its portrait later
 
     modes = {"bound on", "bound off"} if web_load.HAS_ADMISSION else {"bound off"}
     assert set(results["load"]) == modes
