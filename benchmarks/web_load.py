@@ -4,7 +4,7 @@
     python benchmarks/web_load.py --quick    # under a minute
 
 One process on loopback: the emulator (trainings as synthetic jobs of a set length; creates made
-to take ``--create-seconds`` by its latency fault, on a small template so the image work stays
+to take ``create_seconds`` by its latency fault, on a small template so the image work stays
 cheap), ``examples/web_backend.py``'s ``make_app`` served by ``aiohttp.web`` in front of it, and a
 load generator of our own (an ``aiohttp`` client; every count and every wait is bounded). The
 emulator's counters are the service's own record: what arrived when, what was charged.
@@ -12,15 +12,16 @@ emulator's counters are the service's own record: what arrived when, what was ch
 1. ``followers``: one training per size, 1, 10 and 100 server-sent-event followers each, all at
    once; the upstream polls of each training (goal: the same for every size). Then 50
    followers of a long training leave after its first event: the polls of that training in the
-   ``--after-leave`` seconds that follow (goal: about none beyond the heartbeat).
+   ``after_leave`` seconds that follow (goal: about none beyond the heartbeat).
 2. ``left``: 100 ``POST /portraits`` at once with a short client timeout; once the backend is
    quiet, the creates that reached the service before the clients left, those that reached it
    after, and those charged (goal: nothing sent after the clients left, so nothing charged
-   beyond what was in flight).
+   beyond what was in flight); then each client that left asks for its portrait by the ticket
+   it sent (``X-Ticket``; goal: every charged one delivered).
 3. ``load``: closed-loop clients (a client told to wait by ``Retry-After`` waits) at growing
-   concurrency for ``--window`` seconds each, against a backend whose Session has the
-   admission bound (``Session(max_waiting=..., max_wait=...)``, its defaults) and one without,
-   side by side level by level: latency p50/p99 and the answers by status.
+   concurrency for ``window`` seconds each, side by side level by level against backends whose
+   Session has the admission bound (``Session(max_waiting=..., max_wait=...)``) at its
+   default, at :data:`TIGHT`, and none: latency p50/p99 and the answers by status.
 
 Printed as tables; written to ``benchmarks/results/web_load.json``.
 """
@@ -61,6 +62,10 @@ CREATE_PATH = "/api/v1/aigc_images/create"
 JOB_PATH = "/api/v1/async_jobs/"
 #: Whether this tree's Session takes the admission bound (issue 22, part C).
 HAS_ADMISSION = "max_waiting" in inspect.signature(aiportrait.Session).parameters
+#: Part 3's admission bounds beside the Session's default: one a web page's backend might
+#: choose (at most 32 calls wait, none longer than 2 s), and none at all.
+TIGHT = {"max_waiting": 32, "max_wait": 2.0}
+NO_BOUND = {"max_waiting": None, "max_wait": None}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,7 +211,7 @@ async def left(rig: Rig, sizes: Sizes, model_id: str, base: str) -> dict[str, An
           for i in range(sizes.clients))
     )  # fmt: skip
     gone = [i for i, a in enumerate(answers) if a.outcome == "timeout"]
-    leave = max((answers[i].end for i in gone), default=time.monotonic())
+    first, leave = min(a.end for a in answers), max(a.end for a in answers)
     waited = await rig.quiet(sizes.create_seconds + 1.5, sizes.settle)
     creates = rig.arrivals(CREATE_PATH, since=start)
     delivered = sum(a.outcome == "200" for a in answers)
@@ -222,6 +227,7 @@ async def left(rig: Rig, sizes: Sizes, model_id: str, base: str) -> dict[str, An
         "timed_out": len(gone),
         "sent_before_leave": sum(t <= leave for t in creates),
         "sent_after_leave": sum(t > leave for t in creates),
+        "leave_spread_s": round(leave - first, 3),  # from the first client's end to the last's
         "charged": charged,
         "charged_undelivered": charged - delivered,
         "fetched_later": sum(a.outcome == "200" for a in fetched),
@@ -263,9 +269,9 @@ async def level(rig: Rig, sizes: Sizes, url: str, body: dict[str, Any], n: int) 
 
 async def load(rig: Rig, sizes: Sizes, model_id: str) -> dict[str, Any]:
     """Part 3: latency and errors as concurrency grows, the admission bound on and off."""
-    modes: dict[str, dict[str, Any]] = {"bound off": {}}
+    modes: dict[str, dict[str, Any]] = {"no bound": {}}  # before part C: the only way
     if HAS_ADMISSION:
-        modes = {"bound on": {}, "bound off": {"max_waiting": None, "max_wait": None}}
+        modes = {"default bound": {}, "tight bound": TIGHT, "no bound": NO_BOUND}
     body = {"model_id": model_id, "template": rig.template}
     out: dict[str, Any] = {mode: {} for mode in modes}
     async with contextlib.AsyncExitStack() as stack:
@@ -331,12 +337,12 @@ def report(results: dict[str, Any]) -> None:
         f"{row['charged']}, charged but undelivered {row['charged_undelivered']}, fetched "
         f"later by their tickets {row['fetched_later']} ({row['fetch_answers']})"
     )
-    print(f"\n{'clients':>8} {'mode':<10}{'ok/s':>7}{'p50 s':>8}{'p99 s':>8}  errors")
+    print(f"\n{'clients':>8} {'admission':<14}{'ok/s':>7}{'p50 s':>8}{'p99 s':>8}  errors")
     for mode, levels in results["load"].items():
         for n, row in levels.items():
             errors = ", ".join(f"{k}: {v}" for k, v in sorted(row["errors"].items())) or "-"
             print(
-                f"{n:>8} {mode:<10}{row['ok_per_s']:>7}{row['p50_s']!s:>8}{row['p99_s']!s:>8}"
+                f"{n:>8} {mode:<14}{row['ok_per_s']:>7}{row['p50_s']!s:>8}{row['p99_s']!s:>8}"
                 f"  {errors}"
             )
 

@@ -49,7 +49,7 @@ async def test_the_smallest_run_reports_every_part(web_load: ModuleType, tmp_pat
     assert left["sent_before_leave"] >= 1
     assert sum(left["fetch_answers"].values()) == 8  # each asked for its portrait later
 
-    modes = {"bound on", "bound off"} if web_load.HAS_ADMISSION else {"bound off"}
+    modes = {"default bound", "tight bound", "no bound"} if web_load.HAS_ADMISSION else {"no bound"}
     assert set(results["load"]) == modes
     for levels in results["load"].values():
         row = levels["2"]
