@@ -1,6 +1,6 @@
 """The web example under load: polls per training, creates charged for clients that left, latency.
 
-    python benchmarks/web_load.py            # about 2 minutes
+    python benchmarks/web_load.py            # about 3 minutes
     python benchmarks/web_load.py --quick    # under a minute
 
 One process on loopback: the emulator (trainings as synthetic jobs of a set length; creates made
