@@ -84,6 +84,8 @@ class Feed:
         """The failure polling cannot fix that ended the feed, for every follower."""
         self.seen = 0
         """State changes seen in all (the index after the last one)."""
+        self.answers = 0
+        """Polls answered in all."""
         self._changes: deque[Job] = deque(maxlen=KEEP_CHANGES)
         self._retry = retry
         self._on_end = on_end
@@ -110,11 +112,11 @@ class Feed:
     def fresh(self) -> bool:
         """True when the last state seen is the job's state now, as far as the schedule
         knows: the job ended, or the next poll is not due yet. A new follower starts from it;
-        otherwise it waits for the next answer first."""
+        otherwise from the next answer."""
         if not self._changes:
             return False
         ended = self._changes[-1].state.terminal
-        return ended or (self._due is not None and self._due > self.clock())
+        return ended or (self._due is not None and self._due >= self.clock())
 
     def change(self, index: int) -> tuple[Job, int] | None:
         """The state change at ``index`` (the oldest kept, when it is gone) and the index
@@ -144,6 +146,8 @@ class Feed:
         """Wait for the feed's next news, until ``deadline`` (on the feed's clock): poll when
         no follower does (single flight), else wait for the one that does. ``False`` when the
         deadline came first. A failure polling cannot fix is left in :attr:`error`."""
+        if self.clock() >= deadline:  # it passed while an answer woke this follower
+            return False
         if self._leading:
             if self._news is None:
                 self._news = anyio.Event()
@@ -186,6 +190,7 @@ class Feed:
         return True
 
     def _answered(self, job: Job) -> None:
+        self.answers += 1
         self.consecutive_failures = 0
         self.last_error = None
         last = self.state

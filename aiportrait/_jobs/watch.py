@@ -137,6 +137,7 @@ class JobWatch(AsyncIterator[JobUpdate]):
         self._deadline = math.inf
         self._last: JobState | None = None
         self._index: int | None = None  # the next change of the feed to read (None: unplaced)
+        self._after: int | None = None  # unplaced: it starts from the state after this answer
         self._finished = False
         self._hooks = tuple(hooks)
         self._within = within
@@ -236,8 +237,11 @@ class JobWatch(AsyncIterator[JobUpdate]):
         while True:
             if feed.error is not None:
                 raise feed.error
-            if self._index is None and feed.fresh:
-                self._index = feed.seen - 1
+            if self._index is None:  # its first update: the state now
+                if self._after is None:
+                    self._after = feed.answers - 1 if feed.fresh else feed.answers
+                if feed.answers > self._after:
+                    self._index = feed.seen - 1
             if self._index is not None:
                 found = feed.change(self._index)
                 if found is not None:
