@@ -113,25 +113,46 @@ class JobWatch(AsyncIterator[JobUpdate]):
         hooks: Sequence[Hook] = (),
         within: int | None = None,
         watch_id: int = 0,
-        feed: Feed | None = None,
     ) -> None:
-        self.job_id = job_id
+        schedule = attrs.evolve(policy, timeout=None)  # a feed of its own: ``policy``'s
+        feed = Feed(
+            job_id, lambda: schedule, retry or RetryPolicy(), on_end=on_end, clock=clock, rng=rng
+        )
+        self._start(feed, poll, policy.timeout, model_id, hooks, within, watch_id)
+
+    @classmethod
+    def _following(
+        cls,
+        feed: Feed,
+        poll: Poll,
+        timeout: float | None,
+        model_id: str | None,
+        hooks: Sequence[Hook],
+        within: int | None,
+        watch_id: int,
+    ) -> JobWatch:
+        """A watch of the Session's ``feed`` (shared with its other watches of the job)."""
+        watch = cls.__new__(cls)
+        watch._start(feed, poll, timeout, model_id, hooks, within, watch_id)
+        return watch
+
+    def _start(
+        self,
+        feed: Feed,
+        poll: Poll,
+        timeout: float | None,
+        model_id: str | None,
+        hooks: Sequence[Hook],
+        within: int | None,
+        watch_id: int,
+    ) -> None:
+        self.job_id = feed.job_id
         self.model_id = model_id
         """The training's model id when the watch started from a :class:`TrainJob`."""
         self.last: JobUpdate | None = None
         """The last update yielded (``None`` before the first)."""
-        if feed is None:  # a watch of its own: the schedule is ``policy``'s, the deadline too
-            schedule = attrs.evolve(policy, timeout=None)
-            feed = Feed(
-                job_id,
-                lambda: schedule,
-                retry or RetryPolicy(),
-                on_end=on_end,
-                clock=clock,
-                rng=rng,
-            )
         self._feed = feed
-        self._limit = policy.timeout
+        self._limit = timeout
         self._poll = poll
         self._started: float | None = None
         self._deadline = math.inf

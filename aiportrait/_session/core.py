@@ -348,15 +348,14 @@ class SessionCore:
             None if kind is None else functools.partial(durations.record, kind),
         )
         watch_id = next_id() if self._hooks else 0  # what the events of its polls name
-        return JobWatch(
+        return JobWatch._following(
+            feed,
             functools.partial(self._poll_once, within=watch_id or None),
-            job_id,
-            policy,
-            model_id=job.model_id if isinstance(job, TrainJob) else None,
-            hooks=self._hooks,
-            within=within,
-            watch_id=watch_id,
-            feed=feed,
+            policy.timeout,
+            job.model_id if isinstance(job, TrainJob) else None,
+            self._hooks,
+            within,
+            watch_id,
         )
 
     async def _wait(self, job: TrainJob, *, within: int | None = None) -> TrainResult:
