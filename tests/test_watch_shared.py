@@ -8,8 +8,6 @@ what one watch of the same kind of job costs: sharing means any number of follow
 from __future__ import annotations
 
 import asyncio
-import itertools
-import json
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -22,6 +20,7 @@ from aiportrait import JobState, JobUpdate, JobWatch, PollPolicy, Session
 from aiportrait.hooks import CallStarted, JobEnded, JobStateChanged, JobWatchStarted
 from aiportrait.testing import VirtualClock
 from tests._mock import HOST, PHOTOS, Arrival, Fake, hang
+from tests.test_watch import Jobs
 
 POLICY = PollPolicy(first=1.0, growth=0.5, cap=5.0, jitter=0.0, timeout=600.0)
 """Polls at 0, 1, 2, 3, 4.5, 6.75, 10.125, 15.1875, then every 5 s (virtual seconds)."""
@@ -30,44 +29,27 @@ EVERY_CHANGE = [(None, INIT), (INIT, RUNNING), (RUNNING, SUCCESS)]
 SIGN_ERROR = (401, {}, {"code": "PARAMETER_ERROR", "message": "sign error"})
 
 
-class Service:
-    """Trainings on the virtual clock: init for a tenth of their duration, then running, then
-    success. Counts the polls of each job; a poll can be made to hang or be refused."""
+class Service(Jobs):
+    """The jobs of ``test_watch`` (init for a tenth of their duration, then running, then
+    success), and trainings of 58 s; counts the polls of each job, and a poll can be given
+    another action (hang, refuse)."""
 
     def __init__(self, clock: VirtualClock, fake: Fake) -> None:
-        self.clock = clock
-        self.jobs: dict[int, tuple[float, float]] = {}
-        self.ids = itertools.count(1)
+        super().__init__(clock, fake)
         self.polls: Counter[int] = Counter()
         self.on_poll: dict[int, Any] = {}  # poll number (of any job) -> action instead
-        fake.routes["/api/v1/async_jobs/"] = self.answer
         fake.routes["/api/v1/aigc_images/train"] = self.train
-
-    def add(self, duration: float) -> int:
-        job_id = next(self.ids)
-        self.jobs[job_id] = (self.clock.time, duration)
-        return job_id
 
     def train(self, arrival: Arrival) -> Any:
         job_id = self.add(58.0)
         return (200, {}, {"code": "OK", "data": {"job_id": job_id, "model_id": f"m{job_id}"}})
 
     def answer(self, arrival: Arrival) -> Any:
-        job_id = int(arrival.path.rsplit("/", 1)[1])
-        self.polls[job_id] += 1
+        self.polls[int(arrival.path.rsplit("/", 1)[1])] += 1
         action = self.on_poll.pop(sum(self.polls.values()), None)
         if action is not None:
             return action(arrival) if callable(action) else action
-        return self.job(job_id)
-
-    def job(self, job_id: int) -> Any:
-        """The answer to a poll of ``job_id`` now."""
-        started, duration = self.jobs[job_id]
-        elapsed = self.clock.time - started
-        state = 2 if elapsed >= duration else 0 if elapsed < duration / 10 else 1
-        result = json.dumps({"model_id": "m", "cost_time": duration, "states": []})
-        job = {"id": job_id, "state": state, "Result": result if state == 2 else ""}
-        return (200, {}, {"request_id": "r", "code": "OK", "data": {"job": job}})
+        return super().answer(arrival)
 
 
 @pytest.fixture
@@ -180,7 +162,7 @@ async def test_when_the_last_follower_leaves_nothing_polls(
     def cancel_all(arrival: Arrival) -> Any:  # at its fourth poll, every follower leaves
         for task in tasks:
             task.cancel()
-        return service.job(job_id)
+        return Jobs.answer(service, arrival)
 
     service.on_poll[4] = cancel_all
     tasks.extend(asyncio.create_task(follow(session.watch(job_id))) for _ in range(5))
