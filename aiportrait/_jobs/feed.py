@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Final
 
@@ -57,6 +56,12 @@ FeedKey = tuple[int, PollPolicy, RetryPolicy]
 class Feed:
     """One job's poll schedule and the state changes it saw, for all its followers."""
 
+    __slots__ = (
+        "_changes", "_due", "_followers", "_home", "_leading", "_news", "_on_end",
+        "_pending_at", "_retry", "_rng", "_started", "answers", "clock", "consecutive_failures",
+        "error", "failures", "job_id", "last_error", "policy", "polls", "seen",
+    )  # fmt: skip
+
     def __init__(
         self,
         job_id: int,
@@ -86,7 +91,7 @@ class Feed:
         """State changes seen in all (the index after the last one)."""
         self.answers = 0
         """Polls answered in all."""
-        self._changes: deque[Job] = deque(maxlen=KEEP_CHANGES)
+        self._changes: list[Job] = []  # the last KEEP_CHANGES (a list: most jobs have 3)
         self._retry = retry
         self._on_end = on_end
         self._rng = rng or _JITTER
@@ -200,6 +205,8 @@ class Feed:
                 # this one; the middle is the best guess of its duration (recorded once a job).
                 self._on_end((self._pending_at + self.elapsed) / 2)
             self._changes.append(job)
+            if len(self._changes) > KEEP_CHANGES:
+                del self._changes[0]
             self.seen += 1
             log.debug(
                 "job %s: %s after %.1fs and %d polls",
