@@ -93,10 +93,15 @@ def result_of(last: JobUpdate, model_id: str | None = None) -> TrainResult:
 class JobWatch(AsyncIterator[JobUpdate]):
     """Async iterator over a job's state changes; made by :meth:`Session.watch`.
 
-    Watches of one job in one Session share its :class:`~aiportrait._jobs.feed.Feed` (one
-    poll schedule for all); each has its own deadline, its own ``elapsed`` and every state
-    change from where it started. A watch leaves the feed when it ends, is closed, is
-    cancelled while it waits (it comes back if iterated again) or is dropped.
+    Concurrent watches of one job in one Session (and its ``with_options`` views) with the
+    same poll policy, its ``timeout`` aside, share one poll schedule: one request at a time,
+    made by whichever of them finds nobody polling, its answer read by all; no task is kept
+    between polls. Each has its own deadline and ``elapsed``, and gets every state change
+    from where it started (its first update is the state seen then, ``previous=None``);
+    ``polls`` and ``failures`` are the job's. One that ends, is closed, cancelled (it comes
+    back if iterated again) or dropped leaves the others undisturbed; with none left,
+    nothing polls. A failure polling cannot fix reaches all of them. Watches with another
+    poll policy follow a schedule of their own.
     """
 
     def __init__(
