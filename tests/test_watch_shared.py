@@ -201,6 +201,28 @@ async def test_a_late_joiner_gets_the_state_now_then_each_later_change(
     assert service.polls[job_id] == one
 
 
+async def test_a_slow_follower_still_gets_every_change(service: Service, session: Session) -> None:
+    one = await alone(service, session)
+    job_id = service.add(60.0)
+    release = asyncio.Event()
+
+    async def slow() -> list[JobUpdate]:  # busy elsewhere after its first update
+        seen: list[JobUpdate] = []
+        async for update in session.watch(job_id):
+            seen.append(update)
+            if len(seen) == 1:
+                await release.wait()
+        return seen
+
+    slow_task = asyncio.create_task(slow())
+    fast = await follow(session.watch(job_id))  # polls on to the end meanwhile
+    release.set()
+    late = await slow_task
+    assert changes(fast) == changes(late) == EVERY_CHANGE
+    assert late[-1].job == fast[-1].job
+    assert service.polls[job_id] == one  # it read what the feed kept: no poll of its own
+
+
 async def test_each_follower_has_its_own_deadline(
     service: Service, session: Session, aiportrait_instant_waits: VirtualClock
 ) -> None:
