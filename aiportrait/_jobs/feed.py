@@ -5,8 +5,9 @@ follow one feed: one poll at a time, each answer read by all of them. The feed o
 timer or connection: a follower that finds nobody polling takes the lead in its own task, waits
 out the schedule, polls once (with its own poll callable, so the request is named after its
 watch) and tells the others; the others wait for that news, each within its own deadline. A
-leader that leaves (cancelled, its deadline, ``break``) hands over: the next follower to wake
-polls at the feed's scheduled time. With no follower inside the feed, nothing polls.
+leader that leaves (cancelled, or its deadline passed) hands over: the next follower to wake
+polls at the feed's scheduled time (at once, when the poll it left was cut on the wire). A
+follower leads only inside ``__anext__``: with none there, nothing polls.
 
 The schedule is the feed's: the time since its first poll, the service's ``Retry-After``, the
 failed polls. Its :class:`PollPolicy` is asked for before every wait (a callable), so a watch
