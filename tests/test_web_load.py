@@ -38,7 +38,11 @@ async def test_the_smallest_run_reports_every_part(web_load: ModuleType, tmp_pat
     assert set(followed) == {"1", "10", "left"}
     for n in ("1", "10"):
         assert followed[n]["ended_with_result"] == int(n)
-        assert followed[n]["polls"] >= 1
+    # One poll schedule per training, however many follow it (it was 10 times as many): the
+    # two trainings' schedules are spread by the policy's jitter each, which may put one poll
+    # on either side of the end.
+    assert followed["1"]["polls"] >= 1
+    assert followed["10"]["polls"] <= followed["1"]["polls"] + 1
     assert followed["left"]["followers"] == 3
     assert followed["left"]["polls_while_followed"] >= 1
 
