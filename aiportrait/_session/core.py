@@ -41,7 +41,7 @@ from ..errors import InvalidArgument, PhotoCountWarning
 from ..hooks import header_sources, installed, next_id, origin
 from ..models import CheckReport, Job, Portrait, TrainJob, TrainResult
 from .answers import decoded, log_result
-from .kept import KeepCallback, kept_call
+from .kept import KeepCallback, Kept, kept_call
 from .limits import SessionLimits
 
 if TYPE_CHECKING:
@@ -229,7 +229,7 @@ class SessionCore:
         retry: RetryPolicy | None = None,
         poll: PollPolicy | None = None,
         uploader: Uploader | UploadFunc | None = None,
-        keep: KeepCallback | None = None,
+        keep: Callable[[Kept], object] | None = None,
     ) -> S:
         """A view of this Session with other per-call options, for one call or a few.
 
