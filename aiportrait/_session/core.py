@@ -328,7 +328,8 @@ class SessionCore:
             return transport.call(method, path, payload, accept=accept, timeout=timeout, lift=lift)
 
         if self._keep is None or request.kind == "read":
-            return await self._called(request, call, try_once)
+            result, _ = await self._called(request, call, try_once)
+            return result
         state = self._caller.begin()
         work = self._called(request, call, try_once, state)
         return await kept_call(work, call, state, request, self._keep, self._kept)
@@ -339,8 +340,8 @@ class SessionCore:
         call: Call,
         try_once: Callable[[], Awaitable[Answer]],
         state: CallState | None = None,
-    ) -> Any:
-        """The call through the call loop, and what its answer becomes."""
+    ) -> tuple[Any, Answer]:
+        """The call through the call loop: what its answer becomes, and the answer."""
         if not self._hooks:
             answer = await self._caller.call(call, try_once, state=state)
             result = decoded(request, answer)
@@ -350,12 +351,11 @@ class SessionCore:
                 call, try_once, lambda a: box.append(decoded(request, a)), state
             )
             result = box[0]
-        if request.kind == "read":
-            return result
-        if isinstance(result, TrainJob) and isinstance(request, TrainRequest):
-            self._durations.started(result.job_id, train_kind(request))
-        log_result(result, answer)
-        return result
+        if request.kind != "read":
+            if isinstance(result, TrainJob) and isinstance(request, TrainRequest):
+                self._durations.started(result.job_id, train_kind(request))
+            log_result(result, answer)
+        return result, answer
 
     async def _poll_once(self, job_id: int, *, within: int | None) -> Job:
         """One poll of a watch: a single try; the watcher decides about retrying."""

@@ -24,6 +24,7 @@ from ..models import Portrait, TrainJob
 if TYPE_CHECKING:
     from .._requests import AnyRequest
     from .._retrying.call import Call, CallState
+    from .._wire.transport import Answer
 
 __all__ = ["KeepCallback", "Kept", "kept_call"]
 
@@ -58,22 +59,24 @@ KeepCallback = Callable[[Kept], object]
 
 
 async def kept_call(
-    work: Coroutine[Any, Any, T],
+    work: Coroutine[Any, Any, tuple[T, Answer]],
     call: Call,
     state: CallState,
     request: AnyRequest,
     keep: KeepCallback,
     tasks: set[asyncio.Task[None]],
 ) -> T:
-    """Run ``work`` (the charged ``call``, whose state is ``state``) in a task of its own and
-    await it shielded. A caller cancelled before a try may have run cancels it; after, the
-    task goes on, without another try (a retry would charge for a caller that left), and its
-    end is handed to ``keep`` by a task added to ``tasks`` (the Session's, which ``aclose``
-    waits for). The caller sees ``CancelledError`` either way."""
+    """Run ``work`` (the charged ``call``, whose state is ``state``: its result and answer)
+    in a task of its own and await it shielded; return the result. A caller cancelled before
+    a try may have run cancels it; after, the task goes on, without another try (a retry
+    would charge for a caller that left), and its end is handed to ``keep`` by a task added
+    to ``tasks`` (the Session's, which ``aclose`` waits for). The caller sees
+    ``CancelledError`` either way."""
     task = asyncio.ensure_future(work)
     task.add_done_callback(_retrieved)
     try:
-        return await asyncio.shield(task)
+        result, _ = await asyncio.shield(task)
+        return result
     except asyncio.CancelledError:
         if not (state.may_have_run or (task.done() and state.sent)):
             task.cancel()  # still waiting: it never leaves
@@ -85,18 +88,20 @@ async def kept_call(
         raise
 
 
-async def _hand_over(task: asyncio.Future[Any], request: AnyRequest, keep: KeepCallback) -> None:
+async def _hand_over(
+    task: asyncio.Future[tuple[Any, Answer]], request: AnyRequest, keep: KeepCallback
+) -> None:
     """Wait for the kept call's end and give it to ``keep``; a failing callback is logged."""
     try:
-        result = await task
+        result, answer = await task
     except Exception as exc:
         kept = Kept(request, None, exc, getattr(exc, "request_id", "") or "")
     else:
-        kept = Kept(request, result, None, getattr(result, "request_id", "") or "")
+        kept = Kept(request, result, None, answer.request_id)
     try:
-        answer = keep(kept)
-        if inspect.isawaitable(answer):
-            await answer
+        called = keep(kept)
+        if inspect.isawaitable(called):
+            await called
     except Exception:
         result = kept.result
         ended = type(kept.error).__name__ if kept.error is not None else "ok"
