@@ -37,9 +37,10 @@ from ..errors import (
     SubmitOutcomeUnknown,
     TransportError,
 )
-from ..hooks import CallOutcome, emit
+from ..hooks import emit
 from . import clock as _clock
 from .call import CALL_ERRORS, Call, CallState, Claim
+from .call_events import answer_received, call_ended
 from .limits import Limits, Slot
 from .policy import RetryPolicy, decide
 
@@ -373,49 +374,10 @@ class Caller:
         return cut
 
     async def _answered(self, call: Call, state: CallState, outcome: object) -> None:
-        from ..hooks.events import AnswerReceived  # built on first use (with hooks)
-
-        error = outcome if isinstance(outcome, BaseException) else None
-        status = getattr(outcome, "status", 0) or 0
-        request_id = getattr(outcome, "request_id", "") or ""
-        seconds = _clock.now() - state.began
-        event = AnswerReceived(
-            call.method, call.path, call.kind, state.attempt, status, request_id, seconds, error
-        )
-        await emit(self.hooks, event)
+        await emit(self.hooks, answer_received(call, state, outcome))
 
     async def _ended(self, call: Call, state: CallState, outcome: object) -> None:
-        from ..hooks.events import CallEnded  # built on first use (with hooks)
-
-        seconds = _clock.now() - state.started
-        job_id = cost_time = None
-        if isinstance(outcome, BaseException):
-            if isinstance(outcome, SubmitOutcomeUnknown):
-                verdict: CallOutcome = "unknown"
-            elif not isinstance(outcome, Exception):  # cancelled (by the caller or the deadline)
-                verdict = "unknown" if state.in_try and call.kind != "read" else "cancelled"
-            else:
-                verdict = "failed"
-            seen = state.last if state.last is not None else outcome
-            status = getattr(seen, "status", 0) or 0
-            request_id = getattr(seen, "request_id", "") or ""
-            error: BaseException | None = outcome
-        else:
-            verdict, error = "ok", None
-            status = getattr(outcome, "status", 0) or 0
-            request_id = getattr(outcome, "request_id", "") or ""
-            data = getattr(outcome, "data", None)
-            if isinstance(data, dict):
-                found = data.get("job_id")
-                job_id = found if type(found) is int else None
-                cost = data.get("cost_time")
-                if call.kind == "create" and isinstance(cost, (int, float)):
-                    cost_time = None if isinstance(cost, bool) else float(cost)
-        event = CallEnded(
-            call.method, call.path, call.kind, verdict, state.sent, seconds, status,
-            request_id, error, job_id, cost_time,
-        )  # fmt: skip
-        await emit(self.hooks, event)
+        await emit(self.hooks, call_ended(call, state, outcome))
 
 
 class _NoTimeLeft(Exception):
