@@ -1,7 +1,8 @@
 """The Session: :mod:`.core` (construction, lifecycle, options, the one send path),
-:mod:`.session` (one thin method per endpoint, watching, batches), :mod:`.answers` (what an
-answer becomes), :mod:`.limits` (the read-only view of its limits), :mod:`.kept` (a charged
-call finished for a caller that left)."""
+:mod:`.session` (one thin method per endpoint, watching), :mod:`.batches` (create_many,
+train_many, plan_many), :mod:`.answers` (what an answer becomes), :mod:`.limits` (the
+read-only view of its limits), :mod:`.kept` (a charged call finished for a caller that
+left)."""
 
 from .._wire.credentials import credentials_from_env
 from .kept import Kept
