@@ -239,3 +239,12 @@ async def test_a_5xx_on_a_create_says_its_request_id() -> None:
             with pytest.raises(SubmitOutcomeUnknown) as unknown:
                 await session.create("m", TEMPLATE)
     assert unknown.value.request_id == "r-502"
+
+
+async def test_an_unreadable_ok_answer_to_a_create_says_its_request_id() -> None:
+    unreadable = (200, {}, {"code": "OK", "data": {"image": 5}, "request_id": "r-ok"})
+    with Fake(routes={CREATE: unreadable}):
+        async with Session(Fake.url, "a", "t") as session:
+            with pytest.raises(SubmitOutcomeUnknown) as unknown:
+                await session.create("m", TEMPLATE)
+    assert unknown.value.request_id == "r-ok"
