@@ -83,6 +83,25 @@ async def test_a_call_that_waited_max_wait_is_refused_and_never_sent(
     assert _creates(fake) == 1
 
 
+async def test_the_deadline_still_ends_a_wait_shorter_than_max_wait(
+    aiportrait_instant_waits: VirtualClock,
+) -> None:
+    with Fake(routes={CREATE: hang}) as fake:
+        policy = RetryPolicy(deadline=10)
+        async with Session(fake.url, "a", "t", max_in_flight=1, max_wait=60, retry=policy) as s:
+            patient = s.with_options(retry=RetryPolicy(deadline=100))
+            first = asyncio.create_task(patient.create("m", TEMPLATE))  # holds the slot
+            await until(lambda: _creates(fake) == 1, "the first create on the wire")
+            second = asyncio.create_task(s.create("m", TEMPLATE))
+            await until(lambda: s.limits.queued() == 1, "the second create waiting")
+            aiportrait_instant_waits.advance(10.5)
+            with anyio.fail_after(30), pytest.raises(aiportrait.errors.RequestTimeout) as cut:
+                await second
+            await _cancelled(first)
+    assert cut.value.sent is False
+    assert _creates(fake) == 1
+
+
 async def test_retry_after_counts_the_queue_ahead_by_how_long_tries_took(
     aiportrait_instant_waits: VirtualClock,
 ) -> None:

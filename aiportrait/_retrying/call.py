@@ -40,7 +40,8 @@ class Call:
         claim: told before each try of a charged call is written, and after one that did
             not run.
         within: the id of the watch or batch the call is made for (for the hooks).
-        tries: tries in all, overriding the policy's (the watcher polls with one).
+        tries: tries in all, overriding the policy's (the watcher polls with one; a kept
+            call whose caller left is given the try it is in as its last).
         bound: seconds one try takes at most on its own (its total timeout; ``None``: no
             bound), on the real clock.
         bounded: whether the Session's admission (``max_waiting``, ``max_wait``) applies to
