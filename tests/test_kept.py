@@ -89,35 +89,33 @@ async def test_aclose_waits_for_kept_calls_and_an_async_callback() -> None:
     assert session.closed
 
 
-async def test_a_kept_create_whose_answer_is_lost_hands_over_submit_outcome_unknown() -> None:
+THROTTLED = (429, {}, {"code": "Throttling", "message": "slow", "request_id": "r-429"})
+
+
+@pytest.mark.parametrize(
+    ("then", "error", "request_id"),
+    [
+        (DROP, SubmitOutcomeUnknown, ""),  # the answer was lost: it may have run
+        # 429: it did not run; a retry would be charged for a client that is gone, so the
+        # kept call ends there and says why.
+        (THROTTLED, aiportrait.errors.RateLimited, "r-429"),
+    ],
+    ids=["lost", "throttled"],
+)
+async def test_a_kept_create_that_failed_hands_over_its_error_and_is_never_sent_again(
+    then: Any, error: type[Exception], request_id: str
+) -> None:
     release = asyncio.Event()
     kept: list[Kept] = []
-    with Fake(routes={CREATE: _held(release, DROP)}) as fake:
+    with Fake(routes={CREATE: _held(release, then)}) as fake:
         async with Session(fake.url, "a", "t") as session:
             task = asyncio.create_task(session.with_options(keep=kept.append).create("m", TEMPLATE))
             await until(lambda: _creates(fake) == 1, "the create on the wire")
             await _cancel(task)
             release.set()
     [got] = kept
-    assert isinstance(got.error, SubmitOutcomeUnknown) and got.result is None
-    assert got.request_id == got.error.request_id == ""
-    assert _creates(fake) == 1  # never sent again
-
-
-async def test_a_kept_create_is_not_tried_again_for_a_caller_that_left() -> None:
-    # The try on the wire comes back 429 (it did not run): a retry would be charged for a
-    # client that is gone, so the kept call ends there and says why.
-    release = asyncio.Event()
-    throttled = (429, {}, {"code": "Throttling", "message": "slow", "request_id": "r-429"})
-    kept: list[Kept] = []
-    with Fake(routes={CREATE: _held(release, throttled)}) as fake:
-        async with Session(fake.url, "a", "t") as session:
-            task = asyncio.create_task(session.with_options(keep=kept.append).create("m", TEMPLATE))
-            await until(lambda: _creates(fake) == 1, "the create on the wire")
-            await _cancel(task)
-            release.set()
-    [got] = kept
-    assert isinstance(got.error, aiportrait.errors.RateLimited) and got.request_id == "r-429"
+    assert isinstance(got.error, error) and got.result is None
+    assert got.request_id == getattr(got.error, "request_id", None) == request_id
     assert _creates(fake) == 1
 
 
