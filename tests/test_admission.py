@@ -215,3 +215,24 @@ def test_admission_arguments_are_checked() -> None:
         Session("h", "a", "t", max_wait=-1)
     unbounded = Session("h", "a", "t", max_waiting=None)
     assert unbounded.limits.max_waiting is None and unbounded.limits.max_wait is None
+
+
+async def test_a_watchs_polls_are_not_admitted(aiportrait_instant_waits: VirtualClock) -> None:
+    # They queue under the number of jobs watched: a full Session queue never ends a watch.
+    with Fake(routes={CREATE: hang}) as fake:
+        async with Session(fake.url, "a", "t", max_in_flight=1, max_waiting=1) as session:
+            create = asyncio.create_task(session.create("m", TEMPLATE))  # holds the slot
+            await until(lambda: _creates(fake) == 1, "the create on the wire")
+
+            async def first_state(job_id: int) -> Any:
+                async for update in session.watch(job_id):
+                    return update.state
+                return None
+
+            watches = [asyncio.create_task(first_state(i)) for i in (1, 2, 3)]
+            await until(lambda: session.limits.waiting() == 3, "three polls waiting")
+            assert session.limits.queued() == 0
+            await _cancelled(create)
+            with anyio.fail_after(30):
+                states = await asyncio.gather(*watches)
+    assert states == [aiportrait.JobState.RUNNING] * 3

@@ -196,7 +196,7 @@ class Limits:
         :class:`Overloaded` when ``max_waiting`` calls already wait. :meth:`leave` after."""
         waiting = sum(self.queued.values())
         if self.max_waiting is not None and waiting >= self.max_waiting:
-            why = f"{waiting} calls of this Session already wait (max_waiting)"
+            why = f"the Session's queue is full (max_waiting={self.max_waiting})"
             raise self.overloaded(kind, what, why)
         self.queued[kind] += 1
 
