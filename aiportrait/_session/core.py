@@ -203,11 +203,8 @@ class SessionCore:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Release the Session's resources. A borrowed aiohttp session is left open.
-
-        First it waits for the calls kept in the background (``with_options(keep=)``) and
-        their callbacks. On a view from :meth:`with_options` this does nothing.
-        """
+        """Release the Session's resources, once the calls kept in the background (``keep=``)
+        ended. A borrowed aiohttp session is left open. On a view this does nothing."""
         if self._owner:
             while self._kept:
                 await asyncio.wait(set(self._kept))
@@ -242,13 +239,10 @@ class SessionCore:
 
             portrait = await session.with_options(timeout=600).create(model_id, template)
 
-        ``keep``: a charged call (train, create) of the view whose caller is cancelled after
-        its request was written (a web client that left) is not abandoned: it finishes in the
-        background and ``keep`` is called with an :class:`aiportrait.Kept` (awaited when it
-        returns an awaitable; an exception it raises is logged). The caller still gets
-        ``CancelledError``; :meth:`aclose` waits for kept calls. A call cancelled while it
-        still waits is never sent, with or without ``keep``. Without ``keep``, such a call is
-        abandoned as before, and a WARNING says it may be charged.
+        ``keep``: a charged call (train, create) of the view cancelled after its request was
+        written (a web client that left) finishes in the background, and ``keep`` gets an
+        :class:`aiportrait.Kept` (awaited if it returns an awaitable; what it raises is
+        logged); :meth:`aclose` waits for it. Without ``keep`` it is abandoned, with a WARNING.
         """
         view = copy.copy(self)
         view._owner = False
