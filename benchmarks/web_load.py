@@ -34,7 +34,6 @@ import collections
 import contextlib
 import dataclasses
 import datetime
-import inspect
 import json
 import logging
 import subprocess
@@ -60,8 +59,6 @@ from _web_client import Answer, LogCount, call, fetch, follow, percentile  # noq
 
 CREATE_PATH = "/api/v1/aigc_images/create"
 JOB_PATH = "/api/v1/async_jobs/"
-#: Whether this tree's Session takes the admission bound (issue 22, part C).
-HAS_ADMISSION = "max_waiting" in inspect.signature(aiportrait.Session).parameters
 #: Part 3's admission bounds beside the Session's default: one a web page's backend might
 #: choose (at most 32 calls wait, none longer than 2 s), and none at all.
 TIGHT = {"max_waiting": 32, "max_wait": 2.0}
@@ -269,9 +266,7 @@ async def level(rig: Rig, sizes: Sizes, url: str, body: dict[str, Any], n: int) 
 
 async def load(rig: Rig, sizes: Sizes, model_id: str) -> dict[str, Any]:
     """Part 3: latency and errors as concurrency grows, the admission bound on and off."""
-    modes: dict[str, dict[str, Any]] = {"no bound": {}}  # before part C: the only way
-    if HAS_ADMISSION:
-        modes = {"default bound": {}, "tight bound": TIGHT, "no bound": NO_BOUND}
+    modes = {"default bound": {}, "tight bound": TIGHT, "no bound": NO_BOUND}
     body = {"model_id": model_id, "template": rig.template}
     out: dict[str, Any] = {mode: {} for mode in modes}
     async with contextlib.AsyncExitStack() as stack:
@@ -361,7 +356,6 @@ def main(argv: list[str] | None = None) -> int:
     results["meta"] = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "commit": _commit(),
-        "admission_bound": HAS_ADMISSION,
         "sizes": dataclasses.asdict(sizes),
         "seconds": round(time.monotonic() - started, 1),
         "log_lines": {key: [n, logs.first[key]] for key, n in logs.counts.items()},

@@ -29,7 +29,7 @@ def web_load() -> ModuleType:
 async def test_the_smallest_run_reports_every_part(web_load: ModuleType, tmp_path: Path) -> None:
     sizes = web_load.Sizes(
         followers=(1, 10), job_seconds=1.0, leavers=3, after_leave=1.0, clients=8,
-        client_timeout=0.2, concurrency=(2,), window=1.0, load_timeout=10.0,
+        client_timeout=0.2, concurrency=(2,), window=0.5, load_timeout=10.0,
         create_seconds=0.5, fetch_for=3.0, settle=15.0,
     )  # fmt: skip
     results = await web_load.run(sizes, tmp_path)
@@ -53,8 +53,7 @@ async def test_the_smallest_run_reports_every_part(web_load: ModuleType, tmp_pat
     assert left["sent_before_leave"] >= 1
     assert sum(left["fetch_answers"].values()) == 8  # each asked for its portrait later
 
-    modes = {"default bound", "tight bound", "no bound"} if web_load.HAS_ADMISSION else {"no bound"}
-    assert set(results["load"]) == modes
+    assert set(results["load"]) == {"default bound", "tight bound", "no bound"}
     for levels in results["load"].values():
         row = levels["2"]
         assert row["requests"] == row["ok"] + sum(row["errors"].values()) >= 2
