@@ -28,6 +28,7 @@ __all__ = [
     "create",
     "job_events",
     "parse_create",
+    "portrait_headers",
     "stored_job",
     "ticket_answer",
     "tickets_folder",
@@ -187,6 +188,16 @@ def _extension(format: str) -> str:
     return aiportrait.Portrait(b"", format=format).extension
 
 
+def portrait_headers(portrait: aiportrait.Portrait, ticket: str) -> dict[str, str]:
+    """The headers of an answer that is a portrait: its type, request id, cost and ticket."""
+    return {
+        "Content-Type": f"image/{portrait.format}",
+        "X-Request-Id": portrait.request_id,
+        "X-Cost-Time": str(portrait.cost_time),
+        "X-Ticket": ticket,
+    }
+
+
 def ticket_answer(store: TicketStore, ticket: str) -> aiportrait.Portrait:
     """``GET /portraits/{ticket}``: the kept portrait, else the :class:`Problem` to answer."""
     if not TICKET.fullmatch(ticket):
@@ -261,8 +272,9 @@ async def job_events(
 ) -> AsyncGenerator[tuple[str, dict[str, Any]]]:
     """The server-sent events of a training: ``state`` per change, then ``result``,
     ``failed``, or ``error`` (a deadline, or an error retrying cannot fix)."""
+    watch = session.watch(job)
     try:
-        async for update in session.watch(job):
+        async for update in watch:
             await store.put(job, state=update.state.name)
             previous = update.previous.name if update.previous is not None else None
             yield (
@@ -281,6 +293,8 @@ async def job_events(
                 yield "result", {"model_id": result.model_id, "cost_time": result.cost_time}
     except aiportrait.AIPortraitError as exc:
         yield "error", {"error": type(exc).__name__, "message": str(exc)}
+    finally:  # the client left (or the stream ended): this follower stops polling
+        await watch.aclose()
 
 
 # -- a create, kept when its client leaves ---------------------------------------------------

@@ -181,7 +181,9 @@ def error_answer(exc: BaseException, request_id: str, **fields: Any) -> ErrorAns
         name = _status_name(status)
     message = str(exc) if status != 500 else "internal error; the server log has the details"
     body = {"error": name, "message": message, "request_id": request_id, **fields}
-    return ErrorAnswer(status, body, {**headers, "X-Request-Id": request_id})
+    if "ticket" in fields:
+        headers["X-Ticket"] = fields["ticket"]
+    return ErrorAnswer(status, body, {**headers, "X-Request-Id": body["request_id"]})
 
 
 def status_answer(status: int, message: str, request_id: str) -> ErrorAnswer:

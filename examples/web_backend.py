@@ -73,6 +73,7 @@ from _stores import (
     create,
     job_events,
     parse_create,
+    portrait_headers,
     stored_job,
     ticket_answer,
     tickets_folder,
@@ -106,10 +107,8 @@ HEARTBEAT = web.AppKey("heartbeat", float)
 REQUEST_ID = web.RequestKey("request_id", str)
 
 
-def _json(answer: ErrorAnswer, **headers: str) -> web.Response:
-    return web.json_response(
-        answer.body, status=answer.status, headers={**answer.headers, **headers}
-    )
+def _json(answer: ErrorAnswer) -> web.Response:
+    return web.json_response(answer.body, status=answer.status, headers=answer.headers)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -226,17 +225,12 @@ async def create_portrait(request: web.Request) -> web.StreamResponse:
     try:
         portrait = await create(session, tickets, ticket, wanted, request_id)
     except aiportrait.AIPortraitError as exc:
-        return _json(error_answer(exc, request_id, ticket=ticket), **{"X-Ticket": ticket})
+        return _json(error_answer(exc, request_id, ticket=ticket))
     return _image(portrait, ticket)
 
 
 def _image(portrait: aiportrait.Portrait, ticket: str) -> web.Response:
-    headers = {"X-Request-Id": portrait.request_id, "X-Cost-Time": str(portrait.cost_time)}
-    return web.Response(
-        body=portrait.image,
-        content_type=f"image/{portrait.format}",
-        headers={**headers, "X-Ticket": ticket},
-    )
+    return web.Response(body=portrait.image, headers=portrait_headers(portrait, ticket))
 
 
 async def fetch_portrait(request: web.Request) -> web.Response:
