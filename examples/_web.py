@@ -32,8 +32,11 @@ request; the same id is in the ``X-Request-Id`` header of every answer.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
+import socket
+import sys
 import uuid
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -48,6 +51,7 @@ __all__ = [
     "ErrorAnswer",
     "Problem",
     "error_answer",
+    "listen",
     "new_request_id",
     "not_sent",
     "parse_config",
@@ -244,9 +248,28 @@ def parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def print_usage(base: str, target: Any) -> None:
+def listen(host: str, port: int, program: str) -> socket.socket | None:
+    """A socket listening on ``host:port`` (``0``: a free port), or ``None`` (said on stderr)
+    when the port is in use."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        print(f"{program}: port {port} is in use: give another --port", file=sys.stderr)
+        return None
+    sock.listen()
+    return sock
+
+
+def print_usage(sock: socket.socket, target: Any) -> None:
     """Say where the backend serves, and ``curl`` commands to try with the target's URLs."""
-    print(f"serving on {base} (Ctrl-C to stop)")
+    host, port = sock.getsockname()[:2]
+    base = f"http://{host}:{port}"
+    print(f"serving on {base} (Ctrl-C to stop)", flush=True)
     if target.local:
         print(f"local emulator at {target.emulator.url}")
     else:
@@ -259,4 +282,4 @@ def print_usage(base: str, target: Any) -> None:
     print(f"  curl -N {base}/trainings/JOB_ID/events")
     body = f'{{"job_id": JOB_ID, "template": "{target.templates[0]}"}}'
     print(f"  curl -X POST {base}/portraits -H 'X-Ticket: my-first-portrait' -d '{body}' -o p.jpg")
-    print(f"  curl {base}/portraits/my-first-portrait -o p.jpg    # after a timeout")
+    print(f"  curl {base}/portraits/my-first-portrait -o p.jpg    # after a timeout", flush=True)

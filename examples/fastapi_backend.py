@@ -32,11 +32,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import json
 import logging
 import os
-import socket
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -60,6 +58,7 @@ from _web import (
     ErrorAnswer,
     Problem,
     error_answer,
+    listen,
     new_request_id,
     parse_photos,
     parser,
@@ -284,23 +283,16 @@ async def main(argv: Sequence[str] | None = None) -> int:
 
     args = parser("aiportrait web backend example (FastAPI)").parse_args(argv)
     emulator_dir = args.store.with_name(args.store.stem + "_emulator")
-    listening = socket.socket()
-    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        listening.bind((args.host, args.port))
-    except OSError as exc:
-        listening.close()
-        if exc.errno != errno.EADDRINUSE:
-            raise
-        print(f"fastapi_backend: port {args.port} is in use: give another --port", file=sys.stderr)
+    sock = listen(args.host, args.port, "fastapi_backend")
+    if sock is None:
         return 2
-    with listening:
+    with sock:
         async with connect(
             photos=args.photos, templates=args.templates, data_dir=emulator_dir, need_urls=False
         ) as target:
             app = make_app(target.session, args.store, heartbeat=args.heartbeat)
-            print_usage(f"http://{args.host}:{args.port}", target)
-            await server(app).serve(sockets=[listening])
+            print_usage(sock, target)  # clients wait in the socket's backlog until it serves
+            await server(app).serve(sockets=[sock])
     return 0
 
 

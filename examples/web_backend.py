@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import json
 import logging
 import os
@@ -82,6 +81,7 @@ from _web import (
     BadRequest,
     ErrorAnswer,
     error_answer,
+    listen,
     new_request_id,
     parse_photos,
     parser,
@@ -374,8 +374,12 @@ async def main(argv: Sequence[str] | None = None) -> int:
     args = parser("aiportrait web backend example (aiohttp.web)").parse_args(argv)
     # The local emulator keeps its jobs beside the store, so a restart finds them again.
     emulator_dir = args.store.with_name(args.store.stem + "_emulator")
+    sock = listen(args.host, args.port, "web_backend")
+    if sock is None:
+        return 2
     tracing = setup_tracing()
     async with contextlib.AsyncExitStack() as stack:
+        stack.callback(sock.close)
         if tracing is not None:
             stack.callback(tracing.shutdown)
         target = await stack.enter_async_context(
@@ -386,19 +390,10 @@ async def main(argv: Sequence[str] | None = None) -> int:
         app = make_app(target.session, args.store, tracing=tracing, heartbeat=args.heartbeat)
         serving = runner(app)
         await serving.setup()
-        try:
-            await web.TCPSite(serving, args.host, args.port).start()
-        except OSError as exc:
-            await serving.cleanup()
-            if exc.errno != errno.EADDRINUSE:
-                raise
-            print(f"web_backend: port {args.port} is in use: give another --port", file=sys.stderr)
-            return 2
-        try:
-            print_usage(f"http://{args.host}:{args.port}", target)
-            await asyncio.Event().wait()
-        finally:
-            await serving.cleanup()
+        stack.push_async_callback(serving.cleanup)
+        await web.SockSite(serving, sock).start()
+        print_usage(sock, target)
+        await asyncio.Event().wait()
     return 0
 
 

@@ -11,7 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
+from asyncio.subprocess import PIPE
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +28,7 @@ import aiportrait
 from aiportrait.emulator import Emulator, Faults
 from aiportrait.samples import SamplePhotos, sample_photos
 from tests._mock import until
-from tests._web_examples import FRAMEWORKS, image_size, serving
+from tests._web_examples import ENV_NAMES, EXAMPLES, FRAMEWORKS, MODULES, image_size, serving
 
 CREATE_PATH = "/api/v1/aigc_images/create"
 JOB_PATH = "/api/v1/async_jobs/"
@@ -254,12 +259,26 @@ async def test_overloaded_answers_503_with_retry_after_and_sends_nothing(
     assert aiportrait_emulator.counters.creations == 2  # the third was never sent
 
 
-@needs_keep
-async def test_a_client_that_leaves_pays_only_for_a_create_already_sent(
+async def _leaving(
+    base: str, wanted: dict[str, Any], ticket: str
+) -> tuple[asyncio.Task[Any], aiohttp.ClientSession]:
+    """A client of its own (its own connection) whose ``POST /portraits`` is under way."""
+    own = aiohttp.ClientSession()
+    post = own.post(f"{base}/portraits", json=wanted, headers={"X-Ticket": ticket})
+    return asyncio.ensure_future(post), own
+
+
+async def _leave(task: asyncio.Task[Any], own: aiohttp.ClientSession) -> None:
+    task.cancel()
+    await own.close()  # its connection closes: the backend sees its client leave
+
+
+async def test_a_client_that_leaves_before_its_create_is_sent_pays_nothing(
     framework: str,
     aiportrait_emulator: Emulator,
     urls: dict[str, Any],
     model_id: str,
+    client: aiohttp.ClientSession,
     tmp_path: Path,
 ) -> None:
     hold = aiportrait_emulator.hold(CREATE_PATH)
@@ -270,46 +289,61 @@ async def test_a_client_that_leaves_pays_only_for_a_create_already_sent(
         return sessions[-1]
 
     wanted = {"model_id": model_id, "template": urls["templates"][0]}
-
-    async def leaving(base: str, ticket: str) -> tuple[asyncio.Task[Any], aiohttp.ClientSession]:
-        """A client of its own (its own connection) whose create is under way."""
-        own = aiohttp.ClientSession()
-        post = own.post(f"{base}/portraits", json=wanted, headers={"X-Ticket": ticket})
-        return asyncio.create_task(post), own  # type: ignore[arg-type]
-
-    async def leave(task: asyncio.Task[Any], own: aiohttp.ClientSession) -> None:
-        task.cancel()
-        await own.close()  # its connection closes: the backend sees the client leave
-
     async with serving(framework, factory, tmp_path / "trainings.json") as base:
-        async with aiohttp.ClientSession() as client:
-            sent = await leaving(base, "sent-before-leaving")
-            await until(lambda: hold.held == 1, "the first create held at the service")
-            queued = await leaving(base, "queued-when-leaving")
-            await until(lambda: sessions[0].limits.waiting("create") == 1, "the second waits")
-            await leave(*queued)
-            await until(lambda: sessions[0].limits.waiting("create") == 0, "it stopped waiting")
-            await leave(*sent)
-            pending = await client.get(f"{base}/portraits/sent-before-leaving")
-            assert pending.status == 202 and int(pending.headers["Retry-After"]) >= 1
-            hold.release()
+        first = asyncio.ensure_future(client.post(f"{base}/portraits", json=wanted))
+        await until(lambda: hold.held == 1, "the first create held at the service")
+        queued = await _leaving(base, wanted, "queued-when-leaving")
+        await until(lambda: sessions[0].limits.waiting("create") == 1, "the second waits")
+        await _leave(*queued)
+        await until(lambda: sessions[0].limits.waiting("create") == 0, "it stopped waiting")
+        hold.release()
+        assert (await first).status == 200  # the slot it waited for is free now
+        unsent = await client.get(f"{base}/portraits/queued-when-leaving")
+        assert unsent.status == 202  # until SETTLE has passed: then 404, send it again
+    assert hold.arrived == 1 and aiportrait_emulator.counters.creations == 1
 
-            async def fetched() -> aiohttp.ClientResponse:
-                while True:
-                    answer = await client.get(f"{base}/portraits/sent-before-leaving")
-                    if answer.status != 202:
-                        return answer
-                    await asyncio.sleep(0.02)
 
-            kept = await asyncio.wait_for(fetched(), 30)
-            assert kept.status == 200
-            assert image_size(await kept.read()) == (768, 900)
-            # The one still waiting was never sent; nothing is kept for it.
-            assert hold.arrived == 1
-            unsent = await client.get(f"{base}/portraits/queued-when-leaving")
-            assert unsent.status == 202  # until SETTLE has passed: then 404, sent again
+@needs_keep
+async def test_a_create_sent_before_its_client_left_is_kept_under_its_ticket(
+    framework: str,
+    aiportrait_emulator: Emulator,
+    urls: dict[str, Any],
+    model_id: str,
+    client: aiohttp.ClientSession,
+    tmp_path: Path,
+) -> None:
+    hold = aiportrait_emulator.hold(CREATE_PATH)
+    sessions: list[aiportrait.Session] = []
+
+    def factory() -> aiportrait.Session:
+        sessions.append(aiportrait_emulator.session())
+        return sessions[-1]
+
+    wanted = {"model_id": model_id, "template": urls["templates"][0]}
+    async with serving(framework, factory, tmp_path / "trainings.json") as base:
+        await _leave(*await _sent(base, wanted, hold))
+        pending = await client.get(f"{base}/portraits/sent-before-leaving")
+        assert pending.status == 202 and int(pending.headers["Retry-After"]) >= 1
+        hold.release()
+
+        for _ in range(1500):  # 30 s at most: guards against a hang only
+            kept = await client.get(f"{base}/portraits/sent-before-leaving")
+            if kept.status != 202:
+                break
+            await asyncio.sleep(0.02)
+        assert kept.status == 200 and kept.headers["X-Ticket"] == "sent-before-leaving"
+        assert image_size(await kept.read()) == (768, 900)
     assert sessions[0].closed
     assert hold.arrived == 1 and aiportrait_emulator.counters.creations == 1  # charged once
+
+
+async def _sent(
+    base: str, wanted: dict[str, Any], hold: Any
+) -> tuple[asyncio.Task[Any], aiohttp.ClientSession]:
+    """A client whose create is held at the service: sent, and charged."""
+    client = await _leaving(base, wanted, "sent-before-leaving")
+    await until(lambda: hold.held == 1, "the create held at the service")
+    return client
 
 
 def _polls(emulator: Emulator, job_id: int) -> int:
@@ -350,3 +384,47 @@ def _store(path: Path) -> Any:
     from tests._web_examples import example
 
     return example("_stores").JobStore(path)
+
+
+def test_help_lists_the_options_for_a_real_service(framework: str) -> None:
+    script = EXAMPLES / f"{MODULES[framework]}.py"
+    run = subprocess.run(
+        [sys.executable, str(script), "--help"], capture_output=True, text=True, check=True
+    )
+    for option in ("--photos URL", "--templates URL", "--heartbeat SECONDS", "--store", "--port"):
+        assert option in run.stdout
+
+
+async def test_starts_against_the_service_named_in_the_environment(
+    framework: str, aiportrait_emulator: Emulator, urls: dict[str, Any], tmp_path: Path
+) -> None:
+    """As a script, with credentials in the environment (an emulator started apart)."""
+    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
+    env["AIPORTRAIT_HOST"] = aiportrait_emulator.url
+    env["AIPORTRAIT_APP_ID"] = aiportrait_emulator.app_id
+    env["AIPORTRAIT_TOKEN"] = aiportrait_emulator.token
+    script = EXAMPLES / f"{MODULES[framework]}.py"
+    argv = ["--port", "0", "--store", str(tmp_path / "t.json"), "--photos", *urls["photos"]]
+    argv += ["--templates", urls["templates"][0]]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), *argv, env=env, cwd=tmp_path, stdout=PIPE, stderr=PIPE
+    )
+    try:
+        assert process.stdout is not None
+        async with asyncio.timeout(60):  # guards against a hang only
+            first = (await process.stdout.readline()).decode()
+            printed = [first] + [(await process.stdout.readline()).decode() for _ in range(6)]
+        assert first.startswith("serving on http://127.0.0.1:"), printed
+        base = first.split()[2]
+        assert printed[1] == "the service named by AIPORTRAIT_HOST\n"
+        assert urls["templates"][0] in "".join(printed)  # in the example commands
+        wanted = {"model_id": "nope", "template": urls["templates"][0]}
+        async with aiohttp.ClientSession() as client:
+            answer = await client.post(f"{base}/portraits", json=wanted)
+            assert (answer.status, (await answer.json())["error"]) == (422, "ModelIdError")
+    finally:
+        process.send_signal(signal.SIGINT)
+        async with asyncio.timeout(60):
+            _, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    assert aiportrait_emulator.counters.create_errors == 1  # it asked the emulator
