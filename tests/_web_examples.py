@@ -42,30 +42,35 @@ async def serving(
 ) -> AsyncIterator[str]:
     """Serve the example of ``framework`` on a free loopback port, as its ``main`` does;
     yields its base URL. ``options`` go to its ``make_app``."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen()
-    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    app = example(MODULES[framework]).make_app(session_factory, store, **options)
+    async with serving_app(framework, app) as base:
+        yield base
+
+
+@asynccontextmanager
+async def serving_app(framework: str, app: Any) -> AsyncIterator[str]:
+    """Serve an app of the example of ``framework`` on a free loopback port (its URL)."""
     module = example(MODULES[framework])
-    app = module.make_app(session_factory, store, **options)
-    if framework == "aiohttp":
-        runner = module.runner(app)
-        await runner.setup()
-        await web.SockSite(runner, sock).start()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        if framework == "aiohttp":
+            runner = module.runner(app)
+            await runner.setup()
+            await web.SockSite(runner, sock).start()
+            try:
+                yield base
+            finally:
+                await runner.cleanup()
+            return
+        server = module.server(app)
+        task = asyncio.create_task(server.serve(sockets=[sock]))
         try:
             yield base
         finally:
-            await runner.cleanup()
-            sock.close()
-        return
-    server = module.server(app)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        yield base
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
+            server.should_exit = True
+            await task
 
 
 def image_size(data: bytes) -> tuple[int, int]:

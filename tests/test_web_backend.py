@@ -411,9 +411,9 @@ async def test_starts_against_the_service_named_in_the_environment(
     )
     try:
         assert process.stdout is not None
-        async with asyncio.timeout(60):  # guards against a hang only
-            first = (await process.stdout.readline()).decode()
-            printed = [first] + [(await process.stdout.readline()).decode() for _ in range(6)]
+        stdout = process.stdout
+        printed = [(await asyncio.wait_for(stdout.readline(), 60)).decode() for _ in range(7)]
+        first = printed[0]
         assert first.startswith("serving on http://127.0.0.1:"), printed
         base = first.split()[2]
         assert printed[1] == "the service named by AIPORTRAIT_HOST\n"
@@ -424,7 +424,6 @@ async def test_starts_against_the_service_named_in_the_environment(
             assert (answer.status, (await answer.json())["error"]) == (422, "ModelIdError")
     finally:
         process.send_signal(signal.SIGINT)
-        async with asyncio.timeout(60):
-            _, err = await process.communicate()
+        _, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0, err.decode()
     assert aiportrait_emulator.counters.create_errors == 1  # it asked the emulator
