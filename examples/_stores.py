@@ -113,6 +113,9 @@ class TicketStore:
             ticket = uuid.uuid4().hex
         elif not TICKET.fullmatch(ticket):
             raise BadRequest("X-Ticket must be 8 to 64 letters, digits, '-' or '_'")
+        now = time.monotonic()
+        for gone in [t for t, left in self._pending.items() if left and now - left >= self.settle]:
+            del self._pending[gone]  # left unsent long ago: nothing was charged
         if self.lookup(ticket) is not None:
             raise Problem(
                 409,

@@ -19,11 +19,13 @@ Endpoints:
   runs (with ``Retry-After``), its error, or 404 when nothing was kept.
 
 Money: a client that leaves (a timeout, a closed tab) cancels its request. A create not yet
-sent (waiting for a slot, a cool-down, an outage pause) is then never sent: nothing is charged,
-and ``GET /portraits/{ticket}`` answers 202 until :data:`_web.SETTLE` seconds have passed, then
-404. A create already sent is not thrown away: it finishes in the background
+sent (waiting for a slot, a cool-down, an outage pause) is then never sent: nothing is charged.
+A create already sent is not thrown away: it finishes in the background
 (``session.with_options(keep=...)``) and its portrait is kept under the ticket. So a client
-that timed out fetches ``GET /portraits/{its ticket}`` instead of sending again.
+that timed out fetches ``GET /portraits/{its ticket}`` instead of sending again: 200 with the
+portrait; 202 while it may still come (the Session tells a kept create only when it ends, so
+an unsent one is told apart only when :data:`_stores.SETTLE` seconds, the longest a sent create
+takes, have passed); then 404: nothing was sent, send it again.
 
 Errors are JSON ``{"error": name, "message": ..., "request_id": ...}``: ``name`` is the
 aiportrait error class (``ModelIdError``, ``Overloaded``...) when the service or the library
@@ -337,7 +339,7 @@ def make_app(
     the creates kept for clients that left. Trainings are stored in ``store_path``, portraits
     by ticket in the folder beside it (``<stem>_portraits``). ``heartbeat``: seconds between
     two comments of an event stream. ``settle``: seconds after its client left within which a
-    create that was sent has ended (:data:`_web.SETTLE`). With ``tracing`` (see
+    create that was sent has ended (:data:`_stores.SETTLE`). With ``tracing`` (see
     :func:`setup_tracing`), each request gets a server span. Serve it with :func:`runner`, so
     that a client that leaves cancels its handler.
     """

@@ -240,7 +240,7 @@ async def test_overloaded_answers_503_with_retry_after_and_sends_nothing(
     sessions: list[aiportrait.Session] = []
 
     def factory() -> aiportrait.Session:
-        session = aiportrait_emulator.session(max_creations=1, max_waiting=1)  # type: ignore[call-arg]
+        session = aiportrait_emulator.session(max_creations=1, max_waiting=1)
         sessions.append(session)
         return session
 
