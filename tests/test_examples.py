@@ -9,7 +9,6 @@ more as a script starting its own emulator; ``web_backend.py`` through aiohttp's
 from __future__ import annotations
 
 import contextlib
-import importlib
 import io
 import json
 import os
@@ -24,23 +23,14 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from PIL import Image
 
 import aiportrait
 from aiportrait.emulator import Emulator
 from aiportrait.errors import PhotoCountWarning
 from aiportrait.samples import SamplePhotos, sample_photos
+from tests._examples import ENV_NAMES, EXAMPLES, example, image_size
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 FAST = aiportrait.PollPolicy(first=0.02, cap=0.1, jitter=0.0, timeout=60)
-ENV_NAMES = ("AIPORTRAIT_HOST", "AIPORTRAIT_APP_ID", "AIPORTRAIT_TOKEN")
-ENV_NAMES += ("HOST", "Host", "AppId", "APP_ID", "Token", "TOKEN")
-
-
-def _example(name: str) -> ModuleType:
-    if str(EXAMPLES) not in sys.path:
-        sys.path.insert(0, str(EXAMPLES))
-    return importlib.import_module(name)
 
 
 @pytest.fixture
@@ -77,12 +67,6 @@ def env(emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIPORTRAIT_TOKEN", emu.token)
 
 
-def _image(data: bytes) -> tuple[int, int]:
-    with Image.open(io.BytesIO(data)) as img:
-        img.load()
-        return img.size
-
-
 # -- quickstart.py -------------------------------------------------------------------------------
 
 
@@ -93,7 +77,7 @@ async def test_quickstart_against_the_service_named_in_the_environment(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    quickstart = _example("quickstart")
+    quickstart = example("quickstart")
     out = tmp_path / "me"
     argv = ["--photos", *urls["photos"], "--template", urls["templates"][0], "--out", str(out)]
     with pytest.warns(PhotoCountWarning):
@@ -103,7 +87,7 @@ async def test_quickstart_against_the_service_named_in_the_environment(
     assert "check: 2 of 2 photos usable" in printed
     assert "SUCCESS after" in printed
     assert "local emulator" not in printed  # it used the service from the environment
-    assert _image((tmp_path / "me.jpg").read_bytes()) == (768, 900)
+    assert image_size((tmp_path / "me.jpg").read_bytes()) == (768, 900)
     assert (emu.counters.checks, emu.counters.trainings, emu.counters.creations) == (1, 1, 1)
 
 
@@ -111,7 +95,7 @@ async def test_quickstart_against_the_service_named_in_the_environment(
 async def test_quickstart_reports_a_refused_template_as_one_line(
     emu: Emulator, urls: dict[str, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    quickstart = _example("quickstart")
+    quickstart = example("quickstart")
     missing = emu.media_url("no-such-template.jpg")
     argv = ["--photos", *urls["photos"], "--template", missing, "--out", str(tmp_path / "x")]
     with pytest.warns(PhotoCountWarning):
@@ -124,7 +108,7 @@ async def test_quickstart_reports_a_refused_template_as_one_line(
 async def test_quickstart_needs_urls_when_credentials_are_set(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    quickstart = _example("quickstart")
+    quickstart = example("quickstart")
     monkeypatch.setenv("AIPORTRAIT_HOST", "127.0.0.1:9")
     monkeypatch.setenv("AIPORTRAIT_APP_ID", "app")
     monkeypatch.setenv("AIPORTRAIT_TOKEN", "token")
@@ -177,7 +161,7 @@ async def test_batch_generate_resumes_without_creating_anything_twice(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    batch_generate = _example("batch_generate")
+    batch_generate = example("batch_generate")
     journal = tmp_path / "run.sqlite"
     argv = ["--count", "20", "--limit", "4", "--journal", str(journal)]
     argv += ["--photos", *urls["photos"], "--templates", *urls["templates"]]
@@ -204,7 +188,7 @@ async def test_batch_generate_resumes_without_creating_anything_twice(
 
 
 def test_batch_progress_redraws_one_line_on_a_terminal() -> None:
-    batch_generate = _example("batch_generate")
+    batch_generate = example("batch_generate")
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
@@ -236,7 +220,7 @@ async def test_batch_generate_runs_its_emulator_on_a_free_port_and_reuses_it_to_
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _no_credentials(monkeypatch)
-    batch_generate = _example("batch_generate")
+    batch_generate = example("batch_generate")
     journal = tmp_path / "run.sqlite"
     argv = ["--count", "2", "--limit", "2", "--journal", str(journal), "--train-seconds", "0.05"]
     with socket.socket() as busy:  # the emulator's usual port, taken (or already in use)
@@ -268,7 +252,7 @@ async def test_batch_generate_says_in_one_line_that_a_given_port_is_in_use(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _no_credentials(monkeypatch)
-    batch_generate = _example("batch_generate")
+    batch_generate = example("batch_generate")
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -296,7 +280,7 @@ def _events(text: str) -> list[tuple[str, dict[str, Any]]]:
 
 @pytest.fixture
 def web_backend() -> ModuleType:
-    return _example("web_backend")
+    return example("web_backend")
 
 
 async def test_web_backend_trains_streams_creates_and_resumes_after_a_restart(
@@ -330,7 +314,7 @@ async def test_web_backend_trains_streams_creates_and_resumes_after_a_restart(
         )
         assert portrait.status == 200
         assert portrait.content_type == "image/jpeg"
-        assert _image(await portrait.read()) == (768, 900)
+        assert image_size(await portrait.read()) == (768, 900)
 
         config = {"lora_weights": 0.7, "style_name": "Anime"}
         by_model = {"model_id": job["model_id"], "template": urls["templates"][1]}

@@ -13,7 +13,7 @@ import pytest
 
 import aiportrait
 from aiportrait.emulator import Emulator
-from tests._web_examples import example, serving, serving_app
+from tests._examples import example, serving, serving_app
 
 
 async def test_routes_get_the_one_session_of_the_lifespan_through_the_dependency(

@@ -17,7 +17,8 @@ import socket
 import subprocess
 import sys
 from asyncio.subprocess import PIPE
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,8 @@ import pytest
 import aiportrait
 from aiportrait.emulator import Emulator, Faults
 from aiportrait.samples import SamplePhotos, sample_photos
+from tests._examples import ENV_NAMES, EXAMPLES, FRAMEWORKS, MODULES, image_size, serving
 from tests._mock import until
-from tests._web_examples import ENV_NAMES, EXAMPLES, FRAMEWORKS, MODULES, image_size, serving
 
 CREATE_PATH = "/api/v1/aigc_images/create"
 JOB_PATH = "/api/v1/async_jobs/"
@@ -76,6 +77,12 @@ async def model_id(aiportrait_emulator: Emulator, urls: dict[str, Any]) -> str:
         job = await session.train(urls["photos"])
         await session.wait(job)
     return job.model_id
+
+
+@pytest.fixture
+def wanted(model_id: str, urls: dict[str, Any]) -> dict[str, Any]:
+    """The body of a ``POST /portraits`` the service accepts."""
+    return {"model_id": model_id, "template": urls["templates"][0]}
 
 
 @pytest.fixture
@@ -227,29 +234,41 @@ async def test_not_sent_answers_429_and_503_with_retry_after(
             assert int(answer.headers["Retry-After"]) >= 1
 
 
+@asynccontextmanager
+async def _one_create_held(
+    framework: str, emulator: Emulator, tmp_path: Path, **options: Any
+) -> AsyncIterator[tuple[str, Any, list[aiportrait.Session]]]:
+    """A backend whose Session sends one create at a time (``options`` go to it), the hold
+    on creates at the service, and the Session once made."""
+    hold = emulator.hold(CREATE_PATH)
+    sessions: list[aiportrait.Session] = []
+
+    def factory() -> aiportrait.Session:
+        sessions.append(emulator.session(max_creations=1, **options))
+        return sessions[-1]
+
+    async with serving(framework, factory, tmp_path / "trainings.json") as base:
+        yield base, hold, sessions
+
+
+def _waiting(sessions: list[aiportrait.Session], count: int) -> Callable[[], bool]:
+    return lambda: sessions[0].limits.waiting("create") == count
+
+
 @needs_admission
 async def test_overloaded_answers_503_with_retry_after_and_sends_nothing(
     framework: str,
     aiportrait_emulator: Emulator,
-    urls: dict[str, Any],
-    model_id: str,
+    wanted: dict[str, Any],
     client: aiohttp.ClientSession,
     tmp_path: Path,
 ) -> None:
-    hold = aiportrait_emulator.hold(CREATE_PATH)
-    sessions: list[aiportrait.Session] = []
-
-    def factory() -> aiportrait.Session:
-        session = aiportrait_emulator.session(max_creations=1, max_waiting=1)
-        sessions.append(session)
-        return session
-
-    wanted = {"model_id": model_id, "template": urls["templates"][0]}
-    async with serving(framework, factory, tmp_path / "trainings.json") as base:
-        first = asyncio.create_task(client.post(f"{base}/portraits", json=wanted))
+    held = _one_create_held(framework, aiportrait_emulator, tmp_path, max_waiting=1)
+    async with held as (base, hold, sessions):
+        first = asyncio.ensure_future(client.post(f"{base}/portraits", json=wanted))
         await until(lambda: hold.held == 1, "the first create held at the service")
-        second = asyncio.create_task(client.post(f"{base}/portraits", json=wanted))
-        await until(lambda: sessions[0].limits.waiting("create") == 1, "the second waits")
+        second = asyncio.ensure_future(client.post(f"{base}/portraits", json=wanted))
+        await until(_waiting(sessions, 1), "the second waits")
         third = await client.post(f"{base}/portraits", json=wanted)
         body = await _error(third)
         assert (third.status, body["error"]) == (503, "Overloaded")
@@ -276,26 +295,17 @@ async def _leave(task: asyncio.Task[Any], own: aiohttp.ClientSession) -> None:
 async def test_a_client_that_leaves_before_its_create_is_sent_pays_nothing(
     framework: str,
     aiportrait_emulator: Emulator,
-    urls: dict[str, Any],
-    model_id: str,
+    wanted: dict[str, Any],
     client: aiohttp.ClientSession,
     tmp_path: Path,
 ) -> None:
-    hold = aiportrait_emulator.hold(CREATE_PATH)
-    sessions: list[aiportrait.Session] = []
-
-    def factory() -> aiportrait.Session:
-        sessions.append(aiportrait_emulator.session(max_creations=1))
-        return sessions[-1]
-
-    wanted = {"model_id": model_id, "template": urls["templates"][0]}
-    async with serving(framework, factory, tmp_path / "trainings.json") as base:
+    async with _one_create_held(framework, aiportrait_emulator, tmp_path) as (base, hold, sessions):
         first = asyncio.ensure_future(client.post(f"{base}/portraits", json=wanted))
         await until(lambda: hold.held == 1, "the first create held at the service")
         queued = await _leaving(base, wanted, "queued-when-leaving")
-        await until(lambda: sessions[0].limits.waiting("create") == 1, "the second waits")
+        await until(_waiting(sessions, 1), "the second waits")
         await _leave(*queued)
-        await until(lambda: sessions[0].limits.waiting("create") == 0, "it stopped waiting")
+        await until(_waiting(sessions, 0), "it stopped waiting")
         hold.release()
         assert (await first).status == 200  # the slot it waited for is free now
         unsent = await client.get(f"{base}/portraits/queued-when-leaving")
@@ -307,25 +317,17 @@ async def test_a_client_that_leaves_before_its_create_is_sent_pays_nothing(
 async def test_a_create_sent_before_its_client_left_is_kept_under_its_ticket(
     framework: str,
     aiportrait_emulator: Emulator,
-    urls: dict[str, Any],
-    model_id: str,
+    wanted: dict[str, Any],
     client: aiohttp.ClientSession,
     tmp_path: Path,
 ) -> None:
-    hold = aiportrait_emulator.hold(CREATE_PATH)
-    sessions: list[aiportrait.Session] = []
-
-    def factory() -> aiportrait.Session:
-        sessions.append(aiportrait_emulator.session())
-        return sessions[-1]
-
-    wanted = {"model_id": model_id, "template": urls["templates"][0]}
-    async with serving(framework, factory, tmp_path / "trainings.json") as base:
-        await _leave(*await _sent(base, wanted, hold))
+    async with _one_create_held(framework, aiportrait_emulator, tmp_path) as (base, hold, sessions):
+        sent = await _leaving(base, wanted, "sent-before-leaving")
+        await until(lambda: hold.held == 1, "the create held at the service: sent, charged")
+        await _leave(*sent)
         pending = await client.get(f"{base}/portraits/sent-before-leaving")
         assert pending.status == 202 and int(pending.headers["Retry-After"]) >= 1
         hold.release()
-
         for _ in range(1500):  # 30 s at most: guards against a hang only
             kept = await client.get(f"{base}/portraits/sent-before-leaving")
             if kept.status != 202:
@@ -335,15 +337,6 @@ async def test_a_create_sent_before_its_client_left_is_kept_under_its_ticket(
         assert image_size(await kept.read()) == (768, 900)
     assert sessions[0].closed
     assert hold.arrived == 1 and aiportrait_emulator.counters.creations == 1  # charged once
-
-
-async def _sent(
-    base: str, wanted: dict[str, Any], hold: Any
-) -> tuple[asyncio.Task[Any], aiohttp.ClientSession]:
-    """A client whose create is held at the service: sent, and charged."""
-    client = await _leaving(base, wanted, "sent-before-leaving")
-    await until(lambda: hold.held == 1, "the create held at the service")
-    return client
 
 
 def _polls(emulator: Emulator, job_id: int) -> int:
@@ -381,7 +374,7 @@ async def test_an_event_stream_beats_and_stops_polling_when_its_client_leaves(
 
 
 def _store(path: Path) -> Any:
-    from tests._web_examples import example
+    from tests._examples import example
 
     return example("_stores").JobStore(path)
 

@@ -1,5 +1,6 @@
-"""Serving the two web examples (``examples/web_backend.py`` on aiohttp.web,
-``examples/fastapi_backend.py`` on FastAPI under uvicorn) on a loopback port for a test."""
+"""The examples of ``examples/`` for the tests: importing one, and serving the two web examples
+(``web_backend.py`` on aiohttp.web, ``fastapi_backend.py`` on FastAPI under uvicorn) on a
+loopback port."""
 
 from __future__ import annotations
 
