@@ -234,6 +234,26 @@ async def test_not_sent_answers_429_and_503_with_retry_after(
             assert int(answer.headers["Retry-After"]) >= 1
 
 
+async def test_a_create_that_may_have_run_answers_409_with_advice_and_is_kept(
+    framework: str,
+    aiportrait_emulator: Emulator,
+    wanted: dict[str, Any],
+    client: aiohttp.ClientSession,
+    tmp_path: Path,
+) -> None:
+    aiportrait_emulator.faults = Faults(drop_after=1.0, paths=frozenset({CREATE_PATH}))
+    factory = aiportrait_emulator.session  # its answer is lost after the service ran it
+    async with serving(framework, factory, tmp_path / "trainings.json") as base:
+        answer = await client.post(f"{base}/portraits", json=wanted)
+        body = await _error(answer)
+        assert (answer.status, body["error"]) == (409, "SubmitOutcomeUnknown")
+        assert "do not send it again blindly" in body["advice"]
+        again = await client.get(f"{base}/portraits/{body['ticket']}")
+        assert again.status == 409  # kept under its ticket: the same ticket is not sent again
+        assert (await _error(again))["error"] == "SubmitOutcomeUnknown"
+    assert aiportrait_emulator.counters.creations == 1  # sent once, never again
+
+
 @asynccontextmanager
 async def _one_create_held(
     framework: str, emulator: Emulator, tmp_path: Path, **options: Any
