@@ -1,12 +1,11 @@
 """What is FastAPI's own in ``examples/fastapi_backend.py`` (the API both examples share is
 tested once per framework in ``test_web_backend.py``): the Session of the lifespan handed to
-the routes by a dependency, a bug answered as JSON without its details, a port in use."""
+the routes by a dependency, a port in use."""
 
 from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -46,30 +45,6 @@ async def test_routes_get_the_one_session_of_the_lifespan_through_the_dependency
                 body = await answer.json()
     assert (answer.status, body["error"]) == (503, "ConnectError")
     assert aiportrait_emulator.counters.requests == 0
-
-
-async def test_a_bug_answers_500_as_json_and_logs_its_details(
-    aiportrait_emulator: Emulator,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    stores = example("_stores")
-
-    def broken(_self: Any) -> dict[str, Any]:
-        raise RuntimeError("a bug in the store")
-
-    monkeypatch.setattr(stores.JobStore, "entries", broken)
-    factory = aiportrait_emulator.session
-    with caplog.at_level("ERROR"):
-        async with serving("fastapi", factory, tmp_path / "trainings.json") as base:
-            async with aiohttp.ClientSession() as client:
-                answer = await client.get(f"{base}/trainings")
-                body = await answer.json()
-    assert (answer.status, body["error"]) == (500, "InternalServerError")
-    assert body["request_id"] == answer.headers["X-Request-Id"]
-    assert "a bug in the store" not in body["message"]  # details go to the log
-    assert "a bug in the store" in caplog.text
 
 
 async def test_a_port_in_use_is_said_in_one_line(

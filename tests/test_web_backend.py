@@ -4,19 +4,15 @@ in front of the emulator of the pytest plugin.
 
 What a client that leaves costs (nothing for a create not yet sent; a create already sent is
 kept under its ticket), admission errors (429/503 with ``Retry-After``), ``request_id`` in
-every error, and event streams that stop polling when their client leaves.
+every error, and event streams that stop polling when their client leaves. The examples as
+scripts, and the aiohttp example's tracing, are in ``test_examples.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
-from asyncio.subprocess import PIPE
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,7 +24,7 @@ import pytest
 import aiportrait
 from aiportrait.emulator import Emulator, Faults
 from aiportrait.samples import SamplePhotos, sample_photos
-from tests._examples import ENV_NAMES, EXAMPLES, FRAMEWORKS, MODULES, image_size, serving
+from tests._examples import FRAMEWORKS, example, image_size, serving
 from tests._mock import until
 
 CREATE_PATH = "/api/v1/aigc_images/create"
@@ -151,13 +147,49 @@ async def test_trains_streams_and_creates_under_a_ticket(
         # Without a ticket, the backend makes one.
         other = await client.post(f"{base}/portraits", json=wanted)
         assert other.status == 200 and len(other.headers["X-Ticket"]) == 32
-        listed = await (await client.get(f"{base}/trainings")).json()
-        assert [t["state"] for t in listed["trainings"]] == ["SUCCESS"]
+        config = {"lora_weights": 0.7, "style_name": "Anime"}
+        by_model = {"model_id": job["model_id"], "template": urls["templates"][1]}
+        styled = await client.post(f"{base}/portraits", json={**by_model, "config": config})
+        assert styled.status == 200 and styled.headers["Content-Type"] == "image/jpeg"
     assert sessions[0].closed  # one Session for the app's lifetime, closed with it
-    assert (aiportrait_emulator.counters.trainings, aiportrait_emulator.counters.creations) == (
-        1,
-        2,
-    )
+    counters = aiportrait_emulator.counters
+    assert (counters.trainings, counters.creations) == (1, 3)
+
+    # A restarted backend knows the job from its store and asks the service for its state.
+    async with serving(framework, session_factory, tmp_path / "trainings.json") as base:
+        listed = (await (await client.get(f"{base}/trainings")).json())["trainings"]
+        assert [(t["job_id"], t["state"]) for t in listed] == [(job["job_id"], "SUCCESS")]
+        again = _events(await (await client.get(base + job["events"])).text())
+        assert [name for name, _ in again] == ["state", "result"]
+        kept = await client.get(f"{base}/portraits/ticket-of-the-test")
+        assert (kept.status, await kept.read()) == (200, image)  # tickets survive it too
+    assert len(sessions) == 2 and counters.trainings == 1
+
+
+async def test_streams_a_failed_training_and_a_deadline(
+    framework: str, aiportrait_emulator: Emulator, client: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    store = example("_stores").JobStore(tmp_path / "trainings.json")
+    failed = aiportrait_emulator.add_synthetic_job(0.05, succeed=False)
+    slow = aiportrait_emulator.add_synthetic_job(60.0)
+    for job_id in (failed, slow):
+        await store.put(aiportrait.TrainJob(job_id, f"model-{job_id}"))
+    # A deadline the 60-s job passes; generous enough that a loaded machine still sees the
+    # failed job (already over) before it.
+    deadline = aiportrait.PollPolicy(first=0.02, cap=0.05, timeout=3.0)
+    factory = lambda: aiportrait_emulator.session(poll=deadline)  # noqa: E731
+    async with serving(framework, factory, store.path) as base:
+        events = _events(await (await client.get(f"{base}/trainings/{failed}/events")).text())
+        assert events[-2][1]["state"] == "FAILED"
+        assert events[-1][0] == "failed"
+        assert "Failed to obtain preprocessed images" in events[-1][1]["message"]
+        events = _events(await (await client.get(f"{base}/trainings/{slow}/events")).text())
+        assert events[-1][0] == "error" and events[-1][1]["error"] == "JobTimeout"
+        listed = (await (await client.get(f"{base}/trainings")).json())["trainings"]
+        states = {e["job_id"]: e["state"] for e in listed}
+        assert states == {failed: "FAILED", slow: "INIT"}  # a tenth of its time in INIT
+    store.path.write_text("[]")  # not a mapping: read as empty
+    assert store.entries() == {}
 
 
 async def test_every_error_carries_a_request_id(
@@ -196,7 +228,52 @@ async def test_every_error_carries_a_request_id(
         assert (kept.status, (await _error(kept))["error"]) == (422, "ModelIdError")
         missing = await client.get(f"{base}/portraits/no-such-ticket")
         assert (missing.status, (await _error(missing))["error"]) == (404, "NotFound")
+        # Refused here, before anything is sent.
+        job_999 = await client.post(f"{base}/portraits", json={"job_id": 999, "template": "x"})
+        assert (await _error(job_999))["message"] == "no training 999 was started here"
+        text_id = await client.post(f"{base}/portraits", json={"job_id": "7", "template": "x"})
+        assert (text_id.status, (await _error(text_id))["message"]) == (
+            400,
+            "job_id must be a number",
+        )
+        by_model = {"model_id": "m", "template": template}
+        typo = await client.post(
+            f"{base}/portraits", json={**by_model, "config": {"loraweights": 1}}
+        )
+        assert (await _error(typo))["message"] == (
+            "config key 'loraweights' is not a documented key (did you mean 'lora_weights'?)"
+        )
+        listed = await client.post(f"{base}/portraits", json={**by_model, "config": [1]})
+        assert (listed.status, (await _error(listed))["error"]) == (400, "BadRequest")
+        invalid = await client.post(
+            f"{base}/portraits", json={**by_model, "config": {"sharp_ratio": 3}}
+        )
+        assert (invalid.status, (await _error(invalid))["error"]) == (400, "InvalidArgument")
+        one_photo = await client.post(f"{base}/trainings", json={"photos": "one"})
+        assert (one_photo.status, (await _error(one_photo))["error"]) == (400, "BadRequest")
+        assert (await client.get(f"{base}/trainings/x/events")).status == 400
     assert aiportrait_emulator.counters.creations == 0
+
+
+async def test_a_bug_answers_500_as_json_and_logs_its_details(
+    framework: str,
+    aiportrait_emulator: Emulator,
+    client: aiohttp.ClientSession,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(_self: Any) -> dict[str, Any]:
+        raise RuntimeError("a bug in the store")
+
+    monkeypatch.setattr(example("_stores").JobStore, "entries", broken)
+    with caplog.at_level("ERROR"):
+        async with serving(framework, aiportrait_emulator.session, tmp_path / "t.json") as base:
+            answer = await client.get(f"{base}/trainings")
+            body = await _error(answer)
+    assert (answer.status, body["error"]) == (500, "InternalServerError")
+    assert "a bug in the store" not in body["message"]  # details go to the log
+    assert "a bug in the store" in caplog.text
 
 
 async def test_not_sent_answers_429_and_503_with_retry_after(
@@ -397,46 +474,3 @@ def _store(path: Path) -> Any:
     from tests._examples import example
 
     return example("_stores").JobStore(path)
-
-
-def test_help_lists_the_options_for_a_real_service(framework: str) -> None:
-    script = EXAMPLES / f"{MODULES[framework]}.py"
-    run = subprocess.run(
-        [sys.executable, str(script), "--help"], capture_output=True, text=True, check=True
-    )
-    for option in ("--photos URL", "--templates URL", "--heartbeat SECONDS", "--store", "--port"):
-        assert option in run.stdout
-
-
-async def test_starts_against_the_service_named_in_the_environment(
-    framework: str, aiportrait_emulator: Emulator, urls: dict[str, Any], tmp_path: Path
-) -> None:
-    """As a script, with credentials in the environment (an emulator started apart)."""
-    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
-    env["AIPORTRAIT_HOST"] = aiportrait_emulator.url
-    env["AIPORTRAIT_APP_ID"] = aiportrait_emulator.app_id
-    env["AIPORTRAIT_TOKEN"] = aiportrait_emulator.token
-    script = EXAMPLES / f"{MODULES[framework]}.py"
-    argv = ["--port", "0", "--store", str(tmp_path / "t.json"), "--photos", *urls["photos"]]
-    argv += ["--templates", urls["templates"][0]]
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, str(script), *argv, env=env, cwd=tmp_path, stdout=PIPE, stderr=PIPE
-    )
-    try:
-        assert process.stdout is not None
-        stdout = process.stdout
-        printed = [(await asyncio.wait_for(stdout.readline(), 60)).decode() for _ in range(7)]
-        first = printed[0]
-        assert first.startswith("serving on http://127.0.0.1:"), printed
-        base = first.split()[2]
-        assert printed[1] == "the service named by AIPORTRAIT_HOST\n"
-        assert urls["templates"][0] in "".join(printed)  # in the example commands
-        wanted = {"model_id": "nope", "template": urls["templates"][0]}
-        async with aiohttp.ClientSession() as client:
-            answer = await client.post(f"{base}/portraits", json=wanted)
-            assert (answer.status, (await answer.json())["error"]) == (422, "ModelIdError")
-    finally:
-        process.send_signal(signal.SIGINT)
-        _, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 0, err.decode()
-    assert aiportrait_emulator.counters.create_errors == 1  # it asked the emulator
