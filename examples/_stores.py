@@ -32,6 +32,7 @@ __all__ = [
     "stored_job",
     "ticket_answer",
     "tickets_folder",
+    "trainings",
 ]
 
 #: Seconds after its client left within which a create that was sent has ended (its try's
@@ -268,6 +269,22 @@ def stored_job(store: JobStore, job_id: str) -> aiportrait.TrainJob:
     if job is None:
         raise Problem(404, "NotFound", f"no training {number} was started here")
     return job
+
+
+async def trainings(session: aiportrait.Session, store: JobStore) -> list[dict[str, Any]]:
+    """``GET /trainings``: the stored handles, each with the state the service reports now."""
+    entries = list(store.entries().values())
+    jobs = await asyncio.gather(
+        *(session.get_job(entry["job_id"]) for entry in entries), return_exceptions=True
+    )
+    listed = []
+    for entry, job in zip(entries, jobs, strict=True):
+        if isinstance(job, aiportrait.Job):
+            entry = {**entry, "state": job.state.name, "message": job.message}
+        else:  # the service could not be asked: show what we stored, and why
+            entry = {**entry, "error": f"{type(job).__name__}: {job}"}
+        listed.append(entry)
+    return listed
 
 
 async def job_events(

@@ -52,6 +52,7 @@ from _stores import (
     stored_job,
     ticket_answer,
     tickets_folder,
+    trainings,
 )
 from _web import (
     BadRequest,
@@ -177,18 +178,7 @@ async def start_training(request: Request, held: BackendDep, session: SessionDep
 @routes.get("/trainings")
 async def list_trainings(held: BackendDep, session: SessionDep) -> Any:
     """``GET /trainings``: the stored handles, each with the state the service reports now."""
-    entries = list(held.store.entries().values())
-    jobs = await asyncio.gather(
-        *(session.get_job(entry["job_id"]) for entry in entries), return_exceptions=True
-    )
-    listed = []
-    for entry, job in zip(entries, jobs, strict=True):
-        if isinstance(job, aiportrait.Job):
-            entry = {**entry, "state": job.state.name, "message": job.message}
-        else:  # the service could not be asked: show what we stored, and why
-            entry = {**entry, "error": f"{type(job).__name__}: {job}"}
-        listed.append(entry)
-    return {"trainings": listed}
+    return {"trainings": await trainings(session, held.store)}
 
 
 @routes.get("/trainings/{job_id}/events", name="events")

@@ -78,6 +78,7 @@ from _stores import (
     stored_job,
     ticket_answer,
     tickets_folder,
+    trainings,
 )
 from _web import (
     BadRequest,
@@ -157,18 +158,7 @@ async def start_training(request: web.Request) -> web.Response:
 
 async def list_trainings(request: web.Request) -> web.Response:
     """``GET /trainings``: the stored handles, each with the state the service reports now."""
-    session, store = request.app[SESSION], request.app[STORE]
-    entries = list(store.entries().values())
-    jobs = await asyncio.gather(
-        *(session.get_job(entry["job_id"]) for entry in entries), return_exceptions=True
-    )
-    listed = []
-    for entry, job in zip(entries, jobs, strict=True):
-        if isinstance(job, aiportrait.Job):
-            entry = {**entry, "state": job.state.name, "message": job.message}
-        else:  # the service could not be asked: show what we stored, and why
-            entry = {**entry, "error": f"{type(job).__name__}: {job}"}
-        listed.append(entry)
+    listed = await trainings(request.app[SESSION], request.app[STORE])
     return web.json_response({"trainings": listed})
 
 
