@@ -43,6 +43,7 @@ from .answers import decoded, log_result
 from .limits import SessionLimits
 
 if TYPE_CHECKING:
+    from .._jobs.feed import Feed, FeedKey
     from .._jobs.watch import JobWatch
     from .._requests import AnyCreateRequest, AnyRequest
     from .._retrying.budget import Budget
@@ -106,6 +107,7 @@ class SessionCore:
         )
         self.poll = _checked(poll or PollPolicy.TRAINING, PollPolicy, "poll")
         self._durations = Durations()
+        self._feeds: dict[FeedKey, Feed] = {}  # the jobs watched now (views share it)
         outage = _checked(outage or OutagePolicy(), OutagePolicy, "outage")
         limits = Limits(
             max_in_flight,
@@ -326,7 +328,8 @@ class SessionCore:
         within: int | None = None,
     ) -> JobWatch:
         """:meth:`watch`, for a batch whose id is ``within``."""
-        from .._jobs.watch import JobWatch  # loaded with the first watch
+        from .._jobs.feed import follow  # loaded with the first watch
+        from .._jobs.watch import JobWatch
 
         policy = poll or self.poll
         if timeout is not None:
@@ -334,17 +337,25 @@ class SessionCore:
         job_id = JobQuery(job).job_id
         durations = self._durations
         kind = durations.kind_of(job_id)  # None: its start is not known here, nothing to learn
-        watch_id = next_id() if self._hooks else 0  # what the events of its polls name
-        return JobWatch(
-            functools.partial(self._poll_once, within=watch_id or None),
+        # Watches of this job on this schedule share one feed; each keeps its own deadline.
+        schedule = attrs.evolve(policy, timeout=None)
+        feed = follow(
+            self._feeds,
             job_id,
-            durations.policy(policy, kind),
-            retry=self._caller.policy,
-            model_id=job.model_id if isinstance(job, TrainJob) else None,
-            on_end=None if kind is None else (lambda seconds: durations.record(kind, seconds)),
-            hooks=self._hooks,
-            within=within,
-            watch_id=watch_id,
+            schedule,
+            self._caller.policy,
+            functools.partial(durations.policy, schedule, kind),  # asked before every wait
+            None if kind is None else functools.partial(durations.record, kind),
+        )
+        watch_id = next_id() if self._hooks else 0  # what the events of its polls name
+        return JobWatch._following(
+            feed,
+            functools.partial(self._poll_once, within=watch_id or None),
+            policy.timeout,
+            job.model_id if isinstance(job, TrainJob) else None,
+            self._hooks,
+            within,
+            watch_id,
         )
 
     async def _wait(self, job: TrainJob, *, within: int | None = None) -> TrainResult:

@@ -134,13 +134,13 @@ class Session(SessionCore):
     ) -> JobWatch:
         """Watch a job: ``async for update in session.watch(job)`` yields each state change.
 
-        The first update is the first state seen; the last is the terminal one (``SUCCESS``
-        with ``update.result``, or ``FAILED`` with ``update.message``). Raises
-        :class:`~aiportrait.errors.JobTimeout` when the deadline (``timeout`` seconds, else the
-        policy's) passes first. Failed polls are polled again within the deadline. Without an
-        ``expected`` duration in the policy, the watch uses the one learned from the jobs of
-        the same kind (SD1.5, SDXL or scene trainings started by this Session) it saw end.
-        ``await watch.result()`` follows it to the end and returns the :class:`TrainResult`.
+        The first update is the state seen first; the last is the terminal one (``SUCCESS``
+        with ``update.result``, ``FAILED`` with ``update.message``). Raises
+        :class:`~aiportrait.errors.JobTimeout` when the deadline (``timeout``, else the
+        policy's) passes first; failed polls are polled again within it. Concurrent watches
+        of a job in this Session with one policy (``timeout`` aside) share its polls
+        (:class:`JobWatch`); without an ``expected`` duration, one learned from this Session's
+        trainings of the same kind is used. ``await watch.result()`` returns the TrainResult.
         """
         return self._watch(job, poll=poll, timeout=timeout)
 
