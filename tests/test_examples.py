@@ -319,6 +319,27 @@ def test_web_example_help_lists_the_options_for_a_real_service(framework: str) -
         assert option in run.stdout
 
 
+@contextlib.asynccontextmanager
+async def _started(
+    script: str, argv: list[str], env: dict[str, str], cwd: Path
+) -> AsyncIterator[list[str]]:
+    """Run a web example as a script; yields the 7 lines it printed first (where it serves,
+    against what, and example commands), then stops it with Ctrl-C: it must exit 0."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(EXAMPLES / script), *argv, env=env, cwd=cwd, stdout=PIPE, stderr=PIPE
+    )
+    assert process.stdout is not None
+    stdout = process.stdout
+    try:
+        printed = [(await asyncio.wait_for(stdout.readline(), 60)).decode() for _ in range(7)]
+        assert printed[0].startswith("serving on http://127.0.0.1:"), printed
+        yield printed
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+
+
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 async def test_web_example_starts_against_the_service_named_in_the_environment(
     framework: str, emu: Emulator, urls: dict[str, list[str]], tmp_path: Path
@@ -328,30 +349,34 @@ async def test_web_example_starts_against_the_service_named_in_the_environment(
     env["AIPORTRAIT_HOST"] = emu.url
     env["AIPORTRAIT_APP_ID"] = emu.app_id
     env["AIPORTRAIT_TOKEN"] = emu.token
-    script = EXAMPLES / f"{MODULES[framework]}.py"
     argv = ["--port", "0", "--store", str(tmp_path / "t.json"), "--photos", *urls["photos"]]
     argv += ["--templates", urls["templates"][0]]
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, str(script), *argv, env=env, cwd=tmp_path, stdout=PIPE, stderr=PIPE
-    )
-    try:
-        assert process.stdout is not None
-        stdout = process.stdout
-        printed = [(await asyncio.wait_for(stdout.readline(), 60)).decode() for _ in range(7)]
-        first = printed[0]
-        assert first.startswith("serving on http://127.0.0.1:"), printed
-        base = first.split()[2]
+    script = f"{MODULES[framework]}.py"
+    async with _started(script, argv, env, tmp_path) as printed:
         assert printed[1] == "the service named by AIPORTRAIT_HOST\n"
         assert urls["templates"][0] in "".join(printed)  # in the example commands
+        base = printed[0].split()[2]
         wanted = {"model_id": "nope", "template": urls["templates"][0]}
         async with aiohttp.ClientSession() as client:
             answer = await client.post(f"{base}/portraits", json=wanted)
             assert (answer.status, (await answer.json())["error"]) == (422, "ModelIdError")
-    finally:
-        process.send_signal(signal.SIGINT)
-        _, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 0, err.decode()
     assert emu.counters.create_errors == 1  # it asked the emulator
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+async def test_web_example_starts_its_own_emulator_without_credentials(
+    framework: str, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
+    argv = ["--port", "0", "--store", str(tmp_path / "t.json")]
+    script = f"{MODULES[framework]}.py"
+    async with _started(script, argv, env, tmp_path) as printed:
+        assert printed[1].startswith("local emulator at http://127.0.0.1:")
+        assert "astronaut_0.jpg" in printed[3]  # the bundled photos, in the example commands
+        base = printed[0].split()[2]
+        async with aiohttp.ClientSession() as client:
+            listed = await client.get(f"{base}/trainings")
+            assert (listed.status, await listed.json()) == (200, {"trainings": []})
 
 
 # -- notebook.ipynb ------------------------------------------------------------------------------
