@@ -13,7 +13,7 @@ import re
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ __all__ = [
     "stored_job",
     "ticket_answer",
     "tickets_folder",
+    "train",
     "trainings",
 ]
 
@@ -320,12 +321,28 @@ async def job_events(
 # -- a create, kept when its client leaves ---------------------------------------------------
 
 
-def _keeping(session: aiportrait.Session, tickets: TicketStore, ticket: str) -> Any:
-    """The Session, with ``keep=``: a create its client left after it was sent goes on, and
-    its result lands under ``ticket``."""
+def _keeping(session: aiportrait.Session, keep: Callable[[Any], Awaitable[None]]) -> Any:
+    """The Session, with ``keep=``: a charged call whose client left after it was sent goes
+    on, and ``keep`` gets its outcome (an ``aiportrait.Kept``)."""
     if not hasattr(aiportrait, "Kept"):  # aiportrait before keep= (see the CHANGELOG)
         return session
-    return session.with_options(keep=functools.partial(tickets.kept, ticket))  # type: ignore[call-arg]
+    return session.with_options(keep=keep)  # type: ignore[call-arg]
+
+
+async def train(
+    session: aiportrait.Session, store: JobStore, photos: list[str]
+) -> aiportrait.TrainJob:
+    """``POST /trainings``: start a training and store its handle. A client that leaves after
+    it was sent does not lose it: the handle is stored when the service answers, and
+    ``GET /trainings`` lists it."""
+
+    async def kept(kept: Any) -> None:
+        if kept.result is not None:
+            await store.put(kept.result, state="INIT", photos=len(photos))
+
+    job: aiportrait.TrainJob = await _keeping(session, kept).train(photos)
+    await asyncio.shield(store.put(job, state="INIT", photos=len(photos)))
+    return job
 
 
 async def create(
@@ -345,7 +362,8 @@ async def create(
     """
     model_id, template, config = create
     try:
-        portrait: aiportrait.Portrait = await _keeping(session, tickets, ticket).create(
+        keep = functools.partial(tickets.kept, ticket)
+        portrait: aiportrait.Portrait = await _keeping(session, keep).create(
             model_id, template, config=config
         )
     except asyncio.CancelledError:

@@ -52,6 +52,7 @@ from _stores import (
     stored_job,
     ticket_answer,
     tickets_folder,
+    train,
     trainings,
 )
 from _web import (
@@ -169,8 +170,7 @@ routes = APIRouter()
 async def start_training(request: Request, held: BackendDep, session: SessionDep) -> Any:
     """``POST /trainings``: start a training on a JSON list of photo URLs."""
     photos = parse_photos(await _body(request))
-    job = await session.train(photos)
-    await held.store.put(job, state="INIT", photos=len(photos))
+    job = await train(session, held.store, photos)
     events = request.app.url_path_for("events", job_id=str(job.job_id))
     return {**job.to_dict(), "events": events}
 

@@ -78,6 +78,7 @@ from _stores import (
     stored_job,
     ticket_answer,
     tickets_folder,
+    train,
     trainings,
 )
 from _web import (
@@ -150,8 +151,7 @@ async def _body(request: web.Request) -> Any:
 async def start_training(request: web.Request) -> web.Response:
     """``POST /trainings``: start a training on a JSON list of photo URLs."""
     photos = parse_photos(await _body(request))
-    job = await request.app[SESSION].train(photos)
-    await request.app[STORE].put(job, state="INIT", photos=len(photos))
+    job = await train(request.app[SESSION], request.app[STORE], photos)
     events = str(request.app.router["events"].url_for(job_id=str(job.job_id)))
     return web.json_response({**job.to_dict(), "events": events}, status=202)
 

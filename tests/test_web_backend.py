@@ -28,6 +28,7 @@ from tests._examples import FRAMEWORKS, example, image_size, serving
 from tests._mock import until
 
 CREATE_PATH = "/api/v1/aigc_images/create"
+TRAIN_PATH = "/api/v1/aigc_images/train"
 JOB_PATH = "/api/v1/async_jobs/"
 FAST = aiportrait.PollPolicy(first=0.02, cap=0.1, jitter=0.0, timeout=60)
 #: Steady polls for the event-stream test: a stream still watching would poll every 0.05 s.
@@ -434,6 +435,40 @@ async def test_a_create_sent_before_its_client_left_is_kept_under_its_ticket(
         assert image_size(await kept.read()) == (768, 900)
     assert sessions[0].closed
     assert hold.arrived == 1 and aiportrait_emulator.counters.creations == 1  # charged once
+
+
+@needs_keep
+async def test_a_training_sent_before_its_client_left_is_listed(
+    framework: str,
+    aiportrait_emulator: Emulator,
+    urls: dict[str, Any],
+    client: aiohttp.ClientSession,
+    tmp_path: Path,
+) -> None:
+    hold = aiportrait_emulator.hold(TRAIN_PATH)
+    factory = lambda: aiportrait_emulator.session(poll=FAST)  # noqa: E731
+    async with serving(framework, factory, tmp_path / "trainings.json") as base:
+        own = aiohttp.ClientSession()
+        leaving = asyncio.ensure_future(own.post(f"{base}/trainings", json=urls["photos"]))
+        await until(lambda: hold.held == 1, "the training held at the service: sent, charged")
+        await _leave(leaving, own)
+        hold.release()
+
+        async def listed() -> list[dict[str, Any]]:
+            answer = await client.get(f"{base}/trainings")
+            trainings: list[dict[str, Any]] = (await answer.json())["trainings"]
+            return trainings
+
+        for _ in range(1500):  # 30 s at most: guards against a hang only
+            if await listed():
+                break
+            await asyncio.sleep(0.02)
+        (training,) = await listed()  # its handle was kept: it can be followed
+        events = _events(
+            await (await client.get(f"{base}/trainings/{training['job_id']}/events")).text()
+        )
+        assert events[-1][0] == "result"
+    assert aiportrait_emulator.counters.trainings == 1
 
 
 def _polls(emulator: Emulator, job_id: int) -> int:
