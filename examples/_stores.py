@@ -13,7 +13,7 @@ import re
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
@@ -153,11 +153,11 @@ class TicketStore:
         """Keep the error answer of a create that may have run."""
         await self._record(ticket, {"state": "failed", "status": answer.status, **answer.body})
 
-    async def kept(self, ticket: str, kept: Any) -> None:
+    async def kept(self, ticket: str, kept: aiportrait.Kept) -> None:
         """``keep=`` callback: a create whose client left after it was sent has ended."""
-        if kept.result is not None:
+        if isinstance(kept.result, aiportrait.Portrait):
             await self.done(ticket, kept.result)
-        elif not_sent(kept.error):  # answered 429: it did not run
+        elif kept.error is None or not_sent(kept.error):  # answered 429: it did not run
             self.close(ticket)
         else:
             await self.failed(ticket, error_answer(kept.error, kept.request_id, ticket=ticket))
@@ -318,15 +318,7 @@ async def job_events(
         await watch.aclose()
 
 
-# -- a create, kept when its client leaves ---------------------------------------------------
-
-
-def _keeping(session: aiportrait.Session, keep: Callable[[Any], Awaitable[None]]) -> Any:
-    """The Session, with ``keep=``: a charged call whose client left after it was sent goes
-    on, and ``keep`` gets its outcome (an ``aiportrait.Kept``)."""
-    if not hasattr(aiportrait, "Kept"):  # aiportrait before keep= (see the CHANGELOG)
-        return session
-    return session.with_options(keep=keep)  # type: ignore[call-arg]
+# -- a training and a create, kept when their client leaves ----------------------------------------
 
 
 async def train(
@@ -336,11 +328,11 @@ async def train(
     it was sent does not lose it: the handle is stored when the service answers, and
     ``GET /trainings`` lists it."""
 
-    async def kept(kept: Any) -> None:
-        if kept.result is not None:
+    async def kept(kept: aiportrait.Kept) -> None:
+        if isinstance(kept.result, aiportrait.TrainJob):
             await store.put(kept.result, state="INIT", photos=len(photos))
 
-    job: aiportrait.TrainJob = await _keeping(session, kept).train(photos)
+    job = await session.with_options(keep=kept).train(photos)
     await asyncio.shield(store.put(job, state="INIT", photos=len(photos)))
     return job
 
@@ -363,9 +355,7 @@ async def create(
     model_id, template, config = create
     try:
         keep = functools.partial(tickets.kept, ticket)
-        portrait: aiportrait.Portrait = await _keeping(session, keep).create(
-            model_id, template, config=config
-        )
+        portrait = await session.with_options(keep=keep).create(model_id, template, config=config)
     except asyncio.CancelledError:
         tickets.left(ticket)
         raise

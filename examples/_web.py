@@ -112,12 +112,7 @@ def _status_name(status: int) -> str:
     return "".join(word.capitalize() for word in phrase.replace("-", " ").split())
 
 
-def _overloaded() -> type[Exception] | None:
-    # aiportrait.Overloaded arrives with bounded admission (aiportrait >= the next release).
-    return getattr(aiportrait, "Overloaded", None)
-
-
-def not_sent(exc: aiportrait.AIPortraitError) -> bool:
+def not_sent(exc: BaseException) -> bool:
     """True when the call provably did not run upstream: sending it again is safe."""
     refused = isinstance(exc, (aiportrait.InvalidArgument, aiportrait.errors.RateLimited))
     return refused or getattr(exc, "sent", None) is False
@@ -125,8 +120,7 @@ def not_sent(exc: aiportrait.AIPortraitError) -> bool:
 
 def _status(exc: aiportrait.AIPortraitError) -> int:
     """The HTTP status this backend answers for an aiportrait error (see the module's table)."""
-    overloaded = _overloaded()
-    if overloaded is not None and isinstance(exc, overloaded):
+    if isinstance(exc, aiportrait.Overloaded):
         return 503
     if isinstance(exc, aiportrait.InvalidArgument):
         return 400
@@ -143,9 +137,8 @@ def _status(exc: aiportrait.AIPortraitError) -> int:
 
 def _retry_after(exc: aiportrait.AIPortraitError) -> float | None:
     """Seconds a client should wait before sending again, for an error that ran nothing."""
-    overloaded = _overloaded()
-    if overloaded is not None and isinstance(exc, overloaded):
-        return float(getattr(exc, "retry_after", 1.0))
+    if isinstance(exc, aiportrait.Overloaded):
+        return exc.retry_after
     if isinstance(exc, aiportrait.errors.RateLimited):
         return exc.retry_after or 1.0
     if isinstance(exc, aiportrait.TransportError) and exc.sent is False:

@@ -34,13 +34,6 @@ FAST = aiportrait.PollPolicy(first=0.02, cap=0.1, jitter=0.0, timeout=60)
 #: Steady polls for the event-stream test: a stream still watching would poll every 0.05 s.
 STEADY = aiportrait.PollPolicy(first=0.05, cap=0.05, jitter=0.0, timeout=600)
 
-needs_keep = pytest.mark.skipif(
-    not hasattr(aiportrait, "Kept"), reason="needs Session.with_options(keep=) (issue 22, C)"
-)
-needs_admission = pytest.mark.skipif(
-    not hasattr(aiportrait, "Overloaded"), reason="needs Session(max_waiting=) (issue 22, C)"
-)
-
 
 @pytest.fixture(params=FRAMEWORKS)
 def framework(request: pytest.FixtureRequest) -> str:
@@ -353,7 +346,6 @@ def _waiting(sessions: list[aiportrait.Session], count: int) -> Callable[[], boo
     return lambda: sessions[0].limits.waiting("create") == count
 
 
-@needs_admission
 async def test_overloaded_answers_503_with_retry_after_and_sends_nothing(
     framework: str,
     aiportrait_emulator: Emulator,
@@ -411,7 +403,6 @@ async def test_a_client_that_leaves_before_its_create_is_sent_pays_nothing(
     assert hold.arrived == 1 and aiportrait_emulator.counters.creations == 1
 
 
-@needs_keep
 async def test_a_create_sent_before_its_client_left_is_kept_under_its_ticket(
     framework: str,
     aiportrait_emulator: Emulator,
@@ -437,7 +428,6 @@ async def test_a_create_sent_before_its_client_left_is_kept_under_its_ticket(
     assert hold.arrived == 1 and aiportrait_emulator.counters.creations == 1  # charged once
 
 
-@needs_keep
 async def test_a_training_sent_before_its_client_left_is_listed(
     framework: str,
     aiportrait_emulator: Emulator,
