@@ -120,7 +120,7 @@ def not_sent(exc: BaseException) -> bool:
 
 def _status(exc: aiportrait.AIPortraitError) -> int:
     """The HTTP status this backend answers for an aiportrait error (see the module's table)."""
-    if isinstance(exc, aiportrait.Overloaded):
+    if isinstance(exc, aiportrait.errors.Overloaded):
         return 503
     if isinstance(exc, aiportrait.InvalidArgument):
         return 400
@@ -137,7 +137,7 @@ def _status(exc: aiportrait.AIPortraitError) -> int:
 
 def _retry_after(exc: aiportrait.AIPortraitError) -> float | None:
     """Seconds a client should wait before sending again, for an error that ran nothing."""
-    if isinstance(exc, aiportrait.Overloaded):
+    if isinstance(exc, aiportrait.errors.Overloaded):
         return exc.retry_after
     if isinstance(exc, aiportrait.errors.RateLimited):
         return exc.retry_after or 1.0
