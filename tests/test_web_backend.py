@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import pytest
@@ -27,6 +27,7 @@ from aiportrait.samples import SamplePhotos, sample_photos
 from tests._examples import FRAMEWORKS, example, image_size, serving
 from tests._mock import until
 
+T = TypeVar("T")
 CREATE_PATH = "/api/v1/aigc_images/create"
 TRAIN_PATH = "/api/v1/aigc_images/train"
 JOB_PATH = "/api/v1/async_jobs/"
@@ -368,6 +369,16 @@ async def test_overloaded_answers_503_with_retry_after_and_sends_nothing(
     assert aiportrait_emulator.counters.creations == 2  # the third was never sent
 
 
+async def _eventually(ask: Callable[[], Awaitable[T]], ready: Callable[[T], bool]) -> T:
+    """Ask until the answer is ``ready`` (30 s at most: a guard against a hang only)."""
+    for _ in range(1500):
+        answer = await ask()
+        if ready(answer):
+            return answer
+        await asyncio.sleep(0.02)
+    raise AssertionError("never ready")
+
+
 async def _leaving(
     base: str, wanted: dict[str, Any], ticket: str
 ) -> tuple[asyncio.Task[Any], aiohttp.ClientSession]:
@@ -417,11 +428,8 @@ async def test_a_create_sent_before_its_client_left_is_kept_under_its_ticket(
         pending = await client.get(f"{base}/portraits/sent-before-leaving")
         assert pending.status == 202 and int(pending.headers["Retry-After"]) >= 1
         hold.release()
-        for _ in range(1500):  # 30 s at most: guards against a hang only
-            kept = await client.get(f"{base}/portraits/sent-before-leaving")
-            if kept.status != 202:
-                break
-            await asyncio.sleep(0.02)
+        fetch = lambda: client.get(f"{base}/portraits/sent-before-leaving")  # noqa: E731
+        kept = await _eventually(fetch, lambda answer: answer.status != 202)
         assert kept.status == 200 and kept.headers["X-Ticket"] == "sent-before-leaving"
         assert image_size(await kept.read()) == (768, 900)
     assert sessions[0].closed
@@ -449,11 +457,7 @@ async def test_a_training_sent_before_its_client_left_is_listed(
             trainings: list[dict[str, Any]] = (await answer.json())["trainings"]
             return trainings
 
-        for _ in range(1500):  # 30 s at most: guards against a hang only
-            if await listed():
-                break
-            await asyncio.sleep(0.02)
-        (training,) = await listed()  # its handle was kept: it can be followed
+        (training,) = await _eventually(listed, bool)  # its handle was kept: follow it
         events = _events(
             await (await client.get(f"{base}/trainings/{training['job_id']}/events")).text()
         )
