@@ -89,16 +89,6 @@ QUICK = Sizes(
 )  # fmt: skip
 
 
-def _runner(app: web.Application) -> web.AppRunner:
-    """The example's own way to serve its app (handler cancellation on) once it has one (issue
-    22, part D); before, aiohttp's default, as its ``main`` had (handlers of gone followers then
-    outlive the app's cleanup: it waits 1 s for them, not 60)."""
-    serve = getattr(web_backend, "runner", None)
-    if serve is not None:
-        return serve(app)
-    return web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-
-
 @dataclasses.dataclass
 class Rig:
     """The emulator, the backends' store and media, and the load generator's client."""
@@ -119,7 +109,9 @@ class Rig:
     @contextlib.asynccontextmanager
     async def backend(self, **options: Any) -> AsyncIterator[str]:
         """The example app on loopback, its Session made with ``options``; yields its URL."""
-        runner = _runner(web_backend.make_app(lambda: self.emu.session(**options), self.store))
+        runner = web_backend.runner(
+            web_backend.make_app(lambda: self.emu.session(**options), self.store)
+        )
         await runner.setup()
         try:
             await web.TCPSite(runner, "127.0.0.1", 0).start()

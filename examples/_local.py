@@ -96,6 +96,7 @@ async def connect(
     port: int | None = None,
     data_dir: Path | None = None,
     need_photos: bool = True,
+    need_urls: bool = True,
 ) -> AsyncIterator[Target]:
     """Yield a :class:`Target`: the service from the environment, or the local emulator.
 
@@ -104,16 +105,17 @@ async def connect(
     emulator listens on the port an earlier run with the same ``data_dir`` used (so that its
     photo URLs are the same again), else on a free one. Raises :class:`PortTaken` when that
     port is in use. ``need_photos=False``: only templates are needed from the command line (a
-    model is already trained).
+    model is already trained); ``need_urls=False``: none are (a server that takes them in its
+    requests).
     """
     if credentials_in_env():
-        if (need_photos and not photos) or not templates:
+        if need_urls and ((need_photos and not photos) or not templates):
             raise SystemExit(
                 "credentials found in the environment: give your own photo and template URLs "
                 "on the command line (see --help), or unset AIPORTRAIT_HOST to use the local "
                 "emulator"
             )
-        yield Target(aiportrait.Session.from_env, list(photos or ()), list(templates))
+        yield Target(aiportrait.Session.from_env, list(photos or ()), list(templates or ()))
         return
 
     from aiportrait.emulator import Emulator

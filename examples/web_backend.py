@@ -8,20 +8,45 @@ Endpoints:
 - ``GET /trainings``: the stored trainings, each with its current state (asked of the service).
 - ``GET /trainings/{job_id}/events``: server-sent events, one ``state`` event per state change,
   ending with a ``result`` (the model id) or a ``failed`` event (or ``error``: e.g. a deadline).
+  A ``: heartbeat`` comment goes out every few seconds (``--heartbeat``), so a client that left
+  is noticed within seconds and its watch ends: the Session polls a job once for all its
+  followers, and not at all once none is left.
 - ``POST /portraits`` with ``{"model_id": ..., "template": URL, "config": {...}}`` (or
   ``"job_id"`` instead of ``"model_id"``): answers the portrait itself, ``image/jpeg`` or
-  ``image/png``.
+  ``image/png``. Each create has a *ticket*: the client's own ``X-Ticket`` header (8 to 64
+  letters, digits, ``-``, ``_``), else a new one; every answer carries it in ``X-Ticket``.
+- ``GET /portraits/{ticket}``: what became of that create: the portrait (200), ``202`` while it
+  runs (with ``Retry-After``), its error, or 404 when nothing was kept.
 
-Every error is JSON ``{"error": name, "message": ..., "request_id": ...}`` with a fitting
-status: 400 bad request (also a body that is not JSON), 404 unknown job or path, 405 wrong
-method, 422 the service refused the input (no face in the template, model not trained...), 429
-rate limited, 502/504 the service failed or did not answer, 500 a bug here. ``name`` is the
-aiportrait error class (``ModelIdError``, ``InvalidArgument``...) when the service or the
-library refused, else the HTTP status name (``BadRequest``, ``NotFound``...).
+Money: a client that leaves (a timeout, a closed tab) cancels its request. A create not yet
+sent (waiting for a slot, a cool-down, an outage pause) is then never sent: nothing is charged.
+A create already sent is not thrown away: it finishes in the background
+(``session.with_options(keep=...)``) and its portrait is kept under the ticket. So a client
+that timed out fetches ``GET /portraits/{its ticket}`` instead of sending again: 200 with the
+portrait; 202 while it may still come (the Session tells a kept create only when it ends, so
+an unsent one is told apart only when :data:`_stores.SETTLE` seconds, the longest a sent create
+takes, have passed); then 404: nothing was sent, send it again.
 
-Run it (the local emulator and the bundled photos unless credentials are in the environment)::
+Errors are JSON ``{"error": name, "message": ..., "request_id": ...}``: ``name`` is the
+aiportrait error class (``ModelIdError``, ``Overloaded``...) when the service or the library
+refused, else the HTTP status name (``BadRequest``, ``NotFound``...); ``request_id`` is the
+service's when it answered, else this backend's own id (also in the ``X-Request-Id`` header of
+every answer). Statuses (the table is in ``_web.py``): 400 bad request, 404 unknown, **409 may
+have run: do not retry blindly** (``SubmitOutcomeUnknown``: its ``advice`` says what to do; or a
+ticket already used), 422 the service refused the input, **429/503 with ``Retry-After``: not
+run, safe to retry then** (429: the service asked us to slow down; 503: this backend is busy,
+``Overloaded``, or could not reach the service), 502 the service failed, 504 a read got no
+answer, 500 a bug here.
+
+Run it: with no credentials in the environment it starts the local emulator and uses the
+bundled photos; with ``AIPORTRAIT_HOST``, ``AIPORTRAIT_APP_ID`` and ``AIPORTRAIT_TOKEN`` set it
+talks to that service (the real one, or an emulator started apart with ``aiportrait
+emulator``), and ``--photos URL...`` / ``--templates URL...`` (or ``@FILE``, one argument a
+line) give the URLs its printed example commands use::
 
     python examples/web_backend.py --port 8080 --store trainings.json
+    AIPORTRAIT_HOST=... AIPORTRAIT_APP_ID=... AIPORTRAIT_TOKEN=... \\
+        python examples/web_backend.py --photos URL1 URL2 ... --templates URL
 
 In a browser: ``new EventSource("/trainings/1/events")``; with curl: ``curl -N URL``.
 
@@ -33,116 +58,61 @@ aiportrait spans (each call, each watched training) below it, and
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import errno
 import json
 import logging
 import os
 import sys
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from http import HTTPStatus
-from pathlib import Path
 from typing import IO, Any
 
+from _stores import (
+    SETTLE,
+    JobStore,
+    TicketStore,
+    create,
+    job_events,
+    parse_create,
+    portrait_headers,
+    stored_job,
+    ticket_answer,
+    tickets_folder,
+    train,
+    trainings,
+)
+from _web import (
+    BadRequest,
+    ErrorAnswer,
+    error_answer,
+    listen,
+    new_request_id,
+    parse_photos,
+    parser,
+    print_usage,
+    status_answer,
+)
 from aiohttp import web
 
 import aiportrait
-from aiportrait.config import DOCUMENTED_KEYS, closest_key
 
-__all__ = ["JobStore", "Tracing", "make_app", "setup_tracing"]
+__all__ = ["JobStore", "TicketStore", "Tracing", "make_app", "runner", "setup_tracing"]
 
 log = logging.getLogger("web_backend")
 
 SessionFactory = Callable[[], aiportrait.Session]
 
-
-class JobStore:
-    """Training handles in a JSON file (``{job_id: {job_id, model_id, state, ...}}``).
-
-    Each change rewrites the file atomically (a temporary file renamed over it), so a crash
-    never leaves half a file behind. One process at a time; a real deployment would use its
-    database, storing the same ``job.to_dict()`` dictionaries.
-    """
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self._lock = asyncio.Lock()
-
-    def entries(self) -> dict[str, dict[str, Any]]:
-        """Every stored training, by job id (as a string)."""
-        try:
-            data = json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return {}
-        return data if isinstance(data, dict) else {}
-
-    def job(self, job_id: int) -> aiportrait.TrainJob | None:
-        """The stored handle of a job, or ``None``."""
-        entry = self.entries().get(str(job_id))
-        if entry is None:
-            return None
-        return aiportrait.TrainJob.from_dict(
-            {"job_id": entry["job_id"], "model_id": entry["model_id"]}
-        )
-
-    async def put(self, job: aiportrait.TrainJob, **fields: Any) -> None:
-        """Store a handle (``job.to_dict()``) with extra fields, or update them."""
-        async with self._lock:
-            data = self.entries()
-            entry = data.setdefault(str(job.job_id), job.to_dict())
-            entry.update(fields)
-            await asyncio.to_thread(self._write, data)
-
-    def _write(self, data: dict[str, dict[str, Any]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2)
-        os.replace(tmp, self.path)
-
-
 SESSION = web.AppKey("session", aiportrait.Session)
 STORE = web.AppKey("store", JobStore)
+TICKETS = web.AppKey("tickets", TicketStore)
+#: Seconds between two heartbeat comments of an event stream.
+HEARTBEAT = web.AppKey("heartbeat", float)
+#: The request's own id (used when the service gave none).
+REQUEST_ID = web.RequestKey("request_id", str)
 
 
-def _status_name(status: int) -> str:
-    """``NotFound`` for 404: the HTTP status phrase, as one word."""
-    try:
-        phrase = HTTPStatus(status).phrase
-    except ValueError:
-        return "Error"
-    return "".join(word.capitalize() for word in phrase.replace("-", " ").split())
-
-
-def _error(status: int, exc: BaseException | str, **fields: Any) -> web.Response:
-    """A JSON error: an aiportrait error by its class, anything else by the status's name."""
-    body: dict[str, Any] = {"error": _status_name(status), "message": str(exc)}
-    if isinstance(exc, aiportrait.AIPortraitError):
-        body["error"] = type(exc).__name__
-        request_id = getattr(exc, "request_id", "")
-        if request_id:
-            body["request_id"] = request_id
-    return web.json_response({**body, **fields}, status=status)
-
-
-class BadRequest(Exception):
-    """The request cannot be used as sent (answered 400, as JSON)."""
-
-
-def _status(exc: aiportrait.AIPortraitError) -> int:
-    """The HTTP status this backend answers for an aiportrait error."""
-    if isinstance(exc, aiportrait.InvalidArgument):
-        return 400  # our caller sent something wrong; nothing reached the service
-    if isinstance(exc, aiportrait.errors.CreateError) and exc.status == 462:
-        return 422  # the service refused the input: a new template or a trained model helps
-    if isinstance(exc, (aiportrait.errors.RateLimited, aiportrait.errors.QuotaExceeded)):
-        return 429
-    if isinstance(exc, aiportrait.TransportError):
-        return 504  # the service did not answer (it was retried where safe)
-    return 502  # the service failed, or answered something unreadable
+def _json(answer: ErrorAnswer) -> web.Response:
+    return web.json_response(answer.body, status=answer.status, headers=answer.headers)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -150,22 +120,25 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Answer every error as JSON: aiportrait's, aiohttp's own (404, 405, 413...), and bugs."""
+    """Give each request its id, and answer every error as JSON: aiportrait's, ours, aiohttp's
+    own (404, 405, 413...), and bugs."""
+    request_id = request[REQUEST_ID] = new_request_id()
     try:
-        return await handler(request)
-    except aiportrait.AIPortraitError as exc:
-        return _error(_status(exc), exc)
-    except BadRequest as exc:
-        return _error(400, str(exc))
+        response = await handler(request)
     except web.HTTPException as exc:  # aiohttp's own: unknown path, wrong method, body too big
         if exc.status < 400:
             raise  # a redirect is not an error
-        return _error(exc.status, exc.reason)
+        return _json(status_answer(exc.status, exc.reason, request_id))
     except asyncio.CancelledError:
         raise
-    except Exception:
-        log.exception("%s %s failed", request.method, request.path)
-        return _error(500, "internal error; the server log has the details")
+    except Exception as exc:
+        answer = error_answer(exc, request_id)
+        if answer.status == 500:
+            log.exception("%s %s failed", request.method, request.path)
+        return _json(answer)
+    if not response.prepared:
+        response.headers.setdefault("X-Request-Id", request_id)
+    return response
 
 
 async def _body(request: web.Request) -> Any:
@@ -175,118 +148,87 @@ async def _body(request: web.Request) -> Any:
         raise BadRequest(f"the body is not JSON: {exc}") from None
 
 
-def _config(value: Any) -> aiportrait.CreateConfig:
-    """A ``CreateConfig`` from the request's ``config`` object (400 for an unknown key)."""
-    if value is None:
-        return aiportrait.CreateConfig()
-    if not isinstance(value, dict):
-        raise BadRequest("config must be a JSON object of CreateConfig keys")
-    for key in value:
-        if key not in DOCUMENTED_KEYS:
-            closest = closest_key(key)
-            hint = f" (did you mean {closest!r}?)" if closest else ""
-            raise BadRequest(f"config key {key!r} is not a documented key{hint}")
-    return aiportrait.CreateConfig(**value)  # values are validated: InvalidArgument
-
-
 async def start_training(request: web.Request) -> web.Response:
     """``POST /trainings``: start a training on a JSON list of photo URLs."""
-    body = await _body(request)
-    photos = body.get("photos") if isinstance(body, dict) else body
-    if not isinstance(photos, list) or not all(isinstance(p, str) for p in photos):
-        return _error(400, 'expected a JSON list of photo URLs, or {"photos": [...]}')
-    job = await request.app[SESSION].train(photos)
-    await request.app[STORE].put(job, state="INIT", photos=len(photos))
+    photos = parse_photos(await _body(request))
+    job = await train(request.app[SESSION], request.app[STORE], photos)
     events = str(request.app.router["events"].url_for(job_id=str(job.job_id)))
     return web.json_response({**job.to_dict(), "events": events}, status=202)
 
 
 async def list_trainings(request: web.Request) -> web.Response:
     """``GET /trainings``: the stored handles, each with the state the service reports now."""
-    session, store = request.app[SESSION], request.app[STORE]
-    entries = list(store.entries().values())
-    jobs = await asyncio.gather(
-        *(session.get_job(entry["job_id"]) for entry in entries), return_exceptions=True
-    )
-    listed = []
-    for entry, job in zip(entries, jobs, strict=True):
-        if isinstance(job, aiportrait.Job):
-            entry = {**entry, "state": job.state.name, "message": job.message}
-        else:  # the service could not be asked: show what we stored, and why
-            entry = {**entry, "error": f"{type(job).__name__}: {job}"}
-        listed.append(entry)
+    listed = await trainings(request.app[SESSION], request.app[STORE])
     return web.json_response({"trainings": listed})
 
 
-async def _send(response: web.StreamResponse, event: str, data: dict[str, Any]) -> None:
-    await response.write(f"event: {event}\ndata: {json.dumps(data)}\n\n".encode())
+def _event(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+async def _next(
+    events: AsyncIterator[tuple[str, dict[str, Any]]],
+) -> tuple[str, dict[str, Any]] | None:
+    """The next event, or ``None`` at the end."""
+    return await anext(events, None)
 
 
 async def training_events(request: web.Request) -> web.StreamResponse:
-    """``GET /trainings/{job_id}/events``: each state change as a server-sent event."""
-    try:
-        job_id = int(request.match_info["job_id"])
-    except ValueError:
-        return _error(400, "job_id must be a number")
+    """``GET /trainings/{job_id}/events``: each state change as a server-sent event, and a
+    heartbeat comment whenever nothing else was sent for ``HEARTBEAT`` seconds.
+
+    A client that left is noticed at once when it closed its connection (handler
+    cancellation), else at the next heartbeat, whose write fails: either way the watch ends.
+    """
     store = request.app[STORE]
-    job = store.job(job_id)
-    if job is None:
-        return _error(404, f"no training {job_id} was started here")
-    response = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-    )
+    job = stored_job(store, request.match_info["job_id"])
+    headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    response = web.StreamResponse(headers={**headers, "X-Request-Id": request[REQUEST_ID]})
     await response.prepare(request)
+    events = job_events(request.app[SESSION], store, job)
+    step = asyncio.ensure_future(_next(events))
     try:
-        async for update in request.app[SESSION].watch(job):
-            await store.put(job, state=update.state.name)
-            state = {
-                "job_id": job.job_id,
-                "state": update.state.name,
-                "previous": update.previous.name if update.previous is not None else None,
-                "elapsed": round(update.elapsed, 3),
-            }
-            await _send(response, "state", state)
-            if update.state is aiportrait.JobState.FAILED:
-                await _send(response, "failed", {"job_id": job.job_id, "message": update.message})
-            elif update.state is aiportrait.JobState.SUCCESS:
-                result = update.result or aiportrait.TrainResult(model_id=job.model_id)
-                await _send(
-                    response,
-                    "result",
-                    {"model_id": result.model_id, "cost_time": result.cost_time},
-                )
-    except aiportrait.AIPortraitError as exc:  # a deadline, or an error retrying cannot fix
-        await _send(response, "error", {"error": type(exc).__name__, "message": str(exc)})
-    except ConnectionResetError:  # the browser went away; the watch holds nothing to release
+        while True:
+            done, _ = await asyncio.wait({step}, timeout=request.app[HEARTBEAT])
+            if not done:
+                await response.write(b": heartbeat\n\n")
+                continue
+            event = step.result()
+            if event is None:
+                break
+            await response.write(_event(*event))
+            step = asyncio.ensure_future(_next(events))
+    except ConnectionResetError:  # the client went away: the watch ends below
         return response
+    finally:
+        step.cancel()
+        await asyncio.wait({step})
+        await events.aclose()
     await response.write_eof()
     return response
 
 
 async def create_portrait(request: web.Request) -> web.StreamResponse:
-    """``POST /portraits``: create a portrait and answer the image itself."""
-    body = await _body(request)
-    if not isinstance(body, dict):
-        return _error(400, 'expected {"model_id" or "job_id": ..., "template": URL}')
-    model_id = body.get("model_id")
-    if model_id is None and "job_id" in body:
-        job_id = body["job_id"]
-        if isinstance(job_id, bool) or not isinstance(job_id, int):
-            return _error(400, "job_id must be a number")
-        job = request.app[STORE].job(job_id)
-        if job is None:
-            return _error(404, f"no training {job_id} was started here")
-        model_id = job.model_id
-    template = body.get("template")
-    if not isinstance(model_id, str) or not isinstance(template, str):
-        return _error(400, 'expected {"model_id" or "job_id": ..., "template": URL}')
-    config = _config(body.get("config"))
-    portrait = await request.app[SESSION].create(model_id, template, config=config)
-    return web.Response(
-        body=portrait.image,
-        content_type=f"image/{portrait.format}",
-        headers={"X-Request-Id": portrait.request_id, "X-Cost-Time": str(portrait.cost_time)},
-    )
+    """``POST /portraits``: create a portrait under a ticket and answer the image itself."""
+    wanted = parse_create(await _body(request), request.app[STORE])
+    tickets = request.app[TICKETS]
+    ticket = tickets.open(request.headers.get("X-Ticket"))
+    session, request_id = request.app[SESSION], request[REQUEST_ID]
+    try:
+        portrait = await create(session, tickets, ticket, wanted, request_id)
+    except aiportrait.AIPortraitError as exc:
+        return _json(error_answer(exc, request_id, ticket=ticket))
+    return _image(portrait, ticket)
+
+
+def _image(portrait: aiportrait.Portrait, ticket: str) -> web.Response:
+    return web.Response(body=portrait.image, headers=portrait_headers(portrait, ticket))
+
+
+async def fetch_portrait(request: web.Request) -> web.Response:
+    """``GET /portraits/{ticket}``: the portrait kept under a ticket, or what became of it."""
+    ticket = request.match_info["ticket"]
+    return _image(ticket_answer(request.app[TICKETS], ticket), ticket)
 
 
 class Tracing:
@@ -377,12 +319,19 @@ def make_app(
     store_path: str | os.PathLike[str],
     *,
     tracing: Tracing | None = None,
+    heartbeat: float = 5.0,
+    settle: float = SETTLE,
 ) -> web.Application:
     """Build the application: one Session (from ``session_factory``) for its lifetime.
 
     The Session is opened when the app starts and closed when it stops (``cleanup_ctx``), so
-    every request shares its connection pool, limits and 429 cool-down. With ``tracing`` (see
-    :func:`setup_tracing`), each request gets a server span.
+    every request shares its connection pool, limits and 429 cool-down; closing it waits for
+    the creates kept for clients that left. Trainings are stored in ``store_path``, portraits
+    by ticket in the folder beside it (``<stem>_portraits``). ``heartbeat``: seconds between
+    two comments of an event stream. ``settle``: seconds after its client left within which a
+    create that was sent has ended (:data:`_stores.SETTLE`). With ``tracing`` (see
+    :func:`setup_tracing`), each request gets a server span. Serve it with :func:`runner`, so
+    that a client that leaves cancels its handler.
     """
     middlewares = [errors] if tracing is None else [_traced(tracing), errors]
     app = web.Application(middlewares=middlewares)
@@ -394,51 +343,49 @@ def make_app(
 
     app.cleanup_ctx.append(session_context)
     app[STORE] = JobStore(store_path)
+    app[TICKETS] = TicketStore(tickets_folder(store_path), settle=settle)
+    app[HEARTBEAT] = heartbeat
     app.router.add_post("/trainings", start_training)
     app.router.add_get("/trainings", list_trainings)
     app.router.add_get("/trainings/{job_id}/events", training_events, name="events")
     app.router.add_post("/portraits", create_portrait)
+    app.router.add_get("/portraits/{ticket}", fetch_portrait)
     return app
+
+
+def runner(app: web.Application) -> web.AppRunner:
+    """The app's runner, with handler cancellation on: a handler whose client left is
+    cancelled (aiohttp's default runs it to the end, sending creates nobody will receive)."""
+    return web.AppRunner(app, handler_cancellation=True)
 
 
 async def main(argv: Sequence[str] | None = None) -> int:
     """Serve the backend until interrupted (Ctrl-C); 2 when the port is in use."""
     from _local import connect
 
-    parser = argparse.ArgumentParser(description="aiportrait web backend example")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--store", type=Path, default=Path("trainings.json"))
-    args = parser.parse_args(argv)
+    args = parser("aiportrait web backend example (aiohttp.web)").parse_args(argv)
     # The local emulator keeps its jobs beside the store, so a restart finds them again.
     emulator_dir = args.store.with_name(args.store.stem + "_emulator")
+    sock = listen(args.host, args.port, "web_backend")
+    if sock is None:
+        return 2
     tracing = setup_tracing()
     async with contextlib.AsyncExitStack() as stack:
+        stack.callback(sock.close)
         if tracing is not None:
             stack.callback(tracing.shutdown)
-        target = await stack.enter_async_context(connect(data_dir=emulator_dir))
-        runner = web.AppRunner(make_app(target.session, args.store, tracing=tracing))
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, args.host, args.port).start()
-        except OSError as exc:
-            await runner.cleanup()
-            if exc.errno != errno.EADDRINUSE:
-                raise
-            print(f"web_backend: port {args.port} is in use: give another --port", file=sys.stderr)
-            return 2
-        base = f"http://{args.host}:{args.port}"
-        print(f"serving on {base} (Ctrl-C to stop)")
-        if target.local:
-            print(f"local emulator at {target.emulator.url}; try:")
-            print(f"  curl -X POST {base}/trainings -d '{json.dumps(target.photos)}'")
-            print(f"  curl -N {base}/trainings/JOB_ID/events")
-            body = f'{{"job_id": JOB_ID, "template": "{target.templates[0]}"}}'
-            print(f"  curl -X POST {base}/portraits -d '{body}' -o portrait.jpg")
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await runner.cleanup()
+        target = await stack.enter_async_context(
+            connect(
+                photos=args.photos, templates=args.templates, data_dir=emulator_dir, need_urls=False
+            )
+        )
+        app = make_app(target.session, args.store, tracing=tracing, heartbeat=args.heartbeat)
+        serving = runner(app)
+        await serving.setup()
+        stack.push_async_callback(serving.cleanup)
+        await web.SockSite(serving, sock).start()
+        print_usage(sock, target)
+        await asyncio.Event().wait()
     return 0
 
 

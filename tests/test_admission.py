@@ -16,7 +16,8 @@ import anyio
 import pytest
 
 import aiportrait
-from aiportrait import CreateRequest, Overloaded, RetryPolicy, Session
+from aiportrait import CreateRequest, RetryPolicy, Session
+from aiportrait.errors import Overloaded
 from aiportrait.testing import VirtualClock
 from tests._mock import OK_IMAGE, Arrival, Fake, hang, until
 

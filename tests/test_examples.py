@@ -2,45 +2,37 @@
 
 ``quickstart.py`` and ``batch_generate.py`` run through their ``main()`` with ``AIPORTRAIT_*``
 pointing at an emulator started here (so its counters prove what ran), and ``quickstart.py`` once
-more as a script starting its own emulator; ``web_backend.py`` through aiohttp's test server;
-``notebook.ipynb`` with nbclient, on a kernel of this interpreter.
+more as a script starting its own emulator; ``notebook.ipynb`` with nbclient, on a kernel of this
+interpreter. The web examples are tested in ``test_web_backend.py`` and
+``test_fastapi_backend.py``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import importlib
 import io
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+from asyncio.subprocess import PIPE
 from collections.abc import AsyncIterator
 from pathlib import Path
-from types import ModuleType
-from typing import Any
 
+import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
-from PIL import Image
 
 import aiportrait
 from aiportrait.emulator import Emulator
 from aiportrait.errors import PhotoCountWarning
 from aiportrait.samples import SamplePhotos, sample_photos
+from tests._examples import ENV_NAMES, EXAMPLES, FRAMEWORKS, MODULES, example, image_size, serving
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 FAST = aiportrait.PollPolicy(first=0.02, cap=0.1, jitter=0.0, timeout=60)
-ENV_NAMES = ("AIPORTRAIT_HOST", "AIPORTRAIT_APP_ID", "AIPORTRAIT_TOKEN")
-ENV_NAMES += ("HOST", "Host", "AppId", "APP_ID", "Token", "TOKEN")
-
-
-def _example(name: str) -> ModuleType:
-    if str(EXAMPLES) not in sys.path:
-        sys.path.insert(0, str(EXAMPLES))
-    return importlib.import_module(name)
 
 
 @pytest.fixture
@@ -77,12 +69,6 @@ def env(emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIPORTRAIT_TOKEN", emu.token)
 
 
-def _image(data: bytes) -> tuple[int, int]:
-    with Image.open(io.BytesIO(data)) as img:
-        img.load()
-        return img.size
-
-
 # -- quickstart.py -------------------------------------------------------------------------------
 
 
@@ -93,7 +79,7 @@ async def test_quickstart_against_the_service_named_in_the_environment(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    quickstart = _example("quickstart")
+    quickstart = example("quickstart")
     out = tmp_path / "me"
     argv = ["--photos", *urls["photos"], "--template", urls["templates"][0], "--out", str(out)]
     with pytest.warns(PhotoCountWarning):
@@ -103,7 +89,7 @@ async def test_quickstart_against_the_service_named_in_the_environment(
     assert "check: 2 of 2 photos usable" in printed
     assert "SUCCESS after" in printed
     assert "local emulator" not in printed  # it used the service from the environment
-    assert _image((tmp_path / "me.jpg").read_bytes()) == (768, 900)
+    assert image_size((tmp_path / "me.jpg").read_bytes()) == (768, 900)
     assert (emu.counters.checks, emu.counters.trainings, emu.counters.creations) == (1, 1, 1)
 
 
@@ -111,7 +97,7 @@ async def test_quickstart_against_the_service_named_in_the_environment(
 async def test_quickstart_reports_a_refused_template_as_one_line(
     emu: Emulator, urls: dict[str, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    quickstart = _example("quickstart")
+    quickstart = example("quickstart")
     missing = emu.media_url("no-such-template.jpg")
     argv = ["--photos", *urls["photos"], "--template", missing, "--out", str(tmp_path / "x")]
     with pytest.warns(PhotoCountWarning):
@@ -124,7 +110,7 @@ async def test_quickstart_reports_a_refused_template_as_one_line(
 async def test_quickstart_needs_urls_when_credentials_are_set(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    quickstart = _example("quickstart")
+    quickstart = example("quickstart")
     monkeypatch.setenv("AIPORTRAIT_HOST", "127.0.0.1:9")
     monkeypatch.setenv("AIPORTRAIT_APP_ID", "app")
     monkeypatch.setenv("AIPORTRAIT_TOKEN", "token")
@@ -177,7 +163,7 @@ async def test_batch_generate_resumes_without_creating_anything_twice(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    batch_generate = _example("batch_generate")
+    batch_generate = example("batch_generate")
     journal = tmp_path / "run.sqlite"
     argv = ["--count", "20", "--limit", "4", "--journal", str(journal)]
     argv += ["--photos", *urls["photos"], "--templates", *urls["templates"]]
@@ -204,7 +190,7 @@ async def test_batch_generate_resumes_without_creating_anything_twice(
 
 
 def test_batch_progress_redraws_one_line_on_a_terminal() -> None:
-    batch_generate = _example("batch_generate")
+    batch_generate = example("batch_generate")
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
@@ -236,7 +222,7 @@ async def test_batch_generate_runs_its_emulator_on_a_free_port_and_reuses_it_to_
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _no_credentials(monkeypatch)
-    batch_generate = _example("batch_generate")
+    batch_generate = example("batch_generate")
     journal = tmp_path / "run.sqlite"
     argv = ["--count", "2", "--limit", "2", "--journal", str(journal), "--train-seconds", "0.05"]
     with socket.socket() as busy:  # the emulator's usual port, taken (or already in use)
@@ -268,7 +254,7 @@ async def test_batch_generate_says_in_one_line_that_a_given_port_is_in_use(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _no_credentials(monkeypatch)
-    batch_generate = _example("batch_generate")
+    batch_generate = example("batch_generate")
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -283,185 +269,26 @@ async def test_batch_generate_says_in_one_line_that_a_given_port_is_in_use(
     assert "Traceback" not in captured.out + captured.err
 
 
-# -- web_backend.py ------------------------------------------------------------------------------
-
-
-def _events(text: str) -> list[tuple[str, dict[str, Any]]]:
-    events = []
-    for block in text.strip().split("\n\n"):
-        fields = dict(line.split(": ", 1) for line in block.splitlines())
-        events.append((fields["event"], json.loads(fields["data"])))
-    return events
-
-
-@pytest.fixture
-def web_backend() -> ModuleType:
-    return _example("web_backend")
-
-
-async def test_web_backend_trains_streams_creates_and_resumes_after_a_restart(
-    web_backend: ModuleType, emu: Emulator, urls: dict[str, list[str]], tmp_path: Path
-) -> None:
-    store = tmp_path / "store" / "trainings.json"
-    sessions: list[aiportrait.Session] = []
-
-    def session_factory() -> aiportrait.Session:
-        sessions.append(emu.session(poll=FAST))
-        return sessions[-1]
-
-    async with TestClient(TestServer(web_backend.make_app(session_factory, store))) as client:
-        with pytest.warns(PhotoCountWarning):
-            answer = await client.post("/trainings", json=urls["photos"])
-        assert answer.status == 202
-        job = await answer.json()
-        assert job["events"] == f"/trainings/{job['job_id']}/events"
-        assert json.loads(store.read_text())[str(job["job_id"])]["model_id"] == job["model_id"]
-
-        stream = await client.get(job["events"])
-        assert stream.headers["Content-Type"] == "text/event-stream"
-        events = _events(await stream.text())  # the stream ends with the result
-        states = [data["state"] for name, data in events if name == "state"]
-        assert states[-1] == "SUCCESS"
-        name, result = events[-1]
-        assert (name, result["model_id"]) == ("result", job["model_id"])
-
-        portrait = await client.post(
-            "/portraits", json={"job_id": job["job_id"], "template": urls["templates"][0]}
-        )
-        assert portrait.status == 200
-        assert portrait.content_type == "image/jpeg"
-        assert _image(await portrait.read()) == (768, 900)
-
-        config = {"lora_weights": 0.7, "style_name": "Anime"}
-        by_model = {"model_id": job["model_id"], "template": urls["templates"][1]}
-        portrait = await client.post("/portraits", json={**by_model, "config": config})
-        assert portrait.content_type == "image/jpeg"
-
-        # Errors: one JSON line each, with a fitting status.
-        refused = await client.post(
-            "/portraits", json={"model_id": "nope", "template": urls["templates"][0]}
-        )
-        assert refused.status == 422
-        assert (await refused.json())["error"] == "ModelIdError"
-        invalid = await client.post("/portraits", json={**by_model, "config": {"lora_weights": 7}})
-        assert (invalid.status, (await invalid.json())["error"]) == (400, "InvalidArgument")
-        unknown_key = await client.post("/portraits", json={**by_model, "config": {"nope": 1}})
-        assert unknown_key.status == 400
-        assert (await client.post("/portraits", json=[])).status == 400
-        assert (
-            await client.post("/portraits", json={"job_id": 999, "template": "x"})
-        ).status == 404
-        assert (await client.post("/trainings", json={"photos": "one"})).status == 400
-        assert (await client.post("/trainings", data=b"{")).status == 400
-        assert (await client.get("/trainings/999/events")).status == 404
-        assert (await client.get("/trainings/x/events")).status == 400
-    assert sessions[0].closed  # one Session for the app's lifetime, closed with it
-    assert emu.counters.trainings == 1
-
-    # A restarted backend knows the job from its store and asks the service for its state.
-    async with TestClient(TestServer(web_backend.make_app(session_factory, store))) as client:
-        listed = await (await client.get("/trainings")).json()
-        (entry,) = listed["trainings"]
-        assert (entry["job_id"], entry["model_id"]) == (job["job_id"], job["model_id"])
-        assert entry["state"] == "SUCCESS"
-        again = _events(await (await client.get(job["events"])).text())
-        assert [name for name, _ in again] == ["state", "result"]
-    assert len(sessions) == 2 and emu.counters.trainings == 1
-
-
-async def test_web_backend_streams_a_failed_training_and_a_deadline(
-    web_backend: ModuleType, emu: Emulator, tmp_path: Path
-) -> None:
-    store = web_backend.JobStore(tmp_path / "trainings.json")
-    failed = emu.add_synthetic_job(0.05, succeed=False)
-    slow = emu.add_synthetic_job(60.0)
-    for job_id in (failed, slow):
-        await store.put(aiportrait.TrainJob(job_id, f"model-{job_id}"))
-    # A deadline the 60-s job passes; generous enough that a loaded machine still sees the
-    # failed job (already over) before it.
-    fast_deadline = aiportrait.PollPolicy(first=0.02, cap=0.05, timeout=3.0)
-    app = web_backend.make_app(lambda: emu.session(poll=fast_deadline), store.path)
-    async with TestClient(TestServer(app)) as client:
-        events = _events(await (await client.get(f"/trainings/{failed}/events")).text())
-        assert events[-2][1]["state"] == "FAILED"
-        assert events[-1][0] == "failed"
-        assert "Failed to obtain preprocessed images" in events[-1][1]["message"]
-        events = _events(await (await client.get(f"/trainings/{slow}/events")).text())
-        assert events[-1][0] == "error"
-        assert events[-1][1]["error"] == "JobTimeout"
-        listed = (await (await client.get("/trainings")).json())["trainings"]
-        states = {e["job_id"]: e["state"] for e in listed}
-        assert states == {failed: "FAILED", slow: "INIT"}  # a tenth of its time in INIT
-    store.path.write_text("[]")  # not a mapping: read as empty
-    assert store.entries() == {}
-
-
-async def test_web_backend_answers_every_error_as_json_with_the_status_name(
-    web_backend: ModuleType,
-    emu: Emulator,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    app = web_backend.make_app(lambda: emu.session(poll=FAST), tmp_path / "trainings.json")
-    template = {"model_id": "m", "template": "http://127.0.0.1/t.jpg"}
-    async with TestClient(TestServer(app)) as client:
-
-        async def error(answer: Any) -> tuple[int, str, str]:
-            assert answer.content_type == "application/json"
-            body = await answer.json()
-            return answer.status, body["error"], body["message"]
-
-        status, name, message = await error(await client.post("/trainings", data=b"{"))
-        assert (status, name) == (400, "BadRequest")
-        assert message.startswith("the body is not JSON")
-        missing = await client.post("/portraits", json={"job_id": 999, "template": "x"})
-        assert await error(missing) == (404, "NotFound", "no training 999 was started here")
-        assert (await error(await client.get("/trainings/999/events")))[:2] == (404, "NotFound")
-        assert (await error(await client.get("/trainings/x/events")))[:2] == (400, "BadRequest")
-        assert (await error(await client.get("/nowhere")))[:2] == (404, "NotFound")
-        wrong_method = await client.delete("/trainings")
-        assert (await error(wrong_method))[:2] == (405, "MethodNotAllowed")
-        text_id = await client.post("/portraits", json={"job_id": "7", "template": "x"})
-        assert await error(text_id) == (400, "BadRequest", "job_id must be a number")
-        typo = await client.post("/portraits", json={**template, "config": {"loraweights": 0.8}})
-        status, name, message = await error(typo)
-        assert (status, name) == (400, "BadRequest")
-        assert message == "config key 'loraweights' is not a documented key (did you mean " \
-            "'lora_weights'?)"  # fmt: skip
-        not_object = await client.post("/portraits", json={**template, "config": [1]})
-        assert (await error(not_object))[:2] == (400, "BadRequest")
-        invalid = await client.post("/portraits", json={**template, "config": {"sharp_ratio": 3}})
-        assert (await error(invalid))[:2] == (400, "InvalidArgument")  # the library's class
-
-        def broken(_self: Any) -> dict[str, Any]:
-            raise RuntimeError("a bug in the store")
-
-        monkeypatch.setattr(web_backend.JobStore, "entries", broken)
-        with caplog.at_level("ERROR", "web_backend"):
-            status, name, message = await error(await client.get("/trainings"))
-        assert (status, name) == (500, "InternalServerError")
-        assert "a bug in the store" not in message  # details go to the log, not the client
-        assert "a bug in the store" in caplog.text
-    assert emu.counters.creations == 0  # every refusal came before the service
+# -- the web examples: their tracing, and as scripts (their API: test_web_backend.py) ----------
 
 
 async def test_web_backend_prints_its_spans_when_otel_traces_exporter_is_console(
-    web_backend: ModuleType, emu: Emulator, urls: dict[str, list[str]], tmp_path: Path
+    emu: Emulator, urls: dict[str, list[str]], tmp_path: Path
 ) -> None:
+    """aiohttp.web's example only: a server span per request, the library's spans below it."""
     pytest.importorskip("opentelemetry.sdk")
+    web_backend = example("web_backend")
     assert web_backend.setup_tracing({}) is None  # nothing asked: nothing done
     out = io.StringIO()
     env = {"OTEL_TRACES_EXPORTER": "console", "OTEL_SERVICE_NAME": "test-backend"}
     tracing = web_backend.setup_tracing(env, out=out)
     assert tracing is not None
+    factory = lambda: emu.session(poll=FAST)  # noqa: E731
     try:
-        app = web_backend.make_app(
-            lambda: emu.session(poll=FAST), tmp_path / "trainings.json", tracing=tracing
-        )
-        async with TestClient(TestServer(app)) as client:
-            with pytest.warns(PhotoCountWarning):
-                answer = await client.post("/trainings", json=urls["photos"])
+        async with serving("aiohttp", factory, tmp_path / "t.json", tracing=tracing) as base:
+            async with aiohttp.ClientSession() as client:
+                with pytest.warns(PhotoCountWarning):
+                    answer = await client.post(f"{base}/trainings", json=urls["photos"])
             assert answer.status == 202
     finally:
         tracing.shutdown()
@@ -480,6 +307,76 @@ async def test_web_backend_prints_its_spans_when_otel_traces_exporter_is_console
     assert server["resource"]["attributes"]["service.name"] == "test-backend"
     assert emu.token not in text
     assert not aiportrait.otel.instrumented()
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_web_example_help_lists_the_options_for_a_real_service(framework: str) -> None:
+    script = EXAMPLES / f"{MODULES[framework]}.py"
+    run = subprocess.run(
+        [sys.executable, str(script), "--help"], capture_output=True, text=True, check=True
+    )
+    for option in ("--photos URL", "--templates URL", "--heartbeat SECONDS", "--store", "--port"):
+        assert option in run.stdout
+
+
+@contextlib.asynccontextmanager
+async def _started(
+    script: str, argv: list[str], env: dict[str, str], cwd: Path
+) -> AsyncIterator[list[str]]:
+    """Run a web example as a script; yields the 7 lines it printed first (where it serves,
+    against what, and example commands), then stops it with Ctrl-C: it must exit 0."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(EXAMPLES / script), *argv, env=env, cwd=cwd, stdout=PIPE, stderr=PIPE
+    )
+    assert process.stdout is not None
+    stdout = process.stdout
+    try:
+        printed = [(await asyncio.wait_for(stdout.readline(), 60)).decode() for _ in range(7)]
+        assert printed[0].startswith("serving on http://127.0.0.1:"), printed
+        yield printed
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+async def test_web_example_starts_against_the_service_named_in_the_environment(
+    framework: str, emu: Emulator, urls: dict[str, list[str]], tmp_path: Path
+) -> None:
+    """As a script, with credentials in the environment (an emulator started apart)."""
+    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
+    env["AIPORTRAIT_HOST"] = emu.url
+    env["AIPORTRAIT_APP_ID"] = emu.app_id
+    env["AIPORTRAIT_TOKEN"] = emu.token
+    argv = ["--port", "0", "--store", str(tmp_path / "t.json"), "--photos", *urls["photos"]]
+    argv += ["--templates", urls["templates"][0]]
+    script = f"{MODULES[framework]}.py"
+    async with _started(script, argv, env, tmp_path) as printed:
+        assert printed[1] == "the service named by AIPORTRAIT_HOST\n"
+        assert urls["templates"][0] in "".join(printed)  # in the example commands
+        base = printed[0].split()[2]
+        wanted = {"model_id": "nope", "template": urls["templates"][0]}
+        async with aiohttp.ClientSession() as client:
+            answer = await client.post(f"{base}/portraits", json=wanted)
+            assert (answer.status, (await answer.json())["error"]) == (422, "ModelIdError")
+    assert emu.counters.create_errors == 1  # it asked the emulator
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+async def test_web_example_starts_its_own_emulator_without_credentials(
+    framework: str, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
+    argv = ["--port", "0", "--store", str(tmp_path / "t.json")]
+    script = f"{MODULES[framework]}.py"
+    async with _started(script, argv, env, tmp_path) as printed:
+        assert printed[1].startswith("local emulator at http://127.0.0.1:")
+        assert "astronaut_0.jpg" in printed[3]  # the bundled photos, in the example commands
+        base = printed[0].split()[2]
+        async with aiohttp.ClientSession() as client:
+            listed = await client.get(f"{base}/trainings")
+            assert (listed.status, await listed.json()) == (200, {"trainings": []})
 
 
 # -- notebook.ipynb ------------------------------------------------------------------------------

@@ -1,0 +1,278 @@
+"""Shared by the two web examples (``web_backend.py`` on aiohttp.web, ``fastapi_backend.py`` on
+FastAPI): what an error answers, what a request body means, the command line. Their stores, and
+what the endpoints do with them, are in ``_stores.py``.
+
+Both examples answer the same API with the same statuses; only the framework differs, so
+everything that is not about the framework is here or there, once.
+
+What an error answers (a JSON body ``{"error": name, "message": ..., "request_id": ...}``):
+
+==========  ===========================================================================
+status      meaning for the client
+==========  ===========================================================================
+400         the request is wrong (nothing was sent upstream): fix it
+404         unknown job, ticket or path
+409         **may have run, do not retry blindly**: a create whose answer was lost
+            (``SubmitOutcomeUnknown``: it may be charged; the body's ``advice`` says what to
+            do), or a ticket already used (fetch ``GET /portraits/{ticket}``)
+422         the service refused the input (no face in the template, model not trained...)
+429         the service asked us to slow down (not run): **safe to retry** after
+            ``Retry-After`` seconds
+500         a bug here (the log has the details)
+502         the service failed, or answered something unreadable
+503         **not sent, safe to retry** after ``Retry-After`` seconds: this backend is busy
+            (``Overloaded``: too many calls wait already) or could not reach the service
+504         the service did not answer a read (reads are safe to retry)
+==========  ===========================================================================
+
+``request_id`` is the service's id when it answered, else this backend's own id for the
+request; the same id is in the ``X-Request-Id`` header of every answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import math
+import socket
+import sys
+import uuid
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import aiportrait
+from aiportrait.config import DOCUMENTED_KEYS, closest_key
+
+__all__ = [
+    "BadRequest",
+    "ErrorAnswer",
+    "Problem",
+    "error_answer",
+    "listen",
+    "new_request_id",
+    "not_sent",
+    "parse_config",
+    "parse_photos",
+    "parser",
+    "print_usage",
+    "retry_after_header",
+    "status_answer",
+]
+
+#: ``Retry-After`` for a call that could not reach the service (no connection).
+UNREACHABLE_RETRY = 5.0
+
+
+class BadRequest(Exception):
+    """The request cannot be used as sent (answered 400, as JSON)."""
+
+
+class Problem(Exception):
+    """An answer other than 400 decided here: ``status`` and, in the body, ``name``."""
+
+    def __init__(
+        self,
+        status: int,
+        name: str,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        **fields: Any,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.name = name
+        self.retry_after = retry_after
+        self.fields = fields
+
+
+def new_request_id() -> str:
+    """This backend's own id for one request (in errors, when the service gave none)."""
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class ErrorAnswer:
+    """What to answer for an error, whatever the framework: status, JSON body, headers."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _status_name(status: int) -> str:
+    """``NotFound`` for 404: the HTTP status phrase, as one word."""
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+    return "".join(word.capitalize() for word in phrase.replace("-", " ").split())
+
+
+def not_sent(exc: BaseException) -> bool:
+    """True when the call provably did not run upstream: sending it again is safe."""
+    refused = isinstance(exc, (aiportrait.InvalidArgument, aiportrait.errors.RateLimited))
+    return refused or getattr(exc, "sent", None) is False
+
+
+def _status(exc: aiportrait.AIPortraitError) -> int:
+    """The HTTP status this backend answers for an aiportrait error (see the module's table)."""
+    if isinstance(exc, aiportrait.errors.Overloaded):
+        return 503
+    if isinstance(exc, aiportrait.InvalidArgument):
+        return 400
+    if isinstance(exc, aiportrait.SubmitOutcomeUnknown):
+        return 409
+    if isinstance(exc, aiportrait.errors.CreateError) and exc.status == 462:
+        return 422
+    if isinstance(exc, (aiportrait.errors.RateLimited, aiportrait.errors.QuotaExceeded)):
+        return 429
+    if isinstance(exc, aiportrait.TransportError):
+        return 503 if exc.sent is False else 504
+    return 502
+
+
+def _retry_after(exc: aiportrait.AIPortraitError) -> float | None:
+    """Seconds a client should wait before sending again, for an error that ran nothing."""
+    if isinstance(exc, aiportrait.errors.Overloaded):
+        return exc.retry_after
+    if isinstance(exc, aiportrait.errors.RateLimited):
+        return exc.retry_after or 1.0
+    if isinstance(exc, aiportrait.TransportError) and exc.sent is False:
+        return UNREACHABLE_RETRY
+    return None
+
+
+def retry_after_header(seconds: float) -> dict[str, str]:
+    """``Retry-After`` in whole seconds, at least 1."""
+    return {"Retry-After": str(max(1, math.ceil(seconds)))}
+
+
+def error_answer(exc: BaseException, request_id: str, **fields: Any) -> ErrorAnswer:
+    """The answer for ``exc``: an aiportrait error by its class, :class:`Problem` and
+    :class:`BadRequest` as they say; ``request_id`` is this backend's, used when the service
+    gave none. ``fields`` go into the body (``ticket=...``)."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, aiportrait.AIPortraitError):
+        status, name = _status(exc), type(exc).__name__
+        request_id = getattr(exc, "request_id", "") or request_id
+        wait = _retry_after(exc)
+        if wait is not None:
+            headers = retry_after_header(wait)
+        if isinstance(exc, aiportrait.SubmitOutcomeUnknown):
+            fields["advice"] = (
+                "the create may have run and been charged, but its answer was lost: do not "
+                "send it again blindly (that may charge twice); quote the request_id to "
+                "support, or send it again with a new ticket if a second charge is acceptable"
+            )
+    elif isinstance(exc, Problem):
+        status, name = exc.status, exc.name
+        fields = {**fields, **exc.fields}
+        if exc.retry_after is not None:
+            headers = retry_after_header(exc.retry_after)
+    else:
+        status = 400 if isinstance(exc, BadRequest) else 500
+        name = _status_name(status)
+    message = str(exc) if status != 500 else "internal error; the server log has the details"
+    body = {"error": name, "message": message, "request_id": request_id, **fields}
+    if "ticket" in fields:
+        headers["X-Ticket"] = fields["ticket"]
+    return ErrorAnswer(status, body, {**headers, "X-Request-Id": body["request_id"]})
+
+
+def status_answer(status: int, message: str, request_id: str) -> ErrorAnswer:
+    """An error named after its HTTP status (the framework's own: 404, 405, 413...)."""
+    body = {"error": _status_name(status), "message": message, "request_id": request_id}
+    return ErrorAnswer(status, body, {"X-Request-Id": request_id})
+
+
+# -- what a request means --------------------------------------------------------------------
+
+
+def parse_photos(body: Any) -> list[str]:
+    """``POST /trainings``: a JSON list of photo URLs, or ``{"photos": [...]}``."""
+    photos = body.get("photos") if isinstance(body, dict) else body
+    if not isinstance(photos, list) or not all(isinstance(p, str) for p in photos):
+        raise BadRequest('expected a JSON list of photo URLs, or {"photos": [...]}')
+    return photos
+
+
+def parse_config(value: Any) -> aiportrait.CreateConfig:
+    """A ``CreateConfig`` from the request's ``config`` object (400 for an unknown key)."""
+    if value is None:
+        return aiportrait.CreateConfig()
+    if not isinstance(value, dict):
+        raise BadRequest("config must be a JSON object of CreateConfig keys")
+    for key in value:
+        if key not in DOCUMENTED_KEYS:
+            closest = closest_key(key)
+            hint = f" (did you mean {closest!r}?)" if closest else ""
+            raise BadRequest(f"config key {key!r} is not a documented key{hint}")
+    return aiportrait.CreateConfig(**value)  # values are validated: InvalidArgument
+
+
+# -- the command line ------------------------------------------------------------------------
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    """The options both examples take (``@FILE`` reads arguments from a file, one a line)."""
+    parser = argparse.ArgumentParser(description=description, fromfile_prefix_chars="@")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--store", type=Path, default=Path("trainings.json"))
+    parser.add_argument(
+        "--photos",
+        nargs="+",
+        metavar="URL",
+        help="photo URLs to print in the example commands, for the service named by "
+        "AIPORTRAIT_HOST (the local emulator serves its own)",
+    )
+    parser.add_argument("--templates", nargs="+", metavar="URL", help="template URLs, as --photos")
+    parser.add_argument(
+        "--heartbeat",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="a comment on every event stream this often, so a gone client is noticed",
+    )
+    return parser
+
+
+def listen(host: str, port: int, program: str) -> socket.socket | None:
+    """A socket listening on ``host:port`` (``0``: a free port), or ``None`` (said on stderr)
+    when the port is in use."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        print(f"{program}: port {port} is in use: give another --port", file=sys.stderr)
+        return None
+    sock.listen()
+    return sock
+
+
+def print_usage(sock: socket.socket, target: Any) -> None:
+    """Say where the backend serves, and ``curl`` commands to try with the target's URLs."""
+    host, port = sock.getsockname()[:2]
+    base = f"http://{host}:{port}"
+    print(f"serving on {base} (Ctrl-C to stop)", flush=True)
+    if target.local:
+        print(f"local emulator at {target.emulator.url}")
+    else:
+        print("the service named by AIPORTRAIT_HOST")
+    if not (target.photos and target.templates):
+        print("give --photos URL... and --templates URL... for example commands")
+        return
+    print("try:")
+    print(f"  curl -X POST {base}/trainings -d '{json.dumps(target.photos)}'")
+    print(f"  curl -N {base}/trainings/JOB_ID/events")
+    body = f'{{"job_id": JOB_ID, "template": "{target.templates[0]}"}}'
+    print(f"  curl -X POST {base}/portraits -H 'X-Ticket: my-first-portrait' -d '{body}' -o p.jpg")
+    print(f"  curl {base}/portraits/my-first-portrait -o p.jpg    # after a timeout", flush=True)

@@ -1,0 +1,291 @@
+"""The web backend of ``web_backend.py`` with FastAPI: the same API, statuses and stores.
+
+Endpoints, error bodies and statuses are those of ``web_backend.py`` (its docstring; the table
+of statuses is in ``_web.py``): ``POST /trainings``, ``GET /trainings``, ``GET
+/trainings/{job_id}/events`` (server-sent events), ``POST /portraits`` (``X-Ticket``), ``GET
+/portraits/{ticket}``.
+
+How it is done with FastAPI:
+
+- **One Session for the app's lifetime**, opened and closed by the app's ``lifespan`` (closing
+  it waits for the creates kept for clients that left), and handed to each route through a
+  dependency (``SessionDep``): routes never build a Session of their own.
+- **A client that leaves cancels its create.** Starlette does not cancel a handler when its
+  client disconnects: it runs to the end, so a create still waiting for a slot would be sent,
+  and charged, for nobody. ``POST /portraits`` runs the create in a task beside one waiting for
+  the client's ``http.disconnect`` (what ``request.is_disconnected()`` looks for, awaited
+  instead of polled) and cancels the create when the client goes first. Not yet sent: never
+  sent, nothing charged. Already sent: it finishes in the background
+  (``session.with_options(keep=...)``) and the portrait is kept under the ticket.
+- **Server-sent events through sse-starlette** (``EventSourceResponse``): it sends a ping
+  comment every ``heartbeat`` seconds and ends the stream, and with it the watch, when the
+  client disconnects.
+
+Run it (uvicorn; the same options as ``web_backend.py``)::
+
+    python examples/fastapi_backend.py --port 8080 --store trainings.json
+
+Needs ``pip install fastapi uvicorn sse-starlette`` (the project's ``test`` extra has them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import uvicorn
+from _stores import (
+    SETTLE,
+    JobStore,
+    TicketStore,
+    create,
+    job_events,
+    parse_create,
+    portrait_headers,
+    stored_job,
+    ticket_answer,
+    tickets_folder,
+    train,
+    trainings,
+)
+from _web import (
+    BadRequest,
+    ErrorAnswer,
+    Problem,
+    error_answer,
+    listen,
+    new_request_id,
+    parse_photos,
+    parser,
+    print_usage,
+    status_answer,
+)
+from fastapi import APIRouter, Depends, FastAPI, Header, Request
+from fastapi.responses import JSONResponse, Response
+from sse_starlette import EventSourceResponse
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+import aiportrait
+
+__all__ = ["Backend", "make_app", "server"]
+
+log = logging.getLogger("fastapi_backend")
+
+SessionFactory = Callable[[], aiportrait.Session]
+
+
+@dataclass
+class Backend:
+    """What the lifespan holds for the routes: the Session and the stores."""
+
+    session: aiportrait.Session
+    store: JobStore
+    tickets: TicketStore
+    heartbeat: float
+
+
+def backend(request: Request) -> Backend:
+    """Dependency: the app's :class:`Backend` (set by its lifespan)."""
+    held: Backend = request.app.state.backend
+    return held
+
+
+def session(held: Annotated[Backend, Depends(backend)]) -> aiportrait.Session:
+    """Dependency: the app's one Session."""
+    return held.session
+
+
+BackendDep = Annotated[Backend, Depends(backend)]
+SessionDep = Annotated[aiportrait.Session, Depends(session)]
+
+
+def request_id(request: Request) -> str:
+    """This backend's id for the request (set by :class:`RequestIds`)."""
+    rid: str = request.state.request_id
+    return rid
+
+
+class RequestIds:
+    """ASGI middleware: an id per request, in ``request.state.request_id`` and in the
+    ``X-Request-Id`` header of an answer that has none (the service's) already. Plain ASGI:
+    Starlette's ``BaseHTTPMiddleware`` would stand between the routes and the client's
+    disconnect."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = new_request_id()
+        scope.setdefault("state", {})["request_id"] = rid
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                if "x-request-id" not in headers:
+                    headers.append("X-Request-Id", rid)
+            await send(message)
+
+        await self.app(scope, receive, sending)
+
+
+def _json(answer: ErrorAnswer) -> JSONResponse:
+    return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
+
+
+async def _error(request: Request, exc: Exception) -> Response:
+    answer = error_answer(exc, request_id(request))
+    if answer.status == 500:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return _json(answer)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return _json(status_answer(exc.status_code, str(exc.detail), request_id(request)))
+
+
+async def _body(request: Request) -> Any:
+    try:
+        return await request.json()
+    except ValueError as exc:
+        raise BadRequest(f"the body is not JSON: {exc}") from None
+
+
+routes = APIRouter()
+
+
+@routes.post("/trainings", status_code=202)
+async def start_training(request: Request, held: BackendDep, session: SessionDep) -> Any:
+    """``POST /trainings``: start a training on a JSON list of photo URLs."""
+    photos = parse_photos(await _body(request))
+    job = await train(session, held.store, photos)
+    events = request.app.url_path_for("events", job_id=str(job.job_id))
+    return {**job.to_dict(), "events": events}
+
+
+@routes.get("/trainings")
+async def list_trainings(held: BackendDep, session: SessionDep) -> Any:
+    """``GET /trainings``: the stored handles, each with the state the service reports now."""
+    return {"trainings": await trainings(session, held.store)}
+
+
+@routes.get("/trainings/{job_id}/events", name="events")
+async def training_events(job_id: str, held: BackendDep, session: SessionDep) -> Any:
+    """``GET /trainings/{job_id}/events``: each state change as a server-sent event."""
+    job = stored_job(held.store, job_id)
+
+    async def stream() -> AsyncIterator[dict[str, str]]:
+        async for event, data in job_events(session, held.store, job):
+            yield {"event": event, "data": json.dumps(data)}
+
+    return EventSourceResponse(stream(), ping=held.heartbeat, headers={"Cache-Control": "no-cache"})
+
+
+async def _disconnected(request: Request) -> None:
+    """Return when the client has disconnected (the body was read already)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+@routes.post("/portraits")
+async def create_portrait(
+    request: Request,
+    held: BackendDep,
+    session: SessionDep,
+    x_ticket: Annotated[str | None, Header()] = None,
+) -> Response:
+    """``POST /portraits``: create a portrait under a ticket and answer the image itself;
+    cancelled when the client disconnects first."""
+    wanted = parse_create(await _body(request), held.store)
+    ticket = held.tickets.open(x_ticket)
+    rid = request_id(request)
+    work = asyncio.ensure_future(create(session, held.tickets, ticket, wanted, rid))
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        work.cancel()  # nothing when it has ended; else the client left (or we stop)
+        await asyncio.wait({work, gone})
+    if work.cancelled():  # nobody to answer: what was sent is kept under the ticket
+        return Response(status_code=499)
+    try:
+        portrait = work.result()
+    except aiportrait.AIPortraitError as exc:
+        return _json(error_answer(exc, rid, ticket=ticket))
+    return Response(portrait.image, headers=portrait_headers(portrait, ticket))
+
+
+@routes.get("/portraits/{ticket}")
+async def fetch_portrait(ticket: str, held: BackendDep) -> Response:
+    """``GET /portraits/{ticket}``: the portrait kept under a ticket, or what became of it."""
+    portrait = ticket_answer(held.tickets, ticket)
+    return Response(portrait.image, headers=portrait_headers(portrait, ticket))
+
+
+def make_app(
+    session_factory: SessionFactory,
+    store_path: str | os.PathLike[str],
+    *,
+    heartbeat: float = 5.0,
+    settle: float = SETTLE,
+) -> FastAPI:
+    """Build the application: one Session (from ``session_factory``) for its lifetime, opened
+    and closed by the lifespan; the arguments are :func:`web_backend.make_app`'s."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with session_factory() as opened:
+            tickets = TicketStore(tickets_folder(store_path), settle=settle)
+            app.state.backend = Backend(opened, JobStore(store_path), tickets, heartbeat)
+            yield
+
+    app = FastAPI(title="aiportrait web backend example", lifespan=lifespan)
+    app.include_router(routes)
+    for kind in (aiportrait.AIPortraitError, BadRequest, Problem, Exception):
+        app.add_exception_handler(kind, _error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_middleware(RequestIds)
+    return app
+
+
+def server(app: FastAPI) -> uvicorn.Server:
+    """A uvicorn server for the app (serve it with ``server.serve(sockets=[...])``)."""
+    config = uvicorn.Config(app, lifespan="on", log_level="warning", timeout_graceful_shutdown=5)
+    return uvicorn.Server(config)
+
+
+async def main(argv: Sequence[str] | None = None) -> int:
+    """Serve the backend until interrupted (Ctrl-C); 2 when the port is in use."""
+    from _local import connect
+
+    args = parser("aiportrait web backend example (FastAPI)").parse_args(argv)
+    emulator_dir = args.store.with_name(args.store.stem + "_emulator")
+    sock = listen(args.host, args.port, "fastapi_backend")
+    if sock is None:
+        return 2
+    with sock:
+        async with connect(
+            photos=args.photos, templates=args.templates, data_dir=emulator_dir, need_urls=False
+        ) as target:
+            app = make_app(target.session, args.store, heartbeat=args.heartbeat)
+            print_usage(sock, target)  # clients wait in the socket's backlog until it serves
+            await server(app).serve(sockets=[sock])
+    return 0
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(asyncio.run(main()))
