@@ -8,6 +8,9 @@ what one watch of the same kind of job costs: sharing means any number of follow
 from __future__ import annotations
 
 import asyncio
+import gc
+import pickle
+import traceback
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -181,6 +184,25 @@ async def test_when_the_last_follower_leaves_nothing_polls(
     assert aiportrait_instant_waits.time == began and service.polls[job_id] == polls + 1
 
 
+async def test_a_watch_resumed_after_its_schedule_was_forgotten_follows_the_new_one(
+    service: Service, session: Session
+) -> None:
+    job_id = service.add(60.0)
+    first = session.watch(job_id)
+    assert (await first.__anext__()).state is INIT
+    waiting = asyncio.create_task(first.__anext__())
+    await asyncio.sleep(0)  # it waits for its next poll
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)  # nobody follows: it is forgotten
+    polls = service.polls[job_id]
+    second = session.watch(job_id)  # a new schedule for the job
+    assert (await second.__anext__()).state is INIT
+    rest, other = await asyncio.gather(follow(first), follow(second))
+    assert changes(rest) == [(INIT, RUNNING), (RUNNING, SUCCESS)]  # no state told twice
+    assert changes(other) == [(INIT, RUNNING), (RUNNING, SUCCESS)]
+    assert first.polls == second.polls == service.polls[job_id] - polls  # one schedule polled
+
+
 async def test_a_late_joiner_gets_the_state_now_then_each_later_change(
     service: Service, session: Session
 ) -> None:
@@ -223,6 +245,32 @@ async def test_a_slow_follower_still_gets_every_change(service: Service, session
     assert service.polls[job_id] == one  # it read what the feed kept: no poll of its own
 
 
+async def test_a_slow_follower_gets_the_changes_kept_before_a_refusal(
+    service: Service, session: Session
+) -> None:
+    job_id = service.add(60.0)
+    release = asyncio.Event()
+
+    async def slow(seen: list[JobUpdate]) -> None:  # busy elsewhere after its first update
+        async for update in session.watch(job_id):
+            seen.append(update)
+            if len(seen) == 1:
+                await release.wait()
+
+    late: list[JobUpdate] = []
+    slow_task = asyncio.create_task(slow(late))
+    async for update in session.watch(job_id):
+        if update.state is RUNNING:  # the next poll is refused: the schedule ends
+            service.on_poll[sum(service.polls.values()) + 1] = SIGN_ERROR
+            break
+    with pytest.raises(aiportrait.errors.SignatureMismatch):
+        await follow(session.watch(job_id))
+    release.set()
+    with pytest.raises(aiportrait.errors.SignatureMismatch):
+        await slow_task
+    assert changes(late) == [(None, INIT), (INIT, RUNNING)]  # what was kept, then the refusal
+
+
 async def test_each_follower_has_its_own_deadline(
     service: Service, session: Session, aiportrait_instant_waits: VirtualClock
 ) -> None:
@@ -235,8 +283,10 @@ async def test_each_follower_has_its_own_deadline(
     results = await asyncio.gather(*(follow(w) for w in watches), return_exceptions=True)
     ten, eight, untimed, thirty = results
     assert isinstance(ten, aiportrait.JobTimeout) and ten.elapsed == 10.0
-    assert isinstance(eight, aiportrait.JobTimeout) and eight.elapsed >= 8.0
-    assert isinstance(thirty, aiportrait.JobTimeout) and thirty.elapsed >= 30.0
+    # Each reports its own deadline, though the virtual clock jumped past it to a poll's time.
+    assert isinstance(eight, aiportrait.JobTimeout) and eight.elapsed == 8.0
+    assert isinstance(thirty, aiportrait.JobTimeout) and thirty.elapsed == 30.0
+    assert "within 8.0s" in str(eight) and "within 30.0s" in str(thirty)
     assert ten.last_state == eight.last_state == int(RUNNING)
     assert isinstance(untimed, list) and changes(untimed) == EVERY_CHANGE
     assert untimed[0].elapsed == 0.0  # its own clock, from its first step
@@ -256,6 +306,23 @@ async def test_a_failure_polling_cannot_fix_reaches_every_follower(
     assert all(w.polls == 2 for w in watches)
     # That schedule ended with its failure; a new watch starts one of its own.
     assert changes(await follow(session.watch(job_id))) == EVERY_CHANGE
+
+
+async def test_each_follower_raises_its_own_copy_of_the_failure(
+    service: Service, session: Session
+) -> None:
+    job_id = service.add(60.0)
+    service.on_poll[2] = SIGN_ERROR
+    results = await asyncio.gather(
+        *(session.wait(job_id) for _ in range(5)), return_exceptions=True
+    )
+    assert len({id(r) for r in results}) == 5
+    depths = {len(traceback.extract_tb(r.__traceback__)) for r in results}
+    assert len(depths) == 1  # no traceback grows with each follower that raised it
+    for error in results:
+        assert isinstance(error, aiportrait.errors.SignatureMismatch)
+        copied = pickle.loads(pickle.dumps(error))
+        assert (type(copied), str(copied), copied.status) == (type(error), str(error), 401)
 
 
 async def test_views_share_a_schedule_and_another_schedule_polls_on_its_own(
@@ -301,12 +368,53 @@ async def test_each_follower_tells_the_hooks_its_own_watch_and_polls_name_one_of
     assert len(polls) == one and {p.within for p in polls} <= ids
 
 
+async def test_a_dropped_follower_tells_the_hooks_its_own_last_state(service: Service) -> None:
+    events: list[Any] = []
+    async with Session(HOST, "a", "t", poll=POLICY, hooks=[events.append]) as session:
+        job_id = service.add(60.0)
+        dropped = session.watch(job_id)
+        async for _ in dropped:
+            break  # dropped after its first update, INIT at the first poll
+        await follow(session.watch(job_id))  # the job's schedule goes on to its end
+        dropped_id = dropped.id
+        del dropped
+        gc.collect()
+    (ended,) = [e for e in events if isinstance(e, JobEnded) and e.id == dropped_id]
+    assert (ended.outcome, ended.state, ended.polls) == ("closed", INIT, 1)
+
+
+@pytest.mark.parametrize("gated", [JobWatchStarted, JobStateChanged])
+async def test_a_follower_cancelled_in_an_async_hook_leaves(service: Service, gated: type) -> None:
+    gate, inside = asyncio.Event(), asyncio.Semaphore(0)
+
+    async def hook(event: object) -> None:
+        if isinstance(event, gated):
+            inside.release()
+            await gate.wait()
+
+    async with Session(HOST, "a", "t", poll=POLICY, hooks=[hook]) as session:
+        job_id = service.add(60.0)
+        tasks = [asyncio.create_task(session.wait(job_id)) for _ in range(3)]
+        for _ in tasks:  # each awaits the hook
+            await inside.acquire()
+        for task in tasks:
+            task.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert all(isinstance(r, asyncio.CancelledError) for r in results)
+        assert session._feeds == {}  # none is counted: the Session forgot the job's schedule
+        polls = service.polls[job_id]
+        gate.set()
+        first = await session.watch(job_id).__anext__()  # a new schedule: it looks at once
+        assert (first.state, service.polls[job_id]) == (INIT, polls + 1)
+
+
 async def test_a_duration_is_learned_once_per_job_and_used_by_watches_started_before(
     service: Service, session: Session
 ) -> None:
     job = await session.train(PHOTOS)  # 58 s: the kind is known, its duration is learned
-    await asyncio.gather(*(session.wait(job) for _ in range(5)))
-    assert len(session._durations.seen()["sd15"]) == 1  # once, not once per follower
+    other = session.watch(job, poll=attrs.evolve(POLICY, first=2.0))  # a schedule of its own
+    await asyncio.gather(*(session.wait(job) for _ in range(5)), other.result())
+    assert len(session._durations.seen()["sd15"]) == 1  # once, not once per follower or schedule
 
     unlearned = await session.train(PHOTOS)
     plain = await follow(session.watch(unlearned, poll=attrs.evolve(POLICY, learn=False)))
