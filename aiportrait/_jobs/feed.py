@@ -15,9 +15,10 @@ started before a duration was learned uses what is learned later. The feed keeps
 state changes (a handful: a job has four states), so a slow follower still reads each one.
 
 A Session holds its feeds in a dict (:func:`follow`), by job id, poll policy (without its
-timeout: each follower keeps its own) and retry policy: watches of one job with different
-schedules follow different feeds. A feed is forgotten when its last follower leaves, and
-replaced when a failure that polling cannot fix ended it.
+timeout: each follower keeps its own) and retry policy (a failed poll is judged by one, the
+feed's): watches of one job with different schedules follow different feeds. A feed is
+forgotten when its last follower leaves, and replaced when a failure that polling cannot fix
+ended it; a follower that comes back (:meth:`Feed.join`) follows the feed held then.
 """
 
 from __future__ import annotations

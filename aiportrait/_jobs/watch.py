@@ -102,7 +102,8 @@ class JobWatch(AsyncIterator[JobUpdate]):
     ``polls`` and ``failures`` are the job's. One that ends, is closed, cancelled (it comes
     back if iterated again) or dropped leaves the others undisturbed; with none left,
     nothing polls. A failure polling cannot fix reaches all of them. Watches with another
-    poll policy follow a schedule of their own.
+    poll policy, or another retry policy (a ``with_options(retry=...)`` view: a failed poll
+    is judged by one retry policy, its schedule's), follow a schedule of their own.
     """
 
     def __init__(
