@@ -1,8 +1,9 @@
 """Shared watching: concurrent watches of one job in a Session share one poll schedule.
 
 Every test runs on the library's virtual clock against a fake service whose jobs follow that
-clock, so poll counts and times are exact and never depend on the machine's speed. "alone" is
-what one watch of the same kind of job costs: sharing means any number of followers cost that.
+clock (``test_watch``'s ``Jobs``, and its ``jobs`` and ``session`` fixtures), so poll counts and
+times are exact and never depend on the machine's speed. "alone" is what one watch of the same
+kind of job costs: sharing means any number of followers cost that.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ import asyncio
 import gc
 import pickle
 import traceback
-from collections import Counter
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import attrs
@@ -22,8 +21,8 @@ import aiportrait
 from aiportrait import JobState, JobUpdate, JobWatch, PollPolicy, Session
 from aiportrait.hooks import CallStarted, JobEnded, JobStateChanged, JobWatchStarted
 from aiportrait.testing import VirtualClock
-from tests._mock import HOST, PHOTOS, Arrival, Fake, hang
-from tests.test_watch import Jobs
+from tests._mock import HOST, PHOTOS, Arrival, hang
+from tests.test_watch import Jobs, jobs_fixture, session_fixture  # noqa: F401 (fixtures)
 
 POLICY = PollPolicy(first=1.0, growth=0.5, cap=5.0, jitter=0.0, timeout=600.0)
 """Polls at 0, 1, 2, 3, 4.5, 6.75, 10.125, 15.1875, then every 5 s (virtual seconds)."""
@@ -32,39 +31,10 @@ EVERY_CHANGE = [(None, INIT), (INIT, RUNNING), (RUNNING, SUCCESS)]
 SIGN_ERROR = (401, {}, {"code": "PARAMETER_ERROR", "message": "sign error"})
 
 
-class Service(Jobs):
-    """The jobs of ``test_watch`` (init for a tenth of their duration, then running, then
-    success), and trainings of 58 s; counts the polls of each job, and a poll can be given
-    another action (hang, refuse)."""
-
-    def __init__(self, clock: VirtualClock, fake: Fake) -> None:
-        super().__init__(clock, fake)
-        self.polls: Counter[int] = Counter()
-        self.on_poll: dict[int, Any] = {}  # poll number (of any job) -> action instead
-        fake.routes["/api/v1/aigc_images/train"] = self.train
-
-    def train(self, arrival: Arrival) -> Any:
-        job_id = self.add(58.0)
-        return (200, {}, {"code": "OK", "data": {"job_id": job_id, "model_id": f"m{job_id}"}})
-
-    def answer(self, arrival: Arrival) -> Any:
-        self.polls[int(arrival.path.rsplit("/", 1)[1])] += 1
-        action = self.on_poll.pop(sum(self.polls.values()), None)
-        if action is not None:
-            return action(arrival) if callable(action) else action
-        return super().answer(arrival)
-
-
 @pytest.fixture
-def service(aiportrait_instant_waits: VirtualClock) -> Iterator[Service]:
-    with Fake() as fake:
-        yield Service(aiportrait_instant_waits, fake)
-
-
-@pytest.fixture
-async def session(service: Service) -> AsyncIterator[Session]:
-    async with Session(HOST, "a", "t", poll=POLICY) as s:
-        yield s
+def poll() -> PollPolicy:
+    """The Session's poll policy here (``session`` comes from ``test_watch``)."""
+    return POLICY
 
 
 async def follow(watch: JobWatch) -> list[JobUpdate]:
@@ -75,23 +45,23 @@ def changes(updates: list[JobUpdate]) -> list[tuple[JobState | None, JobState]]:
     return [(u.previous, u.state) for u in updates]
 
 
-async def alone(service: Service, session: Session, duration: float = 60.0, **kw: Any) -> int:
+async def alone(jobs: Jobs, session: Session, duration: float = 60.0, **kw: Any) -> int:
     """The polls one watch of a job of ``duration`` costs (its own job: nothing shared)."""
-    job_id = service.add(duration)
+    job_id = jobs.add(duration)
     updates = await follow(session.watch(job_id, **kw))
     assert changes(updates) == EVERY_CHANGE
-    return service.polls[job_id]
+    return jobs.polls[job_id]
 
 
 @pytest.mark.parametrize("followers", [1, 10, 100, 1000])
 async def test_polls_per_job_are_the_same_for_any_number_of_followers(
-    service: Service, session: Session, followers: int
+    jobs: Jobs, session: Session, followers: int
 ) -> None:
-    one = await alone(service, session)
-    job_id = service.add(60.0)
+    one = await alone(jobs, session)
+    job_id = jobs.add(60.0)
     watches = [session.watch(job_id) for _ in range(followers)]
     seen = await asyncio.gather(*(follow(w) for w in watches))
-    assert service.polls[job_id] == one
+    assert jobs.polls[job_id] == one
     for updates, watch in zip(seen, watches, strict=True):
         assert changes(updates) == EVERY_CHANGE
         assert updates[-1].polls == watch.polls == one
@@ -100,13 +70,13 @@ async def test_polls_per_job_are_the_same_for_any_number_of_followers(
 
 @pytest.mark.parametrize("how", ["cancel mid-sleep", "cancel mid-poll", "break", "aclose"])
 async def test_a_follower_that_leaves_does_not_disturb_the_others(
-    service: Service, aiportrait_instant_waits: VirtualClock, how: str
+    jobs: Jobs, aiportrait_instant_waits: VirtualClock, how: str
 ) -> None:
     events: list[Any] = []
     async with Session(HOST, "a", "t", poll=POLICY, hooks=[events.append]) as session:
-        one = await alone(service, session)
-        job_id = service.add(60.0)
-        polls_before = sum(service.polls.values())
+        one = await alone(jobs, session)
+        job_id = jobs.add(60.0)
+        polls_before = sum(jobs.polls.values())
         hung = asyncio.Event()
 
         async def hang_now(arrival: Arrival) -> Any:
@@ -114,7 +84,7 @@ async def test_a_follower_that_leaves_does_not_disturb_the_others(
             return await hang(arrival)
 
         if how == "cancel mid-poll":  # its third poll hangs until its task is cancelled
-            service.on_poll[polls_before + 3] = hang_now
+            jobs.on_poll[polls_before + 3] = hang_now
         leaver = session.watch(job_id)  # started first: it polls first
 
         async def leave() -> list[JobUpdate]:
@@ -147,9 +117,9 @@ async def test_a_follower_that_leaves_does_not_disturb_the_others(
         assert changes(updates) == EVERY_CHANGE  # each follower still got every change
     if how == "cancel mid-poll":
         assert isinstance(left[0], asyncio.CancelledError)
-        assert service.polls[job_id] == one + 1  # the cut poll, made again at once
+        assert jobs.polls[job_id] == one + 1  # the cut poll, made again at once
     else:
-        assert service.polls[job_id] == one  # the schedule went on as it was
+        assert jobs.polls[job_id] == one  # the schedule went on as it was
         assert [u.state for u in left[0]] == ([INIT, RUNNING] if "sleep" in how else [INIT])
     pollers = {e.within for e in events if isinstance(e, CallStarted)}
     if how.startswith("cancel"):
@@ -157,57 +127,57 @@ async def test_a_follower_that_leaves_does_not_disturb_the_others(
 
 
 async def test_when_the_last_follower_leaves_nothing_polls(
-    service: Service, session: Session, aiportrait_instant_waits: VirtualClock
+    jobs: Jobs, session: Session, aiportrait_instant_waits: VirtualClock
 ) -> None:
-    job_id = service.add(1e6)
+    job_id = jobs.add(1e6)
     tasks: list[asyncio.Task[list[JobUpdate]]] = []
 
     def cancel_all(arrival: Arrival) -> Any:  # at its fourth poll, every follower leaves
         for task in tasks:
             task.cancel()
-        return Jobs.answer(service, arrival)
+        return jobs.state(arrival)
 
-    service.on_poll[4] = cancel_all
+    jobs.on_poll[4] = cancel_all
     tasks.extend(asyncio.create_task(follow(session.watch(job_id))) for _ in range(5))
     results = await asyncio.gather(*tasks, return_exceptions=True)
     assert all(isinstance(r, asyncio.CancelledError) for r in results)
-    polls = service.polls[job_id]
+    polls = jobs.polls[job_id]
     assert polls == 4
     await aiportrait_instant_waits.sleep(3600.0)  # an hour later: no poll was made
     for _ in range(10):
         await asyncio.sleep(0)
-    assert service.polls[job_id] == polls
+    assert jobs.polls[job_id] == polls
     # The schedule is gone with its followers: a new watch looks at once.
     began = aiportrait_instant_waits.time
     first = await session.watch(job_id).__anext__()
     assert (first.previous, first.state, first.polls) == (None, INIT, 1)
-    assert aiportrait_instant_waits.time == began and service.polls[job_id] == polls + 1
+    assert aiportrait_instant_waits.time == began and jobs.polls[job_id] == polls + 1
 
 
 async def test_a_watch_resumed_after_its_schedule_was_forgotten_follows_the_new_one(
-    service: Service, session: Session
+    jobs: Jobs, session: Session
 ) -> None:
-    job_id = service.add(60.0)
+    job_id = jobs.add(60.0)
     first = session.watch(job_id)
     assert (await first.__anext__()).state is INIT
     waiting = asyncio.create_task(first.__anext__())
     await asyncio.sleep(0)  # it waits for its next poll
     waiting.cancel()
     await asyncio.gather(waiting, return_exceptions=True)  # nobody follows: it is forgotten
-    polls = service.polls[job_id]
+    polls = jobs.polls[job_id]
     second = session.watch(job_id)  # a new schedule for the job
     assert (await second.__anext__()).state is INIT
     rest, other = await asyncio.gather(follow(first), follow(second))
     assert changes(rest) == [(INIT, RUNNING), (RUNNING, SUCCESS)]  # no state told twice
     assert changes(other) == [(INIT, RUNNING), (RUNNING, SUCCESS)]
-    assert first.polls == second.polls == service.polls[job_id] - polls  # one schedule polled
+    assert first.polls == second.polls == jobs.polls[job_id] - polls  # one schedule polled
 
 
 async def test_a_late_joiner_gets_the_state_now_then_each_later_change(
-    service: Service, session: Session
+    jobs: Jobs, session: Session
 ) -> None:
-    one = await alone(service, session)
-    job_id = service.add(60.0)
+    one = await alone(jobs, session)
+    job_id = jobs.add(60.0)
     joined: list[asyncio.Task[list[JobUpdate]]] = []
     first: list[JobUpdate] = []
     async for update in session.watch(job_id):
@@ -220,12 +190,12 @@ async def test_a_late_joiner_gets_the_state_now_then_each_later_change(
     assert late[0].polls == first[1].polls  # it started from what was seen: no poll of its own
     assert late[-1].job == first[-1].job
     assert late[-1].elapsed < first[-1].elapsed  # its own clock, from when it joined
-    assert service.polls[job_id] == one
+    assert jobs.polls[job_id] == one
 
 
-async def test_a_slow_follower_still_gets_every_change(service: Service, session: Session) -> None:
-    one = await alone(service, session)
-    job_id = service.add(60.0)
+async def test_a_slow_follower_still_gets_every_change(jobs: Jobs, session: Session) -> None:
+    one = await alone(jobs, session)
+    job_id = jobs.add(60.0)
     release = asyncio.Event()
 
     async def slow() -> list[JobUpdate]:  # busy elsewhere after its first update
@@ -242,13 +212,13 @@ async def test_a_slow_follower_still_gets_every_change(service: Service, session
     late = await slow_task
     assert changes(fast) == changes(late) == EVERY_CHANGE
     assert late[-1].job == fast[-1].job
-    assert service.polls[job_id] == one  # it read what the feed kept: no poll of its own
+    assert jobs.polls[job_id] == one  # it read what the feed kept: no poll of its own
 
 
 async def test_a_slow_follower_gets_the_changes_kept_before_a_refusal(
-    service: Service, session: Session
+    jobs: Jobs, session: Session
 ) -> None:
-    job_id = service.add(60.0)
+    job_id = jobs.add(60.0)
     release = asyncio.Event()
 
     async def slow(seen: list[JobUpdate]) -> None:  # busy elsewhere after its first update
@@ -261,7 +231,7 @@ async def test_a_slow_follower_gets_the_changes_kept_before_a_refusal(
     slow_task = asyncio.create_task(slow(late))
     async for update in session.watch(job_id):
         if update.state is RUNNING:  # the next poll is refused: the schedule ends
-            service.on_poll[sum(service.polls.values()) + 1] = SIGN_ERROR
+            jobs.on_poll[sum(jobs.polls.values()) + 1] = SIGN_ERROR
             break
     with pytest.raises(aiportrait.errors.SignatureMismatch):
         await follow(session.watch(job_id))
@@ -272,10 +242,10 @@ async def test_a_slow_follower_gets_the_changes_kept_before_a_refusal(
 
 
 async def test_each_follower_has_its_own_deadline(
-    service: Service, session: Session, aiportrait_instant_waits: VirtualClock
+    jobs: Jobs, session: Session, aiportrait_instant_waits: VirtualClock
 ) -> None:
-    one = await alone(service, session)
-    job_id = service.add(60.0)
+    one = await alone(jobs, session)
+    job_id = jobs.add(60.0)
     began = aiportrait_instant_waits.time
     # The 10-s one polls first (it leads the schedule) and its deadline comes before the poll
     # due at 10.125 s: the others take over the schedule without a poll more or less.
@@ -291,28 +261,28 @@ async def test_each_follower_has_its_own_deadline(
     assert isinstance(untimed, list) and changes(untimed) == EVERY_CHANGE
     assert untimed[0].elapsed == 0.0  # its own clock, from its first step
     assert untimed[-1].elapsed <= aiportrait_instant_waits.time - began
-    assert service.polls[job_id] == one
+    assert jobs.polls[job_id] == one
 
 
 async def test_a_failure_polling_cannot_fix_reaches_every_follower(
-    service: Service, session: Session
+    jobs: Jobs, session: Session
 ) -> None:
-    job_id = service.add(60.0)
-    service.on_poll[2] = SIGN_ERROR
+    job_id = jobs.add(60.0)
+    jobs.on_poll[2] = SIGN_ERROR
     watches = [session.watch(job_id) for _ in range(5)]
     results = await asyncio.gather(*(w.result() for w in watches), return_exceptions=True)
     assert all(isinstance(r, aiportrait.errors.SignatureMismatch) for r in results)
-    assert service.polls[job_id] == 2  # one answer, one refusal: none polled again
+    assert jobs.polls[job_id] == 2  # one answer, one refusal: none polled again
     assert all(w.polls == 2 for w in watches)
     # That schedule ended with its failure; a new watch starts one of its own.
     assert changes(await follow(session.watch(job_id))) == EVERY_CHANGE
 
 
 async def test_each_follower_raises_its_own_copy_of_the_failure(
-    service: Service, session: Session
+    jobs: Jobs, session: Session
 ) -> None:
-    job_id = service.add(60.0)
-    service.on_poll[2] = SIGN_ERROR
+    job_id = jobs.add(60.0)
+    jobs.on_poll[2] = SIGN_ERROR
     results = await asyncio.gather(
         *(session.wait(job_id) for _ in range(5)), return_exceptions=True
     )
@@ -326,10 +296,10 @@ async def test_each_follower_raises_its_own_copy_of_the_failure(
 
 
 async def test_views_share_a_schedule_and_another_schedule_polls_on_its_own(
-    service: Service, session: Session
+    jobs: Jobs, session: Session
 ) -> None:
-    one = await alone(service, session)
-    job_id = service.add(60.0)
+    one = await alone(jobs, session)
+    job_id = jobs.add(60.0)
     view = session.with_options(timeout=30.0)  # another per-try timeout: the same schedule
     others = [view.watch(job_id), session.watch(job_id, timeout=900.0)]  # another deadline
     tasks = [asyncio.create_task(follow(w)) for w in others]
@@ -343,18 +313,18 @@ async def test_views_share_a_schedule_and_another_schedule_polls_on_its_own(
             assert (mine.previous, mine.state, mine.polls) == (None, RUNNING, 1)
     rest = await asyncio.gather(*tasks)
     assert all(changes(updates) == EVERY_CHANGE for updates in [first, *rest])
-    assert service.polls[job_id] == one + 1
+    assert jobs.polls[job_id] == one + 1
     assert [w.polls for w in others] == [one, one]
 
 
 async def test_each_follower_tells_the_hooks_its_own_watch_and_polls_name_one_of_them(
-    service: Service,
+    jobs: Jobs,
 ) -> None:
     events: list[Any] = []
     async with Session(HOST, "a", "t", poll=POLICY, hooks=[events.append]) as session:
-        one = await alone(service, session)
+        one = await alone(jobs, session)
         events.clear()
-        job_id = service.add(60.0)
+        job_id = jobs.add(60.0)
         await asyncio.gather(*(session.wait(job_id) for _ in range(3)))
     started = [e for e in events if isinstance(e, JobWatchStarted)]
     ids = {e.id for e in started}
@@ -368,10 +338,10 @@ async def test_each_follower_tells_the_hooks_its_own_watch_and_polls_name_one_of
     assert len(polls) == one and {p.within for p in polls} <= ids
 
 
-async def test_a_dropped_follower_tells_the_hooks_its_own_last_state(service: Service) -> None:
+async def test_a_dropped_follower_tells_the_hooks_its_own_last_state(jobs: Jobs) -> None:
     events: list[Any] = []
     async with Session(HOST, "a", "t", poll=POLICY, hooks=[events.append]) as session:
-        job_id = service.add(60.0)
+        job_id = jobs.add(60.0)
         dropped = session.watch(job_id)
         async for _ in dropped:
             break  # dropped after its first update, INIT at the first poll
@@ -384,7 +354,7 @@ async def test_a_dropped_follower_tells_the_hooks_its_own_last_state(service: Se
 
 
 @pytest.mark.parametrize("gated", [JobWatchStarted, JobStateChanged])
-async def test_a_follower_cancelled_in_an_async_hook_leaves(service: Service, gated: type) -> None:
+async def test_a_follower_cancelled_in_an_async_hook_leaves(jobs: Jobs, gated: type) -> None:
     gate, inside = asyncio.Event(), asyncio.Semaphore(0)
 
     async def hook(event: object) -> None:
@@ -393,7 +363,7 @@ async def test_a_follower_cancelled_in_an_async_hook_leaves(service: Service, ga
             await gate.wait()
 
     async with Session(HOST, "a", "t", poll=POLICY, hooks=[hook]) as session:
-        job_id = service.add(60.0)
+        job_id = jobs.add(60.0)
         tasks = [asyncio.create_task(session.wait(job_id)) for _ in range(3)]
         for _ in tasks:  # each awaits the hook
             await inside.acquire()
@@ -402,14 +372,14 @@ async def test_a_follower_cancelled_in_an_async_hook_leaves(service: Service, ga
         results = await asyncio.gather(*tasks, return_exceptions=True)
         assert all(isinstance(r, asyncio.CancelledError) for r in results)
         assert session._feeds == {}  # none is counted: the Session forgot the job's schedule
-        polls = service.polls[job_id]
+        polls = jobs.polls[job_id]
         gate.set()
         first = await session.watch(job_id).__anext__()  # a new schedule: it looks at once
-        assert (first.state, service.polls[job_id]) == (INIT, polls + 1)
+        assert (first.state, jobs.polls[job_id]) == (INIT, polls + 1)
 
 
 async def test_a_duration_is_learned_once_per_job_and_used_by_watches_started_before(
-    service: Service, session: Session
+    jobs: Jobs, session: Session
 ) -> None:
     job = await session.train(PHOTOS)  # 58 s: the kind is known, its duration is learned
     other = session.watch(job, poll=attrs.evolve(POLICY, first=2.0))  # a schedule of its own
