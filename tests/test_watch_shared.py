@@ -264,6 +264,19 @@ async def test_each_follower_has_its_own_deadline(
     assert jobs.polls[job_id] == one
 
 
+async def test_a_follower_that_times_out_tells_the_hooks_its_own_limit(jobs: Jobs) -> None:
+    events: list[Any] = []
+    async with Session(HOST, "a", "t", poll=POLICY, hooks=[events.append]) as session:
+        job_id = jobs.add(60.0)
+        lead = asyncio.create_task(follow(session.watch(job_id)))
+        await asyncio.sleep(0)  # it leads: the follower waits for its answers
+        with pytest.raises(aiportrait.JobTimeout) as info:
+            await follow(session.watch(job_id, timeout=8.0))
+        await lead
+    (ended,) = [e for e in events if isinstance(e, JobEnded) and e.outcome == "timeout"]
+    assert ended.seconds == info.value.elapsed == 8.0
+
+
 async def test_a_failure_polling_cannot_fix_reaches_every_follower(
     jobs: Jobs, session: Session
 ) -> None:

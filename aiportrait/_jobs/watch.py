@@ -332,9 +332,8 @@ class JobWatch(AsyncIterator[JobUpdate]):
 
         state = None if self.last is None else self.last.state
         message = "" if self.last is None else self.last.message
-        event = JobEnded(
-            self.job_id, self.id, outcome, state, self.elapsed, self.polls, error, message
-        )
+        seconds = error.elapsed if isinstance(error, JobTimeout) else self.elapsed  # as raised
+        event = JobEnded(self.job_id, self.id, outcome, state, seconds, self.polls, error, message)
         await emit(self._hooks, event)
 
     @property
