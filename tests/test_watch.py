@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import json
 import random
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -24,14 +25,23 @@ TRAIN_PREPROCESS_FAILED = "Failed to obtain preprocessed images"
 
 class Jobs:
     """Jobs on the library's virtual clock, answered as the service does: init for a tenth of
-    their duration, then running, then success (or failure) with their message and Result."""
+    their duration, then running, then success (or failure) with their message and Result; a
+    training is a job of 58 s. It counts the polls of each job, and a poll (by its number, of
+    any job) can be given another action (hang, refuse) in ``on_poll``."""
 
     def __init__(self, clock: VirtualClock, fake: Fake) -> None:
         self.clock = clock
         self.fake = fake
         self.jobs: dict[int, tuple[float, float, bool, str, str]] = {}
         self.ids = itertools.count(1)
+        self.polls: Counter[int] = Counter()
+        self.on_poll: dict[int, Any] = {}  # poll number (of any job) -> action instead
         fake.routes["/api/v1/async_jobs/"] = self.answer
+        fake.routes["/api/v1/aigc_images/train"] = self.train
+
+    def train(self, arrival: Arrival) -> Any:
+        job_id = self.add(58.0)
+        return (200, {}, {"code": "OK", "data": {"job_id": job_id, "model_id": f"m{job_id}"}})
 
     def add(
         self,
@@ -51,6 +61,14 @@ class Jobs:
         return job_id
 
     def answer(self, arrival: Arrival) -> Any:
+        self.polls[int(arrival.path.rsplit("/", 1)[1])] += 1
+        action = self.on_poll.pop(sum(self.polls.values()), None)
+        if action is not None:
+            return action(arrival) if callable(action) else action
+        return self.state(arrival)
+
+    def state(self, arrival: Arrival) -> Any:
+        """The job's answer now, as the service gives it."""
         job_id = int(arrival.path.rsplit("/", 1)[1])
         created, duration, succeed, message, result = self.jobs[job_id]
         elapsed = self.clock.time - created
@@ -62,15 +80,22 @@ class Jobs:
         return (200, {}, {"request_id": "r", "code": "OK", "data": {"job": job}})
 
 
-@pytest.fixture
-def jobs(aiportrait_instant_waits: VirtualClock) -> Iterator[Jobs]:
+# Named so that a module importing them (test_watch_shared) does not shadow their names.
+@pytest.fixture(name="jobs")
+def jobs_fixture(aiportrait_instant_waits: VirtualClock) -> Iterator[Jobs]:
     with Fake() as fake:
         yield Jobs(aiportrait_instant_waits, fake)
 
 
 @pytest.fixture
-async def session(jobs: Jobs) -> AsyncIterator[Session]:
-    async with Session(HOST, "a", "t", poll=FAST) as s:
+def poll() -> PollPolicy:
+    """The Session's poll policy (a module importing ``session`` may give its own)."""
+    return FAST
+
+
+@pytest.fixture(name="session")
+async def session_fixture(jobs: Jobs, poll: PollPolicy) -> AsyncIterator[Session]:
+    async with Session(HOST, "a", "t", poll=poll) as s:
         yield s
 
 

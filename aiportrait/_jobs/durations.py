@@ -1,10 +1,10 @@
 """Learned job durations: how long each kind of job takes, from the jobs seen end.
 
-A Session keeps one :class:`Durations`. Each watch of a training this Session started (so that
-the watch began when the job did) that saw it from a pending state to its end records how long
-it took, under the job's kind (``sd15``, ``sdxl`` or ``scene``). A job the Session did not start
-(a bare job id, a training resumed from a journal) has no known start: it neither uses nor
-feeds the learned durations. Once a kind has a few durations,
+A Session keeps one :class:`Durations`. The first watch of a training this Session started (so
+that the watch began when the job did) that saw it from a pending state to its end records how
+long it took, once a job, under the job's kind (``sd15``, ``sdxl`` or ``scene``). A job the
+Session did not start (a bare job id, a training resumed from a journal) has no known start: it
+neither uses nor feeds the learned durations. Once a kind has a few durations,
 :meth:`Durations.policy` gives the poll policy an ``expected`` duration (the median) and a
 ``window`` wide enough for the spread seen, so the watcher polls densely around the likely end
 and sparsely before it. With a journal the durations are stored with it, so a re-run (or
@@ -66,6 +66,13 @@ class Durations:
         if _usable(seconds):
             self._seen.setdefault(kind, deque(maxlen=KEEP)).append(float(seconds))
             self._new.append((kind, float(seconds)))  # the most recent KEEP, for a journal
+
+    def ended(self, job_id: int, seconds: float) -> None:
+        """Job ``job_id`` was seen to take ``seconds``: recorded under its kind, once a job
+        (its kind is forgotten then; a job it did not start records nothing)."""
+        kind = self._kinds.pop(job_id, None)
+        if kind is not None:
+            self.record(kind, seconds)
 
     def drain(self) -> list[tuple[str, float]]:
         """The durations recorded since the last drain (to store them in a journal)."""

@@ -15,9 +15,10 @@ started before a duration was learned uses what is learned later. The feed keeps
 state changes (a handful: a job has four states), so a slow follower still reads each one.
 
 A Session holds its feeds in a dict (:func:`follow`), by job id, poll policy (without its
-timeout: each follower keeps its own) and retry policy: watches of one job with different
-schedules follow different feeds. A feed is forgotten when its last follower leaves, and
-replaced when a failure that polling cannot fix ended it.
+timeout: each follower keeps its own) and retry policy (a failed poll is judged by one, the
+feed's): watches of one job with different schedules follow different feeds. A feed is
+forgotten when its last follower leaves, and replaced when a failure that polling cannot fix
+ended it; a follower that comes back (:meth:`Feed.join`) follows the feed held then.
 """
 
 from __future__ import annotations
@@ -133,12 +134,16 @@ class Feed:
         index = max(index, first)
         return self._changes[index - first], index + 1
 
-    def join(self) -> None:
-        """A follower comes (back) to the feed (found again, unless another took its place)."""
-        self._followers += 1
-        if self._followers == 1 and self._home is not None:
+    def join(self) -> Feed:
+        """A follower comes (back) to the job: the feed the Session follows it with now, one
+        follower more. That is this one, unless it was forgotten (its followers all left) and
+        a new watch made another; a feed that ended with :attr:`error` keeps its followers."""
+        feed = self
+        if self._home is not None and self.error is None:
             feeds, key = self._home
-            feeds.setdefault(key, self)
+            feed = feeds.setdefault(key, self)
+        feed._followers += 1
+        return feed
 
     def leave(self) -> None:
         """A follower leaves; with the last one, the Session forgets the feed."""

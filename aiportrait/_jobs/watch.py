@@ -14,6 +14,7 @@ cancelling it (task cancel, anyio cancel scope, timeout) leaves nothing behind.
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 import weakref
@@ -101,7 +102,8 @@ class JobWatch(AsyncIterator[JobUpdate]):
     ``polls`` and ``failures`` are the job's. One that ends, is closed, cancelled (it comes
     back if iterated again) or dropped leaves the others undisturbed; with none left,
     nothing polls. A failure polling cannot fix reaches all of them. Watches with another
-    poll policy follow a schedule of their own.
+    poll policy, or another retry policy (a ``with_options(retry=...)`` view: a failed poll
+    is judged by one retry policy, its schedule's), follow a schedule of their own.
     """
 
     def __init__(
@@ -136,7 +138,8 @@ class JobWatch(AsyncIterator[JobUpdate]):
         within: int | None,
         watch_id: int,
     ) -> JobWatch:
-        """A watch of the Session's ``feed`` (shared with its other watches of the job)."""
+        """A watch of the Session's ``feed`` (shared with its other watches of the job); not
+        ``__init__``'s: no private type in the public constructor."""
         watch = cls.__new__(cls)
         watch._start(feed, poll, timeout, model_id, hooks, within, watch_id)
         return watch
@@ -170,6 +173,7 @@ class JobWatch(AsyncIterator[JobUpdate]):
         self.id = watch_id
         """The watch's id in :mod:`aiportrait.hooks` events (0 without hooks): ``watch_id``
         when given (the id its ``poll`` names its calls with), else one drawn when it starts."""
+        self._yielded: list[JobUpdate | None] | None = None  # hooks: [last update], for _dropped
         self._dropped: weakref.finalize[..., JobWatch] | None = None
         self._member: weakref.finalize[..., JobWatch] | None = None
         self._join()
@@ -211,8 +215,16 @@ class JobWatch(AsyncIterator[JobUpdate]):
     async def __anext__(self) -> JobUpdate:
         if self._finished:
             raise StopAsyncIteration
-        if self._member is None:  # cancelled before: back to the feed
+        if self._member is None:  # cancelled before: back to the job's feed
             self._join()
+        try:
+            return await self._next_update()
+        except BaseException:  # cancelled (in a poll, a wait or a hook): it leaves for now
+            if not self._finished:
+                self._leave()
+            raise
+
+    async def _next_update(self) -> JobUpdate:
         if self._started is None:
             self._started = self._feed.clock()
             if self._limit is not None:
@@ -225,9 +237,6 @@ class JobWatch(AsyncIterator[JobUpdate]):
             except Exception as exc:  # a timeout, or a failure polling again cannot fix
                 outcome: JobOutcome = "timeout" if isinstance(exc, JobTimeout) else "error"
                 await self._end(outcome, exc)
-                raise
-            except BaseException:  # cancelled: this watch leaves the feed for now
-                self._leave()
                 raise
             if job.state == self._last:
                 continue
@@ -242,6 +251,8 @@ class JobWatch(AsyncIterator[JobUpdate]):
             )
             self._last = job.state
             self.last = update
+            if self._yielded is not None:
+                self._yielded[0] = update
             if self._hooks:
                 from ..hooks.events import JobStateChanged  # built on first use (with hooks)
 
@@ -258,11 +269,10 @@ class JobWatch(AsyncIterator[JobUpdate]):
             return update
 
     async def _next_change(self) -> Job:
-        """The feed's next state change for this watch (the state now, for its first)."""
+        """The feed's next state change for this watch (the state now, for its first); the
+        feed's failure once the changes it kept before it are read."""
         feed = self._feed
         while True:
-            if feed.error is not None:
-                raise feed.error
             if self._index is None:  # its first update: the state now
                 if self._after is None:
                     self._after = feed.answers - 1 if feed.fresh else feed.answers
@@ -273,12 +283,17 @@ class JobWatch(AsyncIterator[JobUpdate]):
                 if found is not None:
                     job, self._index = found
                     return job
+            if feed.error is not None:
+                raise _own(feed.error)
             if not await feed.step(self._deadline, self._poll):
                 raise self._timeout()
 
     def _join(self) -> None:
-        self._feed.join()
-        self._member = weakref.finalize(self, self._feed.leave)  # dropped: it leaves too
+        feed = self._feed.join()
+        if feed is not self._feed:  # its feed was forgotten and another made: it follows that
+            self._feed = feed
+            self._index = self._after = None  # placed again (``_last``: no state told twice)
+        self._member = weakref.finalize(self, feed.leave)  # dropped: it leaves too
         self._member.atexit = False
 
     def _leave(self) -> None:
@@ -294,14 +309,17 @@ class JobWatch(AsyncIterator[JobUpdate]):
         # A watch dropped before its end (a ``break`` out of ``async for``) still ends its
         # span: the event is given to the hooks when it is garbage-collected (the class is
         # handed over now: nothing is imported in a finalizer).
+        # It is told this watch's own last update (a box it fills), not the feed's.
+        self._yielded = [None]
         self._dropped = weakref.finalize(
             self,
             _dropped,
             self._hooks,
             JobEnded,
             (self.job_id, self.id),
-            self._feed,
+            self._feed.clock,
             self._started,
+            self._yielded,
         )
 
     async def _end(self, outcome: JobOutcome, error: BaseException | None) -> None:
@@ -314,9 +332,8 @@ class JobWatch(AsyncIterator[JobUpdate]):
 
         state = None if self.last is None else self.last.state
         message = "" if self.last is None else self.last.message
-        event = JobEnded(
-            self.job_id, self.id, outcome, state, self.elapsed, self.polls, error, message
-        )
+        seconds = error.elapsed if isinstance(error, JobTimeout) else self.elapsed  # as raised
+        event = JobEnded(self.job_id, self.id, outcome, state, seconds, self.polls, error, message)
         await emit(self._hooks, event)
 
     @property
@@ -344,7 +361,10 @@ class JobWatch(AsyncIterator[JobUpdate]):
 
     def _timeout(self) -> JobTimeout:
         last = None if self._last is None else int(self._last)
-        error = JobTimeout(self.job_id, last, self.elapsed)
+        elapsed = self.elapsed  # its deadline cut the wait: on a virtual clock, time may jump past
+        if self._limit is not None:
+            elapsed = min(elapsed, self._limit)
+        error = JobTimeout(self.job_id, last, elapsed)
         if self._feed.last_error is not None:
             # The deadline ended a run of failed polls: keep the real failure in the chain.
             error.__cause__ = self._feed.last_error
@@ -355,10 +375,23 @@ def _dropped(
     hooks: tuple[Hook, ...],
     ended: type[JobEnded],
     ids: tuple[int, int],
-    feed: Feed,
+    clock: Callable[[], float],
     started: float | None,
+    yielded: list[JobUpdate | None],
 ) -> None:
-    """A watch was garbage-collected before its end: tell the hooks (without awaiting)."""
-    seconds = 0.0 if started is None else feed.clock() - started
+    """A watch was garbage-collected before its end: tell the hooks (without awaiting) the
+    last state it gave and the polls made when it gave it."""
+    seconds = 0.0 if started is None else clock() - started
     job_id, watch_id = ids
-    emit_now(hooks, ended(job_id, watch_id, "closed", feed.state, seconds, feed.polls))
+    (last,) = yielded
+    state, polls = (None, 0) if last is None else (last.state, last.polls)
+    emit_now(hooks, ended(job_id, watch_id, "closed", state, seconds, polls))
+
+
+def _own(error: Exception) -> Exception:
+    """A copy of a feed's ``error`` for one follower to raise: one object raised by each
+    would grow its traceback with every follower (and keep their frames alive)."""
+    own = copy.copy(error).with_traceback(None)
+    own.__cause__ = error.__cause__
+    own.__suppress_context__ = error.__suppress_context__
+    return own

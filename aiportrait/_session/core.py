@@ -384,7 +384,7 @@ class SessionCore:
             schedule,
             self._caller.policy,
             functools.partial(durations.policy, schedule, kind),  # asked before every wait
-            None if kind is None else functools.partial(durations.record, kind),
+            None if kind is None else functools.partial(durations.ended, job_id),
         )
         watch_id = next_id() if self._hooks else 0  # what the events of its polls name
         return JobWatch._following(

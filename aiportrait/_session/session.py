@@ -130,12 +130,12 @@ class Session(SessionBatches):
         """Watch a job: ``async for update in session.watch(job)`` yields each state change.
 
         The first update is the state seen first; the last is the terminal one (``SUCCESS``
-        with ``update.result``, ``FAILED`` with ``update.message``). Raises
-        :class:`~aiportrait.errors.JobTimeout` when the deadline (``timeout``, else the
-        policy's) passes first; failed polls are polled again within it. Concurrent watches
-        of a job in this Session with one policy (``timeout`` aside) share its polls
-        (:class:`JobWatch`); without an ``expected`` duration, one learned from this Session's
-        trainings of the same kind is used. ``await watch.result()`` returns the TrainResult.
+        with ``update.result``, ``FAILED`` with ``update.message``); ``await watch.result()``
+        returns the TrainResult. Raises :class:`~aiportrait.errors.JobTimeout` when the
+        deadline (``timeout``, else the policy's) passes first; failed polls are polled again
+        within it. Concurrent watches of a job in this Session with one poll policy
+        (``timeout`` aside) and retry policy share its polls (:class:`JobWatch`); without an
+        ``expected`` duration, one learned from this Session's trainings of its kind is used.
         """
         return self._watch(job, poll=poll, timeout=timeout)
 

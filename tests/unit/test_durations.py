@@ -138,3 +138,8 @@ def test_learned_durations_take_only_plausible_values_and_stay_bounded() -> None
         durations.record("sd15", 60.0)
     assert len(durations.drain()) <= 50  # a Session without a journal never drains
     assert durations.kind_of(12345) is None  # a job it did not start: nothing to learn
+    durations.ended(12345, 60.0)
+    durations.started(7, "sdxl")
+    durations.ended(7, 90.0)
+    durations.ended(7, 95.0)  # a job's duration is recorded once
+    assert durations.seen()["sdxl"] == (90.0,) and durations.kind_of(7) is None

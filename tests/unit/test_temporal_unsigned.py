@@ -35,7 +35,7 @@ def test_failure_details_hold_no_request() -> None:
     unknown = SubmitOutcomeUnknown(f"train of {url.reveal()} may have run", action="train",
                                    request={"images": [url]})  # fmt: skip
     info = at.ErrorInfo.of(unknown)
-    assert info.attributes == {"action": "train", "request": None}
+    assert info.attributes == {"action": "train", "request": None, "request_id": ""}
     assert SIGNED not in info.message and _URL in info.message
     back = info.exception()
     assert isinstance(back, SubmitOutcomeUnknown) and back.request is None
