@@ -16,9 +16,9 @@ pytest.importorskip("temporalio")
 from aiportrait import temporal as at
 from aiportrait.emulator import Emulator
 
-from .test_examples import _example
+from ._examples import example
 
-web_temporal = _example("web_temporal")
+web_temporal = example("web_temporal")
 
 
 async def _events(response: Any) -> Any:
