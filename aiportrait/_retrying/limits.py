@@ -226,9 +226,8 @@ class Limits:
         call, then the time the calls of its kind waiting ahead take through its slots (from
         how long recent tries took)."""
         wait = self.cooldown.remaining
-        breaker = self.breaker
-        if kind != "read" and breaker.failures:
-            wait += breaker.policy.probe_wait(breaker.failures)
+        if kind != "read":
+            wait += self.breaker.probe_in()
         took = self._took.get(kind)
         if took is not None:
             wait += took * (self.queued[kind] + 1) / self.capacity(kind)
