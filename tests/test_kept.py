@@ -119,6 +119,31 @@ async def test_a_kept_create_that_failed_hands_over_its_error_and_is_never_sent_
     assert _creates(fake) == 1
 
 
+async def test_a_create_cancelled_while_a_hook_hears_of_its_ambiguous_failure_is_kept() -> None:
+    # The 502 leaves open whether the create ran; the loop tells the hooks before it decides,
+    # and the client leaves while an async hook runs: the call is still one that may have run.
+    release, in_hook, hook_done = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    kept: list[Kept] = []
+    bad_gateway = (502, {}, {"code": "BadGateway", "request_id": "r-502"})
+
+    async def hook(event: object) -> None:
+        if isinstance(event, aiportrait.hooks.AnswerReceived):
+            in_hook.set()
+            await hook_done.wait()  # an exporter writing a span
+
+    with Fake(routes={CREATE: _held(release, bad_gateway)}) as fake:
+        async with Session(fake.url, "a", "t", hooks=[hook]) as session:
+            task = asyncio.create_task(session.with_options(keep=kept.append).create("m", TEMPLATE))
+            await until(lambda: _creates(fake) == 1, "the create on the wire")
+            release.set()
+            await in_hook.wait()
+            await _cancel(task)  # the client left while the hook runs
+            hook_done.set()
+    [got] = kept
+    assert isinstance(got.error, SubmitOutcomeUnknown) and got.request_id == "r-502"
+    assert _creates(fake) == 1
+
+
 async def test_a_failing_callback_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     release = asyncio.Event()
     answer = {"code": "OK", "data": {"job_id": 7, "model_id": "m-7"}, "request_id": "r-7"}

@@ -85,7 +85,8 @@ class CallState:
     """What one call has seen so far."""
 
     __slots__ = (
-        "answered", "attempt", "began", "in_try", "last", "sent", "started", "until", "written"
+        "answered", "attempt", "began", "in_try", "last", "sent", "started", "undecided", "until",
+        "written",
     )  # fmt: skip
 
     def __init__(self, started: float, deadline: float | None) -> None:
@@ -95,12 +96,15 @@ class CallState:
         self.attempt = 0
         self.sent = 0  # tries written (or being written)
         self.in_try = False  # stays True if the deadline cancels a try
+        self.undecided = False  # a try failed; whether it may have run is not decided yet
         self.answered = False  # a try got its answer: the result is in hand
         self.last: AIPortraitError | None = None
         self.written = 0  # the breaker's epoch when the last try was written
 
     @property
     def may_have_run(self) -> bool:
-        """A try is on the wire, or has answered: cancelling the call now could lose what
-        it ran (between tries it may not: a try is retried only when it provably did not run)."""
-        return self.in_try or self.answered
+        """A try is on the wire, has answered, or failed and the loop has not yet decided that
+        it provably did not run (its hooks are told first): cancelling the call now could lose
+        what it ran. Between tries it may not: a try is retried only when it provably did
+        not run."""
+        return self.in_try or self.answered or self.undecided

@@ -109,7 +109,8 @@ class Caller:
             except _Cut as cut:  # the deadline ended a step: what that means, as it was
                 raise cut.error from cut.error.__cause__
         except BaseException as exc:
-            if state.in_try and call.kind != "read" and not isinstance(exc, Exception):
+            sent = state.in_try or state.undecided
+            if sent and call.kind != "read" and not isinstance(exc, Exception):
                 log.warning(
                     "%s: cancelled after it was sent: it may be charged; pass keep= to "
                     "Session.with_options to keep its result",
@@ -148,6 +149,7 @@ class Caller:
             except CALL_ERRORS as exc:
                 failure = state.last = exc
                 state.in_try = False
+                state.undecided = True  # until _again schedules a retry
             await self._within(call, state, self._again(call, state, failure))
 
     async def _again(self, call: Call, state: CallState, failure: AIPortraitError) -> None:
@@ -188,6 +190,7 @@ class Caller:
             if decision.unknown:
                 raise _unknown(failure, call) from failure
             raise failure
+        state.undecided = False  # it provably did not run: cancelling the wait loses nothing
         if charged and call.claim is not None:
             # Retried only because it provably did not run: say so (the batch journal
             # gives its claim back, so a stop now leaves the item new, not unknown).
