@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import pickle
+import threading
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -18,6 +20,7 @@ import pytest
 
 import aiportrait
 from aiportrait import CreateRequest, Kept, OutagePolicy, RetryPolicy, Session
+from aiportrait._batches.journal import Journal
 from aiportrait.errors import SubmitOutcomeUnknown
 from tests._mock import DROP, OK_IMAGE, PHOTOS, PNG_1X1, Arrival, Fake, hang, until
 
@@ -142,6 +145,42 @@ async def test_a_create_cancelled_while_a_hook_hears_of_its_ambiguous_failure_is
     [got] = kept
     assert isinstance(got.error, SubmitOutcomeUnknown) and got.request_id == "r-502"
     assert _creates(fake) == 1
+
+
+async def test_a_batch_on_a_keep_view_stopped_while_its_claim_is_written_leaves_it_new(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The journal's claim is written in a thread under a shield; the batch is stopped then.
+    # A batch's items are not kept (their journal keeps what may have run): the item is
+    # cancelled as anyio cancels, the shield holds, and the claim is given back: nothing was
+    # sent, and a re-run sends the item as a new one.
+    journal, out = tmp_path / "j.sqlite", tmp_path / "out"
+    claiming, written = threading.Event(), threading.Event()
+    claim = Journal.claim
+
+    def slow_claim(self: Journal, *args: Any) -> bool:
+        won = claim(self, *args)
+        claiming.set()
+        written.wait(30)  # a slow disk: the row is written, the thread returns late
+        return won
+
+    monkeypatch.setattr(Journal, "claim", slow_claim)
+    requests = {"a": CreateRequest("m", TEMPLATE)}
+    kept: list[Kept] = []
+    with Fake(routes={CREATE: (200, {}, OK_IMAGE)}) as fake:
+        async with Session(fake.url, "a", "t") as session:
+            view = session.with_options(keep=kept.append)
+            run = asyncio.create_task(view.create_many(requests, journal=journal, out_dir=out).collect())
+            await until(claiming.is_set, "the claim being written")
+            run.cancel()  # the batch is stopped: nothing was sent
+            written.set()
+            with pytest.raises(asyncio.CancelledError):
+                await run
+            await until(lambda: "submitting" not in Journal(journal, lock=False).counts(), "given back")
+            monkeypatch.setattr(Journal, "claim", claim)
+            [again] = await session.create_many(requests, journal=journal, out_dir=out).collect()
+    assert again.ok, again.error
+    assert _creates(fake) == 1 and kept == []
 
 
 async def test_a_failing_callback_is_logged(caplog: pytest.LogCaptureFixture) -> None:

@@ -243,6 +243,7 @@ class SessionCore:
         written (a web client that left) finishes in the background, and ``keep`` gets an
         :class:`aiportrait.Kept` (awaited if it returns an awaitable; what it raises is
         logged); :meth:`aclose` waits for it. Without ``keep`` it is abandoned, with a WARNING.
+        A batch's items are not kept: the batch's journal keeps what may have run.
         """
         view = copy.copy(self)
         view._owner = False
@@ -323,7 +324,8 @@ class SessionCore:
         def try_once() -> Awaitable[Answer]:
             return transport.call(method, path, payload, accept=accept, timeout=timeout, lift=lift)
 
-        if self._keep is None or request.kind == "read":
+        if self._keep is None or request.kind == "read" or not bounded:
+            # (a batch's item is not kept: its journal keeps what may have run)
             result, _ = await self._called(request, call, try_once)
             return result
         state = self._caller.begin()
