@@ -237,3 +237,14 @@ async def test_a_watchs_polls_are_not_admitted(aiportrait_instant_waits: Virtual
             with anyio.fail_after(30):
                 states = await asyncio.gather(*watches)
     assert states == [aiportrait.JobState.RUNNING] * 3
+
+
+@pytest.mark.parametrize("charged", [True, False])
+def test_overloaded_is_retryable_after_its_retry_after(charged: bool) -> None:
+    # Never sent: a Temporal activity turned away is tried again after retry_after, as a 429.
+    from aiportrait.temporal import as_application_error
+
+    busy = Overloaded("POST /x: not sent", retry_after=7.0, kind="create", waiting=3)
+    error = as_application_error(busy, charged=charged)
+    assert not error.non_retryable
+    assert error.next_retry_delay is not None and error.next_retry_delay.total_seconds() == 7.0
