@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import pickle
-import threading
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -20,7 +18,6 @@ import pytest
 
 import aiportrait
 from aiportrait import CreateRequest, Kept, OutagePolicy, RetryPolicy, Session
-from aiportrait._batches.journal import Journal
 from aiportrait.errors import SubmitOutcomeUnknown
 from tests._mock import DROP, OK_IMAGE, PHOTOS, PNG_1X1, Arrival, Fake, hang, until
 
@@ -147,42 +144,6 @@ async def test_a_create_cancelled_while_a_hook_hears_of_its_ambiguous_failure_is
     assert _creates(fake) == 1
 
 
-async def test_a_batch_on_a_keep_view_stopped_while_its_claim_is_written_leaves_it_new(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The journal's claim is written in a thread under a shield; the batch is stopped then.
-    # A batch's items are not kept (their journal keeps what may have run): the item is
-    # cancelled as anyio cancels, the shield holds, and the claim is given back: nothing was
-    # sent, and a re-run sends the item as a new one.
-    journal, out = tmp_path / "j.sqlite", tmp_path / "out"
-    claiming, written = threading.Event(), threading.Event()
-    claim = Journal.claim
-
-    def slow_claim(self: Journal, *args: Any) -> bool:
-        won = claim(self, *args)
-        claiming.set()
-        written.wait(30)  # a slow disk: the row is written, the thread returns late
-        return won
-
-    monkeypatch.setattr(Journal, "claim", slow_claim)
-    requests = {"a": CreateRequest("m", TEMPLATE)}
-    kept: list[Kept] = []
-    with Fake(routes={CREATE: (200, {}, OK_IMAGE)}) as fake:
-        async with Session(fake.url, "a", "t") as session:
-            view = session.with_options(keep=kept.append)
-            run = asyncio.create_task(view.create_many(requests, journal=journal, out_dir=out).collect())
-            await until(claiming.is_set, "the claim being written")
-            run.cancel()  # the batch is stopped: nothing was sent
-            written.set()
-            with pytest.raises(asyncio.CancelledError):
-                await run
-            await until(lambda: "submitting" not in Journal(journal, lock=False).counts(), "given back")
-            monkeypatch.setattr(Journal, "claim", claim)
-            [again] = await session.create_many(requests, journal=journal, out_dir=out).collect()
-    assert again.ok, again.error
-    assert _creates(fake) == 1 and kept == []
-
-
 async def test_a_failing_callback_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     release = asyncio.Event()
     answer = {"code": "OK", "data": {"job_id": 7, "model_id": "m-7"}, "request_id": "r-7"}
@@ -282,9 +243,40 @@ async def test_a_create_cancelled_while_it_waits_is_never_sent(wait: str, keep: 
             await until(lambda: session.limits.queued("create") == 1, f"the create at the {wait}")
             await _cancel(task)
             assert session.limits.queued() == 0
+            # A keep view tells at once: not sent, nothing charged (send it again if wanted).
+            assert kept == ([Kept(CreateRequest("m", TEMPLATE), sent=False)] if keep else [])
             for other in others:
                 await _cancel(other)
-    assert _creates(fake) == before and kept == []
+    assert _creates(fake) == before
+
+
+def test_a_kept_result_cut_short_by_a_shutdown_is_logged_as_lost(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # aclose() cut short (a server's graceful-shutdown timeout), then the event loop ends:
+    # the transport is closed all the same, and the hand-over that could not finish says
+    # what was lost, without advising keep= (it was given).
+    stored = asyncio.Event()
+
+    async def keep(kept: Kept) -> None:
+        await stored.wait()  # a store that never answers
+
+    async def main(fake: Fake) -> Session:
+        session = Session(fake.url, "a", "t")
+        task = asyncio.create_task(session.with_options(keep=keep).create("m", TEMPLATE))
+        await until(lambda: _creates(fake) == 1, "the create on the wire")
+        await _cancel(task)
+        with anyio.move_on_after(0.05):
+            await session.aclose()
+        return session
+
+    with Fake(routes={CREATE: hang}) as fake, caplog.at_level(logging.WARNING, "aiportrait"):
+        session = asyncio.run(main(fake))
+    assert session.closed
+    messages = [r.getMessage() for r in caplog.records]
+    [lost] = [r for r in caplog.records if "kept result lost" in r.getMessage()]
+    assert lost.levelno == logging.ERROR and "create" in lost.getMessage()
+    assert not [m for m in messages if "keep=" in m and "pass" in m]
 
 
 def test_submit_outcome_unknown_carries_the_request_id_and_pickles() -> None:

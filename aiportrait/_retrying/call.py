@@ -10,10 +10,15 @@ from typing import Any, Protocol
 from .._states import CallKind
 from ..errors import AIPortraitError, APIError, ResponseError, TransportError
 
-__all__ = ["CALL_ERRORS", "Call", "CallState", "Claim"]
+__all__ = ["CALL_ERRORS", "Call", "CallState", "Claim", "request_id_of"]
 
 #: The failures a try can end with that the loop classifies (anything else propagates).
 CALL_ERRORS = (TransportError, ResponseError, APIError)
+
+
+def request_id_of(outcome: object) -> str:
+    """The service's request id an answer or an error carries (``""`` when none)."""
+    return getattr(outcome, "request_id", "") or ""
 
 
 class Claim(Protocol):
@@ -47,10 +52,13 @@ class Call:
         bounded: whether the Session's admission (``max_waiting``, ``max_wait``) applies to
             its wait before the first try; False for a batch's items and a watch's polls,
             which queue under bounds of their own (the batch's ``limit``, the jobs watched).
+        kept: its caller left after it was written, and its end is handed to a ``keep``
+            callback (no warning that it may be charged unseen).
     """
 
     __slots__ = (
-        "bound", "bounded", "claim", "kind", "method", "path", "payload", "tries", "within"
+        "bound", "bounded", "claim", "kept", "kind", "method", "path", "payload", "tries",
+        "within",
     )  # fmt: skip
 
     def __init__(
@@ -74,6 +82,7 @@ class Call:
         self.tries = tries
         self.bound = bound
         self.bounded = bounded
+        self.kept = False
 
     @property
     def what(self) -> str:

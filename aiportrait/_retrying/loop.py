@@ -39,7 +39,7 @@ from ..errors import (
 )
 from ..hooks import emit
 from . import clock as _clock
-from .call import CALL_ERRORS, Call, CallState, Claim
+from .call import CALL_ERRORS, Call, CallState, Claim, request_id_of
 from .call_events import answer_received, call_ended
 from .limits import Limits, Slot
 from .policy import RetryPolicy, decide
@@ -110,7 +110,7 @@ class Caller:
                 raise cut.error from cut.error.__cause__
         except BaseException as exc:
             sent = state.in_try or state.undecided
-            if sent and call.kind != "read" and not isinstance(exc, Exception):
+            if sent and call.kind != "read" and not call.kept and not isinstance(exc, Exception):
                 log.warning(
                     "%s: cancelled after it was sent: it may be charged; pass keep= to "
                     "Session.with_options to keep its result",
@@ -210,7 +210,7 @@ class Caller:
                 "aiportrait.attempt": state.attempt,
                 "aiportrait.reason": decision.reason,
                 "aiportrait.wait": decision.wait,
-                "aiportrait.request_id": getattr(failure, "request_id", "") or "",
+                "aiportrait.request_id": request_id_of(failure),
             },
         )
         if hooks:
@@ -407,5 +407,5 @@ def _unknown(exc: AIPortraitError, call: Call) -> SubmitOutcomeUnknown:
         "so it was not sent again",
         action=call.kind,
         request=call.payload,
-        request_id=getattr(exc, "request_id", "") or "",
+        request_id=request_id_of(exc),
     )
