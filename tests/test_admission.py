@@ -248,3 +248,59 @@ def test_overloaded_is_retryable_after_its_retry_after(charged: bool) -> None:
     error = as_application_error(busy, charged=charged)
     assert not error.non_retryable
     assert error.next_retry_delay is not None and error.next_retry_delay.total_seconds() == 7.0
+
+
+def _photo() -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (600, 600), (120, 90, 60)).save(out, "JPEG")
+    return out.getvalue()
+
+
+async def test_a_full_queue_turns_a_create_away_before_its_photo_is_uploaded() -> None:
+    uploads: list[str] = []
+
+    async def upload(data: bytes, content_type: str, key: str) -> str:
+        uploads.append(key)
+        return f"https://bucket/{key}"
+
+    with Fake(routes={"/api/v1/async_jobs/": hang}) as fake:
+        async with Session(
+            fake.url, "a", "t", max_in_flight=1, max_waiting=1, uploader=upload
+        ) as session:
+            holder = asyncio.create_task(session.get_job(1))
+            await until(lambda: len(fake.requests) == 1, "the slot held")
+            waiter = asyncio.create_task(session.get_job(2))
+            await until(lambda: session.limits.queued() == 1, "the queue full")
+            with pytest.raises(Overloaded):
+                await session.create("m", _photo())
+            for task in (holder, waiter):
+                task.cancel()
+            await asyncio.gather(holder, waiter, return_exceptions=True)
+    assert uploads == []  # turned away first: nothing uploaded, nothing sent
+    assert "/api/v1/aigc_images/create" not in fake.paths()
+
+
+async def test_a_kept_create_cancelled_while_its_photo_uploads_is_told_not_sent() -> None:
+    uploading, kept = asyncio.Event(), []
+
+    async def upload(data: bytes, content_type: str, key: str) -> str:
+        uploading.set()
+        await asyncio.Event().wait()  # a slow upload
+        return ""
+
+    with Fake() as fake:
+        async with Session(fake.url, "a", "t", uploader=upload) as session:
+            view = session.with_options(keep=kept.append)
+            task = asyncio.create_task(view.create("m", _photo()))
+            await uploading.wait()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await until(lambda: kept, "told")
+    [told] = kept
+    assert told.sent is False and told.result is None and told.error is None
+    assert fake.requests == []

@@ -191,13 +191,17 @@ class Limits:
 
     # -- admission: the calls that wait before their first try ------------------------------
 
+    def check(self, kind: CallKind, what: str) -> None:
+        """Raise :class:`Overloaded` when ``max_waiting`` calls already wait: a call now
+        would have to wait too, and is turned away (before its photos are uploaded)."""
+        if self.max_waiting is not None and sum(self.queued.values()) >= self.max_waiting:
+            why = f"the Session's queue is full (max_waiting={self.max_waiting})"
+            raise self.overloaded(kind, what, why)
+
     def admit(self, kind: CallKind, what: str) -> None:
         """A call of ``kind`` is about to wait before its first try: count it, or raise
         :class:`Overloaded` when ``max_waiting`` calls already wait. :meth:`leave` after."""
-        waiting = sum(self.queued.values())
-        if self.max_waiting is not None and waiting >= self.max_waiting:
-            why = f"the Session's queue is full (max_waiting={self.max_waiting})"
-            raise self.overloaded(kind, what, why)
+        self.check(kind, what)
         self.queued[kind] += 1
 
     def leave(self, kind: CallKind) -> None:

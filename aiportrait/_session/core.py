@@ -37,12 +37,13 @@ from .._wire.transport import (
     DEFAULT_TIMEOUT,
     Answer,
     Transport,
+    client_timeout,
 )
 from ..errors import InvalidArgument, PhotoCountWarning
 from ..hooks import header_sources, installed, next_id, origin
 from ..models import CheckReport, Job, Portrait, TrainJob, TrainResult
 from .answers import decoded, log_result
-from .kept import KeepCallback, kept_call
+from .kept import KeepCallback, Kept, kept_call, told
 from .limits import SessionLimits
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ class SessionCore:
             raise InvalidArgument("hooks must be callables taking one event")
         # This Session's hooks, then those added with hooks.add_hook() before it was built.
         self._hooks = (*own, *installed())
-        self._timeout = _client_timeout(timeout) if timeout is not None else DEFAULT_TIMEOUT
+        self._timeout = client_timeout(timeout) if timeout is not None else DEFAULT_TIMEOUT
         self._transport = Transport(
             host,
             app_id,
@@ -250,7 +251,7 @@ class SessionCore:
         view = copy.copy(self)
         view._owner = False
         if timeout is not None:
-            view._timeout = _client_timeout(timeout)
+            view._timeout = client_timeout(timeout)
         if retry is not None:
             view._caller = attrs.evolve(self._caller, policy=of_type(retry, RetryPolicy, "retry"))
         if poll is not None:
@@ -295,7 +296,13 @@ class SessionCore:
             if request.local:
                 from .._local.resolve import resolve  # loaded with the first local input
 
-                request = await resolve(request, self._upload)
+                self._caller.limits.check(request.kind, f"{request.method} {request.path}")
+                try:
+                    request = await resolve(request, self._upload)
+                except asyncio.CancelledError:
+                    if self._keep is not None and request.kind != "read":
+                        told(Kept(request, sent=False), self._keep, self._kept)
+                    raise
             return await self._send(request, claim=reservation.claim(), bounded=True)
 
     async def _send(
@@ -404,12 +411,3 @@ class SessionCore:
     async def _wait(self, job: TrainJob, *, within: int | None = None) -> TrainResult:
         """:meth:`wait`, for a batch whose id is ``within``."""
         return await self._watch(job, within=within).result()
-
-
-def _client_timeout(timeout: aiohttp.ClientTimeout | float) -> aiohttp.ClientTimeout:
-    if isinstance(timeout, aiohttp.ClientTimeout):
-        return timeout
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-        raise InvalidArgument(f"timeout must be a ClientTimeout or seconds > 0, not {timeout!r}")
-    # Seconds bound the whole try; a create may send nothing until its portrait is done.
-    return aiohttp.ClientTimeout(total=timeout, connect=min(10.0, timeout))

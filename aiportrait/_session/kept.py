@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from .._retrying.call import Call, CallState
     from .._wire.transport import Answer
 
-__all__ = ["KeepCallback", "Kept", "kept_call"]
+__all__ = ["KeepCallback", "Kept", "kept_call", "told"]
 
 log = logging.getLogger("aiportrait")
 
@@ -88,14 +88,23 @@ async def kept_call(
         if state.may_have_run or (task.done() and state.sent):
             call.tries = state.attempt  # this try is its last
             call.kept = True  # its end is told by the hand-over, not warned of
-            telling = _hand_over(task, request, keep)
+            _handing(_hand_over(task, request, keep), tasks)
         else:
             task.cancel()  # still waiting: it never leaves, nothing is charged
-            telling = _tell(keep, Kept(request, sent=False))
-        handing = asyncio.ensure_future(telling)
-        tasks.add(handing)
-        handing.add_done_callback(tasks.discard)
+            told(Kept(request, sent=False), keep, tasks)
         raise
+
+
+def told(kept: Kept, keep: KeepCallback, tasks: set[asyncio.Task[None]]) -> None:
+    """Tell ``keep`` of ``kept`` in a task added to ``tasks`` (its caller was cancelled)."""
+    _handing(_tell(keep, kept), tasks)
+
+
+def _handing(telling: Coroutine[Any, Any, None], tasks: set[asyncio.Task[None]]) -> None:
+    """Run ``telling`` in a task that ``tasks`` holds until it ends."""
+    handing = asyncio.ensure_future(telling)
+    tasks.add(handing)
+    handing.add_done_callback(tasks.discard)
 
 
 async def _hand_over(
