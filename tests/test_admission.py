@@ -147,6 +147,38 @@ async def test_retry_after_counts_the_queue_ahead_by_how_long_tries_took(
     assert _creates(fake) == 5
 
 
+async def test_retry_after_counts_every_call_waiting_not_only_its_own_kind(
+    aiportrait_instant_waits: VirtualClock,
+) -> None:
+    # max_waiting bounds the calls of every kind, so a read turned away waits behind the
+    # creates waiting for the one shared slot too.
+    clock = aiportrait_instant_waits
+    release = asyncio.Event()
+    JOBS = "/api/v1/async_jobs/"
+
+    async def slow(arrival: Arrival) -> Any:  # each read takes 10 s of the clock
+        clock.advance(10)
+        if fake.paths().count(f"{JOBS}2"):
+            await release.wait()
+        return (200, {}, {"code": "OK", "data": {"job": {"state": 1}}})
+
+    with Fake(routes={JOBS: slow, CREATE: hang}) as fake:
+        async with Session(fake.url, "a", "t", max_in_flight=1, max_waiting=2) as session:
+            await session.get_job(1)  # learnt: a read takes 10 s
+            held = asyncio.create_task(session.get_job(2))
+            await until(lambda: fake.paths().count(f"{JOBS}2") == 1, "a read on the wire")
+            queued = [asyncio.create_task(session.create("m", TEMPLATE)) for _ in range(2)]
+            await until(lambda: session.limits.queued() == 2, "two creates waiting")
+            with pytest.raises(Overloaded) as refused:
+                await session.get_job(3)
+            await _cancelled(*queued)
+            release.set()
+            await held
+    # Two ahead (creates) and itself, one slot, 10 s each.
+    assert refused.value.retry_after == pytest.approx(30.0)
+    assert _creates(fake) == 0
+
+
 async def test_retry_after_is_at_least_what_is_left_of_the_cool_down() -> None:
     # Real time: the cool-down only shrinks, so what it was when the call was refused is at
     # least what is left when read after; no lower bound depends on the machine's speed.

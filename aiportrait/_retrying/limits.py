@@ -227,14 +227,14 @@ class Limits:
     def retry_after(self, kind: CallKind) -> float:
         """Seconds until a call of ``kind`` turned away now could likely get through, at
         least 1: what is left of the 429 cool-down, and of the outage pause for a charged
-        call, then the time the calls of its kind waiting ahead take through its slots (from
-        how long recent tries took)."""
+        call, then the time the calls waiting ahead (of every kind: ``max_waiting`` bounds
+        them all) take through its slots (from how long its kind's recent tries took)."""
         wait = self.cooldown.remaining
         if kind != "read":
             wait += self.breaker.probe_in()
         took = self._took.get(kind)
         if took is not None:
-            wait += took * (self.queued[kind] + 1) / self.capacity(kind)
+            wait += took * (sum(self.queued.values()) + 1) / self.capacity(kind)
         return max(1.0, wait)
 
     def slot(self, kind: CallKind) -> Slot:
