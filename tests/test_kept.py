@@ -279,6 +279,21 @@ def test_a_kept_result_cut_short_by_a_shutdown_is_logged_as_lost(
     assert not [m for m in messages if "keep=" in m and "pass" in m]
 
 
+async def test_a_kept_repr_hides_a_signed_urls_signature_and_sends_it_whole() -> None:
+    signed = "https://bucket.oss/x.jpg?OSSAccessKeyId=AK&Expires=1&Signature=SECRETSIG"
+    release, kept = asyncio.Event(), []
+    with Fake(routes={CREATE: _held(release, (200, {}, CREATED))}) as fake:
+        async with Session(fake.url, "a", "t") as session:
+            task = asyncio.create_task(session.with_options(keep=kept.append).create("m", signed))
+            await until(lambda: _creates(fake) == 1, "the create on the wire")
+            await _cancel(task)
+            release.set()
+    [got] = kept
+    assert "SECRETSIG" not in repr(got) and "SECRETSIG" not in repr(got.request)
+    assert "https://bucket.oss/x.jpg" in repr(got.request)
+    assert fake.requests[0].json["template_image"] == signed  # sent as given
+
+
 def test_submit_outcome_unknown_carries_the_request_id_and_pickles() -> None:
     error = SubmitOutcomeUnknown("lost", action="create", request={}, request_id="r-1")
     copy = pickle.loads(pickle.dumps(error))
