@@ -8,9 +8,15 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from .._states import CallKind
-from ..errors import AIPortraitError, APIError, ResponseError, TransportError
+from ..errors import (
+    AIPortraitError,
+    APIError,
+    ResponseError,
+    SubmitOutcomeUnknown,
+    TransportError,
+)
 
-__all__ = ["CALL_ERRORS", "Call", "CallState", "Claim", "request_id_of"]
+__all__ = ["CALL_ERRORS", "Call", "CallState", "Claim", "request_id_of", "unknown_outcome"]
 
 #: The failures a try can end with that the loop classifies (anything else propagates).
 CALL_ERRORS = (TransportError, ResponseError, APIError)
@@ -117,3 +123,16 @@ class CallState:
         what it ran. Between tries it may not: a try is retried only when it provably did
         not run."""
         return self.in_try or self.answered or self.undecided
+
+
+def unknown_outcome(exc: AIPortraitError, call: Call) -> SubmitOutcomeUnknown:
+    """What a charged ``call`` that failed with ``exc`` and may have run raises."""
+    text = str(exc)
+    what = call.what
+    return SubmitOutcomeUnknown(
+        f"{text if text.startswith(what) else f'{what}: {text}'}; the service may have run it, "
+        "so it was not sent again",
+        action=call.kind,
+        request=call.payload,
+        request_id=request_id_of(exc),
+    )

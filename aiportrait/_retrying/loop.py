@@ -34,12 +34,11 @@ from ..errors import (
     AIPortraitError,
     RateLimited,
     RequestTimeout,
-    SubmitOutcomeUnknown,
     TransportError,
 )
 from ..hooks import emit
 from . import clock as _clock
-from .call import CALL_ERRORS, Call, CallState, Claim, request_id_of
+from .call import CALL_ERRORS, Call, CallState, Claim, request_id_of, unknown_outcome
 from .call_events import answer_received, call_ended
 from .limits import Limits, Slot
 from .policy import RetryPolicy, decide
@@ -188,7 +187,7 @@ class Caller:
         )
         if not decision.retry:
             if decision.unknown:
-                raise _unknown(failure, call) from failure
+                raise unknown_outcome(failure, call) from failure
             raise failure
         state.undecided = False  # it provably did not run: cancelling the wait loses nothing
         if charged and call.claim is not None:
@@ -369,7 +368,7 @@ class Caller:
             sent=None if state.in_try else False,
         )
         if state.in_try and call.kind != "read":
-            unknown = _unknown(cut, call)
+            unknown = unknown_outcome(cut, call)
             unknown.__cause__ = cut
             return unknown
         if state.last is not None:
@@ -397,15 +396,3 @@ class _Cut(Exception):
 
 def _seemed_down(reason: str) -> str:
     return f"not sent: the service seemed down ({reason})"
-
-
-def _unknown(exc: AIPortraitError, call: Call) -> SubmitOutcomeUnknown:
-    text = str(exc)
-    what = call.what
-    return SubmitOutcomeUnknown(
-        f"{text if text.startswith(what) else f'{what}: {text}'}; the service may have run it, "
-        "so it was not sent again",
-        action=call.kind,
-        request=call.payload,
-        request_id=request_id_of(exc),
-    )
