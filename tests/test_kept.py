@@ -40,6 +40,20 @@ def _held(release: asyncio.Event, then: Any) -> Callable[[Arrival], Awaitable[An
     return action
 
 
+async def _left_on_the_wire(then: Any, template: str = TEMPLATE) -> tuple[list[Kept], Fake]:
+    """A kept create whose client left while it was on the wire, then answered ``then``: what
+    the callback got, and the fake server."""
+    release = asyncio.Event()
+    kept: list[Kept] = []
+    with Fake(routes={CREATE: _held(release, then)}) as fake:
+        async with Session(fake.url, "a", "t") as session:
+            task = asyncio.create_task(session.with_options(keep=kept.append).create("m", template))
+            await until(lambda: _creates(fake) == 1, "the create on the wire")
+            await _cancel(task)
+            release.set()
+    return kept, fake
+
+
 async def _cancel(task: asyncio.Task[Any]) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -105,14 +119,7 @@ THROTTLED = (429, {}, {"code": "Throttling", "message": "slow", "request_id": "r
 async def test_a_kept_create_that_failed_hands_over_its_error_and_is_never_sent_again(
     then: Any, error: type[Exception], request_id: str
 ) -> None:
-    release = asyncio.Event()
-    kept: list[Kept] = []
-    with Fake(routes={CREATE: _held(release, then)}) as fake:
-        async with Session(fake.url, "a", "t") as session:
-            task = asyncio.create_task(session.with_options(keep=kept.append).create("m", TEMPLATE))
-            await until(lambda: _creates(fake) == 1, "the create on the wire")
-            await _cancel(task)
-            release.set()
+    kept, fake = await _left_on_the_wire(then)
     [got] = kept
     assert isinstance(got.error, error) and got.result is None
     assert got.request_id == getattr(got.error, "request_id", None) == request_id
@@ -281,13 +288,7 @@ def test_a_kept_result_cut_short_by_a_shutdown_is_logged_as_lost(
 
 async def test_a_kept_repr_hides_a_signed_urls_signature_and_sends_it_whole() -> None:
     signed = "https://bucket.oss/x.jpg?OSSAccessKeyId=AK&Expires=1&Signature=SECRETSIG"
-    release, kept = asyncio.Event(), []
-    with Fake(routes={CREATE: _held(release, (200, {}, CREATED))}) as fake:
-        async with Session(fake.url, "a", "t") as session:
-            task = asyncio.create_task(session.with_options(keep=kept.append).create("m", signed))
-            await until(lambda: _creates(fake) == 1, "the create on the wire")
-            await _cancel(task)
-            release.set()
+    kept, fake = await _left_on_the_wire((200, {}, CREATED), signed)
     [got] = kept
     assert "SECRETSIG" not in repr(got) and "SECRETSIG" not in repr(got.request)
     assert "https://bucket.oss/x.jpg" in repr(got.request)
