@@ -19,6 +19,7 @@ import pytest
 import aiportrait
 from aiportrait import CreateRequest, Kept, OutagePolicy, RetryPolicy, Session
 from aiportrait.errors import SubmitOutcomeUnknown
+from aiportrait.testing import VirtualClock
 from tests._mock import DROP, OK_IMAGE, PHOTOS, PNG_1X1, Arrival, Fake, hang, until
 
 CREATE = "/api/v1/aigc_images/create"
@@ -149,6 +150,24 @@ async def test_a_create_cancelled_while_a_hook_hears_of_its_ambiguous_failure_is
     [got] = kept
     assert isinstance(got.error, SubmitOutcomeUnknown) and got.request_id == "r-502"
     assert _creates(fake) == 1
+
+
+async def test_a_deadline_that_passes_while_a_hook_hears_of_an_ambiguous_failure_says_unknown(
+    aiportrait_instant_waits: VirtualClock,
+) -> None:
+    # The 502 may have run: the call ends SubmitOutcomeUnknown however long its hooks take.
+    async def hook(event: object) -> None:
+        if isinstance(event, aiportrait.hooks.AnswerReceived):
+            aiportrait_instant_waits.advance(60)  # a slow exporter outlasts the deadline
+            await asyncio.sleep(0)
+
+    bad_gateway = (502, {}, {"code": "BadGateway", "request_id": "r-502"})
+    with Fake(routes={CREATE: bad_gateway}) as fake:
+        policy = RetryPolicy(deadline=30)
+        async with Session(fake.url, "a", "t", hooks=[hook], retry=policy) as session:
+            with pytest.raises(SubmitOutcomeUnknown) as info:
+                await session.create("m", TEMPLATE)
+    assert info.value.request_id == "r-502" and _creates(fake) == 1
 
 
 async def test_a_failing_callback_is_logged(caplog: pytest.LogCaptureFixture) -> None:

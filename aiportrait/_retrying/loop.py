@@ -41,7 +41,7 @@ from . import clock as _clock
 from .call import CALL_ERRORS, Call, CallState, Claim, request_id_of, unknown_outcome
 from .call_events import answer_received, call_ended
 from .limits import Limits, Slot
-from .policy import RetryPolicy, decide
+from .policy import RetryPolicy, ambiguous, decide
 
 if TYPE_CHECKING:
     from ..hooks.events import Hook
@@ -371,9 +371,12 @@ class Caller:
             unknown = unknown_outcome(cut, call)
             unknown.__cause__ = cut
             return unknown
-        if state.last is not None:
-            return state.last  # the run of failures the deadline ended
-        return cut
+        last = state.last
+        if last is not None and state.undecided and call.kind != "read" and ambiguous(last):
+            unknown = unknown_outcome(last, call)  # cut before its failure was decided
+            unknown.__cause__ = last
+            return unknown
+        return cut if last is None else last  # the run of failures the deadline ended
 
     async def _answered(self, call: Call, state: CallState, outcome: object) -> None:
         await emit(self.hooks, answer_received(call, state, outcome))
