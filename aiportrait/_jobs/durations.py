@@ -4,11 +4,11 @@ A Session keeps one :class:`Durations`. Each watch of a training this Session st
 the watch began when the job did) that saw it from a pending state to its end records how long
 it took, under the job's kind (``sd15``, ``sdxl`` or ``scene``). A job the Session did not start
 (a bare job id, a training resumed from a journal) has no known start: it neither uses nor
-feeds the learned durations. Once a kind has a few durations,
-:meth:`Durations.policy` gives the poll policy an ``expected`` duration (the median) and a
-``window`` wide enough for the spread seen, so the watcher polls densely around the likely end
-and sparsely before it. With a journal the durations are stored with it, so a re-run (or
-another process on the same journal) starts with what was learned.
+feeds the learned durations. Once a kind has a few durations, :meth:`Durations.policy` turns
+the span they cover into a poll policy (:meth:`PollPolicy.spanning`): a first look, a wait to
+the shortest duration likely, dense polls up to the longest seen, sparser and sparser polls
+after it. With a journal the durations are stored with it, so a re-run (or another process on
+the same journal) starts with what was learned.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ import math
 from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Final
-
-import attrs
 
 from .._requests import TrainRequest
 from .schedule import PollPolicy
@@ -29,6 +27,11 @@ MIN_SEEN: Final = 3
 """Durations a kind needs before its estimate is used."""
 KEEP: Final = 50
 """Durations kept per kind (the most recent)."""
+ODD: Final = 20
+"""One duration in ``ODD`` at either end of those seen is left out of the span (see
+:meth:`Durations.span`)."""
+NEAR: Final = 0.05
+"""The span starts at least this fraction of the median before the shortest duration kept."""
 LONGEST: Final = 7 * 24 * 3600.0
 """A duration longer than a week is not a training's: it is ignored."""
 
@@ -49,6 +52,9 @@ class Durations:
         self._seen: dict[str, deque[float]] = {}
         self._kinds: dict[int, str] = {}
         self._new: deque[tuple[str, float]] = deque(maxlen=KEEP)
+        # Asked before every wait of every watch: each (policy, kind) is worked out once
+        # until a duration is recorded or loaded.
+        self._policies: dict[tuple[PollPolicy, str], PollPolicy] = {}
 
     def kind_of(self, job_id: int) -> str | None:
         """The kind a job was started as (``None`` when its start is not known here)."""
@@ -65,6 +71,7 @@ class Durations:
         """A job of ``kind`` was seen to take ``seconds`` (from the watch's start to its end)."""
         if _usable(seconds):
             self._seen.setdefault(kind, deque(maxlen=KEEP)).append(float(seconds))
+            self._policies.clear()
             self._new.append((kind, float(seconds)))  # the most recent KEEP, for a journal
 
     def drain(self) -> list[tuple[str, float]]:
@@ -82,27 +89,45 @@ class Durations:
         for kind, seconds in seen:
             if isinstance(kind, str) and _usable(seconds):
                 self._seen.setdefault(kind, deque(maxlen=KEEP)).append(float(seconds))
+                self._policies.clear()
 
-    def expected(self, kind: str) -> tuple[float, float] | None:
-        """``(expected, window)`` for ``kind``, or ``None`` until it has :data:`MIN_SEEN`."""
+    def span(self, kind: str) -> tuple[float, float, float] | None:
+        """``(start, end, median)``: the seconds into a watch between which jobs of ``kind``
+        end, and their median; ``None`` until the kind has :data:`MIN_SEEN` durations.
+
+        ``end`` is the longest duration kept and ``start`` the shortest less the gap expected
+        between a duration and the next (the kept ones' spread over their count; at least
+        :data:`NEAR` of the median): durations spread evenly over ``[a, b]`` have their
+        shortest about that gap above ``a``. One duration in :data:`ODD` at each end is left
+        out: a job that ended before the span is noticed at its start, after a long wait, and
+        the middle of that wait (what the watcher records) is far too short; one such
+        duration would otherwise widen the span for the next :data:`KEEP` jobs.
+        """
         values = self._seen.get(kind)
         if values is None or len(values) < MIN_SEEN:
             return None
         ordered = sorted(values)  # the median, without importing statistics (fractions, decimal)
         half = len(ordered) // 2
         middle = ordered[half] if len(ordered) % 2 else (ordered[half - 1] + ordered[half]) / 2
-        spread = (max(values) - min(values)) / (2 * middle)
-        return middle, min(0.5, max(0.1, spread + 0.05))
+        odd = len(ordered) // ODD
+        kept = ordered[odd : len(ordered) - odd]
+        gap = (kept[-1] - kept[0]) / (len(kept) - 1)
+        margin = max((odd + 1) * gap, NEAR * middle)
+        return max(kept[0] - margin, kept[0] / 2), kept[-1], middle
 
     def policy(self, policy: PollPolicy, kind: str | None) -> PollPolicy:
-        """``policy`` with the learned ``expected`` and ``window`` (when it sets none itself)."""
+        """``policy`` polling across the span learned for ``kind`` (when it sets no
+        ``expected`` itself and learns); cheap enough to ask before every wait."""
         if kind is None or policy.expected is not None or not policy.learn:
             return policy
-        estimate = self.expected(kind)
-        if estimate is None:
-            return policy
-        expected, window = estimate
-        return attrs.evolve(policy, expected=expected, window=window)
+        learned = self._policies.get((policy, kind))
+        if learned is None:
+            span = self.span(kind)
+            learned = policy if span is None else policy.spanning(*span)
+            if len(self._policies) >= 256:  # bounded: views with many different policies
+                self._policies.clear()
+            self._policies[policy, kind] = learned
+        return learned
 
 
 def train_kind(request: TrainRequest) -> str:
