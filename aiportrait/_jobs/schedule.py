@@ -47,8 +47,8 @@ class PollPolicy:
         window: how far around ``expected`` to poll densely, as a fraction of it.
         jitter: random spread of each interval, as a fraction of it.
         timeout: the deadline in seconds (``None``: wait for ever).
-        learn: without ``expected``, use the duration the Session learned from jobs of the
-            same kind it saw end (and the spread it saw, as ``window``).
+        learn: without ``expected``, poll across the span of durations the Session learned
+            from jobs of the same kind it saw end (:meth:`spanning` gives the fields).
     """
 
     first: float = attrs.field(default=2.0, validator=positive_number)
@@ -84,24 +84,27 @@ class PollPolicy:
         """This policy, polling densely from ``start`` to ``end`` seconds into the watch: where
         jobs whose median duration is ``typical`` end (what :class:`Durations` learned).
 
-        The rule. The end of a job that ends in the span is noticed within one dense interval
-        ``d`` (``d / 2`` at the median), so ``d`` is what buys speed, and its price is polls:
-        the first look, the steps to ``start`` (at most ``cap`` apart), then about
-        ``(typical - start) / d + 0.5`` polls across the span for a job of ``typical``
-        seconds. A 1-second poller makes about ``typical + 1`` for it; ``d`` is the interval
-        that keeps the whole at :data:`BUDGET` (0.45) of that, and never less than ``dense``
-        (the lag a fixed poller of ``dense`` seconds has; a narrow span would allow less) nor
-        more than :data:`STRETCH` times it (so the median lag stays under ``dense``) or
-        ``cap``. For jobs of 5-15 s this makes ``d`` 1.8 s (about 0.46 of the polls: the two
-        polls before the span weigh on short jobs), for 30-90 s about 1.2 s; for real
-        trainings of 10-30 minutes about 1.1 s.
+        The rule. A job that ends in the span is noticed within one dense interval ``d``
+        (``d / 2`` at the median, as ends spread over the span), so ``d`` buys speed, and its
+        price is polls: the first look, the steps to ``start`` (at most ``cap`` apart), then
+        about ``(typical - start) / d + 0.5`` polls across the span for a job of ``typical``
+        seconds. A 1-second poller makes about ``typical + 1`` polls for it; ``d`` is the
+        interval that keeps the whole at :data:`BUDGET` of that (0.45, not 0.5: room for
+        jitter and for what the durations learned get wrong), but never less than ``dense`` (a
+        narrow span would allow less: no faster than asked) nor more than :data:`STRETCH`
+        times it (the median lag stays under ``dense``) or ``cap``. With the default
+        ``dense=1``: jobs of 5-15 s get ``d = 1.8`` s (the stretch bounds it; about 0.47 of
+        the polls, as the two polls before the span weigh on short jobs), jobs of 30-90 s about
+        1.25 s (0.45), trainings of 10-30 minutes about 1.2 s.
 
-        As fields: ``expected`` is the span's middle and ``window`` its half-width (so
-        ``[start, end]`` is the dense window), ``dense`` is ``d``, and after ``end`` (a job
-        longer than any seen) the intervals grow from ``d`` in proportion to the time waited
-        (``first = d``, ``growth = d / end``, at most ``cap``): a job just past the span is
-        still noticed within about ``d``, one far past it is polled ever more sparsely.
-        ``cap``, ``jitter``, ``timeout`` and ``learn`` are kept.
+        As fields: ``expected`` is the span's middle and ``window`` its half-width as a
+        fraction of it (so ``[start, end]`` is the dense window), ``dense`` is ``d``, and after
+        ``end`` (a job longer than any seen) the intervals grow from ``d`` in proportion to the
+        time waited (``first = d``, ``growth = d / end``, up to ``cap``): a job just past the
+        span is still noticed within about ``d``; one that runs on to ``T`` costs about
+        ``end / d * ln(T / end)`` polls more (a job of 30-90 s stuck to the 30-minute deadline:
+        about 260 in all, a 1-second poller's 1,800). ``cap``, ``jitter``, ``timeout`` and
+        ``learn`` are kept.
         """
         end = max(start, end)
         reach = math.ceil(start / self.cap)  # polls stepping from the first look to start
