@@ -86,7 +86,7 @@ async def one_job(
 
 async def learned_once(
     server: Server, url: str, args: argparse.Namespace, low: float, high: float, seed: int
-) -> dict[str, list[tuple[float, int]]]:
+) -> tuple[dict[str, list[tuple[float, int]]], tuple[float, ...]]:
     """One spread: the learned Session learns, then both strategies watch the same jobs."""
     rng = random.Random(seed)
     teaching = [rng.uniform(low, high) for _ in range(args.learn)]
@@ -107,8 +107,12 @@ async def learned_once(
             ]
             for name, session in (("learned", learned), ("fixed 1-s", fixed))
         }
+        # What it had learned when the measured watches started (a diagnostic: private).
+        span = learned._durations.span("sd15")
+        shown = learned._durations.policy(learned.poll, "sd15")
         await asyncio.gather(*(t for tasks in runs.values() for t in tasks))
-    return {name: [t.result() for t in tasks] for name, tasks in runs.items()}
+    found = {name: [t.result() for t in tasks] for name, tasks in runs.items()}
+    return found, (*(span or (0.0, 0.0, 0.0)), shown.dense)
 
 
 def _row(samples: list[tuple[float, int]]) -> dict[str, float]:
@@ -140,8 +144,10 @@ async def main(args: argparse.Namespace) -> dict[str, dict[str, dict[str, float]
     finally:
         await runner.cleanup()
     table: dict[str, dict[str, dict[str, float]]] = {}
-    for spread, runs in zip(SPREADS, results, strict=True):
+    for spread, (runs, learned) in zip(SPREADS, results, strict=True):
         rows = table[spread] = {name: _row(samples) for name, samples in runs.items()}
+        print(f"{spread}: learned span {learned[0]:.1f}-{learned[1]:.1f} s "
+              f"(median {learned[2]:.1f} s), dense {learned[3]:.2f} s")  # fmt: skip
         for row in rows.values():
             row["vs_fixed"] = row["polls"] / rows["fixed 1-s"]["polls"]
     return table

@@ -19,7 +19,7 @@ __all__ = ["PollPolicy"]
 BUDGET: Final = 0.45
 """A learned schedule's polls, as a fraction of a 1-second poller's (which makes about one per
 second of the job's duration, plus its first look)."""
-STRETCH: Final = 1.7
+STRETCH: Final = 1.8
 """How far a learned schedule may widen ``dense`` to keep within :data:`BUDGET`: the end is
 still noticed within ``STRETCH / 2 * dense`` seconds at the median."""
 
@@ -93,7 +93,7 @@ class PollPolicy:
         jitter and for what the durations learned get wrong), but never less than ``dense`` (a
         narrow span would allow less: no faster than asked) nor more than :data:`STRETCH`
         times it (the median lag stays under ``dense``) or ``cap``. With the default
-        ``dense=1``: jobs of 5-15 s get ``d = 1.7`` s (the stretch bounds it; about 0.47 of the
+        ``dense=1``: jobs of 5-15 s get ``d = 1.8`` s (the stretch bounds it; about 0.47 of the
         polls, as the two polls before the span weigh on short jobs), jobs of 30-90 s about
         1.25 s (0.45), trainings of 10-30 minutes about 1.2 s.
 

@@ -137,7 +137,7 @@ def test_the_span_follows_the_spread_seen() -> None:
 FIXED_1S = PollPolicy(first=1.0, growth=1e-9, cap=1.0, jitter=0.0, learn=False)
 
 
-@pytest.mark.parametrize(("shortest", "longest", "dense"), [(5, 15, 1.7), (30, 90, 1.25)])
+@pytest.mark.parametrize(("shortest", "longest", "dense"), [(5, 15, 1.8), (30, 90, 1.25)])
 def test_learned_polls_put_the_end_within_a_second_at_half_the_polls(
     shortest: float, longest: float, dense: float
 ) -> None:
@@ -153,7 +153,7 @@ def test_learned_polls_put_the_end_within_a_second_at_half_the_polls(
     lags = [times[-1] - end for times, end in zip(learned, ends, strict=True)]
     polls = sum(len(times) for times in learned)
     fixed = sum(len(FIXED_1S.schedule(end)) for end in ends)
-    assert statistics.median(lags) < 0.9
+    assert statistics.median(lags) < 0.95
     assert max(lags) < 1.05 * policy.dense  # the span ends at the longest kept; then d, growing
     assert polls / fixed < 0.5
     # A job far longer than any seen is polled ever more sparsely (a 1-s poller: 1800).
