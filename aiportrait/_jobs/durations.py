@@ -95,13 +95,15 @@ class Durations:
         """``(start, end, median)``: the seconds into a watch between which jobs of ``kind``
         end, and their median; ``None`` until the kind has :data:`MIN_SEEN` durations.
 
-        ``end`` is the longest duration kept and ``start`` the shortest less the gap expected
-        between a duration and the next (the kept ones' spread over their count; at least
-        :data:`NEAR` of the median): durations spread evenly over ``[a, b]`` have their
-        shortest about that gap above ``a``. One duration in :data:`ODD` at each end is left
-        out: a job that ended before the span is noticed at its start, after a long wait, and
-        the middle of that wait (what the watcher records) is far too short; one such
-        duration would otherwise widen the span for the next :data:`KEEP` jobs.
+        One duration in :data:`ODD` at either end is left out: a job that ended before the
+        span is noticed at its start after a long wait, and the middle of that wait (what the
+        watcher records) is far too short; one such duration would otherwise widen the span
+        for the next :data:`KEEP` jobs. ``end`` is the longest duration kept. ``start`` is
+        the shortest kept less the gaps expected below it: durations spread over ``[a, b]``
+        lie about one gap apart (the kept ones' spread over their count), so ``a`` is one gap
+        below the shortest seen and ``odd + 1`` below the shortest kept when ``odd`` were
+        left out; at least :data:`NEAR` of the median before it (a duration recorded from the
+        long waits of an unlearned schedule may be that far off), at most half of it.
         """
         values = self._seen.get(kind)
         if values is None or len(values) < MIN_SEEN:
