@@ -21,7 +21,7 @@ from ._batches.items import BatchItems
 from ._jobs.schedule import PollPolicy
 from ._requests import BatchQuery, CheckRequest, JobQuery, TrainRequest, request_from_dict
 from ._retrying.policy import OutagePolicy, RetryPolicy
-from ._session import Session, SessionLimits
+from ._session import Kept, Session, SessionLimits
 from ._version import __version__
 from ._wire.transport import DEFAULT_READ_TIMEOUT, DEFAULT_TIMEOUT
 from .errors import (
@@ -156,6 +156,7 @@ __all__ = [
     "JobTimeout",
     "JobUpdate",
     "JobWatch",
+    "Kept",
     "OutagePolicy",
     "Outcome",
     "OutcomeStatus",

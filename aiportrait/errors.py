@@ -19,6 +19,7 @@ boundary. API errors carry the HTTP ``status``, the service ``code`` and ``messa
     │   └── JobTimeout                        the deadline passed before the job ended
     ├── SubmitOutcomeUnknown                  a charged call may or may not have run
     ├── BudgetExhausted                       a charged call beyond the budget: not sent
+    ├── Overloaded                            the Session's queue is full or too slow: not sent
     ├── PreviousFailure                       a journalled batch item failed in an earlier run
     ├── PortraitMissing                       a finished batch item's portrait file is gone
     ├── BatchStopped                          a batch stopped before this item was submitted
@@ -110,6 +111,7 @@ __all__ = [
     "JournalError",
     "JournalLocked",
     "InvalidInput",
+    "Overloaded",
     "MalformedResponse",
     "ModelIdError",
     "ModelNotDeployed",
@@ -223,12 +225,18 @@ class SubmitOutcomeUnknown(AIPortraitError):
     Attributes:
         action: ``"train"`` or ``"create"``.
         request: what was sent (the request object or the JSON payload; never credentials).
+        request_id: the service's request id of the answer that left the outcome open (an
+            OK answer that could not be read, a 5xx), to quote to support; ``""`` when the
+            service never answered.
     """
 
-    def __init__(self, message: str, *, action: str, request: object) -> None:
+    request_id = ""  # also what an instance pickled before this attribute existed reads
+
+    def __init__(self, message: str, *, action: str, request: object, request_id: str = "") -> None:
         super().__init__(message)
         self.action = action
         self.request = request
+        self.request_id = request_id
 
 
 class BudgetExhausted(AIPortraitError):
@@ -250,6 +258,30 @@ class BudgetExhausted(AIPortraitError):
         super().__init__(message)
         self.kind = kind
         self.limit = limit
+
+
+class Overloaded(AIPortraitError):
+    """The Session turned a call away before sending it: ``max_waiting`` calls were already
+    waiting (for a slot, the 429 cool-down, the outage pause, their rate's turn), or this
+    call waited ``max_wait`` seconds without getting through. It was not sent and nothing was
+    charged: send it again after ``retry_after`` seconds (a web backend answers 429 or 503
+    with ``Retry-After``).
+
+    Attributes:
+        retry_after: seconds to wait before trying again, an estimate (> 0): what is left of
+            the cool-down or the outage pause, else how long the calls ahead of it take.
+        kind: ``"read"``, ``"train"`` or ``"create"``.
+        waiting: the calls waiting when it was turned away.
+    """
+
+    sent = False
+    """Never sent (as :attr:`TransportError.sent`)."""
+
+    def __init__(self, message: str, *, retry_after: float, kind: str, waiting: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.kind = kind
+        self.waiting = waiting
 
 
 class PreviousFailure(AIPortraitError):

@@ -1,4 +1,4 @@
-"""Watching asynchronous jobs: ``PollPolicy`` and the ``async for`` watcher.
+"""Watching asynchronous jobs: the ``async for`` watcher and its updates.
 
 The watcher polls ``async_jobs/{id}`` on a schedule shaped for jobs of minutes and yields one
 :class:`JobUpdate` per state *change*. Each poll is one HTTP request (a single try: the
@@ -6,39 +6,33 @@ watcher is the only layer that retries polls). A failed poll that the shared cla
 retryable (connection error, timeout, 5xx, 429, unreadable answer) is retried on the poll
 schedule within the deadline and never ends the watch on its own; ``Retry-After`` is honoured
 up to the Session's ``RetryPolicy.max_retry_after`` (a longer one raises, as for calls);
-errors that retrying cannot fix (bad signature, unknown app) are raised at once. The watcher owns no
-task, timer or connection between polls: cancelling it (task cancel, anyio cancel scope,
-timeout) leaves nothing behind.
+errors that retrying cannot fix (bad signature, unknown app) are raised at once. Concurrent
+watches of one job in a Session share one poll schedule (:mod:`.feed`): one poll at a time,
+its answer read by all. The watcher owns no task, timer or connection between polls:
+cancelling it (task cancel, anyio cancel scope, timeout) leaves nothing behind.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import random
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING
 
 import attrs
 
-from .._retrying import clock as _clock
-from .._retrying.loop import CALL_ERRORS
-from .._retrying.policy import RetryPolicy, decide
-from ..errors import AIPortraitError, InvalidArgument, JobFailed, JobTimeout, MalformedResponse
+from .._retrying.policy import RetryPolicy
+from ..errors import InvalidArgument, JobFailed, JobTimeout, MalformedResponse
 from ..hooks import JobOutcome, emit, emit_now, next_id
 from ..models import Job, JobState, TrainResult
+from .feed import Feed, Poll
+from .schedule import PollPolicy
 
 if TYPE_CHECKING:
     from ..hooks.events import Hook, JobEnded
-from .schedule import PollPolicy
 
 __all__ = ["JobUpdate", "JobWatch"]
-
-log = logging.getLogger("aiportrait")
-
-#: One generator for every watcher's jitter: a Random each would cost ~3 KB per watched job.
-_JITTER = random.Random()
 
 
 @attrs.frozen
@@ -81,9 +75,6 @@ class JobUpdate:
         return self.job.message
 
 
-Poll = Callable[[int], Awaitable[Job]]
-
-
 def result_of(last: JobUpdate, model_id: str | None = None) -> TrainResult:
     """The training result a finished watch ends with, as :meth:`Session.wait` returns it.
 
@@ -100,7 +91,18 @@ def result_of(last: JobUpdate, model_id: str | None = None) -> TrainResult:
 
 
 class JobWatch(AsyncIterator[JobUpdate]):
-    """Async iterator over a job's state changes; made by :meth:`Session.watch`."""
+    """Async iterator over a job's state changes; made by :meth:`Session.watch`.
+
+    Concurrent watches of one job in one Session (and its ``with_options`` views) with the
+    same poll policy, its ``timeout`` aside, share one poll schedule: one request at a time,
+    made by whichever of them finds nobody polling, its answer read by all; no task is kept
+    between polls. Each has its own deadline and ``elapsed``, and gets every state change
+    from where it started (its first update is the state seen then, ``previous=None``);
+    ``polls`` and ``failures`` are the job's. One that ends, is closed, cancelled (it comes
+    back if iterated again) or dropped leaves the others undisturbed; with none left,
+    nothing polls. A failure polling cannot fix reaches all of them. Watches with another
+    poll policy follow a schedule of their own.
+    """
 
     def __init__(
         self,
@@ -117,63 +119,116 @@ class JobWatch(AsyncIterator[JobUpdate]):
         within: int | None = None,
         watch_id: int = 0,
     ) -> None:
-        self.job_id = job_id
+        schedule = attrs.evolve(policy, timeout=None)  # a feed of its own: ``policy``'s
+        feed = Feed(
+            job_id, lambda: schedule, retry or RetryPolicy(), on_end=on_end, clock=clock, rng=rng
+        )
+        self._start(feed, poll, policy.timeout, model_id, hooks, within, watch_id)
+
+    @classmethod
+    def _following(
+        cls,
+        feed: Feed,
+        poll: Poll,
+        timeout: float | None,
+        model_id: str | None,
+        hooks: Sequence[Hook],
+        within: int | None,
+        watch_id: int,
+    ) -> JobWatch:
+        """A watch of the Session's ``feed`` (shared with its other watches of the job)."""
+        watch = cls.__new__(cls)
+        watch._start(feed, poll, timeout, model_id, hooks, within, watch_id)
+        return watch
+
+    def _start(
+        self,
+        feed: Feed,
+        poll: Poll,
+        timeout: float | None,
+        model_id: str | None,
+        hooks: Sequence[Hook],
+        within: int | None,
+        watch_id: int,
+    ) -> None:
+        self.job_id = feed.job_id
         self.model_id = model_id
         """The training's model id when the watch started from a :class:`TrainJob`."""
         self.last: JobUpdate | None = None
         """The last update yielded (``None`` before the first)."""
-        self._on_end = on_end
-        self._pending_at = 0.0
-        self.policy = policy
+        self._feed = feed
+        self._limit = timeout
         self._poll = poll
-        self._clock = clock or _clock.now
-        self._rng = rng or _JITTER
         self._started: float | None = None
+        self._deadline = math.inf
         self._last: JobState | None = None
+        self._index: int | None = None  # the next change of the feed to read (None: unplaced)
+        self._after: int | None = None  # unplaced: it starts from the state after this answer
         self._finished = False
-        self.polls = 0
-        """Polls made so far: each one HTTP request."""
-        self.failures = 0
-        """Failed polls so far."""
-        self.consecutive_failures = 0
-        """Failed polls since the last answer (0 while polls succeed)."""
-        self.last_error: Exception | None = None
-        """The last poll's error while polls keep failing, else ``None``."""
-        self._retry_after = 0.0
-        self._retry = retry or RetryPolicy()
         self._hooks = tuple(hooks)
         self._within = within
         self.id = watch_id
         """The watch's id in :mod:`aiportrait.hooks` events (0 without hooks): ``watch_id``
         when given (the id its ``poll`` names its calls with), else one drawn when it starts."""
         self._dropped: weakref.finalize[..., JobWatch] | None = None
-        self._box: list[object] | None = None  # with hooks: last state and polls, for _dropped
+        self._member: weakref.finalize[..., JobWatch] | None = None
+        self._join()
 
     def __aiter__(self) -> JobWatch:
         return self
 
     @property
+    def policy(self) -> PollPolicy:
+        """The poll policy now: the feed's (with a learned duration once there is one) and
+        this watch's deadline."""
+        return attrs.evolve(self._feed.policy(), timeout=self._limit)
+
+    @property
+    def polls(self) -> int:
+        """Polls of the job so far (by every watch of its feed): each one HTTP request."""
+        return self._feed.polls
+
+    @property
+    def failures(self) -> int:
+        """Failed polls so far."""
+        return self._feed.failures
+
+    @property
+    def consecutive_failures(self) -> int:
+        """Failed polls since the last answer (0 while polls succeed)."""
+        return self._feed.consecutive_failures
+
+    @property
+    def last_error(self) -> Exception | None:
+        """The last poll's error while polls keep failing, else ``None``."""
+        return self._feed.last_error
+
+    @property
     def elapsed(self) -> float:
-        """Seconds since the first poll started (0 before it)."""
-        return 0.0 if self._started is None else self._clock() - self._started
+        """Seconds since this watch started (its first ``__anext__``; 0 before it)."""
+        return 0.0 if self._started is None else self._feed.clock() - self._started
 
     async def __anext__(self) -> JobUpdate:
         if self._finished:
             raise StopAsyncIteration
+        if self._member is None:  # cancelled before: back to the feed
+            self._join()
         if self._started is None:
-            self._started = self._clock()
+            self._started = self._feed.clock()
+            if self._limit is not None:
+                self._deadline = self._started + self._limit
             if self._hooks:
                 await self._watch_started()
         while True:
             try:
-                job = await self._next_answer()
-            except Exception as exc:
-                if self._hooks:  # a timeout, or a failure polling again cannot fix
-                    outcome: JobOutcome = "timeout" if isinstance(exc, JobTimeout) else "error"
-                    await self._ended(outcome, exc)
+                job = await self._next_change()
+            except Exception as exc:  # a timeout, or a failure polling again cannot fix
+                outcome: JobOutcome = "timeout" if isinstance(exc, JobTimeout) else "error"
+                await self._end(outcome, exc)
                 raise
-            if not job.state.terminal:
-                self._pending_at = self.elapsed
+            except BaseException:  # cancelled: this watch leaves the feed for now
+                self._leave()
+                raise
             if job.state == self._last:
                 continue
             update = JobUpdate(
@@ -185,31 +240,8 @@ class JobWatch(AsyncIterator[JobUpdate]):
                 job=job,
                 remaining=None if job.state.terminal else self.expected_remaining,
             )
-            if job.state.terminal and self._last is not None and self._on_end is not None:
-                # Seen from pending to its end: it ended between the last pending answer and
-                # this one; the middle is the best guess of its duration.
-                self._on_end((self._pending_at + update.elapsed) / 2)
             self._last = job.state
-            self._finished = job.state.terminal
             self.last = update
-            log.debug(
-                "job %s: %s after %.1fs and %d polls",
-                self.job_id,
-                job.state.name,
-                update.elapsed,
-                self.polls,
-                extra={
-                    "job_id": self.job_id,
-                    "aiportrait.job_id": self.job_id,
-                    "aiportrait.state": job.state.name,
-                    "aiportrait.previous_state": None
-                    if update.previous is None
-                    else update.previous.name,
-                    "aiportrait.elapsed": update.elapsed,
-                    "aiportrait.polls": self.polls,
-                    "aiportrait.request_id": job.request_id,
-                },
-            )
             if self._hooks:
                 from ..hooks.events import JobStateChanged  # built on first use (with hooks)
 
@@ -217,13 +249,42 @@ class JobWatch(AsyncIterator[JobUpdate]):
                     self._hooks,
                     JobStateChanged(
                         self.job_id, self.id, update.previous, job.state, update.elapsed,
-                        self.polls,
+                        update.polls,
                     ),
                 )  # fmt: skip
-                if self._finished:
-                    failed = job.state is JobState.FAILED
-                    await self._ended("failed" if failed else "succeeded", None)
+            if job.state.terminal:
+                failed = job.state is JobState.FAILED
+                await self._end("failed" if failed else "succeeded", None)
             return update
+
+    async def _next_change(self) -> Job:
+        """The feed's next state change for this watch (the state now, for its first)."""
+        feed = self._feed
+        while True:
+            if feed.error is not None:
+                raise feed.error
+            if self._index is None:  # its first update: the state now
+                if self._after is None:
+                    self._after = feed.answers - 1 if feed.fresh else feed.answers
+                if feed.answers > self._after:
+                    self._index = feed.seen - 1
+            if self._index is not None:
+                found = feed.change(self._index)
+                if found is not None:
+                    job, self._index = found
+                    return job
+            if not await feed.step(self._deadline, self._poll):
+                raise self._timeout()
+
+    def _join(self) -> None:
+        self._feed.join()
+        self._member = weakref.finalize(self, self._feed.leave)  # dropped: it leaves too
+        self._member.atexit = False
+
+    def _leave(self) -> None:
+        if self._member is not None:
+            self._member()  # feed.leave, once
+            self._member = None
 
     async def _watch_started(self) -> None:
         from ..hooks.events import JobEnded, JobWatchStarted  # built on first use (with hooks)
@@ -233,23 +294,24 @@ class JobWatch(AsyncIterator[JobUpdate]):
         # A watch dropped before its end (a ``break`` out of ``async for``) still ends its
         # span: the event is given to the hooks when it is garbage-collected (the class is
         # handed over now: nothing is imported in a finalizer).
-        box = self._box = [None, 0]
         self._dropped = weakref.finalize(
             self,
             _dropped,
             self._hooks,
             JobEnded,
             (self.job_id, self.id),
-            self._clock,
+            self._feed,
             self._started,
-            box,
         )
 
-    async def _ended(self, outcome: JobOutcome, error: BaseException | None) -> None:
+    async def _end(self, outcome: JobOutcome, error: BaseException | None) -> None:
+        """The watch is over: it leaves the feed, and the hooks are told (once)."""
+        self._finished = True
+        self._leave()
+        if self._dropped is None or not self._dropped.detach():
+            return  # no hooks, or told already
         from ..hooks.events import JobEnded  # built on first use (with hooks)
 
-        if self._dropped is None or not self._dropped.detach():
-            return  # told already
         state = None if self.last is None else self.last.state
         message = "" if self.last is None else self.last.message
         event = JobEnded(
@@ -259,9 +321,10 @@ class JobWatch(AsyncIterator[JobUpdate]):
 
     @property
     def expected_remaining(self) -> float | None:
-        """Seconds the job is expected to run still (``None`` without an expected duration)."""
-        expected = self.policy.expected
-        return None if expected is None else max(0.0, expected - self.elapsed)
+        """Seconds the job is expected to run still (``None`` without an expected duration),
+        counted from the first poll of its feed."""
+        expected = self._feed.policy().expected
+        return None if expected is None else max(0.0, expected - self._feed.elapsed)
 
     async def result(self) -> TrainResult:
         """Follow the job to its end and return the training result.
@@ -277,85 +340,25 @@ class JobWatch(AsyncIterator[JobUpdate]):
 
     async def aclose(self) -> None:
         """Stop watching (nothing to release: the watcher holds nothing between polls)."""
-        self._finished = True
-        if self._hooks:
-            await self._ended("closed", None)
-
-    def _remaining(self) -> float:
-        timeout = self.policy.timeout
-        return math.inf if timeout is None else timeout - self.elapsed
+        await self._end("closed", None)
 
     def _timeout(self) -> JobTimeout:
-        self._finished = True
         last = None if self._last is None else int(self._last)
         error = JobTimeout(self.job_id, last, self.elapsed)
-        if self.last_error is not None:
+        if self._feed.last_error is not None:
             # The deadline ended a run of failed polls: keep the real failure in the chain.
-            error.__cause__ = self.last_error
+            error.__cause__ = self._feed.last_error
         return error
-
-    def _failed(self, exc: AIPortraitError) -> None:
-        """Record a failed poll, or raise ``exc`` when polling again cannot help."""
-        decision = decide(exc, charged=False, attempt=None, policy=self._retry)
-        if not decision.retry:
-            self._finished = True
-            raise exc
-        self.failures += 1
-        self.consecutive_failures += 1
-        self.last_error = exc
-        self._retry_after = decision.wait
-        log.debug(
-            "job %s: poll %d failed, will poll again: %s",
-            self.job_id,
-            self.polls,
-            exc,
-            extra={
-                "job_id": self.job_id,
-                "aiportrait.job_id": self.job_id,
-                "aiportrait.polls": self.polls,
-                "aiportrait.error_type": type(exc).__name__,
-                "aiportrait.request_id": getattr(exc, "request_id", "") or "",
-            },
-        )
-
-    async def _next_answer(self) -> Job:
-        while True:
-            if self.polls:
-                wait = self.policy.next_wait(self.elapsed, self._rng, self._retry_after)
-                if wait is None:
-                    await _clock.sleep(max(0.0, self._remaining()))
-                    raise self._timeout()
-                await _clock.sleep(wait)
-            self._retry_after = 0.0
-            self.polls += 1
-            if self._box is not None:
-                self._box[1] = self.polls
-            with _clock.deadline(self._remaining()) as scope:
-                try:
-                    job = await self._poll(self.job_id)
-                except CALL_ERRORS as exc:
-                    self._failed(exc)
-                else:
-                    self.consecutive_failures = 0
-                    self.last_error = None
-                    if self._box is not None:
-                        self._box[0] = job.state
-                    return job
-            if scope.cancelled_caught:
-                raise self._timeout()
 
 
 def _dropped(
     hooks: tuple[Hook, ...],
     ended: type[JobEnded],
     ids: tuple[int, int],
-    clock: Callable[[], float],
+    feed: Feed,
     started: float | None,
-    box: list[object],
 ) -> None:
     """A watch was garbage-collected before its end: tell the hooks (without awaiting)."""
-    state = box[0] if isinstance(box[0], JobState) else None
-    polls = box[1] if isinstance(box[1], int) else 0
-    seconds = 0.0 if started is None else clock() - started
+    seconds = 0.0 if started is None else feed.clock() - started
     job_id, watch_id = ids
-    emit_now(hooks, ended(job_id, watch_id, "closed", state, seconds, polls))
+    emit_now(hooks, ended(job_id, watch_id, "closed", feed.state, seconds, feed.polls))

@@ -40,12 +40,18 @@ class Call:
         claim: told before each try of a charged call is written, and after one that did
             not run.
         within: the id of the watch or batch the call is made for (for the hooks).
-        tries: tries in all, overriding the policy's (the watcher polls with one).
+        tries: tries in all, overriding the policy's (the watcher polls with one; a kept
+            call whose caller left is given the try it is in as its last).
         bound: seconds one try takes at most on its own (its total timeout; ``None``: no
             bound), on the real clock.
+        bounded: whether the Session's admission (``max_waiting``, ``max_wait``) applies to
+            its wait before the first try; False for a batch's items and a watch's polls,
+            which queue under bounds of their own (the batch's ``limit``, the jobs watched).
     """
 
-    __slots__ = ("bound", "claim", "kind", "method", "path", "payload", "tries", "within")
+    __slots__ = (
+        "bound", "bounded", "claim", "kind", "method", "path", "payload", "tries", "within"
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -57,6 +63,7 @@ class Call:
         within: int | None = None,
         tries: int | None = None,
         bound: float | None = None,
+        bounded: bool = True,
     ) -> None:
         self.method = method
         self.path = path
@@ -66,6 +73,7 @@ class Call:
         self.within = within
         self.tries = tries
         self.bound = bound
+        self.bounded = bounded
 
     @property
     def what(self) -> str:
@@ -76,7 +84,9 @@ class Call:
 class CallState:
     """What one call has seen so far."""
 
-    __slots__ = ("attempt", "began", "in_try", "last", "sent", "started", "until", "written")
+    __slots__ = (
+        "answered", "attempt", "began", "in_try", "last", "sent", "started", "until", "written"
+    )  # fmt: skip
 
     def __init__(self, started: float, deadline: float | None) -> None:
         self.started = started
@@ -85,5 +95,12 @@ class CallState:
         self.attempt = 0
         self.sent = 0  # tries written (or being written)
         self.in_try = False  # stays True if the deadline cancels a try
+        self.answered = False  # a try got its answer: the result is in hand
         self.last: AIPortraitError | None = None
         self.written = 0  # the breaker's epoch when the last try was written
+
+    @property
+    def may_have_run(self) -> bool:
+        """A try is on the wire, or has answered: cancelling the call now could lose what
+        it ran (between tries it may not: a try is retried only when it provably did not run)."""
+        return self.in_try or self.answered

@@ -1,5 +1,6 @@
-"""Bounds of a Session: capacity limiters, requests per second, the shared 429 cool-down and
-the outage breaker."""
+"""Bounds of a Session: capacity limiters, requests per second, the shared 429 cool-down, the
+outage breaker, and the admission of calls that must wait for them (``max_waiting``,
+``max_wait``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import anyio
 
 from .._args import positive_int, positive_real
 from .._states import CallKind
+from ..errors import Overloaded
 from . import clock as _clock
 from .breaker import Breaker
 from .policy import OutagePolicy
@@ -19,7 +21,16 @@ from .policy import OutagePolicy
 if TYPE_CHECKING:
     from aiolimiter import AsyncLimiter
 
-__all__ = ["CoolDown", "Limits", "Slot"]
+__all__ = ["DEFAULT_MAX_WAITING", "CoolDown", "Limits", "Slot"]
+
+DEFAULT_MAX_WAITING = 1000
+"""Calls of a Session that may wait at once before their first try (``Session(max_waiting=)``).
+
+Large enough that ``asyncio.gather`` of a few hundred calls simply queues behind the slots, as
+it always did; small enough that a runaway queue (a web backend taking requests faster than
+the service answers them) is refused at once with :class:`~aiportrait.errors.Overloaded`
+instead of growing without bound: 1000 creates behind 12 slots are already more than a
+create's tens of seconds each can serve within the default 600 s deadline."""
 
 log = logging.getLogger("aiportrait")
 
@@ -113,6 +124,12 @@ class Limits:
     a rate of their own, and ``per_second`` bounds every other call (one bucket per call: two
     taken one after the other would let calls bunch behind the second). A call waits its
     turn last, right before it is written.
+
+    Before its first try, a call that must wait (for a slot, the cool-down, the outage pause,
+    its rate's turn) is admitted: at most ``max_waiting`` wait at once, each at most
+    ``max_wait`` seconds (``None``: no bound but the call's deadline); beyond either it is
+    :class:`~aiportrait.errors.Overloaded`, never sent. A retry is not admitted again: its
+    call was let in, and what it waits for then is bounded by the call's deadline.
     """
 
     def __init__(
@@ -125,7 +142,15 @@ class Limits:
         trainings_per_second: float | None = None,
         creations_per_second: float | None = None,
         outage: OutagePolicy | None = None,
+        max_waiting: int | None = DEFAULT_MAX_WAITING,
+        max_wait: float | None = None,
     ) -> None:
+        _check_limit("max_waiting", max_waiting)
+        self.max_waiting = max_waiting
+        self.max_wait = None if max_wait is None else positive_real("max_wait", max_wait)
+        self.queued: dict[CallKind, int] = {"read": 0, "train": 0, "create": 0}
+        """Calls of each kind waiting before their first try (:meth:`admit`, :meth:`leave`)."""
+        self._took: dict[CallKind, float] = {}  # a try's length, smoothed (:meth:`took`)
         _check_limit("max_in_flight", max_in_flight)
         _check_limit("max_trainings", max_trainings)
         _check_limit("max_creations", max_creations)
@@ -163,6 +188,51 @@ class Limits:
     def limiters(self, kind: CallKind) -> tuple[anyio.CapacityLimiter, ...]:
         """The limiters a call of ``kind`` holds, in the order to take them."""
         return self._held[kind]
+
+    # -- admission: the calls that wait before their first try ------------------------------
+
+    def admit(self, kind: CallKind, what: str) -> None:
+        """A call of ``kind`` is about to wait before its first try: count it, or raise
+        :class:`Overloaded` when ``max_waiting`` calls already wait. :meth:`leave` after."""
+        waiting = sum(self.queued.values())
+        if self.max_waiting is not None and waiting >= self.max_waiting:
+            why = f"the Session's queue is full (max_waiting={self.max_waiting})"
+            raise self.overloaded(kind, what, why)
+        self.queued[kind] += 1
+
+    def leave(self, kind: CallKind) -> None:
+        """A call counted by :meth:`admit` waits no more."""
+        self.queued[kind] -= 1
+
+    def overloaded(self, kind: CallKind, what: str, why: str) -> Overloaded:
+        """The error of a call of ``kind`` turned away before its first try, for ``why``."""
+        retry_after = self.retry_after(kind)
+        return Overloaded(
+            f"{what}: not sent: {why}; try again in {retry_after:.0f}s",
+            retry_after=retry_after,
+            kind=kind,
+            waiting=sum(self.queued.values()),
+        )
+
+    def took(self, kind: CallKind, seconds: float) -> None:
+        """A try of ``kind`` got its answer after ``seconds``: what :meth:`retry_after`
+        expects of the next ones (smoothed: a few slow tries move it, one does not)."""
+        before = self._took.get(kind)
+        self._took[kind] = seconds if before is None else before + (seconds - before) / 8
+
+    def retry_after(self, kind: CallKind) -> float:
+        """Seconds until a call of ``kind`` turned away now could likely get through, at
+        least 1: what is left of the 429 cool-down, and of the outage pause for a charged
+        call, then the time the calls of its kind waiting ahead take through its slots (from
+        how long recent tries took)."""
+        wait = self.cooldown.remaining
+        breaker = self.breaker
+        if kind != "read" and breaker.failures:
+            wait += breaker.policy.probe_wait(breaker.failures)
+        took = self._took.get(kind)
+        if took is not None:
+            wait += took * (self.queued[kind] + 1) / self.capacity(kind)
+        return max(1.0, wait)
 
     def slot(self, kind: CallKind) -> Slot:
         """The slots a call of ``kind`` needs: its own limiter first, then the shared one.

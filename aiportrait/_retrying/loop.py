@@ -4,9 +4,10 @@ Read as a chain, one concern a function (as httpx's ``_send_handling_*``):
 
 - :meth:`Caller.call`: the call's events (``CallStarted`` / ``CallEnded``);
 - :meth:`Caller._tries`: try, ask :func:`~aiportrait._retrying.policy.decide`, wait, try again;
-- :meth:`Caller._try`: the shared 429 cool-down, a limiter slot (and, the slow way,
-  :meth:`Caller._ready`: a charged call's outage pause, the requests-per-second pace), the
-  claim of a charged call (:class:`Claim`), then one request on the wire.
+- :meth:`Caller._try`: a limiter slot (and, the slow way, :meth:`Caller._queued`: the
+  Session's admission of a first try, then :meth:`Caller._ready`: the shared 429 cool-down, a
+  charged call's outage pause, the requests-per-second pace), the claim of a charged call
+  (:class:`Claim`), then one request on the wire.
 
 The call's deadline (``RetryPolicy.deadline``, from the call's start, waits included) bounds
 every step that can take time, each under a cancel scope ending at that one instant
@@ -36,9 +37,10 @@ from ..errors import (
     SubmitOutcomeUnknown,
     TransportError,
 )
-from ..hooks import CallOutcome, emit
+from ..hooks import emit
 from . import clock as _clock
 from .call import CALL_ERRORS, Call, CallState, Claim
+from .call_events import answer_received, call_ended
 from .limits import Limits, Slot
 from .policy import RetryPolicy, decide
 
@@ -77,6 +79,7 @@ class Caller:
         call: Call,
         try_once: Callable[[], Awaitable[T]],
         after: Callable[[T], None] | None = None,
+        state: CallState | None = None,
     ) -> T:
         """Run ``try_once`` until it succeeds or must not be retried; return its answer.
 
@@ -87,9 +90,11 @@ class Caller:
         payload; it is never sent again. ``after`` runs on the answer before ``CallEnded``
         (the Session decodes there when hooks listen): an answer that cannot be read ends the
         call ``failed``, or ``unknown`` for a charged call, as the caller will see it.
+        ``state`` (from :meth:`begin`) lets the caller see how far the call got.
         """
         hooks = self.hooks
-        state = CallState(_clock.now(), self.policy.deadline)
+        if state is None:
+            state = self.begin()
         if hooks:
             from ..hooks.events import CallStarted  # built on first use (with hooks)
 
@@ -104,6 +109,13 @@ class Caller:
             except _Cut as cut:  # the deadline ended a step: what that means, as it was
                 raise cut.error from cut.error.__cause__
         except BaseException as exc:
+            if state.in_try and call.kind != "read" and not isinstance(exc, Exception):
+                log.warning(
+                    "%s: cancelled after it was sent: it may be charged; pass keep= to "
+                    "Session.with_options to keep its result",
+                    call.what,
+                    extra={"aiportrait.method": call.method, "aiportrait.path": call.path},
+                )
             if hooks:
                 await self._ended(call, state, exc)
             raise
@@ -120,6 +132,10 @@ class Caller:
             await self._answered(call, state, result)
             await self._ended(call, state, result)
         return result
+
+    def begin(self) -> CallState:
+        """The state of a call starting now (:meth:`call` makes one when given none)."""
+        return CallState(_clock.now(), self.policy.deadline)
 
     async def _tries(self, call: Call, try_once: Callable[[], Awaitable[T]], state: CallState) -> T:
         """Try, and while :func:`decide` says so, wait and try again."""
@@ -208,14 +224,14 @@ class Caller:
         limits = self.limits
         cooldown, breaker = limits.cooldown, limits.breaker
         state.attempt += 1
-        if cooldown.active:
-            await self._within(call, state, cooldown.wait())
         slot = limits.slot(call.kind)
         try:
-            if not slot.take_nowait() or (
-                breaker.failures and call.kind != "read" and state.attempt == 1
+            if (
+                cooldown.active
+                or not slot.take_nowait()
+                or (breaker.failures and call.kind != "read" and state.attempt == 1)
             ):
-                await self._within(call, state, self._ready(call, state, slot))
+                await self._within(call, state, self._queued(call, state, slot))
             if state.attempt > 1 and not self.policy.fits(_clock.now() - state.started, 0.0):
                 # The slot or the cool-down took what was left: this try could not finish,
                 # so it is not sent, and the real failure stands.
@@ -232,6 +248,8 @@ class Caller:
                 result = await self._within(call, state, try_once())
             # A CALL_ERRORS failure leaves in_try for _tries.
             state.in_try = False  # the answer is here: nothing after this may lose it
+            state.answered = True
+            limits.took(call.kind, _clock.now() - state.began)
             cooldown.clear()
             if breaker.failures or not breaker.up:
                 breaker.answered(state.written)
@@ -239,14 +257,39 @@ class Caller:
         finally:
             slot.give_back()
 
+    async def _queued(self, call: Call, state: CallState, slot: Slot) -> None:
+        """The slow way to a try (:meth:`_ready`); before a call's first try, within the
+        Session's admission: refused at once when ``max_waiting`` calls already wait, and
+        after ``max_wait`` seconds from the call's start (:class:`Overloaded`, never sent).
+        A retry is not admitted again (it was let in; the deadline bounds its waits), nor a
+        call that is not ``bounded`` (a batch's item, a watch's poll)."""
+        limits = self.limits
+        if state.attempt > 1 or not call.bounded:
+            await self._ready(call, state, slot)
+            return
+        max_wait = limits.max_wait
+        left = None if max_wait is None else state.started + max_wait - _clock.now()
+        limits.admit(call.kind, call.what)
+        try:
+            with _clock.deadline(left) as scope:
+                await self._ready(call, state, slot)
+        finally:
+            limits.leave(call.kind)
+        if scope.cancelled_caught:
+            why = f"waited {max_wait}s without getting through (max_wait)"
+            raise limits.overloaded(call.kind, call.what, why)
+
     async def _ready(self, call: Call, state: CallState, slot: Slot) -> None:
-        """The slow way to a try: the slot's tokens that were not free, then until nothing
-        holds the call back: the 429 cool-down (a 429 may come while it waited), the outage
-        pause of a new charged call (:meth:`Breaker.hold`; a retry follows the
-        :class:`RetryPolicy` as it did), and last its turn in the rates, right before it is
-        written (a turn taken before a wait would let calls bunch after it)."""
+        """The slow way to a try: the 429 cool-down first (holding no slot), the slot's
+        tokens that were not free, then until nothing holds the call back: the cool-down
+        again (a 429 may come while it waited), the outage pause of a new charged call
+        (:meth:`Breaker.hold`; a retry follows the :class:`RetryPolicy` as it did), and last
+        its turn in the rates, right before it is written (a turn taken before a wait would
+        let calls bunch after it)."""
         cooldown, breaker = self.limits.cooldown, self.limits.breaker
         charged = call.kind != "read" and state.attempt == 1
+        if cooldown.active:
+            await cooldown.wait()
         await slot.take()
         while True:
             if cooldown.active:
@@ -331,49 +374,10 @@ class Caller:
         return cut
 
     async def _answered(self, call: Call, state: CallState, outcome: object) -> None:
-        from ..hooks.events import AnswerReceived  # built on first use (with hooks)
-
-        error = outcome if isinstance(outcome, BaseException) else None
-        status = getattr(outcome, "status", 0) or 0
-        request_id = getattr(outcome, "request_id", "") or ""
-        seconds = _clock.now() - state.began
-        event = AnswerReceived(
-            call.method, call.path, call.kind, state.attempt, status, request_id, seconds, error
-        )
-        await emit(self.hooks, event)
+        await emit(self.hooks, answer_received(call, state, outcome))
 
     async def _ended(self, call: Call, state: CallState, outcome: object) -> None:
-        from ..hooks.events import CallEnded  # built on first use (with hooks)
-
-        seconds = _clock.now() - state.started
-        job_id = cost_time = None
-        if isinstance(outcome, BaseException):
-            if isinstance(outcome, SubmitOutcomeUnknown):
-                verdict: CallOutcome = "unknown"
-            elif not isinstance(outcome, Exception):  # cancelled (by the caller or the deadline)
-                verdict = "unknown" if state.in_try and call.kind != "read" else "cancelled"
-            else:
-                verdict = "failed"
-            seen = state.last if state.last is not None else outcome
-            status = getattr(seen, "status", 0) or 0
-            request_id = getattr(seen, "request_id", "") or ""
-            error: BaseException | None = outcome
-        else:
-            verdict, error = "ok", None
-            status = getattr(outcome, "status", 0) or 0
-            request_id = getattr(outcome, "request_id", "") or ""
-            data = getattr(outcome, "data", None)
-            if isinstance(data, dict):
-                found = data.get("job_id")
-                job_id = found if type(found) is int else None
-                cost = data.get("cost_time")
-                if call.kind == "create" and isinstance(cost, (int, float)):
-                    cost_time = None if isinstance(cost, bool) else float(cost)
-        event = CallEnded(
-            call.method, call.path, call.kind, verdict, state.sent, seconds, status,
-            request_id, error, job_id, cost_time,
-        )  # fmt: skip
-        await emit(self.hooks, event)
+        await emit(self.hooks, call_ended(call, state, outcome))
 
 
 class _NoTimeLeft(Exception):
@@ -400,4 +404,5 @@ def _unknown(exc: AIPortraitError, call: Call) -> SubmitOutcomeUnknown:
         "so it was not sent again",
         action=call.kind,
         request=call.payload,
+        request_id=getattr(exc, "request_id", "") or "",
     )

@@ -25,12 +25,14 @@ def decoded(request: AnyRequest, answer: Answer) -> Any:
     :class:`SubmitOutcomeUnknown` (it ran; its result is lost)."""
     if request.kind == "read":
         return request._decode(answer)
-    with _charged_answer(request.kind, request.payload()):
+    with _charged_answer(request.kind, request.payload(), answer.request_id):
         return request._decode(answer)
 
 
 @contextlib.contextmanager
-def _charged_answer(action: str, payload: Mapping[str, Any] | None) -> Iterator[None]:
+def _charged_answer(
+    action: str, payload: Mapping[str, Any] | None, request_id: str
+) -> Iterator[None]:
     """A 2xx answer to a charged call that cannot be read: the work ran, its result is lost."""
     try:
         yield
@@ -40,6 +42,7 @@ def _charged_answer(action: str, payload: Mapping[str, Any] | None) -> Iterator[
             "so it was not sent again",
             action=action,
             request=payload,
+            request_id=request_id,
         ) from exc
 
 

@@ -9,10 +9,11 @@ and ``wait`` callables and never see the Session.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import functools
 import logging
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -24,7 +25,7 @@ from .._jobs.schedule import PollPolicy
 from .._local.upload import Uploader, UploadFunc, as_upload
 from .._logging import configure_from_env
 from .._requests import BatchQuery, CheckRequest, JobQuery, TrainRequest
-from .._retrying.limits import Limits
+from .._retrying.limits import DEFAULT_MAX_WAITING, Limits
 from .._retrying.loop import Call, Caller, Claim
 from .._retrying.policy import OutagePolicy, RetryPolicy
 from .._wire.credentials import credentials_from_env
@@ -40,12 +41,15 @@ from ..errors import InvalidArgument, PhotoCountWarning
 from ..hooks import header_sources, installed, next_id, origin
 from ..models import CheckReport, Job, Portrait, TrainJob, TrainResult
 from .answers import decoded, log_result
+from .kept import KeepCallback, Kept, kept_call
 from .limits import SessionLimits
 
 if TYPE_CHECKING:
+    from .._jobs.feed import Feed, FeedKey
     from .._jobs.watch import JobWatch
     from .._requests import AnyCreateRequest, AnyRequest
     from .._retrying.budget import Budget
+    from .._retrying.call import CallState
     from ..hooks.events import Hook
 
 __all__ = ["PROBE", "SessionCore"]
@@ -85,6 +89,8 @@ class SessionCore:
         hooks: Sequence[Hook] = (),
         uploader: Uploader | UploadFunc | None = None,
         budget: Budget | None = None,
+        max_waiting: int | None = DEFAULT_MAX_WAITING,
+        max_wait: float | None = None,
     ) -> None:
         configure_from_env()  # AIPORTRAIT_LOG: read once, at the first Session (not at import)
         token = redacted(token)  # a traceback's locals show '<redacted>' from here on
@@ -106,6 +112,7 @@ class SessionCore:
         )
         self.poll = _checked(poll or PollPolicy.TRAINING, PollPolicy, "poll")
         self._durations = Durations()
+        self._feeds: dict[FeedKey, Feed] = {}  # the jobs watched now (views share it)
         outage = _checked(outage or OutagePolicy(), OutagePolicy, "outage")
         limits = Limits(
             max_in_flight,
@@ -115,6 +122,8 @@ class SessionCore:
             trainings_per_second=trainings_per_second,
             creations_per_second=creations_per_second,
             outage=outage,
+            max_waiting=max_waiting,
+            max_wait=max_wait,
         )
         probe = PROBE
         self._caller = Caller(
@@ -136,6 +145,8 @@ class SessionCore:
             from .._retrying.budget import Budget  # loaded with the first budget
 
             self._budget = _checked(budget, Budget, "budget")
+        self._keep: KeepCallback | None = None
+        self._kept: set[asyncio.Task[None]] = set()  # shared by the views: aclose waits
         self._owner = True
 
     @classmethod
@@ -192,11 +203,11 @@ class SessionCore:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Release the Session's resources. A borrowed aiohttp session is left open.
-
-        On a view from :meth:`with_options` this does nothing.
-        """
+        """Release the Session's resources, once the calls kept in the background (``keep=``)
+        ended. A borrowed aiohttp session is left open. On a view this does nothing."""
         if self._owner:
+            while self._kept:
+                await asyncio.wait(set(self._kept))
             await self._transport.aclose()
 
     @property
@@ -217,6 +228,7 @@ class SessionCore:
         retry: RetryPolicy | None = None,
         poll: PollPolicy | None = None,
         uploader: Uploader | UploadFunc | None = None,
+        keep: Callable[[Kept], object] | None = None,
     ) -> S:
         """A view of this Session with other per-call options, for one call or a few.
 
@@ -226,6 +238,11 @@ class SessionCore:
         Example::
 
             portrait = await session.with_options(timeout=600).create(model_id, template)
+
+        ``keep``: a charged call (train, create) of the view cancelled after its request was
+        written (a web client that left) finishes in the background, and ``keep`` gets an
+        :class:`aiportrait.Kept` (awaited if it returns an awaitable; what it raises is
+        logged); :meth:`aclose` waits for it. Without ``keep`` it is abandoned, with a WARNING.
         """
         view = copy.copy(self)
         view._owner = False
@@ -237,6 +254,10 @@ class SessionCore:
             view.poll = _checked(poll, PollPolicy, "poll")
         if uploader is not None:
             view._upload = as_upload(uploader)
+        if keep is not None:
+            if not callable(keep):
+                raise InvalidArgument("keep must be a callable taking an aiportrait.Kept")
+            view._keep = keep
         return view
 
     # -- the one send path -----------------------------------------------------------------
@@ -264,7 +285,7 @@ class SessionCore:
         before any of that.
         """
         if self._budget is None and not request.local:
-            return await self._send(request)  # nothing to reserve, nothing to resolve
+            return await self._send(request, bounded=True)  # nothing to reserve or resolve
         from .._retrying.budget import reserve  # loaded with the first budget or local input
 
         with reserve((self._budget,), request.kind) as reservation:
@@ -272,7 +293,7 @@ class SessionCore:
                 from .._local.resolve import resolve  # loaded with the first local input
 
                 request = await resolve(request, self._upload)
-            return await self._send(request, claim=reservation.claim())
+            return await self._send(request, claim=reservation.claim(), bounded=True)
 
     async def _send(
         self,
@@ -281,9 +302,13 @@ class SessionCore:
         claim: Claim | None = None,
         within: int | None = None,
         tries: int | None = None,
+        bounded: bool = False,
     ) -> Any:
         """:meth:`send`, with what a batch or a watch adds: the journal's ``claim`` on a
-        charged item, the batch's or watch's id (``within``) and the tries in all."""
+        charged item, the batch's or watch's id (``within``) and the tries in all. Only
+        :meth:`send` is ``bounded`` by the Session's admission (``max_waiting``,
+        ``max_wait``): a batch's items and a watch's polls queue under bounds of their own
+        (the batch's ``limit``, the jobs watched)."""
         if isinstance(request, TrainRequest):
             PhotoCountWarning.check(len(request.images))
         transport, timeout = self._transport, self._timeout
@@ -291,26 +316,42 @@ class SessionCore:
             timeout = DEFAULT_READ_TIMEOUT  # a small answer: 180 s in all, no read timer
         method, path, payload = request.method, request.path, request.payload()
         accept, lift = request.accept, request.lift
-        call = Call(method, path, request.kind, payload, claim, within, tries, timeout.total)
+        call = Call(
+            method, path, request.kind, payload, claim, within, tries, timeout.total, bounded
+        )
 
         def try_once() -> Awaitable[Answer]:
             return transport.call(method, path, payload, accept=accept, timeout=timeout, lift=lift)
 
+        if self._keep is None or request.kind == "read":
+            result, _ = await self._called(request, call, try_once)
+            return result
+        state = self._caller.begin()
+        work = self._called(request, call, try_once, state)
+        return await kept_call(work, call, state, request, self._keep, self._kept)
+
+    async def _called(
+        self,
+        request: AnyRequest,
+        call: Call,
+        try_once: Callable[[], Awaitable[Answer]],
+        state: CallState | None = None,
+    ) -> tuple[Any, Answer]:
+        """The call through the call loop: what its answer becomes, and the answer."""
         if not self._hooks:
-            answer = await self._caller.call(call, try_once)
+            answer = await self._caller.call(call, try_once, state=state)
             result = decoded(request, answer)
         else:  # decoded inside the call, so that CallEnded says what the caller gets
             box: list[Any] = []
             answer = await self._caller.call(
-                call, try_once, lambda a: box.append(decoded(request, a))
+                call, try_once, lambda a: box.append(decoded(request, a)), state
             )
             result = box[0]
-        if request.kind == "read":
-            return result
-        if isinstance(result, TrainJob) and isinstance(request, TrainRequest):
-            self._durations.started(result.job_id, train_kind(request))
-        log_result(result, answer)
-        return result
+        if request.kind != "read":
+            if isinstance(result, TrainJob) and isinstance(request, TrainRequest):
+                self._durations.started(result.job_id, train_kind(request))
+            log_result(result, answer)
+        return result, answer
 
     async def _poll_once(self, job_id: int, *, within: int | None) -> Job:
         """One poll of a watch: a single try; the watcher decides about retrying."""
@@ -326,7 +367,8 @@ class SessionCore:
         within: int | None = None,
     ) -> JobWatch:
         """:meth:`watch`, for a batch whose id is ``within``."""
-        from .._jobs.watch import JobWatch  # loaded with the first watch
+        from .._jobs.feed import follow  # loaded with the first watch
+        from .._jobs.watch import JobWatch
 
         policy = poll or self.poll
         if timeout is not None:
@@ -334,17 +376,25 @@ class SessionCore:
         job_id = JobQuery(job).job_id
         durations = self._durations
         kind = durations.kind_of(job_id)  # None: its start is not known here, nothing to learn
-        watch_id = next_id() if self._hooks else 0  # what the events of its polls name
-        return JobWatch(
-            functools.partial(self._poll_once, within=watch_id or None),
+        # Watches of this job on this schedule share one feed; each keeps its own deadline.
+        schedule = attrs.evolve(policy, timeout=None)
+        feed = follow(
+            self._feeds,
             job_id,
-            durations.policy(policy, kind),
-            retry=self._caller.policy,
-            model_id=job.model_id if isinstance(job, TrainJob) else None,
-            on_end=None if kind is None else (lambda seconds: durations.record(kind, seconds)),
-            hooks=self._hooks,
-            within=within,
-            watch_id=watch_id,
+            schedule,
+            self._caller.policy,
+            functools.partial(durations.policy, schedule, kind),  # asked before every wait
+            None if kind is None else functools.partial(durations.record, kind),
+        )
+        watch_id = next_id() if self._hooks else 0  # what the events of its polls name
+        return JobWatch._following(
+            feed,
+            functools.partial(self._poll_once, within=watch_id or None),
+            policy.timeout,
+            job.model_id if isinstance(job, TrainJob) else None,
+            self._hooks,
+            within,
+            watch_id,
         )
 
     async def _wait(self, job: TrainJob, *, within: int | None = None) -> TrainResult:

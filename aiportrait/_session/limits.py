@@ -23,7 +23,9 @@ class SessionLimits:
     holds a slot of the shared bound (``max_in_flight``); creations, and trainings when
     ``max_trainings`` is set, hold a slot of their own bound first. Requests per second bound
     them beside: ``trainings_per_second``, ``creations_per_second``, and ``per_second`` for
-    every kind without a rate of its own.
+    every kind without a rate of its own. Before its first try, a call that must wait is
+    admitted: :meth:`queued` of them at once, at most :attr:`max_waiting`, each for at most
+    :attr:`max_wait` seconds (:class:`~aiportrait.errors.Overloaded` beyond).
     """
 
     __slots__ = ("_limits",)
@@ -43,6 +45,23 @@ class SessionLimits:
     def waiting(self, kind: CallKind | None = None) -> int:
         """Calls waiting for a slot of that same bound."""
         return self._limiter(kind).statistics().tasks_waiting
+
+    def queued(self, kind: CallKind | None = None) -> int:
+        """Calls waiting before their first try (for a slot, the 429 cool-down, the outage
+        pause, their rate's turn): all (no ``kind``) or those of ``kind``. What
+        :attr:`max_waiting` bounds; a batch's items and a watch's polls are not counted."""
+        queued = self._limits.queued
+        return sum(queued.values()) if kind is None else queued[kind]
+
+    @property
+    def max_waiting(self) -> int | None:
+        """How many calls may wait at once before their first try (``None``: no bound)."""
+        return self._limits.max_waiting
+
+    @property
+    def max_wait(self) -> float | None:
+        """Seconds a call may wait before its first try (``None``: its deadline only)."""
+        return self._limits.max_wait
 
     def per_second(self, kind: CallKind) -> float | None:
         """How many calls of ``kind`` may be sent per second (``None``: no bound): the

@@ -1,8 +1,8 @@
-"""``Session``: one thin method per endpoint (build the request, send it), watching, batches."""
+"""``Session``: one thin method per endpoint (build the request, send it), watching; its
+batches are :mod:`.batches`'."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -10,43 +10,39 @@ from .. import _requests
 from .._jobs.schedule import PollPolicy
 from .._requests import BatchQuery, CheckRequest, ImageInput, JobQuery, TrainRequest
 from ..models import CheckReport, Job, Portrait, TrainJob, TrainResult
-from .core import SessionCore
+from .batches import SessionBatches
 
 if TYPE_CHECKING:
-    from .._batches.items import BatchItems
-    from .._batches.outcomes import Outcomes
-    from .._batches.stop import BatchStop
     from .._jobs.watch import JobWatch
-    from .._requests import AnyCreateRequest
-    from .._retrying.budget import Budget
     from ..config import CreateConfig
-    from ..models import BatchPlan
 
 __all__ = ["Session"]
 
 
-class Session(SessionCore):
+class Session(SessionBatches):
     """An AI Portrait session: one coroutine per call, sharing one HTTP connection pool.
 
     Args:
         host: the service address, with or without scheme and trailing slash.
         app_id: your AppId.
         token: your Token (never logged or shown).
-        session: an ``aiohttp.ClientSession`` to borrow; it is used and never closed.
-            Without one, the Session creates its own on first use and closes it in
-            :meth:`aclose`.
+        session: an ``aiohttp.ClientSession`` to borrow (never closed); without one, the
+            Session makes its own on first use and closes it in :meth:`aclose`.
         timeout: an ``aiohttp.ClientTimeout`` for each try of a call, or a number of seconds
             for each try in all (default :data:`aiportrait.DEFAULT_TIMEOUT`: connect 10 s,
             180 s between bytes, 300 s in all, as a create takes tens of seconds; for checks
             and job and batch queries, whose answers are small, 180 s in all).
         user_agent: a product token put before aiportrait's own User-Agent.
-        max_in_flight: calls in flight at once, all kinds together (an anyio
-            ``CapacityLimiter``, separate from the HTTP connection pool).
-        max_trainings: train calls in flight at once (default: only ``max_in_flight``).
-        max_creations: create calls in flight at once (default: three quarters of
+        max_in_flight, max_trainings, max_creations: calls in flight at once: all kinds
+            together (16), trains (only ``max_in_flight``), creates (three quarters of
             ``max_in_flight``, so that job polls find a slot while long creates run).
         per_second, trainings_per_second, creations_per_second: requests per second at most,
             evenly spaced (every kind without its own rate; :class:`SessionLimits`).
+        max_waiting, max_wait: a call that must wait before its first try (a slot, the 429
+            cool-down, the outage pause, its rate) is :class:`~aiportrait.errors.Overloaded`,
+            never sent, when ``max_waiting`` calls already wait (default 1000: a ``gather``
+            of hundreds still queues) or after ``max_wait`` seconds (default ``None``: only
+            the deadline). Batches and watches queue under bounds of their own.
         poll: the :class:`PollPolicy` of :meth:`watch` and :meth:`wait` (``TRAINING``: 30 min).
         retry: the :class:`RetryPolicy` (default ``RetryPolicy()``). Read-only calls are
             retried on connection errors, timeouts, 5xx, 429 and unreadable answers; train and
@@ -56,13 +52,12 @@ class Session(SessionCore):
         outage: the :class:`OutagePolicy`: no train or create while the service seems down.
         max_response_bytes: larger answers are :class:`~aiportrait.errors.ResponseTooLarge`
             (default 64 MiB: a large portrait is a few MB of base64).
-        hooks: callables given every :mod:`aiportrait.hooks` event of this Session (a request
-            sent, an answer, a retry), after any added with :func:`aiportrait.hooks.add_hook`.
-        uploader: where local photos (paths, bytes) are uploaded so that the service can
-            download them: an :class:`aiportrait.uploads.Uploader` (such as
-            :class:`~aiportrait.uploads.OSSUploader`) or an async callable ``(data,
-            content_type, key) -> url``. Without one, a local photo raises
-            :class:`~aiportrait.errors.InvalidArgument` before anything is sent (and
+        hooks: callables given every :mod:`aiportrait.hooks` event of this Session, after any
+            added with :func:`aiportrait.hooks.add_hook`.
+        uploader: where local photos (paths, bytes) are uploaded for the service: an
+            :class:`aiportrait.uploads.Uploader` (:class:`~aiportrait.uploads.OSSUploader`) or
+            an async callable ``(data, content_type, key) -> url``. Without one, a local photo
+            is :class:`~aiportrait.errors.InvalidArgument` before anything is sent (and
             :meth:`check_images` checks local photos on this machine).
         budget: a :class:`~aiportrait.Budget`, the most trainings and creations this Session
             may submit (``max_trainings`` and ``max_creations`` bound those *in flight*); a call
@@ -134,13 +129,13 @@ class Session(SessionCore):
     ) -> JobWatch:
         """Watch a job: ``async for update in session.watch(job)`` yields each state change.
 
-        The first update is the first state seen; the last is the terminal one (``SUCCESS``
-        with ``update.result``, or ``FAILED`` with ``update.message``). Raises
-        :class:`~aiportrait.errors.JobTimeout` when the deadline (``timeout`` seconds, else the
-        policy's) passes first. Failed polls are polled again within the deadline. Without an
-        ``expected`` duration in the policy, the watch uses the one learned from the jobs of
-        the same kind (SD1.5, SDXL or scene trainings started by this Session) it saw end.
-        ``await watch.result()`` follows it to the end and returns the :class:`TrainResult`.
+        The first update is the state seen first; the last is the terminal one (``SUCCESS``
+        with ``update.result``, ``FAILED`` with ``update.message``). Raises
+        :class:`~aiportrait.errors.JobTimeout` when the deadline (``timeout``, else the
+        policy's) passes first; failed polls are polled again within it. Concurrent watches
+        of a job in this Session with one policy (``timeout`` aside) share its polls
+        (:class:`JobWatch`); without an ``expected`` duration, one learned from this Session's
+        trainings of the same kind is used. ``await watch.result()`` returns the TrainResult.
         """
         return self._watch(job, poll=poll, timeout=timeout)
 
@@ -237,183 +232,6 @@ class Session(SessionCore):
             config=config,
         )
         return await self.send(request)
-
-    # -- batches: the runner gets send and wait, never the Session ----------------------------
-
-    def create_many(
-        self,
-        requests: BatchItems[AnyCreateRequest],
-        *,
-        limit: int | None = None,
-        fail_fast: bool = False,
-        journal: str | os.PathLike[str] | None = None,
-        out_dir: str | os.PathLike[str] | None = None,
-        resubmit_unknown: bool = False,
-        retry_failed: bool = False,
-        recreate_missing: bool = False,
-        budget: Budget | None = None,
-        stop: BatchStop | None = None,
-        shared_files: bool = False,
-    ) -> Outcomes[AnyCreateRequest, Portrait]:
-        """Create many portraits concurrently; yields an :class:`Outcome` per item as it ends.
-
-        Args:
-            requests: create requests (:class:`CreateRequest`, :class:`GroupCreateRequest`,
-                :class:`ReferenceCreateRequest`, :class:`PromptCreateRequest`), as a mapping
-                ``key -> request``, ``(key, request)`` pairs, or bare requests (key: position).
-                Templates and reference photos may be local files or bytes
-                (``CreateRequest(model_id, Path("t.jpg"))``).
-            limit: items in flight at once (default: the Session's creation capacity).
-            fail_fast: stop the batch at the first failed item and raise its error.
-            journal: an SQLite file that makes the batch resumable.
-            out_dir: write each portrait there as ``<key>.<ext>`` (default with a journal: a
-                folder beside it named ``<journal stem>_portraits``). A key that is not a plain
-                lower-case name or a non-negative int gets a digest after ``~`` in its name,
-                so that distinct keys never share a file.
-            resubmit_unknown: on a re-run, submit again the items that were on their way to the
-                service when the earlier run stopped (they may run twice); otherwise they come
-                back as :class:`~aiportrait.errors.SubmitOutcomeUnknown`. Items that were
-                still waiting for a slot never left: they are simply sent.
-            retry_failed: on a re-run, submit again the items that failed before.
-            recreate_missing: on a re-run, create (and pay for) again a finished portrait whose
-                file is not in ``out_dir`` any more; otherwise it comes back as
-                :class:`~aiportrait.errors.PortraitMissing`.
-            budget: a :class:`~aiportrait.Budget` for this batch, on top of the Session's: an
-                item beyond either ends with :class:`~aiportrait.errors.BudgetExhausted` (not
-                uploaded, sent or charged) and stays new in the journal.
-            stop: a :class:`~aiportrait.batches.BatchStop` to stop the batch gracefully:
-                once stopped, nothing more is submitted, the calls in flight finish and are
-                saved within its grace, and the items not submitted end with
-                :class:`~aiportrait.errors.BatchStopped` (a re-run does them). The batch stops
-                itself the same way on an error that would repeat for every item (quota
-                exceeded, unknown app, signature mismatch).
-            shared_files: create the journal, folders and portraits by the umask (``0644``,
-                for a web server), not private (``0600``, folders ``0700``).
-
-        A journal is owned by one run at a time: a second run on the same file, in this
-        process or another, raises :class:`~aiportrait.errors.JournalLocked` here; a file that
-        is not a readable journal raises :class:`~aiportrait.errors.JournalError`.
-
-        Local photos (files or bytes in an item) are read when the item starts (a bad file
-        fails that item only, with :class:`~aiportrait.errors.LocalPhotoError`), then
-        checked, cleaned and uploaded with the Session's ``uploader`` right before the item's
-        charged call. The journal binds such an item to its files' content, not their URLs,
-        and (with an uploader that can, such as :class:`~aiportrait.uploads.OSSUploader`)
-        remembers the uploads (object key and content hash, never a URL): a re-run neither
-        uploads again nor runs a finished item again (a URL is presigned again). An outcome's
-        ``request`` is the item as given.
-        """
-        from .._batches.batch import create_many  # batches (and sqlite3) load only when used
-
-        return create_many(
-            self._send,
-            self._wait,
-            self._caller.limits.capacity("create"),
-            requests,
-            limit=limit,
-            fail_fast=fail_fast,
-            journal=journal,
-            out_dir=out_dir,
-            resubmit_unknown=resubmit_unknown,
-            retry_failed=retry_failed,
-            recreate_missing=recreate_missing,
-            hooks=self._hooks,
-            upload=self._upload,
-            budgets=(budget, self._budget),
-            stop=stop,
-            shared_files=shared_files,
-        )
-
-    def train_many(
-        self,
-        image_sets: BatchItems[TrainRequest | Sequence[ImageInput]],
-        *,
-        limit: int | None = None,
-        wait: bool = True,
-        fail_fast: bool = False,
-        journal: str | os.PathLike[str] | None = None,
-        resubmit_unknown: bool = False,
-        retry_failed: bool = False,
-        budget: Budget | None = None,
-        stop: BatchStop | None = None,
-        shared_files: bool = False,
-    ) -> Outcomes[TrainRequest, Any]:
-        """Train many models concurrently; yields an :class:`Outcome` per item as it ends.
-
-        Args:
-            image_sets: photo sets (lists of URLs, local files or bytes, each becoming a
-                ``TrainRequest(set)``) or :class:`TrainRequest` objects
-                (``TrainRequest(paths, sdxl=True, force=True)``), as a mapping ``key -> set``,
-                ``(key, set)`` pairs, or bare sets (key: position).
-            limit: trainings in progress at once (default: ``max_trainings``, else
-                ``max_in_flight``).
-            wait: watch each training to its end (value: :class:`TrainResult`); with False,
-                the value is the :class:`TrainJob` as soon as the service accepts it.
-            fail_fast: stop at the first failed item and raise its error.
-            journal: an SQLite file that makes the batch resumable; a training is recorded
-                with its job id before any polling, so a re-run resumes watching it.
-            resubmit_unknown: see :meth:`create_many`.
-            retry_failed: see :meth:`create_many`.
-            budget: see :meth:`create_many` (it counts trainings submitted, not watched).
-            stop: see :meth:`create_many`; a stop ends the watching of trainings at once
-                (their job ids are in the journal: a re-run watches them again, and an
-                outcome says :class:`~aiportrait.errors.BatchStopped` with the job).
-            shared_files: see :meth:`create_many`.
-
-        Local photos are handled per item as in :meth:`create_many`: read when the item starts,
-        checked on this machine (a failure is :class:`~aiportrait.errors.PreflightFailed` for
-        that item, unless the item's ``force``), cleaned and uploaded right before it is
-        trained; nothing is charged for an item whose photos were refused.
-        """
-        from .._batches.batch import train_many  # batches (and sqlite3) load only when used
-
-        return train_many(
-            self._send,
-            self._wait,
-            self._caller.limits.capacity("train"),
-            image_sets,
-            durations=self._durations,
-            limit=limit,
-            wait_for_end=wait,
-            fail_fast=fail_fast,
-            journal=journal,
-            resubmit_unknown=resubmit_unknown,
-            retry_failed=retry_failed,
-            hooks=self._hooks,
-            upload=self._upload,
-            budgets=(budget, self._budget),
-            stop=stop,
-            shared_files=shared_files,
-        )
-
-    async def plan_many(
-        self,
-        trainings: BatchItems[TrainRequest | Sequence[ImageInput]] = (),
-        creations: BatchItems[AnyCreateRequest] = (),
-        *,
-        journal: str | os.PathLike[str] | None = None,
-        out_dir: str | os.PathLike[str] | None = None,
-        resubmit_unknown: bool = False,
-        retry_failed: bool = False,
-        recreate_missing: bool = False,
-        budget: Budget | None = None,
-    ) -> BatchPlan:
-        """A dry run of :meth:`train_many` and :meth:`create_many` with these arguments: what
-        they would do now (a :class:`~aiportrait.models.BatchPlan`), with nothing uploaded, sent
-        or charged. Local files are read, the photos of each training that would be sent are
-        checked on this machine (unless ``force``), the journal is only looked at."""
-        from .._batches.plan import plan_batch  # batches (and sqlite3) load only when used
-
-        return await plan_batch(
-            trainings,
-            creations,
-            journal=journal,
-            out_dir=out_dir,
-            resubmit_unknown=resubmit_unknown,
-            retry_failed=retry_failed,
-            recreate_missing=recreate_missing,
-            budgets=(budget, self._budget),
-        )
 
 
 def _all_local(request: CheckRequest) -> bool:
