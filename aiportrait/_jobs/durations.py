@@ -25,8 +25,11 @@ __all__ = ["Durations", "train_kind"]
 
 MIN_SEEN: Final = 3
 """Durations a kind needs before its estimate is used."""
-KEEP: Final = 50
-"""Durations kept per kind (the most recent)."""
+KEEP: Final = 200
+"""Durations kept per kind (the most recent): many, as the last jobs of a burst to end are its
+longest, and a span of only those would move on with each watch still running."""
+DRAINED: Final = 50
+"""Durations drained for a journal at most (the most recent; a journal keeps 50 a kind)."""
 ODD: Final = 20
 """One duration in ``ODD`` at either end of those seen is left out of the span (see
 :meth:`Durations.span`)."""
@@ -51,7 +54,7 @@ class Durations:
     def __init__(self) -> None:
         self._seen: dict[str, deque[float]] = {}
         self._kinds: dict[int, str] = {}
-        self._new: deque[tuple[str, float]] = deque(maxlen=KEEP)
+        self._new: deque[tuple[str, float]] = deque(maxlen=DRAINED)
         # Asked before every wait of every watch: each (policy, kind) is worked out once
         # until a duration is recorded or loaded.
         self._policies: dict[tuple[PollPolicy, str], PollPolicy] = {}
@@ -72,7 +75,7 @@ class Durations:
         if _usable(seconds):
             self._seen.setdefault(kind, deque(maxlen=KEEP)).append(float(seconds))
             self._policies.clear()
-            self._new.append((kind, float(seconds)))  # the most recent KEEP, for a journal
+            self._new.append((kind, float(seconds)))  # the most recent, for a journal
 
     def drain(self) -> list[tuple[str, float]]:
         """The durations recorded since the last drain (to store them in a journal)."""
@@ -91,9 +94,9 @@ class Durations:
                 self._seen.setdefault(kind, deque(maxlen=KEEP)).append(float(seconds))
                 self._policies.clear()
 
-    def span(self, kind: str) -> tuple[float, float, float] | None:
-        """``(start, end, median)``: the seconds into a watch between which jobs of ``kind``
-        end, and their median; ``None`` until the kind has :data:`MIN_SEEN` durations.
+    def span(self, kind: str) -> tuple[float, float] | None:
+        """``(start, end)``: the seconds into a watch between which jobs of ``kind`` end;
+        ``None`` until the kind has :data:`MIN_SEEN` durations.
 
         One duration in :data:`ODD` at either end is left out: a job that ended before the
         span is noticed at its start after a long wait, and the middle of that wait (what the
@@ -115,7 +118,7 @@ class Durations:
         kept = ordered[odd : len(ordered) - odd]
         gap = (kept[-1] - kept[0]) / (len(kept) - 1)
         margin = max((odd + 1) * gap, NEAR * middle)
-        return max(kept[0] - margin, kept[0] / 2), kept[-1], middle
+        return max(kept[0] - margin, kept[0] / 2), kept[-1]
 
     def policy(self, policy: PollPolicy, kind: str | None) -> PollPolicy:
         """``policy`` polling across the span learned for ``kind`` (when it sets no

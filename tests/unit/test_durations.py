@@ -14,7 +14,7 @@ import pytest
 
 import aiportrait
 from aiportrait import JobState, PollPolicy, Session
-from aiportrait._jobs.durations import KEEP, MIN_SEEN, Durations
+from aiportrait._jobs.durations import MIN_SEEN, Durations
 from aiportrait.testing import VirtualClock
 from tests._mock import PHOTOS, Arrival, Fake
 
@@ -118,15 +118,19 @@ def test_the_span_follows_the_spread_seen() -> None:
     durations = Durations()
     for seconds in (100, 100, 100):
         durations.record("sdxl", seconds)
-    assert durations.span("sdxl") == (95, 100, 100)  # no spread: 5 % of the median before
+    assert durations.span("sdxl") == (95, 100)  # no spread: 5 % of the median before
     for seconds in (60, 140):
         durations.record("sd15", seconds)
     assert durations.span("sd15") is None  # not enough seen yet
     durations.record("sd15", 100)
-    assert durations.span("sd15") == (30, 140, 100)  # one gap (40 s) before the shortest
+    assert durations.span("sd15") == (30, 140)  # a gap (40 s) before 60: at most half
     for seconds in (1, 2, *range(61, 139, 2)):  # 41: two left out at either end (1 in 20)
         durations.record("scene", seconds)
-    assert durations.span("scene") == (55, 133, 97)  # 61 less 3 gaps of 2 s; not 1 or 2 s
+    assert durations.span("scene") == (55, 133)  # 61 less 3 gaps of 2 s; not 1 or 2 s
+    asked = durations.policy(PollPolicy.TRAINING, "sdxl")  # asked before every wait: cached
+    assert asked is durations.policy(PollPolicy.TRAINING, "sdxl") and asked.expected == 97.5
+    durations.record("sdxl", 90)  # until a duration is recorded
+    assert durations.policy(PollPolicy.TRAINING, "sdxl").expected == 92.5
     assert durations.drain()[:6] == [("sdxl", 100.0)] * 3 + [("sd15", 60.0), ("sd15", 140.0),
                                                              ("sd15", 100.0)]  # fmt: skip
     assert durations.drain() == []
@@ -137,15 +141,15 @@ def test_the_span_follows_the_spread_seen() -> None:
 FIXED_1S = PollPolicy(first=1.0, growth=1e-9, cap=1.0, jitter=0.0, learn=False)
 
 
-@pytest.mark.parametrize(("shortest", "longest", "dense"), [(5, 15, 1.8), (30, 90, 1.25)])
+@pytest.mark.parametrize(("shortest", "longest", "dense"), [(5, 15, 1.8), (30, 90, 1.39)])
 def test_learned_polls_put_the_end_within_a_second_at_half_the_polls(
     shortest: float, longest: float, dense: float
 ) -> None:
     """Once learned (a full window of durations spread evenly), jobs ending anywhere in the
     spread: p50 lag < 1 s, every lag < 3 s, at most half the polls of a 1-second poller."""
     durations = Durations()
-    for n in range(KEEP):
-        durations.record("sd15", shortest + (longest - shortest) * n / (KEEP - 1))
+    for n in range(50):
+        durations.record("sd15", shortest + (longest - shortest) * n / 49)
     policy = durations.policy(PollPolicy(jitter=0.0), "sd15")
     assert policy.dense == pytest.approx(dense, abs=0.01)
     ends = [shortest + (longest - shortest) * n / 1000 for n in range(1001)]
