@@ -24,7 +24,7 @@ end. Once a Session has learned, its own watches poll densely there (within abou
 first watches, on the default schedule (2 s growing to 30 s), record durations up to several
 seconds off. ``--teach fixed`` (the default) watches the learning jobs with the 1-second poller
 (what a learned Session's own watches record, about as precise); ``--teach default`` with the
-Session's default policy (what a Session knows after its first batch). About 4 minutes.
+Session's default policy (what a Session knows after its first batch). About 3.5 minutes.
 """
 
 from __future__ import annotations
