@@ -94,7 +94,8 @@ class PollPolicy:
         room for jitter, for what the durations learned get wrong, and for a burst of jobs,
         whose durations kept lean to its longest as it drains), but never less than ``dense``
         (a narrow span would allow less: no faster than asked) nor more than :data:`STRETCH`
-        times it (the median lag stays under ``dense``) or ``cap``. With the default
+        times it (the median lag stays under ``dense``) or ``cap``; ``dense`` for jobs too short
+        for any interval to keep within the budget. With the default
         ``dense=1``: jobs of 5-15 s get ``d = 1.8`` s (the stretch bounds it; about 0.47 of
         the polls, as the two polls before the span weigh on short jobs), jobs of 30-90 s
         about 1.4 s (0.4), trainings of 10-30 minutes about 1.35 s.
@@ -112,7 +113,9 @@ class PollPolicy:
         typical = (start + end) / 2
         reach = math.ceil(start / self.cap)  # polls stepping from the first look to start
         spare = BUDGET * (typical + 1) - 1.5 - reach  # the first look; half an interval at the end
-        wanted = max(0.0, typical - start) / spare if spare > 0 else math.inf
+        # Jobs too short for the budget (no interval keeps within it): stretching would add
+        # lag and save next to no polls.
+        wanted = max(0.0, typical - start) / spare if spare > 0 else 0.0
         dense = min(self.cap, STRETCH * self.dense, max(self.dense, wanted))
         return attrs.evolve(
             self,

@@ -134,6 +134,9 @@ def test_the_span_follows_the_spread_seen() -> None:
     assert durations.drain()[:6] == [("sdxl", 100.0)] * 3 + [("sd15", 60.0), ("sd15", 140.0),
                                                              ("sd15", 100.0)]  # fmt: skip
     assert durations.drain() == []
+    for seconds in (4.8, 5.0, 5.2):  # too short for any interval to keep within the budget
+        durations.record("short", seconds)
+    assert durations.policy(PollPolicy.TRAINING, "short").dense == 1.0  # so not stretched
     with pytest.raises(aiportrait.InvalidArgument):
         PollPolicy(learn=1)  # type: ignore[arg-type]
 
