@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 from .errors import ConflictingArguments, InvalidArgument
+
+T = TypeVar("T")
 
 __all__ = [
     "choice",
@@ -16,6 +18,7 @@ __all__ = [
     "invalid",
     "merge_explicit",
     "model_id_list",
+    "of_type",
     "nonempty_text",
     "number",
     "plain_urls",
@@ -139,6 +142,13 @@ def _non_empty(
 ) -> list[str]:
     out = _listed(name, values, what, hint)
     return [check(f"{name}[{i}]", value) for i, value in enumerate(out)]
+
+
+def of_type(value: T, kind: type[T], name: str) -> T:
+    """``value``, when it is a ``kind`` (an argument given as an object: a policy, a budget)."""
+    if not isinstance(value, kind):
+        raise InvalidArgument(f"{name} must be a {kind.__name__}, not {type(value).__name__}")
+    return value
 
 
 def positive_int(name: str, value: object) -> int:

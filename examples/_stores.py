@@ -11,7 +11,6 @@ import json
 import os
 import re
 import tempfile
-import time
 import uuid
 from collections.abc import AsyncGenerator
 from pathlib import Path
@@ -22,7 +21,6 @@ from _web import BadRequest, ErrorAnswer, Problem, error_answer, not_sent, parse
 import aiportrait
 
 __all__ = [
-    "SETTLE",
     "JobStore",
     "TicketStore",
     "create",
@@ -35,11 +33,6 @@ __all__ = [
     "train",
     "trainings",
 ]
-
-#: Seconds after its client left within which a create that was sent has ended (its try's
-#: whole timeout, 300 s by default, and a margin): a ticket with nothing kept by then was
-#: never sent, and nothing was charged for it.
-SETTLE = 330.0
 
 TICKET = re.compile(r"[A-Za-z0-9_-]{8,64}")
 
@@ -98,16 +91,16 @@ class TicketStore:
     A create that may have been charged is kept here: one answered (so a client whose answer
     was lost on the way can fetch it again), and one whose client left after it was sent (it
     finishes in the background, ``keep=``, and lands here). A create that provably ran
-    nothing upstream (refused before sending, 429, ``Overloaded``) is not kept: its ticket
-    is free to send again. Files in ``folder`` (``<ticket>.json`` and the image beside it),
+    nothing upstream (refused before sending, 429, ``Overloaded``, or its client left before
+    it was sent: ``Kept.sent`` False, told at once) is not kept: its ticket is free to send
+    again. Files in ``folder`` (``<ticket>.json`` and the image beside it),
     written atomically; tickets in progress in memory. A real deployment would use its
     database and object storage, and expire old entries.
     """
 
-    def __init__(self, folder: str | os.PathLike[str], *, settle: float = SETTLE) -> None:
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
         self.folder = Path(folder)
-        self.settle = settle
-        self._pending: dict[str, float | None] = {}  # ticket -> when its client left
+        self._pending: set[str] = set()  # tickets whose create has not ended
 
     def open(self, ticket: str | None) -> str:
         """Start a create under ``ticket`` (the client's ``X-Ticket``), or a new one."""
@@ -115,9 +108,6 @@ class TicketStore:
             ticket = uuid.uuid4().hex
         elif not TICKET.fullmatch(ticket):
             raise BadRequest("X-Ticket must be 8 to 64 letters, digits, '-' or '_'")
-        now = time.monotonic()
-        for gone in [t for t, left in self._pending.items() if left and now - left >= self.settle]:
-            del self._pending[gone]  # left unsent long ago: nothing was charged
         if self.lookup(ticket) is not None:
             raise Problem(
                 409,
@@ -125,17 +115,12 @@ class TicketStore:
                 f"ticket {ticket} names a create already sent: fetch GET /portraits/{ticket}",
                 ticket=ticket,
             )
-        self._pending[ticket] = None
+        self._pending.add(ticket)
         return ticket
-
-    def left(self, ticket: str) -> None:
-        """Its client left: a create that was sent lands here when it ends (``keep``)."""
-        if ticket in self._pending:
-            self._pending[ticket] = time.monotonic()
 
     def close(self, ticket: str) -> None:
         """The create ran nothing upstream: forget the ticket (it may be sent again)."""
-        self._pending.pop(ticket, None)
+        self._pending.discard(ticket)
 
     async def done(self, ticket: str, portrait: aiportrait.Portrait) -> None:
         """Keep a portrait under its ticket."""
@@ -154,10 +139,11 @@ class TicketStore:
         await self._record(ticket, {"state": "failed", "status": answer.status, **answer.body})
 
     async def kept(self, ticket: str, kept: aiportrait.Kept) -> None:
-        """``keep=`` callback: a create whose client left after it was sent has ended."""
+        """``keep=`` callback: a create whose client left was not sent (told at once), or was
+        sent and has ended."""
         if isinstance(kept.result, aiportrait.Portrait):
             await self.done(ticket, kept.result)
-        elif kept.error is None or not_sent(kept.error):  # answered 429: it did not run
+        elif not kept.sent or kept.error is None or not_sent(kept.error):  # ran nothing
             self.close(ticket)
         else:
             await self.failed(ticket, error_answer(kept.error, kept.request_id, ticket=ticket))
@@ -165,16 +151,13 @@ class TicketStore:
     async def _record(self, ticket: str, record: dict[str, Any]) -> None:
         text = json.dumps({"ticket": ticket, **record}).encode()
         await asyncio.to_thread(_write_atomic, self.folder / f"{ticket}.json", text)
-        self._pending.pop(ticket, None)
+        self._pending.discard(ticket)
 
     def lookup(self, ticket: str) -> dict[str, Any] | None:
         """``{"state": "pending" | "done" | "failed", ...}``, or ``None`` for a ticket with
-        nothing kept (unknown, or left unsent longer than :attr:`settle` ago)."""
+        nothing kept (unknown, or its client left before it was sent)."""
         if ticket in self._pending:
-            left = self._pending[ticket]
-            if left is None or time.monotonic() - left < self.settle:
-                return {"state": "pending", "ticket": ticket}
-            del self._pending[ticket]  # its client left unsent: nothing was charged
+            return {"state": "pending", "ticket": ticket}
         try:
             record: dict[str, Any] = json.loads((self.folder / f"{ticket}.json").read_text())
         except (FileNotFoundError, ValueError):
@@ -347,18 +330,17 @@ async def create(
     """``POST /portraits``: create under ``ticket`` and keep what may have been charged.
 
     Cancelled (its client left) while the create waits for a slot, a cool-down or an outage
-    pause: it is never sent, nothing is charged, and the ticket is forgotten once
-    :data:`SETTLE` has passed. Cancelled after it was sent: it goes on, and its result is
-    kept under the ticket (``GET /portraits/{ticket}``). An error that ran nothing frees the
-    ticket; any other error is kept under it, as the portrait is.
+    pause: it is never sent, nothing is charged, and ``keep`` is told so at once
+    (``Kept.sent`` False): the ticket is freed. Cancelled after it was sent: it goes on, and
+    its result is kept under the ticket (``GET /portraits/{ticket}``). An error that ran
+    nothing frees the ticket; any other error is kept under it, as the portrait is.
     """
     model_id, template, config = create
     try:
         keep = functools.partial(tickets.kept, ticket)
         portrait = await session.with_options(keep=keep).create(model_id, template, config=config)
     except asyncio.CancelledError:
-        tickets.left(ticket)
-        raise
+        raise  # its client left: ``keep`` is told what became of it
     except aiportrait.AIPortraitError as exc:
         if not_sent(exc):
             tickets.close(ticket)

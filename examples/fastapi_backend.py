@@ -42,7 +42,6 @@ from typing import Annotated, Any
 
 import uvicorn
 from _stores import (
-    SETTLE,
     JobStore,
     TicketStore,
     create,
@@ -240,7 +239,6 @@ def make_app(
     store_path: str | os.PathLike[str],
     *,
     heartbeat: float = 5.0,
-    settle: float = SETTLE,
 ) -> FastAPI:
     """Build the application: one Session (from ``session_factory``) for its lifetime, opened
     and closed by the lifespan; the arguments are :func:`web_backend.make_app`'s."""
@@ -248,7 +246,7 @@ def make_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with session_factory() as opened:
-            tickets = TicketStore(tickets_folder(store_path), settle=settle)
+            tickets = TicketStore(tickets_folder(store_path))
             app.state.backend = Backend(opened, JobStore(store_path), tickets, heartbeat)
             yield
 

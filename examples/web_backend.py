@@ -23,9 +23,8 @@ sent (waiting for a slot, a cool-down, an outage pause) is then never sent: noth
 A create already sent is not thrown away: it finishes in the background
 (``session.with_options(keep=...)``) and its portrait is kept under the ticket. So a client
 that timed out fetches ``GET /portraits/{its ticket}`` instead of sending again: 200 with the
-portrait; 202 while it may still come (the Session tells a kept create only when it ends, so
-an unsent one is told apart only when :data:`_stores.SETTLE` seconds, the longest a sent create
-takes, have passed); then 404: nothing was sent, send it again.
+portrait; 202 while it may still come; 404 when nothing was sent (the Session tells at once
+of a create its client left before it was sent: ``Kept.sent`` False): send it again.
 
 Errors are JSON ``{"error": name, "message": ..., "request_id": ...}``: ``name`` is the
 aiportrait error class (``ModelIdError``, ``Overloaded``...) when the service or the library
@@ -68,7 +67,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from typing import IO, Any
 
 from _stores import (
-    SETTLE,
     JobStore,
     TicketStore,
     create,
@@ -320,7 +318,6 @@ def make_app(
     *,
     tracing: Tracing | None = None,
     heartbeat: float = 5.0,
-    settle: float = SETTLE,
 ) -> web.Application:
     """Build the application: one Session (from ``session_factory``) for its lifetime.
 
@@ -328,8 +325,7 @@ def make_app(
     every request shares its connection pool, limits and 429 cool-down; closing it waits for
     the creates kept for clients that left. Trainings are stored in ``store_path``, portraits
     by ticket in the folder beside it (``<stem>_portraits``). ``heartbeat``: seconds between
-    two comments of an event stream. ``settle``: seconds after its client left within which a
-    create that was sent has ended (:data:`_stores.SETTLE`). With ``tracing`` (see
+    two comments of an event stream. With ``tracing`` (see
     :func:`setup_tracing`), each request gets a server span. Serve it with :func:`runner`, so
     that a client that leaves cancels its handler.
     """
@@ -343,7 +339,7 @@ def make_app(
 
     app.cleanup_ctx.append(session_context)
     app[STORE] = JobStore(store_path)
-    app[TICKETS] = TicketStore(tickets_folder(store_path), settle=settle)
+    app[TICKETS] = TicketStore(tickets_folder(store_path))
     app[HEARTBEAT] = heartbeat
     app.router.add_post("/trainings", start_training)
     app.router.add_get("/trainings", list_trainings)

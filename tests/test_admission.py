@@ -147,6 +147,38 @@ async def test_retry_after_counts_the_queue_ahead_by_how_long_tries_took(
     assert _creates(fake) == 5
 
 
+async def test_retry_after_counts_every_call_waiting_not_only_its_own_kind(
+    aiportrait_instant_waits: VirtualClock,
+) -> None:
+    # max_waiting bounds the calls of every kind, so a read turned away waits behind the
+    # creates waiting for the one shared slot too.
+    clock = aiportrait_instant_waits
+    release = asyncio.Event()
+    JOBS = "/api/v1/async_jobs/"
+
+    async def slow(arrival: Arrival) -> Any:  # each read takes 10 s of the clock
+        clock.advance(10)
+        if fake.paths().count(f"{JOBS}2"):
+            await release.wait()
+        return (200, {}, {"code": "OK", "data": {"job": {"state": 1}}})
+
+    with Fake(routes={JOBS: slow, CREATE: hang}) as fake:
+        async with Session(fake.url, "a", "t", max_in_flight=1, max_waiting=2) as session:
+            await session.get_job(1)  # learnt: a read takes 10 s
+            held = asyncio.create_task(session.get_job(2))
+            await until(lambda: fake.paths().count(f"{JOBS}2") == 1, "a read on the wire")
+            queued = [asyncio.create_task(session.create("m", TEMPLATE)) for _ in range(2)]
+            await until(lambda: session.limits.queued() == 2, "two creates waiting")
+            with pytest.raises(Overloaded) as refused:
+                await session.get_job(3)
+            await _cancelled(*queued)
+            release.set()
+            await held
+    # Two ahead (creates) and itself, one slot, 10 s each.
+    assert refused.value.retry_after == pytest.approx(30.0)
+    assert _creates(fake) == 0
+
+
 async def test_retry_after_is_at_least_what_is_left_of_the_cool_down() -> None:
     # Real time: the cool-down only shrinks, so what it was when the call was refused is at
     # least what is left when read after; no lower bound depends on the machine's speed.
@@ -237,3 +269,70 @@ async def test_a_watchs_polls_are_not_admitted(aiportrait_instant_waits: Virtual
             with anyio.fail_after(30):
                 states = await asyncio.gather(*watches)
     assert states == [aiportrait.JobState.RUNNING] * 3
+
+
+@pytest.mark.parametrize("charged", [True, False])
+def test_overloaded_is_retryable_after_its_retry_after(charged: bool) -> None:
+    # Never sent: a Temporal activity turned away is tried again after retry_after, as a 429.
+    from aiportrait.temporal import as_application_error
+
+    busy = Overloaded("POST /x: not sent", retry_after=7.0, kind="create", waiting=3)
+    error = as_application_error(busy, charged=charged)
+    assert not error.non_retryable
+    assert error.next_retry_delay is not None and error.next_retry_delay.total_seconds() == 7.0
+
+
+def _photo() -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (600, 600), (120, 90, 60)).save(out, "JPEG")
+    return out.getvalue()
+
+
+async def test_a_full_queue_turns_a_create_away_before_its_photo_is_uploaded() -> None:
+    uploads: list[str] = []
+
+    async def upload(data: bytes, content_type: str, key: str) -> str:
+        uploads.append(key)
+        return f"https://bucket/{key}"
+
+    with Fake(routes={"/api/v1/async_jobs/": hang}) as fake:
+        async with Session(
+            fake.url, "a", "t", max_in_flight=1, max_waiting=1, uploader=upload
+        ) as session:
+            holder = asyncio.create_task(session.get_job(1))
+            await until(lambda: len(fake.requests) == 1, "the slot held")
+            waiter = asyncio.create_task(session.get_job(2))
+            await until(lambda: session.limits.queued() == 1, "the queue full")
+            with pytest.raises(Overloaded):
+                await session.create("m", _photo())
+            for task in (holder, waiter):
+                task.cancel()
+            await asyncio.gather(holder, waiter, return_exceptions=True)
+    assert uploads == []  # turned away first: nothing uploaded, nothing sent
+    assert "/api/v1/aigc_images/create" not in fake.paths()
+
+
+async def test_a_kept_create_cancelled_while_its_photo_uploads_is_told_not_sent() -> None:
+    uploading, kept = asyncio.Event(), []
+
+    async def upload(data: bytes, content_type: str, key: str) -> str:
+        uploading.set()
+        await asyncio.Event().wait()  # a slow upload
+        return ""
+
+    with Fake() as fake:
+        async with Session(fake.url, "a", "t", uploader=upload) as session:
+            view = session.with_options(keep=kept.append)
+            task = asyncio.create_task(view.create("m", _photo()))
+            await uploading.wait()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await until(lambda: kept, "told")
+    [told] = kept
+    assert told.sent is False and told.result is None and told.error is None
+    assert fake.requests == []

@@ -7,6 +7,7 @@ reported as unknown, and an answer that arrived is never thrown away.
 from __future__ import annotations
 
 import asyncio
+import threading
 import traceback
 from pathlib import Path
 from typing import Any
@@ -134,3 +135,43 @@ def test_a_user_agent_with_line_breaks_is_refused_when_the_session_is_built() ->
     with pytest.raises(aiportrait.InvalidArgument, match="user_agent"):
         Session("h.example", "a", "t", user_agent="MyApp/1.0\r\nX-Injected: 1")
     assert Session("h.example", "a", "t", user_agent="MyApp/1.0") is not None
+
+
+async def test_a_batch_on_a_keep_view_stopped_while_its_claim_is_written_leaves_it_new(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The journal's claim is written in a thread under a shield; the batch is stopped then.
+    # A batch's items are not kept (their journal keeps what may have run): the item is
+    # cancelled as anyio cancels, the shield holds, and the claim is given back: nothing was
+    # sent, and a re-run sends the item as a new one.
+    journal, out = tmp_path / "j.sqlite", tmp_path / "out"
+    claiming, written = threading.Event(), threading.Event()
+    claim = Journal.claim
+
+    def slow_claim(self: Journal, *args: Any) -> bool:
+        won = claim(self, *args)
+        claiming.set()
+        written.wait(30)  # a slow disk: the row is written, the thread returns late
+        return won
+
+    monkeypatch.setattr(Journal, "claim", slow_claim)
+    requests = {"a": CreateRequest("m", "https://t/x.jpg")}
+    kept: list[aiportrait.Kept] = []
+    with Fake(routes={CREATE: (200, {}, OK_IMAGE)}) as fake:
+        async with Session(fake.url, "a", "t") as session:
+            view = session.with_options(keep=kept.append)
+            run = asyncio.create_task(
+                view.create_many(requests, journal=journal, out_dir=out).collect()
+            )
+            await until(claiming.is_set, "the claim being written")
+            run.cancel()  # the batch is stopped: nothing was sent
+            written.set()
+            with pytest.raises(asyncio.CancelledError):
+                await run
+            await until(
+                lambda: "submitting" not in Journal(journal, lock=False).counts(), "given back"
+            )
+            monkeypatch.setattr(Journal, "claim", claim)
+            [again] = await session.create_many(requests, journal=journal, out_dir=out).collect()
+    assert again.ok, again.error
+    assert fake.paths().count(CREATE) == 1 and kept == []

@@ -19,6 +19,7 @@ import pytest
 import aiportrait
 from aiportrait import CreateRequest, Kept, OutagePolicy, RetryPolicy, Session
 from aiportrait.errors import SubmitOutcomeUnknown
+from aiportrait.testing import VirtualClock
 from tests._mock import DROP, OK_IMAGE, PHOTOS, PNG_1X1, Arrival, Fake, hang, until
 
 CREATE = "/api/v1/aigc_images/create"
@@ -38,6 +39,20 @@ def _held(release: asyncio.Event, then: Any) -> Callable[[Arrival], Awaitable[An
         return then
 
     return action
+
+
+async def _left_on_the_wire(then: Any, template: str = TEMPLATE) -> tuple[list[Kept], Fake]:
+    """A kept create whose client left while it was on the wire, then answered ``then``: what
+    the callback got, and the fake server."""
+    release = asyncio.Event()
+    kept: list[Kept] = []
+    with Fake(routes={CREATE: _held(release, then)}) as fake:
+        async with Session(fake.url, "a", "t") as session:
+            task = asyncio.create_task(session.with_options(keep=kept.append).create("m", template))
+            await until(lambda: _creates(fake) == 1, "the create on the wire")
+            await _cancel(task)
+            release.set()
+    return kept, fake
 
 
 async def _cancel(task: asyncio.Task[Any]) -> None:
@@ -105,18 +120,54 @@ THROTTLED = (429, {}, {"code": "Throttling", "message": "slow", "request_id": "r
 async def test_a_kept_create_that_failed_hands_over_its_error_and_is_never_sent_again(
     then: Any, error: type[Exception], request_id: str
 ) -> None:
-    release = asyncio.Event()
-    kept: list[Kept] = []
-    with Fake(routes={CREATE: _held(release, then)}) as fake:
-        async with Session(fake.url, "a", "t") as session:
-            task = asyncio.create_task(session.with_options(keep=kept.append).create("m", TEMPLATE))
-            await until(lambda: _creates(fake) == 1, "the create on the wire")
-            await _cancel(task)
-            release.set()
+    kept, fake = await _left_on_the_wire(then)
     [got] = kept
     assert isinstance(got.error, error) and got.result is None
     assert got.request_id == getattr(got.error, "request_id", None) == request_id
     assert _creates(fake) == 1
+
+
+async def test_a_create_cancelled_while_a_hook_hears_of_its_ambiguous_failure_is_kept() -> None:
+    # The 502 leaves open whether the create ran; the loop tells the hooks before it decides,
+    # and the client leaves while an async hook runs: the call is still one that may have run.
+    release, in_hook, hook_done = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    kept: list[Kept] = []
+    bad_gateway = (502, {}, {"code": "BadGateway", "request_id": "r-502"})
+
+    async def hook(event: object) -> None:
+        if isinstance(event, aiportrait.hooks.AnswerReceived):
+            in_hook.set()
+            await hook_done.wait()  # an exporter writing a span
+
+    with Fake(routes={CREATE: _held(release, bad_gateway)}) as fake:
+        async with Session(fake.url, "a", "t", hooks=[hook]) as session:
+            task = asyncio.create_task(session.with_options(keep=kept.append).create("m", TEMPLATE))
+            await until(lambda: _creates(fake) == 1, "the create on the wire")
+            release.set()
+            await in_hook.wait()
+            await _cancel(task)  # the client left while the hook runs
+            hook_done.set()
+    [got] = kept
+    assert isinstance(got.error, SubmitOutcomeUnknown) and got.request_id == "r-502"
+    assert _creates(fake) == 1
+
+
+async def test_a_deadline_that_passes_while_a_hook_hears_of_an_ambiguous_failure_says_unknown(
+    aiportrait_instant_waits: VirtualClock,
+) -> None:
+    # The 502 may have run: the call ends SubmitOutcomeUnknown however long its hooks take.
+    async def hook(event: object) -> None:
+        if isinstance(event, aiportrait.hooks.AnswerReceived):
+            aiportrait_instant_waits.advance(60)  # a slow exporter outlasts the deadline
+            await asyncio.sleep(0)
+
+    bad_gateway = (502, {}, {"code": "BadGateway", "request_id": "r-502"})
+    with Fake(routes={CREATE: bad_gateway}) as fake:
+        policy = RetryPolicy(deadline=30)
+        async with Session(fake.url, "a", "t", hooks=[hook], retry=policy) as session:
+            with pytest.raises(SubmitOutcomeUnknown) as info:
+                await session.create("m", TEMPLATE)
+    assert info.value.request_id == "r-502" and _creates(fake) == 1
 
 
 async def test_a_failing_callback_is_logged(caplog: pytest.LogCaptureFixture) -> None:
@@ -218,9 +269,49 @@ async def test_a_create_cancelled_while_it_waits_is_never_sent(wait: str, keep: 
             await until(lambda: session.limits.queued("create") == 1, f"the create at the {wait}")
             await _cancel(task)
             assert session.limits.queued() == 0
+            # A keep view tells at once: not sent, nothing charged (send it again if wanted).
+            assert kept == ([Kept(CreateRequest("m", TEMPLATE), sent=False)] if keep else [])
             for other in others:
                 await _cancel(other)
-    assert _creates(fake) == before and kept == []
+    assert _creates(fake) == before
+
+
+def test_a_kept_result_cut_short_by_a_shutdown_is_logged_as_lost(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # aclose() cut short (a server's graceful-shutdown timeout), then the event loop ends:
+    # the transport is closed all the same, and the hand-over that could not finish says
+    # what was lost, without advising keep= (it was given).
+    stored = asyncio.Event()
+
+    async def keep(kept: Kept) -> None:
+        await stored.wait()  # a store that never answers
+
+    async def main(fake: Fake) -> Session:
+        session = Session(fake.url, "a", "t")
+        task = asyncio.create_task(session.with_options(keep=keep).create("m", TEMPLATE))
+        await until(lambda: _creates(fake) == 1, "the create on the wire")
+        await _cancel(task)
+        with anyio.move_on_after(0.05):
+            await session.aclose()
+        return session
+
+    with Fake(routes={CREATE: hang}) as fake, caplog.at_level(logging.WARNING, "aiportrait"):
+        session = asyncio.run(main(fake))
+    assert session.closed
+    messages = [r.getMessage() for r in caplog.records]
+    [lost] = [r for r in caplog.records if "kept result lost" in r.getMessage()]
+    assert lost.levelno == logging.ERROR and "create" in lost.getMessage()
+    assert not [m for m in messages if "keep=" in m and "pass" in m]
+
+
+async def test_a_kept_repr_hides_a_signed_urls_signature_and_sends_it_whole() -> None:
+    signed = "https://bucket.oss/x.jpg?OSSAccessKeyId=AK&Expires=1&Signature=SECRETSIG"
+    kept, fake = await _left_on_the_wire((200, {}, CREATED), signed)
+    [got] = kept
+    assert "SECRETSIG" not in repr(got) and "SECRETSIG" not in repr(got.request)
+    assert "https://bucket.oss/x.jpg" in repr(got.request)
+    assert fake.requests[0].json["template_image"] == signed  # sent as given
 
 
 def test_submit_outcome_unknown_carries_the_request_id_and_pickles() -> None:

@@ -227,6 +227,29 @@ async def test_a_create_held_to_its_deadline_fails_unsent(
     assert CREATE_PATH not in [p for _, p in emu.counters.arrivals]
 
 
+async def test_a_max_wait_shorter_than_the_probe_wait_does_not_stop_the_probes(
+    emu: Emulator, aiportrait_instant_waits: VirtualClock
+) -> None:
+    # Each create waits 10 s at most (max_wait), the probe 30 s after the pause began: the
+    # first create is turned away while it waits its turn to probe, and the next one probes
+    # when that time comes (it is kept by the breaker, not started again by each prober).
+    clock = aiportrait_instant_waits
+    outage = OutagePolicy(threshold=1, probe_interval=30, probe_cap=30)
+    emu.faults = Faults(rate_5xx=1.0, status_5xx=500, paths=frozenset({"/api/v1/batch_jobs/7"}))
+    async with emu.session(outage=outage, retry=aiportrait.RetryPolicy.NEVER, max_wait=10) as s:
+        with pytest.raises(ServerError):
+            await s.get_batch_jobs(7)  # the pause
+        began = clock.time
+        with pytest.raises(aiportrait.errors.Overloaded):
+            await s.create("nope", "https://example.invalid/t.jpg")
+        with pytest.raises(ModelIdError):  # the probe answered: the create went
+            await s.create("nope", "https://example.invalid/t.jpg")
+        assert s.limits.outage == ""
+    paths = [p for _, p in emu.counters.arrivals]
+    assert paths == ["/api/v1/batch_jobs/7", "/api/v1/batch_jobs/1", CREATE_PATH]
+    assert clock.time - began == pytest.approx(30)  # one probe, on its schedule
+
+
 async def test_a_service_never_reached_fails_at_once_and_one_that_answered_pauses(
     tmp_path: Path, aiportrait_instant_waits: VirtualClock
 ) -> None:

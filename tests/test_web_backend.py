@@ -410,7 +410,8 @@ async def test_a_client_that_leaves_before_its_create_is_sent_pays_nothing(
         hold.release()
         assert (await first).status == 200  # the slot it waited for is free now
         unsent = await client.get(f"{base}/portraits/queued-when-leaving")
-        assert unsent.status == 202  # until SETTLE has passed: then 404, send it again
+        assert unsent.status == 404  # not sent, nothing charged: told at once, send it again
+        assert "send it again" in (await unsent.json())["message"]
     assert hold.arrived == 1 and aiportrait_emulator.counters.creations == 1
 
 

@@ -5,10 +5,11 @@ that the watch began when the job did) that saw it from a pending state to its e
 long it took, once a job, under the job's kind (``sd15``, ``sdxl`` or ``scene``). A job the
 Session did not start (a bare job id, a training resumed from a journal) has no known start: it
 neither uses nor feeds the learned durations. Once a kind has a few durations,
-:meth:`Durations.policy` gives the poll policy an ``expected`` duration (the median) and a
-``window`` wide enough for the spread seen, so the watcher polls densely around the likely end
-and sparsely before it. With a journal the durations are stored with it, so a re-run (or
-another process on the same journal) starts with what was learned.
+:meth:`Durations.policy` turns the span they cover into a poll policy
+(:meth:`PollPolicy.spanning`): a first look, a wait to the shortest duration likely, dense polls
+up to the longest seen, sparser and sparser polls after it. With a journal the durations are
+stored with it, so a re-run (or another process on the same journal) starts with what was
+learned.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Final
 
-import attrs
-
 from .._requests import TrainRequest
 from .schedule import PollPolicy
 
@@ -27,8 +26,16 @@ __all__ = ["Durations", "train_kind"]
 
 MIN_SEEN: Final = 3
 """Durations a kind needs before its estimate is used."""
-KEEP: Final = 50
-"""Durations kept per kind (the most recent)."""
+KEEP: Final = 200
+"""Durations kept per kind (the most recent): many, as the last jobs of a burst to end are its
+longest, and a span of only those would move on with each watch still running."""
+DRAINED: Final = 50
+"""Durations drained for a journal at most (the most recent; a journal keeps 50 a kind)."""
+ODD: Final = 20
+"""One duration in ``ODD`` at either end of those seen is left out of the span (see
+:meth:`Durations.span`)."""
+NEAR: Final = 0.05
+"""The span starts at least this fraction of the median before the shortest duration kept."""
 LONGEST: Final = 7 * 24 * 3600.0
 """A duration longer than a week is not a training's: it is ignored."""
 
@@ -48,7 +55,10 @@ class Durations:
     def __init__(self) -> None:
         self._seen: dict[str, deque[float]] = {}
         self._kinds: dict[int, str] = {}
-        self._new: deque[tuple[str, float]] = deque(maxlen=KEEP)
+        self._new: deque[tuple[str, float]] = deque(maxlen=DRAINED)
+        # Asked before every wait of every watch: each (policy, kind) is worked out once
+        # until a duration is recorded or loaded.
+        self._policies: dict[tuple[PollPolicy, str], PollPolicy] = {}
 
     def kind_of(self, job_id: int) -> str | None:
         """The kind a job was started as (``None`` when its start is not known here)."""
@@ -65,7 +75,8 @@ class Durations:
         """A job of ``kind`` was seen to take ``seconds`` (from the watch's start to its end)."""
         if _usable(seconds):
             self._seen.setdefault(kind, deque(maxlen=KEEP)).append(float(seconds))
-            self._new.append((kind, float(seconds)))  # the most recent KEEP, for a journal
+            self._policies.clear()
+            self._new.append((kind, float(seconds)))  # the most recent, for a journal
 
     def ended(self, job_id: int, seconds: float) -> None:
         """Job ``job_id`` was seen to take ``seconds``: recorded under its kind, once a job
@@ -89,27 +100,47 @@ class Durations:
         for kind, seconds in seen:
             if isinstance(kind, str) and _usable(seconds):
                 self._seen.setdefault(kind, deque(maxlen=KEEP)).append(float(seconds))
+                self._policies.clear()
 
-    def expected(self, kind: str) -> tuple[float, float] | None:
-        """``(expected, window)`` for ``kind``, or ``None`` until it has :data:`MIN_SEEN`."""
+    def span(self, kind: str) -> tuple[float, float] | None:
+        """``(start, end)``: the seconds into a watch between which jobs of ``kind`` end;
+        ``None`` until the kind has :data:`MIN_SEEN` durations.
+
+        One duration in :data:`ODD` at either end is left out: a job that ended before the
+        span is noticed at its start after a long wait, and the middle of that wait (what the
+        watcher records) is far too short; one such duration would otherwise widen the span
+        for the next :data:`KEEP` jobs. ``end`` is the longest duration kept. ``start`` is
+        the shortest kept less the gaps expected below it: durations spread over ``[a, b]``
+        lie about one gap apart (the kept ones' spread over their count), so ``a`` is one gap
+        below the shortest seen and ``odd + 1`` below the shortest kept when ``odd`` were
+        left out; at least :data:`NEAR` of the median before it (a duration recorded from the
+        long waits of an unlearned schedule may be that far off), at most half of it.
+        """
         values = self._seen.get(kind)
         if values is None or len(values) < MIN_SEEN:
             return None
         ordered = sorted(values)  # the median, without importing statistics (fractions, decimal)
         half = len(ordered) // 2
         middle = ordered[half] if len(ordered) % 2 else (ordered[half - 1] + ordered[half]) / 2
-        spread = (max(values) - min(values)) / (2 * middle)
-        return middle, min(0.5, max(0.1, spread + 0.05))
+        odd = len(ordered) // ODD
+        kept = ordered[odd : len(ordered) - odd]
+        gap = (kept[-1] - kept[0]) / (len(kept) - 1)
+        margin = max((odd + 1) * gap, NEAR * middle)
+        return max(kept[0] - margin, kept[0] / 2), kept[-1]
 
     def policy(self, policy: PollPolicy, kind: str | None) -> PollPolicy:
-        """``policy`` with the learned ``expected`` and ``window`` (when it sets none itself)."""
+        """``policy`` polling across the span learned for ``kind`` (when it sets no
+        ``expected`` itself and learns); cheap enough to ask before every wait."""
         if kind is None or policy.expected is not None or not policy.learn:
             return policy
-        estimate = self.expected(kind)
-        if estimate is None:
-            return policy
-        expected, window = estimate
-        return attrs.evolve(policy, expected=expected, window=window)
+        learned = self._policies.get((policy, kind))
+        if learned is None:
+            span = self.span(kind)
+            learned = policy if span is None else policy.spanning(*span)
+            if len(self._policies) >= 256:  # bounded: views with many different policies
+                self._policies.clear()
+            self._policies[policy, kind] = learned
+        return learned
 
 
 def train_kind(request: TrainRequest) -> str:

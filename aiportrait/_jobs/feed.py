@@ -32,6 +32,7 @@ from typing import Final
 import anyio
 
 from .._retrying import clock as _clock
+from .._retrying.call import request_id_of
 from .._retrying.loop import CALL_ERRORS
 from .._retrying.policy import RetryPolicy, decide
 from ..errors import AIPortraitError
@@ -253,7 +254,7 @@ class Feed:
                 "aiportrait.job_id": self.job_id,
                 "aiportrait.polls": self.polls,
                 "aiportrait.error_type": type(exc).__name__,
-                "aiportrait.request_id": getattr(exc, "request_id", "") or "",
+                "aiportrait.request_id": request_id_of(exc),
             },
         )
         return decision.wait

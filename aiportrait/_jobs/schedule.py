@@ -6,14 +6,22 @@ The watcher (:mod:`aiportrait._jobs.watch`) and the Temporal training workflow b
 
 from __future__ import annotations
 
+import math
 import random
-from typing import ClassVar
+from typing import ClassVar, Final
 
 import attrs
 
 from .._args import flag, number, positive_number
 
 __all__ = ["PollPolicy"]
+
+BUDGET: Final = 0.4
+"""A learned schedule's polls, as a fraction of a 1-second poller's (which makes about one per
+second of the job's duration, plus its first look)."""
+STRETCH: Final = 1.8
+"""How far a learned schedule may widen ``dense`` to keep within :data:`BUDGET`: the end is
+still noticed within ``STRETCH / 2 * dense`` seconds at the median."""
 
 
 @attrs.frozen(kw_only=True)
@@ -39,8 +47,8 @@ class PollPolicy:
         window: how far around ``expected`` to poll densely, as a fraction of it.
         jitter: random spread of each interval, as a fraction of it.
         timeout: the deadline in seconds (``None``: wait for ever).
-        learn: without ``expected``, use the duration the Session learned from jobs of the
-            same kind it saw end (and the spread it saw, as ``window``).
+        learn: without ``expected``, poll across the span of durations the Session learned
+            from jobs of the same kind it saw end (:meth:`spanning` gives the fields).
     """
 
     first: float = attrs.field(default=2.0, validator=positive_number)
@@ -71,6 +79,52 @@ class PollPolicy:
         if self.jitter and rng is not None:
             base *= 1 + rng.uniform(-self.jitter, self.jitter)
         return base
+
+    def spanning(self, start: float, end: float) -> PollPolicy:
+        """This policy, polling densely from ``start`` to ``end`` seconds into the watch: where
+        jobs end (what :class:`Durations` learned).
+
+        The rule. A job that ends in the span is noticed within one dense interval ``d``
+        (``d / 2`` at the median, as ends spread over the span), so ``d`` buys speed, and its
+        price is polls: the first look, the steps to ``start`` (at most ``cap`` apart), then
+        about ``(typical - start) / d + 0.5`` polls across the span for a job of ``typical``
+        seconds, the span's middle (not the median of the durations kept: in a burst of jobs
+        that moves with each one that ends). A 1-second poller makes ``typical + 1`` or so;
+        ``d`` is the interval that keeps the whole at :data:`BUDGET` of that (0.4, not 0.5:
+        room for jitter, for what the durations learned get wrong, and for a burst of jobs,
+        whose durations kept lean to its longest as it drains), but never less than ``dense``
+        (a narrow span would allow less: no faster than asked) nor more than :data:`STRETCH`
+        times it (the median lag stays under ``dense``) or ``cap``; ``dense`` for jobs too short
+        for any interval to keep within the budget. With the default
+        ``dense=1``: jobs of 5-15 s get ``d = 1.8`` s (the stretch bounds it; about 0.47 of
+        the polls, as the two polls before the span weigh on short jobs), jobs of 30-90 s
+        about 1.4 s (0.4), trainings of 10-30 minutes about 1.35 s.
+
+        As fields: ``expected`` is the span's middle and ``window`` its half-width as a
+        fraction of it (so ``[start, end]`` is the dense window), ``dense`` is ``d``, and after
+        ``end`` (a job longer than any seen) the intervals grow from ``d`` in proportion to the
+        time waited (``first = d``, ``growth = d / end``, up to ``cap``): a job just past the
+        span is still noticed within about ``d``; one that runs on to ``T`` costs about
+        ``end / d * ln(T / end)`` polls more (a job of 30-90 s stuck to the 30-minute deadline:
+        about 230 in all, a 1-second poller's 1,800). ``cap``, ``jitter``, ``timeout`` and
+        ``learn`` are kept.
+        """
+        end = max(start, end)
+        typical = (start + end) / 2
+        reach = math.ceil(start / self.cap)  # polls stepping from the first look to start
+        spare = BUDGET * (typical + 1) - 1.5 - reach  # the first look; half an interval at the end
+        # Jobs too short for the budget (no interval keeps within it): stretching would add
+        # lag and save next to no polls.
+        wanted = max(0.0, typical - start) / spare if spare > 0 else 0.0
+        dense = min(self.cap, STRETCH * self.dense, max(self.dense, wanted))
+        return attrs.evolve(
+            self,
+            expected=typical,
+            window=(end - start) / (end + start),
+            dense=dense,
+            first=dense,
+            growth=dense / end,
+        )
 
     def next_wait(
         self, elapsed: float, rng: random.Random | None = None, retry_after: float = 0.0

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import Final, TypeAlias
 
 from .. import _args
+from .._wire.signing import public_url
 from ..errors import InvalidArgument
 
 __all__ = [
@@ -101,9 +102,12 @@ def all_strings(values: list[object] | tuple[object, ...]) -> bool:
 
 
 def shown(value: object) -> str:
-    """An image as a repr shows it: bytes by their size, never their content."""
+    """An image as a repr shows it: bytes by their size, never their content; a presigned
+    URL without its query (its signature), as output shows it (what is sent is unchanged)."""
     if isinstance(value, bytes):
         return f"<{len(value)} bytes>"
     if isinstance(value, tuple):
         return "(" + ", ".join(shown(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    if type(value) is str:
+        return repr(public_url(value))
     return repr(value)

@@ -58,6 +58,7 @@ class Breaker:
         self._began = 0.0
         self._ended: float | None = None  # the last pause's length, until told
         self._probing = False
+        self._probe_at: float | None = None  # when the next probe goes, once a prober waits
         self._changed: anyio.Event | None = None  # made on first use (it needs an event loop)
 
     @property
@@ -89,6 +90,7 @@ class Breaker:
         if self.paused:
             self._ended = _clock.now() - self._began
         self.failures = 0
+        self._probe_at = None
         self.epoch += 1
         self._up = self.epoch
         self._wake()
@@ -104,6 +106,16 @@ class Breaker:
             return False  # never answered, nothing sent: no outage to wait out
         return self.failed(reason, written)
 
+    def probe_in(self) -> float:
+        """Seconds until the next probe goes (0 when the service is not in doubt): what is
+        left of the time the first prober that waits for it set, ``policy.probe_wait`` from
+        now when none has."""
+        if not self.failures:
+            return 0.0
+        if self._probe_at is None:
+            return self.policy.probe_wait(self.failures)
+        return max(0.0, self._probe_at - _clock.now())
+
     def take_resumed(self) -> float | None:
         """Once per pause, when it is over: its length in seconds (for the hooks)."""
         ended, self._ended = self._ended, None
@@ -113,9 +125,12 @@ class Breaker:
         """Return when charged calls may go: at once when the service is not in doubt; else
         once a probe, or any other call, finds it answering. True when they may go.
 
-        One holder at a time is the prober: it waits ``policy.probe_wait(failures)`` (nothing
-        before a pause) and awaits ``probe``, which tells this breaker what it found
-        (:meth:`saw`, :meth:`answered`). A prober that is cancelled hands the turn on. A holder
+        One holder at a time is the prober: it waits until the next probe's time and awaits
+        ``probe``, which tells this breaker what it found (:meth:`saw`, :meth:`answered`).
+        That time is set once, ``policy.probe_wait(failures)`` after the first prober began
+        to wait for it (nothing before a pause): a prober that is cancelled (its call's
+        ``max_wait``) hands the turn on, and the next one waits only what is left, so the
+        probes keep their schedule however short the holders' waits are. A holder
         that is not ``patient`` probes without waiting and returns after one probe's verdict:
         False when the service is still in doubt (``RetryPolicy.hold``).
         """
@@ -128,7 +143,10 @@ class Breaker:
                 self._probing = True
                 try:
                     if patient:
-                        await _clock.sleep(self.policy.probe_wait(self.failures))
+                        if self._probe_at is None:
+                            self._probe_at = _clock.now() + self.policy.probe_wait(self.failures)
+                        await _clock.sleep(max(0.0, self._probe_at - _clock.now()))
+                    self._probe_at = None  # this probe goes: the next is timed after it
                     if self.failures:
                         await probe()
                 finally:

@@ -8,12 +8,23 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from .._states import CallKind
-from ..errors import AIPortraitError, APIError, ResponseError, TransportError
+from ..errors import (
+    AIPortraitError,
+    APIError,
+    ResponseError,
+    SubmitOutcomeUnknown,
+    TransportError,
+)
 
-__all__ = ["CALL_ERRORS", "Call", "CallState", "Claim"]
+__all__ = ["CALL_ERRORS", "Call", "CallState", "Claim", "request_id_of", "unknown_outcome"]
 
 #: The failures a try can end with that the loop classifies (anything else propagates).
 CALL_ERRORS = (TransportError, ResponseError, APIError)
+
+
+def request_id_of(outcome: object) -> str:
+    """The service's request id an answer or an error carries (``""`` when none)."""
+    return getattr(outcome, "request_id", "") or ""
 
 
 class Claim(Protocol):
@@ -47,10 +58,13 @@ class Call:
         bounded: whether the Session's admission (``max_waiting``, ``max_wait``) applies to
             its wait before the first try; False for a batch's items and a watch's polls,
             which queue under bounds of their own (the batch's ``limit``, the jobs watched).
+        kept: its caller left after it was written, and its end is handed to a ``keep``
+            callback (no warning that it may be charged unseen).
     """
 
     __slots__ = (
-        "bound", "bounded", "claim", "kind", "method", "path", "payload", "tries", "within"
+        "bound", "bounded", "claim", "kept", "kind", "method", "path", "payload", "tries",
+        "within",
     )  # fmt: skip
 
     def __init__(
@@ -74,6 +88,7 @@ class Call:
         self.tries = tries
         self.bound = bound
         self.bounded = bounded
+        self.kept = False
 
     @property
     def what(self) -> str:
@@ -85,7 +100,8 @@ class CallState:
     """What one call has seen so far."""
 
     __slots__ = (
-        "answered", "attempt", "began", "in_try", "last", "sent", "started", "until", "written"
+        "answered", "attempt", "began", "in_try", "last", "sent", "started", "undecided", "until",
+        "written",
     )  # fmt: skip
 
     def __init__(self, started: float, deadline: float | None) -> None:
@@ -95,12 +111,28 @@ class CallState:
         self.attempt = 0
         self.sent = 0  # tries written (or being written)
         self.in_try = False  # stays True if the deadline cancels a try
+        self.undecided = False  # a try failed; whether it may have run is not decided yet
         self.answered = False  # a try got its answer: the result is in hand
         self.last: AIPortraitError | None = None
         self.written = 0  # the breaker's epoch when the last try was written
 
     @property
     def may_have_run(self) -> bool:
-        """A try is on the wire, or has answered: cancelling the call now could lose what
-        it ran (between tries it may not: a try is retried only when it provably did not run)."""
-        return self.in_try or self.answered
+        """A try is on the wire, has answered, or failed and the loop has not yet decided that
+        it provably did not run (its hooks are told first): cancelling the call now could lose
+        what it ran. Between tries it may not: a try is retried only when it provably did
+        not run."""
+        return self.in_try or self.answered or self.undecided
+
+
+def unknown_outcome(exc: AIPortraitError, call: Call) -> SubmitOutcomeUnknown:
+    """What a charged ``call`` that failed with ``exc`` and may have run raises."""
+    text = str(exc)
+    what = call.what
+    return SubmitOutcomeUnknown(
+        f"{text if text.startswith(what) else f'{what}: {text}'}; the service may have run it, "
+        "so it was not sent again",
+        action=call.kind,
+        request=call.payload,
+        request_id=request_id_of(exc),
+    )

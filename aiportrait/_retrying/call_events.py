@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import SubmitOutcomeUnknown
 from . import clock as _clock
-from .call import Call, CallState
+from .call import Call, CallState, request_id_of
 
 if TYPE_CHECKING:
     from ..hooks import CallOutcome
@@ -22,7 +22,7 @@ def answer_received(call: Call, state: CallState, outcome: object) -> AnswerRece
 
     error = outcome if isinstance(outcome, BaseException) else None
     status = getattr(outcome, "status", 0) or 0
-    request_id = getattr(outcome, "request_id", "") or ""
+    request_id = request_id_of(outcome)
     seconds = _clock.now() - state.began
     return AnswerReceived(
         call.method, call.path, call.kind, state.attempt, status, request_id, seconds, error
@@ -44,12 +44,12 @@ def call_ended(call: Call, state: CallState, outcome: object) -> CallEnded:
             verdict = "failed"
         seen = state.last if state.last is not None else outcome
         status = getattr(seen, "status", 0) or 0
-        request_id = getattr(seen, "request_id", "") or ""
+        request_id = request_id_of(seen)
         error: BaseException | None = outcome
     else:
         verdict, error = "ok", None
         status = getattr(outcome, "status", 0) or 0
-        request_id = getattr(outcome, "request_id", "") or ""
+        request_id = request_id_of(outcome)
         data = getattr(outcome, "data", None)
         if isinstance(data, dict):
             found = data.get("job_id")

@@ -191,13 +191,17 @@ class Limits:
 
     # -- admission: the calls that wait before their first try ------------------------------
 
+    def check(self, kind: CallKind, what: str) -> None:
+        """Raise :class:`Overloaded` when ``max_waiting`` calls already wait: a call now
+        would have to wait too, and is turned away (before its photos are uploaded)."""
+        if self.max_waiting is not None and sum(self.queued.values()) >= self.max_waiting:
+            why = f"the Session's queue is full (max_waiting={self.max_waiting})"
+            raise self.overloaded(kind, what, why)
+
     def admit(self, kind: CallKind, what: str) -> None:
         """A call of ``kind`` is about to wait before its first try: count it, or raise
         :class:`Overloaded` when ``max_waiting`` calls already wait. :meth:`leave` after."""
-        waiting = sum(self.queued.values())
-        if self.max_waiting is not None and waiting >= self.max_waiting:
-            why = f"the Session's queue is full (max_waiting={self.max_waiting})"
-            raise self.overloaded(kind, what, why)
+        self.check(kind, what)
         self.queued[kind] += 1
 
     def leave(self, kind: CallKind) -> None:
@@ -223,15 +227,14 @@ class Limits:
     def retry_after(self, kind: CallKind) -> float:
         """Seconds until a call of ``kind`` turned away now could likely get through, at
         least 1: what is left of the 429 cool-down, and of the outage pause for a charged
-        call, then the time the calls of its kind waiting ahead take through its slots (from
-        how long recent tries took)."""
+        call, then the time the calls waiting ahead (of every kind: ``max_waiting`` bounds
+        them all) take through its slots (from how long its kind's recent tries took)."""
         wait = self.cooldown.remaining
-        breaker = self.breaker
-        if kind != "read" and breaker.failures:
-            wait += breaker.policy.probe_wait(breaker.failures)
+        if kind != "read":
+            wait += self.breaker.probe_in()
         took = self._took.get(kind)
         if took is not None:
-            wait += took * (self.queued[kind] + 1) / self.capacity(kind)
+            wait += took * (sum(self.queued.values()) + 1) / self.capacity(kind)
         return max(1.0, wait)
 
     def slot(self, kind: CallKind) -> Slot:

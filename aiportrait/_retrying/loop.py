@@ -34,15 +34,14 @@ from ..errors import (
     AIPortraitError,
     RateLimited,
     RequestTimeout,
-    SubmitOutcomeUnknown,
     TransportError,
 )
 from ..hooks import emit
 from . import clock as _clock
-from .call import CALL_ERRORS, Call, CallState, Claim
+from .call import CALL_ERRORS, Call, CallState, Claim, request_id_of, unknown_outcome
 from .call_events import answer_received, call_ended
 from .limits import Limits, Slot
-from .policy import RetryPolicy, decide
+from .policy import RetryPolicy, ambiguous, decide
 
 if TYPE_CHECKING:
     from ..hooks.events import Hook
@@ -109,7 +108,8 @@ class Caller:
             except _Cut as cut:  # the deadline ended a step: what that means, as it was
                 raise cut.error from cut.error.__cause__
         except BaseException as exc:
-            if state.in_try and call.kind != "read" and not isinstance(exc, Exception):
+            sent = state.in_try or state.undecided
+            if sent and call.kind != "read" and not call.kept and not isinstance(exc, Exception):
                 log.warning(
                     "%s: cancelled after it was sent: it may be charged; pass keep= to "
                     "Session.with_options to keep its result",
@@ -148,6 +148,7 @@ class Caller:
             except CALL_ERRORS as exc:
                 failure = state.last = exc
                 state.in_try = False
+                state.undecided = True  # until _again schedules a retry
             await self._within(call, state, self._again(call, state, failure))
 
     async def _again(self, call: Call, state: CallState, failure: AIPortraitError) -> None:
@@ -186,8 +187,9 @@ class Caller:
         )
         if not decision.retry:
             if decision.unknown:
-                raise _unknown(failure, call) from failure
+                raise unknown_outcome(failure, call) from failure
             raise failure
+        state.undecided = False  # it provably did not run: cancelling the wait loses nothing
         if charged and call.claim is not None:
             # Retried only because it provably did not run: say so (the batch journal
             # gives its claim back, so a stop now leaves the item new, not unknown).
@@ -207,7 +209,7 @@ class Caller:
                 "aiportrait.attempt": state.attempt,
                 "aiportrait.reason": decision.reason,
                 "aiportrait.wait": decision.wait,
-                "aiportrait.request_id": getattr(failure, "request_id", "") or "",
+                "aiportrait.request_id": request_id_of(failure),
             },
         )
         if hooks:
@@ -366,12 +368,15 @@ class Caller:
             sent=None if state.in_try else False,
         )
         if state.in_try and call.kind != "read":
-            unknown = _unknown(cut, call)
+            unknown = unknown_outcome(cut, call)
             unknown.__cause__ = cut
             return unknown
-        if state.last is not None:
-            return state.last  # the run of failures the deadline ended
-        return cut
+        last = state.last
+        if last is not None and state.undecided and call.kind != "read" and ambiguous(last):
+            unknown = unknown_outcome(last, call)  # cut before its failure was decided
+            unknown.__cause__ = last
+            return unknown
+        return cut if last is None else last  # the run of failures the deadline ended
 
     async def _answered(self, call: Call, state: CallState, outcome: object) -> None:
         await emit(self.hooks, answer_received(call, state, outcome))
@@ -394,15 +399,3 @@ class _Cut(Exception):
 
 def _seemed_down(reason: str) -> str:
     return f"not sent: the service seemed down ({reason})"
-
-
-def _unknown(exc: AIPortraitError, call: Call) -> SubmitOutcomeUnknown:
-    text = str(exc)
-    what = call.what
-    return SubmitOutcomeUnknown(
-        f"{text if text.startswith(what) else f'{what}: {text}'}; the service may have run it, "
-        "so it was not sent again",
-        action=call.kind,
-        request=call.payload,
-        request_id=getattr(exc, "request_id", "") or "",
-    )

@@ -25,6 +25,7 @@ from ..errors import (
     AIPortraitError,
     ConnectError,
     MalformedResponse,
+    Overloaded,
     RateLimited,
     RequestTimeout,
     ResponseError,
@@ -206,6 +207,8 @@ def retry_reason(exc: AIPortraitError, *, charged: bool) -> str | None:
     """
     if isinstance(exc, RateLimited):
         return "429"
+    if isinstance(exc, Overloaded):
+        return "the Session's queue was full: nothing was sent"
     if isinstance(exc, TransportError) and exc.sent is False:
         return "could not connect: nothing was sent"
     if isinstance(exc, ServerError) and exc.status == 503 and exc.retry_after is not None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 import aiohttp
 import attrs
 
+from .._args import of_type
 from .._jobs.durations import Durations, train_kind
 from .._jobs.schedule import PollPolicy
 from .._local.upload import Uploader, UploadFunc, as_upload
@@ -36,12 +37,13 @@ from .._wire.transport import (
     DEFAULT_TIMEOUT,
     Answer,
     Transport,
+    client_timeout,
 )
 from ..errors import InvalidArgument, PhotoCountWarning
 from ..hooks import header_sources, installed, next_id, origin
 from ..models import CheckReport, Job, Portrait, TrainJob, TrainResult
 from .answers import decoded, log_result
-from .kept import KeepCallback, Kept, kept_call
+from .kept import KeepCallback, Kept, kept_call, told
 from .limits import SessionLimits
 
 if TYPE_CHECKING:
@@ -56,7 +58,6 @@ __all__ = ["PROBE", "SessionCore"]
 
 log = logging.getLogger("aiportrait")
 
-T = TypeVar("T")
 S = TypeVar("S", bound="SessionCore")
 
 PROBE = BatchQuery(1)
@@ -99,7 +100,7 @@ class SessionCore:
             raise InvalidArgument("hooks must be callables taking one event")
         # This Session's hooks, then those added with hooks.add_hook() before it was built.
         self._hooks = (*own, *installed())
-        self._timeout = _client_timeout(timeout) if timeout is not None else DEFAULT_TIMEOUT
+        self._timeout = client_timeout(timeout) if timeout is not None else DEFAULT_TIMEOUT
         self._transport = Transport(
             host,
             app_id,
@@ -110,10 +111,10 @@ class SessionCore:
             max_response_bytes=max_response_bytes,
             extra_headers=header_sources(self._hooks),
         )
-        self.poll = _checked(poll or PollPolicy.TRAINING, PollPolicy, "poll")
+        self.poll = of_type(poll or PollPolicy.TRAINING, PollPolicy, "poll")
         self._durations = Durations()
         self._feeds: dict[FeedKey, Feed] = {}  # the jobs watched now (views share it)
-        outage = _checked(outage or OutagePolicy(), OutagePolicy, "outage")
+        outage = of_type(outage or OutagePolicy(), OutagePolicy, "outage")
         limits = Limits(
             max_in_flight,
             max_trainings,
@@ -127,7 +128,7 @@ class SessionCore:
         )
         probe = PROBE
         self._caller = Caller(
-            _checked(retry or RetryPolicy(), RetryPolicy, "retry"),
+            of_type(retry or RetryPolicy(), RetryPolicy, "retry"),
             limits,
             functools.partial(
                 self._transport.call,
@@ -144,7 +145,7 @@ class SessionCore:
         if budget is not None:
             from .._retrying.budget import Budget  # loaded with the first budget
 
-            self._budget = _checked(budget, Budget, "budget")
+            self._budget = of_type(budget, Budget, "budget")
         self._keep: KeepCallback | None = None
         self._kept: set[asyncio.Task[None]] = set()  # shared by the views: aclose waits
         self._owner = True
@@ -206,9 +207,11 @@ class SessionCore:
         """Release the Session's resources, once the calls kept in the background (``keep=``)
         ended. A borrowed aiohttp session is left open. On a view this does nothing."""
         if self._owner:
-            while self._kept:
-                await asyncio.wait(set(self._kept))
-            await self._transport.aclose()
+            try:
+                while self._kept:
+                    await asyncio.wait(set(self._kept))
+            finally:  # cut short (a server's shutdown): the kept calls log what is lost
+                await self._transport.aclose()
 
     @property
     def limits(self) -> SessionLimits:
@@ -228,7 +231,7 @@ class SessionCore:
         retry: RetryPolicy | None = None,
         poll: PollPolicy | None = None,
         uploader: Uploader | UploadFunc | None = None,
-        keep: Callable[[Kept], object] | None = None,
+        keep: KeepCallback | None = None,
     ) -> S:
         """A view of this Session with other per-call options, for one call or a few.
 
@@ -243,15 +246,16 @@ class SessionCore:
         written (a web client that left) finishes in the background, and ``keep`` gets an
         :class:`aiportrait.Kept` (awaited if it returns an awaitable; what it raises is
         logged); :meth:`aclose` waits for it. Without ``keep`` it is abandoned, with a WARNING.
+        A batch's items are not kept: the batch's journal keeps what may have run.
         """
         view = copy.copy(self)
         view._owner = False
         if timeout is not None:
-            view._timeout = _client_timeout(timeout)
+            view._timeout = client_timeout(timeout)
         if retry is not None:
-            view._caller = attrs.evolve(self._caller, policy=_checked(retry, RetryPolicy, "retry"))
+            view._caller = attrs.evolve(self._caller, policy=of_type(retry, RetryPolicy, "retry"))
         if poll is not None:
-            view.poll = _checked(poll, PollPolicy, "poll")
+            view.poll = of_type(poll, PollPolicy, "poll")
         if uploader is not None:
             view._upload = as_upload(uploader)
         if keep is not None:
@@ -292,7 +296,13 @@ class SessionCore:
             if request.local:
                 from .._local.resolve import resolve  # loaded with the first local input
 
-                request = await resolve(request, self._upload)
+                self._caller.limits.check(request.kind, f"{request.method} {request.path}")
+                try:
+                    request = await resolve(request, self._upload)
+                except asyncio.CancelledError:
+                    if self._keep is not None and request.kind != "read":
+                        told(Kept(request, sent=False), self._keep, self._kept)
+                    raise
             return await self._send(request, claim=reservation.claim(), bounded=True)
 
     async def _send(
@@ -307,8 +317,9 @@ class SessionCore:
         """:meth:`send`, with what a batch or a watch adds: the journal's ``claim`` on a
         charged item, the batch's or watch's id (``within``) and the tries in all. Only
         :meth:`send` is ``bounded`` by the Session's admission (``max_waiting``,
-        ``max_wait``): a batch's items and a watch's polls queue under bounds of their own
-        (the batch's ``limit``, the jobs watched)."""
+        ``max_wait``) and kept (``keep``): a batch's items and a watch's polls queue under
+        bounds of their own (the batch's ``limit``, the jobs watched), and a batch's journal
+        keeps what may have run."""
         if isinstance(request, TrainRequest):
             PhotoCountWarning.check(len(request.images))
         transport, timeout = self._transport, self._timeout
@@ -323,7 +334,7 @@ class SessionCore:
         def try_once() -> Awaitable[Answer]:
             return transport.call(method, path, payload, accept=accept, timeout=timeout, lift=lift)
 
-        if self._keep is None or request.kind == "read":
+        if self._keep is None or request.kind == "read" or not bounded:
             result, _ = await self._called(request, call, try_once)
             return result
         state = self._caller.begin()
@@ -400,18 +411,3 @@ class SessionCore:
     async def _wait(self, job: TrainJob, *, within: int | None = None) -> TrainResult:
         """:meth:`wait`, for a batch whose id is ``within``."""
         return await self._watch(job, within=within).result()
-
-
-def _checked(value: T, kind: type[T], name: str) -> T:
-    if not isinstance(value, kind):
-        raise InvalidArgument(f"{name} must be a {kind.__name__}, not {type(value).__name__}")
-    return value
-
-
-def _client_timeout(timeout: aiohttp.ClientTimeout | float) -> aiohttp.ClientTimeout:
-    if isinstance(timeout, aiohttp.ClientTimeout):
-        return timeout
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-        raise InvalidArgument(f"timeout must be a ClientTimeout or seconds > 0, not {timeout!r}")
-    # Seconds bound the whole try; a create may send nothing until its portrait is done.
-    return aiohttp.ClientTimeout(total=timeout, connect=min(10.0, timeout))

@@ -1,12 +1,13 @@
-"""A charged call whose caller left after its request was written: finished in the background
-and handed to the ``keep`` callback of ``Session.with_options`` (:class:`Kept`), because work
-that may be paid for is never thrown away.
+"""A charged call of a ``keep`` view whose caller was cancelled: told to the ``keep`` callback
+of ``Session.with_options`` (:class:`Kept`), at once when it was never written, else once it
+ended in the background, because work that may be paid for is never thrown away.
 
 The call runs in a task of its own that the caller awaits shielded (:func:`kept_call`). When
 the caller is cancelled while the call still waits (a slot, the cool-down, the outage pause,
 its rate's turn, or between tries), the task is cancelled too: nothing was sent, nothing is
-charged. Once a try is on the wire, the task goes on; what it ends with goes to the callback,
-and ``Session.aclose()`` waits for it.
+charged, and the callback is told so at once (``Kept.sent`` False). Once a try is on the
+wire, the task goes on; what it ends with goes to the callback, and ``Session.aclose()``
+waits for it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
+from .._retrying.call import request_id_of
 from ..models import Portrait, TrainJob
 
 if TYPE_CHECKING:
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
     from .._retrying.call import Call, CallState
     from .._wire.transport import Answer
 
-__all__ = ["KeepCallback", "Kept", "kept_call"]
+__all__ = ["KeepCallback", "Kept", "kept_call", "told"]
 
 log = logging.getLogger("aiportrait")
 
@@ -35,23 +37,28 @@ T = TypeVar("T")
 
 @attrs.frozen
 class Kept:
-    """A charged call (train or create) whose caller was cancelled after its request was
-    written, as it ended in the background: given to ``Session.with_options(keep=callback)``.
+    """A charged call (train or create) whose caller was cancelled: given to
+    ``Session.with_options(keep=callback)`` for every such call of the view, once.
 
     Attributes:
-        request: the request that was sent (a :class:`TrainRequest` or a create request).
-        result: the :class:`Portrait` or :class:`TrainJob`, or ``None`` when it failed.
+        request: the request (a :class:`TrainRequest` or a create request).
+        result: the :class:`Portrait` or :class:`TrainJob`, or ``None`` when it failed or
+            was not sent.
         error: ``None``, or the exception the caller would have seen:
             :class:`~aiportrait.errors.SubmitOutcomeUnknown` when the answer was lost (it may
             have run), an :class:`~aiportrait.APIError` when the service refused it.
         request_id: the service's request id (``""`` when it never answered), to quote to
             support.
+        sent: ``False``: the caller left before the request was written; it never will be,
+            nothing was charged (told at once; send it again when wanted). ``True``: it was
+            written, and this is how it ended in the background.
     """
 
     request: AnyRequest
     result: Portrait | TrainJob | None = None
     error: BaseException | None = None
     request_id: str = ""
+    sent: bool = True
 
 
 KeepCallback = Callable[[Kept], object]
@@ -78,26 +85,57 @@ async def kept_call(
         result, _ = await asyncio.shield(task)
         return result
     except asyncio.CancelledError:
-        if not (state.may_have_run or (task.done() and state.sent)):
-            task.cancel()  # still waiting: it never leaves
-            raise
-        call.tries = state.attempt  # this try is its last
-        handing = asyncio.ensure_future(_hand_over(task, request, keep))
-        tasks.add(handing)
-        handing.add_done_callback(tasks.discard)
+        if state.may_have_run or (task.done() and state.sent):
+            call.tries = state.attempt  # this try is its last
+            call.kept = True  # its end is told by the hand-over, not warned of
+            _handing(_hand_over(task, request, keep), tasks)
+        else:
+            task.cancel()  # still waiting: it never leaves, nothing is charged
+            told(Kept(request, sent=False), keep, tasks)
         raise
+
+
+def told(kept: Kept, keep: KeepCallback, tasks: set[asyncio.Task[None]]) -> None:
+    """Tell ``keep`` of ``kept`` in a task added to ``tasks`` (its caller was cancelled)."""
+    _handing(_tell(keep, kept), tasks)
+
+
+def _handing(telling: Coroutine[Any, Any, None], tasks: set[asyncio.Task[None]]) -> None:
+    """Run ``telling`` in a task that ``tasks`` holds until it ends."""
+    handing = asyncio.ensure_future(telling)
+    tasks.add(handing)
+    handing.add_done_callback(tasks.discard)
 
 
 async def _hand_over(
     task: asyncio.Future[tuple[Any, Answer]], request: AnyRequest, keep: KeepCallback
 ) -> None:
-    """Wait for the kept call's end and give it to ``keep``; a failing callback is logged."""
+    """Wait for the kept call's end and give it to ``keep``. Cut short (``aclose`` cancelled,
+    a server's shutdown): an ERROR says what was lost."""
+    request_id = ""
     try:
-        result, answer = await task
-    except Exception as exc:
-        kept = Kept(request, None, exc, getattr(exc, "request_id", "") or "")
-    else:
-        kept = Kept(request, result, None, answer.request_id)
+        try:
+            result, answer = await task
+        except Exception as exc:
+            kept = Kept(request, None, exc, request_id_of(exc))
+        else:
+            kept = Kept(request, result, None, answer.request_id)
+        request_id = kept.request_id
+        await _tell(keep, kept)
+    except asyncio.CancelledError:
+        log.error(
+            "a kept %s was cut short before its end was handed to keep (request_id=%r): "
+            "kept result lost; it may be charged",
+            request.kind,
+            request_id,
+            extra={"aiportrait.request_id": request_id},
+        )
+        raise
+
+
+async def _tell(keep: KeepCallback, kept: Kept) -> None:
+    """Give ``kept`` to ``keep`` (awaited when it returns an awaitable); a failing callback
+    is logged."""
     try:
         called = keep(kept)
         if inspect.isawaitable(called):
@@ -107,9 +145,11 @@ async def _hand_over(
         ended = type(kept.error).__name__ if kept.error is not None else "ok"
         if isinstance(result, TrainJob):
             ended = f"job_id={result.job_id} model_id={result.model_id!r}"
+        elif not kept.sent:
+            ended = "not sent"
         log.exception(
             "the keep callback failed on a kept %s (request_id=%r, %s)",
-            request.kind,
+            kept.request.kind,
             kept.request_id,
             ended,
             extra={"aiportrait.request_id": kept.request_id},

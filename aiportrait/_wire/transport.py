@@ -29,7 +29,7 @@ from .http import default_user_agent, normalise_host, parse_retry_after
 from .signing import authorization, public_text, redacted
 from .streamed import _SNIPPET, StreamedString, lift_string
 
-__all__ = ["DEFAULT_READ_TIMEOUT", "DEFAULT_TIMEOUT", "Answer", "Transport"]
+__all__ = ["DEFAULT_READ_TIMEOUT", "DEFAULT_TIMEOUT", "Answer", "Transport", "client_timeout"]
 
 log = logging.getLogger("aiportrait")
 
@@ -44,6 +44,17 @@ DEFAULT_READ_TIMEOUT: Final = aiohttp.ClientTimeout(total=180, connect=10, sock_
 queries): 180 s in all. Their answers are a few kilobytes, so a whole try of 180 s cuts a
 stalled server no later than 180 s between bytes did, without the read timer that aiohttp
 arms and re-arms at every read (about 36 k instructions a call, 6-8 % of a bare client's)."""
+
+
+def client_timeout(timeout: aiohttp.ClientTimeout | float) -> aiohttp.ClientTimeout:
+    """A Session's ``timeout`` argument as a ``ClientTimeout`` (seconds: each try in all)."""
+    if isinstance(timeout, aiohttp.ClientTimeout):
+        return timeout
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise InvalidArgument(f"timeout must be a ClientTimeout or seconds > 0, not {timeout!r}")
+    # Seconds bound the whole try; a create may send nothing until its portrait is done.
+    return aiohttp.ClientTimeout(total=timeout, connect=min(10.0, timeout))
+
 
 DEFAULT_MAX_RESPONSE_BYTES: Final = 64 * 1024 * 1024
 

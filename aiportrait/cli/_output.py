@@ -23,6 +23,7 @@ from typing import IO, Any, Final
 
 import attrs
 
+from .._retrying.call import request_id_of
 from .._wire.codec import converter
 from .._wire.signing import public_json, public_text, public_url
 from ..errors import AIPortraitWarning, JobTimeout, PreviousFailure
@@ -124,7 +125,7 @@ class Output:
     def error_text(self, exc: BaseException) -> str:
         """``ClassName: message (request_id=...)`` on one line."""
         text = self._message(exc)
-        rid = shown(getattr(exc, "request_id", "") or "")
+        rid = shown(request_id_of(exc))
         if rid and rid not in text:
             text += f" (request_id={rid})"
         return f"{type(exc).__name__}: {text}"
