@@ -84,8 +84,8 @@ class Sizes:
 
 
 QUICK = Sizes(
-    job_seconds=3.0, leavers=20, after_leave=6.0, clients=40, client_timeout=1.5,
-    concurrency=(8, 64), window=3.0, fetch_for=5.0, settle=30.0,
+    job_seconds=3.0, leavers=20, after_leave=3.0, clients=40, client_timeout=1.5,
+    concurrency=(8, 48), window=2.0, fetch_for=5.0, settle=30.0,
 )  # fmt: skip
 
 
