@@ -33,11 +33,13 @@ from __future__ import annotations
 
 import argparse
 import errno
+import functools
 import json
 import math
 import socket
 import sys
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
@@ -48,6 +50,7 @@ from aiportrait.config import DOCUMENTED_KEYS, closest_key
 
 __all__ = [
     "BadRequest",
+    "bounded",
     "ErrorAnswer",
     "Problem",
     "error_answer",
@@ -238,7 +241,31 @@ def parser(description: str) -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="a comment on every event stream this often, so a gone client is noticed",
     )
+    parser.add_argument(
+        "--max-waiting",
+        type=int,
+        default=64,
+        metavar="N",
+        help="calls that may wait for a free slot at once; beyond, 503 with Retry-After "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-wait",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="how long a call may wait for a slot before 503 with Retry-After "
+        "(default: %(default)s)",
+    )
     return parser
+
+
+def bounded(
+    session_factory: Callable[..., aiportrait.Session], args: argparse.Namespace
+) -> Callable[[], aiportrait.Session]:
+    """``session_factory`` with the command line's admission bound: a web client is told
+    "busy, retry in N s" (503 + ``Retry-After``) instead of queueing for minutes."""
+    return functools.partial(session_factory, max_waiting=args.max_waiting, max_wait=args.max_wait)
 
 
 def listen(host: str, port: int, program: str) -> socket.socket | None:

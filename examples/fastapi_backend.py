@@ -58,6 +58,7 @@ from _web import (
     BadRequest,
     ErrorAnswer,
     Problem,
+    bounded,
     error_answer,
     listen,
     new_request_id,
@@ -278,7 +279,7 @@ async def main(argv: Sequence[str] | None = None) -> int:
         async with connect(
             photos=args.photos, templates=args.templates, data_dir=emulator_dir, need_urls=False
         ) as target:
-            app = make_app(target.session, args.store, heartbeat=args.heartbeat)
+            app = make_app(bounded(target.session, args), args.store, heartbeat=args.heartbeat)
             print_usage(sock, target)  # clients wait in the socket's backlog until it serves
             await server(app).serve(sockets=[sock])
     return 0

@@ -47,6 +47,10 @@ line) give the URLs its printed example commands use::
     AIPORTRAIT_HOST=... AIPORTRAIT_APP_ID=... AIPORTRAIT_TOKEN=... \\
         python examples/web_backend.py --photos URL1 URL2 ... --templates URL
 
+Busy: the Session's admission bound (``--max-waiting``, default 64 calls waiting for a slot,
+``--max-wait``, default 5 s) turns a spike into 503 + ``Retry-After`` at once, never sent,
+instead of minutes of queueing and then 504s (``Session(max_waiting=..., max_wait=...)``).
+
 In a browser: ``new EventSource("/trainings/1/events")``; with curl: ``curl -N URL``.
 
 Tracing: with the OpenTelemetry SDK installed (``pip install 'aiportrait[otel]'
@@ -82,6 +86,7 @@ from _stores import (
 from _web import (
     BadRequest,
     ErrorAnswer,
+    bounded,
     error_answer,
     listen,
     new_request_id,
@@ -375,7 +380,8 @@ async def main(argv: Sequence[str] | None = None) -> int:
                 photos=args.photos, templates=args.templates, data_dir=emulator_dir, need_urls=False
             )
         )
-        app = make_app(target.session, args.store, tracing=tracing, heartbeat=args.heartbeat)
+        factory = bounded(target.session, args)
+        app = make_app(factory, args.store, tracing=tracing, heartbeat=args.heartbeat)
         serving = runner(app)
         await serving.setup()
         stack.push_async_callback(serving.cleanup)

@@ -317,6 +317,16 @@ def test_web_example_help_lists_the_options_for_a_real_service(framework: str) -
     )
     for option in ("--photos URL", "--templates URL", "--heartbeat SECONDS", "--store", "--port"):
         assert option in run.stdout
+    assert "--max-waiting N" in run.stdout and "--max-wait SECONDS" in run.stdout
+
+
+def test_the_web_examples_bound_their_session_from_the_command_line() -> None:
+    web = example("_web")
+    args = web.parser("test").parse_args(["--max-waiting", "7", "--max-wait", "1.5"])
+    session = web.bounded(aiportrait.Session, args)("http://127.0.0.1:9", "app", "token")
+    assert (session.limits.max_waiting, session.limits.max_wait) == (7, 1.5)
+    defaults = web.bounded(aiportrait.Session, web.parser("test").parse_args([]))
+    assert defaults("http://127.0.0.1:9", "app", "token").limits.max_waiting == 64
 
 
 @contextlib.asynccontextmanager
