@@ -22,6 +22,11 @@ second of the job's duration, plus its first look)."""
 STRETCH: Final = 1.8
 """How far a learned schedule may widen ``dense`` to keep within :data:`BUDGET`: the end is
 still noticed within ``STRETCH / 2 * dense`` seconds at the median."""
+SPAN_POLLS: Final = 120
+"""The most polls a learned schedule spends across its span: a training of 10-30 minutes is
+polled every 10 s or so there (noticed within 5 s at the median), not every 1.35 s (some 900
+polls a training, a load on the service that a few seconds of lag on a long job do not pay
+for)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -98,7 +103,8 @@ class PollPolicy:
         for any interval to keep within the budget. With the default
         ``dense=1``: jobs of 5-15 s get ``d = 1.8`` s (the stretch bounds it; about 0.47 of
         the polls, as the two polls before the span weigh on short jobs), jobs of 30-90 s
-        about 1.4 s (0.4), trainings of 10-30 minutes about 1.35 s.
+        about 1.4 s (0.4). A long span is crossed in at most :data:`SPAN_POLLS` polls: trainings
+        of 10-30 minutes get ``d`` of about 10 s.
 
         As fields: ``expected`` is the span's middle and ``window`` its half-width as a
         fraction of it (so ``[start, end]`` is the dense window), ``dense`` is ``d``, and after
@@ -116,7 +122,8 @@ class PollPolicy:
         # Jobs too short for the budget (no interval keeps within it): stretching would add
         # lag and save next to no polls.
         wanted = max(0.0, typical - start) / spare if spare > 0 else 0.0
-        dense = min(self.cap, STRETCH * self.dense, max(self.dense, wanted))
+        dense = min(STRETCH * self.dense, max(self.dense, wanted))
+        dense = min(self.cap, max(dense, (end - start) / SPAN_POLLS))  # a long span: sparser
         return attrs.evolve(
             self,
             expected=typical,

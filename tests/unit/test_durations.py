@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import random
 import statistics
 from collections.abc import Iterator, Sequence
@@ -15,6 +16,7 @@ import pytest
 import aiportrait
 from aiportrait import JobState, PollPolicy, Session
 from aiportrait._jobs.durations import MIN_SEEN, Durations
+from aiportrait._jobs.schedule import SPAN_POLLS
 from aiportrait.testing import VirtualClock
 from tests._mock import PHOTOS, Arrival, Fake
 
@@ -166,6 +168,22 @@ def test_learned_polls_put_the_end_within_a_second_at_half_the_polls(
     # A job far longer than any seen is polled ever more sparsely (a 1-s poller: 1800).
     assert len(policy.schedule(1800)) < 300
     assert policy.schedule(2 * longest)[-1] - 2 * longest < 2 * dense
+
+
+def test_a_long_span_is_crossed_in_a_bounded_number_of_polls() -> None:
+    """Trainings of 10-30 minutes: at most SPAN_POLLS polls across the span (a 1.35 s interval
+    would make some 900 a training), the end still noticed within one interval of ~10 s."""
+    durations = Durations()
+    for n in range(50):
+        durations.record("sd15", 600 + 1200 * n / 49)
+    policy = durations.policy(PollPolicy(jitter=0.0), "sd15")
+    start, end = durations.span("sd15")  # type: ignore[misc]
+    assert policy.dense == pytest.approx((end - start) / SPAN_POLLS)
+    for ending in (start, (start + end) / 2, end):  # ends anywhere in the span
+        times = policy.schedule(ending)
+        before = 1 + math.ceil(start / policy.cap)  # the first look, the steps to the span
+        assert len(times) <= before + SPAN_POLLS + 1
+        assert times[-1] - ending <= policy.dense * 1.01
 
 
 def test_schedules_without_an_expected_duration_are_unchanged() -> None:
