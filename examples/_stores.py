@@ -35,6 +35,8 @@ __all__ = [
 ]
 
 TICKET = re.compile(r"[A-Za-z0-9_-]{8,64}")
+#: The record of a ticket whose create has not ended (on disk from before it is sent).
+PENDING = {"state": "pending"}
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -93,8 +95,12 @@ class TicketStore:
     finishes in the background, ``keep=``, and lands here). A create that provably ran
     nothing upstream (refused before sending, 429, ``Overloaded``, or its client left before
     it was sent: ``Kept.sent`` False, told at once) is not kept: its ticket is free to send
-    again. Files in ``folder`` (``<ticket>.json`` and the image beside it),
-    written atomically; tickets in progress in memory. A real deployment would use its
+    again. Files in ``folder`` (``<ticket>.json`` and the image beside it), written
+    atomically. A ticket's ``pending`` record is on disk before its create can be sent, so a
+    backend stopped or crashed mid-create finds it after a restart and answers 409 "may have
+    run" instead of 404 "send it again" (a second charge); tickets whose create is live in
+    this process are also in memory. Entries are never removed: tickets act as passwords for
+    their portraits, and the folder grows without limit; a real deployment would use its
     database and object storage, and expire old entries.
     """
 
@@ -115,12 +121,18 @@ class TicketStore:
                 f"ticket {ticket} names a create already sent: fetch GET /portraits/{ticket}",
                 ticket=ticket,
             )
+        # On disk before the create can be sent: written here, synchronously (a small file).
+        _write_atomic(self._path(ticket), json.dumps({"ticket": ticket, **PENDING}).encode())
         self._pending.add(ticket)
         return ticket
 
     def close(self, ticket: str) -> None:
         """The create ran nothing upstream: forget the ticket (it may be sent again)."""
+        self._path(ticket).unlink(missing_ok=True)
         self._pending.discard(ticket)
+
+    def _path(self, ticket: str) -> Path:
+        return self.folder / f"{ticket}.json"
 
     async def done(self, ticket: str, portrait: aiportrait.Portrait) -> None:
         """Keep a portrait under its ticket."""
@@ -150,18 +162,22 @@ class TicketStore:
 
     async def _record(self, ticket: str, record: dict[str, Any]) -> None:
         text = json.dumps({"ticket": ticket, **record}).encode()
-        await asyncio.to_thread(_write_atomic, self.folder / f"{ticket}.json", text)
+        await asyncio.to_thread(_write_atomic, self._path(ticket), text)
         self._pending.discard(ticket)
 
     def lookup(self, ticket: str) -> dict[str, Any] | None:
-        """``{"state": "pending" | "done" | "failed", ...}``, or ``None`` for a ticket with
-        nothing kept (unknown, or its client left before it was sent)."""
+        """``{"state": "pending" | "interrupted" | "done" | "failed", ...}``, or ``None`` for
+        a ticket with nothing kept (unknown, or its client left before it was sent).
+        ``interrupted``: a ``pending`` record no create of this process is behind (the backend
+        stopped or crashed during it): it may have run."""
         if ticket in self._pending:
             return {"state": "pending", "ticket": ticket}
         try:
-            record: dict[str, Any] = json.loads((self.folder / f"{ticket}.json").read_text())
+            record: dict[str, Any] = json.loads(self._path(ticket).read_text())
         except (FileNotFoundError, ValueError):
             return None
+        if record.get("state") == PENDING["state"]:
+            return {**record, "state": "interrupted"}
         return record
 
     def portrait(self, ticket: str, record: dict[str, Any]) -> aiportrait.Portrait:
@@ -205,6 +221,14 @@ def ticket_answer(store: TicketStore, ticket: str) -> aiportrait.Portrait:
             "Pending",
             "the create is in progress: ask again after Retry-After seconds",
             retry_after=1.0,
+            ticket=ticket,
+        )
+    if record["state"] == "interrupted":
+        raise Problem(
+            409,
+            "MayHaveRun",
+            f"the create of ticket {ticket} was under way when this backend stopped: it may "
+            "have run and been charged: check before sending again",
             ticket=ticket,
         )
     if record["state"] == "failed":

@@ -35,6 +35,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -267,7 +268,7 @@ def server(app: FastAPI) -> uvicorn.Server:
 
 
 async def main(argv: Sequence[str] | None = None) -> int:
-    """Serve the backend until interrupted (Ctrl-C); 2 when the port is in use."""
+    """Serve the backend until interrupted (Ctrl-C or SIGTERM); 2 when the port is in use."""
     from _local import connect
 
     args = parser("aiportrait web backend example (FastAPI)").parse_args(argv)
@@ -275,6 +276,10 @@ async def main(argv: Sequence[str] | None = None) -> int:
     sock = listen(args.host, args.port, "fastapi_backend")
     if sock is None:
         return 2
+    # SIGTERM (a service manager) stops it as Ctrl-C does: uvicorn shuts down gracefully (the
+    # lifespan's Session.aclose finishes the creates kept for clients that left), then raises
+    # the signal again, which must not kill the process before the emulator is stopped.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with sock:
         async with connect(
             photos=args.photos, templates=args.templates, data_dir=emulator_dir, need_urls=False

@@ -66,6 +66,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import IO, Any
@@ -361,7 +362,7 @@ def runner(app: web.Application) -> web.AppRunner:
 
 
 async def main(argv: Sequence[str] | None = None) -> int:
-    """Serve the backend until interrupted (Ctrl-C); 2 when the port is in use."""
+    """Serve the backend until interrupted (Ctrl-C or SIGTERM); 2 when the port is in use."""
     from _local import connect
 
     args = parser("aiportrait web backend example (aiohttp.web)").parse_args(argv)
@@ -386,8 +387,12 @@ async def main(argv: Sequence[str] | None = None) -> int:
         await serving.setup()
         stack.push_async_callback(serving.cleanup)
         await web.SockSite(serving, sock).start()
+        stop = asyncio.Event()  # SIGTERM (a service manager) stops it as Ctrl-C does:
+        loop = asyncio.get_running_loop()  # cleanly, the creates kept for clients that left
+        loop.add_signal_handler(signal.SIGTERM, stop.set)  # finishing first (Session.aclose)
+        stack.callback(loop.remove_signal_handler, signal.SIGTERM)
         print_usage(sock, target)
-        await asyncio.Event().wait()
+        await stop.wait()
     return 0
 
 

@@ -27,6 +27,8 @@ from aiportrait.samples import SamplePhotos, sample_photos
 from tests._examples import FRAMEWORKS, example, image_size, serving
 from tests._mock import until
 
+_stores = example("_stores")
+
 T = TypeVar("T")
 CREATE_PATH = "/api/v1/aigc_images/create"
 TRAIN_PATH = "/api/v1/aigc_images/train"
@@ -324,6 +326,24 @@ async def test_a_create_that_may_have_run_answers_409_with_advice_and_is_kept(
         assert again.status == 409  # kept under its ticket: the same ticket is not sent again
         assert (await _error(again))["error"] == "SubmitOutcomeUnknown"
     assert aiportrait_emulator.counters.creations == 1  # sent once, never again
+
+
+async def test_a_create_under_way_when_the_backend_stopped_may_have_run_after_a_restart(
+    framework: str, aiportrait_emulator: Emulator, wanted: dict[str, Any], tmp_path: Path
+) -> None:
+    store_path = tmp_path / "trainings.json"
+    # A backend took the ticket and stopped (or crashed) before its create ended.
+    _stores.TicketStore(_stores.tickets_folder(store_path)).open("under-way-at-the-stop")
+    async with serving(framework, aiportrait_emulator.session, store_path) as base:
+        async with aiohttp.ClientSession() as client:  # the restarted backend
+            kept = await client.get(f"{base}/portraits/under-way-at-the-stop")
+            body = await _error(kept)
+            assert (kept.status, body["error"]) == (409, "MayHaveRun")  # never "send it again"
+            assert "check before sending again" in body["message"]
+            ticket = {"X-Ticket": "under-way-at-the-stop"}
+            again = await client.post(f"{base}/portraits", json=wanted, headers=ticket)
+            assert (again.status, (await _error(again))["error"]) == (409, "TicketInUse")
+    assert aiportrait_emulator.counters.creations == 0
 
 
 @asynccontextmanager
