@@ -10,13 +10,14 @@ How it is done with FastAPI:
 - **One Session for the app's lifetime**, opened and closed by the app's ``lifespan`` (closing
   it waits for the creates kept for clients that left), and handed to each route through a
   dependency (``SessionDep``): routes never build a Session of their own.
-- **A client that leaves cancels its create.** Starlette does not cancel a handler when its
-  client disconnects: it runs to the end, so a create still waiting for a slot would be sent,
-  and charged, for nobody. ``POST /portraits`` runs the create in a task beside one waiting for
-  the client's ``http.disconnect`` (what ``request.is_disconnected()`` looks for, awaited
-  instead of polled) and cancels the create when the client goes first. Not yet sent: never
-  sent, nothing charged. Already sent: it finishes in the background
-  (``session.with_options(keep=...)``) and the portrait is kept under the ticket.
+- **A client that leaves cancels its train or create.** Starlette does not cancel a handler
+  when its client disconnects: it runs to the end, so a call still waiting for a slot would be
+  sent, and charged, for nobody. ``POST /trainings`` and ``POST /portraits`` run the call in a
+  task beside one waiting for the client's ``http.disconnect`` (what
+  ``request.is_disconnected()`` looks for, awaited instead of polled) and cancel the call when
+  the client goes first. Not yet sent: never sent, nothing charged. Already sent: it finishes
+  in the background (``session.with_options(keep=...)``): the training's handle is stored,
+  the portrait kept under the ticket.
 - **Server-sent events through sse-starlette** (``EventSourceResponse``): it sends a ping
   comment every ``heartbeat`` seconds and ends the stream, and with it the watch, when the
   client disconnects.
@@ -37,9 +38,9 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import uvicorn
 from _stores import (
@@ -80,6 +81,10 @@ import aiportrait
 __all__ = ["Backend", "make_app", "server"]
 
 log = logging.getLogger("fastapi_backend")
+
+T = TypeVar("T")
+#: The status logged for a request whose client left before its answer (nginx's 499).
+CLIENT_GONE = 499
 
 SessionFactory = Callable[[], aiportrait.Session]
 
@@ -169,9 +174,12 @@ routes = APIRouter()
 
 @routes.post("/trainings", status_code=202)
 async def start_training(request: Request, held: BackendDep, session: SessionDep) -> Any:
-    """``POST /trainings``: start a training on a JSON list of photo URLs."""
+    """``POST /trainings``: start a training on a JSON list of photo URLs; cancelled when the
+    client disconnects first."""
     photos = parse_photos(await _body(request))
-    job = await train(session, held.store, photos)
+    job = await _unless_gone(request, train(session, held.store, photos))
+    if job is None:  # nobody to answer: a training already sent is stored (GET /trainings)
+        return Response(status_code=CLIENT_GONE)
     events = request.app.url_path_for("events", job_id=str(job.job_id))
     return {**job.to_dict(), "events": events}
 
@@ -200,6 +208,21 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
+async def _unless_gone(request: Request, work: Awaitable[T]) -> T | None:
+    """``work``'s result (or error), or ``None`` when the client disconnected first: ``work``
+    is then cancelled, as aiohttp.web's handler cancellation does (Starlette runs a handler
+    to the end, and a call still waiting for a slot would be sent, and charged, for nobody)."""
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        task.cancel()  # nothing when it has ended; else the client left (or we stop)
+        await asyncio.wait({task, gone})
+    return None if task.cancelled() else task.result()
+
+
 @routes.post("/portraits")
 async def create_portrait(
     request: Request,
@@ -212,20 +235,12 @@ async def create_portrait(
     wanted = parse_create(await _body(request), held.store)
     ticket = held.tickets.open(x_ticket)
     rid = request_id(request)
-    work = asyncio.ensure_future(create(session, held.tickets, ticket, wanted, rid))
-    gone = asyncio.ensure_future(_disconnected(request))
     try:
-        await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        gone.cancel()
-        work.cancel()  # nothing when it has ended; else the client left (or we stop)
-        await asyncio.wait({work, gone})
-    if work.cancelled():  # nobody to answer: what was sent is kept under the ticket
-        return Response(status_code=499)
-    try:
-        portrait = work.result()
+        portrait = await _unless_gone(request, create(session, held.tickets, ticket, wanted, rid))
     except aiportrait.AIPortraitError as exc:
         return _json(error_answer(exc, rid, ticket=ticket))
+    if portrait is None:  # nobody to answer: what was sent is kept under the ticket
+        return Response(status_code=CLIENT_GONE)
     return Response(portrait.image, headers=portrait_headers(portrait, ticket))
 
 

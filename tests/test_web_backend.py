@@ -486,6 +486,34 @@ async def test_a_training_sent_before_its_client_left_is_listed(
     assert aiportrait_emulator.counters.trainings == 1
 
 
+async def test_a_client_that_leaves_before_its_training_is_sent_pays_nothing(
+    framework: str,
+    aiportrait_emulator: Emulator,
+    urls: dict[str, Any],
+    client: aiohttp.ClientSession,
+    tmp_path: Path,
+) -> None:
+    hold = aiportrait_emulator.hold(TRAIN_PATH)
+    sessions: list[aiportrait.Session] = []
+
+    def factory() -> aiportrait.Session:
+        sessions.append(aiportrait_emulator.session(max_trainings=1))
+        return sessions[-1]
+
+    waiting = lambda count: lambda: sessions[0].limits.waiting("train") == count  # noqa: E731
+    async with serving(framework, factory, tmp_path / "trainings.json") as base:
+        first = asyncio.ensure_future(client.post(f"{base}/trainings", json=urls["photos"]))
+        await until(lambda: hold.held == 1, "the first training held at the service")
+        own = aiohttp.ClientSession()
+        queued = asyncio.ensure_future(own.post(f"{base}/trainings", json=urls["photos"]))
+        await until(waiting(1), "the second waits for a slot")
+        await _leave(queued, own)
+        await until(waiting(0), "it stopped waiting")  # cancelled: never to be sent
+        hold.release()
+        assert (await first).status == 202
+    assert hold.arrived == 1 and aiportrait_emulator.counters.trainings == 1
+
+
 def _polls(emulator: Emulator, job_id: int) -> int:
     """The polls of one job the emulator received."""
     return sum(1 for _, path in emulator.counters.arrivals if path == f"{JOB_PATH}{job_id}")
