@@ -514,6 +514,35 @@ async def test_a_client_that_leaves_before_its_training_is_sent_pays_nothing(
     assert hold.arrived == 1 and aiportrait_emulator.counters.trainings == 1
 
 
+async def test_followers_of_a_training_write_the_store_once_per_state(
+    framework: str,
+    aiportrait_emulator: Emulator,
+    client: aiohttp.ClientSession,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = _stores.JobStore(tmp_path / "trainings.json")
+    job_id = aiportrait_emulator.add_synthetic_job(0.2)
+    await store.put(aiportrait.TrainJob(job_id, f"model-{job_id}"))
+    writes: list[Path] = []
+
+    def counted(path: Path, data: bytes) -> None:
+        writes.append(path)
+        write_atomic(path, data)
+
+    write_atomic = _stores._write_atomic
+    monkeypatch.setattr(_stores, "_write_atomic", counted)
+    factory = lambda: aiportrait_emulator.session(poll=FAST)  # noqa: E731
+    async with serving(framework, factory, store.path) as base:
+        url = f"{base}/trainings/{job_id}/events"
+        streams = await asyncio.gather(*(client.get(url) for _ in range(5)))
+        followed = [_events(await stream.text()) for stream in streams]
+    assert all(events[-1][0] == "result" for events in followed)
+    states = {data["state"] for events in followed for name, data in events if name == "state"}
+    assert writes == [store.path] * len(states)  # once per state, not once per follower
+    assert store.entries()[str(job_id)]["state"] == "SUCCESS"
+
+
 def _polls(emulator: Emulator, job_id: int) -> int:
     """The polls of one job the emulator received."""
     return sum(1 for _, path in emulator.counters.arrivals if path == f"{JOB_PATH}{job_id}")
