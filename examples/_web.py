@@ -10,11 +10,13 @@ What an error answers (a JSON body ``{"error": name, "message": ..., "request_id
 ==========  ===========================================================================
 status      meaning for the client
 ==========  ===========================================================================
-400         the request is wrong (nothing was sent upstream): fix it
+400         the request is wrong (nothing was sent upstream): fix it; a training takes 1 to
+            20 photos here
 404         unknown job, ticket or path
 409         **may have run, do not retry blindly**: a create whose answer was lost
             (``SubmitOutcomeUnknown``: it may be charged; the body's ``advice`` says what to
             do), or a ticket already used (fetch ``GET /portraits/{ticket}``)
+413         the body is over 1 MiB (``MAX_BODY``)
 422         the service refused the input (no face in the template, model not trained...)
 429         the service asked us to slow down (not run): **safe to retry** after
             ``Retry-After`` seconds
@@ -57,16 +59,25 @@ __all__ = [
     "listen",
     "new_request_id",
     "not_sent",
+    "MAX_BODY",
     "parse_config",
+    "parse_json",
     "parse_photos",
     "parser",
     "print_usage",
     "retry_after_header",
     "status_answer",
+    "too_large",
 ]
 
 #: ``Retry-After`` for a call that could not reach the service (no connection).
 UNREACHABLE_RETRY = 5.0
+#: The largest request body either example reads (aiohttp.web's ``client_max_size`` default):
+#: beyond, 413 before anything is parsed.
+MAX_BODY = 1024**2
+#: Photos a training takes here (the service documents 5 to 20; the library warns below 5):
+#: a training is charged, so a web API refuses more, or none, with 400 before sending it.
+MAX_PHOTOS = 20
 
 
 class BadRequest(Exception):
@@ -195,11 +206,27 @@ def status_answer(status: int, message: str, request_id: str) -> ErrorAnswer:
 # -- what a request means --------------------------------------------------------------------
 
 
+def too_large() -> Problem:
+    """413 for a body over :data:`MAX_BODY` bytes (what aiohttp.web answers by itself)."""
+    return Problem(413, _status_name(413), f"the body is larger than {MAX_BODY} bytes")
+
+
+def parse_json(raw: bytes) -> Any:
+    """A request body as JSON; 400 when it is not (nested too deep included)."""
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(f"the body is not JSON: {exc}") from None
+
+
 def parse_photos(body: Any) -> list[str]:
-    """``POST /trainings``: a JSON list of photo URLs, or ``{"photos": [...]}``."""
+    """``POST /trainings``: a JSON list of 1 to :data:`MAX_PHOTOS` photo URLs, or
+    ``{"photos": [...]}``."""
     photos = body.get("photos") if isinstance(body, dict) else body
     if not isinstance(photos, list) or not all(isinstance(p, str) for p in photos):
         raise BadRequest('expected a JSON list of photo URLs, or {"photos": [...]}')
+    if not 1 <= len(photos) <= MAX_PHOTOS:
+        raise BadRequest(f"a training takes 1 to {MAX_PHOTOS} photo URLs, not {len(photos)}")
     return photos
 
 

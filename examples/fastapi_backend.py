@@ -57,6 +57,7 @@ from _stores import (
     trainings,
 )
 from _web import (
+    MAX_BODY,
     BadRequest,
     ErrorAnswer,
     Problem,
@@ -64,10 +65,12 @@ from _web import (
     error_answer,
     listen,
     new_request_id,
+    parse_json,
     parse_photos,
     parser,
     print_usage,
     status_answer,
+    too_large,
 )
 from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse, Response
@@ -124,7 +127,8 @@ class RequestIds:
     """ASGI middleware: an id per request, in ``request.state.request_id`` and in the
     ``X-Request-Id`` header of an answer that has none (the service's) already. Plain ASGI:
     Starlette's ``BaseHTTPMiddleware`` would stand between the routes and the client's
-    disconnect."""
+    disconnect. A bug is answered 500 and logged (with the request id) here, once: left to
+    Starlette's server-error middleware, the server would log it again."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -136,14 +140,25 @@ class RequestIds:
         rid = new_request_id()
         scope.setdefault("state", {})["request_id"] = rid
 
+        started = False
+
         async def sending(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = MutableHeaders(scope=message)
                 if "x-request-id" not in headers:
                     headers.append("X-Request-Id", rid)
             await send(message)
 
-        await self.app(scope, receive, sending)
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as exc:  # a bug: answered and logged here, once (not by Starlette)
+            if started:
+                raise
+            method, path = scope["method"], scope["path"]
+            log.error("%s %s failed (request_id %s)", method, path, rid, exc_info=exc)
+            await _json(error_answer(exc, rid))(scope, receive, send)
 
 
 def _json(answer: ErrorAnswer) -> JSONResponse:
@@ -151,10 +166,7 @@ def _json(answer: ErrorAnswer) -> JSONResponse:
 
 
 async def _error(request: Request, exc: Exception) -> Response:
-    answer = error_answer(exc, request_id(request))
-    if answer.status == 500:
-        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-    return _json(answer)
+    return _json(error_answer(exc, request_id(request)))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -163,10 +175,16 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _body(request: Request) -> Any:
-    try:
-        return await request.json()
-    except ValueError as exc:
-        raise BadRequest(f"the body is not JSON: {exc}") from None
+    """The request's JSON body: 413 beyond ``MAX_BODY`` bytes (Starlette has no bound)."""
+    size = request.headers.get("content-length", "")
+    if size.isdigit() and int(size) > MAX_BODY:
+        raise too_large()
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY:
+            raise too_large()
+    return parse_json(bytes(raw))
 
 
 routes = APIRouter()
@@ -269,7 +287,7 @@ def make_app(
 
     app = FastAPI(title="aiportrait web backend example", lifespan=lifespan)
     app.include_router(routes)
-    for kind in (aiportrait.AIPortraitError, BadRequest, Problem, Exception):
+    for kind in (aiportrait.AIPortraitError, BadRequest, Problem):  # bugs: RequestIds
         app.add_exception_handler(kind, _error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_middleware(RequestIds)

@@ -85,12 +85,13 @@ from _stores import (
     trainings,
 )
 from _web import (
-    BadRequest,
+    MAX_BODY,
     ErrorAnswer,
     bounded,
     error_answer,
     listen,
     new_request_id,
+    parse_json,
     parse_photos,
     parser,
     print_usage,
@@ -138,23 +139,16 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except Exception as exc:
         answer = error_answer(exc, request_id)
         if answer.status == 500:
-            log.exception("%s %s failed", request.method, request.path)
+            log.exception("%s %s failed (request_id %s)", request.method, request.path, request_id)
         return _json(answer)
     if not response.prepared:
         response.headers.setdefault("X-Request-Id", request_id)
     return response
 
 
-async def _body(request: web.Request) -> Any:
-    try:
-        return await request.json()
-    except ValueError as exc:
-        raise BadRequest(f"the body is not JSON: {exc}") from None
-
-
 async def start_training(request: web.Request) -> web.Response:
     """``POST /trainings``: start a training on a JSON list of photo URLs."""
-    photos = parse_photos(await _body(request))
+    photos = parse_photos(parse_json(await request.read()))
     job = await train(request.app[SESSION], request.app[STORE], photos)
     events = str(request.app.router["events"].url_for(job_id=str(job.job_id)))
     return web.json_response({**job.to_dict(), "events": events}, status=202)
@@ -214,7 +208,7 @@ async def training_events(request: web.Request) -> web.StreamResponse:
 
 async def create_portrait(request: web.Request) -> web.StreamResponse:
     """``POST /portraits``: create a portrait under a ticket and answer the image itself."""
-    wanted = parse_create(await _body(request), request.app[STORE])
+    wanted = parse_create(parse_json(await request.read()), request.app[STORE])
     tickets = request.app[TICKETS]
     ticket = tickets.open(request.headers.get("X-Ticket"))
     session, request_id = request.app[SESSION], request[REQUEST_ID]
@@ -336,7 +330,7 @@ def make_app(
     that a client that leaves cancels its handler.
     """
     middlewares = [errors] if tracing is None else [_traced(tracing), errors]
-    app = web.Application(middlewares=middlewares)
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
 
     async def session_context(app: web.Application) -> AsyncIterator[None]:
         async with session_factory() as session:

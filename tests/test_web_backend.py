@@ -270,7 +270,37 @@ async def test_a_bug_answers_500_as_json_and_logs_its_details(
             body = await _error(answer)
     assert (answer.status, body["error"]) == (500, "InternalServerError")
     assert "a bug in the store" not in body["message"]  # details go to the log
-    assert "a bug in the store" in caplog.text
+    (logged,) = [r for r in caplog.records if r.exc_info and "a bug" in str(r.exc_info[1])]
+    assert body["request_id"] in logged.getMessage()  # once, with the request id
+
+
+async def test_a_body_too_big_too_deep_or_with_too_many_photos_answers_4xx(
+    framework: str,
+    aiportrait_emulator: Emulator,
+    urls: dict[str, Any],
+    client: aiohttp.ClientSession,
+    tmp_path: Path,
+) -> None:
+    async with serving(framework, aiportrait_emulator.session, tmp_path / "t.json") as base:
+        deep = await client.post(f"{base}/trainings", data=b"[" * 100_000)
+        assert (deep.status, (await _error(deep))["error"]) == (400, "BadRequest")
+        deep = await client.post(f"{base}/portraits", data=b"[" * 100_000)
+        assert deep.status == 400
+        many = await client.post(f"{base}/trainings", json=urls["photos"][:1] * 21)
+        assert "1 to 20 photo URLs, not 21" in (await _error(many))["message"]
+        none = await client.post(f"{base}/trainings", json={"photos": []})
+        assert (none.status, (await _error(none))["error"]) == (400, "BadRequest")
+        big = json.dumps(urls["photos"][:1] * 30_000).encode()  # over 1 MiB
+        for sent in (big, _chunks(big)):  # with a Content-Length, and streamed without
+            too_big = await client.post(f"{base}/trainings", data=sent)
+            assert too_big.status == 413
+            await _error(too_big)
+    assert aiportrait_emulator.counters.requests == 0
+
+
+async def _chunks(data: bytes) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), 65536):
+        yield data[start : start + 65536]
 
 
 async def test_not_sent_answers_429_and_503_with_retry_after(
