@@ -12,16 +12,25 @@ status      meaning for the client
 ==========  ===========================================================================
 400         the request is wrong (nothing was sent upstream): fix it; a training takes 1 to
             20 photos here
+403         ``QuotaExceeded``: the account's call quota is used up. Not run (nothing
+            charged, the ticket is free), but retrying soon will not help: no
+            ``Retry-After``; the operator must raise the quota
 404         unknown job, ticket or path
 409         **may have run, do not retry blindly**: a create whose answer was lost
             (``SubmitOutcomeUnknown``: it may be charged; the body's ``advice`` says what to
-            do), or a ticket already used (fetch ``GET /portraits/{ticket}``)
+            do), a create under way when the backend stopped (``MayHaveRun``, after a
+            restart), or a ticket already used (fetch ``GET /portraits/{ticket}``)
 413         the body is over 1 MiB (``MAX_BODY``)
 422         the service refused the input (no face in the template, model not trained...)
 429         the service asked us to slow down (not run): **safe to retry** after
             ``Retry-After`` seconds
 500         a bug here (the log has the details)
-502         the service failed, or answered something unreadable
+502         the service answered an error (``ServerError``: an undocumented 5xx;
+            ``ServiceError``; a gateway's refusal): **it did not run**. For a create or a
+            training, the library has already turned every answer that leaves open whether it
+            ran (a gateway's 500/502/504 after the request went out, an unreadable 2xx) into
+            ``SubmitOutcomeUnknown`` (409); so a 502 is not charged and its ticket is free.
+            For a read, safe to retry
 503         **not sent, safe to retry** after ``Retry-After`` seconds: this backend is busy
             (``Overloaded``: too many calls wait already) or could not reach the service
 504         the service did not answer a read (reads are safe to retry)
@@ -126,10 +135,24 @@ def _status_name(status: int) -> str:
     return "".join(word.capitalize() for word in phrase.replace("-", " ").split())
 
 
+#: Errors of a call that ran nothing upstream. For a charged call the library has already
+#: told an answer that leaves the outcome open (a lost answer, a gateway's 500/502/504 after
+#: the request went out) as ``SubmitOutcomeUnknown``; a ``ServerError`` it raises instead (a
+#: 503, "not taken"), a ``ServiceError`` or a gateway's refusal (``QuotaExceeded``...) is the
+#: service answering an error: it did not run.
+NOT_RUN = (
+    aiportrait.InvalidArgument,
+    aiportrait.errors.RateLimited,
+    aiportrait.errors.GatewayError,
+    aiportrait.errors.ServerError,
+    aiportrait.errors.ServiceError,
+)
+
+
 def not_sent(exc: BaseException) -> bool:
-    """True when the call provably did not run upstream: sending it again is safe."""
-    refused = isinstance(exc, (aiportrait.InvalidArgument, aiportrait.errors.RateLimited))
-    return refused or getattr(exc, "sent", None) is False
+    """True when the call provably did not run upstream: sending it again is safe (its
+    ticket is freed)."""
+    return isinstance(exc, NOT_RUN) or getattr(exc, "sent", None) is False
 
 
 def _status(exc: aiportrait.AIPortraitError) -> int:
@@ -142,7 +165,9 @@ def _status(exc: aiportrait.AIPortraitError) -> int:
         return 409
     if isinstance(exc, aiportrait.errors.CreateError) and exc.status == 462:
         return 422
-    if isinstance(exc, (aiportrait.errors.RateLimited, aiportrait.errors.QuotaExceeded)):
+    if isinstance(exc, aiportrait.errors.QuotaExceeded):
+        return 403  # not run, but retrying soon will not help: no Retry-After
+    if isinstance(exc, aiportrait.errors.RateLimited):
         return 429
     if isinstance(exc, aiportrait.TransportError):
         return 503 if exc.sent is False else 504

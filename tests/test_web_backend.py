@@ -338,6 +338,35 @@ async def test_not_sent_answers_429_and_503_with_retry_after(
             assert int(answer.headers["Retry-After"]) >= 1
 
 
+async def test_a_service_error_on_a_create_answers_502_and_frees_its_ticket(
+    framework: str,
+    aiportrait_emulator: Emulator,
+    wanted: dict[str, Any],
+    client: aiohttp.ClientSession,
+    tmp_path: Path,
+) -> None:
+    aiportrait_emulator.faults = Faults(
+        rate_5xx=1.0, status_5xx=503, paths=frozenset({CREATE_PATH})
+    )
+    never = lambda: aiportrait_emulator.session(retry=aiportrait.RetryPolicy.NEVER)  # noqa: E731
+    async with serving(framework, never, tmp_path / "t.json") as base:
+        answer = await client.post(f"{base}/portraits", json=wanted)
+        body = await _error(answer)
+        assert (answer.status, body["error"]) == (502, "ServerError")
+        free = await client.get(f"{base}/portraits/{body['ticket']}")
+        assert free.status == 404  # the service answered an error: it ran nothing
+    assert aiportrait_emulator.counters.creations == 0
+
+
+def test_quota_exceeded_answers_403_without_retry_after_and_frees_its_ticket() -> None:
+    web = example("_web")
+    quota = aiportrait.errors.QuotaExceeded(400, "error", "exceeded quota", "rid-of-the-service")
+    answer = web.error_answer(quota, "rid-of-the-backend", ticket="ticket-of-the-test")
+    assert (answer.status, answer.body["error"]) == (403, "QuotaExceeded")
+    assert answer.body["request_id"] == "rid-of-the-service"
+    assert "Retry-After" not in answer.headers and web.not_sent(quota)
+
+
 async def test_a_create_that_may_have_run_answers_409_with_advice_and_is_kept(
     framework: str,
     aiportrait_emulator: Emulator,
