@@ -289,8 +289,11 @@ def stored_job(store: JobStore, job_id: str) -> aiportrait.TrainJob:
     return job
 
 
-async def trainings(session: aiportrait.Session, store: JobStore) -> list[dict[str, Any]]:
-    """``GET /trainings``: the stored handles, each with the state the service reports now."""
+async def trainings(
+    session: aiportrait.Session, store: JobStore, request_id: str
+) -> list[dict[str, Any]]:
+    """``GET /trainings``: the stored handles, each with the state the service reports now,
+    or the error (``error``, ``message``, ``request_id``) that kept it from being asked."""
     entries = list(store.entries().values())
     jobs = await asyncio.gather(
         *(session.get_job(entry["job_id"]) for entry in entries), return_exceptions=True
@@ -300,16 +303,17 @@ async def trainings(session: aiportrait.Session, store: JobStore) -> list[dict[s
         if isinstance(job, aiportrait.Job):
             entry = {**entry, "state": job.state.name, "message": job.message}
         else:  # the service could not be asked: show what we stored, and why
-            entry = {**entry, "error": f"{type(job).__name__}: {job}"}
+            entry = {**entry, **error_answer(job, request_id).body}
         listed.append(entry)
     return listed
 
 
 async def job_events(
-    session: aiportrait.Session, store: JobStore, job: aiportrait.TrainJob
+    session: aiportrait.Session, store: JobStore, job: aiportrait.TrainJob, request_id: str
 ) -> AsyncGenerator[tuple[str, dict[str, Any]]]:
     """The server-sent events of a training: ``state`` per change, then ``result``,
-    ``failed``, or ``error`` (a deadline, or an error retrying cannot fix)."""
+    ``failed``, or ``error`` (a deadline, or an error retrying cannot fix: the body of an
+    error answer, ``request_id`` included)."""
     watch = session.watch(job)
     try:
         async for update in watch:
@@ -330,7 +334,7 @@ async def job_events(
                 result = update.result or aiportrait.TrainResult(model_id=job.model_id)
                 yield "result", {"model_id": result.model_id, "cost_time": result.cost_time}
     except aiportrait.AIPortraitError as exc:
-        yield "error", {"error": type(exc).__name__, "message": str(exc)}
+        yield "error", error_answer(exc, request_id).body
     finally:  # the client left (or the stream ended): this follower stops polling
         await watch.aclose()
 

@@ -203,18 +203,20 @@ async def start_training(request: Request, held: BackendDep, session: SessionDep
 
 
 @routes.get("/trainings")
-async def list_trainings(held: BackendDep, session: SessionDep) -> Any:
+async def list_trainings(request: Request, held: BackendDep, session: SessionDep) -> Any:
     """``GET /trainings``: the stored handles, each with the state the service reports now."""
-    return {"trainings": await trainings(session, held.store)}
+    return {"trainings": await trainings(session, held.store, request_id(request))}
 
 
 @routes.get("/trainings/{job_id}/events", name="events")
-async def training_events(job_id: str, held: BackendDep, session: SessionDep) -> Any:
+async def training_events(
+    request: Request, job_id: str, held: BackendDep, session: SessionDep
+) -> Any:
     """``GET /trainings/{job_id}/events``: each state change as a server-sent event."""
     job = stored_job(held.store, job_id)
 
     async def stream() -> AsyncIterator[dict[str, str]]:
-        async for event, data in job_events(session, held.store, job):
+        async for event, data in job_events(session, held.store, job, request_id(request)):
             yield {"event": event, "data": json.dumps(data)}
 
     return EventSourceResponse(stream(), ping=held.heartbeat, headers={"Cache-Control": "no-cache"})

@@ -156,7 +156,7 @@ async def start_training(request: web.Request) -> web.Response:
 
 async def list_trainings(request: web.Request) -> web.Response:
     """``GET /trainings``: the stored handles, each with the state the service reports now."""
-    listed = await trainings(request.app[SESSION], request.app[STORE])
+    listed = await trainings(request.app[SESSION], request.app[STORE], request[REQUEST_ID])
     return web.json_response({"trainings": listed})
 
 
@@ -183,7 +183,7 @@ async def training_events(request: web.Request) -> web.StreamResponse:
     headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     response = web.StreamResponse(headers={**headers, "X-Request-Id": request[REQUEST_ID]})
     await response.prepare(request)
-    events = job_events(request.app[SESSION], store, job)
+    events = job_events(request.app[SESSION], store, job, request[REQUEST_ID])
     step = asyncio.ensure_future(_next(events))
     try:
         while True:

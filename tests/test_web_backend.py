@@ -180,11 +180,17 @@ async def test_streams_a_failed_training_and_a_deadline(
         assert events[-2][1]["state"] == "FAILED"
         assert events[-1][0] == "failed"
         assert "Failed to obtain preprocessed images" in events[-1][1]["message"]
-        events = _events(await (await client.get(f"{base}/trainings/{slow}/events")).text())
+        stream = await client.get(f"{base}/trainings/{slow}/events")
+        events = _events(await stream.text())
         assert events[-1][0] == "error" and events[-1][1]["error"] == "JobTimeout"
+        assert events[-1][1]["request_id"] == stream.headers["X-Request-Id"]
         listed = (await (await client.get(f"{base}/trainings")).json())["trainings"]
         states = {e["job_id"]: e["state"] for e in listed}
         assert states == {failed: "FAILED", slow: "INIT"}  # a tenth of its time in INIT
+        await store.put(aiportrait.TrainJob(99999, "model-unknown-here"), state="INIT")
+        answer = await client.get(f"{base}/trainings")
+        (unknown,) = [e for e in (await answer.json())["trainings"] if e["job_id"] == 99999]
+        assert unknown["error"] and unknown["message"] and unknown["request_id"]
     store.path.write_text("[]")  # not a mapping: read as empty
     assert store.entries() == {}
 
