@@ -64,6 +64,8 @@ __all__ = [
     "bounded",
     "ErrorAnswer",
     "Problem",
+    "SessionFactory",
+    "emulator_dir",
     "error_answer",
     "listen",
     "new_request_id",
@@ -78,6 +80,9 @@ __all__ = [
     "status_answer",
     "too_large",
 ]
+
+#: What makes the one Session of an app (``make_app``'s first argument).
+SessionFactory = Callable[[], aiportrait.Session]
 
 #: ``Retry-After`` for a call that could not reach the service (no connection).
 UNREACHABLE_RETRY = 5.0
@@ -314,10 +319,16 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 def bounded(
     session_factory: Callable[..., aiportrait.Session], args: argparse.Namespace
-) -> Callable[[], aiportrait.Session]:
+) -> SessionFactory:
     """``session_factory`` with the command line's admission bound: a web client is told
     "busy, retry in N s" (503 + ``Retry-After``) instead of queueing for minutes."""
     return functools.partial(session_factory, max_waiting=args.max_waiting, max_wait=args.max_wait)
+
+
+def emulator_dir(args: argparse.Namespace) -> Path:
+    """Where the local emulator keeps its jobs: beside the store, so a restart finds them."""
+    store: Path = args.store
+    return store.with_name(store.stem + "_emulator")
 
 
 def listen(host: str, port: int, program: str) -> socket.socket | None:

@@ -38,7 +38,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
@@ -61,7 +61,9 @@ from _web import (
     BadRequest,
     ErrorAnswer,
     Problem,
+    SessionFactory,
     bounded,
+    emulator_dir,
     error_answer,
     listen,
     new_request_id,
@@ -88,8 +90,6 @@ log = logging.getLogger("fastapi_backend")
 T = TypeVar("T")
 #: The status logged for a request whose client left before its answer (nginx's 499).
 CLIENT_GONE = 499
-
-SessionFactory = Callable[[], aiportrait.Session]
 
 
 @dataclass
@@ -307,7 +307,6 @@ async def main(argv: Sequence[str] | None = None) -> int:
     from _local import connect
 
     args = parser("aiportrait web backend example (FastAPI)").parse_args(argv)
-    emulator_dir = args.store.with_name(args.store.stem + "_emulator")
     sock = listen(args.host, args.port, "fastapi_backend")
     if sock is None:
         return 2
@@ -317,7 +316,10 @@ async def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     with sock:
         async with connect(
-            photos=args.photos, templates=args.templates, data_dir=emulator_dir, need_urls=False
+            photos=args.photos,
+            templates=args.templates,
+            data_dir=emulator_dir(args),
+            need_urls=False,
         ) as target:
             app = make_app(bounded(target.session, args), args.store, heartbeat=args.heartbeat)
             print_usage(sock, target)  # clients wait in the socket's backlog until it serves

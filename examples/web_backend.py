@@ -87,7 +87,9 @@ from _stores import (
 from _web import (
     MAX_BODY,
     ErrorAnswer,
+    SessionFactory,
     bounded,
+    emulator_dir,
     error_answer,
     listen,
     new_request_id,
@@ -104,8 +106,6 @@ import aiportrait
 __all__ = ["JobStore", "TicketStore", "Tracing", "make_app", "runner", "setup_tracing"]
 
 log = logging.getLogger("web_backend")
-
-SessionFactory = Callable[[], aiportrait.Session]
 
 SESSION = web.AppKey("session", aiportrait.Session)
 STORE = web.AppKey("store", JobStore)
@@ -360,8 +360,6 @@ async def main(argv: Sequence[str] | None = None) -> int:
     from _local import connect
 
     args = parser("aiportrait web backend example (aiohttp.web)").parse_args(argv)
-    # The local emulator keeps its jobs beside the store, so a restart finds them again.
-    emulator_dir = args.store.with_name(args.store.stem + "_emulator")
     sock = listen(args.host, args.port, "web_backend")
     if sock is None:
         return 2
@@ -372,7 +370,10 @@ async def main(argv: Sequence[str] | None = None) -> int:
             stack.callback(tracing.shutdown)
         target = await stack.enter_async_context(
             connect(
-                photos=args.photos, templates=args.templates, data_dir=emulator_dir, need_urls=False
+                photos=args.photos,
+                templates=args.templates,
+                data_dir=emulator_dir(args),
+                need_urls=False,
             )
         )
         factory = bounded(target.session, args)

@@ -16,7 +16,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import aiohttp
 import pytest
@@ -166,7 +166,7 @@ async def test_trains_streams_and_creates_under_a_ticket(
 async def test_streams_a_failed_training_and_a_deadline(
     framework: str, aiportrait_emulator: Emulator, client: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
-    store = example("_stores").JobStore(tmp_path / "trainings.json")
+    store = _stores.JobStore(tmp_path / "trainings.json")
     failed = aiportrait_emulator.add_synthetic_job(0.05, succeed=False)
     slow = aiportrait_emulator.add_synthetic_job(60.0)
     for job_id in (failed, slow):
@@ -269,7 +269,7 @@ async def test_a_bug_answers_500_as_json_and_logs_its_details(
     def broken(_self: Any) -> dict[str, Any]:
         raise RuntimeError("a bug in the store")
 
-    monkeypatch.setattr(example("_stores").JobStore, "entries", broken)
+    monkeypatch.setattr(_stores.JobStore, "entries", broken)
     with caplog.at_level("ERROR"):
         async with serving(framework, aiportrait_emulator.session, tmp_path / "t.json") as base:
             answer = await client.get(f"{base}/trainings")
@@ -413,23 +413,27 @@ async def test_a_create_under_way_when_the_backend_stopped_may_have_run_after_a_
 
 @asynccontextmanager
 async def _one_create_held(
-    framework: str, emulator: Emulator, tmp_path: Path, **options: Any
+    framework: str, emulator: Emulator, tmp_path: Path, path: str = CREATE_PATH, **options: Any
 ) -> AsyncIterator[tuple[str, Any, list[aiportrait.Session]]]:
-    """A backend whose Session sends one create at a time (``options`` go to it), the hold
-    on creates at the service, and the Session once made."""
-    hold = emulator.hold(CREATE_PATH)
+    """A backend whose Session sends one create (or, ``path`` ``TRAIN_PATH``, one training)
+    at a time (``options`` go to it), the hold on them at the service, and the Session once
+    made."""
+    hold = emulator.hold(path)
     sessions: list[aiportrait.Session] = []
+    one = {"max_trainings": 1} if path == TRAIN_PATH else {"max_creations": 1}
 
     def factory() -> aiportrait.Session:
-        sessions.append(emulator.session(max_creations=1, **options))
+        sessions.append(emulator.session(**one, **options))
         return sessions[-1]
 
     async with serving(framework, factory, tmp_path / "trainings.json") as base:
         yield base, hold, sessions
 
 
-def _waiting(sessions: list[aiportrait.Session], count: int) -> Callable[[], bool]:
-    return lambda: sessions[0].limits.waiting("create") == count
+def _waiting(
+    sessions: list[aiportrait.Session], count: int, kind: Literal["train", "create"] = "create"
+) -> Callable[[], bool]:
+    return lambda: sessions[0].limits.waiting(kind) == count
 
 
 async def test_overloaded_answers_503_with_retry_after_and_sends_nothing(
@@ -558,22 +562,15 @@ async def test_a_client_that_leaves_before_its_training_is_sent_pays_nothing(
     client: aiohttp.ClientSession,
     tmp_path: Path,
 ) -> None:
-    hold = aiportrait_emulator.hold(TRAIN_PATH)
-    sessions: list[aiportrait.Session] = []
-
-    def factory() -> aiportrait.Session:
-        sessions.append(aiportrait_emulator.session(max_trainings=1))
-        return sessions[-1]
-
-    waiting = lambda count: lambda: sessions[0].limits.waiting("train") == count  # noqa: E731
-    async with serving(framework, factory, tmp_path / "trainings.json") as base:
+    held = _one_create_held(framework, aiportrait_emulator, tmp_path, TRAIN_PATH)
+    async with held as (base, hold, sessions):
         first = asyncio.ensure_future(client.post(f"{base}/trainings", json=urls["photos"]))
         await until(lambda: hold.held == 1, "the first training held at the service")
         own = aiohttp.ClientSession()
         queued = asyncio.ensure_future(own.post(f"{base}/trainings", json=urls["photos"]))
-        await until(waiting(1), "the second waits for a slot")
+        await until(_waiting(sessions, 1, "train"), "the second waits for a slot")
         await _leave(queued, own)
-        await until(waiting(0), "it stopped waiting")  # cancelled: never to be sent
+        await until(_waiting(sessions, 0, "train"), "it stopped waiting")  # never to be sent
         hold.release()
         assert (await first).status == 202
     assert hold.arrived == 1 and aiportrait_emulator.counters.trainings == 1
@@ -618,7 +615,7 @@ async def test_an_event_stream_beats_and_stops_polling_when_its_client_leaves(
 ) -> None:
     store_path = tmp_path / "trainings.json"
     left, other = (aiportrait_emulator.add_synthetic_job(600.0) for _ in range(2))
-    store = _store(store_path)
+    store = _stores.JobStore(store_path)
     for job_id in (left, other):
         await store.put(aiportrait.TrainJob(job_id, f"model-{job_id}"))
     factory = lambda: aiportrait_emulator.session(poll=STEADY)  # noqa: E731
@@ -640,9 +637,3 @@ async def test_an_event_stream_beats_and_stops_polling_when_its_client_leaves(
             await until(lambda: _polls(aiportrait_emulator, other) >= start + 20, "20 polls")
             stream.close()
         assert _polls(aiportrait_emulator, left) <= at_leaving + 2
-
-
-def _store(path: Path) -> Any:
-    from tests._examples import example
-
-    return example("_stores").JobStore(path)
