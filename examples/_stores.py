@@ -11,12 +11,19 @@ import json
 import os
 import re
 import tempfile
-import uuid
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
-from _web import BadRequest, ErrorAnswer, Problem, error_answer, not_sent, parse_config
+from _web import (
+    BadRequest,
+    ErrorAnswer,
+    Problem,
+    error_answer,
+    new_ticket,
+    not_sent,
+    parse_config,
+)
 
 import aiportrait
 
@@ -121,7 +128,7 @@ class TicketStore:
     def open(self, ticket: str | None) -> str:
         """Start a create under ``ticket`` (the client's ``X-Ticket``), or a new one."""
         if ticket is None:
-            ticket = uuid.uuid4().hex
+            ticket = new_ticket()
         elif not TICKET.fullmatch(ticket):
             raise BadRequest("X-Ticket must be 8 to 64 letters, digits, '-' or '_'")
         if self.lookup(ticket) is not None:

@@ -69,6 +69,7 @@ __all__ = [
     "error_answer",
     "listen",
     "new_request_id",
+    "new_ticket",
     "not_sent",
     "MAX_BODY",
     "parse_config",
@@ -119,6 +120,11 @@ class Problem(Exception):
 
 def new_request_id() -> str:
     """This backend's own id for one request (in errors, when the service gave none)."""
+    return uuid.uuid4().hex
+
+
+def new_ticket() -> str:
+    """A new ticket: random, since a ticket acts as the password of its portrait."""
     return uuid.uuid4().hex
 
 
@@ -279,7 +285,14 @@ def parse_config(value: Any) -> aiportrait.CreateConfig:
 
 def parser(description: str) -> argparse.ArgumentParser:
     """The options both examples take (``@FILE`` reads arguments from a file, one a line)."""
-    parser = argparse.ArgumentParser(description=description, fromfile_prefix_chars="@")
+    epilog = (
+        "With AIPORTRAIT_HOST, AIPORTRAIT_APP_ID and AIPORTRAIT_TOKEN in the environment it "
+        "talks to that service (the real one, or an emulator started apart with `aiportrait "
+        "emulator`); without them it starts a local emulator. SIGTERM stops it as Ctrl-C does."
+    )
+    parser = argparse.ArgumentParser(
+        description=description, epilog=epilog, fromfile_prefix_chars="@"
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--store", type=Path, default=Path("trainings.json"))
@@ -364,5 +377,6 @@ def print_usage(sock: socket.socket, target: Any) -> None:
     print(f"  curl -X POST {base}/trainings -d '{json.dumps(target.photos)}'")
     print(f"  curl -N {base}/trainings/JOB_ID/events")
     body = f'{{"job_id": JOB_ID, "template": "{target.templates[0]}"}}'
-    print(f"  curl -X POST {base}/portraits -H 'X-Ticket: my-first-portrait' -d '{body}' -o p.jpg")
-    print(f"  curl {base}/portraits/my-first-portrait -o p.jpg    # after a timeout", flush=True)
+    ticket = new_ticket()  # hard to guess: a ticket is the password of its portrait
+    print(f"  curl -X POST {base}/portraits -H 'X-Ticket: {ticket}' -d '{body}' -o p.jpg")
+    print(f"  curl {base}/portraits/{ticket} -o p.jpg    # after a timeout", flush=True)

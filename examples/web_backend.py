@@ -14,7 +14,8 @@ Endpoints:
 - ``POST /portraits`` with ``{"model_id": ..., "template": URL, "config": {...}}`` (or
   ``"job_id"`` instead of ``"model_id"``): answers the portrait itself, ``image/jpeg`` or
   ``image/png``. Each create has a *ticket*: the client's own ``X-Ticket`` header (8 to 64
-  letters, digits, ``-``, ``_``), else a new one; every answer carries it in ``X-Ticket``.
+  letters, digits, ``-``, ``_``; hard to guess: a ticket is the password of its portrait),
+  else a new random one; every answer carries it in ``X-Ticket``.
 - ``GET /portraits/{ticket}``: what became of that create: the portrait (200), ``202`` while it
   runs (with ``Retry-After``), its error, or 404 when nothing was kept.
 
