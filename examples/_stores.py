@@ -11,12 +11,19 @@ import json
 import os
 import re
 import tempfile
-import uuid
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
-from _web import BadRequest, ErrorAnswer, Problem, error_answer, not_sent, parse_config
+from _web import (
+    BadRequest,
+    ErrorAnswer,
+    Problem,
+    error_answer,
+    new_ticket,
+    not_sent,
+    parse_config,
+)
 
 import aiportrait
 
@@ -35,6 +42,8 @@ __all__ = [
 ]
 
 TICKET = re.compile(r"[A-Za-z0-9_-]{8,64}")
+#: The record of a ticket whose create has not ended (on disk from before it is sent).
+PENDING = {"state": "pending"}
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -57,14 +66,21 @@ class JobStore:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._lock = asyncio.Lock()
+        self._read: tuple[tuple[int, int, int], dict[str, dict[str, Any]]] | None = None
 
     def entries(self) -> dict[str, dict[str, Any]]:
-        """Every stored training, by job id (as a string)."""
+        """Every stored training, by job id (as a string). The file is parsed again only when
+        it changed (its size or time), not once per call: 200 followers of a store of 10,000
+        trainings each ask it."""
         try:
-            data = json.loads(self.path.read_text())
+            stat = self.path.stat()
         except FileNotFoundError:
             return {}
-        return data if isinstance(data, dict) else {}
+        version = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        if self._read is None or self._read[0] != version:
+            data = json.loads(self.path.read_text())
+            self._read = (version, data if isinstance(data, dict) else {})
+        return dict(self._read[1])
 
     def job(self, job_id: int) -> aiportrait.TrainJob | None:
         """The stored handle of a job, or ``None``."""
@@ -76,11 +92,14 @@ class JobStore:
         )
 
     async def put(self, job: aiportrait.TrainJob, **fields: Any) -> None:
-        """Store a handle (``job.to_dict()``) with extra fields, or update them."""
+        """Store a handle (``job.to_dict()``) with extra fields, or update them; the file is
+        written only when that changes it (once per state of a job, however many follow it)."""
         async with self._lock:
             data = self.entries()
-            entry = data.setdefault(str(job.job_id), job.to_dict())
-            entry.update(fields)
+            stored = data.get(str(job.job_id))
+            if stored is not None and all(stored.get(k) == v for k, v in fields.items()):
+                return
+            data[str(job.job_id)] = {**(stored or job.to_dict()), **fields}
             text = json.dumps(data, indent=2).encode()
             await asyncio.to_thread(_write_atomic, self.path, text)
 
@@ -93,8 +112,12 @@ class TicketStore:
     finishes in the background, ``keep=``, and lands here). A create that provably ran
     nothing upstream (refused before sending, 429, ``Overloaded``, or its client left before
     it was sent: ``Kept.sent`` False, told at once) is not kept: its ticket is free to send
-    again. Files in ``folder`` (``<ticket>.json`` and the image beside it),
-    written atomically; tickets in progress in memory. A real deployment would use its
+    again. Files in ``folder`` (``<ticket>.json`` and the image beside it), written
+    atomically. A ticket's ``pending`` record is on disk before its create can be sent, so a
+    backend stopped or crashed mid-create finds it after a restart and answers 409 "may have
+    run" instead of 404 "send it again" (a second charge); tickets whose create is live in
+    this process are also in memory. Entries are never removed: tickets act as passwords for
+    their portraits, and the folder grows without limit; a real deployment would use its
     database and object storage, and expire old entries.
     """
 
@@ -105,7 +128,7 @@ class TicketStore:
     def open(self, ticket: str | None) -> str:
         """Start a create under ``ticket`` (the client's ``X-Ticket``), or a new one."""
         if ticket is None:
-            ticket = uuid.uuid4().hex
+            ticket = new_ticket()
         elif not TICKET.fullmatch(ticket):
             raise BadRequest("X-Ticket must be 8 to 64 letters, digits, '-' or '_'")
         if self.lookup(ticket) is not None:
@@ -115,12 +138,18 @@ class TicketStore:
                 f"ticket {ticket} names a create already sent: fetch GET /portraits/{ticket}",
                 ticket=ticket,
             )
+        # On disk before the create can be sent: written here, synchronously (a small file).
+        _write_atomic(self._path(ticket), json.dumps({"ticket": ticket, **PENDING}).encode())
         self._pending.add(ticket)
         return ticket
 
     def close(self, ticket: str) -> None:
         """The create ran nothing upstream: forget the ticket (it may be sent again)."""
+        self._path(ticket).unlink(missing_ok=True)
         self._pending.discard(ticket)
+
+    def _path(self, ticket: str) -> Path:
+        return self.folder / f"{ticket}.json"
 
     async def done(self, ticket: str, portrait: aiportrait.Portrait) -> None:
         """Keep a portrait under its ticket."""
@@ -150,18 +179,22 @@ class TicketStore:
 
     async def _record(self, ticket: str, record: dict[str, Any]) -> None:
         text = json.dumps({"ticket": ticket, **record}).encode()
-        await asyncio.to_thread(_write_atomic, self.folder / f"{ticket}.json", text)
+        await asyncio.to_thread(_write_atomic, self._path(ticket), text)
         self._pending.discard(ticket)
 
     def lookup(self, ticket: str) -> dict[str, Any] | None:
-        """``{"state": "pending" | "done" | "failed", ...}``, or ``None`` for a ticket with
-        nothing kept (unknown, or its client left before it was sent)."""
+        """``{"state": "pending" | "interrupted" | "done" | "failed", ...}``, or ``None`` for
+        a ticket with nothing kept (unknown, or its client left before it was sent).
+        ``interrupted``: a ``pending`` record no create of this process is behind (the backend
+        stopped or crashed during it): it may have run."""
         if ticket in self._pending:
             return {"state": "pending", "ticket": ticket}
         try:
-            record: dict[str, Any] = json.loads((self.folder / f"{ticket}.json").read_text())
+            record: dict[str, Any] = json.loads(self._path(ticket).read_text())
         except (FileNotFoundError, ValueError):
             return None
+        if record.get("state") == PENDING["state"]:
+            return {**record, "state": "interrupted"}
         return record
 
     def portrait(self, ticket: str, record: dict[str, Any]) -> aiportrait.Portrait:
@@ -205,6 +238,14 @@ def ticket_answer(store: TicketStore, ticket: str) -> aiportrait.Portrait:
             "Pending",
             "the create is in progress: ask again after Retry-After seconds",
             retry_after=1.0,
+            ticket=ticket,
+        )
+    if record["state"] == "interrupted":
+        raise Problem(
+            409,
+            "MayHaveRun",
+            f"the create of ticket {ticket} was under way when this backend stopped: it may "
+            "have run and been charged: check before sending again",
             ticket=ticket,
         )
     if record["state"] == "failed":
@@ -255,8 +296,11 @@ def stored_job(store: JobStore, job_id: str) -> aiportrait.TrainJob:
     return job
 
 
-async def trainings(session: aiportrait.Session, store: JobStore) -> list[dict[str, Any]]:
-    """``GET /trainings``: the stored handles, each with the state the service reports now."""
+async def trainings(
+    session: aiportrait.Session, store: JobStore, request_id: str
+) -> list[dict[str, Any]]:
+    """``GET /trainings``: the stored handles, each with the state the service reports now,
+    or the error (``error``, ``message``, ``request_id``) that kept it from being asked."""
     entries = list(store.entries().values())
     jobs = await asyncio.gather(
         *(session.get_job(entry["job_id"]) for entry in entries), return_exceptions=True
@@ -266,20 +310,20 @@ async def trainings(session: aiportrait.Session, store: JobStore) -> list[dict[s
         if isinstance(job, aiportrait.Job):
             entry = {**entry, "state": job.state.name, "message": job.message}
         else:  # the service could not be asked: show what we stored, and why
-            entry = {**entry, "error": f"{type(job).__name__}: {job}"}
+            entry = {**entry, **error_answer(job, request_id).body}
         listed.append(entry)
     return listed
 
 
 async def job_events(
-    session: aiportrait.Session, store: JobStore, job: aiportrait.TrainJob
+    session: aiportrait.Session, store: JobStore, job: aiportrait.TrainJob, request_id: str
 ) -> AsyncGenerator[tuple[str, dict[str, Any]]]:
     """The server-sent events of a training: ``state`` per change, then ``result``,
-    ``failed``, or ``error`` (a deadline, or an error retrying cannot fix)."""
+    ``failed``, or ``error`` (a deadline, or an error retrying cannot fix: the body of an
+    error answer, ``request_id`` included)."""
     watch = session.watch(job)
     try:
         async for update in watch:
-            await store.put(job, state=update.state.name)
             previous = update.previous.name if update.previous is not None else None
             yield (
                 "state",
@@ -289,14 +333,15 @@ async def job_events(
                     "previous": previous,
                     "elapsed": round(update.elapsed, 3),
                 },
-            )
+            )  # sent first; then stored, written once per state whatever the followers
+            await store.put(job, state=update.state.name)
             if update.state is aiportrait.JobState.FAILED:
                 yield "failed", {"job_id": job.job_id, "message": update.message}
             elif update.state is aiportrait.JobState.SUCCESS:
                 result = update.result or aiportrait.TrainResult(model_id=job.model_id)
                 yield "result", {"model_id": result.model_id, "cost_time": result.cost_time}
     except aiportrait.AIPortraitError as exc:
-        yield "error", {"error": type(exc).__name__, "message": str(exc)}
+        yield "error", error_answer(exc, request_id).body
     finally:  # the client left (or the stream ended): this follower stops polling
         await watch.aclose()
 

@@ -10,16 +10,27 @@ What an error answers (a JSON body ``{"error": name, "message": ..., "request_id
 ==========  ===========================================================================
 status      meaning for the client
 ==========  ===========================================================================
-400         the request is wrong (nothing was sent upstream): fix it
+400         the request is wrong (nothing was sent upstream): fix it; a training takes 1 to
+            20 photos here
+403         ``QuotaExceeded``: the account's call quota is used up. Not run (nothing
+            charged, the ticket is free), but retrying soon will not help: no
+            ``Retry-After``; the operator must raise the quota
 404         unknown job, ticket or path
 409         **may have run, do not retry blindly**: a create whose answer was lost
             (``SubmitOutcomeUnknown``: it may be charged; the body's ``advice`` says what to
-            do), or a ticket already used (fetch ``GET /portraits/{ticket}``)
+            do), a create under way when the backend stopped (``MayHaveRun``, after a
+            restart), or a ticket already used (fetch ``GET /portraits/{ticket}``)
+413         the body is over 1 MiB (``MAX_BODY``)
 422         the service refused the input (no face in the template, model not trained...)
 429         the service asked us to slow down (not run): **safe to retry** after
             ``Retry-After`` seconds
 500         a bug here (the log has the details)
-502         the service failed, or answered something unreadable
+502         the service answered an error (``ServerError``: an undocumented 5xx;
+            ``ServiceError``; a gateway's refusal): **it did not run**. For a create or a
+            training, the library has already turned every answer that leaves open whether it
+            ran (a gateway's 500/502/504 after the request went out, an unreadable 2xx) into
+            ``SubmitOutcomeUnknown`` (409); so a 502 is not charged and its ticket is free.
+            For a read, safe to retry
 503         **not sent, safe to retry** after ``Retry-After`` seconds: this backend is busy
             (``Overloaded``: too many calls wait already) or could not reach the service
 504         the service did not answer a read (reads are safe to retry)
@@ -53,20 +64,35 @@ __all__ = [
     "bounded",
     "ErrorAnswer",
     "Problem",
+    "SessionFactory",
+    "emulator_dir",
     "error_answer",
     "listen",
     "new_request_id",
+    "new_ticket",
     "not_sent",
+    "MAX_BODY",
     "parse_config",
+    "parse_json",
     "parse_photos",
     "parser",
     "print_usage",
     "retry_after_header",
     "status_answer",
+    "too_large",
 ]
+
+#: What makes the one Session of an app (``make_app``'s first argument).
+SessionFactory = Callable[[], aiportrait.Session]
 
 #: ``Retry-After`` for a call that could not reach the service (no connection).
 UNREACHABLE_RETRY = 5.0
+#: The largest request body either example reads (aiohttp.web's ``client_max_size`` default):
+#: beyond, 413 before anything is parsed.
+MAX_BODY = 1024**2
+#: Photos a training takes here (the service documents 5 to 20; the library warns below 5):
+#: a training is charged, so a web API refuses more, or none, with 400 before sending it.
+MAX_PHOTOS = 20
 
 
 class BadRequest(Exception):
@@ -97,6 +123,11 @@ def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
+def new_ticket() -> str:
+    """A new ticket: random, since a ticket acts as the password of its portrait."""
+    return uuid.uuid4().hex
+
+
 @dataclass(frozen=True)
 class ErrorAnswer:
     """What to answer for an error, whatever the framework: status, JSON body, headers."""
@@ -115,10 +146,24 @@ def _status_name(status: int) -> str:
     return "".join(word.capitalize() for word in phrase.replace("-", " ").split())
 
 
+#: Errors of a call that ran nothing upstream. For a charged call the library has already
+#: told an answer that leaves the outcome open (a lost answer, a gateway's 500/502/504 after
+#: the request went out) as ``SubmitOutcomeUnknown``; a ``ServerError`` it raises instead (a
+#: 503, "not taken"), a ``ServiceError`` or a gateway's refusal (``QuotaExceeded``...) is the
+#: service answering an error: it did not run.
+NOT_RUN = (
+    aiportrait.InvalidArgument,
+    aiportrait.errors.RateLimited,
+    aiportrait.errors.GatewayError,
+    aiportrait.errors.ServerError,
+    aiportrait.errors.ServiceError,
+)
+
+
 def not_sent(exc: BaseException) -> bool:
-    """True when the call provably did not run upstream: sending it again is safe."""
-    refused = isinstance(exc, (aiportrait.InvalidArgument, aiportrait.errors.RateLimited))
-    return refused or getattr(exc, "sent", None) is False
+    """True when the call provably did not run upstream: sending it again is safe (its
+    ticket is freed)."""
+    return isinstance(exc, NOT_RUN) or getattr(exc, "sent", None) is False
 
 
 def _status(exc: aiportrait.AIPortraitError) -> int:
@@ -131,7 +176,9 @@ def _status(exc: aiportrait.AIPortraitError) -> int:
         return 409
     if isinstance(exc, aiportrait.errors.CreateError) and exc.status == 462:
         return 422
-    if isinstance(exc, (aiportrait.errors.RateLimited, aiportrait.errors.QuotaExceeded)):
+    if isinstance(exc, aiportrait.errors.QuotaExceeded):
+        return 403  # not run, but retrying soon will not help: no Retry-After
+    if isinstance(exc, aiportrait.errors.RateLimited):
         return 429
     if isinstance(exc, aiportrait.TransportError):
         return 503 if exc.sent is False else 504
@@ -195,11 +242,27 @@ def status_answer(status: int, message: str, request_id: str) -> ErrorAnswer:
 # -- what a request means --------------------------------------------------------------------
 
 
+def too_large() -> Problem:
+    """413 for a body over :data:`MAX_BODY` bytes (what aiohttp.web answers by itself)."""
+    return Problem(413, _status_name(413), f"the body is larger than {MAX_BODY} bytes")
+
+
+def parse_json(raw: bytes) -> Any:
+    """A request body as JSON; 400 when it is not (nested too deep included)."""
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(f"the body is not JSON: {exc}") from None
+
+
 def parse_photos(body: Any) -> list[str]:
-    """``POST /trainings``: a JSON list of photo URLs, or ``{"photos": [...]}``."""
+    """``POST /trainings``: a JSON list of 1 to :data:`MAX_PHOTOS` photo URLs, or
+    ``{"photos": [...]}``."""
     photos = body.get("photos") if isinstance(body, dict) else body
     if not isinstance(photos, list) or not all(isinstance(p, str) for p in photos):
         raise BadRequest('expected a JSON list of photo URLs, or {"photos": [...]}')
+    if not 1 <= len(photos) <= MAX_PHOTOS:
+        raise BadRequest(f"a training takes 1 to {MAX_PHOTOS} photo URLs, not {len(photos)}")
     return photos
 
 
@@ -222,7 +285,14 @@ def parse_config(value: Any) -> aiportrait.CreateConfig:
 
 def parser(description: str) -> argparse.ArgumentParser:
     """The options both examples take (``@FILE`` reads arguments from a file, one a line)."""
-    parser = argparse.ArgumentParser(description=description, fromfile_prefix_chars="@")
+    epilog = (
+        "With AIPORTRAIT_HOST, AIPORTRAIT_APP_ID and AIPORTRAIT_TOKEN in the environment it "
+        "talks to that service (the real one, or an emulator started apart with `aiportrait "
+        "emulator`); without them it starts a local emulator. SIGTERM stops it as Ctrl-C does."
+    )
+    parser = argparse.ArgumentParser(
+        description=description, epilog=epilog, fromfile_prefix_chars="@"
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--store", type=Path, default=Path("trainings.json"))
@@ -262,10 +332,16 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 def bounded(
     session_factory: Callable[..., aiportrait.Session], args: argparse.Namespace
-) -> Callable[[], aiportrait.Session]:
+) -> SessionFactory:
     """``session_factory`` with the command line's admission bound: a web client is told
     "busy, retry in N s" (503 + ``Retry-After``) instead of queueing for minutes."""
     return functools.partial(session_factory, max_waiting=args.max_waiting, max_wait=args.max_wait)
+
+
+def emulator_dir(args: argparse.Namespace) -> Path:
+    """Where the local emulator keeps its jobs: beside the store, so a restart finds them."""
+    store: Path = args.store
+    return store.with_name(store.stem + "_emulator")
 
 
 def listen(host: str, port: int, program: str) -> socket.socket | None:
@@ -301,5 +377,6 @@ def print_usage(sock: socket.socket, target: Any) -> None:
     print(f"  curl -X POST {base}/trainings -d '{json.dumps(target.photos)}'")
     print(f"  curl -N {base}/trainings/JOB_ID/events")
     body = f'{{"job_id": JOB_ID, "template": "{target.templates[0]}"}}'
-    print(f"  curl -X POST {base}/portraits -H 'X-Ticket: my-first-portrait' -d '{body}' -o p.jpg")
-    print(f"  curl {base}/portraits/my-first-portrait -o p.jpg    # after a timeout", flush=True)
+    ticket = new_ticket()  # hard to guess: a ticket is the password of its portrait
+    print(f"  curl -X POST {base}/portraits -H 'X-Ticket: {ticket}' -d '{body}' -o p.jpg")
+    print(f"  curl {base}/portraits/{ticket} -o p.jpg    # after a timeout", flush=True)

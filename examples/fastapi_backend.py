@@ -10,13 +10,14 @@ How it is done with FastAPI:
 - **One Session for the app's lifetime**, opened and closed by the app's ``lifespan`` (closing
   it waits for the creates kept for clients that left), and handed to each route through a
   dependency (``SessionDep``): routes never build a Session of their own.
-- **A client that leaves cancels its create.** Starlette does not cancel a handler when its
-  client disconnects: it runs to the end, so a create still waiting for a slot would be sent,
-  and charged, for nobody. ``POST /portraits`` runs the create in a task beside one waiting for
-  the client's ``http.disconnect`` (what ``request.is_disconnected()`` looks for, awaited
-  instead of polled) and cancels the create when the client goes first. Not yet sent: never
-  sent, nothing charged. Already sent: it finishes in the background
-  (``session.with_options(keep=...)``) and the portrait is kept under the ticket.
+- **A client that leaves cancels its train or create.** Starlette does not cancel a handler
+  when its client disconnects: it runs to the end, so a call still waiting for a slot would be
+  sent, and charged, for nobody. ``POST /trainings`` and ``POST /portraits`` run the call in a
+  task beside one waiting for the client's ``http.disconnect`` (what
+  ``request.is_disconnected()`` looks for, awaited instead of polled) and cancel the call when
+  the client goes first. Not yet sent: never sent, nothing charged. Already sent: it finishes
+  in the background (``session.with_options(keep=...)``): the training's handle is stored,
+  the portrait kept under the ticket.
 - **Server-sent events through sse-starlette** (``EventSourceResponse``): it sends a ping
   comment every ``heartbeat`` seconds and ends the stream, and with it the watch, when the
   client disconnects.
@@ -35,10 +36,11 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import uvicorn
 from _stores import (
@@ -55,17 +57,22 @@ from _stores import (
     trainings,
 )
 from _web import (
+    MAX_BODY,
     BadRequest,
     ErrorAnswer,
     Problem,
+    SessionFactory,
     bounded,
+    emulator_dir,
     error_answer,
     listen,
     new_request_id,
+    parse_json,
     parse_photos,
     parser,
     print_usage,
     status_answer,
+    too_large,
 )
 from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse, Response
@@ -80,7 +87,9 @@ __all__ = ["Backend", "make_app", "server"]
 
 log = logging.getLogger("fastapi_backend")
 
-SessionFactory = Callable[[], aiportrait.Session]
+T = TypeVar("T")
+#: The status logged for a request whose client left before its answer (nginx's 499).
+CLIENT_GONE = 499
 
 
 @dataclass
@@ -118,7 +127,8 @@ class RequestIds:
     """ASGI middleware: an id per request, in ``request.state.request_id`` and in the
     ``X-Request-Id`` header of an answer that has none (the service's) already. Plain ASGI:
     Starlette's ``BaseHTTPMiddleware`` would stand between the routes and the client's
-    disconnect."""
+    disconnect. A bug is answered 500 and logged (with the request id) here, once: left to
+    Starlette's server-error middleware, the server would log it again."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -130,14 +140,25 @@ class RequestIds:
         rid = new_request_id()
         scope.setdefault("state", {})["request_id"] = rid
 
+        started = False
+
         async def sending(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = MutableHeaders(scope=message)
                 if "x-request-id" not in headers:
                     headers.append("X-Request-Id", rid)
             await send(message)
 
-        await self.app(scope, receive, sending)
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as exc:  # a bug: answered and logged here, once (not by Starlette)
+            if started:
+                raise
+            method, path = scope["method"], scope["path"]
+            log.error("%s %s failed (request_id %s)", method, path, rid, exc_info=exc)
+            await _json(error_answer(exc, rid))(scope, receive, send)
 
 
 def _json(answer: ErrorAnswer) -> JSONResponse:
@@ -145,10 +166,7 @@ def _json(answer: ErrorAnswer) -> JSONResponse:
 
 
 async def _error(request: Request, exc: Exception) -> Response:
-    answer = error_answer(exc, request_id(request))
-    if answer.status == 500:
-        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-    return _json(answer)
+    return _json(error_answer(exc, request_id(request)))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -157,10 +175,16 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _body(request: Request) -> Any:
-    try:
-        return await request.json()
-    except ValueError as exc:
-        raise BadRequest(f"the body is not JSON: {exc}") from None
+    """The request's JSON body: 413 beyond ``MAX_BODY`` bytes (Starlette has no bound)."""
+    size = request.headers.get("content-length", "")
+    if size.isdigit() and int(size) > MAX_BODY:
+        raise too_large()
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY:
+            raise too_large()
+    return parse_json(bytes(raw))
 
 
 routes = APIRouter()
@@ -168,26 +192,31 @@ routes = APIRouter()
 
 @routes.post("/trainings", status_code=202)
 async def start_training(request: Request, held: BackendDep, session: SessionDep) -> Any:
-    """``POST /trainings``: start a training on a JSON list of photo URLs."""
+    """``POST /trainings``: start a training on a JSON list of photo URLs; cancelled when the
+    client disconnects first."""
     photos = parse_photos(await _body(request))
-    job = await train(session, held.store, photos)
+    job = await _unless_gone(request, train(session, held.store, photos))
+    if job is None:  # nobody to answer: a training already sent is stored (GET /trainings)
+        return Response(status_code=CLIENT_GONE)
     events = request.app.url_path_for("events", job_id=str(job.job_id))
     return {**job.to_dict(), "events": events}
 
 
 @routes.get("/trainings")
-async def list_trainings(held: BackendDep, session: SessionDep) -> Any:
+async def list_trainings(request: Request, held: BackendDep, session: SessionDep) -> Any:
     """``GET /trainings``: the stored handles, each with the state the service reports now."""
-    return {"trainings": await trainings(session, held.store)}
+    return {"trainings": await trainings(session, held.store, request_id(request))}
 
 
 @routes.get("/trainings/{job_id}/events", name="events")
-async def training_events(job_id: str, held: BackendDep, session: SessionDep) -> Any:
+async def training_events(
+    request: Request, job_id: str, held: BackendDep, session: SessionDep
+) -> Any:
     """``GET /trainings/{job_id}/events``: each state change as a server-sent event."""
     job = stored_job(held.store, job_id)
 
     async def stream() -> AsyncIterator[dict[str, str]]:
-        async for event, data in job_events(session, held.store, job):
+        async for event, data in job_events(session, held.store, job, request_id(request)):
             yield {"event": event, "data": json.dumps(data)}
 
     return EventSourceResponse(stream(), ping=held.heartbeat, headers={"Cache-Control": "no-cache"})
@@ -197,6 +226,21 @@ async def _disconnected(request: Request) -> None:
     """Return when the client has disconnected (the body was read already)."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
+
+
+async def _unless_gone(request: Request, work: Awaitable[T]) -> T | None:
+    """``work``'s result (or error), or ``None`` when the client disconnected first: ``work``
+    is then cancelled, as aiohttp.web's handler cancellation does (Starlette runs a handler
+    to the end, and a call still waiting for a slot would be sent, and charged, for nobody)."""
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        task.cancel()  # nothing when it has ended; else the client left (or we stop)
+        await asyncio.wait({task, gone})
+    return None if task.cancelled() else task.result()
 
 
 @routes.post("/portraits")
@@ -211,20 +255,12 @@ async def create_portrait(
     wanted = parse_create(await _body(request), held.store)
     ticket = held.tickets.open(x_ticket)
     rid = request_id(request)
-    work = asyncio.ensure_future(create(session, held.tickets, ticket, wanted, rid))
-    gone = asyncio.ensure_future(_disconnected(request))
     try:
-        await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        gone.cancel()
-        work.cancel()  # nothing when it has ended; else the client left (or we stop)
-        await asyncio.wait({work, gone})
-    if work.cancelled():  # nobody to answer: what was sent is kept under the ticket
-        return Response(status_code=499)
-    try:
-        portrait = work.result()
+        portrait = await _unless_gone(request, create(session, held.tickets, ticket, wanted, rid))
     except aiportrait.AIPortraitError as exc:
         return _json(error_answer(exc, rid, ticket=ticket))
+    if portrait is None:  # nobody to answer: what was sent is kept under the ticket
+        return Response(status_code=CLIENT_GONE)
     return Response(portrait.image, headers=portrait_headers(portrait, ticket))
 
 
@@ -253,7 +289,7 @@ def make_app(
 
     app = FastAPI(title="aiportrait web backend example", lifespan=lifespan)
     app.include_router(routes)
-    for kind in (aiportrait.AIPortraitError, BadRequest, Problem, Exception):
+    for kind in (aiportrait.AIPortraitError, BadRequest, Problem):  # bugs: RequestIds
         app.add_exception_handler(kind, _error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_middleware(RequestIds)
@@ -267,17 +303,23 @@ def server(app: FastAPI) -> uvicorn.Server:
 
 
 async def main(argv: Sequence[str] | None = None) -> int:
-    """Serve the backend until interrupted (Ctrl-C); 2 when the port is in use."""
+    """Serve the backend until interrupted (Ctrl-C or SIGTERM); 2 when the port is in use."""
     from _local import connect
 
     args = parser("aiportrait web backend example (FastAPI)").parse_args(argv)
-    emulator_dir = args.store.with_name(args.store.stem + "_emulator")
     sock = listen(args.host, args.port, "fastapi_backend")
     if sock is None:
         return 2
+    # SIGTERM (a service manager) stops it as Ctrl-C does: uvicorn shuts down gracefully (the
+    # lifespan's Session.aclose finishes the creates kept for clients that left), then raises
+    # the signal again, which must not kill the process before the emulator is stopped.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with sock:
         async with connect(
-            photos=args.photos, templates=args.templates, data_dir=emulator_dir, need_urls=False
+            photos=args.photos,
+            templates=args.templates,
+            data_dir=emulator_dir(args),
+            need_urls=False,
         ) as target:
             app = make_app(bounded(target.session, args), args.store, heartbeat=args.heartbeat)
             print_usage(sock, target)  # clients wait in the socket's backlog until it serves

@@ -14,7 +14,8 @@ Endpoints:
 - ``POST /portraits`` with ``{"model_id": ..., "template": URL, "config": {...}}`` (or
   ``"job_id"`` instead of ``"model_id"``): answers the portrait itself, ``image/jpeg`` or
   ``image/png``. Each create has a *ticket*: the client's own ``X-Ticket`` header (8 to 64
-  letters, digits, ``-``, ``_``), else a new one; every answer carries it in ``X-Ticket``.
+  letters, digits, ``-``, ``_``; hard to guess: a ticket is the password of its portrait),
+  else a new random one; every answer carries it in ``X-Ticket``.
 - ``GET /portraits/{ticket}``: what became of that create: the portrait (200), ``202`` while it
   runs (with ``Retry-After``), its error, or 404 when nothing was kept.
 
@@ -66,6 +67,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import IO, Any
@@ -84,12 +86,15 @@ from _stores import (
     trainings,
 )
 from _web import (
-    BadRequest,
+    MAX_BODY,
     ErrorAnswer,
+    SessionFactory,
     bounded,
+    emulator_dir,
     error_answer,
     listen,
     new_request_id,
+    parse_json,
     parse_photos,
     parser,
     print_usage,
@@ -102,8 +107,6 @@ import aiportrait
 __all__ = ["JobStore", "TicketStore", "Tracing", "make_app", "runner", "setup_tracing"]
 
 log = logging.getLogger("web_backend")
-
-SessionFactory = Callable[[], aiportrait.Session]
 
 SESSION = web.AppKey("session", aiportrait.Session)
 STORE = web.AppKey("store", JobStore)
@@ -137,23 +140,16 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except Exception as exc:
         answer = error_answer(exc, request_id)
         if answer.status == 500:
-            log.exception("%s %s failed", request.method, request.path)
+            log.exception("%s %s failed (request_id %s)", request.method, request.path, request_id)
         return _json(answer)
     if not response.prepared:
         response.headers.setdefault("X-Request-Id", request_id)
     return response
 
 
-async def _body(request: web.Request) -> Any:
-    try:
-        return await request.json()
-    except ValueError as exc:
-        raise BadRequest(f"the body is not JSON: {exc}") from None
-
-
 async def start_training(request: web.Request) -> web.Response:
     """``POST /trainings``: start a training on a JSON list of photo URLs."""
-    photos = parse_photos(await _body(request))
+    photos = parse_photos(parse_json(await request.read()))
     job = await train(request.app[SESSION], request.app[STORE], photos)
     events = str(request.app.router["events"].url_for(job_id=str(job.job_id)))
     return web.json_response({**job.to_dict(), "events": events}, status=202)
@@ -161,7 +157,7 @@ async def start_training(request: web.Request) -> web.Response:
 
 async def list_trainings(request: web.Request) -> web.Response:
     """``GET /trainings``: the stored handles, each with the state the service reports now."""
-    listed = await trainings(request.app[SESSION], request.app[STORE])
+    listed = await trainings(request.app[SESSION], request.app[STORE], request[REQUEST_ID])
     return web.json_response({"trainings": listed})
 
 
@@ -188,7 +184,7 @@ async def training_events(request: web.Request) -> web.StreamResponse:
     headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     response = web.StreamResponse(headers={**headers, "X-Request-Id": request[REQUEST_ID]})
     await response.prepare(request)
-    events = job_events(request.app[SESSION], store, job)
+    events = job_events(request.app[SESSION], store, job, request[REQUEST_ID])
     step = asyncio.ensure_future(_next(events))
     try:
         while True:
@@ -213,7 +209,7 @@ async def training_events(request: web.Request) -> web.StreamResponse:
 
 async def create_portrait(request: web.Request) -> web.StreamResponse:
     """``POST /portraits``: create a portrait under a ticket and answer the image itself."""
-    wanted = parse_create(await _body(request), request.app[STORE])
+    wanted = parse_create(parse_json(await request.read()), request.app[STORE])
     tickets = request.app[TICKETS]
     ticket = tickets.open(request.headers.get("X-Ticket"))
     session, request_id = request.app[SESSION], request[REQUEST_ID]
@@ -335,7 +331,7 @@ def make_app(
     that a client that leaves cancels its handler.
     """
     middlewares = [errors] if tracing is None else [_traced(tracing), errors]
-    app = web.Application(middlewares=middlewares)
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
 
     async def session_context(app: web.Application) -> AsyncIterator[None]:
         async with session_factory() as session:
@@ -361,12 +357,10 @@ def runner(app: web.Application) -> web.AppRunner:
 
 
 async def main(argv: Sequence[str] | None = None) -> int:
-    """Serve the backend until interrupted (Ctrl-C); 2 when the port is in use."""
+    """Serve the backend until interrupted (Ctrl-C or SIGTERM); 2 when the port is in use."""
     from _local import connect
 
     args = parser("aiportrait web backend example (aiohttp.web)").parse_args(argv)
-    # The local emulator keeps its jobs beside the store, so a restart finds them again.
-    emulator_dir = args.store.with_name(args.store.stem + "_emulator")
     sock = listen(args.host, args.port, "web_backend")
     if sock is None:
         return 2
@@ -377,7 +371,10 @@ async def main(argv: Sequence[str] | None = None) -> int:
             stack.callback(tracing.shutdown)
         target = await stack.enter_async_context(
             connect(
-                photos=args.photos, templates=args.templates, data_dir=emulator_dir, need_urls=False
+                photos=args.photos,
+                templates=args.templates,
+                data_dir=emulator_dir(args),
+                need_urls=False,
             )
         )
         factory = bounded(target.session, args)
@@ -386,8 +383,12 @@ async def main(argv: Sequence[str] | None = None) -> int:
         await serving.setup()
         stack.push_async_callback(serving.cleanup)
         await web.SockSite(serving, sock).start()
+        stop = asyncio.Event()  # SIGTERM (a service manager) stops it as Ctrl-C does:
+        loop = asyncio.get_running_loop()  # cleanly, the creates kept for clients that left
+        loop.add_signal_handler(signal.SIGTERM, stop.set)  # finishing first (Session.aclose)
+        stack.callback(loop.remove_signal_handler, signal.SIGTERM)
         print_usage(sock, target)
-        await asyncio.Event().wait()
+        await stop.wait()
     return 0
 
 

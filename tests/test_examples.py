@@ -331,10 +331,15 @@ def test_the_web_examples_bound_their_session_from_the_command_line() -> None:
 
 @contextlib.asynccontextmanager
 async def _started(
-    script: str, argv: list[str], env: dict[str, str], cwd: Path
+    script: str,
+    argv: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    stop: signal.Signals = signal.SIGINT,
 ) -> AsyncIterator[list[str]]:
     """Run a web example as a script; yields the 7 lines it printed first (where it serves,
-    against what, and example commands), then stops it with Ctrl-C: it must exit 0."""
+    against what, and example commands), then stops it with ``stop`` (Ctrl-C; SIGTERM, as a
+    service manager does): it must exit 0."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, str(EXAMPLES / script), *argv, env=env, cwd=cwd, stdout=PIPE, stderr=PIPE
     )
@@ -345,7 +350,7 @@ async def _started(
         assert printed[0].startswith("serving on http://127.0.0.1:"), printed
         yield printed
     finally:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop)
         _, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0, err.decode()
 
@@ -380,7 +385,7 @@ async def test_web_example_starts_its_own_emulator_without_credentials(
     env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
     argv = ["--port", "0", "--store", str(tmp_path / "t.json")]
     script = f"{MODULES[framework]}.py"
-    async with _started(script, argv, env, tmp_path) as printed:
+    async with _started(script, argv, env, tmp_path, signal.SIGTERM) as printed:
         assert printed[1].startswith("local emulator at http://127.0.0.1:")
         assert "astronaut_0.jpg" in printed[3]  # the bundled photos, in the example commands
         base = printed[0].split()[2]

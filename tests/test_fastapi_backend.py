@@ -14,6 +14,8 @@ import aiportrait
 from aiportrait.emulator import Emulator
 from tests._examples import example, serving, serving_app
 
+fastapi_backend = example("fastapi_backend")
+
 
 async def test_routes_get_the_one_session_of_the_lifespan_through_the_dependency(
     aiportrait_emulator: Emulator, tmp_path: Path
@@ -32,7 +34,6 @@ async def test_routes_get_the_one_session_of_the_lifespan_through_the_dependency
     assert sessions[0].closed  # closed by the lifespan when the server stopped
 
     # The routes take it from the dependency: overridden, they use the override.
-    fastapi_backend = example("fastapi_backend")
     app = fastapi_backend.make_app(factory, tmp_path / "trainings.json")
     with socket.socket() as nobody:
         nobody.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
@@ -50,7 +51,6 @@ async def test_routes_get_the_one_session_of_the_lifespan_through_the_dependency
 async def test_a_port_in_use_is_said_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    fastapi_backend = example("fastapi_backend")
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

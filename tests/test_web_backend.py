@@ -16,7 +16,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import aiohttp
 import pytest
@@ -26,6 +26,8 @@ from aiportrait.emulator import Emulator, Faults
 from aiportrait.samples import SamplePhotos, sample_photos
 from tests._examples import FRAMEWORKS, example, image_size, serving
 from tests._mock import until
+
+_stores = example("_stores")
 
 T = TypeVar("T")
 CREATE_PATH = "/api/v1/aigc_images/create"
@@ -164,7 +166,7 @@ async def test_trains_streams_and_creates_under_a_ticket(
 async def test_streams_a_failed_training_and_a_deadline(
     framework: str, aiportrait_emulator: Emulator, client: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
-    store = example("_stores").JobStore(tmp_path / "trainings.json")
+    store = _stores.JobStore(tmp_path / "trainings.json")
     failed = aiportrait_emulator.add_synthetic_job(0.05, succeed=False)
     slow = aiportrait_emulator.add_synthetic_job(60.0)
     for job_id in (failed, slow):
@@ -178,11 +180,17 @@ async def test_streams_a_failed_training_and_a_deadline(
         assert events[-2][1]["state"] == "FAILED"
         assert events[-1][0] == "failed"
         assert "Failed to obtain preprocessed images" in events[-1][1]["message"]
-        events = _events(await (await client.get(f"{base}/trainings/{slow}/events")).text())
+        stream = await client.get(f"{base}/trainings/{slow}/events")
+        events = _events(await stream.text())
         assert events[-1][0] == "error" and events[-1][1]["error"] == "JobTimeout"
+        assert events[-1][1]["request_id"] == stream.headers["X-Request-Id"]
         listed = (await (await client.get(f"{base}/trainings")).json())["trainings"]
         states = {e["job_id"]: e["state"] for e in listed}
         assert states == {failed: "FAILED", slow: "INIT"}  # a tenth of its time in INIT
+        await store.put(aiportrait.TrainJob(99999, "model-unknown-here"), state="INIT")
+        answer = await client.get(f"{base}/trainings")
+        (unknown,) = [e for e in (await answer.json())["trainings"] if e["job_id"] == 99999]
+        assert unknown["error"] and unknown["message"] and unknown["request_id"]
     store.path.write_text("[]")  # not a mapping: read as empty
     assert store.entries() == {}
 
@@ -261,14 +269,44 @@ async def test_a_bug_answers_500_as_json_and_logs_its_details(
     def broken(_self: Any) -> dict[str, Any]:
         raise RuntimeError("a bug in the store")
 
-    monkeypatch.setattr(example("_stores").JobStore, "entries", broken)
+    monkeypatch.setattr(_stores.JobStore, "entries", broken)
     with caplog.at_level("ERROR"):
         async with serving(framework, aiportrait_emulator.session, tmp_path / "t.json") as base:
             answer = await client.get(f"{base}/trainings")
             body = await _error(answer)
     assert (answer.status, body["error"]) == (500, "InternalServerError")
     assert "a bug in the store" not in body["message"]  # details go to the log
-    assert "a bug in the store" in caplog.text
+    (logged,) = [r for r in caplog.records if r.exc_info and "a bug" in str(r.exc_info[1])]
+    assert body["request_id"] in logged.getMessage()  # once, with the request id
+
+
+async def test_a_body_too_big_too_deep_or_with_too_many_photos_answers_4xx(
+    framework: str,
+    aiportrait_emulator: Emulator,
+    urls: dict[str, Any],
+    client: aiohttp.ClientSession,
+    tmp_path: Path,
+) -> None:
+    async with serving(framework, aiportrait_emulator.session, tmp_path / "t.json") as base:
+        deep = await client.post(f"{base}/trainings", data=b"[" * 100_000)
+        assert (deep.status, (await _error(deep))["error"]) == (400, "BadRequest")
+        deep = await client.post(f"{base}/portraits", data=b"[" * 100_000)
+        assert deep.status == 400
+        many = await client.post(f"{base}/trainings", json=urls["photos"][:1] * 21)
+        assert "1 to 20 photo URLs, not 21" in (await _error(many))["message"]
+        none = await client.post(f"{base}/trainings", json={"photos": []})
+        assert (none.status, (await _error(none))["error"]) == (400, "BadRequest")
+        big = json.dumps(urls["photos"][:1] * 30_000).encode()  # over 1 MiB
+        for sent in (big, _chunks(big)):  # with a Content-Length, and streamed without
+            too_big = await client.post(f"{base}/trainings", data=sent)
+            assert too_big.status == 413
+            await _error(too_big)
+    assert aiportrait_emulator.counters.requests == 0
+
+
+async def _chunks(data: bytes) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), 65536):
+        yield data[start : start + 65536]
 
 
 async def test_not_sent_answers_429_and_503_with_retry_after(
@@ -306,6 +344,35 @@ async def test_not_sent_answers_429_and_503_with_retry_after(
             assert int(answer.headers["Retry-After"]) >= 1
 
 
+async def test_a_service_error_on_a_create_answers_502_and_frees_its_ticket(
+    framework: str,
+    aiportrait_emulator: Emulator,
+    wanted: dict[str, Any],
+    client: aiohttp.ClientSession,
+    tmp_path: Path,
+) -> None:
+    aiportrait_emulator.faults = Faults(
+        rate_5xx=1.0, status_5xx=503, paths=frozenset({CREATE_PATH})
+    )
+    never = lambda: aiportrait_emulator.session(retry=aiportrait.RetryPolicy.NEVER)  # noqa: E731
+    async with serving(framework, never, tmp_path / "t.json") as base:
+        answer = await client.post(f"{base}/portraits", json=wanted)
+        body = await _error(answer)
+        assert (answer.status, body["error"]) == (502, "ServerError")
+        free = await client.get(f"{base}/portraits/{body['ticket']}")
+        assert free.status == 404  # the service answered an error: it ran nothing
+    assert aiportrait_emulator.counters.creations == 0
+
+
+def test_quota_exceeded_answers_403_without_retry_after_and_frees_its_ticket() -> None:
+    web = example("_web")
+    quota = aiportrait.errors.QuotaExceeded(400, "error", "exceeded quota", "rid-of-the-service")
+    answer = web.error_answer(quota, "rid-of-the-backend", ticket="ticket-of-the-test")
+    assert (answer.status, answer.body["error"]) == (403, "QuotaExceeded")
+    assert answer.body["request_id"] == "rid-of-the-service"
+    assert "Retry-After" not in answer.headers and web.not_sent(quota)
+
+
 async def test_a_create_that_may_have_run_answers_409_with_advice_and_is_kept(
     framework: str,
     aiportrait_emulator: Emulator,
@@ -326,25 +393,47 @@ async def test_a_create_that_may_have_run_answers_409_with_advice_and_is_kept(
     assert aiportrait_emulator.counters.creations == 1  # sent once, never again
 
 
+async def test_a_create_under_way_when_the_backend_stopped_may_have_run_after_a_restart(
+    framework: str, aiportrait_emulator: Emulator, wanted: dict[str, Any], tmp_path: Path
+) -> None:
+    store_path = tmp_path / "trainings.json"
+    # A backend took the ticket and stopped (or crashed) before its create ended.
+    _stores.TicketStore(_stores.tickets_folder(store_path)).open("under-way-at-the-stop")
+    async with serving(framework, aiportrait_emulator.session, store_path) as base:
+        async with aiohttp.ClientSession() as client:  # the restarted backend
+            kept = await client.get(f"{base}/portraits/under-way-at-the-stop")
+            body = await _error(kept)
+            assert (kept.status, body["error"]) == (409, "MayHaveRun")  # never "send it again"
+            assert "check before sending again" in body["message"]
+            ticket = {"X-Ticket": "under-way-at-the-stop"}
+            again = await client.post(f"{base}/portraits", json=wanted, headers=ticket)
+            assert (again.status, (await _error(again))["error"]) == (409, "TicketInUse")
+    assert aiportrait_emulator.counters.creations == 0
+
+
 @asynccontextmanager
 async def _one_create_held(
-    framework: str, emulator: Emulator, tmp_path: Path, **options: Any
+    framework: str, emulator: Emulator, tmp_path: Path, path: str = CREATE_PATH, **options: Any
 ) -> AsyncIterator[tuple[str, Any, list[aiportrait.Session]]]:
-    """A backend whose Session sends one create at a time (``options`` go to it), the hold
-    on creates at the service, and the Session once made."""
-    hold = emulator.hold(CREATE_PATH)
+    """A backend whose Session sends one create (or, ``path`` ``TRAIN_PATH``, one training)
+    at a time (``options`` go to it), the hold on them at the service, and the Session once
+    made."""
+    hold = emulator.hold(path)
     sessions: list[aiportrait.Session] = []
+    one = {"max_trainings": 1} if path == TRAIN_PATH else {"max_creations": 1}
 
     def factory() -> aiportrait.Session:
-        sessions.append(emulator.session(max_creations=1, **options))
+        sessions.append(emulator.session(**one, **options))
         return sessions[-1]
 
     async with serving(framework, factory, tmp_path / "trainings.json") as base:
         yield base, hold, sessions
 
 
-def _waiting(sessions: list[aiportrait.Session], count: int) -> Callable[[], bool]:
-    return lambda: sessions[0].limits.waiting("create") == count
+def _waiting(
+    sessions: list[aiportrait.Session], count: int, kind: Literal["train", "create"] = "create"
+) -> Callable[[], bool]:
+    return lambda: sessions[0].limits.waiting(kind) == count
 
 
 async def test_overloaded_answers_503_with_retry_after_and_sends_nothing(
@@ -466,6 +555,56 @@ async def test_a_training_sent_before_its_client_left_is_listed(
     assert aiportrait_emulator.counters.trainings == 1
 
 
+async def test_a_client_that_leaves_before_its_training_is_sent_pays_nothing(
+    framework: str,
+    aiportrait_emulator: Emulator,
+    urls: dict[str, Any],
+    client: aiohttp.ClientSession,
+    tmp_path: Path,
+) -> None:
+    held = _one_create_held(framework, aiportrait_emulator, tmp_path, TRAIN_PATH)
+    async with held as (base, hold, sessions):
+        first = asyncio.ensure_future(client.post(f"{base}/trainings", json=urls["photos"]))
+        await until(lambda: hold.held == 1, "the first training held at the service")
+        own = aiohttp.ClientSession()
+        queued = asyncio.ensure_future(own.post(f"{base}/trainings", json=urls["photos"]))
+        await until(_waiting(sessions, 1, "train"), "the second waits for a slot")
+        await _leave(queued, own)
+        await until(_waiting(sessions, 0, "train"), "it stopped waiting")  # never to be sent
+        hold.release()
+        assert (await first).status == 202
+    assert hold.arrived == 1 and aiportrait_emulator.counters.trainings == 1
+
+
+async def test_followers_of_a_training_write_the_store_once_per_state(
+    framework: str,
+    aiportrait_emulator: Emulator,
+    client: aiohttp.ClientSession,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = _stores.JobStore(tmp_path / "trainings.json")
+    job_id = aiportrait_emulator.add_synthetic_job(0.2)
+    await store.put(aiportrait.TrainJob(job_id, f"model-{job_id}"))
+    writes: list[Path] = []
+
+    def counted(path: Path, data: bytes) -> None:
+        writes.append(path)
+        write_atomic(path, data)
+
+    write_atomic = _stores._write_atomic
+    monkeypatch.setattr(_stores, "_write_atomic", counted)
+    factory = lambda: aiportrait_emulator.session(poll=FAST)  # noqa: E731
+    async with serving(framework, factory, store.path) as base:
+        url = f"{base}/trainings/{job_id}/events"
+        streams = await asyncio.gather(*(client.get(url) for _ in range(5)))
+        followed = [_events(await stream.text()) for stream in streams]
+    assert all(events[-1][0] == "result" for events in followed)
+    states = {data["state"] for events in followed for name, data in events if name == "state"}
+    assert writes == [store.path] * len(states)  # once per state, not once per follower
+    assert store.entries()[str(job_id)]["state"] == "SUCCESS"
+
+
 def _polls(emulator: Emulator, job_id: int) -> int:
     """The polls of one job the emulator received."""
     return sum(1 for _, path in emulator.counters.arrivals if path == f"{JOB_PATH}{job_id}")
@@ -476,7 +615,7 @@ async def test_an_event_stream_beats_and_stops_polling_when_its_client_leaves(
 ) -> None:
     store_path = tmp_path / "trainings.json"
     left, other = (aiportrait_emulator.add_synthetic_job(600.0) for _ in range(2))
-    store = _store(store_path)
+    store = _stores.JobStore(store_path)
     for job_id in (left, other):
         await store.put(aiportrait.TrainJob(job_id, f"model-{job_id}"))
     factory = lambda: aiportrait_emulator.session(poll=STEADY)  # noqa: E731
@@ -498,9 +637,3 @@ async def test_an_event_stream_beats_and_stops_polling_when_its_client_leaves(
             await until(lambda: _polls(aiportrait_emulator, other) >= start + 20, "20 polls")
             stream.close()
         assert _polls(aiportrait_emulator, left) <= at_leaving + 2
-
-
-def _store(path: Path) -> Any:
-    from tests._examples import example
-
-    return example("_stores").JobStore(path)
