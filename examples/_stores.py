@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import os
 import re
 import tempfile
@@ -46,13 +47,28 @@ TICKET = re.compile(r"[A-Za-z0-9_-]{8,64}")
 PENDING = {"state": "pending"}
 
 
+log = logging.getLogger("web_backend")
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file renamed over it."""
+    """Write ``data`` to ``path`` through a temporary file renamed over it, on disk (synced)
+    before it returns: a power loss leaves the old file or the new one, never an empty one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)  # the rename itself
+    finally:
+        os.close(folder)
 
 
 class JobStore:
@@ -160,7 +176,11 @@ class TicketStore:
             "cost_time": portrait.cost_time,
         }
         image = self.folder / f"{ticket}{portrait.extension}"
-        await asyncio.to_thread(_write_atomic, image, portrait.image)
+        try:
+            await asyncio.to_thread(_write_atomic, image, portrait.image)
+        except BaseException:
+            self._pending.discard(ticket)  # its pending record answers "may have run"
+            raise
         await self._record(ticket, record)
 
     async def failed(self, ticket: str, answer: ErrorAnswer) -> None:
@@ -179,20 +199,28 @@ class TicketStore:
 
     async def _record(self, ticket: str, record: dict[str, Any]) -> None:
         text = json.dumps({"ticket": ticket, **record}).encode()
-        await asyncio.to_thread(_write_atomic, self._path(ticket), text)
-        self._pending.discard(ticket)
+        try:
+            await asyncio.to_thread(_write_atomic, self._path(ticket), text)
+        finally:  # written, or not: its pending record answers "may have run" from now on
+            self._pending.discard(ticket)
 
     def lookup(self, ticket: str) -> dict[str, Any] | None:
         """``{"state": "pending" | "interrupted" | "done" | "failed", ...}``, or ``None`` for
         a ticket with nothing kept (unknown, or its client left before it was sent).
         ``interrupted``: a ``pending`` record no create of this process is behind (the backend
-        stopped or crashed during it): it may have run."""
+        stopped or crashed during it, or could not write what became of it), or a record that
+        cannot be read: it may have run."""
         if ticket in self._pending:
             return {"state": "pending", "ticket": ticket}
         try:
-            record: dict[str, Any] = json.loads(self._path(ticket).read_text())
-        except (FileNotFoundError, ValueError):
+            loaded: Any = json.loads(self._path(ticket).read_text())
+        except FileNotFoundError:
             return None
+        except (OSError, ValueError):  # there, but unreadable: never "send it again"
+            loaded = None
+        if not isinstance(loaded, dict):
+            return {"ticket": ticket, "state": "interrupted"}
+        record: dict[str, Any] = loaded
         if record.get("state") == PENDING["state"]:
             return {**record, "state": "interrupted"}
         return record
@@ -396,5 +424,8 @@ async def create(
     except BaseException:
         tickets.close(ticket)
         raise
-    await asyncio.shield(tickets.done(ticket, portrait))  # paid for: kept even if cancelled
+    try:
+        await asyncio.shield(tickets.done(ticket, portrait))  # paid for: kept even if cancelled
+    except OSError:  # not kept (a full disk): the client still gets what it paid for
+        log.exception("ticket %s: its portrait could not be kept", ticket)
     return portrait

@@ -46,6 +46,7 @@ import argparse
 import errno
 import functools
 import json
+import logging
 import math
 import socket
 import sys
@@ -62,6 +63,7 @@ from aiportrait.config import DOCUMENTED_KEYS, closest_key
 __all__ = [
     "BadRequest",
     "bounded",
+    "log_to_stderr",
     "ErrorAnswer",
     "Problem",
     "SessionFactory",
@@ -328,6 +330,12 @@ def parser(description: str) -> argparse.ArgumentParser:
         "(default: %(default)s)",
     )
     return parser
+
+
+def log_to_stderr() -> None:
+    """Warnings and errors on stderr (the library's among them: a kept result that was lost,
+    a ``keep`` callback that failed), for the operator; a deployment configures its own."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
 def bounded(

@@ -33,13 +33,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
 import uvicorn
@@ -66,6 +67,7 @@ from _web import (
     emulator_dir,
     error_answer,
     listen,
+    log_to_stderr,
     new_request_id,
     parse_json,
     parse_photos,
@@ -100,6 +102,10 @@ class Backend:
     store: JobStore
     tickets: TicketStore
     heartbeat: float
+    working: set[asyncio.Future[Any]] = field(default_factory=set)
+    """The calls of requests in progress: the lifespan waits for them before it closes the
+    Session (uvicorn cancels requests at its graceful-shutdown timeout and goes on to the
+    lifespan's end at once; a create cancelled after it was sent must reach ``keep`` first)."""
 
 
 def backend(request: Request) -> Backend:
@@ -195,7 +201,7 @@ async def start_training(request: Request, held: BackendDep, session: SessionDep
     """``POST /trainings``: start a training on a JSON list of photo URLs; cancelled when the
     client disconnects first."""
     photos = parse_photos(await _body(request))
-    job = await _unless_gone(request, train(session, held.store, photos))
+    job = await _unless_gone(request, held, train(session, held.store, photos))
     if job is None:  # nobody to answer: a training already sent is stored (GET /trainings)
         return Response(status_code=CLIENT_GONE)
     events = request.app.url_path_for("events", job_id=str(job.job_id))
@@ -228,17 +234,30 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
-async def _unless_gone(request: Request, work: Awaitable[T]) -> T | None:
+async def _unless_gone(
+    request: Request,
+    held: Backend,
+    work: Coroutine[Any, Any, T],
+    unstarted: Callable[[], None] = lambda: None,
+) -> T | None:
     """``work``'s result (or error), or ``None`` when the client disconnected first: ``work``
     is then cancelled, as aiohttp.web's handler cancellation does (Starlette runs a handler
-    to the end, and a call still waiting for a slot would be sent, and charged, for nobody)."""
+    to the end, and a call still waiting for a slot would be sent, and charged, for nobody).
+    ``unstarted`` is called when ``work`` was cancelled before its first step (its own
+    cleanup never ran)."""
     task = asyncio.ensure_future(work)
+    held.working.add(task)
+    task.add_done_callback(held.working.discard)
     gone = asyncio.ensure_future(_disconnected(request))
     try:
         await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         gone.cancel()
-        task.cancel()  # nothing when it has ended; else the client left (or we stop)
+        if not task.done():  # the client left (or we stop)
+            never_ran = inspect.getcoroutinestate(work) == inspect.CORO_CREATED
+            task.cancel()
+            if never_ran:
+                unstarted()
         await asyncio.wait({task, gone})
     return None if task.cancelled() else task.result()
 
@@ -256,7 +275,8 @@ async def create_portrait(
     ticket = held.tickets.open(x_ticket)
     rid = request_id(request)
     try:
-        portrait = await _unless_gone(request, create(session, held.tickets, ticket, wanted, rid))
+        work = create(session, held.tickets, ticket, wanted, rid)
+        portrait = await _unless_gone(request, held, work, lambda: held.tickets.close(ticket))
     except aiportrait.AIPortraitError as exc:
         return _json(error_answer(exc, rid, ticket=ticket))
     if portrait is None:  # nobody to answer: what was sent is kept under the ticket
@@ -284,8 +304,10 @@ def make_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with session_factory() as opened:
             tickets = TicketStore(tickets_folder(store_path))
-            app.state.backend = Backend(opened, JobStore(store_path), tickets, heartbeat)
+            held = app.state.backend = Backend(opened, JobStore(store_path), tickets, heartbeat)
             yield
+            if held.working:  # cancelled at shutdown: each hands what was sent to keep first
+                await asyncio.wait(held.working)
 
     app = FastAPI(title="aiportrait web backend example", lifespan=lifespan)
     app.include_router(routes)
@@ -307,6 +329,7 @@ async def main(argv: Sequence[str] | None = None) -> int:
     from _local import connect
 
     args = parser("aiportrait web backend example (FastAPI)").parse_args(argv)
+    log_to_stderr()
     sock = listen(args.host, args.port, "fastapi_backend")
     if sock is None:
         return 2

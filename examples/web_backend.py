@@ -93,6 +93,7 @@ from _web import (
     emulator_dir,
     error_answer,
     listen,
+    log_to_stderr,
     new_request_id,
     parse_json,
     parse_photos,
@@ -361,6 +362,7 @@ async def main(argv: Sequence[str] | None = None) -> int:
     from _local import connect
 
     args = parser("aiportrait web backend example (aiohttp.web)").parse_args(argv)
+    log_to_stderr()
     sock = listen(args.host, args.port, "web_backend")
     if sock is None:
         return 2

@@ -411,6 +411,46 @@ async def test_a_create_under_way_when_the_backend_stopped_may_have_run_after_a_
     assert aiportrait_emulator.counters.creations == 0
 
 
+async def test_a_ticket_whose_record_cannot_be_read_may_have_run(
+    framework: str, aiportrait_emulator: Emulator, tmp_path: Path
+) -> None:
+    store_path = tmp_path / "trainings.json"
+    folder = _stores.tickets_folder(store_path)
+    folder.mkdir(parents=True)
+    (folder / "empty-record.json").write_bytes(b"")  # a machine crashed while writing it
+    (folder / "listed-record.json").write_text("[1, 2]")
+    async with serving(framework, aiportrait_emulator.session, store_path) as base:
+        async with aiohttp.ClientSession() as client:
+            for ticket in ("empty-record", "listed-record"):
+                answer = await client.get(f"{base}/portraits/{ticket}")
+                body = await _error(answer)
+                assert (answer.status, body["error"]) == (409, "MayHaveRun"), ticket
+
+
+async def test_a_portrait_that_cannot_be_kept_is_still_answered_and_its_ticket_may_have_run(
+    framework: str,
+    aiportrait_emulator: Emulator,
+    wanted: dict[str, Any],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store_path = tmp_path / "trainings.json"
+    folder = _stores.tickets_folder(store_path)
+    folder.mkdir(parents=True)
+    (folder / "disk-full-1.jpg").mkdir()  # the image cannot be written there
+    async with serving(framework, aiportrait_emulator.session, store_path) as base:
+        async with aiohttp.ClientSession() as client:
+            ticket = {"X-Ticket": "disk-full-1"}
+            answer = await client.post(f"{base}/portraits", json=wanted, headers=ticket)
+            assert answer.status == 200  # paid for and in memory: the client gets it
+            assert image_size(await answer.read())[0] > 0
+            later = await client.get(f"{base}/portraits/disk-full-1")
+            assert (later.status, (await _error(later))["error"]) == (409, "MayHaveRun")
+    assert "disk-full-1: its portrait could not be kept" in caplog.text
+    assert [p.name for p in folder.iterdir() if p.name.startswith(".")] == []  # no temp left
+    assert aiportrait_emulator.counters.creations == 1
+
+
 @asynccontextmanager
 async def _one_create_held(
     framework: str, emulator: Emulator, tmp_path: Path, path: str = CREATE_PATH, **options: Any
