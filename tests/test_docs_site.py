@@ -1,0 +1,266 @@
+"""The documentation site builds, strictly and offline, and cannot drift from the code.
+
+The site is built once for the module, as ``./scripts/docs`` builds it (``zensical build
+--strict``: a warning, a broken link or an unresolved reference fails), from a copy of what it
+reads, so neither site/ nor the build's cache of the working tree is touched or used. Then: every
+page of docs/ is in the nav and was built; every public name of aiportrait has its entry in the
+API reference; the CLI reference is the one the command tree writes; the search index (and its
+offline twin, search.js) finds ``CreateConfig``; no page loads anything from another host; and
+every example in examples/ is described in examples/README.md. The code blocks of the pages are
+run by tests/test_docs_code.py.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zlib
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import ClassVar
+from urllib.parse import urlsplit
+
+import pytest
+
+import aiportrait.cli
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10: zensical's own TOML reader
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+#: What the build reads: its configuration, the pages, the package (the API reference is read
+#: from its source, statically) and the changelog the changelog page includes.
+BUILD_INPUTS = ("zensical.toml", "CHANGELOG.md", "docs", "aiportrait")
+#: Every public module: its ``__all__`` is public (tests/test_public_surface.py checks their
+#: signatures; the API reference documents them).
+PUBLIC_MODULES = (
+    "aiportrait",
+    "aiportrait.batches",
+    "aiportrait.cli",
+    "aiportrait.config",
+    "aiportrait.emulator",
+    "aiportrait.errors",
+    "aiportrait.hooks",
+    "aiportrait.models",
+    "aiportrait.otel",
+    "aiportrait.pytest_plugin",
+    "aiportrait.samples",
+    "aiportrait.sync",
+    "aiportrait.temporal",
+    "aiportrait.testing",
+    "aiportrait.uploads",
+)
+REGENERATE = "./scripts/docs --regenerate"
+LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+CSS_URL = re.compile(r"(?:@import\s+|url\()\s*['\"]?((?:https?:)?//[^'\")\s]+)")
+
+
+@dataclass(frozen=True)
+class Build:
+    """A strict build of the site: its exit status, what it said, and where it went."""
+
+    returncode: int
+    output: str
+    site: Path
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory: pytest.TempPathFactory) -> Build:
+    project = tmp_path_factory.mktemp("project")
+    for name in BUILD_INPUTS:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, project / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, project / name)
+    run = subprocess.run(
+        [sys.executable, "-m", "zensical", "build", "--strict", "--clean"],
+        cwd=project,
+        env={**os.environ, "NO_COLOR": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    return Build(run.returncode, run.stdout + run.stderr, project / "site")
+
+
+@pytest.fixture(scope="module")
+def site(build: Build) -> Path:
+    assert build.returncode == 0, build.output
+    return build.site
+
+
+def _nav_pages(entries: list[object]) -> list[str]:
+    """The pages a nav lists, in order (``{"Title" = "page.md"}``, ``"page.md"``, sections)."""
+    pages: list[str] = []
+    for entry in entries:
+        values = entry.values() if isinstance(entry, dict) else [entry]
+        for value in values:
+            pages += _nav_pages(value) if isinstance(value, list) else [str(value)]
+    return pages
+
+
+NAV = _nav_pages(tomllib.loads((ROOT / "zensical.toml").read_text())["project"]["nav"])
+
+
+def test_the_site_builds_strictly(build: Build) -> None:
+    assert build.returncode == 0, build.output
+    assert "No issues found" in build.output
+
+
+def test_every_page_is_in_the_nav_once_and_every_entry_is_a_page() -> None:
+    pages = sorted(str(p.relative_to(DOCS)) for p in DOCS.rglob("*.md"))
+    assert sorted(NAV) == sorted(set(NAV)), "a page is twice in the nav of zensical.toml"
+    assert sorted(set(pages) - set(NAV)) == [], "pages of docs/ missing in zensical.toml's nav"
+    assert sorted(set(NAV) - set(pages)) == [], "zensical.toml's nav lists pages docs/ lacks"
+
+
+def test_every_page_of_the_nav_was_built(site: Path) -> None:
+    missing = [page for page in NAV if not (site / page).with_suffix(".html").is_file()]
+    assert missing == []
+    first = (site / NAV[0]).with_suffix(".html").read_text()  # site/index.html, once it is in
+    for section in ("API reference", "Changelog"):  # the nav shows them on every page
+        assert section in first
+
+
+def _inventory(site: Path) -> set[str]:
+    """The names the API reference has an entry for (its objects.inv, Sphinx's format)."""
+    header, _, body = (site / "objects.inv").read_bytes().partition(b"zlib.\n")
+    assert header.startswith(b"# Sphinx inventory version 2")
+    lines = zlib.decompress(body).decode().splitlines()
+    return {line.split(" ", 1)[0] for line in lines}
+
+
+def test_every_public_name_has_an_entry_in_the_api_reference(site: Path) -> None:
+    entries = _inventory(site)
+    missing = [
+        f"{module}.{name}"
+        for module in PUBLIC_MODULES
+        for name in importlib.import_module(module).__all__
+        if f"{module}.{name}" not in entries
+    ]
+    assert missing == [], "add them to a page of docs/reference/ (::: aiportrait.Name)"
+
+
+def test_the_cli_reference_is_the_one_the_commands_write() -> None:
+    page = DOCS / "reference" / "cli.md"
+    assert page.read_text() == aiportrait.cli.reference(), (
+        f"{page.relative_to(ROOT)} differs from the commands' --help: run {REGENERATE}"
+    )
+
+
+def test_the_cli_reference_has_every_command(site: Path) -> None:
+    html = (site / "reference" / "cli.html").read_text()
+    for path in ("aiportrait check", "aiportrait temporal worker", "aiportrait uploads delete"):
+        assert f'id="{path.replace(" ", "-")}"' in html
+    assert "--concurrency" in html
+    assert 'id="aiportrait.cli.parse"' in html  # the Python API of the command line
+
+
+def test_the_search_finds_create_config(site: Path) -> None:
+    index = json.loads((site / "search.json").read_text())
+    found = [item["location"] for item in index["items"] if "CreateConfig" in item["title"]]
+    assert any(location.startswith("reference/config.html") for location in found), found
+    # from the disk (file://), the theme reads the same index from search.js
+    script = (site / "search.js").read_text()
+    assert script.startswith("var __index = ")
+    assert json.loads(script.removeprefix("var __index = ").rstrip().rstrip(";")) == index
+
+
+class _Assets(HTMLParser):
+    """The URLs a page loads (scripts, styles, images, frames, media), not those it links to."""
+
+    LOADS: ClassVar = {"script", "img", "iframe", "source", "video", "audio", "embed"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag == "link":  # a stylesheet, icon, preload, preconnect...: all fetched
+            self.urls.append(values.get("href") or "")
+        elif tag in self.LOADS:
+            self.urls.append(values.get("src") or "")
+        if tag == "img" and values.get("srcset"):
+            self.urls += [part.split()[0] for part in (values["srcset"] or "").split(",")]
+
+
+def _from_another_host(url: str) -> bool:
+    parts = urlsplit(url)
+    return bool(parts.netloc) and parts.hostname not in LOOPBACK
+
+
+def test_no_page_loads_anything_from_another_host(site: Path) -> None:
+    outside: dict[str, list[str]] = {}
+    for page in sorted(site.rglob("*.html")):
+        parser = _Assets()
+        parser.feed(page.read_text())
+        urls = [url for url in parser.urls if _from_another_host(url)]
+        if urls:
+            outside[str(page.relative_to(site))] = sorted(set(urls))
+    for sheet in sorted(site.rglob("*.css")):  # @import and url(): fonts, images
+        urls = re.findall(
+            r"(?:@import\s+|url\()\s*['\"]?((?:https?:)?//[^'\")\s]+)", sheet.read_text()
+        )
+        if urls := [url for url in urls if _from_another_host(url)]:
+            outside[str(sheet.relative_to(site))] = sorted(set(urls))
+    assert outside == {}
+
+
+def test_the_guard_sees_an_asset_from_another_host() -> None:
+    parser = _Assets()
+    parser.feed(
+        '<link rel="stylesheet" href="https://fonts.googleapis.com/css">'
+        '<script src="//unpkg.com/x"></script><script src="./local.js"></script>'
+        '<img src="http://127.0.0.1:8089/media/a.jpg"><a href="https://zensical.org/">made</a>'
+    )
+    assert [u for u in parser.urls if _from_another_host(u)] == [
+        "https://fonts.googleapis.com/css",
+        "//unpkg.com/x",
+    ]
+
+
+def test_every_example_is_described_in_the_examples_readme() -> None:
+    examples = ROOT / "examples"
+    readme = (examples / "README.md").read_text()
+    names = [p.name for p in sorted(examples.glob("*.py")) if not p.name.startswith("_")]
+    names += [p.name for p in sorted(examples.glob("*.ipynb"))]
+    assert len(names) >= 8
+    missing = [name for name in names if not re.search(rf"(?<![\w.]){re.escape(name)}\b", readme)]
+    assert missing == [], "examples/README.md does not describe them"
+
+
+def test_a_browser_finds_create_config_from_the_disk_and_nothing_from_outside(site: Path) -> None:
+    """Opened from the disk (file://), as ./scripts/docs says: the search works (the vendored
+    iframe-worker shim), and every request the page makes stays on the disk."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no Chromium on this machine")
+    requests: list[str] = []
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.on("request", lambda request: requests.append(request.url))
+            page.goto((site / NAV[0]).with_suffix(".html").as_uri())
+            page.click("button.md-search__button")
+            page.keyboard.type("CreateConfig")
+            page.wait_for_selector(
+                "a[href*='reference/config.html?h=CreateConfig']", state="attached"
+            )
+        finally:
+            browser.close()
+    assert [url for url in requests if urlsplit(url).scheme not in {"file", "data", "blob"}] == []
+    assert any(url.endswith("/search.js") for url in requests)
