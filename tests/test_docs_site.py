@@ -38,8 +38,9 @@ except ImportError:  # Python 3.10: zensical's own TOML reader
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 #: What the build reads: its configuration, the pages, the package (the API reference is read
-#: from its source, statically) and the changelog the changelog page includes.
-BUILD_INPUTS = ("zensical.toml", "CHANGELOG.md", "docs", "aiportrait")
+#: from its source, statically), the griffe extension that reads its docstrings' Sphinx roles,
+#: and the changelog the changelog page includes.
+BUILD_INPUTS = ("zensical.toml", "CHANGELOG.md", "docs", "aiportrait", "scripts/docs_roles.py")
 #: Every public module: its ``__all__`` is public (tests/test_public_surface.py checks their
 #: signatures; the API reference documents them).
 PUBLIC_MODULES = (
@@ -81,6 +82,7 @@ def build(tmp_path_factory: pytest.TempPathFactory) -> Build:
         if source.is_dir():
             shutil.copytree(source, project / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
+            (project / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(source, project / name)
     run = subprocess.run(
         [sys.executable, "-m", "zensical", "build", "--strict", "--clean"],
@@ -150,6 +152,16 @@ def test_every_public_name_has_an_entry_in_the_api_reference(site: Path) -> None
         if f"{module}.{name}" not in entries
     ]
     assert missing == [], "add them to a page of docs/reference/ (::: aiportrait.Name)"
+
+
+def test_the_docstrings_sphinx_roles_are_read_as_markdown(site: Path) -> None:
+    """scripts/docs_roles.py: ``:class:`X``` shows as ``X``, a literal block's ``::`` as ``:``."""
+    for page in sorted((site / "reference").glob("*.html")):
+        text = page.read_text()
+        assert re.findall(r":[a-z]+:<code>|:[a-z]+:`", text) == [], page.name
+        assert re.findall(r"\w::</p>", text) == [], page.name
+    errors = (site / "reference" / "errors.html").read_text()
+    assert "derives from <code>AIPortraitError</code>" in errors
 
 
 def test_the_cli_reference_is_the_one_the_commands_write() -> None:
