@@ -38,7 +38,6 @@ import ast
 import asyncio
 import contextlib
 import inspect
-import io
 import json
 import os
 import re
@@ -56,10 +55,8 @@ import click
 import pytest
 
 import aiportrait
+import aiportrait.cli
 from aiportrait import sync
-from aiportrait.cli._main import tree
-from aiportrait.cli._options import Common
-from aiportrait.cli._output import PROG, Output
 from aiportrait.samples import sample_photos
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -261,38 +258,14 @@ def _words(line: str) -> list[str]:
     return words
 
 
-def _parse(
-    command: click.Command, name: str, args: list[str], parent: click.Context | None
-) -> None:
-    """Parse ``args`` as ``command`` would (its options' types and callbacks included), then a
-    group's subcommand with the rest; nothing runs."""
-    obj = None if parent else Common(Output(io.StringIO(), io.StringIO()))  # the callbacks'
-    ctx = command.context_class(command, info_name=name, parent=parent, obj=obj)
-    with ctx.scope(cleanup=False):
-        rest = click.Command.parse_args(command, ctx, args)  # a group's: not its subcommand's
-    if isinstance(command, click.Group) and rest:
-        sub_name, sub, sub_args = command.resolve_command(ctx, rest)
-        assert sub is not None and sub_name is not None
-        _parse(sub, sub_name, sub_args, ctx)
-    elif isinstance(command, click.Group):
-        ctx.fail("no command")
-
-
-def parse_command(line: str) -> None:
-    """Parse one ``aiportrait ...`` line with the command line's own tree; a usage error
-    raises :class:`click.UsageError`. ``--help`` is a valid line (its text is not shown)."""
-    words = _words(line)
-    assert words[0] == PROG, line
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(click.exceptions.Exit):
-        _parse(tree, PROG, words[1:], None)
-
-
 @pytest.mark.parametrize("block", COMMANDS, ids=[b.id for b in COMMANDS])
 def test_command_lines_parse(block: Block) -> None:
     code = block.code.replace("\\\n", " ")  # continued lines are one command
     for line in COMMAND.findall(code):
+        words = _words(line)
+        assert words[0] == "aiportrait", line
         try:
-            parse_command(line)
+            aiportrait.cli.parse(words[1:])
         except click.UsageError as exc:
             pytest.fail(f"{block.id}: {line!r}: {exc.format_message()}")
 
@@ -304,3 +277,27 @@ def test_json_block_parses(block: Block) -> None:
     except json.JSONDecodeError:  # else JSON Lines: one document per line
         for line in filter(str.strip, block.code.splitlines()):
             json.loads(line)
+
+
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [
+        ("temporal worker --concurrency x", "is not a valid integer"),
+        ("check --no-such-flag URL", "No such option"),
+        ("no-such-command", "No such command"),
+        ("watch", "Missing argument"),
+        ("temporal", "Usage:"),  # a group without its command
+    ],
+)
+def test_a_wrong_command_line_does_not_parse(line: str, error: str) -> None:
+    with pytest.raises(click.UsageError) as raised:
+        aiportrait.cli.parse(line.split())
+    assert error in raised.value.format_message()
+
+
+def test_a_command_line_parses_without_running() -> None:
+    parse = aiportrait.cli.parse
+    assert parse(["--host", "http://127.0.0.1:9", "temporal", "worker", "--help"]) == (
+        "aiportrait temporal worker"
+    )
+    assert parse(["watch", "12", "--json", "--deadline", "600"]) == "aiportrait watch"

@@ -30,7 +30,7 @@ from ._exit import (
     cli_words,
     exit_code,
 )
-from ._main import console, main
+from ._main import console, main, parse
 
 __all__ = [
     "DEFAULT_JOURNAL",
@@ -49,6 +49,7 @@ __all__ = [
     "exit_code",
     "console",
     "main",
+    "parse",
     "parse_settings",
     "read_plan",
     "row_request",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import io
 import os
 import sys
 import traceback
@@ -26,7 +27,7 @@ from ._temporalbatch import attach, batch_
 from ._temporaldev import dev
 from ._uploads import uploads
 
-__all__ = ["console", "main", "tree"]
+__all__ = ["console", "main", "parse", "tree"]
 
 _EPILOG: Final = (
     "Credentials: --host/--app-id/--token, else AIPORTRAIT_HOST, AIPORTRAIT_APP_ID,"
@@ -87,6 +88,31 @@ def _long_flags(command: click.Command) -> frozenset[str]:
 
 
 _FLAGS: Final = _long_flags(tree)
+
+
+def parse(argv: Sequence[str]) -> str:
+    """Parse ``argv`` (the arguments after ``aiportrait``) as the command would, options' types
+    and checks included, and run nothing; returns the command's path (``aiportrait temporal
+    worker``). A wrong command, flag or value raises :class:`click.UsageError`; ``--help`` parses
+    (its text is not shown). The documentation's tests check its command lines with it."""
+    obj = Common(Output(io.StringIO(), io.StringIO(), flags=_FLAGS))  # for the options' callbacks
+    command: click.Command = tree
+    ctx = tree.context_class(tree, info_name=PROG, obj=obj)
+    args = list(argv)
+    with contextlib.redirect_stdout(io.StringIO()):
+        while True:
+            with ctx.scope(cleanup=False):
+                try:  # a group's own options: its subcommand and the rest stay in ``args``
+                    args = click.Command.parse_args(command, ctx, args)
+                except click.exceptions.Exit:  # --help
+                    return ctx.command_path
+            if not isinstance(command, click.Group):
+                return ctx.command_path
+            if not args:
+                ctx.fail("missing command")
+            name, sub, args = command.resolve_command(ctx, args)
+            assert sub is not None  # else resolve_command raised
+            command, ctx = sub, sub.context_class(sub, info_name=name, parent=ctx)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
