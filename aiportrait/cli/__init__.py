@@ -10,7 +10,8 @@ The modules: ``_main`` (the tree and ``main``), ``_options`` (the shared options
 ``_commands`` (check, train, watch, create), ``_batch`` and ``_batchfile`` (a batch file),
 ``_dryrun`` (``batch --dry-run`` and the budget flags), ``_local`` (local files),
 ``_temporal`` (the group, workers, train), ``_temporalbatch`` (batch, attach),
-``_temporalfollow`` and ``_temporaldev``, ``_emulator``, ``_output`` and ``_exit``.
+``_temporalfollow`` and ``_temporaldev``, ``_emulator``, ``_output`` and ``_exit``;
+``_reference`` writes the reference page of every command (docs/reference/cli.md).
 """
 
 from ._batch import DEFAULT_JOURNAL
@@ -31,6 +32,7 @@ from ._exit import (
     exit_code,
 )
 from ._main import console, main, parse
+from ._reference import reference
 
 __all__ = [
     "DEFAULT_JOURNAL",
@@ -52,5 +54,6 @@ __all__ = [
     "parse",
     "parse_settings",
     "read_plan",
+    "reference",
     "row_request",
 ]
