@@ -1,4 +1,4 @@
-"""The ``aiportrait`` command (also ``python -m aiportrait``); see ``docs/cli.md``.
+"""The ``aiportrait`` command (also ``python -m aiportrait``); see ``docs/guides/cli.md``.
 
 One command tree on click: ``check``, ``train``, ``watch``, ``create``, ``batch`` talk to the
 service; ``temporal ...`` runs them on Temporal; ``emulator`` runs the local emulator and

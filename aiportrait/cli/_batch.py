@@ -344,12 +344,12 @@ def batch(
 ) -> int:
     """Run every request of a batch file.
 
-    FILE: CSV or JSON Lines, one request per row (see docs/cli.md). Exit 5 when an item failed,
-    4 when one may or may not have run, 6 when the budget (--max-trainings, --max-creations)
-    left items not submitted. With --delete-uploads, the photos uploaded, found or remembered
-    by the journal are deleted at the end, unless a training may still be running. Ctrl-C (or
-    SIGTERM) stops submitting and lets the calls in flight finish (exit 130; a second Ctrl-C
-    abandons them)."""
+    FILE: CSV or JSON Lines, one request per row (see docs/guides/cli.md). Exit 5 when an item
+    failed, 4 when one may or may not have run, 6 when the budget (--max-trainings,
+    --max-creations) left items not submitted. With --delete-uploads, the photos uploaded,
+    found or remembered by the journal are deleted at the end, unless a training may still be
+    running. Ctrl-C (or SIGTERM) stops submitting and lets the calls in flight finish (exit
+    130; a second Ctrl-C abandons them)."""
 
     async def run() -> int:
         plan = read_plan(file)  # its warnings are given now, with the file and lines

@@ -50,7 +50,7 @@ EXIT_CODES: Final = {
     EXIT_BUDGET: "the budget was reached: some batch items were not submitted (not charged)",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C); a batch: stopped (Ctrl-C, SIGTERM), nothing lost",
 }
-"""Every command's exit codes (docs/cli.md explains each)."""
+"""Every command's exit codes (docs/guides/cli.md explains each)."""
 
 
 class UsageError(Exception):

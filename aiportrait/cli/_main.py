@@ -32,7 +32,7 @@ __all__ = ["console", "main", "parse", "tree"]
 _EPILOG: Final = (
     "Credentials: --host/--app-id/--token, else AIPORTRAIT_HOST, AIPORTRAIT_APP_ID,"
     " AIPORTRAIT_TOKEN (or the documentation's HOST, AppId, Token); flags win.\n\n"
-    "\b\nExit codes of every command (docs/cli.md):\n"  # \b: click keeps these lines
+    "\b\nExit codes of every command (docs/guides/cli.md):\n"  # \b: click keeps these lines
     + "\n".join(f"{code:>5}  {meaning}" for code, meaning in EXIT_CODES.items())
 )
 
