@@ -24,10 +24,12 @@ from importlib import resources
 
 from aiohttp import web
 
-from ._activity import DASHBOARD_PATH, Activity, iso_time
+from ._activity import Activity
 from ._auth import basic_auth_app
 from ._bucket import Bucket
+from ._dashboard_events import sse_event
 from ._dashboard_page import render_page
+from ._dashboard_records import DASHBOARD_PATH, iso_time
 from ._faults import faults_from_json, faults_json
 from ._fetch import is_loopback_host
 from ._service import Service
@@ -76,10 +78,6 @@ def _package_file(name: str) -> bytes:
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response({"error": message}, status=status, headers=headers)
-
-
-def _event(name: str, data: str) -> bytes:
-    return f"event: {name}\ndata: {data}\n\n".encode()
 
 
 class _Dashboard:
@@ -157,14 +155,14 @@ class _Dashboard:
         try:
             await response.prepare(request)
             hello = json.dumps({"started_at": iso_time(self.activity.started_at)})
-            await response.write(_event("hello", hello))
+            await response.write(sse_event("hello", hello))
             while not subscriber.closed:
                 events = await subscriber.next_events(KEEPALIVE)
                 if subscriber.behind:
-                    await response.write(_event("resync", "{}"))
+                    await response.write(sse_event("resync", "{}"))
                     break
                 if events:
-                    await response.write(b"".join(_event(n, d) for n, d in events))
+                    await response.write(b"".join(sse_event(n, d) for n, d in events))
                 elif not subscriber.closed:
                     await response.write(b": keepalive\n\n")
         except ConnectionError:
