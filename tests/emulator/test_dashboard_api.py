@@ -27,6 +27,8 @@ from aiportrait.errors import ModelIdError, PhotoCountWarning
 from aiportrait.samples import SamplePhotos, sample_photos
 from aiportrait.uploads import OSSUploader
 
+from .._sse import sse_events as _events
+
 FAST = PollPolicy(first=0.02, cap=0.05, jitter=0.0, timeout=60)
 STATE = "/_dashboard/api/state"
 FAULTS = "/_dashboard/api/faults"
@@ -74,19 +76,6 @@ async def _signed(
     async with http.request(method, emu.url + path, data=body, headers=headers) as resp:
         await resp.read()
         return resp.status
-
-
-async def _events(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, Any]]:
-    """The (name, data) of each server-sent event; ``(":", comment)`` for a comment line."""
-    name = ""
-    async for raw in response.content:
-        line = raw.decode().rstrip("\n")
-        if line.startswith(":"):
-            yield ":", line[1:].strip()
-        elif line.startswith("event: "):
-            name = line[len("event: ") :]
-        elif line.startswith("data: "):
-            yield name, json.loads(line[len("data: ") :])
 
 
 async def test_the_twin_and_the_events_follow_a_training_and_creations(
@@ -297,7 +286,7 @@ async def test_an_idle_stream_gets_keepalives(
     async with http.get(emu.url + EVENTS) as stream:
         events = _events(stream)
         assert (await anext(events))[0] == "hello"
-        assert await anext(events) == (":", "keepalive")
+        assert await anext(events) == ("comment", "keepalive")
 
 
 async def test_the_page_escapes_what_it_shows(emu: Emulator, http: aiohttp.ClientSession) -> None:
