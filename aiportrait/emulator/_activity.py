@@ -43,7 +43,8 @@ _CHARGED_PATHS = (TRAIN_PATH, CREATE_PATH)
 
 @dataclass(slots=True)
 class _Seen:
-    """A charged body's first and last arrival (its count is the Counters' fingerprint)."""
+    """A charged body that arrived again: its digest, its last app, its first and last arrival
+    (how many times: its count in :attr:`Counters.fingerprints`)."""
 
     digest: str
     app_id: str
@@ -77,8 +78,8 @@ class Activity:
         self._image_bytes = 0
         self._requests: deque[dict[str, Any]] = deque(maxlen=REQUESTS_KEPT)
         self._charged: dict[str, list[int]] = {}  # app id -> [trainings, creations]
-        self._seen: dict[tuple[str, str], _Seen] = {}
-        self._duplicates: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._first: dict[tuple[str, str], float] = {}  # each charged body's first arrival
+        self._duplicates: OrderedDict[tuple[str, str], _Seen] = OrderedDict()
         self._creations = itertools.count(1)
         self._subscribers: set[Subscriber] = set()
 
@@ -233,14 +234,15 @@ class Activity:
             return
         key = (path, fingerprint)
         now = self._clock()
-        seen = self._seen.get(key)
-        if seen is None:
-            digest = hashlib.sha256(raw).hexdigest()[:DIGEST_CHARS]
-            self._seen[key] = _Seen(digest, app_id, now, now)
+        first = self._first.get(key)
+        if first is None:
+            self._first[key] = now
             return
+        seen = self._duplicates.pop(key, None)  # put back last: the newest duplicate
+        if seen is None:  # the body arrives again: its digest, once
+            seen = _Seen(hashlib.sha256(raw).hexdigest()[:DIGEST_CHARS], app_id, first, now)
         seen.last, seen.app_id = now, app_id
-        self._duplicates[key] = None
-        self._duplicates.move_to_end(key)
+        self._duplicates[key] = seen
         if len(self._duplicates) > DUPLICATES_KEPT:
             self._duplicates.popitem(last=False)
         self._publish("charges", self.charges)
@@ -281,8 +283,7 @@ class Activity:
 
     def _duplicates_json(self) -> list[dict[str, Any]]:
         rows = []
-        for key in reversed(self._duplicates):
-            seen = self._seen[key]
+        for key, seen in reversed(self._duplicates.items()):
             rows.append(
                 {
                     "path": key[0],

@@ -93,9 +93,8 @@ class _Dashboard:
         """``handler`` behind the credentials, when they are needed."""
 
         async def route(request: web.Request) -> web.StreamResponse:
-            if self.auth and basic_auth_app(
-                self.service.apps, request.headers.get("Authorization")
-            ) is None:  # fmt: skip
+            credentials = request.headers.get("Authorization")
+            if self.auth and basic_auth_app(self.service.apps, credentials) is None:
                 return _error(401, "the dashboard needs an AppId and its token", _CHALLENGE)
             return await handler(request)
 
