@@ -80,6 +80,10 @@ class Emulator:
     that time, or stays idle that long, is closed too); ``max_image_bytes`` and
     ``fetch_timeout`` per image download; ``max_pixels`` per image (from its header);
     ``max_request_pixels`` for all the photos one check or training decodes.
+
+    The dashboard (:attr:`dashboard_url`, ``docs/guides/dashboard.md``) is open when ``host`` is
+    a loopback address and needs HTTP Basic with an AppId and its token otherwise;
+    ``dashboard_auth`` True or False decides instead.
     """
 
     def __init__(
