@@ -99,13 +99,16 @@ async def test_the_twin_and_the_events_follow_a_training_and_creations(
             with pytest.raises(ModelIdError):
                 await session.create("no-such-model", template)
 
-        states = []
+        states, kinds, streamed = [], set(), None  # everything that happened, in order
         async for name, data in events:
+            kinds.add(name)
             if name == "job" and data["job_id"] == str(job.job_id):
                 states.append(data["state"])
-            if states[-1:] == ["succeeded"]:
+            if name == "portrait":
+                streamed = data
                 break
         assert states == ["queued", "running", "succeeded"]
+        assert {"object", "request", "charges", "job"} <= kinds
 
     state = await _state(http, emu)
     assert state["stand_in"] is True
@@ -135,6 +138,7 @@ async def test_the_twin_and_the_events_follow_a_training_and_creations(
     assert failed["result"] is None
 
     (shown,) = state["portraits"]
+    assert shown == streamed
     assert shown["job_id"] == made["job_id"] and shown["url"] == made["result"]
     assert shown["model_id"] == trained.model_id
     async with http.get(emu.url + shown["url"]) as resp:
