@@ -200,10 +200,11 @@ class Activity:
 
     # -- requests and charged bodies ------------------------------------------------------------
 
-    def charged(self, app_id: str, path: str) -> None:
-        """A call to ``path`` was charged to ``app_id`` (it passed the signature and quota)."""
+    def charged(self, app_id: str, path: str, calls: int = 1) -> None:
+        """A call to ``path`` was charged to ``app_id`` (it passed the signature and quota);
+        ``calls=-1``: it was given back (the emulator failed)."""
         if path in _CHARGED_PATHS:
-            self._charged.setdefault(app_id, [0, 0])[path == CREATE_PATH] += 1
+            self._charged.setdefault(app_id, [0, 0])[path == CREATE_PATH] += calls
             self._publish("charges", self.charges)
 
     def request(

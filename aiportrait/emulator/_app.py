@@ -216,6 +216,7 @@ async def _answer(
         forget_traceback(exc)
         if charged is not None:  # the emulator failed: the call is not counted against the quota
             charged.used -= 1
+            service.activity.charged(charged.app_id, request.path, -1)
         status, code, message = INTERNAL_ERROR
         return status, envelope_bytes(request_id, code, message, {})
 

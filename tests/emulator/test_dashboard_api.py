@@ -353,3 +353,23 @@ async def test_with_credentials_the_dashboard_needs_an_app_and_its_token(
     async with Emulator(train_seconds=0.05) as emu:
         assert not emu.dashboard_auth  # loopback: open
         assert (await _state(http, emu))["stand_in"] is True
+
+
+async def test_a_call_the_emulator_fails_is_not_charged(
+    emu: Emulator,
+    http: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from aiportrait.emulator import _service
+
+    async def broken(*args: Any) -> Any:
+        raise RuntimeError("a bug in the emulator")
+
+    monkeypatch.setattr(_service.Service, "create", broken)
+    body = json.dumps({"model_id": "m", "template_image": "t2i_generate"}).encode()
+    assert await _signed(http, emu, "POST", CREATE_PATH, body) == 500
+    state = await _state(http, emu)
+    assert state["charges"][0]["creations"] == 0
+    assert state["requests"][0]["status"] == 500
+    assert "unexpected error on POST /api/v1/aigc_images/create" in caplog.text
