@@ -28,8 +28,9 @@ from typing import Any
 
 from aiohttp import web
 
-from ._auth import AppConfig, check_signature, identify
+from ._auth import AppConfig, check_signature, identify, named_app
 from ._bucket import Bucket, add_bucket_routes
+from ._dashboard import add_dashboard_routes
 from ._errors import (
     BODY_TIMEOUT,
     BODY_TOO_LARGE,
@@ -41,6 +42,7 @@ from ._errors import (
     forget_traceback,
 )
 from ._faults import Fault
+from ._media import media_file
 from ._service import Service
 from ._wire import (
     BATCH_PATH_PREFIX,
@@ -51,7 +53,7 @@ from ._wire import (
     TRAIN_PATH,
 )
 
-__all__ = ["THROTTLED", "build_app", "envelope_bytes", "media_file"]
+__all__ = ["THROTTLED", "build_app", "envelope_bytes"]
 
 log = logging.getLogger("aiportrait.emulator")
 
@@ -60,9 +62,6 @@ THROTTLED = (429, "THROTTLING_ERROR", "too many requests")
 INJECTED_5XX = ("SERVICE_ERROR", "injected server error")
 NOT_FOUND = (404, "NOT_FOUND", "not found")
 METHOD_NOT_ALLOWED = (405, "METHOD_NOT_ALLOWED", "method not allowed")
-
-#: Longest file name served from ``serve_dir`` (the usual file system limit).
-MAX_MEDIA_NAME = 255
 
 Handler = Callable[[AppConfig, bytes, str, web.Request], Awaitable[dict[str, Any]]]
 
@@ -195,10 +194,13 @@ async def _answer(
                     raise ApiError.of(EXCEEDED_QUOTA)
                 app.used += 1
                 charged = app
+                service.activity.charged(app.app_id, request.path)
         except ApiError:
             counters.gateway_errors += 1
             raise
-        counters.fingerprints[(request.path, hashlib.md5(raw).hexdigest())] += 1
+        fingerprint = hashlib.md5(raw).hexdigest()
+        counters.fingerprints[(request.path, fingerprint)] += 1
+        service.activity.body_seen(request.path, fingerprint, raw, app.app_id)
         if service.hold is not None:
             await service.hold.passing(request.path)
         data = await handler(app, raw, request_id, request)
@@ -214,11 +216,15 @@ async def _answer(
         forget_traceback(exc)
         if charged is not None:  # the emulator failed: the call is not counted against the quota
             charged.used -= 1
+            service.activity.charged(charged.app_id, request.path, -1)
         status, code, message = INTERNAL_ERROR
         return status, envelope_bytes(request_id, code, message, {})
 
 
-async def _gateway(request: web.Request, handler: Handler, *, aigc: bool) -> web.Response:
+async def _gateway(
+    request: web.Request, handler: Handler, *, aigc: bool
+) -> tuple[web.Response, str | None]:
+    """The answer to one API request and the fault that fired on it (its name), if one did."""
     service = request.app[SERVICE_KEY]
     counters = service.counters
     injector = service.injector
@@ -230,16 +236,18 @@ async def _gateway(request: web.Request, handler: Handler, *, aigc: bool) -> web
         counters.faults["latency"] += 1
         await asyncio.sleep(delay)
     fault = injector.outcome(path)
+    fired = "latency" if delay else None
     if fault is not Fault.NONE:
         counters.faults[fault.value] += 1
+        fired = fault.value
     if fault is Fault.DROP_BEFORE:
-        return _drop(request)
+        return _drop(request), fired
     if fault is Fault.ERROR_5XX:
-        return _error((injector.faults.status_5xx, *INJECTED_5XX))
+        return _error((injector.faults.status_5xx, *INJECTED_5XX)), fired
     if fault is Fault.TOO_MANY:
         response = _error(THROTTLED)
         response.headers["Retry-After"] = _retry_after(injector.faults.retry_after)
-        return response
+        return response, fired
 
     request_id = str(uuid.uuid4())
     try:
@@ -247,17 +255,30 @@ async def _gateway(request: web.Request, handler: Handler, *, aigc: bool) -> web
     except _BodyTimeout:
         counters.read_timeouts += 1
         log.info("%s %s: body not received in time; connection closed", request.method, path)
-        return await _answer_and_close(request, _error(BODY_TIMEOUT, request_id))
+        return await _answer_and_close(request, _error(BODY_TIMEOUT, request_id)), fired
     if fault is Fault.DROP_AFTER:
-        return _drop(request)
+        return _drop(request), fired
     if fault is Fault.MALFORMED:
-        return _json_response(200, body[: max(1, len(body) // 2)])
-    return _json_response(status, body)
+        return _json_response(200, body[: max(1, len(body) // 2)]), fired
+    return _json_response(status, body), fired
 
 
 def _api(handler: Handler, *, aigc: bool) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def route(request: web.Request) -> web.Response:
-        return await _gateway(request, handler, aigc=aigc)
+        started = time.perf_counter()
+        response, fired = await _gateway(request, handler, aigc=aigc)
+        service = request.app[SERVICE_KEY]
+        dropped = fired in (Fault.DROP_BEFORE.value, Fault.DROP_AFTER.value)
+        app = named_app(service.apps, request.headers.get("Authorization"))
+        service.activity.request(
+            request.method,
+            request.path,
+            None if dropped else response.status,
+            time.perf_counter() - started,
+            fired,
+            None if app is None else app.app_id,
+        )
+        return response
 
     return route
 
@@ -293,27 +314,6 @@ async def _job(app: AppConfig, raw: bytes, request_id: str, request: web.Request
 
 async def _batch(app: AppConfig, raw: bytes, request_id: str, request: web.Request) -> Any:
     return request.app[SERVICE_KEY].batch(app, _int_param(request, "batch_id"))
-
-
-def media_file(root: Path, name: str) -> Path | None:
-    """The path under ``root`` that the media name ``name`` stands for, or None when the name is
-    not one the emulator serves: empty, too long, a dot file, more than one path segment, a
-    control character, or a path (a symlink) leading out of ``root``. The file may not exist."""
-    if (
-        not name
-        or len(name) > MAX_MEDIA_NAME
-        or name.startswith(".")
-        or "/" in name
-        or "\\" in name
-        or any(ord(c) < 32 or ord(c) == 127 for c in name)
-    ):
-        return None
-    try:
-        path = (root / name).resolve()
-        inside = path.is_relative_to(root.resolve())
-    except (OSError, RuntimeError, ValueError):
-        return None
-    return path if inside else None
 
 
 async def _media(request: web.Request) -> web.StreamResponse:
@@ -361,8 +361,10 @@ def build_app(
     serve_dir: Path | None,
     read_timeout: float,
     bucket: Bucket | None = None,
+    dashboard_auth: bool = False,
 ) -> web.Application:
-    """Build the web application for ``service`` (with ``bucket``: its OSS-compatible routes)."""
+    """Build the web application for ``service`` (with ``bucket``: its OSS-compatible routes),
+    its dashboard behind credentials when ``dashboard_auth``."""
     app = web.Application(client_max_size=max_body, middlewares=[_envelope_errors])
     app[SERVICE_KEY] = service
     app[SETTINGS_KEY] = Settings(
@@ -377,6 +379,7 @@ def build_app(
     app.router.add_get(BATCH_PATH_PREFIX + "{batch_id}", _api(_batch, aigc=False), allow_head=False)
     app.router.add_get("/media/{name}", _media)
     app.router.add_get("/healthz", _healthz)
+    add_dashboard_routes(app, service, bucket, auth=dashboard_auth)
     if bucket is not None:
         add_bucket_routes(app, bucket)
     return app

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import secrets
 import shutil
 import tempfile
@@ -12,20 +11,24 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 
 from .._files import make_dir
 from .._session import Session
-from ._app import build_app, media_file
+from ._activity import Activity
+from ._app import build_app
 from ._auth import AppConfig, signature
 from ._bucket import DEFAULT_BUCKET, Bucket
 from ._credentials import keep_credentials, kept_token
+from ._dashboard import needs_auth
+from ._dashboard_records import DASHBOARD_PATH
 from ._faults import Counters, FaultInjector, Faults, Hold
-from ._fetch import Fetcher, FetchPolicy, is_loopback_host
+from ._fetch import Fetcher, FetchPolicy
+from ._http_log import http_log
 from ._jobs import JobStore
+from ._media import dashboard_image, local_media
 from ._service import TRAIN_PREPROCESS_FAILED, Service
 from ._wire import CREATE_PATH
 from ._work import Worker
@@ -33,29 +36,6 @@ from ._work import Worker
 __all__ = ["DEFAULT_APP_ID", "Emulator"]
 
 DEFAULT_APP_ID = "local-app"
-
-log = logging.getLogger("aiportrait.emulator")
-
-
-class _ClientErrors(logging.Filter):
-    """aiohttp logs a request it cannot parse (bad headers, a broken chunked body) at ERROR with a
-    traceback; that is the client's doing, answered 400: one INFO line, no traceback."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if not isinstance(exc, HttpProcessingError) or not 400 <= (exc.code or 500) < 500:
-            return True
-        if not log.isEnabledFor(logging.INFO):
-            return False
-        record.msg, record.args = "%s: %s", (record.getMessage(), exc.message.strip())
-        record.levelno, record.levelname = logging.INFO, "INFO"
-        record.exc_info = record.exc_text = None
-        return True
-
-
-#: The logger of the emulator's HTTP server (aiohttp's own messages about connections).
-_http_log = logging.getLogger("aiportrait.emulator.http")
-_http_log.addFilter(_ClientErrors())
 
 
 class Emulator:
@@ -76,6 +56,10 @@ class Emulator:
     that time, or stays idle that long, is closed too); ``max_image_bytes`` and
     ``fetch_timeout`` per image download; ``max_pixels`` per image (from its header);
     ``max_request_pixels`` for all the photos one check or training decodes.
+
+    The dashboard (:attr:`dashboard_url`, ``docs/guides/dashboard.md``) is open when ``host`` is
+    a loopback address and needs HTTP Basic with an AppId and its token otherwise;
+    ``dashboard_auth`` True or False decides instead.
     """
 
     def __init__(
@@ -102,6 +86,7 @@ class Emulator:
         time_skew: float | None = 900.0,
         read_timeout: float = 30.0,
         oss_bucket: str = DEFAULT_BUCKET,
+        dashboard_auth: bool | None = None,
     ) -> None:
         if not read_timeout > 0:
             raise ValueError("read_timeout must be positive")
@@ -131,6 +116,7 @@ class Emulator:
         self._injector = FaultInjector(faults)
         self._apps: dict[str, AppConfig] = {app_id: AppConfig(app_id, self._token, sdxl, quota)}
         self._bucket = Bucket(oss_bucket, self._oss_secret)
+        self._dashboard_auth = needs_auth(host) if dashboard_auth is None else dashboard_auth
         self._service: Service | None = None
         self._runner: web.AppRunner | None = None
         self._url = ""
@@ -154,7 +140,10 @@ class Emulator:
             max_pixels=self._max_pixels,
             max_request_pixels=self._max_request_pixels,
         )
+        activity = Activity(self._apps, locate=self._dashboard_image)
+        self._bucket.changed = activity.object_changed
         service = Service(
+            activity=activity,
             data_dir=self._data_dir,
             train_seconds=self.train_seconds,
             fetcher=Fetcher(self._policy, local=self._local_media),
@@ -171,11 +160,12 @@ class Emulator:
             serve_dir=self._serve_dir,
             read_timeout=self._read_timeout,
             bucket=self._bucket,
+            dashboard_auth=self._dashboard_auth,
         )
         runner = web.AppRunner(
             app,
             access_log=None,
-            logger=_http_log,
+            logger=http_log,
             handle_signals=False,
             shutdown_timeout=1.0,
             # Bodies are never inflated (a compressed body is refused): no zip bomb to open.
@@ -208,6 +198,8 @@ class Emulator:
 
     async def close(self) -> None:
         """Stop serving, cancel running trainings, and remove a temporary data directory."""
+        if self._service is not None:
+            self._service.activity.close()  # the dashboards' event streams end
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -285,6 +277,19 @@ class Emulator:
     @faults.setter
     def faults(self, value: Faults | None) -> None:
         self._injector.configure(value)
+        if self._service is not None:
+            self._service.activity.faults_changed(self._injector.faults)
+
+    @property
+    def dashboard_url(self) -> str:
+        """The dashboard's page (empty before start); see ``docs/guides/dashboard.md``."""
+        return f"{self._url}{DASHBOARD_PATH}" if self._url else ""
+
+    @property
+    def dashboard_auth(self) -> bool:
+        """Whether the dashboard asks for an AppId and its token (HTTP Basic): by default, when
+        the emulator listens on an address that is not loopback."""
+        return self._dashboard_auth
 
     @property
     def apps(self) -> Mapping[str, AppConfig]:
@@ -389,15 +394,7 @@ class Emulator:
 
     def _local_media(self, url: str) -> Path | None:
         """The file behind one of our own ``/media/`` URLs, read from disk instead of HTTP."""
-        if self._serve_dir is None:
-            return None
-        try:
-            parts = urlsplit(url)
-            port = parts.port
-        except ValueError:
-            return None
-        if port != self._port or not is_loopback_host(parts.hostname):
-            return None
-        if not parts.path.startswith("/media/"):
-            return None
-        return media_file(self._serve_dir, unquote(parts.path[len("/media/") :]))
+        return local_media(url, self._port, self._serve_dir)
+
+    def _dashboard_image(self, url: str) -> str | None:
+        return dashboard_image(url, self._port, self._bucket.name)
