@@ -1,0 +1,263 @@
+"""The emulator's API throughput with and without its dashboard open, side by side.
+
+    python benchmarks/dashboard_load.py            # 7 rounds of 3 s each way, about a minute
+    python benchmarks/dashboard_load.py --quick    # 3 rounds of 1 s, about 15 seconds
+
+The emulator and a load generator of our own share one process (an ``aiohttp`` client keeping
+``concurrency`` signed job queries, ``GET /api/v1/async_jobs/{id}``, in flight for ``window``
+seconds: requests per second answered 200). *With the dashboard*, a real headless Chromium page
+is open on ``/_dashboard/``, connected to its event stream, so every query is also one
+``request`` event encoded, queued and sent to the page, which applies it to its table. The page
+runs in a helper process (this file with ``--open``, Playwright's Python package driving
+Debian's chromium); between rounds it leaves the page (``about:blank``: the stream closes) or
+opens it again and waits for "live". The rounds alternate, without then with, after a warm-up
+of both; each round gives a ratio with / without, and the median of the ratios is the figure.
+
+The emulator's process is pinned to the first CPU and the browser's to the last (``--no-pin``
+to turn it off), so the figure is the emulator's own cost of a dashboard (the events it records
+and sends) rather than the browser competing for its CPU; the page counts the request events it
+applied, printed beside the figure. Written to ``benchmarks/results/dashboard_load.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from aiportrait.emulator import Emulator
+
+HERE = Path(__file__).resolve().parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+#: Installed in the page by the helper: counts the rows the page added to its requests table.
+COUNT_ROWS = """() => {
+  window.requestRows = 0;
+  new MutationObserver((records) => {
+    for (const r of records) window.requestRows += r.addedNodes.length;
+  }).observe(document.querySelector("#requests tbody"), {childList: true});
+}"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    """How long and how hard (``--quick`` and the test use smaller ones)."""
+
+    rounds: int = 7
+    window: float = 3.0  # seconds of load per candidate per round
+    concurrency: int = 16
+
+
+QUICK = Sizes(rounds=3, window=1.0)
+
+
+def _cpus() -> list[int]:
+    if not hasattr(os, "sched_getaffinity"):
+        return []
+    return sorted(os.sched_getaffinity(0))
+
+
+# -- the browser's process -------------------------------------------------------------------------
+
+
+def browser_main(url: str, pin: bool) -> int:
+    """The helper: reads ``open`` / ``away`` / ``quit`` lines on stdin, answers each with one
+    line (``live``, the request rows the page applied while open, ``bye``)."""
+    from tempfile import TemporaryDirectory
+
+    from playwright.sync_api import expect, sync_playwright
+
+    cpus = _cpus()
+    if pin and len(cpus) >= 2:
+        os.sched_setaffinity(0, {cpus[-1]})  # chromium, started below, inherits it
+    with (
+        TemporaryDirectory(prefix="aiportrait-dashboard-load-") as profile,
+        sync_playwright() as pw,
+    ):
+        context = pw.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        page = context.new_page()
+        for line in sys.stdin:
+            command = line.strip()
+            if command == "open":
+                page.goto(url)
+                expect(page.get_by_test_id("live")).to_have_text("live", timeout=30_000)
+                page.evaluate(COUNT_ROWS)
+                answer = "live"
+            elif command == "away":
+                answer = str(page.evaluate("window.requestRows || 0"))
+                page.goto("about:blank")
+            else:
+                break
+            print(answer, flush=True)
+        context.close()
+    print("bye", flush=True)
+    return 0
+
+
+class Browser:
+    """The helper process, driven line by line."""
+
+    def __init__(self, url: str, pin: bool) -> None:
+        command = [sys.executable, __file__, "--open", url] + ([] if pin else ["--no-pin"])
+        self._proc = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+
+    async def ask(self, command: str) -> str:
+        assert self._proc.stdin is not None
+        assert self._proc.stdout is not None
+        self._proc.stdin.write(command + "\n")
+        self._proc.stdin.flush()
+        line = await asyncio.to_thread(self._proc.stdout.readline)
+        if not line:
+            raise SystemExit(f"dashboard_load: the browser helper ended (at {command!r})")
+        return line.strip()
+
+    async def close(self) -> None:
+        await self.ask("quit")
+        await asyncio.to_thread(self._proc.wait, 30)
+
+
+# -- the load --------------------------------------------------------------------------------------
+
+
+async def load(emu: Emulator, client: aiohttp.ClientSession, sizes: Sizes, job_id: int) -> float:
+    """Requests per second answered 200 by ``concurrency`` closed-loop clients."""
+    path = f"/api/v1/async_jobs/{job_id}"
+    headers = {"Authorization": emu.authorization("GET", path, b"")}
+    url = emu.url + path
+    done = 0
+    deadline = time.monotonic() + sizes.window
+
+    async def worker() -> None:
+        nonlocal done
+        while time.monotonic() < deadline:
+            async with client.get(url, headers=headers) as response:
+                await response.read()
+                if response.status != 200:
+                    raise SystemExit(f"dashboard_load: {path} answered {response.status}")
+                done += 1
+
+    start = time.monotonic()
+    await asyncio.gather(*(worker() for _ in range(sizes.concurrency)))
+    return done / (time.monotonic() - start)
+
+
+async def run(sizes: Sizes, *, pin: bool = True) -> dict[str, Any]:
+    """Warm-up, then ``rounds`` of (without, with); the figures of each round and the median."""
+    async with Emulator(train_seconds=1.0) as emu:
+        browser = Browser(emu.url + "/_dashboard/", pin)
+        cpus = _cpus()
+        if pin and len(cpus) >= 2:
+            os.sched_setaffinity(0, {cpus[0]})
+        job_id = emu.add_synthetic_job(0.0)
+        connector = aiohttp.TCPConnector(limit=sizes.concurrency)
+        rounds: list[dict[str, Any]] = []
+        try:
+            async with aiohttp.ClientSession(connector=connector) as client:
+                await load(emu, client, sizes, job_id)  # warm-up, without
+                await browser.ask("open")
+                await load(emu, client, sizes, job_id)  # warm-up, with
+                await browser.ask("away")
+                for _ in range(sizes.rounds):
+                    without = await load(emu, client, sizes, job_id)
+                    await browser.ask("open")
+                    before = emu.counters.job_polls
+                    with_page = await load(emu, client, sizes, job_id)
+                    polls = emu.counters.job_polls - before
+                    rows = int(await browser.ask("away"))
+                    rounds.append(
+                        {
+                            "without_rps": round(without, 1),
+                            "with_rps": round(with_page, 1),
+                            "ratio": round(with_page / without, 4),
+                            "requests_with": polls,
+                            "rows_applied_by_page": rows,
+                        }
+                    )
+        finally:
+            await browser.close()
+    ratios = [r["ratio"] for r in rounds]
+    return {
+        "rounds": rounds,
+        "median_ratio": round(statistics.median(ratios), 4),
+        "min_ratio": min(ratios),
+        "max_ratio": max(ratios),
+        "median_without_rps": round(statistics.median(r["without_rps"] for r in rounds), 1),
+        "median_with_rps": round(statistics.median(r["with_rps"] for r in rounds), 1),
+    }
+
+
+def report(results: dict[str, Any]) -> None:
+    print(f"{'round':>5}{'without rps':>13}{'with rps':>10}{'ratio':>8}{'events applied':>16}")
+    for i, r in enumerate(results["rounds"], 1):
+        applied = f"{r['rows_applied_by_page']}/{r['requests_with']}"
+        print(f"{i:>5}{r['without_rps']:>13}{r['with_rps']:>10}{r['ratio']:>8.3f}{applied:>16}")
+    print(
+        f"median: {results['median_without_rps']} rps without, {results['median_with_rps']} "
+        f"with the dashboard open; with / without {results['median_ratio']:.3f} "
+        f"(min {results['min_ratio']:.3f}, max {results['max_ratio']:.3f})"
+    )
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE
+        )
+    except OSError:
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 rounds of 1 s")
+    parser.add_argument("--rounds", type=int, help="rounds (default 7, 3 with --quick)")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin emulator and browser")
+    parser.add_argument("--json", type=Path, default=HERE / "results" / "dashboard_load.json")
+    parser.add_argument("--open", metavar="URL", help=argparse.SUPPRESS)  # the helper
+    args = parser.parse_args(argv)
+    if args.open:
+        return browser_main(args.open, not args.no_pin)
+    sizes = QUICK if args.quick else Sizes()
+    if args.rounds:
+        sizes = dataclasses.replace(sizes, rounds=args.rounds)
+    started = time.monotonic()
+    results = asyncio.run(run(sizes, pin=not args.no_pin))
+    results["meta"] = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "commit": _commit(),
+        "sizes": dataclasses.asdict(sizes),
+        "pinned": not args.no_pin,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    report(results)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\n{results['meta']['seconds']} s; written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
