@@ -269,7 +269,8 @@
       if (answer.ok) {
         apply.faults(data);
         output.textContent = "Applied: " + Object.entries(data)
-          .map(([name, value]) => name + "=" + (Array.isArray(value) ? value.join(",") : value)).join(", ");
+          .map(([name, value]) => name + "=" + (value === null ? "none" : Array.isArray(value) ? value.join(",") : value))
+          .join(", ");
       } else {
         output.className = "error";
         output.textContent = "Refused (" + answer.status + "): " + (data.error || JSON.stringify(data));
