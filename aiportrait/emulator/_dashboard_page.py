@@ -1,6 +1,7 @@
 """The dashboard page rendered on the server from the JSON twin (``/_dashboard/api/state``).
 
-``dashboard/index.html`` is a :class:`string.Template`; every value put in it is escaped here.
+``dashboard/index.html`` is a :class:`string.Template` (a literal dollar sign is ``$$``); every
+value put in it is escaped here, so the template places the fragments as they are.
 The rows are the same markup ``dashboard/dashboard.js`` builds for a live event (its functions
 carry the same names: ``jobRow`` is :func:`job_row`, ...), so a row looks the same whether the
 server or the browser made it; ``tests/test_dashboard_browser.py`` compares the two.
@@ -11,14 +12,10 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Iterable, Mapping
-from importlib import resources
 from string import Template
 from typing import Any
 
-__all__ = ["FAULT_HINTS", "render_page", "static_file"]
-
-#: The files of ``dashboard/`` served under ``/_dashboard/static/`` (nothing else is).
-STATIC_FILES = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
+__all__ = ["FAULT_HINTS", "render_page"]
 
 #: What each fault field does, shown beside its input (a field not listed shows its name only).
 FAULT_HINTS = {
@@ -36,16 +33,6 @@ FAULT_HINTS = {
     "outage": "every request answered 503",
     "paths": "path prefixes affected, comma-separated (empty: all)",
 }
-
-
-def _read(name: str) -> str:
-    return (resources.files("aiportrait") / "emulator" / "dashboard" / name).read_text("utf-8")
-
-
-def static_file(name: str) -> tuple[str, str] | None:
-    """``(content type, text)`` of a static file of the page, or None for any other name."""
-    kind = STATIC_FILES.get(name)
-    return None if kind is None else (kind, _read(name))
 
 
 def _attrs(attrs: Mapping[str, Any]) -> str:
@@ -240,10 +227,11 @@ def fault_field(name: str, value: Any) -> str:
     return el("div", {"class": "field"}, label, f"<input{_attrs(attrs)}>")
 
 
-def render_page(state: Mapping[str, Any]) -> str:
-    """The page for one state of the JSON twin, every value escaped."""
+def render_page(template: str, state: Mapping[str, Any]) -> str:
+    """The page: ``template`` (``dashboard/index.html``) filled from ``state`` (the JSON twin),
+    every value escaped."""
     duplicates = state.get("duplicates") or []
-    return Template(_read("index.html")).substitute(
+    return Template(template).substitute(
         started_at=html.escape(str(state.get("started_at", ""))),
         duplicates_class="flagged" if duplicates else "clear",
         duplicates=duplicate_items(duplicates),
