@@ -39,15 +39,9 @@ import aiohttp
 from aiportrait.emulator import Emulator
 
 HERE = Path(__file__).resolve().parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+sys.path.insert(0, str(HERE.parent))
+from tests._chromium import launch_options  # noqa: E402  (how the browser tests launch it)
+
 #: Installed in the page by the helper: counts the rows the page added to its requests table.
 COUNT_ROWS = """() => {
   window.requestRows = 0;
@@ -92,9 +86,7 @@ def browser_main(url: str, pin: bool) -> int:
         TemporaryDirectory(prefix="aiportrait-dashboard-load-") as profile,
         sync_playwright() as pw,
     ):
-        context = pw.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
+        context = pw.chromium.launch_persistent_context(profile, **launch_options())
         page = context.new_page()
         for line in sys.stdin:
             command = line.strip()

@@ -21,17 +21,8 @@ from aiportrait import RetryPolicy
 from aiportrait.emulator import Emulator, Faults
 from aiportrait.errors import ModelIdError, PhotoCountWarning, RateLimited
 from aiportrait.samples import SamplePhotos, sample_photos
+from tests._chromium import CHROMIUM, MISSING, launch_options
 
-CHROMIUM = Path("/usr/bin/chromium")
-#: Offline and quiet: no GPU, no sandbox (root in containers), nothing fetched in the background.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ONCE = RetryPolicy(attempts=1, charged_attempts=1)
 
 #: What the page renders from the state; the server's markup and the script's must agree.
@@ -87,26 +78,15 @@ async def emu(media: SamplePhotos, tmp_path: Path) -> AsyncIterator[Emulator]:
         yield e
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Path:
-    """Debian's chromium; missing, the tests fail (``scripts/test`` installs it as root)."""
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing: the dashboard's browser tests need Debian's chromium "
-            "(apt-get install -y --no-install-recommends chromium; scripts/test does it as root)"
-        )
-    return CHROMIUM
-
-
 @pytest.fixture
-async def browser(chromium: Path, tmp_path: Path) -> AsyncIterator[BrowserContext]:
-    """Headless Chromium with a fresh profile."""
+async def browser(tmp_path: Path) -> AsyncIterator[BrowserContext]:
+    """Headless Chromium with a fresh profile; without chromium the tests fail (``scripts/test``
+    installs it as root)."""
+    if not CHROMIUM.exists():  # noqa: ASYNC240  (one stat, before anything runs)
+        pytest.fail(MISSING)
     async with async_playwright() as playwright:
         context = await playwright.chromium.launch_persistent_context(
-            tmp_path / "profile",
-            executable_path=chromium,
-            headless=True,
-            args=CHROMIUM_ARGS,
+            tmp_path / "profile", **launch_options()
         )
         try:
             yield context
