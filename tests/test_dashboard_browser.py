@@ -82,7 +82,7 @@ async def emu(media: SamplePhotos, tmp_path: Path) -> AsyncIterator[Emulator]:
 async def browser(tmp_path: Path) -> AsyncIterator[BrowserContext]:
     """Headless Chromium with a fresh profile; without chromium the tests fail (``scripts/test``
     installs it as root)."""
-    if not CHROMIUM.exists():  # noqa: ASYNC240  (one stat, before anything runs)
+    if not CHROMIUM.exists():
         pytest.fail(MISSING)
     async with async_playwright() as playwright:
         context = await playwright.chromium.launch_persistent_context(
