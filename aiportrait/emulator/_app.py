@@ -28,8 +28,9 @@ from typing import Any
 
 from aiohttp import web
 
-from ._auth import AppConfig, check_signature, identify
+from ._auth import AppConfig, check_signature, identify, named_app
 from ._bucket import Bucket, add_bucket_routes
+from ._dashboard import add_dashboard_routes
 from ._errors import (
     BODY_TIMEOUT,
     BODY_TOO_LARGE,
@@ -195,10 +196,13 @@ async def _answer(
                     raise ApiError.of(EXCEEDED_QUOTA)
                 app.used += 1
                 charged = app
+                service.activity.charged(app.app_id, request.path)
         except ApiError:
             counters.gateway_errors += 1
             raise
-        counters.fingerprints[(request.path, hashlib.md5(raw).hexdigest())] += 1
+        fingerprint = hashlib.md5(raw).hexdigest()
+        counters.fingerprints[(request.path, fingerprint)] += 1
+        service.activity.body_seen(request.path, fingerprint, raw, app.app_id)
         if service.hold is not None:
             await service.hold.passing(request.path)
         data = await handler(app, raw, request_id, request)
@@ -218,7 +222,10 @@ async def _answer(
         return status, envelope_bytes(request_id, code, message, {})
 
 
-async def _gateway(request: web.Request, handler: Handler, *, aigc: bool) -> web.Response:
+async def _gateway(
+    request: web.Request, handler: Handler, *, aigc: bool
+) -> tuple[web.Response, str | None]:
+    """The answer to one API request and the fault that fired on it (its name), if one did."""
     service = request.app[SERVICE_KEY]
     counters = service.counters
     injector = service.injector
@@ -230,16 +237,18 @@ async def _gateway(request: web.Request, handler: Handler, *, aigc: bool) -> web
         counters.faults["latency"] += 1
         await asyncio.sleep(delay)
     fault = injector.outcome(path)
+    fired = "latency" if delay else None
     if fault is not Fault.NONE:
         counters.faults[fault.value] += 1
+        fired = fault.value
     if fault is Fault.DROP_BEFORE:
-        return _drop(request)
+        return _drop(request), fired
     if fault is Fault.ERROR_5XX:
-        return _error((injector.faults.status_5xx, *INJECTED_5XX))
+        return _error((injector.faults.status_5xx, *INJECTED_5XX)), fired
     if fault is Fault.TOO_MANY:
         response = _error(THROTTLED)
         response.headers["Retry-After"] = _retry_after(injector.faults.retry_after)
-        return response
+        return response, fired
 
     request_id = str(uuid.uuid4())
     try:
@@ -247,17 +256,30 @@ async def _gateway(request: web.Request, handler: Handler, *, aigc: bool) -> web
     except _BodyTimeout:
         counters.read_timeouts += 1
         log.info("%s %s: body not received in time; connection closed", request.method, path)
-        return await _answer_and_close(request, _error(BODY_TIMEOUT, request_id))
+        return await _answer_and_close(request, _error(BODY_TIMEOUT, request_id)), fired
     if fault is Fault.DROP_AFTER:
-        return _drop(request)
+        return _drop(request), fired
     if fault is Fault.MALFORMED:
-        return _json_response(200, body[: max(1, len(body) // 2)])
-    return _json_response(status, body)
+        return _json_response(200, body[: max(1, len(body) // 2)]), fired
+    return _json_response(status, body), fired
 
 
 def _api(handler: Handler, *, aigc: bool) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def route(request: web.Request) -> web.Response:
-        return await _gateway(request, handler, aigc=aigc)
+        started = time.perf_counter()
+        response, fired = await _gateway(request, handler, aigc=aigc)
+        service = request.app[SERVICE_KEY]
+        dropped = fired in (Fault.DROP_BEFORE.value, Fault.DROP_AFTER.value)
+        app = named_app(service.apps, request.headers.get("Authorization"))
+        service.activity.request(
+            request.method,
+            request.path,
+            None if dropped else response.status,
+            time.perf_counter() - started,
+            fired,
+            None if app is None else app.app_id,
+        )
+        return response
 
     return route
 
@@ -361,8 +383,10 @@ def build_app(
     serve_dir: Path | None,
     read_timeout: float,
     bucket: Bucket | None = None,
+    dashboard_auth: bool = False,
 ) -> web.Application:
-    """Build the web application for ``service`` (with ``bucket``: its OSS-compatible routes)."""
+    """Build the web application for ``service`` (with ``bucket``: its OSS-compatible routes),
+    its dashboard behind credentials when ``dashboard_auth``."""
     app = web.Application(client_max_size=max_body, middlewares=[_envelope_errors])
     app[SERVICE_KEY] = service
     app[SETTINGS_KEY] = Settings(
@@ -377,6 +401,7 @@ def build_app(
     app.router.add_get(BATCH_PATH_PREFIX + "{batch_id}", _api(_batch, aigc=False), allow_head=False)
     app.router.add_get("/media/{name}", _media)
     app.router.add_get("/healthz", _healthz)
+    add_dashboard_routes(app, service, bucket, auth=dashboard_auth)
     if bucket is not None:
         add_bucket_routes(app, bucket)
     return app

@@ -10,6 +10,7 @@ parsing, because the four official SDKs send the same request as four different 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import re
@@ -22,8 +23,10 @@ from ._wire import NOT_FOUND_APPID, SIGN_ERROR
 __all__ = [
     "REQUEST_TIME_ERROR",
     "AppConfig",
+    "basic_auth_app",
     "check_signature",
     "identify",
+    "named_app",
     "signature",
 ]
 
@@ -70,6 +73,13 @@ def signature(token: str, method: str, path: str, body: bytes) -> str:
     return hmac.new(token.encode("utf-8"), sign_str.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
+def named_app(apps: Mapping[str, AppConfig], authorization: str | None) -> AppConfig | None:
+    """The known app an ``Authorization`` value names before its last colon, if any."""
+    if not authorization or ":" not in authorization:
+        return None
+    return apps.get(authorization.strip().rpartition(":")[0])
+
+
 def identify(apps: Mapping[str, AppConfig], authorization: str | None) -> tuple[AppConfig, str]:
     """The app named by ``Authorization`` and the signature it sent, or :class:`ApiError`.
 
@@ -77,13 +87,10 @@ def identify(apps: Mapping[str, AppConfig], authorization: str | None) -> tuple[
     appid". A signature that is not 64 hex digits (including one with bytes that are not UTF-8,
     which aiohttp hands over as surrogates) can match no body: "sign error".
     """
-    if not authorization or ":" not in authorization:
+    app = named_app(apps, authorization)
+    if app is None or authorization is None:
         raise ApiError.of(NOT_FOUND_APPID)
-    app_id, _, sent = authorization.strip().rpartition(":")
-    app = apps.get(app_id)
-    if app is None:
-        raise ApiError.of(NOT_FOUND_APPID)
-    sent = sent.strip()
+    sent = authorization.strip().rpartition(":")[2].strip()
     if not _SIGNATURE_SHAPE.fullmatch(sent):
         raise ApiError.of(SIGN_ERROR)
     return app, sent
@@ -115,3 +122,23 @@ def check_signature(
             raise ApiError.of(REQUEST_TIME_ERROR) from None
         if not abs(now - sent_time) <= skew:  # also refuses nan
             raise ApiError.of(REQUEST_TIME_ERROR)
+
+
+def basic_auth_app(apps: Mapping[str, AppConfig], authorization: str | None) -> AppConfig | None:
+    """The app whose AppId and token an HTTP Basic ``Authorization`` value carries, or None.
+
+    The token is compared in constant time (the dashboard's credentials are the apps' own).
+    """
+    scheme, _, encoded = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user, sep, password = (
+            base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
+        )
+    except (ValueError, UnicodeDecodeError):
+        return None
+    app = apps.get(user)
+    if not sep or app is None:
+        return None
+    return app if hmac.compare_digest(password.encode(), app.token.encode()) else None

@@ -76,6 +76,8 @@ class Bucket:
     secret_of: Callable[[str], str | None] = field(repr=False)
     objects: dict[str, StoredObject] = field(default_factory=dict, repr=False)
     refuse_puts: bool = False
+    changed: Callable[[str, StoredObject | None], None] | None = field(default=None, repr=False)
+    """Told of each object stored (with it) or deleted (None): the emulator's dashboard."""
     puts: int = 0
     gets: int = 0
     heads: int = 0
@@ -195,13 +197,17 @@ async def _handle(bucket: Bucket, request: web.Request) -> web.Response:
             raise OssError(403, "AccessDenied", "The bucket policy does not allow this upload.")
         content_type = request.headers.get("Content-Type", "application/octet-stream")
         obj = StoredObject(data, content_type, digest.hex().upper(), time.time())
+        bucket.objects.pop(key, None)  # a stored key moves to the end: newest last
         bucket.objects[key] = obj
         bucket.puts += 1
+        if bucket.changed is not None:
+            bucket.changed(key, obj)
         headers = _object_headers(obj)
         del headers["Content-Type"], headers["Last-Modified"]
         return web.Response(status=200, headers=headers)
     if method == "DELETE":
-        bucket.objects.pop(key, None)
+        if bucket.objects.pop(key, None) is not None and bucket.changed is not None:
+            bucket.changed(key, None)
         bucket.deletes += 1
         return web.Response(status=204)
     stored = bucket.objects.get(key)

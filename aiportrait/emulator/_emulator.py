@@ -19,10 +19,12 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from .._files import make_dir
 from .._session import Session
+from ._activity import DASHBOARD_PATH, Activity, object_url
 from ._app import build_app, media_file
 from ._auth import AppConfig, signature
 from ._bucket import DEFAULT_BUCKET, Bucket
 from ._credentials import keep_credentials, kept_token
+from ._dashboard import needs_auth
 from ._faults import Counters, FaultInjector, Faults, Hold
 from ._fetch import Fetcher, FetchPolicy, is_loopback_host
 from ._jobs import JobStore
@@ -102,6 +104,7 @@ class Emulator:
         time_skew: float | None = 900.0,
         read_timeout: float = 30.0,
         oss_bucket: str = DEFAULT_BUCKET,
+        dashboard_auth: bool | None = None,
     ) -> None:
         if not read_timeout > 0:
             raise ValueError("read_timeout must be positive")
@@ -131,6 +134,7 @@ class Emulator:
         self._injector = FaultInjector(faults)
         self._apps: dict[str, AppConfig] = {app_id: AppConfig(app_id, self._token, sdxl, quota)}
         self._bucket = Bucket(oss_bucket, self._oss_secret)
+        self._dashboard_auth = needs_auth(host) if dashboard_auth is None else dashboard_auth
         self._service: Service | None = None
         self._runner: web.AppRunner | None = None
         self._url = ""
@@ -154,7 +158,10 @@ class Emulator:
             max_pixels=self._max_pixels,
             max_request_pixels=self._max_request_pixels,
         )
+        activity = Activity(self._apps, locate=self._dashboard_image)
+        self._bucket.changed = activity.object_changed
         service = Service(
+            activity=activity,
             data_dir=self._data_dir,
             train_seconds=self.train_seconds,
             fetcher=Fetcher(self._policy, local=self._local_media),
@@ -171,6 +178,7 @@ class Emulator:
             serve_dir=self._serve_dir,
             read_timeout=self._read_timeout,
             bucket=self._bucket,
+            dashboard_auth=self._dashboard_auth,
         )
         runner = web.AppRunner(
             app,
@@ -208,6 +216,8 @@ class Emulator:
 
     async def close(self) -> None:
         """Stop serving, cancel running trainings, and remove a temporary data directory."""
+        if self._service is not None:
+            self._service.activity.close()  # the dashboards' event streams end
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -285,6 +295,19 @@ class Emulator:
     @faults.setter
     def faults(self, value: Faults | None) -> None:
         self._injector.configure(value)
+        if self._service is not None:
+            self._service.activity.faults_changed(self._injector.faults)
+
+    @property
+    def dashboard_url(self) -> str:
+        """The dashboard's page (empty before start); see ``docs/guides/dashboard.md``."""
+        return f"{self._url}{DASHBOARD_PATH}" if self._url else ""
+
+    @property
+    def dashboard_auth(self) -> bool:
+        """Whether the dashboard asks for an AppId and its token (HTTP Basic): by default, when
+        the emulator listens on an address that is not loopback."""
+        return self._dashboard_auth
 
     @property
     def apps(self) -> Mapping[str, AppConfig]:
@@ -387,10 +410,8 @@ class Emulator:
         app = self._apps.get(access_key_id)
         return None if app is None else app.token
 
-    def _local_media(self, url: str) -> Path | None:
-        """The file behind one of our own ``/media/`` URLs, read from disk instead of HTTP."""
-        if self._serve_dir is None:
-            return None
+    def _own_path(self, url: str) -> str | None:
+        """The path of ``url`` when it is one of this emulator's own (loopback, its port)."""
         try:
             parts = urlsplit(url)
             port = parts.port
@@ -398,6 +419,20 @@ class Emulator:
             return None
         if port != self._port or not is_loopback_host(parts.hostname):
             return None
-        if not parts.path.startswith("/media/"):
+        return parts.path
+
+    def _local_media(self, url: str) -> Path | None:
+        """The file behind one of our own ``/media/`` URLs, read from disk instead of HTTP."""
+        path = self._own_path(url)
+        if self._serve_dir is None or path is None or not path.startswith("/media/"):
             return None
-        return media_file(self._serve_dir, unquote(parts.path[len("/media/") :]))
+        return media_file(self._serve_dir, unquote(path[len("/media/") :]))
+
+    def _dashboard_image(self, url: str) -> str | None:
+        """Where the dashboard's browser loads the input image ``url``: a file of ``serve_dir``
+        or an object of the bucket (without the presigned query), else None."""
+        path = self._own_path(url)
+        bucket = f"/{self._bucket.name}/"
+        if path is None or not path.startswith(("/media/", bucket)):
+            return None
+        return path if path.startswith("/media/") else object_url(unquote(path[len(bucket) :]))

@@ -10,15 +10,27 @@ give the same faults.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
+import math
 import random
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from ._wire import CREATE_PATH, TRAIN_PATH
 
-__all__ = ["ARRIVALS_KEPT", "Counters", "Fault", "FaultInjector", "Faults", "Hold"]
+__all__ = [
+    "ARRIVALS_KEPT",
+    "Counters",
+    "Fault",
+    "FaultInjector",
+    "Faults",
+    "Hold",
+    "faults_from_json",
+    "faults_json",
+]
 
 #: How many of the latest API requests :attr:`Counters.arrivals` keeps.
 ARRIVALS_KEPT = 100_000
@@ -101,6 +113,41 @@ class Faults:
     def applies_to(self, path: str) -> bool:
         """Whether requests to ``path`` are subject to these faults."""
         return self.paths is None or any(path.startswith(p) for p in self.paths)
+
+
+def faults_json(faults: Faults) -> dict[str, Any]:
+    """``faults`` as a JSON object (``paths`` a sorted list, or None)."""
+    shown = dataclasses.asdict(faults)
+    shown["paths"] = None if faults.paths is None else sorted(faults.paths)
+    return shown
+
+
+def faults_from_json(current: Faults, changes: Mapping[str, Any]) -> Faults:
+    """``current`` with the fields given in ``changes`` (a JSON object) replaced.
+
+    Raises :class:`ValueError` naming the field: an unknown one, a value of the wrong type (a
+    number for the rates and seconds, an integer for ``seed`` and ``status_5xx``, a list of
+    strings or null for ``paths``), or one :class:`Faults` refuses.
+    """
+    kinds = {f.name: f.type for f in dataclasses.fields(Faults)}
+    for name, value in changes.items():
+        kind = kinds.get(name)
+        if kind is None:
+            raise ValueError(f"{name!r} is not a fault setting (known: {', '.join(kinds)})")
+        if name == "paths":
+            if value is not None and not (
+                isinstance(value, list) and all(isinstance(p, str) for p in value)
+            ):
+                raise ValueError("paths must be a list of path prefixes or null")
+        elif (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+        ):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+        elif kind == "int" and not isinstance(value, int):
+            raise ValueError(f"{name} must be an integer, got {value!r}")
+    return dataclasses.replace(current, **changes)
 
 
 class FaultInjector:

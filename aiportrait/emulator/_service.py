@@ -22,16 +22,18 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._vision.limits import PixelBudget
 from .._vision.sources import Fetched, Unfetched
 from .._vision.verdicts import Verdict
+from ._activity import Activity, JobRecord, creation_mode
 from ._auth import AppConfig
+from ._bodies import field_of, parse_body, str_list
 from ._errors import BAD_BODY, INVALID_CREATE, ApiError
-from ._faults import Counters, FaultInjector, Hold
+from ._faults import FaultInjector, Hold
 from ._fetch import Fetcher, FetchError, describe_url
 from ._jobs import JobStore
 from ._store import ModelStore
@@ -84,39 +86,6 @@ SCENE_PROMPTS_MISMATCH = (
 )
 
 R = TypeVar("R")
-Error = tuple[int, str, str]
-
-
-def parse_body(raw: bytes, error: Error) -> dict[str, Any]:
-    """Parse a JSON object body, or raise :class:`ApiError` ``error``.
-
-    The error is raised outside the ``except`` block, so it does not chain the decoder's
-    exception (whose frames hold the body).
-    """
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        body = None
-    if not isinstance(body, dict):
-        raise ApiError.of(error)
-    return body
-
-
-def _field(body: Mapping[str, Any], key: str, kind: type, default: Any, error: Error) -> Any:
-    value = body.get(key)
-    if value is None:
-        return default
-    if not isinstance(value, kind):
-        raise ApiError.of(error)
-    return value
-
-
-def _str_list(value: Any, error: Error) -> list[str]:
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ApiError.of(error)
-    return value
 
 
 def _log_verdicts(what: str, urls: Sequence[str], verdicts: Sequence[Verdict]) -> None:
@@ -140,6 +109,7 @@ class Service:
         worker: Worker,
         injector: FaultInjector,
         jobs: JobStore,
+        activity: Activity,
     ) -> None:
         self.data_dir = data_dir
         self.train_seconds = train_seconds
@@ -147,7 +117,8 @@ class Service:
         self.worker = worker
         self.injector = injector
         self.jobs = jobs
-        self.counters = Counters()
+        self.activity = activity
+        self.counters = activity.counters
         self.hold: Hold | None = None  # see Emulator.hold
         self.apps: dict[str, AppConfig] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -217,9 +188,9 @@ class Service:
         """``aigc_images/check``: per-photo verdicts; ``images`` lists the passing URLs."""
         start = time.perf_counter()
         body = parse_body(raw, BAD_BODY)
-        urls = _str_list(body.get("images"), BAD_BODY)
-        _field(body, "model_name", str, "", BAD_BODY)
-        _field(body, "configure", dict, {}, BAD_BODY)
+        urls = str_list(body.get("images"), BAD_BODY)
+        field_of(body, "model_name", str, "", BAD_BODY)
+        field_of(body, "configure", dict, {}, BAD_BODY)
         if len(urls) > MAX_IMAGES:
             raise ApiError.of(TOO_MANY_IMAGES)
         verdicts = await self._verdicts(urls) if urls else []
@@ -237,9 +208,9 @@ class Service:
     async def train(self, app: AppConfig, raw: bytes, request_id: str) -> dict[str, Any]:
         """``aigc_images/train``: accept a job at once; the training runs in a task."""
         body = parse_body(raw, BAD_BODY)
-        urls = _str_list(body.get("images"), BAD_BODY)
-        model_name = _field(body, "model_name", str, "", BAD_BODY)
-        configure = _field(body, "configure", dict, {}, BAD_BODY)
+        urls = str_list(body.get("images"), BAD_BODY)
+        model_name = field_of(body, "model_name", str, "", BAD_BODY)
+        configure = field_of(body, "configure", dict, {}, BAD_BODY)
         if len(urls) > MAX_IMAGES:
             raise ApiError.of(TOO_MANY_IMAGES)
         if model_name not in ("", TRAIN_XL) or (model_name == TRAIN_XL and not app.sdxl):
@@ -248,7 +219,7 @@ class Service:
         scene = sdxl and configure.get("train_scene_lora_bool") is True
         prompts: list[str] = []
         if scene:
-            prompts = _str_list(configure.get("scene_lora_prompts"), BAD_BODY)
+            prompts = str_list(configure.get("scene_lora_prompts"), BAD_BODY)
             if len(prompts) != len(urls):
                 raise ApiError.of(SCENE_PROMPTS_MISMATCH)
         model_id = str(uuid.uuid4())
@@ -257,6 +228,9 @@ class Service:
             app_id=app.app_id, kind="train", request_id=request_id, model_id=model_id, scene=scene
         )
         self.counters.trainings += 1
+        self.activity.training(
+            job.id, app.app_id, urls, model_id=model_id, scene=scene, model=model_name
+        )
         task = asyncio.create_task(
             self._train(job.id, urls, prompts, sdxl=sdxl, scene=scene, fail=forced_failure)
         )
@@ -279,6 +253,7 @@ class Service:
         start = loop.time()
         await asyncio.sleep(min(self.train_seconds / 10, 0.5))
         self.jobs.update(job, JOB_RUNNING)
+        self.activity.job_state(job_id, "running")
         verdicts: list[Verdict] = []
         message = TRAIN_PREPROCESS_FAILED
         ok = False
@@ -323,43 +298,61 @@ class Service:
         if ok:
             self.jobs.update(job, JOB_SUCCESS, "success", result)
             self.counters.trainings_succeeded += 1
+            self.activity.job_state(job_id, "succeeded")
         else:
             self.jobs.update(job, JOB_FAILED, message, result)
             self.counters.trainings_failed += 1
+            self.activity.job_state(job_id, "failed", message)
 
     # -- create ---------------------------------------------------------------------------------
 
     async def create(self, app: AppConfig, raw: bytes, request_id: str) -> dict[str, Any]:
         """``aigc_images/create``: compose one portrait synchronously."""
         start = time.perf_counter()
+        record = self.activity.creation(app.app_id)
         try:
-            data = await self._create(app, raw)
-        except ApiError:
+            image = await self._create(app, raw, record)
+        except ApiError as exc:
             self.counters.create_errors += 1
+            self.activity.ended(record, "failed", exc.message)
+            raise
+        except BaseException:
+            self.activity.ended(record, "failed", "not finished: the emulator failed or stopped")
             raise
         self.counters.creations += 1
+        self.activity.created(record, image)
+        data = base64.b64encode(image).decode("ascii")
         return {"image": data, "cost_time": round(time.perf_counter() - start, 3)}
 
-    async def _create(self, app: AppConfig, raw: bytes) -> str:
+    async def _create(self, app: AppConfig, raw: bytes, record: JobRecord) -> bytes:
         body = parse_body(raw, INVALID_CREATE)
-        model_name = _field(body, "model_name", str, "", INVALID_CREATE)
+        model_name = field_of(body, "model_name", str, "", INVALID_CREATE)
         if model_name not in ("", CREATE_XL) or (model_name == CREATE_XL and not app.sdxl):
             raise ApiError.of(MODEL_NOT_FOUND)
-        model_id = _field(body, "model_id", str, "", INVALID_CREATE)
-        model_ids = _str_list(body.get("model_ids"), INVALID_CREATE)
-        template_url = _field(body, "template_image", str, "", INVALID_CREATE)
-        configure = _field(body, "configure", dict, {}, INVALID_CREATE)
+        model_id = field_of(body, "model_id", str, "", INVALID_CREATE)
+        model_ids = str_list(body.get("model_ids"), INVALID_CREATE)
+        template_url = field_of(body, "template_image", str, "", INVALID_CREATE)
+        configure = field_of(body, "configure", dict, {}, INVALID_CREATE)
         options = await self.worker.run(
             self.worker.options, configure, sdxl=model_name == CREATE_XL
         )
-        prompt = _field(configure, "t2i_prompt", str, "", INVALID_CREATE)
-        scene_id = _field(configure, "scene_id", str, "", INVALID_CREATE)
+        prompt = field_of(configure, "t2i_prompt", str, "", INVALID_CREATE)
+        scene_id = field_of(configure, "scene_id", str, "", INVALID_CREATE)
         reference_url = ""
         if configure.get("ipa_control_only") is True:
-            reference_url = _field(configure, "ipa_image_path", str, "", INVALID_CREATE)
+            reference_url = field_of(configure, "ipa_image_path", str, "", INVALID_CREATE)
             if not reference_url:
                 raise ApiError.of(INVALID_CREATE)
         t2i = bool(prompt) or template_url == T2I_TEMPLATE
+        self.activity.inputs(
+            record,
+            model_id=", ".join(model_ids) or model_id,
+            template="" if t2i else template_url,
+            mode=creation_mode(
+                model_name, t2i=t2i, reference=bool(reference_url), group=bool(model_ids)
+            ),
+            photos=[reference_url] if reference_url else [],
+        )
         if not t2i and not template_url:
             raise ApiError.create(E462_NO_TEMPLATE)
 
@@ -377,7 +370,7 @@ class Service:
         template = None
         if not t2i:
             template = await self._fetch_image(template_url, "template", E462_TEMPLATE_DECODE)
-        image = await self.worker.run(
+        return await self.worker.run(
             self.worker.create,
             options=options,
             models=models,
@@ -387,7 +380,6 @@ class Service:
             scene=scene,
             group=bool(model_ids) and not reference_url,
         )
-        return base64.b64encode(image).decode("ascii")
 
     async def _fetch_image(self, url: str, what: str, failure: str) -> bytes | None:
         """The bytes of a create image (None for no URL), or the documented ``failure``."""

@@ -1,0 +1,221 @@
+"""The dashboard's routes: the page, its JSON twin, its event stream, fault control, images.
+
+``GET /`` redirects to ``/_dashboard/``, the page (server-rendered by :mod:`._dashboard_page`);
+``/_dashboard/api/state`` is the JSON twin (:meth:`.Activity.state`); ``/_dashboard/events`` the
+server-sent events (``hello`` first, then ``job``, ``portrait``, ``object``, ``request``,
+``charges`` and ``faults`` as they happen, a ``: keepalive`` comment every
+:data:`KEEPALIVE` seconds, and ``resync`` to a subscriber that fell behind, whose stream then
+ends); ``PUT /_dashboard/api/faults`` changes the fault injection for the next request;
+``/_dashboard/static/<file>`` serves the page's script and style sheet (package data, nothing
+else), ``/_dashboard/portraits/<id>`` the images creations made and ``/_dashboard/objects/<key>``
+the bucket's objects.
+
+Only loopback by default: when the emulator listens elsewhere (see :func:`needs_auth`), every
+``/_dashboard`` path needs HTTP Basic with an AppId and its token. The fault control also
+refuses a body that is not ``application/json`` and a request whose ``Origin`` is not the
+emulator's own (a page elsewhere cannot change the faults through the developer's browser).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from importlib import resources
+
+from aiohttp import web
+
+from ._activity import DASHBOARD_PATH, Activity, iso_time
+from ._auth import basic_auth_app
+from ._bucket import Bucket
+from ._dashboard_page import render_page
+from ._faults import faults_from_json, faults_json
+from ._fetch import is_loopback_host
+from ._service import Service
+
+__all__ = ["KEEPALIVE", "STATIC_FILES", "add_dashboard_routes", "needs_auth"]
+
+#: Seconds between keepalive comments on an idle event stream.
+KEEPALIVE = 15.0
+#: The page's files served at ``/_dashboard/static/`` (package data of ``dashboard/``).
+STATIC_FILES = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
+#: Faults PUT bodies larger than this are refused.
+MAX_FAULTS_BODY = 64 * 1024
+
+_PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+# An object of the bucket is whatever a client uploaded: shown as an image only when it says it
+# is one (never SVG), never run as a page of the dashboard's origin.
+_OBJECT_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
+_IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp", "image/bmp")
+_CHALLENGE = {"WWW-Authenticate": 'Basic realm="aiportrait emulator", charset="UTF-8"'}
+
+Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def needs_auth(bind: str) -> bool:
+    """Whether the dashboard of an emulator listening on ``bind`` asks for credentials: yes
+    unless ``bind`` is a loopback address (or ``localhost``); ``0.0.0.0``, ``::`` and ``""``
+    listen on every interface."""
+    return not is_loopback_host(bind)
+
+
+def _package_file(name: str) -> bytes:
+    return resources.files("aiportrait.emulator").joinpath("dashboard").joinpath(name).read_bytes()
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+def _event(name: str, data: str) -> bytes:
+    return f"event: {name}\ndata: {data}\n\n".encode()
+
+
+class _Dashboard:
+    """The handlers, over one emulator's service and bucket."""
+
+    def __init__(self, service: Service, bucket: Bucket | None, *, auth: bool) -> None:
+        self.service = service
+        self.activity: Activity = service.activity
+        self.bucket = bucket
+        self.auth = auth
+
+    def guarded(self, handler: Route) -> Route:
+        """``handler`` behind the credentials, when they are needed."""
+
+        async def route(request: web.Request) -> web.StreamResponse:
+            if self.auth and basic_auth_app(
+                self.service.apps, request.headers.get("Authorization")
+            ) is None:  # fmt: skip
+                return _error(401, "the dashboard needs an AppId and its token", _CHALLENGE)
+            return await handler(request)
+
+        return route
+
+    def state(self) -> dict[str, object]:
+        objects = {} if self.bucket is None else self.bucket.objects
+        return self.activity.state(faults=self.service.injector.faults, objects=objects)
+
+    async def page(self, request: web.Request) -> web.StreamResponse:
+        template = _package_file("index.html").decode("utf-8")
+        return web.Response(
+            text=render_page(template, self.state()),
+            content_type="text/html",
+            charset="utf-8",
+            headers=_PAGE_HEADERS,
+        )
+
+    async def state_json(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(self.state(), headers={"Cache-Control": "no-store"})
+
+    async def static(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        kind = STATIC_FILES.get(name)
+        if kind is None:
+            return _error(404, "no such file")
+        try:
+            body = _package_file(name)
+        except FileNotFoundError:
+            return _error(404, "no such file")
+        return web.Response(body=body, content_type=kind, headers=_PAGE_HEADERS)
+
+    async def portrait(self, request: web.Request) -> web.StreamResponse:
+        kept = self.activity.portrait(request.match_info["job_id"])
+        if kept is None:
+            return _error(404, "no such portrait (only the latest are kept)")
+        image, kind = kept
+        return web.Response(body=image, content_type=kind, headers=_OBJECT_HEADERS)
+
+    async def stored_object(self, request: web.Request) -> web.StreamResponse:
+        key = request.match_info["key"]
+        stored = None if self.bucket is None else self.bucket.objects.get(key)
+        if stored is None:
+            return _error(404, "no such object")
+        kind = stored.content_type.split(";")[0].strip().lower()
+        headers = dict(_OBJECT_HEADERS)
+        if kind not in _IMAGE_TYPES:
+            kind = "application/octet-stream"
+            headers["Content-Disposition"] = "attachment"
+        return web.Response(body=stored.data, content_type=kind, headers=headers)
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
+        )
+        subscriber = self.activity.subscribe()
+        try:
+            await response.prepare(request)
+            hello = json.dumps({"started_at": iso_time(self.activity.started_at)})
+            await response.write(_event("hello", hello))
+            while not subscriber.closed:
+                events = await subscriber.next_events(KEEPALIVE)
+                if subscriber.behind:
+                    await response.write(_event("resync", "{}"))
+                    break
+                if events:
+                    await response.write(b"".join(_event(n, d) for n, d in events))
+                elif not subscriber.closed:
+                    await response.write(b": keepalive\n\n")
+        except ConnectionError:
+            pass  # the page went away
+        finally:
+            self.activity.unsubscribe(subscriber)
+        return response
+
+    async def put_faults(self, request: web.Request) -> web.StreamResponse:
+        if request.content_type != "application/json":
+            return _error(415, "send the faults as application/json")
+        origin = request.headers.get("Origin")
+        if origin is not None and origin != f"{request.scheme}://{request.host}":
+            return _error(403, "the faults can only be changed from the dashboard's own page")
+        if request.content_length is not None and request.content_length > MAX_FAULTS_BODY:
+            return _error(413, "the body is too large")
+        raw = await request.content.read(MAX_FAULTS_BODY + 1)
+        if len(raw) > MAX_FAULTS_BODY:
+            return _error(413, "the body is too large")
+        try:
+            changes = json.loads(raw)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            return _error(400, "the body is not JSON")
+        if not isinstance(changes, dict):
+            return _error(400, "the body must be a JSON object of fault settings")
+        injector = self.service.injector
+        try:
+            faults = faults_from_json(injector.faults, changes)
+        except (ValueError, TypeError) as exc:
+            return _error(400, str(exc))
+        injector.configure(faults)
+        self.activity.faults_changed(faults)
+        return web.json_response(faults_json(faults))
+
+
+async def _to_dashboard(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound(DASHBOARD_PATH)
+
+
+def add_dashboard_routes(
+    app: web.Application, service: Service, bucket: Bucket | None, *, auth: bool
+) -> None:
+    """Serve the dashboard of ``service`` (and ``bucket``), behind credentials when ``auth``."""
+    board = _Dashboard(service, bucket, auth=auth)
+    guarded = board.guarded
+    app.router.add_get("/", _to_dashboard)
+    app.router.add_get(DASHBOARD_PATH.rstrip("/"), _to_dashboard)
+    app.router.add_get(DASHBOARD_PATH, guarded(board.page))
+    app.router.add_get(DASHBOARD_PATH + "api/state", guarded(board.state_json))
+    app.router.add_put(DASHBOARD_PATH + "api/faults", guarded(board.put_faults))
+    app.router.add_get(DASHBOARD_PATH + "events", guarded(board.events))
+    app.router.add_get(DASHBOARD_PATH + "static/{name}", guarded(board.static))
+    app.router.add_get(DASHBOARD_PATH + "portraits/{job_id}", guarded(board.portrait))
+    app.router.add_get(DASHBOARD_PATH + "objects/{key:.+}", guarded(board.stored_object))
