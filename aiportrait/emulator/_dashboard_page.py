@@ -95,6 +95,8 @@ def thumb(url: Any, alt: str) -> str:
 def job_row(job: Mapping[str, Any]) -> str:
     inputs = [thumb(url, f"photo {i + 1}") for i, url in enumerate(job.get("photos") or ())]
     inputs.append(thumb(job.get("template"), "template"))
+    if job.get("photo_count"):
+        inputs.append(el("span", {"class": "tag"}, text(f"{job['photo_count']} photos")))
     for key in ("model_id", "mode"):
         if job.get(key):
             inputs.append(el("span", {"class": "tag"}, text(f"{key}: {job[key]}")))

@@ -47,6 +47,7 @@
   function jobRow(job) {
     const inputs = (job.photos || []).map((url, i) => thumb(url, "photo " + (i + 1)));
     inputs.push(thumb(job.template, "template"));
+    if (job.photo_count) inputs.push(el("span", { class: "tag" }, job.photo_count + " photos"));
     for (const key of ["model_id", "mode"]) {
       if (job[key]) inputs.push(el("span", { class: "tag" }, key + ": " + job[key]));
     }
