@@ -16,7 +16,9 @@ of both; each round gives a ratio with / without, and the median of the ratios i
 The emulator's process is pinned to the first CPU and the browser's to the last (``--no-pin``
 to turn it off), so the figure is the emulator's own cost of a dashboard (the events it records
 and sends) rather than the browser competing for its CPU; the page counts the request events it
-applied, printed beside the figure. Written to ``benchmarks/results/dashboard_load.json``.
+received, printed beside the figures. This process's CPU time per request (the emulator's and
+the load generator's) is measured too: it moves less than the rate with whatever else the
+machine runs. Written to ``benchmarks/results/dashboard_load.json``.
 """
 
 from __future__ import annotations
@@ -42,13 +44,16 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 from tests._chromium import launch_options  # noqa: E402  (how the browser tests launch it)
 
-#: Installed in the page by the helper: counts the rows the page added to its requests table.
-COUNT_ROWS = """() => {
-  window.requestRows = 0;
-  new MutationObserver((records) => {
-    for (const r of records) window.requestRows += r.addedNodes.length;
-  }).observe(document.querySelector("#requests tbody"), {childList: true});
-}"""
+#: Installed in the page by the helper: counts the request events the page's stream received.
+COUNT_EVENTS = """
+window.requestEvents = 0;
+window.EventSource = class extends window.EventSource {
+  constructor(...args) {
+    super(...args);
+    this.addEventListener("request", () => { window.requestEvents += 1; });
+  }
+};
+"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +79,7 @@ def _cpus() -> list[int]:
 
 def browser_main(url: str, pin: bool) -> int:
     """The helper: reads ``open`` / ``away`` / ``quit`` lines on stdin, answers each with one
-    line (``live``, the request rows the page applied while open, ``bye``)."""
+    line (``live``, the request events the page received while open, ``bye``)."""
     from tempfile import TemporaryDirectory
 
     from playwright.sync_api import expect, sync_playwright
@@ -87,16 +92,17 @@ def browser_main(url: str, pin: bool) -> int:
         sync_playwright() as pw,
     ):
         context = pw.chromium.launch_persistent_context(profile, **launch_options())
+        context.add_init_script(COUNT_EVENTS)
         page = context.new_page()
         for line in sys.stdin:
             command = line.strip()
             if command == "open":
                 page.goto(url)
                 expect(page.get_by_test_id("live")).to_have_text("live", timeout=30_000)
-                page.evaluate(COUNT_ROWS)
+                page.evaluate("window.requestEvents = 0")
                 answer = "live"
             elif command == "away":
-                answer = str(page.evaluate("window.requestRows || 0"))
+                answer = str(page.evaluate("window.requestEvents"))
                 page.goto("about:blank")
             else:
                 break
@@ -133,8 +139,17 @@ class Browser:
 # -- the load --------------------------------------------------------------------------------------
 
 
-async def load(emu: Emulator, client: aiohttp.ClientSession, sizes: Sizes, job_id: int) -> float:
-    """Requests per second answered 200 by ``concurrency`` closed-loop clients."""
+@dataclasses.dataclass(frozen=True)
+class Window:
+    """One candidate's window: requests per second answered 200, and this process's CPU time
+    (the emulator's and the load generator's) per request."""
+
+    rps: float
+    cpu_us: float
+
+
+async def load(emu: Emulator, client: aiohttp.ClientSession, sizes: Sizes, job_id: int) -> Window:
+    """``concurrency`` closed-loop clients querying one job for ``window`` seconds."""
     path = f"/api/v1/async_jobs/{job_id}"
     headers = {"Authorization": emu.authorization("GET", path, b"")}
     url = emu.url + path
@@ -150,9 +165,10 @@ async def load(emu: Emulator, client: aiohttp.ClientSession, sizes: Sizes, job_i
                     raise SystemExit(f"dashboard_load: {path} answered {response.status}")
                 done += 1
 
-    start = time.monotonic()
+    start, cpu = time.monotonic(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(sizes.concurrency)))
-    return done / (time.monotonic() - start)
+    cpu = time.process_time() - cpu
+    return Window(done / (time.monotonic() - start), cpu / max(1, done) * 1e6)
 
 
 async def run(sizes: Sizes, *, pin: bool = True) -> dict[str, Any]:
@@ -177,39 +193,49 @@ async def run(sizes: Sizes, *, pin: bool = True) -> dict[str, Any]:
                     before = emu.counters.job_polls
                     with_page = await load(emu, client, sizes, job_id)
                     polls = emu.counters.job_polls - before
-                    rows = int(await browser.ask("away"))
+                    events = int(await browser.ask("away"))
                     rounds.append(
                         {
-                            "without_rps": round(without, 1),
-                            "with_rps": round(with_page, 1),
-                            "ratio": round(with_page / without, 4),
+                            "without_rps": round(without.rps, 1),
+                            "with_rps": round(with_page.rps, 1),
+                            "ratio": round(with_page.rps / without.rps, 4),
+                            "without_cpu_us": round(without.cpu_us, 1),
+                            "with_cpu_us": round(with_page.cpu_us, 1),
+                            "cpu_ratio": round(with_page.cpu_us / without.cpu_us, 4),
                             "requests_with": polls,
-                            "rows_applied_by_page": rows,
+                            "events_received_by_page": events,
                         }
                     )
         finally:
             await browser.close()
-    ratios = [r["ratio"] for r in rounds]
+    return {"rounds": rounds, **_medians(rounds, "ratio"), **_medians(rounds, "cpu_ratio")}
+
+
+def _medians(rounds: list[dict[str, Any]], key: str) -> dict[str, float]:
+    values = [r[key] for r in rounds]
     return {
-        "rounds": rounds,
-        "median_ratio": round(statistics.median(ratios), 4),
-        "min_ratio": min(ratios),
-        "max_ratio": max(ratios),
-        "median_without_rps": round(statistics.median(r["without_rps"] for r in rounds), 1),
-        "median_with_rps": round(statistics.median(r["with_rps"] for r in rounds), 1),
+        f"median_{key}": round(statistics.median(values), 4),
+        f"min_{key}": min(values),
+        f"max_{key}": max(values),
     }
 
 
 def report(results: dict[str, Any]) -> None:
-    print(f"{'round':>5}{'without rps':>13}{'with rps':>10}{'ratio':>8}{'events applied':>16}")
-    for i, r in enumerate(results["rounds"], 1):
-        applied = f"{r['rows_applied_by_page']}/{r['requests_with']}"
-        print(f"{i:>5}{r['without_rps']:>13}{r['with_rps']:>10}{r['ratio']:>8.3f}{applied:>16}")
     print(
-        f"median: {results['median_without_rps']} rps without, {results['median_with_rps']} "
-        f"with the dashboard open; with / without {results['median_ratio']:.3f} "
-        f"(min {results['min_ratio']:.3f}, max {results['max_ratio']:.3f})"
+        f"{'round':>5}{'rps without':>13}{'with':>8}{'ratio':>8}"
+        f"{'CPU us/request without':>24}{'with':>8}{'ratio':>8}{'events received':>17}"
     )
+    for i, r in enumerate(results["rounds"], 1):
+        received = f"{r['events_received_by_page']}/{r['requests_with']}"
+        print(
+            f"{i:>5}{r['without_rps']:>13}{r['with_rps']:>8}{r['ratio']:>8.3f}"
+            f"{r['without_cpu_us']:>24}{r['with_cpu_us']:>8}{r['cpu_ratio']:>8.3f}{received:>17}"
+        )
+    for key, what in (("ratio", "requests/second"), ("cpu_ratio", "CPU per request")):
+        print(
+            f"{what}, with the dashboard open / without: median {results['median_' + key]:.3f}"
+            f" (min {results['min_' + key]:.3f}, max {results['max_' + key]:.3f})"
+        )
 
 
 def _commit() -> str:

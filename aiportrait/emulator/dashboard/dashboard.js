@@ -170,9 +170,7 @@
       upsert($("#objects ul"), `li[data-key="${key(obj.key)}"]`, objectItem(obj), KEEP.objects);
     },
     request(req) {
-      const body = $("#requests tbody");
-      body.prepend(requestRow(req));
-      while (body.children.length > KEEP.requests) body.lastElementChild.remove();
+      requests([req]);
     },
     charges(data) {
       if (data.counters) $("#counters").replaceChildren(...counterItems(data.counters));
@@ -195,6 +193,13 @@
     },
   };
 
+  // Requests, oldest first, put on top of the table (only the last ones kept are built).
+  function requests(list) {
+    const body = $("#requests tbody");
+    body.prepend(...list.slice(-KEEP.requests).reverse().map(requestRow));
+    while (body.children.length > KEEP.requests) body.lastElementChild.remove();
+  }
+
   // The whole state (after a (re)connection): lists oldest first, so the newest ends on top.
   function applyState(state) {
     apply.charges(state);
@@ -202,7 +207,7 @@
     for (const name of ["job", "portrait", "object"]) {
       for (const item of (state[name + "s"] || []).slice().reverse()) apply[name](item);
     }
-    $("#requests tbody").replaceChildren(...(state.requests || []).map(requestRow));
+    $("#requests tbody").replaceChildren(...(state.requests || []).map(requestRow));  // newest first
   }
 
   // -- the stream ----------------------------------------------------------------------------------
@@ -213,26 +218,45 @@
     badge.dataset.live = live ? "yes" : "no";
   }
 
+  // Events are applied in batches, at most every FLUSH_MS: a busy emulator sends hundreds of
+  // requests a second, and only the last ones of a batch are built. A job's states are still
+  // applied one after the other, in order.
+  const FLUSH_MS = 100;
+
   function connect() {
     const source = new EventSource(BASE + "/events");
-    let pending = null;  // events that arrive while the state is being read, applied after it
+    let queued = [];
+    let loading = false;  // the state is being read: events wait until it is applied
+    let timer = null;
+
+    function flush() {
+      timer = null;
+      if (loading) return;
+      const batch = queued;
+      queued = [];
+      const reqs = [];
+      for (const [name, data] of batch) {
+        if (name === "request") reqs.push(data);
+        else apply[name](data);
+      }
+      if (reqs.length) requests(reqs);
+    }
+
     source.addEventListener("hello", async () => {
-      pending = [];
+      loading = true;
       try {
         const answer = await fetch(BASE + "/api/state", { headers: { Accept: "application/json" } });
         if (answer.ok) applyState(await answer.json());
       } finally {
-        const later = pending;
-        pending = null;
-        for (const [name, data] of later) apply[name](data);
+        loading = false;
+        flush();
         setLive(source.readyState === EventSource.OPEN);
       }
     });
     for (const name of Object.keys(apply)) {
       source.addEventListener(name, (event) => {
-        const data = JSON.parse(event.data);
-        if (pending) pending.push([name, data]);
-        else apply[name](data);
+        queued.push([name, JSON.parse(event.data)]);
+        if (timer === null) timer = setTimeout(flush, FLUSH_MS);
       });
     }
     source.addEventListener("resync", () => setLive(false));
