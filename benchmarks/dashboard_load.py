@@ -77,9 +77,31 @@ def _cpus() -> list[int]:
 # -- the browser's process -------------------------------------------------------------------------
 
 
+def _tree_cpu(root: int) -> float:
+    """CPU seconds used so far by the processes below ``root`` (chromium's, through Playwright's
+    driver), from ``/proc``; 0 where there is none."""
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = entry.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        stats[int(entry.parent.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])))
+    below, found = {root}, True
+    while found:
+        found = False
+        for pid, (parent, _) in stats.items():
+            if parent in below and pid not in below:
+                below.add(pid)
+                found = True
+    ticks = sum(stats[pid][1] for pid in below - {root} if pid in stats)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def browser_main(url: str, pin: bool) -> int:
     """The helper: reads ``open`` / ``away`` / ``quit`` lines on stdin, answers each with one
-    line (``live``, the request events the page received while open, ``bye``)."""
+    line (``live``; the request events the page received while open and the browser's CPU
+    seconds meanwhile; ``bye``)."""
     from tempfile import TemporaryDirectory
 
     from playwright.sync_api import expect, sync_playwright
@@ -94,15 +116,18 @@ def browser_main(url: str, pin: bool) -> int:
         context = pw.chromium.launch_persistent_context(profile, **launch_options())
         context.add_init_script(COUNT_EVENTS)
         page = context.new_page()
+        cpu = 0.0
         for line in sys.stdin:
             command = line.strip()
             if command == "open":
                 page.goto(url)
                 expect(page.get_by_test_id("live")).to_have_text("live", timeout=30_000)
                 page.evaluate("window.requestEvents = 0")
+                cpu = _tree_cpu(os.getpid())
                 answer = "live"
             elif command == "away":
-                answer = str(page.evaluate("window.requestEvents"))
+                events = page.evaluate("window.requestEvents")
+                answer = f"{events} {_tree_cpu(os.getpid()) - cpu:.2f}"
                 page.goto("about:blank")
             else:
                 break
@@ -193,7 +218,7 @@ async def run(sizes: Sizes, *, pin: bool = True) -> dict[str, Any]:
                     before = emu.counters.job_polls
                     with_page = await load(emu, client, sizes, job_id)
                     polls = emu.counters.job_polls - before
-                    events = int(await browser.ask("away"))
+                    events, browser_cpu = (await browser.ask("away")).split()
                     rounds.append(
                         {
                             "without_rps": round(without.rps, 1),
@@ -203,7 +228,8 @@ async def run(sizes: Sizes, *, pin: bool = True) -> dict[str, Any]:
                             "with_cpu_us": round(with_page.cpu_us, 1),
                             "cpu_ratio": round(with_page.cpu_us / without.cpu_us, 4),
                             "requests_with": polls,
-                            "events_received_by_page": events,
+                            "events_received_by_page": int(events),
+                            "browser_cpu_share": round(float(browser_cpu) / sizes.window, 2),
                         }
                     )
         finally:
@@ -222,14 +248,15 @@ def _medians(rounds: list[dict[str, Any]], key: str) -> dict[str, float]:
 
 def report(results: dict[str, Any]) -> None:
     print(
-        f"{'round':>5}{'rps without':>13}{'with':>8}{'ratio':>8}"
-        f"{'CPU us/request without':>24}{'with':>8}{'ratio':>8}{'events received':>17}"
+        f"{'round':>5}{'rps without':>12}{'with':>7}{'ratio':>7}{'CPU us/req without':>19}"
+        f"{'with':>6}{'ratio':>7}{'events received':>16}{'browser CPU':>12}"
     )
     for i, r in enumerate(results["rounds"], 1):
         received = f"{r['events_received_by_page']}/{r['requests_with']}"
         print(
-            f"{i:>5}{r['without_rps']:>13}{r['with_rps']:>8}{r['ratio']:>8.3f}"
-            f"{r['without_cpu_us']:>24}{r['with_cpu_us']:>8}{r['cpu_ratio']:>8.3f}{received:>17}"
+            f"{i:>5}{r['without_rps']:>12.0f}{r['with_rps']:>7.0f}{r['ratio']:>7.3f}"
+            f"{r['without_cpu_us']:>19.0f}{r['with_cpu_us']:>6.0f}{r['cpu_ratio']:>7.3f}"
+            f"{received:>16}{r['browser_cpu_share']:>12.2f}"
         )
     for key, what in (("ratio", "requests/second"), ("cpu_ratio", "CPU per request")):
         print(

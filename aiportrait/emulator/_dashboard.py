@@ -25,7 +25,7 @@ from importlib import resources
 
 from aiohttp import web
 
-from ._activity import DASHBOARD_PATH, Activity, iso_time
+from ._activity import DASHBOARD_PATH, REQUESTS_KEPT, Activity, iso_time
 from ._auth import basic_auth_app
 from ._bucket import Bucket
 from ._dashboard_page import render_page
@@ -84,6 +84,21 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 def _event(name: str, data: str) -> bytes:
     return f"event: {name}\ndata: {data}\n\n".encode()
+
+
+def _latest(events: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``events`` without the ``request`` ones older than the last :data:`REQUESTS_KEPT` (the
+    page shows no more than those): a busy moment costs the stream and the page no more."""
+    extra = sum(name == "request" for name, _ in events) - REQUESTS_KEPT
+    if extra <= 0:
+        return events
+    kept = []
+    for name, data in events:
+        if name == "request" and extra > 0:
+            extra -= 1
+        else:
+            kept.append((name, data))
+    return kept
 
 
 class _Dashboard:
@@ -168,7 +183,7 @@ class _Dashboard:
                     await response.write(_event("resync", "{}"))
                     break
                 if events:
-                    await response.write(b"".join(_event(n, d) for n, d in events))
+                    await response.write(b"".join(_event(n, d) for n, d in _latest(events)))
                     await asyncio.sleep(FLUSH_EVERY)  # the events of the next moment, in one write
                 elif not subscriber.closed:
                     await response.write(b": keepalive\n\n")
