@@ -164,7 +164,7 @@ async def test_portraits_and_a_duplicate_charge(
     async with emu.session() as session:
         with pytest.warns(PhotoCountWarning):
             training = await session.train(photos)
-            model_id = (await session.wait(training)).model_id
+        model_id = (await session.wait(training)).model_id
         trained = page.locator(f'#jobs tbody tr[data-job-id="{training.job_id}"]')
         await expect(trained.locator("td.thumbs img")).to_have_count(2)  # the photos it took
         first = await session.create(model_id, template)
