@@ -3,7 +3,6 @@ the web process and of the worker loses nothing."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -17,24 +16,9 @@ from aiportrait import temporal as at
 from aiportrait.emulator import Emulator
 
 from ._examples import example
+from ._sse import sse_events as _events
 
 web_temporal = example("web_temporal")
-
-
-async def _events(response: Any) -> Any:
-    """Yield (event, data) from an SSE response, and ``("comment", text)`` for comments."""
-    event = None
-    while True:
-        raw = await response.content.readline()
-        if not raw:
-            return
-        line = raw.decode().rstrip("\n")
-        if line.startswith(":"):
-            yield "comment", line[1:].strip()
-        elif line.startswith("event: "):
-            event = line[len("event: ") :]
-        elif line.startswith("data: "):
-            yield event, json.loads(line[len("data: ") :])
 
 
 async def test_a_training_streams_across_restarts_of_the_web_process_and_the_worker(

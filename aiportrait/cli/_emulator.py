@@ -19,7 +19,7 @@ from ._exit import EXIT_OK, UsageError
 from ._options import POSITIVE, Common, port_option, shared, stop_event, train_seconds_option
 
 if TYPE_CHECKING:
-    from ..emulator import Emulator
+    from ..emulator import Counters, Emulator
 
 __all__ = ["DEFAULT_PORT", "emulator"]
 
@@ -54,11 +54,24 @@ def _banner(emu: Emulator, *, token_given: bool) -> list[str]:
         data = f"data: {emu.data_dir} (models, jobs and credentials.json kept across restarts)"
     else:
         data = f"data: {emu.data_dir} (temporary, removed on stop)"
+    needs = " (HTTP Basic: an AppId and its token)" if emu.dashboard_auth else ""
     return [
         f"aiportrait emulator on {emu.url} ({BANNER})",
         f"export {exports}",
         f"{data}; stop with Ctrl-C",
+        f"dashboard: {emu.dashboard_url}{needs}",
     ]
+
+
+def _summary(counters: Counters) -> str:
+    """The line printed at stop: what the emulator did (a charged duplicate is a training or
+    creation body processed again, each time after the first)."""
+    duplicates = sum(n - 1 for n in counters.charged_duplicates().values())
+    return (
+        f"aiportrait emulator stopped: {counters.requests} requests, "
+        f"{counters.trainings} trainings, {counters.creations} creations, "
+        f"{duplicates} charged duplicates, {sum(counters.faults.values())} faults fired"
+    )
 
 
 _FAULTS: Final = {
@@ -145,6 +158,12 @@ def _old_host(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     help="seconds an X-Request-Time may differ from now",
 )
 @click.option(
+    "--dashboard-auth/--no-dashboard-auth",
+    default=None,
+    help="whether the dashboard asks for an AppId and its token (HTTP Basic) "
+    "[default: only when --bind is not loopback]",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
     default="WARNING",
@@ -179,6 +198,7 @@ def emulator(
     read_timeout: float,
     max_request_pixels: int,
     time_skew: float,
+    dashboard_auth: bool | None,
     log_level: str,
     paths: tuple[str, ...],
     **faults: Any,
@@ -208,6 +228,7 @@ def emulator(
             time_skew=time_skew,
             read_timeout=read_timeout,
             max_request_pixels=max_request_pixels,
+            dashboard_auth=dashboard_auth,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -219,13 +240,14 @@ def emulator(
                 for line in _banner(emu, token_given=token is not None):
                     common.out.line(line)
                 await stop.wait()
+                summary = _summary(emu.counters)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise StartError(
                     f"port {port} on {bind} is taken; pass --port 0 for a free one or another port"
                 ) from None
             raise StartError(f"cannot start: {exc}") from None
-        common.out.line("aiportrait emulator stopped")
+        common.out.line(summary)
         return EXIT_OK
 
     return common.run("emulator", run)

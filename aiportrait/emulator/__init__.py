@@ -28,6 +28,14 @@ Calls
     presigned query) with an AppId as access key id and its token as secret; errors are OSS's XML
     (``SignatureDoesNotMatch`` 403, ``AccessDenied`` "Request has expired.", ``NoSuchKey``).
 
+Dashboard
+    ``GET /`` redirects to ``/_dashboard/``: a page of the jobs, portraits, bucket objects,
+    charges per app (with the charged bodies that arrived twice), fault settings (changeable)
+    and the last requests, live; ``/_dashboard/api/state`` is its JSON twin and
+    ``/_dashboard/events`` its server-sent events (``docs/guides/dashboard.md``). Open on
+    loopback; on any other address every ``/_dashboard`` path needs HTTP Basic with an AppId
+    and its token (``dashboard_auth``).
+
 Images
     ``data:`` URLs; ``file://`` under ``file_root``; http(s) from loopback hosts only unless
     ``allow_remote``. A URL the emulator may not fetch counts as undecodable (check verdict 2;

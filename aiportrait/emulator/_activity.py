@@ -10,10 +10,7 @@ request keeps its path without the query, a charged body only a short SHA-256 di
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
-import datetime
 import hashlib
 import itertools
 import json
@@ -22,29 +19,17 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 from ._auth import AppConfig
 from ._bucket import StoredObject
+from ._dashboard_events import Subscriber
+from ._dashboard_records import JobRecord, iso_time, object_url, portrait_url
 from ._faults import Counters, Faults, faults_json
 from ._wire import CREATE_PATH, TRAIN_PATH
 from ._work import JPEG_MAGIC
 
-__all__ = [
-    "DASHBOARD_PATH",
-    "JOBS_KEPT",
-    "REQUESTS_KEPT",
-    "SUBSCRIBER_LIMIT",
-    "Activity",
-    "JobRecord",
-    "creation_mode",
-    "Subscriber",
-    "iso_time",
-    "object_url",
-]
+__all__ = ["JOBS_KEPT", "REQUESTS_KEPT", "Activity"]
 
-#: Where the dashboard lives on the emulator.
-DASHBOARD_PATH = "/_dashboard/"
 JOBS_KEPT = 200
 PORTRAITS_KEPT = 200
 OBJECTS_SHOWN = 200
@@ -52,128 +37,19 @@ REQUESTS_KEPT = 100
 DUPLICATES_KEPT = 200
 #: Most bytes of created images kept for the gallery (the oldest go first).
 PORTRAIT_BYTES_KEPT = 64 * 1024 * 1024
-#: Events a subscriber may have waiting; one more and it is told to resync.
-SUBSCRIBER_LIMIT = 1000
 DIGEST_CHARS = 12
 _CHARGED_PATHS = (TRAIN_PATH, CREATE_PATH)
 
 
-def iso_time(seconds: float | None) -> str | None:
-    """``seconds`` since the epoch as ISO 8601 UTC with milliseconds (``...Z``)."""
-    if seconds is None:
-        return None
-    moment = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def object_url(key: str) -> str:
-    """Where the dashboard serves the bucket object ``key``."""
-    return f"{DASHBOARD_PATH}objects/{quote(key)}"
-
-
-def portrait_url(job_id: str) -> str:
-    """Where the dashboard serves the image a creation made."""
-    return f"{DASHBOARD_PATH}portraits/{job_id}"
-
-
-def creation_mode(model: str, *, t2i: bool, reference: bool, group: bool) -> str:
-    """How a creation was asked for, as the dashboard shows it (with the model name, if any)."""
-    kind = (
-        "text-to-image" if t2i else "reference" if reference else "group" if group else "template"
-    )
-    return ", ".join(filter(None, (kind, model)))
-
-
-@dataclass(slots=True)
-class JobRecord:
-    """One training or creation as the dashboard shows it."""
-
-    job_id: str
-    kind: str  # "train" or "create"
-    app_id: str
-    created: float  # wall clock
-    started: float  # monotonic, for the duration
-    state: str = "queued"
-    ended: float | None = None
-    duration: float | None = None
-    photos: list[str] = dataclasses.field(default_factory=list)
-    photo_count: int = 0
-    template: str | None = None
-    model_id: str | None = None
-    mode: str | None = None
-    result: str | None = None
-    error: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """The job object of the twin."""
-        return {
-            "job_id": self.job_id,
-            "kind": self.kind,
-            "app_id": self.app_id,
-            "state": self.state,
-            "created_at": iso_time(self.created),
-            "ended_at": iso_time(self.ended),
-            "duration": self.duration,
-            "photos": self.photos,
-            "photo_count": self.photo_count,
-            "template": self.template,
-            "model_id": self.model_id,
-            "mode": self.mode,
-            "result": self.result,
-            "error": self.error,
-        }
-
-
 @dataclass(slots=True)
 class _Seen:
-    """A charged body's first and last arrival (its count is the Counters' fingerprint)."""
+    """A charged body that arrived again: its digest, its last app, its first and last arrival
+    (how many times: its count in :attr:`Counters.fingerprints`)."""
 
     digest: str
     app_id: str
     first: float
     last: float
-
-
-class Subscriber:
-    """One open event stream: the encoded events waiting for it, at most ``limit``.
-
-    :meth:`offer` never blocks; a subscriber that has ``limit`` events waiting drops them all
-    and is marked :attr:`behind` (its stream is told to resync and ends).
-    """
-
-    def __init__(self, limit: int = SUBSCRIBER_LIMIT) -> None:
-        self._limit = limit
-        self._events: deque[tuple[str, str]] = deque()
-        self._ready = asyncio.Event()
-        self.behind = False
-        self.closed = False
-
-    def offer(self, name: str, data: str) -> None:
-        """Queue one event (``data``: its JSON text), or mark the subscriber behind."""
-        if self.behind or self.closed:
-            return
-        if len(self._events) >= self._limit:
-            self.behind = True
-            self._events.clear()
-        else:
-            self._events.append((name, data))
-        self._ready.set()
-
-    def close(self) -> None:
-        """End the stream (the emulator is stopping)."""
-        self.closed = True
-        self._ready.set()
-
-    async def next_events(self, timeout: float) -> list[tuple[str, str]]:
-        """The events queued since the last call, waiting up to ``timeout`` seconds for one
-        (none when the time passed, or the subscriber is behind or closed)."""
-        if not self._events and not self.behind and not self.closed:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._ready.wait(), timeout)
-        self._ready.clear()
-        events = list(self._events)
-        self._events.clear()
-        return events
 
 
 class Activity:
@@ -202,8 +78,8 @@ class Activity:
         self._image_bytes = 0
         self._requests: deque[dict[str, Any]] = deque(maxlen=REQUESTS_KEPT)
         self._charged: dict[str, list[int]] = {}  # app id -> [trainings, creations]
-        self._seen: dict[tuple[str, str], _Seen] = {}
-        self._duplicates: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._first: dict[tuple[str, str], float] = {}  # each charged body's first arrival
+        self._duplicates: OrderedDict[tuple[str, str], _Seen] = OrderedDict()
         self._creations = itertools.count(1)
         self._subscribers: set[Subscriber] = set()
 
@@ -324,10 +200,11 @@ class Activity:
 
     # -- requests and charged bodies ------------------------------------------------------------
 
-    def charged(self, app_id: str, path: str) -> None:
-        """A call to ``path`` was charged to ``app_id`` (it passed the signature and quota)."""
+    def charged(self, app_id: str, path: str, calls: int = 1) -> None:
+        """A call to ``path`` was charged to ``app_id`` (it passed the signature and quota);
+        ``calls=-1``: it was given back (the emulator failed)."""
         if path in _CHARGED_PATHS:
-            self._charged.setdefault(app_id, [0, 0])[path == CREATE_PATH] += 1
+            self._charged.setdefault(app_id, [0, 0])[path == CREATE_PATH] += calls
             self._publish("charges", self.charges)
 
     def request(
@@ -358,14 +235,15 @@ class Activity:
             return
         key = (path, fingerprint)
         now = self._clock()
-        seen = self._seen.get(key)
-        if seen is None:
-            digest = hashlib.sha256(raw).hexdigest()[:DIGEST_CHARS]
-            self._seen[key] = _Seen(digest, app_id, now, now)
+        first = self._first.get(key)
+        if first is None:
+            self._first[key] = now
             return
+        seen = self._duplicates.pop(key, None)  # put back last: the newest duplicate
+        if seen is None:  # the body arrives again: its digest, once
+            seen = _Seen(hashlib.sha256(raw).hexdigest()[:DIGEST_CHARS], app_id, first, now)
         seen.last, seen.app_id = now, app_id
-        self._duplicates[key] = None
-        self._duplicates.move_to_end(key)
+        self._duplicates[key] = seen
         if len(self._duplicates) > DUPLICATES_KEPT:
             self._duplicates.popitem(last=False)
         self._publish("charges", self.charges)
@@ -406,8 +284,7 @@ class Activity:
 
     def _duplicates_json(self) -> list[dict[str, Any]]:
         rows = []
-        for key in reversed(self._duplicates):
-            seen = self._seen[key]
+        for key, seen in reversed(self._duplicates.items()):
             rows.append(
                 {
                     "path": key[0],

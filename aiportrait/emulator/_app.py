@@ -42,6 +42,7 @@ from ._errors import (
     forget_traceback,
 )
 from ._faults import Fault
+from ._media import media_file
 from ._service import Service
 from ._wire import (
     BATCH_PATH_PREFIX,
@@ -52,7 +53,7 @@ from ._wire import (
     TRAIN_PATH,
 )
 
-__all__ = ["THROTTLED", "build_app", "envelope_bytes", "media_file"]
+__all__ = ["THROTTLED", "build_app", "envelope_bytes"]
 
 log = logging.getLogger("aiportrait.emulator")
 
@@ -61,9 +62,6 @@ THROTTLED = (429, "THROTTLING_ERROR", "too many requests")
 INJECTED_5XX = ("SERVICE_ERROR", "injected server error")
 NOT_FOUND = (404, "NOT_FOUND", "not found")
 METHOD_NOT_ALLOWED = (405, "METHOD_NOT_ALLOWED", "method not allowed")
-
-#: Longest file name served from ``serve_dir`` (the usual file system limit).
-MAX_MEDIA_NAME = 255
 
 Handler = Callable[[AppConfig, bytes, str, web.Request], Awaitable[dict[str, Any]]]
 
@@ -218,6 +216,7 @@ async def _answer(
         forget_traceback(exc)
         if charged is not None:  # the emulator failed: the call is not counted against the quota
             charged.used -= 1
+            service.activity.charged(charged.app_id, request.path, -1)
         status, code, message = INTERNAL_ERROR
         return status, envelope_bytes(request_id, code, message, {})
 
@@ -315,27 +314,6 @@ async def _job(app: AppConfig, raw: bytes, request_id: str, request: web.Request
 
 async def _batch(app: AppConfig, raw: bytes, request_id: str, request: web.Request) -> Any:
     return request.app[SERVICE_KEY].batch(app, _int_param(request, "batch_id"))
-
-
-def media_file(root: Path, name: str) -> Path | None:
-    """The path under ``root`` that the media name ``name`` stands for, or None when the name is
-    not one the emulator serves: empty, too long, a dot file, more than one path segment, a
-    control character, or a path (a symlink) leading out of ``root``. The file may not exist."""
-    if (
-        not name
-        or len(name) > MAX_MEDIA_NAME
-        or name.startswith(".")
-        or "/" in name
-        or "\\" in name
-        or any(ord(c) < 32 or ord(c) == 127 for c in name)
-    ):
-        return None
-    try:
-        path = (root / name).resolve()
-        inside = path.is_relative_to(root.resolve())
-    except (OSError, RuntimeError, ValueError):
-        return None
-    return path if inside else None
 
 
 async def _media(request: web.Request) -> web.StreamResponse:

@@ -25,10 +25,12 @@ from importlib import resources
 
 from aiohttp import web
 
-from ._activity import DASHBOARD_PATH, REQUESTS_KEPT, Activity, iso_time
+from ._activity import REQUESTS_KEPT, Activity
 from ._auth import basic_auth_app
 from ._bucket import Bucket
+from ._dashboard_events import sse_event
 from ._dashboard_page import render_page
+from ._dashboard_records import DASHBOARD_PATH, iso_time
 from ._faults import faults_from_json, faults_json
 from ._fetch import is_loopback_host
 from ._service import Service
@@ -82,10 +84,6 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return web.json_response({"error": message}, status=status, headers=headers)
 
 
-def _event(name: str, data: str) -> bytes:
-    return f"event: {name}\ndata: {data}\n\n".encode()
-
-
 def _latest(events: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """``events`` without the ``request`` ones older than the last :data:`REQUESTS_KEPT` (the
     page shows no more than those): a busy moment costs the stream and the page no more."""
@@ -114,9 +112,8 @@ class _Dashboard:
         """``handler`` behind the credentials, when they are needed."""
 
         async def route(request: web.Request) -> web.StreamResponse:
-            if self.auth and basic_auth_app(
-                self.service.apps, request.headers.get("Authorization")
-            ) is None:  # fmt: skip
+            credentials = request.headers.get("Authorization")
+            if self.auth and basic_auth_app(self.service.apps, credentials) is None:
                 return _error(401, "the dashboard needs an AppId and its token", _CHALLENGE)
             return await handler(request)
 
@@ -176,14 +173,14 @@ class _Dashboard:
         try:
             await response.prepare(request)
             hello = json.dumps({"started_at": iso_time(self.activity.started_at)})
-            await response.write(_event("hello", hello))
+            await response.write(sse_event("hello", hello))
             while not subscriber.closed:
                 events = await subscriber.next_events(KEEPALIVE)
                 if subscriber.behind:
-                    await response.write(_event("resync", "{}"))
+                    await response.write(sse_event("resync", "{}"))
                     break
                 if events:
-                    await response.write(b"".join(_event(n, d) for n, d in _latest(events)))
+                    await response.write(b"".join(sse_event(n, d) for n, d in _latest(events)))
                     await asyncio.sleep(FLUSH_EVERY)  # the events of the next moment, in one write
                 elif not subscriber.closed:
                     await response.write(b": keepalive\n\n")

@@ -12,22 +12,24 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from .._files import make_dir
 from .._session import Session
-from ._activity import DASHBOARD_PATH, Activity, object_url
-from ._app import build_app, media_file
+from ._activity import Activity
+from ._app import build_app
 from ._auth import AppConfig, signature
 from ._bucket import DEFAULT_BUCKET, Bucket
 from ._credentials import keep_credentials, kept_token
 from ._dashboard import needs_auth
+from ._dashboard_records import DASHBOARD_PATH
 from ._faults import Counters, FaultInjector, Faults, Hold
-from ._fetch import Fetcher, FetchPolicy, is_loopback_host
+from ._fetch import Fetcher, FetchPolicy
 from ._jobs import JobStore
+from ._media import dashboard_image, local_media
 from ._service import TRAIN_PREPROCESS_FAILED, Service
 from ._wire import CREATE_PATH
 from ._work import Worker
@@ -78,6 +80,10 @@ class Emulator:
     that time, or stays idle that long, is closed too); ``max_image_bytes`` and
     ``fetch_timeout`` per image download; ``max_pixels`` per image (from its header);
     ``max_request_pixels`` for all the photos one check or training decodes.
+
+    The dashboard (:attr:`dashboard_url`, ``docs/guides/dashboard.md``) is open when ``host`` is
+    a loopback address and needs HTTP Basic with an AppId and its token otherwise;
+    ``dashboard_auth`` True or False decides instead.
     """
 
     def __init__(
@@ -410,29 +416,9 @@ class Emulator:
         app = self._apps.get(access_key_id)
         return None if app is None else app.token
 
-    def _own_path(self, url: str) -> str | None:
-        """The path of ``url`` when it is one of this emulator's own (loopback, its port)."""
-        try:
-            parts = urlsplit(url)
-            port = parts.port
-        except ValueError:
-            return None
-        if port != self._port or not is_loopback_host(parts.hostname):
-            return None
-        return parts.path
-
     def _local_media(self, url: str) -> Path | None:
         """The file behind one of our own ``/media/`` URLs, read from disk instead of HTTP."""
-        path = self._own_path(url)
-        if self._serve_dir is None or path is None or not path.startswith("/media/"):
-            return None
-        return media_file(self._serve_dir, unquote(path[len("/media/") :]))
+        return local_media(url, self._port, self._serve_dir)
 
     def _dashboard_image(self, url: str) -> str | None:
-        """Where the dashboard's browser loads the input image ``url``: a file of ``serve_dir``
-        or an object of the bucket (without the presigned query), else None."""
-        path = self._own_path(url)
-        bucket = f"/{self._bucket.name}/"
-        if path is None or not path.startswith(("/media/", bucket)):
-            return None
-        return path if path.startswith("/media/") else object_url(unquote(path[len(bucket) :]))
+        return dashboard_image(url, self._port, self._bucket.name)

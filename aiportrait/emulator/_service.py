@@ -29,9 +29,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .._vision.limits import PixelBudget
 from .._vision.sources import Fetched, Unfetched
 from .._vision.verdicts import Verdict
-from ._activity import Activity, JobRecord, creation_mode
+from ._activity import Activity
 from ._auth import AppConfig
 from ._bodies import field_of, parse_body, str_list
+from ._dashboard_records import JobRecord, creation_mode
 from ._errors import BAD_BODY, INVALID_CREATE, ApiError
 from ._faults import FaultInjector, Hold
 from ._fetch import Fetcher, FetchError, describe_url

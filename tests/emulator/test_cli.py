@@ -89,6 +89,8 @@ def test_module_runs_and_stops_on_sigterm(tmp_path: Path) -> None:
             "AIPORTRAIT_APP_ID=cli-app",
             "AIPORTRAIT_TOKEN=cli-token",
         ]
+        assert proc.stdout.readline().startswith("data: ")
+        assert proc.stdout.readline() == f"dashboard: {url}/_dashboard/\n"
         status, body = _signed_get(url, "cli-app", "cli-token", "/api/v1/batch_jobs/1")
         assert (status, body["code"], body["data"]) == (200, "OK", {"jobs": []})
         status, body = _signed_get(url, "cli-app", "wrong", "/api/v1/batch_jobs/1")
@@ -102,7 +104,10 @@ def test_module_runs_and_stops_on_sigterm(tmp_path: Path) -> None:
             "aiportrait: warning: FutureWarning: emulator --host is now --bind "
             "(--host means the service's address)"
         ]
-        assert "stopped" in out
+        assert out.splitlines()[-1] == (  # the counters: three requests, the third one's fault
+            "aiportrait emulator stopped: 3 requests, 0 trainings, 0 creations, "
+            "0 charged duplicates, 1 faults fired"
+        )
         assert (tmp_path / "d" / "jobs.jsonl").exists()
     finally:
         if proc.poll() is None:
