@@ -43,7 +43,7 @@ KEEPALIVE = 15.0
 STATIC_FILES = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
 #: Seconds an event stream waits after a write, so that a busy emulator's events go out in a
 #: few writes a second rather than one per request.
-FLUSH_EVERY = 0.1
+FLUSH_EVERY = 0.25
 #: Faults PUT bodies larger than this are refused.
 MAX_FAULTS_BODY = 64 * 1024
 
