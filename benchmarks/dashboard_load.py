@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import dataclasses
 import datetime
-import json
 import os
 import statistics
 import subprocess
@@ -41,7 +40,9 @@ import aiohttp
 from aiportrait.emulator import Emulator
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+sys.path[:0] = [str(HERE), str(HERE.parent)]
+from _meta import commit, write_results  # noqa: E402
+
 from tests._chromium import launch_options  # noqa: E402  (how the browser tests launch it)
 
 #: Installed in the page by the helper: counts the request events the page's stream received.
@@ -265,16 +266,6 @@ def report(results: dict[str, Any]) -> None:
         )
 
 
-def _commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE
-        )
-    except OSError:
-        return "unknown"
-    return out.stdout.strip() or "unknown"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 rounds of 1 s")
@@ -292,15 +283,13 @@ def main(argv: list[str] | None = None) -> int:
     results = asyncio.run(run(sizes, pin=not args.no_pin))
     results["meta"] = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "commit": _commit(),
+        "commit": commit(),
         "sizes": dataclasses.asdict(sizes),
         "pinned": not args.no_pin,
         "seconds": round(time.monotonic() - started, 1),
     }
     report(results)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\n{results['meta']['seconds']} s; written to {args.json}")
+    write_results(results, args.json)
     return 0
 
 

@@ -20,7 +20,7 @@ from playwright.async_api import BrowserContext, Page, async_playwright, expect
 from aiportrait import RetryPolicy
 from aiportrait.emulator import Emulator, Faults
 from aiportrait.errors import ModelIdError, PhotoCountWarning, RateLimited
-from aiportrait.samples import SamplePhotos, sample_photos
+from aiportrait.samples import SamplePhotos
 from tests._chromium import CHROMIUM, MISSING, launch_options
 
 ONCE = RetryPolicy(attempts=1, charged_attempts=1)
@@ -59,9 +59,9 @@ RECORD_STATES = """() => {
 }"""
 
 
-@pytest.fixture(scope="module")
-def media(tmp_path_factory: pytest.TempPathFactory) -> SamplePhotos:
-    return sample_photos(tmp_path_factory.mktemp("media"))
+@pytest.fixture
+def media(sample_media: SamplePhotos) -> SamplePhotos:
+    return sample_media
 
 
 @pytest.fixture(scope="module")

@@ -4,24 +4,16 @@ candidates, and the page receiving the request events."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "dashboard_load.py"
+from tests._benchmarks import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def dashboard_load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("dashboard_load", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["dashboard_load"] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("dashboard_load")
 
 
 async def test_the_smallest_run_reports_both_candidates(dashboard_load: ModuleType) -> None:
