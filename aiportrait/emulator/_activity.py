@@ -138,7 +138,7 @@ class Activity:
 
     def creation(self, app_id: str) -> JobRecord:
         """A creation started (running); fill in its inputs, then call :meth:`created` or
-        :meth:`ended`."""
+        :meth:`moved`."""
         job_id = f"c{next(self._creations)}"
         record = JobRecord(job_id, "create", app_id, self._clock(), time.monotonic(), "running")
         self._add_job(record)
@@ -161,10 +161,10 @@ class Activity:
         """A training moved to ``state`` ("running", "succeeded" or "failed")."""
         record = self._jobs.get(str(job_id))
         if record is not None:
-            self.ended(record, state, error)
+            self.moved(record, state, error)
 
-    def ended(self, record: JobRecord, state: str, error: str | None = None) -> None:
-        """A job changed state (to an end state: its time and duration are kept)."""
+    def moved(self, record: JobRecord, state: str, error: str | None = None) -> None:
+        """A job moved to ``state`` (to an end state: its time and duration are kept)."""
         record.state = state
         record.error = error
         if state in ("succeeded", "failed"):
@@ -191,7 +191,7 @@ class Activity:
             "created_at": iso_time(self._clock()),
         }
         self._portraits.append(portrait)
-        self.ended(record, "succeeded")
+        self.moved(record, "succeeded")
         self._publish("portrait", lambda: portrait)
 
     def portrait(self, job_id: str) -> tuple[bytes, str] | None:

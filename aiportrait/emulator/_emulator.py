@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import secrets
 import shutil
 import tempfile
@@ -15,7 +14,6 @@ from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 
 from .._files import make_dir
 from .._session import Session
@@ -28,6 +26,7 @@ from ._dashboard import needs_auth
 from ._dashboard_records import DASHBOARD_PATH
 from ._faults import Counters, FaultInjector, Faults, Hold
 from ._fetch import Fetcher, FetchPolicy
+from ._http_log import http_log
 from ._jobs import JobStore
 from ._media import dashboard_image, local_media
 from ._service import TRAIN_PREPROCESS_FAILED, Service
@@ -37,29 +36,6 @@ from ._work import Worker
 __all__ = ["DEFAULT_APP_ID", "Emulator"]
 
 DEFAULT_APP_ID = "local-app"
-
-log = logging.getLogger("aiportrait.emulator")
-
-
-class _ClientErrors(logging.Filter):
-    """aiohttp logs a request it cannot parse (bad headers, a broken chunked body) at ERROR with a
-    traceback; that is the client's doing, answered 400: one INFO line, no traceback."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if not isinstance(exc, HttpProcessingError) or not 400 <= (exc.code or 500) < 500:
-            return True
-        if not log.isEnabledFor(logging.INFO):
-            return False
-        record.msg, record.args = "%s: %s", (record.getMessage(), exc.message.strip())
-        record.levelno, record.levelname = logging.INFO, "INFO"
-        record.exc_info = record.exc_text = None
-        return True
-
-
-#: The logger of the emulator's HTTP server (aiohttp's own messages about connections).
-_http_log = logging.getLogger("aiportrait.emulator.http")
-_http_log.addFilter(_ClientErrors())
 
 
 class Emulator:
@@ -189,7 +165,7 @@ class Emulator:
         runner = web.AppRunner(
             app,
             access_log=None,
-            logger=_http_log,
+            logger=http_log,
             handle_signals=False,
             shutdown_timeout=1.0,
             # Bodies are never inflated (a compressed body is refused): no zip bomb to open.

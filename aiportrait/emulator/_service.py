@@ -315,10 +315,10 @@ class Service:
             image = await self._create(app, raw, record)
         except ApiError as exc:
             self.counters.create_errors += 1
-            self.activity.ended(record, "failed", exc.message)
+            self.activity.moved(record, "failed", exc.message)
             raise
         except BaseException:
-            self.activity.ended(record, "failed", "not finished: the emulator failed or stopped")
+            self.activity.moved(record, "failed", "not finished: the emulator failed or stopped")
             raise
         self.counters.creations += 1
         self.activity.created(record, image)
