@@ -295,3 +295,35 @@ async def test_server_text_is_shown_as_text(
         await expect(row).to_contain_text(markup)
         assert await shown.locator('#jobs img[src="x"]').count() == 0
     assert await page.evaluate("window.pwned") is None
+
+
+#: Records every text the live indicator shows (installed in the page by the tests).
+RECORD_LIVE = """() => {
+  const badge = document.querySelector("[data-testid=live]");
+  window.liveTexts = [badge.textContent];
+  new MutationObserver(() => window.liveTexts.push(badge.textContent))
+    .observe(badge, {childList: true, characterData: true, subtree: true});
+}"""
+
+
+async def test_a_page_that_fell_behind_reads_the_state_again(
+    browser: BrowserContext, emu: Emulator
+) -> None:
+    page = await open_dashboard(browser, emu)
+    await page.evaluate(RECORD_LIVE)
+    for _ in range(1001):  # all at once: the stream cannot send them, it is told to resync
+        emu.faults = Faults()
+    emu.faults = Faults(rate_429=0.5)
+    # The indicator said so, the page connected again and read the state: the last setting.
+    await page.wait_for_function(
+        "() => window.liveTexts.includes('reconnecting') && window.liveTexts.at(-1) === 'live'"
+    )
+    await expect(page.locator('#faults input[name="rate_429"]')).to_have_value("0.5")
+
+
+async def test_the_live_indicator_says_when_the_emulator_is_gone(
+    browser: BrowserContext, emu: Emulator
+) -> None:
+    page = await open_dashboard(browser, emu)
+    await emu.close()
+    await expect(page.get_by_test_id("live")).to_have_text("reconnecting")
