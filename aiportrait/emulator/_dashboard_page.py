@@ -30,7 +30,6 @@ FAULT_HINTS = {
     "latency_rate": "share of requests delayed",
     "malformed": "share answered with truncated JSON",
     "job_failure": "share of trainings that fail",
-    "outage": "every request answered 503",
     "paths": "path prefixes affected, comma-separated (empty: all)",
 }
 

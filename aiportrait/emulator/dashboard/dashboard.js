@@ -268,11 +268,13 @@
   function faultsBody(form) {
     const body = {};
     for (const input of form.querySelectorAll("input[name]")) {
-      if (input.type === "checkbox") body[input.name] = input.checked;
-      else if (input.type === "number") body[input.name] = input.value === "" ? null : Number(input.value);
-      else {
+      if (input.type === "checkbox") {
+        body[input.name] = input.checked;
+      } else if (input.type === "number") {
+        if (input.value !== "") body[input.name] = Number(input.value);  // empty: unchanged
+      } else {
         const parts = input.value.split(",").map((part) => part.trim()).filter(Boolean);
-        body[input.name] = parts.length ? parts : null;
+        body[input.name] = parts.length ? parts : null;  // paths: none given is every path
       }
     }
     return body;
