@@ -209,6 +209,7 @@ async def test_a_fault_switched_on_from_the_page_answers_the_next_request(
     newest = page.locator("#requests tbody tr").first
     await expect(newest).to_have_attribute("data-status", "429")
     await expect(newest).to_have_attribute("data-fault", "429")
+    await expect(page.locator('#counters [data-counter="faults"] dd')).to_have_text("429: 1")
     await page.screenshot(path=shots / "fault-429.png", full_page=True)
 
     # A value the emulator refuses: the answer's error shows, the faults stay as they were.

@@ -84,10 +84,15 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return web.json_response({"error": message}, status=status, headers=headers)
 
 
-def _latest(events: list[tuple[str, str]]) -> list[tuple[str, str]]:
+def _latest(events: list[tuple[str, str]], charges: Callable[[], object]) -> list[tuple[str, str]]:
     """``events`` without the ``request`` ones older than the last :data:`REQUESTS_KEPT` (the
-    page shows no more than those): a busy moment costs the stream and the page no more."""
-    extra = sum(name == "request" for name, _ in events) - REQUESTS_KEPT
+    page shows no more than those: a busy moment costs the stream and the page no more), and
+    after requests a ``charges`` event from ``charges()``, so that the counters they moved (the
+    requests, the faults fired...) are shown too."""
+    requests = sum(name == "request" for name, _ in events)
+    if requests:
+        events = [*events, ("charges", json.dumps(charges(), separators=(",", ":")))]
+    extra = requests - REQUESTS_KEPT
     if extra <= 0:
         return events
     kept = []
@@ -180,7 +185,8 @@ class _Dashboard:
                     await response.write(sse_event("resync", "{}"))
                     break
                 if events:
-                    await response.write(b"".join(sse_event(n, d) for n, d in _latest(events)))
+                    latest = _latest(events, self.activity.charges)
+                    await response.write(b"".join(sse_event(n, d) for n, d in latest))
                     await asyncio.sleep(FLUSH_EVERY)  # the events of the next moment, in one write
                 elif not subscriber.closed:
                     await response.write(b": keepalive\n\n")
