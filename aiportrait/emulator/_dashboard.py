@@ -5,7 +5,8 @@
 server-sent events (``hello`` first, then ``job``, ``portrait``, ``object``, ``request``,
 ``charges`` and ``faults`` as they happen, a ``: keepalive`` comment every
 :data:`KEEPALIVE` seconds, and ``resync`` to a subscriber that fell behind, whose stream then
-ends); ``PUT /_dashboard/api/faults`` changes the fault injection for the next request;
+ends; what gathered in :data:`FLUSH_EVERY` seconds goes out in one write); ``PUT
+/_dashboard/api/faults`` changes the fault injection for the next request;
 ``/_dashboard/static/<file>`` serves the page's script and style sheet (package data, nothing
 else), ``/_dashboard/portraits/<id>`` the images creations made and ``/_dashboard/objects/<key>``
 the bucket's objects.
@@ -84,7 +85,7 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return web.json_response({"error": message}, status=status, headers=headers)
 
 
-def _latest(events: list[tuple[str, str]], charges: Callable[[], object]) -> list[tuple[str, str]]:
+def _to_send(events: list[tuple[str, str]], charges: Callable[[], object]) -> list[tuple[str, str]]:
     """``events`` without the ``request`` ones older than the last :data:`REQUESTS_KEPT` (the
     page shows no more than those: a busy moment costs the stream and the page no more), and
     after requests a ``charges`` event from ``charges()``, so that the counters they moved (the
@@ -185,8 +186,8 @@ class _Dashboard:
                     await response.write(sse_event("resync", "{}"))
                     break
                 if events:
-                    latest = _latest(events, self.activity.charges)
-                    await response.write(b"".join(sse_event(n, d) for n, d in latest))
+                    sent = _to_send(events, self.activity.charges)
+                    await response.write(b"".join(sse_event(n, d) for n, d in sent))
                     await asyncio.sleep(FLUSH_EVERY)  # the events of the next moment, in one write
                 elif not subscriber.closed:
                     await response.write(b": keepalive\n\n")
