@@ -328,3 +328,50 @@ async def test_the_live_indicator_says_when_the_emulator_is_gone(
     page = await open_dashboard(browser, emu)
     await emu.close()
     await expect(page.get_by_test_id("live")).to_have_text("reconnecting")
+
+
+#: WCAG contrast of each element's text against the first opaque background behind it.
+CONTRASTS = """(selectors) => {
+  const rgb = (c) => c.match(/[\\d.]+/g).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = (node) => {
+    for (; node; node = node.parentElement) {
+      const c = rgb(getComputedStyle(node).backgroundColor);
+      if (c.length < 4 || c[3] > 0) return c;
+    }
+    return [255, 255, 255];
+  };
+  return Object.fromEntries(selectors.map((s) => {
+    const node = document.querySelector(s);
+    const [a, b] = [lum(rgb(getComputedStyle(node).color)), lum(background(node))];
+    return [s, (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)];
+  }));
+}"""
+
+
+async def test_the_page_is_accessible(
+    browser: BrowserContext, emu: Emulator, media: SamplePhotos
+) -> None:
+    async with emu.session(retry=ONCE) as session:
+        with pytest.raises(ModelIdError):  # a failed job, a charge: every kind of text shown
+            await session.create("no-such-model", emu.media_url(media.astronaut_template))
+    page = await open_dashboard(browser, emu)
+    for role in ("banner", "navigation", "main"):
+        await expect(page.get_by_role(role)).to_have_count(1)
+    await expect(page.get_by_role("heading", level=1)).to_have_count(1)
+    for name in ("Charges", "Jobs", "Portraits", "Bucket objects", "Faults", "Last requests"):
+        await expect(page.get_by_role("heading", name=name, exact=True)).to_have_count(1)
+        await expect(page.get_by_role("region", name=name, exact=True)).to_have_count(1)
+    await expect(page.get_by_test_id("live")).to_have_attribute("aria-live", "polite")
+    await page.keyboard.press("Tab")  # the first stop skips to the tables
+    await expect(page.get_by_role("link", name="Skip to the tables")).to_be_focused()
+    selectors = [
+        "h1", ".status", "[data-testid=live]", "nav a", "caption", "thead th", "#jobs td",
+        "#jobs .state", "#jobs .error", "#jobs .tag", "#duplicates li", "#counters dt",
+        ".field small", "#faults button",
+    ]  # fmt: skip
+    contrasts = await page.evaluate(CONTRASTS, selectors)
+    assert {s: c for s, c in contrasts.items() if c < 4.5} == {}
