@@ -34,9 +34,7 @@ import collections
 import contextlib
 import dataclasses
 import datetime
-import json
 import logging
-import subprocess
 import sys
 import tempfile
 import time
@@ -55,6 +53,7 @@ from aiportrait.samples import sample_photos
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "examples")]
 import web_backend  # noqa: E402  (the example, as its users run it)
+from _meta import commit, write_results  # noqa: E402
 from _web_client import Answer, LogCount, call, fetch, follow, percentile  # noqa: E402
 
 CREATE_PATH = "/api/v1/aigc_images/create"
@@ -296,16 +295,6 @@ async def run(sizes: Sizes, workdir: Path) -> dict[str, Any]:
     return results
 
 
-def _commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, check=True,
-        ).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def report(results: dict[str, Any]) -> None:
     """The figures as tables."""
     print(f"{'followers':>10}{'polls':>8}{'ended with result':>20}")
@@ -348,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         results = asyncio.run(run(sizes, Path(workdir)))
     results["meta"] = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "commit": _commit(),
+        "commit": commit(),
         "sizes": dataclasses.asdict(sizes),
         "seconds": round(time.monotonic() - started, 1),
         "log_lines": {key: [n, logs.first[key]] for key, n in logs.counts.items()},
@@ -356,9 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     report(results)
     for key, (n, first) in results["meta"]["log_lines"].items():
         print(f"log: {n} {key} lines, the first: {first}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\n{results['meta']['seconds']} s; written to {args.json}")
+    write_results(results, args.json)
     return 0
 
 

@@ -6,24 +6,17 @@ benchmark's): the keys, every follower's stream ending with the result, the answ
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "web_load.py"
+from tests._benchmarks import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def web_load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("web_load", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["web_load"] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("web_load")
 
 
 async def test_the_smallest_run_reports_every_part(web_load: ModuleType, tmp_path: Path) -> None:

@@ -5,7 +5,8 @@
 server-sent events (``hello`` first, then ``job``, ``portrait``, ``object``, ``request``,
 ``charges`` and ``faults`` as they happen, a ``: keepalive`` comment every
 :data:`KEEPALIVE` seconds, and ``resync`` to a subscriber that fell behind, whose stream then
-ends); ``PUT /_dashboard/api/faults`` changes the fault injection for the next request;
+ends; what gathered in :data:`FLUSH_EVERY` seconds goes out in one write); ``PUT
+/_dashboard/api/faults`` changes the fault injection for the next request;
 ``/_dashboard/static/<file>`` serves the page's script and style sheet (package data, nothing
 else), ``/_dashboard/portraits/<id>`` the images creations made and ``/_dashboard/objects/<key>``
 the bucket's objects.
@@ -18,13 +19,14 @@ emulator's own (a page elsewhere cannot change the faults through the developer'
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from importlib import resources
 
 from aiohttp import web
 
-from ._activity import Activity
+from ._activity import REQUESTS_KEPT, Activity
 from ._auth import basic_auth_app
 from ._bucket import Bucket
 from ._dashboard_events import sse_event
@@ -40,6 +42,9 @@ __all__ = ["KEEPALIVE", "STATIC_FILES", "add_dashboard_routes", "needs_auth"]
 KEEPALIVE = 15.0
 #: The page's files served at ``/_dashboard/static/`` (package data of ``dashboard/``).
 STATIC_FILES = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
+#: Seconds an event stream waits after a write, so that a busy emulator's events go out in a
+#: few writes a second rather than one per request.
+FLUSH_EVERY = 0.25
 #: Faults PUT bodies larger than this are refused.
 MAX_FAULTS_BODY = 64 * 1024
 
@@ -78,6 +83,26 @@ def _package_file(name: str) -> bytes:
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response({"error": message}, status=status, headers=headers)
+
+
+def _to_send(events: list[tuple[str, str]], charges: Callable[[], object]) -> list[tuple[str, str]]:
+    """``events`` without the ``request`` ones older than the last :data:`REQUESTS_KEPT` (the
+    page shows no more than those: a busy moment costs the stream and the page no more), and
+    after requests a ``charges`` event from ``charges()``, so that the counters they moved (the
+    requests, the faults fired...) are shown too."""
+    requests = sum(name == "request" for name, _ in events)
+    if requests:
+        events = [*events, ("charges", json.dumps(charges(), separators=(",", ":")))]
+    extra = requests - REQUESTS_KEPT
+    if extra <= 0:
+        return events
+    kept = []
+    for name, data in events:
+        if name == "request" and extra > 0:
+            extra -= 1
+        else:
+            kept.append((name, data))
+    return kept
 
 
 class _Dashboard:
@@ -161,7 +186,9 @@ class _Dashboard:
                     await response.write(sse_event("resync", "{}"))
                     break
                 if events:
-                    await response.write(b"".join(sse_event(n, d) for n, d in events))
+                    sent = _to_send(events, self.activity.charges)
+                    await response.write(b"".join(sse_event(n, d) for n, d in sent))
+                    await asyncio.sleep(FLUSH_EVERY)  # the events of the next moment, in one write
                 elif not subscriber.closed:
                     await response.write(b": keepalive\n\n")
         except ConnectionError:

@@ -1,151 +1,246 @@
-"""The dashboard page rendered on the server: the state (the JSON twin) as HTML fragments put
-into the page template ``dashboard/index.html`` (a :class:`string.Template`; a literal dollar
-sign is written ``$$``).
+"""The dashboard page rendered on the server from the JSON twin (``/_dashboard/api/state``).
 
-Every text and attribute value is HTML-escaped here, so the template places the fragments as
-they are. The placeholders:
-
-``${started_at}``
-    when the emulator started (ISO 8601 UTC).
-``${state_json}``
-    the JSON twin, safe inside ``<script type="application/json">`` (``<``, ``>`` and ``&``
-    are ``\\u`` escapes).
-``${counters}``
-    ``<dt>``/``<dd>`` pairs, one per counter (fault counters as ``faults 429`` ...).
-``${jobs}``
-    ``<tr data-job-id data-state>`` rows: id, kind, app, state, inputs (thumbnails), duration,
-    result (a link) or error.
-``${portraits}``
-    ``<figure data-job-id>`` with ``<a class="full"><img></a>`` and a ``<figcaption>``.
-``${objects}``
-    ``<li data-key>`` with a link to the object and its size.
-``${charges}``
-    ``<tr data-app-id>`` rows: app, trainings, creations, quota left.
-``${duplicates}``
-    ``<li data-digest>`` items, or one ``<li class="none">no duplicates</li>``.
-``${requests}``
-    ``<tr data-status data-fault>`` rows: time, method, path, status, latency, fault, app.
-``${fault_<field>}``
-    the value of each fault setting (``${fault_rate_429}`` ...; ``${fault_paths}``: the path
-    prefixes, comma-separated), escaped for an attribute.
-
-The page's script keeps the same markup up to date from the events; the stable hooks of the
-browser tests (``data-job-id``, ``data-state`` ...) are the ones above.
+``dashboard/index.html`` is a :class:`string.Template` (a literal dollar sign is ``$$``); every
+value put in it is escaped here, so the template places the fragments as they are.
+The rows are the same markup ``dashboard/dashboard.js`` builds for a live event (its functions
+carry the same names: ``jobRow`` is :func:`job_row`, ...), so a row looks the same whether the
+server or the browser made it; ``tests/test_dashboard_browser.py`` compares the two.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import html
-import json
+import math
 from collections.abc import Iterable, Mapping
 from string import Template
 from typing import Any
 
-from ._faults import Faults
+__all__ = ["FAULT_HINTS", "render_page"]
 
-__all__ = ["render_page"]
+#: What each fault field does, shown beside its input (a field not listed shows its name only).
+FAULT_HINTS = {
+    "seed": "seed of the fault draws",
+    "rate_5xx": "share answered with a 5xx",
+    "status_5xx": "the 5xx status sent",
+    "rate_429": "share answered 429",
+    "retry_after": "seconds in Retry-After",
+    "drop_before": "share dropped before processing",
+    "drop_after": "share processed, then dropped",
+    "latency": "seconds of added latency",
+    "latency_rate": "share of requests delayed",
+    "malformed": "share answered with truncated JSON",
+    "job_failure": "share of trainings that fail",
+    "paths": "path prefixes affected, comma-separated (empty: all)",
+}
 
 
-def _e(value: Any) -> str:
-    """``value`` as escaped text (None as an empty string)."""
-    return "" if value is None else html.escape(str(value), quote=True)
-
-
-def _cells(values: Iterable[Any]) -> str:
-    return "".join(f"<td>{_e(v)}</td>" for v in values)
-
-
-def _thumbnails(urls: Iterable[str]) -> str:
+def _attrs(attrs: Mapping[str, Any]) -> str:
     return "".join(
-        f'<img class="thumb" src="{_e(u)}" alt="input image" loading="lazy">' for u in urls
+        f' {name}="{html.escape(str(value))}"' for name, value in attrs.items() if value is not None
     )
 
 
-def _job(job: Mapping[str, Any]) -> str:
-    inputs = [*job["photos"], *([job["template"]] if job["template"] else [])]
-    if job["result"]:
-        outcome = f'<a href="{_e(job["result"])}">portrait</a>'
+def el(tag: str, attrs: Mapping[str, Any] | None = None, *children: str) -> str:
+    """One element; ``children`` are markup (text goes through :func:`text`)."""
+    return f"<{tag}{_attrs(attrs or {})}>{''.join(children)}</{tag}>"
+
+
+def text(value: Any) -> str:
+    """Text content, escaped."""
+    return html.escape(num(value) if isinstance(value, (int, float)) else str(value))
+
+
+def num(value: float) -> str:
+    """A number as JavaScript's ``String`` writes it (1.0 is "1")."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def safe_url(url: Any) -> str | None:
+    """``url`` when it is one to link or load (http, https, or a path), else None."""
+    if isinstance(url, str) and (url.startswith(("http://", "https://", "/"))):
+        return None if url.startswith("//") else url
+    return None
+
+
+def clock(at: Any) -> str:
+    """``<time>`` showing the time of day of an ISO 8601 timestamp."""
+    return el("time", {"datetime": at}, text(str(at)[11:19])) if at else ""
+
+
+def seconds(value: Any) -> str:
+    """A duration in seconds with two decimals, or a dash."""
+    if not isinstance(value, (int, float)):
+        return "\u2014"
+    return f"{math.floor(value * 100 + 0.5) / 100:.2f} s"
+
+
+def img(src: str, alt: str) -> str:
+    """An image (a void element: no closing tag)."""
+    return f"<img{_attrs({'src': src, 'alt': alt})}>"
+
+
+def thumb(url: Any, alt: str) -> str:
+    """A thumbnail linked to the full image (nothing for a URL that is not one)."""
+    src = safe_url(url)
+    if src is None:
+        return ""
+    return el("a", {"href": src}, img(src, alt))
+
+
+def job_row(job: Mapping[str, Any]) -> str:
+    inputs = [thumb(url, f"photo {i + 1}") for i, url in enumerate(job.get("photos") or ())]
+    inputs.append(thumb(job.get("template"), "template"))
+    if job.get("photo_count"):
+        inputs.append(el("span", {"class": "tag"}, text(f"{job['photo_count']} photos")))
+    for key in ("model_id", "mode"):
+        if job.get(key):
+            inputs.append(el("span", {"class": "tag"}, text(f"{key}: {job[key]}")))
+    if job.get("error"):
+        outcome = el("span", {"class": "error"}, text(job["error"]))
     else:
-        outcome = _e(job["error"] or job["model_id"] or "")
-    return (
-        f'<tr data-job-id="{_e(job["job_id"])}" data-state="{_e(job["state"])}">'
-        f"{_cells((job['job_id'], job['kind'], job['app_id']))}"
-        f'<td class="state">{_e(job["state"])}</td>'
-        f"<td>{_thumbnails(inputs)}</td><td>{_e(job['duration'])}</td><td>{outcome}</td></tr>"
+        outcome = thumb(job.get("result"), "result")
+    state = str(job.get("state"))
+    return el(
+        "tr",
+        {"data-job-id": job.get("job_id"), "data-state": state},
+        el("td", None, text(job.get("job_id"))),
+        el("td", None, text(job.get("kind"))),
+        el("td", None, text(job.get("app_id"))),
+        el("td", None, el("span", {"class": f"state {state}"}, text(state))),
+        el("td", {"class": "thumbs"}, *inputs),
+        el("td", None, clock(job.get("created_at"))),
+        el("td", None, seconds(job.get("duration"))),
+        el("td", None, outcome),
     )
 
 
-def _portrait(portrait: Mapping[str, Any]) -> str:
-    url = _e(portrait["url"])
-    caption = " / ".join(_e(portrait[k]) for k in ("model_id", "mode", "created_at") if portrait[k])
-    return (
-        f'<figure data-job-id="{_e(portrait["job_id"])}"><a class="full" href="{url}">'
-        f'<img src="{url}" alt="portrait {_e(portrait["job_id"])}" loading="lazy"></a>'
-        f"<figcaption>{caption}</figcaption></figure>"
+def portrait_figure(portrait: Mapping[str, Any]) -> str:
+    src = safe_url(portrait.get("url"))
+    image = "" if src is None else img(src, f"portrait of job {portrait.get('job_id')}")
+    link = "" if src is None else el("a", {"class": "full", "href": src}, "full image")
+    facts = [f"job {portrait.get('job_id')}"]
+    facts += [f"{key}: {portrait[key]}" for key in ("model_id", "mode") if portrait.get(key)]
+    return el(
+        "figure",
+        {"data-job-id": portrait.get("job_id")},
+        image,
+        el(
+            "figcaption",
+            None,
+            el("span", None, text(", ".join(facts))),
+            " ",
+            thumb(portrait.get("template"), "template"),
+            " ",
+            clock(portrait.get("created_at")),
+            " ",
+            link,
+        ),
     )
 
 
-def _object(obj: Mapping[str, Any]) -> str:
-    return (
-        f'<li data-key="{_e(obj["key"])}"><a href="{_e(obj["url"])}">{_e(obj["key"])}</a> '
-        f"({_e(obj['size'])} bytes)</li>"
+def object_item(obj: Mapping[str, Any]) -> str:
+    src = safe_url(obj.get("url"))
+    name = text(obj.get("key"))
+    label = name if src is None else el("a", {"href": src}, name)
+    return el(
+        "li", {"data-key": obj.get("key")}, label, text(f" ({num(obj.get('size', 0))} bytes)")
     )
 
 
-def _charge(row: Mapping[str, Any]) -> str:
-    left = "no quota" if row["quota_left"] is None else row["quota_left"]
-    return (
-        f'<tr data-app-id="{_e(row["app_id"])}">'
-        f"{_cells((row['app_id'], row['trainings'], row['creations'], left))}</tr>"
+def charge_row(charge: Mapping[str, Any]) -> str:
+    quota = charge.get("quota_left")
+    return el(
+        "tr",
+        {"data-app-id": charge.get("app_id")},
+        el("td", None, text(charge.get("app_id"))),
+        el("td", None, text(charge.get("trainings"))),
+        el("td", None, text(charge.get("creations"))),
+        el("td", None, text("no quota" if quota is None else quota)),
     )
 
 
-def _duplicate(row: Mapping[str, Any]) -> str:
-    return (
-        f'<li data-digest="{_e(row["digest"])}"><strong>{_e(row["count"])} times</strong> '
-        f"{_e(row['path'])} from {_e(row['app_id'])}, body {_e(row['digest'])}, "
-        f"first {_e(row['first_at'])}, last {_e(row['last_at'])}</li>"
+def duplicate_item(dup: Mapping[str, Any]) -> str:
+    said = (
+        f"{dup.get('path')} from {dup.get('app_id')}: {num(dup.get('count', 0))} times, "
+        f"first {str(dup.get('first_at'))[11:19]}, last {str(dup.get('last_at'))[11:19]}, "
+        f"body sha256 {dup.get('digest')}"
+    )
+    return el(
+        "li", {"data-digest": dup.get("digest")}, el("strong", None, "Charged twice: "), text(said)
     )
 
 
-def _request(row: Mapping[str, Any]) -> str:
-    fields = ("at", "method", "path", "status", "latency_ms", "fault", "app_id")
-    return (
-        f'<tr data-status="{_e(row["status"])}" data-fault="{_e(row["fault"])}">'
-        f"{_cells(row[f] for f in fields)}</tr>"
+def duplicate_items(duplicates: Iterable[Mapping[str, Any]]) -> str:
+    items = "".join(duplicate_item(d) for d in duplicates)
+    return items or el("li", {"class": "none"}, "no duplicates")
+
+
+def counter_items(counters: Mapping[str, Any]) -> str:
+    parts = []
+    for name, value in counters.items():
+        if isinstance(value, Mapping):
+            value = ", ".join(f"{k}: {num(v)}" for k, v in value.items()) or "none"
+        parts.append(
+            el(
+                "div",
+                {"data-counter": name},
+                el("dt", None, text(name)),
+                el("dd", None, text(value)),
+            )
+        )
+    return "".join(parts)
+
+
+def request_row(req: Mapping[str, Any]) -> str:
+    fault = req.get("fault")
+    latency = req.get("latency_ms")
+    shown = "" if not isinstance(latency, (int, float)) else f"{math.floor(latency + 0.5)} ms"
+    return el(
+        "tr",
+        {"data-status": req.get("status"), "data-fault": fault or ""},
+        el("td", None, clock(req.get("at"))),
+        el("td", None, text(req.get("method"))),
+        el("td", None, text(req.get("path"))),
+        el("td", None, text(req.get("status"))),
+        el("td", None, text(shown)),
+        el("td", None, text(fault or "")),
+        el("td", None, text(req.get("app_id") or "")),
     )
 
 
-def _counters(counters: Mapping[str, Any]) -> str:
-    flat = {k: v for k, v in counters.items() if k != "faults"}
-    flat.update({f"faults {k}": v for k, v in sorted(counters["faults"].items())})
-    return "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in flat.items())
-
-
-def _script_json(value: Any) -> str:
-    text = json.dumps(value, separators=(",", ":"))
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+def fault_field(name: str, value: Any) -> str:
+    """One labelled input of the faults form (server-rendered only; the page fills in values)."""
+    ident = f"fault-{name}"
+    attrs: dict[str, Any] = {"id": ident, "name": name}
+    if isinstance(value, bool):
+        attrs.update(type="checkbox", checked="" if value else None)
+    elif isinstance(value, (int, float)):
+        attrs.update(type="number", step="any", value=num(value))
+    else:
+        shown = ", ".join(value) if isinstance(value, (list, tuple)) else (value or "")
+        attrs.update(type="text", value=shown)
+    hint = FAULT_HINTS.get(name, "")
+    label = el("label", {"for": ident}, text(name), el("small", None, text(hint)) if hint else "")
+    return el("div", {"class": "field"}, label, f"<input{_attrs(attrs)}>")
 
 
 def render_page(template: str, state: Mapping[str, Any]) -> str:
-    """The page: ``template`` with the placeholders of the module docs filled from ``state``."""
-    values = {
-        "started_at": _e(state["started_at"]),
-        "state_json": _script_json(state),
-        "counters": _counters(state["counters"]),
-        "jobs": "".join(map(_job, state["jobs"])),
-        "portraits": "".join(map(_portrait, state["portraits"])),
-        "objects": "".join(map(_object, state["objects"])),
-        "charges": "".join(map(_charge, state["charges"])),
-        "duplicates": "".join(map(_duplicate, state["duplicates"]))
-        or '<li class="none">no duplicates</li>',
-        "requests": "".join(map(_request, state["requests"])),
-    }
-    faults = state["faults"]
-    for field in dataclasses.fields(Faults):
-        value = faults[field.name]
-        if field.name == "paths":
-            value = ", ".join(value or ())
-        values[f"fault_{field.name}"] = _e(value)
-    return Template(template).substitute(values)
+    """The page: ``template`` (``dashboard/index.html``) filled from ``state`` (the JSON twin),
+    every value escaped."""
+    duplicates = state.get("duplicates") or []
+    return Template(template).substitute(
+        started_at=html.escape(str(state.get("started_at", ""))),
+        duplicates_class="flagged" if duplicates else "clear",
+        duplicates=duplicate_items(duplicates),
+        charges="".join(charge_row(c) for c in state.get("charges") or ()),
+        counters=counter_items(state.get("counters") or {}),
+        jobs="".join(job_row(j) for j in state.get("jobs") or ()),
+        portraits="".join(portrait_figure(p) for p in state.get("portraits") or ()),
+        objects="".join(object_item(o) for o in state.get("objects") or ()),
+        faults="".join(fault_field(k, v) for k, v in (state.get("faults") or {}).items()),
+        requests="".join(request_row(r) for r in state.get("requests") or ()),
+    )
