@@ -28,8 +28,10 @@ from typing import ClassVar
 from urllib.parse import urlsplit
 
 import pytest
+from playwright.sync_api import sync_playwright
 
 import aiportrait.cli
+from tests._chromium import CHROMIUM, CHROMIUM_ARGS, MISSING
 
 try:
     import tomllib
@@ -267,13 +269,10 @@ def test_every_example_is_described_in_the_examples_readme() -> None:
 def test_a_browser_finds_create_config_from_the_disk_and_nothing_from_outside(site: Path) -> None:
     """Opened from the disk (file://), as ./scripts/docs says: the search works (the vendored
     iframe-worker shim), and every request the page makes stays on the disk."""
-    sync_api = pytest.importorskip("playwright.sync_api")
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("no Chromium on this machine")
+    assert CHROMIUM.exists(), MISSING
     requests: list[str] = []
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page()
             page.on("request", lambda request: requests.append(request.url))
