@@ -6,9 +6,10 @@ and how.
   and docstring, run on a background loop). Here each becomes the method it is at run time: the
   asynchronous method's parameters and docstring, not ``async``, returning what it returns (a
   plain iterator of its items, for ``_iterating``).
-- Special methods (``__repr__``, ``__aenter__``...) are not API entries: with ``filters =
-  "public"`` (a module's ``__all__``, and no ``_`` names), they would be, so they are marked
-  not public here.
+- Special members (``__repr__``, ``__aenter__``, ``__slots__``...) are not API entries: with
+  ``filters = "public"`` (a module's ``__all__``, no ``_`` names) they would be, and marking them
+  not public does not reach a class shown through an alias (``::: aiportrait.Session``), so they
+  are dropped here; ``__init__`` stays, merged into its class's signature.
 """
 
 from __future__ import annotations
@@ -55,11 +56,12 @@ def blocking_method(attribute: griffe.Attribute, module: griffe.Module) -> griff
 
 
 class ReferenceMembers(griffe.Extension):
-    """The sync facade's methods as methods; special methods hidden."""
+    """The sync facade's methods as methods; no special members."""
 
-    def on_object(self, *, obj: griffe.Object, **kwargs: Any) -> None:
-        if obj.is_special and obj.parent is not None and obj.parent.is_class:
-            obj.public = False
+    def on_class(self, *, cls: griffe.Class, **kwargs: Any) -> None:
+        for name, member in list(cls.members.items()):
+            if member.is_special and name != "__init__":
+                cls.del_member(name)
 
     def on_package(self, *, pkg: griffe.Module, **kwargs: Any) -> None:
         if pkg.name != "aiportrait":
