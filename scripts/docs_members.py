@@ -33,7 +33,8 @@ def blocking_method(attribute: griffe.Attribute, module: griffe.Module) -> griff
     method = module[owner].all_members[name]  # an alias, or an inherited member: their target's
     returns: str | griffe.Expr | None = method.returns
     if str(value.function) == "_iterating":
-        returns = f"Iterator[{str(rest[0]).strip(chr(39))}]"  # the item's name, as a string
+        item = str(rest[0]).strip("'")  # the item type, given as a string: 'JobUpdate'
+        returns = f"Iterator[{item}]"
     parameters = griffe.Parameters(
         *(
             griffe.Parameter(p.name, annotation=p.annotation, kind=p.kind, default=p.default)
