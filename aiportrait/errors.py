@@ -185,7 +185,7 @@ class JobFailed(JobError):
         job_id: the job's id.
         message: the service's message for the failure.
         raw_result: the job's ``Result`` string as sent, if any, with each presigned URL in
-            it without its query (see :attr:`aiportrait.Job.raw_result`).
+            it without its query (see :attr:`aiportrait.models.Job.raw_result`).
     """
 
     def __init__(self, job_id: int, message: str, raw_result: str | None = None) -> None:

@@ -42,8 +42,12 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 #: What the build reads: its configuration, the pages, the package (the API reference is read
 #: from its source, statically), the griffe extension that reads its docstrings' Sphinx roles,
-#: and the changelog the changelog page includes.
-BUILD_INPUTS = ("zensical.toml", "CHANGELOG.md", "docs", "aiportrait", "scripts/docs_roles.py")
+#: and what it shows of the members, and the files the changelog, examples and benchmark figures
+#: pages include.
+BUILD_INPUTS = (
+    *("zensical.toml", "docs", "aiportrait", "scripts/docs_roles.py", "scripts/docs_members.py"),
+    *("CHANGELOG.md", "examples/README.md", "benchmarks/README.md"),
+)
 #: Every public module: its ``__all__`` is public (tests/test_public_surface.py checks their
 #: signatures; the API reference documents them).
 PUBLIC_MODULES = (
@@ -133,6 +137,12 @@ def test_the_site_builds_strictly(build: Build) -> None:
     assert "No issues found" in build.output
 
 
+def test_griffe_reads_every_docstring_without_a_warning(build: Build) -> None:
+    """A docstring griffe cannot read (``a, b: ...`` on one Args line, a parameter the
+    signature lacks) is rendered wrong; griffe says so, without failing the strict build."""
+    assert [line for line in build.output.splitlines() if "griffe:" in line] == []
+
+
 def test_every_page_is_in_the_nav_once_and_every_entry_is_a_page() -> None:
     pages = sorted(str(p.relative_to(DOCS)) for p in DOCS.rglob("*.md"))
     assert sorted(NAV) == sorted(set(NAV)), "a page is twice in the nav of zensical.toml"
@@ -148,12 +158,14 @@ def test_every_page_of_the_nav_was_built(site: Path) -> None:
         assert section in first
 
 
-def _inventory(site: Path) -> set[str]:
-    """The names the API reference has an entry for (its objects.inv, Sphinx's format)."""
+def _inventory(site: Path) -> dict[str, tuple[str, str]]:
+    """The names the API reference has an entry for (its objects.inv, Sphinx's format), each
+    with its role (``py:method``...) and priority (``1`` for an entry, ``2`` for another name
+    of it: ``aiportrait.TrainResult`` for ``aiportrait.models.TrainResult``)."""
     header, _, body = (site / "objects.inv").read_bytes().partition(b"zlib.\n")
     assert header.startswith(b"# Sphinx inventory version 2")
     lines = zlib.decompress(body).decode().splitlines()
-    return {line.split(" ", 1)[0] for line in lines}
+    return {name: (role, priority) for name, role, priority, *_ in map(str.split, lines)}
 
 
 def test_every_public_name_has_an_entry_in_the_api_reference(site: Path) -> None:
@@ -167,6 +179,43 @@ def test_every_public_name_has_an_entry_in_the_api_reference(site: Path) -> None
     assert missing == [], "add them to a page of docs/reference/ (::: aiportrait.Name)"
 
 
+def test_a_public_module_shows_its_all_and_nothing_else(site: Path) -> None:
+    """``filters = "public"``: a module's type variables and helpers outside ``__all__``
+    (``aiportrait.sync.T``, ``aiportrait.models.EXTENSIONS``) have no entry."""
+    extra = []
+    for name, (_, priority) in _inventory(site).items():
+        module, _, short = name.rpartition(".")
+        if priority != "1" or module not in PUBLIC_MODULES or name in PUBLIC_MODULES:
+            continue  # another name of an entry, a member of a class, a module
+        if short not in importlib.import_module(module).__all__:
+            extra.append(name)
+    assert extra == []
+
+
+def test_no_special_member_and_no_constructor_of_a_watch_is_shown(site: Path) -> None:
+    special = [
+        name
+        for name, (_, priority) in _inventory(site).items()
+        if re.search(r"\.__\w+__$", name) and priority == "1"
+    ]
+    special.remove("aiportrait.__version__")
+    assert special == []
+    session = (site / "reference" / "session.html").read_text()
+    assert "on_end" not in session  # JobWatch(..., on_end=...) is made by Session.watch
+
+
+def test_the_sync_facades_methods_have_their_signatures_and_docstrings(site: Path) -> None:
+    """scripts/docs_members.py: ``check_images = _blocking(...)`` shows as the method it is."""
+    entries = _inventory(site)
+    page = (site / "reference" / "sync.html").read_text()
+    for name in ("check_images", "train", "create", "watch", "create_many", "plan_many"):
+        assert entries[f"aiportrait.sync.Session.{name}"] == ("py:method", "1"), name
+    assert "_blocking" not in page
+    signatures = re.sub(r"<[^>]+>", "", page)
+    assert "-&gt; Iterator[JobUpdate]" in signatures  # watch: a plain iterator of its updates
+    assert "Check photos before training: one verdict per photo (free)." in page
+
+
 def test_the_docstrings_sphinx_roles_are_read_as_markdown(site: Path) -> None:
     """scripts/docs_roles.py: ``:class:`X``` shows as ``X``, a literal block's ``::`` as ``:``."""
     for page in sorted((site / "reference").glob("*.html")):
@@ -175,6 +224,55 @@ def test_the_docstrings_sphinx_roles_are_read_as_markdown(site: Path) -> None:
         assert re.findall(r"\w::</p>", text) == [], page.name
     errors = (site / "reference" / "errors.html").read_text()
     assert "derives from <code>AIPortraitError</code>" in errors
+
+
+def test_a_role_naming_a_public_name_links_to_its_entry(site: Path) -> None:
+    """``:class:`~aiportrait.errors.SubmitOutcomeUnknown``` is a link to its entry; a public
+    name the reference lacks would stay plain code, in a ``<span title=...>``: there is none."""
+    session = (site / "reference" / "session.html").read_text()
+    assert re.search(
+        r'<a class="autorefs autorefs-internal"[^>]* href="errors.html'
+        r'#aiportrait.errors.SubmitOutcomeUnknown"><code>SubmitOutcomeUnknown</code></a>',
+        session,
+    )
+    for page in sorted((site / "reference").glob("*.html")):
+        assert re.findall(r'<span title="aiportrait[\w.]*"><code>', page.read_text()) == []
+
+
+class _Prose(HTMLParser):
+    """A page's text outside code (``<code>``, ``<pre>``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.depth = 0
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.depth += tag in {"code", "pre"}
+
+    def handle_endtag(self, tag: str) -> None:
+        self.depth -= tag in {"code", "pre"}
+
+    def handle_data(self, data: str) -> None:
+        if self.depth == 0:
+            self.text.append(data)
+
+
+def test_summaries_are_whole_first_paragraphs(site: Path) -> None:
+    """A summary row shows a docstring's first line: scripts/docs_roles.py joins the first
+    paragraph into it, so no row stops mid-sentence, inside an unclosed code span."""
+    for page in sorted((site / "reference").glob("*.html")):
+        parser = _Prose()
+        parser.feed(page.read_text())
+        assert "`" not in "".join(parser.text), page.name
+    models = (site / "reference" / "models.html").read_text()
+    summary = re.compile(  # BatchPlan.summary's row: its docstring's first two lines, joined
+        r'href="#aiportrait.models.BatchPlan.summary">summary</a></code></td>\s*<td>\s*'
+        r'<div class="doc-md-description">\s*<p>The counts by kind and step, for JSON: '
+        r'<code>{"create": {"items": 60, "charge": 30, "done": 25, ...}, "train": {...}}</code>, '
+        r"every step present.</p>"
+    )
+    assert summary.search(models)
 
 
 def test_the_cli_reference_is_the_one_the_commands_write() -> None:

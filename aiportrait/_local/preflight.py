@@ -33,8 +33,8 @@ async def preflight(photos: Sequence[LocalInput]) -> CheckReport:
 
     Returns:
         A :class:`CheckReport` with one :class:`ImageCheck` per photo, in order; its ``url`` is
-        the path as given (``bytes #N`` for bytes). A missing, unreadable or non-image file is
-        a ``DECODE_ERROR`` verdict here, not an exception.
+            the path as given (``bytes #N`` for bytes). A missing, unreadable or non-image file is
+            a ``DECODE_ERROR`` verdict here, not an exception.
 
     Needs the ``emulator`` extra (Pillow, OpenCV, dlib).
     """

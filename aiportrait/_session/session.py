@@ -33,16 +33,14 @@ class Session(SessionBatches):
             180 s between bytes, 300 s in all, as a create takes tens of seconds; for checks
             and job and batch queries, whose answers are small, 180 s in all).
         user_agent: a product token put before aiportrait's own User-Agent.
-        max_in_flight, max_trainings, max_creations: calls in flight at once: all kinds
-            together (16), trains (only ``max_in_flight``), creates (three quarters of
-            ``max_in_flight``, so that job polls find a slot while long creates run).
-        per_second, trainings_per_second, creations_per_second: requests per second at most,
-            evenly spaced (every kind without its own rate; :class:`SessionLimits`).
-        max_waiting, max_wait: a call that must wait before its first try (a slot, the 429
-            cool-down, the outage pause, its rate) is :class:`~aiportrait.errors.Overloaded`,
-            never sent, when ``max_waiting`` calls already wait (default 1000: a ``gather``
-            of hundreds still queues) or after ``max_wait`` seconds (default ``None``: only
-            the deadline). Batches and watches queue under bounds of their own.
+        max_in_flight: calls of all kinds in flight at once (default 16).
+        max_trainings: trains in flight at once (default: only ``max_in_flight``).
+        max_creations: creates in flight at once (default three quarters of ``max_in_flight``,
+            so that job polls find a slot while long creates run).
+        per_second: requests per second at most, evenly spaced, for every kind without its
+            own rate (:class:`SessionLimits`).
+        trainings_per_second: trains per second at most, evenly spaced.
+        creations_per_second: creates per second at most, evenly spaced.
         poll: the :class:`PollPolicy` of :meth:`watch` and :meth:`wait` (``TRAINING``: 30 min).
         retry: the :class:`RetryPolicy` (default ``RetryPolicy()``). Read-only calls are
             retried on connection errors, timeouts, 5xx, 429 and unreadable answers; train and
@@ -62,6 +60,12 @@ class Session(SessionBatches):
         budget: a :class:`~aiportrait.Budget`, the most trainings and creations this Session
             may submit (``max_trainings`` and ``max_creations`` bound those *in flight*); a call
             beyond it raises :class:`~aiportrait.errors.BudgetExhausted`, not uploaded or sent.
+        max_waiting: a call that must wait before its first try (a slot, the 429 cool-down,
+            the outage pause, its rate) is :class:`~aiportrait.errors.Overloaded`, never sent,
+            when ``max_waiting`` calls already wait (default 1000: a ``gather`` of hundreds
+            still queues). Batches and watches queue under bounds of their own.
+        max_wait: such a call is :class:`~aiportrait.errors.Overloaded` after waiting
+            ``max_wait`` seconds (default ``None``: only the deadline).
 
     Use it as ``async with Session(...) as session:`` or call :meth:`aclose` when done.
     """
