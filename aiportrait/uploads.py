@@ -4,7 +4,7 @@ AI Portrait takes image URLs that its servers download. A Session given an ``upl
 local photos too, wherever it takes a URL: a ``pathlib.Path`` (any ``os.PathLike``) is a file,
 ``bytes`` are image data, a plain ``str`` stays a URL. Before anything is sent, each local photo
 is read and checked (a missing file, a directory, an unreadable file, not a JPEG or PNG, more than
-20 MB: :class:`~aiportrait.errors.LocalPhotoError`); for a training, the photos are checked for
+20 MiB: :class:`~aiportrait.errors.LocalPhotoError`); for a training, the photos are checked for
 faces on this machine (:func:`aiportrait.preflight`, which takes :data:`LocalInput` photos: a
 path or bytes; a failure is :class:`~aiportrait.errors.PreflightFailed` unless
 ``force=True``); each is turned upright and stripped of its metadata (EXIF with its GPS

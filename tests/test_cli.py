@@ -607,6 +607,19 @@ def test_shared_options_mean_the_same_everywhere(capsys: pytest.CaptureFixture[s
     assert all(len(texts) == 1 for texts in seen.values()), seen
 
 
+async def test_the_defaults_shown_are_the_librarys(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--limit``, ``--timeout`` and ``--tries`` show what a Session does without them."""
+    main(["batch", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    async with aiportrait.Session("http://127.0.0.1:9", "a", "t") as session:
+        creations, trainings = session.limits.capacity("create"), session.limits.capacity("train")
+    shown = f"capacity: {creations} creations, {trainings} trainings); x>=1]"
+    assert f"--limit N items in flight at once [default: (the Session's {shown}" in text
+    assert "--tries N tries per call in all" in text
+    assert "[default: (4; a train or create 3); x>=1]" in text
+    assert "[default: (180 a query; a train or create 300, 180 between bytes); x>0]" in text
+
+
 def test_python_m_aiportrait_is_the_command() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "aiportrait", "watch"], capture_output=True, text=True, check=False

@@ -155,8 +155,8 @@ class SessionCore:
         """Build a Session from environment variables.
 
         Reads ``AIPORTRAIT_HOST``, ``AIPORTRAIT_APP_ID`` and ``AIPORTRAIT_TOKEN``, falling back
-        to the documentation's ``HOST`` (or ``Host``), ``AppId`` and ``Token``. Keyword
-        arguments go to the constructor.
+        to the documentation's ``HOST`` (or ``Host``), ``AppId`` (or ``APP_ID``) and ``Token``
+        (or ``TOKEN``). Keyword arguments go to the constructor.
         """
         environ = None if environ is None else PrivateMapping(environ)  # hidden in tracebacks
         return cls(*credentials_from_env(environ), **kwargs)

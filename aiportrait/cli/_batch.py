@@ -292,7 +292,10 @@ def _in_flight(journal: Path) -> int:
     "--out", "out_dir", type=click.Path(path_type=Path), required=True, metavar="DIR",
     help="output folder",
 )  # fmt: skip
-@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="items in flight at once")
+@click.option(
+    "--limit", type=click.IntRange(min=1), metavar="N", help="items in flight at once",
+    show_default="the Session's capacity: 12 creations, 16 trainings",
+)  # fmt: skip
 @click.option(
     "--journal", type=click.Path(path_type=Path), metavar="PATH",
     help=f"default DIR/{DEFAULT_JOURNAL}",
@@ -344,7 +347,7 @@ def batch(
 ) -> int:
     """Run every request of a batch file.
 
-    FILE: CSV or JSON Lines, one request per row (see docs/guides/cli.md). Exit 5 when an item
+    FILE: CSV or JSON Lines, one request per row (see docs/guides/cli-batch.md). Exit 5 when an item
     failed, 4 when one may or may not have run, 6 when the budget (--max-trainings,
     --max-creations) left items not submitted. With --delete-uploads, the photos uploaded,
     found or remembered by the journal are deleted at the end, unless a training may still be

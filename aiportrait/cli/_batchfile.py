@@ -1,6 +1,6 @@
 """The batch file: CSV with a header row, or JSON Lines; one request per row.
 
-The format is described in docs/guides/cli.md.
+The format is described in docs/guides/cli-batch.md.
 
 A row's ``kind`` names a request class (``solo`` :class:`~aiportrait.CreateRequest`, ``group``,
 ``reference``, ``prompt``, ``train``) and its other fields are that class's arguments, by their

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import inspect
 import logging
+import re
 import shlex
 import warnings
 from collections.abc import Callable
@@ -91,11 +93,32 @@ _FAULTS: Final = {
 (the command gets them as keywords, given to ``Faults``); a RATE is a share of requests."""
 
 
+def _faults_help() -> dict[str, str]:
+    """Each field's help, from the ``Attributes:`` of :class:`Faults`' docstring (the one
+    place it is said), a field named in it written as the option that sets it."""
+    flags = {name: flag for flag, (name, _, _) in _FAULTS.items()}
+    attributes = inspect.cleandoc(Faults.__doc__ or "").partition("Attributes:\n")[2]
+    found = re.findall(r"^    (\w+): (.*(?:\n {8}.*)*)", attributes, re.MULTILINE)
+    return {
+        name: re.sub(
+            r"``([^`]+)``", lambda m: flags.get(m[1], m[1]), " ".join(said.split())
+        ).rstrip(".")
+        for name, said in found
+    }
+
+
 def _faults(f: F) -> F:
     defaults = {field.name: field.default for field in dataclasses.fields(Faults)}
+    helps = _faults_help()
     for flag, (name, kind, metavar) in reversed(_FAULTS.items()):
         f = click.option(
-            flag, name, type=kind, default=defaults[name], show_default=True, metavar=metavar
+            flag,
+            name,
+            type=kind,
+            default=defaults[name],
+            show_default=True,
+            metavar=metavar,
+            help=helps.get(name),  # none under python -OO (no docstrings)
         )(f)
     return f
 
@@ -165,8 +188,8 @@ def _old_host(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 )
 @click.option(
     "--log-level",
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-    default="WARNING",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="warning",
     show_default=True,
     help="logging level",
 )

@@ -16,6 +16,7 @@ from typing import Final, NoReturn
 import click
 
 from .._logging import configure_from_env
+from .._wire.credentials import ENV_NAMES
 from ._batch import batch
 from ._commands import check, create, train, watch
 from ._emulator import emulator
@@ -30,10 +31,11 @@ from ._uploads import uploads
 __all__ = ["console", "main", "parse", "tree"]
 
 _EPILOG: Final = (
-    "Credentials: --host/--app-id/--token, else AIPORTRAIT_HOST, AIPORTRAIT_APP_ID,"
-    " AIPORTRAIT_TOKEN (or the documentation's HOST, AppId, Token); flags win.\n\n"
+    "Credentials: --host/--app-id/--token, else "
+    + "; ".join(" or ".join(names) for names in ENV_NAMES.values())
+    + "; flags win.\n\n"
     "\b\nExit codes of every command (docs/guides/cli.md):\n"  # \b: click keeps these lines
-    + "\n".join(f"{code:>5}  {meaning}" for code, meaning in EXIT_CODES.items())
+     + "\n".join(f"{code:>5}  {meaning}" for code, meaning in EXIT_CODES.items())
 )
 
 

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import attrs
 import click
 
-from .. import PollPolicy, RetryPolicy, Session
+from .. import DEFAULT_READ_TIMEOUT, DEFAULT_TIMEOUT, PollPolicy, RetryPolicy, Session
 from .._wire.credentials import credentials_from_env
 from .._wire.http import normalise_host
 from .._wire.signing import PrivateMapping, redacted
@@ -178,13 +178,28 @@ def _option(*decls: str, **kwargs: Any) -> Callable[[F], F]:
     return click.option(*decls, callback=_keep, expose_value=False, **kwargs)
 
 
+_RETRY: Final = RetryPolicy()
+"""The Session's retries when ``--tries`` is not given (its defaults, shown in the help)."""
+
 _SHARED: Final = {
     "host": _option("--host", metavar="URL", help="service address (else AIPORTRAIT_HOST)"),
     "app_id": _option("--app-id", metavar="ID", help="AppId (else AIPORTRAIT_APP_ID)"),
     "token": _option("--token", metavar="TOKEN", help="Token (else AIPORTRAIT_TOKEN)"),
-    "timeout": _option("--timeout", type=POSITIVE, metavar="SECONDS", help="per try of a call"),
+    "timeout": _option(
+        "--timeout",
+        type=POSITIVE,
+        metavar="SECONDS",
+        help="per try of a call, in all",
+        show_default=f"{DEFAULT_READ_TIMEOUT.total:g} a query; a train or create"
+        f" {DEFAULT_TIMEOUT.total:g}, {DEFAULT_TIMEOUT.sock_read:g} between bytes",
+    ),
     "tries": _option(
-        "--tries", type=click.IntRange(min=1), metavar="N", help="tries per call in all"
+        "--tries",
+        type=click.IntRange(min=1),
+        metavar="N",
+        help="tries per call in all (a train or create is sent again only when it provably"
+        " did not run)",
+        show_default=f"{_RETRY.attempts}; a train or create {_RETRY.charged_attempts}",
     ),
     "json": _option("--json", is_flag=True, default=False, help="JSON output"),
     "debug": _option("--debug", is_flag=True, default=False, help="tracebacks and DEBUG logging"),

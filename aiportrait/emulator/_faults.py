@@ -53,9 +53,11 @@ class Faults:
 
     Attributes:
         seed: seed of the private ``random.Random`` (re-seeded when the settings are assigned).
-        rate_5xx: answer ``status_5xx`` with an error envelope before doing anything.
+        rate_5xx: answer with the status ``status_5xx`` and an error envelope before doing
+            anything.
         status_5xx: the status used by ``rate_5xx`` (500, 502, 503, 504 ...).
-        rate_429: answer 429 with ``Retry-After: retry_after`` before doing anything.
+        rate_429: answer 429 with a ``Retry-After`` of ``retry_after`` seconds before doing
+            anything.
         retry_after: seconds sent in ``Retry-After`` (written as an integer when whole).
         drop_before: close the connection before processing; nothing is counted.
         drop_after: process the request fully (counted), then close without answering.

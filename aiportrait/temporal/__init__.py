@@ -15,7 +15,7 @@ Temporal keeps no usable presigned URL: an uploaded photo travels as its object'
 the worker's uploader presigns it just before the call (``new_worker(..., uploader=)``);
 :func:`encrypted_converter` encrypts everything Temporal stores (:class:`EncryptionCodec`).
 
-See the Temporal guide (docs/guides/temporal.md) for workers, limits and the CLI.
+See the Temporal guide (``docs/guides/temporal.md``) for workers, limits and the CLI.
 """
 
 import warnings
