@@ -282,6 +282,18 @@ def test_the_cli_reference_is_the_one_the_commands_write() -> None:
     )
 
 
+def test_the_cli_reference_names_the_help_options_the_commands_take() -> None:
+    """``-h, --help``, whether or not a command ran before in the process (click keeps a
+    command's help option from the first context that asks for it)."""
+    for first in ("", "aiportrait.cli.main(['--help'])"):
+        code = f"import aiportrait.cli\n{first}\nprint(aiportrait.cli.reference())"
+        run = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        assert "| `-h, --help` |" in run.stdout
+        assert "| `--help` |" not in run.stdout
+
+
 def test_the_cli_reference_has_every_command(site: Path) -> None:
     html = (site / "reference" / "cli.html").read_text()
     for path in ("aiportrait check", "aiportrait temporal worker", "aiportrait uploads delete"):
