@@ -2,20 +2,22 @@
 
     python benchmarks/dashboard_load.py            # 25 rounds of 1 s each way, about 2 minutes
     python benchmarks/dashboard_load.py --quick    # 5 rounds of 1 s, about 25 seconds
+    python benchmarks/dashboard_load.py --rate 400 # 400 queries a second, on a schedule
 
 Three processes. The emulator runs alone in a helper process (this file with ``--serve``: an
 ``Emulator`` and one finished job, its CPU time read at the edges of each window: the CPU the
-emulator spent answering, nothing else). The load generator is this process: an ``aiohttp``
-client keeping ``concurrency`` signed job queries, ``GET /api/v1/async_jobs/{id}``, in flight for
-``window`` seconds (requests per second answered 200). *With the dashboard*, a real headless
-Chromium page is open on ``/_dashboard/``, connected to its event stream, so every query is also
-recorded for the page and sent in its next write; the page runs in another helper process (this
-file with ``--open``, Playwright's Python package driving Debian's chromium); *without*, the same
-browser shows ``about:blank`` (the stream closed). After a warm-up of both, the rounds alternate
-the order (without, with; with, without; ...), so the page is opened or left once per round and
-half a second is given to settle after each switch; each round gives two ratios with / without,
-of requests per second and of the emulator's CPU time per request, and their medians are the
-figures.
+emulator spent answering, nothing else). The load generator is this process: an ``aiohttp`` client
+keeping ``concurrency`` signed job queries, ``GET /api/v1/async_jobs/{id}``, in flight for
+``window`` seconds (requests per second answered 200), or with ``--rate`` sending them on a
+schedule (the same load both ways: the emulator's CPU per request at an equal rate). *With the
+dashboard*, a real headless Chromium page is open on ``/_dashboard/``, connected to its event
+stream, so every query is also recorded for the page and sent in its next write; the page runs in
+another helper process (this file with ``--open``, Playwright's Python package driving Debian's
+chromium); *without*, the same browser shows ``about:blank`` (the stream closed). After a warm-up
+of both, the rounds alternate the order (without, with; with, without; ...), so the page is opened
+or left once per round and half a second is given to settle after each switch and each window; each
+round gives two ratios with / without, of requests per second and of the emulator's CPU time per
+request, and their medians are the figures.
 
 The emulator's process is pinned to the first CPU, this one and the browser's to the last
 (``--no-pin`` to turn it off): the emulator's CPU per request is then its own cost of a
@@ -71,6 +73,7 @@ class Sizes:
     rounds: int = 25
     window: float = 1.0  # seconds of load per candidate per round
     concurrency: int = 16
+    rate: float = 0.0  # queries a second on a schedule; 0: as fast as they are answered
 
 
 QUICK = Sizes(rounds=5)
@@ -215,15 +218,22 @@ class Window:
 async def load(
     client: aiohttp.ClientSession, url: str, authorization: str, emulator: Helper, sizes: Sizes
 ) -> Window:
-    """``concurrency`` closed-loop clients querying one job for ``window`` seconds; the
-    emulator's CPU time counted until :data:`SETTLE` seconds after (its last write to a page)."""
+    """``concurrency`` clients querying one job for ``window`` seconds, each sending its next
+    query when its last is answered (closed loop), or, with a ``rate``, when the next query of
+    the schedule (``rate`` a second) is due; the emulator's CPU time counted until
+    :data:`SETTLE` seconds after (its last write to a page)."""
     headers = {"Authorization": authorization}
-    done = 0
-    deadline = time.monotonic() + sizes.window
+    done = sent = 0
 
     async def worker() -> None:
-        nonlocal done
-        while time.monotonic() < deadline:
+        nonlocal done, sent
+        while (now := time.monotonic()) < deadline:
+            if sizes.rate:
+                due = start + sent / sizes.rate
+                if due >= deadline:
+                    return
+                sent += 1
+                await asyncio.sleep(due - now)
             async with client.get(url, headers=headers) as response:
                 await response.read()
                 if response.status != 200:
@@ -232,6 +242,7 @@ async def load(
 
     cpu = float(await emulator.ask("cpu"))
     start = time.monotonic()
+    deadline = start + sizes.window
     await asyncio.gather(*(worker() for _ in range(sizes.concurrency)))
     seconds = time.monotonic() - start
     await asyncio.sleep(SETTLE)
@@ -337,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="5 rounds of 1 s")
     parser.add_argument("--rounds", type=int, help="rounds (default 25, 5 with --quick)")
+    parser.add_argument(
+        "--rate", type=float, help="queries a second on a schedule (default: closed loop)"
+    )
     parser.add_argument("--no-pin", action="store_true", help="do not pin emulator and browser")
     parser.add_argument("--json", type=Path, default=HERE / "results" / "dashboard_load.json")
     parser.add_argument("--open", metavar="URL", help=argparse.SUPPRESS)  # the browser's helper
@@ -349,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = QUICK if args.quick else Sizes()
     if args.rounds:
         sizes = dataclasses.replace(sizes, rounds=args.rounds)
+    if args.rate:
+        sizes = dataclasses.replace(sizes, rate=args.rate)
     started = time.monotonic()
     results = asyncio.run(run(sizes, pin=not args.no_pin))
     results["meta"] = {
