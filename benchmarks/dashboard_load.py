@@ -357,7 +357,9 @@ def report(results: dict[str, Any]) -> None:
     ):
         print(
             f"{what}, with the dashboard open / without: median {results['median_' + key]:.3f}"
-            f" (min {results['min_' + key]:.3f}, max {results['max_' + key]:.3f})"
+            f" (95 % interval {results['median_low_' + key]:.3f}"
+            f" to {results['median_high_' + key]:.3f}; min {results['min_' + key]:.3f},"
+            f" max {results['max_' + key]:.3f})"
         )
 
 
