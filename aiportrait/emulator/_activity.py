@@ -3,9 +3,13 @@ app and the charged bodies that arrived more than once.
 
 Recording never waits and costs O(1): an append to a bounded container, then the change offered
 to each dashboard :class:`Subscriber` (a bounded queue, never awaited); with no dashboard open, no
-event is even encoded. :meth:`Activity.state` is the JSON twin of the page, documented field by
-field in ``docs/guides/dashboard.md``. Nothing recorded holds a token, a signature or a body: a
-request keeps its path without the query, a charged body only a short SHA-256 digest.
+event is even encoded. What moves with every API request (the requests, the counters and charges)
+is not encoded when it happens: each subscriber is only marked, and its stream builds the newest
+state once per write (:meth:`Activity.requests_after`, :meth:`Activity.charges`), so an open
+dashboard adds a few attribute sets to a request, not an encoding. :meth:`Activity.state` is the
+JSON twin of the page, documented field by field in ``docs/guides/dashboard.md``. Nothing
+recorded holds a token, a signature or a body: a request keeps its path without the query, a
+charged body only a short SHA-256 digest.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
-import json
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
@@ -22,7 +25,7 @@ from typing import Any
 
 from ._auth import AppConfig
 from ._bucket import StoredObject
-from ._dashboard_events import Subscriber
+from ._dashboard_events import Subscriber, event_json
 from ._dashboard_records import JobRecord, iso_time, object_url, portrait_url
 from ._faults import Counters, Faults, faults_json
 from ._wire import CREATE_PATH, TRAIN_PATH
@@ -77,6 +80,8 @@ class Activity:
         self._images: OrderedDict[str, tuple[bytes, str]] = OrderedDict()
         self._image_bytes = 0
         self._requests: deque[dict[str, Any]] = deque(maxlen=REQUESTS_KEPT)
+        self._requests_recorded = 0  # ever: the last of them is self._requests[-1]
+        self._request_texts: dict[int, str] = {}  # kept requests' JSON, by number, once built
         self._charged: dict[str, list[int]] = {}  # app id -> [trainings, creations]
         self._first: dict[tuple[str, str], float] = {}  # each charged body's first arrival
         self._duplicates: OrderedDict[tuple[str, str], _Seen] = OrderedDict()
@@ -104,9 +109,13 @@ class Activity:
     def _publish(self, name: str, build: Callable[[], Any]) -> None:
         if not self._subscribers:
             return
-        data = json.dumps(build(), separators=(",", ":"))
+        data = event_json(build())
         for subscriber in self._subscribers:
             subscriber.offer(name, data)
+
+    def _mark(self, name: str) -> None:
+        for subscriber in self._subscribers:
+            subscriber.mark(name)
 
     def faults_changed(self, faults: Faults) -> None:
         """Tell the dashboards the fault settings changed."""
@@ -170,7 +179,7 @@ class Activity:
         if state in ("succeeded", "failed"):
             record.ended = self._clock()
             record.duration = round(time.monotonic() - record.started, 3)
-            self._publish("charges", self.charges)
+            self._mark("charges")
         self._publish("job", record.to_json)
 
     def created(self, record: JobRecord, image: bytes) -> None:
@@ -205,7 +214,7 @@ class Activity:
         ``calls=-1``: it was given back (the emulator failed)."""
         if path in _CHARGED_PATHS:
             self._charged.setdefault(app_id, [0, 0])[path == CREATE_PATH] += calls
-            self._publish("charges", self.charges)
+            self._mark("charges")
 
     def request(
         self,
@@ -227,7 +236,26 @@ class Activity:
             "app_id": app_id,
         }
         self._requests.append(entry)
-        self._publish("request", lambda: entry)
+        self._requests_recorded += 1
+        self._mark("request")
+
+    @property
+    def requests_recorded(self) -> int:
+        """How many requests were recorded so far (for :meth:`requests_after`)."""
+        return self._requests_recorded
+
+    def requests_after(self, seen: int) -> tuple[list[str], int]:
+        """The ``request`` events of the requests recorded after the first ``seen`` (at most
+        the last :data:`REQUESTS_KEPT`, oldest first; each encoded once whatever the number of
+        streams), and how many were recorded so far (the next ``seen``)."""
+        recorded = self._requests_recorded
+        oldest = recorded - len(self._requests)  # the number of self._requests[0]
+        texts = {n: t for n, t in self._request_texts.items() if n >= oldest}
+        for number in range(max(seen, oldest), recorded):
+            if number not in texts:
+                texts[number] = event_json(self._requests[number - oldest])
+        self._request_texts = texts
+        return [texts[n] for n in range(max(seen, oldest), recorded)], recorded
 
     def body_seen(self, path: str, fingerprint: str, raw: bytes, app_id: str) -> None:
         """A body was processed; ``fingerprint`` is its key in :attr:`Counters.fingerprints`."""
@@ -246,7 +274,7 @@ class Activity:
         self._duplicates[key] = seen
         if len(self._duplicates) > DUPLICATES_KEPT:
             self._duplicates.popitem(last=False)
-        self._publish("charges", self.charges)
+        self._mark("charges")
 
     # -- the twin -------------------------------------------------------------------------------
 

@@ -5,7 +5,9 @@
 server-sent events (``hello`` first, then ``job``, ``portrait``, ``object``, ``request``,
 ``charges`` and ``faults`` as they happen, a ``: keepalive`` comment every
 :data:`KEEPALIVE` seconds, and ``resync`` to a subscriber that fell behind, whose stream then
-ends; what gathered in :data:`FLUSH_EVERY` seconds goes out in one write); ``PUT
+ends; what gathered in :data:`FLUSH_EVERY` seconds goes out in one write: the events queued, in
+order, then the requests recorded since the last write (at most the last
+:data:`~._activity.REQUESTS_KEPT`, built then) and the ``charges`` once); ``PUT
 /_dashboard/api/faults`` changes the fault injection for the next request;
 ``/_dashboard/static/<file>`` serves the page's script and style sheet (package data, nothing
 else), ``/_dashboard/portraits/<id>`` the images creations made and ``/_dashboard/objects/<key>``
@@ -26,10 +28,10 @@ from importlib import resources
 
 from aiohttp import web
 
-from ._activity import REQUESTS_KEPT, Activity
+from ._activity import Activity
 from ._auth import basic_auth_app
 from ._bucket import Bucket
-from ._dashboard_events import sse_event
+from ._dashboard_events import event_json, sse_event
 from ._dashboard_page import render_page
 from ._dashboard_records import DASHBOARD_PATH, iso_time
 from ._faults import faults_from_json, faults_json
@@ -83,26 +85,6 @@ def _package_file(name: str) -> bytes:
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response({"error": message}, status=status, headers=headers)
-
-
-def _to_send(events: list[tuple[str, str]], charges: Callable[[], object]) -> list[tuple[str, str]]:
-    """``events`` without the ``request`` ones older than the last :data:`REQUESTS_KEPT` (the
-    page shows no more than those: a busy moment costs the stream and the page no more), and
-    after requests a ``charges`` event from ``charges()``, so that the counters they moved (the
-    requests, the faults fired...) are shown too."""
-    requests = sum(name == "request" for name, _ in events)
-    if requests:
-        events = [*events, ("charges", json.dumps(charges(), separators=(",", ":")))]
-    extra = requests - REQUESTS_KEPT
-    if extra <= 0:
-        return events
-    kept = []
-    for name, data in events:
-        if name == "request" and extra > 0:
-            extra -= 1
-        else:
-            kept.append((name, data))
-    return kept
 
 
 class _Dashboard:
@@ -175,19 +157,25 @@ class _Dashboard:
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
         )
-        subscriber = self.activity.subscribe()
+        activity = self.activity
+        subscriber = activity.subscribe()
+        seen = activity.requests_recorded  # the page reads the state after hello
         try:
             await response.prepare(request)
-            hello = json.dumps({"started_at": iso_time(self.activity.started_at)})
+            hello = json.dumps({"started_at": iso_time(activity.started_at)})
             await response.write(sse_event("hello", hello))
             while not subscriber.closed:
-                events = await subscriber.next_events(KEEPALIVE)
+                events, moved = await subscriber.next_events(KEEPALIVE)
                 if subscriber.behind:
                     await response.write(sse_event("resync", "{}"))
                     break
+                if "request" in moved:
+                    texts, seen = activity.requests_after(seen)
+                    events += [("request", text) for text in texts]
+                if moved:  # the requests moved the counters (the requests, the faults fired...)
+                    events.append(("charges", event_json(activity.charges())))
                 if events:
-                    sent = _to_send(events, self.activity.charges)
-                    await response.write(b"".join(sse_event(n, d) for n, d in sent))
+                    await response.write(b"".join(sse_event(n, d) for n, d in events))
                     await asyncio.sleep(FLUSH_EVERY)  # the events of the next moment, in one write
                 elif not subscriber.closed:
                     await response.write(b": keepalive\n\n")

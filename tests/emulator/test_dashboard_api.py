@@ -20,6 +20,7 @@ import pytest
 from aiportrait import PollPolicy
 from aiportrait.emulator import Emulator, Faults
 from aiportrait.emulator import _dashboard as dashboard
+from aiportrait.emulator._activity import REQUESTS_KEPT, Activity
 from aiportrait.emulator._dashboard import needs_auth
 from aiportrait.emulator._dashboard_events import Subscriber
 from aiportrait.emulator._wire import BATCH_PATH_PREFIX, CREATE_PATH
@@ -281,6 +282,24 @@ def test_a_subscriber_queue_is_bounded() -> None:
     subscriber.offer("c", "3")
     assert subscriber.behind
     subscriber.offer("d", "4")  # ignored from now on
+
+
+async def test_a_request_only_marks_the_streams_which_build_the_newest_requests_once() -> None:
+    activity = Activity({}, locate=lambda url: None)
+    subscriber = activity.subscribe()
+    for i in range(REQUESTS_KEPT + 5):
+        activity.request("GET", f"/p{i}", 200, 0.001, None, None)
+    assert await subscriber.next_events(0) == ([], {"request"})  # nothing encoded, one mark
+    texts, seen = activity.requests_after(0)
+    assert seen == REQUESTS_KEPT + 5
+    paths = [json.loads(text)["path"] for text in texts]
+    assert paths == [f"/p{i}" for i in range(5, REQUESTS_KEPT + 5)]  # the last kept, oldest first
+    activity.request("GET", "/last", 200, 0.001, None, None)
+    newer, seen = activity.requests_after(seen)
+    assert [json.loads(text)["path"] for text in newer] == ["/last"]
+    behind, _ = activity.requests_after(REQUESTS_KEPT)  # another stream, further behind
+    assert behind == [*texts[-5:], *newer]  # the requests numbered 100 to 105
+    assert all(a is b for a, b in zip(behind, [*texts[-5:], *newer], strict=True))  # built once
 
 
 async def test_an_idle_stream_gets_keepalives(
