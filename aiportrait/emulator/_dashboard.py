@@ -14,9 +14,13 @@ else), ``/_dashboard/portraits/<id>`` the images creations made and ``/_dashboar
 the bucket's objects.
 
 Only loopback by default: when the emulator listens elsewhere (see :func:`needs_auth`), every
-``/_dashboard`` path needs HTTP Basic with an AppId and its token. The fault control also
-refuses a body that is not ``application/json`` and a request whose ``Origin`` is not the
-emulator's own (a page elsewhere cannot change the faults through the developer's browser).
+``/_dashboard`` path needs HTTP Basic with an AppId and its token. Without credentials, a
+request that reached the emulator on a loopback address must name it in its ``Host``
+(``localhost``, ``127.x.y.z`` or ``[::1]``, with the port it reached), else it is refused with
+421: a page of another site whose name was made to point at 127.0.0.1 (DNS rebinding) cannot
+read the dashboard. The fault control also refuses a body that is not ``application/json`` and
+a request whose ``Origin`` is not the emulator's own (on loopback: a loopback name with the
+port), so a page elsewhere cannot change the faults through the developer's browser.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from collections.abc import Awaitable, Callable
 from importlib import resources
 
 from aiohttp import web
+from yarl import URL
 
 from ._activity import Activity
 from ._auth import basic_auth_app
@@ -79,6 +84,24 @@ def needs_auth(bind: str) -> bool:
     return not is_loopback_host(bind)
 
 
+def _loopback_authority(authority: str, port: int) -> bool:
+    """Whether ``authority`` (a ``Host`` header, or an origin without its scheme) is a loopback
+    name or address with ``port`` (no port: 80)."""
+    try:
+        url = URL("http://" + authority)
+        return is_loopback_host(url.host) and (url.explicit_port or 80) == port
+    except ValueError:
+        return False
+
+
+def _reached_on_loopback(request: web.Request) -> int | None:
+    """The local port of ``request``'s connection when it reached a loopback address."""
+    sockname = None if request.transport is None else request.transport.get_extra_info("sockname")
+    if not sockname or not is_loopback_host(str(sockname[0])):
+        return None
+    return int(sockname[1])
+
+
 def _package_file(name: str) -> bytes:
     return resources.files("aiportrait.emulator").joinpath("dashboard").joinpath(name).read_bytes()
 
@@ -97,15 +120,27 @@ class _Dashboard:
         self.auth = auth
 
     def guarded(self, handler: Route) -> Route:
-        """``handler`` behind the credentials, when they are needed."""
+        """``handler`` behind the credentials when they are needed, else behind the ``Host``
+        check of a loopback connection."""
 
         async def route(request: web.Request) -> web.StreamResponse:
-            credentials = request.headers.get("Authorization")
-            if self.auth and basic_auth_app(self.service.apps, credentials) is None:
-                return _error(401, "the dashboard needs an AppId and its token", _CHALLENGE)
+            if self.auth:
+                if basic_auth_app(self.service.apps, request.headers.get("Authorization")) is None:
+                    return _error(401, "the dashboard needs an AppId and its token", _CHALLENGE)
+            elif not self.own_origin(request, request.host):
+                return _error(421, "the dashboard answers only to its loopback address (Host)")
             return await handler(request)
 
         return route
+
+    def own_origin(self, request: web.Request, authority: str) -> bool:
+        """Whether ``authority`` (the ``Host``, or the ``Origin`` without its scheme) names the
+        emulator as ``request`` reached it: without credentials on a loopback connection, a
+        loopback name with its port; else the request's own ``Host``."""
+        port = None if self.auth else _reached_on_loopback(request)
+        if port is None:
+            return authority == request.host
+        return _loopback_authority(authority, port)
 
     def state(self) -> dict[str, object]:
         objects = {} if self.bucket is None else self.bucket.objects
@@ -189,7 +224,10 @@ class _Dashboard:
         if request.content_type != "application/json":
             return _error(415, "send the faults as application/json")
         origin = request.headers.get("Origin")
-        if origin is not None and origin != f"{request.scheme}://{request.host}":
+        scheme = f"{request.scheme}://"
+        if origin is not None and not (
+            origin.startswith(scheme) and self.own_origin(request, origin.removeprefix(scheme))
+        ):
             return _error(403, "the faults can only be changed from the dashboard's own page")
         if request.content_length is not None and request.content_length > MAX_FAULTS_BODY:
             return _error(413, "the body is too large")
@@ -222,8 +260,8 @@ def add_dashboard_routes(
     """Serve the dashboard of ``service`` (and ``bucket``), behind credentials when ``auth``."""
     board = _Dashboard(service, bucket, auth=auth)
     guarded = board.guarded
-    app.router.add_get("/", _to_dashboard)
-    app.router.add_get(DASHBOARD_PATH.rstrip("/"), _to_dashboard)
+    app.router.add_get("/", guarded(_to_dashboard))
+    app.router.add_get(DASHBOARD_PATH.rstrip("/"), guarded(_to_dashboard))
     app.router.add_get(DASHBOARD_PATH, guarded(board.page))
     app.router.add_get(DASHBOARD_PATH + "api/state", guarded(board.state_json))
     app.router.add_put(DASHBOARD_PATH + "api/faults", guarded(board.put_faults))
