@@ -148,11 +148,10 @@ class _Dashboard:
 
     async def page(self, request: web.Request) -> web.StreamResponse:
         template = _package_file("index.html").decode("utf-8")
+        # Recorded text is whatever clients sent: a lone surrogate (valid JSON) becomes "?".
+        body = render_page(template, self.state()).encode("utf-8", "replace")
         return web.Response(
-            text=render_page(template, self.state()),
-            content_type="text/html",
-            charset="utf-8",
-            headers=_PAGE_HEADERS,
+            body=body, content_type="text/html", charset="utf-8", headers=_PAGE_HEADERS
         )
 
     async def state_json(self, request: web.Request) -> web.StreamResponse:

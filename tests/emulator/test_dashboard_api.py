@@ -360,6 +360,17 @@ async def test_the_page_escapes_what_it_shows(emu: Emulator, http: aiohttp.Clien
             assert resp.status == 404
 
 
+async def test_text_that_utf_8_cannot_encode_does_not_break_the_page(
+    emu: Emulator, http: aiohttp.ClientSession
+) -> None:
+    body = b'{"model_id": "lone \\ud800 surrogate", "template_image": "t2i_generate"}'
+    assert await _signed(http, emu, "POST", CREATE_PATH, body) == 462
+    assert (await _state(http, emu))["jobs"][0]["model_id"] == "lone \ud800 surrogate"
+    async with http.get(emu.dashboard_url) as resp:
+        assert resp.status == 200
+        assert "model_id: lone ? surrogate" in await resp.text()
+
+
 def test_credentials_are_needed_off_loopback_only() -> None:
     for loopback in ("127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"):
         assert not needs_auth(loopback), loopback
