@@ -23,6 +23,7 @@ from ._wire import CREATE_PATH, TRAIN_PATH
 
 __all__ = [
     "ARRIVALS_KEPT",
+    "MAX_SECONDS",
     "Counters",
     "Fault",
     "FaultInjector",
@@ -31,6 +32,9 @@ __all__ = [
     "faults_from_json",
     "faults_json",
 ]
+
+#: The most seconds of ``latency`` and ``retry_after``.
+MAX_SECONDS = 600
 
 #: How many of the latest API requests :attr:`Counters.arrivals` keeps.
 ARRIVALS_KEPT = 100_000
@@ -59,11 +63,13 @@ class Faults:
         retry_after: seconds sent in ``Retry-After`` (written as an integer when whole).
         drop_before: close the connection before processing; nothing is counted.
         drop_after: process the request fully (counted), then close without answering.
-        latency: seconds slept before processing, on a ``latency_rate`` share of requests.
+        latency: seconds slept before processing, on a ``latency_rate`` share of requests
+            (at most :data:`MAX_SECONDS`, like ``retry_after``).
         latency_rate: share of requests delayed by ``latency``.
         malformed: process fully (counted), then answer 200 with a truncated JSON body.
         job_failure: share of accepted trainings that end in state 3 whatever their photos.
-        paths: when set, only requests whose path starts with one of these are affected.
+        paths: when set (at least one prefix), only requests whose path starts with one of
+            these are affected; None: every path.
     """
 
     seed: int = 0
@@ -94,12 +100,15 @@ class Faults:
                 raise ValueError(f"{name} must be within [0, 1], got {value!r}")
         if self.outcome_total() > 1.0 + 1e-9:
             raise ValueError("the outcome fault rates add up to more than 1")
-        if self.latency < 0 or self.retry_after < 0:
-            raise ValueError("latency and retry_after must not be negative")
+        for name, seconds in (("latency", self.latency), ("retry_after", self.retry_after)):
+            if not 0 <= seconds <= MAX_SECONDS:
+                raise ValueError(f"{name} must be within [0, {MAX_SECONDS}] seconds")
         if not 500 <= self.status_5xx <= 599:
             raise ValueError(f"status_5xx must be a 5xx status, got {self.status_5xx}")
         if self.paths is not None:  # accept any collection of prefixes
             object.__setattr__(self, "paths", frozenset(self.paths))
+            if not self.paths:
+                raise ValueError("paths must name at least one prefix (None: every path)")
 
     def outcome_total(self) -> float:
         """Return the share of requests that get an outcome fault."""
@@ -139,15 +148,21 @@ def faults_from_json(current: Faults, changes: Mapping[str, Any]) -> Faults:
                 isinstance(value, list) and all(isinstance(p, str) for p in value)
             ):
                 raise ValueError("paths must be a list of path prefixes or null")
-        elif (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-        ):
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{name} must be a finite number, got {value!r}")
         elif kind == "int" and not isinstance(value, int):
             raise ValueError(f"{name} must be an integer, got {value!r}")
+        elif kind == "float" and not _finite(value):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
     return dataclasses.replace(current, **changes)
+
+
+def _finite(value: float) -> bool:
+    """Whether ``value`` is a finite float (an integer too large for one is not)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 class FaultInjector:
