@@ -42,7 +42,7 @@ from ._errors import (
     forget_traceback,
 )
 from ._faults import Fault
-from ._media import media_file
+from ._media import SANDBOXED, media_file
 from ._service import Service
 from ._wire import (
     BATCH_PATH_PREFIX,
@@ -326,7 +326,7 @@ async def _media(request: web.Request) -> web.StreamResponse:
         found = False
     if path is None or not found:
         return _error(NOT_FOUND)
-    return web.FileResponse(path)
+    return web.FileResponse(path, headers=SANDBOXED)
 
 
 async def _healthz(request: web.Request) -> web.Response:

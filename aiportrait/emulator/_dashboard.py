@@ -41,6 +41,7 @@ from ._dashboard_page import render_page
 from ._dashboard_records import DASHBOARD_PATH, iso_time
 from ._faults import faults_from_json, faults_json
 from ._fetch import is_loopback_host
+from ._media import SANDBOXED
 from ._service import Service
 
 __all__ = ["KEEPALIVE", "STATIC_FILES", "add_dashboard_routes", "needs_auth"]
@@ -66,11 +67,7 @@ _PAGE_HEADERS = {
 }
 # An object of the bucket is whatever a client uploaded: shown as an image only when it says it
 # is one (never SVG), never run as a page of the dashboard's origin.
-_OBJECT_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; sandbox",
-    "X-Content-Type-Options": "nosniff",
-    "Cache-Control": "no-store",
-}
+_OBJECT_HEADERS = {**SANDBOXED, "Cache-Control": "no-store"}
 _IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp", "image/bmp")
 _CHALLENGE = {"WWW-Authenticate": 'Basic realm="aiportrait emulator", charset="UTF-8"'}
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from yarl import URL
 
 from aiportrait import PollPolicy
 from aiportrait.emulator import Emulator, Faults
@@ -26,7 +27,7 @@ from aiportrait.emulator._dashboard_events import Subscriber
 from aiportrait.emulator._wire import BATCH_PATH_PREFIX, CREATE_PATH
 from aiportrait.errors import ModelIdError, PhotoCountWarning
 from aiportrait.samples import SamplePhotos, sample_photos
-from aiportrait.uploads import OSSUploader
+from aiportrait.uploads import OSSUploader, PresignedURL
 
 from .._sse import sse_events as _events
 
@@ -374,6 +375,20 @@ async def test_text_that_utf_8_cannot_encode_does_not_break_the_page(
     async with http.get(emu.dashboard_url) as resp:
         assert resp.status == 200
         assert "model_id: lone ? surrogate" in await resp.text()
+
+
+async def test_served_files_and_bucket_objects_cannot_act_as_the_dashboard(
+    emu: Emulator, http: aiohttp.ClientSession, media: tuple[Path, SamplePhotos]
+) -> None:
+    """A served HTML or SVG file is of the dashboard's origin: it must run sandboxed."""
+    async with OSSUploader.for_emulator(emu) as uploader:
+        signed = await uploader.upload(b"<svg onload='alert(1)'/>", "image/svg+xml", "x.svg")
+    assert isinstance(signed, PresignedURL)
+    for url in (emu.media_url(media[1].astronaut_template), signed.reveal()):
+        async with http.get(URL(url, encoded=True)) as resp:
+            assert resp.status == 200
+            assert resp.headers["X-Content-Type-Options"] == "nosniff"
+            assert "sandbox" in resp.headers["Content-Security-Policy"].split("; ")
 
 
 def test_credentials_are_needed_off_loopback_only() -> None:
