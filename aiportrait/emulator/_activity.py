@@ -96,6 +96,11 @@ class Activity:
         self._subscribers.add(subscriber)
         return subscriber
 
+    @property
+    def streams(self) -> int:
+        """How many subscribers there are (open event streams)."""
+        return len(self._subscribers)
+
     def unsubscribe(self, subscriber: Subscriber) -> None:
         """Forget ``subscriber`` (its stream ended)."""
         self._subscribers.discard(subscriber)

@@ -44,7 +44,14 @@ from ._fetch import is_loopback_host
 from ._media import SANDBOXED
 from ._service import Service
 
-__all__ = ["KEEPALIVE", "STATIC_FILES", "add_dashboard_routes", "needs_auth"]
+__all__ = [
+    "KEEPALIVE",
+    "MAX_STREAMS",
+    "STATIC_FILES",
+    "WRITE_TIMEOUT",
+    "add_dashboard_routes",
+    "needs_auth",
+]
 
 #: Seconds between keepalive comments on an idle event stream.
 KEEPALIVE = 15.0
@@ -53,6 +60,11 @@ STATIC_FILES = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
 #: Seconds an event stream waits after a write, so that a busy emulator's events go out in a
 #: few writes a second rather than one per request.
 FLUSH_EVERY = 0.25
+#: Seconds one write to an event stream may take; a page that reads nothing for longer (a
+#: stalled tab, a client that never reads) is disconnected.
+WRITE_TIMEOUT = 30.0
+#: Event streams open at once; one more is answered 503.
+MAX_STREAMS = 32
 #: Faults PUT bodies larger than this are refused.
 MAX_FAULTS_BODY = 64 * 1024
 
@@ -185,20 +197,26 @@ class _Dashboard:
         return web.Response(body=stored.data, content_type=kind, headers=headers)
 
     async def events(self, request: web.Request) -> web.StreamResponse:
+        activity = self.activity
+        if activity.streams >= MAX_STREAMS:
+            return _error(503, f"{MAX_STREAMS} dashboard event streams are open: close one")
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
         )
-        activity = self.activity
         subscriber = activity.subscribe()
         seen = activity.requests_recorded  # the page reads the state after hello
+
+        async def send(data: bytes) -> None:
+            await asyncio.wait_for(response.write(data), WRITE_TIMEOUT)
+
         try:
             await response.prepare(request)
             hello = json.dumps({"started_at": iso_time(activity.started_at)})
-            await response.write(sse_event("hello", hello))
+            await send(sse_event("hello", hello))
             while not subscriber.closed:
                 events, moved = await subscriber.next_events(KEEPALIVE)
                 if subscriber.behind:
-                    await response.write(sse_event("resync", "{}"))
+                    await send(sse_event("resync", "{}"))
                     break
                 if "request" in moved:
                     texts, seen = activity.requests_after(seen)
@@ -206,12 +224,15 @@ class _Dashboard:
                 if moved:  # the requests moved the counters (the requests, the faults fired...)
                     events.append(("charges", event_json(activity.charges())))
                 if events:
-                    await response.write(b"".join(sse_event(n, d) for n, d in events))
+                    await send(b"".join(sse_event(n, d) for n, d in events))
                     await asyncio.sleep(FLUSH_EVERY)  # the events of the next moment, in one write
                 elif not subscriber.closed:
-                    await response.write(b": keepalive\n\n")
+                    await send(b": keepalive\n\n")
         except ConnectionError:
             pass  # the page went away
+        except asyncio.TimeoutError:  # the page reads nothing: its connection is closed
+            if request.transport is not None:
+                request.transport.abort()
         finally:
             self.activity.unsubscribe(subscriber)
         return response

@@ -7,10 +7,12 @@ charged duplicates, the page's escaping, and the credentials off loopback.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -304,6 +306,47 @@ async def test_a_subscriber_that_falls_behind_is_told_to_resync(
             emu.faults = Faults()
         assert await anext(events) == ("resync", {})
         assert [e async for e in events] == []  # and the stream ends
+
+
+async def _stream_status(http: aiohttp.ClientSession, emu: Emulator) -> int:
+    async with http.get(emu.url + EVENTS) as stream:
+        if stream.status == 200:
+            assert (await anext(_events(stream)))[0] == "hello"
+        else:
+            assert "streams are open" in (await stream.json())["error"]
+        return stream.status
+
+
+async def _until(check: Callable[[], Awaitable[bool]]) -> None:
+    """Wait until ``check()`` is true (a test hangs, rather than depends on speed, otherwise)."""
+    while not await check():
+        await asyncio.sleep(0.01)
+
+
+async def test_a_stream_the_page_does_not_read_is_closed_and_streams_are_capped(
+    emu: Emulator, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dashboard, "WRITE_TIMEOUT", 0.2)
+    monkeypatch.setattr(dashboard, "MAX_STREAMS", 1)
+    loop = asyncio.get_running_loop()
+    stalled = socket.socket()  # a page that never reads
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.setblocking(False)
+    try:
+        host, port = emu.url.removeprefix("http://").rsplit(":", 1)
+        await loop.sock_connect(stalled, (host, int(port)))
+        request = f"GET {EVENTS} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n"
+        await loop.sock_sendall(stalled, request.encode())
+        await _until(lambda: _is(_stream_status(http, emu), 503))  # the one stream allowed
+        for i in range(20):  # 20 MB of events it does not read
+            emu.faults = Faults(paths=[f"/{i}" + "x" * 1_000_000])
+        await _until(lambda: _is(_stream_status(http, emu), 200))  # it was closed
+    finally:
+        stalled.close()
+
+
+async def _is(status: Awaitable[int], wanted: int) -> bool:
+    return await status == wanted
 
 
 def test_a_subscriber_queue_is_bounded() -> None:
