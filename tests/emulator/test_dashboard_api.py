@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import re
 import socket
@@ -23,6 +24,7 @@ from yarl import URL
 from aiportrait import PollPolicy
 from aiportrait.emulator import Emulator, Faults
 from aiportrait.emulator import _dashboard as dashboard
+from aiportrait.emulator import _activity as activity_module
 from aiportrait.emulator._activity import REQUESTS_KEPT, Activity
 from aiportrait.emulator._dashboard import needs_auth
 from aiportrait.emulator._dashboard_events import Subscriber
@@ -294,6 +296,20 @@ async def test_a_charged_body_sent_twice_is_flagged(
     async with http.get(emu.dashboard_url) as resp:
         page = await resp.text()
     assert f'data-digest="{flagged["digest"]}"' in page
+
+
+def test_the_first_arrivals_kept_are_bounded_and_a_duplicate_is_still_flagged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(activity_module, "FIRSTS_KEPT", 2)
+    activity = Activity({}, locate=lambda url: None)
+    for body in (b"a", b"b", b"c", b"a"):  # a's first arrival is forgotten, not its count
+        activity.counters.fingerprints[(CREATE_PATH, body.decode())] += 1
+        activity.body_seen(CREATE_PATH, body.decode(), body, "app")
+    assert len(activity._first) == 2
+    (flagged,) = activity.charges()["duplicates"]
+    assert (flagged["count"], flagged["first_at"]) == (2, None)
+    assert flagged["digest"] == hashlib.sha256(b"a").hexdigest()[:12]
 
 
 async def test_a_subscriber_that_falls_behind_is_told_to_resync(
