@@ -13,7 +13,7 @@ import hashlib
 import json
 import re
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,8 @@ from yarl import URL
 
 from aiportrait import PollPolicy
 from aiportrait.emulator import Emulator, Faults
-from aiportrait.emulator import _dashboard as dashboard
 from aiportrait.emulator import _activity as activity_module
+from aiportrait.emulator import _dashboard as dashboard
 from aiportrait.emulator._activity import REQUESTS_KEPT, Activity
 from aiportrait.emulator._dashboard import needs_auth
 from aiportrait.emulator._dashboard_events import Subscriber
@@ -33,6 +33,7 @@ from aiportrait.errors import ModelIdError, PhotoCountWarning
 from aiportrait.samples import SamplePhotos, sample_photos
 from aiportrait.uploads import OSSUploader, PresignedURL
 
+from .._mock import until
 from .._sse import sse_events as _events
 
 FAST = PollPolicy(first=0.02, cap=0.05, jitter=0.0, timeout=60)
@@ -260,7 +261,11 @@ async def test_on_loopback_the_dashboard_answers_only_to_loopback_names(
     for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"127.0.0.2:{port}"):
         async with http.get(emu.url + STATE, headers={"Host": host}) as resp:
             assert resp.status == 200, host
-    for origin in (f"http://evil.example:{port}", "http://127.0.0.1:1", f"https://localhost:{port}"):
+    for origin in (
+        f"http://evil.example:{port}",
+        "http://127.0.0.1:1",
+        f"https://localhost:{port}",
+    ):
         headers = {"Origin": origin, "Host": f"localhost:{port}"}
         async with http.put(emu.url + FAULTS, json={"rate_429": 1}, headers=headers) as resp:
             assert resp.status == 403, origin
@@ -333,12 +338,6 @@ async def _stream_status(http: aiohttp.ClientSession, emu: Emulator) -> int:
         return stream.status
 
 
-async def _until(check: Callable[[], Awaitable[bool]]) -> None:
-    """Wait until ``check()`` is true (a test hangs, rather than depends on speed, otherwise)."""
-    while not await check():
-        await asyncio.sleep(0.01)
-
-
 async def test_a_stream_the_page_does_not_read_is_closed_and_streams_are_capped(
     emu: Emulator, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -353,16 +352,15 @@ async def test_a_stream_the_page_does_not_read_is_closed_and_streams_are_capped(
         await loop.sock_connect(stalled, (host, int(port)))
         request = f"GET {EVENTS} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n"
         await loop.sock_sendall(stalled, request.encode())
-        await _until(lambda: _is(_stream_status(http, emu), 503))  # the one stream allowed
+        activity = emu._service.activity if emu._service else Activity({}, locate=str)
+        await until(lambda: activity.streams == 1, "the stalled stream is open")
+        assert await _stream_status(http, emu) == 503  # the one stream allowed
         for i in range(20):  # 20 MB of events it does not read
             emu.faults = Faults(paths=[f"/{i}" + "x" * 1_000_000])
-        await _until(lambda: _is(_stream_status(http, emu), 200))  # it was closed
+        await until(lambda: activity.streams == 0, "the stalled stream is closed")
+        assert await _stream_status(http, emu) == 200
     finally:
         stalled.close()
-
-
-async def _is(status: Awaitable[int], wanted: int) -> bool:
-    return await status == wanted
 
 
 def test_a_subscriber_queue_is_bounded() -> None:
