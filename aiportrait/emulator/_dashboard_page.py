@@ -30,6 +30,7 @@ FAULT_HINTS = {
     "latency_rate": "share of requests delayed",
     "malformed": "share answered with truncated JSON",
     "job_failure": "share of trainings that fail",
+    "outage": "every API request answered 503 (with Retry-After)",
     "paths": "path prefixes affected, comma-separated (empty: all)",
 }
 

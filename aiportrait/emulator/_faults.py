@@ -2,7 +2,8 @@
 
 One uniform draw per API request picks at most one *outcome fault*, from disjoint slices of
 ``[0, 1)`` in this order: ``drop_before``, ``rate_5xx``, ``rate_429``, ``drop_after``,
-``malformed``. A second draw decides the added ``latency``; a third one, taken when a training is
+``malformed``; while ``outage`` is on, every request is answered 503 instead, without a draw
+(the draws of the other settings stay as they were). A second draw decides the added ``latency``; a third one, taken when a training is
 accepted, decides whether it fails (``job_failure``). The same seed and the same request order
 give the same faults.
 """
@@ -49,6 +50,7 @@ class Fault(enum.Enum):
     TOO_MANY = "429"
     DROP_AFTER = "drop_after"
     MALFORMED = "malformed"
+    OUTAGE = "outage"
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ class Faults:
         latency_rate: share of requests delayed by ``latency``.
         malformed: process fully (counted), then answer 200 with a truncated JSON body.
         job_failure: share of accepted trainings that end in state 3 whatever their photos.
+        outage: answer every request 503 with ``Retry-After: retry_after`` before doing
+            anything (the service is down), whatever the rates.
         paths: when set (at least one prefix), only requests whose path starts with one of
             these are affected; None: every path.
     """
@@ -83,6 +87,7 @@ class Faults:
     latency_rate: float = 1.0
     malformed: float = 0.0
     job_failure: float = 0.0
+    outage: bool = False
     paths: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
@@ -117,7 +122,7 @@ class Faults:
     @property
     def active(self) -> bool:
         """Whether any fault can fire."""
-        return bool(self.outcome_total() or (self.latency and self.latency_rate))
+        return bool(self.outage or self.outcome_total() or (self.latency and self.latency_rate))
 
     def applies_to(self, path: str) -> bool:
         """Whether requests to ``path`` are subject to these faults."""
@@ -135,8 +140,8 @@ def faults_from_json(current: Faults, changes: Mapping[str, Any]) -> Faults:
     """``current`` with the fields given in ``changes`` (a JSON object) replaced.
 
     Raises :class:`ValueError` naming the field: an unknown one, a value of the wrong type (a
-    number for the rates and seconds, an integer for ``seed`` and ``status_5xx``, a list of
-    strings or null for ``paths``), or one :class:`Faults` refuses.
+    number for the rates and seconds, an integer for ``seed`` and ``status_5xx``, true or false
+    for ``outage``, a list of strings or null for ``paths``), or one :class:`Faults` refuses.
     """
     kinds = {f.name: f.type for f in dataclasses.fields(Faults)}
     for name, value in changes.items():
@@ -148,6 +153,9 @@ def faults_from_json(current: Faults, changes: Mapping[str, Any]) -> Faults:
                 isinstance(value, list) and all(isinstance(p, str) for p in value)
             ):
                 raise ValueError("paths must be a list of path prefixes or null")
+        elif kind == "bool":
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be true or false, got {value!r}")
         elif isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{name} must be a finite number, got {value!r}")
         elif kind == "int" and not isinstance(value, int):
@@ -181,7 +189,11 @@ class FaultInjector:
     def outcome(self, path: str) -> Fault:
         """Pick the outcome fault for one request to ``path``."""
         f = self.faults
-        if not f.applies_to(path) or not f.outcome_total():
+        if not f.applies_to(path):
+            return Fault.NONE
+        if f.outage:
+            return Fault.OUTAGE
+        if not f.outcome_total():
             return Fault.NONE
         u = self._rng.random()
         for kind, rate in (

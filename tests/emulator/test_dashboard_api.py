@@ -199,6 +199,26 @@ async def test_a_fault_set_from_the_dashboard_answers_the_next_request(
     assert state["counters"]["faults"] == {"429": 1}
 
 
+async def test_an_outage_from_the_dashboard_answers_every_request_503(
+    emu: Emulator, http: aiohttp.ClientSession
+) -> None:
+    async with http.get(emu.dashboard_url) as resp:
+        assert '<input id="fault-outage" name="outage" type="checkbox">' in await resp.text()
+    async with http.put(emu.url + FAULTS, json={"outage": True, "retry_after": 5}) as resp:
+        assert (await resp.json())["outage"] is True
+    path = BATCH_PATH_PREFIX + "1"
+    headers = {"Authorization": emu.authorization("GET", path, b"")}
+    for _ in range(3):
+        async with http.get(emu.url + path, headers=headers) as resp:
+            assert (resp.status, resp.headers["Retry-After"]) == (503, "5")
+    state = await _state(http, emu)
+    assert state["counters"]["faults"] == {"outage": 3}
+    assert state["requests"][0]["fault"] == "outage"
+    async with http.put(emu.url + FAULTS, json={"outage": False}) as resp:
+        assert resp.status == 200
+    assert await _signed(http, emu, "GET", path) == 200
+
+
 @pytest.mark.parametrize(
     ("body", "named"),
     [
