@@ -2,8 +2,9 @@
 
 ``GET /`` redirects to ``/_dashboard/``, the page (server-rendered by :mod:`._dashboard_page`);
 ``/_dashboard/api/state`` is the JSON twin (:meth:`.Activity.state`); ``/_dashboard/events`` the
-server-sent events (``hello`` first, then ``job``, ``portrait``, ``object``, ``request``,
-``charges`` and ``faults`` as they happen, a ``: keepalive`` comment every
+server-sent events (``hello`` first, with the state as the subscription starts, then ``job``,
+``portrait``, ``object``, ``request``, ``charges`` and ``faults`` as they happen, a
+``: keepalive`` comment every
 :data:`KEEPALIVE` seconds, and ``resync`` to a subscriber that fell behind, whose stream then
 ends; what gathered in :data:`FLUSH_EVERY` seconds goes out in one write: the events queued, in
 order, then the requests recorded since the last write (at most the last
@@ -204,14 +205,17 @@ class _Dashboard:
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
         )
         subscriber = activity.subscribe()
-        seen = activity.requests_recorded  # the page reads the state after hello
+        # hello holds the state as of now, when the subscription starts: every event after it
+        # is a change since, none is already in it (a page that read the state on its own
+        # could read it after some of the events it then gets, and apply them twice).
+        seen = activity.requests_recorded
+        hello = event_json({"started_at": iso_time(activity.started_at), "state": self.state()})
 
         async def send(data: bytes) -> None:
             await asyncio.wait_for(response.write(data), WRITE_TIMEOUT)
 
         try:
             await response.prepare(request)
-            hello = json.dumps({"started_at": iso_time(activity.started_at)})
             await send(sse_event("hello", hello))
             while not subscriber.closed:
                 events, moved = await subscriber.next_events(KEEPALIVE)

@@ -3,8 +3,9 @@
 One uniform draw per API request picks at most one *outcome fault*, from disjoint slices of
 ``[0, 1)`` in this order: ``drop_before``, ``rate_5xx``, ``rate_429``, ``drop_after``,
 ``malformed``; while ``outage`` is on, every request is answered 503 instead, without a draw
-(the draws of the other settings stay as they were). A second draw decides the added ``latency``; a third one, taken when a training is
-accepted, decides whether it fails (``job_failure``). The same seed and the same request order
+(the draws of the other settings stay as they were). A second draw decides the added
+``latency``; a third one, taken when a training is accepted, decides whether it fails
+(``job_failure``). The same seed and the same request order
 give the same faults.
 """
 

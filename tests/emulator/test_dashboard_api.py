@@ -383,6 +383,31 @@ async def test_a_stream_the_page_does_not_read_is_closed_and_streams_are_capped(
         stalled.close()
 
 
+async def test_hello_holds_the_state_and_no_event_after_it_repeats_it(
+    emu: Emulator, http: aiohttp.ClientSession
+) -> None:
+    """A page that read the state after hello could read changes it then gets as events too
+    (a request row twice, a job's older state over a newer one): hello holds the state instead."""
+    for i in range(3):
+        await _signed(http, emu, "GET", f"{BATCH_PATH_PREFIX}{i}")
+    async with http.get(emu.url + EVENTS) as stream:
+        events = _events(stream)
+        name, hello = await anext(events)
+        assert name == "hello" and hello["started_at"] == (await _state(http, emu))["started_at"]
+        shown = [r["path"] for r in hello["state"]["requests"]]
+        assert shown == [f"{BATCH_PATH_PREFIX}{i}" for i in (2, 1, 0)]
+        assert hello["state"].keys() == (await _state(http, emu)).keys()
+        await _signed(http, emu, "GET", BATCH_PATH_PREFIX + "9")
+        sent = []
+        async for name, data in events:
+            if name == "request":
+                sent.append(data["path"])
+            if name == "charges":  # the end of a write
+                break
+    # Only what came after hello: the state reads (STATE is not an API path) and the last call.
+    assert sent == [BATCH_PATH_PREFIX + "9"]
+
+
 def test_a_subscriber_queue_is_bounded() -> None:
     subscriber = Subscriber(limit=2)
     subscriber.offer("a", "1")

@@ -1,6 +1,7 @@
-// The emulator's dashboard, live: the server renders the page (aiportrait/emulator/_page.py);
-// this script keeps it current from /_dashboard/events (server-sent events) and sends the faults
-// form. Rows are built with the same markup as _page.py (functions of the same names). Every
+// The emulator's dashboard, live: the server renders the page (aiportrait/emulator/
+// _dashboard_page.py); this script keeps it current from /_dashboard/events (server-sent events:
+// hello holds the whole state, then the changes) and sends the faults form. Rows are built with
+// the same markup as _dashboard_page.py (functions of the same names). Every
 // server string goes in with textContent or as an attribute value, never as markup.
 "use strict";
 
@@ -8,7 +9,7 @@
   const BASE = "/_dashboard";
   const KEEP = { jobs: 200, portraits: 200, objects: 200, requests: 100 };
 
-  // -- markup (the twins of _page.py's) ---------------------------------------------------------
+  // -- markup (the twins of _dashboard_page.py's) -------------------------------------------
 
   function el(tag, attrs, ...children) {
     const node = document.createElement(tag);
@@ -226,12 +227,10 @@
   function connect() {
     const source = new EventSource(BASE + "/events");
     let queued = [];
-    let loading = false;  // the state is being read: events wait until it is applied
     let timer = null;
 
     function flush() {
       timer = null;
-      if (loading) return;
       const batch = queued;
       queued = [];
       const reqs = [];
@@ -242,16 +241,11 @@
       if (reqs.length) requests(reqs);
     }
 
-    source.addEventListener("hello", async () => {
-      loading = true;
-      try {
-        const answer = await fetch(BASE + "/api/state", { headers: { Accept: "application/json" } });
-        if (answer.ok) applyState(await answer.json());
-      } finally {
-        loading = false;
-        flush();
-        setLive(source.readyState === EventSource.OPEN);
-      }
+    // hello holds the state as the stream starts; every later event is a change since then.
+    source.addEventListener("hello", (event) => {
+      queued = [];
+      applyState(JSON.parse(event.data).state);
+      setLive(source.readyState === EventSource.OPEN);
     });
     for (const name of Object.keys(apply)) {
       source.addEventListener(name, (event) => {
