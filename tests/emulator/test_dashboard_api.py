@@ -378,6 +378,7 @@ async def test_a_stream_the_page_does_not_read_is_closed_and_streams_are_capped(
         for i in range(20):  # 20 MB of events it does not read
             emu.faults = Faults(paths=[f"/{i}" + "x" * 1_000_000])
         await until(lambda: activity.streams == 0, "the stalled stream is closed")
+        emu.faults = Faults()  # (hello holds the faults: not a megabyte now)
         assert await _stream_status(http, emu) == 200
     finally:
         stalled.close()

@@ -17,9 +17,17 @@
       if (value !== null && value !== undefined) node.setAttribute(name, String(value));
     }
     for (const child of children) {
-      node.append(child);  // a string is appended as text
+      node.append(typeof child === "string" ? visible(child) : child);  // a string: as text
     }
     return node;
+  }
+
+  // Control and bidirectional formatting characters a client sent, shown as \uXXXX (they
+  // would otherwise move or hide the text around them).
+  const HIDDEN = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+  function visible(value) {
+    return value.replace(HIDDEN, (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
   }
 
   function text(value) {
@@ -107,10 +115,11 @@
   }
 
   function duplicateItem(dup) {
-    const said = dup.path + " from " + dup.app_id + ": " + (dup.count || 0) + " times, " +
+    const said = dup.path + " from " + dup.app_id + ": " +
       "first " + String(dup.first_at).slice(11, 19) + ", last " + String(dup.last_at).slice(11, 19) +
       ", body sha256 " + dup.digest;
-    return el("li", { "data-digest": dup.digest }, el("strong", null, "Charged twice: "), said);
+    const times = "Charged " + (dup.count || 0) + " times: ";
+    return el("li", { "data-digest": dup.digest }, el("strong", null, times), said);
   }
 
   function duplicateItems(duplicates) {
@@ -135,7 +144,7 @@
       el("td", null, clock(req.at)),
       el("td", null, text(req.method)),
       el("td", null, text(req.path)),
-      el("td", null, text(req.status)),
+      el("td", null, req.status === null ? "dropped" : text(req.status)),
       el("td", null, shown),
       el("td", null, req.fault || ""),
       el("td", null, req.app_id || ""),
@@ -168,6 +177,11 @@
       upsert($("#portraits .gallery"), `figure[data-job-id="${key(p.job_id)}"]`, portraitFigure(p), KEEP.portraits);
     },
     object(obj) {
+      if (obj.size === null) {  // deleted
+        const old = $("#objects ul").querySelector(`li[data-key="${key(obj.key)}"]`);
+        if (old) old.remove();
+        return;
+      }
       upsert($("#objects ul"), `li[data-key="${key(obj.key)}"]`, objectItem(obj), KEEP.objects);
     },
     request(req) {
@@ -182,11 +196,15 @@
         section.querySelector("ul").replaceChildren(...duplicateItems(data.duplicates));
       }
     },
-    faults(faults) {
+    // The settings in force; a field being edited (focused, or changed and not applied) keeps
+    // what the user typed, unless ``applied`` (the answer to the user's own form).
+    faults(faults, applied) {
       const form = $("#faults form");
       for (const [name, value] of Object.entries(faults)) {
         const input = form.elements.namedItem(name);
         if (!input) continue;
+        if (!applied && (input === document.activeElement || input.dataset.edited)) continue;
+        delete input.dataset.edited;
         if (input.type === "checkbox") input.checked = Boolean(value);
         else if (Array.isArray(value)) input.value = value.join(", ");
         else input.value = value === null ? "" : String(value);
@@ -215,7 +233,7 @@
 
   function setLive(live) {
     const badge = $("[data-testid=live]");
-    badge.textContent = live ? "live" : "reconnecting";
+    badge.textContent = live ? "live" : "reconnecting";  // (the page starts "connecting\u2026")
     badge.dataset.live = live ? "yes" : "no";
   }
 
@@ -288,7 +306,7 @@
       });
       const data = await answer.json();
       if (answer.ok) {
-        apply.faults(data);
+        apply.faults(data, true);
         output.textContent = "Applied: " + Object.entries(data)
           .map(([name, value]) => name + "=" + (value === null ? "none" : Array.isArray(value) ? value.join(",") : value))
           .join(", ");
@@ -303,7 +321,9 @@
   }
 
   document.addEventListener("DOMContentLoaded", () => {
-    $("#faults form").addEventListener("submit", sendFaults);
+    const form = $("#faults form");
+    form.addEventListener("submit", sendFaults);
+    form.addEventListener("input", (event) => { event.target.dataset.edited = "yes"; });
     connect();
   });
 })();
