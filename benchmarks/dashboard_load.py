@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import dataclasses
 import datetime
+import math
 import os
 import statistics
 import subprocess
@@ -312,12 +313,28 @@ def _round(
 
 
 def _medians(rounds: list[dict[str, Any]], key: str) -> dict[str, float]:
-    values = [r[key] for r in rounds]
+    values = sorted(r[key] for r in rounds)
+    low, high = _median_interval(len(values))
     return {
         f"median_{key}": round(statistics.median(values), 4),
-        f"min_{key}": min(values),
-        f"max_{key}": max(values),
+        f"min_{key}": values[0],
+        f"max_{key}": values[-1],
+        f"median_low_{key}": values[low],
+        f"median_high_{key}": values[high],
     }
+
+
+def _median_interval(n: int) -> tuple[int, int]:
+    """The positions, in ``n`` sorted values, of a 95 % confidence interval of their median
+    (distribution-free: the ``k``-th value from each end, with ``k`` the largest such that fewer
+    than ``k`` values of ``n`` fall below the median with probability at most 2.5 %); the
+    extremes when ``n`` is too small for one."""
+    below, k = 0.0, 0
+    while below + math.comb(n, k) / 2**n <= 0.025:
+        below += math.comb(n, k) / 2**n
+        k += 1
+    k = max(k, 1)
+    return k - 1, n - k
 
 
 def report(results: dict[str, Any]) -> None:
@@ -340,7 +357,9 @@ def report(results: dict[str, Any]) -> None:
     ):
         print(
             f"{what}, with the dashboard open / without: median {results['median_' + key]:.3f}"
-            f" (min {results['min_' + key]:.3f}, max {results['max_' + key]:.3f})"
+            f" (95 % interval {results['median_low_' + key]:.3f}"
+            f" to {results['median_high_' + key]:.3f}; min {results['min_' + key]:.3f},"
+            f" max {results['max_' + key]:.3f})"
         )
 
 
