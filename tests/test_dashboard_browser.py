@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import web
 from playwright.async_api import BrowserContext, Page, async_playwright, expect
@@ -21,6 +22,7 @@ from aiportrait import RetryPolicy
 from aiportrait.emulator import Emulator, Faults
 from aiportrait.errors import ModelIdError, PhotoCountWarning, RateLimited
 from aiportrait.samples import SamplePhotos
+from aiportrait.uploads import OSSUploader
 from tests._chromium import CHROMIUM, MISSING, launch_options
 
 ONCE = RetryPolicy(attempts=1, charged_attempts=1)
@@ -135,6 +137,8 @@ async def test_a_training_moves_through_its_states_live(
     shots: Path,
 ) -> None:
     base, gate = gated
+    asked: list[str] = []
+    browser.on("request", lambda request: asked.append(request.url))
     page = await open_dashboard(browser, emu)
     await page.evaluate(RECORD_STATES)
     async with emu.session() as session:
@@ -152,6 +156,9 @@ async def test_a_training_moves_through_its_states_live(
     assert states[str(job.job_id)] == ["queued", "running", "succeeded"]
     # Photos the browser cannot load from the emulator are counted, not shown.
     await expect(row.locator("td.thumbs")).to_contain_text("2 photos")
+    # Live, not polling: one stream (its hello holds the state), the state never read again.
+    assert [url for url in asked if "/_dashboard/events" in url] == [emu.url + "/_dashboard/events"]
+    assert [url for url in asked if "/api/state" in url] == []
 
 
 async def test_portraits_and_a_duplicate_charge(
@@ -270,6 +277,11 @@ async def test_the_server_and_the_script_render_the_same_markup(
         emu.faults = Faults(rate_429=1.0)
         with pytest.raises(RateLimited):
             await session.with_options(retry=ONCE).check_images(photos)
+    emu.faults = Faults(drop_before=1.0)  # an answer dropped: its status is "dropped"
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.ClientError):
+            await http.get(emu.url + "/api/v1/async_jobs/1")
+    emu.faults = Faults()
     # The server's page as it comes, then the same page once the script has applied the
     # state it read on connecting: the same elements, attributes and text.
     plain = await served_page(browser, emu)
@@ -278,16 +290,20 @@ async def test_the_server_and_the_script_render_the_same_markup(
     scripted = {s: await page.locator(s).inner_html() for s in RENDERED}
     assert served["#duplicates ul"].count("data-digest") == 1
     assert served["#portraits .gallery"].count("<figure") == 2
+    assert "<td>dropped</td>" in served["#requests tbody"]
     assert served == scripted
 
 
 async def test_server_text_is_shown_as_text(
     browser: BrowserContext, emu: Emulator, media: SamplePhotos
 ) -> None:
-    """A model id with markup in it shows as text, never as markup, live and server-rendered."""
+    """A model id with markup in it shows as text, never as markup, and its control and
+    bidirectional characters show as escapes, live and server-rendered."""
     markup = '<img src="x" onerror="window.pwned=1">'
     page = await open_dashboard(browser, emu)
     async with emu.session(retry=ONCE) as session:
+        with pytest.raises(ModelIdError):
+            await session.create("\u202eevil\x1b[31m", emu.media_url(media.astronaut_template))
         with pytest.raises(ModelIdError):
             await session.create(markup, emu.media_url(media.astronaut_template))
     for shown in (page, await served_page(browser, emu)):
@@ -295,6 +311,9 @@ async def test_server_text_is_shown_as_text(
         await expect(row).to_have_attribute("data-state", "failed")
         await expect(row).to_contain_text(markup)
         assert await shown.locator('#jobs img[src="x"]').count() == 0
+        hidden = shown.locator("#jobs tbody tr").nth(1)
+        await expect(hidden).to_contain_text("model_id: \\u202eevil\\u001b[31m")
+        assert "\u202e" not in await hidden.inner_text()
     assert await page.evaluate("window.pwned") is None
 
 
@@ -375,3 +394,43 @@ async def test_the_page_is_accessible(
     ]  # fmt: skip
     contrasts = await page.evaluate(CONTRASTS, selectors)
     assert {s: c for s, c in contrasts.items() if c < 4.5} == {}
+
+
+async def test_a_deleted_bucket_object_leaves_the_page_live(
+    browser: BrowserContext, emu: Emulator, media: SamplePhotos
+) -> None:
+    page = await open_dashboard(browser, emu)
+    item = page.locator('#objects li[data-key="aiportrait/gone.jpg"]')
+    async with OSSUploader.for_emulator(emu) as uploader:
+        url = await uploader.upload(
+            media.path(media.astronaut[0]).read_bytes(), "image/jpeg", "gone.jpg"
+        )
+        await expect(item).to_have_count(1)
+        await uploader.delete([url])
+    await expect(item).to_have_count(0)
+
+
+async def test_without_its_script_the_page_says_connecting_not_reconnecting(
+    browser: BrowserContext, emu: Emulator
+) -> None:
+    page = await served_page(browser, emu)
+    badge = page.get_by_test_id("live")
+    await expect(badge).to_have_text("connecting\u2026")
+    assert await badge.get_attribute("data-live") is None  # not the red "no" style
+
+
+async def test_a_faults_event_keeps_the_field_being_edited(
+    browser: BrowserContext, emu: Emulator
+) -> None:
+    page = await open_dashboard(browser, emu)
+    form = page.locator("#faults form")
+    editing = form.locator('input[name="rate_5xx"]')
+    await editing.fill("0.25")  # typed, not applied
+    await form.locator('input[name="status_5xx"]').focus()
+    emu.faults = Faults(rate_5xx=0.5, rate_429=0.5, status_5xx=502)  # changed elsewhere
+    await expect(form.locator('input[name="rate_429"]')).to_have_value("0.5")
+    await expect(editing).to_have_value("0.25")  # edited: kept
+    await expect(form.locator('input[name="status_5xx"]')).to_have_value("503")  # focused: kept
+    await form.get_by_role("button", name="Apply faults").click()
+    await expect(form.locator("output")).to_contain_text("rate_5xx=0.25")
+    assert (emu.faults.rate_5xx, emu.faults.status_5xx) == (0.25, 503)

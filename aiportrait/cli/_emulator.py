@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import click
 
 from ..emulator import Faults
+from ..emulator._faults import MAX_SECONDS
 from ._exit import EXIT_OK, UsageError
 from ._options import POSITIVE, Common, port_option, shared, stop_event, train_seconds_option
 
@@ -31,6 +32,7 @@ DEFAULT_PORT: Final = 8089
 BANNER: Final = "local stand-in, no diffusion: real face detection and compositing"
 _RATE: Final = click.FloatRange(0.0, 1.0)
 _SECONDS: Final = click.FloatRange(min=0.0)
+_FAULT_SECONDS: Final = click.FloatRange(0.0, MAX_SECONDS)
 
 
 class StartError(Exception):
@@ -81,13 +83,14 @@ _FAULTS: Final = {
     "--fault-5xx": ("rate_5xx", _RATE, "RATE"),
     "--fault-5xx-status": ("status_5xx", int, "STATUS"),
     "--fault-429": ("rate_429", _RATE, "RATE"),
-    "--fault-retry-after": ("retry_after", _SECONDS, "SECONDS"),
+    "--fault-retry-after": ("retry_after", _FAULT_SECONDS, "SECONDS"),
     "--fault-drop-before": ("drop_before", _RATE, "RATE"),
     "--fault-drop-after": ("drop_after", _RATE, "RATE"),
-    "--fault-latency": ("latency", _SECONDS, "SECONDS"),
+    "--fault-latency": ("latency", _FAULT_SECONDS, "SECONDS"),
     "--fault-latency-rate": ("latency_rate", _RATE, "RATE"),
     "--fault-malformed": ("malformed", _RATE, "RATE"),
     "--fault-job-failure": ("job_failure", _RATE, "RATE"),
+    "--fault-outage": ("outage", click.BOOL, "BOOL"),
 }
 """Fault injection: each option sets the :class:`~aiportrait.emulator.Faults` field it names
 (the command gets them as keywords, given to ``Faults``); a RATE is a share of requests."""

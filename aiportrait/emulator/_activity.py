@@ -41,6 +41,8 @@ DUPLICATES_KEPT = 200
 #: Most bytes of created images kept for the gallery (the oldest go first).
 PORTRAIT_BYTES_KEPT = 64 * 1024 * 1024
 DIGEST_CHARS = 12
+#: The charged bodies whose first arrival is kept (for a duplicate's ``first_at``).
+FIRSTS_KEPT = 10_000
 _CHARGED_PATHS = (TRAIN_PATH, CREATE_PATH)
 
 
@@ -51,7 +53,7 @@ class _Seen:
 
     digest: str
     app_id: str
-    first: float
+    first: float | None  # None: it arrived first before the last FIRSTS_KEPT charged bodies
     last: float
 
 
@@ -83,7 +85,8 @@ class Activity:
         self._requests_recorded = 0  # ever: the last of them is self._requests[-1]
         self._request_texts: dict[int, str] = {}  # kept requests' JSON, by number, once built
         self._charged: dict[str, list[int]] = {}  # app id -> [trainings, creations]
-        self._first: dict[tuple[str, str], float] = {}  # each charged body's first arrival
+        # The first arrival of the latest charged bodies (whether one arrived before: its count).
+        self._first: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._duplicates: OrderedDict[tuple[str, str], _Seen] = OrderedDict()
         self._creations = itertools.count(1)
         self._subscribers: set[Subscriber] = set()
@@ -95,6 +98,11 @@ class Activity:
         subscriber = Subscriber()
         self._subscribers.add(subscriber)
         return subscriber
+
+    @property
+    def streams(self) -> int:
+        """How many subscribers there are (open event streams)."""
+        return len(self._subscribers)
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         """Forget ``subscriber`` (its stream ended)."""
@@ -258,18 +266,21 @@ class Activity:
         return [texts[n] for n in range(max(seen, oldest), recorded)], recorded
 
     def body_seen(self, path: str, fingerprint: str, raw: bytes, app_id: str) -> None:
-        """A body was processed; ``fingerprint`` is its key in :attr:`Counters.fingerprints`."""
+        """A body was processed; ``fingerprint`` is its key in :attr:`Counters.fingerprints`
+        (counted already: whether it arrived before is its count there)."""
         if path not in _CHARGED_PATHS:
             return
         key = (path, fingerprint)
         now = self._clock()
-        first = self._first.get(key)
-        if first is None:
+        if self.counters.fingerprints[key] < 2:
             self._first[key] = now
+            if len(self._first) > FIRSTS_KEPT:
+                self._first.popitem(last=False)
             return
         seen = self._duplicates.pop(key, None)  # put back last: the newest duplicate
         if seen is None:  # the body arrives again: its digest, once
-            seen = _Seen(hashlib.sha256(raw).hexdigest()[:DIGEST_CHARS], app_id, first, now)
+            digest = hashlib.sha256(raw).hexdigest()[:DIGEST_CHARS]
+            seen = _Seen(digest, app_id, self._first.get(key), now)
         seen.last, seen.app_id = now, app_id
         self._duplicates[key] = seen
         if len(self._duplicates) > DUPLICATES_KEPT:

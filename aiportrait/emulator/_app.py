@@ -42,7 +42,7 @@ from ._errors import (
     forget_traceback,
 )
 from ._faults import Fault
-from ._media import media_file
+from ._media import SANDBOXED, media_file
 from ._service import Service
 from ._wire import (
     BATCH_PATH_PREFIX,
@@ -60,6 +60,7 @@ log = logging.getLogger("aiportrait.emulator")
 # Emulator choices for injected faults and unknown routes (status, code, message).
 THROTTLED = (429, "THROTTLING_ERROR", "too many requests")
 INJECTED_5XX = ("SERVICE_ERROR", "injected server error")
+INJECTED_OUTAGE = ("SERVICE_UNAVAILABLE", "injected outage: the service is down")
 NOT_FOUND = (404, "NOT_FOUND", "not found")
 METHOD_NOT_ALLOWED = (405, "METHOD_NOT_ALLOWED", "method not allowed")
 
@@ -244,8 +245,8 @@ async def _gateway(
         return _drop(request), fired
     if fault is Fault.ERROR_5XX:
         return _error((injector.faults.status_5xx, *INJECTED_5XX)), fired
-    if fault is Fault.TOO_MANY:
-        response = _error(THROTTLED)
+    if fault in (Fault.TOO_MANY, Fault.OUTAGE):
+        response = _error(THROTTLED if fault is Fault.TOO_MANY else (503, *INJECTED_OUTAGE))
         response.headers["Retry-After"] = _retry_after(injector.faults.retry_after)
         return response, fired
 
@@ -326,7 +327,7 @@ async def _media(request: web.Request) -> web.StreamResponse:
         found = False
     if path is None or not found:
         return _error(NOT_FOUND)
-    return web.FileResponse(path)
+    return web.FileResponse(path, headers=SANDBOXED)
 
 
 async def _healthz(request: web.Request) -> web.Response:

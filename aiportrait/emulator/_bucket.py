@@ -29,6 +29,7 @@ from xml.sax.saxutils import escape
 
 from aiohttp import web
 
+from ._media import SANDBOXED
 from ._oss_sign import (
     Credential,
     SignatureFormatError,
@@ -179,6 +180,7 @@ def _object_headers(obj: StoredObject) -> dict[str, str]:
         "Content-Type": obj.content_type,
         "x-oss-object-type": "Normal",
         "x-oss-request-id": uuid.uuid4().hex.upper()[:24],
+        **SANDBOXED,
     }
 
 

@@ -2,8 +2,9 @@
 
 ``GET /`` redirects to ``/_dashboard/``, the page (server-rendered by :mod:`._dashboard_page`);
 ``/_dashboard/api/state`` is the JSON twin (:meth:`.Activity.state`); ``/_dashboard/events`` the
-server-sent events (``hello`` first, then ``job``, ``portrait``, ``object``, ``request``,
-``charges`` and ``faults`` as they happen, a ``: keepalive`` comment every
+server-sent events (``hello`` first, with the state as the subscription starts, then ``job``,
+``portrait``, ``object``, ``request``, ``charges`` and ``faults`` as they happen, a
+``: keepalive`` comment every
 :data:`KEEPALIVE` seconds, and ``resync`` to a subscriber that fell behind, whose stream then
 ends; what gathered in :data:`FLUSH_EVERY` seconds goes out in one write: the events queued, in
 order, then the requests recorded since the last write (at most the last
@@ -14,9 +15,13 @@ else), ``/_dashboard/portraits/<id>`` the images creations made and ``/_dashboar
 the bucket's objects.
 
 Only loopback by default: when the emulator listens elsewhere (see :func:`needs_auth`), every
-``/_dashboard`` path needs HTTP Basic with an AppId and its token. The fault control also
-refuses a body that is not ``application/json`` and a request whose ``Origin`` is not the
-emulator's own (a page elsewhere cannot change the faults through the developer's browser).
+``/_dashboard`` path needs HTTP Basic with an AppId and its token. Without credentials, a
+request that reached the emulator on a loopback address must name it in its ``Host``
+(``localhost``, ``127.x.y.z`` or ``[::1]``, with the port it reached), else it is refused with
+421: a page of another site whose name was made to point at 127.0.0.1 (DNS rebinding) cannot
+read the dashboard. The fault control also refuses a body that is not ``application/json`` and
+a request whose ``Origin`` is not the emulator's own (on loopback: a loopback name with the
+port), so a page elsewhere cannot change the faults through the developer's browser.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from collections.abc import Awaitable, Callable
 from importlib import resources
 
 from aiohttp import web
+from yarl import URL
 
 from ._activity import Activity
 from ._auth import basic_auth_app
@@ -36,9 +42,17 @@ from ._dashboard_page import render_page
 from ._dashboard_records import DASHBOARD_PATH, iso_time
 from ._faults import faults_from_json, faults_json
 from ._fetch import is_loopback_host
+from ._media import SANDBOXED
 from ._service import Service
 
-__all__ = ["KEEPALIVE", "STATIC_FILES", "add_dashboard_routes", "needs_auth"]
+__all__ = [
+    "KEEPALIVE",
+    "MAX_STREAMS",
+    "STATIC_FILES",
+    "WRITE_TIMEOUT",
+    "add_dashboard_routes",
+    "needs_auth",
+]
 
 #: Seconds between keepalive comments on an idle event stream.
 KEEPALIVE = 15.0
@@ -47,6 +61,11 @@ STATIC_FILES = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
 #: Seconds an event stream waits after a write, so that a busy emulator's events go out in a
 #: few writes a second rather than one per request.
 FLUSH_EVERY = 0.25
+#: Seconds one write to an event stream may take; a page that reads nothing for longer (a
+#: stalled tab, a client that never reads) is disconnected.
+WRITE_TIMEOUT = 30.0
+#: Event streams open at once; one more is answered 503.
+MAX_STREAMS = 32
 #: Faults PUT bodies larger than this are refused.
 MAX_FAULTS_BODY = 64 * 1024
 
@@ -61,11 +80,7 @@ _PAGE_HEADERS = {
 }
 # An object of the bucket is whatever a client uploaded: shown as an image only when it says it
 # is one (never SVG), never run as a page of the dashboard's origin.
-_OBJECT_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; sandbox",
-    "X-Content-Type-Options": "nosniff",
-    "Cache-Control": "no-store",
-}
+_OBJECT_HEADERS = {**SANDBOXED, "Cache-Control": "no-store"}
 _IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp", "image/bmp")
 _CHALLENGE = {"WWW-Authenticate": 'Basic realm="aiportrait emulator", charset="UTF-8"'}
 
@@ -77,6 +92,24 @@ def needs_auth(bind: str) -> bool:
     unless ``bind`` is a loopback address (or ``localhost``); ``0.0.0.0``, ``::`` and ``""``
     listen on every interface."""
     return not is_loopback_host(bind)
+
+
+def _loopback_authority(authority: str, port: int) -> bool:
+    """Whether ``authority`` (a ``Host`` header, or an origin without its scheme) is a loopback
+    name or address with ``port`` (no port: 80)."""
+    try:
+        url = URL("http://" + authority)
+        return is_loopback_host(url.host) and (url.explicit_port or 80) == port
+    except ValueError:
+        return False
+
+
+def _reached_on_loopback(request: web.Request) -> int | None:
+    """The local port of ``request``'s connection when it reached a loopback address."""
+    sockname = None if request.transport is None else request.transport.get_extra_info("sockname")
+    if not sockname or not is_loopback_host(str(sockname[0])):
+        return None
+    return int(sockname[1])
 
 
 def _package_file(name: str) -> bytes:
@@ -97,15 +130,27 @@ class _Dashboard:
         self.auth = auth
 
     def guarded(self, handler: Route) -> Route:
-        """``handler`` behind the credentials, when they are needed."""
+        """``handler`` behind the credentials when they are needed, else behind the ``Host``
+        check of a loopback connection."""
 
         async def route(request: web.Request) -> web.StreamResponse:
-            credentials = request.headers.get("Authorization")
-            if self.auth and basic_auth_app(self.service.apps, credentials) is None:
-                return _error(401, "the dashboard needs an AppId and its token", _CHALLENGE)
+            if self.auth:
+                if basic_auth_app(self.service.apps, request.headers.get("Authorization")) is None:
+                    return _error(401, "the dashboard needs an AppId and its token", _CHALLENGE)
+            elif not self.own_origin(request, request.host):
+                return _error(421, "the dashboard answers only to its loopback address (Host)")
             return await handler(request)
 
         return route
+
+    def own_origin(self, request: web.Request, authority: str) -> bool:
+        """Whether ``authority`` (the ``Host``, or the ``Origin`` without its scheme) names the
+        emulator as ``request`` reached it: without credentials on a loopback connection, a
+        loopback name with its port; else the request's own ``Host``."""
+        port = None if self.auth else _reached_on_loopback(request)
+        if port is None:
+            return authority == request.host
+        return _loopback_authority(authority, port)
 
     def state(self) -> dict[str, object]:
         objects = {} if self.bucket is None else self.bucket.objects
@@ -113,11 +158,10 @@ class _Dashboard:
 
     async def page(self, request: web.Request) -> web.StreamResponse:
         template = _package_file("index.html").decode("utf-8")
+        # Recorded text is whatever clients sent: a lone surrogate (valid JSON) becomes "?".
+        body = render_page(template, self.state()).encode("utf-8", "replace")
         return web.Response(
-            text=render_page(template, self.state()),
-            content_type="text/html",
-            charset="utf-8",
-            headers=_PAGE_HEADERS,
+            body=body, content_type="text/html", charset="utf-8", headers=_PAGE_HEADERS
         )
 
     async def state_json(self, request: web.Request) -> web.StreamResponse:
@@ -154,20 +198,29 @@ class _Dashboard:
         return web.Response(body=stored.data, content_type=kind, headers=headers)
 
     async def events(self, request: web.Request) -> web.StreamResponse:
+        activity = self.activity
+        if activity.streams >= MAX_STREAMS:
+            return _error(503, f"{MAX_STREAMS} dashboard event streams are open: close one")
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
         )
-        activity = self.activity
         subscriber = activity.subscribe()
-        seen = activity.requests_recorded  # the page reads the state after hello
+        # hello holds the state as of now, when the subscription starts: every event after it
+        # is a change since, none is already in it (a page that read the state on its own
+        # could read it after some of the events it then gets, and apply them twice).
+        seen = activity.requests_recorded
+        hello = event_json({"started_at": iso_time(activity.started_at), "state": self.state()})
+
+        async def send(data: bytes) -> None:
+            await asyncio.wait_for(response.write(data), WRITE_TIMEOUT)
+
         try:
             await response.prepare(request)
-            hello = json.dumps({"started_at": iso_time(activity.started_at)})
-            await response.write(sse_event("hello", hello))
+            await send(sse_event("hello", hello))
             while not subscriber.closed:
                 events, moved = await subscriber.next_events(KEEPALIVE)
                 if subscriber.behind:
-                    await response.write(sse_event("resync", "{}"))
+                    await send(sse_event("resync", "{}"))
                     break
                 if "request" in moved:
                     texts, seen = activity.requests_after(seen)
@@ -175,12 +228,15 @@ class _Dashboard:
                 if moved:  # the requests moved the counters (the requests, the faults fired...)
                     events.append(("charges", event_json(activity.charges())))
                 if events:
-                    await response.write(b"".join(sse_event(n, d) for n, d in events))
+                    await send(b"".join(sse_event(n, d) for n, d in events))
                     await asyncio.sleep(FLUSH_EVERY)  # the events of the next moment, in one write
                 elif not subscriber.closed:
-                    await response.write(b": keepalive\n\n")
+                    await send(b": keepalive\n\n")
         except ConnectionError:
             pass  # the page went away
+        except asyncio.TimeoutError:  # the page reads nothing: its connection is closed
+            if request.transport is not None:
+                request.transport.abort()
         finally:
             self.activity.unsubscribe(subscriber)
         return response
@@ -189,7 +245,10 @@ class _Dashboard:
         if request.content_type != "application/json":
             return _error(415, "send the faults as application/json")
         origin = request.headers.get("Origin")
-        if origin is not None and origin != f"{request.scheme}://{request.host}":
+        scheme = f"{request.scheme}://"
+        if origin is not None and not (
+            origin.startswith(scheme) and self.own_origin(request, origin.removeprefix(scheme))
+        ):
             return _error(403, "the faults can only be changed from the dashboard's own page")
         if request.content_length is not None and request.content_length > MAX_FAULTS_BODY:
             return _error(413, "the body is too large")
@@ -222,8 +281,8 @@ def add_dashboard_routes(
     """Serve the dashboard of ``service`` (and ``bucket``), behind credentials when ``auth``."""
     board = _Dashboard(service, bucket, auth=auth)
     guarded = board.guarded
-    app.router.add_get("/", _to_dashboard)
-    app.router.add_get(DASHBOARD_PATH.rstrip("/"), _to_dashboard)
+    app.router.add_get("/", guarded(_to_dashboard))
+    app.router.add_get(DASHBOARD_PATH.rstrip("/"), guarded(_to_dashboard))
     app.router.add_get(DASHBOARD_PATH, guarded(board.page))
     app.router.add_get(DASHBOARD_PATH + "api/state", guarded(board.state_json))
     app.router.add_put(DASHBOARD_PATH + "api/faults", guarded(board.put_faults))

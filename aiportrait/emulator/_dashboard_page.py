@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Iterable, Mapping
 from string import Template
 from typing import Any
@@ -30,6 +31,7 @@ FAULT_HINTS = {
     "latency_rate": "share of requests delayed",
     "malformed": "share answered with truncated JSON",
     "job_failure": "share of trainings that fail",
+    "outage": "every API request answered 503 (with Retry-After)",
     "paths": "path prefixes affected, comma-separated (empty: all)",
 }
 
@@ -45,9 +47,19 @@ def el(tag: str, attrs: Mapping[str, Any] | None = None, *children: str) -> str:
     return f"<{tag}{_attrs(attrs or {})}>{''.join(children)}</{tag}>"
 
 
+#: Control and bidirectional formatting characters, shown as ``\\uXXXX`` (they would otherwise
+#: move or hide the text around them); ``HIDDEN`` in ``dashboard.js`` is the same set.
+HIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def visible(value: str) -> str:
+    """``value`` with its :data:`HIDDEN` characters written as ``\\uXXXX``."""
+    return HIDDEN.sub(lambda found: f"\\u{ord(found.group()):04x}", value)
+
+
 def text(value: Any) -> str:
-    """Text content, escaped."""
-    return html.escape(num(value) if isinstance(value, (int, float)) else str(value))
+    """Text content, escaped, its control characters visible."""
+    return html.escape(visible(num(value) if isinstance(value, (int, float)) else str(value)))
 
 
 def num(value: float) -> str:
@@ -165,13 +177,12 @@ def charge_row(charge: Mapping[str, Any]) -> str:
 
 def duplicate_item(dup: Mapping[str, Any]) -> str:
     said = (
-        f"{dup.get('path')} from {dup.get('app_id')}: {num(dup.get('count', 0))} times, "
+        f"{dup.get('path')} from {dup.get('app_id')}: "
         f"first {str(dup.get('first_at'))[11:19]}, last {str(dup.get('last_at'))[11:19]}, "
         f"body sha256 {dup.get('digest')}"
     )
-    return el(
-        "li", {"data-digest": dup.get("digest")}, el("strong", None, "Charged twice: "), text(said)
-    )
+    times = text(f"Charged {num(dup.get('count', 0))} times: ")
+    return el("li", {"data-digest": dup.get("digest")}, el("strong", None, times), text(said))
 
 
 def duplicate_items(duplicates: Iterable[Mapping[str, Any]]) -> str:
@@ -205,7 +216,7 @@ def request_row(req: Mapping[str, Any]) -> str:
         el("td", None, clock(req.get("at"))),
         el("td", None, text(req.get("method"))),
         el("td", None, text(req.get("path"))),
-        el("td", None, text(req.get("status"))),
+        el("td", None, text("dropped" if req.get("status") is None else req.get("status"))),
         el("td", None, text(shown)),
         el("td", None, text(fault or "")),
         el("td", None, text(req.get("app_id") or "")),

@@ -2,8 +2,10 @@
 
 One uniform draw per API request picks at most one *outcome fault*, from disjoint slices of
 ``[0, 1)`` in this order: ``drop_before``, ``rate_5xx``, ``rate_429``, ``drop_after``,
-``malformed``. A second draw decides the added ``latency``; a third one, taken when a training is
-accepted, decides whether it fails (``job_failure``). The same seed and the same request order
+``malformed``; while ``outage`` is on, every request is answered 503 instead, without a draw
+(the draws of the other settings stay as they were). A second draw decides the added
+``latency``; a third one, taken when a training is accepted, decides whether it fails
+(``job_failure``). The same seed and the same request order
 give the same faults.
 """
 
@@ -23,6 +25,7 @@ from ._wire import CREATE_PATH, TRAIN_PATH
 
 __all__ = [
     "ARRIVALS_KEPT",
+    "MAX_SECONDS",
     "Counters",
     "Fault",
     "FaultInjector",
@@ -31,6 +34,9 @@ __all__ = [
     "faults_from_json",
     "faults_json",
 ]
+
+#: The most seconds of ``latency`` and ``retry_after``.
+MAX_SECONDS = 600
 
 #: How many of the latest API requests :attr:`Counters.arrivals` keeps.
 ARRIVALS_KEPT = 100_000
@@ -45,6 +51,7 @@ class Fault(enum.Enum):
     TOO_MANY = "429"
     DROP_AFTER = "drop_after"
     MALFORMED = "malformed"
+    OUTAGE = "outage"
 
 
 @dataclass(frozen=True)
@@ -61,11 +68,15 @@ class Faults:
         retry_after: seconds sent in ``Retry-After`` (written as an integer when whole).
         drop_before: close the connection before processing; nothing is counted.
         drop_after: process the request fully (counted), then close without answering.
-        latency: seconds slept before processing, on a ``latency_rate`` share of requests.
+        latency: seconds slept before processing, on a ``latency_rate`` share of requests
+            (at most :data:`MAX_SECONDS`, like ``retry_after``).
         latency_rate: share of requests delayed by ``latency``.
         malformed: process fully (counted), then answer 200 with a truncated JSON body.
         job_failure: share of accepted trainings that end in state 3 whatever their photos.
-        paths: when set, only requests whose path starts with one of these are affected.
+        outage: answer every request 503 with ``Retry-After: retry_after`` before doing
+            anything (the service is down), whatever the rates.
+        paths: when set (at least one prefix), only requests whose path starts with one of
+            these are affected; None: every path.
     """
 
     seed: int = 0
@@ -79,6 +90,7 @@ class Faults:
     latency_rate: float = 1.0
     malformed: float = 0.0
     job_failure: float = 0.0
+    outage: bool = False
     paths: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
@@ -96,12 +108,15 @@ class Faults:
                 raise ValueError(f"{name} must be within [0, 1], got {value!r}")
         if self.outcome_total() > 1.0 + 1e-9:
             raise ValueError("the outcome fault rates add up to more than 1")
-        if self.latency < 0 or self.retry_after < 0:
-            raise ValueError("latency and retry_after must not be negative")
+        for name, seconds in (("latency", self.latency), ("retry_after", self.retry_after)):
+            if not 0 <= seconds <= MAX_SECONDS:
+                raise ValueError(f"{name} must be within [0, {MAX_SECONDS}] seconds")
         if not 500 <= self.status_5xx <= 599:
             raise ValueError(f"status_5xx must be a 5xx status, got {self.status_5xx}")
         if self.paths is not None:  # accept any collection of prefixes
             object.__setattr__(self, "paths", frozenset(self.paths))
+            if not self.paths:
+                raise ValueError("paths must name at least one prefix (None: every path)")
 
     def outcome_total(self) -> float:
         """Return the share of requests that get an outcome fault."""
@@ -110,7 +125,7 @@ class Faults:
     @property
     def active(self) -> bool:
         """Whether any fault can fire."""
-        return bool(self.outcome_total() or (self.latency and self.latency_rate))
+        return bool(self.outage or self.outcome_total() or (self.latency and self.latency_rate))
 
     def applies_to(self, path: str) -> bool:
         """Whether requests to ``path`` are subject to these faults."""
@@ -128,8 +143,8 @@ def faults_from_json(current: Faults, changes: Mapping[str, Any]) -> Faults:
     """``current`` with the fields given in ``changes`` (a JSON object) replaced.
 
     Raises :class:`ValueError` naming the field: an unknown one, a value of the wrong type (a
-    number for the rates and seconds, an integer for ``seed`` and ``status_5xx``, a list of
-    strings or null for ``paths``), or one :class:`Faults` refuses.
+    number for the rates and seconds, an integer for ``seed`` and ``status_5xx``, true or false
+    for ``outage``, a list of strings or null for ``paths``), or one :class:`Faults` refuses.
     """
     kinds = {f.name: f.type for f in dataclasses.fields(Faults)}
     for name, value in changes.items():
@@ -141,15 +156,24 @@ def faults_from_json(current: Faults, changes: Mapping[str, Any]) -> Faults:
                 isinstance(value, list) and all(isinstance(p, str) for p in value)
             ):
                 raise ValueError("paths must be a list of path prefixes or null")
-        elif (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-        ):
+        elif kind == "bool":
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be true or false, got {value!r}")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{name} must be a finite number, got {value!r}")
         elif kind == "int" and not isinstance(value, int):
             raise ValueError(f"{name} must be an integer, got {value!r}")
+        elif kind == "float" and not _finite(value):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
     return dataclasses.replace(current, **changes)
+
+
+def _finite(value: float) -> bool:
+    """Whether ``value`` is a finite float (an integer too large for one is not)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 class FaultInjector:
@@ -168,7 +192,11 @@ class FaultInjector:
     def outcome(self, path: str) -> Fault:
         """Pick the outcome fault for one request to ``path``."""
         f = self.faults
-        if not f.applies_to(path) or not f.outcome_total():
+        if not f.applies_to(path):
+            return Fault.NONE
+        if f.outage:
+            return Fault.OUTAGE
+        if not f.outcome_total():
             return Fault.NONE
         u = self._rng.random()
         for kind, rate in (

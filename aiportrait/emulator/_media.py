@@ -1,5 +1,6 @@
-"""The emulator's own URLs: files of ``serve_dir`` (``/media/<name>``) and what the dashboard
-shows of an input image URL that points back at the emulator."""
+"""The emulator's own URLs: files of ``serve_dir`` (``/media/<name>``), the headers of what it
+serves but did not write, and what the dashboard shows of an input image URL that points back at
+the emulator."""
 
 from __future__ import annotations
 
@@ -9,7 +10,22 @@ from urllib.parse import unquote, urlsplit
 from ._dashboard_records import object_url
 from ._fetch import is_loopback_host
 
-__all__ = ["MAX_MEDIA_NAME", "dashboard_image", "local_media", "media_file", "own_path"]
+__all__ = [
+    "MAX_MEDIA_NAME",
+    "SANDBOXED",
+    "dashboard_image",
+    "local_media",
+    "media_file",
+    "own_path",
+]
+
+#: Headers of a file the emulator serves but did not write (a ``serve_dir`` file, a bucket
+#: object): never sniffed into another type, and an HTML or SVG one runs sandboxed, in no origin,
+#: so it cannot act as the dashboard (same origin) or read it.
+SANDBOXED = {
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+    "X-Content-Type-Options": "nosniff",
+}
 
 #: Longest file name served from ``serve_dir`` (the usual file system limit).
 MAX_MEDIA_NAME = 255

@@ -32,6 +32,10 @@ def test_help_shows_the_defaults_and_a_bad_rate_is_a_usage_error(
     assert main(["emulator", "--fault-429", "2"]) == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("aiportrait: error: UsageError: Invalid value for '--fault-429'")
+    assert "--fault-outage BOOL" in text
+    assert main(["emulator", "--fault-latency", "601"]) == 2  # at most 600 s
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("aiportrait: error: UsageError: Invalid value for '--fault-latency'")
 
 
 def _signed_get(url: str, app_id: str, token: str, path: str) -> tuple[int, dict[str, object]]:

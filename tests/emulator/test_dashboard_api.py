@@ -7,18 +7,23 @@ charged duplicates, the page's escaping, and the credentials off loopback.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import hashlib
 import json
 import re
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from yarl import URL
 
 from aiportrait import PollPolicy
 from aiportrait.emulator import Emulator, Faults
+from aiportrait.emulator import _activity as activity_module
 from aiportrait.emulator import _dashboard as dashboard
 from aiportrait.emulator._activity import REQUESTS_KEPT, Activity
 from aiportrait.emulator._dashboard import needs_auth
@@ -26,8 +31,9 @@ from aiportrait.emulator._dashboard_events import Subscriber
 from aiportrait.emulator._wire import BATCH_PATH_PREFIX, CREATE_PATH
 from aiportrait.errors import ModelIdError, PhotoCountWarning
 from aiportrait.samples import SamplePhotos, sample_photos
-from aiportrait.uploads import OSSUploader
+from aiportrait.uploads import OSSUploader, PresignedURL
 
+from .._mock import until
 from .._sse import sse_events as _events
 
 FAST = PollPolicy(first=0.02, cap=0.05, jitter=0.0, timeout=60)
@@ -193,6 +199,26 @@ async def test_a_fault_set_from_the_dashboard_answers_the_next_request(
     assert state["counters"]["faults"] == {"429": 1}
 
 
+async def test_an_outage_from_the_dashboard_answers_every_request_503(
+    emu: Emulator, http: aiohttp.ClientSession
+) -> None:
+    async with http.get(emu.dashboard_url) as resp:
+        assert '<input id="fault-outage" name="outage" type="checkbox">' in await resp.text()
+    async with http.put(emu.url + FAULTS, json={"outage": True, "retry_after": 5}) as resp:
+        assert (await resp.json())["outage"] is True
+    path = BATCH_PATH_PREFIX + "1"
+    headers = {"Authorization": emu.authorization("GET", path, b"")}
+    for _ in range(3):
+        async with http.get(emu.url + path, headers=headers) as resp:
+            assert (resp.status, resp.headers["Retry-After"]) == (503, "5")
+    state = await _state(http, emu)
+    assert state["counters"]["faults"] == {"outage": 3}
+    assert state["requests"][0]["fault"] == "outage"
+    async with http.put(emu.url + FAULTS, json={"outage": False}) as resp:
+        assert resp.status == 200
+    assert await _signed(http, emu, "GET", path) == 200
+
+
 @pytest.mark.parametrize(
     ("body", "named"),
     [
@@ -202,6 +228,11 @@ async def test_a_fault_set_from_the_dashboard_answers_the_next_request(
         ({"seed": 1.5}, "seed"),
         ({"status_5xx": 404}, "status_5xx"),
         ({"paths": "/api"}, "paths"),
+        ({"paths": []}, "paths"),
+        ({"rate_5xx": 10**400}, "rate_5xx"),
+        ({"latency": 10**400}, "latency"),
+        ({"latency": 601}, "latency"),
+        ({"retry_after": 1e9}, "retry_after"),
         ({"outage": 1}, "outage"),
         ({"rate_429": 0.6, "rate_5xx": 0.6}, "add up to more than 1"),
         ([1, 2], "JSON object"),
@@ -235,6 +266,36 @@ async def test_the_fault_control_refuses_other_origins_and_forms(
     assert emu.faults.rate_429 == 1.0
 
 
+async def test_on_loopback_the_dashboard_answers_only_to_loopback_names(
+    emu: Emulator, http: aiohttp.ClientSession
+) -> None:
+    """A page of another site whose name points at 127.0.0.1 (DNS rebinding) sends its own
+    name as the Host, and its own origin: refused."""
+    port = emu.url.rsplit(":", 1)[1]
+    for host in ("evil.example", f"evil.example:{port}", "127.0.0.1:1", "localhost"):
+        for path in ("/", "/_dashboard/", STATE, EVENTS, "/_dashboard/static/dashboard.js"):
+            async with http.get(emu.url + path, headers={"Host": host}) as resp:
+                assert resp.status == 421, (host, path)
+        async with http.put(emu.url + FAULTS, json={"rate_429": 1}, headers={"Host": host}) as r:
+            assert r.status == 421
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"127.0.0.2:{port}"):
+        async with http.get(emu.url + STATE, headers={"Host": host}) as resp:
+            assert resp.status == 200, host
+    for origin in (
+        f"http://evil.example:{port}",
+        "http://127.0.0.1:1",
+        f"https://localhost:{port}",
+    ):
+        headers = {"Origin": origin, "Host": f"localhost:{port}"}
+        async with http.put(emu.url + FAULTS, json={"rate_429": 1}, headers=headers) as resp:
+            assert resp.status == 403, origin
+    assert emu.faults == Faults()
+    headers = {"Origin": f"http://localhost:{port}"}  # another loopback name of the emulator
+    async with http.put(emu.url + FAULTS, json={"rate_429": 1}, headers=headers) as resp:
+        assert resp.status == 200
+    assert await _signed(http, emu, "GET", BATCH_PATH_PREFIX + "1") == 429  # the API: any Host
+
+
 async def test_a_charged_body_sent_twice_is_flagged(
     emu: Emulator, http: aiohttp.ClientSession
 ) -> None:
@@ -262,6 +323,20 @@ async def test_a_charged_body_sent_twice_is_flagged(
     assert f'data-digest="{flagged["digest"]}"' in page
 
 
+def test_the_first_arrivals_kept_are_bounded_and_a_duplicate_is_still_flagged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(activity_module, "FIRSTS_KEPT", 2)
+    activity = Activity({}, locate=lambda url: None)
+    for body in (b"a", b"b", b"c", b"a"):  # a's first arrival is forgotten, not its count
+        activity.counters.fingerprints[(CREATE_PATH, body.decode())] += 1
+        activity.body_seen(CREATE_PATH, body.decode(), body, "app")
+    assert len(activity._first) == 2
+    (flagged,) = activity.charges()["duplicates"]
+    assert (flagged["count"], flagged["first_at"]) == (2, None)
+    assert flagged["digest"] == hashlib.sha256(b"a").hexdigest()[:12]
+
+
 async def test_a_subscriber_that_falls_behind_is_told_to_resync(
     emu: Emulator, http: aiohttp.ClientSession
 ) -> None:
@@ -272,6 +347,66 @@ async def test_a_subscriber_that_falls_behind_is_told_to_resync(
             emu.faults = Faults()
         assert await anext(events) == ("resync", {})
         assert [e async for e in events] == []  # and the stream ends
+
+
+async def _stream_status(http: aiohttp.ClientSession, emu: Emulator) -> int:
+    async with http.get(emu.url + EVENTS) as stream:
+        if stream.status == 200:
+            assert (await anext(_events(stream)))[0] == "hello"
+        else:
+            assert "streams are open" in (await stream.json())["error"]
+        return stream.status
+
+
+async def test_a_stream_the_page_does_not_read_is_closed_and_streams_are_capped(
+    emu: Emulator, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dashboard, "WRITE_TIMEOUT", 0.2)
+    monkeypatch.setattr(dashboard, "MAX_STREAMS", 1)
+    loop = asyncio.get_running_loop()
+    stalled = socket.socket()  # a page that never reads
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.setblocking(False)
+    try:
+        host, port = emu.url.removeprefix("http://").rsplit(":", 1)
+        await loop.sock_connect(stalled, (host, int(port)))
+        request = f"GET {EVENTS} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n"
+        await loop.sock_sendall(stalled, request.encode())
+        activity = emu._service.activity if emu._service else Activity({}, locate=str)
+        await until(lambda: activity.streams == 1, "the stalled stream is open")
+        assert await _stream_status(http, emu) == 503  # the one stream allowed
+        for i in range(20):  # 20 MB of events it does not read
+            emu.faults = Faults(paths=[f"/{i}" + "x" * 1_000_000])
+        await until(lambda: activity.streams == 0, "the stalled stream is closed")
+        emu.faults = Faults()  # (hello holds the faults: not a megabyte now)
+        assert await _stream_status(http, emu) == 200
+    finally:
+        stalled.close()
+
+
+async def test_hello_holds_the_state_and_no_event_after_it_repeats_it(
+    emu: Emulator, http: aiohttp.ClientSession
+) -> None:
+    """A page that read the state after hello could read changes it then gets as events too
+    (a request row twice, a job's older state over a newer one): hello holds the state instead."""
+    for i in range(3):
+        await _signed(http, emu, "GET", f"{BATCH_PATH_PREFIX}{i}")
+    async with http.get(emu.url + EVENTS) as stream:
+        events = _events(stream)
+        name, hello = await anext(events)
+        assert name == "hello" and hello["started_at"] == (await _state(http, emu))["started_at"]
+        shown = [r["path"] for r in hello["state"]["requests"]]
+        assert shown == [f"{BATCH_PATH_PREFIX}{i}" for i in (2, 1, 0)]
+        assert hello["state"].keys() == (await _state(http, emu)).keys()
+        await _signed(http, emu, "GET", BATCH_PATH_PREFIX + "9")
+        sent = []
+        async for name, data in events:
+            if name == "request":
+                sent.append(data["path"])
+            if name == "charges":  # the end of a write
+                break
+    # Only what came after hello: the state reads (STATE is not an API path) and the last call.
+    assert sent == [BATCH_PATH_PREFIX + "9"]
 
 
 def test_a_subscriber_queue_is_bounded() -> None:
@@ -332,6 +467,31 @@ async def test_the_page_escapes_what_it_shows(emu: Emulator, http: aiohttp.Clien
     for name in ("index.html", "..%2Findex.html", "nothing.js"):
         async with http.get(emu.url + "/_dashboard/static/" + name) as resp:
             assert resp.status == 404
+
+
+async def test_text_that_utf_8_cannot_encode_does_not_break_the_page(
+    emu: Emulator, http: aiohttp.ClientSession
+) -> None:
+    body = b'{"model_id": "lone \\ud800 surrogate", "template_image": "t2i_generate"}'
+    assert await _signed(http, emu, "POST", CREATE_PATH, body) == 462
+    assert (await _state(http, emu))["jobs"][0]["model_id"] == "lone \ud800 surrogate"
+    async with http.get(emu.dashboard_url) as resp:
+        assert resp.status == 200
+        assert "model_id: lone ? surrogate" in await resp.text()
+
+
+async def test_served_files_and_bucket_objects_cannot_act_as_the_dashboard(
+    emu: Emulator, http: aiohttp.ClientSession, media: tuple[Path, SamplePhotos]
+) -> None:
+    """A served HTML or SVG file is of the dashboard's origin: it must run sandboxed."""
+    async with OSSUploader.for_emulator(emu) as uploader:
+        signed = await uploader.upload(b"<svg onload='alert(1)'/>", "image/svg+xml", "x.svg")
+    assert isinstance(signed, PresignedURL)
+    for url in (emu.media_url(media[1].astronaut_template), signed.reveal()):
+        async with http.get(URL(url, encoded=True)) as resp:
+            assert resp.status == 200
+            assert resp.headers["X-Content-Type-Options"] == "nosniff"
+            assert "sandbox" in resp.headers["Content-Security-Policy"].split("; ")
 
 
 def test_credentials_are_needed_off_loopback_only() -> None:

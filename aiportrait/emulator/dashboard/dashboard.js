@@ -1,6 +1,7 @@
-// The emulator's dashboard, live: the server renders the page (aiportrait/emulator/_page.py);
-// this script keeps it current from /_dashboard/events (server-sent events) and sends the faults
-// form. Rows are built with the same markup as _page.py (functions of the same names). Every
+// The emulator's dashboard, live: the server renders the page (aiportrait/emulator/
+// _dashboard_page.py); this script keeps it current from /_dashboard/events (server-sent events:
+// hello holds the whole state, then the changes) and sends the faults form. Rows are built with
+// the same markup as _dashboard_page.py (functions of the same names). Every
 // server string goes in with textContent or as an attribute value, never as markup.
 "use strict";
 
@@ -8,7 +9,7 @@
   const BASE = "/_dashboard";
   const KEEP = { jobs: 200, portraits: 200, objects: 200, requests: 100 };
 
-  // -- markup (the twins of _page.py's) ---------------------------------------------------------
+  // -- markup (the twins of _dashboard_page.py's) -------------------------------------------
 
   function el(tag, attrs, ...children) {
     const node = document.createElement(tag);
@@ -16,9 +17,17 @@
       if (value !== null && value !== undefined) node.setAttribute(name, String(value));
     }
     for (const child of children) {
-      node.append(child);  // a string is appended as text
+      node.append(typeof child === "string" ? visible(child) : child);  // a string: as text
     }
     return node;
+  }
+
+  // Control and bidirectional formatting characters a client sent, shown as \uXXXX (they
+  // would otherwise move or hide the text around them).
+  const HIDDEN = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+  function visible(value) {
+    return value.replace(HIDDEN, (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
   }
 
   function text(value) {
@@ -106,10 +115,11 @@
   }
 
   function duplicateItem(dup) {
-    const said = dup.path + " from " + dup.app_id + ": " + (dup.count || 0) + " times, " +
+    const said = dup.path + " from " + dup.app_id + ": " +
       "first " + String(dup.first_at).slice(11, 19) + ", last " + String(dup.last_at).slice(11, 19) +
       ", body sha256 " + dup.digest;
-    return el("li", { "data-digest": dup.digest }, el("strong", null, "Charged twice: "), said);
+    const times = "Charged " + (dup.count || 0) + " times: ";
+    return el("li", { "data-digest": dup.digest }, el("strong", null, times), said);
   }
 
   function duplicateItems(duplicates) {
@@ -134,7 +144,7 @@
       el("td", null, clock(req.at)),
       el("td", null, text(req.method)),
       el("td", null, text(req.path)),
-      el("td", null, text(req.status)),
+      el("td", null, req.status === null ? "dropped" : text(req.status)),
       el("td", null, shown),
       el("td", null, req.fault || ""),
       el("td", null, req.app_id || ""),
@@ -167,6 +177,11 @@
       upsert($("#portraits .gallery"), `figure[data-job-id="${key(p.job_id)}"]`, portraitFigure(p), KEEP.portraits);
     },
     object(obj) {
+      if (obj.size === null) {  // deleted
+        const old = $("#objects ul").querySelector(`li[data-key="${key(obj.key)}"]`);
+        if (old) old.remove();
+        return;
+      }
       upsert($("#objects ul"), `li[data-key="${key(obj.key)}"]`, objectItem(obj), KEEP.objects);
     },
     request(req) {
@@ -181,11 +196,15 @@
         section.querySelector("ul").replaceChildren(...duplicateItems(data.duplicates));
       }
     },
-    faults(faults) {
+    // The settings in force; a field being edited (focused, or changed and not applied) keeps
+    // what the user typed, unless ``applied`` (the answer to the user's own form).
+    faults(faults, applied) {
       const form = $("#faults form");
       for (const [name, value] of Object.entries(faults)) {
         const input = form.elements.namedItem(name);
         if (!input) continue;
+        if (!applied && (input === document.activeElement || input.dataset.edited)) continue;
+        delete input.dataset.edited;
         if (input.type === "checkbox") input.checked = Boolean(value);
         else if (Array.isArray(value)) input.value = value.join(", ");
         else input.value = value === null ? "" : String(value);
@@ -214,7 +233,7 @@
 
   function setLive(live) {
     const badge = $("[data-testid=live]");
-    badge.textContent = live ? "live" : "reconnecting";
+    badge.textContent = live ? "live" : "reconnecting";  // (the page starts "connecting\u2026")
     badge.dataset.live = live ? "yes" : "no";
   }
 
@@ -226,12 +245,10 @@
   function connect() {
     const source = new EventSource(BASE + "/events");
     let queued = [];
-    let loading = false;  // the state is being read: events wait until it is applied
     let timer = null;
 
     function flush() {
       timer = null;
-      if (loading) return;
       const batch = queued;
       queued = [];
       const reqs = [];
@@ -242,16 +259,11 @@
       if (reqs.length) requests(reqs);
     }
 
-    source.addEventListener("hello", async () => {
-      loading = true;
-      try {
-        const answer = await fetch(BASE + "/api/state", { headers: { Accept: "application/json" } });
-        if (answer.ok) applyState(await answer.json());
-      } finally {
-        loading = false;
-        flush();
-        setLive(source.readyState === EventSource.OPEN);
-      }
+    // hello holds the state as the stream starts; every later event is a change since then.
+    source.addEventListener("hello", (event) => {
+      queued = [];
+      applyState(JSON.parse(event.data).state);
+      setLive(source.readyState === EventSource.OPEN);
     });
     for (const name of Object.keys(apply)) {
       source.addEventListener(name, (event) => {
@@ -294,7 +306,7 @@
       });
       const data = await answer.json();
       if (answer.ok) {
-        apply.faults(data);
+        apply.faults(data, true);
         output.textContent = "Applied: " + Object.entries(data)
           .map(([name, value]) => name + "=" + (value === null ? "none" : Array.isArray(value) ? value.join(",") : value))
           .join(", ");
@@ -309,7 +321,9 @@
   }
 
   document.addEventListener("DOMContentLoaded", () => {
-    $("#faults form").addEventListener("submit", sendFaults);
+    const form = $("#faults form");
+    form.addEventListener("submit", sendFaults);
+    form.addEventListener("input", (event) => { event.target.dataset.edited = "yes"; });
     connect();
   });
 })();
