@@ -65,11 +65,12 @@ class Faults:
         status_5xx: the status used by ``rate_5xx`` (500, 502, 503, 504 ...).
         rate_429: answer 429 with a ``Retry-After`` of ``retry_after`` seconds before doing
             anything.
-        retry_after: seconds sent in ``Retry-After`` (written as an integer when whole).
+        retry_after: seconds sent in ``Retry-After`` (written as an integer when whole; at
+            most 600).
         drop_before: close the connection before processing; nothing is counted.
         drop_after: process the request fully (counted), then close without answering.
         latency: seconds slept before processing, on a ``latency_rate`` share of requests
-            (at most :data:`MAX_SECONDS`, like ``retry_after``).
+            (at most 600, like ``retry_after``).
         latency_rate: share of requests delayed by ``latency``.
         malformed: process fully (counted), then answer 200 with a truncated JSON body.
         job_failure: share of accepted trainings that end in state 3 whatever their photos.
