@@ -16,7 +16,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from playwright.async_api import BrowserContext, Page, async_playwright, expect
+from playwright.async_api import BrowserContext, Page, Route, async_playwright, expect
+from yarl import URL
 
 from aiportrait import RetryPolicy
 from aiportrait.emulator import Emulator, Faults
@@ -434,3 +435,47 @@ async def test_a_faults_event_keeps_the_field_being_edited(
     await form.get_by_role("button", name="Apply faults").click()
     await expect(form.locator("output")).to_contain_text("rate_5xx=0.25")
     assert (emu.faults.rate_5xx, emu.faults.status_5xx) == (0.25, 503)
+
+
+async def test_a_restarted_emulator_replaces_what_the_page_shows(
+    browser: BrowserContext, emu: Emulator, media: SamplePhotos, tmp_path: Path
+) -> None:
+    """The page reconnects to an emulator started again on the same port and shows its state
+    only: the jobs of the one before are gone, the header says when the new one started."""
+    page = await open_dashboard(browser, emu)
+    async with emu.session() as session:
+        with pytest.warns(PhotoCountWarning):
+            job = await session.train([emu.media_url(n) for n in media.astronaut[:2]])
+    old_row = page.locator(f'#jobs tbody tr[data-job-id="{job.job_id}"]')
+    await expect(old_row).to_have_count(1)
+    started = await page.locator("header time").get_attribute("datetime")
+    port = URL(emu.url).port
+    await emu.close()
+    await expect(page.get_by_test_id("live")).to_have_text("reconnecting")
+    async with Emulator(port=port, serve_dir=media.folder, data_dir=tmp_path / "again") as again:
+        assert again.url == emu.url
+        await expect(page.get_by_test_id("live")).to_have_text("live", timeout=15_000)
+        await expect(page.locator("#jobs tbody tr")).to_have_count(0)
+        assert await page.locator("header time").get_attribute("datetime") != started
+
+
+async def test_a_stream_refused_is_connected_again(browser: BrowserContext, emu: Emulator) -> None:
+    """A stream answered other than 200 (the 503 of one stream too many) is not retried by the
+    browser: the page says "disconnected" and connects again on its own."""
+    page = await browser.new_page()
+    refused, seen = asyncio.Event(), asyncio.Event()
+
+    async def once_refused(route: Route) -> None:
+        if refused.is_set():
+            await seen.wait()  # the next attempt waits until the test saw "disconnected"
+            await route.continue_()
+        else:
+            refused.set()
+            await route.fulfill(status=503, json={"error": "32 streams are open"})
+
+    await page.route("**/_dashboard/events", once_refused)
+    await page.goto(emu.url + "/")
+    badge = page.get_by_test_id("live")
+    await expect(badge).to_have_text("disconnected")
+    seen.set()
+    await expect(badge).to_have_text("live")

@@ -219,23 +219,42 @@
     while (body.children.length > KEEP.requests) body.lastElementChild.remove();
   }
 
-  // The whole state (after a (re)connection): lists oldest first, so the newest ends on top.
-  function applyState(state) {
+  // The whole state (after a (re)connection: the emulator may have restarted, with other jobs),
+  // every list rebuilt from it (the state's lists are newest first, as the page shows them).
+  function rows(list, keep, row) {
+    return (list || []).slice(0, keep).map(row);
+  }
+
+  function applyState(hello) {
+    const state = hello.state;
+    const started = $("header time");
+    started.setAttribute("datetime", text(hello.started_at));
+    started.textContent = text(hello.started_at);
     apply.charges(state);
     apply.faults(state.faults || {});
-    for (const name of ["job", "portrait", "object"]) {
-      for (const item of (state[name + "s"] || []).slice().reverse()) apply[name](item);
-    }
-    $("#requests tbody").replaceChildren(...(state.requests || []).map(requestRow));  // newest first
+    $("#jobs tbody").replaceChildren(...rows(state.jobs, KEEP.jobs, jobRow));
+    $("#portraits .gallery").replaceChildren(
+      ...rows(state.portraits, KEEP.portraits, portraitFigure));
+    $("#objects ul").replaceChildren(...rows(state.objects, KEEP.objects, objectItem));
+    $("#requests tbody").replaceChildren(...rows(state.requests, KEEP.requests, requestRow));
   }
 
   // -- the stream ----------------------------------------------------------------------------------
 
-  function setLive(live) {
+  // "live", "reconnecting" (the browser retries on its own) or "disconnected" (it gave up: an
+  // answer other than 200, such as the 503 of one stream too many; connect() tries again later).
+  // (The page starts "connecting\u2026".)
+  function setLive(shown) {
     const badge = $("[data-testid=live]");
-    badge.textContent = live ? "live" : "reconnecting";  // (the page starts "connecting\u2026")
-    badge.dataset.live = live ? "yes" : "no";
+    badge.textContent = shown;
+    badge.dataset.live = shown === "live" ? "yes" : "no";
   }
+
+  // Seconds before connecting again after the browser gave up: doubled each time, at most
+  // RETRY_MAX_MS, back to the first after a hello.
+  const RETRY_FIRST_MS = 1000;
+  const RETRY_MAX_MS = 30000;
+  let retryMs = RETRY_FIRST_MS;
 
   // Events are applied in batches, at most every FLUSH_MS: a busy emulator sends hundreds of
   // requests a second, and only the last ones of a batch are built. A job's states are still
@@ -262,8 +281,9 @@
     // hello holds the state as the stream starts; every later event is a change since then.
     source.addEventListener("hello", (event) => {
       queued = [];
-      applyState(JSON.parse(event.data).state);
-      setLive(source.readyState === EventSource.OPEN);
+      retryMs = RETRY_FIRST_MS;
+      applyState(JSON.parse(event.data));
+      setLive(source.readyState === EventSource.OPEN ? "live" : "reconnecting");
     });
     for (const name of Object.keys(apply)) {
       source.addEventListener(name, (event) => {
@@ -271,8 +291,16 @@
         if (timer === null) timer = setTimeout(flush, FLUSH_MS);
       });
     }
-    source.addEventListener("resync", () => setLive(false));
-    source.addEventListener("error", () => setLive(false));
+    source.addEventListener("resync", () => setLive("reconnecting"));
+    source.addEventListener("error", () => {
+      if (source.readyState !== EventSource.CLOSED) {
+        setLive("reconnecting");
+        return;
+      }
+      setLive("disconnected");
+      setTimeout(connect, retryMs);
+      retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
+    });
   }
 
   // -- the faults form -------------------------------------------------------------------------------
