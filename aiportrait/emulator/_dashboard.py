@@ -37,7 +37,7 @@ from yarl import URL
 from ._activity import Activity
 from ._auth import basic_auth_app
 from ._bucket import Bucket
-from ._dashboard_events import event_json, sse_event
+from ._dashboard_events import Subscriber, event_json, sse_event
 from ._dashboard_page import render_page
 from ._dashboard_records import DASHBOARD_PATH, iso_time
 from ._faults import faults_from_json, faults_json
@@ -128,6 +128,7 @@ class _Dashboard:
         self.activity: Activity = service.activity
         self.bucket = bucket
         self.auth = auth
+        self.streams: dict[Subscriber, web.Request] = {}  # the open event streams' requests
 
     def guarded(self, handler: Route) -> Route:
         """``handler`` behind the credentials when they are needed, else behind the ``Host``
@@ -200,11 +201,14 @@ class _Dashboard:
     async def events(self, request: web.Request) -> web.StreamResponse:
         activity = self.activity
         if activity.streams >= MAX_STREAMS:
+            self.drop_closed_streams()
+        if activity.streams >= MAX_STREAMS:
             return _error(503, f"{MAX_STREAMS} dashboard event streams are open: close one")
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
         )
         subscriber = activity.subscribe()
+        self.streams[subscriber] = request
         # hello holds the state as of now, when the subscription starts: every event after it
         # is a change since, none is already in it (a page that read the state on its own
         # could read it after some of the events it then gets, and apply them twice).
@@ -239,7 +243,18 @@ class _Dashboard:
                 request.transport.abort()
         finally:
             self.activity.unsubscribe(subscriber)
+            self.streams.pop(subscriber, None)
         return response
+
+    def drop_closed_streams(self) -> None:
+        """Free the slots of the streams whose page went away: a stream learns it only when it
+        next writes (at most :data:`KEEPALIVE` seconds later); each is closed (its handler ends
+        when it wakes) and forgotten now."""
+        for subscriber, request in list(self.streams.items()):
+            if request.transport is None or request.transport.is_closing():
+                subscriber.close()
+                self.activity.unsubscribe(subscriber)
+                del self.streams[subscriber]
 
     async def put_faults(self, request: web.Request) -> web.StreamResponse:
         if request.content_type != "application/json":

@@ -384,6 +384,24 @@ async def test_a_stream_the_page_does_not_read_is_closed_and_streams_are_capped(
         stalled.close()
 
 
+async def test_streams_the_pages_closed_free_their_slots_at_once(
+    emu: Emulator, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A closed stream's slot is free for the next page, not only at its next keepalive."""
+    monkeypatch.setattr(dashboard, "KEEPALIVE", 3600.0)  # no write tells them the page left
+    streams = [await http.get(emu.url + EVENTS) for _ in range(dashboard.MAX_STREAMS)]
+    for stream in streams:
+        assert (await anext(_events(stream)))[0] == "hello"
+    assert await _stream_status(http, emu) == 503
+    for stream in streams:
+        stream.close()
+    # (The emulator learns of each close when its loop reads the connection's end: asked until
+    # it answers 200, for at most 10 s; before, the slots stayed taken for KEEPALIVE.)
+    deadline = asyncio.get_running_loop().time() + 10
+    while await _stream_status(http, emu) != 200:
+        assert asyncio.get_running_loop().time() < deadline, "the closed streams' slots are taken"
+
+
 async def test_hello_holds_the_state_and_no_event_after_it_repeats_it(
     emu: Emulator, http: aiohttp.ClientSession
 ) -> None:
