@@ -30,7 +30,7 @@ from aiohttp import web
 
 from ._auth import AppConfig, check_signature, identify, named_app
 from ._bucket import Bucket, add_bucket_routes
-from ._dashboard import add_dashboard_routes
+from ._dashboard import add_dashboard_routes, refused_host
 from ._errors import (
     BODY_TIMEOUT,
     BODY_TOO_LARGE,
@@ -318,7 +318,11 @@ async def _batch(app: AppConfig, raw: bytes, request_id: str, request: web.Reque
 
 
 async def _media(request: web.Request) -> web.StreamResponse:
-    """Serve a file of ``--serve-dir``: unsigned, read-only, one path segment, no dot files."""
+    """Serve a file of ``--serve-dir``: unsigned, read-only, one path segment, no dot files;
+    on loopback, only to a loopback name in ``Host`` (as the dashboard)."""
+    refused = refused_host(request)
+    if refused is not None:
+        return refused
     root = request.app[SETTINGS_KEY].serve_dir
     path = None if root is None else media_file(root, request.match_info["name"])
     try:

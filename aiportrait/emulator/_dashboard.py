@@ -17,11 +17,13 @@ the bucket's objects.
 Only loopback by default: when the emulator listens elsewhere (see :func:`needs_auth`), every
 ``/_dashboard`` path needs HTTP Basic with an AppId and its token. Without credentials, a
 request that reached the emulator on a loopback address must name it in its ``Host``
-(``localhost``, ``127.x.y.z`` or ``[::1]``, with the port it reached), else it is refused with
-421: a page of another site whose name was made to point at 127.0.0.1 (DNS rebinding) cannot
-read the dashboard. The fault control also refuses a body that is not ``application/json`` and
-a request whose ``Origin`` is not the emulator's own (on loopback: a loopback name with the
-port), so a page elsewhere cannot change the faults through the developer's browser.
+(``localhost``, ``127.x.y.z`` or ``[::1]``, any port: ``ssh -L`` and container port
+forwards change it), else it is refused with 421: a page of another site whose name was made
+to point at 127.0.0.1 (DNS rebinding) cannot read the dashboard. The fault control also refuses
+a body that is not ``application/json`` and a request whose ``Origin`` is not the emulator's
+own (on loopback: ``http://`` and a loopback name, any port; a page of another origin cannot
+send a JSON ``PUT`` without a CORS preflight, which the emulator never grants), so a page
+elsewhere cannot change the faults through the developer's browser.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ __all__ = [
     "WRITE_TIMEOUT",
     "add_dashboard_routes",
     "needs_auth",
+    "refused_host",
 ]
 
 #: Seconds between keepalive comments on an idle event stream.
@@ -82,6 +85,11 @@ _PAGE_HEADERS = {
 # is one (never SVG), never run as a page of the dashboard's origin.
 _OBJECT_HEADERS = {**SANDBOXED, "Cache-Control": "no-store"}
 _IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp", "image/bmp")
+_NOT_LOOPBACK = (
+    "on loopback, the dashboard and /media/ answer only to a loopback name in Host (localhost, "
+    "127.x.y.z or [::1], any port); to reach the dashboard by another name, start the emulator "
+    "with --dashboard-auth (Emulator(dashboard_auth=True)) and send an AppId and its token"
+)
 _CHALLENGE = {"WWW-Authenticate": 'Basic realm="aiportrait emulator", charset="UTF-8"'}
 
 Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -94,22 +102,29 @@ def needs_auth(bind: str) -> bool:
     return not is_loopback_host(bind)
 
 
-def _loopback_authority(authority: str, port: int) -> bool:
-    """Whether ``authority`` (a ``Host`` header, or an origin without its scheme) is a loopback
-    name or address with ``port`` (no port: 80)."""
+def _loopback_authority(authority: str) -> bool:
+    """Whether ``authority`` (a ``Host`` header, or an origin without its scheme) names a
+    loopback name or address, with any port (a port forwarded by ``ssh -L`` or a container
+    differs from the emulator's; the name is what DNS rebinding changes)."""
     try:
-        url = URL("http://" + authority)
-        return is_loopback_host(url.host) and (url.explicit_port or 80) == port
+        return is_loopback_host(URL("http://" + authority).host)
     except ValueError:
         return False
 
 
-def _reached_on_loopback(request: web.Request) -> int | None:
-    """The local port of ``request``'s connection when it reached a loopback address."""
+def _reached_on_loopback(request: web.Request) -> bool:
+    """Whether ``request``'s connection reached a loopback address."""
     sockname = None if request.transport is None else request.transport.get_extra_info("sockname")
-    if not sockname or not is_loopback_host(str(sockname[0])):
-        return None
-    return int(sockname[1])
+    return sockname is not None and len(sockname) > 0 and is_loopback_host(str(sockname[0]))
+
+
+def refused_host(request: web.Request) -> web.Response | None:
+    """The 421 answer to ``request`` when it reached a loopback address with a ``Host`` that
+    is not a loopback name (DNS rebinding), else None. The dashboard (without credentials) and
+    ``/media/`` answer only after it."""
+    if _reached_on_loopback(request) and not _loopback_authority(request.host):
+        return _error(421, _NOT_LOOPBACK)
+    return None
 
 
 def _package_file(name: str) -> bytes:
@@ -138,8 +153,8 @@ class _Dashboard:
             if self.auth:
                 if basic_auth_app(self.service.apps, request.headers.get("Authorization")) is None:
                     return _error(401, "the dashboard needs an AppId and its token", _CHALLENGE)
-            elif not self.own_origin(request, request.host):
-                return _error(421, "the dashboard answers only to its loopback address (Host)")
+            elif (refused := refused_host(request)) is not None:
+                return refused
             return await handler(request)
 
         return route
@@ -147,11 +162,10 @@ class _Dashboard:
     def own_origin(self, request: web.Request, authority: str) -> bool:
         """Whether ``authority`` (the ``Host``, or the ``Origin`` without its scheme) names the
         emulator as ``request`` reached it: without credentials on a loopback connection, a
-        loopback name with its port; else the request's own ``Host``."""
-        port = None if self.auth else _reached_on_loopback(request)
-        if port is None:
+        loopback name (any port); else the request's own ``Host``."""
+        if self.auth or not _reached_on_loopback(request):
             return authority == request.host
-        return _loopback_authority(authority, port)
+        return _loopback_authority(authority)
 
     def state(self) -> dict[str, object]:
         objects = {} if self.bucket is None else self.bucket.objects

@@ -267,30 +267,32 @@ async def test_the_fault_control_refuses_other_origins_and_forms(
 
 
 async def test_on_loopback_the_dashboard_answers_only_to_loopback_names(
-    emu: Emulator, http: aiohttp.ClientSession
+    emu: Emulator, http: aiohttp.ClientSession, media: tuple[Path, SamplePhotos]
 ) -> None:
     """A page of another site whose name points at 127.0.0.1 (DNS rebinding) sends its own
-    name as the Host, and its own origin: refused."""
+    name as the Host, and its own origin: refused, for the dashboard and the media files. A
+    loopback name is enough, with any port (``ssh -L 9000:127.0.0.1:8089`` sends port 9000)."""
     port = emu.url.rsplit(":", 1)[1]
-    for host in ("evil.example", f"evil.example:{port}", "127.0.0.1:1", "localhost"):
-        for path in ("/", "/_dashboard/", STATE, EVENTS, "/_dashboard/static/dashboard.js"):
+    photo = "/media/" + media[1].astronaut[0]
+    paths = ("/", "/_dashboard/", STATE, EVENTS, "/_dashboard/static/dashboard.js", photo)
+    for host in ("evil.example", f"evil.example:{port}", f"localhost.evil.example:{port}"):
+        for path in paths:
             async with http.get(emu.url + path, headers={"Host": host}) as resp:
                 assert resp.status == 421, (host, path)
+                message = (await resp.json())["error"]
+                assert "loopback name in Host" in message and "--dashboard-auth" in message
         async with http.put(emu.url + FAULTS, json={"rate_429": 1}, headers={"Host": host}) as r:
             assert r.status == 421
-    for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"127.0.0.2:{port}"):
-        async with http.get(emu.url + STATE, headers={"Host": host}) as resp:
-            assert resp.status == 200, host
-    for origin in (
-        f"http://evil.example:{port}",
-        "http://127.0.0.1:1",
-        f"https://localhost:{port}",
-    ):
+    for host in (f"localhost:{port}", f"127.0.0.2:{port}", "127.0.0.1:9000", "localhost", "[::1]"):
+        for path in (STATE, photo):
+            async with http.get(emu.url + path, headers={"Host": host}) as resp:
+                assert resp.status == 200, (host, path)
+    for origin in (f"http://evil.example:{port}", f"https://localhost:{port}"):
         headers = {"Origin": origin, "Host": f"localhost:{port}"}
         async with http.put(emu.url + FAULTS, json={"rate_429": 1}, headers=headers) as resp:
             assert resp.status == 403, origin
     assert emu.faults == Faults()
-    headers = {"Origin": f"http://localhost:{port}"}  # another loopback name of the emulator
+    headers = {"Origin": "http://localhost:9000", "Host": "localhost:9000"}  # a port forward
     async with http.put(emu.url + FAULTS, json={"rate_429": 1}, headers=headers) as resp:
         assert resp.status == 200
     assert await _signed(http, emu, "GET", BATCH_PATH_PREFIX + "1") == 429  # the API: any Host
