@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import click
 
 from ..emulator import Faults
-from ..emulator._faults import MAX_SECONDS
+from ..emulator._faults import MAX_SECONDS, MAX_SEED
 from ._exit import EXIT_OK, UsageError
 from ._options import POSITIVE, Common, port_option, shared, stop_event, train_seconds_option
 
@@ -33,6 +33,7 @@ BANNER: Final = "local stand-in, no diffusion: real face detection and compositi
 _RATE: Final = click.FloatRange(0.0, 1.0)
 _SECONDS: Final = click.FloatRange(min=0.0)
 _FAULT_SECONDS: Final = click.FloatRange(0.0, MAX_SECONDS)
+_SEED: Final = click.IntRange(-MAX_SEED, MAX_SEED)
 
 
 class StartError(Exception):
@@ -79,7 +80,7 @@ def _summary(counters: Counters) -> str:
 
 
 _FAULTS: Final = {
-    "--fault-seed": ("seed", int, "N"),
+    "--fault-seed": ("seed", _SEED, "N"),
     "--fault-5xx": ("rate_5xx", _RATE, "RATE"),
     "--fault-5xx-status": ("status_5xx", int, "STATUS"),
     "--fault-429": ("rate_429", _RATE, "RATE"),

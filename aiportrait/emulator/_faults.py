@@ -38,6 +38,10 @@ __all__ = [
 #: The most seconds of ``latency`` and ``retry_after``.
 MAX_SECONDS = 600
 
+#: The largest ``seed`` either way: the largest integer a JavaScript number (the dashboard's
+#: faults form) holds exactly.
+MAX_SEED = 2**53 - 1
+
 #: How many of the latest API requests :attr:`Counters.arrivals` keeps.
 ARRIVALS_KEPT = 100_000
 
@@ -59,7 +63,8 @@ class Faults:
     """Fault injection settings; every rate is a probability in ``[0, 1]`` per request.
 
     Attributes:
-        seed: seed of the private ``random.Random`` (re-seeded when the settings are assigned).
+        seed: seed of the private ``random.Random`` (re-seeded when the settings are assigned;
+            at most 2^53 - 1 either way: the largest integer the dashboard's form holds exactly).
         rate_5xx: answer with the status ``status_5xx`` and an error envelope before doing
             anything.
         status_5xx: the status used by ``rate_5xx`` (500, 502, 503, 504 ...).
@@ -112,6 +117,8 @@ class Faults:
         for name, seconds in (("latency", self.latency), ("retry_after", self.retry_after)):
             if not 0 <= seconds <= MAX_SECONDS:
                 raise ValueError(f"{name} must be within [0, {MAX_SECONDS}] seconds")
+        if not -MAX_SEED <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be within [-{MAX_SEED}, {MAX_SEED}] (2^53 - 1)")
         if not 500 <= self.status_5xx <= 599:
             raise ValueError(f"status_5xx must be a 5xx status, got {self.status_5xx}")
         if self.paths is not None:  # accept any collection of prefixes

@@ -226,6 +226,9 @@ async def test_an_outage_from_the_dashboard_answers_every_request_503(
         ({"rate_5xx": "0.5"}, "rate_5xx"),
         ({"latency": True}, "latency"),
         ({"seed": 1.5}, "seed"),
+        ({"seed": 2**53}, "seed"),  # beyond what the page's Number() holds exactly
+        ({"seed": -(2**53)}, "seed"),
+        ({"seed": 10**400}, "seed"),
         ({"status_5xx": 404}, "status_5xx"),
         ({"paths": "/api"}, "paths"),
         ({"paths": []}, "paths"),

@@ -42,11 +42,23 @@ def test_same_seed_same_faults_and_rates_respected() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"rate_5xx": 1.5}, {"rate_5xx": 0.6, "drop_after": 0.6}, {"latency": -1}, {"status_5xx": 404}],
+    [
+        {"rate_5xx": 1.5},
+        {"rate_5xx": 0.6, "drop_after": 0.6},
+        {"latency": -1},
+        {"status_5xx": 404},
+        {"seed": 2**53},
+        {"seed": -(2**53)},
+    ],
 )
 def test_invalid_faults_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError, match=r"must|more than 1"):
         Faults(**kwargs)  # type: ignore[arg-type]
+
+
+def test_the_largest_seed_the_dashboard_holds_exactly_is_accepted() -> None:
+    assert Faults(seed=2**53 - 1).seed == 2**53 - 1
+    assert Faults(seed=-(2**53 - 1)).seed == -(2**53 - 1)
 
 
 async def test_5xx_and_429_are_answered_before_any_work(emu: Emulator) -> None:
