@@ -275,6 +275,10 @@ async def test_the_server_and_the_script_render_the_same_markup(
             model_id = (await session.wait(await session.train(photos))).model_id
         await session.create(model_id, emu.media_url(media.astronaut_template))
         await session.create(model_id, emu.media_url(media.astronaut_template))
+        with pytest.raises(ModelIdError):  # zero-width characters: escaped by both
+            await session.with_options(retry=ONCE).create(
+                "zero\u200bwidth\u200d\ufeff", emu.media_url(media.astronaut_template)
+            )
         emu.faults = Faults(rate_429=1.0)
         with pytest.raises(RateLimited):
             await session.with_options(retry=ONCE).check_images(photos)
@@ -292,6 +296,7 @@ async def test_the_server_and_the_script_render_the_same_markup(
     assert served["#duplicates ul"].count("data-digest") == 1
     assert served["#portraits .gallery"].count("<figure") == 2
     assert "<td>dropped</td>" in served["#requests tbody"]
+    assert "zero\\u200bwidth\\u200d\\ufeff" in served["#jobs tbody"]
     assert served == scripted
 
 
@@ -304,7 +309,9 @@ async def test_server_text_is_shown_as_text(
     page = await open_dashboard(browser, emu)
     async with emu.session(retry=ONCE) as session:
         with pytest.raises(ModelIdError):
-            await session.create("\u202eevil\x1b[31m", emu.media_url(media.astronaut_template))
+            await session.create(
+                "\u202eevil\x1b[31m\u200b\ufeff\xad\u2060", emu.media_url(media.astronaut_template)
+            )
         with pytest.raises(ModelIdError):
             await session.create(markup, emu.media_url(media.astronaut_template))
     for shown in (page, await served_page(browser, emu)):
@@ -313,8 +320,9 @@ async def test_server_text_is_shown_as_text(
         await expect(row).to_contain_text(markup)
         assert await shown.locator('#jobs img[src="x"]').count() == 0
         hidden = shown.locator("#jobs tbody tr").nth(1)
-        await expect(hidden).to_contain_text("model_id: \\u202eevil\\u001b[31m")
-        assert "\u202e" not in await hidden.inner_text()
+        shown_id = "model_id: \\u202eevil\\u001b[31m\\u200b\\ufeff\\u00ad\\u2060"
+        await expect(hidden).to_contain_text(shown_id)
+        assert not {"\u202e", "\u200b", "\ufeff", "\xad", "\u2060"} & set(await hidden.inner_text())
     assert await page.evaluate("window.pwned") is None
 
 

@@ -47,9 +47,12 @@ def el(tag: str, attrs: Mapping[str, Any] | None = None, *children: str) -> str:
     return f"<{tag}{_attrs(attrs or {})}>{''.join(children)}</{tag}>"
 
 
-#: Control and bidirectional formatting characters, shown as ``\\uXXXX`` (they would otherwise
-#: move or hide the text around them); ``HIDDEN`` in ``dashboard.js`` is the same set.
-HIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+#: Control, bidirectional formatting and zero-width characters, shown as ``\\uXXXX`` (they
+#: would otherwise move or hide the text around them, or hide themselves: two ids that look
+#: the same); ``HIDDEN`` in ``dashboard.js`` is the same set.
+HIDDEN = re.compile(
+    "[\x00-\x1f\x7f-\x9f\xad\u061c\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]"
+)
 
 
 def visible(value: str) -> str:

@@ -22,9 +22,10 @@
     return node;
   }
 
-  // Control and bidirectional formatting characters a client sent, shown as \uXXXX (they
-  // would otherwise move or hide the text around them).
-  const HIDDEN = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+  // Control, bidirectional formatting and zero-width characters a client sent, shown as
+  // \uXXXX (they would otherwise move or hide the text around them, or hide themselves).
+  // HIDDEN in _dashboard_page.py is the same set.
+  const HIDDEN = /[\u0000-\u001f\u007f-\u009f\u00ad\u061c\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]/g;
 
   function visible(value) {
     return value.replace(HIDDEN, (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
