@@ -285,7 +285,7 @@ def test_the_cli_reference_is_the_one_the_commands_write() -> None:
 def test_the_cli_reference_names_the_help_options_the_commands_take() -> None:
     """``-h, --help``, whether or not a command ran before in the process (click keeps a
     command's help option from the first context that asks for it)."""
-    for first in ("", "aiportrait.cli.main(['--help'])"):
+    for first in ("", "aiportrait.cli.main(['--help'])", "aiportrait.cli.parse(['uploads', '-h'])"):
         code = f"import aiportrait.cli\n{first}\nprint(aiportrait.cli.reference())"
         run = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, check=True

@@ -99,7 +99,7 @@ def parse(argv: Sequence[str]) -> str:
     (its text is not shown). The documentation's tests check its command lines with it."""
     obj = Common(Output(io.StringIO(), io.StringIO(), flags=_FLAGS))  # for the options' callbacks
     command: click.Command = tree
-    ctx = tree.context_class(tree, info_name=PROG, obj=obj)
+    ctx = tree.context_class(tree, info_name=PROG, obj=obj, **tree.context_settings)
     args = list(argv)
     with contextlib.redirect_stdout(io.StringIO()):
         while True:
@@ -114,7 +114,8 @@ def parse(argv: Sequence[str]) -> str:
                 ctx.fail("missing command")
             name, sub, args = command.resolve_command(ctx, args)
             assert sub is not None  # else resolve_command raised
-            command, ctx = sub, sub.context_class(sub, info_name=name, parent=ctx)
+            ctx = sub.context_class(sub, info_name=name, parent=ctx, **sub.context_settings)
+            command = sub
 
 
 def main(argv: Sequence[str] | None = None) -> int:
