@@ -28,7 +28,7 @@ from ._temporalbatch import attach, batch_
 from ._temporaldev import dev
 from ._uploads import uploads
 
-__all__ = ["console", "main", "parse", "tree"]
+__all__ = ["console", "context", "main", "parse", "tree"]
 
 _EPILOG: Final = (
     "Credentials: --host/--app-id/--token, else "
@@ -92,6 +92,20 @@ def _long_flags(command: click.Command) -> frozenset[str]:
 _FLAGS: Final = _long_flags(tree)
 
 
+def context(
+    command: click.Command,
+    name: str | None = PROG,
+    parent: click.Context | None = None,
+    obj: object = None,
+) -> click.Context:
+    """A context of ``command`` made as ``main`` makes it: with the command's own settings (its
+    help options among them: click keeps a command's help option from the first context that
+    asks, so one made without them would change ``--help`` for the rest of the process)."""
+    return command.context_class(
+        command, info_name=name, parent=parent, obj=obj, **command.context_settings
+    )
+
+
 def parse(argv: Sequence[str]) -> str:
     """Parse ``argv`` (the arguments after ``aiportrait``) as the command would, options' types
     and checks included, and run nothing; returns the command's path (``aiportrait temporal
@@ -99,7 +113,7 @@ def parse(argv: Sequence[str]) -> str:
     (its text is not shown). The documentation's tests check its command lines with it."""
     obj = Common(Output(io.StringIO(), io.StringIO(), flags=_FLAGS))  # for the options' callbacks
     command: click.Command = tree
-    ctx = tree.context_class(tree, info_name=PROG, obj=obj, **tree.context_settings)
+    ctx = context(tree, obj=obj)
     args = list(argv)
     with contextlib.redirect_stdout(io.StringIO()):
         while True:
@@ -114,7 +128,7 @@ def parse(argv: Sequence[str]) -> str:
                 ctx.fail("missing command")
             name, sub, args = command.resolve_command(ctx, args)
             assert sub is not None  # else resolve_command raised
-            ctx = sub.context_class(sub, info_name=name, parent=ctx, **sub.context_settings)
+            ctx = context(sub, name, ctx)
             command = sub
 
 

@@ -11,7 +11,7 @@ from typing import Final
 
 import click
 
-from ._main import tree
+from ._main import context, tree
 from ._output import PROG
 
 __all__ = ["reference"]
@@ -43,7 +43,7 @@ _CODE: Final = re.compile(r"(``.+?``|`[^`]+`)")
 def reference() -> str:
     """The Markdown of the command line's reference page: one section per command, in the
     order of ``--help``, each with its help text, usage, arguments and options."""
-    root = click.Context(tree, info_name=PROG, **tree.context_settings)
+    root = context(tree)
     sections = [_HEADER, *(_section(ctx) for ctx in _contexts(root)), _FOOTER]
     return "\n".join(sections)
 
@@ -61,11 +61,7 @@ def _subcommands(ctx: click.Context) -> list[click.Context]:
     if not isinstance(group, click.Group):
         return []
     found = [(name, group.get_command(ctx, name)) for name in group.list_commands(ctx)]
-    return [
-        click.Context(sub, info_name=name, parent=ctx, **sub.context_settings)
-        for name, sub in found
-        if sub is not None and not sub.hidden
-    ]
+    return [context(sub, name, ctx) for name, sub in found if sub is not None and not sub.hidden]
 
 
 def _section(ctx: click.Context) -> str:
